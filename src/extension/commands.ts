@@ -1,0 +1,237 @@
+// The command palette commands (category "MajicFLUX"). Each returns what it did, so tests and other
+// extensions can await it.
+
+import * as vscode from 'vscode';
+import { Configuration } from './configuration';
+import { Generation, GenerateInput, RunResult } from './generation';
+import { FLUX_LANGUAGE } from './fluxFile/documents';
+import { parseFlux } from './fluxFile/parser';
+import { isActive, Job, Jobs } from './jobs';
+import { checkModel, ModelReport, reportMarkdown, reportSummary } from './models';
+import { ServerManager, TOKEN_SECRET } from './serverManager';
+
+const t = vscode.l10n.t;
+const RECENT_KEY = 'majicflux.recentPrompts';
+const MAX_RECENT = 20;
+export const FIRST_PROMPT = 'a lighthouse on a cliff at dawn, oil painting';
+
+export interface CommandDeps {
+  context: vscode.ExtensionContext;
+  config: Configuration;
+  jobs: Jobs;
+  server: ServerManager;
+  generation: Generation;
+  log: vscode.LogOutputChannel;
+  openPanel: (prefill?: GenerateInput) => void;
+}
+
+export function registerCommands(d: CommandDeps): void {
+  const reg = (id: string, fn: (...args: never[]) => unknown) => d.context.subscriptions.push(vscode.commands.registerCommand(id, fn));
+  reg('majicflux.generate', (prompt?: string) => generateImage(d, prompt));
+  reg('majicflux.generateFromSelection', () => generateFromSelection(d));
+  reg('majicflux.openPanel', () => d.openPanel());
+  reg('majicflux.cancel', () => cancel(d.jobs));
+  reg('majicflux.showQueue', () => showQueue(d.jobs));
+  reg('majicflux.restartServer', () => restartServer(d));
+  reg('majicflux.showLog', () => d.log.show());
+  reg('majicflux.checkModels', (quiet?: boolean) => checkModels(d, quiet === true));
+  reg('majicflux.showMemoryNeeds', () => showReport(checkModel(d.config.settings)));
+  reg('majicflux.generateFirstImage', () => generateFirstImage(d));
+  reg('majicflux.newFluxFile', () => newFluxFile());
+  reg('majicflux.setRemoteToken', () => setRemoteToken(d));
+}
+
+function remember(context: vscode.ExtensionContext, prompt: string): void {
+  const recent = context.globalState.get<string[]>(RECENT_KEY, []).filter((p) => p !== prompt);
+  void context.globalState.update(RECENT_KEY, [prompt, ...recent].slice(0, MAX_RECENT));
+}
+
+/** Asks for a prompt: type a new one or pick one of the recent ones. */
+function askPrompt(context: vscode.ExtensionContext): Promise<string | undefined> {
+  const recent = context.globalState.get<string[]>(RECENT_KEY, []);
+  return new Promise((resolve) => {
+    const qp = vscode.window.createQuickPick();
+    qp.title = t('MajicFLUX: Generate Image');
+    qp.placeholder = recent.length ? t('Describe the image, or pick a recent prompt') : t('Describe the image, e.g. {0}', FIRST_PROMPT);
+    qp.ignoreFocusOut = true;
+    const recentItems = recent.map((p) => ({ label: p, description: t('recent') }));
+    qp.items = recentItems;
+    qp.onDidChangeValue((v) => {
+      qp.items = v.trim() ? [{ label: v, description: t('new prompt'), alwaysShow: true }, ...recentItems.filter((i) => i.label !== v)] : recentItems;
+    });
+    let done = false;
+    qp.onDidAccept(() => {
+      done = true;
+      resolve(qp.selectedItems[0]?.label ?? (qp.value.trim() || undefined));
+      qp.hide();
+    });
+    qp.onDidHide(() => {
+      if (!done) resolve(undefined);
+      qp.dispose();
+    });
+    qp.show();
+  });
+}
+
+async function generateImage(d: CommandDeps, given?: string): Promise<RunResult | undefined> {
+  const prompt = typeof given === 'string' && given.trim() ? given : await askPrompt(d.context);
+  if (!prompt) return undefined;
+  remember(d.context, prompt);
+  return d.generation.run({ prompt }, { kind: 'palette' }, { notify: true });
+}
+
+async function generateFromSelection(d: CommandDeps): Promise<RunResult | undefined> {
+  const editor = vscode.window.activeTextEditor;
+  const text = editor ? editor.selections.map((s) => editor.document.getText(s)).join('\n').trim() : '';
+  if (!editor || !text) {
+    void vscode.window.showWarningMessage(t('Select the text to use as the prompt first.'));
+    return undefined;
+  }
+  let input: GenerateInput = { prompt: text.replace(/\s+/g, ' ') };
+  // In a .flux file the selection may hold a whole block, parameters included.
+  if (editor.document.languageId === FLUX_LANGUAGE) {
+    const doc = parseFlux(text);
+    const block = doc.blocks[0];
+    if (block) input = { ...doc.defaults.values, ...block.values, prompt: block.prompt };
+  }
+  remember(d.context, input.prompt);
+  const fluxFile = editor.document.uri.scheme === 'file' && editor.document.languageId === FLUX_LANGUAGE ? editor.document.uri.fsPath : undefined;
+  return d.generation.run(input, { kind: 'selection', fluxFile }, { notify: true });
+}
+
+async function cancel(jobs: Jobs): Promise<number> {
+  const active = jobs.active();
+  if (!active.length) {
+    void vscode.window.showInformationMessage(t('MajicFLUX: nothing is running.'));
+    return 0;
+  }
+  if (active.length === 1) {
+    await jobs.cancel(active[0].id);
+    return 1;
+  }
+  const all = { label: t('$(close-all) Cancel all {0}', active.length), job: undefined as Job | undefined };
+  const pick = await vscode.window.showQuickPick([all, ...active.map((j) => ({ label: jobLabel(j), description: jobState(j), job: j as Job | undefined }))], {
+    title: t('Cancel which generation?'),
+  });
+  if (!pick) return 0;
+  if (pick.job) {
+    await jobs.cancel(pick.job.id);
+    return 1;
+  }
+  await jobs.cancelAll();
+  return active.length;
+}
+
+function jobLabel(j: Job): string {
+  const p = j.request.params.prompt;
+  return `${p.length > 60 ? `${p.slice(0, 59)}…` : p}`;
+}
+
+function jobState(j: Job): string {
+  switch (j.state) {
+    case 'pending': return t('waiting for the server');
+    case 'queued': return t('queued');
+    case 'running': return j.step !== undefined && j.steps ? t('step {0}/{1}', j.step, j.steps) : t('running ({0})', j.stage ?? '');
+    case 'done': return t('done');
+    case 'failed': return t('failed: {0}', j.error?.message ?? '');
+    case 'cancelled': return t('cancelled');
+  }
+}
+
+async function showQueue(jobs: Jobs): Promise<void> {
+  const list = [...jobs.active(), ...jobs.all().filter((j) => !isActive(j)).reverse().slice(0, 20)];
+  if (!list.length) {
+    void vscode.window.showInformationMessage(t('MajicFLUX: the queue is empty.'));
+    return;
+  }
+  const icon = (j: Job) => (j.state === 'running' ? '$(sync~spin)' : isActive(j) ? '$(clock)' : j.state === 'done' ? '$(pass)' : j.state === 'failed' ? '$(error)' : '$(circle-slash)');
+  const pick = await vscode.window.showQuickPick(
+    list.map((j) => ({
+      label: `${icon(j)} ${jobLabel(j)}`,
+      description: jobState(j),
+      detail: t('seed {0} · {1} steps · {2}×{3}', j.request.params.seed ?? '?', j.request.params.steps ?? '?', j.request.params.width ?? '?', j.request.params.height ?? '?'),
+      job: j,
+    })),
+    { title: t('MajicFLUX queue'), placeHolder: t('Pick a job: cancel it if it is waiting or running, open it if it is done') },
+  );
+  if (!pick) return;
+  const j = pick.job;
+  if (isActive(j)) {
+    const yes = t('Cancel It');
+    if ((await vscode.window.showWarningMessage(t('Cancel "{0}"?', jobLabel(j)), yes)) === yes) await jobs.cancel(j.id);
+  } else if (j.state === 'done' && j.result) {
+    await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(j.result.file));
+  }
+}
+
+async function restartServer(d: CommandDeps): Promise<void> {
+  if (!vscode.workspace.isTrusted) return void vscode.window.showWarningMessage(t('MajicFLUX runs a model only in a trusted workspace.'));
+  const n = d.jobs.active().length;
+  if (n) {
+    const yes = t('Restart');
+    if ((await vscode.window.showWarningMessage(t('{0} generation(s) are queued or running; restarting cancels them.', n), { modal: true }, yes)) !== yes) return;
+    await d.jobs.cancelAll();
+  }
+  await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: t('Restarting the MajicFLUX server…') }, () => d.server.restart());
+}
+
+async function showReport(r: ModelReport): Promise<ModelReport> {
+  const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content: reportMarkdown(r) });
+  await vscode.commands.executeCommand('markdown.showPreview', doc.uri).then(undefined, () => vscode.window.showTextDocument(doc));
+  return r;
+}
+
+async function checkModels(d: CommandDeps, quiet: boolean): Promise<ModelReport> {
+  const r = checkModel(d.config.settings);
+  d.log.info(`check models: ${reportSummary(r)}`);
+  if (quiet) return r;
+  const details = t('Show Details');
+  const settings = t('Open Settings');
+  const show = r.ok ? vscode.window.showInformationMessage : vscode.window.showErrorMessage;
+  const c = await show(`MajicFLUX: ${reportSummary(r)}`, details, settings);
+  if (c === details) await showReport(r);
+  if (c === settings) await vscode.commands.executeCommand('workbench.action.openSettings', 'majicflux.model');
+  return r;
+}
+
+async function generateFirstImage(d: CommandDeps): Promise<RunResult | undefined> {
+  const run = await d.generation.run({ prompt: FIRST_PROMPT }, { kind: 'walkthrough' }, { notify: true });
+  void run?.finished.then(async (jobs) => {
+    const file = jobs.find((j) => j.state === 'done')?.result?.file;
+    if (file) await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(file), { viewColumn: vscode.ViewColumn.Beside });
+  });
+  return run;
+}
+
+const SAMPLE_FLUX = `# A MajicFLUX prompt file: one block per image idea, separated by blank lines.
+# Parameters before the first prompt are defaults for the whole file.
+steps: 28
+width: 1024
+height: 768
+
+a lighthouse on a cliff at dawn,
+oil painting, dramatic clouds, warm light
+seed: 42
+
+a red fox in fresh snow, telephoto, shallow depth of field
+seed: random
+count: 2
+`;
+
+async function newFluxFile(): Promise<vscode.TextEditor> {
+  const doc = await vscode.workspace.openTextDocument({ language: FLUX_LANGUAGE, content: SAMPLE_FLUX });
+  return vscode.window.showTextDocument(doc);
+}
+
+async function setRemoteToken(d: CommandDeps): Promise<void> {
+  const token = await vscode.window.showInputBox({
+    title: t('MajicFLUX remote server token'),
+    prompt: t('The token printed by `majicflux serve` on the GPU machine. Empty clears it.'),
+    password: true,
+    ignoreFocusOut: true,
+  });
+  if (token === undefined) return;
+  if (token) await d.context.secrets.store(TOKEN_SECRET, token);
+  else await d.context.secrets.delete(TOKEN_SECRET);
+  if (d.server.isRemote) await d.server.stop();
+}

@@ -1,0 +1,57 @@
+// Entry point: wires the parts together and registers them. Nothing here loads a model; the server
+// starts with the first image.
+
+import * as vscode from 'vscode';
+import { registerCommands } from './commands';
+import { Configuration } from './configuration';
+import { registerFluxFile } from './fluxFile';
+import { Generation, GenerateInput } from './generation';
+import { History } from './history';
+import { Jobs } from './jobs';
+import { GenerationPanel, PANEL_VIEW_TYPE, PanelDeps } from './panel/panel';
+import { PngRerun } from './pngRerun';
+import { ServerManager } from './serverManager';
+import { StatusBar } from './statusBar';
+
+/** What activate returns: for integration tests and other extensions. */
+export interface MajicfluxApi {
+  jobs: Jobs;
+  history: History;
+  server: ServerManager;
+  statusBar: StatusBar;
+  flux: ReturnType<typeof registerFluxFile>;
+  panel(): GenerationPanel | undefined;
+}
+
+export function activate(context: vscode.ExtensionContext): MajicfluxApi {
+  const log = vscode.window.createOutputChannel('MajicFLUX', { log: true });
+  const config = new Configuration(log);
+  const server = new ServerManager(context, config, log);
+  const jobs = new Jobs({ client: () => server.get(), log, saveImage: (job, png) => Generation.saveImage(job, png) });
+  server.attach(jobs);
+  const history = new History(context.workspaceState);
+  const generation = new Generation(config, jobs, history, server, log);
+  const statusBar = new StatusBar(server, jobs, config);
+  const panelDeps: PanelDeps = { extensionUri: context.extensionUri, config, jobs, history, generation, log };
+  const openPanel = (prefill?: GenerateInput) => void GenerationPanel.show(panelDeps, prefill);
+
+  context.subscriptions.push(log, config, server, statusBar, { dispose: () => jobs.dispose() }, { dispose: () => history.dispose() });
+  registerCommands({ context, config, jobs, server, generation, log, openPanel });
+  const flux = registerFluxFile(context, { config, jobs, history, generation, log });
+  context.subscriptions.push(
+    new PngRerun(generation, history, openPanel),
+    vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, {
+      async deserializeWebviewPanel(panel) {
+        GenerationPanel.revive(panel, panelDeps);
+      },
+    }),
+    { dispose: () => GenerationPanel.current?.dispose() },
+  );
+  config.report();
+  log.info(`MajicFLUX activated (workspace ${vscode.workspace.isTrusted ? 'trusted' : 'not trusted: nothing runs until it is'})`);
+  return { jobs, history, server, statusBar, flux, panel: () => GenerationPanel.current };
+}
+
+export function deactivate(): void {
+  // context.subscriptions dispose the server client, which shuts the server down.
+}

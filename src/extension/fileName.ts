@@ -1,0 +1,123 @@
+// Output file names from a template such as `{date}-{seed}-{slug}.png`. Pure: no vscode, no fs.
+
+export const TEMPLATE_FIELDS = ['date', 'time', 'seed', 'slug', 'steps', 'width', 'height', 'guidance', 'index', 'model'] as const;
+export type TemplateField = (typeof TEMPLATE_FIELDS)[number];
+
+export const DEFAULT_TEMPLATE = '{date}-{seed}-{slug}.png';
+
+export interface TemplateValues {
+  date: Date;
+  seed: number;
+  prompt: string;
+  steps: number;
+  width: number;
+  height: number;
+  guidance: number;
+  /** 1-based number of the image within its run (`count: 4` gives 1..4). */
+  index: number;
+  model: string;
+}
+
+export type TemplateProblem =
+  | { kind: 'empty' }
+  | { kind: 'unknownField'; field: string }
+  | { kind: 'unclosedBrace' }
+  | { kind: 'absolute' }
+  | { kind: 'parent' }
+  | { kind: 'extension'; ext: string }
+  | { kind: 'badCharacter'; char: string };
+
+const PLACEHOLDER = /\{([^{}]*)\}/g;
+// Characters no file system we ship to accepts in a name (Windows is the strictest).
+const BAD_CHARS = /[<>:"|?*\u0000-\u001f]/;
+
+/** Checks a template; returns the problems (none: usable). `/` makes sub-folders. */
+export function checkTemplate(template: string): TemplateProblem[] {
+  const problems: TemplateProblem[] = [];
+  const t = template.trim();
+  if (!t) return [{ kind: 'empty' }];
+  for (const m of t.matchAll(PLACEHOLDER)) {
+    if (!(TEMPLATE_FIELDS as readonly string[]).includes(m[1])) problems.push({ kind: 'unknownField', field: m[1] });
+  }
+  const literal = t.replace(PLACEHOLDER, 'x');
+  if (/[{}]/.test(literal)) problems.push({ kind: 'unclosedBrace' });
+  if (/^([/\\]|[A-Za-z]:)/.test(t)) problems.push({ kind: 'absolute' });
+  if (t.split(/[/\\]/).some((seg) => seg === '..')) problems.push({ kind: 'parent' });
+  const bad = BAD_CHARS.exec(literal);
+  if (bad && !/^[A-Za-z]:/.test(t)) problems.push({ kind: 'badCharacter', char: bad[0] });
+  const ext = /\.([^./\\{}]*)$/.exec(t);
+  if (!ext) problems.push({ kind: 'extension', ext: '' });
+  else if (ext[1].toLowerCase() !== 'png') problems.push({ kind: 'extension', ext: ext[1] });
+  return problems;
+}
+
+/**
+ * A short, file-name-safe summary of a prompt: lower-case words (any script: a Chinese prompt keeps
+ * its characters), joined by `-`, at most `max` characters, cut at a word boundary. `image` when
+ * nothing usable is left.
+ */
+export function slugify(prompt: string, max = 48): string {
+  const words = prompt
+    .normalize('NFKC')
+    .toLowerCase()
+    .split(/[^\p{L}\p{N}]+/u)
+    .filter(Boolean);
+  let out = '';
+  for (const w of words) {
+    const next = out ? `${out}-${w}` : w;
+    if (next.length > max) {
+      if (!out) out = [...w].slice(0, max).join('');
+      break;
+    }
+    out = next;
+  }
+  return out || 'image';
+}
+
+const pad = (n: number, width = 2) => String(n).padStart(width, '0');
+
+export function formatDate(d: Date): string {
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}
+
+export function formatTime(d: Date): string {
+  return `${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}`;
+}
+
+function fieldValue(field: TemplateField, v: TemplateValues): string {
+  switch (field) {
+    case 'date': return formatDate(v.date);
+    case 'time': return formatTime(v.date);
+    case 'seed': return String(v.seed);
+    case 'slug': return slugify(v.prompt);
+    case 'steps': return String(v.steps);
+    case 'width': return String(v.width);
+    case 'height': return String(v.height);
+    case 'guidance': return String(v.guidance);
+    case 'index': return String(v.index);
+    case 'model': return slugify(v.model, 32);
+  }
+}
+
+/**
+ * Renders a template into a relative path with `/` separators. Unknown placeholders are left out,
+ * characters a file system rejects become `_`, and `.png` is added when the template lacks it, so
+ * any template gives a usable name (checkTemplate reports what was wrong).
+ */
+export function renderTemplate(template: string, values: TemplateValues): string {
+  let t = template.trim() || '{date}-{seed}-{slug}.png';
+  t = t.replace(/\\/g, '/').replace(/^([A-Za-z]:)?\/+/, '');
+  const rendered = t.replace(PLACEHOLDER, (_, f: string) =>
+    (TEMPLATE_FIELDS as readonly string[]).includes(f) ? fieldValue(f as TemplateField, values) : '',
+  );
+  const segments = rendered
+    .split('/')
+    .map((s) => s.replace(/[<>:"|?*\\{}\u0000-\u001f]/g, '_').trim())
+    .filter((s) => s && s !== '.' && s !== '..');
+  if (!segments.length) segments.push('image');
+  let last = segments[segments.length - 1];
+  if (!/\.png$/i.test(last)) last += '.png';
+  if (last === '.png') last = 'image.png';
+  segments[segments.length - 1] = last;
+  return segments.join('/');
+}

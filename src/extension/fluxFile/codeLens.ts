@@ -1,0 +1,92 @@
+// CodeLens above each .flux block: "▶ Generate", "▶ Generate all" above the first, "🖼 N images" once
+// it has results, and the progress of a running block (click to cancel).
+
+import * as vscode from 'vscode';
+import { blockKey, History } from '../history';
+import { isActive, Jobs } from '../jobs';
+import { fluxFileKey, parsed } from './documents';
+import { effectiveValues } from './parser';
+
+const t = vscode.l10n.t;
+
+export class FluxCodeLens implements vscode.CodeLensProvider, vscode.Disposable {
+  private readonly changed = new vscode.EventEmitter<void>();
+  readonly onDidChangeCodeLenses = this.changed.event;
+  private readonly subs: { dispose(): void }[] = [];
+
+  constructor(private readonly jobs: Jobs, private readonly history: History) {
+    this.subs.push(
+      jobs.onDidChange(() => this.changed.fire()),
+      history.onDidChange(() => this.changed.fire()),
+      vscode.workspace.onDidGrantWorkspaceTrust(() => this.changed.fire()),
+    );
+  }
+
+  provideCodeLenses(document: vscode.TextDocument): vscode.CodeLens[] {
+    const doc = parsed(document);
+    const lenses: vscode.CodeLens[] = [];
+    const file = fluxFileKey(document);
+    const uri = document.uri.toString();
+    if (!vscode.workspace.isTrusted) {
+      if (doc.blocks.length) {
+        const at = new vscode.Range(doc.blocks[0].span.start.line, 0, doc.blocks[0].span.start.line, 0);
+        lenses.push(new vscode.CodeLens(at, { title: t('$(shield) Trust this workspace to generate'), command: 'workbench.trust.manage' }));
+      }
+      return lenses;
+    }
+    const active = this.jobs.active().filter((j) => j.origin.fluxFile === file);
+    doc.blocks.forEach((block, i) => {
+      const at = new vscode.Range(block.span.start.line, 0, block.span.start.line, 0);
+      const key = blockKey(block.prompt);
+      const running = active.filter((j) => j.origin.blockKey === key);
+      if (i === 0 && doc.blocks.length > 1) {
+        lenses.push(new vscode.CodeLens(at, { title: t('▶ Generate all ({0} blocks)', doc.blocks.length), command: 'majicflux.generateFluxFile', arguments: [uri] }));
+      }
+      if (running.length) {
+        const cur = running.find((j) => j.state === 'running' && j.steps) ?? running[0];
+        const progress = cur.step !== undefined && cur.steps ? t('step {0}/{1}', cur.step, cur.steps) : t('waiting');
+        lenses.push(
+          new vscode.CodeLens(at, {
+            title: `$(sync~spin) ${running.length > 1 ? t('{0} images left', running.length) : t('generating')} · ${progress} · ${t('Cancel')}`,
+            command: 'majicflux.cancelFluxBlock',
+            arguments: [uri, key],
+          }),
+        );
+      } else {
+        const count = effectiveValues(doc, block, {}).count ?? 1;
+        lenses.push(
+          new vscode.CodeLens(at, {
+            title: count > 1 ? t('▶ Generate {0} images', count) : t('▶ Generate'),
+            command: 'majicflux.generateFluxBlock',
+            arguments: [uri, key],
+          }),
+        );
+      }
+      const images = this.history.forBlock(file, key);
+      if (images.length) {
+        lenses.push(
+          new vscode.CodeLens(at, {
+            title: images.length === 1 ? t('🖼 1 image') : t('🖼 {0} images', images.length),
+            command: 'majicflux.openFluxImages',
+            arguments: [uri, key],
+          }),
+        );
+      }
+    });
+    return lenses;
+  }
+
+  /** Redraws (e.g. after a job changes). */
+  refresh(): void {
+    this.changed.fire();
+  }
+
+  dispose(): void {
+    for (const s of this.subs) s.dispose();
+    this.changed.dispose();
+  }
+}
+
+export function isBlockRunning(jobs: Jobs, file: string, key: string): boolean {
+  return jobs.all().some((j) => isActive(j) && j.origin.fluxFile === file && j.origin.blockKey === key);
+}

@@ -1,0 +1,128 @@
+// The .flux language features and the commands their CodeLens run.
+
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { Configuration } from '../configuration';
+import { Generation, RunResult } from '../generation';
+import { blockKey, History } from '../history';
+import { Jobs } from '../jobs';
+import { fluxProblemMessage } from '../messages';
+import { FluxCodeActions } from './codeActions';
+import { FluxCodeLens } from './codeLens';
+import { FluxDiagnostics } from './diagnostics';
+import { FLUX_LANGUAGE, fluxFileKey, parsed } from './documents';
+import { FluxHover } from './hover';
+import { effectiveValues, FluxBlock, FluxDocument } from './parser';
+
+const t = vscode.l10n.t;
+
+export interface FluxFeatures {
+  diagnostics: FluxDiagnostics;
+  codeLens: FluxCodeLens;
+}
+
+export function registerFluxFile(
+  context: vscode.ExtensionContext,
+  deps: { config: Configuration; jobs: Jobs; history: History; generation: Generation; log: vscode.LogOutputChannel },
+): FluxFeatures {
+  const selector: vscode.DocumentSelector = { language: FLUX_LANGUAGE };
+  const diagnostics = new FluxDiagnostics(context.extensionPath, deps.config, deps.log);
+  const codeLens = new FluxCodeLens(deps.jobs, deps.history);
+  context.subscriptions.push(
+    diagnostics,
+    codeLens,
+    vscode.languages.registerCodeLensProvider(selector, codeLens),
+    vscode.languages.registerHoverProvider(selector, new FluxHover(deps.history, deps.config)),
+    vscode.languages.registerCodeActionsProvider(selector, new FluxCodeActions(), { providedCodeActionKinds: FluxCodeActions.kinds }),
+    vscode.commands.registerCommand('majicflux.generateFluxBlock', (uri?: string, key?: string) => generateBlocks(deps, uri, key)),
+    vscode.commands.registerCommand('majicflux.generateFluxFile', (uri?: string | vscode.Uri) => generateBlocks(deps, uri ? String(uri) : undefined)),
+    vscode.commands.registerCommand('majicflux.openFluxImages', (uri: string, key: string) => openImages(deps.history, uri, key)),
+    vscode.commands.registerCommand('majicflux.cancelFluxBlock', async (uri: string, key: string) => {
+      const document = await findDocument(uri);
+      if (!document) return;
+      const file = fluxFileKey(document);
+      for (const j of deps.jobs.active()) if (j.origin.fluxFile === file && j.origin.blockKey === key) await deps.jobs.cancel(j.id);
+    }),
+  );
+  return { diagnostics, codeLens };
+}
+
+async function findDocument(uri: string | undefined): Promise<vscode.TextDocument | undefined> {
+  if (!uri) {
+    const doc = vscode.window.activeTextEditor?.document;
+    return doc?.languageId === FLUX_LANGUAGE ? doc : undefined;
+  }
+  return vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri) ?? vscode.workspace.openTextDocument(vscode.Uri.parse(uri));
+}
+
+function blockErrors(doc: FluxDocument, block: FluxBlock): string[] {
+  const inDefaults = (line: number) => doc.defaults.spans.some((s) => s.start.line <= line && line <= s.end.line);
+  return doc.problems
+    .filter((p) => p.severity === 'error')
+    .filter((p) => (block.span.start.line <= p.span.start.line && p.span.start.line <= block.span.end.line) || inDefaults(p.span.start.line))
+    .map((p) => `${t('line {0}', p.span.start.line + 1)}: ${fluxProblemMessage(p)}`);
+}
+
+/** Generates one block (by key) or every block of a .flux document; resolves with the runs. */
+async function generateBlocks(
+  deps: { jobs: Jobs; generation: Generation; log: vscode.LogOutputChannel },
+  uri: string | undefined,
+  key?: string,
+): Promise<RunResult[] | undefined> {
+  const document = await findDocument(uri);
+  if (!document) {
+    void vscode.window.showWarningMessage(t('Open a .flux file to generate from it.'));
+    return undefined;
+  }
+  const doc = parsed(document);
+  const blocks = key === undefined ? doc.blocks : doc.blocks.filter((b) => blockKey(b.prompt) === key);
+  if (!blocks.length) {
+    void vscode.window.showWarningMessage(key === undefined ? t('This file has no prompt blocks.') : t('That block has changed; run it again from its CodeLens.'));
+    return undefined;
+  }
+  const errors = blocks.flatMap((b) => blockErrors(doc, b));
+  if (errors.length) {
+    const show = t('Show Problems');
+    void vscode.window.showErrorMessage(t('Fix the problems in {0} first: {1}', path.basename(document.fileName), errors[0]), show).then((c) => {
+      if (c) void vscode.commands.executeCommand('workbench.actions.view.problems');
+    });
+    return undefined;
+  }
+  const runs: RunResult[] = [];
+  for (const block of blocks) {
+    const values = effectiveValues(doc, block, {});
+    const run = await deps.generation.run(
+      { ...values, prompt: block.prompt },
+      { kind: 'flux', fluxFile: fluxFileKey(document), blockKey: blockKey(block.prompt) },
+      { notify: true },
+    );
+    if (!run) break;
+    runs.push(run);
+  }
+  return runs;
+}
+
+async function openImages(history: History, uri: string, key: string): Promise<void> {
+  const document = await findDocument(uri);
+  if (!document) return;
+  const images = history.forBlock(fluxFileKey(document), key);
+  if (!images.length) return;
+  if (images.length === 1) {
+    await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(images[0].file));
+    return;
+  }
+  const all = { label: t('$(files) Open all {0}', images.length), file: undefined as string | undefined };
+  const items = [
+    all,
+    ...images.map((e) => ({
+      label: `$(file-media) ${path.basename(e.file)}`,
+      description: t('seed {0} · {1} steps · {2}×{3}', e.params.seed, e.params.steps, e.params.width, e.params.height),
+      detail: new Date(e.created).toLocaleString(),
+      file: e.file as string | undefined,
+    })),
+  ];
+  const pick = await vscode.window.showQuickPick(items, { title: t('Images of this block'), matchOnDescription: true });
+  if (!pick) return;
+  const files = pick.file ? [pick.file] : images.map((e) => e.file);
+  for (const f of files) await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(f), { preview: files.length === 1 });
+}

@@ -1,0 +1,378 @@
+// The `.flux` prompt file format (docs/FLUX-FILE.md). Pure and total: any string parses, problems are
+// reported with positions, nothing throws.
+//
+//   # comment
+//   steps: 28              ← parameters before the first prompt: defaults for the whole file
+//
+//   a lighthouse on a cliff at dawn,
+//   oil painting
+//   seed: 42
+//   count: 2
+//
+//   a second prompt        ← blank lines separate blocks
+//
+// A line is a parameter when it starts with one word and a colon (`seed: 42`); a line starting with
+// `\` is always prompt text (`\note: this is prompt`). Prompt lines are joined with a space.
+
+import { checkTemplate, TemplateProblem } from '../fileName';
+
+export interface Position {
+  line: number;
+  /** UTF-16 code units, like VS Code. */
+  character: number;
+}
+
+export interface Span {
+  start: Position;
+  end: Position;
+}
+
+export const PARAM_KEYS = ['seed', 'steps', 'width', 'height', 'guidance', 'count', 'out'] as const;
+export type ParamKey = (typeof PARAM_KEYS)[number];
+
+export const LIMITS = {
+  steps: { min: 1, max: 200 },
+  size: { min: 64, max: 4096, multiple: 16 },
+  guidance: { min: 0, max: 100 },
+  count: { min: 1, max: 100 },
+  seed: { min: 0, max: Number.MAX_SAFE_INTEGER },
+} as const;
+
+export interface BlockValues {
+  /** 'random' draws a new seed for every image. */
+  seed?: number | 'random';
+  steps?: number;
+  width?: number;
+  height?: number;
+  guidance?: number;
+  count?: number;
+  out?: string;
+}
+
+export interface ParamLine {
+  /** As written. */
+  key: string;
+  /** Lower-cased. */
+  name: string;
+  known: boolean;
+  value: string;
+  line: number;
+  keySpan: Span;
+  valueSpan: Span;
+}
+
+/** One line's contribution to a prompt: `text` sits at `offset` in the joined prompt. */
+export interface PromptPiece {
+  line: number;
+  character: number;
+  offset: number;
+  text: string;
+}
+
+export interface FluxBlock {
+  /** 0-based among prompt blocks. */
+  index: number;
+  /** First to last non-blank line of the paragraph (comments included). */
+  span: Span;
+  prompt: string;
+  pieces: PromptPiece[];
+  params: ParamLine[];
+  /** Valid values given in this block (invalid ones are reported and left out). */
+  values: BlockValues;
+}
+
+export interface FluxDefaults {
+  spans: Span[];
+  params: ParamLine[];
+  values: BlockValues;
+}
+
+export type ProblemCode =
+  | 'unknownKey'
+  | 'duplicateKey'
+  | 'emptyValue'
+  | 'notInteger'
+  | 'notNumber'
+  | 'outOfRange'
+  | 'notMultipleOf16'
+  | 'badSeed'
+  | 'badOut'
+  | 'orphanParams';
+
+export interface FluxProblem {
+  code: ProblemCode;
+  severity: 'error' | 'warning' | 'info';
+  span: Span;
+  /** Values for the message; `suggestion` is a replacement a quick fix may offer. */
+  args: Record<string, string | number>;
+}
+
+export interface FluxDocument {
+  blocks: FluxBlock[];
+  defaults: FluxDefaults;
+  problems: FluxProblem[];
+  lineCount: number;
+}
+
+type Line =
+  | { kind: 'blank' }
+  | { kind: 'comment' }
+  | { kind: 'separator' }
+  | { kind: 'prompt'; character: number; text: string }
+  | { kind: 'param'; key: string; keyStart: number; value: string; valueStart: number };
+
+// A key is one ASCII word; `://` keeps URLs in prompts from looking like parameters.
+const PARAM_RE = /^([A-Za-z][A-Za-z0-9_-]*)[ \t]*:(?!\/\/)/;
+
+function classify(raw: string): Line {
+  const indent = raw.length - raw.trimStart().length;
+  const body = raw.trim();
+  if (!body) return { kind: 'blank' };
+  if (body.startsWith('#')) return { kind: 'comment' };
+  if (/^-{3,}$/.test(body)) return { kind: 'separator' };
+  if (body.startsWith('\\')) {
+    const rest = body.slice(1);
+    const text = rest.trimStart();
+    if (!text) return { kind: 'blank' };
+    return { kind: 'prompt', character: indent + 1 + (rest.length - text.length), text };
+  }
+  const m = PARAM_RE.exec(body);
+  if (m) {
+    const afterColon = raw.slice(indent + m[0].length);
+    // ` # ...` ends the value: a comment after a parameter.
+    const hash = afterColon.search(/(^|\s)#/);
+    const valueRaw = hash < 0 ? afterColon : afterColon.slice(0, hash);
+    const lead = valueRaw.length - valueRaw.trimStart().length;
+    return { kind: 'param', key: m[1], keyStart: indent, value: valueRaw.trim(), valueStart: indent + m[0].length + lead };
+  }
+  return { kind: 'prompt', character: indent, text: body };
+}
+
+const span = (line: number, start: number, end: number): Span => ({ start: { line, character: start }, end: { line, character: end } });
+
+/** Levenshtein distance, for "did you mean". Inputs are short keys. */
+function distance(a: string, b: string): number {
+  const d: number[] = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0];
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = d[j];
+      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return d[b.length];
+}
+
+const ALIASES: Record<string, ParamKey> = { cfg: 'guidance', scale: 'guidance', n: 'count', num: 'count', images: 'count', output: 'out', file: 'out', w: 'width', h: 'height' };
+
+export function suggestKey(key: string): ParamKey | undefined {
+  const k = key.toLowerCase();
+  if (ALIASES[k]) return ALIASES[k];
+  let best: ParamKey | undefined;
+  let bestD = Infinity;
+  for (const known of PARAM_KEYS) {
+    const dd = distance(k, known);
+    if (dd < bestD) {
+      bestD = dd;
+      best = known;
+    }
+  }
+  return bestD <= Math.max(1, Math.floor(k.length / 3)) ? best : undefined;
+}
+
+/** Nearest multiples of `m` below and above `v` (within the size limits). */
+export function nearestMultiples(v: number, m = 16): [number, number] {
+  const lo = Math.max(LIMITS.size.min, Math.floor(v / m) * m);
+  const hi = Math.min(LIMITS.size.max, Math.ceil(v / m) * m);
+  return [lo, hi];
+}
+
+function parseInteger(s: string): number | undefined {
+  if (!/^[+-]?\d+$/.test(s)) return undefined;
+  const n = Number(s);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+function parseNumber(s: string): number | undefined {
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s)) return undefined;
+  const n = Number(s);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** Validates one parameter; pushes problems; returns the value to use, if valid. */
+function parseValue(p: ParamLine, problems: FluxProblem[]): BlockValues[ParamKey] | undefined {
+  const at = p.valueSpan;
+  const problem = (code: ProblemCode, args: Record<string, string | number> = {}, severity: FluxProblem['severity'] = 'error') =>
+    problems.push({ code, severity, span: at, args: { key: p.name, value: p.value, ...args } });
+  if (p.value === '') {
+    problems.push({ code: 'emptyValue', severity: 'error', span: p.keySpan, args: { key: p.name } });
+    return undefined;
+  }
+  const integer = (min: number, max: number) => {
+    const n = parseInteger(p.value);
+    if (n === undefined) return void problem('notInteger', { min, max });
+    if (n < min || n > max) return void problem('outOfRange', { min, max });
+    return n;
+  };
+  switch (p.name as ParamKey) {
+    case 'seed': {
+      const v = p.value.toLowerCase();
+      if (v === 'random' || v === '-1') return 'random';
+      const n = parseInteger(p.value);
+      if (n === undefined || n < 0) return void problem('badSeed', { max: LIMITS.seed.max });
+      return n;
+    }
+    case 'steps':
+      return integer(LIMITS.steps.min, LIMITS.steps.max);
+    case 'count':
+      return integer(LIMITS.count.min, LIMITS.count.max);
+    case 'width':
+    case 'height': {
+      const n = integer(LIMITS.size.min, LIMITS.size.max);
+      if (n === undefined) return undefined;
+      if (n % LIMITS.size.multiple !== 0) {
+        const [lower, upper] = nearestMultiples(n);
+        const suggestion = n - lower < upper - n ? lower : upper;
+        return void problem('notMultipleOf16', { lower, upper, suggestion: String(suggestion) });
+      }
+      return n;
+    }
+    case 'guidance': {
+      const n = parseNumber(p.value);
+      if (n === undefined) return void problem('notNumber', { min: LIMITS.guidance.min, max: LIMITS.guidance.max });
+      if (n < LIMITS.guidance.min || n > LIMITS.guidance.max) return void problem('outOfRange', { min: LIMITS.guidance.min, max: LIMITS.guidance.max });
+      return n;
+    }
+    case 'out': {
+      const issues = checkTemplate(p.value);
+      if (issues.length) return void problem('badOut', templateArgs(issues[0]));
+      return p.value;
+    }
+  }
+  return undefined;
+}
+
+export function templateArgs(t: TemplateProblem): Record<string, string> {
+  switch (t.kind) {
+    case 'unknownField': return { reason: t.kind, field: t.field };
+    case 'extension': return { reason: t.kind, ext: t.ext };
+    case 'badCharacter': return { reason: t.kind, char: t.char };
+    default: return { reason: t.kind };
+  }
+}
+
+function collectParams(params: ParamLine[], problems: FluxProblem[]): BlockValues {
+  const values: BlockValues = {};
+  const seen = new Map<string, ParamLine>();
+  for (const p of params) {
+    if (!p.known) {
+      const suggestion = suggestKey(p.key);
+      problems.push({ code: 'unknownKey', severity: 'error', span: p.keySpan, args: suggestion ? { key: p.key, suggestion } : { key: p.key } });
+      continue;
+    }
+    if (seen.has(p.name)) {
+      problems.push({ code: 'duplicateKey', severity: 'warning', span: seen.get(p.name)!.keySpan, args: { key: p.name, line: p.line + 1 } });
+    }
+    seen.set(p.name, p);
+    const v = parseValue(p, problems);
+    if (v !== undefined) (values as Record<string, unknown>)[p.name] = v;
+    else delete (values as Record<string, unknown>)[p.name];
+  }
+  return values;
+}
+
+export function parseFlux(text: string): FluxDocument {
+  const src = typeof text === 'string' ? text : String(text ?? '');
+  const rawLines = src.split(/\r\n|\r|\n/);
+  const problems: FluxProblem[] = [];
+  const blocks: FluxBlock[] = [];
+  const defaults: FluxDefaults = { spans: [], params: [], values: {} };
+
+  // Paragraphs: runs of lines not broken by blank lines or separators.
+  let para: { line: number; raw: string; parsed: Line }[] = [];
+  const flush = () => {
+    const content = para.filter((l) => l.parsed.kind !== 'comment');
+    if (!content.length) {
+      para = [];
+      return;
+    }
+    const first = para[0];
+    const last = para[para.length - 1];
+    const pspan: Span = { start: { line: first.line, character: 0 }, end: { line: last.line, character: last.raw.length } };
+    const pieces: PromptPiece[] = [];
+    const params: ParamLine[] = [];
+    let prompt = '';
+    for (const l of content) {
+      const p = l.parsed;
+      if (p.kind === 'prompt') {
+        if (prompt) prompt += ' ';
+        pieces.push({ line: l.line, character: p.character, offset: prompt.length, text: p.text });
+        prompt += p.text;
+      } else if (p.kind === 'param') {
+        const name = p.key.toLowerCase();
+        params.push({
+          key: p.key,
+          name,
+          known: (PARAM_KEYS as readonly string[]).includes(name),
+          value: p.value,
+          line: l.line,
+          keySpan: span(l.line, p.keyStart, p.keyStart + p.key.length),
+          valueSpan: span(l.line, p.valueStart, p.valueStart + p.value.length),
+        });
+      }
+    }
+    if (pieces.length) {
+      blocks.push({ index: blocks.length, span: pspan, prompt, pieces, params, values: collectParams(params, problems) });
+    } else if (!blocks.length) {
+      defaults.spans.push(pspan);
+      defaults.params.push(...params);
+    } else {
+      problems.push({ code: 'orphanParams', severity: 'warning', span: pspan, args: {} });
+    }
+    para = [];
+  };
+  rawLines.forEach((raw, line) => {
+    const parsed = classify(raw);
+    if (parsed.kind === 'blank' || parsed.kind === 'separator') flush();
+    else para.push({ line, raw, parsed });
+  });
+  flush();
+  defaults.values = collectParams(defaults.params, problems);
+  problems.sort((a, b) => a.span.start.line - b.span.start.line || a.span.start.character - b.span.start.character);
+  return { blocks, defaults, problems, lineCount: rawLines.length };
+}
+
+/** Where an offset into `block.prompt` is in the document (the end of the prompt for offsets past it). */
+export function promptPosition(block: FluxBlock, offset: number): Position {
+  let piece = block.pieces[0];
+  for (const p of block.pieces) {
+    if (p.offset <= offset) piece = p;
+    else break;
+  }
+  const within = Math.max(0, Math.min(offset - piece.offset, piece.text.length));
+  return { line: piece.line, character: piece.character + within };
+}
+
+/** The spans covering `block.prompt` from `offset` to its end, one per line. */
+export function promptSpansFrom(block: FluxBlock, offset: number): Span[] {
+  const out: Span[] = [];
+  for (const p of block.pieces) {
+    const end = p.offset + p.text.length;
+    if (end <= offset) continue;
+    const from = Math.max(0, offset - p.offset);
+    out.push(span(p.line, p.character + from, p.character + p.text.length));
+  }
+  return out;
+}
+
+/** The block whose paragraph contains `line`, if any. */
+export function blockAtLine(doc: FluxDocument, line: number): FluxBlock | undefined {
+  return doc.blocks.find((b) => b.span.start.line <= line && line <= b.span.end.line);
+}
+
+/** Block values over file defaults over `base` (the settings' defaults). */
+export function effectiveValues<T extends BlockValues>(doc: FluxDocument, block: FluxBlock, base: T): T & BlockValues {
+  return { ...base, ...doc.defaults.values, ...block.values };
+}

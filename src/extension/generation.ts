@@ -1,0 +1,252 @@
+// From "generate this" (a prompt and some parameters, from any entry point) to jobs on the server:
+// fills in the defaults, draws seeds, picks the output files (asking where to save when no folder
+// is open), submits, and optionally shows a cancellable progress notification.
+
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { GenerateParams } from '../inference/api';
+import type { JobRequest } from '../inference/protocol';
+import { Configuration } from './configuration';
+import { renderTemplate } from './fileName';
+import type { BlockValues } from './fluxFile/parser';
+import { History } from './history';
+import { errorMessage, isActive, Job, JobOrigin, Jobs } from './jobs';
+import { OutputReservations, outputPath, resolveOutputFolder, seedsFor } from './output';
+import { ServerManager } from './serverManager';
+import { modelName, usesDemoModel } from './settings';
+
+export interface GenerateInput extends BlockValues {
+  prompt: string;
+}
+
+export interface RunOptions {
+  /** Show a cancellable notification with per-step progress (palette, selection, .flux runs). */
+  notify?: boolean;
+}
+
+export interface RunResult {
+  jobs: Job[];
+  /** Resolves when every job has finished. */
+  finished: Promise<Job[]>;
+}
+
+const t = vscode.l10n.t;
+
+export class Generation {
+  private readonly reservations = new OutputReservations();
+  /** Where to save when no folder is open, chosen once per session. */
+  private chosenFolder: string | undefined;
+
+  constructor(
+    private readonly config: Configuration,
+    private readonly jobs: Jobs,
+    private readonly history: History,
+    private readonly server: ServerManager,
+    private readonly log: vscode.LogOutputChannel,
+  ) {
+    jobs.onDidChange((job) => this.onJob(job));
+  }
+
+  /** Submits the images `input` asks for; undefined when the user cancelled a question. */
+  async run(input: GenerateInput, origin: JobOrigin, opts: RunOptions = {}): Promise<RunResult | undefined> {
+    if (!vscode.workspace.isTrusted) {
+      void vscode.window.showWarningMessage(t('MajicFLUX runs a model only in a trusted workspace.'), t('Manage Workspace Trust')).then((c) => {
+        if (c) void vscode.commands.executeCommand('workbench.trust.manage');
+      });
+      return undefined;
+    }
+    const prompt = input.prompt.trim();
+    if (!prompt) {
+      void vscode.window.showWarningMessage(t('The prompt is empty.'));
+      return undefined;
+    }
+    const s = this.config.settings;
+    const d = s.defaults;
+    const count = input.count ?? 1;
+    const seeds = seedsFor(input.seed ?? (d.seed < 0 ? 'random' : d.seed), count);
+    const base: Omit<GenerateParams, 'seed'> = {
+      prompt,
+      steps: input.steps ?? d.steps,
+      width: input.width ?? d.width,
+      height: input.height ?? d.height,
+      guidance: input.guidance ?? d.guidance,
+    };
+    const targets = await this.targets(base, seeds, origin, input.out);
+    if (!targets) return undefined;
+
+    const remote = this.server.isRemote;
+    const jobs = seeds.map((seed, i) => {
+      const target = targets[i];
+      const request: JobRequest = {
+        params: { ...base, seed },
+        // A remote server writes into its own output folder; the bytes come back with the result.
+        output: remote ? path.basename(target) : target,
+        previewEvery: s.previewEverySteps,
+        ...(remote ? { returnImage: true } : {}),
+      };
+      return this.jobs.submit(request, origin, target);
+    });
+    this.log.info(`queued ${jobs.length} image(s): ${JSON.stringify(base)} seeds ${seeds.join(', ')} → ${targets.join(', ')}`);
+    const finished = Promise.all(jobs.map((j) => this.jobs.whenFinished(j)));
+    if (opts.notify) this.showProgress(jobs, finished);
+    return { jobs, finished };
+  }
+
+  private async targets(base: Omit<GenerateParams, 'seed'>, seeds: number[], origin: JobOrigin, outTemplate: string | undefined): Promise<string[] | undefined> {
+    const s = this.config.settings;
+    const date = new Date();
+    const values = (seed: number, index: number) => ({
+      date,
+      seed,
+      prompt: base.prompt,
+      steps: base.steps!,
+      width: base.width!,
+      height: base.height!,
+      guidance: base.guidance!,
+      index,
+      model: modelName(s),
+    });
+    const fluxFile = origin.fluxFile && fs.existsSync(origin.fluxFile) ? origin.fluxFile : undefined;
+    let folder = resolveOutputFolder({ setting: s.output.folder, fluxFile, workspaceRoot: this.workspaceRootFor(fluxFile) });
+    if (!folder && !this.chosenFolder && seeds.length === 1) {
+      // No folder open: ask for the file itself.
+      const name = renderTemplate(s.output.fileName, values(seeds[0], 1)).split('/').pop()!;
+      const uri = await vscode.window.showSaveDialog({
+        title: t('Save the generated image as'),
+        defaultUri: vscode.Uri.file(path.join(os.homedir(), name)),
+        filters: { PNG: ['png'] },
+      });
+      if (!uri) return undefined;
+      this.chosenFolder = path.dirname(uri.fsPath);
+      return [this.reservations.reserve(uri.fsPath.endsWith('.png') ? uri.fsPath : `${uri.fsPath}.png`)];
+    }
+    if (!folder) folder = this.chosenFolder ?? (await this.askFolder());
+    if (!folder) return undefined;
+    const dir = folder;
+    return seeds.map((seed, i) =>
+      this.reservations.reserve(outputPath({ folder: dir, template: s.output.fileName, values: values(seed, i + 1), fluxFile, outTemplate })),
+    );
+  }
+
+  private workspaceRootFor(file: string | undefined): string | undefined {
+    if (file) {
+      const f = vscode.workspace.getWorkspaceFolder(vscode.Uri.file(file));
+      if (f) return f.uri.fsPath;
+    }
+    return vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  }
+
+  private async askFolder(): Promise<string | undefined> {
+    const picked = await vscode.window.showOpenDialog({
+      title: t('Choose a folder for the generated images'),
+      canSelectFiles: false,
+      canSelectFolders: true,
+      canSelectMany: false,
+      openLabel: t('Save Images Here'),
+    });
+    this.chosenFolder = picked?.[0]?.fsPath;
+    return this.chosenFolder;
+  }
+
+  /** Writes an image that a remote server sent back, never over an existing file. */
+  static async saveImage(job: Job, png: Buffer): Promise<string> {
+    const target = job.target ?? job.request.output;
+    await fs.promises.mkdir(path.dirname(target), { recursive: true });
+    const ext = path.extname(target);
+    const stem = target.slice(0, target.length - ext.length);
+    for (let i = 0; ; i++) {
+      const p = i === 0 ? target : `${stem}-${i}${ext}`;
+      try {
+        await fs.promises.writeFile(p, png, { flag: 'wx' });
+        return p;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || i > 10_000) throw err;
+      }
+    }
+  }
+
+  private onJob(job: Job): void {
+    if (isActive(job)) return;
+    if (job.target) this.reservations.release(job.target);
+    if (job.state === 'done' && job.result) {
+      const r = job.result;
+      this.history.add({ file: r.file, params: r.metadata, seconds: r.seconds, fluxFile: job.origin.fluxFile, blockKey: job.origin.blockKey });
+      for (const n of r.notes) this.log.info(`${job.id}: ${n}`);
+      this.log.info(`${job.id} done in ${r.seconds?.toFixed(1) ?? '?'} s: ${r.file} (${r.stages.map((st) => `${st.stage} ${st.seconds.toFixed(2)} s, peak ${(st.peakRss / 2 ** 20).toFixed(0)} MiB${st.ep ? ` on ${st.ep}` : ''}`).join('; ')})`);
+    }
+  }
+
+  private showProgress(jobs: Job[], finished: Promise<Job[]>): void {
+    const total = jobs.length;
+    void vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: 'MajicFLUX', cancellable: true },
+      async (progress, token) => {
+        token.onCancellationRequested(() => {
+          for (const j of jobs) void this.jobs.cancel(j.id);
+        });
+        let reported = 0;
+        const update = () => {
+          const done = jobs.filter((j) => !isActive(j)).length;
+          const cur = jobs.find((j) => isActive(j) && j.state === 'running') ?? jobs.find(isActive);
+          let frac = done;
+          let message = t('Waiting for the server…');
+          if (cur?.step !== undefined && cur.steps) {
+            frac += cur.step / cur.steps;
+            message = t('Step {0}/{1}', cur.step, cur.steps);
+          } else if (cur?.stage === 'load') message = t('Loading the model…');
+          else if (cur?.stage === 'text') message = t('Encoding the prompt…');
+          else if (cur?.stage === 'decode') message = t('Decoding the image…');
+          else if (cur?.stage === 'save') message = t('Saving…');
+          else if (cur?.state === 'queued') message = t('Queued…');
+          if (total > 1) message = t('Image {0} of {1}: {2}', Math.min(done + 1, total), total, message);
+          const pct = (100 * frac) / total;
+          progress.report({ message, increment: Math.max(0, pct - reported) });
+          reported = Math.max(reported, pct);
+        };
+        const sub = this.jobs.onDidChange((j) => {
+          if (jobs.includes(j)) update();
+        });
+        update();
+        try {
+          await finished;
+        } finally {
+          sub.dispose();
+        }
+      },
+    );
+    void finished.then((done) => this.announce(done));
+  }
+
+  private async announce(done: Job[]): Promise<void> {
+    const ok = done.filter((j) => j.state === 'done' && j.result);
+    const failed = done.filter((j) => j.state === 'failed');
+    if (failed.length) {
+      const showLog = t('Show Log');
+      const msg = failed[0].error?.message ?? t('unknown error');
+      const c = await vscode.window.showErrorMessage(t('MajicFLUX: generation failed: {0}', msg), showLog);
+      if (c === showLog) this.log.show();
+    }
+    if (!ok.length) return;
+    const open = t('Open');
+    const reveal = t('Reveal in Explorer');
+    const files = ok.map((j) => j.result!.file);
+    const c = await vscode.window.showInformationMessage(
+      files.length === 1 ? t('MajicFLUX: saved {0}', path.basename(files[0])) : t('MajicFLUX: saved {0} images', files.length),
+      open,
+      reveal,
+    );
+    if (c === open) for (const f of files) await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(f), { preview: files.length === 1 });
+    if (c === reveal) await vscode.commands.executeCommand('revealInExplorer', vscode.Uri.file(files[0]));
+  }
+
+  /** Is the demo (random-weight) model in use? Shown in results so nobody mistakes noise for a bug. */
+  get usingDemo(): boolean {
+    return usesDemoModel(this.config.settings);
+  }
+
+  static describeError(err: unknown): string {
+    return errorMessage(err);
+  }
+}

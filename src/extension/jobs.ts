@@ -1,0 +1,264 @@
+// The extension's view of generation jobs: what was asked, where it stands, what came out. Every
+// entry point (palette, selection, .flux CodeLens, panel, re-run) submits here; the status bar,
+// progress notifications, the panel and CodeLens listen. Pure (no vscode), driven by the server's
+// events through an InferenceClient.
+
+import type { ImageMetadata, Stage, StageTiming } from '../inference/api';
+import type { Event as ServerEvent, JobRequest, StatusInfo } from '../inference/protocol';
+
+/** What src/extension needs from serverClient.ts. */
+export interface InferenceClient {
+  generate(job: JobRequest, onEvent: (e: ServerEvent) => void): { jobId: string; done: Promise<unknown> } | Promise<{ jobId: string; done: Promise<unknown> }>;
+  cancel(jobId: string): unknown;
+  status(): Promise<StatusInfo>;
+}
+
+export type JobState = 'pending' | 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+
+export interface JobOrigin {
+  kind: 'palette' | 'selection' | 'flux' | 'panel' | 'rerun' | 'walkthrough';
+  /** The .flux file (absolute path) and the block's key (see blockKey). */
+  fluxFile?: string;
+  blockKey?: string;
+}
+
+export interface Job {
+  id: string;
+  serverJobId?: string;
+  request: JobRequest;
+  origin: JobOrigin;
+  state: JobState;
+  stage?: Stage;
+  step?: number;
+  steps?: number;
+  preview?: { width: number; height: number; pngBase64: string };
+  result?: { file: string; metadata: ImageMetadata; stages: StageTiming[]; notes: string[]; seconds?: number };
+  /** Where the image is wanted on this machine (differs from request.output for a remote server). */
+  target?: string;
+  error?: { message: string; detail?: string };
+  created: number;
+  finished?: number;
+}
+
+export const isActive = (j: Job) => j.state === 'pending' || j.state === 'queued' || j.state === 'running';
+
+type Listener<T> = (e: T) => void;
+
+export class Emitter<T> {
+  private listeners = new Set<Listener<T>>();
+  readonly event = (l: Listener<T>): { dispose(): void } => {
+    this.listeners.add(l);
+    return { dispose: () => this.listeners.delete(l) };
+  };
+  fire(e: T): void {
+    for (const l of [...this.listeners]) {
+      try {
+        l(e);
+      } catch {
+        // a listener's bug must not stop the others
+      }
+    }
+  }
+  dispose(): void {
+    this.listeners.clear();
+  }
+}
+
+export interface JobsOptions {
+  client: () => Promise<InferenceClient>;
+  log?: { info(m: string): void; warn(m: string): void; error(m: string): void; debug?(m: string): void };
+  /** Writes an image a remote server sent back; resolves to the path written. */
+  saveImage?: (job: Job, png: Buffer) => Promise<string>;
+  /** Finished jobs kept for listing. */
+  keepFinished?: number;
+}
+
+export class Jobs {
+  private readonly jobs = new Map<string, Job>();
+  private readonly waiters = new Map<string, ((j: Job) => void)[]>();
+  private readonly cancelRequested = new Set<string>();
+  private readonly saving = new Set<string>();
+  private next = 1;
+  private readonly changed = new Emitter<Job>();
+  /** Fires on every change of a job (state, step, preview, result). */
+  readonly onDidChange = this.changed.event;
+
+  constructor(private readonly opts: JobsOptions) {}
+
+  submit(request: JobRequest, origin: JobOrigin, target?: string): Job {
+    const job: Job = { id: `job-${this.next++}`, request, origin, state: 'pending', created: Date.now(), target: target ?? request.output };
+    this.jobs.set(job.id, job);
+    this.prune();
+    this.changed.fire(job);
+    void this.start(job);
+    return job;
+  }
+
+  private async start(job: Job): Promise<void> {
+    try {
+      const client = await this.opts.client();
+      if (this.cancelRequested.has(job.id)) return this.finish(job, 'cancelled');
+      const handle = await client.generate(job.request, (e) => this.onEvent(job, e));
+      job.serverJobId = handle.jobId;
+      if (job.state === 'pending') job.state = 'queued';
+      this.changed.fire(job);
+      if (this.cancelRequested.has(job.id)) void Promise.resolve(client.cancel(handle.jobId)).catch(() => undefined);
+      await handle.done.then(
+        (v: unknown) => {
+          // A client may resolve `done` with the result instead of (or before) the done event.
+          const r = v as Partial<Extract<ServerEvent, { event: 'done' }>> | undefined;
+          if (isActive(job) && r && typeof r === 'object' && typeof r.file === 'string' && r.metadata) {
+            this.onEvent(job, { type: 'event', event: 'done', jobId: handle.jobId, file: r.file, metadata: r.metadata, stages: r.stages ?? [], notes: r.notes ?? [] });
+          }
+        },
+        (err: unknown) => {
+          if (!isActive(job)) return;
+          if (this.cancelRequested.has(job.id) || isCancelError(err)) this.finish(job, 'cancelled');
+          else this.fail(job, errorMessage(err), errorDetail(err));
+        },
+      );
+      if (isActive(job) && !this.saving.has(job.id)) {
+        if (this.cancelRequested.has(job.id)) this.finish(job, 'cancelled');
+        else this.fail(job, 'The server ended the job without a result.');
+      }
+    } catch (err) {
+      if (isActive(job)) this.fail(job, errorMessage(err), errorDetail(err));
+    }
+  }
+
+  private onEvent(job: Job, e: ServerEvent): void {
+    if (e.event === 'log' || e.event === 'heartbeat') return;
+    if (!isActive(job)) return;
+    switch (e.event) {
+      case 'started':
+        job.state = 'running';
+        break;
+      case 'stage':
+        job.state = 'running';
+        job.stage = e.stage;
+        break;
+      case 'step':
+        job.state = 'running';
+        job.stage = 'denoise';
+        job.step = e.step;
+        job.steps = e.steps;
+        if (e.preview) job.preview = e.preview;
+        break;
+      case 'done': {
+        job.result = { file: e.file, metadata: e.metadata, stages: e.stages, notes: e.notes, seconds: e.seconds };
+        if (e.pngBase64 !== undefined && this.opts.saveImage) {
+          // A remote server: its file is on another machine; write the bytes it sent here.
+          const result = job.result;
+          this.saving.add(job.id);
+          void this.opts.saveImage(job, Buffer.from(e.pngBase64, 'base64')).then(
+            (file) => {
+              result.file = file;
+              this.finish(job, 'done');
+            },
+            (err: unknown) => this.fail(job, errorMessage(err), errorDetail(err)),
+          );
+          return;
+        }
+        return this.finish(job, 'done');
+      }
+      case 'failed':
+        return this.fail(job, e.message, e.detail);
+      case 'cancelled':
+        return this.finish(job, 'cancelled');
+    }
+    this.changed.fire(job);
+  }
+
+  private fail(job: Job, message: string, detail?: string): void {
+    job.error = { message, detail };
+    this.opts.log?.error(`${job.id} failed: ${message}${detail ? `\n${detail}` : ''}`);
+    this.finish(job, 'failed');
+  }
+
+  private finish(job: Job, state: 'done' | 'failed' | 'cancelled'): void {
+    if (!isActive(job)) return;
+    job.state = state;
+    job.finished = Date.now();
+    if (state !== 'done') job.preview = undefined;
+    this.cancelRequested.delete(job.id);
+    this.saving.delete(job.id);
+    this.changed.fire(job);
+    for (const w of this.waiters.get(job.id) ?? []) w(job);
+    this.waiters.delete(job.id);
+  }
+
+  /** Resolves when the job has finished (whatever the outcome). */
+  whenFinished(job: Job): Promise<Job> {
+    if (!isActive(job)) return Promise.resolve(job);
+    return new Promise((resolve) => {
+      const list = this.waiters.get(job.id) ?? [];
+      list.push(resolve);
+      this.waiters.set(job.id, list);
+    });
+  }
+
+  async cancel(id: string): Promise<void> {
+    const job = this.jobs.get(id);
+    if (!job || !isActive(job)) return;
+    this.cancelRequested.add(id);
+    if (job.serverJobId) {
+      try {
+        const client = await this.opts.client();
+        await client.cancel(job.serverJobId);
+      } catch (err) {
+        this.opts.log?.warn(`cancel ${id}: ${errorMessage(err)}`);
+      }
+    }
+  }
+
+  async cancelAll(): Promise<void> {
+    await Promise.all(this.active().map((j) => this.cancel(j.id)));
+  }
+
+  /** The server lost the job (it crashed): fail every active job with this message. */
+  failAll(message: string, detail?: string): void {
+    for (const j of this.active()) this.fail(j, message, detail);
+  }
+
+  get(id: string): Job | undefined {
+    return this.jobs.get(id);
+  }
+
+  active(): Job[] {
+    return [...this.jobs.values()].filter(isActive);
+  }
+
+  all(): Job[] {
+    return [...this.jobs.values()];
+  }
+
+  /** The job the server is working on, if any. */
+  running(): Job | undefined {
+    return this.active().find((j) => j.state === 'running') ?? this.active()[0];
+  }
+
+  private prune(): void {
+    const keep = this.opts.keepFinished ?? 50;
+    const finished = [...this.jobs.values()].filter((j) => !isActive(j));
+    for (const j of finished.slice(0, Math.max(0, finished.length - keep))) this.jobs.delete(j.id);
+  }
+
+  dispose(): void {
+    this.changed.dispose();
+  }
+}
+
+function isCancelError(err: unknown): boolean {
+  return !!err && typeof err === 'object' && ((err as { name?: unknown }).name === 'CancelledError' || (err as { cancelled?: unknown }).cancelled === true);
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  if (err && typeof err === 'object' && 'message' in err && typeof (err as { message: unknown }).message === 'string') return (err as { message: string }).message;
+  return String(err);
+}
+
+function errorDetail(err: unknown): string | undefined {
+  if (err && typeof err === 'object' && 'detail' in err && typeof (err as { detail: unknown }).detail === 'string') return (err as { detail: string }).detail;
+  return err instanceof Error ? err.stack : undefined;
+}

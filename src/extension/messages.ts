@@ -1,0 +1,83 @@
+// User-facing text for the codes that the pure modules (parser, settings, prompt checks) report.
+// Kept in one place so every string goes through vscode.l10n.t.
+
+import * as vscode from 'vscode';
+import type { FluxProblem } from './fluxFile/parser';
+import type { PromptIssue } from './fluxFile/promptCheck';
+import type { SettingProblem } from './settings';
+
+const t = vscode.l10n.t;
+
+function templateReason(args: Record<string, string | number>): string {
+  switch (args.reason) {
+    case 'empty': return t('the name is empty');
+    case 'unknownField': return t('"{0}" is not a placeholder; use {date}, {time}, {seed}, {slug}, {steps}, {width}, {height}, {guidance}, {index} or {model}', `{${String(args.field)}}`);
+    case 'unclosedBrace': return t('a brace is not closed');
+    case 'absolute': return t('it must be a relative path');
+    case 'parent': return t('it must not leave the folder (no "..")');
+    case 'extension': return t('it must end in .png');
+    case 'badCharacter': return t('"{0}" is not allowed in file names', String(args.char));
+    default: return String(args.reason);
+  }
+}
+
+export function fluxProblemMessage(p: FluxProblem): string {
+  const a = p.args;
+  switch (p.code) {
+    case 'unknownKey':
+      return a.suggestion
+        ? t('Unknown parameter "{0}". Did you mean "{1}"? (A line starting with a word and a colon is a parameter; start it with \\ to keep it as prompt text.)', String(a.key), String(a.suggestion))
+        : t('Unknown parameter "{0}". Parameters are seed, steps, width, height, guidance, count and out. (A line starting with a word and a colon is a parameter; start it with \\ to keep it as prompt text.)', String(a.key));
+    case 'duplicateKey':
+      return t('"{0}" is set again on line {1}; the last value wins.', String(a.key), Number(a.line));
+    case 'emptyValue':
+      return t('"{0}" has no value.', String(a.key));
+    case 'notInteger':
+      return t('{0} must be a whole number from {1} to {2}, not "{3}".', String(a.key), Number(a.min), Number(a.max), String(a.value));
+    case 'notNumber':
+      return t('{0} must be a number from {1} to {2}, not "{3}".', String(a.key), Number(a.min), Number(a.max), String(a.value));
+    case 'outOfRange':
+      return t('{0} must be from {1} to {2}; {3} is outside that.', String(a.key), Number(a.min), Number(a.max), String(a.value));
+    case 'notMultipleOf16':
+      return t('{0} must be a multiple of 16 (FLUX works on 16-pixel patches): try {1} or {2}.', String(a.key), Number(a.lower), Number(a.upper));
+    case 'badSeed':
+      return t('seed must be a whole number from 0 to {0}, or "random"; not "{1}".', Number(a.max), String(a.value));
+    case 'badOut':
+      return t('out "{0}" cannot be used: {1}.', String(a.value), templateReason(a));
+    case 'orphanParams':
+      return t('These parameters belong to no prompt: blank lines separate blocks. Remove the blank line above to apply them to the prompt before, or move them to the top of the file to make them defaults.');
+  }
+}
+
+export function promptIssueMessage(i: PromptIssue): string {
+  switch (i.code) {
+    case 'clipTruncated':
+      return t('This prompt is {0} CLIP tokens; CLIP reads only {1}, so it ignores the text from here on (T5 still reads it). Put what matters most first.', i.tokens, i.max);
+    case 't5Truncated':
+      return t('This prompt is {0} T5 tokens; T5 reads only {1}, so the text from here on is ignored.', i.tokens, i.max);
+    case 't5Unreadable':
+      return t('T5, the text encoder FLUX relies on most, cannot read {0}% of this prompt (unknown tokens; FLUX.1 understands English best). Write the prompt in English for the image to follow it.', i.percent);
+  }
+}
+
+export function settingProblemMessage(p: SettingProblem): string {
+  const a = p.args;
+  switch (p.code) {
+    case 'wrongType':
+      return t('{0}: expected a {1}; using the default.', p.key, String(a.expected));
+    case 'notOneOf':
+      return t('{0}: "{1}" is not one of {2}; using the default.', p.key, String(a.value), String(a.allowed));
+    case 'outOfRange':
+      return t('{0}: {1} is outside {2}–{3}; using the default.', p.key, Number(a.value), Number(a.min), Number(a.max));
+    case 'notMultipleOf16':
+      return t('{0}: {1} is not a multiple of 16; using the default.', p.key, Number(a.value));
+    case 'pathMissing':
+      return t('{0}: {1} does not exist.', p.key, String(a.path));
+    case 'badTemplate':
+      return t('{0}: "{1}" cannot be used: {2}. Using {date}-{seed}-{slug}.png.', p.key, String(a.value), templateReason(a));
+    case 'badStageKey':
+      return t('{0}: "{1}" is not a stage; stages are {2}.', p.key, String(a.stage), String(a.allowed));
+    case 'remoteHost':
+      return t('{0}: "{1}" is not a host name or address.', p.key, String(a.value));
+  }
+}

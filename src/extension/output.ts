@@ -1,0 +1,77 @@
+// Where generated images go and what they are called. Never overwrites: a taken name gets `-1`,
+// `-2`, … and names handed out to queued jobs are reserved until the job ends.
+
+import { randomInt } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { renderTemplate, TemplateValues } from './fileName';
+import { expandPath } from './settings';
+
+export interface FolderInput {
+  /** `majicflux.output.folder`: relative (to the .flux file's folder, else the workspace root) or absolute. */
+  setting: string;
+  /** The .flux file the run comes from, if any. */
+  fluxFile?: string;
+  workspaceRoot?: string;
+  home?: string;
+}
+
+/** The output folder, or undefined when there is nothing to put a relative folder under (ask the user). */
+export function resolveOutputFolder(input: FolderInput): string | undefined {
+  const setting = input.setting.trim() || 'generated';
+  const absolute = expandPath(setting, { home: input.home, workspaceFolder: input.workspaceRoot });
+  if (path.isAbsolute(setting) || setting.startsWith('~') || setting.includes('${')) return path.isAbsolute(absolute) ? absolute : undefined;
+  const base = input.fluxFile ? path.dirname(input.fluxFile) : input.workspaceRoot;
+  return base ? path.join(base, setting) : undefined;
+}
+
+/**
+ * The target of one image. `outTemplate` (a .flux block's `out:`) is relative to the .flux file's
+ * folder and replaces folder + file-name template.
+ */
+export function outputPath(opts: { folder: string; template: string; values: TemplateValues; fluxFile?: string; outTemplate?: string }): string {
+  if (opts.outTemplate && opts.fluxFile) return path.join(path.dirname(opts.fluxFile), ...renderTemplate(opts.outTemplate, opts.values).split('/'));
+  return path.join(opts.folder, ...renderTemplate(opts.template, opts.values).split('/'));
+}
+
+/** Hands out file names that neither exist nor are promised to another queued job. */
+export class OutputReservations {
+  private readonly reserved = new Set<string>();
+
+  constructor(private readonly exists: (p: string) => boolean = fs.existsSync) {}
+
+  reserve(target: string): string {
+    const ext = path.extname(target);
+    const stem = target.slice(0, target.length - ext.length);
+    for (let i = 0; i < 1_000_000; i++) {
+      const candidate = i === 0 ? target : `${stem}-${i}${ext}`;
+      if (!this.reserved.has(candidate) && !this.exists(candidate)) {
+        this.reserved.add(candidate);
+        return candidate;
+      }
+    }
+    throw new Error(`no free file name like ${target}`);
+  }
+
+  release(p: string): void {
+    this.reserved.delete(p);
+  }
+}
+
+/** A seed for "random": drawn here, not by the server, so the file name can carry it. */
+export function randomSeed(): number {
+  return randomInt(0, 2 ** 32);
+}
+
+/** Seeds for `count` images: a fixed seed counts up (42, 43, …); random draws each. */
+export function seedsFor(seed: number | 'random' | undefined, count: number, draw: () => number = randomSeed): number[] {
+  const n = Math.max(1, Math.floor(count));
+  if (seed === undefined || seed === 'random' || seed < 0) return Array.from({ length: n }, draw);
+  return Array.from({ length: n }, (_, i) => seed + i);
+}
+
+/** Is `p` inside `folder` (or equal)? For keeping `out:` inside the workspace. */
+export function isInside(folder: string, p: string): boolean {
+  const rel = path.relative(folder, p);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}

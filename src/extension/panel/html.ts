@@ -1,0 +1,138 @@
+// The panel's HTML: static markup with localized labels, a strict Content-Security-Policy, and the
+// script allowed by a per-load nonce.
+
+import { randomBytes } from 'node:crypto';
+import * as vscode from 'vscode';
+
+const t = vscode.l10n.t;
+
+export const SIZE_PRESETS: [number, number][] = [
+  [1024, 1024],
+  [1152, 896],
+  [896, 1152],
+  [1216, 832],
+  [832, 1216],
+  [1344, 768],
+  [768, 1344],
+  [768, 768],
+  [512, 512],
+  [256, 256],
+];
+
+export function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+}
+
+/** Strings the script shows; JSON inside a non-executable script block. */
+function strings(): Record<string, string> {
+  return {
+    generate: t('Generate'),
+    cancel: t('Cancel'),
+    queued: t('Queued ({0} ahead)'),
+    waiting: t('Waiting for the server…'),
+    loading: t('Loading the model…'),
+    text: t('Encoding the prompt…'),
+    denoise: t('Step {0} of {1}'),
+    decode: t('Decoding…'),
+    save: t('Saving…'),
+    done: t('Done'),
+    failed: t('Failed: {0}'),
+    cancelled: t('Cancelled'),
+    notMultiple: t('Width and height must be multiples of 16 (FLUX works on 16-pixel patches): try {0} × {1}.'),
+    outOfRange: t('Width and height must be from 64 to 4096.'),
+    promptEmpty: t('Write a prompt first.'),
+    open: t('Open'),
+    copyPrompt: t('Copy prompt'),
+    rerun: t('Re-run'),
+    reveal: t('Reveal'),
+    use: t('Use these parameters'),
+    noHistory: t('No images yet in this workspace.'),
+    custom: t('Custom'),
+    demo: t('Demo model (random weights): images are coloured noise. Set majicflux.model.path for real images.'),
+    untrusted: t('This workspace is not trusted: nothing runs until you trust it.'),
+    seedTitle: t('Seed {0}, {1} steps, {2} × {3}, guidance {4}'),
+  };
+}
+
+export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): string {
+  const nonce = randomBytes(16).toString('base64');
+  const media = (f: string) => webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'media', f)).toString();
+  const csp = [
+    "default-src 'none'",
+    `img-src ${webview.cspSource} data:`,
+    `style-src ${webview.cspSource}`,
+    `script-src 'nonce-${nonce}'`,
+    `font-src ${webview.cspSource}`,
+  ].join('; ');
+  const presets = SIZE_PRESETS.map(([w, h]) => `<option value="${w}x${h}">${w} × ${h}</option>`).join('');
+  const json = JSON.stringify(strings()).replace(/</g, '\\u003c');
+  const e = (s: string) => escapeHtml(s);
+  return `<!DOCTYPE html>
+<html lang="${e(vscode.env.language)}">
+<head>
+<meta charset="UTF-8">
+<meta http-equiv="Content-Security-Policy" content="${csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<link href="${media('panel.css')}" rel="stylesheet">
+<title>MajicFLUX</title>
+</head>
+<body>
+<div id="banner" class="banner" hidden></div>
+<form id="form" novalidate>
+  <label for="prompt">${e(t('Prompt'))}</label>
+  <textarea id="prompt" rows="4" placeholder="${e(t('a lighthouse on a cliff at dawn, oil painting'))}" spellcheck="true"></textarea>
+  <div class="row">
+    <div class="field">
+      <label for="seed">${e(t('Seed'))}</label>
+      <div class="inline">
+        <input id="seed" type="number" min="0" step="1">
+        <button type="button" id="dice" class="icon" title="${e(t('New random seed'))}" aria-label="${e(t('New random seed'))}">🎲</button>
+        <label class="check" title="${e(t('Keep this seed for the next images'))}"><input id="lock" type="checkbox"> 🔒 ${e(t('Lock'))}</label>
+      </div>
+    </div>
+    <div class="field">
+      <label for="steps">${e(t('Steps'))}</label>
+      <input id="steps" type="number" min="1" max="200" step="1">
+    </div>
+    <div class="field">
+      <label for="guidance">${e(t('Guidance'))}</label>
+      <input id="guidance" type="number" min="0" max="100" step="0.1">
+    </div>
+  </div>
+  <div class="row">
+    <div class="field">
+      <label for="preset">${e(t('Size'))}</label>
+      <select id="preset">${presets}<option value="custom">${e(t('Custom'))}</option></select>
+    </div>
+    <div class="field">
+      <label for="width">${e(t('Width'))}</label>
+      <input id="width" type="number" min="64" max="4096" step="16">
+    </div>
+    <div class="field">
+      <label for="height">${e(t('Height'))}</label>
+      <input id="height" type="number" min="64" max="4096" step="16">
+    </div>
+  </div>
+  <div id="sizeError" class="error" role="alert" hidden></div>
+  <div class="row buttons">
+    <button type="submit" id="generate">${e(t('Generate'))}</button>
+    <button type="button" id="cancel" class="secondary" disabled>${e(t('Cancel'))}</button>
+    <span class="hint">${e(t('Ctrl+Enter in the prompt generates'))}</span>
+  </div>
+</form>
+<section id="progressSection" aria-live="polite">
+  <div class="progress"><div id="bar"></div></div>
+  <div id="status" class="status"></div>
+</section>
+<section id="resultSection" hidden>
+  <img id="preview" class="result" alt="${e(t('Latent preview'))}" hidden>
+  <img id="result" class="result" alt="${e(t('Generated image'))}" hidden>
+  <div id="resultActions" class="actions" hidden></div>
+</section>
+<h2>${e(t('History'))}</h2>
+<section id="gallery" class="gallery"></section>
+<script type="application/json" id="strings">${json}</script>
+<script nonce="${nonce}" src="${media('panel.js')}"></script>
+</body>
+</html>`;
+}

@@ -1,0 +1,222 @@
+// The generation panel (one per window). Its webview holds the form state (getState/setState, so it
+// survives hiding without retainContextWhenHidden); the host owns jobs and history and sends views of
+// them. Messages from the webview are validated; images are referred to by history id.
+
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { Configuration } from '../configuration';
+import { Generation, GenerateInput } from '../generation';
+import { History, HistoryEntry } from '../history';
+import { isActive, Job, Jobs } from '../jobs';
+import { modelName, usesDemoModel } from '../settings';
+import { panelHtml } from './html';
+import { FromWebview, GalleryItem, JobView, PanelParams, ToWebview, validateFromWebview } from './protocol';
+
+export const PANEL_VIEW_TYPE = 'majicflux.panel';
+const t = vscode.l10n.t;
+
+export interface PanelDeps {
+  extensionUri: vscode.Uri;
+  config: Configuration;
+  jobs: Jobs;
+  history: History;
+  generation: Generation;
+  log: vscode.LogOutputChannel;
+}
+
+export class GenerationPanel implements vscode.Disposable {
+  static current: GenerationPanel | undefined;
+
+  /** The job the panel follows: its latest Generate. */
+  private job: Job | undefined;
+  private readonly subs: { dispose(): void }[] = [];
+  private roots = new Set<string>();
+  /** Messages received, for tests (type only). */
+  readonly received: string[] = [];
+
+  static show(deps: PanelDeps, prefill?: GenerateInput): GenerationPanel {
+    if (GenerationPanel.current) {
+      GenerationPanel.current.panel.reveal(undefined, false);
+    } else {
+      const panel = vscode.window.createWebviewPanel(PANEL_VIEW_TYPE, 'MajicFLUX', vscode.ViewColumn.Beside, GenerationPanel.options(deps));
+      GenerationPanel.current = new GenerationPanel(panel, deps);
+    }
+    if (prefill) GenerationPanel.current.prefill(prefill);
+    return GenerationPanel.current;
+  }
+
+  /** Brings back a panel VS Code restored after a reload. */
+  static revive(panel: vscode.WebviewPanel, deps: PanelDeps): void {
+    panel.webview.options = GenerationPanel.options(deps);
+    GenerationPanel.current = new GenerationPanel(panel, deps);
+  }
+
+  private static options(deps: PanelDeps): vscode.WebviewOptions & vscode.WebviewPanelOptions {
+    return { enableScripts: true, retainContextWhenHidden: false, localResourceRoots: GenerationPanel.rootsFor(deps) };
+  }
+
+  /** The extension's media and every folder that holds an image of the history. */
+  private static rootsFor(deps: PanelDeps): vscode.Uri[] {
+    const dirs = new Set<string>(deps.history.list().map((e) => path.dirname(e.file)));
+    for (const f of vscode.workspace.workspaceFolders ?? []) if (f.uri.scheme === 'file') dirs.add(f.uri.fsPath);
+    return [vscode.Uri.joinPath(deps.extensionUri, 'media'), ...[...dirs].map((d) => vscode.Uri.file(d))];
+  }
+
+  private constructor(readonly panel: vscode.WebviewPanel, private readonly deps: PanelDeps) {
+    this.roots = new Set(GenerationPanel.rootsFor(deps).map((u) => u.toString()));
+    panel.iconPath = vscode.Uri.joinPath(deps.extensionUri, 'media', 'icon.png');
+    panel.webview.html = panelHtml(panel.webview, deps.extensionUri);
+    this.subs.push(
+      panel.webview.onDidReceiveMessage((m: unknown) => this.onMessage(m)),
+      panel.onDidDispose(() => this.dispose()),
+      deps.jobs.onDidChange((j) => {
+        if (j === this.job) void this.post({ type: 'job', job: this.view(j) });
+      }),
+      deps.history.onDidChange(() => this.sendHistory()),
+    );
+  }
+
+  private post(m: ToWebview): Thenable<boolean> {
+    return this.panel.webview.postMessage(m);
+  }
+
+  private onMessage(raw: unknown): void {
+    const m = validateFromWebview(raw);
+    if (!m) {
+      this.deps.log.warn(`panel: ignored a message of an undeclared shape: ${JSON.stringify(raw)?.slice(0, 200)}`);
+      return;
+    }
+    this.received.push(m.type);
+    void this.handle(m);
+  }
+
+  private async handle(m: FromWebview): Promise<void> {
+    switch (m.type) {
+      case 'ready':
+        return void this.post({
+          type: 'init',
+          defaults: this.defaults(),
+          history: this.gallery(),
+          job: this.job ? this.view(this.job) : undefined,
+          demo: usesDemoModel(this.deps.config.settings),
+          trusted: vscode.workspace.isTrusted,
+          model: modelName(this.deps.config.settings),
+        });
+      case 'generate':
+        return this.generate(m.params);
+      case 'cancel':
+        if (this.job) await this.deps.jobs.cancel(this.job.id);
+        return;
+      case 'history':
+        return this.historyAction(m.action, m.id);
+    }
+  }
+
+  private defaults(): PanelParams {
+    const d = this.deps.config.settings.defaults;
+    return { prompt: '', seed: d.seed, steps: d.steps, width: d.width, height: d.height, guidance: d.guidance };
+  }
+
+  private async generate(p: PanelParams): Promise<void> {
+    const run = await this.deps.generation.run(
+      { prompt: p.prompt, seed: p.seed < 0 ? 'random' : p.seed, steps: p.steps, width: p.width, height: p.height, guidance: p.guidance },
+      { kind: 'panel' },
+    );
+    if (!run) {
+      void this.post({ type: 'job', job: { state: 'cancelled', queued: 0 } });
+      return;
+    }
+    this.job = run.jobs[0];
+    void this.post({ type: 'job', job: this.view(this.job) });
+  }
+
+  private async historyAction(action: string, id: string): Promise<void> {
+    const entry = this.deps.history.get(id);
+    if (!entry) return;
+    const uri = vscode.Uri.file(entry.file);
+    switch (action) {
+      case 'open':
+        await vscode.commands.executeCommand('vscode.open', uri, { viewColumn: vscode.ViewColumn.Active, preview: true });
+        break;
+      case 'copyPrompt':
+        await vscode.env.clipboard.writeText(entry.params.prompt);
+        void vscode.window.setStatusBarMessage(t('Prompt copied'), 2000);
+        break;
+      case 'reveal':
+        await vscode.commands.executeCommand('revealInExplorer', uri);
+        break;
+      case 'rerun': {
+        const p = entry.params;
+        const run = await this.deps.generation.run(
+          { prompt: p.prompt, seed: p.seed, steps: p.steps, width: p.width, height: p.height, guidance: p.guidance },
+          { kind: 'rerun', fluxFile: entry.fluxFile, blockKey: entry.blockKey },
+        );
+        if (run) {
+          this.job = run.jobs[0];
+          void this.post({ type: 'job', job: this.view(this.job) });
+        }
+        break;
+      }
+    }
+  }
+
+  prefill(input: GenerateInput): void {
+    const params: Partial<PanelParams> = { prompt: input.prompt };
+    if (typeof input.seed === 'number') params.seed = input.seed;
+    if (input.steps !== undefined) params.steps = input.steps;
+    if (input.width !== undefined) params.width = input.width;
+    if (input.height !== undefined) params.height = input.height;
+    if (input.guidance !== undefined) params.guidance = input.guidance;
+    void this.post({ type: 'prefill', params });
+  }
+
+  private view(j: Job): JobView {
+    const v: JobView = { state: j.state, stage: j.stage, step: j.step, steps: j.steps, queued: Math.max(0, this.deps.jobs.active().indexOf(j)) };
+    if (j.preview && isActive(j)) v.preview = `data:image/png;base64,${j.preview.pngBase64}`;
+    if (j.error) v.error = j.error.message;
+    if (j.state === 'done' && j.result) v.resultId = this.deps.history.byFile(j.result.file)?.id;
+    return v;
+  }
+
+  private item(e: HistoryEntry): GalleryItem {
+    const p = e.params;
+    return {
+      id: e.id,
+      src: this.panel.webview.asWebviewUri(vscode.Uri.file(e.file)).toString(),
+      name: path.basename(e.file),
+      prompt: p.prompt,
+      seed: p.seed,
+      steps: p.steps,
+      width: p.width,
+      height: p.height,
+      guidance: p.guidance,
+      model: p.model,
+      created: e.created,
+    };
+  }
+
+  private gallery(): GalleryItem[] {
+    this.ensureRoots();
+    return this.deps.history.list().slice(0, 200).map((e) => this.item(e));
+  }
+
+  /** A new image folder must be a local resource root before the webview can show its images. */
+  private ensureRoots(): void {
+    const wanted = GenerationPanel.rootsFor(this.deps);
+    if (wanted.every((u) => this.roots.has(u.toString()))) return;
+    this.roots = new Set(wanted.map((u) => u.toString()));
+    this.panel.webview.options = { ...this.panel.webview.options, localResourceRoots: wanted };
+  }
+
+  private sendHistory(): void {
+    void this.post({ type: 'history', items: this.gallery() });
+    // The followed job may have finished before its history entry existed: resend with the id.
+    if (this.job && !isActive(this.job)) void this.post({ type: 'job', job: this.view(this.job) });
+  }
+
+  dispose(): void {
+    if (GenerationPanel.current === this) GenerationPanel.current = undefined;
+    for (const s of this.subs) s.dispose();
+    this.panel.dispose();
+  }
+}

@@ -1,0 +1,131 @@
+// "Re-run with these parameters" for a generated PNG: from the explorer's context menu, the image
+// preview's title bar, and a notification when such a PNG is opened.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { ImageParameters } from '../inference/png';
+import { Generation, GenerateInput, RunResult } from './generation';
+import { History } from './history';
+import { LIMITS } from './fluxFile/parser';
+
+const t = vscode.l10n.t;
+const IMAGE_PREVIEW = 'imagePreview.previewEditor';
+
+/** Cheap sniff, without decoding: does the PNG carry a `majicflux` or `parameters` text chunk? */
+export function looksGenerated(head: Uint8Array): boolean {
+  const b = Buffer.from(head.buffer, head.byteOffset, head.byteLength);
+  return ['iTXtmajicflux\0', 'tEXtparameters\0', 'iTXtparameters\0'].some((s) => b.includes(s, 0, 'latin1'));
+}
+
+/** Parameters of a PNG as generation input; undefined when it has none. */
+export async function readImageInput(file: string): Promise<GenerateInput | undefined> {
+  // png.ts pulls in sharp: required here, on demand only, so activation stays light.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { readPngParameters } = require('../inference/png') as typeof import('../inference/png');
+  const info = await readPngParameters(file);
+  return info.params ? toInput(info.params) : undefined;
+}
+
+/** Keeps only values a run accepts (a PNG from another tool may say anything). */
+export function toInput(p: Partial<ImageParameters>): GenerateInput | undefined {
+  if (typeof p.prompt !== 'string' || !p.prompt.trim()) return undefined;
+  const int = (v: unknown, min: number, max: number) => (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? v : undefined);
+  const size = (v: unknown) => {
+    const n = int(v, LIMITS.size.min, LIMITS.size.max);
+    return n !== undefined && n % 16 === 0 ? n : undefined;
+  };
+  const seed = typeof p.seed === 'string' && /^\d+$/.test(p.seed) ? Number(p.seed) : p.seed;
+  const input: GenerateInput = { prompt: p.prompt };
+  const s = int(seed, 0, Number.MAX_SAFE_INTEGER);
+  if (s !== undefined) input.seed = s;
+  const steps = int(p.steps, LIMITS.steps.min, LIMITS.steps.max);
+  if (steps !== undefined) input.steps = steps;
+  const w = size(p.width);
+  const h = size(p.height);
+  if (w !== undefined && h !== undefined) Object.assign(input, { width: w, height: h });
+  if (typeof p.guidance === 'number' && p.guidance >= LIMITS.guidance.min && p.guidance <= LIMITS.guidance.max) input.guidance = p.guidance;
+  return input;
+}
+
+export class PngRerun implements vscode.Disposable {
+  private readonly offered = new Set<string>();
+  private readonly subs: vscode.Disposable[] = [];
+
+  constructor(private readonly generation: Generation, private readonly history: History, private readonly openPanel: (input: GenerateInput) => void) {
+    this.subs.push(
+      vscode.commands.registerCommand('majicflux.rerunFromImage', (uri?: vscode.Uri, mode?: unknown) => this.rerun(uri, mode === 'same' || mode === 'new' ? mode : undefined)),
+      vscode.window.tabGroups.onDidChangeTabs((e) => {
+        for (const tab of e.opened) void this.maybeOffer(tab);
+      }),
+    );
+  }
+
+  private activeImage(): vscode.Uri | undefined {
+    const input = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
+    if (input instanceof vscode.TabInputCustom && input.uri.path.toLowerCase().endsWith('.png')) return input.uri;
+    return undefined;
+  }
+
+  private async maybeOffer(tab: vscode.Tab): Promise<void> {
+    const input = tab.input;
+    if (!(input instanceof vscode.TabInputCustom) || input.viewType !== IMAGE_PREVIEW || input.uri.scheme !== 'file') return;
+    const file = input.uri.fsPath;
+    if (!file.toLowerCase().endsWith('.png') || this.offered.has(file)) return;
+    if (!this.history.byFile(file) && !(await sniff(file))) return;
+    this.offered.add(file);
+    const rerun = t('Re-run with These Parameters');
+    const choice = await vscode.window.showInformationMessage(t('{0} was made with MajicFLUX.', path.basename(file)), rerun);
+    if (choice === rerun) await this.rerun(input.uri);
+  }
+
+  /** Resolves with the run, or undefined when the image has no parameters or the user backed out. */
+  async rerun(uri?: vscode.Uri, mode?: 'same' | 'new'): Promise<RunResult | undefined> {
+    const target = uri ?? this.activeImage();
+    if (!target || target.scheme !== 'file') {
+      void vscode.window.showWarningMessage(t('Select a PNG made with MajicFLUX (or another FLUX tool that writes its parameters).'));
+      return undefined;
+    }
+    let input: GenerateInput | undefined;
+    try {
+      input = await readImageInput(target.fsPath);
+    } catch (err) {
+      void vscode.window.showErrorMessage(t('Cannot read {0}: {1}', path.basename(target.fsPath), (err as Error).message));
+      return undefined;
+    }
+    if (!input) {
+      void vscode.window.showWarningMessage(t('{0} carries no generation parameters.', path.basename(target.fsPath)));
+      return undefined;
+    }
+    const same = { label: t('$(debug-rerun) Same parameters'), description: t('seed {0} — the same image again', input.seed ?? '?'), id: 'same' };
+    const fresh = { label: t('$(symbol-event) New seed'), description: t('same prompt and settings, another image'), id: 'new' };
+    const edit = { label: t('$(edit) Edit in the generation panel'), description: '', id: 'panel' };
+    const pick = mode ? { id: mode } : await vscode.window.showQuickPick([same, fresh, edit], { title: t('Re-run {0}', path.basename(target.fsPath)), placeHolder: input.prompt });
+    if (!pick) return undefined;
+    if (pick.id === 'panel') {
+      this.openPanel(input);
+      return undefined;
+    }
+    if (pick.id === 'new') input = { ...input, seed: 'random' };
+    const prev = this.history.byFile(target.fsPath);
+    return this.generation.run(input, { kind: 'rerun', fluxFile: prev?.fluxFile, blockKey: prev?.blockKey }, { notify: true });
+  }
+
+  dispose(): void {
+    for (const s of this.subs) s.dispose();
+  }
+}
+
+async function sniff(file: string): Promise<boolean> {
+  let h: fs.promises.FileHandle | undefined;
+  try {
+    h = await fs.promises.open(file, 'r');
+    const buf = Buffer.alloc(256 * 1024);
+    const { bytesRead } = await h.read(buf, 0, buf.length, 0);
+    return looksGenerated(buf.subarray(0, bytesRead));
+  } catch {
+    return false;
+  } finally {
+    await h?.close();
+  }
+}

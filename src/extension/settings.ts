@@ -1,0 +1,224 @@
+// The `majicflux.*` settings: reading, validating (invalid values fall back to the default and are
+// reported), and turning them into the server's settings. Pure: no vscode import, so unit tests run
+// in plain Node; configuration.ts feeds it from the workspace configuration.
+
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { ComponentName, EpChoice, MemoryMode, ModelSpec, WeightFormat } from '../inference/api';
+import type { ServerSettings } from '../inference/protocol';
+import { checkTemplate, DEFAULT_TEMPLATE } from './fileName';
+import { LIMITS, templateArgs } from './fluxFile/parser';
+
+export const SECTION = 'majicflux';
+
+export const WEIGHT_FORMATS: readonly WeightFormat[] = ['fp8', 'fp16', 'fp32'];
+export const MEMORY_MODES: readonly MemoryMode[] = ['auto', 'sequential', 'resident'];
+export const EP_CHOICES: readonly EpChoice[] = ['auto', 'cpu', 'cuda', 'webgpu', 'dml', 'coreml'];
+export const COMPONENTS: readonly ComponentName[] = ['clip', 't5', 'dit', 'vae'];
+
+export interface Settings {
+  model: { path: string; transformer: string; vae: string; textEncoder: string; textEncoder2: string };
+  weights: WeightFormat;
+  memory: MemoryMode;
+  /** GiB; 0: detect. */
+  memoryBudgetGB: number;
+  executionProvider: EpChoice;
+  stageExecutionProvider: Partial<Record<ComponentName, EpChoice>>;
+  output: { folder: string; fileName: string };
+  defaults: { steps: number; width: number; height: number; guidance: number; /** -1: random */ seed: number };
+  previewEverySteps: number;
+  server: { idleShutdownMinutes: number; remoteHost: string; remotePort: number };
+}
+
+export const DEFAULTS: Settings = {
+  model: { path: '', transformer: '', vae: '', textEncoder: '', textEncoder2: '' },
+  weights: 'fp8',
+  memory: 'auto',
+  memoryBudgetGB: 0,
+  executionProvider: 'auto',
+  stageExecutionProvider: {},
+  output: { folder: 'generated', fileName: DEFAULT_TEMPLATE },
+  defaults: { steps: 28, width: 1024, height: 1024, guidance: 3.5, seed: -1 },
+  previewEverySteps: 1,
+  server: { idleShutdownMinutes: 10, remoteHost: '', remotePort: 7860 },
+};
+
+export type SettingProblemCode =
+  | 'wrongType'
+  | 'notOneOf'
+  | 'outOfRange'
+  | 'notMultipleOf16'
+  | 'pathMissing'
+  | 'badTemplate'
+  | 'badStageKey'
+  | 'remoteHost';
+
+export interface SettingProblem {
+  /** Full key, e.g. `majicflux.defaults.width`. */
+  key: string;
+  code: SettingProblemCode;
+  args: Record<string, string | number>;
+}
+
+export interface Context {
+  /** First workspace folder, for `${workspaceFolder}` and relative paths. */
+  workspaceFolder?: string;
+  exists?: (p: string) => boolean;
+  home?: string;
+}
+
+/** `~`, `${workspaceFolder}`, `${userHome}` and relative paths (to the workspace folder). '' stays ''. */
+export function expandPath(p: string, ctx: Context): string {
+  const home = ctx.home ?? os.homedir();
+  let s = p.trim();
+  if (!s) return '';
+  s = s.replace(/\$\{userHome\}/g, home);
+  if (ctx.workspaceFolder) s = s.replace(/\$\{workspaceFolder\}/g, ctx.workspaceFolder);
+  if (s === '~' || s.startsWith('~/') || s.startsWith('~\\')) s = path.join(home, s.slice(1));
+  if (!path.isAbsolute(s) && ctx.workspaceFolder) s = path.join(ctx.workspaceFolder, s);
+  return path.normalize(s);
+}
+
+/** Validates raw values (`get('defaults.width')`); returns usable settings and what was wrong. */
+export function validateSettings(get: (key: string) => unknown, ctx: Context = {}): { settings: Settings; problems: SettingProblem[] } {
+  const problems: SettingProblem[] = [];
+  const report = (key: string, code: SettingProblemCode, args: Record<string, string | number> = {}) =>
+    problems.push({ key: `${SECTION}.${key}`, code, args });
+
+  const str = (key: string, def: string): string => {
+    const v = get(key);
+    if (v === undefined || v === null) return def;
+    if (typeof v !== 'string') {
+      report(key, 'wrongType', { expected: 'string' });
+      return def;
+    }
+    return v;
+  };
+  const oneOf = <T extends string>(key: string, allowed: readonly T[], def: T): T => {
+    const v = get(key);
+    if (v === undefined || v === null || v === '') return def;
+    if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
+      report(key, 'notOneOf', { value: String(v), allowed: allowed.join(', ') });
+      return def;
+    }
+    return v as T;
+  };
+  const num = (key: string, def: number, min: number, max: number, integer: boolean): number => {
+    const v = get(key);
+    if (v === undefined || v === null) return def;
+    if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
+      report(key, 'wrongType', { expected: integer ? 'integer' : 'number' });
+      return def;
+    }
+    if (v < min || v > max) {
+      report(key, 'outOfRange', { value: v, min, max });
+      return def;
+    }
+    return v;
+  };
+  const size = (key: string, def: number): number => {
+    const v = num(key, def, LIMITS.size.min, LIMITS.size.max, true);
+    if (v % 16 !== 0) {
+      report(key, 'notMultipleOf16', { value: v });
+      return def;
+    }
+    return v;
+  };
+  const modelPath = (key: string): string => {
+    const raw = str(key, '');
+    const p = expandPath(raw, ctx);
+    if (p && !(ctx.exists ?? (() => true))(p)) report(key, 'pathMissing', { path: p });
+    return p;
+  };
+
+  const stage: Partial<Record<ComponentName, EpChoice>> = {};
+  const rawStage = get('executionProviderPerStage');
+  if (rawStage !== undefined && rawStage !== null) {
+    if (typeof rawStage !== 'object' || Array.isArray(rawStage)) report('executionProviderPerStage', 'wrongType', { expected: 'object' });
+    else {
+      for (const [k, v] of Object.entries(rawStage as Record<string, unknown>)) {
+        if (!(COMPONENTS as readonly string[]).includes(k)) report('executionProviderPerStage', 'badStageKey', { stage: k, allowed: COMPONENTS.join(', ') });
+        else if (typeof v !== 'string' || !(EP_CHOICES as readonly string[]).includes(v)) report('executionProviderPerStage', 'notOneOf', { value: `${k}: ${String(v)}`, allowed: EP_CHOICES.join(', ') });
+        else stage[k as ComponentName] = v as EpChoice;
+      }
+    }
+  }
+
+  let fileName = str('output.fileName', DEFAULTS.output.fileName);
+  const tProblems = checkTemplate(fileName);
+  if (tProblems.length) {
+    report('output.fileName', 'badTemplate', { value: fileName, ...templateArgs(tProblems[0]) });
+    fileName = DEFAULTS.output.fileName;
+  }
+
+  let remoteHost = str('server.remoteHost', '').trim();
+  if (remoteHost && !/^[A-Za-z0-9.\-:[\]]+$/.test(remoteHost)) {
+    report('server.remoteHost', 'remoteHost', { value: remoteHost });
+    remoteHost = '';
+  }
+
+  const settings: Settings = {
+    model: {
+      path: modelPath('model.path'),
+      transformer: modelPath('model.transformer'),
+      vae: modelPath('model.vae'),
+      textEncoder: modelPath('model.textEncoder'),
+      textEncoder2: modelPath('model.textEncoder2'),
+    },
+    weights: oneOf('weights', WEIGHT_FORMATS, DEFAULTS.weights),
+    memory: oneOf('memory', MEMORY_MODES, DEFAULTS.memory),
+    memoryBudgetGB: num('memoryBudgetGB', 0, 0, 4096, false),
+    executionProvider: oneOf('executionProvider', EP_CHOICES, DEFAULTS.executionProvider),
+    stageExecutionProvider: stage,
+    output: { folder: str('output.folder', DEFAULTS.output.folder).trim() || DEFAULTS.output.folder, fileName },
+    defaults: {
+      steps: num('defaults.steps', DEFAULTS.defaults.steps, LIMITS.steps.min, LIMITS.steps.max, true),
+      width: size('defaults.width', DEFAULTS.defaults.width),
+      height: size('defaults.height', DEFAULTS.defaults.height),
+      guidance: num('defaults.guidance', DEFAULTS.defaults.guidance, LIMITS.guidance.min, LIMITS.guidance.max, false),
+      seed: num('defaults.seed', -1, -1, LIMITS.seed.max, true),
+    },
+    previewEverySteps: num('previewEverySteps', DEFAULTS.previewEverySteps, 0, 1000, true),
+    server: {
+      idleShutdownMinutes: num('server.idleShutdownMinutes', DEFAULTS.server.idleShutdownMinutes, 0, 24 * 60, false),
+      remoteHost,
+      remotePort: num('server.remotePort', DEFAULTS.server.remotePort, 1, 65535, true),
+    },
+  };
+  return { settings, problems };
+}
+
+/** True when no model is configured: the bundled demo model (random weights) is used. */
+export function usesDemoModel(s: Settings): boolean {
+  return !s.model.path && !s.model.transformer;
+}
+
+export function modelSpec(s: Settings): ModelSpec {
+  if (usesDemoModel(s)) return {}; // the server's bundled demo model
+  const spec: ModelSpec = {};
+  if (s.model.path) spec.dir = s.model.path;
+  if (s.model.transformer) spec.transformer = s.model.transformer;
+  if (s.model.vae) spec.vae = s.model.vae;
+  if (s.model.textEncoder) spec.textEncoder = s.model.textEncoder;
+  if (s.model.textEncoder2) spec.textEncoder2 = s.model.textEncoder2;
+  return spec;
+}
+
+/** A short model name for the status bar and metadata. */
+export function modelName(s: Settings): string {
+  if (usesDemoModel(s)) return 'demo';
+  const p = s.model.transformer || s.model.path;
+  return path.basename(p).replace(/\.safetensors$/i, '');
+}
+
+export function serverSettings(s: Settings): ServerSettings {
+  const out: ServerSettings = { model: modelSpec(s), weights: s.weights, ep: s.executionProvider, memory: s.memory };
+  if (Object.keys(s.stageExecutionProvider).length) out.stageEp = { ...s.stageExecutionProvider };
+  if (s.memoryBudgetGB > 0) out.memoryBudget = Math.round(s.memoryBudgetGB * 2 ** 30);
+  return out;
+}
+
+/** Settings whose change needs the server restarted (or reconfigured). */
+export function serverKey(s: Settings): string {
+  return JSON.stringify([serverSettings(s), s.server.remoteHost, s.server.remotePort]);
+}

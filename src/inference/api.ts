@@ -1,0 +1,117 @@
+// The pipeline's public surface: what a generation takes and gives back. The server, the CLI and
+// (through protocol.ts) the extension use these types.
+
+export type WeightFormat = 'fp8' | 'fp16' | 'fp32';
+export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda' | 'dml' | 'coreml';
+export type EpChoice = ExecutionProvider | 'auto';
+export type MemoryMode = 'sequential' | 'resident' | 'auto';
+export type Stage = 'load' | 'text' | 'denoise' | 'decode' | 'save';
+export type ComponentName = 'clip' | 't5' | 'dit' | 'vae';
+
+/** Where the model's parts are. `dir` is a FLUX.1-dev-style folder; the others override its parts. */
+export interface ModelSpec {
+  dir?: string;
+  /** A single-file DiT (e.g. majicflus_v134.safetensors) used instead of dir/transformer. */
+  transformer?: string;
+  vae?: string;
+  textEncoder?: string;
+  textEncoder2?: string;
+  tokenizer?: string;
+  tokenizer2?: string;
+  /** A name for the metadata (defaults to the transformer file or folder name). */
+  name?: string;
+}
+
+export interface GenerateParams {
+  prompt: string;
+  /** -1 (or absent) draws a random seed; the seed used is reported. */
+  seed?: number;
+  steps?: number;
+  width?: number;
+  height?: number;
+  guidance?: number;
+  /** T5 max sequence length (512 for dev-type models, 256 for schnell-type). */
+  t5MaxLength?: number;
+  /** 'dynamic' (FluxPipeline's resolution-dependent shift) or a fixed shift such as 3.0. */
+  shift?: 'dynamic' | number;
+  /** A safetensors file whose `initial_latents` [1, tokens, 64] replaces the drawn noise. */
+  latentsFile?: string;
+}
+
+export interface RuntimeOptions {
+  weights?: WeightFormat;
+  ep?: EpChoice;
+  /** Per-stage execution provider, overriding `ep`. */
+  stageEp?: Partial<Record<ComponentName, EpChoice>>;
+  memory?: MemoryMode;
+  /** Folder for converted-weight caches. */
+  cacheDir?: string;
+  threads?: number;
+}
+
+export interface StepProgress {
+  step: number;
+  steps: number;
+  /** Low-resolution RGB preview of the current latent. */
+  preview?: { width: number; height: number; rgb: Uint8Array };
+  /** The packed latent after this step (live buffer: copy it to keep it). */
+  latents: Float32Array;
+}
+
+export interface StageTiming {
+  stage: Stage;
+  seconds: number;
+  /** Peak resident memory of the process during the stage, bytes. */
+  peakRss: number;
+  ep?: ExecutionProvider;
+}
+
+export interface GenerateResult {
+  seed: number;
+  /** Final image, [height, width, 3] in [0, 1]. */
+  image: Float32Array;
+  width: number;
+  height: number;
+  stages: StageTiming[];
+  /** Everything needed to reproduce the image; embedded in the PNG. */
+  metadata: ImageMetadata;
+  notes: string[];
+}
+
+export interface ImageMetadata {
+  prompt: string;
+  seed: number;
+  steps: number;
+  width: number;
+  height: number;
+  guidance: number;
+  shift: 'dynamic' | number;
+  t5MaxLength: number;
+  model: string;
+  weights: WeightFormat;
+  sampler: 'euler';
+  software: string;
+}
+
+export interface GenerateHooks {
+  onStage?(stage: Stage, state: 'start' | 'end', detail?: string): void;
+  onStep?(p: StepProgress): void;
+  /** Compute a latent preview for onStep (costs a little per step). */
+  wantPreview?: boolean;
+  signal?: AbortSignal;
+}
+
+export class CancelledError extends Error {
+  constructor() {
+    super('generation cancelled');
+    this.name = 'CancelledError';
+  }
+}
+
+/** An error meant for the user: `message` says what happened and what to do; `detail` goes to the log. */
+export class UserError extends Error {
+  constructor(message: string, readonly detail?: string) {
+    super(message);
+    this.name = 'UserError';
+  }
+}

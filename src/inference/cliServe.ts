@@ -1,0 +1,167 @@
+// `majicflux serve`: the inference server over TCP, for running the model on another machine (a
+// GPU host) while VS Code runs here. Same server and protocol as the extension's child process.
+
+import * as crypto from 'node:crypto';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { EpChoice, MemoryMode, ModelSpec, UserError, WeightFormat } from './api';
+import type { CliOutput, Subcommand } from './cli';
+import { PROTOCOL_VERSION, ServerSettings } from './protocol';
+import { DEFAULT_HEARTBEAT_MS, serveTcp } from './server';
+
+export const DEFAULT_PORT = 7860;
+
+export const SERVE_HELP = `Usage: majicflux serve [options]
+       (or: node dist/server.js serve [options])
+
+Runs the inference server over TCP so that VS Code on another machine can use this machine's
+GPU. One client at a time: a second one is turned away while the first is connected. A client
+that disconnects has its queued and running jobs cancelled; the model stays loaded for the next.
+
+Connection:
+  --host HOST        address to listen on (default 127.0.0.1: this machine only). Anything else
+                     exposes the server to the network, unencrypted: prefer an SSH tunnel.
+  --port N           TCP port (default ${DEFAULT_PORT}; 0 picks a free one and prints it)
+  --token TOKEN      secret the client must send in its hello. Default: $MAJICFLUX_TOKEN, else
+                     a random one generated now and printed below. (A token on the command
+                     line is visible to other users of this machine in the process list.)
+Model (used whatever model the client names; without them, the client's paths are used, and
+they must exist on this machine):
+  --model DIR        FLUX.1-dev-style folder
+  --transformer FILE single-file DiT (e.g. majicflus_v134.safetensors)
+  --vae PATH         ae.safetensors or a diffusers vae/ folder
+Runtime defaults (a client's settings replace them):
+  --weights fp8|fp16|fp32
+  --ep auto|cpu|webgpu|cuda|dml|coreml
+  --memory auto|sequential|resident
+  --threads N        CPU threads for onnxruntime
+  --cache DIR        converted-weight cache folder
+Output:
+  --output-dir DIR   PNGs are written here (default ./generated). Clients name files relative
+                     to it and cannot write outside it; with returnImage they also get the bytes.
+  --heartbeat-ms N   heartbeat interval (default ${DEFAULT_HEARTBEAT_MS})
+
+Remote use through an SSH tunnel (recommended; nothing but SSH is exposed):
+  on the GPU host:     majicflux serve --model /models/FLUX.1-dev
+  on your machine:     ssh -N -L ${DEFAULT_PORT}:127.0.0.1:${DEFAULT_PORT} gpu-host
+  in VS Code:          majicflux.server.remoteHost = 127.0.0.1, remotePort = ${DEFAULT_PORT},
+                       and the token printed by serve
+
+Stop with Ctrl+C: the running job is cancelled at its next step and the model released.
+`;
+
+const STD_IO: CliOutput = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
+
+/** Runs until SIGINT/SIGTERM; resolves with the exit code (0 after a clean stop, 2 for bad arguments). */
+export async function serveCommand(argv: string[], io: CliOutput = STD_IO): Promise<number> {
+  try {
+    return await serve(argv, io);
+  } catch (err) {
+    if (err instanceof UserError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+      io.err(`majicflux serve: ${(err as Error).message}\nRun "majicflux serve --help" for usage.\n`);
+      return 2;
+    }
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || (err as NodeJS.ErrnoException).code === 'EACCES') {
+      io.err(`majicflux serve: cannot listen: ${(err as Error).message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+/** For cli.ts's COMMANDS list. */
+export const serveSubcommand: Subcommand = {
+  name: 'serve',
+  summary: 'run the inference server over TCP for a remote client (GPU host)',
+  usage: SERVE_HELP,
+  run: (args, io) => serveCommand(args, io),
+};
+
+async function serve(argv: string[], io: CliOutput): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      host: { type: 'string' }, port: { type: 'string' }, token: { type: 'string' },
+      model: { type: 'string' }, transformer: { type: 'string' }, vae: { type: 'string' },
+      weights: { type: 'string' }, ep: { type: 'string' }, memory: { type: 'string' }, threads: { type: 'string' }, cache: { type: 'string' },
+      'output-dir': { type: 'string' }, 'heartbeat-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    io.out(SERVE_HELP);
+    return 0;
+  }
+  const host = values.host ?? '127.0.0.1';
+  const port = integer('port', values.port, DEFAULT_PORT, 0, 65535);
+  const heartbeatMs = integer('heartbeat-ms', values['heartbeat-ms'], DEFAULT_HEARTBEAT_MS, 0, 3_600_000);
+  const token = values.token ?? process.env.MAJICFLUX_TOKEN ?? crypto.randomBytes(18).toString('base64url');
+  const generated = values.token === undefined && process.env.MAJICFLUX_TOKEN === undefined;
+  if (token.length < 8) throw new UserError('--token must be at least 8 characters');
+  const model: ModelSpec | undefined = values.model || values.transformer ? { dir: values.model, transformer: values.transformer, vae: values.vae } : undefined;
+  const settings: ServerSettings | undefined = model
+    ? {
+        model,
+        weights: oneOf<WeightFormat>('weights', values.weights, ['fp8', 'fp16', 'fp32']),
+        ep: oneOf<EpChoice>('ep', values.ep, ['auto', 'cpu', 'webgpu', 'cuda', 'dml', 'coreml']),
+        memory: oneOf<MemoryMode>('memory', values.memory, ['auto', 'sequential', 'resident']),
+        threads: values.threads === undefined ? undefined : integer('threads', values.threads, 0, 0, 1024),
+        cacheDir: values.cache,
+      }
+    : undefined;
+  const outputDir = path.resolve(values['output-dir'] ?? 'generated');
+
+  if (!isLoopback(host)) {
+    io.err(
+      `WARNING: listening on ${host}, not loopback. Anyone who can reach this port can try tokens, and traffic\n` +
+        `(the token, prompts, images) is NOT encrypted. Prefer --host 127.0.0.1 with an SSH tunnel (see --help).\n`,
+    );
+  }
+  const handle = await serveTcp({ host, port, token, heartbeatMs, outputDir, settings, fixedModel: model });
+  const where = `${handle.host.includes(':') ? `[${handle.host}]` : handle.host}:${handle.port}`;
+  io.out(
+    `MajicFLUX server listening on ${where} (protocol ${PROTOCOL_VERSION})\n` +
+      `Token: ${generated ? token : '(as given)'}\n` +
+      `Output folder: ${outputDir}\n` +
+      `From another machine: ssh -N -L ${handle.port}:127.0.0.1:${handle.port} <this-host>, then connect to 127.0.0.1:${handle.port}\n`,
+  );
+
+  return new Promise((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      io.err(`${signal}: stopping…\n`);
+      handle.close().then(
+        () => resolve(0),
+        (err: Error) => {
+          io.err(`error while stopping: ${err.message}\n`);
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}
+
+function integer(name: string, v: string | undefined, dflt: number, min: number, max: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UserError(`--${name} must be a whole number from ${min} to ${max}, got "${v}"`);
+  return n;
+}
+
+function oneOf<T extends string>(name: string, v: string | undefined, allowed: readonly T[]): T | undefined {
+  if (v === undefined) return undefined;
+  if (!allowed.includes(v as T)) throw new UserError(`--${name} must be one of ${allowed.join(', ')}; got "${v}"`);
+  return v as T;
+}
+
+function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (net.isIPv4(host)) return host.startsWith('127.');
+  if (net.isIPv6(host)) return host === '::1';
+  return false;
+}

@@ -1,0 +1,43 @@
+// The bundled demo model: tokenizers ship in models/demo/, random weights are written on first use.
+
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ModelSpec } from './api';
+import { TINY, writeSyntheticModel } from './synthetic';
+
+const DEMO_VERSION = 1;
+
+/** models/demo in the package (dist/ and src/inference/ both sit two levels below the root or one). */
+export function demoAssetsDir(): string {
+  for (const up of ['..', path.join('..', '..')]) {
+    const p = path.resolve(__dirname, up, 'models', 'demo');
+    if (fs.existsSync(path.join(p, 'tokenizer'))) return p;
+  }
+  throw new Error('the demo model assets (models/demo) are missing from this installation');
+}
+
+export function demoModelDir(cacheRoot = path.join(os.homedir(), '.cache', 'majicflux')): string {
+  return path.join(cacheRoot, `demo-model-v${DEMO_VERSION}`);
+}
+
+/** Make sure the demo model exists (writes ~15 MB the first time) and return its spec. */
+export function ensureDemoModel(cacheRoot?: string): ModelSpec {
+  const dir = demoModelDir(cacheRoot);
+  const done = path.join(dir, '.complete');
+  if (!fs.existsSync(done)) {
+    const tmp = `${dir}.partial-${process.pid}`;
+    fs.rmSync(tmp, { recursive: true, force: true });
+    writeSyntheticModel(tmp, TINY, { seed: 2024, tokenizers: demoAssetsDir() });
+    fs.writeFileSync(path.join(tmp, '.complete'), '');
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.renameSync(tmp, dir);
+    } catch (e) {
+      // Another process finished first: keep its copy.
+      fs.rmSync(tmp, { recursive: true, force: true });
+      if (!fs.existsSync(done)) throw e;
+    }
+  }
+  return { dir, transformer: path.join(dir, 'flux.safetensors'), name: 'demo (random weights)' };
+}

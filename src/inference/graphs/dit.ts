@@ -1,0 +1,503 @@
+// The FLUX.1 transformer (black-forest-labs/flux: src/flux/model.py, src/flux/modules/layers.py)
+// as an ONNX graph built from the checkpoint's tensors. Shapes in comments: n image tokens,
+// m text tokens, L = m + n, h hidden size, H heads, Dh head dim.
+//
+// The RoPE tables depend only on the token ids, so they are computed here in TypeScript
+// (ropeTables) and fed as the graph inputs pe_cos / pe_sin [L, Dh/2].
+
+import * as ort from 'onnxruntime-node';
+import { Graph, Value } from '../onnx/graph';
+import { createSession, ExecutionProvider } from '../onnx/session';
+import { Weights, WeightFormat } from '../onnx/weights';
+import { toFloat16Bits, toFloat32 } from '../dtypes';
+import { DitComponent, DitConfig, DitWeights, openComponent, readPiece, TensorPiece } from '../layouts';
+import { TensorInfo, TensorSource } from '../safetensors';
+import { attention as multiHeadAttention, geluTanh, layerNorm, rmsNorm, silu } from './layers';
+
+/** BFL `FluxParams` (snake_case, as in a sidecar config): the layouts' DitConfig. */
+export type FluxParams = DitConfig;
+
+/** A DitConfig from BFL `FluxParams` JSON (e.g. a sidecar config), checked for what the graph needs. */
+export function fluxParamsFromJson(j: Record<string, unknown>): DitConfig {
+  const num = (k: string) => {
+    if (typeof j[k] !== 'number') throw new Error(`flux config: "${k}" is missing or not a number`);
+    return j[k] as number;
+  };
+  const axes = j.axes_dim;
+  if (!Array.isArray(axes) || !axes.every((a) => typeof a === 'number')) throw new Error('flux config: "axes_dim" is missing or not a list of numbers');
+  return {
+    in_channels: num('in_channels'),
+    out_channels: typeof j.out_channels === 'number' ? j.out_channels : num('in_channels'),
+    vec_in_dim: num('vec_in_dim'),
+    context_in_dim: num('context_in_dim'),
+    hidden_size: num('hidden_size'),
+    mlp_ratio: num('mlp_ratio'),
+    num_heads: num('num_heads'),
+    depth: num('depth'),
+    depth_single_blocks: num('depth_single_blocks'),
+    axes_dim: axes as number[],
+    theta: num('theta'),
+    qkv_bias: j.qkv_bias !== false,
+    guidance_embed: j.guidance_embed === true,
+  };
+}
+
+/** BFL names of the checkpoint's Linear layers (without `.weight`). */
+export function bflLinears(p: DitConfig): string[] {
+  const names = ['img_in', 'txt_in', 'time_in.in_layer', 'time_in.out_layer', 'vector_in.in_layer', 'vector_in.out_layer'];
+  if (p.guidance_embed) names.push('guidance_in.in_layer', 'guidance_in.out_layer');
+  for (let i = 0; i < p.depth; i++) {
+    for (const s of ['img', 'txt']) {
+      const b = `double_blocks.${i}.${s}`;
+      names.push(`${b}_mod.lin`, `${b}_attn.qkv`, `${b}_attn.proj`, `${b}_mlp.0`, `${b}_mlp.2`);
+    }
+  }
+  for (let i = 0; i < p.depth_single_blocks; i++) {
+    const b = `single_blocks.${i}`;
+    names.push(`${b}.modulation.lin`, `${b}.linear1`, `${b}.linear2`);
+  }
+  names.push('final_layer.adaLN_modulation.1', 'final_layer.linear');
+  return names;
+}
+
+/**
+ * The DiT's tensors under BFL names as a TensorSource for Weights, whatever the file's layout.
+ * A BFL tensor that is one byte range of a file (always, in a BFL file) keeps its name; one that
+ * the layout stores in pieces (diffusers to_q/to_k/to_v; norm_out's swapped halves) is served as
+ * `<stem>@<i>.weight` / `.bias`, one Linear per piece, whose outputs are concatenated. Every piece
+ * stays in the user's file, memory-mapped.
+ */
+export class BflTensors implements TensorSource {
+  /** Served name → the BFL tensor and, for one of several pieces, which piece. */
+  private readonly byName = new Map<string, { bfl: string; piece: TensorPiece; single: boolean }>();
+
+  constructor(readonly weights: DitWeights) {
+    for (const bfl of weights.names()) {
+      const pieces = weights.pieces(bfl);
+      if (pieces.length === 1) this.byName.set(bfl, { bfl, piece: pieces[0], single: true });
+      else pieces.forEach((piece, i) => this.byName.set(pieceName(bfl, i), { bfl, piece, single: false }));
+    }
+  }
+
+  get path(): string {
+    return this.weights.tensors.path;
+  }
+
+  /** Names of the Linears (without `.weight`) whose concatenated outputs are BFL Linear `stem`. */
+  linear(stem: string): string[] {
+    const pieces = this.weights.pieces(`${stem}.weight`).length;
+    if (pieces === 1) return [stem];
+    if (this.weights.has(`${stem}.bias`) && this.weights.pieces(`${stem}.bias`).length !== pieces) throw new Error(`${this.path}: ${stem} has weight and bias in different pieces`);
+    return Array.from({ length: pieces }, (_, i) => `${stem}@${i}`);
+  }
+
+  names(): string[] {
+    return [...this.byName.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    const { piece: p } = this.entry(name);
+    return { name, dtype: p.source.dtype, shape: p.shape, file: p.source.file, offset: p.offset, byteLength: p.byteLength };
+  }
+
+  readBytes(name: string): Buffer {
+    const e = this.entry(name);
+    return e.single ? this.weights.readBytes(e.bfl) : readPiece(e.piece);
+  }
+
+  readF32(name: string): Float32Array {
+    return toFloat32(this.readBytes(name), this.entry(name).piece.source.dtype);
+  }
+
+  readF16(name: string): Uint16Array {
+    return toFloat16Bits(this.readBytes(name), this.entry(name).piece.source.dtype);
+  }
+
+  close(): void {
+    this.weights.tensors.close();
+  }
+
+  private entry(name: string) {
+    const e = this.byName.get(name);
+    if (!e) throw new Error(`${this.path}: no DiT tensor "${name}" (BFL name)`);
+    return e;
+  }
+}
+
+/** `a.b.weight`, piece 1 → `a.b@1.weight` */
+function pieceName(name: string, i: number): string {
+  return name.replace(/\.(weight|bias)$/, `@${i}.$1`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Graph
+
+interface Dit {
+  g: Graph;
+  w: Weights;
+  p: DitConfig;
+  src: BflTensors;
+  headDim: number;
+}
+
+export interface DitGraph {
+  graph: Graph;
+  weights: Weights;
+}
+
+export interface DitBuildOptions {
+  format: WeightFormat;
+  cacheDir?: string;
+  inlineLimit?: number;
+  fp8Scale?: 'per-tensor' | 'per-channel';
+}
+
+/**
+ * Inputs: img [1, n, in_channels], txt [1, m, context_in_dim], vec [1, vec_in_dim] (pooled CLIP),
+ * timestep [1] (sigma in [0, 1]), guidance [1] (when guidance_embed), pe_cos / pe_sin [L, Dh/2]
+ * (ropeTables of txt ids then img ids). Output: `out` [1, n, out_channels].
+ */
+export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOptions): DitGraph {
+  const src = new BflTensors(weights);
+  const g = new Graph('flux_dit');
+  const linearWeights = bflLinears(p).flatMap((n) => src.linear(n)).map((n) => `${n}.weight`);
+  const w = new Weights(g, src, { format: opts.format, cacheDir: opts.cacheDir, inlineLimit: opts.inlineLimit, fp8Scale: opts.fp8Scale }, linearWeights);
+  const d: Dit = { g, w, p, src, headDim: p.hidden_size / p.num_heads };
+  if (d.headDim !== p.axes_dim.reduce((a, b) => a + b, 0)) throw new Error(`flux config: axes_dim ${p.axes_dim} must sum to the head dim ${d.headDim}`);
+
+  let img = g.input('img', 'float32', [1, 'n', p.in_channels]);
+  let txt = g.input('txt', 'float32', [1, 'm', p.context_in_dim]);
+  const y = g.input('vec', 'float32', [1, p.vec_in_dim]);
+  const timestep = g.input('timestep', 'float32', [1]);
+  const guidance = p.guidance_embed ? g.input('guidance', 'float32', [1]) : undefined;
+  const pe = ropeInputs(d);
+
+  // Batch 1: activations are [tokens, features] inside, so every Linear is one Gemm.
+  img = g.op('Reshape', [img, g.i64([-1, p.in_channels])]);
+  txt = g.op('Reshape', [txt, g.i64([-1, p.context_in_dim])]);
+  // The gate must come from a tensor of unknown length: a gate from timestep or vec would be
+  // constant-folded, and with it the dequantized embedder weights.
+  const inputGate = w.gate(img);
+  img = linear(d, img, 'img_in', inputGate);
+  let vec = mlpEmbedder(d, timestepEmbedding(g, timestep), 'time_in', inputGate);
+  if (guidance) vec = g.op('Add', [vec, mlpEmbedder(d, timestepEmbedding(g, guidance), 'guidance_in', inputGate)]);
+  vec = g.op('Add', [vec, mlpEmbedder(d, y, 'vector_in', inputGate)]);
+  txt = linear(d, txt, 'txt_in', w.gate(txt));
+  const txtLen = g.op('Shape', [txt], { start: 0, end: 1 }); // [1] = m
+  const siluVec = silu(g, vec); // every modulation starts with SiLU(vec)
+
+  for (let i = 0; i < p.depth; i++) [img, txt] = g.scope(`double_blocks.${i}`, () => doubleBlock(d, `double_blocks.${i}`, img, txt, siluVec, pe, txtLen));
+  let x = g.op('Concat', [txt, img], { axis: 0 }); // [L, h]
+  for (let i = 0; i < p.depth_single_blocks; i++) x = g.scope(`single_blocks.${i}`, () => singleBlock(d, `single_blocks.${i}`, x, siluVec, pe));
+  img = sliceSeq(g, x, txtLen, undefined);
+  const out = g.scope('final_layer', () => lastLayer(d, img, siluVec));
+  g.output(g.op('Unsqueeze', [out, g.i64([0])]), 'out', 'float32', [1, 'n', p.out_channels]);
+  return { graph: g, weights: w };
+}
+
+/** A BFL Linear y = x·Wᵀ + b, x [tokens, in]; from one or several source Linears (outputs concatenated). */
+function linear(d: Dit, x: Value, name: string, gate: Value): Value {
+  const parts = d.src.linear(name).map((n) => dense(d, x, n, gate));
+  return parts.length === 1 ? parts[0] : d.g.op('Concat', parts, { axis: -1 });
+}
+
+/**
+ * Gemm with transB reads the [out, in] weight in place. (Weights.linear's MatMul(x, Transpose(W))
+ * lets onnxruntime's QDQ propagation turn DequantizeLinear → Transpose into
+ * DequantizeLinear → Transpose → QuantizeLinear → DequantizeLinear: two transient fp32 copies
+ * of every weight and three extra passes over it.)
+ */
+function dense(d: Dit, x: Value, name: string, gate: Value): Value {
+  if (process.env.PER_LINEAR_GATE && !/(mod\.lin|modulation\.lin|adaLN_modulation\.1|_in\.|vector_in)/.test(name)) gate = d.w.gate(x);
+  const w = d.w.matrix(`${name}.weight`, gate);
+  const b = d.src.has(`${name}.bias`) ? d.w.param(`${name}.bias`) : undefined;
+  return d.g.op('Gemm', [x, w, b], { transB: 1 });
+}
+
+/** Sinusoidal embedding of t·1000 as [cos, sin] (timestep_embedding, max_period 10000). t [1] → [1, dim] */
+function timestepEmbedding(g: Graph, t: Value, dim = 256, maxPeriod = 10000, timeFactor = 1000): Value {
+  const half = dim / 2;
+  // float32 step by step, as torch computes exp(-ln(max_period) · arange(half) / half).
+  const lnMax = Math.fround(-Math.log(maxPeriod));
+  const freqs = Array.from({ length: half }, (_, i) => Math.fround(Math.exp(Math.fround(Math.fround(lnMax * i) / half))));
+  const tScaled = g.op('Mul', [t, g.scalarF32(timeFactor)]);
+  const args = g.op('Mul', [g.op('Unsqueeze', [tScaled, g.i64([1])]), g.f32(freqs, [half], 'freqs')]); // [1, half]
+  return g.op('Concat', [g.op('Cos', [args]), g.op('Sin', [args])], { axis: -1 });
+}
+
+/** in_layer → SiLU → out_layer. x [1, in] → [1, h] */
+function mlpEmbedder(d: Dit, x: Value, name: string, gate: Value): Value {
+  return linear(d, silu(d.g, linear(d, x, `${name}.in_layer`, gate)), `${name}.out_layer`, gate);
+}
+
+/** Linear(SiLU(vec)) split into `chunks` × [1, h]: (shift, scale, gate) per modulation. */
+function modulation(d: Dit, siluVec: Value, name: string, chunks: number, gate: Value): Value[] {
+  const g = d.g;
+  const m = linear(d, siluVec, `${name}.lin`, gate); // [1, chunks·h]
+  return g.opN('Split', [m, g.i64(new Array(chunks).fill(d.p.hidden_size))], { axis: -1 }, { outputs: chunks });
+}
+
+/** (1 + scale) · LayerNorm(x) + shift, LayerNorm without affine, eps 1e-6. */
+function normModulate(d: Dit, x: Value, shift: Value, scale: Value): Value {
+  const g = d.g;
+  const normed = layerNorm(d.w, x, undefined, 1e-6, d.p.hidden_size);
+  return g.op('Add', [g.op('Mul', [normed, g.op('Add', [scale, g.scalarF32(1)])]), shift]);
+}
+
+/** x + gate · y */
+function gatedResidual(g: Graph, x: Value, gate: Value, y: Value): Value {
+  return g.op('Add', [x, g.op('Mul', [gate, y])]);
+}
+
+/** [L, 3h] → q, k, v as [L, H, Dh] */
+function splitQkv(d: Dit, qkv: Value): Value[] {
+  const g = d.g;
+  const h = d.p.hidden_size;
+  const [q, k, v] = g.opN('Split', [qkv, g.i64([h, h, h])], { axis: -1 }, { outputs: 3 });
+  return [q, k, v].map((t) => g.op('Reshape', [t, g.i64([0, d.p.num_heads, d.headDim])]));
+}
+
+/** RMSNorm of q and k over Dh with learned scales (QKNorm, eps 1e-6). */
+function qkNorm(d: Dit, q: Value, k: Value, name: string): [Value, Value] {
+  const scale = (n: string) => d.w.param(`${name}.${n}.scale`);
+  return [rmsNorm(d.g, q, scale('query_norm'), 1e-6), rmsNorm(d.g, k, scale('key_norm'), 1e-6)];
+}
+
+interface Rope {
+  /** [L, 1, Dh/2, 1]: broadcast over heads and the (x0, x1) pair axis. */
+  cos: Value;
+  sin: Value;
+}
+
+function ropeInputs(d: Dit): Rope {
+  const g = d.g;
+  const half = d.headDim / 2;
+  const shape = g.i64([-1, 1, half, 1]);
+  const cos = g.input('pe_cos', 'float32', ['l', half]);
+  const sin = g.input('pe_sin', 'float32', ['l', half]);
+  return { cos: g.op('Reshape', [cos, shape]), sin: g.op('Reshape', [sin, shape]) };
+}
+
+/** apply_rope: each pair (x0, x1) of the head dim rotated by its angle. x [L, H, Dh] → [L, H·Dh] */
+function rope(d: Dit, x: Value, pe: Rope): Value {
+  const g = d.g;
+  const pairs = g.op('Reshape', [x, g.i64([0, d.p.num_heads, d.headDim / 2, 2])]);
+  const [x0, x1] = g.opN('Split', [pairs, g.i64([1, 1])], { axis: -1 }, { outputs: 2 });
+  const out0 = g.op('Sub', [g.op('Mul', [x0, pe.cos]), g.op('Mul', [x1, pe.sin])]);
+  const out1 = g.op('Add', [g.op('Mul', [x0, pe.sin]), g.op('Mul', [x1, pe.cos])]);
+  return g.op('Reshape', [g.op('Concat', [out0, out1], { axis: -1 }), g.i64([0, d.p.hidden_size])]);
+}
+
+/** RoPE on q and k, then softmax(q·kᵀ/√Dh)·v. q, k, v [L, H, Dh] → [L, h] */
+function attention(d: Dit, q: Value, k: Value, v: Value, pe: Rope): Value {
+  const g = d.g;
+  const batch = (t: Value) => g.op('Reshape', [t, g.i64([1, -1, d.p.hidden_size])]); // [1, L, h]
+  const out = multiHeadAttention(g, batch(rope(d, q, pe)), batch(rope(d, k, pe)), batch(v), d.p.num_heads);
+  return g.op('Reshape', [out, g.i64([-1, d.p.hidden_size])]);
+}
+
+/** x[start:end] along the sequence; start/end are [1] int64 values (or undefined for the ends). */
+function sliceSeq(g: Graph, x: Value, start: Value | undefined, end: Value | undefined): Value {
+  return g.op('Slice', [x, start ?? g.i64([0]), end ?? g.i64([Number.MAX_SAFE_INTEGER]), g.i64([0])]);
+}
+
+/** Separate weights per stream, joint attention over [txt, img]. img [n, h], txt [m, h] */
+function doubleBlock(d: Dit, name: string, img: Value, txt: Value, siluVec: Value, pe: Rope, txtLen: Value): [Value, Value] {
+  const g = d.g;
+  const gate = d.w.gate(img); // img depends on all of the previous block
+  const [imgShift1, imgScale1, imgGate1, imgShift2, imgScale2, imgGate2] = modulation(d, siluVec, `${name}.img_mod`, 6, gate);
+  const [txtShift1, txtScale1, txtGate1, txtShift2, txtScale2, txtGate2] = modulation(d, siluVec, `${name}.txt_mod`, 6, gate);
+
+  const [imgQ0, imgK0, imgV] = splitQkv(d, linear(d, normModulate(d, img, imgShift1, imgScale1), `${name}.img_attn.qkv`, gate));
+  const [imgQ, imgK] = qkNorm(d, imgQ0, imgK0, `${name}.img_attn.norm`);
+  const [txtQ0, txtK0, txtV] = splitQkv(d, linear(d, normModulate(d, txt, txtShift1, txtScale1), `${name}.txt_attn.qkv`, gate));
+  const [txtQ, txtK] = qkNorm(d, txtQ0, txtK0, `${name}.txt_attn.norm`);
+
+  const cat = (a: Value, b: Value) => g.op('Concat', [a, b], { axis: 0 });
+  const attn = attention(d, cat(txtQ, imgQ), cat(txtK, imgK), cat(txtV, imgV), pe); // [L, h]
+  const txtAttn = sliceSeq(g, attn, undefined, txtLen);
+  const imgAttn = sliceSeq(g, attn, txtLen, undefined);
+
+  img = gatedResidual(g, img, imgGate1, linear(d, imgAttn, `${name}.img_attn.proj`, gate));
+  img = gatedResidual(g, img, imgGate2, mlp(d, normModulate(d, img, imgShift2, imgScale2), `${name}.img_mlp`, gate));
+  txt = gatedResidual(g, txt, txtGate1, linear(d, txtAttn, `${name}.txt_attn.proj`, gate));
+  txt = gatedResidual(g, txt, txtGate2, mlp(d, normModulate(d, txt, txtShift2, txtScale2), `${name}.txt_mlp`, gate));
+  return [img, txt];
+}
+
+/** Linear → GELU(tanh) → Linear */
+function mlp(d: Dit, x: Value, name: string, gate: Value): Value {
+  return linear(d, geluTanh(d.g, linear(d, x, `${name}.0`, gate)), `${name}.2`, gate);
+}
+
+/** Parallel attention + MLP on the joint sequence. x [L, h] */
+function singleBlock(d: Dit, name: string, x: Value, siluVec: Value, pe: Rope): Value {
+  const g = d.g;
+  const h = d.p.hidden_size;
+  const gate = d.w.gate(x);
+  const [shift, scale, modGate] = modulation(d, siluVec, `${name}.modulation`, 3, gate);
+  const fused = linear(d, normModulate(d, x, shift, scale), `${name}.linear1`, gate); // [L, 3h + mlp_hidden]
+  const [qkv, mlpIn] = g.opN('Split', [fused, g.i64([3 * h, h * d.p.mlp_ratio])], { axis: -1 }, { outputs: 2 });
+  const [q0, k0, v] = splitQkv(d, qkv);
+  const [q, k] = qkNorm(d, q0, k0, `${name}.norm`);
+  const attn = attention(d, q, k, v, pe);
+  const out = linear(d, g.op('Concat', [attn, geluTanh(g, mlpIn)], { axis: -1 }), `${name}.linear2`, gate);
+  return gatedResidual(g, x, modGate, out);
+}
+
+/** adaLN (shift, scale) → modulated LayerNorm → Linear. x [n, h] → [n, out_channels] */
+function lastLayer(d: Dit, x: Value, siluVec: Value): Value {
+  const g = d.g;
+  const gate = d.w.gate(x);
+  const mod = linear(d, siluVec, 'final_layer.adaLN_modulation.1', gate); // [1, 2h]
+  const [shift, scale] = g.opN('Split', [mod, g.i64([d.p.hidden_size, d.p.hidden_size])], { axis: -1 }, { outputs: 2 });
+  return linear(d, normModulate(d, x, shift, scale), 'final_layer.linear', gate);
+}
+
+// ---------------------------------------------------------------------------------------------
+// RoPE tables
+
+/**
+ * EmbedND: per token, the angles pos[axis] · theta^(-2j/axes_dim[axis]) for each axis, concatenated
+ * → cos, sin as [L, Dh/2]. `ids` is [L, axes] row-major (txt ids then img ids). float64, then
+ * rounded to float32, as the reference does.
+ */
+export function ropeTables(ids: ArrayLike<number>, axesDim: number[], theta: number): { cos: Float32Array; sin: Float32Array; length: number } {
+  const axes = axesDim.length;
+  const length = ids.length / axes;
+  const half = axesDim.reduce((a, b) => a + b, 0) / 2;
+  const omega: number[] = [];
+  const axisOf: number[] = [];
+  axesDim.forEach((dim, a) => {
+    for (let j = 0; j < dim; j += 2) {
+      omega.push(1 / theta ** (j / dim));
+      axisOf.push(a);
+    }
+  });
+  const cos = new Float32Array(length * half);
+  const sin = new Float32Array(length * half);
+  for (let l = 0; l < length; l++) {
+    for (let j = 0; j < half; j++) {
+      const angle = ids[l * axes + axisOf[j]] * omega[j];
+      cos[l * half + j] = Math.cos(angle);
+      sin[l * half + j] = Math.sin(angle);
+    }
+  }
+  return { cos, sin, length };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runtime
+
+export interface FluxTransformerOptions extends DitBuildOptions {
+  ep?: ExecutionProvider;
+  threads?: number;
+  /** Write the optimized graph here (debugging). */
+  optimizedModelPath?: string;
+}
+
+/** What stays the same over the steps of one generation. */
+export interface DitConditioning {
+  /** T5 hidden states [m, context_in_dim]. */
+  txt: Float32Array;
+  /** Pooled CLIP [vec_in_dim]. */
+  vec: Float32Array;
+  /** [n, 3] (0, row, col) and [m, 3]. */
+  imgIds: ArrayLike<number>;
+  txtIds: ArrayLike<number>;
+}
+
+export interface DitInputs extends DitConditioning {
+  /** Packed latents [n, in_channels]. */
+  img: Float32Array;
+  /** Sigma in [0, 1]. */
+  timestep: number;
+  guidance?: number;
+}
+
+/** The DiT bound to one generation's conditioning: RoPE tables and text tensors are made once. */
+export interface PreparedDit {
+  /** Velocity [n, out_channels] for packed latents [n, in_channels] at sigma `timestep`. */
+  forward(img: Float32Array, timestep: number, guidance?: number): Promise<Float32Array>;
+}
+
+export class FluxTransformer {
+  private last?: { key: DitConditioning; prepared: PreparedDit };
+
+  private constructor(readonly session: ort.InferenceSession, readonly config: DitConfig) {}
+
+  /**
+   * `source`: a DiT checkpoint path (BFL single file, with or without `model.diffusion_model.`, or a
+   * diffusers `transformer/` folder), an opened DitComponent, or DitWeights. `config` defaults to
+   * the component's (sidecar/config.json, else measured from shapes).
+   */
+  static async load(source: string | DitComponent | DitWeights, opts: FluxTransformerOptions): Promise<FluxTransformer>;
+  static async load(source: string | DitComponent | DitWeights, config: DitConfig | undefined, opts: FluxTransformerOptions): Promise<FluxTransformer>;
+  static async load(source: string | DitComponent | DitWeights, a: DitConfig | FluxTransformerOptions | undefined, b?: FluxTransformerOptions): Promise<FluxTransformer> {
+    const opts = (b ?? a) as FluxTransformerOptions;
+    const component = typeof source === 'string' ? openComponent(source, 'dit') : source instanceof DitWeights ? undefined : source;
+    const weights = source instanceof DitWeights ? source : component!.weights;
+    const config = (b ? (a as DitConfig | undefined) : undefined) ?? component?.config;
+    if (!config) throw new Error('FluxTransformer.load: DitWeights need a DitConfig');
+    const { graph, weights: w } = buildDit(weights, config, opts);
+    const session = await createSession(graph, { ep: opts.ep, weightsFolder: w.folder(), intraOpThreads: opts.threads, optimizedModelPath: opts.optimizedModelPath });
+    return new FluxTransformer(session, config);
+  }
+
+  /** Binds one generation's conditioning; call forward() on the result each step. */
+  prepare(c: DitConditioning): PreparedDit {
+    const p = this.config;
+    const m = c.txt.length / p.context_in_dim;
+    const n = c.imgIds.length / 3;
+    const pe = ropeTables([...Array.from(c.txtIds), ...Array.from(c.imgIds)], p.axes_dim, p.theta);
+    if (pe.length !== m + n || !Number.isInteger(m)) throw new Error(`DiT: ${c.txtIds.length / 3} text ids for ${m} text tokens`);
+    const half = pe.cos.length / pe.length;
+    const fixed: Record<string, ort.Tensor> = {
+      txt: new ort.Tensor('float32', c.txt, [1, m, p.context_in_dim]),
+      vec: new ort.Tensor('float32', c.vec, [1, p.vec_in_dim]),
+      pe_cos: new ort.Tensor('float32', pe.cos, [pe.length, half]),
+      pe_sin: new ort.Tensor('float32', pe.sin, [pe.length, half]),
+    };
+    return {
+      forward: async (img, timestep, guidance) => {
+        if (img.length !== n * p.in_channels) throw new Error(`DiT: latents hold ${img.length / p.in_channels} tokens, the image ids ${n}`);
+        const feeds: Record<string, ort.Tensor> = {
+          ...fixed,
+          img: new ort.Tensor('float32', img, [1, n, p.in_channels]),
+          timestep: new ort.Tensor('float32', Float32Array.of(timestep), [1]),
+        };
+        if (p.guidance_embed) {
+          if (guidance === undefined) throw new Error('this DiT is guidance-distilled (FLUX.1-dev type): pass a guidance value');
+          feeds.guidance = new ort.Tensor('float32', Float32Array.of(guidance), [1]);
+        }
+        const out = await this.session.run(feeds);
+        return out.out.data as Float32Array;
+      },
+    };
+  }
+
+  /** One step with everything given; the conditioning is prepared again only when it changes. */
+  forward(x: DitInputs): Promise<Float32Array> {
+    let last = this.last;
+    const k = last?.key;
+    if (!last || !k || k.txt !== x.txt || k.vec !== x.vec || !sameValues(k.imgIds, x.imgIds) || !sameValues(k.txtIds, x.txtIds)) {
+      last = this.last = { key: { txt: x.txt, vec: x.vec, imgIds: Array.from(x.imgIds), txtIds: Array.from(x.txtIds) }, prepared: this.prepare(x) };
+    }
+    return last.prepared.forward(x.img, x.timestep, x.guidance);
+  }
+
+  async release(): Promise<void> {
+    this.last = undefined;
+    await this.session.release();
+  }
+}
+
+function sameValues(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -1,0 +1,49 @@
+// Creating onnxruntime sessions from in-memory graphs whose weights are external data.
+
+import * as ort from 'onnxruntime-node';
+import { Graph } from './graph';
+
+export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda' | 'dml' | 'coreml';
+
+export interface SessionOptions {
+  ep?: ExecutionProvider;
+  /** Folder holding the external-data files the graph refers to. */
+  weightsFolder?: string;
+  /** Write the optimized graph here (debugging: see what a builder's graph became). */
+  optimizedModelPath?: string;
+  intraOpThreads?: number;
+  logLevel?: 0 | 1 | 2 | 3 | 4;
+  /** Memory arena: off keeps RSS close to what is live (default off on CPU). */
+  cpuArena?: boolean;
+}
+
+export async function createSession(graph: Graph | Uint8Array, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  const bytes = graph instanceof Graph ? graph.toBytes() : graph;
+  const ep = opts.ep ?? 'cpu';
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: [ep],
+    graphOptimizationLevel: 'all',
+    enableCpuMemArena: opts.cpuArena ?? false,
+    logSeverityLevel: opts.logLevel ?? 3,
+    ...(opts.intraOpThreads ? { intraOpNumThreads: opts.intraOpThreads } : {}),
+    ...(opts.optimizedModelPath ? { optimizedModelFilePath: opts.optimizedModelPath } : {}),
+    extra: {
+      session: {
+        ...(opts.weightsFolder ? { model_external_initializers_file_folder_path: opts.weightsFolder } : {}),
+      },
+    },
+  };
+  return ort.InferenceSession.create(bytes, options);
+}
+
+export function tensorF32(data: Float32Array, dims: number[]): ort.Tensor {
+  return new ort.Tensor('float32', data, dims);
+}
+
+export function tensorI64(data: ArrayLike<number>, dims: number[]): ort.Tensor {
+  return new ort.Tensor('int64', BigInt64Array.from(Array.from(data), (x) => BigInt(x)), dims);
+}
+
+export function tensorI32(data: ArrayLike<number>, dims: number[]): ort.Tensor {
+  return new ort.Tensor('int32', Int32Array.from(data), dims);
+}

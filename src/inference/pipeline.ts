@@ -1,0 +1,266 @@
+// Text → image: tokenize → CLIP pooled + T5 hidden → noise → Euler flow-matching loop on the DiT
+// → unpack → z / scale + shift → VAE decode. Components are loaded as the memory mode says:
+// `sequential` holds one at a time, `resident` keeps all of them between jobs.
+
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  CancelledError, ComponentName, ExecutionProvider, GenerateHooks, GenerateParams, GenerateResult, ImageMetadata, MemoryMode, ModelSpec, RuntimeOptions, Stage, StageTiming, UserError,
+} from './api';
+import { ClipEncoder } from './graphs/clip';
+import { FluxTransformer } from './graphs/dit';
+import { T5Encoder } from './graphs/t5';
+import { latentsToImage, VaeDecoder } from './graphs/vae';
+import { ModelFiles, resolveModel } from './modelFiles';
+import { availableMemory, currentRss, gib, RssSampler } from './memory';
+import { chooseEp } from './providers';
+import { SafetensorsFile } from './safetensors';
+import {
+  eulerStep, flowMatchSchedule, imageIds, initialLatents, latentShape, latentToPreviewRGB, randomSeed, readSchedulerConfig, SchedulerConfig, textIds, unpackLatents, validateSize,
+} from './sampler';
+import { ClipTokenizer, T5Tokenizer } from './tokenizers';
+
+export const VERSION = '0.1.0';
+type Log = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
+
+interface PromptEmbedding {
+  pooled: Float32Array;
+  hidden: Float32Array;
+  tokens: number;
+}
+
+const DEFAULTS = { steps: 28, width: 1024, height: 1024, guidance: 3.5, t5MaxLength: 512 } as const;
+const EMBEDDING_CACHE_SIZE = 16;
+
+interface Parts {
+  clip: ClipEncoder;
+  t5: T5Encoder;
+  dit: FluxTransformer;
+  vae: VaeDecoder;
+}
+
+export class FluxPipeline {
+  private readonly parts: Partial<Parts> = {};
+  private clipTok?: ClipTokenizer;
+  private t5Tok?: T5Tokenizer;
+  private scheduler?: SchedulerConfig;
+  private readonly embeddings = new Map<string, PromptEmbedding>();
+  private readonly notesLogged = new Set<string>();
+  private readonly epUsed = new Map<ComponentName, { ep: ExecutionProvider; note?: string }>();
+
+  private constructor(readonly files: ModelFiles, readonly runtime: Required<Pick<RuntimeOptions, 'weights' | 'memory'>> & RuntimeOptions, private readonly log: Log) {}
+
+  /** Resolve and check the model's files (headers only); nothing heavy is loaded yet. */
+  static async create(model: ModelSpec, runtime: RuntimeOptions = {}, log: Log = () => {}): Promise<FluxPipeline> {
+    const files = resolveModel(model);
+    const weights = runtime.weights ?? 'fp8';
+    const memory = runtime.memory ?? 'auto';
+    const p = new FluxPipeline(files, { ...runtime, weights, memory }, log);
+    log('info', `model ${files.name}: DiT ${files.transformer}, weights ${weights}, memory mode ${memory}`);
+    return p;
+  }
+
+  /** The memory mode in effect: `auto` keeps everything resident when it fits in 80% of available RAM. */
+  memoryMode(): Exclude<MemoryMode, 'auto'> {
+    if (this.runtime.memory !== 'auto') return this.runtime.memory;
+    const need = this.files.residentBytes(this.runtime.weights);
+    return need < 0.8 * (availableMemory() + currentRss()) ? 'resident' : 'sequential';
+  }
+
+  loaded(): ComponentName[] {
+    return (['clip', 't5', 'dit', 'vae'] as const).filter((c) => this.parts[c] !== undefined);
+  }
+
+  eps(): { component: ComponentName; ep: ExecutionProvider; note?: string }[] {
+    return [...this.epUsed].map(([component, v]) => ({ component, ...v }));
+  }
+
+  async load(components: ComponentName[] = ['clip', 't5', 'dit', 'vae']): Promise<void> {
+    for (const c of components) await this.ensure(c);
+  }
+
+  async unload(components: ComponentName[] = ['clip', 't5', 'dit', 'vae']): Promise<void> {
+    for (const c of components) {
+      const part = this.parts[c];
+      delete this.parts[c];
+      await part?.release();
+    }
+  }
+
+  async release(): Promise<void> {
+    await this.unload();
+    this.embeddings.clear();
+  }
+
+  async generate(params: GenerateParams, hooks: GenerateHooks = {}): Promise<GenerateResult> {
+    const width = params.width ?? DEFAULTS.width;
+    const height = params.height ?? DEFAULTS.height;
+    const steps = params.steps ?? DEFAULTS.steps;
+    const guidance = params.guidance ?? DEFAULTS.guidance;
+    const t5MaxLength = params.t5MaxLength ?? DEFAULTS.t5MaxLength;
+    const shift = params.shift ?? 'dynamic';
+    validateSize(width, height);
+    if (!Number.isInteger(steps) || steps < 1 || steps > 1000) throw new UserError(`steps must be a whole number from 1 to 1000, got ${steps}`);
+    if (!Number.isFinite(guidance) || guidance < 0) throw new UserError(`guidance must be a number ≥ 0, got ${guidance}`);
+    const seed = params.seed === undefined || params.seed < 0 ? randomSeed() : params.seed;
+    const mode = this.memoryMode();
+    const stages: StageTiming[] = [];
+    const notes: string[] = [];
+    const check = () => {
+      if (hooks.signal?.aborted) throw new CancelledError();
+    };
+    const stage = async <T>(name: Stage, fn: () => Promise<T>, ep?: ComponentName): Promise<T> => {
+      check();
+      hooks.onStage?.(name, 'start');
+      const sampler = new RssSampler();
+      const t0 = performance.now();
+      try {
+        return await fn();
+      } finally {
+        const peakRss = sampler.stop();
+        const seconds = (performance.now() - t0) / 1000;
+        stages.push({ stage: name, seconds, peakRss, ...(ep && this.epUsed.get(ep) ? { ep: this.epUsed.get(ep)!.ep } : {}) });
+        hooks.onStage?.(name, 'end', `${seconds.toFixed(2)} s, peak ${gib(peakRss)}`);
+      }
+    };
+
+    // 1. Text
+    const key = `${t5MaxLength}\u0000${params.prompt}`;
+    let emb = this.embeddings.get(key);
+    if (emb) {
+      notes.push('prompt embeddings from cache');
+      this.embeddings.delete(key);
+      this.embeddings.set(key, emb); // most recently used last
+    } else {
+      emb = await stage('text', async () => {
+        const tokenizers = await this.tokenizers();
+        const clipIds = tokenizers.clip.encode(params.prompt, 77);
+        const t5Ids = tokenizers.t5.encode(params.prompt, t5MaxLength);
+        if (clipIds.truncated) notes.push(`CLIP sees only the first 77 tokens; cut: "${clipIds.truncatedText ?? ''}"`);
+        if (t5Ids.truncated) notes.push(`T5 sees only the first ${t5MaxLength} tokens`);
+        if (t5Ids.unknownRatio > 0.3) notes.push(`T5 could not read ${Math.round(t5Ids.unknownRatio * 100)}% of the prompt's tokens (T5 knows English best)`);
+        const clip = await this.ensure('clip');
+        const { pooled } = await clip.encode(clipIds.ids);
+        if (mode === 'sequential') await this.unload(['clip']);
+        check();
+        const t5 = await this.ensure('t5');
+        const hidden = await t5.encode(t5Ids.ids);
+        if (mode === 'sequential') await this.unload(['t5']);
+        return { pooled, hidden, tokens: t5MaxLength };
+      }, 't5');
+      this.embeddings.set(key, emb);
+      if (this.embeddings.size > EMBEDDING_CACHE_SIZE) this.embeddings.delete(this.embeddings.keys().next().value!);
+    }
+
+    // 2. Denoise
+    const shape = latentShape(width, height);
+    let latents = params.latentsFile ? readInitialLatents(params.latentsFile, shape.tokens) : initialLatents(seed, width, height);
+    const schedule = flowMatchSchedule({ steps, width, height, shift, config: await this.schedulerConfig() });
+    latents = await stage('denoise', async () => {
+      const dit = await this.ensure('dit');
+      const run = dit.prepare({ imgIds: imageIds(height, width), txtIds: textIds(emb!.tokens), txt: emb!.hidden, vec: emb!.pooled });
+      for (let i = 0; i < steps; i++) {
+        check();
+        const sigma = schedule.sigmas[i];
+        const v = await run.forward(latents, sigma, guidance);
+        latents = eulerStep(latents, v, sigma, schedule.sigmas[i + 1]);
+        if (hooks.onStep) hooks.onStep({ step: i + 1, steps, latents, preview: hooks.wantPreview ? { width: shape.w2, height: shape.h2, rgb: latentToPreviewRGB(latents, width, height) } : undefined });
+      }
+      if (mode === 'sequential') await this.unload(['dit']);
+      return latents;
+    }, 'dit');
+
+    // 3. Decode
+    const image = await stage('decode', async () => {
+      const vae = await this.ensure('vae');
+      const z = unpackLatents(latents, shape.h2, shape.w2);
+      const { scale, shift: zShift } = vae.config;
+      for (let i = 0; i < z.length; i++) z[i] = z[i] / scale + zShift;
+      const decoded = await vae.decode(z, shape.h2, shape.w2);
+      if (mode === 'sequential') await this.unload(['vae']);
+      return latentsToImage(decoded, height, width);
+    }, 'vae');
+
+    const metadata: ImageMetadata = {
+      prompt: params.prompt, seed, steps, width, height, guidance, shift, t5MaxLength, model: this.files.name, weights: this.runtime.weights, sampler: 'euler', software: `MajicFLUX ${VERSION}`,
+    };
+    return { seed, image, width, height, stages, metadata, notes };
+  }
+
+  private async tokenizers() {
+    if (!this.clipTok) this.clipTok = await ClipTokenizer.fromFolder(this.files.tokenizer);
+    if (!this.t5Tok) this.t5Tok = await T5Tokenizer.fromFolder(this.files.tokenizer2);
+    return { clip: this.clipTok, t5: this.t5Tok };
+  }
+
+  private async schedulerConfig(): Promise<SchedulerConfig> {
+    if (!this.scheduler) this.scheduler = await readSchedulerConfig(this.files.scheduler ?? '');
+    return this.scheduler;
+  }
+
+  private async ensure<C extends ComponentName>(c: C): Promise<Parts[C]> {
+    const have = this.parts[c];
+    if (have) return have as Parts[C];
+    const { ep, note } = await chooseEp(c, this.runtime.stageEp?.[c] ?? this.runtime.ep ?? 'auto', this.runtime.weights);
+    if (note && !this.notesLogged.has(note)) {
+      this.notesLogged.add(note);
+      this.log(ep === 'cpu' && (this.runtime.stageEp?.[c] ?? this.runtime.ep ?? 'auto') === 'auto' ? 'info' : 'warn', note);
+    }
+    this.epUsed.set(c, { ep, note });
+    const common = { ep, cacheDir: this.runtime.cacheDir ?? defaultCacheDir(), intraOpThreads: this.runtime.threads, threads: this.runtime.threads };
+    const t0 = performance.now();
+    let part: Parts[ComponentName];
+    try {
+      switch (c) {
+        case 'clip':
+          part = await ClipEncoder.load(this.files.textEncoder, common);
+          break;
+        case 't5':
+          part = await T5Encoder.load(this.files.textEncoder2, common);
+          break;
+        case 'dit':
+          part = await FluxTransformer.load(this.files.transformer, { ...common, format: this.runtime.weights });
+          break;
+        default:
+          part = await VaeDecoder.load(this.files.vae, common);
+      }
+    } catch (e) {
+      throw explainLoadFailure(c, e, this.files.residentBytes(this.runtime.weights, c));
+    }
+    this.parts[c] = part as Parts[C];
+    this.log('info', `loaded ${c} on ${ep} in ${((performance.now() - t0) / 1000).toFixed(2)} s (rss ${gib(currentRss())})`);
+    return part as Parts[C];
+  }
+}
+
+export function defaultCacheDir(): string {
+  const base = process.env.XDG_CACHE_HOME ?? (process.platform === 'win32' ? process.env.LOCALAPPDATA ?? os.tmpdir() : path.join(os.homedir(), '.cache'));
+  return path.join(base, 'majicflux', 'weights');
+}
+
+function readInitialLatents(file: string, tokens: number): Float32Array {
+  const f = SafetensorsFile.open(file);
+  try {
+    if (!f.has('initial_latents')) throw new UserError(`${file} has no "initial_latents" tensor`);
+    const shape = f.info('initial_latents').shape;
+    if (shape.length !== 3 || shape[1] !== tokens || shape[2] !== 64) {
+      throw new UserError(`${file}: initial_latents has shape [${shape}] but this image size needs [1, ${tokens}, 64]`);
+    }
+    return f.readF32('initial_latents');
+  } finally {
+    f.close();
+  }
+}
+
+function explainLoadFailure(c: ComponentName, e: unknown, needBytes: number): Error {
+  if (e instanceof UserError) return e;
+  const msg = (e as Error).message ?? String(e);
+  if (/bad_alloc|out of memory|Failed to allocate|ENOMEM/i.test(msg)) {
+    return new UserError(
+      `Not enough memory to load the ${c} (needs about ${gib(needBytes)}, ${gib(availableMemory())} available). Try weight format fp8 and memory mode sequential, or close other programs.`,
+      msg,
+    );
+  }
+  return new UserError(`Could not load the ${c}: ${msg.split('\n')[0]}`, (e as Error).stack);
+}
+

@@ -1,0 +1,726 @@
+// The inference server: entry point of dist/server.js, a long-lived child process of the extension
+// (or `majicflux serve` on a GPU host). It owns the one FluxPipeline, runs jobs one at a time, and
+// speaks the NDJSON protocol of protocol.ts (docs/PROTOCOL.md).
+//
+//   node dist/server.js              protocol on stdin/stdout (other clients, scripts)
+//   node dist/server.js --fd 3       protocol on an extra pipe at fd 3 (what serverClient.ts uses)
+//   node dist/server.js serve …      TCP, with a token (cliServe.ts; same as `majicflux serve`)
+//
+// Why fd 3 for our own client: stdout belongs to every native library loaded into the process
+// (onnxruntime, CUDA, sharp/libvips) and any of them may printf to it. In stdio mode we route
+// console.* and process.stdout.write to stderr, but a C library's buffered write can still land in
+// the middle of a protocol line. An extra pipe is never written by anybody else, and Node (and
+// Electron run as node) supports extra stdio pipes on Windows, macOS and Linux alike (libuv passes
+// them as it passes NODE_CHANNEL_FD). stdout and stderr then carry only diagnostics.
+
+import * as crypto from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import * as zlib from 'node:zlib';
+import { CancelledError, GenerateResult, ModelSpec, RuntimeOptions, StageTiming, UserError } from './api';
+import { availableMemory, currentRss, RssSampler } from './memory';
+import { FluxPipeline, VERSION } from './pipeline';
+import { encodePng, ImageParameters, pngChunk, writePngAtomic } from './png';
+import {
+  encodeMessage,
+  ErrorCode,
+  Event,
+  JobEvent,
+  JobInfo,
+  JobRequest,
+  JobState,
+  LineSplitter,
+  LogLevel,
+  MAX_LINE_BYTES,
+  parseRequest,
+  PROTOCOL_VERSION,
+  Request,
+  ServerMessage,
+  ServerSettings,
+  StatusInfo,
+} from './protocol';
+
+export const DEFAULT_HEARTBEAT_MS = 5000;
+const MAX_QUEUE = 1000;
+const HISTORY = 20;
+/** Before `hello` over TCP: keep unauthenticated peers from making us buffer much. */
+const PREAUTH_MAX_LINE = 256 * 1024;
+const HELLO_TIMEOUT_MS = 10_000;
+
+export interface ServerOptions {
+  /** Required in `hello` when set (TCP). */
+  token?: string;
+  /** Default heartbeat interval; a client may ask for another in `hello` (0: none). */
+  heartbeatMs?: number;
+  /** When set, job outputs are relative to this folder and may not leave it (TCP). */
+  outputDir?: string;
+  /** Used until a client sends settings (serve --model …). */
+  settings?: ServerSettings;
+  /** The model to use whatever a client names (serve --model: client paths mean nothing here). */
+  fixedModel?: ModelSpec;
+  /** Write log lines to stderr even while a client receives them as events (serve). */
+  echoLogs?: boolean;
+}
+
+// =============================================================================================
+// Connection: one NDJSON peer
+
+interface Sink {
+  write(data: string, cb?: (err?: Error | null) => void): unknown;
+  end?(cb?: () => void): unknown;
+}
+
+export class Connection {
+  /** No more sends. */
+  private closed = false;
+  /** onEnd has run. */
+  private ended = false;
+  readonly splitter: LineSplitter;
+
+  constructor(
+    input: NodeJS.ReadableStream,
+    private readonly sink: Sink,
+    onLine: (line: string) => void,
+    onOverflow: (bytes: number) => void,
+    private readonly onEnd: () => void,
+    maxLine = MAX_LINE_BYTES,
+  ) {
+    this.splitter = new LineSplitter(onLine, onOverflow, maxLine);
+    input.on('data', (chunk: Buffer | string) => {
+      if (!this.ended) this.splitter.push(chunk);
+    });
+    input.on('end', () => {
+      if (!this.ended) this.splitter.end();
+      this.finish();
+    });
+    input.on('close', () => this.finish());
+    input.on('error', () => this.finish());
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  send(msg: ServerMessage): void {
+    if (this.closed) return;
+    this.sink.write(encodeMessage(msg), (err) => {
+      if (err) this.finish();
+    });
+  }
+
+  /** Resolves once everything sent so far has been handed to the OS. */
+  flush(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.sink.write('', () => resolve()));
+  }
+
+  /** Flushes, ends the output and reports the end (once). */
+  async close(): Promise<void> {
+    await this.flush();
+    this.closed = true;
+    await new Promise<void>((resolve) => (this.sink.end ? this.sink.end(() => resolve()) : resolve()));
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.closed = true;
+    this.onEnd();
+  }
+}
+
+// =============================================================================================
+// The server: sessions, queue, pipeline
+
+type Transport = 'stdio' | 'fd' | 'tcp';
+
+class Session {
+  hello = false;
+  /** Asked for shutdown: takes no more requests. */
+  closing = false;
+  heartbeat?: NodeJS.Timeout;
+  helloTimer?: NodeJS.Timeout;
+  constructor(
+    readonly conn: Connection,
+    readonly transport: Transport,
+  ) {}
+  send(msg: ServerMessage): void {
+    this.conn.send(msg);
+  }
+}
+
+interface Job {
+  id: string;
+  /** Only the request (a prompt and a few numbers): a long queue costs next to nothing. */
+  request: JobRequest;
+  /** Resolved absolute path. */
+  output: string;
+  state: JobState;
+  owner: Session;
+  controller?: AbortController;
+}
+
+export class InferenceServer {
+  private settings?: ServerSettings;
+  private pipe?: { key: string; instance: FluxPipeline };
+  private readonly queue: Job[] = [];
+  private running?: Job;
+  private runningDone?: Promise<void>;
+  private readonly history: JobInfo[] = [];
+  private mutex: Promise<void> = Promise.resolve();
+  private loading = 0;
+  private jobCounter = 0;
+  private session?: Session;
+  private stopping = false;
+  private readonly started = Date.now();
+  /** Called after a session asked for `shutdown` and the server wound down for it. */
+  onShutdownRequest: (session: Session) => void = () => undefined;
+
+  constructor(private readonly opts: ServerOptions = {}) {
+    this.settings = opts.settings;
+  }
+
+  // ---- sessions -----------------------------------------------------------------------------
+
+  attach(input: NodeJS.ReadableStream, sink: Sink, transport: Transport, onClose: () => void = () => undefined): Session {
+    // `session` is assigned before any data can arrive (data events come on a later tick).
+    let session!: Session;
+    const conn = new Connection(
+      input,
+      sink,
+      (line) => this.onLine(session, line),
+      (bytes) => session.send({ id: null, type: 'error', code: 'line-too-long', message: `line of ${bytes}+ bytes exceeds the limit of ${conn.splitter.maxLineBytes} bytes; ignored` }),
+      () => {
+        this.detach(session);
+        onClose();
+      },
+      transport === 'tcp' && this.opts.token ? PREAUTH_MAX_LINE : MAX_LINE_BYTES,
+    );
+    session = new Session(conn, transport);
+    if (transport === 'tcp') {
+      session.helloTimer = setTimeout(() => {
+        if (!session.hello) {
+          this.reply(session, null, 'unauthorized', 'no hello within 10 s; closing');
+          void session.conn.close();
+        }
+      }, HELLO_TIMEOUT_MS);
+      session.helloTimer.unref();
+    }
+    return session;
+  }
+
+  /** A session ended (its peer left or it was closed): its jobs are cancelled. */
+  detach(session: Session): void {
+    clearInterval(session.heartbeat);
+    clearTimeout(session.helloTimer);
+    this.cancelJobsOf(session);
+    if (this.session === session) this.session = undefined;
+  }
+
+  get activeSession(): Session | undefined {
+    return this.session && !this.session.conn.isClosed ? this.session : undefined;
+  }
+
+  /** Cancel everything, wait for the running job to stop, free the pipeline. */
+  async shutdown(): Promise<void> {
+    this.stopping = true;
+    this.cancelJobsOf();
+    await this.runningDone?.catch(() => undefined);
+    await this.exclusive(() => this.releasePipeline());
+  }
+
+  // ---- requests -----------------------------------------------------------------------------
+
+  private onLine(session: Session, line: string): void {
+    const req = parseRequest(line);
+    if ('error' in req) {
+      this.reply(session, req.id, req.code, req.error);
+      return;
+    }
+    this.handle(session, req).catch((err: unknown) => {
+      const e = err instanceof Error ? err : new Error(String(err));
+      this.reply(session, req.id, 'failed', e.message, e.stack);
+    });
+  }
+
+  private reply(session: Session, id: number | null, code: ErrorCode, message: string, detail?: string): void {
+    session.send({ id, type: 'error', code, message, ...(detail ? { detail } : {}) });
+  }
+
+  private async handle(session: Session, req: Request): Promise<void> {
+    if (req.type === 'hello') return this.hello(session, req);
+    if (!session.hello) return this.reply(session, req.id, 'handshake-required', `send hello first (got ${req.type})`);
+    if ((this.stopping || session.closing) && req.type !== 'status' && req.type !== 'ping') return this.reply(session, req.id, 'shutting-down', 'the server is shutting down');
+    switch (req.type) {
+      case 'configure':
+        this.configure(req.settings);
+        return session.send({ id: req.id, type: 'ok' });
+      case 'generate':
+        return this.enqueue(session, req.id, req.job);
+      case 'cancel':
+        return this.cancelRequest(session, req.id, req.jobId);
+      case 'status':
+        return session.send({ id: req.id, type: 'status', status: this.status() });
+      case 'load':
+      case 'unload': {
+        const components = req.components;
+        const loaded = await this.exclusive(async () => {
+          this.loading++;
+          try {
+            const p = await this.pipeline();
+            if (req.type === 'load') await p.load(components);
+            else await p.unload(components);
+            return p.loaded();
+          } finally {
+            this.loading--;
+          }
+        });
+        return session.send({ id: req.id, type: 'loaded', components: loaded });
+      }
+      case 'ping':
+        return session.send({ id: req.id, type: 'pong', time: Date.now() });
+      case 'shutdown':
+        session.closing = true;
+        session.send({ id: req.id, type: 'ok' });
+        this.cancelJobsOf(session);
+        await this.runningDone?.catch(() => undefined);
+        await this.exclusive(() => this.releasePipeline());
+        return this.onShutdownRequest(session);
+    }
+  }
+
+  private hello(session: Session, req: Extract<Request, { type: 'hello' }>): void {
+    if (this.opts.token !== undefined && !sameSecret(req.token ?? '', this.opts.token)) {
+      this.log('warn', `rejected a client (${req.client}): wrong or missing token`);
+      this.reply(session, req.id, 'unauthorized', 'wrong or missing token');
+      void session.conn.close();
+      return;
+    }
+    if (req.protocol !== PROTOCOL_VERSION) {
+      return this.reply(
+        session,
+        req.id,
+        'protocol-mismatch',
+        `the client speaks protocol ${req.protocol} but this server (MajicFLUX ${VERSION}) speaks protocol ${PROTOCOL_VERSION}; use matching versions of the extension and the server`,
+      );
+    }
+    if (this.session && this.session !== session && !this.session.conn.isClosed && this.session.hello) {
+      this.reply(session, req.id, 'busy', 'another client is connected to this server; one client at a time');
+      void session.conn.close();
+      return;
+    }
+    clearTimeout(session.helloTimer);
+    session.hello = true;
+    session.conn.splitter.maxLineBytes = MAX_LINE_BYTES;
+    this.session = session;
+    if (req.settings) this.configure(req.settings);
+    const heartbeatMs = req.heartbeatMs ?? this.opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    clearInterval(session.heartbeat);
+    if (heartbeatMs > 0) {
+      session.heartbeat = setInterval(() => session.send(this.heartbeat()), Math.max(50, heartbeatMs));
+      session.heartbeat.unref();
+    }
+    session.send({ id: req.id, type: 'hello', protocol: PROTOCOL_VERSION, version: VERSION, pid: process.pid, platform: `${process.platform}-${process.arch}`, heartbeatMs });
+  }
+
+  private configure(settings: ServerSettings): void {
+    this.settings = this.opts.fixedModel ? { ...settings, model: this.opts.fixedModel } : settings;
+    // Free a pipeline built for other settings now rather than at the next job.
+    if (this.pipe && this.pipe.key !== pipelineKey(settings)) {
+      this.exclusive(() => this.pipeline().then(() => undefined)).catch((err: Error) => this.log('warn', `could not apply the new settings yet: ${err.message}`));
+    }
+  }
+
+  private enqueue(session: Session, id: number, request: JobRequest): void {
+    const output = this.resolveOutput(request.output);
+    if (typeof output === 'object') return this.reply(session, id, 'bad-output', output.error);
+    if (this.queue.length >= MAX_QUEUE) return this.reply(session, id, 'queue-full', `the queue is full (${MAX_QUEUE} jobs); wait for some to finish`);
+    const job: Job = { id: `job-${++this.jobCounter}`, request, output, state: 'queued', owner: session };
+    this.queue.push(job);
+    session.send({ id, type: 'queued', jobId: job.id, position: this.queue.length - 1 + (this.running ? 1 : 0) });
+    // The reply goes out before any of the job's events.
+    setImmediate(() => this.pump());
+  }
+
+  private cancelRequest(session: Session, id: number, jobId: string): void {
+    const i = this.queue.findIndex((j) => j.id === jobId);
+    if (i >= 0) {
+      const [job] = this.queue.splice(i, 1);
+      session.send({ id, type: 'cancel', jobId, state: 'cancelled' });
+      this.finish(job, { type: 'event', event: 'cancelled', jobId });
+      return;
+    }
+    if (this.running?.id === jobId) {
+      this.running.controller?.abort();
+      return session.send({ id, type: 'cancel', jobId, state: 'cancelling' });
+    }
+    const past = this.history.find((j) => j.jobId === jobId);
+    this.reply(session, id, 'unknown-job', past ? `job ${jobId} already ended (${past.state})` : `no job ${jobId}`);
+  }
+
+  /** Cancels the session's jobs (all jobs without one): queued ones at once, the running one at its next step. */
+  private cancelJobsOf(session?: Session): void {
+    for (const job of this.queue.filter((j) => !session || j.owner === session)) {
+      this.queue.splice(this.queue.indexOf(job), 1);
+      this.finish(job, { type: 'event', event: 'cancelled', jobId: job.id });
+    }
+    if (this.running && (!session || this.running.owner === session)) this.running.controller?.abort();
+  }
+
+  private resolveOutput(output: string): string | { error: string } {
+    const root = this.opts.outputDir;
+    if (root) {
+      const abs = path.resolve(root, output);
+      const rel = path.relative(root, abs);
+      if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) return { error: `output ${JSON.stringify(output)} is outside the server's output folder` };
+      return abs;
+    }
+    if (!path.isAbsolute(output)) return { error: `output must be an absolute path, got ${JSON.stringify(output)}` };
+    return output;
+  }
+
+  // ---- running jobs -------------------------------------------------------------------------
+
+  /** Runs `fn` after everything queued before it: jobs, loads and pipeline swaps never overlap. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.mutex.then(fn);
+    this.mutex = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private pump(): void {
+    if (this.running || this.stopping) return;
+    const job = this.queue.shift();
+    if (!job) return;
+    const controller = new AbortController();
+    job.controller = controller;
+    job.state = 'running';
+    this.running = job;
+    this.runningDone = this.exclusive(() => this.run(job, controller.signal)).finally(() => {
+      this.running = undefined;
+      this.runningDone = undefined;
+      setImmediate(() => this.pump());
+    });
+  }
+
+  private async run(job: Job, signal: AbortSignal): Promise<void> {
+    const send = (e: JobEvent) => job.owner.send(e);
+    const jobId = job.id;
+    const t0 = performance.now();
+    send({ type: 'event', event: 'started', jobId });
+    try {
+      if (signal.aborted) throw new CancelledError();
+      const pipeline = await this.pipeline();
+      const every = job.request.previewEvery ?? 0;
+      const result = await pipeline.generate(job.request.params, {
+        signal,
+        wantPreview: every > 0,
+        onStage: (stage, state, detail) => send({ type: 'event', event: 'stage', jobId, stage, state, ...(detail ? { detail } : {}) }),
+        onStep: ({ step, steps, preview }) => {
+          const withPreview = preview && every > 0 && (step % every === 0 || step === steps);
+          send({ type: 'event', event: 'step', jobId, step, steps, ...(withPreview ? { preview: { width: preview.width, height: preview.height, pngBase64: previewPng(preview.width, preview.height, preview.rgb).toString('base64') } } : {}) });
+        },
+      });
+      // A cancel that arrived during the last step or the decode still means: no image.
+      if (signal.aborted) throw new CancelledError();
+      const saved = await this.save(job, result, signal);
+      this.finish(job, {
+        type: 'event',
+        event: 'done',
+        jobId,
+        file: saved.file,
+        ...(saved.png ? { pngBase64: saved.png.toString('base64') } : {}),
+        metadata: result.metadata,
+        stages: [...result.stages, saved.timing],
+        notes: result.notes,
+        seconds: (performance.now() - t0) / 1000,
+      });
+    } catch (err) {
+      if (err instanceof CancelledError || (signal.aborted && (err as Error)?.name === 'AbortError')) {
+        this.finish(job, { type: 'event', event: 'cancelled', jobId });
+      } else if (err instanceof UserError) {
+        this.log('error', `${jobId} failed: ${err.message}${err.detail ? `\n${err.detail}` : ''}`, jobId);
+        this.finish(job, { type: 'event', event: 'failed', jobId, message: err.message, ...(err.detail ? { detail: err.detail } : {}) });
+      } else {
+        const e = err instanceof Error ? err : new Error(String(err));
+        this.log('error', `${jobId} failed: ${e.stack ?? e.message}`, jobId);
+        this.finish(job, { type: 'event', event: 'failed', jobId, message: `Generation failed: ${e.message.split('\n')[0]}`, ...(e.stack ? { detail: e.stack } : {}) });
+      }
+    }
+  }
+
+  private async save(job: Job, result: GenerateResult, signal: AbortSignal): Promise<{ file: string; png?: Buffer; timing: StageTiming }> {
+    const send = (e: JobEvent) => job.owner.send(e);
+    send({ type: 'event', event: 'stage', jobId: job.id, stage: 'save', state: 'start' });
+    const sampler = new RssSampler();
+    const t0 = performance.now();
+    const png = await encodePng({ width: result.width, height: result.height, data: result.image }, imageParameters(result));
+    if (signal.aborted) {
+      sampler.stop();
+      throw new CancelledError();
+    }
+    await fsp.mkdir(path.dirname(job.output), { recursive: true });
+    // Temp file + link: never a partial PNG, never an existing file replaced.
+    const file = await writePngAtomic(job.output, png, { unique: true });
+    const timing: StageTiming = { stage: 'save', seconds: (performance.now() - t0) / 1000, peakRss: sampler.stop() };
+    send({ type: 'event', event: 'stage', jobId: job.id, stage: 'save', state: 'end', detail: file });
+    return { file, png: job.request.returnImage ? png : undefined, timing };
+  }
+
+  private finish(job: Job, final: Extract<Event, { event: 'done' | 'failed' | 'cancelled' }>): void {
+    job.state = final.event;
+    job.owner.send(final);
+    this.history.unshift(jobInfo(job));
+    this.history.length = Math.min(this.history.length, HISTORY);
+  }
+
+  // ---- pipeline -----------------------------------------------------------------------------
+
+  /** The pipeline for the current settings; one instance lives across jobs so its caches work. Call under `exclusive`. */
+  private async pipeline(): Promise<FluxPipeline> {
+    const settings = this.settings;
+    if (!settings) throw new UserError('No model is configured: send settings with hello or configure first.');
+    const key = pipelineKey(settings);
+    if (this.pipe?.key === key) return this.pipe.instance;
+    await this.releasePipeline();
+    const instance = await FluxPipeline.create(settings.model, runtimeOptions(settings), (level, message) => this.log(level, message));
+    this.log('info', `memory mode ${settings.memory ?? 'auto'}, budget ${(this.memoryBudget() / 2 ** 30).toFixed(1)} GiB RAM${settings.gpuMemory ? `, ${(settings.gpuMemory / 2 ** 30).toFixed(1)} GiB GPU` : ''}`);
+    this.pipe = { key, instance };
+    return instance;
+  }
+
+  private async releasePipeline(): Promise<void> {
+    const p = this.pipe;
+    this.pipe = undefined;
+    await p?.instance.release();
+  }
+
+  /** RAM the `auto` memory mode may plan with: the setting, else what the OS says is available to us. */
+  private memoryBudget(): number {
+    return this.settings?.memoryBudget ?? Math.floor(0.8 * (availableMemory() + currentRss()));
+  }
+
+  // ---- reporting ----------------------------------------------------------------------------
+
+  private state(): StatusInfo['state'] {
+    return this.running ? 'busy' : this.loading > 0 ? 'loading' : 'idle';
+  }
+
+  private heartbeat(): ServerMessage {
+    return { type: 'event', event: 'heartbeat', time: Date.now(), rss: currentRss(), state: this.state(), queued: this.queue.length };
+  }
+
+  private status(): StatusInfo {
+    const live = [...(this.running ? [this.running] : []), ...this.queue].map((j, i) => ({ ...jobInfo(j), position: i }));
+    return {
+      version: VERSION,
+      pid: process.pid,
+      state: this.state(),
+      loaded: this.pipe?.instance.loaded() ?? [],
+      jobs: [...live, ...this.history],
+      rss: currentRss(),
+      eps: this.pipe?.instance.eps() ?? [],
+      ...(this.pipe ? { model: this.pipe.instance.files.name } : {}),
+      memory: this.settings?.memory ?? 'auto',
+      memoryBudget: this.memoryBudget(),
+      uptime: (Date.now() - this.started) / 1000,
+    };
+  }
+
+  log(level: LogLevel, message: string, jobId?: string): void {
+    const s = this.activeSession;
+    if (s?.hello) s.send({ type: 'event', event: 'log', level, message, ...(jobId ? { jobId } : {}) });
+    if (!s?.hello || this.opts.echoLogs) process.stderr.write(`[${new Date().toISOString()}] ${level}: ${message}\n`);
+  }
+}
+
+function jobInfo(j: Job): JobInfo {
+  const p = j.request.params.prompt;
+  return { jobId: j.id, state: j.state, prompt: p.length > 200 ? `${p.slice(0, 199)}…` : p };
+}
+
+function runtimeOptions(s: ServerSettings): RuntimeOptions {
+  return { weights: s.weights, ep: s.ep, stageEp: s.stageEp, memory: s.memory, cacheDir: s.cacheDir, threads: s.threads };
+}
+
+/** Settings that need a new pipeline when they change (not the memory budget: the pipeline reads it per job). */
+function pipelineKey(s: ServerSettings): string {
+  return JSON.stringify([s.model, runtimeOptions(s)]);
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const h = (s: string) => crypto.createHash('sha256').update(s).digest();
+  return crypto.timingSafeEqual(h(a), h(b));
+}
+
+export function imageParameters(r: GenerateResult): ImageParameters {
+  const m = r.metadata;
+  return {
+    prompt: m.prompt, steps: m.steps, seed: r.seed, width: r.width, height: r.height, guidance: m.guidance, cfgScale: 1, sampler: 'Euler', scheduleType: 'Simple',
+    shift: m.shift, model: m.model, version: m.software, extra: { 'Weight format': m.weights, 'T5 max length': m.t5MaxLength },
+  };
+}
+
+/** A small RGB PNG, synchronously (previews go out in step order, with no sharp round trip). */
+export function previewPng(width: number, height: number, rgb: Uint8Array): Buffer {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit, truecolour, deflate, no filter method, no interlace
+  const raw = Buffer.alloc(height * (width * 3 + 1));
+  for (let y = 0; y < height; y++) raw.set(rgb.subarray(y * width * 3, (y + 1) * width * 3), y * (width * 3 + 1) + 1);
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(raw)), pngChunk('IEND', new Uint8Array(0))]);
+}
+
+// =============================================================================================
+// Transports
+
+/**
+ * stdin/stdout: stdout is reserved for protocol lines from here on. console.* and anything else
+ * that calls process.stdout.write is sent to stderr instead.
+ */
+function claimStdout(): Sink {
+  const out = process.stdout;
+  const write = out.write.bind(out) as (data: string, cb?: (err?: Error | null) => void) => boolean;
+  out.write = ((chunk: string | Uint8Array, encoding?: BufferEncoding | ((err?: Error | null) => void), cb?: (err?: Error | null) => void) =>
+    typeof encoding === 'function' ? process.stderr.write(chunk, encoding) : process.stderr.write(chunk, encoding as BufferEncoding, cb)) as typeof out.write;
+  return { write: (data, cb) => write(data, cb) };
+}
+
+/** Serves one client over a pipe pair (stdio or fd); resolves with the exit code when it is over. */
+export function servePipe(transport: 'stdio' | 'fd', opts: ServerOptions & { fd?: number }): Promise<number> {
+  return new Promise((resolve) => {
+    const server = new InferenceServer(opts);
+    let input: NodeJS.ReadableStream;
+    let sink: Sink;
+    if (transport === 'fd') {
+      const socket = new net.Socket({ fd: opts.fd ?? 3, readable: true, writable: true });
+      input = socket;
+      sink = { write: (d, cb) => socket.write(d, cb), end: (cb) => socket.end(cb) };
+    } else {
+      sink = claimStdout();
+      input = process.stdin;
+    }
+    let ending = false;
+    const end = (why: string) => {
+      if (ending) return;
+      ending = true;
+      server.log('info', `shutting down (${why})`);
+      server
+        .shutdown()
+        .catch((err: Error) => server.log('error', `shutdown: ${err.message}`))
+        .then(() => session.conn.close())
+        .then(() => resolve(0));
+    };
+    const session = server.attach(input, sink, transport, () => end('the client closed the connection'));
+    server.onShutdownRequest = () => end('requested');
+    process.once('SIGTERM', () => end('SIGTERM'));
+    process.once('SIGINT', () => end('SIGINT'));
+  });
+}
+
+export interface TcpServerHandle {
+  host: string;
+  port: number;
+  /** Stop listening, cancel the client's jobs, free the model. */
+  close(): Promise<void>;
+}
+
+/** Serves over TCP, one client at a time; a token is required in `hello`. */
+export async function serveTcp(opts: ServerOptions & { host: string; port: number; token: string }): Promise<TcpServerHandle> {
+  const server = new InferenceServer({ ...opts, echoLogs: true });
+  const sockets = new Set<net.Socket>();
+  const tcp = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.setNoDelay(true);
+    socket.on('close', () => sockets.delete(socket));
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    const session = server.attach(socket, socket, 'tcp', () => server.log('info', `client ${peer} disconnected`));
+    server.log('info', `client ${peer} connected`);
+    void session;
+  });
+  server.onShutdownRequest = (session) => void session.conn.close();
+  await new Promise<void>((resolve, reject) => {
+    tcp.once('error', reject);
+    tcp.listen(opts.port, opts.host, () => {
+      tcp.off('error', reject);
+      resolve();
+    });
+  });
+  const address = tcp.address() as net.AddressInfo;
+  return {
+    host: address.address,
+    port: address.port,
+    async close() {
+      tcp.close();
+      await server.shutdown();
+      for (const s of sockets) s.end();
+    },
+  };
+}
+
+// =============================================================================================
+// Entry point
+
+const USAGE = `Usage: node dist/server.js [--stdio | --fd N] [--heartbeat-ms N]
+       node dist/server.js serve --help          (TCP, for a remote GPU host)
+
+The MajicFLUX inference server. Speaks NDJSON (docs/PROTOCOL.md) on stdin/stdout (default) or on
+an inherited pipe at file descriptor N.
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'serve') {
+    const { serveCommand } = await import('./cliServe');
+    return serveCommand(argv.slice(1));
+  }
+  let transport: 'stdio' | 'fd' = 'stdio';
+  let fd = 3;
+  let heartbeatMs: number | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--stdio') transport = 'stdio';
+    else if (a === '--fd') {
+      transport = 'fd';
+      fd = Number(argv[++i]);
+    } else if (a === '--heartbeat-ms') heartbeatMs = Number(argv[++i]);
+    else if (a === '--help' || a === '-h') {
+      process.stderr.write(USAGE);
+      return 0;
+    } else {
+      process.stderr.write(`unknown argument ${a}\n${USAGE}`);
+      return 2;
+    }
+  }
+  if (!Number.isInteger(fd) || fd < 3) {
+    process.stderr.write('--fd needs a descriptor number ≥ 3\n');
+    return 2;
+  }
+  return servePipe(transport, { fd, heartbeatMs });
+}
+
+function isEntryPoint(): boolean {
+  // Also bundled into dist/cli.js (via cliServe.ts): start only as dist/server.js itself.
+  return typeof require !== 'undefined' && require.main === module && /(^|[\\/])server\.[cm]?[jt]s$/.test(__filename);
+}
+
+if (isEntryPoint()) {
+  process.on('unhandledRejection', (reason) => process.stderr.write(`unhandled rejection: ${reason instanceof Error ? reason.stack : String(reason)}\n`));
+  process.on('uncaughtException', (err) => {
+    // State is unknown now: exit, and let the client report it and restart us.
+    process.stderr.write(`fatal: ${err.stack ?? err.message}\n`);
+    process.exit(70);
+  });
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: Error) => {
+      process.stderr.write(`fatal: ${err.stack ?? err.message}\n`);
+      process.exit(1);
+    },
+  );
+}

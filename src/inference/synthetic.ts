@@ -1,0 +1,340 @@
+// Random-weight Flux models in the real on-disk layouts: the bundled demo model, and full-size or
+// reduced-width checkpoints for benchmarks where real weights can't be downloaded.
+// Weights are N(0, 1/fan_in) so activations stay in range through the blocks; norms are ~1.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { DType, f32ToBf16, f32ToE4M3 } from './dtypes';
+import { TensorSpec, writeSafetensors } from './safetensorsWriter';
+
+export interface SyntheticConfig {
+  dit: { hidden: number; heads: number; depth: number; depthSingle: number; contextDim: number; vecDim: number; mlpRatio: number; axes: number[]; guidance: boolean };
+  clip: { hidden: number; layers: number; heads: number; intermediate: number; vocab: number; positions: number };
+  t5: { dModel: number; dKv: number; dFf: number; layers: number; heads: number; vocab: number; buckets: number };
+  vae: { ch: number; chMult: number[]; resBlocks: number; z: number };
+}
+
+/** FLUX.1-dev's shapes (11.9 B DiT parameters). */
+export const FLUX_DEV: SyntheticConfig = {
+  dit: { hidden: 3072, heads: 24, depth: 19, depthSingle: 38, contextDim: 4096, vecDim: 768, mlpRatio: 4, axes: [16, 56, 56], guidance: true },
+  clip: { hidden: 768, layers: 12, heads: 12, intermediate: 3072, vocab: 49408, positions: 77 },
+  t5: { dModel: 4096, dKv: 64, dFf: 10240, layers: 24, heads: 64, vocab: 32128, buckets: 32 },
+  vae: { ch: 128, chMult: [1, 2, 4, 4], resBlocks: 2, z: 16 },
+};
+
+/** The golden flux-tiny shapes: the bundled demo model. */
+export const TINY: SyntheticConfig = {
+  dit: { hidden: 64, heads: 4, depth: 2, depthSingle: 2, contextDim: 32, vecDim: 32, mlpRatio: 4, axes: [4, 6, 6], guidance: true },
+  clip: { hidden: 32, layers: 2, heads: 4, intermediate: 37, vocab: 49408, positions: 77 },
+  t5: { dModel: 32, dKv: 8, dFf: 40, layers: 2, heads: 4, vocab: 32128, buckets: 32 },
+  vae: { ch: 32, chMult: [1, 2, 2, 2], resBlocks: 2, z: 16 },
+};
+
+/** FLUX.1-dev's depth at a fraction of its width (head dim stays 128), encoders shrunk alike. */
+export function scaledFlux(widthFraction: number): SyntheticConfig {
+  const heads = Math.max(1, Math.round(24 * widthFraction));
+  const hidden = heads * 128;
+  const t5Heads = Math.max(1, Math.round(64 * widthFraction));
+  return {
+    dit: { ...FLUX_DEV.dit, hidden, heads, contextDim: t5Heads * 64 },
+    clip: FLUX_DEV.clip,
+    t5: { ...FLUX_DEV.t5, dModel: t5Heads * 64, heads: t5Heads, dFf: Math.round(10240 * widthFraction) },
+    vae: FLUX_DEV.vae,
+  };
+}
+
+type Shape = number[];
+interface Param { name: string; shape: Shape; kind: 'weight' | 'bias' | 'norm' | 'embedding' }
+
+const w = (name: string, shape: Shape): Param => ({ name, shape, kind: 'weight' });
+const b = (name: string, n: number): Param => ({ name, shape: [n], kind: 'bias' });
+const norm = (name: string, n: number): Param => ({ name, shape: [n], kind: 'norm' });
+const linear = (name: string, out: number, inp: number, bias = true): Param[] => (bias ? [w(`${name}.weight`, [out, inp]), b(`${name}.bias`, out)] : [w(`${name}.weight`, [out, inp])]);
+
+/** BFL single-file DiT names and shapes. */
+export function ditParams(c: SyntheticConfig['dit']): Param[] {
+  const h = c.hidden;
+  const mlp = Math.round(h * c.mlpRatio);
+  const hd = h / c.heads;
+  const embedder = (n: string, inp: number) => [...linear(`${n}.in_layer`, h, inp), ...linear(`${n}.out_layer`, h, h)];
+  const p: Param[] = [
+    ...linear('img_in', h, 64),
+    ...embedder('time_in', 256),
+    ...embedder('vector_in', c.vecDim),
+    ...(c.guidance ? embedder('guidance_in', 256) : []),
+    ...linear('txt_in', h, c.contextDim),
+  ];
+  for (let i = 0; i < c.depth; i++) {
+    for (const s of ['img', 'txt']) {
+      const n = `double_blocks.${i}.${s}`;
+      p.push(...linear(`${n}_mod.lin`, 6 * h, h), ...linear(`${n}_attn.qkv`, 3 * h, h));
+      p.push(norm(`${n}_attn.norm.query_norm.scale`, hd), norm(`${n}_attn.norm.key_norm.scale`, hd));
+      p.push(...linear(`${n}_attn.proj`, h, h), ...linear(`${n}_mlp.0`, mlp, h), ...linear(`${n}_mlp.2`, h, mlp));
+    }
+  }
+  for (let i = 0; i < c.depthSingle; i++) {
+    const n = `single_blocks.${i}`;
+    p.push(...linear(`${n}.linear1`, 3 * h + mlp, h), ...linear(`${n}.linear2`, h, h + mlp));
+    p.push(norm(`${n}.norm.query_norm.scale`, hd), norm(`${n}.norm.key_norm.scale`, hd), ...linear(`${n}.modulation.lin`, 3 * h, h));
+  }
+  p.push(...linear('final_layer.linear', 64, h), ...linear('final_layer.adaLN_modulation.1', 2 * h, h));
+  return p;
+}
+
+/** HF CLIPTextModel names and shapes. */
+export function clipParams(c: SyntheticConfig['clip']): Param[] {
+  const d = c.hidden;
+  const p: Param[] = [
+    { name: 'text_model.embeddings.token_embedding.weight', shape: [c.vocab, d], kind: 'embedding' },
+    { name: 'text_model.embeddings.position_embedding.weight', shape: [c.positions, d], kind: 'embedding' },
+  ];
+  for (let i = 0; i < c.layers; i++) {
+    const n = `text_model.encoder.layers.${i}`;
+    for (const proj of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) p.push(...linear(`${n}.self_attn.${proj}`, d, d));
+    p.push(norm(`${n}.layer_norm1.weight`, d), b(`${n}.layer_norm1.bias`, d), norm(`${n}.layer_norm2.weight`, d), b(`${n}.layer_norm2.bias`, d));
+    p.push(...linear(`${n}.mlp.fc1`, c.intermediate, d), ...linear(`${n}.mlp.fc2`, d, c.intermediate));
+  }
+  p.push(norm('text_model.final_layer_norm.weight', d), b('text_model.final_layer_norm.bias', d));
+  return p;
+}
+
+/** HF T5EncoderModel names and shapes. */
+export function t5Params(c: SyntheticConfig['t5']): Param[] {
+  const inner = c.heads * c.dKv;
+  const p: Param[] = [{ name: 'shared.weight', shape: [c.vocab, c.dModel], kind: 'embedding' }];
+  for (let i = 0; i < c.layers; i++) {
+    const n = `encoder.block.${i}.layer`;
+    for (const x of ['q', 'k', 'v']) p.push(w(`${n}.0.SelfAttention.${x}.weight`, [inner, c.dModel]));
+    p.push(w(`${n}.0.SelfAttention.o.weight`, [c.dModel, inner]));
+    if (i === 0) p.push({ name: `${n}.0.SelfAttention.relative_attention_bias.weight`, shape: [c.buckets, c.heads], kind: 'embedding' });
+    p.push(norm(`${n}.0.layer_norm.weight`, c.dModel));
+    p.push(w(`${n}.1.DenseReluDense.wi_0.weight`, [c.dFf, c.dModel]), w(`${n}.1.DenseReluDense.wi_1.weight`, [c.dFf, c.dModel]));
+    p.push(w(`${n}.1.DenseReluDense.wo.weight`, [c.dModel, c.dFf]), norm(`${n}.1.layer_norm.weight`, c.dModel));
+  }
+  p.push(norm('encoder.final_layer_norm.weight', c.dModel));
+  return p;
+}
+
+/** LDM/BFL `ae.safetensors` names and shapes. */
+export function vaeParams(c: SyntheticConfig['vae']): Param[] {
+  const p: Param[] = [];
+  const conv = (n: string, out: number, inp: number, k: number) => p.push(w(`${n}.weight`, [out, inp, k, k]), b(`${n}.bias`, out));
+  const gn = (n: string, ch: number) => p.push(norm(`${n}.weight`, ch), b(`${n}.bias`, ch));
+  const resnet = (n: string, inp: number, out: number) => {
+    gn(`${n}.norm1`, inp);
+    conv(`${n}.conv1`, out, inp, 3);
+    gn(`${n}.norm2`, out);
+    conv(`${n}.conv2`, out, out, 3);
+    if (inp !== out) conv(`${n}.nin_shortcut`, out, inp, 1);
+  };
+  const mid = (n: string, ch: number) => {
+    resnet(`${n}.mid.block_1`, ch, ch);
+    gn(`${n}.mid.attn_1.norm`, ch);
+    for (const x of ['q', 'k', 'v', 'proj_out']) conv(`${n}.mid.attn_1.${x}`, ch, ch, 1);
+    resnet(`${n}.mid.block_2`, ch, ch);
+  };
+  const chs = c.chMult.map((m) => m * c.ch);
+  const top = chs[chs.length - 1];
+  // Encoder
+  conv('encoder.conv_in', c.ch, 3, 3);
+  let inp = c.ch;
+  chs.forEach((out, i) => {
+    for (let j = 0; j < c.resBlocks; j++) {
+      resnet(`encoder.down.${i}.block.${j}`, inp, out);
+      inp = out;
+    }
+    if (i < chs.length - 1) conv(`encoder.down.${i}.downsample.conv`, out, out, 3);
+  });
+  mid('encoder', top);
+  gn('encoder.norm_out', top);
+  conv('encoder.conv_out', 2 * c.z, top, 3);
+  // Decoder
+  conv('decoder.conv_in', top, c.z, 3);
+  mid('decoder', top);
+  inp = top;
+  for (let i = chs.length - 1; i >= 0; i--) {
+    for (let j = 0; j <= c.resBlocks; j++) {
+      resnet(`decoder.up.${i}.block.${j}`, inp, chs[i]);
+      inp = chs[i];
+    }
+    if (i > 0) conv(`decoder.up.${i}.upsample.conv`, chs[i], chs[i], 3);
+  }
+  gn('decoder.norm_out', c.ch);
+  conv('decoder.conv_out', 3, c.ch, 3);
+  return p;
+}
+
+/** xoshiro128** seeded by splitmix32, then Box–Muller: fast and deterministic (not the generation noise). */
+class Rng {
+  private readonly s = new Uint32Array(4);
+  constructor(seed: number) {
+    let x = seed >>> 0;
+    for (let i = 0; i < 4; i++) {
+      x = (x + 0x9e3779b9) >>> 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+      this.s[i] = (z ^ (z >>> 16)) >>> 0;
+    }
+  }
+  u32(): number {
+    const s = this.s;
+    const r = Math.imul(rotl(Math.imul(s[1], 5), 7), 9) >>> 0;
+    const t = s[1] << 9;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 11);
+    return r;
+  }
+  fillNormal(out: Float32Array, std: number, mean = 0): void {
+    for (let i = 0; i < out.length; i += 2) {
+      const u1 = (this.u32() + 1) / 4294967297;
+      const u2 = this.u32() / 4294967296;
+      const r = Math.sqrt(-2 * Math.log(u1)) * std;
+      out[i] = mean + r * Math.cos(2 * Math.PI * u2);
+      if (i + 1 < out.length) out[i + 1] = mean + r * Math.sin(2 * Math.PI * u2);
+    }
+  }
+}
+const rotl = (x: number, k: number) => ((x << k) | (x >>> (32 - k))) >>> 0;
+
+function values(p: Param, rng: Rng): Float32Array {
+  const n = p.shape.reduce((a, c) => a * c, 1);
+  const out = new Float32Array(n);
+  switch (p.kind) {
+    case 'weight': {
+      const fanIn = p.shape.slice(1).reduce((a, c) => a * c, 1);
+      rng.fillNormal(out, 1 / Math.sqrt(fanIn));
+      break;
+    }
+    case 'bias':
+      rng.fillNormal(out, 0.02);
+      break;
+    case 'norm':
+      rng.fillNormal(out, 0.05, 1);
+      break;
+    case 'embedding':
+      rng.fillNormal(out, 0.5);
+      break;
+  }
+  return out;
+}
+
+function encode(x: Float32Array, dtype: DType): Uint8Array {
+  switch (dtype) {
+    case 'F32':
+      return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+    case 'BF16': {
+      const o = new Uint16Array(x.length);
+      for (let i = 0; i < x.length; i++) o[i] = f32ToBf16(x[i]);
+      return new Uint8Array(o.buffer);
+    }
+    case 'F8_E4M3': {
+      const o = new Uint8Array(x.length);
+      for (let i = 0; i < x.length; i++) o[i] = f32ToE4M3(x[i]);
+      return o;
+    }
+    default:
+      throw new Error(`synthetic weights in ${dtype} are not supported`);
+  }
+}
+
+/** Write params; 2-D weights in `matrixDtype`, everything else in `otherDtype`. */
+function writeParams(file: string, params: Param[], seed: number, matrixDtype: DType, otherDtype: DType): number {
+  const rng = new Rng(seed);
+  const specs: TensorSpec[] = params.map((p) => {
+    const dtype = p.kind === 'weight' && p.shape.length === 2 ? matrixDtype : otherDtype;
+    return { name: p.name, dtype, shape: p.shape, bytes: () => encode(values(p, rng), dtype) };
+  });
+  return writeSafetensors(file, specs);
+}
+
+export interface WriteOptions {
+  seed?: number;
+  /** DiT Linear weights: 'BF16' (like flux1-dev.safetensors) or 'F8_E4M3' (like fp8 checkpoints). */
+  ditDtype?: 'BF16' | 'F8_E4M3';
+  /** Which parts to write (default all). */
+  parts?: Array<'dit' | 'clip' | 't5' | 'vae'>;
+  /** Folder with tokenizer/ and tokenizer_2/ to copy in. */
+  tokenizers?: string;
+  log?: (msg: string) => void;
+}
+
+/**
+ * Write a FLUX.1-dev-style model folder: text_encoder/, text_encoder_2/ (sharded), ae.safetensors,
+ * flux.safetensors (BFL single-file DiT) with `.config.json` sidecars, tokenizers copied.
+ */
+export function writeSyntheticModel(dir: string, c: SyntheticConfig, opts: WriteOptions = {}): void {
+  const seed = opts.seed ?? 0;
+  const parts = new Set(opts.parts ?? ['dit', 'clip', 't5', 'vae']);
+  const log = opts.log ?? (() => {});
+  fs.mkdirSync(dir, { recursive: true });
+  if (parts.has('dit')) {
+    const dtype = opts.ditDtype ?? 'BF16';
+    const file = path.join(dir, dtype === 'F8_E4M3' ? 'flux-fp8.safetensors' : 'flux.safetensors');
+    log(`writing ${file}`);
+    writeParams(file, ditParams(c.dit), seed + 1, dtype, 'BF16');
+    const d = c.dit;
+    const sidecar = {
+      architecture: 'flux', in_channels: 64, out_channels: 64, vec_in_dim: d.vecDim, context_in_dim: d.contextDim, hidden_size: d.hidden,
+      mlp_ratio: d.mlpRatio, num_heads: d.heads, depth: d.depth, depth_single_blocks: d.depthSingle, axes_dim: d.axes, theta: 10000, qkv_bias: true, guidance_embed: d.guidance,
+    };
+    fs.writeFileSync(file.replace(/\.safetensors$/, '.config.json'), JSON.stringify(sidecar, null, 1));
+  }
+  if (parts.has('clip')) {
+    const sub = path.join(dir, 'text_encoder');
+    fs.mkdirSync(sub, { recursive: true });
+    log(`writing ${sub}`);
+    writeParams(path.join(sub, 'model.safetensors'), clipParams(c.clip), seed + 2, 'BF16', 'BF16');
+    const k = c.clip;
+    fs.writeFileSync(path.join(sub, 'config.json'), JSON.stringify({
+      architectures: ['CLIPTextModel'], model_type: 'clip_text_model', hidden_size: k.hidden, intermediate_size: k.intermediate, num_hidden_layers: k.layers,
+      num_attention_heads: k.heads, max_position_embeddings: k.positions, vocab_size: k.vocab, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5,
+      bos_token_id: 0, eos_token_id: 2, pad_token_id: 1, projection_dim: k.hidden, torch_dtype: 'bfloat16',
+    }, null, 1));
+  }
+  if (parts.has('t5')) {
+    const sub = path.join(dir, 'text_encoder_2');
+    fs.mkdirSync(sub, { recursive: true });
+    log(`writing ${sub}`);
+    // Two shards, as the real one is sharded: embedding + first half of the blocks, then the rest.
+    const all = t5Params(c.t5);
+    const cut = all.findIndex((p) => p.name.startsWith(`encoder.block.${Math.ceil(c.t5.layers / 2)}.`));
+    const shards = [all.slice(0, cut < 0 ? all.length : cut), cut < 0 ? [] : all.slice(cut)].filter((s) => s.length);
+    const weightMap: Record<string, string> = {};
+    let total = 0;
+    shards.forEach((s, i) => {
+      const name = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
+      total += writeParams(path.join(sub, name), s, seed + 3 + i, 'BF16', 'BF16');
+      for (const p of s) weightMap[p.name] = name;
+    });
+    fs.writeFileSync(path.join(sub, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 1));
+    const t = c.t5;
+    fs.writeFileSync(path.join(sub, 'config.json'), JSON.stringify({
+      architectures: ['T5EncoderModel'], model_type: 't5', d_model: t.dModel, d_kv: t.dKv, d_ff: t.dFf, num_layers: t.layers, num_heads: t.heads,
+      relative_attention_num_buckets: t.buckets, relative_attention_max_distance: 128, vocab_size: t.vocab, feed_forward_proj: 'gated-gelu',
+      dense_act_fn: 'gelu_new', is_gated_act: true, layer_norm_epsilon: 1e-6, pad_token_id: 0, eos_token_id: 1, torch_dtype: 'bfloat16',
+    }, null, 1));
+  }
+  if (parts.has('vae')) {
+    log(`writing ${path.join(dir, 'ae.safetensors')}`);
+    writeParams(path.join(dir, 'ae.safetensors'), vaeParams(c.vae), seed + 9, 'F32', 'F32');
+    const v = c.vae;
+    fs.writeFileSync(path.join(dir, 'ae.config.json'), JSON.stringify({
+      architecture: 'flux-ae', resolution: 256, in_channels: 3, ch: v.ch, out_ch: 3, ch_mult: v.chMult, num_res_blocks: v.resBlocks, z_channels: v.z, scale_factor: 0.3611, shift_factor: 0.1159,
+    }, null, 1));
+  }
+  if (opts.tokenizers) {
+    for (const t of ['tokenizer', 'tokenizer_2', 'scheduler']) {
+      const from = path.join(opts.tokenizers, t);
+      if (fs.existsSync(from)) fs.cpSync(from, path.join(dir, t), { recursive: true });
+    }
+  }
+}
+
+export function parameterCount(params: Param[]): number {
+  return params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
+}

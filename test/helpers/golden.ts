@@ -1,0 +1,47 @@
+// Golden fixtures (test/fixtures/flux-tiny) and the tolerance checks of its README.
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { openTensors, TensorSource } from '../../src/inference/safetensors';
+
+export const FIXTURES = path.join(__dirname, '..', 'fixtures');
+export const GOLDEN = path.join(FIXTURES, 'flux-tiny');
+export const GOLDEN_MODELS = path.join(GOLDEN, 'models');
+export const GOLDEN_CASES = path.join(GOLDEN, 'cases');
+
+const open = new Map<string, TensorSource>();
+export function goldenCase(file: string): TensorSource {
+  let t = open.get(file);
+  if (!t) open.set(file, (t = openTensors(path.join(GOLDEN_CASES, file))));
+  return t;
+}
+
+export interface ErrorStats { maxAbs: number; maxRef: number; relL2: number }
+
+export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>): ErrorStats {
+  assert.equal(actual.length, expected.length, 'length');
+  let maxAbs = 0, maxRef = 0, num = 0, den = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const d = actual[i] - expected[i];
+    if (Number.isNaN(d)) return { maxAbs: NaN, maxRef: NaN, relL2: NaN };
+    maxAbs = Math.max(maxAbs, Math.abs(d));
+    maxRef = Math.max(maxRef, Math.abs(expected[i]));
+    num += d * d;
+    den += expected[i] * expected[i];
+  }
+  return { maxAbs, maxRef, relL2: Math.sqrt(num / (den || 1)) };
+}
+
+/** The README bound for encoder/transformer outputs and latents (float32 compute). */
+export function assertGoldenClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, bounds = { maxAbsRel: 1e-4, relL2: 1e-5 }): ErrorStats {
+  const s = compare(actual, expected);
+  assert.ok(s.maxAbs <= bounds.maxAbsRel * s.maxRef, `${what}: max abs error ${s.maxAbs} > ${bounds.maxAbsRel} × ${s.maxRef}`);
+  assert.ok(s.relL2 <= bounds.relL2, `${what}: relative L2 error ${s.relL2} > ${bounds.relL2}`);
+  return s;
+}
+
+/** Absolute bound (VAE, final image). */
+export function assertMaxAbs(actual: ArrayLike<number>, expected: ArrayLike<number>, bound: number, what: string): ErrorStats {
+  const s = compare(actual, expected);
+  assert.ok(s.maxAbs <= bound, `${what}: max abs error ${s.maxAbs} > ${bound}`);
+  return s;
+}

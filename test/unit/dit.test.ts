@@ -1,0 +1,193 @@
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { bflLinears, buildDit, DitInputs, FluxTransformer, FluxTransformerOptions, ropeTables } from '../../src/inference/graphs/dit';
+import { DitWeights, openComponent } from '../../src/inference/layouts';
+import { openTensors, TensorInfo, TensorSource } from '../../src/inference/safetensors';
+import { writeSafetensors } from '../../src/inference/safetensorsWriter';
+import { assertGoldenClose, compare, GOLDEN, GOLDEN_MODELS, goldenCase } from '../helpers/golden';
+
+const BF16_FILE = path.join(GOLDEN_MODELS, 'flux-tiny.safetensors');
+const FP8_FILE = path.join(GOLDEN_MODELS, 'flux-tiny-fp8.safetensors');
+const DIFFUSERS_DIR = path.join(GOLDEN_MODELS, 'transformer');
+const params = openComponent(BF16_FILE, 'dit').config;
+const golden = JSON.parse(fs.readFileSync(path.join(GOLDEN, 'generated.json'), 'utf8'));
+
+function inputs(k: string): DitInputs {
+  const c = goldenCase('transformer.safetensors');
+  return {
+    img: c.readF32('hidden_states'),
+    txt: c.readF32('encoder_hidden_states'),
+    vec: c.readF32('pooled_projections'),
+    timestep: c.readF32(`${k}.timestep`)[0],
+    guidance: c.readF32(`${k}.guidance`)[0],
+    imgIds: c.readF32('img_ids'),
+    txtIds: c.readF32('txt_ids'),
+  };
+}
+const expected = (name: string) => goldenCase('transformer.safetensors').readF32(name);
+
+async function run(source: string | DitWeights, opts: FluxTransformerOptions, cases: string[], config = typeof source === 'string' ? undefined : params): Promise<Float32Array[]> {
+  const t = await FluxTransformer.load(source, config, opts);
+  try {
+    const outs: Float32Array[] = [];
+    for (const k of cases) outs.push(await t.forward(inputs(k)));
+    return outs;
+  } finally {
+    await t.release();
+  }
+}
+
+/** A TensorSource that counts reads of 2-D tensors (Linear weights). */
+class CountingSource implements TensorSource {
+  weightReads = 0;
+  constructor(readonly inner: TensorSource) {}
+  get path() {
+    return this.inner.path;
+  }
+  names() {
+    return this.inner.names();
+  }
+  has(n: string) {
+    return this.inner.has(n);
+  }
+  info(n: string): TensorInfo {
+    return this.inner.info(n);
+  }
+  private count(n: string) {
+    if (this.info(n).shape.length === 2) this.weightReads++;
+  }
+  readBytes(n: string) {
+    this.count(n);
+    return this.inner.readBytes(n);
+  }
+  readF32(n: string) {
+    this.count(n);
+    return this.inner.readF32(n);
+  }
+  readF16(n: string) {
+    this.count(n);
+    return this.inner.readF16(n);
+  }
+  close() {}
+}
+
+describe('Flux DiT (graphs/dit.ts)', function () {
+  this.timeout(300_000);
+
+  it('bf16 BFL checkpoint, fp32 weights: cases a, b, c match the golden outputs', async () => {
+    const outs = await run(BF16_FILE, { format: 'fp32' }, ['a', 'b', 'c']);
+    ['a', 'b', 'c'].forEach((k, i) => {
+      const s = assertGoldenClose(outs[i], expected(`${k}.output`), `case ${k}`);
+      console.log(`      ${k}: max abs ${s.maxAbs.toExponential(2)} (of ${s.maxRef.toFixed(2)}), rel L2 ${s.relL2.toExponential(2)}`);
+    });
+  });
+
+  it('diffusers transformer/ folder, fp32 weights: cases a, b, c match the same golden outputs', async () => {
+    const outs = await run(DIFFUSERS_DIR, { format: 'fp32', inlineLimit: 0 }, ['a', 'b', 'c']);
+    ['a', 'b', 'c'].forEach((k, i) => {
+      const s = assertGoldenClose(outs[i], expected(`${k}.output`), `diffusers case ${k}`);
+      console.log(`      diffusers ${k}: max abs ${s.maxAbs.toExponential(2)}, rel L2 ${s.relL2.toExponential(2)}`);
+    });
+  });
+
+  it('reads a BFL checkpoint whose names carry a model.diffusion_model. prefix', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dit-prefix-'));
+    try {
+      const src = openTensors(BF16_FILE);
+      const file = path.join(dir, 'prefixed.safetensors');
+      writeSafetensors(file, src.names().map((n) => ({ name: `model.diffusion_model.${n}`, dtype: src.info(n).dtype, shape: src.info(n).shape, bytes: () => src.readBytes(n) })));
+      // Without a sidecar the RoPE axes of a non-FLUX.1 head dim would be guessed: give the config.
+      const [out] = await run(file, { format: 'fp32', inlineLimit: 0 }, ['b'], params);
+      assertGoldenClose(out, expected('b.output'), 'prefixed case b');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('fp8 checkpoint, fp8 weights: matches a.output_fp8_weights', async () => {
+    const [out] = await run(FP8_FILE, { format: 'fp8' }, ['a']);
+    const s = assertGoldenClose(out, expected('a.output_fp8_weights'), 'fp8 case a');
+    console.log(`      fp8 a: max abs ${s.maxAbs.toExponential(2)}, rel L2 ${s.relL2.toExponential(2)}`);
+  });
+
+  it('builds the golden DiT in fp8 with 1 byte per Linear weight, still matching the fp8 golden', async () => {
+    const src = openTensors(FP8_FILE);
+    const { graph } = buildDit(new DitWeights(src, 'bfl-dit'), params, { format: 'fp8', inlineLimit: 0 });
+    const inits = graph.initializerSummary();
+    const external = inits.filter((i) => i.external);
+    const linears = bflLinears(params).map((n) => `${n}.weight`);
+    let linearElements = 0;
+    for (const name of linears) {
+      const t = src.info(name);
+      const n = t.shape[0] * t.shape[1];
+      linearElements += n;
+      const refs = external.filter((i) => i.external!.offset === t.offset && i.external!.location === path.basename(t.file));
+      assert.equal(refs.length, 1, `${name} is referenced once`);
+      assert.equal(refs[0].type, 'float8e4m3fn', `${name} type`);
+      assert.equal(refs[0].external!.length, n, `${name}: 1 byte per weight`);
+    }
+    // Nothing else is external, and what is inline is small (biases, norm scales, constants).
+    assert.equal(external.length, linears.length);
+    assert.equal(graph.externalBytes, linearElements);
+    const inlineFloats = inits.filter((i) => !i.external && i.type === 'float32');
+    assert.ok(inlineFloats.every((i) => i.dims.length <= 1), 'only 1-D float initializers are inline');
+    assert.ok(!inits.some((i) => !i.external && i.dims.length === 2 && i.dims[0] * i.dims[1] > 1024), 'no inline matrix');
+
+    const [out] = await run(FP8_FILE, { format: 'fp8', inlineLimit: 0 }, ['a']);
+    assertGoldenClose(out, expected('a.output_fp8_weights'), 'external fp8 case a');
+  });
+
+  it('quantizes the bf16 checkpoint to fp8 through a weight cache, then reuses the cache', async () => {
+    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dit-fp8-cache-'));
+    try {
+      const opts: FluxTransformerOptions = { format: 'fp8', inlineLimit: 0, cacheDir };
+      const first = new DitWeights(openTensors(BF16_FILE), 'bfl-dit');
+      const built = buildDit(first, params, opts);
+      const linears = new Set(bflLinears(params).map((n) => `${n}.weight`));
+      const fp8 = built.graph.initializerSummary().filter((i) => i.external);
+      assert.equal(fp8.length, linears.size);
+      assert.ok(fp8.every((i) => i.type === 'float8e4m3fn' && i.external!.location === 'weights.bin'));
+
+      const [q] = await run(first, opts, ['a']);
+      const s = compare(q, expected('a.output'));
+      const ref = golden.checks.fp8_vs_bf16_weights_rel_err as number;
+      console.log(`      bf16 → fp8 per-channel: rel L2 vs bf16 output ${s.relL2.toFixed(4)} (golden plain-cast fp8: ${ref.toFixed(4)})`);
+      assert.ok(s.relL2 > 1e-4 && s.relL2 < 2 * ref, `quantization error ${s.relL2}`);
+
+      const cached = fs.readdirSync(cacheDir);
+      assert.equal(cached.length, 1);
+      const bin = path.join(cacheDir, cached[0], 'weights.bin');
+      const mtime = fs.statSync(bin).mtimeMs;
+      const counting = new CountingSource(openTensors(BF16_FILE));
+      const [again] = await run(new DitWeights(counting, 'bfl-dit'), opts, ['a']);
+      assert.equal(counting.weightReads, 0, 'the second build reads no Linear weight from the checkpoint');
+      assert.equal(fs.statSync(bin).mtimeMs, mtime);
+      assert.deepEqual(again, q);
+    } finally {
+      fs.rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  it('RoPE tables: angle = pos · theta^(-2j/dim) per axis, axes concatenated', () => {
+    const ids = [0, 0, 0, 7, 2, 5];
+    const { cos, sin, length } = ropeTables(ids, [4, 6, 6], 10000);
+    assert.equal(length, 2);
+    assert.ok(cos.slice(0, 8).every((c) => c === 1) && sin.slice(0, 8).every((s) => s === 0));
+    const angles = [7, 7 * 10000 ** -0.5, 2, 2 * 10000 ** (-2 / 6), 2 * 10000 ** (-4 / 6), 5, 5 * 10000 ** (-2 / 6), 5 * 10000 ** (-4 / 6)];
+    angles.forEach((a, j) => {
+      assert.equal(cos[8 + j], Math.fround(Math.cos(a)));
+      assert.equal(sin[8 + j], Math.fround(Math.sin(a)));
+    });
+  });
+
+  it('asks for guidance when the model is guidance-distilled', async () => {
+    const t = await FluxTransformer.load(BF16_FILE, { format: 'fp32' });
+    try {
+      await assert.rejects(t.forward({ ...inputs('a'), guidance: undefined }), /guidance/);
+    } finally {
+      await t.release();
+    }
+  });
+});

@@ -1,0 +1,60 @@
+import * as assert from 'node:assert/strict';
+import { checkTemplate, renderTemplate, slugify, TemplateValues } from '../../src/extension/fileName';
+
+const values = (over: Partial<TemplateValues> = {}): TemplateValues => ({
+  date: new Date(2026, 10, 5, 9, 7, 3),
+  seed: 42,
+  prompt: 'A lighthouse on a cliff at dawn, oil painting!',
+  steps: 28,
+  width: 1024,
+  height: 768,
+  guidance: 3.5,
+  index: 1,
+  model: 'FLUX.1-dev',
+  ...over,
+});
+
+describe('extension: file-name template', () => {
+  it('renders the default template', () => {
+    assert.equal(renderTemplate('{date}-{seed}-{slug}.png', values()), '2026-11-05-42-a-lighthouse-on-a-cliff-at-dawn-oil-painting.png');
+  });
+
+  it('renders every field and sub-folders', () => {
+    assert.equal(
+      renderTemplate('{model}/{date}_{time}/{seed}-{steps}-{width}x{height}-g{guidance}-{index}.png', values({ index: 3 })),
+      'flux-1-dev/2026-11-05_090703/42-28-1024x768-g3.5-3.png',
+    );
+  });
+
+  it('slugs: any script, short, never empty', () => {
+    assert.equal(slugify('一只猫，坐在窗边'), '一只猫-坐在窗边');
+    assert.equal(slugify('  !!! ?? '), 'image');
+    assert.equal(slugify('Crème Brûlée'), 'crème-brûlée');
+    const long = slugify('word '.repeat(50));
+    assert.ok(long.length <= 48 && !long.endsWith('-'));
+    assert.equal(slugify('x'.repeat(100)).length, 48);
+  });
+
+  it('always gives a safe relative .png path, whatever the template', () => {
+    for (const t of ['', '   ', '/abs/{seed}', 'C:\\x\\{seed}', '../../{seed}.png', '{nope}', 'a:b*c?.png', '{seed}.jpg', '..', '{', '}}{{']) {
+      const out = renderTemplate(t, values());
+      assert.ok(out.endsWith('.png'), `${t} → ${out}`);
+      assert.ok(!out.startsWith('/') && !/^[A-Za-z]:/.test(out), `${t} → ${out}`);
+      assert.ok(!out.split('/').includes('..'), `${t} → ${out}`);
+      assert.ok(!/[<>:"|?*\\]/.test(out), `${t} → ${out}`);
+    }
+  });
+
+  it('checks templates with reasons', () => {
+    assert.deepEqual(checkTemplate('{date}-{seed}-{slug}.png'), []);
+    assert.deepEqual(checkTemplate('sub/{index}.PNG'), []);
+    assert.deepEqual(checkTemplate(''), [{ kind: 'empty' }]);
+    assert.deepEqual(checkTemplate('{seeds}.png'), [{ kind: 'unknownField', field: 'seeds' }]);
+    assert.deepEqual(checkTemplate('{seed.png'), [{ kind: 'unclosedBrace' }]);
+    assert.deepEqual(checkTemplate('/tmp/{seed}.png'), [{ kind: 'absolute' }]);
+    assert.deepEqual(checkTemplate('../{seed}.png'), [{ kind: 'parent' }]);
+    assert.deepEqual(checkTemplate('{seed}.jpg'), [{ kind: 'extension', ext: 'jpg' }]);
+    assert.deepEqual(checkTemplate('{seed}'), [{ kind: 'extension', ext: '' }]);
+    assert.deepEqual(checkTemplate('a?{seed}.png'), [{ kind: 'badCharacter', char: '?' }]);
+  });
+});

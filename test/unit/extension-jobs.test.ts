@@ -1,0 +1,134 @@
+import * as assert from 'node:assert/strict';
+import type { ImageMetadata } from '../../src/inference/api';
+import type { Event, JobEvent, JobRequest, StatusInfo } from '../../src/inference/protocol';
+import { History, blockKey } from '../../src/extension/history';
+import { InferenceClient, Job, Jobs } from '../../src/extension/jobs';
+
+type EventBody = JobEvent extends infer E ? (E extends JobEvent ? Omit<E, 'jobId' | 'type'> : never) : never;
+const meta = (prompt: string): ImageMetadata => ({ prompt, seed: 1, steps: 2, width: 64, height: 64, guidance: 3.5, shift: 'dynamic', t5MaxLength: 512, model: 'demo', weights: 'fp8', sampler: 'euler', software: 'test' });
+
+/** A scripted server: each job emits started, two steps, then done (or waits to be cancelled). */
+class FakeClient implements InferenceClient {
+  n = 0;
+  cancelled: string[] = [];
+  private listeners = new Map<string, { on: (e: Event) => void; resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  constructor(private readonly mode: 'finish' | 'hang' | 'fail' = 'finish') {}
+  async generate(job: JobRequest, onEvent: (e: Event) => void) {
+    const jobId = `s${++this.n}`;
+    let resolve!: (v: unknown) => void;
+    let reject!: (e: Error) => void;
+    const done = new Promise<unknown>((res, rej) => ((resolve = res), (reject = rej)));
+    this.listeners.set(jobId, { on: onEvent, resolve, reject });
+    setImmediate(() => {
+      const ev = (e: EventBody) => onEvent({ type: 'event', jobId, ...e } as Event);
+      ev({ event: 'started' });
+      ev({ event: 'step', step: 1, steps: 2, preview: { width: 2, height: 2, pngBase64: 'AA==' } });
+      if (this.mode === 'fail') {
+        ev({ event: 'failed', message: 'out of memory', detail: 'stack' });
+        reject(Object.assign(new Error('out of memory'), { name: 'JobFailedError' }));
+        return;
+      }
+      if (this.mode === 'hang') return;
+      ev({ event: 'step', step: 2, steps: 2 });
+      const done = { type: 'event', event: 'done', jobId, file: job.output, metadata: meta(job.params.prompt), stages: [], notes: [] } as Event;
+      onEvent(done);
+      resolve(done);
+    });
+    return { jobId, done };
+  }
+  async cancel(jobId: string) {
+    this.cancelled.push(jobId);
+    const l = this.listeners.get(jobId);
+    l?.on({ type: 'event', event: 'cancelled', jobId });
+    l?.reject(Object.assign(new Error('generation cancelled'), { name: 'CancelledError' }));
+  }
+  async status(): Promise<StatusInfo> {
+    throw new Error('unused');
+  }
+}
+
+const req = (prompt: string): JobRequest => ({ params: { prompt, seed: 1 }, output: `/tmp/${prompt}.png` });
+
+describe('extension: jobs', () => {
+  it('follows a job through its events to done', async () => {
+    const jobs = new Jobs({ client: async () => new FakeClient() });
+    const seen: string[] = [];
+    jobs.onDidChange((j) => seen.push(`${j.state}${j.step !== undefined ? j.step : ''}`));
+    const job = jobs.submit(req('cat'), { kind: 'palette' });
+    assert.equal(jobs.active().length, 1);
+    const end = await jobs.whenFinished(job);
+    assert.equal(end.state, 'done');
+    assert.equal(end.result?.file, '/tmp/cat.png');
+    assert.equal(end.preview?.pngBase64, 'AA==');
+    assert.deepEqual(seen, ['pending', 'queued', 'running', 'running1', 'running2', 'done2']);
+    assert.equal(jobs.active().length, 0);
+  });
+
+  it('cancels a running job', async () => {
+    const client = new FakeClient('hang');
+    const jobs = new Jobs({ client: async () => client });
+    const job = jobs.submit(req('dog'), { kind: 'panel' });
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(job.state, 'running');
+    await jobs.cancel(job.id);
+    const end = await jobs.whenFinished(job);
+    assert.equal(end.state, 'cancelled');
+    assert.deepEqual(client.cancelled, ['s1']);
+  });
+
+  it('cancels a job before the server has it', async () => {
+    let release!: (c: InferenceClient) => void;
+    const client = new FakeClient('hang');
+    const jobs = new Jobs({ client: () => new Promise((r) => (release = r)) });
+    const job = jobs.submit(req('bird'), { kind: 'panel' });
+    await jobs.cancel(job.id);
+    release(client);
+    assert.equal((await jobs.whenFinished(job)).state, 'cancelled');
+    assert.equal(client.n, 0, 'never sent');
+  });
+
+  it('reports failures with the server message, and a server that cannot start', async () => {
+    const jobs = new Jobs({ client: async () => new FakeClient('fail') });
+    const end = await jobs.whenFinished(jobs.submit(req('x'), { kind: 'palette' }));
+    assert.equal(end.state, 'failed');
+    assert.equal(end.error?.message, 'out of memory');
+    const dead = new Jobs({ client: async () => { throw new Error('the server did not start: node not found'); } });
+    const end2 = await dead.whenFinished(dead.submit(req('y'), { kind: 'palette' }));
+    assert.equal(end2.error?.message, 'the server did not start: node not found');
+  });
+
+  it('writes an image a remote server sent back', async () => {
+    const client = new FakeClient();
+    const orig = client.generate.bind(client);
+    client.generate = async (job, on) => orig(job, (e) => on(e.event === 'done' ? { ...e, pngBase64: Buffer.from('png').toString('base64') } : e));
+    const saved: Buffer[] = [];
+    const jobs = new Jobs({ client: async () => client, saveImage: async (j: Job, png: Buffer) => (saved.push(png), `/local/${j.id}.png`) });
+    const end = await jobs.whenFinished(jobs.submit(req('z'), { kind: 'palette' }, '/local/z.png'));
+    assert.equal(end.state, 'done');
+    assert.equal(end.result?.file, `/local/${end.id}.png`);
+    assert.equal(saved[0].toString(), 'png');
+  });
+});
+
+describe('extension: history', () => {
+  it('records images per workspace and per .flux block, dropping missing files', () => {
+    const store = new Map<string, unknown>();
+    const files = new Set(['/ws/a.png', '/ws/b.png']);
+    const memento = { get: <T>(k: string) => store.get(k) as T, update: async (k: string, v: unknown) => void store.set(k, v) };
+    const h = new History(memento, (p) => files.has(p));
+    const key = blockKey('a  cat\n');
+    const a = h.add({ file: '/ws/a.png', params: meta('a cat'), fluxFile: '/ws/p.flux', blockKey: key });
+    h.add({ file: '/ws/b.png', params: meta('b') });
+    assert.equal(blockKey('a cat'), key, 'whitespace does not change a block key');
+    assert.deepEqual(h.forBlock('/ws/p.flux', key).map((e) => e.id), [a.id]);
+    assert.equal(h.list().length, 2);
+    // Survives a reload through the memento.
+    const again = new History(memento, (p) => files.has(p));
+    assert.equal(again.get(a.id)?.file, '/ws/a.png');
+    files.delete('/ws/a.png');
+    assert.deepEqual(again.list().map((e) => e.file), ['/ws/b.png']);
+    // Garbage in the memento is ignored.
+    store.set('majicflux.history', [{ id: 1 }, null, 'x']);
+    assert.equal(new History(memento).list().length, 0);
+  });
+});

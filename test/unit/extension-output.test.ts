@@ -1,0 +1,59 @@
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { isInside, OutputReservations, outputPath, resolveOutputFolder, seedsFor } from '../../src/extension/output';
+
+const values = { date: new Date(2026, 0, 2, 3, 4, 5), seed: 9, prompt: 'a cat', steps: 4, width: 64, height: 64, guidance: 3.5, index: 1, model: 'demo' };
+
+describe('extension: output folder and names', () => {
+  it('puts images in generated/ next to the .flux file, else at the workspace root', () => {
+    assert.equal(resolveOutputFolder({ setting: 'generated', fluxFile: '/ws/prompts/a.flux', workspaceRoot: '/ws' }), path.normalize('/ws/prompts/generated'));
+    assert.equal(resolveOutputFolder({ setting: 'generated', workspaceRoot: '/ws' }), path.normalize('/ws/generated'));
+    assert.equal(resolveOutputFolder({ setting: '', workspaceRoot: '/ws' }), path.normalize('/ws/generated'));
+    assert.equal(resolveOutputFolder({ setting: '${workspaceFolder}/images', fluxFile: '/ws/p/a.flux', workspaceRoot: '/ws' }), path.normalize('/ws/images'));
+    assert.equal(resolveOutputFolder({ setting: '/data/out', workspaceRoot: '/ws' }), path.normalize('/data/out'));
+    assert.equal(resolveOutputFolder({ setting: '~/Pictures', home: '/h' }), path.normalize('/h/Pictures'));
+    assert.equal(resolveOutputFolder({ setting: 'generated' }), undefined, 'no folder open: ask');
+    assert.equal(resolveOutputFolder({ setting: '${workspaceFolder}/x' }), undefined);
+  });
+
+  it('names files from the template, or from a block out: relative to the .flux file', () => {
+    assert.equal(outputPath({ folder: '/ws/generated', template: '{date}-{seed}-{slug}.png', values }), path.normalize('/ws/generated/2026-01-02-9-a-cat.png'));
+    assert.equal(
+      outputPath({ folder: '/ws/generated', template: 'x.png', values, fluxFile: '/ws/p/a.flux', outTemplate: 'cats/{seed}-{index}.png' }),
+      path.normalize('/ws/p/cats/9-1.png'),
+    );
+  });
+
+  it('never hands out an existing or reserved name', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-out-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'a.png'), '');
+      fs.writeFileSync(path.join(dir, 'a-1.png'), '');
+      const r = new OutputReservations();
+      const first = r.reserve(path.join(dir, 'a.png'));
+      const second = r.reserve(path.join(dir, 'a.png'));
+      assert.equal(first, path.join(dir, 'a-2.png'));
+      assert.equal(second, path.join(dir, 'a-3.png'));
+      r.release(first);
+      assert.equal(r.reserve(path.join(dir, 'a.png')), first);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('seeds: fixed counts up, random draws', () => {
+    assert.deepEqual(seedsFor(42, 3), [42, 43, 44]);
+    let n = 100;
+    assert.deepEqual(seedsFor('random', 2, () => n++), [100, 101]);
+    assert.deepEqual(seedsFor(-1, 1, () => 5), [5]);
+    assert.equal(seedsFor(undefined, 0).length, 1);
+  });
+
+  it('isInside', () => {
+    assert.ok(isInside('/ws', '/ws/a/b.png'));
+    assert.ok(!isInside('/ws', '/wsx/a.png'));
+    assert.ok(!isInside('/ws', '/a.png'));
+  });
+});

@@ -1,0 +1,45 @@
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { checkPrompt, loadEncoders } from '../../src/extension/fluxFile/promptCheck';
+import { parseFlux, promptSpansFrom } from '../../src/extension/fluxFile/parser';
+
+const MODELS = path.join(__dirname, '..', 'fixtures', 'flux-tiny', 'models');
+
+describe('extension: prompt checks with the real FLUX.1 tokenizers', () => {
+  it('says nothing about a short English prompt', async () => {
+    const enc = await loadEncoders(MODELS, MODELS);
+    assert.deepEqual(checkPrompt('a lighthouse on a cliff at dawn, oil painting', enc), []);
+  });
+
+  it('finds where CLIP cuts a long prompt, mapped back into the .flux file', async () => {
+    const enc = await loadEncoders(MODELS, MODELS);
+    const words = Array.from({ length: 90 }, (_, i) => `word${i % 10}`);
+    const text = `${words.slice(0, 45).join(' ')}\n${words.slice(45).join(' ')}\nseed: 1\n`;
+    const block = parseFlux(text).blocks[0];
+    const issues = checkPrompt(block.prompt, enc);
+    assert.equal(issues.length, 1);
+    const clip = issues[0];
+    assert.equal(clip.code, 'clipTruncated');
+    if (clip.code !== 'clipTruncated') return;
+    assert.ok(clip.tokens > 77);
+    assert.ok(clip.cutOffset > 0 && clip.cutOffset < block.prompt.length);
+    // The cut falls on a word boundary; the tokens before it fit in 77.
+    assert.ok(enc.clip(block.prompt.slice(0, clip.cutOffset)).untruncatedLength <= 77);
+    const spans = promptSpansFrom(block, clip.cutOffset);
+    assert.ok(spans.length >= 1);
+    assert.equal(spans[spans.length - 1].end.line, 1);
+  });
+
+  it('flags a prompt T5 cannot read (Chinese) and not an English one with one odd word', async () => {
+    const enc = await loadEncoders(undefined, MODELS);
+    const zh = checkPrompt('一只猫坐在窗边，油画风格', enc);
+    assert.equal(zh.length, 1);
+    assert.equal(zh[0].code, 't5Unreadable');
+    assert.deepEqual(checkPrompt('a cat named 小明 sitting by the window, oil painting, warm light', enc), []);
+  });
+
+  it('falls back to the bundled tokenizers when the model folder has none', async () => {
+    const enc = await loadEncoders('/nonexistent/model', MODELS);
+    assert.equal(enc.clip('a cat').truncated, false);
+  });
+});

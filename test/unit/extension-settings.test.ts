@@ -1,0 +1,114 @@
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { DEFAULTS, expandPath, modelSpec, serverKey, serverSettings, usesDemoModel, validateSettings } from '../../src/extension/settings';
+
+const from = (values: Record<string, unknown>) => (key: string) => values[key];
+
+describe('extension: settings validation', () => {
+  it('gives the defaults for nothing set, with no problems', () => {
+    const { settings, problems } = validateSettings(from({}));
+    assert.deepEqual(problems, []);
+    assert.deepEqual(settings, DEFAULTS);
+    assert.ok(usesDemoModel(settings));
+    assert.deepEqual(modelSpec(settings), {});
+  });
+
+  it('accepts good values', () => {
+    const ws = '/home/u/project';
+    const { settings, problems } = validateSettings(
+      from({
+        'model.path': '${workspaceFolder}/models/FLUX.1-dev',
+        'model.transformer': '~/models/majicflus_v134.safetensors',
+        weights: 'fp16',
+        memory: 'sequential',
+        memoryBudgetGB: 12,
+        executionProvider: 'cuda',
+        executionProviderPerStage: { t5: 'cpu', dit: 'cuda' },
+        'output.folder': 'out',
+        'output.fileName': '{date}/{seed}.png',
+        'defaults.steps': 20,
+        'defaults.width': 768,
+        'defaults.height': 1344,
+        'defaults.guidance': 4,
+        'defaults.seed': 7,
+        'server.idleShutdownMinutes': 0,
+        'server.remoteHost': '127.0.0.1',
+        'server.remotePort': 9000,
+      }),
+      { workspaceFolder: ws, home: '/home/u', exists: () => true },
+    );
+    assert.deepEqual(problems, []);
+    assert.equal(settings.model.path, path.normalize('/home/u/project/models/FLUX.1-dev'));
+    assert.equal(settings.model.transformer, path.normalize('/home/u/models/majicflus_v134.safetensors'));
+    assert.deepEqual(serverSettings(settings), {
+      model: { dir: settings.model.path, transformer: settings.model.transformer },
+      weights: 'fp16',
+      ep: 'cuda',
+      memory: 'sequential',
+      stageEp: { t5: 'cpu', dit: 'cuda' },
+      memoryBudget: 12 * 2 ** 30,
+    });
+    assert.equal(settings.defaults.width, 768);
+    assert.equal(settings.server.remotePort, 9000);
+  });
+
+  it('reports each bad value with its key and falls back to the default', () => {
+    const { settings, problems } = validateSettings(
+      from({
+        'model.path': 'models/missing',
+        weights: 'int4',
+        memory: 42,
+        executionProviderPerStage: { unet: 'cpu', t5: 'tpu' },
+        'output.fileName': '{seed}.jpg',
+        'defaults.steps': 0,
+        'defaults.width': 1000,
+        'defaults.height': 'big',
+        'defaults.guidance': -1,
+        'defaults.seed': 1.5,
+        'server.remoteHost': 'bad host!',
+        'server.remotePort': 70000,
+      }),
+      { workspaceFolder: '/ws', exists: () => false },
+    );
+    assert.deepEqual(
+      problems.map((p) => [p.key, p.code]),
+      [
+        ['majicflux.executionProviderPerStage', 'badStageKey'],
+        ['majicflux.executionProviderPerStage', 'notOneOf'],
+        ['majicflux.output.fileName', 'badTemplate'],
+        ['majicflux.server.remoteHost', 'remoteHost'],
+        ['majicflux.model.path', 'pathMissing'],
+        ['majicflux.weights', 'notOneOf'],
+        ['majicflux.memory', 'notOneOf'],
+        ['majicflux.defaults.steps', 'outOfRange'],
+        ['majicflux.defaults.width', 'notMultipleOf16'],
+        ['majicflux.defaults.height', 'wrongType'],
+        ['majicflux.defaults.guidance', 'outOfRange'],
+        ['majicflux.defaults.seed', 'wrongType'],
+        ['majicflux.server.remotePort', 'outOfRange'],
+      ],
+    );
+    assert.equal(problems.find((p) => p.code === 'pathMissing')!.args.path, path.normalize('/ws/models/missing'));
+    assert.equal(settings.weights, 'fp8');
+    assert.equal(settings.output.fileName, DEFAULTS.output.fileName);
+    assert.deepEqual(settings.defaults, DEFAULTS.defaults);
+    assert.equal(settings.server.remoteHost, '');
+  });
+
+  it('expands paths', () => {
+    const ctx = { workspaceFolder: '/ws', home: '/h' };
+    assert.equal(expandPath('', ctx), '');
+    assert.equal(expandPath('~', ctx), path.normalize('/h'));
+    assert.equal(expandPath('${userHome}/m', ctx), path.normalize('/h/m'));
+    assert.equal(expandPath('rel/m', ctx), path.normalize('/ws/rel/m'));
+    assert.equal(expandPath('/abs/m', ctx), path.normalize('/abs/m'));
+  });
+
+  it('changes the server key only for settings the server cares about', () => {
+    const a = validateSettings(from({})).settings;
+    const b = validateSettings(from({ 'defaults.steps': 4, 'output.folder': 'x' })).settings;
+    const c = validateSettings(from({ weights: 'fp16' })).settings;
+    assert.equal(serverKey(a), serverKey(b));
+    assert.notEqual(serverKey(a), serverKey(c));
+  });
+});

@@ -1,0 +1,80 @@
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { CancelledError } from '../../src/inference/api';
+import { FluxPipeline } from '../../src/inference/pipeline';
+import { assertGoldenClose, assertMaxAbs, compare, GOLDEN_CASES, GOLDEN_MODELS, goldenCase } from '../helpers/golden';
+
+interface PipelineCase { file: string; png: string; prompt: string; height: number; width: number; num_inference_steps: number; guidance_scale: number; max_sequence_length: number }
+const cases: PipelineCase[] = JSON.parse(fs.readFileSync(path.join(GOLDEN_CASES, 'pipeline.json'), 'utf8'));
+const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-cache-'));
+
+describe('FluxPipeline on the golden tiny model (CPU, fp32 compute)', () => {
+  for (const dit of ['flux-tiny.safetensors', 'transformer']) {
+    describe(`DiT from ${dit}`, () => {
+      let pipeline: FluxPipeline;
+      before(async () => {
+        pipeline = await FluxPipeline.create({ dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, dit) }, { weights: 'fp32', ep: 'cpu', memory: 'resident', cacheDir });
+      });
+      after(() => pipeline.release());
+
+      cases.forEach((c, idx) => {
+        it(`case ${idx}: every step's latent and the final image match (${c.width}×${c.height}, ${c.num_inference_steps} steps)`, async () => {
+          const golden = goldenCase(c.file);
+          const seen: Float32Array[] = [];
+          const result = await pipeline.generate(
+            { prompt: c.prompt, width: c.width, height: c.height, steps: c.num_inference_steps, guidance: c.guidance_scale, t5MaxLength: c.max_sequence_length, latentsFile: path.join(GOLDEN_CASES, c.file), seed: 0 },
+            { onStep: (p) => seen.push(p.latents.slice()) },
+          );
+          assert.equal(seen.length, c.num_inference_steps);
+          seen.forEach((l, k) => assertGoldenClose(l, golden.readF32(`latents_after_step_${k}`), `case ${idx} step ${k}`));
+          assertMaxAbs(result.image, golden.readF32('image'), 1e-3, `case ${idx} image`);
+        });
+      });
+    });
+  }
+
+  it('cancels between steps and reports CancelledError', async () => {
+    const pipeline = await FluxPipeline.create({ dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') }, { weights: 'fp32', ep: 'cpu', memory: 'sequential', cacheDir });
+    const ac = new AbortController();
+    let steps = 0;
+    await assert.rejects(
+      pipeline.generate({ prompt: 'x', width: 64, height: 64, steps: 10, seed: 1 }, { signal: ac.signal, onStep: () => { if (++steps === 2) ac.abort(); } }),
+      CancelledError,
+    );
+    assert.equal(steps, 2);
+    await pipeline.release();
+  });
+
+  it('gives the same image for the same seed, sequential and resident; the second run uses cached prompt embeddings', async () => {
+    const spec = { dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny-fp8.safetensors') };
+    const a = await FluxPipeline.create(spec, { weights: 'fp8', ep: 'cpu', memory: 'sequential', cacheDir });
+    const b = await FluxPipeline.create(spec, { weights: 'fp8', ep: 'cpu', memory: 'resident', cacheDir });
+    const params = { prompt: 'a cat', width: 64, height: 96, steps: 2, seed: 42 };
+    const ra = await a.generate(params);
+    const rb = await b.generate(params);
+    assert.deepEqual(compare(ra.image, rb.image).maxAbs, 0);
+    assert.deepEqual(a.loaded(), []);
+    assert.deepEqual(b.loaded().sort(), ['clip', 'dit', 't5', 'vae']);
+    const again = await b.generate(params);
+    assert.ok(again.notes.includes('prompt embeddings from cache'));
+    assert.ok(!again.stages.some((s) => s.stage === 'text'));
+    assert.equal(compare(again.image, rb.image).maxAbs, 0);
+    const other = await b.generate({ ...params, seed: 43 });
+    assert.ok(compare(other.image, rb.image).maxAbs > 0.01, 'another seed gives another image');
+    await a.release();
+    await b.release();
+  });
+
+  it('rejects sizes that are not multiples of 16 with a message that suggests valid ones', async () => {
+    const p = await FluxPipeline.create({ dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') }, { ep: 'cpu' });
+    await assert.rejects(p.generate({ prompt: 'x', width: 100, height: 64 }), /multiple of 16.*96 or 112/);
+  });
+
+  it('says what is missing from an incomplete model folder', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-model-'));
+    fs.cpSync(path.join(GOLDEN_MODELS, 'text_encoder'), path.join(dir, 'text_encoder'), { recursive: true });
+    await assert.rejects(FluxPipeline.create({ dir }), (e: Error) => /T5 text encoder/.test(e.message) && /VAE/.test(e.message) && /Found: text_encoder/.test(e.message));
+  });
+});

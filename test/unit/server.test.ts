@@ -1,0 +1,584 @@
+// The inference server: NDJSON framing and message validation (pure), then the real bundle
+// dist/server.js driven through serverClient.ts (and raw, for malformed input) with the golden
+// tiny model. No mocks: every job runs the real pipeline.
+
+import * as assert from 'node:assert/strict';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import { CancelledError } from '../../src/inference/api';
+import { readPngParameters } from '../../src/inference/png';
+import {
+  encodeMessage,
+  isValidationError,
+  JobEvent,
+  JobRequest,
+  LineSplitter,
+  parseRequest,
+  Request,
+  ServerMessage,
+  ServerSettings,
+  validateRequest,
+  validateServerMessage,
+} from '../../src/inference/protocol';
+import { JobFailedError, Logger, ServerClient, ServerClientOptions, ServerError } from '../../src/extension/serverClient';
+import { GOLDEN_MODELS } from '../helpers/golden';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const SERVER = path.join(ROOT, 'dist', 'server.js');
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/** Deterministic PRNG (mulberry32), so a fuzz failure can be replayed. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function collectLines(maxLineBytes?: number): { splitter: LineSplitter; lines: string[]; overflows: number[] } {
+  const lines: string[] = [];
+  const overflows: number[] = [];
+  return { splitter: new LineSplitter((l) => lines.push(l), (n) => overflows.push(n), maxLineBytes), lines, overflows };
+}
+
+class TestLogger implements Logger {
+  readonly lines: string[] = [];
+  debug(m: string) { this.lines.push(`debug ${m}`); }
+  info(m: string) { this.lines.push(`info ${m}`); }
+  warn(m: string) { this.lines.push(`warn ${m}`); }
+  error(m: string) { this.lines.push(`error ${m}`); }
+}
+
+const VALID_REQUESTS: Request[] = [
+  { id: 1, type: 'hello', protocol: 1, client: 'test', token: 'abc', settings: { model: { dir: '/m' }, weights: 'fp8', memory: 'auto', stageEp: { vae: 'cpu' } }, heartbeatMs: 1000 },
+  { id: 2, type: 'configure', settings: { model: { dir: '/m', transformer: '/t.safetensors' }, ep: 'cuda', memoryBudget: 8e9, gpuMemory: 12e9, threads: 4, cacheDir: '/c' } },
+  { id: 3, type: 'generate', job: { params: { prompt: 'a fox', seed: -1, steps: 4, width: 64, height: 64, guidance: 3.5, shift: 'dynamic', t5MaxLength: 512 }, output: '/o/a.png', previewEvery: 1 } },
+  { id: 4, type: 'generate', job: { params: { prompt: '', shift: 3 }, output: 'a.png', returnImage: true } },
+  { id: 5, type: 'cancel', jobId: 'job-1' },
+  { id: 6, type: 'status' },
+  { id: 7, type: 'load', components: ['dit', 'vae'] },
+  { id: 8, type: 'unload' },
+  { id: 9, type: 'ping' },
+  { id: 10, type: 'shutdown' },
+];
+
+const METADATA = { prompt: 'p', seed: 3, steps: 1, width: 64, height: 64, guidance: 3.5, shift: 'dynamic' as const, t5MaxLength: 512, model: 'm', weights: 'fp8' as const, sampler: 'euler' as const, software: 'MajicFLUX 0.1.0' };
+const VALID_SERVER_MESSAGES: ServerMessage[] = [
+  { id: 1, type: 'hello', protocol: 1, version: '0.1.0', pid: 5, platform: 'linux-x64', heartbeatMs: 5000 },
+  { id: 2, type: 'ok' },
+  { id: 3, type: 'queued', jobId: 'job-1', position: 0 },
+  { id: 5, type: 'cancel', jobId: 'job-1', state: 'cancelling' },
+  { id: 6, type: 'status', status: { version: '0.1.0', pid: 5, state: 'busy', loaded: ['dit'], jobs: [{ jobId: 'job-1', state: 'running', prompt: 'p', position: 0 }], rss: 1e8, eps: [{ component: 'dit', ep: 'cpu' }], model: 'm', memory: 'auto', memoryBudget: 1e9, uptime: 3 } },
+  { id: 7, type: 'loaded', components: ['dit', 'vae'] },
+  { id: 9, type: 'pong', time: 1700000000000 },
+  { id: null, type: 'error', code: 'bad-json', message: 'not JSON' },
+  { id: 3, type: 'error', code: 'failed', message: 'x', detail: 'stack' },
+  { type: 'event', event: 'started', jobId: 'job-1' },
+  { type: 'event', event: 'stage', jobId: 'job-1', stage: 'text', state: 'start' },
+  { type: 'event', event: 'step', jobId: 'job-1', step: 1, steps: 4, preview: { width: 8, height: 8, pngBase64: 'iVBORw0KGgo=' } },
+  { type: 'event', event: 'done', jobId: 'job-1', file: '/o/a.png', metadata: METADATA, stages: [{ stage: 'denoise', seconds: 0.1, peakRss: 1e8, ep: 'cpu' }], notes: ['prompt embeddings from cache'], seconds: 0.5 },
+  { type: 'event', event: 'failed', jobId: 'job-1', message: 'Not enough memory', detail: 'bad_alloc' },
+  { type: 'event', event: 'cancelled', jobId: 'job-1' },
+  { type: 'event', event: 'log', level: 'warn', message: 'hm', jobId: 'job-1' },
+  { type: 'event', event: 'heartbeat', time: 1700000000000, rss: 1e8, state: 'idle', queued: 0 },
+];
+
+/** Random JSON-ish values biased towards protocol-looking shapes. */
+function randomValue(r: () => number, depth = 0): unknown {
+  const keys = ['id', 'type', 'job', 'params', 'prompt', 'output', 'settings', 'model', 'event', 'jobId', '__proto__', 'constructor', 'toString', 'steps', 'width'];
+  const strings = ['hello', 'generate', 'cancel', 'event', 'done', 'step', 'status', '', 'x'.repeat(5000), '\u0000', 'dynamic', '__proto__'];
+  const k = Math.floor(r() * (depth > 3 ? 6 : 8));
+  switch (k) {
+    case 0: return null;
+    case 1: return r() < 0.5;
+    case 2: return [0, -1, 1.5, 1e308, -0, NaN, Infinity, Number.MAX_SAFE_INTEGER + 2, 7][Math.floor(r() * 9)];
+    case 3: return strings[Math.floor(r() * strings.length)];
+    case 4: return Math.floor(r() * 100);
+    case 5: return undefined;
+    case 6: return Array.from({ length: Math.floor(r() * 4) }, () => randomValue(r, depth + 1));
+    default: {
+      const o: Record<string, unknown> = {};
+      for (let i = Math.floor(r() * 5); i > 0; i--) o[keys[Math.floor(r() * keys.length)]] = randomValue(r, depth + 1);
+      return o;
+    }
+  }
+}
+
+/** Replaces or deletes one random field somewhere in a (cloned) message. */
+function mutate(msg: unknown, r: () => number): unknown {
+  const clone = JSON.parse(JSON.stringify(msg)) as Record<string, unknown>;
+  let node: Record<string, unknown> = clone;
+  for (;;) {
+    const keys = Object.keys(node);
+    if (keys.length === 0) return clone;
+    const key = keys[Math.floor(r() * keys.length)];
+    const child = node[key];
+    if (child && typeof child === 'object' && r() < 0.6) {
+      node = child as Record<string, unknown>;
+      continue;
+    }
+    if (r() < 0.3) delete node[key];
+    else node[key] = randomValue(r, 3);
+    return clone;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('protocol: NDJSON framing', () => {
+  it('reassembles lines from chunks split anywhere, also inside multi-byte characters', () => {
+    const messages = ['{"a":"赛博朋克 🦊 café"}', '{"b":1}', '{"c":"\\n escaped"}', '{"d":"ä"}'];
+    const bytes = Buffer.from(messages.join('\n') + '\n', 'utf8');
+    const r = rng(1);
+    for (let trial = 0; trial < 200; trial++) {
+      const { splitter, lines } = collectLines();
+      let at = 0;
+      while (at < bytes.length) {
+        const n = 1 + Math.floor(r() * 7);
+        splitter.push(bytes.subarray(at, at + n));
+        at += n;
+      }
+      splitter.end();
+      assert.deepEqual(lines, messages);
+    }
+  });
+
+  it('handles CRLF, blank lines, string chunks and a last line without a newline', () => {
+    const { splitter, lines } = collectLines();
+    splitter.push('{"a":1}\r\n\n  \n{"b"');
+    splitter.push(':2}\n{"c":3}');
+    assert.deepEqual(lines, ['{"a":1}', '{"b":2}']);
+    splitter.end();
+    assert.deepEqual(lines, ['{"a":1}', '{"b":2}', '{"c":3}']);
+  });
+
+  it('drops a line over the limit, reports it once, and reads on after its newline', () => {
+    const { splitter, lines, overflows } = collectLines(16);
+    splitter.push('{"ok":1}\n' + 'x'.repeat(10));
+    splitter.push('y'.repeat(10));
+    splitter.push('z'.repeat(100));
+    splitter.push('\n{"ok":2}\n');
+    assert.deepEqual(lines, ['{"ok":1}', '{"ok":2}']);
+    assert.equal(overflows.length, 1);
+    assert.ok(overflows[0] > 16);
+  });
+
+  it('an encoded message is exactly one line, whatever its strings hold', () => {
+    const line = encodeMessage({ type: 'event', event: 'log', level: 'info', message: 'a\nb\r\u2028c"\\' });
+    assert.equal(line.indexOf('\n'), line.length - 1);
+    const { splitter, lines } = collectLines();
+    splitter.push(line);
+    assert.deepEqual(validateServerMessage(JSON.parse(lines[0])), { type: 'event', event: 'log', level: 'info', message: 'a\nb\r\u2028c"\\' });
+  });
+
+  it('never throws on random bytes', () => {
+    const r = rng(2);
+    for (let trial = 0; trial < 300; trial++) {
+      const { splitter, lines } = collectLines(64);
+      const junk = Uint8Array.from({ length: Math.floor(r() * 300) }, () => (r() < 0.1 ? 10 : Math.floor(r() * 256)));
+      splitter.push(junk);
+      splitter.end();
+      for (const l of lines) {
+        const req = parseRequest(l);
+        assert.ok('error' in req || 'type' in req);
+      }
+    }
+  });
+});
+
+describe('protocol: validation', () => {
+  it('accepts every request kind and returns it unchanged', () => {
+    for (const req of VALID_REQUESTS) assert.deepEqual(validateRequest(JSON.parse(JSON.stringify(req))), req);
+  });
+
+  it('accepts every server message kind and returns it unchanged', () => {
+    for (const msg of VALID_SERVER_MESSAGES) assert.deepEqual(validateServerMessage(JSON.parse(JSON.stringify(msg))), msg);
+  });
+
+  it('drops unknown fields (a newer peer may add some) and ignores inherited names', () => {
+    const r = validateRequest({ id: 1, type: 'ping', extra: true });
+    assert.deepEqual(r, { id: 1, type: 'ping' });
+    const proto = validateRequest(JSON.parse('{"id":2,"type":"cancel","jobId":"j","__proto__":{"polluted":1}}'));
+    assert.deepEqual(proto, { id: 2, type: 'cancel', jobId: 'j' });
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    assert.ok(isValidationError(validateRequest({ type: 'toString', id: 1 })));
+  });
+
+  it('says which field is wrong and keeps the id for the error reply', () => {
+    const r = validateRequest({ id: 7, type: 'generate', job: { params: { prompt: 'p', steps: 1.5 }, output: '/a.png' } });
+    assert.ok(isValidationError(r));
+    assert.equal(r.id, 7);
+    assert.match(r.error, /job\.params\.steps: expected an integer between 1 and 1000, got 1\.5/);
+    const s = validateRequest({ id: 8, type: 'hello', protocol: 1, client: 'c', settings: { model: {}, stageEp: { unet: 'cpu' } } });
+    assert.ok(isValidationError(s));
+    assert.match(s.error, /settings\.stageEp: unknown key "unet"/);
+    const t = validateRequest({ id: -3, type: 'nope' });
+    assert.ok(isValidationError(t));
+    assert.equal(t.id, null);
+    assert.match(t.error, /unknown request type "nope"/);
+    const u = validateServerMessage({ type: 'event', event: 'step', jobId: 'j', step: 'one', steps: 2 });
+    assert.ok(isValidationError(u));
+    assert.match(u.error, /^step: /);
+  });
+
+  it('fuzz: random values and mutated valid messages never make validation throw', () => {
+    const r = rng(3);
+    let rejected = 0;
+    for (let i = 0; i < 400; i++) {
+      const inputs = [randomValue(r), mutate(VALID_REQUESTS[i % VALID_REQUESTS.length], r), mutate(VALID_SERVER_MESSAGES[i % VALID_SERVER_MESSAGES.length], r)];
+      for (const v of inputs) {
+        for (const validate of [validateRequest, validateServerMessage]) {
+          const out = validate(v);
+          if (isValidationError(out)) {
+            rejected++;
+            assert.equal(typeof out.error, 'string');
+          } else {
+            // Whatever passes is well-formed: it survives its own validation unchanged.
+            const json = JSON.parse(JSON.stringify(out)) as unknown;
+            assert.deepEqual(validate(json), json);
+          }
+        }
+      }
+      const text = JSON.stringify(inputs[1]) ?? '';
+      assert.doesNotThrow(() => parseRequest(text.slice(0, Math.floor(r() * text.length))));
+    }
+    assert.ok(rejected > 400, `only ${rejected} rejections: the fuzzer is too tame`);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('inference server (dist/server.js)', function () {
+  this.timeout(120_000);
+  let tmp: string;
+  let settings: ServerSettings;
+
+  before(function () {
+    this.timeout(300_000);
+    execFileSync(process.execPath, ['esbuild.config.mjs'], { cwd: ROOT, stdio: 'inherit' });
+    assert.ok(fs.existsSync(SERVER), 'dist/server.js was not built');
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'majicflux-server-'));
+    fs.mkdirSync(path.join(tmp, 'out'));
+    settings = { model: { dir: GOLDEN_MODELS }, weights: 'fp32', memory: 'resident', ep: 'cpu', cacheDir: path.join(tmp, 'cache') };
+  });
+
+  after(() => tmp && fs.rmSync(tmp, { recursive: true, force: true }));
+
+  const job = (name: string, params: Partial<JobRequest['params']> = {}, extra: Partial<JobRequest> = {}): JobRequest => ({
+    params: { prompt: 'a lighthouse on a cliff at dawn', seed: 1, steps: 1, width: 64, height: 64, ...params },
+    output: path.join(tmp, 'out', name),
+    ...extra,
+  });
+
+  function newClient(opts: Partial<ServerClientOptions> = {}): { client: ServerClient; logger: TestLogger } {
+    const logger = new TestLogger();
+    return { client: new ServerClient({ serverPath: SERVER, settings, logger, clientName: 'server.test', ...opts }), logger };
+  }
+
+  async function pixels(file: string): Promise<Buffer> {
+    return sharp(file).raw().toBuffer();
+  }
+
+  describe('one server for a series of jobs', () => {
+    let client: ServerClient;
+    let logger: TestLogger;
+    before(() => ({ client, logger } = newClient()));
+    after(() => client.dispose());
+    afterEach(function () {
+      if (this.currentTest?.state === 'failed') process.stderr.write(logger.lines.slice(-40).join('\n') + '\n');
+    });
+
+    it('generates end to end: started, stage and step events with previews, done with a PNG that carries its parameters', async () => {
+      const events: JobEvent[] = [];
+      const handle = await client.generate(job('e2e.png', { seed: 7, steps: 3 }, { previewEvery: 1 }), (e) => events.push(e));
+      assert.equal(handle.position, 0);
+      const done = await handle.done;
+      const names = events.map((e) => (e.event === 'stage' ? `${e.stage}:${e.state}` : e.event === 'step' ? `step ${e.step}/${e.steps}` : e.event));
+      assert.deepEqual(names, ['started', 'text:start', 'text:end', 'denoise:start', 'step 1/3', 'step 2/3', 'step 3/3', 'denoise:end', 'decode:start', 'decode:end', 'save:start', 'save:end', 'done']);
+      for (const e of events) if (e.event === 'step') {
+        assert.ok(e.preview, 'preview with every step');
+        const png = Buffer.from(e.preview.pngBase64, 'base64');
+        const meta = await sharp(png).metadata();
+        assert.deepEqual([meta.format, meta.width, meta.height], ['png', e.preview.width, e.preview.height]);
+      }
+      assert.equal(done.file, path.join(tmp, 'out', 'e2e.png'));
+      assert.deepEqual(done.stages.map((s) => s.stage), ['text', 'denoise', 'decode', 'save']);
+      for (const s of done.stages) assert.ok(s.peakRss > 0 && s.seconds >= 0);
+      const params = await readPngParameters(done.file);
+      assert.equal(params.params?.prompt, 'a lighthouse on a cliff at dawn');
+      assert.equal(params.params?.seed, 7);
+      assert.equal(params.params?.steps, 3);
+      assert.match(params.parameters ?? '', /Seed: 7, Size: 64x64/);
+      assert.deepEqual(done.metadata, { ...done.metadata, seed: 7, width: 64, height: 64, steps: 3 });
+    });
+
+    it('skips text encoding for a prompt it has already encoded (one pipeline lives across jobs)', async () => {
+      const events: JobEvent[] = [];
+      const done = await (await client.generate(job('cached.png', { seed: 8 }), (e) => events.push(e))).done;
+      assert.deepEqual(done.stages.map((s) => s.stage), ['denoise', 'decode', 'save']);
+      assert.ok(done.notes.includes('prompt embeddings from cache'), done.notes.join('; '));
+      assert.ok(!events.some((e) => e.event === 'stage' && e.stage === 'text'));
+    });
+
+    it('never overwrites: a taken output name gets a -1 suffix', async () => {
+      const first = await (await client.generate(job('same.png'))).done;
+      const second = await (await client.generate(job('same.png'))).done;
+      assert.equal(first.file, path.join(tmp, 'out', 'same.png'));
+      assert.equal(second.file, path.join(tmp, 'out', 'same-1.png'));
+      assert.deepEqual(await pixels(first.file), await pixels(second.file), 'same seed, same image');
+    });
+
+    it('cancels a running job at the next step boundary; the server stays usable', async () => {
+      const events: JobEvent[] = [];
+      let cancel: Promise<string> | undefined;
+      const handle = await client.generate(job('cancelled.png', { steps: 400 }), (e) => {
+        events.push(e);
+        if (e.event === 'step' && e.step === 2) cancel = client.cancel(handle.jobId);
+      });
+      await assert.rejects(handle.done, CancelledError);
+      assert.equal(await cancel, 'cancelling');
+      const steps = events.filter((e) => e.event === 'step').length;
+      assert.ok(steps >= 2 && steps < 400, `${steps} steps ran`);
+      assert.equal(events.at(-1)?.event, 'cancelled');
+      assert.ok(!fs.existsSync(path.join(tmp, 'out', 'cancelled.png')));
+      const status = await client.status();
+      assert.equal(status.state, 'idle');
+      assert.deepEqual(status.jobs.find((j) => j.jobId === handle.jobId)?.state, 'cancelled');
+      assert.equal(await client.cancel(handle.jobId), 'gone');
+    });
+
+    it('runs 20 queued jobs in order; two cancelled while queued report cancelled and write nothing', async () => {
+      const finished: string[] = [];
+      // The first job takes a while, so the others are surely still queued when two are cancelled.
+      const handles = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => client.generate(job(`q${i}.png`, { seed: 100 + i, steps: i === 0 ? 60 : 1 }), (e) => e.event === 'done' && finished.push(e.jobId))),
+      );
+      assert.deepEqual(handles.map((h) => h.position), handles.map((_, i) => i), 'positions count the jobs ahead');
+      const status = await client.status();
+      assert.ok(status.jobs.filter((j) => j.state === 'queued').length >= 15, 'still queued');
+      assert.equal(await client.cancel(handles[5].jobId), 'cancelled');
+      assert.equal(await client.cancel(handles[12].jobId), 'cancelled');
+      const results = await Promise.allSettled(handles.map((h) => h.done));
+      for (const [i, r] of results.entries()) {
+        const file = path.join(tmp, 'out', `q${i}.png`);
+        if (i === 5 || i === 12) {
+          assert.equal(r.status, 'rejected');
+          assert.ok((r as PromiseRejectedResult).reason instanceof CancelledError);
+          assert.ok(!fs.existsSync(file), `no PNG for cancelled job ${i}`);
+        } else {
+          assert.equal(r.status, 'fulfilled', `job ${i}: ${(r as PromiseRejectedResult).reason}`);
+          assert.equal((r as PromiseFulfilledResult<{ file: string }>).value.file, file);
+          assert.ok(fs.existsSync(file));
+        }
+      }
+      assert.deepEqual(finished, handles.filter((_, i) => i !== 5 && i !== 12).map((h) => h.jobId), 'completed in submission order');
+    });
+
+    it('sequential and resident memory modes give pixel-identical images', async () => {
+      await client.configure({ ...settings, memory: 'sequential' });
+      const seq = await (await client.generate(job('sequential.png', { seed: 42, steps: 2 }))).done;
+      const afterSeq = await client.status();
+      await client.configure({ ...settings, memory: 'resident' });
+      const res = await (await client.generate(job('resident.png', { seed: 42, steps: 2 }))).done;
+      const afterRes = await client.status();
+      assert.equal(afterSeq.memory, 'sequential');
+      assert.deepEqual(afterSeq.loaded, [], 'sequential mode keeps nothing loaded between jobs');
+      assert.equal(afterRes.memory, 'resident');
+      assert.deepEqual([...afterRes.loaded].sort(), ['clip', 'dit', 't5', 'vae']);
+      assert.ok(seq.stages.some((s) => s.stage === 'text') && res.stages.some((s) => s.stage === 'text'), `a new pipeline encodes the prompt afresh: ${JSON.stringify([seq, res])}`);
+      assert.deepEqual(await pixels(seq.file), await pixels(res.file));
+    });
+
+    it('reports a pipeline error as failed with a user-facing message, and goes on', async () => {
+      const handle = await client.generate(job('bad.png', { width: 72 }));
+      const err = await handle.done.then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof JobFailedError, String(err));
+      assert.match(err.message, /16/);
+      await (await client.generate(job('after-bad.png'))).done;
+    });
+
+    it('rejects an invalid job before queueing it', async () => {
+      await assert.rejects(client.generate(job('x.png', { steps: 0 })), (e: unknown) => e instanceof ServerError && e.code === 'bad-request' && /steps/.test(e.message));
+      await assert.rejects(client.generate({ ...job('x.png'), output: 'relative.png' }), (e: unknown) => e instanceof ServerError && e.code === 'bad-output');
+    });
+  });
+
+  it('answers malformed input with error replies and keeps working (raw NDJSON on stdio)', async () => {
+    const child = spawn(process.execPath, [SERVER], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const replies: ServerMessage[] = [];
+    const waiters: (() => void)[] = [];
+    const splitter = new LineSplitter((line) => {
+      const m = validateServerMessage(JSON.parse(line));
+      assert.ok(!isValidationError(m), `server sent an invalid message: ${line}`);
+      if (m.type !== 'event') replies.push(m);
+      waiters.splice(0).forEach((w) => w());
+    });
+    child.stdout.on('data', (c: Buffer) => splitter.push(c));
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    const send = (line: string) => child.stdin.write(line + '\n');
+    const reply = async (count: number) => {
+      while (replies.length < count) await new Promise<void>((r) => waiters.push(r));
+      return replies[count - 1];
+    };
+
+    send('this is not json');
+    assert.deepEqual(pick(await reply(1)), { id: null, type: 'error', code: 'bad-json' });
+    send('{"id":1,"type":"ping"}');
+    assert.deepEqual(pick(await reply(2)), { id: 1, type: 'error', code: 'handshake-required' });
+    send(JSON.stringify({ id: 2, type: 'hello', protocol: 1, client: 'raw', settings, heartbeatMs: 0 }));
+    assert.equal((await reply(3)).type, 'hello');
+    send('{"id":3,"type":"generate","job":{"params":{"prompt":42},"output":"/tmp/x.png"}}');
+    const bad = await reply(4);
+    assert.deepEqual(pick(bad), { id: 3, type: 'error', code: 'bad-request' });
+    assert.match((bad as { message: string }).message, /job\.params\.prompt/);
+    send('[1,2,3]');
+    assert.deepEqual(pick(await reply(5)), { id: null, type: 'error', code: 'bad-request' });
+    send('{"id":4,"type":"launch-missiles"}');
+    assert.deepEqual(pick(await reply(6)), { id: 4, type: 'error', code: 'bad-request' });
+    send(JSON.stringify({ id: 5, type: 'hello', protocol: 999, client: 'raw' }));
+    assert.deepEqual(pick(await reply(7)), { id: 5, type: 'error', code: 'protocol-mismatch' });
+    send('{"id":6,"type":"cancel","jobId":"job-404"}');
+    assert.deepEqual(pick(await reply(8)), { id: 6, type: 'error', code: 'unknown-job' });
+    child.stdin.write('{"id":7,"type":"ping","pad":"' + 'x'.repeat(65 * 1024 * 1024) + '"}\n');
+    assert.deepEqual(pick(await reply(9)), { id: null, type: 'error', code: 'line-too-long' });
+    send('{"id":8,"type":"ping"}');
+    assert.deepEqual(pick(await reply(10)), { id: 8, type: 'pong' });
+    send('{"id":9,"type":"status"}');
+    assert.equal((await reply(11)).type, 'status');
+    send('{"id":10,"type":"shutdown"}');
+    assert.deepEqual(pick(await reply(12)), { id: 10, type: 'ok' });
+    assert.equal(await exited, 0, stderr);
+  });
+
+  it('reports a server killed mid-step as failed, then restarts it for the next job', async () => {
+    const { client, logger } = newClient({ backoff: { initialMs: 200 } });
+    const stops: { unexpected: boolean }[] = [];
+    try {
+      const firstPid = (await client.start()).pid;
+      let queued!: Awaited<ReturnType<ServerClient['generate']>>;
+      const events: JobEvent[] = [];
+      const running = await client.generate(job('killed.png', { steps: 400 }), (e) => {
+        events.push(e);
+        if (e.event === 'step' && e.step === 2) process.kill(firstPid, 'SIGKILL');
+      });
+      queued = await client.generate(job('killed-queued.png'));
+      const err = await running.done.then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof JobFailedError, String(err));
+      assert.equal(err.message, `The MajicFLUX server stopped unexpectedly (signal SIGKILL) while running job ${running.jobId}; it will restart on the next request.`);
+      assert.equal(events.at(-1)?.event, 'failed');
+      await assert.rejects(queued.done, /stopped unexpectedly \(signal SIGKILL\) while job job-2 was waiting in the queue/);
+      assert.ok(!fs.existsSync(path.join(tmp, 'out', 'killed.png')));
+      assert.ok(!fs.readdirSync(path.join(tmp, 'out')).some((f) => f.startsWith('.killed')), 'no temp file left');
+
+      const t0 = Date.now();
+      const next = await (await client.generate(job('after-kill.png'))).done;
+      assert.ok(fs.existsSync(next.file));
+      assert.ok(Date.now() - t0 >= 150, 'restarted after the back-off');
+      assert.notEqual(client.pid, firstPid);
+    } catch (err) {
+      process.stderr.write(logger.lines.slice(-40).join('\n') + '\n');
+      throw err;
+    } finally {
+      await client.dispose();
+    }
+    void stops;
+  });
+
+  (process.platform === 'win32' ? it.skip : it)('kills a hung server (no heartbeat) and reports it', async () => {
+    const { client } = newClient({ heartbeatMs: 100, heartbeatTimeoutMs: 1500, backoff: { initialMs: 100 } });
+    try {
+      const pid = (await client.start()).pid;
+      const handle = await client.generate(job('hung.png', { steps: 400 }), (e) => {
+        if (e.event === 'step' && e.step === 1) process.kill(pid, 'SIGSTOP');
+      });
+      await assert.rejects(handle.done, /The MajicFLUX server stopped responding \(nothing heard for \d+ s\) and was stopped while running job job-1; it will restart on the next request\./);
+      await (await client.generate(job('after-hang.png'))).done;
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  it('dispose cancels what is queued and stops the server with exit code 0', async () => {
+    const { client } = newClient();
+    const a = await client.generate(job('d1.png', { steps: 300 }));
+    const b = await client.generate(job('d2.png'));
+    const pid = client.pid!;
+    await client.dispose();
+    await assert.rejects(a.done, CancelledError);
+    await assert.rejects(b.done, CancelledError);
+    assert.throws(() => process.kill(pid, 0), /ESRCH/);
+    await assert.rejects(client.status(), (e: unknown) => e instanceof ServerError && e.code === 'disposed');
+  });
+
+  describe('serve mode (TCP with a token)', () => {
+    let serve: ChildProcess;
+    let port: number;
+    const token = 'correct-horse-battery';
+    let outDir: string;
+
+    before(async function () {
+      this.timeout(60_000);
+      outDir = path.join(tmp, 'remote-out');
+      serve = spawn(process.execPath, [SERVER, 'serve', '--port', '0', '--token', token, '--output-dir', outDir, '--model', GOLDEN_MODELS, '--weights', 'fp32', '--ep', 'cpu', '--cache', path.join(tmp, 'cache')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      serve.stderr!.on('data', () => undefined);
+      port = await new Promise<number>((resolve, reject) => {
+        let out = '';
+        serve.stdout!.on('data', (c: Buffer) => {
+          out += c.toString();
+          const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
+          if (m) resolve(Number(m[1]));
+        });
+        serve.on('exit', (code) => reject(new Error(`serve exited with ${code}: ${out}`)));
+      });
+    });
+
+    after(async () => {
+      const exited = new Promise<number | null>((r) => serve.on('close', (code) => r(code)));
+      serve.kill('SIGINT');
+      assert.equal(await exited, 0);
+    });
+
+    it('rejects a wrong token', async () => {
+      const { client } = newClient({ remote: { host: '127.0.0.1', port, token: 'wrong-token' } });
+      await assert.rejects(client.start(), (e: unknown) => e instanceof ServerError && e.code === 'unauthorized' && /rejected this client/.test(e.message));
+      await client.dispose();
+    });
+
+    it('with the right token: generates into its output folder, returns the bytes, refuses paths outside it, one client at a time', async () => {
+      // The client's model path is ignored: serve --model decides.
+      const { client } = newClient({ remote: { host: '127.0.0.1', port, token }, settings: { ...settings, model: { dir: '/nowhere' } } });
+      try {
+        const done = await (await client.generate({ params: { prompt: 'remote', seed: 3, steps: 1, width: 64, height: 64 }, output: 'sub/r.png', returnImage: true })).done;
+        assert.equal(done.file, path.join(outDir, 'sub', 'r.png'));
+        assert.deepEqual(Buffer.from(done.pngBase64!, 'base64'), fs.readFileSync(done.file));
+        await assert.rejects(client.generate({ params: { prompt: 'x' }, output: '../escape.png' }), (e: unknown) => e instanceof ServerError && e.code === 'bad-output');
+
+        const { client: second } = newClient({ remote: { host: '127.0.0.1', port, token } });
+        await assert.rejects(second.start(), (e: unknown) => e instanceof ServerError && e.code === 'busy');
+        await second.dispose();
+      } finally {
+        await client.dispose();
+      }
+      // The first client left (shutdown closes only its connection): the next one gets in.
+      const { client: third } = newClient({ remote: { host: '127.0.0.1', port, token } });
+      assert.ok((await third.ping()) >= 0);
+      await third.dispose();
+    });
+  });
+});
+
+function pick(m: ServerMessage): Record<string, unknown> {
+  const { id, type } = m as { id?: unknown; type: string };
+  return m.type === 'error' ? { id, type, code: m.code } : { id, type };
+}

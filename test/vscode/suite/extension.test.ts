@@ -1,0 +1,175 @@
+// Runs inside a real VS Code (code-server's Node extension host) against the real inference server
+// and the golden tiny model (scripts/vscode-test.mjs sets majicflux.model.path to it).
+
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { MajicfluxApi } from '../../../src/extension/extension';
+import type { RunResult } from '../../../src/extension/generation';
+import { blockKey } from '../../../src/extension/history';
+import { readPngParameters } from '../../../src/inference/png';
+
+const ws = () => vscode.workspace.workspaceFolders![0].uri.fsPath;
+let api: MajicfluxApi;
+
+async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function open(rel: string): Promise<vscode.TextEditor> {
+  const doc = await vscode.workspace.openTextDocument(path.join(ws(), rel));
+  return vscode.window.showTextDocument(doc);
+}
+
+async function lensTitles(uri: vscode.Uri): Promise<string[]> {
+  const lenses = (await vscode.commands.executeCommand<vscode.CodeLens[]>('vscode.executeCodeLensProvider', uri, 100)) ?? [];
+  return lenses.map((l) => l.command?.title ?? '');
+}
+
+async function finished(run: RunResult | undefined) {
+  assert.ok(run, 'the command started a run');
+  const jobs = await run.finished;
+  for (const j of jobs) assert.equal(j.state, 'done', `${j.request.params.prompt}: ${j.state} ${j.error?.message ?? ''} ${j.error?.detail ?? ''}`);
+  return jobs;
+}
+
+describe('MajicFLUX in a real VS Code', function () {
+  before(async () => {
+    const ext = vscode.extensions.getExtension<MajicfluxApi>('majicflux.majicflux');
+    assert.ok(ext, 'the extension is installed');
+    api = await ext.activate();
+  });
+
+  it('activates, registers its commands and shows a status bar item', async () => {
+    const commands = await vscode.commands.getCommands(true);
+    for (const c of ['generate', 'generateFromSelection', 'openPanel', 'cancel', 'showQueue', 'restartServer', 'showLog', 'checkModels', 'rerunFromImage', 'generateFluxFile']) {
+      assert.ok(commands.includes(`majicflux.${c}`), `majicflux.${c} is registered`);
+    }
+    assert.match(api.statusBar.text, /MajicFLUX/);
+    assert.equal(api.server.state, 'stopped', 'activation starts no server');
+  });
+
+  it('checks the configured model without loading it', async () => {
+    const report = await vscode.commands.executeCommand<{ ok: boolean; demo: boolean; name?: string }>('majicflux.checkModels', true);
+    assert.equal(report.ok, true);
+    assert.equal(report.demo, false);
+  });
+
+  it('shows diagnostics for a bad block', async () => {
+    const editor = await open('bad.flux');
+    const uri = editor.document.uri;
+    const diags = await waitFor('tokenizer diagnostics', () => {
+      const d = vscode.languages.getDiagnostics(uri);
+      return d.some((x) => x.code === 'clipTruncated') && d;
+    });
+    const byCode = (c: string) => diags.find((d) => d.code === c);
+    assert.equal(byCode('unknownKey')?.range.start.line, 1);
+    assert.match(byCode('unknownKey')!.message, /seed/);
+    assert.equal(byCode('notMultipleOf16')?.range.start.line, 2);
+    assert.match(byCode('notMultipleOf16')!.message, /1008/);
+    assert.equal(byCode('t5Unreadable')?.range.start.line, 4);
+    const cut = byCode('clipTruncated')!;
+    assert.ok(cut.range.start.line >= 6 && cut.range.start.line <= 10, `CLIP cut at line ${cut.range.start.line}`);
+    assert.ok(cut.range.end.line === 10, 'underlined to the end of the prompt');
+    // The quick fix offers the right key.
+    const actions = await vscode.commands.executeCommand<vscode.CodeAction[]>('vscode.executeCodeActionProvider', uri, byCode('unknownKey')!.range);
+    assert.ok(actions.some((a) => a.title.includes('"seed"')), actions.map((a) => a.title).join(', '));
+  });
+
+  it('shows CodeLens on a .flux file', async () => {
+    const editor = await open('prompts.flux');
+    const titles = await waitFor('CodeLens', async () => {
+      const t = await lensTitles(editor.document.uri);
+      return t.length >= 3 && t;
+    });
+    assert.ok(titles.includes('▶ Generate all (2 blocks)'), titles.join(' | '));
+    assert.ok(titles.includes('▶ Generate'), titles.join(' | '));
+    assert.ok(titles.includes('▶ Generate 2 images'), titles.join(' | '));
+  });
+
+  it('Generate from Selection writes a PNG with its parameters into the workspace', async () => {
+    const editor = await open('notes.md');
+    const line = editor.document.lineAt(2);
+    editor.selection = new vscode.Selection(line.range.start, line.range.end);
+    const run = await vscode.commands.executeCommand<RunResult>('majicflux.generateFromSelection');
+    const [job] = await finished(run);
+    const file = job.result!.file;
+    assert.equal(path.dirname(file), path.join(ws(), 'generated'));
+    assert.match(path.basename(file), new RegExp(`^\\d{4}-\\d{2}-\\d{2}-${job.request.params.seed}-a-watercolor-hummingbird-in-a-garden\\.png$`));
+    const png = await readPngParameters(file);
+    assert.equal(png.params?.prompt, 'a watercolor hummingbird in a garden');
+    assert.equal(png.params?.seed, job.request.params.seed);
+    assert.equal(png.params?.steps, 2);
+    assert.equal(png.params?.width, 64);
+    assert.equal(png.params?.height, 64);
+    assert.ok(api.history.byFile(file), 'recorded in the history');
+    await waitFor('idle status', () => api.statusBar.text.includes('flux-tiny') || api.statusBar.text.includes('models'));
+  });
+
+  it('a .flux file generates its images, then shows them in CodeLens and hover', async () => {
+    const editor = await open('prompts.flux');
+    const uri = editor.document.uri;
+    const runs = await vscode.commands.executeCommand<RunResult[]>('majicflux.generateFluxFile', uri.toString());
+    assert.equal(runs.length, 2);
+    const jobs = (await Promise.all(runs.map((r) => finished(r)))).flat();
+    const files = jobs.map((j) => path.relative(ws(), j.result!.file)).sort();
+    assert.equal(files.length, 3);
+    assert.deepEqual(files.slice(0, 2), [path.join('foxes', '7-1.png'), path.join('foxes', '8-2.png')]);
+    assert.match(files[2], /^generated[\\/]\d{4}-\d{2}-\d{2}-42-a-lighthouse-on-a-cliff-at-dawn-oil-painting\.png$/);
+    for (const f of files) assert.ok(fs.existsSync(path.join(ws(), f)));
+
+    const titles = await waitFor('image lenses', async () => {
+      const t = await lensTitles(uri);
+      return t.includes('🖼 2 images') && t.includes('🖼 1 image') && t;
+    });
+    assert.ok(titles.length >= 5);
+    const hovers = await vscode.commands.executeCommand<vscode.Hover[]>('vscode.executeHoverProvider', uri, new vscode.Position(5, 3));
+    const md = hovers.flatMap((h) => h.contents.map((c) => (typeof c === 'string' ? c : c.value))).join('\n');
+    assert.match(md, /width=256/);
+    assert.match(md, /42/);
+    assert.equal(api.history.forBlock(uri.fsPath, blockKey('a red fox in fresh snow')).length, 2);
+  });
+
+  it('Re-run with these parameters reproduces the image under a new name', async () => {
+    const original = api.history.list().find((e) => e.params.seed === 42)!;
+    assert.ok(original, 'the lighthouse image is in the history');
+    const run = await vscode.commands.executeCommand<RunResult>('majicflux.rerunFromImage', vscode.Uri.file(original.file), 'same');
+    const [job] = await finished(run);
+    assert.notEqual(job.result!.file, original.file, 'never overwrites');
+    assert.equal(path.dirname(job.result!.file), path.dirname(original.file));
+    assert.deepEqual(fs.readFileSync(job.result!.file).length > 0, true);
+    const a = await readPngParameters(original.file);
+    const b = await readPngParameters(job.result!.file);
+    assert.deepEqual({ ...b.params, version: undefined }, { ...a.params, version: undefined });
+  });
+
+  it('cancel stops a running generation and writes nothing', async () => {
+    const doc = await vscode.workspace.openTextDocument({ language: 'flux', content: 'a very slow painting\nsteps: 200\nwidth: 256\nheight: 256\n' });
+    const editor = await vscode.window.showTextDocument(doc);
+    editor.selection = new vscode.Selection(0, 0, doc.lineCount, 0);
+    const run = await vscode.commands.executeCommand<RunResult>('majicflux.generateFromSelection');
+    assert.ok(run);
+    const job = run.jobs[0];
+    await waitFor('the first step', () => job.step !== undefined && job.step >= 1, 120_000);
+    assert.match(api.statusBar.text, /step \d+\/200/);
+    assert.equal(await vscode.commands.executeCommand<number>('majicflux.cancel'), 1);
+    const [end] = await run.finished;
+    assert.equal(end.state, 'cancelled');
+    assert.ok(end.step! < 200);
+    assert.equal(fs.existsSync(job.target!), false, 'no image written');
+    await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
+  });
+
+  it('opens the generation panel and its script runs under the CSP', async () => {
+    await vscode.commands.executeCommand('majicflux.openPanel');
+    const panel = await waitFor('the panel', () => api.panel());
+    await waitFor('the webview to say ready', () => panel.received.includes('ready'), 30_000);
+  });
+});
