@@ -17,6 +17,7 @@ const entries = [
   { entryPoints: ['src/extension/extension.ts'], outfile: 'dist/extension.js' },
   { entryPoints: ['src/inference/server.ts'], outfile: 'dist/server.js' },
   { entryPoints: ['src/inference/cli.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
+  { entryPoints: ['scripts/bench.ts'], outfile: 'dist/bench.js' },
 ];
 
 const existing = (await import('node:fs')).existsSync;

@@ -85,9 +85,13 @@
     el.cancel.disabled = !busy();
   }
 
+  let saveTimer = 0;
   function onFormChange() {
     state.form = readForm();
     save();
+    // Also with the host, so the form outlives closing the panel.
+    clearTimeout(saveTimer);
+    saveTimer = setTimeout(() => vscode.postMessage({ type: 'saveForm', form: state.form }), 300);
   }
 
   function renderJob() {
@@ -226,6 +230,7 @@
       el.seed.value = String(f.seed);
     }
     state.form = f;
+    vscode.postMessage({ type: 'saveForm', form: f });
     state.job = { state: 'pending', queued: 0 };
     save();
     renderJob();
@@ -269,7 +274,10 @@
     switch (m.type) {
       case 'init':
         state.history = m.history;
-        if (!state.form) writeForm({ ...m.defaults, seed: m.defaults.seed, lock: m.defaults.seed >= 0 });
+        if (!state.form && m.form) {
+          writeForm(m.form);
+          state.form = readForm();
+        } else if (!state.form) writeForm({ ...m.defaults, seed: m.defaults.seed, lock: m.defaults.seed >= 0 });
         // A job we were following may have finished while the panel was hidden.
         state.job = m.job || (busy() ? undefined : state.job);
         banner(!m.trusted ? S.untrusted : m.demo ? S.demo : '');

@@ -213,6 +213,7 @@ async function hostPhase(results) {
       results.failed++;
       results.failures.push(`extension host exited with ${code} and wrote no results (see ${path.join(cs.dir, 'extension-host.log')})`);
     } else {
+      for (const l of r.lines ?? []) console.log(`  ${l}`);
       results.passed += r.passed;
       results.failed += r.failed;
       for (const f of r.failures) results.failures.push(`${f.title}: ${f.error}`);
@@ -301,21 +302,42 @@ async function uiPhase(results) {
     });
 
     await test('the panel keeps its state when hidden and shown again', async () => {
-      await palette('View: Close All Editors'); // hides nothing we need; reopen below
+      // Hidden: another editor takes its place in the group (the webview is destroyed: no retainContextWhenHidden).
+      await palette('Go to File');
+      await page.keyboard.type('notes.md');
+      await page.waitForSelector('.quick-input-list .monaco-list-row[aria-label*="notes.md"]', { timeout: 30_000 });
+      await page.keyboard.press('Enter');
+      await page.waitForSelector('.monaco-editor .view-lines', { timeout: 30_000 });
       await palette('MajicFLUX: Open Generation Panel');
-      await frame.locator('#prompt').waitFor({ timeout: 60_000 });
+      await frame.locator('#gallery figure.card').first().waitFor({ timeout: 60_000 });
       const prompt = await frame.locator('#prompt').inputValue();
-      if (prompt !== 'a watercolor hummingbird in a garden') throw new Error(`prompt after reopening: ${JSON.stringify(prompt)}`);
-      await frame.locator('#gallery figure.card').first().waitFor({ timeout: 30_000 });
+      if (prompt !== 'a watercolor hummingbird in a garden') throw new Error(`prompt after showing again: ${JSON.stringify(prompt)}`);
+      if ((await frame.locator('#result').getAttribute('hidden')) !== null) throw new Error('the last image is gone');
     });
 
-    await test('dark and light themes both render', async () => {
-      await palette('Preferences: Color Theme');
-      await page.keyboard.type('Light Modern');
-      await page.keyboard.press('Enter');
-      await page.waitForTimeout(1000);
-      await page.screenshot({ path: path.join(SHOTS, 'panel-light.png') });
+    await test('the form survives closing and reopening the panel', async () => {
+      await palette('View: Close All Editors');
+      await page.waitForSelector('iframe.webview', { state: 'detached', timeout: 30_000 });
+      await palette('MajicFLUX: Open Generation Panel');
+      await frame.locator('#gallery figure.card').first().waitFor({ timeout: 60_000 });
+      const prompt = await frame.locator('#prompt').inputValue();
+      if (prompt !== 'a watercolor hummingbird in a garden') throw new Error(`prompt after reopening: ${JSON.stringify(prompt)}`);
+      if ((await frame.locator('#steps').inputValue()) !== '8') throw new Error('steps not kept');
     });
+
+    for (const [theme, file] of [['Dark Modern', 'panel-dark.png'], ['Dark High Contrast', 'panel-high-contrast.png'], ['Light Modern', 'panel-light.png']]) {
+      await test(`renders in ${theme}`, async () => {
+        await palette('Preferences: Color Theme');
+        await page.keyboard.type(theme);
+        await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${theme}"]`, { timeout: 30_000 });
+        await page.keyboard.press('Enter');
+        await page.waitForTimeout(1500);
+        const bg = await frame.locator('body').evaluate((el) => getComputedStyle(el).backgroundColor);
+        const fg = await frame.locator('body').evaluate((el) => getComputedStyle(el).color);
+        if (bg === fg) throw new Error(`text and background are both ${bg}`);
+        await page.screenshot({ path: path.join(SHOTS, file) });
+      });
+    }
   } catch (err) {
     results.failed++;
     results.failures.push(`ui phase: ${err.stack ?? err}`);

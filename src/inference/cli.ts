@@ -7,6 +7,7 @@ import { ComponentReport, InspectReport, inspectPath, KIND_NAMES, LayoutError } 
 import { fmtBytes, SafetensorsError } from './safetensors';
 import { UserError } from './api';
 import { generateCommand } from './cliGenerate';
+import { serveSubcommand } from './cliServe';
 import { CliOutput, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandArgs, Subcommand, UsageError } from './cliCommon';
 
 export type { CliOutput, Subcommand };
@@ -131,7 +132,7 @@ export function fmtCount(n: number): string {
 
 // ─── dispatcher ─────────────────────────────────────────────────────────────────────────────────
 
-export const COMMANDS: Subcommand[] = [generateCommand, inspectCommand];
+export const COMMANDS: Subcommand[] = [generateCommand, inspectCommand, serveSubcommand];
 
 function topUsage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

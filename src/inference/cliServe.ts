@@ -6,7 +6,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { EpChoice, MemoryMode, ModelSpec, UserError, WeightFormat } from './api';
-import type { CliOutput, Subcommand } from './cli';
+import type { CliOutput, Subcommand } from './cliCommon';
 import { PROTOCOL_VERSION, ServerSettings } from './protocol';
 import { DEFAULT_HEARTBEAT_MS, serveTcp } from './server';
 

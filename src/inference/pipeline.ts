@@ -12,7 +12,7 @@ import { FluxTransformer } from './graphs/dit';
 import { T5Encoder } from './graphs/t5';
 import { latentsToImage, VaeDecoder } from './graphs/vae';
 import { ModelFiles, resolveModel } from './modelFiles';
-import { availableMemory, currentRss, gib, RssSampler } from './memory';
+import { availableMemory, currentRss, gib, RssSampler, totalMemory } from './memory';
 import { chooseEp } from './providers';
 import { SafetensorsFile } from './safetensors';
 import {
@@ -198,6 +198,18 @@ export class FluxPipeline {
     return this.scheduler;
   }
 
+  /** Refuse early, with the numbers, when a component cannot fit in this machine's memory. */
+  private checkFits(c: ComponentName): void {
+    const need = this.files.residentBytes(this.runtime.weights, c);
+    const total = totalMemory();
+    if (need <= total) {
+      if (need > availableMemory()) this.log('warn', `the ${c} needs about ${gib(need)} and only ${gib(availableMemory())} is free: expect swapping`);
+      return;
+    }
+    const smaller = c === 'dit' && this.runtime.weights !== 'fp8' ? ` With fp8 weights it needs about ${gib(this.files.residentBytes('fp8', c))}.` : '';
+    throw new UserError(`Not enough memory for the ${c}: it needs about ${gib(need)} with ${this.runtime.weights} weights, and this machine has ${gib(total)}.${smaller} Use memory mode sequential so only one part is loaded at a time.`);
+  }
+
   private async ensure<C extends ComponentName>(c: C): Promise<Parts[C]> {
     const have = this.parts[c];
     if (have) return have as Parts[C];
@@ -207,6 +219,7 @@ export class FluxPipeline {
       this.log(ep === 'cpu' && (this.runtime.stageEp?.[c] ?? this.runtime.ep ?? 'auto') === 'auto' ? 'info' : 'warn', note);
     }
     this.epUsed.set(c, { ep, note });
+    this.checkFits(c);
     const common = { ep, cacheDir: this.runtime.cacheDir ?? defaultCacheDir(), intraOpThreads: this.runtime.threads, threads: this.runtime.threads };
     const t0 = performance.now();
     let part: Parts[ComponentName];

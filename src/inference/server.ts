@@ -638,11 +638,12 @@ export async function serveTcp(opts: ServerOptions & { host: string; port: numbe
   const tcp = net.createServer((socket) => {
     sockets.add(socket);
     socket.setNoDelay(true);
+    // A peer that vanished without closing (laptop asleep, network gone) must not hold the one slot forever.
+    socket.setKeepAlive(true, 15_000);
     socket.on('close', () => sockets.delete(socket));
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
-    const session = server.attach(socket, socket, 'tcp', () => server.log('info', `client ${peer} disconnected`));
+    server.attach(socket, socket, 'tcp', () => server.log('info', `client ${peer} disconnected`));
     server.log('info', `client ${peer} connected`);
-    void session;
   });
   server.onShutdownRequest = (session) => void session.conn.close();
   await new Promise<void>((resolve, reject) => {

@@ -11,6 +11,11 @@ describe('extension: panel messages from the webview', () => {
     assert.deepEqual(validateFromWebview({ type: 'generate', params: { ...good, file: '/etc/passwd' } }), { type: 'generate', params: good });
     assert.deepEqual(validateFromWebview({ type: 'generate', params: { ...good, seed: -1 } }), { type: 'generate', params: { ...good, seed: -1 } });
     assert.deepEqual(validateFromWebview({ type: 'history', action: 'rerun', id: ID }), { type: 'history', action: 'rerun', id: ID });
+    // The form as typed, half-valid values included; unknown or non-numeric fields are dropped.
+    assert.deepEqual(
+      validateFromWebview({ type: 'saveForm', form: { prompt: '', seed: 5, lock: true, width: 1000, height: 'x', steps: NaN, path: '/etc' } }),
+      { type: 'saveForm', form: { prompt: '', seed: 5, lock: true, width: 1000 } },
+    );
   });
 
   it('rejects everything else', () => {
@@ -30,6 +35,9 @@ describe('extension: panel messages from the webview', () => {
       { type: 'history', action: 'open', id: '/home/user/image.png' },
       { type: 'history', action: 'open' },
       { type: 'open', path: '/etc/passwd' },
+      { type: 'saveForm', form: { prompt: 3 } },
+      { type: 'saveForm', form: { prompt: 'x'.repeat(20_001) } },
+      { type: 'saveForm' },
     ];
     for (const m of bad) assert.equal(validateFromWebview(m), undefined, JSON.stringify(m));
   });

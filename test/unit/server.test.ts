@@ -496,7 +496,9 @@ describe('inference server (dist/server.js)', function () {
   });
 
   (process.platform === 'win32' ? it.skip : it)('kills a hung server (no heartbeat) and reports it', async () => {
-    const { client } = newClient({ heartbeatMs: 100, heartbeatTimeoutMs: 1500, backoff: { initialMs: 100 } });
+    // The timeout must outlast the longest stretch a cold start blocks the server's event loop
+    // (reading tokenizers and weights: about a second here, more on a loaded 2-core CI machine).
+    const { client } = newClient({ heartbeatMs: 100, heartbeatTimeoutMs: 5000, backoff: { initialMs: 100 } });
     try {
       const pid = (await client.start()).pid;
       const handle = await client.generate(job('hung.png', { steps: 400 }), (e) => {

@@ -86,8 +86,8 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
       <label for="seed">${e(t('Seed'))}</label>
       <div class="inline">
         <input id="seed" type="number" min="0" step="1">
-        <button type="button" id="dice" class="icon" title="${e(t('New random seed'))}" aria-label="${e(t('New random seed'))}">🎲</button>
-        <label class="check" title="${e(t('Keep this seed for the next images'))}"><input id="lock" type="checkbox"> 🔒 ${e(t('Lock'))}</label>
+        <button type="button" id="dice" class="icon" title="${e(t('New random seed'))}" aria-label="${e(t('New random seed'))}"><svg viewBox="0 0 16 16" aria-hidden="true"><path d="M3 1h10a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H3a2 2 0 0 1-2-2V3a2 2 0 0 1 2-2zm0 1.2a.8.8 0 0 0-.8.8v10c0 .44.36.8.8.8h10a.8.8 0 0 0 .8-.8V3a.8.8 0 0 0-.8-.8H3zM4.8 3.6a1.2 1.2 0 1 1 0 2.4 1.2 1.2 0 0 1 0-2.4zm6.4 0a1.2 1.2 0 1 1 0 2.4 1.2 1.2 0 0 1 0-2.4zM8 6.8a1.2 1.2 0 1 1 0 2.4 1.2 1.2 0 0 1 0-2.4zM4.8 10a1.2 1.2 0 1 1 0 2.4 1.2 1.2 0 0 1 0-2.4zm6.4 0a1.2 1.2 0 1 1 0 2.4 1.2 1.2 0 0 1 0-2.4z"/></svg></button>
+        <label class="check" title="${e(t('Keep this seed for the next images'))}"><input id="lock" type="checkbox"> <svg viewBox="0 0 16 16" aria-hidden="true"><path d="M5 7V5a3 3 0 0 1 6 0v2h1a1 1 0 0 1 1 1v6a1 1 0 0 1-1 1H4a1 1 0 0 1-1-1V8a1 1 0 0 1 1-1h1zm1.2 0h3.6V5a1.8 1.8 0 0 0-3.6 0v2z"/></svg> ${e(t('Lock'))}</label>
       </div>
     </div>
     <div class="field">

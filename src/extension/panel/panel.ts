@@ -10,13 +10,16 @@ import { History, HistoryEntry } from '../history';
 import { isActive, Job, Jobs } from '../jobs';
 import { modelName, usesDemoModel } from '../settings';
 import { panelHtml } from './html';
-import { FromWebview, GalleryItem, JobView, PanelParams, ToWebview, validateFromWebview } from './protocol';
+import { FromWebview, GalleryItem, JobView, PanelForm, PanelParams, ToWebview, validateFromWebview } from './protocol';
 
 export const PANEL_VIEW_TYPE = 'majicflux.panel';
+const FORM_KEY = 'majicflux.panelForm';
 const t = vscode.l10n.t;
 
 export interface PanelDeps {
   extensionUri: vscode.Uri;
+  /** Keeps the form between panel closes and window reloads. */
+  workspaceState: vscode.Memento;
   config: Configuration;
   jobs: Jobs;
   history: History;
@@ -96,12 +99,15 @@ export class GenerationPanel implements vscode.Disposable {
         return void this.post({
           type: 'init',
           defaults: this.defaults(),
+          form: this.deps.workspaceState.get<PanelForm>(FORM_KEY),
           history: this.gallery(),
           job: this.job ? this.view(this.job) : undefined,
           demo: usesDemoModel(this.deps.config.settings),
           trusted: vscode.workspace.isTrusted,
           model: modelName(this.deps.config.settings),
         });
+      case 'saveForm':
+        return void this.deps.workspaceState.update(FORM_KEY, m.form);
       case 'generate':
         return this.generate(m.params);
       case 'cancel':

@@ -15,8 +15,20 @@ export interface PanelParams {
 
 export type HistoryAction = 'open' | 'copyPrompt' | 'rerun' | 'reveal';
 
+/** The form as the user left it (may hold values that do not validate yet). */
+export interface PanelForm {
+  prompt: string;
+  seed?: number;
+  lock?: boolean;
+  steps?: number;
+  guidance?: number;
+  width?: number;
+  height?: number;
+}
+
 export type FromWebview =
   | { type: 'ready' }
+  | { type: 'saveForm'; form: PanelForm }
   | { type: 'generate'; params: PanelParams }
   | { type: 'cancel' }
   | { type: 'history'; action: HistoryAction; id: string };
@@ -50,7 +62,7 @@ export interface JobView {
 }
 
 export type ToWebview =
-  | { type: 'init'; defaults: PanelParams; history: GalleryItem[]; job?: JobView; demo: boolean; trusted: boolean; model: string }
+  | { type: 'init'; defaults: PanelParams; form?: PanelForm; history: GalleryItem[]; job?: JobView; demo: boolean; trusted: boolean; model: string }
   | { type: 'job'; job: JobView }
   | { type: 'history'; items: GalleryItem[] }
   | { type: 'prefill'; params: Partial<PanelParams> };
@@ -73,6 +85,17 @@ export function validateParams(v: unknown): PanelParams | undefined {
   return { prompt, seed, steps, width: width as number, height: height as number, guidance };
 }
 
+export function validateForm(v: unknown): PanelForm | undefined {
+  if (!isObj(v) || typeof v.prompt !== 'string' || v.prompt.length > MAX_PROMPT_CHARS) return undefined;
+  const form: PanelForm = { prompt: v.prompt };
+  for (const k of ['seed', 'steps', 'guidance', 'width', 'height'] as const) {
+    const n = v[k];
+    if (typeof n === 'number' && Number.isFinite(n) && n >= -1 && n <= LIMITS.seed.max) form[k] = n;
+  }
+  if (typeof v.lock === 'boolean') form.lock = v.lock;
+  return form;
+}
+
 /** The message if it is one of the declared shapes, else undefined (and it is ignored). */
 export function validateFromWebview(v: unknown): FromWebview | undefined {
   if (!isObj(v) || typeof v.type !== 'string') return undefined;
@@ -81,6 +104,10 @@ export function validateFromWebview(v: unknown): FromWebview | undefined {
       return { type: 'ready' };
     case 'cancel':
       return { type: 'cancel' };
+    case 'saveForm': {
+      const form = validateForm(v.form);
+      return form ? { type: 'saveForm', form } : undefined;
+    }
     case 'generate': {
       const params = validateParams(v.params);
       return params ? { type: 'generate', params } : undefined;

@@ -142,6 +142,7 @@ interface Dit {
   p: DitConfig;
   src: BflTensors;
   headDim: number;
+  prev?: Value;
 }
 
 export interface DitGraph {
@@ -212,10 +213,10 @@ function linear(d: Dit, x: Value, name: string, gate: Value): Value {
  * of every weight and three extra passes over it.)
  */
 function dense(d: Dit, x: Value, name: string, gate: Value): Value {
-  if (process.env.PER_LINEAR_GATE && !/(mod\.lin|modulation\.lin|adaLN_modulation\.1|_in\.|vector_in)/.test(name)) gate = d.w.gate(x);
+  if (process.env.CHAIN && d.prev) gate = d.w.gate(d.prev);
   const w = d.w.matrix(`${name}.weight`, gate);
   const b = d.src.has(`${name}.bias`) ? d.w.param(`${name}.bias`) : undefined;
-  return d.g.op('Gemm', [x, w, b], { transB: 1 });
+  return (d.prev = d.g.op('Gemm', [x, w, b], { transB: 1 }));
 }
 
 /** Sinusoidal embedding of t·1000 as [cos, sin] (timestep_embedding, max_period 10000). t [1] → [1, dim] */

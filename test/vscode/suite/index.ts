@@ -13,13 +13,17 @@ export async function run(): Promise<void> {
   mocha.suite.emit('pre-require', globalThis, 'bundle', mocha);
   require('./extension.test');
 
-  const results = { passed: 0, failed: 0, pending: 0, failures: [] as { title: string; error: string }[] };
+  const results = { passed: 0, failed: 0, pending: 0, lines: [] as string[], failures: [] as { title: string; error: string }[] };
   await new Promise<void>((resolve) => {
     const runner = mocha.run(() => resolve());
-    runner.on('pass', () => results.passed++);
+    runner.on('pass', (test) => {
+      results.passed++;
+      results.lines.push(`✔ ${test.fullTitle()} (${test.duration ?? 0} ms)`);
+    });
     runner.on('pending', () => results.pending++);
     runner.on('fail', (test, err: Error) => {
       results.failed++;
+      results.lines.push(`✘ ${test.fullTitle()}`);
       results.failures.push({ title: test.fullTitle(), error: `${err.message}\n${err.stack ?? ''}` });
     });
   });
