@@ -254,16 +254,33 @@ async function uiPhase(results) {
     await page.goto(`${cs.base}/?folder=${encodeURIComponent(ws)}`);
     await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
 
-    const palette = async (title) => {
+    // F1 opens the quick input; '>' runs a command, no prefix opens a file.
+    const quickInput = async (text, row = text.replace(/^>/, '')) => {
       await page.keyboard.press('F1');
-      await page.waitForSelector('.quick-input-widget:not([style*="display: none"]) input');
-      await page.keyboard.type(`>${title}`);
-      await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${title}"]`, { timeout: 30_000 });
-      await page.keyboard.press('Enter');
+      const input = page.locator('.quick-input-widget:not([style*="display: none"]) .quick-input-box input');
+      await input.waitFor();
+      await input.fill(text);
+      // Click the row itself: Enter takes the highlighted one, which fuzzy ranking may put first.
+      const target = page.locator(`.quick-input-list .monaco-list-row[aria-label^="${row}"]`).first();
+      await target.waitFor({ timeout: 30_000 });
+      await target.click();
     };
+    const palette = (title) => quickInput(`>${title}`);
 
     await test('the status bar shows MajicFLUX once activated', async () => {
       await page.waitForSelector('[id="majicflux.majicflux.majicflux.status"], .statusbar-item[aria-label*="MajicFLUX"]', { timeout: 60_000 });
+    });
+
+    await test('a .flux file is highlighted, has CodeLens, and underlines problems', async () => {
+      await quickInput('prompts.flux');
+      await page.locator('.codelens-decoration a', { hasText: 'Generate all (2 blocks)' }).waitFor({ timeout: 60_000 });
+      await page.locator('.codelens-decoration a', { hasText: 'Generate 2 images' }).waitFor();
+      await page.screenshot({ path: path.join(SHOTS, 'flux-codelens.png') });
+      await quickInput('bad.flux');
+      await page.locator('.monaco-editor .squiggly-error').first().waitFor({ timeout: 60_000 });
+      await page.locator('.monaco-editor .squiggly-warning').first().waitFor({ timeout: 60_000 });
+      await page.screenshot({ path: path.join(SHOTS, 'flux-diagnostics.png') });
+      await palette('View: Close All Editors');
     });
 
     const frame = page.frameLocator('iframe.webview.ready').frameLocator('#active-frame');
@@ -303,10 +320,7 @@ async function uiPhase(results) {
 
     await test('the panel keeps its state when hidden and shown again', async () => {
       // Hidden: another editor takes its place in the group (the webview is destroyed: no retainContextWhenHidden).
-      await palette('Go to File');
-      await page.keyboard.type('notes.md');
-      await page.waitForSelector('.quick-input-list .monaco-list-row[aria-label*="notes.md"]', { timeout: 30_000 });
-      await page.keyboard.press('Enter');
+      await quickInput('notes.md');
       await page.waitForSelector('.monaco-editor .view-lines', { timeout: 30_000 });
       await palette('MajicFLUX: Open Generation Panel');
       await frame.locator('#gallery figure.card').first().waitFor({ timeout: 60_000 });
@@ -325,16 +339,29 @@ async function uiPhase(results) {
       if ((await frame.locator('#steps').inputValue()) !== '8') throw new Error('steps not kept');
     });
 
-    for (const [theme, file] of [['Dark Modern', 'panel-dark.png'], ['Dark High Contrast', 'panel-high-contrast.png'], ['Light Modern', 'panel-light.png']]) {
+    for (const [theme, kind, file] of [['Dark Modern', 'vs-dark', 'panel-dark.png'], ['Dark High Contrast', 'hc-black', 'panel-high-contrast.png'], ['Light Modern', 'light', 'panel-light.png']]) {
       await test(`renders in ${theme}`, async () => {
+        const before = await frame.locator('body').evaluate((el) => getComputedStyle(el).backgroundColor);
         await palette('Preferences: Color Theme');
-        await page.keyboard.type(theme);
-        await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${theme}"]`, { timeout: 30_000 });
-        await page.keyboard.press('Enter');
-        await page.waitForTimeout(1500);
+        const input = page.locator('.quick-input-widget:not([style*="display: none"]) input[placeholder*="Color Theme"]');
+        await input.waitFor({ timeout: 30_000 });
+        await input.fill(theme);
+        const row = page.locator(`.quick-input-list .monaco-list-row[aria-label^="${theme}"]`).first();
+        await row.waitFor({ timeout: 30_000 });
+        await row.click();
+        await page.waitForFunction(
+          (k) => {
+            const c = document.querySelector('.monaco-workbench')?.className ?? '';
+            return k === 'light' ? /\bvs\b/.test(c) && !c.includes('vs-dark') && !c.includes('hc-') : c.includes(k);
+          },
+          kind,
+          { timeout: 30_000 },
+        );
+        await page.waitForTimeout(1000);
         const bg = await frame.locator('body').evaluate((el) => getComputedStyle(el).backgroundColor);
         const fg = await frame.locator('body').evaluate((el) => getComputedStyle(el).color);
         if (bg === fg) throw new Error(`text and background are both ${bg}`);
+        if (bg === before) throw new Error(`the panel kept its background ${bg}`);
         await page.screenshot({ path: path.join(SHOTS, file) });
       });
     }

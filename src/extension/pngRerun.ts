@@ -72,7 +72,10 @@ export class PngRerun implements vscode.Disposable {
     if (!(input instanceof vscode.TabInputCustom) || input.viewType !== IMAGE_PREVIEW || input.uri.scheme !== 'file') return;
     const file = input.uri.fsPath;
     if (!file.toLowerCase().endsWith('.png') || this.offered.has(file)) return;
-    if (!this.history.byFile(file) && !(await sniff(file))) return;
+    const known = this.history.byFile(file);
+    // Just made (opened from "Open" after a run): the user knows; the title-bar button stays.
+    if (known && Date.now() - known.created < 120_000) return;
+    if (!known && !(await sniff(file))) return;
     this.offered.add(file);
     const rerun = t('Re-run with These Parameters');
     const choice = await vscode.window.showInformationMessage(t('{0} was made with MajicFLUX.', path.basename(file)), rerun);

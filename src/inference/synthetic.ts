@@ -242,11 +242,22 @@ function encode(x: Float32Array, dtype: DType): Uint8Array {
   }
 }
 
-/** Write params; 2-D weights in `matrixDtype`, everything else in `otherDtype`. */
-function writeParams(file: string, params: Param[], seed: number, matrixDtype: DType, otherDtype: DType): number {
+/** A file to fill, for writers in other languages (a GPU host's PyTorch writes 24 GB in a minute). */
+export interface ManifestFile {
+  file: string;
+  tensors: { name: string; shape: number[]; dtype: DType; kind: Param['kind'] }[];
+}
+
+/** Write params; 2-D weights in `matrixDtype`, everything else in `otherDtype`. With `manifest`, only list them. */
+function writeParams(file: string, params: Param[], seed: number, matrixDtype: DType, otherDtype: DType, manifest?: ManifestFile[]): number {
+  const dtypeOf = (p: Param) => (p.kind === 'weight' && p.shape.length === 2 ? matrixDtype : otherDtype);
+  if (manifest) {
+    manifest.push({ file, tensors: params.map((p) => ({ name: p.name, shape: p.shape, dtype: dtypeOf(p), kind: p.kind })) });
+    return params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1) * (dtypeOf(p) === 'F32' ? 4 : dtypeOf(p) === 'F8_E4M3' ? 1 : 2), 0);
+  }
   const rng = new Rng(seed);
   const specs: TensorSpec[] = params.map((p) => {
-    const dtype = p.kind === 'weight' && p.shape.length === 2 ? matrixDtype : otherDtype;
+    const dtype = dtypeOf(p);
     return { name: p.name, dtype, shape: p.shape, bytes: () => encode(values(p, rng), dtype) };
   });
   return writeSafetensors(file, specs);
@@ -261,6 +272,8 @@ export interface WriteOptions {
   /** Folder with tokenizer/ and tokenizer_2/ to copy in. */
   tokenizers?: string;
   log?: (msg: string) => void;
+  /** Write only configs, tokenizers and indexes, and list the tensor files to fill here. */
+  manifest?: ManifestFile[];
 }
 
 /**
@@ -276,7 +289,7 @@ export function writeSyntheticModel(dir: string, c: SyntheticConfig, opts: Write
     const dtype = opts.ditDtype ?? 'BF16';
     const file = path.join(dir, dtype === 'F8_E4M3' ? 'flux-fp8.safetensors' : 'flux.safetensors');
     log(`writing ${file}`);
-    writeParams(file, ditParams(c.dit), seed + 1, dtype, 'BF16');
+    writeParams(file, ditParams(c.dit), seed + 1, dtype, 'BF16', opts.manifest);
     const d = c.dit;
     const sidecar = {
       architecture: 'flux', in_channels: 64, out_channels: 64, vec_in_dim: d.vecDim, context_in_dim: d.contextDim, hidden_size: d.hidden,
@@ -288,7 +301,7 @@ export function writeSyntheticModel(dir: string, c: SyntheticConfig, opts: Write
     const sub = path.join(dir, 'text_encoder');
     fs.mkdirSync(sub, { recursive: true });
     log(`writing ${sub}`);
-    writeParams(path.join(sub, 'model.safetensors'), clipParams(c.clip), seed + 2, 'BF16', 'BF16');
+    writeParams(path.join(sub, 'model.safetensors'), clipParams(c.clip), seed + 2, 'BF16', 'BF16', opts.manifest);
     const k = c.clip;
     fs.writeFileSync(path.join(sub, 'config.json'), JSON.stringify({
       architectures: ['CLIPTextModel'], model_type: 'clip_text_model', hidden_size: k.hidden, intermediate_size: k.intermediate, num_hidden_layers: k.layers,
@@ -308,7 +321,7 @@ export function writeSyntheticModel(dir: string, c: SyntheticConfig, opts: Write
     let total = 0;
     shards.forEach((s, i) => {
       const name = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
-      total += writeParams(path.join(sub, name), s, seed + 3 + i, 'BF16', 'BF16');
+      total += writeParams(path.join(sub, name), s, seed + 3 + i, 'BF16', 'BF16', opts.manifest);
       for (const p of s) weightMap[p.name] = name;
     });
     fs.writeFileSync(path.join(sub, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 1));
@@ -321,7 +334,7 @@ export function writeSyntheticModel(dir: string, c: SyntheticConfig, opts: Write
   }
   if (parts.has('vae')) {
     log(`writing ${path.join(dir, 'ae.safetensors')}`);
-    writeParams(path.join(dir, 'ae.safetensors'), vaeParams(c.vae), seed + 9, 'F32', 'F32');
+    writeParams(path.join(dir, 'ae.safetensors'), vaeParams(c.vae), seed + 9, 'F32', 'F32', opts.manifest);
     const v = c.vae;
     fs.writeFileSync(path.join(dir, 'ae.config.json'), JSON.stringify({
       architecture: 'flux-ae', resolution: 256, in_channels: 3, ch: v.ch, out_ch: 3, ch_mult: v.chMult, num_res_blocks: v.resBlocks, z_channels: v.z, scale_factor: 0.3611, shift_factor: 0.1159,

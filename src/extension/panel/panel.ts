@@ -29,9 +29,16 @@ export interface PanelDeps {
 
 export class GenerationPanel implements vscode.Disposable {
   static current: GenerationPanel | undefined;
+  /** The job the panel follows (its latest Generate), kept when the panel is closed and reopened. */
+  private static lastJob: Job | undefined;
 
-  /** The job the panel follows: its latest Generate. */
-  private job: Job | undefined;
+  private get job(): Job | undefined {
+    return GenerationPanel.lastJob;
+  }
+
+  private set job(j: Job | undefined) {
+    GenerationPanel.lastJob = j;
+  }
   private readonly subs: { dispose(): void }[] = [];
   private roots = new Set<string>();
   /** Messages received, for tests (type only). */

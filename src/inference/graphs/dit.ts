@@ -142,7 +142,8 @@ interface Dit {
   p: DitConfig;
   src: BflTensors;
   headDim: number;
-  prev?: Value;
+  /** The last Linear's output: the next Linear's weight is dequantized only after it exists. */
+  prev: Value;
 }
 
 export interface DitGraph {
@@ -167,27 +168,26 @@ export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOption
   const g = new Graph('flux_dit');
   const linearWeights = bflLinears(p).flatMap((n) => src.linear(n)).map((n) => `${n}.weight`);
   const w = new Weights(g, src, { format: opts.format, cacheDir: opts.cacheDir, inlineLimit: opts.inlineLimit, fp8Scale: opts.fp8Scale }, linearWeights);
-  const d: Dit = { g, w, p, src, headDim: p.hidden_size / p.num_heads };
-  if (d.headDim !== p.axes_dim.reduce((a, b) => a + b, 0)) throw new Error(`flux config: axes_dim ${p.axes_dim} must sum to the head dim ${d.headDim}`);
+  if (p.hidden_size / p.num_heads !== p.axes_dim.reduce((a, b) => a + b, 0)) throw new Error(`flux config: axes_dim ${p.axes_dim} must sum to the head dim ${p.hidden_size / p.num_heads}`);
 
   let img = g.input('img', 'float32', [1, 'n', p.in_channels]);
   let txt = g.input('txt', 'float32', [1, 'm', p.context_in_dim]);
   const y = g.input('vec', 'float32', [1, p.vec_in_dim]);
   const timestep = g.input('timestep', 'float32', [1]);
   const guidance = p.guidance_embed ? g.input('guidance', 'float32', [1]) : undefined;
-  const pe = ropeInputs(d);
+  const cos = g.input('pe_cos', 'float32', ['l', p.hidden_size / p.num_heads / 2]);
+  const sin = g.input('pe_sin', 'float32', ['l', p.hidden_size / p.num_heads / 2]);
 
   // Batch 1: activations are [tokens, features] inside, so every Linear is one Gemm.
   img = g.op('Reshape', [img, g.i64([-1, p.in_channels])]);
   txt = g.op('Reshape', [txt, g.i64([-1, p.context_in_dim])]);
-  // The gate must come from a tensor of unknown length: a gate from timestep or vec would be
-  // constant-folded, and with it the dequantized embedder weights.
-  const inputGate = w.gate(img);
-  img = linear(d, img, 'img_in', inputGate);
-  let vec = mlpEmbedder(d, timestepEmbedding(g, timestep), 'time_in', inputGate);
-  if (guidance) vec = g.op('Add', [vec, mlpEmbedder(d, timestepEmbedding(g, guidance), 'guidance_in', inputGate)]);
-  vec = g.op('Add', [vec, mlpEmbedder(d, y, 'vector_in', inputGate)]);
-  txt = linear(d, txt, 'txt_in', w.gate(txt));
+  const d: Dit = { g, w, p, src, headDim: p.hidden_size / p.num_heads, prev: img };
+  const pe = ropeInputs(d, cos, sin);
+  img = linear(d, img, 'img_in');
+  let vec = mlpEmbedder(d, timestepEmbedding(g, timestep), 'time_in');
+  if (guidance) vec = g.op('Add', [vec, mlpEmbedder(d, timestepEmbedding(g, guidance), 'guidance_in')]);
+  vec = g.op('Add', [vec, mlpEmbedder(d, y, 'vector_in')]);
+  txt = linear(d, txt, 'txt_in');
   const txtLen = g.op('Shape', [txt], { start: 0, end: 1 }); // [1] = m
   const siluVec = silu(g, vec); // every modulation starts with SiLU(vec)
 
@@ -201,22 +201,24 @@ export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOption
 }
 
 /** A BFL Linear y = x·Wᵀ + b, x [tokens, in]; from one or several source Linears (outputs concatenated). */
-function linear(d: Dit, x: Value, name: string, gate: Value): Value {
-  const parts = d.src.linear(name).map((n) => dense(d, x, n, gate));
+function linear(d: Dit, x: Value, name: string): Value {
+  const parts = d.src.linear(name).map((n) => dense(d, x, n));
   return parts.length === 1 ? parts[0] : d.g.op('Concat', parts, { axis: -1 });
 }
 
 /**
- * Gemm with transB reads the [out, in] weight in place. (Weights.linear's MatMul(x, Transpose(W))
- * lets onnxruntime's QDQ propagation turn DequantizeLinear → Transpose into
- * DequantizeLinear → Transpose → QuantizeLinear → DequantizeLinear: two transient fp32 copies
- * of every weight and three extra passes over it.)
+ * Gemm(x, W, b, transB) reads the [out, in] weight in place. Its weight is dequantized after the
+ * previous Linear ran (see weights.ts): with one gate per block, onnxruntime dequantized all of a
+ * block's weights before its first Gemm. (Not Weights.linear: its MatMul(x, Transpose(W)) lets
+ * onnxruntime's QDQ propagation rewrite DequantizeLinear → Transpose into
+ * DequantizeLinear → Transpose → QuantizeLinear → DequantizeLinear, three extra passes over
+ * every weight and two fp32 copies of it at once.)
  */
-function dense(d: Dit, x: Value, name: string, gate: Value): Value {
-  if (process.env.CHAIN && d.prev) gate = d.w.gate(d.prev);
-  const w = d.w.matrix(`${name}.weight`, gate);
+function dense(d: Dit, x: Value, name: string): Value {
+  const w = d.w.matrix(`${name}.weight`, d.w.gate(d.prev));
   const b = d.src.has(`${name}.bias`) ? d.w.param(`${name}.bias`) : undefined;
-  return (d.prev = d.g.op('Gemm', [x, w, b], { transB: 1 }));
+  d.prev = d.g.op('Gemm', [x, w, b], { transB: 1 });
+  return d.prev;
 }
 
 /** Sinusoidal embedding of t·1000 as [cos, sin] (timestep_embedding, max_period 10000). t [1] → [1, dim] */
@@ -231,14 +233,14 @@ function timestepEmbedding(g: Graph, t: Value, dim = 256, maxPeriod = 10000, tim
 }
 
 /** in_layer → SiLU → out_layer. x [1, in] → [1, h] */
-function mlpEmbedder(d: Dit, x: Value, name: string, gate: Value): Value {
-  return linear(d, silu(d.g, linear(d, x, `${name}.in_layer`, gate)), `${name}.out_layer`, gate);
+function mlpEmbedder(d: Dit, x: Value, name: string): Value {
+  return linear(d, silu(d.g, linear(d, x, `${name}.in_layer`)), `${name}.out_layer`);
 }
 
 /** Linear(SiLU(vec)) split into `chunks` × [1, h]: (shift, scale, gate) per modulation. */
-function modulation(d: Dit, siluVec: Value, name: string, chunks: number, gate: Value): Value[] {
+function modulation(d: Dit, siluVec: Value, name: string, chunks: number): Value[] {
   const g = d.g;
-  const m = linear(d, siluVec, `${name}.lin`, gate); // [1, chunks·h]
+  const m = linear(d, siluVec, `${name}.lin`); // [1, chunks·h]
   return g.opN('Split', [m, g.i64(new Array(chunks).fill(d.p.hidden_size))], { axis: -1 }, { outputs: chunks });
 }
 
@@ -274,13 +276,10 @@ interface Rope {
   sin: Value;
 }
 
-function ropeInputs(d: Dit): Rope {
-  const g = d.g;
-  const half = d.headDim / 2;
-  const shape = g.i64([-1, 1, half, 1]);
-  const cos = g.input('pe_cos', 'float32', ['l', half]);
-  const sin = g.input('pe_sin', 'float32', ['l', half]);
-  return { cos: g.op('Reshape', [cos, shape]), sin: g.op('Reshape', [sin, shape]) };
+/** cos, sin [L, Dh/2] → [L, 1, Dh/2, 1] */
+function ropeInputs(d: Dit, cos: Value, sin: Value): Rope {
+  const shape = d.g.i64([-1, 1, d.headDim / 2, 1]);
+  return { cos: d.g.op('Reshape', [cos, shape]), sin: d.g.op('Reshape', [sin, shape]) };
 }
 
 /** apply_rope: each pair (x0, x1) of the head dim rotated by its angle. x [L, H, Dh] → [L, H·Dh] */
@@ -309,13 +308,12 @@ function sliceSeq(g: Graph, x: Value, start: Value | undefined, end: Value | und
 /** Separate weights per stream, joint attention over [txt, img]. img [n, h], txt [m, h] */
 function doubleBlock(d: Dit, name: string, img: Value, txt: Value, siluVec: Value, pe: Rope, txtLen: Value): [Value, Value] {
   const g = d.g;
-  const gate = d.w.gate(img); // img depends on all of the previous block
-  const [imgShift1, imgScale1, imgGate1, imgShift2, imgScale2, imgGate2] = modulation(d, siluVec, `${name}.img_mod`, 6, gate);
-  const [txtShift1, txtScale1, txtGate1, txtShift2, txtScale2, txtGate2] = modulation(d, siluVec, `${name}.txt_mod`, 6, gate);
+  const [imgShift1, imgScale1, imgGate1, imgShift2, imgScale2, imgGate2] = modulation(d, siluVec, `${name}.img_mod`, 6);
+  const [txtShift1, txtScale1, txtGate1, txtShift2, txtScale2, txtGate2] = modulation(d, siluVec, `${name}.txt_mod`, 6);
 
-  const [imgQ0, imgK0, imgV] = splitQkv(d, linear(d, normModulate(d, img, imgShift1, imgScale1), `${name}.img_attn.qkv`, gate));
+  const [imgQ0, imgK0, imgV] = splitQkv(d, linear(d, normModulate(d, img, imgShift1, imgScale1), `${name}.img_attn.qkv`));
   const [imgQ, imgK] = qkNorm(d, imgQ0, imgK0, `${name}.img_attn.norm`);
-  const [txtQ0, txtK0, txtV] = splitQkv(d, linear(d, normModulate(d, txt, txtShift1, txtScale1), `${name}.txt_attn.qkv`, gate));
+  const [txtQ0, txtK0, txtV] = splitQkv(d, linear(d, normModulate(d, txt, txtShift1, txtScale1), `${name}.txt_attn.qkv`));
   const [txtQ, txtK] = qkNorm(d, txtQ0, txtK0, `${name}.txt_attn.norm`);
 
   const cat = (a: Value, b: Value) => g.op('Concat', [a, b], { axis: 0 });
@@ -323,40 +321,38 @@ function doubleBlock(d: Dit, name: string, img: Value, txt: Value, siluVec: Valu
   const txtAttn = sliceSeq(g, attn, undefined, txtLen);
   const imgAttn = sliceSeq(g, attn, txtLen, undefined);
 
-  img = gatedResidual(g, img, imgGate1, linear(d, imgAttn, `${name}.img_attn.proj`, gate));
-  img = gatedResidual(g, img, imgGate2, mlp(d, normModulate(d, img, imgShift2, imgScale2), `${name}.img_mlp`, gate));
-  txt = gatedResidual(g, txt, txtGate1, linear(d, txtAttn, `${name}.txt_attn.proj`, gate));
-  txt = gatedResidual(g, txt, txtGate2, mlp(d, normModulate(d, txt, txtShift2, txtScale2), `${name}.txt_mlp`, gate));
+  img = gatedResidual(g, img, imgGate1, linear(d, imgAttn, `${name}.img_attn.proj`));
+  img = gatedResidual(g, img, imgGate2, mlp(d, normModulate(d, img, imgShift2, imgScale2), `${name}.img_mlp`));
+  txt = gatedResidual(g, txt, txtGate1, linear(d, txtAttn, `${name}.txt_attn.proj`));
+  txt = gatedResidual(g, txt, txtGate2, mlp(d, normModulate(d, txt, txtShift2, txtScale2), `${name}.txt_mlp`));
   return [img, txt];
 }
 
 /** Linear → GELU(tanh) → Linear */
-function mlp(d: Dit, x: Value, name: string, gate: Value): Value {
-  return linear(d, geluTanh(d.g, linear(d, x, `${name}.0`, gate)), `${name}.2`, gate);
+function mlp(d: Dit, x: Value, name: string): Value {
+  return linear(d, geluTanh(d.g, linear(d, x, `${name}.0`)), `${name}.2`);
 }
 
 /** Parallel attention + MLP on the joint sequence. x [L, h] */
 function singleBlock(d: Dit, name: string, x: Value, siluVec: Value, pe: Rope): Value {
   const g = d.g;
   const h = d.p.hidden_size;
-  const gate = d.w.gate(x);
-  const [shift, scale, modGate] = modulation(d, siluVec, `${name}.modulation`, 3, gate);
-  const fused = linear(d, normModulate(d, x, shift, scale), `${name}.linear1`, gate); // [L, 3h + mlp_hidden]
+  const [shift, scale, gate] = modulation(d, siluVec, `${name}.modulation`, 3);
+  const fused = linear(d, normModulate(d, x, shift, scale), `${name}.linear1`); // [L, 3h + mlp_hidden]
   const [qkv, mlpIn] = g.opN('Split', [fused, g.i64([3 * h, h * d.p.mlp_ratio])], { axis: -1 }, { outputs: 2 });
   const [q0, k0, v] = splitQkv(d, qkv);
   const [q, k] = qkNorm(d, q0, k0, `${name}.norm`);
   const attn = attention(d, q, k, v, pe);
-  const out = linear(d, g.op('Concat', [attn, geluTanh(g, mlpIn)], { axis: -1 }), `${name}.linear2`, gate);
-  return gatedResidual(g, x, modGate, out);
+  const out = linear(d, g.op('Concat', [attn, geluTanh(g, mlpIn)], { axis: -1 }), `${name}.linear2`);
+  return gatedResidual(g, x, gate, out);
 }
 
 /** adaLN (shift, scale) → modulated LayerNorm → Linear. x [n, h] → [n, out_channels] */
 function lastLayer(d: Dit, x: Value, siluVec: Value): Value {
   const g = d.g;
-  const gate = d.w.gate(x);
-  const mod = linear(d, siluVec, 'final_layer.adaLN_modulation.1', gate); // [1, 2h]
+  const mod = linear(d, siluVec, 'final_layer.adaLN_modulation.1'); // [1, 2h]
   const [shift, scale] = g.opN('Split', [mod, g.i64([d.p.hidden_size, d.p.hidden_size])], { axis: -1 }, { outputs: 2 });
-  return linear(d, normModulate(d, x, shift, scale), 'final_layer.linear', gate);
+  return linear(d, normModulate(d, x, shift, scale), 'final_layer.linear');
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -192,16 +192,24 @@ interface Ctx {
   cfg: VaeConfig;
   n: VaeNames;
   keep16Bit: boolean;
+  gates: Map<string, Value>;
 }
 
 /** A weight as float32: small ones inlined, large f32 ones used in place from the file, large 16-bit ones see keep16Bit. */
-function weight(c: Ctx, ldm: string, gate: Value): Value {
+function weight(c: Ctx, ldm: string, after: Value): Value {
   const name = c.n(ldm);
   const t = c.w.src.info(name);
   if (t.byteLength <= c.w.opts.inlineLimit!) return c.w.param(name);
   if (t.dtype === 'F32') return c.w.raw(name).value;
-  if (c.keep16Bit) return c.w.param(name, gate); // cast after the block's gate (see onnx/weights.ts)
+  if (c.keep16Bit) return c.w.param(name, gateOf(c, after)); // cast once `after` exists (see onnx/weights.ts)
   return c.g.op('Cast', [c.w.raw(name).value], { to: 1 }); // constant-folded at session creation
+}
+
+/** One gate per block input, made only when a run-time cast needs it. */
+function gateOf(c: Ctx, x: Value): Value {
+  let gate = c.gates.get(x.name);
+  if (!gate) c.gates.set(x.name, (gate = c.w.gate(x)));
+  return gate;
 }
 
 /** A per-channel vector as [C, 1, 1], to broadcast over [B, C, H, W]. */
@@ -210,10 +218,11 @@ function channelParam(c: Ctx, ldm: string): Value {
   return c.g.f32(x, [x.length, 1, 1], ldm);
 }
 
-function conv(c: Ctx, x: Value, ldm: string, gate: Value, opts: { kernel?: number; stride?: number; pads?: number[] } = {}): Value {
+/** `after`: the block input; run-time weight casts wait for it. */
+function conv(c: Ctx, x: Value, ldm: string, after: Value, opts: { kernel?: number; stride?: number; pads?: number[] } = {}): Value {
   const k = opts.kernel ?? 3;
   const p = (k - 1) / 2;
-  return c.g.op('Conv', [x, weight(c, `${ldm}.weight`, gate), weight(c, `${ldm}.bias`, gate)], {
+  return c.g.op('Conv', [x, weight(c, `${ldm}.weight`, after), weight(c, `${ldm}.bias`, after)], {
     kernel_shape: [k, k], strides: [opts.stride ?? 1, opts.stride ?? 1], pads: opts.pads ?? [p, p, p, p],
   });
 }
@@ -235,32 +244,30 @@ function groupNorm(c: Ctx, x: Value, ldm: string): Value {
 function resnetBlock(c: Ctx, x: Value, ldm: string, cin: number, cout: number): Value {
   return c.g.scope(ldm, () => {
     const g = c.g;
-    const gate = c.w.gate(x);
-    let h = conv(c, silu(g, groupNorm(c, x, `${ldm}.norm1`)), `${ldm}.conv1`, gate);
-    h = conv(c, silu(g, groupNorm(c, h, `${ldm}.norm2`)), `${ldm}.conv2`, gate);
-    const skip = cin !== cout ? conv(c, x, `${ldm}.nin_shortcut`, gate, { kernel: 1 }) : x;
+    let h = conv(c, silu(g, groupNorm(c, x, `${ldm}.norm1`)), `${ldm}.conv1`, x);
+    h = conv(c, silu(g, groupNorm(c, h, `${ldm}.norm2`)), `${ldm}.conv2`, x);
+    const skip = cin !== cout ? conv(c, x, `${ldm}.nin_shortcut`, x, { kernel: 1 }) : x;
     return g.op('Add', [skip, h]);
   });
 }
 
 /** A 1×1 conv (LDM [C, C, 1, 1]) or Linear (diffusers [C, C]) applied to [B, L, C]. */
-function linear(c: Ctx, x: Value, ldm: string, gate: Value, ch: number): Value {
+function linear(c: Ctx, x: Value, ldm: string, after: Value, ch: number): Value {
   const g = c.g;
-  const w = g.op('Reshape', [weight(c, `${ldm}.weight`, gate), g.i64([ch, ch])]);
-  return g.op('Add', [g.op('MatMul', [x, g.op('Transpose', [w], { perm: [1, 0] })]), weight(c, `${ldm}.bias`, gate)]);
+  const w = g.op('Reshape', [weight(c, `${ldm}.weight`, after), g.i64([ch, ch])]);
+  return g.op('Add', [g.op('MatMul', [x, g.op('Transpose', [w], { perm: [1, 0] })]), weight(c, `${ldm}.bias`, after)]);
 }
 
 // Single-head self-attention over the H·W positions; [B, C, H, W] → [B, C, H, W]
 function attnBlock(c: Ctx, x: Value, ldm: string, ch: number): Value {
   return c.g.scope(ldm, () => {
     const g = c.g;
-    const gate = c.w.gate(x);
     const h = groupNorm(c, x, `${ldm}.norm`);
     const seq = g.op('Transpose', [g.op('Reshape', [h, g.i64([0, ch, -1])])], { perm: [0, 2, 1] }); // [B, HW, C]
-    const q = linear(c, seq, `${ldm}.q`, gate, ch);
-    const k = linear(c, seq, `${ldm}.k`, gate, ch);
-    const v = linear(c, seq, `${ldm}.v`, gate, ch);
-    const o = linear(c, attention(g, q, k, v, 1, { scale: 1 / Math.sqrt(ch) }), `${ldm}.proj_out`, gate, ch);
+    const q = linear(c, seq, `${ldm}.q`, x, ch);
+    const k = linear(c, seq, `${ldm}.k`, x, ch);
+    const v = linear(c, seq, `${ldm}.v`, x, ch);
+    const o = linear(c, attention(g, q, k, v, 1, { scale: 1 / Math.sqrt(ch) }), `${ldm}.proj_out`, x, ch);
     const back = g.op('Reshape', [g.op('Transpose', [o], { perm: [0, 2, 1] }), g.op('Shape', [x])]);
     return g.op('Add', [x, back]);
   });
@@ -270,12 +277,12 @@ function attnBlock(c: Ctx, x: Value, ldm: string, ch: number): Value {
 function upsample(c: Ctx, x: Value, ldm: string): Value {
   const g = c.g;
   const up = g.op('Resize', [x, undefined, g.f32([1, 1, 2, 2])], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' });
-  return conv(c, up, `${ldm}.conv`, c.w.gate(x));
+  return conv(c, up, `${ldm}.conv`, x);
 }
 
 // Pad (0, 1, 0, 1) then conv 3×3 stride 2 — the pad is Conv's asymmetric `pads`; [B, C, H, W] → [B, C, H/2, W/2]
 function downsample(c: Ctx, x: Value, ldm: string): Value {
-  return conv(c, x, `${ldm}.conv`, c.w.gate(x), { stride: 2, pads: [0, 0, 1, 1] });
+  return conv(c, x, `${ldm}.conv`, x, { stride: 2, pads: [0, 0, 1, 1] });
 }
 
 function mid(c: Ctx, x: Value, prefix: string, ch: number): Value {
@@ -286,7 +293,7 @@ function mid(c: Ctx, x: Value, prefix: string, ch: number): Value {
 
 function context(g: Graph, src: TensorSource, cfg: VaeConfig, opts: VaeBuildOptions): Ctx {
   const w = new Weights(g, src, { format: 'fp32', inlineLimit: opts.inlineLimit ?? 1 << 20 });
-  return { g, w, cfg, n: vaeNames(src, cfg.chMult.length), keep16Bit: opts.keep16Bit ?? false };
+  return { g, w, cfg, n: vaeNames(src, cfg.chMult.length), keep16Bit: opts.keep16Bit ?? false, gates: new Map() };
 }
 
 /** z [1, z, h, w] (already un-scaled: z / scale + shift) → image [1, 3, 8h, 8w], ≈[-1, 1]. */
@@ -297,8 +304,8 @@ export function buildVaeDecoder(src: TensorSource, cfg: VaeConfig, opts: VaeBuil
   const levels = cfg.chMult.length;
   let ch = cfg.ch * cfg.chMult[levels - 1];
   let h = z;
-  if (src.has(c.n('post_quant_conv.weight'))) h = conv(c, h, 'post_quant_conv', c.w.gate(h), { kernel: 1 }); // SD-style VAEs; FLUX has none
-  h = conv(c, h, 'decoder.conv_in', c.w.gate(h));
+  if (src.has(c.n('post_quant_conv.weight'))) h = conv(c, h, 'post_quant_conv', h, { kernel: 1 }); // SD-style VAEs; FLUX has none
+  h = conv(c, h, 'decoder.conv_in', h);
   h = mid(c, h, 'decoder', ch);
   for (let i = levels - 1; i >= 0; i--) {
     const out = cfg.ch * cfg.chMult[i];
@@ -309,7 +316,7 @@ export function buildVaeDecoder(src: TensorSource, cfg: VaeConfig, opts: VaeBuil
     if (i !== 0) h = upsample(c, h, `decoder.up.${i}.upsample`);
   }
   h = silu(g, groupNorm(c, h, 'decoder.norm_out'));
-  h = conv(c, h, 'decoder.conv_out', c.w.gate(h));
+  h = conv(c, h, 'decoder.conv_out', h);
   g.output(h, 'image', 'float32', [1, cfg.outChannels, 'H', 'W']);
   return { graph: g, weightsFolder: c.w.folder() };
 }
@@ -320,7 +327,7 @@ export function buildVaeEncoder(src: TensorSource, cfg: VaeConfig, opts: VaeBuil
   const c = context(g, src, cfg, opts);
   const x = g.input('image', 'float32', [1, cfg.inChannels, 'H', 'W']);
   const levels = cfg.chMult.length;
-  let h = conv(c, x, 'encoder.conv_in', c.w.gate(x));
+  let h = conv(c, x, 'encoder.conv_in', x);
   let ch = cfg.ch;
   for (let i = 0; i < levels; i++) {
     const out = cfg.ch * cfg.chMult[i];
@@ -332,8 +339,8 @@ export function buildVaeEncoder(src: TensorSource, cfg: VaeConfig, opts: VaeBuil
   }
   h = mid(c, h, 'encoder', ch);
   h = silu(g, groupNorm(c, h, 'encoder.norm_out'));
-  h = conv(c, h, 'encoder.conv_out', c.w.gate(h)); // [B, 2z, h, w]: mean, then log-variance
-  if (src.has(c.n('quant_conv.weight'))) h = conv(c, h, 'quant_conv', c.w.gate(h), { kernel: 1 });
+  h = conv(c, h, 'encoder.conv_out', h); // [B, 2z, h, w]: mean, then log-variance
+  if (src.has(c.n('quant_conv.weight'))) h = conv(c, h, 'quant_conv', h, { kernel: 1 });
   const mean = g.op('Slice', [h, g.i64([0]), g.i64([cfg.zChannels]), g.i64([1])]);
   g.output(mean, 'mean', 'float32', [1, cfg.zChannels, 'h', 'w']);
   return { graph: g, weightsFolder: c.w.folder() };

@@ -182,15 +182,35 @@ export class Graph {
     });
   }
 
+  /**
+   * Drop nodes and initializers that no output depends on (e.g. a weight gate nobody used): left
+   * in, onnxruntime keeps them and they hold their inputs alive longer.
+   */
+  private live(): { nodes: object[]; initializers: object[] } {
+    const nodes = this.nodes as Array<{ input: string[]; output: string[] }>;
+    const needed = new Set((this.outputs as Array<{ name: string }>).map((o) => o.name));
+    const keep = new Array<boolean>(nodes.length).fill(false);
+    for (let i = nodes.length - 1; i >= 0; i--) {
+      if (!nodes[i].output.some((o) => needed.has(o))) continue;
+      keep[i] = true;
+      for (const x of nodes[i].input) if (x) needed.add(x);
+    }
+    return {
+      nodes: nodes.filter((_, i) => keep[i]),
+      initializers: (this.initializers as Array<{ name: string }>).filter((t) => needed.has(t.name)),
+    };
+  }
+
   /** Serialize to an ONNX ModelProto. */
   toBytes(): Uint8Array {
+    const { nodes, initializers } = this.live();
     const opsetImport = [{ domain: '', version: this.opset }, { domain: 'com.microsoft', version: this.msOpset }];
     const model = ModelProto.create({
       irVersion: this.opset >= 23 ? 11 : this.opset >= 21 ? 10 : 9,
       producerName: 'majicflux',
       producerVersion: '0.1',
       opsetImport,
-      graph: { name: this.name, node: this.nodes, initializer: this.initializers, input: this.inputs, output: this.outputs },
+      graph: { name: this.name, node: nodes, initializer: initializers, input: this.inputs, output: this.outputs },
     });
     return ModelProto.encode(model).finish();
   }

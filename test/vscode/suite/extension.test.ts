@@ -167,6 +167,25 @@ describe('MajicFLUX in a real VS Code', function () {
     await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
   });
 
+  it('with no model configured, the walkthrough generates a first image with the bundled demo model', async () => {
+    const cfg = vscode.workspace.getConfiguration('majicflux');
+    const golden = cfg.get<string>('model.path');
+    await cfg.update('model.path', '', vscode.ConfigurationTarget.Workspace);
+    try {
+      const report = await vscode.commands.executeCommand<{ ok: boolean; demo: boolean }>('majicflux.checkModels', true);
+      assert.equal(report.demo, true);
+      const run = await vscode.commands.executeCommand<RunResult>('majicflux.generateFirstImage');
+      const [job] = await finished(run);
+      const png = await readPngParameters(job.result!.file);
+      assert.equal(png.params?.prompt, 'a lighthouse on a cliff at dawn, oil painting');
+      assert.equal(png.params?.width, 512);
+      assert.match(String(png.params?.model), /demo/);
+      await waitFor('the image opened beside', () => vscode.window.tabGroups.all.some((g) => g.tabs.some((t) => t.input instanceof vscode.TabInputCustom && t.input.uri.fsPath === job.result!.file)));
+    } finally {
+      await cfg.update('model.path', golden, vscode.ConfigurationTarget.Workspace);
+    }
+  });
+
   it('opens the generation panel and its script runs under the CSP', async () => {
     await vscode.commands.executeCommand('majicflux.openPanel');
     const panel = await waitFor('the panel', () => api.panel());
