@@ -1,74 +1,257 @@
 // Benchmark: time and memory per stage for each weight format and memory mode, on a synthetic
 // random-weight model (FLUX.1-dev-shaped, or reduced width for small machines). Every
-// configuration runs in a fresh process so peak RSS is its own. Writes JSON and the table in
+// configuration runs in a fresh process so peak memory is its own. Writes JSON and the table in
 // docs/BENCHMARKS.md (between the BENCH markers of the given --section).
 //
 //   npm run bench -- --model quarter --size 256 --steps 2 --ep cpu --weights fp8,fp32 --modes sequential,resident
+//   npm run bench -- --model full --ep webgpu --stages dit --size 512,1024 --weights fp16,int8,int4
+//
+// On a GPU host without Node's speed for writing 30 GB of random weights:
+//   node dist/bench.js --model full --prepare-manifest m.json     (configs, tokenizers, indexes)
+//   python3 scripts/gpu/fill_synthetic.py m.json                   (the tensors, drawn by PyTorch)
 
-import { execFileSync, spawnSync } from 'node:child_process';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { EpChoice, MemoryMode, WeightFormat } from '../src/inference/api';
+import { ComputeType, EpChoice, MemoryMode, WeightChoice } from '../src/inference/api';
+import { FluxTransformer } from '../src/inference/graphs/dit';
 import { currentRss } from '../src/inference/memory';
 import { FluxPipeline } from '../src/inference/pipeline';
-import { FLUX_DEV, scaledFlux, SyntheticConfig, TINY, writeSyntheticModel } from '../src/inference/synthetic';
+import { imageIds, textIds } from '../src/inference/sampler';
+import { writeSafetensors } from '../src/inference/safetensorsWriter';
+import { FLUX_DEV, ManifestFile, scaledFlux, SyntheticConfig, TINY, writeSyntheticModel } from '../src/inference/synthetic';
 
 const MODELS: Record<string, () => SyntheticConfig> = { tiny: () => TINY, quarter: () => scaledFlux(0.25), half: () => scaledFlux(0.5), full: () => FLUX_DEV };
 
-interface RunResult {
-  weights: WeightFormat;
+/** One configuration, run in its own process. */
+interface Job {
+  /** The whole pipeline, or the DiT alone. */
+  scope: 'pipeline' | 'dit';
+  weights: WeightChoice;
   memory: MemoryMode;
-  ep: string;
+  ep: EpChoice;
+  compute?: ComputeType;
   size: number;
+  /** DiT alone: more sizes measured on the same session after `size` (one load per format). */
+  moreSizes?: number[];
   steps: number;
+  t5: number;
+  /** Write the DiT's first-step inputs and output here (cross-checks against another implementation). */
+  dump?: string;
+}
+
+interface RunResult extends Job {
+  /** The DiT checkpoint file the run read. */
+  ditFile: string;
+  /** The format `auto` resolved to (the format itself otherwise). */
+  weightsUsed: string;
   stages: { stage: string; seconds: number; peakRss: number; ep?: string }[];
   stepSeconds: number[];
-  /** RSS right after the denoising loop, DiT still loaded. */
+  loadSeconds?: number;
+  /** Peak RSS (VmHWM) while denoising, and RSS right after the loop, DiT still loaded. */
+  peakRssDenoise: number;
   rssAfterDenoise: number;
   rssAfterRun: number;
   peakRss: number;
-  gpuMemoryMiB?: number;
+  /** Peak GPU memory of the process (nvidia-smi, sampled every 200 ms by the parent). */
+  gpuPeakMiB?: number;
   notes: string[];
+  log: string[];
 }
 
-async function worker(opts: { dir: string; weights: WeightFormat; memory: MemoryMode; ep: EpChoice; size: number; steps: number; t5: number; cache: string }): Promise<RunResult> {
-  // fp8 runs from the F8_E4M3 checkpoint (zero-copy), the others from the bf16 one.
-  const dit = path.join(opts.dir, opts.weights === 'fp8' ? 'flux-fp8.safetensors' : 'flux.safetensors');
-  const pipeline = await FluxPipeline.create({ dir: opts.dir, transformer: dit, name: 'synthetic' }, { weights: opts.weights, memory: opts.memory, ep: opts.ep, cacheDir: opts.cache });
+// ---------------------------------------------------------------------------------------------
+// Worker (one configuration)
+
+/** Peak RSS since the last reset (Linux VmHWM; lifetime peak elsewhere). */
+function peakRss(): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+/** Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM). */
+function resetPeakRss(): void {
+  try {
+    fs.writeFileSync('/proc/self/clear_refs', '5');
+  } catch {
+    // not Linux: peaks stay lifetime peaks
+  }
+}
+
+function ditFileFor(dir: string, weights: WeightChoice): string {
+  const bf16 = path.join(dir, 'flux.safetensors');
+  const fp8 = path.join(dir, 'flux-fp8.safetensors');
+  // fp8 runs from the F8_E4M3 checkpoint (zero-copy); the other formats from the bf16 one when
+  // there is one (a GPU host holds only the fp8 file: there every format derives from it).
+  return weights === 'fp8' || !fs.existsSync(bf16) ? fp8 : bf16;
+}
+
+function gaussian(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) + 1) / 4294967297;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+  return out;
+}
+
+async function pipelineWorker(job: Job, dir: string, cache: string): Promise<RunResult> {
+  const ditFile = ditFileFor(dir, job.weights);
+  const log: string[] = [];
+  const pipeline = await FluxPipeline.create(
+    { dir, transformer: ditFile, name: 'synthetic' },
+    { weights: job.weights, memory: job.memory, ep: job.ep, cacheDir: cache, compute: job.compute },
+    (level, m) => log.push(`${level}: ${m}`),
+  );
   const stepTimes: number[] = [];
   let last = performance.now();
   let rssAfterDenoise = 0;
+  let peakRssDenoise = 0;
   const result = await pipeline.generate(
-    { prompt: 'a lighthouse on a cliff at dawn, oil painting', width: opts.size, height: opts.size, steps: opts.steps, seed: 1, t5MaxLength: opts.t5 },
+    { prompt: 'a lighthouse on a cliff at dawn, oil painting', width: job.size, height: job.size, steps: job.steps, seed: 1, t5MaxLength: job.t5 },
     {
       onStage: (s, state) => {
-        if (s === 'denoise' && state === 'start') last = performance.now();
+        if (s === 'denoise' && state === 'start') {
+          resetPeakRss();
+          last = performance.now();
+        }
       },
       onStep: (p) => {
         const now = performance.now();
         stepTimes.push((now - last) / 1000);
         last = now;
-        if (p.step === p.steps) rssAfterDenoise = currentRss();
+        if (p.step === p.steps) {
+          rssAfterDenoise = currentRss();
+          peakRssDenoise = peakRss();
+        }
       },
     },
   );
   await pipeline.release();
   return {
-    weights: opts.weights, memory: opts.memory, ep: opts.ep, size: opts.size, steps: opts.steps,
-    stages: result.stages, stepSeconds: stepTimes, rssAfterDenoise, rssAfterRun: currentRss(), peakRss: process.resourceUsage().maxRSS * 1024, gpuMemoryMiB: gpuMemory(), notes: result.notes,
+    ...job, ditFile, weightsUsed: pipeline.runtime.weights, stages: result.stages, stepSeconds: stepTimes, peakRssDenoise, rssAfterDenoise, rssAfterRun: currentRss(), peakRss: process.resourceUsage().maxRSS * 1024, notes: result.notes, log,
   };
 }
 
-function gpuMemory(): number | undefined {
+/** Progress on stderr, with the seconds since the worker started (the parent passes it through). */
+const started = performance.now();
+const progress = (m: string) => console.error(`  [${((performance.now() - started) / 1000).toFixed(1)} s] ${m}`);
+
+/** The DiT alone: load, then `steps` forwards on random conditioning of the real shapes, per size. */
+async function ditWorker(job: Job, dir: string, cache: string): Promise<RunResult[]> {
+  if (job.weights === 'auto') throw new Error('--stages dit needs explicit weight formats');
+  const ditFile = ditFileFor(dir, job.weights);
+  const t0 = performance.now();
+  progress(`loading ${job.weights} from ${path.basename(ditFile)}`);
+  const dit = await FluxTransformer.load(ditFile, { format: job.weights, ep: job.ep === 'auto' ? 'cpu' : job.ep, cacheDir: cache, compute: job.compute });
+  const loadSeconds = (performance.now() - t0) / 1000;
+  progress(`loaded in ${loadSeconds.toFixed(1)} s, RSS ${gib(currentRss())} GiB`);
+  const results: RunResult[] = [];
+  for (const size of [job.size, ...(job.moreSizes ?? [])]) {
+    results.push(await ditSteps(dit, { ...job, size, moreSizes: undefined, dump: job.dump?.replace('{size}', String(size)) }, ditFile, loadSeconds));
+  }
+  await dit.release();
+  return results;
+}
+
+async function ditSteps(dit: FluxTransformer, job: Job, ditFile: string, loadSeconds: number): Promise<RunResult> {
+  const p = dit.config;
+  const n = (job.size / 16) ** 2;
+  const cond = { txt: gaussian(job.t5 * p.context_in_dim, 1), vec: gaussian(p.vec_in_dim, 2), imgIds: imageIds(job.size, job.size), txtIds: textIds(job.t5) };
+  const img = gaussian(n * p.in_channels, 3);
+  const run = dit.prepare(cond);
+  resetPeakRss();
+  const stepSeconds: number[] = [];
+  for (let i = 0; i < job.steps; i++) {
+    const s0 = performance.now();
+    const v = await run.forward(img, 1 - i / job.steps, 3.5);
+    stepSeconds.push((performance.now() - s0) / 1000);
+    progress(`${job.size}² step ${i + 1}: ${stepSeconds[i].toFixed(2)} s`);
+    if (i === 0 && job.dump) {
+      writeSafetensors(job.dump, [
+        { name: 'img', dtype: 'F32', shape: [1, n, p.in_channels], bytes: () => new Uint8Array(img.buffer) },
+        { name: 'txt', dtype: 'F32', shape: [1, job.t5, p.context_in_dim], bytes: () => new Uint8Array(cond.txt.buffer) },
+        { name: 'vec', dtype: 'F32', shape: [1, p.vec_in_dim], bytes: () => new Uint8Array(cond.vec.buffer) },
+        { name: 'timestep', dtype: 'F32', shape: [1], bytes: () => new Uint8Array(Float32Array.of(1).buffer) },
+        { name: 'guidance', dtype: 'F32', shape: [1], bytes: () => new Uint8Array(Float32Array.of(3.5).buffer) },
+        { name: 'out', dtype: 'F32', shape: [1, n, p.out_channels], bytes: () => new Uint8Array(v.buffer, v.byteOffset, v.byteLength) },
+      ]);
+    }
+  }
+  const peakRssDenoise = peakRss();
+  const rssAfterDenoise = currentRss();
+  return {
+    ...job, ditFile, weightsUsed: job.weights, stages: [], stepSeconds, loadSeconds, peakRssDenoise, rssAfterDenoise, rssAfterRun: currentRss(), peakRss: process.resourceUsage().maxRSS * 1024, notes: [], log: [],
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parent: one child process per configuration, GPU memory sampled from outside
+
+/** Samples nvidia-smi every 200 ms: per-process memory where listed, else the device's used memory. */
+class GpuSampler {
+  private readonly proc?: ChildProcess;
+  private readonly perPid = new Map<number, number>();
+  private deviceMax = 0;
+  readonly baseline: number;
+
+  constructor() {
+    this.baseline = deviceUsedMiB() ?? 0;
+    if (!hasNvidiaSmi()) return;
+    this.proc = spawn('nvidia-smi', ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits', '-lms', '200'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    this.proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      for (const line of chunk.split('\n')) {
+        const [pid, mib] = line.split(',').map((s) => Number(s.trim()));
+        if (Number.isFinite(pid) && Number.isFinite(mib)) this.perPid.set(pid, Math.max(this.perPid.get(pid) ?? 0, mib));
+      }
+    });
+    const poll = setInterval(() => {
+      const used = deviceUsedMiB();
+      if (used !== undefined) this.deviceMax = Math.max(this.deviceMax, used);
+    }, 500);
+    poll.unref();
+    this.proc.on('exit', () => clearInterval(poll));
+  }
+
+  peak(pid: number): number | undefined {
+    return this.perPid.get(pid) ?? (this.deviceMax ? this.deviceMax - this.baseline : undefined);
+  }
+
+  stop(): void {
+    this.proc?.kill();
+  }
+}
+
+function hasNvidiaSmi(): boolean {
+  return deviceUsedMiB() !== undefined;
+}
+
+function deviceUsedMiB(): number | undefined {
   try {
-    const out = execFileSync('nvidia-smi', ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits'], { encoding: 'utf8' });
-    const line = out.split('\n').find((l) => l.split(',')[0].trim() === String(process.pid));
-    return line ? Number(line.split(',')[1]) : undefined;
+    return Number(execFileSync('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0]);
   } catch {
     return undefined;
   }
+}
+
+async function runChild(args: string[], timeoutS: number): Promise<{ results: RunResult[]; gpuPeakMiB?: number; error?: string }> {
+  const gpu = new GpuSampler();
+  const child = spawn(process.execPath, [...process.execArgv, __filename, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutS * 1000);
+  const status = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  clearTimeout(timer);
+  // The sampler lists a process until it exits: read its peak now.
+  const gpuPeakMiB = gpu.peak(child.pid!);
+  gpu.stop();
+  const results = out.split('\n').filter((l) => l.startsWith('RESULT ')).map((l) => JSON.parse(l.slice(7)) as RunResult);
+  return { results, gpuPeakMiB, ...(status.code !== 0 ? { error: `exit ${status.code}, signal ${status.signal}` } : {}) };
 }
 
 const median = (xs: number[]) => {
@@ -76,20 +259,35 @@ const median = (xs: number[]) => {
   return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN;
 };
 const gib = (b: number) => (b / 2 ** 30).toFixed(2);
+/** Steps after the first (which includes one-time work such as shader compilation), when there are any. */
+const steadySteps = (r: RunResult) => (r.stepSeconds.length > 1 ? r.stepSeconds.slice(1) : r.stepSeconds);
 
 function table(results: RunResult[], machine: string, model: string): string {
-  const rows = results.map((r) => {
+  const pipelineRows = results.filter((r) => r.scope === 'pipeline').map((r) => {
     const st = (n: string) => r.stages.find((s) => s.stage === n);
-    const steps = r.stepSeconds.slice(1).length ? r.stepSeconds.slice(1) : r.stepSeconds;
-    return `| ${r.weights} | ${r.memory} | ${r.ep} | ${r.size}² | ${st('text')?.seconds.toFixed(2) ?? '—'} | ${median(steps).toFixed(2)} | ${st('decode')?.seconds.toFixed(2) ?? '—'} | ${gib(st('denoise')?.peakRss ?? NaN)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuMemoryMiB ?? '—'} |`;
+    return `| ${r.weights === 'auto' ? `auto → ${r.weightsUsed}` : r.weights} | ${r.compute ?? '—'} | ${r.memory} | ${r.ep} | ${r.size}² | ${st('text')?.seconds.toFixed(2) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${st('decode')?.seconds.toFixed(2) ?? '—'} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`;
   });
-  return [
-    `Machine: ${machine}. Model: synthetic ${model} (random weights). Medians over the steps after the first.`,
-    '',
-    '| weights | memory mode | EP | size | text s | DiT s/step | VAE s | denoise peak RSS GiB | RSS after denoise GiB | process peak RSS GiB | GPU MiB |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...rows,
-  ].join('\n');
+  const ditRows = results.filter((r) => r.scope === 'dit').map((r) =>
+    `| ${r.weights} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${r.loadSeconds?.toFixed(1) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`);
+  const out = [`Machine: ${machine}. Model: synthetic ${model} (random weights), ${results[0]?.t5 ?? 512} text tokens. Step times: median over the steps after the first.`, ''];
+  if (pipelineRows.length) {
+    out.push(
+      '| weights | compute | memory mode | EP | size | text s | DiT s/step | VAE s | peak RSS while denoising GiB | RSS after denoising GiB | process peak RSS GiB | GPU peak MiB |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      ...pipelineRows,
+      '',
+    );
+  }
+  if (ditRows.length) {
+    out.push(
+      'DiT alone (load, then steps on random conditioning):',
+      '',
+      '| weights | compute | EP | size | load s | DiT s/step | peak RSS while stepping GiB | RSS after GiB | process peak RSS GiB | GPU peak MiB |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      ...ditRows,
+    );
+  }
+  return out.join('\n').trimEnd();
 }
 
 function updateDoc(section: string, body: string): void {
@@ -102,51 +300,78 @@ function updateDoc(section: string, body: string): void {
   fs.writeFileSync(doc, text);
 }
 
+function prepare(base: string, config: SyntheticConfig, manifestFile: string | undefined): void {
+  const tokenizers = path.join(__dirname, '..', 'models', 'demo');
+  if (manifestFile) {
+    // Only configs, tokenizers and indexes: another writer fills the listed files. The DiT is
+    // listed in F8_E4M3 only (the other formats derive from it), which keeps FLUX.1-dev at 12 GB.
+    const manifest: ManifestFile[] = [];
+    writeSyntheticModel(base, config, { seed: 7, tokenizers, parts: ['clip', 't5', 'vae'], manifest });
+    writeSyntheticModel(base, config, { seed: 7, parts: ['dit'], ditDtype: 'F8_E4M3', manifest });
+    fs.writeFileSync(manifestFile, JSON.stringify(manifest));
+    console.error(`wrote ${manifestFile}: ${manifest.length} files to fill; then touch ${path.join(base, '.complete')}`);
+    return;
+  }
+  const t0 = performance.now();
+  writeSyntheticModel(base, config, { seed: 7, tokenizers, log: (m) => console.error(m) });
+  writeSyntheticModel(base, config, { seed: 7, parts: ['dit'], ditDtype: 'F8_E4M3', log: (m) => console.error(m) });
+  fs.writeFileSync(path.join(base, '.complete'), '');
+  console.error(`wrote synthetic model in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+}
+
 async function main() {
   const { values } = parseArgs({
     options: {
       model: { type: 'string', default: 'quarter' }, size: { type: 'string', default: '256' }, steps: { type: 'string', default: '2' }, ep: { type: 'string', default: 'cpu' },
       weights: { type: 'string', default: 'fp8,fp32' }, modes: { type: 'string', default: 'resident' }, t5: { type: 'string', default: '512' }, dir: { type: 'string' },
       out: { type: 'string', default: 'bench-out' }, section: { type: 'string' }, machine: { type: 'string' }, worker: { type: 'string' }, cache: { type: 'string' },
+      stages: { type: 'string', default: 'all' }, compute: { type: 'string' }, dump: { type: 'string' },
+      'prepare-manifest': { type: 'string' }, 'job-timeout': { type: 'string', default: '1800' }, tag: { type: 'string' },
     },
   });
   const base = values.dir ?? path.join(os.homedir(), '.cache', 'majicflux', `synthetic-${values.model}`);
   const cache = values.cache ?? path.join(base, 'weight-cache');
   if (values.worker) {
-    const w = JSON.parse(values.worker);
-    const r = await worker({ ...w, dir: base, cache });
-    process.stdout.write(`RESULT ${JSON.stringify(r)}\n`);
+    const job = JSON.parse(values.worker) as Job;
+    const rs = job.scope === 'dit' ? await ditWorker(job, base, cache) : [await pipelineWorker(job, base, cache)];
+    for (const r of rs) process.stdout.write(`RESULT ${JSON.stringify(r)}\n`);
     return;
   }
   const config = MODELS[values.model!]?.();
   if (!config) throw new Error(`--model must be one of ${Object.keys(MODELS).join(', ')}`);
-  if (!fs.existsSync(path.join(base, '.complete'))) {
-    const t0 = performance.now();
-    writeSyntheticModel(base, config, { seed: 7, tokenizers: path.join(__dirname, '..', 'models', 'demo'), log: (m) => console.error(m) });
-    writeSyntheticModel(base, config, { seed: 7, parts: ['dit'], ditDtype: 'F8_E4M3', log: (m) => console.error(m) });
-    fs.writeFileSync(path.join(base, '.complete'), '');
-    console.error(`wrote synthetic ${values.model} model in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  if (values['prepare-manifest'] || !fs.existsSync(path.join(base, '.complete'))) {
+    prepare(base, config, values['prepare-manifest']);
+    if (values['prepare-manifest']) return;
   }
   const machine = values.machine ?? `${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length} cores, ${gib(os.totalmem())} GiB RAM, ${os.platform()}-${os.arch()}`;
   const results: RunResult[] = [];
-  for (const memory of values.modes!.split(',') as MemoryMode[]) {
-    for (const weights of values.weights!.split(',') as WeightFormat[]) {
-      const job = { weights, memory, ep: values.ep, size: Number(values.size), steps: Number(values.steps), t5: Number(values.t5) };
-      console.error(`running ${JSON.stringify(job)}`);
-      const child = spawnSync(process.execPath, [...process.execArgv, __filename, '--model', values.model!, '--dir', base, '--cache', cache, '--worker', JSON.stringify(job)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
-      const line = child.stdout.split('\n').find((l) => l.startsWith('RESULT '));
-      if (!line) {
-        console.error(`run failed (exit ${child.status}, signal ${child.signal})`);
-        continue;
+  const outDir = values.out!;
+  fs.mkdirSync(outDir, { recursive: true });
+  const file = path.join(outDir, `bench-${values.model}-${values.ep}-${values.stages}${values.tag ? `-${values.tag}` : ''}.json`);
+  const sizes = values.size!.split(',').map(Number);
+  const ditOnly = values.stages === 'dit';
+  // The DiT alone measures every size on one session per format; the pipeline runs each size anew.
+  for (const size of ditOnly ? sizes.slice(0, 1) : sizes) {
+    for (const memory of values.modes!.split(',') as MemoryMode[]) {
+      for (const weights of values.weights!.split(',') as WeightChoice[]) {
+        const job: Job = {
+          scope: ditOnly ? 'dit' : 'pipeline', weights, memory, ep: values.ep as EpChoice, compute: (values.compute ?? (values.ep === 'cpu' ? 'float32' : 'float16')) as ComputeType, size, steps: Number(values.steps), t5: Number(values.t5),
+          ...(ditOnly ? { moreSizes: sizes.slice(1) } : {}), ...(values.dump ? { dump: path.join(values.dump, `dit-${weights}-{size}.safetensors`) } : {}),
+        };
+        console.error(`running ${JSON.stringify(job)}`);
+        const { results: rs, gpuPeakMiB, error } = await runChild(['--model', values.model!, '--dir', base, '--cache', cache, '--worker', JSON.stringify(job)], Number(values['job-timeout']));
+        if (error) console.error(`  run failed (${error})`);
+        for (const r of rs) {
+          r.gpuPeakMiB = gpuPeakMiB;
+          results.push(r);
+          console.error(`  ${r.weights} ${r.size}²: DiT ${median(steadySteps(r)).toFixed(2)} s/step (steps ${r.stepSeconds.map((s) => s.toFixed(2)).join(', ')})${r.loadSeconds !== undefined ? `, load ${r.loadSeconds.toFixed(1)} s` : ''}, peak RSS ${gib(r.peakRss)} GiB, GPU ${gpuPeakMiB ?? '—'} MiB`);
+          for (const l of r.log) console.error(`  ${l}`);
+        }
+        // Written after every run, so a later failure or timeout keeps what was measured.
+        fs.writeFileSync(file, JSON.stringify({ machine, model: values.model, config, date: new Date().toISOString(), results }, null, 1));
       }
-      const r = JSON.parse(line.slice(7)) as RunResult;
-      results.push(r);
-      console.error(`  DiT ${median(r.stepSeconds).toFixed(2)} s/step, denoise peak ${gib(r.stages.find((s) => s.stage === 'denoise')?.peakRss ?? 0)} GiB, process peak ${gib(r.peakRss)} GiB`);
     }
   }
-  fs.mkdirSync(values.out!, { recursive: true });
-  const file = path.join(values.out!, `bench-${values.model}-${values.ep}-${values.size}.json`);
-  fs.writeFileSync(file, JSON.stringify({ machine, model: values.model, config, date: new Date().toISOString(), results }, null, 1));
   const md = table(results, machine, values.model!);
   console.log(md);
   if (values.section) updateDoc(values.section, md);

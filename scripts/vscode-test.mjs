@@ -7,7 +7,9 @@
 // Needs scripts/vscode-test-setup.sh first (run here when something is missing) and a built dist/.
 // Prints "vscode: N passed, N failed" and exits non-zero on any failure.
 //
-//   node scripts/vscode-test.mjs [--phase host|ui] [--grep PATTERN] [--keep]
+//   node scripts/vscode-test.mjs [--phase host|untrusted|ui] [--vsix FILE] [--keep]
+// --vsix: the ui phase installs that package (code-server --install-extension) instead of linking
+// the working tree, so the packaged extension is what gets tested.
 
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -23,6 +25,9 @@ const CODE_SERVER = path.join(SIDE, 'code-server', 'node_modules', 'code-server'
 const PW = path.join(SIDE, 'harness', 'node_modules', 'playwright-core');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const RUN = path.join(SIDE, 'run');
+// The suite bundle stays inside the repository so the extension host resolves mocha and sharp
+// from its node_modules, wherever SIDE is.
+const OUT = path.join(ROOT, '.vscode-test', 'out');
 const SHOTS = path.join(SIDE, 'screenshots');
 const GOLDEN = path.join(ROOT, 'test', 'fixtures', 'flux-tiny', 'models');
 
@@ -31,7 +36,7 @@ const opt = (name) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
 };
-const phases = opt('--phase') ? [opt('--phase')] : ['host', 'ui'];
+const phases = opt('--phase') ? [opt('--phase')] : ['host', 'untrusted', 'ui'];
 const keep = args.includes('--keep');
 const log = (...a) => console.log('[vscode-test]', ...a);
 
@@ -50,7 +55,7 @@ async function buildSuite() {
   for (const f of ['dist/extension.js', 'dist/server.js']) if (!fs.existsSync(path.join(ROOT, f))) throw new Error(`${f} is missing: run npm run build first`);
   await esbuild.build({
     entryPoints: [path.join(ROOT, 'test', 'vscode', 'suite', 'index.ts')],
-    outfile: path.join(SIDE, 'out', 'suite.js'),
+    outfile: path.join(OUT, 'suite.js'),
     bundle: true,
     platform: 'node',
     format: 'cjs',
@@ -97,7 +102,7 @@ function freePort() {
 }
 
 /** Starts code-server in its own process group with throw-away config, data and extension folders. */
-async function startCodeServer(name, { smokeDriver, extensionsDir, workspace }) {
+async function startCodeServer(name, { smokeDriver, extensionsDir, workspace, trust = false, env = {} }) {
   const dir = path.join(RUN, name);
   const userData = path.join(dir, 'user-data');
   const ext = extensionsDir ?? path.join(dir, 'extensions');
@@ -111,7 +116,8 @@ async function startCodeServer(name, { smokeDriver, extensionsDir, workspace }) 
       'extensions.autoUpdate': false,
       'extensions.autoCheckUpdates': false,
       'chat.disableAIFeatures': true,
-      'security.workspace.trust.enabled': false,
+      'security.workspace.trust.enabled': trust,
+      'security.workspace.trust.startupPrompt': 'never',
       'workbench.tips.enabled': false,
       'window.title': 'MajicFLUX test',
     }),
@@ -129,7 +135,7 @@ async function startCodeServer(name, { smokeDriver, extensionsDir, workspace }) 
     '--disable-telemetry',
     '--disable-update-check',
     '--disable-getting-started-override',
-    '--disable-workspace-trust',
+    ...(trust ? [] : ['--disable-workspace-trust']),
     ...(smokeDriver ? ['--vscode-option', 'enable-smoke-test-driver'] : []),
     workspace,
   ];
@@ -144,6 +150,7 @@ async function startCodeServer(name, { smokeDriver, extensionsDir, workspace }) 
       // The inference server's caches (quantized weights) stay inside the run folder.
       XDG_CACHE_HOME: path.join(SIDE, 'cache'),
       PATH: `${path.dirname(NODE24)}:${process.env.PATH}`,
+      ...env,
     },
   });
   const stop = () => {
@@ -182,11 +189,17 @@ async function browser() {
 
 // ---- phase 1: mocha in the extension host -------------------------------------------------------
 
-async function hostPhase(results) {
+async function hostPhase(results, name = 'host') {
   await buildSuite();
-  const ws = makeWorkspace('host');
-  const cs = await startCodeServer('host', { smokeDriver: true, workspace: ws });
-  const resultsFile = path.join(SIDE, 'out', 'host-results.json');
+  const ws = makeWorkspace(name);
+  const untrusted = name === 'untrusted';
+  const cs = await startCodeServer(name, {
+    smokeDriver: true,
+    workspace: ws,
+    trust: untrusted,
+    env: name === 'host' ? {} : { MAJICFLUX_TEST_SUITE: name },
+  });
+  const resultsFile = path.join(OUT, 'host-results.json');
   fs.rmSync(resultsFile, { force: true });
   let b;
   try {
@@ -195,7 +208,7 @@ async function hostPhase(results) {
     const remote = (p) => `vscode-remote://127.0.0.1:${cs.port}${p}`;
     const payload = [
       ['extensionDevelopmentPath', remote(ROOT)],
-      ['extensionTestsPath', remote(path.join(SIDE, 'out', 'suite.js'))],
+      ['extensionTestsPath', remote(path.join(OUT, 'suite.js'))],
       ['skipWelcome', 'true'],
     ];
     const exit = new Promise((resolve) => page.exposeFunction('codeAutomationExit', (code) => resolve(code)));
@@ -230,8 +243,18 @@ async function uiPhase(results) {
   const ws = makeWorkspace('ui');
   const extensionsDir = path.join(RUN, 'ui', 'extensions');
   fs.mkdirSync(extensionsDir, { recursive: true });
-  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
-  fs.symlinkSync(ROOT, path.join(extensionsDir, `${pkg.publisher}.${pkg.name}-${pkg.version}`), 'dir');
+  const vsix = opt('--vsix');
+  if (vsix) {
+    const r = spawnSync(NODE24, [CODE_SERVER, '--extensions-dir', extensionsDir, '--user-data-dir', path.join(RUN, 'ui', 'user-data'), '--install-extension', path.resolve(vsix)], {
+      encoding: 'utf8',
+      env: { ...process.env, XDG_CONFIG_HOME: path.join(RUN, 'ui', 'xdg-config'), XDG_DATA_HOME: path.join(RUN, 'ui', 'xdg-data') },
+    });
+    log(`installed ${vsix}: ${(r.stdout + r.stderr).trim().split('\n').pop()}`);
+    if (r.status !== 0) throw new Error(`installing ${vsix} failed: ${r.stderr}`);
+  } else {
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+    fs.symlinkSync(ROOT, path.join(extensionsDir, `${pkg.publisher}.${pkg.name}-${pkg.version}`), 'dir');
+  }
   const cs = await startCodeServer('ui', { smokeDriver: false, extensionsDir, workspace: ws });
   fs.mkdirSync(SHOTS, { recursive: true });
   let b;
@@ -283,6 +306,81 @@ async function uiPhase(results) {
       await palette('View: Close All Editors');
     });
 
+    const toast = (text) => page.locator('.notifications-toasts .notification-toast', { hasText: text });
+
+    await test('Generate Image from the palette: prompt, progress, then a notification that opens the image', async () => {
+      await palette('MajicFLUX: Generate Image');
+      const input = page.locator('.quick-input-widget:not([style*="display: none"]) .quick-input-box input');
+      await input.waitFor();
+      await input.fill('a paper boat on a pond');
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: 'a paper boat on a pond' }).first().waitFor();
+      await page.keyboard.press('Enter');
+      const saved = toast('MajicFLUX: saved');
+      await saved.waitFor({ timeout: 180_000 });
+      if (!/a-paper-boat-on-a-pond\.png/.test((await saved.textContent()) ?? '')) throw new Error(`notification: ${await saved.textContent()}`);
+      await saved.locator('.monaco-button', { hasText: /^Open$/ }).click();
+      await page.locator('.tabs-container .tab', { hasText: 'a-paper-boat-on-a-pond' }).first().waitFor({ timeout: 30_000 });
+      await page.screenshot({ path: path.join(SHOTS, 'palette-result.png') });
+      await palette('View: Close All Editors');
+    });
+
+    await test('opening a generated PNG offers Re-run with These Parameters, which makes it again', async () => {
+      const gen = path.join(ws, 'generated');
+      const boat = fs.readdirSync(gen).find((f) => f.includes('a-paper-boat-on-a-pond'));
+      if (!boat) throw new Error('no boat image from the previous test');
+      fs.copyFileSync(path.join(gen, boat), path.join(ws, 'boat-copy.png'));
+      // From the Explorer: quick open's file index may not know a file this new yet.
+      const row = page.locator('.explorer-folders-view .monaco-list-row', { hasText: 'boat-copy.png' }).first();
+      await row.waitFor({ timeout: 30_000 });
+      await row.click();
+      const offer = toast('boat-copy.png was made with MajicFLUX');
+      await offer.waitFor({ timeout: 30_000 });
+      await page.screenshot({ path: path.join(SHOTS, 'rerun-offer.png') });
+      await offer.locator('.monaco-button', { hasText: 'Re-run with These Parameters' }).click();
+      const same = page.locator('.quick-input-list .monaco-list-row', { hasText: 'Same parameters' }).first();
+      await same.waitFor({ timeout: 30_000 });
+      await same.click();
+      const again = boat.replace(/\.png$/, '-1.png');
+      const deadline = Date.now() + 120_000;
+      while (!fs.existsSync(path.join(gen, again))) {
+        if (Date.now() > deadline) throw new Error(`${again} was not written`);
+        await page.waitForTimeout(250);
+      }
+      if (!fs.readFileSync(path.join(gen, again)).equals(fs.readFileSync(path.join(gen, boat)))) throw new Error('the re-run image differs from the original (same seed and parameters)');
+      await palette('View: Close All Editors');
+    });
+
+    await test('Cancel in the progress notification stops a .flux run', async () => {
+      await quickInput('slow.flux');
+      const lens = page.locator('.codelens-decoration a', { hasText: '▶ Generate' });
+      await lens.first().waitFor({ timeout: 60_000 });
+      await lens.first().click();
+      const progress = toast('Step');
+      await progress.waitFor({ timeout: 120_000 });
+      await page.screenshot({ path: path.join(SHOTS, 'progress-notification.png') });
+      await progress.locator('.monaco-button', { hasText: 'Cancel' }).click();
+      await page.locator('.codelens-decoration a', { hasText: '▶ Generate' }).first().waitFor({ timeout: 60_000 });
+      await progress.waitFor({ state: 'detached', timeout: 30_000 });
+      const made = fs.existsSync(path.join(ws, 'generated')) ? fs.readdirSync(path.join(ws, 'generated')).filter((f) => f.includes('harbour')) : [];
+      if (made.length) throw new Error(`a cancelled run wrote ${made.join(', ')}`);
+      await palette('View: Close All Editors');
+    });
+
+    await test('the walkthrough lists its steps and its Check Models button works', async () => {
+      await palette('Welcome: Open Walkthrough...');
+      const row = page.locator('.quick-input-list .monaco-list-row', { hasText: 'Get started with MajicFLUX' }).first();
+      await row.waitFor({ timeout: 30_000 });
+      await row.click();
+      for (const step of ['Check your model', 'See what your machine can hold', 'Generate a first image', 'Keep prompts in a .flux file']) {
+        await page.locator('.getting-started-step', { hasText: step }).first().waitFor({ timeout: 30_000 });
+      }
+      await page.locator('.getting-started-step', { hasText: 'Check your model' }).first().click();
+      await page.locator('.getting-started-step a, .getting-started-step button', { hasText: 'Check Models' }).first().click();
+      await toast('is complete').waitFor({ timeout: 30_000 });
+      await page.screenshot({ path: path.join(SHOTS, 'walkthrough.png') });
+      await palette('View: Close All Editors');
+    });
+
     const frame = page.frameLocator('iframe.webview.ready').frameLocator('#active-frame');
     await test('the generation panel renders from the command palette', async () => {
       await palette('MajicFLUX: Open Generation Panel');
@@ -313,7 +411,7 @@ async function uiPhase(results) {
       await frame.locator('#gallery figure.card').first().waitFor({ timeout: 30_000 });
       const loaded = await frame.locator('#result').evaluate((img) => img.complete && img.naturalWidth);
       if (loaded !== 256) throw new Error(`result image natural width ${loaded}`);
-      const files = fs.readdirSync(path.join(ws, 'generated')).filter((f) => f.endsWith('.png'));
+      const files = fs.readdirSync(path.join(ws, 'generated')).filter((f) => f.includes('hummingbird'));
       if (files.length !== 1) throw new Error(`generated/ holds ${files.join(', ')}`);
       await page.screenshot({ path: path.join(SHOTS, 'panel-result.png') });
     });
@@ -384,7 +482,7 @@ try {
   fs.mkdirSync(RUN, { recursive: true });
   for (const p of phases) {
     log(`phase ${p}`);
-    if (p === 'host') await hostPhase(results);
+    if (p === 'host' || p === 'untrusted') await hostPhase(results, p);
     else if (p === 'ui') await uiPhase(results);
     else throw new Error(`unknown phase ${p}`);
   }

@@ -12,7 +12,7 @@ import { Configuration } from './configuration';
 import { renderTemplate } from './fileName';
 import type { BlockValues } from './fluxFile/parser';
 import { History } from './history';
-import { errorMessage, isActive, Job, JobOrigin, Jobs } from './jobs';
+import { isActive, Job, JobOrigin, Jobs } from './jobs';
 import { OutputReservations, outputPath, resolveOutputFolder, seedsFor } from './output';
 import { ServerManager } from './serverManager';
 import { modelName, usesDemoModel } from './settings';
@@ -244,9 +244,5 @@ export class Generation {
   /** Is the demo (random-weight) model in use? Shown in results so nobody mistakes noise for a bug. */
   get usingDemo(): boolean {
     return usesDemoModel(this.config.settings);
-  }
-
-  static describeError(err: unknown): string {
-    return errorMessage(err);
   }
 }

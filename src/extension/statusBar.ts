@@ -36,11 +36,13 @@ export class StatusBar implements vscode.Disposable {
     if (cur && cur.step !== undefined && cur.steps) {
       text = `$(sync~spin) MajicFLUX ${t('step {0}/{1}', cur.step, cur.steps)}${queued}`;
       tooltip = t('Generating "{0}"', cur.request.params.prompt);
-    } else if (cur?.stage === 'load' || (cur && this.server.state === 'starting')) {
+    } else if (cur && (cur.stage === 'load' || cur.stage === 'denoise' || this.server.state === 'starting')) {
+      // Before its first step a stage is loading its model part (sequential mode loads per stage).
       text = `$(loading~spin) MajicFLUX ${t('loading {0}', model)}${queued}`;
       tooltip = t('Loading the model');
     } else if (cur) {
-      text = `$(loading~spin) MajicFLUX ${t('working')}${queued}`;
+      const what = cur.stage === 'text' ? t('encoding the prompt') : cur.stage === 'decode' ? t('decoding') : cur.stage === 'save' ? t('saving') : cur.state === 'queued' ? t('queued') : t('working');
+      text = `$(loading~spin) MajicFLUX ${what}${queued}`;
       tooltip = t('Preparing "{0}"', cur.request.params.prompt);
     } else if (this.server.state === 'ready') {
       text = `$(pass) MajicFLUX ${model}`;

@@ -1,7 +1,15 @@
 // The pipeline's public surface: what a generation takes and gives back. The server, the CLI and
 // (through protocol.ts) the extension use these types.
 
-export type WeightFormat = 'fp8' | 'fp16' | 'fp32';
+/**
+ * How the DiT's Linear weights are held: fp8 (DequantizeLinear, CPU/CUDA), fp16/fp32 resident,
+ * int8/int4 blocks for com.microsoft.MatMulNBits (GPUs without an fp8 DequantizeLinear).
+ */
+export type WeightFormat = 'fp8' | 'fp16' | 'fp32' | 'int8' | 'int4';
+/** `auto`: fp8 on CPU/CUDA; on other GPUs fp16 if it fits the GPU memory, else int8, else int4. */
+export type WeightChoice = WeightFormat | 'auto';
+/** Element type of activations. */
+export type ComputeType = 'float32' | 'float16';
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda' | 'dml' | 'coreml';
 export type EpChoice = ExecutionProvider | 'auto';
 export type MemoryMode = 'sequential' | 'resident' | 'auto';
@@ -39,7 +47,11 @@ export interface GenerateParams {
 }
 
 export interface RuntimeOptions {
-  weights?: WeightFormat;
+  weights?: WeightChoice;
+  /** Activation type for the DiT, CLIP and VAE (T5 stays float32); `auto`: float16 on GPU providers, float32 on CPU. */
+  compute?: ComputeType | 'auto';
+  /** GPU memory the DiT's weights may take, bytes, for `weights: auto` (default: measured free memory). */
+  gpuMemoryBudget?: number;
   ep?: EpChoice;
   /** Per-stage execution provider, overriding `ep`. */
   stageEp?: Partial<Record<ComponentName, EpChoice>>;

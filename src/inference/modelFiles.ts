@@ -86,7 +86,8 @@ function sizes(p: string) {
   return s;
 }
 
-const BYTES: Record<WeightFormat, number> = { fp8: 1, fp16: 2, fp32: 4 };
+// int8/int4: the packed bits plus one float16 scale per block of 128.
+const BYTES: Record<WeightFormat, number> = { fp8: 1, fp16: 2, fp32: 4, int8: 1 + 2 / 128, int4: 0.5 + 2 / 128 };
 
 function estimate(parts: Record<'transformer' | 'textEncoder' | 'textEncoder2' | 'vae', string>, format: WeightFormat, c?: ComponentName): number {
   const of = (comp: ComponentName): number => {

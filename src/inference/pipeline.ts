@@ -5,7 +5,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  CancelledError, ComponentName, ExecutionProvider, GenerateHooks, GenerateParams, GenerateResult, ImageMetadata, MemoryMode, ModelSpec, RuntimeOptions, Stage, StageTiming, UserError,
+  CancelledError, ComponentName, ComputeType, ExecutionProvider, GenerateHooks, GenerateParams, GenerateResult, ImageMetadata, MemoryMode, ModelSpec, RuntimeOptions, Stage, StageTiming, UserError, WeightFormat,
 } from './api';
 import { ClipEncoder } from './graphs/clip';
 import { FluxTransformer } from './graphs/dit';
@@ -13,7 +13,7 @@ import { T5Encoder } from './graphs/t5';
 import { latentsToImage, VaeDecoder } from './graphs/vae';
 import { ModelFiles, resolveModel } from './modelFiles';
 import { availableMemory, currentRss, gib, RssSampler, totalMemory } from './memory';
-import { chooseEp } from './providers';
+import { chooseEp, chooseWeights, nvidiaFreeMemory } from './providers';
 import { SafetensorsFile } from './safetensors';
 import {
   eulerStep, flowMatchSchedule, imageIds, initialLatents, latentShape, latentToPreviewRGB, randomSeed, readSchedulerConfig, SchedulerConfig, textIds, unpackLatents, validateSize,
@@ -48,13 +48,22 @@ export class FluxPipeline {
   private readonly notesLogged = new Set<string>();
   private readonly epUsed = new Map<ComponentName, { ep: ExecutionProvider; note?: string }>();
 
-  private constructor(readonly files: ModelFiles, readonly runtime: Required<Pick<RuntimeOptions, 'weights' | 'memory'>> & RuntimeOptions, private readonly log: Log) {}
+  private constructor(readonly files: ModelFiles, readonly runtime: ResolvedRuntime, private readonly log: Log) {}
 
   /** Resolve and check the model's files (headers only); nothing heavy is loaded yet. */
   static async create(model: ModelSpec, runtime: RuntimeOptions = {}, log: Log = () => {}): Promise<FluxPipeline> {
     const files = resolveModel(model);
-    const weights = runtime.weights ?? 'fp8';
     const memory = runtime.memory ?? 'auto';
+    let weights: WeightFormat;
+    if (runtime.weights === 'auto') {
+      const { ep } = await chooseEp('dit', runtime.stageEp?.dit ?? runtime.ep ?? 'auto', 'fp8');
+      const budget = runtime.gpuMemoryBudget ?? gpuBudgetForDit(files, ep, memory);
+      const d = chooseWeights(ep, (f) => files.residentBytes(f, 'dit'), budget);
+      weights = d.format;
+      log('info', `weights auto → ${weights} (${d.reason})`);
+    } else {
+      weights = runtime.weights ?? 'fp8';
+    }
     const p = new FluxPipeline(files, { ...runtime, weights, memory }, log);
     log('info', `model ${files.name}: DiT ${files.transformer}, weights ${weights}, memory mode ${memory}`);
     return p;
@@ -220,16 +229,19 @@ export class FluxPipeline {
     }
     this.epUsed.set(c, { ep, note });
     this.checkFits(c);
-    const common = { ep, cacheDir: this.runtime.cacheDir ?? defaultCacheDir(), intraOpThreads: this.runtime.threads, threads: this.runtime.threads };
+    const compute = computeFor(c, ep, this.runtime.compute);
+    const common = { ep, compute, cacheDir: this.runtime.cacheDir ?? defaultCacheDir(), intraOpThreads: this.runtime.threads, threads: this.runtime.threads };
+    // GPUs have no bf16 kernels: the text encoders' weights are made float16 once, at load.
+    const textFormat = ep === 'cpu' ? 'source' : 'fp16';
     const t0 = performance.now();
     let part: Parts[ComponentName];
     try {
       switch (c) {
         case 'clip':
-          part = await ClipEncoder.load(this.files.textEncoder, common);
+          part = await ClipEncoder.load(this.files.textEncoder, { ...common, format: textFormat });
           break;
         case 't5':
-          part = await T5Encoder.load(this.files.textEncoder2, common);
+          part = await T5Encoder.load(this.files.textEncoder2, { ...common, format: textFormat });
           break;
         case 'dit':
           part = await FluxTransformer.load(this.files.transformer, { ...common, format: this.runtime.weights });
@@ -244,6 +256,27 @@ export class FluxPipeline {
     this.log('info', `loaded ${c} on ${ep} in ${((performance.now() - t0) / 1000).toFixed(2)} s (rss ${gib(currentRss())})`);
     return part as Parts[C];
   }
+}
+
+type ResolvedRuntime = Omit<RuntimeOptions, 'weights' | 'memory'> & { weights: WeightFormat; memory: MemoryMode };
+
+/**
+ * GPU memory the DiT may take: what nvidia-smi reports free, less room for activations (~2 GiB
+ * at 1024² in fp16) and, when everything stays resident, the other components.
+ */
+function gpuBudgetForDit(files: ModelFiles, ep: ExecutionProvider, memory: MemoryMode): number | undefined {
+  if (ep === 'cpu') return undefined;
+  const free = nvidiaFreeMemory();
+  if (free === undefined) return undefined;
+  const others = memory === 'sequential' ? 0 : (['clip', 't5', 'vae'] as const).reduce((a, c) => a + files.residentBytes('fp16', c), 0);
+  return free - 2 * 2 ** 30 - others;
+}
+
+/** Activation type of a component: T5-XXL overflows float16 (its FFN activations pass 65504), so it stays float32. */
+function computeFor(c: ComponentName, ep: ExecutionProvider, choice: RuntimeOptions['compute']): ComputeType {
+  if (c === 't5') return 'float32';
+  if (choice && choice !== 'auto') return choice;
+  return ep === 'cpu' ? 'float32' : 'float16';
 }
 
 export function defaultCacheDir(): string {

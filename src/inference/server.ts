@@ -1,5 +1,5 @@
 // The inference server: entry point of dist/server.js, a long-lived child process of the extension
-// (or `majicflux serve` on a GPU host). It owns the one FluxPipeline, runs jobs one at a time, and
+// (or `majicflux serve` on a GPU host). It owns the one FluxPipeline (on a worker thread: see pipelineWorker.ts), runs jobs one at a time, and
 // speaks the NDJSON protocol of protocol.ts (docs/PROTOCOL.md).
 //
 //   node dist/server.js              protocol on stdin/stdout (other clients, scripts)
@@ -20,7 +20,8 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { CancelledError, GenerateResult, ModelSpec, RuntimeOptions, StageTiming, UserError } from './api';
 import { availableMemory, currentRss, RssSampler } from './memory';
-import { FluxPipeline, VERSION } from './pipeline';
+import { VERSION } from './pipeline';
+import { WorkerPipeline } from './pipelineWorker';
 import { encodePng, ImageParameters, pngChunk, writePngAtomic } from './png';
 import {
   encodeMessage,
@@ -164,7 +165,7 @@ interface Job {
 
 export class InferenceServer {
   private settings?: ServerSettings;
-  private pipe?: { key: string; instance: FluxPipeline };
+  private pipe?: { key: string; instance: WorkerPipeline };
   private readonly queue: Job[] = [];
   private running?: Job;
   private runningDone?: Promise<void>;
@@ -482,13 +483,13 @@ export class InferenceServer {
   // ---- pipeline -----------------------------------------------------------------------------
 
   /** The pipeline for the current settings; one instance lives across jobs so its caches work. Call under `exclusive`. */
-  private async pipeline(): Promise<FluxPipeline> {
+  private async pipeline(): Promise<WorkerPipeline> {
     const settings = this.settings;
     if (!settings) throw new UserError('No model is configured: send settings with hello or configure first.');
     const key = pipelineKey(settings);
     if (this.pipe?.key === key) return this.pipe.instance;
     await this.releasePipeline();
-    const instance = await FluxPipeline.create(settings.model, runtimeOptions(settings), (level, message) => this.log(level, message));
+    const instance = await WorkerPipeline.create(settings.model, runtimeOptions(settings), (level, message) => this.log(level, message));
     this.log('info', `memory mode ${settings.memory ?? 'auto'}, budget ${(this.memoryBudget() / 2 ** 30).toFixed(1)} GiB RAM${settings.gpuMemory ? `, ${(settings.gpuMemory / 2 ** 30).toFixed(1)} GiB GPU` : ''}`);
     this.pipe = { key, instance };
     return instance;

@@ -165,6 +165,10 @@ describe('Flux DiT (graphs/dit.ts)', function () {
       assert.equal(counting.weightReads, 0, 'the second build reads no Linear weight from the checkpoint');
       assert.equal(fs.statSync(bin).mtimeMs, mtime);
       assert.deepEqual(again, q);
+
+      // The diffusers folder quantizes piece by piece (to_q, to_k, to_v…) with the same per-row scales.
+      const [diffusers] = await run(DIFFUSERS_DIR, opts, ['a']);
+      assert.ok(compare(diffusers, q).relL2 < 1e-6, 'diffusers fp8 = BFL fp8');
     } finally {
       fs.rmSync(cacheDir, { recursive: true, force: true });
     }

@@ -3,7 +3,7 @@
 
 import * as vscode from 'vscode';
 import { blockKey, History } from '../history';
-import { isActive, Jobs } from '../jobs';
+import { Jobs } from '../jobs';
 import { fluxFileKey, parsed } from './documents';
 import { effectiveValues } from './parser';
 
@@ -13,12 +13,13 @@ export class FluxCodeLens implements vscode.CodeLensProvider, vscode.Disposable 
   private readonly changed = new vscode.EventEmitter<void>();
   readonly onDidChangeCodeLenses = this.changed.event;
   private readonly subs: { dispose(): void }[] = [];
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly jobs: Jobs, private readonly history: History) {
     this.subs.push(
-      jobs.onDidChange(() => this.changed.fire()),
-      history.onDidChange(() => this.changed.fire()),
-      vscode.workspace.onDidGrantWorkspaceTrust(() => this.changed.fire()),
+      jobs.onDidChange(() => this.refresh()),
+      history.onDidChange(() => this.refresh()),
+      vscode.workspace.onDidGrantWorkspaceTrust(() => this.refresh()),
     );
   }
 
@@ -76,17 +77,18 @@ export class FluxCodeLens implements vscode.CodeLensProvider, vscode.Disposable 
     return lenses;
   }
 
-  /** Redraws (e.g. after a job changes). */
+  /** Redraws, at most every 300 ms (step events come faster than that). */
   refresh(): void {
-    this.changed.fire();
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.changed.fire();
+    }, 300);
   }
 
   dispose(): void {
+    if (this.timer) clearTimeout(this.timer);
     for (const s of this.subs) s.dispose();
     this.changed.dispose();
   }
-}
-
-export function isBlockRunning(jobs: Jobs, file: string, key: string): boolean {
-  return jobs.all().some((j) => isActive(j) && j.origin.fluxFile === file && j.origin.blockKey === key);
 }

@@ -4,11 +4,15 @@
 //
 // The RoPE tables depend only on the token ids, so they are computed here in TypeScript
 // (ropeTables) and fed as the graph inputs pe_cos / pe_sin [L, Dh/2].
+//
+// Activations are float32 or float16 (`compute`, for GPUs); inputs and outputs are float32 either
+// way. In float16 the residual streams are clipped to ±65504, as diffusers does for FLUX: a few
+// channels of real checkpoints grow past float16's range in the later blocks.
 
 import * as ort from 'onnxruntime-node';
 import { Graph, Value } from '../onnx/graph';
 import { createSession, ExecutionProvider } from '../onnx/session';
-import { Weights, WeightFormat } from '../onnx/weights';
+import { ComputeType, Weights, WeightFormat } from '../onnx/weights';
 import { toFloat16Bits, toFloat32 } from '../dtypes';
 import { DitComponent, DitConfig, DitWeights, openComponent, readPiece, TensorPiece } from '../layouts';
 import { TensorInfo, TensorSource } from '../safetensors';
@@ -144,6 +148,7 @@ interface Dit {
   headDim: number;
   /** The last Linear's output: the next Linear's weight is dequantized only after it exists. */
   prev: Value;
+  compute: ComputeType;
 }
 
 export interface DitGraph {
@@ -156,6 +161,10 @@ export interface DitBuildOptions {
   cacheDir?: string;
   inlineLimit?: number;
   fp8Scale?: 'per-tensor' | 'per-channel';
+  /** Activation type (default float32; float16 for GPUs). */
+  compute?: ComputeType;
+  /** int8/int4 weights: a zero point per block instead of symmetric blocks. */
+  zeroPoints?: boolean;
 }
 
 /**
@@ -164,29 +173,34 @@ export interface DitBuildOptions {
  * (ropeTables of txt ids then img ids). Output: `out` [1, n, out_channels].
  */
 export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOptions): DitGraph {
+  const headDim = p.hidden_size / p.num_heads;
+  if (headDim !== p.axes_dim.reduce((a, b) => a + b, 0)) throw new Error(`flux config: axes_dim ${JSON.stringify(p.axes_dim)} must sum to the head dim ${headDim}`);
   const src = new BflTensors(weights);
   const g = new Graph('flux_dit');
-  const linearWeights = bflLinears(p).flatMap((n) => src.linear(n)).map((n) => `${n}.weight`);
-  const w = new Weights(g, src, { format: opts.format, cacheDir: opts.cacheDir, inlineLimit: opts.inlineLimit, fp8Scale: opts.fp8Scale }, linearWeights);
-  if (p.hidden_size / p.num_heads !== p.axes_dim.reduce((a, b) => a + b, 0)) throw new Error(`flux config: axes_dim ${p.axes_dim} must sum to the head dim ${p.hidden_size / p.num_heads}`);
+  const linearWeights = linearWeightNames(src, p);
+  const compute = opts.compute ?? 'float32';
+  const w = new Weights(g, src, { ...ditWeightOptions(opts), compute }, linearWeights);
 
   let img = g.input('img', 'float32', [1, 'n', p.in_channels]);
   let txt = g.input('txt', 'float32', [1, 'm', p.context_in_dim]);
   const y = g.input('vec', 'float32', [1, p.vec_in_dim]);
   const timestep = g.input('timestep', 'float32', [1]);
   const guidance = p.guidance_embed ? g.input('guidance', 'float32', [1]) : undefined;
-  const cos = g.input('pe_cos', 'float32', ['l', p.hidden_size / p.num_heads / 2]);
-  const sin = g.input('pe_sin', 'float32', ['l', p.hidden_size / p.num_heads / 2]);
+  const peCos = g.input('pe_cos', 'float32', ['l', headDim / 2]);
+  const peSin = g.input('pe_sin', 'float32', ['l', headDim / 2]);
+
 
   // Batch 1: activations are [tokens, features] inside, so every Linear is one Gemm.
-  img = g.op('Reshape', [img, g.i64([-1, p.in_channels])]);
-  txt = g.op('Reshape', [txt, g.i64([-1, p.context_in_dim])]);
-  const d: Dit = { g, w, p, src, headDim: p.hidden_size / p.num_heads, prev: img };
-  const pe = ropeInputs(d, cos, sin);
+  const d: Dit = { g, w, p, src, headDim, prev: img, compute };
+  img = toCompute(d, g.op('Reshape', [img, g.i64([-1, p.in_channels])]));
+  txt = toCompute(d, g.op('Reshape', [txt, g.i64([-1, p.context_in_dim])]));
+  d.prev = img;
+  const pe = ropeInputs(d, peCos, peSin);
   img = linear(d, img, 'img_in');
-  let vec = mlpEmbedder(d, timestepEmbedding(g, timestep), 'time_in');
-  if (guidance) vec = g.op('Add', [vec, mlpEmbedder(d, timestepEmbedding(g, guidance), 'guidance_in')]);
-  vec = g.op('Add', [vec, mlpEmbedder(d, y, 'vector_in')]);
+  // The sinusoids take t·1000 (up to 1000 rad): float32, then the compute type.
+  let vec = mlpEmbedder(d, toCompute(d, timestepEmbedding(g, timestep)), 'time_in');
+  if (guidance) vec = g.op('Add', [vec, mlpEmbedder(d, toCompute(d, timestepEmbedding(g, guidance)), 'guidance_in')]);
+  vec = g.op('Add', [vec, mlpEmbedder(d, toCompute(d, y), 'vector_in')]);
   txt = linear(d, txt, 'txt_in');
   const txtLen = g.op('Shape', [txt], { start: 0, end: 1 }); // [1] = m
   const siluVec = silu(g, vec); // every modulation starts with SiLU(vec)
@@ -195,9 +209,39 @@ export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOption
   let x = g.op('Concat', [txt, img], { axis: 0 }); // [L, h]
   for (let i = 0; i < p.depth_single_blocks; i++) x = g.scope(`single_blocks.${i}`, () => singleBlock(d, `single_blocks.${i}`, x, siluVec, pe));
   img = sliceSeq(g, x, txtLen, undefined);
-  const out = g.scope('final_layer', () => lastLayer(d, img, siluVec));
-  g.output(g.op('Unsqueeze', [out, g.i64([0])]), 'out', 'float32', [1, 'n', p.out_channels]);
+  const out = g.op('Unsqueeze', [g.scope('final_layer', () => lastLayer(d, img, siluVec)), g.i64([0])]);
+  g.output(compute === 'float32' ? out : g.op('Cast', [out], { to: 1 }), 'out', 'float32', [1, 'n', p.out_channels]);
   return { graph: g, weights: w };
+}
+
+function linearWeightNames(src: BflTensors, p: DitConfig): string[] {
+  return bflLinears(p).flatMap((n) => src.linear(n)).map((n) => `${n}.weight`);
+}
+
+/** int8/int4: quantize the checkpoint's Linear weights into the cache on all cores (a no-op otherwise). */
+export async function prefillDit(weights: DitWeights, p: DitConfig, opts: DitBuildOptions): Promise<void> {
+  const src = new BflTensors(weights);
+  await Weights.prefill(src, ditWeightOptions(opts), linearWeightNames(src, p));
+}
+
+/** The Weights options a DiT build uses: Weights.prefill must see the same ones (they key the cache). */
+function ditWeightOptions(opts: DitBuildOptions) {
+  // fp16 goes through the cache: 11.9 B weights converted by a Cast folded at session creation sit in RAM (24 GB) while it loads.
+  return { format: opts.format, cacheDir: opts.cacheDir, inlineLimit: opts.inlineLimit, fp8Scale: opts.fp8Scale, zeroPoints: opts.zeroPoints, compute: opts.compute ?? 'float32', fp16Cache: opts.cacheDir !== undefined };
+}
+
+function toCompute(d: Dit, x: Value): Value {
+  return d.compute === 'float32' ? x : d.g.op('Cast', [x], { to: 10 });
+}
+
+/** A scalar in the compute type. */
+function scalar(d: Dit, x: number): Value {
+  return d.w.constant([x], []);
+}
+
+/** float16 only: clip a residual stream to the finite range (diffusers does the same for FLUX). */
+function clipF16(d: Dit, x: Value): Value {
+  return d.compute === 'float16' ? d.g.op('Clip', [x, scalar(d, -65504), scalar(d, 65504)]) : x;
 }
 
 /** A BFL Linear y = x·Wᵀ + b, x [tokens, in]; from one or several source Linears (outputs concatenated). */
@@ -215,9 +259,7 @@ function linear(d: Dit, x: Value, name: string): Value {
  * every weight and two fp32 copies of it at once.)
  */
 function dense(d: Dit, x: Value, name: string): Value {
-  const w = d.w.matrix(`${name}.weight`, d.w.gate(d.prev));
-  const b = d.src.has(`${name}.bias`) ? d.w.param(`${name}.bias`) : undefined;
-  d.prev = d.g.op('Gemm', [x, w, b], { transB: 1 });
+  d.prev = d.w.dense(x, name, d.w.gate(d.prev));
   return d.prev;
 }
 
@@ -248,12 +290,12 @@ function modulation(d: Dit, siluVec: Value, name: string, chunks: number): Value
 function normModulate(d: Dit, x: Value, shift: Value, scale: Value): Value {
   const g = d.g;
   const normed = layerNorm(d.w, x, undefined, 1e-6, d.p.hidden_size);
-  return g.op('Add', [g.op('Mul', [normed, g.op('Add', [scale, g.scalarF32(1)])]), shift]);
+  return g.op('Add', [g.op('Mul', [normed, g.op('Add', [scale, scalar(d, 1)])]), shift]);
 }
 
 /** x + gate · y */
-function gatedResidual(g: Graph, x: Value, gate: Value, y: Value): Value {
-  return g.op('Add', [x, g.op('Mul', [gate, y])]);
+function gatedResidual(d: Dit, x: Value, gate: Value, y: Value): Value {
+  return clipF16(d, d.g.op('Add', [x, d.g.op('Mul', [gate, y])]));
 }
 
 /** [L, 3h] → q, k, v as [L, H, Dh] */
@@ -276,10 +318,10 @@ interface Rope {
   sin: Value;
 }
 
-/** cos, sin [L, Dh/2] → [L, 1, Dh/2, 1] */
+/** cos, sin [L, Dh/2] → [L, 1, Dh/2, 1] in the compute type */
 function ropeInputs(d: Dit, cos: Value, sin: Value): Rope {
   const shape = d.g.i64([-1, 1, d.headDim / 2, 1]);
-  return { cos: d.g.op('Reshape', [cos, shape]), sin: d.g.op('Reshape', [sin, shape]) };
+  return { cos: toCompute(d, d.g.op('Reshape', [cos, shape])), sin: toCompute(d, d.g.op('Reshape', [sin, shape])) };
 }
 
 /** apply_rope: each pair (x0, x1) of the head dim rotated by its angle. x [L, H, Dh] → [L, H·Dh] */
@@ -321,10 +363,10 @@ function doubleBlock(d: Dit, name: string, img: Value, txt: Value, siluVec: Valu
   const txtAttn = sliceSeq(g, attn, undefined, txtLen);
   const imgAttn = sliceSeq(g, attn, txtLen, undefined);
 
-  img = gatedResidual(g, img, imgGate1, linear(d, imgAttn, `${name}.img_attn.proj`));
-  img = gatedResidual(g, img, imgGate2, mlp(d, normModulate(d, img, imgShift2, imgScale2), `${name}.img_mlp`));
-  txt = gatedResidual(g, txt, txtGate1, linear(d, txtAttn, `${name}.txt_attn.proj`));
-  txt = gatedResidual(g, txt, txtGate2, mlp(d, normModulate(d, txt, txtShift2, txtScale2), `${name}.txt_mlp`));
+  img = gatedResidual(d, img, imgGate1, linear(d, imgAttn, `${name}.img_attn.proj`));
+  img = gatedResidual(d, img, imgGate2, mlp(d, normModulate(d, img, imgShift2, imgScale2), `${name}.img_mlp`));
+  txt = gatedResidual(d, txt, txtGate1, linear(d, txtAttn, `${name}.txt_attn.proj`));
+  txt = gatedResidual(d, txt, txtGate2, mlp(d, normModulate(d, txt, txtShift2, txtScale2), `${name}.txt_mlp`));
   return [img, txt];
 }
 
@@ -344,7 +386,7 @@ function singleBlock(d: Dit, name: string, x: Value, siluVec: Value, pe: Rope): 
   const [q, k] = qkNorm(d, q0, k0, `${name}.norm`);
   const attn = attention(d, q, k, v, pe);
   const out = linear(d, g.op('Concat', [attn, geluTanh(g, mlpIn)], { axis: -1 }), `${name}.linear2`);
-  return gatedResidual(g, x, gate, out);
+  return gatedResidual(d, x, gate, out);
 }
 
 /** adaLN (shift, scale) → modulated LayerNorm → Linear. x [n, h] → [n, out_channels] */
@@ -403,7 +445,7 @@ export interface DitConditioning {
   txt: Float32Array;
   /** Pooled CLIP [vec_in_dim]. */
   vec: Float32Array;
-  /** [n, 3] (0, row, col) and [m, 3]. */
+  /** [n, 3] (0, row, col) and [m, 3] (zeros), one row per token. */
   imgIds: ArrayLike<number>;
   txtIds: ArrayLike<number>;
 }
@@ -440,18 +482,24 @@ export class FluxTransformer {
     const weights = source instanceof DitWeights ? source : component!.weights;
     const config = (b ? (a as DitConfig | undefined) : undefined) ?? component?.config;
     if (!config) throw new Error('FluxTransformer.load: DitWeights need a DitConfig');
-    const { graph, weights: w } = buildDit(weights, config, opts);
-    const session = await createSession(graph, { ep: opts.ep, weightsFolder: w.folder(), intraOpThreads: opts.threads, optimizedModelPath: opts.optimizedModelPath });
-    return new FluxTransformer(session, config);
+    try {
+      await prefillDit(weights, config, opts);
+      const { graph, weights: w } = buildDit(weights, config, opts);
+      const session = await createSession(graph, { ep: opts.ep, weightsFolder: w.folder(), intraOpThreads: opts.threads, optimizedModelPath: opts.optimizedModelPath });
+      return new FluxTransformer(session, config);
+    } finally {
+      // onnxruntime maps the files itself; a checkpoint opened here is not needed any more.
+      if (typeof source === 'string') weights.tensors.close();
+    }
   }
 
   /** Binds one generation's conditioning; call forward() on the result each step. */
   prepare(c: DitConditioning): PreparedDit {
     const p = this.config;
     const m = c.txt.length / p.context_in_dim;
-    const n = c.imgIds.length / 3;
+    const n = c.imgIds.length / p.axes_dim.length;
     const pe = ropeTables([...Array.from(c.txtIds), ...Array.from(c.imgIds)], p.axes_dim, p.theta);
-    if (pe.length !== m + n || !Number.isInteger(m)) throw new Error(`DiT: ${c.txtIds.length / 3} text ids for ${m} text tokens`);
+    if (pe.length !== m + n || !Number.isInteger(m)) throw new Error(`DiT: ${c.txtIds.length / p.axes_dim.length} text ids for ${m} text tokens`);
     const half = pe.cos.length / pe.length;
     const fixed: Record<string, ort.Tensor> = {
       txt: new ort.Tensor('float32', c.txt, [1, m, p.context_in_dim]),

@@ -6,8 +6,8 @@ import { Weights } from '../onnx/weights';
 /** LayerNorm over the last axis; `name` gives `.weight`/`.bias`, or none for an affine-free norm. */
 export function layerNorm(w: Weights, x: Value, name: string | undefined, eps: number, width: number): Value {
   const g = w.g;
-  const scale = name ? w.param(`${name}.weight`) : g.f32(new Array(width).fill(1), [width], 'ones');
-  const bias = name && w.src.has(`${name}.bias`) ? w.param(`${name}.bias`) : g.f32(new Array(width).fill(0), [width], 'zeros');
+  const scale = name ? w.param(`${name}.weight`) : w.constant(new Array(width).fill(1), [width]);
+  const bias = name && w.src.has(`${name}.bias`) ? w.param(`${name}.bias`) : w.constant(new Array(width).fill(0), [width]);
   return g.op('LayerNormalization', [x, scale, bias], { axis: -1, epsilon: { float: eps } });
 }
 

@@ -6,9 +6,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { Graph, Value } from '../onnx/graph';
+import { bytesOf, Graph, Value } from '../onnx/graph';
 import { createSession, ExecutionProvider, tensorF32 } from '../onnx/session';
-import { Weights } from '../onnx/weights';
+import { ComputeType, Weights } from '../onnx/weights';
+import { float32ToF16Bits } from '../dtypes';
 import { openTensors, TensorSource } from '../safetensors';
 import { attention, silu } from './layers';
 
@@ -36,6 +37,12 @@ export interface VaeBuildOptions {
    * constant conv weights let onnxruntime use its blocked (NCHWc) convs, measured 1.6× faster at 1024².
    */
   keep16Bit?: boolean;
+  /**
+   * Activation type (default float32). float16 halves the activations (512 MB each at 1024² in
+   * float32) and the resident weights on GPUs; GroupNorm statistics stay float32. Inputs and
+   * outputs are float32 either way.
+   */
+  compute?: ComputeType;
 }
 
 export interface VaeLoadOptions extends VaeBuildOptions {
@@ -192,17 +199,26 @@ interface Ctx {
   cfg: VaeConfig;
   n: VaeNames;
   keep16Bit: boolean;
+  compute: ComputeType;
   gates: Map<string, Value>;
 }
 
-/** A weight as float32: small ones inlined, large f32 ones used in place from the file, large 16-bit ones see keep16Bit. */
+/** A weight in the compute type: small ones inlined, large ones of that type used in place from the file, others see keep16Bit. */
 function weight(c: Ctx, ldm: string, after: Value): Value {
   const name = c.n(ldm);
   const t = c.w.src.info(name);
   if (t.byteLength <= c.w.opts.inlineLimit!) return c.w.param(name);
-  if (t.dtype === 'F32') return c.w.raw(name).value;
+  if (t.dtype === (c.compute === 'float16' ? 'F16' : 'F32')) return c.w.raw(name).value;
   if (c.keep16Bit) return c.w.param(name, gateOf(c, after)); // cast once `after` exists (see onnx/weights.ts)
-  return c.g.op('Cast', [c.w.raw(name).value], { to: 1 }); // constant-folded at session creation
+  return c.g.op('Cast', [c.w.raw(name).value], { to: onnxType(c.compute) }); // constant-folded at session creation
+}
+
+const onnxType = (t: ComputeType) => (t === 'float16' ? 10 : 1);
+
+/** A constant in the compute type. */
+function constOf(c: Ctx, values: ArrayLike<number>, dims: number[], hint: string): Value {
+  const x = Float32Array.from(values);
+  return c.compute === 'float16' ? c.g.constant('float16', dims, bytesOf(float32ToF16Bits(x)), hint) : c.g.f32(x, dims, hint);
 }
 
 /** One gate per block input, made only when a run-time cast needs it. */
@@ -215,7 +231,7 @@ function gateOf(c: Ctx, x: Value): Value {
 /** A per-channel vector as [C, 1, 1], to broadcast over [B, C, H, W]. */
 function channelParam(c: Ctx, ldm: string): Value {
   const x = c.w.src.readF32(c.n(ldm));
-  return c.g.f32(x, [x.length, 1, 1], ldm);
+  return constOf(c, x, [x.length, 1, 1], ldm);
 }
 
 /** `after`: the block input; run-time weight casts wait for it. */
@@ -229,14 +245,16 @@ function conv(c: Ctx, x: Value, ldm: string, after: Value, opts: { kernel?: numb
 
 /**
  * GroupNorm(32, eps 1e-6): InstanceNormalization over [B, G, C/G·H·W], then the per-channel affine.
- * (onnxruntime has no CPU kernel for GroupNormalization; it expands it into ~30 ops.)
+ * (onnxruntime has no CPU kernel for GroupNormalization; it expands it into ~30 ops.) The statistics
+ * are float32 in float16 compute too: sums over a group's C/G·H·W values can pass 65504.
  */
 function groupNorm(c: Ctx, x: Value, ldm: string): Value {
   const g = c.g;
   const G = c.cfg.normGroups;
-  const grouped = g.op('Reshape', [x, g.i64([0, G, -1])]);
+  const half = c.compute === 'float16';
+  const grouped = g.op('Reshape', [half ? g.op('Cast', [x], { to: 1 }) : x, g.i64([0, G, -1])]);
   const normed = g.op('InstanceNormalization', [grouped, g.f32(new Array(G).fill(1), [G], 'ones'), g.f32(new Array(G).fill(0), [G], 'zeros')], { epsilon: { float: EPS } });
-  const y = g.op('Reshape', [normed, g.op('Shape', [x])]);
+  const y = g.op('Reshape', [half ? g.op('Cast', [normed], { to: 10 }) : normed, g.op('Shape', [x])]);
   return g.op('Add', [g.op('Mul', [y, channelParam(c, `${ldm}.weight`)]), channelParam(c, `${ldm}.bias`)]);
 }
 
@@ -291,9 +309,13 @@ function mid(c: Ctx, x: Value, prefix: string, ch: number): Value {
   return resnetBlock(c, h, `${prefix}.mid.block_2`, ch, ch);
 }
 
+const toCompute = (c: Ctx, x: Value) => (c.compute === 'float16' ? c.g.op('Cast', [x], { to: 10 }) : x);
+const toF32 = (c: Ctx, x: Value) => (c.compute === 'float16' ? c.g.op('Cast', [x], { to: 1 }) : x);
+
 function context(g: Graph, src: TensorSource, cfg: VaeConfig, opts: VaeBuildOptions): Ctx {
-  const w = new Weights(g, src, { format: 'fp32', inlineLimit: opts.inlineLimit ?? 1 << 20 });
-  return { g, w, cfg, n: vaeNames(src, cfg.chMult.length), keep16Bit: opts.keep16Bit ?? false, gates: new Map() };
+  const compute = opts.compute ?? 'float32';
+  const w = new Weights(g, src, { format: 'fp32', compute, inlineLimit: opts.inlineLimit ?? 1 << 20 });
+  return { g, w, cfg, n: vaeNames(src, cfg.chMult.length), keep16Bit: opts.keep16Bit ?? false, compute, gates: new Map() };
 }
 
 /** z [1, z, h, w] (already un-scaled: z / scale + shift) → image [1, 3, 8h, 8w], ≈[-1, 1]. */
@@ -303,7 +325,7 @@ export function buildVaeDecoder(src: TensorSource, cfg: VaeConfig, opts: VaeBuil
   const z = g.input('z', 'float32', [1, cfg.zChannels, 'h', 'w']);
   const levels = cfg.chMult.length;
   let ch = cfg.ch * cfg.chMult[levels - 1];
-  let h = z;
+  let h = toCompute(c, z);
   if (src.has(c.n('post_quant_conv.weight'))) h = conv(c, h, 'post_quant_conv', h, { kernel: 1 }); // SD-style VAEs; FLUX has none
   h = conv(c, h, 'decoder.conv_in', h);
   h = mid(c, h, 'decoder', ch);
@@ -317,7 +339,7 @@ export function buildVaeDecoder(src: TensorSource, cfg: VaeConfig, opts: VaeBuil
   }
   h = silu(g, groupNorm(c, h, 'decoder.norm_out'));
   h = conv(c, h, 'decoder.conv_out', h);
-  g.output(h, 'image', 'float32', [1, cfg.outChannels, 'H', 'W']);
+  g.output(toF32(c, h), 'image', 'float32', [1, cfg.outChannels, 'H', 'W']);
   return { graph: g, weightsFolder: c.w.folder() };
 }
 
@@ -327,7 +349,7 @@ export function buildVaeEncoder(src: TensorSource, cfg: VaeConfig, opts: VaeBuil
   const c = context(g, src, cfg, opts);
   const x = g.input('image', 'float32', [1, cfg.inChannels, 'H', 'W']);
   const levels = cfg.chMult.length;
-  let h = conv(c, x, 'encoder.conv_in', x);
+  let h = conv(c, toCompute(c, x), 'encoder.conv_in', x);
   let ch = cfg.ch;
   for (let i = 0; i < levels; i++) {
     const out = cfg.ch * cfg.chMult[i];
@@ -342,7 +364,7 @@ export function buildVaeEncoder(src: TensorSource, cfg: VaeConfig, opts: VaeBuil
   h = conv(c, h, 'encoder.conv_out', h); // [B, 2z, h, w]: mean, then log-variance
   if (src.has(c.n('quant_conv.weight'))) h = conv(c, h, 'quant_conv', h, { kernel: 1 });
   const mean = g.op('Slice', [h, g.i64([0]), g.i64([cfg.zChannels]), g.i64([1])]);
-  g.output(mean, 'mean', 'float32', [1, cfg.zChannels, 'h', 'w']);
+  g.output(toF32(c, mean), 'mean', 'float32', [1, cfg.zChannels, 'h', 'w']);
   return { graph: g, weightsFolder: c.w.folder() };
 }
 

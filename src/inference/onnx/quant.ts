@@ -171,3 +171,71 @@ export function decodeToF32(bytes: Uint8Array, dtype: FloatDType): Float32Array 
   }
   return out;
 }
+
+/** x with row r multiplied by scale[r] (or all by scale[0]); x itself when there is no scale. In place. */
+export function scaled(x: Float32Array, scale: Float32Array | undefined, rows: number): Float32Array {
+  if (!scale) return x;
+  const cols = x.length / rows;
+  for (let r = 0; r < rows; r++) {
+    const s = scale.length > 1 ? scale[r] : scale[0];
+    for (let i = r * cols, end = i + cols; i < end; i++) x[i] *= s;
+  }
+  return x;
+}
+
+/** float32 → IEEE half bits, round to nearest even (as dtypes.float32ToF16Bits; self-contained for workers). */
+export function f32ToF16Bits(x: Float32Array): Uint16Array {
+  const bits = new Uint32Array(x.buffer, x.byteOffset, x.length);
+  const out = new Uint16Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const b = bits[i];
+    const sign = (b >>> 16) & 0x8000;
+    const e = (b >>> 23) & 0xff;
+    const m = b & 0x7fffff;
+    let he = e - 112;
+    if (e === 0xff) {
+      out[i] = sign | 0x7c00 | (m ? 0x200 : 0);
+    } else if (he >= 0x1f) {
+      out[i] = sign | 0x7c00;
+    } else if (he <= 0) {
+      // Subnormal half: value = hm · 2^-24 with hm = (1.m · 2^23) >> (14 − he).
+      if (he < -10) {
+        out[i] = sign;
+        continue;
+      }
+      const full = m | 0x800000;
+      const shift = 14 - he;
+      let hm = full >>> shift;
+      const rem = full & ((1 << shift) - 1);
+      const half = 1 << (shift - 1);
+      if (rem > half || (rem === half && hm & 1)) hm++;
+      out[i] = sign | hm;
+    } else {
+      let hm = m >>> 13;
+      const rem = m & 0x1fff;
+      if (rem > 0x1000 || (rem === 0x1000 && hm & 1)) {
+        hm++;
+        if (hm === 0x400) {
+          hm = 0;
+          he++;
+        }
+      }
+      out[i] = he >= 0x1f ? sign | 0x7c00 : sign | (he << 10) | hm;
+    }
+  }
+  return out;
+}
+
+/** A row-major [rows, cols] matrix as [cols, rows] (self-contained for workers). */
+export function transposed(x: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(x.length);
+  // 64-wide tiles keep both sides in cache.
+  for (let r0 = 0; r0 < rows; r0 += 64) {
+    for (let c0 = 0; c0 < cols; c0 += 64) {
+      const r1 = Math.min(r0 + 64, rows);
+      const c1 = Math.min(c0 + 64, cols);
+      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = x[r * cols + c];
+    }
+  }
+  return out;
+}

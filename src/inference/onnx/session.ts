@@ -17,11 +17,25 @@ export interface SessionOptions {
   cpuArena?: boolean;
 }
 
+// Outputs left in GPU memory (preferredOutputLocation 'gpu-buffer', the IO binding of
+// onnxruntime-web) are not offered: onnxruntime-node 1.30 accepts the option, then aborts the
+// whole process on the first run (an uncaught C++ throw, "terminate called after throwing an
+// instance of 'char const*'", measured on the H100 host). Inputs and outputs cross to the host.
+
+/**
+ * WebGPU provider options the Node binding accepts (onnxruntime-node 1.30: preferredLayout,
+ * validationMode, the buffer cache modes, enableRobustness, forceCpuNodeNames, deviceId).
+ * Validation off saves CPU time per dispatch; the DiT issues thousands per step.
+ */
+export function webgpuProviderOptions(): ort.InferenceSession.ExecutionProviderConfig {
+  return { name: 'webgpu', validationMode: 'disabled' } as ort.InferenceSession.ExecutionProviderConfig;
+}
+
 export async function createSession(graph: Graph | Uint8Array, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   const bytes = graph instanceof Graph ? graph.toBytes() : graph;
   const ep = opts.ep ?? 'cpu';
   const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: [ep],
+    executionProviders: [ep === 'webgpu' ? webgpuProviderOptions() : ep],
     graphOptimizationLevel: 'all',
     enableCpuMemArena: opts.cpuArena ?? false,
     logSeverityLevel: opts.logLevel ?? 3,

@@ -19,13 +19,15 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { ComputeType, WeightFormat } from '../api';
 import { DType, DTYPE_BYTES, E4M3_MAX, f32ToE4M3, float32ToF16Bits, toFloat32 } from '../dtypes';
 import { TensorInfo, TensorSource } from '../safetensors';
 import { bytesOf, Graph, Value } from './graph';
 import { ElemType } from './proto';
+import { blocksPerRow, decodeToF32, f32ToF16Bits, FloatDType, NBits, NBITS_BLOCK, NBitsWeight, quantizeNBits, scaled, transposed } from './quant';
+import { QuantJob, QuantPool } from './quantPool';
 
-export type WeightFormat = 'fp8' | 'fp16' | 'fp32';
-export type ComputeType = 'float32' | 'float16';
+export type { ComputeType, WeightFormat };
 
 export interface WeightOptions {
   /** How Linear weights are held in memory. */
@@ -38,7 +40,18 @@ export interface WeightOptions {
   cacheDir?: string;
   /** Scale granularity when quantizing to fp8 (default per-channel). */
   fp8Scale?: 'per-tensor' | 'per-channel';
+  /** int8/int4: a zero point per block (min/max) instead of symmetric blocks (default false). */
+  zeroPoints?: boolean;
+  /**
+   * fp16 from another dtype: convert once into the cache file, which onnxruntime memory-maps,
+   * instead of a Cast folded at session creation (which holds every converted weight in RAM while
+   * the session loads: FLUX.1's 24 GB took minutes on a GPU host). Stored transposed, [in, out],
+   * for a plain MatMul: WebGPU's Gemm(transB) measured 1.6× slower than its MatMul.
+   */
+  fp16Cache?: boolean;
 }
+
+const NBITS: Partial<Record<WeightFormat, NBits>> = { int8: 8, int4: 4 };
 
 const SOURCE_ELEM: Partial<Record<DType, ElemType>> = {
   F32: 'float32', F16: 'float16', BF16: 'bfloat16', F8_E4M3: 'float8e4m3fn', F8_E5M2: 'float8e5m2', I64: 'int64', U8: 'uint8', I8: 'int8',
@@ -68,10 +81,48 @@ export class Weights {
   constructor(readonly g: Graph, readonly src: TensorSource, readonly opts: WeightOptions, linearNames: string[] = []) {
     this.inlineLimit = opts.inlineLimit ?? 1 << 20;
     this.compute = opts.compute ?? 'float32';
-    const needsCache = opts.format === 'fp8' && linearNames.some((n) => src.info(n).dtype !== 'F8_E4M3' && src.info(n).byteLength > this.inlineLimit);
-    if (needsCache) {
-      if (!opts.cacheDir) throw new Error('converting weights to fp8 needs a cache folder (cacheDir)');
+    if (Weights.needsCache(src, opts, linearNames)) {
+      if (!opts.cacheDir) throw new Error(`converting weights to ${opts.format} needs a cache folder (cacheDir)`);
       this.cache = WeightCache.open(opts.cacheDir, src, opts);
+    }
+  }
+
+  /** Whether these options convert some of `linearNames` into a cache file. */
+  static needsCache(src: TensorSource, opts: WeightOptions, linearNames: string[]): boolean {
+    const large = linearNames.filter((n) => src.info(n).byteLength > (opts.inlineLimit ?? 1 << 20));
+    if (NBITS[opts.format]) return large.length > 0;
+    if (opts.format === 'fp16' && opts.fp16Cache) return large.some((n) => src.info(n).dtype !== 'F16');
+    return opts.format === 'fp8' && large.some((n) => src.info(n).dtype !== 'F8_E4M3');
+  }
+
+  /**
+   * int8/int4: quantize the Linear weights into the cache on worker threads, before the graph is
+   * built (which then finds every entry). FLUX.1's 11.9 B weights take minutes on one core.
+   * Nothing to do for other formats or a complete cache.
+   */
+  static async prefill(src: TensorSource, opts: WeightOptions, linearNames: string[], threads?: number): Promise<void> {
+    const bits = NBITS[opts.format];
+    const f16 = opts.format === 'fp16' && opts.fp16Cache;
+    if ((!bits && !f16) || !opts.cacheDir || !Weights.needsCache(src, opts, linearNames)) return;
+    const cache = WeightCache.open(opts.cacheDir, src, opts);
+    const limit = opts.inlineLimit ?? 1 << 20;
+    const todo = linearNames.filter((n) => src.info(n).byteLength > limit && (bits ? !cache.hasNBits(n) : src.info(n).dtype !== 'F16' && !cache.hasF16(n)));
+    if (!todo.length) return;
+    const pool = new QuantPool(threads);
+    try {
+      let next = 0;
+      // As many tensors in flight as workers: the checkpoint is read as it is quantized.
+      const drain = async () => {
+        while (next < todo.length) {
+          const name = todo[next++];
+          const job = quantJob(src, name, bits ?? 8, opts);
+          if (bits) cache.putNBits(name, await pool.run({ ...job, target: 'nbits' }), opts.compute ?? 'float32');
+          else cache.putF16(src.info(name), await pool.run({ ...job, target: 'f16' }));
+        }
+      };
+      await Promise.all(Array.from({ length: Math.max(1, pool.threads) }, drain));
+    } finally {
+      await pool.close();
     }
   }
 
@@ -100,6 +151,11 @@ export class Weights {
     return this.convertAfter(this.stored(t), this.compute, t.shape, gate);
   }
 
+  /** A constant in the compute type. */
+  constant(values: number[], dims: number[]): Value {
+    return this.constOfCompute(values, dims);
+  }
+
   /** A tensor in its file dtype, zero-copy (e.g. an embedding table to Gather from, then cast). */
   raw(name: string): { value: Value; type: ElemType } {
     const t = this.src.info(name);
@@ -109,12 +165,14 @@ export class Weights {
   /**
    * A Linear weight [out, in] as the compute type, produced at run time after `gate`, held in
    * memory in the chosen format. Use with Gemm(transB=1) or MatMul(x, Transpose) — see linear().
+   * Not for int8/int4 weights, which only MatMulNBits reads: use dense() or linear().
    */
   matrix(name: string, gate: Value): Value {
     const t = this.src.info(name);
     const g = this.g;
     if (t.byteLength <= this.inlineLimit) return this.inline(t);
     const f = this.opts.format;
+    if (NBITS[f]) throw new Error(`${name}: ${f} weights are only read by MatMulNBits (Weights.dense / linear)`);
     if (f === 'fp8') {
       if (t.dtype === 'F8_E4M3') {
         const scale = this.src.has(`${name}_scale`) ? this.src.readF32(`${name}_scale`) : undefined;
@@ -124,22 +182,77 @@ export class Weights {
       const w = g.external('float8e4m3fn', e.dims, { location: WeightCache.FILE, offset: e.offset, length: e.length }, `${name}.fp8`);
       return this.dequantize(w, e.scale!, gate);
     }
-    // fp16 / fp32: the resident copy is made once at session creation by a foldable Cast.
+    if (this.isCachedF16(name)) return g.op('Transpose', [this.transposedF16(name, gate)], { perm: [1, 0] });
+    // fp16 / fp32: the resident copy is made once at session creation by a foldable Cast (and Mul).
     const residentType: ElemType = f === 'fp16' ? 'float16' : 'float32';
     let w = this.stored(t);
     if (elemOf(t) !== residentType) w = g.op('Cast', [w], { to: dataTypeOf(residentType) }, { name: `${name}.resident` });
+    const scale = t.dtype.startsWith('F8') && this.src.has(`${name}_scale`) ? this.src.readF32(`${name}_scale`) : undefined;
+    if (scale) w = g.op('Mul', [w, this.constOf(residentType, Array.from(scale), scale.length > 1 ? [scale.length, 1] : [])]);
     if (residentType === this.compute) return w;
     return this.convertAfter(w, this.compute, t.shape, gate);
+  }
+
+  /**
+   * y = x · Wᵀ + b for a PyTorch Linear with weight [out, in]; x is [tokens, in]. Gemm with transB
+   * reads the weight in place; int8/int4 weights go through MatMulNBits.
+   */
+  dense(x: Value, name: string, gate: Value, bias = true): Value {
+    const b = bias && this.src.has(`${name}.bias`) ? this.param(`${name}.bias`) : undefined;
+    if (this.isNBits(`${name}.weight`)) return this.matMulNBits(x, `${name}.weight`, b);
+    if (this.isCachedF16(`${name}.weight`)) {
+      const y = this.g.op('MatMul', [x, this.transposedF16(`${name}.weight`, gate)]);
+      return b ? this.g.op('Add', [y, b]) : y;
+    }
+    return this.g.op('Gemm', [x, this.matrix(`${name}.weight`, gate), b], { transB: 1 });
   }
 
   /** y = x · Wᵀ + b for a PyTorch Linear with weight [out, in]; x is [..., in]. */
   linear(x: Value, name: string, gate: Value, bias = true): Value {
     const g = this.g;
+    if (this.isNBits(`${name}.weight`)) return this.matMulNBits(x, `${name}.weight`, bias && this.src.has(`${name}.bias`) ? this.param(`${name}.bias`) : undefined);
+    if (this.isCachedF16(`${name}.weight`)) {
+      const y = g.op('MatMul', [x, this.transposedF16(`${name}.weight`, gate)]);
+      return bias && this.src.has(`${name}.bias`) ? g.op('Add', [y, this.param(`${name}.bias`)]) : y;
+    }
     const w = this.matrix(`${name}.weight`, gate);
     // MatMul against a Transpose that onnxruntime fuses into the GEMM (no materialised copy);
     // Gemm would need 2-D inputs.
     const y = g.op('MatMul', [x, g.op('Transpose', [w], { perm: [1, 0] })]);
     return bias && this.src.has(`${name}.bias`) ? g.op('Add', [y, this.param(`${name}.bias`)]) : y;
+  }
+
+  private isCachedF16(name: string): boolean {
+    const t = this.src.info(name);
+    return this.opts.format === 'fp16' && this.opts.fp16Cache === true && t.dtype !== 'F16' && t.byteLength > this.inlineLimit;
+  }
+
+  /** Wᵀ [in, out] from the float16 cache, in the compute type (cast after `gate` for float32). */
+  private transposedF16(name: string, gate: Value): Value {
+    const t = this.src.info(name);
+    const e = this.cache!.f16(t, this.src);
+    const w = this.g.external('float16', e.dims, { location: WeightCache.FILE, offset: e.offset, length: e.length }, `${name}.fp16t`);
+    return this.compute === 'float16' ? w : this.convertAfter(w, this.compute, e.dims, gate);
+  }
+
+  /** Whether this weight is held as MatMulNBits blocks (small ones are inlined in the compute type). */
+  private isNBits(name: string): boolean {
+    return NBITS[this.opts.format] !== undefined && this.src.info(name).byteLength > this.inlineLimit;
+  }
+
+  /** x [..., K] · dequant(W)ᵀ (+ bias) with W [N, K] as blocks of 128 from the cache. */
+  private matMulNBits(x: Value, name: string, bias?: Value): Value {
+    const g = this.g;
+    const t = this.src.info(name);
+    const bits = NBITS[this.opts.format]!;
+    const e = this.cache!.nbits(t, this.src, bits, this.opts, this.compute);
+    const at = (c: CacheEntry) => ({ location: WeightCache.FILE, offset: c.offset, length: c.length });
+    const b = g.external('uint8', e.data.dims, at(e.data), `${name}.q${bits}`);
+    const scales = g.external(e.scales.type, e.scales.dims, at(e.scales), `${name}.scales`);
+    const zp = e.zeroPoints && g.external('uint8', e.zeroPoints.dims, at(e.zeroPoints), `${name}.zero_points`);
+    const [n, k] = t.shape;
+    const y = g.op('MatMulNBits', [x, b, scales, zp], { K: k, N: n, bits, block_size: NBITS_BLOCK }, { domain: 'com.microsoft' });
+    return bias ? g.op('Add', [y, bias]) : y;
   }
 
   private dequantize(w8: Value, scale: number[], gate: Value): Value {
@@ -161,7 +274,11 @@ export class Weights {
   }
 
   private constOfCompute(values: number[], dims: number[]): Value {
-    if (this.compute === 'float32') return this.g.f32(values, dims, 'scale');
+    return this.constOf(this.compute === 'float32' ? 'float32' : 'float16', values, dims);
+  }
+
+  private constOf(type: ElemType, values: number[], dims: number[]): Value {
+    if (type === 'float32') return this.g.f32(values, dims, 'scale');
     return this.g.constant('float16', dims, bytesOf(float32ToF16Bits(Float32Array.from(values))), 'scale');
   }
 
@@ -200,6 +317,8 @@ function dataTypeOf(t: ElemType): number {
  */
 export class WeightCache {
   static readonly FILE = 'weights.bin';
+  /** Caches being written, by folder: prefill() and the graph build share one. */
+  private static readonly writing = new Map<string, WeightCache>();
   private readonly index: Record<string, CacheEntry>;
   private fd?: number;
   private size = 0;
@@ -214,12 +333,16 @@ export class WeightCache {
       const st = fs.statSync(f);
       return `${f}|${st.size}|${st.mtimeMs}`;
     });
-    const h = crypto.createHash('sha256').update(JSON.stringify({ v: CACHE_VERSION, ids, format: opts.format, scale: opts.fp8Scale ?? 'per-channel' }));
+    // int8/int4 scales are stored in the compute type.
+    const nbits = NBITS[opts.format] ? { compute: opts.compute ?? 'float32', zeroPoints: opts.zeroPoints ?? false, block: NBITS_BLOCK } : opts.fp16Cache && opts.format === 'fp16' ? { fp16Cache: true } : {};
+    const h = crypto.createHash('sha256').update(JSON.stringify({ v: CACHE_VERSION, ids, format: opts.format, scale: opts.fp8Scale ?? 'per-channel', ...nbits }));
     return h.digest('hex').slice(0, 24);
   }
 
   static open(cacheDir: string, src: TensorSource, opts: WeightOptions): WeightCache {
     const dir = path.join(cacheDir, WeightCache.keyFor(src, opts));
+    const open = WeightCache.writing.get(dir);
+    if (open) return open;
     const indexFile = path.join(dir, 'index.json');
     if (fs.existsSync(indexFile) && fs.existsSync(path.join(dir, WeightCache.FILE))) {
       try {
@@ -229,7 +352,50 @@ export class WeightCache {
       }
     }
     fs.mkdirSync(dir, { recursive: true });
-    return new WeightCache(dir, false, {});
+    const cache = new WeightCache(dir, false, {});
+    WeightCache.writing.set(dir, cache);
+    return cache;
+  }
+
+  hasF16(name: string): boolean {
+    return `fp16t:${name}` in this.index;
+  }
+
+  /** Store a Linear weight [out, in] as float16 bits of its transpose [in, out]. */
+  putF16(t: TensorInfo, transposedBits: Uint16Array): void {
+    this.entry(`fp16t:${t.name}`, () => ({ bytes: bytesOf(transposedBits), type: 'float16', dims: [t.shape[1], t.shape[0]] }));
+  }
+
+  /** A weight as float16 [in, out] (an fp8 file's scale applied): from the cache, or converted now (see Weights.prefill). */
+  f16(t: TensorInfo, src: TensorSource): CacheEntry {
+    if (!this.hasF16(t.name)) {
+      const job = quantJob(src, t.name, 8, { format: 'fp16' });
+      this.putF16(t, f32ToF16Bits(transposed(scaled(decodeToF32(job.bytes, job.dtype), job.scale, job.n), job.n, job.k)));
+    }
+    return this.index[`fp16t:${t.name}`];
+  }
+
+  hasNBits(name: string): boolean {
+    return `nbits:${name}` in this.index;
+  }
+
+  /** Store a quantized weight: data, scales (in the compute type) and any zero points. */
+  putNBits(name: string, q: NBitsWeight, compute: ComputeType): void {
+    const blocks = blocksPerRow(q.k, q.blockSize);
+    this.entry(`nbits:${name}`, () => ({ bytes: q.data, type: 'uint8', dims: [q.n, blocks, (q.blockSize * q.bits) / 8] }));
+    this.entry(`nbits:${name}:scales`, () =>
+      compute === 'float16' ? { bytes: bytesOf(float32ToF16Bits(q.scales)), type: 'float16', dims: [q.scales.length] } : { bytes: bytesOf(q.scales), type: 'float32', dims: [q.scales.length] });
+    if (q.zeroPoints) this.entry(`nbits:${name}:zp`, () => ({ bytes: q.zeroPoints!, type: 'uint8', dims: [q.zeroPoints!.length] }));
+  }
+
+  /** A weight as MatMulNBits blocks: from the cache, or quantized now on this thread (see Weights.prefill). */
+  nbits(t: TensorInfo, src: TensorSource, bits: NBits, opts: WeightOptions, compute: ComputeType): { data: CacheEntry; scales: CacheEntry; zeroPoints?: CacheEntry } {
+    if (!this.hasNBits(t.name)) {
+      const job = quantJob(src, t.name, bits, opts);
+      this.putNBits(t.name, quantizeNBits(scaled(decodeToF32(job.bytes, job.dtype), job.scale, job.n), job.n, job.k, job.opts), compute);
+    }
+    const zeroPoints = this.index[`nbits:${t.name}:zp`];
+    return { data: this.index[`nbits:${t.name}`], scales: this.index[`nbits:${t.name}:scales`], ...(zeroPoints ? { zeroPoints } : {}) };
   }
 
   copy(t: TensorInfo, src: TensorSource): CacheEntry {
@@ -267,6 +433,7 @@ export class WeightCache {
   }
 
   commit(): void {
+    WeightCache.writing.delete(this.dir);
     if (this.complete || this.fd === undefined) return;
     fs.fsyncSync(this.fd);
     fs.closeSync(this.fd);
@@ -274,6 +441,16 @@ export class WeightCache {
     fs.renameSync(path.join(this.dir, `${WeightCache.FILE}.partial`), path.join(this.dir, WeightCache.FILE));
     fs.writeFileSync(path.join(this.dir, 'index.json'), JSON.stringify(this.index));
   }
+}
+
+/** What a worker needs to quantize one Linear weight [out, in] of the source. */
+function quantJob(src: TensorSource, name: string, bits: NBits, opts: WeightOptions): QuantJob {
+  const t = src.info(name);
+  if (t.shape.length !== 2) throw new Error(`${name}: a ${t.shape.length}-D tensor is no Linear weight`);
+  if (!['F32', 'F16', 'BF16', 'F8_E4M3', 'F8_E5M2'].includes(t.dtype)) throw new Error(`${name}: cannot quantize ${t.dtype} weights`);
+  // fp8 checkpoints may carry a dequantization scale per tensor (or per row).
+  const scale = t.dtype.startsWith('F8') && src.has(`${name}_scale`) ? src.readF32(`${name}_scale`) : undefined;
+  return { bytes: src.readBytes(name), dtype: t.dtype as FloatDType, n: t.shape[0], k: t.shape[1], opts: { bits, zeroPoints: opts.zeroPoints ?? false }, ...(scale ? { scale } : {}) };
 }
 
 function quantScales(x: Float32Array, rows: number, cols: number, mode: 'per-tensor' | 'per-channel'): number[] {

@@ -167,6 +167,14 @@ describe('MajicFLUX in a real VS Code', function () {
     await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
   });
 
+  it('Restart Server starts a fresh server that generates', async () => {
+    await vscode.commands.executeCommand('majicflux.restartServer');
+    assert.equal(api.server.state, 'ready');
+    const run = await vscode.commands.executeCommand<RunResult>('majicflux.generate', 'a small red boat');
+    const [job] = await finished(run);
+    assert.ok(fs.existsSync(job.result!.file));
+  });
+
   it('with no model configured, the walkthrough generates a first image with the bundled demo model', async () => {
     const cfg = vscode.workspace.getConfiguration('majicflux');
     const golden = cfg.get<string>('model.path');

@@ -11,7 +11,9 @@ export async function run(): Promise<void> {
   if (grep) mocha.grep(grep);
   // The test files are bundled with this one: install mocha's globals, then evaluate them.
   mocha.suite.emit('pre-require', globalThis, 'bundle', mocha);
-  require('./extension.test');
+  const suite = process.env.MAJICFLUX_TEST_SUITE;
+  if (suite === 'untrusted') require('./untrusted.test');
+  else require('./extension.test');
 
   const results = { passed: 0, failed: 0, pending: 0, lines: [] as string[], failures: [] as { title: string; error: string }[] };
   await new Promise<void>((resolve) => {

@@ -1,0 +1,157 @@
+// Weights (onnx/weights.ts) for the formats of GPUs without a float8 DequantizeLinear: int8/int4
+// Linear weights as MatMulNBits blocks in the weight cache, and fp16 resident from an fp8 file.
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { f32ToBf16, f32ToE4M3, toFloat32 } from '../../src/inference/dtypes';
+import { Graph } from '../../src/inference/onnx/graph';
+import { WeightFormat, WeightOptions, Weights } from '../../src/inference/onnx/weights';
+import { openTensors, TensorSource } from '../../src/inference/safetensors';
+import { writeSafetensors } from '../../src/inference/safetensorsWriter';
+
+const N = 384;
+const K = 320;
+
+function gaussian(n: number, std: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) + 1) / 4294967297;
+  return Float32Array.from({ length: n }, () => std * Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u()));
+}
+
+/** A bf16 Linear `lin` [N, K] with bias, and the same weight as F8_E4M3 with a per-tensor scale. */
+function writeCheckpoints(dir: string): { bf16: string; fp8: string } {
+  const w = gaussian(N * K, 1 / Math.sqrt(K), 1);
+  const bias = gaussian(N, 0.02, 2);
+  const bf = (x: Float32Array) => new Uint8Array(Uint16Array.from(x, (v) => f32ToBf16(v)).buffer);
+  const bf16 = path.join(dir, 'lin.safetensors');
+  writeSafetensors(bf16, [
+    { name: 'lin.weight', dtype: 'BF16', shape: [N, K], bytes: () => bf(w) },
+    { name: 'lin.bias', dtype: 'BF16', shape: [N], bytes: () => bf(bias) },
+  ]);
+  const scale = 0.01;
+  const fp8 = path.join(dir, 'lin-fp8.safetensors');
+  writeSafetensors(fp8, [
+    { name: 'lin.weight', dtype: 'F8_E4M3', shape: [N, K], bytes: () => Uint8Array.from(w, (v) => f32ToE4M3(v / scale)) },
+    { name: 'lin.weight_scale', dtype: 'F32', shape: [], bytes: () => new Uint8Array(Float32Array.of(scale).buffer) },
+    { name: 'lin.bias', dtype: 'BF16', shape: [N], bytes: () => bf(bias) },
+  ]);
+  return { bf16, fp8 };
+}
+
+/** x [M, K] → Linear through Weights.dense (2-D) and Weights.linear (3-D) on the CPU provider. */
+async function run(src: TensorSource, opts: WeightOptions, x: Float32Array, m: number): Promise<{ dense: Float32Array; linear: Float32Array; graph: Graph }> {
+  const g = new Graph('lin');
+  const w = new Weights(g, src, { inlineLimit: 64, ...opts }, ['lin.weight']);
+  const x2 = g.input('x', 'float32', [m, K]);
+  const x3 = g.op('Unsqueeze', [x2, g.i64([0])]);
+  g.output(w.dense(x2, 'lin', w.gate(x2)), 'dense', 'float32', [m, N]);
+  g.output(w.linear(x3, 'lin', w.gate(x3)), 'linear', 'float32', [1, m, N]);
+  const session = await ort.InferenceSession.create(g.toBytes(), { extra: { session: { model_external_initializers_file_folder_path: w.folder() } } });
+  try {
+    const out = await session.run({ x: new ort.Tensor('float32', x, [m, K]) });
+    return { dense: out.dense.data as Float32Array, linear: out.linear.data as Float32Array, graph: g };
+  } finally {
+    await session.release();
+  }
+}
+
+function reference(src: TensorSource, x: Float32Array, m: number): Float32Array {
+  const w = src.readF32('lin.weight');
+  const scale = src.has('lin.weight_scale') ? src.readF32('lin.weight_scale')[0] : 1;
+  const b = toFloat32(src.readBytes('lin.bias'), 'BF16');
+  const y = new Float32Array(m * N);
+  for (let i = 0; i < m; i++) {
+    for (let o = 0; o < N; o++) {
+      let acc = b[o];
+      for (let j = 0; j < K; j++) acc += x[i * K + j] * w[o * K + j] * scale;
+      y[i * N + o] = acc;
+    }
+  }
+  return y;
+}
+
+function relL2(a: Float32Array, b: Float32Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
+  this.timeout(120_000);
+  let dir: string;
+  let files: { bf16: string; fp8: string };
+  const m = 5;
+  const x = gaussian(m * K, 1, 3);
+
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'majicflux-wfmt-'));
+    files = writeCheckpoints(dir);
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  // Output error vs the float64 product with the source weights: the measured value, rounded up.
+  const cases: Array<[WeightFormat, 'bf16' | 'fp8', boolean, number]> = [
+    ['int8', 'bf16', false, 7e-3], // measured 6.2e-3
+    ['int8', 'bf16', true, 6.5e-3], // 5.8e-3
+    ['int4', 'bf16', false, 0.112], // 0.102
+    ['int4', 'bf16', true, 0.107], // 0.097
+    ['int8', 'fp8', false, 6.5e-3], // 5.7e-3 (the file's scale applied before quantizing)
+    ['fp16', 'fp8', false, 3e-4], // 2.6e-4: the scale multiplies in float16
+    ['fp16', 'bf16', false, 1e-6], // 2.1e-7: bf16 → fp16 is exact in range
+  ];
+  const viaCache = new Set<WeightFormat>(['fp16']);
+  for (const [format, file, zeroPoints, bound] of cases) {
+    it(`${format}${zeroPoints ? ' with zero points' : ''} from a ${file} file: relative L2 ≤ ${bound}`, async () => {
+      const src = openTensors(files[file]);
+      try {
+        const cacheDir = path.join(dir, 'cache');
+        const opts: WeightOptions = { format, zeroPoints, cacheDir };
+        if (format.startsWith('int')) await Weights.prefill(src, { inlineLimit: 64, ...opts }, ['lin.weight'], 2);
+        const ref = reference(src, x, m);
+        if (viaCache.has(format)) {
+          // The same values converted into the cache (on workers) instead of by a folded Cast.
+          const cached: WeightOptions = { ...opts, fp16Cache: true, cacheDir: path.join(dir, `f16-${file}`) };
+          await Weights.prefill(src, { inlineLimit: 64, ...cached }, ['lin.weight'], 2);
+          const c = await run(src, cached, x, m);
+          assert.ok(c.graph.initializerSummary().some((i) => i.type === 'float16' && i.external?.location === 'weights.bin'), 'fp16 weight from the cache');
+          assert.ok(relL2(c.dense, ref) <= bound, `fp16 from the cache: relative L2 ${relL2(c.dense, ref)} > ${bound}`);
+        }
+        const { dense, linear, graph } = await run(src, opts, x, m);
+        assert.ok(relL2(dense, ref) <= bound, `dense: relative L2 ${relL2(dense, ref)} > ${bound}`);
+        assert.ok(relL2(linear, dense) < 1e-6, 'linear (3-D) and dense (2-D) differ');
+        if (format.startsWith('int')) {
+          const inits = graph.initializerSummary();
+          const packed = inits.find((i) => i.name.startsWith('lin.weight.q'))!;
+          assert.equal(packed.type, 'uint8');
+          assert.equal(packed.bytes, N * Math.ceil(K / 128) * 128 * (format === 'int8' ? 1 : 0.5), 'packed size');
+          assert.ok(!inits.some((i) => i.type === 'float32' && i.bytes >= N * K), 'no float copy of the weight');
+        }
+      } finally {
+        src.close();
+      }
+    });
+  }
+
+  it('a second build reuses the complete cache (prefilled on workers) without reading the checkpoint', async () => {
+    const src = openTensors(files.bf16);
+    const cacheDir = path.join(dir, 'cache2');
+    try {
+      await Weights.prefill(src, { format: 'int4', cacheDir, inlineLimit: 64 }, ['lin.weight'], 2);
+      const first = await run(src, { format: 'int4', cacheDir }, x, m);
+      const reads: string[] = [];
+      const spy: TensorSource = Object.assign(Object.create(src), { readBytes: (n: string) => (reads.push(n), src.readBytes(n)), readF32: (n: string) => (reads.push(n), src.readF32(n)) });
+      const second = await run(spy, { format: 'int4', cacheDir }, x, m);
+      assert.deepEqual(second.dense, first.dense);
+      assert.deepEqual(reads.filter((n) => n === 'lin.weight'), []);
+      assert.equal(fs.readdirSync(cacheDir).length, 1);
+    } finally {
+      src.close();
+    }
+  });
+});
