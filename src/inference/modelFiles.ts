@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ComponentName, ModelSpec, UserError, WeightFormat } from './api';
+import { ComponentKind, KIND_NAMES, ModelScan, scanModelFolder } from './layouts';
 import { openTensors, TensorSource } from './safetensors';
 
 export interface ModelFiles {
@@ -19,49 +20,57 @@ export interface ModelFiles {
   residentBytes(format: WeightFormat, component?: ComponentName): number;
 }
 
-const DIT_MARKERS = ['double_blocks.0.img_attn.qkv.weight', 'model.diffusion_model.double_blocks.0.img_attn.qkv.weight', 'transformer_blocks.0.attn.to_q.weight'];
+const OVERRIDES: Record<ComponentKind, keyof ModelSpec> = { dit: 'transformer', vae: 'vae', clip: 'textEncoder', t5: 'textEncoder2' };
 
+/** The files of each part: the folder's (as layouts.scanModelFolder chooses them), overridden by the spec's. */
 export function resolveModel(spec: ModelSpec): ModelFiles {
-  const dir = spec.dir ? path.resolve(spec.dir) : undefined;
-  if (dir && !fs.existsSync(dir)) throw new UserError(`Model folder not found: ${dir}`);
-  const found = dir ? fs.readdirSync(dir) : [];
-  const inDir = (...names: string[]) => (dir ? names.map((n) => path.join(dir, n)).find((p) => fs.existsSync(p)) : undefined);
+  const scan = spec.dir ? scanFolder(spec.dir) : undefined;
   const missing: string[] = [];
-  const need = (what: string, given: string | undefined, fallback: string | undefined, expected: string): string => {
-    const p = given ? path.resolve(given) : fallback;
-    if (!p || !fs.existsSync(p)) missing.push(given ? `${what}: ${p} does not exist` : `${what} (expected ${expected})`);
-    return p ?? '';
+  const part = (kind: ComponentKind): string => {
+    const given = spec[OVERRIDES[kind]];
+    if (given) {
+      const p = path.resolve(given);
+      if (!fs.existsSync(p)) missing.push(`${KIND_NAMES[kind]}: ${p} does not exist`);
+      return p;
+    }
+    const chosen = scan?.chosen[kind];
+    if (chosen) return chosen.path;
+    missing.push(scan?.missing.find((m) => m.includes(KIND_NAMES[kind]) || m.includes(`${SUBFOLDER[kind]}/`)) ?? `no ${KIND_NAMES[kind]} given`);
+    return '';
   };
-  const transformer = need('transformer', spec.transformer, inDir('transformer') ?? (dir ? singleDit(dir, found) : undefined), 'transformer/ or a single-file DiT such as flux1-dev.safetensors');
-  const textEncoder = need('CLIP text encoder', spec.textEncoder, inDir('text_encoder'), 'text_encoder/ with model.safetensors');
-  const textEncoder2 = need('T5 text encoder', spec.textEncoder2, inDir('text_encoder_2'), 'text_encoder_2/ with model*.safetensors');
-  const tokenizer = need('CLIP tokenizer', spec.tokenizer, inDir('tokenizer'), 'tokenizer/ with vocab.json and merges.txt');
-  const tokenizer2 = need('T5 tokenizer', spec.tokenizer2, inDir('tokenizer_2'), 'tokenizer_2/ with tokenizer.json');
-  const vae = need('VAE', spec.vae, inDir('ae.safetensors', 'vae'), 'ae.safetensors or vae/');
+  const transformer = part('dit');
+  const vae = part('vae');
+  const textEncoder = part('clip');
+  const textEncoder2 = part('t5');
+  const tokenizer = spec.tokenizer ? path.resolve(spec.tokenizer) : scan?.tokenizer;
+  const tokenizer2 = spec.tokenizer2 ? path.resolve(spec.tokenizer2) : scan?.tokenizer2;
+  if (!tokenizer) missing.push(scan?.missing.find((m) => m.includes('CLIP tokenizer')) ?? 'no CLIP tokenizer given (tokenizer/ with vocab.json and merges.txt)');
+  if (!tokenizer2) missing.push(scan?.missing.find((m) => m.includes('T5 tokenizer')) ?? 'no T5 tokenizer given (tokenizer_2/ with tokenizer.json)');
+  for (const c of scan?.components ?? []) c.close();
   if (missing.length) {
-    const where = dir ? `${dir}` : 'the model settings';
-    throw new UserError(`The model in ${where} is incomplete. Missing: ${missing.join('; ')}. Found: ${found.length ? found.join(', ') : 'nothing'}.`);
+    const where = scan ? scan.root : 'the model settings';
+    const found = scan ? ` Found: ${scan.entries.length ? scan.entries.join(', ') : 'nothing (empty folder)'}.` : '';
+    const problems = scan?.problems.length ? ` Problems: ${scan.problems.join('; ')}.` : '';
+    throw new UserError(`The model in ${where} is incomplete. Missing: ${missing.join('; ')}.${problems}${found}`);
   }
   const base = path.basename(transformer).replace(/\.safetensors$/, '');
-  const name = spec.name ?? (base === 'transformer' ? path.basename(dir ?? transformer) : base);
-  const scheduler = inDir('scheduler');
-  return { name, transformer, textEncoder, textEncoder2, tokenizer, tokenizer2, vae, scheduler, residentBytes: (f, c) => estimate({ transformer, textEncoder, textEncoder2, vae }, f, c) };
+  const name = spec.name ?? (base === 'transformer' && scan ? path.basename(scan.root) : base);
+  return {
+    name, transformer, textEncoder, textEncoder2, vae, tokenizer: tokenizer!, tokenizer2: tokenizer2!, scheduler: scan?.scheduler,
+    residentBytes: (f, c) => estimate({ transformer, textEncoder, textEncoder2, vae }, f, c),
+  };
 }
 
-function singleDit(dir: string, entries: string[]): string | undefined {
-  const candidates = entries.filter((e) => e.endsWith('.safetensors') && e !== 'ae.safetensors');
-  for (const c of candidates) {
-    const p = path.join(dir, c);
-    try {
-      const t = openTensors(p);
-      const isDit = DIT_MARKERS.some((m) => t.has(m));
-      t.close();
-      if (isDit) return p;
-    } catch {
-      // not a readable checkpoint: ignore here, inspect reports it
-    }
+const SUBFOLDER: Record<ComponentKind, string> = { dit: 'transformer', vae: 'vae', clip: 'text_encoder', t5: 'text_encoder_2' };
+
+function scanFolder(dir: string): ModelScan {
+  const root = path.resolve(dir);
+  if (!fs.existsSync(root)) throw new UserError(`Model folder not found: ${root}`);
+  try {
+    return scanModelFolder(root);
+  } catch (e) {
+    throw new UserError((e as Error).message);
   }
-  return undefined;
 }
 
 const sizeCache = new Map<string, { linear: number; other: number; otherBytes: number; sourceBytes: number }>();

@@ -22,9 +22,9 @@ describe('CLI: majicflux inspect (bundled)', function () {
 
   before(() => {
     tmp = tempDir('cli-test-');
-    // The CLI entry alone, with esbuild.config.mjs's settings, into a private folder: other
-    // entries being edited elsewhere cannot break this build, and parallel runs do not share dist/.
-    cli = path.join(tmp.dir, 'cli.js');
+    // The CLI entry alone, with esbuild.config.mjs's settings, into dist/ under another name (so
+    // the external native packages resolve from the project's node_modules).
+    cli = path.join(ROOT, 'dist', 'cli-inspect-test.js');
     esbuild.buildSync({
       entryPoints: [path.join(ROOT, 'src/inference/cli.ts')],
       outfile: cli,
@@ -37,7 +37,10 @@ describe('CLI: majicflux inspect (bundled)', function () {
       logLevel: 'warning',
     });
   });
-  after(() => tmp.cleanup());
+  after(() => {
+    tmp.cleanup();
+    fs.rmSync(cli, { force: true });
+  });
 
   const run = (...args: string[]): Run => {
     const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 30000 });
