@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ComputeType, EpChoice, MemoryMode, WeightChoice } from '../src/inference/api';
 import { FluxTransformer } from '../src/inference/graphs/dit';
-import { currentRss } from '../src/inference/memory';
+import { currentRss, lifetimePeakRss, RssSampler } from '../src/inference/memory';
 import { FluxPipeline } from '../src/inference/pipeline';
 import { imageIds, textIds } from '../src/inference/sampler';
 import { writeSafetensors } from '../src/inference/safetensorsWriter';
@@ -50,9 +50,12 @@ interface RunResult extends Job {
   stages: { stage: string; seconds: number; peakRss: number; ep?: string }[];
   stepSeconds: number[];
   loadSeconds?: number;
-  /** Peak RSS (VmHWM) while denoising, and RSS right after the loop, DiT still loaded. */
+  /** Peak RSS while denoising (pipeline: the stage, DiT load included; DiT alone: the steps), and RSS right after the loop, DiT still loaded. */
   peakRssDenoise: number;
   rssAfterDenoise: number;
+  /** DiT alone: RSS before and right after loading it. */
+  rssBeforeLoad?: number;
+  rssAfterLoad?: number;
   rssAfterRun: number;
   peakRss: number;
   /** Peak GPU memory of the process (nvidia-smi, sampled every 200 ms by the parent). */
@@ -63,26 +66,6 @@ interface RunResult extends Job {
 
 // ---------------------------------------------------------------------------------------------
 // Worker (one configuration)
-
-/** Peak RSS since the last reset (Linux VmHWM; lifetime peak elsewhere). */
-function peakRss(): number {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-    if (m) return Number(m[1]) * 1024;
-  } catch {
-    // not Linux
-  }
-  return process.resourceUsage().maxRSS * 1024;
-}
-
-/** Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM). */
-function resetPeakRss(): void {
-  try {
-    fs.writeFileSync('/proc/self/clear_refs', '5');
-  } catch {
-    // not Linux: peaks stay lifetime peaks
-  }
-}
 
 function ditFileFor(dir: string, weights: WeightChoice): string {
   const bf16 = path.join(dir, 'flux.safetensors');
@@ -111,30 +94,24 @@ async function pipelineWorker(job: Job, dir: string, cache: string): Promise<Run
   const stepTimes: number[] = [];
   let last = performance.now();
   let rssAfterDenoise = 0;
-  let peakRssDenoise = 0;
   const result = await pipeline.generate(
     { prompt: 'a lighthouse on a cliff at dawn, oil painting', width: job.size, height: job.size, steps: job.steps, seed: 1, t5MaxLength: job.t5 },
     {
       onStage: (s, state) => {
-        if (s === 'denoise' && state === 'start') {
-          resetPeakRss();
-          last = performance.now();
-        }
+        if (s === 'denoise' && state === 'start') last = performance.now();
       },
       onStep: (p) => {
         const now = performance.now();
         stepTimes.push((now - last) / 1000);
         last = now;
-        if (p.step === p.steps) {
-          rssAfterDenoise = currentRss();
-          peakRssDenoise = peakRss();
-        }
+        if (p.step === p.steps) rssAfterDenoise = currentRss();
       },
     },
   );
   await pipeline.release();
   return {
-    ...job, ditFile, weightsUsed: pipeline.runtime.weights, stages: result.stages, stepSeconds: stepTimes, peakRssDenoise, rssAfterDenoise, rssAfterRun: currentRss(), peakRss: process.resourceUsage().maxRSS * 1024, notes: result.notes, log,
+    ...job, ditFile, weightsUsed: pipeline.runtime.weights, stages: result.stages, stepSeconds: stepTimes, peakRssDenoise: result.stages.find((st) => st.stage === 'denoise')?.peakRss ?? 0,
+    rssAfterDenoise, rssAfterRun: currentRss(), peakRss: lifetimePeakRss(), notes: result.notes, log,
   };
 }
 
@@ -147,13 +124,16 @@ async function ditWorker(job: Job, dir: string, cache: string): Promise<RunResul
   if (job.weights === 'auto') throw new Error('--stages dit needs explicit weight formats');
   const ditFile = ditFileFor(dir, job.weights);
   const t0 = performance.now();
+  const rssBeforeLoad = currentRss();
   progress(`loading ${job.weights} from ${path.basename(ditFile)}`);
   const dit = await FluxTransformer.load(ditFile, { format: job.weights, ep: job.ep === 'auto' ? 'cpu' : job.ep, cacheDir: cache, compute: job.compute });
   const loadSeconds = (performance.now() - t0) / 1000;
-  progress(`loaded in ${loadSeconds.toFixed(1)} s, RSS ${gib(currentRss())} GiB`);
+  const rssAfterLoad = currentRss();
+  progress(`loaded in ${loadSeconds.toFixed(1)} s, RSS ${gib(rssAfterLoad)} GiB`);
   const results: RunResult[] = [];
   for (const size of [job.size, ...(job.moreSizes ?? [])]) {
-    results.push(await ditSteps(dit, { ...job, size, moreSizes: undefined, dump: job.dump?.replace('{size}', String(size)) }, ditFile, loadSeconds));
+    const r = await ditSteps(dit, { ...job, size, moreSizes: undefined, dump: job.dump?.replace('{size}', String(size)) }, ditFile, loadSeconds);
+    results.push({ ...r, rssBeforeLoad, rssAfterLoad });
   }
   await dit.release();
   return results;
@@ -165,7 +145,7 @@ async function ditSteps(dit: FluxTransformer, job: Job, ditFile: string, loadSec
   const cond = { txt: gaussian(job.t5 * p.context_in_dim, 1), vec: gaussian(p.vec_in_dim, 2), imgIds: imageIds(job.size, job.size), txtIds: textIds(job.t5) };
   const img = gaussian(n * p.in_channels, 3);
   const run = dit.prepare(cond);
-  resetPeakRss();
+  const sampler = new RssSampler();
   const stepSeconds: number[] = [];
   for (let i = 0; i < job.steps; i++) {
     const s0 = performance.now();
@@ -183,10 +163,10 @@ async function ditSteps(dit: FluxTransformer, job: Job, ditFile: string, loadSec
       ]);
     }
   }
-  const peakRssDenoise = peakRss();
+  const peakRssDenoise = sampler.stop();
   const rssAfterDenoise = currentRss();
   return {
-    ...job, ditFile, weightsUsed: job.weights, stages: [], stepSeconds, loadSeconds, peakRssDenoise, rssAfterDenoise, rssAfterRun: currentRss(), peakRss: process.resourceUsage().maxRSS * 1024, notes: [], log: [],
+    ...job, ditFile, weightsUsed: job.weights, stages: [], stepSeconds, loadSeconds, peakRssDenoise, rssAfterDenoise, rssAfterRun: currentRss(), peakRss: lifetimePeakRss(), notes: [], log: [],
   };
 }
 
@@ -268,11 +248,11 @@ function table(results: RunResult[], machine: string, model: string): string {
     return `| ${r.weights === 'auto' ? `auto → ${r.weightsUsed}` : r.weights} | ${r.compute ?? '—'} | ${r.memory} | ${r.ep} | ${r.size}² | ${st('text')?.seconds.toFixed(2) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${st('decode')?.seconds.toFixed(2) ?? '—'} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`;
   });
   const ditRows = results.filter((r) => r.scope === 'dit').map((r) =>
-    `| ${r.weights} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${r.loadSeconds?.toFixed(1) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`);
+    `| ${r.weights} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${r.loadSeconds?.toFixed(1) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${gib(r.rssBeforeLoad ?? NaN)} | ${gib(r.rssAfterLoad ?? NaN)} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`);
   const out = [`Machine: ${machine}. Model: synthetic ${model} (random weights), ${results[0]?.t5 ?? 512} text tokens. Step times: median over the steps after the first.`, ''];
   if (pipelineRows.length) {
     out.push(
-      '| weights | compute | memory mode | EP | size | text s | DiT s/step | VAE s | peak RSS while denoising GiB | RSS after denoising GiB | process peak RSS GiB | GPU peak MiB |',
+      '| weights | compute | memory mode | EP | size | text s | DiT s/step | VAE s | peak RSS while denoising (DiT load included) GiB | RSS after denoising GiB | process peak RSS GiB | GPU peak MiB |',
       '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...pipelineRows,
       '',
@@ -282,8 +262,8 @@ function table(results: RunResult[], machine: string, model: string): string {
     out.push(
       'DiT alone (load, then steps on random conditioning):',
       '',
-      '| weights | compute | EP | size | load s | DiT s/step | peak RSS while stepping GiB | RSS after GiB | process peak RSS GiB | GPU peak MiB |',
-      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      '| weights | compute | EP | size | load s | DiT s/step | RSS before load GiB | RSS after load GiB | peak RSS while stepping GiB | RSS after the steps GiB | process peak RSS GiB | GPU peak MiB |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...ditRows,
     );
   }

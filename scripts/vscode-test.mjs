@@ -279,14 +279,25 @@ async function uiPhase(results) {
 
     // F1 opens the quick input; '>' runs a command, no prefix opens a file.
     const quickInput = async (text, row = text.replace(/^>/, '')) => {
-      await page.keyboard.press('F1');
-      const input = page.locator('.quick-input-widget:not([style*="display: none"]) .quick-input-box input');
-      await input.waitFor();
-      await input.fill(text);
-      // Click the row itself: Enter takes the highlighted one, which fuzzy ranking may put first.
-      const target = page.locator(`.quick-input-list .monaco-list-row[aria-label^="${row}"]`).first();
-      await target.waitFor({ timeout: 30_000 });
-      await target.click();
+      // A webview that takes focus late (image preview, the panel) can close the quick input or
+      // swallow F1: give focus back to the workbench, and try again if the list went away.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await page.evaluate(() => document.activeElement?.blur?.());
+          await page.keyboard.press('F1');
+          const input = page.locator('.quick-input-widget:not([style*="display: none"]) .quick-input-box input');
+          await input.waitFor({ timeout: 10_000 });
+          await input.fill(text);
+          // Click the row itself: Enter takes the highlighted one, which fuzzy ranking may put first.
+          const target = page.locator(`.quick-input-list .monaco-list-row[aria-label^="${row}"]:visible`).first();
+          await target.click({ timeout: 10_000 });
+          return;
+        } catch (err) {
+          if (attempt >= 3) throw err;
+          await page.keyboard.press('Escape');
+          await page.waitForTimeout(1000);
+        }
+      }
     };
     const palette = (title) => quickInput(`>${title}`);
 
@@ -313,7 +324,7 @@ async function uiPhase(results) {
       const input = page.locator('.quick-input-widget:not([style*="display: none"]) .quick-input-box input');
       await input.waitFor();
       await input.fill('a paper boat on a pond');
-      await page.locator('.quick-input-list .monaco-list-row', { hasText: 'a paper boat on a pond' }).first().waitFor();
+      await page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'a paper boat on a pond' }).first().waitFor();
       await page.keyboard.press('Enter');
       const saved = toast('MajicFLUX: saved');
       await saved.waitFor({ timeout: 180_000 });
@@ -337,7 +348,7 @@ async function uiPhase(results) {
       await offer.waitFor({ timeout: 30_000 });
       await page.screenshot({ path: path.join(SHOTS, 'rerun-offer.png') });
       await offer.locator('.monaco-button', { hasText: 'Re-run with These Parameters' }).click();
-      const same = page.locator('.quick-input-list .monaco-list-row', { hasText: 'Same parameters' }).first();
+      const same = page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'Same parameters' }).first();
       await same.waitFor({ timeout: 30_000 });
       await same.click();
       const again = boat.replace(/\.png$/, '-1.png');
@@ -368,7 +379,7 @@ async function uiPhase(results) {
 
     await test('the walkthrough lists its steps and its Check Models button works', async () => {
       await palette('Welcome: Open Walkthrough...');
-      const row = page.locator('.quick-input-list .monaco-list-row', { hasText: 'Get started with MajicFLUX' }).first();
+      const row = page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'Get started with MajicFLUX' }).first();
       await row.waitFor({ timeout: 30_000 });
       await row.click();
       for (const step of ['Check your model', 'See what your machine can hold', 'Generate a first image', 'Keep prompts in a .flux file']) {
@@ -444,7 +455,7 @@ async function uiPhase(results) {
         const input = page.locator('.quick-input-widget:not([style*="display: none"]) input[placeholder*="Color Theme"]');
         await input.waitFor({ timeout: 30_000 });
         await input.fill(theme);
-        const row = page.locator(`.quick-input-list .monaco-list-row[aria-label^="${theme}"]`).first();
+        const row = page.locator(`.quick-input-list .monaco-list-row[aria-label^="${theme}"]:visible`).first();
         await row.waitFor({ timeout: 30_000 });
         await row.click();
         await page.waitForFunction(

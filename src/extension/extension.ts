@@ -23,10 +23,13 @@ export interface MajicfluxApi {
   panel(): GenerationPanel | undefined;
 }
 
+let running: ServerManager | undefined;
+
 export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   const log = vscode.window.createOutputChannel('MajicFLUX', { log: true });
   const config = new Configuration(log);
   const server = new ServerManager(context, config, log);
+  running = server;
   const jobs = new Jobs({ client: () => server.get(), log, saveImage: (job, png) => Generation.saveImage(job, png) });
   server.attach(jobs);
   const history = new History(context.workspaceState);
@@ -52,6 +55,9 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   return { jobs, history, server, statusBar, flux, panel: () => GenerationPanel.current };
 }
 
-export function deactivate(): void {
-  // context.subscriptions dispose the server client, which shuts the server down.
+/** Shuts the server down gracefully (VS Code waits for this before ending the extension host). */
+export function deactivate(): Promise<void> | undefined {
+  const s = running;
+  running = undefined;
+  return s?.stop();
 }

@@ -3,6 +3,7 @@
 
 import * as os from 'node:os';
 import * as vscode from 'vscode';
+import { WEIGHT_FORMATS } from '../inference/api';
 import type { ComponentName, WeightFormat } from '../inference/api';
 import { Settings, modelSpec, usesDemoModel } from './settings';
 
@@ -23,7 +24,7 @@ export interface ModelReport {
 }
 
 const COMPONENTS: ComponentName[] = ['clip', 't5', 'dit', 'vae'];
-const FORMATS: WeightFormat[] = ['fp8', 'fp16', 'fp32'];
+const FORMATS: readonly WeightFormat[] = WEIGHT_FORMATS;
 
 export function checkModel(settings: Settings): ModelReport {
   const machine = { totalMemory: os.totalmem(), freeMemory: os.freemem(), platform: os.platform(), arch: os.arch(), cpus: os.cpus().length };
@@ -36,7 +37,9 @@ export function checkModel(settings: Settings): ModelReport {
     const needs = Object.fromEntries(
       FORMATS.map((f) => [f, Object.fromEntries(COMPONENTS.map((c) => [c, files.residentBytes(f, c)]))]),
     ) as ModelReport['needs'];
-    const per = needs![settings.weights];
+    // `auto` means fp8 on CPU/CUDA, the most common case; the Check Models table shows every format.
+    const weights: WeightFormat = settings.weights === 'auto' ? 'fp8' : settings.weights;
+    const per = needs![weights];
     const total = COMPONENTS.reduce((a, c) => a + per[c], 0);
     const largest = Math.max(...COMPONENTS.map((c) => per[c]));
     const budget = 0.8 * machine.totalMemory;
@@ -48,7 +51,7 @@ export function checkModel(settings: Settings): ModelReport {
       parts: { transformer: files.transformer, vae: files.vae, textEncoder: files.textEncoder, textEncoder2: files.textEncoder2, tokenizer: files.tokenizer, tokenizer2: files.tokenizer2 },
       needs,
       machine,
-      advice: { fits, weights: settings.weights, largest, total },
+      advice: { fits, weights, largest, total },
     };
   } catch (err) {
     return { demo: false, ok: false, error: (err as Error).message, machine };

@@ -4,21 +4,22 @@
 
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { ComponentName, EpChoice, MemoryMode, ModelSpec, WeightFormat } from '../inference/api';
+import { WEIGHT_CHOICES } from '../inference/api';
+import type { ComponentName, EpChoice, MemoryMode, ModelSpec, WeightChoice } from '../inference/api';
 import type { ServerSettings } from '../inference/protocol';
 import { checkTemplate, DEFAULT_TEMPLATE } from './fileName';
 import { LIMITS, templateArgs } from './fluxFile/parser';
 
 export const SECTION = 'majicflux';
 
-export const WEIGHT_FORMATS: readonly WeightFormat[] = ['fp8', 'fp16', 'fp32'];
+export const WEIGHT_FORMATS: readonly WeightChoice[] = WEIGHT_CHOICES;
 export const MEMORY_MODES: readonly MemoryMode[] = ['auto', 'sequential', 'resident'];
 export const EP_CHOICES: readonly EpChoice[] = ['auto', 'cpu', 'cuda', 'webgpu', 'dml', 'coreml'];
 export const COMPONENTS: readonly ComponentName[] = ['clip', 't5', 'dit', 'vae'];
 
 export interface Settings {
   model: { path: string; transformer: string; vae: string; textEncoder: string; textEncoder2: string };
-  weights: WeightFormat;
+  weights: WeightChoice;
   memory: MemoryMode;
   /** GiB; 0: detect. */
   memoryBudgetGB: number;
@@ -32,7 +33,7 @@ export interface Settings {
 
 export const DEFAULTS: Settings = {
   model: { path: '', transformer: '', vae: '', textEncoder: '', textEncoder2: '' },
-  weights: 'fp8',
+  weights: 'auto',
   memory: 'auto',
   memoryBudgetGB: 0,
   executionProvider: 'auto',

@@ -5,9 +5,11 @@
  * How the DiT's Linear weights are held: fp8 (DequantizeLinear, CPU/CUDA), fp16/fp32 resident,
  * int8/int4 blocks for com.microsoft.MatMulNBits (GPUs without an fp8 DequantizeLinear).
  */
-export type WeightFormat = 'fp8' | 'fp16' | 'fp32' | 'int8' | 'int4';
+export const WEIGHT_FORMATS = ['fp8', 'fp16', 'fp32', 'int8', 'int4'] as const;
+export type WeightFormat = (typeof WEIGHT_FORMATS)[number];
 /** `auto`: fp8 on CPU/CUDA; on other GPUs fp16 if it fits the GPU memory, else int8, else int4. */
 export type WeightChoice = WeightFormat | 'auto';
+export const WEIGHT_CHOICES: readonly WeightChoice[] = ['auto', ...WEIGHT_FORMATS];
 /** Element type of activations. */
 export type ComputeType = 'float32' | 'float16';
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda' | 'dml' | 'coreml';

@@ -2,7 +2,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EpChoice, GenerateParams, MemoryMode, ModelSpec, WeightFormat } from './api';
+import { EpChoice, GenerateParams, MemoryMode, ModelSpec, WEIGHT_CHOICES, WeightChoice } from './api';
 import { ensureDemoModel } from './demoModel';
 import { gib, lifetimePeakRss } from './memory';
 import { FluxPipeline } from './pipeline';
@@ -28,7 +28,9 @@ Sampling:
   --t5-max-length N      T5 tokens (512 for dev models, 256 for schnell-type)
   --latents FILE         safetensors with an 'initial_latents' [1, tokens, 64] tensor to start from
 Runtime:
-  --weights fp8|fp16|fp32   how the DiT's Linear weights are held (default fp8)
+  --weights auto|fp8|fp16|fp32|int8|int4
+                         how the DiT's Linear weights are held (default auto: fp8 on CPU/CUDA;
+                         fp16, else int8, else int4 on GPUs without fp8 DequantizeLinear)
   --ep auto|cpu|webgpu|cuda|dml|coreml   execution provider (default auto)
   --memory auto|sequential|resident      load one stage at a time, or keep all (default auto)
   --threads N            CPU threads for onnxruntime
@@ -80,7 +82,7 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
     shift: values.shift === undefined || values.shift === 'dynamic' ? 'dynamic' : num('shift', values.shift),
     latentsFile: values.latents,
   };
-  const weights = oneOf<WeightFormat>('weights', values.weights, ['fp8', 'fp16', 'fp32']);
+  const weights = oneOf<WeightChoice>('weights', values.weights, WEIGHT_CHOICES);
   const ep = oneOf<EpChoice>('ep', values.ep, ['auto', 'cpu', 'webgpu', 'cuda', 'dml', 'coreml']);
   const memory = oneOf<MemoryMode>('memory', values.memory, ['auto', 'sequential', 'resident']);
   const log = (level: string, msg: string) => {

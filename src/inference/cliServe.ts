@@ -5,7 +5,7 @@ import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { EpChoice, MemoryMode, ModelSpec, UserError, WeightFormat } from './api';
+import { EpChoice, MemoryMode, ModelSpec, UserError, WEIGHT_CHOICES, WeightChoice } from './api';
 import type { CliOutput, Subcommand } from './cliCommon';
 import { PROTOCOL_VERSION, ServerSettings } from './protocol';
 import { DEFAULT_HEARTBEAT_MS, serveTcp } from './server';
@@ -32,7 +32,7 @@ they must exist on this machine):
   --transformer FILE single-file DiT (e.g. majicflus_v134.safetensors)
   --vae PATH         ae.safetensors or a diffusers vae/ folder
 Runtime defaults (a client's settings replace them):
-  --weights fp8|fp16|fp32
+  --weights auto|fp8|fp16|fp32|int8|int4
   --ep auto|cpu|webgpu|cuda|dml|coreml
   --memory auto|sequential|resident
   --threads N        CPU threads for onnxruntime
@@ -103,7 +103,7 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
   const settings: ServerSettings | undefined = model
     ? {
         model,
-        weights: oneOf<WeightFormat>('weights', values.weights, ['fp8', 'fp16', 'fp32']),
+        weights: oneOf<WeightChoice>('weights', values.weights, WEIGHT_CHOICES),
         ep: oneOf<EpChoice>('ep', values.ep, ['auto', 'cpu', 'webgpu', 'cuda', 'dml', 'coreml']),
         memory: oneOf<MemoryMode>('memory', values.memory, ['auto', 'sequential', 'resident']),
         threads: values.threads === undefined ? undefined : integer('threads', values.threads, 0, 0, 1024),

@@ -17,8 +17,10 @@ import type {
   ModelSpec,
   Stage,
   StageTiming,
+  WeightChoice,
   WeightFormat,
 } from './api';
+import { WEIGHT_CHOICES, WEIGHT_FORMATS } from './api';
 
 /** Bumped on any incompatible change; `hello` fails when client and server differ. */
 export const PROTOCOL_VERSION = 1;
@@ -32,7 +34,7 @@ export const MAX_LINE_BYTES = 64 * 1024 * 1024;
 /** Server-wide settings, sent with `hello` and changeable with `configure`. */
 export interface ServerSettings {
   model: ModelSpec;
-  weights?: WeightFormat;
+  weights?: WeightChoice;
   ep?: EpChoice;
   stageEp?: Partial<Record<ComponentName, EpChoice>>;
   memory?: MemoryMode;
@@ -457,7 +459,8 @@ const epChoice = oneOf('auto', ...EPS);
 const component = oneOf(...COMPONENTS);
 const components = arr(component, COMPONENTS.length);
 const stage = oneOf('load', 'text', 'denoise', 'decode', 'save');
-const weights = oneOf('fp8', 'fp16', 'fp32');
+const weights = oneOf(...WEIGHT_FORMATS);
+const weightChoice = oneOf(...WEIGHT_CHOICES);
 const memoryMode = oneOf('sequential', 'resident', 'auto');
 const shift = either(oneOf('dynamic'), num(Number.MIN_VALUE, 1000), '"dynamic" or a positive number');
 const bytes = num(0, 2 ** 60);
@@ -476,7 +479,7 @@ const modelSpec: Check<ModelSpec> = obj({
 
 const settings: Check<ServerSettings> = obj({
   model: modelSpec,
-  weights: opt(weights),
+  weights: opt(weightChoice),
   ep: opt(epChoice),
   stageEp: opt(partialRecord(COMPONENTS, epChoice)),
   memory: opt(memoryMode),

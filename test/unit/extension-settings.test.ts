@@ -56,7 +56,7 @@ describe('extension: settings validation', () => {
     const { settings, problems } = validateSettings(
       from({
         'model.path': 'models/missing',
-        weights: 'int4',
+        weights: 'int5',
         memory: 42,
         executionProviderPerStage: { unet: 'cpu', t5: 'tpu' },
         'output.fileName': '{seed}.jpg',
@@ -89,7 +89,7 @@ describe('extension: settings validation', () => {
       ],
     );
     assert.equal(problems.find((p) => p.code === 'pathMissing')!.args.path, path.normalize('/ws/models/missing'));
-    assert.equal(settings.weights, 'fp8');
+    assert.equal(settings.weights, DEFAULTS.weights);
     assert.equal(settings.output.fileName, DEFAULTS.output.fileName);
     assert.deepEqual(settings.defaults, DEFAULTS.defaults);
     assert.equal(settings.server.remoteHost, '');

@@ -6,6 +6,9 @@
 //    converted at run time, one layer at a time, just before use.
 //  * When the chosen weight format differs from the file's (e.g. fp8 from a bf16 checkpoint), the
 //    converted bytes go to a cache file keyed by the source files' identity and the options.
+//  * int8/int4 (for GPUs without a float8 DequantizeLinear) are blocks of 128 for
+//    com.microsoft.MatMulNBits, which reads them packed: no float copy exists at any time
+//    (quant.ts). Weights.prefill builds those caches on all cores before a graph is built.
 //
 // "Just before use" needs care: onnxruntime constant-folds any node whose inputs are all
 // initializers (a Cast of a 12 GB fp8 weight becomes 48 GB of fp32 at session creation), and it
