@@ -15,6 +15,10 @@ mkdir -p "$SIDE"
 
 log() { echo "[vscode-test-setup] $*"; }
 
+# When run from `npm test`, the outer npm's npm_* variables (its user agent names Node 20) leak into
+# the installs below; code-server's postinstall reads the Node version from that user agent.
+for v in $(env | sed -n 's/^\(npm_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$v"; done
+
 # 1. chromium + krb5 headers (code-server's kerberos module is compiled from source).
 have_krb5() { [ -e /usr/include/krb5.h ] || [ -e /usr/include/krb5/krb5.h ]; }
 if ! command -v chromium >/dev/null 2>&1 || ! have_krb5; then
