@@ -19,6 +19,8 @@ runs), and --check: the float32 output of this implementation for inputs dumped 
 import argparse
 import json
 import math
+import os
+import statistics
 import time
 
 import torch
@@ -159,18 +161,71 @@ def inputs(cfg, size, txt_len, device):
     )
 
 
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 @torch.inference_mode()
-def bench(model, cfg, size, txt_len, reps):
-    x = inputs(cfg, size, txt_len, "cuda")
-    model.forward(**x)  # warm-up (cuBLAS/SDPA handles, autotuning)
-    torch.cuda.synchronize()
+def bench(model, cfg, size, txt_len, reps, device="cuda", warmup=True):
+    """Median of `reps` forwards after a warm-up (cuBLAS/SDPA handles, autotuning; oneDNN
+    primitives on the CPU). Returns (median, all times, warm-up time or None)."""
+    x = inputs(cfg, size, txt_len, device)
+    if device == "cpu":  # inputs in the compute type (the CUDA path keeps them bf16 as before)
+        x = {k: (v.to(model.dtype) if k in ("img", "txt", "y") else v) for k, v in x.items()}
+    w = None
+    if warmup:
+        t0 = time.perf_counter()
+        model.forward(**x)
+        sync(device)
+        w = time.perf_counter() - t0
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         model.forward(**x)
-        torch.cuda.synchronize()
+        sync(device)
         times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+    return statistics.median(times), times, w
+
+
+def rss_gib():
+    """(current, peak) resident memory of this process in GiB (Linux)."""
+    import resource
+    cur = 0
+    with open("/proc/self/statm") as f:
+        cur = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return cur / 2**30, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def cpu_main(args, cfg):
+    """PyTorch CPU eager: the same forward in fp32 or bf16 (weights converted once from the
+    checkpoint, resident), `torch.get_num_threads()` intra-op threads."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = {"torch": torch.__version__, "device": "cpu", "threads": torch.get_num_threads(), "txt_tokens": args.txt,
+              "cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" :\t"),
+              "amx": "amx_bf16" in open("/proc/cpuinfo").read(), "mkldnn_bf16": torch.backends.mkldnn.is_available(), "runs": []}
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}), flush=True)
+    t0 = time.perf_counter()
+    src = load_file(args.checkpoint, device="cpu")
+    result["load_s"] = time.perf_counter() - t0
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    for mode in args.modes.split(","):
+        t0 = time.perf_counter()
+        sd = {k: v.to(dtypes[mode]) for k, v in src.items()}
+        convert = time.perf_counter() - t0
+        model = Flux(sd, cfg, dtypes[mode])
+        for size in (int(s) for s in args.sizes.split(",")):
+            s, times, w = bench(model, cfg, size, args.txt, args.reps, "cpu", warmup=not args.no_warmup)
+            cur, peak = rss_gib()
+            run = {"mode": mode, "size": size, "s_per_step": s, "times": times, "warmup_s": w, "convert_s": convert,
+                   "rss_gib": cur, "peak_rss_gib": peak}
+            result["runs"].append(run)
+            print(json.dumps(run), flush=True)
+            if args.out:
+                json.dump(result, open(args.out, "w"), indent=1)
+        del model, sd
+    return result
 
 
 @torch.inference_mode()
@@ -230,8 +285,16 @@ def main():
     ap.add_argument("--modes", default="fp8,bf16")
     ap.add_argument("--out")
     ap.add_argument("--check", nargs="*")
+    ap.add_argument("--device", default="cuda", help="cuda, or cpu (modes fp32,bf16: CPU eager baseline)")
+    ap.add_argument("--threads", type=int, help="CPU intra-op threads (default: torch's)")
+    ap.add_argument("--no-warmup", action="store_true", help="CPU: time the first forward too (one-step runs)")
     args = ap.parse_args()
     cfg = json.load(open(args.checkpoint.replace(".safetensors", ".config.json")))
+    if args.device == "cpu":
+        result = cpu_main(args, cfg)
+        if args.out:
+            json.dump(result, open(args.out, "w"), indent=1)
+        return
     if args.check:
         result = check(args.checkpoint, cfg, args.check)
         if args.out:
