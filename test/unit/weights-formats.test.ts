@@ -1,6 +1,7 @@
 // Weights (onnx/weights.ts) for the formats of GPUs without a float8 DequantizeLinear: int8/int4
 // Linear weights as MatMulNBits blocks in the weight cache, and fp16 resident from an fp8 file.
 import * as assert from 'node:assert/strict';
+import { compare } from '../helpers/golden';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -72,15 +73,7 @@ function reference(src: TensorSource, x: Float32Array, m: number): Float32Array 
   return y;
 }
 
-function relL2(a: Float32Array, b: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
+const relL2 = (a: ArrayLike<number>, b: ArrayLike<number>) => compare(a, b).relL2;
 
 describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
   this.timeout(120_000);

@@ -1,4 +1,5 @@
 import * as assert from 'node:assert/strict';
+import { compare } from '../helpers/golden';
 import * as ort from 'onnxruntime-node';
 import { DType, toFloat32 } from '../../src/inference/dtypes';
 import { bytesOf, Graph } from '../../src/inference/onnx/graph';
@@ -14,15 +15,7 @@ function gaussian(n: number, std: number, seed = 1): Float32Array {
   return out;
 }
 
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
+const relL2 = (a: ArrayLike<number>, b: ArrayLike<number>) => compare(a, b).relL2;
 
 /** y = x · dequant(W)ᵀ through com.microsoft.MatMulNBits on the CPU provider. */
 async function matMulNBits(x: Float32Array, m: number, q: ReturnType<typeof quantizeNBits>): Promise<Float32Array> {

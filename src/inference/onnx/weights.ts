@@ -23,7 +23,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ComputeType, WeightFormat } from '../api';
-import { DType, DTYPE_BYTES, E4M3_MAX, f32ToE4M3, float32ToF16Bits, toFloat32 } from '../dtypes';
+import { DType, E4M3_MAX, f32ToE4M3, float32ToF16Bits, toFloat32 } from '../dtypes';
 import { TensorInfo, TensorSource } from '../safetensors';
 import { bytesOf, Graph, Value } from './graph';
 import { ElemType } from './proto';
@@ -201,28 +201,32 @@ export class Weights {
    * reads the weight in place; int8/int4 weights go through MatMulNBits.
    */
   dense(x: Value, name: string, gate: Value, bias = true): Value {
-    const b = bias && this.src.has(`${name}.bias`) ? this.param(`${name}.bias`) : undefined;
-    if (this.isNBits(`${name}.weight`)) return this.matMulNBits(x, `${name}.weight`, b);
-    if (this.isCachedF16(`${name}.weight`)) {
-      const y = this.g.op('MatMul', [x, this.transposedF16(`${name}.weight`, gate)]);
-      return b ? this.g.op('Add', [y, b]) : y;
-    }
-    return this.g.op('Gemm', [x, this.matrix(`${name}.weight`, gate), b], { transB: 1 });
+    const b = this.bias(name, bias);
+    return this.specialFormat(x, name, gate, b) ?? this.g.op('Gemm', [x, this.matrix(`${name}.weight`, gate), b], { transB: 1 });
   }
 
   /** y = x · Wᵀ + b for a PyTorch Linear with weight [out, in]; x is [..., in]. */
   linear(x: Value, name: string, gate: Value, bias = true): Value {
     const g = this.g;
-    if (this.isNBits(`${name}.weight`)) return this.matMulNBits(x, `${name}.weight`, bias && this.src.has(`${name}.bias`) ? this.param(`${name}.bias`) : undefined);
-    if (this.isCachedF16(`${name}.weight`)) {
-      const y = g.op('MatMul', [x, this.transposedF16(`${name}.weight`, gate)]);
-      return bias && this.src.has(`${name}.bias`) ? g.op('Add', [y, this.param(`${name}.bias`)]) : y;
-    }
-    const w = this.matrix(`${name}.weight`, gate);
+    const b = this.bias(name, bias);
+    const special = this.specialFormat(x, name, gate, b);
+    if (special) return special;
     // MatMul against a Transpose that onnxruntime fuses into the GEMM (no materialised copy);
     // Gemm would need 2-D inputs.
-    const y = g.op('MatMul', [x, g.op('Transpose', [w], { perm: [1, 0] })]);
-    return bias && this.src.has(`${name}.bias`) ? g.op('Add', [y, this.param(`${name}.bias`)]) : y;
+    const y = g.op('MatMul', [x, g.op('Transpose', [this.matrix(`${name}.weight`, gate)], { perm: [1, 0] })]);
+    return b ? g.op('Add', [y, b]) : y;
+  }
+
+  private bias(name: string, wanted: boolean): Value | undefined {
+    return wanted && this.src.has(`${name}.bias`) ? this.param(`${name}.bias`) : undefined;
+  }
+
+  /** The int8/int4 (MatMulNBits) and cached-fp16 (MatMul on Wᵀ) paths, shared by dense and linear. */
+  private specialFormat(x: Value, name: string, gate: Value, b: Value | undefined): Value | undefined {
+    if (this.isNBits(`${name}.weight`)) return this.matMulNBits(x, `${name}.weight`, b);
+    if (!this.isCachedF16(`${name}.weight`)) return undefined;
+    const y = this.g.op('MatMul', [x, this.transposedF16(`${name}.weight`, gate)]);
+    return b ? this.g.op('Add', [y, b]) : y;
   }
 
   private isCachedF16(name: string): boolean {
@@ -465,4 +469,3 @@ function quantScales(x: Float32Array, rows: number, cols: number, mode: 'per-ten
   return amax.map((a) => (a > 0 ? a / E4M3_MAX : 1));
 }
 
-export const bytesPerElement = (d: DType) => DTYPE_BYTES[d];
