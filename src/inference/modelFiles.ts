@@ -49,9 +49,10 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
   for (const c of scan?.components ?? []) c.close();
   if (missing.length) {
     const where = scan ? scan.root : 'the model settings';
-    const found = scan ? ` Found: ${scan.entries.length ? scan.entries.join(', ') : 'nothing (empty folder)'}.` : '';
-    const problems = scan?.problems.length ? ` Problems: ${scan.problems.join('; ')}.` : '';
-    throw new UserError(`The model in ${where} is incomplete. Missing: ${missing.join('; ')}.${problems}${found}`);
+    const found = scan ? ` Found: ${scan.entries.length ? listSome(scan.entries) : 'nothing (empty folder)'}.` : '';
+    const problems = scan ? scan.problems.filter((p) => !missing.some((m) => m.includes(p))) : [];
+    const problemText = problems.length ? ` Problems: ${[...new Set(problems)].join('; ')}.` : '';
+    throw new UserError(`The model in ${where} is incomplete. Missing: ${[...new Set(missing)].join('; ')}.${problemText}${found}`);
   }
   const base = path.basename(transformer).replace(/\.safetensors$/, '');
   const name = spec.name ?? (base === 'transformer' && scan ? path.basename(scan.root) : base);
@@ -62,6 +63,10 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
 }
 
 const SUBFOLDER: Record<ComponentKind, string> = { dit: 'transformer', vae: 'vae', clip: 'text_encoder', t5: 'text_encoder_2' };
+
+function listSome(items: string[], max = 12): string {
+  return items.length > max ? `${items.slice(0, max).join(', ')} and ${items.length - max} more` : items.join(', ');
+}
 
 function scanFolder(dir: string): ModelScan {
   const root = path.resolve(dir);

@@ -108,7 +108,11 @@ export class FluxPipeline {
     const guidance = params.guidance ?? DEFAULTS.guidance;
     const t5MaxLength = params.t5MaxLength ?? DEFAULTS.t5MaxLength;
     const shift = params.shift ?? 'dynamic';
-    validateSize(width, height);
+    try {
+      validateSize(width, height);
+    } catch (e) {
+      throw new UserError((e as Error).message);
+    }
     if (!Number.isInteger(steps) || steps < 1 || steps > 1000) throw new UserError(`steps must be a whole number from 1 to 1000, got ${steps}`);
     if (!Number.isFinite(guidance) || guidance < 0) throw new UserError(`guidance must be a number ≥ 0, got ${guidance}`);
     const seed = params.seed === undefined || params.seed < 0 ? randomSeed() : params.seed;
