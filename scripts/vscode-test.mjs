@@ -321,10 +321,20 @@ async function uiPhase(results) {
 
     await test('Generate Image from the palette: prompt, progress, then a notification that opens the image', async () => {
       await palette('MajicFLUX: Generate Image');
-      const input = page.locator('.quick-input-widget:not([style*="display: none"]) .quick-input-box input');
-      await input.waitFor();
-      await input.fill('a paper boat on a pond');
-      await page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'a paper boat on a pond' }).first().waitFor();
+      // The command palette and the prompt share one quick-input widget: wait for the prompt's own
+      // title, or the text lands in the closing palette and is wiped when the prompt opens.
+      const widget = page.locator('.quick-input-widget:not([style*="display: none"])', { has: page.locator('.quick-input-title', { hasText: 'MajicFLUX: Generate Image' }) });
+      await widget.waitFor({ timeout: 30_000 });
+      const input = widget.locator('.quick-input-box input');
+      for (let attempt = 1; ; attempt++) {
+        await input.fill('a paper boat on a pond');
+        try {
+          await page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'a paper boat on a pond' }).first().waitFor({ timeout: 5_000 });
+          break;
+        } catch (err) {
+          if (attempt >= 3) throw err;
+        }
+      }
       await page.keyboard.press('Enter');
       const saved = toast('MajicFLUX: saved');
       await saved.waitFor({ timeout: 180_000 });
