@@ -139,6 +139,27 @@ describe('Flux DiT (graphs/dit.ts)', function () {
     assertGoldenClose(out, expected('a.output_fp8_weights'), 'external fp8 case a');
   });
 
+  it('decodes fp8 by table lookup (the CPU default) bit-identically to DequantizeLinear, still 1 byte per weight', async () => {
+    const src = openTensors(FP8_FILE);
+    const { graph } = buildDit(new DitWeights(src, 'bfl-dit'), params, { format: 'fp8', inlineLimit: 0, fp8Decode: 'lookup' });
+    const external = graph.initializerSummary().filter((i) => i.external);
+    assert.equal(external.length, bflLinears(params).length);
+    assert.ok(external.every((i) => i.type === 'uint8' && i.external!.length === i.dims[0] * i.dims[1]), 'uint8 views of the fp8 bytes');
+    assert.ok(graph.nodeTypes().includes('Gather') && !graph.nodeTypes().includes('DequantizeLinear'));
+    const [lookup] = await run(FP8_FILE, { format: 'fp8', inlineLimit: 0, fp8Decode: 'lookup' }, ['a']);
+    const [dq] = await run(FP8_FILE, { format: 'fp8', inlineLimit: 0, fp8Decode: 'dequantize' }, ['a']);
+    assert.deepEqual(lookup, dq);
+    // Per-row scales (bf16 quantized into the cache): the table holds codes, a Mul applies the scales.
+    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dit-fp8-lookup-'));
+    try {
+      const [l2] = await run(BF16_FILE, { format: 'fp8', inlineLimit: 0, cacheDir, fp8Decode: 'lookup' }, ['a']);
+      const [d2] = await run(BF16_FILE, { format: 'fp8', inlineLimit: 0, cacheDir, fp8Decode: 'dequantize' }, ['a']);
+      assert.deepEqual(l2, d2);
+    } finally {
+      fs.rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
   it('quantizes the bf16 checkpoint to fp8 through a weight cache, then reuses the cache', async () => {
     const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dit-fp8-cache-'));
     try {

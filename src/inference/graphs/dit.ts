@@ -161,6 +161,8 @@ export interface DitBuildOptions {
   cacheDir?: string;
   inlineLimit?: number;
   fp8Scale?: 'per-tensor' | 'per-channel';
+  /** How fp8 weights are decoded at run time (weights.ts); FluxTransformer.load uses `lookup` on the CPU provider. */
+  fp8Decode?: 'dequantize' | 'lookup';
   /** Activation type (default float32; float16 for GPUs). */
   compute?: ComputeType;
   /** int8/int4 weights: a zero point per block instead of symmetric blocks. */
@@ -227,7 +229,7 @@ export async function prefillDit(weights: DitWeights, p: DitConfig, opts: DitBui
 /** The Weights options a DiT build uses: Weights.prefill must see the same ones (they key the cache). */
 function ditWeightOptions(opts: DitBuildOptions) {
   // fp16 goes through the cache: 11.9 B weights converted by a Cast folded at session creation sit in RAM (24 GB) while it loads.
-  return { format: opts.format, cacheDir: opts.cacheDir, inlineLimit: opts.inlineLimit, fp8Scale: opts.fp8Scale, zeroPoints: opts.zeroPoints, compute: opts.compute ?? 'float32', fp16Cache: opts.cacheDir !== undefined };
+  return { format: opts.format, cacheDir: opts.cacheDir, inlineLimit: opts.inlineLimit, fp8Scale: opts.fp8Scale, fp8Decode: opts.fp8Decode, zeroPoints: opts.zeroPoints, compute: opts.compute ?? 'float32', fp16Cache: opts.cacheDir !== undefined };
 }
 
 function toCompute(d: Dit, x: Value): Value {
@@ -477,7 +479,8 @@ export class FluxTransformer {
   static async load(source: string | DitComponent | DitWeights, opts: FluxTransformerOptions): Promise<FluxTransformer>;
   static async load(source: string | DitComponent | DitWeights, config: DitConfig | undefined, opts: FluxTransformerOptions): Promise<FluxTransformer>;
   static async load(source: string | DitComponent | DitWeights, a: DitConfig | FluxTransformerOptions | undefined, b?: FluxTransformerOptions): Promise<FluxTransformer> {
-    const opts = (b ?? a) as FluxTransformerOptions;
+    const given = (b ?? a) as FluxTransformerOptions;
+    const opts: FluxTransformerOptions = { ...given, fp8Decode: given.fp8Decode ?? ((given.ep ?? 'cpu') === 'cpu' ? 'lookup' : 'dequantize') };
     const component = typeof source === 'string' ? openComponent(source, 'dit') : source instanceof DitWeights ? undefined : source;
     const weights = source instanceof DitWeights ? source : component!.weights;
     const config = (b ? (a as DitConfig | undefined) : undefined) ?? component?.config;
@@ -537,6 +540,7 @@ export class FluxTransformer {
 
   async release(): Promise<void> {
     this.last = undefined;
+    if (process.env.MAJICFLUX_ORT_PROFILE) this.session.endProfiling();
     await this.session.release();
   }
 }

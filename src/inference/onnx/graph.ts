@@ -165,6 +165,11 @@ export class Graph {
     return this.nodes.length;
   }
 
+  /** The distinct op types of the nodes, in order of first use. */
+  nodeTypes(): string[] {
+    return [...new Set((this.nodes as Array<{ opType: string }>).map((n) => n.opType))];
+  }
+
   /** Every initializer: its type, shape, size and, for external data, where its bytes are (read-only view). */
   initializerSummary(): InitializerSummary[] {
     const typeOf = new Map(Object.entries(DataType).map(([k, v]) => [v as number, k as ElemType]));

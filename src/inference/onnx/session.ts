@@ -41,6 +41,8 @@ export async function createSession(graph: Graph | Uint8Array, opts: SessionOpti
     logSeverityLevel: opts.logLevel ?? 3,
     ...(opts.intraOpThreads ? { intraOpNumThreads: opts.intraOpThreads } : {}),
     ...(opts.optimizedModelPath ? { optimizedModelFilePath: opts.optimizedModelPath } : {}),
+    // Benchmarks only: per-node timings and placements (scripts/gpu/profile-summary.mjs reads them).
+    ...(process.env.MAJICFLUX_ORT_PROFILE ? { enableProfiling: true, profileFilePrefix: process.env.MAJICFLUX_ORT_PROFILE } : {}),
     extra: {
       session: {
         ...(opts.weightsFolder ? { model_external_initializers_file_folder_path: opts.weightsFolder } : {}),
