@@ -3,7 +3,9 @@
 // driven by Debian's chromium through playwright-core. Two phases, each with a fresh code-server:
 //   host: mocha inside the extension host (test/vscode/suite), via the smoke-test driver's payload
 //   ui:   what a person sees — command palette, the generation panel's webview, a Generate click,
-//         progress, the image and the history; screenshots in .vscode-test/screenshots/
+//         progress, the image and the history; the Models view, Check Models' report, downloads
+//         from a local fake hub (test/helpers/fakeHub.ts) set as the hub "mirror"; screenshots in
+//         .vscode-test/screenshots/
 // Needs scripts/vscode-test-setup.sh first (run here when something is missing) and a built dist/.
 // Prints "vscode: N passed, N failed" and exits non-zero on any failure.
 //
@@ -102,7 +104,7 @@ function freePort() {
 }
 
 /** Starts code-server in its own process group with throw-away config, data and extension folders. */
-async function startCodeServer(name, { smokeDriver, extensionsDir, workspace, trust = false, env = {} }) {
+async function startCodeServer(name, { smokeDriver, extensionsDir, workspace, trust = false, env = {}, machineSettings }) {
   const dir = path.join(RUN, name);
   const userData = path.join(dir, 'user-data');
   const ext = extensionsDir ?? path.join(dir, 'extensions');
@@ -122,6 +124,11 @@ async function startCodeServer(name, { smokeDriver, extensionsDir, workspace, tr
       'window.title': 'MajicFLUX test',
     }),
   );
+  if (machineSettings) {
+    // Machine-scoped settings (a code-server window counts as remote: they live in Machine/, not User/).
+    fs.mkdirSync(path.join(userData, 'Machine'), { recursive: true });
+    fs.writeFileSync(path.join(userData, 'Machine', 'settings.json'), JSON.stringify(machineSettings, null, 2));
+  }
   fs.writeFileSync(path.join(dir, 'config.yaml'), 'auth: none\ncert: false\n');
   const port = await freePort();
   const cliArgs = [
@@ -237,10 +244,39 @@ async function hostPhase(results, name = 'host') {
   }
 }
 
+/**
+ * A local Hugging Face / ModelScope (test/helpers/fakeHub.ts) serving the registry's FLUX.1-dev
+ * (gated) and FLUX.1-schnell repositories with the golden tiny model's files, throttled so a
+ * download shows its progress. Downloads reach it through majicflux.models.*Endpoint (a "mirror").
+ */
+async function startFakeHub() {
+  const esbuild = await import('esbuild');
+  const out = path.join(OUT, 'fakeHub.cjs');
+  await esbuild.build({ entryPoints: [path.join(ROOT, 'test', 'helpers', 'fakeHub.ts')], outfile: out, bundle: true, platform: 'node', format: 'cjs', target: 'node20', logLevel: 'warning' });
+  const { FakeHub, TOKEN_NO_ACCESS } = createRequire(import.meta.url)(out);
+  const registry = JSON.parse(fs.readFileSync(path.join(ROOT, 'models', 'registry.json'), 'utf8'));
+  const repos = [];
+  for (const id of ['flux1-dev', 'flux1-schnell']) {
+    const m = registry.models.find((x) => x.id === id);
+    const files = m.parts.flatMap((p) => p.files).map((f) => {
+      const local = path.join(GOLDEN, f.path);
+      // The single-file DiT of the repository: the golden model's own.
+      return { path: f.path, data: fs.readFileSync(fs.existsSync(local) ? local : path.join(GOLDEN, 'flux-tiny.safetensors')) };
+    });
+    const src = m.sources.find((s) => s.hub === 'huggingface');
+    repos.push({ hub: 'huggingface', repo: src.repo, gated: !!src.gated, files });
+  }
+  const hub = await FakeHub.start(repos);
+  hub.bytesPerSecond = 2 * 2 ** 20;
+  return { hub, TOKEN_NO_ACCESS };
+}
+
 // ---- phase 2: the UI, as a person sees it -------------------------------------------------------
 
 async function uiPhase(results) {
   const ws = makeWorkspace('ui');
+  // A model in the workspace's models/ folder, for Find Models (the configured one is the golden model itself).
+  fs.cpSync(GOLDEN, path.join(ws, 'models', 'flux-tiny'), { recursive: true });
   const extensionsDir = path.join(RUN, 'ui', 'extensions');
   fs.mkdirSync(extensionsDir, { recursive: true });
   const vsix = opt('--vsix');
@@ -255,7 +291,13 @@ async function uiPhase(results) {
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
     fs.symlinkSync(ROOT, path.join(extensionsDir, `${pkg.publisher}.${pkg.name}-${pkg.version}`), 'dir');
   }
-  const cs = await startCodeServer('ui', { smokeDriver: false, extensionsDir, workspace: ws });
+  const fake = await startFakeHub();
+  const cs = await startCodeServer('ui', {
+    smokeDriver: false,
+    extensionsDir,
+    workspace: ws,
+    machineSettings: { 'majicflux.models.huggingfaceEndpoint': fake.hub.endpoint, 'majicflux.models.modelscopeEndpoint': fake.hub.endpoint },
+  });
   fs.mkdirSync(SHOTS, { recursive: true });
   let b;
   const test = async (title, fn) => {
@@ -392,13 +434,66 @@ async function uiPhase(results) {
       const row = page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'Get started with MajicFLUX' }).first();
       await row.waitFor({ timeout: 30_000 });
       await row.click();
-      for (const step of ['Check your model', 'See what your machine can hold', 'Generate a first image', 'Keep prompts in a .flux file']) {
+      for (const step of ['Get a model', 'Check your model', 'See what your machine can hold', 'Generate a first image', 'Keep prompts in a .flux file']) {
         await page.locator('.getting-started-step', { hasText: step }).first().waitFor({ timeout: 30_000 });
       }
       await page.locator('.getting-started-step', { hasText: 'Check your model' }).first().click();
       await page.locator('.getting-started-step a, .getting-started-step button', { hasText: 'Check Models' }).first().click();
-      await toast('is complete').waitFor({ timeout: 30_000 });
+      // The server's check: complete, then its first advice (what fits this machine).
+      const checked = toast('is complete');
+      await checked.waitFor({ timeout: 60_000 });
+      if (!/Model flux-tiny is complete\. .*GiB/.test((await checked.textContent()) ?? '')) throw new Error(`notification: ${await checked.textContent()}`);
       await page.screenshot({ path: path.join(SHOTS, 'walkthrough.png') });
+      // Details: the full report in a Markdown preview (parts with their status, memory table, advice).
+      await checked.locator('.monaco-button', { hasText: /^Details$/ }).click();
+      const preview = page.frameLocator('iframe.webview.ready').frameLocator('#active-frame');
+      await preview.locator('h2', { hasText: 'Parts' }).waitFor({ timeout: 30_000 });
+      await preview.locator('td', { hasText: 'DiT (transformer)' }).first().waitFor();
+      await preview.locator('td', { hasText: 'present' }).first().waitFor();
+      await preview.locator('h2', { hasText: 'What fits this machine' }).waitFor();
+      await page.screenshot({ path: path.join(SHOTS, 'check-report.png') });
+      await palette('View: Close All Editors');
+    });
+
+    await test('Find Models shows the models tree: the workspace model, its parts and their status', async () => {
+      await palette('MajicFLUX: Find Models');
+      // The quick pick of what was found…
+      const pick = page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'in the workspace' }).first();
+      await pick.waitFor({ timeout: 60_000 });
+      if (!/flux-tiny/.test((await pick.textContent()) ?? '')) throw new Error(`quick pick row: ${await pick.textContent()}`);
+      await page.screenshot({ path: path.join(SHOTS, 'find-models-pick.png') });
+      await page.keyboard.press('Escape');
+      // …and the Models view in the MajicFLUX side bar.
+      const sidebar = page.locator('.part.sidebar');
+      const inUse = sidebar.locator('.monaco-list-row', { hasText: 'in use' }).first();
+      await inUse.waitFor({ timeout: 30_000 });
+      if (!/flux-tiny/.test((await inUse.textContent()) ?? '')) throw new Error(`the model in use: ${await inUse.textContent()}`);
+      const row = sidebar.locator('.monaco-list-row', { hasText: 'in the workspace' }).first();
+      await row.waitFor({ timeout: 30_000 });
+      await row.locator('.codicon-pass-filled').waitFor();
+      await row.click();
+      const dit = sidebar.locator('.monaco-list-row', { hasText: 'DiT (transformer)' }).first();
+      await dit.waitFor({ timeout: 30_000 });
+      if (!/BF16/.test((await dit.textContent()) ?? '')) throw new Error(`DiT row: ${await dit.textContent()}`);
+      await dit.locator('.codicon-pass').waitFor();
+      for (const part of ['CLIP text encoder', 'T5 text encoder', 'VAE', 'CLIP tokenizer', 'T5 tokenizer']) {
+        await sidebar.locator('.monaco-list-row', { hasText: part }).first().waitFor();
+      }
+      await page.screenshot({ path: path.join(SHOTS, 'models-view.png') });
+    });
+
+    await test('Download Model… offers the registry models and says which hub needs a login', async () => {
+      await palette('MajicFLUX: Download Model…');
+      for (const name of ['FLUX.1-dev', 'FLUX.1-schnell', 'majicflus v1']) {
+        await page.locator('.quick-input-list .monaco-list-row:visible', { hasText: name }).first().waitFor({ timeout: 30_000 });
+      }
+      await page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'flux1-dev' }).first().click();
+      const hf = page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'Hugging Face' }).first();
+      await hf.waitFor({ timeout: 30_000 });
+      if (!/Needs a Hugging Face account/.test((await hf.textContent()) ?? '')) throw new Error(`Hugging Face row: ${await hf.textContent()}`);
+      await page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'No login needed' }).first().waitFor();
+      await page.screenshot({ path: path.join(SHOTS, 'download-hub.png') });
+      await page.keyboard.press('Escape');
       await palette('View: Close All Editors');
     });
 
@@ -484,6 +579,91 @@ async function uiPhase(results) {
         await page.screenshot({ path: path.join(SHOTS, file) });
       });
     }
+
+    // Last: it changes the model the workspace uses.
+    await test('Use This Model from Find Models writes the workspace settings', async () => {
+      await palette('View: Close All Editors');
+      await palette('MajicFLUX: Find Models');
+      const pick = page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'in the workspace' }).first();
+      await pick.waitFor({ timeout: 60_000 });
+      await pick.click();
+      const use = page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'Use This Model' }).first();
+      await use.waitFor({ timeout: 30_000 });
+      await use.click();
+      const here = page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'This workspace' }).first();
+      await here.waitFor({ timeout: 30_000 });
+      await here.click();
+      await toast('from the next image').waitFor({ timeout: 30_000 });
+      const settingsFile = path.join(ws, '.vscode', 'settings.json');
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const text = fs.readFileSync(settingsFile, 'utf8');
+        // JSONC: the workbench may add comments; the path is what matters.
+        if (text.includes(JSON.stringify(path.join(ws, 'models', 'flux-tiny')).slice(1, -1))) break;
+        if (Date.now() > deadline) throw new Error(`settings.json: ${text}`);
+        await page.waitForTimeout(250);
+      }
+      const inUse = page.locator('.part.sidebar .monaco-list-row', { hasText: 'in use' }).first();
+      await inUse.waitFor({ timeout: 30_000 });
+      if (!/in the workspace/.test((await inUse.textContent()) ?? '')) throw new Error(`in use now: ${await inUse.textContent()}`);
+    });
+
+    const row = (text) => page.locator('.quick-input-list .monaco-list-row:visible', { hasText: text }).first();
+    await test('Download Model… from a gated repository: asks for a token, then says what to do when it has no access', async () => {
+      await palette('View: Close All Editors');
+      await palette('MajicFLUX: Download Model…');
+      await row('flux1-dev').click({ timeout: 30_000 });
+      await row('Hugging Face').click({ timeout: 30_000 });
+      await row('Default folder').click({ timeout: 30_000 });
+      // The token box: a password field, with links to the licence and the tokens page.
+      const box = page.locator('.quick-input-widget:not([style*="display: none"])', { has: page.locator('.quick-input-title', { hasText: 'Hugging Face access token' }) });
+      await box.waitFor({ timeout: 30_000 });
+      const input = box.locator('input[type="password"]');
+      await input.fill(fake.TOKEN_NO_ACCESS);
+      await page.screenshot({ path: path.join(SHOTS, 'download-token.png') });
+      await input.press('Enter');
+      // The hub is a "mirror" here: the token goes to it only when allowed.
+      const dialog = page.locator('.monaco-dialog-box', { hasText: 'Send your Hugging Face token to' });
+      await dialog.waitFor({ timeout: 30_000 });
+      await dialog.locator('.monaco-button', { hasText: 'Send It' }).click();
+      const failed = toast('Download failed');
+      await failed.waitFor({ timeout: 60_000 });
+      await failed.locator('.monaco-button', { hasText: 'Set Token' }).waitFor();
+      await failed.locator('.monaco-button', { hasText: 'Open Licence Page' }).waitFor();
+      await page.screenshot({ path: path.join(SHOTS, 'download-forbidden.png') });
+      const hits = spawnSync('grep', ['-rl', fake.TOKEN_NO_ACCESS, path.join(cs.dir, 'user-data', 'logs'), path.join(cs.dir, 'code-server.log')], { encoding: 'utf8' }).stdout.trim();
+      if (hits) throw new Error(`the token is in ${hits}`);
+      await failed.locator('.codicon-notifications-clear, .codicon-close').first().click().catch(() => undefined);
+      await palette('MajicFLUX: Clear Hugging Face Token');
+    });
+
+    await test('Download Model…: progress in a notification, then Use This Model', async () => {
+      await palette('MajicFLUX: Download Model…');
+      await row('flux1-schnell').click({ timeout: 30_000 });
+      await row('Hugging Face').click({ timeout: 30_000 });
+      await row('Default folder').click({ timeout: 30_000 });
+      const progress = toast('Downloading FLUX.1-schnell from Hugging Face');
+      await progress.waitFor({ timeout: 60_000 });
+      await progress.filter({ hasText: /\d+% · .* of .*MiB/ }).waitFor({ timeout: 30_000 });
+      await page.screenshot({ path: path.join(SHOTS, 'download-progress.png') });
+      const done = toast('FLUX.1-schnell is downloaded and verified');
+      await done.waitFor({ timeout: 120_000 });
+      await done.locator('.monaco-button', { hasText: 'Use This Model' }).click();
+      await row('This workspace').click({ timeout: 30_000 });
+      // The registry's defaults for schnell are offered, not forced.
+      await toast('It works best with 4 steps, guidance 0').waitFor({ timeout: 30_000 });
+      const settingsFile = path.join(ws, '.vscode', 'settings.json');
+      const deadline = Date.now() + 30_000;
+      while (!/models[\\/]+black-forest-labs[\\/]+FLUX\.1-schnell/.test(fs.readFileSync(settingsFile, 'utf8'))) {
+        if (Date.now() > deadline) throw new Error(`settings.json: ${fs.readFileSync(settingsFile, 'utf8')}`);
+        await page.waitForTimeout(250);
+      }
+      await palette('MajicFLUX: Focus on Models View');
+      const downloaded = page.locator('.part.sidebar .monaco-list-row', { hasText: 'downloaded by MajicFLUX' }).first();
+      await downloaded.waitFor({ timeout: 30_000 });
+      if (!/in use/.test((await downloaded.textContent()) ?? '')) throw new Error(`downloaded row: ${await downloaded.textContent()}`);
+      await page.screenshot({ path: path.join(SHOTS, 'download-done.png') });
+    });
   } catch (err) {
     results.failed++;
     results.failures.push(`ui phase: ${err.stack ?? err}`);
@@ -491,6 +671,7 @@ async function uiPhase(results) {
   } finally {
     await b?.close().catch(() => undefined);
     cs.stop();
+    await fake.hub.close().catch(() => undefined);
   }
 }
 

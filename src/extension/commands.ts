@@ -7,7 +7,6 @@ import { Generation, GenerateInput, RunResult } from './generation';
 import { FLUX_LANGUAGE } from './fluxFile/documents';
 import { parseFlux } from './fluxFile/parser';
 import { isActive, Job, Jobs } from './jobs';
-import { checkModel, ModelReport, reportMarkdown, reportSummary } from './models';
 import { ServerManager, TOKEN_SECRET } from './serverManager';
 
 const t = vscode.l10n.t;
@@ -34,8 +33,6 @@ export function registerCommands(d: CommandDeps): void {
   reg('majicflux.showQueue', () => showQueue(d.jobs));
   reg('majicflux.restartServer', () => restartServer(d));
   reg('majicflux.showLog', () => d.log.show());
-  reg('majicflux.checkModels', (quiet?: boolean) => checkModels(d, quiet === true));
-  reg('majicflux.showMemoryNeeds', () => showReport(checkModel(d.config.settings)));
   reg('majicflux.generateFirstImage', () => generateFirstImage(d));
   reg('majicflux.newFluxFile', () => newFluxFile());
   reg('majicflux.setRemoteToken', () => setRemoteToken(d));
@@ -171,27 +168,12 @@ async function restartServer(d: CommandDeps): Promise<void> {
     const yes = t('Restart');
     if ((await vscode.window.showWarningMessage(t('{0} generation(s) are queued or running; restarting cancels them.', n), { modal: true }, yes)) !== yes) return;
     await d.jobs.cancelAll();
+  } else if (d.server.held) {
+    const yes = t('Restart');
+    const msg = t('A model download or check is running; restarting stops it (a download resumes when started again).');
+    if ((await vscode.window.showWarningMessage(msg, { modal: true }, yes)) !== yes) return;
   }
   await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: t('Restarting the MajicFLUX server…') }, () => d.server.restart());
-}
-
-async function showReport(r: ModelReport): Promise<ModelReport> {
-  const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content: reportMarkdown(r) });
-  await vscode.commands.executeCommand('markdown.showPreview', doc.uri).then(undefined, () => vscode.window.showTextDocument(doc));
-  return r;
-}
-
-async function checkModels(d: CommandDeps, quiet: boolean): Promise<ModelReport> {
-  const r = checkModel(d.config.settings);
-  d.log.info(`check models: ${reportSummary(r)}`);
-  if (quiet) return r;
-  const details = t('Show Details');
-  const settings = t('Open Settings');
-  const show = r.ok ? vscode.window.showInformationMessage : vscode.window.showErrorMessage;
-  const c = await show(`MajicFLUX: ${reportSummary(r)}`, details, settings);
-  if (c === details) await showReport(r);
-  if (c === settings) await vscode.commands.executeCommand('workbench.action.openSettings', 'majicflux.model');
-  return r;
 }
 
 async function generateFirstImage(d: CommandDeps): Promise<RunResult | undefined> {

@@ -8,6 +8,7 @@ import { registerFluxFile } from './fluxFile';
 import { Generation, GenerateInput } from './generation';
 import { History } from './history';
 import { Jobs } from './jobs';
+import { ModelsApi, registerModels } from './models';
 import { GenerationPanel, PANEL_VIEW_TYPE, PanelDeps } from './panel/panel';
 import { PngRerun } from './pngRerun';
 import { ServerManager } from './serverManager';
@@ -20,6 +21,7 @@ export interface MajicfluxApi {
   server: ServerManager;
   statusBar: StatusBar;
   flux: ReturnType<typeof registerFluxFile>;
+  models: ModelsApi;
   panel(): GenerationPanel | undefined;
 }
 
@@ -40,6 +42,7 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
 
   context.subscriptions.push(log, config, server, statusBar, { dispose: () => jobs.dispose() }, { dispose: () => history.dispose() });
   registerCommands({ context, config, jobs, server, generation, log, openPanel });
+  const models = registerModels({ context, config, server, log });
   const flux = registerFluxFile(context, { config, jobs, history, generation, log });
   context.subscriptions.push(
     new PngRerun(generation, history, openPanel),
@@ -52,7 +55,7 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   );
   config.report();
   log.info(`MajicFLUX activated (workspace ${vscode.workspace.isTrusted ? 'trusted' : 'not trusted: nothing runs until it is'})`);
-  return { jobs, history, server, statusBar, flux, panel: () => GenerationPanel.current };
+  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current };
 }
 
 /** Shuts the server down gracefully (VS Code waits for this before ending the extension host). */

@@ -79,5 +79,7 @@ export function settingProblemMessage(p: SettingProblem): string {
       return t('{0}: "{1}" is not a stage; stages are {2}.', p.key, String(a.stage), String(a.allowed));
     case 'remoteHost':
       return t('{0}: "{1}" is not a host name or address.', p.key, String(a.value));
+    case 'badUrl':
+      return t('{0}: "{1}" is not an http(s) address such as https://hf-mirror.com; using the official hub.', p.key, String(a.value));
   }
 }

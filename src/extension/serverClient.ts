@@ -13,18 +13,21 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { CancelledError } from '../inference/api';
-import type { ComponentName } from '../inference/api';
+import type { ComponentName, ModelSpec } from '../inference/api';
 import {
   DoneEvent,
+  DownloadEvent,
   encodeMessage,
   ErrorCode,
   Event,
   HelloReply,
+  isDownloadEvent,
   isJobEvent,
   isValidationError,
   JobEvent,
   JobRequest,
   LineSplitter,
+  ModelSearch,
   parseServerMessage,
   PROTOCOL_VERSION,
   REPLY_TYPE,
@@ -36,6 +39,7 @@ import {
   ServerSettings,
   StatusInfo,
 } from '../inference/protocol';
+import type { DownloadErrorCode, DownloadRequest, DownloadResult, FoundModel, MachineInfo, ModelCheckReport } from '../inference/models/types';
 
 export interface Logger {
   debug(message: string): void;
@@ -101,6 +105,38 @@ export class JobFailedError extends Error {
     super(message);
     this.name = 'JobFailedError';
   }
+}
+
+/**
+ * A download that did not finish: the server's `download-failed` (its code and message, for the
+ * user), or `stopped` when the server went away mid-download. Partial files stay on disk either
+ * way, and the next download of the same model resumes them.
+ */
+export class DownloadFailedError extends Error {
+  constructor(
+    readonly downloadId: string,
+    readonly code: DownloadErrorCode | 'stopped',
+    message: string,
+    readonly detail?: string,
+  ) {
+    super(message);
+    this.name = 'DownloadFailedError';
+  }
+}
+
+export interface DownloadHandle {
+  downloadId: string;
+  /** Resolves with the files and the model spec; rejects with DownloadFailedError (code `cancelled` after cancel()) or ServerError. */
+  done: Promise<DownloadResult>;
+}
+
+export interface CheckOptions {
+  /** Default: the server's configured model. */
+  model?: ModelSpec;
+  /** Read every file for its sha256 (minutes for FLUX.1-dev): no time limit. */
+  verify?: boolean;
+  width?: number;
+  height?: number;
 }
 
 export interface GenerateHandle {
@@ -213,10 +249,17 @@ interface TrackedJob {
   reject(err: Error): void;
 }
 
+interface TrackedDownload {
+  onEvent?: (e: DownloadEvent) => void;
+  resolve(r: DownloadResult): void;
+  reject(err: Error): void;
+}
+
 class Session {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   readonly jobs = new Map<string, TrackedJob>();
+  readonly downloads = new Map<string, TrackedDownload>();
   readonly link: Link;
   hello?: HelloReply;
   startedAt = Date.now();
@@ -272,6 +315,12 @@ class Session {
     return done;
   }
 
+  trackDownload(downloadId: string, onEvent?: (e: DownloadEvent) => void): Promise<DownloadResult> {
+    const done = new Promise<DownloadResult>((resolve, reject) => this.downloads.set(downloadId, { onEvent, resolve, reject }));
+    done.catch(() => undefined);
+    return done;
+  }
+
   startWatchdog(timeoutMs: number, onHung: () => void): void {
     if (timeoutMs <= 0) return;
     this.watchdog = setInterval(() => {
@@ -281,10 +330,22 @@ class Session {
   }
 
   /** The link ended: nothing more will arrive. Jobs still open end as `cancelled` if we stopped it on purpose, else `failed`. */
-  close(requestError: Error, jobMessage: (jobId: string, state: TrackedJob['state']) => string, cancelled: boolean): void {
+  close(requestError: Error, jobMessage: (jobId: string, state: TrackedJob['state']) => string, cancelled: boolean, downloadMessage: (downloadId: string) => string): void {
     clearInterval(this.watchdog);
     for (const p of this.pending.values()) p.reject(requestError);
     this.pending.clear();
+    for (const [downloadId, d] of this.downloads) {
+      const message = downloadMessage(downloadId);
+      const detail = cancelled ? undefined : this.link.recentOutput() || undefined;
+      const e: DownloadEvent = { type: 'event', event: 'download-failed', downloadId, code: cancelled ? 'cancelled' : 'network', message, ...(detail ? { detail } : {}) };
+      try {
+        d.onEvent?.(e);
+      } catch (err) {
+        this.logger.error(`download listener: ${(err as Error).message}`);
+      }
+      d.reject(new DownloadFailedError(downloadId, cancelled ? 'cancelled' : 'stopped', message, detail));
+    }
+    this.downloads.clear();
     for (const [jobId, job] of this.jobs) {
       if (cancelled) {
         this.emit(job, { type: 'event', event: 'cancelled', jobId });
@@ -331,6 +392,7 @@ class Session {
       else this.logger[e.level](text);
       return;
     }
+    if (isDownloadEvent(e)) return this.onDownloadEvent(e);
     if (!isJobEvent(e)) return;
     const job = this.jobs.get(e.jobId);
     if (!job) return this.logger.debug(`event for an unknown job ${e.jobId} (${e.event})`);
@@ -351,6 +413,23 @@ class Session {
         this.jobs.delete(e.jobId);
         job.reject(new CancelledError());
         break;
+    }
+  }
+
+  private onDownloadEvent(e: DownloadEvent): void {
+    const d = this.downloads.get(e.downloadId);
+    if (!d) return this.logger.debug(`event for an unknown download ${e.downloadId} (${e.event})`);
+    try {
+      d.onEvent?.(e);
+    } catch (err) {
+      this.logger.error(`download listener: ${(err as Error).message}`);
+    }
+    if (e.event === 'download-done') {
+      this.downloads.delete(e.downloadId);
+      d.resolve(e.result);
+    } else if (e.event === 'download-failed') {
+      this.downloads.delete(e.downloadId);
+      d.reject(new DownloadFailedError(e.downloadId, e.code, e.message, e.detail));
     }
   }
 
@@ -401,13 +480,54 @@ export class ServerClient {
     return { jobId: reply.jobId, position: reply.position, done };
   }
 
+  /** Finds models on the server's disks: the configured one, the folders given, the hub caches. */
+  async models(search: ModelSearch = {}, timeoutMs = 5 * 60_000): Promise<{ found: FoundModel[]; machine: MachineInfo }> {
+    const s = await this.connect();
+    const r = await s.request({ type: 'models', search }, timeoutMs);
+    return { found: r.found, machine: r.machine };
+  }
+
+  /**
+   * Checks a model's files and what fits this machine. Headers only: seconds even for FLUX.1-dev
+   * (a long limit all the same, for slow disks); `verify` reads every file, so it has no limit.
+   */
+  async check(opts: CheckOptions = {}, timeoutMs = opts.verify ? 0 : 10 * 60_000): Promise<ModelCheckReport> {
+    const s = await this.connect();
+    const body = {
+      type: 'check' as const,
+      ...(opts.model ? { model: opts.model } : {}),
+      ...(opts.verify ? { verify: true } : {}),
+      ...(opts.width ? { width: opts.width } : {}),
+      ...(opts.height ? { height: opts.height } : {}),
+    };
+    return (await s.request(body, timeoutMs)).report;
+  }
+
+  /**
+   * Starts downloading a registry model. Progress arrives through `onEvent`; `done` settles with the
+   * final event. cancel(downloadId) stops it (partial files are kept for a later resume). If the
+   * server dies meanwhile, `done` rejects with DownloadFailedError code `stopped`.
+   */
+  async download(request: DownloadRequest, onEvent?: (e: DownloadEvent) => void): Promise<DownloadHandle> {
+    const s = await this.connect();
+    let done!: Promise<DownloadResult>;
+    const reply = await s.request({ type: 'download', download: request }, this.timeout(), (r) => (done = s.trackDownload(r.downloadId, onEvent)));
+    return { downloadId: reply.downloadId, done };
+  }
+
+  /** Downloads running on the current server. */
+  get activeDownloads(): string[] {
+    return [...(this.session?.downloads.keys() ?? [])];
+  }
+
   /**
    * Cancels a queued job at once, a running one at its next step (its `done` then rejects with
-   * CancelledError). 'gone': no such job any more (finished, or its server stopped).
+   * CancelledError), or a download (its `done` then rejects with code `cancelled`). 'gone': no such
+   * job or download any more (finished, or its server stopped).
    */
   async cancel(jobId: string): Promise<'cancelled' | 'cancelling' | 'gone'> {
     const s = this.session;
-    if (!s || !s.jobs.has(jobId)) return 'gone';
+    if (!s || (!s.jobs.has(jobId) && !s.downloads.has(jobId))) return 'gone';
     try {
       return (await s.request({ type: 'cancel', jobId }, this.timeout())).state;
     } catch (err) {
@@ -555,7 +675,13 @@ export class ServerClient {
     const requestError = new ServerError('stopped', wasReady || s.stopReason ? sentence('answering a request') : notStarted, s.link.recentOutput() || undefined);
     if (unexpected) this.logger.error(requestError.message);
     else this.logger.info(`the MajicFLUX server stopped (${s.stopReason?.text})`);
-    s.close(requestError, (jobId, state) => sentence(state === 'running' ? `running job ${jobId}` : `job ${jobId} was waiting in the queue`), !unexpected);
+    const keep = 'The partial files are kept: download the model again to resume where it stopped.';
+    s.close(
+      requestError,
+      (jobId, state) => sentence(state === 'running' ? `running job ${jobId}` : `job ${jobId} was waiting in the queue`),
+      !unexpected,
+      (downloadId) => `${sentence(`downloading (${downloadId})`)} ${keep}`,
+    );
     this.opts.onDidStop?.({ unexpected, reason: s.stopReason?.text ?? how });
   }
 

@@ -12,6 +12,8 @@ import { serverKey, serverSettings, Settings, usesDemoModel } from './settings';
 export type ServerState = 'stopped' | 'starting' | 'ready';
 
 export const TOKEN_SECRET = 'majicflux.remoteToken';
+/** The Hugging Face access token (gated repositories such as FLUX.1-dev), in secret storage. */
+export const HF_TOKEN_SECRET = 'majicflux.huggingface.token';
 
 export class ServerManager implements vscode.Disposable {
   private client: ServerClient | undefined;
@@ -22,6 +24,8 @@ export class ServerManager implements vscode.Disposable {
   private readonly stateEmitter = new Emitter<ServerState>();
   readonly onDidChangeState = this.stateEmitter.event;
   private jobs: Jobs | undefined;
+  /** Model checks and downloads in progress: the server is not stopped under them. */
+  private holds = 0;
   private readonly disposables: vscode.Disposable[] = [];
 
   constructor(
@@ -54,6 +58,33 @@ export class ServerManager implements vscode.Disposable {
 
   /** The client, starting the server if needed. */
   get(): Promise<InferenceClient> {
+    return this.client_();
+  }
+
+  /** The whole client (model search, check, download), starting the server if needed. */
+  serverClient(): Promise<ServerClient> {
+    return this.client_();
+  }
+
+  /** Model work (a check, a download) in progress: keeps the server from idle shutdown and settings restarts until it ends. */
+  async hold<T>(work: () => PromiseLike<T>): Promise<T> {
+    this.holds++;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    try {
+      return await work();
+    } finally {
+      this.holds--;
+      this.armIdleTimer();
+    }
+  }
+
+  /** How many checks or downloads hold the server. */
+  get held(): number {
+    return this.holds;
+  }
+
+  private client_(): Promise<ServerClient> {
     if (this.client && this.stateValue === 'ready') return Promise.resolve(this.client);
     if (this.client && !this.starting) {
       // The server stopped on its own (crash, killed): the client starts a new one; show it.
@@ -149,8 +180,8 @@ export class ServerManager implements vscode.Disposable {
       this.armIdleTimer();
       return;
     }
-    if (this.jobs?.active().length) {
-      this.log.info('server settings changed; the server restarts when the queue is empty');
+    if (this.jobs?.active().length || this.holds) {
+      this.log.info('server settings changed; the server restarts when the queue is empty and no download or check runs');
       return; // armIdleTimer → stop when idle, the next job starts a fresh one
     }
     this.log.info('server settings changed; stopping the server (it restarts on the next job)');
@@ -160,7 +191,7 @@ export class ServerManager implements vscode.Disposable {
   private armIdleTimer(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
-    if (!this.client || this.jobs?.active().length) return;
+    if (!this.client || this.jobs?.active().length || this.holds) return;
     if (this.key !== undefined && serverKey(this.config.settings) !== this.key) {
       void this.stop();
       return;

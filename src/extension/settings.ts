@@ -23,12 +23,23 @@ export interface Settings {
   memory: MemoryMode;
   /** GiB; 0: detect. */
   memoryBudgetGB: number;
+  /** GiB of GPU memory; 0: detect (nvidia-smi). */
+  gpuMemoryGB: number;
   executionProvider: EpChoice;
   stageExecutionProvider: Partial<Record<ComponentName, EpChoice>>;
   output: { folder: string; fileName: string };
   defaults: { steps: number; width: number; height: number; guidance: number; /** -1: random */ seed: number };
   previewEverySteps: number;
   server: { idleShutdownMinutes: number; remoteHost: string; remotePort: number };
+  models: {
+    /** Extra folders to look for models in (expanded, absolute). */
+    searchPaths: string[];
+    /** Where downloads go; '' = the extension's global storage (`<globalStorage>/models`). */
+    downloadFolder: string;
+    /** Mirrors of the hubs (base URLs); '' = the official one. */
+    huggingfaceEndpoint: string;
+    modelscopeEndpoint: string;
+  };
 }
 
 export const DEFAULTS: Settings = {
@@ -36,12 +47,14 @@ export const DEFAULTS: Settings = {
   weights: 'auto',
   memory: 'auto',
   memoryBudgetGB: 0,
+  gpuMemoryGB: 0,
   executionProvider: 'auto',
   stageExecutionProvider: {},
   output: { folder: 'generated', fileName: DEFAULT_TEMPLATE },
   defaults: { steps: 28, width: 1024, height: 1024, guidance: 3.5, seed: -1 },
   previewEverySteps: 1,
   server: { idleShutdownMinutes: 10, remoteHost: '', remotePort: 7860 },
+  models: { searchPaths: [], downloadFolder: '', huggingfaceEndpoint: '', modelscopeEndpoint: '' },
 };
 
 export type SettingProblemCode =
@@ -52,7 +65,8 @@ export type SettingProblemCode =
   | 'pathMissing'
   | 'badTemplate'
   | 'badStageKey'
-  | 'remoteHost';
+  | 'remoteHost'
+  | 'badUrl';
 
 export interface SettingProblem {
   /** Full key, e.g. `majicflux.defaults.width`. */
@@ -132,6 +146,32 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
     return p;
   };
 
+  const folders = (key: string): string[] => {
+    const v = get(key);
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) {
+      report(key, 'wrongType', { expected: 'array of folder paths' });
+      return [];
+    }
+    const out: string[] = [];
+    for (const raw of v as string[]) {
+      const p = expandPath(raw, ctx);
+      if (!p || out.includes(p)) continue;
+      if (!(ctx.exists ?? (() => true))(p)) report(key, 'pathMissing', { path: p });
+      out.push(p);
+    }
+    return out;
+  };
+  const url = (key: string): string => {
+    const raw = str(key, '').trim();
+    if (!raw) return '';
+    if (!isHttpUrl(raw)) {
+      report(key, 'badUrl', { value: raw });
+      return '';
+    }
+    return raw.replace(/\/+$/, '');
+  };
+
   const stage: Partial<Record<ComponentName, EpChoice>> = {};
   const rawStage = get('executionProviderPerStage');
   if (rawStage !== undefined && rawStage !== null) {
@@ -169,6 +209,7 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
     weights: oneOf('weights', WEIGHT_FORMATS, DEFAULTS.weights),
     memory: oneOf('memory', MEMORY_MODES, DEFAULTS.memory),
     memoryBudgetGB: num('memoryBudgetGB', 0, 0, 4096, false),
+    gpuMemoryGB: num('gpuMemoryGB', 0, 0, 4096, false),
     executionProvider: oneOf('executionProvider', EP_CHOICES, DEFAULTS.executionProvider),
     stageExecutionProvider: stage,
     output: { folder: str('output.folder', DEFAULTS.output.folder).trim() || DEFAULTS.output.folder, fileName },
@@ -185,8 +226,24 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
       remoteHost,
       remotePort: num('server.remotePort', DEFAULTS.server.remotePort, 1, 65535, true),
     },
+    models: {
+      searchPaths: folders('models.searchPaths'),
+      downloadFolder: expandPath(str('models.downloadFolder', ''), ctx),
+      huggingfaceEndpoint: url('models.huggingfaceEndpoint'),
+      modelscopeEndpoint: url('models.modelscopeEndpoint'),
+    },
   };
   return { settings, problems };
+}
+
+/** An absolute http(s) URL with a host (a hub mirror such as https://hf-mirror.com). */
+export function isHttpUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return (u.protocol === 'https:' || u.protocol === 'http:') && !!u.hostname && !u.username && !u.password;
+  } catch {
+    return false;
+  }
 }
 
 /** True when no model is configured: the bundled demo model (random weights) is used. */
@@ -216,6 +273,7 @@ export function serverSettings(s: Settings): ServerSettings {
   const out: ServerSettings = { model: modelSpec(s), weights: s.weights, ep: s.executionProvider, memory: s.memory };
   if (Object.keys(s.stageExecutionProvider).length) out.stageEp = { ...s.stageExecutionProvider };
   if (s.memoryBudgetGB > 0) out.memoryBudget = Math.round(s.memoryBudgetGB * 2 ** 30);
+  if (s.gpuMemoryGB > 0) out.gpuMemory = Math.round(s.gpuMemoryGB * 2 ** 30);
   return out;
 }
 

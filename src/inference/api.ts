@@ -54,6 +54,8 @@ export interface RuntimeOptions {
   compute?: ComputeType | 'auto';
   /** GPU memory the DiT's weights may take, bytes, for `weights: auto` (default: measured free memory). */
   gpuMemoryBudget?: number;
+  /** The GPU's memory, bytes, when nvidia-smi cannot tell (AMD, Intel, Apple): `weights: auto` plans within it. */
+  gpuMemory?: number;
   ep?: EpChoice;
   /** Per-stage execution provider, overriding `ep`. */
   stageEp?: Partial<Record<ComponentName, EpChoice>>;

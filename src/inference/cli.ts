@@ -8,6 +8,7 @@ import { fmtBytes, SafetensorsError } from './safetensors';
 import { UserError } from './api';
 import { generateCommand } from './cliGenerate';
 import { serveSubcommand } from './cliServe';
+import { modelsCommand } from './cliModels';
 import { CliOutput, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandArgs, Subcommand, UsageError } from './cliCommon';
 
 export type { CliOutput, Subcommand };
@@ -132,7 +133,7 @@ export function fmtCount(n: number): string {
 
 // ─── dispatcher ─────────────────────────────────────────────────────────────────────────────────
 
-export const COMMANDS: Subcommand[] = [generateCommand, inspectCommand, serveSubcommand];
+export const COMMANDS: Subcommand[] = [generateCommand, inspectCommand, modelsCommand, serveSubcommand];
 
 function topUsage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

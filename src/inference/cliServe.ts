@@ -41,6 +41,8 @@ Output:
   --output-dir DIR   PNGs are written here (default ./generated). Clients name files relative
                      to it and cannot write outside it; with returnImage they also get the bytes.
   --heartbeat-ms N   heartbeat interval (default ${DEFAULT_HEARTBEAT_MS})
+  --models-dir DIR   allow clients to download registry models into this folder (relative
+                     paths only; without it, downloads are refused)
 
 Remote use through an SSH tunnel (recommended; nothing but SSH is exposed):
   on the GPU host:     majicflux serve --model /models/FLUX.1-dev
@@ -85,7 +87,7 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
       host: { type: 'string' }, port: { type: 'string' }, token: { type: 'string' },
       model: { type: 'string' }, transformer: { type: 'string' }, vae: { type: 'string' },
       weights: { type: 'string' }, ep: { type: 'string' }, memory: { type: 'string' }, threads: { type: 'string' }, cache: { type: 'string' },
-      'output-dir': { type: 'string' }, 'heartbeat-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      'output-dir': { type: 'string' }, 'models-dir': { type: 'string' }, 'heartbeat-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
@@ -111,6 +113,7 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
       }
     : undefined;
   const outputDir = path.resolve(values['output-dir'] ?? 'generated');
+  const modelsDir = values['models-dir'] === undefined ? undefined : path.resolve(values['models-dir']);
 
   if (!isLoopback(host)) {
     io.err(
@@ -118,7 +121,7 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
         `(the token, prompts, images) is NOT encrypted. Prefer --host 127.0.0.1 with an SSH tunnel (see --help).\n`,
     );
   }
-  const handle = await serveTcp({ host, port, token, heartbeatMs, outputDir, settings, fixedModel: model });
+  const handle = await serveTcp({ host, port, token, heartbeatMs, outputDir, modelsDir, settings, fixedModel: model });
   const where = `${handle.host.includes(':') ? `[${handle.host}]` : handle.host}:${handle.port}`;
   io.out(
     `MajicFLUX server listening on ${where} (protocol ${PROTOCOL_VERSION})\n` +

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ComponentName, ModelSpec, UserError, WeightFormat } from './api';
 import { ComponentKind, KIND_NAMES, ModelScan, scanModelFolder } from './layouts';
-import { openTensors, TensorSource } from './safetensors';
+import { componentWeightBytes, readShapes } from './models/memory';
 
 export interface ModelFiles {
   name: string;
@@ -78,45 +78,12 @@ function scanFolder(dir: string): ModelScan {
   }
 }
 
-const sizeCache = new Map<string, { linear: number; other: number; otherBytes: number; sourceBytes: number }>();
-
-function sizes(p: string) {
-  let s = sizeCache.get(p);
-  if (s) return s;
-  const t: TensorSource = openTensors(p);
-  s = { linear: 0, other: 0, otherBytes: 0, sourceBytes: 0 };
-  for (const n of t.names()) {
-    const info = t.info(n);
-    const count = info.shape.reduce((a, b) => a * b, 1);
-    s.sourceBytes += info.byteLength;
-    if (info.shape.length === 2 && count > 1 << 16) s.linear += count;
-    else {
-      s.other += count;
-      s.otherBytes += info.byteLength;
-    }
-  }
-  t.close();
-  sizeCache.set(p, s);
-  return s;
-}
-
-// int8/int4: the packed bits plus one float16 scale per block of 128.
-const BYTES: Record<WeightFormat, number> = { fp8: 1, fp16: 2, fp32: 4, int8: 1 + 2 / 128, int4: 0.5 + 2 / 128 };
-
+/**
+ * Weights held in memory, the numbers `Check Models` uses too (models/memory.ts): the DiT's Linear
+ * weights in `format`, its other tensors as float32, the other components at their file size.
+ */
 function estimate(parts: Record<'transformer' | 'textEncoder' | 'textEncoder2' | 'vae', string>, format: WeightFormat, c?: ComponentName): number {
-  const of = (comp: ComponentName): number => {
-    switch (comp) {
-      case 'dit': {
-        const s = sizes(parts.transformer);
-        return s.linear * BYTES[format] + s.other * 4;
-      }
-      case 'clip':
-        return sizes(parts.textEncoder).sourceBytes;
-      case 't5':
-        return sizes(parts.textEncoder2).sourceBytes;
-      case 'vae':
-        return sizes(parts.vae).sourceBytes;
-    }
-  };
+  const file: Record<ComponentName, string> = { dit: parts.transformer, clip: parts.textEncoder, t5: parts.textEncoder2, vae: parts.vae };
+  const of = (comp: ComponentName): number => componentWeightBytes(readShapes(file[comp], comp), comp, format);
   return c ? of(c) : of('dit') + of('clip') + of('t5') + of('vae');
 }

@@ -57,7 +57,7 @@ export class FluxPipeline {
     let weights: WeightFormat;
     if (runtime.weights === 'auto') {
       const { ep } = await chooseEp('dit', runtime.stageEp?.dit ?? runtime.ep ?? 'auto', 'fp8');
-      const budget = runtime.gpuMemoryBudget ?? gpuBudgetForDit(files, ep, memory);
+      const budget = runtime.gpuMemoryBudget ?? gpuBudgetForDit(files, ep, memory, runtime.gpuMemory);
       const d = chooseWeights(ep, (f) => files.residentBytes(f, 'dit'), budget);
       weights = d.format;
       log('info', `weights auto → ${weights} (${d.reason})`);
@@ -265,12 +265,12 @@ export class FluxPipeline {
 type ResolvedRuntime = Omit<RuntimeOptions, 'weights' | 'memory'> & { weights: WeightFormat; memory: MemoryMode };
 
 /**
- * GPU memory the DiT may take: what nvidia-smi reports free, less room for activations (~2 GiB
+ * GPU memory the DiT may take: the user's figure, else what nvidia-smi reports free, less room for activations (~2 GiB
  * at 1024² in fp16) and, when everything stays resident, the other components.
  */
-function gpuBudgetForDit(files: ModelFiles, ep: ExecutionProvider, memory: MemoryMode): number | undefined {
+function gpuBudgetForDit(files: ModelFiles, ep: ExecutionProvider, memory: MemoryMode, gpuMemory?: number): number | undefined {
   if (ep === 'cpu') return undefined;
-  const free = nvidiaFreeMemory();
+  const free = gpuMemory ?? nvidiaFreeMemory();
   if (free === undefined) return undefined;
   const others = memory === 'sequential' ? 0 : (['clip', 't5', 'vae'] as const).reduce((a, c) => a + files.residentBytes('fp16', c), 0);
   return free - 2 * 2 ** 30 - others;

@@ -21,6 +21,18 @@ import type {
   WeightFormat,
 } from './api';
 import { WEIGHT_CHOICES, WEIGHT_FORMATS } from './api';
+import type {
+  DownloadErrorCode,
+  DownloadProgress,
+  DownloadRequest,
+  DownloadResult,
+  FoundModel,
+  MachineInfo,
+  MemoryEstimate,
+  ModelCheckReport,
+  PartCheck,
+} from './models/types';
+import { HUB_NAMES, PART_ROLES } from './models/types';
 
 /** Bumped on any incompatible change; `hello` fails when client and server differ. */
 export const PROTOCOL_VERSION = 1;
@@ -116,7 +128,21 @@ export type Request =
   | { id: number; type: 'load'; components?: ComponentName[] }
   | { id: number; type: 'unload'; components?: ComponentName[] }
   | { id: number; type: 'ping' }
-  | { id: number; type: 'shutdown' };
+  | { id: number; type: 'shutdown' }
+  /** Find models on the server's disks (configured model, folders given, hub caches). */
+  | { id: number; type: 'models'; search?: ModelSearch }
+  /** Check a model's files (headers; full sha256 with `verify`) and what fits this machine. Default: the configured model. */
+  | { id: number; type: 'check'; model?: ModelSpec; verify?: boolean; width?: number; height?: number }
+  /** Start downloading a registry model; progress comes as download-* events; cancel with `cancel` and the downloadId. */
+  | { id: number; type: 'download'; download: DownloadRequest };
+
+/** Where to look for models besides the configured one and the hub caches. */
+export interface ModelSearch {
+  searchPaths?: string[];
+  workspaceFolders?: string[];
+  /** The extension's global storage folder (its models/ subfolder holds what it downloaded). */
+  globalStorage?: string;
+}
 
 export type RequestType = Request['type'];
 
@@ -155,6 +181,9 @@ export type Response =
   | { id: number; type: 'status'; status: StatusInfo }
   | { id: number; type: 'loaded'; components: ComponentName[] }
   | { id: number; type: 'pong'; time: number }
+  | { id: number; type: 'models'; found: FoundModel[]; machine: MachineInfo }
+  | { id: number; type: 'check'; report: ModelCheckReport }
+  | { id: number; type: 'download'; downloadId: string }
   | ErrorReply;
 
 /** Which reply each request gets when it succeeds (any request may instead get an ErrorReply). */
@@ -168,6 +197,9 @@ export interface ReplyFor {
   unload: Extract<Response, { type: 'loaded' }>;
   ping: Extract<Response, { type: 'pong' }>;
   shutdown: Extract<Response, { type: 'ok' }>;
+  models: Extract<Response, { type: 'models' }>;
+  check: Extract<Response, { type: 'check' }>;
+  download: Extract<Response, { type: 'download' }>;
 }
 
 export const REPLY_TYPE: { [K in RequestType]: ReplyFor[K]['type'] } = {
@@ -180,6 +212,9 @@ export const REPLY_TYPE: { [K in RequestType]: ReplyFor[K]['type'] } = {
   unload: 'loaded',
   ping: 'pong',
   shutdown: 'ok',
+  models: 'models',
+  check: 'check',
+  download: 'download',
 };
 
 export interface PngPreview {
@@ -211,14 +246,23 @@ export type FailedEvent = { type: 'event'; event: 'failed'; jobId: string; messa
 export type CancelledEvent = { type: 'event'; event: 'cancelled'; jobId: string };
 export type LogEvent = { type: 'event'; event: 'log'; level: LogLevel; message: string; jobId?: string };
 export type HeartbeatEvent = { type: 'event'; event: 'heartbeat'; time: number; rss: number; state: StatusInfo['state']; queued: number };
+export type DownloadProgressEvent = { type: 'event'; event: 'download-progress'; downloadId: string; progress: DownloadProgress };
+export type DownloadDoneEvent = { type: 'event'; event: 'download-done'; downloadId: string; result: DownloadResult };
+export type DownloadFailedEvent = { type: 'event'; event: 'download-failed'; downloadId: string; code: DownloadErrorCode; message: string; detail?: string };
+/** Events about one download: download-progress*, then download-done or download-failed (code "cancelled" when cancelled). */
+export type DownloadEvent = DownloadProgressEvent | DownloadDoneEvent | DownloadFailedEvent;
 
 /** Events about one job, in the order a job sees them: started, (stage|step)*, done|failed|cancelled. */
 export type JobEvent = StartedEvent | StageEvent | StepEvent | DoneEvent | FailedEvent | CancelledEvent;
-export type Event = JobEvent | LogEvent | HeartbeatEvent;
+export type Event = JobEvent | DownloadEvent | LogEvent | HeartbeatEvent;
 export type ServerMessage = Response | Event;
 
 export function isJobEvent(e: Event): e is JobEvent {
-  return e.event !== 'log' && e.event !== 'heartbeat';
+  return e.event !== 'log' && e.event !== 'heartbeat' && !isDownloadEvent(e);
+}
+
+export function isDownloadEvent(e: Event): e is DownloadEvent {
+  return e.event === 'download-progress' || e.event === 'download-done' || e.event === 'download-failed';
 }
 
 /** Events after which a job sends nothing more. */
@@ -501,6 +545,25 @@ const generateParams: Check<GenerateParams> = obj({
   latentsFile: opt(path),
 });
 
+const paths = arr(path, 1000);
+const hub = oneOf(...HUB_NAMES);
+const role = oneOf(...PART_ROLES);
+
+const modelSearch: Check<ModelSearch> = obj({
+  searchPaths: opt(paths),
+  workspaceFolders: opt(paths),
+  globalStorage: opt(path),
+});
+
+const downloadRequest: Check<DownloadRequest> = obj({
+  model: str({ min: 1, max: 200 }),
+  hub: opt(hub),
+  dest: path,
+  token: opt(str({ max: 1000 })),
+  parts: opt(arr(role, PART_ROLES.length)),
+  endpoints: opt(partialRecord(HUB_NAMES, str({ min: 1, max: 2000 }))),
+});
+
 const jobRequest: Check<JobRequest> = obj({
   params: generateParams,
   output: path,
@@ -524,6 +587,9 @@ const REQUESTS: { [K in RequestType]: Check<Extract<Request, { type: K }>> } = {
   unload: typed('unload', { components: opt(components) }),
   ping: typed('ping', {}),
   shutdown: typed('shutdown', {}),
+  models: typed('models', { search: opt(modelSearch) }),
+  check: typed('check', { model: opt(modelSpec), verify: opt(bool), width: opt(int(16, 16384)), height: opt(int(16, 16384)) }),
+  download: typed('download', { download: downloadRequest }),
 };
 
 /** An object check that also carries `type: T` through to the output. */
@@ -621,6 +687,88 @@ const statusInfo: Check<StatusInfo> = obj({
   uptime: num(0, Infinity),
 });
 
+/** A string-keyed record of at most `max` entries, all of one kind. */
+function record<T>(value: Check<T>, max: number): Check<Record<string, T>> {
+  return (v, at) => {
+    if (!isPlainObject(v)) fail(at, 'an object', v);
+    const keys = Object.keys(v);
+    if (keys.length > max) fail(at, `an object of at most ${max} keys`, v);
+    const out: Record<string, T> = {};
+    for (const k of keys) if (k !== '__proto__') out[k] = value(v[k], `${at}.${k}`);
+    return out;
+  };
+}
+
+const partCheck: Check<PartCheck> = obj({
+  role,
+  status: oneOf('present', 'missing', 'wrong-dtype', 'corrupt'),
+  path: opt(path),
+  layout: opt(str({ max: 200 })),
+  dtypes: opt(record(int(0, MAX_SAFE), 64)),
+  params: opt(int(0, MAX_SAFE)),
+  bytes: opt(bytes),
+  message: opt(str({ max: 10_000 })),
+  sha256: opt(str({ max: 64 })),
+  verified: opt(oneOf('match', 'mismatch', 'recorded')),
+});
+
+const foundModel: Check<FoundModel> = obj({
+  id: str({ max: 200 }),
+  name: str({ max: 500 }),
+  where: oneOf('configured', 'workspace', 'global-storage', 'search-path', 'huggingface-cache', 'modelscope-cache'),
+  root: path,
+  parts: arr(partCheck, 64),
+  complete: bool,
+  spec: modelSpec,
+});
+
+const machineInfo: Check<MachineInfo> = obj({
+  platform: str({ max: 100 }),
+  arch: str({ max: 100 }),
+  cpus: int(0, 1 << 20),
+  totalMemory: bytes,
+  freeMemory: bytes,
+  gpuMemory: opt(bytes),
+  gpuName: opt(str({ max: 500 })),
+});
+
+const memoryEstimate: Check<MemoryEstimate> = obj({
+  weights,
+  mode: oneOf('sequential', 'resident'),
+  width: int(0, 1 << 20),
+  height: int(0, 1 << 20),
+  components: obj({ clip: bytes, t5: bytes, dit: bytes, vae: bytes }),
+  peak: bytes,
+  fitsRam: bool,
+  fitsGpu: opt(bool),
+});
+
+const checkReport: Check<ModelCheckReport> = obj({
+  model: foundModel,
+  machine: machineInfo,
+  estimates: arr(memoryEstimate, 1000),
+  advice: arr(str({ max: 10_000 }), 100),
+});
+
+const downloadId = jobId;
+
+const downloadProgress: Check<DownloadProgress> = obj({
+  file: str({ max: 4096 }),
+  files: int(0, MAX_SAFE),
+  filesDone: int(0, MAX_SAFE),
+  bytes,
+  total: bytes,
+  bytesPerSecond: num(0, Infinity),
+  etaSeconds: opt(num(0, Infinity)),
+});
+
+const downloadResult: Check<DownloadResult> = obj({
+  spec: modelSpec,
+  files: arr(obj({ path, bytes, sha256: str({ max: 64 }), resumedFrom: opt(bytes), skipped: opt(bool) }), 10_000),
+});
+
+const DOWNLOAD_ERROR_CODES = ['auth-required', 'forbidden', 'not-found', 'network', 'http', 'disk-full', 'checksum', 'cancelled'] as const satisfies readonly DownloadErrorCode[];
+
 const ERROR_CODES = [
   'bad-json', 'bad-request', 'line-too-long', 'handshake-required', 'protocol-mismatch', 'unauthorized',
   'busy', 'unknown-job', 'queue-full', 'bad-output', 'shutting-down', 'failed',
@@ -640,6 +788,9 @@ const RESPONSES: { [K in Response['type']]: Check<Extract<Response, { type: K }>
   status: typed('status', { status: statusInfo }),
   loaded: typed('loaded', { components }),
   pong: typed('pong', { time: num(0, Infinity) }),
+  models: typed('models', { found: arr(foundModel, 1000), machine: machineInfo }),
+  check: typed('check', { report: checkReport }),
+  download: typed('download', { downloadId }),
   error: (v, at) => ({
     ...obj({ id: nullable(id), code: oneOf(...ERROR_CODES), message: str({ max: 100_000 }), detail: opt(str({ max: 1_000_000 })) })(v, at),
     type: 'error' as const,
@@ -670,6 +821,9 @@ const EVENTS: { [K in Event['event']]: Check<Extract<Event, { event: K }>> } = {
   cancelled: event('cancelled', { jobId }),
   log: event('log', { level: logLevel, message: str({ max: 1_000_000 }), jobId: opt(jobId) }),
   heartbeat: event('heartbeat', { time: num(0, Infinity), rss: bytes, state: serverState, queued: int(0, MAX_SAFE) }),
+  'download-progress': event('download-progress', { downloadId, progress: downloadProgress }),
+  'download-done': event('download-done', { downloadId, result: downloadResult }),
+  'download-failed': event('download-failed', { downloadId, code: oneOf(...DOWNLOAD_ERROR_CODES), message: str({ max: 100_000 }), detail: opt(str({ max: 1_000_000 })) }),
 };
 
 /** Checks a parsed JSON value from the server. Never throws. */

@@ -22,6 +22,9 @@ import { CancelledError, GenerateResult, ModelSpec, RuntimeOptions, StageTiming,
 import { availableMemory, currentRss, RssSampler } from './memory';
 import { VERSION } from './pipeline';
 import { WorkerPipeline } from './pipelineWorker';
+import { DownloadError } from './models/download';
+import { checkModels, downloadModel, findModels } from './models/service';
+import type { DownloadRequest } from './models/types';
 import { encodePng, ImageParameters, pngChunk, writePngAtomic } from './png';
 import {
   encodeMessage,
@@ -62,6 +65,8 @@ export interface ServerOptions {
   fixedModel?: ModelSpec;
   /** Write log lines to stderr even while a client receives them as events (serve). */
   echoLogs?: boolean;
+  /** TCP: downloads may only go into this folder (relative `dest`); without it downloads are refused. */
+  modelsDir?: string;
 }
 
 // =============================================================================================
@@ -173,6 +178,8 @@ export class InferenceServer {
   private mutex: Promise<void> = Promise.resolve();
   private loading = 0;
   private jobCounter = 0;
+  private readonly downloads = new Map<string, { controller: AbortController; owner: Session }>();
+  private downloadCounter = 0;
   private session?: Session;
   private stopping = false;
   private readonly started = Date.now();
@@ -282,6 +289,19 @@ export class InferenceServer {
       }
       case 'ping':
         return session.send({ id: req.id, type: 'pong', time: Date.now() });
+      case 'models': {
+        const s = this.settings;
+        const r = await findModels({ configured: s?.model, ...(this.remote ? {} : req.search), gpuMemory: s?.gpuMemory });
+        return session.send({ id: req.id, type: 'models', ...r });
+      }
+      case 'check': {
+        const spec = req.model && !this.opts.fixedModel ? req.model : this.settings?.model;
+        if (!spec || Object.keys(spec).length === 0) return this.reply(session, req.id, 'failed', 'No model is configured: set majicflux.model.path (a FLUX.1-dev folder) or majicflux.model.transformer.');
+        const report = await checkModels(spec, { verify: req.verify, cacheDir: this.settings?.cacheDir, gpuMemory: this.settings?.gpuMemory, width: req.width, height: req.height });
+        return session.send({ id: req.id, type: 'check', report });
+      }
+      case 'download':
+        return this.startDownload(session, req.id, req.download);
       case 'shutdown':
         session.closing = true;
         session.send({ id: req.id, type: 'ok' });
@@ -345,7 +365,63 @@ export class InferenceServer {
     setImmediate(() => this.pump());
   }
 
+  /** A TCP server: client paths mean nothing here, and it writes only inside its own folders. */
+  private get remote(): boolean {
+    return this.opts.outputDir !== undefined;
+  }
+
+  private startDownload(session: Session, id: number, request: DownloadRequest): void {
+    let dest = request.dest;
+    if (this.remote) {
+      const root = this.opts.modelsDir;
+      if (!root) return this.reply(session, id, 'failed', 'This server does not accept downloads: start it with --models-dir DIR to allow them.');
+      dest = path.resolve(root, request.dest);
+      const rel = path.relative(root, dest);
+      if (rel.startsWith('..') || path.isAbsolute(rel)) return this.reply(session, id, 'bad-output', `download folder ${JSON.stringify(request.dest)} is outside the server's models folder`);
+    } else if (!path.isAbsolute(dest)) {
+      return this.reply(session, id, 'bad-output', `download folder must be an absolute path, got ${JSON.stringify(dest)}`);
+    }
+    const downloadId = `download-${++this.downloadCounter}`;
+    const controller = new AbortController();
+    this.downloads.set(downloadId, { controller, owner: session });
+    session.send({ id, type: 'download', downloadId });
+    const log = (level: LogLevel, message: string) => this.log(level, `${downloadId}: ${message}`);
+    let last = 0;
+    downloadModel(
+      { ...request, dest },
+      {
+        signal: controller.signal,
+        cacheDir: this.settings?.cacheDir,
+        log,
+        onProgress: (progress) => {
+          // The downloader throttles; this keeps a fast local transfer from flooding the pipe too.
+          const now = Date.now();
+          if (now - last < 200 && progress.bytes < progress.total) return;
+          last = now;
+          session.send({ type: 'event', event: 'download-progress', downloadId, progress });
+        },
+      },
+    )
+      .then((result) => {
+        log('info', `done: ${result.files.length} files`);
+        session.send({ type: 'event', event: 'download-done', downloadId, result });
+      })
+      .catch((err: unknown) => {
+        const e = err instanceof Error ? err : new Error(String(err));
+        const code = err instanceof DownloadError ? err.code : controller.signal.aborted ? 'cancelled' : 'http';
+        const detail = err instanceof UserError ? err.detail : e.stack;
+        log(code === 'cancelled' ? 'info' : 'error', `${code}: ${e.message}`);
+        session.send({ type: 'event', event: 'download-failed', downloadId, code, message: e.message, ...(detail ? { detail } : {}) });
+      })
+      .finally(() => this.downloads.delete(downloadId));
+  }
+
   private cancelRequest(session: Session, id: number, jobId: string): void {
+    const download = this.downloads.get(jobId);
+    if (download) {
+      download.controller.abort();
+      return session.send({ id, type: 'cancel', jobId, state: 'cancelling' });
+    }
     const i = this.queue.findIndex((j) => j.id === jobId);
     if (i >= 0) {
       const [job] = this.queue.splice(i, 1);
@@ -363,6 +439,7 @@ export class InferenceServer {
 
   /** Cancels the session's jobs (all jobs without one): queued ones at once, the running one at its next step. */
   private cancelJobsOf(session?: Session): void {
+    for (const d of this.downloads.values()) if (!session || d.owner === session) d.controller.abort();
     for (const job of this.queue.filter((j) => !session || j.owner === session)) {
       this.queue.splice(this.queue.indexOf(job), 1);
       this.finish(job, { type: 'event', event: 'cancelled', jobId: job.id });
@@ -546,7 +623,7 @@ function jobInfo(j: Job): JobInfo {
 }
 
 function runtimeOptions(s: ServerSettings): RuntimeOptions {
-  return { weights: s.weights, ep: s.ep, stageEp: s.stageEp, memory: s.memory, cacheDir: s.cacheDir, threads: s.threads };
+  return { weights: s.weights, ep: s.ep, stageEp: s.stageEp, memory: s.memory, cacheDir: s.cacheDir, threads: s.threads, gpuMemory: s.gpuMemory };
 }
 
 /** Settings that need a new pipeline when they change (not the memory budget: the pipeline reads it per job). */

@@ -23,7 +23,8 @@ import {
   validateRequest,
   validateServerMessage,
 } from '../../src/inference/protocol';
-import { JobFailedError, Logger, ServerClient, ServerClientOptions, ServerError } from '../../src/extension/serverClient';
+import { DownloadFailedError, JobFailedError, Logger, ServerClient, ServerClientOptions, ServerError } from '../../src/extension/serverClient';
+import { FakeHub, TOKEN_GOOD } from '../helpers/fakeHub';
 import { GOLDEN_MODELS } from '../helpers/golden';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -69,9 +70,24 @@ const VALID_REQUESTS: Request[] = [
   { id: 8, type: 'unload' },
   { id: 9, type: 'ping' },
   { id: 10, type: 'shutdown' },
+  { id: 11, type: 'models', search: { searchPaths: ['/models'], workspaceFolders: ['/ws'], globalStorage: '/gs' } },
+  { id: 12, type: 'models' },
+  { id: 13, type: 'check', model: { dir: '/m', transformer: '/m/majicflus_v134.safetensors' }, verify: true, width: 1024, height: 768 },
+  { id: 14, type: 'check' },
+  { id: 15, type: 'download', download: { model: 'majicflus-v1', hub: 'modelscope', dest: '/models', parts: ['dit', 'vae'], endpoints: { modelscope: 'http://127.0.0.1:1' } } },
+  { id: 16, type: 'download', download: { model: 'flux1-dev', dest: '/models', token: 'hf_x' } },
 ];
 
 const METADATA = { prompt: 'p', seed: 3, steps: 1, width: 64, height: 64, guidance: 3.5, shift: 'dynamic' as const, t5MaxLength: 512, model: 'm', weights: 'fp8' as const, sampler: 'euler' as const, software: 'MajicFLUX 0.1.0' };
+const MACHINE = { platform: 'linux', arch: 'x64', cpus: 16, totalMemory: 3.3e10, freeMemory: 2e10, gpuMemory: 1.2e10, gpuName: 'NVIDIA GeForce RTX 3060' };
+const FOUND = {
+  id: 'majicflus-v1', name: 'majicflus v1', where: 'workspace' as const, root: '/ws/models', complete: false,
+  parts: [
+    { role: 'dit' as const, status: 'present' as const, path: '/ws/models/MAILAND/majicflus_v1/majicflus_v134.safetensors', layout: 'bfl-dit', dtypes: { F8_E4M3: 500, F32: 280 }, params: 1.19e10, bytes: 1.19e10, sha256: 'ef'.repeat(32), verified: 'recorded' as const },
+    { role: 't5' as const, status: 'missing' as const, message: 'text_encoder_2/ not found' },
+  ],
+  spec: { dir: '/ws/models/black-forest-labs/FLUX.1-dev', transformer: '/ws/models/MAILAND/majicflus_v1/majicflus_v134.safetensors' },
+};
 const VALID_SERVER_MESSAGES: ServerMessage[] = [
   { id: 1, type: 'hello', protocol: 1, version: '0.1.0', pid: 5, platform: 'linux-x64', heartbeatMs: 5000 },
   { id: 2, type: 'ok' },
@@ -90,6 +106,12 @@ const VALID_SERVER_MESSAGES: ServerMessage[] = [
   { type: 'event', event: 'cancelled', jobId: 'job-1' },
   { type: 'event', event: 'log', level: 'warn', message: 'hm', jobId: 'job-1' },
   { type: 'event', event: 'heartbeat', time: 1700000000000, rss: 1e8, state: 'idle', queued: 0 },
+  { id: 11, type: 'models', found: [FOUND], machine: MACHINE },
+  { id: 13, type: 'check', report: { model: FOUND, machine: MACHINE, estimates: [{ weights: 'fp8', mode: 'sequential', width: 1024, height: 1024, components: { clip: 2.4e8, t5: 9.5e9, dit: 1.2e10, vae: 1.6e8 }, peak: 1.3e10, fitsRam: true, fitsGpu: false }], advice: ['fp8 + sequential: peak ≈ 12.1 GiB — fits your 31 GiB of RAM'] } },
+  { id: 15, type: 'download', downloadId: 'download-1' },
+  { type: 'event', event: 'download-progress', downloadId: 'download-1', progress: { file: 'ae.safetensors', files: 3, filesDone: 1, bytes: 1e9, total: 3e9, bytesPerSecond: 5e7, etaSeconds: 40 } },
+  { type: 'event', event: 'download-done', downloadId: 'download-1', result: { spec: { dir: '/models/black-forest-labs/FLUX.1-dev' }, files: [{ path: '/models/x/ae.safetensors', bytes: 335304388, sha256: 'ab'.repeat(32), resumedFrom: 1000 }, { path: '/models/x/y', bytes: 1, sha256: 'cd'.repeat(32), skipped: true }] } },
+  { type: 'event', event: 'download-failed', downloadId: 'download-1', code: 'auth-required', message: 'black-forest-labs/FLUX.1-dev is gated', detail: 'HTTP 401' },
 ];
 
 /** Random JSON-ish values biased towards protocol-looking shapes. */
@@ -584,3 +606,129 @@ function pick(m: ServerMessage): Record<string, unknown> {
   const { id, type } = m as { id?: unknown; type: string };
   return m.type === 'error' ? { id, type, code: m.code } : { id, type };
 }
+
+// ---------------------------------------------------------------------------------------------
+
+describe('models through the server: download from a hub, find, check, generate', function () {
+  this.timeout(120_000);
+  const FLUX_DEV_PARTS = ['ae.safetensors', 'text_encoder/config.json', 'text_encoder/model.safetensors', 'text_encoder_2/config.json', 'text_encoder_2/model.safetensors.index.json',
+    'text_encoder_2/model-00001-of-00002.safetensors', 'text_encoder_2/model-00002-of-00002.safetensors', 'tokenizer/vocab.json', 'tokenizer/merges.txt',
+    'tokenizer/special_tokens_map.json', 'tokenizer/tokenizer_config.json', 'tokenizer_2/tokenizer.json', 'tokenizer_2/special_tokens_map.json', 'tokenizer_2/tokenizer_config.json'];
+  let hub: FakeHub;
+  let tmp: string;
+  let client: ServerClient;
+  const logger = new TestLogger();
+
+  before(async () => {
+    assert.ok(fs.existsSync(SERVER), 'dist/server.js was not built');
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'majicflux-server-models-'));
+    // majicflus on ModelScope (the golden tiny DiT under the real file name), FLUX.1-dev's other
+    // parts on the ModelScope mirror, and the gated Hugging Face original.
+    const dit = fs.readFileSync(path.join(GOLDEN_MODELS, 'flux-tiny.safetensors'));
+    hub = await FakeHub.start([
+      { hub: 'modelscope', repo: 'MAILAND/majicflus_v1', files: [{ path: 'majicflus_v134.safetensors', data: dit }] },
+      { hub: 'modelscope', repo: 'black-forest-labs/FLUX.1-dev', files: [...FLUX_DEV_PARTS, { path: 'flux1-dev.safetensors', data: dit }, 'scheduler/scheduler_config.json'] },
+      { hub: 'huggingface', repo: 'black-forest-labs/FLUX.1-dev', gated: true, files: [...FLUX_DEV_PARTS, { path: 'flux1-dev.safetensors', data: dit }, 'scheduler/scheduler_config.json'] },
+    ]);
+    client = new ServerClient({
+      serverPath: SERVER, logger, clientName: 'server.test models',
+      settings: { model: { dir: GOLDEN_MODELS }, weights: 'fp32', memory: 'sequential', ep: 'cpu', cacheDir: path.join(tmp, 'cache') },
+    });
+  });
+
+  after(async () => {
+    await client?.dispose();
+    await hub?.close();
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') process.stderr.write(logger.lines.slice(-40).join('\n') + '\n');
+  });
+
+  it('downloads majicflus v1 with FLUX.1-dev\'s other parts (verified, progress events), then generates with it', async () => {
+    const dest = path.join(tmp, 'models');
+    const events: string[] = [];
+    let lastBytes = 0;
+    const { downloadId, done } = await client.download({ model: 'majicflus-v1', hub: 'modelscope', dest, endpoints: { modelscope: hub.endpoint } }, (e) => {
+      events.push(e.event);
+      if (e.event === 'download-progress') lastBytes = e.progress.bytes;
+    });
+    assert.match(downloadId, /^download-\d+$/);
+    const result = await done;
+    const ditPath = path.join(dest, 'MAILAND', 'majicflus_v1', 'majicflus_v134.safetensors');
+    const base = path.join(dest, 'black-forest-labs', 'FLUX.1-dev');
+    assert.deepEqual(result.spec, { dir: base, transformer: ditPath, name: 'majicflus v1' });
+    assert.equal(result.files.length, 1 + FLUX_DEV_PARTS.length, 'the DiT and FLUX.1-dev\'s parts: no flux1-dev.safetensors, no scheduler');
+    assert.ok(!fs.existsSync(path.join(base, 'flux1-dev.safetensors')));
+    for (const f of result.files) {
+      const rel = path.relative(base, f.path);
+      const fixture = f.path === ditPath ? path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') : path.join(GOLDEN_MODELS, rel);
+      assert.ok(fs.readFileSync(f.path).equals(fs.readFileSync(fixture)), `${rel} is byte-identical`);
+    }
+    assert.ok(events.includes('download-progress') && events.at(-1) === 'download-done', events.join(','));
+    assert.equal(lastBytes, result.files.reduce((a, f) => a + f.bytes, 0));
+    assert.deepEqual(fs.readdirSync(path.join(dest, 'MAILAND', 'majicflus_v1')), ['majicflus_v134.safetensors'], 'no .part or sidecar left');
+
+    // The golden DiT is tiny, not FLUX.1-sized: its sidecar config (as the golden model has one) tells the loader its shape.
+    fs.copyFileSync(path.join(GOLDEN_MODELS, 'flux-tiny.config.json'), ditPath.replace(/\.safetensors$/, '.config.json'));
+    await client.configure({ model: result.spec, weights: 'fp32', memory: 'sequential', ep: 'cpu', cacheDir: path.join(tmp, 'cache') });
+    const out = path.join(tmp, 'out.png');
+    const image = await (await client.generate({ params: { prompt: 'a paper boat', seed: 5, steps: 1, width: 64, height: 64 }, output: out })).done;
+    assert.equal(image.metadata.model, 'majicflus v1');
+    assert.ok(fs.statSync(image.file).size > 0);
+  });
+
+  it('finds the downloaded model and checks it: every part present, memory per format and mode, advice', async () => {
+    const dest = path.join(tmp, 'models');
+    const { found, machine } = await client.models({ searchPaths: [dest] });
+    assert.ok(machine.totalMemory > 0 && machine.cpus > 0);
+    const majicflus = found.find((m) => m.id === 'majicflus-v1');
+    assert.ok(majicflus, `found: ${found.map((m) => `${m.id} ${m.root}`).join('; ')}`);
+    assert.ok(majicflus.complete, JSON.stringify(majicflus.parts));
+    assert.equal(majicflus.spec.transformer, path.join(dest, 'MAILAND', 'majicflus_v1', 'majicflus_v134.safetensors'));
+
+    const report = await client.check();
+    assert.equal(report.model.name, 'majicflus v1');
+    assert.deepEqual(report.model.parts.map((p) => `${p.role}:${p.status}`).sort(), ['clip', 'dit', 't5', 'tokenizer', 'tokenizer2', 'vae'].map((r) => `${r}:present`).sort());
+    assert.ok(report.estimates.some((e) => e.weights === 'fp8' && e.mode === 'sequential' && e.width === 1024 && e.fitsRam));
+    assert.ok(report.advice.length > 0 && /fits|does not fit/.test(report.advice.join(' ')));
+  });
+
+  it('cancels a download mid-transfer, keeping the partial file; a second download resumes it', async () => {
+    const dest = path.join(tmp, 'models-cancel');
+    hub.bytesPerSecond = 200_000;
+    try {
+      let cancelled = false;
+      const { downloadId, done } = await client.download({ model: 'flux1-dev', hub: 'modelscope', dest, parts: ['vae'], endpoints: { modelscope: hub.endpoint } }, (e) => {
+        if (e.event === 'download-progress' && e.progress.bytes > 100_000 && !cancelled) {
+          cancelled = true;
+          void client.cancel(downloadId);
+        }
+      });
+      await assert.rejects(done, (e: unknown) => e instanceof DownloadFailedError && e.code === 'cancelled');
+      const part = path.join(dest, 'black-forest-labs', 'FLUX.1-dev', 'ae.safetensors.part');
+      const kept = fs.statSync(part).size;
+      assert.ok(kept > 0, 'the partial file is kept');
+      hub.bytesPerSecond = 0;
+      hub.reset();
+      const result = await (await client.download({ model: 'flux1-dev', hub: 'modelscope', dest, parts: ['vae'], endpoints: { modelscope: hub.endpoint } })).done;
+      assert.equal(result.files[0].resumedFrom, kept);
+      assert.ok(hub.contentRequests().some((r) => r.range === `bytes=${kept}-`), 'resumed with a range request');
+      assert.ok(fs.readFileSync(result.files[0].path).equals(fs.readFileSync(path.join(GOLDEN_MODELS, 'ae.safetensors'))));
+    } finally {
+      hub.bytesPerSecond = 0;
+    }
+  });
+
+  it('a gated Hugging Face model without a token fails with auth-required, the licence link and nothing downloaded', async () => {
+    const dest = path.join(tmp, 'models-gated');
+    const { done } = await client.download({ model: 'flux1-dev', hub: 'huggingface', dest, endpoints: { huggingface: hub.endpoint } });
+    await assert.rejects(done, (e: unknown) => e instanceof DownloadFailedError && e.code === 'auth-required' && e.message.includes('https://huggingface.co/black-forest-labs/FLUX.1-dev') && /token/i.test(e.message));
+    const left = fs.existsSync(dest) ? fs.readdirSync(dest, { recursive: true }).filter((f) => String(f).endsWith('.safetensors')) : [];
+    assert.deepEqual(left, []);
+    const withToken = await (await client.download({ model: 'flux1-dev', hub: 'huggingface', dest, token: TOKEN_GOOD, parts: ['clip'], endpoints: { huggingface: hub.endpoint } })).done;
+    assert.equal(withToken.files.length, 2);
+    assert.ok(!logger.lines.some((l) => l.includes(TOKEN_GOOD)), 'the token is never logged');
+  });
+});

@@ -1,0 +1,71 @@
+// The three model operations as the server and the CLI offer them (the same code behind
+// "MajicFLUX: Find/Check/Download Models" and `majicflux models list|check|download`):
+// discovery, check and download, plus where the recorded checksums live.
+
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { ModelSpec } from '../api';
+import { checkModel, machineInfo, recordChecksums } from './check';
+import { discoverModels } from './discovery';
+import { downloadFiles } from './download';
+import { loadRegistry, planDownload } from './registry';
+import type { DownloadProgress, DownloadRequest, DownloadResult, FoundModel, MachineInfo, ModelCheckReport } from './types';
+
+export interface ModelSearchOptions {
+  configured?: ModelSpec;
+  searchPaths?: string[];
+  workspaceFolders?: string[];
+  globalStorage?: string;
+  /** GPU memory from the user's settings, bytes (wins over nvidia-smi). */
+  gpuMemory?: number;
+}
+
+/** Where `majicflux models download` puts models unless told otherwise ($MAJICFLUX_MODELS_DIR). */
+export function defaultModelsDir(): string {
+  return process.env.MAJICFLUX_MODELS_DIR || path.join(os.homedir(), '.cache', 'majicflux', 'models');
+}
+
+/** Where verified checksums are recorded (keyed by file identity), beside the converted-weight caches. */
+export function checksumStorePath(cacheDir?: string): string {
+  return path.join(cacheDir ?? path.join(os.homedir(), '.cache', 'majicflux'), 'checksums.json');
+}
+
+export async function findModels(opts: ModelSearchOptions): Promise<{ found: FoundModel[]; machine: MachineInfo }> {
+  const [found, machine] = await Promise.all([
+    Promise.resolve().then(() =>
+      discoverModels({ configured: opts.configured, searchPaths: [...(opts.searchPaths ?? []), defaultModelsDir()], workspaceFolders: opts.workspaceFolders, globalStorage: opts.globalStorage }),
+    ),
+    machineInfo({ gpuMemory: opts.gpuMemory }),
+  ]);
+  return { found, machine };
+}
+
+export async function checkModels(
+  spec: ModelSpec,
+  opts: { verify?: boolean; cacheDir?: string; gpuMemory?: number; width?: number; height?: number } = {},
+): Promise<ModelCheckReport> {
+  const machine = await machineInfo({ gpuMemory: opts.gpuMemory });
+  return checkModel(spec, { verify: opts.verify, checksumStore: checksumStorePath(opts.cacheDir), machine, width: opts.width, height: opts.height });
+}
+
+export interface DownloadHooks {
+  signal?: AbortSignal;
+  onProgress?(p: DownloadProgress): void;
+  log?(level: 'debug' | 'info' | 'warn' | 'error', message: string): void;
+  cacheDir?: string;
+}
+
+/** Plans (registry), fetches (hub, resumable, verified) and records the checksums of a registry model. */
+export async function downloadModel(req: DownloadRequest, hooks: DownloadHooks = {}): Promise<DownloadResult> {
+  const plan = planDownload(req, loadRegistry());
+  hooks.log?.('info', `download ${req.model} from ${req.hub ?? plan.repos[0]?.hub}: ${plan.items.length} files into ${req.dest}`);
+  const files = await downloadFiles(plan.items, {
+    token: req.token,
+    endpoints: req.endpoints,
+    signal: hooks.signal,
+    onProgress: hooks.onProgress,
+    log: hooks.log,
+  });
+  recordChecksums(checksumStorePath(hooks.cacheDir), files.map((f) => ({ path: f.path, sha256: f.sha256 })));
+  return { spec: plan.spec, files };
+}
