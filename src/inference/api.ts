@@ -60,6 +60,8 @@ export interface RuntimeOptions {
   /** Per-stage execution provider, overriding `ep`. */
   stageEp?: Partial<Record<ComponentName, EpChoice>>;
   memory?: MemoryMode;
+  /** RAM in bytes that memory `auto` may plan with (default: 80 % of what is available now). */
+  memoryBudget?: number;
   /** Folder for converted-weight caches. */
   cacheDir?: string;
   threads?: number;

@@ -69,11 +69,11 @@ export class FluxPipeline {
     return p;
   }
 
-  /** The memory mode in effect: `auto` keeps everything resident when it fits in 80% of available RAM. */
+  /** The memory mode in effect: `auto` keeps everything resident when it fits the budget (default 80% of available RAM). */
   memoryMode(): Exclude<MemoryMode, 'auto'> {
     if (this.runtime.memory !== 'auto') return this.runtime.memory;
     const need = this.files.residentBytes(this.runtime.weights);
-    return need < 0.8 * (availableMemory() + currentRss()) ? 'resident' : 'sequential';
+    return need < (this.runtime.memoryBudget ?? 0.8 * (availableMemory() + currentRss())) ? 'resident' : 'sequential';
   }
 
   loaded(): ComponentName[] {

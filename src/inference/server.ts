@@ -623,10 +623,10 @@ function jobInfo(j: Job): JobInfo {
 }
 
 function runtimeOptions(s: ServerSettings): RuntimeOptions {
-  return { weights: s.weights, ep: s.ep, stageEp: s.stageEp, memory: s.memory, cacheDir: s.cacheDir, threads: s.threads, gpuMemory: s.gpuMemory };
+  return { weights: s.weights, ep: s.ep, stageEp: s.stageEp, memory: s.memory, memoryBudget: s.memoryBudget, cacheDir: s.cacheDir, threads: s.threads, gpuMemory: s.gpuMemory };
 }
 
-/** Settings that need a new pipeline when they change (not the memory budget: the pipeline reads it per job). */
+/** Settings that need a new pipeline when they change (all of them: the pipeline runs on a worker with its options). */
 function pipelineKey(s: ServerSettings): string {
   return JSON.stringify([s.model, runtimeOptions(s)]);
 }

@@ -67,6 +67,14 @@ describe('FluxPipeline on the golden tiny model (CPU, fp32 compute)', () => {
     await b.release();
   });
 
+  it('memory auto: resident when the model fits the RAM budget, sequential when it does not', async () => {
+    const spec = { dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') };
+    const need = (await FluxPipeline.create(spec, { weights: 'fp32', ep: 'cpu', memory: 'auto' })).files.residentBytes('fp32');
+    assert.equal((await FluxPipeline.create(spec, { weights: 'fp32', ep: 'cpu', memory: 'auto', memoryBudget: need * 2 })).memoryMode(), 'resident');
+    assert.equal((await FluxPipeline.create(spec, { weights: 'fp32', ep: 'cpu', memory: 'auto', memoryBudget: need / 2 })).memoryMode(), 'sequential');
+    assert.equal((await FluxPipeline.create(spec, { weights: 'fp32', ep: 'cpu', memory: 'resident', memoryBudget: 1 })).memoryMode(), 'resident', 'an explicit mode wins');
+  });
+
   it('rejects sizes that are not multiples of 16 with a message that suggests valid ones', async () => {
     const p = await FluxPipeline.create({ dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') }, { ep: 'cpu' });
     await assert.rejects(p.generate({ prompt: 'x', width: 100, height: 64 }), /multiple of 16.*96 or 112/);
