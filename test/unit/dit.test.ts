@@ -144,7 +144,9 @@ describe('Flux DiT (graphs/dit.ts)', function () {
     const { graph } = buildDit(new DitWeights(src, 'bfl-dit'), params, { format: 'fp8', inlineLimit: 0, fp8Decode: 'lookup' });
     const external = graph.initializerSummary().filter((i) => i.external);
     assert.equal(external.length, bflLinears(params).length);
-    assert.ok(external.every((i) => i.type === 'uint8' && i.external!.length === i.dims[0] * i.dims[1]), 'uint8 views of the fp8 bytes');
+    // Pairs of codes: uint16 [N, K/2] views of the fp8 bytes, still 1 byte per weight.
+    assert.ok(external.every((i) => i.type === 'uint16' && i.external!.length === i.dims[0] * i.dims[1] * 2), 'uint16 views of the fp8 bytes');
+    assert.equal(graph.initializerSummary().filter((i) => i.dims.length === 2 && i.dims[0] === 65536).length, 1, 'one shared pair table');
     assert.ok(graph.nodeTypes().includes('Gather') && !graph.nodeTypes().includes('DequantizeLinear'));
     const [lookup] = await run(FP8_FILE, { format: 'fp8', inlineLimit: 0, fp8Decode: 'lookup' }, ['a']);
     const [dq] = await run(FP8_FILE, { format: 'fp8', inlineLimit: 0, fp8Decode: 'dequantize' }, ['a']);

@@ -131,6 +131,40 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
     });
   }
 
+  it('fp8 by table lookup equals DequantizeLinear bit for bit: a scaled fp8 file, a bf16 file quantized per row, and an odd row length', async () => {
+    const cache = path.join(dir, 'lookup-cache');
+    // One scale ≠ 1 is folded into a 256-entry table of single codes; per-row scales multiply pairs of codes.
+    for (const [file, label, stored] of [[files.fp8, 'fp8 file, per-tensor scale 0.01', 'uint8'], [files.bf16, 'bf16 file, per-row scales', 'uint16']] as const) {
+      const opts: WeightOptions = { format: 'fp8', cacheDir: cache };
+      const lookup = await run(openTensors(file), { ...opts, fp8Decode: 'lookup' }, x, m);
+      const dq = await run(openTensors(file), { ...opts, fp8Decode: 'dequantize' }, x, m);
+      assert.deepEqual(lookup.dense, dq.dense, label);
+      assert.deepEqual(lookup.linear, dq.linear, label);
+      const types = new Set(lookup.graph.initializerSummary().filter((i) => i.external).map((i) => i.type));
+      assert.deepEqual([...types], [stored], label);
+    }
+    // K = 7: no pairs; single codes from the 256-entry table.
+    const odd = path.join(dir, 'odd.safetensors');
+    const w = gaussian(3 * 7, 0.5, 9);
+    writeSafetensors(odd, [{ name: 'o.weight', dtype: 'F8_E4M3', shape: [3, 7], bytes: () => Uint8Array.from(w, (v) => f32ToE4M3(v)) }]);
+    const outOf = async (fp8Decode: WeightOptions['fp8Decode']) => {
+      const g = new Graph('odd');
+      const wt = new Weights(g, openTensors(odd), { format: 'fp8', inlineLimit: 0, fp8Decode }, ['o.weight']);
+      const xi = g.input('x', 'float32', [2, 7]);
+      g.output(wt.linear(xi, 'o', wt.gate(xi), false), 'y', 'float32', [2, 3]);
+      const session = await ort.InferenceSession.create(g.toBytes(), { extra: { session: { model_external_initializers_file_folder_path: wt.folder() } } });
+      try {
+        return { y: (await session.run({ x: new ort.Tensor('float32', gaussian(14, 1, 4), [2, 7]) })).y.data as Float32Array, types: g.initializerSummary().filter((i) => i.external).map((i) => i.type) };
+      } finally {
+        await session.release();
+      }
+    };
+    const a = await outOf('lookup');
+    const b = await outOf('dequantize');
+    assert.deepEqual(a.types, ['uint8']);
+    assert.deepEqual(a.y, b.y);
+  });
+
   it('a second build reuses the complete cache (prefilled on workers) without reading the checkpoint', async () => {
     const src = openTensors(files.bf16);
     const cacheDir = path.join(dir, 'cache2');
