@@ -3,6 +3,8 @@
 
 import * as path from 'node:path';
 import { ModelSpec, UserError } from './api';
+import { sizeText } from './memory';
+import { validateSize } from './sampler';
 import { CliOutput, EXIT_FAILURE, EXIT_OK, parseCommandArgs, Subcommand, UsageError } from './cliCommon';
 import { DownloadError } from './models/download';
 import { loadRegistry } from './models/registry';
@@ -206,17 +208,20 @@ function parseSize(text: string): { width: number; height: number } {
   if (!m) throw new UsageError(`--size must look like 1024x768, got "${text}"`);
   const width = Number(m[1]);
   const height = Number(m[2]);
-  if (width % 16 || height % 16 || width < 64 || height < 64 || width > 4096 || height > 4096) throw new UsageError(`--size: width and height must be multiples of 16 between 64 and 4096`);
+  try {
+    validateSize(width, height);
+  } catch (e) {
+    throw new UsageError(`--size: ${(e as Error).message}`);
+  }
   return { width, height };
 }
 
-export const GiB = (b: number) => (b < 2 ** 30 ? `${(b / 2 ** 20).toFixed(b < 10 * 2 ** 20 ? 1 : 0)} MiB` : `${(b / 2 ** 30).toFixed(b < 10 * 2 ** 30 ? 2 : 1)} GiB`);
 
 export function progressLine(p: DownloadProgress): string {
   const pct = p.total > 0 ? ((100 * p.bytes) / p.total).toFixed(1) : '?';
   const speed = `${(p.bytesPerSecond / 2 ** 20).toFixed(1)} MiB/s`;
   const eta = p.etaSeconds === undefined ? '' : `, ${formatDuration(p.etaSeconds)} left`;
-  return `${pct}% ${GiB(p.bytes)} of ${GiB(p.total)} · ${speed}${eta} · file ${Math.min(p.filesDone + 1, p.files)}/${p.files} ${p.file}`;
+  return `${pct}% ${sizeText(p.bytes)} of ${sizeText(p.total)} · ${speed}${eta} · file ${Math.min(p.filesDone + 1, p.files)}/${p.files} ${p.file}`;
 }
 
 export function formatDuration(s: number): string {
@@ -230,7 +235,7 @@ const STATUS_MARK: Record<PartCheck['status'], string> = { present: 'ok', missin
 function formatParts(parts: PartCheck[], indent = '  '): string[] {
   return parts.map((p) => {
     const dtypes = p.dtypes ? ` ${Object.keys(p.dtypes).join('/')}` : '';
-    const size = p.bytes ? ` ${GiB(p.bytes)}` : '';
+    const size = p.bytes ? ` ${sizeText(p.bytes)}` : '';
     const verified = p.verified ? ` sha256 ${p.verified}` : '';
     return `${indent}${p.role.padEnd(10)} ${STATUS_MARK[p.status].padEnd(11)}${p.path ? ` ${p.path}` : ''}${dtypes}${size}${verified}${p.message ? `\n${indent}${' '.repeat(23)}${p.message}` : ''}`;
   });
@@ -246,14 +251,14 @@ export function formatCheck(r: ModelCheckReport): string {
     `${r.model.name}: ${r.model.complete ? 'complete' : 'INCOMPLETE'} (${r.model.root})`,
     ...formatParts(r.model.parts),
     '',
-    `This machine: ${m.platform}-${m.arch}, ${m.cpus} CPU threads, ${GiB(m.totalMemory)} RAM (${GiB(m.freeMemory)} free)${m.gpuMemory ? `, ${m.gpuName ?? 'GPU'} ${GiB(m.gpuMemory)}` : ''}`,
+    `This machine: ${m.platform}-${m.arch}, ${m.cpus} CPU threads, ${sizeText(m.totalMemory)} RAM (${sizeText(m.freeMemory)} free)${m.gpuMemory ? `, ${m.gpuName ?? 'GPU'} ${sizeText(m.gpuMemory)}` : ''}`,
     '',
     'Peak memory (weights held + working set):',
     `  ${'weights'.padEnd(8)} ${'mode'.padEnd(11)} ${'size'.padEnd(10)} ${'peak'.padStart(10)}  fits`,
   ];
   for (const e of r.estimates) {
     const fits = [e.fitsRam ? 'RAM' : '', e.fitsGpu ? 'GPU' : ''].filter(Boolean).join('+') || 'no';
-    lines.push(`  ${e.weights.padEnd(8)} ${e.mode.padEnd(11)} ${`${e.width}x${e.height}`.padEnd(10)} ${GiB(e.peak).padStart(10)}  ${fits}`);
+    lines.push(`  ${e.weights.padEnd(8)} ${e.mode.padEnd(11)} ${`${e.width}x${e.height}`.padEnd(10)} ${sizeText(e.peak).padStart(10)}  ${fits}`);
   }
   lines.push('', ...r.advice, '');
   return lines.join('\n');

@@ -23,7 +23,7 @@ import { availableMemory, currentRss, RssSampler } from './memory';
 import { VERSION } from './pipeline';
 import { WorkerPipeline } from './pipelineWorker';
 import { DownloadError } from './models/download';
-import { checkModels, downloadModel, findModels } from './models/service';
+import { checkModels, downloadModel, findModels, planModelDownload } from './models/service';
 import type { DownloadRequest } from './models/types';
 import { encodePng, ImageParameters, pngChunk, writePngAtomic } from './png';
 import {
@@ -381,26 +381,28 @@ export class InferenceServer {
     } else if (!path.isAbsolute(dest)) {
       return this.reply(session, id, 'bad-output', `download folder must be an absolute path, got ${JSON.stringify(dest)}`);
     }
+    const req = { ...request, dest };
+    let plan: ReturnType<typeof planModelDownload>;
+    try {
+      plan = planModelDownload(req);
+    } catch (err) {
+      return this.reply(session, id, 'failed', (err as Error).message);
+    }
     const downloadId = `download-${++this.downloadCounter}`;
     const controller = new AbortController();
     this.downloads.set(downloadId, { controller, owner: session });
     session.send({ id, type: 'download', downloadId });
     const log = (level: LogLevel, message: string) => this.log(level, `${downloadId}: ${message}`);
-    let last = 0;
     downloadModel(
-      { ...request, dest },
+      req,
       {
         signal: controller.signal,
         cacheDir: this.settings?.cacheDir,
         log,
-        onProgress: (progress) => {
-          // The downloader throttles; this keeps a fast local transfer from flooding the pipe too.
-          const now = Date.now();
-          if (now - last < 200 && progress.bytes < progress.total) return;
-          last = now;
-          session.send({ type: 'event', event: 'download-progress', downloadId, progress });
-        },
+        // The downloader sends a few progress reports a second.
+        onProgress: (progress) => session.send({ type: 'event', event: 'download-progress', downloadId, progress }),
       },
+      plan,
     )
       .then((result) => {
         log('info', `done: ${result.files.length} files`);

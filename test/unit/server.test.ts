@@ -721,6 +721,13 @@ describe('models through the server: download from a hub, find, check, generate'
     }
   });
 
+  it('refuses a download it cannot plan (unknown model, hub not offered) before starting it', async () => {
+    const dest = path.join(tmp, 'models-refused');
+    await assert.rejects(client.download({ model: 'sdxl', dest }), (e: unknown) => e instanceof ServerError && e.code === 'failed' && /sdxl/.test(e.message));
+    await assert.rejects(client.download({ model: 'majicflus-v1', hub: 'huggingface', dest }), (e: unknown) => e instanceof ServerError && e.code === 'failed' && /Hugging Face|huggingface/i.test(e.message));
+    assert.ok(!fs.existsSync(dest));
+  });
+
   it('a gated Hugging Face model without a token fails with auth-required, the licence link and nothing downloaded', async () => {
     const dest = path.join(tmp, 'models-gated');
     const { done } = await client.download({ model: 'flux1-dev', hub: 'huggingface', dest, endpoints: { huggingface: hub.endpoint } });

@@ -18,6 +18,7 @@ import * as path from 'node:path';
 import type { ComponentName, ModelSpec, WeightFormat } from '../api';
 import { FLUX_DEV, clipParams, ditParams, t5Params, vaeParams } from '../synthetic';
 import { foundFromSpec } from './discovery';
+import { sha256File } from './download';
 import { COMPONENTS, ComponentShapes, DetailedEstimate, estimateMemory, readShapes, ShapeSource, usableMemory } from './memory';
 import { hubLabel, loadRegistry, partsOf } from './registry';
 import type { FoundModel, MachineInfo, ModelCheckReport, PartCheck, PartRole, Registry } from './types';
@@ -127,15 +128,7 @@ export function recordChecksums(store: string, files: { path: string; sha256: st
   writeStore(store, s);
 }
 
-export function sha256File(file: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    fs.createReadStream(file, { highWaterMark: 4 << 20 })
-      .on('data', (b) => h.update(b))
-      .on('error', reject)
-      .on('end', () => resolve(h.digest('hex')));
-  });
-}
+export { sha256File };
 
 const TOKENIZER_NAMES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'special_tokens_map.json', 'tokenizer_config.json', 'spiece.model'];
 

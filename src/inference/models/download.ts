@@ -13,6 +13,7 @@ import { createHash, Hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { sizeText } from '../memory';
 import type { DownloadItem, DownloadProgress, DownloadResult, HubName } from './types';
 import {
   asSha256,
@@ -306,11 +307,6 @@ async function freeBytes(ctx: Ctx, dir: string): Promise<number | undefined> {
   }
 }
 
-/** Bytes for a message: MiB below 1 GiB. */
-function human(n: number): string {
-  return n >= GIB ? gib(n) : `${(n / 1024 ** 2).toFixed(n < 10 * 1024 ** 2 ? 1 : 0)} MiB`;
-}
-
 function gib(n: number): string {
   const v = n / GIB;
   return `${v >= 10 ? v.toFixed(1) : v >= 0.01 || v === 0 ? v.toFixed(2) : v.toPrecision(2)} GiB`;
@@ -421,7 +417,7 @@ async function toUserError(ctx: Ctx, job: Job, err: unknown, attempts: number): 
       'network',
       `The download of ${describe(job)} from ${err.host} was interrupted (${err.reason})` +
         (attempts > 0 ? `, ${attempts + 1} times` : '') +
-        `. ${kept > 0 ? `What was fetched (${human(kept)}) is kept in ${partPath(job)}. ` : ''}` +
+        `. ${kept > 0 ? `What was fetched (${sizeText(kept)}) is kept in ${partPath(job)}. ` : ''}` +
         `Check your network connection and run the download again: it resumes where it stopped.`,
       err.original !== undefined ? `GET ${job.url}: ${describeErr(err.original)}` : `GET ${job.url}: ${err.reason}`,
     );
@@ -458,7 +454,7 @@ async function diskFullError(ctx: Ctx, job: Job): Promise<DownloadError> {
   return new DownloadError(
     'disk-full',
     `The disk is full: ${describe(job)} could not be written to ${dir}` +
-      (left !== undefined ? ` (${human(left)} still to fetch)` : '') +
+      (left !== undefined ? ` (${sizeText(left)} still to fetch)` : '') +
       `. The partial file ${partPath(job)} is kept: free some space and run the download again to resume.`,
     `ENOSPC writing ${partPath(job)}`,
   );
@@ -503,7 +499,7 @@ async function checkExisting(ctx: Ctx, job: Job): Promise<DownloadedFile | undef
     ctx.log('info', `${dest} exists with ${st.size} bytes instead of ${job.size}: downloading it again`);
     return undefined;
   }
-  const sha = await hashFile(dest, ctx.signal);
+  const sha = await sha256File(dest, ctx.signal);
   if (job.sha256 && sha !== job.sha256) {
     ctx.log('warn', `${dest} has the right size but the wrong sha256 (${sha}, expected ${job.sha256}): downloading it again`);
     return undefined;
@@ -601,7 +597,7 @@ async function attempt(ctx: Ctx, job: Job, onData: (bytes: number) => void): Pro
     if (resumeFrom > 0 && job.size !== undefined && resumeFrom === job.size) {
       ctx.log('info', `${part} is complete; verifying it`);
       ctx.progress.setBytes(job.index, resumeFrom);
-      return finish(ctx, job, await hashFile(part, ctx.signal), resumeFrom, resumeFrom);
+      return finish(ctx, job, await sha256File(part, ctx.signal), resumeFrom, resumeFrom);
     }
 
     // 2. Hash what is there first (minutes for tens of GB: not while a connection waits), then ask for the rest.
@@ -658,7 +654,7 @@ async function attempt(ctx: Ctx, job: Job, onData: (bytes: number) => void): Pro
           ctx.progress.setTotal(job.index, job.size);
         }
         ctx.progress.setBytes(job.index, resumeFrom);
-        return finish(ctx, job, await hashFile(part, ctx.signal), resumeFrom, resumeFrom);
+        return finish(ctx, job, await sha256File(part, ctx.signal), resumeFrom, resumeFrom);
       }
       ctx.log('warn', `${part}: range not satisfiable (${res.headers.get('content-range') ?? 'no Content-Range'}); starting from zero`);
       await removeQuietly(part, side);
@@ -836,7 +832,8 @@ async function hashInto(hasher: Hash, file: string, length: number, signal: Abor
   }
 }
 
-async function hashFile(file: string, signal: AbortSignal): Promise<string> {
+/** sha256 of a whole file, read in 1 MiB chunks (also the check's --verify). */
+export async function sha256File(file: string, signal: AbortSignal = new AbortController().signal): Promise<string> {
   const h = createHash('sha256');
   const st = await fsp.stat(file);
   await hashInto(h, file, st.size, signal);

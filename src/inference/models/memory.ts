@@ -69,6 +69,7 @@ import { WEIGHT_FORMATS } from '../api';
 import { DTYPE_BYTES, isDType } from '../dtypes';
 import { ComponentKind, openComponent } from '../layouts';
 import { openTensors } from '../safetensors';
+import { nbitsBytes } from '../onnx/quant';
 import type { MachineInfo, MemoryEstimate } from './types';
 
 const GiB = 2 ** 30;
@@ -90,8 +91,6 @@ export const MODES: readonly Exclude<MemoryMode, 'auto'>[] = ['resident', 'seque
 
 /** Tensors up to this many bytes are inlined in the graph in the compute type (onnx/weights.ts default). */
 export const INLINE_LIMIT = 1 << 20;
-/** MatMulNBits block size (onnx/quant.ts NBITS_BLOCK). */
-export const NBITS_BLOCK = 128;
 /** What the process keeps whatever runs: Node, onnxruntime and sharp, prompt embeddings, latents. */
 export const RUNTIME_BYTES = 0.5 * GiB;
 /** A session's own overhead per run (kernels' scratch, the planner's arena chunks). */
@@ -146,10 +145,9 @@ export function linearBytes(n: number, k: number, format: WeightFormat): number 
     case 'fp32':
       return 4 * n * k;
     case 'int8':
-    case 'int4': {
-      const bits = format === 'int8' ? 8 : 4;
-      return n * Math.ceil(k / NBITS_BLOCK) * ((NBITS_BLOCK * bits) / 8 + 2);
-    }
+      return nbitsBytes(n, k, 8);
+    case 'int4':
+      return nbitsBytes(n, k, 4);
   }
 }
 

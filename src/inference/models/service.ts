@@ -8,7 +8,7 @@ import type { ModelSpec } from '../api';
 import { checkModel, machineInfo, recordChecksums } from './check';
 import { discoverModels } from './discovery';
 import { downloadFiles } from './download';
-import { loadRegistry, planDownload } from './registry';
+import { DownloadPlan, loadRegistry, planDownload } from './registry';
 import type { DownloadProgress, DownloadRequest, DownloadResult, FoundModel, MachineInfo, ModelCheckReport } from './types';
 
 export interface ModelSearchOptions {
@@ -31,12 +31,8 @@ export function checksumStorePath(cacheDir?: string): string {
 }
 
 export async function findModels(opts: ModelSearchOptions): Promise<{ found: FoundModel[]; machine: MachineInfo }> {
-  const [found, machine] = await Promise.all([
-    Promise.resolve().then(() =>
-      discoverModels({ configured: opts.configured, searchPaths: [...(opts.searchPaths ?? []), defaultModelsDir()], workspaceFolders: opts.workspaceFolders, globalStorage: opts.globalStorage }),
-    ),
-    machineInfo({ gpuMemory: opts.gpuMemory }),
-  ]);
+  const machine = await machineInfo({ gpuMemory: opts.gpuMemory });
+  const found = discoverModels({ configured: opts.configured, searchPaths: [...(opts.searchPaths ?? []), defaultModelsDir()], workspaceFolders: opts.workspaceFolders, globalStorage: opts.globalStorage });
   return { found, machine };
 }
 
@@ -55,9 +51,13 @@ export interface DownloadHooks {
   cacheDir?: string;
 }
 
-/** Plans (registry), fetches (hub, resumable, verified) and records the checksums of a registry model. */
-export async function downloadModel(req: DownloadRequest, hooks: DownloadHooks = {}): Promise<DownloadResult> {
-  const plan = planDownload(req, loadRegistry());
+/** What a download will fetch; throws a RegistryError (unknown model, hub or part) before anything starts. */
+export function planModelDownload(req: DownloadRequest): DownloadPlan {
+  return planDownload(req, loadRegistry());
+}
+
+/** Fetches (hub, resumable, verified) what planModelDownload planned and records the checksums. */
+export async function downloadModel(req: DownloadRequest, hooks: DownloadHooks = {}, plan: DownloadPlan = planModelDownload(req)): Promise<DownloadResult> {
   hooks.log?.('info', `download ${req.model} from ${req.hub ?? plan.repos[0]?.hub}: ${plan.items.length} files into ${req.dest}`);
   const files = await downloadFiles(plan.items, {
     token: req.token,

@@ -46,8 +46,9 @@ export interface WeightOptions {
   /**
    * How fp8 weights become floats at run time. `dequantize`: DequantizeLinear (CUDA runs it in
    * parallel). `lookup`: the same bytes read two at a time as uint16, Cast to int32 and Gathered
-   * from one shared table of the 65,536 decoded pairs (512 KB), then multiplied by the scale when
-   * it is not 1: bit-identical, and on the CPU provider far faster (onnxruntime's CPU
+   * from one shared table of the 65,536 decoded pairs (512 KB), then multiplied by per-row scales
+   * (a single scale ≠ 1 is folded into a 256-entry table of single codes instead):
+   * bit-identical, and on the CPU provider far faster (onnxruntime's CPU
    * DequantizeLinear for float8 runs on one thread; Cast and Gather use all of them; per Linear on
    * 2 cores: DequantizeLinear 1.40 s, 256-entry table 1.01 s, pair table 0.75 s). Default `dequantize`.
    */
