@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ComputeType, EpChoice, MemoryMode, WeightChoice } from '../src/inference/api';
 import { FluxTransformer } from '../src/inference/graphs/dit';
+import { GpuBufferCache } from '../src/inference/onnx/session';
 import { currentRss, lifetimePeakRss, RssSampler } from '../src/inference/memory';
 import { FluxPipeline } from '../src/inference/pipeline';
 import { imageIds, textIds } from '../src/inference/sampler';
@@ -42,6 +43,10 @@ interface Job {
   dump?: string;
   /** DiT alone, fp8: how the weights are decoded (default: the pipeline's choice for the EP). */
   fp8Decode?: 'lookup' | 'dequantize';
+  /** DiT alone: whether MultiHeadAttention writes present K/V (WebGPU's flash kernel); default: the pipeline's choice for the EP. */
+  flashAttention?: boolean;
+  /** DiT alone, WebGPU: the provider's storage buffer cache mode. */
+  gpuBufferCache?: GpuBufferCache;
 }
 
 interface RunResult extends Job {
@@ -128,7 +133,7 @@ async function ditWorker(job: Job, dir: string, cache: string): Promise<RunResul
   const t0 = performance.now();
   const rssBeforeLoad = currentRss();
   progress(`loading ${job.weights} from ${path.basename(ditFile)}`);
-  const dit = await FluxTransformer.load(ditFile, { format: job.weights, ep: job.ep === 'auto' ? 'cpu' : job.ep, cacheDir: cache, compute: job.compute, fp8Decode: job.fp8Decode });
+  const dit = await FluxTransformer.load(ditFile, { format: job.weights, ep: job.ep === 'auto' ? 'cpu' : job.ep, cacheDir: cache, compute: job.compute, fp8Decode: job.fp8Decode, flashAttention: job.flashAttention, gpuBufferCache: job.gpuBufferCache });
   const loadSeconds = (performance.now() - t0) / 1000;
   const rssAfterLoad = currentRss();
   progress(`loaded in ${loadSeconds.toFixed(1)} s, RSS ${gib(rssAfterLoad)} GiB`);
@@ -250,7 +255,7 @@ function table(results: RunResult[], machine: string, model: string): string {
     return `| ${r.weights === 'auto' ? `auto → ${r.weightsUsed}` : r.weights} | ${r.compute ?? '—'} | ${r.memory} | ${r.ep} | ${r.size}² | ${st('text')?.seconds.toFixed(2) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${st('decode')?.seconds.toFixed(2) ?? '—'} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`;
   });
   const ditRows = results.filter((r) => r.scope === 'dit').map((r) =>
-    `| ${r.weights}${r.fp8Decode ? ` (${r.fp8Decode})` : ''} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${r.loadSeconds?.toFixed(1) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${gib(r.rssBeforeLoad ?? NaN)} | ${gib(r.rssAfterLoad ?? NaN)} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`);
+    `| ${r.weights}${r.fp8Decode ? ` (${r.fp8Decode})` : ''}${r.flashAttention === false ? ' (no flash attention)' : r.flashAttention ? ' (flash attention)' : ''}${r.gpuBufferCache ? ` (buffer cache ${r.gpuBufferCache})` : ''} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${r.loadSeconds?.toFixed(1) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${gib(r.rssBeforeLoad ?? NaN)} | ${gib(r.rssAfterLoad ?? NaN)} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`);
   const out = [`Machine: ${machine}. Model: synthetic ${model} (random weights), ${results[0]?.t5 ?? 512} text tokens. Step times: median over the steps after the first.`, ''];
   if (pipelineRows.length) {
     out.push(
@@ -308,7 +313,7 @@ async function main() {
       weights: { type: 'string', default: 'fp8,fp32' }, modes: { type: 'string', default: 'resident' }, t5: { type: 'string', default: '512' }, dir: { type: 'string' },
       out: { type: 'string', default: 'bench-out' }, section: { type: 'string' }, machine: { type: 'string' }, worker: { type: 'string' }, cache: { type: 'string' },
       stages: { type: 'string', default: 'all' }, compute: { type: 'string' }, dump: { type: 'string' },
-      'prepare-manifest': { type: 'string' }, 'fp8-decode': { type: 'string' }, 'job-timeout': { type: 'string', default: '1800' }, tag: { type: 'string' },
+      'prepare-manifest': { type: 'string' }, 'fp8-decode': { type: 'string' }, attention: { type: 'string' }, 'buffer-cache': { type: 'string' }, 'job-timeout': { type: 'string', default: '1800' }, tag: { type: 'string' },
     },
   });
   const base = values.dir ?? path.join(os.homedir(), '.cache', 'majicflux', `synthetic-${values.model}`);
@@ -338,7 +343,7 @@ async function main() {
       for (const weights of values.weights!.split(',') as WeightChoice[]) {
         const job: Job = {
           scope: ditOnly ? 'dit' : 'pipeline', weights, memory, ep: values.ep as EpChoice, compute: (values.compute ?? (values.ep === 'cpu' ? 'float32' : 'float16')) as ComputeType, size, steps: Number(values.steps), t5: Number(values.t5),
-          ...(ditOnly ? { moreSizes: sizes.slice(1) } : {}), ...(values['fp8-decode'] ? { fp8Decode: values['fp8-decode'] as Job['fp8Decode'] } : {}), ...(values.dump ? { dump: path.join(values.dump, `dit-${weights}-{size}.safetensors`) } : {}),
+          ...(ditOnly ? { moreSizes: sizes.slice(1) } : {}), ...(values['fp8-decode'] ? { fp8Decode: values['fp8-decode'] as Job['fp8Decode'] } : {}), ...(values.attention ? { flashAttention: values.attention === 'flash' } : {}), ...(values['buffer-cache'] ? { gpuBufferCache: values['buffer-cache'] as GpuBufferCache } : {}), ...(values.dump ? { dump: path.join(values.dump, `dit-${weights}-{size}.safetensors`) } : {}),
         };
         console.error(`running ${JSON.stringify(job)}`);
         const { results: rs, gpuPeakMiB, error } = await runChild(['--model', values.model!, '--dir', base, '--cache', cache, '--worker', JSON.stringify(job)], Number(values['job-timeout']));

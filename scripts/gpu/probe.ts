@@ -2,10 +2,15 @@
 // product code). Each probe runs on its own and reports an error instead of stopping the rest:
 //   matmul   fp16 MatMul / Gemm(transB) [4096, 3072] × [3072, 3072]: what bounds a DiT step
 //   nbits    MatMulNBits 8-bit and 4-bit at the same shape
-//   mha      com.microsoft.MultiHeadAttention, 24 heads × 128, 4608 tokens (FLUX.1 at 1024²)
+//   mha      com.microsoft.MultiHeadAttention, 24 heads × 128, 4608 tokens (FLUX.1 at 1024²), with
+//            and without the present K/V outputs that select the WebGPU flash-attention kernel
+//   eltwise  the per-token ops around the products at FLUX.1's 1024² shape [4608, 3072] fp16: a
+//            broadcast Add and Mul, FastGelu, LayerNormalization with per-channel scale/bias,
+//            RotaryEmbedding; as GB/s of activations read + written
 //   io       per-run cost of host inputs/outputs: a 1024² latent, and the T5 states
-// Kernel times are the slope between a chain of 1 and of 9 products in one run, so the copies of
-// the input and output (and the run's fixed cost) drop out; that fixed cost is reported too.
+// Kernel times are the slope between a chain of 1 and of n ops (9 products, 5 attentions, 33
+// elementwise ops) built on a GPU-made input and reduced to one value (chainSlope), so copies and
+// the run's fixed cost drop out; that fixed cost is reported too.
 // (GPU-resident outputs, preferredOutputLocation 'gpu-buffer', abort onnxruntime-node 1.30: not probed.)
 //
 //   node dist/gpu-probe.js [--out probe.json] [--only matmul,io] [--ep cpu (a smoke test)]
@@ -34,69 +39,118 @@ async function session(g: Graph, extra: Partial<ort.InferenceSession.SessionOpti
   return ort.InferenceSession.create(g.toBytes(), { executionProviders: [provider], graphOptimizationLevel: 'all', logSeverityLevel: 3, ...extra });
 }
 
+/** Median wall time of `reps` runs after a warm-up (shader compilation, weight upload). */
 async function timeRuns(s: ort.InferenceSession, feeds: Record<string, ort.Tensor>, reps: number): Promise<number> {
-  await s.run(feeds); // warm-up: shader compilation, weight upload
-  const t0 = performance.now();
-  for (let i = 0; i < reps; i++) await s.run(feeds); // outputs come back to the host: each run waits for the GPU
-  return (performance.now() - t0) / reps;
-}
-
-/** A chain of `length` products x ← f(x, W_i), fp16, weights as initializers. */
-function chain(kind: 'matmul' | 'gemm' | 'nbits8' | 'nbits4', length: number): Graph {
-  const g = new Graph(`chain_${kind}`, 21);
-  let x: Value = g.input('x', 'float16', [M, K]);
-  for (let i = 0; i < length; i++) {
-    if (kind === 'matmul') x = g.op('MatMul', [x, g.constant('float16', [K, K], bytesOf(randomF16(K * K, 1 / Math.sqrt(K))), 'w')]);
-    else if (kind === 'gemm') x = g.op('Gemm', [x, g.constant('float16', [K, K], bytesOf(randomF16(K * K, 1 / Math.sqrt(K))), 'w')], { transB: 1 });
-    else {
-      const bits = kind === 'nbits8' ? 8 : 4;
-      const w = new Float32Array(K * K).map(() => (Math.random() * 2 - 1) * Math.sqrt(3 / K));
-      const q = quantizeNBits(w, K, K, { bits });
-      const blocks = K / 128;
-      const b = g.constant('uint8', [K, blocks, (128 * bits) / 8], q.data, 'B');
-      const s = g.constant('float16', [K * blocks], bytesOf(float32ToF16Bits(q.scales)), 'scales');
-      x = g.op('MatMulNBits', [x, b, s], { K, N: K, bits, block_size: 128 }, { domain: 'com.microsoft' });
-    }
-  }
-  g.output(x, 'y', 'float16', [M, K]);
-  return g;
-}
-
-/** Per-product kernel time (slope over chain lengths 1 and LONG) and the fixed cost of a run. */
-async function slope(kind: Parameters<typeof chain>[0]): Promise<{ msPerProduct: number; tflops: number; runOverheadMs: number }> {
-  const x = new ort.Tensor('float16', randomF16(M * K, 1), [M, K]);
+  await s.run(feeds);
   const times: number[] = [];
-  for (const length of [1, LONG]) {
-    const s = await session(chain(kind, length));
-    times.push(await timeRuns(s, { x }, 4));
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await s.run(feeds); // the output comes back to the host: each run waits for the GPU
+    times.push(performance.now() - t0);
+  }
+  return times.sort((a, b) => a - b)[Math.floor(reps / 2)];
+}
+
+type Step = (g: Graph, x: Value, c: Value) => Value;
+
+/**
+ * Per-op kernel time of `step` applied n times to x [rows, cols] fp16: the slope of the run time
+ * between n = 1 and n = `long`. x is made on the GPU (Expand of a [1, cols] input) and the chain
+ * ends in a ReduceMax to one value, so almost nothing crosses to the host and the slope is kernel
+ * time. `c` is a per-channel [cols] input (fed, so no constant folding merges the chain).
+ */
+async function chainSlope(rows: number, cols: number, step: Step, long: number): Promise<{ ms: number; runOverheadMs: number }> {
+  const feeds = { seed: new ort.Tensor('float16', randomF16(cols, 1), [1, cols]), c: new ort.Tensor('float16', randomF16(cols, 1), [cols]) };
+  const times: number[] = [];
+  for (const length of [1, long]) {
+    const g = new Graph('chain', 21);
+    const c = g.input('c', 'float16', [cols]);
+    let x = g.op('Expand', [g.input('seed', 'float16', [1, cols]), g.i64([rows, cols])]);
+    for (let i = 0; i < length; i++) x = step(g, x, c);
+    g.output(g.op('ReduceMax', [x], { keepdims: 0 }), 'y', 'float16', []);
+    const s = await session(g);
+    times.push(await timeRuns(s, Object.fromEntries(Object.entries(feeds).filter(([k]) => s.inputNames.includes(k))), 7));
     await s.release();
   }
-  const ms = (times[1] - times[0]) / (LONG - 1);
-  return { msPerProduct: ms, tflops: (2 * M * K * K) / ms / 1e9, runOverheadMs: times[0] - ms };
+  const ms = (times[1] - times[0]) / (long - 1);
+  return { ms, runOverheadMs: times[0] - ms };
+}
+
+/** x · W for a fresh random [K, K] weight, as MatMul, Gemm(transB) or MatMulNBits. */
+function product(kind: 'matmul' | 'gemm' | 'nbits8' | 'nbits4'): Step {
+  return (g, x) => {
+    if (kind === 'matmul') return g.op('MatMul', [x, g.constant('float16', [K, K], bytesOf(randomF16(K * K, 1 / Math.sqrt(K))), 'w')]);
+    if (kind === 'gemm') return g.op('Gemm', [x, g.constant('float16', [K, K], bytesOf(randomF16(K * K, 1 / Math.sqrt(K))), 'w')], { transB: 1 });
+    const bits = kind === 'nbits8' ? 8 : 4;
+    const w = new Float32Array(K * K).map(() => (Math.random() * 2 - 1) * Math.sqrt(3 / K));
+    const q = quantizeNBits(w, K, K, { bits });
+    const blocks = K / 128;
+    const b = g.constant('uint8', [K, blocks, (128 * bits) / 8], q.data, 'B');
+    const sc = g.constant('float16', [K * blocks], bytesOf(float32ToF16Bits(q.scales)), 'scales');
+    return g.op('MatMulNBits', [x, b, sc], { K, N: K, bits, block_size: 128 }, { domain: 'com.microsoft' });
+  };
+}
+
+async function productSlope(kind: Parameters<typeof product>[0]) {
+  const r = await chainSlope(M, K, product(kind), LONG);
+  return { msPerProduct: r.ms, tflops: (2 * M * K * K) / r.ms / 1e9, runOverheadMs: r.runOverheadMs };
 }
 
 const probes: Record<string, () => Promise<unknown>> = {
   async matmul() {
-    return { matmul: await slope('matmul'), gemmTransB: await slope('gemm') };
+    return { matmul: await productSlope('matmul'), gemmTransB: await productSlope('gemm') };
   },
 
   async nbits() {
-    return { nbits8: await slope('nbits8'), nbits4: await slope('nbits4') };
+    return { nbits8: await productSlope('nbits8'), nbits4: await productSlope('nbits4') };
   },
 
   async mha() {
     const L = 4608;
     const H = 24;
     const D = 128;
-    const g = new Graph('mha', 21);
-    const q = g.input('q', 'float16', [1, L, H * D]);
-    const k = g.input('k', 'float16', [1, L, H * D]);
-    const v = g.input('v', 'float16', [1, L, H * D]);
-    g.output(g.op('MultiHeadAttention', [q, k, v], { num_heads: H }, { domain: 'com.microsoft' }), 'o', 'float16', [1, L, H * D]);
-    const s = await session(g);
-    const t = () => new ort.Tensor('float16', randomF16(L * H * D, 1), [1, L, H * D]);
-    const ms = await timeRuns(s, { q: t(), k: t(), v: t() }, 3);
-    return { ms, tflops: (4 * L * L * H * D) / ms / 1e9, note: 'includes the host↔GPU copies of q, k, v and o (3 × 28 MB in, 28 MB out)' };
+    const flops = 4 * L * L * H * D;
+    const out: Record<string, unknown> = {};
+    for (const flash of [true, false]) {
+      // x ← MHA(x, x, x) as [1, L, H·D]; the flash variant also writes present_key/value (unused).
+      const r = await chainSlope(L, H * D, (g, x) => {
+        const b = g.op('Reshape', [x, g.i64([1, L, H * D])]);
+        const o = g.opN('MultiHeadAttention', [b, b, b], { num_heads: H }, { domain: 'com.microsoft', outputs: flash ? 3 : 1 })[0];
+        return g.op('Reshape', [o, g.i64([L, H * D])]);
+      }, 5);
+      out[flash ? 'flash' : 'plain'] = { ...r, tflops: flops / r.ms / 1e9 };
+    }
+    return out;
+  },
+
+  async eltwise() {
+    const L = 4608;
+    const C = 3072;
+    const steps: Record<string, { passes: number; step: Step }> = {
+      add: { passes: 2, step: (g, x, c) => g.op('Add', [x, c]) },
+      mul: { passes: 2, step: (g, x, c) => g.op('Mul', [x, c]) },
+      addTensor: { passes: 3, step: (g, x) => g.op('Add', [x, x]) },
+      fastGelu: { passes: 2, step: (g, x) => g.op('FastGelu', [x], {}, { domain: 'com.microsoft' }) },
+      layerNorm: { passes: 2, step: (g, x, c) => g.op('LayerNormalization', [x, c, c], { axis: -1, epsilon: { float: 1e-6 } }) },
+      rope: {
+        passes: 2,
+        step: (g, x) => {
+          const table = (fn: (a: number) => number) => g.constant('float16', [L, 64], bytesOf(float32ToF16Bits(Float32Array.from({ length: L * 64 }, (_, i) => fn(i * 1e-3)))), 't');
+          const r = g.op('RotaryEmbedding', [g.op('Reshape', [x, g.i64([1, L, C])]), g.i64([0]), table(Math.cos), table(Math.sin)], { interleaved: 1, num_heads: 24 }, { domain: 'com.microsoft' });
+          return g.op('Reshape', [r, g.i64([L, C])]);
+        },
+      },
+    };
+    const out: Record<string, unknown> = {};
+    for (const [name, { passes, step }] of Object.entries(steps)) {
+      try {
+        const r = await chainSlope(L, C, step, 33);
+        out[name] = { ...r, gbPerS: (passes * L * C * 2) / r.ms / 1e6 };
+      } catch (e) {
+        out[name] = { error: String((e as Error).message ?? e).slice(0, 500) };
+      }
+    }
+    return out;
   },
 
   async io() {

@@ -106,6 +106,27 @@ describe('Flux DiT (graphs/dit.ts)', function () {
     }
   });
 
+  it('WebGPU graph shape: RoPE is one RotaryEmbedding per q and k, modulation is LayerNormalization\'s scale/bias, attention writes present K/V (flash); still the golden output on the CPU', async () => {
+    const { graph } = buildDit(new DitWeights(openTensors(BF16_FILE), 'bfl-dit'), params, { format: 'fp16', compute: 'float16', flashAttention: true, inlineLimit: 0 });
+    const nodes = graph.nodeList();
+    const of = (t: string) => nodes.filter((n) => n.opType === t);
+    const blocks = params.depth + params.depth_single_blocks;
+    assert.equal(of('RotaryEmbedding').length, 2 * blocks);
+    assert.equal(of('MultiHeadAttention').length, blocks);
+    assert.ok(of('MultiHeadAttention').every((n) => n.output.length === 3 && n.output.every((o) => o !== '')), 'present_key/value requested');
+    // 4 modulated norms per double block, 1 per single block, 1 in the last layer; none followed by Mul.
+    const norms = of('LayerNormalization');
+    assert.equal(norms.length, 4 * params.depth + params.depth_single_blocks + 1);
+    const consumers = (v: string) => nodes.filter((n) => n.input.includes(v)).map((n) => n.opType);
+    assert.ok(norms.every((n) => !consumers(n.output[0]).includes('Mul')), 'no Mul after a modulated LayerNorm');
+    // Splits: modulation (2 per double block, 1 per single, 1 last), qkv (2 / 1), linear1 (single): none from RoPE.
+    assert.equal(of('Split').length, 4 * params.depth + 3 * params.depth_single_blocks + 1);
+
+    const [flash] = await run(BF16_FILE, { format: 'fp32', flashAttention: true }, ['a']);
+    const s = assertGoldenClose(flash, expected('a.output'), 'flash-attention graph case a');
+    console.log(`      present K/V graph a: rel L2 ${s.relL2.toExponential(2)}`);
+  });
+
   it('fp8 checkpoint, fp8 weights: matches a.output_fp8_weights', async () => {
     const [out] = await run(FP8_FILE, { format: 'fp8' }, ['a']);
     const s = assertGoldenClose(out, expected('a.output_fp8_weights'), 'fp8 case a');

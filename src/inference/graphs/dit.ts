@@ -11,12 +11,12 @@
 
 import * as ort from 'onnxruntime-node';
 import { Graph, Value } from '../onnx/graph';
-import { createSession, ExecutionProvider } from '../onnx/session';
+import { createSession, ExecutionProvider, GpuBufferCache } from '../onnx/session';
 import { ComputeType, Weights, WeightFormat } from '../onnx/weights';
 import { toFloat16Bits, toFloat32 } from '../dtypes';
 import { DitComponent, DitConfig, DitWeights, openComponent, readPiece, TensorPiece } from '../layouts';
 import { TensorInfo, TensorSource } from '../safetensors';
-import { attention as multiHeadAttention, geluTanh, layerNorm, rmsNorm, silu } from './layers';
+import { attention as multiHeadAttention, geluTanh, layerNormAffine, rmsNorm, silu } from './layers';
 
 /** BFL `FluxParams` (snake_case, as in a sidecar config): the layouts' DitConfig. */
 export type FluxParams = DitConfig;
@@ -149,6 +149,7 @@ interface Dit {
   /** The last Linear's output: the next Linear's weight is dequantized only after it exists. */
   prev: Value;
   compute: ComputeType;
+  flash: boolean;
 }
 
 export interface DitGraph {
@@ -167,6 +168,12 @@ export interface DitBuildOptions {
   compute?: ComputeType;
   /** int8/int4 weights: a zero point per block instead of symmetric blocks. */
   zeroPoints?: boolean;
+  /**
+   * Ask MultiHeadAttention for its present K/V outputs: the WebGPU provider's flash-attention
+   * kernel needs them (layers.attention). Off by default: on the H100 host it ran at the speed of
+   * the plain kernel with a higher GPU memory peak (docs/BENCHMARKS.md).
+   */
+  flashAttention?: boolean;
 }
 
 /**
@@ -193,7 +200,7 @@ export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOption
 
 
   // Batch 1: activations are [tokens, features] inside, so every Linear is one Gemm.
-  const d: Dit = { g, w, p, src, headDim, prev: img, compute };
+  const d: Dit = { g, w, p, src, headDim, prev: img, compute, flash: opts.flashAttention ?? false };
   img = toCompute(d, g.op('Reshape', [img, g.i64([-1, p.in_channels])]));
   txt = toCompute(d, g.op('Reshape', [txt, g.i64([-1, p.context_in_dim])]));
   d.prev = img;
@@ -241,7 +248,10 @@ function scalar(d: Dit, x: number): Value {
   return d.w.constant([x], []);
 }
 
-/** float16 only: clip a residual stream to the finite range (diffusers does the same for FLUX). */
+/**
+ * float16 only: clip a residual stream to the finite range, where diffusers does for FLUX (the
+ * text stream after each double block, the joint stream after each single block).
+ */
 function clipF16(d: Dit, x: Value): Value {
   return d.compute === 'float16' ? d.g.op('Clip', [x, scalar(d, -65504), scalar(d, 65504)]) : x;
 }
@@ -288,16 +298,20 @@ function modulation(d: Dit, siluVec: Value, name: string, chunks: number): Value
   return g.opN('Split', [m, g.i64(new Array(chunks).fill(d.p.hidden_size))], { axis: -1 }, { outputs: chunks });
 }
 
-/** (1 + scale) · LayerNorm(x) + shift, LayerNorm without affine, eps 1e-6. */
+/**
+ * (1 + scale) · LayerNorm(x) + shift, LayerNorm without affine, eps 1e-6. Batch 1 makes the
+ * modulation one vector per channel, so it is LayerNormalization's own scale and bias: one kernel
+ * instead of three passes over the activations.
+ */
 function normModulate(d: Dit, x: Value, shift: Value, scale: Value): Value {
   const g = d.g;
-  const normed = layerNorm(d.w, x, undefined, 1e-6, d.p.hidden_size);
-  return g.op('Add', [g.op('Mul', [normed, g.op('Add', [scale, scalar(d, 1)])]), shift]);
+  const perChannel = (v: Value) => g.op('Reshape', [v, g.i64([d.p.hidden_size])]);
+  return layerNormAffine(g, x, perChannel(g.op('Add', [scale, scalar(d, 1)])), perChannel(shift), 1e-6);
 }
 
 /** x + gate · y */
 function gatedResidual(d: Dit, x: Value, gate: Value, y: Value): Value {
-  return clipF16(d, d.g.op('Add', [x, d.g.op('Mul', [gate, y])]));
+  return d.g.op('Add', [x, d.g.op('Mul', [gate, y])]);
 }
 
 /** [L, 3h] → q, k, v as [L, H, Dh] */
@@ -315,32 +329,29 @@ function qkNorm(d: Dit, q: Value, k: Value, name: string): [Value, Value] {
 }
 
 interface Rope {
-  /** [L, 1, Dh/2, 1]: broadcast over heads and the (x0, x1) pair axis. */
+  /** [L, Dh/2] in the compute type: token l's angles, one row per token. */
   cos: Value;
   sin: Value;
 }
 
-/** cos, sin [L, Dh/2] → [L, 1, Dh/2, 1] in the compute type */
 function ropeInputs(d: Dit, cos: Value, sin: Value): Rope {
-  const shape = d.g.i64([-1, 1, d.headDim / 2, 1]);
-  return { cos: toCompute(d, d.g.op('Reshape', [cos, shape])), sin: toCompute(d, d.g.op('Reshape', [sin, shape])) };
+  return { cos: toCompute(d, cos), sin: toCompute(d, sin) };
 }
 
-/** apply_rope: each pair (x0, x1) of the head dim rotated by its angle. x [L, H, Dh] → [L, H·Dh] */
+/**
+ * apply_rope: each pair (x0, x1) = (x[2j], x[2j+1]) of a head rotated by token l's angle j, as one
+ * com.microsoft.RotaryEmbedding (interleaved). Its position ids [1] = 0 give token l row l of
+ * the tables, so the three axes of FLUX's ids are already folded into them. x [1, L, h] → [1, L, h]
+ */
 function rope(d: Dit, x: Value, pe: Rope): Value {
-  const g = d.g;
-  const pairs = g.op('Reshape', [x, g.i64([0, d.p.num_heads, d.headDim / 2, 2])]);
-  const [x0, x1] = g.opN('Split', [pairs, g.i64([1, 1])], { axis: -1 }, { outputs: 2 });
-  const out0 = g.op('Sub', [g.op('Mul', [x0, pe.cos]), g.op('Mul', [x1, pe.sin])]);
-  const out1 = g.op('Add', [g.op('Mul', [x0, pe.sin]), g.op('Mul', [x1, pe.cos])]);
-  return g.op('Reshape', [g.op('Concat', [out0, out1], { axis: -1 }), g.i64([0, d.p.hidden_size])]);
+  return d.g.op('RotaryEmbedding', [x, d.g.i64([0]), pe.cos, pe.sin], { interleaved: 1, num_heads: d.p.num_heads }, { domain: 'com.microsoft' });
 }
 
 /** RoPE on q and k, then softmax(q·kᵀ/√Dh)·v. q, k, v [L, H, Dh] → [L, h] */
 function attention(d: Dit, q: Value, k: Value, v: Value, pe: Rope): Value {
   const g = d.g;
   const batch = (t: Value) => g.op('Reshape', [t, g.i64([1, -1, d.p.hidden_size])]); // [1, L, h]
-  const out = multiHeadAttention(g, batch(rope(d, q, pe)), batch(rope(d, k, pe)), batch(v), d.p.num_heads);
+  const out = multiHeadAttention(g, rope(d, batch(q), pe), rope(d, batch(k), pe), batch(v), d.p.num_heads, { flash: d.flash });
   return g.op('Reshape', [out, g.i64([-1, d.p.hidden_size])]);
 }
 
@@ -369,7 +380,7 @@ function doubleBlock(d: Dit, name: string, img: Value, txt: Value, siluVec: Valu
   img = gatedResidual(d, img, imgGate2, mlp(d, normModulate(d, img, imgShift2, imgScale2), `${name}.img_mlp`));
   txt = gatedResidual(d, txt, txtGate1, linear(d, txtAttn, `${name}.txt_attn.proj`));
   txt = gatedResidual(d, txt, txtGate2, mlp(d, normModulate(d, txt, txtShift2, txtScale2), `${name}.txt_mlp`));
-  return [img, txt];
+  return [img, clipF16(d, txt)];
 }
 
 /** Linear → GELU(tanh) → Linear */
@@ -388,7 +399,7 @@ function singleBlock(d: Dit, name: string, x: Value, siluVec: Value, pe: Rope): 
   const [q, k] = qkNorm(d, q0, k0, `${name}.norm`);
   const attn = attention(d, q, k, v, pe);
   const out = linear(d, g.op('Concat', [attn, geluTanh(g, mlpIn)], { axis: -1 }), `${name}.linear2`);
-  return gatedResidual(d, x, gate, out);
+  return clipF16(d, gatedResidual(d, x, gate, out));
 }
 
 /** adaLN (shift, scale) → modulated LayerNorm → Linear. x [n, h] → [n, out_channels] */
@@ -436,6 +447,7 @@ export function ropeTables(ids: ArrayLike<number>, axesDim: number[], theta: num
 
 export interface FluxTransformerOptions extends DitBuildOptions {
   ep?: ExecutionProvider;
+  gpuBufferCache?: GpuBufferCache;
   threads?: number;
   /** Write the optimized graph here (debugging). */
   optimizedModelPath?: string;
@@ -480,7 +492,8 @@ export class FluxTransformer {
   static async load(source: string | DitComponent | DitWeights, config: DitConfig | undefined, opts: FluxTransformerOptions): Promise<FluxTransformer>;
   static async load(source: string | DitComponent | DitWeights, a: DitConfig | FluxTransformerOptions | undefined, b?: FluxTransformerOptions): Promise<FluxTransformer> {
     const given = (b ?? a) as FluxTransformerOptions;
-    const opts: FluxTransformerOptions = { ...given, fp8Decode: given.fp8Decode ?? ((given.ep ?? 'cpu') === 'cpu' ? 'lookup' : 'dequantize') };
+    const ep = given.ep ?? 'cpu';
+    const opts: FluxTransformerOptions = { ...given, fp8Decode: given.fp8Decode ?? (ep === 'cpu' ? 'lookup' : 'dequantize') };
     const component = typeof source === 'string' ? openComponent(source, 'dit') : source instanceof DitWeights ? undefined : source;
     const weights = source instanceof DitWeights ? source : component!.weights;
     const config = (b ? (a as DitConfig | undefined) : undefined) ?? component?.config;
@@ -488,7 +501,7 @@ export class FluxTransformer {
     try {
       await prefillDit(weights, config, opts);
       const { graph, weights: w } = buildDit(weights, config, opts);
-      const session = await createSession(graph, { ep: opts.ep, weightsFolder: w.folder(), intraOpThreads: opts.threads, optimizedModelPath: opts.optimizedModelPath });
+      const session = await createSession(graph, { ep: opts.ep, weightsFolder: w.folder(), intraOpThreads: opts.threads, optimizedModelPath: opts.optimizedModelPath, gpuBufferCache: opts.gpuBufferCache });
       return new FluxTransformer(session, config);
     } finally {
       // onnxruntime maps the files itself; a checkpoint opened here is not needed any more.

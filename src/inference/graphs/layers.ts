@@ -8,6 +8,11 @@ export function layerNorm(w: Weights, x: Value, name: string | undefined, eps: n
   const g = w.g;
   const scale = name ? w.param(`${name}.weight`) : w.constant(new Array(width).fill(1), [width]);
   const bias = name && w.src.has(`${name}.bias`) ? w.param(`${name}.bias`) : w.constant(new Array(width).fill(0), [width]);
+  return layerNormAffine(g, x, scale, bias, eps);
+}
+
+/** LayerNorm over the last axis with the given per-channel scale and bias values [D]. */
+export function layerNormAffine(g: Graph, x: Value, scale: Value, bias: Value, eps: number): Value {
   return g.op('LayerNormalization', [x, scale, bias], { axis: -1, epsilon: { float: eps } });
 }
 
@@ -40,11 +45,15 @@ export function quickGelu(g: Graph, x: Value): Value {
  * returning [B, Lq, H*Dh]. `bias` is added to the logits, [B or 1, H, Lq, Lk]. `scale` defaults to 1/sqrt(Dh).
  * com.microsoft.MultiHeadAttention runs fused on CPU, CUDA and WebGPU.
  */
-export function attention(g: Graph, q: Value, k: Value, v: Value, heads: number, opts: { bias?: Value; scale?: number; causalMask?: Value } = {}): Value {
+export function attention(g: Graph, q: Value, k: Value, v: Value, heads: number, opts: { bias?: Value; scale?: number; causalMask?: Value; flash?: boolean } = {}): Value {
   const attrs: Record<string, number | { float: number }> = { num_heads: heads };
   if (opts.scale !== undefined) attrs.scale = { float: opts.scale };
-  // Inputs: query, key, value, bias, key_padding_mask, attention_bias.
-  return g.op('MultiHeadAttention', [q, k, v, undefined, undefined, opts.bias ?? opts.causalMask], attrs, { domain: 'com.microsoft' });
+  // Inputs: query, key, value, bias, key_padding_mask, attention_bias. Outputs: output, present_key,
+  // present_value. The WebGPU provider runs its flash-attention kernel only when the node also
+  // writes present_key/value (otherwise it materialises the [H, L, L] scores); the CPU provider
+  // does the opposite (its flash path needs them absent), hence the switch.
+  const outputs = opts.flash ? 3 : 1;
+  return g.opN('MultiHeadAttention', [q, k, v, undefined, undefined, opts.bias ?? opts.causalMask], attrs, { domain: 'com.microsoft', outputs })[0];
 }
 
 /** [B, L, H*Dh] → [B, H, L, Dh] */

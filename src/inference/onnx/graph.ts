@@ -165,6 +165,11 @@ export class Graph {
     return this.nodes.length;
   }
 
+  /** The nodes as built: op type, input and output names (read-only view, for tests and tools). */
+  nodeList(): ReadonlyArray<{ readonly opType: string; readonly input: readonly string[]; readonly output: readonly string[] }> {
+    return this.nodes as Array<{ opType: string; input: string[]; output: string[] }>;
+  }
+
   /** The distinct op types of the nodes, in order of first use. */
   nodeTypes(): string[] {
     return [...new Set((this.nodes as Array<{ opType: string }>).map((n) => n.opType))];
