@@ -12,28 +12,11 @@
 #
 # Dry run without a GPU or PyTorch (CPU phase only, any prepared model dir):
 #   Q=/root/.cache/majicflux/synthetic-tiny QMODEL=tiny SIZEQ=256 bash scripts/gpu/device-bench-int4-cpu.sh cpuq
-[ -n "${MF_NO_SETUP:-}" ] || source scripts/gpu/setup.sh
-set +e -uo pipefail
-OUT=${OUT:-/tmp/mf-out}
-W=${W:-/tmp/mf}
-M=$W/full
-Q=${Q:-$W/quarter}
-QMODEL=${QMODEL:-quarter}
+phases=" ${*:-info fill int4 torchq cpuq cpufull} "
+BUDGET=${BUDGET:-500}
 SIZEQ=${SIZEQ:-512}
 CPU_WEIGHTS=${CPU_WEIGHTS:-fp32,int8,fp8,fp16}
-BUDGET=${BUDGET:-500}
-mkdir -p "$OUT" "$W"
-phases=" ${*:-info fill int4 torchq cpuq cpufull} "
-has() { [[ "$phases" == *" $1 "* ]]; }
-t0=$(date +%s)
-left() { local l=$(( BUDGET - ($(date +%s) - t0) )); (( l < $1 )) && echo "$(( l > 1 ? l : 1 ))" || echo "$1"; }
-remaining() { echo $(( BUDGET - ($(date +%s) - t0) )); }
-stamp() { echo "== $(( $(date +%s) - t0 )) s: $*"; }
-machine="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM (device host)"
-export PYTHONUNBUFFERED=1
-
-( while sleep 2; do echo "$(( $(date +%s) - t0 )) $(free -m | awk '/Mem:/{print $3, $6}') $(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null)"; done ) > "$OUT/mem.log" &
-monitor=$!
+source scripts/gpu/common.sh
 
 if has info; then
   stamp info
@@ -76,5 +59,3 @@ if has cpufull; then
   fi
 fi
 stamp done
-kill $monitor
-dmesg 2>/dev/null | grep -iE "oom|killed process|out of memory" | tail -5

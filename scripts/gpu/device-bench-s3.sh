@@ -8,26 +8,9 @@
 #   full     full-size FLUX.1-dev DiT on the CPU at 512², one step: ours fp8 (lookup), PyTorch bf16
 #
 #   source scripts/gpu/setup.sh; OUT=/tmp/out BUDGET=540 bash scripts/gpu/device-bench-s3.sh [phase ...] > $OUT/log.txt 2>&1
-[ -n "${MF_NO_SETUP:-}" ] || source scripts/gpu/setup.sh
-set +e -uo pipefail
-OUT=${OUT:-/tmp/mf-out}
-W=${W:-/tmp/mf}
-M=$W/full
-Q=${Q:-$W/quarter}
-QMODEL=${QMODEL:-quarter}
-SIZEQ=${SIZEQ:-512}
-BUDGET=${BUDGET:-540}
-mkdir -p "$OUT" "$W"
 phases=" ${*:-info fillq torchq cpuq cpuqdq gpuprof} "
-has() { [[ "$phases" == *" $1 "* ]]; }
-t0=$(date +%s)
-left() { local l=$(( BUDGET - ($(date +%s) - t0) )); (( l < $1 )) && echo "$(( l > 1 ? l : 1 ))" || echo "$1"; }
-remaining() { echo $(( BUDGET - ($(date +%s) - t0) )); }
-stamp() { echo "== $(( $(date +%s) - t0 )) s: $*"; }
-machine="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM (device host)"
-export PYTHONUNBUFFERED=1
-( while sleep 2; do echo "$(( $(date +%s) - t0 )) $(free -m | awk '/Mem:/{print $3, $6}') $(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null)"; done ) > "$OUT/mem-$(date +%s).log" &
-monitor=$!
+SIZEQ=${SIZEQ:-512}
+source scripts/gpu/common.sh
 
 if has info; then
   stamp info
@@ -70,5 +53,3 @@ if has full; then
   (( $(remaining) > 70 )) && timeout "$(left 120)" python3 scripts/gpu/torch_flux.py "$M/flux-fp8.safetensors" --device cpu --modes bf16 --sizes 512 --txt 512 --reps 1 --out "$OUT/torch-cpu-full.json"
 fi
 stamp done
-kill $monitor
-dmesg 2>/dev/null | grep -iE "oom|killed process|out of memory" | tail -5

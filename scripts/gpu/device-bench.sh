@@ -6,26 +6,12 @@
 #
 # Phases (default: info fill torch probe dit check pipeline int4). Each gets at most what is left
 # of BUDGET seconds, and a failure doesn't stop the next; results go to $OUT as they are measured,
-# RAM and GPU memory every 2 s to $OUT/mem.log.
-source scripts/gpu/setup.sh
-# setup.sh sets -e; here a failed step must not end the session.
-set +e -uo pipefail
-OUT=${OUT:-/tmp/mf-out}
-W=${W:-/tmp/mf}
-M=$W/full
-BUDGET=${BUDGET:-430}
-mkdir -p "$OUT" "$W/dump"
+# RAM and GPU memory every 2 s to $OUT/mem-<time>.log (common.sh).
 phases=" ${*:-info fill torch probe dit check pipeline int4} "
-has() { [[ "$phases" == *" $1 "* ]]; }
-t0=$(date +%s)
-left() { local l=$(( BUDGET - ($(date +%s) - t0) )); (( l < $1 )) && echo "$(( l > 1 ? l : 1 ))" || echo "$1"; }
-stamp() { echo "== $(( $(date +%s) - t0 )) s: $*"; }
-machine="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM (device host)"
+BUDGET=${BUDGET:-430}
+source scripts/gpu/common.sh
+mkdir -p "$W/dump"
 bench() { node dist/bench.js --model full --dir "$M" --ep webgpu --t5 512 --out "$OUT" --machine "$machine" "$@"; }
-export PYTHONUNBUFFERED=1
-
-( while sleep 2; do echo "$(( $(date +%s) - t0 )) $(free -m | awk '/Mem:/{print $3, $6}') $(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null)"; done ) > "$OUT/mem.log" &
-monitor=$!
 
 if has info; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc; free -g | sed -n 2p; df -h /tmp | tail -1; node --version
@@ -64,5 +50,3 @@ if has int4; then
   timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 512,1024 --weights int4 --steps 2 --tag int4 --job-timeout 200"
 fi
 stamp done
-kill $monitor
-dmesg 2>/dev/null | grep -iE "oom|killed process|out of memory" | tail -5

@@ -29,8 +29,14 @@ export function cudaInstalled(): boolean {
   }
 }
 
-const CUDA_HOWTO =
-  'the CUDA provider is not installed: onnxruntime-node downloads it at install time (CUDA 12). Run `npm run cuda:install` with network access, or set the execution provider to webgpu or cpu';
+/**
+ * How to get the CUDA provider, with the command spelled out for this installation (the extension's
+ * own copy of onnxruntime-node, or the CLI's): its installer downloads the CUDA 12 build from NuGet.
+ */
+export function cudaInstallHint(): string {
+  const script = path.join(path.dirname(require.resolve('onnxruntime-node/package.json')), 'script', 'install.js');
+  return `the CUDA provider is not installed. With network access run: node "${script}" --onnxruntime-node-install=cuda12 (downloads onnxruntime's CUDA 12 build; the machine needs the CUDA 12 runtime and cuDNN 9), then restart the server; or set the execution provider to webgpu or cpu`;
+}
 
 export function available(): Set<ExecutionProvider> {
   const names = new Set(ort.listSupportedBackends().map((b) => b.name));
@@ -47,13 +53,13 @@ export async function chooseEp(component: ComponentName, choice: EpChoice, weigh
   const have = available();
   if (choice !== 'auto') {
     if (have.has(choice)) return { ep: choice };
-    const why = choice === 'cuda' ? CUDA_HOWTO : `${choice} is not available in onnxruntime-node on ${process.platform}-${process.arch}`;
+    const why = choice === 'cuda' ? cudaInstallHint() : `${choice} is not available in onnxruntime-node on ${process.platform}-${process.arch}`;
     return { ep: 'cpu', note: `${component}: ${why}; using cpu` };
   }
   if (have.has('cuda')) return { ep: 'cuda' };
   if (have.has('dml')) return { ep: 'dml', note: weights === 'fp8' ? `${component}: DirectML has no float8 DequantizeLinear (weights int8 or fp16 run there)` : undefined };
   if (have.has('coreml')) return { ep: 'coreml' };
-  const reasons = process.platform === 'linux' && process.arch === 'x64' ? `cuda not used: ${CUDA_HOWTO}` : 'no GPU provider in this build';
+  const reasons = process.platform === 'linux' && process.arch === 'x64' ? `cuda not used: ${cudaInstallHint()}` : 'no GPU provider in this build';
   return { ep: 'cpu', note: `running on cpu (${reasons})` };
 }
 

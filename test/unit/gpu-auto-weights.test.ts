@@ -1,6 +1,7 @@
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import { WeightFormat } from '../../src/inference/api';
-import { chooseWeights } from '../../src/inference/providers';
+import { chooseEp, chooseWeights, cudaInstalled } from '../../src/inference/providers';
 
 // FLUX.1-dev's DiT: 11.9 B Linear weights.
 const GIB = 2 ** 30;
@@ -27,5 +28,17 @@ describe('weights: auto (providers.chooseWeights)', () => {
     const d = chooseWeights('webgpu', bytesFor, undefined);
     assert.equal(d.format, 'int8');
     assert.match(d.reason, /gpuMemoryBudget/);
+  });
+});
+
+describe('CUDA requested where its provider is missing (providers.chooseEp)', () => {
+  it('falls back to the CPU with the install command for this copy of onnxruntime-node, a script that exists', async function () {
+    if (cudaInstalled()) this.skip(); // a machine with the CUDA provider has nothing to fall back from
+    const d = await chooseEp('dit', 'cuda', 'fp8');
+    assert.equal(d.ep, 'cpu');
+    const m = /node "([^"]+)" --onnxruntime-node-install=cuda12/.exec(d.note ?? '');
+    assert.ok(m, `the note gives the command: ${d.note}`);
+    assert.ok(fs.existsSync(m[1]), `${m[1]} exists`);
+    assert.match(d.note!, /CUDA 12 runtime and cuDNN 9/);
   });
 });

@@ -16,6 +16,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ComponentName, ModelSpec, WeightFormat } from '../api';
+import { cudaInstalled, cudaInstallHint } from '../providers';
 import { FLUX_DEV, clipParams, ditParams, t5Params, vaeParams } from '../synthetic';
 import { foundFromSpec } from './discovery';
 import { sha256File } from './download';
@@ -331,7 +332,7 @@ export function adviceFor(
   const bestCpu = options.find((e) => e.fitsRam);
   if (bestGpu) {
     out.push(`Choose ${bestGpu.weights} weights with memory mode ${bestGpu.mode} at ${dims}: the GPU needs ≈ ${gib(bestGpu.gpuPeak!)} of your ${gpuLabel(machine)}.`);
-    if (bestGpu.weights === 'fp8') out.push('fp8 on the GPU needs the CUDA provider (npm run cuda:install); with WebGPU or DirectML choose int8 or int4 instead.');
+    if (bestGpu.weights === 'fp8') out.push(`fp8 on the GPU needs the CUDA provider${cudaInstalled() ? '' : ` (${cudaInstallHint()})`}; with WebGPU or DirectML choose int8 or int4 instead.`);
   } else if (bestCpu) {
     out.push(`Choose ${bestCpu.weights} weights with memory mode ${bestCpu.mode} at ${dims}: peak ≈ ${gib(bestCpu.peak)} of your ${ram}${gpuKnown ? ` (nothing fits your ${gpuLabel(machine)}, so the CPU runs it)` : ''}.`);
     if (bestCpu.peak > machine.freeMemory + 0.5 * GiB && bestCpu.peak <= usable.ram) out.push(`Only ${gib(machine.freeMemory)} is free now: close other programs first, or the system will swap.`);
