@@ -13,6 +13,7 @@
 #   cpuq     quarter-width DiT on the CPU, 512²: ours fp8 (pair table), int8, fp32; PyTorch fp32/bf16
 #   cache    fp16 and int8 DiT at 1024² under each storage buffer cache mode of the provider:
 #            GPU memory peak and step time (plain attention; flash once with 'simple')
+#   int4     int4 (MatMulNBits 4-bit) DiT, 512² and 1024²
 #   pack     the JSON results as one results.tgz
 #
 #   source scripts/gpu/setup.sh; OUT=/tmp/out BUDGET=560 bash scripts/gpu/device-bench-s4.sh [phase ...] > $OUT/log.txt 2>&1
@@ -65,6 +66,10 @@ if has cache; then
   for mode in simple bucket; do
     timeout "$(left 120)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --weights int8 --steps 2 --attention plain --buffer-cache $mode --tag cache-int8-$mode --job-timeout 110"
   done
+fi
+if has int4; then
+  stamp int4
+  timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 512,1024 --weights int4 --steps 2 --tag dit-int4 --job-timeout 190"
 fi
 if has pipeline; then
   stamp pipeline
