@@ -47,6 +47,8 @@ interface Job {
   flashAttention?: boolean;
   /** DiT alone, WebGPU: the provider's storage buffer cache mode. */
   gpuBufferCache?: GpuBufferCache;
+  /** DiT alone, int8/int4: multiply in int8 (default: the pipeline's choice for the EP). */
+  int8Activations?: boolean;
 }
 
 interface RunResult extends Job {
@@ -133,7 +135,7 @@ async function ditWorker(job: Job, dir: string, cache: string): Promise<RunResul
   const t0 = performance.now();
   const rssBeforeLoad = currentRss();
   progress(`loading ${job.weights} from ${path.basename(ditFile)}`);
-  const dit = await FluxTransformer.load(ditFile, { format: job.weights, ep: job.ep === 'auto' ? 'cpu' : job.ep, cacheDir: cache, compute: job.compute, fp8Decode: job.fp8Decode, flashAttention: job.flashAttention, gpuBufferCache: job.gpuBufferCache });
+  const dit = await FluxTransformer.load(ditFile, { format: job.weights, ep: job.ep === 'auto' ? 'cpu' : job.ep, cacheDir: cache, compute: job.compute, fp8Decode: job.fp8Decode, flashAttention: job.flashAttention, gpuBufferCache: job.gpuBufferCache, int8Activations: job.int8Activations });
   const loadSeconds = (performance.now() - t0) / 1000;
   const rssAfterLoad = currentRss();
   progress(`loaded in ${loadSeconds.toFixed(1)} s, RSS ${gib(rssAfterLoad)} GiB`);
@@ -255,7 +257,7 @@ function table(results: RunResult[], machine: string, model: string): string {
     return `| ${r.weights === 'auto' ? `auto → ${r.weightsUsed}` : r.weights} | ${r.compute ?? '—'} | ${r.memory} | ${r.ep} | ${r.size}² | ${st('text')?.seconds.toFixed(2) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${st('decode')?.seconds.toFixed(2) ?? '—'} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`;
   });
   const ditRows = results.filter((r) => r.scope === 'dit').map((r) =>
-    `| ${r.weights}${r.fp8Decode ? ` (${r.fp8Decode})` : ''}${r.flashAttention === false ? ' (no flash attention)' : r.flashAttention ? ' (flash attention)' : ''}${r.gpuBufferCache ? ` (buffer cache ${r.gpuBufferCache})` : ''} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${r.loadSeconds?.toFixed(1) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${gib(r.rssBeforeLoad ?? NaN)} | ${gib(r.rssAfterLoad ?? NaN)} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`);
+    `| ${r.weights}${r.fp8Decode ? ` (${r.fp8Decode})` : ''}${r.flashAttention === false ? ' (no flash attention)' : r.flashAttention ? ' (flash attention)' : ''}${r.gpuBufferCache ? ` (buffer cache ${r.gpuBufferCache})` : ''}${r.int8Activations !== undefined ? ` (int8 activations ${r.int8Activations ? 'on' : 'off'})` : ''} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${r.loadSeconds?.toFixed(1) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${gib(r.rssBeforeLoad ?? NaN)} | ${gib(r.rssAfterLoad ?? NaN)} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`);
   const out = [`Machine: ${machine}. Model: synthetic ${model} (random weights), ${results[0]?.t5 ?? 512} text tokens. Step times: median over the steps after the first.`, ''];
   if (pipelineRows.length) {
     out.push(
@@ -313,7 +315,7 @@ async function main() {
       weights: { type: 'string', default: 'fp8,fp32' }, modes: { type: 'string', default: 'resident' }, t5: { type: 'string', default: '512' }, dir: { type: 'string' },
       out: { type: 'string', default: 'bench-out' }, section: { type: 'string' }, machine: { type: 'string' }, worker: { type: 'string' }, cache: { type: 'string' },
       stages: { type: 'string', default: 'all' }, compute: { type: 'string' }, dump: { type: 'string' },
-      'prepare-manifest': { type: 'string' }, 'fp8-decode': { type: 'string' }, attention: { type: 'string' }, 'buffer-cache': { type: 'string' }, 'job-timeout': { type: 'string', default: '1800' }, tag: { type: 'string' },
+      'prepare-manifest': { type: 'string' }, 'fp8-decode': { type: 'string' }, attention: { type: 'string' }, 'buffer-cache': { type: 'string' }, 'int8-activations': { type: 'string' }, 'job-timeout': { type: 'string', default: '1800' }, tag: { type: 'string' },
     },
   });
   const base = values.dir ?? path.join(os.homedir(), '.cache', 'majicflux', `synthetic-${values.model}`);
@@ -343,7 +345,7 @@ async function main() {
       for (const weights of values.weights!.split(',') as WeightChoice[]) {
         const job: Job = {
           scope: ditOnly ? 'dit' : 'pipeline', weights, memory, ep: values.ep as EpChoice, compute: (values.compute ?? (values.ep === 'cpu' ? 'float32' : 'float16')) as ComputeType, size, steps: Number(values.steps), t5: Number(values.t5),
-          ...(ditOnly ? { moreSizes: sizes.slice(1) } : {}), ...(values['fp8-decode'] ? { fp8Decode: values['fp8-decode'] as Job['fp8Decode'] } : {}), ...(values.attention ? { flashAttention: values.attention === 'flash' } : {}), ...(values['buffer-cache'] ? { gpuBufferCache: values['buffer-cache'] as GpuBufferCache } : {}), ...(values.dump ? { dump: path.join(values.dump, `dit-${weights}-{size}.safetensors`) } : {}),
+          ...(ditOnly ? { moreSizes: sizes.slice(1) } : {}), ...(values['fp8-decode'] ? { fp8Decode: values['fp8-decode'] as Job['fp8Decode'] } : {}), ...(values.attention ? { flashAttention: values.attention === 'flash' } : {}), ...(values['buffer-cache'] ? { gpuBufferCache: values['buffer-cache'] as GpuBufferCache } : {}), ...(values['int8-activations'] ? { int8Activations: values['int8-activations'] === 'on' } : {}), ...(values.dump ? { dump: path.join(values.dump, `dit-${weights}-{size}.safetensors`) } : {}),
         };
         console.error(`running ${JSON.stringify(job)}`);
         const { results: rs, gpuPeakMiB, error } = await runChild(['--model', values.model!, '--dir', base, '--cache', cache, '--worker', JSON.stringify(job)], Number(values['job-timeout']));

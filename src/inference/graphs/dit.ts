@@ -168,6 +168,8 @@ export interface DitBuildOptions {
   compute?: ComputeType;
   /** int8/int4 weights: a zero point per block instead of symmetric blocks. */
   zeroPoints?: boolean;
+  /** int8/int4 weights: multiply in int8 (Weights' int8Activations). FluxTransformer.load sets it on the CPU provider. */
+  int8Activations?: boolean;
   /**
    * Ask MultiHeadAttention for its present K/V outputs: the WebGPU provider's flash-attention
    * kernel needs them (layers.attention). Off by default: on the H100 host it ran at the speed of
@@ -236,7 +238,7 @@ export async function prefillDit(weights: DitWeights, p: DitConfig, opts: DitBui
 /** The Weights options a DiT build uses: Weights.prefill must see the same ones (they key the cache). */
 function ditWeightOptions(opts: DitBuildOptions) {
   // fp16 goes through the cache: 11.9 B weights converted by a Cast folded at session creation sit in RAM (24 GB) while it loads.
-  return { format: opts.format, cacheDir: opts.cacheDir, inlineLimit: opts.inlineLimit, fp8Scale: opts.fp8Scale, fp8Decode: opts.fp8Decode, zeroPoints: opts.zeroPoints, compute: opts.compute ?? 'float32', fp16Cache: opts.cacheDir !== undefined };
+  return { format: opts.format, cacheDir: opts.cacheDir, inlineLimit: opts.inlineLimit, fp8Scale: opts.fp8Scale, fp8Decode: opts.fp8Decode, zeroPoints: opts.zeroPoints, int8Activations: opts.int8Activations, compute: opts.compute ?? 'float32', fp16Cache: opts.cacheDir !== undefined };
 }
 
 function toCompute(d: Dit, x: Value): Value {
@@ -493,7 +495,7 @@ export class FluxTransformer {
   static async load(source: string | DitComponent | DitWeights, a: DitConfig | FluxTransformerOptions | undefined, b?: FluxTransformerOptions): Promise<FluxTransformer> {
     const given = (b ?? a) as FluxTransformerOptions;
     const ep = given.ep ?? 'cpu';
-    const opts: FluxTransformerOptions = { ...given, fp8Decode: given.fp8Decode ?? (ep === 'cpu' ? 'lookup' : 'dequantize') };
+    const opts: FluxTransformerOptions = { ...given, fp8Decode: given.fp8Decode ?? (ep === 'cpu' ? 'lookup' : 'dequantize'), int8Activations: given.int8Activations ?? ep === 'cpu' };
     const component = typeof source === 'string' ? openComponent(source, 'dit') : source instanceof DitWeights ? undefined : source;
     const weights = source instanceof DitWeights ? source : component!.weights;
     const config = (b ? (a as DitConfig | undefined) : undefined) ?? component?.config;

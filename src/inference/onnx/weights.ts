@@ -56,6 +56,12 @@ export interface WeightOptions {
   /** int8/int4: a zero point per block (min/max) instead of symmetric blocks (default false). */
   zeroPoints?: boolean;
   /**
+   * int8/int4: MatMulNBits' accuracy_level 4, which quantizes the activations to int8 per block and
+   * multiplies in integers (VNNI / AMX on x86 CPUs). One Linear [1024 × 3072] · [3072 × 12288]ᵀ
+   * on 2 cores: 1.46 s → 0.66 s for int8 weights, at 3.9e-3 relative difference.
+   */
+  int8Activations?: boolean;
+  /**
    * fp16 from another dtype: convert once into the cache file, which onnxruntime memory-maps,
    * instead of a Cast folded at session creation (which holds every converted weight in RAM while
    * the session loads: FLUX.1's 24 GB took minutes on a GPU host). Stored transposed, [in, out],
@@ -279,7 +285,8 @@ export class Weights {
     const scales = g.external(e.scales.type, e.scales.dims, at(e.scales), `${name}.scales`);
     const zp = e.zeroPoints && g.external('uint8', e.zeroPoints.dims, at(e.zeroPoints), `${name}.zero_points`);
     const [n, k] = t.shape;
-    const y = g.op('MatMulNBits', [x, b, scales, zp], { K: k, N: n, bits, block_size: NBITS_BLOCK }, { domain: 'com.microsoft' });
+    const attrs = { K: k, N: n, bits, block_size: NBITS_BLOCK, ...(this.opts.int8Activations ? { accuracy_level: 4 } : {}) };
+    const y = g.op('MatMulNBits', [x, b, scales, zp], attrs, { domain: 'com.microsoft' });
     return bias ? g.op('Add', [y, bias]) : y;
   }
 
