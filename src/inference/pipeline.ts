@@ -235,17 +235,18 @@ export class FluxPipeline {
     this.checkFits(c);
     const compute = computeFor(c, ep, this.runtime.compute);
     const common = { ep, compute, cacheDir: this.runtime.cacheDir ?? defaultCacheDir(), intraOpThreads: this.runtime.threads, threads: this.runtime.threads };
-    // GPUs have no bf16 kernels: the text encoders' weights are made float16 once, at load.
+    // GPUs have no bf16 kernels: the text encoders' weights are made float16 once, into the weight
+    // cache (memory-mapped, so loading does not hold a converted copy in RAM).
     const textFormat = ep === 'cpu' ? 'source' : 'fp16';
     const t0 = performance.now();
     let part: Parts[ComponentName];
     try {
       switch (c) {
         case 'clip':
-          part = await ClipEncoder.load(this.files.textEncoder, { ...common, format: textFormat });
+          part = await ClipEncoder.load(this.files.textEncoder, { ...common, format: textFormat, fp16Cache: true });
           break;
         case 't5':
-          part = await T5Encoder.load(this.files.textEncoder2, { ...common, format: textFormat });
+          part = await T5Encoder.load(this.files.textEncoder2, { ...common, format: textFormat, fp16Cache: true });
           break;
         case 'dit':
           part = await FluxTransformer.load(this.files.transformer, { ...common, format: this.runtime.weights });
