@@ -20,10 +20,11 @@
 //         640 bytes per token per hidden unit (160 float32 values: the blocks' activations that
 //         onnxruntime's planner keeps), 4·heads·L² the attention probabilities the CPU's fused
 //         MultiHeadAttention materialises, and one Linear weight converted to float32 at a time.
-//   DiT, GPU (float16)  SESSION + 320 · L · hidden + κ · heads · L² + 2 · (largest Linear, fp8)
-//         the same activations in float16, and κ bytes per head per token pair for the attention's
-//         buffers as the GPU provider keeps them: κ = 8 for MatMul graphs (fp8/fp16/fp32), 24 for
-//         MatMulNBits (int8/int4), the two fitted to the 1024² measurements below.
+//   DiT, GPU (float16)  SESSION + 16 · L · hidden + κ · heads · L² + 2 · (largest Linear, fp8)
+//         16 bytes per token per hidden unit (8 float16 values live at once: the WebGPU provider's
+//         'simple' buffer cache reuses exact-size buffers), and κ bytes per head per token pair
+//         for the attention: κ = 2 for MatMul graphs (fp8/fp16/fp32; the float16 probabilities of
+//         the plain kernel), 4 for MatMulNBits (int8/int4), fitted to the 1024² measurements below.
 //   T5    SESSION + L_t5 · (3·d_ff + 6·d_model) · 4 + heads · L_t5² · 4 + 4 · (largest Linear)
 //         (T5 computes in float32 everywhere; its bf16 weights are converted one Linear at a time)
 //   CLIP  the same with 77 tokens, hidden and intermediate.
@@ -53,12 +54,12 @@
 //     weights, which 32·ch·W·H (0.25 GiB) matches;
 //   T5-XXL text stage (WebGPU host, bf16 → fp16 at load): 9.28 / 9.94 GiB (8.87 of weights, a
 //     0.57 working set, RUNTIME);
-//   GPU (WebGPU, fp16 compute, nvidia-smi device memory), full DiT at 1024² (L = 4608): fp16
-//     30.7 / 31.2 GiB, int8 26.9 / 27.9, int4 21.4 / 22.4 (MatMulNBits' working buffers grew
-//     14.8 GiB where MatMul's grew 7.9, hence the two κ); int4 at 512² stayed at its 6.5 GiB
-//     plateau (2 s samples) where 9.4 is estimated; the whole pipeline resident at 1024²
-//     51.0 / 46.4 GiB (under by 9 %: no per-component GPU numbers exist to place the gap);
-//     after-load plateaus put the provider's context at 0.63–0.79 GiB.
+//   GPU (WebGPU, fp16 compute, 'simple' buffer cache, plain attention, nvidia-smi device memory,
+//     fourth H100 session), full DiT at 1024² (L = 4608): fp16 24,712 / 24,954 MiB, int8
+//     14,077 / 14,758, int4 8,963 / 9,085; the whole pipeline sequential at 1024², fp16
+//     24,712 and int8 14,635 MiB (the DiT stage). With the 'bucket' cache of the first sessions
+//     the same runs took 6–13 GB more. After-load plateaus put the provider's context at
+//     0.63–0.79 GiB. The resident pipeline (51.0 GiB at 1024², 'bucket') was not re-measured.
 // No CPU measurement at 1024² exists: the CPU working sets there are extrapolated (linear in
 // L·hidden, quadratic in L for attention).
 
@@ -100,9 +101,9 @@ export const DIT_BYTES_PER_TOKEN_WIDTH = 640;
 /** GPU provider context (device, kernels, staging buffers). */
 export const GPU_CONTEXT_BYTES = 800 * MiB;
 /** DiT activations kept per token per hidden unit on a GPU (float16). */
-export const DIT_GPU_BYTES_PER_TOKEN_WIDTH = 320;
+export const DIT_GPU_BYTES_PER_TOKEN_WIDTH = 16;
 /** GPU attention buffers per head per token pair: MatMul graphs, MatMulNBits (int8/int4) graphs. */
-export const GPU_ATTENTION_BYTES = { matmul: 8, nbits: 24 } as const;
+export const GPU_ATTENTION_BYTES = { matmul: 2, nbits: 4 } as const;
 /** Share of RAM the pipeline may plan on (the OS, VS Code and other programs keep the rest). */
 export const RAM_USABLE = 0.85;
 /** Share of GPU memory the pipeline may plan on (a display and other processes keep some). */
