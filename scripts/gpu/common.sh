@@ -28,9 +28,12 @@ info() {
   lscpu | grep -E "Model name|^CPU\(s\)|Thread|Core|Socket"
   python3 -c 'import torch; print("torch", torch.__version__, "threads", torch.get_num_threads())'
 }
-# fill <model> <dir> <manifest> [--only part]: write a synthetic model once (bench.js plans it, fill_synthetic.py writes it)
+# fill <model> <dir> <manifest> [--only part]: write a synthetic model once (bench.js plans it,
+# fill_synthetic.py writes it). A marker per part set (.filled-all, .filled--only-flux-fp8, …) tells
+# a DiT-only fill from a whole one; .complete is what bench.js checks before writing a model itself.
 fill() {
   local model=$1 dir=$2 manifest=$3; shift 3
-  [ -f "$dir/.complete" ] || { node dist/bench.js --model "$model" --dir "$dir" --prepare-manifest "$manifest" &&
-    timeout "$(left 150)" python3 scripts/gpu/fill_synthetic.py "$manifest" "$@" && touch "$dir/.complete"; }
+  local marker="$dir/.filled-${*:-all}"; marker=${marker// /-}
+  [ -f "$marker" ] || [ -f "$dir/.filled-all" ] || { node dist/bench.js --model "$model" --dir "$dir" --prepare-manifest "$manifest" &&
+    timeout "$(left 150)" python3 scripts/gpu/fill_synthetic.py "$manifest" "$@" && touch "$marker" "$dir/.complete"; }
 }

@@ -5,9 +5,10 @@
 #   fill     full-size synthetic FLUX.1-dev (DiT only, or everything with FILL_ALL=1)
 #   torch    PyTorch eager bf16 and fp8-storage DiT step, 512² and 1024² (same-run baseline)
 #   probe    kernel throughput in isolation: MatMul, MHA flash vs plain, elementwise ops, I/O
-#   dit      ours, fp16 weights, 512² and 1024², flash attention (the default on WebGPU)
+#   dit      ours, fp16 weights, 512² and 1024², flash attention (present K/V requested)
 #   ditplain the same without present K/V (the provider's non-flash attention), from the cache
 #   ditint8  int8 (MatMulNBits) weights, flash attention
+#   (dit, ditplain, ditint8 and prof pin what call A ran: flash where noted and the 'bucket' cache)
 #   prof     onnxruntime's profile of the fp16 DiT at 1024²: time per op type
 #   pipeline whole pipeline at 1024², sequential, int8 and fp16 DiT (needs FILL_ALL=1)
 #   cpuq     quarter-width DiT on the CPU, 512²: ours fp8 (pair table), int8, fp32; PyTorch fp32/bf16
@@ -41,21 +42,21 @@ if has probe; then
 fi
 if has dit; then
   stamp dit
-  timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 512,1024 --weights fp16 --steps 3 --tag dit-flash --job-timeout 190"
+  timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 512,1024 --weights fp16 --steps 3 --attention flash --buffer-cache bucket --tag dit-flash --job-timeout 190"
 fi
 if has ditplain; then
   stamp ditplain
-  timeout "$(left 120)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 512,1024 --weights fp16 --steps 3 --attention plain --tag dit-plain --job-timeout 110"
+  timeout "$(left 120)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 512,1024 --weights fp16 --steps 3 --attention plain --buffer-cache bucket --tag dit-plain --job-timeout 110"
 fi
 if has prof; then
   stamp prof
   mkdir -p "$W/prof"; rm -f "$W/prof"/*.json
-  MAJICFLUX_ORT_PROFILE="$W/prof/webgpu-fp16-1024" timeout "$(left 120)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --weights fp16 --steps 2 --tag prof --job-timeout 110"
+  MAJICFLUX_ORT_PROFILE="$W/prof/webgpu-fp16-1024" timeout "$(left 120)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --weights fp16 --steps 2 --attention flash --buffer-cache bucket --tag prof --job-timeout 110"
   for f in "$W/prof"/*.json; do node scripts/gpu/profile-summary.mjs "$f" --json "$OUT/profile-summary.json"; done
 fi
 if has ditint8; then
   stamp ditint8
-  timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 512,1024 --weights int8 --steps 3 --tag dit-int8 --job-timeout 190"
+  timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 512,1024 --weights int8 --steps 3 --attention flash --buffer-cache bucket --tag dit-int8 --job-timeout 190"
 fi
 if has cache; then
   stamp cache

@@ -2,7 +2,8 @@
 //  - host time per op type and execution provider over the runs after the first ("Node" events:
 //    for a GPU provider this is the time to record the dispatches, not the kernels' run time);
 //  - GPU time per op type and shader program, from the WebGPU provider's timestamp queries ("Api"
-//    events named node&op&program; every run, so divided by the number of runs);
+//    events named node&op&program, on the GPU's clock): every run dispatches the same kernels, so
+//    the first run's share (the first dispatches in time order) is dropped like its host events;
 //  - the nodes a GPU session left on the CPU provider (each costs a copy each way per step).
 //   node scripts/gpu/profile-summary.mjs profile.json [--json out.json]
 
@@ -38,7 +39,9 @@ const cpuOps = {};
 for (const op of cpuNodes.values()) cpuOps[op] = (cpuOps[op] ?? 0) + 1;
 console.log(`nodes on the CPU provider: ${cpuNodes.size} ${JSON.stringify(cpuOps)}`);
 const gpu = new Map();
-for (const e of events.filter((e) => e.cat === 'Api' && typeof e.name === 'string' && e.name.includes('&'))) {
+const gpuEvents = events.filter((e) => e.cat === 'Api' && typeof e.name === 'string' && e.name.includes('&')).sort((a, b) => a.ts - b.ts);
+const perRun = Math.round(gpuEvents.length / Math.max(1, runs.length));
+for (const e of runs.length > 1 ? gpuEvents.slice(perRun) : gpuEvents) {
   const [, op, program] = e.name.split('&');
   const key = `${op} / ${program}`;
   const s = gpu.get(key) ?? { op, program, count: 0, us: 0 };
@@ -49,9 +52,9 @@ for (const e of events.filter((e) => e.cat === 'Api' && typeof e.name === 'strin
 const gpuRows = [...gpu.values()].sort((a, b) => b.us - a.us);
 const gpuTotal = gpuRows.reduce((a, r) => a + r.us, 0);
 if (gpuRows.length) {
-  console.log(`GPU time per run (timestamp queries, ${runs.length} runs): ${(gpuTotal / runs.length / 1000).toFixed(1)} ms`);
+  console.log(`GPU time per run (timestamp queries, runs after the first): ${(gpuTotal / timedRuns / 1000).toFixed(1)} ms`);
   console.log('| op / program | dispatches per run | GPU ms per run | share |');
   console.log('| --- | --- | --- | --- |');
-  for (const r of gpuRows.slice(0, 25)) console.log(`| ${r.op} / ${r.program} | ${(r.count / runs.length).toFixed(0)} | ${(r.us / runs.length / 1000).toFixed(2)} | ${((100 * r.us) / gpuTotal).toFixed(1)} % |`);
+  for (const r of gpuRows.slice(0, 25)) console.log(`| ${r.op} / ${r.program} | ${(r.count / timedRuns).toFixed(0)} | ${(r.us / timedRuns / 1000).toFixed(2)} | ${((100 * r.us) / gpuTotal).toFixed(1)} % |`);
 } else console.log('no GPU timestamps in this profile');
-if (flag === '--json' && out) fs.writeFileSync(out, JSON.stringify({ file, runs: runs.length, runMs, rows: rows.map((r) => ({ ...r, msPerRun: r.us / timedRuns / 1000, nodesPerRun: r.count / timedRuns })), cpuNodes: Object.fromEntries(cpuNodes), gpuMsPerRun: gpuTotal / runs.length / 1000, gpu: gpuRows.map((r) => ({ ...r, msPerRun: r.us / runs.length / 1000, dispatchesPerRun: r.count / runs.length })) }, null, 1));
+if (flag === '--json' && out) fs.writeFileSync(out, JSON.stringify({ file, runs: runs.length, runMs, rows: rows.map((r) => ({ ...r, msPerRun: r.us / timedRuns / 1000, nodesPerRun: r.count / timedRuns })), cpuNodes: Object.fromEntries(cpuNodes), gpuMsPerRun: gpuTotal / timedRuns / 1000, gpu: gpuRows.map((r) => ({ ...r, msPerRun: r.us / timedRuns / 1000, dispatchesPerRun: r.count / timedRuns })) }, null, 1));

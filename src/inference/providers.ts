@@ -34,6 +34,9 @@ export function cudaInstalled(): boolean {
  * own copy of onnxruntime-node, or the CLI's): its installer downloads the CUDA 12 build from NuGet.
  */
 export function cudaInstallHint(): string {
+  if (process.platform !== 'linux' || process.arch !== 'x64') {
+    return `onnxruntime-node has no CUDA provider for ${process.platform}-${process.arch}: use ${process.platform === 'win32' ? 'dml or webgpu' : process.platform === 'darwin' ? 'coreml or webgpu' : 'webgpu'}, or cpu`;
+  }
   const script = path.join(path.dirname(require.resolve('onnxruntime-node/package.json')), 'script', 'install.js');
   return `the CUDA provider is not installed. With network access run: node "${script}" --onnxruntime-node-install=cuda12 (downloads onnxruntime's CUDA 12 build; the machine needs the CUDA 12 runtime and cuDNN 9), then restart the server; or set the execution provider to webgpu or cpu`;
 }

@@ -121,6 +121,8 @@ describe('Flux DiT (graphs/dit.ts)', function () {
     assert.ok(norms.every((n) => !consumers(n.output[0]).includes('Mul')), 'no Mul after a modulated LayerNorm');
     // Splits: modulation (2 per double block, 1 per single, 1 last), qkv (2 / 1), linear1 (single): none from RoPE.
     assert.equal(of('Split').length, 4 * params.depth + 3 * params.depth_single_blocks + 1);
+    // float16 clips where diffusers has them: the text stream after each double block, the joint stream after each single block.
+    assert.equal(of('Clip').length, params.depth + params.depth_single_blocks);
 
     const [flash] = await run(BF16_FILE, { format: 'fp32', flashAttention: true }, ['a']);
     const s = assertGoldenClose(flash, expected('a.output'), 'flash-attention graph case a');

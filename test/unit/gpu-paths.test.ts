@@ -8,8 +8,10 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DitInputs, FluxTransformer, FluxTransformerOptions } from '../../src/inference/graphs/dit';
+import { buildDit, DitInputs, FluxTransformer, FluxTransformerOptions } from '../../src/inference/graphs/dit';
 import { VaeDecoder, VaeEncoder } from '../../src/inference/graphs/vae';
+import { DitWeights, openComponent } from '../../src/inference/layouts';
+import { openTensors } from '../../src/inference/safetensors';
 import { compare, goldenCase, GOLDEN_MODELS } from '../helpers/golden';
 
 const AE = path.join(GOLDEN_MODELS, 'ae.safetensors');
@@ -94,6 +96,13 @@ describe('DiT in the GPU configurations vs the golden references (CPU)', functio
   for (const [file, format, compute, zeroPoints, int8Activations, bound, measured] of cases) {
     it(`${file} checkpoint, ${format}${zeroPoints ? ' (zero points)' : ''} weights${int8Activations ? ', int8 activations' : ''}, ${compute} compute: relative L2 ≤ ${bound} (${measured})`, async () => {
       const fp8 = file === 'fp8';
+      if (format === 'int8' || format === 'int4') {
+        const src = openTensors(fp8 ? FP8_FILE : BF16_FILE);
+        const { graph } = buildDit(new DitWeights(src, 'bfl-dit'), openComponent(BF16_FILE, 'dit').config, { format, compute, zeroPoints, int8Activations, inlineLimit: 0, cacheDir });
+        src.close();
+        const levels = graph.nodeList().filter((n) => n.opType === 'MatMulNBits').map((n) => n.attribute.find((a) => a.name === 'accuracy_level')?.i ?? 0);
+        assert.ok(levels.length > 0 && levels.every((l) => l === (int8Activations ? 4 : 0)), `accuracy_level ${[...new Set(levels)]}`);
+      }
       const err = await errors(fp8 ? FP8_FILE : BF16_FILE, { format, compute, zeroPoints, int8Activations, inlineLimit: 0 }, (k) => (fp8 ? 'a.output_fp8_weights' : `${k}.output`), fp8 ? ['a'] : ['a', 'b', 'c']);
       assert.ok(err <= bound, `relative L2 ${err} > ${bound}`);
     });

@@ -175,12 +175,12 @@ describe('model memory estimates (FLUX.1-dev, real shapes)', () => {
     //   4 · 21504 · 3072              264 241 152   (one linear1 dequantized to float32)
     assert.equal(workingSet('dit', a, size, 'fp8', 'cpu'), 268_435_456 + 9_059_696_640 + 2_038_431_744 + 264_241_152);
     assert.equal(workingSet('dit', a, size, 'int8', 'cpu'), 268_435_456 + 9_059_696_640 + 2_038_431_744);
-    // GPU, float16: 16 · 4608 · 3072 = 226 492 416 of activations, attention buffers
+    // GPU, float16: 32 · 4608 · 3072 = 452 984 832 of activations, attention buffers
     //   2 · 24 · 4608² = 1 019 215 872 (MatMul) or 4 · 24 · 4608² = 2 038 431 744 (MatMulNBits),
     //   fp8 adds one linear1 in float16: 2 · 21504 · 3072 = 132 120 576
-    assert.equal(workingSet('dit', a, size, 'fp16', 'gpu'), 268_435_456 + 226_492_416 + 1_019_215_872);
-    assert.equal(workingSet('dit', a, size, 'int4', 'gpu'), 268_435_456 + 226_492_416 + 2_038_431_744);
-    assert.equal(workingSet('dit', a, size, 'fp8', 'gpu'), 268_435_456 + 226_492_416 + 1_019_215_872 + 132_120_576);
+    assert.equal(workingSet('dit', a, size, 'fp16', 'gpu'), 268_435_456 + 452_984_832 + 1_019_215_872);
+    assert.equal(workingSet('dit', a, size, 'int4', 'gpu'), 268_435_456 + 452_984_832 + 2_038_431_744);
+    assert.equal(workingSet('dit', a, size, 'fp8', 'gpu'), 268_435_456 + 452_984_832 + 1_019_215_872 + 132_120_576);
     // T5, 512 tokens: 256 MiB + 512·(3·10240 + 6·4096)·4 = 113 246 208 + 64·512²·4 = 67 108 864
     //   + one 10240×4096 weight in float32 = 167 772 160
     assert.equal(workingSet('t5', a, size, 'fp8'), 268_435_456 + 113_246_208 + 67_108_864 + 167_772_160);
@@ -205,12 +205,12 @@ describe('model memory estimates (FLUX.1-dev, real shapes)', () => {
     assert.equal(e('fp8', 'resident').fitsRam, false, `${e('fp8', 'resident').peak / GiB} GiB > 0.85 × 40`);
     assert.equal(e('fp8', 'sequential').fitsRam, true);
     assert.deepEqual(e('fp8', 'sequential').components, { clip, t5, dit, vae });
-    // GPU, sequential fp16: 800 MiB context + 23 809 773 824 of weights + 1 514 143 744 of working set
-    assert.equal(e('fp16', 'sequential').gpuPeak, GPU_CONTEXT_BYTES + 23_809_773_824 + 268_435_456 + 16 * 4608 * 3072 + 2 * 24 * 4608 * 4608);
+    // GPU, sequential fp16: 800 MiB context + 23 809 773 824 of weights + 1 740 636 160 of working set
+    assert.equal(e('fp16', 'sequential').gpuPeak, GPU_CONTEXT_BYTES + 23_809_773_824 + 268_435_456 + 32 * 4608 * 3072 + 2 * 24 * 4608 * 4608);
     assert.equal(e('fp16', 'sequential').fitsGpu, false);
     // resident on the GPU: every session keeps its buffers, so all working sets add up
     const gpuWs = (c: 'clip' | 't5' | 'dit' | 'vae') => workingSet(c, architectureOf(shapes), { width: 1024, height: 1024 }, 'int4', 'gpu');
-    assert.equal(e('int4', 'resident').gpuPeak, GPU_CONTEXT_BYTES + 6_148_784_384 + t5 + clip + vae + gpuWs('clip') + gpuWs('t5') + gpuWs('dit') + gpuWs('vae'));
+    assert.equal(e('int4', 'resident').gpuPeak, Math.round(GPU_CONTEXT_BYTES + 1.15 * (6_148_784_384 + t5 + clip + vae + gpuWs('clip') + gpuWs('t5') + gpuWs('dit') + gpuWs('vae'))));
     // at 512²: L = 1536
     assert.equal(e('int8', 'sequential', 512).peak, RUNTIME_BYTES + 12_097_749_248 + SESSION_BYTES + 640 * 1536 * 3072 + 4 * 24 * 1536 * 1536);
     // a size of the user's is added

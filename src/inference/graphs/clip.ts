@@ -22,8 +22,9 @@ import { attention, gelu, layerNorm } from './layers';
 /**
  * How Linear weights are held in memory. 'source' (default): in the file's own dtype (bf16, fp16,
  * fp8), memory-mapped, cast to the compute type one layer at a time — the text encoders stay as
- * small as their checkpoint. The Weights formats make a resident copy at session creation: 'fp16'
- * (a bf16 file is converted once; same size), 'fp32' (twice the size of a bf16 file), 'fp8'.
+ * small as their checkpoint. The Weights formats convert: 'fp16' (a bf16 file is converted once,
+ * same size: with fp16Cache into the memory-mapped cache, else a resident copy made at session
+ * creation), 'fp32' (twice the size of a bf16 file), 'fp8'.
  */
 export type EncoderWeightFormat = WeightFormat | 'source';
 

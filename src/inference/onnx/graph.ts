@@ -165,9 +165,9 @@ export class Graph {
     return this.nodes.length;
   }
 
-  /** The nodes as built: op type, input and output names (read-only view, for tests and tools). */
-  nodeList(): ReadonlyArray<{ readonly opType: string; readonly input: readonly string[]; readonly output: readonly string[] }> {
-    return this.nodes as Array<{ opType: string; input: string[]; output: string[] }>;
+  /** The nodes as built: op type, input and output names, attributes (`i` for integer ones) (read-only view, for tests and tools). */
+  nodeList(): ReadonlyArray<{ readonly opType: string; readonly input: readonly string[]; readonly output: readonly string[]; readonly attribute: ReadonlyArray<{ readonly name: string; readonly i?: number }> }> {
+    return this.nodes as Array<{ opType: string; input: string[]; output: string[]; attribute: Array<{ name: string; i?: number }> }>;
   }
 
   /** The distinct op types of the nodes, in order of first use. */
