@@ -27,10 +27,8 @@ if has info; then
 fi
 if has fill; then
   stamp fill
-  node dist/bench.js --model full --dir "$M" --prepare-manifest "$W/manifest.json"
-  timeout "$(left 90)" python3 scripts/gpu/fill_synthetic.py "$W/manifest.json" --only flux-fp8 && touch "$M/.complete"
-  node dist/bench.js --model "$QMODEL" --dir "$Q" --prepare-manifest "$W/manifest-q.json"
-  timeout "$(left 30)" python3 scripts/gpu/fill_synthetic.py "$W/manifest-q.json" --only flux-fp8 && touch "$Q/.complete"
+  fill full "$M" "$W/manifest.json" --only flux-fp8
+  fill "$QMODEL" "$Q" "$W/manifest-q.json" --only flux-fp8
   ls -la "$M" "$Q"; df -h /tmp | tail -1
 fi
 if has int4; then

@@ -20,8 +20,7 @@ if has info; then
 fi
 if has fillq; then
   stamp fillq
-  [ -f "$Q/.complete" ] || { node dist/bench.js --model "$QMODEL" --dir "$Q" --prepare-manifest "$W/manifest-q.json" &&
-    timeout "$(left 60)" python3 scripts/gpu/fill_synthetic.py "$W/manifest-q.json" --only flux-fp8 && touch "$Q/.complete"; }
+  fill "$QMODEL" "$Q" "$W/manifest-q.json" --only flux-fp8
 fi
 if has torchq; then
   stamp torchq
@@ -46,8 +45,7 @@ if has gpuprof; then
 fi
 if has full; then
   stamp full "($(remaining) s left)"
-  [ -f "$M/.complete" ] || { node dist/bench.js --model full --dir "$M" --prepare-manifest "$W/manifest.json" &&
-    timeout "$(left 100)" python3 scripts/gpu/fill_synthetic.py "$W/manifest.json" --only flux-fp8 && touch "$M/.complete"; }
+  fill full "$M" "$W/manifest.json" --only flux-fp8
   timeout "$(left 200)" node dist/bench.js --model full --dir "$M" --ep cpu --t5 512 --out "$OUT" --machine "$machine" \
     --stages dit --size 512 --weights fp8 --steps 2 --tag cpu-full-lookup --job-timeout "$(left 200)"
   (( $(remaining) > 70 )) && timeout "$(left 120)" python3 scripts/gpu/torch_flux.py "$M/flux-fp8.safetensors" --device cpu --modes bf16 --sizes 512 --txt 512 --reps 1 --out "$OUT/torch-cpu-full.json"

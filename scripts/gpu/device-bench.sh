@@ -19,8 +19,7 @@ if has info; then
 fi
 if has fill; then
   stamp fill
-  node dist/bench.js --model full --dir "$M" --prepare-manifest "$W/manifest.json"
-  timeout "$(left 120)" python3 scripts/gpu/fill_synthetic.py "$W/manifest.json" && touch "$M/.complete"
+  fill full "$M" "$W/manifest.json"
   df -h /tmp | tail -1
 fi
 if has torch; then
