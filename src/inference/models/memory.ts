@@ -60,7 +60,7 @@
 //     fourth H100 session), full DiT at 1024² (L = 4608): fp16 24,712 / 25,170 MiB, int8
 //     14,077 / 14,974, int4 8,963 / 9,301; the whole pipeline sequential at 1024², fp16
 //     24,712 and int8 14,635 MiB (the DiT stage). With the 'bucket' cache of the first sessions
-//     the same runs took 6–13 GB more. After-load plateaus put the provider's context at
+//     the same runs took 6,301–13,019 MiB more. After-load plateaus put the provider's context at
 //     0.63–0.79 GiB. The resident pipeline (51.0 GiB at 1024², 'bucket', first session; this
 //     model without the margin gave 46.4 then) was not re-measured with 'simple': the margin
 //     keeps "fits" on the safe side until it is. Only one size (1024²) was measured with 'simple'.

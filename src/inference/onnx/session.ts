@@ -17,8 +17,8 @@ export interface SessionOptions {
   cpuArena?: boolean;
   /**
    * WebGPU: how freed GPU buffers are kept for reuse (onnxruntime's storageBufferCacheMode). Ours
-   * defaults to 'simple' (exact-size reuse): on the H100 host the 1024² DiT step peaked 6.3 GB
-   * (fp16) and 13 GB (int8) lower than with onnxruntime's 'bucket', at the same speed
+   * defaults to 'simple' (exact-size reuse): on the H100 host the 1024² DiT step peaked 6,301 MiB
+   * (fp16) and 13,019 MiB (int8) lower than with onnxruntime's 'bucket', at the same speed
    * (docs/BENCHMARKS.md). Set by the first WebGPU session of the process: the context is shared.
    */
   gpuBufferCache?: GpuBufferCache;
