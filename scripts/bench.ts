@@ -10,6 +10,7 @@
 //   node dist/bench.js --model full --prepare-manifest m.json     (configs, tokenizers, indexes)
 //   python3 scripts/gpu/fill_synthetic.py m.json                   (the tensors, drawn by PyTorch)
 
+import '../src/inference/privacy'; // first: telemetry off before onnxruntime loads
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

@@ -2,6 +2,7 @@
 // arguments with util.parseArgs. Add a command by writing a Subcommand and listing it in COMMANDS.
 // Exit codes: 0 success, 1 failure (bad file, incomplete model), 2 usage error.
 
+import './privacy'; // first: telemetry off before onnxruntime loads
 import * as path from 'node:path';
 import { ComponentReport, InspectReport, inspectPath, KIND_NAMES, LayoutError } from './layouts';
 import { fmtBytes, SafetensorsError } from './safetensors';

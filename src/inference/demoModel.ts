@@ -1,7 +1,7 @@
 // The bundled demo model: tokenizers ship in models/demo/, random weights are written on first use.
 
 import * as fs from 'node:fs';
-import * as os from 'node:os';
+import { cacheRoot } from './userDirs';
 import * as path from 'node:path';
 import { ModelSpec } from './api';
 import { TINY, writeSyntheticModel } from './synthetic';
@@ -17,13 +17,13 @@ export function demoAssetsDir(): string {
   throw new Error('the demo model assets (models/demo) are missing from this installation');
 }
 
-export function demoModelDir(cacheRoot = path.join(os.homedir(), '.cache', 'majicflux')): string {
-  return path.join(cacheRoot, `demo-model-v${DEMO_VERSION}`);
+export function demoModelDir(root = cacheRoot()): string {
+  return path.join(root, `demo-model-v${DEMO_VERSION}`);
 }
 
 /** Make sure the demo model exists (writes ~15 MB the first time) and return its spec. */
-export function ensureDemoModel(cacheRoot?: string): ModelSpec {
-  const dir = demoModelDir(cacheRoot);
+export function ensureDemoModel(root?: string): ModelSpec {
+  const dir = demoModelDir(root);
   const done = path.join(dir, '.complete');
   if (!fs.existsSync(done)) {
     const tmp = `${dir}.partial-${process.pid}`;

@@ -2,7 +2,7 @@
 // → unpack → z / scale + shift → VAE decode. Components are loaded as the memory mode says:
 // `sequential` holds one at a time, `resident` keeps all of them between jobs.
 
-import * as os from 'node:os';
+import { cacheRoot } from './userDirs';
 import * as path from 'node:path';
 import {
   CancelledError, ComponentName, ComputeType, ExecutionProvider, GenerateHooks, GenerateParams, GenerateResult, ImageMetadata, MemoryMode, ModelSpec, RuntimeOptions, Stage, StageTiming, UserError, WeightFormat,
@@ -285,8 +285,7 @@ function computeFor(c: ComponentName, ep: ExecutionProvider, choice: RuntimeOpti
 }
 
 export function defaultCacheDir(): string {
-  const base = process.env.XDG_CACHE_HOME ?? (process.platform === 'win32' ? process.env.LOCALAPPDATA ?? os.tmpdir() : path.join(os.homedir(), '.cache'));
-  return path.join(base, 'majicflux', 'weights');
+  return path.join(cacheRoot(), 'weights');
 }
 
 function readInitialLatents(file: string, tokens: number): Float32Array {

@@ -14,56 +14,116 @@ export interface EpDecision {
   note?: string;
 }
 
-/** Folder of onnxruntime-node's native binaries for this platform. */
-function ortBinDir(): string {
+/** The platform a decision is made for: this process's, or another in tests. */
+export interface Host {
+  platform: NodeJS.Platform;
+  arch: string;
+}
+const THIS_HOST: Host = { platform: process.platform, arch: process.arch };
+
+/** onnxruntime-node ships a CUDA provider (fetched by its installer) only for Linux x64. */
+const cudaPossible = (host: Host) => host.platform === 'linux' && host.arch === 'x64';
+
+/** Folder of onnxruntime-node's native binaries for a platform. */
+function ortBinDir(host: Host): string {
   const pkg = path.dirname(require.resolve('onnxruntime-node/package.json'));
-  return path.join(pkg, 'bin', 'napi-v6', process.platform, process.arch);
+  return path.join(pkg, 'bin', 'napi-v6', host.platform, host.arch);
 }
 
-export function cudaInstalled(): boolean {
-  if (process.platform !== 'linux' || process.arch !== 'x64') return false;
+export function cudaInstalled(host: Host = THIS_HOST): boolean {
+  if (!cudaPossible(host)) return false;
   try {
-    return fs.readdirSync(ortBinDir()).some((f) => f.startsWith('libonnxruntime_providers_cuda'));
+    return fs.readdirSync(ortBinDir(host)).some((f) => f.startsWith('libonnxruntime_providers_cuda'));
   } catch {
     return false;
   }
 }
 
+/** The GPU providers onnxruntime-node bundles for a platform, best first (none needs an install). */
+export function bundledGpuProviders(host: Host): ExecutionProvider[] {
+  if (host.platform === 'win32') return ['dml', 'webgpu'];
+  if (host.platform === 'darwin') return ['coreml', 'webgpu'];
+  return ['webgpu'];
+}
+
 /**
  * How to get the CUDA provider, with the command spelled out for this installation (the extension's
  * own copy of onnxruntime-node, or the CLI's): its installer downloads the CUDA 12 build from NuGet.
+ * Where no CUDA build exists, the providers that do run there.
  */
-export function cudaInstallHint(): string {
-  if (process.platform !== 'linux' || process.arch !== 'x64') {
-    return `onnxruntime-node has no CUDA provider for ${process.platform}-${process.arch}: use ${process.platform === 'win32' ? 'dml or webgpu' : process.platform === 'darwin' ? 'coreml or webgpu' : 'webgpu'}, or cpu`;
+export function cudaInstallHint(host: Host = THIS_HOST): string {
+  if (!cudaPossible(host)) {
+    return `onnxruntime-node has no CUDA provider for ${host.platform}-${host.arch}: use ${bundledGpuProviders(host).join(' or ')}, or cpu`;
   }
   const script = path.join(path.dirname(require.resolve('onnxruntime-node/package.json')), 'script', 'install.js');
   return `the CUDA provider is not installed. With network access run: node "${script}" --onnxruntime-node-install=cuda12 (downloads onnxruntime's CUDA 12 build; the machine needs the CUDA 12 runtime and cuDNN 9), then restart the server; or set the execution provider to webgpu or cpu`;
 }
 
-export function available(): Set<ExecutionProvider> {
+let nvidiaSeen: boolean | undefined;
+
+/**
+ * Whether this machine has an NVIDIA GPU with its driver loaded: the kernel driver's GPU list on
+ * Linux, else nvidia-smi answering. Asked once per process, and only where the answer changes
+ * what the user is told (the CUDA hint).
+ */
+export function nvidiaGpuPresent(probe: { procDir?: string; smi?: string } = {}): boolean {
+  if (nvidiaSeen !== undefined && !probe.procDir && !probe.smi) return nvidiaSeen;
+  let found = false;
+  try {
+    found = fs.readdirSync(probe.procDir ?? '/proc/driver/nvidia/gpus').length > 0;
+  } catch {
+    // no such folder: not Linux, or no NVIDIA kernel driver
+  }
+  if (!found) {
+    try {
+      found = /^GPU \d+:/m.test(execFileSync(probe.smi ?? 'nvidia-smi', ['-L'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 3000, windowsHide: true }));
+    } catch {
+      // no nvidia-smi, or it failed: no usable NVIDIA GPU
+    }
+  }
+  if (!probe.procDir && !probe.smi) nvidiaSeen = found;
+  return found;
+}
+
+export function available(host: Host = THIS_HOST): Set<ExecutionProvider> {
   const names = new Set(ort.listSupportedBackends().map((b) => b.name));
   const out = new Set<ExecutionProvider>(['cpu']);
   if (names.has('webgpu')) out.add('webgpu');
   if (names.has('dml')) out.add('dml');
   if (names.has('coreml')) out.add('coreml');
-  if (cudaInstalled()) out.add('cuda');
+  if (cudaInstalled(host)) out.add('cuda');
   return out;
 }
 
-/** Pick an EP for one component. `auto` prefers CUDA, then DirectML/CoreML, then CPU. */
-export async function chooseEp(component: ComponentName, choice: EpChoice, weights: WeightFormat): Promise<EpDecision> {
-  const have = available();
+/** What chooseEp needs to know about the machine; tests give their own. */
+export interface EpProbe {
+  host: Host;
+  available: () => Set<ExecutionProvider>;
+  nvidia: () => boolean;
+}
+const THIS_MACHINE: EpProbe = { host: THIS_HOST, available: () => available(), nvidia: () => nvidiaGpuPresent() };
+
+let cudaHintGiven = false;
+
+/**
+ * Pick an EP for one component. `auto` prefers CUDA, then DirectML/CoreML, then CPU. The CUDA
+ * install hint comes with an `auto` fallback only where it helps: Linux x64 with an NVIDIA GPU, once
+ * per process (not on every CPU-only machine, not once per component).
+ */
+export async function chooseEp(component: ComponentName, choice: EpChoice, weights: WeightFormat, probe: EpProbe = THIS_MACHINE): Promise<EpDecision> {
+  const have = probe.available();
   if (choice !== 'auto') {
     if (have.has(choice)) return { ep: choice };
-    const why = choice === 'cuda' ? cudaInstallHint() : `${choice} is not available in onnxruntime-node on ${process.platform}-${process.arch}`;
+    const why = choice === 'cuda' ? cudaInstallHint(probe.host) : `${choice} is not available in onnxruntime-node on ${probe.host.platform}-${probe.host.arch}`;
     return { ep: 'cpu', note: `${component}: ${why}; using cpu` };
   }
   if (have.has('cuda')) return { ep: 'cuda' };
   if (have.has('dml')) return { ep: 'dml', note: weights === 'fp8' ? `${component}: DirectML has no float8 DequantizeLinear (weights int8 or fp16 run there)` : undefined };
   if (have.has('coreml')) return { ep: 'coreml' };
-  const reasons = process.platform === 'linux' && process.arch === 'x64' ? `cuda not used: ${cudaInstallHint()}` : 'no GPU provider in this build';
-  return { ep: 'cpu', note: `running on cpu (${reasons})` };
+  const thisMachine = probe === THIS_MACHINE;
+  if (!cudaPossible(probe.host) || (thisMachine && cudaHintGiven) || !probe.nvidia()) return { ep: 'cpu' };
+  if (thisMachine) cudaHintGiven = true;
+  return { ep: 'cpu', note: `running on cpu although an NVIDIA GPU is present: ${cudaInstallHint(probe.host)}` };
 }
 
 export interface WeightDecision {

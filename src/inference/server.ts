@@ -13,6 +13,7 @@
 // Electron run as node) supports extra stdio pipes on Windows, macOS and Linux alike (libuv passes
 // them as it passes NODE_CHANNEL_FD). stdout and stderr then carry only diagnostics.
 
+import './privacy'; // first: telemetry off before onnxruntime loads
 import * as crypto from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as net from 'node:net';

@@ -1,7 +1,9 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { WeightFormat } from '../../src/inference/api';
-import { chooseEp, chooseWeights, cudaInstalled } from '../../src/inference/providers';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ExecutionProvider, WeightFormat } from '../../src/inference/api';
+import { chooseEp, chooseWeights, cudaInstalled, cudaInstallHint, EpProbe, nvidiaGpuPresent } from '../../src/inference/providers';
 
 // FLUX.1-dev's DiT: 11.9 B Linear weights.
 const GIB = 2 ** 30;
@@ -40,5 +42,61 @@ describe('CUDA requested where its provider is missing (providers.chooseEp)', ()
     assert.ok(m, `the note gives the command: ${d.note}`);
     assert.ok(fs.existsSync(m[1]), `${m[1]} exists`);
     assert.match(d.note!, /CUDA 12 runtime and cuDNN 9/);
+  });
+});
+
+describe('the CUDA hint, per platform (providers.chooseEp / cudaInstallHint)', () => {
+  const cpuOnly = () => new Set<ExecutionProvider>(['cpu', 'webgpu']);
+  const probe = (platform: NodeJS.Platform, arch: string, nvidia: boolean, have = cpuOnly): EpProbe => ({ host: { platform, arch }, available: have, nvidia: () => nvidia });
+
+  it('auto on a Linux x64 machine without an NVIDIA GPU runs on the CPU and says nothing about CUDA', async () => {
+    const d = await chooseEp('dit', 'auto', 'fp8', probe('linux', 'x64', false));
+    assert.deepEqual(d, { ep: 'cpu' });
+  });
+
+  it('auto on Linux x64 with an NVIDIA GPU and no CUDA provider gives the install command', async () => {
+    const d = await chooseEp('dit', 'auto', 'fp8', probe('linux', 'x64', true));
+    assert.equal(d.ep, 'cpu');
+    assert.match(d.note ?? '', /NVIDIA GPU is present.*--onnxruntime-node-install=cuda12/);
+  });
+
+  it('Windows and macOS never get a CUDA install command, NVIDIA GPU or not', async () => {
+    for (const [platform, arch] of [['win32', 'x64'], ['darwin', 'arm64'], ['darwin', 'x64'], ['linux', 'arm64']] as const) {
+      assert.deepEqual(await chooseEp('dit', 'auto', 'fp8', probe(platform, arch, true)), { ep: 'cpu' }, `${platform}-${arch}`);
+      const hint = cudaInstallHint({ platform, arch });
+      assert.doesNotMatch(hint, /install\.js|cuda12/, `${platform}-${arch}: ${hint}`);
+      assert.match(hint, new RegExp(`no CUDA provider for ${platform}-${arch}`));
+    }
+    assert.match(cudaInstallHint({ platform: 'win32', arch: 'x64' }), /use dml or webgpu, or cpu/);
+    assert.match(cudaInstallHint({ platform: 'darwin', arch: 'arm64' }), /use coreml or webgpu, or cpu/);
+  });
+
+  it('auto takes the bundled GPU provider of Windows (DirectML) and macOS (CoreML) before the CPU', async () => {
+    assert.equal((await chooseEp('dit', 'auto', 'int8', probe('win32', 'x64', true, () => new Set<ExecutionProvider>(['cpu', 'webgpu', 'dml'])))).ep, 'dml');
+    assert.equal((await chooseEp('dit', 'auto', 'int8', probe('darwin', 'arm64', false, () => new Set<ExecutionProvider>(['cpu', 'webgpu', 'coreml'])))).ep, 'coreml');
+  });
+
+  it('asking for cuda by name on Windows says what runs there instead', async () => {
+    const d = await chooseEp('vae', 'cuda', 'fp16', probe('win32', 'x64', true));
+    assert.equal(d.ep, 'cpu');
+    assert.match(d.note ?? '', /^vae: onnxruntime-node has no CUDA provider for win32-x64: use dml or webgpu/);
+  });
+
+  it('nvidia-smi and the Linux driver list decide whether an NVIDIA GPU is present', () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-nv-'));
+    try {
+      const gpus = path.join(tmp, 'gpus');
+      fs.mkdirSync(path.join(gpus, '0000:01:00.0'), { recursive: true });
+      const noSmi = path.join(tmp, 'no-such-nvidia-smi');
+      assert.equal(nvidiaGpuPresent({ procDir: gpus, smi: noSmi }), true, 'a GPU listed by the driver');
+      assert.equal(nvidiaGpuPresent({ procDir: path.join(tmp, 'none'), smi: noSmi }), false, 'no driver folder, no nvidia-smi');
+      const smi = path.join(tmp, 'nvidia-smi');
+      fs.writeFileSync(smi, '#!/bin/sh\necho "GPU 0: NVIDIA GeForce RTX 4070 (UUID: GPU-1)"\n', { mode: 0o755 });
+      assert.equal(nvidiaGpuPresent({ procDir: path.join(tmp, 'none'), smi }), true, 'nvidia-smi -L lists a GPU');
+      fs.writeFileSync(smi, '#!/bin/sh\necho "NVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver" >&2; exit 9\n', { mode: 0o755 });
+      assert.equal(nvidiaGpuPresent({ procDir: path.join(tmp, 'none'), smi }), false, 'nvidia-smi without a driver');
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });

@@ -2,7 +2,7 @@
 // "MajicFLUX: Find/Check/Download Models" and `majicflux models list|check|download`):
 // discovery, check and download, plus where the recorded checksums live.
 
-import * as os from 'node:os';
+import { cacheRoot } from '../userDirs';
 import * as path from 'node:path';
 import type { ModelSpec } from '../api';
 import { checkModel, machineInfo, recordChecksums } from './check';
@@ -22,12 +22,12 @@ export interface ModelSearchOptions {
 
 /** Where `majicflux models download` puts models unless told otherwise ($MAJICFLUX_MODELS_DIR). */
 export function defaultModelsDir(): string {
-  return process.env.MAJICFLUX_MODELS_DIR || path.join(os.homedir(), '.cache', 'majicflux', 'models');
+  return process.env.MAJICFLUX_MODELS_DIR || path.join(cacheRoot(), 'models');
 }
 
 /** Where verified checksums are recorded (keyed by file identity), beside the converted-weight caches. */
 export function checksumStorePath(cacheDir?: string): string {
-  return path.join(cacheDir ?? path.join(os.homedir(), '.cache', 'majicflux'), 'checksums.json');
+  return path.join(cacheDir ?? cacheRoot(), 'checksums.json');
 }
 
 export async function findModels(opts: ModelSearchOptions): Promise<{ found: FoundModel[]; machine: MachineInfo }> {
