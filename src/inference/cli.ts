@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { ComponentReport, InspectReport, inspectPath, KIND_NAMES, LayoutError } from './layouts';
 import { fmtBytes, SafetensorsError } from './safetensors';
 import { UserError } from './api';
+import { VERSION } from './pipeline';
 import { generateCommand } from './cliGenerate';
 import { serveSubcommand } from './cliServe';
 import { modelsCommand } from './cliModels';
@@ -144,7 +145,7 @@ function topUsage(): string {
     'Commands:',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
-    'Run "majicflux <command> --help" for a command\'s options.',
+    'Run "majicflux <command> --help" for a command\'s options; "majicflux --version" for the version.',
   ].join('\n') + '\n';
 }
 
@@ -153,6 +154,10 @@ export async function main(argv: string[], io: CliOutput = { out: (t) => process
   if (name === undefined || name === '-h' || name === '--help') {
     (name === undefined ? io.err : io.out)(topUsage());
     return name === undefined ? EXIT_USAGE : EXIT_OK;
+  }
+  if (name === '--version' || name === '-v' || name === 'version') {
+    io.out(`majicflux ${VERSION}\n`);
+    return EXIT_OK;
   }
   if (name === 'help') {
     const cmd = COMMANDS.find((c) => c.name === rest[0]);

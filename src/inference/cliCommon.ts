@@ -1,5 +1,7 @@
 // What every `majicflux` subcommand shares: its shape, argument parsing, exit codes.
 
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
 export interface CliOutput {
@@ -34,3 +36,29 @@ export function parseCommandArgs<O extends NonNullable<OptionSpec>>(args: string
   }
 }
 
+
+/**
+ * How to run this CLI again, as the user can type it: `majicflux` when that name on PATH is this
+ * script (npm install -g / npm link), else `node "<this script>"`, so a command we print is
+ * runnable as printed.
+ */
+export function cliInvocation(script = process.argv[1] ?? '', env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform): string {
+  const names = platform === 'win32' ? ['majicflux.cmd', 'majicflux.ps1', 'majicflux.exe'] : ['majicflux'];
+  const real = (p: string) => {
+    try {
+      return fs.realpathSync(p);
+    } catch {
+      return undefined;
+    }
+  };
+  const self = real(script);
+  for (const dir of (env.PATH ?? env.Path ?? '').split(platform === 'win32' ? ';' : ':')) {
+    if (!dir) continue;
+    for (const n of names) {
+      const found = real(path.join(dir, n));
+      // npm's Windows shims are scripts that call node on dist/cli.js: finding one is enough.
+      if (found && (platform === 'win32' || found === self)) return 'majicflux';
+    }
+  }
+  return `node ${/[\s"'$]/.test(script) ? JSON.stringify(script) : script}`;
+}

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { ModelSpec, UserError } from './api';
 import { sizeText } from './memory';
 import { validateSize } from './sampler';
-import { CliOutput, EXIT_FAILURE, EXIT_OK, parseCommandArgs, Subcommand, UsageError } from './cliCommon';
+import { cliInvocation, CliOutput, EXIT_FAILURE, EXIT_OK, parseCommandArgs, Subcommand, UsageError } from './cliCommon';
 import { DownloadError } from './models/download';
 import { loadRegistry } from './models/registry';
 import { checkModels, defaultModelsDir, downloadModel, findModels } from './models/service';
@@ -81,7 +81,7 @@ export const modelsCommand: Subcommand = {
         if (rest.length) throw new UsageError('list takes no positional arguments (use --search DIR)');
         const { found, machine } = await findModels({ searchPaths: [...(values.search ?? []), path.resolve('models')], gpuMemory });
         if (json) io.out(JSON.stringify({ found, machine }, null, 2) + '\n');
-        else io.out(found.length ? found.map(formatFound).join('\n') : 'No FLUX.1 models found. Download one with: majicflux models download flux1-dev\n');
+        else io.out(found.length ? found.map(formatFound).join('\n') : `No FLUX.1 models found. Download one with: ${cliInvocation()} models download flux1-dev\n`);
         return EXIT_OK;
       }
       case 'check': {
@@ -95,7 +95,7 @@ export const modelsCommand: Subcommand = {
         };
         if (!spec.dir && !spec.transformer) throw new UsageError('check needs a model folder or --transformer FILE');
         const size = values.size === undefined ? undefined : parseSize(values.size);
-        const report = await checkModels(stripUndefined(spec), { verify: values.verify, gpuMemory, ...size });
+        const report = await checkModels(stripUndefined(spec), { verify: values.verify, gpuMemory, ...size, downloadCommand: (id) => `${cliInvocation()} models download ${id}` });
         io.out(json ? JSON.stringify(report, null, 2) + '\n' : formatCheck(report));
         const fits = report.estimates.some((e) => e.fitsRam);
         return report.model.complete && fits ? EXIT_OK : EXIT_FAILURE;

@@ -2,6 +2,7 @@
 // → unpack → z / scale + shift → VAE decode. Components are loaded as the memory mode says:
 // `sequential` holds one at a time, `resident` keeps all of them between jobs.
 
+import { version as packageVersion } from '../../package.json';
 import { cacheRoot } from './userDirs';
 import * as path from 'node:path';
 import {
@@ -20,7 +21,8 @@ import {
 } from './sampler';
 import { ClipTokenizer, T5Tokenizer } from './tokenizers';
 
-export const VERSION = '0.1.0';
+/** The release, from package.json (esbuild keeps only this field of it). */
+export const VERSION: string = packageVersion;
 type Log = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
 
 interface PromptEmbedding {

@@ -216,7 +216,14 @@ export interface CheckOptions {
   /** T5 tokens (default: the registry model's t5MaxLength, else 512). */
   t5MaxLength?: number;
   registry?: Registry;
+  /** How the reader downloads a registry model, as they can run it (the CLI's own command, or the editor's). */
+  downloadCommand?: DownloadCommand;
 }
+
+/** A download instruction for a registry model id, in the reader's terms. */
+export type DownloadCommand = (id: string) => string;
+/** For the editor (the server's clients): its command, which the Models view also offers. */
+export const EDITOR_DOWNLOAD: DownloadCommand = (id) => `the command "MajicFLUX: Download Model…" (${id})`;
 
 function isFoundModel(x: ModelSpec | FoundModel): x is FoundModel {
   return Array.isArray((x as FoundModel).parts) && typeof (x as FoundModel).spec === 'object';
@@ -272,7 +279,7 @@ export async function checkModel(spec: ModelSpec | FoundModel, opts: CheckOption
   const userSize = opts.width && opts.height ? { width: opts.width, height: opts.height } : undefined;
   const { shapes, standIns } = shapesOf(model);
   const estimates = estimateMemory(shapes, { machine, sizes: userSize ? [userSize] : [], t5Tokens });
-  const advice = adviceFor(model, machine, estimates, userSize ?? { width: 1024, height: 1024 }, standIns, registry);
+  const advice = adviceFor(model, machine, estimates, userSize ?? { width: 1024, height: 1024 }, standIns, registry, opts.downloadCommand);
   return { model, machine, estimates, advice };
 }
 
@@ -304,6 +311,7 @@ export function adviceFor(
   size: { width: number; height: number },
   standIns: ComponentName[] = [],
   registry: Registry = loadRegistry(),
+  downloadCommand: DownloadCommand = EDITOR_DOWNLOAD,
 ): string[] {
   const out: string[] = [];
   const missing = model.parts.filter((p) => p.status !== 'present');
@@ -347,19 +355,19 @@ export function adviceFor(
   }
   for (const e of options) out.push(gpuKnown ? gpuLine(e) : cpuLine(e));
   if (!gpuKnown) out.push('No NVIDIA GPU was found (nvidia-smi), so these are CPU numbers; give the GPU memory (the majicflux.gpuMemoryGB setting, or majicflux models check --gpu-memory GB) to plan for another GPU. On the CPU, fp8 steps measured 1.4× slower than fp32 or int8 (16 cores, docs/BENCHMARKS.md): fp8 and int8 save memory; int8 also keeps the speed.');
-  const gated = registryGate(model, registry);
+  const gated = registryGate(model, registry, downloadCommand);
   if (gated) out.push(gated);
   return out;
 }
 
 /** For an incomplete registry model: where its missing parts can be downloaded. */
-function registryGate(model: FoundModel, registry: Registry): string | undefined {
+function registryGate(model: FoundModel, registry: Registry, downloadCommand: DownloadCommand): string | undefined {
   if (model.complete || model.id === 'custom') return undefined;
   try {
     const entry = registry.models.find((m) => m.id === model.id);
     if (!entry) return undefined;
     const src = entry.sources[0];
-    return `The missing parts can be downloaded: majicflux models download ${entry.id} (from ${hubLabel(src.hub)}${src.gated ? `, after accepting the licence at ${src.licenceUrl ?? `https://huggingface.co/${src.repo}`}` : ''}).`;
+    return `The missing parts can be downloaded with ${downloadCommand(entry.id)} (from ${hubLabel(src.hub)}${src.gated ? `, after accepting the licence at ${src.licenceUrl ?? `https://huggingface.co/${src.repo}`}` : ''}).`;
   } catch {
     return undefined;
   }

@@ -5,7 +5,7 @@
 import { cacheRoot } from '../userDirs';
 import * as path from 'node:path';
 import type { ModelSpec } from '../api';
-import { checkModel, machineInfo, recordChecksums } from './check';
+import { checkModel, DownloadCommand, machineInfo, recordChecksums } from './check';
 import { discoverModels } from './discovery';
 import { downloadFiles } from './download';
 import { DownloadPlan, loadRegistry, planDownload } from './registry';
@@ -38,10 +38,10 @@ export async function findModels(opts: ModelSearchOptions): Promise<{ found: Fou
 
 export async function checkModels(
   spec: ModelSpec,
-  opts: { verify?: boolean; cacheDir?: string; gpuMemory?: number; width?: number; height?: number } = {},
+  opts: { verify?: boolean; cacheDir?: string; gpuMemory?: number; width?: number; height?: number; downloadCommand?: DownloadCommand } = {},
 ): Promise<ModelCheckReport> {
   const machine = await machineInfo({ gpuMemory: opts.gpuMemory });
-  return checkModel(spec, { verify: opts.verify, checksumStore: checksumStorePath(opts.cacheDir), machine, width: opts.width, height: opts.height });
+  return checkModel(spec, { verify: opts.verify, checksumStore: checksumStorePath(opts.cacheDir), machine, width: opts.width, height: opts.height, downloadCommand: opts.downloadCommand });
 }
 
 export interface DownloadHooks {
