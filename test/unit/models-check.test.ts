@@ -235,6 +235,16 @@ describe('model memory estimates (FLUX.1-dev, real shapes)', () => {
     assert.match(s[0], /^Nothing fits this machine at 1024×1024: the smallest option, int4 \+ sequential, needs ≈ \d+ GiB\..*remote GPU server/);
   });
 
+  it('an incomplete registry model: where to download the rest, in the reader\'s own terms (editor or CLI)', () => {
+    const model = { id: 'flux1-dev', name: 'FLUX.1-dev', where: 'configured', root: '/m', complete: false, spec: { dir: '/m' }, parts: [{ role: 'vae', status: 'missing' }] } as unknown as FoundModel;
+    const ram = machine(32);
+    const est = estimateMemory(shapes, { machine: ram });
+    const editor = adviceFor(model, ram, est, { width: 1024, height: 1024 });
+    assert.ok(editor.some((l) => l.startsWith('The missing parts can be downloaded with the command "MajicFLUX: Download Model…" (flux1-dev) (from Hugging Face')), editor.join('\n'));
+    const cli = adviceFor(model, ram, est, { width: 1024, height: 1024 }, [], undefined, (id) => `majicflux models download ${id}`);
+    assert.ok(cli.some((l) => l.startsWith('The missing parts can be downloaded with majicflux models download flux1-dev (from')), cli.join('\n'));
+  });
+
   it("modelFiles.residentBytes (the pipeline's pre-flight) gives the same numbers as the check", () => {
     const files = resolveModel({ dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') });
     const est = estimateMemory(
