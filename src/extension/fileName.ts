@@ -100,6 +100,16 @@ function fieldValue(field: TemplateField, v: TemplateValues): string {
 }
 
 /**
+ * One path segment that every file system takes, Windows' included: its forbidden characters become
+ * `_`, trailing dots and spaces go (Windows drops them silently), and a device name (CON, NUL,
+ * COM1, …, with or without an extension) gets a `_` in front.
+ */
+function windowsSafe(segment: string): string {
+  const s = segment.replace(/[<>:"|?*\\{}\u0000-\u001f]/g, '_').trim().replace(/[. ]+$/, '');
+  return /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i.test(s) ? `_${s}` : s;
+}
+
+/**
  * Renders a template into a relative path with `/` separators. Unknown placeholders are left out,
  * characters a file system rejects become `_`, and `.png` is added when the template lacks it, so
  * any template gives a usable name (checkTemplate reports what was wrong).
@@ -112,8 +122,8 @@ export function renderTemplate(template: string, values: TemplateValues): string
   );
   const segments = rendered
     .split('/')
-    .map((s) => s.replace(/[<>:"|?*\\{}\u0000-\u001f]/g, '_').trim())
-    .filter((s) => s && s !== '.' && s !== '..');
+    .map(windowsSafe)
+    .filter(Boolean); // '.' and '..' are left empty by windowsSafe
   if (!segments.length) segments.push('image');
   let last = segments[segments.length - 1];
   if (!/\.png$/i.test(last)) last += '.png';

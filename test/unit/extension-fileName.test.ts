@@ -45,6 +45,15 @@ describe('extension: file-name template', () => {
     }
   });
 
+  it('names Windows can create: no device names (CON, NUL, COM1, …), no trailing dots or spaces', () => {
+    assert.equal(renderTemplate('{slug}.png', values({ prompt: 'Con' })), '_con.png');
+    assert.equal(renderTemplate('{slug}/{seed}.png', values({ prompt: 'nul' })), '_nul/42.png');
+    assert.equal(renderTemplate('{model}/{seed}.png', values({ model: 'COM1' })), '_com1/42.png');
+    assert.equal(renderTemplate('out. /{seed}.png', values()), 'out/42.png');
+    assert.equal(renderTemplate('aux.txt/{seed}', values()), '_aux.txt/42.png');
+    assert.equal(renderTemplate('console/{seed}.png', values()), 'console/42.png', 'only whole device names');
+  });
+
   it('checks templates with reasons', () => {
     assert.deepEqual(checkTemplate('{date}-{seed}-{slug}.png'), []);
     assert.deepEqual(checkTemplate('sub/{index}.PNG'), []);
