@@ -69,6 +69,7 @@ describe('extension: .flux parser', () => {
     assert.equal(doc.blocks[0].values.steps, 5, 'the last one wins');
     assert.equal(suggestKey('Height'), 'height');
     assert.equal(suggestKey('lora'), undefined);
+    for (const k of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf']) assert.equal(suggestKey(k), undefined, `${k} is no key and no alias`);
   });
 
   it('reports bad values with positions and fixes', () => {

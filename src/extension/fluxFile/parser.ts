@@ -165,11 +165,13 @@ function distance(a: string, b: string): number {
   return d[b.length];
 }
 
-const ALIASES: Record<string, ParamKey> = { cfg: 'guidance', scale: 'guidance', n: 'count', num: 'count', images: 'count', output: 'out', file: 'out', w: 'width', h: 'height' };
+// A Map, not an object literal: `constructor` or `__proto__` typed as a key must not find Object's own.
+const ALIASES = new Map<string, ParamKey>(Object.entries({ cfg: 'guidance', scale: 'guidance', n: 'count', num: 'count', images: 'count', output: 'out', file: 'out', w: 'width', h: 'height' } as const));
 
 export function suggestKey(key: string): ParamKey | undefined {
   const k = key.toLowerCase();
-  if (ALIASES[k]) return ALIASES[k];
+  const alias = ALIASES.get(k);
+  if (alias) return alias;
   let best: ParamKey | undefined;
   let bestD = Infinity;
   for (const known of PARAM_KEYS) {
