@@ -142,6 +142,8 @@ const FP8_EPS: ReadonlySet<ExecutionProvider> = new Set(['cpu', 'cuda']);
  */
 export function chooseWeights(ep: ExecutionProvider, bytesFor: (f: WeightFormat) => number, budget: number | undefined): WeightDecision {
   if (FP8_EPS.has(ep)) return { format: 'fp8', reason: `${ep} keeps float8 weights at 1 byte (DequantizeLinear per layer)` };
+  // CoreML has neither float8 DequantizeLinear nor MatMulNBits (onnx/providerOps.ts): fp16 is the one format it holds.
+  if (ep === 'coreml') return { format: 'fp16', reason: `coreml runs neither float8 DequantizeLinear nor MatMulNBits: fp16 (${gib(bytesFor('fp16'))})${budget !== undefined && bytesFor('fp16') > budget ? `, over the ${gib(budget)} GPU memory budget` : ''}` };
   const none = `${ep} has no float8 DequantizeLinear`;
   if (budget === undefined) {
     return { format: 'int8', reason: `${none}, and its free memory is unknown: int8 (MatMulNBits, ${gib(bytesFor('int8'))}); set gpuMemoryBudget to allow fp16 (${gib(bytesFor('fp16'))})` };

@@ -12,6 +12,7 @@ import * as ort from 'onnxruntime-node';
 import { f16ToF32, float32ToF16Bits } from '../dtypes';
 import { bytesOf, Graph, Value } from '../onnx/graph';
 import { createSession, ExecutionProvider } from '../onnx/session';
+import { opChoicesFor } from '../onnx/providerOps';
 import { ComputeType, WeightFormat, WeightOptions, Weights } from '../onnx/weights';
 import { openTensors, TensorSource } from '../safetensors';
 import { attention, gelu, layerNorm } from './layers';
@@ -42,6 +43,8 @@ export interface TextEncoderOptions {
    * the session loads (T5-XXL on WebGPU: 9.1 GiB peak RSS on the H100 host). Needs cacheDir.
    */
   fp16Cache?: boolean;
+  /** Build from the ops this provider implements (providerOps.ts; default cpu). The encoders' load() pass their ep. */
+  opsFor?: ExecutionProvider;
 }
 
 export interface TextEncoderRuntimeOptions extends TextEncoderOptions {
@@ -76,12 +79,16 @@ function encoderWeightOptions(opts: TextEncoderOptions): WeightOptions {
   const format = opts.format ?? 'source';
   // Weights has no "keep the file dtype" format; param(name, gate) is exactly that (a stored
   // tensor cast after the gate), so 'source' uses it and never calls Weights.matrix.
-  return { format: format === 'source' ? 'fp32' : format, compute: opts.compute ?? 'float32', inlineLimit: opts.inlineLimit, cacheDir: opts.cacheDir, fp16Cache: format === 'fp16' && opts.fp16Cache === true && opts.cacheDir !== undefined };
+  return {
+    format: format === 'source' ? 'fp32' : format, compute: opts.compute ?? 'float32', inlineLimit: opts.inlineLimit, cacheDir: opts.cacheDir,
+    fp16Cache: format === 'fp16' && opts.fp16Cache === true && opts.cacheDir !== undefined, explicitZeroPoints: opChoicesFor(opts.opsFor).explicitZeroPoints,
+  };
 }
 
 export function encoderContext(g: Graph, src: TensorSource, opts: TextEncoderOptions): Ctx {
   const format = opts.format ?? 'source';
   const compute = opts.compute ?? 'float32';
+  g.contribOps = opChoicesFor(opts.opsFor).contribOps;
   const w = new Weights(g, src, encoderWeightOptions(opts), matricesOf(src));
   const linear = (x: Value, name: string, gate: Value): Value => {
     if (format !== 'source') return w.linear(x, name, gate);
@@ -256,14 +263,14 @@ function clipAttention(ctx: Ctx, cfg: ClipConfig, n: string, h: Value, mask: Val
   const q = ctx.linear(h, `${n}.self_attn.q_proj`, gate);
   const k = ctx.linear(h, `${n}.self_attn.k_proj`, gate);
   const v = ctx.linear(h, `${n}.self_attn.v_proj`, gate);
-  return ctx.linear(attention(ctx.g, q, k, v, cfg.heads, { bias: mask }), `${n}.self_attn.out_proj`, gate);
+  return ctx.linear(attention(ctx.g, q, k, v, cfg.heads, { bias: mask, headDim: cfg.hiddenSize / cfg.heads, half: ctx.compute === 'float16' }), `${n}.self_attn.out_proj`, gate);
 }
 
 /** fc2(act(fc1(h))) */
 function clipMlp(ctx: Ctx, cfg: ClipConfig, n: string, h: Value): Value {
   const gate = ctx.w.gate(h);
   const a = ctx.linear(h, `${n}.mlp.fc1`, gate);
-  return ctx.linear(cfg.act === 'gelu' ? gelu(ctx.g, a) : quickGelu(ctx, a), `${n}.mlp.fc2`, gate);
+  return ctx.linear(cfg.act === 'gelu' ? gelu(ctx.g, a, ctx.compute === 'float16') : quickGelu(ctx, a), `${n}.mlp.fc2`, gate);
 }
 
 /** x · sigmoid(1.702 x), with the constant in the compute type (layers.quickGelu's is always f32). */
@@ -289,7 +296,8 @@ export class ClipEncoder {
   private constructor(private readonly session: ort.InferenceSession, readonly cfg: ClipConfig) {}
 
   static async load(dir: string, opts: TextEncoderRuntimeOptions = {}): Promise<ClipEncoder> {
-    const { session, cfg } = await loadEncoder(dir, opts, readClipConfig, (src, c) => buildClip(src, c, opts));
+    const o = { ...opts, opsFor: opts.opsFor ?? opts.ep };
+    const { session, cfg } = await loadEncoder(dir, o, readClipConfig, (src, c) => buildClip(src, c, o));
     return new ClipEncoder(session, cfg);
   }
 

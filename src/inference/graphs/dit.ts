@@ -12,6 +12,7 @@
 import * as ort from 'onnxruntime-node';
 import { Graph, Value } from '../onnx/graph';
 import { createSession, ExecutionProvider, GpuBufferCache } from '../onnx/session';
+import { opChoicesFor, weightFormatProblem } from '../onnx/providerOps';
 import { ComputeType, Weights, WeightFormat } from '../onnx/weights';
 import { toFloat16Bits, toFloat32 } from '../dtypes';
 import { DitComponent, DitConfig, DitWeights, openComponent, readPiece, TensorPiece } from '../layouts';
@@ -150,6 +151,8 @@ interface Dit {
   prev: Value;
   compute: ComputeType;
   flash: boolean;
+  /** com.microsoft ops allowed (Graph.contribOps). */
+  contrib: boolean;
 }
 
 export interface DitGraph {
@@ -176,7 +179,20 @@ export interface DitBuildOptions {
    * the plain kernel with a higher GPU memory peak (docs/BENCHMARKS.md).
    */
   flashAttention?: boolean;
+  /**
+   * Build from the ops this provider implements (providerOps.ts; default cpu, whose graph uses
+   * onnxruntime's fused com.microsoft ops). FluxTransformer.load passes the provider it runs on.
+   */
+  opsFor?: ExecutionProvider;
+  /**
+   * Number of text tokens the graph is built for, when the provider needs constant Slice bounds
+   * (CoreML; FluxTransformer.load defaults it to 512, the T5 length the pipeline uses).
+   */
+  textTokens?: number;
 }
+
+/** The T5 length a CoreML DiT is built for unless told otherwise (the pipeline's default t5MaxLength). */
+export const DEFAULT_TEXT_TOKENS = 512;
 
 /**
  * Inputs: img [1, n, in_channels], txt [1, m, context_in_dim], vec [1, vec_in_dim] (pooled CLIP),
@@ -188,6 +204,9 @@ export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOption
   if (headDim !== p.axes_dim.reduce((a, b) => a + b, 0)) throw new Error(`flux config: axes_dim ${JSON.stringify(p.axes_dim)} must sum to the head dim ${headDim}`);
   const src = new BflTensors(weights);
   const g = new Graph('flux_dit');
+  const choices = opChoicesFor(opts.opsFor);
+  g.contribOps = choices.contribOps;
+  if (choices.staticTextLength && !opts.textTokens) throw new Error(`DiT for ${opts.opsFor}: the number of text tokens (textTokens) is needed at build time`);
   const linearWeights = linearWeightNames(src, p);
   const compute = opts.compute ?? 'float32';
   const w = new Weights(g, src, { ...ditWeightOptions(opts), compute }, linearWeights);
@@ -202,7 +221,7 @@ export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOption
 
 
   // Batch 1: activations are [tokens, features] inside, so every Linear is one Gemm.
-  const d: Dit = { g, w, p, src, headDim, prev: img, compute, flash: opts.flashAttention ?? false };
+  const d: Dit = { g, w, p, src, headDim, prev: img, compute, flash: opts.flashAttention ?? false, contrib: choices.contribOps };
   img = toCompute(d, g.op('Reshape', [img, g.i64([-1, p.in_channels])]));
   txt = toCompute(d, g.op('Reshape', [txt, g.i64([-1, p.context_in_dim])]));
   d.prev = img;
@@ -213,7 +232,8 @@ export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOption
   if (guidance) vec = g.op('Add', [vec, mlpEmbedder(d, toCompute(d, timestepEmbedding(g, guidance)), 'guidance_in')]);
   vec = g.op('Add', [vec, mlpEmbedder(d, toCompute(d, y), 'vector_in')]);
   txt = linear(d, txt, 'txt_in');
-  const txtLen = g.op('Shape', [txt], { start: 0, end: 1 }); // [1] = m
+  // [1] = m: from the data, or a constant where the provider needs constant Slice bounds.
+  const txtLen = choices.staticTextLength ? g.i64([opts.textTokens!]) : g.op('Shape', [txt], { start: 0, end: 1 });
   const siluVec = silu(g, vec); // every modulation starts with SiLU(vec)
 
   for (let i = 0; i < p.depth; i++) [img, txt] = g.scope(`double_blocks.${i}`, () => doubleBlock(d, `double_blocks.${i}`, img, txt, siluVec, pe, txtLen));
@@ -238,7 +258,10 @@ export async function prefillDit(weights: DitWeights, p: DitConfig, opts: DitBui
 /** The Weights options a DiT build uses: Weights.prefill must see the same ones (they key the cache). */
 function ditWeightOptions(opts: DitBuildOptions) {
   // fp16 goes through the cache: 11.9 B weights converted by a Cast folded at session creation sit in RAM (24 GB) while it loads.
-  return { format: opts.format, cacheDir: opts.cacheDir, inlineLimit: opts.inlineLimit, fp8Scale: opts.fp8Scale, fp8Decode: opts.fp8Decode, zeroPoints: opts.zeroPoints, int8Activations: opts.int8Activations, compute: opts.compute ?? 'float32', fp16Cache: opts.cacheDir !== undefined };
+  return {
+    format: opts.format, cacheDir: opts.cacheDir, inlineLimit: opts.inlineLimit, fp8Scale: opts.fp8Scale, fp8Decode: opts.fp8Decode, zeroPoints: opts.zeroPoints, int8Activations: opts.int8Activations,
+    compute: opts.compute ?? 'float32', fp16Cache: opts.cacheDir !== undefined, explicitZeroPoints: opChoicesFor(opts.opsFor).explicitZeroPoints,
+  };
 }
 
 function toCompute(d: Dit, x: Value): Value {
@@ -327,17 +350,21 @@ function splitQkv(d: Dit, qkv: Value): Value[] {
 /** RMSNorm of q and k over Dh with learned scales (QKNorm, eps 1e-6). */
 function qkNorm(d: Dit, q: Value, k: Value, name: string): [Value, Value] {
   const scale = (n: string) => d.w.param(`${name}.${n}.scale`);
-  return [rmsNorm(d.g, q, scale('query_norm'), 1e-6), rmsNorm(d.g, k, scale('key_norm'), 1e-6)];
+  const half = d.compute === 'float16';
+  return [rmsNorm(d.g, q, scale('query_norm'), 1e-6, half), rmsNorm(d.g, k, scale('key_norm'), 1e-6, half)];
 }
 
 interface Rope {
-  /** [L, Dh/2] in the compute type: token l's angles, one row per token. */
+  /** [L, Dh/2] in the compute type: token l's angles, one row per token (as [L, 1, Dh/2, 1] without com.microsoft ops). */
   cos: Value;
   sin: Value;
 }
 
 function ropeInputs(d: Dit, cos: Value, sin: Value): Rope {
-  return { cos: toCompute(d, cos), sin: toCompute(d, sin) };
+  const r = { cos: toCompute(d, cos), sin: toCompute(d, sin) };
+  if (d.contrib) return r;
+  const perPair = (t: Value) => d.g.op('Reshape', [t, d.g.i64([-1, 1, d.headDim / 2, 1])]);
+  return { cos: perPair(r.cos), sin: perPair(r.sin) };
 }
 
 /**
@@ -346,6 +373,15 @@ function ropeInputs(d: Dit, cos: Value, sin: Value): Rope {
  * the tables, so the three axes of FLUX's ids are already folded into them. x [1, L, h] → [1, L, h]
  */
 function rope(d: Dit, x: Value, pe: Rope): Value {
+  if (!d.contrib) {
+    // The same rotation in standard ops: pairs as [L, H, Dh/2, 2], (x0·cos − x1·sin, x0·sin + x1·cos).
+    const g = d.g;
+    const pairs = g.op('Reshape', [x, g.i64([-1, d.p.num_heads, d.headDim / 2, 2])]);
+    const [x0, x1] = g.opN('Split', [pairs, g.i64([1, 1])], { axis: -1 }, { outputs: 2 });
+    const y0 = g.op('Sub', [g.op('Mul', [x0, pe.cos]), g.op('Mul', [x1, pe.sin])]);
+    const y1 = g.op('Add', [g.op('Mul', [x0, pe.sin]), g.op('Mul', [x1, pe.cos])]);
+    return g.op('Reshape', [g.op('Concat', [y0, y1], { axis: -1 }), g.i64([1, -1, d.p.hidden_size])]);
+  }
   return d.g.op('RotaryEmbedding', [x, d.g.i64([0]), pe.cos, pe.sin], { interleaved: 1, num_heads: d.p.num_heads }, { domain: 'com.microsoft' });
 }
 
@@ -353,7 +389,7 @@ function rope(d: Dit, x: Value, pe: Rope): Value {
 function attention(d: Dit, q: Value, k: Value, v: Value, pe: Rope): Value {
   const g = d.g;
   const batch = (t: Value) => g.op('Reshape', [t, g.i64([1, -1, d.p.hidden_size])]); // [1, L, h]
-  const out = multiHeadAttention(g, rope(d, batch(q), pe), rope(d, batch(k), pe), batch(v), d.p.num_heads, { flash: d.flash });
+  const out = multiHeadAttention(g, rope(d, batch(q), pe), rope(d, batch(k), pe), batch(v), d.p.num_heads, { flash: d.flash, headDim: d.headDim, half: d.compute === 'float16' });
   return g.op('Reshape', [out, g.i64([-1, d.p.hidden_size])]);
 }
 
@@ -387,7 +423,7 @@ function doubleBlock(d: Dit, name: string, img: Value, txt: Value, siluVec: Valu
 
 /** Linear → GELU(tanh) → Linear */
 function mlp(d: Dit, x: Value, name: string): Value {
-  return linear(d, geluTanh(d.g, linear(d, x, `${name}.0`)), `${name}.2`);
+  return linear(d, geluTanh(d.g, linear(d, x, `${name}.0`), d.compute === 'float16'), `${name}.2`);
 }
 
 /** Parallel attention + MLP on the joint sequence. x [L, h] */
@@ -400,7 +436,7 @@ function singleBlock(d: Dit, name: string, x: Value, siluVec: Value, pe: Rope): 
   const [q0, k0, v] = splitQkv(d, qkv);
   const [q, k] = qkNorm(d, q0, k0, `${name}.norm`);
   const attn = attention(d, q, k, v, pe);
-  const out = linear(d, g.op('Concat', [attn, geluTanh(g, mlpIn)], { axis: -1 }), `${name}.linear2`);
+  const out = linear(d, g.op('Concat', [attn, geluTanh(g, mlpIn, d.compute === 'float16')], { axis: -1 }), `${name}.linear2`);
   return clipF16(d, gatedResidual(d, x, gate, out));
 }
 
@@ -483,7 +519,8 @@ export interface PreparedDit {
 export class FluxTransformer {
   private last?: { key: DitConditioning; prepared: PreparedDit };
 
-  private constructor(readonly session: ort.InferenceSession, readonly config: DitConfig) {}
+  /** `textTokens`: the text length a graph with constant Slice bounds was built for (CoreML). */
+  private constructor(readonly session: ort.InferenceSession, readonly config: DitConfig, readonly textTokens?: number) {}
 
   /**
    * `source`: a DiT checkpoint path (BFL single file, with or without `model.diffusion_model.`, or a
@@ -495,7 +532,12 @@ export class FluxTransformer {
   static async load(source: string | DitComponent | DitWeights, a: DitConfig | FluxTransformerOptions | undefined, b?: FluxTransformerOptions): Promise<FluxTransformer> {
     const given = (b ?? a) as FluxTransformerOptions;
     const ep = given.ep ?? 'cpu';
-    const opts: FluxTransformerOptions = { ...given, fp8Decode: given.fp8Decode ?? (ep === 'cpu' ? 'lookup' : 'dequantize'), int8Activations: given.int8Activations ?? ep === 'cpu' };
+    const opsFor = given.opsFor ?? ep;
+    const textTokens = opChoicesFor(opsFor).staticTextLength ? given.textTokens ?? DEFAULT_TEXT_TOKENS : undefined;
+    const opts: FluxTransformerOptions = { ...given, opsFor, textTokens, fp8Decode: given.fp8Decode ?? (ep === 'cpu' ? 'lookup' : 'dequantize'), int8Activations: given.int8Activations ?? ep === 'cpu' };
+    // A format the provider cannot hold would be decoded on the CPU provider every step: say so instead.
+    const problem = weightFormatProblem(opsFor, opts.format);
+    if (problem) throw new Error(problem);
     const component = typeof source === 'string' ? openComponent(source, 'dit') : source instanceof DitWeights ? undefined : source;
     const weights = source instanceof DitWeights ? source : component!.weights;
     const config = (b ? (a as DitConfig | undefined) : undefined) ?? component?.config;
@@ -504,7 +546,7 @@ export class FluxTransformer {
       await prefillDit(weights, config, opts);
       const { graph, weights: w } = buildDit(weights, config, opts);
       const session = await createSession(graph, { ep: opts.ep, weightsFolder: w.folder(), intraOpThreads: opts.threads, optimizedModelPath: opts.optimizedModelPath, gpuBufferCache: opts.gpuBufferCache });
-      return new FluxTransformer(session, config);
+      return new FluxTransformer(session, config, textTokens);
     } finally {
       // onnxruntime maps the files itself; a checkpoint opened here is not needed any more.
       if (typeof source === 'string') weights.tensors.close();
@@ -518,6 +560,7 @@ export class FluxTransformer {
     const n = c.imgIds.length / p.axes_dim.length;
     const pe = ropeTables([...Array.from(c.txtIds), ...Array.from(c.imgIds)], p.axes_dim, p.theta);
     if (pe.length !== m + n || !Number.isInteger(m)) throw new Error(`DiT: ${c.txtIds.length / p.axes_dim.length} text ids for ${m} text tokens`);
+    if (this.textTokens !== undefined && m !== this.textTokens) throw new Error(`DiT: this graph was built for ${this.textTokens} text tokens (constant slice bounds for the provider), got ${m}: use t5MaxLength ${this.textTokens}`);
     const half = pe.cos.length / pe.length;
     const fixed: Record<string, ort.Tensor> = {
       txt: new ort.Tensor('float32', c.txt, [1, m, p.context_in_dim]),

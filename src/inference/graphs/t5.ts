@@ -103,7 +103,7 @@ function t5Block(ctx: Ctx, cfg: T5Config, n: string, x: Value, bias: Value): Val
 
 /** T5LayerNorm: x / sqrt(mean(x²) + eps) · weight — no mean subtraction, no bias. */
 function norm(ctx: Ctx, cfg: T5Config, x: Value, name: string): Value {
-  return rmsNorm(ctx.g, x, ctx.w.param(`${name}.weight`), cfg.eps);
+  return rmsNorm(ctx.g, x, ctx.w.param(`${name}.weight`), cfg.eps, ctx.compute === 'float16');
 }
 
 /**
@@ -115,14 +115,15 @@ function selfAttention(ctx: Ctx, cfg: T5Config, n: string, h: Value, bias: Value
   const q = ctx.linear(h, `${n}.${ATTN}.q`, gate); // [B, L, H·Dkv]
   const k = ctx.linear(h, `${n}.${ATTN}.k`, gate);
   const v = ctx.linear(h, `${n}.${ATTN}.v`, gate);
-  return ctx.linear(attention(ctx.g, q, k, v, cfg.heads, { bias, scale: 1 }), `${n}.${ATTN}.o`, gate);
+  return ctx.linear(attention(ctx.g, q, k, v, cfg.heads, { bias, scale: 1, half: ctx.compute === 'float16' }), `${n}.${ATTN}.o`, gate);
 }
 
 /** wo(act(wi_0 h) · wi_1 h), or wo(act(wi h)) for the ungated T5. */
 function feedForward(ctx: Ctx, cfg: T5Config, n: string, h: Value): Value {
   const g = ctx.g;
   const gate = ctx.w.gate(h);
-  const act = (a: Value) => (cfg.act === 'gelu_tanh' ? geluTanh(g, a) : cfg.act === 'gelu' ? gelu(g, a) : g.op('Relu', [a]));
+  const half = ctx.compute === 'float16';
+  const act = (a: Value) => (cfg.act === 'gelu_tanh' ? geluTanh(g, a, half) : cfg.act === 'gelu' ? gelu(g, a, half) : g.op('Relu', [a]));
   const a = cfg.gated
     ? g.op('Mul', [act(ctx.linear(h, `${n}.${FFN}.wi_0`, gate)), ctx.linear(h, `${n}.${FFN}.wi_1`, gate)])
     : act(ctx.linear(h, `${n}.${FFN}.wi`, gate));
@@ -174,7 +175,8 @@ export class T5Encoder {
   private constructor(private readonly session: ort.InferenceSession, readonly cfg: T5Config, readonly maxLength: number) {}
 
   static async load(dir: string, opts: T5Options & TextEncoderRuntimeOptions = {}): Promise<T5Encoder> {
-    const { session, cfg } = await loadEncoder(dir, opts, readT5Config, (src, c) => buildT5(src, c, opts));
+    const o = { ...opts, opsFor: opts.opsFor ?? opts.ep };
+    const { session, cfg } = await loadEncoder(dir, o, readT5Config, (src, c) => buildT5(src, c, o));
     return new T5Encoder(session, cfg, opts.maxLength ?? 512);
   }
 

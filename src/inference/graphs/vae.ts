@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { bytesOf, Graph, Value } from '../onnx/graph';
 import { createSession, ExecutionProvider, tensorF32 } from '../onnx/session';
+import { opChoicesFor } from '../onnx/providerOps';
 import { ComputeType, Weights } from '../onnx/weights';
 import { float32ToF16Bits } from '../dtypes';
 import { openTensors, TensorSource } from '../safetensors';
@@ -43,6 +44,8 @@ export interface VaeBuildOptions {
    * outputs are float32 either way.
    */
   compute?: ComputeType;
+  /** Build from the ops this provider implements (providerOps.ts; default cpu). VaeDecoder/VaeEncoder.load pass their ep. */
+  opsFor?: ExecutionProvider;
 }
 
 export interface VaeLoadOptions extends VaeBuildOptions {
@@ -285,7 +288,7 @@ function attnBlock(c: Ctx, x: Value, ldm: string, ch: number): Value {
     const q = linear(c, seq, `${ldm}.q`, x, ch);
     const k = linear(c, seq, `${ldm}.k`, x, ch);
     const v = linear(c, seq, `${ldm}.v`, x, ch);
-    const o = linear(c, attention(g, q, k, v, 1, { scale: 1 / Math.sqrt(ch) }), `${ldm}.proj_out`, x, ch);
+    const o = linear(c, attention(g, q, k, v, 1, { scale: 1 / Math.sqrt(ch), half: c.compute === 'float16' }), `${ldm}.proj_out`, x, ch);
     const back = g.op('Reshape', [g.op('Transpose', [o], { perm: [0, 2, 1] }), g.op('Shape', [x])]);
     return g.op('Add', [x, back]);
   });
@@ -314,6 +317,7 @@ const toF32 = (c: Ctx, x: Value) => (c.compute === 'float16' ? c.g.op('Cast', [x
 
 function context(g: Graph, src: TensorSource, cfg: VaeConfig, opts: VaeBuildOptions): Ctx {
   const compute = opts.compute ?? 'float32';
+  g.contribOps = opChoicesFor(opts.opsFor).contribOps;
   const w = new Weights(g, src, { format: 'fp32', compute, inlineLimit: opts.inlineLimit ?? 1 << 20 });
   return { g, w, cfg, n: vaeNames(src, cfg.chMult.length), keep16Bit: opts.keep16Bit ?? false, compute, gates: new Map() };
 }
@@ -376,7 +380,7 @@ async function loadSession(p: string, opts: VaeLoadOptions, build: typeof buildV
   const src = openVaeTensors(file);
   try {
     const config = readVaeConfig(file, src);
-    const { graph, weightsFolder } = build(src, config, opts);
+    const { graph, weightsFolder } = build(src, config, { ...opts, opsFor: opts.opsFor ?? opts.ep });
     const session = await createSession(graph, {
       ep: opts.ep, weightsFolder, intraOpThreads: opts.threads, cpuArena: opts.arena ?? true, optimizedModelPath: opts.optimizedModelPath,
     });

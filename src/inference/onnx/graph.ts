@@ -59,6 +59,12 @@ export class Graph {
   inlineBytes = 0;
   externalBytes = 0;
   readonly externalFiles = new Set<string>();
+  /**
+   * Whether builders may emit onnxruntime's com.microsoft fused ops (MultiHeadAttention,
+   * RotaryEmbedding, SimplifiedLayerNormalization, FastGelu, Gelu). Off for providers that lack
+   * them (CoreML): layers.ts then emits the same math from standard ONNX ops (providerOps.ts).
+   */
+  contribOps = true;
 
   constructor(readonly name: string, readonly opset = 21, readonly msOpset = 1) {}
 
@@ -165,9 +171,20 @@ export class Graph {
     return this.nodes.length;
   }
 
-  /** The nodes as built: op type, input and output names, attributes (`i` for integer ones) (read-only view, for tests and tools). */
-  nodeList(): ReadonlyArray<{ readonly opType: string; readonly input: readonly string[]; readonly output: readonly string[]; readonly attribute: ReadonlyArray<{ readonly name: string; readonly i?: number }> }> {
-    return this.nodes as Array<{ opType: string; input: string[]; output: string[]; attribute: Array<{ name: string; i?: number }> }>;
+  /** The nodes as built: op type, domain, input and output names, attributes (`i` for integer ones) (read-only view, for tests and tools). */
+  nodeList(): ReadonlyArray<NodeView> {
+    return this.nodes as NodeView[];
+  }
+
+  /** The nodes that serialization keeps (those some output depends on), in order. */
+  liveNodeList(): ReadonlyArray<NodeView> {
+    return this.live().nodes as NodeView[];
+  }
+
+  /** The graph inputs: name and element type. */
+  inputList(): Array<{ name: string; type: ElemType }> {
+    const typeOf = new Map(Object.entries(DataType).map(([k, v]) => [v as number, k as ElemType]));
+    return (this.inputs as Array<{ name: string; type: { tensorType: { elemType: number } } }>).map((i) => ({ name: i.name, type: typeOf.get(i.type.tensorType.elemType)! }));
   }
 
   /** The distinct op types of the nodes, in order of first use. */
@@ -251,6 +268,16 @@ function attribute(name: string, v: AttrValue) {
 function checkSize(type: ElemType, dims: number[], bytes: number) {
   const expected = dims.reduce((a, b) => a * b, 1) * ELEM_BYTES[type];
   if (expected !== bytes) throw new Error(`initializer of ${type} ${JSON.stringify(dims)} needs ${expected} bytes, got ${bytes}`);
+}
+
+/** A node as built (see Graph.nodeList). */
+export interface NodeView {
+  readonly name: string;
+  readonly opType: string;
+  readonly domain: string;
+  readonly input: readonly string[];
+  readonly output: readonly string[];
+  readonly attribute: ReadonlyArray<{ readonly name: string; readonly i?: number }>;
 }
 
 export function bytesOf(a: ArrayBufferView): Uint8Array {

@@ -68,6 +68,12 @@ export interface WeightOptions {
    * for a plain MatMul: WebGPU's Gemm(transB) measured 1.6× slower than its MatMul.
    */
   fp16Cache?: boolean;
+  /**
+   * int8/int4 without zeroPoints: give MatMulNBits the default zero points (2^(bits−1)) as an
+   * explicit input. DirectML's MatMulNBits dequantizes with no zero-point input as zero point 0
+   * (DmlOperatorMatMulNBits.cpp), unlike the op's definition; the same math on every provider.
+   */
+  explicitZeroPoints?: boolean;
 }
 
 const NBITS: Partial<Record<WeightFormat, NBits>> = { int8: 8, int4: 4 };
@@ -97,6 +103,8 @@ export class Weights {
   /** The fp8 decode tables of `lookup`, one per graph. */
   private pairTable?: Value;
   private readonly codeTables = new Map<number, Value>();
+  /** explicitZeroPoints: one constant per (rows, bytes per row, bits). */
+  private readonly defaultZeroPoints = new Map<string, Value>();
   private readonly compute: ComputeType;
   private readonly cache?: WeightCache;
 
@@ -283,11 +291,20 @@ export class Weights {
     const at = (c: CacheEntry) => ({ location: WeightCache.FILE, offset: c.offset, length: c.length });
     const b = g.external('uint8', e.data.dims, at(e.data), `${name}.q${bits}`);
     const scales = g.external(e.scales.type, e.scales.dims, at(e.scales), `${name}.scales`);
-    const zp = e.zeroPoints && g.external('uint8', e.zeroPoints.dims, at(e.zeroPoints), `${name}.zero_points`);
     const [n, k] = t.shape;
+    const zp = e.zeroPoints ? g.external('uint8', e.zeroPoints.dims, at(e.zeroPoints), `${name}.zero_points`) : this.opts.explicitZeroPoints ? this.midZeroPoints(n, k, bits) : undefined;
     const attrs = { K: k, N: n, bits, block_size: NBITS_BLOCK, ...(this.opts.int8Activations ? { accuracy_level: 4 } : {}) };
     const y = g.op('MatMulNBits', [x, b, scales, zp], attrs, { domain: 'com.microsoft' });
     return bias ? g.op('Add', [y, bias]) : y;
+  }
+
+  /** The zero points MatMulNBits assumes without that input (2^(bits−1) per block), packed as its zero_points input. */
+  private midZeroPoints(n: number, k: number, bits: NBits): Value {
+    const perRow = Math.ceil((blocksPerRow(k, NBITS_BLOCK) * bits) / 8);
+    const key = `${n}x${perRow}@${bits}`;
+    let v = this.defaultZeroPoints.get(key);
+    if (!v) this.defaultZeroPoints.set(key, (v = this.g.constant('uint8', [n * perRow], new Uint8Array(n * perRow).fill(bits === 8 ? 0x80 : 0x88), 'zero_points')));
+    return v;
   }
 
   /** fp8 bytes (float8e4m3fn [N, K]; for `lookup` uint16 [N, K/2] or uint8 [N, K]) → the compute type [N, K], after `gate`. */
