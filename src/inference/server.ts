@@ -181,6 +181,7 @@ export class InferenceServer {
   private jobCounter = 0;
   private readonly downloads = new Map<string, { controller: AbortController; owner: Session }>();
   private downloadCounter = 0;
+  private rejectedClients = 0;
   private session?: Session;
   private stopping = false;
   private readonly started = Date.now();
@@ -315,7 +316,8 @@ export class InferenceServer {
 
   private hello(session: Session, req: Extract<Request, { type: 'hello' }>): void {
     if (this.opts.token !== undefined && !sameSecret(req.token ?? '', this.opts.token)) {
-      this.log('warn', `rejected a client (${req.client}): wrong or missing token`);
+      // Nothing a client sent before it authenticated is logged: only how many were turned away.
+      this.log('warn', `rejected a client: wrong or missing token (${++this.rejectedClients} so far)`);
       this.reply(session, req.id, 'unauthorized', 'wrong or missing token');
       void session.conn.close();
       return;
@@ -616,7 +618,7 @@ export class InferenceServer {
   log(level: LogLevel, message: string, jobId?: string): void {
     const s = this.activeSession;
     if (s?.hello) s.send({ type: 'event', event: 'log', level, message, ...(jobId ? { jobId } : {}) });
-    if (!s?.hello || this.opts.echoLogs) process.stderr.write(`[${new Date().toISOString()}] ${level}: ${message}\n`);
+    if (!s?.hello || this.opts.echoLogs) process.stderr.write(`[${new Date().toISOString()}] ${level}: ${oneLine(message)}\n`);
   }
 }
 
@@ -632,6 +634,11 @@ function runtimeOptions(s: ServerSettings): RuntimeOptions {
 /** Settings that need a new pipeline when they change (all of them: the pipeline runs on a worker with its options). */
 function pipelineKey(s: ServerSettings): string {
   return JSON.stringify([s.model, runtimeOptions(s)]);
+}
+
+/** A message as one log line: text from the network can't start a forged line of its own. */
+export function oneLine(message: string): string {
+  return message.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => (c === '\t' ? c : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
 }
 
 function sameSecret(a: string, b: string): boolean {

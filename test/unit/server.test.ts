@@ -5,11 +5,13 @@
 import * as assert from 'node:assert/strict';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { CancelledError } from '../../src/inference/api';
 import { readPngParameters } from '../../src/inference/png';
+import { oneLine } from '../../src/inference/server';
 import {
   encodeMessage,
   isValidationError,
@@ -550,12 +552,13 @@ describe('inference server (dist/server.js)', function () {
     let port: number;
     const token = 'correct-horse-battery';
     let outDir: string;
+    let serveLog = '';
 
     before(async function () {
       this.timeout(60_000);
       outDir = path.join(tmp, 'remote-out');
       serve = spawn(process.execPath, [SERVER, 'serve', '--port', '0', '--token', token, '--output-dir', outDir, '--model', GOLDEN_MODELS, '--weights', 'fp32', '--ep', 'cpu', '--cache', path.join(tmp, 'cache')], { stdio: ['ignore', 'pipe', 'pipe'] });
-      serve.stderr!.on('data', () => undefined);
+      serve.stderr!.on('data', (c: Buffer) => { serveLog += c.toString(); });
       port = await new Promise<number>((resolve, reject) => {
         let out = '';
         serve.stdout!.on('data', (c: Buffer) => {
@@ -577,6 +580,22 @@ describe('inference server (dist/server.js)', function () {
       const { client } = newClient({ remote: { host: '127.0.0.1', port, token: 'wrong-token' } });
       await assert.rejects(client.start(), (e: unknown) => e instanceof ServerError && e.code === 'unauthorized' && /rejected this client/.test(e.message));
       await client.dispose();
+    });
+
+    it('logs nothing an unauthenticated client sent: a forged log line in its name stays out of the log', async () => {
+      const forged = 'evil\n[2099-01-01T00:00:00.000Z] info: FAKE LOG LINE';
+      const reply = await new Promise<string>((resolve, reject) => {
+        const sock = net.connect(port, '127.0.0.1', () => sock.write(JSON.stringify({ id: 1, type: 'hello', protocol: 1, client: forged, token: 'nope' }) + '\n'));
+        let got = '';
+        sock.on('data', (c) => { got += c.toString(); });
+        sock.on('close', () => resolve(got));
+        sock.on('error', reject);
+      });
+      assert.match(reply, /"unauthorized"/);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.match(serveLog, /rejected a client: wrong or missing token \(\d+ so far\)/);
+      assert.ok(!serveLog.includes('FAKE LOG LINE'), serveLog);
+      assert.ok(!serveLog.split('\n').some((l) => l.startsWith('[2099')), serveLog);
     });
 
     it('with the right token: generates into its output folder, returns the bytes, refuses paths outside it, one client at a time', async () => {
@@ -737,5 +756,12 @@ describe('models through the server: download from a hub, find, check, generate'
     const withToken = await (await client.download({ model: 'flux1-dev', hub: 'huggingface', dest, token: TOKEN_GOOD, parts: ['clip'], endpoints: { huggingface: hub.endpoint } })).done;
     assert.equal(withToken.files.length, 2);
     assert.ok(!logger.lines.some((l) => l.includes(TOKEN_GOOD)), 'the token is never logged');
+  });
+});
+
+describe('server log lines (server.oneLine)', () => {
+  it('escapes line breaks and other control characters from the network; keeps tabs and text', () => {
+    assert.equal(oneLine('a\nb\r\u2028c\u0000'), 'a\\u000ab\\u000d\\u2028c\\u0000');
+    assert.equal(oneLine('tab\there, 中文'), 'tab\there, 中文');
   });
 });
