@@ -152,6 +152,8 @@ class Session {
   constructor(
     readonly conn: Connection,
     readonly transport: Transport,
+    /** The peer's address (TCP): wrong tokens from it are answered ever more slowly. */
+    readonly peer?: string,
   ) {}
   send(msg: ServerMessage): void {
     this.conn.send(msg);
@@ -182,6 +184,7 @@ export class InferenceServer {
   private readonly downloads = new Map<string, { controller: AbortController; owner: Session }>();
   private downloadCounter = 0;
   private rejectedClients = 0;
+  private readonly tokenFailures = new BackOff();
   private session?: Session;
   private stopping = false;
   private readonly started = Date.now();
@@ -194,7 +197,7 @@ export class InferenceServer {
 
   // ---- sessions -----------------------------------------------------------------------------
 
-  attach(input: NodeJS.ReadableStream, sink: Sink, transport: Transport, onClose: () => void = () => undefined): Session {
+  attach(input: NodeJS.ReadableStream, sink: Sink, transport: Transport, onClose: () => void = () => undefined, peer?: string): Session {
     // `session` is assigned before any data can arrive (data events come on a later tick).
     let session!: Session;
     const conn = new Connection(
@@ -208,7 +211,7 @@ export class InferenceServer {
       },
       transport === 'tcp' && this.opts.token ? PREAUTH_MAX_LINE : MAX_LINE_BYTES,
     );
-    session = new Session(conn, transport);
+    session = new Session(conn, transport, peer);
     if (transport === 'tcp') {
       session.helloTimer = setTimeout(() => {
         if (!session.hello) {
@@ -318,10 +321,14 @@ export class InferenceServer {
     if (this.opts.token !== undefined && !sameSecret(req.token ?? '', this.opts.token)) {
       // Nothing a client sent before it authenticated is logged: only how many were turned away.
       this.log('warn', `rejected a client: wrong or missing token (${++this.rejectedClients} so far)`);
-      this.reply(session, req.id, 'unauthorized', 'wrong or missing token');
-      void session.conn.close();
+      const delay = session.peer === undefined ? 0 : this.tokenFailures.fail(session.peer);
+      setTimeout(() => {
+        this.reply(session, req.id, 'unauthorized', 'wrong or missing token');
+        void session.conn.close();
+      }, delay).unref();
       return;
     }
+    if (session.peer !== undefined) this.tokenFailures.forgive(session.peer);
     if (req.protocol !== PROTOCOL_VERSION) {
       return this.reply(
         session,
@@ -636,6 +643,37 @@ function pipelineKey(s: ServerSettings): string {
   return JSON.stringify([s.model, runtimeOptions(s)]);
 }
 
+/**
+ * Wrong tokens from one address are answered after 0.25 s, 0.5 s, 1 s, … up to 8 s, so guessing is
+ * slow; a right token clears the address, and an address quiet for 10 minutes is forgotten. At most
+ * 1,000 addresses are remembered (the oldest go first): the table itself can't be grown without bound.
+ */
+export class BackOff {
+  private readonly failures = new Map<string, { count: number; last: number }>();
+  constructor(
+    private readonly baseMs = 250,
+    private readonly maxMs = 8_000,
+    private readonly forgetMs = 600_000,
+    private readonly maxEntries = 1_000,
+    private readonly now = () => Date.now(),
+  ) {}
+
+  /** Records a failure; returns how long to wait before answering it, ms. */
+  fail(key: string): number {
+    const t = this.now();
+    const prev = this.failures.get(key);
+    const count = prev && t - prev.last < this.forgetMs ? prev.count + 1 : 1;
+    this.failures.delete(key);
+    this.failures.set(key, { count, last: t });
+    if (this.failures.size > this.maxEntries) this.failures.delete(this.failures.keys().next().value!);
+    return Math.min(this.baseMs * 2 ** (count - 1), this.maxMs);
+  }
+
+  forgive(key: string): void {
+    this.failures.delete(key);
+  }
+}
+
 /** A message as one log line: text from the network can't start a forged line of its own. */
 export function oneLine(message: string): string {
   return message.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => (c === '\t' ? c : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
@@ -730,7 +768,7 @@ export async function serveTcp(opts: ServerOptions & { host: string; port: numbe
     socket.setKeepAlive(true, 15_000);
     socket.on('close', () => sockets.delete(socket));
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
-    server.attach(socket, socket, 'tcp', () => server.log('info', `client ${peer} disconnected`));
+    server.attach(socket, socket, 'tcp', () => server.log('info', `client ${peer} disconnected`), socket.remoteAddress ?? peer);
     server.log('info', `client ${peer} connected`);
   });
   server.onShutdownRequest = (session) => void session.conn.close();

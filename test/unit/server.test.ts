@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { CancelledError } from '../../src/inference/api';
 import { readPngParameters } from '../../src/inference/png';
-import { oneLine } from '../../src/inference/server';
+import { BackOff, oneLine } from '../../src/inference/server';
 import {
   encodeMessage,
   isValidationError,
@@ -592,7 +592,15 @@ describe('inference server (dist/server.js)', function () {
         sock.on('error', reject);
       });
       assert.match(reply, /"unauthorized"/);
-      await new Promise((r) => setTimeout(r, 100));
+      // The same address again: the answer waits for the back-off (≥ 0.5 s for a second failure).
+      const t0 = Date.now();
+      await new Promise<void>((resolve, reject) => {
+        const sock = net.connect(port, '127.0.0.1', () => sock.write(JSON.stringify({ id: 1, type: 'hello', protocol: 1, client: 'x', token: 'nope' }) + '\n'));
+        sock.resume(); // read to the end, or 'close' never comes
+        sock.on('close', () => resolve());
+        sock.on('error', reject);
+      });
+      assert.ok(Date.now() - t0 >= 450, `answered after ${Date.now() - t0} ms`);
       assert.match(serveLog, /rejected a client: wrong or missing token \(\d+ so far\)/);
       assert.ok(!serveLog.includes('FAKE LOG LINE'), serveLog);
       assert.ok(!serveLog.split('\n').some((l) => l.startsWith('[2099')), serveLog);
@@ -763,5 +771,23 @@ describe('server log lines (server.oneLine)', () => {
   it('escapes line breaks and other control characters from the network; keeps tabs and text', () => {
     assert.equal(oneLine('a\nb\r\u2028c\u0000'), 'a\\u000ab\\u000d\\u2028c\\u0000');
     assert.equal(oneLine('tab\there, 中文'), 'tab\there, 中文');
+  });
+});
+
+describe('wrong tokens are answered ever more slowly (server.BackOff)', () => {
+  it('doubles from 0.25 s to at most 8 s per address, forgets after a right token or 10 quiet minutes, remembers at most 1,000 addresses', () => {
+    let t = 0;
+    const b = new BackOff(250, 8_000, 600_000, 3, () => t);
+    assert.deepEqual([1, 2, 3, 4, 5, 6, 7].map(() => b.fail('10.0.0.1')), [250, 500, 1000, 2000, 4000, 8000, 8000]);
+    assert.equal(b.fail('10.0.0.2'), 250, 'another address starts afresh');
+    b.forgive('10.0.0.1');
+    assert.equal(b.fail('10.0.0.1'), 250, 'a right token clears the address');
+    b.fail('10.0.0.1');
+    t += 600_001;
+    assert.equal(b.fail('10.0.0.1'), 250, 'forgotten after 10 quiet minutes');
+    b.fail('a');
+    b.fail('b');
+    b.fail('c');
+    assert.equal(b.fail('10.0.0.2'), 250, 'the oldest address was dropped to keep the table bounded');
   });
 });
