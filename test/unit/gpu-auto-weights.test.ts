@@ -16,7 +16,7 @@ describe('weights: auto (providers.chooseWeights)', () => {
   });
 
   it('GPUs without a float8 DequantizeLinear: fp16 if it fits, else int8, else int4, and say why', () => {
-    for (const ep of ['webgpu', 'dml', 'coreml'] as const) {
+    for (const ep of ['webgpu', 'dml'] as const) {
       assert.equal(chooseWeights(ep, bytesFor, 70 * GIB).format, 'fp16');
       const int8 = chooseWeights(ep, bytesFor, 16 * GIB);
       assert.equal(int8.format, 'int8');
@@ -24,6 +24,13 @@ describe('weights: auto (providers.chooseWeights)', () => {
       assert.equal(chooseWeights(ep, bytesFor, 8 * GIB).format, 'int4');
       assert.match(chooseWeights(ep, bytesFor, 4 * GIB).reason, /exceeds/);
     }
+  });
+
+  it('CoreML holds no quantized weights (no MatMulNBits, no float8 DequantizeLinear): fp16, saying when it is over the budget', () => {
+    assert.equal(chooseWeights('coreml', bytesFor, 70 * GIB).format, 'fp16');
+    const small = chooseWeights('coreml', bytesFor, 16 * GIB);
+    assert.equal(small.format, 'fp16');
+    assert.match(small.reason, /over the 16\.00 GiB GPU memory budget/);
   });
 
   it('an unknown GPU budget gives int8, with the way to allow fp16', () => {

@@ -13,7 +13,7 @@ import { buildVaeDecoder, buildVaeEncoder, readVaeConfig, VaeDecoder, VaeEncoder
 import { DitWeights, openComponent } from '../../src/inference/layouts';
 import { Graph } from '../../src/inference/onnx/graph';
 import { missingOps, MissingOp, opChoicesFor, PROVIDER_KERNELS, weightFormatProblem } from '../../src/inference/onnx/providerOps';
-import { ExecutionProvider } from '../../src/inference/onnx/session';
+import { ExecutionProvider, providerConfig } from '../../src/inference/onnx/session';
 import { chooseWeights } from '../../src/inference/providers';
 import { openTensors } from '../../src/inference/safetensors';
 import { assertGoldenClose, assertMaxAbs, compare, GOLDEN_MODELS, goldenCase } from '../helpers/golden';
@@ -268,3 +268,15 @@ const EXPECTED_ONCE: Partial<Record<ExecutionProvider, Record<string, string[]>>
     't5': []
   }
 };
+
+describe('session provider entries (onnx/session.providerConfig)', () => {
+  it('CoreML sessions ask for the ML Program format, whose ops the table lists', () => {
+    const c = providerConfig('coreml') as { name: string; coreMlFlags?: number };
+    assert.equal(c.name, 'coreml');
+    assert.equal((c.coreMlFlags ?? 0) & 0x010, 0x010, 'COREML_FLAG_CREATE_MLPROGRAM');
+  });
+  it('WebGPU keeps its options; the others go by name', () => {
+    assert.equal((providerConfig('webgpu') as { name: string }).name, 'webgpu');
+    for (const ep of ['cpu', 'cuda', 'dml'] as const) assert.equal(providerConfig(ep), ep);
+  });
+});

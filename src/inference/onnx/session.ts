@@ -40,11 +40,21 @@ export function webgpuProviderOptions(bufferCache: GpuBufferCache = 'simple'): o
   return { name: 'webgpu', validationMode: 'disabled', storageBufferCacheMode: bufferCache } as ort.InferenceSession.ExecutionProviderConfig;
 }
 
+/** CoreML's ML Program format: the op table (providerOps.ts, docs/PROVIDERS.md) is ML Program's. */
+const COREML_FLAG_CREATE_MLPROGRAM = 0x010;
+
+/** The provider entry a session asks for, with the options each provider needs. */
+export function providerConfig(ep: ExecutionProvider, gpuBufferCache?: GpuBufferCache): ort.InferenceSession.ExecutionProviderConfig {
+  if (ep === 'webgpu') return webgpuProviderOptions(gpuBufferCache);
+  if (ep === 'coreml') return { name: 'coreml', coreMlFlags: COREML_FLAG_CREATE_MLPROGRAM };
+  return ep;
+}
+
 export async function createSession(graph: Graph | Uint8Array, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   const bytes = graph instanceof Graph ? graph.toBytes() : graph;
   const ep = opts.ep ?? 'cpu';
   const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: [ep === 'webgpu' ? webgpuProviderOptions(opts.gpuBufferCache) : ep],
+    executionProviders: [providerConfig(ep, opts.gpuBufferCache)],
     graphOptimizationLevel: 'all',
     enableCpuMemArena: opts.cpuArena ?? false,
     logSeverityLevel: opts.logLevel ?? 3,
