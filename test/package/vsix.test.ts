@@ -169,7 +169,7 @@ describe('packaged .vsix files (npm run package)', function () {
       const file = path.join(OUT, `majicflux-${target}-${pkg.version}.vsix`);
 
       before(function () {
-        if (!fs.existsSync(file)) this.skip();
+        assert.ok(fs.existsSync(file), `${file} is missing: npm run package builds it (npm run test:package does both)`);
         zip = new Zip(file);
         names = zip.names;
         const unpacked = zip.entries.reduce((s, e) => s + e.size, 0);
@@ -233,8 +233,9 @@ describe('packaged .vsix files (npm run package)', function () {
         for (const l of links) assert.ok(zip.has(E + path.posix.normalize(l)), `README link ${l}: not in the package`);
       });
 
+      // Only this machine's platform can load its binaries: the others are checked by content alone.
       const host = `${process.platform}-${process.arch}` === target;
-      (host ? it : it.skip)('unpacked, loads and runs its onnxruntime-node and sharp (this machine’s platform)', () => {
+      if (host) it('unpacked, loads and runs its onnxruntime-node and sharp (this machine’s platform)', () => {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), `majicflux-vsix-run-`));
         try {
           for (const e of zip.entries) {
