@@ -71,7 +71,10 @@ function usage(msg) {
 
 function run(cmd, args, opts = {}) {
   const t0 = Date.now();
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'], shell: process.platform === 'win32', ...opts });
+  // npm.cmd needs a shell on Windows; there every argument is quoted, since paths may hold spaces.
+  const win = process.platform === 'win32';
+  const q = (a) => (win && /[\s"]/.test(a) ? `"${a.replace(/"/g, '\\"')}"` : a);
+  const r = spawnSync(win ? q(cmd) : cmd, win ? args.map(q) : args, { stdio: ['ignore', 'inherit', 'inherit'], shell: win, ...opts });
   if (r.error) throw r.error;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.status}${opts.cwd ? `, in ${opts.cwd}` : ''})`);
   return (Date.now() - t0) / 1000;
@@ -261,7 +264,7 @@ async function main() {
   console.log(`total ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
 
-if (path.resolve(process.argv[1] ?? '') === fileURLToPath(import.meta.url)) {
+if (fs.realpathSync(path.resolve(process.argv[1] ?? '')) === fs.realpathSync(fileURLToPath(import.meta.url))) {
   main().catch((e) => {
     console.error(`package: ${e.message}`);
     process.exit(1);

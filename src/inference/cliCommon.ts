@@ -60,5 +60,8 @@ export function cliInvocation(script = process.argv[1] ?? '', env: NodeJS.Proces
       if (found && (platform === 'win32' || found === self)) return 'majicflux';
     }
   }
-  return `node ${/[\s"'$]/.test(script) ? JSON.stringify(script) : script}`;
+  if (!/[^\w@%+=:,./\\-]/.test(script)) return `node ${script}`;
+  // Quoted for the shell it will be pasted into: cmd.exe takes double quotes; POSIX shells single
+  // quotes, inside which nothing ($, `, \) is expanded.
+  return platform === 'win32' ? `node "${script}"` : `node '${script.replace(/'/g, `'\\''`)}'`;
 }

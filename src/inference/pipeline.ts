@@ -48,6 +48,8 @@ export class FluxPipeline {
   private scheduler?: SchedulerConfig;
   private readonly embeddings = new Map<string, PromptEmbedding>();
   private readonly notesLogged = new Set<string>();
+  /** The text length of the job the DiT is loaded for (graphs with constant slice bounds need it). */
+  private ditTextTokens?: number;
   private readonly epUsed = new Map<ComponentName, { ep: ExecutionProvider; note?: string }>();
 
   private constructor(readonly files: ModelFiles, readonly runtime: ResolvedRuntime, private readonly log: Log) {}
@@ -172,6 +174,10 @@ export class FluxPipeline {
     let latents = params.latentsFile ? readInitialLatents(params.latentsFile, shape.tokens) : initialLatents(seed, width, height);
     const schedule = flowMatchSchedule({ steps, width, height, shift, config: await this.schedulerConfig() });
     latents = await stage('denoise', async () => {
+      // A DiT built for a fixed text length (CoreML) is rebuilt when a job asks for another one.
+      const built = this.parts.dit?.textTokens;
+      if (built !== undefined && built !== emb!.tokens) await this.unload(['dit']);
+      this.ditTextTokens = emb!.tokens;
       const dit = await this.ensure('dit');
       const run = dit.prepare({ imgIds: imageIds(height, width), txtIds: textIds(emb!.tokens), txt: emb!.hidden, vec: emb!.pooled });
       for (let i = 0; i < steps; i++) {
@@ -251,7 +257,7 @@ export class FluxPipeline {
           part = await T5Encoder.load(this.files.textEncoder2, { ...common, format: textFormat, fp16Cache: true });
           break;
         case 'dit':
-          part = await FluxTransformer.load(this.files.transformer, { ...common, format: this.runtime.weights });
+          part = await FluxTransformer.load(this.files.transformer, { ...common, format: this.runtime.weights, textTokens: this.ditTextTokens });
           break;
         default:
           part = await VaeDecoder.load(this.files.vae, common);

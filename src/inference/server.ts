@@ -145,6 +145,8 @@ type Transport = 'stdio' | 'fd' | 'tcp';
 
 class Session {
   hello = false;
+  /** Sent a wrong token: waits out its back-off, then is closed; nothing it sends is read. */
+  rejected = false;
   /** Asked for shutdown: takes no more requests. */
   closing = false;
   heartbeat?: NodeJS.Timeout;
@@ -247,6 +249,9 @@ export class InferenceServer {
   // ---- requests -----------------------------------------------------------------------------
 
   private onLine(session: Session, line: string): void {
+    // A client turned away for its token is heard no more: further guesses on the same connection
+    // would skip the back-off.
+    if (session.rejected) return;
     const req = parseRequest(line);
     if ('error' in req) {
       this.reply(session, req.id, req.code, req.error);
@@ -321,6 +326,7 @@ export class InferenceServer {
     if (this.opts.token !== undefined && !sameSecret(req.token ?? '', this.opts.token)) {
       // Nothing a client sent before it authenticated is logged: only how many were turned away.
       this.log('warn', `rejected a client: wrong or missing token (${++this.rejectedClients} so far)`);
+      session.rejected = true;
       const delay = session.peer === undefined ? 0 : this.tokenFailures.fail(session.peer);
       setTimeout(() => {
         this.reply(session, req.id, 'unauthorized', 'wrong or missing token');

@@ -52,6 +52,7 @@ describe('the majicflux command', () => {
     assert.equal(cliInvocation(CLI, { PATH: bin }, 'linux'), `node ${CLI}`);
     fs.writeFileSync(path.join(bin, 'majicflux.cmd'), '@node "%~dp0\\node_modules\\majicflux\\dist\\cli.js" %*\r\n');
     assert.equal(cliInvocation('C:\\Users\\Ana\\AppData\\Roaming\\npm\\node_modules\\majicflux\\dist\\cli.js', { Path: bin }, 'win32'), 'majicflux');
-    assert.equal(cliInvocation('/opt/my tools/cli.js', { PATH: '' }, 'linux'), 'node "/opt/my tools/cli.js"');
+    assert.equal(cliInvocation('/opt/my tools/$x.js', { PATH: '' }, 'linux'), "node '/opt/my tools/$x.js'");
+    assert.equal(cliInvocation('C:\\Program Files\\mf\\cli.js', { Path: '' }, 'win32'), 'node "C:\\Program Files\\mf\\cli.js"');
   });
 });

@@ -606,6 +606,19 @@ describe('inference server (dist/server.js)', function () {
       assert.ok(!serveLog.split('\n').some((l) => l.startsWith('[2099')), serveLog);
     });
 
+    it('a connection turned away for its token is heard no more: a right token after a wrong one on it gets no hello', async () => {
+      const reply = await new Promise<string>((resolve, reject) => {
+        const hello = (id: number, tok: string) => JSON.stringify({ id, type: 'hello', protocol: 1, client: 'guesser', token: tok }) + '\n';
+        const sock = net.connect(port, '127.0.0.1', () => sock.write(hello(1, 'guess-one') + hello(2, token)));
+        let got = '';
+        sock.on('data', (c) => { got += c.toString(); });
+        sock.on('close', () => resolve(got));
+        sock.on('error', reject);
+      });
+      const lines = reply.trim().split('\n').map((l) => JSON.parse(l) as { id: number; type: string; code?: string });
+      assert.deepEqual(lines.map((l) => [l.id, l.code]), [[1, 'unauthorized']], reply);
+    });
+
     it('with the right token: generates into its output folder, returns the bytes, refuses paths outside it, one client at a time', async () => {
       // The client's model path is ignored: serve --model decides.
       const { client } = newClient({ remote: { host: '127.0.0.1', port, token }, settings: { ...settings, model: { dir: '/nowhere' } } });

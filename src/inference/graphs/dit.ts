@@ -10,6 +10,7 @@
 // channels of real checkpoints grow past float16's range in the later blocks.
 
 import * as ort from 'onnxruntime-node';
+import { UserError } from '../api';
 import { Graph, Value } from '../onnx/graph';
 import { createSession, ExecutionProvider, GpuBufferCache } from '../onnx/session';
 import { opChoicesFor, weightFormatProblem } from '../onnx/providerOps';
@@ -537,7 +538,7 @@ export class FluxTransformer {
     const opts: FluxTransformerOptions = { ...given, opsFor, textTokens, fp8Decode: given.fp8Decode ?? (ep === 'cpu' ? 'lookup' : 'dequantize'), int8Activations: given.int8Activations ?? ep === 'cpu' };
     // A format the provider cannot hold would be decoded on the CPU provider every step: say so instead.
     const problem = weightFormatProblem(opsFor, opts.format);
-    if (problem) throw new Error(problem);
+    if (problem) throw new UserError(problem);
     const component = typeof source === 'string' ? openComponent(source, 'dit') : source instanceof DitWeights ? undefined : source;
     const weights = source instanceof DitWeights ? source : component!.weights;
     const config = (b ? (a as DitConfig | undefined) : undefined) ?? component?.config;
