@@ -2,6 +2,7 @@
 // "MajicFLUX: Find/Check/Download Models" and `majicflux models list|check|download`):
 // discovery, check and download, plus where the recorded checksums live.
 
+import * as os from 'node:os';
 import { cacheRoot } from '../userDirs';
 import * as path from 'node:path';
 import type { ModelSpec } from '../api';
@@ -25,6 +26,12 @@ export function defaultModelsDir(): string {
   return process.env.MAJICFLUX_MODELS_DIR || path.join(cacheRoot(), 'models');
 }
 
+/** Where downloads went before the cache moved to the platform's own folder (macOS, Windows): still searched. */
+function legacyModelsDirs(): string[] {
+  const old = path.join(os.homedir(), '.cache', 'majicflux', 'models');
+  return old === path.join(cacheRoot(), 'models') || old === defaultModelsDir() ? [] : [old];
+}
+
 /** Where verified checksums are recorded (keyed by file identity), beside the converted-weight caches. */
 export function checksumStorePath(cacheDir?: string): string {
   return path.join(cacheDir ?? cacheRoot(), 'checksums.json');
@@ -32,7 +39,7 @@ export function checksumStorePath(cacheDir?: string): string {
 
 export async function findModels(opts: ModelSearchOptions): Promise<{ found: FoundModel[]; machine: MachineInfo }> {
   const machine = await machineInfo({ gpuMemory: opts.gpuMemory });
-  const found = discoverModels({ configured: opts.configured, searchPaths: [...(opts.searchPaths ?? []), defaultModelsDir()], workspaceFolders: opts.workspaceFolders, globalStorage: opts.globalStorage });
+  const found = discoverModels({ configured: opts.configured, searchPaths: [...(opts.searchPaths ?? []), defaultModelsDir(), ...legacyModelsDirs()], workspaceFolders: opts.workspaceFolders, globalStorage: opts.globalStorage });
   return { found, machine };
 }
 
