@@ -399,10 +399,16 @@ async function uiPhase(results) {
       const offer = toast('boat-copy.png was made with MajicFLUX');
       await offer.waitFor({ timeout: 30_000 });
       await page.screenshot({ path: path.join(SHOTS, 'rerun-offer.png') });
+      // The PNG's editor opens alongside the offer; once it has focus it no longer takes it from the
+      // quick pick below (seen once: the pick closed while it was animating in).
+      await page.locator('.tabs-container .tab.active', { hasText: 'boat-copy.png' }).waitFor({ timeout: 10_000 }).catch(() => undefined);
+      await page.waitForTimeout(500);
       await offer.locator('.monaco-button', { hasText: 'Re-run with These Parameters' }).click();
       const same = page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'Same parameters' }).first();
       await same.waitFor({ timeout: 30_000 });
-      await same.click();
+      // The first row is focused when the pick opens: Enter takes it without waiting for the
+      // list's animation to settle, as a keyboard user would.
+      await page.keyboard.press('Enter');
       const again = boat.replace(/\.png$/, '-1.png');
       const deadline = Date.now() + 120_000;
       while (!fs.existsSync(path.join(gen, again))) {
