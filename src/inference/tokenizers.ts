@@ -65,10 +65,10 @@ export class ClipTokenizer {
     await requireFolder(dir, CLIP_HINT);
     const vocabFile = path.join(dir, 'vocab.json');
     const mergesFile = path.join(dir, 'merges.txt');
-    const [vocabText, mergesText] = await Promise.all([
-      readRequired(vocabFile, CLIP_HINT),
-      readRequired(mergesFile, CLIP_HINT),
-    ]);
+    // One after the other: with both missing, the error names vocab.json every time (in parallel,
+    // whichever read failed first won, and the message changed from run to run).
+    const vocabText = await readRequired(vocabFile, CLIP_HINT);
+    const mergesText = await readRequired(mergesFile, CLIP_HINT);
     const vocab = parseVocab(vocabText, vocabFile);
     return ClipTokenizer.fromData(vocab, parseMerges(mergesText, mergesFile), vocabFile);
   }
