@@ -36,7 +36,6 @@ export function parseCommandArgs<O extends NonNullable<OptionSpec>>(args: string
   }
 }
 
-
 /**
  * How to run this CLI again, as the user can type it: `majicflux` when that name on PATH is this
  * script (npm install -g / npm link), else `node "<this script>"`, so a command we print is

@@ -2,9 +2,8 @@
 // → unpack → z / scale + shift → VAE decode. Components are loaded as the memory mode says:
 // `sequential` holds one at a time, `resident` keeps all of them between jobs.
 
-import { version as packageVersion } from '../../package.json';
-import { cacheRoot } from './userDirs';
 import * as path from 'node:path';
+import { version as packageVersion } from '../../package.json';
 import {
   CancelledError, ComponentName, ComputeType, ExecutionProvider, GenerateHooks, GenerateParams, GenerateResult, ImageMetadata, MemoryMode, ModelSpec, RuntimeOptions, Stage, StageTiming, UserError, WeightFormat,
 } from './api';
@@ -20,6 +19,7 @@ import {
   eulerStep, flowMatchSchedule, imageIds, initialLatents, latentShape, latentToPreviewRGB, randomSeed, readSchedulerConfig, SchedulerConfig, textIds, unpackLatents, validateSize,
 } from './sampler';
 import { ClipTokenizer, T5Tokenizer } from './tokenizers';
+import { cacheRoot } from './userDirs';
 
 /** The release, from package.json (esbuild keeps only this field of it). */
 export const VERSION: string = packageVersion;

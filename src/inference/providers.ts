@@ -74,13 +74,8 @@ export function nvidiaGpuPresent(probe: { procDir?: string; smi?: string } = {})
   } catch {
     // no such folder: not Linux, or no NVIDIA kernel driver
   }
-  if (!found) {
-    try {
-      found = /^GPU \d+:/m.test(execFileSync(probe.smi ?? 'nvidia-smi', ['-L'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 3000, windowsHide: true }));
-    } catch {
-      // no nvidia-smi, or it failed: no usable NVIDIA GPU
-    }
-  }
+  // Else nvidia-smi answering with the GPU's memory (it fails without a driver).
+  if (!found) found = nvidiaFreeMemory(probe.smi) !== undefined;
   if (!probe.procDir && !probe.smi) nvidiaSeen = found;
   return found;
 }
@@ -158,9 +153,9 @@ export function chooseWeights(ep: ExecutionProvider, bytesFor: (f: WeightFormat)
 }
 
 /** Free memory of the first NVIDIA GPU (nvidia-smi), bytes; undefined where it can't be read. */
-export function nvidiaFreeMemory(): number | undefined {
+export function nvidiaFreeMemory(command = 'nvidia-smi'): number | undefined {
   try {
-    const out = execFileSync('nvidia-smi', ['--query-gpu=memory.free', '--format=csv,noheader,nounits'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 });
+    const out = execFileSync(command, ['--query-gpu=memory.free', '--format=csv,noheader,nounits'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000, windowsHide: true });
     const mib = Number(out.split('\n')[0]);
     return Number.isFinite(mib) ? mib * 2 ** 20 : undefined;
   } catch {

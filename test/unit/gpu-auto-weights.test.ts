@@ -98,8 +98,8 @@ describe('the CUDA hint, per platform (providers.chooseEp / cudaInstallHint)', (
       assert.equal(nvidiaGpuPresent({ procDir: gpus, smi: noSmi }), true, 'a GPU listed by the driver');
       assert.equal(nvidiaGpuPresent({ procDir: path.join(tmp, 'none'), smi: noSmi }), false, 'no driver folder, no nvidia-smi');
       const smi = path.join(tmp, 'nvidia-smi');
-      fs.writeFileSync(smi, '#!/bin/sh\necho "GPU 0: NVIDIA GeForce RTX 4070 (UUID: GPU-1)"\n', { mode: 0o755 });
-      assert.equal(nvidiaGpuPresent({ procDir: path.join(tmp, 'none'), smi }), true, 'nvidia-smi -L lists a GPU');
+      fs.writeFileSync(smi, '#!/bin/sh\necho 11800\n', { mode: 0o755 });
+      assert.equal(nvidiaGpuPresent({ procDir: path.join(tmp, 'none'), smi }), true, 'nvidia-smi reports a GPU');
       fs.writeFileSync(smi, '#!/bin/sh\necho "NVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver" >&2; exit 9\n', { mode: 0o755 });
       assert.equal(nvidiaGpuPresent({ procDir: path.join(tmp, 'none'), smi }), false, 'nvidia-smi without a driver');
     } finally {
