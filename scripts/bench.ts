@@ -50,6 +50,15 @@ interface Job {
   gpuBufferCache?: GpuBufferCache;
   /** DiT alone, int8/int4: multiply in int8 (default: the pipeline's choice for the EP). */
   int8Activations?: boolean;
+  /** DiT alone, int8/int4: MatMulNBits block size (default: the provider's, OpChoices). */
+  nbitsBlock?: number;
+  /** DiT alone: MultiHeadAttention or MatMul → Softmax → MatMul (default: the provider's), and query pieces for the latter. */
+  attention?: 'fused' | 'matmul';
+  attentionChunks?: number;
+  /** DiT alone: onnxruntime's graph optimization level (default all). */
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Pipeline: time to the PNG, cold (a fresh `majicflux generate` process) and warm (a second generate on a loaded pipeline). */
+  e2e?: boolean;
 }
 
 interface RunResult extends Job {
@@ -66,10 +75,16 @@ interface RunResult extends Job {
   /** DiT alone: RSS before and right after loading it. */
   rssBeforeLoad?: number;
   rssAfterLoad?: number;
+  /** DiT alone: where the load's time went (FluxTransformer.loadTimings). */
+  loadTimings?: { prefill: number; build: number; session: number };
   rssAfterRun: number;
   peakRss: number;
   /** Peak GPU memory of the process (nvidia-smi, sampled every 200 ms by the parent). */
   gpuPeakMiB?: number;
+  /** e2e: seconds from `generate` to the PNG on disk on the loaded pipeline (the second image), with its stages. */
+  warmSeconds?: number;
+  /** e2e: a fresh `majicflux generate` process, start to exit (PNG written), its stages and GPU peak. */
+  cold?: { seconds: number; stages?: RunResult['stages']; gpuPeakMiB?: number; error?: string };
   notes: string[];
   log: string[];
 }
@@ -104,6 +119,13 @@ async function pipelineWorker(job: Job, dir: string, cache: string): Promise<Run
   const stepTimes: number[] = [];
   let last = performance.now();
   let rssAfterDenoise = 0;
+  let warmSeconds: number | undefined;
+  if (job.e2e) {
+    // The first image loads everything; the second is what a user waits for once the server is warm.
+    await pipeline.generate({ prompt: 'warm-up', width: job.size, height: job.size, steps: 1, seed: 2, t5MaxLength: job.t5 });
+    progress('loaded (warm-up image done)');
+  }
+  const t0 = performance.now();
   const result = await pipeline.generate(
     { prompt: 'a lighthouse on a cliff at dawn, oil painting', width: job.size, height: job.size, steps: job.steps, seed: 1, t5MaxLength: job.t5 },
     {
@@ -118,9 +140,17 @@ async function pipelineWorker(job: Job, dir: string, cache: string): Promise<Run
       },
     },
   );
+  if (job.e2e) {
+    // Loaded here only: png.ts brings sharp, which a DiT-only run on a GPU host does without.
+    const { encodePng, writePngAtomic } = await import('../src/inference/png');
+    const png = await encodePng({ width: result.width, height: result.height, data: result.image }, { prompt: result.metadata.prompt, steps: job.steps, seed: result.seed, width: result.width, height: result.height });
+    await writePngAtomic(path.join(os.tmpdir(), `bench-e2e-${process.pid}.png`), png);
+    warmSeconds = (performance.now() - t0) / 1000;
+    progress(`warm: ${warmSeconds.toFixed(2)} s to the PNG`);
+  }
   await pipeline.release();
   return {
-    ...job, ditFile, weightsUsed: pipeline.runtime.weights, stages: result.stages, stepSeconds: stepTimes, peakRssDenoise: result.stages.find((st) => st.stage === 'denoise')?.peakRss ?? 0,
+    ...job, ditFile, weightsUsed: pipeline.runtime.weights, stages: result.stages, warmSeconds, stepSeconds: stepTimes, peakRssDenoise: result.stages.find((st) => st.stage === 'denoise')?.peakRss ?? 0,
     rssAfterDenoise, rssAfterRun: currentRss(), peakRss: lifetimePeakRss(), notes: result.notes, log,
   };
 }
@@ -136,14 +166,14 @@ async function ditWorker(job: Job, dir: string, cache: string): Promise<RunResul
   const t0 = performance.now();
   const rssBeforeLoad = currentRss();
   progress(`loading ${job.weights} from ${path.basename(ditFile)}`);
-  const dit = await FluxTransformer.load(ditFile, { format: job.weights, ep: job.ep === 'auto' ? 'cpu' : job.ep, cacheDir: cache, compute: job.compute, fp8Decode: job.fp8Decode, flashAttention: job.flashAttention, gpuBufferCache: job.gpuBufferCache, int8Activations: job.int8Activations });
+  const dit = await FluxTransformer.load(ditFile, { format: job.weights, ep: job.ep === 'auto' ? 'cpu' : job.ep, cacheDir: cache, compute: job.compute, fp8Decode: job.fp8Decode, flashAttention: job.flashAttention, gpuBufferCache: job.gpuBufferCache, int8Activations: job.int8Activations, nbitsBlock: job.nbitsBlock, attention: job.attention, attentionChunks: job.attentionChunks, optimization: job.optimization });
   const loadSeconds = (performance.now() - t0) / 1000;
   const rssAfterLoad = currentRss();
-  progress(`loaded in ${loadSeconds.toFixed(1)} s, RSS ${gib(rssAfterLoad)} GiB`);
+  progress(`loaded in ${loadSeconds.toFixed(1)} s (${Object.entries(dit.loadTimings ?? {}).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ')}), RSS ${gib(rssAfterLoad)} GiB`);
   const results: RunResult[] = [];
   for (const size of [job.size, ...(job.moreSizes ?? [])]) {
     const r = await ditSteps(dit, { ...job, size, moreSizes: undefined, dump: job.dump?.replace('{size}', String(size)) }, ditFile, loadSeconds);
-    results.push({ ...r, rssBeforeLoad, rssAfterLoad });
+    results.push({ ...r, rssBeforeLoad, rssAfterLoad, loadTimings: dit.loadTimings });
   }
   await dit.release();
   return results;
@@ -244,6 +274,32 @@ async function runChild(args: string[], timeoutS: number): Promise<{ results: Ru
   return { results, gpuPeakMiB, ...(status.code !== 0 ? { error: `exit ${status.code}, signal ${status.signal}` } : {}) };
 }
 
+/** A user's first image: a fresh `majicflux generate` process (dist/cli.js), from start to exit with the PNG written. */
+async function coldGenerate(job: Job, base: string, cache: string, outDir: string): Promise<RunResult['cold']> {
+  const gpu = new GpuSampler();
+  const png = path.join(outDir, `e2e-${job.weights}-${job.size}.png`);
+  const args = [path.join(__dirname, 'cli.js'), 'generate', '--model', base, '--transformer', ditFileFor(base, job.weights), '--weights', job.weights, '--ep', job.ep, '--memory', job.memory,
+    '--steps', String(job.steps), '--width', String(job.size), '--height', String(job.size), '--t5-max-length', String(job.t5), '--cache', cache, '--seed', '1', '--out', png, '--json',
+    '--prompt', 'a lighthouse on a cliff at dawn, oil painting'];
+  const t0 = performance.now();
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  const seconds = (performance.now() - t0) / 1000;
+  const gpuPeakMiB = gpu.peak(child.pid!);
+  gpu.stop();
+  fs.rmSync(png, { force: true });
+  let stages: RunResult['stages'] | undefined;
+  try {
+    stages = JSON.parse(out.trim().split('\n').pop() ?? '').stages;
+  } catch {
+    // reported below as an error
+  }
+  console.error(`  cold: ${seconds.toFixed(1)} s to the PNG (exit ${code})`);
+  return { seconds, stages, gpuPeakMiB, ...(code !== 0 ? { error: `exit ${code}` } : {}) };
+}
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN;
@@ -258,13 +314,27 @@ function table(results: RunResult[], machine: string, model: string): string {
     return `| ${r.weights === 'auto' ? `auto → ${r.weightsUsed}` : r.weights} | ${r.compute ?? '—'} | ${r.memory} | ${r.ep} | ${r.size}² | ${st('text')?.seconds.toFixed(2) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${st('decode')?.seconds.toFixed(2) ?? '—'} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`;
   });
   const ditRows = results.filter((r) => r.scope === 'dit').map((r) =>
-    `| ${r.weights}${r.fp8Decode ? ` (${r.fp8Decode})` : ''}${r.flashAttention === false ? ' (no flash attention)' : r.flashAttention ? ' (flash attention)' : ''}${r.gpuBufferCache ? ` (buffer cache ${r.gpuBufferCache})` : ''}${r.int8Activations !== undefined ? ` (int8 activations ${r.int8Activations ? 'on' : 'off'})` : ''} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${r.loadSeconds?.toFixed(1) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${gib(r.rssBeforeLoad ?? NaN)} | ${gib(r.rssAfterLoad ?? NaN)} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`);
+    `| ${r.weights}${r.fp8Decode ? ` (${r.fp8Decode})` : ''}${r.flashAttention === false ? ' (no flash attention)' : r.flashAttention ? ' (flash attention)' : ''}${r.gpuBufferCache ? ` (buffer cache ${r.gpuBufferCache})` : ''}${r.int8Activations !== undefined ? ` (int8 activations ${r.int8Activations ? 'on' : 'off'})` : ''}${r.nbitsBlock ? ` (block ${r.nbitsBlock})` : ''}${r.attention ? ` (${r.attention} attention${r.attentionChunks ? ` ×${r.attentionChunks}` : ''})` : ''}${r.optimization ? ` (optimization ${r.optimization})` : ''} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${r.loadSeconds?.toFixed(1) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${gib(r.rssBeforeLoad ?? NaN)} | ${gib(r.rssAfterLoad ?? NaN)} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`);
   const out = [`Machine: ${machine}. Model: synthetic ${model} (random weights), ${results[0]?.t5 ?? 512} text tokens. Step times: median over the steps after the first.`, ''];
   if (pipelineRows.length) {
     out.push(
       '| weights | compute | memory mode | EP | size | text s | DiT s/step | VAE s | peak RSS while denoising (DiT load included) GiB | RSS after denoising GiB | process peak RSS GiB | GPU peak MiB |',
       '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...pipelineRows,
+      '',
+    );
+  }
+  const e2eRows = results.filter((r) => r.warmSeconds !== undefined).map((r) => {
+    const st = (n: string) => r.stages.find((s) => s.stage === n)?.seconds.toFixed(2) ?? '—';
+    return `| ${r.weights === 'auto' ? `auto → ${r.weightsUsed}` : r.weights} | ${r.ep} | ${r.size}² | ${r.steps} | ${r.cold ? `${r.cold.seconds.toFixed(1)}${r.cold.error ? ` (${r.cold.error})` : ''}` : '—'} | ${r.warmSeconds!.toFixed(1)} | ${st('text')} | ${median(steadySteps(r)).toFixed(2)} | ${st('decode')} | ${r.cold?.gpuPeakMiB ?? '—'} / ${r.gpuPeakMiB ?? '—'} |`;
+  });
+  if (e2eRows.length) {
+    out.push(
+      'Time to the PNG: cold = a fresh `majicflux generate` process, start to exit; warm = the second image on a loaded pipeline, `generate` to the file written:',
+      '',
+      '| weights | EP | size | steps | cold s | warm s | warm: text s | warm: DiT s/step | warm: VAE s | GPU peak MiB (cold / warm process) |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      ...e2eRows,
       '',
     );
   }
@@ -278,6 +348,14 @@ function table(results: RunResult[], machine: string, model: string): string {
     );
   }
   return out.join('\n').trimEnd();
+}
+
+/** --attention flash | plain (MultiHeadAttention with or without present K/V) | matmul. */
+function attentionJob(a: string | undefined): Partial<Job> {
+  if (!a) return {};
+  if (a === 'matmul') return { attention: 'matmul' };
+  if (a === 'flash' || a === 'plain') return { attention: 'fused', flashAttention: a === 'flash' };
+  throw new Error('--attention must be flash, plain or matmul');
 }
 
 function updateDoc(section: string, body: string): void {
@@ -316,7 +394,7 @@ async function main() {
       weights: { type: 'string', default: 'fp8,fp32' }, modes: { type: 'string', default: 'resident' }, t5: { type: 'string', default: '512' }, dir: { type: 'string' },
       out: { type: 'string', default: 'bench-out' }, section: { type: 'string' }, machine: { type: 'string' }, worker: { type: 'string' }, cache: { type: 'string' },
       stages: { type: 'string', default: 'all' }, compute: { type: 'string' }, dump: { type: 'string' },
-      'prepare-manifest': { type: 'string' }, 'fp8-decode': { type: 'string' }, attention: { type: 'string' }, 'buffer-cache': { type: 'string' }, 'int8-activations': { type: 'string' }, 'job-timeout': { type: 'string', default: '1800' }, tag: { type: 'string' },
+      'prepare-manifest': { type: 'string' }, 'fp8-decode': { type: 'string' }, attention: { type: 'string' }, 'buffer-cache': { type: 'string' }, 'int8-activations': { type: 'string' }, 'nbits-block': { type: 'string' }, 'opt-level': { type: 'string' }, chunks: { type: 'string' }, e2e: { type: 'boolean' }, 'job-timeout': { type: 'string', default: '1800' }, tag: { type: 'string' },
     },
   });
   const base = values.dir ?? path.join(os.homedir(), '.cache', 'majicflux', `synthetic-${values.model}`);
@@ -346,13 +424,15 @@ async function main() {
       for (const weights of values.weights!.split(',') as WeightChoice[]) {
         const job: Job = {
           scope: ditOnly ? 'dit' : 'pipeline', weights, memory, ep: values.ep as EpChoice, compute: (values.compute ?? (values.ep === 'cpu' ? 'float32' : 'float16')) as ComputeType, size, steps: Number(values.steps), t5: Number(values.t5),
-          ...(ditOnly ? { moreSizes: sizes.slice(1) } : {}), ...(values['fp8-decode'] ? { fp8Decode: values['fp8-decode'] as Job['fp8Decode'] } : {}), ...(values.attention ? { flashAttention: values.attention === 'flash' } : {}), ...(values['buffer-cache'] ? { gpuBufferCache: values['buffer-cache'] as GpuBufferCache } : {}), ...(values['int8-activations'] ? { int8Activations: values['int8-activations'] === 'on' } : {}), ...(values.dump ? { dump: path.join(values.dump, `dit-${weights}-{size}.safetensors`) } : {}),
+          ...(ditOnly ? { moreSizes: sizes.slice(1) } : {}), ...(values['fp8-decode'] ? { fp8Decode: values['fp8-decode'] as Job['fp8Decode'] } : {}), ...attentionJob(values.attention), ...(values['nbits-block'] ? { nbitsBlock: Number(values['nbits-block']) } : {}), ...(values.chunks ? { attentionChunks: Number(values.chunks) } : {}), ...(values.e2e ? { e2e: true } : {}), ...(values['opt-level'] ? { optimization: values['opt-level'] as Job['optimization'] } : {}), ...(values['buffer-cache'] ? { gpuBufferCache: values['buffer-cache'] as GpuBufferCache } : {}), ...(values['int8-activations'] ? { int8Activations: values['int8-activations'] === 'on' } : {}), ...(values.dump ? { dump: path.join(values.dump, `dit-${weights}-{size}.safetensors`) } : {}),
         };
         console.error(`running ${JSON.stringify(job)}`);
+        const cold = job.e2e ? await coldGenerate(job, base, cache, outDir) : undefined;
         const { results: rs, gpuPeakMiB, error } = await runChild(['--model', values.model!, '--dir', base, '--cache', cache, '--worker', JSON.stringify(job)], Number(values['job-timeout']));
         if (error) console.error(`  run failed (${error})`);
         for (const r of rs) {
           r.gpuPeakMiB = gpuPeakMiB;
+          if (cold) r.cold = cold;
           results.push(r);
           console.error(`  ${r.weights} ${r.size}²: DiT ${median(steadySteps(r)).toFixed(2)} s/step (steps ${r.stepSeconds.map((s) => s.toFixed(2)).join(', ')})${r.loadSeconds !== undefined ? `, load ${r.loadSeconds.toFixed(1)} s` : ''}, peak RSS ${gib(r.peakRss)} GiB, GPU ${gpuPeakMiB ?? '—'} MiB`);
           for (const l of r.log) console.error(`  ${l}`);

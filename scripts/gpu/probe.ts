@@ -1,7 +1,13 @@
 // Kernel-throughput and API probes for onnxruntime-node's WebGPU provider (benchmark helper, not
 // product code). Each probe runs on its own and reports an error instead of stopping the rest:
 //   matmul   fp16 MatMul / Gemm(transB) [4096, 3072] × [3072, 3072]: what bounds a DiT step
-//   nbits    MatMulNBits 8-bit and 4-bit at the same shape
+//   nbits    MatMulNBits 8-bit and 4-bit at the same shape, blocks of 128 and 32, float or int8
+//            activations (accuracy_level 4)
+//   attn     attention at FLUX.1's 1024² shape from MatMul → Softmax → MatMul (layers.attention's
+//            `matmul` form: opset 20 and 21, queries whole or in 2 / 4 pieces) against
+//            MultiHeadAttention
+//   fp8      fp8 weights decoded on the GPU before a MatMul: codes packed four to a uint32, then
+//            BitShift/BitwiseAnd/Cast/Gather from a 256-entry table; and each of those ops alone
 //   mha      com.microsoft.MultiHeadAttention, 24 heads × 128, 4608 tokens (FLUX.1 at 1024²), with
 //            and without the present K/V outputs that select the WebGPU flash-attention kernel
 //   eltwise  the per-token ops around the products at FLUX.1's 1024² shape [4608, 3072] fp16: a
@@ -21,10 +27,16 @@ import * as ort from 'onnxruntime-node';
 import { float32ToF16Bits } from '../../src/inference/dtypes';
 import { bytesOf, Graph, Value } from '../../src/inference/onnx/graph';
 import { quantizeNBits } from '../../src/inference/onnx/quant';
+import { attention, AttentionOptions } from '../../src/inference/graphs/layers';
+import { toFloat32 } from '../../src/inference/dtypes';
 import { webgpuProviderOptions } from '../../src/inference/onnx/session';
 
-const M = 4096;
-const K = 3072;
+const e4m3 = (code: number) => toFloat32(Uint8Array.of(code), 'F8_E4M3')[0];
+
+// PROBE_SMALL=1: toy shapes, to check on the CPU that every probe builds and runs.
+const SMALL = process.env.PROBE_SMALL === '1';
+const M = SMALL ? 256 : 4096;
+const K = SMALL ? 256 : 3072;
 const LONG = 9;
 
 function randomF16(n: number, std: number): Uint16Array {
@@ -36,7 +48,8 @@ function randomF16(n: number, std: number): Uint16Array {
 let provider: ort.InferenceSession.ExecutionProviderConfig = webgpuProviderOptions();
 
 async function session(g: Graph, extra: Partial<ort.InferenceSession.SessionOptions> = {}): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(g.toBytes(), { executionProviders: [provider], graphOptimizationLevel: 'all', logSeverityLevel: 3, ...extra });
+  // Warnings on: onnxruntime says there when a node was not assigned to the provider (a CPU fallback).
+  return ort.InferenceSession.create(g.toBytes(), { executionProviders: [provider], graphOptimizationLevel: 'all', logSeverityLevel: 2, ...extra });
 }
 
 /** Median wall time of `reps` runs after a warm-up (shader compilation, weight upload). */
@@ -59,11 +72,11 @@ type Step = (g: Graph, x: Value, c: Value) => Value;
  * ends in a ReduceMax to one value, so almost nothing crosses to the host and the slope is kernel
  * time. `c` is a per-channel [cols] input (fed, so no constant folding merges the chain).
  */
-async function chainSlope(rows: number, cols: number, step: Step, long: number): Promise<{ ms: number; runOverheadMs: number }> {
+async function chainSlope(rows: number, cols: number, step: Step, long: number, opset = 21): Promise<{ ms: number; runOverheadMs: number }> {
   const feeds = { seed: new ort.Tensor('float16', randomF16(cols, 1), [1, cols]), c: new ort.Tensor('float16', randomF16(cols, 1), [cols]) };
   const times: number[] = [];
   for (const length of [1, long]) {
-    const g = new Graph('chain', 21);
+    const g = new Graph('chain', opset);
     const c = g.input('c', 'float16', [cols]);
     let x = g.op('Expand', [g.input('seed', 'float16', [1, cols]), g.i64([rows, cols])]);
     for (let i = 0; i < length; i++) x = step(g, x, c);
@@ -76,23 +89,23 @@ async function chainSlope(rows: number, cols: number, step: Step, long: number):
   return { ms, runOverheadMs: times[0] - ms };
 }
 
-/** x · W for a fresh random [K, K] weight, as MatMul, Gemm(transB) or MatMulNBits. */
-function product(kind: 'matmul' | 'gemm' | 'nbits8' | 'nbits4'): Step {
+/** x · W for a fresh random [K, K] weight, as MatMul, Gemm(transB) or MatMulNBits (block, accuracy level). */
+function product(kind: 'matmul' | 'gemm' | 'nbits8' | 'nbits4', block = 128, accuracy = 0): Step {
   return (g, x) => {
     if (kind === 'matmul') return g.op('MatMul', [x, g.constant('float16', [K, K], bytesOf(randomF16(K * K, 1 / Math.sqrt(K))), 'w')]);
     if (kind === 'gemm') return g.op('Gemm', [x, g.constant('float16', [K, K], bytesOf(randomF16(K * K, 1 / Math.sqrt(K))), 'w')], { transB: 1 });
     const bits = kind === 'nbits8' ? 8 : 4;
     const w = new Float32Array(K * K).map(() => (Math.random() * 2 - 1) * Math.sqrt(3 / K));
-    const q = quantizeNBits(w, K, K, { bits });
-    const blocks = K / 128;
-    const b = g.constant('uint8', [K, blocks, (128 * bits) / 8], q.data, 'B');
+    const q = quantizeNBits(w, K, K, { bits, blockSize: block });
+    const blocks = K / block;
+    const b = g.constant('uint8', [K, blocks, (block * bits) / 8], q.data, 'B');
     const sc = g.constant('float16', [K * blocks], bytesOf(float32ToF16Bits(q.scales)), 'scales');
-    return g.op('MatMulNBits', [x, b, sc], { K, N: K, bits, block_size: 128 }, { domain: 'com.microsoft' });
+    return g.op('MatMulNBits', [x, b, sc], { K, N: K, bits, block_size: block, ...(accuracy ? { accuracy_level: accuracy } : {}) }, { domain: 'com.microsoft' });
   };
 }
 
-async function productSlope(kind: Parameters<typeof product>[0]) {
-  const r = await chainSlope(M, K, product(kind), LONG);
+async function productSlope(kind: Parameters<typeof product>[0], block?: number, accuracy?: number) {
+  const r = await chainSlope(M, K, product(kind, block, accuracy), LONG);
   return { msPerProduct: r.ms, tflops: (2 * M * K * K) / r.ms / 1e9, runOverheadMs: r.runOverheadMs };
 }
 
@@ -102,11 +115,135 @@ const probes: Record<string, () => Promise<unknown>> = {
   },
 
   async nbits() {
-    return { nbits8: await productSlope('nbits8'), nbits4: await productSlope('nbits4') };
+    const out: Record<string, unknown> = {};
+    for (const kind of ['nbits8', 'nbits4'] as const) {
+      for (const block of [128, 32]) for (const accuracy of [0, 4]) out[`${kind}-b${block}-acc${accuracy}`] = await productSlope(kind, block, accuracy);
+    }
+    return out;
+  },
+
+  async attn() {
+    const L = SMALL ? 256 : 4608;
+    const H = 24;
+    const D = 128;
+    const flops = 4 * L * L * H * D;
+    const out: Record<string, unknown> = {};
+    const variants: Array<[string, number, AttentionOptions]> = [
+      ['mha', 21, { form: 'fused' }],
+      ['matmul-opset20', 20, { form: 'matmul' }],
+      ['matmul-opset21', 21, { form: 'matmul' }],
+      ['matmul-opset20-2pieces', 20, { form: 'matmul', chunks: 2 }],
+      ['matmul-opset20-4pieces', 20, { form: 'matmul', chunks: 4 }],
+    ];
+    for (const [name, opset, opts] of variants) {
+      try {
+        const r = await chainSlope(L, H * D, (g, x) => {
+          const b = g.op('Reshape', [x, g.i64([1, L, H * D])]);
+          return g.op('Reshape', [attention(g, b, b, b, H, { ...opts, headDim: D, half: true }), g.i64([L, H * D])]);
+        }, 5, opset);
+        out[name] = { ...r, tflops: flops / r.ms / 1e9 };
+      } catch (e) {
+        out[name] = { error: String((e as Error).message ?? e).slice(0, 500) };
+      }
+    }
+    return out;
+  },
+
+  async fp8() {
+    // W [K, K] as fp8 e4m3 codes (no NaN codes), packed little-endian four to a uint32 [K, K/4].
+    const codes = Uint8Array.from({ length: K * K }, () => { const c = Math.floor(Math.random() * 254); return c >= 0x7f ? c + 1 : c; });
+    const table = float32ToF16Bits(Float32Array.from({ length: 256 }, (_, i) => e4m3(i) / 64));
+    const packed = new Uint32Array(codes.buffer.slice(0));
+    const gated = (g: Graph, x: Value, w: Value) => {
+      const gate = g.op('Cast', [g.op('Slice', [g.op('Reshape', [x, g.i64([-1])]), g.i64([0]), g.i64([0])])], { to: 7 });
+      return g.op('Reshape', [w, g.op('Concat', [g.op('Shape', [w]), gate], { axis: 0 })]);
+    };
+    const unpack = (g: Graph, p: Value) => {
+      const bytes = [0, 8, 16, 24].map((s) => g.op('Unsqueeze', [g.op('BitwiseAnd', [g.op('BitShift', [p, g.constant('uint32', [], new Uint8Array(Uint32Array.of(s).buffer), 's')], { direction: 'RIGHT' }), g.constant('uint32', [], new Uint8Array(Uint32Array.of(255).buffer), 'm')]), g.i64([-1])]));
+      return g.op('Reshape', [g.op('Cast', [g.op('Concat', bytes, { axis: -1 })], { to: 6 }), g.i64([K, K])]); // int32 codes [K, K]
+    };
+    // Without bitwise ops: the same words as int32, bytes taken by floor division. `mod`: ONNX Mod
+    // (fmod 0: the divisor's sign, so 0..255). `trunc`: Div truncates toward zero, so a negative
+    // word's remainder is negative (Gather reads index −r as 256 − r, the right code) and the
+    // quotient is corrected by one where it was.
+    const words = new Int32Array(codes.buffer.slice(0));
+    const i32 = (g: Graph, v: number) => g.constant('int32', [], new Uint8Array(Int32Array.of(v).buffer), 'c');
+    const unpackInt = (g: Graph, w: Value, useMod: boolean) => {
+      const parts: Value[] = [];
+      let rest = w;
+      for (let i = 0; i < 4; i++) {
+        let r: Value;
+        let next: Value;
+        if (useMod) {
+          r = g.op('Mod', [rest, i32(g, 256)], { fmod: 0 });
+          next = g.op('Div', [g.op('Sub', [rest, r]), i32(g, 256)]);
+        } else {
+          const q = g.op('Div', [rest, i32(g, 256)]);
+          r = g.op('Sub', [rest, g.op('Mul', [q, i32(g, 256)])]);
+          next = g.op('Sub', [q, g.op('Cast', [g.op('Less', [r, i32(g, 0)])], { to: 6 })]);
+        }
+        parts.push(g.op('Unsqueeze', [r, g.i64([-1])]));
+        rest = next;
+      }
+      return g.op('Reshape', [g.op('Concat', parts, { axis: -1 }), g.i64([K, K])]);
+    };
+    const intDecode = (useMod: boolean): Step => (g, x) => {
+      const w = g.op('Gather', [g.constant('float16', [256], bytesOf(table), 'table'), unpackInt(g, gated(g, x, g.constant('int32', [K, K / 4], new Uint8Array(words.buffer), 'words')), useMod)], { axis: 0 });
+      return g.op('MatMul', [x, w]);
+    };
+    const steps: Record<string, Step> = {
+      decodeModMatmul: intDecode(true),
+      decodeTruncMatmul: intDecode(false),
+      // the whole decode, then the product
+      decodeMatmul: (g, x) => {
+        const w = g.op('Gather', [g.constant('float16', [256], bytesOf(table), 'table'), unpack(g, gated(g, x, g.constant('uint32', [K, K / 4], new Uint8Array(packed.buffer), 'packed')))], { axis: 0 });
+        return g.op('MatMul', [x, w]);
+      },
+      // each part alone, ending in the same product on a constant-shaped fp16 weight (Add keeps the data dependency)
+      unpackOnly: (g, x) => {
+        const c = unpack(g, gated(g, x, g.constant('uint32', [K, K / 4], new Uint8Array(packed.buffer), 'packed')));
+        return g.op('Add', [x, g.op('Cast', [g.op('Slice', [g.op('Reshape', [c, g.i64([-1])]), g.i64([0]), g.i64([K])])], { to: 10 })]);
+      },
+      gatherOnly: (g, x) => {
+        const idx = gated(g, x, g.constant('int32', [K, K], new Uint8Array(Int32Array.from(codes).buffer), 'idx'));
+        const w = g.op('Gather', [g.constant('float16', [256], bytesOf(table), 'table'), idx], { axis: 0 });
+        return g.op('MatMul', [x, w]);
+      },
+    };
+    const out: Record<string, unknown> = {};
+    // Bit-exact? Each decode's weight, fetched once, against the table read on the host.
+    const decoders: Record<string, (g: Graph, x: Value) => Value> = {
+      bitwise: (g, x) => unpack(g, gated(g, x, g.constant('uint32', [K, K / 4], new Uint8Array(packed.buffer), 'packed'))),
+      mod: (g, x) => unpackInt(g, gated(g, x, g.constant('int32', [K, K / 4], new Uint8Array(words.buffer), 'words')), true),
+      trunc: (g, x) => unpackInt(g, gated(g, x, g.constant('int32', [K, K / 4], new Uint8Array(words.buffer), 'words')), false),
+    };
+    for (const [name, decode] of Object.entries(decoders)) {
+      try {
+        const g = new Graph('exact', 21);
+        const x = g.input('x', 'float16', [1, K]);
+        g.output(g.op('Gather', [g.constant('float16', [256], bytesOf(table), 'table'), decode(g, x)], { axis: 0 }), 'w', 'float16', [K, K]);
+        const s = await session(g);
+        const w = (await s.run({ x: new ort.Tensor('float16', randomF16(K, 1), [1, K]) })).w.data as Uint16Array;
+        await s.release();
+        let wrong = 0;
+        for (let i = 0; i < codes.length; i++) if (w[i] !== table[codes[i]]) wrong++;
+        out[`${name}Exact`] = wrong === 0 ? true : `${wrong} of ${codes.length} differ`;
+      } catch (e) {
+        out[`${name}Exact`] = { error: String((e as Error).message ?? e).slice(0, 300) };
+      }
+    }
+    for (const [name, step] of Object.entries(steps)) {
+      try {
+        out[name] = await chainSlope(M, K, step, 5);
+      } catch (e) {
+        out[name] = { error: String((e as Error).message ?? e).slice(0, 500) };
+      }
+    }
+    return out;
   },
 
   async mha() {
-    const L = 4608;
+    const L = SMALL ? 256 : 4608;
     const H = 24;
     const D = 128;
     const flops = 4 * L * L * H * D;
@@ -124,7 +261,7 @@ const probes: Record<string, () => Promise<unknown>> = {
   },
 
   async eltwise() {
-    const L = 4608;
+    const L = SMALL ? 256 : 4608;
     const C = 3072;
     const steps: Record<string, { passes: number; step: Step }> = {
       add: { passes: 2, step: (g, x, c) => g.op('Add', [x, c]) },

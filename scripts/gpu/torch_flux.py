@@ -188,6 +188,21 @@ def bench(model, cfg, size, txt_len, reps, device="cuda", warmup=True):
     return statistics.median(times), times, w
 
 
+def denoise(model, cfg, size, txt_len, steps, device="cuda"):
+    """A whole `steps`-step Euler denoise (one DiT forward per step, the latents updated on the
+    GPU), after the warm-up bench() did: seconds from the first forward to the last result."""
+    x = inputs(cfg, size, txt_len, device)
+    sigmas = torch.linspace(1, 0, steps + 1, device=device)
+    img = x["img"]
+    sync(device)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        v = model.forward(**{**x, "img": img, "t": sigmas[i : i + 1].to(x["t"].dtype)})
+        img = img + (sigmas[i + 1] - sigmas[i]) * v.to(img.dtype)
+    sync(device)
+    return time.perf_counter() - t0
+
+
 def rss_gib():
     """(current, peak) resident memory of this process in GiB (Linux)."""
     import resource
@@ -288,6 +303,7 @@ def main():
     ap.add_argument("--device", default="cuda", help="cuda, or cpu (modes fp32,bf16: CPU eager baseline)")
     ap.add_argument("--threads", type=int, help="CPU intra-op threads (default: torch's)")
     ap.add_argument("--no-warmup", action="store_true", help="CPU: time the first forward too (one-step runs)")
+    ap.add_argument("--denoise", default="", help="GPU: also time whole denoises, e.g. 1024:20,512:28 (size:steps)")
     args = ap.parse_args()
     cfg = json.load(open(args.checkpoint.replace(".safetensors", ".config.json")))
     if args.device == "cpu":
@@ -317,6 +333,10 @@ def main():
             torch.cuda.reset_peak_memory_stats()
             s = bench(model, cfg, size, args.txt, args.reps)
             run = {"mode": mode, "size": size, "s_per_step": s, "weights_gib": weights / 2**30, "max_allocated_gib": torch.cuda.max_memory_allocated() / 2**30}
+            for spec in filter(None, args.denoise.split(",")):
+                dsize, dsteps = (int(v) for v in spec.split(":"))
+                if dsize == size:
+                    run[f"denoise_{dsteps}_steps_s"] = denoise(model, cfg, size, args.txt, dsteps)
             result["runs"].append(run)
             print(json.dumps(run), flush=True)
     if args.out:

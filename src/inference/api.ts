@@ -7,7 +7,7 @@
  */
 export const WEIGHT_FORMATS = ['fp8', 'fp16', 'fp32', 'int8', 'int4'] as const;
 export type WeightFormat = (typeof WEIGHT_FORMATS)[number];
-/** `auto`: fp8 on CPU/CUDA; on other GPUs fp16 if it fits the GPU memory, else int8, else int4. */
+/** `auto`: fp8 on CPU/CUDA, int8 on WebGPU, fp16 on CoreML, by GPU memory on DirectML (providers.chooseWeights). */
 export type WeightChoice = WeightFormat | 'auto';
 export const WEIGHT_CHOICES: readonly WeightChoice[] = ['auto', ...WEIGHT_FORMATS];
 /** Element type of activations. */
@@ -65,6 +65,17 @@ export interface RuntimeOptions {
   /** Folder for converted-weight caches. */
   cacheDir?: string;
   threads?: number;
+  /** Benchmarks and error studies only: the DiT's per-provider kernel choices (OpChoices) overridden. */
+  ditTuning?: DitTuning;
+}
+
+export interface DitTuning {
+  nbitsBlock?: number;
+  int8Activations?: boolean;
+  attention?: 'fused' | 'matmul';
+  attentionChunks?: number;
+  /** Tensors up to this many bytes are inlined instead of stored in the weight format (0: every Linear is). */
+  inlineLimit?: number;
 }
 
 export interface StepProgress {

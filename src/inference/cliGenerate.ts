@@ -29,8 +29,8 @@ Sampling:
   --latents FILE         safetensors with an 'initial_latents' [1, tokens, 64] tensor to start from
 Runtime:
   --weights auto|fp8|fp16|fp32|int8|int4
-                         how the DiT's Linear weights are held (default auto: fp8 on CPU/CUDA;
-                         fp16, else int8, else int4 on GPUs without fp8 DequantizeLinear)
+                         how the DiT's Linear weights are held (default auto: fp8 on CPU/CUDA,
+                         int8 on WebGPU, fp16 on CoreML, by GPU memory on DirectML)
   --ep auto|cpu|webgpu|cuda|dml|coreml   execution provider (default auto)
   --memory auto|sequential|resident      load one stage at a time, or keep all (default auto)
   --threads N            CPU threads for onnxruntime

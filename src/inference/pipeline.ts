@@ -257,7 +257,7 @@ export class FluxPipeline {
           part = await T5Encoder.load(this.files.textEncoder2, { ...common, format: textFormat, fp16Cache: true });
           break;
         case 'dit':
-          part = await FluxTransformer.load(this.files.transformer, { ...common, format: this.runtime.weights, textTokens: this.ditTextTokens });
+          part = await FluxTransformer.load(this.files.transformer, { ...common, ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens });
           break;
         default:
           part = await VaeDecoder.load(this.files.vae, common);

@@ -131,20 +131,29 @@ export interface WeightDecision {
 const FP8_EPS: ReadonlySet<ExecutionProvider> = new Set(['cpu', 'cuda']);
 
 /**
- * The DiT weight format for `weights: auto`. CPU and CUDA: fp8. Others (WebGPU, DirectML, CoreML)
- * have no float8 DequantizeLinear that stays small: fp16 if it fits `budget` bytes of GPU memory,
- * else int8, else int4 (MatMulNBits). `bytesFor` gives the DiT's resident size in a format.
+ * The DiT weight format for `weights: auto`. CPU and CUDA: fp8. WebGPU: int8 (MatMulNBits in blocks
+ * of 32), faster than fp16 there and 60 % of its memory (1024² on an H100: 1.23 against 2.71
+ * s/step; its exact fp8 decode runs at 3.38, docs/BENCHMARKS.md), int4 when int8 does not fit.
+ * DirectML (unmeasured): fp16 if it fits `budget` bytes of GPU memory, else int8, else int4.
+ * CoreML: fp16, the one format it holds. `bytesFor` gives the DiT's resident size in a format.
  */
 export function chooseWeights(ep: ExecutionProvider, bytesFor: (f: WeightFormat) => number, budget: number | undefined): WeightDecision {
   if (FP8_EPS.has(ep)) return { format: 'fp8', reason: `${ep} keeps float8 weights at 1 byte (DequantizeLinear per layer)` };
   // CoreML has neither float8 DequantizeLinear nor MatMulNBits (onnx/providerOps.ts): fp16 is the one format it holds.
   if (ep === 'coreml') return { format: 'fp16', reason: `coreml runs neither float8 DequantizeLinear nor MatMulNBits: fp16 (${gib(bytesFor('fp16'))})${budget !== undefined && bytesFor('fp16') > budget ? `, over the ${gib(budget)} GPU memory budget` : ''}` };
+  const over = (f: WeightFormat) => budget !== undefined && bytesFor(f) > budget;
+  if (ep === 'webgpu') {
+    const why = `webgpu multiplies int8 blocks faster than fp16 and holds them in 60 % of the memory`;
+    if (!over('int8')) return { format: 'int8', reason: `${why}: int8 (${gib(bytesFor('int8'))}${budget !== undefined ? ` of the ${gib(budget)} GPU memory budget` : ''}); fp8 (exact, slower) or fp16 on request` };
+    if (!over('int4')) return { format: 'int4', reason: `${why}, but int8 (${gib(bytesFor('int8'))}) exceeds the ${gib(budget!)} GPU memory budget: int4 (${gib(bytesFor('int4'))})` };
+    return { format: 'int4', reason: `even int4 (${gib(bytesFor('int4'))}) exceeds the ${gib(budget!)} GPU memory budget; expect an allocation failure` };
+  }
   const none = `${ep} has no float8 DequantizeLinear`;
   if (budget === undefined) {
     return { format: 'int8', reason: `${none}, and its free memory is unknown: int8 (MatMulNBits, ${gib(bytesFor('int8'))}); set gpuMemoryBudget to allow fp16 (${gib(bytesFor('fp16'))})` };
   }
   for (const f of ['fp16', 'int8', 'int4'] as const) {
-    if (bytesFor(f) <= budget) {
+    if (!over(f)) {
       const larger = f === 'fp16' ? '' : `; fp16 needs ${gib(bytesFor('fp16'))}${f === 'int4' ? `, int8 ${gib(bytesFor('int8'))}` : ''}`;
       return { format: f, reason: `${none}: ${f} takes ${gib(bytesFor(f))} of the ${gib(budget)} GPU memory budget${larger}` };
     }

@@ -1,9 +1,12 @@
 // Golden fixtures (test/fixtures/flux-tiny) and the tolerance checks of its README.
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openTensors, TensorSource } from '../../src/inference/safetensors';
 
-export const FIXTURES = path.join(__dirname, '..', 'fixtures');
+// From test/helpers, or from the repository root when bundled into dist/ (scripts/gpu/golden-check.ts).
+const besideTests = path.join(__dirname, '..', 'fixtures');
+export const FIXTURES = fs.existsSync(besideTests) ? besideTests : path.join(process.cwd(), 'test', 'fixtures');
 export const GOLDEN = path.join(FIXTURES, 'flux-tiny');
 export const GOLDEN_MODELS = path.join(GOLDEN, 'models');
 export const GOLDEN_CASES = path.join(GOLDEN, 'cases');

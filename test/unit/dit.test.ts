@@ -84,6 +84,21 @@ describe('Flux DiT (graphs/dit.ts)', function () {
     });
   });
 
+  it('attention from MatMul → Softmax → MatMul (the WebGPU form), whole and with the queries in 3 pieces: the golden outputs', async () => {
+    for (const attentionChunks of [1, 3]) {
+      const t = await FluxTransformer.load(BF16_FILE, { format: 'fp32', attention: 'matmul', attentionChunks });
+      try {
+        for (const k of ['a', 'b', 'c']) assertGoldenClose(await t.forward(inputs(k)), expected(`${k}.output`), `matmul attention ×${attentionChunks}, case ${k}`);
+      } finally {
+        await t.release();
+      }
+    }
+    const { graph } = buildDit(new DitWeights(openTensors(BF16_FILE), 'bfl-dit'), params, { format: 'fp32', attention: 'matmul', attentionChunks: 3 });
+    const types = graph.liveNodeList().map((n) => n.opType);
+    assert.ok(!types.includes('MultiHeadAttention'), 'no MultiHeadAttention node');
+    assert.equal(types.filter((t) => t === 'Softmax').length, 3 * (params.depth + params.depth_single_blocks), 'three query pieces per block');
+  });
+
   it('diffusers transformer/ folder, fp32 weights: cases a, b, c match the same golden outputs', async () => {
     const outs = await run(DIFFUSERS_DIR, { format: 'fp32', inlineLimit: 0 }, ['a', 'b', 'c']);
     ['a', 'b', 'c'].forEach((k, i) => {
@@ -183,6 +198,24 @@ describe('Flux DiT (graphs/dit.ts)', function () {
     } finally {
       fs.rmSync(cacheDir, { recursive: true, force: true });
     }
+  });
+
+  it('decodes fp8 from int32 words (the WebGPU default): 1 byte per weight, no 8/16-bit integer data, the fp8 golden', async () => {
+    const src = openTensors(FP8_FILE);
+    const { graph } = buildDit(new DitWeights(src, 'bfl-dit'), params, { format: 'fp8', inlineLimit: 0, fp8Decode: 'words' });
+    const external = graph.initializerSummary().filter((i) => i.external);
+    assert.equal(external.length, bflLinears(params).length);
+    // int32 [N, K/4] views of the checkpoint's own fp8 bytes.
+    assert.ok(external.every((i) => i.type === 'int32' && i.dims[1] * 4 * i.dims[0] === i.external!.length && i.external!.location === path.basename(FP8_FILE)), 'int32 views of the fp8 bytes');
+    const types = graph.nodeTypes();
+    assert.ok(types.includes('Gather') && !types.includes('DequantizeLinear') && !types.includes('BitShift') && !types.includes('BitwiseAnd'));
+    assert.ok(!graph.initializerSummary().some((i) => i.type === 'uint8' || i.type === 'uint16'), 'no 8- or 16-bit integer data');
+    // The weights decode bit for bit (weights-formats.test.ts); the products run as MatMul on the
+    // transpose instead of Gemm, so the output matches to float32 rounding and the fp8 golden.
+    const [words] = await run(FP8_FILE, { format: 'fp8', inlineLimit: 0, fp8Decode: 'words' }, ['a']);
+    const [dq] = await run(FP8_FILE, { format: 'fp8', inlineLimit: 0, fp8Decode: 'dequantize' }, ['a']);
+    assert.ok(compare(words, dq).relL2 < 1e-6);
+    assertGoldenClose(words, expected('a.output_fp8_weights'), 'fp8 words case a');
   });
 
   it('quantizes the bf16 checkpoint to fp8 through a weight cache, then reuses the cache', async () => {

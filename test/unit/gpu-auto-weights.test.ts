@@ -15,8 +15,19 @@ describe('weights: auto (providers.chooseWeights)', () => {
     for (const ep of ['cpu', 'cuda'] as const) assert.equal(chooseWeights(ep, bytesFor, 1 * GIB).format, 'fp8');
   });
 
-  it('GPUs without a float8 DequantizeLinear: fp16 if it fits, else int8, else int4, and say why', () => {
-    for (const ep of ['webgpu', 'dml'] as const) {
+  it('WebGPU: int8 whenever it fits (faster than fp16 there, and smaller), else int4, and says why', () => {
+    for (const budget of [70 * GIB, 16 * GIB, undefined]) {
+      const d = chooseWeights('webgpu', bytesFor, budget);
+      assert.equal(d.format, 'int8', `budget ${budget}`);
+      assert.match(d.reason, /faster than fp16/);
+    }
+    assert.equal(chooseWeights('webgpu', bytesFor, 8 * GIB).format, 'int4');
+    assert.match(chooseWeights('webgpu', bytesFor, 8 * GIB).reason, /int8 \(11\.30 GiB\) exceeds the 8\.00 GiB/);
+    assert.match(chooseWeights('webgpu', bytesFor, 4 * GIB).reason, /exceeds/);
+  });
+
+  it('DirectML (no float8 DequantizeLinear, speed unmeasured): fp16 if it fits, else int8, else int4, and say why', () => {
+    for (const ep of ['dml'] as const) {
       assert.equal(chooseWeights(ep, bytesFor, 70 * GIB).format, 'fp16');
       const int8 = chooseWeights(ep, bytesFor, 16 * GIB);
       assert.equal(int8.format, 'int8');
@@ -34,7 +45,7 @@ describe('weights: auto (providers.chooseWeights)', () => {
   });
 
   it('an unknown GPU budget gives int8, with the way to allow fp16', () => {
-    const d = chooseWeights('webgpu', bytesFor, undefined);
+    const d = chooseWeights('dml', bytesFor, undefined);
     assert.equal(d.format, 'int8');
     assert.match(d.reason, /gpuMemoryBudget/);
   });

@@ -129,19 +129,20 @@ describe('model memory estimates (FLUX.1-dev, real shapes)', () => {
       fp8: P + other, //                                     11 911 844 096
       fp16: 2 * P + other, //                                23 809 773 824
       fp32: 4 * P + other, //                                47 605 633 280
-      // every K (256, 768, 3072, 4096, 12288, 15360) is a multiple of 128: P·(1 + 2/128), P·(1/2 + 2/128)
-      int8: P + P / 64 + other, //                           12 097 749 248
-      int4: P / 2 + P / 64 + other, //                        6 148 784 384
+      // blocks of 32 (every K — 256, 768, 3072, 4096, 12288, 15360 — is a multiple): a float16
+      // scale per 32 weights, P·(1 + 2/32), P·(1/2 + 2/32)
+      int8: P + P / 16 + other, //                           12 655 464 704
+      int4: P / 2 + P / 16 + other, //                        6 706 499 840
     };
-    assert.deepEqual(expected, { fp8: 11_911_844_096, fp16: 23_809_773_824, fp32: 47_605_633_280, int8: 12_097_749_248, int4: 6_148_784_384 });
+    assert.deepEqual(expected, { fp8: 11_911_844_096, fp16: 23_809_773_824, fp32: 47_605_633_280, int8: 12_655_464_704, int4: 6_706_499_840 });
     for (const [f, bytes] of Object.entries(expected)) {
       assert.equal(ditWeightBytes(shapes.dit, f as keyof typeof expected), bytes, `${f}, BFL names`);
       assert.equal(ditWeightBytes(diffusers, f as keyof typeof expected), bytes, `${f}, diffusers names`);
     }
     // The MatMulNBits layout is quant.ts's.
     for (const [n, k] of [[3072, 64], [21504, 3072], [100, 200]]) {
-      assert.equal(linearBytes(n, k, 'int8'), nbitsBytes(n, k, 8));
-      assert.equal(linearBytes(n, k, 'int4'), nbitsBytes(n, k, 4));
+      assert.equal(linearBytes(n, k, 'int8'), nbitsBytes(n, k, 8, 32));
+      assert.equal(linearBytes(n, k, 'int4'), nbitsBytes(n, k, 4, 32));
     }
   });
 
@@ -210,9 +211,9 @@ describe('model memory estimates (FLUX.1-dev, real shapes)', () => {
     assert.equal(e('fp16', 'sequential').fitsGpu, false);
     // resident on the GPU: every session keeps its buffers, so all working sets add up
     const gpuWs = (c: 'clip' | 't5' | 'dit' | 'vae') => workingSet(c, architectureOf(shapes), { width: 1024, height: 1024 }, 'int4', 'gpu');
-    assert.equal(e('int4', 'resident').gpuPeak, Math.round(GPU_CONTEXT_BYTES + 1.15 * (6_148_784_384 + t5 + clip + vae + gpuWs('clip') + gpuWs('t5') + gpuWs('dit') + gpuWs('vae'))));
+    assert.equal(e('int4', 'resident').gpuPeak, Math.round(GPU_CONTEXT_BYTES + 1.15 * (6_706_499_840 + t5 + clip + vae + gpuWs('clip') + gpuWs('t5') + gpuWs('dit') + gpuWs('vae'))));
     // at 512²: L = 1536
-    assert.equal(e('int8', 'sequential', 512).peak, RUNTIME_BYTES + 12_097_749_248 + SESSION_BYTES + 640 * 1536 * 3072 + 4 * 24 * 1536 * 1536);
+    assert.equal(e('int8', 'sequential', 512).peak, RUNTIME_BYTES + 12_655_464_704 + SESSION_BYTES + 640 * 1536 * 3072 + 4 * 24 * 1536 * 1536);
     // a size of the user's is added
     const more = estimateMemory(shapes, { sizes: [{ width: 768, height: 1344 }], formats: ['fp8'], modes: ['sequential'] });
     assert.deepEqual(more.map((x) => `${x.width}x${x.height}`), ['512x512', '1024x1024', '768x1344']);

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { UserError } from '../../src/inference/api';
 import type { ComputeType, WeightFormat } from '../../src/inference/api';
 import { buildClip, ClipEncoder, readClipConfig } from '../../src/inference/graphs/clip';
-import { buildDit, DitInputs, FluxTransformer, FluxTransformerOptions } from '../../src/inference/graphs/dit';
+import { buildDit, DitBuildOptions, DitInputs, FluxTransformer, FluxTransformerOptions } from '../../src/inference/graphs/dit';
 import { buildT5, readT5Config, T5Encoder } from '../../src/inference/graphs/t5';
 import { buildVaeDecoder, buildVaeEncoder, readVaeConfig, VaeDecoder, VaeEncoder } from '../../src/inference/graphs/vae';
 import { DitWeights, openComponent } from '../../src/inference/layouts';
@@ -40,12 +40,12 @@ function formatsFor(ep: ExecutionProvider): WeightFormat[] {
 
 const computeFor = (ep: ExecutionProvider): ComputeType => (ep === 'cpu' ? 'float32' : 'float16');
 
-function ditGraph(ep: ExecutionProvider, format: WeightFormat, cacheDir: string, opsFor: ExecutionProvider = ep): Graph {
+function ditGraph(ep: ExecutionProvider, format: WeightFormat, cacheDir: string, opsFor: ExecutionProvider = ep, extra: Partial<DitBuildOptions> = {}): Graph {
   const fp8 = format === 'fp8';
   // As FluxTransformer.load builds it for `ep` (fp8 decode and int8 activations follow the provider).
   const opts = {
     format, compute: computeFor(ep), cacheDir, inlineLimit: 0, opsFor, textTokens: 8,
-    fp8Decode: ep === 'cpu' ? ('lookup' as const) : ('dequantize' as const), int8Activations: ep === 'cpu',
+    fp8Decode: opChoicesFor(ep).fp8Decode, int8Activations: opChoicesFor(ep).int8Activations, ...extra,
   };
   return buildDit(new DitWeights(openTensors(fp8 ? FP8_FILE : BF16_FILE), 'bfl-dit'), params, opts).graph;
 }
@@ -73,8 +73,8 @@ describe('provider op table (onnx/providerOps.ts)', function () {
     });
   }
 
-  it('is consulted: the fused (cpu/webgpu/cuda) DiT has ops CoreML lacks, fp8 has ops DirectML and WebGPU lack, symmetric int8 needs zero points on DirectML', () => {
-    const fused = describeMissing(missingOps(ditGraph('webgpu', 'fp16', cacheDir), 'coreml')).join('\n');
+  it('is consulted: the fused (cpu/cuda) DiT has ops CoreML lacks, fp8 has ops DirectML and WebGPU lack, symmetric int8 needs zero points on DirectML, Transpose-21 has no WebGPU kernel', () => {
+    const fused = describeMissing(missingOps(ditGraph('cuda', 'fp16', cacheDir), 'coreml')).join('\n');
     for (const op of ['MultiHeadAttention', 'RotaryEmbedding', 'FastGelu']) assert.match(fused, new RegExp(`com\\.microsoft\\.${op}\\(float16\\): no kernel`));
     assert.match(fused, /SimplifiedLayerNormalization\(float16\): no kernel/);
     assert.match(fused, /Slice\(float16\): input 1 must be constant/, 'the text/image split at a data-dependent length');
@@ -84,11 +84,16 @@ describe('provider op table (onnx/providerOps.ts)', function () {
     assert.match(describeMissing(missingOps(ditGraph('webgpu', 'int8', cacheDir), 'dml')).join('\n'), /MatMulNBits\(float16\): input 3 is required/);
     assert.match(describeMissing(missingOps(ditGraph('cpu', 'fp8', cacheDir), 'webgpu')).join('\n'), /Cast\(uint16\)|Gather\(float32\)/, 'the CPU lookup decode reads uint16 codes');
     assert.match(describeMissing(missingOps(ditGraph('coreml', 'fp16', cacheDir), 'coreml')).join('\n'), /^$/);
+    // The WebGPU DiT's matmul attention transposes heads: fine at its opset 20, not at 21.
+    const webgpu = ditGraph('webgpu', 'int8', cacheDir);
+    assert.equal(webgpu.opset, 20);
+    assert.ok(webgpu.liveNodeList().some((n) => n.opType === 'Transpose'));
+    assert.match(describeMissing(missingOps(ditGraph('cuda', 'fp16', cacheDir, 'cuda', { attention: 'matmul' }), 'webgpu')).join('\n'), /Transpose\(float16\): kernel only below opset 21/);
   });
 
   it('explicit weight formats a provider cannot hold are refused with the reason, not run on the CPU every step', async () => {
     assert.match(weightFormatProblem('dml', 'fp8')!, /no float8 DequantizeLinear/);
-    assert.match(weightFormatProblem('webgpu', 'fp8')!, /no float8 DequantizeLinear/);
+    assert.equal(weightFormatProblem('webgpu', 'fp8'), undefined, 'WebGPU decodes fp8 from int32 words');
     assert.match(weightFormatProblem('coreml', 'int4')!, /no MatMulNBits/);
     assert.equal(weightFormatProblem('cuda', 'fp8'), undefined);
     assert.equal(chooseWeights('coreml', () => GiB, undefined).format, 'fp16');
@@ -197,12 +202,9 @@ describe('provider op table (onnx/providerOps.ts)', function () {
 /** What the once-per-image/prompt graphs leave to the CPU provider, per provider (see docs/PROVIDERS.md). */
 const EXPECTED_ONCE: Partial<Record<ExecutionProvider, Record<string, string[]>>> = {
   'webgpu': {
-    'vae decoder': [
-      'Transpose(float16): kernel only below opset 21 ×2'
-    ],
-    'vae encoder': [
-      'Transpose(float16): kernel only below opset 21 ×2'
-    ],
+    // Built at opset 20 for WebGPU (OpChoices.opset): its Transpose kernels stop at 20.
+    'vae decoder': [],
+    'vae encoder': [],
     'clip': [
       'Cast(bfloat16): no bfloat16 kernel ×2',
       'Gather(bfloat16): no bfloat16 kernel ×1',
@@ -212,8 +214,7 @@ const EXPECTED_ONCE: Partial<Record<ExecutionProvider, Record<string, string[]>>
     't5': [
       'Cast(bfloat16): no bfloat16 kernel ×2',
       'Gather(bfloat16): no bfloat16 kernel ×1',
-      'Reshape(bfloat16): no bfloat16 kernel ×1',
-      'Transpose(float32): kernel only below opset 21 ×1'
+      'Reshape(bfloat16): no bfloat16 kernel ×1'
     ]
   },
   'dml': {

@@ -165,6 +165,34 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
     assert.deepEqual(a.y, b.y);
   });
 
+  it('fp8 from int32 words (WebGPU) equals DequantizeLinear bit for bit: the decoded weights of a scaled fp8 file and of a bf16 file quantized per row', async () => {
+    const cache = path.join(dir, 'words-cache');
+    /** The weight [N, K] as Weights.matrix decodes it (float32 compute). */
+    const decoded = async (file: string, fp8Decode: WeightOptions['fp8Decode']) => {
+      const g = new Graph('w');
+      const wt = new Weights(g, openTensors(file), { format: 'fp8', cacheDir: cache, inlineLimit: 64, fp8Decode }, ['lin.weight']);
+      const xi = g.input('x', 'float32', [1, K]);
+      g.output(wt.matrix('lin.weight', wt.gate(xi)), 'w', 'float32', [N, K]);
+      const session = await ort.InferenceSession.create(g.toBytes(), { extra: { session: { model_external_initializers_file_folder_path: wt.folder() } } });
+      try {
+        return { w: (await session.run({ x: new ort.Tensor('float32', new Float32Array(K), [1, K]) })).w.data as Float32Array, types: g.initializerSummary().filter((i) => i.external).map((i) => i.type) };
+      } finally {
+        await session.release();
+      }
+    };
+    for (const [file, label] of [[files.fp8, 'fp8 file, per-tensor scale 0.01'], [files.bf16, 'bf16 file, per-row scales']] as const) {
+      const words = await decoded(file, 'words');
+      const dq = await decoded(file, 'dequantize');
+      assert.deepEqual(words.types, ['int32'], label);
+      assert.ok(words.w.some((v) => v < 0) && words.w.some((v) => v > 0), `${label}: codes of both signs (negative words)`);
+      assert.deepEqual(words.w, dq.w, label);
+    }
+    // The product on top (MatMul on the transpose, not Gemm): the same to float32 rounding.
+    const words = await run(openTensors(files.fp8), { format: 'fp8', cacheDir: cache, fp8Decode: 'words' }, x, m);
+    const dq = await run(openTensors(files.fp8), { format: 'fp8', cacheDir: cache, fp8Decode: 'dequantize' }, x, m);
+    assert.ok(relL2(words.dense, dq.dense) < 1e-6 && relL2(words.linear, dq.linear) < 1e-6);
+  });
+
   it('a second build reuses the complete cache (prefilled on workers) without reading the checkpoint', async () => {
     const src = openTensors(files.bf16);
     const cacheDir = path.join(dir, 'cache2');

@@ -12,7 +12,7 @@ import * as ort from 'onnxruntime-node';
 import { f16ToF32, float32ToF16Bits } from '../dtypes';
 import { bytesOf, Graph, Value } from '../onnx/graph';
 import { createSession, ExecutionProvider } from '../onnx/session';
-import { opChoicesFor } from '../onnx/providerOps';
+import { graphFor, opChoicesFor } from '../onnx/providerOps';
 import { ComputeType, WeightFormat, WeightOptions, Weights } from '../onnx/weights';
 import { openTensors, TensorSource } from '../safetensors';
 import { attention, gelu, layerNorm } from './layers';
@@ -88,7 +88,6 @@ function encoderWeightOptions(opts: TextEncoderOptions): WeightOptions {
 export function encoderContext(g: Graph, src: TensorSource, opts: TextEncoderOptions): Ctx {
   const format = opts.format ?? 'source';
   const compute = opts.compute ?? 'float32';
-  g.contribOps = opChoicesFor(opts.opsFor).contribOps;
   const w = new Weights(g, src, encoderWeightOptions(opts), matricesOf(src));
   const linear = (x: Value, name: string, gate: Value): Value => {
     if (format !== 'source') return w.linear(x, name, gate);
@@ -218,7 +217,7 @@ function clipPrefix(src: TensorSource): string {
 }
 
 export function buildClip(src: TensorSource, cfg: ClipConfig, opts: TextEncoderOptions = {}): BuiltEncoder {
-  const g = new Graph('clip_text');
+  const g = graphFor('clip_text', opts.opsFor);
   const ctx = encoderContext(g, src, opts);
   const p = clipPrefix(src);
   const L = cfg.maxPositions;

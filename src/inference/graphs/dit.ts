@@ -12,9 +12,9 @@
 import * as ort from 'onnxruntime-node';
 import { UserError } from '../api';
 import { Graph, Value } from '../onnx/graph';
-import { createSession, ExecutionProvider, GpuBufferCache } from '../onnx/session';
-import { opChoicesFor, weightFormatProblem } from '../onnx/providerOps';
-import { ComputeType, Weights, WeightFormat } from '../onnx/weights';
+import { createSession, ExecutionProvider, GpuBufferCache, SessionOptions } from '../onnx/session';
+import { graphFor, opChoicesFor, weightFormatProblem } from '../onnx/providerOps';
+import { ComputeType, Fp8Decode, Weights, WeightFormat } from '../onnx/weights';
 import { toFloat16Bits, toFloat32 } from '../dtypes';
 import { DitComponent, DitConfig, DitWeights, openComponent, readPiece, TensorPiece } from '../layouts';
 import { TensorInfo, TensorSource } from '../safetensors';
@@ -152,6 +152,8 @@ interface Dit {
   prev: Value;
   compute: ComputeType;
   flash: boolean;
+  /** Attention form and query pieces (OpChoices). */
+  attention: { form: 'fused' | 'matmul'; chunks: number };
   /** com.microsoft ops allowed (Graph.contribOps). */
   contrib: boolean;
 }
@@ -167,13 +169,19 @@ export interface DitBuildOptions {
   inlineLimit?: number;
   fp8Scale?: 'per-tensor' | 'per-channel';
   /** How fp8 weights are decoded at run time (weights.ts); FluxTransformer.load uses `lookup` on the CPU provider. */
-  fp8Decode?: 'dequantize' | 'lookup';
+  fp8Decode?: Fp8Decode;
   /** Activation type (default float32; float16 for GPUs). */
   compute?: ComputeType;
   /** int8/int4 weights: a zero point per block instead of symmetric blocks. */
   zeroPoints?: boolean;
-  /** int8/int4 weights: multiply in int8 (Weights' int8Activations). FluxTransformer.load sets it on the CPU provider. */
+  /** int8/int4 weights: multiply in int8 (Weights' int8Activations; default per provider, OpChoices). */
   int8Activations?: boolean;
+  /** int8/int4 weights: MatMulNBits block size (default per provider, OpChoices). */
+  nbitsBlock?: number;
+  /** Attention as MultiHeadAttention or MatMul → Softmax → MatMul (default per provider, OpChoices). */
+  attention?: 'fused' | 'matmul';
+  /** `matmul` attention: split the queries into this many pieces to bound the scores' memory. */
+  attentionChunks?: number;
   /**
    * Ask MultiHeadAttention for its present K/V outputs: the WebGPU provider's flash-attention
    * kernel needs them (layers.attention). Off by default: on the H100 host it ran at the speed of
@@ -204,9 +212,8 @@ export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOption
   const headDim = p.hidden_size / p.num_heads;
   if (headDim !== p.axes_dim.reduce((a, b) => a + b, 0)) throw new Error(`flux config: axes_dim ${JSON.stringify(p.axes_dim)} must sum to the head dim ${headDim}`);
   const src = new BflTensors(weights);
-  const g = new Graph('flux_dit');
+  const g = graphFor('flux_dit', opts.opsFor);
   const choices = opChoicesFor(opts.opsFor);
-  g.contribOps = choices.contribOps;
   if (choices.staticTextLength && !opts.textTokens) throw new Error(`DiT for ${opts.opsFor}: the number of text tokens (textTokens) is needed at build time`);
   const linearWeights = linearWeightNames(src, p);
   const compute = opts.compute ?? 'float32';
@@ -222,7 +229,8 @@ export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOption
 
 
   // Batch 1: activations are [tokens, features] inside, so every Linear is one Gemm.
-  const d: Dit = { g, w, p, src, headDim, prev: img, compute, flash: opts.flashAttention ?? false, contrib: choices.contribOps };
+  const attention = { form: opts.attention ?? choices.attention, chunks: opts.attentionChunks ?? choices.attentionChunks };
+  const d: Dit = { g, w, p, src, headDim, prev: img, compute, flash: opts.flashAttention ?? false, attention, contrib: choices.contribOps };
   img = toCompute(d, g.op('Reshape', [img, g.i64([-1, p.in_channels])]));
   txt = toCompute(d, g.op('Reshape', [txt, g.i64([-1, p.context_in_dim])]));
   d.prev = img;
@@ -259,9 +267,11 @@ export async function prefillDit(weights: DitWeights, p: DitConfig, opts: DitBui
 /** The Weights options a DiT build uses: Weights.prefill must see the same ones (they key the cache). */
 function ditWeightOptions(opts: DitBuildOptions) {
   // fp16 goes through the cache: 11.9 B weights converted by a Cast folded at session creation sit in RAM (24 GB) while it loads.
+  const choices = opChoicesFor(opts.opsFor);
   return {
-    format: opts.format, cacheDir: opts.cacheDir, inlineLimit: opts.inlineLimit, fp8Scale: opts.fp8Scale, fp8Decode: opts.fp8Decode, zeroPoints: opts.zeroPoints, int8Activations: opts.int8Activations,
-    compute: opts.compute ?? 'float32', fp16Cache: opts.cacheDir !== undefined, explicitZeroPoints: opChoicesFor(opts.opsFor).explicitZeroPoints,
+    format: opts.format, cacheDir: opts.cacheDir, inlineLimit: opts.inlineLimit, fp8Scale: opts.fp8Scale, fp8Decode: opts.fp8Decode, zeroPoints: opts.zeroPoints,
+    int8Activations: opts.int8Activations ?? choices.int8Activations, nbitsBlock: opts.nbitsBlock ?? choices.nbitsBlock,
+    compute: opts.compute ?? 'float32', fp16Cache: opts.cacheDir !== undefined, explicitZeroPoints: choices.explicitZeroPoints,
   };
 }
 
@@ -390,7 +400,7 @@ function rope(d: Dit, x: Value, pe: Rope): Value {
 function attention(d: Dit, q: Value, k: Value, v: Value, pe: Rope): Value {
   const g = d.g;
   const batch = (t: Value) => g.op('Reshape', [t, g.i64([1, -1, d.p.hidden_size])]); // [1, L, h]
-  const out = multiHeadAttention(g, rope(d, batch(q), pe), rope(d, batch(k), pe), batch(v), d.p.num_heads, { flash: d.flash, headDim: d.headDim, half: d.compute === 'float16' });
+  const out = multiHeadAttention(g, rope(d, batch(q), pe), rope(d, batch(k), pe), batch(v), d.p.num_heads, { flash: d.flash, headDim: d.headDim, half: d.compute === 'float16', ...d.attention });
   return g.op('Reshape', [out, g.i64([-1, d.p.hidden_size])]);
 }
 
@@ -490,6 +500,15 @@ export interface FluxTransformerOptions extends DitBuildOptions {
   threads?: number;
   /** Write the optimized graph here (debugging). */
   optimizedModelPath?: string;
+  /** onnxruntime's graph optimization level (benchmarks; default 'all'). */
+  optimization?: SessionOptions['optimization'];
+}
+
+/** Where a DiT load's time went, seconds: the weight cache checked or filled, the graph built, the session created. */
+export interface DitLoadTimings {
+  prefill: number;
+  build: number;
+  session: number;
 }
 
 /** What stays the same over the steps of one generation. */
@@ -521,6 +540,9 @@ export class FluxTransformer {
   private last?: { key: DitConditioning; prepared: PreparedDit };
 
   /** `textTokens`: the text length a graph with constant Slice bounds was built for (CoreML). */
+  /** Set by load(). */
+  loadTimings?: DitLoadTimings;
+
   private constructor(readonly session: ort.InferenceSession, readonly config: DitConfig, readonly textTokens?: number) {}
 
   /**
@@ -535,7 +557,7 @@ export class FluxTransformer {
     const ep = given.ep ?? 'cpu';
     const opsFor = given.opsFor ?? ep;
     const textTokens = opChoicesFor(opsFor).staticTextLength ? given.textTokens ?? DEFAULT_TEXT_TOKENS : undefined;
-    const opts: FluxTransformerOptions = { ...given, opsFor, textTokens, fp8Decode: given.fp8Decode ?? (ep === 'cpu' ? 'lookup' : 'dequantize'), int8Activations: given.int8Activations ?? ep === 'cpu' };
+    const opts: FluxTransformerOptions = { ...given, opsFor, textTokens, fp8Decode: given.fp8Decode ?? opChoicesFor(ep).fp8Decode };
     // A format the provider cannot hold would be decoded on the CPU provider every step: say so instead.
     const problem = weightFormatProblem(opsFor, opts.format);
     if (problem) throw new UserError(problem);
@@ -544,10 +566,16 @@ export class FluxTransformer {
     const config = (b ? (a as DitConfig | undefined) : undefined) ?? component?.config;
     if (!config) throw new Error('FluxTransformer.load: DitWeights need a DitConfig');
     try {
+      const t0 = performance.now();
       await prefillDit(weights, config, opts);
+      const t1 = performance.now();
       const { graph, weights: w } = buildDit(weights, config, opts);
-      const session = await createSession(graph, { ep: opts.ep, weightsFolder: w.folder(), intraOpThreads: opts.threads, optimizedModelPath: opts.optimizedModelPath, gpuBufferCache: opts.gpuBufferCache });
-      return new FluxTransformer(session, config, textTokens);
+      const folder = w.folder();
+      const t2 = performance.now();
+      const session = await createSession(graph, { ep: opts.ep, weightsFolder: folder, intraOpThreads: opts.threads, optimizedModelPath: opts.optimizedModelPath, gpuBufferCache: opts.gpuBufferCache, optimization: opts.optimization });
+      const dit = new FluxTransformer(session, config, textTokens);
+      dit.loadTimings = { prefill: (t1 - t0) / 1000, build: (t2 - t1) / 1000, session: (performance.now() - t2) / 1000 };
+      return dit;
     } finally {
       // onnxruntime maps the files itself; a checkpoint opened here is not needed any more.
       if (typeof source === 'string') weights.tensors.close();

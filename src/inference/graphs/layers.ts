@@ -66,13 +66,29 @@ export function quickGelu(g: Graph, x: Value): Value {
   return g.op('Mul', [x, g.op('Sigmoid', [g.op('Mul', [x, g.scalarF32(1.702)])])]);
 }
 
+export interface AttentionOptions {
+  /** Added to the logits, [B or 1, H, Lq, Lk]. */
+  bias?: Value;
+  /** Default 1/sqrt(Dh). */
+  scale?: number;
+  causalMask?: Value;
+  /** MultiHeadAttention: ask for present K/V (see below). */
+  flash?: boolean;
+  headDim?: number;
+  /** q, k, v are float16. */
+  half?: boolean;
+  /** `matmul`: MatMul → Softmax → MatMul even where MultiHeadAttention exists (faster on WebGPU, OpChoices). */
+  form?: 'fused' | 'matmul';
+  /** `matmul`: the queries in this many pieces, so one piece's scores [B, H, Lq/chunks, Lk] are held at a time. */
+  chunks?: number;
+}
+
 /**
  * Scaled dot-product attention with q, k, v as [B, L, H*Dh] (heads packed in the last axis),
- * returning [B, Lq, H*Dh]. `bias` is added to the logits, [B or 1, H, Lq, Lk]. `scale` defaults to 1/sqrt(Dh).
- * com.microsoft.MultiHeadAttention runs fused on CPU, CUDA and WebGPU.
+ * returning [B, Lq, H*Dh]. com.microsoft.MultiHeadAttention runs fused on CPU, CUDA and WebGPU.
  */
-export function attention(g: Graph, q: Value, k: Value, v: Value, heads: number, opts: { bias?: Value; scale?: number; causalMask?: Value; flash?: boolean; headDim?: number; half?: boolean } = {}): Value {
-  if (!g.contribOps) return attentionOps(g, q, k, v, heads, opts);
+export function attention(g: Graph, q: Value, k: Value, v: Value, heads: number, opts: AttentionOptions = {}): Value {
+  if (!g.contribOps || opts.form === 'matmul') return attentionMatMul(g, q, k, v, heads, opts);
   const attrs: Record<string, number | { float: number }> = { num_heads: heads };
   if (opts.scale !== undefined) attrs.scale = { float: opts.scale };
   // Inputs: query, key, value, bias, key_padding_mask, attention_bias. Outputs: output, present_key,
@@ -85,19 +101,25 @@ export function attention(g: Graph, q: Value, k: Value, v: Value, heads: number,
 
 /**
  * MultiHeadAttention in standard ops: softmax(q·kᵀ · scale + bias) · v per head, the scale applied
- * to q first (keeps float16 logits in range). Needs `scale` or `headDim`.
+ * to q first (keeps float16 logits in range). Needs `scale` or `headDim`. With `chunks` > 1 the
+ * queries are split (Split's num_outputs: pieces of ⌈Lq/chunks⌉, whatever Lq is at run time).
  */
-function attentionOps(g: Graph, q: Value, k: Value, v: Value, heads: number, opts: { bias?: Value; scale?: number; causalMask?: Value; headDim?: number; half?: boolean }): Value {
+function attentionMatMul(g: Graph, q: Value, k: Value, v: Value, heads: number, opts: AttentionOptions): Value {
   const scale = opts.scale ?? (opts.headDim ? 1 / Math.sqrt(opts.headDim) : undefined);
   if (scale === undefined) throw new Error('attention without com.microsoft ops needs the scale or the head dim');
   const split = (x: Value, perm: number[]) => g.op('Transpose', [g.op('Reshape', [x, g.i64([0, 0, heads, -1])])], { perm });
   const qh = split(g.op('Mul', [q, scalarOf(g, scale, opts.half ?? false)]), [0, 2, 1, 3]); // [B, H, Lq, Dh]
   const kt = split(k, [0, 2, 3, 1]); // [B, H, Dh, Lk]
   const vh = split(v, [0, 2, 1, 3]); // [B, H, Lk, Dh]
-  let logits = g.op('MatMul', [qh, kt]);
   const bias = opts.bias ?? opts.causalMask;
-  if (bias) logits = g.op('Add', [logits, bias]);
-  const out = g.op('MatMul', [g.op('Softmax', [logits], { axis: -1 }), vh]); // [B, H, Lq, Dh]
+  const chunks = opts.chunks ?? 1;
+  if (bias && chunks > 1) throw new Error('chunked attention takes no logit bias');
+  const head = (qc: Value) => {
+    let logits = g.op('MatMul', [qc, kt]); // [B, H, Lq, Lk]
+    if (bias) logits = g.op('Add', [logits, bias]);
+    return g.op('MatMul', [g.op('Softmax', [logits], { axis: -1 }), vh]); // [B, H, Lq, Dh]
+  };
+  const out = chunks > 1 ? g.op('Concat', g.opN('Split', [qh], { axis: 2, num_outputs: chunks }, { outputs: chunks }).map(head), { axis: 2 }) : head(qh);
   return g.op('Reshape', [g.op('Transpose', [out], { perm: [0, 2, 1, 3] }), g.i64([0, 0, -1])]);
 }
 

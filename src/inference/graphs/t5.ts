@@ -10,6 +10,7 @@ import { TensorSource, openTensors } from '../safetensors';
 import {
   BuiltEncoder, countBlocks, Ctx, encoderContext, embed, loadEncoder, outputF32, readHfConfig, TextEncoderOptions, TextEncoderRuntimeOptions, toF32,
 } from './clip';
+import { graphFor } from '../onnx/providerOps';
 import { attention, gelu, geluTanh, rmsNorm } from './layers';
 
 export interface T5Config {
@@ -81,7 +82,7 @@ function activation(name: string): T5Config['act'] {
 }
 
 export function buildT5(src: TensorSource, cfg: T5Config, opts: T5Options = {}): BuiltEncoder {
-  const g = new Graph('t5_encoder');
+  const g = graphFor('t5_encoder', opts.opsFor);
   const ctx = encoderContext(g, src, opts);
   const L = opts.maxLength ?? 512;
   const ids = g.input('input_ids', 'int32', ['batch', L]);

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { bytesOf, Graph, Value } from '../onnx/graph';
 import { createSession, ExecutionProvider, tensorF32 } from '../onnx/session';
-import { opChoicesFor } from '../onnx/providerOps';
+import { graphFor } from '../onnx/providerOps';
 import { ComputeType, Weights } from '../onnx/weights';
 import { float32ToF16Bits } from '../dtypes';
 import { openTensors, TensorSource } from '../safetensors';
@@ -317,14 +317,13 @@ const toF32 = (c: Ctx, x: Value) => (c.compute === 'float16' ? c.g.op('Cast', [x
 
 function context(g: Graph, src: TensorSource, cfg: VaeConfig, opts: VaeBuildOptions): Ctx {
   const compute = opts.compute ?? 'float32';
-  g.contribOps = opChoicesFor(opts.opsFor).contribOps;
   const w = new Weights(g, src, { format: 'fp32', compute, inlineLimit: opts.inlineLimit ?? 1 << 20 });
   return { g, w, cfg, n: vaeNames(src, cfg.chMult.length), keep16Bit: opts.keep16Bit ?? false, compute, gates: new Map() };
 }
 
 /** z [1, z, h, w] (already un-scaled: z / scale + shift) → image [1, 3, 8h, 8w], ≈[-1, 1]. */
 export function buildVaeDecoder(src: TensorSource, cfg: VaeConfig, opts: VaeBuildOptions = {}): BuiltVae {
-  const g = new Graph('flux_vae_decoder');
+  const g = graphFor('flux_vae_decoder', opts.opsFor);
   const c = context(g, src, cfg, opts);
   const z = g.input('z', 'float32', [1, cfg.zChannels, 'h', 'w']);
   const levels = cfg.chMult.length;
@@ -349,7 +348,7 @@ export function buildVaeDecoder(src: TensorSource, cfg: VaeConfig, opts: VaeBuil
 
 /** image [1, 3, H, W] in [-1, 1] → posterior mean [1, z, H/8, W/8] (not scaled: the pipeline applies (x - shift) · scale). */
 export function buildVaeEncoder(src: TensorSource, cfg: VaeConfig, opts: VaeBuildOptions = {}): BuiltVae {
-  const g = new Graph('flux_vae_encoder');
+  const g = graphFor('flux_vae_encoder', opts.opsFor);
   const c = context(g, src, cfg, opts);
   const x = g.input('image', 'float32', [1, cfg.inChannels, 'H', 'W']);
   const levels = cfg.chMult.length;

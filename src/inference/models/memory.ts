@@ -151,10 +151,11 @@ export function linearBytes(n: number, k: number, format: WeightFormat): number 
       return 2 * n * k;
     case 'fp32':
       return 4 * n * k;
+    // Blocks of 32 (WebGPU's, OpChoices.nbitsBlock): the larger scale overhead, so the estimate holds for 128 too.
     case 'int8':
-      return nbitsBytes(n, k, 8);
+      return nbitsBytes(n, k, 8, 32);
     case 'int4':
-      return nbitsBytes(n, k, 4);
+      return nbitsBytes(n, k, 4, 32);
   }
 }
 

@@ -43,7 +43,7 @@ export interface OpOptions {
 }
 
 const ELEM_BYTES: Record<ElemType, number> = {
-  float32: 4, uint8: 1, int8: 1, uint16: 2, int16: 2, int32: 4, int64: 8, bool: 1, float16: 2, float64: 8, bfloat16: 2, float8e4m3fn: 1, float8e5m2: 1,
+  float32: 4, uint8: 1, int8: 1, uint16: 2, int16: 2, int32: 4, uint32: 4, int64: 8, bool: 1, float16: 2, float64: 8, bfloat16: 2, float8e4m3fn: 1, float8e5m2: 1,
 };
 
 export class Graph {

@@ -85,7 +85,7 @@ export const ModelProto = root.lookupType('onnx.ModelProto');
 
 /** TensorProto.DataType */
 export const DataType = {
-  float32: 1, uint8: 2, int8: 3, uint16: 4, int16: 5, int32: 6, int64: 7, bool: 9,
+  float32: 1, uint8: 2, int8: 3, uint16: 4, int16: 5, int32: 6, int64: 7, bool: 9, uint32: 12,
   float16: 10, float64: 11, bfloat16: 16, float8e4m3fn: 17, float8e5m2: 19,
 } as const;
 export type ElemType = keyof typeof DataType;

@@ -62,7 +62,7 @@ function plumbing(types: readonly ElemType[]): Kernel[] {
   return ['Reshape', 'Concat', 'Slice', 'Split', 'Unsqueeze', 'Squeeze', 'Identity', 'Transpose', 'Shape', 'Gather'].map((op) => k(op, types));
 }
 
-const COMMON_FLOAT = ['Add', 'Mul', 'Sub', 'Div', 'Sigmoid', 'Tanh', 'Erf', 'Sqrt', 'Relu', 'Cos', 'Sin', 'Clip', 'Softmax', 'MatMul', 'Gemm', 'Conv', 'InstanceNormalization', 'LayerNormalization', 'Resize', 'ReduceMean', 'ArgMax', 'Equal'];
+const COMMON_FLOAT = ['Add', 'Mul', 'Sub', 'Div', 'Less', 'Sigmoid', 'Tanh', 'Erf', 'Sqrt', 'Relu', 'Cos', 'Sin', 'Clip', 'Softmax', 'MatMul', 'Gemm', 'Conv', 'InstanceNormalization', 'LayerNormalization', 'Resize', 'ReduceMean', 'ArgMax', 'Equal'];
 
 /** What we rely on, per provider. */
 export const PROVIDER_KERNELS: Record<ExecutionProvider, readonly Kernel[]> = {
@@ -249,19 +249,67 @@ export interface OpChoices {
   explicitZeroPoints: boolean;
   /** DiT: slice the joint sequence at a build-time text length (CoreML needs constant Slice bounds). */
   staticTextLength: boolean;
+  /**
+   * int8/int4 MatMulNBits block size along K, chosen by measured speed (docs/BENCHMARKS.md). The
+   * WebGPU provider runs its DP4A kernels at block 32 ([4096, 3072] · [3072, 3072] on an H200:
+   * 0.48 ms, against 1.35 ms with int8 activations and 13.96 ms without at block 128); the CPU's
+   * int8 kernels are fastest at 128 ([1024, 3072] · [3072, 3072] on 2 cores: 54 ms, 163 ms at 32).
+   * Unmeasured providers keep 128.
+   */
+  nbitsBlock: number;
+  /** int8/int4: MatMulNBits' accuracy_level 4 (int8 activations) unless the caller says otherwise. */
+  int8Activations: boolean;
+  /**
+   * DiT attention as `fused` com.microsoft.MultiHeadAttention or as `matmul` (MatMul → Softmax →
+   * MatMul, queries in `attentionChunks` pieces): WebGPU's MultiHeadAttention runs at 13 TFLOP/s
+   * where its MatMul reaches 25 on the same attention (H200, 4,608 tokens).
+   */
+  attention: 'fused' | 'matmul';
+  attentionChunks: number;
+  /**
+   * How fp8 weights are decoded (WeightOptions.fp8Decode): the CPU's DequantizeLinear runs on one
+   * thread, so a table lookup; WebGPU has no float8 type nor 8/16-bit integer data, so int32
+   * words split by integer division (bit-exact, measured 3.1 ms for a [4096, 3072] · [3072, 3072]
+   * decode + product against 2.5 ms for the fp16 product on an H100); CUDA's DequantizeLinear.
+   */
+  fp8Decode: 'dequantize' | 'lookup' | 'words';
+  /**
+   * ONNX opset of the graphs: WebGPU registers Transpose for opsets up to 20 only, and the matmul
+   * attention transposes heads, so WebGPU graphs are built at 20 (nothing we emit needs 21 there).
+   */
+  opset: number;
 }
 
 export function opChoicesFor(ep: ExecutionProvider = 'cpu'): OpChoices {
-  return { contribOps: ep !== 'coreml', explicitZeroPoints: ep === 'dml', staticTextLength: ep === 'coreml' };
+  const webgpu = ep === 'webgpu';
+  return {
+    contribOps: ep !== 'coreml',
+    explicitZeroPoints: ep === 'dml',
+    staticTextLength: ep === 'coreml',
+    nbitsBlock: webgpu ? 32 : 128,
+    int8Activations: ep === 'cpu',
+    attention: webgpu || ep === 'coreml' ? 'matmul' : 'fused',
+    attentionChunks: webgpu ? 4 : 1,
+    opset: webgpu ? 20 : 21,
+    fp8Decode: ep === 'cpu' ? 'lookup' : webgpu ? 'words' : 'dequantize',
+  };
+}
+
+/** An empty graph for `ep`'s ops: its opset and whether it may use com.microsoft ops. */
+export function graphFor(name: string, ep: ExecutionProvider = 'cpu'): Graph {
+  const c = opChoicesFor(ep);
+  const g = new Graph(name, c.opset);
+  g.contribOps = c.contribOps;
+  return g;
 }
 
 /**
  * Why a DiT weight format cannot run on `ep` without a per-step CPU fallback, or undefined when
- * it can. fp8: float8 DequantizeLinear exists on CPU and CUDA only. int8/int4: MatMulNBits is
+ * it can. fp8: float8 DequantizeLinear exists on CPU and CUDA only; WebGPU decodes int32 words (OpChoices.fp8Decode). int8/int4: MatMulNBits is
  * not a CoreML op.
  */
 export function weightFormatProblem(ep: ExecutionProvider, format: string): string | undefined {
-  if (format === 'fp8' && ep !== 'cpu' && ep !== 'cuda') {
+  if (format === 'fp8' && ep !== 'cpu' && ep !== 'cuda' && ep !== 'webgpu') {
     return `${ep} has no float8 DequantizeLinear: fp8 weights would be decoded on the CPU provider every step; use weights ${ep === 'coreml' ? 'fp16' : 'fp16, int8 or int4'} (or auto)`;
   }
   if ((format === 'int8' || format === 'int4') && ep === 'coreml') {

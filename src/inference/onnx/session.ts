@@ -22,6 +22,8 @@ export interface SessionOptions {
    * (docs/BENCHMARKS.md). Set by the first WebGPU session of the process: the context is shared.
    */
   gpuBufferCache?: GpuBufferCache;
+  /** onnxruntime's graph optimization level (default 'all'). */
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
 }
 
 export type GpuBufferCache = 'bucket' | 'simple' | 'lazyRelease' | 'disabled';
@@ -55,7 +57,7 @@ export async function createSession(graph: Graph | Uint8Array, opts: SessionOpti
   const ep = opts.ep ?? 'cpu';
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: [providerConfig(ep, opts.gpuBufferCache)],
-    graphOptimizationLevel: 'all',
+    graphOptimizationLevel: opts.optimization ?? 'all',
     enableCpuMemArena: opts.cpuArena ?? false,
     logSeverityLevel: opts.logLevel ?? 3,
     ...(opts.intraOpThreads ? { intraOpNumThreads: opts.intraOpThreads } : {}),

@@ -6,7 +6,7 @@
 //    converted at run time, one layer at a time, just before use.
 //  * When the chosen weight format differs from the file's (e.g. fp8 from a bf16 checkpoint), the
 //    converted bytes go to a cache file keyed by the source files' identity and the options.
-//  * int8/int4 (for GPUs without a float8 DequantizeLinear) are blocks of 128 for
+//  * int8/int4 (for GPUs without a float8 DequantizeLinear) are blocks (32 or 128) for
 //    com.microsoft.MatMulNBits, which reads them packed: no float copy exists at any time
 //    (quant.ts). Weights.prefill builds those caches on all cores before a graph is built.
 //
@@ -50,9 +50,12 @@ export interface WeightOptions {
    * (a single scale ≠ 1 is folded into a 256-entry table of single codes instead):
    * bit-identical, and on the CPU provider far faster (onnxruntime's CPU
    * DequantizeLinear for float8 runs on one thread; Cast and Gather use all of them; per Linear on
-   * 2 cores: DequantizeLinear 1.40 s, 256-entry table 1.01 s, pair table 0.75 s). Default `dequantize`.
+   * 2 cores: DequantizeLinear 1.40 s, 256-entry table 1.01 s, pair table 0.75 s). `words`: for
+   * providers without 8- or 16-bit integer data (WebGPU): the same bytes read four at a time as
+   * int32, split into codes by integer division (decodeFp8Words), then the same 256-entry table:
+   * bit-identical, 1 byte per weight, all on the GPU. Default `dequantize`.
    */
-  fp8Decode?: 'dequantize' | 'lookup';
+  fp8Decode?: Fp8Decode;
   /** int8/int4: a zero point per block (min/max) instead of symmetric blocks (default false). */
   zeroPoints?: boolean;
   /**
@@ -61,6 +64,8 @@ export interface WeightOptions {
    * on 2 cores: 1.46 s → 0.66 s for int8 weights, at 3.9e-3 relative difference.
    */
   int8Activations?: boolean;
+  /** int8/int4: elements per MatMulNBits block along K (default NBITS_BLOCK; the best per provider is in OpChoices). */
+  nbitsBlock?: number;
   /**
    * fp16 from another dtype: convert once into the cache file, which onnxruntime memory-maps,
    * instead of a Cast folded at session creation (which holds every converted weight in RAM while
@@ -77,6 +82,8 @@ export interface WeightOptions {
 }
 
 const NBITS: Partial<Record<WeightFormat, NBits>> = { int8: 8, int4: 4 };
+
+export type Fp8Decode = 'dequantize' | 'lookup' | 'words';
 
 const SOURCE_ELEM: Partial<Record<DType, ElemType>> = {
   F32: 'float32', F16: 'float16', BF16: 'bfloat16', F8_E4M3: 'float8e4m3fn', F8_E5M2: 'float8e5m2', I64: 'int64', U8: 'uint8', I8: 'int8',
@@ -107,10 +114,12 @@ export class Weights {
   private readonly defaultZeroPoints = new Map<string, Value>();
   private readonly compute: ComputeType;
   private readonly cache?: WeightCache;
+  private readonly nbitsBlock: number;
 
   constructor(readonly g: Graph, readonly src: TensorSource, readonly opts: WeightOptions, linearNames: string[] = []) {
     this.inlineLimit = opts.inlineLimit ?? 1 << 20;
     this.compute = opts.compute ?? 'float32';
+    this.nbitsBlock = opts.nbitsBlock ?? NBITS_BLOCK;
     if (Weights.needsCache(src, opts, linearNames)) {
       if (!opts.cacheDir) throw new Error(`converting weights to ${opts.format} needs a cache folder (cacheDir)`);
       this.cache = WeightCache.open(opts.cacheDir, src, opts);
@@ -207,9 +216,11 @@ export class Weights {
       // Lookup reads pairs of codes as uint16, unless the row length is odd or one scale ≠ 1 is
       // folded into a table of single codes (a scalar Mul would be folded into the product's
       // alpha by onnxruntime, which rounds differently from DequantizeLinear).
+      const words = this.opts.fp8Decode === 'words';
+      if (words && t.shape[1] % 4 !== 0) throw new Error(`${name}: fp8 decode 'words' reads rows of a multiple of 4 codes, not ${t.shape[1]}`);
       const typeFor = (scale: number[]): ElemType =>
-        this.opts.fp8Decode !== 'lookup' ? 'float8e4m3fn' : t.shape[1] % 2 === 0 && (scale.length > 1 || scale[0] === 1) ? 'uint16' : 'uint8';
-      const dimsFor = (type: ElemType) => (type === 'uint16' ? [t.shape[0], t.shape[1] / 2] : t.shape);
+        words ? 'int32' : this.opts.fp8Decode !== 'lookup' ? 'float8e4m3fn' : t.shape[1] % 2 === 0 && (scale.length > 1 || scale[0] === 1) ? 'uint16' : 'uint8';
+      const dimsFor = (type: ElemType) => (type === 'uint16' ? [t.shape[0], t.shape[1] / 2] : type === 'int32' ? [t.shape[0], t.shape[1] / 4] : t.shape);
       if (t.dtype === 'F8_E4M3') {
         const scale = this.src.has(`${name}_scale`) ? Array.from(this.src.readF32(`${name}_scale`)) : [1];
         const type = typeFor(scale);
@@ -256,9 +267,14 @@ export class Weights {
     return wanted && this.src.has(`${name}.bias`) ? this.param(`${name}.bias`) : undefined;
   }
 
-  /** The int8/int4 (MatMulNBits) and cached-fp16 (MatMul on Wᵀ) paths, shared by dense and linear. */
+  /** The int8/int4 (MatMulNBits), cached-fp16 and fp8 `words` (MatMul on Wᵀ) paths, shared by dense and linear. */
   private specialFormat(x: Value, name: string, gate: Value, b: Value | undefined): Value | undefined {
     if (this.isNBits(`${name}.weight`)) return this.matMulNBits(x, `${name}.weight`, b);
+    if (this.opts.format === 'fp8' && this.opts.fp8Decode === 'words' && this.src.info(`${name}.weight`).byteLength > this.inlineLimit) {
+      // MatMul on the decoded weight's transpose: WebGPU's Gemm(transB) runs 2.7× slower than its MatMul.
+      const y = this.g.op('MatMul', [x, this.g.op('Transpose', [this.matrix(`${name}.weight`, gate)], { perm: [1, 0] })]);
+      return b ? this.g.op('Add', [y, b]) : y;
+    }
     if (!this.isCachedF16(`${name}.weight`)) return undefined;
     const y = this.g.op('MatMul', [x, this.transposedF16(`${name}.weight`, gate)]);
     return b ? this.g.op('Add', [y, b]) : y;
@@ -282,7 +298,7 @@ export class Weights {
     return NBITS[this.opts.format] !== undefined && this.src.info(name).byteLength > this.inlineLimit;
   }
 
-  /** x [..., K] · dequant(W)ᵀ (+ bias) with W [N, K] as blocks of 128 from the cache. */
+  /** x [..., K] · dequant(W)ᵀ (+ bias) with W [N, K] as blocks from the cache. */
   private matMulNBits(x: Value, name: string, bias?: Value): Value {
     const g = this.g;
     const t = this.src.info(name);
@@ -293,14 +309,14 @@ export class Weights {
     const scales = g.external(e.scales.type, e.scales.dims, at(e.scales), `${name}.scales`);
     const [n, k] = t.shape;
     const zp = e.zeroPoints ? g.external('uint8', e.zeroPoints.dims, at(e.zeroPoints), `${name}.zero_points`) : this.opts.explicitZeroPoints ? this.midZeroPoints(n, k, bits) : undefined;
-    const attrs = { K: k, N: n, bits, block_size: NBITS_BLOCK, ...(this.opts.int8Activations ? { accuracy_level: 4 } : {}) };
+    const attrs = { K: k, N: n, bits, block_size: this.nbitsBlock, ...(this.opts.int8Activations ? { accuracy_level: 4 } : {}) };
     const y = g.op('MatMulNBits', [x, b, scales, zp], attrs, { domain: 'com.microsoft' });
     return bias ? g.op('Add', [y, bias]) : y;
   }
 
   /** The zero points MatMulNBits assumes without that input (2^(bits−1) per block), packed as its zero_points input. */
   private midZeroPoints(n: number, k: number, bits: NBits): Value {
-    const perRow = Math.ceil((blocksPerRow(k, NBITS_BLOCK) * bits) / 8);
+    const perRow = Math.ceil((blocksPerRow(k, this.nbitsBlock) * bits) / 8);
     const key = `${n}x${perRow}@${bits}`;
     let v = this.defaultZeroPoints.get(key);
     if (!v) this.defaultZeroPoints.set(key, (v = this.g.constant('uint8', [n * perRow], new Uint8Array(n * perRow).fill(bits === 8 ? 0x80 : 0x88), 'zero_points')));
@@ -316,6 +332,7 @@ export class Weights {
     // dequantized buffer alive until the next weight of the same shape can reuse it (with the
     // same-shaped blocks of a DiT: one fp32 weight of every shape alive at once).
     const src = g.op('Reshape', [w8, g.op('Concat', [g.op('Shape', [w8]), gate], { axis: 0 })]);
+    if (this.opts.fp8Decode === 'words') return this.decodeFp8Words(w8, src, scale, gate);
     if (this.opts.fp8Decode !== 'lookup') {
       const s = per ? this.constOfCompute(scale, [scale.length]) : this.constOfCompute(scale, []);
       return g.op('DequantizeLinear', [src, s], per ? { axis: 0 } : {});
@@ -335,6 +352,36 @@ export class Weights {
       if (!table) this.codeTables.set(s, (table = this.constOfCompute(Array.from(E4M3_DECODED, (v) => Math.fround(v * s)), [256])));
       decoded = g.op('Gather', [table, indices], { axis: 0 });
     }
+    return per ? g.op('Mul', [decoded, this.constOfCompute(scale, [scale.length, 1])]) : decoded;
+  }
+
+  /**
+   * fp8 codes read as int32 words [N, K/4] (four little-endian codes each) → [N, K]. Byte i of a
+   * word is r = w − 256·⌊w/256⌋; Div truncates toward zero, so for a negative word (its top
+   * code ≥ 0x80) the remainder comes out as r − 256: Gather reads a negative index from the end
+   * of the table, which is that same code, and the quotient is one too high where r < 0. Integer
+   * Div/Mul/Sub/Less: WebGPU runs them on the GPU (BitShift/BitwiseAnd and Mod measured 20–50×
+   * slower, placed on the CPU; docs/BENCHMARKS.md).
+   */
+  private decodeFp8Words(w32: Value, src: Value, scale: number[], gate: Value): Value {
+    const g = this.g;
+    const i32 = (v: number) => g.constant('int32', [], bytesOf(Int32Array.of(v)), 'c');
+    const codes: Value[] = [];
+    let rest = src;
+    for (let i = 0; i < 4; i++) {
+      const q = g.op('Div', [rest, i32(256)]);
+      const r = g.op('Sub', [rest, g.op('Mul', [q, i32(256)])]);
+      codes.push(g.op('Unsqueeze', [r, g.i64([-1])]));
+      if (i < 3) rest = g.op('Sub', [q, g.op('Cast', [g.op('Less', [r, i32(0)])], { to: 6 })]);
+    }
+    // [N, K/4, 4] → [N, K], the shape through the gate (see decodeFp8).
+    const nk = g.op('Concat', [g.op('Mul', [g.op('Shape', [w32]), g.i64([1, 4])]), gate], { axis: 0 });
+    const index = g.op('Reshape', [g.op('Concat', codes, { axis: -1 }), nk]);
+    const per = scale.length > 1;
+    const s = per ? 1 : scale[0];
+    let table = this.codeTables.get(s);
+    if (!table) this.codeTables.set(s, (table = this.constOfCompute(Array.from(E4M3_DECODED, (v) => Math.fround(v * s)), [256])));
+    const decoded = g.op('Gather', [table, index], { axis: 0 });
     return per ? g.op('Mul', [decoded, this.constOfCompute(scale, [scale.length, 1])]) : decoded;
   }
 
@@ -409,7 +456,7 @@ export class WeightCache {
       return `${f}|${st.size}|${st.mtimeMs}`;
     });
     // int8/int4 scales are stored in the compute type.
-    const nbits = NBITS[opts.format] ? { compute: opts.compute ?? 'float32', zeroPoints: opts.zeroPoints ?? false, block: NBITS_BLOCK } : opts.fp16Cache && opts.format === 'fp16' ? { fp16Cache: true } : {};
+    const nbits = NBITS[opts.format] ? { compute: opts.compute ?? 'float32', zeroPoints: opts.zeroPoints ?? false, block: opts.nbitsBlock ?? NBITS_BLOCK } : opts.fp16Cache && opts.format === 'fp16' ? { fp16Cache: true } : {};
     const h = crypto.createHash('sha256').update(JSON.stringify({ v: CACHE_VERSION, ids, format: opts.format, scale: opts.fp8Scale ?? 'per-channel', ...nbits }));
     return h.digest('hex').slice(0, 24);
   }
@@ -525,7 +572,7 @@ function quantJob(src: TensorSource, name: string, bits: NBits, opts: WeightOpti
   if (!['F32', 'F16', 'BF16', 'F8_E4M3', 'F8_E5M2'].includes(t.dtype)) throw new Error(`${name}: cannot quantize ${t.dtype} weights`);
   // fp8 checkpoints may carry a dequantization scale per tensor (or per row).
   const scale = t.dtype.startsWith('F8') && src.has(`${name}_scale`) ? src.readF32(`${name}_scale`) : undefined;
-  return { bytes: src.readBytes(name), dtype: t.dtype as FloatDType, n: t.shape[0], k: t.shape[1], opts: { bits, zeroPoints: opts.zeroPoints ?? false }, ...(scale ? { scale } : {}) };
+  return { bytes: src.readBytes(name), dtype: t.dtype as FloatDType, n: t.shape[0], k: t.shape[1], opts: { bits, zeroPoints: opts.zeroPoints ?? false, blockSize: opts.nbitsBlock ?? NBITS_BLOCK }, ...(scale ? { scale } : {}) };
 }
 
 function quantScales(x: Float32Array, rows: number, cols: number, mode: 'per-tensor' | 'per-channel'): number[] {
