@@ -41,6 +41,52 @@ export interface WriteOptions {
   overwrite?: boolean;
   /** Instead of failing on an existing file, write to the next free `name-N.ext`. */
   unique?: boolean;
+  /**
+   * Abort: the temp file is removed and nothing is left, also when the abort comes while the file
+   * is being linked into place (then the file just placed is removed again; with `overwrite` the
+   * replaced file is gone, so an abort after the rename is too late). Rejects with the signal's
+   * reason (an AbortError).
+   */
+  signal?: AbortSignal;
+}
+
+/** Characters the temp file's name adds to the target's: `.` + `.<pid>-<12 hex>.tmp`, pids of up to 10 digits. */
+export const TEMP_NAME_ROOM = 2 + 10 + 1 + 12 + 4;
+const TEMP_NAME = /^\..+\.(\d+)-[0-9a-f]{12}\.tmp$/;
+
+function tempName(target: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}-${crypto.randomBytes(6).toString('hex')}.tmp`);
+}
+
+/**
+ * Removes temp files that writers killed mid-write (kill -9, power loss) left in `dir`: only names
+ * of our own pattern, only of processes no longer alive. Returns the names removed.
+ */
+export async function cleanStaleTemps(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = TEMP_NAME.exec(name);
+    if (!m || isAlive(Number(m[1]))) continue;
+    await fs.rm(path.join(dir, name), { force: true }).then(() => removed.push(name), () => undefined);
+  }
+  return removed;
+}
+
+function isAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: alive, someone else's.
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
 }
 
 /** Moves `tmp` to `dest` only if `dest` does not exist, atomically where the filesystem allows. */
@@ -66,7 +112,7 @@ async function placeNoClobber(tmp: string, dest: string): Promise<void> {
  */
 export async function writePngAtomic(target: string, data: Uint8Array, opts: WriteOptions = {}): Promise<string> {
   const dir = path.dirname(target);
-  const tmp = path.join(dir, `.${path.basename(target)}.${process.pid}-${crypto.randomBytes(6).toString('hex')}.tmp`);
+  const tmp = tempName(target);
   let handle: fs.FileHandle | undefined;
   try {
     handle = await fs.open(tmp, 'wx');
@@ -74,6 +120,7 @@ export async function writePngAtomic(target: string, data: Uint8Array, opts: Wri
     await handle.sync();
     await handle.close();
     handle = undefined;
+    opts.signal?.throwIfAborted();
     let dest = target;
     if (opts.overwrite) {
       await fs.rename(tmp, dest);
@@ -90,6 +137,12 @@ export async function writePngAtomic(target: string, data: Uint8Array, opts: Wri
       }
     }
     await syncDirectory(dir);
+    // The last await is behind us: from here to the caller's reply nothing else runs, so an abort
+    // that is not seen now came too late to matter.
+    if (opts.signal?.aborted && !opts.overwrite) {
+      await fs.rm(dest, { force: true }).catch(() => undefined);
+      opts.signal.throwIfAborted();
+    }
     return dest;
   } catch (err) {
     await handle?.close().catch(() => undefined);
