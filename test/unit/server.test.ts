@@ -254,6 +254,16 @@ describe('protocol: validation', () => {
     assert.match(u.error, /^step: /);
   });
 
+  it('refuses a shift outside 0.1–100 (5e-324 gave an all-black image reported done)', () => {
+    const gen = (shift: unknown) => validateRequest({ id: 1, type: 'generate', job: { params: { prompt: 'p', shift }, output: '/o.png' } });
+    for (const bad of [5e-324, 0.01, 0, -3, 1000]) {
+      const r = gen(bad);
+      assert.ok(isValidationError(r), String(bad));
+      assert.match(r.error, /job\.params\.shift: expected "dynamic" or a number from 0\.1 to 100/);
+    }
+    for (const good of [0.1, 1, 3, 100, 'dynamic']) assert.ok(!isValidationError(gen(good)), String(good));
+  });
+
   it('fuzz: random values and mutated valid messages never make validation throw', () => {
     const r = rng(3);
     let rejected = 0;
