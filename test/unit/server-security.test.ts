@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { isValidationError, LineSplitter, Request, ServerMessage, validateServerMessage } from '../../src/inference/protocol';
+import { mutate, randomValue, rng } from '../helpers/fuzz';
 import { GOLDEN_MODELS } from '../helpers/golden';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -216,6 +217,70 @@ describe('inference server against hostile clients (issue 16)', function () {
       assert.equal(end.event, 'failed');
       assert.match(end.message!, /model\.dir .* is outside the folders this server reads models from/);
     });
+  });
+
+  it('fuzz: 400 random and mutated protocol lines over TCP each get exactly one answer, and the server stays up', async function () {
+    this.timeout(30_000);
+    const token = 'fuzz-token-1234';
+    const log = { text: '' };
+    const { child, port } = await startServe(['--token', token, '--output-dir', path.join(tmp, 'fuzz-out')], log);
+    try {
+      const peer = await Peer.tcp(port);
+      assert.equal((await peer.request({ type: 'hello', protocol: 1, client: 'fuzz', token, heartbeatMs: 0 })).type, 'hello');
+      const templates: Record<string, unknown>[] = [
+        { id: 1, type: 'ping' },
+        { id: 2, type: 'status' },
+        { id: 3, type: 'generate', job: { params: { prompt: 'a fox', seed: 1, steps: 1, width: 64, height: 64, shift: 3, latentsFile: 'l.safetensors' }, output: 'f.png', previewEvery: 1 } },
+        { id: 11, type: 'generate', job: { params: { prompt: 'a fox', steps: 1, width: 64, height: 64 }, output: 'sub/..f.png' } },
+        { id: 12, type: 'generate', job: { params: { prompt: 'x' }, output: '../out.png' } },
+        { id: 4, type: 'cancel', jobId: 'job-1' },
+        { id: 5, type: 'configure', settings: { model: { dir: '/m', transformer: '/etc/passwd' }, weights: 'fp8', cacheDir: '/tmp/x', stageEp: { vae: 'cpu' } } },
+        { id: 6, type: 'check', model: { transformer: '/etc/shadow' }, verify: true },
+        { id: 7, type: 'load', components: ['dit'] },
+        { id: 8, type: 'models', search: { searchPaths: ['/'] } },
+        { id: 9, type: 'download', download: { model: 'flux1-dev', dest: 'd' } },
+        { id: 10, type: 'unload' },
+      ];
+      const r = rng(16);
+      const lines: string[] = [];
+      while (lines.length < 400) {
+        const k = r();
+        let line: string;
+        if (k < 0.3) line = JSON.stringify(randomValue(r)) ?? 'undefined';
+        else if (k < 0.75) line = JSON.stringify(mutate(templates[Math.floor(r() * templates.length)], r));
+        else if (k < 0.85) {
+          const whole = JSON.stringify(templates[Math.floor(r() * templates.length)]);
+          line = whole.slice(0, 1 + Math.floor(r() * (whole.length - 1)));
+        } else if (k < 0.95) line = Buffer.from(Array.from({ length: 1 + Math.floor(r() * 200) }, () => { const b = Math.floor(r() * 256); return b === 10 ? 11 : b; })).toString('latin1');
+        else line = JSON.stringify(templates[Math.floor(r() * templates.length)]);
+        // Skipped: a hello (a wrong token closes the connection, by design), shutdown (ends it), and lines the framing ignores (blank).
+        if (/"(hello|shutdown)"/.test(line) || line.replace(/\r$/, '').trim() === '') continue;
+        lines.push(line);
+      }
+      const before = peer.replies.length;
+      const bytes = Buffer.concat(lines.map((l) => Buffer.concat([Buffer.from(l, l.startsWith('{') || l.startsWith('[') ? 'utf8' : 'latin1'), Buffer.from('\n')])));
+      const t0 = Date.now();
+      // Chunk boundaries anywhere, also inside a line.
+      for (let at = 0; at < bytes.length; ) {
+        const n = 1 + Math.floor(r() * 4096);
+        peer.write(bytes.subarray(at, at + n));
+        at += n;
+      }
+      await peer.until(() => (peer.replies.length - before >= lines.length ? true : undefined), `${lines.length} answers (got ${peer.replies.length - before})`, 20_000);
+      await new Promise((res) => setTimeout(res, 300));
+      assert.equal(peer.replies.length - before, lines.length, 'exactly one answer per line');
+      assert.deepEqual(peer.invalid, [], 'every message the server sent is valid');
+      assert.equal((await peer.request({ type: 'ping' })).type, 'pong');
+      assert.equal(child.exitCode, null, 'still running');
+      assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
+      const codes = new Set(peer.replies.map((m) => m.code ?? m.type));
+      for (const c of ['bad-json', 'bad-request', 'bad-output', 'queued', 'failed', 'pong', 'status']) assert.ok(codes.has(c), `the fuzzer reached ${c}: ${[...codes].join(', ')}`);
+    } catch (err) {
+      process.stderr.write(log.text.slice(-3000));
+      throw err;
+    } finally {
+      await stop(child);
+    }
   });
 
   describe('stdio server with the golden model', () => {
