@@ -901,7 +901,7 @@ const USAGE = `Usage: node dist/server.js [--stdio | --fd N] [--heartbeat-ms N] 
 
 The MajicFLUX inference server. Speaks NDJSON (docs/PROTOCOL.md) on stdin/stdout (default) or on
 an inherited pipe at file descriptor N. A cancelled job that has not stopped after
---cancel-grace-ms (default ${DEFAULT_CANCEL_GRACE_MS}) is taken as stuck and abandoned.
+--cancel-grace-ms (default $MAJICFLUX_CANCEL_GRACE_MS, else ${DEFAULT_CANCEL_GRACE_MS}) is taken as stuck and abandoned.
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -912,7 +912,7 @@ export async function main(argv: string[]): Promise<number> {
   let transport: 'stdio' | 'fd' = 'stdio';
   let fd = 3;
   let heartbeatMs: number | undefined;
-  let cancelGraceMs: number | undefined;
+  let cancelGraceMs = process.env.MAJICFLUX_CANCEL_GRACE_MS ? Number(process.env.MAJICFLUX_CANCEL_GRACE_MS) : undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--stdio') transport = 'stdio';
@@ -928,6 +928,10 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`unknown argument ${a}\n${USAGE}`);
       return 2;
     }
+  }
+  if (cancelGraceMs !== undefined && !(cancelGraceMs >= 0)) {
+    process.stderr.write('--cancel-grace-ms (or $MAJICFLUX_CANCEL_GRACE_MS) needs a number of milliseconds ≥ 0\n');
+    return 2;
   }
   if (!Number.isInteger(fd) || fd < 3) {
     process.stderr.write('--fd needs a descriptor number ≥ 3\n');

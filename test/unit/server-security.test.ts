@@ -10,7 +10,8 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { isValidationError, LineSplitter, Request, ServerMessage, validateServerMessage } from '../../src/inference/protocol';
+import { isValidationError, LineSplitter, Request, ServerMessage, ServerSettings, validateServerMessage } from '../../src/inference/protocol';
+import { JobFailedError, ServerClient } from '../../src/extension/serverClient';
 import { mutate, randomValue, rng } from '../helpers/fuzz';
 import { GOLDEN_MODELS } from '../helpers/golden';
 
@@ -290,7 +291,7 @@ describe('inference server against hostile clients (issue 16)', function () {
       child.stderr!.on('data', (c: Buffer) => (stderr.text += c.toString()));
       return { child, peer: new Peer(child.stdout!, child.stdin!), stderr };
     }
-    const settings = (dir: string) => ({ model: { dir }, weights: 'fp32', ep: 'cpu', memory: 'resident', cacheDir: path.join(tmp, 'cache') });
+    const settings = (dir: string): ServerSettings => ({ model: { dir }, weights: 'fp32', ep: 'cpu', memory: 'resident', cacheDir: path.join(tmp, 'cache') });
 
     posix('a job stuck reading a FIFO: cancel ends it after the grace time, the queue moves on, shutdown ends the process', async () => {
       const model = path.join(tmp, 'stuck-model');
@@ -319,6 +320,29 @@ describe('inference server against hostile clients (issue 16)', function () {
         assert.match(stderr.text, /exiting hard: a job is stuck/);
       } finally {
         child.kill('SIGKILL');
+      }
+    });
+
+    posix('the client notices a job that makes no progress (heartbeats keep coming): it cancels it and reports it failed', async () => {
+      const model = path.join(tmp, 'stalled-model');
+      fs.cpSync(GOLDEN_MODELS, model, { recursive: true });
+      fs.rmSync(path.join(model, 'tokenizer', 'vocab.json'));
+      execFileSync('mkfifo', [path.join(model, 'tokenizer', 'vocab.json')]);
+      const lines: string[] = [];
+      const logger = { debug: () => undefined, info: (m: string) => lines.push(m), warn: (m: string) => lines.push(m), error: (m: string) => lines.push(m) };
+      const client = new ServerClient({
+        serverPath: SERVER, logger, clientName: 'stall', settings: settings(model), heartbeatMs: 200, jobStallTimeoutMs: 2000, env: { MAJICFLUX_CANCEL_GRACE_MS: '500' },
+      });
+      try {
+        const handle = await client.generate({ params: { prompt: 'x', steps: 1, width: 64, height: 64 }, output: path.join(tmp, 'stalled.png') });
+        const t0 = Date.now();
+        const err = await handle.done.then(() => undefined, (e: unknown) => e);
+        assert.ok(err instanceof JobFailedError, String(err));
+        assert.match(err.message, /made no progress for \d+ s \(the server may be stuck reading a file\) and was cancelled/);
+        assert.ok(Date.now() - t0 < 15_000);
+        assert.equal((await client.status()).state, 'idle', 'the server goes on');
+      } finally {
+        await client.dispose();
       }
     });
 
