@@ -611,15 +611,24 @@ export class InferenceServer {
   }
 
   private async save(job: Job, result: GenerateResult, signal: AbortSignal): Promise<{ file: string; png?: Buffer; timing: StageTiming }> {
-    const send = (e: JobEvent) => job.owner.send(e);
-    send({ type: 'event', event: 'stage', jobId: job.id, stage: 'save', state: 'start' });
+    job.owner.send({ type: 'event', event: 'stage', jobId: job.id, stage: 'save', state: 'start' });
     const sampler = new RssSampler();
     const t0 = performance.now();
-    const png = await encodePng({ width: result.width, height: result.height, data: result.image }, imageParameters(result));
-    if (signal.aborted) {
-      sampler.stop();
-      throw new CancelledError();
+    let written: { file: string; png: Buffer };
+    let peakRss = 0;
+    try {
+      written = await this.writeOutput(job, result, signal);
+    } finally {
+      peakRss = sampler.stop();
     }
+    const timing: StageTiming = { stage: 'save', seconds: (performance.now() - t0) / 1000, peakRss };
+    job.owner.send({ type: 'event', event: 'stage', jobId: job.id, stage: 'save', state: 'end', detail: written.file });
+    return { file: written.file, png: job.request.returnImage ? written.png : undefined, timing };
+  }
+
+  private async writeOutput(job: Job, result: GenerateResult, signal: AbortSignal): Promise<{ file: string; png: Buffer }> {
+    const png = await encodePng({ width: result.width, height: result.height, data: result.image }, imageParameters(result));
+    signal.throwIfAborted();
     const dir = path.dirname(job.output);
     // Checked again now: a symlink made inside the output folder since the job was accepted.
     this.paths.assertWritable(job.output);
@@ -627,11 +636,9 @@ export class InferenceServer {
     this.paths.assertWritable(job.output);
     await this.sweep(dir);
     // Temp file + link: never a partial PNG, never an existing file replaced; a cancel up to the
-    // moment `done` is sent still removes the file.
+    // moment `done` is sent (nothing but microtasks run between here and then) still removes the file.
     const file = await writePngAtomic(job.output, png, { unique: true, signal });
-    const timing: StageTiming = { stage: 'save', seconds: (performance.now() - t0) / 1000, peakRss: sampler.stop() };
-    send({ type: 'event', event: 'stage', jobId: job.id, stage: 'save', state: 'end', detail: file });
-    return { file, png: job.request.returnImage ? png : undefined, timing };
+    return { file, png };
   }
 
   /** Removes temp files a killed writer left in `dir`, once per folder and process. */

@@ -135,7 +135,7 @@ describe('inference server against hostile clients (issue 16)', function () {
       staleTemp = path.join(out, `.old.png.${deadPid()}-0123456789ab.tmp`);
       fs.writeFileSync(staleTemp, 'png');
       fs.writeFileSync(path.join(out, `.live.png.${process.pid}-0123456789ab.tmp`), 'png');
-      ({ child: serve, port } = await startServe(['--token', token, '--output-dir', out, '--models-dir', models, '--cache', ownerCache], log));
+      ({ child: serve, port } = await startServe(['--token', token, '--output-dir', out, '--inputs-dir', inputs, '--models-dir', models, '--cache', ownerCache], log));
       peer = await Peer.tcp(port);
       const hello = await peer.request({ type: 'hello', protocol: 1, client: 'hostile', token, heartbeatMs: 0, settings: { model: { dir: path.join(models, 'tiny') }, weights: 'fp32', ep: 'cpu', memory: 'sequential' } });
       assert.equal(hello.type, 'hello');
@@ -350,6 +350,9 @@ describe('inference server against hostile clients (issue 16)', function () {
       const { child, peer, stderr } = startLocal();
       const dir = path.join(tmp, 'save-race');
       fs.mkdirSync(dir);
+      // A local server sweeps a folder's stale temp files the first time it writes there.
+      const stale = path.join(dir, `.old.png.${deadPid()}-0123456789ab.tmp`);
+      fs.writeFileSync(stale, 'png');
       try {
         assert.equal((await peer.request({ type: 'hello', protocol: 1, client: 'race', heartbeatMs: 0, settings: settings(GOLDEN_MODELS) })).type, 'hello');
         let duringSave = 0;
@@ -371,6 +374,7 @@ describe('inference server against hostile clients (issue 16)', function () {
           }
         }
         assert.ok(duringSave > 0, 'no cancel arrived while the job ran');
+        assert.ok(!fs.existsSync(stale), 'the stale temp file was removed');
         assert.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no temp file left');
         assert.equal((await peer.request({ type: 'shutdown' })).type, 'ok');
       } catch (err) {
