@@ -20,13 +20,13 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { CancelledError, GenerateResult, ModelSpec, RuntimeOptions, StageTiming, UserError } from './api';
+import { cleanStaleTemps } from './atomicWrite';
 import { availableMemory, currentRss, RssSampler } from './memory';
 import { VERSION } from './pipeline';
 import { WorkerPipeline } from './pipelineWorker';
 import { DownloadError } from './models/download';
 import { checkModels, downloadModel, findModels, planModelDownload } from './models/service';
 import type { DownloadRequest } from './models/types';
-import { cleanStaleTemps } from './atomicWrite';
 import { encodePng, ImageParameters, pngChunk, writePngAtomic } from './png';
 import {
   encodeMessage,
@@ -80,6 +80,13 @@ export interface ServerOptions {
 
 /** A step on a CPU can take a minute: only a job silent for longer than that after its cancel counts as stuck. */
 export const DEFAULT_CANCEL_GRACE_MS = 90_000;
+
+/** $MAJICFLUX_CANCEL_GRACE_MS (ms), for `serve` and for a server the extension starts; ignored unless a number ≥ 0. */
+function envCancelGraceMs(): number | undefined {
+  const raw = process.env.MAJICFLUX_CANCEL_GRACE_MS?.trim();
+  const v = raw ? Number(raw) : NaN;
+  return v >= 0 ? v : undefined;
+}
 
 // =============================================================================================
 // Connection: one NDJSON peer
@@ -534,7 +541,7 @@ export class InferenceServer {
   }
 
   private get cancelGraceMs(): number {
-    return this.opts.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS;
+    return this.opts.cancelGraceMs ?? envCancelGraceMs() ?? DEFAULT_CANCEL_GRACE_MS;
   }
 
   // ---- running jobs -------------------------------------------------------------------------
@@ -919,7 +926,7 @@ export async function main(argv: string[]): Promise<number> {
   let transport: 'stdio' | 'fd' = 'stdio';
   let fd = 3;
   let heartbeatMs: number | undefined;
-  let cancelGraceMs = process.env.MAJICFLUX_CANCEL_GRACE_MS ? Number(process.env.MAJICFLUX_CANCEL_GRACE_MS) : undefined;
+  let cancelGraceMs: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--stdio') transport = 'stdio';
@@ -937,7 +944,7 @@ export async function main(argv: string[]): Promise<number> {
     }
   }
   if (cancelGraceMs !== undefined && !(cancelGraceMs >= 0)) {
-    process.stderr.write('--cancel-grace-ms (or $MAJICFLUX_CANCEL_GRACE_MS) needs a number of milliseconds ≥ 0\n');
+    process.stderr.write('--cancel-grace-ms needs a number of milliseconds ≥ 0\n');
     return 2;
   }
   if (!Number.isInteger(fd) || fd < 3) {

@@ -66,7 +66,7 @@ export function regularFileProblem(file: string, what: string): string | undefin
 }
 
 export interface RemoteRoots {
-  /** Folders a remote client may read from (model folders given at start, inputs, output, models). */
+  /** Files and folders a remote client may read from (the model given at start, inputs, output, models). */
   read: string[];
   /** The one folder it may write into. */
   output: string;
@@ -77,11 +77,11 @@ export interface RemoteRoots {
 /** The folders `serve` allows, from its options. */
 export function remoteRoots(o: { outputDir: string; inputsDir?: string; modelsDir?: string; model?: ModelSpec }): RemoteRoots {
   const model = o.model ?? {};
-  const files = [model.transformer, model.textEncoder, model.textEncoder2, model.tokenizer, model.tokenizer2].filter((p): p is string => !!p).map((p) => path.dirname(path.resolve(p)));
-  // --vae may be a file or a diffusers vae/ folder: its parent covers both.
-  const dirs = [model.dir, model.vae && path.dirname(path.resolve(model.vae)), o.inputsDir, o.modelsDir].filter((p): p is string => !!p).map((p) => path.resolve(p));
+  // Files count as themselves (their folder may be the owner's home), folders with their contents.
+  const given = [model.dir, model.transformer, model.vae, model.textEncoder, model.textEncoder2, model.tokenizer, model.tokenizer2, o.inputsDir, o.modelsDir];
+  const roots = given.filter((p): p is string => !!p).map((p) => path.resolve(p));
   const output = path.resolve(o.outputDir);
-  return { read: [...new Set([output, ...dirs, ...files])], output, inputs: o.inputsDir ? path.resolve(o.inputsDir) : output };
+  return { read: [...new Set([output, ...roots])], output, inputs: o.inputsDir ? path.resolve(o.inputsDir) : output };
 }
 
 /**

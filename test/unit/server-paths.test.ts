@@ -85,6 +85,11 @@ describe('server paths: what a client may name (serverPaths.ts)', () => {
     assert.throws(() => remote.modelSpec({ dir: models }), /model\.dir/, 'the parent of the allowed model folder is not allowed');
     assert.doesNotThrow(() => remote.modelSpec({ dir: path.join(models, 'FLUX.1-dev'), transformer: path.join(models, 'FLUX.1-dev', 'x.safetensors') }));
     assert.doesNotThrow(() => local.modelSpec({ transformer: '/etc/shadow' }));
+    // A single file given at start allows that file, not the folder it sits in (say, the owner's home).
+    const single = new PathPolicy(remoteRoots({ outputDir: out, model: { transformer: path.join(elsewhere, 'secret.safetensors') } }));
+    assert.doesNotThrow(() => single.modelSpec({ transformer: path.join(elsewhere, 'secret.safetensors') }));
+    fs.writeFileSync(path.join(elsewhere, 'other.safetensors'), 'x');
+    assert.throws(() => single.inputFile(path.join(elsewhere, 'other.safetensors'), 'latentsFile'), /outside/);
   });
 
   posix('an input must be a regular file: a FIFO, a device or a folder is refused without opening it', () => {
