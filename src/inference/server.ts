@@ -578,6 +578,8 @@ export class InferenceServer {
     send({ type: 'event', event: 'started', jobId });
     try {
       if (signal.aborted) throw new CancelledError();
+      // First job into a folder: temp files a killed writer left there go (the folder may not exist yet).
+      await this.sweep(path.dirname(job.output));
       const pipeline = await this.pipeline();
       const every = job.request.previewEvery ?? 0;
       const result = await pipeline.generate(job.request.params, {
@@ -641,7 +643,6 @@ export class InferenceServer {
     this.paths.assertWritable(job.output);
     await fsp.mkdir(dir, { recursive: true });
     this.paths.assertWritable(job.output);
-    await this.sweep(dir);
     // Temp file + link: never a partial PNG, never an existing file replaced; a cancel up to the
     // moment `done` is sent (nothing but microtasks run between here and then) still removes the file.
     const file = await writePngAtomic(job.output, png, { unique: true, signal });
