@@ -77,6 +77,12 @@ export interface ServerClientOptions {
   heartbeatMs?: number;
   /** Silence after which the server counts as hung and is killed. Default 120 s. */
   heartbeatTimeoutMs?: number;
+  /**
+   * A running job that sends no event for this long is cancelled and fails (heartbeats keep
+   * coming from a server whose job is stuck in a read). Default 30 min: loading and converting a
+   * large DiT, or one step on a slow CPU, takes minutes. 0: off.
+   */
+  jobStallTimeoutMs?: number;
   backoff?: { initialMs?: number; maxMs?: number; healthyMs?: number };
   /** Server events not about a job (log, heartbeat) and job events, for status displays. */
   onEvent?: (e: Event) => void;
@@ -244,6 +250,10 @@ interface Pending {
 
 interface TrackedJob {
   state: 'queued' | 'running';
+  /** When the server last sent an event of this job. */
+  progressAt?: number;
+  /** Set when the stall watchdog cancelled it: the job then fails with this message. */
+  stalled?: string;
   onEvent?: (e: JobEvent) => void;
   resolve(e: DoneEvent): void;
   reject(err: Error): void;
@@ -321,11 +331,18 @@ class Session {
     return done;
   }
 
-  startWatchdog(timeoutMs: number, onHung: () => void): void {
-    if (timeoutMs <= 0) return;
+  startWatchdog(timeoutMs: number, onHung: () => void, stallMs = 0, onStall: (jobId: string, message: string) => void = () => undefined): void {
+    if (timeoutMs <= 0 && stallMs <= 0) return;
     this.watchdog = setInterval(() => {
-      if (Date.now() - this.lastHeard > timeoutMs) onHung();
-    }, Math.min(1000, timeoutMs / 4));
+      const now = Date.now();
+      if (timeoutMs > 0 && now - this.lastHeard > timeoutMs) onHung();
+      if (stallMs <= 0) return;
+      for (const [jobId, job] of this.jobs) {
+        if (job.state !== 'running' || job.stalled || now - (job.progressAt ?? now) <= stallMs) continue;
+        job.stalled = `Job ${jobId} made no progress for ${formatSpan(now - job.progressAt!)} (the server may be stuck reading a file) and was cancelled.`;
+        onStall(jobId, job.stalled);
+      }
+    }, Math.min(1000, Math.max(timeoutMs, stallMs) / 4));
     this.watchdog.unref();
   }
 
@@ -396,6 +413,7 @@ class Session {
     if (!isJobEvent(e)) return;
     const job = this.jobs.get(e.jobId);
     if (!job) return this.logger.debug(`event for an unknown job ${e.jobId} (${e.event})`);
+    job.progressAt = Date.now();
     this.emit(job, e);
     switch (e.event) {
       case 'started':
@@ -411,7 +429,7 @@ class Session {
         break;
       case 'cancelled':
         this.jobs.delete(e.jobId);
-        job.reject(new CancelledError());
+        job.reject(job.stalled ? new JobFailedError(e.jobId, job.stalled) : new CancelledError());
         break;
     }
   }
@@ -633,6 +651,9 @@ export class ServerClient {
         s.stopReason = { expected: false, text: `stopped responding (nothing heard for ${seconds} s) and was stopped` };
         this.logger.error(`the MajicFLUX server ${s.stopReason.text}`);
         s.link.kill();
+      }, this.opts.jobStallTimeoutMs ?? 30 * 60_000, (jobId, message) => {
+        this.logger.error(message);
+        s.request({ type: 'cancel', jobId }, this.timeout()).catch((err: Error) => this.logger.warn(`cancelling stalled ${jobId}: ${err.message}`));
       });
       this.session = s;
       this.logger.info(`connected to ${what}: MajicFLUX ${hello.version}, pid ${hello.pid}, ${hello.platform}`);
@@ -714,4 +735,9 @@ export class ServerClient {
     s.link.kill();
     await s.link.ended;
   }
+}
+
+function formatSpan(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s < 120 ? `${s} s` : `${Math.round(s / 60)} min`;
 }

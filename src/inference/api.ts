@@ -42,7 +42,7 @@ export interface GenerateParams {
   guidance?: number;
   /** T5 max sequence length (512 for dev-type models, 256 for schnell-type). */
   t5MaxLength?: number;
-  /** 'dynamic' (FluxPipeline's resolution-dependent shift) or a fixed shift such as 3.0. */
+  /** 'dynamic' (FluxPipeline's resolution-dependent shift) or a fixed shift such as 3.0, within SHIFT_RANGE. */
   shift?: 'dynamic' | number;
   /** A safetensors file whose `initial_latents` [1, tokens, 64] replaces the drawn noise. */
   latentsFile?: string;
@@ -144,3 +144,9 @@ export class UserError extends Error {
     this.name = 'UserError';
   }
 }
+
+/**
+ * A fixed sigma shift s' = shift·s / (1 + (shift−1)·s) outside this range squeezes every sigma to 0
+ * or 1 (5e-324 gave an all-black image): refused. Samplers use 1–10; 3.0 is common.
+ */
+export const SHIFT_RANGE = { min: 0.1, max: 100 } as const;

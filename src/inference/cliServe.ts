@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { EpChoice, MemoryMode, ModelSpec, UserError, WEIGHT_CHOICES, WeightChoice } from './api';
 import type { CliOutput, Subcommand } from './cliCommon';
 import { PROTOCOL_VERSION, ServerSettings } from './protocol';
-import { DEFAULT_HEARTBEAT_MS, serveTcp } from './server';
+import { DEFAULT_HEARTBEAT_MS, exitStuck, serveTcp } from './server';
 
 export const DEFAULT_PORT = 7860;
 
@@ -42,7 +42,10 @@ Output:
                      to it and cannot write outside it; with returnImage they also get the bytes.
   --heartbeat-ms N   heartbeat interval (default ${DEFAULT_HEARTBEAT_MS})
   --models-dir DIR   allow clients to download registry models into this folder (relative
-                     paths only; without it, downloads are refused)
+                     paths only; without it, downloads are refused) and name models in it
+  --inputs-dir DIR   clients may name input files (latentsFile) in this folder
+Clients read files only inside these folders and the model's, write only into the output folder,
+and set no server path (their cache folder is ignored): see docs/PROTOCOL.md, "Security model".
 
 Remote use through an SSH tunnel (recommended; nothing but SSH is exposed):
   on the GPU host:     majicflux serve --model /models/FLUX.1-dev
@@ -87,7 +90,7 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
       host: { type: 'string' }, port: { type: 'string' }, token: { type: 'string' },
       model: { type: 'string' }, transformer: { type: 'string' }, vae: { type: 'string' },
       weights: { type: 'string' }, ep: { type: 'string' }, memory: { type: 'string' }, threads: { type: 'string' }, cache: { type: 'string' },
-      'output-dir': { type: 'string' }, 'models-dir': { type: 'string' }, 'heartbeat-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      'output-dir': { type: 'string' }, 'models-dir': { type: 'string' }, 'inputs-dir': { type: 'string' }, 'heartbeat-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
@@ -114,6 +117,7 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
     : undefined;
   const outputDir = path.resolve(values['output-dir'] ?? 'generated');
   const modelsDir = values['models-dir'] === undefined ? undefined : path.resolve(values['models-dir']);
+  const inputsDir = values['inputs-dir'] === undefined ? undefined : path.resolve(values['inputs-dir']);
 
   if (!isLoopback(host)) {
     io.err(
@@ -121,7 +125,8 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
         `(the token, prompts, images) is NOT encrypted. Prefer --host 127.0.0.1 with an SSH tunnel (see --help).\n`,
     );
   }
-  const handle = await serveTcp({ host, port, token, heartbeatMs, outputDir, modelsDir, settings, fixedModel: model });
+  const cacheDir = values.cache === undefined ? undefined : path.resolve(values.cache);
+  const handle = await serveTcp({ host, port, token, heartbeatMs, outputDir, modelsDir, inputsDir, cacheDir, settings, fixedModel: model });
   const where = `${handle.host.includes(':') ? `[${handle.host}]` : handle.host}:${handle.port}`;
   io.out(
     `MajicFLUX server listening on ${where} (protocol ${PROTOCOL_VERSION})\n` +
@@ -137,7 +142,10 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
       stopping = true;
       io.err(`${signal}: stopping…\n`);
       handle.close().then(
-        () => resolve(0),
+        () => {
+          if (handle.stuck) exitStuck();
+          resolve(0);
+        },
         (err: Error) => {
           io.err(`error while stopping: ${err.message}\n`);
           resolve(1);

@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import { version as packageVersion } from '../../package.json';
 import {
-  CancelledError, ComponentName, ComputeType, ExecutionProvider, GenerateHooks, GenerateParams, GenerateResult, ImageMetadata, MemoryMode, ModelSpec, RuntimeOptions, Stage, StageTiming, UserError, WeightFormat,
+  CancelledError, ComponentName, ComputeType, ExecutionProvider, GenerateHooks, GenerateParams, GenerateResult, ImageMetadata, MemoryMode, ModelSpec, RuntimeOptions, SHIFT_RANGE, Stage, StageTiming, UserError, WeightFormat,
 } from './api';
 import { ClipEncoder } from './graphs/clip';
 import { FluxTransformer } from './graphs/dit';
@@ -119,6 +119,7 @@ export class FluxPipeline {
     }
     if (!Number.isInteger(steps) || steps < 1 || steps > 1000) throw new UserError(`steps must be a whole number from 1 to 1000, got ${steps}`);
     if (!Number.isFinite(guidance) || guidance < 0) throw new UserError(`guidance must be a number ≥ 0, got ${guidance}`);
+    if (shift !== 'dynamic' && !(shift >= SHIFT_RANGE.min && shift <= SHIFT_RANGE.max)) throw new UserError(`shift must be "dynamic" or a number from ${SHIFT_RANGE.min} to ${SHIFT_RANGE.max}, got ${shift}`);
     const seed = params.seed === undefined || params.seed < 0 ? randomSeed() : params.seed;
     const mode = this.memoryMode();
     const stages: StageTiming[] = [];
@@ -185,6 +186,7 @@ export class FluxPipeline {
         const sigma = schedule.sigmas[i];
         const v = await run.forward(latents, sigma, guidance);
         latents = eulerStep(latents, v, sigma, schedule.sigmas[i + 1]);
+        assertFinite(latents, 'DiT', this.files.transformer, `at denoising step ${i + 1}`);
         if (hooks.onStep) hooks.onStep({ step: i + 1, steps, latents, preview: hooks.wantPreview ? { width: shape.w2, height: shape.h2, rgb: latentToPreviewRGB(latents, width, height) } : undefined });
       }
       if (mode === 'sequential') await this.unload(['dit']);
@@ -198,6 +200,7 @@ export class FluxPipeline {
       const { scale, shift: zShift } = vae.config;
       for (let i = 0; i < z.length; i++) z[i] = z[i] / scale + zShift;
       const decoded = await vae.decode(z, shape.h2, shape.w2);
+      assertFinite(decoded, 'VAE', this.files.vae, 'while decoding');
       if (mode === 'sequential') await this.unload(['vae']);
       return latentsToImage(decoded, height, width);
     }, 'vae');
@@ -304,9 +307,26 @@ function readInitialLatents(file: string, tokens: number): Float32Array {
     if (shape.length !== 3 || shape[1] !== tokens || shape[2] !== 64) {
       throw new UserError(`${file}: initial_latents has shape [${shape}] but this image size needs [1, ${tokens}, 64]`);
     }
-    return f.readF32('initial_latents');
+    const latents = f.readF32('initial_latents');
+    if (!latents.every(Number.isFinite)) throw new UserError(`${file}: initial_latents holds NaN or infinity; the file is corrupt`);
+    return latents;
   } finally {
     f.close();
+  }
+}
+
+/**
+ * Finite weights and inputs give finite values; NaN or infinity means broken weights (NaN/Inf in the
+ * file, or bytes read at the wrong offset or as the wrong type), which would end as an all-black
+ * PNG reported as done. One pass over the latent is nothing next to a DiT step.
+ */
+function assertFinite(x: Float32Array, component: string, file: string, when: string): void {
+  for (let i = 0; i < x.length; i++) {
+    if (!Number.isFinite(x[i])) {
+      throw new UserError(
+        `The ${component} produced non-finite values (NaN or infinity) ${when}: its weights are most likely corrupt or were mis-read (${file}). Run MajicFLUX: Check Models with verification (or majicflux models check --verify) and download the damaged file again.`,
+      );
+    }
   }
 }
 

@@ -100,6 +100,15 @@ export class WorkerPipeline {
     await this.call({ op: 'unload', id: 0, components });
   }
 
+  /**
+   * Gives up on a worker stuck in a call that never returns: its calls fail as cancelled now and the
+   * worker is told to stop (a thread blocked in a system call stops only when the call returns).
+   */
+  abandon(): void {
+    this.fail(new CancelledError());
+    this.worker.terminate().catch(() => undefined);
+  }
+
   async release(): Promise<void> {
     if (!this.exited) await this.call({ op: 'release', id: 0 }).catch(() => undefined);
     await this.worker.terminate();

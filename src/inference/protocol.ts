@@ -20,7 +20,7 @@ import type {
   WeightChoice,
   WeightFormat,
 } from './api';
-import { WEIGHT_CHOICES, WEIGHT_FORMATS } from './api';
+import { SHIFT_RANGE, WEIGHT_CHOICES, WEIGHT_FORMATS } from './api';
 import type {
   DownloadErrorCode,
   DownloadProgress,
@@ -506,7 +506,7 @@ const stage = oneOf('load', 'text', 'denoise', 'decode', 'save');
 const weights = oneOf(...WEIGHT_FORMATS);
 const weightChoice = oneOf(...WEIGHT_CHOICES);
 const memoryMode = oneOf('sequential', 'resident', 'auto');
-const shift = either(oneOf('dynamic'), num(Number.MIN_VALUE, 1000), '"dynamic" or a positive number');
+const shift = either(oneOf('dynamic'), num(SHIFT_RANGE.min, SHIFT_RANGE.max), `"dynamic" or a number from ${SHIFT_RANGE.min} to ${SHIFT_RANGE.max}`);
 const bytes = num(0, 2 ** 60);
 const logLevel = oneOf('trace', 'debug', 'info', 'warn', 'error');
 

@@ -94,7 +94,8 @@ export class SafetensorsFile extends Reader {
     const abs = path.resolve(file);
     let fd: number;
     try {
-      fd = fs.openSync(abs, 'r');
+      // Non-blocking open: a FIFO would otherwise block here until a writer comes; parseHeader then refuses it.
+      fd = fs.openSync(abs, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
     } catch (e) {
       throw new SafetensorsError(abs, `cannot open: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
@@ -165,11 +166,12 @@ function parseHeader(file: string, fd: number) {
   readFully(file, fd, lenBuf, 0);
   const headerLen = lenBuf.readBigUInt64LE(0);
   if (headerLen > BigInt(MAX_HEADER_BYTES)) {
-    throw new SafetensorsError(file, `header length ${headerLen} is over the ${MAX_HEADER_BYTES}-byte limit: this is not a safetensors file, or it is corrupt`);
+    // The number read is not shown: from a file that is not safetensors it would echo the file's first bytes.
+    throw new SafetensorsError(file, `not a safetensors file (its header length is over the ${MAX_HEADER_BYTES}-byte limit), or it is corrupt`);
   }
   const n = Number(headerLen);
   if (8 + n > size) {
-    throw new SafetensorsError(file, `header length ${n} goes beyond the end of the ${size}-byte file: the file is truncated or not a safetensors file`);
+    throw new SafetensorsError(file, `not a safetensors file, or it is truncated: its header length goes beyond the end of the ${size}-byte file`);
   }
   const headerBuf = Buffer.alloc(n);
   readFully(file, fd, headerBuf, 8);
@@ -177,7 +179,8 @@ function parseHeader(file: string, fd: number) {
   try {
     header = JSON.parse(headerBuf.toString('utf8'));
   } catch (e) {
-    throw new SafetensorsError(file, `header is not valid JSON (${(e as Error).message}): the file is corrupt or not a safetensors file`);
+    // JSON.parse's message quotes the text: not shown, it is the file's content.
+    throw new SafetensorsError(file, 'not a safetensors file (its header is not valid JSON), or it is corrupt');
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) {
     throw new SafetensorsError(file, 'header is not a JSON object');

@@ -20,6 +20,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { CancelledError, GenerateResult, ModelSpec, RuntimeOptions, StageTiming, UserError } from './api';
+import { cleanStaleTemps } from './atomicWrite';
 import { availableMemory, currentRss, RssSampler } from './memory';
 import { VERSION } from './pipeline';
 import { WorkerPipeline } from './pipelineWorker';
@@ -45,6 +46,7 @@ import {
   ServerSettings,
   StatusInfo,
 } from './protocol';
+import { isInside, PathPolicy, remoteRoots } from './serverPaths';
 
 export const DEFAULT_HEARTBEAT_MS = 5000;
 const MAX_QUEUE = 1000;
@@ -68,6 +70,22 @@ export interface ServerOptions {
   echoLogs?: boolean;
   /** TCP: downloads may only go into this folder (relative `dest`); without it downloads are refused. */
   modelsDir?: string;
+  /** The owner's converted-weight cache (serve --cache): a TCP client cannot move it. */
+  cacheDir?: string;
+  /** TCP: input files (latentsFile) may come from here; relative names are taken from here. */
+  inputsDir?: string;
+  /** How long a cancelled job may take to stop before its pipeline is abandoned as stuck (ms). */
+  cancelGraceMs?: number;
+}
+
+/** A step on a CPU can take a minute: only a job silent for longer than that after its cancel counts as stuck. */
+export const DEFAULT_CANCEL_GRACE_MS = 90_000;
+
+/** $MAJICFLUX_CANCEL_GRACE_MS (ms), for `serve` and for a server the extension starts; ignored unless a number ≥ 0. */
+function envCancelGraceMs(): number | undefined {
+  const raw = process.env.MAJICFLUX_CANCEL_GRACE_MS?.trim();
+  const v = raw ? Number(raw) : NaN;
+  return v >= 0 ? v : undefined;
 }
 
 // =============================================================================================
@@ -189,12 +207,20 @@ export class InferenceServer {
   private readonly tokenFailures = new BackOff();
   private session?: Session;
   private stopping = false;
+  /** A job was abandoned while stuck in I/O: its thread may never return, and the process cannot exit normally. */
+  stuck = false;
   private readonly started = Date.now();
   /** Called after a session asked for `shutdown` and the server wound down for it. */
   onShutdownRequest: (session: Session) => void = () => undefined;
 
+  /** What clients may name: anything for the local owner, the owner's folders only over TCP. */
+  private readonly paths: PathPolicy;
+  /** Output folders already swept for temp files a killed writer left. */
+  private readonly swept = new Set<string>();
+
   constructor(private readonly opts: ServerOptions = {}) {
     this.settings = opts.settings;
+    this.paths = new PathPolicy(opts.outputDir === undefined ? undefined : remoteRoots({ ...opts, outputDir: opts.outputDir, model: opts.fixedModel }));
   }
 
   // ---- sessions -----------------------------------------------------------------------------
@@ -259,7 +285,7 @@ export class InferenceServer {
     }
     this.handle(session, req).catch((err: unknown) => {
       const e = err instanceof Error ? err : new Error(String(err));
-      this.reply(session, req.id, 'failed', e.message, e.stack);
+      this.reply(session, req.id, 'failed', e.message, e instanceof UserError ? e.detail : e.stack);
     });
   }
 
@@ -301,12 +327,13 @@ export class InferenceServer {
         return session.send({ id: req.id, type: 'pong', time: Date.now() });
       case 'models': {
         const s = this.settings;
-        const r = await findModels({ configured: s?.model, ...(this.remote ? {} : req.search), gpuMemory: s?.gpuMemory });
+        const r = await findModels({ configured: s && this.allowedModel(s.model), ...(this.remote ? {} : req.search), gpuMemory: s?.gpuMemory });
         return session.send({ id: req.id, type: 'models', ...r });
       }
       case 'check': {
         const spec = req.model && !this.opts.fixedModel ? req.model : this.settings?.model;
         if (!spec || Object.keys(spec).length === 0) return this.reply(session, req.id, 'failed', 'No model is configured: set majicflux.model.path (a FLUX.1-dev folder) or majicflux.model.transformer.');
+        this.paths.modelSpec(spec);
         const report = await checkModels(spec, { verify: req.verify, cacheDir: this.settings?.cacheDir, gpuMemory: this.settings?.gpuMemory, width: req.width, height: req.height });
         return session.send({ id: req.id, type: 'check', report });
       }
@@ -362,17 +389,47 @@ export class InferenceServer {
     session.send({ id: req.id, type: 'hello', protocol: PROTOCOL_VERSION, version: VERSION, pid: process.pid, platform: `${process.platform}-${process.arch}`, heartbeatMs });
   }
 
-  private configure(settings: ServerSettings): void {
-    this.settings = this.opts.fixedModel ? { ...settings, model: this.opts.fixedModel } : settings;
+  private configure(requested: ServerSettings): void {
+    const settings = this.ownSettings(requested);
+    this.settings = settings;
     // Free a pipeline built for other settings now rather than at the next job.
     if (this.pipe && this.pipe.key !== pipelineKey(settings)) {
       this.exclusive(() => this.pipeline().then(() => undefined)).catch((err: Error) => this.log('warn', `could not apply the new settings yet: ${err.message}`));
     }
   }
 
+  /**
+   * The settings a client may set. Over TCP it sets no server path: the owner's cache folder stays,
+   * and a model fixed at start replaces the client's (its paths are checked when they are used).
+   */
+  private ownSettings(requested: ServerSettings): ServerSettings {
+    if (!this.remote) return requested;
+    const { cacheDir: _ignored, ...rest } = requested;
+    const cacheDir = this.opts.cacheDir ?? this.opts.settings?.cacheDir;
+    return { ...rest, model: this.opts.fixedModel ?? requested.model, ...(cacheDir !== undefined ? { cacheDir } : {}) };
+  }
+
+  /** The model, when this client may name it (for listing: a refused one is left out, not reported). */
+  private allowedModel(spec: ModelSpec): ModelSpec | undefined {
+    try {
+      this.paths.modelSpec(spec);
+      return spec;
+    } catch {
+      return undefined;
+    }
+  }
+
   private enqueue(session: Session, id: number, request: JobRequest): void {
-    const output = this.resolveOutput(request.output);
+    // Paths are checked now, not after loading a model: a bad name must not cost a generation.
+    const output = this.paths.output(request.output);
     if (typeof output === 'object') return this.reply(session, id, 'bad-output', output.error);
+    if (request.params.latentsFile !== undefined) {
+      try {
+        request = { ...request, params: { ...request.params, latentsFile: this.paths.inputFile(request.params.latentsFile, 'job.params.latentsFile') } };
+      } catch (e) {
+        return this.reply(session, id, 'bad-request', (e as Error).message);
+      }
+    }
     if (this.queue.length >= MAX_QUEUE) return this.reply(session, id, 'queue-full', `the queue is full (${MAX_QUEUE} jobs); wait for some to finish`);
     const job: Job = { id: `job-${++this.jobCounter}`, request, output, state: 'queued', owner: session };
     this.queue.push(job);
@@ -392,8 +449,7 @@ export class InferenceServer {
       const root = this.opts.modelsDir;
       if (!root) return this.reply(session, id, 'failed', 'This server does not accept downloads: start it with --models-dir DIR to allow them.');
       dest = path.resolve(root, request.dest);
-      const rel = path.relative(root, dest);
-      if (rel.startsWith('..') || path.isAbsolute(rel)) return this.reply(session, id, 'bad-output', `download folder ${JSON.stringify(request.dest)} is outside the server's models folder`);
+      if (dest !== path.resolve(root) && !isInside(root, dest)) return this.reply(session, id, 'bad-output', `download folder ${JSON.stringify(request.dest)} is outside the server's models folder`);
     } else if (!path.isAbsolute(dest)) {
       return this.reply(session, id, 'bad-output', `download folder must be an absolute path, got ${JSON.stringify(dest)}`);
     }
@@ -448,7 +504,7 @@ export class InferenceServer {
       return;
     }
     if (this.running?.id === jobId) {
-      this.running.controller?.abort();
+      this.cancelRunning();
       return session.send({ id, type: 'cancel', jobId, state: 'cancelling' });
     }
     const past = this.history.find((j) => j.jobId === jobId);
@@ -462,19 +518,30 @@ export class InferenceServer {
       this.queue.splice(this.queue.indexOf(job), 1);
       this.finish(job, { type: 'event', event: 'cancelled', jobId: job.id });
     }
-    if (this.running && (!session || this.running.owner === session)) this.running.controller?.abort();
+    if (this.running && (!session || this.running.owner === session)) this.cancelRunning();
   }
 
-  private resolveOutput(output: string): string | { error: string } {
-    const root = this.opts.outputDir;
-    if (root) {
-      const abs = path.resolve(root, output);
-      const rel = path.relative(root, abs);
-      if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) return { error: `output ${JSON.stringify(output)} is outside the server's output folder` };
-      return abs;
-    }
-    if (!path.isAbsolute(output)) return { error: `output must be an absolute path, got ${JSON.stringify(output)}` };
-    return output;
+  /**
+   * Cancels the running job at its next step; if it has not stopped within the grace time it is
+   * stuck (in a read that never returns, say), and its pipeline is abandoned so the job ends, the
+   * queue moves and shutdown completes. A new pipeline is built for the next job.
+   */
+  private cancelRunning(): void {
+    const job = this.running;
+    if (!job?.controller || job.controller.signal.aborted) return;
+    job.controller.abort();
+    setTimeout(() => {
+      const pipe = this.pipe;
+      if (this.running !== job || !pipe) return;
+      this.log('warn', `${job.id} did not stop within ${Math.round(this.cancelGraceMs / 1000)} s of its cancel (stuck reading a file?); abandoning its pipeline`, job.id);
+      this.stuck = true;
+      this.pipe = undefined;
+      pipe.instance.abandon();
+    }, this.cancelGraceMs).unref();
+  }
+
+  private get cancelGraceMs(): number {
+    return this.opts.cancelGraceMs ?? envCancelGraceMs() ?? DEFAULT_CANCEL_GRACE_MS;
   }
 
   // ---- running jobs -------------------------------------------------------------------------
@@ -511,6 +578,8 @@ export class InferenceServer {
     send({ type: 'event', event: 'started', jobId });
     try {
       if (signal.aborted) throw new CancelledError();
+      // First job into a folder: temp files a killed writer left there go (the folder may not exist yet).
+      await this.sweep(path.dirname(job.output));
       const pipeline = await this.pipeline();
       const every = job.request.previewEvery ?? 0;
       const result = await pipeline.generate(job.request.params, {
@@ -551,21 +620,42 @@ export class InferenceServer {
   }
 
   private async save(job: Job, result: GenerateResult, signal: AbortSignal): Promise<{ file: string; png?: Buffer; timing: StageTiming }> {
-    const send = (e: JobEvent) => job.owner.send(e);
-    send({ type: 'event', event: 'stage', jobId: job.id, stage: 'save', state: 'start' });
+    job.owner.send({ type: 'event', event: 'stage', jobId: job.id, stage: 'save', state: 'start' });
     const sampler = new RssSampler();
     const t0 = performance.now();
-    const png = await encodePng({ width: result.width, height: result.height, data: result.image }, imageParameters(result));
-    if (signal.aborted) {
-      sampler.stop();
-      throw new CancelledError();
+    let written: { file: string; png: Buffer };
+    let peakRss = 0;
+    try {
+      written = await this.writeOutput(job, result, signal);
+    } finally {
+      peakRss = sampler.stop();
     }
-    await fsp.mkdir(path.dirname(job.output), { recursive: true });
-    // Temp file + link: never a partial PNG, never an existing file replaced.
-    const file = await writePngAtomic(job.output, png, { unique: true });
-    const timing: StageTiming = { stage: 'save', seconds: (performance.now() - t0) / 1000, peakRss: sampler.stop() };
-    send({ type: 'event', event: 'stage', jobId: job.id, stage: 'save', state: 'end', detail: file });
-    return { file, png: job.request.returnImage ? png : undefined, timing };
+    const timing: StageTiming = { stage: 'save', seconds: (performance.now() - t0) / 1000, peakRss };
+    job.owner.send({ type: 'event', event: 'stage', jobId: job.id, stage: 'save', state: 'end', detail: written.file });
+    return { file: written.file, png: job.request.returnImage ? written.png : undefined, timing };
+  }
+
+  private async writeOutput(job: Job, result: GenerateResult, signal: AbortSignal): Promise<{ file: string; png: Buffer }> {
+    const png = await encodePng({ width: result.width, height: result.height, data: result.image }, imageParameters(result));
+    signal.throwIfAborted();
+    const dir = path.dirname(job.output);
+    // Checked again now: a symlink made inside the output folder since the job was accepted.
+    this.paths.assertWritable(job.output);
+    await fsp.mkdir(dir, { recursive: true });
+    this.paths.assertWritable(job.output);
+    // Temp file + link: never a partial PNG, never an existing file replaced; a cancel up to the
+    // moment `done` is sent (nothing but microtasks run between here and then) still removes the file.
+    const file = await writePngAtomic(job.output, png, { unique: true, signal });
+    return { file, png };
+  }
+
+  /** Removes temp files a killed writer left in `dir`, once per folder and process. */
+  async sweep(dir: string): Promise<void> {
+    if (this.swept.has(dir)) return;
+    if (this.swept.size >= 1000) this.swept.clear();
+    this.swept.add(dir);
+    const removed = await cleanStaleTemps(dir);
+    if (removed.length > 0) this.log('info', `removed ${removed.length} temporary file${removed.length > 1 ? 's' : ''} left by a writer that was killed, in ${dir}`);
   }
 
   private finish(job: Job, final: Extract<Event, { event: 'done' | 'failed' | 'cancelled' }>): void {
@@ -583,6 +673,7 @@ export class InferenceServer {
     if (!settings) throw new UserError('No model is configured: send settings with hello or configure first.');
     const key = pipelineKey(settings);
     if (this.pipe?.key === key) return this.pipe.instance;
+    this.paths.modelSpec(settings.model);
     await this.releasePipeline();
     const instance = await WorkerPipeline.create(settings.model, runtimeOptions(settings), (level, message) => this.log(level, message));
     this.log('info', `memory mode ${settings.memory ?? 'auto'}, budget ${(this.memoryBudget() / 2 ** 30).toFixed(1)} GiB RAM${settings.gpuMemory ? `, ${(settings.gpuMemory / 2 ** 30).toFixed(1)} GiB GPU` : ''}`);
@@ -747,7 +838,10 @@ export function servePipe(transport: 'stdio' | 'fd', opts: ServerOptions & { fd?
         .shutdown()
         .catch((err: Error) => server.log('error', `shutdown: ${err.message}`))
         .then(() => session.conn.close())
-        .then(() => resolve(0));
+        .then(() => {
+          if (server.stuck) exitStuck();
+          resolve(0);
+        });
     };
     const session = server.attach(input, sink, transport, () => end('the client closed the connection'));
     server.onShutdownRequest = () => end('requested');
@@ -756,11 +850,24 @@ export function servePipe(transport: 'stdio' | 'fd', opts: ServerOptions & { fd?
   });
 }
 
+/**
+ * Ends a process that abandoned a job stuck in I/O. A normal exit would wait for that thread (Node
+ * joins its threads on exit, and a read of a FIFO or a hung network share never returns), so the
+ * process ends itself with SIGKILL; everything it owed its client has been sent by now.
+ */
+export function exitStuck(): never {
+  process.stderr.write('exiting hard: a job is stuck in a read that never returns, which would keep the process from ending\n');
+  process.kill(process.pid, 'SIGKILL');
+  throw new Error('unreachable');
+}
+
 export interface TcpServerHandle {
   host: string;
   port: number;
   /** Stop listening, cancel the client's jobs, free the model. */
   close(): Promise<void>;
+  /** A job was abandoned while stuck in I/O: the process cannot exit normally (see exitStuck). */
+  readonly stuck: boolean;
 }
 
 /** Serves over TCP, one client at a time; a token is required in `hello`. */
@@ -778,6 +885,7 @@ export async function serveTcp(opts: ServerOptions & { host: string; port: numbe
     server.log('info', `client ${peer} connected`);
   });
   server.onShutdownRequest = (session) => void session.conn.close();
+  if (opts.outputDir) await server.sweep(opts.outputDir);
   await new Promise<void>((resolve, reject) => {
     tcp.once('error', reject);
     tcp.listen(opts.port, opts.host, () => {
@@ -794,17 +902,21 @@ export async function serveTcp(opts: ServerOptions & { host: string; port: numbe
       await server.shutdown();
       for (const s of sockets) s.end();
     },
+    get stuck() {
+      return server.stuck;
+    },
   };
 }
 
 // =============================================================================================
 // Entry point
 
-const USAGE = `Usage: node dist/server.js [--stdio | --fd N] [--heartbeat-ms N]
+const USAGE = `Usage: node dist/server.js [--stdio | --fd N] [--heartbeat-ms N] [--cancel-grace-ms N]
        node dist/server.js serve --help          (TCP, for a remote GPU host)
 
 The MajicFLUX inference server. Speaks NDJSON (docs/PROTOCOL.md) on stdin/stdout (default) or on
-an inherited pipe at file descriptor N.
+an inherited pipe at file descriptor N. A cancelled job that has not stopped after
+--cancel-grace-ms (default $MAJICFLUX_CANCEL_GRACE_MS, else ${DEFAULT_CANCEL_GRACE_MS}) is taken as stuck and abandoned.
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -815,6 +927,7 @@ export async function main(argv: string[]): Promise<number> {
   let transport: 'stdio' | 'fd' = 'stdio';
   let fd = 3;
   let heartbeatMs: number | undefined;
+  let cancelGraceMs: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--stdio') transport = 'stdio';
@@ -822,6 +935,7 @@ export async function main(argv: string[]): Promise<number> {
       transport = 'fd';
       fd = Number(argv[++i]);
     } else if (a === '--heartbeat-ms') heartbeatMs = Number(argv[++i]);
+    else if (a === '--cancel-grace-ms') cancelGraceMs = Number(argv[++i]);
     else if (a === '--help' || a === '-h') {
       process.stderr.write(USAGE);
       return 0;
@@ -830,11 +944,15 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
   }
+  if (cancelGraceMs !== undefined && !(cancelGraceMs >= 0)) {
+    process.stderr.write('--cancel-grace-ms needs a number of milliseconds ≥ 0\n');
+    return 2;
+  }
   if (!Number.isInteger(fd) || fd < 3) {
     process.stderr.write('--fd needs a descriptor number ≥ 3\n');
     return 2;
   }
-  return servePipe(transport, { fd, heartbeatMs });
+  return servePipe(transport, { fd, heartbeatMs, cancelGraceMs });
 }
 
 function isEntryPoint(): boolean {

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CancelledError } from '../../src/inference/api';
+import { CancelledError, UserError } from '../../src/inference/api';
 import { FluxPipeline } from '../../src/inference/pipeline';
 import { assertGoldenClose, assertMaxAbs, compare, GOLDEN_CASES, GOLDEN_MODELS, goldenCase } from '../helpers/golden';
 
@@ -84,5 +84,51 @@ describe('FluxPipeline on the golden tiny model (CPU, fp32 compute)', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-model-'));
     fs.cpSync(path.join(GOLDEN_MODELS, 'text_encoder'), path.join(dir, 'text_encoder'), { recursive: true });
     await assert.rejects(FluxPipeline.create({ dir }), (e: Error) => /T5 text encoder/.test(e.message) && /VAE/.test(e.message) && /Found: text_encoder/.test(e.message));
+  });
+
+  describe('corrupt weights and degenerate settings fail the job instead of writing a black image', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-corrupt-'));
+    after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    /** A copy of a golden file (and its sidecar config) with one tensor's bytes replaced by `pattern`, repeated. */
+    function corrupt(file: string, tensor: string, pattern: number[]): string {
+      const bytes = fs.readFileSync(path.join(GOLDEN_MODELS, file));
+      const n = Number(bytes.readBigUInt64LE(0));
+      const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')) as Record<string, { data_offsets: [number, number] }>;
+      const [begin, end] = header[tensor].data_offsets;
+      for (let o = 8 + n + begin; o < 8 + n + end; o++) bytes[o] = pattern[(o - 8 - n - begin) % pattern.length];
+      const out = path.join(dir, file);
+      fs.writeFileSync(out, bytes);
+      const config = file.replace(/\.safetensors$/, '.config.json');
+      if (fs.existsSync(path.join(GOLDEN_MODELS, config))) fs.copyFileSync(path.join(GOLDEN_MODELS, config), path.join(dir, config));
+      return out;
+    }
+    const params = { prompt: 'a cat', width: 64, height: 64, steps: 2, seed: 3 };
+
+    it('NaN in the DiT\'s weights: fails at the first step, naming the DiT and a corrupt or mis-read checkpoint', async () => {
+      const transformer = corrupt('flux-tiny.safetensors', 'final_layer.linear.bias', [0xc0, 0x7f]); // BF16 NaN
+      const p = await FluxPipeline.create({ dir: GOLDEN_MODELS, transformer }, { weights: 'fp32', ep: 'cpu', memory: 'sequential', cacheDir });
+      let steps = 0;
+      await assert.rejects(p.generate(params, { onStep: () => steps++ }), (e: unknown) => e instanceof UserError && /DiT .*non-finite.*step 1.*corrupt or (were )?mis-read/s.test(e.message) && e.message.includes(transformer));
+      assert.equal(steps, 0, 'no step reported with a broken latent');
+      await p.release();
+    });
+
+    it('infinities in the VAE\'s weights: fails after decoding, naming the VAE', async () => {
+      const vae = corrupt('ae.safetensors', 'decoder.conv_out.bias', [0, 0, 0x80, 0x7f]); // F32 +Inf
+      const p = await FluxPipeline.create({ dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors'), vae }, { weights: 'fp32', ep: 'cpu', memory: 'sequential', cacheDir });
+      await assert.rejects(p.generate(params), (e: unknown) => e instanceof UserError && /VAE .*non-finite.*decod/s.test(e.message) && e.message.includes(vae));
+      await p.release();
+    });
+
+    it('refuses a shift that gives a black image (5e-324) or none at all, before any work', async () => {
+      const p = await FluxPipeline.create({ dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') }, { weights: 'fp32', ep: 'cpu', memory: 'sequential', cacheDir });
+      for (const shift of [5e-324, 0, -1, 1e6, Number.NaN]) {
+        let stages = 0;
+        await assert.rejects(p.generate({ ...params, shift }, { onStage: () => stages++ }), (e: unknown) => e instanceof UserError && /shift must be "dynamic" or a number from 0\.1 to 100/.test(e.message), String(shift));
+        assert.equal(stages, 0);
+      }
+      await p.release();
+    });
   });
 });

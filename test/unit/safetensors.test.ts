@@ -1,4 +1,5 @@
 import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { bf16ToF32, DType, E4M3_TO_F32, f16ToF32, f32ToE4M3, f32ToF16 } from '../../src/inference/dtypes';
@@ -224,6 +225,12 @@ describe('safetensors reader', () => {
       throwsAbout(() => SafetensorsFile.open(f), f, /only 0 bytes \(the file is truncated or empty\)/);
     });
 
+    (process.platform === 'win32' ? it.skip : it)('a FIFO is refused at once instead of blocking until a writer comes', () => {
+      const f = at('fifo.safetensors');
+      execFileSync('mkfifo', [f]);
+      throwsAbout(() => SafetensorsFile.open(f), f, /is not a regular file/);
+    });
+
     it('file shorter than the 8-byte length', () => {
       const f = at('short.safetensors');
       fs.writeFileSync(f, Buffer.from([1, 2, 3]));
@@ -237,19 +244,29 @@ describe('safetensors reader', () => {
 
     it('header length beyond the end of the file', () => {
       const f = writeRawSafetensors(at('longheader.safetensors'), { a: good }, 16, 5000n);
-      throwsAbout(() => SafetensorsFile.open(f), f, /header length 5000 goes beyond the end of the \d+-byte file/);
+      throwsAbout(() => SafetensorsFile.open(f), f, /not a safetensors file, or it is truncated: its header length goes beyond the end of the \d+-byte file/);
+      // The length is read from the file: never echoed (an arbitrary file's first 8 bytes would be).
+      assert.throws(() => SafetensorsFile.open(f), (e: Error) => !e.message.includes('5000'));
     });
 
     it('header length claiming over 100 MB (and absurd u64 values)', () => {
       const f = writeRawSafetensors(at('bigheader.safetensors'), { a: good }, 16, BigInt(MAX_HEADER_BYTES + 1));
-      throwsAbout(() => SafetensorsFile.open(f), f, /header length 104857601 is over the 104857600-byte limit/);
+      throwsAbout(() => SafetensorsFile.open(f), f, /not a safetensors file \(its header length is over the 104857600-byte limit\)/);
       const g = writeRawSafetensors(at('hugeheader.safetensors'), { a: good }, 16, 0xffffffffffffffffn);
-      throwsAbout(() => SafetensorsFile.open(g), g, /header length 18446744073709551615 is over/);
+      throwsAbout(() => SafetensorsFile.open(g), g, /not a safetensors file/);
+      assert.throws(() => SafetensorsFile.open(g), (e: Error) => !e.message.includes('18446744073709551615'));
+      // Any file's first 8 bytes read as a length: "/etc/shadow" must not come back as a number.
+      const text = at('text.safetensors');
+      fs.writeFileSync(text, 'root:$6$secretsalt$hash:19000:0:99999:7:::\n');
+      assert.throws(() => SafetensorsFile.open(text), (e: Error) => /not a safetensors file/.test(e.message) && !e.message.includes(String(Buffer.from('root:$6$').readBigUInt64LE(0))));
     });
 
     it('header that is not JSON, or not an object', () => {
       const f = writeRawSafetensors(at('badjson.safetensors'), '{"a": {"dtype": "F32",', 16);
       throwsAbout(() => SafetensorsFile.open(f), f, /header is not valid JSON/);
+      // JSON.parse quotes the text it choked on: the file's content stays out of the message.
+      const secret = writeRawSafetensors(at('secret.safetensors'), 'TOPSECRET-PASSPHRASE', 0);
+      assert.throws(() => SafetensorsFile.open(secret), (e: Error) => /not a safetensors file/.test(e.message) && !e.message.includes('TOPSECRET'));
       const g = writeRawSafetensors(at('array.safetensors'), '[1, 2]', 0);
       throwsAbout(() => SafetensorsFile.open(g), g, /header is not a JSON object/);
       const h = writeRawSafetensors(at('binary.safetensors'), Buffer.from([0xff, 0xfe, 0x00, 0x01]).toString('latin1'), 0);

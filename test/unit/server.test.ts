@@ -27,6 +27,7 @@ import {
 } from '../../src/inference/protocol';
 import { DownloadFailedError, JobFailedError, Logger, ServerClient, ServerClientOptions, ServerError } from '../../src/extension/serverClient';
 import { FakeHub, TOKEN_GOOD } from '../helpers/fakeHub';
+import { mutate, randomValue, rng } from '../helpers/fuzz';
 import { GOLDEN_MODELS } from '../helpers/golden';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -34,18 +35,6 @@ const SERVER = path.join(ROOT, 'dist', 'server.js');
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/** Deterministic PRNG (mulberry32), so a fuzz failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function collectLines(maxLineBytes?: number): { splitter: LineSplitter; lines: string[]; overflows: number[] } {
   const lines: string[] = [];
@@ -115,46 +104,6 @@ const VALID_SERVER_MESSAGES: ServerMessage[] = [
   { type: 'event', event: 'download-done', downloadId: 'download-1', result: { spec: { dir: '/models/black-forest-labs/FLUX.1-dev' }, files: [{ path: '/models/x/ae.safetensors', bytes: 335304388, sha256: 'ab'.repeat(32), resumedFrom: 1000 }, { path: '/models/x/y', bytes: 1, sha256: 'cd'.repeat(32), skipped: true }] } },
   { type: 'event', event: 'download-failed', downloadId: 'download-1', code: 'auth-required', message: 'black-forest-labs/FLUX.1-dev is gated', detail: 'HTTP 401' },
 ];
-
-/** Random JSON-ish values biased towards protocol-looking shapes. */
-function randomValue(r: () => number, depth = 0): unknown {
-  const keys = ['id', 'type', 'job', 'params', 'prompt', 'output', 'settings', 'model', 'event', 'jobId', '__proto__', 'constructor', 'toString', 'steps', 'width'];
-  const strings = ['hello', 'generate', 'cancel', 'event', 'done', 'step', 'status', '', 'x'.repeat(5000), '\u0000', 'dynamic', '__proto__'];
-  const k = Math.floor(r() * (depth > 3 ? 6 : 8));
-  switch (k) {
-    case 0: return null;
-    case 1: return r() < 0.5;
-    case 2: return [0, -1, 1.5, 1e308, -0, NaN, Infinity, Number.MAX_SAFE_INTEGER + 2, 7][Math.floor(r() * 9)];
-    case 3: return strings[Math.floor(r() * strings.length)];
-    case 4: return Math.floor(r() * 100);
-    case 5: return undefined;
-    case 6: return Array.from({ length: Math.floor(r() * 4) }, () => randomValue(r, depth + 1));
-    default: {
-      const o: Record<string, unknown> = {};
-      for (let i = Math.floor(r() * 5); i > 0; i--) o[keys[Math.floor(r() * keys.length)]] = randomValue(r, depth + 1);
-      return o;
-    }
-  }
-}
-
-/** Replaces or deletes one random field somewhere in a (cloned) message. */
-function mutate(msg: unknown, r: () => number): unknown {
-  const clone = JSON.parse(JSON.stringify(msg)) as Record<string, unknown>;
-  let node: Record<string, unknown> = clone;
-  for (;;) {
-    const keys = Object.keys(node);
-    if (keys.length === 0) return clone;
-    const key = keys[Math.floor(r() * keys.length)];
-    const child = node[key];
-    if (child && typeof child === 'object' && r() < 0.6) {
-      node = child as Record<string, unknown>;
-      continue;
-    }
-    if (r() < 0.3) delete node[key];
-    else node[key] = randomValue(r, 3);
-    return clone;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -252,6 +201,16 @@ describe('protocol: validation', () => {
     const u = validateServerMessage({ type: 'event', event: 'step', jobId: 'j', step: 'one', steps: 2 });
     assert.ok(isValidationError(u));
     assert.match(u.error, /^step: /);
+  });
+
+  it('refuses a shift outside 0.1–100 (5e-324 gave an all-black image reported done)', () => {
+    const gen = (shift: unknown) => validateRequest({ id: 1, type: 'generate', job: { params: { prompt: 'p', shift }, output: '/o.png' } });
+    for (const bad of [5e-324, 0.01, 0, -3, 1000]) {
+      const r = gen(bad);
+      assert.ok(isValidationError(r), String(bad));
+      assert.match(r.error, /job\.params\.shift: expected "dynamic" or a number from 0\.1 to 100/);
+    }
+    for (const good of [0.1, 1, 3, 100, 'dynamic']) assert.ok(!isValidationError(gen(good)), String(good));
   });
 
   it('fuzz: random values and mutated valid messages never make validation throw', () => {

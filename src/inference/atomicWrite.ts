@@ -1,0 +1,165 @@
+// Writing a file so that no reader (and no crash) ever sees a partial one, and an existing file is
+// never replaced unless asked: temp file in the same folder, fsync, then link (or rename) into place.
+
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+
+
+export class FileExistsError extends Error {
+  readonly code = 'EEXIST';
+  constructor(readonly path: string) {
+    super(`${path} already exists; not overwriting it (pass { overwrite: true } to replace it)`);
+    this.name = 'FileExistsError';
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await fs.lstat(p);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** `p` if free, else `name-1.ext`, `name-2.ext`, … — the first that does not exist. */
+export async function uniquePath(p: string): Promise<string> {
+  if (!(await exists(p))) return p;
+  const ext = path.extname(p);
+  const stem = p.slice(0, p.length - ext.length);
+  for (let i = 1; i < 100_000; i++) {
+    const candidate = `${stem}-${i}${ext}`;
+    if (!(await exists(candidate))) return candidate;
+  }
+  throw new Error(`no free file name like ${p}`);
+}
+
+export interface WriteOptions {
+  /** Replace an existing file. Default false: an existing file is an error (FileExistsError). */
+  overwrite?: boolean;
+  /** Instead of failing on an existing file, write to the next free `name-N.ext`. */
+  unique?: boolean;
+  /**
+   * Abort: the temp file is removed and nothing is left, also when the abort comes while the file
+   * is being linked into place (then the file just placed is removed again; with `overwrite` the
+   * replaced file is gone, so an abort after the rename is too late). Rejects with the signal's
+   * reason (an AbortError).
+   */
+  signal?: AbortSignal;
+}
+
+/** Characters the temp file's name adds to the target's: `.` + `.<pid>-<12 hex>.tmp`, pids of up to 10 digits. */
+export const TEMP_NAME_ROOM = 2 + 10 + 1 + 12 + 4;
+const TEMP_NAME = /^\..+\.(\d+)-[0-9a-f]{12}\.tmp$/;
+
+function tempName(target: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}-${crypto.randomBytes(6).toString('hex')}.tmp`);
+}
+
+/**
+ * Removes temp files that writers killed mid-write (kill -9, power loss) left in `dir`: only names
+ * of our own pattern, only of processes no longer alive. Returns the names removed.
+ */
+export async function cleanStaleTemps(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = TEMP_NAME.exec(name);
+    if (!m || isAlive(Number(m[1]))) continue;
+    await fs.rm(path.join(dir, name), { force: true }).then(() => removed.push(name), () => undefined);
+  }
+  return removed;
+}
+
+function isAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: alive, someone else's.
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/** Moves `tmp` to `dest` only if `dest` does not exist, atomically where the filesystem allows. */
+async function placeNoClobber(tmp: string, dest: string): Promise<void> {
+  try {
+    await fs.link(tmp, dest); // fails with EEXIST instead of replacing
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw new FileExistsError(dest);
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EXDEV' && code !== 'EOPNOTSUPP') throw err;
+    // No hard links here (FAT, some network shares): check, then rename. Racy, but only there.
+    if (await exists(dest)) throw new FileExistsError(dest);
+    await fs.rename(tmp, dest);
+    return;
+  }
+  await fs.unlink(tmp);
+}
+
+/**
+ * Writes `data` to `target` so readers never see a partial file: temp file in the same directory,
+ * fsync, then rename (or link when not overwriting). On any failure the temp file is removed.
+ * Resolves to the path written (differs from `target` only with `unique`).
+ */
+export async function writePngAtomic(target: string, data: Uint8Array, opts: WriteOptions = {}): Promise<string> {
+  const dir = path.dirname(target);
+  const tmp = tempName(target);
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(tmp, 'wx');
+    await handle.writeFile(data);
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    opts.signal?.throwIfAborted();
+    let dest = target;
+    if (opts.overwrite) {
+      await fs.rename(tmp, dest);
+    } else {
+      for (let attempt = 0; ; attempt++) {
+        if (opts.unique) dest = await uniquePath(target);
+        try {
+          await placeNoClobber(tmp, dest);
+          break;
+        } catch (err) {
+          // Another writer took the name between uniquePath and the link: try the next one.
+          if (!(opts.unique && err instanceof FileExistsError && attempt < 100)) throw err;
+        }
+      }
+    }
+    await syncDirectory(dir);
+    // The last await is behind us: from here to the caller's reply nothing else runs, so an abort
+    // that is not seen now came too late to matter.
+    if (opts.signal?.aborted && !opts.overwrite) {
+      await fs.rm(dest, { force: true }).catch(() => undefined);
+      opts.signal.throwIfAborted();
+    }
+    return dest;
+  } catch (err) {
+    await handle?.close().catch(() => undefined);
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Makes the rename durable. Not possible on Windows (directories cannot be opened): ignored. */
+async function syncDirectory(dir: string): Promise<void> {
+  let h: fs.FileHandle | undefined;
+  try {
+    h = await fs.open(dir, 'r');
+    await h.sync();
+  } catch {
+    // best effort
+  } finally {
+    await h?.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,145 @@
+// Which paths a client may name, checked before any work (docs/PROTOCOL.md, "Security model").
+//
+// The local client (stdio/fd: the extension, run by the machine's owner) may name any path, as the
+// owner could open it anyway. A TCP client has the token but is not the owner: it may read only
+// inside the folders the owner named at start, write only inside the output folder, and set no
+// server path at all. Real paths are compared, so a symlink inside an allowed folder does not lead
+// out of it.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ModelSpec, UserError } from './api';
+import { TEMP_NAME_ROOM } from './atomicWrite';
+
+/** Longest output file name (bytes): the temp file adds TEMP_NAME_ROOM, a `-N` for a taken name up to 6, and 255 is the usual limit. */
+export const MAX_OUTPUT_NAME_BYTES = 255 - TEMP_NAME_ROOM - 6;
+
+/** `p` lies below `root`: only a real `..` component leaves it (`..foo.png` is an ordinary name). */
+export function isInside(root: string, p: string): boolean {
+  const rel = path.relative(root, p);
+  return rel !== '' && !path.isAbsolute(rel) && rel.split(path.sep)[0] !== '..';
+}
+
+/** `p` with every symlink in its existing part resolved; a part that does not exist yet is appended as written. */
+export function realish(p: string): string {
+  let head = path.resolve(p);
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      return path.join(fs.realpathSync.native(head), ...rest);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw e;
+    }
+    const parent = path.dirname(head);
+    if (parent === head) return path.join(head, ...rest);
+    rest.unshift(path.basename(head));
+    head = parent;
+  }
+}
+
+/** Why `file` cannot be an output PNG (before any work: a bad name must not cost a whole generation), or undefined. */
+export function outputNameProblem(file: string): string | undefined {
+  if (file.includes('\0')) return 'output contains a NUL character';
+  const name = path.basename(file);
+  if (Buffer.byteLength(name) > MAX_OUTPUT_NAME_BYTES) return `output file name is ${Buffer.byteLength(name)} bytes long; at most ${MAX_OUTPUT_NAME_BYTES} are allowed (room is kept for the temporary file's name)`;
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(file);
+  } catch {
+    return undefined; // not there yet: the usual case
+  }
+  if (st.isDirectory()) return `output ${JSON.stringify(file)} is an existing folder; name a file inside it`;
+  return undefined;
+}
+
+/** An input file must be a regular file: opening a FIFO or a device would block or never end. */
+export function regularFileProblem(file: string, what: string): string | undefined {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (e) {
+    return `${what} ${JSON.stringify(file)} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`;
+  }
+  if (!st.isFile()) return `${what} ${JSON.stringify(file)} is ${st.isDirectory() ? 'a folder' : 'not a regular file'}; name a .safetensors file`;
+  return undefined;
+}
+
+export interface RemoteRoots {
+  /** Files and folders a remote client may read from (the model given at start, inputs, output, models). */
+  read: string[];
+  /** The one folder it may write into. */
+  output: string;
+  /** Relative input names are taken from here. */
+  inputs: string;
+}
+
+/** The folders `serve` allows, from its options. */
+export function remoteRoots(o: { outputDir: string; inputsDir?: string; modelsDir?: string; model?: ModelSpec }): RemoteRoots {
+  const model = o.model ?? {};
+  // Files count as themselves (their folder may be the owner's home), folders with their contents.
+  const given = [model.dir, model.transformer, model.vae, model.textEncoder, model.textEncoder2, model.tokenizer, model.tokenizer2, o.inputsDir, o.modelsDir];
+  const roots = given.filter((p): p is string => !!p).map((p) => path.resolve(p));
+  const output = path.resolve(o.outputDir);
+  return { read: [...new Set([output, ...roots])], output, inputs: o.inputsDir ? path.resolve(o.inputsDir) : output };
+}
+
+/**
+ * What a client may name. `remote` undefined: the owner's own client, which may name any path (an
+ * output must still be absolute and a sensible name, an input a regular file).
+ */
+export class PathPolicy {
+  constructor(readonly remote?: RemoteRoots) {}
+
+  /** An input file a job reads, resolved; refuses (UserError) what it may not name or what is not a regular file. */
+  inputFile(file: string, what: string): string {
+    const abs = this.remote ? path.resolve(this.remote.inputs, file) : path.resolve(file);
+    if (this.remote && !this.readable(abs)) throw new UserError(`${what} ${JSON.stringify(file)} is outside the folders this server reads from; put it in the server's inputs folder (serve --inputs-dir) and name it relative to that`);
+    const problem = regularFileProblem(abs, what);
+    if (problem) throw new UserError(problem);
+    return abs;
+  }
+
+  /** Refuses (UserError) a model a remote client names outside the allowed folders. */
+  modelSpec(spec: ModelSpec): void {
+    if (!this.remote) return;
+    for (const key of ['dir', 'transformer', 'vae', 'textEncoder', 'textEncoder2', 'tokenizer', 'tokenizer2'] as const) {
+      const p = spec[key];
+      if (p !== undefined && !this.readable(path.resolve(p))) {
+        throw new UserError(`model.${key} ${JSON.stringify(p)} is outside the folders this server reads models from; start the server with --model (or --models-dir) to choose the model there`);
+      }
+    }
+  }
+
+  /** The absolute output path for a job, or why it is refused. */
+  output(output: string): string | { error: string } {
+    if (output.includes('\0')) return { error: 'output contains a NUL character' };
+    let abs: string;
+    if (this.remote) {
+      abs = path.resolve(this.remote.output, output);
+      if (!isInside(this.remote.output, abs) || !this.writable(abs)) return { error: `output ${JSON.stringify(output)} is outside the server's output folder` };
+    } else {
+      if (!path.isAbsolute(output)) return { error: `output must be an absolute path, got ${JSON.stringify(output)}` };
+      abs = path.resolve(output);
+    }
+    const problem = outputNameProblem(abs);
+    return problem ? { error: problem } : abs;
+  }
+
+  /** Just before writing: a symlink made since the job was accepted must not lead out either. */
+  assertWritable(file: string): void {
+    if (this.remote && !this.writable(file)) throw new UserError(`output ${JSON.stringify(file)} now leads outside the server's output folder (a symbolic link?); not writing it`);
+  }
+
+  private writable(abs: string): boolean {
+    return isInside(realish(this.remote!.output), realish(abs));
+  }
+
+  private readable(abs: string): boolean {
+    const real = realish(abs);
+    return this.remote!.read.some((root) => {
+      const r = realish(root);
+      return real === r || isInside(r, real);
+    });
+  }
+}

@@ -1,0 +1,150 @@
+// What a client may name (serverPaths.ts) and the atomic writer's cancel and crash cleanup
+// (atomicWrite.ts), on real files, FIFOs and symlinks in a temp folder.
+
+import * as assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { cleanStaleTemps, writePngAtomic } from '../../src/inference/atomicWrite';
+import { isInside, MAX_OUTPUT_NAME_BYTES, PathPolicy, remoteRoots } from '../../src/inference/serverPaths';
+
+const posix = process.platform === 'win32' ? it.skip : it;
+
+describe('server paths: what a client may name (serverPaths.ts)', () => {
+  let tmp: string;
+  let out: string;
+  let inputs: string;
+  let models: string;
+  let elsewhere: string;
+  let remote: PathPolicy;
+  const local = new PathPolicy();
+
+  before(() => {
+    tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'mf-paths-')));
+    [out, inputs, models, elsewhere] = ['out', 'inputs', 'models', 'elsewhere'].map((d) => path.join(tmp, d));
+    for (const d of [out, inputs, models, elsewhere]) fs.mkdirSync(d);
+    fs.writeFileSync(path.join(inputs, 'latents.safetensors'), 'x');
+    fs.writeFileSync(path.join(elsewhere, 'secret.safetensors'), 'secret');
+    fs.mkdirSync(path.join(models, 'FLUX.1-dev'));
+    remote = new PathPolicy(remoteRoots({ outputDir: out, inputsDir: inputs, model: { dir: path.join(models, 'FLUX.1-dev') } }));
+  });
+
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  it('only a real ".." component leaves a folder: "..foo.png" is an ordinary name', () => {
+    assert.ok(isInside('/o', '/o/..foo.png'));
+    assert.ok(isInside('/o', '/o/a/..b/c.png'));
+    assert.ok(!isInside('/o', '/o'));
+    assert.ok(!isInside('/o', '/x.png'));
+    assert.ok(!isInside('/o', '/o/../x.png'));
+    assert.equal(remote.output('..foo.png'), path.join(out, '..foo.png'));
+    assert.match((remote.output('../x.png') as { error: string }).error, /outside the server's output folder/);
+  });
+
+  it('refuses output names that would fail only after a whole generation: NUL, too long for the temp name, an existing folder', () => {
+    assert.match((local.output(path.join(out, 'a\0b.png')) as { error: string }).error, /NUL/);
+    const long = 'x'.repeat(MAX_OUTPUT_NAME_BYTES - 3) + '.png';
+    assert.match((local.output(path.join(out, long)) as { error: string }).error, /at most \d+ are allowed/);
+    assert.match((remote.output(long) as { error: string }).error, /at most \d+ are allowed/);
+    const fits = 'y'.repeat(MAX_OUTPUT_NAME_BYTES - 4) + '.png';
+    assert.equal(local.output(path.join(out, fits)), path.join(out, fits));
+    // The longest accepted name, plus a -N suffix and the temp file's additions, is still a legal file name.
+    const tempLike = `.${fits.replace('.png', '-99999.png')}.4194304-0123456789ab.tmp`;
+    fs.writeFileSync(path.join(out, tempLike), '');
+    fs.mkdirSync(path.join(out, 'folder.png'));
+    assert.match((local.output(path.join(out, 'folder.png')) as { error: string }).error, /existing folder/);
+    assert.match((remote.output('folder.png') as { error: string }).error, /existing folder/);
+    assert.match((local.output('relative.png') as { error: string }).error, /absolute/);
+  });
+
+  posix('a symlink inside the output folder does not lead out of it (real paths are compared)', () => {
+    fs.symlinkSync(elsewhere, path.join(out, 'link'));
+    assert.match((remote.output('link/x.png') as { error: string }).error, /outside the server's output folder/);
+    assert.match((remote.output('link/deeper/x.png') as { error: string }).error, /outside/);
+    fs.symlinkSync(path.join(out, 'sub-real'), path.join(out, 'inner-link'));
+    fs.mkdirSync(path.join(out, 'sub-real'));
+    assert.equal(remote.output('inner-link/x.png'), path.join(out, 'inner-link', 'x.png'), 'a link that stays inside is fine');
+    // Made after the job was accepted: caught just before writing.
+    const accepted = remote.output('later/x.png') as string;
+    fs.symlinkSync(elsewhere, path.join(out, 'later'));
+    assert.throws(() => remote.assertWritable(accepted), /now leads outside/);
+    assert.doesNotThrow(() => local.assertWritable(accepted), 'the owner may write anywhere');
+  });
+
+  posix('a remote client reads only inside the folders the owner allowed; the owner reads anything', () => {
+    assert.equal(remote.inputFile('latents.safetensors', 'latentsFile'), path.join(inputs, 'latents.safetensors'));
+    assert.equal(remote.inputFile(path.join(inputs, 'latents.safetensors'), 'latentsFile'), path.join(inputs, 'latents.safetensors'));
+    for (const bad of ['/etc/hostname', path.join(elsewhere, 'secret.safetensors'), '../elsewhere/secret.safetensors']) {
+      assert.throws(() => remote.inputFile(bad, 'latentsFile'), /outside the folders this server reads from/, bad);
+    }
+    fs.symlinkSync(path.join(elsewhere, 'secret.safetensors'), path.join(inputs, 'sneaky.safetensors'));
+    assert.throws(() => remote.inputFile('sneaky.safetensors', 'latentsFile'), /outside/);
+    assert.equal(local.inputFile(path.join(elsewhere, 'secret.safetensors'), 'latentsFile'), path.join(elsewhere, 'secret.safetensors'));
+    assert.throws(() => remote.modelSpec({ transformer: '/etc/shadow' }), /model\.transformer "\/etc\/shadow" is outside/);
+    assert.throws(() => remote.modelSpec({ dir: models }), /model\.dir/, 'the parent of the allowed model folder is not allowed');
+    assert.doesNotThrow(() => remote.modelSpec({ dir: path.join(models, 'FLUX.1-dev'), transformer: path.join(models, 'FLUX.1-dev', 'x.safetensors') }));
+    assert.doesNotThrow(() => local.modelSpec({ transformer: '/etc/shadow' }));
+    // A single file given at start allows that file, not the folder it sits in (say, the owner's home).
+    const single = new PathPolicy(remoteRoots({ outputDir: out, model: { transformer: path.join(elsewhere, 'secret.safetensors') } }));
+    assert.doesNotThrow(() => single.modelSpec({ transformer: path.join(elsewhere, 'secret.safetensors') }));
+    fs.writeFileSync(path.join(elsewhere, 'other.safetensors'), 'x');
+    assert.throws(() => single.inputFile(path.join(elsewhere, 'other.safetensors'), 'latentsFile'), /outside/);
+  });
+
+  posix('an input must be a regular file: a FIFO, a device or a folder is refused without opening it', () => {
+    const fifo = path.join(inputs, 'fifo.safetensors');
+    execFileSync('mkfifo', [fifo]);
+    assert.throws(() => local.inputFile(fifo, 'latentsFile'), /is not a regular file/);
+    assert.throws(() => remote.inputFile('fifo.safetensors', 'latentsFile'), /is not a regular file/);
+    assert.throws(() => local.inputFile('/dev/zero', 'latentsFile'), /is not a regular file/);
+    assert.throws(() => local.inputFile(inputs, 'latentsFile'), /is a folder/);
+    assert.throws(() => local.inputFile(path.join(inputs, 'missing.safetensors'), 'latentsFile'), /cannot be read \(ENOENT\)/);
+  });
+});
+
+describe('atomic writes: cancel and crash leftovers (atomicWrite.ts)', () => {
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-atomic-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('an abort before the write resolves leaves no file and no temp file, also one that comes while the file is linked into place', async () => {
+    // Abort when the folder first shows `seen` (polled every turn of the event loop).
+    const writeAbortingAt = async (name: string, seen: (files: string[]) => boolean) => {
+      const ac = new AbortController();
+      const write = writePngAtomic(path.join(dir, name), Buffer.alloc(100_000, 7), { unique: true, signal: ac.signal });
+      let settled = false;
+      void (async () => {
+        while (!settled && !seen(fs.readdirSync(dir))) await new Promise((r) => setImmediate(r));
+        ac.abort();
+      })();
+      return write.then((file) => file, (e: Error) => e).finally(() => (settled = true));
+    };
+    for (const [name, when] of [
+      ['at-once.png', () => true],
+      ['temp-written.png', (f: string[]) => f.some((n) => n.startsWith('.temp-written.png.'))],
+      ['linked.png', (f: string[]) => f.includes('linked.png')],
+    ] as const) {
+      const r = await writeAbortingAt(name, when);
+      assert.ok(r instanceof Error && r.name === 'AbortError', `${name}: ${String(r)}`);
+      assert.deepEqual(fs.readdirSync(dir), [], `${name}: nothing left`);
+    }
+    assert.equal(await writePngAtomic(path.join(dir, 'kept.png'), Buffer.from('x'), { signal: new AbortController().signal }), path.join(dir, 'kept.png'));
+  });
+
+  it('removes temp files of dead writers only: our name pattern, a pid that is not alive', async () => {
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    const deadPid = Number(dead.stdout);
+    const names = {
+      dead: `.x.png.${deadPid}-0123456789ab.tmp`,
+      mine: `.y.png.${process.pid}-0123456789ab.tmp`,
+      parent: `.z.png.${process.ppid}-abcdefabcdef.tmp`,
+      otherPattern: `.x.png.${deadPid}.tmp`,
+      png: 'x.png',
+    };
+    for (const n of Object.values(names)) fs.writeFileSync(path.join(dir, n), 'x');
+    assert.deepEqual(await cleanStaleTemps(dir), [names.dead]);
+    assert.deepEqual(fs.readdirSync(dir).sort(), [names.mine, names.parent, names.otherPattern, names.png].sort());
+    assert.deepEqual(await cleanStaleTemps(path.join(dir, 'missing')), []);
+  });
+});

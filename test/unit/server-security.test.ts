@@ -1,0 +1,388 @@
+// The server against hostile input (issue 16): what an authenticated TCP client may name, jobs
+// stuck in I/O, cancels that race the save, and a protocol-line fuzzer. Runs the real bundle
+// dist/server.js with the golden tiny model, over TCP and stdio; no mocks.
+
+import * as assert from 'node:assert/strict';
+import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { isValidationError, LineSplitter, Request, ServerMessage, ServerSettings, validateServerMessage } from '../../src/inference/protocol';
+import { JobFailedError, ServerClient } from '../../src/extension/serverClient';
+import { mutate, randomValue, rng } from '../helpers/fuzz';
+import { GOLDEN_MODELS } from '../helpers/golden';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const SERVER = path.join(ROOT, 'dist', 'server.js');
+const posix = process.platform === 'win32' ? it.skip : it;
+type Msg = ServerMessage & { id?: number | null; code?: string; message?: string; event?: string; jobId?: string; state?: string; stage?: string };
+
+/** A raw NDJSON peer: every message the server sent, and waits on them. */
+class Peer {
+  readonly messages: Msg[] = [];
+  readonly invalid: string[] = [];
+  private waiters: (() => void)[] = [];
+  private nextId = 1000;
+
+  constructor(input: Readable, private readonly output: Writable) {
+    const splitter = new LineSplitter((line) => {
+      const m = validateServerMessage(JSON.parse(line));
+      if (isValidationError(m)) this.invalid.push(line);
+      else this.messages.push(m as Msg);
+      this.waiters.splice(0).forEach((w) => w());
+    });
+    input.on('data', (c: Buffer) => splitter.push(c));
+  }
+
+  static async tcp(port: number): Promise<Peer> {
+    const sock = net.connect(port, '127.0.0.1');
+    await new Promise((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+    return new Peer(sock, sock);
+  }
+
+  write(line: string | Buffer): void {
+    this.output.write(line);
+  }
+
+  get replies(): Msg[] {
+    return this.messages.filter((m) => m.type !== 'event');
+  }
+
+  async until<T>(find: () => T | undefined, what: string, timeoutMs = 30_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = find();
+      if (found !== undefined) return found;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last messages: ${JSON.stringify(this.messages.slice(-5))}`);
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 200);
+      });
+    }
+  }
+
+  async request(body: Record<string, unknown> & { type: Request['type'] }): Promise<Msg> {
+    const id = this.nextId++;
+    this.write(JSON.stringify({ ...body, id }) + '\n');
+    return this.until(() => this.replies.find((m) => m.id === id), `the reply to ${body.type} ${id}`);
+  }
+
+  final(jobId: string, timeoutMs?: number): Promise<Msg> {
+    return this.until(() => this.messages.find((m) => m.jobId === jobId && ['done', 'failed', 'cancelled'].includes(m.event ?? '')), `the end of ${jobId}`, timeoutMs);
+  }
+}
+
+function deadPid(): number {
+  return Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+}
+
+/** Starts `serve`; resolves with its port once it listens. */
+async function startServe(args: string[], log: { text: string }): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [SERVER, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stderr!.on('data', (c: Buffer) => (log.text += c.toString()));
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.on('exit', (code) => reject(new Error(`serve exited with ${code}: ${out}${log.text}`)));
+  });
+  return { child, port };
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const closed = new Promise((r) => child.once('close', r));
+  child.kill('SIGINT');
+  await closed;
+}
+
+describe('inference server against hostile clients (issue 16)', function () {
+  this.timeout(120_000);
+  let tmp: string;
+
+  before(function () {
+    this.timeout(300_000);
+    execFileSync(process.execPath, ['esbuild.config.mjs'], { cwd: ROOT, stdio: 'inherit' });
+    tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'mf-hostile-')));
+  });
+
+  after(() => tmp && fs.rmSync(tmp, { recursive: true, force: true }));
+
+  describe('serve without --model: an authenticated client is still not the owner', () => {
+    const token = 'hostile-test-token';
+    const log = { text: '' };
+    let serve: ChildProcess;
+    let port: number;
+    let out: string, inputs: string, models: string, elsewhere: string, ownerCache: string;
+    let peer: Peer;
+    let staleTemp: string;
+    const secret = 'root:$6$saltsalt$SECRETHASH:19000:0:99999:7:::\n';
+
+    before(async function () {
+      this.timeout(60_000);
+      [out, inputs, models, elsewhere, ownerCache] = ['out', 'inputs', 'models', 'elsewhere', 'owner-cache'].map((d) => path.join(tmp, d));
+      for (const d of [out, inputs, elsewhere]) fs.mkdirSync(d);
+      fs.cpSync(GOLDEN_MODELS, path.join(models, 'tiny'), { recursive: true });
+      fs.writeFileSync(path.join(elsewhere, 'shadow'), secret);
+      fs.copyFileSync(path.join(GOLDEN_MODELS, 'ae.safetensors'), path.join(elsewhere, 'weights.safetensors'));
+      // A complete PNG that a writer killed with -9 left behind, and one of a live process.
+      staleTemp = path.join(out, `.old.png.${deadPid()}-0123456789ab.tmp`);
+      fs.writeFileSync(staleTemp, 'png');
+      fs.writeFileSync(path.join(out, `.live.png.${process.pid}-0123456789ab.tmp`), 'png');
+      ({ child: serve, port } = await startServe(['--token', token, '--output-dir', out, '--inputs-dir', inputs, '--models-dir', models, '--cache', ownerCache], log));
+      peer = await Peer.tcp(port);
+      const hello = await peer.request({ type: 'hello', protocol: 1, client: 'hostile', token, heartbeatMs: 0, settings: { model: { dir: path.join(models, 'tiny') }, weights: 'fp32', ep: 'cpu', memory: 'sequential' } });
+      assert.equal(hello.type, 'hello');
+    });
+
+    after(async () => {
+      if (serve) await stop(serve);
+    });
+
+    afterEach(function () {
+      if (this.currentTest?.state === 'failed') process.stderr.write(log.text.slice(-4000));
+    });
+
+    it('removed the stale temp file of a dead writer when it started, and kept the live one', () => {
+      assert.ok(!fs.existsSync(staleTemp), 'stale temp file removed');
+      assert.ok(fs.existsSync(path.join(out, `.live.png.${process.pid}-0123456789ab.tmp`)), 'a live process\'s temp file is kept');
+    });
+
+    it('check … verify on a file outside the allowed folders is refused: no sha256, no content', async () => {
+      const file = path.join(elsewhere, 'weights.safetensors');
+      const sha = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+      const r = await peer.request({ type: 'check', model: { transformer: file }, verify: true });
+      assert.deepEqual([r.type, r.code], ['error', 'failed'], JSON.stringify(r));
+      assert.match(r.message!, /model\.transformer .* is outside the folders this server reads models from/);
+      assert.ok(!JSON.stringify(r).includes(sha));
+    });
+
+    it('a latentsFile outside the allowed folders is refused before queueing, and nothing of the file comes back', async () => {
+      for (const f of [path.join(elsewhere, 'shadow'), '../elsewhere/shadow', '/etc/hostname']) {
+        const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64, latentsFile: f }, output: 'x.png' } });
+        assert.deepEqual([r.type, r.code], ['error', 'bad-request'], `${f}: ${JSON.stringify(r)}`);
+        assert.match(r.message!, /outside the folders this server reads from/);
+        const headerLength = String(Buffer.from(secret).readBigUInt64LE(0));
+        assert.ok(!JSON.stringify(r).includes(headerLength) && !JSON.stringify(r).includes('SECRET'), JSON.stringify(r));
+      }
+    });
+
+    posix('a FIFO given as latentsFile is refused at once (it used to wedge the server)', async () => {
+      execFileSync('mkfifo', [path.join(inputs, 'pipe.safetensors')]);
+      const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64, latentsFile: 'pipe.safetensors' }, output: 'fifo.png' } });
+      assert.deepEqual([r.type, r.code], ['error', 'bad-request'], JSON.stringify(r));
+      assert.match(r.message!, /is not a regular file/);
+      assert.equal((await peer.request({ type: 'ping' })).type, 'pong');
+    });
+
+    it('sets no server path: a cacheDir from the client is ignored, checksums go to the owner\'s cache', async () => {
+      const evil = path.join(elsewhere, 'evil-cache');
+      assert.equal((await peer.request({ type: 'configure', settings: { model: { dir: path.join(models, 'tiny') }, weights: 'fp32', ep: 'cpu', memory: 'sequential', cacheDir: evil } })).type, 'ok');
+      const r = await peer.request({ type: 'check', verify: true, width: 64, height: 64 });
+      assert.equal(r.type, 'check', JSON.stringify(r));
+      assert.ok(!fs.existsSync(evil), 'nothing written where the client said');
+      assert.ok(fs.existsSync(path.join(ownerCache, 'checksums.json')), 'recorded in the owner\'s cache');
+    });
+
+    posix('a symlink inside the output folder does not let a job write outside it', async () => {
+      fs.symlinkSync(elsewhere, path.join(out, 'link'));
+      const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64 }, output: 'link/x.png' } });
+      assert.deepEqual([r.type, r.code], ['error', 'bad-output'], JSON.stringify(r));
+      assert.ok(!fs.existsSync(path.join(elsewhere, 'x.png')));
+    });
+
+    it('refuses bad output names before any work; "..foo.png" is a legal name and is written', async () => {
+      fs.mkdirSync(path.join(out, 'taken.png'));
+      for (const [output, why] of [['a\u0000b.png', /NUL/], [`${'n'.repeat(240)}.png`, /at most \d+/], ['taken.png', /existing folder/], ['../up.png', /outside/]] as const) {
+        const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64 }, output } });
+        assert.deepEqual([r.type, r.code], ['error', 'bad-output'], JSON.stringify(r));
+        assert.match(r.message!, why);
+      }
+      const q = await peer.request({ type: 'generate', job: { params: { prompt: 'dots', seed: 1, steps: 1, width: 64, height: 64 }, output: '..foo.png' } });
+      assert.equal(q.type, 'queued', JSON.stringify(q));
+      const done = await peer.final(q.jobId!, 60_000);
+      assert.equal(done.event, 'done', JSON.stringify(done));
+      assert.ok(fs.existsSync(path.join(out, '..foo.png')));
+    });
+
+    it('a model named outside the allowed folders fails the job with a clear message before loading anything', async () => {
+      assert.equal((await peer.request({ type: 'configure', settings: { model: { dir: elsewhere }, weights: 'fp32', ep: 'cpu' } })).type, 'ok');
+      const q = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64 }, output: 'm.png' } });
+      const end = await peer.final(q.jobId!);
+      assert.equal(end.event, 'failed');
+      assert.match(end.message!, /model\.dir .* is outside the folders this server reads models from/);
+    });
+  });
+
+  it('fuzz: 400 random and mutated protocol lines over TCP each get exactly one answer, and the server stays up', async function () {
+    this.timeout(30_000);
+    const token = 'fuzz-token-1234';
+    const log = { text: '' };
+    const { child, port } = await startServe(['--token', token, '--output-dir', path.join(tmp, 'fuzz-out')], log);
+    try {
+      const peer = await Peer.tcp(port);
+      assert.equal((await peer.request({ type: 'hello', protocol: 1, client: 'fuzz', token, heartbeatMs: 0 })).type, 'hello');
+      const templates: Record<string, unknown>[] = [
+        { id: 1, type: 'ping' },
+        { id: 2, type: 'status' },
+        { id: 3, type: 'generate', job: { params: { prompt: 'a fox', seed: 1, steps: 1, width: 64, height: 64, shift: 3, latentsFile: 'l.safetensors' }, output: 'f.png', previewEvery: 1 } },
+        { id: 11, type: 'generate', job: { params: { prompt: 'a fox', steps: 1, width: 64, height: 64 }, output: 'sub/..f.png' } },
+        { id: 12, type: 'generate', job: { params: { prompt: 'x' }, output: '../out.png' } },
+        { id: 4, type: 'cancel', jobId: 'job-1' },
+        { id: 5, type: 'configure', settings: { model: { dir: '/m', transformer: '/etc/passwd' }, weights: 'fp8', cacheDir: '/tmp/x', stageEp: { vae: 'cpu' } } },
+        { id: 6, type: 'check', model: { transformer: '/etc/shadow' }, verify: true },
+        { id: 7, type: 'load', components: ['dit'] },
+        { id: 8, type: 'models', search: { searchPaths: ['/'] } },
+        { id: 9, type: 'download', download: { model: 'flux1-dev', dest: 'd' } },
+        { id: 10, type: 'unload' },
+      ];
+      const r = rng(16);
+      const lines: string[] = [];
+      while (lines.length < 400) {
+        const k = r();
+        let line: string;
+        if (k < 0.3) line = JSON.stringify(randomValue(r)) ?? 'undefined';
+        else if (k < 0.75) line = JSON.stringify(mutate(templates[Math.floor(r() * templates.length)], r));
+        else if (k < 0.85) {
+          const whole = JSON.stringify(templates[Math.floor(r() * templates.length)]);
+          line = whole.slice(0, 1 + Math.floor(r() * (whole.length - 1)));
+        } else if (k < 0.95) line = Buffer.from(Array.from({ length: 1 + Math.floor(r() * 200) }, () => { const b = Math.floor(r() * 256); return b === 10 ? 11 : b; })).toString('latin1');
+        else line = JSON.stringify(templates[Math.floor(r() * templates.length)]);
+        // Skipped: a hello (a wrong token closes the connection, by design), shutdown (ends it), and lines the framing ignores (blank).
+        if (/"(hello|shutdown)"/.test(line) || line.replace(/\r$/, '').trim() === '') continue;
+        lines.push(line);
+      }
+      const before = peer.replies.length;
+      const bytes = Buffer.concat(lines.map((l) => Buffer.concat([Buffer.from(l, l.startsWith('{') || l.startsWith('[') ? 'utf8' : 'latin1'), Buffer.from('\n')])));
+      const t0 = Date.now();
+      // Chunk boundaries anywhere, also inside a line.
+      for (let at = 0; at < bytes.length; ) {
+        const n = 1 + Math.floor(r() * 4096);
+        peer.write(bytes.subarray(at, at + n));
+        at += n;
+      }
+      await peer.until(() => (peer.replies.length - before >= lines.length ? true : undefined), `${lines.length} answers (got ${peer.replies.length - before})`, 20_000);
+      await new Promise((res) => setTimeout(res, 300));
+      assert.equal(peer.replies.length - before, lines.length, 'exactly one answer per line');
+      assert.deepEqual(peer.invalid, [], 'every message the server sent is valid');
+      assert.equal((await peer.request({ type: 'ping' })).type, 'pong');
+      assert.equal(child.exitCode, null, 'still running');
+      assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
+      const codes = new Set(peer.replies.map((m) => m.code ?? m.type));
+      for (const c of ['bad-json', 'bad-request', 'bad-output', 'queued', 'failed', 'pong', 'status']) assert.ok(codes.has(c), `the fuzzer reached ${c}: ${[...codes].join(', ')}`);
+    } catch (err) {
+      process.stderr.write(log.text.slice(-3000));
+      throw err;
+    } finally {
+      await stop(child);
+    }
+  });
+
+  describe('stdio server with the golden model', () => {
+    function startLocal(args: string[] = []): { child: ChildProcess; peer: Peer; stderr: { text: string } } {
+      const child = spawn(process.execPath, [SERVER, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const stderr = { text: '' };
+      child.stderr!.on('data', (c: Buffer) => (stderr.text += c.toString()));
+      return { child, peer: new Peer(child.stdout!, child.stdin!), stderr };
+    }
+    const settings = (dir: string): ServerSettings => ({ model: { dir }, weights: 'fp32', ep: 'cpu', memory: 'resident', cacheDir: path.join(tmp, 'cache') });
+
+    posix('a job stuck reading a FIFO: cancel ends it after the grace time, the queue moves on, shutdown ends the process', async () => {
+      const model = path.join(tmp, 'stuck-model');
+      fs.cpSync(GOLDEN_MODELS, model, { recursive: true });
+      fs.rmSync(path.join(model, 'tokenizer', 'vocab.json'));
+      execFileSync('mkfifo', [path.join(model, 'tokenizer', 'vocab.json')]);
+      const { child, peer, stderr } = startLocal(['--cancel-grace-ms', '1000']);
+      const exited = new Promise<void>((r) => child.once('close', () => r()));
+      try {
+        assert.equal((await peer.request({ type: 'hello', protocol: 1, client: 'stuck', heartbeatMs: 100, settings: settings(model) })).type, 'hello');
+        const stuck = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64 }, output: path.join(tmp, 'stuck.png') } });
+        const next = await peer.request({ type: 'generate', job: { params: { prompt: 'y', steps: 1, width: 64, height: 64 }, output: path.join(tmp, 'next.png') } });
+        await peer.until(() => peer.messages.find((m) => m.jobId === stuck.jobId && m.event === 'stage' && m.stage === 'text'), 'the text stage');
+        await new Promise((r) => setTimeout(r, 500));
+        const c = await peer.request({ type: 'cancel', jobId: stuck.jobId! });
+        assert.equal(c.state, 'cancelling');
+        assert.equal((await peer.final(stuck.jobId!, 10_000)).event, 'cancelled');
+        // The queue moves: the next job runs on a fresh pipeline (it is stuck on the same FIFO, and is cancelled too).
+        await peer.until(() => peer.messages.find((m) => m.jobId === next.jobId && m.event === 'started'), 'the next job to start');
+        const hb = await peer.until(() => peer.messages.filter((m) => m.event === 'heartbeat').at(-1), 'a heartbeat');
+        assert.equal(hb.state, 'busy');
+        assert.equal((await peer.request({ type: 'shutdown' })).type, 'ok');
+        assert.equal((await peer.final(next.jobId!, 10_000)).event, 'cancelled');
+        await Promise.race([exited, new Promise((_, reject) => setTimeout(() => reject(new Error(`the server did not exit: ${stderr.text}`)), 10_000))]);
+        assert.ok(peer.messages.some((m) => m.event === 'log' && /did not stop within 1 s of its cancel \(stuck reading a file\?\)/.test(m.message ?? '')), 'logged as stuck');
+        assert.match(stderr.text, /exiting hard: a job is stuck/);
+      } finally {
+        child.kill('SIGKILL');
+      }
+    });
+
+    posix('the client notices a job that makes no progress (heartbeats keep coming): it cancels it and reports it failed', async () => {
+      const model = path.join(tmp, 'stalled-model');
+      fs.cpSync(GOLDEN_MODELS, model, { recursive: true });
+      fs.rmSync(path.join(model, 'tokenizer', 'vocab.json'));
+      execFileSync('mkfifo', [path.join(model, 'tokenizer', 'vocab.json')]);
+      const lines: string[] = [];
+      const logger = { debug: () => undefined, info: (m: string) => lines.push(m), warn: (m: string) => lines.push(m), error: (m: string) => lines.push(m) };
+      const client = new ServerClient({
+        serverPath: SERVER, logger, clientName: 'stall', settings: settings(model), heartbeatMs: 200, jobStallTimeoutMs: 2000, env: { MAJICFLUX_CANCEL_GRACE_MS: '500' },
+      });
+      try {
+        const handle = await client.generate({ params: { prompt: 'x', steps: 1, width: 64, height: 64 }, output: path.join(tmp, 'stalled.png') });
+        const t0 = Date.now();
+        const err = await handle.done.then(() => undefined, (e: unknown) => e);
+        assert.ok(err instanceof JobFailedError, String(err));
+        assert.match(err.message, /made no progress for \d+ s \(the server may be stuck reading a file\) and was cancelled/);
+        assert.ok(Date.now() - t0 < 15_000);
+        assert.equal((await client.status()).state, 'idle', 'the server goes on');
+      } finally {
+        await client.dispose();
+      }
+    });
+
+    it('a cancel the server answers "cancelling" always ends the job cancelled with no file, also during the save', async () => {
+      const { child, peer, stderr } = startLocal();
+      const dir = path.join(tmp, 'save-race');
+      fs.mkdirSync(dir);
+      // A local server sweeps a folder's stale temp files the first time it writes there.
+      const stale = path.join(dir, `.old.png.${deadPid()}-0123456789ab.tmp`);
+      fs.writeFileSync(stale, 'png');
+      try {
+        assert.equal((await peer.request({ type: 'hello', protocol: 1, client: 'race', heartbeatMs: 0, settings: settings(GOLDEN_MODELS) })).type, 'hello');
+        let duringSave = 0;
+        for (let i = 0; i < 12; i++) {
+          const output = path.join(dir, `r${i}.png`);
+          const q = await peer.request({ type: 'generate', job: { params: { prompt: 'race', seed: i, steps: 1, width: 256, height: 256 }, output } });
+          await peer.until(() => peer.messages.find((m) => m.jobId === q.jobId && m.event === 'stage' && m.stage === (i % 3 === 0 ? 'decode' : 'save') && m.state === (i % 3 === 0 ? 'end' : 'start')), 'the save');
+          // Spread the cancels over the save: now, and a little later.
+          if (i % 4 > 1) await new Promise((r) => setTimeout(r, i % 4 === 2 ? 1 : 3));
+          const c = await peer.request({ type: 'cancel', jobId: q.jobId! });
+          const end = await peer.final(q.jobId!);
+          const order = peer.messages.indexOf(c) < peer.messages.indexOf(end);
+          if (c.type === 'cancel' && order) {
+            duringSave++;
+            assert.equal(end.event, 'cancelled', `job ${i}: answered "cancelling" but ended ${end.event}`);
+            assert.ok(!fs.existsSync(output), `job ${i}: cancelled, yet ${output} exists`);
+          } else {
+            assert.equal(end.event, 'done', `job ${i}: ${JSON.stringify([c, end])}`);
+          }
+        }
+        assert.ok(duringSave > 0, 'no cancel arrived while the job ran');
+        assert.ok(!fs.existsSync(stale), 'the stale temp file was removed');
+        assert.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no temp file left');
+        assert.equal((await peer.request({ type: 'shutdown' })).type, 'ok');
+      } catch (err) {
+        process.stderr.write(stderr.text.slice(-3000));
+        throw err;
+      } finally {
+        child.kill('SIGKILL');
+      }
+    });
+  });
+});
