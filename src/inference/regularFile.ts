@@ -75,10 +75,11 @@ function tooLarge(size: number, maxBytes: number): string {
 }
 
 /**
- * Reads a whole regular file of at most `maxBytes`. Throws `fail(problem)` for a file that cannot be
- * opened, is not a regular file, or is larger (checked before reading anything).
+ * Reads a regular file of at most `maxBytes`, checked before reading: larger files are refused
+ * (`fail`), or with `{ head: true }` read only that far. `fail` also reports files that cannot be
+ * opened or are not regular files.
  */
-export async function readRegularFile(file: string, maxBytes: number, fail: Fail): Promise<Buffer> {
+export async function readRegularFile(file: string, maxBytes: number, fail: Fail, opts: { head?: boolean } = {}): Promise<Buffer> {
   let handle: fs.promises.FileHandle;
   try {
     handle = await fs.promises.open(file, READ_NONBLOCK);
@@ -90,9 +91,9 @@ export async function readRegularFile(file: string, maxBytes: number, fail: Fail
     const st = await handle.stat();
     const kind = notRegularKind(st);
     if (kind) throw fail(notRegularProblem(kind), { kind });
-    if (st.size > maxBytes) throw fail(tooLarge(st.size, maxBytes), {});
+    if (st.size > maxBytes && !opts.head) throw fail(tooLarge(st.size, maxBytes), {});
     // The size from the stat: a file that grows meanwhile is read only that far.
-    const buf = Buffer.alloc(st.size);
+    const buf = Buffer.alloc(Math.min(st.size, maxBytes));
     let done = 0;
     while (done < buf.length) {
       const { bytesRead } = await handle.read(buf, done, buf.length - done, done);
