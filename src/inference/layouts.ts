@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DType, DTYPE_BYTES, toFloat16Bits, toFloat32 } from './dtypes';
 import { ditExpectedShapes, ditShapeMismatches } from './ditShapes';
+import { readRegularFileSync } from './regularFile';
 import { elementCount, openTensors, SafetensorsError, TensorInfo, TensorSource } from './safetensors';
 
 export class LayoutError extends Error {
@@ -774,13 +775,16 @@ function configKind(j: Json): ComponentKind | undefined {
   return undefined;
 }
 
+/** Config files are a few KB; anything near this is not one. */
+const MAX_CONFIG_BYTES = 16 * 2 ** 20;
+
 function readJson(file: string): Json {
+  const text = readRegularFileSync(file, MAX_CONFIG_BYTES, (problem, why) => new LayoutError(file, why.code ? `cannot read: ${why.code}` : problem)).toString('utf8');
   let j: unknown;
   try {
-    j = JSON.parse(fs.readFileSync(file, 'utf8'));
+    j = JSON.parse(text);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new LayoutError(file, code ? `cannot read: ${code}` : `is not valid JSON (${(e as Error).message})`);
+    throw new LayoutError(file, `is not valid JSON (${(e as Error).message})`);
   }
   if (typeof j !== 'object' || j === null || Array.isArray(j)) throw new LayoutError(file, 'is not a JSON object');
   return j as Json;

@@ -101,7 +101,8 @@ export class SafetensorsFile extends Reader {
 
   /** The open file descriptor (reopened after close()). */
   descriptor(): number {
-    if (this.handle === undefined) this.handle = fs.openSync(this.path, 'r');
+    // Reopened by path: refuse whatever may have replaced the file since (a FIFO would block).
+    this.handle ??= openRegularSync(this.path, (problem) => new SafetensorsError(this.path, problem)).fd;
     return this.handle;
   }
 

@@ -178,6 +178,17 @@ describe('CLI: majicflux inspect (bundled)', function () {
       }
     });
 
+    it('a FIFO named config.json beside a checkpoint is refused, not waited on (issue 16)', function () {
+      if (process.platform === 'win32') this.skip();
+      const dir = path.join(tmp.dir, 'fifo-config');
+      fs.mkdirSync(dir);
+      fs.copyFileSync(path.join(MODELS, 'transformer/diffusion_pytorch_model.safetensors'), path.join(dir, 'diffusion_pytorch_model.safetensors'));
+      spawnSync('mkfifo', [path.join(dir, 'config.json')]);
+      const r = run('inspect', dir);
+      assert.equal(r.code, 1, `exit ${r.code}: ${r.stderr}`);
+      assert.match(r.stderr, /config\.json: is a FIFO \(named pipe\), not a regular file\n$/);
+    });
+
     it('an incomplete model folder prints what it has, and what is missing on stderr', () => {
       const dir = path.join(tmp.dir, 'partial');
       fs.mkdirSync(dir);
