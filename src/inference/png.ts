@@ -1,5 +1,6 @@
 // PNG output: encode with sharp, embed generation parameters as text chunks (A1111/Forge-style
-// `parameters` plus a `majicflux` JSON chunk), read them back, and write files atomically.
+// `parameters` plus a `majicflux` JSON chunk), and write files atomically. Reading the parameters
+// back is pngText.ts's (re-exported here), which needs no sharp.
 //
 // sharp cannot write text chunks, so they are spliced into its output before the first IDAT
 // (where PIL and A1111 put them, and where streaming readers look).
