@@ -87,6 +87,15 @@ describe('png: hostile files for the re-run reader (issue 16)', function () {
     assert.equal(readPngTextChunks(file)[0].text, workflow);
   });
 
+  it('keeps text chunks named like Object.prototype members as text, without touching the prototype', async () => {
+    const file = png([pngChunk('tEXt', Buffer.from('constructor\0made by x', 'latin1')), pngChunk('tEXt', Buffer.from('__proto__\0{"polluted":1}', 'latin1'))]);
+    const r = await readPngParameters(file);
+    assert.equal(r.text.constructor, 'made by x');
+    assert.equal(r.text.__proto__, '{"polluted":1}');
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    assert.equal(r.params, undefined);
+  });
+
   it('reads only the head of a huge file (text chunks come before the image data)', async () => {
     const file = at('huge.png');
     fs.writeFileSync(file, png([iTXtChunk('parameters', 'a dog\nSteps: 4, Seed: 9, Size: 16x16')]));
