@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DType, DTYPE_BYTES, toFloat16Bits, toFloat32 } from './dtypes';
 import { ditExpectedShapes, ditShapeMismatches } from './ditShapes';
-import { readRegularFileSync } from './regularFile';
+import { notRegularKind, readRegularFileSync } from './regularFile';
 import { elementCount, openTensors, SafetensorsError, TensorInfo, TensorSource } from './safetensors';
 
 export class LayoutError extends Error {
@@ -1148,6 +1148,10 @@ export function scanModelFolder(dir: string): ModelScan {
   try {
     listing = listFolder(root);
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      const st = fs.statSync(root, { throwIfNoEntry: false });
+      throw new LayoutError(root, `is ${(st && notRegularKind(st)) ?? 'a file'}, not a model folder`);
+    }
     throw new LayoutError(root, `cannot read folder: ${(e as NodeJS.ErrnoException).code ?? errorText(e)}`);
   }
   const entries = listing.map((e) => e.label);

@@ -169,6 +169,8 @@ describe('CLI: majicflux inspect (bundled)', function () {
         ['inspect', ['inspect', fifo], /^majicflux inspect: .*pipe\.safetensors: is a FIFO \(named pipe\), not a regular file or folder\n$/],
         ['generate', ['generate', '--model', MODELS, '--transformer', '/dev/zero', '--prompt', 'x', '--steps', '1'], /^majicflux generate: \/dev\/zero: is a character device/m],
         ['generate', ['generate', '--model', MODELS, '--transformer', fifo, '--prompt', 'x', '--steps', '1'], /^majicflux generate: .*pipe\.safetensors: is a FIFO/m],
+        ['generate', ['generate', '--model', '/dev/zero', '--prompt', 'x', '--steps', '1'], /^majicflux generate: \/dev\/zero: is a character device, not a model folder\n$/],
+        ['generate', ['generate', '--model', fifo, '--prompt', 'x', '--steps', '1'], /^majicflux generate: .*pipe\.safetensors: is a FIFO \(named pipe\), not a model folder\n$/],
       ];
       for (const [, args, expected] of cases) {
         const r = run(...args);
