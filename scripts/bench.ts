@@ -9,6 +9,8 @@
 // On a GPU host without Node's speed for writing 30 GB of random weights:
 //   node dist/bench.js --model full --prepare-manifest m.json     (configs, tokenizers, indexes)
 //   python3 scripts/gpu/fill_synthetic.py m.json                   (the tensors, drawn by PyTorch)
+//
+// Soak mode (server RSS over many jobs, scripts/soak.ts): npm run bench -- --soak 1000
 
 import '../src/inference/privacy'; // first: telemetry off before onnxruntime loads
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -24,6 +26,7 @@ import { FluxPipeline } from '../src/inference/pipeline';
 import { imageIds, textIds } from '../src/inference/sampler';
 import { writeSafetensors } from '../src/inference/safetensorsWriter';
 import { FLUX_DEV, ManifestFile, scaledFlux, SyntheticConfig, TINY, writeSyntheticModel } from '../src/inference/synthetic';
+import { soak } from './soak';
 
 const MODELS: Record<string, () => SyntheticConfig> = { tiny: () => TINY, quarter: () => scaledFlux(0.25), half: () => scaledFlux(0.5), full: () => FLUX_DEV };
 
@@ -395,8 +398,19 @@ async function main() {
       out: { type: 'string', default: 'bench-out' }, section: { type: 'string' }, machine: { type: 'string' }, worker: { type: 'string' }, cache: { type: 'string' },
       stages: { type: 'string', default: 'all' }, compute: { type: 'string' }, dump: { type: 'string' },
       'prepare-manifest': { type: 'string' }, 'fp8-decode': { type: 'string' }, attention: { type: 'string' }, 'buffer-cache': { type: 'string' }, 'int8-activations': { type: 'string' }, 'nbits-block': { type: 'string' }, 'opt-level': { type: 'string' }, chunks: { type: 'string' }, e2e: { type: 'boolean' }, 'job-timeout': { type: 'string', default: '1800' }, tag: { type: 'string' },
+      soak: { type: 'string' }, 'soak-memory': { type: 'string', default: 'auto' }, 'cancel-every': { type: 'string', default: '2' }, 'sample-every': { type: 'string', default: '50' },
     },
   });
+  if (values.soak) {
+    // Server memory over many jobs (scripts/soak.ts); the golden tiny model unless --dir names one.
+    const model = values.dir ?? path.join(__dirname, '..', 'test', 'fixtures', 'flux-tiny', 'models');
+    const sizes = (values.size === '256' ? '64' : values.size!).split(',').map(Number);
+    fs.mkdirSync(values.out!, { recursive: true });
+    await soak(path.join(__dirname, 'server.js'), {
+      jobs: Number(values.soak), model, sizes, memory: values['soak-memory']!, steps: Number(values.steps), cancelEvery: Number(values['cancel-every']), sampleEvery: Number(values['sample-every']), out: path.join(values.out!, 'soak.json'),
+    });
+    return;
+  }
   const base = values.dir ?? path.join(os.homedir(), '.cache', 'majicflux', `synthetic-${values.model}`);
   const cache = values.cache ?? path.join(base, 'weight-cache');
   if (values.worker) {

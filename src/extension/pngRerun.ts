@@ -1,52 +1,14 @@
 // "Re-run with these parameters" for a generated PNG: from the explorer's context menu, the image
 // preview's title bar, and a notification when such a PNG is opened.
 
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { ImageParameters } from '../inference/png';
 import { Generation, GenerateInput, RunResult } from './generation';
 import { History } from './history';
-import { LIMITS } from './fluxFile/parser';
+import { readImageInput, sniffGenerated } from './pngInput';
 
 const t = vscode.l10n.t;
 const IMAGE_PREVIEW = 'imagePreview.previewEditor';
-
-/** Cheap sniff, without decoding: does the PNG carry a `majicflux` or `parameters` text chunk? */
-export function looksGenerated(head: Uint8Array): boolean {
-  const b = Buffer.from(head.buffer, head.byteOffset, head.byteLength);
-  return ['iTXtmajicflux\0', 'tEXtparameters\0', 'iTXtparameters\0'].some((s) => b.includes(s, 0, 'latin1'));
-}
-
-/** Parameters of a PNG as generation input; undefined when it has none. */
-export async function readImageInput(file: string): Promise<GenerateInput | undefined> {
-  // png.ts pulls in sharp: required here, on demand only, so activation stays light.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { readPngParameters } = require('../inference/png') as typeof import('../inference/png');
-  const info = await readPngParameters(file);
-  return info.params ? toInput(info.params) : undefined;
-}
-
-/** Keeps only values a run accepts (a PNG from another tool may say anything). */
-export function toInput(p: Partial<ImageParameters>): GenerateInput | undefined {
-  if (typeof p.prompt !== 'string' || !p.prompt.trim()) return undefined;
-  const int = (v: unknown, min: number, max: number) => (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? v : undefined);
-  const size = (v: unknown) => {
-    const n = int(v, LIMITS.size.min, LIMITS.size.max);
-    return n !== undefined && n % 16 === 0 ? n : undefined;
-  };
-  const seed = typeof p.seed === 'string' && /^\d+$/.test(p.seed) ? Number(p.seed) : p.seed;
-  const input: GenerateInput = { prompt: p.prompt };
-  const s = int(seed, 0, Number.MAX_SAFE_INTEGER);
-  if (s !== undefined) input.seed = s;
-  const steps = int(p.steps, LIMITS.steps.min, LIMITS.steps.max);
-  if (steps !== undefined) input.steps = steps;
-  const w = size(p.width);
-  const h = size(p.height);
-  if (w !== undefined && h !== undefined) Object.assign(input, { width: w, height: h });
-  if (typeof p.guidance === 'number' && p.guidance >= LIMITS.guidance.min && p.guidance <= LIMITS.guidance.max) input.guidance = p.guidance;
-  return input;
-}
 
 export class PngRerun implements vscode.Disposable {
   private readonly offered = new Set<string>();
@@ -75,7 +37,7 @@ export class PngRerun implements vscode.Disposable {
     const known = this.history.byFile(file);
     // Just made (opened from "Open" after a run): the user knows; the title-bar button stays.
     if (known && Date.now() - known.created < 120_000) return;
-    if (!known && !(await sniff(file))) return;
+    if (!known && !(await sniffGenerated(file))) return;
     this.offered.add(file);
     const rerun = t('Re-run with These Parameters');
     const choice = await vscode.window.showInformationMessage(t('{0} was made with MajicFLUX.', path.basename(file)), rerun);
@@ -116,19 +78,5 @@ export class PngRerun implements vscode.Disposable {
 
   dispose(): void {
     for (const s of this.subs) s.dispose();
-  }
-}
-
-async function sniff(file: string): Promise<boolean> {
-  let h: fs.promises.FileHandle | undefined;
-  try {
-    h = await fs.promises.open(file, 'r');
-    const buf = Buffer.alloc(256 * 1024);
-    const { bytesRead } = await h.read(buf, 0, buf.length, 0);
-    return looksGenerated(buf.subarray(0, bytesRead));
-  } catch {
-    return false;
-  } finally {
-    await h?.close();
   }
 }

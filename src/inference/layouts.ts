@@ -6,6 +6,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DType, DTYPE_BYTES, toFloat16Bits, toFloat32 } from './dtypes';
+import { ditExpectedShapes, ditShapeMismatches } from './ditShapes';
+import { notRegularKind, readRegularFileSync } from './regularFile';
 import { elementCount, openTensors, SafetensorsError, TensorInfo, TensorSource } from './safetensors';
 
 export class LayoutError extends Error {
@@ -773,13 +775,16 @@ function configKind(j: Json): ComponentKind | undefined {
   return undefined;
 }
 
+/** Config files are a few KB; anything near this is not one. */
+const MAX_CONFIG_BYTES = 16 * 2 ** 20;
+
 function readJson(file: string): Json {
+  const text = readRegularFileSync(file, MAX_CONFIG_BYTES, (problem, why) => new LayoutError(file, why.code ? `cannot read: ${why.code}` : problem)).toString('utf8');
   let j: unknown;
   try {
-    j = JSON.parse(fs.readFileSync(file, 'utf8'));
+    j = JSON.parse(text);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new LayoutError(file, code ? `cannot read: ${code}` : `is not valid JSON (${(e as Error).message})`);
+    throw new LayoutError(file, `is not valid JSON (${(e as Error).message})`);
   }
   if (typeof j !== 'object' || j === null || Array.isArray(j)) throw new LayoutError(file, 'is not a JSON object');
   return j as Json;
@@ -825,27 +830,7 @@ function applyConfig<C extends object>(derived: Derived<C>, fromFile: Partial<C>
 
 /** BFL names a DiT graph needs. */
 export function ditRequiredNames(c: DitConfig): string[] {
-  const wb = (stem: string, bias = true) => (bias ? [`${stem}.weight`, `${stem}.bias`] : [`${stem}.weight`]);
-  const names = [
-    ...wb('img_in'), ...wb('txt_in'),
-    ...wb('time_in.in_layer'), ...wb('time_in.out_layer'),
-    ...wb('vector_in.in_layer'), ...wb('vector_in.out_layer'),
-    ...(c.guidance_embed ? [...wb('guidance_in.in_layer'), ...wb('guidance_in.out_layer')] : []),
-    ...wb('final_layer.adaLN_modulation.1'), ...wb('final_layer.linear'),
-  ];
-  for (let i = 0; i < c.depth; i++) {
-    const b = `double_blocks.${i}`;
-    for (const s of ['img', 'txt']) {
-      names.push(...wb(`${b}.${s}_mod.lin`), ...wb(`${b}.${s}_attn.qkv`, c.qkv_bias), ...wb(`${b}.${s}_attn.proj`));
-      names.push(`${b}.${s}_attn.norm.query_norm.scale`, `${b}.${s}_attn.norm.key_norm.scale`);
-      names.push(...wb(`${b}.${s}_mlp.0`), ...wb(`${b}.${s}_mlp.2`));
-    }
-  }
-  for (let i = 0; i < c.depth_single_blocks; i++) {
-    const b = `single_blocks.${i}`;
-    names.push(...wb(`${b}.linear1`), ...wb(`${b}.linear2`), ...wb(`${b}.modulation.lin`), `${b}.norm.query_norm.scale`, `${b}.norm.key_norm.scale`);
-  }
-  return names;
+  return [...ditExpectedShapes(c).keys()];
 }
 
 function vaeRequiredNames(c: VaeConfig, layout: 'ldm-vae' | 'diffusers-vae', encoder: boolean): string[] {
@@ -930,6 +915,18 @@ function assertComplete(kind: ComponentKind, layout: Layout, at: string, missing
   throw new LayoutError(at, `${KIND_NAMES[kind]} (${describeLayout(layout)}) is missing ${missing.length} tensor${missing.length > 1 ? 's' : ''}: ${listSome(missing)} — the checkpoint is incomplete or not a FLUX.1 model`);
 }
 
+/** Every tensor the graph reads has the architecture's shape (same element count is not enough). */
+function assertDitShapes(at: string, c: DitConfig, weights: DitWeights): void {
+  const wrong = ditShapeMismatches(c, (n) => weights.tensor(n).shape);
+  if (!wrong.length) return;
+  const { name, expected, actual } = wrong[0];
+  const sources = weights.sourceNames(name);
+  const label = sources.length === 1 && sources[0] !== name ? `"${sources[0]}" (BFL "${name}")` : `"${name}"`;
+  const arch = `hidden_size ${c.hidden_size}, ${c.num_heads} heads, mlp_ratio ${c.mlp_ratio}`;
+  const more = wrong.length > 1 ? ` (and ${wrong.length - 1} more tensor${wrong.length > 2 ? 's' : ''} with the wrong shape)` : '';
+  throw new LayoutError(at, `DiT tensor ${label} has shape ${JSON.stringify(actual)}; the architecture (${arch}) needs ${JSON.stringify(expected)}${more}: the checkpoint is corrupt, or not a FLUX.1 DiT`);
+}
+
 /** Shape checks a derivation relies on; failing them means the tensors are not FLUX-shaped or need a config. */
 function checkWhole(at: string, what: string, v: number): number {
   if (!Number.isInteger(v) || v <= 0) {
@@ -999,6 +996,7 @@ function buildComponent(opened: string, source: TensorSource, match: LayoutMatch
       checkWhole(at, 'the number of attention heads', d.config.num_heads);
       const { config, notes } = applyConfig(d, json && ditFromJson(json, configFile!), configFile, at);
       assertComplete('dit', match.layout, at, missingSources(ditRequiredNames(config)));
+      assertDitShapes(at, config, weights);
       const unused = weights.unused();
       if (unused.length) notes.push(`${unused.length} tensor${unused.length > 1 ? 's' : ''} not used by FLUX.1: ${listSome(unused, 3)}`);
       return { ...base, kind: 'dit', config, weights, notes };
@@ -1150,6 +1148,10 @@ export function scanModelFolder(dir: string): ModelScan {
   try {
     listing = listFolder(root);
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      const st = fs.statSync(root, { throwIfNoEntry: false });
+      throw new LayoutError(root, `is ${(st && notRegularKind(st)) ?? 'a file'}, not a model folder`);
+    }
     throw new LayoutError(root, `cannot read folder: ${(e as NodeJS.ErrnoException).code ?? errorText(e)}`);
   }
   const entries = listing.map((e) => e.label);

@@ -160,6 +160,37 @@ describe('CLI: majicflux inspect (bundled)', function () {
       assert.match(missing.stderr, /nope: no such file or folder/);
     });
 
+    it('a FIFO or a character device: one clean line, exit 1, no stack trace (issue 16)', function () {
+      if (process.platform === 'win32') this.skip();
+      const fifo = path.join(tmp.dir, 'pipe.safetensors');
+      spawnSync('mkfifo', [fifo]);
+      const cases: Array<[string, string[], RegExp]> = [
+        ['inspect', ['inspect', '/dev/zero'], /^majicflux inspect: \/dev\/zero: is a character device, not a regular file or folder\n$/],
+        ['inspect', ['inspect', fifo], /^majicflux inspect: .*pipe\.safetensors: is a FIFO \(named pipe\), not a regular file or folder\n$/],
+        ['generate', ['generate', '--model', MODELS, '--transformer', '/dev/zero', '--prompt', 'x', '--steps', '1'], /^majicflux generate: \/dev\/zero: is a character device/m],
+        ['generate', ['generate', '--model', MODELS, '--transformer', fifo, '--prompt', 'x', '--steps', '1'], /^majicflux generate: .*pipe\.safetensors: is a FIFO/m],
+        ['generate', ['generate', '--model', '/dev/zero', '--prompt', 'x', '--steps', '1'], /^majicflux generate: \/dev\/zero: is a character device, not a model folder\n$/],
+        ['generate', ['generate', '--model', fifo, '--prompt', 'x', '--steps', '1'], /^majicflux generate: .*pipe\.safetensors: is a FIFO \(named pipe\), not a model folder\n$/],
+      ];
+      for (const [, args, expected] of cases) {
+        const r = run(...args);
+        assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, expected);
+        assert.doesNotMatch(r.stderr, /\n\s+at |ENOTDIR/, 'no stack trace');
+      }
+    });
+
+    it('a FIFO named config.json beside a checkpoint is refused, not waited on (issue 16)', function () {
+      if (process.platform === 'win32') this.skip();
+      const dir = path.join(tmp.dir, 'fifo-config');
+      fs.mkdirSync(dir);
+      fs.copyFileSync(path.join(MODELS, 'transformer/diffusion_pytorch_model.safetensors'), path.join(dir, 'diffusion_pytorch_model.safetensors'));
+      spawnSync('mkfifo', [path.join(dir, 'config.json')]);
+      const r = run('inspect', dir);
+      assert.equal(r.code, 1, `exit ${r.code}: ${r.stderr}`);
+      assert.match(r.stderr, /config\.json: is a FIFO \(named pipe\), not a regular file\n$/);
+    });
+
     it('an incomplete model folder prints what it has, and what is missing on stderr', () => {
       const dir = path.join(tmp.dir, 'partial');
       fs.mkdirSync(dir);

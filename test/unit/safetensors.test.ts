@@ -1,9 +1,9 @@
 import * as assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { bf16ToF32, DType, E4M3_TO_F32, f16ToF32, f32ToE4M3, f32ToF16 } from '../../src/inference/dtypes';
-import { MAX_HEADER_BYTES, openTensors, SafetensorsError, SafetensorsFile, ShardedSafetensors } from '../../src/inference/safetensors';
+import { MAX_HEADER_BYTES, MAX_TENSORS, openTensors, SafetensorsError, SafetensorsFile, ShardedSafetensors } from '../../src/inference/safetensors';
 import { tempDir, writeIndex, writeRawSafetensors, writeSafetensors, writeSparseSafetensors } from '../helpers/writeSafetensors';
 
 const MODELS = path.resolve(__dirname, '../fixtures/flux-tiny/models');
@@ -228,7 +228,7 @@ describe('safetensors reader', () => {
     (process.platform === 'win32' ? it.skip : it)('a FIFO is refused at once instead of blocking until a writer comes', () => {
       const f = at('fifo.safetensors');
       execFileSync('mkfifo', [f]);
-      throwsAbout(() => SafetensorsFile.open(f), f, /is not a regular file/);
+      throwsAbout(() => SafetensorsFile.open(f), f, /is a FIFO \(named pipe\), not a regular file/);
     });
 
     it('file shorter than the 8-byte length', () => {
@@ -251,7 +251,8 @@ describe('safetensors reader', () => {
 
     it('header length claiming over 100 MB (and absurd u64 values)', () => {
       const f = writeRawSafetensors(at('bigheader.safetensors'), { a: good }, 16, BigInt(MAX_HEADER_BYTES + 1));
-      throwsAbout(() => SafetensorsFile.open(f), f, /not a safetensors file \(its header length is over the 104857600-byte limit\)/);
+      throwsAbout(() => SafetensorsFile.open(f), f, /not a safetensors file \(its header length is over the 100000000-byte limit\)/);
+      assert.throws(() => SafetensorsFile.open(f), (e: Error) => !e.message.includes('100000001'));
       const g = writeRawSafetensors(at('hugeheader.safetensors'), { a: good }, 16, 0xffffffffffffffffn);
       throwsAbout(() => SafetensorsFile.open(g), g, /not a safetensors file/);
       assert.throws(() => SafetensorsFile.open(g), (e: Error) => !e.message.includes('18446744073709551615'));
@@ -299,13 +300,6 @@ describe('safetensors reader', () => {
         later: { dtype: 'U8', shape: [10], data_offsets: [90, 100] },
       }, 100);
       throwsAbout(() => SafetensorsFile.open(g), g, /tensors "long" and "inner" overlap/);
-    });
-
-    it('zero-size tensors overlap nothing', () => {
-      const f = writeRawSafetensors(at('zerosize.safetensors'), { a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] }, z: { dtype: 'F32', shape: [0], data_offsets: [8, 8] } }, 16);
-      const s = SafetensorsFile.open(f);
-      assert.equal(s.readBytes('z').byteLength, 0);
-      s.close();
     });
 
     it('shape × dtype size differs from the byte range', () => {
@@ -420,5 +414,113 @@ describe('safetensors reader', () => {
         throwsAbout(() => openTensors(dir), dir, /2 \.safetensors\.index\.json files/);
       });
     });
+  });
+});
+
+/** Runs `code` (TypeScript, with the reader imported as `st`) in a child process, so a reader that blocks cannot hang the suite. */
+function runIsolated(code: string, timeoutMs = 15000): { status: number | null; stdout: string; stderr: string; timedOut: boolean } {
+  const reader = JSON.stringify(path.resolve(__dirname, '../../src/inference/safetensors'));
+  const r = spawnSync(process.execPath, ['-r', 'tsx/cjs', '-e', `const st = require(${reader});\n${code}`], { encoding: 'utf8', timeout: timeoutMs });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr, timedOut: r.error !== undefined || r.signal !== null };
+}
+
+describe("safetensors reader: the format's own rules (issue 16)", () => {
+  let tmp: { dir: string; cleanup: () => void };
+  before(() => {
+    tmp = tempDir('st-rules-');
+  });
+  after(() => tmp.cleanup());
+  const at = (name: string) => path.join(tmp.dir, name);
+  const f32 = (n: number, begin: number) => ({ dtype: 'F32', shape: [n], data_offsets: [begin, begin + 4 * n] });
+
+  it('refuses bytes after the last tensor (the data section must be covered exactly)', () => {
+    const f = writeRawSafetensors(at('trailing.safetensors'), { a: f32(4, 0) }, 16 + 4096);
+    throwsAbout(() => SafetensorsFile.open(f), f, /4096 bytes after the last tensor .*not covered by any tensor/);
+  });
+
+  it('refuses a gap between tensors', () => {
+    const f = writeRawSafetensors(at('gap.safetensors'), { a: f32(4, 0), b: f32(4, 32) }, 48);
+    throwsAbout(() => SafetensorsFile.open(f), f, /16 bytes between tensors "a" and "b" .*not covered/);
+  });
+
+  it('refuses a zero-size tensor placed inside another one (safetensors requires each tensor to start where the previous ends)', () => {
+    const f = writeRawSafetensors(at('zero-inside.safetensors'), { a: f32(4, 0), z: { dtype: 'F32', shape: [0], data_offsets: [8, 8] } }, 16);
+    throwsAbout(() => SafetensorsFile.open(f), f, /tensors "a" and "z" overlap/);
+  });
+
+  it('accepts zero-size tensors at tensor boundaries, in any header order', () => {
+    const f = writeRawSafetensors(at('zero-ok.safetensors'), { z2: { dtype: 'F32', shape: [0], data_offsets: [16, 16] }, b: f32(2, 16), z1: { dtype: 'U8', shape: [0, 5], data_offsets: [0, 0] }, a: f32(4, 0) }, 24);
+    const s = SafetensorsFile.open(f);
+    assert.deepEqual(s.names().sort(), ['a', 'b', 'z1', 'z2']);
+    assert.equal(s.readBytes('z2').byteLength, 0);
+    s.close();
+  });
+
+  it('refuses a duplicate tensor name instead of keeping the last one', () => {
+    const e = '{"dtype":"F32","shape":[4],"data_offsets":[0,16]}';
+    const f = writeRawSafetensors(at('dup.safetensors'), `{"a":${e},"a":${e}}`, 16);
+    throwsAbout(() => SafetensorsFile.open(f), f, /tensor "a" is listed twice in the header/);
+    // Escapes do not hide a duplicate, and a nested repeated key is not one.
+    const g = writeRawSafetensors(at('dup-escaped.safetensors'), `{"__metadata__":{"k":"{\\"a\\":1,\\"a\\":2}"},"a":${e},"\\u0061":${e}}`, 16);
+    throwsAbout(() => SafetensorsFile.open(g), g, /tensor "a" is listed twice/);
+    const h = writeRawSafetensors(at('dup-metadata.safetensors'), `{"__metadata__":{"x":"1"},"a":${e},"__metadata__":{"x":"2"}}`, 16);
+    throwsAbout(() => SafetensorsFile.open(h), h, /"__metadata__" is listed twice/);
+  });
+
+  it('keeps nested or quoted look-alikes of keys apart from top-level keys', () => {
+    const e = (b: number) => `{"dtype":"U8","shape":[1],"data_offsets":[${b},${b + 1}]}`;
+    const f = writeRawSafetensors(at('nested.safetensors'), ` { "__metadata__" : { "a" : "\\"b\\\\" , "b" : "}{,:" } , "a" : ${e(0)} ,\n"b":${e(1)} } `, 2);
+    const s = SafetensorsFile.open(f);
+    assert.deepEqual(s.names(), ['a', 'b']);
+    assert.deepEqual(s.metadata, { a: '"b\\', b: '}{,:' });
+    s.close();
+  });
+
+  it("uses safetensors' header limit of 100,000,000 bytes", () => {
+    assert.equal(MAX_HEADER_BYTES, 100_000_000);
+    const f = writeRawSafetensors(at('over-limit.safetensors'), { a: f32(4, 0) }, 16, 100_000_001n);
+    throwsAbout(() => SafetensorsFile.open(f), f, /its header length is over the 100000000-byte limit/);
+  });
+
+  it('refuses a header that is not UTF-8 (instead of reading it with replacement characters)', () => {
+    const json = Buffer.concat([Buffer.from('{"a'), Buffer.from([0xff]), Buffer.from(`":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}`)]);
+    const head = Buffer.alloc(8);
+    head.writeBigUInt64LE(BigInt(json.length));
+    const f = at('latin1.safetensors');
+    fs.writeFileSync(f, Buffer.concat([head, json, Buffer.alloc(16)]));
+    throwsAbout(() => SafetensorsFile.open(f), f, /header is not valid UTF-8/);
+  });
+
+  it(`refuses more than MAX_TENSORS tensors quickly, before parsing the whole header`, () => {
+    assert.ok(MAX_TENSORS >= 50_000 && MAX_TENSORS <= 1_000_000, `MAX_TENSORS ${MAX_TENSORS}`);
+    // Zero-size tensors, all at offset 0: valid in every other respect.
+    const n = MAX_TENSORS + 1;
+    const parts: string[] = [];
+    for (let i = 0; i < n; i++) parts.push(`"t${i}":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}`);
+    const f = writeRawSafetensors(at('many.safetensors'), `{${parts.join(',')}}`, 0);
+    const t0 = Date.now();
+    throwsAbout(() => SafetensorsFile.open(f), f, new RegExp(`more than ${MAX_TENSORS} tensors`));
+    assert.ok(Date.now() - t0 < 2000, `took ${Date.now() - t0} ms`);
+  });
+
+  it('refuses a FIFO without blocking on it (a file, an index, or a path given to openTensors)', function () {
+    if (process.platform === 'win32') this.skip();
+    const fifo = at('pipe.safetensors');
+    const idx = at('pipe.safetensors.index.json');
+    spawnSync('mkfifo', [fifo, idx]);
+    const r = runIsolated(`
+      for (const open of [() => st.SafetensorsFile.open(${JSON.stringify(fifo)}), () => st.openTensors(${JSON.stringify(fifo)}), () => st.ShardedSafetensors.open(${JSON.stringify(idx)}), () => st.openTensors(${JSON.stringify(idx)})]) {
+        try { open(); console.log('opened'); } catch (e) { console.log(e.name + ': ' + e.message); }
+      }`);
+    assert.equal(r.timedOut, false, 'the reader blocked on the FIFO');
+    const lines = r.stdout.trim().split('\n');
+    assert.equal(lines.length, 4, r.stdout + r.stderr);
+    for (const l of lines) assert.match(l, /^SafetensorsError: .*pipe\.safetensors(\.index\.json)?: is a FIFO \(named pipe\), not a regular file( or folder)?$/);
+  });
+
+  it('refuses a character device such as /dev/zero with a SafetensorsError', function () {
+    if (!fs.existsSync('/dev/zero')) this.skip();
+    throwsAbout(() => openTensors('/dev/zero'), '/dev/zero', /is a character device, not a regular file/);
+    throwsAbout(() => SafetensorsFile.open('/dev/zero'), '/dev/zero', /is a character device, not a regular file/);
   });
 });

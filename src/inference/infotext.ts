@@ -1,0 +1,203 @@
+// A1111/Forge "infotext", the `parameters` text chunk: written from ImageParameters, and parsed
+// back the way A1111's parse_generation_parameters does — in linear time, since the text comes
+// from any PNG a user opens.
+
+/** What produced an image, enough to re-run it. Written verbatim as the JSON chunk. */
+export interface ImageParameters {
+  prompt: string;
+  negativePrompt?: string;
+  steps: number;
+  /** A string for seeds beyond 2^53 (decimal). */
+  seed: number | string;
+  width: number;
+  height: number;
+  /** FLUX distilled guidance, A1111/Forge "Distilled CFG Scale". */
+  guidance?: number;
+  /** Real classifier-free guidance; 1 means off (the FLUX.1-dev default). */
+  cfgScale?: number;
+  sampler?: string;
+  scheduleType?: string;
+  /** A fixed sigma shift, or 'dynamic' for FluxPipeline's resolution-dependent one. */
+  shift?: number | 'dynamic';
+  model?: string;
+  modelHash?: string;
+  version?: string;
+  /** More A1111 "Key: value" fields, written after the standard ones. */
+  extra?: Record<string, string | number | boolean>;
+}
+
+function quote(v: string): string {
+  // A1111 quotes values holding a separator as JSON strings (non-ASCII left as is).
+  return /[,\n:]/.test(v) ? JSON.stringify(v) : v;
+}
+
+/**
+ * "<prompt>\nNegative prompt: …\nSteps: 28, Sampler: Euler, Schedule type: Simple, CFG scale: 1,
+ * Distilled CFG Scale: 3.5, Seed: 42, Size: 1024x1024, Model: flux1-dev, …" — Forge's field names
+ * for FLUX, so A1111/Forge "PNG Info", Civitai and similar tools read it.
+ */
+export function formatA1111Parameters(p: ImageParameters): string {
+  const fields: [string, string | number | boolean | undefined][] = [
+    ['Steps', p.steps],
+    ['Sampler', p.sampler ?? 'Euler'],
+    ['Schedule type', p.scheduleType ?? 'Simple'],
+    ['CFG scale', p.cfgScale ?? 1],
+    ['Distilled CFG Scale', p.guidance],
+    ['Seed', p.seed],
+    ['Size', `${p.width}x${p.height}`],
+    ['Model hash', p.modelHash],
+    ['Model', p.model],
+    ['Shift', typeof p.shift === 'number' ? p.shift : undefined],
+    ...Object.entries(p.extra ?? {}),
+    ['Version', p.version],
+  ];
+  const line = fields
+    .filter((f): f is [string, string | number | boolean] => f[1] !== undefined && f[1] !== '')
+    .map(([k, v]) => `${k}: ${quote(String(v))}`)
+    .join(', ');
+  const negative = p.negativePrompt ? `\nNegative prompt: ${p.negativePrompt}` : '';
+  return `${p.prompt}${negative}\n${line}`;
+}
+
+const isWordChar = (c: number) => (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x5f;
+const isKeyChar = (c: number) => isWordChar(c) || c === 0x20 || c === 0x2d || c === 0x2f;
+const isSpace = (ch: string) => /\s/.test(ch);
+
+/**
+ * The "Key: value" fields of an infotext line, as A1111's
+ * /\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/g finds them, in linear time (that
+ * regex backtracks quadratically on a long line without colons). A quoted value counts only when
+ * a comma or the end follows its closing quote; otherwise the value runs to the next comma.
+ */
+export function infotextFields(line: string): Array<[string, string]> {
+  const fields: Array<[string, string]> = [];
+  const quotes = new QuoteFinder(line);
+  let p = 0;
+  while (p < line.length) {
+    if (!isWordChar(line.charCodeAt(p))) {
+      p++;
+      continue;
+    }
+    // A key is a maximal run: a match starting inside it would end at the same place.
+    let k = p + 1;
+    while (k < line.length && isKeyChar(line.charCodeAt(k))) k++;
+    if (k - p < 2 || line.charCodeAt(k) !== 0x3a) {
+      p = k;
+      continue;
+    }
+    let v = k + 1;
+    while (v < line.length && isSpace(line[v])) v++;
+    const end = valueEnd(line, v, quotes);
+    fields.push([line.slice(p, k).trim(), line.slice(v, end).trim()]);
+    p = end + 1;
+  }
+  return fields;
+}
+
+function valueEnd(line: string, v: number, quotes: QuoteFinder): number {
+  if (line.charCodeAt(v) === 0x22) {
+    const q = quotes.closing(v);
+    if (q > v + 1 && (q + 1 === line.length || line.charCodeAt(q + 1) === 0x2c)) return q + 1;
+  }
+  const comma = line.indexOf(',', v);
+  return comma < 0 ? line.length : comma;
+}
+
+/**
+ * Closing quotes: the first quote after `open` that an even run of backslashes precedes. Whether
+ * a quote is escaped does not depend on where the search began (a run cannot reach back past the
+ * opening quote), so one answer serves every later start before it — the searches stay linear.
+ */
+class QuoteFinder {
+  private from = -1;
+  private found = -1;
+
+  constructor(private readonly s: string) {}
+
+  closing(open: number): number {
+    const cached = this.from !== -1 && this.from <= open && (this.found === -1 || this.found > open);
+    if (!cached) this.search(open);
+    return this.found;
+  }
+
+  private search(open: number): void {
+    this.from = open;
+    let j = this.s.indexOf('"', open + 1);
+    while (j >= 0 && this.backslashesBefore(j, open) % 2 === 1) j = this.s.indexOf('"', j + 1);
+    this.found = j;
+  }
+
+  private backslashesBefore(j: number, open: number): number {
+    let n = 0;
+    while (j - 1 - n > open && this.s.charCodeAt(j - 1 - n) === 0x5c) n++;
+    return n;
+  }
+}
+
+function numberOr(v: string): number | undefined {
+  const n = Number(v);
+  return v.trim() !== '' && Number.isFinite(n) ? n : undefined;
+}
+
+/**
+ * Parses A1111 infotext like A1111's own parse_generation_parameters: the last line holds the
+ * "Key: value" fields if it has at least three, lines before it are the prompt, and a line
+ * starting "Negative prompt:" begins the negative prompt. Unknown keys land in `extra`.
+ */
+export function parseA1111Parameters(text: string): Partial<ImageParameters> {
+  const lines = text.replace(/\r\n/g, '\n').split('\n');
+  let fields = infotextFields(lines[lines.length - 1]);
+  if (fields.length >= 3) lines.pop();
+  else fields = [];
+  const negAt = lines.findIndex((l) => l.startsWith('Negative prompt:'));
+  const out: Partial<ImageParameters> = {};
+  out.prompt = (negAt < 0 ? lines : lines.slice(0, negAt)).join('\n');
+  if (negAt >= 0) {
+    out.negativePrompt = [lines[negAt].slice('Negative prompt:'.length).trimStart(), ...lines.slice(negAt + 1)].join('\n');
+  }
+  const extra: Record<string, string> = {};
+  for (const [key, value] of fields) {
+    let v = value;
+    if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) {
+      try {
+        v = String(JSON.parse(v));
+      } catch {
+        // leave as written
+      }
+    }
+    switch (key) {
+      case 'Steps': out.steps = numberOr(v); break;
+      case 'Sampler': out.sampler = v; break;
+      case 'Schedule type': out.scheduleType = v; break;
+      case 'CFG scale': out.cfgScale = numberOr(v); break;
+      case 'Distilled CFG Scale':
+      case 'Guidance': out.guidance = numberOr(v); break;
+      case 'Seed': {
+        const n = numberOr(v);
+        out.seed = n !== undefined && Number.isSafeInteger(n) ? n : v;
+        break;
+      }
+      case 'Size': {
+        const s = /^(\d+)x(\d+)$/.exec(v);
+        if (s) {
+          out.width = Number(s[1]);
+          out.height = Number(s[2]);
+        } else extra[key] = v;
+        break;
+      }
+      case 'Model': out.model = v; break;
+      case 'Model hash': out.modelHash = v; break;
+      case 'Shift': {
+        const n = numberOr(v);
+        if (n !== undefined) out.shift = n;
+        break;
+      }
+      case 'Version': out.version = v; break;
+      default: extra[key] = v;
+    }
+  }
+  if (Object.keys(extra).length) out.extra = extra;
+  for (const k of Object.keys(out) as (keyof ImageParameters)[]) if (out[k] === undefined) delete out[k];
+  return out;
+}
+

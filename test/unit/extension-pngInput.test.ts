@@ -1,0 +1,49 @@
+// The re-run reader as the extension host uses it (issue 16 item 6): bounded prompts, and never
+// blocked by a FIFO that merely has a .png name.
+
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { MAX_PROMPT_CHARS } from '../../src/extension/panel/protocol';
+import { looksGenerated, readImageInput, toInput } from '../../src/extension/pngInput';
+import { embedParameters } from '../../src/inference/png';
+import { tempDir } from '../helpers/writeSafetensors';
+
+const TINY_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC', 'base64');
+
+describe('extension: PNG parameters as generation input', () => {
+  let tmp: { dir: string; cleanup: () => void };
+  before(() => {
+    tmp = tempDir('png-input-');
+  });
+  after(() => tmp.cleanup());
+
+  it('reads a generated PNG into run input', async () => {
+    const file = path.join(tmp.dir, 'ok.png');
+    const png = embedParameters(TINY_PNG, { prompt: 'a lighthouse', steps: 20, seed: 5, width: 512, height: 768, guidance: 3.5 });
+    fs.writeFileSync(file, png);
+    assert.equal(looksGenerated(png), true);
+    assert.deepEqual(await readImageInput(file), { prompt: 'a lighthouse', seed: 5, steps: 20, width: 512, height: 768, guidance: 3.5 });
+  });
+
+  it('refuses a prompt longer than the panel accepts', () => {
+    assert.equal(toInput({ prompt: 'x'.repeat(MAX_PROMPT_CHARS + 1) }), undefined);
+    assert.deepEqual(toInput({ prompt: 'x'.repeat(MAX_PROMPT_CHARS) }), { prompt: 'x'.repeat(MAX_PROMPT_CHARS) });
+  });
+
+  it('sniffs a FIFO named .png as "not generated" without blocking, and reading it fails cleanly', function () {
+    if (process.platform === 'win32') this.skip();
+    const fifo = path.join(tmp.dir, 'pipe.png');
+    spawnSync('mkfifo', [fifo]);
+    const mod = JSON.stringify(path.resolve(__dirname, '../../src/extension/pngInput'));
+    const r = spawnSync(process.execPath, ['-r', 'tsx/cjs', '-e', `
+      const m = require(${mod});
+      (async () => {
+        console.log(await m.sniffGenerated(${JSON.stringify(fifo)}));
+        try { await m.readImageInput(${JSON.stringify(fifo)}); } catch (e) { console.log(e.name); }
+      })();`], { encoding: 'utf8', timeout: 15000 });
+    assert.equal(r.error, undefined, 'blocked on the FIFO');
+    assert.deepEqual(r.stdout.trim().split('\n'), ['false', 'PngReadError'], r.stderr);
+  });
+});
