@@ -10,6 +10,7 @@
 #   dit*     ours, DiT alone, 512² and 1024²: int8 at the new defaults (block 32, float activations,
 #            matmul attention, queries in 4 pieces), with int8 activations, with MultiHeadAttention, queries whole;
 #            fp16 and int4 at the defaults
+#   cpu      the CPU provider (int8 activations, fp8) against PyTorch CPU eager, 512², quarter and full size
 #   e2e      time to the PNG (needs FILL_ALL=1): cold (a fresh `majicflux generate`) and warm, int8,
 #            20 steps at 1024² and 28 at 512²
 # Results: $OUT/log.txt and $OUT/results.tgz (re-packed after every phase: the device call returns
@@ -68,6 +69,22 @@ if has loads; then
   done
   stamp "load fp8"
   timeout "$(left 100)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 512 --steps 2 --weights fp8 --opt-level extended --tag load-fp8-extended --job-timeout 90" 2>&1 | grep -E "loaded in|s/step"
+  pack
+fi
+if has cpu; then
+  # Issue 12 item 6: the CPU provider with int8 activations (blocks of 128, its default) and fp8
+  # (pair table) against PyTorch CPU eager on all 16 cores, 512²: quarter width, then full size.
+  stamp cpu-quarter
+  fill "$QMODEL" "$Q" "$W/manifest-q.json" --only flux-fp8
+  timeout "$(left 90)" python3 scripts/gpu/torch_flux.py "$Q/flux-fp8.safetensors" --device cpu --modes fp32,bf16 --sizes 512 --txt 512 --reps 2 --out "$OUT/torch-cpu-quarter.json"
+  timeout "$(left 120)" node dist/bench.js --model "$QMODEL" --dir "$Q" --ep cpu --t5 512 --out "$OUT" --machine "$machine" \
+    --stages dit --size 512 --weights int8,fp8 --steps 3 --tag cpu-quarter --job-timeout 55
+  pack
+  stamp cpu-full
+  timeout "$(left 150)" python3 scripts/gpu/torch_flux.py "$M/flux-fp8.safetensors" --device cpu --modes bf16 --sizes 512 --txt 512 --reps 1 --out "$OUT/torch-cpu-full.json"
+  pack
+  timeout "$(left 200)" node dist/bench.js --model full --dir "$M" --ep cpu --t5 512 --out "$OUT" --machine "$machine" \
+    --stages dit --size 512 --weights int8 --steps 2 --tag cpu-full --job-timeout 190
   pack
 fi
 if has e2e; then

@@ -8,8 +8,8 @@
 // float32 ulp is 6e-5, far above the 1e-6 the tests demand.
 
 import * as crypto from 'node:crypto';
-import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { readRegularFile } from './regularFile';
 
 const f32 = Math.fround;
 
@@ -107,7 +107,8 @@ export async function readSchedulerConfig(location: string): Promise<SchedulerCo
   for (const file of candidates) {
     let text: string;
     try {
-      text = await fs.readFile(file, 'utf8');
+      // A FIFO or device there is refused, not read forever (readRegularFile).
+      text = (await readRegularFile(file, 1 << 20, (problem, why) => Object.assign(new Error(`${file}: ${problem}`), { code: why.code }))).toString('utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') continue;
       throw err;

@@ -11,7 +11,8 @@
 // Load on the dev machine: CLIP 0.26-0.5 s (vocab 49,408, merges 48,894), T5 0.17-0.25 s; encoding a
 // typical prompt takes well under 1 ms.
 
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
+import { readRegularFile } from './regularFile';
 import * as path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 
@@ -225,14 +226,14 @@ async function requireFolder(dir: string, hint: string): Promise<void> {
   if (!info.isDirectory()) throw new TokenizerFileError(dir, `is not a folder; ${hint}`);
 }
 
+/** Tokenizer files are a few MB (T5's tokenizer.json 2.4 MB); anything past this is not one. */
+const MAX_TOKENIZER_FILE_BYTES = 64 << 20;
+
 async function readRequired(file: string, hint: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const problem = code === 'ENOENT' ? 'file is missing' : `cannot be read (${(e as Error).message})`;
-    throw new TokenizerFileError(file, `${problem}; ${hint}`);
-  }
+  // A FIFO or device under a tokenizer's name is refused, not read forever (readRegularFile).
+  const buf = await readRegularFile(file, MAX_TOKENIZER_FILE_BYTES, (problem, why) =>
+    new TokenizerFileError(file, `${why.code === 'ENOENT' ? 'file is missing' : problem}; ${hint}`));
+  return buf.toString('utf8');
 }
 
 function parseJson(text: string, file: string): unknown {

@@ -1,7 +1,9 @@
 import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { readSchedulerConfig } from '../../src/inference/sampler';
 import { ClipTokenizer, T5Tokenizer, TokenizerFileError } from '../../src/inference/tokenizers';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
@@ -186,6 +188,17 @@ describe('tokenizer loading errors', () => {
     fs.copyFileSync(path.join(real, 'tokenizer', 'vocab.json'), path.join(tmp, 'vocab.json'));
     fs.writeFileSync(path.join(tmp, 'merges.txt'), '#version: 0.2\ni n\nthree parts here\n');
     await rejects(ClipTokenizer.fromFolder(tmp), path.join(tmp, 'merges.txt'), 'line 3');
+  });
+
+  it('refuses a FIFO under a tokenizer file\'s name at once, and a scheduler config that is one (never waits for a writer)', async function () {
+    if (process.platform === 'win32') this.skip(); // no FIFOs by path there
+    fs.copyFileSync(path.join(real, 'tokenizer', 'merges.txt'), path.join(tmp, 'merges.txt'));
+    execFileSync('mkfifo', [path.join(tmp, 'vocab.json'), path.join(tmp, 'tokenizer.json'), path.join(tmp, 'scheduler_config.json')]);
+    const t0 = Date.now();
+    await rejects(ClipTokenizer.fromFolder(tmp), path.join(tmp, 'vocab.json'), 'FIFO');
+    await rejects(T5Tokenizer.fromFolder(tmp), path.join(tmp, 'tokenizer.json'), 'FIFO');
+    await assert.rejects(readSchedulerConfig(tmp), /scheduler_config\.json: is a FIFO/);
+    assert.ok(Date.now() - t0 < 2000, 'refused without waiting');
   });
 
   it('names a missing or broken tokenizer.json', async () => {
