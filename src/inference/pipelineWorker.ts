@@ -169,6 +169,17 @@ function toError(s: SerializedError): Error {
 
 // ---- the worker side ---------------------------------------------------------------------------
 
+/**
+ * Tests of the server's stuck-job handling (server-security.test.ts) need a worker blocked in a
+ * call that never returns, as a read from a hung network drive is: every FIFO or device a user
+ * can name is refused up front now, so `MAJICFLUX_TEST_STALL_MS` blocks this thread that long
+ * when a job's text stage starts. Unset, nothing happens.
+ */
+function stallForTests(): void {
+  const ms = Number(process.env.MAJICFLUX_TEST_STALL_MS);
+  if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 async function workerMain(): Promise<void> {
   const port = parentPort!;
   const { model, runtime, cancel } = workerData as { model: ModelSpec; runtime: RuntimeOptions; cancel: Int32Array };
@@ -204,6 +215,7 @@ async function workerMain(): Promise<void> {
               poll();
               post({ op: 'stage', id: m.id, stage, state, detail });
               sendState();
+              if (stage === 'text' && state === 'start') stallForTests();
             },
             onStep: ({ step, steps, preview }) => {
               poll();

@@ -285,20 +285,19 @@ describe('inference server against hostile clients (issue 16)', function () {
   });
 
   describe('stdio server with the golden model', () => {
-    function startLocal(args: string[] = []): { child: ChildProcess; peer: Peer; stderr: { text: string } } {
-      const child = spawn(process.execPath, [SERVER, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    function startLocal(args: string[] = [], env: Record<string, string> = {}): { child: ChildProcess; peer: Peer; stderr: { text: string } } {
+      const child = spawn(process.execPath, [SERVER, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
       const stderr = { text: '' };
       child.stderr!.on('data', (c: Buffer) => (stderr.text += c.toString()));
       return { child, peer: new Peer(child.stdout!, child.stdin!), stderr };
     }
     const settings = (dir: string): ServerSettings => ({ model: { dir }, weights: 'fp32', ep: 'cpu', memory: 'resident', cacheDir: path.join(tmp, 'cache') });
 
-    posix('a job stuck reading a FIFO: cancel ends it after the grace time, the queue moves on, shutdown ends the process', async () => {
-      const model = path.join(tmp, 'stuck-model');
-      fs.cpSync(GOLDEN_MODELS, model, { recursive: true });
-      fs.rmSync(path.join(model, 'tokenizer', 'vocab.json'));
-      execFileSync('mkfifo', [path.join(model, 'tokenizer', 'vocab.json')]);
-      const { child, peer, stderr } = startLocal(['--cancel-grace-ms', '1000']);
+    // A job stuck in a call that never returns (a read from a hung network drive): the worker's
+    // test hook blocks its thread at the text stage (pipelineWorker.ts, MAJICFLUX_TEST_STALL_MS).
+    it('a job stuck in I/O: cancel ends it after the grace time, the queue moves on, shutdown ends the process', async () => {
+      const model = GOLDEN_MODELS;
+      const { child, peer, stderr } = startLocal(['--cancel-grace-ms', '1000'], { MAJICFLUX_TEST_STALL_MS: '60000' });
       const exited = new Promise<void>((r) => child.once('close', () => r()));
       try {
         assert.equal((await peer.request({ type: 'hello', protocol: 1, client: 'stuck', heartbeatMs: 100, settings: settings(model) })).type, 'hello');
@@ -309,7 +308,7 @@ describe('inference server against hostile clients (issue 16)', function () {
         const c = await peer.request({ type: 'cancel', jobId: stuck.jobId! });
         assert.equal(c.state, 'cancelling');
         assert.equal((await peer.final(stuck.jobId!, 10_000)).event, 'cancelled');
-        // The queue moves: the next job runs on a fresh pipeline (it is stuck on the same FIFO, and is cancelled too).
+        // The queue moves: the next job runs on a fresh pipeline (it stalls the same way, and is cancelled too).
         await peer.until(() => peer.messages.find((m) => m.jobId === next.jobId && m.event === 'started'), 'the next job to start');
         const hb = await peer.until(() => peer.messages.filter((m) => m.event === 'heartbeat').at(-1), 'a heartbeat');
         assert.equal(hb.state, 'busy');
@@ -323,15 +322,12 @@ describe('inference server against hostile clients (issue 16)', function () {
       }
     });
 
-    posix('the client notices a job that makes no progress (heartbeats keep coming): it cancels it and reports it failed', async () => {
-      const model = path.join(tmp, 'stalled-model');
-      fs.cpSync(GOLDEN_MODELS, model, { recursive: true });
-      fs.rmSync(path.join(model, 'tokenizer', 'vocab.json'));
-      execFileSync('mkfifo', [path.join(model, 'tokenizer', 'vocab.json')]);
+    it('the client notices a job that makes no progress (heartbeats keep coming): it cancels it and reports it failed', async () => {
+      const model = GOLDEN_MODELS;
       const lines: string[] = [];
       const logger = { debug: () => undefined, info: (m: string) => lines.push(m), warn: (m: string) => lines.push(m), error: (m: string) => lines.push(m) };
       const client = new ServerClient({
-        serverPath: SERVER, logger, clientName: 'stall', settings: settings(model), heartbeatMs: 200, jobStallTimeoutMs: 2000, env: { MAJICFLUX_CANCEL_GRACE_MS: '500' },
+        serverPath: SERVER, logger, clientName: 'stall', settings: settings(model), heartbeatMs: 200, jobStallTimeoutMs: 2000, env: { MAJICFLUX_CANCEL_GRACE_MS: '500', MAJICFLUX_TEST_STALL_MS: '60000' },
       });
       try {
         const handle = await client.generate({ params: { prompt: 'x', steps: 1, width: 64, height: 64 }, output: path.join(tmp, 'stalled.png') });
