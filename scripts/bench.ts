@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ComputeType, EpChoice, MemoryMode, WeightChoice } from '../src/inference/api';
+import { ComputeType, DitTuning, EpChoice, MemoryMode, WeightChoice } from '../src/inference/api';
 import { FluxTransformer } from '../src/inference/graphs/dit';
 import { GpuBufferCache } from '../src/inference/onnx/session';
 import { currentRss, lifetimePeakRss, RssSampler } from '../src/inference/memory';
@@ -116,7 +116,7 @@ async function pipelineWorker(job: Job, dir: string, cache: string): Promise<Run
   const log: string[] = [];
   const pipeline = await FluxPipeline.create(
     { dir, transformer: ditFile, name: 'synthetic' },
-    { weights: job.weights, memory: job.memory, ep: job.ep, cacheDir: cache, compute: job.compute },
+    { weights: job.weights, memory: job.memory, ep: job.ep, cacheDir: cache, compute: job.compute, ditTuning: ditTuningOf(job) },
     (level, m) => log.push(`${level}: ${m}`),
   );
   const stepTimes: number[] = [];
@@ -161,6 +161,12 @@ async function pipelineWorker(job: Job, dir: string, cache: string): Promise<Run
 /** Progress on stderr, with the seconds since the worker started (the parent passes it through). */
 const started = performance.now();
 const progress = (m: string) => console.error(`  [${((performance.now() - started) / 1000).toFixed(1)} s] ${m}`);
+
+/** The DiT's kernel choices a job overrides (the rest stay the provider's, OpChoices). */
+function ditTuningOf(job: Job): DitTuning {
+  const t: DitTuning = { nbitsBlock: job.nbitsBlock, int8Activations: job.int8Activations, attention: job.attention, attentionChunks: job.attentionChunks };
+  return Object.fromEntries(Object.entries(t).filter(([, v]) => v !== undefined));
+}
 
 /** The DiT alone: load, then `steps` forwards on random conditioning of the real shapes, per size. */
 async function ditWorker(job: Job, dir: string, cache: string): Promise<RunResult[]> {

@@ -2,8 +2,8 @@
 // of test/unit/format-errors.test.ts (DiT output on cases a, b, c; latents after every step and
 // the final image of every golden pipeline run; every Linear in the format) for the kernel
 // choices WebGPU could use, next to fp16. Prints one JSON line per configuration; exits 1 when
-// one exceeds its bound (the CPU test's bound for the same choice, or 5e-3 for fp16, whose
-// float16 kernels measured 3.1e-3 on WebGPU where the CPU computes float32).
+// a DiT error exceeds its bound (looser than the CPU test's: WebGPU computes in float16, whose
+// kernels alone measured 3.1e-3 where the CPU computes float32); latents and image are reported.
 //
 //   node dist/gpu-golden.js [--ep webgpu] [--out golden.json]
 

@@ -152,7 +152,7 @@ describe('Flux DiT (graphs/dit.ts)', function () {
 
   it('builds the golden DiT in fp8 with 1 byte per Linear weight, still matching the fp8 golden', async () => {
     const src = openTensors(FP8_FILE);
-    const { graph } = buildDit(new DitWeights(src, 'bfl-dit'), params, { format: 'fp8', inlineLimit: 0 });
+    const { graph } = buildDit(new DitWeights(src, 'bfl-dit'), params, { format: 'fp8', inlineLimit: 0, fp8Decode: 'dequantize' });
     const inits = graph.initializerSummary();
     const external = inits.filter((i) => i.external);
     const linears = bflLinears(params).map((n) => `${n}.weight`);
@@ -221,7 +221,7 @@ describe('Flux DiT (graphs/dit.ts)', function () {
   it('quantizes the bf16 checkpoint to fp8 through a weight cache, then reuses the cache', async () => {
     const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dit-fp8-cache-'));
     try {
-      const opts: FluxTransformerOptions = { format: 'fp8', inlineLimit: 0, cacheDir };
+      const opts: FluxTransformerOptions = { format: 'fp8', inlineLimit: 0, cacheDir, fp8Decode: 'dequantize' };
       const first = new DitWeights(openTensors(BF16_FILE), 'bfl-dit');
       const built = buildDit(first, params, opts);
       const linears = new Set(bflLinears(params).map((n) => `${n}.weight`));

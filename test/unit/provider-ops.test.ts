@@ -42,11 +42,9 @@ const computeFor = (ep: ExecutionProvider): ComputeType => (ep === 'cpu' ? 'floa
 
 function ditGraph(ep: ExecutionProvider, format: WeightFormat, cacheDir: string, opsFor: ExecutionProvider = ep, extra: Partial<DitBuildOptions> = {}): Graph {
   const fp8 = format === 'fp8';
-  // As FluxTransformer.load builds it for `ep` (fp8 decode and int8 activations follow the provider).
-  const opts = {
-    format, compute: computeFor(ep), cacheDir, inlineLimit: 0, opsFor, textTokens: 8,
-    fp8Decode: opChoicesFor(ep).fp8Decode, int8Activations: opChoicesFor(ep).int8Activations, ...extra,
-  };
+  // As FluxTransformer.load builds it for `ep`: fp8 decode, int8 activations, blocks and attention
+  // left to the provider's choices (buildDit defaults them from opsFor).
+  const opts = { format, compute: computeFor(ep), cacheDir, inlineLimit: 0, opsFor, textTokens: 8, ...extra };
   return buildDit(new DitWeights(openTensors(fp8 ? FP8_FILE : BF16_FILE), 'bfl-dit'), params, opts).graph;
 }
 

@@ -180,11 +180,17 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
         await session.release();
       }
     };
+    // The file's own codes as the int32 words the decode reads: negative words (top code ≥ 0x80),
+    // among them some whose low byte is 0 (remainder 0, no correction), must be there.
+    const fp8File = openTensors(files.fp8);
+    const codes = fp8File.readBytes('lin.weight');
+    const asWords = new Int32Array(codes.slice().buffer);
+    assert.ok(asWords.some((v) => v < 0) && asWords.some((v) => v < 0 && (v & 0xff) === 0), 'negative words, some with a zero low byte');
     for (const [file, label] of [[files.fp8, 'fp8 file, per-tensor scale 0.01'], [files.bf16, 'bf16 file, per-row scales']] as const) {
       const words = await decoded(file, 'words');
       const dq = await decoded(file, 'dequantize');
       assert.deepEqual(words.types, ['int32'], label);
-      assert.ok(words.w.some((v) => v < 0) && words.w.some((v) => v > 0), `${label}: codes of both signs (negative words)`);
+      assert.ok(words.w.some((v) => v < 0) && words.w.some((v) => v > 0), `${label}: codes of both signs`);
       assert.deepEqual(words.w, dq.w, label);
     }
     // The product on top (MatMul on the transpose, not Gemm): the same to float32 rounding.

@@ -168,7 +168,7 @@ export interface DitBuildOptions {
   cacheDir?: string;
   inlineLimit?: number;
   fp8Scale?: 'per-tensor' | 'per-channel';
-  /** How fp8 weights are decoded at run time (weights.ts); FluxTransformer.load uses `lookup` on the CPU provider. */
+  /** How fp8 weights are decoded at run time (weights.ts; default per provider, OpChoices). */
   fp8Decode?: Fp8Decode;
   /** Activation type (default float32; float16 for GPUs). */
   compute?: ComputeType;
@@ -189,8 +189,10 @@ export interface DitBuildOptions {
    */
   flashAttention?: boolean;
   /**
-   * Build from the ops this provider implements (providerOps.ts; default cpu, whose graph uses
-   * onnxruntime's fused com.microsoft ops). FluxTransformer.load passes the provider it runs on.
+   * Build from the ops this provider implements and with its measured kernel choices (providerOps.ts
+   * OpChoices: fp8 decode, MatMulNBits block and int8 activations, attention form, opset); default
+   * cpu. Every option above left undefined takes this provider's choice. FluxTransformer.load
+   * passes the provider it runs on.
    */
   opsFor?: ExecutionProvider;
   /**
@@ -269,7 +271,7 @@ function ditWeightOptions(opts: DitBuildOptions) {
   // fp16 goes through the cache: 11.9 B weights converted by a Cast folded at session creation sit in RAM (24 GB) while it loads.
   const choices = opChoicesFor(opts.opsFor);
   return {
-    format: opts.format, cacheDir: opts.cacheDir, inlineLimit: opts.inlineLimit, fp8Scale: opts.fp8Scale, fp8Decode: opts.fp8Decode, zeroPoints: opts.zeroPoints,
+    format: opts.format, cacheDir: opts.cacheDir, inlineLimit: opts.inlineLimit, fp8Scale: opts.fp8Scale, fp8Decode: opts.fp8Decode ?? choices.fp8Decode, zeroPoints: opts.zeroPoints,
     int8Activations: opts.int8Activations ?? choices.int8Activations, nbitsBlock: opts.nbitsBlock ?? choices.nbitsBlock,
     compute: opts.compute ?? 'float32', fp16Cache: opts.cacheDir !== undefined, explicitZeroPoints: choices.explicitZeroPoints,
   };
@@ -557,7 +559,7 @@ export class FluxTransformer {
     const ep = given.ep ?? 'cpu';
     const opsFor = given.opsFor ?? ep;
     const textTokens = opChoicesFor(opsFor).staticTextLength ? given.textTokens ?? DEFAULT_TEXT_TOKENS : undefined;
-    const opts: FluxTransformerOptions = { ...given, opsFor, textTokens, fp8Decode: given.fp8Decode ?? opChoicesFor(ep).fp8Decode };
+    const opts: FluxTransformerOptions = { ...given, opsFor, textTokens };
     // A format the provider cannot hold would be decoded on the CPU provider every step: say so instead.
     const problem = weightFormatProblem(opsFor, opts.format);
     if (problem) throw new UserError(problem);

@@ -102,7 +102,9 @@ export function attention(g: Graph, q: Value, k: Value, v: Value, heads: number,
 /**
  * MultiHeadAttention in standard ops: softmax(q·kᵀ · scale + bias) · v per head, the scale applied
  * to q first (keeps float16 logits in range). Needs `scale` or `headDim`. With `chunks` > 1 the
- * queries are split (Split's num_outputs: pieces of ⌈Lq/chunks⌉, whatever Lq is at run time).
+ * queries are split by Split's num_outputs: pieces of ⌈Lq/chunks⌉ and the rest, which onnxruntime
+ * refuses when the pieces cannot add up to Lq (Lq ≤ 9 for 4 pieces); the DiT's Lq is at least its
+ * 16 image tokens plus the text.
  */
 function attentionMatMul(g: Graph, q: Value, k: Value, v: Value, heads: number, opts: AttentionOptions): Value {
   const scale = opts.scale ?? (opts.headDim ? 1 / Math.sqrt(opts.headDim) : undefined);

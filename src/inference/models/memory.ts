@@ -8,7 +8,8 @@
 //   DiT   every Linear weight the graph keeps in the chosen format — a 2-D tensor of more than
 //         INLINE_LIMIT bytes in the file, as onnx/weights.ts decides — at
 //           fp8 n·k · 1, fp16 n·k · 2, fp32 n·k · 4,
-//           int8/int4 n · ⌈k/128⌉ · (128·bits/8 + 2)   (MatMulNBits blocks of 128 + one fp16 scale each);
+//           int8/int4 n · ⌈k/32⌉ · (32·bits/8 + 2)   (MatMulNBits blocks of 32, WebGPU's, + one fp16
+//           scale each; the CPU's blocks of 128 take slightly less);
 //         every other tensor (biases, norm scales, the two small 2-D weights img_in / final linear)
 //         inlined as float32: elements · 4. The fp8 per-row scales (4 bytes per output row, < 0.1 %)
 //         are left out.

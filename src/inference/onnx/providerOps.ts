@@ -117,7 +117,8 @@ export const PROVIDER_KERNELS: Record<ExecutionProvider, readonly Kernel[]> = {
     ms('Gelu', F),
   ],
   // WebGPU: webgpu_execution_provider.cc / webgpu_contrib_kernels.cc. Transpose is registered for
-  // [1, 12] and [13, 20] only, so at our opset 21 it has no WebGPU kernel; no float8
+  // [1, 12] and [13, 20] only, so at opset 21 it has no WebGPU kernel (WebGPU graphs are built at
+  // 20, OpChoices.opset); no float8
   // DequantizeLinear; WGSL has no 8/16-bit integer storage (uint8/uint16 data falls back, measured).
   webgpu: [
     ...plumbing([...F, ...INTS, 'bool']).map((x) => (x.op === 'Transpose' ? { ...x, beforeOpset: 21 } : x)),
