@@ -73,6 +73,20 @@ export class FluxPipeline {
     return p;
   }
 
+  /**
+   * First use of a format: converting the weights into the cache takes minutes for FLUX.1 (the T5
+   * and DiT on a GPU); the log says how far it is, every 10 %, rather than sit silent.
+   */
+  private preparing(c: ComponentName): (fraction: number) => void {
+    let shown = -1;
+    return (fraction) => {
+      const tenth = Math.floor(fraction * 10);
+      if (tenth === shown) return;
+      shown = tenth;
+      this.log('info', `${c}: preparing its weights in the cache (first use): ${Math.round(fraction * 100)} %`);
+    };
+  }
+
   /** The memory mode in effect: `auto` keeps everything resident when it fits the budget (default 80% of available RAM). */
   memoryMode(): Exclude<MemoryMode, 'auto'> {
     if (this.runtime.memory !== 'auto') return this.runtime.memory;
@@ -245,7 +259,7 @@ export class FluxPipeline {
     this.epUsed.set(c, { ep, note });
     this.checkFits(c);
     const compute = computeFor(c, ep, this.runtime.compute);
-    const common = { ep, compute, cacheDir: this.runtime.cacheDir ?? defaultCacheDir(), intraOpThreads: this.runtime.threads, threads: this.runtime.threads };
+    const common = { ep, compute, cacheDir: this.runtime.cacheDir ?? defaultCacheDir(), intraOpThreads: this.runtime.threads, threads: this.runtime.threads, onProgress: this.preparing(c) };
     // GPUs have no bf16 kernels: the text encoders' weights are made float16 once, into the weight
     // cache (memory-mapped, so loading does not hold a converted copy in RAM).
     const textFormat = ep === 'cpu' ? 'source' : 'fp16';

@@ -35,6 +35,28 @@ describe('FluxPipeline on the golden tiny model (CPU, fp32 compute)', () => {
     });
   }
 
+  it('first use of a format says in the log how far the weights are converted into the cache; a warm cache says nothing', async () => {
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-prepare-'));
+    const spec = { dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') };
+    const run = async () => {
+      const lines: string[] = [];
+      const p = await FluxPipeline.create(spec, { weights: 'int8', ep: 'cpu', memory: 'sequential', cacheDir: cache, ditTuning: { inlineLimit: 0 } }, (_, m) => lines.push(m));
+      await p.generate({ prompt: 'a cat', width: 64, height: 64, steps: 1, seed: 1 });
+      await p.release();
+      return lines.filter((l) => /preparing its weights/.test(l));
+    };
+    try {
+      const first = await run();
+      const percents = first.filter((l) => l.startsWith('dit:')).map((l) => Number(/(\d+) %$/.exec(l)![1]));
+      assert.ok(percents.length >= 2, first.join('\n'));
+      assert.deepEqual(percents, [...percents].sort((a, b) => a - b), 'never goes backwards');
+      assert.equal(percents.at(-1), 100);
+      assert.deepEqual(await run(), [], 'the cache is warm: nothing to prepare');
+    } finally {
+      fs.rmSync(cache, { recursive: true, force: true });
+    }
+  });
+
   it('cancels between steps and reports CancelledError', async () => {
     const pipeline = await FluxPipeline.create({ dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') }, { weights: 'fp32', ep: 'cpu', memory: 'sequential', cacheDir });
     const ac = new AbortController();

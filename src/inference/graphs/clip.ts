@@ -50,6 +50,8 @@ export interface TextEncoderOptions {
 export interface TextEncoderRuntimeOptions extends TextEncoderOptions {
   ep?: ExecutionProvider;
   intraOpThreads?: number;
+  /** First use: the fraction of the weights converted into the cache so far (Weights.prefill). */
+  onProgress?: (fraction: number) => void;
 }
 
 export interface BuiltEncoder {
@@ -151,7 +153,7 @@ export async function loadEncoder<C>(
   try {
     // Embedding tables are read by Gather from the file, not through the fp16 cache.
     const linears = matricesOf(src).filter((n) => !/embed|shared\.weight|relative_attention_bias/.test(n));
-    await Weights.prefill(src, encoderWeightOptions(opts), linears, opts.intraOpThreads);
+    await Weights.prefill(src, encoderWeightOptions(opts), linears, opts.intraOpThreads, opts.onProgress);
     const cfg = read(src);
     const { graph, weightsFolder } = build(src, cfg);
     const session = await createSession(graph, { ep: opts.ep, weightsFolder, intraOpThreads: opts.intraOpThreads });

@@ -182,6 +182,8 @@ export interface DitBuildOptions {
   attention?: 'fused' | 'matmul';
   /** `matmul` attention: split the queries into this many pieces to bound the scores' memory. */
   attentionChunks?: number;
+  /** First use: the fraction of the weights converted into the cache so far (prefillDit). */
+  onProgress?: (fraction: number) => void;
   /**
    * Ask MultiHeadAttention for its present K/V outputs: the WebGPU provider's flash-attention
    * kernel needs them (layers.attention). Off by default: on the H100 host it ran at the speed of
@@ -263,7 +265,7 @@ function linearWeightNames(src: BflTensors, p: DitConfig): string[] {
 /** int8/int4: quantize the checkpoint's Linear weights into the cache on all cores (a no-op otherwise). */
 export async function prefillDit(weights: DitWeights, p: DitConfig, opts: DitBuildOptions): Promise<void> {
   const src = new BflTensors(weights);
-  await Weights.prefill(src, ditWeightOptions(opts), linearWeightNames(src, p));
+  await Weights.prefill(src, ditWeightOptions(opts), linearWeightNames(src, p), undefined, opts.onProgress);
 }
 
 /** The Weights options a DiT build uses: Weights.prefill must see the same ones (they key the cache). */

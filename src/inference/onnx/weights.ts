@@ -137,9 +137,10 @@ export class Weights {
   /**
    * int8/int4: quantize the Linear weights into the cache on worker threads, before the graph is
    * built (which then finds every entry). FLUX.1's 11.9 B weights take minutes on one core.
-   * Nothing to do for other formats or a complete cache.
+   * Nothing to do for other formats or a complete cache. `onProgress` gets the fraction of the
+   * source bytes converted so far, after each tensor.
    */
-  static async prefill(src: TensorSource, opts: WeightOptions, linearNames: string[], threads?: number): Promise<void> {
+  static async prefill(src: TensorSource, opts: WeightOptions, linearNames: string[], threads?: number, onProgress?: (fraction: number) => void): Promise<void> {
     const bits = NBITS[opts.format];
     const f16 = opts.format === 'fp16' && opts.fp16Cache;
     if ((!bits && !f16) || !opts.cacheDir || !Weights.needsCache(src, opts, linearNames)) return;
@@ -147,6 +148,8 @@ export class Weights {
     const limit = opts.inlineLimit ?? 1 << 20;
     const todo = linearNames.filter((n) => src.info(n).byteLength > limit && (bits ? !cache.hasNBits(n) : src.info(n).dtype !== 'F16' && !cache.hasF16(n)));
     if (!todo.length) return;
+    const total = todo.reduce((sum, n) => sum + src.info(n).byteLength, 0);
+    let converted = 0;
     const pool = new QuantPool(threads);
     try {
       let next = 0;
@@ -157,6 +160,8 @@ export class Weights {
           const job = quantJob(src, name, bits ?? 8, opts);
           if (bits) cache.putNBits(name, await pool.run({ ...job, target: 'nbits' }), opts.compute ?? 'float32');
           else cache.putF16(src.info(name), await pool.run({ ...job, target: 'f16' }));
+          converted += src.info(name).byteLength;
+          onProgress?.(converted / total);
         }
       };
       await Promise.all(Array.from({ length: Math.max(1, pool.threads) }, drain));
