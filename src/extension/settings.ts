@@ -25,6 +25,8 @@ export interface Settings {
   memoryBudgetGB: number;
   /** GiB of GPU memory; 0: detect (nvidia-smi). */
   gpuMemoryGB: number;
+  /** Where converted weights are cached ('' = the per-user cache folder) and how many GiB they may take (0: no limit). */
+  weightCache: { folder: string; maxGB: number };
   executionProvider: EpChoice;
   stageExecutionProvider: Partial<Record<ComponentName, EpChoice>>;
   output: { folder: string; fileName: string };
@@ -48,6 +50,7 @@ export const DEFAULTS: Settings = {
   memory: 'auto',
   memoryBudgetGB: 0,
   gpuMemoryGB: 0,
+  weightCache: { folder: '', maxGB: 0 },
   executionProvider: 'auto',
   stageExecutionProvider: {},
   output: { folder: 'generated', fileName: DEFAULT_TEMPLATE },
@@ -210,6 +213,7 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
     memory: oneOf('memory', MEMORY_MODES, DEFAULTS.memory),
     memoryBudgetGB: num('memoryBudgetGB', 0, 0, 4096, false),
     gpuMemoryGB: num('gpuMemoryGB', 0, 0, 4096, false),
+    weightCache: { folder: expandPath(str('weightCache.folder', '').trim(), ctx), maxGB: num('weightCache.maxGB', 0, 0, 1 << 20, false) },
     executionProvider: oneOf('executionProvider', EP_CHOICES, DEFAULTS.executionProvider),
     stageExecutionProvider: stage,
     output: { folder: str('output.folder', DEFAULTS.output.folder).trim() || DEFAULTS.output.folder, fileName },
@@ -274,6 +278,8 @@ export function serverSettings(s: Settings): ServerSettings {
   if (Object.keys(s.stageExecutionProvider).length) out.stageEp = { ...s.stageExecutionProvider };
   if (s.memoryBudgetGB > 0) out.memoryBudget = Math.round(s.memoryBudgetGB * 2 ** 30);
   if (s.gpuMemoryGB > 0) out.gpuMemory = Math.round(s.gpuMemoryGB * 2 ** 30);
+  if (s.weightCache.folder) out.cacheDir = s.weightCache.folder;
+  if (s.weightCache.maxGB > 0) out.cacheMaxBytes = Math.round(s.weightCache.maxGB * 2 ** 30);
   return out;
 }
 

@@ -64,6 +64,8 @@ export interface RuntimeOptions {
   memoryBudget?: number;
   /** Folder for converted-weight caches. */
   cacheDir?: string;
+  /** Disk the weight caches may take, bytes: past it the least recently used are removed after a load. */
+  cacheMaxBytes?: number;
   threads?: number;
   /** Benchmarks and error studies only: the DiT's per-provider kernel choices (OpChoices) overridden. */
   ditTuning?: DitTuning;

@@ -13,6 +13,7 @@ import { T5Encoder } from './graphs/t5';
 import { latentsToImage, VaeDecoder } from './graphs/vae';
 import { ModelFiles, resolveModel } from './modelFiles';
 import { availableMemory, currentRss, gib, RssSampler, totalMemory } from './memory';
+import { pruneWeightCaches } from './onnx/weights';
 import { chooseEp, chooseWeights, nvidiaFreeMemory } from './providers';
 import { SafetensorsFile } from './safetensors';
 import {
@@ -71,6 +72,14 @@ export class FluxPipeline {
     const p = new FluxPipeline(files, { ...runtime, weights, memory }, log);
     log('info', `model ${files.name}: DiT ${files.transformer}, weights ${weights}, memory mode ${memory}`);
     return p;
+  }
+
+  /** Keeps the weight caches within cacheMaxBytes (the least recently used go; those in use stay). */
+  private pruneCaches(cacheDir: string): void {
+    const max = this.runtime.cacheMaxBytes;
+    if (!max) return;
+    const { removed, bytes } = pruneWeightCaches(cacheDir, max);
+    if (removed.length) this.log('info', `weight caches over the ${gib(max)} limit: removed the ${removed.length} least recently used (${gib(bytes)}): ${removed.map((d) => path.basename(d)).join(', ')}`);
   }
 
   /**
@@ -283,6 +292,7 @@ export class FluxPipeline {
       throw explainLoadFailure(c, e, this.files.residentBytes(this.runtime.weights, c));
     }
     this.parts[c] = part as Parts[C];
+    this.pruneCaches(common.cacheDir);
     this.log('info', `loaded ${c} on ${ep} in ${((performance.now() - t0) / 1000).toFixed(2)} s (rss ${gib(currentRss())})`);
     return part as Parts[C];
   }

@@ -55,6 +55,8 @@ export interface ServerSettings {
   /** GPU memory in bytes, for memory `auto` on a GPU execution provider (the user's setting). */
   gpuMemory?: number;
   cacheDir?: string;
+  /** Disk the weight caches may take, bytes: the least recently used are removed past it (0 or absent: no limit). */
+  cacheMaxBytes?: number;
   threads?: number;
 }
 
@@ -530,6 +532,7 @@ const settings: Check<ServerSettings> = obj({
   memoryBudget: opt(bytes),
   gpuMemory: opt(bytes),
   cacheDir: opt(path),
+  cacheMaxBytes: opt(bytes),
   threads: opt(int(0, 1024)),
 });
 

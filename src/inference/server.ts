@@ -400,11 +400,12 @@ export class InferenceServer {
 
   /**
    * The settings a client may set. Over TCP it sets no server path: the owner's cache folder stays,
-   * and a model fixed at start replaces the client's (its paths are checked when they are used).
+   * and a model fixed at start replaces the client's (its paths are checked when they are used);
+   * nor how much of the owner's disk the caches keep (a tiny limit would delete them).
    */
   private ownSettings(requested: ServerSettings): ServerSettings {
     if (!this.remote) return requested;
-    const { cacheDir: _ignored, ...rest } = requested;
+    const { cacheDir: _ignored, cacheMaxBytes: _notTheirs, ...rest } = requested;
     const cacheDir = this.opts.cacheDir ?? this.opts.settings?.cacheDir;
     return { ...rest, model: this.opts.fixedModel ?? requested.model, ...(cacheDir !== undefined ? { cacheDir } : {}) };
   }
@@ -732,7 +733,7 @@ function jobInfo(j: Job): JobInfo {
 }
 
 function runtimeOptions(s: ServerSettings): RuntimeOptions {
-  return { weights: s.weights, ep: s.ep, stageEp: s.stageEp, memory: s.memory, memoryBudget: s.memoryBudget, cacheDir: s.cacheDir, threads: s.threads, gpuMemory: s.gpuMemory };
+  return { weights: s.weights, ep: s.ep, stageEp: s.stageEp, memory: s.memory, memoryBudget: s.memoryBudget, cacheDir: s.cacheDir, cacheMaxBytes: s.cacheMaxBytes, threads: s.threads, gpuMemory: s.gpuMemory };
 }
 
 /** Settings that need a new pipeline when they change (all of them: the pipeline runs on a worker with its options). */

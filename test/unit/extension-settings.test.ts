@@ -52,6 +52,20 @@ describe('extension: settings validation', () => {
     assert.equal(settings.server.remotePort, 9000);
   });
 
+  it('weight cache: the folder (~ and ${workspaceFolder} expanded) and the GiB limit reach the server as cacheDir and cacheMaxBytes; unset, neither is sent', () => {
+    const ws = '/home/u/project';
+    const { settings, problems } = validateSettings(from({ 'weightCache.folder': '~/big-disk/flux-cache', 'weightCache.maxGB': 40 }), { workspaceFolder: ws, home: '/home/u', exists: () => true });
+    assert.deepEqual(problems, []);
+    const s = serverSettings(settings);
+    assert.equal(s.cacheDir, path.normalize('/home/u/big-disk/flux-cache'));
+    assert.equal(s.cacheMaxBytes, 40 * 2 ** 30);
+    const none = serverSettings(validateSettings(from({}), { workspaceFolder: ws, home: '/home/u' }).settings);
+    assert.ok(!('cacheDir' in none) && !('cacheMaxBytes' in none));
+    const bad = validateSettings(from({ 'weightCache.maxGB': -3 }), { workspaceFolder: ws, home: '/home/u' });
+    assert.equal(bad.settings.weightCache.maxGB, 0);
+    assert.deepEqual(bad.problems.map((p) => p.key), ['majicflux.weightCache.maxGB']);
+  });
+
   it('reports each bad value with its key and falls back to the default', () => {
     const { settings, problems } = validateSettings(
       from({

@@ -190,6 +190,17 @@ describe('inference server against hostile clients (issue 16)', function () {
       assert.ok(fs.existsSync(path.join(ownerCache, 'checksums.json')), 'recorded in the owner\'s cache');
     });
 
+    it('a client\'s weight-cache limit is not applied to the owner\'s caches (it could delete them)', async () => {
+      const kept = path.join(ownerCache, 'someone-elses-cache');
+      fs.mkdirSync(kept, { recursive: true });
+      fs.writeFileSync(path.join(kept, 'weights.bin'), Buffer.alloc(4096));
+      fs.writeFileSync(path.join(kept, 'index.json'), '{}');
+      assert.equal((await peer.request({ type: 'configure', settings: { model: { dir: path.join(models, 'tiny') }, weights: 'fp32', ep: 'cpu', memory: 'sequential', cacheMaxBytes: 1 } })).type, 'ok');
+      const q = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64 }, output: 'cache-limit.png' } });
+      assert.equal((await peer.final(q.jobId!, 60_000)).event, 'done');
+      assert.ok(fs.existsSync(path.join(kept, 'weights.bin')), 'the owner\'s cache stays');
+    });
+
     posix('a symlink inside the output folder does not let a job write outside it', async () => {
       fs.symlinkSync(elsewhere, path.join(out, 'link'));
       const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64 }, output: 'link/x.png' } });

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { f32ToBf16, f32ToE4M3, toFloat32 } from '../../src/inference/dtypes';
 import { Graph } from '../../src/inference/onnx/graph';
-import { WeightFormat, WeightOptions, Weights } from '../../src/inference/onnx/weights';
+import { pruneWeightCaches, WeightCache, WeightFormat, WeightOptions, Weights } from '../../src/inference/onnx/weights';
 import { openTensors, TensorSource } from '../../src/inference/safetensors';
 import { writeSafetensors } from '../../src/inference/safetensorsWriter';
 
@@ -197,6 +197,45 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
     const words = await run(openTensors(files.fp8), { format: 'fp8', cacheDir: cache, fp8Decode: 'words' }, x, m);
     const dq = await run(openTensors(files.fp8), { format: 'fp8', cacheDir: cache, fp8Decode: 'dequantize' }, x, m);
     assert.ok(relL2(words.dense, dq.dense) < 1e-6 && relL2(words.linear, dq.linear) < 1e-6);
+  });
+
+  it('pruneWeightCaches removes the least recently used complete caches past the limit, never one in use nor one being written', () => {
+    const root = path.join(dir, 'prune');
+    const make = (name: string, bytes: number, usedSecondsAgo: number, complete = true) => {
+      const d = path.join(root, name);
+      fs.mkdirSync(d, { recursive: true });
+      fs.writeFileSync(path.join(d, complete ? 'weights.bin' : 'weights.bin.partial'), Buffer.alloc(bytes));
+      if (complete) {
+        fs.writeFileSync(path.join(d, 'index.json'), '{}');
+        const t = new Date(Date.now() - usedSecondsAgo * 1000);
+        fs.utimesSync(path.join(d, 'index.json'), t, t);
+      }
+      return d;
+    };
+    const oldest = make('oldest', 3000, 300);
+    const inUse = make('in-use', 3000, 200);
+    const older = make('older', 3000, 100);
+    const newest = make('newest', 3000, 10);
+    const writing = make('writing', 3000, 0, false);
+    const r = pruneWeightCaches(root, 7000, new Set([inUse]));
+    assert.deepEqual(r.removed, [oldest, older], 'oldest first, skipping the one in use, until ≤ 7000 bytes');
+    assert.equal(r.bytes, 6000);
+    for (const d of [inUse, newest, writing]) assert.ok(fs.existsSync(d), d);
+    assert.deepEqual(pruneWeightCaches(root, 7000, new Set([inUse])).removed, [], 'within the limit: nothing more');
+    assert.deepEqual(pruneWeightCaches(path.join(dir, 'no-such-folder'), 1).removed, []);
+  });
+
+  it('opening a complete cache marks it used (its index time), which pruning goes by', async () => {
+    const src = openTensors(files.bf16);
+    const cacheDir = path.join(dir, 'touch');
+    const opts: WeightOptions = { format: 'int8', cacheDir, inlineLimit: 64 };
+    await Weights.prefill(src, opts, ['lin.weight'], 1);
+    new Weights(new Graph('g'), src, opts, ['lin.weight']).folder();
+    const index = path.join(cacheDir, WeightCache.keyFor(src, opts), 'index.json');
+    const long = new Date(Date.now() - 3600_000);
+    fs.utimesSync(index, long, long);
+    WeightCache.open(cacheDir, src, opts);
+    assert.ok(Date.now() - fs.statSync(index).mtimeMs < 60_000, 'touched on open');
   });
 
   it('a second build reuses the complete cache (prefilled on workers) without reading the checkpoint', async () => {

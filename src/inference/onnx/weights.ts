@@ -466,14 +466,22 @@ export class WeightCache {
     return h.digest('hex').slice(0, 24);
   }
 
+  /** Cache folders this process opened: in use, never pruned by it (pruneWeightCaches). */
+  static readonly opened = new Set<string>();
+
   static open(cacheDir: string, src: TensorSource, opts: WeightOptions): WeightCache {
     const dir = path.join(cacheDir, WeightCache.keyFor(src, opts));
+    WeightCache.opened.add(dir);
     const open = WeightCache.writing.get(dir);
     if (open) return open;
     const indexFile = path.join(dir, 'index.json');
     if (fs.existsSync(indexFile) && fs.existsSync(path.join(dir, WeightCache.FILE))) {
       try {
-        return new WeightCache(dir, true, JSON.parse(fs.readFileSync(indexFile, 'utf8')));
+        const cache = new WeightCache(dir, true, JSON.parse(fs.readFileSync(indexFile, 'utf8')));
+        // The index's time is the cache's last use, which pruning goes by.
+        const now = new Date();
+        fs.utimesSync(indexFile, now, now);
+        return cache;
       } catch {
         // A damaged index: rebuild below.
       }
@@ -589,3 +597,36 @@ function quantScales(x: Float32Array, rows: number, cols: number, mode: 'per-ten
   return amax.map((a) => (a > 0 ? a / E4M3_MAX : 1));
 }
 
+/**
+ * Removes complete weight caches under `cacheDir`, least recently used first, until those left
+ * take at most `maxBytes`; the ones this process opened stay (its sessions may map them). Caches
+ * being written (no index yet) are not touched. Returns the removed folders and their bytes.
+ */
+export function pruneWeightCaches(cacheDir: string, maxBytes: number, keep: ReadonlySet<string> = WeightCache.opened): { removed: string[]; bytes: number } {
+  const caches: Array<{ dir: string; bytes: number; used: number }> = [];
+  for (const name of fs.existsSync(cacheDir) ? fs.readdirSync(cacheDir) : []) {
+    const dir = path.join(cacheDir, name);
+    try {
+      const bytes = fs.statSync(path.join(dir, WeightCache.FILE)).size;
+      caches.push({ dir, bytes, used: fs.statSync(path.join(dir, 'index.json')).mtimeMs });
+    } catch {
+      // not a complete cache
+    }
+  }
+  let total = caches.reduce((s, c) => s + c.bytes, 0);
+  const removed: string[] = [];
+  let freed = 0;
+  for (const c of caches.sort((a, b) => a.used - b.used)) {
+    if (total <= maxBytes) break;
+    if (keep.has(c.dir)) continue;
+    try {
+      fs.rmSync(c.dir, { recursive: true, force: true });
+    } catch {
+      continue; // mapped by another process (Windows): next time
+    }
+    total -= c.bytes;
+    freed += c.bytes;
+    removed.push(c.dir);
+  }
+  return { removed, bytes: freed };
+}
