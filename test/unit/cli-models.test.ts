@@ -106,10 +106,15 @@ describe('CLI: majicflux models (bundled)', function () {
     assert.ok(m.parts.some((p) => p.role === 't5' && p.status === 'missing'));
   });
 
-  it('download of an unknown model or from a hub that is down fails with exit 1 and a message', async () => {
-    const unknown = await runCli(['models', 'download', 'sdxl'], env);
-    assert.equal(unknown.code, 1);
-    assert.match(unknown.stderr, /sdxl/);
+  it('download of an unknown model is a bad argument (exit 2, before anything is created); from a hub that is down, exit 1 and a message', async () => {
+    const unknown = await runCli(['models', 'download', 'sdxl', '--dest', path.join(tmp, 'unknown')], env);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /Unknown model "sdxl"\. Known models: flux1-dev/);
+    assert.match(unknown.stderr, /--help/);
+    assert.equal(fs.existsSync(path.join(tmp, 'unknown')), false);
+    const token = await runCli(['models', 'download', 'flux1-dev', '--token-file', path.join(tmp, 'no-token')], env);
+    assert.equal(token.code, 2, token.stderr);
+    assert.match(token.stderr, /cannot read the token file/);
     // A port nobody listens on: connection refused, which is not worth retrying.
     const port = await new Promise<number>((resolve) => {
       const srv = net.createServer().listen(0, '127.0.0.1', () => {
