@@ -139,6 +139,9 @@ async function download(rest: string[], values: Record<string, unknown>, io: Cli
           if (level !== 'debug') io.err(`${tty ? '\r\x1b[K' : ''}${message}\n`);
         },
         onProgress: (p) => {
+          // Before the first byte or the size is known there is nothing to report (and offline
+          // there never will be: the error says why).
+          if (p.bytes === 0 && p.total === 0) return;
           const now = Date.now();
           if (!tty && now - lastLine < 5000 && p.bytes < p.total) return;
           lastLine = now;
@@ -232,10 +235,10 @@ function parseSize(text: string): { width: number; height: number } {
 
 
 export function progressLine(p: DownloadProgress): string {
-  const pct = p.total > 0 ? ((100 * p.bytes) / p.total).toFixed(1) : '?';
+  const done = p.total > 0 ? `${((100 * p.bytes) / p.total).toFixed(1)}% ${sizeText(p.bytes)} of ${sizeText(p.total)}` : `${sizeText(p.bytes)} (total size not known yet)`;
   const speed = `${(p.bytesPerSecond / 2 ** 20).toFixed(1)} MiB/s`;
   const eta = p.etaSeconds === undefined ? '' : `, ${formatDuration(p.etaSeconds)} left`;
-  return `${pct}% ${sizeText(p.bytes)} of ${sizeText(p.total)} · ${speed}${eta} · file ${Math.min(p.filesDone + 1, p.files)}/${p.files} ${p.file}`;
+  return `${done} · ${speed}${eta} · file ${Math.min(p.filesDone + 1, p.files)}/${p.files} ${p.file}`;
 }
 
 export function formatDuration(s: number): string {

@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { DownloadResult, ModelCheckReport } from '../../src/inference/models/types';
+import { progressLine } from '../../src/inference/cliModels';
+import type { DownloadProgress, DownloadResult, ModelCheckReport } from '../../src/inference/models/types';
 import { FakeHub } from '../helpers/fakeHub';
 import { GOLDEN_MODELS } from '../helpers/golden';
 
@@ -126,6 +127,18 @@ describe('CLI: majicflux models (bundled)', function () {
     const down = await runCli(['models', 'download', 'majicflus-v1', '--parts', 'dit', '--dest', path.join(tmp, 'down')], { ...env, MODELSCOPE_DOMAIN: `http://127.0.0.1:${port}` });
     assert.equal(down.code, 1);
     assert.match(down.stderr, new RegExp(`127\\.0\\.0\\.1:${port}`));
+    assert.match(down.stderr, /^majicflux models download: Could not reach 127\.0\.0\.1:\d+ .*Check your network connection/m);
+    // Nothing fetched: no progress line of unknowns, and no empty folders left behind.
+    assert.doesNotMatch(down.stderr, /\?%|0\.0 MiB of 0\.0 MiB/);
+    assert.equal(fs.existsSync(path.join(tmp, 'down')), false, 'the empty destination folder is removed');
     assert.ok(Date.now() - t0 < 15_000, 'a refused connection fails at once, without retries');
+  });
+});
+
+describe('models download progress line', () => {
+  it('a total size not known yet is said in words, not shown as "?% … of 0.0 MiB"', () => {
+    const p: DownloadProgress = { bytes: 3 * 2 ** 20, total: 0, bytesPerSecond: 2 ** 20, files: 1, filesDone: 0, file: 'ae.safetensors' };
+    assert.equal(progressLine(p), '3.0 MiB (total size not known yet) · 1.0 MiB/s · file 1/1 ae.safetensors');
+    assert.match(progressLine({ ...p, total: 6 * 2 ** 20 }), /^50\.0% 3\.0 MiB of 6\.0 MiB · /);
   });
 });
