@@ -84,6 +84,7 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
     cacheDir: values.cache,
   };
   const out = values.out === undefined ? undefined : checkedOut(values.out, values.overwrite === true);
+  if (out === undefined) checkCanCreate('the output folder', path.resolve('generated'));
   if (params.latentsFile !== undefined) checkedInputFile('--latents', params.latentsFile);
 
   const model: ModelSpec = values.model || values.transformer ? { dir: values.model, transformer: values.transformer, vae: values.vae } : ensureDemoModel();
@@ -146,14 +147,42 @@ function checkedParams(values: Values, positionals: string[]): GenerateParams & 
 /** The absolute --out path, refused now if writing it would fail after the whole generation. */
 function checkedOut(out: string, overwrite: boolean): string {
   const file = path.resolve(out);
-  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  const stat = statIfAny(file);
   if (stat?.isDirectory()) throw new UsageError(`${file} is a folder; --out names the PNG file to write (e.g. ${path.join(out, 'image.png')})`);
   if (stat && !overwrite) throw new UsageError(`${file} already exists; pass --overwrite to replace it, or choose another --out`);
+  checkCanCreate('--out', path.dirname(file));
   return file;
 }
 
+/** fs.stat, or undefined where nothing is (a path through a file included: ENOTDIR). */
+function statIfAny(p: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(p);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw new UsageError(`cannot read ${p}: ${(e as Error).message}`);
+  }
+}
+
+/** The folder exists, or its nearest existing ancestor is a folder this process can write in. */
+function checkCanCreate(flag: string, dir: string): void {
+  let at = dir;
+  let stat = statIfAny(at);
+  while (!stat && path.dirname(at) !== at) {
+    at = path.dirname(at);
+    stat = statIfAny(at);
+  }
+  if (stat && !stat.isDirectory()) throw new UsageError(`${flag}: cannot create a folder in ${at}: it is a file`);
+  try {
+    fs.accessSync(at, fs.constants.W_OK);
+  } catch {
+    throw new UsageError(`${flag}: cannot write in ${at} (permission denied)`);
+  }
+}
+
 function checkedInputFile(flag: string, file: string): void {
-  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  const stat = statIfAny(file);
   if (!stat) throw new UsageError(`${flag}: ${path.resolve(file)} does not exist`);
   if (!stat.isFile()) throw new UsageError(`${flag}: ${path.resolve(file)} is not a file`);
 }

@@ -102,8 +102,11 @@ describe('CLI: majicflux generate (bundled)', function () {
       assert.ok(fs.readFileSync(out).subarray(1, 4).equals(Buffer.from('PNG')));
     });
 
-    it('--out naming a folder is refused up front', async () => {
+    it('--out naming a folder, or inside a file, is refused up front', async () => {
       assertUsage(await run('--prompt', 'a cat', ...SMALL, '--out', tmp), /is a folder; --out names the PNG file/);
+      const file = path.join(tmp, 'a-file');
+      fs.writeFileSync(file, '');
+      assertUsage(await run('--prompt', 'a cat', ...SMALL, '--out', path.join(file, 'sub', 'x.png')), /--out: cannot create a folder in .*a-file: it is a file/);
     });
   });
 
