@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { main } from '../../src/inference/cli';
 
 const ROOT = path.resolve(__dirname, '../..');
 const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -132,6 +133,15 @@ describe('CLI: majicflux generate (bundled)', function () {
       assert.match(r.stderr, /^step 1\/2$/m);
       assert.match(r.stderr, /^step 2\/2$/m);
       assert.match(r.stderr, /^decode…$/m);
+    });
+
+    it('to a terminal: the bar is redrawn in place', async () => {
+      let err = '';
+      let out = '';
+      const code = await main(['generate', 'a cat', ...SMALL, '--out', path.join(tmp, 't.png')], { out: (t) => (out += t), err: (t) => (err += t), errIsTTY: true });
+      assert.equal(code, 0, err);
+      assert.match(err, /\r\[#{12}\.{12}\] step 1\/2\r\[#{24}\] step 2\/2\n/);
+      assert.match(out, /t\.png\n/);
     });
 
     it('--quiet prints nothing but the result', async () => {
