@@ -35,7 +35,7 @@ Runtime:
                          int8 on WebGPU, fp16 on CoreML, by GPU memory on DirectML)
   --ep auto|cpu|webgpu|cuda|dml|coreml   execution provider (default auto)
   --memory auto|sequential|resident      load one stage at a time, or keep all (default auto)
-  --threads N            CPU threads for onnxruntime (0–1024; 0: onnxruntime's default)
+  --threads N            CPU threads for onnxruntime (a whole number, 0–1024)
   --cache DIR            converted-weight cache folder
 Output:
   --out FILE             PNG path (default generated/<date>-<seed>-<slug>.png, numbered if taken);
