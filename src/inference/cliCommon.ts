@@ -3,10 +3,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { closest } from './didYouMean';
 
 export interface CliOutput {
   out(text: string): void;
   err(text: string): void;
+  /** Whether err writes to a terminal: progress is redrawn in place there, one line per update elsewhere. */
+  errIsTTY?: boolean;
 }
 
 export interface Subcommand {
@@ -27,13 +30,38 @@ export const EXIT_USAGE = 2;
 
 type OptionSpec = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
-/** parseArgs with -h/--help added and its errors turned into UsageErrors. */
-export function parseCommandArgs<O extends NonNullable<OptionSpec>>(args: string[], options: O) {
+/**
+ * parseArgs with -h/--help added and its errors turned into UsageErrors: a misspelled option names
+ * the closest real one, and a negative number after an option is its value (`--seed -1`), which
+ * parseArgs alone takes for another option.
+ */
+export function parseCommandArgs<O extends NonNullable<OptionSpec>>(args: string[], options: O, allowPositionals = true) {
+  const all = { ...options, help: { type: 'boolean', short: 'h' } } as O & { help: { type: 'boolean'; short: 'h' } };
   try {
-    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } } as O & { help: { type: 'boolean'; short: 'h' } }, allowPositionals: true, strict: true });
+    return parseArgs({ args: joinNegativeValues(args, all), options: all, allowPositionals, strict: true });
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    throw new UsageError(parseErrorMessage(e as NodeJS.ErrnoException, Object.keys(all)));
   }
+}
+
+function joinNegativeValues(args: string[], options: NonNullable<OptionSpec>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = /^--([^=]+)$/.exec(args[i])?.[1];
+    if (args[i] === '--') return [...out, ...args.slice(i)];
+    if (name && options[name]?.type === 'string' && /^-\d/.test(args[i + 1] ?? '')) out.push(`${args[i]}=${args[++i]}`);
+    else out.push(args[i]);
+  }
+  return out;
+}
+
+function parseErrorMessage(e: NodeJS.ErrnoException, names: string[]): string {
+  if (e.code !== 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return e.message;
+  // Node's text ("Unknown option '--promt'. To specify a positional argument …") is about '--'.
+  const option = /'(-[^']*)'/.exec(e.message)?.[1] ?? '';
+  const typed = option.replace(/^--?/, '').split('=')[0];
+  const guess = option.startsWith('--') ? closest(typed, names) : undefined;
+  return `unknown option ${option}${guess ? `; did you mean --${guess}?` : ''}`;
 }
 
 /**

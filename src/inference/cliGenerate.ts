@@ -2,14 +2,15 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EpChoice, GenerateParams, MemoryMode, ModelSpec, WEIGHT_CHOICES, WeightChoice } from './api';
+import { EpChoice, GenerateParams, MemoryMode, ModelSpec, Stage, UserError, WEIGHT_CHOICES, WeightChoice } from './api';
 import { ensureDemoModel } from './demoModel';
 import { gib, lifetimePeakRss } from './memory';
-import { FluxPipeline } from './pipeline';
-import { encodePng, writePngAtomic } from './png';
+import { checkParams, FluxPipeline } from './pipeline';
+import { encodePng, FileExistsError, writePngAtomic } from './png';
 import { CliOutput, parseCommandArgs, Subcommand, UsageError } from './cliCommon';
 
-const GENERATE_HELP = `Usage: majicflux generate --prompt TEXT [options]
+const GENERATE_HELP = `Usage: majicflux generate "PROMPT" [options]
+       majicflux generate --prompt TEXT [options]
 
 Generates one image. With no --model, uses the bundled demo model (random weights: coloured noise).
 
@@ -19,12 +20,13 @@ Model:
   --transformer FILE     single-file DiT to use instead (e.g. majicflus_v134.safetensors)
   --vae PATH             ae.safetensors or a diffusers vae/ folder, overriding the model's
 Sampling:
-  --prompt TEXT          the prompt (required)
-  --seed N               seed; -1 (default) draws one and reports it
-  --steps N              denoising steps (default 28)
+  --prompt TEXT          the prompt, if not given as the argument (required, not empty)
+  --seed N               seed: a whole number from 0; -1 (default) draws one and reports it
+  --steps N              denoising steps, 1–1000 (default 28)
   --width N, --height N  multiples of 16, 64–2048 (default 1024×1024)
-  --guidance X           distilled guidance (default 3.5)
+  --guidance X           distilled guidance, ≥ 0 (default 3.5)
   --shift dynamic|X      sigma shift: FluxPipeline's resolution-dependent one (default) or fixed
+                         (0.1–100)
   --t5-max-length N      T5 tokens (512 for dev models, 256 for schnell-type)
   --latents FILE         safetensors with an 'initial_latents' [1, tokens, 64] tensor to start from
 Runtime:
@@ -33,11 +35,19 @@ Runtime:
                          int8 on WebGPU, fp16 on CoreML, by GPU memory on DirectML)
   --ep auto|cpu|webgpu|cuda|dml|coreml   execution provider (default auto)
   --memory auto|sequential|resident      load one stage at a time, or keep all (default auto)
-  --threads N            CPU threads for onnxruntime
+  --threads N            CPU threads for onnxruntime (a whole number, 0–1024)
   --cache DIR            converted-weight cache folder
 Output:
-  --out FILE             PNG path (default generated/<date>-<seed>-<slug>.png); never overwritten
+  --out FILE             PNG path (default generated/<date>-<seed>-<slug>.png, numbered if taken);
+                         an existing FILE is refused before anything runs, unless --overwrite
+  --overwrite            replace an existing --out FILE
   --json                 print the result summary as JSON on stdout
+  --quiet                no progress on stderr (warnings and errors still print)
+  -h, --help             show this help
+
+Progress goes to stderr: a bar on a terminal, one line per stage and per step otherwise.
+Every argument is checked before the model loads. Exit status: 0 success; 1 a failure (missing
+or broken model, out of memory); 2 bad arguments.
 `;
 
 export const generateCommand: Subcommand = {
@@ -47,71 +57,55 @@ export const generateCommand: Subcommand = {
   run: generate,
 };
 
+const OPTIONS = {
+  prompt: { type: 'string' }, model: { type: 'string' }, transformer: { type: 'string' }, vae: { type: 'string' },
+  seed: { type: 'string' }, steps: { type: 'string' }, width: { type: 'string' }, height: { type: 'string' }, guidance: { type: 'string' },
+  shift: { type: 'string' }, 't5-max-length': { type: 'string' }, latents: { type: 'string' }, weights: { type: 'string' }, ep: { type: 'string' },
+  memory: { type: 'string' }, threads: { type: 'string' }, cache: { type: 'string' }, out: { type: 'string' }, overwrite: { type: 'boolean' },
+  json: { type: 'boolean' }, quiet: { type: 'boolean' },
+} as const;
+
+type Values = ReturnType<typeof parseCommandArgs<typeof OPTIONS>>['values'];
+
 async function generate(argv: string[], io: CliOutput): Promise<number> {
-  const { values } = parseCommandArgs(argv, {
-      prompt: { type: 'string' }, model: { type: 'string' }, transformer: { type: 'string' }, vae: { type: 'string' },
-      seed: { type: 'string' }, steps: { type: 'string' }, width: { type: 'string' }, height: { type: 'string' }, guidance: { type: 'string' },
-      shift: { type: 'string' }, 't5-max-length': { type: 'string' }, latents: { type: 'string' }, weights: { type: 'string' }, ep: { type: 'string' },
-      memory: { type: 'string' }, threads: { type: 'string' }, cache: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' },
-  });
+  const { values, positionals } = parseCommandArgs(argv, OPTIONS);
   if (values.help) {
     io.out(GENERATE_HELP);
     return 0;
   }
-  if (values.prompt === undefined) throw new UsageError('--prompt is required');
-  const num = (name: string, v: string | undefined) => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${v}"`);
-    return n;
+  // Everything the user typed is checked here, before a model is looked at: a mistake found
+  // after loading (or after generating) costs minutes with a real model.
+  const params = checkedParams(values, positionals);
+  const runtime = {
+    weights: oneOf<WeightChoice>('weights', values.weights, WEIGHT_CHOICES),
+    ep: oneOf<EpChoice>('ep', values.ep, ['auto', 'cpu', 'webgpu', 'cuda', 'dml', 'coreml']),
+    memory: oneOf<MemoryMode>('memory', values.memory, ['auto', 'sequential', 'resident']),
+    threads: wholeNumber('threads', values.threads, 0, 1024),
+    cacheDir: values.cache,
   };
-  const oneOf = <T extends string>(name: string, v: string | undefined, allowed: readonly T[]): T | undefined => {
-    if (v === undefined) return undefined;
-    if (!allowed.includes(v as T)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}; got "${v}"`);
-    return v as T;
-  };
+  const out = values.out === undefined ? undefined : checkedOut(values.out, values.overwrite === true);
+  if (out === undefined) checkCanCreate('the output folder', path.resolve('generated'));
+  if (params.latentsFile !== undefined) checkedInputFile('--latents', params.latentsFile);
+
   const model: ModelSpec = values.model || values.transformer ? { dir: values.model, transformer: values.transformer, vae: values.vae } : ensureDemoModel();
-  const params: GenerateParams = {
-    prompt: values.prompt,
-    seed: num('seed', values.seed),
-    steps: num('steps', values.steps),
-    width: num('width', values.width),
-    height: num('height', values.height),
-    guidance: num('guidance', values.guidance),
-    t5MaxLength: num('t5-max-length', values['t5-max-length']),
-    shift: values.shift === undefined || values.shift === 'dynamic' ? 'dynamic' : num('shift', values.shift),
-    latentsFile: values.latents,
-  };
-  const weights = oneOf<WeightChoice>('weights', values.weights, WEIGHT_CHOICES);
-  const ep = oneOf<EpChoice>('ep', values.ep, ['auto', 'cpu', 'webgpu', 'cuda', 'dml', 'coreml']);
-  const memory = oneOf<MemoryMode>('memory', values.memory, ['auto', 'sequential', 'resident']);
-  const log = (level: string, msg: string) => {
-    if (level !== 'debug') io.err(`${level === 'info' ? '' : `${level}: `}${msg}\n`);
-  };
-  const pipeline = await FluxPipeline.create(model, { weights, ep, memory, threads: num('threads', values.threads), cacheDir: values.cache }, log);
+  const progress = progressPrinter(io, values.quiet === true);
+  const pipeline = await FluxPipeline.create(model, runtime, progress.log);
   const controller = new AbortController();
   process.once('SIGINT', () => {
     io.err('\ncancelling at the next step…\n');
     controller.abort();
   });
   const t0 = performance.now();
-  const result = await pipeline.generate(params, {
-    signal: controller.signal,
-    onStage: (stage, state, detail) => {
-      if (state === 'start') io.err(`${stage}…\n`);
-      else if (detail) io.err(`${stage} done (${detail})\n`);
-    },
-    onStep: ({ step, steps }) => io.err(`\r${progressBar(step, steps)} step ${step}/${steps}${step === steps ? '\n' : ''}`),
-  });
+  const result = await pipeline.generate(params, { signal: controller.signal, onStage: progress.onStage, onStep: progress.onStep });
   await pipeline.release();
-  const out = path.resolve(values.out ?? path.join('generated', defaultName(result.seed, params.prompt)));
-  fs.mkdirSync(path.dirname(out), { recursive: true });
+  const file = out ?? path.resolve(path.join('generated', defaultName(result.seed, params.prompt)));
+  fs.mkdirSync(path.dirname(file), { recursive: true });
   const png = await encodePng({ width: result.width, height: result.height, data: result.image }, {
     prompt: result.metadata.prompt, steps: result.metadata.steps, seed: result.seed, width: result.width, height: result.height, guidance: result.metadata.guidance,
     cfgScale: 1, sampler: 'Euler', scheduleType: 'Simple', shift: result.metadata.shift, model: result.metadata.model, version: result.metadata.software,
     extra: { 'Weight format': result.metadata.weights, 'T5 max length': result.metadata.t5MaxLength },
   });
-  const written = await writePngAtomic(out, png, { unique: values.out === undefined });
+  const written = await writePng(file, png, out === undefined ? { unique: true } : { overwrite: values.overwrite === true });
   const total = (performance.now() - t0) / 1000;
   if (values.json) {
     io.out(`${JSON.stringify({ file: written, seed: result.seed, seconds: total, stages: result.stages, notes: result.notes, metadata: result.metadata })}\n`);
@@ -121,6 +115,129 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
     io.out(`${written}\nseed ${result.seed} · ${result.width}×${result.height} · ${stages} · total ${total.toFixed(2)} s · peak RSS ${gib(lifetimePeakRss())}\n`);
   }
   return 0;
+}
+
+/** The prompt (from --prompt or the one positional) and the numbers, within the pipeline's own limits. */
+function checkedParams(values: Values, positionals: string[]): GenerateParams & { prompt: string } {
+  if (positionals.length > 1) throw new UsageError(`generate takes one prompt; put it in quotes: majicflux generate "${positionals.join(' ')}"`);
+  if (positionals.length && values.prompt !== undefined) throw new UsageError('give the prompt once: either --prompt TEXT or as the argument');
+  const prompt = values.prompt ?? positionals[0];
+  if (prompt === undefined) throw new UsageError('generate needs a prompt: majicflux generate "a cat" (or --prompt TEXT)');
+  if (!prompt.trim()) throw new UsageError('the prompt is empty; describe the image, e.g. majicflux generate "a cat"');
+  const params: GenerateParams & { prompt: string } = {
+    prompt,
+    seed: num('seed', values.seed),
+    steps: num('steps', values.steps),
+    width: num('width', values.width),
+    height: num('height', values.height),
+    guidance: num('guidance', values.guidance),
+    t5MaxLength: num('t5-max-length', values['t5-max-length']),
+    shift: values.shift === undefined || values.shift === 'dynamic' ? 'dynamic' : num('shift', values.shift),
+    latentsFile: values.latents,
+  };
+  try {
+    checkParams(params);
+  } catch (e) {
+    if (e instanceof UserError) throw new UsageError(e.message);
+    throw e;
+  }
+  return params;
+}
+
+/** The absolute --out path, refused now if writing it would fail after the whole generation. */
+function checkedOut(out: string, overwrite: boolean): string {
+  const file = path.resolve(out);
+  const stat = statIfAny(file);
+  if (stat?.isDirectory()) throw new UsageError(`${file} is a folder; --out names the PNG file to write (e.g. ${path.join(out, 'image.png')})`);
+  if (stat && !overwrite) throw new UsageError(`${file} already exists; pass --overwrite to replace it, or choose another --out`);
+  checkCanCreate('--out', path.dirname(file));
+  return file;
+}
+
+/** fs.stat, or undefined where nothing is (a path through a file included: ENOTDIR). */
+function statIfAny(p: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(p);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw new UsageError(`cannot read ${p}: ${(e as Error).message}`);
+  }
+}
+
+/** The folder exists, or its nearest existing ancestor is a folder this process can write in. */
+function checkCanCreate(flag: string, dir: string): void {
+  let at = dir;
+  let stat = statIfAny(at);
+  while (!stat && path.dirname(at) !== at) {
+    at = path.dirname(at);
+    stat = statIfAny(at);
+  }
+  if (stat && !stat.isDirectory()) throw new UsageError(`${flag}: cannot create a folder in ${at}: it is a file`);
+  try {
+    fs.accessSync(at, fs.constants.W_OK);
+  } catch {
+    throw new UsageError(`${flag}: cannot write in ${at} (permission denied)`);
+  }
+}
+
+function checkedInputFile(flag: string, file: string): void {
+  const stat = statIfAny(file);
+  if (!stat) throw new UsageError(`${flag}: ${path.resolve(file)} does not exist`);
+  if (!stat.isFile()) throw new UsageError(`${flag}: ${path.resolve(file)} is not a file`);
+}
+
+/** writePngAtomic, with a file that appeared meanwhile reported as a user error, not a crash. */
+async function writePng(file: string, png: Uint8Array, options: { unique?: boolean; overwrite?: boolean }): Promise<string> {
+  try {
+    return await writePngAtomic(file, png, options);
+  } catch (e) {
+    if (e instanceof FileExistsError) throw new UserError(`${file} appeared while generating; not replacing it (pass --overwrite to)`);
+    throw e;
+  }
+}
+
+function num(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!v.trim() || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${v}"`);
+  return n;
+}
+
+function wholeNumber(name: string, v: string | undefined, min: number, max: number): number | undefined {
+  const n = num(name, v);
+  if (n !== undefined && !(Number.isInteger(n) && n >= min && n <= max)) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, got "${v}"`);
+  return n;
+}
+
+function oneOf<T extends string>(name: string, v: string | undefined, allowed: readonly T[]): T | undefined {
+  if (v === undefined) return undefined;
+  if (!allowed.includes(v as T)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}; got "${v}"`);
+  return v as T;
+}
+
+/**
+ * Progress on stderr: a bar redrawn in place on a terminal; one line per stage and per step
+ * elsewhere (a log file or CI would otherwise get one endless \r line); nothing with --quiet.
+ */
+function progressPrinter(io: CliOutput, quiet: boolean) {
+  const tty = io.errIsTTY === true;
+  return {
+    log: (level: string, msg: string) => {
+      if (level === 'debug' || (quiet && level === 'info')) return;
+      io.err(`${level === 'info' ? '' : `${level}: `}${msg}\n`);
+    },
+    onStage: (stage: Stage, state: 'start' | 'end', detail?: string) => {
+      if (quiet) return;
+      if (state === 'start') io.err(`${stage}…\n`);
+      else if (detail) io.err(`${stage} done (${detail})\n`);
+    },
+    onStep: ({ step, steps }: { step: number; steps: number }) => {
+      if (quiet) return;
+      if (tty) io.err(`\r${progressBar(step, steps)} step ${step}/${steps}${step === steps ? '\n' : ''}`);
+      else io.err(`step ${step}/${steps}\n`);
+    },
+  };
 }
 
 function progressBar(k: number, n: number, width = 24): string {

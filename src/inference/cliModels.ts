@@ -8,7 +8,7 @@ import { validateSize } from './sampler';
 import { cliInvocation, CliOutput, EXIT_FAILURE, EXIT_OK, parseCommandArgs, Subcommand, UsageError } from './cliCommon';
 import { DownloadError } from './models/download';
 import { loadRegistry } from './models/registry';
-import { checkModels, defaultModelsDir, downloadModel, findModels } from './models/service';
+import { checkModels, defaultModelsDir, downloadModel, findModels, planModelDownload } from './models/service';
 import { HUB_NAMES, HubName, ModelCheckReport, PART_ROLES, PartCheck, PartRole, FoundModel, DownloadProgress } from './models/types';
 
 const USAGE = `Usage: majicflux models <command> [options]
@@ -41,7 +41,8 @@ common:
   -h, --help                 show this help
 
 Exit status: 0 success (check: the model is complete and fits in some configuration); 1 a
-missing or corrupt part, nothing fits, or a failed download; 2 bad arguments.`;
+missing or corrupt part, nothing fits, or a failed download; 2 bad arguments (an unknown model,
+part or hub, an unreadable --token-file included).`;
 
 export const modelsCommand: Subcommand = {
   name: 'models',
@@ -116,8 +117,11 @@ async function download(rest: string[], values: Record<string, unknown>, io: Cli
   if (hub !== undefined && !HUB_NAMES.includes(hub as HubName)) throw new UsageError(`--hub must be ${HUB_NAMES.join(' or ')}`);
   const parts = values.parts === undefined ? undefined : (values.parts as string).split(',').map((p) => p.trim());
   for (const p of parts ?? []) if (!PART_ROLES.includes(p as PartRole)) throw new UsageError(`--parts: unknown part "${p}" (${PART_ROLES.join(', ')})`);
-  const token = await readToken(values['token-file'] as string | undefined);
   const dest = path.resolve((values.dest as string | undefined) ?? defaultModelsDir());
+  const request = { model: rest[0], hub: hub as HubName | undefined, dest, parts: parts as PartRole[] | undefined, endpoints: endpointsFromEnv() };
+  // An unknown model, or a part or hub it does not have, is a bad argument like any other.
+  const plan = asUsageError(() => planModelDownload(request));
+  const token = await readToken(values['token-file'] as string | undefined);
   const controller = new AbortController();
   const onSigint = () => {
     io.err('\nstopping; run the same command again to resume\n');
@@ -128,19 +132,23 @@ async function download(rest: string[], values: Record<string, unknown>, io: Cli
   let lastLine = 0;
   try {
     const result = await downloadModel(
-      { model: rest[0], hub: hub as HubName | undefined, dest, token, parts: parts as PartRole[] | undefined, endpoints: endpointsFromEnv() },
+      { ...request, token },
       {
         signal: controller.signal,
         log: (level, message) => {
           if (level !== 'debug') io.err(`${tty ? '\r\x1b[K' : ''}${message}\n`);
         },
         onProgress: (p) => {
+          // Before the first byte or the size is known there is nothing to report (and offline
+          // there never will be: the error says why).
+          if (p.bytes === 0 && p.total === 0) return;
           const now = Date.now();
           if (!tty && now - lastLine < 5000 && p.bytes < p.total) return;
           lastLine = now;
           io.err(`${tty ? '\r\x1b[K' : ''}${progressLine(p)}${tty ? '' : '\n'}`);
         },
       },
+      plan,
     );
     if (tty) io.err('\n');
     if (json) io.out(JSON.stringify(result, null, 2) + '\n');
@@ -178,10 +186,19 @@ async function readToken(file: string | undefined): Promise<string | undefined> 
     try {
       return (await fs.readFile(file, 'utf8')).trim() || undefined;
     } catch (e) {
-      throw new UserError(`cannot read the token file ${file}: ${(e as Error).message}`);
+      throw new UsageError(`cannot read the token file ${file}: ${(e as Error).message}`);
     }
   }
   return process.env.HF_TOKEN || process.env.HUGGING_FACE_HUB_TOKEN || undefined;
+}
+
+function asUsageError<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof UserError) throw new UsageError(e.message);
+    throw e;
+  }
 }
 
 function specArgs(spec: ModelSpec): string {
@@ -218,10 +235,10 @@ function parseSize(text: string): { width: number; height: number } {
 
 
 export function progressLine(p: DownloadProgress): string {
-  const pct = p.total > 0 ? ((100 * p.bytes) / p.total).toFixed(1) : '?';
+  const done = p.total > 0 ? `${((100 * p.bytes) / p.total).toFixed(1)}% ${sizeText(p.bytes)} of ${sizeText(p.total)}` : `${sizeText(p.bytes)} (total size not known yet)`;
   const speed = `${(p.bytesPerSecond / 2 ** 20).toFixed(1)} MiB/s`;
   const eta = p.etaSeconds === undefined ? '' : `, ${formatDuration(p.etaSeconds)} left`;
-  return `${pct}% ${sizeText(p.bytes)} of ${sizeText(p.total)} · ${speed}${eta} · file ${Math.min(p.filesDone + 1, p.files)}/${p.files} ${p.file}`;
+  return `${done} · ${speed}${eta} · file ${Math.min(p.filesDone + 1, p.files)}/${p.files} ${p.file}`;
 }
 
 export function formatDuration(s: number): string {

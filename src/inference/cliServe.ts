@@ -4,9 +4,8 @@
 import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { EpChoice, MemoryMode, ModelSpec, UserError, WEIGHT_CHOICES, WeightChoice } from './api';
-import type { CliOutput, Subcommand } from './cliCommon';
+import { CliOutput, EXIT_USAGE, parseCommandArgs, Subcommand, UsageError } from './cliCommon';
 import { PROTOCOL_VERSION, ServerSettings } from './protocol';
 import { DEFAULT_HEARTBEAT_MS, exitStuck, serveTcp } from './server';
 
@@ -63,9 +62,9 @@ export async function serveCommand(argv: string[], io: CliOutput = STD_IO): Prom
   try {
     return await serve(argv, io);
   } catch (err) {
-    if (err instanceof UserError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (err instanceof UserError || err instanceof UsageError) {
       io.err(`majicflux serve: ${(err as Error).message}\nRun "majicflux serve --help" for usage.\n`);
-      return 2;
+      return EXIT_USAGE;
     }
     if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || (err as NodeJS.ErrnoException).code === 'EACCES') {
       io.err(`majicflux serve: cannot listen: ${(err as Error).message}\n`);
@@ -84,16 +83,16 @@ export const serveSubcommand: Subcommand = {
 };
 
 async function serve(argv: string[], io: CliOutput): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
+  const { values } = parseCommandArgs(
+    argv,
+    {
       host: { type: 'string' }, port: { type: 'string' }, token: { type: 'string' },
       model: { type: 'string' }, transformer: { type: 'string' }, vae: { type: 'string' },
       weights: { type: 'string' }, ep: { type: 'string' }, memory: { type: 'string' }, threads: { type: 'string' }, cache: { type: 'string' },
-      'output-dir': { type: 'string' }, 'models-dir': { type: 'string' }, 'inputs-dir': { type: 'string' }, 'heartbeat-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      'output-dir': { type: 'string' }, 'models-dir': { type: 'string' }, 'inputs-dir': { type: 'string' }, 'heartbeat-ms': { type: 'string' },
     },
-    strict: true,
-  });
+    false,
+  );
   if (values.help) {
     io.out(SERVE_HELP);
     return 0;

@@ -42,6 +42,38 @@ interface Parts {
   vae: VaeDecoder;
 }
 
+/** Smallest T5 length: T5's frame is the text plus </s>, so one token leaves no room for text. */
+const MIN_T5_LENGTH = 2;
+
+/**
+ * The parameters with their defaults filled in, or a UserError for the first one this pipeline
+ * cannot run. Exported so that callers (the CLI) refuse bad input before loading anything.
+ */
+export function checkParams(params: GenerateParams) {
+  const width = params.width ?? DEFAULTS.width;
+  const height = params.height ?? DEFAULTS.height;
+  const steps = params.steps ?? DEFAULTS.steps;
+  const guidance = params.guidance ?? DEFAULTS.guidance;
+  const t5MaxLength = params.t5MaxLength ?? DEFAULTS.t5MaxLength;
+  const shift = params.shift ?? 'dynamic';
+  const seed = params.seed;
+  try {
+    validateSize(width, height);
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+  if (!Number.isInteger(steps) || steps < 1 || steps > 1000) throw new UserError(`steps must be a whole number from 1 to 1000, got ${steps}`);
+  if (!Number.isFinite(guidance) || guidance < 0) throw new UserError(`guidance must be a number ≥ 0, got ${guidance}`);
+  if (shift !== 'dynamic' && !(shift >= SHIFT_RANGE.min && shift <= SHIFT_RANGE.max)) throw new UserError(`shift must be "dynamic" or a number from ${SHIFT_RANGE.min} to ${SHIFT_RANGE.max}, got ${shift}`);
+  // Only -1 draws a seed: any other negative one is a typo, not a wish for randomness. The noise
+  // generator (seedToKey) takes whole numbers up to MAX_SAFE_INTEGER.
+  if (seed !== undefined && seed !== -1 && !(Number.isSafeInteger(seed) && seed >= 0)) {
+    throw new UserError(`seed must be -1 (draw one) or a whole number from 0 to ${Number.MAX_SAFE_INTEGER}, got ${seed}`);
+  }
+  if (!Number.isInteger(t5MaxLength) || t5MaxLength < MIN_T5_LENGTH) throw new UserError(`T5 max length must be a whole number from ${MIN_T5_LENGTH}, got ${t5MaxLength}`);
+  return { width, height, steps, guidance, t5MaxLength, shift };
+}
+
 export class FluxPipeline {
   private readonly parts: Partial<Parts> = {};
   private clipTok?: ClipTokenizer;
@@ -129,21 +161,8 @@ export class FluxPipeline {
   }
 
   async generate(params: GenerateParams, hooks: GenerateHooks = {}): Promise<GenerateResult> {
-    const width = params.width ?? DEFAULTS.width;
-    const height = params.height ?? DEFAULTS.height;
-    const steps = params.steps ?? DEFAULTS.steps;
-    const guidance = params.guidance ?? DEFAULTS.guidance;
-    const t5MaxLength = params.t5MaxLength ?? DEFAULTS.t5MaxLength;
-    const shift = params.shift ?? 'dynamic';
-    try {
-      validateSize(width, height);
-    } catch (e) {
-      throw new UserError((e as Error).message);
-    }
-    if (!Number.isInteger(steps) || steps < 1 || steps > 1000) throw new UserError(`steps must be a whole number from 1 to 1000, got ${steps}`);
-    if (!Number.isFinite(guidance) || guidance < 0) throw new UserError(`guidance must be a number ≥ 0, got ${guidance}`);
-    if (shift !== 'dynamic' && !(shift >= SHIFT_RANGE.min && shift <= SHIFT_RANGE.max)) throw new UserError(`shift must be "dynamic" or a number from ${SHIFT_RANGE.min} to ${SHIFT_RANGE.max}, got ${shift}`);
-    const seed = params.seed === undefined || params.seed < 0 ? randomSeed() : params.seed;
+    const { width, height, steps, guidance, t5MaxLength, shift } = checkParams(params);
+    const seed = params.seed === undefined || params.seed === -1 ? randomSeed() : params.seed;
     const mode = this.memoryMode();
     const stages: StageTiming[] = [];
     const notes: string[] = [];

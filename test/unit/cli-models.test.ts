@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { DownloadResult, ModelCheckReport } from '../../src/inference/models/types';
+import { progressLine } from '../../src/inference/cliModels';
+import type { DownloadProgress, DownloadResult, ModelCheckReport } from '../../src/inference/models/types';
 import { FakeHub } from '../helpers/fakeHub';
 import { GOLDEN_MODELS } from '../helpers/golden';
 
@@ -106,10 +107,15 @@ describe('CLI: majicflux models (bundled)', function () {
     assert.ok(m.parts.some((p) => p.role === 't5' && p.status === 'missing'));
   });
 
-  it('download of an unknown model or from a hub that is down fails with exit 1 and a message', async () => {
-    const unknown = await runCli(['models', 'download', 'sdxl'], env);
-    assert.equal(unknown.code, 1);
-    assert.match(unknown.stderr, /sdxl/);
+  it('download of an unknown model is a bad argument (exit 2, before anything is created); from a hub that is down, exit 1 and a message', async () => {
+    const unknown = await runCli(['models', 'download', 'sdxl', '--dest', path.join(tmp, 'unknown')], env);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /Unknown model "sdxl"\. Known models: flux1-dev/);
+    assert.match(unknown.stderr, /--help/);
+    assert.equal(fs.existsSync(path.join(tmp, 'unknown')), false);
+    const token = await runCli(['models', 'download', 'flux1-dev', '--token-file', path.join(tmp, 'no-token')], env);
+    assert.equal(token.code, 2, token.stderr);
+    assert.match(token.stderr, /cannot read the token file/);
     // A port nobody listens on: connection refused, which is not worth retrying.
     const port = await new Promise<number>((resolve) => {
       const srv = net.createServer().listen(0, '127.0.0.1', () => {
@@ -121,6 +127,18 @@ describe('CLI: majicflux models (bundled)', function () {
     const down = await runCli(['models', 'download', 'majicflus-v1', '--parts', 'dit', '--dest', path.join(tmp, 'down')], { ...env, MODELSCOPE_DOMAIN: `http://127.0.0.1:${port}` });
     assert.equal(down.code, 1);
     assert.match(down.stderr, new RegExp(`127\\.0\\.0\\.1:${port}`));
+    assert.match(down.stderr, /^majicflux models download: Could not reach 127\.0\.0\.1:\d+ .*Check your network connection/m);
+    // Nothing fetched: no progress line of unknowns, and no empty folders left behind.
+    assert.doesNotMatch(down.stderr, /\?%|0\.0 MiB of 0\.0 MiB/);
+    assert.equal(fs.existsSync(path.join(tmp, 'down')), false, 'the empty destination folder is removed');
     assert.ok(Date.now() - t0 < 15_000, 'a refused connection fails at once, without retries');
+  });
+});
+
+describe('models download progress line', () => {
+  it('a total size not known yet is said in words, not shown as "?% … of 0.0 MiB"', () => {
+    const p: DownloadProgress = { bytes: 3 * 2 ** 20, total: 0, bytesPerSecond: 2 ** 20, files: 1, filesDone: 0, file: 'ae.safetensors' };
+    assert.equal(progressLine(p), '3.0 MiB (total size not known yet) · 1.0 MiB/s · file 1/1 ae.safetensors');
+    assert.match(progressLine({ ...p, total: 6 * 2 ** 20 }), /^50\.0% 3\.0 MiB of 6\.0 MiB · /);
   });
 });

@@ -15,6 +15,7 @@
 // `\` is always prompt text (`\note: this is prompt`). Prompt lines are joined with a space.
 
 import { checkTemplate, TemplateProblem } from '../fileName';
+import { closest } from '../../inference/didYouMean';
 
 export interface Position {
   line: number;
@@ -150,21 +151,6 @@ function classify(raw: string): Line {
 
 const span = (line: number, start: number, end: number): Span => ({ start: { line, character: start }, end: { line, character: end } });
 
-/** Levenshtein distance, for "did you mean". Inputs are short keys. */
-function distance(a: string, b: string): number {
-  const d: number[] = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0];
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = d[j];
-      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return d[b.length];
-}
-
 // A Map, not an object literal: `constructor` or `__proto__` typed as a key must not find Object's own.
 const ALIASES = new Map<string, ParamKey>(Object.entries({ cfg: 'guidance', scale: 'guidance', n: 'count', num: 'count', images: 'count', output: 'out', file: 'out', w: 'width', h: 'height' } as const));
 
@@ -172,16 +158,7 @@ export function suggestKey(key: string): ParamKey | undefined {
   const k = key.toLowerCase();
   const alias = ALIASES.get(k);
   if (alias) return alias;
-  let best: ParamKey | undefined;
-  let bestD = Infinity;
-  for (const known of PARAM_KEYS) {
-    const dd = distance(k, known);
-    if (dd < bestD) {
-      bestD = dd;
-      best = known;
-    }
-  }
-  return bestD <= Math.max(1, Math.floor(k.length / 3)) ? best : undefined;
+  return closest(k, PARAM_KEYS);
 }
 
 /** Nearest multiples of `m` below and above `v` (within the size limits). */

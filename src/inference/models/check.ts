@@ -329,8 +329,11 @@ export function adviceFor(
   const name = (e: DetailedEstimate) => `${e.weights} + ${e.mode}`;
   const gpuKnown = machine.gpuMemory !== undefined;
 
+  // The planning share of RAM, not the total, decides: "needs 22 GiB, does not fit 24 GiB" alone
+  // reads as a contradiction, so say what is usable, what is free and what fits instead.
+  const ramLimit = `the ≈ ${gib(usable.ram)} usable of your ${ram} (${gib(machine.freeMemory)} free now)`;
   const cpuLine = (e: DetailedEstimate) =>
-    e.fitsRam ? `${name(e)}: peak ≈ ${gib(e.peak)} — fits your ${ram}` : `${name(e)}: needs ≈ ${gib(e.peak)} — does not fit (${ram})`;
+    e.fitsRam ? `${name(e)}: peak ≈ ${gib(e.peak)} — fits your ${ram}` : `${name(e)}: needs ≈ ${gib(e.peak)} — more than ${ramLimit}${bestCpu ? `; ${name(bestCpu)} fits (peak ≈ ${gib(bestCpu.peak)})` : ''}`;
   const gpuLine = (e: DetailedEstimate) =>
     e.fitsGpu
       ? `${name(e)}: the GPU needs ≈ ${gib(e.gpuPeak!)} — fits your ${gpuLabel(machine)}`

@@ -2,6 +2,7 @@
 // "MajicFLUX: Find/Check/Download Models" and `majicflux models list|check|download`):
 // discovery, check and download, plus where the recorded checksums live.
 
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { cacheRoot } from '../userDirs';
 import * as path from 'node:path';
@@ -66,13 +67,46 @@ export function planModelDownload(req: DownloadRequest): DownloadPlan {
 /** Fetches (hub, resumable, verified) what planModelDownload planned and records the checksums. */
 export async function downloadModel(req: DownloadRequest, hooks: DownloadHooks = {}, plan: DownloadPlan = planModelDownload(req)): Promise<DownloadResult> {
   hooks.log?.('info', `download ${req.model} from ${req.hub ?? plan.repos[0]?.hub}: ${plan.items.length} files into ${req.dest}`);
-  const files = await downloadFiles(plan.items, {
-    token: req.token,
-    endpoints: req.endpoints,
-    signal: hooks.signal,
-    onProgress: hooks.onProgress,
-    log: hooks.log,
-  });
+  const created = missingFolders(plan.items.map((i) => path.dirname(i.dest)));
+  let files;
+  try {
+    files = await downloadFiles(plan.items, {
+      token: req.token,
+      endpoints: req.endpoints,
+      signal: hooks.signal,
+      onProgress: hooks.onProgress,
+      log: hooks.log,
+    });
+  } catch (err) {
+    removeEmptyFolders(created);
+    throw err;
+  }
   recordChecksums(checksumStorePath(hooks.cacheDir), files.map((f) => ({ path: f.path, sha256: f.sha256 })));
   return { spec: plan.spec, files };
+}
+
+/** The folders (and their ancestors) that do not exist yet, deepest first. */
+function missingFolders(dirs: string[]): string[] {
+  const missing = new Set<string>();
+  for (let dir of dirs) {
+    while (!missing.has(dir) && !fs.existsSync(dir)) {
+      missing.add(dir);
+      dir = path.dirname(dir);
+    }
+  }
+  return [...missing].sort((a, b) => b.length - a.length);
+}
+
+/**
+ * A download that failed before writing anything (no network) would otherwise leave a tree of
+ * empty folders; a folder holding a partial file stays, so that running it again resumes.
+ */
+function removeEmptyFolders(dirs: string[]): void {
+  for (const dir of dirs) {
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      // not empty, or already gone
+    }
+  }
 }

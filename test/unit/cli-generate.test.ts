@@ -1,0 +1,154 @@
+// `majicflux generate` as a user runs it: the bundled CLI (dist/cli.js, built by npm run build /
+// test:unit) with the demo model at 64×64, spawned with pipes (stderr is not a terminal).
+// Issue 15, items 14–17.
+
+import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { main } from '../../src/inference/cli';
+
+const ROOT = path.resolve(__dirname, '../..');
+const CLI = path.join(ROOT, 'dist', 'cli.js');
+const SMALL = ['--width', '64', '--height', '64', '--steps', '2'];
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runCli(args: string[], cwd: string): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** A usage error: exit 2, the message, a pointer to --help, no stack trace, nothing loaded. */
+function assertUsage(r: Run, message: RegExp): void {
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, message);
+  assert.match(r.stderr, /--help/);
+  assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
+  assert.doesNotMatch(r.stderr, /^model |text…|loaded /m, 'nothing was loaded');
+}
+
+describe('CLI: majicflux generate (bundled)', function () {
+  this.timeout(120_000);
+  let tmp: string;
+  const run = (...args: string[]) => runCli(['generate', ...args], tmp);
+
+  before(() => {
+    assert.ok(fs.existsSync(CLI), 'dist/cli.js is built by npm run build');
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-generate-'));
+  });
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  describe('the prompt and the seed (item 14)', () => {
+    it('--seed -1 (space-separated) draws a seed and reports it', async () => {
+      const r = await run('--prompt', 'a cat', '--seed', '-1', ...SMALL, '--out', path.join(tmp, 's.png'), '--json');
+      assert.equal(r.code, 0, r.stderr);
+      const seed = (JSON.parse(r.stdout) as { seed: number }).seed;
+      assert.ok(Number.isInteger(seed) && seed >= 0, String(seed));
+    });
+
+    it('a negative seed other than -1 is refused, not silently random', async () => {
+      assertUsage(await run('--prompt', 'a cat', '--seed', '-5', ...SMALL), /seed must be -1 \(draw one\) or a whole number from 0/);
+    });
+
+    it('the prompt may be given without --prompt', async () => {
+      const out = path.join(tmp, 'positional.png');
+      const r = await run('a cat on a mat', ...SMALL, '--out', out, '--json');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal((JSON.parse(r.stdout) as { metadata: { prompt: string } }).metadata.prompt, 'a cat on a mat');
+      assert.ok(fs.existsSync(out));
+    });
+
+    it('an empty or missing prompt, two prompts, or an unquoted one are refused', async () => {
+      assertUsage(await run('--prompt', '  ', ...SMALL), /the prompt is empty/);
+      assertUsage(await run(...SMALL), /needs a prompt: majicflux generate "a cat"/);
+      assertUsage(await run('a cat', '--prompt', 'a dog'), /give the prompt once/);
+      assertUsage(await run('a', 'cat'), /one prompt; put it in quotes/);
+    });
+  });
+
+  describe('every argument checked before anything loads (item 15)', () => {
+    it('bad numbers exit 2 with the pipeline\'s limits, before the model is looked at', async () => {
+      // A model folder that does not exist: had it been looked at, the error would name it.
+      const m = ['--prompt', 'a cat', '--model', path.join(tmp, 'no-such-model')];
+      assertUsage(await run(...m, '--seed', '1.5'), /seed must be -1 \(draw one\) or a whole number/);
+      assertUsage(await run(...m, '--steps', '0'), /steps must be a whole number from 1 to 1000, got 0/);
+      assertUsage(await run(...m, '--width', '1000'), /width 1000 is not a multiple of 16; try 992 or 1008/);
+      assertUsage(await run(...m, '--height', '4096'), /height 4096 is out of range/);
+      assertUsage(await run(...m, '--guidance', '-1'), /guidance must be a number ≥ 0, got -1/);
+      assertUsage(await run(...m, '--shift', '0'), /shift must be "dynamic" or a number from 0\.1 to 100/);
+      assertUsage(await run(...m, '--t5-max-length', '1'), /T5 max length must be a whole number from 2, got 1/);
+      assertUsage(await run(...m, '--threads', '2.5'), /--threads must be a whole number from 0 to 1024/);
+      assertUsage(await run(...m, '--latents', path.join(tmp, 'none.safetensors')), /--latents: .*none\.safetensors does not exist/);
+    });
+
+    it('--out to an existing file is refused up front; --overwrite replaces it', async () => {
+      const out = path.join(tmp, 'exists.png');
+      fs.writeFileSync(out, 'not a png');
+      assertUsage(await run('--prompt', 'a cat', ...SMALL, '--out', out), /exists\.png already exists; pass --overwrite to replace it/);
+      assert.equal(fs.readFileSync(out, 'utf8'), 'not a png');
+      const r = await run('--prompt', 'a cat', ...SMALL, '--out', out, '--overwrite');
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(fs.readFileSync(out).subarray(1, 4).equals(Buffer.from('PNG')));
+    });
+
+    it('--out naming a folder, or inside a file, is refused up front', async () => {
+      assertUsage(await run('--prompt', 'a cat', ...SMALL, '--out', tmp), /is a folder; --out names the PNG file/);
+      const file = path.join(tmp, 'a-file');
+      fs.writeFileSync(file, '');
+      assertUsage(await run('--prompt', 'a cat', ...SMALL, '--out', path.join(file, 'sub', 'x.png')), /--out: cannot create a folder in .*a-file: it is a file/);
+    });
+  });
+
+  describe('misspelled options (item 16)', () => {
+    it('an unknown option names the closest one, in every command', async () => {
+      assertUsage(await run('--promt', 'a cat'), /^majicflux generate: unknown option --promt; did you mean --prompt\?$/m);
+      const models = await runCli(['models', 'check', '--jsn'], tmp);
+      assert.equal(models.code, 2);
+      assert.match(models.stderr, /unknown option --jsn; did you mean --json\?/);
+      const serve = await runCli(['serve', '--prot', '0'], tmp);
+      assert.equal(serve.code, 2);
+      assert.match(serve.stderr, /unknown option --prot; did you mean --port\?/);
+      const far = await run('--zzzzzz');
+      assert.match(far.stderr, /^majicflux generate: unknown option --zzzzzz$/m);
+    });
+  });
+
+  describe('progress (item 17)', () => {
+    it('to a pipe: one line per stage and per step, no carriage returns', async () => {
+      const r = await run('--prompt', 'a cat', ...SMALL, '--out', path.join(tmp, 'p.png'));
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(r.stderr, /\r/);
+      assert.match(r.stderr, /^step 1\/2$/m);
+      assert.match(r.stderr, /^step 2\/2$/m);
+      assert.match(r.stderr, /^decode…$/m);
+    });
+
+    it('to a terminal: the bar is redrawn in place', async () => {
+      let err = '';
+      let out = '';
+      const code = await main(['generate', 'a cat', ...SMALL, '--out', path.join(tmp, 't.png')], { out: (t) => (out += t), err: (t) => (err += t), errIsTTY: true });
+      assert.equal(code, 0, err);
+      assert.match(err, /\r\[#{12}\.{12}\] step 1\/2\r\[#{24}\] step 2\/2\n/);
+      assert.match(out, /t\.png\n/);
+    });
+
+    it('--quiet prints nothing but the result', async () => {
+      const r = await run('--prompt', 'a cat', ...SMALL, '--out', path.join(tmp, 'q.png'), '--quiet');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stderr, '');
+      assert.match(r.stdout, /q\.png\n/);
+    });
+  });
+});
