@@ -103,10 +103,12 @@
         case 'pending': text = S.waiting; break;
         case 'queued': text = j.queued > 0 ? fmt(S.queued, j.queued) : S.waiting; break;
         case 'running':
-          if (j.step !== undefined && j.steps) {
-            text = fmt(S.denoise, j.step, j.steps);
-            frac = j.step / j.steps;
-          } else text = S[j.stage] || S.waiting;
+          // The step count only while denoising (from step 0 before the first one): decoding and
+          // saving say so instead of sitting at the last step, and no template shows unfilled.
+          if (j.stage === 'denoise' && j.steps) {
+            text = fmt(S.denoise, j.step ?? 0, j.steps);
+            frac = (j.step ?? 0) / j.steps;
+          } else text = (j.stage !== 'denoise' && S[j.stage]) || S.waiting;
           if (j.stage === 'decode' || j.stage === 'save') frac = 1;
           break;
         case 'done': text = S.done; frac = 1; break;

@@ -525,11 +525,22 @@ async function uiPhase(results) {
       await frame.locator('#prompt').fill('a watercolor hummingbird in a garden');
       await frame.locator('#steps').fill('8');
       await frame.locator('#preset').selectOption('256x256');
+      // Every status text the run shows, as it changes.
+      await frame.locator('#status').evaluate((el) => {
+        window.__statusSeen = [];
+        new MutationObserver(() => window.__statusSeen.push(el.textContent)).observe(el, { childList: true, characterData: true, subtree: true });
+      });
       await frame.locator('#generate').click();
       // Progress: a status line with a step count while it runs (or done if the tiny model is that fast).
       await frame.locator('#status').filter({ hasText: /\d+ (of|\/) 8|Done|Loading|Waiting|Encoding/ }).waitFor({ timeout: 120_000 });
       await frame.locator('#result:not([hidden])').waitFor({ timeout: 180_000 });
       await frame.locator('#status[data-state="done"]').waitFor({ timeout: 30_000 });
+      const seen = await frame.locator('#status').evaluate(() => window.__statusSeen);
+      // Issue 15 items 2 and 3: no unfilled template ("Step {0} of {1}" before the first step), and
+      // once decoding starts the line says so rather than the last step.
+      if (seen.some((s) => /\{\d\}/.test(s))) throw new Error(`a status showed a raw template: ${JSON.stringify(seen)}`);
+      const decoding = seen.findIndex((s) => /Decoding/.test(s));
+      if (decoding < 0 || seen.slice(decoding).some((s) => /\d+ of 8/.test(s))) throw new Error(`decoding not shown, or a step count after it began: ${JSON.stringify(seen)}`);
       await frame.locator('#gallery figure.card').first().waitFor({ timeout: 30_000 });
       const loaded = await frame.locator('#result').evaluate((img) => img.complete && img.naturalWidth);
       if (loaded !== 256) throw new Error(`result image natural width ${loaded}`);
