@@ -192,13 +192,16 @@ export class Generation {
           const cur = jobs.find((j) => isActive(j) && j.state === 'running') ?? jobs.find(isActive);
           let frac = done;
           let message = t('Waiting for the server…');
-          if (cur?.step !== undefined && cur.steps) {
+          // The step count while denoising only: decoding and saving say so instead of the last step.
+          if (cur?.stage === 'denoise' && cur.step !== undefined && cur.steps) {
             frac += cur.step / cur.steps;
             message = t('Step {0}/{1}', cur.step, cur.steps);
           } else if (cur?.stage === 'load') message = t('Loading the model…');
           else if (cur?.stage === 'text') message = t('Encoding the prompt…');
-          else if (cur?.stage === 'decode') message = t('Decoding the image…');
-          else if (cur?.stage === 'save') message = t('Saving…');
+          else if (cur?.stage === 'decode' || cur?.stage === 'save') {
+            frac += 1;
+            message = cur.stage === 'decode' ? t('Decoding the image…') : t('Saving…');
+          }
           else if (cur?.state === 'queued') message = t('Queued…');
           if (total > 1) message = t('Image {0} of {1}: {2}', Math.min(done + 1, total), total, message);
           const pct = (100 * frac) / total;

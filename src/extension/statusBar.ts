@@ -33,7 +33,8 @@ export class StatusBar implements vscode.Disposable {
     const queued = active.length > 1 ? ` (+${active.length - 1})` : '';
     let text: string;
     let tooltip: string;
-    if (cur && cur.step !== undefined && cur.steps) {
+    // The step count while denoising only: decoding and saving say so instead of the last step.
+    if (cur && cur.stage === 'denoise' && cur.step !== undefined && cur.steps) {
       text = `$(sync~spin) MajicFLUX ${t('step {0}/{1}', cur.step, cur.steps)}${queued}`;
       tooltip = t('Generating "{0}"', cur.request.params.prompt);
     } else if (cur && (cur.stage === 'load' || cur.stage === 'denoise' || this.server.state === 'starting')) {

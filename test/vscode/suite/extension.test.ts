@@ -98,8 +98,15 @@ describe('MajicFLUX in a real VS Code', function () {
     const editor = await open('notes.md');
     const line = editor.document.lineAt(2);
     editor.selection = new vscode.Selection(line.range.start, line.range.end);
+    // The status bar's text at every job change (it updates on the same event, first).
+    const seen: string[] = [];
+    const watch = api.jobs.onDidChange(() => seen.push(api.statusBar.text));
     const run = await vscode.commands.executeCommand<RunResult>('majicflux.generateFromSelection');
     const [job] = await finished(run);
+    watch.dispose();
+    // Issue 15 item 2: decoding is shown as such, not as the last step.
+    const decoding = seen.findIndex((s) => /decoding/.test(s));
+    assert.ok(decoding >= 0 && !seen.slice(decoding).some((s) => /step \d+\/\d+/.test(s)), JSON.stringify(seen));
     const file = job.result!.file;
     assert.equal(path.dirname(file), path.join(ws(), 'generated'));
     assert.match(path.basename(file), new RegExp(`^\\d{4}-\\d{2}-\\d{2}-${job.request.params.seed}-a-watercolor-hummingbird-in-a-garden\\.png$`));
