@@ -37,3 +37,5 @@ fill() {
   [ -f "$marker" ] || [ -f "$dir/.filled-all" ] || { node dist/bench.js --model "$model" --dir "$dir" --prepare-manifest "$manifest" &&
     timeout "$(left 150)" python3 scripts/gpu/fill_synthetic.py "$manifest" "$@" && touch "$marker" "$dir/.complete"; }
 }
+# The full-size synthetic model's benchmark on WebGPU (each script passes its stages, sizes, formats).
+bench() { node dist/bench.js --model full --dir "$M" --ep webgpu --t5 512 --out "$OUT" --machine "$machine" "$@"; }

@@ -20,7 +20,6 @@
 #   source scripts/gpu/setup.sh; OUT=/tmp/out BUDGET=560 bash scripts/gpu/device-bench-s4.sh [phase ...] > $OUT/log.txt 2>&1
 phases=" ${*:-info golden fill torch probe dit ditplain prof ditint8 pack} "
 source scripts/gpu/common.sh
-bench() { node dist/bench.js --model full --dir "$M" --ep webgpu --t5 512 --out "$OUT" --machine "$machine" "$@"; }
 
 if has info; then stamp info; info; fi
 if has golden; then

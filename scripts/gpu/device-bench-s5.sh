@@ -23,7 +23,6 @@ OUT=/tmp/mf-results
 mkdir -p "$OUT"
 source scripts/gpu/common.sh
 pack() { tar czf "$FINAL_OUT/results.tgz" -C "$OUT" . 2>/dev/null; }
-bench() { node dist/bench.js --model full --dir "$M" --ep webgpu --t5 512 --out "$OUT" --machine "$machine" "$@"; }
 ditrun() { # tag, then bench arguments
   local tag=$1; shift
   stamp "dit $tag"

@@ -11,7 +11,6 @@ phases=" ${*:-info fill torch probe dit check pipeline int4} "
 BUDGET=${BUDGET:-430}
 source scripts/gpu/common.sh
 mkdir -p "$W/dump"
-bench() { node dist/bench.js --model full --dir "$M" --ep webgpu --t5 512 --out "$OUT" --machine "$machine" "$@"; }
 
 if has info; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc; free -g | sed -n 2p; df -h /tmp | tail -1; node --version

@@ -66,6 +66,15 @@ async function timeRuns(s: ort.InferenceSession, feeds: Record<string, ort.Tenso
 
 type Step = (g: Graph, x: Value, c: Value) => Value;
 
+/** A probe part's result, or its error: one failing variant must not hide the others. */
+async function attempt<T>(measure: () => Promise<T>): Promise<T | { error: string }> {
+  try {
+    return await measure();
+  } catch (e) {
+    return { error: String((e as Error).message ?? e).slice(0, 500) };
+  }
+}
+
 /**
  * Per-op kernel time of `step` applied n times to x [rows, cols] fp16: the slope of the run time
  * between n = 1 and n = `long`. x is made on the GPU (Expand of a [1, cols] input) and the chain
@@ -136,15 +145,13 @@ const probes: Record<string, () => Promise<unknown>> = {
       ['matmul-opset20-4pieces', 20, { form: 'matmul', chunks: 4 }],
     ];
     for (const [name, opset, opts] of variants) {
-      try {
+      out[name] = await attempt(async () => {
         const r = await chainSlope(L, H * D, (g, x) => {
           const b = g.op('Reshape', [x, g.i64([1, L, H * D])]);
           return g.op('Reshape', [attention(g, b, b, b, H, { ...opts, headDim: D, half: true }), g.i64([L, H * D])]);
         }, 5, opset);
-        out[name] = { ...r, tflops: flops / r.ms / 1e9 };
-      } catch (e) {
-        out[name] = { error: String((e as Error).message ?? e).slice(0, 500) };
-      }
+        return { ...r, tflops: flops / r.ms / 1e9 };
+      });
     }
     return out;
   },
@@ -218,7 +225,7 @@ const probes: Record<string, () => Promise<unknown>> = {
       trunc: (g, x) => unpackInt(g, gated(g, x, g.constant('int32', [K, K / 4], new Uint8Array(words.buffer), 'words')), false),
     };
     for (const [name, decode] of Object.entries(decoders)) {
-      try {
+      out[`${name}Exact`] = await attempt(async () => {
         const g = new Graph('exact', 21);
         const x = g.input('x', 'float16', [1, K]);
         g.output(g.op('Gather', [g.constant('float16', [256], bytesOf(table), 'table'), decode(g, x)], { axis: 0 }), 'w', 'float16', [K, K]);
@@ -227,18 +234,10 @@ const probes: Record<string, () => Promise<unknown>> = {
         await s.release();
         let wrong = 0;
         for (let i = 0; i < codes.length; i++) if (w[i] !== table[codes[i]]) wrong++;
-        out[`${name}Exact`] = wrong === 0 ? true : `${wrong} of ${codes.length} differ`;
-      } catch (e) {
-        out[`${name}Exact`] = { error: String((e as Error).message ?? e).slice(0, 300) };
-      }
+        return wrong === 0 ? true : `${wrong} of ${codes.length} differ`;
+      });
     }
-    for (const [name, step] of Object.entries(steps)) {
-      try {
-        out[name] = await chainSlope(M, K, step, 5);
-      } catch (e) {
-        out[name] = { error: String((e as Error).message ?? e).slice(0, 500) };
-      }
-    }
+    for (const [name, step] of Object.entries(steps)) out[name] = await attempt(() => chainSlope(M, K, step, 5));
     return out;
   },
 
@@ -280,12 +279,10 @@ const probes: Record<string, () => Promise<unknown>> = {
     };
     const out: Record<string, unknown> = {};
     for (const [name, { passes, step }] of Object.entries(steps)) {
-      try {
+      out[name] = await attempt(async () => {
         const r = await chainSlope(L, C, step, 33);
-        out[name] = { ...r, gbPerS: (passes * L * C * 2) / r.ms / 1e6 };
-      } catch (e) {
-        out[name] = { error: String((e as Error).message ?? e).slice(0, 500) };
-      }
+        return { ...r, gbPerS: (passes * L * C * 2) / r.ms / 1e6 };
+      });
     }
     return out;
   },

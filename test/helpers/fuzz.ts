@@ -1,16 +1,7 @@
 // Seeded random inputs for fuzz tests: a PRNG, JSON-ish values, mutations of valid messages.
 
-/** Deterministic PRNG (mulberry32), so a fuzz failure can be replayed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG, so a fuzz failure can be replayed (prng.ts). */
+export { mulberry32 as rng } from './prng';
 
 /** Random JSON-ish values biased towards protocol-looking shapes. */
 export function randomValue(r: () => number, depth = 0): unknown {
