@@ -365,8 +365,8 @@ export class Weights {
    * word is r = w − 256·⌊w/256⌋; Div truncates toward zero, so for a negative word (its top
    * code ≥ 0x80) the remainder comes out as r − 256: Gather reads a negative index from the end
    * of the table, which is that same code, and the quotient is one too high where r < 0. Integer
-   * Div/Mul/Sub/Less: WebGPU runs them on the GPU (BitShift/BitwiseAnd and Mod measured 20–50×
-   * slower, placed on the CPU; docs/BENCHMARKS.md).
+   * Div/Mul/Sub/Less: WebGPU runs them on the GPU (BitShift/BitwiseAnd and Mod measured 16–55×
+   * slower, by the timings on the CPU; docs/BENCHMARKS.md).
    */
   private decodeFp8Words(w32: Value, src: Value, scale: number[], gate: Value): Value {
     const g = this.g;
