@@ -15,9 +15,9 @@ const common = {
 
 const entries = [
   { entryPoints: ['src/extension/extension.ts'], outfile: 'dist/extension.js' },
-  { entryPoints: ['src/inference/server.ts'], outfile: 'dist/server.js' },
-  { entryPoints: ['src/inference/pipelineWorker.ts'], outfile: 'dist/pipelineWorker.js' },
-  { entryPoints: ['src/inference/cli.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
+  { entryPoints: ['src/inference/server/main.ts'], outfile: 'dist/server.js' },
+  { entryPoints: ['src/inference/pipeline/worker.ts'], outfile: 'dist/pipelineWorker.js' },
+  { entryPoints: ['src/inference/cli/main.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
   { entryPoints: ['scripts/bench.ts'], outfile: 'dist/bench.js' },
 ];
 

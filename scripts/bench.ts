@@ -12,20 +12,20 @@
 //
 // Soak mode (server RSS over many jobs, scripts/soak.ts): npm run bench -- --soak 1000
 
-import '../src/inference/privacy'; // first: telemetry off before onnxruntime loads
+import '../src/inference/system/privacy'; // first: telemetry off before onnxruntime loads
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ComputeType, DitTuning, EpChoice, MemoryMode, WeightChoice } from '../src/inference/api';
+import { ComputeType, DitTuning, EpChoice, MemoryMode, WeightChoice } from '../src/shared/api';
 import { FluxTransformer } from '../src/inference/graphs/dit';
 import { GpuBufferCache } from '../src/inference/onnx/session';
-import { currentRss, lifetimePeakRss, RssSampler } from '../src/inference/memory';
-import { FluxPipeline } from '../src/inference/pipeline';
-import { imageIds, textIds } from '../src/inference/sampler';
-import { writeSafetensors } from '../src/inference/safetensorsWriter';
-import { FLUX_DEV, ManifestFile, scaledFlux, SyntheticConfig, TINY, writeSyntheticModel } from '../src/inference/synthetic';
+import { currentRss, lifetimePeakRss, RssSampler } from '../src/inference/system/processMemory';
+import { FluxPipeline } from '../src/inference/pipeline/pipeline';
+import { imageIds, textIds } from '../src/inference/pipeline/sampler';
+import { writeSafetensors } from '../src/inference/formats/safetensorsWriter';
+import { FLUX_DEV, ManifestFile, scaledFlux, SyntheticConfig, TINY, writeSyntheticModel } from '../src/inference/models/synthetic';
 import { soak } from './soak';
 
 const MODELS: Record<string, () => SyntheticConfig> = { tiny: () => TINY, quarter: () => scaledFlux(0.25), half: () => scaledFlux(0.5), full: () => FLUX_DEV };
@@ -145,7 +145,7 @@ async function pipelineWorker(job: Job, dir: string, cache: string): Promise<Run
   );
   if (job.e2e) {
     // Loaded here only: png.ts brings sharp, which a DiT-only run on a GPU host does without.
-    const { encodePng, writePngAtomic } = await import('../src/inference/png');
+    const { encodePng, writePngAtomic } = await import('../src/inference/formats/png');
     const png = await encodePng({ width: result.width, height: result.height, data: result.image }, { prompt: result.metadata.prompt, steps: job.steps, seed: result.seed, width: result.width, height: result.height });
     await writePngAtomic(path.join(os.tmpdir(), `bench-e2e-${process.pid}.png`), png);
     warmSeconds = (performance.now() - t0) / 1000;

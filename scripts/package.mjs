@@ -19,7 +19,7 @@
 //      the runtime does not reach from the native externals (onnxruntime-node, sharp; everything else
 //      is bundled into dist/ by esbuild) — on targets other than linux-x64 also onnxruntime-node's
 //      CUDA installer (script/) and its dependencies (adm-zip, global-agent, …): only Linux x64 has a
-//      CUDA provider to install (src/inference/providers.ts, cudaInstallHint);
+//      CUDA provider to install (src/inference/onnx/providers.ts, cudaInstallHint);
 //   5. `vsce package --target <target>` (the pinned devDependency @vscode/vsce) writes the .vsix.
 // The README's relative links point at docs/*.md, which the package ships. Without a `repository`
 // in package.json they are kept relative (--no-rewrite-relative-links); with one, vsce rewrites them

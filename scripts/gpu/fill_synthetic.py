@@ -3,7 +3,7 @@
 
 Benchmark helper for a GPU host (never part of the product): PyTorch draws the values on the GPU,
 so the 11.9 B-parameter DiT and T5-XXL are written at disk speed instead of in an hour of
-single-threaded JavaScript. Same distributions as src/inference/synthetic.ts (not the same values):
+single-threaded JavaScript. Same distributions as src/inference/models/synthetic.ts (not the same values):
 weights N(0, 1/fan_in), biases N(0, 0.02²), norm scales N(1, 0.05²), embeddings N(0, 0.5²).
 Each file is streamed: one tensor in memory at a time.
 

@@ -24,11 +24,11 @@
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
-import { float32ToF16Bits } from '../../src/inference/dtypes';
+import { float32ToF16Bits } from '../../src/inference/formats/dtypes';
 import { bytesOf, Graph, Value } from '../../src/inference/onnx/graph';
 import { quantizeNBits } from '../../src/inference/onnx/quant';
 import { attention, AttentionOptions } from '../../src/inference/graphs/layers';
-import { toFloat32 } from '../../src/inference/dtypes';
+import { toFloat32 } from '../../src/inference/formats/dtypes';
 import { webgpuProviderOptions } from '../../src/inference/onnx/session';
 
 const e4m3 = (code: number) => toFloat32(Uint8Array.of(code), 'F8_E4M3')[0];

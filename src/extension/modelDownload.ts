@@ -3,7 +3,7 @@
 // failure, and log text that never holds the token.
 
 import * as path from 'node:path';
-import type { DownloadErrorCode, DownloadRequest, HubName, Registry, RegistryModel } from '../inference/models/types';
+import type { DownloadErrorCode, DownloadRequest, HubName, Registry, RegistryModel } from '../shared/models';
 import type { Translate } from './modelReport';
 import type { Settings } from './settings';
 

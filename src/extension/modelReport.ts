@@ -2,7 +2,7 @@
 // one-line summary, the demo model's explanation, and download progress text. Pure (no vscode):
 // text goes through the `t` given (vscode.l10n.t in the extension, a formatter in unit tests).
 
-import type { DownloadProgress, FoundModel, FoundWhere, MachineInfo, ModelCheckReport, PartCheck, PartRole, PartStatus } from '../inference/models/types';
+import type { DownloadProgress, FoundModel, FoundWhere, MachineInfo, ModelCheckReport, PartCheck, PartRole, PartStatus } from '../shared/models';
 
 /** vscode.l10n.t's shape: a message with {0}, {1} … placeholders. */
 export type Translate = (message: string, ...args: Array<string | number | boolean>) => string;

@@ -2,8 +2,8 @@
 // tooltip, context value), and a model spec → the settings to write. Pure (no vscode): the view
 // (models.ts) turns nodes into TreeItems.
 
-import type { ModelSpec } from '../inference/api';
-import type { FoundModel, MachineInfo, PartCheck, PartStatus } from '../inference/models/types';
+import type { ModelSpec } from '../shared/api';
+import type { FoundModel, MachineInfo, PartCheck, PartStatus } from '../shared/models';
 import { dtypeSummary, formatBytes, formatParams, gib, mdCode, partProblems, roleLabel, statusLabel, Translate, variantOf, whereLabel } from './modelReport';
 
 export interface TreeNodeData {

@@ -9,8 +9,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as vscode from 'vscode';
 import bundledRegistry from '../../models/registry.json';
-import type { ModelSpec } from '../inference/api';
-import type { DownloadResult, FoundModel, HubName, MachineInfo, ModelCheckReport, PartCheck } from '../inference/models/types';
+import type { ModelSpec } from '../shared/api';
+import type { DownloadResult, FoundModel, HubName, MachineInfo, ModelCheckReport, PartCheck } from '../shared/models';
 import { Configuration } from './configuration';
 import { errorMessage } from './jobs';
 import {

@@ -1,8 +1,8 @@
 // A PNG's embedded parameters as generation input, for "Re-run with these parameters". Kept apart
 // from the VS Code UI (pngRerun.ts) and light: the pure-JS text-chunk reader, never sharp.
 
-import { ImageParameters, PngReadError, readPngParameters } from '../inference/pngText';
-import { readRegularFile } from '../inference/regularFile';
+import { ImageParameters, PngReadError, readPngParameters } from '../inference/formats/pngText';
+import { readRegularFile } from '../inference/system/regularFile';
 import type { GenerateInput } from './generation';
 import { LIMITS } from './fluxFile/parser';
 import { MAX_PROMPT_CHARS } from './panel/protocol';

@@ -12,8 +12,8 @@ import { ChildProcess, spawn } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
-import { CancelledError } from '../inference/api';
-import type { ComponentName, ModelSpec } from '../inference/api';
+import { CancelledError } from '../shared/api';
+import type { ComponentName, ModelSpec } from '../shared/api';
 import {
   DoneEvent,
   DownloadEvent,
@@ -38,8 +38,8 @@ import {
   ServerMessage,
   ServerSettings,
   StatusInfo,
-} from '../inference/protocol';
-import type { DownloadErrorCode, DownloadRequest, DownloadResult, FoundModel, MachineInfo, ModelCheckReport } from '../inference/models/types';
+} from '../shared/protocol';
+import type { DownloadErrorCode, DownloadRequest, DownloadResult, FoundModel, MachineInfo, ModelCheckReport } from '../shared/models';
 
 export interface Logger {
   debug(message: string): void;

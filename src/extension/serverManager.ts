@@ -3,7 +3,7 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { ServerSettings } from '../inference/protocol';
+import type { ServerSettings } from '../shared/protocol';
 import { Configuration } from './configuration';
 import { Emitter, errorMessage, InferenceClient, Jobs } from './jobs';
 import { ServerClient } from './serverClient';
@@ -155,7 +155,7 @@ export class ServerManager implements vscode.Disposable {
     if (usesDemoModel(s)) {
       // require: the synthetic-weights writer is bundled but evaluated only when the demo is used.
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const { ensureDemoModel } = require('../inference/demoModel') as typeof import('../inference/demoModel');
+      const { ensureDemoModel } = require('../inference/models/demo') as typeof import('../inference/models/demo');
       out.model = ensureDemoModel(this.context.globalStorageUri.fsPath);
     }
     return out;

@@ -4,9 +4,9 @@
 
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { WEIGHT_CHOICES } from '../inference/api';
-import type { ComponentName, EpChoice, MemoryMode, ModelSpec, WeightChoice } from '../inference/api';
-import type { ServerSettings } from '../inference/protocol';
+import { WEIGHT_CHOICES } from '../shared/api';
+import type { ComponentName, EpChoice, MemoryMode, ModelSpec, WeightChoice } from '../shared/api';
+import type { ServerSettings } from '../shared/protocol';
 import { checkTemplate, DEFAULT_TEMPLATE } from './fileName';
 import { LIMITS, templateArgs } from './fluxFile/parser';
 

@@ -5,10 +5,10 @@
 // scripts/gpu/golden-check.ts (WebGPU).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { DitTuning, WeightFormat } from '../../src/inference/api';
+import type { DitTuning, WeightFormat } from '../../src/shared/api';
 import { DitInputs, FluxTransformer } from '../../src/inference/graphs/dit';
 import type { ExecutionProvider } from '../../src/inference/onnx/session';
-import { FluxPipeline } from '../../src/inference/pipeline';
+import { FluxPipeline } from '../../src/inference/pipeline/pipeline';
 import { compare, GOLDEN_CASES, GOLDEN_MODELS, goldenCase } from './golden';
 
 export interface FormatConfig {

@@ -2,7 +2,7 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { openTensors, TensorSource } from '../../src/inference/safetensors';
+import { openTensors, TensorSource } from '../../src/inference/formats/safetensors';
 
 // From test/helpers, or from the repository root when bundled into dist/ (scripts/gpu/golden-check.ts).
 const besideTests = path.join(__dirname, '..', 'fixtures');

@@ -3,9 +3,9 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { f32ToBf16 } from '../../src/inference/dtypes';
-import { openTensors } from '../../src/inference/safetensors';
-import { TensorSpec, writeSafetensors } from '../../src/inference/safetensorsWriter';
+import { f32ToBf16 } from '../../src/inference/formats/dtypes';
+import { openTensors } from '../../src/inference/formats/safetensors';
+import { TensorSpec, writeSafetensors } from '../../src/inference/formats/safetensorsWriter';
 
 export interface AeShape {
   ch: number;

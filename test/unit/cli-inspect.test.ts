@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as esbuild from 'esbuild';
-import type { InspectReport } from '../../src/inference/layouts';
+import type { InspectReport } from '../../src/inference/formats/layouts';
 import { tempDir, writeRawSafetensors, writeSafetensors } from '../helpers/writeSafetensors';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -26,7 +26,7 @@ describe('CLI: majicflux inspect (bundled)', function () {
     // the external native packages resolve from the project's node_modules).
     cli = path.join(ROOT, 'dist', 'cli-inspect-test.js');
     esbuild.buildSync({
-      entryPoints: [path.join(ROOT, 'src/inference/cli.ts')],
+      entryPoints: [path.join(ROOT, 'src/inference/cli/main.ts')],
       outfile: cli,
       bundle: true,
       platform: 'node',

@@ -7,8 +7,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { progressLine } from '../../src/inference/cliModels';
-import type { DownloadProgress, DownloadResult, ModelCheckReport } from '../../src/inference/models/types';
+import { progressLine } from '../../src/inference/cli/models';
+import type { DownloadProgress, DownloadResult, ModelCheckReport } from '../../src/shared/models';
 import { FakeHub } from '../helpers/fakeHub';
 import { GOLDEN_MODELS } from '../helpers/golden';
 

@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { closest, editDistance } from '../../src/inference/didYouMean';
+import { closest, editDistance } from '../../src/shared/didYouMean';
 
 describe('didYouMean', () => {
   it('editDistance counts insertions, deletions, substitutions and neighbour swaps as one edit each', () => {

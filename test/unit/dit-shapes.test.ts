@@ -3,9 +3,9 @@
 
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { ditRequiredNames, LayoutError, openComponent, openComponents } from '../../src/inference/layouts';
-import { ditExpectedShapes } from '../../src/inference/ditShapes';
-import { SafetensorsFile } from '../../src/inference/safetensors';
+import { ditRequiredNames, LayoutError, openComponent, openComponents } from '../../src/inference/formats/layouts';
+import { ditExpectedShapes } from '../../src/inference/formats/ditShapes';
+import { SafetensorsFile } from '../../src/inference/formats/safetensors';
 import { tempDir, writeSafetensors } from '../helpers/writeSafetensors';
 
 const MODELS = path.resolve(__dirname, '../fixtures/flux-tiny/models');

@@ -3,9 +3,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { bflLinears, buildDit, DitInputs, FluxTransformer, FluxTransformerOptions, ropeTables } from '../../src/inference/graphs/dit';
-import { DitWeights, openComponent } from '../../src/inference/layouts';
-import { openTensors, TensorInfo, TensorSource } from '../../src/inference/safetensors';
-import { writeSafetensors } from '../../src/inference/safetensorsWriter';
+import { DitWeights, openComponent } from '../../src/inference/formats/layouts';
+import { openTensors, TensorInfo, TensorSource } from '../../src/inference/formats/safetensors';
+import { writeSafetensors } from '../../src/inference/formats/safetensorsWriter';
 import { assertGoldenClose, compare, GOLDEN, GOLDEN_MODELS, goldenCase } from '../helpers/golden';
 
 const BF16_FILE = path.join(GOLDEN_MODELS, 'flux-tiny.safetensors');

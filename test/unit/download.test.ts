@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DownloadError, DownloadOptions, downloadFiles } from '../../src/inference/models/download';
 import { DEFAULT_ENDPOINTS, fileUrl, listRepoFiles, nextLink } from '../../src/inference/models/hub';
-import type { DownloadItem, DownloadProgress, HubRepo } from '../../src/inference/models/types';
+import type { DownloadItem, DownloadProgress, HubRepo } from '../../src/shared/models';
 import { FakeHub, FIXTURE_MODELS, fixtureFiles, TOKEN_GOOD, TOKEN_NO_ACCESS } from '../helpers/fakeHub';
 
 const HF: HubRepo = { hub: 'huggingface', repo: 'majic/flux-tiny' };

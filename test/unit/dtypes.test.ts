@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import {
   bf16ToF32, DTYPE_BYTES, E4M3_MAX, E4M3_TO_F32, E5M2_TO_F32, f16ToF32, f32ToBf16, f32ToE4M3, f32ToF16,
   float32ToF16Bits, isDType, toFloat16Bits, toFloat32,
-} from '../../src/inference/dtypes';
+} from '../../src/inference/formats/dtypes';
 
 // Reference decoders written from the format definitions, building float32 bit patterns directly
 // rather than with the arithmetic the implementation uses.

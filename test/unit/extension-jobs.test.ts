@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
-import type { ImageMetadata } from '../../src/inference/api';
-import type { Event, JobEvent, JobRequest, StatusInfo } from '../../src/inference/protocol';
+import type { ImageMetadata } from '../../src/shared/api';
+import type { Event, JobEvent, JobRequest, StatusInfo } from '../../src/shared/protocol';
 import { History, blockKey } from '../../src/extension/history';
 import { InferenceClient, Job, Jobs } from '../../src/extension/jobs';
 

@@ -7,8 +7,8 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { DownloadProgress, FoundModel, MachineInfo, ModelCheckReport, PartCheck, Registry } from '../../src/inference/models/types';
-import type { DownloadEvent } from '../../src/inference/protocol';
+import type { DownloadProgress, FoundModel, MachineInfo, ModelCheckReport, PartCheck, Registry } from '../../src/shared/models';
+import type { DownloadEvent } from '../../src/shared/protocol';
 import {
   actionLabel,
   actionsFor,

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MAX_PROMPT_CHARS } from '../../src/extension/panel/protocol';
 import { looksGenerated, readImageInput, toInput } from '../../src/extension/pngInput';
-import { embedParameters } from '../../src/inference/png';
+import { embedParameters } from '../../src/inference/formats/png';
 import { tempDir } from '../helpers/writeSafetensors';
 
 const TINY_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC', 'base64');

@@ -4,8 +4,8 @@
 
 import * as assert from 'node:assert/strict';
 import * as zlib from 'node:zlib';
-import { infotextFields } from '../../src/inference/infotext';
-import { crc32, insertChunks, iTXtChunk, PngReadError, pngChunk, readPngParameters } from '../../src/inference/pngText';
+import { infotextFields } from '../../src/inference/formats/infotext';
+import { crc32, insertChunks, iTXtChunk, PngReadError, pngChunk, readPngParameters } from '../../src/inference/formats/pngText';
 import { rng, Rng } from '../helpers/prng';
 
 const SEED = 0x9e916;

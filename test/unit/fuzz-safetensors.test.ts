@@ -6,10 +6,10 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DTYPE_BYTES } from '../../src/inference/dtypes';
-import { LayoutError, openComponents } from '../../src/inference/layouts';
-import { elementCount, SafetensorsError, SafetensorsFile } from '../../src/inference/safetensors';
-import { topLevelKeys } from '../../src/inference/safetensorsHeader';
+import { DTYPE_BYTES } from '../../src/inference/formats/dtypes';
+import { LayoutError, openComponents } from '../../src/inference/formats/layouts';
+import { elementCount, SafetensorsError, SafetensorsFile } from '../../src/inference/formats/safetensors';
+import { topLevelKeys } from '../../src/inference/formats/safetensorsHeader';
 import { fuzzLoop, rng, Rng } from '../helpers/prng';
 import { tempDir } from '../helpers/writeSafetensors';
 

@@ -2,8 +2,8 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ExecutionProvider, WeightFormat } from '../../src/inference/api';
-import { chooseEp, chooseWeights, cudaInstalled, cudaInstallHint, EpProbe, nvidiaGpuPresent } from '../../src/inference/providers';
+import { ExecutionProvider, WeightFormat } from '../../src/shared/api';
+import { chooseEp, chooseWeights, cudaInstalled, cudaInstallHint, EpProbe, nvidiaGpuPresent } from '../../src/inference/onnx/providers';
 
 // FLUX.1-dev's DiT: 11.9 B Linear weights.
 const GIB = 2 ** 30;

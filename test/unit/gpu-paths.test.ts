@@ -10,8 +10,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildDit, DitInputs, FluxTransformer, FluxTransformerOptions } from '../../src/inference/graphs/dit';
 import { VaeDecoder, VaeEncoder } from '../../src/inference/graphs/vae';
-import { DitWeights, openComponent } from '../../src/inference/layouts';
-import { openTensors } from '../../src/inference/safetensors';
+import { DitWeights, openComponent } from '../../src/inference/formats/layouts';
+import { openTensors } from '../../src/inference/formats/safetensors';
 import { compare, goldenCase, GOLDEN_MODELS } from '../helpers/golden';
 
 const AE = path.join(GOLDEN_MODELS, 'ae.safetensors');

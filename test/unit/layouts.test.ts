@@ -4,8 +4,8 @@ import * as path from 'node:path';
 import {
   Component, detectLayouts, DitComponent, DitWeights, inspectPath, isModelFolder, LayoutError, openComponent, openComponents,
   openModel, readPiece, scanModelFolder, tensorStats, VaeComponent,
-} from '../../src/inference/layouts';
-import { SafetensorsError, SafetensorsFile } from '../../src/inference/safetensors';
+} from '../../src/inference/formats/layouts';
+import { SafetensorsError, SafetensorsFile } from '../../src/inference/formats/safetensors';
 import { tempDir, writeSafetensors, writeSparseSafetensors } from '../helpers/writeSafetensors';
 
 const FIXTURES = path.resolve(__dirname, '../fixtures');

@@ -5,10 +5,10 @@ import { adviceFor, checkModel, machineInfo, partFiles, recordChecksums, recorde
 import {
   architectureOf, ComponentShapes, componentWeightBytes, ditWeightBytes, estimateMemory, GPU_CONTEXT_BYTES, linearBytes, readShapes, RUNTIME_BYTES, SESSION_BYTES, TensorShape, workingSet,
 } from '../../src/inference/models/memory';
-import { resolveModel } from '../../src/inference/modelFiles';
+import { resolveModel } from '../../src/inference/models/files';
 import { nbitsBytes } from '../../src/inference/onnx/quant';
-import { clipParams, ditParams, FLUX_DEV, vaeParams } from '../../src/inference/synthetic';
-import type { FoundModel, MachineInfo } from '../../src/inference/models/types';
+import { clipParams, ditParams, FLUX_DEV, vaeParams } from '../../src/inference/models/synthetic';
+import type { FoundModel, MachineInfo } from '../../src/shared/models';
 import { loadRegistry, validateRegistry } from '../../src/inference/models/registry';
 import { GOLDEN_MODELS } from '../helpers/golden';
 import { tempDir } from '../helpers/writeSafetensors';

@@ -3,8 +3,8 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkSpecParts, discoverModels, DiscoverOptions, hfCacheDir, hfSnapshot, modelscopeCacheDirs } from '../../src/inference/models/discovery';
-import type { FoundModel, PartRole } from '../../src/inference/models/types';
-import { openTensors } from '../../src/inference/safetensors';
+import type { FoundModel, PartRole } from '../../src/shared/models';
+import { openTensors } from '../../src/inference/formats/safetensors';
 import { GOLDEN_MODELS } from '../helpers/golden';
 import { tempDir, TestTensors, writeSafetensors } from '../helpers/writeSafetensors';
 

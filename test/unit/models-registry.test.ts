@@ -1,9 +1,9 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { UserError } from '../../src/inference/api';
+import { UserError } from '../../src/shared/api';
 import { loadRegistry, modelForDitFile, modelForRepo, partsOf, planDownload, RegistryError, registryModel, validateRegistry } from '../../src/inference/models/registry';
-import { PART_ROLES, Registry } from '../../src/inference/models/types';
+import { PART_ROLES, Registry } from '../../src/shared/models';
 import { tempDir } from '../helpers/writeSafetensors';
 
 const REGISTRY_FILE = path.join(__dirname, '..', '..', 'models', 'registry.json');

@@ -2,8 +2,8 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CancelledError, UserError } from '../../src/inference/api';
-import { FluxPipeline } from '../../src/inference/pipeline';
+import { CancelledError, UserError } from '../../src/shared/api';
+import { FluxPipeline } from '../../src/inference/pipeline/pipeline';
 import { assertGoldenClose, assertMaxAbs, compare, GOLDEN_CASES, GOLDEN_MODELS, goldenCase } from '../helpers/golden';
 
 interface PipelineCase { file: string; png: string; prompt: string; height: number; width: number; num_inference_steps: number; guidance_scale: number; max_sequence_length: number }

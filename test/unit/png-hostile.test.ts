@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { insertChunks, iTXtChunk, parseA1111Parameters, pngChunk, readPngParameters, readPngTextChunks } from '../../src/inference/png';
+import { insertChunks, iTXtChunk, parseA1111Parameters, pngChunk, readPngParameters, readPngTextChunks } from '../../src/inference/formats/png';
 import { tempDir } from '../helpers/writeSafetensors';
 
 const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -29,7 +29,7 @@ function bombChunk(keyword: string, bytes: number): Buffer {
 
 /** Runs `code` in a child process with the PNG reader as `png`, so a reader that blocks or explodes cannot take the suite down. */
 function runIsolated(code: string, timeoutMs = 15000): { stdout: string; stderr: string; timedOut: boolean } {
-  const reader = JSON.stringify(path.resolve(__dirname, '../../src/inference/png'));
+  const reader = JSON.stringify(path.resolve(__dirname, '../../src/inference/formats/png'));
   const r = spawnSync(process.execPath, ['--max-old-space-size=512', '-r', 'tsx/cjs', '-e', `const png = require(${reader});\n${code}`], { encoding: 'utf8', timeout: timeoutMs });
   return { stdout: r.stdout, stderr: r.stderr, timedOut: r.error !== undefined || r.signal !== null };
 }
@@ -130,7 +130,7 @@ describe('png: hostile files for the re-run reader (issue 16)', function () {
   it('reads parameters without loading sharp (the extension host stays light)', () => {
     const file = at('light.png');
     fs.writeFileSync(file, png([iTXtChunk('parameters', 'a cat\nSteps: 4, Seed: 7, Size: 16x16')]));
-    const reader = JSON.stringify(path.resolve(__dirname, '../../src/inference/pngText'));
+    const reader = JSON.stringify(path.resolve(__dirname, '../../src/inference/formats/pngText'));
     const r = spawnSync(process.execPath, ['-r', 'tsx/cjs', '-e', `
       require(${reader}).readPngParameters(${JSON.stringify(file)}).then((p) => {
         console.log(p.params.seed, Object.keys(require.cache).some((k) => /[\\\\/]sharp[\\\\/]/.test(k)));

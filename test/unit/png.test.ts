@@ -19,7 +19,7 @@ import {
   toRgb8,
   uniquePath,
   writePngAtomic,
-} from '../../src/inference/png';
+} from '../../src/inference/formats/png';
 
 const CASES = path.join(__dirname, '..', 'fixtures', 'flux-tiny', 'cases');
 

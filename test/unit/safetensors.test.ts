@@ -2,8 +2,8 @@ import * as assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { bf16ToF32, DType, E4M3_TO_F32, f16ToF32, f32ToE4M3, f32ToF16 } from '../../src/inference/dtypes';
-import { MAX_HEADER_BYTES, MAX_TENSORS, openTensors, SafetensorsError, SafetensorsFile, ShardedSafetensors } from '../../src/inference/safetensors';
+import { bf16ToF32, DType, E4M3_TO_F32, f16ToF32, f32ToE4M3, f32ToF16 } from '../../src/inference/formats/dtypes';
+import { MAX_HEADER_BYTES, MAX_TENSORS, openTensors, SafetensorsError, SafetensorsFile, ShardedSafetensors } from '../../src/inference/formats/safetensors';
 import { tempDir, writeIndex, writeRawSafetensors, writeSafetensors, writeSparseSafetensors } from '../helpers/writeSafetensors';
 
 const MODELS = path.resolve(__dirname, '../fixtures/flux-tiny/models');
@@ -419,7 +419,7 @@ describe('safetensors reader', () => {
 
 /** Runs `code` (TypeScript, with the reader imported as `st`) in a child process, so a reader that blocks cannot hang the suite. */
 function runIsolated(code: string, timeoutMs = 15000): { status: number | null; stdout: string; stderr: string; timedOut: boolean } {
-  const reader = JSON.stringify(path.resolve(__dirname, '../../src/inference/safetensors'));
+  const reader = JSON.stringify(path.resolve(__dirname, '../../src/inference/formats/safetensors'));
   const r = spawnSync(process.execPath, ['-r', 'tsx/cjs', '-e', `const st = require(${reader});\n${code}`], { encoding: 'utf8', timeout: timeoutMs });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, timedOut: r.error !== undefined || r.signal !== null };
 }

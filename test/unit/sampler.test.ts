@@ -20,12 +20,12 @@ import {
   textIds,
   unpackLatents,
   validateSize,
-} from '../../src/inference/sampler';
+} from '../../src/inference/pipeline/sampler';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'flux-tiny');
 const CASES = path.join(FIXTURES, 'cases');
 
-/** Minimal F32-only safetensors reader, independent of src/inference/safetensors.ts. */
+/** Minimal F32-only safetensors reader, independent of src/inference/formats/safetensors.ts. */
 function readSafetensors(file: string): Map<string, { shape: number[]; data: Float32Array }> {
   const buf = fs.readFileSync(file);
   const headerLen = Number(buf.readBigUInt64LE(0));

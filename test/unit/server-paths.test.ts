@@ -6,8 +6,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { cleanStaleTemps, writePngAtomic } from '../../src/inference/atomicWrite';
-import { isInside, MAX_OUTPUT_NAME_BYTES, PathPolicy, remoteRoots } from '../../src/inference/serverPaths';
+import { cleanStaleTemps, writePngAtomic } from '../../src/inference/system/atomicWrite';
+import { isInside, MAX_OUTPUT_NAME_BYTES, PathPolicy, remoteRoots } from '../../src/inference/server/paths';
 
 const posix = process.platform === 'win32' ? it.skip : it;
 

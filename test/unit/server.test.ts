@@ -9,9 +9,9 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { CancelledError } from '../../src/inference/api';
-import { readPngParameters } from '../../src/inference/png';
-import { BackOff, oneLine } from '../../src/inference/server';
+import { CancelledError } from '../../src/shared/api';
+import { readPngParameters } from '../../src/inference/formats/png';
+import { BackOff, oneLine } from '../../src/inference/server/server';
 import {
   encodeMessage,
   isValidationError,
@@ -24,7 +24,7 @@ import {
   ServerSettings,
   validateRequest,
   validateServerMessage,
-} from '../../src/inference/protocol';
+} from '../../src/shared/protocol';
 import { DownloadFailedError, JobFailedError, Logger, ServerClient, ServerClientOptions, ServerError } from '../../src/extension/serverClient';
 import { FakeHub, TOKEN_GOOD } from '../helpers/fakeHub';
 import { mutate, randomValue, rng } from '../helpers/fuzz';

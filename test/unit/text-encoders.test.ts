@@ -8,7 +8,7 @@ import { BuiltEncoder, buildClip, ClipEncoder, EncoderWeightFormat, readClipConf
 import { buildT5, readT5Config, relativePositionBucket, relativePositionBuckets, T5Encoder } from '../../src/inference/graphs/t5';
 import { ModelProto } from '../../src/inference/onnx/proto';
 import { createSession } from '../../src/inference/onnx/session';
-import { openTensors, TensorSource } from '../../src/inference/safetensors';
+import { openTensors, TensorSource } from '../../src/inference/formats/safetensors';
 import { assertGoldenClose, ErrorStats, FIXTURES, GOLDEN_MODELS, goldenCase } from '../helpers/golden';
 
 const CLIP_DIR = path.join(GOLDEN_MODELS, 'text_encoder');

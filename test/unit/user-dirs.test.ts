@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { cacheRoot } from '../../src/inference/userDirs';
+import { cacheRoot } from '../../src/inference/system/userDirs';
 
 describe('the cache folder on each platform (userDirs.cacheRoot)', () => {
   it('Linux: ~/.cache/majicflux, or under $XDG_CACHE_HOME', () => {

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildVaeDecoder, diffusersName, latentsToImage, readVaeConfig, VaeConfig, VaeDecoder, VaeEncoder } from '../../src/inference/graphs/vae';
-import { openTensors } from '../../src/inference/safetensors';
+import { openTensors } from '../../src/inference/formats/safetensors';
 import { assertMaxAbs, compare, goldenCase, GOLDEN_MODELS } from '../helpers/golden';
 import { ldmToDiffusersTable, writeDiffusersVae } from '../helpers/vaeLayout';
 

@@ -6,11 +6,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { f32ToBf16, f32ToE4M3, toFloat32 } from '../../src/inference/dtypes';
+import { f32ToBf16, f32ToE4M3, toFloat32 } from '../../src/inference/formats/dtypes';
 import { Graph } from '../../src/inference/onnx/graph';
 import { pruneWeightCaches, WeightCache, WeightFormat, WeightOptions, Weights } from '../../src/inference/onnx/weights';
-import { openTensors, TensorSource } from '../../src/inference/safetensors';
-import { writeSafetensors } from '../../src/inference/safetensorsWriter';
+import { openTensors, TensorSource } from '../../src/inference/formats/safetensors';
+import { writeSafetensors } from '../../src/inference/formats/safetensorsWriter';
 
 const N = 384;
 const K = 320;

@@ -1,7 +1,7 @@
 import * as assert from 'node:assert/strict';
 import { compare } from '../helpers/golden';
 import * as ort from 'onnxruntime-node';
-import { DType, toFloat32 } from '../../src/inference/dtypes';
+import { DType, toFloat32 } from '../../src/inference/formats/dtypes';
 import { bytesOf, Graph } from '../../src/inference/onnx/graph';
 import { decodeToF32, dequantizeNBits, FloatDType, NBits, quantizeNBits } from '../../src/inference/onnx/quant';
 import { QuantPool } from '../../src/inference/onnx/quantPool';

@@ -15,7 +15,7 @@
 // `\` is always prompt text (`\note: this is prompt`). Prompt lines are joined with a space.
 
 import { checkTemplate, TemplateProblem } from '../fileName';
-import { closest } from '../../inference/didYouMean';
+import { closest } from '../../shared/didYouMean';
 
 export interface Position {
   line: number;

@@ -5,7 +5,7 @@
 // per keystroke and even in an untrusted workspace (nothing is executed).
 
 import * as path from 'node:path';
-import type { TokenizeResult } from '../../inference/tokenizers';
+import type { TokenizeResult } from '../../inference/formats/tokenizers';
 
 export const CLIP_MAX_TOKENS = 77;
 export const T5_MAX_TOKENS = 512;
@@ -55,7 +55,7 @@ export function loadEncoders(modelDir: string | undefined, fallbackDir: string, 
     p = (async () => {
       // require, not import(): esbuild then bundles the module but evaluates it only here.
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const { ClipTokenizer, T5Tokenizer } = require('../../inference/tokenizers') as typeof import('../../inference/tokenizers');
+      const { ClipTokenizer, T5Tokenizer } = require('../../inference/formats/tokenizers') as typeof import('../../inference/formats/tokenizers');
       const pick = async <T>(sub: string, load: (dir: string) => Promise<T>): Promise<T> => {
         if (modelDir) {
           try {

@@ -9,12 +9,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { f16ToF32, float32ToF16Bits } from '../dtypes';
+import { f16ToF32, float32ToF16Bits } from '../formats/dtypes';
 import { bytesOf, Graph, Value } from '../onnx/graph';
 import { createSession, ExecutionProvider } from '../onnx/session';
 import { graphFor, opChoicesFor } from '../onnx/providerOps';
 import { ComputeType, WeightFormat, WeightOptions, Weights } from '../onnx/weights';
-import { openTensors, TensorSource } from '../safetensors';
+import { openTensors, TensorSource } from '../formats/safetensors';
 import { attention, gelu, layerNorm } from './layers';
 
 // ---------------------------------------------------------------------------------------------

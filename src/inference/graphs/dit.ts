@@ -10,14 +10,14 @@
 // channels of real checkpoints grow past float16's range in the later blocks.
 
 import * as ort from 'onnxruntime-node';
-import { UserError } from '../api';
+import { UserError } from '../../shared/api';
 import { Graph, Value } from '../onnx/graph';
 import { createSession, ExecutionProvider, GpuBufferCache, SessionOptions } from '../onnx/session';
 import { graphFor, opChoicesFor, weightFormatProblem } from '../onnx/providerOps';
 import { ComputeType, Fp8Decode, Weights, WeightFormat } from '../onnx/weights';
-import { toFloat16Bits, toFloat32 } from '../dtypes';
-import { DitComponent, DitConfig, DitWeights, openComponent, readPiece, TensorPiece } from '../layouts';
-import { TensorInfo, TensorSource } from '../safetensors';
+import { toFloat16Bits, toFloat32 } from '../formats/dtypes';
+import { DitComponent, DitConfig, DitWeights, openComponent, readPiece, TensorPiece } from '../formats/layouts';
+import { TensorInfo, TensorSource } from '../formats/safetensors';
 import { attention as multiHeadAttention, geluTanh, layerNormAffine, rmsNorm, silu } from './layers';
 
 /** BFL `FluxParams` (snake_case, as in a sidecar config): the layouts' DitConfig. */

@@ -1,6 +1,6 @@
 // Building blocks shared by the graph builders. Shapes in comments: B batch, L sequence, D width.
 
-import { float32ToF16Bits } from '../dtypes';
+import { float32ToF16Bits } from '../formats/dtypes';
 import { bytesOf, Graph, Value } from '../onnx/graph';
 import { Weights } from '../onnx/weights';
 

@@ -6,7 +6,7 @@
 
 import * as ort from 'onnxruntime-node';
 import { bytesOf, Graph, Value } from '../onnx/graph';
-import { TensorSource, openTensors } from '../safetensors';
+import { TensorSource, openTensors } from '../formats/safetensors';
 import {
   BuiltEncoder, countBlocks, Ctx, encoderContext, embed, loadEncoder, outputF32, readHfConfig, TextEncoderOptions, TextEncoderRuntimeOptions, toF32,
 } from './clip';

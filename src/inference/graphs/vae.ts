@@ -10,8 +10,8 @@ import { bytesOf, Graph, Value } from '../onnx/graph';
 import { createSession, ExecutionProvider, tensorF32 } from '../onnx/session';
 import { graphFor } from '../onnx/providerOps';
 import { ComputeType, Weights } from '../onnx/weights';
-import { float32ToF16Bits } from '../dtypes';
-import { openTensors, TensorSource } from '../safetensors';
+import { float32ToF16Bits } from '../formats/dtypes';
+import { openTensors, TensorSource } from '../formats/safetensors';
 import { attention, silu } from './layers';
 
 export interface VaeConfig {

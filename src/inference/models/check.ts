@@ -15,14 +15,14 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { ComponentName, ModelSpec, WeightFormat } from '../api';
-import { cudaInstalled, cudaInstallHint } from '../providers';
-import { FLUX_DEV, clipParams, ditParams, t5Params, vaeParams } from '../synthetic';
+import type { ComponentName, ModelSpec, WeightFormat } from '../../shared/api';
+import { cudaInstalled, cudaInstallHint } from '../onnx/providers';
+import { FLUX_DEV, clipParams, ditParams, t5Params, vaeParams } from './synthetic';
 import { foundFromSpec } from './discovery';
 import { sha256File } from './download';
 import { COMPONENTS, ComponentShapes, DetailedEstimate, estimateMemory, readShapes, ShapeSource, usableMemory } from './memory';
 import { hubLabel, loadRegistry, partsOf } from './registry';
-import type { FoundModel, MachineInfo, ModelCheckReport, PartCheck, PartRole, Registry } from './types';
+import type { FoundModel, MachineInfo, ModelCheckReport, PartCheck, PartRole, Registry } from '../../shared/models';
 
 const GiB = 2 ** 30;
 

@@ -40,12 +40,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { ModelSpec } from '../api';
-import { Component, ComponentKind, detectLayouts, KIND_NAMES, LayoutError, ModelScan, openComponent, scanModelFolder } from '../layouts';
-import { openTensors, TensorSource } from '../safetensors';
+import type { ModelSpec } from '../../shared/api';
+import { Component, ComponentKind, detectLayouts, KIND_NAMES, LayoutError, ModelScan, openComponent, scanModelFolder } from '../formats/layouts';
+import { openTensors, TensorSource } from '../formats/safetensors';
 import { isFloatDtype } from './memory';
 import { loadRegistry, modelForDitFile, modelForRepo, normalizeRepo, partsOf } from './registry';
-import { FoundModel, FoundWhere, PART_ROLES, PartCheck, PartRole, Registry, RegistryModel } from './types';
+import { FoundModel, FoundWhere, PART_ROLES, PartCheck, PartRole, Registry, RegistryModel } from '../../shared/models';
 
 export const DEFAULT_MAX_DEPTH = 3;
 const MAX_DIRS_PER_ROOT = 400;

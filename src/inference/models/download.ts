@@ -13,8 +13,8 @@ import { createHash, Hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { sizeText } from '../memory';
-import type { DownloadItem, DownloadProgress, DownloadResult, HubName } from './types';
+import { sizeText } from '../system/processMemory';
+import type { DownloadItem, DownloadProgress, DownloadResult, HubName } from '../../shared/models';
 import {
   asSha256,
   discardBody,

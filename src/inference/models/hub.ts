@@ -19,8 +19,8 @@
 // The access token goes only to the hub's own origin: redirects are followed by hand and the
 // Authorization header is dropped as soon as a hop leaves that origin (CDN, storage host).
 
-import { UserError } from '../api';
-import type { DownloadErrorCode, HubName, HubRepo } from './types';
+import { UserError } from '../../shared/api';
+import type { DownloadErrorCode, HubName, HubRepo } from '../../shared/models';
 
 export const DEFAULT_ENDPOINTS: Record<HubName, string> = {
   huggingface: 'https://huggingface.co',

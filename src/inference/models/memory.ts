@@ -70,13 +70,13 @@
 
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import type { ComponentName, MemoryMode, WeightFormat } from '../api';
-import { WEIGHT_FORMATS } from '../api';
-import { DTYPE_BYTES, isDType } from '../dtypes';
-import { ComponentKind, openComponent } from '../layouts';
-import { openTensors } from '../safetensors';
+import type { ComponentName, MemoryMode, WeightFormat } from '../../shared/api';
+import { WEIGHT_FORMATS } from '../../shared/api';
+import { DTYPE_BYTES, isDType } from '../formats/dtypes';
+import { ComponentKind, openComponent } from '../formats/layouts';
+import { openTensors } from '../formats/safetensors';
 import { nbitsBytes } from '../onnx/quant';
-import type { MachineInfo, MemoryEstimate } from './types';
+import type { MachineInfo, MemoryEstimate } from '../../shared/models';
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;

@@ -10,9 +10,9 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ModelSpec, UserError } from '../api';
+import { ModelSpec, UserError } from '../../shared/api';
 import bundledRegistry from '../../../models/registry.json';
-import { DownloadItem, DownloadRequest, HUB_NAMES, HubName, HubRepo, PART_ROLES, PartRole, Registry, RegistryFile, RegistryModel, RegistryPart } from './types';
+import { DownloadItem, DownloadRequest, HUB_NAMES, HubName, HubRepo, PART_ROLES, PartRole, Registry, RegistryFile, RegistryModel, RegistryPart } from '../../shared/models';
 
 /** A registry problem: names the file and what is wrong, for the user. */
 export class RegistryError extends UserError {

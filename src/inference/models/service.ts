@@ -4,14 +4,14 @@
 
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { cacheRoot } from '../userDirs';
+import { cacheRoot } from '../system/userDirs';
 import * as path from 'node:path';
-import type { ModelSpec } from '../api';
+import type { ModelSpec } from '../../shared/api';
 import { checkModel, DownloadCommand, machineInfo, recordChecksums } from './check';
 import { discoverModels } from './discovery';
 import { downloadFiles } from './download';
 import { DownloadPlan, loadRegistry, planDownload } from './registry';
-import type { DownloadProgress, DownloadRequest, DownloadResult, FoundModel, MachineInfo, ModelCheckReport } from './types';
+import type { DownloadProgress, DownloadRequest, DownloadResult, FoundModel, MachineInfo, ModelCheckReport } from '../../shared/models';
 
 export interface ModelSearchOptions {
   configured?: ModelSpec;

@@ -22,9 +22,9 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { ComputeType, WeightFormat } from '../api';
-import { DType, E4M3_MAX, f32ToE4M3, float32ToF16Bits, toFloat32 } from '../dtypes';
-import { TensorInfo, TensorSource } from '../safetensors';
+import type { ComputeType, WeightFormat } from '../../shared/api';
+import { DType, E4M3_MAX, f32ToE4M3, float32ToF16Bits, toFloat32 } from '../formats/dtypes';
+import { TensorInfo, TensorSource } from '../formats/safetensors';
 import { bytesOf, Graph, Value } from './graph';
 import { ElemType } from './proto';
 import { blocksPerRow, decodeToF32, f32ToF16Bits, FloatDType, NBits, NBITS_BLOCK, NBitsWeight, quantizeNBits, scaled, transposed } from './quant';

@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import type { MajicfluxApi } from '../../../src/extension/extension';
 import type { RunResult } from '../../../src/extension/generation';
 import { blockKey } from '../../../src/extension/history';
-import { readPngParameters } from '../../../src/inference/png';
+import { readPngParameters } from '../../../src/inference/formats/png';
 
 const ws = () => vscode.workspace.workspaceFolders![0].uri.fsPath;
 let api: MajicfluxApi;

@@ -2,14 +2,14 @@
 // Models commands (models/service.ts), printed for a terminal or as JSON.
 
 import * as path from 'node:path';
-import { ModelSpec, UserError } from './api';
-import { sizeText } from './memory';
-import { validateSize } from './sampler';
-import { cliInvocation, CliOutput, EXIT_FAILURE, EXIT_OK, parseCommandArgs, Subcommand, UsageError } from './cliCommon';
-import { DownloadError } from './models/download';
-import { loadRegistry } from './models/registry';
-import { checkModels, defaultModelsDir, downloadModel, findModels, planModelDownload } from './models/service';
-import { HUB_NAMES, HubName, ModelCheckReport, PART_ROLES, PartCheck, PartRole, FoundModel, DownloadProgress } from './models/types';
+import { ModelSpec, UserError } from '../../shared/api';
+import { sizeText } from '../system/processMemory';
+import { validateSize } from '../pipeline/sampler';
+import { cliInvocation, CliOutput, EXIT_FAILURE, EXIT_OK, parseCommandArgs, Subcommand, UsageError } from './common';
+import { DownloadError } from '../models/download';
+import { loadRegistry } from '../models/registry';
+import { checkModels, defaultModelsDir, downloadModel, findModels, planModelDownload } from '../models/service';
+import { HUB_NAMES, HubName, ModelCheckReport, PART_ROLES, PartCheck, PartRole, FoundModel, DownloadProgress } from '../../shared/models';
 
 const USAGE = `Usage: majicflux models <command> [options]
 

@@ -9,7 +9,7 @@
 
 import * as crypto from 'node:crypto';
 import * as path from 'node:path';
-import { readRegularFile } from './regularFile';
+import { readRegularFile } from '../system/regularFile';
 
 const f32 = Math.fround;
 

@@ -8,8 +8,8 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ModelSpec, UserError } from './api';
-import { TEMP_NAME_ROOM } from './atomicWrite';
+import { ModelSpec, UserError } from '../../shared/api';
+import { TEMP_NAME_ROOM } from '../system/atomicWrite';
 
 /** Longest output file name (bytes): the temp file adds TEMP_NAME_ROOM, a `-N` for a taken name up to 6, and 255 is the usual limit. */
 export const MAX_OUTPUT_NAME_BYTES = 255 - TEMP_NAME_ROOM - 6;

@@ -1,16 +1,16 @@
 // The bundled demo model: tokenizers ship in models/demo/, random weights are written on first use.
 
 import * as fs from 'node:fs';
-import { cacheRoot } from './userDirs';
+import { cacheRoot } from '../system/userDirs';
 import * as path from 'node:path';
-import { ModelSpec } from './api';
+import { ModelSpec } from '../../shared/api';
 import { TINY, writeSyntheticModel } from './synthetic';
 
 const DEMO_VERSION = 1;
 
-/** models/demo in the package (dist/ and src/inference/ both sit two levels below the root or one). */
+/** models/demo in the package: dist/ sits one level below the root, src/inference/models/ three. */
 export function demoAssetsDir(): string {
-  for (const up of ['..', path.join('..', '..')]) {
+  for (const up of ['..', path.join('..', '..', '..')]) {
     const p = path.resolve(__dirname, up, 'models', 'demo');
     if (fs.existsSync(path.join(p, 'tokenizer'))) return p;
   }

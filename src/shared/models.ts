@@ -2,7 +2,7 @@
 // and the extension. Types only (and a few constant lists): nothing here touches node modules, so
 // the extension and protocol.ts can import it.
 
-import type { ComponentName, MemoryMode, ModelSpec, WeightFormat } from '../api';
+import type { ComponentName, MemoryMode, ModelSpec, WeightFormat } from './api';
 
 export type HubName = 'huggingface' | 'modelscope';
 export const HUB_NAMES: readonly HubName[] = ['huggingface', 'modelscope'];

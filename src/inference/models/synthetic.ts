@@ -4,8 +4,8 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DType, f32ToBf16, f32ToE4M3 } from './dtypes';
-import { TensorSpec, writeSafetensors } from './safetensorsWriter';
+import { DType, f32ToBf16, f32ToE4M3 } from '../formats/dtypes';
+import { TensorSpec, writeSafetensors } from '../formats/safetensorsWriter';
 
 export interface SyntheticConfig {
   dit: { hidden: number; heads: number; depth: number; depthSingle: number; contextDim: number; vecDim: number; mlpRatio: number; axes: number[]; guidance: boolean };

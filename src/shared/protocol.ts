@@ -31,8 +31,8 @@ import type {
   MemoryEstimate,
   ModelCheckReport,
   PartCheck,
-} from './models/types';
-import { HUB_NAMES, PART_ROLES } from './models/types';
+} from './models';
+import { HUB_NAMES, PART_ROLES } from './models';
 
 /** Bumped on any incompatible change; `hello` fails when client and server differ. */
 export const PROTOCOL_VERSION = 1;

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { closest } from './didYouMean';
+import { closest } from '../../shared/didYouMean';
 
 export interface CliOutput {
   out(text: string): void;

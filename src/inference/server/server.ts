@@ -1,33 +1,22 @@
-// The inference server: entry point of dist/server.js, a long-lived child process of the extension
-// (or `majicflux serve` on a GPU host). It owns the one FluxPipeline (on a worker thread: see pipelineWorker.ts), runs jobs one at a time, and
-// speaks the NDJSON protocol of protocol.ts (docs/PROTOCOL.md).
-//
-//   node dist/server.js              protocol on stdin/stdout (other clients, scripts)
-//   node dist/server.js --fd 3       protocol on an extra pipe at fd 3 (what serverClient.ts uses)
-//   node dist/server.js serve …      TCP, with a token (cliServe.ts; same as `majicflux serve`)
-//
-// Why fd 3 for our own client: stdout belongs to every native library loaded into the process
-// (onnxruntime, CUDA, sharp/libvips) and any of them may printf to it. In stdio mode we route
-// console.* and process.stdout.write to stderr, but a C library's buffered write can still land in
-// the middle of a protocol line. An extra pipe is never written by anybody else, and Node (and
-// Electron run as node) supports extra stdio pipes on Windows, macOS and Linux alike (libuv passes
-// them as it passes NODE_CHANNEL_FD). stdout and stderr then carry only diagnostics.
+// The inference server: a long-lived child process of the extension (or `majicflux serve` on a GPU
+// host), started by main.ts. It owns the one FluxPipeline (on a worker thread: pipeline/worker.ts),
+// runs jobs one at a time, and speaks the NDJSON protocol of shared/protocol.ts (docs/PROTOCOL.md).
 
-import './privacy'; // first: telemetry off before onnxruntime loads
+import '../system/privacy'; // first: telemetry off before onnxruntime loads
 import * as crypto from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { CancelledError, GenerateResult, ModelSpec, RuntimeOptions, StageTiming, UserError } from './api';
-import { cleanStaleTemps } from './atomicWrite';
-import { availableMemory, currentRss, RssSampler } from './memory';
-import { VERSION } from './pipeline';
-import { WorkerPipeline } from './pipelineWorker';
-import { DownloadError } from './models/download';
-import { checkModels, downloadModel, findModels, planModelDownload } from './models/service';
-import type { DownloadRequest } from './models/types';
-import { encodePng, ImageParameters, pngChunk, writePngAtomic } from './png';
+import { CancelledError, GenerateResult, ModelSpec, RuntimeOptions, StageTiming, UserError } from '../../shared/api';
+import { cleanStaleTemps } from '../system/atomicWrite';
+import { availableMemory, currentRss, RssSampler } from '../system/processMemory';
+import { VERSION } from '../pipeline/pipeline';
+import { WorkerPipeline } from '../pipeline/worker';
+import { DownloadError } from '../models/download';
+import { checkModels, downloadModel, findModels, planModelDownload } from '../models/service';
+import type { DownloadRequest } from '../../shared/models';
+import { encodePng, ImageParameters, pngChunk, writePngAtomic } from '../formats/png';
 import {
   encodeMessage,
   ErrorCode,
@@ -45,8 +34,8 @@ import {
   ServerMessage,
   ServerSettings,
   StatusInfo,
-} from './protocol';
-import { isInside, PathPolicy, remoteRoots } from './serverPaths';
+} from '../../shared/protocol';
+import { isInside, PathPolicy, remoteRoots } from './paths';
 
 export const DEFAULT_HEARTBEAT_MS = 5000;
 const MAX_QUEUE = 1000;
@@ -907,72 +896,4 @@ export async function serveTcp(opts: ServerOptions & { host: string; port: numbe
       return server.stuck;
     },
   };
-}
-
-// =============================================================================================
-// Entry point
-
-const USAGE = `Usage: node dist/server.js [--stdio | --fd N] [--heartbeat-ms N] [--cancel-grace-ms N]
-       node dist/server.js serve --help          (TCP, for a remote GPU host)
-
-The MajicFLUX inference server. Speaks NDJSON (docs/PROTOCOL.md) on stdin/stdout (default) or on
-an inherited pipe at file descriptor N. A cancelled job that has not stopped after
---cancel-grace-ms (default $MAJICFLUX_CANCEL_GRACE_MS, else ${DEFAULT_CANCEL_GRACE_MS}) is taken as stuck and abandoned.
-`;
-
-export async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'serve') {
-    const { serveCommand } = await import('./cliServe');
-    return serveCommand(argv.slice(1));
-  }
-  let transport: 'stdio' | 'fd' = 'stdio';
-  let fd = 3;
-  let heartbeatMs: number | undefined;
-  let cancelGraceMs: number | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--stdio') transport = 'stdio';
-    else if (a === '--fd') {
-      transport = 'fd';
-      fd = Number(argv[++i]);
-    } else if (a === '--heartbeat-ms') heartbeatMs = Number(argv[++i]);
-    else if (a === '--cancel-grace-ms') cancelGraceMs = Number(argv[++i]);
-    else if (a === '--help' || a === '-h') {
-      process.stderr.write(USAGE);
-      return 0;
-    } else {
-      process.stderr.write(`unknown argument ${a}\n${USAGE}`);
-      return 2;
-    }
-  }
-  if (cancelGraceMs !== undefined && !(cancelGraceMs >= 0)) {
-    process.stderr.write('--cancel-grace-ms needs a number of milliseconds ≥ 0\n');
-    return 2;
-  }
-  if (!Number.isInteger(fd) || fd < 3) {
-    process.stderr.write('--fd needs a descriptor number ≥ 3\n');
-    return 2;
-  }
-  return servePipe(transport, { fd, heartbeatMs, cancelGraceMs });
-}
-
-function isEntryPoint(): boolean {
-  // Also bundled into dist/cli.js (via cliServe.ts): start only as dist/server.js itself.
-  return typeof require !== 'undefined' && require.main === module && /(^|[\\/])server\.[cm]?[jt]s$/.test(__filename);
-}
-
-if (isEntryPoint()) {
-  process.on('unhandledRejection', (reason) => process.stderr.write(`unhandled rejection: ${reason instanceof Error ? reason.stack : String(reason)}\n`));
-  process.on('uncaughtException', (err) => {
-    // State is unknown now: exit, and let the client report it and restart us.
-    process.stderr.write(`fatal: ${err.stack ?? err.message}\n`);
-    process.exit(70);
-  });
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (err: Error) => {
-      process.stderr.write(`fatal: ${err.stack ?? err.message}\n`);
-      process.exit(1);
-    },
-  );
 }

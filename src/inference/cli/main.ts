@@ -2,16 +2,16 @@
 // arguments with util.parseArgs. Add a command by writing a Subcommand and listing it in COMMANDS.
 // Exit codes: 0 success, 1 failure (bad file, incomplete model), 2 usage error.
 
-import './privacy'; // first: telemetry off before onnxruntime loads
+import '../system/privacy'; // first: telemetry off before onnxruntime loads
 import * as path from 'node:path';
-import { ComponentReport, InspectReport, inspectPath, KIND_NAMES, LayoutError } from './layouts';
-import { fmtBytes, SafetensorsError } from './safetensors';
-import { UserError } from './api';
-import { VERSION } from './pipeline';
-import { generateCommand } from './cliGenerate';
-import { serveSubcommand } from './cliServe';
-import { modelsCommand } from './cliModels';
-import { CliOutput, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandArgs, Subcommand, UsageError } from './cliCommon';
+import { ComponentReport, InspectReport, inspectPath, KIND_NAMES, LayoutError } from '../formats/layouts';
+import { fmtBytes, SafetensorsError } from '../formats/safetensors';
+import { UserError } from '../../shared/api';
+import { VERSION } from '../pipeline/pipeline';
+import { generateCommand } from './generate';
+import { serveSubcommand } from './serve';
+import { modelsCommand } from './models';
+import { CliOutput, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandArgs, Subcommand, UsageError } from './common';
 
 export type { CliOutput, Subcommand };
 export { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandArgs, UsageError };

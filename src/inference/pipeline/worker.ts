@@ -6,10 +6,10 @@
 // flag in shared memory that the worker reads between steps, since a blocked worker cannot
 // receive messages until the step ends.
 
-import './privacy'; // first: telemetry off before onnxruntime loads
+import '../system/privacy'; // first: telemetry off before onnxruntime loads
 import * as path from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { CancelledError, ComponentName, ExecutionProvider, GenerateHooks, GenerateParams, GenerateResult, ModelSpec, RuntimeOptions, Stage, UserError } from './api';
+import { CancelledError, ComponentName, ExecutionProvider, GenerateHooks, GenerateParams, GenerateResult, ModelSpec, RuntimeOptions, Stage, UserError } from '../../shared/api';
 import { FluxPipeline } from './pipeline';
 
 type Level = 'debug' | 'info' | 'warn' | 'error';

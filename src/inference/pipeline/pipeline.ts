@@ -3,24 +3,24 @@
 // `sequential` holds one at a time, `resident` keeps all of them between jobs.
 
 import * as path from 'node:path';
-import { version as packageVersion } from '../../package.json';
+import { version as packageVersion } from '../../../package.json';
 import {
   CancelledError, ComponentName, ComputeType, ExecutionProvider, GenerateHooks, GenerateParams, GenerateResult, ImageMetadata, MemoryMode, ModelSpec, RuntimeOptions, SHIFT_RANGE, Stage, StageTiming, UserError, WeightFormat,
-} from './api';
-import { ClipEncoder } from './graphs/clip';
-import { FluxTransformer } from './graphs/dit';
-import { T5Encoder } from './graphs/t5';
-import { latentsToImage, VaeDecoder } from './graphs/vae';
-import { ModelFiles, resolveModel } from './modelFiles';
-import { availableMemory, currentRss, gib, RssSampler, totalMemory } from './memory';
-import { pruneWeightCaches } from './onnx/weights';
-import { chooseEp, chooseWeights, nvidiaFreeMemory } from './providers';
-import { SafetensorsFile } from './safetensors';
+} from '../../shared/api';
+import { ClipEncoder } from '../graphs/clip';
+import { FluxTransformer } from '../graphs/dit';
+import { T5Encoder } from '../graphs/t5';
+import { latentsToImage, VaeDecoder } from '../graphs/vae';
+import { ModelFiles, resolveModel } from '../models/files';
+import { availableMemory, currentRss, gib, RssSampler, totalMemory } from '../system/processMemory';
+import { pruneWeightCaches } from '../onnx/weights';
+import { chooseEp, chooseWeights, nvidiaFreeMemory } from '../onnx/providers';
+import { SafetensorsFile } from '../formats/safetensors';
 import {
   eulerStep, flowMatchSchedule, imageIds, initialLatents, latentShape, latentToPreviewRGB, randomSeed, readSchedulerConfig, SchedulerConfig, textIds, unpackLatents, validateSize,
 } from './sampler';
-import { ClipTokenizer, T5Tokenizer } from './tokenizers';
-import { cacheRoot } from './userDirs';
+import { ClipTokenizer, T5Tokenizer } from '../formats/tokenizers';
+import { cacheRoot } from '../system/userDirs';
 
 /** The release, from package.json (esbuild keeps only this field of it). */
 export const VERSION: string = packageVersion;

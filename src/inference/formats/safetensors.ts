@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { toFloat16Bits, toFloat32 } from './dtypes';
-import { notRegularKind, notRegularProblem, openRegularSync, readRegularFileSync } from './regularFile';
+import { notRegularKind, notRegularProblem, openRegularSync, readRegularFileSync } from '../system/regularFile';
 import { MAX_HEADER_BYTES, parseHeader, SafetensorsError, TensorInfo } from './safetensorsHeader';
 
 export { elementCount, fmtBytes, MAX_HEADER_BYTES, MAX_TENSORS, SafetensorsError } from './safetensorsHeader';

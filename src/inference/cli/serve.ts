@@ -4,10 +4,10 @@
 import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { EpChoice, MemoryMode, ModelSpec, UserError, WEIGHT_CHOICES, WeightChoice } from './api';
-import { CliOutput, EXIT_USAGE, parseCommandArgs, Subcommand, UsageError } from './cliCommon';
-import { PROTOCOL_VERSION, ServerSettings } from './protocol';
-import { DEFAULT_HEARTBEAT_MS, exitStuck, serveTcp } from './server';
+import { EpChoice, MemoryMode, ModelSpec, UserError, WEIGHT_CHOICES, WeightChoice } from '../../shared/api';
+import { CliOutput, EXIT_USAGE, parseCommandArgs, Subcommand, UsageError } from './common';
+import { PROTOCOL_VERSION, ServerSettings } from '../../shared/protocol';
+import { DEFAULT_HEARTBEAT_MS, exitStuck, serveTcp } from '../server/server';
 
 export const DEFAULT_PORT = 7860;
 

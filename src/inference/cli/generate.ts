@@ -2,12 +2,12 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EpChoice, GenerateParams, MemoryMode, ModelSpec, Stage, UserError, WEIGHT_CHOICES, WeightChoice } from './api';
-import { ensureDemoModel } from './demoModel';
-import { gib, lifetimePeakRss } from './memory';
-import { checkParams, FluxPipeline } from './pipeline';
-import { encodePng, FileExistsError, writePngAtomic } from './png';
-import { CliOutput, parseCommandArgs, Subcommand, UsageError } from './cliCommon';
+import { EpChoice, GenerateParams, MemoryMode, ModelSpec, Stage, UserError, WEIGHT_CHOICES, WeightChoice } from '../../shared/api';
+import { ensureDemoModel } from '../models/demo';
+import { gib, lifetimePeakRss } from '../system/processMemory';
+import { checkParams, FluxPipeline } from '../pipeline/pipeline';
+import { encodePng, FileExistsError, writePngAtomic } from '../formats/png';
+import { CliOutput, parseCommandArgs, Subcommand, UsageError } from './common';
 
 const GENERATE_HELP = `Usage: majicflux generate "PROMPT" [options]
        majicflux generate --prompt TEXT [options]

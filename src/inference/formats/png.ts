@@ -66,5 +66,5 @@ export function embedParameters(png: Uint8Array, params: ImageParameters): Buffe
 
 // ---------------------------------------------------------------------------------------------
 // Atomic, never-clobbering file writes live in atomicWrite.ts; re-exported for existing callers.
-export { FileExistsError, uniquePath, writePngAtomic } from './atomicWrite';
-export type { WriteOptions } from './atomicWrite';
+export { FileExistsError, uniquePath, writePngAtomic } from '../system/atomicWrite';
+export type { WriteOptions } from '../system/atomicWrite';

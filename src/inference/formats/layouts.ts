@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DType, DTYPE_BYTES, toFloat16Bits, toFloat32 } from './dtypes';
 import { ditExpectedShapes, ditShapeMismatches } from './ditShapes';
-import { notRegularKind, readRegularFileSync } from './regularFile';
+import { notRegularKind, readRegularFileSync } from '../system/regularFile';
 import { elementCount, openTensors, SafetensorsError, TensorInfo, TensorSource } from './safetensors';
 
 export class LayoutError extends Error {

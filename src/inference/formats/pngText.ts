@@ -5,9 +5,9 @@
 // bounded size (all of them to another), and infotext is parsed in linear time.
 
 import * as zlib from 'node:zlib';
-import { UserError } from './api';
+import { UserError } from '../../shared/api';
 import { ImageParameters, parseA1111Parameters } from './infotext';
-import { readRegularFile } from './regularFile';
+import { readRegularFile } from '../system/regularFile';
 
 export * from './infotext';
 

@@ -3,9 +3,9 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ComponentName, ModelSpec, UserError, WeightFormat } from './api';
-import { ComponentKind, KIND_NAMES, ModelScan, scanModelFolder } from './layouts';
-import { componentWeightBytes, readShapes } from './models/memory';
+import { ComponentName, ModelSpec, UserError, WeightFormat } from '../../shared/api';
+import { ComponentKind, KIND_NAMES, ModelScan, scanModelFolder } from '../formats/layouts';
+import { componentWeightBytes, readShapes } from './memory';
 
 export interface ModelFiles {
   name: string;

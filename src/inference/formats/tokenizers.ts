@@ -12,7 +12,7 @@
 // typical prompt takes well under 1 ms.
 
 import { stat } from 'node:fs/promises';
-import { readRegularFile } from './regularFile';
+import { readRegularFile } from '../system/regularFile';
 import * as path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 

@@ -5,8 +5,8 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { ComponentName, EpChoice, ExecutionProvider, WeightFormat } from './api';
-import { gib } from './memory';
+import { ComponentName, EpChoice, ExecutionProvider, WeightFormat } from '../../shared/api';
+import { gib } from '../system/processMemory';
 
 export interface EpDecision {
   ep: ExecutionProvider;
