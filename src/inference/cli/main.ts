@@ -4,7 +4,8 @@
 
 import '../system/privacy'; // first: telemetry off before onnxruntime loads
 import * as path from 'node:path';
-import { ComponentReport, InspectReport, inspectPath, KIND_NAMES, LayoutError } from '../formats/layouts';
+import { KIND_NAMES, LayoutError } from '../formats/layouts/detect';
+import { ComponentReport, inspectPath, InspectReport } from '../formats/layouts/inspect';
 import { fmtBytes, SafetensorsError } from '../formats/safetensors';
 import { UserError } from '../../shared/api';
 import { VERSION } from '../pipeline/pipeline';

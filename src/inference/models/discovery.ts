@@ -41,7 +41,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ModelSpec } from '../../shared/api';
-import { Component, ComponentKind, detectLayouts, KIND_NAMES, LayoutError, ModelScan, openComponent, scanModelFolder } from '../formats/layouts';
+import { Component, openComponent } from '../formats/layouts/components';
+import { ComponentKind, detectLayouts, KIND_NAMES, LayoutError } from '../formats/layouts/detect';
+import { isModelFolder, MAX_ROOT_FILES } from '../formats/layouts/folder';
+import { ModelScan, scanModelFolder } from '../formats/layouts/model';
 import { openTensors, TensorSource } from '../formats/safetensors';
 import { isFloatDtype } from './memory';
 import { loadRegistry, modelForDitFile, modelForRepo, normalizeRepo, partsOf } from './registry';
@@ -50,8 +53,6 @@ import { FoundModel, FoundWhere, PART_ROLES, PartCheck, PartRole, Registry, Regi
 export const DEFAULT_MAX_DEPTH = 3;
 const MAX_DIRS_PER_ROOT = 400;
 const MAX_ENTRIES_PER_DIR = 2000;
-/** Root .safetensors files looked into for a lone DiT, per folder (LLM folders hold dozens of shards). */
-const MAX_ROOT_FILES = 8;
 
 export interface DiscoverOptions {
   /** The model the settings give (majicflux.model.*). */
@@ -440,13 +441,6 @@ function isLoneDitFile(file: string): boolean {
 }
 
 const COMPONENT_FOLDERS = new Set(['transformer', 'vae', 'text_encoder', 'text_encoder_2', 'tokenizer', 'tokenizer_2', 'scheduler']);
-const MODEL_MARKERS = ['model_index.json', 'transformer', 'vae', 'text_encoder', 'text_encoder_2', 'tokenizer', 'tokenizer_2', 'ae.safetensors'];
-
-function looksLikeModelFolder(dir: string, entries: string[]): boolean {
-  if (MODEL_MARKERS.some((m) => entries.includes(m))) return true;
-  const files = entries.filter((e) => e.endsWith('.safetensors'));
-  return files.length > 1 && files.length <= MAX_ROOT_FILES && !entries.some((e) => e.endsWith('.safetensors.index.json'));
-}
 
 /** The snapshot folder of a Hugging Face cache repository: refs/main's commit, else the newest. */
 export function hfSnapshot(repoDir: string): string | undefined {
@@ -487,7 +481,7 @@ function walk(root: string, where: FoundWhere, maxDepth: number, out: Candidate[
       if (snap) visit(snap, depth, hfRepo);
       return;
     }
-    const modelFolder = looksLikeModelFolder(dir, entries);
+    const modelFolder = isModelFolder(entries);
     if (modelFolder) {
       out.push({ where, path: dir, lone: false, repo });
       if (repo) return;
@@ -566,7 +560,7 @@ function modelscopeCandidates(env: NodeJS.ProcessEnv, home: string, out: Candida
 /** A repository folder from a cache: a model folder, or lone DiT files at its top. */
 function candidatesInFolder(dir: string, where: FoundWhere, repo: string, out: Candidate[]): void {
   const entries = readDir(dir);
-  if (looksLikeModelFolder(dir, entries)) {
+  if (isModelFolder(entries)) {
     out.push({ where, path: dir, lone: false, repo });
     return;
   }

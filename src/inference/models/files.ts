@@ -4,7 +4,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ComponentName, ModelSpec, UserError, WeightFormat } from '../../shared/api';
-import { ComponentKind, KIND_NAMES, ModelScan, scanModelFolder } from '../formats/layouts';
+import { ComponentKind, KIND_NAMES } from '../formats/layouts/detect';
+import { ModelScan, scanModelFolder } from '../formats/layouts/model';
 import { componentWeightBytes, readShapes } from './memory';
 
 export interface ModelFiles {

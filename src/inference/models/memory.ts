@@ -73,7 +73,8 @@ import * as os from 'node:os';
 import type { ComponentName, MemoryMode, WeightFormat } from '../../shared/api';
 import { WEIGHT_FORMATS } from '../../shared/api';
 import { DTYPE_BYTES, isDType } from '../formats/dtypes';
-import { ComponentKind, openComponent } from '../formats/layouts';
+import { openComponent } from '../formats/layouts/components';
+import { ComponentKind } from '../formats/layouts/detect';
 import { openTensors } from '../formats/safetensors';
 import { nbitsBytes } from '../onnx/quant';
 import type { MachineInfo, MemoryEstimate } from '../../shared/models';
@@ -368,7 +369,7 @@ function identity(p: string): string {
 }
 
 /**
- * The tensors of a component's checkpoint (headers only): the component's own view when layouts.ts
+ * The tensors of a component's checkpoint (headers only): the component's own view when the layout reader
  * recognises it (prefix removed, other components of an all-in-one file left out), else every
  * tensor of the file. Cached by path, size and modification time. Throws what the readers throw.
  */
