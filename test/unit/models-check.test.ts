@@ -8,7 +8,7 @@ import {
 import { resolveModel } from '../../src/inference/models/files';
 import { nbitsBytes } from '../../src/inference/onnx/quant';
 import { clipParams, ditParams, FLUX_DEV, vaeParams } from '../../src/inference/models/synthetic';
-import type { FoundModel, MachineInfo } from '../../src/shared/models';
+import type { FoundModel, MachineInfo, PartCheck } from '../../src/shared/models';
 import { loadRegistry, validateRegistry } from '../../src/inference/models/registry';
 import { GOLDEN_MODELS } from '../helpers/golden';
 import { tempDir } from '../helpers/writeSafetensors';
@@ -303,6 +303,18 @@ describe('checkModel', () => {
     assert.equal(r.model.complete, false);
     assert.match(r.advice[0], /^The model is not usable yet: dit \(corrupt\)\. The estimates use FLUX\.1-dev's sizes for the dit\.$/);
     assert.equal(r.estimates.find((e) => e.weights === 'fp8')!.components.dit, 11_911_844_096);
+  });
+
+  it('partFiles never lists a file outside the index folder that an index names', () => {
+    const dir = path.join(t.dir, 'escape', 'text_encoder_2');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(t.dir, 'escape', 'secret.safetensors'), 'x');
+    fs.writeFileSync(path.join(dir, 'model-00001-of-00001.safetensors'), 'x');
+    const idx = path.join(dir, 'model.safetensors.index.json');
+    fs.writeFileSync(idx, JSON.stringify({ weight_map: { 'a.weight': 'model-00001-of-00001.safetensors', 'b.weight': '../secret.safetensors' } }));
+    assert.deepEqual(partFiles({ role: 't5', path: idx } as PartCheck), [idx]);
+    fs.writeFileSync(idx, JSON.stringify({ weight_map: { 'a.weight': 'model-00001-of-00001.safetensors' } }));
+    assert.deepEqual(partFiles({ role: 't5', path: idx } as PartCheck), [path.join(dir, 'model-00001-of-00001.safetensors'), idx]);
   });
 
   it('verify: records unknown checksums, then matches, then detects a changed file', async () => {

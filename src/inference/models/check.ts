@@ -19,6 +19,7 @@ import type { ComponentName, ModelSpec, WeightFormat } from '../../shared/api';
 import { cudaInstalled, cudaInstallHint } from '../onnx/providers';
 import { FLUX_DEV, clipParams, ditParams, t5Params, vaeParams } from './synthetic';
 import { foundFromSpec } from './discovery';
+import { readShardIndex } from '../formats/safetensors';
 import { sha256File } from './download';
 import { COMPONENTS, ComponentShapes, DetailedEstimate, estimateMemory, readShapes, ShapeSource, usableMemory } from './memory';
 import { hubLabel, loadRegistry, partsOf } from './registry';
@@ -148,8 +149,7 @@ export function partFiles(part: PartCheck): string[] {
   if (st.isFile()) {
     if (!p.endsWith('.index.json')) return [p];
     try {
-      const map = (JSON.parse(fs.readFileSync(p, 'utf8')) as { weight_map?: Record<string, string> }).weight_map ?? {};
-      return existing([p, path.join(path.dirname(p), 'config.json'), ...Object.values(map).map((s) => path.join(path.dirname(p), s))]);
+      return existing([p, path.join(path.dirname(p), 'config.json'), ...readShardIndex(p).shards]);
     } catch {
       return [p];
     }

@@ -45,7 +45,7 @@ import { Component, openComponent } from '../formats/layouts/components';
 import { ComponentKind, detectLayouts, KIND_NAMES, LayoutError } from '../formats/layouts/detect';
 import { isModelFolder, MAX_ROOT_FILES } from '../formats/layouts/folder';
 import { ModelScan, scanModelFolder } from '../formats/layouts/model';
-import { openTensors, TensorSource } from '../formats/safetensors';
+import { openTensors, readShardIndex, TensorSource } from '../formats/safetensors';
 import { isFloatDtype } from './memory';
 import { loadRegistry, modelForDitFile, modelForRepo, normalizeRepo, partsOf } from './registry';
 import { FoundModel, FoundWhere, PART_ROLES, PartCheck, PartRole, Registry, RegistryModel } from '../../shared/models';
@@ -111,8 +111,7 @@ function weightFilesAt(p: string): string[] {
   if (st.isFile()) {
     if (!p.endsWith('.index.json')) return [p];
     try {
-      const map = (JSON.parse(fs.readFileSync(p, 'utf8')) as { weight_map?: Record<string, string> }).weight_map ?? {};
-      return [p, ...new Set(Object.values(map).map((s) => path.join(path.dirname(p), s)))];
+      return [p, ...readShardIndex(p).shards];
     } catch {
       return [p];
     }
