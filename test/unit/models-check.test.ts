@@ -7,7 +7,7 @@ import {
 } from '../../src/inference/models/memory';
 import { resolveModel } from '../../src/inference/models/files';
 import { nbitsBytes } from '../../src/inference/onnx/quant';
-import { clipParams, ditParams, FLUX_DEV, vaeParams } from '../../src/inference/models/synthetic';
+import { clipParams, ditParams, FLUX_DEV, vaeParams } from '../../src/inference/models/architecture';
 import type { FoundModel, MachineInfo, PartCheck } from '../../src/shared/models';
 import { loadRegistry, validateRegistry } from '../../src/inference/models/registry';
 import { GOLDEN_MODELS } from '../helpers/golden';

@@ -17,7 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ComponentName, ModelSpec, WeightFormat } from '../../shared/api';
 import { cudaInstalled, cudaInstallHint } from '../onnx/providers';
-import { FLUX_DEV, clipParams, ditParams, t5Params, vaeParams } from './synthetic';
+import { clipParams, ditParams, FLUX_DEV, t5Params, vaeParams } from './architecture';
 import { foundFromSpec } from './discovery';
 import { readShardIndex } from '../formats/safetensors';
 import { sha256File } from './download';
