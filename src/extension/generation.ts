@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { GenerateParams } from '../shared/api';
+import { formatBytes } from '../shared/bytes';
 import type { JobRequest } from '../shared/protocol';
 import { Configuration } from './configuration';
 import { renderTemplate } from './fileName';
@@ -174,7 +175,7 @@ export class Generation {
       const r = job.result;
       this.history.add({ file: r.file, params: r.metadata, seconds: r.seconds, fluxFile: job.origin.fluxFile, blockKey: job.origin.blockKey });
       for (const n of r.notes) this.log.info(`${job.id}: ${n}`);
-      this.log.info(`${job.id} done in ${r.seconds?.toFixed(1) ?? '?'} s: ${r.file} (${r.stages.map((st) => `${st.stage} ${st.seconds.toFixed(2)} s, peak ${(st.peakRss / 2 ** 20).toFixed(0)} MiB${st.ep ? ` on ${st.ep}` : ''}`).join('; ')})`);
+      this.log.info(`${job.id} done in ${r.seconds?.toFixed(1) ?? '?'} s: ${r.file} (${r.stages.map((st) => `${st.stage} ${st.seconds.toFixed(2)} s, peak ${formatBytes(st.peakRss)}${st.ep ? ` on ${st.ep}` : ''}`).join('; ')})`);
     }
   }
 

@@ -8,7 +8,7 @@ import { toFloat16Bits, toFloat32 } from './dtypes';
 import { notRegularKind, notRegularProblem, openRegularSync, readRegularFileSync } from '../system/regularFile';
 import { MAX_HEADER_BYTES, parseHeader, SafetensorsError, TensorInfo } from './safetensorsHeader';
 
-export { elementCount, fmtBytes, MAX_HEADER_BYTES, MAX_TENSORS, SafetensorsError } from './safetensorsHeader';
+export { elementCount, MAX_HEADER_BYTES, MAX_TENSORS, SafetensorsError } from './safetensorsHeader';
 export type { TensorInfo } from './safetensorsHeader';
 
 /** Anything that serves tensors by name: one file or a sharded set. */
