@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { GenerateParams } from '../shared/api';
 import { formatBytes } from '../shared/bytes';
+import { writeNewFile } from '../inference/system/freeName';
 import type { JobRequest } from '../shared/protocol';
 import { Configuration } from './configuration';
 import { renderTemplate } from './fileName';
@@ -155,17 +156,7 @@ export class Generation {
   static async saveImage(job: Job, png: Buffer): Promise<string> {
     const target = job.target ?? job.request.output;
     await fs.promises.mkdir(path.dirname(target), { recursive: true });
-    const ext = path.extname(target);
-    const stem = target.slice(0, target.length - ext.length);
-    for (let i = 0; ; i++) {
-      const p = i === 0 ? target : `${stem}-${i}${ext}`;
-      try {
-        await fs.promises.writeFile(p, png, { flag: 'wx' });
-        return p;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || i > 10_000) throw err;
-      }
-    }
+    return writeNewFile(target, png);
   }
 
   private onJob(job: Job): void {
