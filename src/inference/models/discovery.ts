@@ -43,7 +43,7 @@ import * as path from 'node:path';
 import type { ModelSpec } from '../../shared/api';
 import { Component, openComponent } from '../formats/layouts/components';
 import { ComponentKind, detectLayouts, KIND_NAMES, LayoutError } from '../formats/layouts/detect';
-import { isModelFolder, MAX_ROOT_FILES } from '../formats/layouts/folder';
+import { isModelFolder, MAX_ROOT_FILES, SUBFOLDERS } from '../formats/layouts/folder';
 import { ModelScan, scanModelFolder } from '../formats/layouts/model';
 import { openTensors, readShardIndex, TensorSource } from '../formats/safetensors';
 import { isFloatDtype } from './memory';
@@ -74,7 +74,6 @@ export interface DiscoverOptions {
 
 const WEIGHT_ROLES: readonly ComponentKind[] = ['dit', 'vae', 'clip', 't5'];
 const SPEC_KEY: Record<ComponentKind, 'transformer' | 'vae' | 'textEncoder' | 'textEncoder2'> = { dit: 'transformer', vae: 'vae', clip: 'textEncoder', t5: 'textEncoder2' };
-const SUBFOLDER: Record<ComponentKind, string> = { dit: 'transformer', vae: 'vae', clip: 'text_encoder', t5: 'text_encoder_2' };
 const ROLE_NAMES: Record<PartRole, string> = { ...KIND_NAMES, tokenizer: 'CLIP tokenizer', tokenizer2: 'T5 tokenizer' };
 
 // ─── Part checks ────────────────────────────────────────────────────────────────────────────────
@@ -305,7 +304,7 @@ export function checkSpecParts(spec: ModelSpec, scan?: ModelScan): PartCheck[] {
         parts.push({ role, status: 'missing', message: `model folder not found: ${dir}` });
         continue;
       }
-      const sub = path.join(dir, SUBFOLDER[role]);
+      const sub = path.join(dir, SUBFOLDERS[role]);
       if (fs.existsSync(sub)) {
         parts.push(checkWeightPart(sub, role));
         continue;
@@ -315,7 +314,7 @@ export function checkSpecParts(spec: ModelSpec, scan?: ModelScan): PartCheck[] {
         parts.push(checkWeightPart(broken[0], role));
         continue;
       }
-      const note = scan?.missing.find((m) => m.includes(KIND_NAMES[role]) || m.includes(`${SUBFOLDER[role]}/`));
+      const note = scan?.missing.find((m) => m.includes(KIND_NAMES[role]) || m.includes(`${SUBFOLDERS[role]}/`));
       parts.push({ role, status: 'missing', message: note ?? `no ${KIND_NAMES[role]} in ${dir}` });
     }
     for (const role of ['tokenizer', 'tokenizer2'] as const) {
