@@ -45,7 +45,7 @@ import { Component, openComponent } from '../formats/layouts/components';
 import { ComponentKind, detectLayouts, KIND_NAMES, LayoutError } from '../formats/layouts/detect';
 import { isModelFolder, MAX_ROOT_FILES, SUBFOLDERS } from '../formats/layouts/folder';
 import { ModelScan, scanModelFolder } from '../formats/layouts/model';
-import { openTensors, readShardIndex, TensorSource } from '../formats/safetensors';
+import { elementCount, openTensors, readShardIndex, TensorSource } from '../formats/safetensors';
 import { isFloatDtype } from './memory';
 import { loadRegistry, modelForDitFile, modelForRepo, normalizeRepo, partsOf } from './registry';
 import { FoundModel, FoundWhere, PART_ROLES, PartCheck, PartRole, Registry, RegistryModel } from '../../shared/models';
@@ -140,7 +140,7 @@ function summarize(src: TensorSource): DtypeSummary {
   for (const n of src.names()) {
     const t = src.info(n);
     s.dtypes[t.dtype] = (s.dtypes[t.dtype] ?? 0) + 1;
-    s.params += t.shape.reduce((a, b) => a * b, 1);
+    s.params += elementCount(t.shape);
     if (t.shape.length >= 2) {
       if (!isFloatDtype(t.dtype)) {
         if (!s.unusable.includes(t.dtype)) s.unusable.push(t.dtype);

@@ -75,7 +75,7 @@ import { WEIGHT_FORMATS } from '../../shared/api';
 import { DTYPE_BYTES, isDType } from '../formats/dtypes';
 import { openComponent } from '../formats/layouts/components';
 import { ComponentKind } from '../formats/layouts/detect';
-import { openTensors } from '../formats/safetensors';
+import { elementCount, openTensors } from '../formats/safetensors';
 import { nbitsBytes } from '../onnx/quant';
 import type { MachineInfo, MemoryEstimate } from '../../shared/models';
 
@@ -131,7 +131,7 @@ export function isFloatDtype(dtype: string): boolean {
 }
 
 export function elements(t: { shape: readonly number[] }): number {
-  return t.shape.reduce((a, b) => a * b, 1);
+  return elementCount(t.shape);
 }
 
 /** Bytes of a tensor in its file dtype (0 for a dtype this reader does not know). */
