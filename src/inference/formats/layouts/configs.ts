@@ -78,8 +78,8 @@ export interface Derived<C> {
 /** Shape of a tensor the derivation relies on; its absence is reported as an incomplete checkpoint. */
 export type Need = (name: string) => number[];
 
-export const FLUX_HEAD_DIM = 128;
-export const FLUX_AXES = [16, 56, 56];
+const FLUX_HEAD_DIM = 128;
+const FLUX_AXES = [16, 56, 56];
 
 export function deriveDit(w: DitWeights, need: Need): Derived<DitConfig> {
   const img = need('img_in.weight');

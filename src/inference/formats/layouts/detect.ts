@@ -11,7 +11,7 @@ export class LayoutError extends Error {
 export type ComponentKind = 'dit' | 'vae' | 'clip' | 't5';
 export type Layout = 'bfl-dit' | 'diffusers-dit' | 'ldm-vae' | 'diffusers-vae' | 'hf-clip' | 'hf-t5';
 
-export interface LayoutSpec {
+interface LayoutSpec {
   layout: Layout;
   kind: ComponentKind;
   description: string;

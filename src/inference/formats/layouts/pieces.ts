@@ -36,7 +36,7 @@ export function rowCount(shape: readonly number[]): number {
   return shape.length ? shape[0] : 1;
 }
 
-export function rowBytes(t: TensorInfo): number {
+function rowBytes(t: TensorInfo): number {
   return elementCount(t.shape.slice(1)) * DTYPE_BYTES[t.dtype];
 }
 
