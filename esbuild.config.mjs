@@ -1,4 +1,5 @@
-// Bundles the extension host entry, the inference server and the CLI into dist/.
+// Bundles the extension host entry, the inference server (and its pipeline and quantization worker
+// threads) and the CLI into dist/.
 // Native packages (onnxruntime-node, sharp) stay external: they load their own .node binaries.
 import * as esbuild from 'esbuild';
 
@@ -17,6 +18,7 @@ const entries = [
   { entryPoints: ['src/extension/extension.ts'], outfile: 'dist/extension.js' },
   { entryPoints: ['src/inference/server/main.ts'], outfile: 'dist/server.js' },
   { entryPoints: ['src/inference/pipeline/worker.ts'], outfile: 'dist/pipelineWorker.js' },
+  { entryPoints: ['src/inference/onnx/quantWorker.ts'], outfile: 'dist/quantWorker.js' },
   { entryPoints: ['src/inference/cli/main.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
   { entryPoints: ['scripts/bench.ts'], outfile: 'dist/bench.js' },
 ];

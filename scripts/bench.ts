@@ -25,10 +25,11 @@ import { currentRss, lifetimePeakRss, RssSampler } from '../src/inference/system
 import { FluxPipeline } from '../src/inference/pipeline/pipeline';
 import { imageIds, textIds } from '../src/inference/pipeline/sampler';
 import { writeSafetensors } from '../src/inference/formats/safetensorsWriter';
-import { FLUX_DEV, ManifestFile, scaledFlux, SyntheticConfig, TINY, writeSyntheticModel } from '../src/inference/models/synthetic';
+import { FLUX_DEV, FluxArchitecture, scaledFlux, TINY } from '../src/inference/models/architecture';
+import { ManifestFile, writeSyntheticModel } from '../src/inference/models/synthetic';
 import { soak } from './soak';
 
-const MODELS: Record<string, () => SyntheticConfig> = { tiny: () => TINY, quarter: () => scaledFlux(0.25), half: () => scaledFlux(0.5), full: () => FLUX_DEV };
+const MODELS: Record<string, () => FluxArchitecture> = { tiny: () => TINY, quarter: () => scaledFlux(0.25), half: () => scaledFlux(0.5), full: () => FLUX_DEV };
 
 /** One configuration, run in its own process. */
 interface Job {
@@ -377,7 +378,7 @@ function updateDoc(section: string, body: string): void {
   fs.writeFileSync(doc, text);
 }
 
-function prepare(base: string, config: SyntheticConfig, manifestFile: string | undefined): void {
+function prepare(base: string, config: FluxArchitecture, manifestFile: string | undefined): void {
   const tokenizers = path.join(__dirname, '..', 'models', 'demo');
   if (manifestFile) {
     // Only configs, tokenizers and indexes: another writer fills the listed files. The DiT is

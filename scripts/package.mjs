@@ -245,7 +245,7 @@ async function main() {
 
   const t0 = Date.now();
   if (build) run(npm, ['run', 'vscode:prepublish'], { cwd: ROOT });
-  for (const f of ['dist/extension.js', 'dist/server.js', 'dist/pipelineWorker.js']) {
+  for (const f of ['dist/extension.js', 'dist/server.js', 'dist/pipelineWorker.js', 'dist/quantWorker.js']) {
     if (!fs.existsSync(path.join(ROOT, f))) throw new Error(`${f} is missing: run npm run build`);
   }
 

@@ -7,6 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { GenerateParams } from '../shared/api';
+import { formatBytes } from '../shared/bytes';
+import { writeNewFile } from '../inference/system/freeName';
 import type { JobRequest } from '../shared/protocol';
 import { Configuration } from './configuration';
 import { renderTemplate } from './fileName';
@@ -154,17 +156,7 @@ export class Generation {
   static async saveImage(job: Job, png: Buffer): Promise<string> {
     const target = job.target ?? job.request.output;
     await fs.promises.mkdir(path.dirname(target), { recursive: true });
-    const ext = path.extname(target);
-    const stem = target.slice(0, target.length - ext.length);
-    for (let i = 0; ; i++) {
-      const p = i === 0 ? target : `${stem}-${i}${ext}`;
-      try {
-        await fs.promises.writeFile(p, png, { flag: 'wx' });
-        return p;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || i > 10_000) throw err;
-      }
-    }
+    return writeNewFile(target, png);
   }
 
   private onJob(job: Job): void {
@@ -174,7 +166,7 @@ export class Generation {
       const r = job.result;
       this.history.add({ file: r.file, params: r.metadata, seconds: r.seconds, fluxFile: job.origin.fluxFile, blockKey: job.origin.blockKey });
       for (const n of r.notes) this.log.info(`${job.id}: ${n}`);
-      this.log.info(`${job.id} done in ${r.seconds?.toFixed(1) ?? '?'} s: ${r.file} (${r.stages.map((st) => `${st.stage} ${st.seconds.toFixed(2)} s, peak ${(st.peakRss / 2 ** 20).toFixed(0)} MiB${st.ep ? ` on ${st.ep}` : ''}`).join('; ')})`);
+      this.log.info(`${job.id} done in ${r.seconds?.toFixed(1) ?? '?'} s: ${r.file} (${r.stages.map((st) => `${st.stage} ${st.seconds.toFixed(2)} s, peak ${formatBytes(st.peakRss)}${st.ep ? ` on ${st.ep}` : ''}`).join('; ')})`);
     }
   }
 

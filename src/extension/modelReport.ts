@@ -2,31 +2,14 @@
 // one-line summary, the demo model's explanation, and download progress text. Pure (no vscode):
 // text goes through the `t` given (vscode.l10n.t in the extension, a formatter in unit tests).
 
+import { formatBytes } from '../shared/bytes';
 import type { DownloadProgress, FoundModel, FoundWhere, MachineInfo, ModelCheckReport, PartCheck, PartRole, PartStatus } from '../shared/models';
 
 /** vscode.l10n.t's shape: a message with {0}, {1} … placeholders. */
 export type Translate = (message: string, ...args: Array<string | number | boolean>) => string;
 
+/** The figures the demo explanation compares the machine with. */
 const GiB = 2 ** 30;
-
-/** Bytes as GiB, the unit of every memory figure (2 decimals below 1 GiB). */
-export const gib = (b: number) => `${(b / GiB).toFixed(b < GiB ? 2 : 1)} GiB`;
-
-/** Memory for the tables: GiB, or a smaller unit for toy models (below 0.01 GiB). */
-export const mem = (b: number) => (b >= 0.01 * GiB ? gib(b) : formatBytes(b));
-
-/** Bytes in the largest binary unit that keeps the number ≥ 1. */
-export function formatBytes(b: number): string {
-  if (!Number.isFinite(b) || b < 0) return '?';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = b;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
-}
 
 export function formatSpeed(bytesPerSecond: number, t: Translate): string {
   return t('{0}/s', formatBytes(bytesPerSecond));
@@ -130,8 +113,8 @@ export function mdCode(s: string, inTable = false): string {
 }
 
 export function machineLine(m: MachineInfo, t: Translate): string {
-  const gpu = m.gpuName || m.gpuMemory ? `, ${t('GPU')}: ${[m.gpuName, m.gpuMemory ? gib(m.gpuMemory) : ''].filter(Boolean).join(' ')}` : '';
-  return `**${t('This machine')}:** ${m.platform}-${m.arch}, ${m.cpus} ${t('CPU threads')}, ${gib(m.totalMemory)} ${t('RAM')} (${gib(m.freeMemory)} ${t('free')})${gpu}`;
+  const gpu = m.gpuName || m.gpuMemory ? `, ${t('GPU')}: ${[m.gpuName, m.gpuMemory ? formatBytes(m.gpuMemory) : ''].filter(Boolean).join(' ')}` : '';
+  return `**${t('This machine')}:** ${m.platform}-${m.arch}, ${m.cpus} ${t('CPU threads')}, ${formatBytes(m.totalMemory)} ${t('RAM')} (${formatBytes(m.freeMemory)} ${t('free')})${gpu}`;
 }
 
 function partRow(p: PartCheck, t: Translate): string {
@@ -177,7 +160,7 @@ export function reportMarkdown(r: ModelCheckReport, t: Translate): string {
       const c = e.components;
       const mode = e.mode === 'sequential' ? t('sequential') : t('resident');
       const size = sizes.length > 1 ? ` (${e.width}×${e.height})` : '';
-      lines.push(`| ${e.weights} | ${mode}${size} | ${mem(c.clip)} | ${mem(c.t5)} | ${mem(c.dit)} | ${mem(c.vae)} | **${mem(e.peak)}** | ${yesNo(e.fitsRam, t)} |${gpu ? ` ${yesNo(e.fitsGpu, t)} |` : ''}`);
+      lines.push(`| ${e.weights} | ${mode}${size} | ${formatBytes(c.clip)} | ${formatBytes(c.t5)} | ${formatBytes(c.dit)} | ${formatBytes(c.vae)} | **${formatBytes(e.peak)}** | ${yesNo(e.fitsRam, t)} |${gpu ? ` ${yesNo(e.fitsGpu, t)} |` : ''}`);
     }
     lines.push('', t('"sequential" loads one part at a time (the least memory); "resident" keeps every part loaded between images (the fastest). The peak includes the largest working set.'), '');
   }
@@ -228,7 +211,7 @@ export function demoMarkdown(m: DemoMachine, t: Translate): string {
   return [
     `# ${t('MajicFLUX model check')}`,
     '',
-    `**${t('This machine')}:** ${m.platform}-${m.arch}, ${m.cpus} ${t('CPU threads')}, ${gib(m.totalMemory)} ${t('RAM')} (${gib(m.freeMemory)} ${t('free')})`,
+    `**${t('This machine')}:** ${m.platform}-${m.arch}, ${m.cpus} ${t('CPU threads')}, ${formatBytes(m.totalMemory)} ${t('RAM')} (${formatBytes(m.freeMemory)} ${t('free')})`,
     '',
     `## ${t('Demo model')}`,
     '',

@@ -3,8 +3,9 @@
 // (models.ts) turns nodes into TreeItems.
 
 import type { ModelSpec } from '../shared/api';
+import { formatBytes } from '../shared/bytes';
 import type { FoundModel, MachineInfo, PartCheck, PartStatus } from '../shared/models';
-import { dtypeSummary, formatBytes, formatParams, gib, mdCode, partProblems, roleLabel, statusLabel, Translate, variantOf, whereLabel } from './modelReport';
+import { dtypeSummary, formatParams, mdCode, partProblems, roleLabel, statusLabel, Translate, variantOf, whereLabel } from './modelReport';
 
 export interface TreeNodeData {
   id: string;
@@ -104,8 +105,8 @@ export function partNode(m: FoundModel, p: PartCheck, t: Translate): TreeNodeDat
 
 /** The view's description: what this machine has. */
 export function machineDescription(m: MachineInfo, t: Translate): string {
-  const gpu = m.gpuMemory ? ` · ${m.gpuName ? `${m.gpuName} ` : ''}${gib(m.gpuMemory)}` : '';
-  return t('{0} RAM', gib(m.totalMemory)) + gpu;
+  const gpu = m.gpuMemory ? ` · ${m.gpuName ? `${m.gpuName} ` : ''}${formatBytes(m.gpuMemory)}` : '';
+  return t('{0} RAM', formatBytes(m.totalMemory)) + gpu;
 }
 
 /** Complete models first, then the one in use, then by name. */

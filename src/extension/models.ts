@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as vscode from 'vscode';
 import bundledRegistry from '../../models/registry.json';
 import type { ModelSpec } from '../shared/api';
+import { formatBytes } from '../shared/bytes';
 import type { DownloadResult, FoundModel, HubName, MachineInfo, ModelCheckReport, PartCheck } from '../shared/models';
 import { Configuration } from './configuration';
 import { errorMessage } from './jobs';
@@ -31,7 +32,7 @@ import {
   redact,
   usesMirror,
 } from './modelDownload';
-import { demoMarkdown, demoSummary, formatBytes, progressText, reportMarkdown, reportSummary, variantOf, whereLabel } from './modelReport';
+import { demoMarkdown, demoSummary, progressText, reportMarkdown, reportSummary, variantOf, whereLabel } from './modelReport';
 import { isInUse, machineDescription, modelNode, partNode, settingsUpdates, SettingsTarget, sortModels, TreeNodeData, unsettableParts } from './modelTree';
 import { DownloadFailedError } from './serverClient';
 import { HF_TOKEN_SECRET, ServerManager } from './serverManager';

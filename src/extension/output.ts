@@ -4,6 +4,7 @@
 import { randomInt } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { firstFreeName } from '../inference/system/freeName';
 import { renderTemplate, TemplateValues } from './fileName';
 import { expandPath } from './settings';
 
@@ -41,16 +42,9 @@ export class OutputReservations {
   constructor(private readonly exists: (p: string) => boolean = fs.existsSync) {}
 
   reserve(target: string): string {
-    const ext = path.extname(target);
-    const stem = target.slice(0, target.length - ext.length);
-    for (let i = 0; i < 1_000_000; i++) {
-      const candidate = i === 0 ? target : `${stem}-${i}${ext}`;
-      if (!this.reserved.has(candidate) && !this.exists(candidate)) {
-        this.reserved.add(candidate);
-        return candidate;
-      }
-    }
-    throw new Error(`no free file name like ${target}`);
+    const free = firstFreeName(target, (candidate) => this.reserved.has(candidate) || this.exists(candidate));
+    this.reserved.add(free);
+    return free;
   }
 
   release(p: string): void {

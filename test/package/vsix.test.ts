@@ -78,6 +78,7 @@ const REQUIRED = [
   'dist/extension.js',
   'dist/server.js',
   'dist/pipelineWorker.js',
+  'dist/quantWorker.js',
   'media/icon.png',
   'media/panel.js',
   'media/flux/flux.tmLanguage.json',

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as esbuild from 'esbuild';
-import type { InspectReport } from '../../src/inference/formats/layouts';
+import type { InspectReport } from '../../src/inference/formats/layouts/inspect';
 import { tempDir, writeRawSafetensors, writeSafetensors } from '../helpers/writeSafetensors';
 
 const ROOT = path.resolve(__dirname, '../..');

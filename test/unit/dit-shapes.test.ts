@@ -3,7 +3,9 @@
 
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { ditRequiredNames, LayoutError, openComponent, openComponents } from '../../src/inference/formats/layouts';
+import { openComponent, openComponents } from '../../src/inference/formats/layouts/components';
+import { LayoutError } from '../../src/inference/formats/layouts/detect';
+import { ditRequiredNames } from '../../src/inference/formats/layouts/required';
 import { ditExpectedShapes } from '../../src/inference/formats/ditShapes';
 import { SafetensorsFile } from '../../src/inference/formats/safetensors';
 import { tempDir, writeSafetensors } from '../helpers/writeSafetensors';

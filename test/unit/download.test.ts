@@ -527,7 +527,7 @@ describe('model download', function () {
         ),
       );
       assert.equal(err.code, 'disk-full');
-      assert.match(err.message, /needs 0\.02 GiB more but only 0\.0049 GiB is free/);
+      assert.match(err.message, /needs 18\.0 MiB more but only 5\.00 MiB is free/);
       assert.ok(seen.length === 1 && seen[0] === tmp, `free space asked for ${seen.join(', ')}`);
       assert.equal(hub.contentRequests().length, 0);
     });

@@ -297,6 +297,26 @@ describe('dtypes', () => {
       assert.deepEqual([...toFloat32(bf, 'BF16')], [1.5, -2]);
     });
 
+    it('decodes every F16 and BF16 code as the scalar decoders do, aligned or not, and leaves the input alone', () => {
+      const codes = Uint16Array.from({ length: 65536 }, (_, i) => i);
+      const backing = new Uint8Array(codes.byteLength + 1);
+      backing.set(new Uint8Array(codes.buffer), 1);
+      for (const bytes of [new Uint8Array(codes.buffer), backing.subarray(1)]) {
+        const before = bytes.slice();
+        const f16 = toFloat32(bytes, 'F16');
+        const bf16 = toFloat32(bytes, 'BF16');
+        for (let h = 0; h < 65536; h++) {
+          assert.ok(Object.is(f16[h], f16ToF32(h)) || (Number.isNaN(f16[h]) && Number.isNaN(f16ToF32(h))), `F16 ${h}`);
+          assert.ok(Object.is(bf16[h], bf16ToF32(h)) || (Number.isNaN(bf16[h]) && Number.isNaN(bf16ToF32(h))), `BF16 ${h}`);
+        }
+        assert.deepEqual(bytes, before);
+      }
+      const f32 = new Uint8Array(Float32Array.of(1.5, -0, Infinity).buffer);
+      const out = toFloat32(f32, 'F32');
+      out[0] = 7;
+      assert.equal(new Float32Array(f32.buffer)[0], 1.5, 'F32 is copied, not a view of the input');
+    });
+
     it('rejects a byte count that is not whole elements', () => {
       assert.throws(() => toFloat32(new Uint8Array(6), 'F32'), /6 bytes is not a whole number of F32 elements/);
     });

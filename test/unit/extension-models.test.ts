@@ -22,7 +22,7 @@ import {
   redact,
   usesMirror,
 } from '../../src/extension/modelDownload';
-import { demoMarkdown, formatBytes, formatDuration, mdCell, mem, progressText, reportMarkdown, reportSummary, Translate } from '../../src/extension/modelReport';
+import { demoMarkdown, formatDuration, mdCell, progressText, reportMarkdown, reportSummary, Translate } from '../../src/extension/modelReport';
 import { isInUse, machineDescription, modelNode, partNode, sameSpec, settingsUpdates, sortModels, unsettableParts } from '../../src/extension/modelTree';
 import { DownloadFailedError, ServerClient } from '../../src/extension/serverClient';
 import { DEFAULTS, Settings, validateSettings } from '../../src/extension/settings';
@@ -87,7 +87,7 @@ describe('extension: model check report', () => {
     assert.match(md, /\| CLIP tokenizer \| 💥 corrupt — vocab\.json is not JSON \|/);
     assert.match(md, /Missing or unusable: T5 text encoder \(missing\), VAE \(wrong dtype\), CLIP tokenizer \(corrupt\)\./);
     assert.match(md, /## Memory at 1024×1024/);
-    assert.match(md, /\| fp8 \| sequential \| 0\.25 GiB \| 9\.1 GiB \| 11\.1 GiB \| 0\.16 GiB \| \*\*12\.9 GiB\*\* \| ✅ yes \|$/m);
+    assert.match(md, /\| fp8 \| sequential \| 256\.0 MiB \| 9\.10 GiB \| 11\.1 GiB \| 163\.8 MiB \| \*\*12\.9 GiB\*\* \| ✅ yes \|$/m);
     assert.match(md, /\| fp16 \| resident \| .* \| \*\*33\.0 GiB\*\* \| ❌ no \|$/m);
     assert.doesNotMatch(md, /fits GPU/, 'no GPU column when the GPU memory is unknown');
     assert.match(md, /## What fits this machine\n\n- fp8 \+ sequential: peak ≈ 12\.9 GiB — fits your 32\.0 GiB of RAM\n- fp16 \+ resident/);
@@ -156,15 +156,7 @@ describe('extension: download progress text', () => {
     assert.equal(progressText(p({ bytes: 31.5 * GiB, etaSeconds: 0 }), t).message.includes('left'), false);
   });
 
-  it('formats sizes, speeds and durations for people', () => {
-    assert.equal(formatBytes(0), '0 B');
-    assert.equal(formatBytes(1023), '1023 B');
-    assert.equal(formatBytes(1536), '1.50 KiB');
-    assert.equal(formatBytes(250 * 2 ** 20), '250.0 MiB');
-    assert.equal(formatBytes(23.8 * GiB), '23.8 GiB');
-    assert.equal(mem(12.94 * GiB), '12.9 GiB');
-    assert.equal(mem(0.25 * GiB), '0.25 GiB');
-    assert.equal(mem(3 * 2 ** 20), '3.00 MiB', 'a toy model is not "0.00 GiB"');
+  it('formats durations for people (sizes: bytes.test.ts)', () => {
     assert.equal(formatDuration(45, t), '45 s');
     assert.equal(formatDuration(89, t), '89 s');
     assert.equal(formatDuration(12 * 60 + 10, t), '12 min');

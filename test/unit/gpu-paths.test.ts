@@ -10,7 +10,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildDit, DitInputs, FluxTransformer, FluxTransformerOptions } from '../../src/inference/graphs/dit';
 import { VaeDecoder, VaeEncoder } from '../../src/inference/graphs/vae';
-import { DitWeights, openComponent } from '../../src/inference/formats/layouts';
+import { openComponent } from '../../src/inference/formats/layouts/components';
+import { DitWeights } from '../../src/inference/formats/layouts/ditWeights';
 import { openTensors } from '../../src/inference/formats/safetensors';
 import { compare, goldenCase, GOLDEN_MODELS } from '../helpers/golden';
 

@@ -7,8 +7,8 @@ import {
 } from '../../src/inference/models/memory';
 import { resolveModel } from '../../src/inference/models/files';
 import { nbitsBytes } from '../../src/inference/onnx/quant';
-import { clipParams, ditParams, FLUX_DEV, vaeParams } from '../../src/inference/models/synthetic';
-import type { FoundModel, MachineInfo } from '../../src/shared/models';
+import { clipParams, ditParams, FLUX_DEV, vaeParams } from '../../src/inference/models/architecture';
+import type { FoundModel, MachineInfo, PartCheck } from '../../src/shared/models';
 import { loadRegistry, validateRegistry } from '../../src/inference/models/registry';
 import { GOLDEN_MODELS } from '../helpers/golden';
 import { tempDir } from '../helpers/writeSafetensors';
@@ -224,20 +224,20 @@ describe('model memory estimates (FLUX.1-dev, real shapes)', () => {
     const size = { width: 1024, height: 1024 };
     const ram32 = machine(32);
     const a = adviceFor(model, ram32, estimateMemory(shapes, { machine: ram32 }), size);
-    assert.match(a[0], /^Choose fp8 weights with memory mode sequential at 1024×1024: peak ≈ 22 GiB of your 32 GiB of RAM\.$/);
+    assert.match(a[0], /^Choose fp8 weights with memory mode sequential at 1024×1024: peak ≈ 22\.4 GiB of your 32\.0 GiB of RAM\.$/);
     // What is usable, what is free, and what would fit instead: "needs 22 GiB, does not fit 24 GiB" read as a contradiction (issue 15 item 19).
-    assert.ok(a.includes('fp16 + resident: needs ≈ 48 GiB — more than the ≈ 27 GiB usable of your 32 GiB of RAM (29 GiB free now); fp8 + sequential fits (peak ≈ 22 GiB)'), a.join('\n'));
+    assert.ok(a.includes('fp16 + resident: needs ≈ 47.9 GiB — more than the ≈ 27.2 GiB usable of your 32.0 GiB of RAM (28.8 GiB free now); fp8 + sequential fits (peak ≈ 22.4 GiB)'), a.join('\n'));
     const ram24 = machine(24);
     const b = adviceFor(model, ram24, estimateMemory(shapes, { machine: ram24 }), size);
-    assert.ok(b.some((l) => /^fp8 \+ sequential: needs ≈ 22 GiB — more than the ≈ 20 GiB usable of your 24 GiB of RAM \(22 GiB free now\); int\d \+ \w+ fits \(peak ≈ \d+ GiB\)$/.test(l)), b.join('\n'));
-    assert.ok(a.includes('fp8 + sequential: peak ≈ 22 GiB — fits your 32 GiB of RAM'), a.join('\n'));
+    assert.ok(b.some((l) => /^fp8 \+ sequential: needs ≈ 22\.4 GiB — more than the ≈ 20\.4 GiB usable of your 24\.0 GiB of RAM \(21\.6 GiB free now\); int\d \+ \w+ fits \(peak ≈ [\d.]+ GiB\)$/.test(l)), b.join('\n'));
+    assert.ok(a.includes('fp8 + sequential: peak ≈ 22.4 GiB — fits your 32.0 GiB of RAM'), a.join('\n'));
     const gpu = machine(32, { memory: 12, name: 'NVIDIA GeForce RTX 3060' });
     const g = adviceFor(model, gpu, estimateMemory(shapes, { machine: gpu }), { width: 512, height: 512 });
-    assert.match(g[0], /^Choose int4 weights with memory mode sequential at 512×512: the GPU needs ≈ 10 GiB of your 12 GiB NVIDIA GeForce RTX 3060\.$/);
-    assert.ok(g.some((l) => /^fp8 \+ sequential: the GPU needs ≈ 12 GiB — does not fit your 12 GiB NVIDIA GeForce RTX 3060 \(on the CPU: peak ≈ 15 GiB, fits your 32 GiB of RAM\)$/.test(l)), g.join('\n'));
+    assert.match(g[0], /^Choose int4 weights with memory mode sequential at 512×512: the GPU needs ≈ 10\.2 GiB of your 12\.0 GiB NVIDIA GeForce RTX 3060\.$/);
+    assert.ok(g.some((l) => /^fp8 \+ sequential: the GPU needs ≈ 12\.5 GiB — does not fit your 12\.0 GiB NVIDIA GeForce RTX 3060 \(on the CPU: peak ≈ 15\.1 GiB, fits your 32\.0 GiB of RAM\)$/.test(l)), g.join('\n'));
     const small = machine(8);
     const s = adviceFor(model, small, estimateMemory(shapes, { machine: small }), size);
-    assert.match(s[0], /^Nothing fits this machine at 1024×1024: the smallest option, int4 \+ sequential, needs ≈ \d+ GiB\..*remote GPU server/);
+    assert.match(s[0], /^Nothing fits this machine at 1024×1024: the smallest option, int4 \+ sequential, needs ≈ [\d.]+ GiB\..*remote GPU server/);
   });
 
   it('an incomplete registry model: where to download the rest, in the reader\'s own terms (editor or CLI)', () => {
@@ -303,6 +303,18 @@ describe('checkModel', () => {
     assert.equal(r.model.complete, false);
     assert.match(r.advice[0], /^The model is not usable yet: dit \(corrupt\)\. The estimates use FLUX\.1-dev's sizes for the dit\.$/);
     assert.equal(r.estimates.find((e) => e.weights === 'fp8')!.components.dit, 11_911_844_096);
+  });
+
+  it('partFiles never lists a file outside the index folder that an index names', () => {
+    const dir = path.join(t.dir, 'escape', 'text_encoder_2');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(t.dir, 'escape', 'secret.safetensors'), 'x');
+    fs.writeFileSync(path.join(dir, 'model-00001-of-00001.safetensors'), 'x');
+    const idx = path.join(dir, 'model.safetensors.index.json');
+    fs.writeFileSync(idx, JSON.stringify({ weight_map: { 'a.weight': 'model-00001-of-00001.safetensors', 'b.weight': '../secret.safetensors' } }));
+    assert.deepEqual(partFiles({ role: 't5', path: idx } as PartCheck), [idx]);
+    fs.writeFileSync(idx, JSON.stringify({ weight_map: { 'a.weight': 'model-00001-of-00001.safetensors' } }));
+    assert.deepEqual(partFiles({ role: 't5', path: idx } as PartCheck), [path.join(dir, 'model-00001-of-00001.safetensors'), idx]);
   });
 
   it('verify: records unknown checksums, then matches, then detects a changed file', async () => {

@@ -11,7 +11,8 @@ import { buildClip, ClipEncoder, readClipConfig } from '../../src/inference/grap
 import { buildDit, DitBuildOptions, DitInputs, FluxTransformer, FluxTransformerOptions } from '../../src/inference/graphs/dit';
 import { buildT5, readT5Config, T5Encoder } from '../../src/inference/graphs/t5';
 import { buildVaeDecoder, buildVaeEncoder, readVaeConfig, VaeDecoder, VaeEncoder } from '../../src/inference/graphs/vae';
-import { DitWeights, openComponent } from '../../src/inference/formats/layouts';
+import { openComponent } from '../../src/inference/formats/layouts/components';
+import { DitWeights } from '../../src/inference/formats/layouts/ditWeights';
 import { Graph } from '../../src/inference/onnx/graph';
 import { missingOps, MissingOp, opChoicesFor, PROVIDER_KERNELS, weightFormatProblem } from '../../src/inference/onnx/providerOps';
 import { ExecutionProvider, providerConfig } from '../../src/inference/onnx/session';

@@ -3,7 +3,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { bf16ToF32, DType, E4M3_TO_F32, f16ToF32, f32ToE4M3, f32ToF16 } from '../../src/inference/formats/dtypes';
-import { MAX_HEADER_BYTES, MAX_TENSORS, openTensors, SafetensorsError, SafetensorsFile, ShardedSafetensors } from '../../src/inference/formats/safetensors';
+import { MAX_HEADER_BYTES, MAX_TENSORS, openTensors, readShardIndex, SafetensorsError, SafetensorsFile, ShardedSafetensors } from '../../src/inference/formats/safetensors';
 import { tempDir, writeIndex, writeRawSafetensors, writeSafetensors, writeSparseSafetensors } from '../helpers/writeSafetensors';
 
 const MODELS = path.resolve(__dirname, '../fixtures/flux-tiny/models');
@@ -405,6 +405,16 @@ describe('safetensors reader', () => {
         writeIndex(idx, { 'a.weight': '../elsewhere/model.safetensors' });
         throwsAbout(() => ShardedSafetensors.open(idx), idx, /not a shard file name/);
         throwsAbout(() => ShardedSafetensors.open(path.join(dir, 'nope.index.json')), path.join(dir, 'nope.index.json'), /cannot read index: ENOENT/);
+      });
+
+      it('readShardIndex lists each shard once, absolute, in first-listed order', () => {
+        const dir = shards('sharded-list');
+        const idx = writeIndex(path.join(dir, 'model.safetensors.index.json'), { 'b.weight': 'model-00002-of-00002.safetensors', 'a.weight': 'model-00001-of-00002.safetensors', 'c.weight': 'model-00002-of-00002.safetensors' });
+        const { shards: files, weightMap } = readShardIndex(idx);
+        assert.deepEqual(files, [path.join(dir, 'model-00002-of-00002.safetensors'), path.join(dir, 'model-00001-of-00002.safetensors')]);
+        assert.equal(weightMap['a.weight'], 'model-00001-of-00002.safetensors');
+        writeIndex(idx, { 'a.weight': '../elsewhere/model.safetensors' });
+        throwsAbout(() => readShardIndex(idx), idx, /not a shard file name/);
       });
 
       it('a folder with two indexes says which', () => {

@@ -1,10 +1,12 @@
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { compare } from '../helpers/golden';
 import * as ort from 'onnxruntime-node';
-import { DType, toFloat32 } from '../../src/inference/formats/dtypes';
+import { f32ToBf16, f32ToE4M3, f32ToF16, toFloat32 } from '../../src/inference/formats/dtypes';
 import { bytesOf, Graph } from '../../src/inference/onnx/graph';
-import { decodeToF32, dequantizeNBits, FloatDType, NBits, quantizeNBits } from '../../src/inference/onnx/quant';
-import { QuantPool } from '../../src/inference/onnx/quantPool';
+import { dequantizeNBits, FloatDType, NBits, QuantJob, quantizeNBits, runQuantJob } from '../../src/inference/onnx/quant';
+import { QuantPool, quantWorkerFile } from '../../src/inference/onnx/quantPool';
 
 /** Deterministic N(0, std²) values. */
 function gaussian(n: number, std: number, seed = 1): Float32Array {
@@ -35,22 +37,6 @@ async function matMulNBits(x: Float32Array, m: number, q: ReturnType<typeof quan
 }
 
 describe('MatMulNBits weight quantization (onnx/quant.ts)', () => {
-  it('decodeToF32 matches dtypes.toFloat32 for every fp8 and fp16 code, and for bf16/f32', () => {
-    const all8 = Uint8Array.from({ length: 256 }, (_, i) => i);
-    const all16 = new Uint8Array(Uint16Array.from({ length: 65536 }, (_, i) => i).buffer);
-    const f32 = new Uint8Array(gaussian(1000, 3).buffer);
-    const cases: Array<[Uint8Array, FloatDType]> = [[all8, 'F8_E4M3'], [all8, 'F8_E5M2'], [all16, 'F16'], [all16, 'BF16'], [f32, 'F32']];
-    for (const [bytes, dtype] of cases) {
-      const got = decodeToF32(bytes, dtype);
-      const want = toFloat32(bytes, dtype as DType);
-      for (let i = 0; i < want.length; i++) assert.ok(Object.is(got[i], want[i]) || (Number.isNaN(got[i]) && Number.isNaN(want[i])), `${dtype} code ${i}: ${got[i]} vs ${want[i]}`);
-    }
-    // An unaligned view (safetensors data can start at any offset).
-    const shifted = new Uint8Array(f32.byteLength + 1);
-    shifted.set(f32, 1);
-    assert.deepEqual(decodeToF32(shifted.subarray(1), 'F32'), toFloat32(f32, 'F32'));
-  });
-
   // Gaussian weights [256, 1000]: K not a multiple of the block, so the last block is padded.
   const n = 256;
   const k = 1000;
@@ -104,11 +90,35 @@ describe('MatMulNBits weight quantization (onnx/quant.ts)', () => {
       const jobs = [4, 8].flatMap((bits) => [false, true].map((zeroPoints) => ({ bytes: bytes.slice(), dtype: 'BF16' as const, n: 64, k: 1000, opts: { bits: bits as NBits, zeroPoints } })));
       const got = await Promise.all(jobs.map((j) => pool.run(j)));
       jobs.forEach((j, i) => {
-        const want = quantizeNBits(decodeToF32(bytes, 'BF16'), 64, 1000, j.opts);
+        const want = quantizeNBits(toFloat32(bytes, 'BF16'), 64, 1000, j.opts);
         assert.deepEqual(got[i].data, want.data);
         assert.deepEqual(got[i].scales, want.scales);
         assert.deepEqual(got[i].zeroPoints, want.zeroPoints);
       });
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('the bundled worker (dist/quantWorker.js) gives bit-identical results to the in-thread path, for every target and source dtype', async () => {
+    const file = quantWorkerFile();
+    assert.equal(path.relative(path.resolve(__dirname, '../..'), file), path.join('dist', 'quantWorker.js'));
+    assert.ok(fs.existsSync(file), `${file} is missing: run npm run build`);
+    const f32 = w.subarray(0, 32 * 256);
+    const sources: Array<[FloatDType, Uint8Array]> = [
+      ['F32', new Uint8Array(f32.slice().buffer)],
+      ['BF16', new Uint8Array(Uint16Array.from(f32, (v) => f32ToBf16(v)).buffer)],
+      ['F16', new Uint8Array(Uint16Array.from(f32, (v) => f32ToF16(v)).buffer)],
+      ['F8_E4M3', Uint8Array.from(f32, (v) => f32ToE4M3(v * 100))],
+    ];
+    const jobs: QuantJob[] = sources.flatMap(([dtype, bytes]) => [
+      { target: 'nbits' as const, bytes, dtype, n: 32, k: 256, opts: { bits: 4 as NBits, zeroPoints: true, blockSize: 64 } },
+      { target: 'f16' as const, bytes, dtype, n: 32, k: 256, opts: { bits: 8 as NBits }, ...(dtype === 'F8_E4M3' ? { scale: Float32Array.of(0.01) } : {}) },
+    ]);
+    const pool = new QuantPool(2, file);
+    try {
+      const got = await Promise.all(jobs.map((j) => pool.run({ ...j, bytes: j.bytes.slice() })));
+      jobs.forEach((j, i) => assert.deepEqual(got[i], runQuantJob(j), `${j.dtype} → ${j.target}`));
     } finally {
       await pool.close();
     }

@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EpChoice, GenerateParams, MemoryMode, ModelSpec, Stage, UserError, WEIGHT_CHOICES, WeightChoice } from '../../shared/api';
 import { ensureDemoModel } from '../models/demo';
-import { gib, lifetimePeakRss } from '../system/processMemory';
+import { lifetimePeakRss } from '../system/processMemory';
+import { formatBytes } from '../../shared/bytes';
 import { checkParams, FluxPipeline } from '../pipeline/pipeline';
 import { encodePng, FileExistsError, writePngAtomic } from '../formats/png';
 import { CliOutput, parseCommandArgs, Subcommand, UsageError } from './common';
@@ -112,7 +113,7 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   } else {
     for (const n of result.notes) io.err(`note: ${n}\n`);
     const stages = result.stages.map((s) => `${s.stage} ${s.seconds.toFixed(2)} s${s.ep ? ` (${s.ep})` : ''}`).join(', ');
-    io.out(`${written}\nseed ${result.seed} · ${result.width}×${result.height} · ${stages} · total ${total.toFixed(2)} s · peak RSS ${gib(lifetimePeakRss())}\n`);
+    io.out(`${written}\nseed ${result.seed} · ${result.width}×${result.height} · ${stages} · total ${total.toFixed(2)} s · peak RSS ${formatBytes(lifetimePeakRss())}\n`);
   }
   return 0;
 }

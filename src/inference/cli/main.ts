@@ -4,8 +4,10 @@
 
 import '../system/privacy'; // first: telemetry off before onnxruntime loads
 import * as path from 'node:path';
-import { ComponentReport, InspectReport, inspectPath, KIND_NAMES, LayoutError } from '../formats/layouts';
-import { fmtBytes, SafetensorsError } from '../formats/safetensors';
+import { KIND_NAMES, LayoutError } from '../formats/layouts/detect';
+import { ComponentReport, inspectPath, InspectReport } from '../formats/layouts/inspect';
+import { SafetensorsError } from '../formats/safetensors';
+import { formatBytes } from '../../shared/bytes';
 import { UserError } from '../../shared/api';
 import { VERSION } from '../pipeline/pipeline';
 import { generateCommand } from './generate';
@@ -85,19 +87,19 @@ function formatReport(r: InspectReport): string {
     if (c.prefix) lines.push(`  prefix:  ${c.prefix}`);
     lines.push(`  config:  ${c.configFile ? rel(c.configFile) : 'from tensor shapes and FLUX.1 defaults'}`);
     for (const a of architectureLines(c)) lines.push(`  ${a}`);
-    lines.push(`  size:    ${fmtCount(c.stats.parameters)} parameters, ${fmtBytes(c.stats.bytes)} in ${c.stats.tensors} tensors`);
-    lines.push(`  dtypes:  ${Object.entries(c.stats.dtypes).map(([d, s]) => `${d} ${s.tensors} tensors / ${fmtCount(s.parameters)} params / ${fmtBytes(s.bytes)}`).join('; ')}`);
+    lines.push(`  size:    ${fmtCount(c.stats.parameters)} parameters, ${formatBytes(c.stats.bytes)} in ${c.stats.tensors} tensors`);
+    lines.push(`  dtypes:  ${Object.entries(c.stats.dtypes).map(([d, s]) => `${d} ${s.tensors} tensors / ${fmtCount(s.parameters)} params / ${formatBytes(s.bytes)}`).join('; ')}`);
     for (const n of c.notes) lines.push(`  note:    ${n}`);
   }
   lines.push('');
   if (r.type === 'model') {
     lines.push(`Tokenizers: CLIP ${r.tokenizers?.clip ? rel(r.tokenizers.clip) + '/' : 'missing'}, T5 ${r.tokenizers?.t5 ? rel(r.tokenizers.t5) + '/' : 'missing'}`);
     lines.push(`Scheduler:  ${r.scheduler ? rel(r.scheduler) + '/' : 'none (FLUX.1 defaults apply)'}`);
-    lines.push(`Total of the used components: ${fmtCount(r.totals.parameters)} parameters, ${fmtBytes(r.totals.bytes)}`);
+    lines.push(`Total of the used components: ${fmtCount(r.totals.parameters)} parameters, ${formatBytes(r.totals.bytes)}`);
     for (const m of r.missing) lines.push(`Missing: ${m}`);
     for (const p of r.problems) lines.push(`Problem: ${p}`);
   } else if (r.components.length > 1) {
-    lines.push(`Total: ${fmtCount(r.totals.parameters)} parameters, ${fmtBytes(r.totals.bytes)}`);
+    lines.push(`Total: ${fmtCount(r.totals.parameters)} parameters, ${formatBytes(r.totals.bytes)}`);
   }
   return lines.join('\n').replace(/\n+$/, '') + '\n';
 }

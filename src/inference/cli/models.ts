@@ -3,7 +3,7 @@
 
 import * as path from 'node:path';
 import { ModelSpec, UserError } from '../../shared/api';
-import { sizeText } from '../system/processMemory';
+import { formatBytes } from '../../shared/bytes';
 import { validateSize } from '../pipeline/sampler';
 import { cliInvocation, CliOutput, EXIT_FAILURE, EXIT_OK, parseCommandArgs, Subcommand, UsageError } from './common';
 import { DownloadError } from '../models/download';
@@ -235,8 +235,8 @@ function parseSize(text: string): { width: number; height: number } {
 
 
 export function progressLine(p: DownloadProgress): string {
-  const done = p.total > 0 ? `${((100 * p.bytes) / p.total).toFixed(1)}% ${sizeText(p.bytes)} of ${sizeText(p.total)}` : `${sizeText(p.bytes)} (total size not known yet)`;
-  const speed = `${(p.bytesPerSecond / 2 ** 20).toFixed(1)} MiB/s`;
+  const done = p.total > 0 ? `${((100 * p.bytes) / p.total).toFixed(1)}% ${formatBytes(p.bytes)} of ${formatBytes(p.total)}` : `${formatBytes(p.bytes)} (total size not known yet)`;
+  const speed = `${formatBytes(p.bytesPerSecond)}/s`;
   const eta = p.etaSeconds === undefined ? '' : `, ${formatDuration(p.etaSeconds)} left`;
   return `${done} · ${speed}${eta} · file ${Math.min(p.filesDone + 1, p.files)}/${p.files} ${p.file}`;
 }
@@ -252,7 +252,7 @@ const STATUS_MARK: Record<PartCheck['status'], string> = { present: 'ok', missin
 function formatParts(parts: PartCheck[], indent = '  '): string[] {
   return parts.map((p) => {
     const dtypes = p.dtypes ? ` ${Object.keys(p.dtypes).join('/')}` : '';
-    const size = p.bytes ? ` ${sizeText(p.bytes)}` : '';
+    const size = p.bytes ? ` ${formatBytes(p.bytes)}` : '';
     const verified = p.verified ? ` sha256 ${p.verified}` : '';
     return `${indent}${p.role.padEnd(10)} ${STATUS_MARK[p.status].padEnd(11)}${p.path ? ` ${p.path}` : ''}${dtypes}${size}${verified}${p.message ? `\n${indent}${' '.repeat(23)}${p.message}` : ''}`;
   });
@@ -268,14 +268,14 @@ export function formatCheck(r: ModelCheckReport): string {
     `${r.model.name}: ${r.model.complete ? 'complete' : 'INCOMPLETE'} (${r.model.root})`,
     ...formatParts(r.model.parts),
     '',
-    `This machine: ${m.platform}-${m.arch}, ${m.cpus} CPU threads, ${sizeText(m.totalMemory)} RAM (${sizeText(m.freeMemory)} free)${m.gpuMemory ? `, ${m.gpuName ?? 'GPU'} ${sizeText(m.gpuMemory)}` : ''}`,
+    `This machine: ${m.platform}-${m.arch}, ${m.cpus} CPU threads, ${formatBytes(m.totalMemory)} RAM (${formatBytes(m.freeMemory)} free)${m.gpuMemory ? `, ${m.gpuName ?? 'GPU'} ${formatBytes(m.gpuMemory)}` : ''}`,
     '',
     'Peak memory (weights held + working set):',
     `  ${'weights'.padEnd(8)} ${'mode'.padEnd(11)} ${'size'.padEnd(10)} ${'peak'.padStart(10)}  fits`,
   ];
   for (const e of r.estimates) {
     const fits = [e.fitsRam ? 'RAM' : '', e.fitsGpu ? 'GPU' : ''].filter(Boolean).join('+') || 'no';
-    lines.push(`  ${e.weights.padEnd(8)} ${e.mode.padEnd(11)} ${`${e.width}x${e.height}`.padEnd(10)} ${sizeText(e.peak).padStart(10)}  ${fits}`);
+    lines.push(`  ${e.weights.padEnd(8)} ${e.mode.padEnd(11)} ${`${e.width}x${e.height}`.padEnd(10)} ${formatBytes(e.peak).padStart(10)}  ${fits}`);
   }
   lines.push('', ...r.advice, '');
   return lines.join('\n');

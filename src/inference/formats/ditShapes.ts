@@ -2,7 +2,7 @@
 // whose tensor has another shape — even with the same element count — is refused when it is opened
 // (and by `inspect`), naming the tensor, instead of by onnxruntime's shape inference mid-run.
 
-import type { DitConfig } from './layouts';
+import type { DitConfig } from './layouts/configs';
 
 /** Width of the sinusoidal timestep/guidance embedding fed to time_in and guidance_in (BFL's timestep_embedding(t, 256)). */
 const TIME_EMBED_DIM = 256;

@@ -8,7 +8,7 @@ import { toFloat16Bits, toFloat32 } from './dtypes';
 import { notRegularKind, notRegularProblem, openRegularSync, readRegularFileSync } from '../system/regularFile';
 import { MAX_HEADER_BYTES, parseHeader, SafetensorsError, TensorInfo } from './safetensorsHeader';
 
-export { elementCount, fmtBytes, MAX_HEADER_BYTES, MAX_TENSORS, SafetensorsError } from './safetensorsHeader';
+export { elementCount, MAX_HEADER_BYTES, MAX_TENSORS, SafetensorsError } from './safetensorsHeader';
 export type { TensorInfo } from './safetensorsHeader';
 
 /** Anything that serves tensors by name: one file or a sharded set. */
@@ -116,6 +116,33 @@ export class SafetensorsFile extends Reader {
   }
 }
 
+/**
+ * What a `*.safetensors.index.json` lists: its tensor name → shard file map and the shard files
+ * (absolute, each once, in first-listed order). Every reader of an index goes through here so that
+ * none follows a shard name out of the index's folder.
+ */
+export function readShardIndex(indexPath: string): { weightMap: Record<string, string>; shards: string[] } {
+  const abs = path.resolve(indexPath);
+  // An index is a name → file map: as large as a header at most.
+  const text = readRegularFileSync(abs, MAX_HEADER_BYTES, (problem, why) => new SafetensorsError(abs, why.code ? `cannot read index: ${why.code}` : problem)).toString('utf8');
+  let index: { weight_map?: Record<string, string> };
+  try {
+    index = JSON.parse(text);
+  } catch (e) {
+    throw new SafetensorsError(abs, `index is not valid JSON (${(e as Error).message})`);
+  }
+  if (!index || typeof index.weight_map !== 'object' || index.weight_map === null) {
+    throw new SafetensorsError(abs, 'index has no "weight_map" object');
+  }
+  const dir = path.dirname(abs);
+  for (const [name, shard] of Object.entries(index.weight_map)) {
+    if (typeof shard !== 'string' || !shard || path.isAbsolute(shard) || shard.split(/[\\/]/).includes('..')) {
+      throw new SafetensorsError(abs, `index maps tensor "${name}" to ${JSON.stringify(shard)}, which is not a shard file name in ${dir}`);
+    }
+  }
+  return { weightMap: index.weight_map, shards: [...new Set(Object.values(index.weight_map))].map((s) => path.join(dir, s)) };
+}
+
 /** Sharded checkpoint: `*.safetensors.index.json` with a `weight_map` of tensor name → shard file. */
 export class ShardedSafetensors extends Reader {
   readonly path: string;
@@ -131,31 +158,16 @@ export class ShardedSafetensors extends Reader {
 
   static open(indexPath: string): ShardedSafetensors {
     const abs = path.resolve(indexPath);
-    // An index is a name → file map: as large as a header at most.
-    const text = readRegularFileSync(abs, MAX_HEADER_BYTES, (problem, why) => new SafetensorsError(abs, why.code ? `cannot read index: ${why.code}` : problem)).toString('utf8');
-    let index: { weight_map?: Record<string, string> };
-    try {
-      index = JSON.parse(text);
-    } catch (e) {
-      throw new SafetensorsError(abs, `index is not valid JSON (${(e as Error).message})`);
-    }
-    if (!index || typeof index.weight_map !== 'object' || index.weight_map === null) {
-      throw new SafetensorsError(abs, 'index has no "weight_map" object');
-    }
+    const { weightMap, shards } = readShardIndex(abs);
     const dir = path.dirname(abs);
-    for (const [name, shard] of Object.entries(index.weight_map)) {
-      if (typeof shard !== 'string' || !shard || path.isAbsolute(shard) || shard.split(/[\\/]/).includes('..')) {
-        throw new SafetensorsError(abs, `index maps tensor "${name}" to ${JSON.stringify(shard)}, which is not a shard file name in ${dir}`);
-      }
-    }
     const files = new Map<string, SafetensorsFile>();
     const byName = new Map<string, SafetensorsFile>();
-    const missing = [...new Set(Object.values(index.weight_map))].filter((s) => !fs.existsSync(path.join(dir, s)));
+    const missing = shards.filter((s) => !fs.existsSync(s)).map((s) => path.relative(dir, s));
     if (missing.length) {
       throw new SafetensorsError(abs, `shard${missing.length > 1 ? 's' : ''} listed in the index not found in ${dir}: ${missing.join(', ')}`);
     }
     try {
-      for (const [name, shard] of Object.entries(index.weight_map)) {
+      for (const [name, shard] of Object.entries(weightMap)) {
         let f = files.get(shard);
         if (!f) {
           f = SafetensorsFile.open(path.join(dir, shard));

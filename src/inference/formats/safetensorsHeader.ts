@@ -6,6 +6,7 @@
 // are absurd tensor counts, before the whole header is parsed.
 
 import * as fs from 'node:fs';
+import { formatBytes } from '../../shared/bytes';
 import { DType, DTYPE_BYTES, isDType } from './dtypes';
 
 /** safetensors' own limit (MAX_HEADER_SIZE in the Rust crate). */
@@ -201,7 +202,7 @@ function checkCoverage(infos: TensorInfo[], dataStart: number, dataSize: number,
   for (const t of infos) if (!last || t.offset + t.byteLength > last.offset + last.byteLength) last = t;
   const dataEnd = last ? last.offset + last.byteLength - dataStart : 0;
   if (dataEnd > dataSize) {
-    throw fail(`file is truncated: its header describes ${dataEnd} bytes of tensor data (tensor "${last!.name}" ends there) but only ${dataSize} are present (${fmtBytes(dataEnd - dataSize)} missing) — download it again`);
+    throw fail(`file is truncated: its header describes ${dataEnd} bytes of tensor data (tensor "${last!.name}" ends there) but only ${dataSize} are present (${formatBytes(dataEnd - dataSize)} missing) — download it again`);
   }
   const sorted = [...infos].sort((a, b) => a.offset - b.offset || a.byteLength - b.byteLength);
   let covered = dataStart;
@@ -220,15 +221,4 @@ function checkCoverage(infos: TensorInfo[], dataStart: number, dataSize: number,
     const after = prev ? `after the last tensor ("${prev.name}")` : 'of data in a file with no tensors';
     throw fail(`${trailing} bytes ${after} are not covered by any tensor (safetensors refuses such files): the file is corrupt or something was appended to it`);
   }
-}
-
-export function fmtBytes(n: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
 }

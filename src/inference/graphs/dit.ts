@@ -16,7 +16,10 @@ import { createSession, ExecutionProvider, GpuBufferCache, SessionOptions } from
 import { graphFor, opChoicesFor, weightFormatProblem } from '../onnx/providerOps';
 import { ComputeType, Fp8Decode, Weights, WeightFormat } from '../onnx/weights';
 import { toFloat16Bits, toFloat32 } from '../formats/dtypes';
-import { DitComponent, DitConfig, DitWeights, openComponent, readPiece, TensorPiece } from '../formats/layouts';
+import { DitComponent, openComponent } from '../formats/layouts/components';
+import { DitConfig } from '../formats/layouts/configs';
+import { DitWeights } from '../formats/layouts/ditWeights';
+import { readPiece, TensorPiece } from '../formats/layouts/pieces';
 import { TensorInfo, TensorSource } from '../formats/safetensors';
 import { attention as multiHeadAttention, geluTanh, layerNormAffine, rmsNorm, silu } from './layers';
 

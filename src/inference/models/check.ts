@@ -16,9 +16,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ComponentName, ModelSpec, WeightFormat } from '../../shared/api';
+import { formatBytes } from '../../shared/bytes';
 import { cudaInstalled, cudaInstallHint } from '../onnx/providers';
-import { FLUX_DEV, clipParams, ditParams, t5Params, vaeParams } from './synthetic';
+import { clipParams, ditParams, FLUX_DEV, t5Params, vaeParams } from './architecture';
 import { foundFromSpec } from './discovery';
+import { readShardIndex } from '../formats/safetensors';
 import { sha256File } from './download';
 import { COMPONENTS, ComponentShapes, DetailedEstimate, estimateMemory, readShapes, ShapeSource, usableMemory } from './memory';
 import { hubLabel, loadRegistry, partsOf } from './registry';
@@ -148,8 +150,7 @@ export function partFiles(part: PartCheck): string[] {
   if (st.isFile()) {
     if (!p.endsWith('.index.json')) return [p];
     try {
-      const map = (JSON.parse(fs.readFileSync(p, 'utf8')) as { weight_map?: Record<string, string> }).weight_map ?? {};
-      return existing([p, path.join(path.dirname(p), 'config.json'), ...Object.values(map).map((s) => path.join(path.dirname(p), s))]);
+      return existing([p, path.join(path.dirname(p), 'config.json'), ...readShardIndex(p).shards]);
     } catch {
       return [p];
     }
@@ -285,7 +286,6 @@ export async function checkModel(spec: ModelSpec | FoundModel, opts: CheckOption
 
 // ─── Advice ─────────────────────────────────────────────────────────────────────────────────────
 
-const gib = (b: number) => `${(b / GiB).toFixed(b < 10 * GiB ? 1 : 0)} GiB`;
 
 /** Best first: quality of the weights, then resident (no reloading between images) before sequential. */
 const PREFERENCE: readonly [WeightFormat, 'resident' | 'sequential'][] = [
@@ -300,7 +300,7 @@ const PREFERENCE: readonly [WeightFormat, 'resident' | 'sequential'][] = [
 ];
 
 function gpuLabel(machine: MachineInfo): string {
-  return `${gib(machine.gpuMemory!)} ${machine.gpuName ?? 'GPU'}`;
+  return `${formatBytes(machine.gpuMemory!)} ${machine.gpuName ?? 'GPU'}`;
 }
 
 /** The advice sentences for one image size, best option first. */
@@ -324,35 +324,35 @@ export function adviceFor(
   const options = PREFERENCE.map(([f, m]) => pick(f, m)).filter((e): e is DetailedEstimate => e !== undefined);
   if (!options.length) return out;
   const usable = usableMemory(machine);
-  const ram = `${gib(machine.totalMemory)} of RAM`;
+  const ram = `${formatBytes(machine.totalMemory)} of RAM`;
   const dims = `${size.width}×${size.height}`;
   const name = (e: DetailedEstimate) => `${e.weights} + ${e.mode}`;
   const gpuKnown = machine.gpuMemory !== undefined;
 
   // The planning share of RAM, not the total, decides: "needs 22 GiB, does not fit 24 GiB" alone
   // reads as a contradiction, so say what is usable, what is free and what fits instead.
-  const ramLimit = `the ≈ ${gib(usable.ram)} usable of your ${ram} (${gib(machine.freeMemory)} free now)`;
+  const ramLimit = `the ≈ ${formatBytes(usable.ram)} usable of your ${ram} (${formatBytes(machine.freeMemory)} free now)`;
   const cpuLine = (e: DetailedEstimate) =>
-    e.fitsRam ? `${name(e)}: peak ≈ ${gib(e.peak)} — fits your ${ram}` : `${name(e)}: needs ≈ ${gib(e.peak)} — more than ${ramLimit}${bestCpu ? `; ${name(bestCpu)} fits (peak ≈ ${gib(bestCpu.peak)})` : ''}`;
+    e.fitsRam ? `${name(e)}: peak ≈ ${formatBytes(e.peak)} — fits your ${ram}` : `${name(e)}: needs ≈ ${formatBytes(e.peak)} — more than ${ramLimit}${bestCpu ? `; ${name(bestCpu)} fits (peak ≈ ${formatBytes(bestCpu.peak)})` : ''}`;
   const gpuLine = (e: DetailedEstimate) =>
     e.fitsGpu
-      ? `${name(e)}: the GPU needs ≈ ${gib(e.gpuPeak!)} — fits your ${gpuLabel(machine)}`
-      : `${name(e)}: the GPU needs ≈ ${gib(e.gpuPeak!)} — does not fit your ${gpuLabel(machine)}${e.fitsRam ? ` (on the CPU: peak ≈ ${gib(e.peak)}, fits your ${ram})` : ''}`;
+      ? `${name(e)}: the GPU needs ≈ ${formatBytes(e.gpuPeak!)} — fits your ${gpuLabel(machine)}`
+      : `${name(e)}: the GPU needs ≈ ${formatBytes(e.gpuPeak!)} — does not fit your ${gpuLabel(machine)}${e.fitsRam ? ` (on the CPU: peak ≈ ${formatBytes(e.peak)}, fits your ${ram})` : ''}`;
 
   const bestGpu = gpuKnown ? options.find((e) => e.fitsGpu) : undefined;
   const bestCpu = options.find((e) => e.fitsRam);
   if (bestGpu) {
-    out.push(`Choose ${bestGpu.weights} weights with memory mode ${bestGpu.mode} at ${dims}: the GPU needs ≈ ${gib(bestGpu.gpuPeak!)} of your ${gpuLabel(machine)}.`);
+    out.push(`Choose ${bestGpu.weights} weights with memory mode ${bestGpu.mode} at ${dims}: the GPU needs ≈ ${formatBytes(bestGpu.gpuPeak!)} of your ${gpuLabel(machine)}.`);
     if (bestGpu.weights === 'fp8') out.push(`fp8 on the GPU needs the CUDA provider${cudaInstalled() ? '' : ` (${cudaInstallHint()})`}; with WebGPU or DirectML choose int8 or int4 instead.`);
   } else if (bestCpu) {
-    out.push(`Choose ${bestCpu.weights} weights with memory mode ${bestCpu.mode} at ${dims}: peak ≈ ${gib(bestCpu.peak)} of your ${ram}${gpuKnown ? ` (nothing fits your ${gpuLabel(machine)}, so the CPU runs it)` : ''}.`);
-    if (bestCpu.peak > machine.freeMemory + 0.5 * GiB && bestCpu.peak <= usable.ram) out.push(`Only ${gib(machine.freeMemory)} is free now: close other programs first, or the system will swap.`);
+    out.push(`Choose ${bestCpu.weights} weights with memory mode ${bestCpu.mode} at ${dims}: peak ≈ ${formatBytes(bestCpu.peak)} of your ${ram}${gpuKnown ? ` (nothing fits your ${gpuLabel(machine)}, so the CPU runs it)` : ''}.`);
+    if (bestCpu.peak > machine.freeMemory + 0.5 * GiB && bestCpu.peak <= usable.ram) out.push(`Only ${formatBytes(machine.freeMemory)} is free now: close other programs first, or the system will swap.`);
   } else {
     const smallest = [...options].sort((a, b) => a.peak - b.peak)[0];
     const smaller = estimates.filter((e) => e.width * e.height < size.width * size.height && (e.fitsRam || e.fitsGpu)).sort((a, b) => b.width * b.height - a.width * a.height || a.peak - b.peak)[0];
     out.push(
-      `Nothing fits this machine at ${dims}: the smallest option, ${name(smallest)}, needs ≈ ${gib(smallest.peak)}.` +
-        (smaller ? ` At ${smaller.width}×${smaller.height}, ${name(smaller)} fits (peak ≈ ${gib(smaller.fitsGpu ? smaller.gpuPeak! : smaller.peak)}).` : '') +
+      `Nothing fits this machine at ${dims}: the smallest option, ${name(smallest)}, needs ≈ ${formatBytes(smallest.peak)}.` +
+        (smaller ? ` At ${smaller.width}×${smaller.height}, ${name(smaller)} fits (peak ≈ ${formatBytes(smaller.fitsGpu ? smaller.gpuPeak! : smaller.peak)}).` : '') +
         ' A remote GPU server (majicflux.server.remoteHost) can run it instead.',
     );
   }

@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import { cacheRoot } from '../system/userDirs';
 import * as path from 'node:path';
 import { ModelSpec } from '../../shared/api';
-import { TINY, writeSyntheticModel } from './synthetic';
+import { TINY } from './architecture';
+import { writeSyntheticModel } from './synthetic';
 
 const DEMO_VERSION = 1;
 

@@ -41,8 +41,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ModelSpec } from '../../shared/api';
-import { Component, ComponentKind, detectLayouts, KIND_NAMES, LayoutError, ModelScan, openComponent, scanModelFolder } from '../formats/layouts';
-import { openTensors, TensorSource } from '../formats/safetensors';
+import { Component, openComponent } from '../formats/layouts/components';
+import { ComponentKind, detectLayouts, KIND_NAMES, LayoutError } from '../formats/layouts/detect';
+import { isModelFolder, MAX_ROOT_FILES, SUBFOLDERS } from '../formats/layouts/folder';
+import { ModelScan, scanModelFolder } from '../formats/layouts/model';
+import { elementCount, openTensors, readShardIndex, TensorSource } from '../formats/safetensors';
 import { isFloatDtype } from './memory';
 import { loadRegistry, modelForDitFile, modelForRepo, normalizeRepo, partsOf } from './registry';
 import { FoundModel, FoundWhere, PART_ROLES, PartCheck, PartRole, Registry, RegistryModel } from '../../shared/models';
@@ -50,8 +53,6 @@ import { FoundModel, FoundWhere, PART_ROLES, PartCheck, PartRole, Registry, Regi
 export const DEFAULT_MAX_DEPTH = 3;
 const MAX_DIRS_PER_ROOT = 400;
 const MAX_ENTRIES_PER_DIR = 2000;
-/** Root .safetensors files looked into for a lone DiT, per folder (LLM folders hold dozens of shards). */
-const MAX_ROOT_FILES = 8;
 
 export interface DiscoverOptions {
   /** The model the settings give (majicflux.model.*). */
@@ -73,7 +74,6 @@ export interface DiscoverOptions {
 
 const WEIGHT_ROLES: readonly ComponentKind[] = ['dit', 'vae', 'clip', 't5'];
 const SPEC_KEY: Record<ComponentKind, 'transformer' | 'vae' | 'textEncoder' | 'textEncoder2'> = { dit: 'transformer', vae: 'vae', clip: 'textEncoder', t5: 'textEncoder2' };
-const SUBFOLDER: Record<ComponentKind, string> = { dit: 'transformer', vae: 'vae', clip: 'text_encoder', t5: 'text_encoder_2' };
 const ROLE_NAMES: Record<PartRole, string> = { ...KIND_NAMES, tokenizer: 'CLIP tokenizer', tokenizer2: 'T5 tokenizer' };
 
 // ─── Part checks ────────────────────────────────────────────────────────────────────────────────
@@ -110,8 +110,7 @@ function weightFilesAt(p: string): string[] {
   if (st.isFile()) {
     if (!p.endsWith('.index.json')) return [p];
     try {
-      const map = (JSON.parse(fs.readFileSync(p, 'utf8')) as { weight_map?: Record<string, string> }).weight_map ?? {};
-      return [p, ...new Set(Object.values(map).map((s) => path.join(path.dirname(p), s)))];
+      return [p, ...readShardIndex(p).shards];
     } catch {
       return [p];
     }
@@ -141,7 +140,7 @@ function summarize(src: TensorSource): DtypeSummary {
   for (const n of src.names()) {
     const t = src.info(n);
     s.dtypes[t.dtype] = (s.dtypes[t.dtype] ?? 0) + 1;
-    s.params += t.shape.reduce((a, b) => a * b, 1);
+    s.params += elementCount(t.shape);
     if (t.shape.length >= 2) {
       if (!isFloatDtype(t.dtype)) {
         if (!s.unusable.includes(t.dtype)) s.unusable.push(t.dtype);
@@ -305,7 +304,7 @@ export function checkSpecParts(spec: ModelSpec, scan?: ModelScan): PartCheck[] {
         parts.push({ role, status: 'missing', message: `model folder not found: ${dir}` });
         continue;
       }
-      const sub = path.join(dir, SUBFOLDER[role]);
+      const sub = path.join(dir, SUBFOLDERS[role]);
       if (fs.existsSync(sub)) {
         parts.push(checkWeightPart(sub, role));
         continue;
@@ -315,7 +314,7 @@ export function checkSpecParts(spec: ModelSpec, scan?: ModelScan): PartCheck[] {
         parts.push(checkWeightPart(broken[0], role));
         continue;
       }
-      const note = scan?.missing.find((m) => m.includes(KIND_NAMES[role]) || m.includes(`${SUBFOLDER[role]}/`));
+      const note = scan?.missing.find((m) => m.includes(KIND_NAMES[role]) || m.includes(`${SUBFOLDERS[role]}/`));
       parts.push({ role, status: 'missing', message: note ?? `no ${KIND_NAMES[role]} in ${dir}` });
     }
     for (const role of ['tokenizer', 'tokenizer2'] as const) {
@@ -440,13 +439,6 @@ function isLoneDitFile(file: string): boolean {
 }
 
 const COMPONENT_FOLDERS = new Set(['transformer', 'vae', 'text_encoder', 'text_encoder_2', 'tokenizer', 'tokenizer_2', 'scheduler']);
-const MODEL_MARKERS = ['model_index.json', 'transformer', 'vae', 'text_encoder', 'text_encoder_2', 'tokenizer', 'tokenizer_2', 'ae.safetensors'];
-
-function looksLikeModelFolder(dir: string, entries: string[]): boolean {
-  if (MODEL_MARKERS.some((m) => entries.includes(m))) return true;
-  const files = entries.filter((e) => e.endsWith('.safetensors'));
-  return files.length > 1 && files.length <= MAX_ROOT_FILES && !entries.some((e) => e.endsWith('.safetensors.index.json'));
-}
 
 /** The snapshot folder of a Hugging Face cache repository: refs/main's commit, else the newest. */
 export function hfSnapshot(repoDir: string): string | undefined {
@@ -487,7 +479,7 @@ function walk(root: string, where: FoundWhere, maxDepth: number, out: Candidate[
       if (snap) visit(snap, depth, hfRepo);
       return;
     }
-    const modelFolder = looksLikeModelFolder(dir, entries);
+    const modelFolder = isModelFolder(entries);
     if (modelFolder) {
       out.push({ where, path: dir, lone: false, repo });
       if (repo) return;
@@ -566,7 +558,7 @@ function modelscopeCandidates(env: NodeJS.ProcessEnv, home: string, out: Candida
 /** A repository folder from a cache: a model folder, or lone DiT files at its top. */
 function candidatesInFolder(dir: string, where: FoundWhere, repo: string, out: Candidate[]): void {
   const entries = readDir(dir);
-  if (looksLikeModelFolder(dir, entries)) {
+  if (isModelFolder(entries)) {
     out.push({ where, path: dir, lone: false, repo });
     return;
   }

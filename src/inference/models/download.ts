@@ -13,7 +13,7 @@ import { createHash, Hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { sizeText } from '../system/processMemory';
+import { formatBytes } from '../../shared/bytes';
 import type { DownloadItem, DownloadProgress, DownloadResult, HubName } from '../../shared/models';
 import {
   asSha256,
@@ -307,10 +307,6 @@ async function freeBytes(ctx: Ctx, dir: string): Promise<number | undefined> {
   }
 }
 
-function gib(n: number): string {
-  const v = n / GIB;
-  return `${v >= 10 ? v.toFixed(1) : v >= 0.01 || v === 0 ? v.toFixed(2) : v.toPrecision(2)} GiB`;
-}
 
 /** Fails before any transfer when a destination's file system cannot hold what is still to fetch. */
 async function checkDiskSpace(ctx: Ctx, jobs: Job[]): Promise<void> {
@@ -333,11 +329,11 @@ async function checkDiskSpace(ctx: Ctx, jobs: Job[]): Promise<void> {
   for (const { dir, need } of byDevice.values()) {
     const free = await freeBytes(ctx, dir);
     if (free === undefined) continue;
-    ctx.log('debug', `${dir}: ${gib(need)} to fetch, ${gib(free)} free`);
+    ctx.log('debug', `${dir}: ${formatBytes(need)} to fetch, ${formatBytes(free)} free`);
     if (need + DISK_MARGIN > free) {
       throw new DownloadError(
         'disk-full',
-        `Not enough disk space in ${dir}: the download needs ${gib(need)} more but only ${gib(free)} is free. ` +
+        `Not enough disk space in ${dir}: the download needs ${formatBytes(need)} more but only ${formatBytes(free)} is free. ` +
           `Free some space or choose another models folder, then try again.`,
         `need ${need} bytes + ${DISK_MARGIN} margin, free ${free} bytes`,
       );
@@ -417,7 +413,7 @@ async function toUserError(ctx: Ctx, job: Job, err: unknown, attempts: number): 
       'network',
       `The download of ${describe(job)} from ${err.host} was interrupted (${err.reason})` +
         (attempts > 0 ? `, ${attempts + 1} times` : '') +
-        `. ${kept > 0 ? `What was fetched (${sizeText(kept)}) is kept in ${partPath(job)}. ` : ''}` +
+        `. ${kept > 0 ? `What was fetched (${formatBytes(kept)}) is kept in ${partPath(job)}. ` : ''}` +
         `Check your network connection and run the download again: it resumes where it stopped.`,
       err.original !== undefined ? `GET ${job.url}: ${describeErr(err.original)}` : `GET ${job.url}: ${err.reason}`,
     );
@@ -454,7 +450,7 @@ async function diskFullError(ctx: Ctx, job: Job): Promise<DownloadError> {
   return new DownloadError(
     'disk-full',
     `The disk is full: ${describe(job)} could not be written to ${dir}` +
-      (left !== undefined ? ` (${sizeText(left)} still to fetch)` : '') +
+      (left !== undefined ? ` (${formatBytes(left)} still to fetch)` : '') +
       `. The partial file ${partPath(job)} is kept: free some space and run the download again to resume.`,
     `ENOSPC writing ${partPath(job)}`,
   );

@@ -4,7 +4,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ComponentName, ModelSpec, UserError, WeightFormat } from '../../shared/api';
-import { ComponentKind, KIND_NAMES, ModelScan, scanModelFolder } from '../formats/layouts';
+import { ComponentKind, KIND_NAMES } from '../formats/layouts/detect';
+import { SUBFOLDERS } from '../formats/layouts/folder';
+import { ModelScan, scanModelFolder } from '../formats/layouts/model';
 import { componentWeightBytes, readShapes } from './memory';
 
 export interface ModelFiles {
@@ -22,7 +24,7 @@ export interface ModelFiles {
 
 const OVERRIDES: Record<ComponentKind, keyof ModelSpec> = { dit: 'transformer', vae: 'vae', clip: 'textEncoder', t5: 'textEncoder2' };
 
-/** The files of each part: the folder's (as layouts.scanModelFolder chooses them), overridden by the spec's. */
+/** The files of each part: the folder's (as scanModelFolder chooses them), overridden by the spec's. */
 export function resolveModel(spec: ModelSpec): ModelFiles {
   const scan = spec.dir ? scanFolder(spec.dir) : undefined;
   const missing: string[] = [];
@@ -35,7 +37,7 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
     }
     const chosen = scan?.chosen[kind];
     if (chosen) return chosen.path;
-    missing.push(scan?.missing.find((m) => m.includes(KIND_NAMES[kind]) || m.includes(`${SUBFOLDER[kind]}/`)) ?? `no ${KIND_NAMES[kind]} given`);
+    missing.push(scan?.missing.find((m) => m.includes(KIND_NAMES[kind]) || m.includes(`${SUBFOLDERS[kind]}/`)) ?? `no ${KIND_NAMES[kind]} given`);
     return '';
   };
   const transformer = part('dit');
@@ -61,8 +63,6 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
     residentBytes: (f, c) => estimate({ transformer, textEncoder, textEncoder2, vae }, f, c),
   };
 }
-
-const SUBFOLDER: Record<ComponentKind, string> = { dit: 'transformer', vae: 'vae', clip: 'text_encoder', t5: 'text_encoder_2' };
 
 function listSome(items: string[], max = 12): string {
   return items.length > max ? `${items.slice(0, max).join(', ')} and ${items.length - max} more` : items.join(', ');

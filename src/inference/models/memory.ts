@@ -73,8 +73,9 @@ import * as os from 'node:os';
 import type { ComponentName, MemoryMode, WeightFormat } from '../../shared/api';
 import { WEIGHT_FORMATS } from '../../shared/api';
 import { DTYPE_BYTES, isDType } from '../formats/dtypes';
-import { ComponentKind, openComponent } from '../formats/layouts';
-import { openTensors } from '../formats/safetensors';
+import { openComponent } from '../formats/layouts/components';
+import { ComponentKind } from '../formats/layouts/detect';
+import { elementCount, openTensors } from '../formats/safetensors';
 import { nbitsBytes } from '../onnx/quant';
 import type { MachineInfo, MemoryEstimate } from '../../shared/models';
 
@@ -130,7 +131,7 @@ export function isFloatDtype(dtype: string): boolean {
 }
 
 export function elements(t: { shape: readonly number[] }): number {
-  return t.shape.reduce((a, b) => a * b, 1);
+  return elementCount(t.shape);
 }
 
 /** Bytes of a tensor in its file dtype (0 for a dtype this reader does not know). */
@@ -368,7 +369,7 @@ function identity(p: string): string {
 }
 
 /**
- * The tensors of a component's checkpoint (headers only): the component's own view when layouts.ts
+ * The tensors of a component's checkpoint (headers only): the component's own view when the layout reader
  * recognises it (prefix removed, other components of an all-in-one file left out), else every
  * tensor of the file. Cached by path, size and modification time. Throws what the readers throw.
  */

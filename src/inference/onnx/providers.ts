@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ComponentName, EpChoice, ExecutionProvider, WeightFormat } from '../../shared/api';
-import { gib } from '../system/processMemory';
+import { formatBytes } from '../../shared/bytes';
 
 export interface EpDecision {
   ep: ExecutionProvider;
@@ -140,25 +140,25 @@ const FP8_EPS: ReadonlySet<ExecutionProvider> = new Set(['cpu', 'cuda']);
 export function chooseWeights(ep: ExecutionProvider, bytesFor: (f: WeightFormat) => number, budget: number | undefined): WeightDecision {
   if (FP8_EPS.has(ep)) return { format: 'fp8', reason: `${ep} keeps float8 weights at 1 byte (DequantizeLinear per layer)` };
   // CoreML has neither float8 DequantizeLinear nor MatMulNBits (onnx/providerOps.ts): fp16 is the one format it holds.
-  if (ep === 'coreml') return { format: 'fp16', reason: `coreml runs neither float8 DequantizeLinear nor MatMulNBits: fp16 (${gib(bytesFor('fp16'))})${budget !== undefined && bytesFor('fp16') > budget ? `, over the ${gib(budget)} GPU memory budget` : ''}` };
+  if (ep === 'coreml') return { format: 'fp16', reason: `coreml runs neither float8 DequantizeLinear nor MatMulNBits: fp16 (${formatBytes(bytesFor('fp16'))})${budget !== undefined && bytesFor('fp16') > budget ? `, over the ${formatBytes(budget)} GPU memory budget` : ''}` };
   const over = (f: WeightFormat) => budget !== undefined && bytesFor(f) > budget;
   if (ep === 'webgpu') {
     const why = `webgpu multiplies int8 blocks faster than fp16 and holds them in 60 % of the memory`;
-    if (!over('int8')) return { format: 'int8', reason: `${why}: int8 (${gib(bytesFor('int8'))}${budget !== undefined ? ` of the ${gib(budget)} GPU memory budget` : ''}); fp8 (exact, slower) or fp16 on request` };
-    if (!over('int4')) return { format: 'int4', reason: `${why}, but int8 (${gib(bytesFor('int8'))}) exceeds the ${gib(budget!)} GPU memory budget: int4 (${gib(bytesFor('int4'))})` };
-    return { format: 'int4', reason: `even int4 (${gib(bytesFor('int4'))}) exceeds the ${gib(budget!)} GPU memory budget; expect an allocation failure` };
+    if (!over('int8')) return { format: 'int8', reason: `${why}: int8 (${formatBytes(bytesFor('int8'))}${budget !== undefined ? ` of the ${formatBytes(budget)} GPU memory budget` : ''}); fp8 (exact, slower) or fp16 on request` };
+    if (!over('int4')) return { format: 'int4', reason: `${why}, but int8 (${formatBytes(bytesFor('int8'))}) exceeds the ${formatBytes(budget!)} GPU memory budget: int4 (${formatBytes(bytesFor('int4'))})` };
+    return { format: 'int4', reason: `even int4 (${formatBytes(bytesFor('int4'))}) exceeds the ${formatBytes(budget!)} GPU memory budget; expect an allocation failure` };
   }
   const none = `${ep} has no float8 DequantizeLinear`;
   if (budget === undefined) {
-    return { format: 'int8', reason: `${none}, and its free memory is unknown: int8 (MatMulNBits, ${gib(bytesFor('int8'))}); set gpuMemoryBudget to allow fp16 (${gib(bytesFor('fp16'))})` };
+    return { format: 'int8', reason: `${none}, and its free memory is unknown: int8 (MatMulNBits, ${formatBytes(bytesFor('int8'))}); set gpuMemoryBudget to allow fp16 (${formatBytes(bytesFor('fp16'))})` };
   }
   for (const f of ['fp16', 'int8', 'int4'] as const) {
     if (!over(f)) {
-      const larger = f === 'fp16' ? '' : `; fp16 needs ${gib(bytesFor('fp16'))}${f === 'int4' ? `, int8 ${gib(bytesFor('int8'))}` : ''}`;
-      return { format: f, reason: `${none}: ${f} takes ${gib(bytesFor(f))} of the ${gib(budget)} GPU memory budget${larger}` };
+      const larger = f === 'fp16' ? '' : `; fp16 needs ${formatBytes(bytesFor('fp16'))}${f === 'int4' ? `, int8 ${formatBytes(bytesFor('int8'))}` : ''}`;
+      return { format: f, reason: `${none}: ${f} takes ${formatBytes(bytesFor(f))} of the ${formatBytes(budget)} GPU memory budget${larger}` };
     }
   }
-  return { format: 'int4', reason: `${none}: even int4 (${gib(bytesFor('int4'))}) exceeds the ${gib(budget)} GPU memory budget; expect an allocation failure` };
+  return { format: 'int4', reason: `${none}: even int4 (${formatBytes(bytesFor('int4'))}) exceeds the ${formatBytes(budget)} GPU memory budget; expect an allocation failure` };
 }
 
 /** Free memory of the first NVIDIA GPU (nvidia-smi), bytes; undefined where it can't be read. */

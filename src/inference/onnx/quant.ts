@@ -8,6 +8,8 @@
 // [N·blocks]. Dequantized value = (q − zero point) · scale; without a zero-point input the zero
 // point is 2^(bits−1), which makes the symmetric mode need no extra tensor.
 
+import { float32ToF16Bits, toFloat32 } from '../formats/dtypes';
+
 export type NBits = 4 | 8;
 
 export interface NBitsOptions {
@@ -48,8 +50,6 @@ export function nbitsBytes(n: number, k: number, bits: NBits, blockSize = NBITS_
  * Quantize a row-major [n, k] float weight. Symmetric: the block's largest-magnitude value m maps
  * to −2^(bits−1) (scale = m / −2^(bits−1), which may be negative), so all 2^bits levels are used
  * and m itself is exact. Asymmetric: [min(x, 0), max(x, 0)] spread over the levels.
- *
- * Self-contained (no outer references): QuantPool ships its source to worker threads.
  */
 export function quantizeNBits(w: Float32Array, n: number, k: number, opts: NBitsOptions): NBitsWeight {
   const bits = opts.bits;
@@ -132,44 +132,25 @@ export function dequantizeNBits(q: NBitsWeight): Float32Array {
 /** Source dtypes a quantization job can start from. */
 export type FloatDType = 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E5M2';
 
-/**
- * Raw little-endian float tensor bytes to float32 (same values as dtypes.toFloat32).
- * Self-contained, like quantizeNBits, so that worker threads can run it.
- */
-export function decodeToF32(bytes: Uint8Array, dtype: FloatDType): Float32Array {
-  const size = dtype === 'F32' ? 4 : dtype === 'F16' || dtype === 'BF16' ? 2 : 1;
-  const n = bytes.byteLength / size;
-  const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
-  if (dtype === 'F32') return new Float32Array(aligned.buffer, aligned.byteOffset, n).slice();
-  const out = new Float32Array(n);
-  if (dtype === 'BF16') {
-    const src = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
-    const o = new Uint32Array(out.buffer);
-    for (let i = 0; i < n; i++) o[i] = src[i] << 16;
-    return out;
-  }
-  const table = new Float32Array(dtype === 'F16' ? 65536 : 256);
-  for (let c = 0; c < table.length; c++) {
-    const [eBits, mBits] = dtype === 'F16' ? [5, 10] : dtype === 'F8_E4M3' ? [4, 3] : [5, 2];
-    const bias = (1 << (eBits - 1)) - 1;
-    const sign = c >> (eBits + mBits) ? -1 : 1;
-    const e = (c >> mBits) & ((1 << eBits) - 1);
-    const m = c & ((1 << mBits) - 1);
-    const eMax = (1 << eBits) - 1;
-    let v: number;
-    if (dtype === 'F8_E4M3' && e === eMax && m === (1 << mBits) - 1) v = NaN; // e4m3fn: no infinities
-    else if (dtype !== 'F8_E4M3' && e === eMax) v = m ? NaN : Infinity;
-    else if (e === 0) v = (m / (1 << mBits)) * 2 ** (1 - bias);
-    else v = (1 + m / (1 << mBits)) * 2 ** (e - bias);
-    table[c] = sign * v;
-  }
-  if (dtype === 'F16') {
-    const src = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
-    for (let i = 0; i < n; i++) out[i] = table[src[i]];
-  } else {
-    for (let i = 0; i < n; i++) out[i] = table[bytes[i]];
-  }
-  return out;
+export interface QuantJob {
+  /** MatMulNBits blocks (default), or the float16 bits of the transpose [k, n]. */
+  target?: 'nbits' | 'f16';
+  bytes: Uint8Array;
+  dtype: FloatDType;
+  n: number;
+  k: number;
+  opts: NBitsOptions;
+  /** Dequantization scale of an fp8 source, per tensor (1 value) or per row. */
+  scale?: Float32Array;
+}
+
+/** One weight's conversion, the same code on this thread and on QuantPool's workers. */
+export function runQuantJob(job: QuantJob & { target: 'f16' }): Uint16Array;
+export function runQuantJob(job: QuantJob & { target?: 'nbits' }): NBitsWeight;
+export function runQuantJob(job: QuantJob): NBitsWeight | Uint16Array;
+export function runQuantJob(job: QuantJob): NBitsWeight | Uint16Array {
+  const x = scaled(toFloat32(job.bytes, job.dtype), job.scale, job.n);
+  return job.target === 'f16' ? float32ToF16Bits(transposed(x, job.n, job.k)) : quantizeNBits(x, job.n, job.k, job.opts);
 }
 
 /** x with row r multiplied by scale[r] (or all by scale[0]); x itself when there is no scale. In place. */
@@ -183,50 +164,7 @@ export function scaled(x: Float32Array, scale: Float32Array | undefined, rows: n
   return x;
 }
 
-/** float32 → IEEE half bits, round to nearest even (as dtypes.float32ToF16Bits; self-contained for workers). */
-export function f32ToF16Bits(x: Float32Array): Uint16Array {
-  const bits = new Uint32Array(x.buffer, x.byteOffset, x.length);
-  const out = new Uint16Array(x.length);
-  for (let i = 0; i < x.length; i++) {
-    const b = bits[i];
-    const sign = (b >>> 16) & 0x8000;
-    const e = (b >>> 23) & 0xff;
-    const m = b & 0x7fffff;
-    let he = e - 112;
-    if (e === 0xff) {
-      out[i] = sign | 0x7c00 | (m ? 0x200 : 0);
-    } else if (he >= 0x1f) {
-      out[i] = sign | 0x7c00;
-    } else if (he <= 0) {
-      // Subnormal half: value = hm · 2^-24 with hm = (1.m · 2^23) >> (14 − he).
-      if (he < -10) {
-        out[i] = sign;
-        continue;
-      }
-      const full = m | 0x800000;
-      const shift = 14 - he;
-      let hm = full >>> shift;
-      const rem = full & ((1 << shift) - 1);
-      const half = 1 << (shift - 1);
-      if (rem > half || (rem === half && hm & 1)) hm++;
-      out[i] = sign | hm;
-    } else {
-      let hm = m >>> 13;
-      const rem = m & 0x1fff;
-      if (rem > 0x1000 || (rem === 0x1000 && hm & 1)) {
-        hm++;
-        if (hm === 0x400) {
-          hm = 0;
-          he++;
-        }
-      }
-      out[i] = he >= 0x1f ? sign | 0x7c00 : sign | (he << 10) | hm;
-    }
-  }
-  return out;
-}
-
-/** A row-major [rows, cols] matrix as [cols, rows] (self-contained for workers). */
+/** A row-major [rows, cols] matrix as [cols, rows]. */
 export function transposed(x: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(x.length);
   // 64-wide tiles keep both sides in cache.

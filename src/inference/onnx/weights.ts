@@ -27,8 +27,8 @@ import { DType, E4M3_MAX, f32ToE4M3, float32ToF16Bits, toFloat32 } from '../form
 import { TensorInfo, TensorSource } from '../formats/safetensors';
 import { bytesOf, Graph, Value } from './graph';
 import { ElemType } from './proto';
-import { blocksPerRow, decodeToF32, f32ToF16Bits, FloatDType, NBits, NBITS_BLOCK, NBitsWeight, quantizeNBits, scaled, transposed } from './quant';
-import { QuantJob, QuantPool } from './quantPool';
+import { blocksPerRow, FloatDType, NBits, NBITS_BLOCK, NBitsWeight, QuantJob, runQuantJob } from './quant';
+import { QuantPool } from './quantPool';
 
 export type { ComputeType, WeightFormat };
 
@@ -505,7 +505,7 @@ export class WeightCache {
   f16(t: TensorInfo, src: TensorSource): CacheEntry {
     if (!this.hasF16(t.name)) {
       const job = quantJob(src, t.name, 8, { format: 'fp16' });
-      this.putF16(t, f32ToF16Bits(transposed(scaled(decodeToF32(job.bytes, job.dtype), job.scale, job.n), job.n, job.k)));
+      this.putF16(t, runQuantJob({ ...job, target: 'f16' }));
     }
     return this.index[`fp16t:${t.name}`];
   }
@@ -527,7 +527,7 @@ export class WeightCache {
   nbits(t: TensorInfo, src: TensorSource, bits: NBits, opts: WeightOptions, compute: ComputeType): { data: CacheEntry; scales: CacheEntry; zeroPoints?: CacheEntry } {
     if (!this.hasNBits(t.name)) {
       const job = quantJob(src, t.name, bits, opts);
-      this.putNBits(t.name, quantizeNBits(scaled(decodeToF32(job.bytes, job.dtype), job.scale, job.n), job.n, job.k, job.opts), compute);
+      this.putNBits(t.name, runQuantJob({ ...job, target: 'nbits' }), compute);
     }
     const zeroPoints = this.index[`nbits:${t.name}:zp`];
     return { data: this.index[`nbits:${t.name}`], scales: this.index[`nbits:${t.name}:scales`], ...(zeroPoints ? { zeroPoints } : {}) };

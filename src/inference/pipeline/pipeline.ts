@@ -12,7 +12,8 @@ import { FluxTransformer } from '../graphs/dit';
 import { T5Encoder } from '../graphs/t5';
 import { latentsToImage, VaeDecoder } from '../graphs/vae';
 import { ModelFiles, resolveModel } from '../models/files';
-import { availableMemory, currentRss, gib, RssSampler, totalMemory } from '../system/processMemory';
+import { availableMemory, currentRss, RssSampler, totalMemory } from '../system/processMemory';
+import { formatBytes } from '../../shared/bytes';
 import { pruneWeightCaches } from '../onnx/weights';
 import { chooseEp, chooseWeights, nvidiaFreeMemory } from '../onnx/providers';
 import { SafetensorsFile } from '../formats/safetensors';
@@ -111,7 +112,7 @@ export class FluxPipeline {
     const max = this.runtime.cacheMaxBytes;
     if (!max) return;
     const { removed, bytes } = pruneWeightCaches(cacheDir, max);
-    if (removed.length) this.log('info', `weight caches over the ${gib(max)} limit: removed the ${removed.length} least recently used (${gib(bytes)}): ${removed.map((d) => path.basename(d)).join(', ')}`);
+    if (removed.length) this.log('info', `weight caches over the ${formatBytes(max)} limit: removed the ${removed.length} least recently used (${formatBytes(bytes)}): ${removed.map((d) => path.basename(d)).join(', ')}`);
   }
 
   /**
@@ -180,7 +181,7 @@ export class FluxPipeline {
         const peakRss = sampler.stop();
         const seconds = (performance.now() - t0) / 1000;
         stages.push({ stage: name, seconds, peakRss, ...(ep && this.epUsed.get(ep) ? { ep: this.epUsed.get(ep)!.ep } : {}) });
-        hooks.onStage?.(name, 'end', `${seconds.toFixed(2)} s, peak ${gib(peakRss)}`);
+        hooks.onStage?.(name, 'end', `${seconds.toFixed(2)} s, peak ${formatBytes(peakRss)}`);
       }
     };
 
@@ -269,11 +270,11 @@ export class FluxPipeline {
     const need = this.files.residentBytes(this.runtime.weights, c);
     const total = totalMemory();
     if (need <= total) {
-      if (need > availableMemory()) this.log('warn', `the ${c} needs about ${gib(need)} and only ${gib(availableMemory())} is free: expect swapping`);
+      if (need > availableMemory()) this.log('warn', `the ${c} needs about ${formatBytes(need)} and only ${formatBytes(availableMemory())} is free: expect swapping`);
       return;
     }
-    const smaller = c === 'dit' && this.runtime.weights !== 'fp8' ? ` With fp8 weights it needs about ${gib(this.files.residentBytes('fp8', c))}.` : '';
-    throw new UserError(`Not enough memory for the ${c}: it needs about ${gib(need)} with ${this.runtime.weights} weights, and this machine has ${gib(total)}.${smaller} Use memory mode sequential so only one part is loaded at a time.`);
+    const smaller = c === 'dit' && this.runtime.weights !== 'fp8' ? ` With fp8 weights it needs about ${formatBytes(this.files.residentBytes('fp8', c))}.` : '';
+    throw new UserError(`Not enough memory for the ${c}: it needs about ${formatBytes(need)} with ${this.runtime.weights} weights, and this machine has ${formatBytes(total)}.${smaller} Use memory mode sequential so only one part is loaded at a time.`);
   }
 
   private async ensure<C extends ComponentName>(c: C): Promise<Parts[C]> {
@@ -312,7 +313,7 @@ export class FluxPipeline {
     }
     this.parts[c] = part as Parts[C];
     this.pruneCaches(common.cacheDir);
-    this.log('info', `loaded ${c} on ${ep} in ${((performance.now() - t0) / 1000).toFixed(2)} s (rss ${gib(currentRss())})`);
+    this.log('info', `loaded ${c} on ${ep} in ${((performance.now() - t0) / 1000).toFixed(2)} s (rss ${formatBytes(currentRss())})`);
     return part as Parts[C];
   }
 }
@@ -378,7 +379,7 @@ function explainLoadFailure(c: ComponentName, e: unknown, needBytes: number): Er
   const msg = (e as Error).message ?? String(e);
   if (/bad_alloc|out of memory|Failed to allocate|ENOMEM/i.test(msg)) {
     return new UserError(
-      `Not enough memory to load the ${c} (needs about ${gib(needBytes)}, ${gib(availableMemory())} available). Try weight format fp8 and memory mode sequential, or close other programs.`,
+      `Not enough memory to load the ${c} (needs about ${formatBytes(needBytes)}, ${formatBytes(availableMemory())} available). Try weight format fp8 and memory mode sequential, or close other programs.`,
       msg,
     );
   }

@@ -9,6 +9,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { CancelledError, GenerateResult, ModelSpec, RuntimeOptions, StageTiming, UserError } from '../../shared/api';
+import { formatBytes } from '../../shared/bytes';
 import { cleanStaleTemps } from '../system/atomicWrite';
 import { availableMemory, currentRss, RssSampler } from '../system/processMemory';
 import { VERSION } from '../pipeline/pipeline';
@@ -666,7 +667,7 @@ export class InferenceServer {
     this.paths.modelSpec(settings.model);
     await this.releasePipeline();
     const instance = await WorkerPipeline.create(settings.model, runtimeOptions(settings), (level, message) => this.log(level, message));
-    this.log('info', `memory mode ${settings.memory ?? 'auto'}, budget ${(this.memoryBudget() / 2 ** 30).toFixed(1)} GiB RAM${settings.gpuMemory ? `, ${(settings.gpuMemory / 2 ** 30).toFixed(1)} GiB GPU` : ''}`);
+    this.log('info', `memory mode ${settings.memory ?? 'auto'}, budget ${formatBytes(this.memoryBudget())} RAM${settings.gpuMemory ? `, ${formatBytes(settings.gpuMemory)} GPU` : ''}`);
     this.pipe = { key, instance };
     return instance;
   }

@@ -4,6 +4,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { firstFreeNameAsync } from './freeName';
 
 
 export class FileExistsError extends Error {
@@ -25,15 +26,8 @@ async function exists(p: string): Promise<boolean> {
 }
 
 /** `p` if free, else `name-1.ext`, `name-2.ext`, … — the first that does not exist. */
-export async function uniquePath(p: string): Promise<string> {
-  if (!(await exists(p))) return p;
-  const ext = path.extname(p);
-  const stem = p.slice(0, p.length - ext.length);
-  for (let i = 1; i < 100_000; i++) {
-    const candidate = `${stem}-${i}${ext}`;
-    if (!(await exists(candidate))) return candidate;
-  }
-  throw new Error(`no free file name like ${p}`);
+export function uniquePath(p: string): Promise<string> {
+  return firstFreeNameAsync(p, exists);
 }
 
 export interface WriteOptions {

@@ -89,13 +89,3 @@ export function availableMemory(): number {
   }
   return os.freemem();
 }
-
-export function gib(bytes: number): string {
-  return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
-}
-
-/** A size for people: MiB below 1 GiB; GiB with 2 decimals below 10 GiB, else 1. */
-export function sizeText(bytes: number): string {
-  if (bytes < 2 ** 30) return `${(bytes / 2 ** 20).toFixed(bytes < 10 * 2 ** 20 ? 1 : 0)} MiB`;
-  return `${(bytes / 2 ** 30).toFixed(bytes < 10 * 2 ** 30 ? 2 : 1)} GiB`;
-}
