@@ -4,7 +4,7 @@
 import { randomInt } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { renderTemplate, TemplateValues } from './fileName';
+import { renderTemplate, TemplateValues } from '../shared/fileName';
 import { expandPath } from './settings';
 
 export interface FolderInput {

@@ -83,12 +83,12 @@ describe('CLI: majicflux generate (bundled)', function () {
       // A model folder that does not exist: had it been looked at, the error would name it.
       const m = ['--prompt', 'a cat', '--model', path.join(tmp, 'no-such-model')];
       assertUsage(await run(...m, '--seed', '1.5'), /seed must be -1 \(draw one\) or a whole number/);
-      assertUsage(await run(...m, '--steps', '0'), /steps must be a whole number from 1 to 1000, got 0/);
+      assertUsage(await run(...m, '--steps', '0'), /steps must be a whole number from 1 to 200, got 0/);
       assertUsage(await run(...m, '--width', '1000'), /width 1000 is not a multiple of 16; try 992 or 1008/);
       assertUsage(await run(...m, '--height', '4096'), /height 4096 is out of range/);
-      assertUsage(await run(...m, '--guidance', '-1'), /guidance must be a number ≥ 0, got -1/);
+      assertUsage(await run(...m, '--guidance', '-1'), /guidance must be a number from 0 to 100, got -1/);
       assertUsage(await run(...m, '--shift', '0'), /shift must be "dynamic" or a number from 0\.1 to 100/);
-      assertUsage(await run(...m, '--t5-max-length', '1'), /T5 max length must be a whole number from 2, got 1/);
+      assertUsage(await run(...m, '--t5-max-length', '1'), /T5 max length must be a whole number from 2 to 4096, got 1/);
       assertUsage(await run(...m, '--threads', '2.5'), /--threads must be a whole number from 0 to 1024/);
       assertUsage(await run(...m, '--latents', path.join(tmp, 'none.safetensors')), /--latents: .*none\.safetensors does not exist/);
     });

@@ -190,7 +190,7 @@ describe('protocol: validation', () => {
     const r = validateRequest({ id: 7, type: 'generate', job: { params: { prompt: 'p', steps: 1.5 }, output: '/a.png' } });
     assert.ok(isValidationError(r));
     assert.equal(r.id, 7);
-    assert.match(r.error, /job\.params\.steps: expected an integer between 1 and 1000, got 1\.5/);
+    assert.match(r.error, /job\.params\.steps: steps must be a whole number from 1 to 200, got 1\.5/);
     const s = validateRequest({ id: 8, type: 'hello', protocol: 1, client: 'c', settings: { model: {}, stageEp: { unet: 'cpu' } } });
     assert.ok(isValidationError(s));
     assert.match(s.error, /settings\.stageEp: unknown key "unet"/);
@@ -208,7 +208,7 @@ describe('protocol: validation', () => {
     for (const bad of [5e-324, 0.01, 0, -3, 1000]) {
       const r = gen(bad);
       assert.ok(isValidationError(r), String(bad));
-      assert.match(r.error, /job\.params\.shift: expected "dynamic" or a number from 0\.1 to 100/);
+      assert.match(r.error, /job\.params\.shift: shift must be "dynamic" or a number from 0\.1 to 100/);
     }
     for (const good of [0.1, 1, 3, 100, 'dynamic']) assert.ok(!isValidationError(gen(good)), String(good));
   });

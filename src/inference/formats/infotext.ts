@@ -2,28 +2,33 @@
 // back the way A1111's parse_generation_parameters does — in linear time, since the text comes
 // from any PNG a user opens.
 
-/** What produced an image, enough to re-run it. Written verbatim as the JSON chunk. */
-export interface ImageParameters {
-  prompt: string;
-  negativePrompt?: string;
-  steps: number;
-  /** A string for seeds beyond 2^53 (decimal). */
-  seed: number | string;
-  width: number;
-  height: number;
-  /** FLUX distilled guidance, A1111/Forge "Distilled CFG Scale". */
-  guidance?: number;
-  /** Real classifier-free guidance; 1 means off (the FLUX.1-dev default). */
-  cfgScale?: number;
-  sampler?: string;
-  scheduleType?: string;
-  /** A fixed sigma shift, or 'dynamic' for FluxPipeline's resolution-dependent one. */
-  shift?: number | 'dynamic';
-  model?: string;
-  modelHash?: string;
-  version?: string;
-  /** More A1111 "Key: value" fields, written after the standard ones. */
-  extra?: Record<string, string | number | boolean>;
+import type { ImageMetadata } from '../../shared/params';
+
+/**
+ * What produced an image, enough to re-run it: our ImageMetadata's fields under A1111's names, plus
+ * what other tools write. Written verbatim as the JSON chunk.
+ */
+export type ImageParameters = Pick<ImageMetadata, 'prompt' | 'steps' | 'width' | 'height'> &
+  Partial<Pick<ImageMetadata, 'guidance' | 'shift' | 'model'>> & {
+    negativePrompt?: string;
+    /** A string for seeds beyond 2^53 (decimal; other tools write them). */
+    seed: ImageMetadata['seed'] | string;
+    /** Real classifier-free guidance; 1 means off (the FLUX.1-dev default). */
+    cfgScale?: number;
+    sampler?: string;
+    scheduleType?: string;
+    modelHash?: string;
+    version?: string;
+    /** More A1111 "Key: value" fields, written after the standard ones. */
+    extra?: Record<string, string | number | boolean>;
+  };
+
+/** The parameters a PNG of ours records: the CLI and the server write the same ones. */
+export function imageParameters(m: ImageMetadata): ImageParameters {
+  return {
+    prompt: m.prompt, steps: m.steps, seed: m.seed, width: m.width, height: m.height, guidance: m.guidance, cfgScale: 1, sampler: 'Euler', scheduleType: 'Simple',
+    shift: m.shift, model: m.model, version: m.software, extra: { 'Weight format': m.weights, 'T5 max length': m.t5MaxLength },
+  };
 }
 
 function quote(v: string): string {

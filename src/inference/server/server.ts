@@ -16,7 +16,7 @@ import { WorkerPipeline } from '../pipeline/worker';
 import { DownloadError } from '../models/download';
 import { checkModels, downloadModel, findModels, planModelDownload } from '../models/service';
 import type { DownloadRequest } from '../../shared/models';
-import { encodePng, ImageParameters, pngChunk, writePngAtomic } from '../formats/png';
+import { encodePng, imageParameters, pngChunk, writePngAtomic } from '../formats/png';
 import {
   encodeMessage,
   ErrorCode,
@@ -626,7 +626,7 @@ export class InferenceServer {
   }
 
   private async writeOutput(job: Job, result: GenerateResult, signal: AbortSignal): Promise<{ file: string; png: Buffer }> {
-    const png = await encodePng({ width: result.width, height: result.height, data: result.image }, imageParameters(result));
+    const png = await encodePng({ width: result.width, height: result.height, data: result.image }, imageParameters(result.metadata));
     signal.throwIfAborted();
     const dir = path.dirname(job.output);
     // Checked again now: a symlink made inside the output folder since the job was accepted.
@@ -769,14 +769,6 @@ export function oneLine(message: string): string {
 function sameSecret(a: string, b: string): boolean {
   const h = (s: string) => crypto.createHash('sha256').update(s).digest();
   return crypto.timingSafeEqual(h(a), h(b));
-}
-
-export function imageParameters(r: GenerateResult): ImageParameters {
-  const m = r.metadata;
-  return {
-    prompt: m.prompt, steps: m.steps, seed: r.seed, width: r.width, height: r.height, guidance: m.guidance, cfgScale: 1, sampler: 'Euler', scheduleType: 'Simple',
-    shift: m.shift, model: m.model, version: m.software, extra: { 'Weight format': m.weights, 'T5 max length': m.t5MaxLength },
-  };
 }
 
 /** A small RGB PNG, synchronously (previews go out in step order, with no sharp round trip). */
