@@ -13,6 +13,7 @@ import { cleanStaleTemps } from '../system/atomicWrite';
 import { availableMemory, currentRss, RssSampler } from '../system/processMemory';
 import { VERSION } from '../pipeline/pipeline';
 import { WorkerPipeline } from '../pipeline/worker';
+import { ensureDemoModel } from '../models/demo';
 import { DownloadError } from '../models/download';
 import { checkModels, downloadModel, findModels, planModelDownload } from '../models/service';
 import type { DownloadRequest } from '../../shared/models';
@@ -316,14 +317,15 @@ export class InferenceServer {
         return session.send({ id: req.id, type: 'pong', time: Date.now() });
       case 'models': {
         const s = this.settings;
-        const r = await findModels({ configured: s && this.allowedModel(s.model), ...(this.remote ? {} : req.search), gpuMemory: s?.gpuMemory });
+        // The demo model is not one to list (its files may not even be written yet).
+        const configured = s && s.model.demo === undefined ? this.allowedModel(s.model) : undefined;
+        const r = await findModels({ configured, ...(this.remote ? {} : req.search), gpuMemory: s?.gpuMemory });
         return session.send({ id: req.id, type: 'models', ...r });
       }
       case 'check': {
         const spec = req.model && !this.opts.fixedModel ? req.model : this.settings?.model;
         if (!spec || Object.keys(spec).length === 0) return this.reply(session, req.id, 'failed', 'No model is configured: set majicflux.model.path (a FLUX.1-dev folder) or majicflux.model.transformer.');
-        this.paths.modelSpec(spec);
-        const report = await checkModels(spec, { verify: req.verify, cacheDir: this.settings?.cacheDir, gpuMemory: this.settings?.gpuMemory, width: req.width, height: req.height });
+        const report = await checkModels(this.modelFiles(spec), { verify: req.verify, cacheDir: this.settings?.cacheDir, gpuMemory: this.settings?.gpuMemory, width: req.width, height: req.height });
         return session.send({ id: req.id, type: 'check', report });
       }
       case 'download':
@@ -663,12 +665,22 @@ export class InferenceServer {
     if (!settings) throw new UserError('No model is configured: send settings with hello or configure first.');
     const key = pipelineKey(settings);
     if (this.pipe?.key === key) return this.pipe.instance;
-    this.paths.modelSpec(settings.model);
+    const model = this.modelFiles(settings.model);
     await this.releasePipeline();
-    const instance = await WorkerPipeline.create(settings.model, runtimeOptions(settings), (level, message) => this.log(level, message));
+    const instance = await WorkerPipeline.create(model, runtimeOptions(settings), (level, message) => this.log(level, message));
     this.log('info', `memory mode ${settings.memory ?? 'auto'}, budget ${(this.memoryBudget() / 2 ** 30).toFixed(1)} GiB RAM${settings.gpuMemory ? `, ${(settings.gpuMemory / 2 ** 30).toFixed(1)} GiB GPU` : ''}`);
     this.pipe = { key, instance };
     return instance;
+  }
+
+  /**
+   * The model's files: a remote client's are checked against the allowed folders; the demo model's
+   * random weights are written on first use here, in the server's process (≈15 MB with fsync would
+   * stall the extension host's thread).
+   */
+  private modelFiles(spec: ModelSpec): ModelSpec {
+    this.paths.modelSpec(spec);
+    return spec.demo === undefined ? spec : ensureDemoModel(spec.demo);
   }
 
   private async releasePipeline(): Promise<void> {
