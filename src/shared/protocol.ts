@@ -73,9 +73,13 @@ function isPlainObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
-/** An object of known fields; others are dropped. */
+/** An object of known fields; others are dropped. Not an array (valibot's object would take one). */
 function obj<E extends v.ObjectEntries>(entries: E) {
-  return v.object(entries, (i) => (i.path ? 'missing' : expected('an object')(i)));
+  const anObject = expected('an object');
+  return v.pipe(
+    v.custom<Record<string, unknown>>(isPlainObject, anObject),
+    v.object(entries, (i) => (i.path ? 'required but missing' : anObject(i))),
+  );
 }
 
 /** An object with only the listed keys, all optional, all of one kind. */

@@ -213,6 +213,37 @@ describe('protocol: validation', () => {
     for (const good of [0.1, 1, 3, 100, 'dynamic']) assert.ok(!isValidationError(gen(good)), String(good));
   });
 
+  it('a generate request is checked against params.ts: what the pipeline cannot make is refused up front, with its message', () => {
+    const gen = (params: Record<string, unknown>) => validateRequest({ id: 4, type: 'generate', job: { params: { prompt: 'p', ...params }, output: '/o.png' } });
+    // Each was accepted here before (width 16–16384, steps ≤ 1000, prompt ≤ 100 000, T5 ≥ 1) and failed later in the pipeline.
+    const refused: [Record<string, unknown>, string][] = [
+      [{ width: 16 }, 'job.params.width: width 16 is out of range; FLUX.1 sizes go from 64 to 2048 pixels per side'],
+      [{ height: 16384 }, 'job.params.height: height 16384 is out of range; FLUX.1 sizes go from 64 to 2048 pixels per side'],
+      [{ width: 1000 }, 'job.params.width: width 1000 is not a multiple of 16; try 992 or 1008'],
+      [{ steps: 1000 }, 'job.params.steps: steps must be a whole number from 1 to 200, got 1000'],
+      [{ t5MaxLength: 1 }, 'job.params.t5MaxLength: T5 max length must be a whole number from 2 to 4096, got 1'],
+      [{ seed: -2 }, 'job.params.seed: seed must be -1 (draw one) or a whole number from 0 to 9007199254740991, got -2'],
+      [{ prompt: 'x'.repeat(20_001) }, 'job.params.prompt: the prompt is 20001 characters; at most 20000 are read'],
+    ];
+    for (const [params, error] of refused) assert.deepEqual(gen(params), { error, id: 4 });
+    assert.deepEqual(validateRequest({ id: 5, type: 'cancel' }), { error: 'jobId: required but missing', id: 5 });
+    assert.deepEqual(validateRequest({ id: 6, type: 'configure', settings: { model: [] } }), { error: 'settings.model: expected an object, got an array', id: 6 });
+    const done = VALID_SERVER_MESSAGES.find((m) => m.type === 'event' && m.event === 'done')!;
+    const bad = validateServerMessage({ ...done, metadata: { ...METADATA, width: 16 } });
+    assert.ok(isValidationError(bad));
+    assert.equal(bad.error, 'metadata.width: width 16 is out of range; FLUX.1 sizes go from 64 to 2048 pixels per side');
+  });
+
+  it('sizes are checked before contents: an over-long array or record is refused without walking it', () => {
+    const load = validateRequest({ id: 1, type: 'load', components: ['dit', 'vae', 'clip', 't5', 'dit'] });
+    assert.ok(isValidationError(load));
+    assert.equal(load.error, 'components: expected an array of at most 4 items, got an array');
+    const many = Array.from({ length: 100_001 }, () => ({ jobId: 1 }));
+    const status = validateServerMessage({ id: 2, type: 'status', status: { ...(VALID_SERVER_MESSAGES[4] as { status: object }).status, jobs: many } });
+    assert.ok(isValidationError(status));
+    assert.equal(status.error, 'status.jobs: expected an array of at most 100000 items, got an array');
+  });
+
   it('fuzz: random values and mutated valid messages never make validation throw', () => {
     const r = rng(3);
     let rejected = 0;
