@@ -3,7 +3,7 @@
 
 import { createHash, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
-import type { ImageMetadata } from '../shared/api';
+import type { ImageMetadata } from '../shared/params';
 import { Emitter } from './jobs';
 
 export interface HistoryEntry {

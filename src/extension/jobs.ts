@@ -3,7 +3,8 @@
 // progress notifications, the panel and CodeLens listen. Pure (no vscode), driven by the server's
 // events through an InferenceClient.
 
-import type { ImageMetadata, Stage, StageTiming } from '../shared/api';
+import type { Stage, StageTiming } from '../shared/api';
+import type { ImageMetadata } from '../shared/params';
 import type { Event as ServerEvent, JobRequest, StatusInfo } from '../shared/protocol';
 
 /** What src/extension needs from serverClient.ts. */

@@ -5,7 +5,7 @@ import { randomInt } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { firstFreeName } from '../inference/system/freeName';
-import { renderTemplate, TemplateValues } from './fileName';
+import { renderTemplate, TemplateValues } from '../shared/fileName';
 import { expandPath } from './settings';
 
 export interface FolderInput {

@@ -149,15 +149,10 @@ export class ServerManager implements vscode.Disposable {
     return client;
   }
 
-  /** The demo model's weights are written once, on first use, into the extension's storage. */
+  /** The demo model's weights are written by the server, on first use, into the extension's storage. */
   private async resolveServerSettings(s: Settings): Promise<ServerSettings> {
     const out = serverSettings(s);
-    if (usesDemoModel(s)) {
-      // require: the synthetic-weights writer is bundled but evaluated only when the demo is used.
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const { ensureDemoModel } = require('../inference/models/demo') as typeof import('../inference/models/demo');
-      out.model = ensureDemoModel(this.context.globalStorageUri.fsPath);
-    }
+    if (usesDemoModel(s)) out.model = { demo: this.context.globalStorageUri.fsPath };
     return out;
   }
 

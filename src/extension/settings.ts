@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { WEIGHT_CHOICES } from '../shared/api';
 import type { ComponentName, EpChoice, MemoryMode, ModelSpec, WeightChoice } from '../shared/api';
 import type { ServerSettings } from '../shared/protocol';
-import { checkTemplate, DEFAULT_TEMPLATE } from './fileName';
+import { checkTemplate, DEFAULT_TEMPLATE } from '../shared/fileName';
 import { LIMITS, templateArgs } from './fluxFile/parser';
 
 export const SECTION = 'majicflux';

@@ -1,5 +1,8 @@
 // The pipeline's public surface: what a generation takes and gives back. The server, the CLI and
-// (through protocol.ts) the extension use these types.
+// (through protocol.ts) the extension use these types. A generation's parameters and an image's
+// metadata are params.ts's.
+
+import type { ImageMetadata } from './params';
 
 /**
  * How the DiT's Linear weights are held: fp8 (DequantizeLinear, CPU/CUDA), fp16/fp32 resident,
@@ -30,22 +33,11 @@ export interface ModelSpec {
   tokenizer2?: string;
   /** A name for the metadata (defaults to the transformer file or folder name). */
   name?: string;
-}
-
-export interface GenerateParams {
-  prompt: string;
-  /** -1 (or absent) draws a random seed; the seed used is reported. */
-  seed?: number;
-  steps?: number;
-  width?: number;
-  height?: number;
-  guidance?: number;
-  /** T5 max sequence length (512 for dev-type models, 256 for schnell-type). */
-  t5MaxLength?: number;
-  /** 'dynamic' (FluxPipeline's resolution-dependent shift) or a fixed shift such as 3.0, within SHIFT_RANGE. */
-  shift?: 'dynamic' | number;
-  /** A safetensors file whose `initial_latents` [1, tokens, 64] replaces the drawn noise. */
-  latentsFile?: string;
+  /**
+   * The bundled demo model (random weights), kept under this folder: the server writes its weights
+   * there on first use, in its own process, and fills in the paths above.
+   */
+  demo?: string;
 }
 
 export interface RuntimeOptions {
@@ -109,21 +101,6 @@ export interface GenerateResult {
   notes: string[];
 }
 
-export interface ImageMetadata {
-  prompt: string;
-  seed: number;
-  steps: number;
-  width: number;
-  height: number;
-  guidance: number;
-  shift: 'dynamic' | number;
-  t5MaxLength: number;
-  model: string;
-  weights: WeightFormat;
-  sampler: 'euler';
-  software: string;
-}
-
 export interface GenerateHooks {
   onStage?(stage: Stage, state: 'start' | 'end', detail?: string): void;
   onStep?(p: StepProgress): void;
@@ -146,9 +123,3 @@ export class UserError extends Error {
     this.name = 'UserError';
   }
 }
-
-/**
- * A fixed sigma shift s' = shift·s / (1 + (shift−1)·s) outside this range squeezes every sigma to 0
- * or 1 (5e-324 gave an all-black image): refused. Samplers use 1–10; 3.0 is common.
- */
-export const SHIFT_RANGE = { min: 0.1, max: 100 } as const;

@@ -1,26 +1,18 @@
 // The message protocol between a client (the extension, a script) and the inference server. The
-// only file both sides import, so it imports nothing at runtime beyond api.ts (itself free of node
-// modules): it must stay bundleable anywhere. Messages are JSON objects, one per line (NDJSON), over
-// a pipe or a TCP socket. docs/PROTOCOL.md documents every message.
+// only file both sides import, so it imports nothing at runtime beyond api.ts, params.ts and
+// models.ts (free of node modules) and valibot: it must stay bundleable anywhere. Messages are
+// JSON objects, one per line (NDJSON), over a pipe or a TCP socket. docs/PROTOCOL.md documents
+// every message.
 //
 // Every message is validated on receipt (validateRequest / validateServerMessage): validation
 // never throws, rebuilds the object from known fields only (unknown ones are dropped, so a newer
-// peer's additions are harmless) and says which field is wrong.
+// peer's additions are harmless) and says which field is wrong. Each message's type is inferred
+// from its schema, so a field can't be typed and then forgotten by the validator. A generation's
+// parameters and an image's metadata are params.ts's schemas: one set of limits for every surface.
 
-import type {
-  ComponentName,
-  EpChoice,
-  ExecutionProvider,
-  GenerateParams,
-  ImageMetadata,
-  MemoryMode,
-  ModelSpec,
-  Stage,
-  StageTiming,
-  WeightChoice,
-  WeightFormat,
-} from './api';
-import { SHIFT_RANGE, WEIGHT_CHOICES, WEIGHT_FORMATS } from './api';
+import * as v from 'valibot';
+import type { ComponentName, ExecutionProvider, ModelSpec, StageTiming } from './api';
+import { WEIGHT_CHOICES, WEIGHT_FORMATS } from './api';
 import type {
   DownloadErrorCode,
   DownloadProgress,
@@ -33,6 +25,7 @@ import type {
   PartCheck,
 } from './models';
 import { HUB_NAMES, PART_ROLES } from './models';
+import { GenerateParamsSchema, Height, ImageMetadataSchema, Width } from './params';
 
 /** Bumped on any incompatible change; `hello` fails when client and server differ. */
 export const PROTOCOL_VERSION = 1;
@@ -41,111 +34,254 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_LINE_BYTES = 64 * 1024 * 1024;
 
 // =============================================================================================
-// Shared shapes
+// Schema builders: valibot schemas whose messages say what was expected and what came. The field
+// path is added by `describeIssue`. Strings, arrays and records all have a maximum size: a hostile
+// peer must not make the other side keep or walk unbounded data.
 
-/** Server-wide settings, sent with `hello` and changeable with `configure`. */
-export interface ServerSettings {
-  model: ModelSpec;
-  weights?: WeightChoice;
-  ep?: EpChoice;
-  stageEp?: Partial<Record<ComponentName, EpChoice>>;
-  memory?: MemoryMode;
-  /** RAM budget in bytes for memory `auto` (default: detected from the OS). */
-  memoryBudget?: number;
-  /** GPU memory in bytes, for memory `auto` on a GPU execution provider (the user's setting). */
-  gpuMemory?: number;
-  cacheDir?: string;
-  /** Disk the weight caches may take, bytes: the least recently used are removed past it (0 or absent: no limit). */
-  cacheMaxBytes?: number;
-  threads?: number;
+function got(x: unknown): string {
+  if (x === null) return 'null';
+  if (Array.isArray(x)) return 'an array';
+  if (typeof x === 'string') return x.length > 40 ? `a string of ${x.length} characters` : JSON.stringify(x);
+  if (typeof x === 'object') return 'an object';
+  return String(x);
 }
 
-export interface JobRequest {
-  params: GenerateParams;
+const expected = (want: string) => (i: { input: unknown }) => `expected ${want}, got ${got(i.input)}`;
+
+function str(max = 4096, min = 0) {
+  const m = expected(`a string of ${min}–${max} characters`);
+  return v.pipe(v.string(m), v.minLength(min, m), v.maxLength(max, m));
+}
+
+function num(min: number, max: number) {
+  const m = expected(`a number between ${min} and ${max}`);
+  return v.pipe(v.number(m), v.finite(m), v.minValue(min, m), v.maxValue(max, m));
+}
+
+function int(min: number, max: number) {
+  const m = expected(`an integer between ${min} and ${max}`);
+  return v.pipe(v.number(m), v.integer(m), v.minValue(min, m), v.maxValue(max, m));
+}
+
+const bool = v.boolean(expected('true or false'));
+
+function oneOf<const T extends readonly string[]>(...values: T) {
+  return v.picklist(values, expected(`one of ${values.map((x) => JSON.stringify(x)).join(', ')}`));
+}
+
+function isPlainObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+/** An object of known fields; others are dropped. Not an array (valibot's object would take one). */
+function obj<E extends v.ObjectEntries>(entries: E) {
+  const anObject = expected('an object');
+  return v.pipe(
+    v.custom<Record<string, unknown>>(isPlainObject, anObject),
+    v.object(entries, (i) => (i.path ? 'required but missing' : anObject(i))),
+  );
+}
+
+/** An object with only the listed keys, all optional, all of one kind. */
+function partialRecord<const K extends string, S extends v.GenericSchema>(keys: readonly K[], value: S) {
+  const entries = Object.fromEntries(keys.map((k) => [k, v.optional(value)])) as { [P in K]: v.OptionalSchema<S, undefined> };
+  return v.strictObject(entries, (i) =>
+    i.expected === 'never' ? `unknown key ${JSON.stringify(i.input)} (expected ${keys.join(', ')})` : expected('an object')(i),
+  );
+}
+
+/** Checked for size before any item is: a million-item array is refused, not walked. */
+function arr<S extends v.GenericSchema>(item: S, max: number) {
+  return v.pipe(
+    v.custom<unknown[]>((x) => Array.isArray(x) && x.length <= max, expected(`an array of at most ${max} items`)),
+    v.array(item),
+  );
+}
+
+/** A string-keyed record of at most `max` entries, all of one kind. */
+function record<S extends v.GenericSchema>(value: S, max: number) {
+  return v.pipe(
+    v.custom<Record<string, unknown>>((x) => isPlainObject(x) && Object.keys(x).length <= max, expected(`an object of at most ${max} keys`)),
+    v.record(v.string(), value),
+  );
+}
+
+/** A message: `type` (or `event`) fixed, then its fields. */
+function message<const T extends string, E extends v.ObjectEntries>(type: T, entries: E) {
+  return obj({ id, type: v.literal(type), ...entries });
+}
+
+function event<const T extends string, E extends v.ObjectEntries>(name: T, entries: E) {
+  return obj({ type: v.literal('event'), event: v.literal(name), ...entries });
+}
+
+// =============================================================================================
+// Shared shapes
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const path = str(4096, 1);
+const id = int(0, MAX_SAFE);
+const jobId = str(100, 1);
+const COMPONENTS = ['clip', 't5', 'dit', 'vae'] as const satisfies readonly ComponentName[];
+const EPS = ['cpu', 'webgpu', 'cuda', 'dml', 'coreml'] as const satisfies readonly ExecutionProvider[];
+const ep = oneOf(...EPS);
+const epChoice = oneOf('auto', ...EPS);
+const component = oneOf(...COMPONENTS);
+const components = arr(component, COMPONENTS.length);
+const stage = oneOf('load', 'text', 'denoise', 'decode', 'save');
+const weights = oneOf(...WEIGHT_FORMATS);
+const weightChoice = oneOf(...WEIGHT_CHOICES);
+const memoryMode = oneOf('sequential', 'resident', 'auto');
+const bytes = num(0, 2 ** 60);
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+const logLevel = oneOf(...LOG_LEVELS);
+const hub = oneOf(...HUB_NAMES);
+const role = oneOf(...PART_ROLES);
+
+const ModelSpecSchema = obj({
+  dir: v.optional(path),
+  transformer: v.optional(path),
+  vae: v.optional(path),
+  textEncoder: v.optional(path),
+  textEncoder2: v.optional(path),
+  tokenizer: v.optional(path),
+  tokenizer2: v.optional(path),
+  name: v.optional(str(200)),
+  demo: v.optional(path),
+});
+
+const ServerSettingsSchema = obj({
+  model: ModelSpecSchema,
+  weights: v.optional(weightChoice),
+  ep: v.optional(epChoice),
+  stageEp: v.optional(partialRecord(COMPONENTS, epChoice)),
+  memory: v.optional(memoryMode),
+  /** RAM budget in bytes for memory `auto` (default: detected from the OS). */
+  memoryBudget: v.optional(bytes),
+  /** GPU memory in bytes, for memory `auto` on a GPU execution provider (the user's setting). */
+  gpuMemory: v.optional(bytes),
+  cacheDir: v.optional(path),
+  /** Disk the weight caches may take, bytes: the least recently used are removed past it (0 or absent: no limit). */
+  cacheMaxBytes: v.optional(bytes),
+  threads: v.optional(int(0, 1024)),
+});
+/** Server-wide settings, sent with `hello` and changeable with `configure`. */
+export type ServerSettings = v.InferOutput<typeof ServerSettingsSchema>;
+
+const JobRequestSchema = obj({
+  params: GenerateParamsSchema,
   /**
    * Path of the PNG to write, on the server's machine. Never overwritten: when taken, the server
    * writes `name-1.png`, `name-2.png`, … and reports the path used in `done`. Absolute for a
    * local server; in `serve` mode relative to (and confined to) the server's output folder.
    */
-  output: string;
+  output: path,
   /** Also send the PNG bytes in `done` (a remote server, whose files the client cannot read). */
-  returnImage?: boolean;
+  returnImage: v.optional(bool),
   /** Send a latent preview with every Nth step event (0 or absent: none). */
-  previewEvery?: number;
-}
+  previewEvery: v.optional(int(0, 1000)),
+});
+export type JobRequest = v.InferOutput<typeof JobRequestSchema>;
 
-export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+const JOB_STATES = ['queued', 'running', 'done', 'failed', 'cancelled'] as const;
+export type JobState = (typeof JOB_STATES)[number];
 
-export interface JobInfo {
-  jobId: string;
-  state: JobState;
+const JobInfoSchema = obj({
+  jobId,
+  state: oneOf(...JOB_STATES),
   /** The prompt, shortened to 200 characters. */
-  prompt: string;
+  prompt: str(100_000),
   /** 0 for the running job, 1 for the next one, …; absent once finished. */
-  position?: number;
-}
+  position: v.optional(int(0, MAX_SAFE)),
+});
+export type JobInfo = v.InferOutput<typeof JobInfoSchema>;
 
-export interface StatusInfo {
+const serverState = oneOf('idle', 'loading', 'busy');
+
+const StatusInfoSchema = obj({
   /** Software version of the server. */
-  version: string;
-  pid: number;
-  state: 'idle' | 'loading' | 'busy';
-  loaded: ComponentName[];
+  version: str(200),
+  pid: int(0, MAX_SAFE),
+  state: serverState,
+  loaded: components,
   /** The running job first, then the queue, then up to 20 recently finished jobs. */
-  jobs: JobInfo[];
-  rss: number;
-  eps: { component: ComponentName; ep: ExecutionProvider; note?: string }[];
-  model?: string;
-  memory: MemoryMode;
+  jobs: arr(JobInfoSchema, 100_000),
+  rss: bytes,
+  eps: arr(obj({ component, ep, note: v.optional(str()) }), 100),
+  model: v.optional(str()),
+  memory: memoryMode,
   /** RAM budget used for memory `auto`, bytes. */
-  memoryBudget: number;
-  uptime: number;
-}
+  memoryBudget: bytes,
+  uptime: num(0, Infinity),
+});
+export type StatusInfo = v.InferOutput<typeof StatusInfoSchema>;
 
-export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
-export type ErrorCode =
-  | 'bad-json' // the line is not JSON
-  | 'bad-request' // JSON, but not a valid request
-  | 'line-too-long'
-  | 'handshake-required' // a request before `hello`
-  | 'protocol-mismatch'
-  | 'unauthorized' // wrong or missing token (TCP); the server closes the connection
-  | 'busy' // TCP: another client is connected; the server closes the connection
-  | 'unknown-job'
-  | 'queue-full'
-  | 'bad-output' // output path missing or outside the output folder
-  | 'shutting-down'
-  | 'failed'; // the request was valid but could not be carried out (message says why)
+export const ERROR_CODES = [
+  'bad-json', // the line is not JSON
+  'bad-request', // JSON, but not a valid request
+  'line-too-long',
+  'handshake-required', // a request before `hello`
+  'protocol-mismatch',
+  'unauthorized', // wrong or missing token (TCP); the server closes the connection
+  'busy', // TCP: another client is connected; the server closes the connection
+  'unknown-job',
+  'queue-full',
+  'bad-output', // output path missing or outside the output folder
+  'shutting-down',
+  'failed', // the request was valid but could not be carried out (message says why)
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** Where to look for models besides the configured one and the hub caches. */
+const ModelSearchSchema = obj({
+  searchPaths: v.optional(arr(path, 1000)),
+  workspaceFolders: v.optional(arr(path, 1000)),
+  /** The extension's global storage folder (its models/ subfolder holds what it downloaded). */
+  globalStorage: v.optional(path),
+});
+export type ModelSearch = v.InferOutput<typeof ModelSearchSchema>;
+
+const DownloadRequestSchema = obj({
+  model: str(200, 1),
+  hub: v.optional(hub),
+  dest: path,
+  token: v.optional(str(1000)),
+  parts: v.optional(arr(role, PART_ROLES.length)),
+  endpoints: v.optional(partialRecord(HUB_NAMES, str(2000, 1))),
+});
 
 // =============================================================================================
 // client → server
 
-export type Request =
-  | { id: number; type: 'hello'; protocol: number; client: string; token?: string; settings?: ServerSettings; heartbeatMs?: number }
-  | { id: number; type: 'configure'; settings: ServerSettings }
-  | { id: number; type: 'generate'; job: JobRequest }
-  | { id: number; type: 'cancel'; jobId: string }
-  | { id: number; type: 'status' }
-  | { id: number; type: 'load'; components?: ComponentName[] }
-  | { id: number; type: 'unload'; components?: ComponentName[] }
-  | { id: number; type: 'ping' }
-  | { id: number; type: 'shutdown' }
+const REQUESTS = {
+  hello: message('hello', {
+    protocol: int(0, MAX_SAFE),
+    client: str(200),
+    token: v.optional(str(1000)),
+    settings: v.optional(ServerSettingsSchema),
+    heartbeatMs: v.optional(int(0, 3_600_000)),
+  }),
+  configure: message('configure', { settings: ServerSettingsSchema }),
+  generate: message('generate', { job: JobRequestSchema }),
+  cancel: message('cancel', { jobId }),
+  status: message('status', {}),
+  load: message('load', { components: v.optional(components) }),
+  unload: message('unload', { components: v.optional(components) }),
+  ping: message('ping', {}),
+  shutdown: message('shutdown', {}),
   /** Find models on the server's disks (configured model, folders given, hub caches). */
-  | { id: number; type: 'models'; search?: ModelSearch }
+  models: message('models', { search: v.optional(ModelSearchSchema) }),
   /** Check a model's files (headers; full sha256 with `verify`) and what fits this machine. Default: the configured model. */
-  | { id: number; type: 'check'; model?: ModelSpec; verify?: boolean; width?: number; height?: number }
+  check: message('check', { model: v.optional(ModelSpecSchema), verify: v.optional(bool), width: v.optional(Width), height: v.optional(Height) }),
   /** Start downloading a registry model; progress comes as download-* events; cancel with `cancel` and the downloadId. */
-  | { id: number; type: 'download'; download: DownloadRequest };
+  download: message('download', { download: DownloadRequestSchema }),
+};
 
-/** Where to look for models besides the configured one and the hub caches. */
-export interface ModelSearch {
-  searchPaths?: string[];
-  workspaceFolders?: string[];
-  /** The extension's global storage folder (its models/ subfolder holds what it downloaded). */
-  globalStorage?: string;
-}
+type Outputs<T extends Record<string, v.GenericSchema>> = { [K in keyof T]: v.InferOutput<T[K]> }[keyof T];
 
+export type Request = Outputs<typeof REQUESTS>;
 export type RequestType = Request['type'];
 
 /** A request as the caller writes it; the client adds the id. */
@@ -154,39 +290,108 @@ export type RequestBody<T extends RequestType = RequestType> = T extends Request
 // =============================================================================================
 // server → client
 
-export interface HelloReply {
-  id: number;
-  type: 'hello';
-  protocol: number;
-  /** Software version. */
-  version: string;
-  pid: number;
-  platform: string;
-  /** Interval of heartbeat events, ms. */
-  heartbeatMs: number;
-}
+const PartCheckSchema = obj({
+  role,
+  status: oneOf('present', 'missing', 'wrong-dtype', 'corrupt'),
+  path: v.optional(path),
+  layout: v.optional(str(200)),
+  dtypes: v.optional(record(int(0, MAX_SAFE), 64)),
+  params: v.optional(int(0, MAX_SAFE)),
+  bytes: v.optional(bytes),
+  message: v.optional(str(10_000)),
+  sha256: v.optional(str(64)),
+  verified: v.optional(oneOf('match', 'mismatch', 'recorded')),
+});
 
-export interface ErrorReply {
-  /** null when the request's id could not be read. */
-  id: number | null;
-  type: 'error';
-  code: ErrorCode;
-  message: string;
-  detail?: string;
-}
+const FoundModelSchema = obj({
+  id: str(200),
+  name: str(500),
+  where: oneOf('configured', 'workspace', 'global-storage', 'search-path', 'huggingface-cache', 'modelscope-cache'),
+  root: path,
+  parts: arr(PartCheckSchema, 64),
+  complete: bool,
+  spec: ModelSpecSchema,
+});
 
-export type Response =
-  | HelloReply
-  | { id: number; type: 'ok' }
-  | { id: number; type: 'queued'; jobId: string; position: number }
-  | { id: number; type: 'cancel'; jobId: string; state: 'cancelled' | 'cancelling' }
-  | { id: number; type: 'status'; status: StatusInfo }
-  | { id: number; type: 'loaded'; components: ComponentName[] }
-  | { id: number; type: 'pong'; time: number }
-  | { id: number; type: 'models'; found: FoundModel[]; machine: MachineInfo }
-  | { id: number; type: 'check'; report: ModelCheckReport }
-  | { id: number; type: 'download'; downloadId: string }
-  | ErrorReply;
+const MachineInfoSchema = obj({
+  platform: str(100),
+  arch: str(100),
+  cpus: int(0, 1 << 20),
+  totalMemory: bytes,
+  freeMemory: bytes,
+  gpuMemory: v.optional(bytes),
+  gpuName: v.optional(str(500)),
+});
+
+const MemoryEstimateSchema = obj({
+  weights,
+  mode: oneOf('sequential', 'resident'),
+  width: int(0, 1 << 20),
+  height: int(0, 1 << 20),
+  components: obj({ clip: bytes, t5: bytes, dit: bytes, vae: bytes }),
+  peak: bytes,
+  fitsRam: bool,
+  fitsGpu: v.optional(bool),
+});
+
+const CheckReportSchema = obj({
+  model: FoundModelSchema,
+  machine: MachineInfoSchema,
+  estimates: arr(MemoryEstimateSchema, 1000),
+  advice: arr(str(10_000), 100),
+});
+
+const DownloadProgressSchema = obj({
+  file: str(4096),
+  files: int(0, MAX_SAFE),
+  filesDone: int(0, MAX_SAFE),
+  bytes,
+  total: bytes,
+  bytesPerSecond: num(0, Infinity),
+  etaSeconds: v.optional(num(0, Infinity)),
+});
+
+const DownloadResultSchema = obj({
+  spec: ModelSpecSchema,
+  files: arr(obj({ path, bytes, sha256: str(64), resumedFrom: v.optional(bytes), skipped: v.optional(bool) }), 10_000),
+});
+
+const StageTimingSchema = obj({ stage, seconds: num(0, Infinity), peakRss: bytes, ep: v.optional(ep) });
+
+const DOWNLOAD_ERROR_CODES = ['auth-required', 'forbidden', 'not-found', 'network', 'http', 'disk-full', 'checksum', 'cancelled'] as const;
+
+const RESPONSES = {
+  hello: message('hello', {
+    protocol: int(0, MAX_SAFE),
+    /** Software version. */
+    version: str(200),
+    pid: int(0, MAX_SAFE),
+    platform: str(100),
+    /** Interval of heartbeat events, ms. */
+    heartbeatMs: int(0, 3_600_000),
+  }),
+  ok: message('ok', {}),
+  queued: message('queued', { jobId, position: int(0, MAX_SAFE) }),
+  cancel: message('cancel', { jobId, state: oneOf('cancelled', 'cancelling') }),
+  status: message('status', { status: StatusInfoSchema }),
+  loaded: message('loaded', { components }),
+  pong: message('pong', { time: num(0, Infinity) }),
+  models: message('models', { found: arr(FoundModelSchema, 1000), machine: MachineInfoSchema }),
+  check: message('check', { report: CheckReportSchema }),
+  download: message('download', { downloadId: jobId }),
+  error: obj({
+    /** null when the request's id could not be read. */
+    id: v.nullable(id),
+    type: v.literal('error'),
+    code: oneOf(...ERROR_CODES),
+    message: str(100_000),
+    detail: v.optional(str(1_000_000)),
+  }),
+};
+
+export type Response = Outputs<typeof RESPONSES>;
+export type HelloReply = Extract<Response, { type: 'hello' }>;
+export type ErrorReply = Extract<Response, { type: 'error' }>;
 
 /** Which reply each request gets when it succeeds (any request may instead get an ErrorReply). */
 export interface ReplyFor {
@@ -219,45 +424,75 @@ export const REPLY_TYPE: { [K in RequestType]: ReplyFor[K]['type'] } = {
   download: 'download',
 };
 
-export interface PngPreview {
-  width: number;
-  height: number;
-  pngBase64: string;
-}
+const PngPreviewSchema = obj({ width: int(1, 16384), height: int(1, 16384), pngBase64: str(MAX_LINE_BYTES) });
+export type PngPreview = v.InferOutput<typeof PngPreviewSchema>;
 
-export type StartedEvent = { type: 'event'; event: 'started'; jobId: string };
-export type StageEvent = { type: 'event'; event: 'stage'; jobId: string; stage: Stage; state: 'start' | 'end'; detail?: string };
-export type StepEvent = { type: 'event'; event: 'step'; jobId: string; step: number; steps: number; preview?: PngPreview };
-export interface DoneEvent {
-  type: 'event';
-  event: 'done';
-  jobId: string;
-  /** The PNG written (on the server's machine). */
-  file: string;
-  /** The PNG itself, when the job asked for `returnImage`. */
-  pngBase64?: string;
-  /** Seed (the one drawn, for seed -1), size, model: everything to reproduce the image. */
-  metadata: ImageMetadata;
-  /** Per-stage time and peak RSS, in order; a stage the pipeline skipped (text encoding on a prompt-cache hit) is absent. */
-  stages: StageTiming[];
-  notes: string[];
-  /** Wall time from start to file written. */
-  seconds?: number;
-}
-export type FailedEvent = { type: 'event'; event: 'failed'; jobId: string; message: string; detail?: string };
-export type CancelledEvent = { type: 'event'; event: 'cancelled'; jobId: string };
-export type LogEvent = { type: 'event'; event: 'log'; level: LogLevel; message: string; jobId?: string };
-export type HeartbeatEvent = { type: 'event'; event: 'heartbeat'; time: number; rss: number; state: StatusInfo['state']; queued: number };
-export type DownloadProgressEvent = { type: 'event'; event: 'download-progress'; downloadId: string; progress: DownloadProgress };
-export type DownloadDoneEvent = { type: 'event'; event: 'download-done'; downloadId: string; result: DownloadResult };
-export type DownloadFailedEvent = { type: 'event'; event: 'download-failed'; downloadId: string; code: DownloadErrorCode; message: string; detail?: string };
+const EVENTS = {
+  started: event('started', { jobId }),
+  stage: event('stage', { jobId, stage, state: oneOf('start', 'end'), detail: v.optional(str(10_000)) }),
+  step: event('step', { jobId, step: int(0, 100_000), steps: int(0, 100_000), preview: v.optional(PngPreviewSchema) }),
+  done: event('done', {
+    jobId,
+    /** The PNG written (on the server's machine). */
+    file: path,
+    /** The PNG itself, when the job asked for `returnImage`. */
+    pngBase64: v.optional(str(MAX_LINE_BYTES)),
+    /** Seed (the one drawn, for seed -1), size, model: everything to reproduce the image. */
+    metadata: ImageMetadataSchema,
+    /** Per-stage time and peak RSS, in order; a stage the pipeline skipped (text encoding on a prompt-cache hit) is absent. */
+    stages: arr(StageTimingSchema, 100),
+    notes: arr(str(10_000), 1000),
+    /** Wall time from start to file written. */
+    seconds: v.optional(num(0, Infinity)),
+  }),
+  failed: event('failed', { jobId, message: str(100_000), detail: v.optional(str(1_000_000)) }),
+  cancelled: event('cancelled', { jobId }),
+  log: event('log', { level: logLevel, message: str(1_000_000), jobId: v.optional(jobId) }),
+  heartbeat: event('heartbeat', { time: num(0, Infinity), rss: bytes, state: serverState, queued: int(0, MAX_SAFE) }),
+  'download-progress': event('download-progress', { downloadId: jobId, progress: DownloadProgressSchema }),
+  'download-done': event('download-done', { downloadId: jobId, result: DownloadResultSchema }),
+  'download-failed': event('download-failed', { downloadId: jobId, code: oneOf(...DOWNLOAD_ERROR_CODES), message: str(100_000), detail: v.optional(str(1_000_000)) }),
+};
+
+type EventOf<K extends keyof typeof EVENTS> = v.InferOutput<(typeof EVENTS)[K]>;
+export type StartedEvent = EventOf<'started'>;
+export type StageEvent = EventOf<'stage'>;
+export type StepEvent = EventOf<'step'>;
+export type DoneEvent = EventOf<'done'>;
+export type FailedEvent = EventOf<'failed'>;
+export type CancelledEvent = EventOf<'cancelled'>;
+export type LogEvent = EventOf<'log'>;
+export type HeartbeatEvent = EventOf<'heartbeat'>;
+export type DownloadProgressEvent = EventOf<'download-progress'>;
+export type DownloadDoneEvent = EventOf<'download-done'>;
+export type DownloadFailedEvent = EventOf<'download-failed'>;
 /** Events about one download: download-progress*, then download-done or download-failed (code "cancelled" when cancelled). */
 export type DownloadEvent = DownloadProgressEvent | DownloadDoneEvent | DownloadFailedEvent;
 
 /** Events about one job, in the order a job sees them: started, (stage|step)*, done|failed|cancelled. */
 export type JobEvent = StartedEvent | StageEvent | StepEvent | DoneEvent | FailedEvent | CancelledEvent;
-export type Event = JobEvent | DownloadEvent | LogEvent | HeartbeatEvent;
+export type Event = Outputs<typeof EVENTS>;
 export type ServerMessage = Response | Event;
+
+// The model-management and pipeline interfaces (models.ts, api.ts) are what the rest of the code
+// reads; each must be exactly its schema's output, field for field (optional ones included), or
+// this does not compile.
+type Same<A, B> = [A, keyof A] extends [B, keyof B] ? ([B, keyof B] extends [A, keyof A] ? true : false) : false;
+export type SchemasMatchInterfaces = [
+  Same<v.InferOutput<typeof ModelSpecSchema>, ModelSpec>,
+  Same<v.InferOutput<typeof PartCheckSchema>, PartCheck>,
+  Same<v.InferOutput<typeof FoundModelSchema>, FoundModel>,
+  Same<v.InferOutput<typeof MachineInfoSchema>, MachineInfo>,
+  Same<v.InferOutput<typeof MemoryEstimateSchema>, MemoryEstimate>,
+  Same<v.InferOutput<typeof CheckReportSchema>, ModelCheckReport>,
+  Same<v.InferOutput<typeof DownloadRequestSchema>, DownloadRequest>,
+  Same<v.InferOutput<typeof DownloadProgressSchema>, DownloadProgress>,
+  Same<v.InferOutput<typeof DownloadResultSchema>, DownloadResult>,
+  Same<v.InferOutput<typeof StageTimingSchema>, StageTiming>,
+  Same<(typeof DOWNLOAD_ERROR_CODES)[number], DownloadErrorCode>,
+] extends true[] ? true : never;
+const schemasMatchInterfaces: SchemasMatchInterfaces = true;
+void schemasMatchInterfaces;
 
 export function isJobEvent(e: Event): e is JobEvent {
   return e.event !== 'log' && e.event !== 'heartbeat' && !isDownloadEvent(e);
@@ -370,236 +605,6 @@ export function parseJsonLine(line: string): { ok: true; value: unknown } | { ok
 
 // =============================================================================================
 // Validation
-//
-// A tiny schema language: each Check rebuilds a value or throws Invalid with the path of the
-// offending field. Only validate* below are exported, and they catch.
-
-class Invalid extends Error {}
-
-type Check<T> = (v: unknown, at: string) => T;
-type Opt<T> = Check<T | undefined> & { optional: true };
-
-function fail(at: string, want: string, v: unknown): never {
-  let got: string;
-  if (v === null) got = 'null';
-  else if (Array.isArray(v)) got = 'an array';
-  else if (typeof v === 'string') got = v.length > 40 ? `a string of ${v.length} characters` : JSON.stringify(v);
-  else if (typeof v === 'object') got = 'an object';
-  else got = String(v);
-  throw new Invalid(`${at || 'message'}: expected ${want}, got ${got}`);
-}
-
-function str(opts: { max?: number; min?: number } = {}): Check<string> {
-  const max = opts.max ?? 4096;
-  const min = opts.min ?? 0;
-  return (v, at) => {
-    if (typeof v !== 'string' || v.length > max || v.length < min) fail(at, `a string of ${min}–${max} characters`, v);
-    return v;
-  };
-}
-
-function num(min: number, max: number): Check<number> {
-  return (v, at) => {
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) fail(at, `a number between ${min} and ${max}`, v);
-    return v;
-  };
-}
-
-function int(min: number, max: number): Check<number> {
-  return (v, at) => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) fail(at, `an integer between ${min} and ${max}`, v);
-    return v;
-  };
-}
-
-const bool: Check<boolean> = (v, at) => {
-  if (typeof v !== 'boolean') fail(at, 'true or false', v);
-  return v;
-};
-
-function oneOf<const T extends readonly (string | number)[]>(...values: T): Check<T[number]> {
-  return (v, at) => {
-    if (!values.includes(v as T[number])) fail(at, `one of ${values.map((x) => JSON.stringify(x)).join(', ')}`, v);
-    return v as T[number];
-  };
-}
-
-function either<A, B>(a: Check<A>, b: Check<B>, want: string): Check<A | B> {
-  return (v, at) => {
-    for (const c of [a, b]) {
-      try {
-        return c(v, at);
-      } catch (err) {
-        if (!(err instanceof Invalid)) throw err;
-      }
-    }
-    return fail(at, want, v);
-  };
-}
-
-function nullable<T>(c: Check<T>): Check<T | null> {
-  return (v, at) => (v === null ? null : c(v, at));
-}
-
-function opt<T>(c: Check<T>): Opt<T> {
-  const f = ((v: unknown, at: string) => (v === undefined ? undefined : c(v, at))) as Opt<T>;
-  f.optional = true;
-  return f;
-}
-
-function arr<T>(item: Check<T>, max: number): Check<T[]> {
-  return (v, at) => {
-    if (!Array.isArray(v) || v.length > max) fail(at, `an array of at most ${max} items`, v);
-    // Array.from, not map: map skips the holes of a sparse array.
-    return Array.from(v, (x: unknown, i) => item(x, `${at}[${i}]`));
-  };
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-type Shape = Record<string, Check<unknown>>;
-type Out<S extends Shape> = {
-  [K in keyof S as S[K] extends { optional: true } ? never : K]: S[K] extends Check<infer T> ? T : never;
-} & {
-  [K in keyof S as S[K] extends { optional: true } ? K : never]?: S[K] extends Check<infer T> ? Exclude<T, undefined> : never;
-};
-
-function obj<S extends Shape>(shape: S): Check<Out<S>> {
-  return (v, at) => {
-    if (!isPlainObject(v)) fail(at, 'an object', v);
-    const out: Record<string, unknown> = {};
-    for (const key of Object.keys(shape)) {
-      // Own properties only: `{"__proto__": …}` or inherited names must not count as fields.
-      const value = Object.prototype.hasOwnProperty.call(v, key) ? v[key] : undefined;
-      const checked = shape[key](value, at ? `${at}.${key}` : key);
-      if (checked !== undefined) out[key] = checked;
-    }
-    return out as Out<S>;
-  };
-}
-
-/** An object with only the listed keys, all optional, all of one kind. */
-function partialRecord<K extends string, T>(keys: readonly K[], value: Check<T>): Check<Partial<Record<K, T>>> {
-  return (v, at) => {
-    if (!isPlainObject(v)) fail(at, 'an object', v);
-    const out: Partial<Record<K, T>> = {};
-    for (const k of Object.keys(v)) {
-      if (!keys.includes(k as K)) throw new Invalid(`${at}: unknown key ${JSON.stringify(k)} (expected ${keys.join(', ')})`);
-      out[k as K] = value(v[k], `${at}.${k}`);
-    }
-    return out;
-  };
-}
-
-// ---- field checks ----------------------------------------------------------------------------
-
-const MAX_SAFE = Number.MAX_SAFE_INTEGER;
-const path = str({ min: 1, max: 4096 });
-const id = int(0, MAX_SAFE);
-const jobId = str({ min: 1, max: 100 });
-const COMPONENTS = ['clip', 't5', 'dit', 'vae'] as const satisfies readonly ComponentName[];
-const EPS = ['cpu', 'webgpu', 'cuda', 'dml', 'coreml'] as const satisfies readonly ExecutionProvider[];
-const epChoice = oneOf('auto', ...EPS);
-const component = oneOf(...COMPONENTS);
-const components = arr(component, COMPONENTS.length);
-const stage = oneOf('load', 'text', 'denoise', 'decode', 'save');
-const weights = oneOf(...WEIGHT_FORMATS);
-const weightChoice = oneOf(...WEIGHT_CHOICES);
-const memoryMode = oneOf('sequential', 'resident', 'auto');
-const shift = either(oneOf('dynamic'), num(SHIFT_RANGE.min, SHIFT_RANGE.max), `"dynamic" or a number from ${SHIFT_RANGE.min} to ${SHIFT_RANGE.max}`);
-const bytes = num(0, 2 ** 60);
-const logLevel = oneOf('trace', 'debug', 'info', 'warn', 'error');
-
-const modelSpec: Check<ModelSpec> = obj({
-  dir: opt(path),
-  transformer: opt(path),
-  vae: opt(path),
-  textEncoder: opt(path),
-  textEncoder2: opt(path),
-  tokenizer: opt(path),
-  tokenizer2: opt(path),
-  name: opt(str({ max: 200 })),
-});
-
-const settings: Check<ServerSettings> = obj({
-  model: modelSpec,
-  weights: opt(weightChoice),
-  ep: opt(epChoice),
-  stageEp: opt(partialRecord(COMPONENTS, epChoice)),
-  memory: opt(memoryMode),
-  memoryBudget: opt(bytes),
-  gpuMemory: opt(bytes),
-  cacheDir: opt(path),
-  cacheMaxBytes: opt(bytes),
-  threads: opt(int(0, 1024)),
-});
-
-const generateParams: Check<GenerateParams> = obj({
-  prompt: str({ max: 100_000 }),
-  seed: opt(int(-1, MAX_SAFE)),
-  steps: opt(int(1, 1000)),
-  width: opt(int(16, 16384)),
-  height: opt(int(16, 16384)),
-  guidance: opt(num(0, 100)),
-  t5MaxLength: opt(int(1, 4096)),
-  shift: opt(shift),
-  latentsFile: opt(path),
-});
-
-const paths = arr(path, 1000);
-const hub = oneOf(...HUB_NAMES);
-const role = oneOf(...PART_ROLES);
-
-const modelSearch: Check<ModelSearch> = obj({
-  searchPaths: opt(paths),
-  workspaceFolders: opt(paths),
-  globalStorage: opt(path),
-});
-
-const downloadRequest: Check<DownloadRequest> = obj({
-  model: str({ min: 1, max: 200 }),
-  hub: opt(hub),
-  dest: path,
-  token: opt(str({ max: 1000 })),
-  parts: opt(arr(role, PART_ROLES.length)),
-  endpoints: opt(partialRecord(HUB_NAMES, str({ min: 1, max: 2000 }))),
-});
-
-const jobRequest: Check<JobRequest> = obj({
-  params: generateParams,
-  output: path,
-  returnImage: opt(bool),
-  previewEvery: opt(int(0, 1000)),
-});
-
-const REQUESTS: { [K in RequestType]: Check<Extract<Request, { type: K }>> } = {
-  hello: typed('hello', {
-    protocol: int(0, MAX_SAFE),
-    client: str({ max: 200 }),
-    token: opt(str({ max: 1000 })),
-    settings: opt(settings),
-    heartbeatMs: opt(int(0, 3_600_000)),
-  }),
-  configure: typed('configure', { settings }),
-  generate: typed('generate', { job: jobRequest }),
-  cancel: typed('cancel', { jobId }),
-  status: typed('status', {}),
-  load: typed('load', { components: opt(components) }),
-  unload: typed('unload', { components: opt(components) }),
-  ping: typed('ping', {}),
-  shutdown: typed('shutdown', {}),
-  models: typed('models', { search: opt(modelSearch) }),
-  check: typed('check', { model: opt(modelSpec), verify: opt(bool), width: opt(int(16, 16384)), height: opt(int(16, 16384)) }),
-  download: typed('download', { download: downloadRequest }),
-};
-
-/** An object check that also carries `type: T` through to the output. */
-function typed<T extends string, S extends Shape>(type: T, shape: S): Check<{ id: number; type: T } & Out<S>> {
-  const body = obj({ id, ...shape });
-  return (v, at) => ({ ...body(v, at), type }) as { id: number; type: T } & Out<S>;
-}
 
 export interface ValidationError {
   error: string;
@@ -607,24 +612,37 @@ export interface ValidationError {
   id: number | null;
 }
 
-function readId(v: unknown): number | null {
-  if (!isPlainObject(v)) return null;
-  const x = v.id;
-  return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 ? x : null;
+/** "job.params.steps: steps must be …": the field's path, then what is wrong with it. */
+function describeIssue(issue: v.BaseIssue<unknown>): string {
+  let at = '';
+  // An unknown key is the container's fault: name the container, the message names the key.
+  const items = (issue.path ?? []).slice(0, issue.expected === 'never' ? -1 : undefined);
+  for (const p of items) at += typeof p.key === 'number' ? `[${p.key}]` : `${at ? '.' : ''}${String(p.key)}`;
+  return `${at || 'message'}: ${issue.message}`;
 }
 
-function readType(v: unknown): string | undefined {
-  return isPlainObject(v) && typeof v.type === 'string' ? v.type : undefined;
+function readId(x: unknown): number | null {
+  if (!isPlainObject(x)) return null;
+  const n = x.id;
+  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? n : null;
 }
 
-function guard<T>(v: unknown, check: () => T): T | ValidationError {
+function readString(x: unknown, key: 'type' | 'event'): string | undefined {
+  return isPlainObject(x) && typeof x[key] === 'string' ? x[key] : undefined;
+}
+
+function check<T>(schema: v.GenericSchema<unknown, T>, x: unknown): T | ValidationError {
   try {
-    return check();
+    const r = v.safeParse(schema, x, { abortEarly: true });
+    return r.success ? r.output : { error: describeIssue(r.issues[0]), id: readId(x) };
   } catch (err) {
-    if (err instanceof Invalid) return { error: err.message, id: readId(v) };
-    // A bug in a check must not take the peer down either.
-    return { error: `invalid message (${err instanceof Error ? err.message : String(err)})`, id: readId(v) };
+    // A bug in a schema must not take the peer down either.
+    return { error: `invalid message (${err instanceof Error ? err.message : String(err)})`, id: readId(x) };
   }
+}
+
+function lookup<T extends object>(table: T, key: string | undefined): T[keyof T] | undefined {
+  return key !== undefined && Object.prototype.hasOwnProperty.call(table, key) ? table[key as keyof T] : undefined;
 }
 
 export function isValidationError(x: unknown): x is ValidationError {
@@ -632,217 +650,25 @@ export function isValidationError(x: unknown): x is ValidationError {
 }
 
 /** Checks a parsed JSON value from the client. Never throws. */
-export function validateRequest(v: unknown): Request | ValidationError {
-  return guard(v, () => {
-    const type = readType(v);
-    if (type === undefined) fail('type', 'a request type', isPlainObject(v) ? v.type : v);
-    if (!Object.prototype.hasOwnProperty.call(REQUESTS, type)) {
-      throw new Invalid(`type: unknown request type ${JSON.stringify(type)} (expected ${Object.keys(REQUESTS).join(', ')})`);
-    }
-    return REQUESTS[type as RequestType](v, '');
-  });
+export function validateRequest(x: unknown): Request | ValidationError {
+  const type = readString(x, 'type');
+  const schema = lookup(REQUESTS, type);
+  if (schema) return check<Request>(schema, x);
+  const why = type === undefined ? `expected a request type, got ${got(isPlainObject(x) ? x.type : x)}` : `unknown request type ${JSON.stringify(type)} (expected ${Object.keys(REQUESTS).join(', ')})`;
+  return { error: `type: ${why}`, id: readId(x) };
 }
-
-// ---- server messages -------------------------------------------------------------------------
-
-const stageTiming: Check<StageTiming> = obj({
-  stage,
-  seconds: num(0, Infinity),
-  peakRss: bytes,
-  ep: opt(oneOf(...EPS)),
-});
-
-const imageMetadata: Check<ImageMetadata> = obj({
-  prompt: str({ max: 100_000 }),
-  seed: int(-1, MAX_SAFE),
-  steps: int(0, 100_000),
-  width: int(0, 1 << 20),
-  height: int(0, 1 << 20),
-  guidance: num(-Infinity, Infinity),
-  shift,
-  t5MaxLength: int(0, 1 << 20),
-  model: str({ max: 4096 }),
-  weights,
-  sampler: oneOf('euler'),
-  software: str({ max: 200 }),
-});
-
-const jobInfo: Check<JobInfo> = obj({
-  jobId,
-  state: oneOf('queued', 'running', 'done', 'failed', 'cancelled'),
-  prompt: str({ max: 100_000 }),
-  position: opt(int(0, MAX_SAFE)),
-});
-
-const serverState = oneOf('idle', 'loading', 'busy');
-
-const statusInfo: Check<StatusInfo> = obj({
-  version: str({ max: 200 }),
-  pid: int(0, MAX_SAFE),
-  state: serverState,
-  loaded: components,
-  jobs: arr(jobInfo, 100_000),
-  rss: bytes,
-  eps: arr(obj({ component, ep: oneOf(...EPS), note: opt(str()) }), 100),
-  model: opt(str()),
-  memory: memoryMode,
-  memoryBudget: bytes,
-  uptime: num(0, Infinity),
-});
-
-/** A string-keyed record of at most `max` entries, all of one kind. */
-function record<T>(value: Check<T>, max: number): Check<Record<string, T>> {
-  return (v, at) => {
-    if (!isPlainObject(v)) fail(at, 'an object', v);
-    const keys = Object.keys(v);
-    if (keys.length > max) fail(at, `an object of at most ${max} keys`, v);
-    const out: Record<string, T> = {};
-    for (const k of keys) if (k !== '__proto__') out[k] = value(v[k], `${at}.${k}`);
-    return out;
-  };
-}
-
-const partCheck: Check<PartCheck> = obj({
-  role,
-  status: oneOf('present', 'missing', 'wrong-dtype', 'corrupt'),
-  path: opt(path),
-  layout: opt(str({ max: 200 })),
-  dtypes: opt(record(int(0, MAX_SAFE), 64)),
-  params: opt(int(0, MAX_SAFE)),
-  bytes: opt(bytes),
-  message: opt(str({ max: 10_000 })),
-  sha256: opt(str({ max: 64 })),
-  verified: opt(oneOf('match', 'mismatch', 'recorded')),
-});
-
-const foundModel: Check<FoundModel> = obj({
-  id: str({ max: 200 }),
-  name: str({ max: 500 }),
-  where: oneOf('configured', 'workspace', 'global-storage', 'search-path', 'huggingface-cache', 'modelscope-cache'),
-  root: path,
-  parts: arr(partCheck, 64),
-  complete: bool,
-  spec: modelSpec,
-});
-
-const machineInfo: Check<MachineInfo> = obj({
-  platform: str({ max: 100 }),
-  arch: str({ max: 100 }),
-  cpus: int(0, 1 << 20),
-  totalMemory: bytes,
-  freeMemory: bytes,
-  gpuMemory: opt(bytes),
-  gpuName: opt(str({ max: 500 })),
-});
-
-const memoryEstimate: Check<MemoryEstimate> = obj({
-  weights,
-  mode: oneOf('sequential', 'resident'),
-  width: int(0, 1 << 20),
-  height: int(0, 1 << 20),
-  components: obj({ clip: bytes, t5: bytes, dit: bytes, vae: bytes }),
-  peak: bytes,
-  fitsRam: bool,
-  fitsGpu: opt(bool),
-});
-
-const checkReport: Check<ModelCheckReport> = obj({
-  model: foundModel,
-  machine: machineInfo,
-  estimates: arr(memoryEstimate, 1000),
-  advice: arr(str({ max: 10_000 }), 100),
-});
-
-const downloadId = jobId;
-
-const downloadProgress: Check<DownloadProgress> = obj({
-  file: str({ max: 4096 }),
-  files: int(0, MAX_SAFE),
-  filesDone: int(0, MAX_SAFE),
-  bytes,
-  total: bytes,
-  bytesPerSecond: num(0, Infinity),
-  etaSeconds: opt(num(0, Infinity)),
-});
-
-const downloadResult: Check<DownloadResult> = obj({
-  spec: modelSpec,
-  files: arr(obj({ path, bytes, sha256: str({ max: 64 }), resumedFrom: opt(bytes), skipped: opt(bool) }), 10_000),
-});
-
-const DOWNLOAD_ERROR_CODES = ['auth-required', 'forbidden', 'not-found', 'network', 'http', 'disk-full', 'checksum', 'cancelled'] as const satisfies readonly DownloadErrorCode[];
-
-const ERROR_CODES = [
-  'bad-json', 'bad-request', 'line-too-long', 'handshake-required', 'protocol-mismatch', 'unauthorized',
-  'busy', 'unknown-job', 'queue-full', 'bad-output', 'shutting-down', 'failed',
-] as const satisfies readonly ErrorCode[];
-
-const RESPONSES: { [K in Response['type']]: Check<Extract<Response, { type: K }>> } = {
-  hello: typed('hello', {
-    protocol: int(0, MAX_SAFE),
-    version: str({ max: 200 }),
-    pid: int(0, MAX_SAFE),
-    platform: str({ max: 100 }),
-    heartbeatMs: int(0, 3_600_000),
-  }),
-  ok: typed('ok', {}),
-  queued: typed('queued', { jobId, position: int(0, MAX_SAFE) }),
-  cancel: typed('cancel', { jobId, state: oneOf('cancelled', 'cancelling') }),
-  status: typed('status', { status: statusInfo }),
-  loaded: typed('loaded', { components }),
-  pong: typed('pong', { time: num(0, Infinity) }),
-  models: typed('models', { found: arr(foundModel, 1000), machine: machineInfo }),
-  check: typed('check', { report: checkReport }),
-  download: typed('download', { downloadId }),
-  error: (v, at) => ({
-    ...obj({ id: nullable(id), code: oneOf(...ERROR_CODES), message: str({ max: 100_000 }), detail: opt(str({ max: 1_000_000 })) })(v, at),
-    type: 'error' as const,
-  }),
-};
-
-const previewCheck: Check<PngPreview> = obj({ width: int(1, 16384), height: int(1, 16384), pngBase64: str({ max: MAX_LINE_BYTES }) });
-
-function event<T extends Event['event'], S extends Shape>(name: T, shape: S): Check<{ type: 'event'; event: T } & Out<S>> {
-  const body = obj(shape);
-  return (v, at) => ({ type: 'event', event: name, ...body(v, at) }) as { type: 'event'; event: T } & Out<S>;
-}
-
-const EVENTS: { [K in Event['event']]: Check<Extract<Event, { event: K }>> } = {
-  started: event('started', { jobId }),
-  stage: event('stage', { jobId, stage, state: oneOf('start', 'end'), detail: opt(str({ max: 10_000 })) }),
-  step: event('step', { jobId, step: int(0, 100_000), steps: int(0, 100_000), preview: opt(previewCheck) }),
-  done: event('done', {
-    jobId,
-    file: path,
-    pngBase64: opt(str({ max: MAX_LINE_BYTES })),
-    metadata: imageMetadata,
-    stages: arr(stageTiming, 100),
-    notes: arr(str({ max: 10_000 }), 1000),
-    seconds: opt(num(0, Infinity)),
-  }),
-  failed: event('failed', { jobId, message: str({ max: 100_000 }), detail: opt(str({ max: 1_000_000 })) }),
-  cancelled: event('cancelled', { jobId }),
-  log: event('log', { level: logLevel, message: str({ max: 1_000_000 }), jobId: opt(jobId) }),
-  heartbeat: event('heartbeat', { time: num(0, Infinity), rss: bytes, state: serverState, queued: int(0, MAX_SAFE) }),
-  'download-progress': event('download-progress', { downloadId, progress: downloadProgress }),
-  'download-done': event('download-done', { downloadId, result: downloadResult }),
-  'download-failed': event('download-failed', { downloadId, code: oneOf(...DOWNLOAD_ERROR_CODES), message: str({ max: 100_000 }), detail: opt(str({ max: 1_000_000 })) }),
-};
 
 /** Checks a parsed JSON value from the server. Never throws. */
-export function validateServerMessage(v: unknown): ServerMessage | ValidationError {
-  return guard(v, () => {
-    const type = readType(v);
-    if (type === 'event') {
-      const name = isPlainObject(v) ? v.event : undefined;
-      if (typeof name !== 'string' || !Object.prototype.hasOwnProperty.call(EVENTS, name)) fail('event', 'an event name', name);
-      return EVENTS[name as Event['event']](v, '');
-    }
-    if (type === undefined || !Object.prototype.hasOwnProperty.call(RESPONSES, type)) {
-      fail('type', `"event" or a response type (${Object.keys(RESPONSES).join(', ')})`, isPlainObject(v) ? v.type : v);
-    }
-    return RESPONSES[type as Response['type']](v, '');
-  });
+export function validateServerMessage(x: unknown): ServerMessage | ValidationError {
+  const type = readString(x, 'type');
+  if (type === 'event') {
+    const schema = lookup(EVENTS, readString(x, 'event'));
+    if (schema) return check<Event>(schema, x);
+    return { error: `event: expected an event name, got ${got((x as Record<string, unknown>).event)}`, id: readId(x) };
+  }
+  const schema = lookup(RESPONSES, type);
+  if (schema) return check<Response>(schema, x);
+  return { error: `type: expected "event" or a response type (${Object.keys(RESPONSES).join(', ')}), got ${got(isPlainObject(x) ? x.type : x)}`, id: readId(x) };
 }
 
 /** Parses and validates one line from a client. Never throws. */

@@ -8,6 +8,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { main } from '../../src/inference/cli/main';
+import { defaultName } from '../../src/inference/cli/generate';
+import { outputPath } from '../../src/extension/output';
+import { DEFAULT_TEMPLATE } from '../../src/shared/fileName';
+import { describeRange, ImageMetadata, LIMITS } from '../../src/shared/params';
 
 const ROOT = path.resolve(__dirname, '../..');
 const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -83,14 +87,25 @@ describe('CLI: majicflux generate (bundled)', function () {
       // A model folder that does not exist: had it been looked at, the error would name it.
       const m = ['--prompt', 'a cat', '--model', path.join(tmp, 'no-such-model')];
       assertUsage(await run(...m, '--seed', '1.5'), /seed must be -1 \(draw one\) or a whole number/);
-      assertUsage(await run(...m, '--steps', '0'), /steps must be a whole number from 1 to 1000, got 0/);
+      assertUsage(await run(...m, '--steps', '0'), /steps must be a whole number from 1 to 200, got 0/);
       assertUsage(await run(...m, '--width', '1000'), /width 1000 is not a multiple of 16; try 992 or 1008/);
       assertUsage(await run(...m, '--height', '4096'), /height 4096 is out of range/);
-      assertUsage(await run(...m, '--guidance', '-1'), /guidance must be a number ≥ 0, got -1/);
+      assertUsage(await run(...m, '--guidance', '-1'), /guidance must be a number from 0 to 100, got -1/);
       assertUsage(await run(...m, '--shift', '0'), /shift must be "dynamic" or a number from 0\.1 to 100/);
-      assertUsage(await run(...m, '--t5-max-length', '1'), /T5 max length must be a whole number from 2, got 1/);
+      assertUsage(await run(...m, '--t5-max-length', '1'), /T5 max length must be a whole number from 2 to 4096, got 1/);
       assertUsage(await run(...m, '--threads', '2.5'), /--threads must be a whole number from 0 to 1024/);
       assertUsage(await run(...m, '--latents', path.join(tmp, 'none.safetensors')), /--latents: .*none\.safetensors does not exist/);
+      assertUsage(await run('--prompt', 'x'.repeat(20_001), '--model', path.join(tmp, 'no-such-model')), /the prompt is 20001 characters; at most 20000 are read/);
+    });
+
+    it('the help states the limits and defaults params.ts enforces', async () => {
+      const r = await run('--help');
+      assert.equal(r.code, 0, r.stderr);
+      for (const key of ['steps', 'guidance', 't5MaxLength'] as const) assert.ok(r.stdout.includes(describeRange(key)), `${key}: ${describeRange(key)}`);
+      const { side, shift } = LIMITS;
+      assert.ok(r.stdout.includes(`multiples of ${side.multiple}, ${side.min} to ${side.max} (default 1024×1024)`), r.stdout);
+      assert.ok(r.stdout.includes(`(${shift.min} to ${shift.max})`), r.stdout);
+      assert.doesNotMatch(r.stdout, /1000/);
     });
 
     it('--out to an existing file is refused up front; --overwrite replaces it', async () => {
@@ -122,6 +137,29 @@ describe('CLI: majicflux generate (bundled)', function () {
       assert.match(serve.stderr, /unknown option --prot; did you mean --port\?/);
       const far = await run('--zzzzzz');
       assert.match(far.stderr, /^majicflux generate: unknown option --zzzzzz$/m);
+    });
+  });
+
+  describe('file names', () => {
+    const metadata: ImageMetadata = {
+      prompt: 'Ｃafé ﬁre — a lighthouse on a windswept cliff at dawn, oil painting', seed: 42, steps: 28, width: 1024, height: 768, guidance: 3.5,
+      shift: 'dynamic', t5MaxLength: 512, model: 'flux1-dev', weights: 'fp8', sampler: 'euler', software: 'MajicFLUX 0.1.0',
+    };
+
+    it('names an image as the extension does for the same metadata and time (one slug, one date format)', () => {
+      const date = new Date(2026, 11, 6, 9, 5, 7);
+      const extension = outputPath({ folder: tmp, template: DEFAULT_TEMPLATE, values: { ...metadata, date, index: 1 } });
+      assert.equal(defaultName(metadata, date), path.basename(extension));
+      // NFKC and a cut at a word: the CLI's own slug (NFKD, cut mid-word, 20261206) differed.
+      assert.equal(defaultName(metadata, date), '2026-12-06-42-café-fire-a-lighthouse-on-a-windswept-cliff-at.png');
+    });
+
+    it('without --out, writes generated/<date>-<seed>-<slug>.png', async () => {
+      const r = await run('a cat', ...SMALL, '--json');
+      assert.equal(r.code, 0, r.stderr);
+      const { file, seed } = JSON.parse(r.stdout) as { file: string; seed: number };
+      assert.equal(path.dirname(file), path.join(fs.realpathSync(tmp), 'generated'));
+      assert.match(path.basename(file), new RegExp(`^\\d{4}-\\d{2}-\\d{2}-${seed}-a-cat\\.png$`));
     });
   });
 

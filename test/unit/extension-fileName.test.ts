@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { checkTemplate, renderTemplate, slugify, TemplateValues } from '../../src/extension/fileName';
+import { checkTemplate, renderTemplate, slugify, TemplateValues } from '../../src/shared/fileName';
 
 const values = (over: Partial<TemplateValues> = {}): TemplateValues => ({
   date: new Date(2026, 10, 5, 9, 7, 3),

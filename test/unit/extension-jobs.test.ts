@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import type { ImageMetadata } from '../../src/shared/api';
+import type { ImageMetadata } from '../../src/shared/params';
 import type { Event, JobEvent, JobRequest, StatusInfo } from '../../src/shared/protocol';
 import { History, blockKey } from '../../src/extension/history';
 import { InferenceClient, Job, Jobs } from '../../src/extension/jobs';

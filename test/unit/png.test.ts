@@ -56,7 +56,7 @@ const PARAMS: ImageParameters = {
   steps: 28,
   seed: 42,
   width: 64,
-  height: 48,
+  height: 80,
   guidance: 3.5,
   cfgScale: 1,
   sampler: 'Euler',
@@ -174,7 +174,7 @@ describe('png: parameters', () => {
       guidance: 3.5,
       seed: 42,
       width: 64,
-      height: 48,
+      height: 80,
       model: 'flux1-dev',
       shift: 3,
       version: 'MajicFLUX 0.1.0',
@@ -224,10 +224,30 @@ describe('png: parameters', () => {
     const r = await readPngParameters(png);
     assert.equal(r.parameters, infotext);
     assert.equal(r.json, undefined);
-    assert.deepEqual(r.params, { prompt: 'a fox', steps: 4, sampler: 'Euler', seed: 7, width: 8, height: 8 });
+    // 8×8 is no size FLUX.1 makes: dropped, with params.ts's reason, rather than passed on to a re-run.
+    assert.deepEqual(r.params, { prompt: 'a fox', steps: 4, sampler: 'Euler', seed: 7 });
+    assert.deepEqual(r.dropped, ['width 8 is out of range; FLUX.1 sizes go from 64 to 2048 pixels per side', 'height 8 is out of range; FLUX.1 sizes go from 64 to 2048 pixels per side']);
     assert.equal(r.text.Comment, 'café');
     assert.equal(r.text.Title, '标题 🦊');
     assert.deepEqual(await decode(png), await decode(base));
+  });
+
+  it('keeps only values a generation accepts: each field checked by its params.ts schema, the rest dropped with the reason', async () => {
+    const plain = await encodePng({ width: 8, height: 8, data: gradient(8, 8) });
+    const json = { prompt: 'p', steps: 1000, seed: '12345678901234567890', width: 1000, height: 768, guidance: 3.5, shift: 5e-324, model: 7, sampler: 'Euler', extra: { a: 1, b: { deep: true } } };
+    const r = await readPngParameters(insertChunks(plain, [iTXtChunk('majicflux', JSON.stringify(json))]));
+    assert.deepEqual(r.params, { prompt: 'p', height: 768, guidance: 3.5, sampler: 'Euler', extra: { a: 1 } });
+    assert.deepEqual(r.dropped, [
+      'steps must be a whole number from 1 to 200, got 1000',
+      'seed must be a whole number from 0 to 9007199254740991, got 12345678901234567000',
+      'width 1000 is not a multiple of 16; try 992 or 1008',
+      'shift must be "dynamic" or a number from 0.1 to 100, got 5e-324',
+      'model: not text of at most 4096 characters',
+    ]);
+    const infotext = 'a fox\nSteps: 250, Sampler: Euler, Seed: 7, Size: 1024x1024, Distilled CFG Scale: 150';
+    const a1111 = await readPngParameters(insertChunks(plain, [iTXtChunk('parameters', infotext)]));
+    assert.deepEqual(a1111.params, { prompt: 'a fox', sampler: 'Euler', seed: 7, width: 1024, height: 1024 });
+    assert.deepEqual(a1111.dropped, ['steps must be a whole number from 1 to 200, got 250', 'guidance must be a number from 0 to 100, got 150']);
   });
 
   it('skips chunks with a bad CRC or broken JSON, and reads files from disk', async () => {

@@ -2,6 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { resolveParams } from '../../src/shared/params';
 import {
   DEFAULT_SCHEDULER_CONFIG,
   calculateShift,
@@ -19,7 +20,6 @@ import {
   readSchedulerConfig,
   textIds,
   unpackLatents,
-  validateSize,
 } from '../../src/inference/pipeline/sampler';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'flux-tiny');
@@ -304,7 +304,8 @@ describe('sampler: packing and ids', () => {
   });
 });
 
-describe('sampler: validateSize', () => {
+describe('sampler: image sizes (params.ts, checked before any sampling)', () => {
+  const validateSize = (width: number, height: number) => resolveParams({ prompt: 'p', width, height });
   it('accepts multiples of 16 in range', () => {
     for (const [w, h] of [[64, 64], [1024, 1024], [768, 1344], [2048, 2048]]) validateSize(w, h);
   });

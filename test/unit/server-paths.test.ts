@@ -32,6 +32,11 @@ describe('server paths: what a client may name (serverPaths.ts)', () => {
 
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
+  it('a remote client cannot have the server write the demo model (a folder it names); the owner\'s client can', () => {
+    assert.throws(() => remote.modelSpec({ demo: out }), /model\.demo: a remote client cannot have this server write the demo model/);
+    assert.doesNotThrow(() => local.modelSpec({ demo: elsewhere }));
+  });
+
   it('only a real ".." component leaves a folder: "..foo.png" is an ordinary name', () => {
     assert.ok(isInside('/o', '/o/..foo.png'));
     assert.ok(isInside('/o', '/o/a/..b/c.png'));

@@ -190,7 +190,7 @@ describe('protocol: validation', () => {
     const r = validateRequest({ id: 7, type: 'generate', job: { params: { prompt: 'p', steps: 1.5 }, output: '/a.png' } });
     assert.ok(isValidationError(r));
     assert.equal(r.id, 7);
-    assert.match(r.error, /job\.params\.steps: expected an integer between 1 and 1000, got 1\.5/);
+    assert.match(r.error, /job\.params\.steps: steps must be a whole number from 1 to 200, got 1\.5/);
     const s = validateRequest({ id: 8, type: 'hello', protocol: 1, client: 'c', settings: { model: {}, stageEp: { unet: 'cpu' } } });
     assert.ok(isValidationError(s));
     assert.match(s.error, /settings\.stageEp: unknown key "unet"/);
@@ -208,9 +208,40 @@ describe('protocol: validation', () => {
     for (const bad of [5e-324, 0.01, 0, -3, 1000]) {
       const r = gen(bad);
       assert.ok(isValidationError(r), String(bad));
-      assert.match(r.error, /job\.params\.shift: expected "dynamic" or a number from 0\.1 to 100/);
+      assert.match(r.error, /job\.params\.shift: shift must be "dynamic" or a number from 0\.1 to 100/);
     }
     for (const good of [0.1, 1, 3, 100, 'dynamic']) assert.ok(!isValidationError(gen(good)), String(good));
+  });
+
+  it('a generate request is checked against params.ts: what the pipeline cannot make is refused up front, with its message', () => {
+    const gen = (params: Record<string, unknown>) => validateRequest({ id: 4, type: 'generate', job: { params: { prompt: 'p', ...params }, output: '/o.png' } });
+    // Each was accepted here before (width 16–16384, steps ≤ 1000, prompt ≤ 100 000, T5 ≥ 1) and failed later in the pipeline.
+    const refused: [Record<string, unknown>, string][] = [
+      [{ width: 16 }, 'job.params.width: width 16 is out of range; FLUX.1 sizes go from 64 to 2048 pixels per side'],
+      [{ height: 16384 }, 'job.params.height: height 16384 is out of range; FLUX.1 sizes go from 64 to 2048 pixels per side'],
+      [{ width: 1000 }, 'job.params.width: width 1000 is not a multiple of 16; try 992 or 1008'],
+      [{ steps: 1000 }, 'job.params.steps: steps must be a whole number from 1 to 200, got 1000'],
+      [{ t5MaxLength: 1 }, 'job.params.t5MaxLength: T5 max length must be a whole number from 2 to 4096, got 1'],
+      [{ seed: -2 }, 'job.params.seed: seed must be -1 (draw one) or a whole number from 0 to 9007199254740991, got -2'],
+      [{ prompt: 'x'.repeat(20_001) }, 'job.params.prompt: the prompt is 20001 characters; at most 20000 are read'],
+    ];
+    for (const [params, error] of refused) assert.deepEqual(gen(params), { error, id: 4 });
+    assert.deepEqual(validateRequest({ id: 5, type: 'cancel' }), { error: 'jobId: required but missing', id: 5 });
+    assert.deepEqual(validateRequest({ id: 6, type: 'configure', settings: { model: [] } }), { error: 'settings.model: expected an object, got an array', id: 6 });
+    const done = VALID_SERVER_MESSAGES.find((m) => m.type === 'event' && m.event === 'done')!;
+    const bad = validateServerMessage({ ...done, metadata: { ...METADATA, width: 16 } });
+    assert.ok(isValidationError(bad));
+    assert.equal(bad.error, 'metadata.width: width 16 is out of range; FLUX.1 sizes go from 64 to 2048 pixels per side');
+  });
+
+  it('sizes are checked before contents: an over-long array or record is refused without walking it', () => {
+    const load = validateRequest({ id: 1, type: 'load', components: ['dit', 'vae', 'clip', 't5', 'dit'] });
+    assert.ok(isValidationError(load));
+    assert.equal(load.error, 'components: expected an array of at most 4 items, got an array');
+    const many = Array.from({ length: 100_001 }, () => ({ jobId: 1 }));
+    const status = validateServerMessage({ id: 2, type: 'status', status: { ...(VALID_SERVER_MESSAGES[4] as { status: object }).status, jobs: many } });
+    assert.ok(isValidationError(status));
+    assert.equal(status.error, 'status.jobs: expected an array of at most 100000 items, got an array');
   });
 
   it('fuzz: random values and mutated valid messages never make validation throw', () => {
@@ -323,14 +354,14 @@ describe('inference server (dist/server.js)', function () {
     it('cancels a running job at the next step boundary; the server stays usable', async () => {
       const events: JobEvent[] = [];
       let cancel: Promise<string> | undefined;
-      const handle = await client.generate(job('cancelled.png', { steps: 400 }), (e) => {
+      const handle = await client.generate(job('cancelled.png', { steps: 200 }), (e) => {
         events.push(e);
         if (e.event === 'step' && e.step === 2) cancel = client.cancel(handle.jobId);
       });
       await assert.rejects(handle.done, CancelledError);
       assert.equal(await cancel, 'cancelling');
       const steps = events.filter((e) => e.event === 'step').length;
-      assert.ok(steps >= 2 && steps < 400, `${steps} steps ran`);
+      assert.ok(steps >= 2 && steps < 200, `${steps} steps ran`);
       assert.equal(events.at(-1)?.event, 'cancelled');
       assert.ok(!fs.existsSync(path.join(tmp, 'out', 'cancelled.png')));
       const status = await client.status();
@@ -382,17 +413,41 @@ describe('inference server (dist/server.js)', function () {
     });
 
     it('reports a pipeline error as failed with a user-facing message, and goes on', async () => {
-      const handle = await client.generate(job('bad.png', { width: 72 }));
+      const latents = path.join(tmp, 'no-latents.safetensors');
+      fs.writeFileSync(latents, 'not a safetensors file');
+      const handle = await client.generate(job('bad.png', { latentsFile: latents }));
       const err = await handle.done.then(() => undefined, (e: unknown) => e);
       assert.ok(err instanceof JobFailedError, String(err));
-      assert.match(err.message, /16/);
+      assert.match(err.message, /no-latents\.safetensors/);
       await (await client.generate(job('after-bad.png'))).done;
     });
 
     it('rejects an invalid job before queueing it', async () => {
       await assert.rejects(client.generate(job('x.png', { steps: 0 })), (e: unknown) => e instanceof ServerError && e.code === 'bad-request' && /steps/.test(e.message));
+      // Sizes the pipeline can't make were queued before (the protocol took 16–16384), then failed.
+      const refused = (params: Partial<JobRequest['params']>, message: RegExp) =>
+        assert.rejects(client.generate(job('x.png', params)), (e: unknown) => e instanceof ServerError && e.code === 'bad-request' && message.test(e.message));
+      await refused({ width: 72 }, /^job\.params\.width: width 72 is not a multiple of 16; try 64 or 80$/);
+      await refused({ height: 4096 }, /^job\.params\.height: height 4096 is out of range; FLUX\.1 sizes go from 64 to 2048 pixels per side$/);
+      await refused({ steps: 1000 }, /^job\.params\.steps: steps must be a whole number from 1 to 200, got 1000$/);
+      await refused({ prompt: 'x'.repeat(20_001) }, /^job\.params\.prompt: the prompt is 20001 characters; at most 20000 are read$/);
       await assert.rejects(client.generate({ ...job('x.png'), output: 'relative.png' }), (e: unknown) => e instanceof ServerError && e.code === 'bad-output');
     });
+  });
+
+  it('writes the demo model itself, on first use, where model.demo says (the extension host writes nothing)', async () => {
+    const root = path.join(tmp, 'demo-storage');
+    const { client } = newClient({ settings: { model: { demo: root }, weights: 'fp32', memory: 'sequential', ep: 'cpu', cacheDir: path.join(tmp, 'cache') } });
+    try {
+      await client.start();
+      assert.ok(!fs.existsSync(root), 'nothing is written before a job needs the model');
+      const done = await (await client.generate(job('demo.png'))).done;
+      assert.equal(done.metadata.model, 'demo (random weights)');
+      assert.ok(fs.existsSync(path.join(root, 'demo-model-v1', '.complete')), 'the demo weights were written under model.demo');
+      assert.ok(fs.existsSync(done.file));
+    } finally {
+      await client.dispose();
+    }
   });
 
   it('answers malformed input with error replies and keeps working (raw NDJSON on stdio)', async () => {
@@ -451,7 +506,7 @@ describe('inference server (dist/server.js)', function () {
       const firstPid = (await client.start()).pid;
       let queued!: Awaited<ReturnType<ServerClient['generate']>>;
       const events: JobEvent[] = [];
-      const running = await client.generate(job('killed.png', { steps: 400 }), (e) => {
+      const running = await client.generate(job('killed.png', { steps: 200 }), (e) => {
         events.push(e);
         if (e.event === 'step' && e.step === 2) process.kill(firstPid, 'SIGKILL');
       });
@@ -484,7 +539,7 @@ describe('inference server (dist/server.js)', function () {
     const { client } = newClient({ heartbeatMs: 100, heartbeatTimeoutMs: 5000, backoff: { initialMs: 100 } });
     try {
       const pid = (await client.start()).pid;
-      const handle = await client.generate(job('hung.png', { steps: 400 }), (e) => {
+      const handle = await client.generate(job('hung.png', { steps: 200 }), (e) => {
         if (e.event === 'step' && e.step === 1) process.kill(pid, 'SIGSTOP');
       });
       await assert.rejects(handle.done, /The MajicFLUX server stopped responding \(nothing heard for \d+ s\) and was stopped while running job job-1; it will restart on the next request\./);
@@ -496,7 +551,7 @@ describe('inference server (dist/server.js)', function () {
 
   it('dispose cancels what is queued and stops the server with exit code 0', async () => {
     const { client } = newClient();
-    const a = await client.generate(job('d1.png', { steps: 300 }));
+    const a = await client.generate(job('d1.png', { steps: 200 }));
     const b = await client.generate(job('d2.png'));
     const pid = client.pid!;
     await client.dispose();

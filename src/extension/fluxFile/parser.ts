@@ -14,7 +14,7 @@
 // A line is a parameter when it starts with one word and a colon (`seed: 42`); a line starting with
 // `\` is always prompt text (`\note: this is prompt`). Prompt lines are joined with a space.
 
-import { checkTemplate, TemplateProblem } from '../fileName';
+import { checkTemplate, TemplateProblem } from '../../shared/fileName';
 import { closest } from '../../shared/didYouMean';
 
 export interface Position {

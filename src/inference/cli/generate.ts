@@ -2,13 +2,19 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EpChoice, GenerateParams, MemoryMode, ModelSpec, Stage, UserError, WEIGHT_CHOICES, WeightChoice } from '../../shared/api';
+import { EpChoice, MemoryMode, ModelSpec, Stage, UserError, WEIGHT_CHOICES, WeightChoice } from '../../shared/api';
+import { DEFAULT_TEMPLATE, renderTemplate } from '../../shared/fileName';
+import {
+  checkOne, DEFAULTS, describeRange, GenerateParams, Guidance, Height, ImageMetadata, LIMITS, Prompt, RANDOM_SEED, Seed, Shift, Steps, T5MaxLength, Width,
+} from '../../shared/params';
 import { ensureDemoModel } from '../models/demo';
 import { lifetimePeakRss } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
-import { checkParams, FluxPipeline } from '../pipeline/pipeline';
-import { encodePng, FileExistsError, writePngAtomic } from '../formats/png';
+import { FluxPipeline } from '../pipeline/pipeline';
+import { encodePng, FileExistsError, imageParameters, writePngAtomic } from '../formats/png';
 import { CliOutput, parseCommandArgs, Subcommand, UsageError } from './common';
+
+const { side, shift } = LIMITS;
 
 const GENERATE_HELP = `Usage: majicflux generate "PROMPT" [options]
        majicflux generate --prompt TEXT [options]
@@ -22,13 +28,13 @@ Model:
   --vae PATH             ae.safetensors or a diffusers vae/ folder, overriding the model's
 Sampling:
   --prompt TEXT          the prompt, if not given as the argument (required, not empty)
-  --seed N               seed: a whole number from 0; -1 (default) draws one and reports it
-  --steps N              denoising steps, 1–1000 (default 28)
-  --width N, --height N  multiples of 16, 64–2048 (default 1024×1024)
-  --guidance X           distilled guidance, ≥ 0 (default 3.5)
+  --seed N               seed: a whole number from ${LIMITS.seed.min}; ${RANDOM_SEED} (default) draws one and reports it
+  --steps N              denoising steps, ${describeRange('steps')}
+  --width N, --height N  multiples of ${side.multiple}, ${side.min} to ${side.max} (default ${DEFAULTS.width}×${DEFAULTS.height})
+  --guidance X           distilled guidance, ${describeRange('guidance')}
   --shift dynamic|X      sigma shift: FluxPipeline's resolution-dependent one (default) or fixed
-                         (0.1–100)
-  --t5-max-length N      T5 tokens (512 for dev models, 256 for schnell-type)
+                         (${shift.min} to ${shift.max})
+  --t5-max-length N      T5 tokens, ${describeRange('t5MaxLength')} (256 for schnell-type models)
   --latents FILE         safetensors with an 'initial_latents' [1, tokens, 64] tensor to start from
 Runtime:
   --weights auto|fp8|fp16|fp32|int8|int4
@@ -39,7 +45,7 @@ Runtime:
   --threads N            CPU threads for onnxruntime (a whole number, 0–1024)
   --cache DIR            converted-weight cache folder
 Output:
-  --out FILE             PNG path (default generated/<date>-<seed>-<slug>.png, numbered if taken);
+  --out FILE             PNG path (default generated/${DEFAULT_TEMPLATE}, numbered if taken);
                          an existing FILE is refused before anything runs, unless --overwrite
   --overwrite            replace an existing --out FILE
   --json                 print the result summary as JSON on stdout
@@ -99,13 +105,9 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   const t0 = performance.now();
   const result = await pipeline.generate(params, { signal: controller.signal, onStage: progress.onStage, onStep: progress.onStep });
   await pipeline.release();
-  const file = out ?? path.resolve(path.join('generated', defaultName(result.seed, params.prompt)));
+  const file = out ?? path.resolve('generated', defaultName(result.metadata));
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  const png = await encodePng({ width: result.width, height: result.height, data: result.image }, {
-    prompt: result.metadata.prompt, steps: result.metadata.steps, seed: result.seed, width: result.width, height: result.height, guidance: result.metadata.guidance,
-    cfgScale: 1, sampler: 'Euler', scheduleType: 'Simple', shift: result.metadata.shift, model: result.metadata.model, version: result.metadata.software,
-    extra: { 'Weight format': result.metadata.weights, 'T5 max length': result.metadata.t5MaxLength },
-  });
+  const png = await encodePng({ width: result.width, height: result.height, data: result.image }, imageParameters(result.metadata));
   const written = await writePng(file, png, out === undefined ? { unique: true } : { overwrite: values.overwrite === true });
   const total = (performance.now() - t0) / 1000;
   if (values.json) {
@@ -118,31 +120,36 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   return 0;
 }
 
-/** The prompt (from --prompt or the one positional) and the numbers, within the pipeline's own limits. */
-function checkedParams(values: Values, positionals: string[]): GenerateParams & { prompt: string } {
+/** The prompt (from --prompt or the one positional) and the numbers, each checked by its params.ts schema. */
+function checkedParams(values: Values, positionals: string[]): GenerateParams {
   if (positionals.length > 1) throw new UsageError(`generate takes one prompt; put it in quotes: majicflux generate "${positionals.join(' ')}"`);
   if (positionals.length && values.prompt !== undefined) throw new UsageError('give the prompt once: either --prompt TEXT or as the argument');
   const prompt = values.prompt ?? positionals[0];
   if (prompt === undefined) throw new UsageError('generate needs a prompt: majicflux generate "a cat" (or --prompt TEXT)');
   if (!prompt.trim()) throw new UsageError('the prompt is empty; describe the image, e.g. majicflux generate "a cat"');
-  const params: GenerateParams & { prompt: string } = {
-    prompt,
-    seed: num('seed', values.seed),
-    steps: num('steps', values.steps),
-    width: num('width', values.width),
-    height: num('height', values.height),
-    guidance: num('guidance', values.guidance),
-    t5MaxLength: num('t5-max-length', values['t5-max-length']),
-    shift: values.shift === undefined || values.shift === 'dynamic' ? 'dynamic' : num('shift', values.shift),
+  return {
+    prompt: checked(Prompt, prompt),
+    seed: flag('seed', Seed, values.seed),
+    steps: flag('steps', Steps, values.steps),
+    width: flag('width', Width, values.width),
+    height: flag('height', Height, values.height),
+    guidance: flag('guidance', Guidance, values.guidance),
+    t5MaxLength: flag('t5-max-length', T5MaxLength, values['t5-max-length']),
+    shift: values.shift === undefined || values.shift === 'dynamic' ? values.shift : flag('shift', Shift, values.shift),
     latentsFile: values.latents,
   };
-  try {
-    checkParams(params);
-  } catch (e) {
-    if (e instanceof UserError) throw new UsageError(e.message);
-    throw e;
-  }
-  return params;
+}
+
+function checked<S extends Parameters<typeof checkOne>[0]>(schema: S, value: unknown) {
+  const r = checkOne(schema, value);
+  if ('message' in r) throw new UsageError(r.message);
+  return r.value;
+}
+
+/** A numeric flag's value, when given, as its schema accepts it. */
+function flag<S extends Parameters<typeof checkOne>[0]>(name: string, schema: S, text: string | undefined) {
+  const n = num(name, text);
+  return n === undefined ? undefined : checked(schema, n);
 }
 
 /** The absolute --out path, refused now if writing it would fail after the whole generation. */
@@ -246,8 +253,7 @@ function progressBar(k: number, n: number, width = 24): string {
   return `[${'#'.repeat(full)}${'.'.repeat(width - full)}]`;
 }
 
-export function defaultName(seed: number, prompt: string, date = new Date()): string {
-  const d = `${date.getFullYear()}${String(date.getMonth() + 1).padStart(2, '0')}${String(date.getDate()).padStart(2, '0')}`;
-  const slug = prompt.toLowerCase().normalize('NFKD').replace(/[^\p{L}\p{N}]+/gu, '-').replace(/^-+|-+$/g, '').slice(0, 40).replace(/-+$/, '') || 'image';
-  return `${d}-${seed}-${slug}.png`;
+/** The file name an image gets without --out: the extension's default template, so both name it alike. */
+export function defaultName(m: ImageMetadata, date = new Date()): string {
+  return renderTemplate(DEFAULT_TEMPLATE, { ...m, date, index: 1 });
 }

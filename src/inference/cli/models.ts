@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import { ModelSpec, UserError } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
-import { validateSize } from '../pipeline/sampler';
+import { checkOne, Height, Width } from '../../shared/params';
 import { cliInvocation, CliOutput, EXIT_FAILURE, EXIT_OK, parseCommandArgs, Subcommand, UsageError } from './common';
 import { DownloadError } from '../models/download';
 import { loadRegistry } from '../models/registry';
@@ -223,14 +223,11 @@ function gib(text: string, flag: string): number {
 function parseSize(text: string): { width: number; height: number } {
   const m = /^(\d+)[x×](\d+)$/.exec(text.trim());
   if (!m) throw new UsageError(`--size must look like 1024x768, got "${text}"`);
-  const width = Number(m[1]);
-  const height = Number(m[2]);
-  try {
-    validateSize(width, height);
-  } catch (e) {
-    throw new UsageError(`--size: ${(e as Error).message}`);
-  }
-  return { width, height };
+  const width = checkOne(Width, Number(m[1]));
+  const height = checkOne(Height, Number(m[2]));
+  if ('message' in width) throw new UsageError(`--size: ${width.message}`);
+  if ('message' in height) throw new UsageError(`--size: ${height.message}`);
+  return { width: width.value, height: height.value };
 }
 
 

@@ -2,28 +2,34 @@
 // back the way A1111's parse_generation_parameters does — in linear time, since the text comes
 // from any PNG a user opens.
 
-/** What produced an image, enough to re-run it. Written verbatim as the JSON chunk. */
-export interface ImageParameters {
-  prompt: string;
-  negativePrompt?: string;
-  steps: number;
-  /** A string for seeds beyond 2^53 (decimal). */
-  seed: number | string;
-  width: number;
-  height: number;
-  /** FLUX distilled guidance, A1111/Forge "Distilled CFG Scale". */
-  guidance?: number;
-  /** Real classifier-free guidance; 1 means off (the FLUX.1-dev default). */
-  cfgScale?: number;
-  sampler?: string;
-  scheduleType?: string;
-  /** A fixed sigma shift, or 'dynamic' for FluxPipeline's resolution-dependent one. */
-  shift?: number | 'dynamic';
-  model?: string;
-  modelHash?: string;
-  version?: string;
-  /** More A1111 "Key: value" fields, written after the standard ones. */
-  extra?: Record<string, string | number | boolean>;
+import type { GenericSchema } from 'valibot';
+import { checkOne, Guidance, Height, ImageMetadata, Prompt, Shift, Steps, UsedSeed, Width } from '../../shared/params';
+
+/**
+ * What produced an image, enough to re-run it: our ImageMetadata's fields under A1111's names, plus
+ * what other tools write. Written verbatim as the JSON chunk.
+ */
+export type ImageParameters = Pick<ImageMetadata, 'prompt' | 'steps' | 'width' | 'height'> &
+  Partial<Pick<ImageMetadata, 'guidance' | 'shift' | 'model'>> & {
+    negativePrompt?: string;
+    /** A string for seeds beyond 2^53 (decimal; other tools write them). */
+    seed: ImageMetadata['seed'] | string;
+    /** Real classifier-free guidance; 1 means off (the FLUX.1-dev default). */
+    cfgScale?: number;
+    sampler?: string;
+    scheduleType?: string;
+    modelHash?: string;
+    version?: string;
+    /** More A1111 "Key: value" fields, written after the standard ones. */
+    extra?: Record<string, string | number | boolean>;
+  };
+
+/** The parameters a PNG of ours records: the CLI and the server write the same ones. */
+export function imageParameters(m: ImageMetadata): ImageParameters {
+  return {
+    prompt: m.prompt, steps: m.steps, seed: m.seed, width: m.width, height: m.height, guidance: m.guidance, cfgScale: 1, sampler: 'Euler', scheduleType: 'Simple',
+    shift: m.shift, model: m.model, version: m.software, extra: { 'Weight format': m.weights, 'T5 max length': m.t5MaxLength },
+  };
 }
 
 function quote(v: string): string {
@@ -201,3 +207,43 @@ export function parseA1111Parameters(text: string): Partial<ImageParameters> {
   return out;
 }
 
+/** The fields a re-run takes, each checked by the schema a generation's request is checked by. */
+const CHECKED: { [K in keyof ImageParameters]?: GenericSchema } = {
+  prompt: Prompt, steps: Steps, seed: UsedSeed, width: Width, height: Height, guidance: Guidance, shift: Shift,
+};
+const TEXT_FIELDS = ['negativePrompt', 'sampler', 'scheduleType', 'model', 'modelHash', 'version'] as const;
+
+/**
+ * A PNG's parameters (our JSON chunk or parsed infotext: any tool, or anyone, wrote them) reduced to
+ * values a generation accepts. A value out of range or of the wrong kind is dropped, and `dropped`
+ * says why, so that nothing downstream gets a size or step count the pipeline would refuse.
+ */
+export function checkParameters(raw: Record<string, unknown>): { params: Partial<ImageParameters>; dropped: string[] } {
+  const params: Record<string, unknown> = {};
+  const dropped: string[] = [];
+  for (const [key, schema] of Object.entries(CHECKED)) {
+    if (!Object.prototype.hasOwnProperty.call(raw, key)) continue;
+    let value = raw[key];
+    // Other tools write seeds beyond 2^53 as decimal strings; ours fit a number.
+    if (key === 'seed' && typeof value === 'string' && /^\d{1,20}$/.test(value)) value = Number(value);
+    const r = checkOne(schema, value);
+    if ('value' in r) params[key] = r.value;
+    else dropped.push(r.message);
+  }
+  for (const key of TEXT_FIELDS) {
+    const value = raw[key];
+    if (typeof value === 'string' && value.length <= MAX_FIELD_CHARS) params[key] = value;
+    else if (value !== undefined) dropped.push(`${key}: not text of at most ${MAX_FIELD_CHARS} characters`);
+  }
+  if (typeof raw.cfgScale === 'number' && Number.isFinite(raw.cfgScale)) params.cfgScale = raw.cfgScale;
+  else if (raw.cfgScale !== undefined) dropped.push(`cfgScale: not a number`);
+  const extra = raw.extra;
+  if (extra !== null && typeof extra === 'object' && !Array.isArray(extra)) {
+    const kept = Object.entries(extra).filter(([, v]) => typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && v.length <= MAX_FIELD_CHARS));
+    if (kept.length) params.extra = Object.fromEntries(kept);
+  }
+  return { params: params as Partial<ImageParameters>, dropped };
+}
+
+/** A model name or sampler is short; a longer "field" is not one. */
+const MAX_FIELD_CHARS = 4096;

@@ -6,7 +6,7 @@
 
 import * as zlib from 'node:zlib';
 import { UserError } from '../../shared/api';
-import { ImageParameters, parseA1111Parameters } from './infotext';
+import { checkParameters, ImageParameters, parseA1111Parameters } from './infotext';
 import { readRegularFile } from '../system/regularFile';
 
 export * from './infotext';
@@ -185,8 +185,13 @@ export interface PngParameters {
   parameters?: string;
   /** Our `majicflux` JSON chunk, if any (and a JSON object). */
   json?: Record<string, unknown>;
-  /** Best available parameters: the JSON chunk, else fields parsed from `parameters`. */
+  /**
+   * Best available parameters: the JSON chunk, else fields parsed from `parameters`; only values
+   * a generation accepts (params.ts's limits).
+   */
   params?: Partial<ImageParameters>;
+  /** Why a value found in the PNG was left out of `params` (out of range, wrong kind). */
+  dropped?: string[];
   /** Every text chunk, first occurrence per keyword (e.g. ComfyUI's `prompt`/`workflow`). */
   text: Record<string, string>;
 }
@@ -211,8 +216,12 @@ export async function readPngParameters(input: string | Uint8Array): Promise<Png
       // unreadable JSON: fall back to the text parameters
     }
   }
-  if (result.json) result.params = result.json as Partial<ImageParameters>;
-  else if (result.parameters !== undefined && result.parameters.length <= MAX_INFOTEXT_CHARS) result.params = parseA1111Parameters(result.parameters);
+  const raw = result.json ?? (result.parameters !== undefined && result.parameters.length <= MAX_INFOTEXT_CHARS ? parseA1111Parameters(result.parameters) : undefined);
+  if (raw) {
+    const { params, dropped } = checkParameters(raw);
+    result.params = params;
+    if (dropped.length) result.dropped = dropped;
+  }
   return result;
 }
 

@@ -5,8 +5,9 @@
 import * as path from 'node:path';
 import { version as packageVersion } from '../../../package.json';
 import {
-  CancelledError, ComponentName, ComputeType, ExecutionProvider, GenerateHooks, GenerateParams, GenerateResult, ImageMetadata, MemoryMode, ModelSpec, RuntimeOptions, SHIFT_RANGE, Stage, StageTiming, UserError, WeightFormat,
+  CancelledError, ComponentName, ComputeType, ExecutionProvider, GenerateHooks, GenerateResult, MemoryMode, ModelSpec, RuntimeOptions, Stage, StageTiming, UserError, WeightFormat,
 } from '../../shared/api';
+import { GenerateParams, ImageMetadata, RANDOM_SEED, resolveParams } from '../../shared/params';
 import { ClipEncoder } from '../graphs/clip';
 import { FluxTransformer } from '../graphs/dit';
 import { T5Encoder } from '../graphs/t5';
@@ -18,7 +19,7 @@ import { pruneWeightCaches } from '../onnx/weights';
 import { chooseEp, chooseWeights, nvidiaFreeMemory } from '../onnx/providers';
 import { SafetensorsFile } from '../formats/safetensors';
 import {
-  eulerStep, flowMatchSchedule, imageIds, initialLatents, latentShape, latentToPreviewRGB, randomSeed, readSchedulerConfig, SchedulerConfig, textIds, unpackLatents, validateSize,
+  eulerStep, flowMatchSchedule, imageIds, initialLatents, latentShape, latentToPreviewRGB, randomSeed, readSchedulerConfig, SchedulerConfig, textIds, unpackLatents,
 } from './sampler';
 import { ClipTokenizer, T5Tokenizer } from '../formats/tokenizers';
 import { cacheRoot } from '../system/userDirs';
@@ -33,7 +34,6 @@ interface PromptEmbedding {
   tokens: number;
 }
 
-const DEFAULTS = { steps: 28, width: 1024, height: 1024, guidance: 3.5, t5MaxLength: 512 } as const;
 const EMBEDDING_CACHE_SIZE = 16;
 
 interface Parts {
@@ -41,38 +41,6 @@ interface Parts {
   t5: T5Encoder;
   dit: FluxTransformer;
   vae: VaeDecoder;
-}
-
-/** Smallest T5 length: T5's frame is the text plus </s>, so one token leaves no room for text. */
-const MIN_T5_LENGTH = 2;
-
-/**
- * The parameters with their defaults filled in, or a UserError for the first one this pipeline
- * cannot run. Exported so that callers (the CLI) refuse bad input before loading anything.
- */
-export function checkParams(params: GenerateParams) {
-  const width = params.width ?? DEFAULTS.width;
-  const height = params.height ?? DEFAULTS.height;
-  const steps = params.steps ?? DEFAULTS.steps;
-  const guidance = params.guidance ?? DEFAULTS.guidance;
-  const t5MaxLength = params.t5MaxLength ?? DEFAULTS.t5MaxLength;
-  const shift = params.shift ?? 'dynamic';
-  const seed = params.seed;
-  try {
-    validateSize(width, height);
-  } catch (e) {
-    throw new UserError((e as Error).message);
-  }
-  if (!Number.isInteger(steps) || steps < 1 || steps > 1000) throw new UserError(`steps must be a whole number from 1 to 1000, got ${steps}`);
-  if (!Number.isFinite(guidance) || guidance < 0) throw new UserError(`guidance must be a number ≥ 0, got ${guidance}`);
-  if (shift !== 'dynamic' && !(shift >= SHIFT_RANGE.min && shift <= SHIFT_RANGE.max)) throw new UserError(`shift must be "dynamic" or a number from ${SHIFT_RANGE.min} to ${SHIFT_RANGE.max}, got ${shift}`);
-  // Only -1 draws a seed: any other negative one is a typo, not a wish for randomness. The noise
-  // generator (seedToKey) takes whole numbers up to MAX_SAFE_INTEGER.
-  if (seed !== undefined && seed !== -1 && !(Number.isSafeInteger(seed) && seed >= 0)) {
-    throw new UserError(`seed must be -1 (draw one) or a whole number from 0 to ${Number.MAX_SAFE_INTEGER}, got ${seed}`);
-  }
-  if (!Number.isInteger(t5MaxLength) || t5MaxLength < MIN_T5_LENGTH) throw new UserError(`T5 max length must be a whole number from ${MIN_T5_LENGTH}, got ${t5MaxLength}`);
-  return { width, height, steps, guidance, t5MaxLength, shift };
 }
 
 export class FluxPipeline {
@@ -161,9 +129,10 @@ export class FluxPipeline {
     this.embeddings.clear();
   }
 
-  async generate(params: GenerateParams, hooks: GenerateHooks = {}): Promise<GenerateResult> {
-    const { width, height, steps, guidance, t5MaxLength, shift } = checkParams(params);
-    const seed = params.seed === undefined || params.seed === -1 ? randomSeed() : params.seed;
+  async generate(input: GenerateParams, hooks: GenerateHooks = {}): Promise<GenerateResult> {
+    const params = resolveParams(input);
+    const { width, height, steps, guidance, t5MaxLength, shift } = params;
+    const seed = params.seed === undefined || params.seed === RANDOM_SEED ? randomSeed() : params.seed;
     const mode = this.memoryMode();
     const stages: StageTiming[] = [];
     const notes: string[] = [];

@@ -434,36 +434,11 @@ export function textIds(len: number): Float32Array {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Size validation
-
-/**
- * Sides must be multiples of 16 (one packed token) in [64, 2048]. FLUX.1 was trained up to about
- * 2 MP; 2048 per side still works (slower, with some repetition at 2048²), larger is not useful and
- * 64 is the smallest size that still yields a 4×4 token grid.
- */
-export const MIN_SIDE = 64;
-export const MAX_SIDE = 2048;
+// Size checks (the limits a user sees are params.ts's)
 
 function assertMultipleOf16(name: string, value: number): void {
   if (!Number.isInteger(value) || value <= 0 || value % PATCH_PIXELS !== 0) {
     throw new Error(`${name} ${value} must be a positive multiple of ${PATCH_PIXELS}`);
-  }
-}
-
-export function validateSize(width: number, height: number): void {
-  for (const [name, value] of [['width', width], ['height', height]] as const) {
-    if (typeof value !== 'number' || !Number.isFinite(value) || !Number.isInteger(value)) {
-      throw new Error(`${name} must be a whole number of pixels, got ${value}`);
-    }
-    if (value < MIN_SIDE || value > MAX_SIDE) {
-      throw new Error(`${name} ${value} is out of range; FLUX.1 sizes go from ${MIN_SIDE} to ${MAX_SIDE} pixels per side`);
-    }
-    if (value % PATCH_PIXELS !== 0) {
-      const lower = value - (value % PATCH_PIXELS);
-      const upper = lower + PATCH_PIXELS;
-      const options = [lower, upper].filter((v) => v >= MIN_SIDE && v <= MAX_SIDE);
-      throw new Error(`${name} ${value} is not a multiple of ${PATCH_PIXELS}; try ${options.join(' or ')}`);
-    }
   }
 }
 

@@ -9,7 +9,8 @@
 import '../system/privacy'; // first: telemetry off before onnxruntime loads
 import * as path from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { CancelledError, ComponentName, ExecutionProvider, GenerateHooks, GenerateParams, GenerateResult, ModelSpec, RuntimeOptions, Stage, UserError } from '../../shared/api';
+import { CancelledError, ComponentName, ExecutionProvider, GenerateHooks, GenerateResult, ModelSpec, RuntimeOptions, Stage, UserError } from '../../shared/api';
+import type { GenerateParams } from '../../shared/params';
 import { FluxPipeline } from './pipeline';
 
 type Level = 'debug' | 'info' | 'warn' | 'error';

@@ -103,6 +103,8 @@ export class PathPolicy {
   /** Refuses (UserError) a model a remote client names outside the allowed folders. */
   modelSpec(spec: ModelSpec): void {
     if (!this.remote) return;
+    // The demo model is written where `demo` says: a remote client names no folder to write in.
+    if (spec.demo !== undefined) throw new UserError('model.demo: a remote client cannot have this server write the demo model; start the server with --model to choose the model there');
     for (const key of ['dir', 'transformer', 'vae', 'textEncoder', 'textEncoder2', 'tokenizer', 'tokenizer2'] as const) {
       const p = spec[key];
       if (p !== undefined && !this.readable(path.resolve(p))) {

@@ -14,10 +14,11 @@ import { cleanStaleTemps } from '../system/atomicWrite';
 import { availableMemory, currentRss, RssSampler } from '../system/processMemory';
 import { VERSION } from '../pipeline/pipeline';
 import { WorkerPipeline } from '../pipeline/worker';
+import { ensureDemoModel } from '../models/demo';
 import { DownloadError } from '../models/download';
 import { checkModels, downloadModel, findModels, planModelDownload } from '../models/service';
 import type { DownloadRequest } from '../../shared/models';
-import { encodePng, ImageParameters, pngChunk, writePngAtomic } from '../formats/png';
+import { encodePng, imageParameters, pngChunk, writePngAtomic } from '../formats/png';
 import {
   encodeMessage,
   ErrorCode,
@@ -317,14 +318,15 @@ export class InferenceServer {
         return session.send({ id: req.id, type: 'pong', time: Date.now() });
       case 'models': {
         const s = this.settings;
-        const r = await findModels({ configured: s && this.allowedModel(s.model), ...(this.remote ? {} : req.search), gpuMemory: s?.gpuMemory });
+        // The demo model is not one to list (its files may not even be written yet).
+        const configured = s && s.model.demo === undefined ? this.allowedModel(s.model) : undefined;
+        const r = await findModels({ configured, ...(this.remote ? {} : req.search), gpuMemory: s?.gpuMemory });
         return session.send({ id: req.id, type: 'models', ...r });
       }
       case 'check': {
         const spec = req.model && !this.opts.fixedModel ? req.model : this.settings?.model;
         if (!spec || Object.keys(spec).length === 0) return this.reply(session, req.id, 'failed', 'No model is configured: set majicflux.model.path (a FLUX.1-dev folder) or majicflux.model.transformer.');
-        this.paths.modelSpec(spec);
-        const report = await checkModels(spec, { verify: req.verify, cacheDir: this.settings?.cacheDir, gpuMemory: this.settings?.gpuMemory, width: req.width, height: req.height });
+        const report = await checkModels(this.modelFiles(spec), { verify: req.verify, cacheDir: this.settings?.cacheDir, gpuMemory: this.settings?.gpuMemory, width: req.width, height: req.height });
         return session.send({ id: req.id, type: 'check', report });
       }
       case 'download':
@@ -627,7 +629,7 @@ export class InferenceServer {
   }
 
   private async writeOutput(job: Job, result: GenerateResult, signal: AbortSignal): Promise<{ file: string; png: Buffer }> {
-    const png = await encodePng({ width: result.width, height: result.height, data: result.image }, imageParameters(result));
+    const png = await encodePng({ width: result.width, height: result.height, data: result.image }, imageParameters(result.metadata));
     signal.throwIfAborted();
     const dir = path.dirname(job.output);
     // Checked again now: a symlink made inside the output folder since the job was accepted.
@@ -664,12 +666,22 @@ export class InferenceServer {
     if (!settings) throw new UserError('No model is configured: send settings with hello or configure first.');
     const key = pipelineKey(settings);
     if (this.pipe?.key === key) return this.pipe.instance;
-    this.paths.modelSpec(settings.model);
+    const model = this.modelFiles(settings.model);
     await this.releasePipeline();
-    const instance = await WorkerPipeline.create(settings.model, runtimeOptions(settings), (level, message) => this.log(level, message));
+    const instance = await WorkerPipeline.create(model, runtimeOptions(settings), (level, message) => this.log(level, message));
     this.log('info', `memory mode ${settings.memory ?? 'auto'}, budget ${formatBytes(this.memoryBudget())} RAM${settings.gpuMemory ? `, ${formatBytes(settings.gpuMemory)} GPU` : ''}`);
     this.pipe = { key, instance };
     return instance;
+  }
+
+  /**
+   * The model's files: a remote client's are checked against the allowed folders; the demo model's
+   * random weights are written on first use here, in the server's process (≈15 MB with fsync would
+   * stall the extension host's thread).
+   */
+  private modelFiles(spec: ModelSpec): ModelSpec {
+    this.paths.modelSpec(spec);
+    return spec.demo === undefined ? spec : ensureDemoModel(spec.demo);
   }
 
   private async releasePipeline(): Promise<void> {
@@ -770,14 +782,6 @@ export function oneLine(message: string): string {
 function sameSecret(a: string, b: string): boolean {
   const h = (s: string) => crypto.createHash('sha256').update(s).digest();
   return crypto.timingSafeEqual(h(a), h(b));
-}
-
-export function imageParameters(r: GenerateResult): ImageParameters {
-  const m = r.metadata;
-  return {
-    prompt: m.prompt, steps: m.steps, seed: r.seed, width: r.width, height: r.height, guidance: m.guidance, cfgScale: 1, sampler: 'Euler', scheduleType: 'Simple',
-    shift: m.shift, model: m.model, version: m.software, extra: { 'Weight format': m.weights, 'T5 max length': m.t5MaxLength },
-  };
 }
 
 /** A small RGB PNG, synchronously (previews go out in step order, with no sharp round trip). */

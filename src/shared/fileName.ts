@@ -1,22 +1,18 @@
-// Output file names from a template such as `{date}-{seed}-{slug}.png`. Pure: no vscode, no fs.
+// Output file names from a template such as `{date}-{seed}-{slug}.png`, for the extension and the
+// CLI alike (the same image gets the same name from either). Pure: no vscode, no fs.
+
+import type { ImageMetadata } from './params';
 
 export const TEMPLATE_FIELDS = ['date', 'time', 'seed', 'slug', 'steps', 'width', 'height', 'guidance', 'index', 'model'] as const;
 export type TemplateField = (typeof TEMPLATE_FIELDS)[number];
 
 export const DEFAULT_TEMPLATE = '{date}-{seed}-{slug}.png';
 
-export interface TemplateValues {
+export type TemplateValues = Pick<ImageMetadata, 'seed' | 'prompt' | 'steps' | 'width' | 'height' | 'guidance' | 'model'> & {
   date: Date;
-  seed: number;
-  prompt: string;
-  steps: number;
-  width: number;
-  height: number;
-  guidance: number;
   /** 1-based number of the image within its run (`count: 4` gives 1..4). */
   index: number;
-  model: string;
-}
+};
 
 export type TemplateProblem =
   | { kind: 'empty' }
