@@ -124,10 +124,9 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
     integer
       ? read(key, v.pipe(v.number(), v.finite(), v.integer(), v.minValue(min), v.maxValue(max)), def, 'integer', { min, max })
       : read(key, v.pipe(v.number(), v.finite(), v.minValue(min), v.maxValue(max)), def, 'number', { min, max });
-  // The generation defaults: params.ts's schemas, after the type checks that make a wrong type read as one.
-  const whole = v.pipe(v.number(), v.finite(), v.integer());
-  const param = <S extends v.GenericSchema<number, number>>(key: keyof Settings['defaults'], schema: S, range: Range) =>
-    read(`defaults.${key}`, v.pipe(key === 'guidance' ? v.pipe(v.number(), v.finite()) : whole, schema), DEFAULTS.defaults[key], key === 'guidance' ? 'number' : 'integer', range);
+  // The generation defaults: params.ts's schemas, behind a type check so that a wrong type is reported as one.
+  const param = (key: keyof Settings['defaults'], schema: v.GenericSchema<number, number>, range: Range, integer = true) =>
+    read(`defaults.${key}`, v.pipe(integer ? v.pipe(v.number(), v.integer()) : v.pipe(v.number(), v.finite()), schema), DEFAULTS.defaults[key], integer ? 'integer' : 'number', range);
   const modelPath = (key: string): string => {
     const raw = str(key, '');
     const p = expandPath(raw, ctx);
@@ -207,7 +206,7 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
       steps: param('steps', P.Steps, P.LIMITS.steps),
       width: param('width', P.Width, P.LIMITS.side),
       height: param('height', P.Height, P.LIMITS.side),
-      guidance: param('guidance', P.Guidance, P.LIMITS.guidance),
+      guidance: param('guidance', P.Guidance, P.LIMITS.guidance, false),
       seed: param('seed', P.Seed, { min: P.RANDOM_SEED, max: P.LIMITS.seed.max }),
     },
     previewEverySteps: num('previewEverySteps', DEFAULTS.previewEverySteps, 0, 1000, true),
