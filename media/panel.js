@@ -19,7 +19,7 @@
 
   /** Persistent state: the form, the last result and job view. Restored when the panel is shown again. */
   const state = Object.assign(
-    { form: undefined, job: undefined, history: [], lastResultId: undefined },
+    { form: undefined, job: undefined, history: [], lastResultId: undefined, limits: undefined },
     vscode.getState() || {},
   );
   const save = () => vscode.setState(state);
@@ -59,13 +59,30 @@
     el.preset.value = [...el.preset.options].some((/** @type {HTMLOptionElement} */ o) => o.value === v) ? v : 'custom';
   }
 
-  /** Width and height: whole, 64–4096, multiples of 16. Returns the problem text or ''. */
+  /** Width and height within the host's limits (sent with `init`; the host checks again). Returns the problem text or ''. */
   function sizeProblem() {
+    const side = state.limits && state.limits.side;
+    if (!side) return '';
     const w = Number(el.width.value);
     const h = Number(el.height.value);
-    if (!Number.isInteger(w) || !Number.isInteger(h) || w < 64 || h < 64 || w > 4096 || h > 4096) return S.outOfRange;
-    if (w % 16 || h % 16) return fmt(S.notMultiple, Math.round(w / 16) * 16, Math.round(h / 16) * 16);
+    const inRange = (/** @type {number} */ n) => Number.isInteger(n) && n >= side.min && n <= side.max;
+    if (!inRange(w) || !inRange(h)) return fmt(S.outOfRange, side.min, side.max);
+    const m = side.multiple;
+    if (w % m || h % m) return fmt(S.notMultiple, m, Math.round(w / m) * m, Math.round(h / m) * m);
     return '';
+  }
+
+  /** The inputs' min/max/step from the host's limits, so the browser's spinners stay inside them. */
+  function applyLimits() {
+    const l = state.limits;
+    if (!l) return;
+    /** @type {[any, {min: number, max: number}, number | undefined][]} */
+    const inputs = [[el.seed, l.seed, 1], [el.steps, l.steps, 1], [el.guidance, l.guidance, undefined], [el.width, l.side, l.side.multiple], [el.height, l.side, l.side.multiple]];
+    for (const [input, range, step] of inputs) {
+      input.min = String(range.min);
+      input.max = String(range.max);
+      if (step !== undefined) input.step = String(step);
+    }
   }
 
   function validateSize() {
@@ -276,10 +293,13 @@
     switch (m.type) {
       case 'init':
         state.history = m.history;
+        state.limits = m.limits;
+        applyLimits();
         if (!state.form && m.form) {
           writeForm(m.form);
           state.form = readForm();
         } else if (!state.form) writeForm({ ...m.defaults, seed: m.defaults.seed, lock: m.defaults.seed >= 0 });
+        validateSize();
         // A job we were following may have finished while the panel was hidden.
         state.job = m.job || (busy() ? undefined : state.job);
         banner(!m.trusted ? S.untrusted : m.demo ? S.demo : '');
@@ -306,6 +326,7 @@
     }
   });
 
+  applyLimits();
   if (state.form) writeForm(state.form);
   renderGallery();
   renderJob();

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { GenerateParams } from '../shared/params';
+import { DEFAULTS, RANDOM_SEED, type GenerateParams } from '../shared/params';
 import { formatBytes } from '../shared/bytes';
 import { writeNewFile } from '../inference/system/freeName';
 import type { JobRequest } from '../shared/protocol';
@@ -66,8 +66,8 @@ export class Generation {
     }
     const s = this.config.settings;
     const d = s.defaults;
-    const count = input.count ?? 1;
-    const seeds = seedsFor(input.seed ?? (d.seed < 0 ? 'random' : d.seed), count);
+    const count = input.count ?? DEFAULTS.count;
+    const seeds = seedsFor(input.seed ?? (d.seed === RANDOM_SEED ? 'random' : d.seed), count);
     const base: Omit<GenerateParams, 'seed'> = {
       prompt,
       steps: input.steps ?? d.steps,

@@ -1,11 +1,11 @@
 // A PNG's embedded parameters as generation input, for "Re-run with these parameters". Kept apart
 // from the VS Code UI (pngRerun.ts) and light: the pure-JS text-chunk reader, never sharp.
 
+import * as v from 'valibot';
 import { ImageParameters, PngReadError, readPngParameters } from '../inference/formats/pngText';
 import { readRegularFile } from '../inference/system/regularFile';
 import type { GenerateInput } from './generation';
-import { LIMITS } from './fluxFile/parser';
-import { MAX_PROMPT_CHARS } from './panel/protocol';
+import { Guidance, Height, Prompt, Steps, UsedSeed, Width } from '../shared/params';
 
 /** Bytes read to sniff a PNG: our chunks sit right after IHDR. */
 const SNIFF_BYTES = 256 * 1024;
@@ -33,21 +33,12 @@ export async function readImageInput(file: string): Promise<GenerateInput | unde
 
 /** Keeps only values a run accepts (a PNG from another tool may say anything). */
 export function toInput(p: Partial<ImageParameters>): GenerateInput | undefined {
-  if (typeof p.prompt !== 'string' || !p.prompt.trim() || p.prompt.length > MAX_PROMPT_CHARS) return undefined;
-  const int = (v: unknown, min: number, max: number) => (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? v : undefined);
-  const size = (v: unknown) => {
-    const n = int(v, LIMITS.size.min, LIMITS.size.max);
-    return n !== undefined && n % 16 === 0 ? n : undefined;
-  };
+  if (!v.is(Prompt, p.prompt) || !p.prompt.trim()) return undefined;
   const seed = typeof p.seed === 'string' && /^\d+$/.test(p.seed) ? Number(p.seed) : p.seed;
   const input: GenerateInput = { prompt: p.prompt };
-  const s = int(seed, 0, Number.MAX_SAFE_INTEGER);
-  if (s !== undefined) input.seed = s;
-  const steps = int(p.steps, LIMITS.steps.min, LIMITS.steps.max);
-  if (steps !== undefined) input.steps = steps;
-  const w = size(p.width);
-  const h = size(p.height);
-  if (w !== undefined && h !== undefined) Object.assign(input, { width: w, height: h });
-  if (typeof p.guidance === 'number' && p.guidance >= LIMITS.guidance.min && p.guidance <= LIMITS.guidance.max) input.guidance = p.guidance;
+  if (v.is(UsedSeed, seed)) input.seed = seed;
+  if (v.is(Steps, p.steps)) input.steps = p.steps;
+  if (v.is(Width, p.width) && v.is(Height, p.height)) Object.assign(input, { width: p.width, height: p.height });
+  if (v.is(Guidance, p.guidance)) input.guidance = p.guidance;
   return input;
 }

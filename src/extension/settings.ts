@@ -4,11 +4,14 @@
 
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as v from 'valibot';
 import { WEIGHT_CHOICES } from '../shared/api';
 import type { ComponentName, EpChoice, MemoryMode, ModelSpec, WeightChoice } from '../shared/api';
 import type { ServerSettings } from '../shared/protocol';
 import { checkTemplate, DEFAULT_TEMPLATE } from '../shared/fileName';
-import { LIMITS, templateArgs } from './fluxFile/parser';
+import * as P from '../shared/params';
+import type { ImageParams } from '../shared/params';
+import { templateArgs } from './fluxFile/parser';
 
 export const SECTION = 'majicflux';
 
@@ -30,7 +33,8 @@ export interface Settings {
   executionProvider: EpChoice;
   stageExecutionProvider: Partial<Record<ComponentName, EpChoice>>;
   output: { folder: string; fileName: string };
-  defaults: { steps: number; width: number; height: number; guidance: number; /** -1: random */ seed: number };
+  /** A seed of -1 (RANDOM_SEED) draws one per image. */
+  defaults: Omit<ImageParams, 'prompt'>;
   previewEverySteps: number;
   server: { idleShutdownMinutes: number; remoteHost: string; remotePort: number };
   models: {
@@ -54,7 +58,7 @@ export const DEFAULTS: Settings = {
   executionProvider: 'auto',
   stageExecutionProvider: {},
   output: { folder: 'generated', fileName: DEFAULT_TEMPLATE },
-  defaults: { steps: 28, width: 1024, height: 1024, guidance: 3.5, seed: -1 },
+  defaults: { steps: P.DEFAULTS.steps, width: P.DEFAULTS.width, height: P.DEFAULTS.height, guidance: P.DEFAULTS.guidance, seed: P.DEFAULTS.seed },
   previewEverySteps: 1,
   server: { idleShutdownMinutes: 10, remoteHost: '', remotePort: 7860 },
   models: { searchPaths: [], downloadFolder: '', huggingfaceEndpoint: '', modelscopeEndpoint: '' },
@@ -103,45 +107,26 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
   const report = (key: string, code: SettingProblemCode, args: Record<string, string | number> = {}) =>
     problems.push({ key: `${SECTION}.${key}`, code, args });
 
-  const str = (key: string, def: string): string => {
-    const v = get(key);
-    if (v === undefined || v === null) return def;
-    if (typeof v !== 'string') {
-      report(key, 'wrongType', { expected: 'string' });
-      return def;
-    }
-    return v;
+  // One reader for every scalar: the schema decides, its first issue becomes the problem reported.
+  const read = <S extends v.GenericSchema>(key: string, schema: S, def: v.InferOutput<S>, expected: string, range?: Range): v.InferOutput<S> => {
+    const raw = get(key);
+    if (raw === undefined || raw === null) return def;
+    const r = v.safeParse(schema, raw);
+    if (r.success) return r.output;
+    const [code, args] = problemOf(r.issues[0].type, raw, expected, range);
+    report(key, code, args);
+    return def;
   };
-  const oneOf = <T extends string>(key: string, allowed: readonly T[], def: T): T => {
-    const v = get(key);
-    if (v === undefined || v === null || v === '') return def;
-    if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-      report(key, 'notOneOf', { value: String(v), allowed: allowed.join(', ') });
-      return def;
-    }
-    return v as T;
-  };
-  const num = (key: string, def: number, min: number, max: number, integer: boolean): number => {
-    const v = get(key);
-    if (v === undefined || v === null) return def;
-    if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
-      report(key, 'wrongType', { expected: integer ? 'integer' : 'number' });
-      return def;
-    }
-    if (v < min || v > max) {
-      report(key, 'outOfRange', { value: v, min, max });
-      return def;
-    }
-    return v;
-  };
-  const size = (key: string, def: number): number => {
-    const v = num(key, def, LIMITS.size.min, LIMITS.size.max, true);
-    if (v % 16 !== 0) {
-      report(key, 'notMultipleOf16', { value: v });
-      return def;
-    }
-    return v;
-  };
+  const str = (key: string, def: string): string => read(key, v.string(), def, 'string');
+  const oneOf = <T extends string>(key: string, allowed: readonly T[], def: T): T =>
+    get(key) === '' ? def : (read(key, v.picklist(allowed), def, allowed.join(', ')) as T);
+  const num = (key: string, def: number, min: number, max: number, integer: boolean): number =>
+    integer
+      ? read(key, v.pipe(v.number(), v.finite(), v.integer(), v.minValue(min), v.maxValue(max)), def, 'integer', { min, max })
+      : read(key, v.pipe(v.number(), v.finite(), v.minValue(min), v.maxValue(max)), def, 'number', { min, max });
+  // The generation defaults: params.ts's schemas, behind a type check so that a wrong type is reported as one.
+  const param = (key: keyof Settings['defaults'], schema: v.GenericSchema<number, number>, range: Range, integer = true) =>
+    read(`defaults.${key}`, v.pipe(integer ? v.pipe(v.number(), v.integer()) : v.pipe(v.number(), v.finite()), schema), DEFAULTS.defaults[key], integer ? 'integer' : 'number', range);
   const modelPath = (key: string): string => {
     const raw = str(key, '');
     const p = expandPath(raw, ctx);
@@ -218,11 +203,11 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
     stageExecutionProvider: stage,
     output: { folder: str('output.folder', DEFAULTS.output.folder).trim() || DEFAULTS.output.folder, fileName },
     defaults: {
-      steps: num('defaults.steps', DEFAULTS.defaults.steps, LIMITS.steps.min, LIMITS.steps.max, true),
-      width: size('defaults.width', DEFAULTS.defaults.width),
-      height: size('defaults.height', DEFAULTS.defaults.height),
-      guidance: num('defaults.guidance', DEFAULTS.defaults.guidance, LIMITS.guidance.min, LIMITS.guidance.max, false),
-      seed: num('defaults.seed', -1, -1, LIMITS.seed.max, true),
+      steps: param('steps', P.Steps, P.LIMITS.steps),
+      width: param('width', P.Width, P.LIMITS.side),
+      height: param('height', P.Height, P.LIMITS.side),
+      guidance: param('guidance', P.Guidance, P.LIMITS.guidance, false),
+      seed: param('seed', P.Seed, { min: P.RANDOM_SEED, max: P.LIMITS.seed.max }),
     },
     previewEverySteps: num('previewEverySteps', DEFAULTS.previewEverySteps, 0, 1000, true),
     server: {
@@ -238,6 +223,26 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
     },
   };
   return { settings, problems };
+}
+
+interface Range {
+  min: number;
+  max: number;
+}
+
+/** A schema's first issue as a setting problem; `expected` is the type, or the choices of a picklist. */
+function problemOf(issue: string, value: unknown, expected: string, range?: Range): [SettingProblemCode, Record<string, string | number>] {
+  switch (issue) {
+    case 'picklist':
+      return ['notOneOf', { value: String(value), allowed: expected }];
+    case 'multiple_of':
+      return ['notMultipleOf16', { value: value as number }];
+    case 'min_value':
+    case 'max_value':
+    case 'check':
+      if (range) return ['outOfRange', { value: value as number, ...range }];
+  }
+  return ['wrongType', { expected }];
 }
 
 /** An absolute http(s) URL with a host (a hub mirror such as https://hf-mirror.com). */

@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { MAX_PROMPT_CHARS } from '../../src/extension/panel/protocol';
+import { LIMITS } from '../../src/shared/params';
 import { looksGenerated, readImageInput, toInput } from '../../src/extension/pngInput';
 import { embedParameters } from '../../src/inference/formats/png';
 import { tempDir } from '../helpers/writeSafetensors';
@@ -28,8 +28,8 @@ describe('extension: PNG parameters as generation input', () => {
   });
 
   it('refuses a prompt longer than the panel accepts', () => {
-    assert.equal(toInput({ prompt: 'x'.repeat(MAX_PROMPT_CHARS + 1) }), undefined);
-    assert.deepEqual(toInput({ prompt: 'x'.repeat(MAX_PROMPT_CHARS) }), { prompt: 'x'.repeat(MAX_PROMPT_CHARS) });
+    assert.equal(toInput({ prompt: 'x'.repeat(LIMITS.prompt.maxChars + 1) }), undefined);
+    assert.deepEqual(toInput({ prompt: 'x'.repeat(LIMITS.prompt.maxChars) }), { prompt: 'x'.repeat(LIMITS.prompt.maxChars) });
   });
 
   it('sniffs a FIFO named .png as "not generated" without blocking, and reading it fails cleanly', function () {

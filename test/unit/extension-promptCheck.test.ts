@@ -1,7 +1,10 @@
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkPrompt, loadEncoders } from '../../src/extension/fluxFile/promptCheck';
 import { parseFlux, promptSpansFrom } from '../../src/extension/fluxFile/parser';
+import { FluxPipeline } from '../../src/inference/pipeline/pipeline';
 
 const MODELS = path.join(__dirname, '..', 'fixtures', 'flux-tiny', 'models');
 
@@ -41,5 +44,28 @@ describe('extension: prompt checks with the real FLUX.1 tokenizers', () => {
   it('falls back to the bundled tokenizers when the model folder has none', async () => {
     const enc = await loadEncoders('/nonexistent/model', MODELS);
     assert.equal(enc.clip('a cat').truncated, false);
+  });
+
+  it('the editor and the pipeline draw the unreadable-T5 line in the same place: exactly 30 % unknown is flagged by both, just under by neither', async function () {
+    this.timeout(120_000);
+    const enc = await loadEncoders(undefined, MODELS);
+    const atBoundary = 'cat dog bird sun 猫 狗 鸟';
+    const under = 'cat dog bird sun moon 猫 狗 鸟';
+    // The prompts are what the test says they are (3 of 10 tokens unknown; 3 of 11).
+    assert.equal(enc.t5(atBoundary).unknownRatio, 0.3);
+    assert.ok(enc.t5(under).unknownRatio < 0.3);
+    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-prompt-'));
+    const pipeline = await FluxPipeline.create({ dir: MODELS, transformer: path.join(MODELS, 'flux-tiny.safetensors') }, { weights: 'fp32', ep: 'cpu', memory: 'resident', cacheDir });
+    try {
+      for (const [prompt, flagged] of [[atBoundary, true], [under, false]] as const) {
+        const editor = checkPrompt(prompt, enc).some((i) => i.code === 't5Unreadable');
+        const { notes } = await pipeline.generate({ prompt, width: 64, height: 64, steps: 1, seed: 1 });
+        const note = notes.some((n) => n.startsWith('T5 could not read'));
+        assert.deepEqual([editor, note], [flagged, flagged], `${prompt}: editor ${editor}, pipeline ${note}; notes: ${notes.join(' | ')}`);
+      }
+    } finally {
+      await pipeline.release();
+      fs.rmSync(cacheDir, { recursive: true, force: true });
+    }
   });
 });

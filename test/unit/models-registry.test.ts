@@ -2,6 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../../src/shared/api';
+import { LIMITS } from '../../src/shared/params';
 import { loadRegistry, modelForDitFile, modelForRepo, partsOf, planDownload, RegistryError, registryModel, validateRegistry } from '../../src/inference/models/registry';
 import { PART_ROLES, Registry } from '../../src/shared/models';
 import { tempDir } from '../helpers/writeSafetensors';
@@ -161,7 +162,20 @@ describe('model registry (models/registry.json)', () => {
       bad((r) => (r.models[0].parts[1].files[0].path = '../ae.safetensors'), /files\[0\]\.path: must be a relative path/);
       bad((r) => (r.models[2].parts[1].from = 'flux3'), /from: no model "flux3"/);
       bad((r) => (r.models[0].parts[0].files[0].sha256 = 'abc'), /sha256: must be 64 lower-case hex digits/);
-      bad((r) => (r.models[1].defaults.steps = -1), /defaults\.steps: must be a number/);
+      bad((r) => (r.models[0].id = 'Flux Dev'), /^test\.json: models\[0\]\.id: must be lower-case letters/);
+      bad((r) => (r.models[0].name = ' '), /^test\.json: model "flux1-dev"\.name: must be a non-empty string/);
+      bad((r) => (r.models = {}), /^test\.json: models: must be a non-empty list/);
+      bad((r) => (r.models[0].sources.push({ ...r.models[0].sources[0] })), /model "flux1-dev"\.sources\[2\]\.hub: huggingface is listed twice/);
+    });
+
+    it("holds a model's defaults to params.ts's limits, and to the three fields it knows", () => {
+      bad((r) => (r.models[1].defaults.steps = -1), /model "flux1-schnell"\.defaults\.steps: steps must be a whole number from 1 to 200, got -1/);
+      bad((r) => (r.models[1].defaults.steps = LIMITS.steps.max + 1), /defaults\.steps: steps must be a whole number from 1 to 200/);
+      bad((r) => (r.models[1].defaults.t5MaxLength = 1), /defaults\.t5MaxLength: T5 max length must be a whole number from 2 to 4096/);
+      bad((r) => (r.models[1].defaults.sampler = 'euler'), /defaults\.sampler: is not a field \(the fields are steps, guidance, t5MaxLength\)/);
+      const r = structuredClone(loadRegistry());
+      r.models[1].defaults = { steps: LIMITS.steps.max, guidance: LIMITS.guidance.max, t5MaxLength: LIMITS.t5MaxLength.max };
+      assert.deepEqual(validateRegistry(r).models[1].defaults, r.models[1].defaults);
     });
 
     it('a registry file that is not JSON or cannot be read', () => {

@@ -6,6 +6,7 @@ import * as vscode from 'vscode';
 import { Configuration } from '../configuration';
 import { blockKey, History } from '../history';
 import { modelName } from '../settings';
+import { DEFAULTS, RANDOM_SEED } from '../../shared/params';
 import { fluxFileKey, parsed } from './documents';
 import { blockAtLine, effectiveValues } from './parser';
 
@@ -41,7 +42,7 @@ export class FluxHover implements vscode.HoverProvider {
       );
     } else {
       const d = this.config.settings.defaults;
-      const v = effectiveValues(doc, block, { steps: d.steps, width: d.width, height: d.height, guidance: d.guidance, seed: d.seed < 0 ? ('random' as const) : d.seed, count: 1 });
+      const v = effectiveValues(doc, block, { steps: d.steps, width: d.width, height: d.height, guidance: d.guidance, seed: d.seed === RANDOM_SEED ? ('random' as const) : d.seed, count: DEFAULTS.count });
       md.appendMarkdown(`${t('No image yet. A run would use:')}\n\n`);
       md.appendMarkdown(
         table([

@@ -14,8 +14,10 @@
 // A line is a parameter when it starts with one word and a colon (`seed: 42`); a line starting with
 // `\` is always prompt text (`\note: this is prompt`). Prompt lines are joined with a space.
 
+import * as v from 'valibot';
 import { checkTemplate, TemplateProblem } from '../../shared/fileName';
 import { closest } from '../../shared/didYouMean';
+import { Count, Guidance, Height, ImageParams, LIMITS, nearestSides, Steps, UsedSeed, Width } from '../../shared/params';
 
 export interface Position {
   line: number;
@@ -31,24 +33,12 @@ export interface Span {
 export const PARAM_KEYS = ['seed', 'steps', 'width', 'height', 'guidance', 'count', 'out'] as const;
 export type ParamKey = (typeof PARAM_KEYS)[number];
 
-export const LIMITS = {
-  steps: { min: 1, max: 200 },
-  size: { min: 64, max: 4096, multiple: 16 },
-  guidance: { min: 0, max: 100 },
-  count: { min: 1, max: 100 },
-  seed: { min: 0, max: Number.MAX_SAFE_INTEGER },
-} as const;
-
-export interface BlockValues {
-  /** 'random' draws a new seed for every image. */
-  seed?: number | 'random';
-  steps?: number;
-  width?: number;
-  height?: number;
-  guidance?: number;
-  count?: number;
+/** The values a block sets: params.ts's, with a seed of 'random' (a new one for every image), a count and a file name. */
+export type BlockValues = Partial<Omit<ImageParams, 'prompt' | 'seed'>> & {
+  seed?: ImageParams['seed'] | 'random';
+  count?: v.InferOutput<typeof Count>;
   out?: string;
-}
+};
 
 export interface ParamLine {
   /** As written. */
@@ -161,13 +151,6 @@ export function suggestKey(key: string): ParamKey | undefined {
   return closest(k, PARAM_KEYS);
 }
 
-/** Nearest multiples of `m` below and above `v` (within the size limits). */
-export function nearestMultiples(v: number, m = 16): [number, number] {
-  const lo = Math.max(LIMITS.size.min, Math.floor(v / m) * m);
-  const hi = Math.min(LIMITS.size.max, Math.ceil(v / m) * m);
-  return [lo, hi];
-}
-
 function parseInteger(s: string): number | undefined {
   if (!/^[+-]?\d+$/.test(s)) return undefined;
   const n = Number(s);
@@ -189,40 +172,40 @@ function parseValue(p: ParamLine, problems: FluxProblem[]): BlockValues[ParamKey
     problems.push({ code: 'emptyValue', severity: 'error', span: p.keySpan, args: { key: p.name } });
     return undefined;
   }
-  const integer = (min: number, max: number) => {
+  // The text is read here (where a value is not a number); whether the number is allowed is params.ts's call.
+  const check = (schema: v.GenericSchema<number, number>, n: number, range: { min: number; max: number }) => {
+    const r = v.safeParse(schema, n);
+    if (r.success) return n;
+    if (r.issues[0].type !== 'multiple_of') return void problem('outOfRange', { min: range.min, max: range.max });
+    const [lower, upper] = nearestSides(n);
+    const suggestion = n - lower < upper - n ? lower : upper;
+    return void problem('notMultipleOf16', { lower, upper, suggestion: String(suggestion) });
+  };
+  const integer = (schema: v.GenericSchema<number, number>, range: { min: number; max: number }) => {
     const n = parseInteger(p.value);
-    if (n === undefined) return void problem('notInteger', { min, max });
-    if (n < min || n > max) return void problem('outOfRange', { min, max });
-    return n;
+    if (n === undefined) return void problem('notInteger', { min: range.min, max: range.max });
+    return check(schema, n, range);
   };
   switch (p.name as ParamKey) {
     case 'seed': {
-      const v = p.value.toLowerCase();
-      if (v === 'random' || v === '-1') return 'random';
+      const s = p.value.toLowerCase();
+      if (s === 'random' || s === '-1') return 'random';
       const n = parseInteger(p.value);
-      if (n === undefined || n < 0) return void problem('badSeed', { max: LIMITS.seed.max });
+      if (n === undefined || !v.is(UsedSeed, n)) return void problem('badSeed', { max: LIMITS.seed.max });
       return n;
     }
     case 'steps':
-      return integer(LIMITS.steps.min, LIMITS.steps.max);
+      return integer(Steps, LIMITS.steps);
     case 'count':
-      return integer(LIMITS.count.min, LIMITS.count.max);
+      return integer(Count, LIMITS.count);
     case 'width':
-    case 'height': {
-      const n = integer(LIMITS.size.min, LIMITS.size.max);
-      if (n === undefined) return undefined;
-      if (n % LIMITS.size.multiple !== 0) {
-        const [lower, upper] = nearestMultiples(n);
-        const suggestion = n - lower < upper - n ? lower : upper;
-        return void problem('notMultipleOf16', { lower, upper, suggestion: String(suggestion) });
-      }
-      return n;
-    }
+      return integer(Width, LIMITS.side);
+    case 'height':
+      return integer(Height, LIMITS.side);
     case 'guidance': {
       const n = parseNumber(p.value);
-      if (n === undefined) return void problem('notNumber', { min: LIMITS.guidance.min, max: LIMITS.guidance.max });
-      if (n < LIMITS.guidance.min || n > LIMITS.guidance.max) return void problem('outOfRange', { min: LIMITS.guidance.min, max: LIMITS.guidance.max });
-      return n;
+      if (n === undefined) return void problem('notNumber', { ...LIMITS.guidance });
+      return check(Guidance, n, LIMITS.guidance);
     }
     case 'out': {
       const issues = checkTemplate(p.value);

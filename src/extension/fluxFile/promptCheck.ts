@@ -1,45 +1,23 @@
-// What the text encoders will make of a prompt: CLIP reads 77 tokens, T5 up to 512 and only the
-// languages of its vocabulary (mostly English). Tokenizing runs here in the extension host: it is
+// The prompt checks (inference/formats/promptCheck.ts, shared with the pipeline) for the editor.
+// Tokenizing runs here in the extension host: it is
 // pure JavaScript, loads in ~0.3 s once per tokenizer folder (lazily, cached) and encodes a prompt in
 // well under a millisecond, so diagnostics work while the server is stopped, without a round trip
 // per keystroke and even in an untrusted workspace (nothing is executed).
 
 import * as path from 'node:path';
+import { CLIP_MAX_TOKENS, PromptIssue, promptIssues } from '../../inference/formats/promptCheck';
 import type { TokenizeResult } from '../../inference/formats/tokenizers';
+import { DEFAULTS } from '../../shared/params';
 
-export const CLIP_MAX_TOKENS = 77;
-export const T5_MAX_TOKENS = 512;
-/** Above this share of unknown T5 tokens the prompt is mostly lost on T5. */
-export const T5_UNKNOWN_RATIO = 0.3;
+export type { PromptIssue } from '../../inference/formats/promptCheck';
 
 export interface PromptEncoders {
   clip(text: string): TokenizeResult;
   t5(text: string): TokenizeResult;
 }
 
-export type PromptIssue =
-  | { code: 'clipTruncated'; tokens: number; max: number; cutOffset: number }
-  | { code: 't5Truncated'; tokens: number; max: number; cutOffset: number }
-  | { code: 't5Unreadable'; percent: number; unknown: number };
-
-export function checkPrompt(prompt: string, enc: PromptEncoders, t5MaxLength = T5_MAX_TOKENS): PromptIssue[] {
-  const issues: PromptIssue[] = [];
-  const clip = enc.clip(prompt);
-  if (clip.truncated) {
-    issues.push({ code: 'clipTruncated', tokens: clip.untruncatedLength, max: CLIP_MAX_TOKENS, cutOffset: cutOffset(prompt, clip) });
-  }
-  const t5 = enc.t5(prompt);
-  if (t5.truncated) {
-    issues.push({ code: 't5Truncated', tokens: t5.untruncatedLength, max: t5MaxLength, cutOffset: cutOffset(prompt, t5) });
-  }
-  if (t5.unknownCount >= 1 && t5.unknownRatio >= T5_UNKNOWN_RATIO) {
-    issues.push({ code: 't5Unreadable', percent: Math.round(t5.unknownRatio * 100), unknown: t5.unknownCount });
-  }
-  return issues;
-}
-
-function cutOffset(prompt: string, r: TokenizeResult): number {
-  return r.truncatedText === undefined ? prompt.length : prompt.length - r.truncatedText.length;
+export function checkPrompt(prompt: string, enc: PromptEncoders, t5MaxLength: number = DEFAULTS.t5MaxLength): PromptIssue[] {
+  return promptIssues(prompt, enc.clip(prompt), enc.t5(prompt), t5MaxLength);
 }
 
 const cache = new Map<string, Promise<PromptEncoders>>();
@@ -48,7 +26,7 @@ const cache = new Map<string, Promise<PromptEncoders>>();
  * The encoders of a model folder (its tokenizer/ and tokenizer_2/), loaded once. Falls back to
  * `fallbackDir` (the bundled demo model's real FLUX.1-dev tokenizers) when the folder lacks them.
  */
-export function loadEncoders(modelDir: string | undefined, fallbackDir: string, t5MaxLength = T5_MAX_TOKENS): Promise<PromptEncoders> {
+export function loadEncoders(modelDir: string | undefined, fallbackDir: string, t5MaxLength: number = DEFAULTS.t5MaxLength): Promise<PromptEncoders> {
   const key = `${modelDir ?? ''}\u0000${fallbackDir}\u0000${t5MaxLength}`;
   let p = cache.get(key);
   if (!p) {

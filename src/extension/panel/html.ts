@@ -1,5 +1,6 @@
 // The panel's HTML: static markup with localized labels, a strict Content-Security-Policy, and the
-// script allowed by a per-load nonce.
+// script allowed by a per-load nonce. The inputs' min/max/step come with the `init` message
+// (params.ts's limits), so no limit is written here.
 
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
@@ -38,8 +39,8 @@ function strings(): Record<string, string> {
     done: t('Done'),
     failed: t('Failed: {0}'),
     cancelled: t('Cancelled'),
-    notMultiple: t('Width and height must be multiples of 16 (FLUX works on 16-pixel patches): try {0} × {1}.'),
-    outOfRange: t('Width and height must be from 64 to 4096.'),
+    notMultiple: t('Width and height must be multiples of {0} (FLUX works on {0}-pixel patches): try {1} × {2}.'),
+    outOfRange: t('Width and height must be from {0} to {1}.'),
     promptEmpty: t('Write a prompt first.'),
     open: t('Open'),
     copyPrompt: t('Copy prompt'),
@@ -85,18 +86,18 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
     <div class="field">
       <label for="seed">${e(t('Seed'))}</label>
       <div class="inline">
-        <input id="seed" type="number" min="0" step="1">
+        <input id="seed" type="number" step="1">
         <button type="button" id="dice" class="icon" title="${e(t('New random seed'))}" aria-label="${e(t('New random seed'))}"><svg viewBox="0 0 16 16" aria-hidden="true"><path d="M3 1h10a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H3a2 2 0 0 1-2-2V3a2 2 0 0 1 2-2zm0 1.2a.8.8 0 0 0-.8.8v10c0 .44.36.8.8.8h10a.8.8 0 0 0 .8-.8V3a.8.8 0 0 0-.8-.8H3zM4.8 3.6a1.2 1.2 0 1 1 0 2.4 1.2 1.2 0 0 1 0-2.4zm6.4 0a1.2 1.2 0 1 1 0 2.4 1.2 1.2 0 0 1 0-2.4zM8 6.8a1.2 1.2 0 1 1 0 2.4 1.2 1.2 0 0 1 0-2.4zM4.8 10a1.2 1.2 0 1 1 0 2.4 1.2 1.2 0 0 1 0-2.4zm6.4 0a1.2 1.2 0 1 1 0 2.4 1.2 1.2 0 0 1 0-2.4z"/></svg></button>
         <label class="check" title="${e(t('Keep this seed for the next images'))}"><input id="lock" type="checkbox"> <svg viewBox="0 0 16 16" aria-hidden="true"><path d="M5 7V5a3 3 0 0 1 6 0v2h1a1 1 0 0 1 1 1v6a1 1 0 0 1-1 1H4a1 1 0 0 1-1-1V8a1 1 0 0 1 1-1h1zm1.2 0h3.6V5a1.8 1.8 0 0 0-3.6 0v2z"/></svg> ${e(t('Lock'))}</label>
       </div>
     </div>
     <div class="field">
       <label for="steps">${e(t('Steps'))}</label>
-      <input id="steps" type="number" min="1" max="200" step="1">
+      <input id="steps" type="number" step="1">
     </div>
     <div class="field">
       <label for="guidance">${e(t('Guidance'))}</label>
-      <input id="guidance" type="number" min="0" max="100" step="0.1">
+      <input id="guidance" type="number" step="0.1">
     </div>
   </div>
   <div class="row">
@@ -106,11 +107,11 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
     </div>
     <div class="field">
       <label for="width">${e(t('Width'))}</label>
-      <input id="width" type="number" min="64" max="4096" step="16">
+      <input id="width" type="number">
     </div>
     <div class="field">
       <label for="height">${e(t('Height'))}</label>
-      <input id="height" type="number" min="64" max="4096" step="16">
+      <input id="height" type="number">
     </div>
   </div>
   <div id="sizeError" class="error" role="alert" hidden></div>

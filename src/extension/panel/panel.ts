@@ -10,7 +10,7 @@ import { History, HistoryEntry } from '../history';
 import { isActive, Job, Jobs } from '../jobs';
 import { modelName, usesDemoModel } from '../settings';
 import { panelHtml } from './html';
-import { FromWebview, GalleryItem, JobView, PanelForm, PanelParams, ToWebview, validateFromWebview } from './protocol';
+import { FromWebview, GalleryItem, initMessage, JobView, PanelForm, PanelParams, ToWebview, validateFromWebview } from './protocol';
 
 export const PANEL_VIEW_TYPE = 'majicflux.panel';
 const FORM_KEY = 'majicflux.panelForm';
@@ -103,16 +103,17 @@ export class GenerationPanel implements vscode.Disposable {
   private async handle(m: FromWebview): Promise<void> {
     switch (m.type) {
       case 'ready':
-        return void this.post({
-          type: 'init',
-          defaults: this.defaults(),
-          form: this.deps.workspaceState.get<PanelForm>(FORM_KEY),
-          history: this.gallery(),
-          job: this.job ? this.view(this.job) : undefined,
-          demo: usesDemoModel(this.deps.config.settings),
-          trusted: vscode.workspace.isTrusted,
-          model: modelName(this.deps.config.settings),
-        });
+        return void this.post(
+          initMessage({
+            defaults: this.defaults(),
+            form: this.deps.workspaceState.get<PanelForm>(FORM_KEY),
+            history: this.gallery(),
+            job: this.job ? this.view(this.job) : undefined,
+            demo: usesDemoModel(this.deps.config.settings),
+            trusted: vscode.workspace.isTrusted,
+            model: modelName(this.deps.config.settings),
+          }),
+        );
       case 'saveForm':
         return void this.deps.workspaceState.update(FORM_KEY, m.form);
       case 'generate':

@@ -2,51 +2,59 @@
 // input: validateFromWebview accepts only the declared shapes, rebuilt from known fields, with
 // numbers in range. Images are named by history ids, never by file paths.
 
-import { LIMITS } from '../fluxFile/parser';
+import * as v from 'valibot';
+import { Guidance, Height, IMAGE_PARAMS, ImageParams, LIMITS, Prompt, Seed, Steps, Width } from '../../shared/params';
 
-export interface PanelParams {
-  prompt: string;
-  seed: number;
-  steps: number;
-  width: number;
-  height: number;
-  guidance: number;
-}
+/** What Generate sends: params.ts's image parameters, a prompt with some text and a whole seed (-1 draws one). */
+const PanelParamsSchema = v.object({
+  prompt: v.pipe(Prompt, v.check((p) => p.trim() !== '')),
+  seed: v.pipe(v.number(), v.integer(), Seed),
+  steps: Steps,
+  width: Width,
+  height: Height,
+  guidance: Guidance,
+});
+// The schema's output is checked against this where a validated message is handled (panel.ts).
+export type PanelParams = ImageParams;
 
-export type HistoryAction = 'open' | 'copyPrompt' | 'rerun' | 'reveal';
+const ACTIONS = ['open', 'copyPrompt', 'rerun', 'reveal'] as const;
+export type HistoryAction = (typeof ACTIONS)[number];
+
+// A half-typed number is kept (the form is restored as it was); anything else is dropped.
+const orDropped = <S extends v.GenericSchema>(s: S) => v.optional(v.union([s, v.pipe(v.unknown(), v.transform(() => undefined))]));
+const FormNumber = orDropped(v.pipe(v.number(), v.finite(), v.minValue(-1), v.maxValue(LIMITS.seed.max)));
+const NUMBER_FIELDS = IMAGE_PARAMS.filter((k) => k !== 'prompt');
 
 /** The form as the user left it (may hold values that do not validate yet). */
-export interface PanelForm {
-  prompt: string;
-  seed?: number;
-  lock?: boolean;
-  steps?: number;
-  guidance?: number;
-  width?: number;
-  height?: number;
-}
+const PanelFormSchema = v.pipe(
+  v.object({
+    prompt: Prompt,
+    lock: orDropped(v.boolean()),
+    ...(Object.fromEntries(NUMBER_FIELDS.map((k) => [k, FormNumber])) as Record<(typeof NUMBER_FIELDS)[number], typeof FormNumber>),
+  }),
+  v.transform((f) => Object.fromEntries(Object.entries(f).filter(([, x]) => x !== undefined)) as typeof f),
+);
+export type PanelForm = v.InferOutput<typeof PanelFormSchema>;
 
-export type FromWebview =
-  | { type: 'ready' }
-  | { type: 'saveForm'; form: PanelForm }
-  | { type: 'generate'; params: PanelParams }
-  | { type: 'cancel' }
-  | { type: 'history'; action: HistoryAction; id: string };
+const ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-export interface GalleryItem {
+const FromWebviewSchema = v.variant('type', [
+  v.object({ type: v.literal('ready') }),
+  v.object({ type: v.literal('cancel') }),
+  v.object({ type: v.literal('saveForm'), form: PanelFormSchema }),
+  v.object({ type: v.literal('generate'), params: PanelParamsSchema }),
+  v.object({ type: v.literal('history'), action: v.picklist(ACTIONS), id: v.pipe(v.string(), v.regex(ID_RE)) }),
+]);
+export type FromWebview = v.InferOutput<typeof FromWebviewSchema>;
+
+export type GalleryItem = ImageParams & {
   id: string;
   /** A webview resource URI (asWebviewUri), not a path. */
   src: string;
   name: string;
-  prompt: string;
-  seed: number;
-  steps: number;
-  width: number;
-  height: number;
-  guidance: number;
   model: string;
   created: number;
-}
+};
 
 export interface JobView {
   state: 'pending' | 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
@@ -61,64 +69,34 @@ export interface JobView {
   queued: number;
 }
 
+/** The numbers the form checks against (min, max, step), params.ts's: the webview keeps no copy. */
+export const PANEL_LIMITS = { steps: LIMITS.steps, side: LIMITS.side, guidance: LIMITS.guidance, seed: LIMITS.seed };
+
+export interface InitMessage {
+  type: 'init';
+  defaults: PanelParams;
+  limits: typeof PANEL_LIMITS;
+  form?: PanelForm;
+  history: GalleryItem[];
+  job?: JobView;
+  demo: boolean;
+  trusted: boolean;
+  model: string;
+}
+
 export type ToWebview =
-  | { type: 'init'; defaults: PanelParams; form?: PanelForm; history: GalleryItem[]; job?: JobView; demo: boolean; trusted: boolean; model: string }
+  | InitMessage
   | { type: 'job'; job: JobView }
   | { type: 'history'; items: GalleryItem[] }
   | { type: 'prefill'; params: Partial<PanelParams> };
 
-export const MAX_PROMPT_CHARS = 20_000;
-const ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const ACTIONS: readonly HistoryAction[] = ['open', 'copyPrompt', 'rerun', 'reveal'];
-
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isInt = (v: unknown, min: number, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
-
-export function validateParams(v: unknown): PanelParams | undefined {
-  if (!isObj(v)) return undefined;
-  const { prompt, seed, steps, width, height, guidance } = v;
-  if (typeof prompt !== 'string' || !prompt.trim() || prompt.length > MAX_PROMPT_CHARS) return undefined;
-  if (!isInt(seed, -1, LIMITS.seed.max)) return undefined;
-  if (!isInt(steps, LIMITS.steps.min, LIMITS.steps.max)) return undefined;
-  for (const s of [width, height]) if (!isInt(s, LIMITS.size.min, LIMITS.size.max) || s % LIMITS.size.multiple !== 0) return undefined;
-  if (typeof guidance !== 'number' || !Number.isFinite(guidance) || guidance < LIMITS.guidance.min || guidance > LIMITS.guidance.max) return undefined;
-  return { prompt, seed, steps, width: width as number, height: height as number, guidance };
+/** The first message: the form's defaults and limits, and what the panel shows. */
+export function initMessage(m: Omit<InitMessage, 'type' | 'limits'>): InitMessage {
+  return { type: 'init', limits: PANEL_LIMITS, ...m };
 }
 
-export function validateForm(v: unknown): PanelForm | undefined {
-  if (!isObj(v) || typeof v.prompt !== 'string' || v.prompt.length > MAX_PROMPT_CHARS) return undefined;
-  const form: PanelForm = { prompt: v.prompt };
-  for (const k of ['seed', 'steps', 'guidance', 'width', 'height'] as const) {
-    const n = v[k];
-    if (typeof n === 'number' && Number.isFinite(n) && n >= -1 && n <= LIMITS.seed.max) form[k] = n;
-  }
-  if (typeof v.lock === 'boolean') form.lock = v.lock;
-  return form;
-}
-
-/** The message if it is one of the declared shapes, else undefined (and it is ignored). */
-export function validateFromWebview(v: unknown): FromWebview | undefined {
-  if (!isObj(v) || typeof v.type !== 'string') return undefined;
-  switch (v.type) {
-    case 'ready':
-      return { type: 'ready' };
-    case 'cancel':
-      return { type: 'cancel' };
-    case 'saveForm': {
-      const form = validateForm(v.form);
-      return form ? { type: 'saveForm', form } : undefined;
-    }
-    case 'generate': {
-      const params = validateParams(v.params);
-      return params ? { type: 'generate', params } : undefined;
-    }
-    case 'history': {
-      const { action, id } = v;
-      if (typeof action !== 'string' || !(ACTIONS as readonly string[]).includes(action)) return undefined;
-      if (typeof id !== 'string' || !ID_RE.test(id)) return undefined;
-      return { type: 'history', action: action as HistoryAction, id };
-    }
-    default:
-      return undefined;
-  }
+/** The message if it is one of the declared shapes, rebuilt from its declared fields; else undefined (and it is ignored). */
+export function validateFromWebview(m: unknown): FromWebview | undefined {
+  const r = v.safeParse(FromWebviewSchema, m);
+  return r.success ? r.output : undefined;
 }

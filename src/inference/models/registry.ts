@@ -10,9 +10,10 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as v from 'valibot';
 import { ModelSpec, UserError } from '../../shared/api';
 import bundledRegistry from '../../../models/registry.json';
-import { DownloadItem, DownloadRequest, HUB_NAMES, HubName, HubRepo, PART_ROLES, PartRole, Registry, RegistryFile, RegistryModel, RegistryPart } from '../../shared/models';
+import { DownloadItem, DownloadRequest, HUB_NAMES, HubName, HubRepo, PART_ROLES, PartRole, Registry, RegistryFile, RegistryModel, RegistryModelSchema, RegistryPart, RegistrySchema } from '../../shared/models';
 
 /** A registry problem: names the file and what is wrong, for the user. */
 export class RegistryError extends UserError {
@@ -50,96 +51,64 @@ export function loadRegistry(file?: string): Registry {
   return validateRegistry(json, abs);
 }
 
-const ID = /^[a-z0-9][a-z0-9._-]*$/;
-const REPO = /^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/;
-const SHA256 = /^[0-9a-f]{64}$/;
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
 /** Checks a parsed registry; `where` names it in errors. Returns it typed (unknown keys are kept). */
 export function validateRegistry(json: unknown, where = 'registry'): Registry {
   const fail = (at: string, problem: string): never => {
     throw new RegistryError(where, `${at}: ${problem}`);
   };
-  if (!isObject(json)) fail('top level', 'must be a JSON object with "version" and "models"');
-  const j = json as Record<string, unknown>;
-  if (j.version !== 1) fail('version', `must be 1, found ${JSON.stringify(j.version)}`);
-  if (!Array.isArray(j.models) || j.models.length === 0) fail('models', 'must be a non-empty list');
-  const models = j.models as unknown[];
+  const r = v.safeParse(RegistrySchema, json);
+  if (!r.success) return fail(issuePlace(json, r.issues[0].path ?? []), r.issues[0].message);
+  const registry = r.output;
+  // What the schema cannot see: the relations between entries.
   const ids = new Set<string>();
-  models.forEach((m, i) => {
-    const at = `models[${i}]`;
-    if (!isObject(m)) fail(at, 'must be an object');
-    const model = m as Record<string, unknown>;
-    if (typeof model.id !== 'string' || !ID.test(model.id)) fail(`${at}.id`, `must be lower-case letters, digits, ".", "_" or "-", found ${JSON.stringify(model.id)}`);
-    const id = model.id as string;
-    const mat = `model "${id}"`;
-    if (ids.has(id)) fail(mat, 'the id is used twice');
-    ids.add(id);
-    for (const k of ['name', 'description'] as const) if (typeof model[k] !== 'string' || !(model[k] as string).trim()) fail(`${mat}.${k}`, 'must be a non-empty string');
-    if (!Array.isArray(model.sources) || model.sources.length === 0) fail(`${mat}.sources`, 'must list at least one hub repository');
+  for (const model of registry.models) {
+    const mat = `model "${model.id}"`;
+    if (ids.has(model.id)) fail(mat, 'the id is used twice');
+    ids.add(model.id);
     const hubs = new Set<string>();
-    (model.sources as unknown[]).forEach((s, k) => {
-      const sat = `${mat}.sources[${k}]`;
-      if (!isObject(s)) fail(sat, 'must be an object');
-      const src = s as Record<string, unknown>;
-      if (!HUB_NAMES.includes(src.hub as HubName)) fail(`${sat}.hub`, `must be one of ${HUB_NAMES.join(', ')}, found ${JSON.stringify(src.hub)}`);
-      if (hubs.has(src.hub as string)) fail(`${sat}.hub`, `${src.hub} is listed twice`);
-      hubs.add(src.hub as string);
-      if (typeof src.repo !== 'string' || !REPO.test(src.repo)) fail(`${sat}.repo`, `must be "owner/name", found ${JSON.stringify(src.repo)}`);
-      if (src.revision !== undefined && (typeof src.revision !== 'string' || !src.revision)) fail(`${sat}.revision`, 'must be a non-empty string');
-      if (src.gated !== undefined && typeof src.gated !== 'boolean') fail(`${sat}.gated`, 'must be true or false');
-      if (src.licenceUrl !== undefined && (typeof src.licenceUrl !== 'string' || !/^https:\/\//.test(src.licenceUrl))) fail(`${sat}.licenceUrl`, 'must be an https:// URL');
+    model.sources.forEach((src, k) => {
+      if (hubs.has(src.hub)) fail(`${mat}.sources[${k}].hub`, `${src.hub} is listed twice`);
+      hubs.add(src.hub);
     });
-    if (model.defaults !== undefined) {
-      if (!isObject(model.defaults)) fail(`${mat}.defaults`, 'must be an object');
-      const d = model.defaults as Record<string, unknown>;
-      for (const [k, v] of Object.entries(d)) {
-        if (!['steps', 'guidance', 't5MaxLength'].includes(k)) fail(`${mat}.defaults`, `unknown field "${k}" (steps, guidance, t5MaxLength)`);
-        if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) fail(`${mat}.defaults.${k}`, `must be a number ≥ 0, found ${JSON.stringify(v)}`);
-      }
-    }
-    if (!Array.isArray(model.parts)) fail(`${mat}.parts`, 'must be a list');
     const roles = new Set<string>();
-    (model.parts as unknown[]).forEach((p, k) => {
+    model.parts.forEach((part, k) => {
       const pat = `${mat}.parts[${k}]`;
-      if (!isObject(p)) fail(pat, 'must be an object');
-      const part = p as Record<string, unknown>;
-      if (!PART_ROLES.includes(part.role as PartRole)) fail(`${pat}.role`, `must be one of ${PART_ROLES.join(', ')}, found ${JSON.stringify(part.role)}`);
-      if (roles.has(part.role as string)) fail(`${pat}.role`, `"${part.role}" is listed twice`);
-      roles.add(part.role as string);
-      if (part.from !== undefined && (typeof part.from !== 'string' || part.from === id)) fail(`${pat}.from`, 'must be the id of another model');
-      if (!Array.isArray(part.files) || part.files.length === 0) fail(`${pat}.files`, 'must list at least one file');
+      if (roles.has(part.role)) fail(`${pat}.role`, `"${part.role}" is listed twice`);
+      roles.add(part.role);
+      if (part.from === model.id) fail(`${pat}.from`, 'must be the id of another model');
       const paths = new Set<string>();
-      (part.files as unknown[]).forEach((f, n) => {
-        const fat = `${pat}.files[${n}]`;
-        if (!isObject(f)) fail(fat, 'must be an object with a "path"');
-        const file = f as Record<string, unknown>;
-        if (typeof file.path !== 'string' || !safeRepoPath(file.path)) fail(`${fat}.path`, `must be a relative path inside the repository (no "..", no leading "/"), found ${JSON.stringify(file.path)}`);
-        if (paths.has(file.path as string)) fail(`${fat}.path`, `${file.path} is listed twice`);
-        paths.add(file.path as string);
-        if (file.size !== undefined && (!Number.isSafeInteger(file.size) || (file.size as number) < 0)) fail(`${fat}.size`, 'must be a whole number of bytes');
-        if (file.sha256 !== undefined && file.sha256 !== '' && (typeof file.sha256 !== 'string' || !SHA256.test(file.sha256))) fail(`${fat}.sha256`, 'must be 64 lower-case hex digits (or left out when unknown)');
+      part.files.forEach((file, n) => {
+        if (paths.has(file.path)) fail(`${pat}.files[${n}].path`, `${file.path} is listed twice`);
+        paths.add(file.path);
       });
-      if (part.dtypes !== undefined && (!Array.isArray(part.dtypes) || !part.dtypes.every((d) => typeof d === 'string' && d))) fail(`${pat}.dtypes`, 'must be a list of dtype names such as "BF16"');
     });
-    const lacking = PART_ROLES.filter((r) => !roles.has(r));
+    const lacking = PART_ROLES.filter((role) => !roles.has(role));
     if (lacking.length) fail(`${mat}.parts`, `lacks ${lacking.join(', ')} (every model needs ${PART_ROLES.join(', ')})`);
-  });
+  }
   // References between models, once every id is known.
-  for (const m of models as RegistryModel[]) {
+  for (const m of registry.models) {
     for (const p of m.parts) {
       if (p.from === undefined) continue;
-      const base = (models as RegistryModel[]).find((x) => x.id === p.from);
+      const base = registry.models.find((x) => x.id === p.from);
       if (!base) fail(`model "${m.id}".parts (${p.role}).from`, `no model "${p.from}" in the registry`);
       if (base!.parts.find((x) => x.role === p.role)?.from !== undefined) fail(`model "${m.id}".parts (${p.role}).from`, `"${p.from}" itself takes its ${p.role} from another model: point at that one`);
     }
   }
-  return json as Registry;
+  return registry;
 }
 
-function safeRepoPath(p: string): boolean {
-  return p.length > 0 && !p.startsWith('/') && !p.includes('\\') && !/^[A-Za-z]:/.test(p) && p.split('/').every((s) => s !== '' && s !== '.' && s !== '..');
+/** Where an issue is, as a reader finds it: `model "flux1-dev".sources[0].hub` (a model by its id once it has a usable one). */
+function issuePlace(json: unknown, path: readonly { key: unknown }[]): string {
+  if (!path.length) return 'top level';
+  let at = '';
+  let node: unknown = json;
+  path.forEach(({ key }, k) => {
+    node = typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[key as string] : undefined;
+    const id = k === 1 ? (node as { id?: unknown } | undefined)?.id : undefined;
+    if (id !== undefined && v.is(RegistryModelSchema.entries.id, id) && path[2]?.key !== 'id') at = `model "${id}"`;
+    else at += typeof key === 'number' ? `[${key}]` : at ? `.${String(key)}` : String(key);
+  });
+  return at;
 }
 
 /** One registry model by id; a UserError lists the known ids. */

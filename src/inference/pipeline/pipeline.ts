@@ -22,6 +22,7 @@ import {
   eulerStep, flowMatchSchedule, imageIds, initialLatents, latentShape, latentToPreviewRGB, randomSeed, readSchedulerConfig, SchedulerConfig, textIds, unpackLatents,
 } from './sampler';
 import { ClipTokenizer, T5Tokenizer } from '../formats/tokenizers';
+import { CLIP_MAX_TOKENS, promptIssues, promptNote } from '../formats/promptCheck';
 import { cacheRoot } from '../system/userDirs';
 
 /** The release, from package.json (esbuild keeps only this field of it). */
@@ -164,11 +165,9 @@ export class FluxPipeline {
     } else {
       emb = await stage('text', async () => {
         const tokenizers = await this.tokenizers();
-        const clipIds = tokenizers.clip.encode(params.prompt, 77);
+        const clipIds = tokenizers.clip.encode(params.prompt, CLIP_MAX_TOKENS);
         const t5Ids = tokenizers.t5.encode(params.prompt, t5MaxLength);
-        if (clipIds.truncated) notes.push(`CLIP sees only the first 77 tokens; cut: "${clipIds.truncatedText ?? ''}"`);
-        if (t5Ids.truncated) notes.push(`T5 sees only the first ${t5MaxLength} tokens`);
-        if (t5Ids.unknownRatio > 0.3) notes.push(`T5 could not read ${Math.round(t5Ids.unknownRatio * 100)}% of the prompt's tokens (T5 knows English best)`);
+        for (const issue of promptIssues(params.prompt, clipIds, t5Ids, t5MaxLength)) notes.push(promptNote(issue, params.prompt));
         const clip = await this.ensure('clip');
         const { pooled } = await clip.encode(clipIds.ids);
         if (mode === 'sequential') await this.unload(['clip']);

@@ -1,0 +1,119 @@
+// Issue 14's acceptance test: every surface that states or checks a generation's parameters uses
+// params.ts's numbers. A surface is one entry below: what it states (compared with what params.ts
+// says it should state) and/or what it accepts (walked at each limit and one step past it).
+
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseFlux } from '../../src/extension/fluxFile/parser';
+import { initMessage, validateFromWebview } from '../../src/extension/panel/protocol';
+import { validateSettings } from '../../src/extension/settings';
+import { DEFAULTS, LIMITS, RANDOM_SEED } from '../../src/shared/params';
+
+const ROOT = path.join(__dirname, '..', '..');
+
+type Field = 'steps' | 'width' | 'height' | 'guidance' | 'seed' | 'count';
+
+/** Each field's accepted range and the step past its ends that must be refused. */
+const RANGES: Record<Field, { min: number; max: number; past: number }> = {
+  steps: { ...LIMITS.steps, past: 1 },
+  width: { min: LIMITS.side.min, max: LIMITS.side.max, past: LIMITS.side.multiple },
+  height: { min: LIMITS.side.min, max: LIMITS.side.max, past: LIMITS.side.multiple },
+  guidance: { ...LIMITS.guidance, past: 1 },
+  // -1 is the random marker everywhere, so the walk below the range starts one further down.
+  seed: { min: RANDOM_SEED, max: LIMITS.seed.max, past: 1 },
+  count: { ...LIMITS.count, past: 1 },
+};
+
+interface Surface {
+  name: string;
+  /** What the surface states about the limits, and what params.ts says it should state. */
+  states?: () => { actual: unknown; expected: unknown };
+  /** The fields it checks, and whether it takes `value` for `field` (everything else at a good value). */
+  fields?: Field[];
+  accepts?: (field: Field, value: number) => boolean;
+}
+
+const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+// `configuration` is one object or a list of sections.
+const setting = (key: string) => [pkg.contributes.configuration].flat().map((c: { properties: Record<string, Record<string, unknown>> }) => c.properties[`majicflux.${key}`]).find(Boolean);
+const GOOD = { prompt: 'a lighthouse', seed: 42, steps: 4, width: 512, height: 768, guidance: 3.5 };
+
+const SURFACES: Surface[] = [
+  {
+    name: "package.json's majicflux.defaults.* settings",
+    states: () => {
+      const s = (k: string, extra: string[] = []) => {
+        const p = setting(`defaults.${k}`);
+        return Object.fromEntries(['minimum', 'maximum', 'default', ...extra].map((f) => [f, p?.[f]]));
+      };
+      const side = (d: number) => ({ minimum: LIMITS.side.min, maximum: LIMITS.side.max, default: d, multipleOf: LIMITS.side.multiple });
+      return {
+        actual: { steps: s('steps'), width: s('width', ['multipleOf']), height: s('height', ['multipleOf']), guidance: s('guidance'), seed: s('seed') },
+        expected: {
+          steps: { minimum: LIMITS.steps.min, maximum: LIMITS.steps.max, default: DEFAULTS.steps },
+          width: side(DEFAULTS.width),
+          height: side(DEFAULTS.height),
+          guidance: { minimum: LIMITS.guidance.min, maximum: LIMITS.guidance.max, default: DEFAULTS.guidance },
+          seed: { minimum: RANDOM_SEED, maximum: LIMITS.seed.max, default: DEFAULTS.seed },
+        },
+      };
+    },
+  },
+  {
+    name: 'settings validation (majicflux.defaults.*)',
+    fields: ['steps', 'width', 'height', 'guidance', 'seed'],
+    accepts: (field, value) => {
+      const { settings, problems } = validateSettings((k) => (k === `defaults.${field}` ? value : undefined));
+      return problems.length === 0 && settings.defaults[field as 'steps'] === value;
+    },
+  },
+  {
+    name: "the panel's init message (the limits the webview's form uses)",
+    states: () => ({
+      actual: initMessage({ defaults: { ...GOOD, prompt: '' }, history: [], demo: false, trusted: true, model: 'demo' }).limits,
+      expected: { steps: LIMITS.steps, side: LIMITS.side, guidance: LIMITS.guidance, seed: LIMITS.seed },
+    }),
+  },
+  {
+    name: "the panel's validator (Generate from the webview)",
+    fields: ['steps', 'width', 'height', 'guidance', 'seed'],
+    accepts: (field, value) => validateFromWebview({ type: 'generate', params: { ...GOOD, [field]: value } }) !== undefined,
+  },
+  {
+    name: 'the .flux parser',
+    fields: ['steps', 'width', 'height', 'guidance', 'seed', 'count'],
+    accepts: (field, value) => {
+      const doc = parseFlux(`a lighthouse\n${field}: ${value}\n`);
+      const got = doc.blocks[0].values[field];
+      return doc.problems.length === 0 && (got === value || (value === RANDOM_SEED && got === 'random'));
+    },
+  },
+];
+
+describe("params-limits: every surface uses params.ts's numbers", () => {
+  for (const s of SURFACES) {
+    if (s.states) {
+      it(`${s.name} states params.ts's limits and defaults`, () => {
+        const { actual, expected } = s.states!();
+        assert.deepEqual(actual, expected);
+      });
+    }
+    if (s.accepts) {
+      it(`${s.name} accepts each limit and refuses one step past it`, () => {
+        for (const field of s.fields!) {
+          const { min, max, past } = RANGES[field];
+          for (const ok of [min, max]) assert.equal(s.accepts!(field, ok), true, `${field} ${ok} refused`);
+          for (const bad of [min - past, max + past, max + 1]) assert.equal(s.accepts!(field, bad), false, `${field} ${bad} accepted`);
+        }
+      });
+    }
+  }
+
+  it('no limit params.ts owns is written into the panel\'s HTML or script', () => {
+    const html = fs.readFileSync(path.join(ROOT, 'src', 'extension', 'panel', 'html.ts'), 'utf8');
+    const script = fs.readFileSync(path.join(ROOT, 'media', 'panel.js'), 'utf8');
+    assert.doesNotMatch(html, /\b(min|max)="/);
+    for (const n of [LIMITS.side.min, LIMITS.side.max, LIMITS.steps.max, 4096]) assert.doesNotMatch(script, new RegExp(`\\b${n}\\b`), `panel.js has ${n}`);
+  });
+});
