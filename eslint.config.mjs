@@ -23,6 +23,8 @@ export const EXTENSION_MAY_LOAD = [
   'src/inference/system/regularFile',
   // The prompt check's rules, shared by the .flux diagnostics and the CLI: string logic only.
   'src/inference/formats/promptCheck',
+  // The never-overwrite naming rule (name-1.png, …) the extension and the server share: node:fs only.
+  'src/inference/system/freeName',
 ];
 
 const NATIVE = ['onnxruntime-node', 'sharp'];
