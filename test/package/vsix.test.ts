@@ -100,7 +100,7 @@ const FORBIDDEN: [RegExp, string][] = [
   [/^extension\/dist\/(cli|bench|gpu-probe)\.js$/, 'a dist entry the extension does not run'],
   [/^extension\/docs\/bench\//, 'benchmark data'],
   [/^extension\/(tsconfig\.json|esbuild\.config\.mjs|\.mocharc\.json|package-lock\.json|\.gitignore|\.vscodeignore)$/, 'a build file'],
-  [/^extension\/node_modules\/(@huggingface|protobufjs|@protobufjs|long|@types|undici-types|typescript|esbuild|@esbuild|mocha|tsx|@vscode)\//, 'a package esbuild bundled or a devDependency'],
+  [/^extension\/node_modules\/(@huggingface|protobufjs|@protobufjs|long|@types|undici-types|typescript|esbuild|@esbuild|mocha|tsx|@vscode|eslint|@eslint|typescript-eslint|@typescript-eslint)\//, 'a package esbuild bundled or a devDependency'],
   [/\.vsix$/, 'a package inside the package'],
 ];
 

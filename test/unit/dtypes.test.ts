@@ -1,7 +1,7 @@
 import * as assert from 'node:assert/strict';
 import {
   bf16ToF32, DTYPE_BYTES, E4M3_MAX, E4M3_TO_F32, E5M2_TO_F32, f16ToF32, f32ToBf16, f32ToE4M3, f32ToF16,
-  float32ToF16Bits, isDType, toFloat16Bits, toFloat32,
+  DType, float32ToF16Bits, isDType, toFloat16Bits, toFloat32,
 } from '../../src/inference/formats/dtypes';
 
 // Reference decoders written from the format definitions, building float32 bit patterns directly
@@ -100,8 +100,36 @@ function sameFloat(actual: number, expected: number, what: string): void {
 const hex = (n: number, w = 4) => `0x${n.toString(16).padStart(w, '0')}`;
 
 describe('dtypes', () => {
-  it('knows the byte size of every safetensors dtype it accepts', () => {
-    assert.deepEqual(DTYPE_BYTES, { F64: 8, F32: 4, F16: 2, BF16: 2, F8_E4M3: 1, F8_E5M2: 1, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1 });
+  it('reads every safetensors dtype it accepts at its own element size, little-endian', () => {
+    // [1, 2, -3] (or [1, 2, 3] unsigned; BOOL [1, 0, 1]) written with Buffer's writers and the
+    // formats' own bit patterns, not with this module: its element sizes must agree with them.
+    const three = (size: number, put: (b: Buffer, v: number, at: number) => void, values = [1, 2, -3]) => {
+      const b = Buffer.alloc(3 * size);
+      values.forEach((v, i) => put(b, v, i * size));
+      return b;
+    };
+    const cases: [DType, Buffer, number[]][] = [
+      ['F64', three(8, (b, v, o) => b.writeDoubleLE(v, o)), [1, 2, -3]],
+      ['F32', three(4, (b, v, o) => b.writeFloatLE(v, o)), [1, 2, -3]],
+      ['F16', Buffer.from([0x00, 0x3c, 0x00, 0x40, 0x00, 0xc2]), [1, 2, -3]],
+      ['BF16', Buffer.from([0x80, 0x3f, 0x00, 0x40, 0x40, 0xc0]), [1, 2, -3]],
+      ['F8_E4M3', Buffer.from([0x38, 0x40, 0xc4]), [1, 2, -3]],
+      ['F8_E5M2', Buffer.from([0x3c, 0x40, 0xc2]), [1, 2, -3]],
+      ['I64', three(8, (b, v, o) => b.writeBigInt64LE(BigInt(v), o)), [1, 2, -3]],
+      ['I32', three(4, (b, v, o) => b.writeInt32LE(v, o)), [1, 2, -3]],
+      ['I16', three(2, (b, v, o) => b.writeInt16LE(v, o)), [1, 2, -3]],
+      ['I8', three(1, (b, v, o) => b.writeInt8(v, o)), [1, 2, -3]],
+      ['U64', three(8, (b, v, o) => b.writeBigUInt64LE(BigInt(v), o), [1, 2, 3]), [1, 2, 3]],
+      ['U32', three(4, (b, v, o) => b.writeUInt32LE(v, o), [1, 2, 3]), [1, 2, 3]],
+      ['U16', three(2, (b, v, o) => b.writeUInt16LE(v, o), [1, 2, 3]), [1, 2, 3]],
+      ['U8', Buffer.from([1, 2, 3]), [1, 2, 3]],
+      ['BOOL', Buffer.from([1, 0, 1]), [1, 0, 1]],
+    ];
+    assert.deepEqual(cases.map(([d]) => d).sort(), Object.keys(DTYPE_BYTES).sort(), 'every dtype is covered');
+    for (const [dtype, bytes, values] of cases) {
+      assert.deepEqual([...toFloat32(new Uint8Array(bytes), dtype)], values, dtype);
+      if (bytes.length > 3) assert.throws(() => toFloat32(new Uint8Array(bytes.subarray(0, bytes.length - 1)), dtype), RangeError, `${dtype}: a partial element`);
+    }
     assert.ok(isDType('BF16'));
     assert.ok(!isDType('F8_E4M3FNUZ'));
     assert.ok(!isDType('toString'));
@@ -119,7 +147,7 @@ describe('dtypes', () => {
       assert.ok(![...E4M3_TO_F32].some((v) => !Number.isFinite(v) && !Number.isNaN(v)), 'no infinities');
       assert.equal(E4M3_TO_F32[0x7e], 448);
       assert.equal(E4M3_TO_F32[0xfe], -448);
-      assert.equal(E4M3_MAX, 448);
+      assert.equal(E4M3_MAX, Math.max(...E4M3_TO_F32.filter(Number.isFinite)), 'E4M3_MAX is the largest finite code');
       for (let m = 0; m < 8; m++) assert.equal(E4M3_TO_F32[m], m * 2 ** -9);
       assert.equal(E4M3_TO_F32[0x08], 2 ** -6); // smallest normal
       assert.equal(E4M3_TO_F32[0x38], 1);

@@ -487,7 +487,9 @@ describe("safetensors reader: the format's own rules (issue 16)", () => {
   });
 
   it("uses safetensors' header limit of 100,000,000 bytes", () => {
-    assert.equal(MAX_HEADER_BYTES, 100_000_000);
+    // exactly at the limit: refused only because this small file is shorter than that
+    const at100m = writeRawSafetensors(at('at-limit.safetensors'), { a: f32(4, 0) }, 16, 100_000_000n);
+    throwsAbout(() => SafetensorsFile.open(at100m), at100m, /its header length goes beyond the end of the \d+-byte file/);
     const f = writeRawSafetensors(at('over-limit.safetensors'), { a: f32(4, 0) }, 16, 100_000_001n);
     throwsAbout(() => SafetensorsFile.open(f), f, /its header length is over the 100000000-byte limit/);
   });
