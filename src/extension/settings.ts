@@ -5,7 +5,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as v from 'valibot';
-import { WEIGHT_CHOICES } from '../shared/api';
+import { COMPONENTS, EP_CHOICES, MEMORY_MODES, WEIGHT_CHOICES } from '../shared/api';
 import type { ComponentName, EpChoice, MemoryMode, ModelSpec, WeightChoice } from '../shared/api';
 import type { ServerSettings } from '../shared/protocol';
 import { checkTemplate, DEFAULT_TEMPLATE } from '../shared/fileName';
@@ -16,9 +16,6 @@ import { templateArgs } from './fluxFile/parser';
 export const SECTION = 'majicflux';
 
 export const WEIGHT_FORMATS: readonly WeightChoice[] = WEIGHT_CHOICES;
-export const MEMORY_MODES: readonly MemoryMode[] = ['auto', 'sequential', 'resident'];
-export const EP_CHOICES: readonly EpChoice[] = ['auto', 'cpu', 'cuda', 'webgpu', 'dml', 'coreml'];
-export const COMPONENTS: readonly ComponentName[] = ['clip', 't5', 'dit', 'vae'];
 
 export interface Settings {
   model: { path: string; transformer: string; vae: string; textEncoder: string; textEncoder2: string };

@@ -15,11 +15,16 @@ export type WeightChoice = WeightFormat | 'auto';
 export const WEIGHT_CHOICES: readonly WeightChoice[] = ['auto', ...WEIGHT_FORMATS];
 /** Element type of activations. */
 export type ComputeType = 'float32' | 'float16';
-export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda' | 'dml' | 'coreml';
-export type EpChoice = ExecutionProvider | 'auto';
-export type MemoryMode = 'sequential' | 'resident' | 'auto';
+export const EXECUTION_PROVIDERS = ['cpu', 'webgpu', 'cuda', 'dml', 'coreml'] as const;
+export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
+export const EP_CHOICES = ['auto', ...EXECUTION_PROVIDERS] as const;
+export type EpChoice = (typeof EP_CHOICES)[number];
+export const MEMORY_MODES = ['auto', 'sequential', 'resident'] as const;
+export type MemoryMode = (typeof MEMORY_MODES)[number];
 export type Stage = 'load' | 'text' | 'denoise' | 'decode' | 'save';
-export type ComponentName = 'clip' | 't5' | 'dit' | 'vae';
+/** The pipeline's parts, in the order a generation runs them. */
+export const COMPONENTS = ['clip', 't5', 'dit', 'vae'] as const;
+export type ComponentName = (typeof COMPONENTS)[number];
 
 /** Where the model's parts are. `dir` is a FLUX.1-dev-style folder; the others override its parts. */
 export interface ModelSpec {

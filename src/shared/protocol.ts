@@ -12,7 +12,7 @@
 
 import * as v from 'valibot';
 import type { ComponentName, ExecutionProvider, ModelSpec, StageTiming } from './api';
-import { WEIGHT_CHOICES, WEIGHT_FORMATS } from './api';
+import { COMPONENTS, EP_CHOICES, EXECUTION_PROVIDERS, MEMORY_MODES, WEIGHT_CHOICES, WEIGHT_FORMATS } from './api';
 import type {
   DownloadErrorCode,
   DownloadProgress,
@@ -122,16 +122,14 @@ const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const path = str(4096, 1);
 const id = int(0, MAX_SAFE);
 const jobId = str(100, 1);
-const COMPONENTS = ['clip', 't5', 'dit', 'vae'] as const satisfies readonly ComponentName[];
-const EPS = ['cpu', 'webgpu', 'cuda', 'dml', 'coreml'] as const satisfies readonly ExecutionProvider[];
-const ep = oneOf(...EPS);
-const epChoice = oneOf('auto', ...EPS);
+const ep = oneOf(...EXECUTION_PROVIDERS);
+const epChoice = oneOf(...EP_CHOICES);
 const component = oneOf(...COMPONENTS);
 const components = arr(component, COMPONENTS.length);
 const stage = oneOf('load', 'text', 'denoise', 'decode', 'save');
 const weights = oneOf(...WEIGHT_FORMATS);
 const weightChoice = oneOf(...WEIGHT_CHOICES);
-const memoryMode = oneOf('sequential', 'resident', 'auto');
+const memoryMode = oneOf(...MEMORY_MODES);
 const bytes = num(0, 2 ** 60);
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
 const logLevel = oneOf(...LOG_LEVELS);

@@ -8,11 +8,14 @@ import * as path from 'node:path';
 import { parseFlux } from '../../src/extension/fluxFile/parser';
 import { initMessage, validateFromWebview } from '../../src/extension/panel/protocol';
 import { validateSettings } from '../../src/extension/settings';
-import { DEFAULTS, LIMITS, RANDOM_SEED } from '../../src/shared/params';
+import { generateCommand, parseGenerateParams } from '../../src/inference/cli/generate';
+import { checkParameters } from '../../src/inference/formats/infotext';
+import { isValidationError, validateRequest } from '../../src/shared/protocol';
+import { DEFAULTS, LIMITS, RANDOM_SEED, resolveParams } from '../../src/shared/params';
 
 const ROOT = path.join(__dirname, '..', '..');
 
-type Field = 'steps' | 'width' | 'height' | 'guidance' | 'seed' | 'count';
+type Field = 'steps' | 'width' | 'height' | 'guidance' | 'seed' | 'count' | 't5MaxLength' | 'shift';
 
 /** Each field's accepted range and the step past its ends that must be refused. */
 const RANGES: Record<Field, { min: number; max: number; past: number }> = {
@@ -23,7 +26,12 @@ const RANGES: Record<Field, { min: number; max: number; past: number }> = {
   // -1 is the random marker everywhere, so the walk below the range starts one further down.
   seed: { min: RANDOM_SEED, max: LIMITS.seed.max, past: 1 },
   count: { ...LIMITS.count, past: 1 },
+  t5MaxLength: { ...LIMITS.t5MaxLength, past: 1 },
+  shift: { ...LIMITS.shift, past: 0.05 },
 };
+const GENERATION_FIELDS: Field[] = ['steps', 'width', 'height', 'guidance', 'seed', 't5MaxLength', 'shift'];
+/** A CLI flag's name for a field. */
+const flagOf = (field: Field) => (field === 't5MaxLength' ? '--t5-max-length' : `--${field}`);
 
 interface Surface {
   name: string;
@@ -81,11 +89,63 @@ const SURFACES: Surface[] = [
     accepts: (field, value) => validateFromWebview({ type: 'generate', params: { ...GOOD, [field]: value } }) !== undefined,
   },
   {
+    name: "the CLI's generate flags",
+    fields: GENERATION_FIELDS,
+    accepts: (field, value) => {
+      try {
+        return parseGenerateParams(['a lighthouse', flagOf(field), String(value)])[field as 'steps'] === value;
+      } catch {
+        return false;
+      }
+    },
+  },
+  {
+    name: "the CLI's generate help",
+    states: () => {
+      const range = (help: string, flag: string) => /^\s*(--\S+)[^,]*, (\S+) to (\S+), default (\S+)/m.exec(help.split('\n').find((l) => l.trimStart().startsWith(`${flag} `)) ?? '')?.slice(2).map(Number);
+      return {
+        actual: { steps: range(generateCommand.usage, '--steps'), guidance: range(generateCommand.usage, '--guidance'), t5MaxLength: range(generateCommand.usage, '--t5-max-length') },
+        expected: {
+          steps: [LIMITS.steps.min, LIMITS.steps.max, DEFAULTS.steps],
+          guidance: [LIMITS.guidance.min, LIMITS.guidance.max, DEFAULTS.guidance],
+          t5MaxLength: [LIMITS.t5MaxLength.min, LIMITS.t5MaxLength.max, DEFAULTS.t5MaxLength],
+        },
+      };
+    },
+  },
+  {
+    name: "the protocol's generate request (server and remote clients)",
+    fields: GENERATION_FIELDS,
+    accepts: (field, value) => {
+      const r = validateRequest({ id: 1, type: 'generate', job: { params: { prompt: 'a lighthouse', [field]: value }, output: '/o/a.png' } });
+      return !isValidationError(r) && r.type === 'generate' && r.job.params[field as 'steps'] === value;
+    },
+  },
+  {
+    name: 'the pipeline (resolveParams, called by FluxPipeline.generate before anything loads)',
+    fields: GENERATION_FIELDS,
+    accepts: (field, value) => {
+      try {
+        return resolveParams({ prompt: 'a lighthouse', [field]: value })[field as 'steps'] === value;
+      } catch {
+        return false;
+      }
+    },
+  },
+  {
+    name: "a PNG's parameters read back (Re-run from image)",
+    fields: ['steps', 'width', 'height', 'guidance'],
+    accepts: (field, value) => {
+      const { params, dropped } = checkParameters({ prompt: 'a lighthouse', [field]: value });
+      return dropped.length === 0 && (params as Record<string, unknown>)[field] === value;
+    },
+  },
+  {
     name: 'the .flux parser',
     fields: ['steps', 'width', 'height', 'guidance', 'seed', 'count'],
     accepts: (field, value) => {
       const doc = parseFlux(`a lighthouse\n${field}: ${value}\n`);
-      const got = doc.blocks[0].values[field];
+      const got = doc.blocks[0].values[field as keyof typeof doc.blocks[0]['values']];
       return doc.problems.length === 0 && (got === value || (value === RANDOM_SEED && got === 'random'));
     },
   },

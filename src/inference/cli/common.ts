@@ -24,6 +24,21 @@ export interface Subcommand {
 /** Bad arguments: reported with a pointer to --help, exit code 2. */
 export class UsageError extends Error {}
 
+/** A flag whose value must be one of `allowed`, when given. */
+export function choiceFlag<T extends string>(name: string, v: string | undefined, allowed: readonly T[]): T | undefined {
+  if (v === undefined) return undefined;
+  if (!allowed.includes(v as T)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}; got "${v}"`);
+  return v as T;
+}
+
+/** A flag whose value must be a whole number from min to max, when given. */
+export function wholeNumberFlag(name: string, v: string | undefined, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!v.trim() || !Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, got "${v}"`);
+  return n;
+}
+
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;

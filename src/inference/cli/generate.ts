@@ -2,7 +2,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EpChoice, MemoryMode, ModelSpec, Stage, UserError, WEIGHT_CHOICES, WeightChoice } from '../../shared/api';
+import { EP_CHOICES, MEMORY_MODES, ModelSpec, Stage, UserError, WEIGHT_CHOICES } from '../../shared/api';
 import { DEFAULT_TEMPLATE, renderTemplate } from '../../shared/fileName';
 import {
   checkOne, DEFAULTS, describeRange, GenerateParams, Guidance, Height, ImageMetadata, LIMITS, Prompt, RANDOM_SEED, Seed, Shift, Steps, T5MaxLength, Width,
@@ -12,7 +12,7 @@ import { lifetimePeakRss } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
 import { FluxPipeline } from '../pipeline/pipeline';
 import { encodePng, FileExistsError, imageParameters, writePngAtomic } from '../formats/png';
-import { CliOutput, parseCommandArgs, Subcommand, UsageError } from './common';
+import { choiceFlag, CliOutput, parseCommandArgs, Subcommand, UsageError, wholeNumberFlag } from './common';
 
 const { side, shift } = LIMITS;
 
@@ -84,10 +84,10 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   // after loading (or after generating) costs minutes with a real model.
   const params = checkedParams(values, positionals);
   const runtime = {
-    weights: oneOf<WeightChoice>('weights', values.weights, WEIGHT_CHOICES),
-    ep: oneOf<EpChoice>('ep', values.ep, ['auto', 'cpu', 'webgpu', 'cuda', 'dml', 'coreml']),
-    memory: oneOf<MemoryMode>('memory', values.memory, ['auto', 'sequential', 'resident']),
-    threads: wholeNumber('threads', values.threads, 0, 1024),
+    weights: choiceFlag('weights', values.weights, WEIGHT_CHOICES),
+    ep: choiceFlag('ep', values.ep, EP_CHOICES),
+    memory: choiceFlag('memory', values.memory, MEMORY_MODES),
+    threads: wholeNumberFlag('threads', values.threads, 0, 1024),
     cacheDir: values.cache,
   };
   const out = values.out === undefined ? undefined : checkedOut(values.out, values.overwrite === true);
@@ -118,6 +118,12 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
     io.out(`${written}\nseed ${result.seed} · ${result.width}×${result.height} · ${stages} · total ${total.toFixed(2)} s · peak RSS ${formatBytes(lifetimePeakRss())}\n`);
   }
   return 0;
+}
+
+/** `generate`'s parameters from its command line, checked, without touching a model (tests walk its limits). */
+export function parseGenerateParams(argv: string[]): GenerateParams {
+  const { values, positionals } = parseCommandArgs(argv, OPTIONS);
+  return checkedParams(values, positionals);
 }
 
 /** The prompt (from --prompt or the one positional) and the numbers, each checked by its params.ts schema. */
@@ -210,18 +216,6 @@ function num(name: string, v: string | undefined): number | undefined {
   const n = Number(v);
   if (!v.trim() || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${v}"`);
   return n;
-}
-
-function wholeNumber(name: string, v: string | undefined, min: number, max: number): number | undefined {
-  const n = num(name, v);
-  if (n !== undefined && !(Number.isInteger(n) && n >= min && n <= max)) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, got "${v}"`);
-  return n;
-}
-
-function oneOf<T extends string>(name: string, v: string | undefined, allowed: readonly T[]): T | undefined {
-  if (v === undefined) return undefined;
-  if (!allowed.includes(v as T)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}; got "${v}"`);
-  return v as T;
 }
 
 /**

@@ -4,8 +4,8 @@
 import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { EpChoice, MemoryMode, ModelSpec, UserError, WEIGHT_CHOICES, WeightChoice } from '../../shared/api';
-import { CliOutput, EXIT_USAGE, parseCommandArgs, Subcommand, UsageError } from './common';
+import { EP_CHOICES, MEMORY_MODES, ModelSpec, UserError, WEIGHT_CHOICES } from '../../shared/api';
+import { choiceFlag, CliOutput, EXIT_USAGE, parseCommandArgs, Subcommand, UsageError, wholeNumberFlag } from './common';
 import { PROTOCOL_VERSION, ServerSettings } from '../../shared/protocol';
 import { DEFAULT_HEARTBEAT_MS, exitStuck, serveTcp } from '../server/server';
 
@@ -98,8 +98,8 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
     return 0;
   }
   const host = values.host ?? '127.0.0.1';
-  const port = integer('port', values.port, DEFAULT_PORT, 0, 65535);
-  const heartbeatMs = integer('heartbeat-ms', values['heartbeat-ms'], DEFAULT_HEARTBEAT_MS, 0, 3_600_000);
+  const port = wholeNumberFlag('port', values.port, 0, 65535) ?? DEFAULT_PORT;
+  const heartbeatMs = wholeNumberFlag('heartbeat-ms', values['heartbeat-ms'], 0, 3_600_000) ?? DEFAULT_HEARTBEAT_MS;
   const token = values.token ?? process.env.MAJICFLUX_TOKEN ?? crypto.randomBytes(18).toString('base64url');
   const generated = values.token === undefined && process.env.MAJICFLUX_TOKEN === undefined;
   if (token.length < 8) throw new UserError('--token must be at least 8 characters');
@@ -107,10 +107,10 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
   const settings: ServerSettings | undefined = model
     ? {
         model,
-        weights: oneOf<WeightChoice>('weights', values.weights, WEIGHT_CHOICES),
-        ep: oneOf<EpChoice>('ep', values.ep, ['auto', 'cpu', 'webgpu', 'cuda', 'dml', 'coreml']),
-        memory: oneOf<MemoryMode>('memory', values.memory, ['auto', 'sequential', 'resident']),
-        threads: values.threads === undefined ? undefined : integer('threads', values.threads, 0, 0, 1024),
+        weights: choiceFlag('weights', values.weights, WEIGHT_CHOICES),
+        ep: choiceFlag('ep', values.ep, EP_CHOICES),
+        memory: choiceFlag('memory', values.memory, MEMORY_MODES),
+        threads: wholeNumberFlag('threads', values.threads, 0, 1024),
         cacheDir: values.cache,
       }
     : undefined;
@@ -154,19 +154,6 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
-}
-
-function integer(name: string, v: string | undefined, dflt: number, min: number, max: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UserError(`--${name} must be a whole number from ${min} to ${max}, got "${v}"`);
-  return n;
-}
-
-function oneOf<T extends string>(name: string, v: string | undefined, allowed: readonly T[]): T | undefined {
-  if (v === undefined) return undefined;
-  if (!allowed.includes(v as T)) throw new UserError(`--${name} must be one of ${allowed.join(', ')}; got "${v}"`);
-  return v as T;
 }
 
 function isLoopback(host: string): boolean {

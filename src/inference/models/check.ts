@@ -16,13 +16,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ComponentName, ModelSpec, WeightFormat } from '../../shared/api';
+import { COMPONENTS } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
 import { cudaInstalled, cudaInstallHint } from '../onnx/providers';
 import { clipParams, ditParams, FLUX_DEV, t5Params, vaeParams } from './architecture';
 import { foundFromSpec } from './discovery';
 import { readShardIndex } from '../formats/safetensors';
 import { sha256File } from './download';
-import { COMPONENTS, ComponentShapes, DetailedEstimate, estimateMemory, readShapes, ShapeSource, usableMemory } from './memory';
+import { ComponentShapes, DetailedEstimate, estimateMemory, readShapes, ShapeSource, usableMemory } from './memory';
 import { hubLabel, loadRegistry, partsOf } from './registry';
 import type { FoundModel, MachineInfo, ModelCheckReport, PartCheck, PartRole, Registry } from '../../shared/models';
 

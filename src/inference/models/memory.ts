@@ -71,7 +71,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import type { ComponentName, MemoryMode, WeightFormat } from '../../shared/api';
-import { WEIGHT_FORMATS } from '../../shared/api';
+import { COMPONENTS, WEIGHT_FORMATS } from '../../shared/api';
 import { DTYPE_BYTES, isDType } from '../formats/dtypes';
 import { openComponent } from '../formats/layouts/components';
 import { ComponentKind } from '../formats/layouts/detect';
@@ -93,7 +93,6 @@ export interface TensorShape {
 export type ShapeSource = readonly TensorShape[];
 export type ComponentShapes = Record<ComponentName, ShapeSource>;
 
-export const COMPONENTS: readonly ComponentName[] = ['clip', 't5', 'dit', 'vae'];
 export const MODES: readonly Exclude<MemoryMode, 'auto'>[] = ['resident', 'sequential'];
 
 /** Tensors up to this many bytes are inlined in the graph in the compute type (onnx/weights.ts default). */

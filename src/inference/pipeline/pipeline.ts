@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import { version as packageVersion } from '../../../package.json';
 import {
-  CancelledError, ComponentName, ComputeType, ExecutionProvider, GenerateHooks, GenerateResult, MemoryMode, ModelSpec, RuntimeOptions, Stage, StageTiming, UserError, WeightFormat,
+  CancelledError, COMPONENTS, ComponentName, ComputeType, ExecutionProvider, GenerateHooks, GenerateResult, MemoryMode, ModelSpec, RuntimeOptions, Stage, StageTiming, UserError, WeightFormat,
 } from '../../shared/api';
 import { GenerateParams, ImageMetadata, RANDOM_SEED, resolveParams } from '../../shared/params';
 import { ClipEncoder } from '../graphs/clip';
@@ -106,18 +106,18 @@ export class FluxPipeline {
   }
 
   loaded(): ComponentName[] {
-    return (['clip', 't5', 'dit', 'vae'] as const).filter((c) => this.parts[c] !== undefined);
+    return COMPONENTS.filter((c) => this.parts[c] !== undefined);
   }
 
   eps(): { component: ComponentName; ep: ExecutionProvider; note?: string }[] {
     return [...this.epUsed].map(([component, v]) => ({ component, ...v }));
   }
 
-  async load(components: ComponentName[] = ['clip', 't5', 'dit', 'vae']): Promise<void> {
+  async load(components: readonly ComponentName[] = COMPONENTS): Promise<void> {
     for (const c of components) await this.ensure(c);
   }
 
-  async unload(components: ComponentName[] = ['clip', 't5', 'dit', 'vae']): Promise<void> {
+  async unload(components: readonly ComponentName[] = COMPONENTS): Promise<void> {
     for (const c of components) {
       const part = this.parts[c];
       delete this.parts[c];
