@@ -15,6 +15,8 @@ import { createSession, ExecutionProvider } from '../onnx/session';
 import { graphFor, opChoicesFor } from '../onnx/providerOps';
 import { ComputeType, WeightFormat, WeightOptions, Weights } from '../onnx/weights';
 import { openTensors, TensorSource } from '../formats/safetensors';
+import { componentTensors } from '../formats/layouts/components';
+import { configSection, readJson } from '../formats/layouts/configFiles';
 import { attention, gelu, layerNorm } from './layers';
 
 // ---------------------------------------------------------------------------------------------
@@ -120,15 +122,25 @@ export function toF32(ctx: Ctx, x: Value): Value {
   return ctx.compute === 'float32' ? x : ctx.g.op('Cast', [x], { to: 1 });
 }
 
-/** config.json next to the weights (a folder or a file's folder), if it describes `modelType`. */
-export function readHfConfig(from: string | TensorSource, modelTypes: string[]): Record<string, unknown> | undefined {
+/**
+ * config.json next to the weights (a folder or a file's folder), else an all-in-one file's sidecar
+ * section for `kind` (layouts/configFiles.ts configSection), if it describes `modelType`.
+ */
+export function readHfConfig(from: string | TensorSource, modelTypes: string[], kind: 'clip' | 't5'): Record<string, unknown> | undefined {
   const p = typeof from === 'string' ? from : from.path;
-  const dir = fs.existsSync(p) && fs.statSync(p).isDirectory() ? p : path.dirname(p);
-  const file = path.join(dir, 'config.json');
-  if (!fs.existsSync(file)) return undefined;
-  const json = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-  const cfg = (json.text_config as Record<string, unknown> | undefined) ?? json;
-  return modelTypes.includes(String(cfg.model_type)) ? cfg : undefined;
+  const isDir = fs.existsSync(p) && fs.statSync(p).isDirectory();
+  const file = path.join(isDir ? p : path.dirname(p), 'config.json');
+  const sidecar = p.replace(/(\.safetensors(\.index\.json)?)$/, '') + '.config.json';
+  const candidates = [
+    () => (fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>) : undefined),
+    () => (!isDir && sidecar !== p && fs.existsSync(sidecar) ? configSection(readJson(sidecar), kind) : undefined),
+  ];
+  for (const read of candidates) {
+    const json = read();
+    const cfg = (json?.text_config as Record<string, unknown> | undefined) ?? json;
+    if (cfg && modelTypes.includes(String(cfg.model_type))) return cfg;
+  }
+  return undefined;
 }
 
 /** Count of `<prefix>N.` blocks among the tensor names. */
@@ -147,9 +159,9 @@ export function outputF32(t: ort.Tensor): Float32Array {
 
 /** Build → session; the tensor source is only needed while building. */
 export async function loadEncoder<C>(
-  dir: string, opts: TextEncoderRuntimeOptions, read: (src: TensorSource) => C, build: (src: TensorSource, cfg: C) => BuiltEncoder,
+  dir: string, kind: 'clip' | 't5', opts: TextEncoderRuntimeOptions, read: (src: TensorSource) => C, build: (src: TensorSource, cfg: C) => BuiltEncoder,
 ): Promise<{ session: ort.InferenceSession; cfg: C }> {
-  const src = openTensors(dir);
+  const src = componentTensors(dir, kind);
   try {
     // Embedding tables are read by Gather from the file, not through the fp16 cache.
     const linears = matricesOf(src).filter((n) => !/embed|shared\.weight|relative_attention_bias/.test(n));
@@ -181,7 +193,7 @@ export interface ClipConfig {
 
 /** From config.json beside the weights, else from the tensor shapes (CLIP-L defaults for the rest). */
 export function readClipConfig(from: string | TensorSource): ClipConfig {
-  const j = readHfConfig(from, ['clip_text_model', 'clip']);
+  const j = readHfConfig(from, ['clip_text_model', 'clip'], 'clip');
   if (j) {
     return {
       hiddenSize: j.hidden_size as number,
@@ -298,7 +310,7 @@ export class ClipEncoder {
 
   static async load(dir: string, opts: TextEncoderRuntimeOptions = {}): Promise<ClipEncoder> {
     const o = { ...opts, opsFor: opts.opsFor ?? opts.ep };
-    const { session, cfg } = await loadEncoder(dir, o, readClipConfig, (src, c) => buildClip(src, c, o));
+    const { session, cfg } = await loadEncoder(dir, 'clip', o, readClipConfig, (src, c) => buildClip(src, c, o));
     return new ClipEncoder(session, cfg);
   }
 

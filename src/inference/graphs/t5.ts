@@ -37,7 +37,7 @@ const FFN = 'layer.1.DenseReluDense';
 
 /** From config.json beside the weights, else from the tensor shapes (T5 v1.1 defaults for the rest). */
 export function readT5Config(from: string | TensorSource): T5Config {
-  const j = readHfConfig(from, ['t5']);
+  const j = readHfConfig(from, ['t5'], 't5');
   if (j) {
     const proj = String(j.feed_forward_proj ?? 'gated-gelu');
     const act = String(j.dense_act_fn ?? proj.replace(/^gated-/, ''));
@@ -177,7 +177,7 @@ export class T5Encoder {
 
   static async load(dir: string, opts: T5Options & TextEncoderRuntimeOptions = {}): Promise<T5Encoder> {
     const o = { ...opts, opsFor: opts.opsFor ?? opts.ep };
-    const { session, cfg } = await loadEncoder(dir, o, readT5Config, (src, c) => buildT5(src, c, o));
+    const { session, cfg } = await loadEncoder(dir, 't5', o, readT5Config, (src, c) => buildT5(src, c, o));
     return new T5Encoder(session, cfg, opts.maxLength ?? 512);
   }
 

@@ -11,7 +11,9 @@ import { createSession, ExecutionProvider, tensorF32 } from '../onnx/session';
 import { graphFor } from '../onnx/providerOps';
 import { ComputeType, Weights } from '../onnx/weights';
 import { float32ToF16Bits } from '../formats/dtypes';
-import { openTensors, TensorSource } from '../formats/safetensors';
+import { TensorSource } from '../formats/safetensors';
+import { componentTensors } from '../formats/layouts/components';
+import { configSection, readJson } from '../formats/layouts/configFiles';
 import { attention, silu } from './layers';
 
 export interface VaeConfig {
@@ -117,8 +119,9 @@ export function readVaeConfig(p: string, src?: TensorSource): VaeConfig {
   const isDir = fs.statSync(abs).isDirectory();
   const sidecar = isDir ? undefined : abs.replace(/(\.safetensors)?(\.index\.json)?$/, '.config.json');
   const diffusersConfig = path.join(isDir ? abs : path.dirname(abs), 'config.json');
-  if (sidecar && fs.existsSync(sidecar)) {
-    const j = JSON.parse(fs.readFileSync(sidecar, 'utf8'));
+  // An all-in-one checkpoint's sidecar describes its DiT, and its VAE only in a section.
+  const j: any = sidecar && fs.existsSync(sidecar) ? configSection(readJson(sidecar), 'vae') : undefined;
+  if (j) {
     return {
       inChannels: j.in_channels ?? 3,
       outChannels: j.out_ch ?? 3,
@@ -190,7 +193,7 @@ function resolveVaePath(p: string): string {
 /** Like openTensors, but a diffusers folder that also holds `*.fp16.safetensors` variants opens the main file. */
 function openVaeTensors(p: string): TensorSource {
   const main = path.join(p, 'diffusion_pytorch_model.safetensors');
-  return openTensors(fs.statSync(p).isDirectory() && fs.existsSync(main) ? main : p);
+  return componentTensors(fs.statSync(p).isDirectory() && fs.existsSync(main) ? main : p, 'vae');
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,9 +4,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ComponentName, ModelSpec, UserError, WeightFormat } from '../../shared/api';
-import { ComponentKind, KIND_NAMES } from '../formats/layouts/detect';
+import { Component, openComponents } from '../formats/layouts/components';
+import { ComponentKind, KIND_NAMES, KIND_ORDER } from '../formats/layouts/detect';
 import { SUBFOLDERS } from '../formats/layouts/folder';
 import { ModelScan, scanModelFolder } from '../formats/layouts/model';
+import { demoAssetsDir } from './demo';
 import { componentWeightBytes, readShapes } from './memory';
 
 export interface ModelFiles {
@@ -24,9 +26,13 @@ export interface ModelFiles {
 
 const OVERRIDES: Record<ComponentKind, keyof ModelSpec> = { dit: 'transformer', vae: 'vae', clip: 'textEncoder', t5: 'textEncoder2' };
 
-/** The files of each part: the folder's (as scanModelFolder chooses them), overridden by the spec's. */
+/**
+ * The files of each part: the folder's (as scanModelFolder chooses them), overridden by the spec's.
+ * `dir` may be one all-in-one checkpoint instead (ComfyUI's and Forge's flux1-dev-fp8.safetensors):
+ * it serves every component it holds, with the FLUX.1-dev tokenizers shipped in models/demo.
+ */
 export function resolveModel(spec: ModelSpec): ModelFiles {
-  const scan = spec.dir ? scanFolder(spec.dir) : undefined;
+  const scan = spec.dir ? (isFile(spec.dir) ? scanSingleFile(spec.dir) : scanFolder(spec.dir)) : undefined;
   const missing: string[] = [];
   const part = (kind: ComponentKind): string => {
     const given = spec[OVERRIDES[kind]];
@@ -66,6 +72,34 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
 
 function listSome(items: string[], max = 12): string {
   return items.length > max ? `${items.slice(0, max).join(', ')} and ${items.length - max} more` : items.join(', ');
+}
+
+function isFile(p: string): boolean {
+  return fs.statSync(path.resolve(p), { throwIfNoEntry: false })?.isFile() ?? false;
+}
+
+/** An all-in-one checkpoint as a model folder's scan: its components, and the shipped tokenizers and scheduler. */
+export function scanSingleFile(file: string): ModelScan {
+  const abs = path.resolve(file);
+  let components: Component[];
+  try {
+    components = openComponents(abs);
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+  const chosen: ModelScan['chosen'] = {};
+  const missing: string[] = [];
+  for (const kind of KIND_ORDER) {
+    const c = components.filter((x) => x.kind === kind);
+    if (c.length === 1) chosen[kind] = c[0];
+    else if (c.length > 1) missing.push(`${abs} holds ${c.length} ${KIND_NAMES[kind]}s (under ${c.map((x) => `"${x.prefix}"`).join(', ')}): give the one to use separately`);
+    else missing.push(`${KIND_NAMES[kind]}: ${path.basename(abs)} holds none${kind === 'dit' ? '' : ' (a single file must hold every component; a lone DiT goes with a model folder: --model DIR --transformer FILE)'}`);
+  }
+  const assets = demoAssetsDir();
+  return {
+    root: abs, components, chosen, missing, problems: [], entries: [path.basename(abs)],
+    tokenizer: path.join(assets, 'tokenizer'), tokenizer2: path.join(assets, 'tokenizer_2'), scheduler: path.join(assets, 'scheduler'),
+  };
 }
 
 function scanFolder(dir: string): ModelScan {

@@ -5,11 +5,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openTensors, TensorSource } from '../safetensors';
 import { ClipConfig, deriveClip, deriveDit, deriveT5, deriveVae, DitConfig, Json, Need, T5Config, VaeConfig } from './configs';
-import { applyConfig, clipFromJson, configFileFor, configKind, ditFromJson, readJson, t5FromJson, vaeFromJson } from './configFiles';
+import { applyConfig, clipFromJson, configFileFor, configSection, ditFromJson, readJson, t5FromJson, vaeFromJson } from './configFiles';
 import { ComponentKind, detectLayouts, KIND_NAMES, Layout, LayoutError, LayoutMatch, LAYOUTS, listSome } from './detect';
 import { DitWeights } from './ditWeights';
 import { isModelFolder, listFolder, SUBFOLDERS } from './folder';
 import { componentView } from './prefixed';
+import { withWeightScales } from './scaledFp8';
 import { assertComplete, assertDitShapes, checkWhole, clipRequiredNames, ditRequiredNames, t5RequiredNames, vaeRequiredNames } from './required';
 
 interface ComponentBase {
@@ -37,17 +38,13 @@ export interface T5Component extends ComponentBase { kind: 't5'; config: T5Confi
 export type Component = DitComponent | VaeComponent | ClipComponent | T5Component;
 
 function buildComponent(opened: string, source: TensorSource, match: LayoutMatch, otherPrefixes: string[], configFile: string | undefined): Component {
-  const tensors = componentView(source, match.prefix, otherPrefixes);
+  const tensors = withWeightScales(componentView(source, match.prefix, otherPrefixes));
   const at = source.path;
   const files = [...new Set(tensors.names().map((n) => tensors.info(n).file))];
   let json: Json | undefined;
   if (configFile) {
-    json = readJson(configFile);
-    const says = configKind(json);
-    if (says !== undefined && says !== match.kind) {
-      json = undefined;
-      configFile = undefined;
-    }
+    json = configSection(readJson(configFile), match.kind);
+    if (!json) configFile = undefined;
   }
   const base = { layout: match.layout, path: opened, files, prefix: match.prefix, tensors, configFile, close: () => tensors.close() };
   const absent = (names: string[]) => names.filter((n) => !tensors.has(n));
@@ -126,6 +123,26 @@ export function openComponents(p: string): Component[] {
     const configFile = configFileFor(abs, files);
     const prefixes = matches.map((m) => m.prefix);
     return matches.map((m) => buildComponent(abs, source, m, prefixes, configFile));
+  } catch (e) {
+    source.close();
+    throw e;
+  }
+}
+
+/**
+ * The tensors of one component, for graph builders that read a path themselves: what
+ * openComponent would serve (prefix removed, other components of an all-in-one file hidden, weight
+ * scales under the names onnx/weights.ts reads), without its checks. A file holding only this
+ * component keeps its own names.
+ */
+export function componentTensors(p: string, kind: ComponentKind): TensorSource {
+  const source = openTensors(p);
+  try {
+    const matches = detectLayouts(source.names());
+    const mine = matches.filter((m) => m.kind === kind);
+    if (matches.length > 1 && !mine.length) throw new LayoutError(source.path, `holds no ${KIND_NAMES[kind]}; found: ${matches.map((m) => `${KIND_NAMES[m.kind]} under "${m.prefix}"`).join(', ')}`);
+    const view = matches.length > 1 ? componentView(source, mine[0].prefix, matches.map((m) => m.prefix)) : source;
+    return withWeightScales(view);
   } catch (e) {
     source.close();
     throw e;

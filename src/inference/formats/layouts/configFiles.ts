@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { readRegularFileSync } from '../../system/regularFile';
 import { ClipConfig, Derived, DitConfig, Json, T5Config, VaeConfig } from './configs';
 import { ComponentKind, LayoutError } from './detect';
+import { SUBFOLDERS } from './folder';
 
 export function ditFromJson(j: Json, file: string): Partial<DitConfig> {
   const c: Partial<DitConfig> = {};
@@ -129,6 +130,20 @@ export function configKind(j: Json): ComponentKind | undefined {
   if ('ch_mult' in j || 'z_channels' in j || 'block_out_channels' in j) return 'vae';
   if ('d_model' in j) return 't5';
   return undefined;
+}
+
+/**
+ * The part of a config file that describes `kind`, or undefined. An all-in-one checkpoint's sidecar
+ * keeps its DiT's FluxParams at the top and may describe its other components in sections named
+ * like a model folder's subfolders (`vae`, `text_encoder`, `text_encoder_2`, holding what that
+ * folder's config.json would), since only the DiT's numbers cannot all be read from the shapes. A
+ * config that does not say which component it is for applies to any.
+ */
+export function configSection(j: Json, kind: ComponentKind): Json | undefined {
+  const section = j[SUBFOLDERS[kind]];
+  if (typeof section === 'object' && section !== null && !Array.isArray(section)) return section as Json;
+  const says = configKind(j);
+  return says === undefined || says === kind ? j : undefined;
 }
 
 /** Config files are a few KB; anything near this is not one. */
