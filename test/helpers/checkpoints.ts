@@ -3,7 +3,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DType, f32ToE4M3, toFloat32 } from '../../src/inference/formats/dtypes';
+import { DType, f32ToE4M3, f32ToF16, toFloat32 } from '../../src/inference/formats/dtypes';
 import { openTensors, TensorSource } from '../../src/inference/formats/safetensors';
 import { TensorSpec, writeSafetensors } from '../../src/inference/formats/safetensorsWriter';
 import { GOLDEN_MODELS } from './golden';
@@ -77,4 +77,37 @@ export function allInOneSidecar(file: string, withSections = true): string {
   const sidecar = file.replace(/\.safetensors$/, '.config.json');
   fs.writeFileSync(sidecar, JSON.stringify({ ...read('flux-tiny.config.json'), ...sections }, null, 1));
   return sidecar;
+}
+
+/** float8 e5m2 code of x (the top byte of its half, rounded to nearest even; x within e5m2's range). */
+export function f32ToE5M2(x: number): number {
+  const h = f32ToF16(x);
+  return (h + 0x7f + ((h >> 8) & 1)) >> 8;
+}
+
+/**
+ * `src` with every 2-D `.weight` stored as `dtype`, and the same file with those weights as the
+ * float32 values the stored ones decode to (the reference a correct reader computes with).
+ */
+export function recastSpecs(src: TensorSource, dtype: 'F8_E5M2' | 'F16' | 'F32'): { specs: TensorSpec[]; reference: TensorSpec[] } {
+  const specs: TensorSpec[] = [];
+  const reference: TensorSpec[] = [];
+  for (const n of src.names()) {
+    const t = src.info(n);
+    if (t.shape.length !== 2 || !n.endsWith('.weight')) {
+      const same = { name: n, dtype: t.dtype, shape: t.shape, bytes: () => src.readBytes(n) };
+      specs.push(same);
+      reference.push(same);
+      continue;
+    }
+    const x = () => toFloat32(src.readBytes(n), t.dtype);
+    const stored = (): Uint8Array => {
+      if (dtype === 'F32') return new Uint8Array(x().buffer);
+      if (dtype === 'F16') return new Uint8Array(Uint16Array.from(x(), f32ToF16).buffer);
+      return Uint8Array.from(x(), f32ToE5M2);
+    };
+    specs.push({ name: n, dtype, shape: t.shape, bytes: stored });
+    reference.push({ name: n, dtype: 'F32', shape: t.shape, bytes: () => new Uint8Array(toFloat32(stored(), dtype).buffer) });
+  }
+  return { specs, reference };
 }

@@ -23,11 +23,12 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ComputeType, WeightFormat } from '../../shared/api';
-import { DType, E4M3_MAX, f32ToE4M3, float32ToF16Bits, toFloat32 } from '../formats/dtypes';
+import { DType, E4M3_MAX, E4M3_TO_F32, E5M2_TO_F32, f32ToE4M3, float32ToF16Bits, toFloat32 } from '../formats/dtypes';
 import { TensorInfo, TensorSource } from '../formats/safetensors';
 import { bytesOf, Graph, Value } from './graph';
 import { ElemType } from './proto';
-import { blocksPerRow, FloatDType, NBits, NBITS_BLOCK, NBitsWeight, QuantJob, runQuantJob } from './quant';
+import { rowCount } from '../formats/layouts/pieces';
+import { blocksPerRow, FloatDType, NBits, NBITS_BLOCK, NBitsWeight, QuantJob, runQuantJob, scaled } from './quant';
 import { QuantPool } from './quantPool';
 
 export type { ComputeType, WeightFormat };
@@ -108,8 +109,8 @@ interface CacheEntry {
 export class Weights {
   private readonly inlineLimit: number;
   /** The fp8 decode tables of `lookup`, one per graph. */
-  private pairTable?: Value;
-  private readonly codeTables = new Map<number, Value>();
+  private readonly pairTables = new Map<Fp8DType, Value>();
+  private readonly codeTables = new Map<string, Value>();
   /** explicitZeroPoints: one constant per (rows, bytes per row, bits). */
   private readonly defaultZeroPoints = new Map<string, Value>();
   private readonly compute: ComputeType;
@@ -131,7 +132,7 @@ export class Weights {
     const large = linearNames.filter((n) => src.info(n).byteLength > (opts.inlineLimit ?? 1 << 20));
     if (NBITS[opts.format]) return large.length > 0;
     if (opts.format === 'fp16' && opts.fp16Cache) return large.some((n) => src.info(n).dtype !== 'F16');
-    return opts.format === 'fp8' && large.some((n) => src.info(n).dtype !== 'F8_E4M3');
+    return opts.format === 'fp8' && large.some((n) => !isFp8(src.info(n).dtype));
   }
 
   /**
@@ -192,7 +193,25 @@ export class Weights {
   param(name: string, gate?: Value): Value {
     const t = this.src.info(name);
     if (t.byteLength <= this.inlineLimit || !gate) return this.inline(t);
-    return this.convertAfter(this.stored(t), this.compute, t.shape, gate);
+    return this.scaledBy(name, this.convertAfter(this.stored(t), this.compute, t.shape, gate));
+  }
+
+  /**
+   * The dequantization scale of an fp8 tensor (`<name>_scale`, one value or one per row), or
+   * undefined. For code that reads a tensor with raw() and converts it itself (an fp8 embedding
+   * table): scaledBy applies it.
+   */
+  scaleOf(name: string): number[] | undefined {
+    const s = fp8ScaleOf(this.src, name);
+    return s && Array.from(s);
+  }
+
+  /** x (the tensor `name`, or rows gathered from it, in the compute type) times its scale, if it has one. */
+  scaledBy(name: string, x: Value, rowsGathered = false): Value {
+    const s = this.scaleOf(name);
+    if (!s) return x;
+    if (s.length > 1 && rowsGathered) throw new Error(`${this.src.path}: "${name}" has a scale per row, which a gathered embedding cannot use`);
+    return this.g.op('Mul', [x, this.constOfCompute(s, s.length > 1 ? [s.length, 1] : [])]);
   }
 
   /** A constant in the compute type. */
@@ -223,25 +242,26 @@ export class Weights {
       // alpha by onnxruntime, which rounds differently from DequantizeLinear).
       const words = this.opts.fp8Decode === 'words';
       if (words && t.shape[1] % 4 !== 0) throw new Error(`${name}: fp8 decode 'words' reads rows of a multiple of 4 codes, not ${t.shape[1]}`);
-      const typeFor = (scale: number[]): ElemType =>
-        words ? 'int32' : this.opts.fp8Decode !== 'lookup' ? 'float8e4m3fn' : t.shape[1] % 2 === 0 && (scale.length > 1 || scale[0] === 1) ? 'uint16' : 'uint8';
+      const typeFor = (scale: number[], codes: Fp8DType): ElemType =>
+        words ? 'int32' : this.opts.fp8Decode !== 'lookup' ? SOURCE_ELEM[codes]! : t.shape[1] % 2 === 0 && (scale.length > 1 || scale[0] === 1) ? 'uint16' : 'uint8';
       const dimsFor = (type: ElemType) => (type === 'uint16' ? [t.shape[0], t.shape[1] / 2] : type === 'int32' ? [t.shape[0], t.shape[1] / 4] : t.shape);
-      if (t.dtype === 'F8_E4M3') {
-        const scale = this.src.has(`${name}_scale`) ? Array.from(this.src.readF32(`${name}_scale`)) : [1];
-        const type = typeFor(scale);
-        return this.decodeFp8(this.stored(t, type, dimsFor(type)), scale, gate, type === 'uint16');
+      if (isFp8(t.dtype)) {
+        // The file's codes, e4m3 or e5m2, decoded in place; a checkpoint's scale folds into the decode's.
+        const scale = Array.from(fp8ScaleOf(this.src, name) ?? [1]);
+        const type = typeFor(scale, t.dtype);
+        return this.decodeFp8(this.stored(t, type, dimsFor(type)), scale, gate, type === 'uint16', t.dtype);
       }
       const e = this.cache!.fp8(t, this.src, this.opts.fp8Scale ?? 'per-channel');
-      const type = typeFor(e.scale!);
+      const type = typeFor(e.scale!, 'F8_E4M3');
       const w = g.external(type, dimsFor(type), { location: WeightCache.FILE, offset: e.offset, length: e.length }, `${name}.fp8`);
-      return this.decodeFp8(w, e.scale!, gate, type === 'uint16');
+      return this.decodeFp8(w, e.scale!, gate, type === 'uint16', 'F8_E4M3');
     }
     if (this.isCachedF16(name)) return g.op('Transpose', [this.transposedF16(name, gate)], { perm: [1, 0] });
     // fp16 / fp32: the resident copy is made once at session creation by a foldable Cast (and Mul).
     const residentType: ElemType = f === 'fp16' ? 'float16' : 'float32';
     let w = this.stored(t);
     if (elemOf(t) !== residentType) w = g.op('Cast', [w], { to: dataTypeOf(residentType) }, { name: `${name}.resident` });
-    const scale = t.dtype.startsWith('F8') && this.src.has(`${name}_scale`) ? this.src.readF32(`${name}_scale`) : undefined;
+    const scale = fp8ScaleOf(this.src, name);
     if (scale) w = g.op('Mul', [w, this.constOf(residentType, Array.from(scale), scale.length > 1 ? [scale.length, 1] : [])]);
     if (residentType === this.compute) return w;
     return this.convertAfter(w, this.compute, t.shape, gate);
@@ -329,7 +349,7 @@ export class Weights {
   }
 
   /** fp8 bytes (float8e4m3fn [N, K]; for `lookup` uint16 [N, K/2] or uint8 [N, K]) → the compute type [N, K], after `gate`. */
-  private decodeFp8(w8: Value, scale: number[], gate: Value, pairs = false): Value {
+  private decodeFp8(w8: Value, scale: number[], gate: Value, pairs: boolean, codes: Fp8DType): Value {
     const g = this.g;
     const per = scale.length > 1;
     // The gate goes through the weight's shape. Besides ordering the dequantization, this hides the
@@ -337,7 +357,7 @@ export class Weights {
     // dequantized buffer alive until the next weight of the same shape can reuse it (with the
     // same-shaped blocks of a DiT: one fp32 weight of every shape alive at once).
     const src = g.op('Reshape', [w8, g.op('Concat', [g.op('Shape', [w8]), gate], { axis: 0 })]);
-    if (this.opts.fp8Decode === 'words') return this.decodeFp8Words(w8, src, scale, gate);
+    if (this.opts.fp8Decode === 'words') return this.decodeFp8Words(w8, src, scale, gate, codes);
     if (this.opts.fp8Decode !== 'lookup') {
       const s = per ? this.constOfCompute(scale, [scale.length]) : this.constOfCompute(scale, []);
       return g.op('DequantizeLinear', [src, s], per ? { axis: 0 } : {});
@@ -347,15 +367,13 @@ export class Weights {
     let decoded: Value;
     if (pairs) {
       // Only for scale 1 or per-row scales (typeFor).
-      this.pairTable ??= this.constOfCompute(Array.from(E4M3_PAIRS), [65536, 2]);
+      let pairTable = this.pairTables.get(codes);
+      if (!pairTable) this.pairTables.set(codes, (pairTable = this.constOfCompute(Array.from(fp8Pairs(codes)), [65536, 2])));
       // [N, K/2, 2] → [N, K]: the shape goes through the gate too (see above).
       const nk = g.op('Concat', [g.op('Mul', [g.op('Shape', [w8]), g.i64([1, 2])]), gate], { axis: 0 });
-      decoded = g.op('Reshape', [g.op('Gather', [this.pairTable, indices], { axis: 0 }), nk]);
+      decoded = g.op('Reshape', [g.op('Gather', [pairTable, indices], { axis: 0 }), nk]);
     } else {
-      const s = per ? 1 : scale[0];
-      let table = this.codeTables.get(s);
-      if (!table) this.codeTables.set(s, (table = this.constOfCompute(Array.from(E4M3_DECODED, (v) => Math.fround(v * s)), [256])));
-      decoded = g.op('Gather', [table, indices], { axis: 0 });
+      decoded = g.op('Gather', [this.codeTable(codes, per ? 1 : scale[0]), indices], { axis: 0 });
     }
     return per ? g.op('Mul', [decoded, this.constOfCompute(scale, [scale.length, 1])]) : decoded;
   }
@@ -368,7 +386,7 @@ export class Weights {
    * Div/Mul/Sub/Less: WebGPU runs them on the GPU (BitShift/BitwiseAnd and Mod measured 16–55×
    * slower, by the timings on the CPU; docs/BENCHMARKS.md).
    */
-  private decodeFp8Words(w32: Value, src: Value, scale: number[], gate: Value): Value {
+  private decodeFp8Words(w32: Value, src: Value, scale: number[], gate: Value, format: Fp8DType): Value {
     const g = this.g;
     const i32 = (v: number) => g.constant('int32', [], bytesOf(Int32Array.of(v)), 'c');
     const codes: Value[] = [];
@@ -383,11 +401,16 @@ export class Weights {
     const nk = g.op('Concat', [g.op('Mul', [g.op('Shape', [w32]), g.i64([1, 4])]), gate], { axis: 0 });
     const index = g.op('Reshape', [g.op('Concat', codes, { axis: -1 }), nk]);
     const per = scale.length > 1;
-    const s = per ? 1 : scale[0];
-    let table = this.codeTables.get(s);
-    if (!table) this.codeTables.set(s, (table = this.constOfCompute(Array.from(E4M3_DECODED, (v) => Math.fround(v * s)), [256])));
-    const decoded = g.op('Gather', [table, index], { axis: 0 });
+    const decoded = g.op('Gather', [this.codeTable(format, per ? 1 : scale[0]), index], { axis: 0 });
     return per ? g.op('Mul', [decoded, this.constOfCompute(scale, [scale.length, 1])]) : decoded;
+  }
+
+  /** The 256 values of one fp8 format's codes times `s`, in the compute type: one table per graph. */
+  private codeTable(codes: Fp8DType, s: number): Value {
+    const key = `${codes}:${s}`;
+    let table = this.codeTables.get(key);
+    if (!table) this.codeTables.set(key, (table = this.constOfCompute(Array.from(FP8_DECODED[codes], (v) => Math.fround(v * s)), [256])));
+    return table;
   }
 
   private convertAfter(w: Value, to: ComputeType, dims: number[], gate: Value): Value {
@@ -406,7 +429,7 @@ export class Weights {
   }
 
   private inline(t: TensorInfo): Value {
-    const data = toFloat32(this.src.readBytes(t.name), t.dtype);
+    const data = scaled(toFloat32(this.src.readBytes(t.name), t.dtype), fp8ScaleOf(this.src, t.name), rowCount(t.shape));
     if (this.compute === 'float32') return this.g.constant('float32', t.shape, bytesOf(data), t.name);
     return this.g.constant('float16', t.shape, bytesOf(float32ToF16Bits(data)), t.name);
   }
@@ -421,10 +444,31 @@ export class Weights {
   }
 }
 
-/** The value of each float8 e4m3fn code (0x7F and 0xFF are NaN). */
-const E4M3_DECODED = toFloat32(Uint8Array.from({ length: 256 }, (_, i) => i), 'F8_E4M3');
+type Fp8DType = 'F8_E4M3' | 'F8_E5M2';
+
+function isFp8(d: DType): d is Fp8DType {
+  return d === 'F8_E4M3' || d === 'F8_E5M2';
+}
+
+/** The value of each code (e4m3fn: 0x7F and 0xFF are NaN; e5m2: the top byte of a half). */
+const FP8_DECODED: Record<Fp8DType, Float32Array> = { F8_E4M3: E4M3_TO_F32, F8_E5M2: E5M2_TO_F32 };
+const pairCache = new Map<Fp8DType, Float32Array>();
 /** The values of each little-endian pair of codes: entry v holds decode(v & 255), decode(v >> 8). */
-const E4M3_PAIRS = Float32Array.from({ length: 65536 * 2 }, (_, i) => E4M3_DECODED[i & 1 ? i >> 9 : (i >> 1) & 255]);
+function fp8Pairs(codes: Fp8DType): Float32Array {
+  let t = pairCache.get(codes);
+  const one = FP8_DECODED[codes];
+  if (!t) pairCache.set(codes, (t = Float32Array.from({ length: 65536 * 2 }, (_, i) => one[i & 1 ? i >> 9 : (i >> 1) & 255])));
+  return t;
+}
+
+/**
+ * An fp8 tensor's dequantization scale, one value or one per row: `<name>_scale` (a ComfyUI
+ * `scale_weight` is served under this name, formats/layouts/scaledFp8.ts). Every path that turns
+ * the codes into numbers multiplies by it.
+ */
+function fp8ScaleOf(src: TensorSource, name: string): Float32Array | undefined {
+  return src.info(name).dtype.startsWith('F8') && src.has(`${name}_scale`) ? src.readF32(`${name}_scale`) : undefined;
+}
 
 function elemOf(t: TensorInfo): ElemType {
   const e = SOURCE_ELEM[t.dtype];
@@ -539,8 +583,8 @@ export class WeightCache {
 
   fp8(t: TensorInfo, src: TensorSource, mode: 'per-tensor' | 'per-channel'): CacheEntry {
     return this.entry(`fp8:${t.name}`, () => {
-      const x = src.readF32(t.name);
       const rows = t.shape[0];
+      const x = scaled(src.readF32(t.name), fp8ScaleOf(src, t.name), rows);
       const cols = x.length / rows;
       const scale = quantScales(x, rows, cols, mode);
       const q = new Uint8Array(x.length);
@@ -583,8 +627,7 @@ function quantJob(src: TensorSource, name: string, bits: NBits, opts: WeightOpti
   const t = src.info(name);
   if (t.shape.length !== 2) throw new Error(`${name}: a ${t.shape.length}-D tensor is no Linear weight`);
   if (!['F32', 'F16', 'BF16', 'F8_E4M3', 'F8_E5M2'].includes(t.dtype)) throw new Error(`${name}: cannot quantize ${t.dtype} weights`);
-  // fp8 checkpoints may carry a dequantization scale per tensor (or per row).
-  const scale = t.dtype.startsWith('F8') && src.has(`${name}_scale`) ? src.readF32(`${name}_scale`) : undefined;
+  const scale = fp8ScaleOf(src, name);
   return { bytes: src.readBytes(name), dtype: t.dtype as FloatDType, n: t.shape[0], k: t.shape[1], opts: { bits, zeroPoints: opts.zeroPoints ?? false, blockSize: opts.nbitsBlock ?? NBITS_BLOCK }, ...(scale ? { scale } : {}) };
 }
 
