@@ -1,7 +1,11 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { UserError } from '../../src/shared/api';
 import { FluxPipeline } from '../../src/inference/pipeline/pipeline';
+import { checkModel } from '../../src/inference/models/check';
+import { demoAssetsDir } from '../../src/inference/models/demo';
+import { discoverModels } from '../../src/inference/models/discovery';
 import { inspectPath } from '../../src/inference/formats/layouts/inspect';
 import { allInOneSidecar, COMFY_PREFIXES, writeAllInOne } from '../helpers/checkpoints';
 import { GOLDEN_MODELS } from '../helpers/golden';
@@ -47,5 +51,45 @@ describe('all-in-one checkpoints (ComfyUI / Forge: DiT, text encoders and VAE in
     }
     assert.equal(images[0].length, 64 * 64 * 3);
     assert.deepEqual(images[0], images[1]);
+  });
+});
+
+describe('all-in-one checkpoints: discovery, check, and a DiT alone given as the model', function () {
+  this.timeout(120_000);
+  let tmp: ReturnType<typeof tempDir>;
+  let file: string;
+  before(() => {
+    tmp = tempDir('mf-aio-find-');
+    fs.mkdirSync(path.join(tmp.dir, 'models'));
+    file = writeAllInOne(path.join(tmp.dir, 'models', 'flux1-dev-fp8.safetensors'));
+    allInOneSidecar(file);
+  });
+  after(() => tmp.cleanup());
+
+  it('the Models view\'s discovery lists the file as one complete model, every part in it, the shipped tokenizers', () => {
+    const found = discoverModels({ searchPaths: [path.join(tmp.dir, 'models')], env: {}, home: tmp.dir });
+    assert.equal(found.length, 1, JSON.stringify(found.map((m) => m.root)));
+    const [m] = found;
+    assert.equal(m.complete, true, JSON.stringify(m.parts));
+    assert.deepEqual(m.spec.dir, file);
+    for (const role of ['dit', 'clip', 't5', 'vae'] as const) assert.equal(m.parts.find((p) => p.role === role)!.path, file, role);
+    assert.equal(m.parts.find((p) => p.role === 'tokenizer')!.path, path.join(demoAssetsDir(), 'tokenizer'));
+    // Each part's bytes are its own tensors', not the whole file's.
+    const total = m.parts.filter((p) => p.path === file).reduce((a, p) => a + p.bytes!, 0);
+    assert.ok(total <= fs.statSync(file).size, `${total} > file size`);
+  });
+
+  it('models check: complete, and the same memory estimates, component by component, as the folder holding the same parts', async () => {
+    const single = await checkModel({ dir: file });
+    const folder = await checkModel({ dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny-fp8.safetensors') });
+    assert.equal(single.model.complete, true);
+    const formats = [...new Set(single.estimates.map((e) => e.weights))].sort();
+    assert.deepEqual(formats, ['fp16', 'fp32', 'fp8', 'int4', 'int8']);
+    assert.deepEqual(single.estimates.map((e) => e.components), folder.estimates.map((e) => e.components));
+  });
+
+  it('a DiT file alone given as the model: refused before loading, saying to pair it with a model folder', async () => {
+    await assert.rejects(FluxPipeline.create({ dir: path.join(GOLDEN_MODELS, 'flux-tiny-fp8.safetensors') }, { ep: 'cpu' }), (e: Error) =>
+      e instanceof UserError && /VAE \(autoencoder\): flux-tiny-fp8\.safetensors holds none/.test(e.message) && /--transformer FILE/.test(e.message));
   });
 });

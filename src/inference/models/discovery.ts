@@ -46,6 +46,7 @@ import { ComponentKind, detectLayouts, KIND_NAMES, LayoutError } from '../format
 import { isModelFolder, MAX_ROOT_FILES, SUBFOLDERS } from '../formats/layouts/folder';
 import { ModelScan, scanModelFolder } from '../formats/layouts/model';
 import { elementCount, openTensors, readShardIndex, TensorSource } from '../formats/safetensors';
+import { scanSingleFile } from './files';
 import { isFloatDtype } from './memory';
 import { loadRegistry, modelForDitFile, modelForRepo, normalizeRepo, partsOf } from './registry';
 import { FoundModel, FoundWhere, PART_ROLES, PartCheck, PartRole, Registry, RegistryModel } from '../../shared/models';
@@ -164,7 +165,9 @@ function withMatrixDtypes(p: PartCheck, s: DtypeSummary): PartCheck {
 
 function presentCheck(role: ComponentKind, c: Component): PartCheck {
   const s = summarize(c.tensors);
-  const base: PartCheck = { role, status: 'present', path: c.path, layout: c.layout, dtypes: s.dtypes, params: s.params, bytes: c.files.reduce((a, f) => a + fileSize(f), 0) };
+  // A component under a prefix may share its file with others (an all-in-one checkpoint): its own tensors' bytes.
+  const bytes = c.prefix ? c.tensors.names().reduce((a, n) => a + c.tensors.info(n).byteLength, 0) : c.files.reduce((a, f) => a + fileSize(f), 0);
+  const base: PartCheck = { role, status: 'present', path: c.path, layout: c.layout, dtypes: s.dtypes, params: s.params, bytes };
   if (s.unusable.length) return { ...base, status: 'wrong-dtype', message: wrongDtypeMessage(role, s.unusable) };
   return withMatrixDtypes(base, s);
 }
@@ -255,9 +258,10 @@ function checkTokenizerFolder(abs: string, role: 'tokenizer' | 'tokenizer2'): Pa
   return { role, status: 'present', path: abs, bytes };
 }
 
+/** A model folder's scan, or an all-in-one checkpoint's (models/files.ts scanSingleFile). */
 function safeScan(dir: string): ModelScan | undefined {
   try {
-    return scanModelFolder(dir);
+    return fs.statSync(dir).isFile() ? scanSingleFile(dir) : scanModelFolder(dir);
   } catch {
     return undefined;
   }
@@ -283,7 +287,8 @@ export function checkSpecParts(spec: ModelSpec, scan?: ModelScan): PartCheck[] {
   if (dir && !scan && fs.existsSync(dir)) scan = safeScan(dir);
   try {
     const parts: PartCheck[] = [];
-    const rootFiles = dir ? listSafetensors(dir) : [];
+    const singleFile = dir !== undefined && isFile(dir);
+    const rootFiles = dir ? (singleFile ? [dir] : listSafetensors(dir)) : [];
     const opened = new Set(scan?.components.map((c) => c.path) ?? []);
     for (const role of WEIGHT_ROLES) {
       const given = spec[SPEC_KEY[role]];
@@ -305,7 +310,7 @@ export function checkSpecParts(spec: ModelSpec, scan?: ModelScan): PartCheck[] {
         continue;
       }
       const sub = path.join(dir, SUBFOLDERS[role]);
-      if (fs.existsSync(sub)) {
+      if (!singleFile && fs.existsSync(sub)) {
         parts.push(checkWeightPart(sub, role));
         continue;
       }
@@ -319,12 +324,22 @@ export function checkSpecParts(spec: ModelSpec, scan?: ModelScan): PartCheck[] {
     }
     for (const role of ['tokenizer', 'tokenizer2'] as const) {
       const given = role === 'tokenizer' ? spec.tokenizer : spec.tokenizer2;
-      const where = given ?? (dir ? path.join(dir, TOKENIZER_FILES[role].folder) : undefined);
+      // An all-in-one file comes with the tokenizers shipped with MajicFLUX (its scan names them).
+      const shipped = singleFile ? (role === 'tokenizer' ? scan?.tokenizer : scan?.tokenizer2) : undefined;
+      const where = given ?? shipped ?? (dir && !singleFile ? path.join(dir, TOKENIZER_FILES[role].folder) : undefined);
       parts.push(where ? checkTokenizerPart(where, role) : { role, status: 'missing', message: `no ${ROLE_NAMES[role]} given` });
     }
     return PART_ROLES.map((r) => parts.find((p) => p.role === r)!);
   } finally {
     if (ownScan) closeScan(scan);
+  }
+}
+
+function isFile(p: string): boolean {
+  try {
+    return fs.statSync(p).isFile();
+  } catch {
+    return false;
   }
 }
 
@@ -400,7 +415,7 @@ function folderName(dir: string): string {
 
 interface Candidate {
   where: FoundWhere;
-  /** A model folder, or a lone DiT file. */
+  /** A model folder, a lone DiT file, or an all-in-one checkpoint (lone false). */
   path: string;
   lone: boolean;
   /** Repository id when the location says it (cache layouts). */
@@ -423,16 +438,20 @@ function readDir(p: string): string[] {
   }
 }
 
-/** Whether a .safetensors file's header holds a FLUX DiT and no other component (names only). */
-function isLoneDitFile(file: string): boolean {
+/**
+ * A root .safetensors as a candidate: a lone DiT when its header holds a FLUX DiT and no other
+ * component, an all-in-one checkpoint (a model by itself) when it holds a DiT and more; else none.
+ */
+function rootFileCandidate(file: string, where: FoundWhere, repo?: string): Candidate | undefined {
   let src: TensorSource | undefined;
   try {
     src = openTensors(file);
     const kinds = new Set(detectLayouts(src.names()).map((m) => m.kind));
-    return kinds.has('dit') && kinds.size === 1;
+    return kinds.has('dit') ? { where, path: file, lone: kinds.size === 1, repo } : undefined;
   } catch {
     // Unreadable: a DiT-looking name still counts (reported corrupt rather than silently skipped).
-    return /flux|majicflus|dit|transformer|unet/i.test(path.basename(file)) && !/(^|[-_.])(ae|vae)([-_.]|$)|clip|t5/i.test(path.basename(file));
+    const ditName = /flux|majicflus|dit|transformer|unet/i.test(path.basename(file)) && !/(^|[-_.])(ae|vae)([-_.]|$)|clip|t5/i.test(path.basename(file));
+    return ditName ? { where, path: file, lone: true, repo } : undefined;
   } finally {
     src?.close();
   }
@@ -486,7 +505,10 @@ function walk(root: string, where: FoundWhere, maxDepth: number, out: Candidate[
     } else {
       const roots = entries.filter((e) => e.endsWith('.safetensors')).map((e) => path.join(dir, e));
       if (roots.length && roots.length <= MAX_ROOT_FILES && !entries.some((e) => e.endsWith('.safetensors.index.json'))) {
-        for (const f of roots) if (isLoneDitFile(f)) out.push({ where, path: f, lone: true, repo });
+        for (const f of roots) {
+          const c = rootFileCandidate(f, where, repo);
+          if (c) out.push(c);
+        }
       }
     }
     if (depth >= maxDepth) return;
@@ -504,7 +526,7 @@ function walk(root: string, where: FoundWhere, maxDepth: number, out: Candidate[
     return;
   }
   if (st.isFile()) {
-    if (root.endsWith('.safetensors')) out.push({ where, path: root, lone: true });
+    if (root.endsWith('.safetensors')) out.push(rootFileCandidate(root, where) ?? { where, path: root, lone: true });
     return;
   }
   if (st.isDirectory()) visit(root, 0);
@@ -565,7 +587,10 @@ function candidatesInFolder(dir: string, where: FoundWhere, repo: string, out: C
   if (entries.some((e) => e.endsWith('.safetensors.index.json'))) return;
   const roots = entries.filter((e) => e.endsWith('.safetensors')).map((e) => path.join(dir, e));
   if (roots.length > MAX_ROOT_FILES) return;
-  for (const f of roots) if (isLoneDitFile(f)) out.push({ where, path: f, lone: true, repo });
+  for (const f of roots) {
+    const c = rootFileCandidate(f, where, repo);
+    if (c) out.push(c);
+  }
 }
 
 // ─── Models from candidates ─────────────────────────────────────────────────────────────────────
@@ -649,6 +674,13 @@ function fromFolder(c: Candidate, registry: Registry): Built[] {
   }
 }
 
+/** An all-in-one checkpoint: a model by itself, and a base a lone DiT may take its other parts from. */
+function fromSingleFile(c: Candidate, registry: Registry): Built {
+  const id = identify(registry, { ditFile: c.path, repo: c.repo });
+  const spec: ModelSpec = { dir: c.path };
+  return { found: makeFound(id, c.where, c.path, spec, checkSpecParts(spec), registry), lone: false };
+}
+
 function fromLoneFile(c: Candidate, registry: Registry): Built {
   const id = identify(registry, { ditFile: c.path, repo: c.repo });
   const dit = checkWeightPart(c.path, 'dit');
@@ -713,6 +745,7 @@ export function discoverModels(opts: DiscoverOptions = {}): FoundModel[] {
     seenCandidates.add(key);
     try {
       if (c.lone) built.push(fromLoneFile(c, registry));
+      else if (isFile(c.path)) built.push(fromSingleFile(c, registry));
       else built.push(...fromFolder(c, registry));
     } catch {
       // a folder that breaks the checks is skipped, not fatal

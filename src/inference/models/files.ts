@@ -93,7 +93,8 @@ export function scanSingleFile(file: string): ModelScan {
     const c = components.filter((x) => x.kind === kind);
     if (c.length === 1) chosen[kind] = c[0];
     else if (c.length > 1) missing.push(`${abs} holds ${c.length} ${KIND_NAMES[kind]}s (under ${c.map((x) => `"${x.prefix}"`).join(', ')}): give the one to use separately`);
-    else missing.push(`${KIND_NAMES[kind]}: ${path.basename(abs)} holds none${kind === 'dit' ? '' : ' (a single file must hold every component; a lone DiT goes with a model folder: --model DIR --transformer FILE)'}`);
+    // Said once: a lone DiT given as the model is the likely mistake.
+    else missing.push(`${KIND_NAMES[kind]}: ${path.basename(abs)} holds none${kind === 'vae' && chosen.dit ? ' (a model given as one file must hold every component; a DiT alone goes with a model folder: --model DIR --transformer FILE, or the majicflux.model.transformer setting)' : ''}`);
   }
   const assets = demoAssetsDir();
   return {
