@@ -7,8 +7,11 @@ import { checkModel } from '../../src/inference/models/check';
 import { demoAssetsDir } from '../../src/inference/models/demo';
 import { discoverModels } from '../../src/inference/models/discovery';
 import { inspectPath } from '../../src/inference/formats/layouts/inspect';
-import { allInOneSidecar, COMFY_PREFIXES, writeAllInOne } from '../helpers/checkpoints';
-import { GOLDEN_MODELS } from '../helpers/golden';
+import { T5Encoder } from '../../src/inference/graphs/t5';
+import { openTensors } from '../../src/inference/formats/safetensors';
+import { writeSafetensors } from '../../src/inference/formats/safetensorsWriter';
+import { allInOneSidecar, COMFY_PREFIXES, scaledFp8Specs, writeAllInOne } from '../helpers/checkpoints';
+import { assertGoldenClose, compare, GOLDEN_MODELS, goldenCase } from '../helpers/golden';
 import { tempDir } from '../helpers/writeSafetensors';
 
 describe('all-in-one checkpoints (ComfyUI / Forge: DiT, text encoders and VAE in one file)', function () {
@@ -35,6 +38,13 @@ describe('all-in-one checkpoints (ComfyUI / Forge: DiT, text encoders and VAE in
     const dit = r.components[0];
     assert.equal(dit.architecture.num_heads, 4);
     assert.equal(r.components[2].architecture.num_attention_heads, 4);
+  });
+
+  it('a sidecar with only the DiT\'s numbers applies to the DiT; a text encoder that needs its own config is named, with where to give it', () => {
+    const other = writeAllInOne(path.join(tmp.dir, 'dit-sidecar-only.safetensors'));
+    allInOneSidecar(other, false);
+    assert.throws(() => inspectPath(other), (e: Error) =>
+      /the CLIP text encoder's number of attention heads comes out as 0\.5/.test(e.message) && /"text_encoder" section of the <name>\.config\.json/.test(e.message));
   });
 
   it('generates from the single file the same pixels as the folder with the same DiT, same seed', async () => {
@@ -91,5 +101,38 @@ describe('all-in-one checkpoints: discovery, check, and a DiT alone given as the
   it('a DiT file alone given as the model: refused before loading, saying to pair it with a model folder', async () => {
     await assert.rejects(FluxPipeline.create({ dir: path.join(GOLDEN_MODELS, 'flux-tiny-fp8.safetensors') }, { ep: 'cpu' }), (e: Error) =>
       e instanceof UserError && /VAE \(autoencoder\): flux-tiny-fp8\.safetensors holds none/.test(e.message) && /--transformer FILE/.test(e.message));
+  });
+});
+
+describe('ComfyUI scaled fp8 text encoder (t5xxl_fp8_e4m3fn_scaled)', function () {
+  this.timeout(120_000);
+  let tmp: ReturnType<typeof tempDir>;
+  before(() => (tmp = tempDir('mf-t5-scaled-')));
+  after(() => tmp.cleanup());
+
+  it('encodes like its weights decoded to float32 (codes × scale_weight), with the weights in the file and inlined, and in fp16', async () => {
+    const src = openTensors(path.join(GOLDEN_MODELS, 'text_encoder_2', 'model.safetensors.index.json'));
+    const { specs, dequantized } = scaledFp8Specs(src);
+    const scaled = path.join(tmp.dir, 't5xxl_fp8_e4m3fn_scaled.safetensors');
+    writeSafetensors(scaled, specs);
+    const reference = path.join(tmp.dir, 't5-reference.safetensors');
+    writeSafetensors(reference, specs.filter((s) => !s.name.endsWith('.scale_weight') && s.name !== 'scaled_fp8').map((s) =>
+      dequantized.has(s.name) ? { ...s, dtype: 'F32' as const, bytes: () => new Uint8Array(dequantized.get(s.name)!.buffer) } : s));
+    const ids = Int32Array.from(goldenCase('text_encoders.safetensors').readF32('13.t5_ids'));
+    const encode = async (file: string, opts: object) => {
+      const t5 = await T5Encoder.load(file, { maxLength: 512, ...opts });
+      try {
+        return await t5.encode(ids);
+      } finally {
+        await t5.release();
+      }
+    };
+    for (const opts of [{}, { inlineLimit: 0 }, { format: 'fp16', fp16Cache: true, cacheDir: path.join(tmp.dir, 'cache'), inlineLimit: 0 }]) {
+      const s = assertGoldenClose(await encode(scaled, opts), await encode(reference, opts), `scaled T5 ${JSON.stringify(opts)}`);
+      assert.ok(s.maxRef > 0);
+    }
+    const s = compare(await encode(scaled, {}), goldenCase('text_encoders.safetensors').readF32('13.t5_hidden'));
+    console.log(`      scaled fp8 T5 vs golden bf16: rel L2 ${s.relL2.toExponential(2)}`);
+    assert.ok(s.relL2 < 0.1);
   });
 });

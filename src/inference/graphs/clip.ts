@@ -113,8 +113,7 @@ export function constOf(ctx: Ctx, values: ArrayLike<number>, dims: number[], hin
 
 /** Rows of a (bf16, fp16, ...) table picked by `ids`, as the compute type; the table stays in its file dtype. */
 export function embed(ctx: Ctx, table: string, ids: Value): Value {
-  const { value } = ctx.w.raw(table);
-  return ctx.w.scaledBy(table, ctx.g.op('Cast', [ctx.g.op('Gather', [value, ids], { axis: 0 })], { to: onnxType(ctx.compute) }), true);
+  return ctx.w.gatherRows(table, ids);
 }
 
 /** Graph outputs are float32 whatever the compute type. */

@@ -196,22 +196,24 @@ export class Weights {
     return this.scaledBy(name, this.convertAfter(this.stored(t), this.compute, t.shape, gate));
   }
 
-  /**
-   * The dequantization scale of an fp8 tensor (`<name>_scale`, one value or one per row), or
-   * undefined. For code that reads a tensor with raw() and converts it itself (an fp8 embedding
-   * table): scaledBy applies it.
-   */
-  scaleOf(name: string): number[] | undefined {
+  private scaledBy(name: string, x: Value): Value {
     const s = fp8ScaleOf(this.src, name);
-    return s && Array.from(s);
+    return s ? this.g.op('Mul', [x, this.constOfCompute(Array.from(s), s.length > 1 ? [s.length, 1] : [])]) : x;
   }
 
-  /** x (the tensor `name`, or rows gathered from it, in the compute type) times its scale, if it has one. */
-  scaledBy(name: string, x: Value, rowsGathered = false): Value {
-    const s = this.scaleOf(name);
-    if (!s) return x;
-    if (s.length > 1 && rowsGathered) throw new Error(`${this.src.path}: "${name}" has a scale per row, which a gathered embedding cannot use`);
-    return this.g.op('Mul', [x, this.constOfCompute(s, s.length > 1 ? [s.length, 1] : [])]);
+  /**
+   * Rows of a table (an embedding) picked by `ids`, as the compute type; the table stays in the
+   * file in its dtype. fp8 codes (which Gather does not take) are gathered as bytes and decoded by
+   * table, their scale folded in.
+   */
+  gatherRows(name: string, ids: Value): Value {
+    const t = this.src.info(name);
+    const g = this.g;
+    if (!isFp8(t.dtype)) return g.op('Cast', [g.op('Gather', [this.stored(t), ids], { axis: 0 })], { to: dataTypeOf(this.compute) });
+    const scale = fp8ScaleOf(this.src, name) ?? [1];
+    if (scale.length > 1) throw new Error(`${this.src.path}: "${name}" has a scale per row, which MajicFLUX does not read for an embedding table`);
+    const codes = g.op('Cast', [g.op('Gather', [this.stored(t, 'uint8'), ids], { axis: 0 })], { to: 6 /* int32 */ });
+    return g.op('Gather', [this.codeTable(t.dtype, scale[0]), codes], { axis: 0 });
   }
 
   /** A constant in the compute type. */

@@ -48,6 +48,7 @@ function buildComponent(opened: string, source: TensorSource, match: LayoutMatch
   }
   const base = { layout: match.layout, path: opened, files, prefix: match.prefix, tensors, configFile, close: () => tensors.close() };
   const absent = (names: string[]) => names.filter((n) => !tensors.has(n));
+  const shared = otherPrefixes.length > 1;
   const need: Need = (name) => {
     assertComplete(match.kind, match.layout, at, absent([name]));
     return tensors.info(name).shape;
@@ -65,8 +66,8 @@ function buildComponent(opened: string, source: TensorSource, match: LayoutMatch
         return weights.tensor(name).shape;
       };
       const d = deriveDit(weights, ditNeed);
-      checkWhole(at, 'the number of attention heads', d.config.num_heads);
       const { config, notes } = applyConfig(d, json && ditFromJson(json, configFile!), configFile, at);
+      checkWhole(at, 'dit', 'number of attention heads', config.num_heads, shared);
       assertComplete('dit', match.layout, at, missingSources(ditRequiredNames(config)));
       assertDitShapes(at, config, weights);
       const unused = weights.unused();
@@ -76,20 +77,20 @@ function buildComponent(opened: string, source: TensorSource, match: LayoutMatch
     case 'vae': {
       const layout = match.layout as 'ldm-vae' | 'diffusers-vae';
       const d = deriveVae(tensors, layout, need);
-      d.config.ch_mult.forEach((m, i) => checkWhole(at, `ch_mult[${i}]`, m));
+      d.config.ch_mult.forEach((m, i) => checkWhole(at, 'vae', `ch_mult[${i}]`, m, shared));
       const { config, notes } = applyConfig(d, json && vaeFromJson(json, configFile!), configFile, at);
       assertComplete('vae', layout, at, absent(vaeRequiredNames(config, layout, d.hasEncoder)));
       return { ...base, kind: 'vae', config, hasEncoder: d.hasEncoder, notes };
     }
     case 'clip': {
       const { config, notes } = applyConfig(deriveClip(tensors, need), json && clipFromJson(json, configFile!), configFile, at);
-      checkWhole(at, 'the number of attention heads', config.num_attention_heads);
+      checkWhole(at, 'clip', 'number of attention heads', config.num_attention_heads, shared);
       assertComplete('clip', match.layout, at, absent(clipRequiredNames(config)));
       return { ...base, kind: 'clip', config, notes };
     }
     case 't5': {
       const d = deriveT5(tensors, need);
-      checkWhole(at, 'd_kv', d.config.d_kv);
+      checkWhole(at, 't5', 'd_kv', d.config.d_kv, shared);
       const { config, notes } = applyConfig(d, json && t5FromJson(json, configFile!), configFile, at);
       assertComplete('t5', match.layout, at, absent(t5RequiredNames(config)));
       return { ...base, kind: 't5', config, notes };

@@ -5,6 +5,7 @@ import { ditExpectedShapes, ditShapeMismatches } from '../ditShapes';
 import { ClipConfig, DitConfig, T5Config, VaeConfig } from './configs';
 import { ComponentKind, describeLayout, KIND_NAMES, Layout, LayoutError, listSome } from './detect';
 import type { DitWeights } from './ditWeights';
+import { SUBFOLDERS } from './folder';
 
 /** BFL names a DiT graph needs. */
 export function ditRequiredNames(c: DitConfig): string[] {
@@ -101,10 +102,17 @@ export function assertDitShapes(at: string, c: DitConfig, weights: DitWeights): 
   throw new LayoutError(at, `DiT tensor ${label} has shape ${JSON.stringify(actual)}; the architecture (${arch}) needs ${JSON.stringify(expected)}${more}: the checkpoint is corrupt, or not a FLUX.1 DiT`);
 }
 
-/** Shape checks a derivation relies on; failing them means the tensors are not FLUX-shaped or need a config. */
-export function checkWhole(at: string, what: string, v: number): number {
+/**
+ * Shape checks a derivation relies on; failing them means the tensors are not FLUX-shaped or need a
+ * config. `sharedFile`: the component is one of several in its file (an all-in-one checkpoint),
+ * whose sidecar describes the DiT at its top and the others in sections (configFiles.ts).
+ */
+export function checkWhole(at: string, kind: ComponentKind, what: string, v: number, sharedFile = false): number {
   if (!Number.isInteger(v) || v <= 0) {
-    throw new LayoutError(at, `${what} comes out as ${v} from the tensor shapes and FLUX.1 defaults: not a FLUX.1-shaped checkpoint, or one that needs its config.json (or <name>.config.json) beside it`);
+    const config = sharedFile && kind !== 'dit'
+      ? `its config in a "${SUBFOLDERS[kind]}" section of the <name>.config.json beside the file (the DiT's numbers at its top)`
+      : 'its config.json (or <name>.config.json) beside it';
+    throw new LayoutError(at, `the ${KIND_NAMES[kind]}'s ${what} comes out as ${v} from the tensor shapes and FLUX.1 defaults: not a FLUX.1-shaped checkpoint, or one that needs ${config}`);
   }
   return v;
 }
