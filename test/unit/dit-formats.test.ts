@@ -61,6 +61,7 @@ describe('DiT file formats: scaled fp8, e5m2, fp16/fp32, prefixes (issue 17)', f
       const [dit] = inspectPath(scaledFile).components;
       assert.ok(dit.stats.dtypes.F8_E4M3!.tensors > 10);
       assert.ok(!dit.notes.some((n) => /not used/.test(n)), dit.notes.join('; '));
+      assert.ok(dit.notes.some((n) => /^scaled fp8: \d+ weights carry a scale/.test(n)), dit.notes.join('; '));
       const c = openComponent(scaledFile, 'dit');
       assert.ok(c.tensors.has('double_blocks.0.img_attn.qkv.weight_scale') && !c.tensors.has('scaled_fp8'));
       c.close();

@@ -22,8 +22,9 @@ const GENERATE_HELP = `Usage: majicflux generate "PROMPT" [options]
 Generates one image. With no --model, uses the bundled demo model (random weights: coloured noise).
 
 Model:
-  --model DIR            FLUX.1-dev-style folder (text_encoder/, text_encoder_2/, tokenizer/,
-                         tokenizer_2/, ae.safetensors or vae/, transformer/ or one DiT file)
+  --model DIR|FILE       FLUX.1-dev-style folder (text_encoder/, text_encoder_2/, tokenizer/,
+                         tokenizer_2/, ae.safetensors or vae/, transformer/ or one DiT file),
+                         or one all-in-one .safetensors (ComfyUI/Forge: DiT, text encoders, VAE)
   --transformer FILE     single-file DiT to use instead (e.g. majicflus_v134.safetensors)
   --vae PATH             ae.safetensors or a diffusers vae/ folder, overriding the model's
 Sampling:

@@ -27,7 +27,7 @@ Connection:
                      line is visible to other users of this machine in the process list.)
 Model (used whatever model the client names; without them, the client's paths are used, and
 they must exist on this machine):
-  --model DIR        FLUX.1-dev-style folder
+  --model DIR|FILE   FLUX.1-dev-style folder, or one all-in-one .safetensors (ComfyUI/Forge)
   --transformer FILE single-file DiT (e.g. majicflus_v134.safetensors)
   --vae PATH         ae.safetensors or a diffusers vae/ folder
 Runtime defaults (a client's settings replace them):

@@ -98,6 +98,13 @@ function buildComponent(opened: string, source: TensorSource, match: LayoutMatch
   }
 }
 
+/** inspect and the Models view say when fp8 weights carry scales (ComfyUI's scaled fp8). */
+function withScaleNote(c: Component): Component {
+  const scaled = c.tensors.names().filter((n) => n.endsWith('.weight_scale')).length;
+  if (scaled) c.notes.push(`scaled fp8: ${scaled} weight${scaled > 1 ? 's' : ''} carry a scale, applied when decoding (the weights stay 1 byte)`);
+  return c;
+}
+
 /**
  * Every FLUX.1 component in a checkpoint: a `.safetensors` file, a `.safetensors.index.json`, or a
  * component folder (`transformer/`, `vae/`, `text_encoder/`, `text_encoder_2/`). Throws a
@@ -123,7 +130,7 @@ export function openComponents(p: string): Component[] {
     const files = [...new Set(names.map((n) => source.info(n).file))];
     const configFile = configFileFor(abs, files);
     const prefixes = matches.map((m) => m.prefix);
-    return matches.map((m) => buildComponent(abs, source, m, prefixes, configFile));
+    return matches.map((m) => withScaleNote(buildComponent(abs, source, m, prefixes, configFile)));
   } catch (e) {
     source.close();
     throw e;
