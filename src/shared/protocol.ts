@@ -12,7 +12,7 @@
 
 import * as v from 'valibot';
 import type { ComponentName, ExecutionProvider, ModelSpec, StageTiming } from './api';
-import { COMPONENTS, EP_CHOICES, EXECUTION_PROVIDERS, MEMORY_MODES, WEIGHT_CHOICES, WEIGHT_FORMATS } from './api';
+import { COMPONENTS, EP_CHOICES, errorText, EXECUTION_PROVIDERS, MEMORY_MODES, WEIGHT_CHOICES, WEIGHT_FORMATS } from './api';
 import type {
   DownloadErrorCode,
   DownloadProgress,
@@ -597,7 +597,7 @@ export function parseJsonLine(line: string): { ok: true; value: unknown } | { ok
   try {
     return { ok: true, value: JSON.parse(line) };
   } catch (err) {
-    return { ok: false, error: err instanceof Error ? err.message : String(err) };
+    return { ok: false, error: errorText(err) };
   }
 }
 
@@ -635,7 +635,7 @@ function check<T>(schema: v.GenericSchema<unknown, T>, x: unknown): T | Validati
     return r.success ? r.output : { error: describeIssue(r.issues[0]), id: readId(x) };
   } catch (err) {
     // A bug in a schema must not take the peer down either.
-    return { error: `invalid message (${err instanceof Error ? err.message : String(err)})`, id: readId(x) };
+    return { error: `invalid message (${errorText(err)})`, id: readId(x) };
   }
 }
 
