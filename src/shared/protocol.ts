@@ -500,11 +500,6 @@ export function isDownloadEvent(e: Event): e is DownloadEvent {
   return e.event === 'download-progress' || e.event === 'download-done' || e.event === 'download-failed';
 }
 
-/** Events after which a job sends nothing more. */
-export function isFinalEvent(e: Event): e is DoneEvent | FailedEvent | CancelledEvent {
-  return e.event === 'done' || e.event === 'failed' || e.event === 'cancelled';
-}
-
 // =============================================================================================
 // Framing: NDJSON
 
