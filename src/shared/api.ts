@@ -121,6 +121,11 @@ export class CancelledError extends Error {
   }
 }
 
+/** What went wrong, as text, whatever was thrown. */
+export function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 /** An error meant for the user: `message` says what happened and what to do; `detail` goes to the log. */
 export class UserError extends Error {
   constructor(message: string, readonly detail?: string) {

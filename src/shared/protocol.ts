@@ -12,7 +12,7 @@
 
 import * as v from 'valibot';
 import type { ComponentName, ExecutionProvider, ModelSpec, StageTiming } from './api';
-import { COMPONENTS, EP_CHOICES, EXECUTION_PROVIDERS, MEMORY_MODES, WEIGHT_CHOICES, WEIGHT_FORMATS } from './api';
+import { COMPONENTS, EP_CHOICES, errorText, EXECUTION_PROVIDERS, MEMORY_MODES, WEIGHT_CHOICES, WEIGHT_FORMATS } from './api';
 import type {
   DownloadErrorCode,
   DownloadProgress,
@@ -500,11 +500,6 @@ export function isDownloadEvent(e: Event): e is DownloadEvent {
   return e.event === 'download-progress' || e.event === 'download-done' || e.event === 'download-failed';
 }
 
-/** Events after which a job sends nothing more. */
-export function isFinalEvent(e: Event): e is DoneEvent | FailedEvent | CancelledEvent {
-  return e.event === 'done' || e.event === 'failed' || e.event === 'cancelled';
-}
-
 // =============================================================================================
 // Framing: NDJSON
 
@@ -597,7 +592,7 @@ export function parseJsonLine(line: string): { ok: true; value: unknown } | { ok
   try {
     return { ok: true, value: JSON.parse(line) };
   } catch (err) {
-    return { ok: false, error: err instanceof Error ? err.message : String(err) };
+    return { ok: false, error: errorText(err) };
   }
 }
 
@@ -635,7 +630,7 @@ function check<T>(schema: v.GenericSchema<unknown, T>, x: unknown): T | Validati
     return r.success ? r.output : { error: describeIssue(r.issues[0]), id: readId(x) };
   } catch (err) {
     // A bug in a schema must not take the peer down either.
-    return { error: `invalid message (${err instanceof Error ? err.message : String(err)})`, id: readId(x) };
+    return { error: `invalid message (${errorText(err)})`, id: readId(x) };
   }
 }
 

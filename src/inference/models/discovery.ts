@@ -50,6 +50,7 @@ import { scanSingleFile } from './files';
 import { isFloatDtype } from './memory';
 import { loadRegistry, modelForDitFile, modelForRepo, normalizeRepo, partsOf } from './registry';
 import { FoundModel, FoundWhere, PART_ROLES, PartCheck, PartRole, Registry, RegistryModel } from '../../shared/models';
+import { errorText } from '../../shared/api';
 
 export const DEFAULT_MAX_DEPTH = 3;
 const MAX_DIRS_PER_ROOT = 400;
@@ -78,10 +79,6 @@ const SPEC_KEY: Record<ComponentKind, 'transformer' | 'vae' | 'textEncoder' | 't
 const ROLE_NAMES: Record<PartRole, string> = { ...KIND_NAMES, tokenizer: 'CLIP tokenizer', tokenizer2: 'T5 tokenizer' };
 
 // ─── Part checks ────────────────────────────────────────────────────────────────────────────────
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
 
 function fileSize(p: string): number {
   try {

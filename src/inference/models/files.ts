@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ComponentName, ModelSpec, UserError, WeightFormat } from '../../shared/api';
 import { Component, openComponents } from '../formats/layouts/components';
-import { ComponentKind, KIND_NAMES, KIND_ORDER } from '../formats/layouts/detect';
+import { ComponentKind, KIND_NAMES, KIND_ORDER, listSome } from '../formats/layouts/detect';
 import { SUBFOLDERS } from '../formats/layouts/folder';
 import { ModelScan, scanModelFolder } from '../formats/layouts/model';
 import { demoAssetsDir } from './demo';
@@ -57,7 +57,7 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
   for (const c of scan?.components ?? []) c.close();
   if (missing.length) {
     const where = scan ? scan.root : 'the model settings';
-    const found = scan ? ` Found: ${scan.entries.length ? listSome(scan.entries) : 'nothing (empty folder)'}.` : '';
+    const found = scan ? ` Found: ${scan.entries.length ? listSome(scan.entries, 12) : 'nothing (empty folder)'}.` : '';
     const problems = scan ? scan.problems.filter((p) => !missing.some((m) => m.includes(p))) : [];
     const problemText = problems.length ? ` Problems: ${[...new Set(problems)].join('; ')}.` : '';
     throw new UserError(`The model in ${where} is incomplete. Missing: ${[...new Set(missing)].join('; ')}.${problemText}${found}`);
@@ -68,10 +68,6 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
     name, transformer, textEncoder, textEncoder2, vae, tokenizer: tokenizer!, tokenizer2: tokenizer2!, scheduler: scan?.scheduler,
     residentBytes: (f, c) => estimate({ transformer, textEncoder, textEncoder2, vae }, f, c),
   };
-}
-
-function listSome(items: string[], max = 12): string {
-  return items.length > max ? `${items.slice(0, max).join(', ')} and ${items.length - max} more` : items.join(', ');
 }
 
 function isFile(p: string): boolean {
