@@ -7,6 +7,7 @@ import { checkModel } from '../../src/inference/models/check';
 import { demoAssetsDir } from '../../src/inference/models/demo';
 import { discoverModels } from '../../src/inference/models/discovery';
 import { inspectPath } from '../../src/inference/formats/layouts/inspect';
+import { ClipEncoder } from '../../src/inference/graphs/clip';
 import { T5Encoder } from '../../src/inference/graphs/t5';
 import { openTensors } from '../../src/inference/formats/safetensors';
 import { writeSafetensors } from '../../src/inference/formats/safetensorsWriter';
@@ -134,5 +135,35 @@ describe('ComfyUI scaled fp8 text encoder (t5xxl_fp8_e4m3fn_scaled)', function (
     const s = compare(await encode(scaled, {}), goldenCase('text_encoders.safetensors').readF32('13.t5_hidden'));
     console.log(`      scaled fp8 T5 vs golden bf16: rel L2 ${s.relL2.toExponential(2)}`);
     assert.ok(s.relL2 < 0.1);
+  });
+});
+
+describe('all-in-one checkpoints: the weight caches of its components', function () {
+  this.timeout(120_000);
+  let tmp: ReturnType<typeof tempDir>;
+  before(() => (tmp = tempDir('mf-aio-cache-')));
+  after(() => tmp.cleanup());
+
+  it('CLIP and T5 converted to fp16 from one file into one cache folder: each its own cache, each the folder\'s output', async () => {
+    const file = writeAllInOne(path.join(tmp.dir, 'aio.safetensors'));
+    allInOneSidecar(file);
+    const cacheDir = path.join(tmp.dir, 'cache');
+    const opts = { format: 'fp16', fp16Cache: true, cacheDir, inlineLimit: 0 } as const;
+    const clipIds = Int32Array.from(goldenCase('text_encoders.safetensors').readF32('5.clip_ids'));
+    const t5Ids = Int32Array.from(goldenCase('text_encoders.safetensors').readF32('5.t5_ids'));
+    const run = async (clipFrom: string, t5From: string) => {
+      const clip = await ClipEncoder.load(clipFrom, opts);
+      const hidden = (await clip.encode(clipIds)).hidden;
+      await clip.release();
+      const t5 = await T5Encoder.load(t5From, { ...opts, maxLength: 512 });
+      const t5Hidden = await t5.encode(t5Ids);
+      await t5.release();
+      return [hidden, t5Hidden];
+    };
+    const [clip, t5] = await run(file, file);
+    const [clipRef, t5Ref] = await run(path.join(GOLDEN_MODELS, 'text_encoder'), path.join(GOLDEN_MODELS, 'text_encoder_2'));
+    assert.deepEqual(clip, clipRef);
+    assert.deepEqual(t5, t5Ref);
+    assert.equal(fs.readdirSync(cacheDir).length, 4, 'one cache per component and source');
   });
 });

@@ -508,7 +508,9 @@ export class WeightCache {
     });
     // int8/int4 scales are stored in the compute type.
     const nbits = NBITS[opts.format] ? { compute: opts.compute ?? 'float32', zeroPoints: opts.zeroPoints ?? false, block: opts.nbitsBlock ?? NBITS_BLOCK } : opts.fp16Cache && opts.format === 'fp16' ? { fp16Cache: true } : {};
-    const h = crypto.createHash('sha256').update(JSON.stringify({ v: CACHE_VERSION, ids, format: opts.format, scale: opts.fp8Scale ?? 'per-channel', ...nbits }));
+    // The names too: the components of an all-in-one checkpoint share its file.
+    const names = crypto.createHash('sha256').update([...src.names()].sort().join('\n')).digest('hex');
+    const h = crypto.createHash('sha256').update(JSON.stringify({ v: CACHE_VERSION, ids, names, format: opts.format, scale: opts.fp8Scale ?? 'per-channel', ...nbits }));
     return h.digest('hex').slice(0, 24);
   }
 
