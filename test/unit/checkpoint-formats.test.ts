@@ -6,6 +6,7 @@ import { FluxPipeline } from '../../src/inference/pipeline/pipeline';
 import { checkModel } from '../../src/inference/models/check';
 import { demoAssetsDir } from '../../src/inference/models/demo';
 import { discoverModels } from '../../src/inference/models/discovery';
+import { resolveModel } from '../../src/inference/models/files';
 import { inspectPath } from '../../src/inference/formats/layouts/inspect';
 import { ClipEncoder } from '../../src/inference/graphs/clip';
 import { T5Encoder } from '../../src/inference/graphs/t5';
@@ -88,6 +89,21 @@ describe('all-in-one checkpoints: discovery, check, and a DiT alone given as the
     // Each part's bytes are its own tensors', not the whole file's.
     const total = m.parts.filter((p) => p.path === file).reduce((a, p) => a + p.bytes!, 0);
     assert.ok(total <= fs.statSync(file).size, `${total} > file size`);
+  });
+
+  it('ComfyUI\'s models/checkpoints/ with two all-in-one files and a fine-tuned DiT: each file a model, the DiT paired with one of them', () => {
+    const dir = path.join(tmp.dir, 'comfy', 'models', 'checkpoints');
+    fs.mkdirSync(dir, { recursive: true });
+    for (const [name, dit] of [['a-fp8', 'flux-tiny-fp8.safetensors'], ['b-bf16', 'flux-tiny.safetensors']]) allInOneSidecar(writeAllInOne(path.join(dir, `${name}.safetensors`), dit));
+    const finetune = path.join(dir, 'my-finetune.safetensors');
+    fs.copyFileSync(path.join(GOLDEN_MODELS, 'flux-tiny.safetensors'), finetune);
+    fs.copyFileSync(path.join(GOLDEN_MODELS, 'flux-tiny.config.json'), path.join(dir, 'my-finetune.config.json'));
+    const found = discoverModels({ searchPaths: [path.join(tmp.dir, 'comfy', 'models')], env: {}, home: tmp.dir });
+    assert.deepEqual(found.map((m) => [m.name, m.complete]), [['a-fp8', true], ['b-bf16', true], ['my-finetune', true]]);
+    assert.deepEqual(found.map((m) => m.spec.dir && path.basename(m.spec.dir)), ['a-fp8.safetensors', 'b-bf16.safetensors', 'a-fp8.safetensors']);
+    const files = resolveModel(found[2].spec);
+    assert.equal(files.transformer, finetune);
+    assert.deepEqual([files.vae, files.textEncoder, files.textEncoder2].map((f) => path.basename(f)), ['a-fp8.safetensors', 'a-fp8.safetensors', 'a-fp8.safetensors']);
   });
 
   it('models check: complete, and the same memory estimates, component by component, as the folder holding the same parts', async () => {

@@ -659,6 +659,8 @@ function fromFolder(c: Candidate, registry: Registry): Built[] {
       variants.push(...rootDits.map((d) => d.path));
     }
     return variants.map((ditFile) => {
+      // An all-in-one file among others (ComfyUI's models/checkpoints/) is a model by itself.
+      if (ditFile && scan?.components.some((x) => x.path === ditFile && x.kind !== 'dit')) return fromSingleFile({ ...c, path: ditFile }, registry);
       const id = identify(registry, { ditFile: ditFile ?? chosenFile, repo: c.repo, dir: c.path });
       const spec: ModelSpec = ditFile ? { dir: c.path, transformer: ditFile } : { dir: c.path };
       const parts = checkSpecParts(spec, scan);
