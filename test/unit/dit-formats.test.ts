@@ -98,6 +98,12 @@ describe('DiT file formats: scaled fp8, e5m2, fp16/fp32, prefixes (issue 17)', f
       assert.throws(() => openComponent(file, 'dit'), (e: Error) => /input scale/.test(e.message) && /scale_input/.test(e.message) && /bf16 original/.test(e.message) && !/\n\s+at /.test(e.message));
     });
 
+    it('refuses scales in a diffusers-layout DiT rather than ignoring them', () => {
+      const { specs } = scaledFp8Specs(openTensors(DIFFUSERS_FILE));
+      const file = write('scaled-diffusers', specs);
+      assert.throws(() => openComponent(file, 'dit'), /fp8 weight scales \("[^"]+\.weight_scale"…\) in a diffusers-layout DiT/);
+    });
+
     it('refuses a scale_weight beside a weight that is not fp8', () => {
       const src = openTensors(BF16_FILE);
       const file = write('scaled-bf16', [...specsOf(src), { name: 'img_in.scale_weight', dtype: 'F32', shape: [], bytes: () => new Uint8Array(Float32Array.of(2).buffer) }]);

@@ -71,6 +71,8 @@ function buildComponent(opened: string, source: TensorSource, match: LayoutMatch
       assertComplete('dit', match.layout, at, missingSources(ditRequiredNames(config)));
       assertDitShapes(at, config, weights);
       const unused = weights.unused();
+      const scales = unused.filter((n) => n.endsWith('.weight_scale'));
+      if (scales.length) throw new LayoutError(at, `fp8 weight scales ("${scales[0]}"…) in a diffusers-layout DiT, which MajicFLUX reads only in the BFL layout (ComfyUI's): use the BFL-layout file, or the unscaled weights`);
       if (unused.length) notes.push(`${unused.length} tensor${unused.length > 1 ? 's' : ''} not used by FLUX.1: ${listSome(unused, 3)}`);
       return { ...base, kind: 'dit', config, weights, notes };
     }
