@@ -1,5 +1,6 @@
-// Where a model's parts are on disk: a FLUX.1-dev-style folder, optionally with a single-file
-// DiT (a fine-tune such as majicflus_v134.safetensors) or other parts given separately.
+// Where a model's parts are on disk: a FLUX.1-dev-style folder or one all-in-one checkpoint,
+// optionally with a single-file DiT (a fine-tune such as majicflus_v134.safetensors) or other
+// parts given separately.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
