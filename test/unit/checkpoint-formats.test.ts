@@ -1,4 +1,5 @@
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../../src/shared/api';
@@ -47,6 +48,18 @@ describe('all-in-one checkpoints (ComfyUI / Forge: DiT, text encoders and VAE in
     allInOneSidecar(other, false);
     assert.throws(() => inspectPath(other), (e: Error) =>
       /the CLIP text encoder's number of attention heads comes out as 0\.5/.test(e.message) && /"text_encoder" section of the <name>\.config\.json/.test(e.message));
+  });
+
+  it('the bundled CLI: inspect lists the four components; generate --model FILE writes the image', () => {
+    const cli = path.resolve(__dirname, '../../dist/cli.js');
+    const run = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { cwd: tmp.dir, encoding: 'utf8' });
+    const inspected = run(['inspect', file, '--json']);
+    assert.equal(inspected.status, 0, inspected.stderr);
+    assert.deepEqual(JSON.parse(inspected.stdout).components.map((c: { kind: string }) => c.kind), ['dit', 'vae', 'clip', 't5']);
+    const out = path.join(tmp.dir, 'fox.png');
+    const generated = run(['generate', 'a red fox', '--model', file, '--width', '64', '--height', '64', '--steps', '1', '--ep', 'cpu', '--out', out, '--quiet']);
+    assert.equal(generated.status, 0, generated.stderr);
+    assert.ok(fs.statSync(out).size > 0);
   });
 
   it('generates from the single file the same pixels as the folder with the same DiT, same seed', async () => {
