@@ -1,4 +1,4 @@
-// CodeLens above each .flux block: "▶ Generate", "▶ Generate all" above the first, "🖼 N images" once
+// CodeLens above each .flux block: "Generate", "Generate all" above the first, "N images" once
 // it has results, and the progress of a running block (click to cancel).
 
 import * as vscode from 'vscode';
@@ -41,7 +41,7 @@ export class FluxCodeLens implements vscode.CodeLensProvider, vscode.Disposable 
       const key = blockKey(block.prompt);
       const running = active.filter((j) => j.origin.blockKey === key);
       if (i === 0 && doc.blocks.length > 1) {
-        lenses.push(new vscode.CodeLens(at, { title: t('▶ Generate all ({0} blocks)', doc.blocks.length), command: 'majicflux.generateFluxFile', arguments: [uri] }));
+        lenses.push(new vscode.CodeLens(at, { title: t('$(play) Generate all ({0} blocks)', doc.blocks.length), command: 'majicflux.generateFluxFile', arguments: [uri] }));
       }
       if (running.length) {
         const cur = running.find((j) => j.state === 'running' && j.steps) ?? running[0];
@@ -57,7 +57,7 @@ export class FluxCodeLens implements vscode.CodeLensProvider, vscode.Disposable 
         const count = effectiveValues(doc, block, {}).count ?? 1;
         lenses.push(
           new vscode.CodeLens(at, {
-            title: count > 1 ? t('▶ Generate {0} images', count) : t('▶ Generate'),
+            title: count > 1 ? t('$(play) Generate {0} images', count) : t('$(play) Generate'),
             command: 'majicflux.generateFluxBlock',
             arguments: [uri, key],
           }),
@@ -67,7 +67,7 @@ export class FluxCodeLens implements vscode.CodeLensProvider, vscode.Disposable 
       if (images.length) {
         lenses.push(
           new vscode.CodeLens(at, {
-            title: images.length === 1 ? t('🖼 1 image') : t('🖼 {0} images', images.length),
+            title: images.length === 1 ? t('$(file-media) 1 image') : t('$(file-media) {0} images', images.length),
             command: 'majicflux.openFluxImages',
             arguments: [uri, key],
           }),

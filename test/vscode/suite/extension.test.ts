@@ -89,9 +89,9 @@ describe('MajicFLUX in a real VS Code', function () {
       const t = await lensTitles(editor.document.uri);
       return t.length >= 3 && t;
     });
-    assert.ok(titles.includes('▶ Generate all (2 blocks)'), titles.join(' | '));
-    assert.ok(titles.includes('▶ Generate'), titles.join(' | '));
-    assert.ok(titles.includes('▶ Generate 2 images'), titles.join(' | '));
+    assert.ok(titles.includes('$(play) Generate all (2 blocks)'), titles.join(' | '));
+    assert.ok(titles.includes('$(play) Generate'), titles.join(' | '));
+    assert.ok(titles.includes('$(play) Generate 2 images'), titles.join(' | '));
   });
 
   it('Generate from Selection writes a PNG with its parameters into the workspace', async () => {
@@ -134,12 +134,14 @@ describe('MajicFLUX in a real VS Code', function () {
 
     const titles = await waitFor('image lenses', async () => {
       const t = await lensTitles(uri);
-      return t.includes('🖼 2 images') && t.includes('🖼 1 image') && t;
+      return t.includes('$(file-media) 2 images') && t.includes('$(file-media) 1 image') && t;
     });
     assert.ok(titles.length >= 5);
     const hovers = await vscode.commands.executeCommand<vscode.Hover[]>('vscode.executeHoverProvider', uri, new vscode.Position(5, 3));
     const md = hovers.flatMap((h) => h.contents.map((c) => (typeof c === 'string' ? c : c.value))).join('\n');
-    assert.match(md, /width=256/);
+    // Issue 15 item 12: the parameters first, then a small thumbnail.
+    assert.match(md, /width=128/);
+    assert.ok(md.indexOf('| seed') >= 0 && md.indexOf('| seed') < md.indexOf('!['), md);
     assert.match(md, /42/);
     assert.equal(api.history.forBlock(uri.fsPath, blockKey('a red fox in fresh snow')).length, 2);
   });
