@@ -28,6 +28,8 @@ export function registerCommands(d: CommandDeps): void {
   const reg = (id: string, fn: (...args: never[]) => unknown) => d.context.subscriptions.push(vscode.commands.registerCommand(id, fn));
   reg('majicflux.generate', (prompt?: string) => generateImage(d, prompt));
   reg('majicflux.generateFromSelection', () => generateFromSelection(d));
+  // The editor's context menu shows no category: this twin's title names MajicFLUX.
+  reg('majicflux.generateFromSelectionMenu', () => generateFromSelection(d));
   reg('majicflux.openPanel', () => d.openPanel());
   reg('majicflux.cancel', () => cancel(d.jobs));
   reg('majicflux.showQueue', () => showQueue(d.jobs));

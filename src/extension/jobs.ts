@@ -9,7 +9,7 @@ import type { Event as ServerEvent, JobRequest, StatusInfo } from '../shared/pro
 
 /** What src/extension needs from serverClient.ts. */
 export interface InferenceClient {
-  generate(job: JobRequest, onEvent: (e: ServerEvent) => void): { jobId: string; done: Promise<unknown> } | Promise<{ jobId: string; done: Promise<unknown> }>;
+  generate(job: JobRequest, onEvent: (e: ServerEvent) => void, label?: string): { jobId: string; done: Promise<unknown> } | Promise<{ jobId: string; done: Promise<unknown> }>;
   cancel(jobId: string): unknown;
   status(): Promise<StatusInfo>;
 }
@@ -99,8 +99,10 @@ export class Jobs {
     try {
       const client = await this.opts.client();
       if (this.cancelRequested.has(job.id)) return this.finish(job, 'cancelled');
-      const handle = await client.generate(job.request, (e) => this.onEvent(job, e));
+      const handle = await client.generate(job.request, (e) => this.onEvent(job, e), job.id);
       job.serverJobId = handle.jobId;
+      // The server numbers its jobs itself: this line maps its log lines ("server job-1: …") to ours.
+      this.opts.log?.info(`${job.id}: the server's ${handle.jobId}`);
       if (job.state === 'pending') job.state = 'queued';
       this.changed.fire(job);
       if (this.cancelRequested.has(job.id)) void Promise.resolve(client.cancel(handle.jobId)).catch(() => undefined);
@@ -178,6 +180,7 @@ export class Jobs {
 
   private finish(job: Job, state: 'done' | 'failed' | 'cancelled'): void {
     if (!isActive(job)) return;
+    if (state === 'cancelled') this.opts.log?.info(`${job.id} cancelled${job.step !== undefined && job.steps ? ` at step ${job.step}/${job.steps}` : ''}`);
     job.state = state;
     job.finished = Date.now();
     if (state !== 'done') job.preview = undefined;

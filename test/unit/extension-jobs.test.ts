@@ -11,9 +11,11 @@ const meta = (prompt: string): ImageMetadata => ({ prompt, seed: 1, steps: 2, wi
 class FakeClient implements InferenceClient {
   n = 0;
   cancelled: string[] = [];
+  labels: (string | undefined)[] = [];
   private listeners = new Map<string, { on: (e: Event) => void; resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   constructor(private readonly mode: 'finish' | 'hang' | 'fail' = 'finish') {}
-  async generate(job: JobRequest, onEvent: (e: Event) => void) {
+  async generate(job: JobRequest, onEvent: (e: Event) => void, label?: string) {
+    this.labels.push(label);
     const jobId = `s${++this.n}`;
     let resolve!: (v: unknown) => void;
     let reject!: (e: Error) => void;
@@ -64,9 +66,11 @@ describe('extension: jobs', () => {
     assert.equal(jobs.active().length, 0);
   });
 
-  it('cancels a running job', async () => {
+  it('cancels a running job, and logs it under the id the server messages use too', async () => {
     const client = new FakeClient('hang');
-    const jobs = new Jobs({ client: async () => client });
+    const lines: string[] = [];
+    const log = { info: (m: string) => lines.push(m), warn: (m: string) => lines.push(m), error: (m: string) => lines.push(m) };
+    const jobs = new Jobs({ client: async () => client, log });
     const job = jobs.submit(req('dog'), { kind: 'panel' });
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(job.state, 'running');
@@ -74,6 +78,10 @@ describe('extension: jobs', () => {
     const end = await jobs.whenFinished(job);
     assert.equal(end.state, 'cancelled');
     assert.deepEqual(client.cancelled, ['s1']);
+    // Issue 15 item 10: a cancelled job is logged; the server client names the job as the log does.
+    assert.deepEqual(client.labels, [job.id]);
+    assert.ok(lines.includes(`${job.id}: the server's s1`), lines.join('\n'));
+    assert.ok(lines.some((l) => l.startsWith(`${job.id} cancelled`)), lines.join('\n'));
   });
 
   it('cancels a job before the server has it', async () => {

@@ -510,12 +510,13 @@ describe('inference server (dist/server.js)', function () {
         events.push(e);
         if (e.event === 'step' && e.step === 2) process.kill(firstPid, 'SIGKILL');
       });
-      queued = await client.generate(job('killed-queued.png'));
+      // Named as its caller knows it (the extension's job-N), so the message matches the caller's log (issue 15 item 10).
+      queued = await client.generate(job('killed-queued.png'), undefined, 'job-16');
       const err = await running.done.then(() => undefined, (e: unknown) => e);
       assert.ok(err instanceof JobFailedError, String(err));
       assert.equal(err.message, `The MajicFLUX server stopped unexpectedly (signal SIGKILL) while running job ${running.jobId}; it will restart on the next request.`);
       assert.equal(events.at(-1)?.event, 'failed');
-      await assert.rejects(queued.done, /stopped unexpectedly \(signal SIGKILL\) while job job-2 was waiting in the queue/);
+      await assert.rejects(queued.done, /stopped unexpectedly \(signal SIGKILL\) while job job-16 was waiting in the queue/);
       assert.ok(!fs.existsSync(path.join(tmp, 'out', 'killed.png')));
       assert.ok(!fs.readdirSync(path.join(tmp, 'out')).some((f) => f.startsWith('.killed')), 'no temp file left');
 
