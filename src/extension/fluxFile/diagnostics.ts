@@ -73,7 +73,7 @@ export class FluxDiagnostics implements vscode.Disposable {
         // For a cut: underline from where the encoder stops reading to the end of the prompt.
         const cut = issue.code === 't5Unreadable' ? undefined : promptPosition(block, issue.cutOffset);
         const range = cut ? new vscode.Range(cut.line, cut.character, whole.end.line, whole.end.character) : whole;
-        const d = new vscode.Diagnostic(range, promptIssueMessage(issue), vscode.DiagnosticSeverity.Warning);
+        const d = new vscode.Diagnostic(range, promptIssueMessage(issue, block.prompt), vscode.DiagnosticSeverity.Warning);
         d.source = SOURCE;
         d.code = issue.code;
         out.push(d);

@@ -78,6 +78,10 @@ describe('MajicFLUX in a real VS Code', function () {
     const cut = byCode('clipTruncated')!;
     assert.ok(cut.range.start.line >= 6 && cut.range.start.line <= 10, `CLIP cut at line ${cut.range.start.line}`);
     assert.ok(cut.range.end.line === 10, 'underlined to the end of the prompt');
+    // Issue 15 item 8: the message says in words where the ignored part starts: the underlined text's first words.
+    const underlined = editor.document.getText(cut.range);
+    assert.match(underlined, /^word\d/);
+    assert.ok(cut.message.includes(`ignores everything from "${underlined.split(/\s+/).slice(0, 4).join(' ')}…" on`), cut.message);
     // The quick fix offers the right key.
     const actions = await vscode.commands.executeCommand<vscode.CodeAction[]>('vscode.executeCodeActionProvider', uri, byCode('unknownKey')!.range);
     assert.ok(actions.some((a) => a.title.includes('"seed"')), actions.map((a) => a.title).join(', '));
