@@ -7,7 +7,7 @@ import type { FoundModel, MachineInfo } from '../../src/shared/models';
 
 const ROOT = path.join(__dirname, '..', '..');
 const json = (f: string) => JSON.parse(fs.readFileSync(path.join(ROOT, f), 'utf8')) as Record<string, unknown>;
-const t = (m: string, ...a: (string | number)[]) => m.replace(/\{(\d+)\}/g, (_, i: string) => String(a[Number(i)]));
+const t = (m: string, ...a: (string | number | boolean)[]) => m.replace(/\{(\d+)\}/g, (_, i: string) => String(a[Number(i)]));
 const machine: MachineInfo = { platform: 'linux', arch: 'x64', cpus: 2, totalMemory: 16 * 2 ** 30, freeMemory: 8 * 2 ** 30 };
 const model = (complete: boolean) => ({ id: 'custom', name: 'm', where: 'workspace', root: '/m', parts: [], complete, spec: { dir: '/m' } }) as unknown as FoundModel;
 
