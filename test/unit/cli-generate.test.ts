@@ -12,6 +12,7 @@ import { defaultName } from '../../src/inference/cli/generate';
 import { outputPath } from '../../src/extension/output';
 import { DEFAULT_TEMPLATE } from '../../src/shared/fileName';
 import { describeRange, ImageMetadata, LIMITS } from '../../src/shared/params';
+import { readPngParameters } from '../../src/inference/formats/png';
 
 const ROOT = path.resolve(__dirname, '../..');
 const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -152,6 +153,17 @@ describe('CLI: majicflux generate (bundled)', function () {
       assert.equal(defaultName(metadata, date), path.basename(extension));
       // NFKC and a cut at a word: the CLI's own slug (NFKD, cut mid-word, 20261206) differed.
       assert.equal(defaultName(metadata, date), '2026-12-06-42-café-fire-a-lighthouse-on-a-windswept-cliff-at.png');
+    });
+
+    it('the --json summary\'s metadata and the PNG\'s majicflux chunk are one shape, field for field (item 20)', async () => {
+      const out = path.join(tmp, 'same-shape.png');
+      const r = await run('--prompt', 'a cat', '--seed', '3', ...SMALL, '--out', out, '--json');
+      assert.equal(r.code, 0, r.stderr);
+      const summary = JSON.parse(r.stdout) as { metadata: ImageMetadata };
+      const png = await readPngParameters(out);
+      assert.deepEqual(png.json, summary.metadata);
+      assert.deepEqual(Object.keys(summary.metadata).sort(), ['guidance', 'height', 'model', 'prompt', 'sampler', 'seed', 'shift', 'software', 'steps', 't5MaxLength', 'weights', 'width']);
+      assert.equal(summary.metadata.seed, 3);
     });
 
     it('without --out, writes generated/<date>-<seed>-<slug>.png', async () => {

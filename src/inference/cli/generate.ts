@@ -11,7 +11,7 @@ import { ensureDemoModel } from '../models/demo';
 import { lifetimePeakRss } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
 import { FluxPipeline } from '../pipeline/pipeline';
-import { encodePng, FileExistsError, imageParameters, writePngAtomic } from '../formats/png';
+import { encodeImagePng, FileExistsError, writePngAtomic } from '../formats/png';
 import { choiceFlag, CliOutput, parseCommandArgs, Subcommand, UsageError, wholeNumberFlag } from './common';
 
 const { side, shift } = LIMITS;
@@ -107,7 +107,7 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   await pipeline.release();
   const file = out ?? path.resolve('generated', defaultName(result.metadata));
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  const png = await encodePng({ width: result.width, height: result.height, data: result.image }, imageParameters(result.metadata));
+  const png = await encodeImagePng({ width: result.width, height: result.height, data: result.image }, result.metadata);
   const written = await writePng(file, png, out === undefined ? { unique: true } : { overwrite: values.overwrite === true });
   const total = (performance.now() - t0) / 1000;
   if (values.json) {

@@ -18,7 +18,7 @@ import { ensureDemoModel } from '../models/demo';
 import { DownloadError } from '../models/download';
 import { checkModels, downloadModel, findModels, planModelDownload } from '../models/service';
 import type { DownloadRequest } from '../../shared/models';
-import { encodePng, imageParameters, pngChunk, writePngAtomic } from '../formats/png';
+import { encodeImagePng, pngChunk, writePngAtomic } from '../formats/png';
 import {
   encodeMessage,
   ErrorCode,
@@ -629,7 +629,7 @@ export class InferenceServer {
   }
 
   private async writeOutput(job: Job, result: GenerateResult, signal: AbortSignal): Promise<{ file: string; png: Buffer }> {
-    const png = await encodePng({ width: result.width, height: result.height, data: result.image }, imageParameters(result.metadata));
+    const png = await encodeImagePng({ width: result.width, height: result.height, data: result.image }, result.metadata);
     signal.throwIfAborted();
     const dir = path.dirname(job.output);
     // Checked again now: a symlink made inside the output folder since the job was accepted.
