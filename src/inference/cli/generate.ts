@@ -7,7 +7,7 @@ import { DEFAULT_TEMPLATE, renderTemplate } from '../../shared/fileName';
 import {
   checkOne, DEFAULTS, describeRange, GenerateParams, Guidance, Height, ImageMetadata, LIMITS, Prompt, RANDOM_SEED, Seed, Shift, Steps, T5MaxLength, Width,
 } from '../../shared/params';
-import { ensureDemoModel } from '../models/demo';
+import { demoModelNamed, ensureDemoModel } from '../models/demo';
 import { lifetimePeakRss } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
 import { FluxPipeline } from '../pipeline/pipeline';
@@ -19,7 +19,8 @@ const { side, shift } = LIMITS;
 const GENERATE_HELP = `Usage: majicflux generate "PROMPT" [options]
        majicflux generate --prompt TEXT [options]
 
-Generates one image. With no --model, uses the bundled demo model (random weights: coloured noise).
+Generates one image. With no --model (or --model demo), uses the bundled demo model (random
+weights: coloured noise).
 
 Model:
   --model DIR            FLUX.1-dev-style folder (text_encoder/, text_encoder_2/, tokenizer/,
@@ -94,7 +95,8 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   if (out === undefined) checkCanCreate('the output folder', path.resolve('generated'));
   if (params.latentsFile !== undefined) checkedInputFile('--latents', params.latentsFile);
 
-  const model: ModelSpec = values.model || values.transformer ? { dir: values.model, transformer: values.transformer, vae: values.vae } : ensureDemoModel();
+  const demo = values.transformer ? undefined : demoModelNamed(values.model);
+  const model: ModelSpec = demo ?? (values.model || values.transformer ? { dir: values.model, transformer: values.transformer, vae: values.vae } : ensureDemoModel());
   const progress = progressPrinter(io, values.quiet === true);
   const pipeline = await FluxPipeline.create(model, runtime, progress.log);
   const controller = new AbortController();
