@@ -17,7 +17,7 @@ interface Contributes {
   menus: Record<string, { command: string; when?: string }[]>;
 }
 
-describe('extension: first use — the walkthrough, the Models view, the context menu (issue 15 item 10)', () => {
+describe('extension: first use — the walkthrough, the Models view, the context menu, the display language (issue 15 items 10, 13)', () => {
   const contributes = (json('package.json') as { contributes: Contributes }).contributes;
 
   it('ticks "Get a model" only when there is a model, not when Find Models ran and found none', () => {
@@ -49,5 +49,16 @@ describe('extension: first use — the walkthrough, the Models view, the context
     }
     // The menu's twin stays out of the palette, where the original (with its category) is.
     assert.ok(contributes.menus.commandPalette.some((m) => m.command === 'majicflux.generateFromSelectionMenu' && m.when === 'false'));
+  });
+
+  it('README and the walkthrough say the extension follows VS Code\'s display language (the language pack), not --locale alone (item 13)', () => {
+    const walkthrough = contributes.walkthroughs[0].steps.map((st) => (st as { media?: { markdown?: string } }).media?.markdown).filter((m): m is string => !!m);
+    const texts = { README: fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8'), walkthrough: walkthrough.map((m) => fs.readFileSync(path.join(ROOT, m), 'utf8')).join('\n') };
+    for (const [name, text] of Object.entries(texts)) {
+      assert.match(text, /Configure Display Language/, name);
+      assert.match(text, /Language Pack/, name);
+      assert.match(text, /--locale/, name);
+      assert.match(text, /语言包/, `${name}: said in Chinese too`);
+    }
   });
 });
