@@ -421,14 +421,18 @@ async function uiPhase(results) {
 
     await test('Cancel in the progress notification stops a .flux run', async () => {
       await quickInput('slow.flux');
-      const lens = page.locator('.codelens-decoration a', { hasText: '▶ Generate' });
+      // The lens's $(play) is a codicon (no text): the anchor's text is " Generate".
+      const lens = page.locator('.codelens-decoration a', { hasText: /^\s*Generate\s*$/ });
       await lens.first().waitFor({ timeout: 60_000 });
       await lens.first().click();
       const progress = toast('Step');
       await progress.waitFor({ timeout: 120_000 });
       await page.screenshot({ path: path.join(SHOTS, 'progress-notification.png') });
+      const cancelledAt = Date.now();
       await progress.locator('.monaco-button', { hasText: 'Cancel' }).click();
-      await page.locator('.codelens-decoration a', { hasText: '▶ Generate' }).first().waitFor({ timeout: 60_000 });
+      await lens.first().waitFor({ timeout: 60_000 });
+      // Issue 15 item 9: on screen, with VS Code's own CodeLens debounce (was ≈ 3 s by hand).
+      console.log(`[vscode-test] the Generate lens is back ${Date.now() - cancelledAt} ms after Cancel`);
       await progress.waitFor({ state: 'detached', timeout: 30_000 });
       const made = fs.existsSync(path.join(ws, 'generated')) ? fs.readdirSync(path.join(ws, 'generated')).filter((f) => f.includes('harbour')) : [];
       if (made.length) throw new Error(`a cancelled run wrote ${made.join(', ')}`);

@@ -6,12 +6,15 @@ import { Configuration } from './configuration';
 import { Generation, GenerateInput, RunResult } from './generation';
 import { FLUX_LANGUAGE } from './fluxFile/documents';
 import { parseFlux } from './fluxFile/parser';
+import { promptFacts } from './promptFacts';
 import { isActive, Job, Jobs } from './jobs';
 import { ServerManager, TOKEN_SECRET } from './serverManager';
 
 const t = vscode.l10n.t;
 const RECENT_KEY = 'majicflux.recentPrompts';
 const MAX_RECENT = 20;
+/** Typing pauses this long before the prompt is tokenized (well under a millisecond, but not per key). */
+const PROMPT_CHECK_DELAY_MS = 150;
 export const FIRST_PROMPT = 'a lighthouse on a cliff at dawn, oil painting';
 
 export interface CommandDeps {
@@ -45,18 +48,40 @@ function remember(context: vscode.ExtensionContext, prompt: string): void {
   void context.globalState.update(RECENT_KEY, [prompt, ...recent].slice(0, MAX_RECENT));
 }
 
-/** Asks for a prompt: type a new one or pick one of the recent ones. */
-function askPrompt(context: vscode.ExtensionContext): Promise<string | undefined> {
+let openPromptPick: vscode.QuickPick<vscode.QuickPickItem> | undefined;
+
+/** The prompt box while it is open (for tests: what it shows under a typed prompt). */
+export function promptPick(): vscode.QuickPick<vscode.QuickPickItem> | undefined {
+  return openPromptPick;
+}
+
+/**
+ * Asks for a prompt: type a new one or pick one of the recent ones. A typed prompt the text
+ * encoders will cut or cannot read says so under it, before anything is generated.
+ */
+function askPrompt(d: CommandDeps): Promise<string | undefined> {
+  const context = d.context;
   const recent = context.globalState.get<string[]>(RECENT_KEY, []);
   return new Promise((resolve) => {
     const qp = vscode.window.createQuickPick();
+    openPromptPick = qp;
     qp.title = t('MajicFLUX: Generate Image');
     qp.placeholder = recent.length ? t('Describe the image, or pick a recent prompt') : t('Describe the image, e.g. {0}', FIRST_PROMPT);
     qp.ignoreFocusOut = true;
     const recentItems = recent.map((p) => ({ label: p, description: t('recent') }));
     qp.items = recentItems;
+    let checking: NodeJS.Timeout | undefined;
     qp.onDidChangeValue((v) => {
-      qp.items = v.trim() ? [{ label: v, description: t('new prompt'), alwaysShow: true }, ...recentItems.filter((i) => i.label !== v)] : recentItems;
+      const rest = recentItems.filter((i) => i.label !== v);
+      qp.items = v.trim() ? [{ label: v, description: t('new prompt'), alwaysShow: true }, ...rest] : recentItems;
+      clearTimeout(checking);
+      if (!v.trim()) return;
+      checking = setTimeout(() => {
+        void promptFacts(v, d.config, context.extensionPath).then((facts) => {
+          if (!facts.length || qp.value !== v) return;
+          qp.items = [{ label: v, description: t('new prompt'), detail: facts.map((f) => `$(warning) ${f}`).join(' '), alwaysShow: true }, ...rest];
+        });
+      }, PROMPT_CHECK_DELAY_MS);
     });
     let done = false;
     qp.onDidAccept(() => {
@@ -66,6 +91,7 @@ function askPrompt(context: vscode.ExtensionContext): Promise<string | undefined
     });
     qp.onDidHide(() => {
       if (!done) resolve(undefined);
+      if (openPromptPick === qp) openPromptPick = undefined;
       qp.dispose();
     });
     qp.show();
@@ -73,7 +99,7 @@ function askPrompt(context: vscode.ExtensionContext): Promise<string | undefined
 }
 
 async function generateImage(d: CommandDeps, given?: string): Promise<RunResult | undefined> {
-  const prompt = typeof given === 'string' && given.trim() ? given : await askPrompt(d.context);
+  const prompt = typeof given === 'string' && given.trim() ? given : await askPrompt(d);
   if (!prompt) return undefined;
   remember(d.context, prompt);
   return d.generation.run({ prompt }, { kind: 'palette' }, { notify: true });

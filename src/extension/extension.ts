@@ -2,7 +2,7 @@
 // starts with the first image.
 
 import * as vscode from 'vscode';
-import { registerCommands } from './commands';
+import { promptPick, registerCommands } from './commands';
 import { Configuration } from './configuration';
 import { registerFluxFile } from './fluxFile';
 import { Generation, GenerateInput } from './generation';
@@ -23,6 +23,8 @@ export interface MajicfluxApi {
   flux: ReturnType<typeof registerFluxFile>;
   models: ModelsApi;
   panel(): GenerationPanel | undefined;
+  /** The palette's prompt box while it is open. */
+  promptPick(): vscode.QuickPick<vscode.QuickPickItem> | undefined;
 }
 
 let running: ServerManager | undefined;
@@ -55,7 +57,7 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   );
   config.report();
   log.info(`MajicFLUX activated (workspace ${vscode.workspace.isTrusted ? 'trusted' : 'not trusted: nothing runs until it is'})`);
-  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current };
+  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current, promptPick };
 }
 
 /** Shuts the server down gracefully (VS Code waits for this before ending the extension host). */

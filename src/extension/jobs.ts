@@ -205,6 +205,8 @@ export class Jobs {
     const job = this.jobs.get(id);
     if (!job || !isActive(job)) return;
     this.cancelRequested.add(id);
+    // Shown at once (the CodeLens returns to "Generate"); the server confirms at its next step.
+    this.changed.fire(job);
     if (job.serverJobId) {
       try {
         const client = await this.opts.client();
@@ -226,6 +228,11 @@ export class Jobs {
 
   get(id: string): Job | undefined {
     return this.jobs.get(id);
+  }
+
+  /** A cancel was asked for and the server has not confirmed it yet. */
+  cancelling(job: Job): boolean {
+    return this.cancelRequested.has(job.id);
   }
 
   active(): Job[] {
