@@ -14,6 +14,7 @@
     form: $('form'), prompt: $('prompt'), seed: $('seed'), dice: $('dice'), lock: $('lock'), steps: $('steps'),
     guidance: $('guidance'), preset: $('preset'), width: $('width'), height: $('height'), sizeError: $('sizeError'),
     generate: $('generate'), cancel: $('cancel'), bar: $('bar'), status: $('status'), banner: $('banner'),
+    promptNotes: $('promptNotes'),
     resultSection: $('resultSection'), preview: $('preview'), result: $('result'), resultActions: $('resultActions'), gallery: $('gallery'),
   };
 
@@ -317,6 +318,11 @@
         renderGallery();
         renderResult();
         save();
+        break;
+      case 'promptNotes':
+        // Only for the prompt as it is now: a note on text since changed would mislead.
+        el.promptNotes.textContent = m.prompt === el.prompt.value ? m.notes.join('\n') : '';
+        el.promptNotes.hidden = !el.promptNotes.textContent;
         break;
       case 'prefill':
         writeForm({ ...m.params, lock: m.params.seed !== undefined });

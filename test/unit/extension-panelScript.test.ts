@@ -83,4 +83,17 @@ describe('extension: the panel script takes its limits from the host', () => {
     assert.equal(fine.el('sizeError').hidden, true);
     assert.equal(fine.el('generate').disabled, false);
   });
+
+  it('shows the host\'s notes on the prompt under it, only while the prompt is the one they are about (issue 15 item 11)', () => {
+    const { el, receive } = loadPanel();
+    receive(init({ prompt: 'a very long prompt' }));
+    const note = 'CLIP reads only the first 77 tokens of this 90-token prompt; it ignores everything from "word7…" on.';
+    receive({ type: 'promptNotes', prompt: 'a very long prompt', notes: [note] });
+    assert.equal(el('promptNotes').textContent, note);
+    assert.equal(el('promptNotes').hidden, false);
+    receive({ type: 'promptNotes', prompt: 'what the prompt was before', notes: [note] });
+    assert.equal(el('promptNotes').hidden, true, 'a note on text since changed is not shown');
+    receive({ type: 'promptNotes', prompt: 'a very long prompt', notes: [] });
+    assert.equal(el('promptNotes').hidden, true);
+  });
 });

@@ -82,6 +82,7 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
 <form id="form" novalidate>
   <label for="prompt">${e(t('Prompt'))}</label>
   <textarea id="prompt" rows="4" placeholder="${e(t('a lighthouse on a cliff at dawn, oil painting'))}" spellcheck="true"></textarea>
+  <p id="promptNotes" class="notes" role="status" hidden></p>
   <div class="row">
     <div class="field">
       <label for="seed">${e(t('Seed'))}</label>

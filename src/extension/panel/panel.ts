@@ -8,6 +8,7 @@ import { Configuration } from '../configuration';
 import { Generation, GenerateInput } from '../generation';
 import { History, HistoryEntry } from '../history';
 import { isActive, Job, Jobs } from '../jobs';
+import { promptFacts } from '../promptFacts';
 import { modelName, usesDemoModel } from '../settings';
 import { panelHtml } from './html';
 import { FromWebview, GalleryItem, initMessage, JobView, PanelForm, PanelParams, ToWebview, validateFromWebview } from './protocol';
@@ -100,6 +101,12 @@ export class GenerationPanel implements vscode.Disposable {
     void this.handle(m);
   }
 
+  /** The prompt's facts under the prompt box, as the palette and .flux files show them. */
+  private async notePrompt(prompt: string): Promise<void> {
+    const notes = await promptFacts(prompt, this.deps.config, this.deps.extensionUri.fsPath);
+    void this.post({ type: 'promptNotes', prompt, notes });
+  }
+
   private async handle(m: FromWebview): Promise<void> {
     switch (m.type) {
       case 'ready':
@@ -115,6 +122,7 @@ export class GenerationPanel implements vscode.Disposable {
           }),
         );
       case 'saveForm':
+        void this.notePrompt(m.form.prompt);
         return void this.deps.workspaceState.update(FORM_KEY, m.form);
       case 'generate':
         return this.generate(m.params);

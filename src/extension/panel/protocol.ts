@@ -88,7 +88,9 @@ export type ToWebview =
   | InitMessage
   | { type: 'job'; job: JobView }
   | { type: 'history'; items: GalleryItem[] }
-  | { type: 'prefill'; params: Partial<PanelParams> };
+  | { type: 'prefill'; params: Partial<PanelParams> }
+  /** What the text encoders will ignore or cannot read of `prompt` (the .flux diagnostics' facts). */
+  | { type: 'promptNotes'; prompt: string; notes: string[] };
 
 /** The first message: the form's defaults and limits, and what the panel shows. */
 export function initMessage(m: Omit<InitMessage, 'type' | 'limits'>): InitMessage {
