@@ -33,7 +33,8 @@
   function readForm() {
     return {
       prompt: el.prompt.value,
-      seed: Number(el.seed.value),
+      // An empty field means "draw one" (Number('') would be seed 0).
+      seed: el.seed.value.trim() === '' ? -1 : Number(el.seed.value),
       lock: !!el.lock.checked,
       steps: Number(el.steps.value),
       guidance: Number(el.guidance.value),
@@ -132,6 +133,8 @@
         case 'failed': text = fmt(S.failed, j.error || ''); break;
         case 'cancelled': text = S.cancelled; break;
       }
+      // A run that ended without an image leaves no image of an earlier run under its status.
+      if (j.state === 'failed' || j.state === 'cancelled') state.lastResultId = undefined;
     }
     el.status.textContent = text;
     el.status.dataset.state = j ? j.state : '';
@@ -150,8 +153,11 @@
   function renderResult() {
     const item = state.history.find((/** @type {any} */ h) => h.id === state.lastResultId);
     if (!item || busy()) {
+      // Running: only this run's preview, once it has one. Idle without a result: nothing.
       el.resultActions.hidden = true;
-      if (!busy()) el.resultSection.hidden = !item;
+      el.result.hidden = true;
+      if (!busy()) el.preview.hidden = true;
+      el.resultSection.hidden = el.preview.hidden;
       return;
     }
     el.result.src = item.src;
@@ -244,6 +250,8 @@
       el.prompt.focus();
       return;
     }
+    // Lock ticked (typing a seed ticks it): that seed. Unticked: a new one, shown in the field so
+    // the image's seed can be read and locked afterwards.
     if (!f.lock || !Number.isInteger(f.seed) || f.seed < 0) {
       f.seed = randomSeed();
       el.seed.value = String(f.seed);
@@ -251,6 +259,9 @@
     state.form = f;
     vscode.postMessage({ type: 'saveForm', form: f });
     state.job = { state: 'pending', queued: 0 };
+    // The previous image and its buttons belong to the previous run.
+    state.lastResultId = undefined;
+    el.preview.hidden = true;
     save();
     renderJob();
     vscode.postMessage({
@@ -260,8 +271,14 @@
   });
   el.cancel.addEventListener('click', () => vscode.postMessage({ type: 'cancel' }));
   el.dice.addEventListener('click', () => {
+    // The seed shown is the one the next image uses.
     el.seed.value = String(randomSeed());
+    el.lock.checked = true;
     onFormChange();
+  });
+  // Typing a seed means "use this seed": it stays until the user unlocks it or rolls the dice.
+  el.seed.addEventListener('input', () => {
+    el.lock.checked = el.seed.value.trim() !== '';
   });
   el.prompt.addEventListener('keydown', (/** @type {KeyboardEvent} */ e) => {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {

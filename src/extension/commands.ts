@@ -8,6 +8,7 @@ import { FLUX_LANGUAGE } from './fluxFile/documents';
 import { parseFlux } from './fluxFile/parser';
 import { isActive, Job, Jobs } from './jobs';
 import { ServerManager, TOKEN_SECRET } from './serverManager';
+import { requireTrust } from './trust';
 
 const t = vscode.l10n.t;
 const RECENT_KEY = 'majicflux.recentPrompts';
@@ -162,7 +163,7 @@ async function showQueue(jobs: Jobs): Promise<void> {
 }
 
 async function restartServer(d: CommandDeps): Promise<void> {
-  if (!vscode.workspace.isTrusted) return void vscode.window.showWarningMessage(t('MajicFLUX runs a model only in a trusted workspace.'));
+  if (!requireTrust()) return;
   const n = d.jobs.active().length;
   if (n) {
     const yes = t('Restart');

@@ -17,6 +17,7 @@ import { History } from './history';
 import { isActive, Job, JobOrigin, Jobs } from './jobs';
 import { OutputReservations, outputPath, resolveOutputFolder, seedsFor } from './output';
 import { ServerManager } from './serverManager';
+import { requireTrust } from './trust';
 import { modelName, usesDemoModel } from './settings';
 
 export interface GenerateInput extends BlockValues {
@@ -53,12 +54,7 @@ export class Generation {
 
   /** Submits the images `input` asks for; undefined when the user cancelled a question. */
   async run(input: GenerateInput, origin: JobOrigin, opts: RunOptions = {}): Promise<RunResult | undefined> {
-    if (!vscode.workspace.isTrusted) {
-      void vscode.window.showWarningMessage(t('MajicFLUX runs a model only in a trusted workspace.'), t('Manage Workspace Trust')).then((c) => {
-        if (c) void vscode.commands.executeCommand('workbench.trust.manage');
-      });
-      return undefined;
-    }
+    if (!requireTrust()) return undefined;
     const prompt = input.prompt.trim();
     if (!prompt) {
       void vscode.window.showWarningMessage(t('The prompt is empty.'));

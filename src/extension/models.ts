@@ -37,6 +37,7 @@ import { isInUse, machineDescription, modelNode, partNode, settingsUpdates, Sett
 import { DownloadFailedError } from './serverClient';
 import { HF_TOKEN_SECRET, ServerManager } from './serverManager';
 import { modelSpec, SECTION, usesDemoModel } from './settings';
+import { requireTrust } from './trust';
 
 const t = vscode.l10n.t;
 
@@ -188,12 +189,7 @@ class ModelCommands {
 
   /** Restricted mode: nothing reads models or starts the server. */
   private trusted(): boolean {
-    if (vscode.workspace.isTrusted) return true;
-    const manage = t('Manage Workspace Trust');
-    void vscode.window.showWarningMessage(t('MajicFLUX looks at, checks and downloads models only in a trusted workspace.'), manage).then((c) => {
-      if (c === manage) void vscode.commands.executeCommand('workbench.trust.manage');
-    });
-    return false;
+    return requireTrust(t('MajicFLUX looks at, checks and downloads models only in a trusted workspace.'));
   }
 
   // ---- check ----------------------------------------------------------------------------------

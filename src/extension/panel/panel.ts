@@ -137,7 +137,9 @@ export class GenerationPanel implements vscode.Disposable {
       { kind: 'panel' },
     );
     if (!run) {
-      void this.post({ type: 'job', job: { state: 'cancelled', queued: 0 } });
+      // Refused before it started (untrusted workspace, empty prompt, no folder chosen): the
+      // refusal says why; the panel goes back to idle rather than report a cancel nobody made.
+      void this.post({ type: 'job' });
       return;
     }
     this.job = run.jobs[0];

@@ -86,7 +86,7 @@ export interface InitMessage {
 
 export type ToWebview =
   | InitMessage
-  | { type: 'job'; job: JobView }
+  | { type: 'job'; job?: JobView }
   | { type: 'history'; items: GalleryItem[] }
   | { type: 'prefill'; params: Partial<PanelParams> };
 
