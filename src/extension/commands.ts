@@ -75,7 +75,7 @@ async function generateImage(d: CommandDeps, given?: string): Promise<RunResult 
   const prompt = typeof given === 'string' && given.trim() ? given : await askPrompt(d.context);
   if (!prompt) return undefined;
   remember(d.context, prompt);
-  return d.generation.run({ prompt }, { kind: 'palette' }, { notify: true });
+  return d.generation.run({ prompt }, { kind: 'palette' }, { notify: true, open: true });
 }
 
 async function generateFromSelection(d: CommandDeps): Promise<RunResult | undefined> {
@@ -94,7 +94,7 @@ async function generateFromSelection(d: CommandDeps): Promise<RunResult | undefi
   }
   remember(d.context, input.prompt);
   const fluxFile = editor.document.uri.scheme === 'file' && editor.document.languageId === FLUX_LANGUAGE ? editor.document.uri.fsPath : undefined;
-  return d.generation.run(input, { kind: 'selection', fluxFile }, { notify: true });
+  return d.generation.run(input, { kind: 'selection', fluxFile }, { notify: true, open: true });
 }
 
 async function cancel(jobs: Jobs): Promise<number> {
@@ -180,12 +180,7 @@ async function restartServer(d: CommandDeps): Promise<void> {
 async function generateFirstImage(d: CommandDeps): Promise<RunResult | undefined> {
   // The demo model's images are noise at any size: keep its first run short (≈ 8 s on 2 CPU cores).
   const input: GenerateInput = d.generation.usingDemo ? { prompt: FIRST_PROMPT, width: 512, height: 512, steps: 8 } : { prompt: FIRST_PROMPT };
-  const run = await d.generation.run(input, { kind: 'walkthrough' }, { notify: true });
-  void run?.finished.then(async (jobs) => {
-    const file = jobs.find((j) => j.state === 'done')?.result?.file;
-    if (file) await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(file), { viewColumn: vscode.ViewColumn.Beside });
-  });
-  return run;
+  return d.generation.run(input, { kind: 'walkthrough' }, { notify: true, open: true });
 }
 
 const SAMPLE_FLUX = `# A MajicFLUX prompt file: one block per image idea, separated by blank lines.

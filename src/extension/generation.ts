@@ -27,6 +27,8 @@ export interface GenerateInput extends BlockValues {
 export interface RunOptions {
   /** Show a cancellable notification with per-step progress (palette, selection, .flux runs). */
   notify?: boolean;
+  /** Open each image once saved, where majicflux.output.openResult says (palette, selection, re-run, walkthrough). */
+  open?: boolean;
 }
 
 export interface RunResult {
@@ -89,6 +91,7 @@ export class Generation {
     this.log.info(`queued ${jobs.length} image(s): ${JSON.stringify(base)} seeds ${seeds.join(', ')} → ${targets.join(', ')}`);
     const finished = Promise.all(jobs.map((j) => this.jobs.whenFinished(j)));
     if (opts.notify) this.showProgress(jobs, finished);
+    if (opts.open) void finished.then((done) => this.openResults(done));
     return { jobs, finished };
   }
 
@@ -208,6 +211,16 @@ export class Generation {
       },
     );
     void finished.then((done) => this.announce(done));
+  }
+
+  private async openResults(done: Job[]): Promise<void> {
+    const where = this.config.settings.output.openResult;
+    if (where === 'none') return;
+    const files = done.filter((j) => j.state === 'done' && j.result).map((j) => j.result!.file);
+    const viewColumn = where === 'beside' ? vscode.ViewColumn.Beside : vscode.ViewColumn.Active;
+    for (const f of files) {
+      await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(f), { viewColumn, preserveFocus: where === 'beside', preview: files.length === 1 });
+    }
   }
 
   private async announce(done: Job[]): Promise<void> {

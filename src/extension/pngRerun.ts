@@ -76,7 +76,7 @@ export class PngRerun implements vscode.Disposable {
     }
     if (pick.id === 'new') input = { ...input, seed: 'random' };
     const prev = this.history.byFile(target.fsPath);
-    return this.generation.run(input, { kind: 'rerun', fluxFile: prev?.fluxFile, blockKey: prev?.blockKey }, { notify: true });
+    return this.generation.run(input, { kind: 'rerun', fluxFile: prev?.fluxFile, blockKey: prev?.blockKey }, { notify: true, open: true });
   }
 
   dispose(): void {

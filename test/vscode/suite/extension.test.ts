@@ -33,6 +33,9 @@ async function lensTitles(uri: vscode.Uri): Promise<string[]> {
   return lenses.map((l) => l.command?.title ?? '');
 }
 
+/** Is `file` open in an editor tab (the image preview is a custom editor)? */
+const openInTab = (file: string) => vscode.window.tabGroups.all.some((g) => g.tabs.some((t) => t.input instanceof vscode.TabInputCustom && t.input.uri.fsPath === file));
+
 async function finished(run: RunResult | undefined) {
   assert.ok(run, 'the command started a run');
   const jobs = await run.finished;
@@ -117,6 +120,8 @@ describe('MajicFLUX in a real VS Code', function () {
     assert.equal(png.params?.width, 64);
     assert.equal(png.params?.height, 64);
     assert.ok(api.history.byFile(file), 'recorded in the history');
+    // Issue 15 item 5: opened like the walkthrough's first image (majicflux.output.openResult: beside).
+    await waitFor('the image opened', () => openInTab(file), 30_000);
     await waitFor('idle status', () => api.statusBar.text.includes('flux-tiny') || api.statusBar.text.includes('models'));
   });
 
@@ -180,6 +185,7 @@ describe('MajicFLUX in a real VS Code', function () {
     const run = await vscode.commands.executeCommand<RunResult>('majicflux.generate', 'a small red boat');
     const [job] = await finished(run);
     assert.ok(fs.existsSync(job.result!.file));
+    await waitFor('the palette image opened', () => openInTab(job.result!.file), 30_000);
   });
 
   it('with no model configured, the walkthrough generates a first image with the bundled demo model', async () => {
@@ -195,7 +201,7 @@ describe('MajicFLUX in a real VS Code', function () {
       assert.equal(png.params?.prompt, 'a lighthouse on a cliff at dawn, oil painting');
       assert.equal(png.params?.width, 512);
       assert.match(String(png.params?.model), /demo/);
-      await waitFor('the image opened beside', () => vscode.window.tabGroups.all.some((g) => g.tabs.some((t) => t.input instanceof vscode.TabInputCustom && t.input.uri.fsPath === job.result!.file)));
+      await waitFor('the image opened beside', () => openInTab(job.result!.file));
     } finally {
       await cfg.update('model.path', golden, vscode.ConfigurationTarget.Workspace);
     }
