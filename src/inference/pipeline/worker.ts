@@ -9,7 +9,7 @@
 import '../system/privacy'; // first: telemetry off before onnxruntime loads
 import * as path from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { CancelledError, ComponentName, ExecutionProvider, GenerateHooks, GenerateResult, ModelSpec, RuntimeOptions, Stage, UserError } from '../../shared/api';
+import { CancelledError, ComponentName, ExecutionProvider, GenerateHooks, GenerateResult, LoadPhase, ModelSpec, RuntimeOptions, Stage, UserError } from '../../shared/api';
 import type { GenerateParams } from '../../shared/params';
 import { FluxPipeline } from './pipeline';
 
@@ -27,6 +27,7 @@ type FromWorker =
   | { op: 'log'; level: Level; message: string }
   | { op: 'state'; loaded: ComponentName[]; eps: Eps }
   | { op: 'stage'; id: number; stage: Stage; state: 'start' | 'end'; detail?: string }
+  | { op: 'loading'; id: number; component: ComponentName; phase: LoadPhase; fraction?: number }
   | { op: 'step'; id: number; step: number; steps: number; preview?: { width: number; height: number; rgb: Uint8Array } }
   | { op: 'done'; id: number; result?: GenerateResult }
   | { op: 'error'; id: number; error: SerializedError };
@@ -133,6 +134,8 @@ export class WorkerPipeline {
         return;
       case 'stage':
         return this.pending.get(m.id)?.hooks?.onStage?.(m.stage, m.state, m.detail);
+      case 'loading':
+        return this.pending.get(m.id)?.hooks?.onLoad?.(m.component, m.phase, m.fraction);
       case 'step':
         return this.pending.get(m.id)?.hooks?.onStep?.({ step: m.step, steps: m.steps, preview: m.preview, latents: new Float32Array(0) });
       case 'done':
@@ -217,6 +220,10 @@ async function workerMain(): Promise<void> {
               post({ op: 'stage', id: m.id, stage, state, detail });
               sendState();
               if (stage === 'text' && state === 'start') stallForTests();
+            },
+            onLoad: (component, phase, fraction) => {
+              poll();
+              post({ op: 'loading', id: m.id, component, phase, fraction });
             },
             onStep: ({ step, steps, preview }) => {
               poll();

@@ -579,6 +579,7 @@ export class InferenceServer {
         signal,
         wantPreview: every > 0,
         onStage: (stage, state, detail) => send({ type: 'event', event: 'stage', jobId, stage, state, ...(detail ? { detail } : {}) }),
+        onLoad: (component, phase, fraction) => send({ type: 'event', event: 'loading', jobId, component, phase, ...(fraction !== undefined ? { fraction } : {}) }),
         onStep: ({ step, steps, preview }) => {
           const withPreview = preview && every > 0 && (step % every === 0 || step === steps);
           send({ type: 'event', event: 'step', jobId, step, steps, ...(withPreview ? { preview: { width: preview.width, height: preview.height, pngBase64: previewPng(preview.width, preview.height, preview.rgb).toString('base64') } } : {}) });
