@@ -118,16 +118,12 @@
     let frac = 0;
     if (j) {
       switch (j.state) {
-        case 'pending': text = S.waiting; break;
-        case 'queued': text = j.queued > 0 ? fmt(S.queued, j.queued) : S.waiting; break;
+        case 'pending':
+        case 'queued':
         case 'running':
-          // The step count only while denoising (from step 0 before the first one): decoding and
-          // saving say so instead of sitting at the last step, and no template shows unfilled.
-          if (j.stage === 'denoise' && j.steps) {
-            text = fmt(S.denoise, j.step ?? 0, j.steps);
-            frac = (j.step ?? 0) / j.steps;
-          } else text = (j.stage !== 'denoise' && S[j.stage]) || S.waiting;
-          if (j.stage === 'decode' || j.stage === 'save') frac = 1;
+          // The host's words (progress.ts), the same as the notification's and the status bar's.
+          text = j.label || S.waiting;
+          frac = j.fraction || 0;
           break;
         case 'done': text = S.done; frac = 1; break;
         case 'failed': text = fmt(S.failed, j.error || ''); break;

@@ -15,6 +15,8 @@ import { renderTemplate } from '../shared/fileName';
 import type { BlockValues } from './fluxFile/parser';
 import { History } from './history';
 import { isActive, Job, JobOrigin, Jobs } from './jobs';
+import { jobProgress } from './progress';
+import { progressText } from './progressText';
 import { OutputReservations, outputPath, resolveOutputFolder, seedsFor } from './output';
 import { ServerManager } from './serverManager';
 import { requireTrust } from './trust';
@@ -181,19 +183,9 @@ export class Generation {
         const update = () => {
           const done = jobs.filter((j) => !isActive(j)).length;
           const cur = jobs.find((j) => isActive(j) && j.state === 'running') ?? jobs.find(isActive);
-          let frac = done;
-          let message = t('Waiting for the server…');
-          // The step count while denoising only: decoding and saving say so instead of the last step.
-          if (cur?.stage === 'denoise' && cur.step !== undefined && cur.steps) {
-            frac += cur.step / cur.steps;
-            message = t('Step {0}/{1}', cur.step, cur.steps);
-          } else if (cur?.stage === 'load') message = t('Loading the model…');
-          else if (cur?.stage === 'text') message = t('Encoding the prompt…');
-          else if (cur?.stage === 'decode' || cur?.stage === 'save') {
-            frac += 1;
-            message = cur.stage === 'decode' ? t('Decoding the image…') : t('Saving…');
-          }
-          else if (cur?.state === 'queued') message = t('Queued…');
+          const p = cur && jobProgress(cur);
+          const frac = done + (p?.fraction ?? 0);
+          let message = p ? progressText(p) : t('Waiting for the server…');
           if (total > 1) message = t('Image {0} of {1}: {2}', Math.min(done + 1, total), total, message);
           const pct = (100 * frac) / total;
           progress.report({ message, increment: Math.max(0, pct - reported) });

@@ -3,7 +3,7 @@
 // progress notifications, the panel and CodeLens listen. Pure (no vscode), driven by the server's
 // events through an InferenceClient.
 
-import type { Stage, StageTiming } from '../shared/api';
+import type { ComponentName, LoadPhase, Stage, StageTiming } from '../shared/api';
 import type { ImageMetadata } from '../shared/params';
 import type { Event as ServerEvent, JobRequest, StatusInfo } from '../shared/protocol';
 
@@ -32,6 +32,8 @@ export interface Job {
   stage?: Stage;
   step?: number;
   steps?: number;
+  /** A model part being loaded inside the current stage (the server's `loading` events); gone once loaded. */
+  loading?: { component: ComponentName; phase: Exclude<LoadPhase, 'loaded'>; fraction?: number };
   preview?: { width: number; height: number; pngBase64: string };
   result?: { file: string; metadata: ImageMetadata; stages: StageTiming[]; notes: string[]; seconds?: number };
   /** Where the image is wanted on this machine (differs from request.output for a remote server). */
@@ -137,9 +139,15 @@ export class Jobs {
       case 'stage':
         job.state = 'running';
         job.stage = e.stage;
+        job.loading = undefined;
+        break;
+      case 'loading':
+        job.state = 'running';
+        job.loading = e.phase === 'loaded' ? undefined : { component: e.component, phase: e.phase, ...(e.fraction !== undefined ? { fraction: e.fraction } : {}) };
         break;
       case 'step':
         job.state = 'running';
+        job.loading = undefined;
         job.stage = 'denoise';
         job.step = e.step;
         job.steps = e.steps;

@@ -4,6 +4,8 @@
 import * as vscode from 'vscode';
 import { Configuration } from './configuration';
 import { Jobs } from './jobs';
+import { jobProgress } from './progress';
+import { statusText } from './progressText';
 import { ServerManager } from './serverManager';
 import { modelName } from './settings';
 
@@ -33,18 +35,12 @@ export class StatusBar implements vscode.Disposable {
     const queued = active.length > 1 ? ` (+${active.length - 1})` : '';
     let text: string;
     let tooltip: string;
-    // The step count while denoising only: decoding and saving say so instead of the last step.
-    if (cur && cur.stage === 'denoise' && cur.step !== undefined && cur.steps) {
-      text = `$(sync~spin) MajicFLUX ${t('step {0}/{1}', cur.step, cur.steps)}${queued}`;
-      tooltip = t('Generating "{0}"', cur.request.params.prompt);
-    } else if (cur && (cur.stage === 'load' || cur.stage === 'denoise' || this.server.state === 'starting')) {
-      // Before its first step a stage is loading its model part (sequential mode loads per stage).
-      text = `$(loading~spin) MajicFLUX ${t('loading {0}', model)}${queued}`;
-      tooltip = t('Loading the model');
-    } else if (cur) {
-      const what = cur.stage === 'text' ? t('encoding the prompt') : cur.stage === 'decode' ? t('decoding') : cur.stage === 'save' ? t('saving') : cur.state === 'queued' ? t('queued') : t('working');
-      text = `$(loading~spin) MajicFLUX ${what}${queued}`;
-      tooltip = t('Preparing "{0}"', cur.request.params.prompt);
+    const p = cur && jobProgress(cur);
+    if (cur && p) {
+      // progress.ts: the same stages as the notification and the panel, in short.
+      const stepping = p.phase === 'denoise' && !p.loading;
+      text = `${stepping ? '$(sync~spin)' : '$(loading~spin)'} MajicFLUX ${statusText(p, model)}${queued}`;
+      tooltip = p.loading ? t('Loading the model') : t('Generating "{0}"', cur.request.params.prompt);
     } else if (this.server.state === 'ready') {
       text = `$(pass) MajicFLUX ${model}`;
       tooltip = t('Server idle, model {0}. Click to open the generation panel.', model);
