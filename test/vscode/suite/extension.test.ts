@@ -107,9 +107,15 @@ describe('MajicFLUX in a real VS Code', function () {
     const run = await vscode.commands.executeCommand<RunResult>('majicflux.generateFromSelection');
     const [job] = await finished(run);
     watch.dispose();
-    // Issue 15 item 2: decoding is shown as such, not as the last step.
+    // Issue 15 item 2: decoding is shown as such, not as the last step; the stages never go back
+    // (no "waiting" after "encoding the prompt"); this first job loads the model and says so.
     const decoding = seen.findIndex((s) => /decoding/.test(s));
     assert.ok(decoding >= 0 && !seen.slice(decoding).some((s) => /step \d+\/\d+/.test(s)), JSON.stringify(seen));
+    const order = [/waiting for the server|queued|starting/, /encoding the prompt/, /step \d+\/\d+/, /decoding/, /saving/];
+    const ranks = seen.map((s) => order.findIndex((r) => r.test(s))).filter((r) => r >= 0);
+    assert.deepEqual(ranks, [...ranks].sort((a, b) => a - b), JSON.stringify(seen));
+    assert.ok(ranks.includes(1) && ranks.includes(4), JSON.stringify(seen));
+    assert.ok(seen.some((s) => /loading .*\((CLIP|T5|DiT|VAE)\)/.test(s)), `no loading stage: ${JSON.stringify(seen)}`);
     const file = job.result!.file;
     assert.equal(path.dirname(file), path.join(ws(), 'generated'));
     assert.match(path.basename(file), new RegExp(`^\\d{4}-\\d{2}-\\d{2}-${job.request.params.seed}-a-watercolor-hummingbird-in-a-garden\\.png$`));
