@@ -722,6 +722,32 @@ async function uiPhase(results) {
       if (!/in use/.test((await downloaded.textContent()) ?? '')) throw new Error(`downloaded row: ${await downloaded.textContent()}`);
       await page.screenshot({ path: path.join(SHOTS, 'download-done.png') });
     });
+
+    await test('a model path that is not there: the error offers Open Settings / Check Models / Find Models / Show Log, the status bar warns (issue 15 item 4)', async () => {
+      await palette('View: Close All Editors');
+      const settingsFile = path.join(ws, '.vscode', 'settings.json');
+      const missing = path.join(ws, 'no-such-model');
+      const text = fs.readFileSync(settingsFile, 'utf8');
+      const changed = text.replace(/("majicflux\.model\.path"\s*:\s*)"(?:[^"\\]|\\.)*"/, `$1${JSON.stringify(missing)}`);
+      if (changed === text) throw new Error(`no model.path in ${text}`);
+      fs.writeFileSync(settingsFile, changed);
+      const status = page.locator('[id="majicflux.majicflux.majicflux.status"], .statusbar-item[aria-label*="MajicFLUX"]');
+      await status.filter({ hasText: 'model not usable' }).waitFor({ timeout: 30_000 });
+      await palette('MajicFLUX: Generate Image');
+      const widget = page.locator('.quick-input-widget:not([style*="display: none"])', { has: page.locator('.quick-input-title', { hasText: 'MajicFLUX: Generate Image' }) });
+      await widget.waitFor({ timeout: 30_000 });
+      await widget.locator('.quick-input-box input').fill('a paper boat on a pond');
+      await page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'a paper boat on a pond' }).first().waitFor({ timeout: 10_000 });
+      await page.keyboard.press('Enter');
+      const error = toast('MajicFLUX cannot generate');
+      await error.waitFor({ timeout: 30_000 });
+      for (const b of ['Open Settings', 'Check Models', 'Find Models', 'Show Log']) await error.locator('.monaco-button', { hasText: b }).waitFor({ timeout: 5_000 });
+      await page.screenshot({ path: path.join(SHOTS, 'bad-model-path.png') });
+      await error.locator('.monaco-button', { hasText: 'Check Models' }).click();
+      const checked = toast('cannot be used');
+      await checked.waitFor({ timeout: 60_000 });
+      if (!/model folder not found/.test((await checked.textContent()) ?? '') || /incomplete/.test((await checked.textContent()) ?? '')) throw new Error(`Check Models says: ${await checked.textContent()}`);
+    });
   } catch (err) {
     results.failed++;
     results.failures.push(`ui phase: ${err.stack ?? err}`);

@@ -18,6 +18,7 @@ import { isActive, Job, JobOrigin, Jobs } from './jobs';
 import { jobProgress } from './progress';
 import { progressText } from './progressText';
 import { OutputReservations, outputPath, resolveOutputFolder, seedsFor } from './output';
+import { modelPathProblem, showModelProblem } from './modelProblem';
 import { ServerManager } from './serverManager';
 import { requireTrust } from './trust';
 import { modelName, usesDemoModel } from './settings';
@@ -62,6 +63,13 @@ export class Generation {
     const prompt = input.prompt.trim();
     if (!prompt) {
       void vscode.window.showWarningMessage(t('The prompt is empty.'));
+      return undefined;
+    }
+    // A model path that is not there: say so now, before starting a server that would fail the job.
+    const missing = modelPathProblem(this.config, this.server.isRemote);
+    if (missing) {
+      this.log.error(`not generating: ${missing}`);
+      void showModelProblem(t('MajicFLUX cannot generate: {0}', missing), this.log);
       return undefined;
     }
     const s = this.config.settings;
@@ -221,8 +229,8 @@ export class Generation {
     if (failed.length) {
       const showLog = t('Show Log');
       const msg = failed[0].error?.message ?? t('unknown error');
-      const c = await vscode.window.showErrorMessage(t('MajicFLUX: generation failed: {0}', msg), showLog);
-      if (c === showLog) this.log.show();
+      if (failed[0].error?.code === 'model') await showModelProblem(t('MajicFLUX: generation failed: {0}', msg), this.log);
+      else if ((await vscode.window.showErrorMessage(t('MajicFLUX: generation failed: {0}', msg), showLog)) === showLog) this.log.show();
     }
     if (!ok.length) return;
     const open = t('Open');

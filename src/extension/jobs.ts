@@ -38,7 +38,8 @@ export interface Job {
   result?: { file: string; metadata: ImageMetadata; stages: StageTiming[]; notes: string[]; seconds?: number };
   /** Where the image is wanted on this machine (differs from request.output for a remote server). */
   target?: string;
-  error?: { message: string; detail?: string };
+  /** `code` "model": the configured model cannot be used (the server's failed event). */
+  error?: { message: string; detail?: string; code?: 'model' };
   created: number;
   finished?: number;
 }
@@ -171,15 +172,15 @@ export class Jobs {
         return this.finish(job, 'done');
       }
       case 'failed':
-        return this.fail(job, e.message, e.detail);
+        return this.fail(job, e.message, e.detail, e.code);
       case 'cancelled':
         return this.finish(job, 'cancelled');
     }
     this.changed.fire(job);
   }
 
-  private fail(job: Job, message: string, detail?: string): void {
-    job.error = { message, detail };
+  private fail(job: Job, message: string, detail?: string, code?: 'model'): void {
+    job.error = { message, detail, ...(code ? { code } : {}) };
     this.opts.log?.error(`${job.id} failed: ${message}${detail ? `\n${detail}` : ''}`);
     this.finish(job, 'failed');
   }

@@ -32,7 +32,7 @@ import {
   redact,
   usesMirror,
 } from './modelDownload';
-import { demoMarkdown, demoSummary, progressText, reportMarkdown, reportSummary, variantOf, whereLabel } from './modelReport';
+import { commonProblem, demoMarkdown, demoSummary, progressText, reportMarkdown, reportSummary, variantOf, whereLabel } from './modelReport';
 import { isInUse, machineDescription, modelNode, partNode, settingsUpdates, SettingsTarget, sortModels, TreeNodeData, unsettableParts } from './modelTree';
 import { DownloadFailedError } from './serverClient';
 import { HF_TOKEN_SECRET, ServerManager } from './serverManager';
@@ -245,9 +245,12 @@ class ModelCommands {
       const details = t('Details');
       const download = t('Download Model…');
       const find = t('Find Models');
-      const buttons = report.model.complete ? [details] : [details, download, find];
+      const settings = t('Open Settings');
+      // Nothing there at all (a folder not found): the setting is what to fix first.
+      const buttons = report.model.complete ? [details] : commonProblem(report.model) ? [settings, find, details] : [details, download, find];
       const show = report.model.complete ? vscode.window.showInformationMessage : vscode.window.showWarningMessage;
       void show(`MajicFLUX: ${summary}`, ...buttons).then(async (c) => {
+        if (c === settings) await vscode.commands.executeCommand('workbench.action.openSettings', 'majicflux.model');
         if (c === details) await showMarkdown(report.model.name, reportMarkdown(report, t));
         if (c === download) await vscode.commands.executeCommand('majicflux.downloadModel');
         if (c === find) await vscode.commands.executeCommand('majicflux.findModels');

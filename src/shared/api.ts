@@ -138,3 +138,11 @@ export class UserError extends Error {
     this.name = 'UserError';
   }
 }
+
+/** A UserError about the configured model itself (folder not found, parts missing): the fix is in the model settings. */
+export class ModelError extends UserError {
+  constructor(message: string, detail?: string) {
+    super(message, detail);
+    this.name = 'ModelError';
+  }
+}

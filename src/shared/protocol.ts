@@ -445,7 +445,8 @@ const EVENTS = {
     /** Wall time from start to file written. */
     seconds: v.optional(num(0, Infinity)),
   }),
-  failed: event('failed', { jobId, message: str(100_000), detail: v.optional(str(1_000_000)) }),
+  /** `code` "model": the configured model cannot be used (folder not found, parts missing): the fix is in the model settings. */
+  failed: event('failed', { jobId, message: str(100_000), detail: v.optional(str(1_000_000)), code: v.optional(oneOf('model')) }),
   cancelled: event('cancelled', { jobId }),
   log: event('log', { level: logLevel, message: str(1_000_000), jobId: v.optional(jobId) }),
   heartbeat: event('heartbeat', { time: num(0, Infinity), rss: bytes, state: serverState, queued: int(0, MAX_SAFE) }),

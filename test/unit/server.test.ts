@@ -96,6 +96,7 @@ const VALID_SERVER_MESSAGES: ServerMessage[] = [
   { type: 'event', event: 'step', jobId: 'job-1', step: 1, steps: 4, preview: { width: 8, height: 8, pngBase64: 'iVBORw0KGgo=' } },
   { type: 'event', event: 'done', jobId: 'job-1', file: '/o/a.png', metadata: METADATA, stages: [{ stage: 'denoise', seconds: 0.1, peakRss: 1e8, ep: 'cpu' }], notes: ['prompt embeddings from cache'], seconds: 0.5 },
   { type: 'event', event: 'failed', jobId: 'job-1', message: 'Not enough memory', detail: 'bad_alloc' },
+  { type: 'event', event: 'failed', jobId: 'job-1', message: 'Model folder not found: /m', code: 'model' },
   { type: 'event', event: 'cancelled', jobId: 'job-1' },
   { type: 'event', event: 'log', level: 'warn', message: 'hm', jobId: 'job-1' },
   { type: 'event', event: 'heartbeat', time: 1700000000000, rss: 1e8, state: 'idle', queued: 0 },
@@ -455,6 +456,22 @@ describe('inference server (dist/server.js)', function () {
       assert.equal(done.metadata.model, 'demo (random weights)');
       assert.ok(fs.existsSync(path.join(root, 'demo-model-v1', '.complete')), 'the demo weights were written under model.demo');
       assert.ok(fs.existsSync(done.file));
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  it('a model folder that does not exist fails the job with code "model", so the editor can offer the model settings (issue 15 item 4)', async () => {
+    const missing = path.join(tmp, 'no-such-model');
+    const { client } = newClient({ settings: { model: { dir: missing }, weights: 'fp32', memory: 'sequential', ep: 'cpu', cacheDir: path.join(tmp, 'cache') } });
+    try {
+      const events: JobEvent[] = [];
+      const handle = await client.generate(job('none.png'), (e) => events.push(e));
+      await assert.rejects(handle.done);
+      const failed = events.find((e) => e.event === 'failed');
+      assert.ok(failed && failed.event === 'failed', JSON.stringify(events));
+      assert.equal(failed.code, 'model');
+      assert.equal(failed.message, `Model folder not found: ${missing}`);
     } finally {
       await client.dispose();
     }

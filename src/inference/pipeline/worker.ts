@@ -9,7 +9,7 @@
 import '../system/privacy'; // first: telemetry off before onnxruntime loads
 import * as path from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { CancelledError, ComponentName, ExecutionProvider, GenerateHooks, GenerateResult, LoadPhase, ModelSpec, RuntimeOptions, Stage, UserError } from '../../shared/api';
+import { CancelledError, ComponentName, ExecutionProvider, GenerateHooks, GenerateResult, LoadPhase, ModelError, ModelSpec, RuntimeOptions, Stage, UserError } from '../../shared/api';
 import type { GenerateParams } from '../../shared/params';
 import { FluxPipeline } from './pipeline';
 
@@ -33,7 +33,7 @@ type FromWorker =
   | { op: 'error'; id: number; error: SerializedError };
 
 interface SerializedError {
-  kind: 'user' | 'cancelled' | 'other';
+  kind: 'user' | 'model' | 'cancelled' | 'other';
   message: string;
   detail?: string;
 }
@@ -158,7 +158,7 @@ export class WorkerPipeline {
 
 function serialize(e: unknown): SerializedError {
   if (e instanceof CancelledError) return { kind: 'cancelled', message: e.message };
-  if (e instanceof UserError) return { kind: 'user', message: e.message, detail: e.detail };
+  if (e instanceof UserError) return { kind: e instanceof ModelError ? 'model' : 'user', message: e.message, detail: e.detail };
   const err = e instanceof Error ? e : new Error(String(e));
   return { kind: 'other', message: err.message, detail: err.stack };
 }
@@ -166,6 +166,7 @@ function serialize(e: unknown): SerializedError {
 function toError(s: SerializedError): Error {
   if (s.kind === 'cancelled') return new CancelledError();
   if (s.kind === 'user') return new UserError(s.message, s.detail);
+  if (s.kind === 'model') return new ModelError(s.message, s.detail);
   const e = new Error(s.message);
   if (s.detail) e.stack = s.detail;
   return e;

@@ -213,6 +213,27 @@ describe('MajicFLUX in a real VS Code', function () {
     }
   });
 
+  it('a model path that is not there: a warning in the status bar, no job, and Check Models says "folder not found" once (issue 15 item 4)', async () => {
+    const cfg = vscode.workspace.getConfiguration('majicflux');
+    const golden = cfg.get<string>('model.path');
+    const missing = path.join(ws(), 'no-such-model');
+    await cfg.update('model.path', missing, vscode.ConfigurationTarget.Workspace);
+    try {
+      await waitFor('the warning state', () => /model not usable/.test(api.statusBar.text), 30_000);
+      assert.ok(!api.statusBar.text.includes('$(pass)'), api.statusBar.text);
+      assert.ok(api.statusBar.tooltip.includes(missing), api.statusBar.tooltip);
+      const before = api.jobs.all().length;
+      assert.equal(await vscode.commands.executeCommand('majicflux.generate', 'a cat'), undefined, 'refused before any work');
+      assert.equal(api.jobs.all().length, before);
+      const report = await vscode.commands.executeCommand<{ ok: boolean; report?: { model: { parts: { message?: string }[] } } }>('majicflux.checkModels', true);
+      assert.equal(report.ok, false);
+      assert.deepEqual([...new Set(report.report!.model.parts.map((p) => p.message))], [`model folder not found: ${missing}`]);
+    } finally {
+      await cfg.update('model.path', golden, vscode.ConfigurationTarget.Workspace);
+    }
+    await waitFor('the warning to go', () => !/model not usable/.test(api.statusBar.text), 30_000);
+  });
+
   it('opens the generation panel and its script runs under the CSP', async () => {
     await vscode.commands.executeCommand('majicflux.openPanel');
     const panel = await waitFor('the panel', () => api.panel());
