@@ -7,6 +7,8 @@ import { Generation, GenerateInput, RunResult } from './generation';
 import { FLUX_LANGUAGE } from './fluxFile/documents';
 import { parseFlux } from './fluxFile/parser';
 import { isActive, Job, Jobs } from './jobs';
+import { jobProgress } from './progress';
+import { progressText } from './progressText';
 import { ServerManager, TOKEN_SECRET } from './serverManager';
 import { requireTrust } from './trust';
 
@@ -129,7 +131,7 @@ function jobState(j: Job): string {
   switch (j.state) {
     case 'pending': return t('waiting for the server');
     case 'queued': return t('queued');
-    case 'running': return j.step !== undefined && j.steps ? t('step {0}/{1}', j.step, j.steps) : t('running ({0})', j.stage ?? '');
+    case 'running': return progressText(jobProgress(j)!);
     case 'done': return t('done');
     case 'failed': return t('failed: {0}', j.error?.message ?? '');
     case 'cancelled': return t('cancelled');
