@@ -13,6 +13,7 @@ import { GenerationPanel, PANEL_VIEW_TYPE, PanelDeps } from './panel/panel';
 import { PngRerun } from './pngRerun';
 import { ServerManager } from './serverManager';
 import { StatusBar } from './statusBar';
+import { trustRefusals } from './trust';
 
 /** What activate returns: for integration tests and other extensions. */
 export interface MajicfluxApi {
@@ -23,6 +24,8 @@ export interface MajicfluxApi {
   flux: ReturnType<typeof registerFluxFile>;
   models: ModelsApi;
   panel(): GenerationPanel | undefined;
+  /** Refusals shown in an untrusted workspace (trust.ts). */
+  trustRefusals: readonly string[];
 }
 
 let running: ServerManager | undefined;
@@ -55,7 +58,7 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   );
   config.report();
   log.info(`MajicFLUX activated (workspace ${vscode.workspace.isTrusted ? 'trusted' : 'not trusted: nothing runs until it is'})`);
-  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current };
+  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current, trustRefusals };
 }
 
 /** Shuts the server down gracefully (VS Code waits for this before ending the extension host). */

@@ -317,7 +317,9 @@ export function checkSpecParts(spec: ModelSpec, scan?: ModelScan): PartCheck[] {
     for (const role of ['tokenizer', 'tokenizer2'] as const) {
       const given = role === 'tokenizer' ? spec.tokenizer : spec.tokenizer2;
       const where = given ?? (dir ? path.join(dir, TOKENIZER_FILES[role].folder) : undefined);
-      parts.push(where ? checkTokenizerPart(where, role) : { role, status: 'missing', message: `no ${ROLE_NAMES[role]} given` });
+      // One reason for every part of a folder that is not there, so a check can say it once.
+      if (!given && dir && !fs.existsSync(dir)) parts.push({ role, status: 'missing', message: `model folder not found: ${dir}` });
+      else parts.push(where ? checkTokenizerPart(where, role) : { role, status: 'missing', message: `no ${ROLE_NAMES[role]} given` });
     }
     return PART_ROLES.map((r) => parts.find((p) => p.role === r)!);
   } finally {
