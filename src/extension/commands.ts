@@ -8,7 +8,10 @@ import { FLUX_LANGUAGE } from './fluxFile/documents';
 import { parseFlux } from './fluxFile/parser';
 import { promptFacts } from './promptFacts';
 import { isActive, Job, Jobs } from './jobs';
+import { jobProgress } from './progress';
+import { progressText } from './progressText';
 import { ServerManager, TOKEN_SECRET } from './serverManager';
+import { requireTrust } from './trust';
 
 const t = vscode.l10n.t;
 const RECENT_KEY = 'majicflux.recentPrompts';
@@ -102,7 +105,7 @@ async function generateImage(d: CommandDeps, given?: string): Promise<RunResult 
   const prompt = typeof given === 'string' && given.trim() ? given : await askPrompt(d);
   if (!prompt) return undefined;
   remember(d.context, prompt);
-  return d.generation.run({ prompt }, { kind: 'palette' }, { notify: true });
+  return d.generation.run({ prompt }, { kind: 'palette' }, { notify: true, open: true });
 }
 
 async function generateFromSelection(d: CommandDeps): Promise<RunResult | undefined> {
@@ -121,7 +124,7 @@ async function generateFromSelection(d: CommandDeps): Promise<RunResult | undefi
   }
   remember(d.context, input.prompt);
   const fluxFile = editor.document.uri.scheme === 'file' && editor.document.languageId === FLUX_LANGUAGE ? editor.document.uri.fsPath : undefined;
-  return d.generation.run(input, { kind: 'selection', fluxFile }, { notify: true });
+  return d.generation.run(input, { kind: 'selection', fluxFile }, { notify: true, open: true });
 }
 
 async function cancel(jobs: Jobs): Promise<number> {
@@ -156,7 +159,7 @@ function jobState(j: Job): string {
   switch (j.state) {
     case 'pending': return t('waiting for the server');
     case 'queued': return t('queued');
-    case 'running': return j.step !== undefined && j.steps ? t('step {0}/{1}', j.step, j.steps) : t('running ({0})', j.stage ?? '');
+    case 'running': return progressText(jobProgress(j)!);
     case 'done': return t('done');
     case 'failed': return t('failed: {0}', j.error?.message ?? '');
     case 'cancelled': return t('cancelled');
@@ -190,7 +193,7 @@ async function showQueue(jobs: Jobs): Promise<void> {
 }
 
 async function restartServer(d: CommandDeps): Promise<void> {
-  if (!vscode.workspace.isTrusted) return void vscode.window.showWarningMessage(t('MajicFLUX runs a model only in a trusted workspace.'));
+  if (!requireTrust()) return;
   const n = d.jobs.active().length;
   if (n) {
     const yes = t('Restart');
@@ -207,12 +210,7 @@ async function restartServer(d: CommandDeps): Promise<void> {
 async function generateFirstImage(d: CommandDeps): Promise<RunResult | undefined> {
   // The demo model's images are noise at any size: keep its first run short (≈ 8 s on 2 CPU cores).
   const input: GenerateInput = d.generation.usingDemo ? { prompt: FIRST_PROMPT, width: 512, height: 512, steps: 8 } : { prompt: FIRST_PROMPT };
-  const run = await d.generation.run(input, { kind: 'walkthrough' }, { notify: true });
-  void run?.finished.then(async (jobs) => {
-    const file = jobs.find((j) => j.state === 'done')?.result?.file;
-    if (file) await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(file), { viewColumn: vscode.ViewColumn.Beside });
-  });
-  return run;
+  return d.generation.run(input, { kind: 'walkthrough' }, { notify: true, open: true });
 }
 
 const SAMPLE_FLUX = `# A MajicFLUX prompt file: one block per image idea, separated by blank lines.

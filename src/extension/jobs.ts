@@ -3,7 +3,7 @@
 // progress notifications, the panel and CodeLens listen. Pure (no vscode), driven by the server's
 // events through an InferenceClient.
 
-import type { Stage, StageTiming } from '../shared/api';
+import type { ComponentName, LoadPhase, Stage, StageTiming } from '../shared/api';
 import type { ImageMetadata } from '../shared/params';
 import type { Event as ServerEvent, JobRequest, StatusInfo } from '../shared/protocol';
 
@@ -32,11 +32,14 @@ export interface Job {
   stage?: Stage;
   step?: number;
   steps?: number;
+  /** A model part being loaded inside the current stage (the server's `loading` events); gone once loaded. */
+  loading?: { component: ComponentName; phase: Exclude<LoadPhase, 'loaded'>; fraction?: number };
   preview?: { width: number; height: number; pngBase64: string };
   result?: { file: string; metadata: ImageMetadata; stages: StageTiming[]; notes: string[]; seconds?: number };
   /** Where the image is wanted on this machine (differs from request.output for a remote server). */
   target?: string;
-  error?: { message: string; detail?: string };
+  /** `code` "model": the configured model cannot be used (the server's failed event). */
+  error?: { message: string; detail?: string; code?: 'model' };
   created: number;
   finished?: number;
 }
@@ -139,9 +142,15 @@ export class Jobs {
       case 'stage':
         job.state = 'running';
         job.stage = e.stage;
+        job.loading = undefined;
+        break;
+      case 'loading':
+        job.state = 'running';
+        job.loading = e.phase === 'loaded' ? undefined : { component: e.component, phase: e.phase, ...(e.fraction !== undefined ? { fraction: e.fraction } : {}) };
         break;
       case 'step':
         job.state = 'running';
+        job.loading = undefined;
         job.stage = 'denoise';
         job.step = e.step;
         job.steps = e.steps;
@@ -165,15 +174,15 @@ export class Jobs {
         return this.finish(job, 'done');
       }
       case 'failed':
-        return this.fail(job, e.message, e.detail);
+        return this.fail(job, e.message, e.detail, e.code);
       case 'cancelled':
         return this.finish(job, 'cancelled');
     }
     this.changed.fire(job);
   }
 
-  private fail(job: Job, message: string, detail?: string): void {
-    job.error = { message, detail };
+  private fail(job: Job, message: string, detail?: string, code?: 'model'): void {
+    job.error = { message, detail, ...(code ? { code } : {}) };
     this.opts.log?.error(`${job.id} failed: ${message}${detail ? `\n${detail}` : ''}`);
     this.finish(job, 'failed');
   }

@@ -32,11 +32,12 @@ import {
   redact,
   usesMirror,
 } from './modelDownload';
-import { demoMarkdown, demoSummary, progressText, reportMarkdown, reportSummary, variantOf, whereLabel } from './modelReport';
+import { commonProblem, demoMarkdown, demoSummary, progressText, reportMarkdown, reportSummary, variantOf, whereLabel } from './modelReport';
 import { hasModel, isInUse, modelNode, partNode, settingsUpdates, SettingsTarget, sortModels, TreeNodeData, unsettableParts, viewDescription } from './modelTree';
 import { DownloadFailedError } from './serverClient';
 import { HF_TOKEN_SECRET, ServerManager } from './serverManager';
 import { modelSpec, SECTION, usesDemoModel } from './settings';
+import { requireTrust } from './trust';
 
 const t = vscode.l10n.t;
 
@@ -215,12 +216,7 @@ class ModelCommands {
 
   /** Restricted mode: nothing reads models or starts the server. */
   private trusted(): boolean {
-    if (vscode.workspace.isTrusted) return true;
-    const manage = t('Manage Workspace Trust');
-    void vscode.window.showWarningMessage(t('MajicFLUX looks at, checks and downloads models only in a trusted workspace.'), manage).then((c) => {
-      if (c === manage) void vscode.commands.executeCommand('workbench.trust.manage');
-    });
-    return false;
+    return requireTrust(t('MajicFLUX looks at, checks and downloads models only in a trusted workspace.'));
   }
 
   // ---- check ----------------------------------------------------------------------------------
@@ -276,9 +272,12 @@ class ModelCommands {
       const details = t('Details');
       const download = t('Download Model…');
       const find = t('Find Models');
-      const buttons = report.model.complete ? [details] : [details, download, find];
+      const settings = t('Open Settings');
+      // Nothing there at all (a folder not found): the setting is what to fix first.
+      const buttons = report.model.complete ? [details] : commonProblem(report.model) ? [settings, find, details] : [details, download, find];
       const show = report.model.complete ? vscode.window.showInformationMessage : vscode.window.showWarningMessage;
       void show(`MajicFLUX: ${summary}`, ...buttons).then(async (c) => {
+        if (c === settings) await vscode.commands.executeCommand('workbench.action.openSettings', 'majicflux.model');
         if (c === details) await showMarkdown(report.model.name, reportMarkdown(report, t));
         if (c === download) await vscode.commands.executeCommand('majicflux.downloadModel');
         if (c === find) await vscode.commands.executeCommand('majicflux.findModels');

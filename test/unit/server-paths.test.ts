@@ -100,9 +100,9 @@ describe('server paths: what a client may name (serverPaths.ts)', () => {
   posix('an input must be a regular file: a FIFO, a device or a folder is refused without opening it', () => {
     const fifo = path.join(inputs, 'fifo.safetensors');
     execFileSync('mkfifo', [fifo]);
-    assert.throws(() => local.inputFile(fifo, 'latentsFile'), /is not a regular file/);
-    assert.throws(() => remote.inputFile('fifo.safetensors', 'latentsFile'), /is not a regular file/);
-    assert.throws(() => local.inputFile('/dev/zero', 'latentsFile'), /is not a regular file/);
+    assert.throws(() => local.inputFile(fifo, 'latentsFile'), /is a FIFO \(named pipe\), not a regular file/);
+    assert.throws(() => remote.inputFile('fifo.safetensors', 'latentsFile'), /is a FIFO \(named pipe\), not a regular file/);
+    assert.throws(() => local.inputFile('/dev/zero', 'latentsFile'), /is a character device, not a regular file/);
     assert.throws(() => local.inputFile(inputs, 'latentsFile'), /is a folder/);
     assert.throws(() => local.inputFile(path.join(inputs, 'missing.safetensors'), 'latentsFile'), /cannot be read \(ENOENT\)/);
   });

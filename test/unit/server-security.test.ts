@@ -177,7 +177,7 @@ describe('inference server against hostile clients (issue 16)', function () {
       execFileSync('mkfifo', [path.join(inputs, 'pipe.safetensors')]);
       const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64, latentsFile: 'pipe.safetensors' }, output: 'fifo.png' } });
       assert.deepEqual([r.type, r.code], ['error', 'bad-request'], JSON.stringify(r));
-      assert.match(r.message!, /is not a regular file/);
+      assert.match(r.message!, /is a FIFO \(named pipe\), not a regular file/);
       assert.equal((await peer.request({ type: 'ping' })).type, 'pong');
     });
 

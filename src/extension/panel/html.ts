@@ -29,13 +29,7 @@ function strings(): Record<string, string> {
   return {
     generate: t('Generate'),
     cancel: t('Cancel'),
-    queued: t('Queued ({0} ahead)'),
     waiting: t('Waiting for the server…'),
-    loading: t('Loading the model…'),
-    text: t('Encoding the prompt…'),
-    denoise: t('Step {0} of {1}'),
-    decode: t('Decoding…'),
-    save: t('Saving…'),
     done: t('Done'),
     failed: t('Failed: {0}'),
     cancelled: t('Cancelled'),

@@ -8,7 +8,9 @@ import { Configuration } from '../configuration';
 import { Generation, GenerateInput } from '../generation';
 import { History, HistoryEntry } from '../history';
 import { isActive, Job, Jobs } from '../jobs';
+import { jobProgress } from '../progress';
 import { promptFacts } from '../promptFacts';
+import { progressText } from '../progressText';
 import { modelName, usesDemoModel } from '../settings';
 import { panelHtml } from './html';
 import { FromWebview, GalleryItem, initMessage, JobView, PanelForm, PanelParams, ToWebview, validateFromWebview } from './protocol';
@@ -145,7 +147,9 @@ export class GenerationPanel implements vscode.Disposable {
       { kind: 'panel' },
     );
     if (!run) {
-      void this.post({ type: 'job', job: { state: 'cancelled', queued: 0 } });
+      // Refused before it started (untrusted workspace, empty prompt, no folder chosen): the
+      // refusal says why; the panel goes back to idle rather than report a cancel nobody made.
+      void this.post({ type: 'job' });
       return;
     }
     this.job = run.jobs[0];
@@ -194,6 +198,11 @@ export class GenerationPanel implements vscode.Disposable {
 
   private view(j: Job): JobView {
     const v: JobView = { state: j.state, stage: j.stage, step: j.step, steps: j.steps, queued: Math.max(0, this.deps.jobs.active().indexOf(j)) };
+    const p = jobProgress(j);
+    if (p) {
+      v.label = p.phase === 'queued' && v.queued > 0 ? t('Queued ({0} ahead)', v.queued) : progressText(p);
+      v.fraction = p.fraction;
+    }
     if (j.preview && isActive(j)) v.preview = `data:image/png;base64,${j.preview.pngBase64}`;
     if (j.error) v.error = j.error.message;
     if (j.state === 'done' && j.result) v.resultId = this.deps.history.byFile(j.result.file)?.id;

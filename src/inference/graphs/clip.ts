@@ -274,7 +274,7 @@ function clipMlp(ctx: Ctx, cfg: ClipConfig, n: string, h: Value): Value {
   return ctx.linear(cfg.act === 'gelu' ? gelu(ctx.g, a, ctx.compute === 'float16') : quickGelu(ctx, a), `${n}.mlp.fc2`, gate);
 }
 
-/** x · sigmoid(1.702 x), with the constant in the compute type (layers.quickGelu's is always f32). */
+/** CLIP's quick_gelu, x · sigmoid(1.702 x), with the constant in the compute type (not always f32). */
 function quickGelu(ctx: Ctx, x: Value): Value {
   const g = ctx.g;
   return g.op('Mul', [x, g.op('Sigmoid', [g.op('Mul', [x, constOf(ctx, [1.702], [], 'quick_gelu_alpha')])])]);

@@ -23,34 +23,6 @@ import { readPiece, TensorPiece } from '../formats/layouts/pieces';
 import { TensorInfo, TensorSource } from '../formats/safetensors';
 import { attention as multiHeadAttention, geluTanh, layerNormAffine, rmsNorm, silu } from './layers';
 
-/** BFL `FluxParams` (snake_case, as in a sidecar config): the layouts' DitConfig. */
-export type FluxParams = DitConfig;
-
-/** A DitConfig from BFL `FluxParams` JSON (e.g. a sidecar config), checked for what the graph needs. */
-export function fluxParamsFromJson(j: Record<string, unknown>): DitConfig {
-  const num = (k: string) => {
-    if (typeof j[k] !== 'number') throw new Error(`flux config: "${k}" is missing or not a number`);
-    return j[k] as number;
-  };
-  const axes = j.axes_dim;
-  if (!Array.isArray(axes) || !axes.every((a) => typeof a === 'number')) throw new Error('flux config: "axes_dim" is missing or not a list of numbers');
-  return {
-    in_channels: num('in_channels'),
-    out_channels: typeof j.out_channels === 'number' ? j.out_channels : num('in_channels'),
-    vec_in_dim: num('vec_in_dim'),
-    context_in_dim: num('context_in_dim'),
-    hidden_size: num('hidden_size'),
-    mlp_ratio: num('mlp_ratio'),
-    num_heads: num('num_heads'),
-    depth: num('depth'),
-    depth_single_blocks: num('depth_single_blocks'),
-    axes_dim: axes as number[],
-    theta: num('theta'),
-    qkv_bias: j.qkv_bias !== false,
-    guidance_embed: j.guidance_embed === true,
-  };
-}
-
 /** BFL names of the checkpoint's Linear layers (without `.weight`). */
 export function bflLinears(p: DitConfig): string[] {
   const names = ['img_in', 'txt_in', 'time_in.in_layer', 'time_in.out_layer', 'vector_in.in_layer', 'vector_in.out_layer'];

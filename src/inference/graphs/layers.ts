@@ -61,11 +61,6 @@ export function gelu(g: Graph, x: Value, half = false): Value {
   return g.op('Mul', [g.op('Mul', [x, c(0.5)]), g.op('Add', [g.op('Erf', [g.op('Mul', [x, c(Math.SQRT1_2)])]), c(1)])]);
 }
 
-/** CLIP's quick_gelu: x * sigmoid(1.702 x). */
-export function quickGelu(g: Graph, x: Value): Value {
-  return g.op('Mul', [x, g.op('Sigmoid', [g.op('Mul', [x, g.scalarF32(1.702)])])]);
-}
-
 export interface AttentionOptions {
   /** Added to the logits, [B or 1, H, Lq, Lk]. */
   bias?: Value;
@@ -123,16 +118,4 @@ function attentionMatMul(g: Graph, q: Value, k: Value, v: Value, heads: number, 
   };
   const out = chunks > 1 ? g.op('Concat', g.opN('Split', [qh], { axis: 2, num_outputs: chunks }, { outputs: chunks }).map(head), { axis: 2 }) : head(qh);
   return g.op('Reshape', [g.op('Transpose', [out], { perm: [0, 2, 1, 3] }), g.i64([0, 0, -1])]);
-}
-
-/** [B, L, H*Dh] → [B, H, L, Dh] */
-export function splitHeads(g: Graph, x: Value, heads: number, headDim: number): Value {
-  const r = g.op('Reshape', [x, g.i64([0, 0, heads, headDim])]);
-  return g.op('Transpose', [r], { perm: [0, 2, 1, 3] });
-}
-
-/** [B, H, L, Dh] → [B, L, H*Dh] */
-export function mergeHeads(g: Graph, x: Value, heads: number, headDim: number): Value {
-  const t = g.op('Transpose', [x], { perm: [0, 2, 1, 3] });
-  return g.op('Reshape', [t, g.i64([0, 0, heads * headDim])]);
 }

@@ -49,6 +49,7 @@ import { elementCount, openTensors, readShardIndex, TensorSource } from '../form
 import { isFloatDtype } from './memory';
 import { loadRegistry, modelForDitFile, modelForRepo, normalizeRepo, partsOf } from './registry';
 import { FoundModel, FoundWhere, PART_ROLES, PartCheck, PartRole, Registry, RegistryModel } from '../../shared/models';
+import { errorText } from '../../shared/api';
 
 export const DEFAULT_MAX_DEPTH = 3;
 const MAX_DIRS_PER_ROOT = 400;
@@ -77,10 +78,6 @@ const SPEC_KEY: Record<ComponentKind, 'transformer' | 'vae' | 'textEncoder' | 't
 const ROLE_NAMES: Record<PartRole, string> = { ...KIND_NAMES, tokenizer: 'CLIP tokenizer', tokenizer2: 'T5 tokenizer' };
 
 // ─── Part checks ────────────────────────────────────────────────────────────────────────────────
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
 
 function fileSize(p: string): number {
   try {
@@ -320,7 +317,9 @@ export function checkSpecParts(spec: ModelSpec, scan?: ModelScan): PartCheck[] {
     for (const role of ['tokenizer', 'tokenizer2'] as const) {
       const given = role === 'tokenizer' ? spec.tokenizer : spec.tokenizer2;
       const where = given ?? (dir ? path.join(dir, TOKENIZER_FILES[role].folder) : undefined);
-      parts.push(where ? checkTokenizerPart(where, role) : { role, status: 'missing', message: `no ${ROLE_NAMES[role]} given` });
+      // One reason for every part of a folder that is not there, so a check can say it once.
+      if (!given && dir && !fs.existsSync(dir)) parts.push({ role, status: 'missing', message: `model folder not found: ${dir}` });
+      else parts.push(where ? checkTokenizerPart(where, role) : { role, status: 'missing', message: `no ${ROLE_NAMES[role]} given` });
     }
     return PART_ROLES.map((r) => parts.find((p) => p.role === r)!);
   } finally {

@@ -15,6 +15,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { formatBytes } from '../../shared/bytes';
 import type { DownloadItem, DownloadProgress, DownloadResult, HubName } from '../../shared/models';
+import { errorText } from '../../shared/api';
 import {
   asSha256,
   discardBody,
@@ -203,7 +204,7 @@ function finalError(ctx: Ctx, err: unknown, scrub: (s: string) => string): Downl
   else {
     e = new DownloadError(
       'http',
-      `The download failed: ${err instanceof Error ? err.message : String(err)}`,
+      `The download failed: ${errorText(err)}`,
       err instanceof Error ? err.stack : undefined,
     );
   }
@@ -386,7 +387,7 @@ async function runJob(ctx: Ctx, job: Job): Promise<DownloadedFile> {
         const delay = baseDelay * 2 ** (transient - 1);
         ctx.log(
           'warn',
-          `${job.item.path}: ${err instanceof Error ? err.message : String(err)}; resuming in ${(delay / 1000).toFixed(1)} s (attempt ${transient + 1} of ${retries + 1})`,
+          `${job.item.path}: ${errorText(err)}; resuming in ${(delay / 1000).toFixed(1)} s (attempt ${transient + 1} of ${retries + 1})`,
         );
         await sleep(delay, ctx.signal);
         continue;
@@ -431,7 +432,7 @@ async function toUserError(ctx: Ctx, job: Job, err: unknown, attempts: number): 
 
 function describeErr(err: unknown): string {
   if (err instanceof NetworkFailure) return `${err.reason}: ${String((err.original as Error)?.message ?? err.original)}`;
-  return err instanceof Error ? err.message : String(err);
+  return errorText(err);
 }
 
 function isNodeError(err: unknown, code?: string): boolean {

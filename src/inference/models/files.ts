@@ -3,8 +3,8 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ComponentName, ModelSpec, UserError, WeightFormat } from '../../shared/api';
-import { ComponentKind, KIND_NAMES } from '../formats/layouts/detect';
+import { ComponentName, ModelError, ModelSpec, WeightFormat } from '../../shared/api';
+import { ComponentKind, KIND_NAMES, listSome } from '../formats/layouts/detect';
 import { SUBFOLDERS } from '../formats/layouts/folder';
 import { ModelScan, scanModelFolder } from '../formats/layouts/model';
 import { componentWeightBytes, readShapes } from './memory';
@@ -51,10 +51,10 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
   for (const c of scan?.components ?? []) c.close();
   if (missing.length) {
     const where = scan ? scan.root : 'the model settings';
-    const found = scan ? ` Found: ${scan.entries.length ? listSome(scan.entries) : 'nothing (empty folder)'}.` : '';
+    const found = scan ? ` Found: ${scan.entries.length ? listSome(scan.entries, 12) : 'nothing (empty folder)'}.` : '';
     const problems = scan ? scan.problems.filter((p) => !missing.some((m) => m.includes(p))) : [];
     const problemText = problems.length ? ` Problems: ${[...new Set(problems)].join('; ')}.` : '';
-    throw new UserError(`The model in ${where} is incomplete. Missing: ${[...new Set(missing)].join('; ')}.${problemText}${found}`);
+    throw new ModelError(`The model in ${where} is incomplete. Missing: ${[...new Set(missing)].join('; ')}.${problemText}${found}`);
   }
   const base = path.basename(transformer).replace(/\.safetensors$/, '');
   const name = spec.name ?? (base === 'transformer' && scan ? path.basename(scan.root) : base);
@@ -64,17 +64,13 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
   };
 }
 
-function listSome(items: string[], max = 12): string {
-  return items.length > max ? `${items.slice(0, max).join(', ')} and ${items.length - max} more` : items.join(', ');
-}
-
 function scanFolder(dir: string): ModelScan {
   const root = path.resolve(dir);
-  if (!fs.existsSync(root)) throw new UserError(`Model folder not found: ${root}`);
+  if (!fs.existsSync(root)) throw new ModelError(`Model folder not found: ${root}`);
   try {
     return scanModelFolder(root);
   } catch (e) {
-    throw new UserError((e as Error).message);
+    throw new ModelError((e as Error).message);
   }
 }
 

@@ -283,5 +283,3 @@ export interface NodeView {
 export function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
-
-export const elemBytes = (t: ElemType) => ELEM_BYTES[t];

@@ -76,11 +76,3 @@ export async function createSession(graph: Graph | Uint8Array, opts: SessionOpti
 export function tensorF32(data: Float32Array, dims: number[]): ort.Tensor {
   return new ort.Tensor('float32', data, dims);
 }
-
-export function tensorI64(data: ArrayLike<number>, dims: number[]): ort.Tensor {
-  return new ort.Tensor('int64', BigInt64Array.from(Array.from(data), (x) => BigInt(x)), dims);
-}
-
-export function tensorI32(data: ArrayLike<number>, dims: number[]): ort.Tensor {
-  return new ort.Tensor('int32', Int32Array.from(data), dims);
-}

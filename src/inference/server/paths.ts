@@ -8,6 +8,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { notRegularKind, notRegularProblem } from '../system/regularFile';
 import { ModelSpec, UserError } from '../../shared/api';
 import { TEMP_NAME_ROOM } from '../system/atomicWrite';
 
@@ -61,8 +62,8 @@ export function regularFileProblem(file: string, what: string): string | undefin
   } catch (e) {
     return `${what} ${JSON.stringify(file)} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`;
   }
-  if (!st.isFile()) return `${what} ${JSON.stringify(file)} is ${st.isDirectory() ? 'a folder' : 'not a regular file'}; name a .safetensors file`;
-  return undefined;
+  const kind = notRegularKind(st);
+  return kind && `${what} ${JSON.stringify(file)} ${notRegularProblem(kind)}; name a .safetensors file`;
 }
 
 export interface RemoteRoots {

@@ -8,7 +8,7 @@ import * as fsp from 'node:fs/promises';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { CancelledError, GenerateResult, ModelSpec, RuntimeOptions, StageTiming, UserError } from '../../shared/api';
+import { CancelledError, GenerateResult, ModelError, ModelSpec, RuntimeOptions, StageTiming, UserError } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
 import { cleanStaleTemps } from '../system/atomicWrite';
 import { availableMemory, currentRss, RssSampler } from '../system/processMemory';
@@ -579,6 +579,7 @@ export class InferenceServer {
         signal,
         wantPreview: every > 0,
         onStage: (stage, state, detail) => send({ type: 'event', event: 'stage', jobId, stage, state, ...(detail ? { detail } : {}) }),
+        onLoad: (component, phase, fraction) => send({ type: 'event', event: 'loading', jobId, component, phase, ...(fraction !== undefined ? { fraction } : {}) }),
         onStep: ({ step, steps, preview }) => {
           const withPreview = preview && every > 0 && (step % every === 0 || step === steps);
           send({ type: 'event', event: 'step', jobId, step, steps, ...(withPreview ? { preview: { width: preview.width, height: preview.height, pngBase64: previewPng(preview.width, preview.height, preview.rgb).toString('base64') } } : {}) });
@@ -603,7 +604,7 @@ export class InferenceServer {
         this.finish(job, { type: 'event', event: 'cancelled', jobId });
       } else if (err instanceof UserError) {
         this.log('error', `${jobId} failed: ${err.message}${err.detail ? `\n${err.detail}` : ''}`, jobId);
-        this.finish(job, { type: 'event', event: 'failed', jobId, message: err.message, ...(err.detail ? { detail: err.detail } : {}) });
+        this.finish(job, { type: 'event', event: 'failed', jobId, message: err.message, ...(err.detail ? { detail: err.detail } : {}), ...(err instanceof ModelError ? { code: 'model' as const } : {}) });
       } else {
         const e = err instanceof Error ? err : new Error(String(err));
         this.log('error', `${jobId} failed: ${e.stack ?? e.message}`, jobId);

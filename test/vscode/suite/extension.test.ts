@@ -33,6 +33,9 @@ async function lensTitles(uri: vscode.Uri): Promise<string[]> {
   return lenses.map((l) => l.command?.title ?? '');
 }
 
+/** Is `file` open in an editor tab (the image preview is a custom editor)? */
+const openInTab = (file: string) => vscode.window.tabGroups.all.some((g) => g.tabs.some((t) => t.input instanceof vscode.TabInputCustom && t.input.uri.fsPath === file));
+
 async function finished(run: RunResult | undefined) {
   assert.ok(run, 'the command started a run');
   const jobs = await run.finished;
@@ -108,9 +111,15 @@ describe('MajicFLUX in a real VS Code', function () {
     const run = await vscode.commands.executeCommand<RunResult>('majicflux.generateFromSelection');
     const [job] = await finished(run);
     watch.dispose();
-    // Issue 15 item 2: decoding is shown as such, not as the last step.
+    // Issue 15 item 2: decoding is shown as such, not as the last step; the stages never go back
+    // (no "waiting" after "encoding the prompt"); this first job loads the model and says so.
     const decoding = seen.findIndex((s) => /decoding/.test(s));
     assert.ok(decoding >= 0 && !seen.slice(decoding).some((s) => /step \d+\/\d+/.test(s)), JSON.stringify(seen));
+    const order = [/waiting for the server|queued|starting/, /encoding the prompt/, /step \d+\/\d+/, /decoding/, /saving/];
+    const ranks = seen.map((s) => order.findIndex((r) => r.test(s))).filter((r) => r >= 0);
+    assert.deepEqual(ranks, [...ranks].sort((a, b) => a - b), JSON.stringify(seen));
+    assert.ok(ranks.includes(1) && ranks.includes(4), JSON.stringify(seen));
+    assert.ok(seen.some((s) => /loading .*\((CLIP|T5|DiT|VAE)\)/.test(s)), `no loading stage: ${JSON.stringify(seen)}`);
     const file = job.result!.file;
     assert.equal(path.dirname(file), path.join(ws(), 'generated'));
     assert.match(path.basename(file), new RegExp(`^\\d{4}-\\d{2}-\\d{2}-${job.request.params.seed}-a-watercolor-hummingbird-in-a-garden\\.png$`));
@@ -121,6 +130,8 @@ describe('MajicFLUX in a real VS Code', function () {
     assert.equal(png.params?.width, 64);
     assert.equal(png.params?.height, 64);
     assert.ok(api.history.byFile(file), 'recorded in the history');
+    // Issue 15 item 5: opened like the walkthrough's first image (majicflux.output.openResult: beside).
+    await waitFor('the image opened', () => openInTab(file), 30_000);
     await waitFor('idle status', () => api.statusBar.text.includes('flux-tiny') || api.statusBar.text.includes('models'));
   });
 
@@ -186,6 +197,7 @@ describe('MajicFLUX in a real VS Code', function () {
     const run = await vscode.commands.executeCommand<RunResult>('majicflux.generate', 'a small red boat');
     const [job] = await finished(run);
     assert.ok(fs.existsSync(job.result!.file));
+    await waitFor('the palette image opened', () => openInTab(job.result!.file), 30_000);
   });
 
   it('with no model configured, the walkthrough generates a first image with the bundled demo model', async () => {
@@ -201,10 +213,31 @@ describe('MajicFLUX in a real VS Code', function () {
       assert.equal(png.params?.prompt, 'a lighthouse on a cliff at dawn, oil painting');
       assert.equal(png.params?.width, 512);
       assert.match(String(png.params?.model), /demo/);
-      await waitFor('the image opened beside', () => vscode.window.tabGroups.all.some((g) => g.tabs.some((t) => t.input instanceof vscode.TabInputCustom && t.input.uri.fsPath === job.result!.file)));
+      await waitFor('the image opened beside', () => openInTab(job.result!.file));
     } finally {
       await cfg.update('model.path', golden, vscode.ConfigurationTarget.Workspace);
     }
+  });
+
+  it('a model path that is not there: a warning in the status bar, no job, and Check Models says "folder not found" once (issue 15 item 4)', async () => {
+    const cfg = vscode.workspace.getConfiguration('majicflux');
+    const golden = cfg.get<string>('model.path');
+    const missing = path.join(ws(), 'no-such-model');
+    await cfg.update('model.path', missing, vscode.ConfigurationTarget.Workspace);
+    try {
+      await waitFor('the warning state', () => /model not usable/.test(api.statusBar.text), 30_000);
+      assert.ok(!api.statusBar.text.includes('$(pass)'), api.statusBar.text);
+      assert.ok(api.statusBar.tooltip.includes(missing), api.statusBar.tooltip);
+      const before = api.jobs.all().length;
+      assert.equal(await vscode.commands.executeCommand('majicflux.generate', 'a cat'), undefined, 'refused before any work');
+      assert.equal(api.jobs.all().length, before);
+      const report = await vscode.commands.executeCommand<{ ok: boolean; report?: { model: { parts: { message?: string }[] } } }>('majicflux.checkModels', true);
+      assert.equal(report.ok, false);
+      assert.deepEqual([...new Set(report.report!.model.parts.map((p) => p.message))], [`model folder not found: ${missing}`]);
+    } finally {
+      await cfg.update('model.path', golden, vscode.ConfigurationTarget.Workspace);
+    }
+    await waitFor('the warning to go', () => !/model not usable/.test(api.statusBar.text), 30_000);
   });
 
   it('opens the generation panel and its script runs under the CSP', async () => {

@@ -32,10 +32,6 @@ export const KIND_ORDER: ComponentKind[] = ['dit', 'vae', 'clip', 't5'];
 
 export const KIND_NAMES: Record<ComponentKind, string> = { dit: 'DiT (transformer)', vae: 'VAE (autoencoder)', clip: 'CLIP text encoder', t5: 'T5 text encoder' };
 
-export function layoutKind(layout: Layout): ComponentKind {
-  return LAYOUTS.find((l) => l.layout === layout)!.kind;
-}
-
 export function describeLayout(layout: Layout): string {
   return LAYOUTS.find((l) => l.layout === layout)!.description;
 }

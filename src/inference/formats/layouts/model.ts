@@ -7,6 +7,7 @@ import { notRegularKind } from '../../system/regularFile';
 import { ClipComponent, Component, DitComponent, openComponent, openComponents, T5Component, VaeComponent } from './components';
 import { ComponentKind, KIND_NAMES, KIND_ORDER, LayoutError } from './detect';
 import { FolderEntry, listFolder, SUBFOLDERS } from './folder';
+import { errorText } from '../../../shared/api';
 
 const EXPECTED: Record<ComponentKind, string> = {
   dit: 'no FLUX transformer (DiT) found. Expected transformer/ with diffusion_pytorch_model.safetensors (or its .index.json), or a single-file DiT such as flux1-dev.safetensors',
@@ -34,10 +35,6 @@ export interface ModelScan {
 
 function hasAll(dir: string, files: string[]): boolean {
   return files.every((f) => fs.existsSync(path.join(dir, f)));
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 /** Looks through a model folder without failing on what is missing or broken. */
