@@ -90,7 +90,7 @@ describe('GGUF reader (formats/gguf.ts)', () => {
     ['tensor count past the file', () => { const b = Buffer.from(good()); b.writeBigUInt64LE(50_000n, 8); return b; }, /more than its \d+ bytes can hold/],
     ['absurd metadata count', () => { const b = Buffer.from(good()); b.writeBigUInt64LE(2n ** 63n, 16); return b; }, /impossibly large/],
     ['truncated in the data', () => good().subarray(0, good().length - 7), /file is truncated: tensor "d.bias" ends at byte \d+ but the file has \d+ .* download it again/],
-    ['truncated in the header', () => good().subarray(0, 130), /file is truncated: it ends inside/],
+    ['truncated in the header', () => good().subarray(0, 130), /(ends inside|bytes left in the file).*truncated/],
     ['unknown ggml type', () => ggufBytes([{ ...tensors[0], type: 99 }]), /tensor "a.weight" has unknown ggml type 99/],
     ['tensor past the end', () => { const b = ggufBytes([tensors[0]]); return Buffer.concat([b, Buffer.alloc(0)]).subarray(0, b.length - 1); }, /truncated: tensor "a.weight" ends/],
     ['rows not whole blocks', () => ggufBytes([{ name: 'q', shape: [2, 48], type: GGML.Q8_0, data: new Uint8Array(3 * 34) }]), /rows of 48 elements, not a multiple of its 32-element blocks/],
