@@ -3,7 +3,10 @@
 // And ggml's reference Q8_0 / Q4_0 quantizers, to build quantized files from float tensors.
 
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { f32ToF16 } from '../../src/inference/formats/dtypes';
+import { openTensors } from '../../src/inference/formats/safetensors';
+import { GOLDEN_MODELS } from './golden';
 
 export type GgufMeta =
   | { type: 'u8' | 'i8' | 'u16' | 'i16' | 'u32' | 'i32' | 'f32' | 'f64'; value: number }
@@ -135,4 +138,20 @@ export function quantizeQ4_0(x: Float32Array): Uint8Array {
     for (let j = 0; j < 16; j++) out[b * 18 + 2 + j] = q(j) | (q(j + 16) << 4);
   }
   return out;
+}
+
+/**
+ * The golden tiny DiT as city96 lays out a FLUX GGUF: BFL names, Linear weights quantized, the
+ * rest F32; its config sidecar beside it (`<name>.config.json`).
+ */
+export function writeQuantizedDit(file: string, type: 'Q8_0' | 'Q4_0'): void {
+  const src = openTensors(path.join(GOLDEN_MODELS, 'flux-tiny.safetensors'));
+  const quantize = type === 'Q8_0' ? quantizeQ8_0 : quantizeQ4_0;
+  writeGguf(file, src.names().map((name) => {
+    const { shape } = src.info(name);
+    const x = src.readF32(name);
+    return shape.length === 2 ? { name, shape, type: GGML[type], data: quantize(x) } : { name, shape, type: GGML.F32, data: new Uint8Array(x.buffer) };
+  }), { 'general.architecture': { type: 'string', value: 'flux' }, 'general.quantization_version': { type: 'u32', value: 2 } });
+  fs.copyFileSync(path.join(GOLDEN_MODELS, 'flux-tiny.config.json'), file.replace(/\.gguf$/, '.config.json'));
+  src.close();
 }

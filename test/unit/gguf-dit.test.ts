@@ -12,10 +12,9 @@ import { inspectPath } from '../../src/inference/formats/layouts/inspect';
 import { buildDit, DitInputs, FluxTransformer, FluxTransformerOptions } from '../../src/inference/graphs/dit';
 import { openComponent } from '../../src/inference/formats/layouts/components';
 import { compare, GOLDEN_MODELS, goldenCase } from '../helpers/golden';
-import { GGML, quantizeQ4_0, quantizeQ8_0, writeGguf } from '../helpers/writeGguf';
+import { writeQuantizedDit } from '../helpers/writeGguf';
 import { tempDir } from '../helpers/writeSafetensors';
 
-const BF16_FILE = path.join(GOLDEN_MODELS, 'flux-tiny.safetensors');
 const SIDECAR = path.join(GOLDEN_MODELS, 'flux-tiny.config.json');
 
 function inputs(k: string): DitInputs {
@@ -24,19 +23,6 @@ function inputs(k: string): DitInputs {
     img: c.readF32('hidden_states'), txt: c.readF32('encoder_hidden_states'), vec: c.readF32('pooled_projections'),
     timestep: c.readF32(`${k}.timestep`)[0], guidance: c.readF32(`${k}.guidance`)[0], imgIds: c.readF32('img_ids'), txtIds: c.readF32('txt_ids'),
   };
-}
-
-/** The golden DiT as city96 lays out a FLUX GGUF: BFL names, Linear weights quantized, the rest F32. */
-function writeQuantized(file: string, type: 'Q8_0' | 'Q4_0'): void {
-  const src = openTensors(BF16_FILE);
-  const quantize = type === 'Q8_0' ? quantizeQ8_0 : quantizeQ4_0;
-  writeGguf(file, src.names().map((name) => {
-    const { shape } = src.info(name);
-    const x = src.readF32(name);
-    return shape.length === 2 ? { name, shape, type: GGML[type], data: quantize(x) } : { name, shape, type: GGML.F32, data: new Uint8Array(x.buffer) };
-  }), { 'general.architecture': { type: 'string', value: 'flux' }, 'general.quantization_version': { type: 'u32', value: 2 } });
-  fs.copyFileSync(SIDECAR, file.replace(/\.gguf$/, '.config.json'));
-  src.close();
 }
 
 /** The same tensors as float32 safetensors, decoded from the GGUF: the reference that shares its values. */
@@ -67,7 +53,7 @@ describe('GGUF DiT (formats/gguf.ts, Q8_0/Q4_0 → MatMulNBits block 32)', funct
   for (const type of ['Q8_0', 'Q4_0'] as const) {
     it(`${type}: inspect names every tensor's type and how it runs`, () => {
       const file = path.join(tmp.dir, `inspect-${type}.gguf`);
-      writeQuantized(file, type);
+      writeQuantizedDit(file, type);
       const [dit] = inspectPath(file).components;
       assert.equal(dit.kind, 'dit');
       assert.equal(dit.layout, 'bfl-dit');
@@ -81,7 +67,7 @@ describe('GGUF DiT (formats/gguf.ts, Q8_0/Q4_0 → MatMulNBits block 32)', funct
   for (const [type, golden] of [['Q8_0', { maxAbsRel: 2.5e-2, relL2: 1.5e-2 }], ['Q4_0', { maxAbsRel: 0.3, relL2: 0.25 }]] as const) {
     it(`${type} on the CPU: its dequantized reference within float rounding, the golden fp32 output within the format's error`, async () => {
       const file = path.join(tmp.dir, `tiny-${type}.gguf`);
-      writeQuantized(file, type);
+      writeQuantizedDit(file, type);
       const ref = path.join(tmp.dir, `tiny-${type}-dequantized.safetensors`);
       writeDequantized(file, ref);
       const cacheDir = path.join(tmp.dir, `cache-${type}`);

@@ -2,6 +2,9 @@
 // Decoders are exact; encoders round to nearest, ties to even.
 
 import { dequantizeGgml, GgmlQuant, isGgmlQuant } from './ggml';
+import { f16ToF32 } from './half';
+
+export { f16ToF32 };
 
 export type DType =
   | 'F64' | 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E5M2'
@@ -21,14 +24,6 @@ export function isDType(s: unknown): s is DType {
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
-export function f16ToF32(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 31) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
 
 export function f32ToF16(x: number): number {
   f32[0] = x;

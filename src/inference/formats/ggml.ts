@@ -7,7 +7,7 @@
 // Arithmetic is float32 step by step (Math.fround after each operation, which rounds like a
 // float32 operation: double rounding is harmless for +, −, ×), in ggml's order of operations.
 
-import { f16ToF32 } from './dtypes';
+import { f16ToF32 } from './half';
 
 export type GgmlQuant =
   | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q8_0' | 'Q8_1'

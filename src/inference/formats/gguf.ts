@@ -19,6 +19,11 @@ import { MAX_TENSORS, SafetensorsError, TensorInfo } from './safetensorsHeader';
 import { Reader } from './tensorReader';
 import { openRegularSync } from '../system/regularFile';
 
+/** A GGUF file, by its name (what openTensors and discovery go by). */
+export function isGgufFile(file: string): boolean {
+  return /\.gguf$/i.test(file);
+}
+
 export class GgufError extends SafetensorsError {
   constructor(file: string, problem: string) {
     super(file, problem);
