@@ -140,13 +140,35 @@ export function quantizeQ4_0(x: Float32Array): Uint8Array {
   return out;
 }
 
+/** ggml's quantize_row_q4_1_ref: per block of 32, d = (max − min) / 15, m = min, q = (x − m)/d rounded, clamped to 15. */
+export function quantizeQ4_1(x: Float32Array): Uint8Array {
+  const out = new Uint8Array((x.length / 32) * 20);
+  for (let b = 0; b < x.length / 32; b++) {
+    let min = Infinity;
+    let max = -Infinity;
+    for (let j = 0; j < 32; j++) {
+      min = Math.min(min, x[b * 32 + j]);
+      max = Math.max(max, x[b * 32 + j]);
+    }
+    const d = (max - min) / 15;
+    const id = d ? 1 / d : 0;
+    half(out, b * 20, d);
+    half(out, b * 20 + 2, min);
+    const q = (j: number) => Math.min(15, Math.trunc((x[b * 32 + j] - min) * id + 0.5));
+    for (let j = 0; j < 16; j++) out[b * 20 + 4 + j] = q(j) | (q(j + 16) << 4);
+  }
+  return out;
+}
+
+const QUANTIZERS = { Q8_0: quantizeQ8_0, Q4_0: quantizeQ4_0, Q4_1: quantizeQ4_1 };
+
 /**
  * The golden tiny DiT as city96 lays out a FLUX GGUF: BFL names, Linear weights quantized, the
  * rest F32; its config sidecar beside it (`<name>.config.json`).
  */
-export function writeQuantizedDit(file: string, type: 'Q8_0' | 'Q4_0'): void {
+export function writeQuantizedDit(file: string, type: keyof typeof QUANTIZERS): void {
   const src = openTensors(path.join(GOLDEN_MODELS, 'flux-tiny.safetensors'));
-  const quantize = type === 'Q8_0' ? quantizeQ8_0 : quantizeQ4_0;
+  const quantize = QUANTIZERS[type];
   writeGguf(file, src.names().map((name) => {
     const { shape } = src.info(name);
     const x = src.readF32(name);

@@ -91,4 +91,24 @@ describe('GGUF DiT (formats/gguf.ts, Q8_0/Q4_0 → MatMulNBits block 32)', funct
       assert.ok(nodes.every((n) => attr(n, 'block_size') === 32 && attr(n, 'bits') === (type === 'Q8_0' ? 8 : 4) && attr(n, 'accuracy_level') === undefined));
     });
   }
+
+  it('Q4_1 (no MatMulNBits equivalent: its minimum is no whole zero point): decoded exactly, re-quantized to int8 blocks of 32, said so', async () => {
+    const file = path.join(tmp.dir, 'tiny-Q4_1.gguf');
+    writeQuantizedDit(file, 'Q4_1');
+    const [dit] = inspectPath(file).components;
+    assert.ok(dit.notes.some((n) => n.startsWith('36 GGUF Q4_1 tensors: decoded exactly and re-quantized to int8 MatMulNBits blocks of 32')), dit.notes.join('\n'));
+    const ref = path.join(tmp.dir, 'tiny-Q4_1-dequantized.safetensors');
+    writeDequantized(file, ref);
+    const opts = { ep: 'cpu', format: 'fp32', inlineLimit: 0, cacheDir: path.join(tmp.dir, 'cache-Q4_1'), int8Activations: false } as const;
+    const [out] = await run(file, opts);
+    const [expected] = await run(ref, { ...opts, cacheDir: undefined });
+    const own = compare(out, expected);
+    console.log(`      Q4_1 a: vs dequantized (int8 re-quantization) max abs ${own.maxAbs.toExponential(2)} rel L2 ${own.relL2.toExponential(2)}`);
+    // int8 blocks of 32 over 4-bit values: format-errors.test's int8 block-32 bound, and not exact.
+    assert.ok(own.relL2 <= 1.5e-2 && own.relL2 > 1e-6, JSON.stringify(own));
+    const c = openComponent(file, 'dit');
+    const nodes = buildDit(c.weights, c.config, opts).graph.liveNodeList().filter((n) => n.opType === 'MatMulNBits');
+    c.close();
+    assert.ok(nodes.length === 36 && nodes.every((n) => n.attribute.find((a) => a.name === 'bits')?.i === 8 && n.attribute.find((a) => a.name === 'block_size')?.i === 32));
+  });
 });
