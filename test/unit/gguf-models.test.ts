@@ -80,4 +80,16 @@ describe('GGUF DiT files in the CLI and discovery', function () {
     assert.equal(dit.status, 'wrong-dtype');
     assert.match(dit.message!, /GGUF IQ2_XXS, a quantization MajicFLUX cannot read: download the Q8_0, Q4_0/);
   });
+
+  it('a T5 encoder GGUF (llama.cpp names) is refused with the reason, not as an unknown layout', async () => {
+    const t5 = path.join(tmp.dir, 't5-v1_1-xxl-encoder-Q8_0.gguf');
+    writeGguf(t5, [
+      { name: 'token_embd.weight', shape: [4, 32], type: GGML.F32, data: new Uint8Array(4 * 32 * 4) },
+      { name: 'enc.blk.0.attn_q.weight', shape: [32, 32], type: GGML.Q8_0, data: new Uint8Array(32 * 34) },
+    ]);
+    const r = await cli(['inspect', t5]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.err, /is a T5 encoder GGUF \(llama\.cpp tensor names\): MajicFLUX reads GGUF DiTs only, so far/);
+    assert.doesNotMatch(r.err, /^\s+at /m, 'no stack trace');
+  });
 });
