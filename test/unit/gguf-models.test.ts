@@ -4,7 +4,9 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { modelName, validateSettings } from '../../src/extension/settings';
 import { main } from '../../src/inference/cli/main';
+import { resolveModel } from '../../src/inference/models/files';
 import { discoverModels } from '../../src/inference/models/discovery';
 import { GOLDEN_MODELS } from '../helpers/golden';
 import { GGML, writeGguf, writeQuantizedDit } from '../helpers/writeGguf';
@@ -91,5 +93,11 @@ describe('GGUF DiT files in the CLI and discovery', function () {
     assert.notEqual(r.code, 0);
     assert.match(r.err, /is a T5 encoder GGUF \(llama\.cpp tensor names\): MajicFLUX reads GGUF DiTs only, so far/);
     assert.doesNotMatch(r.err, /^\s+at /m, 'no stack trace');
+  });
+
+  it('the model is named after the GGUF file without its extension (status bar, image metadata)', () => {
+    const { settings } = validateSettings((k) => ({ 'model.path': GOLDEN_MODELS, 'model.transformer': q8 })[k]);
+    assert.equal(modelName(settings), 'flux1-tiny-Q8_0');
+    assert.equal(resolveModel({ dir: GOLDEN_MODELS, transformer: q8 }).name, 'flux1-tiny-Q8_0');
   });
 });

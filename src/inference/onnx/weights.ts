@@ -119,14 +119,13 @@ export class Weights {
   private readonly defaultZeroPoints = new Map<string, Value>();
   private readonly compute: ComputeType;
   private readonly cache?: WeightCache;
-  private readonly nbitsBlock: number;
 
   constructor(readonly g: Graph, readonly src: TensorSource, readonly opts: WeightOptions, linearNames: string[] = []) {
     this.inlineLimit = opts.inlineLimit ?? 1 << 20;
     this.compute = opts.compute ?? 'float32';
-    this.nbitsBlock = opts.nbitsBlock ?? NBITS_BLOCK;
     if (Weights.needsCache(src, opts, linearNames)) {
-      if (!opts.cacheDir) throw new Error(`converting weights to ${opts.format} needs a cache folder (cacheDir)`);
+      const gguf = linearNames.some((n) => isGgmlQuant(src.info(n).dtype));
+      if (!opts.cacheDir) throw new Error(`${gguf ? 'GGUF quantized weights (MatMulNBits blocks)' : `converting weights to ${opts.format}`} need${gguf ? '' : 's'} a cache folder (cacheDir)`);
       this.cache = WeightCache.open(opts.cacheDir, src, opts);
     }
   }
