@@ -10,7 +10,7 @@ import { dequantizeGgml, ggmlToNBits, GgmlQuant } from '../../src/inference/form
 import { GgufError, GgufFile } from '../../src/inference/formats/gguf';
 import { openTensors } from '../../src/inference/formats/safetensors';
 import { ditWeightBytes, tensorBytes } from '../../src/inference/models/memory';
-import { dequantizeNBits, nbitsBytes } from '../../src/inference/onnx/quant';
+import { dequantizeNBits, nbitsBytes, runQuantJob } from '../../src/inference/onnx/quant';
 import { mulberry32 } from '../helpers/prng';
 import { FIXTURES } from '../helpers/golden';
 import { GGML, ggufBytes, GgufTensor, quantizeQ4_0, quantizeQ8_0, writeGguf } from '../helpers/writeGguf';
@@ -147,6 +147,26 @@ describe('ggml block types (formats/ggml.ts)', () => {
       assert.equal(nb.data.byteLength, (n * k * bits) / 8);
     });
   }
+
+  it('K-quants (here Q6_K, Q4_K): the exact decoding re-quantized to int8 blocks of 32, each value within one step of its block (half a step but at the clamped far end)', () => {
+    for (const type of ['Q6_K', 'Q4_K'] as const) {
+      const block = BLOCKS.find((x) => x.type === type)!;
+      const bytes = Buffer.from(block.bytes, 'hex');
+      const exact = dequantizeGgml(bytes, type);
+      const q = runQuantJob({ bytes, dtype: type, n: 1, k: exact.length, opts: { bits: 8, blockSize: 32, zeroPoints: false } });
+      assert.equal(q.blockSize, 32);
+      const back = dequantizeNBits(q);
+      for (let b = 0; b < exact.length / 32; b++) {
+        const step = Math.abs(q.scales[b]);
+        const amax = Math.max(...exact.subarray(b * 32, b * 32 + 32).map(Math.abs));
+        for (let j = b * 32; j < b * 32 + 32; j++) {
+          // Symmetric blocks put the largest magnitude at −128 exactly: only the opposite end (+128 → 127) loses a whole step.
+          const bound = Math.abs(exact[j]) > amax - step ? step : step / 2;
+          assert.ok(Math.abs(back[j] - exact[j]) <= bound * (1 + 1e-4), `${type} element ${j}: ${back[j]} vs ${exact[j]}`);
+        }
+      }
+    }
+  });
 
   it('Q4_0 nibble order: element j in byte j low, element j+16 in byte j high → MatMulNBits pairs (2i, 2i+1)', () => {
     const block = new Uint8Array(18);

@@ -146,10 +146,10 @@ export class Weights {
    */
   static async prefill(src: TensorSource, opts: WeightOptions, linearNames: string[], threads?: number, onProgress?: (fraction: number) => void): Promise<void> {
     const f16 = opts.format === 'fp16' && opts.fp16Cache;
-    if (!opts.cacheDir || !Weights.needsCache(src, opts, linearNames)) return;
+    const nbitsOf = (n: string) => nbitsFor(src.info(n), opts);
+    if ((!f16 && !linearNames.some(nbitsOf)) || !opts.cacheDir || !Weights.needsCache(src, opts, linearNames)) return;
     const cache = WeightCache.open(opts.cacheDir, src, opts);
     const limit = opts.inlineLimit ?? 1 << 20;
-    const nbitsOf = (n: string) => nbitsFor(src.info(n), opts);
     const todo = linearNames.filter((n) => src.info(n).byteLength > limit && (nbitsOf(n) ? !cache.hasNBits(n) : f16 && src.info(n).dtype !== 'F16' && !cache.hasF16(n)));
     if (!todo.length) return;
     const total = todo.reduce((sum, n) => sum + src.info(n).byteLength, 0);
