@@ -99,6 +99,8 @@ describe('GGUF reader (formats/gguf.ts)', () => {
     ['overlapping tensors', () => { const b = Buffer.from(ggufBytes([tensors[0], tensors[3]])); const at = b.indexOf('d.bias') + 6 + 4 + 8 + 4; b.writeBigUInt64LE(64n, at); return b; }, /overlap/],
     ['bad alignment', () => ggufBytes(tensors, {}, 24), /"general.alignment" is 24; it must be a power of two/],
     ['array length past the file', () => { const b = Buffer.from(ggufBytes([], { l: { type: 'array', of: 'u8', value: [1] } })); b.writeBigUInt64LE(2n ** 50n, b.indexOf('l') + 1 + 4 + 4); return b; }, /claims 1125899906842624 uint8 elements, more than the \d+ bytes left/],
+    ['absurd array length within the file', () => { const b = Buffer.from(ggufBytes([], { l: { type: 'array', of: 'u8', value: new Array(40).fill(1) } })); b.writeBigUInt64LE(2n ** 25n, b.indexOf('l') + 1 + 4 + 4); return Buffer.concat([b, Buffer.alloc(2 ** 25)]); }, /claims 33554432 elements, over the 16777216/],
+    ['absurd string length within the file', () => { const b = Buffer.from(ggufBytes([], { s: { type: 'string', value: 'x' } })); b.writeBigUInt64LE(2n ** 27n, b.indexOf('s') + 1 + 4); return Buffer.concat([b, Buffer.alloc(2 ** 27)]); }, /over the 67108864-byte limit for a GGUF string/],
     ['bad UTF-8 name', () => { const b = Buffer.from(ggufBytes([tensors[0]])); b[b.indexOf('a.weight')] = 0xff; return b; }, /is not valid UTF-8/],
   ];
   for (const [what, bytes, message] of cases) {

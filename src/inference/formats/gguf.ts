@@ -46,6 +46,9 @@ const DEFAULT_ALIGNMENT = 32;
 const MAX_DIMS = 4;
 /** Metadata of a FLUX GGUF is a few dozen keys; LLM files with vocabularies stay far below this. */
 const MAX_METADATA = 1_000_000;
+/** A string or array longer than these is corruption, not data (an LLM's vocabulary is ~256 k strings). */
+const MAX_STRING_BYTES = 1 << 26;
+const MAX_ARRAY = 1 << 24;
 /** Fixed sizes of GGUF's value types 0–12 (string 8 and array 9 are variable: their least size). */
 const VALUE_BYTES = [1, 1, 2, 2, 4, 4, 4, 1, 8, 12, 8, 8, 8];
 const VALUE_NAMES = ['uint8', 'int8', 'uint16', 'int16', 'uint32', 'int32', 'float32', 'bool', 'string', 'array', 'uint64', 'int64', 'float64'];
@@ -95,6 +98,7 @@ class Cursor {
   string(what: string): string {
     const n = this.size64(`the length of ${what}`);
     if (n > this.left()) throw new GgufError(this.file, `${what} is ${n} bytes long, more than the ${this.left()} bytes left in the file: the file is truncated or corrupt`);
+    if (n > MAX_STRING_BYTES) throw new GgufError(this.file, `${what} is ${n} bytes long, over the ${MAX_STRING_BYTES}-byte limit for a GGUF string: the file is corrupt`);
     const bytes = this.take(n, what);
     try {
       return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
@@ -124,6 +128,7 @@ class Cursor {
         if (!(elem in VALUE_NAMES)) throw new GgufError(this.file, `${what} is an array of unknown value type ${elem}: the file is corrupt or from a newer GGUF version`);
         const n = this.size64(`the length of ${what}`);
         if (n * VALUE_BYTES[elem] > this.left()) throw new GgufError(this.file, `${what} claims ${n} ${VALUE_NAMES[elem]} elements, more than the ${this.left()} bytes left in the file: the file is truncated or corrupt`);
+        if (n > MAX_ARRAY) throw new GgufError(this.file, `${what} claims ${n} elements, over the ${MAX_ARRAY} a GGUF array of a FLUX model could hold: the file is corrupt`);
         const out: GgufValue[] = new Array(n);
         for (let i = 0; i < n; i++) out[i] = this.value(elem, what, depth + 1);
         return out;
