@@ -276,7 +276,7 @@ export function modelSpec(s: Settings): ModelSpec {
 export function modelName(s: Settings): string {
   if (usesDemoModel(s)) return 'demo';
   const p = s.model.transformer || s.model.path;
-  return path.basename(p).replace(/\.safetensors$/i, '');
+  return path.basename(p).replace(/\.(safetensors|gguf)$/i, '');
 }
 
 export function serverSettings(s: Settings): ServerSettings {

@@ -25,7 +25,8 @@ weights: coloured noise).
 Model:
   --model DIR            FLUX.1-dev-style folder (text_encoder/, text_encoder_2/, tokenizer/,
                          tokenizer_2/, ae.safetensors or vae/, transformer/ or one DiT file)
-  --transformer FILE     single-file DiT to use instead (e.g. majicflus_v134.safetensors)
+  --transformer FILE     single-file DiT to use instead (e.g. majicflus_v134.safetensors,
+                         or a GGUF such as flux1-dev-Q8_0.gguf)
   --vae PATH             ae.safetensors or a diffusers vae/ folder, overriding the model's
 Sampling:
   --prompt TEXT          the prompt, if not given as the argument (required, not empty)

@@ -56,7 +56,7 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
     const problemText = problems.length ? ` Problems: ${[...new Set(problems)].join('; ')}.` : '';
     throw new ModelError(`The model in ${where} is incomplete. Missing: ${[...new Set(missing)].join('; ')}.${problemText}${found}`);
   }
-  const base = path.basename(transformer).replace(/\.safetensors$/, '');
+  const base = path.basename(transformer).replace(/\.(safetensors|gguf)$/i, '');
   const name = spec.name ?? (base === 'transformer' && scan ? path.basename(scan.root) : base);
   return {
     name, transformer, textEncoder, textEncoder2, vae, tokenizer: tokenizer!, tokenizer2: tokenizer2!, scheduler: scan?.scheduler,

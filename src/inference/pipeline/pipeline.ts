@@ -281,6 +281,7 @@ export class FluxPipeline {
           break;
         case 'dit':
           part = await FluxTransformer.load(this.files.transformer, { ...common, ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens });
+          for (const n of part.notes) this.log('info', `dit: ${n}`);
           break;
         default:
           part = await VaeDecoder.load(this.files.vae, common);
