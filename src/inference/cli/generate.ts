@@ -12,7 +12,7 @@ import { lifetimePeakRss } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
 import { FluxPipeline } from '../pipeline/pipeline';
 import { encodeImagePng, FileExistsError, writePngAtomic } from '../formats/png';
-import { choiceFlag, CliOutput, parseCommandArgs, Subcommand, UsageError, wholeNumberFlag } from './common';
+import { cacheMaxBytesFlag, choiceFlag, CliOutput, parseCommandArgs, Subcommand, UsageError, wholeNumberFlag } from './common';
 
 const { side, shift } = LIMITS;
 
@@ -46,6 +46,8 @@ Runtime:
   --memory auto|sequential|resident      load one stage at a time, or keep all (default auto)
   --threads N            CPU threads for onnxruntime (a whole number, 0–1024)
   --cache DIR            converted-weight cache folder
+  --cache-max-gb N       disk the weight caches may take, GiB: past it the least recently used
+                         are removed after a load (default 0: no limit)
 Output:
   --out FILE             PNG path (default generated/${DEFAULT_TEMPLATE}, numbered if taken);
                          an existing FILE is refused before anything runs, unless --overwrite
@@ -70,7 +72,7 @@ const OPTIONS = {
   prompt: { type: 'string' }, model: { type: 'string' }, transformer: { type: 'string' }, vae: { type: 'string' },
   seed: { type: 'string' }, steps: { type: 'string' }, width: { type: 'string' }, height: { type: 'string' }, guidance: { type: 'string' },
   shift: { type: 'string' }, 't5-max-length': { type: 'string' }, latents: { type: 'string' }, weights: { type: 'string' }, ep: { type: 'string' },
-  memory: { type: 'string' }, threads: { type: 'string' }, cache: { type: 'string' }, out: { type: 'string' }, overwrite: { type: 'boolean' },
+  memory: { type: 'string' }, threads: { type: 'string' }, cache: { type: 'string' }, 'cache-max-gb': { type: 'string' }, out: { type: 'string' }, overwrite: { type: 'boolean' },
   json: { type: 'boolean' }, quiet: { type: 'boolean' },
 } as const;
 
@@ -91,6 +93,7 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
     memory: choiceFlag('memory', values.memory, MEMORY_MODES),
     threads: wholeNumberFlag('threads', values.threads, 0, 1024),
     cacheDir: values.cache,
+    cacheMaxBytes: cacheMaxBytesFlag(values['cache-max-gb']),
   };
   const out = values.out === undefined ? undefined : checkedOut(values.out, values.overwrite === true);
   if (out === undefined) checkCanCreate('the output folder', path.resolve('generated'));

@@ -63,6 +63,8 @@ export interface ServerOptions {
   modelsDir?: string;
   /** The owner's converted-weight cache (serve --cache): a TCP client cannot move it. */
   cacheDir?: string;
+  /** The disk the owner lets the caches take, bytes (serve --cache-max-gb): a TCP client cannot change it. */
+  cacheMaxBytes?: number;
   /** TCP: input files (latentsFile) may come from here; relative names are taken from here. */
   inputsDir?: string;
   /** How long a cancelled job may take to stop before its pipeline is abandoned as stuck (ms). */
@@ -399,7 +401,8 @@ export class InferenceServer {
     if (!this.remote) return requested;
     const { cacheDir: _ignored, cacheMaxBytes: _notTheirs, ...rest } = requested;
     const cacheDir = this.opts.cacheDir ?? this.opts.settings?.cacheDir;
-    return { ...rest, model: this.opts.fixedModel ?? requested.model, ...(cacheDir !== undefined ? { cacheDir } : {}) };
+    const cacheMaxBytes = this.opts.cacheMaxBytes ?? this.opts.settings?.cacheMaxBytes;
+    return { ...rest, model: this.opts.fixedModel ?? requested.model, ...(cacheDir !== undefined ? { cacheDir } : {}), ...(cacheMaxBytes !== undefined ? { cacheMaxBytes } : {}) };
   }
 
   /** The model, when this client may name it (for listing: a refused one is left out, not reported). */
