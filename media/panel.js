@@ -14,6 +14,7 @@
     form: $('form'), prompt: $('prompt'), seed: $('seed'), dice: $('dice'), lock: $('lock'), steps: $('steps'),
     guidance: $('guidance'), preset: $('preset'), width: $('width'), height: $('height'), sizeError: $('sizeError'),
     generate: $('generate'), cancel: $('cancel'), bar: $('bar'), status: $('status'), banner: $('banner'),
+    promptNotes: $('promptNotes'),
     resultSection: $('resultSection'), preview: $('preview'), result: $('result'), resultActions: $('resultActions'), gallery: $('gallery'),
   };
 
@@ -33,7 +34,8 @@
   function readForm() {
     return {
       prompt: el.prompt.value,
-      seed: Number(el.seed.value),
+      // An empty field means "draw one" (Number('') would be seed 0).
+      seed: el.seed.value.trim() === '' ? -1 : Number(el.seed.value),
       lock: !!el.lock.checked,
       steps: Number(el.steps.value),
       guidance: Number(el.guidance.value),
@@ -117,21 +119,19 @@
     let frac = 0;
     if (j) {
       switch (j.state) {
-        case 'pending': text = S.waiting; break;
-        case 'queued': text = j.queued > 0 ? fmt(S.queued, j.queued) : S.waiting; break;
+        case 'pending':
+        case 'queued':
         case 'running':
-          // The step count only while denoising (from step 0 before the first one): decoding and
-          // saving say so instead of sitting at the last step, and no template shows unfilled.
-          if (j.stage === 'denoise' && j.steps) {
-            text = fmt(S.denoise, j.step ?? 0, j.steps);
-            frac = (j.step ?? 0) / j.steps;
-          } else text = (j.stage !== 'denoise' && S[j.stage]) || S.waiting;
-          if (j.stage === 'decode' || j.stage === 'save') frac = 1;
+          // The host's words (progress.ts), the same as the notification's and the status bar's.
+          text = j.label || S.waiting;
+          frac = j.fraction || 0;
           break;
         case 'done': text = S.done; frac = 1; break;
         case 'failed': text = fmt(S.failed, j.error || ''); break;
         case 'cancelled': text = S.cancelled; break;
       }
+      // A run that ended without an image leaves no image of an earlier run under its status.
+      if (j.state === 'failed' || j.state === 'cancelled') state.lastResultId = undefined;
     }
     el.status.textContent = text;
     el.status.dataset.state = j ? j.state : '';
@@ -150,8 +150,11 @@
   function renderResult() {
     const item = state.history.find((/** @type {any} */ h) => h.id === state.lastResultId);
     if (!item || busy()) {
+      // Running: only this run's preview, once it has one. Idle without a result: nothing.
       el.resultActions.hidden = true;
-      if (!busy()) el.resultSection.hidden = !item;
+      el.result.hidden = true;
+      if (!busy()) el.preview.hidden = true;
+      el.resultSection.hidden = el.preview.hidden;
       return;
     }
     el.result.src = item.src;
@@ -244,6 +247,8 @@
       el.prompt.focus();
       return;
     }
+    // Lock ticked (typing a seed ticks it): that seed. Unticked: a new one, shown in the field so
+    // the image's seed can be read and locked afterwards.
     if (!f.lock || !Number.isInteger(f.seed) || f.seed < 0) {
       f.seed = randomSeed();
       el.seed.value = String(f.seed);
@@ -251,6 +256,9 @@
     state.form = f;
     vscode.postMessage({ type: 'saveForm', form: f });
     state.job = { state: 'pending', queued: 0 };
+    // The previous image and its buttons belong to the previous run.
+    state.lastResultId = undefined;
+    el.preview.hidden = true;
     save();
     renderJob();
     vscode.postMessage({
@@ -260,8 +268,14 @@
   });
   el.cancel.addEventListener('click', () => vscode.postMessage({ type: 'cancel' }));
   el.dice.addEventListener('click', () => {
+    // The seed shown is the one the next image uses.
     el.seed.value = String(randomSeed());
+    el.lock.checked = true;
     onFormChange();
+  });
+  // Typing a seed means "use this seed": it stays until the user unlocks it or rolls the dice.
+  el.seed.addEventListener('input', () => {
+    el.lock.checked = el.seed.value.trim() !== '';
   });
   el.prompt.addEventListener('keydown', (/** @type {KeyboardEvent} */ e) => {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
@@ -317,6 +331,11 @@
         renderGallery();
         renderResult();
         save();
+        break;
+      case 'promptNotes':
+        // Only for the prompt as it is now: a note on text since changed would mislead.
+        el.promptNotes.textContent = m.prompt === el.prompt.value ? m.notes.join('\n') : '';
+        el.promptNotes.hidden = !el.promptNotes.textContent;
         break;
       case 'prefill':
         writeForm({ ...m.params, lock: m.params.seed !== undefined });

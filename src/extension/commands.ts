@@ -6,12 +6,18 @@ import { Configuration } from './configuration';
 import { Generation, GenerateInput, RunResult } from './generation';
 import { FLUX_LANGUAGE } from './fluxFile/documents';
 import { parseFlux } from './fluxFile/parser';
+import { promptFacts } from './promptFacts';
 import { isActive, Job, Jobs } from './jobs';
+import { jobProgress } from './progress';
+import { progressText } from './progressText';
 import { ServerManager, TOKEN_SECRET } from './serverManager';
+import { requireTrust } from './trust';
 
 const t = vscode.l10n.t;
 const RECENT_KEY = 'majicflux.recentPrompts';
 const MAX_RECENT = 20;
+/** Typing pauses this long before the prompt is tokenized (well under a millisecond, but not per key). */
+const PROMPT_CHECK_DELAY_MS = 150;
 export const FIRST_PROMPT = 'a lighthouse on a cliff at dawn, oil painting';
 
 export interface CommandDeps {
@@ -28,6 +34,8 @@ export function registerCommands(d: CommandDeps): void {
   const reg = (id: string, fn: (...args: never[]) => unknown) => d.context.subscriptions.push(vscode.commands.registerCommand(id, fn));
   reg('majicflux.generate', (prompt?: string) => generateImage(d, prompt));
   reg('majicflux.generateFromSelection', () => generateFromSelection(d));
+  // The editor's context menu shows no category: this twin's title names MajicFLUX.
+  reg('majicflux.generateFromSelectionMenu', () => generateFromSelection(d));
   reg('majicflux.openPanel', () => d.openPanel());
   reg('majicflux.cancel', () => cancel(d.jobs));
   reg('majicflux.showQueue', () => showQueue(d.jobs));
@@ -43,18 +51,40 @@ function remember(context: vscode.ExtensionContext, prompt: string): void {
   void context.globalState.update(RECENT_KEY, [prompt, ...recent].slice(0, MAX_RECENT));
 }
 
-/** Asks for a prompt: type a new one or pick one of the recent ones. */
-function askPrompt(context: vscode.ExtensionContext): Promise<string | undefined> {
+let openPromptPick: vscode.QuickPick<vscode.QuickPickItem> | undefined;
+
+/** The prompt box while it is open (for tests: what it shows under a typed prompt). */
+export function promptPick(): vscode.QuickPick<vscode.QuickPickItem> | undefined {
+  return openPromptPick;
+}
+
+/**
+ * Asks for a prompt: type a new one or pick one of the recent ones. A typed prompt the text
+ * encoders will cut or cannot read says so under it, before anything is generated.
+ */
+function askPrompt(d: CommandDeps): Promise<string | undefined> {
+  const context = d.context;
   const recent = context.globalState.get<string[]>(RECENT_KEY, []);
   return new Promise((resolve) => {
     const qp = vscode.window.createQuickPick();
+    openPromptPick = qp;
     qp.title = t('MajicFLUX: Generate Image');
     qp.placeholder = recent.length ? t('Describe the image, or pick a recent prompt') : t('Describe the image, e.g. {0}', FIRST_PROMPT);
     qp.ignoreFocusOut = true;
     const recentItems = recent.map((p) => ({ label: p, description: t('recent') }));
     qp.items = recentItems;
+    let checking: NodeJS.Timeout | undefined;
     qp.onDidChangeValue((v) => {
-      qp.items = v.trim() ? [{ label: v, description: t('new prompt'), alwaysShow: true }, ...recentItems.filter((i) => i.label !== v)] : recentItems;
+      const rest = recentItems.filter((i) => i.label !== v);
+      qp.items = v.trim() ? [{ label: v, description: t('new prompt'), alwaysShow: true }, ...rest] : recentItems;
+      clearTimeout(checking);
+      if (!v.trim()) return;
+      checking = setTimeout(() => {
+        void promptFacts(v, d.config, context.extensionPath).then((facts) => {
+          if (!facts.length || qp.value !== v) return;
+          qp.items = [{ label: v, description: t('new prompt'), detail: facts.map((f) => `$(warning) ${f}`).join(' '), alwaysShow: true }, ...rest];
+        });
+      }, PROMPT_CHECK_DELAY_MS);
     });
     let done = false;
     qp.onDidAccept(() => {
@@ -64,6 +94,7 @@ function askPrompt(context: vscode.ExtensionContext): Promise<string | undefined
     });
     qp.onDidHide(() => {
       if (!done) resolve(undefined);
+      if (openPromptPick === qp) openPromptPick = undefined;
       qp.dispose();
     });
     qp.show();
@@ -71,10 +102,10 @@ function askPrompt(context: vscode.ExtensionContext): Promise<string | undefined
 }
 
 async function generateImage(d: CommandDeps, given?: string): Promise<RunResult | undefined> {
-  const prompt = typeof given === 'string' && given.trim() ? given : await askPrompt(d.context);
+  const prompt = typeof given === 'string' && given.trim() ? given : await askPrompt(d);
   if (!prompt) return undefined;
   remember(d.context, prompt);
-  return d.generation.run({ prompt }, { kind: 'palette' }, { notify: true });
+  return d.generation.run({ prompt }, { kind: 'palette' }, { notify: true, open: true });
 }
 
 async function generateFromSelection(d: CommandDeps): Promise<RunResult | undefined> {
@@ -93,7 +124,7 @@ async function generateFromSelection(d: CommandDeps): Promise<RunResult | undefi
   }
   remember(d.context, input.prompt);
   const fluxFile = editor.document.uri.scheme === 'file' && editor.document.languageId === FLUX_LANGUAGE ? editor.document.uri.fsPath : undefined;
-  return d.generation.run(input, { kind: 'selection', fluxFile }, { notify: true });
+  return d.generation.run(input, { kind: 'selection', fluxFile }, { notify: true, open: true });
 }
 
 async function cancel(jobs: Jobs): Promise<number> {
@@ -128,7 +159,7 @@ function jobState(j: Job): string {
   switch (j.state) {
     case 'pending': return t('waiting for the server');
     case 'queued': return t('queued');
-    case 'running': return j.step !== undefined && j.steps ? t('step {0}/{1}', j.step, j.steps) : t('running ({0})', j.stage ?? '');
+    case 'running': return progressText(jobProgress(j)!);
     case 'done': return t('done');
     case 'failed': return t('failed: {0}', j.error?.message ?? '');
     case 'cancelled': return t('cancelled');
@@ -162,7 +193,7 @@ async function showQueue(jobs: Jobs): Promise<void> {
 }
 
 async function restartServer(d: CommandDeps): Promise<void> {
-  if (!vscode.workspace.isTrusted) return void vscode.window.showWarningMessage(t('MajicFLUX runs a model only in a trusted workspace.'));
+  if (!requireTrust()) return;
   const n = d.jobs.active().length;
   if (n) {
     const yes = t('Restart');
@@ -179,12 +210,7 @@ async function restartServer(d: CommandDeps): Promise<void> {
 async function generateFirstImage(d: CommandDeps): Promise<RunResult | undefined> {
   // The demo model's images are noise at any size: keep its first run short (≈ 8 s on 2 CPU cores).
   const input: GenerateInput = d.generation.usingDemo ? { prompt: FIRST_PROMPT, width: 512, height: 512, steps: 8 } : { prompt: FIRST_PROMPT };
-  const run = await d.generation.run(input, { kind: 'walkthrough' }, { notify: true });
-  void run?.finished.then(async (jobs) => {
-    const file = jobs.find((j) => j.state === 'done')?.result?.file;
-    if (file) await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(file), { viewColumn: vscode.ViewColumn.Beside });
-  });
-  return run;
+  return d.generation.run(input, { kind: 'walkthrough' }, { notify: true, open: true });
 }
 
 const SAMPLE_FLUX = `# A MajicFLUX prompt file: one block per image idea, separated by blank lines.

@@ -2,7 +2,7 @@
 // starts with the first image.
 
 import * as vscode from 'vscode';
-import { registerCommands } from './commands';
+import { promptPick, registerCommands } from './commands';
 import { Configuration } from './configuration';
 import { registerFluxFile } from './fluxFile';
 import { Generation, GenerateInput } from './generation';
@@ -13,6 +13,7 @@ import { GenerationPanel, PANEL_VIEW_TYPE, PanelDeps } from './panel/panel';
 import { PngRerun } from './pngRerun';
 import { ServerManager } from './serverManager';
 import { StatusBar } from './statusBar';
+import { trustRefusals } from './trust';
 
 /** What activate returns: for integration tests and other extensions. */
 export interface MajicfluxApi {
@@ -23,6 +24,10 @@ export interface MajicfluxApi {
   flux: ReturnType<typeof registerFluxFile>;
   models: ModelsApi;
   panel(): GenerationPanel | undefined;
+  /** Refusals shown in an untrusted workspace (trust.ts). */
+  trustRefusals: readonly string[];
+  /** The palette's prompt box while it is open. */
+  promptPick(): vscode.QuickPick<vscode.QuickPickItem> | undefined;
 }
 
 let running: ServerManager | undefined;
@@ -55,7 +60,7 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   );
   config.report();
   log.info(`MajicFLUX activated (workspace ${vscode.workspace.isTrusted ? 'trusted' : 'not trusted: nothing runs until it is'})`);
-  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current };
+  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current, trustRefusals, promptPick };
 }
 
 /** Shuts the server down gracefully (VS Code waits for this before ending the extension host). */

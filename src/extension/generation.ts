@@ -15,8 +15,12 @@ import { renderTemplate } from '../shared/fileName';
 import type { BlockValues } from './fluxFile/parser';
 import { History } from './history';
 import { isActive, Job, JobOrigin, Jobs } from './jobs';
+import { jobProgress } from './progress';
+import { progressText } from './progressText';
 import { OutputReservations, outputPath, resolveOutputFolder, seedsFor } from './output';
+import { modelPathProblem, showModelProblem } from './modelProblem';
 import { ServerManager } from './serverManager';
+import { requireTrust } from './trust';
 import { modelName, usesDemoModel } from './settings';
 
 export interface GenerateInput extends BlockValues {
@@ -26,6 +30,8 @@ export interface GenerateInput extends BlockValues {
 export interface RunOptions {
   /** Show a cancellable notification with per-step progress (palette, selection, .flux runs). */
   notify?: boolean;
+  /** Open each image once saved, where majicflux.output.openResult says (palette, selection, re-run, walkthrough). */
+  open?: boolean;
 }
 
 export interface RunResult {
@@ -53,15 +59,17 @@ export class Generation {
 
   /** Submits the images `input` asks for; undefined when the user cancelled a question. */
   async run(input: GenerateInput, origin: JobOrigin, opts: RunOptions = {}): Promise<RunResult | undefined> {
-    if (!vscode.workspace.isTrusted) {
-      void vscode.window.showWarningMessage(t('MajicFLUX runs a model only in a trusted workspace.'), t('Manage Workspace Trust')).then((c) => {
-        if (c) void vscode.commands.executeCommand('workbench.trust.manage');
-      });
-      return undefined;
-    }
+    if (!requireTrust()) return undefined;
     const prompt = input.prompt.trim();
     if (!prompt) {
       void vscode.window.showWarningMessage(t('The prompt is empty.'));
+      return undefined;
+    }
+    // A model path that is not there: say so now, before starting a server that would fail the job.
+    const missing = modelPathProblem(this.config, this.server.isRemote);
+    if (missing) {
+      this.log.error(`not generating: ${missing}`);
+      void showModelProblem(t('MajicFLUX cannot generate: {0}', missing), this.log);
       return undefined;
     }
     const s = this.config.settings;
@@ -93,6 +101,7 @@ export class Generation {
     this.log.info(`queued ${jobs.length} image(s): ${JSON.stringify(base)} seeds ${seeds.join(', ')} → ${targets.join(', ')}`);
     const finished = Promise.all(jobs.map((j) => this.jobs.whenFinished(j)));
     if (opts.notify) this.showProgress(jobs, finished);
+    if (opts.open) void finished.then((done) => this.openResults(done));
     return { jobs, finished };
   }
 
@@ -182,19 +191,9 @@ export class Generation {
         const update = () => {
           const done = jobs.filter((j) => !isActive(j)).length;
           const cur = jobs.find((j) => isActive(j) && j.state === 'running') ?? jobs.find(isActive);
-          let frac = done;
-          let message = t('Waiting for the server…');
-          // The step count while denoising only: decoding and saving say so instead of the last step.
-          if (cur?.stage === 'denoise' && cur.step !== undefined && cur.steps) {
-            frac += cur.step / cur.steps;
-            message = t('Step {0}/{1}', cur.step, cur.steps);
-          } else if (cur?.stage === 'load') message = t('Loading the model…');
-          else if (cur?.stage === 'text') message = t('Encoding the prompt…');
-          else if (cur?.stage === 'decode' || cur?.stage === 'save') {
-            frac += 1;
-            message = cur.stage === 'decode' ? t('Decoding the image…') : t('Saving…');
-          }
-          else if (cur?.state === 'queued') message = t('Queued…');
+          const p = cur && jobProgress(cur);
+          const frac = done + (p?.fraction ?? 0);
+          let message = p ? progressText(p) : t('Waiting for the server…');
           if (total > 1) message = t('Image {0} of {1}: {2}', Math.min(done + 1, total), total, message);
           const pct = (100 * frac) / total;
           progress.report({ message, increment: Math.max(0, pct - reported) });
@@ -214,14 +213,24 @@ export class Generation {
     void finished.then((done) => this.announce(done));
   }
 
+  private async openResults(done: Job[]): Promise<void> {
+    const where = this.config.settings.output.openResult;
+    if (where === 'none') return;
+    const files = done.filter((j) => j.state === 'done' && j.result).map((j) => j.result!.file);
+    const viewColumn = where === 'beside' ? vscode.ViewColumn.Beside : vscode.ViewColumn.Active;
+    for (const f of files) {
+      await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(f), { viewColumn, preserveFocus: where === 'beside', preview: files.length === 1 });
+    }
+  }
+
   private async announce(done: Job[]): Promise<void> {
     const ok = done.filter((j) => j.state === 'done' && j.result);
     const failed = done.filter((j) => j.state === 'failed');
     if (failed.length) {
       const showLog = t('Show Log');
       const msg = failed[0].error?.message ?? t('unknown error');
-      const c = await vscode.window.showErrorMessage(t('MajicFLUX: generation failed: {0}', msg), showLog);
-      if (c === showLog) this.log.show();
+      if (failed[0].error?.code === 'model') await showModelProblem(t('MajicFLUX: generation failed: {0}', msg), this.log);
+      else if ((await vscode.window.showErrorMessage(t('MajicFLUX: generation failed: {0}', msg), showLog)) === showLog) this.log.show();
     }
     if (!ok.length) return;
     const open = t('Open');

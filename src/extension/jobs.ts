@@ -3,13 +3,13 @@
 // progress notifications, the panel and CodeLens listen. Pure (no vscode), driven by the server's
 // events through an InferenceClient.
 
-import type { Stage, StageTiming } from '../shared/api';
+import type { ComponentName, LoadPhase, Stage, StageTiming } from '../shared/api';
 import type { ImageMetadata } from '../shared/params';
 import type { Event as ServerEvent, JobRequest, StatusInfo } from '../shared/protocol';
 
 /** What src/extension needs from serverClient.ts. */
 export interface InferenceClient {
-  generate(job: JobRequest, onEvent: (e: ServerEvent) => void): { jobId: string; done: Promise<unknown> } | Promise<{ jobId: string; done: Promise<unknown> }>;
+  generate(job: JobRequest, onEvent: (e: ServerEvent) => void, label?: string): { jobId: string; done: Promise<unknown> } | Promise<{ jobId: string; done: Promise<unknown> }>;
   cancel(jobId: string): unknown;
   status(): Promise<StatusInfo>;
 }
@@ -32,11 +32,14 @@ export interface Job {
   stage?: Stage;
   step?: number;
   steps?: number;
+  /** A model part being loaded inside the current stage (the server's `loading` events); gone once loaded. */
+  loading?: { component: ComponentName; phase: Exclude<LoadPhase, 'loaded'>; fraction?: number };
   preview?: { width: number; height: number; pngBase64: string };
   result?: { file: string; metadata: ImageMetadata; stages: StageTiming[]; notes: string[]; seconds?: number };
   /** Where the image is wanted on this machine (differs from request.output for a remote server). */
   target?: string;
-  error?: { message: string; detail?: string };
+  /** `code` "model": the configured model cannot be used (the server's failed event). */
+  error?: { message: string; detail?: string; code?: 'model' };
   created: number;
   finished?: number;
 }
@@ -99,8 +102,10 @@ export class Jobs {
     try {
       const client = await this.opts.client();
       if (this.cancelRequested.has(job.id)) return this.finish(job, 'cancelled');
-      const handle = await client.generate(job.request, (e) => this.onEvent(job, e));
+      const handle = await client.generate(job.request, (e) => this.onEvent(job, e), job.id);
       job.serverJobId = handle.jobId;
+      // The server numbers its jobs itself: this line maps its log lines ("server job-1: …") to ours.
+      this.opts.log?.info(`${job.id}: the server's ${handle.jobId}`);
       if (job.state === 'pending') job.state = 'queued';
       this.changed.fire(job);
       if (this.cancelRequested.has(job.id)) void Promise.resolve(client.cancel(handle.jobId)).catch(() => undefined);
@@ -137,9 +142,15 @@ export class Jobs {
       case 'stage':
         job.state = 'running';
         job.stage = e.stage;
+        job.loading = undefined;
+        break;
+      case 'loading':
+        job.state = 'running';
+        job.loading = e.phase === 'loaded' ? undefined : { component: e.component, phase: e.phase, ...(e.fraction !== undefined ? { fraction: e.fraction } : {}) };
         break;
       case 'step':
         job.state = 'running';
+        job.loading = undefined;
         job.stage = 'denoise';
         job.step = e.step;
         job.steps = e.steps;
@@ -163,21 +174,22 @@ export class Jobs {
         return this.finish(job, 'done');
       }
       case 'failed':
-        return this.fail(job, e.message, e.detail);
+        return this.fail(job, e.message, e.detail, e.code);
       case 'cancelled':
         return this.finish(job, 'cancelled');
     }
     this.changed.fire(job);
   }
 
-  private fail(job: Job, message: string, detail?: string): void {
-    job.error = { message, detail };
+  private fail(job: Job, message: string, detail?: string, code?: 'model'): void {
+    job.error = { message, detail, ...(code ? { code } : {}) };
     this.opts.log?.error(`${job.id} failed: ${message}${detail ? `\n${detail}` : ''}`);
     this.finish(job, 'failed');
   }
 
   private finish(job: Job, state: 'done' | 'failed' | 'cancelled'): void {
     if (!isActive(job)) return;
+    if (state === 'cancelled') this.opts.log?.info(`${job.id} cancelled${job.step !== undefined && job.steps ? ` at step ${job.step}/${job.steps}` : ''}`);
     job.state = state;
     job.finished = Date.now();
     if (state !== 'done') job.preview = undefined;
@@ -202,6 +214,8 @@ export class Jobs {
     const job = this.jobs.get(id);
     if (!job || !isActive(job)) return;
     this.cancelRequested.add(id);
+    // Shown at once (the CodeLens returns to "Generate"); the server confirms at its next step.
+    this.changed.fire(job);
     if (job.serverJobId) {
       try {
         const client = await this.opts.client();
@@ -223,6 +237,11 @@ export class Jobs {
 
   get(id: string): Job | undefined {
     return this.jobs.get(id);
+  }
+
+  /** A cancel was asked for and the server has not confirmed it yet. */
+  cancelling(job: Job): boolean {
+    return this.cancelRequested.has(job.id);
   }
 
   active(): Job[] {

@@ -3,7 +3,7 @@
 
 import * as vscode from 'vscode';
 import type { FluxProblem } from './fluxFile/parser';
-import type { PromptIssue } from './fluxFile/promptCheck';
+import { ignoredStart, type PromptIssue } from './fluxFile/promptCheck';
 import type { SettingProblem } from './settings';
 
 const t = vscode.l10n.t;
@@ -49,12 +49,12 @@ export function fluxProblemMessage(p: FluxProblem): string {
   }
 }
 
-export function promptIssueMessage(i: PromptIssue): string {
+export function promptIssueMessage(i: PromptIssue, prompt: string): string {
   switch (i.code) {
     case 'clipTruncated':
-      return t('This prompt is {0} CLIP tokens; CLIP reads only {1}, so it ignores the text from here on (T5 still reads it). Put what matters most first.', i.tokens, i.max);
+      return t('CLIP reads only the first {0} tokens of this {1}-token prompt; it ignores everything from "{2}" on (T5 still reads it). Put what matters most first.', i.max, i.tokens, ignoredStart(prompt, i.cutOffset));
     case 't5Truncated':
-      return t('This prompt is {0} T5 tokens; T5 reads only {1}, so the text from here on is ignored.', i.tokens, i.max);
+      return t('T5 reads only the first {0} tokens of this {1}-token prompt; it ignores everything from "{2}" on.', i.max, i.tokens, ignoredStart(prompt, i.cutOffset));
     case 't5Unreadable':
       return t('T5, the text encoder FLUX relies on most, cannot read {0}% of this prompt (unknown tokens; FLUX.1 understands English best). Write the prompt in English for the image to follow it.', i.percent);
   }

@@ -192,8 +192,17 @@ export function specSettings(spec: FoundModel['spec']): Record<string, string> {
 }
 
 /** One sentence for a notification: complete or not, then the best advice. */
+/** The one reason no part is usable, when they all share it (e.g. "model folder not found: /models/x"). */
+export function commonProblem(model: FoundModel): string | undefined {
+  const reasons = new Set(model.parts.map((p) => (p.status === 'present' ? undefined : p.message)));
+  const [only] = reasons;
+  return reasons.size === 1 && only ? only : undefined;
+}
+
 export function reportSummary(r: ModelCheckReport, t: Translate): string {
   const m = r.model;
+  const common = m.complete ? undefined : commonProblem(m);
+  if (common) return t('Model {0} cannot be used: {1}.', m.name, common);
   if (!m.complete) return t('Model {0} is incomplete: {1}.', m.name, partProblems(m, t).join(', '));
   return r.advice[0] ? t('Model {0} is complete. {1}', m.name, r.advice[0]) : t('Model {0} is complete.', m.name);
 }

@@ -109,6 +109,20 @@ export function machineDescription(m: MachineInfo, t: Translate): string {
   return t('{0} RAM', formatBytes(m.totalMemory)) + gpu;
 }
 
+/**
+ * The view's header: the demo model when it is in use (the status bar then says "MajicFLUX demo",
+ * and an empty list would read as "no model"), then the machine once searched.
+ */
+export function viewDescription(machine: MachineInfo | undefined, demo: boolean, t: Translate): string | undefined {
+  const parts = [demo ? t('in use: the demo model (random weights)') : '', machine ? machineDescription(machine, t) : ''].filter(Boolean);
+  return parts.length ? parts.join(' · ') : undefined;
+}
+
+/** Whether the user has a real model: one configured, or a complete one found (the walkthrough's "Get a model"). */
+export function hasModel(found: FoundModel[] | undefined, demo: boolean): boolean {
+  return !demo || (found ?? []).some((m) => m.complete);
+}
+
 /** Complete models first, then the one in use, then by name. */
 export function sortModels(found: FoundModel[], current: ModelSpec): FoundModel[] {
   return [...found].sort(

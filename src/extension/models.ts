@@ -32,16 +32,19 @@ import {
   redact,
   usesMirror,
 } from './modelDownload';
-import { demoMarkdown, demoSummary, progressText, reportMarkdown, reportSummary, variantOf, whereLabel } from './modelReport';
-import { isInUse, machineDescription, modelNode, partNode, settingsUpdates, SettingsTarget, sortModels, TreeNodeData, unsettableParts } from './modelTree';
+import { commonProblem, demoMarkdown, demoSummary, progressText, reportMarkdown, reportSummary, variantOf, whereLabel } from './modelReport';
+import { hasModel, isInUse, modelNode, partNode, settingsUpdates, SettingsTarget, sortModels, TreeNodeData, unsettableParts, viewDescription } from './modelTree';
 import { DownloadFailedError } from './serverClient';
 import { HF_TOKEN_SECRET, ServerManager } from './serverManager';
 import { modelSpec, SECTION, usesDemoModel } from './settings';
+import { requireTrust } from './trust';
 
 const t = vscode.l10n.t;
 
 export const MODELS_VIEW = 'majicflux.models';
 const SEARCHED_CONTEXT = 'majicflux.models.searched';
+/** Completes the walkthrough's "Get a model" step: only a model that is there does (not a search that found none). */
+const HAS_MODEL_CONTEXT = 'majicflux.models.hasModel';
 const MIRROR_OK_KEY = 'majicflux.tokenMirrorsAllowed';
 
 export interface ModelsDeps {
@@ -70,6 +73,7 @@ type Node = { kind: 'model'; model: FoundModel } | { kind: 'part'; model: FoundM
 export class ModelsView implements vscode.TreeDataProvider<Node>, vscode.Disposable {
   private foundValue: FoundModel[] | undefined;
   private machine: MachineInfo | undefined;
+  private downloaded = false;
   private readonly emitter = new vscode.EventEmitter<Node | undefined>();
   readonly onDidChangeTreeData = this.emitter.event;
   readonly view: vscode.TreeView<Node>;
@@ -78,8 +82,32 @@ export class ModelsView implements vscode.TreeDataProvider<Node>, vscode.Disposa
   constructor(private readonly config: Configuration) {
     this.view = vscode.window.createTreeView(MODELS_VIEW, { treeDataProvider: this, showCollapseAll: true });
     // The "in use" mark follows the settings.
-    this.subs.push(this.view, this.emitter, config.onDidChange(() => this.emitter.fire(undefined)));
+    this.subs.push(
+      this.view,
+      this.emitter,
+      config.onDidChange(() => {
+        this.emitter.fire(undefined);
+        this.updateHeader();
+      }),
+    );
     void vscode.commands.executeCommand('setContext', SEARCHED_CONTEXT, false);
+    this.updateHeader();
+  }
+
+  /** A real model is configured, found complete, or was just downloaded. */
+  get hasModel(): boolean {
+    return this.downloaded || hasModel(this.foundValue, usesDemoModel(this.config.settings));
+  }
+
+  /** A download finished and verified: the walkthrough's "Get a model" is done. */
+  markDownloaded(): void {
+    this.downloaded = true;
+    this.updateHeader();
+  }
+
+  private updateHeader(): void {
+    this.view.description = viewDescription(this.machine, usesDemoModel(this.config.settings), t);
+    void vscode.commands.executeCommand('setContext', HAS_MODEL_CONTEXT, this.hasModel);
   }
 
   /** The last search's models (undefined before the first search). */
@@ -90,7 +118,7 @@ export class ModelsView implements vscode.TreeDataProvider<Node>, vscode.Disposa
   set(found: FoundModel[], machine: MachineInfo): void {
     this.foundValue = found;
     this.machine = machine;
-    this.view.description = machineDescription(machine, t);
+    this.updateHeader();
     void vscode.commands.executeCommand('setContext', SEARCHED_CONTEXT, true);
     this.emitter.fire(undefined);
   }
@@ -188,12 +216,7 @@ class ModelCommands {
 
   /** Restricted mode: nothing reads models or starts the server. */
   private trusted(): boolean {
-    if (vscode.workspace.isTrusted) return true;
-    const manage = t('Manage Workspace Trust');
-    void vscode.window.showWarningMessage(t('MajicFLUX looks at, checks and downloads models only in a trusted workspace.'), manage).then((c) => {
-      if (c === manage) void vscode.commands.executeCommand('workbench.trust.manage');
-    });
-    return false;
+    return requireTrust(t('MajicFLUX looks at, checks and downloads models only in a trusted workspace.'));
   }
 
   // ---- check ----------------------------------------------------------------------------------
@@ -249,9 +272,12 @@ class ModelCommands {
       const details = t('Details');
       const download = t('Download Model…');
       const find = t('Find Models');
-      const buttons = report.model.complete ? [details] : [details, download, find];
+      const settings = t('Open Settings');
+      // Nothing there at all (a folder not found): the setting is what to fix first.
+      const buttons = report.model.complete ? [details] : commonProblem(report.model) ? [settings, find, details] : [details, download, find];
       const show = report.model.complete ? vscode.window.showInformationMessage : vscode.window.showWarningMessage;
       void show(`MajicFLUX: ${summary}`, ...buttons).then(async (c) => {
+        if (c === settings) await vscode.commands.executeCommand('workbench.action.openSettings', 'majicflux.model');
         if (c === details) await showMarkdown(report.model.name, reportMarkdown(report, t));
         if (c === download) await vscode.commands.executeCommand('majicflux.downloadModel');
         if (c === find) await vscode.commands.executeCommand('majicflux.findModels');
@@ -611,6 +637,7 @@ class ModelCommands {
     }
     const bytes = result.files.reduce((a, f) => a + f.bytes, 0);
     this.d.log.info(`download ${p.choice.id}: done in ${Math.round((Date.now() - started) / 1000)} s, ${result.files.length} files (${formatBytes(bytes)}, ${result.files.filter((f) => f.skipped).length} already there), model ${JSON.stringify(result.spec)}`);
+    this.view.markDownloaded();
     if (this.view.found !== undefined || !remote) void this.find(true);
     const use = t('Use This Model');
     const check = t('Check');

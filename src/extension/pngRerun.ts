@@ -6,6 +6,7 @@ import * as vscode from 'vscode';
 import { Generation, GenerateInput, RunResult } from './generation';
 import { History } from './history';
 import { readImageInput, sniffGenerated } from './pngInput';
+import { requireTrust } from './trust';
 
 const t = vscode.l10n.t;
 const IMAGE_PREVIEW = 'imagePreview.previewEditor';
@@ -33,7 +34,8 @@ export class PngRerun implements vscode.Disposable {
     const input = tab.input;
     if (!(input instanceof vscode.TabInputCustom) || input.viewType !== IMAGE_PREVIEW || input.uri.scheme !== 'file') return;
     const file = input.uri.fsPath;
-    if (!file.toLowerCase().endsWith('.png') || this.offered.has(file)) return;
+    // Untrusted: no offer that could only be refused; the title-bar button stays and says why.
+    if (!file.toLowerCase().endsWith('.png') || this.offered.has(file) || !vscode.workspace.isTrusted) return;
     const known = this.history.byFile(file);
     // Just made (opened from "Open" after a run): the user knows; the title-bar button stays.
     if (known && Date.now() - known.created < 120_000) return;
@@ -46,6 +48,7 @@ export class PngRerun implements vscode.Disposable {
 
   /** Resolves with the run, or undefined when the image has no parameters or the user backed out. */
   async rerun(uri?: vscode.Uri, mode?: 'same' | 'new'): Promise<RunResult | undefined> {
+    if (!requireTrust()) return undefined;
     const target = uri ?? this.activeImage();
     if (!target || target.scheme !== 'file') {
       void vscode.window.showWarningMessage(t('Select a PNG made with MajicFLUX (or another FLUX tool that writes its parameters).'));
@@ -73,7 +76,7 @@ export class PngRerun implements vscode.Disposable {
     }
     if (pick.id === 'new') input = { ...input, seed: 'random' };
     const prev = this.history.byFile(target.fsPath);
-    return this.generation.run(input, { kind: 'rerun', fluxFile: prev?.fluxFile, blockKey: prev?.blockKey }, { notify: true });
+    return this.generation.run(input, { kind: 'rerun', fluxFile: prev?.fluxFile, blockKey: prev?.blockKey }, { notify: true, open: true });
   }
 
   dispose(): void {

@@ -254,6 +254,8 @@ interface TrackedJob {
   progressAt?: number;
   /** Set when the stall watchdog cancelled it: the job then fails with this message. */
   stalled?: string;
+  /** The caller's name for the job (the extension's job-N), used in messages instead of the server's id. */
+  label?: string;
   onEvent?: (e: JobEvent) => void;
   resolve(e: DoneEvent): void;
   reject(err: Error): void;
@@ -319,8 +321,8 @@ class Session {
     });
   }
 
-  track(jobId: string, onEvent?: (e: JobEvent) => void): Promise<DoneEvent> {
-    const done = new Promise<DoneEvent>((resolve, reject) => this.jobs.set(jobId, { state: 'queued', onEvent, resolve, reject }));
+  track(jobId: string, onEvent?: (e: JobEvent) => void, label?: string): Promise<DoneEvent> {
+    const done = new Promise<DoneEvent>((resolve, reject) => this.jobs.set(jobId, { state: 'queued', label, onEvent, resolve, reject }));
     done.catch(() => undefined); // a caller that only listens to events must not cause an unhandled rejection
     return done;
   }
@@ -369,7 +371,7 @@ class Session {
         job.reject(new CancelledError());
         continue;
       }
-      const message = jobMessage(jobId, job.state);
+      const message = jobMessage(job.label ?? jobId, job.state);
       const detail = this.link.recentOutput() || undefined;
       this.emit(job, { type: 'event', event: 'failed', jobId, message, ...(detail ? { detail } : {}) });
       job.reject(new JobFailedError(jobId, message, detail));
@@ -491,10 +493,11 @@ export class ServerClient {
     return (await this.connect()).hello!;
   }
 
-  async generate(job: JobRequest, onEvent?: (e: JobEvent) => void): Promise<GenerateHandle> {
+  /** `label`: the caller's name for the job, so its messages and the caller's log name the same job. */
+  async generate(job: JobRequest, onEvent?: (e: JobEvent) => void, label?: string): Promise<GenerateHandle> {
     const s = await this.connect();
     let done!: Promise<DoneEvent>;
-    const reply = await s.request({ type: 'generate', job }, this.timeout(), (r) => (done = s.track(r.jobId, onEvent)));
+    const reply = await s.request({ type: 'generate', job }, this.timeout(), (r) => (done = s.track(r.jobId, onEvent, label)));
     return { jobId: reply.jobId, position: reply.position, done };
   }
 

@@ -17,6 +17,9 @@ export const SECTION = 'majicflux';
 
 export const WEIGHT_FORMATS: readonly WeightChoice[] = WEIGHT_CHOICES;
 
+export const OPEN_RESULT = ['beside', 'active', 'none'] as const;
+export type OpenResult = (typeof OPEN_RESULT)[number];
+
 export interface Settings {
   model: { path: string; transformer: string; vae: string; textEncoder: string; textEncoder2: string };
   weights: WeightChoice;
@@ -29,7 +32,8 @@ export interface Settings {
   weightCache: { folder: string; maxGB: number };
   executionProvider: EpChoice;
   stageExecutionProvider: Partial<Record<ComponentName, EpChoice>>;
-  output: { folder: string; fileName: string };
+  /** openResult: where an image from the palette, a selection, a re-run or the walkthrough opens once saved. */
+  output: { folder: string; fileName: string; openResult: OpenResult };
   /** A seed of -1 (RANDOM_SEED) draws one per image. */
   defaults: Omit<ImageParams, 'prompt'>;
   previewEverySteps: number;
@@ -54,7 +58,7 @@ export const DEFAULTS: Settings = {
   weightCache: { folder: '', maxGB: 0 },
   executionProvider: 'auto',
   stageExecutionProvider: {},
-  output: { folder: 'generated', fileName: DEFAULT_TEMPLATE },
+  output: { folder: 'generated', fileName: DEFAULT_TEMPLATE, openResult: 'beside' },
   defaults: { steps: P.DEFAULTS.steps, width: P.DEFAULTS.width, height: P.DEFAULTS.height, guidance: P.DEFAULTS.guidance, seed: P.DEFAULTS.seed },
   previewEverySteps: 1,
   server: { idleShutdownMinutes: 10, remoteHost: '', remotePort: 7860 },
@@ -198,7 +202,7 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
     weightCache: { folder: expandPath(str('weightCache.folder', '').trim(), ctx), maxGB: num('weightCache.maxGB', 0, 0, 1 << 20, false) },
     executionProvider: oneOf('executionProvider', EP_CHOICES, DEFAULTS.executionProvider),
     stageExecutionProvider: stage,
-    output: { folder: str('output.folder', DEFAULTS.output.folder).trim() || DEFAULTS.output.folder, fileName },
+    output: { folder: str('output.folder', DEFAULTS.output.folder).trim() || DEFAULTS.output.folder, fileName, openResult: oneOf('output.openResult', OPEN_RESULT, DEFAULTS.output.openResult) },
     defaults: {
       steps: param('steps', P.Steps, P.LIMITS.steps),
       width: param('width', P.Width, P.LIMITS.side),
@@ -272,7 +276,7 @@ export function modelSpec(s: Settings): ModelSpec {
 export function modelName(s: Settings): string {
   if (usesDemoModel(s)) return 'demo';
   const p = s.model.transformer || s.model.path;
-  return path.basename(p).replace(/\.safetensors$/i, '');
+  return path.basename(p).replace(/\.(safetensors|gguf)$/i, '');
 }
 
 export function serverSettings(s: Settings): ServerSettings {

@@ -1,9 +1,13 @@
-// One status bar item: server stopped / starting / loading the model / step k of n / idle with the
-// model's name. Clicking it opens the generation panel.
+// One status bar item: server stopped / starting / a job's stage (progress.ts) / idle with the
+// model's name, or a warning naming the problem when the model cannot be used. Clicking it opens
+// the generation panel (Check Models in the warning state).
 
 import * as vscode from 'vscode';
 import { Configuration } from './configuration';
 import { Jobs } from './jobs';
+import { modelPathProblem } from './modelProblem';
+import { jobProgress } from './progress';
+import { statusText } from './progressText';
 import { ServerManager } from './serverManager';
 import { modelName } from './settings';
 
@@ -12,11 +16,23 @@ const t = vscode.l10n.t;
 export class StatusBar implements vscode.Disposable {
   private readonly item = vscode.window.createStatusBarItem('majicflux.status', vscode.StatusBarAlignment.Left, 10);
   private readonly subs: { dispose(): void }[] = [];
+  /** The last job's failure when it was the model's (the server's code "model"); cleared by a success or a settings change. */
+  private modelError: string | undefined;
 
   constructor(private readonly server: ServerManager, private readonly jobs: Jobs, private readonly config: Configuration) {
     this.item.name = 'MajicFLUX';
-    this.item.command = 'majicflux.openPanel';
-    this.subs.push(server.onDidChangeState(() => this.update()), jobs.onDidChange(() => this.update()), config.onDidChange(() => this.update()));
+    this.subs.push(
+      server.onDidChangeState(() => this.update()),
+      jobs.onDidChange((j) => {
+        if (j.state === 'failed' && j.error?.code === 'model') this.modelError = j.error.message;
+        else if (j.state === 'done') this.modelError = undefined;
+        this.update();
+      }),
+      config.onDidChange(() => {
+        this.modelError = undefined;
+        this.update();
+      }),
+    );
     this.update();
     this.item.show();
   }
@@ -26,6 +42,11 @@ export class StatusBar implements vscode.Disposable {
     return this.item.text;
   }
 
+  /** The tooltip shown, for tests. */
+  get tooltip(): string {
+    return typeof this.item.tooltip === 'string' ? this.item.tooltip : (this.item.tooltip?.value ?? '');
+  }
+
   update(): void {
     const active = this.jobs.active();
     const cur = this.jobs.running();
@@ -33,18 +54,16 @@ export class StatusBar implements vscode.Disposable {
     const queued = active.length > 1 ? ` (+${active.length - 1})` : '';
     let text: string;
     let tooltip: string;
-    // The step count while denoising only: decoding and saving say so instead of the last step.
-    if (cur && cur.stage === 'denoise' && cur.step !== undefined && cur.steps) {
-      text = `$(sync~spin) MajicFLUX ${t('step {0}/{1}', cur.step, cur.steps)}${queued}`;
-      tooltip = t('Generating "{0}"', cur.request.params.prompt);
-    } else if (cur && (cur.stage === 'load' || cur.stage === 'denoise' || this.server.state === 'starting')) {
-      // Before its first step a stage is loading its model part (sequential mode loads per stage).
-      text = `$(loading~spin) MajicFLUX ${t('loading {0}', model)}${queued}`;
-      tooltip = t('Loading the model');
-    } else if (cur) {
-      const what = cur.stage === 'text' ? t('encoding the prompt') : cur.stage === 'decode' ? t('decoding') : cur.stage === 'save' ? t('saving') : cur.state === 'queued' ? t('queued') : t('working');
-      text = `$(loading~spin) MajicFLUX ${what}${queued}`;
-      tooltip = t('Preparing "{0}"', cur.request.params.prompt);
+    let problem: string | undefined;
+    const p = cur && jobProgress(cur);
+    if (cur && p) {
+      // progress.ts: the same stages as the notification and the panel, in short.
+      const stepping = p.phase === 'denoise' && !p.loading;
+      text = `${stepping ? '$(sync~spin)' : '$(loading~spin)'} MajicFLUX ${statusText(p, model)}${queued}`;
+      tooltip = p.loading ? t('Loading the model') : t('Generating "{0}"', cur.request.params.prompt);
+    } else if ((problem = modelPathProblem(this.config, this.server.isRemote) ?? this.modelError)) {
+      text = `$(warning) MajicFLUX ${t('model not usable')}`;
+      tooltip = t('{0} Click to check the model.', problem);
     } else if (this.server.state === 'ready') {
       text = `$(pass) MajicFLUX ${model}`;
       tooltip = t('Server idle, model {0}. Click to open the generation panel.', model);
@@ -57,6 +76,8 @@ export class StatusBar implements vscode.Disposable {
     }
     this.item.text = text;
     this.item.tooltip = tooltip;
+    this.item.command = problem ? 'majicflux.checkModels' : 'majicflux.openPanel';
+    this.item.backgroundColor = problem ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
   }
 
   dispose(): void {

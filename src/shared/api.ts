@@ -106,8 +106,18 @@ export interface GenerateResult {
   notes: string[];
 }
 
+/**
+ * Loading a model part during a job: `load` (reading it, building its session), `prepare` (first
+ * use of a weight format: converting the weights into the cache, with the fraction done; `load`
+ * again once converted), then `loaded`.
+ */
+export const LOAD_PHASES = ['load', 'prepare', 'loaded'] as const;
+export type LoadPhase = (typeof LOAD_PHASES)[number];
+
 export interface GenerateHooks {
   onStage?(stage: Stage, state: 'start' | 'end', detail?: string): void;
+  /** A part is loaded for this job (inside the stage that needs it); `fraction` (0–1) with `prepare`. */
+  onLoad?(component: ComponentName, phase: LoadPhase, fraction?: number): void;
   onStep?(p: StepProgress): void;
   /** Compute a latent preview for onStep (costs a little per step). */
   wantPreview?: boolean;
@@ -131,5 +141,13 @@ export class UserError extends Error {
   constructor(message: string, readonly detail?: string) {
     super(message);
     this.name = 'UserError';
+  }
+}
+
+/** A UserError about the configured model itself (folder not found, parts missing): the fix is in the model settings. */
+export class ModelError extends UserError {
+  constructor(message: string, detail?: string) {
+    super(message, detail);
+    this.name = 'ModelError';
   }
 }

@@ -12,7 +12,7 @@
 
 import * as v from 'valibot';
 import type { ComponentName, ExecutionProvider, ModelSpec, StageTiming } from './api';
-import { COMPONENTS, EP_CHOICES, errorText, EXECUTION_PROVIDERS, MEMORY_MODES, WEIGHT_CHOICES, WEIGHT_FORMATS } from './api';
+import { COMPONENTS, EP_CHOICES, errorText, EXECUTION_PROVIDERS, LOAD_PHASES, MEMORY_MODES, WEIGHT_CHOICES, WEIGHT_FORMATS } from './api';
 import type {
   DownloadErrorCode,
   DownloadProgress,
@@ -428,6 +428,8 @@ export type PngPreview = v.InferOutput<typeof PngPreviewSchema>;
 const EVENTS = {
   started: event('started', { jobId }),
   stage: event('stage', { jobId, stage, state: oneOf('start', 'end'), detail: v.optional(str(10_000)) }),
+  /** A model part is loaded inside the current stage; `fraction` with `prepare` (first-use weight conversion). */
+  loading: event('loading', { jobId, component, phase: oneOf(...LOAD_PHASES), fraction: v.optional(num(0, 1)) }),
   step: event('step', { jobId, step: int(0, 100_000), steps: int(0, 100_000), preview: v.optional(PngPreviewSchema) }),
   done: event('done', {
     jobId,
@@ -443,7 +445,8 @@ const EVENTS = {
     /** Wall time from start to file written. */
     seconds: v.optional(num(0, Infinity)),
   }),
-  failed: event('failed', { jobId, message: str(100_000), detail: v.optional(str(1_000_000)) }),
+  /** `code` "model": the configured model cannot be used (folder not found, parts missing): the fix is in the model settings. */
+  failed: event('failed', { jobId, message: str(100_000), detail: v.optional(str(1_000_000)), code: v.optional(oneOf('model')) }),
   cancelled: event('cancelled', { jobId }),
   log: event('log', { level: logLevel, message: str(1_000_000), jobId: v.optional(jobId) }),
   heartbeat: event('heartbeat', { time: num(0, Infinity), rss: bytes, state: serverState, queued: int(0, MAX_SAFE) }),
@@ -456,6 +459,7 @@ type EventOf<K extends keyof typeof EVENTS> = v.InferOutput<(typeof EVENTS)[K]>;
 export type StartedEvent = EventOf<'started'>;
 export type StageEvent = EventOf<'stage'>;
 export type StepEvent = EventOf<'step'>;
+export type LoadingEvent = EventOf<'loading'>;
 export type DoneEvent = EventOf<'done'>;
 export type FailedEvent = EventOf<'failed'>;
 export type CancelledEvent = EventOf<'cancelled'>;
@@ -467,8 +471,8 @@ export type DownloadFailedEvent = EventOf<'download-failed'>;
 /** Events about one download: download-progress*, then download-done or download-failed (code "cancelled" when cancelled). */
 export type DownloadEvent = DownloadProgressEvent | DownloadDoneEvent | DownloadFailedEvent;
 
-/** Events about one job, in the order a job sees them: started, (stage|step)*, done|failed|cancelled. */
-export type JobEvent = StartedEvent | StageEvent | StepEvent | DoneEvent | FailedEvent | CancelledEvent;
+/** Events about one job, in the order a job sees them: started, (stage|loading|step)*, done|failed|cancelled. */
+export type JobEvent = StartedEvent | StageEvent | LoadingEvent | StepEvent | DoneEvent | FailedEvent | CancelledEvent;
 export type Event = Outputs<typeof EVENTS>;
 export type ServerMessage = Response | Event;
 

@@ -12,6 +12,7 @@ import { defaultName } from '../../src/inference/cli/generate';
 import { outputPath } from '../../src/extension/output';
 import { DEFAULT_TEMPLATE } from '../../src/shared/fileName';
 import { describeRange, ImageMetadata, LIMITS } from '../../src/shared/params';
+import { readPngParameters } from '../../src/inference/formats/png';
 
 const ROOT = path.resolve(__dirname, '../..');
 const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -94,8 +95,28 @@ describe('CLI: majicflux generate (bundled)', function () {
       assertUsage(await run(...m, '--shift', '0'), /shift must be "dynamic" or a number from 0\.1 to 100/);
       assertUsage(await run(...m, '--t5-max-length', '1'), /T5 max length must be a whole number from 2 to 4096, got 1/);
       assertUsage(await run(...m, '--threads', '2.5'), /--threads must be a whole number from 0 to 1024/);
+      assertUsage(await run(...m, '--cache-max-gb', '-1'), /--cache-max-gb must be a number of GiB ≥ 0/);
       assertUsage(await run(...m, '--latents', path.join(tmp, 'none.safetensors')), /--latents: .*none\.safetensors does not exist/);
       assertUsage(await run('--prompt', 'x'.repeat(20_001), '--model', path.join(tmp, 'no-such-model')), /the prompt is 20001 characters; at most 20000 are read/);
+    });
+
+    it('--cache-max-gb keeps the weight caches within the limit, removing the least recently used first (issue 12 item 4)', async () => {
+      const cache = path.join(tmp, 'caches');
+      const fakeCache = (name: string, bytes: number, daysAgo: number) => {
+        const dir = path.join(cache, name);
+        fs.mkdirSync(dir, { recursive: true });
+        fs.writeFileSync(path.join(dir, 'weights.bin'), Buffer.alloc(bytes));
+        fs.writeFileSync(path.join(dir, 'index.json'), '{}');
+        const when = new Date(Date.now() - daysAgo * 86_400_000);
+        fs.utimesSync(path.join(dir, 'index.json'), when, when);
+        return dir;
+      };
+      const old = fakeCache('old-model-int8', 2 << 20, 2);
+      const recent = fakeCache('recent-model-int8', 512 << 10, 1);
+      const r = await run('a cat', ...SMALL, '--cache', cache, '--cache-max-gb', String(1 / 1024), '--out', path.join(tmp, 'cached.png'));
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(!fs.existsSync(old), 'the least recently used cache, over the 1 MiB limit, was removed');
+      assert.ok(fs.existsSync(recent), 'the more recent one fits within the limit and stays');
     });
 
     it('the help states the limits and defaults params.ts enforces', async () => {
@@ -152,6 +173,17 @@ describe('CLI: majicflux generate (bundled)', function () {
       assert.equal(defaultName(metadata, date), path.basename(extension));
       // NFKC and a cut at a word: the CLI's own slug (NFKD, cut mid-word, 20261206) differed.
       assert.equal(defaultName(metadata, date), '2026-12-06-42-café-fire-a-lighthouse-on-a-windswept-cliff-at.png');
+    });
+
+    it('the --json summary\'s metadata and the PNG\'s majicflux chunk are one shape, field for field (item 20)', async () => {
+      const out = path.join(tmp, 'same-shape.png');
+      const r = await run('--prompt', 'a cat', '--seed', '3', ...SMALL, '--out', out, '--json');
+      assert.equal(r.code, 0, r.stderr);
+      const summary = JSON.parse(r.stdout) as { metadata: ImageMetadata };
+      const png = await readPngParameters(out);
+      assert.deepEqual(png.json, summary.metadata);
+      assert.deepEqual(Object.keys(summary.metadata).sort(), ['guidance', 'height', 'model', 'prompt', 'sampler', 'seed', 'shift', 'software', 'steps', 't5MaxLength', 'weights', 'width']);
+      assert.equal(summary.metadata.seed, 3);
     });
 
     it('without --out, writes generated/<date>-<seed>-<slug>.png', async () => {

@@ -72,6 +72,33 @@ describe('CLI: majicflux models (bundled)', function () {
     assert.ok(report.advice.length > 0);
   });
 
+  it('the demo model is usable by name: inspect demo, models check demo, generate --model demo; the bundled folder counts as it (issue 15 item 18)', async function () {
+    this.timeout(180_000);
+    const demoEnv = { ...env, XDG_CACHE_HOME: path.join(tmp, 'cache') };
+    const inspect = await runCli(['inspect', 'demo'], demoEnv);
+    assert.equal(inspect.code, 0, inspect.stderr);
+    assert.match(inspect.stdout, /demo model \(random weights/);
+    assert.match(inspect.stdout, /FLUX\.1 model folder\n/, 'complete, not "(incomplete)"');
+    assert.doesNotMatch(inspect.stdout + inspect.stderr, /incomplete/);
+    const folder = await runCli(['inspect', path.join(ROOT, 'models', 'demo')], demoEnv);
+    assert.equal(folder.code, 0, folder.stderr);
+    assert.doesNotMatch(folder.stdout + folder.stderr, /incomplete/);
+
+    const check = await runCli(['models', 'check', 'demo', '--json'], demoEnv);
+    assert.equal(check.code, 0, check.stderr);
+    const report = JSON.parse(check.stdout) as ModelCheckReport;
+    assert.equal(report.model.complete, true);
+    assert.ok(report.model.parts.every((p) => p.status === 'present'), JSON.stringify(report.model.parts));
+
+    const out = path.join(tmp, 'demo.png');
+    const gen = await runCli(['generate', 'a cat', '--model', 'demo', '--width', '64', '--height', '64', '--steps', '1', '--out', out, '--json'], demoEnv);
+    assert.equal(gen.code, 0, gen.stderr);
+    assert.match((JSON.parse(gen.stdout) as { metadata: { model: string } }).metadata.model, /demo/);
+    assert.ok(fs.existsSync(out));
+    // The weights went into the cache named, not next to the bundled tokenizers.
+    assert.ok(fs.readdirSync(path.join(tmp, 'cache', 'majicflux')).some((d) => d.startsWith('demo-model-')));
+  });
+
   it('check: a model without its T5 exits 1 and names what is missing', async () => {
     const broken = path.join(tmp, 'broken');
     fs.cpSync(GOLDEN_MODELS, broken, { recursive: true });

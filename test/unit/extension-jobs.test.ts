@@ -3,6 +3,7 @@ import type { ImageMetadata } from '../../src/shared/params';
 import type { Event, JobEvent, JobRequest, StatusInfo } from '../../src/shared/protocol';
 import { History, blockKey } from '../../src/extension/history';
 import { InferenceClient, Job, Jobs } from '../../src/extension/jobs';
+import { jobProgress, PHASES } from '../../src/extension/progress';
 
 type EventBody = JobEvent extends infer E ? (E extends JobEvent ? Omit<E, 'jobId' | 'type'> : never) : never;
 const meta = (prompt: string): ImageMetadata => ({ prompt, seed: 1, steps: 2, width: 64, height: 64, guidance: 3.5, shift: 'dynamic', t5MaxLength: 512, model: 'demo', weights: 'fp8', sampler: 'euler', software: 'test' });
@@ -11,9 +12,11 @@ const meta = (prompt: string): ImageMetadata => ({ prompt, seed: 1, steps: 2, wi
 class FakeClient implements InferenceClient {
   n = 0;
   cancelled: string[] = [];
+  labels: (string | undefined)[] = [];
   private listeners = new Map<string, { on: (e: Event) => void; resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   constructor(private readonly mode: 'finish' | 'hang' | 'fail' = 'finish') {}
-  async generate(job: JobRequest, onEvent: (e: Event) => void) {
+  async generate(job: JobRequest, onEvent: (e: Event) => void, label?: string) {
+    this.labels.push(label);
     const jobId = `s${++this.n}`;
     let resolve!: (v: unknown) => void;
     let reject!: (e: Error) => void;
@@ -64,9 +67,67 @@ describe('extension: jobs', () => {
     assert.equal(jobs.active().length, 0);
   });
 
-  it('cancels a running job', async () => {
-    const client = new FakeClient('hang');
+  it('progress: the stages in order, never back; loading and first-use preparation inside them (issue 15 item 2)', async () => {
+    // The server's events for a first run in sequential mode (test/unit/server.test.ts checks the server sends these).
+    const script: EventBody[] = [
+      { event: 'started' },
+      { event: 'stage', stage: 'text', state: 'start' },
+      { event: 'loading', component: 't5', phase: 'load' },
+      { event: 'loading', component: 't5', phase: 'loaded' },
+      { event: 'stage', stage: 'text', state: 'end' },
+      { event: 'stage', stage: 'denoise', state: 'start' },
+      { event: 'loading', component: 'dit', phase: 'load' },
+      { event: 'loading', component: 'dit', phase: 'prepare', fraction: 0.3 },
+      { event: 'loading', component: 'dit', phase: 'prepare', fraction: 0.75 },
+      { event: 'loading', component: 'dit', phase: 'load' },
+      { event: 'loading', component: 'dit', phase: 'loaded' },
+      { event: 'step', step: 1, steps: 2 },
+      { event: 'step', step: 2, steps: 2 },
+      { event: 'stage', stage: 'denoise', state: 'end' },
+      { event: 'stage', stage: 'decode', state: 'start' },
+      { event: 'stage', stage: 'save', state: 'start' },
+    ];
+    const client: InferenceClient = {
+      generate: async (job, onEvent) => {
+        const done = new Promise<unknown>((resolve) =>
+          setImmediate(() => {
+            for (const e of script) onEvent({ type: 'event', jobId: 's1', ...e } as Event);
+            const end = { type: 'event', event: 'done', jobId: 's1', file: job.output, metadata: meta(job.params.prompt), stages: [], notes: [] } as Event;
+            onEvent(end);
+            resolve(end);
+          }),
+        );
+        return { jobId: 's1', done };
+      },
+      cancel: () => undefined,
+      status: () => Promise.reject(new Error('unused')),
+    };
     const jobs = new Jobs({ client: async () => client });
+    const seen: string[] = [];
+    const ranks: number[] = [];
+    jobs.onDidChange((j) => {
+      const p = jobProgress(j);
+      if (!p) return;
+      ranks.push(PHASES.indexOf(p.phase));
+      seen.push(`${p.phase}${p.loading ? ` ${p.loading.preparing ? 'preparing' : 'loading'} ${p.loading.component}${p.loading.percent !== undefined ? ` ${p.loading.percent}%` : ''}` : ''}${p.phase === 'denoise' ? ` ${p.step}/${p.steps}` : ''}`);
+    });
+    await jobs.whenFinished(jobs.submit({ params: { prompt: 'cat', seed: 1, steps: 2 }, output: '/tmp/cat.png' }, { kind: 'palette' }));
+    assert.deepEqual(seen, [
+      'waiting', 'queued', 'starting',
+      'text', 'text loading t5', 'text', 'text',
+      // Before the first step: the step count from 0, never "waiting for the server" (seen after "Encoding the prompt…").
+      'denoise 0/2', 'denoise loading dit 0/2', 'denoise preparing dit 30% 0/2', 'denoise preparing dit 75% 0/2', 'denoise loading dit 0/2', 'denoise 0/2',
+      'denoise 1/2', 'denoise 2/2', 'denoise 2/2',
+      'decode', 'save',
+    ]);
+    assert.deepEqual(ranks, [...ranks].sort((a, b) => a - b), 'never goes back');
+  });
+
+  it('cancels a running job, and logs it under the id the server messages use too', async () => {
+    const client = new FakeClient('hang');
+    const lines: string[] = [];
+    const log = { info: (m: string) => lines.push(m), warn: (m: string) => lines.push(m), error: (m: string) => lines.push(m) };
+    const jobs = new Jobs({ client: async () => client, log });
     const job = jobs.submit(req('dog'), { kind: 'panel' });
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(job.state, 'running');
@@ -74,6 +135,10 @@ describe('extension: jobs', () => {
     const end = await jobs.whenFinished(job);
     assert.equal(end.state, 'cancelled');
     assert.deepEqual(client.cancelled, ['s1']);
+    // Issue 15 item 10: a cancelled job is logged; the server client names the job as the log does.
+    assert.deepEqual(client.labels, [job.id]);
+    assert.ok(lines.includes(`${job.id}: the server's s1`), lines.join('\n'));
+    assert.ok(lines.some((l) => l.startsWith(`${job.id} cancelled`)), lines.join('\n'));
   });
 
   it('cancels a job before the server has it', async () => {

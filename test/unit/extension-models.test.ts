@@ -122,6 +122,16 @@ describe('extension: model check report', () => {
     assert.equal(reportSummary(report(m), t), 'Model FLUX.1-dev is incomplete: T5 text encoder (missing).');
   });
 
+  it('a folder that is not there is said once, not as six missing parts (issue 15 item 4)', () => {
+    const gone = 'model folder not found: /models/no-such-model';
+    const roles = ['dit', 'clip', 't5', 'vae', 'tokenizer', 'tokenizer2'] as const;
+    const m = found({ name: 'no-such-model', complete: false, parts: roles.map((r) => part(r, 'missing', { message: gone })) });
+    assert.equal(reportSummary(report(m), t), `Model no-such-model cannot be used: ${gone}.`);
+    // Different reasons are still listed part by part.
+    const mixed = found({ complete: false, parts: [part('dit', 'missing', { message: 'no DiT' }), part('t5', 'missing', { message: 'no T5' })] });
+    assert.match(reportSummary(report(mixed), t), /is incomplete: DiT \(transformer\) \(missing\), T5 text encoder \(missing\)/);
+  });
+
   it('explains the demo model and what FLUX.1-dev needs on this machine', () => {
     const md = demoMarkdown({ ...machine, totalMemory: 16 * GiB }, t);
     assert.match(md, /## Demo model/);

@@ -9,12 +9,17 @@ import { initMessage } from '../../src/extension/panel/protocol';
 import { DEFAULTS, LIMITS } from '../../src/shared/params';
 
 const SCRIPT = fs.readFileSync(path.join(__dirname, '..', '..', 'media', 'panel.js'), 'utf8');
-const STRINGS = { outOfRange: 'from {0} to {1}', notMultiple: 'multiples of {0}: try {1} × {2}' };
+const STRINGS = { outOfRange: 'from {0} to {1}', notMultiple: 'multiples of {0}: try {1} × {2}', cancelled: 'Cancelled', seedTitle: 'seed {0}', denoise: 'Step {0} of {1}' };
 
 /** Just enough of an element for panel.js: properties it sets are read back by the test. */
 function element(): Record<string, any> {
   const classes = new Set<string>();
+  const listeners: Record<string, ((e: unknown) => void)[]> = {};
   return {
+    /** Runs the element's listeners for `type`, as the browser would. */
+    fire: (type: string, e: object = {}) => {
+      for (const l of listeners[type] ?? []) l({ preventDefault: () => undefined, stopPropagation: () => undefined, ...e });
+    },
     value: '',
     hidden: false,
     disabled: false,
@@ -24,7 +29,7 @@ function element(): Record<string, any> {
     style: {},
     options: [],
     classList: { toggle: (c: string, on: boolean) => (on ? classes.add(c) : classes.delete(c)), contains: (c: string) => classes.has(c) },
-    addEventListener: () => undefined,
+    addEventListener: (type: string, l: (e: unknown) => void) => (listeners[type] ??= []).push(l),
     replaceChildren: () => undefined,
     focus: () => undefined,
   };
@@ -82,5 +87,80 @@ describe('extension: the panel script takes its limits from the host', () => {
     fine.receive(init({ prompt: 'a cat', width: LIMITS.side.max, height: LIMITS.side.min }));
     assert.equal(fine.el('sizeError').hidden, true);
     assert.equal(fine.el('generate').disabled, false);
+  });
+
+  it('shows the host\'s notes on the prompt under it, only while the prompt is the one they are about (issue 15 item 11)', () => {
+    const { el, receive } = loadPanel();
+    receive(init({ prompt: 'a very long prompt' }));
+    const note = 'CLIP reads only the first 77 tokens of this 90-token prompt; it ignores everything from "word7…" on.';
+    receive({ type: 'promptNotes', prompt: 'a very long prompt', notes: [note] });
+    assert.equal(el('promptNotes').textContent, note);
+    assert.equal(el('promptNotes').hidden, false);
+    receive({ type: 'promptNotes', prompt: 'what the prompt was before', notes: [note] });
+    assert.equal(el('promptNotes').hidden, true, 'a note on text since changed is not shown');
+    receive({ type: 'promptNotes', prompt: 'a very long prompt', notes: [] });
+    assert.equal(el('promptNotes').hidden, true);
+  });
+});
+
+describe('extension: the panel script keeps a typed seed and clears a cancelled run (issue 15 items 1 and 7)', () => {
+  const defaults = { prompt: '', seed: -1, steps: DEFAULTS.steps, width: 512, height: 512, guidance: DEFAULTS.guidance };
+  const item = { id: 'x', src: 'img.png', name: 'img.png', prompt: 'a cat', seed: 5, steps: 4, width: 512, height: 512, guidance: 3.5, model: 'm', created: 0 };
+  const generated = (posted: unknown[]) => posted.filter((m): m is { type: 'generate'; params: { seed: number } } => (m as { type: string }).type === 'generate');
+
+  it('a typed seed is the one sent, and stays in the field', () => {
+    const { el, receive, posted } = loadPanel();
+    receive(initMessage({ defaults, history: [], demo: false, trusted: true, model: 'demo' }));
+    assert.equal(el('lock').checked, false, 'the default seed is random');
+    el('prompt').value = 'a cat';
+    el('seed').value = '1234';
+    el('seed').fire('input');
+    assert.equal(el('lock').checked, true, 'typing a seed locks it');
+    el('form').fire('submit');
+    assert.equal(generated(posted).at(-1)?.params.seed, 1234);
+    assert.equal(el('seed').value, '1234');
+  });
+
+  it('unlocked, each Generate draws a seed and shows it; the dice gives a new one that is then used', () => {
+    const { el, receive, posted } = loadPanel();
+    receive(initMessage({ defaults, history: [], demo: false, trusted: true, model: 'demo' }));
+    el('prompt').value = 'a cat';
+    el('seed').value = '1234';
+    el('form').fire('submit');
+    const sent = generated(posted).at(-1)!.params.seed;
+    assert.notEqual(sent, 1234);
+    assert.equal(el('seed').value, String(sent), 'the field shows the seed used');
+    receive({ type: 'job', job: { state: 'done', queued: 0 } });
+    el('seed').value = '';
+    el('dice').fire('click');
+    assert.equal(el('lock').checked, true);
+    const rolled = Number(el('seed').value);
+    el('form').fire('submit');
+    assert.equal(generated(posted).at(-1)!.params.seed, rolled);
+  });
+
+  it('after a cancel, and at the start of the next run, the previous image and its buttons are gone', () => {
+    const { el, receive } = loadPanel();
+    receive(initMessage({ defaults, history: [item], demo: false, trusted: true, model: 'demo', job: { state: 'done', queued: 0, resultId: 'x' } }));
+    assert.equal(el('result').hidden, false, 'the last image is shown');
+    assert.equal(el('resultActions').hidden, false);
+    el('prompt').value = 'a dog';
+    el('form').fire('submit');
+    assert.equal(el('resultSection').hidden, true, 'a new run starts without the old image');
+    receive({ type: 'job', job: { state: 'running', stage: 'denoise', step: 1, steps: 8, queued: 0 } });
+    receive({ type: 'job', job: { state: 'cancelled', queued: 0 } });
+    assert.equal(el('status').textContent, 'Cancelled');
+    assert.equal(el('resultSection').hidden, true, 'no earlier image under "Cancelled"');
+    assert.equal(el('resultActions').hidden, true);
+  });
+
+  it('a refused Generate (untrusted, no folder) goes back to idle instead of saying "Cancelled"', () => {
+    const { el, receive } = loadPanel();
+    receive(initMessage({ defaults, history: [], demo: false, trusted: false, model: 'demo' }));
+    el('prompt').value = 'a dog';
+    el('form').fire('submit');
+    receive({ type: 'job' });
+    assert.equal(el('status').textContent, '');
+    assert.equal(el('generate').disabled, false);
   });
 });

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { checkPrompt, loadEncoders } from '../../src/extension/fluxFile/promptCheck';
 import { parseFlux, promptSpansFrom } from '../../src/extension/fluxFile/parser';
 import { FluxPipeline } from '../../src/inference/pipeline/pipeline';
+import { ignoredStart, promptNote } from '../../src/inference/formats/promptCheck';
 
 const MODELS = path.join(__dirname, '..', 'fixtures', 'flux-tiny', 'models');
 
@@ -31,6 +32,31 @@ describe('extension: prompt checks with the real FLUX.1 tokenizers', () => {
     const spans = promptSpansFrom(block, clip.cutOffset);
     assert.ok(spans.length >= 1);
     assert.equal(spans[spans.length - 1].end.line, 1);
+  });
+
+  it('on a long one-line prompt, covers the whole ignored part and names in words where it starts (issue 15 item 8)', async () => {
+    const enc = await loadEncoders(MODELS, MODELS);
+    const words = Array.from({ length: 120 }, (_, i) => `word${i}`);
+    const block = parseFlux(`${words.join(' ')}\nseed: 1\n`).blocks[0];
+    const [clip] = checkPrompt(block.prompt, enc);
+    assert.equal(clip.code, 'clipTruncated');
+    if (clip.code !== 'clipTruncated') return;
+    const spans = promptSpansFrom(block, clip.cutOffset);
+    assert.equal(spans.length, 1);
+    assert.equal(spans[0].start.character, clip.cutOffset);
+    assert.equal(spans[0].end.character, block.prompt.length, 'underlined to the end of the prompt');
+    // The words: the ignored part's first ones, which the encoder did not read.
+    const first = block.prompt.slice(clip.cutOffset).trim().split(' ')[0];
+    assert.match(first, /^word\d+$/);
+    assert.equal(ignoredStart(block.prompt, clip.cutOffset), `${block.prompt.slice(clip.cutOffset).trim().split(' ').slice(0, 4).join(' ')}…`);
+    assert.ok(enc.clip(block.prompt.slice(0, clip.cutOffset)).untruncatedLength <= 77);
+    assert.equal(promptNote(clip, block.prompt), `CLIP reads only the first 77 tokens; it ignores everything from "${ignoredStart(block.prompt, clip.cutOffset)}" on`);
+  });
+
+  it('ignoredStart: a few words, shortened, with an ellipsis only when something is left out', () => {
+    assert.equal(ignoredStart('a b c', 2), 'b c');
+    assert.equal(ignoredStart('one two three four five six', 0), 'one two three four…');
+    assert.equal(ignoredStart(`x ${'y'.repeat(60)}`, 2), `${'y'.repeat(40)}…`);
   });
 
   it('flags a prompt T5 cannot read (Chinese) and not an English one with one odd word', async () => {

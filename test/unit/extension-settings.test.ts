@@ -109,6 +109,14 @@ describe('extension: settings validation', () => {
     assert.equal(settings.server.remoteHost, '');
   });
 
+  it('output.openResult: beside by default, active or none when asked, anything else reported (issue 15 item 5)', () => {
+    assert.equal(validateSettings(from({})).settings.output.openResult, 'beside');
+    assert.equal(validateSettings(from({ 'output.openResult': 'none' })).settings.output.openResult, 'none');
+    const bad = validateSettings(from({ 'output.openResult': 'left' }));
+    assert.equal(bad.settings.output.openResult, 'beside');
+    assert.deepEqual(bad.problems.map((p) => [p.key, p.code]), [['majicflux.output.openResult', 'notOneOf']]);
+  });
+
   it('expands paths', () => {
     const ctx = { workspaceFolder: '/ws', home: '/h' };
     assert.equal(expandPath('', ctx), '');

@@ -84,7 +84,7 @@ function mutateBytes(r: Rng, file: Buffer): Buffer {
 function checkValid(s: SafetensorsFile, size: number): void {
   for (const n of s.names()) {
     const t = s.info(n);
-    assert.equal(t.byteLength, elementCount(t.shape) * DTYPE_BYTES[t.dtype], n);
+    assert.equal(t.byteLength, elementCount(t.shape) * DTYPE_BYTES[t.dtype as keyof typeof DTYPE_BYTES], n);
     assert.ok(t.offset >= s.headerBytes && t.offset + t.byteLength <= size, `${n} lies outside the file`);
     assert.equal(s.readBytes(n).byteLength, t.byteLength);
   }

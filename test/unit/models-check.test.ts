@@ -414,3 +414,18 @@ describe('machineInfo', () => {
   });
 });
 
+
+describe('models: checking a model folder that is not there (issue 15 item 4)', () => {
+  it('gives every part the same reason, "model folder not found", so it can be said once', async () => {
+    const tmp = tempDir();
+    try {
+      const dir = path.join(tmp.dir, 'no-such-model');
+      const report = await checkModel({ dir }, { machine: { platform: 'linux', arch: 'x64', cpus: 2, totalMemory: 2 ** 34, freeMemory: 2 ** 33 } });
+      assert.equal(report.model.complete, false);
+      assert.equal(report.model.parts.length, 6);
+      assert.deepEqual([...new Set(report.model.parts.map((p) => `${p.status}: ${p.message}`))], [`missing: model folder not found: ${dir}`]);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});

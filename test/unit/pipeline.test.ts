@@ -38,20 +38,31 @@ describe('FluxPipeline on the golden tiny model (CPU, fp32 compute)', () => {
   it('first use of a format says in the log how far the weights are converted into the cache; a warm cache says nothing', async () => {
     const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-prepare-'));
     const spec = { dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') };
+    const loads: string[] = [];
     const run = async () => {
       const lines: string[] = [];
+      loads.length = 0;
       const p = await FluxPipeline.create(spec, { weights: 'int8', ep: 'cpu', memory: 'sequential', cacheDir: cache, ditTuning: { inlineLimit: 0 } }, (_, m) => lines.push(m));
-      await p.generate({ prompt: 'a cat', width: 64, height: 64, steps: 1, seed: 1 });
+      await p.generate({ prompt: 'a cat', width: 64, height: 64, steps: 1, seed: 1 }, { onLoad: (c, phase, f) => loads.push(`${c} ${phase}${f === undefined ? '' : ` ${f}`}`) });
       await p.release();
       return lines.filter((l) => /preparing its weights/.test(l));
     };
     try {
       const first = await run();
+      // The job hears it too (issue 15 item 2): load, prepare with a growing fraction, load again once converted, loaded.
+      const dit = loads.filter((l) => l.startsWith('dit '));
+      assert.equal(dit[0], 'dit load');
+      const fractions = dit.filter((l) => l.startsWith('dit prepare ')).map((l) => Number(l.split(' ')[2]));
+      assert.ok(fractions.length >= 2, dit.join('\n'));
+      assert.ok(fractions.every((f, i) => f > 0 && f < 1 && (i === 0 || f > fractions[i - 1])), dit.join('\n'));
+      assert.deepEqual(dit.slice(-2), ['dit load', 'dit loaded']);
+      assert.deepEqual(loads.filter((l) => !l.startsWith('dit ')), ['clip load', 'clip loaded', 't5 load', 't5 loaded', 'vae load', 'vae loaded']);
       const percents = first.filter((l) => l.startsWith('dit:')).map((l) => Number(/(\d+) %$/.exec(l)![1]));
       assert.ok(percents.length >= 2, first.join('\n'));
       assert.deepEqual(percents, [...percents].sort((a, b) => a - b), 'never goes backwards');
       assert.equal(percents.at(-1), 100);
       assert.deepEqual(await run(), [], 'the cache is warm: nothing to prepare');
+      assert.ok(!loads.some((l) => l.includes('prepare')), loads.join('\n'));
     } finally {
       fs.rmSync(cache, { recursive: true, force: true });
     }

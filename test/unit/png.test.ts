@@ -4,11 +4,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import sharp from 'sharp';
+import type { ImageMetadata } from '../../src/shared/params';
 import {
   FileExistsError,
   ImageParameters,
   crc32,
+  encodeImagePng,
   encodePng,
+  imageParameters,
   formatA1111Parameters,
   iTXtChunk,
   insertChunks,
@@ -135,6 +138,26 @@ describe('png: encoding', () => {
 });
 
 describe('png: parameters', () => {
+  // Issue 15 item 20: our JSON chunk is the image's ImageMetadata (what `generate --json` prints).
+  const META: ImageMetadata = { prompt: 'a fox, "red"', seed: 7, steps: 4, width: 64, height: 80, guidance: 3.5, shift: 'dynamic', t5MaxLength: 256, model: 'flux-tiny', weights: 'fp8', sampler: 'euler', software: 'MajicFLUX 0.1.0' };
+
+  it('writes an image\'s ImageMetadata as the JSON chunk, field for field, and A1111 infotext beside it', async () => {
+    const png = await encodeImagePng({ width: 8, height: 8, data: gradient(8, 8) }, META);
+    const r = await readPngParameters(png);
+    assert.deepEqual(r.json, META);
+    assert.equal(r.parameters, formatA1111Parameters(imageParameters(META)));
+    assert.deepEqual(r.params, { prompt: META.prompt, seed: 7, steps: 4, width: 64, height: 80, guidance: 3.5, shift: 'dynamic', model: 'flux-tiny', sampler: 'Euler', version: 'MajicFLUX 0.1.0', extra: { 'Weight format': 'fp8', 'T5 max length': 256 } });
+  });
+
+  it('still reads the JSON chunk of a PNG written before (ImageParameters\' names): the same parameters', async () => {
+    const plain = await encodePng({ width: 8, height: 8, data: gradient(8, 8) });
+    const old = { prompt: META.prompt, steps: 4, seed: 7, width: 64, height: 80, guidance: 3.5, cfgScale: 1, sampler: 'Euler', scheduleType: 'Simple', shift: 'dynamic', model: 'flux-tiny', version: 'MajicFLUX 0.1.0', extra: { 'Weight format': 'fp8', 'T5 max length': 256 } };
+    const before = await readPngParameters(insertChunks(plain, [iTXtChunk('majicflux', JSON.stringify(old))]));
+    const now = await readPngParameters(await encodeImagePng({ width: 8, height: 8, data: gradient(8, 8) }, META));
+    assert.equal(before.dropped, undefined);
+    assert.deepEqual(before.params, { ...now.params, cfgScale: 1, scheduleType: 'Simple' });
+  });
+
   it('round-trips Chinese + emoji prompts and the JSON chunk', async () => {
     const png = await encodePng({ width: 32, height: 32, data: gradient(32, 32) }, PARAMS);
     const r = await readPngParameters(png);

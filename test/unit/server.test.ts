@@ -91,9 +91,12 @@ const VALID_SERVER_MESSAGES: ServerMessage[] = [
   { id: 3, type: 'error', code: 'failed', message: 'x', detail: 'stack' },
   { type: 'event', event: 'started', jobId: 'job-1' },
   { type: 'event', event: 'stage', jobId: 'job-1', stage: 'text', state: 'start' },
+  { type: 'event', event: 'loading', jobId: 'job-1', component: 'dit', phase: 'prepare', fraction: 0.3 },
+  { type: 'event', event: 'loading', jobId: 'job-1', component: 'dit', phase: 'loaded' },
   { type: 'event', event: 'step', jobId: 'job-1', step: 1, steps: 4, preview: { width: 8, height: 8, pngBase64: 'iVBORw0KGgo=' } },
   { type: 'event', event: 'done', jobId: 'job-1', file: '/o/a.png', metadata: METADATA, stages: [{ stage: 'denoise', seconds: 0.1, peakRss: 1e8, ep: 'cpu' }], notes: ['prompt embeddings from cache'], seconds: 0.5 },
   { type: 'event', event: 'failed', jobId: 'job-1', message: 'Not enough memory', detail: 'bad_alloc' },
+  { type: 'event', event: 'failed', jobId: 'job-1', message: 'Model folder not found: /m', code: 'model' },
   { type: 'event', event: 'cancelled', jobId: 'job-1' },
   { type: 'event', event: 'log', level: 'warn', message: 'hm', jobId: 'job-1' },
   { type: 'event', event: 'heartbeat', time: 1700000000000, rss: 1e8, state: 'idle', queued: 0 },
@@ -316,8 +319,15 @@ describe('inference server (dist/server.js)', function () {
       const handle = await client.generate(job('e2e.png', { seed: 7, steps: 3 }, { previewEvery: 1 }), (e) => events.push(e));
       assert.equal(handle.position, 0);
       const done = await handle.done;
-      const names = events.map((e) => (e.event === 'stage' ? `${e.stage}:${e.state}` : e.event === 'step' ? `step ${e.step}/${e.steps}` : e.event));
-      assert.deepEqual(names, ['started', 'text:start', 'text:end', 'denoise:start', 'step 1/3', 'step 2/3', 'step 3/3', 'denoise:end', 'decode:start', 'decode:end', 'save:start', 'save:end', 'done']);
+      const names = events.map((e) => (e.event === 'stage' ? `${e.stage}:${e.state}` : e.event === 'step' ? `step ${e.step}/${e.steps}` : e.event === 'loading' ? `${e.component} ${e.phase}` : e.event));
+      // Each part is loaded inside the stage that first needs it, and says so (issue 15 item 2).
+      assert.deepEqual(names, [
+        'started',
+        'text:start', 'clip load', 'clip loaded', 't5 load', 't5 loaded', 'text:end',
+        'denoise:start', 'dit load', 'dit loaded', 'step 1/3', 'step 2/3', 'step 3/3', 'denoise:end',
+        'decode:start', 'vae load', 'vae loaded', 'decode:end',
+        'save:start', 'save:end', 'done',
+      ]);
       for (const e of events) if (e.event === 'step') {
         assert.ok(e.preview, 'preview with every step');
         const png = Buffer.from(e.preview.pngBase64, 'base64');
@@ -339,6 +349,7 @@ describe('inference server (dist/server.js)', function () {
       const events: JobEvent[] = [];
       const done = await (await client.generate(job('cached.png', { seed: 8 }), (e) => events.push(e))).done;
       assert.deepEqual(done.stages.map((s) => s.stage), ['denoise', 'decode', 'save']);
+      assert.deepEqual(events.filter((e) => e.event === 'loading'), [], 'resident: nothing is loaded again');
       assert.ok(done.notes.includes('prompt embeddings from cache'), done.notes.join('; '));
       assert.ok(!events.some((e) => e.event === 'stage' && e.stage === 'text'));
     });
@@ -450,6 +461,22 @@ describe('inference server (dist/server.js)', function () {
     }
   });
 
+  it('a model folder that does not exist fails the job with code "model", so the editor can offer the model settings (issue 15 item 4)', async () => {
+    const missing = path.join(tmp, 'no-such-model');
+    const { client } = newClient({ settings: { model: { dir: missing }, weights: 'fp32', memory: 'sequential', ep: 'cpu', cacheDir: path.join(tmp, 'cache') } });
+    try {
+      const events: JobEvent[] = [];
+      const handle = await client.generate(job('none.png'), (e) => events.push(e));
+      await assert.rejects(handle.done);
+      const failed = events.find((e) => e.event === 'failed');
+      assert.ok(failed && failed.event === 'failed', JSON.stringify(events));
+      assert.equal(failed.code, 'model');
+      assert.equal(failed.message, `Model folder not found: ${missing}`);
+    } finally {
+      await client.dispose();
+    }
+  });
+
   it('answers malformed input with error replies and keeps working (raw NDJSON on stdio)', async () => {
     const child = spawn(process.execPath, [SERVER], { stdio: ['pipe', 'pipe', 'pipe'] });
     const replies: ServerMessage[] = [];
@@ -510,12 +537,13 @@ describe('inference server (dist/server.js)', function () {
         events.push(e);
         if (e.event === 'step' && e.step === 2) process.kill(firstPid, 'SIGKILL');
       });
-      queued = await client.generate(job('killed-queued.png'));
+      // Named as its caller knows it (the extension's job-N), so the message matches the caller's log (issue 15 item 10).
+      queued = await client.generate(job('killed-queued.png'), undefined, 'job-16');
       const err = await running.done.then(() => undefined, (e: unknown) => e);
       assert.ok(err instanceof JobFailedError, String(err));
       assert.equal(err.message, `The MajicFLUX server stopped unexpectedly (signal SIGKILL) while running job ${running.jobId}; it will restart on the next request.`);
       assert.equal(events.at(-1)?.event, 'failed');
-      await assert.rejects(queued.done, /stopped unexpectedly \(signal SIGKILL\) while job job-2 was waiting in the queue/);
+      await assert.rejects(queued.done, /stopped unexpectedly \(signal SIGKILL\) while job job-16 was waiting in the queue/);
       assert.ok(!fs.existsSync(path.join(tmp, 'out', 'killed.png')));
       assert.ok(!fs.readdirSync(path.join(tmp, 'out')).some((f) => f.startsWith('.killed')), 'no temp file left');
 

@@ -1,13 +1,13 @@
 // Diagnostics for .flux files: the parser's problems at once, then what the tokenizers say about each
 // prompt (CLIP's 77-token cut, a prompt T5 cannot read) when they have loaded.
 
-import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { Configuration } from '../configuration';
 import { fluxProblemMessage, promptIssueMessage } from '../messages';
 import { isFlux, parsed, promptRange, toRange } from './documents';
 import { FluxProblem, promptPosition } from './parser';
-import { checkPrompt, loadEncoders, PromptEncoders } from './promptCheck';
+import { encodersFor } from '../promptFacts';
+import { checkPrompt, PromptEncoders } from './promptCheck';
 
 const SOURCE = 'MajicFLUX';
 const DEBOUNCE_MS = 250;
@@ -60,8 +60,7 @@ export class FluxDiagnostics implements vscode.Disposable {
 
     let enc: PromptEncoders;
     try {
-      const modelDir = this.config.settings.model.path || undefined;
-      enc = await loadEncoders(modelDir, path.join(this.extensionPath, 'models', 'demo'));
+      enc = await encodersFor(this.config, this.extensionPath);
     } catch (err) {
       this.log.warn(`prompt checks unavailable: ${(err as Error).message}`);
       return out;
@@ -73,7 +72,7 @@ export class FluxDiagnostics implements vscode.Disposable {
         // For a cut: underline from where the encoder stops reading to the end of the prompt.
         const cut = issue.code === 't5Unreadable' ? undefined : promptPosition(block, issue.cutOffset);
         const range = cut ? new vscode.Range(cut.line, cut.character, whole.end.line, whole.end.character) : whole;
-        const d = new vscode.Diagnostic(range, promptIssueMessage(issue), vscode.DiagnosticSeverity.Warning);
+        const d = new vscode.Diagnostic(range, promptIssueMessage(issue, block.prompt), vscode.DiagnosticSeverity.Warning);
         d.source = SOURCE;
         d.code = issue.code;
         out.push(d);

@@ -10,6 +10,7 @@ import type { TokenizeResult } from '../../inference/formats/tokenizers';
 import { DEFAULTS } from '../../shared/params';
 
 export type { PromptIssue } from '../../inference/formats/promptCheck';
+export { ignoredStart } from '../../inference/formats/promptCheck';
 
 export interface PromptEncoders {
   clip(text: string): TokenizeResult;

@@ -29,13 +29,7 @@ function strings(): Record<string, string> {
   return {
     generate: t('Generate'),
     cancel: t('Cancel'),
-    queued: t('Queued ({0} ahead)'),
     waiting: t('Waiting for the server…'),
-    loading: t('Loading the model…'),
-    text: t('Encoding the prompt…'),
-    denoise: t('Step {0} of {1}'),
-    decode: t('Decoding…'),
-    save: t('Saving…'),
     done: t('Done'),
     failed: t('Failed: {0}'),
     cancelled: t('Cancelled'),
@@ -82,6 +76,7 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
 <form id="form" novalidate>
   <label for="prompt">${e(t('Prompt'))}</label>
   <textarea id="prompt" rows="4" placeholder="${e(t('a lighthouse on a cliff at dawn, oil painting'))}" spellcheck="true"></textarea>
+  <p id="promptNotes" class="notes" role="status" hidden></p>
   <div class="row">
     <div class="field">
       <label for="seed">${e(t('Seed'))}</label>

@@ -8,6 +8,9 @@ import { Configuration } from '../configuration';
 import { Generation, GenerateInput } from '../generation';
 import { History, HistoryEntry } from '../history';
 import { isActive, Job, Jobs } from '../jobs';
+import { jobProgress } from '../progress';
+import { promptFacts } from '../promptFacts';
+import { progressText } from '../progressText';
 import { modelName, usesDemoModel } from '../settings';
 import { panelHtml } from './html';
 import { FromWebview, GalleryItem, initMessage, JobView, PanelForm, PanelParams, ToWebview, validateFromWebview } from './protocol';
@@ -100,6 +103,12 @@ export class GenerationPanel implements vscode.Disposable {
     void this.handle(m);
   }
 
+  /** The prompt's facts under the prompt box, as the palette and .flux files show them. */
+  private async notePrompt(prompt: string): Promise<void> {
+    const notes = await promptFacts(prompt, this.deps.config, this.deps.extensionUri.fsPath);
+    void this.post({ type: 'promptNotes', prompt, notes });
+  }
+
   private async handle(m: FromWebview): Promise<void> {
     switch (m.type) {
       case 'ready':
@@ -115,6 +124,7 @@ export class GenerationPanel implements vscode.Disposable {
           }),
         );
       case 'saveForm':
+        void this.notePrompt(m.form.prompt);
         return void this.deps.workspaceState.update(FORM_KEY, m.form);
       case 'generate':
         return this.generate(m.params);
@@ -137,7 +147,9 @@ export class GenerationPanel implements vscode.Disposable {
       { kind: 'panel' },
     );
     if (!run) {
-      void this.post({ type: 'job', job: { state: 'cancelled', queued: 0 } });
+      // Refused before it started (untrusted workspace, empty prompt, no folder chosen): the
+      // refusal says why; the panel goes back to idle rather than report a cancel nobody made.
+      void this.post({ type: 'job' });
       return;
     }
     this.job = run.jobs[0];
@@ -186,6 +198,11 @@ export class GenerationPanel implements vscode.Disposable {
 
   private view(j: Job): JobView {
     const v: JobView = { state: j.state, stage: j.stage, step: j.step, steps: j.steps, queued: Math.max(0, this.deps.jobs.active().indexOf(j)) };
+    const p = jobProgress(j);
+    if (p) {
+      v.label = p.phase === 'queued' && v.queued > 0 ? t('Queued ({0} ahead)', v.queued) : progressText(p);
+      v.fraction = p.fraction;
+    }
     if (j.preview && isActive(j)) v.preview = `data:image/png;base64,${j.preview.pngBase64}`;
     if (j.error) v.error = j.error.message;
     if (j.state === 'done' && j.result) v.resultId = this.deps.history.byFile(j.result.file)?.id;

@@ -61,6 +61,10 @@ export interface JobView {
   stage?: string;
   step?: number;
   steps?: number;
+  /** While active: what the job is doing, in the words of the notification and the status bar (progress.ts). */
+  label?: string;
+  /** While active: 0–1 of the job done. */
+  fraction?: number;
   /** data: URI of the latent preview. */
   preview?: string;
   error?: string;
@@ -86,9 +90,11 @@ export interface InitMessage {
 
 export type ToWebview =
   | InitMessage
-  | { type: 'job'; job: JobView }
+  | { type: 'job'; job?: JobView }
   | { type: 'history'; items: GalleryItem[] }
-  | { type: 'prefill'; params: Partial<PanelParams> };
+  | { type: 'prefill'; params: Partial<PanelParams> }
+  /** What the text encoders will ignore or cannot read of `prompt` (the .flux diagnostics' facts). */
+  | { type: 'promptNotes'; prompt: string; notes: string[] };
 
 /** The first message: the form's defaults and limits, and what the panel shows. */
 export function initMessage(m: Omit<InitMessage, 'type' | 'limits'>): InitMessage {

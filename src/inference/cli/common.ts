@@ -31,6 +31,14 @@ export function choiceFlag<T extends string>(name: string, v: string | undefined
   return v as T;
 }
 
+/** `--cache-max-gb N`: the disk the weight caches may take, in bytes (0 or absent: no limit). */
+export function cacheMaxBytesFlag(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const gb = Number(v);
+  if (!v.trim() || !Number.isFinite(gb) || gb < 0) throw new UsageError(`--cache-max-gb must be a number of GiB ≥ 0 (0: no limit), got "${v}"`);
+  return gb > 0 ? Math.round(gb * 2 ** 30) : undefined;
+}
+
 /** A flag whose value must be a whole number from min to max, when given. */
 export function wholeNumberFlag(name: string, v: string | undefined, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;

@@ -7,25 +7,27 @@ import { DEFAULT_TEMPLATE, renderTemplate } from '../../shared/fileName';
 import {
   checkOne, DEFAULTS, describeRange, GenerateParams, Guidance, Height, ImageMetadata, LIMITS, Prompt, RANDOM_SEED, Seed, Shift, Steps, T5MaxLength, Width,
 } from '../../shared/params';
-import { ensureDemoModel } from '../models/demo';
+import { demoModelNamed, ensureDemoModel } from '../models/demo';
 import { lifetimePeakRss } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
 import { FluxPipeline } from '../pipeline/pipeline';
-import { encodePng, FileExistsError, imageParameters, writePngAtomic } from '../formats/png';
-import { choiceFlag, CliOutput, parseCommandArgs, Subcommand, UsageError, wholeNumberFlag } from './common';
+import { encodeImagePng, FileExistsError, writePngAtomic } from '../formats/png';
+import { cacheMaxBytesFlag, choiceFlag, CliOutput, parseCommandArgs, Subcommand, UsageError, wholeNumberFlag } from './common';
 
 const { side, shift } = LIMITS;
 
 const GENERATE_HELP = `Usage: majicflux generate "PROMPT" [options]
        majicflux generate --prompt TEXT [options]
 
-Generates one image. With no --model, uses the bundled demo model (random weights: coloured noise).
+Generates one image. With no --model (or --model demo), uses the bundled demo model (random
+weights: coloured noise).
 
 Model:
   --model DIR|FILE       FLUX.1-dev-style folder (text_encoder/, text_encoder_2/, tokenizer/,
                          tokenizer_2/, ae.safetensors or vae/, transformer/ or one DiT file),
                          or one all-in-one .safetensors (ComfyUI/Forge: DiT, text encoders, VAE)
-  --transformer FILE     single-file DiT to use instead (e.g. majicflus_v134.safetensors)
+  --transformer FILE     single-file DiT to use instead (e.g. majicflus_v134.safetensors,
+                         or a GGUF such as flux1-dev-Q8_0.gguf)
   --vae PATH             ae.safetensors or a diffusers vae/ folder, overriding the model's
 Sampling:
   --prompt TEXT          the prompt, if not given as the argument (required, not empty)
@@ -45,6 +47,8 @@ Runtime:
   --memory auto|sequential|resident      load one stage at a time, or keep all (default auto)
   --threads N            CPU threads for onnxruntime (a whole number, 0–1024)
   --cache DIR            converted-weight cache folder
+  --cache-max-gb N       disk the weight caches may take, GiB: past it the least recently used
+                         are removed after a load (default 0: no limit)
 Output:
   --out FILE             PNG path (default generated/${DEFAULT_TEMPLATE}, numbered if taken);
                          an existing FILE is refused before anything runs, unless --overwrite
@@ -69,7 +73,7 @@ const OPTIONS = {
   prompt: { type: 'string' }, model: { type: 'string' }, transformer: { type: 'string' }, vae: { type: 'string' },
   seed: { type: 'string' }, steps: { type: 'string' }, width: { type: 'string' }, height: { type: 'string' }, guidance: { type: 'string' },
   shift: { type: 'string' }, 't5-max-length': { type: 'string' }, latents: { type: 'string' }, weights: { type: 'string' }, ep: { type: 'string' },
-  memory: { type: 'string' }, threads: { type: 'string' }, cache: { type: 'string' }, out: { type: 'string' }, overwrite: { type: 'boolean' },
+  memory: { type: 'string' }, threads: { type: 'string' }, cache: { type: 'string' }, 'cache-max-gb': { type: 'string' }, out: { type: 'string' }, overwrite: { type: 'boolean' },
   json: { type: 'boolean' }, quiet: { type: 'boolean' },
 } as const;
 
@@ -90,12 +94,14 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
     memory: choiceFlag('memory', values.memory, MEMORY_MODES),
     threads: wholeNumberFlag('threads', values.threads, 0, 1024),
     cacheDir: values.cache,
+    cacheMaxBytes: cacheMaxBytesFlag(values['cache-max-gb']),
   };
   const out = values.out === undefined ? undefined : checkedOut(values.out, values.overwrite === true);
   if (out === undefined) checkCanCreate('the output folder', path.resolve('generated'));
   if (params.latentsFile !== undefined) checkedInputFile('--latents', params.latentsFile);
 
-  const model: ModelSpec = values.model || values.transformer ? { dir: values.model, transformer: values.transformer, vae: values.vae } : ensureDemoModel();
+  const demo = values.transformer ? undefined : demoModelNamed(values.model);
+  const model: ModelSpec = demo ?? (values.model || values.transformer ? { dir: values.model, transformer: values.transformer, vae: values.vae } : ensureDemoModel());
   const progress = progressPrinter(io, values.quiet === true);
   const pipeline = await FluxPipeline.create(model, runtime, progress.log);
   const controller = new AbortController();
@@ -108,7 +114,7 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   await pipeline.release();
   const file = out ?? path.resolve('generated', defaultName(result.metadata));
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  const png = await encodePng({ width: result.width, height: result.height, data: result.image }, imageParameters(result.metadata));
+  const png = await encodeImagePng({ width: result.width, height: result.height, data: result.image }, result.metadata);
   const written = await writePng(file, png, out === undefined ? { unique: true } : { overwrite: values.overwrite === true });
   const total = (performance.now() - t0) / 1000;
   if (values.json) {

@@ -9,6 +9,7 @@ import { ComponentReport, inspectPath, InspectReport } from '../formats/layouts/
 import { SafetensorsError } from '../formats/safetensors';
 import { formatBytes } from '../../shared/bytes';
 import { UserError } from '../../shared/api';
+import { demoModelNamed } from '../models/demo';
 import { VERSION } from '../pipeline/pipeline';
 import { generateCommand } from './generate';
 import { serveSubcommand } from './serve';
@@ -31,6 +32,7 @@ Shows what a FLUX.1 model folder or checkpoint holds, from the file headers only
   a component folder    e.g. transformer/, text_encoder_2/ (sharded checkpoints included)
   a .safetensors file   e.g. flux1-dev.safetensors, ae.safetensors
   a .safetensors.index.json
+  demo                  the bundled demo model (random weights), written into the cache on first use
 
 Options:
   --json      print one JSON object (fields: docs/CLI-inspect.md)
@@ -53,7 +55,7 @@ export const inspectCommand: Subcommand = {
     if (positionals.length !== 1) throw new UsageError(positionals.length ? `inspect takes one path, got ${positionals.length}` : 'inspect needs a path');
     let report: InspectReport;
     try {
-      report = inspectPath(positionals[0]);
+      report = inspectPath(demoModelNamed(positionals[0])?.dir ?? positionals[0]);
     } catch (e) {
       if (e instanceof LayoutError || e instanceof SafetensorsError) {
         io.err(`majicflux inspect: ${e.message}\n`);
@@ -61,7 +63,8 @@ export const inspectCommand: Subcommand = {
       }
       throw e;
     }
-    io.out(values.json ? JSON.stringify(report, null, 2) + '\n' : formatReport(report));
+    const demo = !values.json && demoModelNamed(positionals[0]) ? 'The bundled demo model (random weights: its images are coloured noise), written into the cache:\n' : '';
+    io.out(values.json ? JSON.stringify(report, null, 2) + '\n' : demo + formatReport(report));
     if (report.missing.length) {
       io.err(`majicflux inspect: ${report.path}: incomplete model folder:\n${report.missing.map((m) => `  - ${m}`).join('\n')}\n`);
       return EXIT_FAILURE;

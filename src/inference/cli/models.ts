@@ -7,6 +7,7 @@ import { formatBytes } from '../../shared/bytes';
 import { checkOne, Height, Width } from '../../shared/params';
 import { cliInvocation, CliOutput, EXIT_FAILURE, EXIT_OK, parseCommandArgs, Subcommand, UsageError } from './common';
 import { DownloadError } from '../models/download';
+import { demoModelNamed } from '../models/demo';
 import { loadRegistry } from '../models/registry';
 import { checkModels, defaultModelsDir, downloadModel, findModels, planModelDownload } from '../models/service';
 import { HUB_NAMES, HubName, ModelCheckReport, PART_ROLES, PartCheck, PartRole, FoundModel, DownloadProgress } from '../../shared/models';
@@ -19,7 +20,7 @@ Commands:
                              MajicFLUX models folder, the Hugging Face and ModelScope caches
   check [DIR]                check a model's files (headers only; --verify reads them whole and
                              compares sha256) and say which weight format and memory mode fit
-                             this machine
+                             this machine; DIR "demo" is the bundled demo model
   download MODEL             fetch a model from Hugging Face or ModelScope (resumable, verified)
 
 check options:
@@ -87,7 +88,8 @@ export const modelsCommand: Subcommand = {
       }
       case 'check': {
         if (rest.length > 1) throw new UsageError('check takes one model folder');
-        const spec: ModelSpec = {
+        const demo = values.transformer ? undefined : demoModelNamed(rest[0]);
+        const spec: ModelSpec = demo ?? {
           dir: rest[0] === undefined ? undefined : path.resolve(rest[0]),
           transformer: resolve(values.transformer),
           vae: resolve(values.vae),

@@ -5,7 +5,7 @@ import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { EP_CHOICES, MEMORY_MODES, ModelSpec, UserError, WEIGHT_CHOICES } from '../../shared/api';
-import { choiceFlag, CliOutput, EXIT_USAGE, parseCommandArgs, Subcommand, UsageError, wholeNumberFlag } from './common';
+import { cacheMaxBytesFlag, choiceFlag, CliOutput, EXIT_USAGE, parseCommandArgs, Subcommand, UsageError, wholeNumberFlag } from './common';
 import { PROTOCOL_VERSION, ServerSettings } from '../../shared/protocol';
 import { DEFAULT_HEARTBEAT_MS, exitStuck, serveTcp } from '../server/server';
 
@@ -36,6 +36,7 @@ Runtime defaults (a client's settings replace them):
   --memory auto|sequential|resident
   --threads N        CPU threads for onnxruntime
   --cache DIR        converted-weight cache folder
+  --cache-max-gb N   disk the weight caches may take, GiB (default 0: no limit); clients can't change it
 Output:
   --output-dir DIR   PNGs are written here (default ./generated). Clients name files relative
                      to it and cannot write outside it; with returnImage they also get the bytes.
@@ -88,7 +89,7 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
     {
       host: { type: 'string' }, port: { type: 'string' }, token: { type: 'string' },
       model: { type: 'string' }, transformer: { type: 'string' }, vae: { type: 'string' },
-      weights: { type: 'string' }, ep: { type: 'string' }, memory: { type: 'string' }, threads: { type: 'string' }, cache: { type: 'string' },
+      weights: { type: 'string' }, ep: { type: 'string' }, memory: { type: 'string' }, threads: { type: 'string' }, cache: { type: 'string' }, 'cache-max-gb': { type: 'string' },
       'output-dir': { type: 'string' }, 'models-dir': { type: 'string' }, 'inputs-dir': { type: 'string' }, 'heartbeat-ms': { type: 'string' },
     },
     false,
@@ -125,7 +126,8 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
     );
   }
   const cacheDir = values.cache === undefined ? undefined : path.resolve(values.cache);
-  const handle = await serveTcp({ host, port, token, heartbeatMs, outputDir, modelsDir, inputsDir, cacheDir, settings, fixedModel: model });
+  const cacheMaxBytes = cacheMaxBytesFlag(values['cache-max-gb']);
+  const handle = await serveTcp({ host, port, token, heartbeatMs, outputDir, modelsDir, inputsDir, cacheDir, cacheMaxBytes, settings: settings && { ...settings, cacheMaxBytes }, fixedModel: model });
   const where = `${handle.host.includes(':') ? `[${handle.host}]` : handle.host}:${handle.port}`;
   io.out(
     `MajicFLUX server listening on ${where} (protocol ${PROTOCOL_VERSION})\n` +

@@ -1,6 +1,11 @@
 // Element types found in Flux checkpoints and the conversions between them.
 // Decoders are exact; encoders round to nearest, ties to even.
 
+import { dequantizeGgml, GgmlQuant, isGgmlQuant } from './ggml';
+import { f16ToF32 } from './half';
+
+export { f16ToF32 };
+
 export type DType =
   | 'F64' | 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E5M2'
   | 'I64' | 'I32' | 'I16' | 'I8' | 'U64' | 'U32' | 'U16' | 'U8' | 'BOOL';
@@ -9,6 +14,9 @@ export const DTYPE_BYTES: Record<DType, number> = {
   F64: 8, F32: 4, F16: 2, BF16: 2, F8_E4M3: 1, F8_E5M2: 1, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
 };
 
+/** A tensor's element type: safetensors' dtypes, or a GGUF file's block-quantized ggml types. */
+export type TensorDType = DType | GgmlQuant;
+
 export function isDType(s: unknown): s is DType {
   return typeof s === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_BYTES, s);
 }
@@ -16,14 +24,6 @@ export function isDType(s: unknown): s is DType {
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
-export function f16ToF32(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 31) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
 
 export function f32ToF16(x: number): number {
   f32[0] = x;
@@ -123,7 +123,8 @@ function fastToFloat32(bytes: Uint8Array, dtype: DType, n: number): Float32Array
 }
 
 /** Decode raw little-endian tensor bytes to float32. */
-export function toFloat32(bytes: Uint8Array, dtype: DType): Float32Array {
+export function toFloat32(bytes: Uint8Array, dtype: TensorDType): Float32Array {
+  if (isGgmlQuant(dtype)) return dequantizeGgml(bytes, dtype);
   const n = bytes.byteLength / DTYPE_BYTES[dtype];
   if (!Number.isInteger(n)) throw new RangeError(`${bytes.byteLength} bytes is not a whole number of ${dtype} elements`);
   const fast = fastToFloat32(bytes, dtype, n);
@@ -188,7 +189,7 @@ export function float32ToF16Bits(src: Float32Array): Uint16Array {
 }
 
 /** Decode raw tensor bytes to IEEE half bits; values are rounded once, from their exact float32 value. */
-export function toFloat16Bits(bytes: Uint8Array, dtype: DType): Uint16Array {
+export function toFloat16Bits(bytes: Uint8Array, dtype: TensorDType): Uint16Array {
   if (dtype === 'F16') {
     const out = new Uint16Array(bytes.byteLength / 2);
     new Uint8Array(out.buffer).set(bytes);

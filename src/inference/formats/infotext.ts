@@ -24,12 +24,38 @@ export type ImageParameters = Pick<ImageMetadata, 'prompt' | 'steps' | 'width' |
     extra?: Record<string, string | number | boolean>;
   };
 
-/** The parameters a PNG of ours records: the CLI and the server write the same ones. */
+/** ImageMetadata's fields that A1111 has no name for: written as extra "Key: value" fields. */
+const EXTRA_NAMES = { weights: 'Weight format', t5MaxLength: 'T5 max length' } as const;
+/** ImageMetadata's sampler names → A1111's. */
+const SAMPLER_NAMES: Record<ImageMetadata['sampler'], string> = { euler: 'Euler' };
+
+/**
+ * An image's metadata under A1111's names, for the `parameters` infotext. (The `majicflux` JSON
+ * chunk holds the ImageMetadata itself: the shape `majicflux generate --json` prints.)
+ */
 export function imageParameters(m: ImageMetadata): ImageParameters {
   return {
-    prompt: m.prompt, steps: m.steps, seed: m.seed, width: m.width, height: m.height, guidance: m.guidance, cfgScale: 1, sampler: 'Euler', scheduleType: 'Simple',
-    shift: m.shift, model: m.model, version: m.software, extra: { 'Weight format': m.weights, 'T5 max length': m.t5MaxLength },
+    prompt: m.prompt, steps: m.steps, seed: m.seed, width: m.width, height: m.height, guidance: m.guidance, cfgScale: 1, sampler: SAMPLER_NAMES[m.sampler], scheduleType: 'Simple',
+    shift: m.shift, model: m.model, version: m.software, extra: { [EXTRA_NAMES.weights]: m.weights, [EXTRA_NAMES.t5MaxLength]: m.t5MaxLength },
   };
+}
+
+/**
+ * Our JSON chunk under ImageParameters' names, unchecked (checkParameters checks). Today's chunk is
+ * an ImageMetadata (`software`, `weights`, `t5MaxLength`, sampler "euler"); a PNG written before
+ * holds ImageParameters already (`version`, `extra`, "Euler") and passes through.
+ */
+export function jsonChunkParameters(raw: Record<string, unknown>): Record<string, unknown> {
+  if (!('software' in raw || 'weights' in raw || 't5MaxLength' in raw)) return raw;
+  const { software, weights, t5MaxLength, sampler, ...rest } = raw;
+  const extra: Record<string, unknown> = {};
+  if (weights !== undefined) extra[EXTRA_NAMES.weights] = weights;
+  if (t5MaxLength !== undefined) extra[EXTRA_NAMES.t5MaxLength] = t5MaxLength;
+  const out: Record<string, unknown> = { ...rest };
+  if (sampler !== undefined) out.sampler = typeof sampler === 'string' && Object.hasOwn(SAMPLER_NAMES, sampler) ? SAMPLER_NAMES[sampler as ImageMetadata['sampler']] : sampler;
+  if (software !== undefined) out.version = software;
+  if (Object.keys(extra).length) out.extra = extra;
+  return out;
 }
 
 function quote(v: string): string {

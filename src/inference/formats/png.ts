@@ -6,7 +6,8 @@
 // (where PIL and A1111 put them, and where streaming readers look).
 
 import sharp from 'sharp';
-import { ImageParameters, insertChunks, iTXtChunk, JSON_KEYWORD, PARAMETERS_KEYWORD, formatA1111Parameters } from './pngText';
+import type { ImageMetadata } from '../../shared/params';
+import { ImageParameters, imageParameters, insertChunks, iTXtChunk, JSON_KEYWORD, PARAMETERS_KEYWORD, formatA1111Parameters } from './pngText';
 
 // The text-chunk side lives in pngText.ts (no sharp, so the extension host can read parameters).
 export * from './pngText';
@@ -45,22 +46,30 @@ export function toRgb8(image: RgbImage): Uint8Array {
   return out;
 }
 
-/** Encodes an RGB image as PNG, with parameter chunks when `params` is given. */
-export async function encodePng(image: RgbImage, params?: ImageParameters): Promise<Buffer> {
+/**
+ * Encodes an RGB image as PNG, with parameter chunks when `params` is given; `json` is the JSON
+ * chunk's content (our images: their ImageMetadata), `params` itself when absent.
+ */
+export async function encodePng(image: RgbImage, params?: ImageParameters, json: object | undefined = params): Promise<Buffer> {
   const rgb = toRgb8(image);
   const png = await sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), {
     raw: { width: image.width, height: image.height, channels: 3 },
   })
     .png()
     .toBuffer();
-  return params ? embedParameters(png, params) : png;
+  return params ? embedParameters(png, params, json) : png;
+}
+
+/** An image of ours: A1111's infotext for other tools, and its ImageMetadata as the JSON chunk. */
+export function encodeImagePng(image: RgbImage, metadata: ImageMetadata): Promise<Buffer> {
+  return encodePng(image, imageParameters(metadata), metadata);
 }
 
 /** Adds the `parameters` and `majicflux` iTXt chunks to an existing PNG. */
-export function embedParameters(png: Uint8Array, params: ImageParameters): Buffer {
+export function embedParameters(png: Uint8Array, params: ImageParameters, json: object = params): Buffer {
   return insertChunks(png, [
     iTXtChunk(PARAMETERS_KEYWORD, formatA1111Parameters(params)),
-    iTXtChunk(JSON_KEYWORD, JSON.stringify(params)),
+    iTXtChunk(JSON_KEYWORD, JSON.stringify(json)),
   ]);
 }
 

@@ -6,7 +6,7 @@
 
 import * as zlib from 'node:zlib';
 import { UserError } from '../../shared/api';
-import { checkParameters, ImageParameters, parseA1111Parameters } from './infotext';
+import { checkParameters, ImageParameters, jsonChunkParameters, parseA1111Parameters } from './infotext';
 import { readRegularFile } from '../system/regularFile';
 
 export * from './infotext';
@@ -183,7 +183,7 @@ function decodeTextChunk(type: string, d: Buffer, inflate: (data: Buffer) => Buf
 export interface PngParameters {
   /** The A1111-style `parameters` text, if any. */
   parameters?: string;
-  /** Our `majicflux` JSON chunk, if any (and a JSON object). */
+  /** Our `majicflux` JSON chunk, if any (and a JSON object): an ImageMetadata, or ImageParameters in older PNGs. */
   json?: Record<string, unknown>;
   /**
    * Best available parameters: the JSON chunk, else fields parsed from `parameters`; only values
@@ -216,7 +216,7 @@ export async function readPngParameters(input: string | Uint8Array): Promise<Png
       // unreadable JSON: fall back to the text parameters
     }
   }
-  const raw = result.json ?? (result.parameters !== undefined && result.parameters.length <= MAX_INFOTEXT_CHARS ? parseA1111Parameters(result.parameters) : undefined);
+  const raw = result.json ? jsonChunkParameters(result.json) : (result.parameters !== undefined && result.parameters.length <= MAX_INFOTEXT_CHARS ? parseA1111Parameters(result.parameters) : undefined);
   if (raw) {
     const { params, dropped } = checkParameters(raw);
     result.params = params;

@@ -29,14 +29,32 @@ export function promptIssues(prompt: string, clip: TokenizeResult, t5: TokenizeR
 export function promptNote(issue: PromptIssue, prompt: string): string {
   switch (issue.code) {
     case 'clipTruncated':
-      return `CLIP sees only the first ${issue.max} tokens; cut: "${prompt.slice(issue.cutOffset)}"`;
+      return `CLIP reads only the first ${issue.max} tokens; it ignores everything from "${ignoredStart(prompt, issue.cutOffset)}" on`;
     case 't5Truncated':
-      return `T5 sees only the first ${issue.max} tokens`;
+      return `T5 reads only the first ${issue.max} tokens; it ignores everything from "${ignoredStart(prompt, issue.cutOffset)}" on`;
     case 't5Unreadable':
       return `T5 could not read ${issue.percent}% of the prompt's tokens (T5 knows English best)`;
   }
 }
 
+/**
+ * The first words of what an encoder ignores, for a message that says where the cut is in words
+ * (on a long one-line prompt the underline starts off-screen).
+ */
+export function ignoredStart(prompt: string, cutOffset: number, maxWords = 4, maxChars = 40): string {
+  const rest = prompt.slice(cutOffset).trim();
+  const words = rest.split(/\s+/).slice(0, maxWords).join(' ');
+  const short = words.length > maxChars ? words.slice(0, maxChars).trimEnd() : words;
+  return short.length < rest.length ? `${short}…` : short;
+}
+
+/** How far back a cut inside a word moves to the word's start (a longer "word" is cut where it is). */
+const WORD_SNAP = 40;
+
 function cutOffset(prompt: string, r: TokenizeResult): number {
-  return r.truncatedText === undefined ? prompt.length : prompt.length - r.truncatedText.length;
+  const at = r.truncatedText === undefined ? prompt.length : prompt.length - r.truncatedText.length;
+  // A cut between two tokens of one word ("wo|rd28") is shown from the word's start: people read words.
+  let start = at;
+  while (start > 0 && at - start < WORD_SNAP && !/\s/.test(prompt[start - 1])) start--;
+  return start > 0 && /\s/.test(prompt[start - 1]) ? start : at;
 }

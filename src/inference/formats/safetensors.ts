@@ -4,57 +4,14 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { toFloat16Bits, toFloat32 } from './dtypes';
 import { notRegularKind, notRegularProblem, openRegularSync, readRegularFileSync } from '../system/regularFile';
+import { GgufFile, isGgufFile } from './gguf';
 import { MAX_HEADER_BYTES, parseHeader, SafetensorsError, TensorInfo } from './safetensorsHeader';
+import { Reader, TensorSource } from './tensorReader';
 
 export { elementCount, MAX_HEADER_BYTES, MAX_TENSORS, SafetensorsError } from './safetensorsHeader';
 export type { TensorInfo } from './safetensorsHeader';
-
-/** Anything that serves tensors by name: one file or a sharded set. */
-export interface TensorSource {
-  readonly path: string;
-  names(): string[];
-  has(name: string): boolean;
-  info(name: string): TensorInfo;
-  readBytes(name: string): Buffer;
-  readF32(name: string): Float32Array;
-  /** IEEE half bits. */
-  readF16(name: string): Uint16Array;
-  close(): void;
-}
-
-abstract class Reader implements TensorSource {
-  abstract readonly path: string;
-  abstract names(): string[];
-  abstract info(name: string): TensorInfo;
-  abstract close(): void;
-  protected abstract fd(file: string): number;
-
-  has(name: string): boolean {
-    return this.names().includes(name);
-  }
-
-  readBytes(name: string): Buffer {
-    const t = this.info(name);
-    const buf = Buffer.allocUnsafe(t.byteLength);
-    let done = 0;
-    while (done < t.byteLength) {
-      const n = fs.readSync(this.fd(t.file), buf, done, t.byteLength - done, t.offset + done);
-      if (n === 0) throw new SafetensorsError(t.file, `unexpected end of file while reading tensor "${name}" (the file was truncated after it was opened?)`);
-      done += n;
-    }
-    return buf;
-  }
-
-  readF32(name: string): Float32Array {
-    return toFloat32(this.readBytes(name), this.info(name).dtype);
-  }
-
-  readF16(name: string): Uint16Array {
-    return toFloat16Bits(this.readBytes(name), this.info(name).dtype);
-  }
-}
+export type { TensorSource } from './tensorReader';
 
 export class SafetensorsFile extends Reader {
   readonly path: string;
@@ -207,7 +164,7 @@ export class ShardedSafetensors extends Reader {
 }
 
 /**
- * Open a checkpoint given a `.safetensors` file, a `.safetensors.index.json`, or a folder holding
+ * Open a checkpoint given a `.safetensors` file, a `.safetensors.index.json`, a `.gguf` file, or a folder holding
  * exactly one of `model.safetensors(.index.json)` / `diffusion_pytorch_model.safetensors(.index.json)`
  * or a single `*.safetensors` file.
  */
@@ -219,7 +176,7 @@ export function openTensors(p: string): TensorSource {
   } catch {
     throw new SafetensorsError(abs, 'no such file or folder');
   }
-  if (st.isFile()) return abs.endsWith('.index.json') ? ShardedSafetensors.open(abs) : SafetensorsFile.open(abs);
+  if (st.isFile()) return abs.endsWith('.index.json') ? ShardedSafetensors.open(abs) : isGgufFile(abs) ? GgufFile.open(abs) : SafetensorsFile.open(abs);
   const kind = notRegularKind(st);
   if (kind !== 'a folder') throw new SafetensorsError(abs, `${notRegularProblem(kind!)} or folder`);
   let entries: string[];

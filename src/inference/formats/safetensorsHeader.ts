@@ -7,7 +7,7 @@
 
 import * as fs from 'node:fs';
 import { formatBytes } from '../../shared/bytes';
-import { DType, DTYPE_BYTES, isDType } from './dtypes';
+import { DTYPE_BYTES, isDType, TensorDType } from './dtypes';
 
 /** safetensors' own limit (MAX_HEADER_SIZE in the Rust crate). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -23,7 +23,8 @@ export class SafetensorsError extends Error {
 
 export interface TensorInfo {
   name: string;
-  dtype: DType;
+  /** Block-quantized ggml types come only from GGUF files (gguf.ts). */
+  dtype: TensorDType;
   shape: number[];
   /** Absolute path of the file that holds the bytes. */
   file: string;

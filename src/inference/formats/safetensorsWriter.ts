@@ -2,12 +2,13 @@
 // bytes are produced and written one at a time, so a 24 GB file never sits in memory.
 
 import * as fs from 'node:fs';
-import { DType, DTYPE_BYTES } from './dtypes';
+import { DTYPE_BYTES, isDType, TensorDType } from './dtypes';
 import { elementCount } from './safetensors';
 
 export interface TensorSpec {
   name: string;
-  dtype: DType;
+  /** A GGUF block-quantized type is refused: safetensors has no such dtype. */
+  dtype: TensorDType;
   shape: number[];
   /** Produces the tensor's raw little-endian bytes (called once, in file order). */
   bytes: () => Uint8Array;
@@ -18,6 +19,7 @@ export function writeSafetensors(file: string, tensors: TensorSpec[], metadata: 
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
   for (const t of tensors) {
+    if (!isDType(t.dtype)) throw new Error(`tensor ${t.name}: safetensors has no dtype ${t.dtype} (a GGUF block-quantized type)`);
     const n = elementCount(t.shape) * DTYPE_BYTES[t.dtype];
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + n] };
     offset += n;
@@ -34,7 +36,7 @@ export function writeSafetensors(file: string, tensors: TensorSpec[], metadata: 
     fs.writeSync(fd, headerBytes);
     for (const t of tensors) {
       const b = t.bytes();
-      const expected = elementCount(t.shape) * DTYPE_BYTES[t.dtype];
+      const expected = elementCount(t.shape) * DTYPE_BYTES[t.dtype as keyof typeof DTYPE_BYTES];
       if (b.byteLength !== expected) throw new Error(`tensor ${t.name}: produced ${b.byteLength} bytes, expected ${expected}`);
       let done = 0;
       while (done < b.byteLength) done += fs.writeSync(fd, b, done, b.byteLength - done);

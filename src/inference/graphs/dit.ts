@@ -19,6 +19,7 @@ import { toFloat16Bits, toFloat32 } from '../formats/dtypes';
 import { DitComponent, openComponent } from '../formats/layouts/components';
 import { DitConfig } from '../formats/layouts/configs';
 import { DitWeights } from '../formats/layouts/ditWeights';
+import { ggufNotes } from '../formats/gguf';
 import { readPiece, TensorPiece } from '../formats/layouts/pieces';
 import { TensorInfo, TensorSource } from '../formats/safetensors';
 import { attention as multiHeadAttention, geluTanh, layerNormAffine, rmsNorm, silu } from './layers';
@@ -521,6 +522,8 @@ export class FluxTransformer {
   /** `textTokens`: the text length a graph with constant Slice bounds was built for (CoreML). */
   /** Set by load(). */
   loadTimings?: DitLoadTimings;
+  /** How a GGUF file's quantized weights are run (for the log); empty for other files. */
+  notes: string[] = [];
 
   private constructor(readonly session: ort.InferenceSession, readonly config: DitConfig, readonly textTokens?: number) {}
 
@@ -554,6 +557,7 @@ export class FluxTransformer {
       const session = await createSession(graph, { ep: opts.ep, weightsFolder: folder, intraOpThreads: opts.threads, optimizedModelPath: opts.optimizedModelPath, gpuBufferCache: opts.gpuBufferCache, optimization: opts.optimization });
       const dit = new FluxTransformer(session, config, textTokens);
       dit.loadTimings = { prefill: (t1 - t0) / 1000, build: (t2 - t1) / 1000, session: (performance.now() - t2) / 1000 };
+      dit.notes = ggufNotes(weights.tensors);
       return dit;
     } finally {
       // onnxruntime maps the files itself; a checkpoint opened here is not needed any more.

@@ -42,3 +42,25 @@ export function ensureDemoModel(root?: string): ModelSpec {
   }
   return { dir, transformer: path.join(dir, 'flux.safetensors'), name: 'demo (random weights)' };
 }
+
+/** What the CLI's model arguments (`--model`, `inspect`, `models check`) call the demo model. */
+export const DEMO_MODEL_NAME = 'demo';
+
+/**
+ * The demo model when `arg` names it: "demo", or the bundled models/demo folder, which holds only
+ * its tokenizers and configs (the weights are written into the cache) and would otherwise be
+ * reported as an incomplete model. Writes the weights on first use.
+ */
+export function demoModelNamed(arg: string | undefined): ModelSpec | undefined {
+  if (arg === undefined) return undefined;
+  if (arg !== DEMO_MODEL_NAME && !isDemoAssetsDir(arg)) return undefined;
+  return ensureDemoModel();
+}
+
+function isDemoAssetsDir(p: string): boolean {
+  try {
+    return fs.realpathSync(p) === fs.realpathSync(demoAssetsDir());
+  } catch {
+    return false;
+  }
+}

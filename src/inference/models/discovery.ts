@@ -45,6 +45,8 @@ import { Component, openComponent } from '../formats/layouts/components';
 import { ComponentKind, detectLayouts, KIND_NAMES, LayoutError } from '../formats/layouts/detect';
 import { isModelFolder, MAX_ROOT_FILES, SUBFOLDERS } from '../formats/layouts/folder';
 import { ModelScan, scanModelFolder } from '../formats/layouts/model';
+import { canDecode, isGgmlQuant } from '../formats/ggml';
+import { isGgufFile } from '../formats/gguf';
 import { elementCount, openTensors, readShardIndex, TensorSource } from '../formats/safetensors';
 import { scanSingleFile } from './files';
 import { isFloatDtype } from './memory';
@@ -140,7 +142,7 @@ function summarize(src: TensorSource): DtypeSummary {
     s.dtypes[t.dtype] = (s.dtypes[t.dtype] ?? 0) + 1;
     s.params += elementCount(t.shape);
     if (t.shape.length >= 2) {
-      if (!isFloatDtype(t.dtype)) {
+      if (!isFloatDtype(t.dtype) && !(isGgmlQuant(t.dtype) && canDecode(t.dtype))) {
         if (!s.unusable.includes(t.dtype)) s.unusable.push(t.dtype);
       } else s.matrixDtypes.add(t.dtype);
     }
@@ -149,6 +151,7 @@ function summarize(src: TensorSource): DtypeSummary {
 }
 
 function wrongDtypeMessage(role: PartRole, unusable: string[]): string {
+  if (unusable.every(isGgmlQuant)) return `the ${ROLE_NAMES[role]}'s weights are GGUF ${unusable.join('/')}, a quantization MajicFLUX cannot read: download the Q8_0, Q4_0, Q5_0, Q5_1, Q4_1 or Q2_K–Q6_K file of the same model instead.`;
   return `the ${ROLE_NAMES[role]}'s weights are ${unusable.join('/')}: a packed quantization (bitsandbytes nf4/int8 or similar) that MajicFLUX cannot run. Use the original bf16/fp16/fp8 file; MajicFLUX makes fp8, int8 or int4 weights itself (setting majicflux.weights).`;
 }
 
@@ -174,7 +177,7 @@ export function checkWeightPart(p: string, role: ComponentKind): PartCheck {
   const abs = path.resolve(p);
   if (!fs.existsSync(abs)) return { role, status: 'missing', path: abs, message: `${abs} does not exist` };
   const files = weightFilesAt(abs);
-  const bytes = files.filter((f) => f.endsWith('.safetensors')).reduce((a, f) => a + fileSize(f), 0);
+  const bytes = files.filter((f) => f.endsWith('.safetensors') || isGgufFile(f)).reduce((a, f) => a + fileSize(f), 0);
   if (!files.length) return { role, status: 'missing', path: abs, message: `${abs} holds no .safetensors file` };
   const absent = files.filter((f) => !fs.existsSync(f)).sort();
   if (absent.length) return { role, status: 'missing', path: abs, bytes, message: `${absent.map((f) => path.basename(f)).join(', ')} not found in ${path.dirname(absent[0])} (listed in ${path.basename(files[0])})` };
@@ -324,7 +327,9 @@ export function checkSpecParts(spec: ModelSpec, scan?: ModelScan): PartCheck[] {
       // An all-in-one file comes with the tokenizers shipped with MajicFLUX (its scan names them).
       const shipped = singleFile ? (role === 'tokenizer' ? scan?.tokenizer : scan?.tokenizer2) : undefined;
       const where = given ?? shipped ?? (dir && !singleFile ? path.join(dir, TOKENIZER_FILES[role].folder) : undefined);
-      parts.push(where ? checkTokenizerPart(where, role) : { role, status: 'missing', message: `no ${ROLE_NAMES[role]} given` });
+      // One reason for every part of a folder that is not there, so a check can say it once.
+      if (!given && dir && !fs.existsSync(dir)) parts.push({ role, status: 'missing', message: `model folder not found: ${dir}` });
+      else parts.push(where ? checkTokenizerPart(where, role) : { role, status: 'missing', message: `no ${ROLE_NAMES[role]} given` });
     }
     return PART_ROLES.map((r) => parts.find((p) => p.role === r)!);
   } finally {
@@ -436,8 +441,8 @@ function readDir(p: string): string[] {
 }
 
 /**
- * A root .safetensors as a candidate: a lone DiT when its header holds a FLUX DiT and no other
- * component, an all-in-one checkpoint (a model by itself) when it holds a DiT and more; else none.
+ * A root .safetensors or .gguf as a candidate: a lone DiT when its header holds a FLUX DiT and no
+ * other component, an all-in-one checkpoint (a model by itself) when it holds a DiT and more; else none.
  */
 function rootFileCandidate(file: string, where: FoundWhere, repo?: string): Candidate | undefined {
   let src: TensorSource | undefined;
@@ -500,7 +505,7 @@ function walk(root: string, where: FoundWhere, maxDepth: number, out: Candidate[
       out.push({ where, path: dir, lone: false, repo });
       if (repo) return;
     } else {
-      const roots = entries.filter((e) => e.endsWith('.safetensors')).map((e) => path.join(dir, e));
+      const roots = entries.filter((e) => e.endsWith('.safetensors') || isGgufFile(e)).map((e) => path.join(dir, e));
       if (roots.length && roots.length <= MAX_ROOT_FILES && !entries.some((e) => e.endsWith('.safetensors.index.json'))) {
         for (const f of roots) {
           const c = rootFileCandidate(f, where, repo);
@@ -523,7 +528,7 @@ function walk(root: string, where: FoundWhere, maxDepth: number, out: Candidate[
     return;
   }
   if (st.isFile()) {
-    if (root.endsWith('.safetensors')) out.push(rootFileCandidate(root, where) ?? { where, path: root, lone: true });
+    if (root.endsWith('.safetensors') || isGgufFile(root)) out.push(rootFileCandidate(root, where) ?? { where, path: root, lone: true });
     return;
   }
   if (st.isDirectory()) visit(root, 0);
@@ -582,7 +587,7 @@ function candidatesInFolder(dir: string, where: FoundWhere, repo: string, out: C
     return;
   }
   if (entries.some((e) => e.endsWith('.safetensors.index.json'))) return;
-  const roots = entries.filter((e) => e.endsWith('.safetensors')).map((e) => path.join(dir, e));
+  const roots = entries.filter((e) => e.endsWith('.safetensors') || isGgufFile(e)).map((e) => path.join(dir, e));
   if (roots.length > MAX_ROOT_FILES) return;
   for (const f of roots) {
     const c = rootFileCandidate(f, where, repo);
@@ -640,7 +645,7 @@ function baseIdOf(model: RegistryModel | undefined): string | undefined {
 function fromFolder(c: Candidate, registry: Registry): Built[] {
   const scan = safeScan(c.path);
   try {
-    const isRootFile = (x: Component) => x.path.endsWith('.safetensors') && path.dirname(x.path) === c.path;
+    const isRootFile = (x: Component) => (x.path.endsWith('.safetensors') || isGgufFile(x.path)) && path.dirname(x.path) === c.path;
     const rootDits = (scan?.components ?? []).filter((x) => x.kind === 'dit' && isRootFile(x));
     const chosen = scan?.chosen.dit;
     const chosenFile = chosen && isRootFile(chosen) ? chosen.path : undefined;

@@ -4,7 +4,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ComponentName, ModelSpec, UserError, WeightFormat } from '../../shared/api';
+import { ComponentName, ModelError, ModelSpec, WeightFormat } from '../../shared/api';
 import { Component, openComponents } from '../formats/layouts/components';
 import { ComponentKind, KIND_NAMES, KIND_ORDER, listSome } from '../formats/layouts/detect';
 import { SUBFOLDERS } from '../formats/layouts/folder';
@@ -61,9 +61,9 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
     const found = scan ? ` Found: ${scan.entries.length ? listSome(scan.entries, 12) : 'nothing (empty folder)'}.` : '';
     const problems = scan ? scan.problems.filter((p) => !missing.some((m) => m.includes(p))) : [];
     const problemText = problems.length ? ` Problems: ${[...new Set(problems)].join('; ')}.` : '';
-    throw new UserError(`The model in ${where} is incomplete. Missing: ${[...new Set(missing)].join('; ')}.${problemText}${found}`);
+    throw new ModelError(`The model in ${where} is incomplete. Missing: ${[...new Set(missing)].join('; ')}.${problemText}${found}`);
   }
-  const base = path.basename(transformer).replace(/\.safetensors$/, '');
+  const base = path.basename(transformer).replace(/\.(safetensors|gguf)$/i, '');
   const name = spec.name ?? (base === 'transformer' && scan ? path.basename(scan.root) : base);
   return {
     name, transformer, textEncoder, textEncoder2, vae, tokenizer: tokenizer!, tokenizer2: tokenizer2!, scheduler: scan?.scheduler,
@@ -82,7 +82,7 @@ export function scanSingleFile(file: string): ModelScan {
   try {
     components = openComponents(abs);
   } catch (e) {
-    throw new UserError((e as Error).message);
+    throw new ModelError((e as Error).message);
   }
   const chosen: ModelScan['chosen'] = {};
   const missing: string[] = [];
@@ -102,11 +102,11 @@ export function scanSingleFile(file: string): ModelScan {
 
 function scanFolder(dir: string): ModelScan {
   const root = path.resolve(dir);
-  if (!fs.existsSync(root)) throw new UserError(`Model folder not found: ${root}`);
+  if (!fs.existsSync(root)) throw new ModelError(`Model folder not found: ${root}`);
   try {
     return scanModelFolder(root);
   } catch (e) {
-    throw new UserError((e as Error).message);
+    throw new ModelError((e as Error).message);
   }
 }
 

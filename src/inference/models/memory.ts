@@ -73,6 +73,7 @@ import * as os from 'node:os';
 import type { ComponentName, MemoryMode, WeightFormat } from '../../shared/api';
 import { COMPONENTS, WEIGHT_FORMATS } from '../../shared/api';
 import { DTYPE_BYTES, isDType } from '../formats/dtypes';
+import { ggmlQuantBytes, isGgmlQuant, NATIVE_NBITS } from '../formats/ggml';
 import { openComponent } from '../formats/layouts/components';
 import { ComponentKind } from '../formats/layouts/detect';
 import { elementCount, openTensors } from '../formats/safetensors';
@@ -135,6 +136,7 @@ export function elements(t: { shape: readonly number[] }): number {
 
 /** Bytes of a tensor in its file dtype (0 for a dtype this reader does not know). */
 export function tensorBytes(t: TensorShape): number {
+  if (isGgmlQuant(t.dtype)) return ggmlQuantBytes(t.dtype, elements(t));
   return isDType(t.dtype) ? elements(t) * DTYPE_BYTES[t.dtype] : 0;
 }
 
@@ -163,8 +165,14 @@ export function linearBytes(n: number, k: number, format: WeightFormat): number 
 /** The DiT's weights held in `format`: Linear weights in the format, everything else float32. */
 export function ditWeightBytes(shapes: ShapeSource, format: WeightFormat): number {
   let total = 0;
-  for (const t of shapes) total += isHeldLinear(t) ? linearBytes(t.shape[0], t.shape[1], format) : elements(t) * 4;
+  for (const t of shapes) total += isHeldLinear(t) ? heldLinearBytes(t, format) : elements(t) * 4;
   return total;
+}
+
+/** GGUF quantized Linears are MatMulNBits blocks of 32 whatever the format (onnx/weights.ts nbitsFor). */
+function heldLinearBytes(t: TensorShape, format: WeightFormat): number {
+  const [n, k] = t.shape;
+  return isGgmlQuant(t.dtype) ? nbitsBytes(n, k, NATIVE_NBITS[t.dtype] ?? 8, 32) : linearBytes(n, k, format);
 }
 
 /** Sum of the tensors' bytes in their file dtypes. */

@@ -9,6 +9,7 @@
 // point is 2^(bits−1), which makes the symmetric mode need no extra tensor.
 
 import { float32ToF16Bits, toFloat32 } from '../formats/dtypes';
+import { ggmlToNBits, GgmlQuant, NATIVE_NBITS } from '../formats/ggml';
 
 export type NBits = 4 | 8;
 
@@ -136,7 +137,8 @@ export interface QuantJob {
   /** MatMulNBits blocks (default), or the float16 bits of the transpose [k, n]. */
   target?: 'nbits' | 'f16';
   bytes: Uint8Array;
-  dtype: FloatDType;
+  /** A GGUF block-quantized type is decoded exactly, or mapped bit for bit (Q8_0, Q4_0; see runQuantJob). */
+  dtype: FloatDType | GgmlQuant;
   n: number;
   k: number;
   opts: NBitsOptions;
@@ -149,6 +151,12 @@ export function runQuantJob(job: QuantJob & { target: 'f16' }): Uint16Array;
 export function runQuantJob(job: QuantJob & { target?: 'nbits' }): NBitsWeight;
 export function runQuantJob(job: QuantJob): NBitsWeight | Uint16Array;
 export function runQuantJob(job: QuantJob): NBitsWeight | Uint16Array {
+  const native = NATIVE_NBITS[job.dtype as GgmlQuant];
+  if (job.target !== 'f16' && native === job.opts.bits && job.opts.blockSize === 32 && !job.opts.zeroPoints && !job.scale) {
+    // Q8_0 / Q4_0 rows are MatMulNBits blocks of 32 already: moved, never rounded.
+    const { data, scales } = ggmlToNBits(job.bytes, job.dtype as 'Q8_0' | 'Q4_0');
+    return { n: job.n, k: job.k, bits: native, blockSize: 32, data, scales };
+  }
   const x = scaled(toFloat32(job.bytes, job.dtype), job.scale, job.n);
   return job.target === 'f16' ? float32ToF16Bits(transposed(x, job.n, job.k)) : quantizeNBits(x, job.n, job.k, job.opts);
 }

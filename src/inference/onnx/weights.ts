@@ -9,6 +9,10 @@
 //  * int8/int4 (for GPUs without a float8 DequantizeLinear) are blocks (32 or 128) for
 //    com.microsoft.MatMulNBits, which reads them packed: no float copy exists at any time
 //    (quant.ts). Weights.prefill builds those caches on all cores before a graph is built.
+//  * GGUF block-quantized Linear weights are MatMulNBits blocks of 32 whatever the format: Q8_0
+//    and Q4_0 bit for bit (8 and 4 bits), the other types decoded exactly and re-quantized to int8.
+//    Block 32 on every provider, the CPU included (whose own default is 128): the file's blocks
+//    are 32 wide, and merging four scales into one would change the values.
 //
 // "Just before use" needs care: onnxruntime constant-folds any node whose inputs are all
 // initializers (a Cast of a 12 GB fp8 weight becomes 48 GB of fp32 at session creation), and it
@@ -23,7 +27,8 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ComputeType, WeightFormat } from '../../shared/api';
-import { DType, E4M3_MAX, E4M3_TO_F32, E5M2_TO_F32, f32ToE4M3, float32ToF16Bits, toFloat32 } from '../formats/dtypes';
+import { E4M3_MAX, E4M3_TO_F32, E5M2_TO_F32, f32ToE4M3, float32ToF16Bits, TensorDType, toFloat32 } from '../formats/dtypes';
+import { isGgmlQuant, NATIVE_NBITS } from '../formats/ggml';
 import { TensorInfo, TensorSource } from '../formats/safetensors';
 import { bytesOf, Graph, Value } from './graph';
 import { ElemType } from './proto';
@@ -86,7 +91,7 @@ const NBITS: Partial<Record<WeightFormat, NBits>> = { int8: 8, int4: 4 };
 
 export type Fp8Decode = 'dequantize' | 'lookup' | 'words';
 
-const SOURCE_ELEM: Partial<Record<DType, ElemType>> = {
+const SOURCE_ELEM: Partial<Record<TensorDType, ElemType>> = {
   F32: 'float32', F16: 'float16', BF16: 'bfloat16', F8_E4M3: 'float8e4m3fn', F8_E5M2: 'float8e5m2', I64: 'int64', U8: 'uint8', I8: 'int8',
 };
 
@@ -115,14 +120,13 @@ export class Weights {
   private readonly defaultZeroPoints = new Map<string, Value>();
   private readonly compute: ComputeType;
   private readonly cache?: WeightCache;
-  private readonly nbitsBlock: number;
 
   constructor(readonly g: Graph, readonly src: TensorSource, readonly opts: WeightOptions, linearNames: string[] = []) {
     this.inlineLimit = opts.inlineLimit ?? 1 << 20;
     this.compute = opts.compute ?? 'float32';
-    this.nbitsBlock = opts.nbitsBlock ?? NBITS_BLOCK;
     if (Weights.needsCache(src, opts, linearNames)) {
-      if (!opts.cacheDir) throw new Error(`converting weights to ${opts.format} needs a cache folder (cacheDir)`);
+      const gguf = linearNames.some((n) => isGgmlQuant(src.info(n).dtype));
+      if (!opts.cacheDir) throw new Error(`${gguf ? 'GGUF quantized weights (MatMulNBits blocks)' : `converting weights to ${opts.format}`} need${gguf ? '' : 's'} a cache folder (cacheDir)`);
       this.cache = WeightCache.open(opts.cacheDir, src, opts);
     }
   }
@@ -130,7 +134,7 @@ export class Weights {
   /** Whether these options convert some of `linearNames` into a cache file. */
   static needsCache(src: TensorSource, opts: WeightOptions, linearNames: string[]): boolean {
     const large = linearNames.filter((n) => src.info(n).byteLength > (opts.inlineLimit ?? 1 << 20));
-    if (NBITS[opts.format]) return large.length > 0;
+    if (NBITS[opts.format] || large.some((n) => isGgmlQuant(src.info(n).dtype))) return large.length > 0;
     if (opts.format === 'fp16' && opts.fp16Cache) return large.some((n) => src.info(n).dtype !== 'F16');
     return opts.format === 'fp8' && large.some((n) => !isFp8(src.info(n).dtype));
   }
@@ -142,12 +146,12 @@ export class Weights {
    * source bytes converted so far, after each tensor.
    */
   static async prefill(src: TensorSource, opts: WeightOptions, linearNames: string[], threads?: number, onProgress?: (fraction: number) => void): Promise<void> {
-    const bits = NBITS[opts.format];
     const f16 = opts.format === 'fp16' && opts.fp16Cache;
-    if ((!bits && !f16) || !opts.cacheDir || !Weights.needsCache(src, opts, linearNames)) return;
+    const nbitsOf = (n: string) => nbitsFor(src.info(n), opts);
+    if ((!f16 && !linearNames.some(nbitsOf)) || !opts.cacheDir || !Weights.needsCache(src, opts, linearNames)) return;
     const cache = WeightCache.open(opts.cacheDir, src, opts);
     const limit = opts.inlineLimit ?? 1 << 20;
-    const todo = linearNames.filter((n) => src.info(n).byteLength > limit && (bits ? !cache.hasNBits(n) : src.info(n).dtype !== 'F16' && !cache.hasF16(n)));
+    const todo = linearNames.filter((n) => src.info(n).byteLength > limit && (nbitsOf(n) ? !cache.hasNBits(n) : f16 && src.info(n).dtype !== 'F16' && !cache.hasF16(n)));
     if (!todo.length) return;
     const total = todo.reduce((sum, n) => sum + src.info(n).byteLength, 0);
     let converted = 0;
@@ -158,8 +162,9 @@ export class Weights {
       const drain = async () => {
         while (next < todo.length) {
           const name = todo[next++];
-          const job = quantJob(src, name, bits ?? 8, opts);
-          if (bits) cache.putNBits(name, await pool.run({ ...job, target: 'nbits' }), opts.compute ?? 'float32');
+          const nb = nbitsOf(name);
+          const job = quantJob(src, name, nb ?? { bits: 8, block: NBITS_BLOCK }, opts);
+          if (nb) cache.putNBits(name, await pool.run({ ...job, target: 'nbits' }), opts.compute ?? 'float32');
           else cache.putF16(src.info(name), await pool.run({ ...job, target: 'f16' }));
           converted += src.info(name).byteLength;
           onProgress?.(converted / total);
@@ -237,7 +242,7 @@ export class Weights {
     const g = this.g;
     if (t.byteLength <= this.inlineLimit) return this.inline(t);
     const f = this.opts.format;
-    if (NBITS[f]) throw new Error(`${name}: ${f} weights are only read by MatMulNBits (Weights.dense / linear)`);
+    if (NBITS[f] || isGgmlQuant(t.dtype)) throw new Error(`${name}: ${isGgmlQuant(t.dtype) ? t.dtype : f} weights are only read by MatMulNBits (Weights.dense / linear)`);
     if (f === 'fp8') {
       // Lookup reads pairs of codes as uint16, unless the row length is odd or one scale ≠ 1 is
       // folded into a table of single codes (a scalar Mul would be folded into the product's
@@ -322,28 +327,28 @@ export class Weights {
 
   /** Whether this weight is held as MatMulNBits blocks (small ones are inlined in the compute type). */
   private isNBits(name: string): boolean {
-    return NBITS[this.opts.format] !== undefined && this.src.info(name).byteLength > this.inlineLimit;
+    return nbitsFor(this.src.info(name), this.opts) !== undefined && this.src.info(name).byteLength > this.inlineLimit;
   }
 
   /** x [..., K] · dequant(W)ᵀ (+ bias) with W [N, K] as blocks from the cache. */
   private matMulNBits(x: Value, name: string, bias?: Value): Value {
     const g = this.g;
     const t = this.src.info(name);
-    const bits = NBITS[this.opts.format]!;
-    const e = this.cache!.nbits(t, this.src, bits, this.opts, this.compute);
+    const { bits, block } = nbitsFor(t, this.opts)!;
+    const e = this.cache!.nbits(t, this.src, { bits, block }, this.opts, this.compute);
     const at = (c: CacheEntry) => ({ location: WeightCache.FILE, offset: c.offset, length: c.length });
     const b = g.external('uint8', e.data.dims, at(e.data), `${name}.q${bits}`);
     const scales = g.external(e.scales.type, e.scales.dims, at(e.scales), `${name}.scales`);
     const [n, k] = t.shape;
-    const zp = e.zeroPoints ? g.external('uint8', e.zeroPoints.dims, at(e.zeroPoints), `${name}.zero_points`) : this.opts.explicitZeroPoints ? this.midZeroPoints(n, k, bits) : undefined;
-    const attrs = { K: k, N: n, bits, block_size: this.nbitsBlock, ...(this.opts.int8Activations ? { accuracy_level: 4 } : {}) };
+    const zp = e.zeroPoints ? g.external('uint8', e.zeroPoints.dims, at(e.zeroPoints), `${name}.zero_points`) : this.opts.explicitZeroPoints ? this.midZeroPoints(n, k, bits, block) : undefined;
+    const attrs = { K: k, N: n, bits, block_size: block, ...(this.opts.int8Activations ? { accuracy_level: 4 } : {}) };
     const y = g.op('MatMulNBits', [x, b, scales, zp], attrs, { domain: 'com.microsoft' });
     return bias ? g.op('Add', [y, bias]) : y;
   }
 
   /** The zero points MatMulNBits assumes without that input (2^(bits−1) per block), packed as its zero_points input. */
-  private midZeroPoints(n: number, k: number, bits: NBits): Value {
-    const perRow = Math.ceil((blocksPerRow(k, this.nbitsBlock) * bits) / 8);
+  private midZeroPoints(n: number, k: number, bits: NBits, block: number): Value {
+    const perRow = Math.ceil((blocksPerRow(k, block) * bits) / 8);
     const key = `${n}x${perRow}@${bits}`;
     let v = this.defaultZeroPoints.get(key);
     if (!v) this.defaultZeroPoints.set(key, (v = this.g.constant('uint8', [n * perRow], new Uint8Array(n * perRow).fill(bits === 8 ? 0x80 : 0x88), 'zero_points')));
@@ -448,7 +453,7 @@ export class Weights {
 
 type Fp8DType = 'F8_E4M3' | 'F8_E5M2';
 
-function isFp8(d: DType): d is Fp8DType {
+function isFp8(d: TensorDType): d is Fp8DType {
   return d === 'F8_E4M3' || d === 'F8_E5M2';
 }
 
@@ -474,7 +479,7 @@ function fp8ScaleOf(src: TensorSource, name: string): Float32Array | undefined {
 
 function elemOf(t: TensorInfo): ElemType {
   const e = SOURCE_ELEM[t.dtype];
-  if (!e) throw new Error(`${t.file}: tensor "${t.name}" has dtype ${t.dtype}, which cannot be used as a weight`);
+  if (!e) throw new Error(`${t.file}: tensor "${t.name}" has dtype ${t.dtype}, which cannot be used as ${isGgmlQuant(t.dtype) ? 'anything but a Linear weight (it is too large to decode into the model)' : 'a weight'}`);
   return e;
 }
 
@@ -507,10 +512,12 @@ export class WeightCache {
       return `${f}|${st.size}|${st.mtimeMs}`;
     });
     // int8/int4 scales are stored in the compute type.
+    // GGUF quantized weights are MatMulNBits blocks in any format, their scales in the compute type.
+    const gguf = src.names().some((n) => isGgmlQuant(src.info(n).dtype)) ? { ggufCompute: opts.compute ?? 'float32' } : {};
     const nbits = NBITS[opts.format] ? { compute: opts.compute ?? 'float32', zeroPoints: opts.zeroPoints ?? false, block: opts.nbitsBlock ?? NBITS_BLOCK } : opts.fp16Cache && opts.format === 'fp16' ? { fp16Cache: true } : {};
     // The names too: the components of an all-in-one checkpoint share its file.
     const names = crypto.createHash('sha256').update([...src.names()].sort().join('\n')).digest('hex');
-    const h = crypto.createHash('sha256').update(JSON.stringify({ v: CACHE_VERSION, ids, names, format: opts.format, scale: opts.fp8Scale ?? 'per-channel', ...nbits }));
+    const h = crypto.createHash('sha256').update(JSON.stringify({ v: CACHE_VERSION, ids, names, format: opts.format, scale: opts.fp8Scale ?? 'per-channel', ...nbits, ...gguf }));
     return h.digest('hex').slice(0, 24);
   }
 
@@ -552,7 +559,7 @@ export class WeightCache {
   /** A weight as float16 [in, out] (an fp8 file's scale applied): from the cache, or converted now (see Weights.prefill). */
   f16(t: TensorInfo, src: TensorSource): CacheEntry {
     if (!this.hasF16(t.name)) {
-      const job = quantJob(src, t.name, 8, { format: 'fp16' });
+      const job = quantJob(src, t.name, { bits: 8, block: NBITS_BLOCK }, { format: 'fp16' });
       this.putF16(t, runQuantJob({ ...job, target: 'f16' }));
     }
     return this.index[`fp16t:${t.name}`];
@@ -572,9 +579,9 @@ export class WeightCache {
   }
 
   /** A weight as MatMulNBits blocks: from the cache, or quantized now on this thread (see Weights.prefill). */
-  nbits(t: TensorInfo, src: TensorSource, bits: NBits, opts: WeightOptions, compute: ComputeType): { data: CacheEntry; scales: CacheEntry; zeroPoints?: CacheEntry } {
+  nbits(t: TensorInfo, src: TensorSource, nb: NBitsChoice, opts: WeightOptions, compute: ComputeType): { data: CacheEntry; scales: CacheEntry; zeroPoints?: CacheEntry } {
     if (!this.hasNBits(t.name)) {
-      const job = quantJob(src, t.name, bits, opts);
+      const job = quantJob(src, t.name, nb, opts);
       this.putNBits(t.name, runQuantJob({ ...job, target: 'nbits' }), compute);
     }
     const zeroPoints = this.index[`nbits:${t.name}:zp`];
@@ -627,13 +634,32 @@ export class WeightCache {
 }
 
 /** What a worker needs to quantize one Linear weight [out, in] of the source. */
-function quantJob(src: TensorSource, name: string, bits: NBits, opts: WeightOptions): QuantJob {
+function quantJob(src: TensorSource, name: string, { bits, block }: NBitsChoice, opts: WeightOptions): QuantJob {
   const t = src.info(name);
   if (t.shape.length !== 2) throw new Error(`${name}: a ${t.shape.length}-D tensor is no Linear weight`);
-  if (!['F32', 'F16', 'BF16', 'F8_E4M3', 'F8_E5M2'].includes(t.dtype)) throw new Error(`${name}: cannot quantize ${t.dtype} weights`);
+  if (!['F32', 'F16', 'BF16', 'F8_E4M3', 'F8_E5M2'].includes(t.dtype) && !isGgmlQuant(t.dtype)) throw new Error(`${name}: cannot quantize ${t.dtype} weights`);
+  if (isGgmlQuant(t.dtype)) return { bytes: src.readBytes(name), dtype: t.dtype, n: t.shape[0], k: t.shape[1], opts: { bits, zeroPoints: false, blockSize: block } };
   const scale = fp8ScaleOf(src, name);
-  return { bytes: src.readBytes(name), dtype: t.dtype as FloatDType, n: t.shape[0], k: t.shape[1], opts: { bits, zeroPoints: opts.zeroPoints ?? false, blockSize: opts.nbitsBlock ?? NBITS_BLOCK }, ...(scale ? { scale } : {}) };
+  return { bytes: src.readBytes(name), dtype: t.dtype as FloatDType, n: t.shape[0], k: t.shape[1], opts: { bits, zeroPoints: opts.zeroPoints ?? false, blockSize: block }, ...(scale ? { scale } : {}) };
 }
+
+interface NBitsChoice {
+  bits: NBits;
+  block: number;
+}
+
+/**
+ * How a Linear weight is held as MatMulNBits blocks, or undefined when it is not: a GGUF
+ * block-quantized tensor always is (see the header comment), others when the format is int8/int4.
+ */
+export function nbitsFor(t: TensorInfo, opts: WeightOptions): NBitsChoice | undefined {
+  if (isGgmlQuant(t.dtype)) return { bits: NATIVE_NBITS[t.dtype] ?? 8, block: GGUF_NBITS_BLOCK };
+  const bits = NBITS[opts.format];
+  return bits ? { bits, block: opts.nbitsBlock ?? NBITS_BLOCK } : undefined;
+}
+
+/** The block of Q8_0/Q4_0 and of what other GGUF types are re-quantized to. */
+export const GGUF_NBITS_BLOCK = 32;
 
 function quantScales(x: Float32Array, rows: number, cols: number, mode: 'per-tensor' | 'per-channel'): number[] {
   const amax = new Array<number>(mode === 'per-channel' ? rows : 1).fill(0);

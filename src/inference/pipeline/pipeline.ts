@@ -28,6 +28,7 @@ import { cacheRoot } from '../system/userDirs';
 /** The release, from package.json (esbuild keeps only this field of it). */
 export const VERSION: string = packageVersion;
 type Log = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
+type LoadHook = NonNullable<GenerateHooks['onLoad']>;
 
 interface PromptEmbedding {
   pooled: Float32Array;
@@ -86,14 +87,21 @@ export class FluxPipeline {
 
   /**
    * First use of a format: converting the weights into the cache takes minutes for FLUX.1 (the T5
-   * and DiT on a GPU); the log says how far it is, every 10 %, rather than sit silent.
+   * and DiT on a GPU); the log says how far it is, every 10 %, and a job's onLoad every 1 %,
+   * rather than sit silent. Once converted, the part is still loading: `load` again.
    */
-  private preparing(c: ComponentName): (fraction: number) => void {
-    let shown = -1;
+  private preparing(c: ComponentName, onLoad?: LoadHook): (fraction: number) => void {
+    let shownTenth = -1;
+    let shownPercent = -1;
     return (fraction) => {
+      const percent = Math.floor(fraction * 100);
+      if (percent !== shownPercent) {
+        shownPercent = percent;
+        onLoad?.(c, percent >= 100 ? 'load' : 'prepare', percent >= 100 ? undefined : fraction);
+      }
       const tenth = Math.floor(fraction * 10);
-      if (tenth === shown) return;
-      shown = tenth;
+      if (tenth === shownTenth) return;
+      shownTenth = tenth;
       this.log('info', `${c}: preparing its weights in the cache (first use): ${Math.round(fraction * 100)} %`);
     };
   }
@@ -168,11 +176,11 @@ export class FluxPipeline {
         const clipIds = tokenizers.clip.encode(params.prompt, CLIP_MAX_TOKENS);
         const t5Ids = tokenizers.t5.encode(params.prompt, t5MaxLength);
         for (const issue of promptIssues(params.prompt, clipIds, t5Ids, t5MaxLength)) notes.push(promptNote(issue, params.prompt));
-        const clip = await this.ensure('clip');
+        const clip = await this.ensure('clip', hooks.onLoad);
         const { pooled } = await clip.encode(clipIds.ids);
         if (mode === 'sequential') await this.unload(['clip']);
         check();
-        const t5 = await this.ensure('t5');
+        const t5 = await this.ensure('t5', hooks.onLoad);
         const hidden = await t5.encode(t5Ids.ids);
         if (mode === 'sequential') await this.unload(['t5']);
         return { pooled, hidden, tokens: t5MaxLength };
@@ -190,7 +198,7 @@ export class FluxPipeline {
       const built = this.parts.dit?.textTokens;
       if (built !== undefined && built !== emb!.tokens) await this.unload(['dit']);
       this.ditTextTokens = emb!.tokens;
-      const dit = await this.ensure('dit');
+      const dit = await this.ensure('dit', hooks.onLoad);
       const run = dit.prepare({ imgIds: imageIds(height, width), txtIds: textIds(emb!.tokens), txt: emb!.hidden, vec: emb!.pooled });
       for (let i = 0; i < steps; i++) {
         check();
@@ -206,7 +214,7 @@ export class FluxPipeline {
 
     // 3. Decode
     const image = await stage('decode', async () => {
-      const vae = await this.ensure('vae');
+      const vae = await this.ensure('vae', hooks.onLoad);
       const z = unpackLatents(latents, shape.h2, shape.w2);
       const { scale, shift: zShift } = vae.config;
       for (let i = 0; i < z.length; i++) z[i] = z[i] / scale + zShift;
@@ -245,9 +253,10 @@ export class FluxPipeline {
     throw new UserError(`Not enough memory for the ${c}: it needs about ${formatBytes(need)} with ${this.runtime.weights} weights, and this machine has ${formatBytes(total)}.${smaller} Use memory mode sequential so only one part is loaded at a time.`);
   }
 
-  private async ensure<C extends ComponentName>(c: C): Promise<Parts[C]> {
+  private async ensure<C extends ComponentName>(c: C, onLoad?: LoadHook): Promise<Parts[C]> {
     const have = this.parts[c];
     if (have) return have as Parts[C];
+    onLoad?.(c, 'load');
     const { ep, note } = await chooseEp(c, this.runtime.stageEp?.[c] ?? this.runtime.ep ?? 'auto', this.runtime.weights);
     if (note && !this.notesLogged.has(note)) {
       this.notesLogged.add(note);
@@ -256,7 +265,7 @@ export class FluxPipeline {
     this.epUsed.set(c, { ep, note });
     this.checkFits(c);
     const compute = computeFor(c, ep, this.runtime.compute);
-    const common = { ep, compute, cacheDir: this.runtime.cacheDir ?? defaultCacheDir(), intraOpThreads: this.runtime.threads, threads: this.runtime.threads, onProgress: this.preparing(c) };
+    const common = { ep, compute, cacheDir: this.runtime.cacheDir ?? defaultCacheDir(), intraOpThreads: this.runtime.threads, threads: this.runtime.threads, onProgress: this.preparing(c, onLoad) };
     // GPUs have no bf16 kernels: the text encoders' weights are made float16 once, into the weight
     // cache (memory-mapped, so loading does not hold a converted copy in RAM).
     const textFormat = ep === 'cpu' ? 'source' : 'fp16';
@@ -272,6 +281,7 @@ export class FluxPipeline {
           break;
         case 'dit':
           part = await FluxTransformer.load(this.files.transformer, { ...common, ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens });
+          for (const n of part.notes) this.log('info', `dit: ${n}`);
           break;
         default:
           part = await VaeDecoder.load(this.files.vae, common);
@@ -281,6 +291,7 @@ export class FluxPipeline {
     }
     this.parts[c] = part as Parts[C];
     this.pruneCaches(common.cacheDir);
+    onLoad?.(c, 'loaded');
     this.log('info', `loaded ${c} on ${ep} in ${((performance.now() - t0) / 1000).toFixed(2)} s (rss ${formatBytes(currentRss())})`);
     return part as Parts[C];
   }

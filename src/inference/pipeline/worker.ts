@@ -9,7 +9,7 @@
 import '../system/privacy'; // first: telemetry off before onnxruntime loads
 import * as path from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { CancelledError, ComponentName, ExecutionProvider, GenerateHooks, GenerateResult, ModelSpec, RuntimeOptions, Stage, UserError } from '../../shared/api';
+import { CancelledError, ComponentName, ExecutionProvider, GenerateHooks, GenerateResult, LoadPhase, ModelError, ModelSpec, RuntimeOptions, Stage, UserError } from '../../shared/api';
 import type { GenerateParams } from '../../shared/params';
 import { FluxPipeline } from './pipeline';
 
@@ -27,12 +27,13 @@ type FromWorker =
   | { op: 'log'; level: Level; message: string }
   | { op: 'state'; loaded: ComponentName[]; eps: Eps }
   | { op: 'stage'; id: number; stage: Stage; state: 'start' | 'end'; detail?: string }
+  | { op: 'loading'; id: number; component: ComponentName; phase: LoadPhase; fraction?: number }
   | { op: 'step'; id: number; step: number; steps: number; preview?: { width: number; height: number; rgb: Uint8Array } }
   | { op: 'done'; id: number; result?: GenerateResult }
   | { op: 'error'; id: number; error: SerializedError };
 
 interface SerializedError {
-  kind: 'user' | 'cancelled' | 'other';
+  kind: 'user' | 'model' | 'cancelled' | 'other';
   message: string;
   detail?: string;
 }
@@ -133,6 +134,8 @@ export class WorkerPipeline {
         return;
       case 'stage':
         return this.pending.get(m.id)?.hooks?.onStage?.(m.stage, m.state, m.detail);
+      case 'loading':
+        return this.pending.get(m.id)?.hooks?.onLoad?.(m.component, m.phase, m.fraction);
       case 'step':
         return this.pending.get(m.id)?.hooks?.onStep?.({ step: m.step, steps: m.steps, preview: m.preview, latents: new Float32Array(0) });
       case 'done':
@@ -155,7 +158,7 @@ export class WorkerPipeline {
 
 function serialize(e: unknown): SerializedError {
   if (e instanceof CancelledError) return { kind: 'cancelled', message: e.message };
-  if (e instanceof UserError) return { kind: 'user', message: e.message, detail: e.detail };
+  if (e instanceof UserError) return { kind: e instanceof ModelError ? 'model' : 'user', message: e.message, detail: e.detail };
   const err = e instanceof Error ? e : new Error(String(e));
   return { kind: 'other', message: err.message, detail: err.stack };
 }
@@ -163,6 +166,7 @@ function serialize(e: unknown): SerializedError {
 function toError(s: SerializedError): Error {
   if (s.kind === 'cancelled') return new CancelledError();
   if (s.kind === 'user') return new UserError(s.message, s.detail);
+  if (s.kind === 'model') return new ModelError(s.message, s.detail);
   const e = new Error(s.message);
   if (s.detail) e.stack = s.detail;
   return e;
@@ -217,6 +221,10 @@ async function workerMain(): Promise<void> {
               post({ op: 'stage', id: m.id, stage, state, detail });
               sendState();
               if (stage === 'text' && state === 'start') stallForTests();
+            },
+            onLoad: (component, phase, fraction) => {
+              poll();
+              post({ op: 'loading', id: m.id, component, phase, fraction });
             },
             onStep: ({ step, steps, preview }) => {
               poll();

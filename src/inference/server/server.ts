@@ -8,7 +8,7 @@ import * as fsp from 'node:fs/promises';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { CancelledError, GenerateResult, ModelSpec, RuntimeOptions, StageTiming, UserError } from '../../shared/api';
+import { CancelledError, GenerateResult, ModelError, ModelSpec, RuntimeOptions, StageTiming, UserError } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
 import { cleanStaleTemps } from '../system/atomicWrite';
 import { availableMemory, currentRss, RssSampler } from '../system/processMemory';
@@ -18,7 +18,7 @@ import { ensureDemoModel } from '../models/demo';
 import { DownloadError } from '../models/download';
 import { checkModels, downloadModel, findModels, planModelDownload } from '../models/service';
 import type { DownloadRequest } from '../../shared/models';
-import { encodePng, imageParameters, pngChunk, writePngAtomic } from '../formats/png';
+import { encodeImagePng, pngChunk, writePngAtomic } from '../formats/png';
 import {
   encodeMessage,
   ErrorCode,
@@ -63,6 +63,8 @@ export interface ServerOptions {
   modelsDir?: string;
   /** The owner's converted-weight cache (serve --cache): a TCP client cannot move it. */
   cacheDir?: string;
+  /** The disk the owner lets the caches take, bytes (serve --cache-max-gb): a TCP client cannot change it. */
+  cacheMaxBytes?: number;
   /** TCP: input files (latentsFile) may come from here; relative names are taken from here. */
   inputsDir?: string;
   /** How long a cancelled job may take to stop before its pipeline is abandoned as stuck (ms). */
@@ -399,7 +401,8 @@ export class InferenceServer {
     if (!this.remote) return requested;
     const { cacheDir: _ignored, cacheMaxBytes: _notTheirs, ...rest } = requested;
     const cacheDir = this.opts.cacheDir ?? this.opts.settings?.cacheDir;
-    return { ...rest, model: this.opts.fixedModel ?? requested.model, ...(cacheDir !== undefined ? { cacheDir } : {}) };
+    const cacheMaxBytes = this.opts.cacheMaxBytes ?? this.opts.settings?.cacheMaxBytes;
+    return { ...rest, model: this.opts.fixedModel ?? requested.model, ...(cacheDir !== undefined ? { cacheDir } : {}), ...(cacheMaxBytes !== undefined ? { cacheMaxBytes } : {}) };
   }
 
   /** The model, when this client may name it (for listing: a refused one is left out, not reported). */
@@ -579,6 +582,7 @@ export class InferenceServer {
         signal,
         wantPreview: every > 0,
         onStage: (stage, state, detail) => send({ type: 'event', event: 'stage', jobId, stage, state, ...(detail ? { detail } : {}) }),
+        onLoad: (component, phase, fraction) => send({ type: 'event', event: 'loading', jobId, component, phase, ...(fraction !== undefined ? { fraction } : {}) }),
         onStep: ({ step, steps, preview }) => {
           const withPreview = preview && every > 0 && (step % every === 0 || step === steps);
           send({ type: 'event', event: 'step', jobId, step, steps, ...(withPreview ? { preview: { width: preview.width, height: preview.height, pngBase64: previewPng(preview.width, preview.height, preview.rgb).toString('base64') } } : {}) });
@@ -603,7 +607,7 @@ export class InferenceServer {
         this.finish(job, { type: 'event', event: 'cancelled', jobId });
       } else if (err instanceof UserError) {
         this.log('error', `${jobId} failed: ${err.message}${err.detail ? `\n${err.detail}` : ''}`, jobId);
-        this.finish(job, { type: 'event', event: 'failed', jobId, message: err.message, ...(err.detail ? { detail: err.detail } : {}) });
+        this.finish(job, { type: 'event', event: 'failed', jobId, message: err.message, ...(err.detail ? { detail: err.detail } : {}), ...(err instanceof ModelError ? { code: 'model' as const } : {}) });
       } else {
         const e = err instanceof Error ? err : new Error(String(err));
         this.log('error', `${jobId} failed: ${e.stack ?? e.message}`, jobId);
@@ -629,7 +633,7 @@ export class InferenceServer {
   }
 
   private async writeOutput(job: Job, result: GenerateResult, signal: AbortSignal): Promise<{ file: string; png: Buffer }> {
-    const png = await encodePng({ width: result.width, height: result.height, data: result.image }, imageParameters(result.metadata));
+    const png = await encodeImagePng({ width: result.width, height: result.height, data: result.image }, result.metadata);
     signal.throwIfAborted();
     const dir = path.dirname(job.output);
     // Checked again now: a symlink made inside the output folder since the job was accepted.

@@ -33,6 +33,9 @@ async function lensTitles(uri: vscode.Uri): Promise<string[]> {
   return lenses.map((l) => l.command?.title ?? '');
 }
 
+/** Is `file` open in an editor tab (the image preview is a custom editor)? */
+const openInTab = (file: string) => vscode.window.tabGroups.all.some((g) => g.tabs.some((t) => t.input instanceof vscode.TabInputCustom && t.input.uri.fsPath === file));
+
 async function finished(run: RunResult | undefined) {
   assert.ok(run, 'the command started a run');
   const jobs = await run.finished;
@@ -78,6 +81,10 @@ describe('MajicFLUX in a real VS Code', function () {
     const cut = byCode('clipTruncated')!;
     assert.ok(cut.range.start.line >= 6 && cut.range.start.line <= 10, `CLIP cut at line ${cut.range.start.line}`);
     assert.ok(cut.range.end.line === 10, 'underlined to the end of the prompt');
+    // Issue 15 item 8: the message says in words where the ignored part starts: the underlined text's first words.
+    const underlined = editor.document.getText(cut.range);
+    assert.match(underlined, /^word\d/);
+    assert.ok(cut.message.includes(`ignores everything from "${underlined.split(/\s+/).slice(0, 4).join(' ')}…" on`), cut.message);
     // The quick fix offers the right key.
     const actions = await vscode.commands.executeCommand<vscode.CodeAction[]>('vscode.executeCodeActionProvider', uri, byCode('unknownKey')!.range);
     assert.ok(actions.some((a) => a.title.includes('"seed"')), actions.map((a) => a.title).join(', '));
@@ -89,9 +96,9 @@ describe('MajicFLUX in a real VS Code', function () {
       const t = await lensTitles(editor.document.uri);
       return t.length >= 3 && t;
     });
-    assert.ok(titles.includes('▶ Generate all (2 blocks)'), titles.join(' | '));
-    assert.ok(titles.includes('▶ Generate'), titles.join(' | '));
-    assert.ok(titles.includes('▶ Generate 2 images'), titles.join(' | '));
+    assert.ok(titles.includes('$(play) Generate all (2 blocks)'), titles.join(' | '));
+    assert.ok(titles.includes('$(play) Generate'), titles.join(' | '));
+    assert.ok(titles.includes('$(play) Generate 2 images'), titles.join(' | '));
   });
 
   it('Generate from Selection writes a PNG with its parameters into the workspace', async () => {
@@ -104,9 +111,15 @@ describe('MajicFLUX in a real VS Code', function () {
     const run = await vscode.commands.executeCommand<RunResult>('majicflux.generateFromSelection');
     const [job] = await finished(run);
     watch.dispose();
-    // Issue 15 item 2: decoding is shown as such, not as the last step.
+    // Issue 15 item 2: decoding is shown as such, not as the last step; the stages never go back
+    // (no "waiting" after "encoding the prompt"); this first job loads the model and says so.
     const decoding = seen.findIndex((s) => /decoding/.test(s));
     assert.ok(decoding >= 0 && !seen.slice(decoding).some((s) => /step \d+\/\d+/.test(s)), JSON.stringify(seen));
+    const order = [/waiting for the server|queued|starting/, /encoding the prompt/, /step \d+\/\d+/, /decoding/, /saving/];
+    const ranks = seen.map((s) => order.findIndex((r) => r.test(s))).filter((r) => r >= 0);
+    assert.deepEqual(ranks, [...ranks].sort((a, b) => a - b), JSON.stringify(seen));
+    assert.ok(ranks.includes(1) && ranks.includes(4), JSON.stringify(seen));
+    assert.ok(seen.some((s) => /loading .*\((CLIP|T5|DiT|VAE)\)/.test(s)), `no loading stage: ${JSON.stringify(seen)}`);
     const file = job.result!.file;
     assert.equal(path.dirname(file), path.join(ws(), 'generated'));
     assert.match(path.basename(file), new RegExp(`^\\d{4}-\\d{2}-\\d{2}-${job.request.params.seed}-a-watercolor-hummingbird-in-a-garden\\.png$`));
@@ -117,6 +130,8 @@ describe('MajicFLUX in a real VS Code', function () {
     assert.equal(png.params?.width, 64);
     assert.equal(png.params?.height, 64);
     assert.ok(api.history.byFile(file), 'recorded in the history');
+    // Issue 15 item 5: opened like the walkthrough's first image (majicflux.output.openResult: beside).
+    await waitFor('the image opened', () => openInTab(file), 30_000);
     await waitFor('idle status', () => api.statusBar.text.includes('flux-tiny') || api.statusBar.text.includes('models'));
   });
 
@@ -134,12 +149,14 @@ describe('MajicFLUX in a real VS Code', function () {
 
     const titles = await waitFor('image lenses', async () => {
       const t = await lensTitles(uri);
-      return t.includes('🖼 2 images') && t.includes('🖼 1 image') && t;
+      return t.includes('$(file-media) 2 images') && t.includes('$(file-media) 1 image') && t;
     });
     assert.ok(titles.length >= 5);
     const hovers = await vscode.commands.executeCommand<vscode.Hover[]>('vscode.executeHoverProvider', uri, new vscode.Position(5, 3));
     const md = hovers.flatMap((h) => h.contents.map((c) => (typeof c === 'string' ? c : c.value))).join('\n');
-    assert.match(md, /width=256/);
+    // Issue 15 item 12: the parameters first, then a small thumbnail.
+    assert.match(md, /width=128/);
+    assert.ok(md.indexOf('| seed') >= 0 && md.indexOf('| seed') < md.indexOf('!['), md);
     assert.match(md, /42/);
     assert.equal(api.history.forBlock(uri.fsPath, blockKey('a red fox in fresh snow')).length, 2);
   });
@@ -180,6 +197,7 @@ describe('MajicFLUX in a real VS Code', function () {
     const run = await vscode.commands.executeCommand<RunResult>('majicflux.generate', 'a small red boat');
     const [job] = await finished(run);
     assert.ok(fs.existsSync(job.result!.file));
+    await waitFor('the palette image opened', () => openInTab(job.result!.file), 30_000);
   });
 
   it('with no model configured, the walkthrough generates a first image with the bundled demo model', async () => {
@@ -195,10 +213,31 @@ describe('MajicFLUX in a real VS Code', function () {
       assert.equal(png.params?.prompt, 'a lighthouse on a cliff at dawn, oil painting');
       assert.equal(png.params?.width, 512);
       assert.match(String(png.params?.model), /demo/);
-      await waitFor('the image opened beside', () => vscode.window.tabGroups.all.some((g) => g.tabs.some((t) => t.input instanceof vscode.TabInputCustom && t.input.uri.fsPath === job.result!.file)));
+      await waitFor('the image opened beside', () => openInTab(job.result!.file));
     } finally {
       await cfg.update('model.path', golden, vscode.ConfigurationTarget.Workspace);
     }
+  });
+
+  it('a model path that is not there: a warning in the status bar, no job, and Check Models says "folder not found" once (issue 15 item 4)', async () => {
+    const cfg = vscode.workspace.getConfiguration('majicflux');
+    const golden = cfg.get<string>('model.path');
+    const missing = path.join(ws(), 'no-such-model');
+    await cfg.update('model.path', missing, vscode.ConfigurationTarget.Workspace);
+    try {
+      await waitFor('the warning state', () => /model not usable/.test(api.statusBar.text), 30_000);
+      assert.ok(!api.statusBar.text.includes('$(pass)'), api.statusBar.text);
+      assert.ok(api.statusBar.tooltip.includes(missing), api.statusBar.tooltip);
+      const before = api.jobs.all().length;
+      assert.equal(await vscode.commands.executeCommand('majicflux.generate', 'a cat'), undefined, 'refused before any work');
+      assert.equal(api.jobs.all().length, before);
+      const report = await vscode.commands.executeCommand<{ ok: boolean; report?: { model: { parts: { message?: string }[] } } }>('majicflux.checkModels', true);
+      assert.equal(report.ok, false);
+      assert.deepEqual([...new Set(report.report!.model.parts.map((p) => p.message))], [`model folder not found: ${missing}`]);
+    } finally {
+      await cfg.update('model.path', golden, vscode.ConfigurationTarget.Workspace);
+    }
+    await waitFor('the warning to go', () => !/model not usable/.test(api.statusBar.text), 30_000);
   });
 
   it('opens the generation panel and its script runs under the CSP', async () => {

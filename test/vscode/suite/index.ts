@@ -13,7 +13,10 @@ export async function run(): Promise<void> {
   mocha.suite.emit('pre-require', globalThis, 'bundle', mocha);
   const suite = process.env.MAJICFLUX_TEST_SUITE;
   if (suite === 'untrusted') require('./untrusted.test');
-  else require('./extension.test');
+  else {
+    require('./extension.test');
+    require('./editor.test');
+  }
 
   const results = { passed: 0, failed: 0, pending: 0, lines: [] as string[], failures: [] as { title: string; error: string }[] };
   await new Promise<void>((resolve) => {

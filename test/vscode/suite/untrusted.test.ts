@@ -27,6 +27,25 @@ describe('MajicFLUX in an untrusted workspace', () => {
     assert.deepEqual(lenses.map((l) => l.command?.command), ['workbench.trust.manage']);
   });
 
+  it('keeps every command enabled, so a key or the palette reaches it and it can say why it refuses (issue 15 item 6)', () => {
+    const pkg = vscode.extensions.getExtension('majicflux.majicflux')!.packageJSON as { contributes: { commands: { command: string; enablement?: string }[]; keybindings: { command: string; when?: string }[] } };
+    const gated = pkg.contributes.commands.filter((c) => c.enablement?.includes('isWorkspaceTrusted')).map((c) => c.command);
+    assert.deepEqual(gated, []);
+    assert.ok(pkg.contributes.keybindings.some((k) => k.command === 'majicflux.generateFromSelection' && !k.when?.includes('isWorkspaceTrusted')));
+  });
+
+  it('Generate from Selection (Ctrl+Alt+G), Generate Image and Re-run each say why, offering Manage Workspace Trust (issue 15 item 6)', async () => {
+    const editor = await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(path.join(ws(), 'notes.md')));
+    editor.selection = new vscode.Selection(2, 0, 2, 20);
+    const before = api.trustRefusals.length;
+    assert.equal(await vscode.commands.executeCommand('majicflux.generateFromSelection'), undefined);
+    assert.equal(await vscode.commands.executeCommand('majicflux.generate', 'a cat'), undefined);
+    assert.equal(await vscode.commands.executeCommand('majicflux.rerunFromImage', vscode.Uri.file(path.join(ws(), 'any.png')), 'same'), undefined);
+    const said = api.trustRefusals.slice(before);
+    assert.equal(said.length, 3, JSON.stringify(said));
+    for (const m of said) assert.match(m, /trusted workspace/);
+  });
+
   it('runs nothing: no server, no image', async () => {
     const editor = await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(path.join(ws(), 'notes.md')));
     editor.selection = new vscode.Selection(2, 0, 2, 20);

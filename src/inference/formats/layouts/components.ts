@@ -3,6 +3,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isGgufFile, unservedGguf } from '../gguf';
 import { openTensors, TensorSource } from '../safetensors';
 import { ClipConfig, deriveClip, deriveDit, deriveT5, deriveVae, DitConfig, Json, Need, T5Config, VaeConfig } from './configs';
 import { applyConfig, clipFromJson, configFileFor, configSection, ditFromJson, readJson, t5FromJson, vaeFromJson } from './configFiles';
@@ -127,6 +128,8 @@ export function openComponents(p: string): Component[] {
     const names = source.names();
     const matches = detectLayouts(names);
     if (!matches.length) {
+      const gguf = isGgufFile(source.path) ? unservedGguf(names) : undefined;
+      if (gguf) throw new LayoutError(source.path, gguf);
       throw new LayoutError(source.path, `not a FLUX.1 component: its ${names.length} tensor names match none of the known layouts (${LAYOUTS.map((l) => l.layout).join(', ')}). First names: ${listSome(names.slice(0, 5), 5) || '(none)'}`);
     }
     const files = [...new Set(names.map((n) => source.info(n).file))];

@@ -170,7 +170,7 @@ const STANDARD_WEIGHT_FILE = /^(model|diffusion_pytorch_model)(-\d+-of-\d+)?\.sa
 export function configFileFor(opened: string, files: string[]): string | undefined {
   const isDir = fs.statSync(opened).isDirectory();
   if (!isDir) {
-    const sidecar = opened.replace(/(\.safetensors(\.index\.json)?)$/, '') + '.config.json';
+    const sidecar = opened.replace(/(\.safetensors(\.index\.json)?|\.gguf)$/, '') + '.config.json';
     if (sidecar !== opened && fs.existsSync(sidecar)) return sidecar;
   }
   const dir = isDir ? opened : path.dirname(opened);

@@ -3,7 +3,8 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DType } from '../dtypes';
+import { TensorDType } from '../dtypes';
+import { ggufNotes } from '../gguf';
 import { elementCount, TensorSource } from '../safetensors';
 import { Component, openComponents } from './components';
 import { describeLayout, ComponentKind, KIND_ORDER, Layout, LayoutError } from './detect';
@@ -18,7 +19,7 @@ export interface DtypeStats {
 
 export interface TensorStats extends DtypeStats {
   /** Per dtype, e.g. { BF16: {...}, F8_E4M3: {...} }. */
-  dtypes: Partial<Record<DType, DtypeStats>>;
+  dtypes: Partial<Record<TensorDType, DtypeStats>>;
 }
 
 /** Counts from headers only. */
@@ -90,7 +91,7 @@ export function componentReport(c: Component, used?: boolean): ComponentReport {
     ...(used === undefined ? {} : { used }),
     configFile: c.configFile ?? null,
     architecture: architectureOf(c),
-    notes: c.notes,
+    notes: [...c.notes, ...ggufNotes(c.tensors)],
     stats: tensorStats(c.tensors),
   };
 }

@@ -3,6 +3,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isGgufFile } from '../gguf';
 import { notRegularKind } from '../../system/regularFile';
 import { ClipComponent, Component, DitComponent, openComponent, openComponents, T5Component, VaeComponent } from './components';
 import { ComponentKind, KIND_NAMES, KIND_ORDER, LayoutError } from './detect';
@@ -66,7 +67,7 @@ export function scanModelFolder(dir: string): ModelScan {
       scan.problems.push(errorText(e));
     }
   }
-  const rootFiles = listing.filter((e) => e.isFile && e.name.endsWith('.safetensors')).map((e) => e.path);
+  const rootFiles = listing.filter((e) => e.isFile && (e.name.endsWith('.safetensors') || isGgufFile(e.name))).map((e) => e.path);
   const rootCandidates: Partial<Record<ComponentKind, Component[]>> = {};
   for (const f of rootFiles) {
     try {

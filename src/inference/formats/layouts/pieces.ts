@@ -2,7 +2,7 @@
 // can keep the bytes memory-mapped instead of copying them.
 
 import * as fs from 'node:fs';
-import { DType, DTYPE_BYTES } from '../dtypes';
+import { TensorDType } from '../dtypes';
 import { elementCount, SafetensorsError, TensorInfo } from '../safetensors';
 
 /** Rows [start, end) of a tensor in a file. Rows (first dimension) of a row-major tensor are one contiguous byte range. */
@@ -21,7 +21,7 @@ export interface TensorPiece {
 /** A tensor under its BFL name: the concatenation along dim 0 of its pieces, in order. */
 export interface LogicalTensor {
   name: string;
-  dtype: DType;
+  dtype: TensorDType;
   shape: number[];
   pieces: TensorPiece[];
 }
@@ -36,8 +36,9 @@ export function rowCount(shape: readonly number[]): number {
   return shape.length ? shape[0] : 1;
 }
 
+// From the byte length, not dtype × shape: a row of a GGUF block-quantized tensor is whole blocks.
 function rowBytes(t: TensorInfo): number {
-  return elementCount(t.shape.slice(1)) * DTYPE_BYTES[t.dtype];
+  return t.byteLength / rowCount(t.shape);
 }
 
 export function pieceOf(source: TensorInfo, start = 0, end = rowCount(source.shape)): TensorPiece {
