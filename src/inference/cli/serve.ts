@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import { EP_CHOICES, MEMORY_MODES, ModelSpec, UserError, WEIGHT_CHOICES } from '../../shared/api';
 import { cacheMaxBytesFlag, choiceFlag, CliOutput, EXIT_USAGE, parseCommandArgs, Subcommand, UsageError, wholeNumberFlag } from './common';
 import { PROTOCOL_VERSION, ServerSettings } from '../../shared/protocol';
-import { DEFAULT_HEARTBEAT_MS, exitStuck, serveTcp } from '../server/server';
+import { DEFAULT_HEARTBEAT_MS } from '../server/server';
+import { exitStuck, serveTcp } from '../server/transports';
 
 export const DEFAULT_PORT = 7860;
 

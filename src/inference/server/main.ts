@@ -13,7 +13,8 @@
 
 import '../system/privacy'; // first: telemetry off before onnxruntime loads
 import { serveCommand } from '../cli/serve';
-import { DEFAULT_CANCEL_GRACE_MS, servePipe } from './server';
+import { DEFAULT_CANCEL_GRACE_MS } from './server';
+import { servePipe } from './transports';
 
 const USAGE = `Usage: node dist/server.js [--stdio | --fd N] [--heartbeat-ms N] [--cancel-grace-ms N]
        node dist/server.js serve --help          (TCP, for a remote GPU host)

@@ -5,7 +5,6 @@
 import '../system/privacy'; // first: telemetry off before onnxruntime loads
 import * as crypto from 'node:crypto';
 import * as fsp from 'node:fs/promises';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { CancelledError, GenerateResult, ModelError, ModelSpec, RuntimeOptions, StageTiming, UserError } from '../../shared/api';
@@ -84,7 +83,7 @@ function envCancelGraceMs(): number | undefined {
 // =============================================================================================
 // Connection: one NDJSON peer
 
-interface Sink {
+export interface Sink {
   write(data: string, cb?: (err?: Error | null) => void): unknown;
   end?(cb?: () => void): unknown;
 }
@@ -797,112 +796,4 @@ export function previewPng(width: number, height: number, rgb: Uint8Array): Buff
   const raw = Buffer.alloc(height * (width * 3 + 1));
   for (let y = 0; y < height; y++) raw.set(rgb.subarray(y * width * 3, (y + 1) * width * 3), y * (width * 3 + 1) + 1);
   return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(raw)), pngChunk('IEND', new Uint8Array(0))]);
-}
-
-// =============================================================================================
-// Transports
-
-/**
- * stdin/stdout: stdout is reserved for protocol lines from here on. console.* and anything else
- * that calls process.stdout.write is sent to stderr instead.
- */
-function claimStdout(): Sink {
-  const out = process.stdout;
-  const write = out.write.bind(out) as (data: string, cb?: (err?: Error | null) => void) => boolean;
-  out.write = ((chunk: string | Uint8Array, encoding?: BufferEncoding | ((err?: Error | null) => void), cb?: (err?: Error | null) => void) =>
-    typeof encoding === 'function' ? process.stderr.write(chunk, encoding) : process.stderr.write(chunk, encoding as BufferEncoding, cb)) as typeof out.write;
-  return { write: (data, cb) => write(data, cb) };
-}
-
-/** Serves one client over a pipe pair (stdio or fd); resolves with the exit code when it is over. */
-export function servePipe(transport: 'stdio' | 'fd', opts: ServerOptions & { fd?: number }): Promise<number> {
-  return new Promise((resolve) => {
-    const server = new InferenceServer(opts);
-    let input: NodeJS.ReadableStream;
-    let sink: Sink;
-    if (transport === 'fd') {
-      const socket = new net.Socket({ fd: opts.fd ?? 3, readable: true, writable: true });
-      input = socket;
-      sink = { write: (d, cb) => socket.write(d, cb), end: (cb) => socket.end(cb) };
-    } else {
-      sink = claimStdout();
-      input = process.stdin;
-    }
-    let ending = false;
-    const end = (why: string) => {
-      if (ending) return;
-      ending = true;
-      server.log('info', `shutting down (${why})`);
-      server
-        .shutdown()
-        .catch((err: Error) => server.log('error', `shutdown: ${err.message}`))
-        .then(() => session.conn.close())
-        .then(() => {
-          if (server.stuck) exitStuck();
-          resolve(0);
-        });
-    };
-    const session = server.attach(input, sink, transport, () => end('the client closed the connection'));
-    server.onShutdownRequest = () => end('requested');
-    process.once('SIGTERM', () => end('SIGTERM'));
-    process.once('SIGINT', () => end('SIGINT'));
-  });
-}
-
-/**
- * Ends a process that abandoned a job stuck in I/O. A normal exit would wait for that thread (Node
- * joins its threads on exit, and a read of a FIFO or a hung network share never returns), so the
- * process ends itself with SIGKILL; everything it owed its client has been sent by now.
- */
-export function exitStuck(): never {
-  process.stderr.write('exiting hard: a job is stuck in a read that never returns, which would keep the process from ending\n');
-  process.kill(process.pid, 'SIGKILL');
-  throw new Error('unreachable');
-}
-
-export interface TcpServerHandle {
-  host: string;
-  port: number;
-  /** Stop listening, cancel the client's jobs, free the model. */
-  close(): Promise<void>;
-  /** A job was abandoned while stuck in I/O: the process cannot exit normally (see exitStuck). */
-  readonly stuck: boolean;
-}
-
-/** Serves over TCP, one client at a time; a token is required in `hello`. */
-export async function serveTcp(opts: ServerOptions & { host: string; port: number; token: string }): Promise<TcpServerHandle> {
-  const server = new InferenceServer({ ...opts, echoLogs: true });
-  const sockets = new Set<net.Socket>();
-  const tcp = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.setNoDelay(true);
-    // A peer that vanished without closing (laptop asleep, network gone) must not hold the one slot forever.
-    socket.setKeepAlive(true, 15_000);
-    socket.on('close', () => sockets.delete(socket));
-    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
-    server.attach(socket, socket, 'tcp', () => server.log('info', `client ${peer} disconnected`), socket.remoteAddress ?? peer);
-    server.log('info', `client ${peer} connected`);
-  });
-  server.onShutdownRequest = (session) => void session.conn.close();
-  if (opts.outputDir) await server.sweep(opts.outputDir);
-  await new Promise<void>((resolve, reject) => {
-    tcp.once('error', reject);
-    tcp.listen(opts.port, opts.host, () => {
-      tcp.off('error', reject);
-      resolve();
-    });
-  });
-  const address = tcp.address() as net.AddressInfo;
-  return {
-    host: address.address,
-    port: address.port,
-    async close() {
-      tcp.close();
-      await server.shutdown();
-      for (const s of sockets) s.end();
-    },
-    get stuck() {
-      return server.stuck;
-    },
-  };
 }
