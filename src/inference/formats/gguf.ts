@@ -312,14 +312,6 @@ function unsupported(file: string, name: string, dtype: GgmlQuant): GgufError {
   return new GgufError(file, `tensor "${name}" is ${dtype}, a GGUF quantization this version cannot read (it reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K): download a file in one of those`);
 }
 
-/** Why a GGUF file's names match no FLUX.1 layout, when it is a kind of GGUF this reader knows of but does not serve. */
-export function unservedGguf(names: string[]): string | undefined {
-  if (names.some((n) => /^enc\.blk\.\d+\./.test(n))) {
-    return 'is a T5 encoder GGUF (llama.cpp tensor names): MajicFLUX reads GGUF DiTs only, so far. Use the safetensors T5 encoder (text_encoder_2/ of FLUX.1-dev) with it';
-  }
-  return undefined;
-}
-
 /** What `inspect` and the load log say about a source's GGUF quantized tensors: how each type is run. */
 export function ggufNotes(tensors: { names(): string[]; info(n: string): TensorInfo }): string[] {
   const count = new Map<GgmlQuant, number>();
