@@ -73,6 +73,8 @@ describe('T5 encoder GGUF files (llama.cpp names)', function () {
     assert.match(r.out, /T5/);
     assert.match(r.out, /Q8_0/);
     assert.match(r.out, /F16/);
+    assert.match(r.out, /12 GGUF Q8_0 tensors: run as int8 MatMulNBits blocks of 32/);
+    assert.match(r.out, /shared\.weight: GGUF-quantized, decoded exactly to float32 at load/);
   });
 
   for (const t of ['F32', 'F16']) {
@@ -103,6 +105,14 @@ describe('T5 encoder GGUF files (llama.cpp names)', function () {
     const r2 = await cli(['generate', ...args, '--text-encoder-2', file('F32'), '--out', b]);
     assert.equal(r2.code, 0, r2.err);
     assert.ok(fs.readFileSync(a).equals(fs.readFileSync(b)), 'same PNG bytes');
+  });
+
+  it('models check --text-encoder-2 FILE.gguf: the T5 is present, its types counted', async () => {
+    const r = await cli(['models', 'check', GOLDEN_MODELS, '--text-encoder-2', file('Q8_0'), '--json']);
+    assert.equal(r.code, 0, r.err);
+    const t5 = JSON.parse(r.out).model.parts.find((p: { role: string }) => p.role === 't5');
+    assert.equal(t5.status, 'present', JSON.stringify(t5));
+    assert.ok(t5.dtypes.Q8_0 > 0, JSON.stringify(t5.dtypes));
   });
 
   it('a GGUF that is not a T5 encoder, given as text encoder 2, is refused clearly', async () => {
