@@ -130,6 +130,9 @@ describe('T5 encoder GGUF files (llama.cpp names)', function () {
     const r = await cli(['inspect', wrong]);
     assert.notEqual(r.code, 0);
     assert.match(r.err, /"t5encoder\.attention\.head_count" says 8 but the tensors give 4/);
+    const eps = path.join(tmp.dir, 'wrong-eps.gguf');
+    writeT5Gguf(eps, 'F32', { 't5encoder.attention.layer_norm_rms_epsilon': { type: 'f32', value: 1e-5 } });
+    assert.match((await cli(['inspect', eps])).err, /layer_norm_rms_epsilon" is 0\.0000099\d*; MajicFLUX runs T5 encoder GGUFs with T5's 1e-6 only/);
     const llama = path.join(tmp.dir, 'llama.gguf');
     writeGguf(llama, [{ name: 'enc.blk.0.attn_q.weight', shape: [32, 32], type: GGML.F32, data: new Uint8Array(32 * 32 * 4) }], { 'general.architecture': { type: 'string', value: 'llama' } });
     const r2 = await cli(['inspect', llama]);

@@ -135,6 +135,11 @@ function checkMetadata(file: GgufFile, src: T5GgufTensors): void {
     ['attention.head_count', bias?.[1]],
     ['attention.relative_buckets_count', bias?.[0]],
   ];
+  // The graph takes T5's epsilon 1e-6 (configs, graphs/t5.ts); a file saying otherwise would be run wrongly.
+  const eps = num('attention.layer_norm_rms_epsilon');
+  if (eps !== undefined && Math.abs(eps - 1e-6) > 1e-12) {
+    throw new GgufError(file.path, `metadata "${arch ?? 't5encoder'}.attention.layer_norm_rms_epsilon" is ${eps}; MajicFLUX runs T5 encoder GGUFs with T5's 1e-6 only: use the safetensors encoder with its config.json`);
+  }
   for (const [key, seen] of measured) {
     const said = num(key);
     if (said !== undefined && seen !== undefined && said !== seen) {
