@@ -177,3 +177,49 @@ export function writeQuantizedDit(file: string, type: keyof typeof QUANTIZERS): 
   fs.copyFileSync(path.join(GOLDEN_MODELS, 'flux-tiny.config.json'), file.replace(/\.gguf$/, '.config.json'));
   src.close();
 }
+
+/** transformers' T5EncoderModel names → llama.cpp's, for writing the golden tiny T5 as city96's T5 GGUFs are. */
+function llamaT5Name(name: string): string {
+  const top: Record<string, string> = { 'shared.weight': 'token_embd.weight', 'encoder.final_layer_norm.weight': 'enc.output_norm.weight' };
+  if (top[name]) return top[name];
+  const m = /^encoder\.block\.(\d+)\.(.+)$/.exec(name);
+  const rest: Record<string, string> = {
+    'layer.0.SelfAttention.q.weight': 'attn_q.weight', 'layer.0.SelfAttention.k.weight': 'attn_k.weight', 'layer.0.SelfAttention.v.weight': 'attn_v.weight',
+    'layer.0.SelfAttention.o.weight': 'attn_o.weight', 'layer.0.SelfAttention.relative_attention_bias.weight': 'attn_rel_b.weight',
+    'layer.0.layer_norm.weight': 'attn_norm.weight', 'layer.1.layer_norm.weight': 'ffn_norm.weight', 'layer.1.DenseReluDense.wi_0.weight': 'ffn_gate.weight',
+    'layer.1.DenseReluDense.wi_1.weight': 'ffn_up.weight', 'layer.1.DenseReluDense.wo.weight': 'ffn_down.weight',
+  };
+  if (!m || !rest[m[2]]) throw new Error(`no llama.cpp name for ${name}`);
+  return `enc.blk.${m[1]}.${rest[m[2]]}`;
+}
+
+/**
+ * The golden tiny T5 encoder as a llama.cpp T5 encoder GGUF: 2-D weights (the embedding too) in
+ * `type` where their rows are whole blocks of 32 (F16 otherwise, as llama.cpp falls back), norms
+ * and the relative attention bias F32; architecture numbers in the metadata, no config file.
+ */
+export function writeT5Gguf(file: string, type: 'F32' | 'F16' | 'Q8_0' | 'Q4_0', metadata: Record<string, GgufMeta> = {}): void {
+  const src = openTensors(path.join(GOLDEN_MODELS, 'text_encoder_2'));
+  const f16 = (x: Float32Array) => {
+    const out = new Uint8Array(x.length * 2);
+    x.forEach((v, i) => half(out, i * 2, v));
+    return out;
+  };
+  const tensors = src.names().map((name): GgufTensor => {
+    const { shape } = src.info(name);
+    const x = src.readF32(name);
+    const llama = llamaT5Name(name);
+    if (shape.length !== 2 || llama.endsWith('attn_rel_b.weight') || type === 'F32') return { name: llama, shape, type: GGML.F32, data: new Uint8Array(x.buffer) };
+    if (type === 'F16' || shape[1] % 32 !== 0) return { name: llama, shape, type: GGML.F16, data: f16(x) };
+    return { name: llama, shape, type: GGML[type], data: QUANTIZERS[type](x) };
+  });
+  const u32 = (value: number): GgufMeta => ({ type: 'u32', value });
+  writeGguf(file, tensors, {
+    'general.architecture': { type: 'string', value: 't5encoder' },
+    't5encoder.context_length': u32(512), 't5encoder.embedding_length': u32(32), 't5encoder.feed_forward_length': u32(40), 't5encoder.block_count': u32(2),
+    't5encoder.attention.head_count': u32(4), 't5encoder.attention.key_length': u32(8), 't5encoder.attention.value_length': u32(8),
+    't5encoder.attention.layer_norm_rms_epsilon': { type: 'f32', value: 1e-6 }, 't5encoder.attention.relative_buckets_count': u32(32),
+    ...metadata,
+  });
+  src.close();
+}

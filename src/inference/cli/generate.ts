@@ -28,6 +28,8 @@ Model:
                          or one all-in-one .safetensors (ComfyUI/Forge: DiT, text encoders, VAE)
   --transformer FILE     single-file DiT to use instead (e.g. majicflus_v134.safetensors,
                          or a GGUF such as flux1-dev-Q8_0.gguf)
+  --text-encoder-2 FILE  T5 encoder to use instead: a .safetensors, or a GGUF such as
+                         t5-v1_1-xxl-encoder-Q8_0.gguf
   --vae PATH             ae.safetensors or a diffusers vae/ folder, overriding the model's
 Sampling:
   --prompt TEXT          the prompt, if not given as the argument (required, not empty)
@@ -70,7 +72,7 @@ export const generateCommand: Subcommand = {
 };
 
 const OPTIONS = {
-  prompt: { type: 'string' }, model: { type: 'string' }, transformer: { type: 'string' }, vae: { type: 'string' },
+  prompt: { type: 'string' }, model: { type: 'string' }, transformer: { type: 'string' }, vae: { type: 'string' }, 'text-encoder-2': { type: 'string' },
   seed: { type: 'string' }, steps: { type: 'string' }, width: { type: 'string' }, height: { type: 'string' }, guidance: { type: 'string' },
   shift: { type: 'string' }, 't5-max-length': { type: 'string' }, latents: { type: 'string' }, weights: { type: 'string' }, ep: { type: 'string' },
   memory: { type: 'string' }, threads: { type: 'string' }, cache: { type: 'string' }, 'cache-max-gb': { type: 'string' }, out: { type: 'string' }, overwrite: { type: 'boolean' },
@@ -101,7 +103,7 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   if (params.latentsFile !== undefined) checkedInputFile('--latents', params.latentsFile);
 
   const demo = values.transformer ? undefined : demoModelNamed(values.model);
-  const model: ModelSpec = demo ?? (values.model || values.transformer ? { dir: values.model, transformer: values.transformer, vae: values.vae } : ensureDemoModel());
+  const model: ModelSpec = demo ?? (values.model || values.transformer ? { dir: values.model, transformer: values.transformer, vae: values.vae, textEncoder2: values['text-encoder-2'] } : ensureDemoModel());
   const progress = progressPrinter(io, values.quiet === true);
   const pipeline = await FluxPipeline.create(model, runtime, progress.log);
   const controller = new AbortController();

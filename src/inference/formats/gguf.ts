@@ -312,25 +312,21 @@ function unsupported(file: string, name: string, dtype: GgmlQuant): GgufError {
   return new GgufError(file, `tensor "${name}" is ${dtype}, a GGUF quantization this version cannot read (it reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K): download a file in one of those`);
 }
 
-/** Why a GGUF file's names match no FLUX.1 layout, when it is a kind of GGUF this reader knows of but does not serve. */
-export function unservedGguf(names: string[]): string | undefined {
-  if (names.some((n) => /^enc\.blk\.\d+\./.test(n))) {
-    return 'is a T5 encoder GGUF (llama.cpp tensor names): MajicFLUX reads GGUF DiTs only, so far. Use the safetensors T5 encoder (text_encoder_2/ of FLUX.1-dev) with it';
-  }
-  return undefined;
-}
-
 /** What `inspect` and the load log say about a source's GGUF quantized tensors: how each type is run. */
 export function ggufNotes(tensors: { names(): string[]; info(n: string): TensorInfo }): string[] {
   const count = new Map<GgmlQuant, number>();
+  const decoded: string[] = [];
   for (const n of tensors.names()) {
-    const d = tensors.info(n).dtype;
-    if (isGgmlQuant(d)) count.set(d, (count.get(d) ?? 0) + 1);
+    const t = tensors.info(n);
+    if (isGgmlQuant(t.dtype)) count.set(t.dtype, (count.get(t.dtype) ?? 0) + 1);
+    if (t.decoded) decoded.push(n);
   }
-  return [...count].map(([d, n]) => {
+  // Tables read by Gather (a T5 GGUF's token_embd): served as float32, so counted as F32 above.
+  const decodedNote = decoded.length ? [`${decoded.join(', ')}: GGUF-quantized, decoded exactly to float32 at load (into the weight cache)`] : [];
+  return decodedNote.concat([...count].map(([d, n]) => {
     const what = `${n} GGUF ${d} tensor${n > 1 ? 's' : ''}`;
     if (d === 'Q8_0' || d === 'Q4_0') return `${what}: run as ${d === 'Q8_0' ? 'int8' : 'int4'} MatMulNBits blocks of 32, bit for bit (no conversion)`;
     if (canDecode(d)) return `${what}: decoded exactly and re-quantized to int8 MatMulNBits blocks of 32 at load (a small rounding change; Q8_0 or Q4_0 files run unchanged)`;
     return `${what}: not supported (use a Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 or Q2_K–Q6_K file)`;
-  });
+  }));
 }

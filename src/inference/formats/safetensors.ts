@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { notRegularKind, notRegularProblem, openRegularSync, readRegularFileSync } from '../system/regularFile';
 import { GgufFile, isGgufFile } from './gguf';
+import { servedGguf } from './t5Gguf';
 import { MAX_HEADER_BYTES, parseHeader, SafetensorsError, TensorInfo } from './safetensorsHeader';
 import { Reader, TensorSource } from './tensorReader';
 
@@ -176,7 +177,7 @@ export function openTensors(p: string): TensorSource {
   } catch {
     throw new SafetensorsError(abs, 'no such file or folder');
   }
-  if (st.isFile()) return abs.endsWith('.index.json') ? ShardedSafetensors.open(abs) : isGgufFile(abs) ? GgufFile.open(abs) : SafetensorsFile.open(abs);
+  if (st.isFile()) return abs.endsWith('.index.json') ? ShardedSafetensors.open(abs) : isGgufFile(abs) ? servedGguf(GgufFile.open(abs)) : SafetensorsFile.open(abs);
   const kind = notRegularKind(st);
   if (kind !== 'a folder') throw new SafetensorsError(abs, `${notRegularProblem(kind!)} or folder`);
   let entries: string[];

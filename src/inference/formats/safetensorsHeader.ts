@@ -31,6 +31,11 @@ export interface TensorInfo {
   /** Byte offset of the tensor from the start of that file. */
   offset: number;
   byteLength: number;
+  /**
+   * The bytes are readBytes' decode of a quantized tensor (formats/t5Gguf.ts), not what lies at
+   * `offset`: onnxruntime must get them from a copy (the weight cache), never from the file.
+   */
+  decoded?: boolean;
 }
 
 export interface Header {

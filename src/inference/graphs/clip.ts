@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { f16ToF32, float32ToF16Bits } from '../formats/dtypes';
+import { isGgmlQuant } from '../formats/ggml';
 import { bytesOf, Graph, Value } from '../onnx/graph';
 import { createSession, ExecutionProvider } from '../onnx/session';
 import { graphFor, opChoicesFor } from '../onnx/providerOps';
@@ -94,7 +95,8 @@ export function encoderContext(g: Graph, src: TensorSource, opts: TextEncoderOpt
   const compute = opts.compute ?? 'float32';
   const w = new Weights(g, src, encoderWeightOptions(opts), matricesOf(src));
   const linear = (x: Value, name: string, gate: Value): Value => {
-    if (format !== 'source') return w.linear(x, name, gate);
+    // GGUF quantized Linears (a T5 encoder GGUF) are only read as MatMulNBits blocks, as the GGUF DiT's.
+    if (format !== 'source' || isGgmlQuant(src.info(`${name}.weight`).dtype)) return w.linear(x, name, gate);
     const y = g.op('MatMul', [x, g.op('Transpose', [w.param(`${name}.weight`, gate)], { perm: [1, 0] })]);
     return src.has(`${name}.bias`) ? g.op('Add', [y, w.param(`${name}.bias`)]) : y;
   };
@@ -129,7 +131,7 @@ export function readHfConfig(from: string | TensorSource, modelTypes: string[], 
   const p = typeof from === 'string' ? from : from.path;
   const isDir = fs.existsSync(p) && fs.statSync(p).isDirectory();
   const file = path.join(isDir ? p : path.dirname(p), 'config.json');
-  const sidecar = p.replace(/(\.safetensors(\.index\.json)?)$/, '') + '.config.json';
+  const sidecar = p.replace(/(\.safetensors(\.index\.json)?|\.gguf)$/, '') + '.config.json';
   const candidates = [
     () => (fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>) : undefined),
     () => (!isDir && sidecar !== p && fs.existsSync(sidecar) ? configSection(readJson(sidecar), kind) : undefined),

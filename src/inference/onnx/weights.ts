@@ -125,7 +125,7 @@ export class Weights {
     this.inlineLimit = opts.inlineLimit ?? 1 << 20;
     this.compute = opts.compute ?? 'float32';
     if (Weights.needsCache(src, opts, linearNames)) {
-      const gguf = linearNames.some((n) => isGgmlQuant(src.info(n).dtype));
+      const gguf = linearNames.some((n) => isGgmlQuant(src.info(n).dtype)) || src.names().some((n) => src.info(n).decoded);
       if (!opts.cacheDir) throw new Error(`${gguf ? 'GGUF quantized weights (MatMulNBits blocks)' : `converting weights to ${opts.format}`} need${gguf ? '' : 's'} a cache folder (cacheDir)`);
       this.cache = WeightCache.open(opts.cacheDir, src, opts);
     }
@@ -134,6 +134,8 @@ export class Weights {
   /** Whether these options convert some of `linearNames` into a cache file. */
   static needsCache(src: TensorSource, opts: WeightOptions, linearNames: string[]): boolean {
     const large = linearNames.filter((n) => src.info(n).byteLength > (opts.inlineLimit ?? 1 << 20));
+    // A decoded GGUF tensor (an embedding table) exists only as readBytes' output: it is stored by copy.
+    if (src.names().some((n) => src.info(n).decoded && src.info(n).byteLength > (opts.inlineLimit ?? 1 << 20))) return true;
     if (NBITS[opts.format] || large.some((n) => isGgmlQuant(src.info(n).dtype))) return large.length > 0;
     if (opts.format === 'fp16' && opts.fp16Cache) return large.some((n) => src.info(n).dtype !== 'F16');
     return opts.format === 'fp8' && large.some((n) => !isFp8(src.info(n).dtype));
@@ -447,6 +449,7 @@ export class Weights {
       const e = this.cache.copy(t, this.src);
       return this.g.external(type, dims, { location: WeightCache.FILE, offset: e.offset, length: e.length }, t.name);
     }
+    if (t.decoded) throw new Error(`${t.file}: tensor "${t.name}" is decoded from GGUF blocks at load and needs a cache folder (cacheDir) to be stored in`);
     return this.g.external(type, dims, { location: path.basename(t.file), offset: t.offset, length: t.byteLength }, t.name);
   }
 }

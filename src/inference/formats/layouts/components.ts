@@ -3,7 +3,6 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { isGgufFile, unservedGguf } from '../gguf';
 import { openTensors, TensorSource } from '../safetensors';
 import { ClipConfig, deriveClip, deriveDit, deriveT5, deriveVae, DitConfig, Json, Need, T5Config, VaeConfig } from './configs';
 import { applyConfig, clipFromJson, configFileFor, configSection, ditFromJson, readJson, t5FromJson, vaeFromJson } from './configFiles';
@@ -128,8 +127,6 @@ export function openComponents(p: string): Component[] {
     const names = source.names();
     const matches = detectLayouts(names);
     if (!matches.length) {
-      const gguf = isGgufFile(source.path) ? unservedGguf(names) : undefined;
-      if (gguf) throw new LayoutError(source.path, gguf);
       throw new LayoutError(source.path, `not a FLUX.1 component: its ${names.length} tensor names match none of the known layouts (${LAYOUTS.map((l) => l.layout).join(', ')}). First names: ${listSome(names.slice(0, 5), 5) || '(none)'}`);
     }
     const files = [...new Set(names.map((n) => source.info(n).file))];
@@ -153,7 +150,7 @@ export function componentTensors(p: string, kind: ComponentKind): TensorSource {
   try {
     const matches = detectLayouts(source.names());
     const mine = matches.filter((m) => m.kind === kind);
-    if (matches.length > 1 && !mine.length) throw new LayoutError(source.path, `holds no ${KIND_NAMES[kind]}; found: ${matches.map((m) => `${KIND_NAMES[m.kind]} under "${m.prefix}"`).join(', ')}`);
+    if (matches.length && !mine.length) throw new LayoutError(source.path, `holds no ${KIND_NAMES[kind]}; found: ${matches.map((m) => `${KIND_NAMES[m.kind]} under "${m.prefix}"`).join(', ')}`);
     const view = matches.length > 1 ? componentView(source, mine[0].prefix, matches.map((m) => m.prefix)) : source;
     return withWeightScales(view);
   } catch (e) {
