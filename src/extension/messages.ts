@@ -5,6 +5,7 @@ import * as vscode from 'vscode';
 import type { FluxProblem } from './fluxFile/parser';
 import { ignoredStart, type PromptIssue } from './fluxFile/promptCheck';
 import type { SettingProblem } from './settings';
+import { LIMITS } from '../shared/params';
 
 const t = vscode.l10n.t;
 
@@ -39,7 +40,7 @@ export function fluxProblemMessage(p: FluxProblem): string {
     case 'outOfRange':
       return t('{0} must be from {1} to {2}; {3} is outside that.', String(a.key), Number(a.min), Number(a.max), String(a.value));
     case 'notMultipleOf16':
-      return t('{0} must be a multiple of 16 (FLUX works on 16-pixel patches): try {1} or {2}.', String(a.key), Number(a.lower), Number(a.upper));
+      return t('{0} must be a multiple of {3} (FLUX works on {3}-pixel patches): try {1} or {2}.', String(a.key), Number(a.lower), Number(a.upper), LIMITS.side.multiple);
     case 'badSeed':
       return t('seed must be a whole number from 0 to {0}, or "random"; not "{1}".', Number(a.max), String(a.value));
     case 'badOut':
@@ -70,7 +71,7 @@ export function settingProblemMessage(p: SettingProblem): string {
     case 'outOfRange':
       return t('{0}: {1} is outside {2}–{3}; using the default.', p.key, Number(a.value), Number(a.min), Number(a.max));
     case 'notMultipleOf16':
-      return t('{0}: {1} is not a multiple of 16; using the default.', p.key, Number(a.value));
+      return t('{0}: {1} is not a multiple of {2}; using the default.', p.key, Number(a.value), LIMITS.side.multiple);
     case 'pathMissing':
       return t('{0}: {1} does not exist.', p.key, String(a.path));
     case 'badTemplate':
