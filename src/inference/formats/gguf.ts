@@ -16,7 +16,7 @@ import { formatBytes } from '../../shared/bytes';
 import { DType, DTYPE_BYTES, TensorDType } from './dtypes';
 import { canDecode, GGML_QUANT_BLOCKS, GgmlQuant, isGgmlQuant } from './ggml';
 import { MAX_TENSORS, SafetensorsError, TensorInfo } from './safetensorsHeader';
-import { Reader } from './tensorReader';
+import { OneFileReader } from './tensorReader';
 import { openRegularSync } from '../system/regularFile';
 
 /** A GGUF file, by its name (what openTensors and discovery go by). */
@@ -247,12 +247,12 @@ function checkExtents(infos: TensorInfo[], size: number, fail: (p: string) => Er
   }
 }
 
-export class GgufFile extends Reader {
+export class GgufFile extends OneFileReader {
   readonly path: string;
   readonly version: number;
   readonly metadata: Map<string, GgufValue>;
   readonly alignment: number;
-  private readonly tensors: Map<string, TensorInfo>;
+  protected readonly tensors: Map<string, TensorInfo>;
   private handle: number | undefined;
 
   private constructor(file: string, h: GgufHeader, fd: number) {
@@ -276,18 +276,8 @@ export class GgufFile extends Reader {
     }
   }
 
-  names(): string[] {
-    return [...this.tensors.keys()];
-  }
-
-  override has(name: string): boolean {
-    return this.tensors.has(name);
-  }
-
-  info(name: string): TensorInfo {
-    const t = this.tensors.get(name);
-    if (!t) throw new GgufError(this.path, `no tensor named "${name}" (the file has ${this.tensors.size} tensors)`);
-    return t;
+  protected error(problem: string): Error {
+    return new GgufError(this.path, problem);
   }
 
   override readBytes(name: string): Buffer {

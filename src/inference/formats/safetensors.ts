@@ -8,17 +8,17 @@ import { notRegularKind, notRegularProblem, openRegularSync, readRegularFileSync
 import { GgufFile, isGgufFile } from './gguf';
 import { servedGguf } from './t5Gguf';
 import { MAX_HEADER_BYTES, parseHeader, SafetensorsError, TensorInfo } from './safetensorsHeader';
-import { Reader, TensorSource } from './tensorReader';
+import { OneFileReader, Reader, similarNames, TensorSource } from './tensorReader';
 
 export { elementCount, MAX_HEADER_BYTES, MAX_TENSORS, SafetensorsError } from './safetensorsHeader';
 export type { TensorInfo } from './safetensorsHeader';
 export type { TensorSource } from './tensorReader';
 
-export class SafetensorsFile extends Reader {
+export class SafetensorsFile extends OneFileReader {
   readonly path: string;
   readonly metadata: Record<string, string>;
   readonly headerBytes: number;
-  private readonly tensors: Map<string, TensorInfo>;
+  protected readonly tensors: Map<string, TensorInfo>;
   private handle: number | undefined;
 
   private constructor(file: string, tensors: Map<string, TensorInfo>, metadata: Record<string, string>, headerBytes: number) {
@@ -43,18 +43,8 @@ export class SafetensorsFile extends Reader {
     }
   }
 
-  names(): string[] {
-    return [...this.tensors.keys()];
-  }
-
-  override has(name: string): boolean {
-    return this.tensors.has(name);
-  }
-
-  info(name: string): TensorInfo {
-    const t = this.tensors.get(name);
-    if (!t) throw new SafetensorsError(this.path, `no tensor named "${name}" (the file has ${this.tensors.size} tensors${nearest(name, this.names())})`);
-    return t;
+  protected error(problem: string): Error {
+    return new SafetensorsError(this.path, problem);
   }
 
   /** The open file descriptor (reopened after close()). */
@@ -151,7 +141,7 @@ export class ShardedSafetensors extends Reader {
 
   info(name: string): TensorInfo {
     const f = this.byName.get(name);
-    if (!f) throw new SafetensorsError(this.path, `no tensor named "${name}" in any shard${nearest(name, this.names())}`);
+    if (!f) throw new SafetensorsError(this.path, `no tensor named "${name}" in any shard${similarNames(name, this.names())}`);
     return f.info(name);
   }
 
@@ -195,8 +185,3 @@ export function openTensors(p: string): TensorSource {
   throw new SafetensorsError(abs, `folder has ${files.length} .safetensors files and no .safetensors.index.json to say how they fit together: ${files.join(', ')}`);
 }
 
-function nearest(name: string, names: string[]): string {
-  const tail = name.split('.').slice(-2).join('.');
-  const similar = names.filter((n) => n.endsWith(tail)).slice(0, 3);
-  return similar.length ? `; similar names: ${similar.join(', ')}` : '';
-}

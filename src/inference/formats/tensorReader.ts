@@ -49,3 +49,31 @@ export abstract class Reader implements TensorSource {
     return toFloat16Bits(this.readBytes(name), this.info(name).dtype);
   }
 }
+
+/** One file whose header listed its tensors (a safetensors or GGUF file): lookup by name. */
+export abstract class OneFileReader extends Reader {
+  protected abstract readonly tensors: Map<string, TensorInfo>;
+  /** The format's own error for a problem with this file. */
+  protected abstract error(problem: string): Error;
+
+  names(): string[] {
+    return [...this.tensors.keys()];
+  }
+
+  override has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    const t = this.tensors.get(name);
+    if (!t) throw this.error(`no tensor named "${name}" (the file has ${this.tensors.size} tensors${similarNames(name, this.names())})`);
+    return t;
+  }
+}
+
+/** "; similar names: …" for a name that is not there (a typo or another naming), else ''. */
+export function similarNames(name: string, names: string[]): string {
+  const tail = name.split('.').slice(-2).join('.');
+  const similar = names.filter((n) => n.endsWith(tail)).slice(0, 3);
+  return similar.length ? `; similar names: ${similar.join(', ')}` : '';
+}
