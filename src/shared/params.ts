@@ -32,6 +32,22 @@ export const LIMITS = {
   t5MaxLength: { min: 2, max: 4096 },
   /** Images per prompt in one request (`.flux` `count:`, the CLI's --count). */
   count: { min: 1, max: 100 },
+  /**
+   * Real classifier-free guidance (two DiT passes a step); 1 is off. FLUX.1-dev is guidance-distilled:
+   * diffusers' examples use 1.5–4; past 30 the image burns out.
+   */
+  trueCfgScale: { min: 1, max: 30 },
+  /** LoRA strength: A1111 and ComfyUI accept negatives (to invert a LoRA); past ±10 nothing useful is left. */
+  loraStrength: { min: -10, max: 10 },
+  /** LoRAs on one image. */
+  loras: { max: 16 },
+  /**
+   * Image-to-image: the fraction of the schedule that is re-run (diffusers' `strength`). 1 ignores
+   * the image's content; a value that leaves no whole step to run is refused (see resolveParams).
+   */
+  strength: { min: 0.01, max: 1 },
+  /** High-resolution pass: the second pass's size over the first's. */
+  hiresScale: { min: 1.05, max: 4 },
 } as const;
 
 export const DEFAULTS = {
@@ -44,7 +60,25 @@ export const DEFAULTS = {
   t5MaxLength: 512,
   shift: 'dynamic',
   count: 1,
+  trueCfgScale: 1,
+  negativePrompt: '',
+  loraStrength: 1,
+  /** diffusers' FluxImg2ImgPipeline default. */
+  strength: 0.6,
+  imageFit: 'crop',
+  hiresScale: 2,
+  /** Forge's default denoise for the hires pass: enough to add detail, not enough to recompose. */
+  hiresStrength: 0.45,
+  hiresUpscale: 'image',
+  vaeTiling: 'auto',
 } as const;
+
+/** How an input image meets the requested size: `crop` scales to cover and cuts the centre; `stretch` ignores the aspect ratio. */
+export const IMAGE_FITS = ['crop', 'stretch'] as const;
+/** The hires pass upscales the decoded image (Lanczos, then VAE-encoded) or the latents (bilinear). */
+export const HIRES_UPSCALERS = ['image', 'latent'] as const;
+/** `auto` decodes/encodes in tiles when an image is larger than 1024² pixels. */
+export const VAE_TILING = ['auto', 'on', 'off'] as const;
 
 // ---------------------------------------------------------------------------------------------
 // One schema per parameter; the messages name the parameter, the value and what would be accepted.
@@ -110,6 +144,40 @@ export const T5MaxLength = wholeNumber('T5 max length', LIMITS.t5MaxLength);
 export const Count = wholeNumber('count', LIMITS.count);
 const FilePath = v.pipe(v.string(), v.minLength(1), v.maxLength(4096));
 
+function numberIn(name: string, { min, max }: { min: number; max: number }) {
+  const msg = (i: { input: unknown }) => `${name} must be a number from ${min} to ${max}, got ${show(i.input)}`;
+  return v.pipe(v.number(msg), v.check((x) => Number.isFinite(x) && x >= min && x <= max, msg));
+}
+function oneOf<T extends readonly string[]>(name: string, choices: T) {
+  return v.picklist(choices, (i) => `${name} must be one of ${choices.join(', ')}, got ${show(i.input)}`);
+}
+
+export const NegativePrompt = v.pipe(
+  v.string('the negative prompt must be text'),
+  v.maxLength(LIMITS.prompt.maxChars, (i) => `the negative prompt is ${(i.input as string).length} characters; at most ${LIMITS.prompt.maxChars} are read`),
+);
+export const TrueCfgScale = numberIn('true CFG scale', LIMITS.trueCfgScale);
+export const LoraStrength = numberIn('LoRA strength', LIMITS.loraStrength);
+/** A LoRA file (safetensors) and how strongly it applies. `path` is resolved by the server within the folders it allows. */
+export const LoraSchema = v.object({
+  path: v.pipe(v.string('a LoRA is named by its file path'), v.minLength(1, 'a LoRA needs a file path'), v.maxLength(4096)),
+  strength: v.optional(LoraStrength),
+});
+export type Lora = v.InferOutput<typeof LoraSchema>;
+export const Loras = v.pipe(v.array(LoraSchema, 'loras must be a list of { path, strength }'), v.maxLength(LIMITS.loras.max, `at most ${LIMITS.loras.max} LoRAs apply to one image`));
+export const Strength = numberIn('strength', LIMITS.strength);
+export const ImageFit = oneOf('image fit', IMAGE_FITS);
+export const HiresScale = numberIn('hires scale', LIMITS.hiresScale);
+export const HiresUpscale = oneOf('hires upscaler', HIRES_UPSCALERS);
+export const VaeTiling = oneOf('VAE tiling', VAE_TILING);
+/** The high-resolution pass: generate, upscale by `scale`, image-to-image at `strength` with `steps` (default: the first pass's). */
+export const HiresSchema = v.object({
+  scale: v.optional(HiresScale),
+  strength: v.optional(Strength),
+  steps: v.optional(Steps),
+  upscale: v.optional(HiresUpscale),
+});
+
 // ---------------------------------------------------------------------------------------------
 // What a generation takes, and what an image records.
 
@@ -127,6 +195,16 @@ export const GenerateParamsSchema = v.object(
     shift: v.optional(Shift),
     /** A safetensors file whose `initial_latents` [1, tokens, 64] replaces the drawn noise. */
     latentsFile: v.optional(FilePath),
+    /** Steers away from this text with real CFG when trueCfgScale > 1 (empty: away from the unconditional prediction). */
+    negativePrompt: v.optional(NegativePrompt),
+    trueCfgScale: v.optional(TrueCfgScale),
+    loras: v.optional(Loras),
+    /** Image-to-image: the input image (PNG/JPEG/WebP); width/height default to its size, to the nearest 16. */
+    image: v.optional(FilePath),
+    strength: v.optional(Strength),
+    imageFit: v.optional(ImageFit),
+    hires: v.optional(HiresSchema),
+    vaeTiling: v.optional(VaeTiling),
   },
   'the parameters must be an object with at least a prompt',
 );
@@ -146,6 +224,15 @@ export const ImageMetadataSchema = v.object({
   weights: v.picklist(WEIGHT_FORMATS),
   sampler: v.literal('euler'),
   software: v.pipe(v.string(), v.maxLength(200)),
+  negativePrompt: v.optional(NegativePrompt),
+  trueCfgScale: v.optional(TrueCfgScale),
+  /** `name` is the file's name without extension (A1111's `<lora:name:strength>`), `hash` the first 12 hex digits of its SHA-256 (A1111's "Lora hashes"). */
+  loras: v.optional(v.array(v.object({ name: v.pipe(v.string(), v.maxLength(4096)), strength: LoraStrength, path: v.optional(v.pipe(v.string(), v.maxLength(4096))), hash: v.optional(v.pipe(v.string(), v.maxLength(64))) }))),
+  /** The input image as the user named it, and its strength (image-to-image). */
+  image: v.optional(v.pipe(v.string(), v.maxLength(4096))),
+  strength: v.optional(Strength),
+  imageFit: v.optional(ImageFit),
+  hires: v.optional(v.object({ scale: HiresScale, strength: Strength, steps: Steps, upscale: HiresUpscale, width: Width, height: Height })),
 });
 export type ImageMetadata = v.InferOutput<typeof ImageMetadataSchema>;
 
@@ -153,8 +240,25 @@ export type ImageMetadata = v.InferOutput<typeof ImageMetadataSchema>;
 export const IMAGE_PARAMS = ['prompt', 'seed', 'steps', 'width', 'height', 'guidance'] as const;
 export type ImageParams = Pick<Required<GenerateParams>, (typeof IMAGE_PARAMS)[number]>;
 
-/** A generation's parameters with every default filled in. */
-export type ResolvedParams = Required<Omit<GenerateParams, 'seed' | 'latentsFile'>> & Pick<GenerateParams, 'seed' | 'latentsFile'>;
+/** A generation's parameters with every default filled in (the input image and hires pass stay optional: absent is off). */
+export type ResolvedParams = Required<Omit<GenerateParams, 'seed' | 'latentsFile' | 'image' | 'hires' | 'loras'>> &
+  Pick<GenerateParams, 'seed' | 'latentsFile' | 'image'> & {
+    loras: Required<Lora>[];
+    hires?: Required<v.InferOutput<typeof HiresSchema>> & { width: number; height: number };
+  };
+
+/**
+ * img2img runs the last ⌊steps·strength⌋ of `steps` scheduled steps (diffusers' get_timesteps:
+ * t_start = int(steps − steps·strength)); this is how many that is.
+ */
+export function img2imgSteps(steps: number, strength: number): number {
+  return steps - Math.trunc(Math.max(steps - steps * strength, 0));
+}
+
+/** A side scaled for the hires pass, to the nearest multiple of 16. */
+export function hiresSide(side: number, scale: number): number {
+  return Math.round((side * scale) / LIMITS.side.multiple) * LIMITS.side.multiple;
+}
 
 /** The first problem's message, for a UserError (the rest are usually consequences of it). */
 export function firstMessage(issues: readonly v.BaseIssue<unknown>[]): string {
@@ -169,10 +273,10 @@ export function firstMessage(issues: readonly v.BaseIssue<unknown>[]): string {
  * Every entry point (CLI, server, pipeline) calls this before loading anything.
  */
 export function resolveParams(params: unknown): ResolvedParams {
-  const r = v.safeParse(GenerateParamsSchema, params);
-  if (!r.success) throw new UserError(firstMessage(r.issues));
-  const p = r.output;
-  return {
+  const parsed = v.safeParse(GenerateParamsSchema, params);
+  if (!parsed.success) throw new UserError(firstMessage(parsed.issues));
+  const p = parsed.output;
+  const r: ResolvedParams = {
     prompt: p.prompt,
     seed: p.seed,
     steps: p.steps ?? DEFAULTS.steps,
@@ -182,7 +286,31 @@ export function resolveParams(params: unknown): ResolvedParams {
     t5MaxLength: p.t5MaxLength ?? DEFAULTS.t5MaxLength,
     shift: p.shift ?? DEFAULTS.shift,
     latentsFile: p.latentsFile,
+    negativePrompt: p.negativePrompt ?? DEFAULTS.negativePrompt,
+    trueCfgScale: p.trueCfgScale ?? DEFAULTS.trueCfgScale,
+    loras: (p.loras ?? []).map((l) => ({ path: l.path, strength: l.strength ?? DEFAULTS.loraStrength })),
+    image: p.image,
+    strength: p.strength ?? DEFAULTS.strength,
+    imageFit: p.imageFit ?? DEFAULTS.imageFit,
+    vaeTiling: p.vaeTiling ?? DEFAULTS.vaeTiling,
   };
+  // Cross-field checks, before anything loads: each names both values and a way out.
+  if (r.image !== undefined && img2imgSteps(r.steps, r.strength) < 1) {
+    throw new UserError(`strength ${r.strength} with ${r.steps} steps leaves no step to run; use strength ≥ ${Math.ceil((1 / r.steps) * 1000) / 1000} or more steps`);
+  }
+  if (p.hires) {
+    const h = { scale: p.hires.scale ?? DEFAULTS.hiresScale, strength: p.hires.strength ?? DEFAULTS.hiresStrength, steps: p.hires.steps ?? r.steps, upscale: p.hires.upscale ?? DEFAULTS.hiresUpscale };
+    const width = hiresSide(r.width, h.scale);
+    const height = hiresSide(r.height, h.scale);
+    if (Math.max(width, height) > LIMITS.side.max) {
+      throw new UserError(`a hires pass ×${h.scale} on ${r.width}×${r.height} makes ${width}×${height}; sides stop at ${LIMITS.side.max}: use a smaller scale (at most ×${Math.floor((LIMITS.side.max / Math.max(r.width, r.height)) * 100) / 100}) or a smaller first pass`);
+    }
+    if (img2imgSteps(h.steps, h.strength) < 1) {
+      throw new UserError(`hires strength ${h.strength} with ${h.steps} steps leaves no step to run; use strength ≥ ${Math.ceil((1 / h.steps) * 1000) / 1000} or more hires steps`);
+    }
+    r.hires = { ...h, width, height };
+  }
+  return r;
 }
 
 /** One parameter's value checked alone: the value, or the message saying why not. */
