@@ -38,6 +38,28 @@ interface PromptEmbedding {
 
 const EMBEDDING_CACHE_SIZE = 16;
 
+/** One generate() call: what its stages share. */
+interface Job {
+  hooks: GenerateHooks;
+  mode: Exclude<MemoryMode, 'auto'>;
+  stages: StageTiming[];
+  notes: string[];
+  check(): void;
+  stage<T>(name: Stage, fn: () => Promise<T>, ep?: ComponentName): Promise<T>;
+}
+
+/** One denoising pass: the schedule's steps from `from` on, at width×height. */
+interface DenoisePass {
+  width: number;
+  height: number;
+  guidance: number;
+  sigmas: Float32Array;
+  from: number;
+  /** Steps of earlier passes, and of the whole job (progress continues across passes). */
+  stepsBefore: number;
+  totalSteps: number;
+}
+
 interface Parts {
   clip: ClipEncoder;
   t5: T5Encoder;
@@ -142,9 +164,24 @@ export class FluxPipeline {
     const params = resolveParams(input);
     const { width, height, steps, guidance, t5MaxLength, shift } = params;
     const seed = params.seed === undefined || params.seed === RANDOM_SEED ? randomSeed() : params.seed;
-    const mode = this.memoryMode();
+    const job = this.job(hooks);
+    const emb = await this.encodePrompt(job, params.prompt, t5MaxLength);
+
+    const shape = latentShape(width, height);
+    let latents = params.latentsFile ? readInitialLatents(params.latentsFile, shape.tokens) : initialLatents(seed, width, height);
+    const schedule = flowMatchSchedule({ steps, width, height, shift, config: await this.schedulerConfig() });
+    latents = await job.stage('denoise', () => this.denoise(job, emb, latents, { width, height, guidance, sigmas: schedule.sigmas, from: 0, stepsBefore: 0, totalSteps: steps }), 'dit');
+    const image = await job.stage('decode', () => this.decode(job, latents, width, height), 'vae');
+
+    const metadata: ImageMetadata = {
+      prompt: params.prompt, seed, steps, width, height, guidance, shift, t5MaxLength, model: this.files.name, weights: this.runtime.weights, sampler: 'euler', software: `MajicFLUX ${VERSION}`,
+    };
+    return { seed, image, width, height, stages: job.stages, metadata, notes: job.notes };
+  }
+
+  /** One generation's bookkeeping: its stages (timed, reported), notes, and the cancel check. */
+  private job(hooks: GenerateHooks): Job {
     const stages: StageTiming[] = [];
-    const notes: string[] = [];
     const check = () => {
       if (hooks.signal?.aborted) throw new CancelledError();
     };
@@ -162,72 +199,78 @@ export class FluxPipeline {
         hooks.onStage?.(name, 'end', `${seconds.toFixed(2)} s, peak ${formatBytes(peakRss)}`);
       }
     };
+    return { hooks, mode: this.memoryMode(), stages, notes: [], check, stage };
+  }
 
-    // 1. Text
-    const key = `${t5MaxLength}\u0000${params.prompt}`;
+  /** CLIP pooled + T5 hidden for a prompt, from the cache or the 'text' stage. */
+  private async encodePrompt(job: Job, prompt: string, t5MaxLength: number): Promise<PromptEmbedding> {
+    const { hooks, mode, notes } = job;
+    const key = `${t5MaxLength}\u0000${prompt}`;
     let emb = this.embeddings.get(key);
     if (emb) {
       notes.push('prompt embeddings from cache');
       this.embeddings.delete(key);
       this.embeddings.set(key, emb); // most recently used last
-    } else {
-      emb = await stage('text', async () => {
-        const tokenizers = await this.tokenizers();
-        const clipIds = tokenizers.clip.encode(params.prompt, CLIP_MAX_TOKENS);
-        const t5Ids = tokenizers.t5.encode(params.prompt, t5MaxLength);
-        for (const issue of promptIssues(params.prompt, clipIds, t5Ids, t5MaxLength)) notes.push(promptNote(issue, params.prompt));
-        const clip = await this.ensure('clip', hooks.onLoad);
-        const { pooled } = await clip.encode(clipIds.ids);
-        if (mode === 'sequential') await this.unload(['clip']);
-        check();
-        const t5 = await this.ensure('t5', hooks.onLoad);
-        const hidden = await t5.encode(t5Ids.ids);
-        if (mode === 'sequential') await this.unload(['t5']);
-        return { pooled, hidden, tokens: t5MaxLength };
-      }, 't5');
-      this.embeddings.set(key, emb);
-      if (this.embeddings.size > EMBEDDING_CACHE_SIZE) this.embeddings.delete(this.embeddings.keys().next().value!);
+      return emb;
     }
+    emb = await job.stage('text', async () => {
+      const tokenizers = await this.tokenizers();
+      const clipIds = tokenizers.clip.encode(prompt, CLIP_MAX_TOKENS);
+      const t5Ids = tokenizers.t5.encode(prompt, t5MaxLength);
+      for (const issue of promptIssues(prompt, clipIds, t5Ids, t5MaxLength)) notes.push(promptNote(issue, prompt));
+      const clip = await this.ensure('clip', hooks.onLoad);
+      const { pooled } = await clip.encode(clipIds.ids);
+      if (mode === 'sequential') await this.unload(['clip']);
+      job.check();
+      const t5 = await this.ensure('t5', hooks.onLoad);
+      const hidden = await t5.encode(t5Ids.ids);
+      if (mode === 'sequential') await this.unload(['t5']);
+      return { pooled, hidden, tokens: t5MaxLength };
+    }, 't5');
+    this.embeddings.set(key, emb);
+    if (this.embeddings.size > EMBEDDING_CACHE_SIZE) this.embeddings.delete(this.embeddings.keys().next().value!);
+    return emb;
+  }
 
-    // 2. Denoise
+  /**
+   * Euler steps `from`… of the schedule `sigmas` on packed `latents` at width×height. Progress
+   * counts `stepsBefore` + the steps run here of `totalSteps`, so passes after the first continue it.
+   */
+  private async denoise(job: Job, emb: PromptEmbedding, latents: Float32Array, pass: DenoisePass): Promise<Float32Array> {
+    const { hooks, mode } = job;
+    const { width, height, guidance, sigmas, from, stepsBefore, totalSteps } = pass;
     const shape = latentShape(width, height);
-    let latents = params.latentsFile ? readInitialLatents(params.latentsFile, shape.tokens) : initialLatents(seed, width, height);
-    const schedule = flowMatchSchedule({ steps, width, height, shift, config: await this.schedulerConfig() });
-    latents = await stage('denoise', async () => {
-      // A DiT built for a fixed text length (CoreML) is rebuilt when a job asks for another one.
-      const built = this.parts.dit?.textTokens;
-      if (built !== undefined && built !== emb!.tokens) await this.unload(['dit']);
-      this.ditTextTokens = emb!.tokens;
-      const dit = await this.ensure('dit', hooks.onLoad);
-      const run = dit.prepare({ imgIds: imageIds(height, width), txtIds: textIds(emb!.tokens), txt: emb!.hidden, vec: emb!.pooled });
-      for (let i = 0; i < steps; i++) {
-        check();
-        const sigma = schedule.sigmas[i];
-        const v = await run.forward(latents, sigma, guidance);
-        latents = eulerStep(latents, v, sigma, schedule.sigmas[i + 1]);
-        assertFinite(latents, 'DiT', this.files.transformer, `at denoising step ${i + 1}`);
-        if (hooks.onStep) hooks.onStep({ step: i + 1, steps, latents, preview: hooks.wantPreview ? { width: shape.w2, height: shape.h2, rgb: latentToPreviewRGB(latents, width, height) } : undefined });
-      }
-      if (mode === 'sequential') await this.unload(['dit']);
-      return latents;
-    }, 'dit');
+    // A DiT built for a fixed text length (CoreML) is rebuilt when a job asks for another one.
+    const built = this.parts.dit?.textTokens;
+    if (built !== undefined && built !== emb.tokens) await this.unload(['dit']);
+    this.ditTextTokens = emb.tokens;
+    const dit = await this.ensure('dit', hooks.onLoad);
+    const run = dit.prepare({ imgIds: imageIds(height, width), txtIds: textIds(emb.tokens), txt: emb.hidden, vec: emb.pooled });
+    const steps = sigmas.length - 1;
+    for (let i = from; i < steps; i++) {
+      job.check();
+      const sigma = sigmas[i];
+      const v = await run.forward(latents, sigma, guidance);
+      latents = eulerStep(latents, v, sigma, sigmas[i + 1]);
+      const step = stepsBefore + i - from + 1;
+      assertFinite(latents, 'DiT', this.files.transformer, `at denoising step ${step}`);
+      if (hooks.onStep) hooks.onStep({ step, steps: totalSteps, latents, preview: hooks.wantPreview ? { width: shape.w2, height: shape.h2, rgb: latentToPreviewRGB(latents, width, height) } : undefined });
+    }
+    if (mode === 'sequential') await this.unload(['dit']);
+    return latents;
+  }
 
-    // 3. Decode
-    const image = await stage('decode', async () => {
-      const vae = await this.ensure('vae', hooks.onLoad);
-      const z = unpackLatents(latents, shape.h2, shape.w2);
-      const { scale, shift: zShift } = vae.config;
-      for (let i = 0; i < z.length; i++) z[i] = z[i] / scale + zShift;
-      const decoded = await vae.decode(z, shape.h2, shape.w2);
-      assertFinite(decoded, 'VAE', this.files.vae, 'while decoding');
-      if (mode === 'sequential') await this.unload(['vae']);
-      return latentsToImage(decoded, height, width);
-    }, 'vae');
-
-    const metadata: ImageMetadata = {
-      prompt: params.prompt, seed, steps, width, height, guidance, shift, t5MaxLength, model: this.files.name, weights: this.runtime.weights, sampler: 'euler', software: `MajicFLUX ${VERSION}`,
-    };
-    return { seed, image, width, height, stages, metadata, notes };
+  /** Packed latents → unpack → z / scale + shift → VAE decode → [H, W, 3] in [0, 1]. */
+  private async decode(job: Job, latents: Float32Array, width: number, height: number): Promise<Float32Array> {
+    const shape = latentShape(width, height);
+    const vae = await this.ensure('vae', job.hooks.onLoad);
+    const z = unpackLatents(latents, shape.h2, shape.w2);
+    const { scale, shift: zShift } = vae.config;
+    for (let i = 0; i < z.length; i++) z[i] = z[i] / scale + zShift;
+    const decoded = await vae.decode(z, shape.h2, shape.w2);
+    assertFinite(decoded, 'VAE', this.files.vae, 'while decoding');
+    if (job.mode === 'sequential') await this.unload(['vae']);
+    return latentsToImage(decoded, height, width);
   }
 
   private async tokenizers() {
