@@ -21,7 +21,8 @@ export const EP_CHOICES = ['auto', ...EXECUTION_PROVIDERS] as const;
 export type EpChoice = (typeof EP_CHOICES)[number];
 export const MEMORY_MODES = ['auto', 'sequential', 'resident'] as const;
 export type MemoryMode = (typeof MEMORY_MODES)[number];
-export type Stage = 'load' | 'text' | 'denoise' | 'decode' | 'save';
+/** `encode`: an input image (image-to-image), or a hires pass's first result, made latents. */
+export type Stage = 'load' | 'text' | 'encode' | 'denoise' | 'decode' | 'save';
 /** The pipeline's parts, in the order a generation runs them. */
 export const COMPONENTS = ['clip', 't5', 'dit', 'vae'] as const;
 export type ComponentName = (typeof COMPONENTS)[number];
