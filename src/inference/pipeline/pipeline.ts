@@ -184,6 +184,8 @@ export class FluxPipeline {
     // Progress counts the steps that run, both passes' from the start.
     const firstSteps = source ? img2imgSteps(steps, params.strength) : steps;
     const totalSteps = firstSteps + (hires ? img2imgSteps(hires.steps, hires.strength) : 0);
+    // Decoded now, not after the text encoders: a damaged file must not cost a prompt encoding.
+    const pixels = source && (await inputImageTensor(source, width, height, params.imageFit));
     const emb = await this.encodePrompt(job, params.prompt, t5MaxLength);
 
     const shape = latentShape(width, height);
@@ -191,9 +193,8 @@ export class FluxPipeline {
     const schedule = flowMatchSchedule({ steps, width, height, shift, config: await this.schedulerConfig() });
     let latents = noise;
     let from = 0;
-    if (source) {
+    if (pixels) {
       from = img2imgStart(steps, params.strength);
-      const pixels = await inputImageTensor(source, width, height, params.imageFit);
       const encoded = await job.stage('encode', () => this.encode(job, pixels, width, height, params.vaeTiling), 'vae');
       latents = scaleNoise(encoded, noise, schedule.sigmas[from]);
     }
