@@ -182,6 +182,22 @@ describe('image-to-image (pipeline/img2img.ts, inputImage.ts)', function () {
       assert.ok(diff(a.image, plain.image) > 1e-3);
     });
 
+    it('sequential memory: an input image with a hires pass runs, and nothing stays loaded (the encoder goes with the VAE)', async () => {
+      const seq = await FluxPipeline.create(spec, { weights: 'fp32', ep: 'cpu', memory: 'sequential', cacheDir });
+      const loads: string[] = [];
+      const steps: string[] = [];
+      const r = await seq.generate(
+        { prompt: 'a fox', image: path.join(GOLDEN_CASES, 'pipeline-2.png'), strength: 0.5, steps: 4, seed: 2, hires: { scale: 1.5, steps: 2, strength: 0.5 } },
+        { onLoad: (c, phase) => phase === 'loaded' && loads.push(c), onStep: (p) => steps.push(`${p.step}/${p.steps}`) },
+      );
+      assert.deepEqual([r.width, r.height], [96, 96]);
+      assert.deepEqual(steps, ['1/3', '2/3', '3/3']);
+      assert.deepEqual(loads, ['clip', 't5', 'vae', 'dit', 'vae', 'vae', 'dit', 'vae'], 'encode, pass 1, decode + encode (image upscale), pass 2, decode');
+      assert.deepEqual(seq.loaded(), []);
+      assert.deepEqual(r.metadata.hires, { scale: 1.5, strength: 0.5, steps: 2, upscale: 'image', width: 96, height: 96 });
+      await seq.release();
+    });
+
     it('latent upscale is torch bilinear (align_corners false): ×2 of [[0, 1], [2, 3]]', () => {
       const out = upscaleLatents(Float32Array.from([0, 1, 2, 3]), 1, 2, 2, 4, 4);
       assert.deepEqual(Array.from(out), [0, 0.25, 0.75, 1, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2, 2.25, 2.75, 3]);
