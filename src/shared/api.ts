@@ -120,6 +120,8 @@ export interface GenerateHooks {
   /** A part is loaded for this job (inside the stage that needs it); `fraction` (0–1) with `prepare`. */
   onLoad?(component: ComponentName, phase: LoadPhase, fraction?: number): void;
   onStep?(p: StepProgress): void;
+  /** Before each tile of a tiled VAE decode or encode (`done` of `total`): a cancel is noticed here too. */
+  onTile?(done: number, total: number): void;
   /** Compute a latent preview for onStep (costs a little per step). */
   wantPreview?: boolean;
   signal?: AbortSignal;

@@ -5,6 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { VaeDecoder, VaeEncoder } from '../../src/inference/graphs/vae';
 import { FluxPipeline } from '../../src/inference/pipeline/pipeline';
+import { CancelledError } from '../../src/shared/api';
 import { gaussianNoise } from '../../src/inference/pipeline/sampler';
 import { decodeTiled, encodeTiled, TileGrid, tileStarts, useTiling, VAE_TILES } from '../../src/inference/pipeline/vaeTiling';
 import { compare, goldenCase, GOLDEN_MODELS } from '../helpers/golden';
@@ -136,6 +137,11 @@ describe('tiled VAE (pipeline/vaeTiling.ts)', function () {
       assert.equal(compare(auto.image, off.image).maxAbs, 0);
       const d = compare(on.image, off.image);
       assert.ok(d.maxAbs > 0 && d.relL2 < 0.2, `tiled decode: max abs ${d.maxAbs}, rel L2 ${d.relL2}`);
+      // 66×64 latent cells: two tiles. A cancel after the first is noticed before the second runs.
+      const ac = new AbortController();
+      const tiles: string[] = [];
+      await assert.rejects(p.generate({ ...params, vaeTiling: 'on' }, { signal: ac.signal, onTile: (k, n) => { tiles.push(`${k}/${n}`); if (k === 1) ac.abort(); } }), CancelledError);
+      assert.deepEqual(tiles, ['0/2', '1/2']);
     } finally {
       await p.release();
     }

@@ -50,6 +50,8 @@ interface Job {
   stages: StageTiming[];
   notes: string[];
   check(): void;
+  /** Before each VAE tile: the hook, then the cancel check. */
+  onTile(done: number, total: number): void;
   stage<T>(name: Stage, fn: () => Promise<T>, ep?: ComponentName): Promise<T>;
 }
 
@@ -242,7 +244,11 @@ export class FluxPipeline {
         hooks.onStage?.(name, 'end', `${seconds.toFixed(2)} s, peak ${formatBytes(peakRss)}`);
       }
     };
-    return { hooks, mode: this.memoryMode(), stages, notes: [], check, stage };
+    const onTile = (done: number, total: number) => {
+      hooks.onTile?.(done, total);
+      check();
+    };
+    return { hooks, mode: this.memoryMode(), stages, notes: [], check, stage, onTile };
   }
 
   /** CLIP pooled + T5 hidden for a prompt, from the cache or the 'text' stage. */
@@ -311,7 +317,7 @@ export class FluxPipeline {
     const { scale, shift: zShift, zChannels } = vae.config;
     for (let i = 0; i < z.length; i++) z[i] = z[i] / scale + zShift;
     const run = (x: Float32Array, h: number, w: number) => vae.decode(x, h, w);
-    const decoded = useTiling(tiling, width, height) ? await decodeTiled(run, z, zChannels, shape.h2, shape.w2, VAE_TILES, job.check) : await run(z, shape.h2, shape.w2);
+    const decoded = useTiling(tiling, width, height) ? await decodeTiled(run, z, zChannels, shape.h2, shape.w2, VAE_TILES, job.onTile) : await run(z, shape.h2, shape.w2);
     assertFinite(decoded, 'VAE', this.files.vae, 'while decoding');
     if (job.mode === 'sequential' && !keepVae) await this.unload(['vae']);
     return latentsToImage(decoded, height, width);
@@ -322,7 +328,7 @@ export class FluxPipeline {
     const shape = latentShape(width, height);
     const encoder = await this.ensureEncoder(job.hooks.onLoad);
     const run = (x: Float32Array, h: number, w: number) => encoder.encodeMean(x, h, w);
-    const mean = useTiling(tiling, width, height) ? await encodeTiled(run, pixels, height, width, encoder.config.zChannels, VAE_TILES, job.check) : await run(pixels, height, width);
+    const mean = useTiling(tiling, width, height) ? await encodeTiled(run, pixels, height, width, encoder.config.zChannels, VAE_TILES, job.onTile) : await run(pixels, height, width);
     assertFinite(mean, 'VAE', this.files.vae, 'while encoding the image');
     if (job.mode === 'sequential') await this.unload(['vae']);
     return imageLatents(mean, shape.h2, shape.w2, encoder.config);

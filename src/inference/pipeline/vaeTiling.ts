@@ -54,11 +54,11 @@ interface Sides {
   scale: number;
 }
 
-/**
- * Runs `run` on each tile of a latent grid h×w and blends the outputs. `check` runs between tiles
- * (cancellation).
- */
-async function tiled(input: Float32Array, h: number, w: number, from: Sides, to: Sides, run: TileRun, grid: TileGrid, check: () => void): Promise<Float32Array> {
+/** Called before each tile (`done` of `total` finished): progress, and where a cancel is noticed. */
+export type OnTile = (done: number, total: number) => void;
+
+/** Runs `run` on each tile of a latent grid h×w and blends the outputs. */
+async function tiled(input: Float32Array, h: number, w: number, from: Sides, to: Sides, run: TileRun, grid: TileGrid, onTile: OnTile): Promise<Float32Array> {
   const ys = tileStarts(h, grid);
   const xs = tileStarts(w, grid);
   const inH = h * from.scale, inW = w * from.scale;
@@ -69,7 +69,7 @@ async function tiled(input: Float32Array, h: number, w: number, from: Sides, to:
   const cut = new Float32Array(from.channels * th * from.scale * tw * from.scale);
   for (let iy = 0; iy < ys.length; iy++) {
     for (let ix = 0; ix < xs.length; ix++) {
-      check();
+      onTile(iy * xs.length + ix, ys.length * xs.length);
       const y0 = ys[iy], x0 = xs[ix];
       // The input tile.
       const ch = th * from.scale, cw = tw * from.scale;
@@ -103,11 +103,11 @@ async function tiled(input: Float32Array, h: number, w: number, from: Sides, to:
 }
 
 /** z [zc, h, w] (un-scaled) → image [3, 8h, 8w], tile by tile. */
-export function decodeTiled(decode: TileRun, z: Float32Array, zc: number, h: number, w: number, grid: TileGrid = VAE_TILES, check: () => void = () => {}): Promise<Float32Array> {
-  return tiled(z, h, w, { channels: zc, scale: 1 }, { channels: 3, scale: VAE_SCALE }, decode, grid, check);
+export function decodeTiled(decode: TileRun, z: Float32Array, zc: number, h: number, w: number, grid: TileGrid = VAE_TILES, onTile: OnTile = () => {}): Promise<Float32Array> {
+  return tiled(z, h, w, { channels: zc, scale: 1 }, { channels: 3, scale: VAE_SCALE }, decode, grid, onTile);
 }
 
 /** image [3, H, W] in [-1, 1] → posterior mean [zc, H/8, W/8], tile by tile. */
-export function encodeTiled(encode: TileRun, image: Float32Array, H: number, W: number, zc: number, grid: TileGrid = VAE_TILES, check: () => void = () => {}): Promise<Float32Array> {
-  return tiled(image, H / VAE_SCALE, W / VAE_SCALE, { channels: 3, scale: VAE_SCALE }, { channels: zc, scale: 1 }, encode, grid, check);
+export function encodeTiled(encode: TileRun, image: Float32Array, H: number, W: number, zc: number, grid: TileGrid = VAE_TILES, onTile: OnTile = () => {}): Promise<Float32Array> {
+  return tiled(image, H / VAE_SCALE, W / VAE_SCALE, { channels: 3, scale: VAE_SCALE }, { channels: zc, scale: 1 }, encode, grid, onTile);
 }
