@@ -1,6 +1,7 @@
 // Image-to-image and the hires pass (issue 13 items 2 and 3): golden runs against diffusers'
 // FluxImg2ImgPipeline, the input image's reading and refusals, the size it gives, and a hires run.
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -111,6 +112,12 @@ describe('image-to-image (pipeline/img2img.ts, inputImage.ts)', function () {
       assert.deepEqual(loads, [], 'nothing loaded');
       assert.deepEqual(fresh.loaded(), []);
       await fresh.release();
+    });
+
+    it('loading the pipeline does not load sharp: benchmarks on a bare GPU host run without it', () => {
+      const pipelineModule = JSON.stringify(path.resolve(__dirname, '../../src/inference/pipeline/pipeline'));
+      const r = spawnSync(process.execPath, ['-r', 'tsx/cjs', '-e', `require(${pipelineModule}); console.log(Object.keys(require.cache).some((k) => /[\\\\/]sharp[\\\\/]/.test(k)))`], { encoding: 'utf8', timeout: 60_000 });
+      assert.equal(r.stdout.trim(), 'false', r.stderr);
     });
 
     it('width/height default to the image size to the nearest 16 (aspect kept when out of range); one side given, the other follows the image', () => {

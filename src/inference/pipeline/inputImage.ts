@@ -5,10 +5,15 @@
 // White under transparency, as A1111/Forge's img2img default background: a transparent pixel's own
 // colour is arbitrary (often black), so dropping alpha would feed whatever the editor left there.
 
-import sharp, { Metadata, OutputInfo } from 'sharp';
+import type { Metadata, OutputInfo } from 'sharp';
 import { UserError } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
 import { readRegularFile } from '../system/regularFile';
+
+/** sharp (libvips) loads on first use: the pipeline's text-to-image runs, and the GPU host's benchmarks, go without it. */
+async function loadSharp(): Promise<typeof import('sharp').default> {
+  return (await import('sharp')).default;
+}
 
 /** Formats an input image may have. */
 const FORMATS = ['png', 'jpeg', 'webp'] as const;
@@ -34,6 +39,7 @@ export async function readInputImage(file: string): Promise<InputImage> {
   const name = JSON.stringify(file);
   const bytes = await readRegularFile(file, MAX_INPUT_BYTES, (problem, why) =>
     new UserError(why.code === 'ENOENT' ? `the input image ${name} does not exist` : `the input image ${name} cannot be read: ${problem}`));
+  const sharp = await loadSharp();
   let meta: Metadata;
   try {
     meta = await sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS }).metadata();
@@ -54,6 +60,7 @@ export async function readInputImage(file: string): Promise<InputImage> {
  * x/255). `crop` scales to cover and cuts the centre, `stretch` ignores the aspect ratio; both Lanczos.
  */
 export async function inputImageTensor(image: InputImage, width: number, height: number, fit: ImageFit): Promise<Float32Array> {
+  const sharp = await loadSharp();
   let s = sharp(image.bytes, { limitInputPixels: MAX_INPUT_PIXELS }).autoOrient().flatten({ background: '#ffffff' }).toColourspace('srgb');
   if (image.width !== width || image.height !== height) s = s.resize(width, height, { fit: fit === 'crop' ? 'cover' : 'fill', position: 'centre', kernel: 'lanczos3' });
   let raw: { data: Buffer; info: OutputInfo };
@@ -73,6 +80,7 @@ export async function inputImageTensor(image: InputImage, width: number, height:
 
 /** A decoded image [H, W, 3] in [0, 1] resized with Lanczos (in float: no 8-bit rounding between the passes) → [1, 3, h, w] in [-1, 1]. */
 export async function resizeForEncoder(image: Float32Array, width: number, height: number, toWidth: number, toHeight: number): Promise<Float32Array> {
+  const sharp = await loadSharp();
   const { data, info } = await sharp(image, { raw: { width, height, channels: 3 } })
     .resize(toWidth, toHeight, { fit: 'fill', kernel: 'lanczos3' })
     .raw({ depth: 'float' })
