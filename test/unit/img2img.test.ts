@@ -80,6 +80,7 @@ describe('image-to-image (pipeline/img2img.ts, inputImage.ts)', function () {
         seen.forEach((s, k) => assertGoldenClose(s.latents, golden.readF32(`latents_after_step_${k}`), `step ${k}`));
         assertMaxAbs(result.image, golden.readF32('image'), 1e-3, 'image');
         assert.deepEqual(stages.filter((s) => s !== 'text'), ['encode', 'denoise', 'decode']);
+        assert.equal(result.stages.find((s) => s.stage === 'encode')?.ep, 'cpu', 'the encode stage says where it ran');
         assert.equal(result.metadata.image, path.join(GOLDEN_CASES, c.input));
         assert.equal(result.metadata.strength, c.strength);
         assert.equal(result.metadata.imageFit, 'crop');

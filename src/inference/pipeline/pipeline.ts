@@ -352,7 +352,8 @@ export class FluxPipeline {
   private async ensureEncoder(onLoad?: LoadHook): Promise<VaeEncoder> {
     if (this.vaeEncoder) return this.vaeEncoder;
     onLoad?.('vae', 'load');
-    const { ep } = await chooseEp('vae', this.runtime.stageEp?.vae ?? this.runtime.ep ?? 'auto', this.runtime.weights);
+    const { ep, note } = await chooseEp('vae', this.runtime.stageEp?.vae ?? this.runtime.ep ?? 'auto', this.runtime.weights);
+    this.epUsed.set('vae', { ep, note });
     this.checkFits('vae');
     const t0 = performance.now();
     try {
