@@ -232,6 +232,7 @@ export const ImageMetadataSchema = v.object({
   image: v.optional(v.pipe(v.string(), v.maxLength(4096))),
   strength: v.optional(Strength),
   imageFit: v.optional(ImageFit),
+  /** The hires pass; its width/height are the written image's, while `width`/`height` above stay the first pass's (what a re-run sets, as A1111's "Size"). */
   hires: v.optional(v.object({ scale: HiresScale, strength: Strength, steps: Steps, upscale: HiresUpscale, width: Width, height: Height })),
 });
 export type ImageMetadata = v.InferOutput<typeof ImageMetadataSchema>;
