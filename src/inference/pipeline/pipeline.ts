@@ -21,6 +21,7 @@ import { SafetensorsFile } from '../formats/safetensors';
 import {
   eulerStep, flowMatchSchedule, imageIds, initialLatents, latentShape, latentToPreviewRGB, randomSeed, readSchedulerConfig, SchedulerConfig, textIds, unpackLatents,
 } from './sampler';
+import { guidedDit, trueCfgOn } from './trueCfg';
 import { ClipTokenizer, T5Tokenizer } from '../formats/tokenizers';
 import { CLIP_MAX_TOKENS, promptIssues, promptNote } from '../formats/promptCheck';
 import { cacheRoot } from '../system/userDirs';
@@ -37,6 +38,14 @@ interface PromptEmbedding {
 }
 
 const EMBEDDING_CACHE_SIZE = 16;
+
+interface EmbedJob {
+  mode: Exclude<MemoryMode, 'auto'>;
+  stage: <T>(name: Stage, fn: () => Promise<T>, ep?: ComponentName) => Promise<T>;
+  hooks: GenerateHooks;
+  notes: string[];
+  check: () => void;
+}
 
 interface Parts {
   clip: ClipEncoder;
@@ -163,31 +172,9 @@ export class FluxPipeline {
       }
     };
 
-    // 1. Text
-    const key = `${t5MaxLength}\u0000${params.prompt}`;
-    let emb = this.embeddings.get(key);
-    if (emb) {
-      notes.push('prompt embeddings from cache');
-      this.embeddings.delete(key);
-      this.embeddings.set(key, emb); // most recently used last
-    } else {
-      emb = await stage('text', async () => {
-        const tokenizers = await this.tokenizers();
-        const clipIds = tokenizers.clip.encode(params.prompt, CLIP_MAX_TOKENS);
-        const t5Ids = tokenizers.t5.encode(params.prompt, t5MaxLength);
-        for (const issue of promptIssues(params.prompt, clipIds, t5Ids, t5MaxLength)) notes.push(promptNote(issue, params.prompt));
-        const clip = await this.ensure('clip', hooks.onLoad);
-        const { pooled } = await clip.encode(clipIds.ids);
-        if (mode === 'sequential') await this.unload(['clip']);
-        check();
-        const t5 = await this.ensure('t5', hooks.onLoad);
-        const hidden = await t5.encode(t5Ids.ids);
-        if (mode === 'sequential') await this.unload(['t5']);
-        return { pooled, hidden, tokens: t5MaxLength };
-      }, 't5');
-      this.embeddings.set(key, emb);
-      if (this.embeddings.size > EMBEDDING_CACHE_SIZE) this.embeddings.delete(this.embeddings.keys().next().value!);
-    }
+    // 1. Text (the negative prompt too when true CFG runs: same encoders, same cache)
+    const cfg = trueCfgOn(params);
+    const [emb, negEmb] = await this.embed(cfg ? [params.prompt, params.negativePrompt] : [params.prompt], t5MaxLength, { mode, stage, hooks, notes, check });
 
     // 2. Denoise
     const shape = latentShape(width, height);
@@ -196,10 +183,11 @@ export class FluxPipeline {
     latents = await stage('denoise', async () => {
       // A DiT built for a fixed text length (CoreML) is rebuilt when a job asks for another one.
       const built = this.parts.dit?.textTokens;
-      if (built !== undefined && built !== emb!.tokens) await this.unload(['dit']);
-      this.ditTextTokens = emb!.tokens;
+      if (built !== undefined && built !== emb.tokens) await this.unload(['dit']);
+      this.ditTextTokens = emb.tokens;
       const dit = await this.ensure('dit', hooks.onLoad);
-      const run = dit.prepare({ imgIds: imageIds(height, width), txtIds: textIds(emb!.tokens), txt: emb!.hidden, vec: emb!.pooled });
+      const prepare = (e: PromptEmbedding) => dit.prepare({ imgIds: imageIds(height, width), txtIds: textIds(e.tokens), txt: e.hidden, vec: e.pooled });
+      const run = guidedDit(prepare(emb), negEmb && prepare(negEmb), params.trueCfgScale);
       for (let i = 0; i < steps; i++) {
         check();
         const sigma = schedule.sigmas[i];
@@ -226,8 +214,50 @@ export class FluxPipeline {
 
     const metadata: ImageMetadata = {
       prompt: params.prompt, seed, steps, width, height, guidance, shift, t5MaxLength, model: this.files.name, weights: this.runtime.weights, sampler: 'euler', software: `MajicFLUX ${VERSION}`,
+      ...(cfg ? { negativePrompt: params.negativePrompt, trueCfgScale: params.trueCfgScale } : {}),
     };
     return { seed, image, width, height, stages, metadata, notes };
+  }
+
+  /**
+   * Embeddings for each prompt, from the cache or encoded in one `text` stage (in sequential mode
+   * each encoder is loaded once for all of them).
+   */
+  private async embed(prompts: string[], t5MaxLength: number, job: EmbedJob): Promise<PromptEmbedding[]> {
+    const key = (prompt: string) => `${t5MaxLength}\u0000${prompt}`;
+    const found = prompts.map((p) => this.embeddings.get(key(p)));
+    const missing = [...new Set(prompts.filter((_, i) => !found[i]))];
+    if (!missing.length) job.notes.push('prompt embeddings from cache');
+    else {
+      const made = await job.stage('text', async () => {
+        const tokenizers = await this.tokenizers();
+        const ids = missing.map((prompt) => {
+          const clipIds = tokenizers.clip.encode(prompt, CLIP_MAX_TOKENS);
+          const t5Ids = tokenizers.t5.encode(prompt, t5MaxLength);
+          // The prompt's notes only: a negative prompt cut short is rarely worth a warning.
+          if (prompt === prompts[0]) for (const issue of promptIssues(prompt, clipIds, t5Ids, t5MaxLength)) job.notes.push(promptNote(issue, prompt));
+          return { clip: clipIds.ids, t5: t5Ids.ids };
+        });
+        const clip = await this.ensure('clip', job.hooks.onLoad);
+        const pooled: Float32Array[] = [];
+        for (const x of ids) pooled.push((await clip.encode(x.clip)).pooled);
+        if (job.mode === 'sequential') await this.unload(['clip']);
+        job.check();
+        const t5 = await this.ensure('t5', job.hooks.onLoad);
+        const hidden: Float32Array[] = [];
+        for (const x of ids) hidden.push(await t5.encode(x.t5));
+        if (job.mode === 'sequential') await this.unload(['t5']);
+        return ids.map((_, i) => ({ pooled: pooled[i], hidden: hidden[i], tokens: t5MaxLength }));
+      }, 't5');
+      missing.forEach((p, i) => this.embeddings.set(key(p), made[i]));
+    }
+    return prompts.map((p) => {
+      const e = this.embeddings.get(key(p))!;
+      this.embeddings.delete(key(p));
+      this.embeddings.set(key(p), e); // most recently used last
+      while (this.embeddings.size > EMBEDDING_CACHE_SIZE) this.embeddings.delete(this.embeddings.keys().next().value!);
+      return e;
+    });
   }
 
   private async tokenizers() {
