@@ -320,7 +320,7 @@ export function checkOne<S extends v.GenericSchema>(schema: S, value: unknown): 
 }
 
 /** "1 to 200, default 28": how help texts and hovers describe a limit. */
-export function describeRange(key: 'steps' | 'guidance' | 't5MaxLength' | 'count'): string {
+export function describeRange(key: 'steps' | 'guidance' | 't5MaxLength' | 'count' | 'trueCfgScale' | 'strength' | 'hiresScale' | 'loraStrength'): string {
   const l = LIMITS[key];
   return `${l.min} to ${l.max}, default ${DEFAULTS[key]}`;
 }
