@@ -173,6 +173,21 @@ describe('inference server against hostile clients (issue 16)', function () {
       }
     });
 
+    it('an input image or a LoRA outside the allowed folders is refused before queueing (issue 13)', async () => {
+      const params = { prompt: 'x', steps: 1, width: 64, height: 64 };
+      for (const [extra, field] of [
+        [{ image: path.join(elsewhere, 'shadow') }, /job\.params\.image ".*shadow" is outside the folders this server reads from/],
+        [{ image: '../elsewhere/shadow' }, /job\.params\.image/],
+        [{ loras: [{ path: '/etc/hostname', strength: 0.8 }] }, /job\.params\.loras\[0\]\.path "\/etc\/hostname" is outside/],
+        [{ loras: [{ path: path.join(elsewhere, 'shadow') }] }, /job\.params\.loras\[0\]\.path/],
+      ] as const) {
+        const r = await peer.request({ type: 'generate', job: { params: { ...params, ...extra }, output: 'x.png' } });
+        assert.deepEqual([r.type, r.code], ['error', 'bad-request'], JSON.stringify(r));
+        assert.match(r.message!, field);
+        assert.ok(!JSON.stringify(r).includes('SECRET'), JSON.stringify(r));
+      }
+    });
+
     posix('a FIFO given as latentsFile is refused at once (it used to wedge the server)', async () => {
       execFileSync('mkfifo', [path.join(inputs, 'pipe.safetensors')]);
       const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64, latentsFile: 'pipe.safetensors' }, output: 'fifo.png' } });

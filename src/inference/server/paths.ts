@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { notRegularKind, notRegularProblem } from '../system/regularFile';
 import { ModelSpec, UserError } from '../../shared/api';
+import type { GenerateParams } from '../../shared/params';
 import { TEMP_NAME_ROOM } from '../system/atomicWrite';
 
 /** Longest output file name (bytes): the temp file adds TEMP_NAME_ROOM, a `-N` for a taken name up to 6, and 255 is the usual limit. */
@@ -55,7 +56,7 @@ export function outputNameProblem(file: string): string | undefined {
 }
 
 /** An input file must be a regular file: opening a FIFO or a device would block or never end. */
-export function regularFileProblem(file: string, what: string): string | undefined {
+export function regularFileProblem(file: string, what: string, expected = 'a .safetensors file'): string | undefined {
   let st: fs.Stats;
   try {
     st = fs.statSync(file);
@@ -63,7 +64,7 @@ export function regularFileProblem(file: string, what: string): string | undefin
     return `${what} ${JSON.stringify(file)} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`;
   }
   const kind = notRegularKind(st);
-  return kind && `${what} ${JSON.stringify(file)} ${notRegularProblem(kind)}; name a .safetensors file`;
+  return kind && `${what} ${JSON.stringify(file)} ${notRegularProblem(kind)}; name ${expected}`;
 }
 
 export interface RemoteRoots {
@@ -93,12 +94,21 @@ export class PathPolicy {
   constructor(readonly remote?: RemoteRoots) {}
 
   /** An input file a job reads, resolved; refuses (UserError) what it may not name or what is not a regular file. */
-  inputFile(file: string, what: string): string {
+  inputFile(file: string, what: string, expected?: string): string {
     const abs = this.remote ? path.resolve(this.remote.inputs, file) : path.resolve(file);
     if (this.remote && !this.readable(abs)) throw new UserError(`${what} ${JSON.stringify(file)} is outside the folders this server reads from; put it in the server's inputs folder (serve --inputs-dir) and name it relative to that`);
-    const problem = regularFileProblem(abs, what);
+    const problem = regularFileProblem(abs, what, expected);
     if (problem) throw new UserError(problem);
     return abs;
+  }
+
+  /** A job's parameters with every input file it reads (latents, input image, LoRAs) resolved; a UserError for the first it may not name. */
+  jobInputs(params: GenerateParams): GenerateParams {
+    const out = { ...params };
+    if (params.latentsFile !== undefined) out.latentsFile = this.inputFile(params.latentsFile, 'job.params.latentsFile');
+    if (params.image !== undefined) out.image = this.inputFile(params.image, 'job.params.image', 'an image file (PNG, JPEG or WebP)');
+    if (params.loras) out.loras = params.loras.map((l, i) => ({ ...l, path: this.inputFile(l.path, `job.params.loras[${i}].path`, 'a LoRA .safetensors file') }));
+    return out;
   }
 
   /** Refuses (UserError) a model a remote client names outside the allowed folders. */

@@ -418,12 +418,10 @@ export class InferenceServer {
     // Paths are checked now, not after loading a model: a bad name must not cost a generation.
     const output = this.paths.output(request.output);
     if (typeof output === 'object') return this.reply(session, id, 'bad-output', output.error);
-    if (request.params.latentsFile !== undefined) {
-      try {
-        request = { ...request, params: { ...request.params, latentsFile: this.paths.inputFile(request.params.latentsFile, 'job.params.latentsFile') } };
-      } catch (e) {
-        return this.reply(session, id, 'bad-request', (e as Error).message);
-      }
+    try {
+      request = { ...request, params: this.paths.jobInputs(request.params) };
+    } catch (e) {
+      return this.reply(session, id, 'bad-request', (e as Error).message);
     }
     if (this.queue.length >= MAX_QUEUE) return this.reply(session, id, 'queue-full', `the queue is full (${MAX_QUEUE} jobs); wait for some to finish`);
     const job: Job = { id: `job-${++this.jobCounter}`, request, output, state: 'queued', owner: session };
