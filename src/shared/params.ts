@@ -260,6 +260,17 @@ export function hiresSide(side: number, scale: number): number {
   return Math.round((side * scale) / LIMITS.side.multiple) * LIMITS.side.multiple;
 }
 
+/**
+ * A LoRA written as `FILE[:STRENGTH]` (the CLI's --lora, a `.flux` `lora:`): the strength is the text
+ * after the last colon only when it reads as a number, so `C:\\loras\\x.safetensors` is a path.
+ * The strength is returned unchecked (LoraStrength checks it).
+ */
+export function splitLoraSpec(text: string): { path: string; strength?: number } {
+  const at = text.lastIndexOf(':');
+  const tail = at < 0 ? '' : text.slice(at + 1).trim();
+  return at > 0 && tail !== '' && Number.isFinite(Number(tail)) ? { path: text.slice(0, at).trim(), strength: Number(tail) } : { path: text.trim() };
+}
+
 /** The first problem's message, for a UserError (the rest are usually consequences of it). */
 export function firstMessage(issues: readonly v.BaseIssue<unknown>[]): string {
   const i = issues[0];

@@ -2,9 +2,9 @@
 // image-to-image, the hires pass, VAE tiling. Each value is checked by its params.ts schema.
 
 import {
-  DEFAULTS, describeRange, GenerateParams, HIRES_UPSCALERS, HiresScale, IMAGE_FITS, LIMITS, Loras, NegativePrompt, Steps, Strength, TrueCfgScale, VAE_TILING,
+  DEFAULTS, describeRange, GenerateParams, HIRES_UPSCALERS, HiresScale, IMAGE_FITS, LIMITS, Loras, NegativePrompt, splitLoraSpec, Steps, Strength, TrueCfgScale, VAE_TILING,
 } from '../../shared/params';
-import { checked, checkedInputFile, choiceFlag, flag, num, UsageError } from './common';
+import { checked, checkedInputFile, choiceFlag, flag, UsageError } from './common';
 
 export const EXTRA_HELP = `Negative prompt (true CFG, two DiT runs per step):
   --negative-prompt TEXT what to steer away from (default empty: the unconditional prediction)
@@ -56,14 +56,9 @@ export function extraParams(values: ExtraValues): Partial<GenerateParams> {
   return Object.fromEntries(Object.entries(p).filter(([, x]) => x !== undefined));
 }
 
-/**
- * `FILE[:STRENGTH]`: the strength is the text after the last colon only when it reads as a number,
- * so a Windows path (`C:\loras\x.safetensors`) is a path, and `C:\loras\x.safetensors:0.8` too.
- */
+/** `FILE[:STRENGTH]` (params.ts's splitLoraSpec), with an empty file refused. */
 export function loraFlag(text: string): { path: string; strength?: number } {
-  const at = text.lastIndexOf(':');
-  const tail = at < 0 ? '' : text.slice(at + 1);
-  if (at > 0 && tail.trim() && Number.isFinite(Number(tail))) return { path: text.slice(0, at), strength: num('lora', tail) };
-  if (!text) throw new UsageError('--lora needs a file: --lora style.safetensors:0.8');
-  return { path: text };
+  const l = splitLoraSpec(text);
+  if (!l.path) throw new UsageError('--lora needs a file: --lora style.safetensors:0.8');
+  return l;
 }
