@@ -4,7 +4,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FluxPipeline } from '../../src/inference/pipeline/pipeline';
 import { combineCfg } from '../../src/inference/pipeline/trueCfg';
-import { assertGoldenClose, compare, GOLDEN_MODELS } from '../helpers/golden';
+import { assertGoldenClose, assertMaxAbs, compare, GOLDEN_CASES, GOLDEN_MODELS, goldenCase } from '../helpers/golden';
+
+interface CfgCase { file: string; prompt: string; negative_prompt: string; true_cfg_scale: number; height: number; width: number; num_inference_steps: number; guidance_scale: number; max_sequence_length: number }
+const cases: CfgCase[] = JSON.parse(fs.readFileSync(path.join(GOLDEN_CASES, 'cfg.json'), 'utf8'));
 
 const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-cfg-'));
 
@@ -26,6 +29,25 @@ describe('true CFG (negative prompt, true_cfg_scale)', () => {
       const r = await pipeline.generate(params, { onStep: (s) => (latents = s.latents.slice()) });
       return { latents: latents!, result: r };
     };
+
+    cases.forEach((c, idx) => {
+      it(`golden cfg-${idx}: every step's latent and the image match diffusers' FluxPipeline (true_cfg_scale ${c.true_cfg_scale}, negative ${JSON.stringify(c.negative_prompt)})`, async () => {
+        const golden = goldenCase(c.file);
+        const seen: Float32Array[] = [];
+        const result = await pipeline.generate(
+          {
+            prompt: c.prompt, negativePrompt: c.negative_prompt, trueCfgScale: c.true_cfg_scale, width: c.width, height: c.height, steps: c.num_inference_steps, guidance: c.guidance_scale,
+            t5MaxLength: c.max_sequence_length, latentsFile: path.join(GOLDEN_CASES, c.file), seed: 0,
+          },
+          { onStep: (p) => seen.push(p.latents.slice()) },
+        );
+        assert.equal(seen.length, c.num_inference_steps);
+        seen.forEach((l, k) => assertGoldenClose(l, golden.readF32(`latents_after_step_${k}`), `cfg-${idx} step ${k}`));
+        assertMaxAbs(result.image, golden.readF32('image'), 1e-3, `cfg-${idx} image`);
+        assert.equal(result.metadata.negativePrompt, c.negative_prompt);
+        assert.equal(result.metadata.trueCfgScale, c.true_cfg_scale);
+      });
+    });
 
     it('one Euler step is linear in the velocity: the CFG step equals neg + scale·(pos − neg) of the two plain steps', async () => {
       const pos = await firstStep({ ...base, prompt: 'a red fox' });
