@@ -9,6 +9,7 @@ import { Jobs } from '../jobs';
 import { fluxProblemMessage, missingInputMessage } from '../messages';
 import { FluxCodeActions } from './codeActions';
 import { FluxCodeLens } from './codeLens';
+import { FluxCompletion } from './completion';
 import { FluxDiagnostics } from './diagnostics';
 import { FLUX_LANGUAGE, fluxFileKey, fluxFolder, loraFolder, parsed } from './documents';
 import { resolveInputs } from './inputs';
@@ -34,6 +35,7 @@ export function registerFluxFile(
     codeLens,
     vscode.languages.registerCodeLensProvider(selector, codeLens),
     vscode.languages.registerHoverProvider(selector, new FluxHover(deps.history, deps.config)),
+    vscode.languages.registerCompletionItemProvider(selector, new FluxCompletion(), ...FluxCompletion.triggers),
     vscode.languages.registerCodeActionsProvider(selector, new FluxCodeActions(), { providedCodeActionKinds: FluxCodeActions.kinds }),
     vscode.commands.registerCommand('majicflux.generateFluxBlock', (uri?: string, key?: string) => generateBlocks(deps, uri, key)),
     vscode.commands.registerCommand('majicflux.generateFluxFile', (uri?: string | vscode.Uri) => generateBlocks(deps, uri ? String(uri) : undefined)),
