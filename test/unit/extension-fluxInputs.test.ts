@@ -42,6 +42,14 @@ describe('extension: .flux keys for negative prompt, LoRA, image-to-image, hires
     assert.deepEqual(blockRequest(parseFlux('a cat\nsteps: 4\n').blocks[0].values), {}, 'nothing new: the request is as before');
   });
 
+  it('warns when a negative prompt has no true CFG to work through (cfg: from the block or the file defaults)', () => {
+    const doc = parseFlux('a cat\nnegative: blurry\n\na dog\nnegative: blurry\ncfg: 3\n\na bird\ncfg: 1\nneg: x\n');
+    assert.deepEqual(doc.problems.filter((p) => p.code !== 'unknownKey').map((p) => [p.code, p.severity, p.span.start.line]), [['negativeWithoutCfg', 'warning', 1]]);
+    assert.deepEqual(parseFlux('cfg: 2\n\na cat\nnegative: blurry\n').problems, [], 'cfg from the file defaults counts');
+    assert.deepEqual(parseFlux('negative: blurry\n\na cat\ncfg: 2\n').problems, []);
+    assert.equal(parseFlux('negative: blurry\n\na cat\n').problems[0].code, 'negativeWithoutCfg');
+  });
+
   it('refuses bad values with what would be accepted', () => {
     const doc = parseFlux('a cat\ncfg: 0.5\nstrength: 2\nhires: 9\nhires_upscale: nearest\nvae_tiling: yes\nlora: a.safetensors:11\nhires_steps: 2.5\nimage:\n');
     const got = doc.problems.map((p) => [p.code, p.args.key, p.args.value]);

@@ -125,6 +125,7 @@ export type ProblemCode =
   | 'notOneOf'
   | 'tooLong'
   | 'tooManyLoras'
+  | 'negativeWithoutCfg'
   | 'orphanParams';
 
 export interface FluxProblem {
@@ -392,6 +393,12 @@ export function parseFlux(text: string): FluxDocument {
   });
   flush();
   defaults.values = collectParams(defaults.params, problems);
+  // A negative prompt alone changes nothing (true CFG is off at cfg 1), as in diffusers: say so.
+  for (const b of blocks) {
+    const v = { ...defaults.values, ...b.values };
+    const line = [...b.params, ...defaults.params].find((p) => p.name === 'negative');
+    if (v.negativePrompt !== undefined && !((v.trueCfgScale ?? 1) > 1) && line) problems.push({ code: 'negativeWithoutCfg', severity: 'warning', span: line.keySpan, args: { key: 'negative' } });
+  }
   problems.sort((a, b) => a.span.start.line - b.span.start.line || a.span.start.character - b.span.start.character);
   return { blocks, defaults, problems, lineCount: rawLines.length };
 }

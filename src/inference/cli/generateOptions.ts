@@ -44,7 +44,9 @@ export function extraParams(values: ExtraValues): Partial<GenerateParams> {
   if (values.image !== undefined) p.image = checkedInputFile('--image', values.image);
   p.strength = flag('strength', Strength, values.strength);
   p.imageFit = choiceFlag('image-fit', values['image-fit'], IMAGE_FITS);
-  if (p.strength !== undefined && p.image === undefined) throw new UsageError('--strength applies to an input image: add --image FILE');
+  if (p.image === undefined && (p.strength !== undefined || p.imageFit !== undefined)) throw new UsageError(`--${p.strength !== undefined ? 'strength' : 'image-fit'} applies to an input image: add --image FILE`);
+  // Alone it would change nothing (as in diffusers): say so rather than ignore what was asked for.
+  if (p.negativePrompt !== undefined && (p.trueCfgScale ?? DEFAULTS.trueCfgScale) <= 1) throw new UsageError('--negative-prompt works through true CFG: add --true-cfg N with N > 1 (e.g. 4; each step then runs the model twice)');
   const hires = {
     scale: flag('hires-scale', HiresScale, values['hires-scale']),
     strength: flag('hires-strength', Strength, values['hires-strength']),
