@@ -173,6 +173,14 @@ describe('inference server against hostile clients (issue 16)', function () {
       }
     });
 
+    posix('a FIFO given as latentsFile is refused at once (it used to wedge the server)', async () => {
+      execFileSync('mkfifo', [path.join(inputs, 'pipe.safetensors')]);
+      const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64, latentsFile: 'pipe.safetensors' }, output: 'fifo.png' } });
+      assert.deepEqual([r.type, r.code], ['error', 'bad-request'], JSON.stringify(r));
+      assert.match(r.message!, /is a FIFO \(named pipe\), not a regular file/);
+      assert.equal((await peer.request({ type: 'ping' })).type, 'pong');
+    });
+
     it('an input image or a LoRA outside the allowed folders is refused before queueing (issue 13)', async () => {
       const params = { prompt: 'x', steps: 1, width: 64, height: 64 };
       for (const [extra, field] of [
@@ -186,14 +194,6 @@ describe('inference server against hostile clients (issue 16)', function () {
         assert.match(r.message!, field);
         assert.ok(!JSON.stringify(r).includes('SECRET'), JSON.stringify(r));
       }
-    });
-
-    posix('a FIFO given as latentsFile is refused at once (it used to wedge the server)', async () => {
-      execFileSync('mkfifo', [path.join(inputs, 'pipe.safetensors')]);
-      const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64, latentsFile: 'pipe.safetensors' }, output: 'fifo.png' } });
-      assert.deepEqual([r.type, r.code], ['error', 'bad-request'], JSON.stringify(r));
-      assert.match(r.message!, /is a FIFO \(named pipe\), not a regular file/);
-      assert.equal((await peer.request({ type: 'ping' })).type, 'pong');
     });
 
     it('sets no server path: a cacheDir from the client is ignored, checksums go to the owner\'s cache', async () => {

@@ -10,7 +10,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { notRegularKind, notRegularProblem } from '../system/regularFile';
 import { ModelSpec, UserError } from '../../shared/api';
-import type { GenerateParams } from '../../shared/params';
 import { TEMP_NAME_ROOM } from '../system/atomicWrite';
 
 /** Longest output file name (bytes): the temp file adds TEMP_NAME_ROOM, a `-N` for a taken name up to 6, and 255 is the usual limit. */
@@ -93,22 +92,13 @@ export function remoteRoots(o: { outputDir: string; inputsDir?: string; modelsDi
 export class PathPolicy {
   constructor(readonly remote?: RemoteRoots) {}
 
-  /** An input file a job reads, resolved; refuses (UserError) what it may not name or what is not a regular file. */
+  /** An input file a job reads, resolved; refuses (UserError) what it may not name or what is not a regular file (`expected`: what to name instead). */
   inputFile(file: string, what: string, expected?: string): string {
     const abs = this.remote ? path.resolve(this.remote.inputs, file) : path.resolve(file);
     if (this.remote && !this.readable(abs)) throw new UserError(`${what} ${JSON.stringify(file)} is outside the folders this server reads from; put it in the server's inputs folder (serve --inputs-dir) and name it relative to that`);
     const problem = regularFileProblem(abs, what, expected);
     if (problem) throw new UserError(problem);
     return abs;
-  }
-
-  /** A job's parameters with every input file it reads (latents, input image, LoRAs) resolved; a UserError for the first it may not name. */
-  jobInputs(params: GenerateParams): GenerateParams {
-    const out = { ...params };
-    if (params.latentsFile !== undefined) out.latentsFile = this.inputFile(params.latentsFile, 'job.params.latentsFile');
-    if (params.image !== undefined) out.image = this.inputFile(params.image, 'job.params.image', 'an image file (PNG, JPEG or WebP)');
-    if (params.loras) out.loras = params.loras.map((l, i) => ({ ...l, path: this.inputFile(l.path, `job.params.loras[${i}].path`, 'a LoRA .safetensors file') }));
-    return out;
   }
 
   /** Refuses (UserError) a model a remote client names outside the allowed folders. */
