@@ -13,6 +13,7 @@ import type { JobRequest } from '../shared/protocol';
 import { Configuration } from './configuration';
 import { renderTemplate } from '../shared/fileName';
 import type { BlockValues } from './fluxFile/parser';
+import { blockRequest } from './fluxFile/inputs';
 import { History } from './history';
 import { isActive, Job, JobOrigin, Jobs } from './jobs';
 import { jobProgress } from './progress';
@@ -82,6 +83,7 @@ export class Generation {
       width: input.width ?? d.width,
       height: input.height ?? d.height,
       guidance: input.guidance ?? d.guidance,
+      ...blockRequest(input),
     };
     const targets = await this.targets(base, seeds, origin, input.out);
     if (!targets) return undefined;

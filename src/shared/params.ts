@@ -282,6 +282,17 @@ function imageRunSize(width: number | undefined, height: number | undefined, ima
   return sizeForImage(image.width, image.height);
 }
 
+/**
+ * A LoRA written as `FILE[:STRENGTH]` (the CLI's --lora, a `.flux` `lora:`): the strength is the text
+ * after the last colon only when it reads as a number, so `C:\\loras\\x.safetensors` is a path.
+ * The strength is returned unchecked (LoraStrength checks it).
+ */
+export function splitLoraSpec(text: string): { path: string; strength?: number } {
+  const at = text.lastIndexOf(':');
+  const tail = at < 0 ? '' : text.slice(at + 1).trim();
+  return at > 0 && tail !== '' && Number.isFinite(Number(tail)) ? { path: text.slice(0, at).trim(), strength: Number(tail) } : { path: text.trim() };
+}
+
 /** The first problem's message, for a UserError (the rest are usually consequences of it). */
 export function firstMessage(issues: readonly v.BaseIssue<unknown>[]): string {
   const i = issues[0];
@@ -343,7 +354,7 @@ export function checkOne<S extends v.GenericSchema>(schema: S, value: unknown): 
 }
 
 /** "1 to 200, default 28": how help texts and hovers describe a limit. */
-export function describeRange(key: 'steps' | 'guidance' | 't5MaxLength' | 'count'): string {
+export function describeRange(key: 'steps' | 'guidance' | 't5MaxLength' | 'count' | 'trueCfgScale' | 'strength' | 'hiresScale' | 'loraStrength'): string {
   const l = LIMITS[key];
   return `${l.min} to ${l.max}, default ${DEFAULTS[key]}`;
 }

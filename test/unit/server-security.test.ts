@@ -198,6 +198,21 @@ describe('inference server against hostile clients (issue 16)', function () {
       assert.equal((await peer.request({ type: 'ping' })).type, 'pong');
     });
 
+    it('an input image or a LoRA outside the allowed folders is refused before queueing (issue 13)', async () => {
+      const params = { prompt: 'x', steps: 1, width: 64, height: 64 };
+      for (const [extra, field] of [
+        [{ image: path.join(elsewhere, 'shadow') }, /job\.params\.image ".*shadow" is outside the folders this server reads from/],
+        [{ image: '../elsewhere/shadow' }, /job\.params\.image/],
+        [{ loras: [{ path: '/etc/hostname', strength: 0.8 }] }, /job\.params\.loras\[0\]\.path "\/etc\/hostname" is outside/],
+        [{ loras: [{ path: path.join(elsewhere, 'shadow') }] }, /job\.params\.loras\[0\]\.path/],
+      ] as const) {
+        const r = await peer.request({ type: 'generate', job: { params: { ...params, ...extra }, output: 'x.png' } });
+        assert.deepEqual([r.type, r.code], ['error', 'bad-request'], JSON.stringify(r));
+        assert.match(r.message!, field);
+        assert.ok(!JSON.stringify(r).includes('SECRET'), JSON.stringify(r));
+      }
+    });
+
     it('sets no server path: a cacheDir from the client is ignored, checksums go to the owner\'s cache', async () => {
       const evil = path.join(elsewhere, 'evil-cache');
       assert.equal((await peer.request({ type: 'configure', settings: { model: { dir: path.join(models, 'tiny') }, weights: 'fp32', ep: 'cpu', memory: 'sequential', cacheDir: evil } })).type, 'ok');

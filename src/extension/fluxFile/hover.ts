@@ -7,7 +7,7 @@ import { blockKey, History } from '../history';
 import { modelName } from '../settings';
 import { DEFAULTS, RANDOM_SEED } from '../../shared/params';
 import { fluxFileKey, parsed } from './documents';
-import { imageHoverMarkdown, markdownTable } from './hoverMarkdown';
+import { extraRows, imageHoverMarkdown, markdownTable } from './hoverMarkdown';
 import { blockAtLine, effectiveValues } from './parser';
 
 const t = vscode.l10n.t;
@@ -36,6 +36,16 @@ export class FluxHover implements vscode.HoverProvider {
           [t('size'), `${v.width} × ${v.height}`],
           [t('guidance'), String(v.guidance)],
           [t('count'), String(v.count)],
+          ...extraRows(
+            {
+              ...v,
+              loras: v.loras?.map((l) => ({ label: l.file, strength: l.strength })),
+              hires: [v.hiresScale, v.hiresStrength, v.hiresSteps, v.hiresUpscale].some((x) => x !== undefined)
+                ? { scale: v.hiresScale ?? DEFAULTS.hiresScale, strength: v.hiresStrength ?? DEFAULTS.hiresStrength, steps: v.hiresSteps ?? v.steps }
+                : undefined,
+            },
+            t,
+          ),
           [t('model'), modelName(this.config.settings)],
         ]),
       );

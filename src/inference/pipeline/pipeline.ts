@@ -26,6 +26,7 @@ import {
 import { img2imgStart, imageLatents, scaleNoise, upscaleLatents } from './img2img';
 import { inputImageTensor, readInputImage, resizeForEncoder } from './inputImage';
 import { decodeTiled, encodeTiled, useTiling, VAE_TILES } from './vaeTiling';
+import { guidedDit, trueCfgOn } from './trueCfg';
 import { ClipTokenizer, T5Tokenizer } from '../formats/tokenizers';
 import { CLIP_MAX_TOKENS, promptIssues, promptNote } from '../formats/promptCheck';
 import { cacheRoot } from '../system/userDirs';
@@ -188,7 +189,10 @@ export class FluxPipeline {
     const totalSteps = firstSteps + (hires ? img2imgSteps(hires.steps, hires.strength) : 0);
     // Decoded now, not after the text encoders: a damaged file must not cost a prompt encoding.
     const pixels = source && (await inputImageTensor(source, width, height, params.imageFit));
-    const emb = await this.encodePrompt(job, params.prompt, t5MaxLength);
+    // The negative prompt too when true CFG runs: same encoders, same cache, one text stage.
+    const cfg = trueCfgOn(params);
+    const [emb, negEmb] = await this.embed(job, cfg ? [params.prompt, params.negativePrompt] : [params.prompt], t5MaxLength);
+    const guide = { neg: negEmb, scale: params.trueCfgScale };
 
     const shape = latentShape(width, height);
     const noise = params.latentsFile ? readInitialLatents(params.latentsFile, shape.tokens) : initialLatents(seed, width, height);
@@ -202,7 +206,7 @@ export class FluxPipeline {
     }
     // A latent upscale needs no VAE between the passes: the DiT stays loaded for the second.
     const keepDit = hires?.upscale === 'latent';
-    latents = await job.stage('denoise', () => this.denoise(job, emb, latents, { width, height, guidance, sigmas: schedule.sigmas, from, stepsBefore: 0, totalSteps, keepDit }), 'dit');
+    latents = await job.stage('denoise', () => this.denoise(job, emb, guide, latents, { width, height, guidance, sigmas: schedule.sigmas, from, stepsBefore: 0, totalSteps, keepDit }), 'dit');
     let size = { width, height };
     if (hires) {
       size = { width: hires.width, height: hires.height };
@@ -211,7 +215,7 @@ export class FluxPipeline {
       const start = img2imgStart(hires.steps, hires.strength);
       // Noise for the larger shape, drawn from the same seed.
       latents = scaleNoise(upscaled, initialLatents(seed, size.width, size.height), second.sigmas[start]);
-      latents = await job.stage('denoise', () => this.denoise(job, emb, latents, { ...size, guidance, sigmas: second.sigmas, from: start, stepsBefore: firstSteps, totalSteps }), 'dit');
+      latents = await job.stage('denoise', () => this.denoise(job, emb, guide, latents, { ...size, guidance, sigmas: second.sigmas, from: start, stepsBefore: firstSteps, totalSteps }), 'dit');
     }
     const image = await job.stage('decode', () => this.decode(job, latents, size.width, size.height, params.vaeTiling), 'vae');
 
@@ -220,6 +224,7 @@ export class FluxPipeline {
       prompt: params.prompt, seed, steps, width, height, guidance, shift, t5MaxLength, model: this.files.name, weights: this.runtime.weights, sampler: 'euler', software: `MajicFLUX ${VERSION}`,
       ...(source ? { image: source.file, strength: params.strength, imageFit: params.imageFit } : {}),
       ...(hires ? { hires: { ...hires } } : {}),
+      ...(cfg ? { negativePrompt: params.negativePrompt, trueCfgScale: params.trueCfgScale } : {}),
     };
     return { seed, image, ...size, stages: job.stages, metadata, notes: job.notes };
   }
@@ -251,41 +256,51 @@ export class FluxPipeline {
     return { hooks, mode: this.memoryMode(), stages, notes: [], check, stage, onTile };
   }
 
-  /** CLIP pooled + T5 hidden for a prompt, from the cache or the 'text' stage. */
-  private async encodePrompt(job: Job, prompt: string, t5MaxLength: number): Promise<PromptEmbedding> {
-    const { hooks, mode, notes } = job;
-    const key = `${t5MaxLength}\u0000${prompt}`;
-    let emb = this.embeddings.get(key);
-    if (emb) {
-      notes.push('prompt embeddings from cache');
-      this.embeddings.delete(key);
-      this.embeddings.set(key, emb); // most recently used last
-      return emb;
+  /**
+   * CLIP pooled + T5 hidden for each prompt, from the cache or encoded in one 'text' stage (in
+   * sequential mode each encoder is loaded once for all of them).
+   */
+  private async embed(job: Job, prompts: string[], t5MaxLength: number): Promise<PromptEmbedding[]> {
+    const key = (prompt: string) => `${t5MaxLength}\u0000${prompt}`;
+    const missing = [...new Set(prompts.filter((p) => !this.embeddings.has(key(p))))];
+    if (!missing.length) job.notes.push('prompt embeddings from cache');
+    else {
+      const made = await job.stage('text', async () => {
+        const tokenizers = await this.tokenizers();
+        const ids = missing.map((prompt) => {
+          const clipIds = tokenizers.clip.encode(prompt, CLIP_MAX_TOKENS);
+          const t5Ids = tokenizers.t5.encode(prompt, t5MaxLength);
+          // The prompt's notes only: a negative prompt cut short is rarely worth a warning.
+          if (prompt === prompts[0]) for (const issue of promptIssues(prompt, clipIds, t5Ids, t5MaxLength)) job.notes.push(promptNote(issue, prompt));
+          return { clip: clipIds.ids, t5: t5Ids.ids };
+        });
+        const clip = await this.ensure('clip', job.hooks.onLoad);
+        const pooled: Float32Array[] = [];
+        for (const x of ids) pooled.push((await clip.encode(x.clip)).pooled);
+        if (job.mode === 'sequential') await this.unload(['clip']);
+        job.check();
+        const t5 = await this.ensure('t5', job.hooks.onLoad);
+        const hidden: Float32Array[] = [];
+        for (const x of ids) hidden.push(await t5.encode(x.t5));
+        if (job.mode === 'sequential') await this.unload(['t5']);
+        return ids.map((_, i) => ({ pooled: pooled[i], hidden: hidden[i], tokens: t5MaxLength }));
+      }, 't5');
+      missing.forEach((p, i) => this.embeddings.set(key(p), made[i]));
     }
-    emb = await job.stage('text', async () => {
-      const tokenizers = await this.tokenizers();
-      const clipIds = tokenizers.clip.encode(prompt, CLIP_MAX_TOKENS);
-      const t5Ids = tokenizers.t5.encode(prompt, t5MaxLength);
-      for (const issue of promptIssues(prompt, clipIds, t5Ids, t5MaxLength)) notes.push(promptNote(issue, prompt));
-      const clip = await this.ensure('clip', hooks.onLoad);
-      const { pooled } = await clip.encode(clipIds.ids);
-      if (mode === 'sequential') await this.unload(['clip']);
-      job.check();
-      const t5 = await this.ensure('t5', hooks.onLoad);
-      const hidden = await t5.encode(t5Ids.ids);
-      if (mode === 'sequential') await this.unload(['t5']);
-      return { pooled, hidden, tokens: t5MaxLength };
-    }, 't5');
-    this.embeddings.set(key, emb);
-    if (this.embeddings.size > EMBEDDING_CACHE_SIZE) this.embeddings.delete(this.embeddings.keys().next().value!);
-    return emb;
+    return prompts.map((p) => {
+      const e = this.embeddings.get(key(p))!;
+      this.embeddings.delete(key(p));
+      this.embeddings.set(key(p), e); // most recently used last
+      while (this.embeddings.size > EMBEDDING_CACHE_SIZE) this.embeddings.delete(this.embeddings.keys().next().value!);
+      return e;
+    });
   }
 
   /**
    * Euler steps `from`… of the schedule `sigmas` on packed `latents` at width×height. Progress
    * counts `stepsBefore` + the steps run here of `totalSteps`, so passes after the first continue it.
    */
-  private async denoise(job: Job, emb: PromptEmbedding, latents: Float32Array, pass: DenoisePass): Promise<Float32Array> {
+  private async denoise(job: Job, emb: PromptEmbedding, guide: { neg?: PromptEmbedding; scale: number }, latents: Float32Array, pass: DenoisePass): Promise<Float32Array> {
     const { hooks, mode } = job;
     const { width, height, guidance, sigmas, from, stepsBefore, totalSteps } = pass;
     const shape = latentShape(width, height);
@@ -294,7 +309,8 @@ export class FluxPipeline {
     if (built !== undefined && built !== emb.tokens) await this.unload(['dit']);
     this.ditTextTokens = emb.tokens;
     const dit = await this.ensure('dit', hooks.onLoad);
-    const run = dit.prepare({ imgIds: imageIds(height, width), txtIds: textIds(emb.tokens), txt: emb.hidden, vec: emb.pooled });
+    const prepare = (e: PromptEmbedding) => dit.prepare({ imgIds: imageIds(height, width), txtIds: textIds(e.tokens), txt: e.hidden, vec: e.pooled });
+    const run = guidedDit(prepare(emb), guide.neg && prepare(guide.neg), guide.scale);
     const steps = sigmas.length - 1;
     for (let i = from; i < steps; i++) {
       job.check();
