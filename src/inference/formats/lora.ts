@@ -8,6 +8,8 @@
 // (`double_blocks.N.processor.qkv_lora1.down/.up`). A pair's scale is alpha / rank when the file
 // has an alpha, else 1 (PEFT without alpha and XLabs: the product B·A is the delta as stored).
 
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../../shared/api';
 import { SafetensorsFile } from './safetensors';
@@ -162,4 +164,24 @@ export function loraName(file: string): string {
 /** `a.b.c` → `a_b_c`: how kohya spells module names. */
 export function underscored(name: string): string {
   return name.replace(/\./g, '_');
+}
+
+/**
+ * A1111's "addnet" hash of a safetensors file, which its "Lora hashes" infotext and civitai use:
+ * SHA-256 of the data after the 8-byte length and the JSON header (so editing the metadata keeps
+ * it), as 64 hex digits; the infotext shows the first 12.
+ */
+export function addnetHash(file: string): string {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const len = Buffer.alloc(8);
+    if (fs.readSync(fd, len, 0, 8, 0) !== 8) throw new UserError(`${file} is too short to be a safetensors file`);
+    const h = crypto.createHash('sha256');
+    const buf = Buffer.allocUnsafe(1 << 22);
+    let pos = 8 + Number(len.readBigUInt64LE(0));
+    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, pos)) > 0; pos += n) h.update(buf.subarray(0, n));
+    return h.digest('hex');
+  } finally {
+    fs.closeSync(fd);
+  }
 }

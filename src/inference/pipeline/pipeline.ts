@@ -24,6 +24,7 @@ import {
 import { ClipTokenizer, T5Tokenizer } from '../formats/tokenizers';
 import { CLIP_MAX_TOKENS, promptIssues, promptNote } from '../formats/promptCheck';
 import { cacheRoot } from '../system/userDirs';
+import { PipelineLoras } from './loras';
 
 /** The release, from package.json (esbuild keeps only this field of it). */
 export const VERSION: string = packageVersion;
@@ -55,8 +56,13 @@ export class FluxPipeline {
   /** The text length of the job the DiT is loaded for (graphs with constant slice bounds need it). */
   private ditTextTokens?: number;
   private readonly epUsed = new Map<ComponentName, { ep: ExecutionProvider; note?: string }>();
+  private readonly loras: PipelineLoras;
+  /** Notes of the job running now (a CLIP built for its LoRAs adds to them). */
+  private jobNotes: string[] = [];
 
-  private constructor(readonly files: ModelFiles, readonly runtime: ResolvedRuntime, private readonly log: Log) {}
+  private constructor(readonly files: ModelFiles, readonly runtime: ResolvedRuntime, private readonly log: Log) {
+    this.loras = new PipelineLoras(log);
+  }
 
   /** Resolve and check the model's files (headers only); nothing heavy is loaded yet. */
   static async create(model: ModelSpec, runtime: RuntimeOptions = {}, log: Log = () => {}): Promise<FluxPipeline> {
@@ -144,7 +150,9 @@ export class FluxPipeline {
     const seed = params.seed === undefined || params.seed === RANDOM_SEED ? randomSeed() : params.seed;
     const mode = this.memoryMode();
     const stages: StageTiming[] = [];
-    const notes: string[] = [];
+    const notes: string[] = (this.jobNotes = []);
+    const loras = this.loras.resolve(params.loras);
+    if (this.loras.clipChanged(loras)) await this.unload(['clip']);
     const check = () => {
       if (hooks.signal?.aborted) throw new CancelledError();
     };
@@ -164,7 +172,7 @@ export class FluxPipeline {
     };
 
     // 1. Text
-    const key = `${t5MaxLength}\u0000${params.prompt}`;
+    const key = `${t5MaxLength}\u0000${params.prompt}\u0000${loras.clipKey}`;
     let emb = this.embeddings.get(key);
     if (emb) {
       notes.push('prompt embeddings from cache');
@@ -199,6 +207,10 @@ export class FluxPipeline {
       if (built !== undefined && built !== emb!.tokens) await this.unload(['dit']);
       this.ditTextTokens = emb!.tokens;
       const dit = await this.ensure('dit', hooks.onLoad);
+      await this.loras.applyToDit(dit, loras, notes).catch(async (e) => {
+        await this.unload(['dit']).catch(() => {}); // a failed rebuild leaves no usable session
+        throw e;
+      });
       const run = dit.prepare({ imgIds: imageIds(height, width), txtIds: textIds(emb!.tokens), txt: emb!.hidden, vec: emb!.pooled });
       for (let i = 0; i < steps; i++) {
         check();
@@ -226,6 +238,7 @@ export class FluxPipeline {
 
     const metadata: ImageMetadata = {
       prompt: params.prompt, seed, steps, width, height, guidance, shift, t5MaxLength, model: this.files.name, weights: this.runtime.weights, sampler: 'euler', software: `MajicFLUX ${VERSION}`,
+      ...(loras.metadata.length ? { loras: loras.metadata } : {}),
     };
     return { seed, image, width, height, stages, metadata, notes };
   }
@@ -274,13 +287,13 @@ export class FluxPipeline {
     try {
       switch (c) {
         case 'clip':
-          part = await ClipEncoder.load(this.files.textEncoder, { ...common, format: textFormat, fp16Cache: true });
+          part = await ClipEncoder.load(this.files.textEncoder, { ...common, format: textFormat, fp16Cache: true, ...this.loras.clipOptions(this.jobNotes) });
           break;
         case 't5':
           part = await T5Encoder.load(this.files.textEncoder2, { ...common, format: textFormat, fp16Cache: true });
           break;
         case 'dit':
-          part = await FluxTransformer.load(this.files.transformer, { ...common, ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens });
+          part = await FluxTransformer.load(this.files.transformer, { ...common, ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens, lora: this.loras.wantBranches });
           for (const n of part.notes) this.log('info', `dit: ${n}`);
           break;
         default:
