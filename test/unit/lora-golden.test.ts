@@ -91,3 +91,22 @@ describe('LoRA golden cases (diffusers load_lora_weights)', function () {
     }
   });
 });
+
+describe('LoRA golden cases, float16 compute (the GPU graphs, run on the CPU)', function () {
+  this.timeout(300_000);
+  it('PEFT at 0.7 and XLabs with fp16 weights and float16 activations: within the README\'s float16 order (relative L2 ≤ 1e-2)', async () => {
+    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-f16-'));
+    const t = await FluxTransformer.load(BF16_FILE, { format: 'fp16', compute: 'float16', inlineLimit: 0, cacheDir, lora: true });
+    try {
+      for (const key of ['peft@0.7', 'xlabs']) {
+        const c = meta.cases[key][0];
+        await t.setLoras([{ branches: ditLora(readLora(path.join(GOLDEN_CASES, c.file)), t.config, t.linearShapes).branches, strength: c.strength }]);
+        const s = assertGoldenClose(await t.forward(inputs()), goldenCase('lora-cases.safetensors').readF32(key), `float16 ${key}`, { maxAbsRel: 1e-2, relL2: 1e-2 });
+        console.log(`      float16 ${key}: max abs ${s.maxAbs.toExponential(2)}, rel L2 ${s.relL2.toExponential(2)}`);
+      }
+    } finally {
+      await t.release();
+      fs.rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -10,16 +10,20 @@ import { LinearShapes, LoraBranch } from '../formats/loraDit';
 import { Graph, Value } from '../onnx/graph';
 import { ComputeType } from '../onnx/weights';
 
-const inputName = (linear: string, part: 'a' | 's' | 'bt') => `lora.${linear}.${part}`;
+const inputName = (linear: string, part: 'at' | 's' | 'bt') => `lora.${linear}.${part}`;
 
-/** y + ((x·Aᵀ)·s)·Bᵀ with A [R, in], s [R], Bᵀ [R, out] fed as inputs in the compute type; x [tokens, in]. */
+/**
+ * y + ((x·Aᵀ)·s)·Bᵀ with Aᵀ [in, R], s [R], Bᵀ [R, out] fed as inputs in the compute type; x
+ * [tokens, in]. Plain MatMuls of two inputs: every provider has them for any R (CoreML's Gemm
+ * wants a constant weight, providerOps.ts).
+ */
 export function loraBranch(g: Graph, x: Value, y: Value, linear: string, [out, inFeatures]: readonly [number, number], compute: ComputeType): Value {
   const type = compute === 'float32' ? 'float32' : 'float16';
   const rank = `rank:${linear}`;
-  const a = g.input(inputName(linear, 'a'), type, [rank, inFeatures]);
+  const at = g.input(inputName(linear, 'at'), type, [inFeatures, rank]);
   const s = g.input(inputName(linear, 's'), type, [rank]);
   const bt = g.input(inputName(linear, 'bt'), type, [rank, out]);
-  const down = g.op('Gemm', [x, a], { transB: 1 }); // [tokens, R]
+  const down = g.op('MatMul', [x, at]); // [tokens, R]
   return g.op('Add', [y, g.op('MatMul', [g.op('Mul', [down, s]), bt])]);
 }
 
@@ -39,18 +43,18 @@ export function loraFeeds(shapes: LinearShapes, loras: readonly WeightedBranches
   for (const [linear, [out, inFeatures]] of shapes) {
     const here = loras.flatMap((l) => (l.branches.has(linear) ? [{ b: l.branches.get(linear)!, strength: l.strength }] : []));
     const rank = here.reduce((n, h) => n + h.b.rank, 0);
-    const a = new Float32Array(Math.max(rank, 1) * inFeatures);
-    const bt = new Float32Array(Math.max(rank, 1) * out);
-    const s = new Float32Array(Math.max(rank, 1));
+    const r = Math.max(rank, 1);
+    const at = new Float32Array(inFeatures * r);
+    const bt = new Float32Array(r * out);
+    const s = new Float32Array(r);
     let row = 0;
     for (const { b, strength } of here) {
-      a.set(b.a, row * inFeatures);
+      for (let j = 0; j < b.rank; j++) for (let i = 0; i < inFeatures; i++) at[i * r + row + j] = b.a[j * inFeatures + i];
       bt.set(b.bt, row * out);
       for (let j = 0; j < b.rank; j++) s[row + j] = strength * b.scale[j];
       row += b.rank;
     }
-    const r = Math.max(rank, 1);
-    feeds[inputName(linear, 'a')] = tensor(a, [r, inFeatures]);
+    feeds[inputName(linear, 'at')] = tensor(at, [inFeatures, r]);
     feeds[inputName(linear, 's')] = tensor(s, [r]);
     feeds[inputName(linear, 'bt')] = tensor(bt, [r, out]);
   }
