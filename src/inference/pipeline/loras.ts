@@ -109,7 +109,11 @@ export class PipelineLoras {
       const f = entry.cached.file;
       const t5 = f.pairs.filter((p) => p.target === 't5').map((p) => p.key);
       const notApplied = [...lora.skipped, ...t5, ...f.unknownKeys];
-      if (!lora.branches.size && !f.pairs.some((p) => p.target === 'clip')) throw new UserError(`The LoRA ${f.path} changes no layer of this model: none of its ${lora.skipped.length} DiT keys (e.g. ${lora.skipped.slice(0, 3).join(', ')}) names a layer of this FLUX transformer.`);
+      if (!lora.branches.size && !f.pairs.some((p) => p.target === 'clip')) {
+        throw new UserError(lora.skipped.length
+          ? `The LoRA ${f.path} changes no layer of this model: none of its ${lora.skipped.length} DiT keys (e.g. ${lora.skipped.slice(0, 3).join(', ')}) names a layer of this FLUX transformer.`
+          : `The LoRA ${f.path} holds only T5 text-encoder layers (${t5.length}), which MajicFLUX does not apply: it would change nothing.`);
+      }
       if (!notApplied.length) continue;
       const why = [lora.skipped.length && `${lora.skipped.length} DiT keys match no layer of this model`, t5.length && `${t5.length} T5 keys (LoRA on T5 is not supported)`, f.unknownKeys.length && `${f.unknownKeys.length} keys are not LoRA pairs`].filter(Boolean).join(', ');
       const note = `LoRA ${f.name}: applied to ${lora.branches.size} DiT layers; not applied: ${why} (${notApplied.slice(0, 3).join(', ')}${notApplied.length > 3 ? ', …' : ''})`;
