@@ -95,12 +95,42 @@ describe('LoRA in the pipeline (pipeline/loras.ts, formats/loraText.ts)', functi
     }
   });
 
-  it('a LoRA file that does not exist, or is not a LoRA: a UserError before any model loads', async () => {
+  it('partial match: the job applies what matches and its notes name the layers applied and the keys skipped', async () => {
+    const lines: string[] = [];
+    const p = await FluxPipeline.create({ dir: GOLDEN_MODELS, transformer: DIT_FILE }, { weights: 'fp32', ep: 'cpu', memory: 'resident', cacheDir: path.join(dir, 'cache') }, (_, m) => lines.push(m));
+    try {
+      const partial = path.join(dir, 'partial.safetensors');
+      const rand = seeded(9);
+      writeLora(partial, [
+        { stem: 'lora_unet_double_blocks_0_img_attn_proj', pair: randomPair(rand, 64, 64, 2), alpha: 2 },
+        { stem: 'lora_unet_double_blocks_7_img_attn_proj', pair: randomPair(rand, 64, 64, 2), alpha: 2 },
+        { stem: 'lora_te2_encoder_block_0_layer_0_SelfAttention_q', pair: randomPair(rand, 8, 8, 1), alpha: 1 },
+      ], KOHYA);
+      const r = await p.generate({ prompt: 'x', width: 64, height: 64, steps: 1, seed: 1, loras: [{ path: partial, strength: 1 }] });
+      const note = r.notes.find((n) => n.startsWith('LoRA partial:'));
+      assert.ok(note, r.notes.join('\n'));
+      assert.match(note!, /applied to 1 DiT layers/);
+      assert.match(note!, /1 DiT keys match no layer of this model/);
+      assert.match(note!, /1 T5 keys \(LoRA on T5 is not supported\)/);
+      assert.match(note!, /lora_unet_double_blocks_7_img_attn_proj/);
+      assert.ok(lines.some((l) => l.includes('lora_unet_double_blocks_7_img_attn_proj')), 'the log names the keys too');
+    } finally {
+      await p.release();
+    }
+  });
+
+  it('a LoRA file that does not exist, is not a LoRA, is for another model size or holds only T5 layers: a UserError before any model loads', async () => {
     const p = await FluxPipeline.create({ dir: GOLDEN_MODELS, transformer: DIT_FILE }, { weights: 'fp32', ep: 'cpu', memory: 'resident', cacheDir: path.join(dir, 'cache') });
     try {
       const job = { prompt: 'x', width: 64, height: 64, steps: 1, seed: 1 };
       await assert.rejects(p.generate({ ...job, loras: [{ path: path.join(dir, 'missing.safetensors') }] }), (e: Error) => e instanceof UserError && /LoRA file not found/.test(e.message));
       await assert.rejects(p.generate({ ...job, loras: [{ path: DIT_FILE }] }), (e: Error) => e instanceof UserError && /not a LoRA/.test(e.message));
+      const big = path.join(dir, 'flux-full-size.safetensors');
+      writeLora(big, [{ stem: 'lora_unet_double_blocks_0_img_attn_proj', pair: randomPair(seeded(3), 3072, 3072, 1), alpha: 1 }], KOHYA);
+      await assert.rejects(p.generate({ ...job, loras: [{ path: big }] }), (e: Error) => e instanceof UserError && /does not fit this model/.test(e.message));
+      const t5 = path.join(dir, 't5-only.safetensors');
+      writeLora(t5, [{ stem: 'lora_te2_encoder_block_0_layer_0_SelfAttention_q', pair: randomPair(seeded(4), 8, 8, 1), alpha: 1 }], KOHYA);
+      await assert.rejects(p.generate({ ...job, loras: [{ path: t5 }] }), (e: Error) => e instanceof UserError && /only T5/.test(e.message));
       assert.deepEqual(p.loaded(), []);
     } finally {
       await p.release();

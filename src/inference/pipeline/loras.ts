@@ -10,7 +10,10 @@ import { addnetHash, LoraFile, readLora } from '../formats/lora';
 import { DitLora, ditLora } from '../formats/loraDit';
 import { clipDeltas, MergedTensors } from '../formats/loraText';
 import { TensorSource } from '../formats/safetensors';
-import { FluxTransformer } from '../graphs/dit';
+import { ditLinearShapes, FluxTransformer } from '../graphs/dit';
+import { openComponent } from '../formats/layouts/components';
+import { DitConfig } from '../formats/layouts/configs';
+import { LinearShapes } from '../formats/loraDit';
 import { TextEncoderRuntimeOptions } from '../graphs/clip';
 
 type Log = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
@@ -21,8 +24,8 @@ interface Cached {
   file: LoraFile;
   /** addnetHash, 64 hex digits. */
   hash: string;
-  /** The file mapped onto one loaded DiT. */
-  dit?: { on: FluxTransformer; lora: DitLora };
+  /** The file mapped onto the pipeline's DiT. */
+  dit?: DitLora;
 }
 
 /** One job's LoRAs, read and checked. */
@@ -40,19 +43,47 @@ export class PipelineLoras {
   /** Set by the first job with a LoRA: from then on the DiT is built with branches (no rebuild when a LoRA comes). */
   wantBranches = false;
   private lastDit?: { on: FluxTransformer; key: string };
+  private ditShapes?: { config: DitConfig; shapes: LinearShapes };
 
-  constructor(private readonly log: Log) {}
+  /** `transformer`: the DiT checkpoint, whose header gives the Linears' shapes before it loads. */
+  constructor(private readonly log: Log, private readonly transformer: string) {}
 
-  /** Reads (or finds cached) every LoRA of a job; UserErrors for missing and unreadable files come here, before any model loads. */
+  /**
+   * Reads (or finds cached) every LoRA of a job and maps it onto the DiT's Linears: missing,
+   * unreadable and unsupported files and LoRAs for another model are UserErrors here, before any
+   * model loads.
+   */
   resolve(loras: ReadonlyArray<Required<Lora>>): ActiveLoras {
     const entries = loras.map((l) => ({ cached: this.read(path.resolve(l.path)), strength: l.strength }));
-    if (entries.length) this.wantBranches = true;
+    if (entries.length) {
+      this.ditShapes ??= this.readDitShapes();
+      for (const e of entries) {
+        const lora = (e.cached.dit ??= ditLora(e.cached.file, this.ditShapes.config, this.ditShapes.shapes));
+        const f = e.cached.file;
+        const t5 = f.pairs.filter((p) => p.target === 't5');
+        if (!lora.branches.size && !f.pairs.some((p) => p.target === 'clip')) {
+          throw new UserError(lora.skipped.length
+            ? `The LoRA ${f.path} changes no layer of this model: none of its ${lora.skipped.length} DiT keys (e.g. ${lora.skipped.slice(0, 3).join(', ')}) names a layer of this FLUX transformer.`
+            : `The LoRA ${f.path} holds only T5 text-encoder layers (${t5.length}), which MajicFLUX does not apply: it would change nothing.`);
+        }
+      }
+      this.wantBranches = true;
+    }
     const withClip = entries.filter((e) => e.cached.file.pairs.some((p) => p.target === 'clip') && e.strength !== 0);
     return {
       entries,
       clipKey: withClip.map((e) => `${e.cached.id}@${e.strength}`).join('\n'),
       metadata: entries.map((e) => ({ name: e.cached.file.name, strength: e.strength, hash: e.cached.hash.slice(0, 12) })),
     };
+  }
+
+  private readDitShapes(): { config: DitConfig; shapes: LinearShapes } {
+    const c = openComponent(this.transformer, 'dit');
+    try {
+      return { config: c.config, shapes: ditLinearShapes(c.weights, c.config) };
+    } finally {
+      c.close();
+    }
   }
 
   private read(file: string): Cached {
@@ -101,19 +132,11 @@ export class PipelineLoras {
 
   /** Applies the job's LoRAs to the DiT (branches; nothing is reloaded once the DiT has them) and notes what did not apply. */
   async applyToDit(dit: FluxTransformer, active: ActiveLoras, notes: string[]): Promise<void> {
-    const on = active.entries.map((e) => {
-      if (e.cached.dit?.on !== dit) e.cached.dit = { on: dit, lora: ditLora(e.cached.file, dit.config, dit.linearShapes) };
-      return { entry: e, lora: e.cached.dit.lora };
-    });
+    const on = active.entries.map((e) => ({ entry: e, lora: e.cached.dit ?? ditLora(e.cached.file, dit.config, dit.linearShapes) }));
     for (const { entry, lora } of on) {
       const f = entry.cached.file;
       const t5 = f.pairs.filter((p) => p.target === 't5').map((p) => p.key);
       const notApplied = [...lora.skipped, ...t5, ...f.unknownKeys];
-      if (!lora.branches.size && !f.pairs.some((p) => p.target === 'clip')) {
-        throw new UserError(lora.skipped.length
-          ? `The LoRA ${f.path} changes no layer of this model: none of its ${lora.skipped.length} DiT keys (e.g. ${lora.skipped.slice(0, 3).join(', ')}) names a layer of this FLUX transformer.`
-          : `The LoRA ${f.path} holds only T5 text-encoder layers (${t5.length}), which MajicFLUX does not apply: it would change nothing.`);
-      }
       if (!notApplied.length) continue;
       const why = [lora.skipped.length && `${lora.skipped.length} DiT keys match no layer of this model`, t5.length && `${t5.length} T5 keys (LoRA on T5 is not supported)`, f.unknownKeys.length && `${f.unknownKeys.length} keys are not LoRA pairs`].filter(Boolean).join(', ');
       const note = `LoRA ${f.name}: applied to ${lora.branches.size} DiT layers; not applied: ${why} (${notApplied.slice(0, 3).join(', ')}${notApplied.length > 3 ? ', …' : ''})`;

@@ -61,7 +61,7 @@ export class FluxPipeline {
   private jobNotes: string[] = [];
 
   private constructor(readonly files: ModelFiles, readonly runtime: ResolvedRuntime, private readonly log: Log) {
-    this.loras = new PipelineLoras(log);
+    this.loras = new PipelineLoras(log, files.transformer);
   }
 
   /** Resolve and check the model's files (headers only); nothing heavy is loaded yet. */
