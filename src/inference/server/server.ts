@@ -425,6 +425,14 @@ export class InferenceServer {
         return this.reply(session, id, 'bad-request', (e as Error).message);
       }
     }
+    // LoRA files are inputs too: a remote client names them inside the server's inputs folder.
+    if (request.params.loras?.length) {
+      try {
+        request = { ...request, params: { ...request.params, loras: request.params.loras.map((l, i) => ({ ...l, path: this.paths.inputFile(l.path, `job.params.loras[${i}].path`) })) } };
+      } catch (e) {
+        return this.reply(session, id, 'bad-request', (e as Error).message);
+      }
+    }
     if (this.queue.length >= MAX_QUEUE) return this.reply(session, id, 'queue-full', `the queue is full (${MAX_QUEUE} jobs); wait for some to finish`);
     const job: Job = { id: `job-${++this.jobCounter}`, request, output, state: 'queued', owner: session };
     this.queue.push(job);
