@@ -11,6 +11,7 @@ import { openTensors } from '../../src/inference/formats/safetensors';
 import { writeSafetensors } from '../../src/inference/formats/safetensorsWriter';
 import { assertGoldenClose, GOLDEN_MODELS, goldenCase } from '../helpers/golden';
 import { Pair, product, randomPair, seeded, writeLora, writeMerged } from '../helpers/lora';
+import { writeQuantizedDit } from '../helpers/writeGguf';
 
 const BF16_FILE = path.join(GOLDEN_MODELS, 'flux-tiny.safetensors');
 const FP8_FILE = path.join(GOLDEN_MODELS, 'flux-tiny-fp8.safetensors');
@@ -167,6 +168,21 @@ describe('LoRA (formats/lora.ts, formats/loraDit.ts, graphs/ditLora.ts)', functi
     const branches = ditLora(readLora(lora), config, shapes()).branches;
     const withLora = await outputs(FP8_FILE, { format: 'fp8', inlineLimit: 0 }, (t) => t.setLoras([{ branches, strength: 1 }]));
     assertGoldenClose(withLora, await outputs(merged, { format: 'fp32' }), 'fp8 base + LoRA vs fp8 values + delta in f32');
+  });
+
+  it('a GGUF Q8_0 base (MatMulNBits blocks) keeps its format and takes the LoRA at full effect: = its dequantized weights with the delta merged', async () => {
+    const gguf = path.join(dir, 'tiny-q8.gguf');
+    writeQuantizedDit(gguf, 'Q8_0');
+    const lora = path.join(dir, 'kohya-gguf.safetensors');
+    const deltas = kohyaOnEveryLinear(lora, 1, 6);
+    const merged = path.join(dir, 'merged-gguf.safetensors');
+    const src = openTensors(gguf);
+    writeMerged(merged, src, deltas);
+    src.close();
+    const branches = ditLora(readLora(lora), config, shapes()).branches;
+    const opts = { format: 'fp32', inlineLimit: 0, cacheDir: path.join(dir, 'cache-gguf'), int8Activations: false } as const;
+    const withLora = await outputs(gguf, opts, (t) => t.setLoras([{ branches, strength: 1 }]));
+    assertGoldenClose(withLora, await outputs(merged, { format: 'fp32' }), 'GGUF Q8_0 base + LoRA vs dequantized values + delta in f32');
   });
 
   it('XLabs pairs map onto the double blocks\' qkv and proj; ComfyUI diffusion_model. names with lora_A/lora_B onto BFL names', () => {
