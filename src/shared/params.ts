@@ -242,6 +242,7 @@ export const ImageMetadataSchema = v.object({
   image: v.optional(v.pipe(v.string(), v.maxLength(4096))),
   strength: v.optional(Strength),
   imageFit: v.optional(ImageFit),
+  /** The hires pass; its width/height are the written image's, while `width`/`height` above stay the first pass's (what a re-run sets, as A1111's "Size"). */
   hires: v.optional(v.object({ scale: HiresScale, strength: Strength, steps: Steps, upscale: HiresUpscale, width: Width, height: Height })),
 });
 export type ImageMetadata = v.InferOutput<typeof ImageMetadataSchema>;
@@ -270,6 +271,27 @@ export function hiresSide(side: number, scale: number): number {
   return Math.round((side * scale) / LIMITS.side.multiple) * LIMITS.side.multiple;
 }
 
+/**
+ * The size an image-to-image run takes by default: the input image's, each side to the nearest
+ * multiple of 16, scaled first (keeping the aspect ratio) when a side is outside the limits.
+ */
+export function sizeForImage(width: number, height: number): { width: number; height: number } {
+  const { min, max, multiple } = LIMITS.side;
+  let k = Math.min(1, max / Math.max(width, height));
+  if (Math.min(width, height) * k < min) k = min / Math.min(width, height);
+  const side = (x: number) => Math.min(max, Math.max(min, Math.round((x * k) / multiple) * multiple));
+  return { width: side(width), height: side(height) };
+}
+
+/** An image-to-image run's size: the sides given, a missing one from the image's aspect ratio, both missing sizeForImage. */
+function imageRunSize(width: number | undefined, height: number | undefined, image: { width: number; height: number }): { width: number; height: number } {
+  const { min, max, multiple } = LIMITS.side;
+  const side = (x: number) => Math.min(max, Math.max(min, Math.round(x / multiple) * multiple));
+  if (width !== undefined) return { width, height: height ?? side((width * image.height) / image.width) };
+  if (height !== undefined) return { width: side((height * image.width) / image.height), height };
+  return sizeForImage(image.width, image.height);
+}
+
 /** The first problem's message, for a UserError (the rest are usually consequences of it). */
 export function firstMessage(issues: readonly v.BaseIssue<unknown>[]): string {
   const i = issues[0];
@@ -280,9 +302,11 @@ export function firstMessage(issues: readonly v.BaseIssue<unknown>[]): string {
 
 /**
  * The parameters with their defaults filled in, or a UserError naming the first one that is wrong.
- * Every entry point (CLI, server, pipeline) calls this before loading anything.
+ * Every entry point (CLI, server, pipeline) calls this before loading anything. `inputImage`: the
+ * input image's size (after its EXIF orientation), which width/height default to (sizeForImage);
+ * the pipeline reads it before resolving.
  */
-export function resolveParams(params: unknown): ResolvedParams {
+export function resolveParams(params: unknown, inputImage?: { width: number; height: number }): ResolvedParams {
   const parsed = v.safeParse(GenerateParamsSchema, params);
   if (!parsed.success) throw new UserError(firstMessage(parsed.issues));
   const p = parsed.output;
@@ -290,8 +314,7 @@ export function resolveParams(params: unknown): ResolvedParams {
     prompt: p.prompt,
     seed: p.seed,
     steps: p.steps ?? DEFAULTS.steps,
-    width: p.width ?? DEFAULTS.width,
-    height: p.height ?? DEFAULTS.height,
+    ...(p.image !== undefined && inputImage ? imageRunSize(p.width, p.height, inputImage) : { width: p.width ?? DEFAULTS.width, height: p.height ?? DEFAULTS.height }),
     guidance: p.guidance ?? DEFAULTS.guidance,
     t5MaxLength: p.t5MaxLength ?? DEFAULTS.t5MaxLength,
     shift: p.shift ?? DEFAULTS.shift,

@@ -173,6 +173,23 @@ describe('inference server against hostile clients (issue 16)', function () {
       }
     });
 
+    it('an input image outside the allowed folders is refused before queueing; one inside is read, and the metadata keeps the name the client gave', async () => {
+      fs.copyFileSync(path.join(GOLDEN_MODELS, '..', 'cases', 'pipeline-2.png'), path.join(elsewhere, 'photo.png'));
+      fs.copyFileSync(path.join(GOLDEN_MODELS, '..', 'cases', 'pipeline-2.png'), path.join(inputs, 'photo.png'));
+      for (const f of [path.join(elsewhere, 'photo.png'), '../elsewhere/photo.png', path.join(elsewhere, 'shadow')]) {
+        const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, image: f, strength: 1 }, output: 'img.png' } });
+        assert.deepEqual([r.type, r.code], ['error', 'bad-request'], `${f}: ${JSON.stringify(r)}`);
+        assert.match(r.message!, /job\.params\.image .* is outside the folders this server reads from/);
+        assert.ok(!JSON.stringify(r).includes('SECRET'), JSON.stringify(r));
+      }
+      const q = await peer.request({ type: 'generate', job: { params: { prompt: 'x', seed: 1, steps: 1, image: 'photo.png', strength: 1 }, output: 'img.png' } });
+      assert.equal(q.type, 'queued', JSON.stringify(q));
+      const done = await peer.final(q.jobId!, 60_000);
+      assert.equal(done.event, 'done', JSON.stringify(done));
+      const meta = (done as { metadata?: { image?: string; width?: number } }).metadata;
+      assert.deepEqual([meta?.image, meta?.width], ['photo.png', 64], 'as named, not the server\'s path; the size is the image\'s');
+    });
+
     posix('a FIFO given as latentsFile is refused at once (it used to wedge the server)', async () => {
       execFileSync('mkfifo', [path.join(inputs, 'pipe.safetensors')]);
       const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64, latentsFile: 'pipe.safetensors' }, output: 'fifo.png' } });
