@@ -5,9 +5,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { Generation, GenerateInput, RunResult } from './generation';
 import { History } from './history';
-import { loraFolder } from './fluxFile/documents';
-import { missingInputMessage } from './messages';
-import { readImageInput, resolveRerunInputs, sniffGenerated } from './pngInput';
+import { readImageInput, sniffGenerated } from './pngInput';
 import { requireTrust } from './trust';
 
 const t = vscode.l10n.t;
@@ -67,12 +65,6 @@ export class PngRerun implements vscode.Disposable {
       void vscode.window.showWarningMessage(t('{0} carries no generation parameters.', path.basename(target.fsPath)));
       return undefined;
     }
-    const inputs = resolveRerunInputs(input, target.fsPath, loraFolder());
-    if (inputs.missing.length) {
-      void vscode.window.showErrorMessage(t('Cannot re-run {0}: {1}', path.basename(target.fsPath), missingInputMessage(inputs.missing[0])));
-      return undefined;
-    }
-    input = inputs.input;
     const same = { label: t('$(debug-rerun) Same parameters'), description: t('seed {0} — the same image again', input.seed ?? '?'), id: 'same' };
     const fresh = { label: t('$(symbol-event) New seed'), description: t('same prompt and settings, another image'), id: 'new' };
     const edit = { label: t('$(edit) Edit in the generation panel'), description: '', id: 'panel' };

@@ -165,6 +165,16 @@ export const LoraSchema = v.object({
 });
 export type Lora = v.InferOutput<typeof LoraSchema>;
 export const Loras = v.pipe(v.array(LoraSchema, 'loras must be a list of { path, strength }'), v.maxLength(LIMITS.loras.max, `at most ${LIMITS.loras.max} LoRAs apply to one image`));
+/**
+ * A LoRA written as `FILE[:STRENGTH]` (the CLI's --lora, a `.flux` `lora:`): the strength is the text
+ * after the last colon only when it reads as a number, so `C:\loras\x.safetensors` is a path.
+ * The strength is returned unchecked (LoraStrength checks it).
+ */
+export function splitLoraSpec(text: string): { path: string; strength?: number } {
+  const at = text.lastIndexOf(':');
+  const tail = at < 0 ? '' : text.slice(at + 1).trim();
+  return at > 0 && tail !== '' && Number.isFinite(Number(tail)) ? { path: text.slice(0, at).trim(), strength: Number(tail) } : { path: text.trim() };
+}
 export const Strength = numberIn('strength', LIMITS.strength);
 export const ImageFit = oneOf('image fit', IMAGE_FITS);
 export const HiresScale = numberIn('hires scale', LIMITS.hiresScale);
@@ -280,17 +290,6 @@ function imageRunSize(width: number | undefined, height: number | undefined, ima
   if (width !== undefined) return { width, height: height ?? side((width * image.height) / image.width) };
   if (height !== undefined) return { width: side((height * image.width) / image.height), height };
   return sizeForImage(image.width, image.height);
-}
-
-/**
- * A LoRA written as `FILE[:STRENGTH]` (the CLI's --lora, a `.flux` `lora:`): the strength is the text
- * after the last colon only when it reads as a number, so `C:\\loras\\x.safetensors` is a path.
- * The strength is returned unchecked (LoraStrength checks it).
- */
-export function splitLoraSpec(text: string): { path: string; strength?: number } {
-  const at = text.lastIndexOf(':');
-  const tail = at < 0 ? '' : text.slice(at + 1).trim();
-  return at > 0 && tail !== '' && Number.isFinite(Number(tail)) ? { path: text.slice(0, at).trim(), strength: Number(tail) } : { path: text.trim() };
 }
 
 /** The first problem's message, for a UserError (the rest are usually consequences of it). */

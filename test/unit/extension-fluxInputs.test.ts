@@ -1,13 +1,12 @@
-// `.flux` keys of issue 13 (negative, cfg, lora, image, strength, hires…, vae_tiling), the files a
-// block names resolved as a run would, and a PNG re-run restoring them.
+// `.flux` keys of issue 13 (negative, cfg, lora, image, strength, hires…, vae_tiling) and the files a
+// block names, resolved as a run would.
 
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseFlux } from '../../src/extension/fluxFile/parser';
-import { blockRequest, missingOnLine, resolveInputs } from '../../src/extension/fluxFile/inputs';
-import { resolveRerunInputs, toInput } from '../../src/extension/pngInput';
+import { effectiveValues, parseFlux } from '../../src/extension/fluxFile/parser';
+import { missingOnLine, resolveInputs } from '../../src/extension/fluxFile/inputs';
 
 describe('extension: .flux keys for negative prompt, LoRA, image-to-image, hires, VAE tiling', () => {
   let tmp: string;
@@ -22,13 +21,13 @@ describe('extension: .flux keys for negative prompt, LoRA, image-to-image, hires
   });
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-  it('reads every new key into the block values and the generate request (aliases, repeated and comma-separated LoRAs)', () => {
+  it('reads every new key into the block values under the generate request\'s names (aliases, repeated and comma-separated LoRAs)', () => {
     const doc = parseFlux(
-      'cfg: 2\nvae_tiling: on\n\na fox in the snow\nnegative_prompt: blurry, low quality\nlora: local.safetensors:0.8, film-grain\nlora: C:\\loras\\x.safetensors:-0.5\nimage: in.png\nstrength: 0.4\nimage_fit: stretch\nhires: 1.5\nhires_strength: 0.3\nhires_steps: 8\nhires_upscale: latent\n',
+      'cfg: 2\nvae_tiling: on\nhires: 1.5\n\na fox in the snow\nnegative_prompt: blurry, low quality\nlora: local.safetensors:0.8, film-grain\nlora: C:\\loras\\x.safetensors:-0.5\nimage: in.png\nstrength: 0.4\nimage_fit: stretch\nhires_strength: 0.3\nhires_steps: 8\nhires_upscale: latent\n',
     );
     assert.deepEqual(doc.problems, []);
-    const values = { ...doc.defaults.values, ...doc.blocks[0].values };
-    assert.deepEqual(blockRequest(values), {
+    const { steps: _s, ...values } = effectiveValues(doc, doc.blocks[0], { steps: 4 });
+    assert.deepEqual(values, {
       negativePrompt: 'blurry, low quality',
       trueCfgScale: 2,
       loras: [{ path: 'local.safetensors', strength: 0.8 }, { path: 'film-grain' }, { path: 'C:\\loras\\x.safetensors', strength: -0.5 }],
@@ -38,8 +37,8 @@ describe('extension: .flux keys for negative prompt, LoRA, image-to-image, hires
       hires: { scale: 1.5, strength: 0.3, steps: 8, upscale: 'latent' },
       vaeTiling: 'on',
     });
-    assert.deepEqual(blockRequest(parseFlux('a cat\nhires_steps: 10\n').blocks[0].values), { hires: { steps: 10 } }, 'any hires key turns the pass on');
-    assert.deepEqual(blockRequest(parseFlux('a cat\nsteps: 4\n').blocks[0].values), {}, 'nothing new: the request is as before');
+    assert.deepEqual(parseFlux('a cat\nhires_steps: 10\n').blocks[0].values, { hires: { steps: 10 } }, 'any hires key turns the pass on');
+    assert.deepEqual(parseFlux('a cat\nhires: 2\nhires: 3\n').blocks[0].values, { hires: { scale: 3 } }, 'the last one wins');
   });
 
   it('warns when a negative prompt has no true CFG to work through (cfg: from the block or the file defaults)', () => {
@@ -69,40 +68,16 @@ describe('extension: .flux keys for negative prompt, LoRA, image-to-image, hires
   });
 
   it('finds image: beside the .flux file and lora: there or in the LoRA folder (name without extension too); says every path it tried', () => {
-    const ok = resolveInputs({ image: 'in.png', loras: [{ file: 'local.safetensors', strength: 0.8 }, { file: 'film-grain' }] }, tmp, loraDir);
+    const ok = resolveInputs({ image: 'in.png', loras: [{ path: 'local.safetensors', strength: 0.8 }, { path: 'film-grain' }] }, tmp, loraDir);
     assert.deepEqual(ok.missing, []);
     assert.equal(ok.values.image, path.join(tmp, 'in.png'));
-    assert.deepEqual(ok.values.loras, [{ file: path.join(tmp, 'local.safetensors'), strength: 0.8 }, { file: path.join(loraDir, 'film-grain.safetensors') }]);
-    const bad = resolveInputs({ image: 'nope.png', loras: [{ file: 'gone.safetensors' }] }, tmp, loraDir);
+    assert.deepEqual(ok.values.loras, [{ path: path.join(tmp, 'local.safetensors'), strength: 0.8 }, { path: path.join(loraDir, 'film-grain.safetensors') }]);
+    const bad = resolveInputs({ image: 'nope.png', loras: [{ path: 'gone.safetensors' }] }, tmp, loraDir);
     assert.deepEqual(bad.missing, [
       { key: 'image', file: 'nope.png', tried: [path.join(tmp, 'nope.png')] },
       { key: 'lora', file: 'gone.safetensors', tried: [path.join(tmp, 'gone.safetensors'), path.join(loraDir, 'gone.safetensors')] },
     ]);
     const line = parseFlux('a cat\nlora: local.safetensors, gone:0.5\n').blocks[0].params[0];
     assert.deepEqual(missingOnLine(line, tmp, undefined).map((m) => m.file), ['gone']);
-  });
-
-  it('a PNG re-run restores negative prompt, CFG scale, LoRAs (by path, else by name in the LoRA folder), image + strength, hires', () => {
-    const input = toInput({
-      prompt: 'a fox', seed: 1, cfgScale: 3, negativePrompt: 'blurry',
-      loras: [{ name: 'local', strength: 0.8, path: path.join(tmp, 'local.safetensors') }, { name: 'film-grain', strength: 0.5, path: '/moved/away/film-grain.safetensors' }, { name: 'film-grain', strength: 1 }],
-      image: 'in.png', strength: 0.6, hires: { scale: 2, strength: 0.45, steps: 10, upscale: 'latent' },
-    })!;
-    assert.equal(input.trueCfgScale, 3);
-    assert.equal(input.negativePrompt, 'blurry');
-    const r = resolveRerunInputs(input, path.join(tmp, 'made.png'), loraDir);
-    assert.deepEqual(r.missing, []);
-    assert.deepEqual(r.input.loras, [
-      { file: path.join(tmp, 'local.safetensors'), strength: 0.8 },
-      { file: path.join(loraDir, 'film-grain.safetensors'), strength: 0.5 },
-      { file: path.join(loraDir, 'film-grain.safetensors'), strength: 1 },
-    ]);
-    assert.deepEqual(blockRequest(r.input), {
-      negativePrompt: 'blurry', trueCfgScale: 3, image: path.join(tmp, 'in.png'), strength: 0.6,
-      loras: r.input.loras!.map((l) => ({ path: l.file, strength: l.strength })), hires: { scale: 2, strength: 0.45, steps: 10, upscale: 'latent' },
-    });
-    assert.equal(toInput({ prompt: 'a fox', cfgScale: 1, negativePrompt: 'x' })!.trueCfgScale, undefined, 'CFG scale 1 is off');
-    const missing = resolveRerunInputs(toInput({ prompt: 'a fox', loras: [{ name: 'unknown', strength: 1 }] })!, path.join(tmp, 'made.png'), loraDir);
-    assert.deepEqual(missing.missing.map((m) => [m.key, m.file]), [['lora', 'unknown']]);
   });
 });

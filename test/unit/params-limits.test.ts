@@ -253,8 +253,7 @@ const SURFACES13: { name: string; accepts: (field: Field13, v: number) => boolea
       };
       const doc = parseFlux(`a lighthouse\n${line[field]}\n`);
       const b = doc.blocks[0].values;
-      const got = { trueCfgScale: b.trueCfgScale, strength: b.strength, hiresScale: b.hiresScale, hiresStrength: b.hiresStrength, hiresSteps: b.hiresSteps, loraStrength: b.loras?.[0]?.strength }[field];
-      return doc.problems.length === 0 && got === v;
+      return doc.problems.length === 0 && read13(field, b) === v;
     },
   },
 ];

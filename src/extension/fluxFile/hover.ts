@@ -39,10 +39,8 @@ export class FluxHover implements vscode.HoverProvider {
           ...extraRows(
             {
               ...v,
-              loras: v.loras?.map((l) => ({ label: l.file, strength: l.strength })),
-              hires: [v.hiresScale, v.hiresStrength, v.hiresSteps, v.hiresUpscale].some((x) => x !== undefined)
-                ? { scale: v.hiresScale ?? DEFAULTS.hiresScale, strength: v.hiresStrength ?? DEFAULTS.hiresStrength, steps: v.hiresSteps ?? v.steps }
-                : undefined,
+              loras: v.loras?.map((l) => ({ label: l.path, strength: l.strength })),
+              hires: v.hires && { scale: v.hires.scale ?? DEFAULTS.hiresScale, strength: v.hires.strength ?? DEFAULTS.hiresStrength, steps: v.hires.steps ?? v.steps },
             },
             t,
           ),

@@ -1,12 +1,10 @@
 // The files a `.flux` block names — `image:` (relative to the .flux file's folder) and `lora:`
-// (relative to that folder, else to the LoRA folder setting) — found on disk before a run, and a
-// block's values as the generate request's parameters. Also used by "Re-run from image", whose
-// PNG names a LoRA by name only when it came from another tool.
+// (relative to that folder, else to the LoRA folder setting) — found on disk before a run.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { GenerateParams, splitLoraSpec } from '../../shared/params';
-import type { BlockValues, FluxLora, ParamLine } from './parser';
+import { Lora, splitLoraSpec } from '../../shared/params';
+import type { BlockValues, ParamLine } from './parser';
 
 /** The LoRA folder setting (majicflux.loras.folder), read under this key by every user of it. */
 export const LORA_FOLDER_SETTING = 'loras.folder';
@@ -62,35 +60,19 @@ export function resolveInputs(values: BlockValues, fluxDir: string | undefined, 
     else missing.push({ key: 'image', file: values.image, tried: r.tried });
   }
   if (values.loras) {
-    out.loras = values.loras.map((l): FluxLora => {
-      const r = findLora(l.file, [fluxDir, loraFolder]);
-      if (!r.found) missing.push({ key: 'lora', file: l.file, tried: r.tried });
-      return { ...l, file: r.found ?? l.file };
+    out.loras = values.loras.map((l): Lora => {
+      const r = findLora(l.path, [fluxDir, loraFolder]);
+      if (!r.found) missing.push({ key: 'lora', file: l.path, tried: r.tried });
+      return { ...l, path: r.found ?? l.path };
     });
   }
   return { values: out, missing };
-}
-
-/** The issue-13 parameters a block sets, as the generate request names them (absent when not set). */
-export function blockRequest(v: BlockValues): Partial<GenerateParams> {
-  const p: Partial<GenerateParams> = {};
-  if (v.negativePrompt !== undefined) p.negativePrompt = v.negativePrompt;
-  if (v.trueCfgScale !== undefined) p.trueCfgScale = v.trueCfgScale;
-  if (v.loras?.length) p.loras = v.loras.map((l) => (l.strength === undefined ? { path: l.file } : { path: l.file, strength: l.strength }));
-  if (v.image !== undefined) p.image = v.image;
-  if (v.strength !== undefined) p.strength = v.strength;
-  if (v.imageFit !== undefined) p.imageFit = v.imageFit;
-  const hires = { scale: v.hiresScale, strength: v.hiresStrength, steps: v.hiresSteps, upscale: v.hiresUpscale };
-  // Any hires key turns the pass on (the others take their defaults), as the CLI's --hires-* flags do.
-  if (Object.values(hires).some((x) => x !== undefined)) p.hires = Object.fromEntries(Object.entries(hires).filter(([, x]) => x !== undefined));
-  if (v.vaeTiling !== undefined) p.vaeTiling = v.vaeTiling;
-  return p;
 }
 
 /** The files one `image:` or `lora:` line names that are not there (for its diagnostic). */
 export function missingOnLine(p: ParamLine, fluxDir: string | undefined, loraFolder: string | undefined): MissingInput[] {
   if (p.name === 'image' && p.value) return resolveInputs({ image: p.value }, fluxDir, loraFolder).missing;
   if (p.name !== 'lora') return [];
-  const loras = p.value.split(',').map((x) => splitLoraSpec(x).path).filter(Boolean).map((file) => ({ file }));
+  const loras = p.value.split(',').map((x) => splitLoraSpec(x).path).filter(Boolean).map((path) => ({ path }));
   return resolveInputs({ loras }, fluxDir, loraFolder).missing;
 }

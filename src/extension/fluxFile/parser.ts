@@ -18,7 +18,7 @@ import * as v from 'valibot';
 import { checkTemplate, TemplateProblem } from '../../shared/fileName';
 import { closest } from '../../shared/didYouMean';
 import {
-  Count, Guidance, Height, HIRES_UPSCALERS, HiresScale, IMAGE_FITS, ImageParams, LIMITS, LoraStrength, nearestSides, NegativePrompt, splitLoraSpec, Steps, Strength, TrueCfgScale, UsedSeed, VAE_TILING, Width,
+  Count, GenerateParams, Guidance, Height, HIRES_UPSCALERS, HiresScale, IMAGE_FITS, ImageParams, Lora, LIMITS, LoraStrength, nearestSides, NegativePrompt, splitLoraSpec, Steps, Strength, TrueCfgScale, UsedSeed, VAE_TILING, Width,
 } from '../../shared/params';
 
 export interface Position {
@@ -42,36 +42,24 @@ const KEY_ALIASES = new Map<string, ParamKey>([['negative_prompt', 'negative']])
 /** Keys that may be given on several lines of a block; their values add up. */
 const REPEATABLE: ReadonlySet<string> = new Set<ParamKey>(['lora']);
 
-/** A `lora:` entry as written: the file (relative to the .flux file's folder or the LoRA folder) and its strength. */
-export interface FluxLora {
-  file: string;
-  strength?: number;
-}
+/**
+ * The values a block sets: params.ts's, with a seed of 'random' (a new one for every image), a count
+ * and a file name; issue 13's under the generate request's names (`image` and LoRA paths as
+ * written, resolved by inputs.ts before a run).
+ */
+export type BlockValues = Partial<Omit<ImageParams, 'prompt' | 'seed'>> &
+  Partial<Pick<GenerateParams, 'negativePrompt' | 'trueCfgScale' | 'loras' | 'image' | 'strength' | 'imageFit' | 'hires' | 'vaeTiling'>> & {
+    seed?: ImageParams['seed'] | 'random';
+    count?: v.InferOutput<typeof Count>;
+    out?: string;
+  };
+type Hires = NonNullable<BlockValues['hires']>;
 
-/** The values a block sets: params.ts's, with a seed of 'random' (a new one for every image), a count and a file name. */
-export type BlockValues = Partial<Omit<ImageParams, 'prompt' | 'seed'>> & {
-  seed?: ImageParams['seed'] | 'random';
-  count?: v.InferOutput<typeof Count>;
-  out?: string;
-  negativePrompt?: string;
-  trueCfgScale?: number;
-  loras?: FluxLora[];
-  /** As written: relative to the .flux file's folder. */
-  image?: string;
-  strength?: number;
-  imageFit?: (typeof IMAGE_FITS)[number];
-  hiresScale?: number;
-  hiresStrength?: number;
-  hiresSteps?: number;
-  hiresUpscale?: (typeof HIRES_UPSCALERS)[number];
-  vaeTiling?: (typeof VAE_TILING)[number];
-};
-
-/** The BlockValues field each key sets. */
-const FIELD: Record<ParamKey, keyof BlockValues> = {
+/** Where each key's value goes: a BlockValues field, or a field of `hires` (the `hires…` keys). */
+const FIELD: Record<ParamKey, keyof BlockValues | ['hires', keyof Hires]> = {
   seed: 'seed', steps: 'steps', width: 'width', height: 'height', guidance: 'guidance', count: 'count', out: 'out',
   negative: 'negativePrompt', cfg: 'trueCfgScale', lora: 'loras', image: 'image', strength: 'strength', image_fit: 'imageFit',
-  hires: 'hiresScale', hires_strength: 'hiresStrength', hires_steps: 'hiresSteps', hires_upscale: 'hiresUpscale', vae_tiling: 'vaeTiling',
+  hires: ['hires', 'scale'], hires_strength: ['hires', 'strength'], hires_steps: ['hires', 'steps'], hires_upscale: ['hires', 'upscale'], vae_tiling: 'vaeTiling',
 };
 
 export interface ParamLine {
@@ -279,14 +267,14 @@ function parseValue(p: ParamLine, problems: FluxProblem[]): BlockValues[keyof Bl
       return p.value;
     case 'lora': {
       // Comma-separated or one per line; each `FILE[:STRENGTH]`.
-      const loras: FluxLora[] = [];
+      const loras: Lora[] = [];
       for (const item of p.value.split(',').map((x) => x.trim()).filter(Boolean)) {
         const l = splitLoraSpec(item);
         if (l.strength !== undefined && !v.is(LoraStrength, l.strength)) {
           problems.push({ code: 'outOfRange', severity: 'error', span: at, args: { key: 'LoRA strength', value: String(l.strength), ...LIMITS.loraStrength } });
           continue;
         }
-        loras.push(l.strength === undefined ? { file: l.path } : { file: l.path, strength: l.strength });
+        loras.push(l.strength === undefined ? { path: l.path } : { path: l.path, strength: l.strength });
       }
       return loras;
     }
@@ -320,16 +308,22 @@ function collectParams(params: ParamLine[], problems: FluxProblem[]): BlockValue
     const field = FIELD[p.name as ParamKey];
     const v = parseValue(p, problems);
     if (REPEATABLE.has(p.name)) {
-      const all = [...((values[field] as FluxLora[] | undefined) ?? []), ...((v as FluxLora[] | undefined) ?? [])];
+      const all = [...(values.loras ?? []), ...((v as Lora[] | undefined) ?? [])];
       if (all.length > LIMITS.loras.max) problems.push({ code: 'tooManyLoras', severity: 'error', span: p.valueSpan, args: { key: p.name, max: LIMITS.loras.max } });
-      else if (all.length) (values as Record<string, unknown>)[field] = all;
+      else if (all.length) values.loras = all;
       continue;
     }
     if (seen.has(p.name)) {
       problems.push({ code: 'duplicateKey', severity: 'warning', span: seen.get(p.name)!.keySpan, args: { key: p.name, line: p.line + 1 } });
     }
     seen.set(p.name, p);
-    if (v !== undefined) (values as Record<string, unknown>)[field] = v;
+    if (Array.isArray(field)) {
+      const hires: Record<string, unknown> = { ...values.hires };
+      if (v !== undefined) hires[field[1]] = v;
+      else delete hires[field[1]];
+      if (Object.keys(hires).length) values.hires = hires as Hires;
+      else delete values.hires;
+    } else if (v !== undefined) (values as Record<string, unknown>)[field] = v;
     else delete (values as Record<string, unknown>)[field];
   }
   return values;
@@ -433,5 +427,8 @@ export function blockAtLine(doc: FluxDocument, line: number): FluxBlock | undefi
 
 /** Block values over file defaults over `base` (the settings' defaults). */
 export function effectiveValues<T extends BlockValues>(doc: FluxDocument, block: FluxBlock, base: T): T & BlockValues {
-  return { ...base, ...doc.defaults.values, ...block.values };
+  const out = { ...base, ...doc.defaults.values, ...block.values };
+  // The hires pass's keys combine field by field (`hires: 2` at the top, `hires_steps: 10` in a block).
+  const hires = { ...base.hires, ...doc.defaults.values.hires, ...block.values.hires };
+  return Object.keys(hires).length ? { ...out, hires } : out;
 }
