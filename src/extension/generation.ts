@@ -23,8 +23,17 @@ import { ServerManager } from './serverManager';
 import { requireTrust } from './trust';
 import { modelName, usesDemoModel } from './settings';
 
-export interface GenerateInput extends BlockValues {
+/** Issue 13's parameters (negative prompt, LoRAs, input image, hires pass…), sent as given: params.ts checks them, absent is off or the default. */
+export const EXTRA_PARAMS = ['negativePrompt', 'trueCfgScale', 'loras', 'image', 'strength', 'imageFit', 'hires', 'vaeTiling'] as const;
+export type ExtraParams = Pick<GenerateParams, (typeof EXTRA_PARAMS)[number]>;
+
+export interface GenerateInput extends BlockValues, ExtraParams {
   prompt: string;
+}
+
+/** The extra parameters `input` sets (undefined ones left out, so the request stays as small as the user's choice). */
+export function extraParams(input: ExtraParams): ExtraParams {
+  return Object.fromEntries(EXTRA_PARAMS.filter((k) => input[k] !== undefined).map((k) => [k, input[k]]));
 }
 
 export interface RunOptions {
@@ -82,6 +91,7 @@ export class Generation {
       width: input.width ?? d.width,
       height: input.height ?? d.height,
       guidance: input.guidance ?? d.guidance,
+      ...extraParams(input),
     };
     const targets = await this.targets(base, seeds, origin, input.out);
     if (!targets) return undefined;

@@ -5,11 +5,30 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vm from 'node:vm';
-import { initMessage } from '../../src/extension/panel/protocol';
+import { initMessage, PANEL_DEFAULTS } from '../../src/extension/panel/protocol';
 import { DEFAULTS, LIMITS } from '../../src/shared/params';
 
 const SCRIPT = fs.readFileSync(path.join(__dirname, '..', '..', 'media', 'panel.js'), 'utf8');
-const STRINGS = { outOfRange: 'from {0} to {1}', notMultiple: 'multiples of {0}: try {1} × {2}', cancelled: 'Cancelled', seedTitle: 'seed {0}', denoise: 'Step {0} of {1}' };
+const STRINGS = {
+  outOfRange: 'from {0} to {1}',
+  notMultiple: 'multiples of {0}: try {1} × {2}',
+  cancelled: 'Cancelled',
+  seedTitle: 'seed {0}',
+  denoise: 'Step {0} of {1}',
+  outside: '{0}: {1} to {2}',
+  trueCfgScale: 'cfg',
+  strength: 'strength',
+  hiresScale: 'hires scale',
+  hiresStrength: 'hires strength',
+  loraStrength: 'strength of {0}',
+  tooManyLoras: 'at most {0}',
+  noImage: 'no image',
+  pickLora: 'pick',
+  noLoras: 'none found',
+  loraTitle: '{0} {1} {2}',
+  remove: 'Remove',
+  vary: 'Vary',
+};
 
 /** Just enough of an element for panel.js: properties it sets are read back by the test. */
 function element(): Record<string, any> {
@@ -55,7 +74,7 @@ function loadPanel() {
 }
 
 describe('extension: the panel script takes its limits from the host', () => {
-  const defaults = { prompt: '', seed: DEFAULTS.seed, steps: DEFAULTS.steps, width: DEFAULTS.width, height: DEFAULTS.height, guidance: DEFAULTS.guidance };
+  const defaults = { prompt: '', seed: DEFAULTS.seed, steps: DEFAULTS.steps, width: DEFAULTS.width, height: DEFAULTS.height, guidance: DEFAULTS.guidance, negativePrompt: '', trueCfgScale: DEFAULTS.trueCfgScale, ...PANEL_DEFAULTS };
   const init = (form?: object) => initMessage({ defaults, form: form as never, history: [], demo: false, trusted: true, model: 'demo' });
 
   it("sets the inputs' min, max and step from the init message", () => {
@@ -104,7 +123,7 @@ describe('extension: the panel script takes its limits from the host', () => {
 });
 
 describe('extension: the panel script keeps a typed seed and clears a cancelled run (issue 15 items 1 and 7)', () => {
-  const defaults = { prompt: '', seed: -1, steps: DEFAULTS.steps, width: 512, height: 512, guidance: DEFAULTS.guidance };
+  const defaults = { prompt: '', seed: -1, steps: DEFAULTS.steps, width: 512, height: 512, guidance: DEFAULTS.guidance, negativePrompt: '', trueCfgScale: DEFAULTS.trueCfgScale, ...PANEL_DEFAULTS };
   const item = { id: 'x', src: 'img.png', name: 'img.png', prompt: 'a cat', seed: 5, steps: 4, width: 512, height: 512, guidance: 3.5, model: 'm', created: 0 };
   const generated = (posted: unknown[]) => posted.filter((m): m is { type: 'generate'; params: { seed: number } } => (m as { type: string }).type === 'generate');
 

@@ -4,19 +4,28 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { formatBytes } from '../../shared/bytes';
+import { UserError } from '../../shared/api';
+import { resolveParams } from '../../shared/params';
 import { Configuration } from '../configuration';
 import { Generation, GenerateInput } from '../generation';
 import { History, HistoryEntry } from '../history';
 import { isActive, Job, Jobs } from '../jobs';
+import { readImageSize, sizeForImage } from '../imageSize';
+import { LoraFile } from '../loraFiles';
+import { findLoras } from '../loras';
 import { jobProgress } from '../progress';
 import { promptFacts } from '../promptFacts';
 import { progressText } from '../progressText';
 import { modelName, usesDemoModel } from '../settings';
 import { panelHtml } from './html';
-import { FromWebview, GalleryItem, initMessage, JobView, PanelForm, PanelParams, ToWebview, validateFromWebview } from './protocol';
+import { inputImageProblem, IMAGE_EXTENSIONS, loraProblem } from './inputs';
+import { FromWebview, GalleryItem, ImageView, initMessage, JobView, LoraView, PANEL_DEFAULTS, PanelDefaults, PanelForm, PanelParams, ToWebview, validateFromWebview } from './protocol';
 
 export const PANEL_VIEW_TYPE = 'majicflux.panel';
 const FORM_KEY = 'majicflux.panelForm';
+/** The input image is the host's (a path the user chose), kept apart from the form the webview may rewrite. */
+const IMAGE_KEY = 'majicflux.panelImage';
 const t = vscode.l10n.t;
 
 export interface PanelDeps {
@@ -68,9 +77,11 @@ export class GenerationPanel implements vscode.Disposable {
     return { enableScripts: true, retainContextWhenHidden: false, localResourceRoots: GenerationPanel.rootsFor(deps) };
   }
 
-  /** The extension's media and every folder that holds an image of the history. */
+  /** The extension's media, every folder that holds an image of the history, and the input image's. */
   private static rootsFor(deps: PanelDeps): vscode.Uri[] {
     const dirs = new Set<string>(deps.history.list().map((e) => path.dirname(e.file)));
+    const image = deps.workspaceState.get<string>(IMAGE_KEY);
+    if (image) dirs.add(path.dirname(image));
     for (const f of vscode.workspace.workspaceFolders ?? []) if (f.uri.scheme === 'file') dirs.add(f.uri.fsPath);
     return [vscode.Uri.joinPath(deps.extensionUri, 'media'), ...[...dirs].map((d) => vscode.Uri.file(d))];
   }
@@ -112,7 +123,7 @@ export class GenerationPanel implements vscode.Disposable {
   private async handle(m: FromWebview): Promise<void> {
     switch (m.type) {
       case 'ready':
-        return void this.post(
+        await this.post(
           initMessage({
             defaults: this.defaults(),
             form: this.deps.workspaceState.get<PanelForm>(FORM_KEY),
@@ -121,8 +132,10 @@ export class GenerationPanel implements vscode.Disposable {
             demo: usesDemoModel(this.deps.config.settings),
             trusted: vscode.workspace.isTrusted,
             model: modelName(this.deps.config.settings),
+            image: this.imageView(this.inputImage),
           }),
         );
+        return this.sendLoras();
       case 'saveForm':
         void this.notePrompt(m.form.prompt);
         return void this.deps.workspaceState.update(FORM_KEY, m.form);
@@ -133,19 +146,124 @@ export class GenerationPanel implements vscode.Disposable {
         return;
       case 'history':
         return this.historyAction(m.action, m.id);
+      case 'pickImage':
+        return this.pickImage();
+      case 'dropImage':
+        return this.dropImage(m.uri);
+      case 'clearImage':
+        await this.setInputImage(undefined);
+        return;
+      case 'listLoras':
+        return this.sendLoras();
     }
   }
 
-  private defaults(): PanelParams {
+  private defaults(): PanelDefaults {
     const d = this.deps.config.settings.defaults;
-    return { prompt: '', seed: d.seed, steps: d.steps, width: d.width, height: d.height, guidance: d.guidance };
+    return { prompt: '', seed: d.seed, steps: d.steps, width: d.width, height: d.height, guidance: d.guidance, negativePrompt: d.negativePrompt, trueCfgScale: d.trueCfgScale, ...PANEL_DEFAULTS };
+  }
+
+  /** The LoRA files the picker offers, sent after `init` (listing the workspace takes a moment). */
+  private async sendLoras(): Promise<void> {
+    const found = await findLoras(this.deps.config.settings, this.deps.log);
+    this.loras = found;
+    void this.post({ type: 'loras', items: found.map((l) => this.loraView(l)) });
+  }
+
+  private loras: LoraFile[] = [];
+
+  private loraView(l: LoraFile): LoraView {
+    return { path: l.path, name: l.name, size: formatBytes(l.size), where: vscode.workspace.asRelativePath(path.dirname(l.path), false) };
+  }
+
+  private get inputImage(): string | undefined {
+    return this.deps.workspaceState.get<string>(IMAGE_KEY);
+  }
+
+  private imageView(file: string | undefined): ImageView | undefined {
+    if (!file) return undefined;
+    this.ensureRoots();
+    return { path: file, name: path.basename(file), src: this.panel.webview.asWebviewUri(vscode.Uri.file(file)).toString() };
+  }
+
+  /** Makes `file` the input image (undefined: none), after checking it is an image file that is there. */
+  async setInputImage(file: string | undefined, vary?: { width?: number; height?: number }): Promise<boolean> {
+    if (file) {
+      const problem = await inputImageProblem(file);
+      if (problem) {
+        void vscode.window.showWarningMessage(t('MajicFLUX cannot use this image: {0}', problem));
+        return false;
+      }
+    }
+    await this.deps.workspaceState.update(IMAGE_KEY, file);
+    this.deps.log.info(file ? `panel: input image ${file}` : 'panel: no input image');
+    void this.post({ type: 'inputImage', image: this.imageView(file), ...(vary ? { vary: { strength: PANEL_DEFAULTS.strength, ...vary } } : {}) });
+    return true;
+  }
+
+  /** "Vary this image": the image becomes the input, the size follows it, the strength goes back to its default. */
+  async vary(file: string): Promise<boolean> {
+    const size = await readImageSize(file);
+    return this.setInputImage(file, size ? sizeForImage(size.width, size.height) : {});
+  }
+
+  private async pickImage(): Promise<void> {
+    const current = this.inputImage;
+    const picked = await vscode.window.showOpenDialog({
+      title: t('Choose an input image'),
+      canSelectFiles: true,
+      canSelectFolders: false,
+      canSelectMany: false,
+      filters: { [t('Images')]: IMAGE_EXTENSIONS },
+      ...(current ? { defaultUri: vscode.Uri.file(path.dirname(current)) } : vscode.workspace.workspaceFolders?.length ? { defaultUri: vscode.workspace.workspaceFolders[0].uri } : {}),
+    });
+    if (picked?.[0]) await this.vary(picked[0].fsPath);
+  }
+
+  private async dropImage(raw: string): Promise<void> {
+    let uri: vscode.Uri | undefined;
+    try {
+      uri = vscode.Uri.parse(raw.trim(), true);
+    } catch {
+      uri = undefined;
+    }
+    if (!uri || uri.scheme !== 'file') {
+      void vscode.window.showWarningMessage(t('Drop an image file from the Explorer (hold Shift while dropping into the panel) or use Choose….'));
+      return;
+    }
+    await this.vary(uri.fsPath);
+  }
+
+  /** What is wrong with the panel's request before anything starts (a missing file, a strength that leaves no step), or undefined. */
+  private async requestProblem(p: PanelParams): Promise<string | undefined> {
+    if (p.image !== undefined && p.image !== this.inputImage) return t('The input image changed; choose it again.');
+    if (p.image) {
+      const problem = await inputImageProblem(p.image);
+      if (problem) return problem;
+    }
+    for (const l of p.loras ?? []) {
+      const problem = await loraProblem(l.path);
+      if (problem) return problem;
+    }
+    try {
+      resolveParams(p);
+    } catch (err) {
+      if (err instanceof UserError) return err.message;
+      throw err;
+    }
+    return undefined;
   }
 
   private async generate(p: PanelParams): Promise<void> {
-    const run = await this.deps.generation.run(
-      { prompt: p.prompt, seed: p.seed < 0 ? 'random' : p.seed, steps: p.steps, width: p.width, height: p.height, guidance: p.guidance },
-      { kind: 'panel' },
-    );
+    const problem = await this.requestProblem(p);
+    if (problem) {
+      this.deps.log.warn(`panel: not generating: ${problem}`);
+      void vscode.window.showWarningMessage(t('MajicFLUX cannot generate: {0}', problem));
+      void this.post({ type: 'job' });
+      return;
+    }
+    const { seed, ...rest } = p;
+    const run = await this.deps.generation.run({ ...rest, seed: seed < 0 ? 'random' : seed }, { kind: 'panel' });
     if (!run) {
       // Refused before it started (untrusted workspace, empty prompt, no folder chosen): the
       // refusal says why; the panel goes back to idle rather than report a cancel nobody made.
@@ -171,6 +289,9 @@ export class GenerationPanel implements vscode.Disposable {
       case 'reveal':
         await vscode.commands.executeCommand('revealInExplorer', uri);
         break;
+      case 'vary':
+        await this.setInputImage(entry.file, { width: entry.params.width, height: entry.params.height });
+        break;
       case 'rerun': {
         const p = entry.params;
         const run = await this.deps.generation.run(
@@ -189,11 +310,12 @@ export class GenerationPanel implements vscode.Disposable {
   prefill(input: GenerateInput): void {
     const params: Partial<PanelParams> = { prompt: input.prompt };
     if (typeof input.seed === 'number') params.seed = input.seed;
-    if (input.steps !== undefined) params.steps = input.steps;
-    if (input.width !== undefined) params.width = input.width;
-    if (input.height !== undefined) params.height = input.height;
-    if (input.guidance !== undefined) params.guidance = input.guidance;
+    for (const k of ['steps', 'width', 'height', 'guidance', 'negativePrompt', 'trueCfgScale', 'loras', 'strength', 'imageFit'] as const) {
+      if (input[k] !== undefined) (params as Record<string, unknown>)[k] = input[k];
+    }
+    if (input.hires) params.hires = { scale: input.hires.scale ?? PANEL_DEFAULTS.hiresScale, strength: input.hires.strength ?? PANEL_DEFAULTS.hiresStrength };
     void this.post({ type: 'prefill', params });
+    if (input.image) void this.setInputImage(input.image);
   }
 
   private view(j: Job): JobView {
