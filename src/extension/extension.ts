@@ -51,7 +51,7 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   const models = registerModels({ context, config, server, log });
   const flux = registerFluxFile(context, { config, jobs, history, generation, log });
   context.subscriptions.push(
-    new PngRerun(generation, history, openPanel),
+    new PngRerun(generation, history, openPanel, { config, log }),
     vscode.commands.registerCommand('majicflux.varyImage', (uri?: vscode.Uri) => varyImage(panelDeps, uri)),
     vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, {
       async deserializeWebviewPanel(panel) {

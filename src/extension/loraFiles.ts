@@ -51,3 +51,25 @@ export function loraList(found: { path: string; size: number }[], model: ModelPa
 export function findLora(name: string, list: readonly LoraFile[]): LoraFile | undefined {
   return list.find((l) => l.name === name) ?? list.find((l) => l.name.toLowerCase() === name.toLowerCase());
 }
+
+/** A LoRA as an image records it: its name (the file's, without extension), strength, and the path where the metadata has one. */
+export interface LoraRef {
+  name: string;
+  strength: number;
+  path?: string;
+}
+
+/**
+ * The files for recorded LoRAs: the recorded path where that file is still there, else the listed
+ * file of that name. `missing` names the ones found nowhere, for the warning.
+ */
+export function resolveLoraRefs(refs: readonly LoraRef[], list: readonly LoraFile[], exists: (file: string) => boolean): { loras: { path: string; strength: number }[]; missing: string[] } {
+  const loras: { path: string; strength: number }[] = [];
+  const missing: string[] = [];
+  for (const r of refs) {
+    const file = r.path && path.isAbsolute(r.path) && exists(r.path) ? r.path : findLora(r.name, list)?.path;
+    if (file) loras.push({ path: file, strength: r.strength });
+    else missing.push(r.name);
+  }
+  return { loras, missing };
+}

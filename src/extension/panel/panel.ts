@@ -17,6 +17,8 @@ import { findLoras } from '../loras';
 import { jobProgress } from '../progress';
 import { promptFacts } from '../promptFacts';
 import { progressText } from '../progressText';
+import { toInput } from '../pngInput';
+import { resolveRecorded } from '../recordedInput';
 import { modelName, usesDemoModel } from '../settings';
 import { panelHtml } from './html';
 import { inputImageProblem, IMAGE_EXTENSIONS, loraProblem } from './inputs';
@@ -293,11 +295,11 @@ export class GenerationPanel implements vscode.Disposable {
         await this.setInputImage(entry.file, { width: entry.params.width, height: entry.params.height });
         break;
       case 'rerun': {
-        const p = entry.params;
-        const run = await this.deps.generation.run(
-          { prompt: p.prompt, seed: p.seed, steps: p.steps, width: p.width, height: p.height, guidance: p.guidance },
-          { kind: 'rerun', fluxFile: entry.fluxFile, blockKey: entry.blockKey },
-        );
+        // The entry's whole recipe (LoRAs, input image, hires…), found again as a PNG re-run finds it.
+        const recorded = toInput(entry.params);
+        const input = recorded && (await resolveRecorded(recorded, entry.file, this.deps, true, entry.fluxFile));
+        if (!input) break;
+        const run = await this.deps.generation.run(input, { kind: 'rerun', fluxFile: entry.fluxFile, blockKey: entry.blockKey });
         if (run) {
           this.job = run.jobs[0];
           void this.post({ type: 'job', job: this.view(this.job) });

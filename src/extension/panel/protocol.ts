@@ -60,7 +60,10 @@ const orDropped = <S extends v.GenericSchema>(s: S) => v.optional(v.union([s, v.
 const FormNumber = orDropped(v.pipe(v.number(), v.finite(), v.minValue(-1), v.maxValue(LIMITS.seed.max)));
 const NUMBER_FIELDS = [...IMAGE_PARAMS.filter((k) => k !== 'prompt'), 'trueCfgScale', 'strength', 'hiresScale', 'hiresStrength'] as const;
 /** A LoRA strength may be negative (it inverts the LoRA); half-typed values are kept as they are. */
-const FormLora = v.object({ path: FilePath, strength: orDropped(v.pipe(v.number(), v.finite())) });
+const FormLora = v.pipe(
+  v.object({ path: FilePath, strength: orDropped(v.pipe(v.number(), v.finite())) }),
+  v.transform((l) => (l.strength === undefined ? { path: l.path } : l)),
+);
 
 /** The form as the user left it (may hold values that do not validate yet). The input image is the host's (panel.ts), not the form's. */
 const PanelFormSchema = v.pipe(
