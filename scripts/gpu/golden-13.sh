@@ -4,11 +4,14 @@
 # (git archives of huggingface/diffusers, peft, accelerate — data for this run, never committed).
 set -u
 repo=$(pwd)
-ref=/tmp/ref && mkdir -p "$ref" && (cd "$ref" && for f in "$repo"/.gpuref/*.tar.xz; do tar xJf "$f"; done)
+ref=/tmp/ref/diffusers && mkdir -p "$ref" && (cd "$ref" && tar xJf "$repo/.gpuref/diffusers.tar.xz")
+# diffusers' kohya converter writes FLUX.1's full-size single-block widths (3072·3, 12288) into the
+# split of linear1; the tiny model's are 64·3 and 256 (hidden 64, mlp_ratio 4).
+sed -i 's/dims=\[3072, 3072, 3072, 12288\]/dims=[64, 64, 64, 256]/' "$ref/src/diffusers/loaders/lora_conversion_utils.py"
+grep -c 'dims=\[64, 64, 64, 256\]' "$ref/src/diffusers/loaders/lora_conversion_utils.py"
 python3 -c "import sys, torch; print(sys.version, torch.__version__)"
 pp=""
 python3 -c "import diffusers, transformers; print('diffusers', diffusers.__version__, diffusers.__file__, 'transformers', transformers.__version__)" || pp="$ref/src"
-python3 -c "import peft; print('peft', peft.__version__)" || pp="${pp:+$pp:}$ref/src"
 echo "PYTHONPATH extra: $pp"
 export PYTHONPATH="${pp}${PYTHONPATH:+:$PYTHONPATH}"
 python3 -c "import diffusers, peft; print('with carried:', diffusers.__version__, peft.__version__)" || true

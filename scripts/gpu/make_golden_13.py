@@ -126,11 +126,11 @@ def img2img():
                    guidance_scale=3.5, max_sequence_length=512, generator=g, output_type='np', callback_on_step_end=recorder(store))
         h2, w2 = H // 16, W // 16
         pack = lambda t: c(FluxImg2ImgPipeline._pack_latents(t, 1, 16, h2 * 2, w2 * 2))  # noqa: E731
-        store['input_image'] = torch.from_numpy(src.astype(np.float32) / 255.0)
+        store['input_image'] = c(torch.from_numpy(src.astype(np.float32) / 255.0))
         store['image_latents'] = pack(captured['image_latents'])
         store['noise'] = pack(captured['noise'])
         store['initial_latents'] = pack(captured['initial'])
-        store['image'] = torch.from_numpy(out.images[0].astype(np.float32))
+        store['image'] = c(torch.from_numpy(out.images[0].astype(np.float32)))
         save_file(store, os.path.join(OUT, f'img2img-{n}.safetensors'))
         Image.fromarray(np.round(out.images[0] * 255).astype(np.uint8)).save(os.path.join(OUT, f'img2img-{n}.png'))
         sig = pipe.scheduler.sigmas.tolist()
@@ -157,7 +157,7 @@ def cfg():
         store = {'initial_latents': lat.clone()}
         out = pipe(prompt=prompt, negative_prompt=neg, true_cfg_scale=scale, height=H, width=W, num_inference_steps=steps, guidance_scale=3.5,
                    max_sequence_length=512, latents=lat, output_type='np', callback_on_step_end=recorder(store))
-        store['image'] = torch.from_numpy(out.images[0].astype(np.float32))
+        store['image'] = c(torch.from_numpy(out.images[0].astype(np.float32)))
         save_file(store, os.path.join(OUT, f'cfg-{n}.safetensors'))
         Image.fromarray(np.round(out.images[0] * 255).astype(np.uint8)).save(os.path.join(OUT, f'cfg-{n}.png'))
         meta.append(dict(file=f'cfg-{n}.safetensors', png=f'cfg-{n}.png', prompt=prompt, negative_prompt=neg, true_cfg_scale=scale, height=H, width=W,
@@ -264,7 +264,7 @@ def lora_cases():
     store['t5_hidden'] = c(pe)
     o = pipe(prompt=prompt, height=H, width=W, num_inference_steps=steps, guidance_scale=3.5, max_sequence_length=512, latents=lat, output_type='np',
              callback_on_step_end=recorder(store))
-    store['image'] = torch.from_numpy(o.images[0].astype(np.float32))
+    store['image'] = c(torch.from_numpy(o.images[0].astype(np.float32)))
     save_file(store, os.path.join(OUT, 'lora-pipeline.safetensors'))
     Image.fromarray(np.round(o.images[0] * 255).astype(np.uint8)).save(os.path.join(OUT, 'lora-pipeline.png'))
     meta['pipeline'] = dict(file='lora-pipeline.safetensors', png='lora-pipeline.png', lora='lora-kohya.safetensors', strength=0.8, prompt=prompt, height=H, width=W,
