@@ -57,6 +57,8 @@ export class GenerationPanel implements vscode.Disposable {
   private roots = new Set<string>();
   /** Messages received, for tests (type only). */
   readonly received: string[] = [];
+  /** The last message of each type sent to the webview, for tests. */
+  readonly sent = new Map<ToWebview['type'], ToWebview>();
 
   static show(deps: PanelDeps, prefill?: GenerateInput): GenerationPanel {
     if (GenerationPanel.current) {
@@ -93,7 +95,7 @@ export class GenerationPanel implements vscode.Disposable {
     panel.iconPath = vscode.Uri.joinPath(deps.extensionUri, 'media', 'icon.png');
     panel.webview.html = panelHtml(panel.webview, deps.extensionUri);
     this.subs.push(
-      panel.webview.onDidReceiveMessage((m: unknown) => this.onMessage(m)),
+      panel.webview.onDidReceiveMessage((m: unknown) => this.fromWebview(m)),
       panel.onDidDispose(() => this.dispose()),
       deps.jobs.onDidChange((j) => {
         if (j === this.job) void this.post({ type: 'job', job: this.view(j) });
@@ -103,10 +105,12 @@ export class GenerationPanel implements vscode.Disposable {
   }
 
   private post(m: ToWebview): Thenable<boolean> {
+    this.sent.set(m.type, m);
     return this.panel.webview.postMessage(m);
   }
 
-  private onMessage(raw: unknown): void {
+  /** A message from the webview (tests send theirs here too: the same validation and handling). */
+  fromWebview(raw: unknown): void {
     const m = validateFromWebview(raw);
     if (!m) {
       this.deps.log.warn(`panel: ignored a message of an undeclared shape: ${JSON.stringify(raw)?.slice(0, 200)}`);
@@ -178,7 +182,7 @@ export class GenerationPanel implements vscode.Disposable {
     return { path: l.path, name: l.name, size: formatBytes(l.size), where: vscode.workspace.asRelativePath(path.dirname(l.path), false) };
   }
 
-  private get inputImage(): string | undefined {
+  get inputImage(): string | undefined {
     return this.deps.workspaceState.get<string>(IMAGE_KEY);
   }
 
