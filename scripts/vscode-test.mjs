@@ -316,6 +316,16 @@ async function uiPhase(results) {
   try {
     b = await browser();
     page = await b.newPage({ viewport: { width: 1400, height: 900 } });
+    // A webview that fails to load its script or style shows as an unstyled, lifeless page: say why.
+    page.on('console', (m) => {
+      if (m.type() === 'error' && /webview|vscode-cdn|vscode-resource/i.test(`${m.location()?.url ?? ''} ${m.text()}`)) log(`webview console: ${m.text()}`);
+    });
+    page.on('requestfailed', (r) => {
+      if (/media\/panel\./.test(r.url())) log(`webview request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`);
+    });
+    page.on('response', (r) => {
+      if (/media\/panel\./.test(r.url()) && r.status() >= 400) log(`webview response ${r.status()}: ${r.url()}`);
+    });
     await page.goto(`${cs.base}/?folder=${encodeURIComponent(ws)}`);
     await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
 

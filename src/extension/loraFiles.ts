@@ -16,11 +16,16 @@ export interface LoraFile {
   size: number;
 }
 
-/** What is a model's, never a LoRA: the configured model files and the model folder. */
+/** What is a model's, never a LoRA: the configured model files and the model folder, and any folder that holds a model. */
 export interface ModelPaths {
   files: string[];
   folders: string[];
+  /** Does `dir` hold a model (a diffusers layout: model_index.json, transformer/ or scheduler/ beside the files)? */
+  isModelFolder?: (dir: string) => boolean;
 }
+
+/** Names that mark a folder as a model's: diffusers' index and component folders. */
+export const MODEL_FOLDER_MARKS = ['model_index.json', 'transformer', 'scheduler'];
 
 export const isSafetensors = (file: string) => /\.safetensors$/i.test(file);
 
@@ -36,6 +41,7 @@ const inside = (file: string, folder: string) => {
 export function isLoraCandidate(file: string, size: number, model: ModelPaths): boolean {
   if (!isSafetensors(file) || size <= 0 || size >= MAX_LORA_BYTES) return false;
   if (COMPONENT_DIRS.has(path.basename(path.dirname(file)))) return false;
+  if (model.isModelFolder?.(path.dirname(file))) return false;
   const f = path.resolve(file);
   return !model.files.some((m) => m && path.resolve(m) === f) && !model.folders.some((d) => d && inside(f, path.resolve(d)));
 }

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { LoraFile, loraList, isSafetensors } from './loraFiles';
+import { LoraFile, loraList, isSafetensors, MODEL_FOLDER_MARKS } from './loraFiles';
 import type { Settings } from './settings';
 
 /** Enough for any real collection; a folder with more is probably not a LoRA folder. */
@@ -40,8 +40,13 @@ export async function findLoras(s: Settings, log: vscode.LogOutputChannel): Prom
     }),
   );
   const m = s.model;
+  const modelFolder = new Map<string, boolean>();
+  const isModelFolder = (dir: string) => {
+    if (!modelFolder.has(dir)) modelFolder.set(dir, MODEL_FOLDER_MARKS.some((n) => fs.existsSync(path.join(dir, n))));
+    return modelFolder.get(dir)!;
+  };
   return loraList(
     sized.filter((x): x is { path: string; size: number } => !!x),
-    { files: [m.transformer, m.vae, m.textEncoder, m.textEncoder2], folders: [m.path] },
+    { files: [m.transformer, m.vae, m.textEncoder, m.textEncoder2], folders: [m.path], isModelFolder },
   );
 }

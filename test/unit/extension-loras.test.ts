@@ -34,6 +34,10 @@ describe('extension: the LoRA files the panel offers', () => {
     ]);
     assert.equal(isLoraCandidate('/ws/x.safetensors', MAX_LORA_BYTES - 1, none), true);
     assert.equal(isLoraCandidate('/models/flux/x.safetensors', MB, { files: [], folders: [''] }), true, "an empty model path excludes nothing");
+    // A workspace copy of a diffusers-layout model: its single-file parts sit beside transformer/.
+    const modelDir = (d: string) => d === path.resolve('/ws/models/flux-tiny');
+    assert.equal(isLoraCandidate('/ws/models/flux-tiny/ae.safetensors', MB, { ...none, isModelFolder: modelDir }), false);
+    assert.equal(isLoraCandidate('/ws/models/loras/ink.safetensors', MB, { ...none, isModelFolder: modelDir }), true);
   });
 
   it('finds a recorded name: the same name first, then another case; a recorded path that is there wins', () => {

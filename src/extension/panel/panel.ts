@@ -1,18 +1,15 @@
 // The generation panel (one per window). Its webview holds the form state (getState/setState, so it
 // survives hiding without retainContextWhenHidden); the host owns jobs and history and sends views of
-// them. Messages from the webview are validated; images are referred to by history id.
+// them. Messages from the webview are validated; history images are referred to by id, the input
+// image (which the host owns) and LoRA files by path, checked again before a run (inputs.ts).
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { formatBytes } from '../../shared/bytes';
-import { UserError } from '../../shared/api';
-import { resolveParams } from '../../shared/params';
 import { Configuration } from '../configuration';
 import { Generation, GenerateInput } from '../generation';
 import { History, HistoryEntry } from '../history';
 import { isActive, Job, Jobs } from '../jobs';
 import { readImageSize, sizeForImage } from '../imageSize';
-import { LoraFile } from '../loraFiles';
 import { findLoras } from '../loras';
 import { jobProgress } from '../progress';
 import { promptFacts } from '../promptFacts';
@@ -21,8 +18,8 @@ import { toInput } from '../pngInput';
 import { resolveRecorded } from '../recordedInput';
 import { modelName, usesDemoModel } from '../settings';
 import { panelHtml } from './html';
-import { inputImageProblem, IMAGE_EXTENSIONS, loraProblem } from './inputs';
-import { FromWebview, GalleryItem, ImageView, initMessage, JobView, LoraView, PANEL_DEFAULTS, PanelDefaults, PanelForm, PanelParams, ToWebview, validateFromWebview } from './protocol';
+import { droppedImageFile, inputImageProblem, loraView, pickImageFile, requestProblem } from './inputs';
+import { FromWebview, GalleryItem, ImageView, initMessage, JobView, PANEL_DEFAULTS, PanelDefaults, PanelForm, PanelParams, ToWebview, validateFromWebview } from './protocol';
 
 export const PANEL_VIEW_TYPE = 'majicflux.panel';
 const FORM_KEY = 'majicflux.panelForm';
@@ -152,10 +149,16 @@ export class GenerationPanel implements vscode.Disposable {
         return;
       case 'history':
         return this.historyAction(m.action, m.id);
-      case 'pickImage':
-        return this.pickImage();
-      case 'dropImage':
-        return this.dropImage(m.uri);
+      case 'pickImage': {
+        const file = await pickImageFile(this.inputImage);
+        if (file) await this.vary(file);
+        return;
+      }
+      case 'dropImage': {
+        const file = droppedImageFile(m.uri);
+        if (file) await this.vary(file);
+        return;
+      }
       case 'clearImage':
         await this.setInputImage(undefined);
         return;
@@ -172,14 +175,7 @@ export class GenerationPanel implements vscode.Disposable {
   /** The LoRA files the picker offers, sent after `init` (listing the workspace takes a moment). */
   private async sendLoras(): Promise<void> {
     const found = await findLoras(this.deps.config.settings, this.deps.log);
-    this.loras = found;
-    void this.post({ type: 'loras', items: found.map((l) => this.loraView(l)) });
-  }
-
-  private loras: LoraFile[] = [];
-
-  private loraView(l: LoraFile): LoraView {
-    return { path: l.path, name: l.name, size: formatBytes(l.size), where: vscode.workspace.asRelativePath(path.dirname(l.path), false) };
+    void this.post({ type: 'loras', items: found.map(loraView) });
   }
 
   get inputImage(): string | undefined {
@@ -213,55 +209,8 @@ export class GenerationPanel implements vscode.Disposable {
     return this.setInputImage(file, size ? sizeForImage(size.width, size.height) : {});
   }
 
-  private async pickImage(): Promise<void> {
-    const current = this.inputImage;
-    const picked = await vscode.window.showOpenDialog({
-      title: t('Choose an input image'),
-      canSelectFiles: true,
-      canSelectFolders: false,
-      canSelectMany: false,
-      filters: { [t('Images')]: IMAGE_EXTENSIONS },
-      ...(current ? { defaultUri: vscode.Uri.file(path.dirname(current)) } : vscode.workspace.workspaceFolders?.length ? { defaultUri: vscode.workspace.workspaceFolders[0].uri } : {}),
-    });
-    if (picked?.[0]) await this.vary(picked[0].fsPath);
-  }
-
-  private async dropImage(raw: string): Promise<void> {
-    let uri: vscode.Uri | undefined;
-    try {
-      uri = vscode.Uri.parse(raw.trim(), true);
-    } catch {
-      uri = undefined;
-    }
-    if (!uri || uri.scheme !== 'file') {
-      void vscode.window.showWarningMessage(t('Drop an image file from the Explorer (hold Shift while dropping into the panel) or use Choose….'));
-      return;
-    }
-    await this.vary(uri.fsPath);
-  }
-
-  /** What is wrong with the panel's request before anything starts (a missing file, a strength that leaves no step), or undefined. */
-  private async requestProblem(p: PanelParams): Promise<string | undefined> {
-    if (p.image !== undefined && p.image !== this.inputImage) return t('The input image changed; choose it again.');
-    if (p.image) {
-      const problem = await inputImageProblem(p.image);
-      if (problem) return problem;
-    }
-    for (const l of p.loras ?? []) {
-      const problem = await loraProblem(l.path);
-      if (problem) return problem;
-    }
-    try {
-      resolveParams(p);
-    } catch (err) {
-      if (err instanceof UserError) return err.message;
-      throw err;
-    }
-    return undefined;
-  }
-
   private async generate(p: PanelParams): Promise<void> {
-    const problem = await this.requestProblem(p);
+    const problem = await requestProblem(p, this.inputImage);
     if (problem) {
       this.deps.log.warn(`panel: not generating: ${problem}`);
       void vscode.window.showWarningMessage(t('MajicFLUX cannot generate: {0}', problem));

@@ -61,6 +61,14 @@ describe('MajicFLUX in an untrusted workspace', () => {
     const panel = (await waitFor('the panel', () => api.panel()))!;
     await waitFor('the webview to say ready', () => panel.received.includes('ready'));
     await waitFor('the LoRA list', () => panel.sent.has('loras'));
+    const image = path.join(ws(), 'input.png');
+    fs.writeFileSync(image, Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC', 'base64'));
+    try {
+      assert.equal(await panel.vary(image), true);
+      assert.equal(panel.inputImage, image);
+    } finally {
+      fs.rmSync(image);
+    }
     const before = api.trustRefusals.length;
     panel.fromWebview({ type: 'generate', params: { prompt: 'a cat', seed: 1, steps: 2, width: 64, height: 64, guidance: 3.5, trueCfgScale: 2, negativePrompt: 'dogs' } });
     await waitFor('the refusal', () => api.trustRefusals.length > before);
