@@ -17,6 +17,10 @@
 // rebuild with branches, the steps with it, a strength change and its removal (no reload), and
 // the steps with the branches fed zeros:
 //   node dist/bench.js --model full --ep cuda --stages dit --weights fp8 --size 1024 --steps 4 --lora-rank 16
+//
+// Issue 13's options on a pipeline run: --params JSON merges generate parameters into the measured
+// image and the warm-up (true CFG, a hires pass); --warm-only skips the cold `majicflux generate`:
+//   node dist/bench.js --model full --ep webgpu --e2e --warm-only --size 1024 --steps 20 --params '{"trueCfgScale":3.5}'
 
 import '../src/inference/system/privacy'; // first: telemetry off before onnxruntime loads
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -70,6 +74,10 @@ interface Job {
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Pipeline: time to the PNG, cold (a fresh `majicflux generate` process) and warm (a second generate on a loaded pipeline). */
   e2e?: boolean;
+  /** e2e: only the warm image (no cold process). */
+  warmOnly?: boolean;
+  /** Pipeline: generate parameters merged into the warm-up and the measured image (issue 13: trueCfgScale, hires…). */
+  params?: Record<string, unknown>;
   /** DiT alone: then a synthetic LoRA of this rank on every Linear (benchLora.ts), at the first size. */
   loraRank?: number;
 }
@@ -137,12 +145,12 @@ async function pipelineWorker(job: Job, dir: string, cache: string): Promise<Run
   let warmSeconds: number | undefined;
   if (job.e2e) {
     // The first image loads everything; the second is what a user waits for once the server is warm.
-    await pipeline.generate({ prompt: 'warm-up', width: job.size, height: job.size, steps: 1, seed: 2, t5MaxLength: job.t5 });
+    await pipeline.generate({ prompt: 'warm-up', width: job.size, height: job.size, steps: 1, seed: 2, t5MaxLength: job.t5, ...job.params, ...(job.params?.hires ? { hires: { ...(job.params.hires as object), steps: 1, strength: 1 } } : {}) });
     progress('loaded (warm-up image done)');
   }
   const t0 = performance.now();
   const result = await pipeline.generate(
-    { prompt: 'a lighthouse on a cliff at dawn, oil painting', width: job.size, height: job.size, steps: job.steps, seed: 1, t5MaxLength: job.t5 },
+    { prompt: 'a lighthouse on a cliff at dawn, oil painting', width: job.size, height: job.size, steps: job.steps, seed: 1, t5MaxLength: job.t5, ...job.params },
     {
       onStage: (s, state) => {
         if (s === 'denoise' && state === 'start') last = performance.now();
@@ -435,7 +443,7 @@ async function main() {
       weights: { type: 'string', default: 'fp8,fp32' }, modes: { type: 'string', default: 'resident' }, t5: { type: 'string', default: '512' }, dir: { type: 'string' },
       out: { type: 'string', default: 'bench-out' }, section: { type: 'string' }, machine: { type: 'string' }, worker: { type: 'string' }, cache: { type: 'string' },
       stages: { type: 'string', default: 'all' }, compute: { type: 'string' }, dump: { type: 'string' },
-      'prepare-manifest': { type: 'string' }, 'fp8-decode': { type: 'string' }, attention: { type: 'string' }, 'buffer-cache': { type: 'string' }, 'int8-activations': { type: 'string' }, 'nbits-block': { type: 'string' }, 'opt-level': { type: 'string' }, chunks: { type: 'string' }, e2e: { type: 'boolean' }, 'job-timeout': { type: 'string', default: '1800' }, tag: { type: 'string' }, 'lora-rank': { type: 'string' },
+      'prepare-manifest': { type: 'string' }, 'fp8-decode': { type: 'string' }, attention: { type: 'string' }, 'buffer-cache': { type: 'string' }, 'int8-activations': { type: 'string' }, 'nbits-block': { type: 'string' }, 'opt-level': { type: 'string' }, chunks: { type: 'string' }, e2e: { type: 'boolean' }, 'job-timeout': { type: 'string', default: '1800' }, tag: { type: 'string' }, 'lora-rank': { type: 'string' }, params: { type: 'string' }, 'warm-only': { type: 'boolean' },
       soak: { type: 'string' }, 'soak-memory': { type: 'string', default: 'auto' }, 'cancel-every': { type: 'string', default: '2' }, 'sample-every': { type: 'string', default: '50' },
     },
   });
@@ -477,10 +485,10 @@ async function main() {
       for (const weights of values.weights!.split(',') as WeightChoice[]) {
         const job: Job = {
           scope: ditOnly ? 'dit' : 'pipeline', weights, memory, ep: values.ep as EpChoice, compute: (values.compute ?? (values.ep === 'cpu' ? 'float32' : 'float16')) as ComputeType, size, steps: Number(values.steps), t5: Number(values.t5),
-          ...(ditOnly ? { moreSizes: sizes.slice(1) } : {}), ...(values['fp8-decode'] ? { fp8Decode: values['fp8-decode'] as Job['fp8Decode'] } : {}), ...attentionJob(values.attention), ...(values['nbits-block'] ? { nbitsBlock: Number(values['nbits-block']) } : {}), ...(values.chunks ? { attentionChunks: Number(values.chunks) } : {}), ...(values.e2e ? { e2e: true } : {}), ...(values['opt-level'] ? { optimization: values['opt-level'] as Job['optimization'] } : {}), ...(values['buffer-cache'] ? { gpuBufferCache: values['buffer-cache'] as GpuBufferCache } : {}), ...(values['int8-activations'] ? { int8Activations: values['int8-activations'] === 'on' } : {}), ...(values.dump ? { dump: path.join(values.dump, `dit-${weights}-{size}.safetensors`) } : {}), ...(values['lora-rank'] ? { loraRank: Number(values['lora-rank']) } : {}),
+          ...(ditOnly ? { moreSizes: sizes.slice(1) } : {}), ...(values['fp8-decode'] ? { fp8Decode: values['fp8-decode'] as Job['fp8Decode'] } : {}), ...attentionJob(values.attention), ...(values['nbits-block'] ? { nbitsBlock: Number(values['nbits-block']) } : {}), ...(values.chunks ? { attentionChunks: Number(values.chunks) } : {}), ...(values.e2e ? { e2e: true } : {}), ...(values['opt-level'] ? { optimization: values['opt-level'] as Job['optimization'] } : {}), ...(values['buffer-cache'] ? { gpuBufferCache: values['buffer-cache'] as GpuBufferCache } : {}), ...(values['int8-activations'] ? { int8Activations: values['int8-activations'] === 'on' } : {}), ...(values.dump ? { dump: path.join(values.dump, `dit-${weights}-{size}.safetensors`) } : {}), ...(values['lora-rank'] ? { loraRank: Number(values['lora-rank']) } : {}), ...(values.params ? { params: JSON.parse(values.params) as Record<string, unknown> } : {}), ...(values['warm-only'] ? { warmOnly: true } : {}),
         };
         console.error(`running ${JSON.stringify(job)}`);
-        const cold = job.e2e ? await coldGenerate(job, base, cache, outDir) : undefined;
+        const cold = job.e2e && !job.warmOnly ? await coldGenerate(job, base, cache, outDir) : undefined;
         const { results: rs, gpuPeakMiB, error } = await runChild(['--model', values.model!, '--dir', base, '--cache', cache, '--worker', JSON.stringify(job)], Number(values['job-timeout']));
         if (error) console.error(`  run failed (${error})`);
         for (const r of rs) {

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Issue 13 on the GPU host (WebGPU, int8, the full-size synthetic FLUX.1-dev, 512 text tokens):
+#   lora    the DiT alone at 1024² and 512²: steps without, then with a synthetic rank-32 kohya
+#           LoRA on every Linear (same session after one rebuild), strength change and removal times
+#   hires   time to the PNG, warm: 1024², 20 steps, then a ×2 hires pass (2048², 20 steps at
+#           strength 0.45 = 9 run, image upscale, tiled VAE), memory mode sequential (GPU peak =
+#           the largest single part)
+#   cfg     time to the PNG, warm: 1024², 20 steps with true CFG 3.5 (two DiT runs a step), resident
+# Needs FILL_ALL=1 for hires/cfg (every component). Results: $OUT/log.txt and $OUT/results.tgz.
+#   OUT=/tmp/out BUDGET=570 FILL_ALL=1 bash scripts/gpu/device-bench-13.sh info fill lora hires cfg > $OUT/log.txt 2>&1
+phases=" ${*:-info fill lora hires cfg} "
+FINAL_OUT=${OUT:-/tmp/mf-out}
+OUT=/tmp/mf-results
+mkdir -p "$OUT"
+source scripts/gpu/common.sh
+pack() { tar czf "$FINAL_OUT/results.tgz" -C "$OUT" . 2>/dev/null; }
+[ -f .gpu2/sharp.tar.xz ] && (cd node_modules && xz -dc ../.gpu2/sharp.tar.xz | tar xf -)
+
+if has info; then stamp info; info; fi
+if has fill; then
+  stamp fill
+  if [ -n "${FILL_ALL:-}" ]; then fill full "$M" "$W/manifest.json"; else fill full "$M" "$W/manifest.json" --only flux-fp8; fi
+fi
+if has lora; then
+  stamp "lora dit int8 rank 32"
+  timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024,512 --steps 3 --weights int8 --lora-rank 32 --tag lora-r32 --job-timeout 190"
+  pack
+fi
+if has hires; then
+  stamp "hires 1024 -> 2048"
+  timeout "$(left 260)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --size 1024 --steps 20 --weights int8 --modes sequential --e2e --warm-only --params '{\"hires\":{\"scale\":2,\"strength\":0.45,\"steps\":20}}' --tag hires-2048 --job-timeout 250"
+  pack
+fi
+if has cfg; then
+  stamp "true cfg 1024"
+  timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --size 1024 --steps 20 --weights int8 --modes resident --e2e --warm-only --params '{\"trueCfgScale\":3.5,\"negativePrompt\":\"blurry\"}' --tag cfg-1024 --job-timeout 190"
+  pack
+fi
+stamp done
+pack
