@@ -4,7 +4,6 @@
 
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseFlux } from '../../src/extension/fluxFile/parser';
 import { initMessage, validateFromWebview } from '../../src/extension/panel/protocol';
@@ -13,6 +12,7 @@ import { generateCommand, parseGenerateParams } from '../../src/inference/cli/ge
 import { checkParameters } from '../../src/inference/formats/infotext';
 import { isValidationError, validateRequest } from '../../src/shared/protocol';
 import { DEFAULTS, LIMITS, RANDOM_SEED, resolveParams } from '../../src/shared/params';
+import * as os from 'node:os';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -152,33 +152,6 @@ const SURFACES: Surface[] = [
   },
 ];
 
-describe("params-limits: every surface uses params.ts's numbers", () => {
-  for (const s of SURFACES) {
-    if (s.states) {
-      it(`${s.name} states params.ts's limits and defaults`, () => {
-        const { actual, expected } = s.states!();
-        assert.deepEqual(actual, expected);
-      });
-    }
-    if (s.accepts) {
-      it(`${s.name} accepts each limit and refuses one step past it`, () => {
-        for (const field of s.fields!) {
-          const { min, max, past } = RANGES[field];
-          for (const ok of [min, max]) assert.equal(s.accepts!(field, ok), true, `${field} ${ok} refused`);
-          for (const bad of [min - past, max + past, max + 1]) assert.equal(s.accepts!(field, bad), false, `${field} ${bad} accepted`);
-        }
-      });
-    }
-  }
-
-  it('no limit params.ts owns is written into the panel\'s HTML or script', () => {
-    const html = fs.readFileSync(path.join(ROOT, 'src', 'extension', 'panel', 'html.ts'), 'utf8');
-    const script = fs.readFileSync(path.join(ROOT, 'media', 'panel.js'), 'utf8');
-    assert.doesNotMatch(html, /\b(min|max)="/);
-    for (const n of [LIMITS.side.min, LIMITS.side.max, LIMITS.steps.max, 4096]) assert.doesNotMatch(script, new RegExp(`\\b${n}\\b`), `panel.js has ${n}`);
-  });
-});
-
 // Issue 13's numbers, on the surfaces that carry them (the panel's are the UI slice's).
 type Field13 = 'trueCfgScale' | 'strength' | 'hiresScale' | 'hiresStrength' | 'hiresSteps' | 'loraStrength';
 const RANGES13: Record<Field13, { min: number; max: number; past: number }> = {
@@ -281,5 +254,32 @@ describe("params-limits: issue 13's limits on the CLI, protocol, resolveParams, 
         hiresStrength: [LIMITS.strength.min, LIMITS.strength.max, DEFAULTS.hiresStrength],
       },
     );
+  });
+});
+
+describe("params-limits: every surface uses params.ts's numbers", () => {
+  for (const s of SURFACES) {
+    if (s.states) {
+      it(`${s.name} states params.ts's limits and defaults`, () => {
+        const { actual, expected } = s.states!();
+        assert.deepEqual(actual, expected);
+      });
+    }
+    if (s.accepts) {
+      it(`${s.name} accepts each limit and refuses one step past it`, () => {
+        for (const field of s.fields!) {
+          const { min, max, past } = RANGES[field];
+          for (const ok of [min, max]) assert.equal(s.accepts!(field, ok), true, `${field} ${ok} refused`);
+          for (const bad of [min - past, max + past, max + 1]) assert.equal(s.accepts!(field, bad), false, `${field} ${bad} accepted`);
+        }
+      });
+    }
+  }
+
+  it('no limit params.ts owns is written into the panel\'s HTML or script', () => {
+    const html = fs.readFileSync(path.join(ROOT, 'src', 'extension', 'panel', 'html.ts'), 'utf8');
+    const script = fs.readFileSync(path.join(ROOT, 'media', 'panel.js'), 'utf8');
+    assert.doesNotMatch(html, /\b(min|max)="/);
+    for (const n of [LIMITS.side.min, LIMITS.side.max, LIMITS.steps.max, 4096]) assert.doesNotMatch(script, new RegExp(`\\b${n}\\b`), `panel.js has ${n}`);
   });
 });
