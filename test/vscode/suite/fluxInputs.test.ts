@@ -48,6 +48,9 @@ describe('MajicFLUX in a real VS Code: .flux image: and lora: (issue 13)', funct
     assert.equal(sent.trueCfgScale, 2);
 
     const png = await readPngParameters(job.result!.file);
+    assert.equal(png.json?.image, path.join(dir, 'start.png'), 'the metadata records the input image');
+    assert.equal(png.json?.strength, 0.5);
+    assert.match(png.parameters ?? '', /Denoising strength: 0\.5/);
     assert.equal(png.json?.negativePrompt, 'blurry');
     assert.equal(png.json?.trueCfgScale, 2);
     assert.match(png.parameters ?? '', /\nNegative prompt: blurry\n.*CFG scale: 2,/);
