@@ -14,13 +14,19 @@
     form: $('form'), prompt: $('prompt'), seed: $('seed'), dice: $('dice'), lock: $('lock'), steps: $('steps'),
     guidance: $('guidance'), preset: $('preset'), width: $('width'), height: $('height'), sizeError: $('sizeError'),
     generate: $('generate'), cancel: $('cancel'), bar: $('bar'), status: $('status'), banner: $('banner'),
-    promptNotes: $('promptNotes'),
+    promptNotes: $('promptNotes'), negativePrompt: $('negativePrompt'), trueCfgScale: $('trueCfgScale'),
+    loraPick: $('loraPick'), loraAdd: $('loraAdd'), loraRefresh: $('loraRefresh'), loraEmpty: $('loraEmpty'), loraList: $('loraList'),
+    dropZone: $('dropZone'), imageThumb: $('imageThumb'), imageName: $('imageName'), imagePick: $('imagePick'), imageClear: $('imageClear'),
+    strength: $('strength'), imageFit: $('imageFit'), hires: $('hires'), hiresScale: $('hiresScale'), hiresStrength: $('hiresStrength'),
+    fieldError: $('fieldError'),
     resultSection: $('resultSection'), preview: $('preview'), result: $('result'), resultActions: $('resultActions'), gallery: $('gallery'),
   };
 
   /** Persistent state: the form, the last result and job view. Restored when the panel is shown again. */
   const state = Object.assign(
-    { form: undefined, job: undefined, history: [], lastResultId: undefined, limits: undefined },
+    // loras: the files the picker offers; chosen: the LoRAs on the next image ({ path, strength });
+    // image: the host's input image ({ path, name, src }), shown, and sent back with Generate.
+    { form: undefined, job: undefined, history: [], lastResultId: undefined, limits: undefined, defaults: undefined, loras: [], chosen: [], image: undefined },
     vscode.getState() || {},
   );
   const save = () => vscode.setState(state);
@@ -41,6 +47,14 @@
       guidance: Number(el.guidance.value),
       width: Number(el.width.value),
       height: Number(el.height.value),
+      negativePrompt: el.negativePrompt.value,
+      trueCfgScale: Number(el.trueCfgScale.value),
+      loras: state.chosen.map((/** @type {any} */ l) => ({ path: l.path, strength: l.strength })),
+      strength: Number(el.strength.value),
+      imageFit: el.imageFit.value,
+      hires: !!el.hires.checked,
+      hiresScale: Number(el.hiresScale.value),
+      hiresStrength: Number(el.hiresStrength.value),
     };
   }
 
@@ -52,8 +66,32 @@
     if (f.guidance !== undefined) el.guidance.value = String(f.guidance);
     if (f.width !== undefined) el.width.value = String(f.width);
     if (f.height !== undefined) el.height.value = String(f.height);
+    if (f.negativePrompt !== undefined) el.negativePrompt.value = f.negativePrompt;
+    for (const k of ['trueCfgScale', 'strength', 'hiresScale', 'hiresStrength']) if (f[k] !== undefined) el[k].value = String(f[k]);
+    if (f.imageFit !== undefined) el.imageFit.value = f.imageFit;
+    if (f.hires !== undefined) el.hires.checked = typeof f.hires === 'object' ? true : !!f.hires;
+    // A prefill's hires pass comes as { scale, strength }.
+    if (f.hires && typeof f.hires === 'object') {
+      el.hiresScale.value = String(f.hires.scale);
+      el.hiresStrength.value = String(f.hires.strength);
+    }
+    if (Array.isArray(f.loras)) {
+      state.chosen = f.loras.map((/** @type {any} */ l) => ({ path: l.path, strength: l.strength ?? loraDefault() }));
+      renderLoras();
+    }
     syncPreset();
     validateSize();
+  }
+
+  const loraDefault = () => (state.defaults ? state.defaults.loraStrength : 1);
+  const baseName = (/** @type {string} */ p) => p.split(/[\\/]/).pop() || p;
+  const loraName = (/** @type {string} */ p) => baseName(p).replace(/\.safetensors$/i, '');
+
+  /** Fields the form may lack (a form saved before they existed): their defaults. */
+  function fillMissing(/** @type {any} */ d) {
+    if (!d) return;
+    for (const k of ['trueCfgScale', 'strength', 'hiresScale', 'hiresStrength']) if (el[k].value === '') el[k].value = String(d[k]);
+    if (!el.imageFit.value) el.imageFit.value = d.imageFit;
   }
 
   function syncPreset() {
@@ -80,11 +118,110 @@
     if (!l) return;
     /** @type {[any, {min: number, max: number}, number | undefined][]} */
     const inputs = [[el.seed, l.seed, 1], [el.steps, l.steps, 1], [el.guidance, l.guidance, undefined], [el.width, l.side, l.side.multiple], [el.height, l.side, l.side.multiple]];
+    if (l.trueCfgScale) inputs.push([el.trueCfgScale, l.trueCfgScale, undefined], [el.strength, l.strength, undefined], [el.hiresScale, l.hiresScale, undefined], [el.hiresStrength, l.strength, undefined]);
     for (const [input, range, step] of inputs) {
       input.min = String(range.min);
       input.max = String(range.max);
       if (step !== undefined) input.step = String(step);
     }
+  }
+
+  /** The issue-13 numbers within the host's limits: the problem text or ''. Only the fields in use are checked. */
+  function fieldProblem() {
+    const l = state.limits;
+    if (!l || !l.trueCfgScale) return '';
+    const out = (/** @type {string} */ name, /** @type {string} */ value, /** @type {{min: number, max: number}} */ r) => {
+      const n = Number(value);
+      return value.trim() === '' || !Number.isFinite(n) || n < r.min || n > r.max ? fmt(S.outside, name, r.min, r.max) : '';
+    };
+    /** @type {string[]} */
+    const problems = [out(S.trueCfgScale, el.trueCfgScale.value, l.trueCfgScale)];
+    if (state.image) problems.push(out(S.strength, el.strength.value, l.strength));
+    if (el.hires.checked) problems.push(out(S.hiresScale, el.hiresScale.value, l.hiresScale), out(S.hiresStrength, el.hiresStrength.value, l.strength));
+    for (const c of state.chosen) problems.push(out(fmt(S.loraStrength, loraName(c.path)), String(c.strength), l.loraStrength));
+    if (state.chosen.length > l.loras.max) problems.push(fmt(S.tooManyLoras, l.loras.max));
+    return problems.find((p) => p) || '';
+  }
+
+  function validateFields() {
+    const p = fieldProblem();
+    el.fieldError.textContent = p;
+    el.fieldError.hidden = !p;
+    updateButtons();
+    return !p;
+  }
+
+  function renderLoras() {
+    const available = state.loras;
+    const pick = document.createElement('option');
+    pick.value = '';
+    pick.textContent = S.pickLora;
+    el.loraPick.replaceChildren(
+      pick,
+      ...available.map((/** @type {any} */ l) => {
+        const o = document.createElement('option');
+        o.value = l.path;
+        o.textContent = `${l.name} (${l.size})`;
+        o.title = fmt(S.loraTitle, l.name, l.size, l.where);
+        return o;
+      }),
+    );
+    el.loraEmpty.textContent = S.noLoras;
+    el.loraEmpty.hidden = available.length > 0;
+    const l = state.limits;
+    el.loraList.replaceChildren(
+      ...state.chosen.map((/** @type {any} */ c, /** @type {number} */ i) => {
+        const li = document.createElement('li');
+        li.dataset.path = c.path;
+        const name = document.createElement('span');
+        name.className = 'name';
+        name.textContent = loraName(c.path);
+        name.title = c.path;
+        const input = document.createElement('input');
+        input.type = 'number';
+        input.step = '0.05';
+        input.className = 'loraStrength';
+        if (l && l.loraStrength) {
+          input.min = String(l.loraStrength.min);
+          input.max = String(l.loraStrength.max);
+        }
+        input.value = String(c.strength);
+        input.setAttribute('aria-label', fmt(S.loraStrength, loraName(c.path)));
+        input.addEventListener('input', () => {
+          c.strength = input.value.trim() === '' ? NaN : Number(input.value);
+          validateFields();
+          onFormChange();
+        });
+        const remove = document.createElement('button');
+        remove.type = 'button';
+        remove.className = 'secondary small';
+        remove.textContent = S.remove;
+        remove.dataset.action = 'removeLora';
+        remove.addEventListener('click', () => {
+          state.chosen.splice(i, 1);
+          renderLoras();
+          validateFields();
+          onFormChange();
+        });
+        li.replaceChildren(name, input, remove);
+        return li;
+      }),
+    );
+    el.loraAdd.disabled = !!l && state.chosen.length >= l.loras.max;
+  }
+
+  function renderImage() {
+    const img = state.image;
+    el.imageThumb.hidden = !img;
+    if (img) {
+      el.imageThumb.src = img.src;
+      el.imageThumb.title = img.path;
+    }
+    el.imageName.textContent = img ? img.name : S.noImage;
+    el.imageClear.hidden = !img;
+    el.strength.disabled = !img;
+    el.imageFit.disabled = !img;
+    validateFields();
   }
 
   function validateSize() {
@@ -100,7 +237,7 @@
   const busy = () => !!state.job && ['pending', 'queued', 'running'].includes(state.job.state);
 
   function updateButtons() {
-    el.generate.disabled = !!sizeProblem() || busy();
+    el.generate.disabled = !!sizeProblem() || !!fieldProblem() || busy();
     el.cancel.disabled = !busy();
   }
 
@@ -168,7 +305,7 @@
 
   function actionButtons(/** @type {any} */ item) {
     /** @type {[string, string][]} */
-    const actions = [['open', S.open], ['copyPrompt', S.copyPrompt], ['rerun', S.rerun], ['reveal', S.reveal]];
+    const actions = [['open', S.open], ['copyPrompt', S.copyPrompt], ['rerun', S.rerun], ['vary', S.vary], ['reveal', S.reveal]];
     const buttons = actions.map(([action, label]) => {
       const b = document.createElement('button');
       b.type = 'button';
@@ -240,7 +377,7 @@
 
   el.form.addEventListener('submit', (/** @type {Event} */ e) => {
     e.preventDefault();
-    if (!validateSize() || busy()) return;
+    if (!validateSize() || !validateFields() || busy()) return;
     const f = readForm();
     if (!f.prompt.trim()) {
       el.status.textContent = S.promptEmpty;
@@ -261,10 +398,13 @@
     el.preview.hidden = true;
     save();
     renderJob();
-    vscode.postMessage({
-      type: 'generate',
-      params: { prompt: f.prompt, seed: f.seed, steps: f.steps, width: f.width, height: f.height, guidance: f.guidance },
-    });
+    /** @type {Record<string, unknown>} */
+    const params = { prompt: f.prompt, seed: f.seed, steps: f.steps, width: f.width, height: f.height, guidance: f.guidance, trueCfgScale: f.trueCfgScale };
+    if (f.negativePrompt.trim()) params.negativePrompt = f.negativePrompt;
+    if (f.loras.length) params.loras = f.loras;
+    if (state.image) Object.assign(params, { image: state.image.path, strength: f.strength, imageFit: f.imageFit });
+    if (f.hires) params.hires = { scale: f.hiresScale, strength: f.hiresStrength };
+    vscode.postMessage({ type: 'generate', params });
   });
   el.cancel.addEventListener('click', () => vscode.postMessage({ type: 'cancel' }));
   el.dice.addEventListener('click', () => {
@@ -299,7 +439,42 @@
       onFormChange();
     });
   }
-  for (const input of [el.prompt, el.seed, el.lock, el.steps, el.guidance]) input.addEventListener('input', onFormChange);
+  for (const input of [el.prompt, el.seed, el.lock, el.steps, el.guidance, el.negativePrompt, el.imageFit]) input.addEventListener('input', onFormChange);
+  for (const input of [el.trueCfgScale, el.strength, el.hires, el.hiresScale, el.hiresStrength]) {
+    input.addEventListener('input', () => {
+      validateFields();
+      onFormChange();
+    });
+  }
+  el.imageFit.addEventListener('change', onFormChange);
+  el.loraAdd.addEventListener('click', () => {
+    const p = el.loraPick.value;
+    const max = state.limits ? state.limits.loras.max : Infinity;
+    if (!p || state.chosen.some((/** @type {any} */ c) => c.path === p) || state.chosen.length >= max) return;
+    state.chosen.push({ path: p, strength: loraDefault() });
+    el.loraPick.value = '';
+    renderLoras();
+    validateFields();
+    onFormChange();
+  });
+  el.loraRefresh.addEventListener('click', () => vscode.postMessage({ type: 'listLoras' }));
+  el.imagePick.addEventListener('click', () => vscode.postMessage({ type: 'pickImage' }));
+  el.imageClear.addEventListener('click', () => vscode.postMessage({ type: 'clearImage' }));
+  // VS Code hands a webview files dragged from the Explorer (Shift held) as a uri-list; a file from
+  // the desktop has no path the host could read, so only URIs are taken.
+  el.dropZone.addEventListener('dragover', (/** @type {DragEvent} */ e) => {
+    e.preventDefault();
+    el.dropZone.classList.toggle('over', true);
+  });
+  el.dropZone.addEventListener('dragleave', () => el.dropZone.classList.toggle('over', false));
+  el.dropZone.addEventListener('drop', (/** @type {DragEvent} */ e) => {
+    e.preventDefault();
+    el.dropZone.classList.toggle('over', false);
+    const dt = e.dataTransfer;
+    const list = dt ? dt.getData('application/vnd.code.uri-list') || dt.getData('text/uri-list') : '';
+    const uri = list.split(/\r?\n/).map((x) => x.trim()).find((x) => x && !x.startsWith('#'));
+    if (uri) vscode.postMessage({ type: 'dropImage', uri });
+  });
 
   window.addEventListener('message', (/** @type {MessageEvent} */ event) => {
     const m = event.data;
@@ -308,11 +483,16 @@
       case 'init':
         state.history = m.history;
         state.limits = m.limits;
+        state.defaults = m.defaults;
+        state.image = m.image;
         applyLimits();
         if (!state.form && m.form) {
           writeForm(m.form);
           state.form = readForm();
         } else if (!state.form) writeForm({ ...m.defaults, seed: m.defaults.seed, lock: m.defaults.seed >= 0 });
+        fillMissing(m.defaults);
+        renderLoras();
+        renderImage();
         validateSize();
         // A job we were following may have finished while the panel was hidden.
         state.job = m.job || (busy() ? undefined : state.job);
@@ -337,6 +517,24 @@
         el.promptNotes.textContent = m.prompt === el.prompt.value ? m.notes.join('\n') : '';
         el.promptNotes.hidden = !el.promptNotes.textContent;
         break;
+      case 'loras':
+        state.loras = m.items;
+        renderLoras();
+        save();
+        break;
+      case 'inputImage':
+        state.image = m.image;
+        if (m.vary) {
+          el.strength.value = String(m.vary.strength);
+          if (m.vary.width !== undefined) el.width.value = String(m.vary.width);
+          if (m.vary.height !== undefined) el.height.value = String(m.vary.height);
+          syncPreset();
+          validateSize();
+        }
+        renderImage();
+        onFormChange();
+        if (m.vary) el.prompt.focus();
+        break;
       case 'prefill':
         writeForm({ ...m.params, lock: m.params.seed !== undefined });
         onFormChange();
@@ -347,6 +545,8 @@
 
   applyLimits();
   if (state.form) writeForm(state.form);
+  renderLoras();
+  renderImage();
   renderGallery();
   renderJob();
   vscode.postMessage({ type: 'ready' });

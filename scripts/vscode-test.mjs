@@ -316,6 +316,16 @@ async function uiPhase(results) {
   try {
     b = await browser();
     page = await b.newPage({ viewport: { width: 1400, height: 900 } });
+    // A webview that fails to load its script or style shows as an unstyled, lifeless page: say why.
+    page.on('console', (m) => {
+      if (m.type() === 'error' && /webview|vscode-cdn|vscode-resource/i.test(`${m.location()?.url ?? ''} ${m.text()}`)) log(`webview console: ${m.text()}`);
+    });
+    page.on('requestfailed', (r) => {
+      if (/media\/panel\./.test(r.url())) log(`webview request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`);
+    });
+    page.on('response', (r) => {
+      if (/media\/panel\./.test(r.url()) && r.status() >= 400) log(`webview response ${r.status()}: ${r.url()}`);
+    });
     await page.goto(`${cs.base}/?folder=${encodeURIComponent(ws)}`);
     await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
 
@@ -576,6 +586,25 @@ async function uiPhase(results) {
       const prompt = await frame.locator('#prompt').inputValue();
       if (prompt !== 'a watercolor hummingbird in a garden') throw new Error(`prompt after reopening: ${JSON.stringify(prompt)}`);
       if ((await frame.locator('#steps').inputValue()) !== '8') throw new Error('steps not kept');
+    });
+
+    await test('"Vary this image" on the result shows it as the input image, strength at its default, prompt focused; Remove clears it (issue 13)', async () => {
+      if (!(await frame.locator('#loraEmpty').isVisible())) throw new Error('no word on where LoRAs come from in a workspace without any');
+      if (!(await frame.locator('#loraEmpty').textContent()).includes('majicflux.loras.folder')) throw new Error('the empty LoRA list does not name the setting');
+      await frame.locator('#resultActions button[data-action="vary"]').click();
+      await frame.locator('#imageThumb:not([hidden])').waitFor({ timeout: 30_000 });
+      const width = await frame.locator('#imageThumb').evaluate(async (img) => {
+        if (!img.complete) await new Promise((r) => img.addEventListener('load', r, { once: true }));
+        return img.naturalWidth;
+      });
+      if (width !== 256) throw new Error(`the thumbnail did not load (natural width ${width})`);
+      if (!(await frame.locator('#imageName').textContent()).includes('hummingbird')) throw new Error('the thumbnail is not named after the image');
+      // params.ts's DEFAULTS.strength.
+      if ((await frame.locator('#strength').inputValue()) !== '0.6') throw new Error(`strength ${await frame.locator('#strength').inputValue()}`);
+      if (!(await frame.locator('#prompt').evaluate((el) => document.activeElement === el))) throw new Error('the prompt is not focused');
+      await page.screenshot({ path: path.join(SHOTS, 'panel-vary.png') });
+      await frame.locator('#imageClear').click();
+      await frame.locator('#imageThumb').waitFor({ state: 'hidden', timeout: 30_000 });
     });
 
     const generatedWith = (seed) => (fs.existsSync(path.join(ws, 'generated')) ? fs.readdirSync(path.join(ws, 'generated')) : []).filter((f) => f.includes(`-${seed}-a-watercolor-hummingbird`));

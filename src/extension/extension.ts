@@ -14,6 +14,7 @@ import { PngRerun } from './pngRerun';
 import { ServerManager } from './serverManager';
 import { StatusBar } from './statusBar';
 import { trustRefusals } from './trust';
+import { varyImage } from './varyImage';
 
 /** What activate returns: for integration tests and other extensions. */
 export interface MajicfluxApi {
@@ -50,7 +51,8 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   const models = registerModels({ context, config, server, log });
   const flux = registerFluxFile(context, { config, jobs, history, generation, log });
   context.subscriptions.push(
-    new PngRerun(generation, history, openPanel),
+    new PngRerun(generation, history, openPanel, { config, log }),
+    vscode.commands.registerCommand('majicflux.varyImage', (uri?: vscode.Uri) => varyImage(panelDeps, uri)),
     vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, {
       async deserializeWebviewPanel(panel) {
         GenerationPanel.revive(panel, panelDeps);

@@ -5,7 +5,11 @@ import * as v from 'valibot';
 import { ImageParameters, PngReadError, readPngParameters } from '../inference/formats/pngText';
 import { readRegularFile } from '../inference/system/regularFile';
 import type { GenerateInput } from './generation';
-import { Guidance, Height, Prompt, Steps, UsedSeed, Width } from '../shared/params';
+import type { LoraRef } from './loraFiles';
+import { DEFAULTS, Guidance, Height, HiresSchema, ImageFit, LoraStrength, NegativePrompt, Prompt, Steps, Strength, TrueCfgScale, UsedSeed, Width } from '../shared/params';
+
+/** A PNG's parameters as run input; its LoRAs are named (and maybe pathed) as recorded, for the host to find (loraFiles.resolveLoraRefs). */
+export type PngInput = Omit<GenerateInput, 'loras'> & { loraRefs?: LoraRef[] };
 
 /** Bytes read to sniff a PNG: our chunks sit right after IHDR. */
 const SNIFF_BYTES = 256 * 1024;
@@ -26,19 +30,40 @@ export async function sniffGenerated(file: string): Promise<boolean> {
 }
 
 /** Parameters of a PNG as generation input; undefined when it has none. Throws a PngReadError for an unreadable file. */
-export async function readImageInput(file: string): Promise<GenerateInput | undefined> {
+export async function readImageInput(file: string): Promise<PngInput | undefined> {
   const info = await readPngParameters(file);
   return info.params ? toInput(info.params) : undefined;
 }
 
 /** Keeps only values a run accepts (a PNG from another tool may say anything). */
-export function toInput(p: Partial<ImageParameters>): GenerateInput | undefined {
+export function toInput(p: Partial<ImageParameters>): PngInput | undefined {
   if (!v.is(Prompt, p.prompt) || !p.prompt.trim()) return undefined;
   const seed = typeof p.seed === 'string' && /^\d+$/.test(p.seed) ? Number(p.seed) : p.seed;
-  const input: GenerateInput = { prompt: p.prompt };
+  const input: PngInput = { prompt: p.prompt };
   if (v.is(UsedSeed, seed)) input.seed = seed;
   if (v.is(Steps, p.steps)) input.steps = p.steps;
   if (v.is(Width, p.width) && v.is(Height, p.height)) Object.assign(input, { width: p.width, height: p.height });
   if (v.is(Guidance, p.guidance)) input.guidance = p.guidance;
-  return input;
+  return Object.assign(input, issue13(p as Record<string, unknown>));
+}
+
+const LoraRefSchema = v.object({ name: v.pipe(v.string(), v.minLength(1), v.maxLength(4096)), strength: v.optional(LoraStrength), path: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(4096))) });
+
+/** Issue 13's parameters as the metadata reader gives them (infotext.ts), each kept only when params.ts accepts it. */
+function issue13(p: Record<string, unknown>): Partial<PngInput> {
+  const out: Partial<PngInput> = {};
+  if (v.is(NegativePrompt, p.negativePrompt) && p.negativePrompt.trim()) out.negativePrompt = p.negativePrompt;
+  if (v.is(TrueCfgScale, p.trueCfgScale)) out.trueCfgScale = p.trueCfgScale;
+  if (Array.isArray(p.loras)) {
+    const refs = p.loras.filter((l) => v.is(LoraRefSchema, l)).map((l) => ({ name: l.name, strength: l.strength ?? DEFAULTS.loraStrength, ...(l.path ? { path: l.path } : {}) }));
+    if (refs.length) out.loraRefs = refs;
+  }
+  if (typeof p.image === 'string' && p.image.trim() && p.image.length <= 4096) out.image = p.image;
+  if (v.is(Strength, p.strength)) out.strength = p.strength;
+  if (v.is(ImageFit, p.imageFit)) out.imageFit = p.imageFit;
+  if (v.is(HiresSchema, p.hires)) {
+    const h = p.hires;
+    out.hires = Object.fromEntries((['scale', 'strength', 'steps', 'upscale'] as const).filter((k) => h[k] !== undefined).map((k) => [k, h[k]]));
+  }
+  return out;
 }

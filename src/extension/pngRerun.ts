@@ -3,9 +3,11 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { Configuration } from './configuration';
 import { Generation, GenerateInput, RunResult } from './generation';
 import { History } from './history';
-import { readImageInput, sniffGenerated } from './pngInput';
+import { PngInput, readImageInput, sniffGenerated } from './pngInput';
+import { resolveRecorded } from './recordedInput';
 import { requireTrust } from './trust';
 
 const t = vscode.l10n.t;
@@ -15,7 +17,12 @@ export class PngRerun implements vscode.Disposable {
   private readonly offered = new Set<string>();
   private readonly subs: vscode.Disposable[] = [];
 
-  constructor(private readonly generation: Generation, private readonly history: History, private readonly openPanel: (input: GenerateInput) => void) {
+  constructor(
+    private readonly generation: Generation,
+    private readonly history: History,
+    private readonly openPanel: (input: GenerateInput) => void,
+    private readonly deps: { config: Configuration; log: vscode.LogOutputChannel },
+  ) {
     this.subs.push(
       vscode.commands.registerCommand('majicflux.rerunFromImage', (uri?: vscode.Uri, mode?: unknown) => this.rerun(uri, mode === 'same' || mode === 'new' ? mode : undefined)),
       vscode.window.tabGroups.onDidChangeTabs((e) => {
@@ -54,7 +61,7 @@ export class PngRerun implements vscode.Disposable {
       void vscode.window.showWarningMessage(t('Select a PNG made with MajicFLUX (or another FLUX tool that writes its parameters).'));
       return undefined;
     }
-    let input: GenerateInput | undefined;
+    let input: PngInput | undefined;
     try {
       input = await readImageInput(target.fsPath);
     } catch (err) {
@@ -70,13 +77,15 @@ export class PngRerun implements vscode.Disposable {
     const edit = { label: t('$(edit) Edit in the generation panel'), description: '', id: 'panel' };
     const pick = mode ? { id: mode } : await vscode.window.showQuickPick([same, fresh, edit], { title: t('Re-run {0}', path.basename(target.fsPath)), placeHolder: input.prompt });
     if (!pick) return undefined;
+    const prev = this.history.byFile(target.fsPath);
+    const found = await resolveRecorded(input, target.fsPath, this.deps, pick.id !== 'panel', prev?.fluxFile);
+    if (!found) return undefined;
     if (pick.id === 'panel') {
-      this.openPanel(input);
+      this.openPanel(found);
       return undefined;
     }
-    if (pick.id === 'new') input = { ...input, seed: 'random' };
-    const prev = this.history.byFile(target.fsPath);
-    return this.generation.run(input, { kind: 'rerun', fluxFile: prev?.fluxFile, blockKey: prev?.blockKey }, { notify: true, open: true });
+    const run = pick.id === 'new' ? { ...found, seed: 'random' as const } : found;
+    return this.generation.run(run, { kind: 'rerun', fluxFile: prev?.fluxFile, blockKey: prev?.blockKey }, { notify: true, open: true });
   }
 
   dispose(): void {

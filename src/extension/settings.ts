@@ -34,8 +34,10 @@ export interface Settings {
   stageExecutionProvider: Partial<Record<ComponentName, EpChoice>>;
   /** openResult: where an image from the palette, a selection, a re-run or the walkthrough opens once saved. */
   output: { folder: string; fileName: string; openResult: OpenResult };
-  /** A seed of -1 (RANDOM_SEED) draws one per image. */
-  defaults: Omit<ImageParams, 'prompt'>;
+  /** A seed of -1 (RANDOM_SEED) draws one per image. The negative prompt and true CFG scale prefill the panel. */
+  defaults: Omit<ImageParams, 'prompt'> & { trueCfgScale: number; negativePrompt: string };
+  /** A folder of LoRA files ('' = none): the panel lists its .safetensors, re-runs look LoRAs up there by name. */
+  loras: { folder: string };
   previewEverySteps: number;
   server: { idleShutdownMinutes: number; remoteHost: string; remotePort: number };
   models: {
@@ -59,7 +61,16 @@ export const DEFAULTS: Settings = {
   executionProvider: 'auto',
   stageExecutionProvider: {},
   output: { folder: 'generated', fileName: DEFAULT_TEMPLATE, openResult: 'beside' },
-  defaults: { steps: P.DEFAULTS.steps, width: P.DEFAULTS.width, height: P.DEFAULTS.height, guidance: P.DEFAULTS.guidance, seed: P.DEFAULTS.seed },
+  defaults: {
+    steps: P.DEFAULTS.steps,
+    width: P.DEFAULTS.width,
+    height: P.DEFAULTS.height,
+    guidance: P.DEFAULTS.guidance,
+    seed: P.DEFAULTS.seed,
+    trueCfgScale: P.DEFAULTS.trueCfgScale,
+    negativePrompt: P.DEFAULTS.negativePrompt,
+  },
+  loras: { folder: '' },
   previewEverySteps: 1,
   server: { idleShutdownMinutes: 10, remoteHost: '', remotePort: 7860 },
   models: { searchPaths: [], downloadFolder: '', huggingfaceEndpoint: '', modelscopeEndpoint: '' },
@@ -126,7 +137,7 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
       ? read(key, v.pipe(v.number(), v.finite(), v.integer(), v.minValue(min), v.maxValue(max)), def, 'integer', { min, max })
       : read(key, v.pipe(v.number(), v.finite(), v.minValue(min), v.maxValue(max)), def, 'number', { min, max });
   // The generation defaults: params.ts's schemas, behind a type check so that a wrong type is reported as one.
-  const param = (key: keyof Settings['defaults'], schema: v.GenericSchema<number, number>, range: Range, integer = true) =>
+  const param = (key: Exclude<keyof Settings['defaults'], 'negativePrompt'>, schema: v.GenericSchema<number, number>, range: Range, integer = true) =>
     read(`defaults.${key}`, v.pipe(integer ? v.pipe(v.number(), v.integer()) : v.pipe(v.number(), v.finite()), schema), DEFAULTS.defaults[key], integer ? 'integer' : 'number', range);
   const modelPath = (key: string): string => {
     const raw = str(key, '');
@@ -209,7 +220,10 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
       height: param('height', P.Height, P.LIMITS.side),
       guidance: param('guidance', P.Guidance, P.LIMITS.guidance, false),
       seed: param('seed', P.Seed, { min: P.RANDOM_SEED, max: P.LIMITS.seed.max }),
+      trueCfgScale: param('trueCfgScale', P.TrueCfgScale, P.LIMITS.trueCfgScale, false),
+      negativePrompt: read('defaults.negativePrompt', P.NegativePrompt, DEFAULTS.defaults.negativePrompt, 'string'),
     },
+    loras: { folder: modelPath('loras.folder') },
     previewEverySteps: num('previewEverySteps', DEFAULTS.previewEverySteps, 0, 1000, true),
     server: {
       idleShutdownMinutes: num('server.idleShutdownMinutes', DEFAULTS.server.idleShutdownMinutes, 0, 24 * 60, false),

@@ -41,4 +41,37 @@ describe('extension: panel messages from the webview', () => {
     ];
     for (const m of bad) assert.equal(validateFromWebview(m), undefined, JSON.stringify(m));
   });
+
+  it("carries issue 13's parameters: LoRAs, negative prompt with true CFG, input image, hires pass", () => {
+    const extra = {
+      negativePrompt: 'blurry',
+      trueCfgScale: 2.5,
+      loras: [{ path: '/loras/ink.safetensors', strength: 0.8 }, { path: '/loras/b.safetensors', strength: -0.5 }],
+      image: '/pics/cat.png',
+      strength: 0.6,
+      imageFit: 'stretch',
+      hires: { scale: 1.5, strength: 0.45 },
+    };
+    assert.deepEqual(validateFromWebview({ type: 'generate', params: { ...good, ...extra } }), { type: 'generate', params: { ...good, ...extra } });
+    assert.deepEqual(validateFromWebview({ type: 'history', action: 'vary', id: ID }), { type: 'history', action: 'vary', id: ID });
+    for (const m of [{ type: 'pickImage' }, { type: 'clearImage' }, { type: 'listLoras' }, { type: 'dropImage', uri: 'file:///pics/cat.png' }]) assert.deepEqual(validateFromWebview(m), m);
+    // The form keeps the LoRAs and the hires switch; a half-typed LoRA strength is dropped, the LoRA kept.
+    assert.deepEqual(
+      validateFromWebview({ type: 'saveForm', form: { prompt: 'a', negativePrompt: 'x', trueCfgScale: 2, hires: true, hiresScale: 2, loras: [{ path: '/l/a.safetensors', strength: NaN }], imageFit: 'crop', image: '/etc/passwd' } }),
+      { type: 'saveForm', form: { prompt: 'a', negativePrompt: 'x', trueCfgScale: 2, hires: true, hiresScale: 2, loras: [{ path: '/l/a.safetensors' }], imageFit: 'crop' } },
+    );
+    const bad: unknown[] = [
+      { type: 'generate', params: { ...good, trueCfgScale: 0.5 } },
+      { type: 'generate', params: { ...good, loras: [{ path: '', strength: 1 }] } },
+      { type: 'generate', params: { ...good, loras: [{ path: '/a.safetensors', strength: 11 }] } },
+      { type: 'generate', params: { ...good, loras: '/a.safetensors' } },
+      { type: 'generate', params: { ...good, image: '/a.png', strength: 0 } },
+      { type: 'generate', params: { ...good, imageFit: 'fill' } },
+      { type: 'generate', params: { ...good, hires: { scale: 1, strength: 0.5 } } },
+      { type: 'generate', params: { ...good, hires: { scale: 2 } } },
+      { type: 'dropImage' },
+      { type: 'dropImage', uri: 'x'.repeat(9000) },
+    ];
+    for (const m of bad) assert.equal(validateFromWebview(m), undefined, JSON.stringify(m).slice(0, 200));
+  });
 });

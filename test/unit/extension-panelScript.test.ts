@@ -5,11 +5,30 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vm from 'node:vm';
-import { initMessage } from '../../src/extension/panel/protocol';
+import { initMessage, PANEL_DEFAULTS } from '../../src/extension/panel/protocol';
 import { DEFAULTS, LIMITS } from '../../src/shared/params';
 
 const SCRIPT = fs.readFileSync(path.join(__dirname, '..', '..', 'media', 'panel.js'), 'utf8');
-const STRINGS = { outOfRange: 'from {0} to {1}', notMultiple: 'multiples of {0}: try {1} × {2}', cancelled: 'Cancelled', seedTitle: 'seed {0}', denoise: 'Step {0} of {1}' };
+const STRINGS = {
+  outOfRange: 'from {0} to {1}',
+  notMultiple: 'multiples of {0}: try {1} × {2}',
+  cancelled: 'Cancelled',
+  seedTitle: 'seed {0}',
+  denoise: 'Step {0} of {1}',
+  outside: '{0}: {1} to {2}',
+  trueCfgScale: 'cfg',
+  strength: 'strength',
+  hiresScale: 'hires scale',
+  hiresStrength: 'hires strength',
+  loraStrength: 'strength of {0}',
+  tooManyLoras: 'at most {0}',
+  noImage: 'no image',
+  pickLora: 'pick',
+  noLoras: 'none found',
+  loraTitle: '{0} {1} {2}',
+  remove: 'Remove',
+  vary: 'Vary',
+};
 
 /** Just enough of an element for panel.js: properties it sets are read back by the test. */
 function element(): Record<string, any> {
@@ -31,6 +50,7 @@ function element(): Record<string, any> {
     classList: { toggle: (c: string, on: boolean) => (on ? classes.add(c) : classes.delete(c)), contains: (c: string) => classes.has(c) },
     addEventListener: (type: string, l: (e: unknown) => void) => (listeners[type] ??= []).push(l),
     replaceChildren: () => undefined,
+    setAttribute: () => undefined,
     focus: () => undefined,
   };
 }
@@ -55,7 +75,7 @@ function loadPanel() {
 }
 
 describe('extension: the panel script takes its limits from the host', () => {
-  const defaults = { prompt: '', seed: DEFAULTS.seed, steps: DEFAULTS.steps, width: DEFAULTS.width, height: DEFAULTS.height, guidance: DEFAULTS.guidance };
+  const defaults = { prompt: '', seed: DEFAULTS.seed, steps: DEFAULTS.steps, width: DEFAULTS.width, height: DEFAULTS.height, guidance: DEFAULTS.guidance, negativePrompt: '', trueCfgScale: DEFAULTS.trueCfgScale, ...PANEL_DEFAULTS };
   const init = (form?: object) => initMessage({ defaults, form: form as never, history: [], demo: false, trusted: true, model: 'demo' });
 
   it("sets the inputs' min, max and step from the init message", () => {
@@ -104,7 +124,7 @@ describe('extension: the panel script takes its limits from the host', () => {
 });
 
 describe('extension: the panel script keeps a typed seed and clears a cancelled run (issue 15 items 1 and 7)', () => {
-  const defaults = { prompt: '', seed: -1, steps: DEFAULTS.steps, width: 512, height: 512, guidance: DEFAULTS.guidance };
+  const defaults = { prompt: '', seed: -1, steps: DEFAULTS.steps, width: 512, height: 512, guidance: DEFAULTS.guidance, negativePrompt: '', trueCfgScale: DEFAULTS.trueCfgScale, ...PANEL_DEFAULTS };
   const item = { id: 'x', src: 'img.png', name: 'img.png', prompt: 'a cat', seed: 5, steps: 4, width: 512, height: 512, guidance: 3.5, model: 'm', created: 0 };
   const generated = (posted: unknown[]) => posted.filter((m): m is { type: 'generate'; params: { seed: number } } => (m as { type: string }).type === 'generate');
 
@@ -162,5 +182,84 @@ describe('extension: the panel script keeps a typed seed and clears a cancelled 
     receive({ type: 'job' });
     assert.equal(el('status').textContent, '');
     assert.equal(el('generate').disabled, false);
+  });
+});
+
+describe("extension: the panel script's issue-13 controls", () => {
+  const defaults = { prompt: '', seed: 7, steps: 8, width: 512, height: 512, guidance: DEFAULTS.guidance, negativePrompt: '', trueCfgScale: DEFAULTS.trueCfgScale, ...PANEL_DEFAULTS };
+  const start = () => {
+    const p = loadPanel();
+    p.receive(initMessage({ defaults, history: [], demo: false, trusted: true, model: 'demo' }));
+    p.receive({ type: 'loras', items: [{ path: '/l/ink.safetensors', name: 'ink', size: '144 MB', where: 'loras' }] });
+    p.el('prompt').value = 'a cat';
+    return p;
+  };
+  // Through JSON, as postMessage would: objects made in the script's realm compare as plain data.
+  const lastGenerate = (posted: unknown[]) => (JSON.parse(JSON.stringify(posted.filter((m) => (m as { type: string }).type === 'generate').at(-1) ?? null)) as { params: Record<string, unknown> } | null)?.params;
+
+  it('sends only what is set: no LoRA, image or hires pass unless chosen, the true CFG scale always', () => {
+    const { el, posted } = start();
+    el('form').fire('submit');
+    const p = lastGenerate(posted)!;
+    assert.deepEqual(Object.keys(p).sort(), ['guidance', 'height', 'prompt', 'seed', 'steps', 'trueCfgScale', 'width']);
+    assert.equal(p.trueCfgScale, DEFAULTS.trueCfgScale);
+  });
+
+  it('a LoRA picked and added reaches the request with the default strength, once; a changed strength follows', () => {
+    const { el, posted } = start();
+    el('loraPick').value = '/l/ink.safetensors';
+    el('loraAdd').fire('click');
+    el('loraPick').value = '/l/ink.safetensors';
+    el('loraAdd').fire('click');
+    el('negativePrompt').value = 'blurry';
+    el('trueCfgScale').value = '2.5';
+    el('form').fire('submit');
+    const p = lastGenerate(posted)!;
+    assert.deepEqual(p.loras, [{ path: '/l/ink.safetensors', strength: DEFAULTS.loraStrength }]);
+    assert.equal(p.negativePrompt, 'blurry');
+    assert.equal(p.trueCfgScale, 2.5);
+    const saved = posted.filter((m) => (m as { type: string }).type === 'saveForm').at(-1) as { form: { loras: unknown } };
+    assert.deepEqual(JSON.parse(JSON.stringify(saved.form.loras)), [{ path: '/l/ink.safetensors', strength: DEFAULTS.loraStrength }], 'the form keeps the LoRA');
+  });
+
+  it('"vary this image" sets the input image, the default strength and the size, and focuses the prompt; Generate sends them', () => {
+    const { el, receive, posted } = start();
+    let focused = false;
+    el('prompt').focus = () => (focused = true);
+    el('strength').value = '0.9';
+    receive({ type: 'inputImage', image: { path: '/p/cat.png', name: 'cat.png', src: 'https://x/cat.png' }, vary: { strength: DEFAULTS.strength, width: 768, height: 512 } });
+    assert.equal(focused, true);
+    assert.equal(el('imageThumb').hidden, false);
+    assert.equal(el('imageThumb').src, 'https://x/cat.png');
+    assert.equal(el('imageName').textContent, 'cat.png');
+    el('form').fire('submit');
+    const p = lastGenerate(posted)!;
+    assert.deepEqual([p.image, p.strength, p.imageFit, p.width, p.height], ['/p/cat.png', DEFAULTS.strength, DEFAULTS.imageFit, 768, 512]);
+    // Removed on the host: the next request has no image.
+    receive({ type: 'job', job: { state: 'done', queued: 0 } });
+    receive({ type: 'inputImage' });
+    assert.equal(el('imageThumb').hidden, true);
+    el('form').fire('submit');
+    assert.equal(lastGenerate(posted)!.image, undefined);
+  });
+
+  it('the hires pass is sent when ticked; a value out of range names the field and its limits and disables Generate', () => {
+    const { el, receive, posted } = start();
+    el('hires').checked = true;
+    el('hires').fire('input');
+    el('form').fire('submit');
+    assert.deepEqual(lastGenerate(posted)!.hires, { scale: DEFAULTS.hiresScale, strength: DEFAULTS.hiresStrength });
+    receive({ type: 'job', job: { state: 'done', queued: 0 } });
+    el('hiresScale').value = String(LIMITS.hiresScale.max + 1);
+    el('hiresScale').fire('input');
+    assert.equal(el('fieldError').hidden, false);
+    assert.equal(el('fieldError').textContent, `hires scale: ${LIMITS.hiresScale.min} to ${LIMITS.hiresScale.max}`);
+    assert.equal(el('generate').disabled, true);
+    el('hires').checked = false;
+    el('hires').fire('input');
+    assert.equal(el('generate').disabled, false, 'an unused field does not block');
+    el('trueCfgScale').value = '0.5';
+    el('trueCfgScale').fire('input');
+    assert.equal(el('fieldError').textContent, `cfg: ${LIMITS.trueCfgScale.min} to ${LIMITS.trueCfgScale.max}`);
   });
 });

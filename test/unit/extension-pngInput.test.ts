@@ -32,6 +32,31 @@ describe('extension: PNG parameters as generation input', () => {
     assert.deepEqual(toInput({ prompt: 'x'.repeat(LIMITS.prompt.maxChars) }), { prompt: 'x'.repeat(LIMITS.prompt.maxChars) });
   });
 
+  it("passes issue 13's recorded parameters through, each only when params.ts accepts it (LoRAs by name, for the host to find)", () => {
+    const recorded = {
+      prompt: 'a lighthouse',
+      negativePrompt: 'fog',
+      trueCfgScale: 3,
+      loras: [{ name: 'ink', strength: 0.8, path: '/l/ink.safetensors', hash: 'abcdef012345' }, { name: 'oil' }, { name: '', strength: 1 }, { name: 'x', strength: 99 }],
+      image: 'photo.jpg',
+      strength: 0.35,
+      imageFit: 'stretch',
+      hires: { scale: 2, strength: 0.45, steps: 10, upscale: 'latent', width: 1024, height: 1024 },
+    };
+    assert.deepEqual(toInput(recorded as never), {
+      prompt: 'a lighthouse',
+      negativePrompt: 'fog',
+      trueCfgScale: 3,
+      loraRefs: [{ name: 'ink', strength: 0.8, path: '/l/ink.safetensors' }, { name: 'oil', strength: 1 }],
+      image: 'photo.jpg',
+      strength: 0.35,
+      imageFit: 'stretch',
+      hires: { scale: 2, strength: 0.45, steps: 10, upscale: 'latent' },
+    });
+    const bad = { prompt: 'a', negativePrompt: 7, trueCfgScale: 0.5, loras: 'ink', image: '', strength: 2, imageFit: 'fill', hires: { scale: 9 } };
+    assert.deepEqual(toInput(bad as never), { prompt: 'a' });
+  });
+
   it('sniffs a FIFO named .png as "not generated" without blocking, and reading it fails cleanly', function () {
     if (process.platform === 'win32') this.skip();
     const fifo = path.join(tmp.dir, 'pipe.png');

@@ -4,15 +4,15 @@
 
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseFlux } from '../../src/extension/fluxFile/parser';
-import { initMessage, validateFromWebview } from '../../src/extension/panel/protocol';
+import { initMessage, PANEL_DEFAULTS, validateFromWebview } from '../../src/extension/panel/protocol';
 import { validateSettings } from '../../src/extension/settings';
 import { generateCommand, parseGenerateParams } from '../../src/inference/cli/generate';
 import { checkParameters } from '../../src/inference/formats/infotext';
 import { isValidationError, validateRequest } from '../../src/shared/protocol';
 import { DEFAULTS, LIMITS, RANDOM_SEED, resolveParams } from '../../src/shared/params';
-import * as os from 'node:os';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -80,8 +80,18 @@ const SURFACES: Surface[] = [
   {
     name: "the panel's init message (the limits the webview's form uses)",
     states: () => ({
-      actual: initMessage({ defaults: { ...GOOD, prompt: '' }, history: [], demo: false, trusted: true, model: 'demo' }).limits,
-      expected: { steps: LIMITS.steps, side: LIMITS.side, guidance: LIMITS.guidance, seed: LIMITS.seed },
+      actual: initMessage({ defaults: { ...GOOD, prompt: '', negativePrompt: '', trueCfgScale: 1, ...PANEL_DEFAULTS }, history: [], demo: false, trusted: true, model: 'demo' }).limits,
+      expected: {
+        steps: LIMITS.steps,
+        side: LIMITS.side,
+        guidance: LIMITS.guidance,
+        seed: LIMITS.seed,
+        trueCfgScale: LIMITS.trueCfgScale,
+        loraStrength: LIMITS.loraStrength,
+        loras: LIMITS.loras,
+        strength: LIMITS.strength,
+        hiresScale: LIMITS.hiresScale,
+      },
     }),
   },
   {
@@ -151,6 +161,33 @@ const SURFACES: Surface[] = [
     },
   },
 ];
+
+describe("params-limits: every surface uses params.ts's numbers", () => {
+  for (const s of SURFACES) {
+    if (s.states) {
+      it(`${s.name} states params.ts's limits and defaults`, () => {
+        const { actual, expected } = s.states!();
+        assert.deepEqual(actual, expected);
+      });
+    }
+    if (s.accepts) {
+      it(`${s.name} accepts each limit and refuses one step past it`, () => {
+        for (const field of s.fields!) {
+          const { min, max, past } = RANGES[field];
+          for (const ok of [min, max]) assert.equal(s.accepts!(field, ok), true, `${field} ${ok} refused`);
+          for (const bad of [min - past, max + past, max + 1]) assert.equal(s.accepts!(field, bad), false, `${field} ${bad} accepted`);
+        }
+      });
+    }
+  }
+
+  it('no limit params.ts owns is written into the panel\'s HTML or script', () => {
+    const html = fs.readFileSync(path.join(ROOT, 'src', 'extension', 'panel', 'html.ts'), 'utf8');
+    const script = fs.readFileSync(path.join(ROOT, 'media', 'panel.js'), 'utf8');
+    assert.doesNotMatch(html, /\b(min|max)="/);
+    for (const n of [LIMITS.side.min, LIMITS.side.max, LIMITS.steps.max, 4096]) assert.doesNotMatch(script, new RegExp(`\\b${n}\\b`), `panel.js has ${n}`);
+  });
+});
 
 // Issue 13's numbers, on the surfaces that carry them (the panel's are the UI slice's).
 type Field13 = 'trueCfgScale' | 'strength' | 'hiresScale' | 'hiresStrength' | 'hiresSteps' | 'loraStrength';
@@ -257,29 +294,41 @@ describe("params-limits: issue 13's limits on the CLI, protocol, resolveParams, 
   });
 });
 
-describe("params-limits: every surface uses params.ts's numbers", () => {
-  for (const s of SURFACES) {
-    if (s.states) {
-      it(`${s.name} states params.ts's limits and defaults`, () => {
-        const { actual, expected } = s.states!();
-        assert.deepEqual(actual, expected);
-      });
-    }
-    if (s.accepts) {
-      it(`${s.name} accepts each limit and refuses one step past it`, () => {
-        for (const field of s.fields!) {
-          const { min, max, past } = RANGES[field];
-          for (const ok of [min, max]) assert.equal(s.accepts!(field, ok), true, `${field} ${ok} refused`);
-          for (const bad of [min - past, max + past, max + 1]) assert.equal(s.accepts!(field, bad), false, `${field} ${bad} accepted`);
-        }
-      });
-    }
-  }
+// Issue 13's parameters on the extension's surfaces: the panel's form and validator, the settings.
+describe("params-limits: issue 13's parameters in the panel and the settings", () => {
+  const generate = (extra: object) => validateFromWebview({ type: 'generate', params: { ...GOOD, ...extra } }) !== undefined;
+  const walk = (name: string, { min, max }: { min: number; max: number }, past: number, accepts: (x: number) => boolean) => {
+    for (const ok of [min, max]) assert.equal(accepts(ok), true, `${name} ${ok} refused`);
+    for (const bad of [min - past, max + past]) assert.equal(accepts(bad), false, `${name} ${bad} accepted`);
+  };
 
-  it('no limit params.ts owns is written into the panel\'s HTML or script', () => {
-    const html = fs.readFileSync(path.join(ROOT, 'src', 'extension', 'panel', 'html.ts'), 'utf8');
-    const script = fs.readFileSync(path.join(ROOT, 'media', 'panel.js'), 'utf8');
-    assert.doesNotMatch(html, /\b(min|max)="/);
-    for (const n of [LIMITS.side.min, LIMITS.side.max, LIMITS.steps.max, 4096]) assert.doesNotMatch(script, new RegExp(`\\b${n}\\b`), `panel.js has ${n}`);
+  it("the panel's validator accepts each limit and refuses one step past it", () => {
+    walk('trueCfgScale', LIMITS.trueCfgScale, 0.1, (x) => generate({ trueCfgScale: x }));
+    walk('LoRA strength', LIMITS.loraStrength, 0.1, (x) => generate({ loras: [{ path: '/l/a.safetensors', strength: x }] }));
+    walk('strength', LIMITS.strength, 0.005, (x) => generate({ image: '/i/a.png', strength: x }));
+    walk('hires scale', LIMITS.hiresScale, 0.01, (x) => generate({ hires: { scale: x, strength: DEFAULTS.hiresStrength } }));
+    walk('hires strength', LIMITS.strength, 0.005, (x) => generate({ hires: { scale: DEFAULTS.hiresScale, strength: x } }));
+    const loras = (n: number) => Array.from({ length: n }, (_, i) => ({ path: `/l/${i}.safetensors`, strength: 1 }));
+    assert.equal(generate({ loras: loras(LIMITS.loras.max) }), true);
+    assert.equal(generate({ loras: loras(LIMITS.loras.max + 1) }), false);
+    assert.equal(generate({ imageFit: 'crop' }) && generate({ imageFit: 'stretch' }), true);
+    assert.equal(generate({ imageFit: 'fill' }), false);
+    assert.equal(generate({ negativePrompt: 'x'.repeat(LIMITS.prompt.maxChars) }), true);
+    assert.equal(generate({ negativePrompt: 'x'.repeat(LIMITS.prompt.maxChars + 1) }), false);
+  });
+
+  it("package.json's new settings state params.ts's limits and defaults", () => {
+    const cfg = setting('defaults.trueCfgScale')!;
+    assert.deepEqual([cfg.minimum, cfg.maximum, cfg.default], [LIMITS.trueCfgScale.min, LIMITS.trueCfgScale.max, DEFAULTS.trueCfgScale]);
+    const neg = setting('defaults.negativePrompt')!;
+    assert.deepEqual([neg.maxLength, neg.default], [LIMITS.prompt.maxChars, DEFAULTS.negativePrompt]);
+    assert.equal(setting('loras.folder')?.default, '');
+  });
+
+  it('settings validation takes the true CFG scale within the limits and refuses past them', () => {
+    walk('defaults.trueCfgScale', LIMITS.trueCfgScale, 0.1, (x) => {
+      const { settings, problems } = validateSettings((k) => (k === 'defaults.trueCfgScale' ? x : undefined));
+      return problems.length === 0 && settings.defaults.trueCfgScale === x;
+    });
   });
 });

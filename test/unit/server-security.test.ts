@@ -190,6 +190,16 @@ describe('inference server against hostile clients (issue 16)', function () {
       assert.deepEqual([meta?.image, meta?.width], ['photo.png', 64], 'as named, not the server\'s path; the size is the image\'s');
     });
 
+    it('a LoRA file outside the allowed folders is refused before queueing, and nothing of the file comes back', async () => {
+      for (const f of [path.join(elsewhere, 'shadow'), '../elsewhere/shadow']) {
+        const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64, loras: [{ path: f, strength: 1 }] }, output: 'x.png' } });
+        assert.deepEqual([r.type, r.code], ['error', 'bad-request'], `${f}: ${JSON.stringify(r)}`);
+        assert.match(r.message!, /job\.params\.loras\[0\]\.path .* is outside the folders this server reads from/);
+        const headerLength = String(Buffer.from(secret).readBigUInt64LE(0));
+        assert.ok(!JSON.stringify(r).includes(headerLength) && !JSON.stringify(r).includes('SECRET'), JSON.stringify(r));
+      }
+    });
+
     posix('a FIFO given as latentsFile is refused at once (it used to wedge the server)', async () => {
       execFileSync('mkfifo', [path.join(inputs, 'pipe.safetensors')]);
       const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64, latentsFile: 'pipe.safetensors' }, output: 'fifo.png' } });

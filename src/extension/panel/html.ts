@@ -46,6 +46,19 @@ function strings(): Record<string, string> {
     demo: t('Demo model (random weights): images are coloured noise. Set majicflux.model.path for real images.'),
     untrusted: t('This workspace is not trusted: nothing runs until you trust it.'),
     seedTitle: t('Seed {0}, {1} steps, {2} × {3}, guidance {4}'),
+    vary: t('Vary this image'),
+    outside: t('{0} must be a number from {1} to {2}.'),
+    trueCfgScale: t('True CFG scale'),
+    loraStrength: t('Strength of {0}'),
+    strength: t('Strength'),
+    hiresScale: t('Hires scale'),
+    hiresStrength: t('Hires strength'),
+    remove: t('Remove'),
+    noLoras: t('No LoRA files found: put .safetensors LoRAs in the workspace or set majicflux.loras.folder.'),
+    pickLora: t('Choose a LoRA…'),
+    tooManyLoras: t('At most {0} LoRAs apply to one image.'),
+    noImage: t('No input image: the image is made from noise. Drop one here (hold Shift) or choose one.'),
+    loraTitle: t('{0} ({1}) in {2}'),
   };
 }
 
@@ -110,6 +123,62 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
     </div>
   </div>
   <div id="sizeError" class="error" role="alert" hidden></div>
+  <fieldset id="negativeSection">
+    <legend>${e(t('Negative prompt'))}</legend>
+    <textarea id="negativePrompt" rows="2" aria-label="${e(t('Negative prompt'))}" placeholder="${e(t('what the image should not show, e.g. blurry, text, watermark'))}" spellcheck="true"></textarea>
+    <div class="row">
+      <div class="field">
+        <label for="trueCfgScale">${e(t('True CFG scale'))}</label>
+        <input id="trueCfgScale" type="number" step="0.1">
+      </div>
+      <span class="hint">${e(t('1 is off. Above 1 the negative prompt applies and each step runs the model twice.'))}</span>
+    </div>
+  </fieldset>
+  <fieldset id="loraSection">
+    <legend>${e(t('LoRA'))}</legend>
+    <div class="inline">
+      <select id="loraPick" aria-label="${e(t('LoRA file'))}"></select>
+      <button type="button" id="loraAdd" class="secondary small">${e(t('Add'))}</button>
+      <button type="button" id="loraRefresh" class="icon" title="${e(t('Look for LoRA files again'))}" aria-label="${e(t('Look for LoRA files again'))}"><svg viewBox="0 0 16 16" aria-hidden="true"><path d="M13.5 2v4h-4l1.6-1.6A4.5 4.5 0 1 0 12.4 9h1.3a5.8 5.8 0 1 1-1.7-5.5L13.5 2z"/></svg></button>
+    </div>
+    <p id="loraEmpty" class="hint" hidden></p>
+    <ul id="loraList" class="loras"></ul>
+  </fieldset>
+  <fieldset id="imageSection">
+    <legend>${e(t('Input image'))}</legend>
+    <div id="dropZone" class="drop">
+      <img id="imageThumb" class="thumb" alt="${e(t('Input image'))}" hidden>
+      <span id="imageName" class="hint"></span>
+      <button type="button" id="imagePick" class="secondary small">${e(t('Choose…'))}</button>
+      <button type="button" id="imageClear" class="secondary small" hidden>${e(t('Remove'))}</button>
+    </div>
+    <div class="row">
+      <div class="field">
+        <label for="strength">${e(t('Strength'))}</label>
+        <input id="strength" type="number" step="0.05">
+      </div>
+      <div class="field">
+        <label for="imageFit">${e(t('Fit'))}</label>
+        <select id="imageFit"><option value="crop">${e(t('Crop to the size'))}</option><option value="stretch">${e(t('Stretch to the size'))}</option></select>
+      </div>
+      <span class="hint">${e(t('Strength 1 repaints everything; lower keeps more of the image.'))}</span>
+    </div>
+  </fieldset>
+  <fieldset id="hiresSection">
+    <legend><label class="check"><input id="hires" type="checkbox"> ${e(t('Hires pass'))}</label></legend>
+    <div class="row">
+      <div class="field">
+        <label for="hiresScale">${e(t('Scale'))}</label>
+        <input id="hiresScale" type="number" step="0.05">
+      </div>
+      <div class="field">
+        <label for="hiresStrength">${e(t('Strength'))}</label>
+        <input id="hiresStrength" type="number" step="0.05">
+      </div>
+      <span class="hint">${e(t('Generates, upscales, then repaints the details at the larger size.'))}</span>
+    </div>
+  </fieldset>
+  <div id="fieldError" class="error" role="alert" hidden></div>
   <div class="row buttons">
     <button type="submit" id="generate">${e(t('Generate'))}</button>
     <button type="button" id="cancel" class="secondary" disabled>${e(t('Cancel'))}</button>

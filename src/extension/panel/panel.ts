@@ -1,6 +1,7 @@
 // The generation panel (one per window). Its webview holds the form state (getState/setState, so it
 // survives hiding without retainContextWhenHidden); the host owns jobs and history and sends views of
-// them. Messages from the webview are validated; images are referred to by history id.
+// them. Messages from the webview are validated; history images are referred to by id, the input
+// image (which the host owns) and LoRA files by path, checked again before a run (inputs.ts).
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
@@ -8,15 +9,22 @@ import { Configuration } from '../configuration';
 import { Generation, GenerateInput } from '../generation';
 import { History, HistoryEntry } from '../history';
 import { isActive, Job, Jobs } from '../jobs';
+import { readImageSize, sizeForImage } from '../imageSize';
+import { findLoras } from '../loras';
 import { jobProgress } from '../progress';
 import { promptFacts } from '../promptFacts';
 import { progressText } from '../progressText';
+import { toInput } from '../pngInput';
+import { resolveRecorded } from '../recordedInput';
 import { modelName, usesDemoModel } from '../settings';
 import { panelHtml } from './html';
-import { FromWebview, GalleryItem, initMessage, JobView, PanelForm, PanelParams, ToWebview, validateFromWebview } from './protocol';
+import { droppedImageFile, inputImageProblem, loraView, pickImageFile, requestProblem } from './inputs';
+import { FromWebview, GalleryItem, ImageView, initMessage, JobView, PANEL_DEFAULTS, PanelDefaults, PanelForm, PanelParams, ToWebview, validateFromWebview } from './protocol';
 
 export const PANEL_VIEW_TYPE = 'majicflux.panel';
 const FORM_KEY = 'majicflux.panelForm';
+/** The input image is the host's (a path the user chose), kept apart from the form the webview may rewrite. */
+const IMAGE_KEY = 'majicflux.panelImage';
 const t = vscode.l10n.t;
 
 export interface PanelDeps {
@@ -46,6 +54,8 @@ export class GenerationPanel implements vscode.Disposable {
   private roots = new Set<string>();
   /** Messages received, for tests (type only). */
   readonly received: string[] = [];
+  /** The last message of each type sent to the webview, for tests. */
+  readonly sent = new Map<ToWebview['type'], ToWebview>();
 
   static show(deps: PanelDeps, prefill?: GenerateInput): GenerationPanel {
     if (GenerationPanel.current) {
@@ -68,9 +78,11 @@ export class GenerationPanel implements vscode.Disposable {
     return { enableScripts: true, retainContextWhenHidden: false, localResourceRoots: GenerationPanel.rootsFor(deps) };
   }
 
-  /** The extension's media and every folder that holds an image of the history. */
+  /** The extension's media, every folder that holds an image of the history, and the input image's. */
   private static rootsFor(deps: PanelDeps): vscode.Uri[] {
     const dirs = new Set<string>(deps.history.list().map((e) => path.dirname(e.file)));
+    const image = deps.workspaceState.get<string>(IMAGE_KEY);
+    if (image) dirs.add(path.dirname(image));
     for (const f of vscode.workspace.workspaceFolders ?? []) if (f.uri.scheme === 'file') dirs.add(f.uri.fsPath);
     return [vscode.Uri.joinPath(deps.extensionUri, 'media'), ...[...dirs].map((d) => vscode.Uri.file(d))];
   }
@@ -80,7 +92,7 @@ export class GenerationPanel implements vscode.Disposable {
     panel.iconPath = vscode.Uri.joinPath(deps.extensionUri, 'media', 'icon.png');
     panel.webview.html = panelHtml(panel.webview, deps.extensionUri);
     this.subs.push(
-      panel.webview.onDidReceiveMessage((m: unknown) => this.onMessage(m)),
+      panel.webview.onDidReceiveMessage((m: unknown) => this.fromWebview(m)),
       panel.onDidDispose(() => this.dispose()),
       deps.jobs.onDidChange((j) => {
         if (j === this.job) void this.post({ type: 'job', job: this.view(j) });
@@ -90,10 +102,12 @@ export class GenerationPanel implements vscode.Disposable {
   }
 
   private post(m: ToWebview): Thenable<boolean> {
+    this.sent.set(m.type, m);
     return this.panel.webview.postMessage(m);
   }
 
-  private onMessage(raw: unknown): void {
+  /** A message from the webview (tests send theirs here too: the same validation and handling). */
+  fromWebview(raw: unknown): void {
     const m = validateFromWebview(raw);
     if (!m) {
       this.deps.log.warn(`panel: ignored a message of an undeclared shape: ${JSON.stringify(raw)?.slice(0, 200)}`);
@@ -112,7 +126,7 @@ export class GenerationPanel implements vscode.Disposable {
   private async handle(m: FromWebview): Promise<void> {
     switch (m.type) {
       case 'ready':
-        return void this.post(
+        await this.post(
           initMessage({
             defaults: this.defaults(),
             form: this.deps.workspaceState.get<PanelForm>(FORM_KEY),
@@ -121,8 +135,10 @@ export class GenerationPanel implements vscode.Disposable {
             demo: usesDemoModel(this.deps.config.settings),
             trusted: vscode.workspace.isTrusted,
             model: modelName(this.deps.config.settings),
+            image: this.imageView(this.inputImage),
           }),
         );
+        return this.sendLoras();
       case 'saveForm':
         void this.notePrompt(m.form.prompt);
         return void this.deps.workspaceState.update(FORM_KEY, m.form);
@@ -133,19 +149,76 @@ export class GenerationPanel implements vscode.Disposable {
         return;
       case 'history':
         return this.historyAction(m.action, m.id);
+      case 'pickImage': {
+        const file = await pickImageFile(this.inputImage);
+        if (file) await this.vary(file);
+        return;
+      }
+      case 'dropImage': {
+        const file = droppedImageFile(m.uri);
+        if (file) await this.vary(file);
+        return;
+      }
+      case 'clearImage':
+        await this.setInputImage(undefined);
+        return;
+      case 'listLoras':
+        return this.sendLoras();
     }
   }
 
-  private defaults(): PanelParams {
+  private defaults(): PanelDefaults {
     const d = this.deps.config.settings.defaults;
-    return { prompt: '', seed: d.seed, steps: d.steps, width: d.width, height: d.height, guidance: d.guidance };
+    return { prompt: '', seed: d.seed, steps: d.steps, width: d.width, height: d.height, guidance: d.guidance, negativePrompt: d.negativePrompt, trueCfgScale: d.trueCfgScale, ...PANEL_DEFAULTS };
+  }
+
+  /** The LoRA files the picker offers, sent after `init` (listing the workspace takes a moment). */
+  private async sendLoras(): Promise<void> {
+    const found = await findLoras(this.deps.config.settings, this.deps.log);
+    void this.post({ type: 'loras', items: found.map(loraView) });
+  }
+
+  get inputImage(): string | undefined {
+    return this.deps.workspaceState.get<string>(IMAGE_KEY);
+  }
+
+  private imageView(file: string | undefined): ImageView | undefined {
+    if (!file) return undefined;
+    this.ensureRoots();
+    return { path: file, name: path.basename(file), src: this.panel.webview.asWebviewUri(vscode.Uri.file(file)).toString() };
+  }
+
+  /** Makes `file` the input image (undefined: none), after checking it is an image file that is there. */
+  async setInputImage(file: string | undefined, vary?: { width?: number; height?: number }): Promise<boolean> {
+    if (file) {
+      const problem = await inputImageProblem(file);
+      if (problem) {
+        void vscode.window.showWarningMessage(t('MajicFLUX cannot use this image: {0}', problem));
+        return false;
+      }
+    }
+    await this.deps.workspaceState.update(IMAGE_KEY, file);
+    this.deps.log.info(file ? `panel: input image ${file}` : 'panel: no input image');
+    void this.post({ type: 'inputImage', image: this.imageView(file), ...(vary ? { vary: { strength: PANEL_DEFAULTS.strength, ...vary } } : {}) });
+    return true;
+  }
+
+  /** "Vary this image": the image becomes the input, the size follows it, the strength goes back to its default. */
+  async vary(file: string): Promise<boolean> {
+    const size = await readImageSize(file);
+    return this.setInputImage(file, size ? sizeForImage(size.width, size.height) : {});
   }
 
   private async generate(p: PanelParams): Promise<void> {
-    const run = await this.deps.generation.run(
-      { prompt: p.prompt, seed: p.seed < 0 ? 'random' : p.seed, steps: p.steps, width: p.width, height: p.height, guidance: p.guidance },
-      { kind: 'panel' },
-    );
+    const problem = await requestProblem(p, this.inputImage);
+    if (problem) {
+      this.deps.log.warn(`panel: not generating: ${problem}`);
+      void vscode.window.showWarningMessage(t('MajicFLUX cannot generate: {0}', problem));
+      void this.post({ type: 'job' });
+      return;
+    }
+    const { seed, ...rest } = p;
+    const run = await this.deps.generation.run({ ...rest, seed: seed < 0 ? 'random' : seed }, { kind: 'panel' });
     if (!run) {
       // Refused before it started (untrusted workspace, empty prompt, no folder chosen): the
       // refusal says why; the panel goes back to idle rather than report a cancel nobody made.
@@ -171,12 +244,15 @@ export class GenerationPanel implements vscode.Disposable {
       case 'reveal':
         await vscode.commands.executeCommand('revealInExplorer', uri);
         break;
+      case 'vary':
+        await this.setInputImage(entry.file, { width: entry.params.width, height: entry.params.height });
+        break;
       case 'rerun': {
-        const p = entry.params;
-        const run = await this.deps.generation.run(
-          { prompt: p.prompt, seed: p.seed, steps: p.steps, width: p.width, height: p.height, guidance: p.guidance },
-          { kind: 'rerun', fluxFile: entry.fluxFile, blockKey: entry.blockKey },
-        );
+        // The entry's whole recipe (LoRAs, input image, hires…), found again as a PNG re-run finds it.
+        const recorded = toInput(entry.params);
+        const input = recorded && (await resolveRecorded(recorded, entry.file, this.deps, true, entry.fluxFile));
+        if (!input) break;
+        const run = await this.deps.generation.run(input, { kind: 'rerun', fluxFile: entry.fluxFile, blockKey: entry.blockKey });
         if (run) {
           this.job = run.jobs[0];
           void this.post({ type: 'job', job: this.view(this.job) });
@@ -189,11 +265,12 @@ export class GenerationPanel implements vscode.Disposable {
   prefill(input: GenerateInput): void {
     const params: Partial<PanelParams> = { prompt: input.prompt };
     if (typeof input.seed === 'number') params.seed = input.seed;
-    if (input.steps !== undefined) params.steps = input.steps;
-    if (input.width !== undefined) params.width = input.width;
-    if (input.height !== undefined) params.height = input.height;
-    if (input.guidance !== undefined) params.guidance = input.guidance;
+    for (const k of ['steps', 'width', 'height', 'guidance', 'negativePrompt', 'trueCfgScale', 'loras', 'strength', 'imageFit'] as const) {
+      if (input[k] !== undefined) (params as Record<string, unknown>)[k] = input[k];
+    }
+    if (input.hires) params.hires = { scale: input.hires.scale ?? PANEL_DEFAULTS.hiresScale, strength: input.hires.strength ?? PANEL_DEFAULTS.hiresStrength };
     void this.post({ type: 'prefill', params });
+    if (input.image) void this.setInputImage(input.image);
   }
 
   private view(j: Job): JobView {

@@ -1,11 +1,32 @@
 // Messages between the generation panel's webview and the extension host. The webview is untrusted
 // input: validateFromWebview accepts only the declared shapes, rebuilt from known fields, with
-// numbers in range. Images are named by history ids, never by file paths.
+// numbers in range. History images are named by ids; the two paths it may send (the input image,
+// LoRA files) are ones the host sent it, and the host checks them again before use (panel.ts).
 
 import * as v from 'valibot';
-import { Guidance, Height, IMAGE_PARAMS, ImageParams, LIMITS, Prompt, Seed, Steps, Width } from '../../shared/params';
+import type { GenerateParams } from '../../shared/params';
+import {
+  DEFAULTS,
+  Guidance,
+  Height,
+  HiresScale,
+  IMAGE_PARAMS,
+  ImageFit,
+  ImageParams,
+  LIMITS,
+  Loras,
+  NegativePrompt,
+  Prompt,
+  Seed,
+  Steps,
+  Strength,
+  TrueCfgScale,
+  Width,
+} from '../../shared/params';
 
-/** What Generate sends: params.ts's image parameters, a prompt with some text and a whole seed (-1 draws one). */
+const FilePath = v.pipe(v.string(), v.minLength(1), v.maxLength(4096));
+
+/** What Generate sends: params.ts's image parameters, a prompt with some text and a whole seed (-1 draws one), and issue 13's optional ones. */
 const PanelParamsSchema = v.object({
   prompt: v.pipe(Prompt, v.check((p) => p.trim() !== '')),
   seed: v.pipe(v.number(), v.integer(), Seed),
@@ -13,24 +34,47 @@ const PanelParamsSchema = v.object({
   width: Width,
   height: Height,
   guidance: Guidance,
+  negativePrompt: v.optional(NegativePrompt),
+  trueCfgScale: v.optional(TrueCfgScale),
+  loras: v.optional(Loras),
+  image: v.optional(FilePath),
+  strength: v.optional(Strength),
+  imageFit: v.optional(ImageFit),
+  /** The panel's hires pass: scale and strength (steps and upscaler stay params.ts's defaults). */
+  hires: v.optional(v.object({ scale: HiresScale, strength: Strength })),
 });
 // The schema's output is checked against this where a validated message is handled (panel.ts).
-export type PanelParams = ImageParams;
+export type PanelParams = ImageParams & Pick<GenerateParams, 'negativePrompt' | 'trueCfgScale' | 'loras' | 'image' | 'strength' | 'imageFit'> & { hires?: { scale: number; strength: number } };
 
-const ACTIONS = ['open', 'copyPrompt', 'rerun', 'reveal'] as const;
+/** The form's starting values: the settings' defaults and params.ts's for the rest. */
+export type PanelDefaults = ImageParams & { negativePrompt: string; trueCfgScale: number; strength: number; imageFit: string; hiresScale: number; hiresStrength: number; loraStrength: number };
+
+/** params.ts's defaults for the fields no setting covers. */
+export const PANEL_DEFAULTS = { strength: DEFAULTS.strength, imageFit: DEFAULTS.imageFit, hiresScale: DEFAULTS.hiresScale, hiresStrength: DEFAULTS.hiresStrength, loraStrength: DEFAULTS.loraStrength };
+
+const ACTIONS = ['open', 'copyPrompt', 'rerun', 'reveal', 'vary'] as const;
 export type HistoryAction = (typeof ACTIONS)[number];
 
 // A half-typed number is kept (the form is restored as it was); anything else is dropped.
 const orDropped = <S extends v.GenericSchema>(s: S) => v.optional(v.union([s, v.pipe(v.unknown(), v.transform(() => undefined))]));
 const FormNumber = orDropped(v.pipe(v.number(), v.finite(), v.minValue(-1), v.maxValue(LIMITS.seed.max)));
-const NUMBER_FIELDS = IMAGE_PARAMS.filter((k) => k !== 'prompt');
+const NUMBER_FIELDS = [...IMAGE_PARAMS.filter((k) => k !== 'prompt'), 'trueCfgScale', 'strength', 'hiresScale', 'hiresStrength'] as const;
+/** A LoRA strength may be negative (it inverts the LoRA); half-typed values are kept as they are. */
+const FormLora = v.pipe(
+  v.object({ path: FilePath, strength: orDropped(v.pipe(v.number(), v.finite())) }),
+  v.transform((l) => (l.strength === undefined ? { path: l.path } : l)),
+);
 
-/** The form as the user left it (may hold values that do not validate yet). */
+/** The form as the user left it (may hold values that do not validate yet). The input image is the host's (panel.ts), not the form's. */
 const PanelFormSchema = v.pipe(
   v.object({
     prompt: Prompt,
     lock: orDropped(v.boolean()),
     ...(Object.fromEntries(NUMBER_FIELDS.map((k) => [k, FormNumber])) as Record<(typeof NUMBER_FIELDS)[number], typeof FormNumber>),
+    negativePrompt: orDropped(NegativePrompt),
+    loras: orDropped(v.pipe(v.array(FormLora), v.maxLength(LIMITS.loras.max))),
+    imageFit: orDropped(ImageFit),
+    hires: orDropped(v.boolean()),
   }),
   v.transform((f) => Object.fromEntries(Object.entries(f).filter(([, x]) => x !== undefined)) as typeof f),
 );
@@ -44,6 +88,12 @@ const FromWebviewSchema = v.variant('type', [
   v.object({ type: v.literal('saveForm'), form: PanelFormSchema }),
   v.object({ type: v.literal('generate'), params: PanelParamsSchema }),
   v.object({ type: v.literal('history'), action: v.picklist(ACTIONS), id: v.pipe(v.string(), v.regex(ID_RE)) }),
+  /** Choose the input image in a file dialog, take a dropped one (a URI from the drop's uri-list), or clear it. */
+  v.object({ type: v.literal('pickImage') }),
+  v.object({ type: v.literal('dropImage'), uri: v.pipe(v.string(), v.maxLength(8192)) }),
+  v.object({ type: v.literal('clearImage') }),
+  /** List the LoRA files again (after adding some). */
+  v.object({ type: v.literal('listLoras') }),
 ]);
 export type FromWebview = v.InferOutput<typeof FromWebviewSchema>;
 
@@ -74,11 +124,38 @@ export interface JobView {
 }
 
 /** The numbers the form checks against (min, max, step), params.ts's: the webview keeps no copy. */
-export const PANEL_LIMITS = { steps: LIMITS.steps, side: LIMITS.side, guidance: LIMITS.guidance, seed: LIMITS.seed };
+export const PANEL_LIMITS = {
+  steps: LIMITS.steps,
+  side: LIMITS.side,
+  guidance: LIMITS.guidance,
+  seed: LIMITS.seed,
+  trueCfgScale: LIMITS.trueCfgScale,
+  loraStrength: LIMITS.loraStrength,
+  loras: LIMITS.loras,
+  strength: LIMITS.strength,
+  hiresScale: LIMITS.hiresScale,
+};
+
+/** A LoRA the picker offers. */
+export interface LoraView {
+  path: string;
+  name: string;
+  /** "144 MB": to tell two files of one name apart. */
+  size: string;
+  /** The folder it is in, shortened (relative to the workspace where it is in one). */
+  where: string;
+}
+
+/** The input image: its path (sent back with Generate), name and a webview URI for the thumbnail. */
+export interface ImageView {
+  path: string;
+  name: string;
+  src: string;
+}
 
 export interface InitMessage {
   type: 'init';
-  defaults: PanelParams;
+  defaults: PanelDefaults;
   limits: typeof PANEL_LIMITS;
   form?: PanelForm;
   history: GalleryItem[];
@@ -86,6 +163,7 @@ export interface InitMessage {
   demo: boolean;
   trusted: boolean;
   model: string;
+  image?: ImageView;
 }
 
 export type ToWebview =
@@ -94,7 +172,10 @@ export type ToWebview =
   | { type: 'history'; items: GalleryItem[] }
   | { type: 'prefill'; params: Partial<PanelParams> }
   /** What the text encoders will ignore or cannot read of `prompt` (the .flux diagnostics' facts). */
-  | { type: 'promptNotes'; prompt: string; notes: string[] };
+  | { type: 'promptNotes'; prompt: string; notes: string[] }
+  | { type: 'loras'; items: LoraView[] }
+  /** The input image changed (undefined: none); `vary` also sets the strength and size and focuses the prompt. */
+  | { type: 'inputImage'; image?: ImageView; vary?: { strength: number; width?: number; height?: number } };
 
 /** The first message: the form's defaults and limits, and what the panel shows. */
 export function initMessage(m: Omit<InitMessage, 'type' | 'limits'>): InitMessage {

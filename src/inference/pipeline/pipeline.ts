@@ -30,6 +30,7 @@ import { guidedDit, trueCfgOn } from './trueCfg';
 import { ClipTokenizer, T5Tokenizer } from '../formats/tokenizers';
 import { CLIP_MAX_TOKENS, promptIssues, promptNote } from '../formats/promptCheck';
 import { cacheRoot } from '../system/userDirs';
+import { ActiveLoras, PipelineLoras } from './loras';
 
 /** The release, from package.json (esbuild keeps only this field of it). */
 export const VERSION: string = packageVersion;
@@ -88,8 +89,13 @@ export class FluxPipeline {
   /** The text length of the job the DiT is loaded for (graphs with constant slice bounds need it). */
   private ditTextTokens?: number;
   private readonly epUsed = new Map<ComponentName, { ep: ExecutionProvider; note?: string }>();
+  private readonly loras: PipelineLoras;
+  /** Notes of the job running now (a CLIP built for its LoRAs adds to them). */
+  private jobNotes: string[] = [];
 
-  private constructor(readonly files: ModelFiles, readonly runtime: ResolvedRuntime, private readonly log: Log) {}
+  private constructor(readonly files: ModelFiles, readonly runtime: ResolvedRuntime, private readonly log: Log) {
+    this.loras = new PipelineLoras(log, files.transformer);
+  }
 
   /** Resolve and check the model's files (headers only); nothing heavy is loaded yet. */
   static async create(model: ModelSpec, runtime: RuntimeOptions = {}, log: Log = () => {}): Promise<FluxPipeline> {
@@ -184,6 +190,10 @@ export class FluxPipeline {
     const { width, height, steps, guidance, t5MaxLength, shift, hires } = params;
     const seed = params.seed === undefined || params.seed === RANDOM_SEED ? randomSeed() : params.seed;
     const job = this.job(hooks);
+    this.jobNotes = job.notes;
+    // LoRA files are read and mapped (headers checked against the DiT) before anything loads.
+    const loras = this.loras.resolve(params.loras);
+    if (this.loras.clipChanged(loras)) await this.unload(['clip']);
     // Progress counts the steps that run, both passes' from the start.
     const firstSteps = source ? img2imgSteps(steps, params.strength) : steps;
     const totalSteps = firstSteps + (hires ? img2imgSteps(hires.steps, hires.strength) : 0);
@@ -191,8 +201,8 @@ export class FluxPipeline {
     const pixels = source && (await inputImageTensor(source, width, height, params.imageFit));
     // The negative prompt too when true CFG runs: same encoders, same cache, one text stage.
     const cfg = trueCfgOn(params);
-    const [emb, negEmb] = await this.embed(job, cfg ? [params.prompt, params.negativePrompt] : [params.prompt], t5MaxLength);
-    const guide = { neg: negEmb, scale: params.trueCfgScale };
+    const [emb, negEmb] = await this.embed(job, cfg ? [params.prompt, params.negativePrompt] : [params.prompt], t5MaxLength, loras.clipKey);
+    const guide = { neg: negEmb, scale: params.trueCfgScale, loras };
 
     const shape = latentShape(width, height);
     const noise = params.latentsFile ? readInitialLatents(params.latentsFile, shape.tokens) : initialLatents(seed, width, height);
@@ -225,6 +235,7 @@ export class FluxPipeline {
       ...(source ? { image: source.file, strength: params.strength, imageFit: params.imageFit } : {}),
       ...(hires ? { hires: { ...hires } } : {}),
       ...(cfg ? { negativePrompt: params.negativePrompt, trueCfgScale: params.trueCfgScale } : {}),
+      ...(loras.metadata.length ? { loras: loras.metadata } : {}),
     };
     return { seed, image, ...size, stages: job.stages, metadata, notes: job.notes };
   }
@@ -260,8 +271,9 @@ export class FluxPipeline {
    * CLIP pooled + T5 hidden for each prompt, from the cache or encoded in one 'text' stage (in
    * sequential mode each encoder is loaded once for all of them).
    */
-  private async embed(job: Job, prompts: string[], t5MaxLength: number): Promise<PromptEmbedding[]> {
-    const key = (prompt: string) => `${t5MaxLength}\u0000${prompt}`;
+  private async embed(job: Job, prompts: string[], t5MaxLength: number, clipLoras: string): Promise<PromptEmbedding[]> {
+    // CLIP with LoRA layers merged gives other embeddings: the set is part of the key.
+    const key = (prompt: string) => `${t5MaxLength}\u0000${prompt}\u0000${clipLoras}`;
     const missing = [...new Set(prompts.filter((p) => !this.embeddings.has(key(p))))];
     if (!missing.length) job.notes.push('prompt embeddings from cache');
     else {
@@ -300,7 +312,7 @@ export class FluxPipeline {
    * Euler steps `from`… of the schedule `sigmas` on packed `latents` at width×height. Progress
    * counts `stepsBefore` + the steps run here of `totalSteps`, so passes after the first continue it.
    */
-  private async denoise(job: Job, emb: PromptEmbedding, guide: { neg?: PromptEmbedding; scale: number }, latents: Float32Array, pass: DenoisePass): Promise<Float32Array> {
+  private async denoise(job: Job, emb: PromptEmbedding, guide: { neg?: PromptEmbedding; scale: number; loras: ActiveLoras }, latents: Float32Array, pass: DenoisePass): Promise<Float32Array> {
     const { hooks, mode } = job;
     const { width, height, guidance, sigmas, from, stepsBefore, totalSteps } = pass;
     const shape = latentShape(width, height);
@@ -309,6 +321,10 @@ export class FluxPipeline {
     if (built !== undefined && built !== emb.tokens) await this.unload(['dit']);
     this.ditTextTokens = emb.tokens;
     const dit = await this.ensure('dit', hooks.onLoad);
+    await this.loras.applyToDit(dit, guide.loras, job.notes).catch(async (e) => {
+      await this.unload(['dit']).catch(() => {}); // a failed rebuild leaves no usable session
+      throw e;
+    });
     const prepare = (e: PromptEmbedding) => dit.prepare({ imgIds: imageIds(height, width), txtIds: textIds(e.tokens), txt: e.hidden, vec: e.pooled });
     const run = guidedDit(prepare(emb), guide.neg && prepare(guide.neg), guide.scale);
     const steps = sigmas.length - 1;
@@ -426,13 +442,13 @@ export class FluxPipeline {
     try {
       switch (c) {
         case 'clip':
-          part = await ClipEncoder.load(this.files.textEncoder, { ...common, format: textFormat, fp16Cache: true });
+          part = await ClipEncoder.load(this.files.textEncoder, { ...common, format: textFormat, fp16Cache: true, ...this.loras.clipOptions(this.jobNotes) });
           break;
         case 't5':
           part = await T5Encoder.load(this.files.textEncoder2, { ...common, format: textFormat, fp16Cache: true });
           break;
         case 'dit':
-          part = await FluxTransformer.load(this.files.transformer, { ...common, ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens });
+          part = await FluxTransformer.load(this.files.transformer, { ...common, ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens, lora: this.loras.wantBranches });
           for (const n of part.notes) this.log('info', `dit: ${n}`);
           break;
         default:

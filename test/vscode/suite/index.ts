@@ -17,6 +17,7 @@ export async function run(): Promise<void> {
     require('./extension.test');
     require('./editor.test');
     require('./fluxInputs.test');
+    require('./panel13.test');
   }
 
   const results = { passed: 0, failed: 0, pending: 0, lines: [] as string[], failures: [] as { title: string; error: string }[] };

@@ -8,6 +8,16 @@ import type { MajicfluxApi } from '../../../src/extension/extension';
 
 const ws = () => vscode.workspace.workspaceFolders![0].uri.fsPath;
 
+async function waitFor<T>(what: string, fn: () => T | undefined | false, timeoutMs = 30_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 describe('MajicFLUX in an untrusted workspace', () => {
   let api: MajicfluxApi;
   before(async () => {
@@ -44,6 +54,26 @@ describe('MajicFLUX in an untrusted workspace', () => {
     const said = api.trustRefusals.slice(before);
     assert.equal(said.length, 3, JSON.stringify(said));
     for (const m of said) assert.match(m, /trusted workspace/);
+  });
+
+  it('the panel works in restricted mode: it lists LoRAs and takes an input image; Generate is refused (issue 13)', async () => {
+    await vscode.commands.executeCommand('majicflux.openPanel');
+    const panel = (await waitFor('the panel', () => api.panel()))!;
+    await waitFor('the webview to say ready', () => panel.received.includes('ready'));
+    await waitFor('the LoRA list', () => panel.sent.has('loras'));
+    const image = path.join(ws(), 'input.png');
+    fs.writeFileSync(image, Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC', 'base64'));
+    try {
+      assert.equal(await panel.vary(image), true);
+      assert.equal(panel.inputImage, image);
+    } finally {
+      fs.rmSync(image);
+    }
+    const before = api.trustRefusals.length;
+    panel.fromWebview({ type: 'generate', params: { prompt: 'a cat', seed: 1, steps: 2, width: 64, height: 64, guidance: 3.5, trueCfgScale: 2, negativePrompt: 'dogs' } });
+    await waitFor('the refusal', () => api.trustRefusals.length > before);
+    assert.match(api.trustRefusals.at(-1)!, /trusted workspace/);
+    panel.dispose();
   });
 
   it('runs nothing: no server, no image', async () => {

@@ -1,0 +1,113 @@
+// Issue 13 in the generation panel, in a real VS Code against the real server on the golden tiny
+// model: a LoRA from the picker, "Vary this image", and the Explorer's Vary This Image. Webview
+// messages go through the panel's own entry (fromWebview: the same validation as the webview's).
+
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { MajicfluxApi } from '../../../src/extension/extension';
+import type { Job } from '../../../src/extension/jobs';
+import type { GenerationPanel } from '../../../src/extension/panel/panel';
+import type { InitMessage, ToWebview } from '../../../src/extension/panel/protocol';
+import { readPngParameters } from '../../../src/inference/formats/png';
+import { DEFAULTS } from '../../../src/shared/params';
+
+const ws = () => vscode.workspace.workspaceFolders![0].uri.fsPath;
+
+async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const base = { seed: 11, steps: 2, width: 64, height: 64, guidance: 3.5, trueCfgScale: 1 };
+
+describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', function () {
+  let api: MajicfluxApi;
+  let panel: GenerationPanel;
+  let lora: string;
+  let made: string;
+
+  /** Sends `params` as the webview's Generate and resolves with the job it made, finished. */
+  async function generate(params: object): Promise<Job> {
+    const before = new Set(api.jobs.all());
+    panel.fromWebview({ type: 'generate', params });
+    const job = await waitFor('the job', () => api.jobs.all().find((j) => !before.has(j)), 30_000);
+    const end = await api.jobs.whenFinished(job);
+    assert.equal(end.state, 'done', `${end.state} ${end.error?.message ?? ''}`);
+    return end;
+  }
+
+  before(async () => {
+    api = await vscode.extensions.getExtension<MajicfluxApi>('majicflux.majicflux')!.activate();
+    // A LoRA in the workspace (the golden kohya DiT LoRA), as a user would drop one in.
+    const golden = vscode.workspace.getConfiguration('majicflux').get<string>('model.path')!;
+    lora = path.join(ws(), 'loras', 'ink.safetensors');
+    fs.mkdirSync(path.dirname(lora), { recursive: true });
+    fs.copyFileSync(path.join(golden, '..', 'cases', 'lora-kohya-dit.safetensors'), lora);
+  });
+
+  it('lists the workspace LoRA in the picker, and a picked LoRA reaches the request and the image', async () => {
+    await vscode.commands.executeCommand('majicflux.openPanel');
+    panel = await waitFor('the panel', () => api.panel());
+    await waitFor('the webview to say ready', () => panel.received.includes('ready'), 30_000);
+    const listed = await waitFor('the LoRA list', () => {
+      const m = panel.sent.get('loras') as Extract<ToWebview, { type: 'loras' }> | undefined;
+      return m?.items.find((l) => l.name === 'ink');
+    });
+    assert.equal(listed.path, lora);
+    assert.ok(!(panel.sent.get('loras') as Extract<ToWebview, { type: 'loras' }>).items.some((l) => l.path.includes(`${path.sep}models${path.sep}`)), 'no model file offered');
+    const job = await generate({ ...base, prompt: 'an ink drawing of a fox', loras: [{ path: listed.path, strength: 0.8 }] });
+    assert.deepEqual(job.request.params.loras, [{ path: lora, strength: 0.8 }]);
+    made = job.result!.file;
+    const png = await readPngParameters(made);
+    assert.equal(png.params?.prompt, 'an ink drawing of a fox');
+    assert.equal(png.params?.seed, 11);
+    assert.ok(api.history.byFile(made), 'in the history, for Vary');
+  });
+
+  it('"Vary this image" on a result makes it the input image and the next Generate an image-to-image request with it', async () => {
+    const entry = api.history.byFile(made)!;
+    panel.fromWebview({ type: 'history', action: 'vary', id: entry.id });
+    await waitFor('the input image', () => panel.inputImage === made);
+    const sent = panel.sent.get('inputImage') as Extract<ToWebview, { type: 'inputImage' }>;
+    assert.equal(sent.image?.path, made);
+    assert.match(sent.image!.src, /^https?:|^vscode-/, 'a webview URI, not a path');
+    assert.deepEqual(sent.vary, { strength: DEFAULTS.strength, width: 64, height: 64 });
+    const job = await generate({ ...base, prompt: 'an ink drawing of a fox, at night', image: made, strength: DEFAULTS.strength, imageFit: 'crop' });
+    assert.deepEqual([job.request.params.image, job.request.params.strength, job.request.params.imageFit], [made, DEFAULTS.strength, 'crop']);
+    assert.ok(fs.existsSync(job.result!.file));
+    assert.notEqual(job.result!.file, made);
+    assert.equal((await readPngParameters(job.result!.file)).params?.prompt, 'an ink drawing of a fox, at night');
+  });
+
+  it('refuses, before any job, an image the host did not set and a LoRA that is not there', async () => {
+    const before = api.jobs.all().length;
+    panel.fromWebview({ type: 'generate', params: { ...base, prompt: 'x', image: path.join(ws(), 'notes.md') } });
+    await waitFor('the refusal', () => (panel.sent.get('job') as Extract<ToWebview, { type: 'job' }> | undefined)?.job === undefined && panel.sent.has('job'));
+    panel.fromWebview({ type: 'generate', params: { ...base, prompt: 'x', loras: [{ path: path.join(ws(), 'loras', 'gone.safetensors'), strength: 1 }] } });
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(api.jobs.all().length, before);
+  });
+
+  it('Vary This Image from the Explorer opens the panel with that image as its input', async () => {
+    panel.dispose();
+    assert.equal(await vscode.commands.executeCommand('majicflux.varyImage', vscode.Uri.file(made)), true);
+    const p = await waitFor('the panel', () => api.panel());
+    assert.equal(p.inputImage, made);
+    await waitFor('the webview to say ready', () => p.received.includes('ready'), 30_000);
+    assert.equal((p.sent.get('init') as InitMessage).image?.path, made, 'the reopened webview shows it');
+    assert.equal(await vscode.commands.executeCommand('majicflux.varyImage', vscode.Uri.file(path.join(ws(), 'notes.md'))), false, 'not an image');
+    assert.equal(p.inputImage, made);
+    panel = p;
+  });
+
+  after(() => {
+    fs.rmSync(path.join(ws(), 'loras'), { recursive: true, force: true });
+  });
+});
