@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FluxPipeline } from '../../src/inference/pipeline/pipeline';
 import { combineCfg } from '../../src/inference/pipeline/trueCfg';
+import { formatA1111Parameters, imageParameters } from '../../src/inference/formats/infotext';
 import { assertGoldenClose, assertMaxAbs, compare, GOLDEN_CASES, GOLDEN_MODELS, goldenCase } from '../helpers/golden';
 
 interface CfgCase { file: string; prompt: string; negative_prompt: string; true_cfg_scale: number; height: number; width: number; num_inference_steps: number; guidance_scale: number; max_sequence_length: number }
@@ -67,6 +68,20 @@ describe('true CFG (negative prompt, true_cfg_scale)', () => {
       const cfg = await firstStep({ ...base, prompt: 'a city street', trueCfgScale: 2.5 });
       assertGoldenClose(cfg.latents, combineCfg(pos.latents, empty.latents, 2.5), 'CFG step, empty negative');
       assert.equal(cfg.result.metadata.negativePrompt, '');
+    });
+
+    it('runs with a LoRA on the DiT (both predictions see it): the LoRA changes the CFG image, the metadata and infotext record both', async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-cfg-lora-'));
+      fs.copyFileSync(path.join(GOLDEN_CASES, 'lora-kohya-dit.safetensors'), path.join(dir, 'style.safetensors'));
+      const params = { ...base, prompt: 'a lighthouse', negativePrompt: 'blurry', trueCfgScale: 2 };
+      const withLora = await pipeline.generate({ ...params, loras: [{ path: path.join(dir, 'style.safetensors'), strength: 0.8 }] });
+      const zero = await pipeline.generate({ ...params, loras: [{ path: path.join(dir, 'style.safetensors'), strength: 0 }] });
+      const none = await pipeline.generate(params);
+      assert.ok(compare(withLora.image, none.image).maxAbs > 0.01, 'the LoRA changes the image');
+      assert.equal(compare(zero.image, none.image).maxAbs, 0, 'strength 0 is the base exactly, CFG included');
+      assert.deepEqual(withLora.metadata.loras?.map((l) => [l.name, l.strength]), [['style', 0.8]]);
+      const text = formatA1111Parameters(imageParameters(withLora.metadata));
+      assert.match(text, /^a lighthouse <lora:style:0\.8>\nNegative prompt: blurry\n.*CFG scale: 2,.*Lora hashes: "style: [0-9a-f]{12}"/);
     });
 
     it('scale 1 is off: a negative prompt alone changes nothing and is not recorded', async () => {

@@ -48,6 +48,15 @@ describe('MajicFLUX in a real VS Code: .flux image: and lora: (issue 13)', funct
     assert.equal(sent.trueCfgScale, 2);
 
     const png = await readPngParameters(job.result!.file);
+    assert.equal(png.json?.image, path.join(dir, 'start.png'), 'the metadata records the input image');
+    assert.equal(png.json?.strength, 0.5);
+    assert.match(png.parameters ?? '', /Denoising strength: 0\.5/);
+    // The LoRA went through (its name and hash, as A1111 records them, come from the pipeline that loaded it).
+    const loras = png.json?.loras as { name: string; strength: number; hash?: string }[];
+    assert.deepEqual(loras.map((l) => [l.name, l.strength]), [['style', 0.8]]);
+    assert.match(loras[0].hash ?? '', /^[0-9a-f]{12}$/);
+    assert.match(png.parameters ?? '', /^a lighthouse in the fog <lora:style:0\.8>\n/);
+    assert.match(png.parameters ?? '', /Lora hashes: "style: [0-9a-f]{12}"/);
     assert.equal(png.json?.negativePrompt, 'blurry');
     assert.equal(png.json?.trueCfgScale, 2);
     assert.match(png.parameters ?? '', /\nNegative prompt: blurry\n.*CFG scale: 2,/);
