@@ -11,6 +11,12 @@
 //   python3 scripts/gpu/fill_synthetic.py m.json                   (the tensors, drawn by PyTorch)
 //
 // Soak mode (server RSS over many jobs, scripts/soak.ts): npm run bench -- --soak 1000
+//
+// A LoRA on the DiT (scripts/benchLora.ts): --lora-rank R with --stages dit adds, after the plain
+// steps on the first size, a synthetic rank-R kohya LoRA on every Linear: its read, the one session
+// rebuild with branches, the steps with it, a strength change and its removal (no reload), and
+// the steps with the branches fed zeros:
+//   node dist/bench.js --model full --ep cuda --stages dit --weights fp8 --size 1024 --steps 4 --lora-rank 16
 
 import '../src/inference/system/privacy'; // first: telemetry off before onnxruntime loads
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -28,6 +34,7 @@ import { writeSafetensors } from '../src/inference/formats/safetensorsWriter';
 import { FLUX_DEV, FluxArchitecture, scaledFlux, TINY } from '../src/inference/models/architecture';
 import { ManifestFile, writeSyntheticModel } from '../src/inference/models/synthetic';
 import { soak } from './soak';
+import { benchLora, LoraBench } from './benchLora';
 
 const MODELS: Record<string, () => FluxArchitecture> = { tiny: () => TINY, quarter: () => scaledFlux(0.25), half: () => scaledFlux(0.5), full: () => FLUX_DEV };
 
@@ -63,6 +70,8 @@ interface Job {
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Pipeline: time to the PNG, cold (a fresh `majicflux generate` process) and warm (a second generate on a loaded pipeline). */
   e2e?: boolean;
+  /** DiT alone: then a synthetic LoRA of this rank on every Linear (benchLora.ts), at the first size. */
+  loraRank?: number;
 }
 
 interface RunResult extends Job {
@@ -91,6 +100,8 @@ interface RunResult extends Job {
   cold?: { seconds: number; stages?: RunResult['stages']; gpuPeakMiB?: number; error?: string };
   notes: string[];
   log: string[];
+  /** loraRank: the LoRA's timings on the same session. */
+  lora?: LoraBench;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -184,6 +195,12 @@ async function ditWorker(job: Job, dir: string, cache: string): Promise<RunResul
   for (const size of [job.size, ...(job.moreSizes ?? [])]) {
     const r = await ditSteps(dit, { ...job, size, moreSizes: undefined, dump: job.dump?.replace('{size}', String(size)) }, ditFile, loadSeconds);
     results.push({ ...r, rssBeforeLoad, rssAfterLoad, loadTimings: dit.loadTimings });
+  }
+  if (job.loraRank) {
+    const p = dit.config;
+    const run = dit.prepare({ txt: gaussian(job.t5 * p.context_in_dim, 1), vec: gaussian(p.vec_in_dim, 2), imgIds: imageIds(job.size, job.size), txtIds: textIds(job.t5) });
+    const img = gaussian((job.size / 16) ** 2 * p.in_channels, 3);
+    results[0].lora = await benchLora(dit, job.loraRank, job.steps, async () => void (await run.forward(img, 0.5, 3.5)), progress);
   }
   await dit.release();
   return results;
@@ -357,6 +374,20 @@ function table(results: RunResult[], machine: string, model: string): string {
       ...ditRows,
     );
   }
+  const loraRows = results.filter((r) => r.lora).map((r) => {
+    const l = r.lora!;
+    return `| ${r.weights} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${l.rank} (${l.fileMiB.toFixed(0)} MiB f32) | ${median(steadySteps(r)).toFixed(2)} | ${median(l.stepSeconds).toFixed(2)} | ${median(l.removedStepSeconds).toFixed(2)} | ${l.readSeconds.toFixed(2)} | ${l.applySeconds.toFixed(1)} | ${l.strengthSeconds.toFixed(3)} | ${l.removeSeconds.toFixed(3)} |`;
+  });
+  if (loraRows.length) {
+    out.push(
+      '',
+      'A synthetic kohya LoRA on every Linear (same session; s/step with the LoRA and after its removal: median of all steps):',
+      '',
+      '| weights | compute | EP | size | rank | s/step without | s/step with LoRA | s/step removed (zeros fed) | read + map s | apply s (one rebuild with branches) | strength change s | remove s |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      ...loraRows,
+    );
+  }
   return out.join('\n').trimEnd();
 }
 
@@ -404,7 +435,7 @@ async function main() {
       weights: { type: 'string', default: 'fp8,fp32' }, modes: { type: 'string', default: 'resident' }, t5: { type: 'string', default: '512' }, dir: { type: 'string' },
       out: { type: 'string', default: 'bench-out' }, section: { type: 'string' }, machine: { type: 'string' }, worker: { type: 'string' }, cache: { type: 'string' },
       stages: { type: 'string', default: 'all' }, compute: { type: 'string' }, dump: { type: 'string' },
-      'prepare-manifest': { type: 'string' }, 'fp8-decode': { type: 'string' }, attention: { type: 'string' }, 'buffer-cache': { type: 'string' }, 'int8-activations': { type: 'string' }, 'nbits-block': { type: 'string' }, 'opt-level': { type: 'string' }, chunks: { type: 'string' }, e2e: { type: 'boolean' }, 'job-timeout': { type: 'string', default: '1800' }, tag: { type: 'string' },
+      'prepare-manifest': { type: 'string' }, 'fp8-decode': { type: 'string' }, attention: { type: 'string' }, 'buffer-cache': { type: 'string' }, 'int8-activations': { type: 'string' }, 'nbits-block': { type: 'string' }, 'opt-level': { type: 'string' }, chunks: { type: 'string' }, e2e: { type: 'boolean' }, 'job-timeout': { type: 'string', default: '1800' }, tag: { type: 'string' }, 'lora-rank': { type: 'string' },
       soak: { type: 'string' }, 'soak-memory': { type: 'string', default: 'auto' }, 'cancel-every': { type: 'string', default: '2' }, 'sample-every': { type: 'string', default: '50' },
     },
   });
@@ -439,13 +470,14 @@ async function main() {
   const file = path.join(outDir, `bench-${values.model}-${values.ep}-${values.stages}${values.tag ? `-${values.tag}` : ''}.json`);
   const sizes = values.size!.split(',').map(Number);
   const ditOnly = values.stages === 'dit';
+  if (values['lora-rank'] && !ditOnly) throw new Error('--lora-rank measures the DiT alone: add --stages dit');
   // The DiT alone measures every size on one session per format; the pipeline runs each size anew.
   for (const size of ditOnly ? sizes.slice(0, 1) : sizes) {
     for (const memory of values.modes!.split(',') as MemoryMode[]) {
       for (const weights of values.weights!.split(',') as WeightChoice[]) {
         const job: Job = {
           scope: ditOnly ? 'dit' : 'pipeline', weights, memory, ep: values.ep as EpChoice, compute: (values.compute ?? (values.ep === 'cpu' ? 'float32' : 'float16')) as ComputeType, size, steps: Number(values.steps), t5: Number(values.t5),
-          ...(ditOnly ? { moreSizes: sizes.slice(1) } : {}), ...(values['fp8-decode'] ? { fp8Decode: values['fp8-decode'] as Job['fp8Decode'] } : {}), ...attentionJob(values.attention), ...(values['nbits-block'] ? { nbitsBlock: Number(values['nbits-block']) } : {}), ...(values.chunks ? { attentionChunks: Number(values.chunks) } : {}), ...(values.e2e ? { e2e: true } : {}), ...(values['opt-level'] ? { optimization: values['opt-level'] as Job['optimization'] } : {}), ...(values['buffer-cache'] ? { gpuBufferCache: values['buffer-cache'] as GpuBufferCache } : {}), ...(values['int8-activations'] ? { int8Activations: values['int8-activations'] === 'on' } : {}), ...(values.dump ? { dump: path.join(values.dump, `dit-${weights}-{size}.safetensors`) } : {}),
+          ...(ditOnly ? { moreSizes: sizes.slice(1) } : {}), ...(values['fp8-decode'] ? { fp8Decode: values['fp8-decode'] as Job['fp8Decode'] } : {}), ...attentionJob(values.attention), ...(values['nbits-block'] ? { nbitsBlock: Number(values['nbits-block']) } : {}), ...(values.chunks ? { attentionChunks: Number(values.chunks) } : {}), ...(values.e2e ? { e2e: true } : {}), ...(values['opt-level'] ? { optimization: values['opt-level'] as Job['optimization'] } : {}), ...(values['buffer-cache'] ? { gpuBufferCache: values['buffer-cache'] as GpuBufferCache } : {}), ...(values['int8-activations'] ? { int8Activations: values['int8-activations'] === 'on' } : {}), ...(values.dump ? { dump: path.join(values.dump, `dit-${weights}-{size}.safetensors`) } : {}), ...(values['lora-rank'] ? { loraRank: Number(values['lora-rank']) } : {}),
         };
         console.error(`running ${JSON.stringify(job)}`);
         const cold = job.e2e ? await coldGenerate(job, base, cache, outDir) : undefined;
@@ -456,6 +488,7 @@ async function main() {
           if (cold) r.cold = cold;
           results.push(r);
           console.error(`  ${r.weights} ${r.size}²: DiT ${median(steadySteps(r)).toFixed(2)} s/step (steps ${r.stepSeconds.map((s) => s.toFixed(2)).join(', ')})${r.loadSeconds !== undefined ? `, load ${r.loadSeconds.toFixed(1)} s` : ''}, peak RSS ${gib(r.peakRss)} GiB, GPU ${gpuPeakMiB ?? '—'} MiB`);
+          if (r.lora) console.error(`  LoRA rank ${r.lora.rank}: ${median(r.lora.stepSeconds).toFixed(2)} s/step with it, ${median(r.lora.removedStepSeconds).toFixed(2)} removed; apply ${r.lora.applySeconds.toFixed(1)} s, strength ${r.lora.strengthSeconds.toFixed(3)} s, remove ${r.lora.removeSeconds.toFixed(3)} s`);
           for (const l of r.log) console.error(`  ${l}`);
         }
         // Written after every run, so a later failure or timeout keeps what was measured.

@@ -2,7 +2,8 @@
 // Kept in one place so every string goes through vscode.l10n.t.
 
 import * as vscode from 'vscode';
-import type { FluxProblem } from './fluxFile/parser';
+import { type FluxProblem, PARAM_KEYS } from './fluxFile/parser';
+import type { MissingInput } from './fluxFile/inputs';
 import { ignoredStart, type PromptIssue } from './fluxFile/promptCheck';
 import type { SettingProblem } from './settings';
 import { LIMITS } from '../shared/params';
@@ -28,7 +29,7 @@ export function fluxProblemMessage(p: FluxProblem): string {
     case 'unknownKey':
       return a.suggestion
         ? t('Unknown parameter "{0}". Did you mean "{1}"? (A line starting with a word and a colon is a parameter; start it with \\ to keep it as prompt text.)', String(a.key), String(a.suggestion))
-        : t('Unknown parameter "{0}". Parameters are seed, steps, width, height, guidance, count and out. (A line starting with a word and a colon is a parameter; start it with \\ to keep it as prompt text.)', String(a.key));
+        : t('Unknown parameter "{0}". Parameters are {1}. (A line starting with a word and a colon is a parameter; start it with \\ to keep it as prompt text.)', String(a.key), PARAM_KEYS.join(', '));
     case 'duplicateKey':
       return t('"{0}" is set again on line {1}; the last value wins.', String(a.key), Number(a.line));
     case 'emptyValue':
@@ -45,9 +46,24 @@ export function fluxProblemMessage(p: FluxProblem): string {
       return t('seed must be a whole number from 0 to {0}, or "random"; not "{1}".', Number(a.max), String(a.value));
     case 'badOut':
       return t('out "{0}" cannot be used: {1}.', String(a.value), templateReason(a));
+    case 'notOneOf':
+      return t('{0} must be one of {1}, not "{2}".', String(a.key), String(a.allowed), String(a.value));
+    case 'tooLong':
+      return t('{0} is longer than {1} characters.', String(a.key), Number(a.max));
+    case 'negativeWithoutCfg':
+      return t('The negative prompt works through true CFG, which is off: add "cfg: 4" (any value above 1; each step then runs the model twice). Without it the negative prompt changes nothing.');
+    case 'tooManyLoras':
+      return t('At most {0} LoRAs apply to one image.', Number(a.max));
     case 'orphanParams':
       return t('These parameters belong to no prompt: blank lines separate blocks. Remove the blank line above to apply them to the prompt before, or move them to the top of the file to make them defaults.');
   }
+}
+
+/** An `image:` or `lora:` file a .flux block names that is not there, with every path looked at. */
+export function missingInputMessage(m: MissingInput): string {
+  return m.key === 'image'
+    ? t('Image "{0}" not found (looked for {1}). Paths are relative to the .flux file\'s folder.', m.file, m.tried.join(', '))
+    : t('LoRA "{0}" not found (looked for {1}). Name it relative to the .flux file\'s folder or to the LoRA folder (setting majicflux.loras.folder).', m.file, m.tried.join(', '));
 }
 
 export function promptIssueMessage(i: PromptIssue, prompt: string): string {

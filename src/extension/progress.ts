@@ -8,7 +8,7 @@ import type { ComponentName } from '../shared/api';
 import { DEFAULTS } from '../shared/params';
 import type { Job } from './jobs';
 
-export const PHASES = ['waiting', 'queued', 'starting', 'text', 'denoise', 'decode', 'save'] as const;
+export const PHASES = ['waiting', 'queued', 'starting', 'text', 'encode', 'denoise', 'decode', 'save'] as const;
 export type Phase = (typeof PHASES)[number];
 
 export interface JobProgress {
@@ -38,10 +38,12 @@ export function jobProgress(j: Job): JobProgress | undefined {
       return { phase: 'starting', loading, fraction: 0 };
     case 'text':
       return { phase: 'text', loading, fraction: 0 };
+    case 'encode':
     case 'denoise': {
+      // `encode` comes before the steps (an input image) or between two passes (hires): the steps so far count.
       const steps = j.steps ?? j.request.params.steps ?? DEFAULTS.steps;
       const step = j.step ?? 0;
-      return { phase: 'denoise', loading, step, steps, fraction: steps ? step / steps : 0 };
+      return { phase: j.stage, loading, step, steps, fraction: steps ? step / steps : 0 };
     }
     default:
       return { phase: j.stage, loading, fraction: 1 };

@@ -20,6 +20,7 @@ export function progressText(p: JobProgress): string {
     case 'queued': return t('Queued…');
     case 'starting': return t('Starting…');
     case 'text': return t('Encoding the prompt…');
+    case 'encode': return t('Encoding the image…');
     case 'denoise': return t('Step {0}/{1}', p.step ?? 0, p.steps ?? 0);
     case 'decode': return t('Decoding the image…');
     case 'save': return t('Saving…');
@@ -38,6 +39,7 @@ export function statusText(p: JobProgress, model: string): string {
     case 'queued': return t('queued');
     case 'starting': return t('starting');
     case 'text': return t('encoding the prompt');
+    case 'encode': return t('encoding the image');
     case 'denoise': return t('step {0}/{1}', p.step ?? 0, p.steps ?? 0);
     case 'decode': return t('decoding');
     case 'save': return t('saving');

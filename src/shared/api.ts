@@ -21,7 +21,8 @@ export const EP_CHOICES = ['auto', ...EXECUTION_PROVIDERS] as const;
 export type EpChoice = (typeof EP_CHOICES)[number];
 export const MEMORY_MODES = ['auto', 'sequential', 'resident'] as const;
 export type MemoryMode = (typeof MEMORY_MODES)[number];
-export type Stage = 'load' | 'text' | 'denoise' | 'decode' | 'save';
+/** `encode`: an input image (image-to-image), or a hires pass's first result, made latents. */
+export type Stage = 'load' | 'text' | 'encode' | 'denoise' | 'decode' | 'save';
 /** The pipeline's parts, in the order a generation runs them. */
 export const COMPONENTS = ['clip', 't5', 'dit', 'vae'] as const;
 export type ComponentName = (typeof COMPONENTS)[number];
@@ -119,6 +120,8 @@ export interface GenerateHooks {
   /** A part is loaded for this job (inside the stage that needs it); `fraction` (0–1) with `prepare`. */
   onLoad?(component: ComponentName, phase: LoadPhase, fraction?: number): void;
   onStep?(p: StepProgress): void;
+  /** Before each tile of a tiled VAE decode or encode (`done` of `total`): a cancel is noticed here too. */
+  onTile?(done: number, total: number): void;
   /** Compute a latent preview for onStep (costs a little per step). */
   wantPreview?: boolean;
   signal?: AbortSignal;

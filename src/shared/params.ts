@@ -165,6 +165,16 @@ export const LoraSchema = v.object({
 });
 export type Lora = v.InferOutput<typeof LoraSchema>;
 export const Loras = v.pipe(v.array(LoraSchema, 'loras must be a list of { path, strength }'), v.maxLength(LIMITS.loras.max, `at most ${LIMITS.loras.max} LoRAs apply to one image`));
+/**
+ * A LoRA written as `FILE[:STRENGTH]` (the CLI's --lora, a `.flux` `lora:`): the strength is the text
+ * after the last colon only when it reads as a number, so `C:\loras\x.safetensors` is a path.
+ * The strength is returned unchecked (LoraStrength checks it).
+ */
+export function splitLoraSpec(text: string): { path: string; strength?: number } {
+  const at = text.lastIndexOf(':');
+  const tail = at < 0 ? '' : text.slice(at + 1).trim();
+  return at > 0 && tail !== '' && Number.isFinite(Number(tail)) ? { path: text.slice(0, at).trim(), strength: Number(tail) } : { path: text.trim() };
+}
 export const Strength = numberIn('strength', LIMITS.strength);
 export const ImageFit = oneOf('image fit', IMAGE_FITS);
 export const HiresScale = numberIn('hires scale', LIMITS.hiresScale);
@@ -232,6 +242,7 @@ export const ImageMetadataSchema = v.object({
   image: v.optional(v.pipe(v.string(), v.maxLength(4096))),
   strength: v.optional(Strength),
   imageFit: v.optional(ImageFit),
+  /** The hires pass; its width/height are the written image's, while `width`/`height` above stay the first pass's (what a re-run sets, as A1111's "Size"). */
   hires: v.optional(v.object({ scale: HiresScale, strength: Strength, steps: Steps, upscale: HiresUpscale, width: Width, height: Height })),
 });
 export type ImageMetadata = v.InferOutput<typeof ImageMetadataSchema>;
@@ -260,6 +271,27 @@ export function hiresSide(side: number, scale: number): number {
   return Math.round((side * scale) / LIMITS.side.multiple) * LIMITS.side.multiple;
 }
 
+/**
+ * The size an image-to-image run takes by default: the input image's, each side to the nearest
+ * multiple of 16, scaled first (keeping the aspect ratio) when a side is outside the limits.
+ */
+export function sizeForImage(width: number, height: number): { width: number; height: number } {
+  const { min, max, multiple } = LIMITS.side;
+  let k = Math.min(1, max / Math.max(width, height));
+  if (Math.min(width, height) * k < min) k = min / Math.min(width, height);
+  const side = (x: number) => Math.min(max, Math.max(min, Math.round((x * k) / multiple) * multiple));
+  return { width: side(width), height: side(height) };
+}
+
+/** An image-to-image run's size: the sides given, a missing one from the image's aspect ratio, both missing sizeForImage. */
+function imageRunSize(width: number | undefined, height: number | undefined, image: { width: number; height: number }): { width: number; height: number } {
+  const { min, max, multiple } = LIMITS.side;
+  const side = (x: number) => Math.min(max, Math.max(min, Math.round(x / multiple) * multiple));
+  if (width !== undefined) return { width, height: height ?? side((width * image.height) / image.width) };
+  if (height !== undefined) return { width: side((height * image.width) / image.height), height };
+  return sizeForImage(image.width, image.height);
+}
+
 /** The first problem's message, for a UserError (the rest are usually consequences of it). */
 export function firstMessage(issues: readonly v.BaseIssue<unknown>[]): string {
   const i = issues[0];
@@ -270,9 +302,11 @@ export function firstMessage(issues: readonly v.BaseIssue<unknown>[]): string {
 
 /**
  * The parameters with their defaults filled in, or a UserError naming the first one that is wrong.
- * Every entry point (CLI, server, pipeline) calls this before loading anything.
+ * Every entry point (CLI, server, pipeline) calls this before loading anything. `inputImage`: the
+ * input image's size (after its EXIF orientation), which width/height default to (sizeForImage);
+ * the pipeline reads it before resolving.
  */
-export function resolveParams(params: unknown): ResolvedParams {
+export function resolveParams(params: unknown, inputImage?: { width: number; height: number }): ResolvedParams {
   const parsed = v.safeParse(GenerateParamsSchema, params);
   if (!parsed.success) throw new UserError(firstMessage(parsed.issues));
   const p = parsed.output;
@@ -280,8 +314,7 @@ export function resolveParams(params: unknown): ResolvedParams {
     prompt: p.prompt,
     seed: p.seed,
     steps: p.steps ?? DEFAULTS.steps,
-    width: p.width ?? DEFAULTS.width,
-    height: p.height ?? DEFAULTS.height,
+    ...(p.image !== undefined && inputImage ? imageRunSize(p.width, p.height, inputImage) : { width: p.width ?? DEFAULTS.width, height: p.height ?? DEFAULTS.height }),
     guidance: p.guidance ?? DEFAULTS.guidance,
     t5MaxLength: p.t5MaxLength ?? DEFAULTS.t5MaxLength,
     shift: p.shift ?? DEFAULTS.shift,
@@ -320,7 +353,7 @@ export function checkOne<S extends v.GenericSchema>(schema: S, value: unknown): 
 }
 
 /** "1 to 200, default 28": how help texts and hovers describe a limit. */
-export function describeRange(key: 'steps' | 'guidance' | 't5MaxLength' | 'count'): string {
+export function describeRange(key: 'steps' | 'guidance' | 't5MaxLength' | 'count' | 'trueCfgScale' | 'strength' | 'hiresScale' | 'loraStrength'): string {
   const l = LIMITS[key];
   return `${l.min} to ${l.max}, default ${DEFAULTS[key]}`;
 }

@@ -61,14 +61,15 @@ describe('extension: .flux parser', () => {
   });
 
   it('reports unknown keys with a suggestion, and duplicates', () => {
-    const doc = parseFlux('a cat\nsed: 4\ncfg: 3\nstyle: watercolor\nsteps: 4\nsteps: 5');
+    const doc = parseFlux('a cat\nsed: 4\nscale: 3\nstyle: watercolor\nsteps: 4\nsteps: 5');
     const unknown = doc.problems.filter((p) => p.code === 'unknownKey');
-    assert.deepEqual(unknown.map((p) => [p.args.key, p.args.suggestion]), [['sed', 'seed'], ['cfg', 'guidance'], ['style', undefined]]);
+    assert.deepEqual(unknown.map((p) => [p.args.key, p.args.suggestion]), [['sed', 'seed'], ['scale', 'guidance'], ['style', undefined]]);
     assert.deepEqual(unknown[0].span, { start: { line: 1, character: 0 }, end: { line: 1, character: 3 } });
     assert.ok(doc.problems.some((p) => p.code === 'duplicateKey' && p.severity === 'warning'));
     assert.equal(doc.blocks[0].values.steps, 5, 'the last one wins');
     assert.equal(suggestKey('Height'), 'height');
-    assert.equal(suggestKey('lora'), undefined);
+    assert.equal(suggestKey('lora'), 'lora');
+    assert.equal(suggestKey('lorax'), 'lora');
     for (const k of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf']) assert.equal(suggestKey(k), undefined, `${k} is no key and no alias`);
   });
 

@@ -39,3 +39,16 @@ describe('extension: the .flux hover and the glyphs of lenses and the status bar
     assert.ok(en['$(play) Generate'] && en['$(file-media) 1 image'], 'the lens glyphs are codicons');
   });
 });
+
+describe('extension: the .flux hover shows what issue 13 adds, only when used', () => {
+  it('lists true CFG with its negative prompt, LoRAs, the input image with its strength and the hires pass', () => {
+    const made: ImageMetadata = { ...params, negativePrompt: 'blurry', trueCfgScale: 4, loras: [{ name: 'film-grain', strength: 0.8 }], image: 'start.png', strength: 0.5, hires: { scale: 2, strength: 0.45, steps: 10, upscale: 'image', width: 1024, height: 1024 } };
+    const md = imageHoverMarkdown({ file: '/ws/generated/fox.png', params: made, created: 0 }, 1, t);
+    assert.match(md, /\| true CFG \| 4 \|\n\| negative prompt \| blurry \|/);
+    assert.match(md, /\| LoRAs \| film\\-grain 0\\\.8 \|/);
+    assert.match(md, /\| input image \| start\\\.png at strength 0\\\.5 \|/);
+    assert.match(md, /\| hires pass \| ×2, strength 0\\\.45, 10 steps \|/);
+    const plain = imageHoverMarkdown({ file: '/ws/generated/fox.png', params, created: 0 }, 1, t);
+    assert.doesNotMatch(plain, /true CFG|LoRAs|input image|hires pass/);
+  });
+});

@@ -4,6 +4,7 @@
 
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseFlux } from '../../src/extension/fluxFile/parser';
 import { initMessage, PANEL_DEFAULTS, validateFromWebview } from '../../src/extension/panel/protocol';
@@ -185,6 +186,111 @@ describe("params-limits: every surface uses params.ts's numbers", () => {
     const script = fs.readFileSync(path.join(ROOT, 'media', 'panel.js'), 'utf8');
     assert.doesNotMatch(html, /\b(min|max)="/);
     for (const n of [LIMITS.side.min, LIMITS.side.max, LIMITS.steps.max, 4096]) assert.doesNotMatch(script, new RegExp(`\\b${n}\\b`), `panel.js has ${n}`);
+  });
+});
+
+// Issue 13's numbers, on the surfaces that carry them (the panel's are the UI slice's).
+type Field13 = 'trueCfgScale' | 'strength' | 'hiresScale' | 'hiresStrength' | 'hiresSteps' | 'loraStrength';
+const RANGES13: Record<Field13, { min: number; max: number; past: number }> = {
+  trueCfgScale: { ...LIMITS.trueCfgScale, past: 0.5 },
+  strength: { ...LIMITS.strength, past: 0.01 },
+  hiresScale: { ...LIMITS.hiresScale, past: 0.05 },
+  hiresStrength: { ...LIMITS.strength, past: 0.01 },
+  hiresSteps: { ...LIMITS.steps, past: 1 },
+  loraStrength: { ...LIMITS.loraStrength, past: 1 },
+};
+const INPUT_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'params-limits-'));
+const IMAGE = path.join(INPUT_DIR, 'in.png');
+const LORA = path.join(INPUT_DIR, 'style.safetensors');
+fs.writeFileSync(IMAGE, 'x');
+fs.writeFileSync(LORA, 'x');
+/** The generate parameters that set `field` to `v` (hires at 512² so ×4 fits the side limit). */
+const params13 = (field: Field13, v: number): Record<string, unknown> => ({
+  trueCfgScale: { trueCfgScale: v },
+  strength: { image: IMAGE, strength: v },
+  hiresScale: { width: 512, height: 512, hires: { scale: v } },
+  hiresStrength: { hires: { scale: 1.5, strength: v } },
+  hiresSteps: { hires: { scale: 1.5, steps: v } },
+  loraStrength: { loras: [{ path: LORA, strength: v }] },
+})[field];
+/** The value of `field` in generate parameters (or resolved ones). */
+const read13 = (field: Field13, p: { trueCfgScale?: number; strength?: number; hires?: { scale?: number; strength?: number; steps?: number }; loras?: { strength?: number }[] }) =>
+  ({ trueCfgScale: p.trueCfgScale, strength: p.strength, hiresScale: p.hires?.scale, hiresStrength: p.hires?.strength, hiresSteps: p.hires?.steps, loraStrength: p.loras?.[0]?.strength })[field];
+const attempt = (fn: () => boolean) => {
+  try {
+    return fn();
+  } catch {
+    return false;
+  }
+};
+const ALL13 = Object.keys(RANGES13) as Field13[];
+
+const SURFACES13: { name: string; accepts: (field: Field13, v: number) => boolean }[] = [
+  {
+    name: "the CLI's generate flags",
+    accepts: (field, v) => {
+      const flags: Record<Field13, string[]> = {
+        trueCfgScale: ['--true-cfg', String(v)], strength: ['--image', IMAGE, '--strength', String(v)], hiresScale: ['--width', '512', '--height', '512', '--hires-scale', String(v)],
+        hiresStrength: ['--hires-strength', String(v)], hiresSteps: ['--hires-steps', String(v)], loraStrength: ['--lora', `${LORA}:${v}`],
+      };
+      return attempt(() => read13(field, parseGenerateParams(['a lighthouse', ...flags[field]])) === v);
+    },
+  },
+  {
+    name: "the protocol's generate request",
+    accepts: (field, v) => {
+      const r = validateRequest({ id: 1, type: 'generate', job: { params: { prompt: 'a lighthouse', ...params13(field, v) }, output: '/o/a.png' } });
+      return !isValidationError(r) && r.type === 'generate' && read13(field, r.job.params) === v;
+    },
+  },
+  { name: 'the pipeline (resolveParams)', accepts: (field, v) => attempt(() => read13(field, resolveParams({ prompt: 'a lighthouse', ...params13(field, v) })) === v) },
+  {
+    name: "a PNG's parameters read back (Re-run from image)",
+    accepts: (field, v) => {
+      const raw: Record<Field13, Record<string, unknown>> = {
+        trueCfgScale: { cfgScale: v }, strength: { image: 'in.png', strength: v }, hiresScale: { hires: { scale: v } }, hiresStrength: { hires: { scale: 2, strength: v } },
+        hiresSteps: { hires: { scale: 2, steps: v } }, loraStrength: { loras: [{ name: 'style', strength: v }] },
+      };
+      const { params, dropped } = checkParameters({ prompt: 'a lighthouse', ...raw[field] });
+      return dropped.length === 0 && read13(field, { ...params, trueCfgScale: params.cfgScale }) === v;
+    },
+  },
+  {
+    name: 'the .flux parser',
+    accepts: (field, v) => {
+      const line: Record<Field13, string> = {
+        trueCfgScale: `cfg: ${v}`, strength: `strength: ${v}`, hiresScale: `hires: ${v}`, hiresStrength: `hires_strength: ${v}`, hiresSteps: `hires_steps: ${v}`, loraStrength: `lora: style.safetensors:${v}`,
+      };
+      const doc = parseFlux(`a lighthouse\n${line[field]}\n`);
+      const b = doc.blocks[0].values;
+      return doc.problems.length === 0 && read13(field, b) === v;
+    },
+  },
+];
+
+describe("params-limits: issue 13's limits on the CLI, protocol, resolveParams, PNG read-back and .flux", () => {
+  after(() => fs.rmSync(INPUT_DIR, { recursive: true, force: true }));
+  for (const s of SURFACES13) {
+    it(`${s.name} accepts each limit and refuses one step past it`, () => {
+      for (const field of ALL13) {
+        const { min, max, past } = RANGES13[field];
+        for (const ok of [min, max]) assert.equal(s.accepts(field, ok), true, `${field} ${ok} refused`);
+        for (const bad of [min - past, max + past, max + 1]) assert.equal(s.accepts(field, bad), false, `${field} ${bad} accepted`);
+      }
+    });
+  }
+
+  it("the CLI's generate help states the new ranges", () => {
+    const range = (flag: string) => /^\s*(--\S+)[^,]*, (\S+) to (\S+), default (\S+)/m.exec(generateCommand.usage.split('\n').find((l) => l.trimStart().startsWith(`${flag} `)) ?? '')?.slice(2).map(Number);
+    assert.deepEqual(
+      { trueCfg: range('--true-cfg'), strength: range('--strength'), hiresScale: range('--hires-scale'), hiresStrength: range('--hires-strength') },
+      {
+        trueCfg: [LIMITS.trueCfgScale.min, LIMITS.trueCfgScale.max, DEFAULTS.trueCfgScale],
+        strength: [LIMITS.strength.min, LIMITS.strength.max, DEFAULTS.strength],
+        hiresScale: [LIMITS.hiresScale.min, LIMITS.hiresScale.max, DEFAULTS.hiresScale],
+        hiresStrength: [LIMITS.strength.min, LIMITS.strength.max, DEFAULTS.hiresStrength],
+      },
+    );
   });
 });
 

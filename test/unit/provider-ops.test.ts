@@ -70,6 +70,10 @@ describe('provider op table (onnx/providerOps.ts)', function () {
       }
       console.log(`      ${ep}: ${formats.join(', ')}`);
     });
+
+    it(`${ep}: the DiT with LoRA branches (MatMul, Mul, Add on inputs of a symbolic rank) uses only ops ${ep} implements`, () => {
+      for (const format of formatsFor(ep)) assert.deepEqual(describeMissing(missingOps(ditGraph(ep, format, cacheDir, ep, { lora: true }), ep)), [], `${ep} DiT with ${format} weights and LoRA branches`);
+    });
   }
 
   it('is consulted: the fused (cpu/cuda) DiT has ops CoreML lacks, fp8 has ops DirectML and WebGPU lack, symmetric int8 needs zero points on DirectML, Transpose-21 has no WebGPU kernel', () => {

@@ -173,12 +173,54 @@ describe('inference server against hostile clients (issue 16)', function () {
       }
     });
 
+    it('an input image outside the allowed folders is refused before queueing; one inside is read, and the metadata keeps the name the client gave', async () => {
+      fs.copyFileSync(path.join(GOLDEN_MODELS, '..', 'cases', 'pipeline-2.png'), path.join(elsewhere, 'photo.png'));
+      fs.copyFileSync(path.join(GOLDEN_MODELS, '..', 'cases', 'pipeline-2.png'), path.join(inputs, 'photo.png'));
+      for (const f of [path.join(elsewhere, 'photo.png'), '../elsewhere/photo.png', path.join(elsewhere, 'shadow')]) {
+        const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, image: f, strength: 1 }, output: 'img.png' } });
+        assert.deepEqual([r.type, r.code], ['error', 'bad-request'], `${f}: ${JSON.stringify(r)}`);
+        assert.match(r.message!, /job\.params\.image .* is outside the folders this server reads from/);
+        assert.ok(!JSON.stringify(r).includes('SECRET'), JSON.stringify(r));
+      }
+      const q = await peer.request({ type: 'generate', job: { params: { prompt: 'x', seed: 1, steps: 1, image: 'photo.png', strength: 1 }, output: 'img.png' } });
+      assert.equal(q.type, 'queued', JSON.stringify(q));
+      const done = await peer.final(q.jobId!, 60_000);
+      assert.equal(done.event, 'done', JSON.stringify(done));
+      const meta = (done as { metadata?: { image?: string; width?: number } }).metadata;
+      assert.deepEqual([meta?.image, meta?.width], ['photo.png', 64], 'as named, not the server\'s path; the size is the image\'s');
+    });
+
+    it('a LoRA file outside the allowed folders is refused before queueing, and nothing of the file comes back', async () => {
+      for (const f of [path.join(elsewhere, 'shadow'), '../elsewhere/shadow']) {
+        const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64, loras: [{ path: f, strength: 1 }] }, output: 'x.png' } });
+        assert.deepEqual([r.type, r.code], ['error', 'bad-request'], `${f}: ${JSON.stringify(r)}`);
+        assert.match(r.message!, /job\.params\.loras\[0\]\.path .* is outside the folders this server reads from/);
+        const headerLength = String(Buffer.from(secret).readBigUInt64LE(0));
+        assert.ok(!JSON.stringify(r).includes(headerLength) && !JSON.stringify(r).includes('SECRET'), JSON.stringify(r));
+      }
+    });
+
     posix('a FIFO given as latentsFile is refused at once (it used to wedge the server)', async () => {
       execFileSync('mkfifo', [path.join(inputs, 'pipe.safetensors')]);
       const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64, latentsFile: 'pipe.safetensors' }, output: 'fifo.png' } });
       assert.deepEqual([r.type, r.code], ['error', 'bad-request'], JSON.stringify(r));
       assert.match(r.message!, /is a FIFO \(named pipe\), not a regular file/);
       assert.equal((await peer.request({ type: 'ping' })).type, 'pong');
+    });
+
+    it('an input image or a LoRA outside the allowed folders is refused before queueing (issue 13)', async () => {
+      const params = { prompt: 'x', steps: 1, width: 64, height: 64 };
+      for (const [extra, field] of [
+        [{ image: path.join(elsewhere, 'shadow') }, /job\.params\.image ".*shadow" is outside the folders this server reads from/],
+        [{ image: '../elsewhere/shadow' }, /job\.params\.image/],
+        [{ loras: [{ path: '/etc/hostname', strength: 0.8 }] }, /job\.params\.loras\[0\]\.path "\/etc\/hostname" is outside/],
+        [{ loras: [{ path: path.join(elsewhere, 'shadow') }] }, /job\.params\.loras\[0\]\.path/],
+      ] as const) {
+        const r = await peer.request({ type: 'generate', job: { params: { ...params, ...extra }, output: 'x.png' } });
+        assert.deepEqual([r.type, r.code], ['error', 'bad-request'], JSON.stringify(r));
+        assert.match(r.message!, field);
+        assert.ok(!JSON.stringify(r).includes('SECRET'), JSON.stringify(r));
+      }
     });
 
     it('sets no server path: a cacheDir from the client is ignored, checksums go to the owner\'s cache', async () => {

@@ -3,8 +3,9 @@
 
 import * as vscode from 'vscode';
 import { Configuration } from '../configuration';
-import { fluxProblemMessage, promptIssueMessage } from '../messages';
-import { isFlux, parsed, promptRange, toRange } from './documents';
+import { fluxProblemMessage, missingInputMessage, promptIssueMessage } from '../messages';
+import { fluxFolder, isFlux, loraFolder, parsed, promptRange, toRange } from './documents';
+import { missingOnLine } from './inputs';
 import { FluxProblem, promptPosition } from './parser';
 import { encodersFor } from '../promptFacts';
 import { checkPrompt, PromptEncoders } from './promptCheck';
@@ -56,6 +57,17 @@ export class FluxDiagnostics implements vscode.Disposable {
       d.code = p.code;
       return d;
     });
+    // Files named by image: and lora: lines (relative paths resolved as a run would).
+    const dir = fluxFolder(document);
+    const loras = loraFolder();
+    for (const p of [...doc.defaults.params, ...doc.blocks.flatMap((b) => b.params)]) {
+      for (const m of missingOnLine(p, dir, loras)) {
+        const d = new vscode.Diagnostic(toRange(p.valueSpan), missingInputMessage(m), vscode.DiagnosticSeverity.Error);
+        d.source = SOURCE;
+        d.code = 'missingFile';
+        out.push(d);
+      }
+    }
     this.collection.set(document.uri, out);
 
     let enc: PromptEncoders;

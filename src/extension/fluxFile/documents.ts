@@ -1,6 +1,8 @@
 // Parsed .flux documents, cached per version, shared by the diagnostics, CodeLens, hover and commands.
 
+import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { LORA_FOLDER_SETTING } from './inputs';
 import { FluxBlock, FluxDocument, parseFlux, Span } from './parser';
 
 export const FLUX_LANGUAGE = 'flux';
@@ -33,4 +35,17 @@ export function fluxFileKey(document: vscode.TextDocument): string {
 
 export function isFlux(document: vscode.TextDocument): boolean {
   return document.languageId === FLUX_LANGUAGE;
+}
+
+/** Where a .flux file's relative paths start: its folder, or the first workspace folder for an untitled one. */
+export function fluxFolder(document: vscode.TextDocument): string | undefined {
+  return document.uri.scheme === 'file' ? path.dirname(document.uri.fsPath) : vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+}
+
+/** The LoRA folder setting (majicflux.loras.folder), absolute (a relative one is taken from the first workspace folder). */
+export function loraFolder(): string | undefined {
+  const f = vscode.workspace.getConfiguration('majicflux').get<string>(LORA_FOLDER_SETTING)?.trim();
+  if (!f) return undefined;
+  const ws = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  return path.isAbsolute(f) ? f : ws && path.resolve(ws, f);
 }

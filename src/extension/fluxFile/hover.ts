@@ -7,7 +7,7 @@ import { blockKey, History } from '../history';
 import { modelName } from '../settings';
 import { DEFAULTS, RANDOM_SEED } from '../../shared/params';
 import { fluxFileKey, parsed } from './documents';
-import { imageHoverMarkdown, markdownTable } from './hoverMarkdown';
+import { extraRows, imageHoverMarkdown, markdownTable } from './hoverMarkdown';
 import { blockAtLine, effectiveValues } from './parser';
 
 const t = vscode.l10n.t;
@@ -36,6 +36,14 @@ export class FluxHover implements vscode.HoverProvider {
           [t('size'), `${v.width} × ${v.height}`],
           [t('guidance'), String(v.guidance)],
           [t('count'), String(v.count)],
+          ...extraRows(
+            {
+              ...v,
+              loras: v.loras?.map((l) => ({ label: l.path, strength: l.strength })),
+              hires: v.hires && { scale: v.hires.scale ?? DEFAULTS.hiresScale, strength: v.hires.strength ?? DEFAULTS.hiresStrength, steps: v.hires.steps ?? v.steps },
+            },
+            t,
+          ),
           [t('model'), modelName(this.config.settings)],
         ]),
       );

@@ -28,11 +28,31 @@ export function imageHoverMarkdown(last: HoverImage, count: number, t: Translate
     [t('steps'), String(p.steps)],
     [t('size'), `${p.width} × ${p.height}`],
     [t('guidance'), String(p.guidance)],
+    ...extraRows({ ...p, loras: p.loras?.map((l) => ({ label: l.name, strength: l.strength })) }, t),
     [t('model'), `${p.model} (${p.weights})`],
     [t('made'), new Date(last.created).toLocaleString()],
   ]);
   md += `\n![${name}](${pathToFileURL(last.file).toString()}|width=${THUMBNAIL_WIDTH})\n`;
   return md;
+}
+
+/** What an image or a block sets beyond text-to-image, as table rows; nothing when it sets none. */
+export interface ExtraValues {
+  negativePrompt?: string;
+  trueCfgScale?: number;
+  loras?: { label: string; strength?: number }[];
+  image?: string;
+  strength?: number;
+  hires?: { scale?: number; strength?: number; steps?: number };
+}
+
+export function extraRows(p: ExtraValues, t: Translate): [string, string][] {
+  const rows: [string, string][] = [];
+  if (p.trueCfgScale !== undefined && p.trueCfgScale > 1) rows.push([t('true CFG'), String(p.trueCfgScale)], [t('negative prompt'), p.negativePrompt ?? '']);
+  if (p.loras?.length) rows.push([t('LoRAs'), p.loras.map((l) => `${l.label} ${l.strength ?? 1}`).join(', ')]);
+  if (p.image !== undefined) rows.push([t('input image'), p.strength === undefined ? p.image : t('{0} at strength {1}', p.image, p.strength)]);
+  if (p.hires) rows.push([t('hires pass'), t('×{0}, strength {1}, {2} steps', p.hires.scale ?? '', p.hires.strength ?? '', p.hires.steps ?? '')]);
+  return rows;
 }
 
 export function escapeMarkdown(s: string): string {

@@ -6,11 +6,13 @@ import { Configuration } from '../configuration';
 import { Generation, RunResult } from '../generation';
 import { blockKey, History } from '../history';
 import { Jobs } from '../jobs';
-import { fluxProblemMessage } from '../messages';
+import { fluxProblemMessage, missingInputMessage } from '../messages';
 import { FluxCodeActions } from './codeActions';
 import { FluxCodeLens } from './codeLens';
+import { FluxCompletion } from './completion';
 import { FluxDiagnostics } from './diagnostics';
-import { FLUX_LANGUAGE, fluxFileKey, parsed } from './documents';
+import { FLUX_LANGUAGE, fluxFileKey, fluxFolder, loraFolder, parsed } from './documents';
+import { resolveInputs } from './inputs';
 import { FluxHover } from './hover';
 import { effectiveValues, FluxBlock, FluxDocument } from './parser';
 
@@ -33,6 +35,7 @@ export function registerFluxFile(
     codeLens,
     vscode.languages.registerCodeLensProvider(selector, codeLens),
     vscode.languages.registerHoverProvider(selector, new FluxHover(deps.history, deps.config)),
+    vscode.languages.registerCompletionItemProvider(selector, new FluxCompletion(), ...FluxCompletion.triggers),
     vscode.languages.registerCodeActionsProvider(selector, new FluxCodeActions(), { providedCodeActionKinds: FluxCodeActions.kinds }),
     vscode.commands.registerCommand('majicflux.generateFluxBlock', (uri?: string, key?: string) => generateBlocks(deps, uri, key)),
     vscode.commands.registerCommand('majicflux.generateFluxFile', (uri?: string | vscode.Uri) => generateBlocks(deps, uri ? String(uri) : undefined)),
@@ -88,9 +91,18 @@ async function generateBlocks(
     });
     return undefined;
   }
+  // image: and lora: files, resolved now: a missing one is said before anything starts.
+  const dir = fluxFolder(document);
+  const loras = loraFolder();
+  const resolved = blocks.map((b) => resolveInputs(effectiveValues(doc, b, {}), dir, loras));
+  const missing = resolved.flatMap((r) => r.missing);
+  if (missing.length) {
+    void vscode.window.showErrorMessage(t('Fix the problems in {0} first: {1}', path.basename(document.fileName), missingInputMessage(missing[0])));
+    return undefined;
+  }
   const runs: RunResult[] = [];
-  for (const block of blocks) {
-    const values = effectiveValues(doc, block, {});
+  for (const [i, block] of blocks.entries()) {
+    const values = resolved[i].values;
     const run = await deps.generation.run(
       { ...values, prompt: block.prompt },
       { kind: 'flux', fluxFile: fluxFileKey(document), blockKey: blockKey(block.prompt) },

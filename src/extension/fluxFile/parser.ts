@@ -17,7 +17,9 @@
 import * as v from 'valibot';
 import { checkTemplate, TemplateProblem } from '../../shared/fileName';
 import { closest } from '../../shared/didYouMean';
-import { Count, Guidance, Height, ImageParams, LIMITS, nearestSides, Steps, UsedSeed, Width } from '../../shared/params';
+import {
+  Count, GenerateParams, Guidance, Height, HIRES_UPSCALERS, HiresScale, IMAGE_FITS, ImageParams, Lora, LIMITS, LoraStrength, nearestSides, NegativePrompt, splitLoraSpec, Steps, Strength, TrueCfgScale, UsedSeed, VAE_TILING, Width,
+} from '../../shared/params';
 
 export interface Position {
   line: number;
@@ -30,14 +32,34 @@ export interface Span {
   end: Position;
 }
 
-export const PARAM_KEYS = ['seed', 'steps', 'width', 'height', 'guidance', 'count', 'out'] as const;
+export const PARAM_KEYS = [
+  'seed', 'steps', 'width', 'height', 'guidance', 'count', 'out',
+  'negative', 'cfg', 'lora', 'image', 'strength', 'image_fit', 'hires', 'hires_strength', 'hires_steps', 'hires_upscale', 'vae_tiling',
+] as const;
 export type ParamKey = (typeof PARAM_KEYS)[number];
+/** Other spellings a key is read under. */
+const KEY_ALIASES = new Map<string, ParamKey>([['negative_prompt', 'negative']]);
+/** Keys that may be given on several lines of a block; their values add up. */
+const REPEATABLE: ReadonlySet<string> = new Set<ParamKey>(['lora']);
 
-/** The values a block sets: params.ts's, with a seed of 'random' (a new one for every image), a count and a file name. */
-export type BlockValues = Partial<Omit<ImageParams, 'prompt' | 'seed'>> & {
-  seed?: ImageParams['seed'] | 'random';
-  count?: v.InferOutput<typeof Count>;
-  out?: string;
+/**
+ * The values a block sets: params.ts's, with a seed of 'random' (a new one for every image), a count
+ * and a file name; issue 13's under the generate request's names (`image` and LoRA paths as
+ * written, resolved by inputs.ts before a run).
+ */
+export type BlockValues = Partial<Omit<ImageParams, 'prompt' | 'seed'>> &
+  Partial<Pick<GenerateParams, 'negativePrompt' | 'trueCfgScale' | 'loras' | 'image' | 'strength' | 'imageFit' | 'hires' | 'vaeTiling'>> & {
+    seed?: ImageParams['seed'] | 'random';
+    count?: v.InferOutput<typeof Count>;
+    out?: string;
+  };
+type Hires = NonNullable<BlockValues['hires']>;
+
+/** Where each key's value goes: a BlockValues field, or a field of `hires` (the `hires…` keys). */
+const FIELD: Record<ParamKey, keyof BlockValues | ['hires', keyof Hires]> = {
+  seed: 'seed', steps: 'steps', width: 'width', height: 'height', guidance: 'guidance', count: 'count', out: 'out',
+  negative: 'negativePrompt', cfg: 'trueCfgScale', lora: 'loras', image: 'image', strength: 'strength', image_fit: 'imageFit',
+  hires: ['hires', 'scale'], hires_strength: ['hires', 'strength'], hires_steps: ['hires', 'steps'], hires_upscale: ['hires', 'upscale'], vae_tiling: 'vaeTiling',
 };
 
 export interface ParamLine {
@@ -88,6 +110,10 @@ export type ProblemCode =
   | 'notMultipleOf16'
   | 'badSeed'
   | 'badOut'
+  | 'notOneOf'
+  | 'tooLong'
+  | 'tooManyLoras'
+  | 'negativeWithoutCfg'
   | 'orphanParams';
 
 export interface FluxProblem {
@@ -142,7 +168,12 @@ function classify(raw: string): Line {
 const span = (line: number, start: number, end: number): Span => ({ start: { line, character: start }, end: { line, character: end } });
 
 // A Map, not an object literal: `constructor` or `__proto__` typed as a key must not find Object's own.
-const ALIASES = new Map<string, ParamKey>(Object.entries({ cfg: 'guidance', scale: 'guidance', n: 'count', num: 'count', images: 'count', output: 'out', file: 'out', w: 'width', h: 'height' } as const));
+const ALIASES = new Map<string, ParamKey>(
+  Object.entries({
+    scale: 'guidance', n: 'count', num: 'count', images: 'count', output: 'out', file: 'out', w: 'width', h: 'height',
+    negative_prompt: 'negative', neg: 'negative', true_cfg: 'cfg', cfg_scale: 'cfg', loras: 'lora', init_image: 'image', denoise: 'strength', denoising_strength: 'strength',
+  } as const),
+);
 
 export function suggestKey(key: string): ParamKey | undefined {
   const k = key.toLowerCase();
@@ -164,7 +195,7 @@ function parseNumber(s: string): number | undefined {
 }
 
 /** Validates one parameter; pushes problems; returns the value to use, if valid. */
-function parseValue(p: ParamLine, problems: FluxProblem[]): BlockValues[ParamKey] | undefined {
+function parseValue(p: ParamLine, problems: FluxProblem[]): BlockValues[keyof BlockValues] | undefined {
   const at = p.valueSpan;
   const problem = (code: ProblemCode, args: Record<string, string | number> = {}, severity: FluxProblem['severity'] = 'error') =>
     problems.push({ code, severity, span: at, args: { key: p.name, value: p.value, ...args } });
@@ -180,6 +211,16 @@ function parseValue(p: ParamLine, problems: FluxProblem[]): BlockValues[ParamKey
     const [lower, upper] = nearestSides(n);
     const suggestion = n - lower < upper - n ? lower : upper;
     return void problem('notMultipleOf16', { lower, upper, suggestion: String(suggestion) });
+  };
+  const number = (schema: v.GenericSchema<number, number>, range: { min: number; max: number }) => {
+    const n = parseNumber(p.value);
+    if (n === undefined) return void problem('notNumber', { ...range });
+    return check(schema, n, range);
+  };
+  const oneOf = <T extends string>(choices: readonly T[]): T | undefined => {
+    const c = p.value.toLowerCase() as T;
+    if (choices.includes(c)) return c;
+    return void problem('notOneOf', { allowed: choices.join(', '), suggestion: closest(c, choices) ?? choices[0] });
   };
   const integer = (schema: v.GenericSchema<number, number>, range: { min: number; max: number }) => {
     const n = parseInteger(p.value);
@@ -202,10 +243,40 @@ function parseValue(p: ParamLine, problems: FluxProblem[]): BlockValues[ParamKey
       return integer(Width, LIMITS.side);
     case 'height':
       return integer(Height, LIMITS.side);
-    case 'guidance': {
-      const n = parseNumber(p.value);
-      if (n === undefined) return void problem('notNumber', { ...LIMITS.guidance });
-      return check(Guidance, n, LIMITS.guidance);
+    case 'guidance':
+      return number(Guidance, LIMITS.guidance);
+    case 'cfg':
+      return number(TrueCfgScale, LIMITS.trueCfgScale);
+    case 'strength':
+    case 'hires_strength':
+      return number(Strength, LIMITS.strength);
+    case 'hires':
+      return number(HiresScale, LIMITS.hiresScale);
+    case 'hires_steps':
+      return integer(Steps, LIMITS.steps);
+    case 'image_fit':
+      return oneOf(IMAGE_FITS);
+    case 'hires_upscale':
+      return oneOf(HIRES_UPSCALERS);
+    case 'vae_tiling':
+      return oneOf(VAE_TILING);
+    case 'image':
+      return p.value;
+    case 'negative':
+      if (!v.is(NegativePrompt, p.value)) return void problem('tooLong', { max: LIMITS.prompt.maxChars });
+      return p.value;
+    case 'lora': {
+      // Comma-separated or one per line; each `FILE[:STRENGTH]`.
+      const loras: Lora[] = [];
+      for (const item of p.value.split(',').map((x) => x.trim()).filter(Boolean)) {
+        const l = splitLoraSpec(item);
+        if (l.strength !== undefined && !v.is(LoraStrength, l.strength)) {
+          problems.push({ code: 'outOfRange', severity: 'error', span: at, args: { key: 'LoRA strength', value: String(l.strength), ...LIMITS.loraStrength } });
+          continue;
+        }
+        loras.push(l.strength === undefined ? { path: l.path } : { path: l.path, strength: l.strength });
+      }
+      return loras;
     }
     case 'out': {
       const issues = checkTemplate(p.value);
@@ -234,13 +305,26 @@ function collectParams(params: ParamLine[], problems: FluxProblem[]): BlockValue
       problems.push({ code: 'unknownKey', severity: 'error', span: p.keySpan, args: suggestion ? { key: p.key, suggestion } : { key: p.key } });
       continue;
     }
+    const field = FIELD[p.name as ParamKey];
+    const v = parseValue(p, problems);
+    if (REPEATABLE.has(p.name)) {
+      const all = [...(values.loras ?? []), ...((v as Lora[] | undefined) ?? [])];
+      if (all.length > LIMITS.loras.max) problems.push({ code: 'tooManyLoras', severity: 'error', span: p.valueSpan, args: { key: p.name, max: LIMITS.loras.max } });
+      else if (all.length) values.loras = all;
+      continue;
+    }
     if (seen.has(p.name)) {
       problems.push({ code: 'duplicateKey', severity: 'warning', span: seen.get(p.name)!.keySpan, args: { key: p.name, line: p.line + 1 } });
     }
     seen.set(p.name, p);
-    const v = parseValue(p, problems);
-    if (v !== undefined) (values as Record<string, unknown>)[p.name] = v;
-    else delete (values as Record<string, unknown>)[p.name];
+    if (Array.isArray(field)) {
+      const hires: Record<string, unknown> = { ...values.hires };
+      if (v !== undefined) hires[field[1]] = v;
+      else delete hires[field[1]];
+      if (Object.keys(hires).length) values.hires = hires as Hires;
+      else delete values.hires;
+    } else if (v !== undefined) (values as Record<string, unknown>)[field] = v;
+    else delete (values as Record<string, unknown>)[field];
   }
   return values;
 }
@@ -273,7 +357,8 @@ export function parseFlux(text: string): FluxDocument {
         pieces.push({ line: l.line, character: p.character, offset: prompt.length, text: p.text });
         prompt += p.text;
       } else if (p.kind === 'param') {
-        const name = p.key.toLowerCase();
+        const lower = p.key.toLowerCase();
+        const name = KEY_ALIASES.get(lower) ?? lower;
         params.push({
           key: p.key,
           name,
@@ -302,6 +387,12 @@ export function parseFlux(text: string): FluxDocument {
   });
   flush();
   defaults.values = collectParams(defaults.params, problems);
+  // A negative prompt alone changes nothing (true CFG is off at cfg 1), as in diffusers: say so.
+  for (const b of blocks) {
+    const v = { ...defaults.values, ...b.values };
+    const line = [...b.params, ...defaults.params].find((p) => p.name === 'negative');
+    if (v.negativePrompt !== undefined && !((v.trueCfgScale ?? 1) > 1) && line) problems.push({ code: 'negativeWithoutCfg', severity: 'warning', span: line.keySpan, args: { key: 'negative' } });
+  }
   problems.sort((a, b) => a.span.start.line - b.span.start.line || a.span.start.character - b.span.start.character);
   return { blocks, defaults, problems, lineCount: rawLines.length };
 }
@@ -336,5 +427,8 @@ export function blockAtLine(doc: FluxDocument, line: number): FluxBlock | undefi
 
 /** Block values over file defaults over `base` (the settings' defaults). */
 export function effectiveValues<T extends BlockValues>(doc: FluxDocument, block: FluxBlock, base: T): T & BlockValues {
-  return { ...base, ...doc.defaults.values, ...block.values };
+  const out = { ...base, ...doc.defaults.values, ...block.values };
+  // The hires pass's keys combine field by field (`hires: 2` at the top, `hires_steps: 10` in a block).
+  const hires = { ...base.hires, ...doc.defaults.values.hires, ...block.values.hires };
+  return Object.keys(hires).length ? { ...out, hires } : out;
 }

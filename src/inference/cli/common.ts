@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { closest } from '../../shared/didYouMean';
+import { checkOne } from '../../shared/params';
 
 export interface CliOutput {
   out(text: string): void;
@@ -45,6 +46,45 @@ export function wholeNumberFlag(name: string, v: string | undefined, min: number
   const n = Number(v);
   if (!v.trim() || !Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, got "${v}"`);
   return n;
+}
+
+/** A value as its params.ts schema accepts it, or a UsageError with the schema's message. */
+export function checked<S extends Parameters<typeof checkOne>[0]>(schema: S, value: unknown) {
+  const r = checkOne(schema, value);
+  if ('message' in r) throw new UsageError(r.message);
+  return r.value;
+}
+
+/** A numeric flag's value, when given, as its schema accepts it. */
+export function flag<S extends Parameters<typeof checkOne>[0]>(name: string, schema: S, text: string | undefined) {
+  const n = num(name, text);
+  return n === undefined ? undefined : checked(schema, n);
+}
+
+export function num(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!v.trim() || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${v}"`);
+  return n;
+}
+
+/** fs.stat, or undefined where nothing is (a path through a file included: ENOTDIR). */
+export function statIfAny(p: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(p);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw new UsageError(`cannot read ${p}: ${(e as Error).message}`);
+  }
+}
+
+/** An input file the user named: it must exist and be a file (checked before anything loads). */
+export function checkedInputFile(flag: string, file: string): string {
+  const stat = statIfAny(file);
+  if (!stat) throw new UsageError(`${flag}: ${path.resolve(file)} does not exist`);
+  if (!stat.isFile()) throw new UsageError(`${flag}: ${path.resolve(file)} is not a file`);
+  return file;
 }
 
 export const EXIT_OK = 0;

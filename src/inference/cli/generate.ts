@@ -5,14 +5,15 @@ import * as path from 'node:path';
 import { EP_CHOICES, MEMORY_MODES, ModelSpec, Stage, UserError, WEIGHT_CHOICES } from '../../shared/api';
 import { DEFAULT_TEMPLATE, renderTemplate } from '../../shared/fileName';
 import {
-  checkOne, DEFAULTS, describeRange, GenerateParams, Guidance, Height, ImageMetadata, LIMITS, Prompt, RANDOM_SEED, Seed, Shift, Steps, T5MaxLength, Width,
+  DEFAULTS, describeRange, GenerateParams, resolveParams, Guidance, Height, ImageMetadata, LIMITS, Prompt, RANDOM_SEED, Seed, Shift, Steps, T5MaxLength, Width,
 } from '../../shared/params';
 import { demoModelNamed, ensureDemoModel } from '../models/demo';
 import { lifetimePeakRss } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
 import { FluxPipeline } from '../pipeline/pipeline';
 import { encodeImagePng, FileExistsError, writePngAtomic } from '../formats/png';
-import { cacheMaxBytesFlag, choiceFlag, CliOutput, parseCommandArgs, Subcommand, UsageError, wholeNumberFlag } from './common';
+import { cacheMaxBytesFlag, checked, checkedInputFile, choiceFlag, CliOutput, flag, parseCommandArgs, statIfAny, Subcommand, UsageError, wholeNumberFlag } from './common';
+import { EXTRA_HELP, EXTRA_OPTIONS, extraParams } from './generateOptions';
 
 const { side, shift } = LIMITS;
 
@@ -41,7 +42,7 @@ Sampling:
                          (${shift.min} to ${shift.max})
   --t5-max-length N      T5 tokens, ${describeRange('t5MaxLength')} (256 for schnell-type models)
   --latents FILE         safetensors with an 'initial_latents' [1, tokens, 64] tensor to start from
-Runtime:
+${EXTRA_HELP}Runtime:
   --weights auto|fp8|fp16|fp32|int8|int4
                          how the DiT's Linear weights are held (default auto: fp8 on CPU/CUDA,
                          int8 on WebGPU, fp16 on CoreML, by GPU memory on DirectML)
@@ -76,7 +77,7 @@ const OPTIONS = {
   seed: { type: 'string' }, steps: { type: 'string' }, width: { type: 'string' }, height: { type: 'string' }, guidance: { type: 'string' },
   shift: { type: 'string' }, 't5-max-length': { type: 'string' }, latents: { type: 'string' }, weights: { type: 'string' }, ep: { type: 'string' },
   memory: { type: 'string' }, threads: { type: 'string' }, cache: { type: 'string' }, 'cache-max-gb': { type: 'string' }, out: { type: 'string' }, overwrite: { type: 'boolean' },
-  json: { type: 'boolean' }, quiet: { type: 'boolean' },
+  json: { type: 'boolean' }, quiet: { type: 'boolean' }, ...EXTRA_OPTIONS,
 } as const;
 
 type Values = ReturnType<typeof parseCommandArgs<typeof OPTIONS>>['values'];
@@ -142,7 +143,7 @@ function checkedParams(values: Values, positionals: string[]): GenerateParams {
   const prompt = values.prompt ?? positionals[0];
   if (prompt === undefined) throw new UsageError('generate needs a prompt: majicflux generate "a cat" (or --prompt TEXT)');
   if (!prompt.trim()) throw new UsageError('the prompt is empty; describe the image, e.g. majicflux generate "a cat"');
-  return {
+  const params: GenerateParams = {
     prompt: checked(Prompt, prompt),
     seed: flag('seed', Seed, values.seed),
     steps: flag('steps', Steps, values.steps),
@@ -152,19 +153,16 @@ function checkedParams(values: Values, positionals: string[]): GenerateParams {
     t5MaxLength: flag('t5-max-length', T5MaxLength, values['t5-max-length']),
     shift: values.shift === undefined || values.shift === 'dynamic' ? values.shift : flag('shift', Shift, values.shift),
     latentsFile: values.latents,
+    ...extraParams(values),
   };
-}
-
-function checked<S extends Parameters<typeof checkOne>[0]>(schema: S, value: unknown) {
-  const r = checkOne(schema, value);
-  if ('message' in r) throw new UsageError(r.message);
-  return r.value;
-}
-
-/** A numeric flag's value, when given, as its schema accepts it. */
-function flag<S extends Parameters<typeof checkOne>[0]>(name: string, schema: S, text: string | undefined) {
-  const n = num(name, text);
-  return n === undefined ? undefined : checked(schema, n);
+  // The cross-field checks (a strength that leaves no step, a hires pass past 2048) as usage errors.
+  try {
+    resolveParams(params);
+  } catch (e) {
+    if (e instanceof UserError) throw new UsageError(e.message);
+    throw e;
+  }
+  return params;
 }
 
 /** The absolute --out path, refused now if writing it would fail after the whole generation. */
@@ -175,17 +173,6 @@ function checkedOut(out: string, overwrite: boolean): string {
   if (stat && !overwrite) throw new UsageError(`${file} already exists; pass --overwrite to replace it, or choose another --out`);
   checkCanCreate('--out', path.dirname(file));
   return file;
-}
-
-/** fs.stat, or undefined where nothing is (a path through a file included: ENOTDIR). */
-function statIfAny(p: string): fs.Stats | undefined {
-  try {
-    return fs.statSync(p);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw new UsageError(`cannot read ${p}: ${(e as Error).message}`);
-  }
 }
 
 /** The folder exists, or its nearest existing ancestor is a folder this process can write in. */
@@ -204,12 +191,6 @@ function checkCanCreate(flag: string, dir: string): void {
   }
 }
 
-function checkedInputFile(flag: string, file: string): void {
-  const stat = statIfAny(file);
-  if (!stat) throw new UsageError(`${flag}: ${path.resolve(file)} does not exist`);
-  if (!stat.isFile()) throw new UsageError(`${flag}: ${path.resolve(file)} is not a file`);
-}
-
 /** writePngAtomic, with a file that appeared meanwhile reported as a user error, not a crash. */
 async function writePng(file: string, png: Uint8Array, options: { unique?: boolean; overwrite?: boolean }): Promise<string> {
   try {
@@ -218,13 +199,6 @@ async function writePng(file: string, png: Uint8Array, options: { unique?: boole
     if (e instanceof FileExistsError) throw new UserError(`${file} appeared while generating; not replacing it (pass --overwrite to)`);
     throw e;
   }
-}
-
-function num(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!v.trim() || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${v}"`);
-  return n;
 }
 
 /**

@@ -4,6 +4,7 @@
 
 import type { GenericSchema } from 'valibot';
 import { checkOne, Guidance, Height, ImageMetadata, Prompt, Shift, Steps, UsedSeed, Width } from '../../shared/params';
+import { checkExtras, LoraRef, loraHashes, loraTags, MAX_FIELD_CHARS, parseLoraHashes, takeLoraTags } from './infotextExtras';
 
 /**
  * What produced an image, enough to re-run it: our ImageMetadata's fields under A1111's names, plus
@@ -14,8 +15,16 @@ export type ImageParameters = Pick<ImageMetadata, 'prompt' | 'steps' | 'width' |
     negativePrompt?: string;
     /** A string for seeds beyond 2^53 (decimal; other tools write them). */
     seed: ImageMetadata['seed'] | string;
-    /** Real classifier-free guidance; 1 means off (the FLUX.1-dev default). */
+    /** Real classifier-free guidance (our trueCfgScale); 1 means off (the FLUX.1-dev default). */
     cfgScale?: number;
+    /** A1111's `<lora:name:strength>` and "Lora hashes"; our JSON chunk adds the path. */
+    loras?: LoraRef[];
+    /** Image-to-image: the input image as the user named it (our JSON chunk only) and its strength. */
+    image?: string;
+    strength?: number;
+    imageFit?: ImageMetadata['imageFit'];
+    /** The high-resolution pass (A1111's "Hires upscale/steps/upscaler" and its "Denoising strength"). */
+    hires?: { scale: number; strength?: number; steps?: number; upscale?: 'image' | 'latent' };
     sampler?: string;
     scheduleType?: string;
     modelHash?: string;
@@ -37,8 +46,15 @@ export function imageParameters(m: ImageMetadata): ImageParameters {
   return {
     prompt: m.prompt, steps: m.steps, seed: m.seed, width: m.width, height: m.height, guidance: m.guidance, cfgScale: 1, sampler: SAMPLER_NAMES[m.sampler], scheduleType: 'Simple',
     shift: m.shift, model: m.model, version: m.software, extra: { [EXTRA_NAMES.weights]: m.weights, [EXTRA_NAMES.t5MaxLength]: m.t5MaxLength },
+    ...(m.trueCfgScale !== undefined ? { cfgScale: m.trueCfgScale, negativePrompt: m.negativePrompt } : {}),
+    ...(m.loras?.length ? { loras: m.loras } : {}),
+    ...(m.image !== undefined ? { image: m.image, strength: m.strength, imageFit: m.imageFit } : {}),
+    ...(m.hires ? { hires: { scale: m.hires.scale, strength: m.hires.strength, steps: m.hires.steps, upscale: m.hires.upscale } } : {}),
   };
 }
+
+/** A1111's names for the hires upscalers (its "Latent" family and the image upscalers). */
+const UPSCALER_NAMES = { latent: 'Latent', image: 'Lanczos' } as const;
 
 /**
  * Our JSON chunk under ImageParameters' names, unchecked (checkParameters checks). Today's chunk is
@@ -47,13 +63,14 @@ export function imageParameters(m: ImageMetadata): ImageParameters {
  */
 export function jsonChunkParameters(raw: Record<string, unknown>): Record<string, unknown> {
   if (!('software' in raw || 'weights' in raw || 't5MaxLength' in raw)) return raw;
-  const { software, weights, t5MaxLength, sampler, ...rest } = raw;
+  const { software, weights, t5MaxLength, sampler, trueCfgScale, ...rest } = raw;
   const extra: Record<string, unknown> = {};
   if (weights !== undefined) extra[EXTRA_NAMES.weights] = weights;
   if (t5MaxLength !== undefined) extra[EXTRA_NAMES.t5MaxLength] = t5MaxLength;
   const out: Record<string, unknown> = { ...rest };
   if (sampler !== undefined) out.sampler = typeof sampler === 'string' && Object.hasOwn(SAMPLER_NAMES, sampler) ? SAMPLER_NAMES[sampler as ImageMetadata['sampler']] : sampler;
   if (software !== undefined) out.version = software;
+  if (trueCfgScale !== undefined) out.cfgScale = trueCfgScale;
   if (Object.keys(extra).length) out.extra = extra;
   return out;
 }
@@ -80,6 +97,12 @@ export function formatA1111Parameters(p: ImageParameters): string {
     ['Model hash', p.modelHash],
     ['Model', p.model],
     ['Shift', typeof p.shift === 'number' ? p.shift : undefined],
+    // A1111 writes the hires pass's denoise here when one ran, else the image-to-image strength.
+    ['Denoising strength', p.hires?.strength ?? (p.image !== undefined ? p.strength : undefined)],
+    ['Hires upscale', p.hires?.scale],
+    ['Hires steps', p.hires?.steps],
+    ['Hires upscaler', p.hires?.upscale ? UPSCALER_NAMES[p.hires.upscale] : undefined],
+    ['Lora hashes', loraHashes(p.loras)],
     ...Object.entries(p.extra ?? {}),
     ['Version', p.version],
   ];
@@ -88,7 +111,7 @@ export function formatA1111Parameters(p: ImageParameters): string {
     .map(([k, v]) => `${k}: ${quote(String(v))}`)
     .join(', ');
   const negative = p.negativePrompt ? `\nNegative prompt: ${p.negativePrompt}` : '';
-  return `${p.prompt}${negative}\n${line}`;
+  return `${p.prompt}${loraTags(p.loras)}${negative}\n${line}`;
 }
 
 const isWordChar = (c: number) => (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x5f;
@@ -183,7 +206,11 @@ export function parseA1111Parameters(text: string): Partial<ImageParameters> {
   else fields = [];
   const negAt = lines.findIndex((l) => l.startsWith('Negative prompt:'));
   const out: Partial<ImageParameters> = {};
-  out.prompt = (negAt < 0 ? lines : lines.slice(0, negAt)).join('\n');
+  const tagged = takeLoraTags((negAt < 0 ? lines : lines.slice(0, negAt)).join('\n'));
+  out.prompt = tagged.prompt;
+  const hires: Record<string, unknown> = {};
+  let denoise: number | undefined;
+  let hashes = new Map<string, string>();
   if (negAt >= 0) {
     out.negativePrompt = [lines[negAt].slice('Negative prompt:'.length).trimStart(), ...lines.slice(negAt + 1)].join('\n');
   }
@@ -225,9 +252,25 @@ export function parseA1111Parameters(text: string): Partial<ImageParameters> {
         break;
       }
       case 'Version': out.version = v; break;
+      case 'Denoising strength': denoise = numberOr(v); break;
+      case 'Hires upscale': hires.scale = numberOr(v); break;
+      case 'Hires steps': hires.steps = numberOr(v); break;
+      // A1111's "Latent (nearest-exact)" and the like are latent upscalers; every other one works on the image.
+      case 'Hires upscaler': hires.upscale = /^latent/i.test(v) ? 'latent' : 'image'; break;
+      case 'Lora hashes':
+        hashes = parseLoraHashes(v);
+        // Hashes of LoRAs the prompt does not tag stay as written: nothing read is lost.
+        if ([...hashes.keys()].some((name) => !tagged.loras.some((l) => l.name === name))) extra[key] = v;
+        break;
       default: extra[key] = v;
     }
   }
+  if (hires.scale !== undefined || hires.steps !== undefined || hires.upscale !== undefined) {
+    out.hires = Object.fromEntries(Object.entries({ ...hires, strength: denoise }).filter(([, x]) => x !== undefined)) as unknown as ImageParameters['hires'];
+  }
+  else if (denoise !== undefined) out.strength = denoise;
+  // Strengths as written (checkParameters drops what is not a number in range).
+  if (tagged.loras.length) out.loras = tagged.loras.map((l) => ({ ...l, ...(hashes.has(l.name) ? { hash: hashes.get(l.name) } : {}) })) as LoraRef[];
   if (Object.keys(extra).length) out.extra = extra;
   for (const k of Object.keys(out) as (keyof ImageParameters)[]) if (out[k] === undefined) delete out[k];
   return out;
@@ -261,8 +304,7 @@ export function checkParameters(raw: Record<string, unknown>): { params: Partial
     if (typeof value === 'string' && value.length <= MAX_FIELD_CHARS) params[key] = value;
     else if (value !== undefined) dropped.push(`${key}: not text of at most ${MAX_FIELD_CHARS} characters`);
   }
-  if (typeof raw.cfgScale === 'number' && Number.isFinite(raw.cfgScale)) params.cfgScale = raw.cfgScale;
-  else if (raw.cfgScale !== undefined) dropped.push(`cfgScale: not a number`);
+  checkExtras(raw, params, dropped);
   const extra = raw.extra;
   if (extra !== null && typeof extra === 'object' && !Array.isArray(extra)) {
     const kept = Object.entries(extra).filter(([, v]) => typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && v.length <= MAX_FIELD_CHARS));
@@ -270,6 +312,3 @@ export function checkParameters(raw: Record<string, unknown>): { params: Partial
   }
   return { params: params as Partial<ImageParameters>, dropped };
 }
-
-/** A model name or sampler is short; a longer "field" is not one. */
-const MAX_FIELD_CHARS = 4096;

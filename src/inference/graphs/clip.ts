@@ -55,6 +55,8 @@ export interface TextEncoderRuntimeOptions extends TextEncoderOptions {
   intraOpThreads?: number;
   /** First use: the fraction of the weights converted into the cache so far (Weights.prefill). */
   onProgress?: (fraction: number) => void;
+  /** Serves the checkpoint's tensors changed (LoRA-merged weights, formats/loraText.ts). */
+  adapt?: (src: TensorSource) => TensorSource;
 }
 
 export interface BuiltEncoder {
@@ -162,8 +164,10 @@ export function outputF32(t: ort.Tensor): Float32Array {
 export async function loadEncoder<C>(
   dir: string, kind: 'clip' | 't5', opts: TextEncoderRuntimeOptions, read: (src: TensorSource) => C, build: (src: TensorSource, cfg: C) => BuiltEncoder,
 ): Promise<{ session: ort.InferenceSession; cfg: C }> {
-  const src = componentTensors(dir, kind);
+  const opened = componentTensors(dir, kind);
+  let src = opened;
   try {
+    if (opts.adapt) src = opts.adapt(opened);
     // Embedding tables are read by Gather from the file, not through the fp16 cache.
     const linears = matricesOf(src).filter((n) => !/embed|shared\.weight|relative_attention_bias/.test(n));
     await Weights.prefill(src, encoderWeightOptions(opts), linears, opts.intraOpThreads, opts.onProgress);
@@ -172,7 +176,7 @@ export async function loadEncoder<C>(
     const session = await createSession(graph, { ep: opts.ep, weightsFolder, intraOpThreads: opts.intraOpThreads });
     return { session, cfg };
   } finally {
-    src.close();
+    opened.close();
   }
 }
 

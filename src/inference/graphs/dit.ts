@@ -23,6 +23,8 @@ import { ggufNotes } from '../formats/gguf';
 import { readPiece, TensorPiece } from '../formats/layouts/pieces';
 import { TensorInfo, TensorSource } from '../formats/safetensors';
 import { attention as multiHeadAttention, geluTanh, layerNormAffine, rmsNorm, silu } from './layers';
+import { LinearShapes } from '../formats/loraDit';
+import { loraBranch, loraFeeds, WeightedBranches } from './ditLora';
 
 /** BFL names of the checkpoint's Linear layers (without `.weight`). */
 export function bflLinears(p: DitConfig): string[] {
@@ -40,6 +42,14 @@ export function bflLinears(p: DitConfig): string[] {
   }
   names.push('final_layer.adaLN_modulation.1', 'final_layer.linear');
   return names;
+}
+
+/** Each BFL Linear's [out, in], as the checkpoint stores it (LoRA branches are built and checked against these). */
+export function ditLinearShapes(weights: DitWeights, p: DitConfig): Map<string, [number, number]> {
+  return new Map(bflLinears(p).map((n) => {
+    const [out, inFeatures] = weights.tensor(`${n}.weight`).shape;
+    return [n, [out, inFeatures]];
+  }));
 }
 
 /**
@@ -132,6 +142,8 @@ interface Dit {
   attention: { form: 'fused' | 'matmul'; chunks: number };
   /** com.microsoft ops allowed (Graph.contribOps). */
   contrib: boolean;
+  /** With LoRA branches (ditLora.ts): every Linear's [out, in]. */
+  lora?: LinearShapes;
 }
 
 export interface DitGraph {
@@ -178,6 +190,8 @@ export interface DitBuildOptions {
    * (CoreML; FluxTransformer.load defaults it to 512, the T5 length the pipeline uses).
    */
   textTokens?: number;
+  /** A LoRA branch beside every Linear, its A, s and Bᵀ graph inputs (ditLora.ts). */
+  lora?: boolean;
 }
 
 /** The T5 length a CoreML DiT is built for unless told otherwise (the pipeline's default t5MaxLength). */
@@ -210,7 +224,7 @@ export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOption
 
   // Batch 1: activations are [tokens, features] inside, so every Linear is one Gemm.
   const attention = { form: opts.attention ?? choices.attention, chunks: opts.attentionChunks ?? choices.attentionChunks };
-  const d: Dit = { g, w, p, src, headDim, prev: img, compute, flash: opts.flashAttention ?? false, attention, contrib: choices.contribOps };
+  const d: Dit = { g, w, p, src, headDim, prev: img, compute, flash: opts.flashAttention ?? false, attention, contrib: choices.contribOps, lora: opts.lora ? ditLinearShapes(weights, p) : undefined };
   img = toCompute(d, g.op('Reshape', [img, g.i64([-1, p.in_channels])]));
   txt = toCompute(d, g.op('Reshape', [txt, g.i64([-1, p.context_in_dim])]));
   d.prev = img;
@@ -275,7 +289,8 @@ function clipF16(d: Dit, x: Value): Value {
 /** A BFL Linear y = x·Wᵀ + b, x [tokens, in]; from one or several source Linears (outputs concatenated). */
 function linear(d: Dit, x: Value, name: string): Value {
   const parts = d.src.linear(name).map((n) => dense(d, x, n));
-  return parts.length === 1 ? parts[0] : d.g.op('Concat', parts, { axis: -1 });
+  const y = parts.length === 1 ? parts[0] : d.g.op('Concat', parts, { axis: -1 });
+  return d.lora ? loraBranch(d.g, x, y, name, d.lora.get(name)!, d.compute) : y;
 }
 
 /**
@@ -525,7 +540,17 @@ export class FluxTransformer {
   /** How a GGUF file's quantized weights are run (for the log); empty for other files. */
   notes: string[] = [];
 
-  private constructor(readonly session: ort.InferenceSession, readonly config: DitConfig, readonly textTokens?: number) {}
+  /** Fed to every run when the graph has LoRA branches (setLoras); undefined before the first LoRA. */
+  private loraInputs?: Record<string, ort.Tensor>;
+
+  private constructor(
+    private session: ort.InferenceSession, readonly config: DitConfig, readonly textTokens: number | undefined,
+    /** Every BFL Linear's [out, in]: LoRAs are mapped and checked against these. */
+    readonly linearShapes: Map<string, [number, number]>,
+    private readonly compute: ComputeType,
+    /** Builds the session again, from the same checkpoint and options, with or without LoRA branches. */
+    private readonly rebuild: (lora: boolean) => Promise<ort.InferenceSession>,
+  ) {}
 
   /**
    * `source`: a DiT checkpoint path (BFL single file, with or without `model.diffusion_model.`, or a
@@ -547,22 +572,57 @@ export class FluxTransformer {
     const weights = source instanceof DitWeights ? source : component!.weights;
     const config = (b ? (a as DitConfig | undefined) : undefined) ?? component?.config;
     if (!config) throw new Error('FluxTransformer.load: DitWeights need a DitConfig');
-    try {
+    const create = async (from: DitWeights, lora: boolean) => {
       const t0 = performance.now();
-      await prefillDit(weights, config, opts);
+      await prefillDit(from, config, opts);
       const t1 = performance.now();
-      const { graph, weights: w } = buildDit(weights, config, opts);
+      const { graph, weights: w } = buildDit(from, config, { ...opts, lora });
       const folder = w.folder();
       const t2 = performance.now();
       const session = await createSession(graph, { ep: opts.ep, weightsFolder: folder, intraOpThreads: opts.threads, optimizedModelPath: opts.optimizedModelPath, gpuBufferCache: opts.gpuBufferCache, optimization: opts.optimization });
-      const dit = new FluxTransformer(session, config, textTokens);
-      dit.loadTimings = { prefill: (t1 - t0) / 1000, build: (t2 - t1) / 1000, session: (performance.now() - t2) / 1000 };
+      return { session, timings: { prefill: (t1 - t0) / 1000, build: (t2 - t1) / 1000, session: (performance.now() - t2) / 1000 } };
+    };
+    // A checkpoint opened here is opened again for a rebuild (onnxruntime maps the files itself meanwhile).
+    const rebuild = async (lora: boolean) => {
+      const again = typeof source === 'string' ? openComponent(source, 'dit').weights : weights;
+      try {
+        return (await create(again, lora)).session;
+      } finally {
+        if (typeof source === 'string') again.tensors.close();
+      }
+    };
+    try {
+      const { session, timings } = await create(weights, opts.lora ?? false);
+      const dit = new FluxTransformer(session, config, textTokens, ditLinearShapes(weights, config), opts.compute ?? 'float32', rebuild);
+      if (opts.lora) dit.loraInputs = loraFeeds(dit.linearShapes, [], dit.compute);
+      dit.loadTimings = timings;
       dit.notes = ggufNotes(weights.tensors);
       return dit;
     } finally {
       // onnxruntime maps the files itself; a checkpoint opened here is not needed any more.
       if (typeof source === 'string') weights.tensors.close();
     }
+  }
+
+  /** Whether the session has LoRA branches (built by the first setLoras with a LoRA, or by load's `lora`). */
+  get hasLoraBranches(): boolean {
+    return this.loraInputs !== undefined;
+  }
+
+  /**
+   * Applies these LoRAs (branches from formats/loraDit.ts ditLora, with strengths) from the next
+   * step on, replacing any set before. The first LoRA on a session built without branches builds
+   * it again once with a branch on every Linear (the base weights are not converted again: the
+   * cache is complete); after that, changing, adding or removing LoRAs only changes the inputs.
+   */
+  async setLoras(loras: readonly WeightedBranches[]): Promise<void> {
+    if (!this.loraInputs) {
+      if (!loras.length) return;
+      // Released first: two sessions of a FLUX.1 DiT at once would not fit where one just does.
+      await this.session.release();
+      this.session = await this.rebuild(true);
+    }
+    this.loraInputs = loraFeeds(this.linearShapes, loras, this.compute);
   }
 
   /** Binds one generation's conditioning; call forward() on the result each step. */
@@ -592,7 +652,7 @@ export class FluxTransformer {
           if (guidance === undefined) throw new Error('this DiT is guidance-distilled (FLUX.1-dev type): pass a guidance value');
           feeds.guidance = new ort.Tensor('float32', Float32Array.of(guidance), [1]);
         }
-        const out = await this.session.run(feeds);
+        const out = await this.session.run(this.loraInputs ? { ...feeds, ...this.loraInputs } : feeds);
         return out.out.data as Float32Array;
       },
     };

@@ -1,5 +1,7 @@
 // Text → image: tokenize → CLIP pooled + T5 hidden → noise → Euler flow-matching loop on the DiT
-// → unpack → z / scale + shift → VAE decode. Components are loaded as the memory mode says:
+// → unpack → z / scale + shift → VAE decode. Image → image: the input image VAE-encoded and noised
+// part-way along the schedule (img2img.ts) enters the same loop. A hires pass upscales the result
+// and runs image-to-image again at the larger size. Components are loaded as the memory mode says:
 // `sequential` holds one at a time, `resident` keeps all of them between jobs.
 
 import * as path from 'node:path';
@@ -7,11 +9,11 @@ import { version as packageVersion } from '../../../package.json';
 import {
   CancelledError, COMPONENTS, ComponentName, ComputeType, ExecutionProvider, GenerateHooks, GenerateResult, MemoryMode, ModelSpec, RuntimeOptions, Stage, StageTiming, UserError, WeightFormat,
 } from '../../shared/api';
-import { GenerateParams, ImageMetadata, RANDOM_SEED, resolveParams } from '../../shared/params';
+import { GenerateParams, ImageMetadata, img2imgSteps, RANDOM_SEED, ResolvedParams, resolveParams } from '../../shared/params';
 import { ClipEncoder } from '../graphs/clip';
 import { FluxTransformer } from '../graphs/dit';
 import { T5Encoder } from '../graphs/t5';
-import { latentsToImage, VaeDecoder } from '../graphs/vae';
+import { latentsToImage, VaeDecoder, VaeEncoder } from '../graphs/vae';
 import { ModelFiles, resolveModel } from '../models/files';
 import { availableMemory, currentRss, RssSampler, totalMemory } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
@@ -19,11 +21,16 @@ import { pruneWeightCaches } from '../onnx/weights';
 import { chooseEp, chooseWeights, nvidiaFreeMemory } from '../onnx/providers';
 import { SafetensorsFile } from '../formats/safetensors';
 import {
-  eulerStep, flowMatchSchedule, imageIds, initialLatents, latentShape, latentToPreviewRGB, randomSeed, readSchedulerConfig, SchedulerConfig, textIds, unpackLatents,
+  eulerStep, flowMatchSchedule, imageIds, initialLatents, LATENT_CHANNELS, latentShape, latentToPreviewRGB, packLatents, randomSeed, readSchedulerConfig, SchedulerConfig, textIds, unpackLatents,
 } from './sampler';
+import { img2imgStart, imageLatents, scaleNoise, upscaleLatents } from './img2img';
+import { inputImageTensor, readInputImage, resizeForEncoder } from './inputImage';
+import { decodeTiled, encodeTiled, useTiling, VAE_TILES } from './vaeTiling';
+import { guidedDit, trueCfgOn } from './trueCfg';
 import { ClipTokenizer, T5Tokenizer } from '../formats/tokenizers';
 import { CLIP_MAX_TOKENS, promptIssues, promptNote } from '../formats/promptCheck';
 import { cacheRoot } from '../system/userDirs';
+import { ActiveLoras, PipelineLoras } from './loras';
 
 /** The release, from package.json (esbuild keeps only this field of it). */
 export const VERSION: string = packageVersion;
@@ -38,6 +45,32 @@ interface PromptEmbedding {
 
 const EMBEDDING_CACHE_SIZE = 16;
 
+/** One generate() call: what its stages share. */
+interface Job {
+  hooks: GenerateHooks;
+  mode: Exclude<MemoryMode, 'auto'>;
+  stages: StageTiming[];
+  notes: string[];
+  check(): void;
+  /** Before each VAE tile: the hook, then the cancel check. */
+  onTile(done: number, total: number): void;
+  stage<T>(name: Stage, fn: () => Promise<T>, ep?: ComponentName): Promise<T>;
+}
+
+/** One denoising pass: the schedule's steps from `from` on, at width×height. */
+interface DenoisePass {
+  width: number;
+  height: number;
+  guidance: number;
+  sigmas: Float32Array;
+  from: number;
+  /** Steps of earlier passes, and of the whole job (progress continues across passes). */
+  stepsBefore: number;
+  totalSteps: number;
+  /** Sequential memory mode: keep the DiT loaded for a next pass that needs nothing else in between. */
+  keepDit?: boolean;
+}
+
 interface Parts {
   clip: ClipEncoder;
   t5: T5Encoder;
@@ -47,6 +80,7 @@ interface Parts {
 
 export class FluxPipeline {
   private readonly parts: Partial<Parts> = {};
+  private vaeEncoder?: VaeEncoder;
   private clipTok?: ClipTokenizer;
   private t5Tok?: T5Tokenizer;
   private scheduler?: SchedulerConfig;
@@ -55,8 +89,13 @@ export class FluxPipeline {
   /** The text length of the job the DiT is loaded for (graphs with constant slice bounds need it). */
   private ditTextTokens?: number;
   private readonly epUsed = new Map<ComponentName, { ep: ExecutionProvider; note?: string }>();
+  private readonly loras: PipelineLoras;
+  /** Notes of the job running now (a CLIP built for its LoRAs adds to them). */
+  private jobNotes: string[] = [];
 
-  private constructor(readonly files: ModelFiles, readonly runtime: ResolvedRuntime, private readonly log: Log) {}
+  private constructor(readonly files: ModelFiles, readonly runtime: ResolvedRuntime, private readonly log: Log) {
+    this.loras = new PipelineLoras(log, files.transformer);
+  }
 
   /** Resolve and check the model's files (headers only); nothing heavy is loaded yet. */
   static async create(model: ModelSpec, runtime: RuntimeOptions = {}, log: Log = () => {}): Promise<FluxPipeline> {
@@ -114,7 +153,7 @@ export class FluxPipeline {
   }
 
   loaded(): ComponentName[] {
-    return COMPONENTS.filter((c) => this.parts[c] !== undefined);
+    return COMPONENTS.filter((c) => this.parts[c] !== undefined || (c === 'vae' && this.vaeEncoder !== undefined));
   }
 
   eps(): { component: ComponentName; ep: ExecutionProvider; note?: string }[] {
@@ -130,6 +169,11 @@ export class FluxPipeline {
       const part = this.parts[c];
       delete this.parts[c];
       await part?.release();
+      if (c === 'vae') {
+        const encoder = this.vaeEncoder;
+        this.vaeEncoder = undefined;
+        await encoder?.release();
+      }
     }
   }
 
@@ -139,12 +183,66 @@ export class FluxPipeline {
   }
 
   async generate(input: GenerateParams, hooks: GenerateHooks = {}): Promise<GenerateResult> {
-    const params = resolveParams(input);
-    const { width, height, steps, guidance, t5MaxLength, shift } = params;
+    let params = resolveParams(input);
+    // The input image's size is what width/height default to: read its header, still before anything loads.
+    const source = params.image !== undefined ? await readInputImage(params.image) : undefined;
+    if (source) params = resolveParams(input, source);
+    const { width, height, steps, guidance, t5MaxLength, shift, hires } = params;
     const seed = params.seed === undefined || params.seed === RANDOM_SEED ? randomSeed() : params.seed;
-    const mode = this.memoryMode();
+    const job = this.job(hooks);
+    this.jobNotes = job.notes;
+    // LoRA files are read and mapped (headers checked against the DiT) before anything loads.
+    const loras = this.loras.resolve(params.loras);
+    if (this.loras.clipChanged(loras)) await this.unload(['clip']);
+    // Progress counts the steps that run, both passes' from the start.
+    const firstSteps = source ? img2imgSteps(steps, params.strength) : steps;
+    const totalSteps = firstSteps + (hires ? img2imgSteps(hires.steps, hires.strength) : 0);
+    // Decoded now, not after the text encoders: a damaged file must not cost a prompt encoding.
+    const pixels = source && (await inputImageTensor(source, width, height, params.imageFit));
+    // The negative prompt too when true CFG runs: same encoders, same cache, one text stage.
+    const cfg = trueCfgOn(params);
+    const [emb, negEmb] = await this.embed(job, cfg ? [params.prompt, params.negativePrompt] : [params.prompt], t5MaxLength, loras.clipKey);
+    const guide = { neg: negEmb, scale: params.trueCfgScale, loras };
+
+    const shape = latentShape(width, height);
+    const noise = params.latentsFile ? readInitialLatents(params.latentsFile, shape.tokens) : initialLatents(seed, width, height);
+    const schedule = flowMatchSchedule({ steps, width, height, shift, config: await this.schedulerConfig() });
+    let latents = noise;
+    let from = 0;
+    if (pixels) {
+      from = img2imgStart(steps, params.strength);
+      const encoded = await job.stage('encode', () => this.encode(job, pixels, width, height, params.vaeTiling), 'vae');
+      latents = scaleNoise(encoded, noise, schedule.sigmas[from]);
+    }
+    // A latent upscale needs no VAE between the passes: the DiT stays loaded for the second.
+    const keepDit = hires?.upscale === 'latent';
+    latents = await job.stage('denoise', () => this.denoise(job, emb, guide, latents, { width, height, guidance, sigmas: schedule.sigmas, from, stepsBefore: 0, totalSteps, keepDit }), 'dit');
+    let size = { width, height };
+    if (hires) {
+      size = { width: hires.width, height: hires.height };
+      const upscaled = await job.stage('encode', () => this.upscale(job, latents, { width, height }, size, hires.upscale, params.vaeTiling), hires.upscale === 'image' ? 'vae' : undefined);
+      const second = flowMatchSchedule({ steps: hires.steps, ...size, shift, config: await this.schedulerConfig() });
+      const start = img2imgStart(hires.steps, hires.strength);
+      // Noise for the larger shape, drawn from the same seed.
+      latents = scaleNoise(upscaled, initialLatents(seed, size.width, size.height), second.sigmas[start]);
+      latents = await job.stage('denoise', () => this.denoise(job, emb, guide, latents, { ...size, guidance, sigmas: second.sigmas, from: start, stepsBefore: firstSteps, totalSteps }), 'dit');
+    }
+    const image = await job.stage('decode', () => this.decode(job, latents, size.width, size.height, params.vaeTiling), 'vae');
+
+    // width/height are the first pass's (what a re-run sets, as A1111's "Size"); with a hires pass the image is hires.width × hires.height.
+    const metadata: ImageMetadata = {
+      prompt: params.prompt, seed, steps, width, height, guidance, shift, t5MaxLength, model: this.files.name, weights: this.runtime.weights, sampler: 'euler', software: `MajicFLUX ${VERSION}`,
+      ...(source ? { image: source.file, strength: params.strength, imageFit: params.imageFit } : {}),
+      ...(hires ? { hires: { ...hires } } : {}),
+      ...(cfg ? { negativePrompt: params.negativePrompt, trueCfgScale: params.trueCfgScale } : {}),
+      ...(loras.metadata.length ? { loras: loras.metadata } : {}),
+    };
+    return { seed, image, ...size, stages: job.stages, metadata, notes: job.notes };
+  }
+
+  /** One generation's bookkeeping: its stages (timed, reported), notes, and the cancel check. */
+  private job(hooks: GenerateHooks): Job {
     const stages: StageTiming[] = [];
-    const notes: string[] = [];
     const check = () => {
       if (hooks.signal?.aborted) throw new CancelledError();
     };
@@ -162,72 +260,142 @@ export class FluxPipeline {
         hooks.onStage?.(name, 'end', `${seconds.toFixed(2)} s, peak ${formatBytes(peakRss)}`);
       }
     };
-
-    // 1. Text
-    const key = `${t5MaxLength}\u0000${params.prompt}`;
-    let emb = this.embeddings.get(key);
-    if (emb) {
-      notes.push('prompt embeddings from cache');
-      this.embeddings.delete(key);
-      this.embeddings.set(key, emb); // most recently used last
-    } else {
-      emb = await stage('text', async () => {
-        const tokenizers = await this.tokenizers();
-        const clipIds = tokenizers.clip.encode(params.prompt, CLIP_MAX_TOKENS);
-        const t5Ids = tokenizers.t5.encode(params.prompt, t5MaxLength);
-        for (const issue of promptIssues(params.prompt, clipIds, t5Ids, t5MaxLength)) notes.push(promptNote(issue, params.prompt));
-        const clip = await this.ensure('clip', hooks.onLoad);
-        const { pooled } = await clip.encode(clipIds.ids);
-        if (mode === 'sequential') await this.unload(['clip']);
-        check();
-        const t5 = await this.ensure('t5', hooks.onLoad);
-        const hidden = await t5.encode(t5Ids.ids);
-        if (mode === 'sequential') await this.unload(['t5']);
-        return { pooled, hidden, tokens: t5MaxLength };
-      }, 't5');
-      this.embeddings.set(key, emb);
-      if (this.embeddings.size > EMBEDDING_CACHE_SIZE) this.embeddings.delete(this.embeddings.keys().next().value!);
-    }
-
-    // 2. Denoise
-    const shape = latentShape(width, height);
-    let latents = params.latentsFile ? readInitialLatents(params.latentsFile, shape.tokens) : initialLatents(seed, width, height);
-    const schedule = flowMatchSchedule({ steps, width, height, shift, config: await this.schedulerConfig() });
-    latents = await stage('denoise', async () => {
-      // A DiT built for a fixed text length (CoreML) is rebuilt when a job asks for another one.
-      const built = this.parts.dit?.textTokens;
-      if (built !== undefined && built !== emb!.tokens) await this.unload(['dit']);
-      this.ditTextTokens = emb!.tokens;
-      const dit = await this.ensure('dit', hooks.onLoad);
-      const run = dit.prepare({ imgIds: imageIds(height, width), txtIds: textIds(emb!.tokens), txt: emb!.hidden, vec: emb!.pooled });
-      for (let i = 0; i < steps; i++) {
-        check();
-        const sigma = schedule.sigmas[i];
-        const v = await run.forward(latents, sigma, guidance);
-        latents = eulerStep(latents, v, sigma, schedule.sigmas[i + 1]);
-        assertFinite(latents, 'DiT', this.files.transformer, `at denoising step ${i + 1}`);
-        if (hooks.onStep) hooks.onStep({ step: i + 1, steps, latents, preview: hooks.wantPreview ? { width: shape.w2, height: shape.h2, rgb: latentToPreviewRGB(latents, width, height) } : undefined });
-      }
-      if (mode === 'sequential') await this.unload(['dit']);
-      return latents;
-    }, 'dit');
-
-    // 3. Decode
-    const image = await stage('decode', async () => {
-      const vae = await this.ensure('vae', hooks.onLoad);
-      const z = unpackLatents(latents, shape.h2, shape.w2);
-      const { scale, shift: zShift } = vae.config;
-      for (let i = 0; i < z.length; i++) z[i] = z[i] / scale + zShift;
-      const decoded = await vae.decode(z, shape.h2, shape.w2);
-      assertFinite(decoded, 'VAE', this.files.vae, 'while decoding');
-      if (mode === 'sequential') await this.unload(['vae']);
-      return latentsToImage(decoded, height, width);
-    }, 'vae');
-
-    const metadata: ImageMetadata = {
-      prompt: params.prompt, seed, steps, width, height, guidance, shift, t5MaxLength, model: this.files.name, weights: this.runtime.weights, sampler: 'euler', software: `MajicFLUX ${VERSION}`,
+    const onTile = (done: number, total: number) => {
+      hooks.onTile?.(done, total);
+      check();
     };
-    return { seed, image, width, height, stages, metadata, notes };
+    return { hooks, mode: this.memoryMode(), stages, notes: [], check, stage, onTile };
+  }
+
+  /**
+   * CLIP pooled + T5 hidden for each prompt, from the cache or encoded in one 'text' stage (in
+   * sequential mode each encoder is loaded once for all of them).
+   */
+  private async embed(job: Job, prompts: string[], t5MaxLength: number, clipLoras: string): Promise<PromptEmbedding[]> {
+    // CLIP with LoRA layers merged gives other embeddings: the set is part of the key.
+    const key = (prompt: string) => `${t5MaxLength}\u0000${prompt}\u0000${clipLoras}`;
+    const missing = [...new Set(prompts.filter((p) => !this.embeddings.has(key(p))))];
+    if (!missing.length) job.notes.push('prompt embeddings from cache');
+    else {
+      const made = await job.stage('text', async () => {
+        const tokenizers = await this.tokenizers();
+        const ids = missing.map((prompt) => {
+          const clipIds = tokenizers.clip.encode(prompt, CLIP_MAX_TOKENS);
+          const t5Ids = tokenizers.t5.encode(prompt, t5MaxLength);
+          // The prompt's notes only: a negative prompt cut short is rarely worth a warning.
+          if (prompt === prompts[0]) for (const issue of promptIssues(prompt, clipIds, t5Ids, t5MaxLength)) job.notes.push(promptNote(issue, prompt));
+          return { clip: clipIds.ids, t5: t5Ids.ids };
+        });
+        const clip = await this.ensure('clip', job.hooks.onLoad);
+        const pooled: Float32Array[] = [];
+        for (const x of ids) pooled.push((await clip.encode(x.clip)).pooled);
+        if (job.mode === 'sequential') await this.unload(['clip']);
+        job.check();
+        const t5 = await this.ensure('t5', job.hooks.onLoad);
+        const hidden: Float32Array[] = [];
+        for (const x of ids) hidden.push(await t5.encode(x.t5));
+        if (job.mode === 'sequential') await this.unload(['t5']);
+        return ids.map((_, i) => ({ pooled: pooled[i], hidden: hidden[i], tokens: t5MaxLength }));
+      }, 't5');
+      missing.forEach((p, i) => this.embeddings.set(key(p), made[i]));
+    }
+    return prompts.map((p) => {
+      const e = this.embeddings.get(key(p))!;
+      this.embeddings.delete(key(p));
+      this.embeddings.set(key(p), e); // most recently used last
+      while (this.embeddings.size > EMBEDDING_CACHE_SIZE) this.embeddings.delete(this.embeddings.keys().next().value!);
+      return e;
+    });
+  }
+
+  /**
+   * Euler steps `from`… of the schedule `sigmas` on packed `latents` at width×height. Progress
+   * counts `stepsBefore` + the steps run here of `totalSteps`, so passes after the first continue it.
+   */
+  private async denoise(job: Job, emb: PromptEmbedding, guide: { neg?: PromptEmbedding; scale: number; loras: ActiveLoras }, latents: Float32Array, pass: DenoisePass): Promise<Float32Array> {
+    const { hooks, mode } = job;
+    const { width, height, guidance, sigmas, from, stepsBefore, totalSteps } = pass;
+    const shape = latentShape(width, height);
+    // A DiT built for a fixed text length (CoreML) is rebuilt when a job asks for another one.
+    const built = this.parts.dit?.textTokens;
+    if (built !== undefined && built !== emb.tokens) await this.unload(['dit']);
+    this.ditTextTokens = emb.tokens;
+    const dit = await this.ensure('dit', hooks.onLoad);
+    await this.loras.applyToDit(dit, guide.loras, job.notes).catch(async (e) => {
+      await this.unload(['dit']).catch(() => {}); // a failed rebuild leaves no usable session
+      throw e;
+    });
+    const prepare = (e: PromptEmbedding) => dit.prepare({ imgIds: imageIds(height, width), txtIds: textIds(e.tokens), txt: e.hidden, vec: e.pooled });
+    const run = guidedDit(prepare(emb), guide.neg && prepare(guide.neg), guide.scale);
+    const steps = sigmas.length - 1;
+    for (let i = from; i < steps; i++) {
+      job.check();
+      const sigma = sigmas[i];
+      const v = await run.forward(latents, sigma, guidance);
+      latents = eulerStep(latents, v, sigma, sigmas[i + 1]);
+      const step = stepsBefore + i - from + 1;
+      assertFinite(latents, 'DiT', this.files.transformer, `at denoising step ${step}`);
+      if (hooks.onStep) hooks.onStep({ step, steps: totalSteps, latents, preview: hooks.wantPreview ? { width: shape.w2, height: shape.h2, rgb: latentToPreviewRGB(latents, width, height) } : undefined });
+    }
+    if (mode === 'sequential' && !pass.keepDit) await this.unload(['dit']);
+    return latents;
+  }
+
+  /** Packed latents → unpack → z / scale + shift → VAE decode (tiled for large images) → [H, W, 3] in [0, 1]. */
+  private async decode(job: Job, latents: Float32Array, width: number, height: number, tiling: VaeTilingMode, keepVae = false): Promise<Float32Array> {
+    const shape = latentShape(width, height);
+    const vae = await this.ensure('vae', job.hooks.onLoad);
+    const z = unpackLatents(latents, shape.h2, shape.w2);
+    const { scale, shift: zShift, zChannels } = vae.config;
+    for (let i = 0; i < z.length; i++) z[i] = z[i] / scale + zShift;
+    const run = (x: Float32Array, h: number, w: number) => vae.decode(x, h, w);
+    const decoded = useTiling(tiling, width, height) ? await decodeTiled(run, z, zChannels, shape.h2, shape.w2, VAE_TILES, job.onTile) : await run(z, shape.h2, shape.w2);
+    assertFinite(decoded, 'VAE', this.files.vae, 'while decoding');
+    if (job.mode === 'sequential' && !keepVae) await this.unload(['vae']);
+    return latentsToImage(decoded, height, width);
+  }
+
+  /** Pixels [1, 3, H, W] in [-1, 1] → encoder mean (tiled for large images) → the packed image latents. */
+  private async encode(job: Job, pixels: Float32Array, width: number, height: number, tiling: VaeTilingMode): Promise<Float32Array> {
+    const shape = latentShape(width, height);
+    const encoder = await this.ensureEncoder(job.hooks.onLoad);
+    const run = (x: Float32Array, h: number, w: number) => encoder.encodeMean(x, h, w);
+    const mean = useTiling(tiling, width, height) ? await encodeTiled(run, pixels, height, width, encoder.config.zChannels, VAE_TILES, job.onTile) : await run(pixels, height, width);
+    assertFinite(mean, 'VAE', this.files.vae, 'while encoding the image');
+    if (job.mode === 'sequential') await this.unload(['vae']);
+    return imageLatents(mean, shape.h2, shape.w2, encoder.config);
+  }
+
+  /**
+   * The hires pass's start: the first pass's latents at `size`. 'image' decodes, resizes with
+   * Lanczos and encodes again; 'latent' resizes the latents bilinearly (no VAE).
+   */
+  private async upscale(job: Job, latents: Float32Array, from: Size, size: Size, how: ResolvedHires['upscale'], tiling: VaeTilingMode): Promise<Float32Array> {
+    const a = latentShape(from.width, from.height);
+    const b = latentShape(size.width, size.height);
+    if (how === 'latent') return packLatents(upscaleLatents(unpackLatents(latents, a.h2, a.w2), LATENT_CHANNELS, a.h2, a.w2, b.h2, b.w2), b.h2, b.w2);
+    const image = await this.decode(job, latents, from.width, from.height, tiling, true);
+    job.check();
+    const pixels = await resizeForEncoder(image, from.width, from.height, size.width, size.height);
+    return this.encode(job, pixels, size.width, size.height, tiling);
+  }
+
+  /** The VAE's encoder: part of the `vae` component (loaded, reported and unloaded with it), only when a job has an image to encode. */
+  private async ensureEncoder(onLoad?: LoadHook): Promise<VaeEncoder> {
+    if (this.vaeEncoder) return this.vaeEncoder;
+    onLoad?.('vae', 'load');
+    const { ep, note } = await chooseEp('vae', this.runtime.stageEp?.vae ?? this.runtime.ep ?? 'auto', this.runtime.weights);
+    this.epUsed.set('vae', { ep, note });
+    this.checkFits('vae');
+    const t0 = performance.now();
+    try {
+      this.vaeEncoder = await VaeEncoder.load(this.files.vae, { ep, compute: computeFor('vae', ep, this.runtime.compute), threads: this.runtime.threads });
+    } catch (e) {
+      throw explainLoadFailure('vae', e, this.files.residentBytes(this.runtime.weights, 'vae'));
+    }
+    onLoad?.('vae', 'loaded');
+    this.log('info', `loaded the VAE encoder on ${ep} in ${((performance.now() - t0) / 1000).toFixed(2)} s (rss ${formatBytes(currentRss())})`);
+    return this.vaeEncoder;
   }
 
   private async tokenizers() {
@@ -274,13 +442,13 @@ export class FluxPipeline {
     try {
       switch (c) {
         case 'clip':
-          part = await ClipEncoder.load(this.files.textEncoder, { ...common, format: textFormat, fp16Cache: true });
+          part = await ClipEncoder.load(this.files.textEncoder, { ...common, format: textFormat, fp16Cache: true, ...this.loras.clipOptions(this.jobNotes) });
           break;
         case 't5':
           part = await T5Encoder.load(this.files.textEncoder2, { ...common, format: textFormat, fp16Cache: true });
           break;
         case 'dit':
-          part = await FluxTransformer.load(this.files.transformer, { ...common, ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens });
+          part = await FluxTransformer.load(this.files.transformer, { ...common, ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens, lora: this.loras.wantBranches });
           for (const n of part.notes) this.log('info', `dit: ${n}`);
           break;
         default:
@@ -365,3 +533,7 @@ function explainLoadFailure(c: ComponentName, e: unknown, needBytes: number): Er
   return new UserError(`Could not load the ${c}: ${msg.split('\n')[0]}`, (e as Error).stack);
 }
 
+
+type Size = { width: number; height: number };
+type ResolvedHires = NonNullable<ResolvedParams['hires']>;
+type VaeTilingMode = ResolvedParams['vaeTiling'];

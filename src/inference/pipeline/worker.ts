@@ -230,6 +230,8 @@ async function workerMain(): Promise<void> {
               poll();
               post({ op: 'step', id: m.id, step, steps, preview });
             },
+            // A tiled decode of a large image takes minutes on a CPU: a cancel is read between its tiles.
+            onTile: poll,
           });
           post({ op: 'done', id: m.id, result }, [result.image.buffer as ArrayBuffer]);
           break;

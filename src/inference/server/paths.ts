@@ -55,7 +55,7 @@ export function outputNameProblem(file: string): string | undefined {
 }
 
 /** An input file must be a regular file: opening a FIFO or a device would block or never end. */
-export function regularFileProblem(file: string, what: string): string | undefined {
+export function regularFileProblem(file: string, what: string, expected = 'a .safetensors file'): string | undefined {
   let st: fs.Stats;
   try {
     st = fs.statSync(file);
@@ -63,7 +63,7 @@ export function regularFileProblem(file: string, what: string): string | undefin
     return `${what} ${JSON.stringify(file)} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`;
   }
   const kind = notRegularKind(st);
-  return kind && `${what} ${JSON.stringify(file)} ${notRegularProblem(kind)}; name a .safetensors file`;
+  return kind && `${what} ${JSON.stringify(file)} ${notRegularProblem(kind)}; name ${expected}`;
 }
 
 export interface RemoteRoots {
@@ -92,11 +92,11 @@ export function remoteRoots(o: { outputDir: string; inputsDir?: string; modelsDi
 export class PathPolicy {
   constructor(readonly remote?: RemoteRoots) {}
 
-  /** An input file a job reads, resolved; refuses (UserError) what it may not name or what is not a regular file. */
-  inputFile(file: string, what: string): string {
+  /** An input file a job reads, resolved; refuses (UserError) what it may not name or what is not a regular file (`expected`: what to name instead). */
+  inputFile(file: string, what: string, expected?: string): string {
     const abs = this.remote ? path.resolve(this.remote.inputs, file) : path.resolve(file);
     if (this.remote && !this.readable(abs)) throw new UserError(`${what} ${JSON.stringify(file)} is outside the folders this server reads from; put it in the server's inputs folder (serve --inputs-dir) and name it relative to that`);
-    const problem = regularFileProblem(abs, what);
+    const problem = regularFileProblem(abs, what, expected);
     if (problem) throw new UserError(problem);
     return abs;
   }

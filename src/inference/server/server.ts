@@ -181,6 +181,8 @@ interface Job {
   state: JobState;
   owner: Session;
   controller?: AbortController;
+  /** The input image as the client named it (the request holds the resolved path): the metadata records this. */
+  imageAsNamed?: string;
 }
 
 export class InferenceServer {
@@ -425,8 +427,24 @@ export class InferenceServer {
         return this.reply(session, id, 'bad-request', (e as Error).message);
       }
     }
+    const imageAsNamed = request.params.image;
+    if (imageAsNamed !== undefined) {
+      try {
+        request = { ...request, params: { ...request.params, image: this.paths.inputFile(imageAsNamed, 'job.params.image', 'a PNG, JPEG or WebP image') } };
+      } catch (e) {
+        return this.reply(session, id, 'bad-request', (e as Error).message);
+      }
+    }
+    // LoRA files are inputs too: a remote client names them inside the server's inputs folder.
+    if (request.params.loras?.length) {
+      try {
+        request = { ...request, params: { ...request.params, loras: request.params.loras.map((l, i) => ({ ...l, path: this.paths.inputFile(l.path, `job.params.loras[${i}].path`) })) } };
+      } catch (e) {
+        return this.reply(session, id, 'bad-request', (e as Error).message);
+      }
+    }
     if (this.queue.length >= MAX_QUEUE) return this.reply(session, id, 'queue-full', `the queue is full (${MAX_QUEUE} jobs); wait for some to finish`);
-    const job: Job = { id: `job-${++this.jobCounter}`, request, output, state: 'queued', owner: session };
+    const job: Job = { id: `job-${++this.jobCounter}`, request, output, state: 'queued', owner: session, ...(imageAsNamed !== undefined ? { imageAsNamed } : {}) };
     this.queue.push(job);
     session.send({ id, type: 'queued', jobId: job.id, position: this.queue.length - 1 + (this.running ? 1 : 0) });
     // The reply goes out before any of the job's events.
@@ -589,6 +607,7 @@ export class InferenceServer {
       });
       // A cancel that arrived during the last step or the decode still means: no image.
       if (signal.aborted) throw new CancelledError();
+      if (job.imageAsNamed !== undefined) result.metadata.image = job.imageAsNamed;
       const saved = await this.save(job, result, signal);
       this.finish(job, {
         type: 'event',

@@ -16,6 +16,7 @@ export async function run(): Promise<void> {
   else {
     require('./extension.test');
     require('./editor.test');
+    require('./fluxInputs.test');
     require('./panel13.test');
   }
 

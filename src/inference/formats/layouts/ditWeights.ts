@@ -54,7 +54,7 @@ const SINGLE_BLOCK_NORMS: Array<[string, string]> = [
   ['norm.key_norm.scale', 'attn.norm_k.weight'],
 ];
 
-interface NameRule {
+export interface NameRule {
   /** Source tensors, concatenated along dim 0. */
   sources: string[];
   /** The single source's two row halves are stored in the opposite order (diffusers AdaLayerNormContinuous: scale, shift; BFL: shift, scale). */
@@ -62,7 +62,7 @@ interface NameRule {
 }
 
 /** BFL name → how to assemble it from diffusers tensors, for blocks 0..depth-1 and 0..singles-1. */
-function diffusersRules(depth: number, singles: number): Map<string, NameRule> {
+export function diffusersRules(depth: number, singles: number): Map<string, NameRule> {
   const rules = new Map<string, NameRule>();
   const both = (bfl: string, stems: string[], swapHalves?: boolean) => {
     for (const s of ['weight', 'bias']) rules.set(`${bfl}.${s}`, { sources: stems.map((d) => `${d}.${s}`), swapHalves });

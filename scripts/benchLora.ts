@@ -1,0 +1,80 @@
+// Benchmark of a LoRA on the DiT (bench.ts --stages dit --lora-rank R): a synthetic rank-R kohya
+// LoRA on every Linear, written to a temporary file and read the way the pipeline reads one; the
+// steps without it and with it on the same session, and the time to apply it (the one rebuild with
+// branches), change its strength and remove it (inputs only: the base is never reloaded).
+
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { readLora } from '../src/inference/formats/lora';
+import { ditLora } from '../src/inference/formats/loraDit';
+import { writeSafetensors } from '../src/inference/formats/safetensorsWriter';
+import { FluxTransformer } from '../src/inference/graphs/dit';
+
+export interface LoraBench {
+  rank: number;
+  fileMiB: number;
+  /** Reading the file and mapping it onto the DiT. */
+  readSeconds: number;
+  /** The first setLoras: the session built again with a branch on every Linear. */
+  applySeconds: number;
+  stepSeconds: number[];
+  /** setLoras at another strength, and with none (inputs only). */
+  strengthSeconds: number;
+  removeSeconds: number;
+  /** Steps with the branches fed zeros (what a LoRA-capable session costs without a LoRA). */
+  removedStepSeconds: number[];
+}
+
+/** A kohya LoRA of rank `rank` on every Linear of this DiT, random values of a LoRA's usual size. */
+function writeSyntheticLora(file: string, dit: FluxTransformer, rank: number): void {
+  let s = 12345;
+  const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296 - 0.5) * 0.02;
+  const f32 = (n: number) => {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = rand();
+    return new Uint8Array(a.buffer);
+  };
+  writeSafetensors(file, [...dit.linearShapes].flatMap(([name, [out, inF]]) => {
+    const stem = `lora_unet_${name.replace(/\./g, '_')}`;
+    return [
+      { name: `${stem}.lora_down.weight`, dtype: 'F32' as const, shape: [rank, inF], bytes: () => f32(rank * inF) },
+      { name: `${stem}.lora_up.weight`, dtype: 'F32' as const, shape: [out, rank], bytes: () => f32(out * rank) },
+      { name: `${stem}.alpha`, dtype: 'F32' as const, shape: [], bytes: () => new Uint8Array(Float32Array.of(rank).buffer) },
+    ];
+  }));
+}
+
+/** `step()` runs one forward; called `steps` times per phase. The DiT must not have branches yet (a fresh load). */
+export async function benchLora(dit: FluxTransformer, rank: number, steps: number, step: () => Promise<void>, progress: (m: string) => void): Promise<LoraBench> {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-lora-')), `synthetic-r${rank}.safetensors`);
+  try {
+    writeSyntheticLora(file, dit, rank);
+    const fileMiB = fs.statSync(file).size / 2 ** 20;
+    const time = async (fn: () => Promise<unknown> | unknown) => {
+      const t0 = performance.now();
+      await fn();
+      return (performance.now() - t0) / 1000;
+    };
+    let branches: ReturnType<typeof ditLora>['branches'] = new Map();
+    const readSeconds = await time(() => (branches = ditLora(readLora(file), dit.config, dit.linearShapes).branches));
+    const applySeconds = await time(() => dit.setLoras([{ branches, strength: 1 }]));
+    progress(`LoRA rank ${rank} (${fileMiB.toFixed(0)} MiB): read ${readSeconds.toFixed(2)} s, applied (session rebuilt with branches) in ${applySeconds.toFixed(2)} s`);
+    const timed = async (label: string) => {
+      const out: number[] = [];
+      for (let i = 0; i < steps; i++) {
+        out.push(await time(step));
+        progress(`${label} step ${i + 1}: ${out[i].toFixed(2)} s`);
+      }
+      return out;
+    };
+    const stepSeconds = await timed('with LoRA');
+    const strengthSeconds = await time(() => dit.setLoras([{ branches, strength: 0.5 }]));
+    const removeSeconds = await time(() => dit.setLoras([]));
+    progress(`strength changed in ${strengthSeconds.toFixed(3)} s, removed in ${removeSeconds.toFixed(3)} s`);
+    const removedStepSeconds = await timed('LoRA removed');
+    return { rank, fileMiB, readSeconds, applySeconds, stepSeconds, strengthSeconds, removeSeconds, removedStepSeconds };
+  } finally {
+    fs.rmSync(path.dirname(file), { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,154 @@
+// A pipeline's LoRAs: files read once and kept by (path, mtime, size) with their hash, checked
+// before anything loads; the DiT takes them as branches (FluxTransformer.setLoras), CLIP as merged
+// weights (formats/loraText.ts, its session rebuilt only when its LoRA set or strengths change).
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { UserError } from '../../shared/api';
+import { ImageMetadata, Lora } from '../../shared/params';
+import { addnetHash, LoraFile, readLora } from '../formats/lora';
+import { DitLora, ditLora } from '../formats/loraDit';
+import { clipDeltas, MergedTensors } from '../formats/loraText';
+import { TensorSource } from '../formats/safetensors';
+import { ditLinearShapes, FluxTransformer } from '../graphs/dit';
+import { openComponent } from '../formats/layouts/components';
+import { DitConfig } from '../formats/layouts/configs';
+import { LinearShapes } from '../formats/loraDit';
+import { TextEncoderRuntimeOptions } from '../graphs/clip';
+
+type Log = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
+
+interface Cached {
+  /** path, size and mtime: a changed file is read again. */
+  id: string;
+  file: LoraFile;
+  /** addnetHash, 64 hex digits. */
+  hash: string;
+  /** The file mapped onto the pipeline's DiT. */
+  dit?: DitLora;
+}
+
+/** One job's LoRAs, read and checked. */
+export interface ActiveLoras {
+  entries: Array<{ cached: Cached; strength: number }>;
+  /** Identifies the CLIP's merged weights ('' when no LoRA has CLIP layers): a change rebuilds the CLIP and keys the prompt-embedding cache. */
+  clipKey: string;
+  /** For ImageMetadata.loras (no path: a PNG should not carry the user's folders). */
+  metadata: NonNullable<ImageMetadata['loras']>;
+}
+
+export class PipelineLoras {
+  private readonly files = new Map<string, Cached>();
+  private clip: ActiveLoras | undefined;
+  /** Set by the first job with a LoRA: from then on the DiT is built with branches (no rebuild when a LoRA comes). */
+  wantBranches = false;
+  private lastDit?: { on: FluxTransformer; key: string };
+  private ditShapes?: { config: DitConfig; shapes: LinearShapes };
+
+  /** `transformer`: the DiT checkpoint, whose header gives the Linears' shapes before it loads. */
+  constructor(private readonly log: Log, private readonly transformer: string) {}
+
+  /**
+   * Reads (or finds cached) every LoRA of a job and maps it onto the DiT's Linears: missing,
+   * unreadable and unsupported files and LoRAs for another model are UserErrors here, before any
+   * model loads.
+   */
+  resolve(loras: ReadonlyArray<Required<Lora>>): ActiveLoras {
+    const entries = loras.map((l) => ({ cached: this.read(path.resolve(l.path)), strength: l.strength }));
+    if (entries.length) {
+      this.ditShapes ??= this.readDitShapes();
+      for (const e of entries) {
+        const lora = (e.cached.dit ??= ditLora(e.cached.file, this.ditShapes.config, this.ditShapes.shapes));
+        const f = e.cached.file;
+        const t5 = f.pairs.filter((p) => p.target === 't5');
+        if (!lora.branches.size && !f.pairs.some((p) => p.target === 'clip')) {
+          throw new UserError(lora.skipped.length
+            ? `The LoRA ${f.path} changes no layer of this model: none of its ${lora.skipped.length} DiT keys (e.g. ${lora.skipped.slice(0, 3).join(', ')}) names a layer of this FLUX transformer.`
+            : `The LoRA ${f.path} holds only T5 text-encoder layers (${t5.length}), which MajicFLUX does not apply: it would change nothing.`);
+        }
+      }
+      this.wantBranches = true;
+    }
+    const withClip = entries.filter((e) => e.cached.file.pairs.some((p) => p.target === 'clip') && e.strength !== 0);
+    return {
+      entries,
+      clipKey: withClip.map((e) => `${e.cached.id}@${e.strength}`).join('\n'),
+      metadata: entries.map((e) => ({ name: e.cached.file.name, strength: e.strength, hash: e.cached.hash.slice(0, 12) })),
+    };
+  }
+
+  private readDitShapes(): { config: DitConfig; shapes: LinearShapes } {
+    const c = openComponent(this.transformer, 'dit');
+    try {
+      return { config: c.config, shapes: ditLinearShapes(c.weights, c.config) };
+    } finally {
+      c.close();
+    }
+  }
+
+  private read(file: string): Cached {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(file);
+    } catch {
+      throw new UserError(`LoRA file not found: ${file}`);
+    }
+    if (!st.isFile()) throw new UserError(`The LoRA ${file} is not a file: give the path of a .safetensors LoRA`);
+    const id = `${file}|${st.size}|${st.mtimeMs}`;
+    const have = this.files.get(file);
+    if (have?.id === id) return have;
+    const t0 = performance.now();
+    const c: Cached = { id, file: readLora(file), hash: addnetHash(file) };
+    this.files.set(file, c);
+    const count = (t: string) => c.file.pairs.filter((p) => p.target === t).length;
+    this.log('info', `LoRA ${c.file.name}: read in ${((performance.now() - t0) / 1000).toFixed(2)} s: ${count('dit')} DiT pairs, ${count('clip')} CLIP pairs, ${count('t5')} T5 pairs, hash ${c.hash.slice(0, 12)}`);
+    return c;
+  }
+
+  /** Whether the loaded CLIP (built for the last call's set) must be rebuilt for this job; remembers the job's set. */
+  clipChanged(active: ActiveLoras): boolean {
+    const changed = (this.clip?.clipKey ?? '') !== active.clipKey;
+    this.clip = active;
+    return changed;
+  }
+
+  /** ClipEncoder.load options for the set remembered by clipChanged: merged weights inlined (none without CLIP LoRAs). */
+  clipOptions(notes: string[]): Partial<TextEncoderRuntimeOptions> {
+    const active = this.clip;
+    if (!active?.clipKey) return {};
+    const adapt = (src: TensorSource) => {
+      const on = active.entries.map((e) => ({ file: e.cached.file, strength: e.strength }));
+      const { deltas, applied, skipped } = clipDeltas(on, src);
+      for (const [file, n] of applied) this.log('info', `LoRA ${path.basename(file)}: merged ${n} pairs into the CLIP text encoder`);
+      for (const [file, keys] of skipped) {
+        const note = `LoRA ${path.basename(file)}: ${keys.length} CLIP keys match no layer of this text encoder and were skipped (${keys.slice(0, 3).join(', ')}${keys.length > 3 ? ', …' : ''})`;
+        notes.push(note);
+        this.log('warn', `${note}: ${keys.join(', ')}`);
+      }
+      return new MergedTensors(src, deltas);
+    };
+    return { adapt, inlineLimit: Number.MAX_SAFE_INTEGER };
+  }
+
+  /** Applies the job's LoRAs to the DiT (branches; nothing is reloaded once the DiT has them) and notes what did not apply. */
+  async applyToDit(dit: FluxTransformer, active: ActiveLoras, notes: string[]): Promise<void> {
+    const on = active.entries.map((e) => ({ entry: e, lora: e.cached.dit ?? ditLora(e.cached.file, dit.config, dit.linearShapes) }));
+    for (const { entry, lora } of on) {
+      const f = entry.cached.file;
+      const t5 = f.pairs.filter((p) => p.target === 't5').map((p) => p.key);
+      const notApplied = [...lora.skipped, ...t5, ...f.unknownKeys];
+      if (!notApplied.length) continue;
+      const why = [lora.skipped.length && `${lora.skipped.length} DiT keys match no layer of this model`, t5.length && `${t5.length} T5 keys (LoRA on T5 is not supported)`, f.unknownKeys.length && `${f.unknownKeys.length} keys are not LoRA pairs`].filter(Boolean).join(', ');
+      const note = `LoRA ${f.name}: applied to ${lora.branches.size} DiT layers; not applied: ${why} (${notApplied.slice(0, 3).join(', ')}${notApplied.length > 3 ? ', …' : ''})`;
+      notes.push(note);
+      this.log('warn', `${note}: ${notApplied.join(', ')}`);
+    }
+    const key = active.entries.map((e) => `${e.cached.id}@${e.strength}`).join('\n');
+    if (this.lastDit?.on === dit && this.lastDit.key === key) return;
+    if (!key && !dit.hasLoraBranches) return;
+    const t0 = performance.now();
+    await dit.setLoras(on.map(({ entry, lora }) => ({ branches: lora.branches, strength: entry.strength })));
+    this.lastDit = { on: dit, key };
+    this.log('info', `LoRAs on the DiT: ${active.metadata.map((m) => `${m.name}:${m.strength}`).join(', ') || 'none'} (${((performance.now() - t0) / 1000).toFixed(2)} s)`);
+  }
+}

@@ -1,0 +1,86 @@
+// `majicflux generate`'s issue-13 flags: negative prompt + true CFG, LoRAs, image-to-image, hires
+// pass, VAE tiling — parsed and checked before anything loads.
+
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseGenerateParams } from '../../src/inference/cli/generate';
+import { loraFlag } from '../../src/inference/cli/generateOptions';
+import { UsageError } from '../../src/inference/cli/common';
+import { main } from '../../src/inference/cli/main';
+import { readPngParameters } from '../../src/inference/formats/png';
+
+describe('CLI: generate flags for negative prompt, LoRA, image-to-image, hires, VAE tiling', () => {
+  let tmp: string;
+  let lora: string;
+  let image: string;
+  before(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-opts-'));
+    lora = path.join(tmp, 'style.safetensors');
+    image = path.join(tmp, 'in.png');
+    fs.writeFileSync(lora, 'x');
+    fs.writeFileSync(image, 'x');
+  });
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const parse = (...args: string[]) => parseGenerateParams(['a fox', ...args]);
+
+  it('reads every new flag into the generate parameters', () => {
+    const p = parse('--negative-prompt', 'blurry', '--true-cfg', '4', '--lora', `${lora}:0.8`, '--lora', lora, '--image', image, '--strength', '0.5', '--image-fit', 'stretch',
+      '--hires-scale', '1.5', '--hires-strength', '0.3', '--hires-steps', '10', '--hires-upscale', 'latent', '--vae-tiling', 'on', '--width', '512', '--height', '512');
+    assert.equal(p.negativePrompt, 'blurry');
+    assert.equal(p.trueCfgScale, 4);
+    assert.deepEqual(p.loras, [{ path: lora, strength: 0.8 }, { path: lora }]);
+    assert.equal(p.image, image);
+    assert.equal(p.strength, 0.5);
+    assert.equal(p.imageFit, 'stretch');
+    assert.deepEqual(p.hires, { scale: 1.5, strength: 0.3, steps: 10, upscale: 'latent' });
+    assert.equal(p.vaeTiling, 'on');
+  });
+
+  it('leaves them out when not given (text-to-image as before)', () => {
+    const p = parse();
+    for (const k of ['negativePrompt', 'trueCfgScale', 'loras', 'image', 'strength', 'imageFit', 'hires', 'vaeTiling']) assert.ok(!(k in p), k);
+  });
+
+  it('--lora: the strength is the text after the last colon only when it is a number (Windows paths work)', () => {
+    assert.deepEqual(loraFlag('C:\\loras\\x.safetensors'), { path: 'C:\\loras\\x.safetensors' });
+    assert.deepEqual(loraFlag('C:\\loras\\x.safetensors:0.8'), { path: 'C:\\loras\\x.safetensors', strength: 0.8 });
+    assert.deepEqual(loraFlag('a.safetensors:-0.5'), { path: 'a.safetensors', strength: -0.5 });
+    assert.deepEqual(loraFlag('weird:name.safetensors'), { path: 'weird:name.safetensors' });
+    assert.throws(() => parse('--lora', `${lora}:11`), /LoRA strength must be a number from -10 to 10, got 11/);
+  });
+
+  it('refuses bad values and missing files with what would be accepted, before anything loads', () => {
+    const cases: [string[], RegExp][] = [
+      [['--true-cfg', '0.5'], /true CFG scale must be a number from 1 to 30, got 0.5/],
+      [['--true-cfg', 'lots'], /--true-cfg must be a number, got "lots"/],
+      [['--lora', path.join(tmp, 'nope.safetensors')], /--lora: .*nope\.safetensors does not exist/],
+      [['--image', path.join(tmp, 'nope.png')], /--image: .*nope\.png does not exist/],
+      [['--image', tmp], /--image: .* is not a file/],
+      [['--image', image, '--strength', '0'], /strength must be a number from 0.01 to 1, got 0/],
+      [['--strength', '0.5'], /--strength applies to an input image: add --image FILE/],
+      [['--image-fit', 'crop'], /--image-fit applies to an input image/],
+      [['--negative-prompt', 'blurry'], /--negative-prompt works through true CFG: add --true-cfg N with N > 1/],
+      [['--negative-prompt', 'blurry', '--true-cfg', '1'], /add --true-cfg N with N > 1/],
+      [['--image', image, '--image-fit', 'fill'], /--image-fit must be one of crop, stretch; got "fill"/],
+      [['--hires-upscale', 'nearest'], /--hires-upscale must be one of image, latent/],
+      [['--hires-scale', '3', '--width', '1024'], /hires pass ×3 on 1024×1024 makes 3072×3072/],
+      [['--vae-tiling', 'yes'], /--vae-tiling must be one of auto, on, off/],
+      [Array.from({ length: 17 }, () => ['--lora', lora]).flat(), /at most 16 LoRAs/],
+    ];
+    for (const [args, message] of cases) assert.throws(() => parse(...args), (e: Error) => e instanceof UsageError && message.test(e.message), args.join(' '));
+  });
+
+  it('an image made with --negative-prompt --true-cfg records both in its PNG parameters', async function () {
+    this.timeout(120_000);
+    const out = path.join(tmp, 'cfg.png');
+    const io = { out: () => {}, err: () => {} };
+    const code = await main(['generate', 'a fox', '--negative-prompt', 'blurry', '--true-cfg', '3', '--width', '64', '--height', '64', '--steps', '1', '--seed', '1', '--out', out, '--quiet'], io);
+    assert.equal(code, 0);
+    const read = await readPngParameters(out);
+    assert.equal(read.json?.negativePrompt, 'blurry');
+    assert.equal(read.json?.trueCfgScale, 3);
+    assert.match(read.parameters ?? '', /\nNegative prompt: blurry\n.*CFG scale: 3,/);
+  });
+});

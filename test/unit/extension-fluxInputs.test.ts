@@ -1,0 +1,83 @@
+// `.flux` keys of issue 13 (negative, cfg, lora, image, strength, hires…, vae_tiling) and the files a
+// block names, resolved as a run would.
+
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { effectiveValues, parseFlux } from '../../src/extension/fluxFile/parser';
+import { missingOnLine, resolveInputs } from '../../src/extension/fluxFile/inputs';
+
+describe('extension: .flux keys for negative prompt, LoRA, image-to-image, hires, VAE tiling', () => {
+  let tmp: string;
+  let loraDir: string;
+  before(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flux-inputs-'));
+    loraDir = path.join(tmp, 'loras');
+    fs.mkdirSync(loraDir);
+    fs.writeFileSync(path.join(tmp, 'local.safetensors'), 'x');
+    fs.writeFileSync(path.join(loraDir, 'film-grain.safetensors'), 'x');
+    fs.writeFileSync(path.join(tmp, 'in.png'), 'x');
+  });
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  it('reads every new key into the block values under the generate request\'s names (aliases, repeated and comma-separated LoRAs)', () => {
+    const doc = parseFlux(
+      'cfg: 2\nvae_tiling: on\nhires: 1.5\n\na fox in the snow\nnegative_prompt: blurry, low quality\nlora: local.safetensors:0.8, film-grain\nlora: C:\\loras\\x.safetensors:-0.5\nimage: in.png\nstrength: 0.4\nimage_fit: stretch\nhires_strength: 0.3\nhires_steps: 8\nhires_upscale: latent\n',
+    );
+    assert.deepEqual(doc.problems, []);
+    const { steps: _s, ...values } = effectiveValues(doc, doc.blocks[0], { steps: 4 });
+    assert.deepEqual(values, {
+      negativePrompt: 'blurry, low quality',
+      trueCfgScale: 2,
+      loras: [{ path: 'local.safetensors', strength: 0.8 }, { path: 'film-grain' }, { path: 'C:\\loras\\x.safetensors', strength: -0.5 }],
+      image: 'in.png',
+      strength: 0.4,
+      imageFit: 'stretch',
+      hires: { scale: 1.5, strength: 0.3, steps: 8, upscale: 'latent' },
+      vaeTiling: 'on',
+    });
+    assert.deepEqual(parseFlux('a cat\nhires_steps: 10\n').blocks[0].values, { hires: { steps: 10 } }, 'any hires key turns the pass on');
+    assert.deepEqual(parseFlux('a cat\nhires: 2\nhires: 3\n').blocks[0].values, { hires: { scale: 3 } }, 'the last one wins');
+  });
+
+  it('warns when a negative prompt has no true CFG to work through (cfg: from the block or the file defaults)', () => {
+    const doc = parseFlux('a cat\nnegative: blurry\n\na dog\nnegative: blurry\ncfg: 3\n\na bird\ncfg: 1\nneg: x\n');
+    assert.deepEqual(doc.problems.filter((p) => p.code !== 'unknownKey').map((p) => [p.code, p.severity, p.span.start.line]), [['negativeWithoutCfg', 'warning', 1]]);
+    assert.deepEqual(parseFlux('cfg: 2\n\na cat\nnegative: blurry\n').problems, [], 'cfg from the file defaults counts');
+    assert.deepEqual(parseFlux('negative: blurry\n\na cat\ncfg: 2\n').problems, []);
+    assert.equal(parseFlux('negative: blurry\n\na cat\n').problems[0].code, 'negativeWithoutCfg');
+  });
+
+  it('refuses bad values with what would be accepted', () => {
+    const doc = parseFlux('a cat\ncfg: 0.5\nstrength: 2\nhires: 9\nhires_upscale: nearest\nvae_tiling: yes\nlora: a.safetensors:11\nhires_steps: 2.5\nimage:\n');
+    const got = doc.problems.map((p) => [p.code, p.args.key, p.args.value]);
+    assert.deepEqual(got, [
+      ['outOfRange', 'cfg', '0.5'],
+      ['outOfRange', 'strength', '2'],
+      ['outOfRange', 'hires', '9'],
+      ['notOneOf', 'hires_upscale', 'nearest'],
+      ['notOneOf', 'vae_tiling', 'yes'],
+      ['outOfRange', 'LoRA strength', '11'],
+      ['notInteger', 'hires_steps', '2.5'],
+      ['emptyValue', 'image', undefined],
+    ]);
+    assert.equal(doc.problems[3].args.allowed, 'image, latent');
+    const many = parseFlux(`a cat\nlora: ${Array.from({ length: 17 }, (_, i) => `l${i}.safetensors`).join(', ')}\n`);
+    assert.deepEqual(many.problems.map((p) => p.code), ['tooManyLoras']);
+  });
+
+  it('finds image: beside the .flux file and lora: there or in the LoRA folder (name without extension too); says every path it tried', () => {
+    const ok = resolveInputs({ image: 'in.png', loras: [{ path: 'local.safetensors', strength: 0.8 }, { path: 'film-grain' }] }, tmp, loraDir);
+    assert.deepEqual(ok.missing, []);
+    assert.equal(ok.values.image, path.join(tmp, 'in.png'));
+    assert.deepEqual(ok.values.loras, [{ path: path.join(tmp, 'local.safetensors'), strength: 0.8 }, { path: path.join(loraDir, 'film-grain.safetensors') }]);
+    const bad = resolveInputs({ image: 'nope.png', loras: [{ path: 'gone.safetensors' }] }, tmp, loraDir);
+    assert.deepEqual(bad.missing, [
+      { key: 'image', file: 'nope.png', tried: [path.join(tmp, 'nope.png')] },
+      { key: 'lora', file: 'gone.safetensors', tried: [path.join(tmp, 'gone.safetensors'), path.join(loraDir, 'gone.safetensors')] },
+    ]);
+    const line = parseFlux('a cat\nlora: local.safetensors, gone:0.5\n').blocks[0].params[0];
+    assert.deepEqual(missingOnLine(line, tmp, undefined).map((m) => m.file), ['gone']);
+  });
+});

@@ -1,0 +1,19 @@
+// The `encode` stage (an input image made latents, or a hires pass's first result) in a job's
+// progress: its own phase between the prompt and the steps, keeping the steps done so far.
+import * as assert from 'node:assert/strict';
+import type { Job } from '../../src/extension/jobs';
+import { jobProgress, PHASES } from '../../src/extension/progress';
+
+const job = (over: Partial<Job>): Job => ({ id: 'j', request: { params: { prompt: 'x', steps: 8 }, output: '/tmp/x.png' }, origin: { kind: 'panel' }, state: 'running', created: 0, ...over });
+
+describe('job progress: the encode stage', () => {
+  it('is a phase of its own after the prompt and before the steps', () => {
+    assert.ok(PHASES.indexOf('text') < PHASES.indexOf('encode') && PHASES.indexOf('encode') < PHASES.indexOf('denoise'));
+    assert.deepEqual(jobProgress(job({ stage: 'encode' })), { phase: 'encode', loading: undefined, step: 0, steps: 8, fraction: 0 });
+  });
+
+  it('between two passes (hires) it keeps the steps done and the fraction, not a full bar', () => {
+    const p = jobProgress(job({ stage: 'encode', step: 4, steps: 6, loading: { component: 'vae', phase: 'load' } }));
+    assert.deepEqual(p, { phase: 'encode', loading: { component: 'vae', preparing: false }, step: 4, steps: 6, fraction: 4 / 6 });
+  });
+});
