@@ -81,6 +81,7 @@
     }
     syncPreset();
     validateSize();
+    validateFields();
   }
 
   const loraDefault = () => (state.defaults ? state.defaults.loraStrength : 1);
@@ -144,6 +145,8 @@
   }
 
   function validateFields() {
+    // The hires fields apply only with the pass on.
+    el.hiresScale.disabled = el.hiresStrength.disabled = !el.hires.checked;
     const p = fieldProblem();
     el.fieldError.textContent = p;
     el.fieldError.hidden = !p;

@@ -53,7 +53,9 @@ const LoraRefSchema = v.object({ name: v.pipe(v.string(), v.minLength(1), v.maxL
 function issue13(p: Record<string, unknown>): Partial<PngInput> {
   const out: Partial<PngInput> = {};
   if (v.is(NegativePrompt, p.negativePrompt) && p.negativePrompt.trim()) out.negativePrompt = p.negativePrompt;
-  if (v.is(TrueCfgScale, p.trueCfgScale)) out.trueCfgScale = p.trueCfgScale;
+  // The reader names it as A1111 does (infotext.ts: cfgScale, 1 when off); our JSON chunk says trueCfgScale.
+  const cfg = p.trueCfgScale ?? p.cfgScale;
+  if (v.is(TrueCfgScale, cfg)) out.trueCfgScale = cfg;
   if (Array.isArray(p.loras)) {
     const refs = p.loras.filter((l) => v.is(LoraRefSchema, l)).map((l) => ({ name: l.name, strength: l.strength ?? DEFAULTS.loraStrength, ...(l.path ? { path: l.path } : {}) }));
     if (refs.length) out.loraRefs = refs;

@@ -245,8 +245,10 @@ describe("extension: the panel script's issue-13 controls", () => {
 
   it('the hires pass is sent when ticked; a value out of range names the field and its limits and disables Generate', () => {
     const { el, receive, posted } = start();
+    assert.equal(el('hiresScale').disabled, true, 'off: its fields are disabled');
     el('hires').checked = true;
     el('hires').fire('input');
+    assert.equal(el('hiresScale').disabled, false);
     el('form').fire('submit');
     assert.deepEqual(lastGenerate(posted)!.hires, { scale: DEFAULTS.hiresScale, strength: DEFAULTS.hiresStrength });
     receive({ type: 'job', job: { state: 'done', queued: 0 } });

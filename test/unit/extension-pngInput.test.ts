@@ -27,6 +27,18 @@ describe('extension: PNG parameters as generation input', () => {
     assert.deepEqual(await readImageInput(file), { prompt: 'a lighthouse', seed: 5, steps: 20, width: 512, height: 768, guidance: 3.5 });
   });
 
+  it("reads issue 13's parameters back from a PNG the server wrote: LoRAs by name (and hash, not path), negative prompt, true CFG, input image", async () => {
+    const file = path.join(tmp.dir, 'issue13.png');
+    // As the server writes it (infotext.imageParameters: true CFG under A1111's "CFG scale").
+    const meta = { prompt: 'a fox', steps: 2, seed: 11, width: 64, height: 64, guidance: 3.5, negativePrompt: 'blurry', cfgScale: 2, loras: [{ name: 'ink', strength: 0.8, hash: '0123456789ab' }], image: '/pics/start.png', strength: 0.6, imageFit: 'crop' as const };
+    fs.writeFileSync(file, embedParameters(TINY_PNG, meta as never));
+    const input = await readImageInput(file);
+    assert.deepEqual(
+      { negativePrompt: input?.negativePrompt, trueCfgScale: input?.trueCfgScale, loraRefs: input?.loraRefs, image: input?.image, strength: input?.strength, imageFit: input?.imageFit },
+      { negativePrompt: 'blurry', trueCfgScale: 2, loraRefs: [{ name: 'ink', strength: 0.8 }], image: '/pics/start.png', strength: 0.6, imageFit: 'crop' },
+    );
+  });
+
   it('refuses a prompt longer than the panel accepts', () => {
     assert.equal(toInput({ prompt: 'x'.repeat(LIMITS.prompt.maxChars + 1) }), undefined);
     assert.deepEqual(toInput({ prompt: 'x'.repeat(LIMITS.prompt.maxChars) }), { prompt: 'x'.repeat(LIMITS.prompt.maxChars) });

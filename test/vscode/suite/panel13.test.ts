@@ -5,8 +5,10 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import sharp from 'sharp';
 import * as vscode from 'vscode';
 import type { MajicfluxApi } from '../../../src/extension/extension';
+import type { RunResult } from '../../../src/extension/generation';
 import type { Job } from '../../../src/extension/jobs';
 import type { GenerationPanel } from '../../../src/extension/panel/panel';
 import type { InitMessage, ToWebview } from '../../../src/extension/panel/protocol';
@@ -26,6 +28,9 @@ async function waitFor<T>(what: string, fn: () => T | undefined | false | Promis
 }
 
 const base = { seed: 11, steps: 2, width: 64, height: 64, guidance: 3.5, trueCfgScale: 1 };
+
+/** The decoded pixels (the PNGs differ in their metadata anyway). */
+const pixels = (file: string) => sharp(file).raw().toBuffer();
 
 describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', function () {
   let api: MajicfluxApi;
@@ -52,7 +57,7 @@ describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', f
     fs.copyFileSync(path.join(golden, '..', 'cases', 'lora-kohya-dit.safetensors'), lora);
   });
 
-  it('lists the workspace LoRA in the picker, and a picked LoRA reaches the request and the image', async () => {
+  it('lists the workspace LoRA in the picker; a picked LoRA reaches the request, changes the image and is recorded in it', async () => {
     await vscode.commands.executeCommand('majicflux.openPanel');
     panel = await waitFor('the panel', () => api.panel());
     await waitFor('the webview to say ready', () => panel.received.includes('ready'), 30_000);
@@ -68,7 +73,14 @@ describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', f
     const png = await readPngParameters(made);
     assert.equal(png.params?.prompt, 'an ink drawing of a fox');
     assert.equal(png.params?.seed, 11);
+    const recorded = png.json?.loras as { name: string; strength: number; hash: string }[];
+    assert.deepEqual(recorded.map((l) => [l.name, l.strength]), [['ink', 0.8]]);
+    assert.match(recorded[0].hash, /^[0-9a-f]{12}$/);
     assert.ok(api.history.byFile(made), 'in the history, for Vary');
+    // Applied: the same seed and prompt without it make other pixels.
+    const plain = await generate({ ...base, prompt: 'an ink drawing of a fox' });
+    assert.equal(plain.request.params.loras, undefined);
+    assert.notDeepEqual(await pixels(plain.result!.file), await pixels(made));
   });
 
   it('"Vary this image" on a result makes it the input image and the next Generate an image-to-image request with it', async () => {
@@ -81,9 +93,19 @@ describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', f
     assert.deepEqual(sent.vary, { strength: DEFAULTS.strength, width: 64, height: 64 });
     const job = await generate({ ...base, prompt: 'an ink drawing of a fox, at night', image: made, strength: DEFAULTS.strength, imageFit: 'crop' });
     assert.deepEqual([job.request.params.image, job.request.params.strength, job.request.params.imageFit], [made, DEFAULTS.strength, 'crop']);
-    assert.ok(fs.existsSync(job.result!.file));
     assert.notEqual(job.result!.file, made);
-    assert.equal((await readPngParameters(job.result!.file)).params?.prompt, 'an ink drawing of a fox, at night');
+    const png = await readPngParameters(job.result!.file);
+    assert.equal(png.params?.prompt, 'an ink drawing of a fox, at night');
+    assert.deepEqual([png.json?.image, png.json?.strength, png.json?.imageFit], [made, DEFAULTS.strength, 'crop'], 'the PNG records its input image');
+  });
+
+  it('Re-run of the LoRA image finds the LoRA by its recorded name in the workspace and makes the same pixels', async () => {
+    const run = await vscode.commands.executeCommand<RunResult>('majicflux.rerunFromImage', vscode.Uri.file(made), 'same');
+    assert.ok(run, 'a run started');
+    const [job] = await run.finished;
+    assert.equal(job.state, 'done', job.error?.message);
+    assert.deepEqual(job.request.params.loras, [{ path: lora, strength: 0.8 }]);
+    assert.deepEqual(await pixels(job.result!.file), await pixels(made));
   });
 
   it('refuses, before any job, an image the host did not set and a LoRA that is not there', async () => {
