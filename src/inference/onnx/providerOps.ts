@@ -296,6 +296,24 @@ export function opChoicesFor(ep: ExecutionProvider = 'cpu'): OpChoices {
   };
 }
 
+/** Text + image tokens of a 1024² image with 512 text tokens: the size the provider's attentionChunks were measured at. */
+const CHUNKS_MEASURED_AT = 512 + (1024 / 16) ** 2;
+
+/**
+ * Query pieces for the matmul attention when a job reaches `tokens` (text + image): scores grow
+ * with the square of the tokens, so the pieces grow with it and one piece's scores stay about the
+ * size of a 1024² piece. A 2048² hires pass (16,896 tokens) in the 4 pieces measured at 1024² held
+ * 47.6 GB of GPU memory (H100, WebGPU). Powers of two, so sizes a little apart share one graph.
+ */
+export function attentionChunksFor(ep: ExecutionProvider, tokens: number): number {
+  const base = opChoicesFor(ep).attentionChunks;
+  if (base <= 1) return base;
+  const want = base * (tokens / CHUNKS_MEASURED_AT) ** 2;
+  let chunks = base;
+  while (chunks < want) chunks *= 2;
+  return chunks;
+}
+
 /** An empty graph for `ep`'s ops: its opset and whether it may use com.microsoft ops. */
 export function graphFor(name: string, ep: ExecutionProvider = 'cpu'): Graph {
   const c = opChoicesFor(ep);

@@ -19,6 +19,7 @@ import { availableMemory, currentRss, RssSampler, totalMemory } from '../system/
 import { formatBytes } from '../../shared/bytes';
 import { pruneWeightCaches } from '../onnx/weights';
 import { chooseEp, chooseWeights, nvidiaFreeMemory } from '../onnx/providers';
+import { attentionChunksFor } from '../onnx/providerOps';
 import { SafetensorsFile } from '../formats/safetensors';
 import {
   eulerStep, flowMatchSchedule, imageIds, initialLatents, LATENT_CHANNELS, latentShape, latentToPreviewRGB, packLatents, randomSeed, readSchedulerConfig, SchedulerConfig, textIds, unpackLatents,
@@ -67,6 +68,8 @@ interface DenoisePass {
   /** Steps of earlier passes, and of the whole job (progress continues across passes). */
   stepsBefore: number;
   totalSteps: number;
+  /** Text + image tokens of the job's largest pass (the DiT's attention is built for it). */
+  maxTokens: number;
   /** Sequential memory mode: keep the DiT loaded for a next pass that needs nothing else in between. */
   keepDit?: boolean;
 }
@@ -88,6 +91,9 @@ export class FluxPipeline {
   private readonly notesLogged = new Set<string>();
   /** The text length of the job the DiT is loaded for (graphs with constant slice bounds need it). */
   private ditTextTokens?: number;
+  /** Text + image tokens of the largest pass of the job the DiT is loaded for, and the query pieces its attention was built with. */
+  private ditTokens = 0;
+  private ditChunks?: number;
   private readonly epUsed = new Map<ComponentName, { ep: ExecutionProvider; note?: string }>();
   private readonly loras: PipelineLoras;
   /** Notes of the job running now (a CLIP built for its LoRAs adds to them). */
@@ -214,9 +220,10 @@ export class FluxPipeline {
       const encoded = await job.stage('encode', () => this.encode(job, pixels, width, height, params.vaeTiling), 'vae');
       latents = scaleNoise(encoded, noise, schedule.sigmas[from]);
     }
+    const maxTokens = t5MaxLength + latentShape(hires?.width ?? width, hires?.height ?? height).tokens;
     // A latent upscale needs no VAE between the passes: the DiT stays loaded for the second.
     const keepDit = hires?.upscale === 'latent';
-    latents = await job.stage('denoise', () => this.denoise(job, emb, guide, latents, { width, height, guidance, sigmas: schedule.sigmas, from, stepsBefore: 0, totalSteps, keepDit }), 'dit');
+    latents = await job.stage('denoise', () => this.denoise(job, emb, guide, latents, { width, height, guidance, sigmas: schedule.sigmas, from, stepsBefore: 0, totalSteps, keepDit, maxTokens }), 'dit');
     let size = { width, height };
     if (hires) {
       size = { width: hires.width, height: hires.height };
@@ -225,7 +232,7 @@ export class FluxPipeline {
       const start = img2imgStart(hires.steps, hires.strength);
       // Noise for the larger shape, drawn from the same seed.
       latents = scaleNoise(upscaled, initialLatents(seed, size.width, size.height), second.sigmas[start]);
-      latents = await job.stage('denoise', () => this.denoise(job, emb, guide, latents, { ...size, guidance, sigmas: second.sigmas, from: start, stepsBefore: firstSteps, totalSteps }), 'dit');
+      latents = await job.stage('denoise', () => this.denoise(job, emb, guide, latents, { ...size, guidance, sigmas: second.sigmas, from: start, stepsBefore: firstSteps, totalSteps, maxTokens }), 'dit');
     }
     const image = await job.stage('decode', () => this.decode(job, latents, size.width, size.height, params.vaeTiling), 'vae');
 
@@ -316,10 +323,17 @@ export class FluxPipeline {
     const { hooks, mode } = job;
     const { width, height, guidance, sigmas, from, stepsBefore, totalSteps } = pass;
     const shape = latentShape(width, height);
-    // A DiT built for a fixed text length (CoreML) is rebuilt when a job asks for another one.
+    // A DiT built for a fixed text length (CoreML) is rebuilt when a job asks for another one; one
+    // whose attention pieces are too few for the job's largest pass (a hires pass), once, before its first.
     const built = this.parts.dit?.textTokens;
     if (built !== undefined && built !== emb.tokens) await this.unload(['dit']);
     this.ditTextTokens = emb.tokens;
+    this.ditTokens = pass.maxTokens;
+    const ditEp = this.epUsed.get('dit')?.ep;
+    if (this.parts.dit && ditEp && this.runtime.ditTuning?.attentionChunks === undefined && (this.ditChunks ?? 0) < attentionChunksFor(ditEp, pass.maxTokens)) {
+      this.log('info', `dit: rebuilt with its attention in ${attentionChunksFor(ditEp, pass.maxTokens)} query pieces for ${pass.maxTokens} tokens`);
+      await this.unload(['dit']);
+    }
     const dit = await this.ensure('dit', hooks.onLoad);
     await this.loras.applyToDit(dit, guide.loras, job.notes).catch(async (e) => {
       await this.unload(['dit']).catch(() => {}); // a failed rebuild leaves no usable session
@@ -448,7 +462,8 @@ export class FluxPipeline {
           part = await T5Encoder.load(this.files.textEncoder2, { ...common, format: textFormat, fp16Cache: true });
           break;
         case 'dit':
-          part = await FluxTransformer.load(this.files.transformer, { ...common, ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens, lora: this.loras.wantBranches });
+          this.ditChunks = this.runtime.ditTuning?.attentionChunks ?? attentionChunksFor(ep, this.ditTokens);
+          part = await FluxTransformer.load(this.files.transformer, { ...common, attentionChunks: this.ditChunks, ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens, lora: this.loras.wantBranches });
           for (const n of part.notes) this.log('info', `dit: ${n}`);
           break;
         default:
