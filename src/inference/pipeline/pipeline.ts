@@ -448,7 +448,7 @@ export class FluxPipeline {
           part = await T5Encoder.load(this.files.textEncoder2, { ...common, format: textFormat, fp16Cache: true });
           break;
         case 'dit':
-          part = await FluxTransformer.load(this.files.transformer, { ...common, ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens, lora: this.loras.wantBranches });
+          part = await FluxTransformer.load(this.files.transformer, { ...common, ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens, loras: this.loras.ditLoadLoras() });
           for (const n of part.notes) this.log('info', `dit: ${n}`);
           break;
         default:
