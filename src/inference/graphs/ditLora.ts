@@ -19,6 +19,7 @@
 import * as ort from 'onnxruntime-node';
 import { float32ToF16Bits } from '../formats/dtypes';
 import { LinearShapes, LoraBranch } from '../formats/loraDit';
+import { UserError } from '../../shared/api';
 import { bytesOf, Graph, Value } from '../onnx/graph';
 import { ComputeType } from '../onnx/weights';
 
@@ -32,6 +33,9 @@ export interface WeightedBranches {
    */
   id?: string;
 }
+
+/** What the model's protobuf may inline in all (its 2 GiB limit, less room for the rest of the model). */
+const MAX_INLINE_BYTES = 1.875 * 2 ** 30;
 
 /** The graph input of a LoRA slot's strength. */
 export const strengthInput = (slot: number): string => `lora_strength_${slot}`;
@@ -100,6 +104,11 @@ export class LoraGraph {
   }
 
   private constant(data: Float32Array, dims: number[], hint: string): Value {
-    return this.g.constant(this.type, dims, this.type === 'float32' ? bytesOf(data) : bytesOf(float32ToF16Bits(data)), hint);
+    const bytes = this.type === 'float32' ? bytesOf(data) : bytesOf(float32ToF16Bits(data));
+    // Inlined in the model's protobuf, which onnxruntime refuses past 2 GiB: say so before it does, cryptically.
+    if (this.g.inlineBytes + bytes.byteLength > MAX_INLINE_BYTES) {
+      throw new UserError(`These LoRAs are too large to apply together: their factors in ${this.type} pass ${(MAX_INLINE_BYTES / 2 ** 30).toFixed(1)} GiB, the most one model can hold inline. Use fewer LoRAs or ones of lower rank${this.type === 'float32' ? ' (on a GPU they take half as much, in float16)' : ''}.`);
+    }
+    return this.g.constant(this.type, dims, bytes, hint);
   }
 }
