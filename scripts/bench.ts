@@ -14,8 +14,8 @@
 //
 // A LoRA on the DiT (scripts/benchLora.ts): --lora-rank R with --stages dit adds, after the plain
 // steps on the first size, a synthetic rank-R kohya LoRA on every Linear: its read, the one session
-// rebuild with branches, the steps with it, a strength change and its removal (no reload), and
-// the steps with the branches fed zeros:
+// rebuild with its branches, the steps with it, a strength change and its removal (a scalar input
+// each, no rebuild), and the steps with its strength fed 0:
 //   node dist/bench.js --model full --ep cuda --stages dit --weights fp8 --size 1024 --steps 4 --lora-rank 16
 //
 // Issue 13's options on a pipeline run: --params JSON merges generate parameters into the measured
@@ -391,7 +391,7 @@ function table(results: RunResult[], machine: string, model: string): string {
       '',
       'A synthetic kohya LoRA on every Linear (same session; s/step with the LoRA and after its removal: median of all steps):',
       '',
-      '| weights | compute | EP | size | rank | s/step without | s/step with LoRA | s/step removed (zeros fed) | read + map s | apply s (one rebuild with branches) | strength change s | remove s |',
+      '| weights | compute | EP | size | rank | s/step without | s/step with LoRA | s/step removed (strength 0 fed) | read + map s | apply s (one rebuild with its branches) | strength change s | remove s |',
       '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...loraRows,
     );

@@ -1,7 +1,8 @@
 // Benchmark of a LoRA on the DiT (bench.ts --stages dit --lora-rank R): a synthetic rank-R kohya
 // LoRA on every Linear, written to a temporary file and read the way the pipeline reads one; the
-// steps without it and with it on the same session, and the time to apply it (the one rebuild with
-// branches), change its strength and remove it (inputs only: the base is never reloaded).
+// time to apply it (the one session rebuild with its factors as initializers, graphs/ditLora.ts),
+// the steps with it, the time to change its strength and to remove it (one scalar input each: no
+// rebuild, checked here), and the steps after its removal (its strength fed 0).
 
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -16,13 +17,13 @@ export interface LoraBench {
   fileMiB: number;
   /** Reading the file and mapping it onto the DiT. */
   readSeconds: number;
-  /** The first setLoras: the session built again with a branch on every Linear. */
+  /** The first setLoras: the session built again with the LoRA's branches (its factors as initializers). */
   applySeconds: number;
   stepSeconds: number[];
-  /** setLoras at another strength, and with none (inputs only). */
+  /** setLoras at another strength, and with none (a strength input each; no rebuild). */
   strengthSeconds: number;
   removeSeconds: number;
-  /** Steps with the branches fed zeros (what a LoRA-capable session costs without a LoRA). */
+  /** Steps after the removal: the branches kept, strength 0 fed (what a removed LoRA costs until a rebuild). */
   removedStepSeconds: number[];
 }
 
@@ -58,7 +59,8 @@ export async function benchLora(dit: FluxTransformer, rank: number, steps: numbe
     };
     let branches: ReturnType<typeof ditLora>['branches'] = new Map();
     const readSeconds = await time(() => (branches = ditLora(readLora(file), dit.config, dit.linearShapes).branches));
-    const applySeconds = await time(() => dit.setLoras([{ branches, strength: 1 }]));
+    // The file's path as its id, as the pipeline keys a LoRA by its cached file id.
+    const applySeconds = await time(() => dit.setLoras([{ branches, strength: 1, id: file }]));
     progress(`LoRA rank ${rank} (${fileMiB.toFixed(0)} MiB): read ${readSeconds.toFixed(2)} s, applied (session rebuilt with branches) in ${applySeconds.toFixed(2)} s`);
     const timed = async (label: string) => {
       const out: number[] = [];
@@ -69,8 +71,10 @@ export async function benchLora(dit: FluxTransformer, rank: number, steps: numbe
       return out;
     };
     const stepSeconds = await timed('with LoRA');
-    const strengthSeconds = await time(() => dit.setLoras([{ branches, strength: 0.5 }]));
+    const builds = dit.sessionBuilds;
+    const strengthSeconds = await time(() => dit.setLoras([{ branches, strength: 0.5, id: file }]));
     const removeSeconds = await time(() => dit.setLoras([]));
+    if (dit.sessionBuilds !== builds) throw new Error('benchLora: a strength change or a removal rebuilt the session');
     progress(`strength changed in ${strengthSeconds.toFixed(3)} s, removed in ${removeSeconds.toFixed(3)} s`);
     const removedStepSeconds = await timed('LoRA removed');
     return { rank, fileMiB, readSeconds, applySeconds, stepSeconds, strengthSeconds, removeSeconds, removedStepSeconds };

@@ -23,12 +23,12 @@ if has fill; then
 fi
 if has lora; then
   stamp "lora dit int8 rank 32"
-  timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024,512 --steps 3 --weights int8 --lora-rank 32 --tag lora-r32 --job-timeout 190"
+  timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tag lora-r32 --job-timeout 190"
   pack
 fi
 if has hires; then
   stamp "hires 1024 -> 2048"
-  timeout "$(left 260)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --size 1024 --steps 20 --weights int8 --modes sequential --e2e --warm-only --params '{\"hires\":{\"scale\":2,\"strength\":0.45,\"steps\":20}}' --tag hires-2048 --job-timeout 250"
+  timeout "$(left 430)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --size 1024 --steps 20 --weights int8 --modes sequential --e2e --warm-only --params '{\"hires\":{\"scale\":2,\"strength\":0.45,\"steps\":20}}' --tag hires-2048 --job-timeout 420"
   pack
 fi
 if has cfg; then

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DitInputs, FluxTransformer } from '../../src/inference/graphs/dit';
 import { readLora } from '../../src/inference/formats/lora';
-import { ditLora } from '../../src/inference/formats/loraDit';
+import { ditLora, LoraBranch } from '../../src/inference/formats/loraDit';
 import { openTensors } from '../../src/inference/formats/safetensors';
 import { writeSafetensors } from '../../src/inference/formats/safetensorsWriter';
 import { FluxPipeline } from '../../src/inference/pipeline/pipeline';
@@ -38,27 +38,36 @@ describe('LoRA golden cases (diffusers load_lora_weights)', function () {
   this.timeout(300_000);
 
   for (const [what, source] of [['BFL file', BF16_FILE], ['diffusers folder', path.join(GOLDEN_MODELS, 'transformer')]] as const) {
-    it(`${what}: base, kohya, kohya at 0.5, PEFT at 0.7, XLabs and kohya 0.8 + PEFT −0.5 stacked match the reference, on one session`, async () => {
-      const t = await FluxTransformer.load(source, { format: 'fp32', inlineLimit: 0, lora: true });
+    it(`${what}: base, kohya, kohya at 0.5, PEFT at 0.7, XLabs and kohya 0.8 + PEFT −0.5 stacked match the reference`, async () => {
+      const t = await FluxTransformer.load(source, { format: 'fp32', inlineLimit: 0 });
       try {
         const expected = (k: string) => goldenCase('lora-cases.safetensors').readF32(k);
         const base = await t.forward(inputs());
         assertGoldenClose(base, expected('base'), 'base');
-        const session = (t as unknown as { session: object }).session;
+        // Mapped once per file, as the pipeline caches them; the file name is the id.
+        const mapped = new Map<string, ReadonlyMap<string, LoraBranch>>();
+        const branchesOf = (file: string) => {
+          if (!mapped.has(file)) {
+            const d = ditLora(readLora(path.join(GOLDEN_CASES, file)), t.config, t.linearShapes);
+            assert.deepEqual(d.skipped, [], `${file}: every DiT key maps`);
+            const kohya = file.includes('kohya');
+            mapped.set(file, new Map([...d.branches].filter(([n]) => !kohya || !TOP_LEVEL.test(n))));
+          }
+          return mapped.get(file)!;
+        };
         for (const [key, combo] of Object.entries(meta.cases)) {
-          await t.setLoras(combo.map((c) => {
-            const d = ditLora(readLora(path.join(GOLDEN_CASES, c.file)), t.config, t.linearShapes);
-            assert.deepEqual(d.skipped, [], `${c.file}: every DiT key maps`);
-            const kohya = c.file.includes('kohya');
-            return { branches: new Map([...d.branches].filter(([n]) => !kohya || !TOP_LEVEL.test(n))), strength: c.strength };
-          }));
+          await t.setLoras(combo.map((c) => ({ branches: branchesOf(c.file), strength: c.strength, id: c.file })));
           const s = assertGoldenClose(await t.forward(inputs()), expected(key), key);
           console.log(`      ${key}: max abs ${s.maxAbs.toExponential(2)} (of ${s.maxRef.toFixed(2)}), rel L2 ${s.relL2.toExponential(2)}`);
         }
+        // Rebuilt for kohya, PEFT, XLabs and kohya + PEFT; kohya at 0.5 only fed another strength.
+        assert.equal(t.sessionBuilds, 5, 'one load and four rebuilds');
+        const session = (t as unknown as { session: object }).session;
         await t.setLoras([]);
         const after = await t.forward(inputs());
         for (let i = 0; i < base.length; i++) if (after[i] !== base[i]) assert.fail(`LoRAs removed: element ${i} is ${after[i]}, the base gave ${base[i]}`);
-        assert.equal((t as unknown as { session: object }).session, session, 'no rebuild');
+        assert.equal((t as unknown as { session: object }).session, session, 'removing them does not rebuild');
+        assert.equal(t.sessionBuilds, 5);
       } finally {
         await t.release();
       }
@@ -96,7 +105,11 @@ describe('LoRA golden cases, float16 compute (the GPU graphs, run on the CPU)', 
   this.timeout(300_000);
   it('PEFT at 0.7 and XLabs with fp16 weights and float16 activations: within the README\'s float16 order (relative L2 ≤ 1e-2)', async () => {
     const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-f16-'));
-    const t = await FluxTransformer.load(BF16_FILE, { format: 'fp16', compute: 'float16', inlineLimit: 0, cacheDir, lora: true });
+    const t = await FluxTransformer.load(BF16_FILE, { format: 'fp16', compute: 'float16', inlineLimit: 0, cacheDir });
+    // Every file under the cache with its size: the LoRA factors must stay out of the base weight cache.
+    const cacheFiles = () => fs.readdirSync(cacheDir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => `${path.join(e.parentPath, e.name)}:${fs.statSync(path.join(e.parentPath, e.name)).size}`).sort();
+    const before = cacheFiles();
+    assert.ok(before.length > 0, 'the fp16 weights are cached');
     try {
       for (const key of ['peft@0.7', 'xlabs']) {
         const c = meta.cases[key][0];
@@ -104,6 +117,8 @@ describe('LoRA golden cases, float16 compute (the GPU graphs, run on the CPU)', 
         const s = assertGoldenClose(await t.forward(inputs()), goldenCase('lora-cases.safetensors').readF32(key), `float16 ${key}`, { maxAbsRel: 1e-2, relL2: 1e-2 });
         console.log(`      float16 ${key}: max abs ${s.maxAbs.toExponential(2)}, rel L2 ${s.relL2.toExponential(2)}`);
       }
+      assert.equal(t.sessionBuilds, 3, 'a rebuild per new LoRA file');
+      assert.deepEqual(cacheFiles(), before, 'the rebuilds added nothing to the weight cache');
     } finally {
       await t.release();
       fs.rmSync(cacheDir, { recursive: true, force: true });

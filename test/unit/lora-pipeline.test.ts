@@ -90,6 +90,11 @@ describe('LoRA in the pipeline (pipeline/loras.ts, formats/loraText.ts)', functi
       assert.ok(again.notes.includes('prompt embeddings from cache'), again.notes.join('\n'));
       assert.equal(lines.filter((l) => /^loaded dit/.test(l)).length, 1, lines.join('\n'));
       assert.equal(lines.filter((l) => /^LoRA my-style_v2: read/.test(l)).length, 1, 'the file is read once');
+      const none = await p.generate(job);
+      assert.deepEqual(Array.from(none.image), Array.from(base.image), 'the LoRA removed: the base image');
+      const onDit = lines.filter((l) => l.startsWith('LoRAs on the DiT:'));
+      assert.equal(onDit.filter((l) => l.includes('session rebuilt')).length, 1, `one rebuild, when the file first came:\n${onDit.join('\n')}`);
+      assert.equal(onDit.filter((l) => l.includes('strengths only')).length, 3, onDit.join('\n'));
     } finally {
       await p.release();
     }

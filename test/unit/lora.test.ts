@@ -123,27 +123,74 @@ describe('LoRA (formats/lora.ts, formats/loraDit.ts, graphs/ditLora.ts)', functi
     assertGoldenClose(withLora, await outputs(merged, { format: 'fp32' }), 'PEFT pieces vs merged weights');
   });
 
-  it('strength 0 gives the base output bit for bit; changing strength or removing LoRAs never rebuilds the session', async () => {
+  it('strength 0 gives the base output bit for bit; adding a LoRA rebuilds once, changing its strength or removing it never does', async () => {
     const lora = path.join(dir, 'kohya0.safetensors');
     kohyaOnEveryLinear(lora, 1);
     const branches = ditLora(readLora(lora), config, shapes()).branches;
     const t = await FluxTransformer.load(BF16_FILE, config, { format: 'fp32' });
+    const session = () => (t as unknown as { session: object }).session;
     try {
       const base = await t.forward(inputs('a'));
       assert.equal(t.hasLoraBranches, false);
-      await t.setLoras([{ branches, strength: 0 }]);
+      await t.setLoras([]);
+      assert.equal(t.sessionBuilds, 1, 'no LoRA on a plain session: nothing to build');
+      await t.setLoras([{ branches, strength: 0, id: 'kohya0' }]);
       assert.equal(t.hasLoraBranches, true);
-      const session = (t as unknown as { session: object }).session;
+      assert.equal(t.sessionBuilds, 2, 'the new LoRA rebuilt the session once');
+      const built = session();
       const zero = await t.forward(inputs('a'));
       assert.equal(zero.length, base.length);
       for (let i = 0; i < base.length; i++) if (zero[i] !== base[i]) assert.fail(`strength 0: element ${i} is ${zero[i]}, the base gives ${base[i]}`);
-      await t.setLoras([{ branches, strength: 1 }]);
+      await t.setLoras([{ branches, strength: 1, id: 'kohya0' }]);
       const one = await t.forward(inputs('a'));
       assert.ok(one.some((x, i) => x !== base[i]), 'strength 1 changes the output');
       await t.setLoras([]);
       const removed = await t.forward(inputs('a'));
       for (let i = 0; i < base.length; i++) if (removed[i] !== base[i]) assert.fail(`removed: element ${i} is ${removed[i]}, the base gives ${base[i]}`);
-      assert.equal((t as unknown as { session: object }).session, session, 'the same session throughout');
+      assert.equal(t.hasLoraBranches, true, 'the branched session stays, fed zeros');
+      assert.equal(session(), built, 'the same session since the LoRA came');
+      assert.equal(t.sessionBuilds, 2);
+    } finally {
+      await t.release();
+    }
+  });
+
+  it('removing a LoRA and adding the same file back does not rebuild; a different file rebuilds exactly once, without the leftovers', async () => {
+    const fileA = path.join(dir, 'kohya-a.safetensors');
+    const fileB = path.join(dir, 'kohya-b.safetensors');
+    kohyaOnEveryLinear(fileA, 1, 11);
+    kohyaOnEveryLinear(fileB, 1, 12);
+    const sh = shapes();
+    // Each file mapped twice: identity is the id (the pipeline's file id), not the branches object.
+    const a = () => ({ branches: ditLora(readLora(fileA), config, sh).branches, id: 'a' });
+    const b = () => ({ branches: ditLora(readLora(fileB), config, sh).branches, id: 'b' });
+    const t = await FluxTransformer.load(BF16_FILE, config, { format: 'fp32', loras: [{ ...a(), strength: 0.6 }] });
+    const session = () => (t as unknown as { session: object }).session;
+    try {
+      assert.equal(t.hasLoraBranches, true, 'built with the LoRA at load');
+      const withA = await t.forward(inputs('a'));
+      const built = session();
+      await t.setLoras([]);
+      const none = await t.forward(inputs('a'));
+      assert.ok(none.some((x, i) => x !== withA[i]), 'removed: the output changes');
+      await t.setLoras([{ ...a(), strength: 0.6 }]);
+      assert.deepEqual(await t.forward(inputs('a')), withA, 'the same file back: the same output');
+      assert.equal(session(), built, 'the same file back: no rebuild');
+      assert.equal(t.sessionBuilds, 1);
+
+      await t.setLoras([{ ...b(), strength: 0.6 }]);
+      assert.equal(t.sessionBuilds, 2, 'a different file: one rebuild');
+      assert.notEqual(session(), built);
+      const withB = await t.forward(inputs('a'));
+      assert.ok(withB.some((x, i) => x !== withA[i]), 'B is not A');
+      // Rebuilt with B only: A is not a slot any more, so A coming back rebuilds again.
+      await t.setLoras([{ ...b(), strength: 0.3 }]);
+      assert.equal(t.sessionBuilds, 2, 'B at another strength: a feed');
+      await t.setLoras([{ ...a(), strength: 0.6 }, { ...b(), strength: 0.6 }]);
+      assert.equal(t.sessionBuilds, 3, 'A with B: one rebuild');
+      await t.setLoras([{ ...a(), strength: 0.6 }]);
+      assert.equal(t.sessionBuilds, 3, 'B removed: a feed');
+      assertGoldenClose(await t.forward(inputs('a')), withA, 'A alone on the A+B session (B at 0)');
     } finally {
       await t.release();
     }
@@ -154,7 +201,8 @@ describe('LoRA (formats/lora.ts, formats/loraDit.ts, graphs/ditLora.ts)', functi
     kohyaOnEveryLinear(lora, 1, 3);
     const branches = ditLora(readLora(lora), config, shapes()).branches;
     const base = await outputs(BF16_FILE, { format: 'fp32' });
-    const both = await outputs(BF16_FILE, { format: 'fp32' }, (t) => t.setLoras([{ branches, strength: 0.8 }, { branches, strength: -0.8 }]));
+    // Distinct ids: two slots, two branches per Linear (the same id twice would be one slot at 0).
+    const both = await outputs(BF16_FILE, { format: 'fp32' }, (t) => t.setLoras([{ branches, strength: 0.8, id: 'plus' }, { branches, strength: -0.8, id: 'minus' }]));
     assertGoldenClose(both, base, '+0.8 − 0.8');
   });
 

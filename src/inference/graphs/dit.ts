@@ -23,8 +23,7 @@ import { ggufNotes } from '../formats/gguf';
 import { readPiece, TensorPiece } from '../formats/layouts/pieces';
 import { TensorInfo, TensorSource } from '../formats/safetensors';
 import { attention as multiHeadAttention, geluTanh, layerNormAffine, rmsNorm, silu } from './layers';
-import { LinearShapes } from '../formats/loraDit';
-import { loraBranch, loraFeeds, WeightedBranches } from './ditLora';
+import { LoraGraph, LoraKey, loraSlots, strengthFeeds, WeightedBranches } from './ditLora';
 
 /** BFL names of the checkpoint's Linear layers (without `.weight`). */
 export function bflLinears(p: DitConfig): string[] {
@@ -142,8 +141,8 @@ interface Dit {
   attention: { form: 'fused' | 'matmul'; chunks: number };
   /** com.microsoft ops allowed (Graph.contribOps). */
   contrib: boolean;
-  /** With LoRA branches (ditLora.ts): every Linear's [out, in]. */
-  lora?: LinearShapes;
+  /** The LoRA branches (ditLora.ts), when built with LoRAs. */
+  lora?: LoraGraph;
 }
 
 export interface DitGraph {
@@ -190,8 +189,11 @@ export interface DitBuildOptions {
    * (CoreML; FluxTransformer.load defaults it to 512, the T5 length the pipeline uses).
    */
   textTokens?: number;
-  /** A LoRA branch beside every Linear, its A, s and Bᵀ graph inputs (ditLora.ts). */
-  lora?: boolean;
+  /**
+   * LoRAs built into the graph (ditLora.ts): their factors as initializers, each one's strength a
+   * graph input (the strengths given here are what FluxTransformer.load feeds first).
+   */
+  loras?: readonly WeightedBranches[];
 }
 
 /** The T5 length a CoreML DiT is built for unless told otherwise (the pipeline's default t5MaxLength). */
@@ -224,7 +226,9 @@ export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOption
 
   // Batch 1: activations are [tokens, features] inside, so every Linear is one Gemm.
   const attention = { form: opts.attention ?? choices.attention, chunks: opts.attentionChunks ?? choices.attentionChunks };
-  const d: Dit = { g, w, p, src, headDim, prev: img, compute, flash: opts.flashAttention ?? false, attention, contrib: choices.contribOps, lora: opts.lora ? ditLinearShapes(weights, p) : undefined };
+  const slots = loraSlots(opts.loras ?? []);
+  const lora = slots.length ? new LoraGraph(g, slots.map((s) => s.branches), ditLinearShapes(weights, p), compute) : undefined;
+  const d: Dit = { g, w, p, src, headDim, prev: img, compute, flash: opts.flashAttention ?? false, attention, contrib: choices.contribOps, lora };
   img = toCompute(d, g.op('Reshape', [img, g.i64([-1, p.in_channels])]));
   txt = toCompute(d, g.op('Reshape', [txt, g.i64([-1, p.context_in_dim])]));
   d.prev = img;
@@ -290,7 +294,7 @@ function clipF16(d: Dit, x: Value): Value {
 function linear(d: Dit, x: Value, name: string): Value {
   const parts = d.src.linear(name).map((n) => dense(d, x, n));
   const y = parts.length === 1 ? parts[0] : d.g.op('Concat', parts, { axis: -1 });
-  return d.lora ? loraBranch(d.g, x, y, name, d.lora.get(name)!, d.compute) : y;
+  return d.lora ? d.lora.apply(x, y, name) : y;
 }
 
 /**
@@ -540,16 +544,17 @@ export class FluxTransformer {
   /** How a GGUF file's quantized weights are run (for the log); empty for other files. */
   notes: string[] = [];
 
-  /** Fed to every run when the graph has LoRA branches (setLoras); undefined before the first LoRA. */
-  private loraInputs?: Record<string, ort.Tensor>;
+  /** The LoRAs the session was built with (one strength input each) and the strengths fed to every run; undefined without branches. */
+  private lora?: { built: LoraKey[]; feeds: Record<string, ort.Tensor> };
+  /** Sessions built by this object: 1 after load, one more per rebuild (setLoras). */
+  sessionBuilds = 1;
 
   private constructor(
     private session: ort.InferenceSession, readonly config: DitConfig, readonly textTokens: number | undefined,
     /** Every BFL Linear's [out, in]: LoRAs are mapped and checked against these. */
     readonly linearShapes: Map<string, [number, number]>,
-    private readonly compute: ComputeType,
-    /** Builds the session again, from the same checkpoint and options, with or without LoRA branches. */
-    private readonly rebuild: (lora: boolean) => Promise<ort.InferenceSession>,
+    /** Builds the session again, from the same checkpoint and options, with these LoRAs' branches. */
+    private readonly rebuild: (loras: readonly WeightedBranches[]) => Promise<ort.InferenceSession>,
   ) {}
 
   /**
@@ -572,29 +577,30 @@ export class FluxTransformer {
     const weights = source instanceof DitWeights ? source : component!.weights;
     const config = (b ? (a as DitConfig | undefined) : undefined) ?? component?.config;
     if (!config) throw new Error('FluxTransformer.load: DitWeights need a DitConfig');
-    const create = async (from: DitWeights, lora: boolean) => {
+    const create = async (from: DitWeights, loras: readonly WeightedBranches[]) => {
       const t0 = performance.now();
       await prefillDit(from, config, opts);
       const t1 = performance.now();
-      const { graph, weights: w } = buildDit(from, config, { ...opts, lora });
+      const { graph, weights: w } = buildDit(from, config, { ...opts, loras });
       const folder = w.folder();
       const t2 = performance.now();
       const session = await createSession(graph, { ep: opts.ep, weightsFolder: folder, intraOpThreads: opts.threads, optimizedModelPath: opts.optimizedModelPath, gpuBufferCache: opts.gpuBufferCache, optimization: opts.optimization });
       return { session, timings: { prefill: (t1 - t0) / 1000, build: (t2 - t1) / 1000, session: (performance.now() - t2) / 1000 } };
     };
     // A checkpoint opened here is opened again for a rebuild (onnxruntime maps the files itself meanwhile).
-    const rebuild = async (lora: boolean) => {
+    const rebuild = async (loras: readonly WeightedBranches[]) => {
       const again = typeof source === 'string' ? openComponent(source, 'dit').weights : weights;
       try {
-        return (await create(again, lora)).session;
+        return (await create(again, loras)).session;
       } finally {
         if (typeof source === 'string') again.tensors.close();
       }
     };
     try {
-      const { session, timings } = await create(weights, opts.lora ?? false);
-      const dit = new FluxTransformer(session, config, textTokens, ditLinearShapes(weights, config), opts.compute ?? 'float32', rebuild);
-      if (opts.lora) dit.loraInputs = loraFeeds(dit.linearShapes, [], dit.compute);
+      const loras = opts.loras ?? [];
+      const { session, timings } = await create(weights, loras);
+      const dit = new FluxTransformer(session, config, textTokens, ditLinearShapes(weights, config), rebuild);
+      dit.useBuilt(loras);
       dit.loadTimings = timings;
       dit.notes = ggufNotes(weights.tensors);
       return dit;
@@ -604,25 +610,38 @@ export class FluxTransformer {
     }
   }
 
-  /** Whether the session has LoRA branches (built by the first setLoras with a LoRA, or by load's `lora`). */
+  /** Whether the session has LoRA branches (built by a setLoras that added a LoRA, or by load's `loras`). */
   get hasLoraBranches(): boolean {
-    return this.loraInputs !== undefined;
+    return this.lora !== undefined;
+  }
+
+  /** After a build with `loras`: remember its slots and feed their strengths. */
+  private useBuilt(loras: readonly WeightedBranches[]): void {
+    const built = loraSlots(loras).map((s) => s.key);
+    this.lora = built.length ? { built, feeds: strengthFeeds(built, loras) } : undefined;
   }
 
   /**
-   * Applies these LoRAs (branches from formats/loraDit.ts ditLora, with strengths) from the next
-   * step on, replacing any set before. The first LoRA on a session built without branches builds
-   * it again once with a branch on every Linear (the base weights are not converted again: the
-   * cache is complete); after that, changing, adding or removing LoRAs only changes the inputs.
+   * Applies these LoRAs (branches from formats/loraDit.ts ditLora, with strengths and the file's
+   * id) from the next step on, replacing any set before. LoRAs the session was built with take
+   * new strengths as feeds, and one left out is fed 0 (its branch adds exactly nothing): no
+   * rebuild, also when all are removed. A LoRA the session was not built with builds it again,
+   * once, with exactly the LoRAs given (leftovers at strength 0 dropped); the base weights are not
+   * converted again (the cache is complete) and the LoRA factors never enter that cache.
    */
   async setLoras(loras: readonly WeightedBranches[]): Promise<void> {
-    if (!this.loraInputs) {
-      if (!loras.length) return;
-      // Released first: two sessions of a FLUX.1 DiT at once would not fit where one just does.
-      await this.session.release();
-      this.session = await this.rebuild(true);
+    const wanted = loraSlots(loras);
+    const built = this.lora?.built ?? [];
+    if (wanted.every((w) => built.includes(w.key))) {
+      if (this.lora) this.lora.feeds = strengthFeeds(this.lora.built, loras);
+      return;
     }
-    this.loraInputs = loraFeeds(this.linearShapes, loras, this.compute);
+    // Released first: two sessions of a FLUX.1 DiT at once would not fit where one just does.
+    this.lora = undefined;
+    await this.session.release();
+    this.session = await this.rebuild(loras);
+    this.sessionBuilds++;
+    this.useBuilt(loras);
   }
 
   /** Binds one generation's conditioning; call forward() on the result each step. */
@@ -652,7 +671,7 @@ export class FluxTransformer {
           if (guidance === undefined) throw new Error('this DiT is guidance-distilled (FLUX.1-dev type): pass a guidance value');
           feeds.guidance = new ort.Tensor('float32', Float32Array.of(guidance), [1]);
         }
-        const out = await this.session.run(this.loraInputs ? { ...feeds, ...this.loraInputs } : feeds);
+        const out = await this.session.run(this.lora ? { ...feeds, ...this.lora.feeds } : feeds);
         return out.out.data as Float32Array;
       },
     };

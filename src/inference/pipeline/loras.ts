@@ -1,5 +1,6 @@
 // A pipeline's LoRAs: files read once and kept by (path, mtime, size) with their hash, checked
-// before anything loads; the DiT takes them as branches (FluxTransformer.setLoras), CLIP as merged
+// before anything loads; the DiT takes them as branches built into its session, keyed by the cached
+// file id so that strengths and removals are feeds (FluxTransformer.setLoras), CLIP as merged
 // weights (formats/loraText.ts, its session rebuilt only when its LoRA set or strengths change).
 
 import * as fs from 'node:fs';
@@ -11,6 +12,7 @@ import { DitLora, ditLora } from '../formats/loraDit';
 import { clipDeltas, MergedTensors } from '../formats/loraText';
 import { TensorSource } from '../formats/safetensors';
 import { ditLinearShapes, FluxTransformer } from '../graphs/dit';
+import { WeightedBranches } from '../graphs/ditLora';
 import { openComponent } from '../formats/layouts/components';
 import { DitConfig } from '../formats/layouts/configs';
 import { LinearShapes } from '../formats/loraDit';
@@ -40,8 +42,8 @@ export interface ActiveLoras {
 export class PipelineLoras {
   private readonly files = new Map<string, Cached>();
   private clip: ActiveLoras | undefined;
-  /** Set by the first job with a LoRA: from then on the DiT is built with branches (no rebuild when a LoRA comes). */
-  wantBranches = false;
+  /** The last job's LoRAs: a DiT loaded for it is built with their branches (no rebuild in applyToDit). */
+  private wanted: ActiveLoras['entries'] = [];
   private lastDit?: { on: FluxTransformer; key: string };
   private ditShapes?: { config: DitConfig; shapes: LinearShapes };
 
@@ -67,8 +69,8 @@ export class PipelineLoras {
             : `The LoRA ${f.path} holds only T5 text-encoder layers (${t5.length}), which MajicFLUX does not apply: it would change nothing.`);
         }
       }
-      this.wantBranches = true;
     }
+    this.wanted = entries;
     const withClip = entries.filter((e) => e.cached.file.pairs.some((p) => p.target === 'clip') && e.strength !== 0);
     return {
       entries,
@@ -130,6 +132,11 @@ export class PipelineLoras {
     return { adapt, inlineLimit: Number.MAX_SAFE_INTEGER };
   }
 
+  /** FluxTransformer.load's `loras` for a DiT loaded for the last resolved job (none without a LoRA on the DiT). */
+  ditLoadLoras(): WeightedBranches[] {
+    return this.wanted.flatMap((e) => (e.cached.dit ? [{ branches: e.cached.dit.branches, strength: e.strength, id: e.cached.id }] : []));
+  }
+
   /** Applies the job's LoRAs to the DiT (branches; nothing is reloaded once the DiT has them) and notes what did not apply. */
   async applyToDit(dit: FluxTransformer, active: ActiveLoras, notes: string[]): Promise<void> {
     const on = active.entries.map((e) => ({ entry: e, lora: e.cached.dit ?? ditLora(e.cached.file, dit.config, dit.linearShapes) }));
@@ -147,8 +154,10 @@ export class PipelineLoras {
     if (this.lastDit?.on === dit && this.lastDit.key === key) return;
     if (!key && !dit.hasLoraBranches) return;
     const t0 = performance.now();
-    await dit.setLoras(on.map(({ entry, lora }) => ({ branches: lora.branches, strength: entry.strength })));
+    const builds = dit.sessionBuilds;
+    await dit.setLoras(on.map(({ entry, lora }) => ({ branches: lora.branches, strength: entry.strength, id: entry.cached.id })));
     this.lastDit = { on: dit, key };
-    this.log('info', `LoRAs on the DiT: ${active.metadata.map((m) => `${m.name}:${m.strength}`).join(', ') || 'none'} (${((performance.now() - t0) / 1000).toFixed(2)} s)`);
+    const how = dit.sessionBuilds > builds ? 'session rebuilt with their branches' : 'strengths only';
+    this.log('info', `LoRAs on the DiT: ${active.metadata.map((m) => `${m.name}:${m.strength}`).join(', ') || 'none'} (${how}, ${((performance.now() - t0) / 1000).toFixed(2)} s)`);
   }
 }
