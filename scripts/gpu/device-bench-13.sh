@@ -5,6 +5,7 @@
 #   hires   time to the PNG, warm: 1024², 20 steps, then a ×2 hires pass (2048², 20 steps at
 #           strength 0.45 = 9 run, image upscale, tiled VAE), memory mode sequential (GPU peak =
 #           the largest single part)
+#   dit2048 the DiT alone at 2048², attention in 64 query pieces (a hires pass's second half)
 #   cfg     time to the PNG, warm: 1024², 20 steps with true CFG 3.5 (two DiT runs a step), resident
 # Needs FILL_ALL=1 for hires/cfg (every component). Results: $OUT/log.txt and $OUT/results.tgz.
 #   OUT=/tmp/out BUDGET=570 FILL_ALL=1 bash scripts/gpu/device-bench-13.sh info fill lora hires cfg > $OUT/log.txt 2>&1
@@ -29,6 +30,12 @@ fi
 if has hires; then
   stamp "hires 1024 -> 2048"
   timeout "$(left 430)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --size 1024 --steps 20 --weights int8 --modes sequential --e2e --warm-only --params '{\"hires\":{\"scale\":2,\"strength\":0.45,\"steps\":20}}' --tag hires-2048 --job-timeout 420"
+  pack
+fi
+if has dit2048; then
+  # The DiT alone at 2048² with the attention in 64 query pieces (what a hires pass builds, attentionChunksFor).
+  stamp "dit 2048 int8 64 pieces"
+  timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 2048 --steps 3 --weights int8 --chunks 64 --tag dit-2048-c64 --job-timeout 190"
   pack
 fi
 if has cfg; then

@@ -100,6 +100,20 @@ describe('Flux DiT (graphs/dit.ts)', function () {
     assert.equal(types.filter((t) => t === 'Softmax').length, 3 * (params.depth + params.depth_single_blocks), 'three query pieces per block');
   });
 
+  it('64 query pieces (a 2048² pass on WebGPU) are split and joined in levels of at most 8 — a WebGPU shader binds 16 buffers — and give the golden output', async () => {
+    const t = await FluxTransformer.load(BF16_FILE, { format: 'fp32', attention: 'matmul', attentionChunks: 64 });
+    try {
+      assertGoldenClose(await t.forward(inputs('a')), expected('a.output'), 'matmul attention ×64, case a');
+    } finally {
+      await t.release();
+    }
+    const { graph } = buildDit(new DitWeights(openTensors(BF16_FILE), 'bfl-dit'), params, { format: 'fp32', attention: 'matmul', attentionChunks: 64 });
+    const nodes = graph.liveNodeList();
+    assert.equal(nodes.filter((n) => n.opType === 'Softmax').length, 64 * (params.depth + params.depth_single_blocks), '64 pieces per block');
+    const widest = Math.max(...nodes.filter((n) => n.opType === 'Split').map((n) => n.output.length), ...nodes.filter((n) => n.opType === 'Concat').map((n) => n.input.length));
+    assert.ok(widest <= 8, `a Split or Concat with ${widest} pieces`);
+  });
+
   it('diffusers transformer/ folder, fp32 weights: cases a, b, c match the same golden outputs', async () => {
     const outs = await run(DIFFUSERS_DIR, { format: 'fp32', inlineLimit: 0 }, ['a', 'b', 'c']);
     ['a', 'b', 'c'].forEach((k, i) => {

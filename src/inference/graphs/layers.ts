@@ -116,6 +116,21 @@ function attentionMatMul(g: Graph, q: Value, k: Value, v: Value, heads: number, 
     if (bias) logits = g.op('Add', [logits, bias]);
     return g.op('MatMul', [g.op('Softmax', [logits], { axis: -1 }), vh]); // [B, H, Lq, Dh]
   };
-  const out = chunks > 1 ? g.op('Concat', g.opN('Split', [qh], { axis: 2, num_outputs: chunks }, { outputs: chunks }).map(head), { axis: 2 }) : head(qh);
+  const out = inPieces(g, qh, chunks, head);
   return g.op('Reshape', [g.op('Transpose', [out], { perm: [0, 2, 1, 3] }), g.i64([0, 0, -1])]);
+}
+
+/**
+ * A WebGPU shader binds at most 16 storage buffers, so a Split or Concat over more than 15 pieces
+ * fails at run time ("Too many storage buffers in shader", seen at 64 pieces on an H100): more
+ * pieces are split and joined in levels of at most 8.
+ */
+const MAX_PIECES = 8;
+
+/** `f` over the queries (axis 2) in `chunks` pieces, the results joined again. */
+function inPieces(g: Graph, x: Value, chunks: number, f: (piece: Value) => Value): Value {
+  if (chunks <= 1) return f(x);
+  const n = Math.min(chunks, MAX_PIECES);
+  const pieces = g.opN('Split', [x], { axis: 2, num_outputs: n }, { outputs: n });
+  return g.op('Concat', pieces.map((p) => inPieces(g, p, Math.ceil(chunks / n), f)), { axis: 2 });
 }

@@ -301,18 +301,21 @@ const CHUNKS_MEASURED_AT = 512 + (1024 / 16) ** 2;
 
 /**
  * Query pieces for the matmul attention when a job reaches `tokens` (text + image): scores grow
- * with the square of the tokens, so the pieces grow with it and one piece's scores stay about the
- * size of a 1024² piece. A 2048² hires pass (16,896 tokens) in the 4 pieces measured at 1024² held
- * 47.6 GB of GPU memory (H100, WebGPU). Powers of two, so sizes a little apart share one graph.
+ * with the square of the tokens, so the pieces grow with it (powers of two, so sizes a little apart
+ * share one graph), up to MAX_ATTENTION_CHUNKS. Measured on an H100 (WebGPU, int8, 2048²: 16,896
+ * tokens): 4 pieces held 47.6 GB of GPU memory; 64 pieces 23.8 GB at 11.9 s/step, but session
+ * creation took 130 s instead of 15 (every piece is its own nodes in 57 blocks), a cost paid again
+ * at each DiT load of a hires job. 16 bounds that (about 40 s by the same count; not measured).
  */
 export function attentionChunksFor(ep: ExecutionProvider, tokens: number): number {
   const base = opChoicesFor(ep).attentionChunks;
   if (base <= 1) return base;
   const want = base * (tokens / CHUNKS_MEASURED_AT) ** 2;
   let chunks = base;
-  while (chunks < want) chunks *= 2;
+  while (chunks < want && chunks < MAX_ATTENTION_CHUNKS) chunks *= 2;
   return chunks;
 }
+const MAX_ATTENTION_CHUNKS = 16;
 
 /** An empty graph for `ep`'s ops: its opset and whether it may use com.microsoft ops. */
 export function graphFor(name: string, ep: ExecutionProvider = 'cpu'): Graph {

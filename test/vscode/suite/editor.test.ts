@@ -9,18 +9,10 @@ import type { MajicfluxApi } from '../../../src/extension/extension';
 import type { RunResult } from '../../../src/extension/generation';
 import { blockKey } from '../../../src/extension/history';
 import type { Job } from '../../../src/extension/jobs';
+import { waitFor } from './waitFor';
 
 const ws = () => vscode.workspace.workspaceFolders![0].uri.fsPath;
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** Every CodeLens change event with the titles the provider gives at that moment. */
 function watchLenses(api: MajicfluxApi, document: vscode.TextDocument) {

@@ -9,19 +9,11 @@ import type { MajicfluxApi } from '../../../src/extension/extension';
 import type { RunResult } from '../../../src/extension/generation';
 import { blockKey } from '../../../src/extension/history';
 import { readPngParameters } from '../../../src/inference/formats/png';
+import { waitFor } from './waitFor';
 
 const ws = () => vscode.workspace.workspaceFolders![0].uri.fsPath;
 let api: MajicfluxApi;
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function open(rel: string): Promise<vscode.TextEditor> {
   const doc = await vscode.workspace.openTextDocument(path.join(ws(), rel));

@@ -14,18 +14,10 @@ import type { GenerationPanel } from '../../../src/extension/panel/panel';
 import type { InitMessage, ToWebview } from '../../../src/extension/panel/protocol';
 import { readPngParameters } from '../../../src/inference/formats/png';
 import { DEFAULTS } from '../../../src/shared/params';
+import { waitFor } from './waitFor';
 
 const ws = () => vscode.workspace.workspaceFolders![0].uri.fsPath;
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const base = { seed: 11, steps: 2, width: 64, height: 64, guidance: 3.5, trueCfgScale: 1 };
 
@@ -86,8 +78,11 @@ describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', f
   it('"Vary this image" on a result makes it the input image and the next Generate an image-to-image request with it', async () => {
     const entry = api.history.byFile(made)!;
     panel.fromWebview({ type: 'history', action: 'vary', id: entry.id });
-    await waitFor('the input image', () => panel.inputImage === made);
-    const sent = panel.sent.get('inputImage') as Extract<ToWebview, { type: 'inputImage' }>;
+    // The workspace state holds the new image before the message goes out: wait for the message.
+    const sent = await waitFor('the input image sent to the webview', () => {
+      const m = panel.sent.get('inputImage') as Extract<ToWebview, { type: 'inputImage' }> | undefined;
+      return panel.inputImage === made && m?.image?.path === made ? m : undefined;
+    });
     assert.equal(sent.image?.path, made);
     assert.match(sent.image!.src, /^https?:|^vscode-/, 'a webview URI, not a path');
     assert.deepEqual(sent.vary, { strength: DEFAULTS.strength, width: 64, height: 64 });
