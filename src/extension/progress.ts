@@ -5,7 +5,7 @@
 // Pure (no vscode); progressText.ts words it.
 
 import type { ComponentName } from '../shared/api';
-import { DEFAULTS } from '../shared/params';
+import { stepsToRun } from '../shared/params';
 import type { Job } from './jobs';
 
 export const PHASES = ['waiting', 'queued', 'starting', 'text', 'encode', 'denoise', 'decode', 'save'] as const;
@@ -41,7 +41,8 @@ export function jobProgress(j: Job): JobProgress | undefined {
     case 'encode':
     case 'denoise': {
       // `encode` comes before the steps (an input image) or between two passes (hires): the steps so far count.
-      const steps = j.steps ?? j.request.params.steps ?? DEFAULTS.steps;
+      // Before the first step event: the steps the job will run (image-to-image runs a share of them).
+      const steps = j.steps ?? stepsToRun(j.request.params);
       const step = j.step ?? 0;
       return { phase: j.stage, loading, step, steps, fraction: steps ? step / steps : 0 };
     }

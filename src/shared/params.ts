@@ -266,6 +266,16 @@ export function img2imgSteps(steps: number, strength: number): number {
   return steps - Math.trunc(Math.max(steps - steps * strength, 0));
 }
 
+/**
+ * The denoising steps a job runs, what its progress counts to: image-to-image runs its share of the
+ * schedule, a hires pass adds its own share.
+ */
+export function stepsToRun(p: Pick<GenerateParams, 'steps' | 'image' | 'strength' | 'hires'>): number {
+  const steps = p.steps ?? DEFAULTS.steps;
+  const first = p.image !== undefined ? img2imgSteps(steps, p.strength ?? DEFAULTS.strength) : steps;
+  return first + (p.hires ? img2imgSteps(p.hires.steps ?? steps, p.hires.strength ?? DEFAULTS.hiresStrength) : 0);
+}
+
 /** A side scaled for the hires pass, to the nearest multiple of 16. */
 export function hiresSide(side: number, scale: number): number {
   return Math.round((side * scale) / LIMITS.side.multiple) * LIMITS.side.multiple;

@@ -214,6 +214,15 @@ describe('CLI: majicflux generate (bundled)', function () {
       assert.match(out, /t\.png\n/);
     });
 
+    it('to a terminal, a hires job: the bar of the first pass is ended before the next stage prints', async () => {
+      let err = '';
+      const code = await main(['generate', 'a cat', ...SMALL, '--hires-scale', '2', '--hires-strength', '0.5', '--out', path.join(tmp, 'h.png')], { out: () => {}, err: (t) => (err += t), errIsTTY: true });
+      assert.equal(code, 0, err);
+      // 2 steps, then hires 2 at 0.5: 1 step; 3 in all.
+      assert.match(err, /\r\[#{16}\.{8}\] step 2\/3\n(encode|denoise) done/);
+      assert.doesNotMatch(err, /step 2\/3(encode|denoise)/);
+    });
+
     it('--quiet prints nothing but the result', async () => {
       const r = await run('--prompt', 'a cat', ...SMALL, '--out', path.join(tmp, 'q.png'), '--quiet');
       assert.equal(r.code, 0, r.stderr);

@@ -16,4 +16,12 @@ describe('job progress: the encode stage', () => {
     const p = jobProgress(job({ stage: 'encode', step: 4, steps: 6, loading: { component: 'vae', phase: 'load' } }));
     assert.deepEqual(p, { phase: 'encode', loading: { component: 'vae', preparing: false }, step: 4, steps: 6, fraction: 4 / 6 });
   });
+
+  it('before the first step, an image-to-image job counts the steps it will run, a hires pass its own too', () => {
+    const params = (p: object) => ({ id: 'j', request: { params: { prompt: 'x', ...p }, output: '/tmp/x.png' }, origin: { kind: 'panel' }, state: 'running', created: 0, stage: 'encode' }) as Job;
+    // 28 steps at strength 0.6: diffusers starts at int(28 − 16.8) = 11 and runs 17; hires 20 at 0.45: int(20 − 9) = 11, 9 run.
+    assert.equal(jobProgress(params({ steps: 28, image: '/i.png', strength: 0.6 }))?.steps, 17);
+    assert.equal(jobProgress(params({ steps: 20, hires: { scale: 2, strength: 0.45 } }))?.steps, 20 + 9);
+    assert.equal(jobProgress(params({ steps: 8 }))?.steps, 8);
+  });
 });

@@ -207,20 +207,27 @@ async function writePng(file: string, png: Uint8Array, options: { unique?: boole
  */
 function progressPrinter(io: CliOutput, quiet: boolean) {
   const tty = io.errIsTTY === true;
+  // A bar redrawn in place is ended before any other line (a hires job's first pass ends mid-count).
+  let barOpen = false;
+  const line = (text: string) => {
+    io.err(`${barOpen ? '\n' : ''}${text}\n`);
+    barOpen = false;
+  };
   return {
     log: (level: string, msg: string) => {
       if (level === 'debug' || (quiet && level === 'info')) return;
-      io.err(`${level === 'info' ? '' : `${level}: `}${msg}\n`);
+      line(`${level === 'info' ? '' : `${level}: `}${msg}`);
     },
     onStage: (stage: Stage, state: 'start' | 'end', detail?: string) => {
       if (quiet) return;
-      if (state === 'start') io.err(`${stage}…\n`);
-      else if (detail) io.err(`${stage} done (${detail})\n`);
+      if (state === 'start') line(`${stage}…`);
+      else if (detail) line(`${stage} done (${detail})`);
     },
     onStep: ({ step, steps }: { step: number; steps: number }) => {
       if (quiet) return;
-      if (tty) io.err(`\r${progressBar(step, steps)} step ${step}/${steps}${step === steps ? '\n' : ''}`);
-      else io.err(`step ${step}/${steps}\n`);
+      if (!tty) return io.err(`step ${step}/${steps}\n`);
+      io.err(`\r${progressBar(step, steps)} step ${step}/${steps}${step === steps ? '\n' : ''}`);
+      barOpen = step !== steps;
     },
   };
 }

@@ -9,7 +9,7 @@ import { version as packageVersion } from '../../../package.json';
 import {
   CancelledError, COMPONENTS, ComponentName, ComputeType, ExecutionProvider, GenerateHooks, GenerateResult, MemoryMode, ModelSpec, RuntimeOptions, Stage, StageTiming, UserError, WeightFormat,
 } from '../../shared/api';
-import { GenerateParams, ImageMetadata, img2imgSteps, RANDOM_SEED, ResolvedParams, resolveParams } from '../../shared/params';
+import { GenerateParams, ImageMetadata, img2imgSteps, RANDOM_SEED, ResolvedParams, resolveParams, stepsToRun } from '../../shared/params';
 import { ClipEncoder } from '../graphs/clip';
 import { FluxTransformer } from '../graphs/dit';
 import { T5Encoder } from '../graphs/t5';
@@ -202,7 +202,7 @@ export class FluxPipeline {
     if (this.loras.clipChanged(loras)) await this.unload(['clip']);
     // Progress counts the steps that run, both passes' from the start.
     const firstSteps = source ? img2imgSteps(steps, params.strength) : steps;
-    const totalSteps = firstSteps + (hires ? img2imgSteps(hires.steps, hires.strength) : 0);
+    const totalSteps = stepsToRun(params);
     // Decoded now, not after the text encoders: a damaged file must not cost a prompt encoding.
     const pixels = source && (await inputImageTensor(source, width, height, params.imageFit));
     // The negative prompt too when true CFG runs: same encoders, same cache, one text stage.
