@@ -7,20 +7,19 @@ import * as v from 'valibot';
 import type { GenerateParams } from '../../shared/params';
 import {
   DEFAULTS,
+  GenerateParamsSchema,
   Guidance,
   Height,
   HiresScale,
-  IMAGE_PARAMS,
   ImageFit,
+  IMAGE_PARAMS,
   ImageParams,
   LIMITS,
-  Loras,
   NegativePrompt,
   Prompt,
   Seed,
   Steps,
   Strength,
-  TrueCfgScale,
   Width,
 } from '../../shared/params';
 
@@ -34,12 +33,8 @@ const PanelParamsSchema = v.object({
   width: Width,
   height: Height,
   guidance: Guidance,
-  negativePrompt: v.optional(NegativePrompt),
-  trueCfgScale: v.optional(TrueCfgScale),
-  loras: v.optional(Loras),
-  image: v.optional(FilePath),
-  strength: v.optional(Strength),
-  imageFit: v.optional(ImageFit),
+  // Issue 13's, exactly as a generate request takes them.
+  ...v.pick(GenerateParamsSchema, ['negativePrompt', 'trueCfgScale', 'loras', 'image', 'strength', 'imageFit']).entries,
   /** The panel's hires pass: scale and strength (steps and upscaler stay params.ts's defaults). */
   hires: v.optional(v.object({ scale: HiresScale, strength: Strength })),
 });
