@@ -29,7 +29,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ComputeType, DitTuning, EpChoice, MemoryMode, WeightChoice } from '../src/shared/api';
-import { FluxTransformer } from '../src/inference/graphs/dit';
+import { FluxTransformer } from '../src/inference/graphs/fluxTransformer';
 import { GpuBufferCache } from '../src/inference/onnx/session';
 import { currentRss, lifetimePeakRss, RssSampler } from '../src/inference/system/processMemory';
 import { FluxPipeline } from '../src/inference/pipeline/pipeline';

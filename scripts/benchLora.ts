@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { readLora } from '../src/inference/formats/lora';
 import { ditLora } from '../src/inference/formats/loraDit';
 import { writeSafetensors } from '../src/inference/formats/safetensorsWriter';
-import { FluxTransformer } from '../src/inference/graphs/dit';
+import { FluxTransformer } from '../src/inference/graphs/fluxTransformer';
 
 export interface LoraBench {
   rank: number;

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { DitTuning, WeightFormat } from '../../src/shared/api';
-import { DitInputs, FluxTransformer } from '../../src/inference/graphs/dit';
+import { DitInputs, FluxTransformer } from '../../src/inference/graphs/fluxTransformer';
 import type { ExecutionProvider } from '../../src/inference/onnx/session';
 import { FluxPipeline } from '../../src/inference/pipeline/pipeline';
 import { compare, GOLDEN_CASES, GOLDEN_MODELS, goldenCase } from './golden';

@@ -4,7 +4,7 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FluxTransformer, FluxTransformerOptions } from '../../src/inference/graphs/dit';
+import { FluxTransformer, FluxTransformerOptions } from '../../src/inference/graphs/fluxTransformer';
 import { openComponent } from '../../src/inference/formats/layouts/components';
 import { inspectPath } from '../../src/inference/formats/layouts/inspect';
 import { openTensors } from '../../src/inference/formats/safetensors';

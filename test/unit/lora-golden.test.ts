@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DitInputs, FluxTransformer } from '../../src/inference/graphs/dit';
+import { DitInputs, FluxTransformer } from '../../src/inference/graphs/fluxTransformer';
 import { readLora } from '../../src/inference/formats/lora';
 import { ditLora, LoraBranch } from '../../src/inference/formats/loraDit';
 import { openTensors } from '../../src/inference/formats/safetensors';

@@ -11,7 +11,7 @@ import {
 } from '../../shared/api';
 import { GenerateParams, ImageMetadata, img2imgSteps, RANDOM_SEED, ResolvedParams, resolveParams, stepsToRun } from '../../shared/params';
 import { ClipEncoder } from '../graphs/clip';
-import { FluxTransformer } from '../graphs/dit';
+import { FluxTransformer } from '../graphs/fluxTransformer';
 import { T5Encoder } from '../graphs/t5';
 import { latentsToImage, VaeDecoder, VaeEncoder } from '../graphs/vae';
 import { ModelFiles, resolveModel } from '../models/files';

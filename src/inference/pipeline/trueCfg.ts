@@ -9,7 +9,7 @@
 // batch-dynamic graph build; the weights are read either way, so the saving would be one run's
 // overhead per step, small next to a step's matmuls at FLUX.1's size.
 
-import type { PreparedDit } from '../graphs/dit';
+import type { PreparedDit } from '../graphs/fluxTransformer';
 import type { ResolvedParams } from '../../shared/params';
 
 /** Whether a generation runs true CFG (1 is off; the negative prompt alone does nothing, as in diffusers). */
