@@ -38,6 +38,8 @@ export interface ActiveLoras {
   clipKey: string;
   /** For ImageMetadata.loras (no path: a PNG should not carry the user's folders). */
   metadata: NonNullable<ImageMetadata['loras']>;
+  /** What of each file does not apply (a job's notes, once however many passes it runs). */
+  notes: string[];
 }
 
 export class PipelineLoras {
@@ -72,12 +74,26 @@ export class PipelineLoras {
       }
     }
     this.wanted = entries;
+    const notes = entries.flatMap((e) => this.notApplied(e.cached));
     const withClip = entries.filter((e) => e.cached.file.pairs.some((p) => p.target === 'clip') && e.strength !== 0);
     return {
       entries,
       clipKey: withClip.map((e) => `${e.cached.id}@${e.strength}`).join('\n'),
       metadata: entries.map((e) => ({ name: e.cached.file.name, strength: e.strength, hash: e.cached.hash.slice(0, 12) })),
+      notes,
     };
+  }
+
+  /** The note for the keys of a file that do not apply to the DiT (none when all do), logged with every key. */
+  private notApplied({ file: f, dit: lora }: Cached): string[] {
+    const skipped = lora?.skipped ?? [];
+    const t5 = f.pairs.filter((p) => p.target === 't5').map((p) => p.key);
+    const all = [...skipped, ...t5, ...f.unknownKeys];
+    if (!all.length) return [];
+    const why = [skipped.length && `${skipped.length} DiT keys match no layer of this model`, t5.length && `${t5.length} T5 keys (LoRA on T5 is not supported)`, f.unknownKeys.length && `${f.unknownKeys.length} keys are not LoRA pairs`].filter(Boolean).join(', ');
+    const note = `LoRA ${f.name}: applied to ${lora?.branches.size ?? 0} DiT layers; not applied: ${why} (${all.slice(0, 3).join(', ')}${all.length > 3 ? ', …' : ''})`;
+    this.log('warn', `${note}: ${all.join(', ')}`);
+    return [note];
   }
 
   private readDitShapes(): { config: DitConfig; shapes: LinearShapes } {
@@ -138,19 +154,9 @@ export class PipelineLoras {
     return this.wanted.flatMap((e) => (e.cached.dit ? [{ branches: e.cached.dit.branches, strength: e.strength, id: e.cached.id }] : []));
   }
 
-  /** Applies the job's LoRAs to the DiT (branches; nothing is reloaded once the DiT has them) and notes what did not apply. */
-  async applyToDit(dit: FluxTransformer, active: ActiveLoras, notes: string[]): Promise<void> {
-    const on = active.entries.map((e) => ({ entry: e, lora: e.cached.dit ?? ditLora(e.cached.file, dit.config, dit.linearShapes) }));
-    for (const { entry, lora } of on) {
-      const f = entry.cached.file;
-      const t5 = f.pairs.filter((p) => p.target === 't5').map((p) => p.key);
-      const notApplied = [...lora.skipped, ...t5, ...f.unknownKeys];
-      if (!notApplied.length) continue;
-      const why = [lora.skipped.length && `${lora.skipped.length} DiT keys match no layer of this model`, t5.length && `${t5.length} T5 keys (LoRA on T5 is not supported)`, f.unknownKeys.length && `${f.unknownKeys.length} keys are not LoRA pairs`].filter(Boolean).join(', ');
-      const note = `LoRA ${f.name}: applied to ${lora.branches.size} DiT layers; not applied: ${why} (${notApplied.slice(0, 3).join(', ')}${notApplied.length > 3 ? ', …' : ''})`;
-      notes.push(note);
-      this.log('warn', `${note}: ${notApplied.join(', ')}`);
-    }
+  /** Applies the job's LoRAs (mapped by resolve) to the DiT: branches, nothing reloaded once the DiT has them. */
+  async applyToDit(dit: FluxTransformer, active: ActiveLoras): Promise<void> {
+    const on = active.entries.flatMap((entry) => (entry.cached.dit ? [{ entry, lora: entry.cached.dit }] : []));
     const key = active.entries.map((e) => `${e.cached.id}@${e.strength}`).join('\n');
     if (this.lastDit?.on === dit && this.lastDit.key === key) return;
     if (!key && !dit.hasLoraBranches) return;

@@ -199,6 +199,7 @@ export class FluxPipeline {
     this.jobNotes = job.notes;
     // LoRA files are read and mapped (headers checked against the DiT) before anything loads.
     const loras = this.loras.resolve(params.loras);
+    job.notes.push(...loras.notes);
     if (this.loras.clipChanged(loras)) await this.unload(['clip']);
     // Progress counts the steps that run, both passes' from the start.
     const firstSteps = source ? img2imgSteps(steps, params.strength) : steps;
@@ -335,7 +336,7 @@ export class FluxPipeline {
       await this.unload(['dit']);
     }
     const dit = await this.ensure('dit', hooks.onLoad);
-    await this.loras.applyToDit(dit, guide.loras, job.notes).catch(async (e) => {
+    await this.loras.applyToDit(dit, guide.loras).catch(async (e) => {
       await this.unload(['dit']).catch(() => {}); // a failed rebuild leaves no usable session
       throw e;
     });
