@@ -14,7 +14,7 @@ import { availableMemory, currentRss, RssSampler } from '../system/processMemory
 import { VERSION } from '../pipeline/pipeline';
 import { WorkerPipeline } from '../pipeline/worker';
 import { ensureDemoModel } from '../models/demo';
-import { DownloadError } from '../models/download';
+import { DownloadError } from '../models/hubErrors';
 import { checkModels, downloadModel, findModels, planModelDownload } from '../models/service';
 import type { DownloadRequest } from '../../shared/models';
 import { encodeImagePng, pngChunk, writePngAtomic } from '../formats/png';
