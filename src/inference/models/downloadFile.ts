@@ -17,6 +17,7 @@ import { hashInto, partPath, readSidecar, removeQuietly, sha256File, SIDECAR_VER
 /** Bytes an attempt must receive before its failure no longer counts against the retries. */
 const PROGRESS_RESETS_RETRIES = 16 * 1024 * 1024;
 
+/** One file, with its retries: a transient failure resumes after a back-off, a sha256 mismatch starts over once. */
 export async function runJob(ctx: Ctx, job: Job): Promise<DownloadedFile> {
   if (ctx.signal.aborted) throw new Stopped();
   const existing = await checkExisting(ctx, job);
