@@ -18,6 +18,7 @@
     loraPick: $('loraPick'), loraAdd: $('loraAdd'), loraRefresh: $('loraRefresh'), loraEmpty: $('loraEmpty'), loraList: $('loraList'),
     dropZone: $('dropZone'), imageThumb: $('imageThumb'), imageName: $('imageName'), imagePick: $('imagePick'), imageClear: $('imageClear'),
     strength: $('strength'), imageFit: $('imageFit'), hires: $('hires'), hiresScale: $('hiresScale'), hiresStrength: $('hiresStrength'),
+    hiresSteps: $('hiresSteps'), hiresUpscale: $('hiresUpscale'),
     fieldError: $('fieldError'),
     resultSection: $('resultSection'), preview: $('preview'), result: $('result'), resultActions: $('resultActions'), gallery: $('gallery'),
   };
@@ -55,6 +56,9 @@
       hires: !!el.hires.checked,
       hiresScale: Number(el.hiresScale.value),
       hiresStrength: Number(el.hiresStrength.value),
+      // Empty: the first pass's steps (params.ts's default), so it is left out.
+      hiresSteps: el.hiresSteps.value.trim() === '' ? undefined : Number(el.hiresSteps.value),
+      hiresUpscale: el.hiresUpscale.value,
     };
   }
 
@@ -69,11 +73,15 @@
     if (f.negativePrompt !== undefined) el.negativePrompt.value = f.negativePrompt;
     for (const k of ['trueCfgScale', 'strength', 'hiresScale', 'hiresStrength']) if (f[k] !== undefined) el[k].value = String(f[k]);
     if (f.imageFit !== undefined) el.imageFit.value = f.imageFit;
+    if (f.hiresSteps !== undefined) el.hiresSteps.value = String(f.hiresSteps);
+    if (f.hiresUpscale !== undefined) el.hiresUpscale.value = f.hiresUpscale;
     if (f.hires !== undefined) el.hires.checked = typeof f.hires === 'object' ? true : !!f.hires;
-    // A prefill's hires pass comes as { scale, strength }.
+    // A prefill's hires pass comes as { scale, strength, upscale, steps? } (no steps: the first pass's).
     if (f.hires && typeof f.hires === 'object') {
       el.hiresScale.value = String(f.hires.scale);
       el.hiresStrength.value = String(f.hires.strength);
+      el.hiresUpscale.value = f.hires.upscale;
+      el.hiresSteps.value = f.hires.steps === undefined ? '' : String(f.hires.steps);
     }
     if (Array.isArray(f.loras)) {
       state.chosen = f.loras.map((/** @type {any} */ l) => ({ path: l.path, strength: l.strength ?? loraDefault() }));
@@ -93,6 +101,7 @@
     if (!d) return;
     for (const k of ['trueCfgScale', 'strength', 'hiresScale', 'hiresStrength']) if (el[k].value === '') el[k].value = String(d[k]);
     if (!el.imageFit.value) el.imageFit.value = d.imageFit;
+    if (!el.hiresUpscale.value) el.hiresUpscale.value = d.hiresUpscale;
   }
 
   function syncPreset() {
@@ -119,7 +128,7 @@
     if (!l) return;
     /** @type {[any, {min: number, max: number}, number | undefined][]} */
     const inputs = [[el.seed, l.seed, 1], [el.steps, l.steps, 1], [el.guidance, l.guidance, undefined], [el.width, l.side, l.side.multiple], [el.height, l.side, l.side.multiple]];
-    if (l.trueCfgScale) inputs.push([el.trueCfgScale, l.trueCfgScale, undefined], [el.strength, l.strength, undefined], [el.hiresScale, l.hiresScale, undefined], [el.hiresStrength, l.strength, undefined]);
+    if (l.trueCfgScale) inputs.push([el.trueCfgScale, l.trueCfgScale, undefined], [el.strength, l.strength, undefined], [el.hiresScale, l.hiresScale, undefined], [el.hiresStrength, l.strength, undefined], [el.hiresSteps, l.steps, 1]);
     for (const [input, range, step] of inputs) {
       input.min = String(range.min);
       input.max = String(range.max);
@@ -131,14 +140,18 @@
   function fieldProblem() {
     const l = state.limits;
     if (!l || !l.trueCfgScale) return '';
-    const out = (/** @type {string} */ name, /** @type {string} */ value, /** @type {{min: number, max: number}} */ r) => {
+    const out = (/** @type {string} */ name, /** @type {string} */ value, /** @type {{min: number, max: number}} */ r, whole = false) => {
       const n = Number(value);
-      return value.trim() === '' || !Number.isFinite(n) || n < r.min || n > r.max ? fmt(S.outside, name, r.min, r.max) : '';
+      return value.trim() === '' || !Number.isFinite(n) || n < r.min || n > r.max || (whole && !Number.isInteger(n)) ? fmt(whole ? S.outsideWhole : S.outside, name, r.min, r.max) : '';
     };
     /** @type {string[]} */
     const problems = [out(S.trueCfgScale, el.trueCfgScale.value, l.trueCfgScale)];
     if (state.image) problems.push(out(S.strength, el.strength.value, l.strength));
-    if (el.hires.checked) problems.push(out(S.hiresScale, el.hiresScale.value, l.hiresScale), out(S.hiresStrength, el.hiresStrength.value, l.strength));
+    if (el.hires.checked) {
+      problems.push(out(S.hiresScale, el.hiresScale.value, l.hiresScale), out(S.hiresStrength, el.hiresStrength.value, l.strength));
+      // Empty is allowed: the first pass's steps.
+      if (el.hiresSteps.value.trim() !== '') problems.push(out(S.hiresSteps, el.hiresSteps.value, l.steps, true));
+    }
     for (const c of state.chosen) problems.push(out(fmt(S.loraStrength, loraName(c.path)), String(c.strength), l.loraStrength));
     if (state.chosen.length > l.loras.max) problems.push(fmt(S.tooManyLoras, l.loras.max));
     return problems.find((p) => p) || '';
@@ -146,7 +159,7 @@
 
   function validateFields() {
     // The hires fields apply only with the pass on.
-    el.hiresScale.disabled = el.hiresStrength.disabled = !el.hires.checked;
+    el.hiresScale.disabled = el.hiresStrength.disabled = el.hiresSteps.disabled = el.hiresUpscale.disabled = !el.hires.checked;
     const p = fieldProblem();
     el.fieldError.textContent = p;
     el.fieldError.hidden = !p;
@@ -406,7 +419,7 @@
     if (f.negativePrompt.trim()) params.negativePrompt = f.negativePrompt;
     if (f.loras.length) params.loras = f.loras;
     if (state.image) Object.assign(params, { image: state.image.path, strength: f.strength, imageFit: f.imageFit });
-    if (f.hires) params.hires = { scale: f.hiresScale, strength: f.hiresStrength };
+    if (f.hires) params.hires = { scale: f.hiresScale, strength: f.hiresStrength, upscale: f.hiresUpscale, ...(f.hiresSteps === undefined ? {} : { steps: f.hiresSteps }) };
     vscode.postMessage({ type: 'generate', params });
   });
   el.cancel.addEventListener('click', () => vscode.postMessage({ type: 'cancel' }));
@@ -443,13 +456,14 @@
     });
   }
   for (const input of [el.prompt, el.seed, el.lock, el.steps, el.guidance, el.negativePrompt, el.imageFit]) input.addEventListener('input', onFormChange);
-  for (const input of [el.trueCfgScale, el.strength, el.hires, el.hiresScale, el.hiresStrength]) {
+  for (const input of [el.trueCfgScale, el.strength, el.hires, el.hiresScale, el.hiresStrength, el.hiresSteps]) {
     input.addEventListener('input', () => {
       validateFields();
       onFormChange();
     });
   }
   el.imageFit.addEventListener('change', onFormChange);
+  el.hiresUpscale.addEventListener('change', onFormChange);
   el.loraAdd.addEventListener('click', () => {
     const p = el.loraPick.value;
     const max = state.limits ? state.limits.loras.max : Infinity;

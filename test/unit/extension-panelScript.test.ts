@@ -20,6 +20,8 @@ const STRINGS = {
   strength: 'strength',
   hiresScale: 'hires scale',
   hiresStrength: 'hires strength',
+  hiresSteps: 'hires steps',
+  outsideWhole: '{0}: whole {1} to {2}',
   loraStrength: 'strength of {0}',
   tooManyLoras: 'at most {0}',
   noImage: 'no image',
@@ -250,7 +252,7 @@ describe("extension: the panel script's issue-13 controls", () => {
     el('hires').fire('input');
     assert.equal(el('hiresScale').disabled, false);
     el('form').fire('submit');
-    assert.deepEqual(lastGenerate(posted)!.hires, { scale: DEFAULTS.hiresScale, strength: DEFAULTS.hiresStrength });
+    assert.deepEqual(lastGenerate(posted)!.hires, { scale: DEFAULTS.hiresScale, strength: DEFAULTS.hiresStrength, upscale: DEFAULTS.hiresUpscale }, "no steps: the first pass's");
     receive({ type: 'job', job: { state: 'done', queued: 0 } });
     el('hiresScale').value = String(LIMITS.hiresScale.max + 1);
     el('hiresScale').fire('input');
@@ -263,5 +265,40 @@ describe("extension: the panel script's issue-13 controls", () => {
     el('trueCfgScale').value = '0.5';
     el('trueCfgScale').fire('input');
     assert.equal(el('fieldError').textContent, `cfg: ${LIMITS.trueCfgScale.min} to ${LIMITS.trueCfgScale.max}`);
+  });
+
+  it('the hires steps and upscaler reach the request and the saved form; steps out of range or fractional are refused by name', () => {
+    const { el, receive, posted } = start();
+    el('hires').checked = true;
+    el('hires').fire('input');
+    assert.deepEqual([el('hiresSteps').disabled, el('hiresUpscale').disabled], [false, false]);
+    assert.deepEqual([el('hiresSteps').min, el('hiresSteps').max, el('hiresSteps').step], [String(LIMITS.steps.min), String(LIMITS.steps.max), '1']);
+    assert.equal(el('hiresUpscale').value, DEFAULTS.hiresUpscale, "params.ts's default");
+    el('hiresSteps').value = '12';
+    el('hiresSteps').fire('input');
+    el('hiresUpscale').value = 'latent';
+    el('hiresUpscale').fire('change');
+    el('form').fire('submit');
+    assert.deepEqual(lastGenerate(posted)!.hires, { scale: DEFAULTS.hiresScale, strength: DEFAULTS.hiresStrength, upscale: 'latent', steps: 12 });
+    const saved = JSON.parse(JSON.stringify(posted.filter((m) => (m as { type: string }).type === 'saveForm').at(-1))) as { form: Record<string, unknown> };
+    assert.deepEqual([saved.form.hiresSteps, saved.form.hiresUpscale], [12, 'latent']);
+    receive({ type: 'job', job: { state: 'done', queued: 0 } });
+    el('hiresSteps').value = '2.5';
+    el('hiresSteps').fire('input');
+    assert.equal(el('fieldError').textContent, `hires steps: whole ${LIMITS.steps.min} to ${LIMITS.steps.max}`);
+    assert.equal(el('generate').disabled, true);
+    el('hiresSteps').value = String(LIMITS.steps.max + 1);
+    el('hiresSteps').fire('input');
+    assert.equal(el('generate').disabled, true);
+  });
+
+  it('a saved form and a re-run prefill bring back the hires steps and upscaler', () => {
+    const p = loadPanel();
+    p.receive(initMessage({ defaults, form: { prompt: 'a', hires: true, hiresSteps: 9, hiresUpscale: 'latent' }, history: [], demo: false, trusted: true, model: 'demo' }));
+    assert.deepEqual([p.el('hires').checked, p.el('hiresSteps').value, p.el('hiresUpscale').value], [true, '9', 'latent']);
+    p.receive({ type: 'prefill', params: { prompt: 'b', hires: { scale: 1.5, strength: 0.3, upscale: 'image' } } });
+    assert.deepEqual([p.el('hiresScale').value, p.el('hiresStrength').value, p.el('hiresSteps').value, p.el('hiresUpscale').value], ['1.5', '0.3', '', 'image'], 'no recorded steps: the first pass\'s');
+    p.receive({ type: 'prefill', params: { prompt: 'c', hires: { scale: 2, strength: 0.5, upscale: 'latent', steps: 20 } } });
+    assert.deepEqual([p.el('hiresSteps').value, p.el('hiresUpscale').value], ['20', 'latent']);
   });
 });

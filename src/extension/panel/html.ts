@@ -4,6 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
+import { HIRES_UPSCALERS } from '../../shared/params';
 
 const t = vscode.l10n.t;
 
@@ -19,6 +20,12 @@ export const SIZE_PRESETS: [number, number][] = [
   [512, 512],
   [256, 256],
 ];
+
+/** The hires pass's upscalers (params.ts's), as the form names them. */
+const UPSCALER_LABELS: Record<(typeof HIRES_UPSCALERS)[number], () => string> = {
+  image: () => t('Image (Lanczos)'),
+  latent: () => t('Latent (faster, softer)'),
+};
 
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -48,11 +55,13 @@ function strings(): Record<string, string> {
     seedTitle: t('Seed {0}, {1} steps, {2} × {3}, guidance {4}'),
     vary: t('Vary this image'),
     outside: t('{0} must be a number from {1} to {2}.'),
+    outsideWhole: t('{0} must be a whole number from {1} to {2}.'),
     trueCfgScale: t('True CFG scale'),
     loraStrength: t('Strength of {0}'),
     strength: t('Strength'),
     hiresScale: t('Hires scale'),
     hiresStrength: t('Hires strength'),
+    hiresSteps: t('Hires steps'),
     remove: t('Remove'),
     noLoras: t('No LoRA files found: put .safetensors LoRAs in the workspace or set majicflux.loras.folder.'),
     pickLora: t('Choose a LoRA…'),
@@ -73,6 +82,7 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
     `font-src ${webview.cspSource}`,
   ].join('; ');
   const presets = SIZE_PRESETS.map(([w, h]) => `<option value="${w}x${h}">${w} × ${h}</option>`).join('');
+  const upscalers = HIRES_UPSCALERS.map((u) => `<option value="${u}">${escapeHtml(UPSCALER_LABELS[u]())}</option>`).join('');
   const json = JSON.stringify(strings()).replace(/</g, '\\u003c');
   const e = (s: string) => escapeHtml(s);
   return `<!DOCTYPE html>
@@ -174,6 +184,14 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
       <div class="field">
         <label for="hiresStrength">${e(t('Strength'))}</label>
         <input id="hiresStrength" type="number" step="0.05">
+      </div>
+      <div class="field">
+        <label for="hiresSteps">${e(t('Steps'))}</label>
+        <input id="hiresSteps" type="number" step="1" placeholder="${e(t('as the first pass'))}">
+      </div>
+      <div class="field">
+        <label for="hiresUpscale">${e(t('Upscaler'))}</label>
+        <select id="hiresUpscale">${upscalers}</select>
       </div>
       <span class="hint">${e(t('Generates, upscales, then repaints the details at the larger size.'))}</span>
     </div>

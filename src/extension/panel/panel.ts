@@ -268,7 +268,10 @@ export class GenerationPanel implements vscode.Disposable {
     for (const k of ['steps', 'width', 'height', 'guidance', 'negativePrompt', 'trueCfgScale', 'loras', 'strength', 'imageFit'] as const) {
       if (input[k] !== undefined) (params as Record<string, unknown>)[k] = input[k];
     }
-    if (input.hires) params.hires = { scale: input.hires.scale ?? PANEL_DEFAULTS.hiresScale, strength: input.hires.strength ?? PANEL_DEFAULTS.hiresStrength };
+    if (input.hires) {
+      const h = input.hires;
+      params.hires = { scale: h.scale ?? PANEL_DEFAULTS.hiresScale, strength: h.strength ?? PANEL_DEFAULTS.hiresStrength, upscale: h.upscale ?? PANEL_DEFAULTS.hiresUpscale, ...(h.steps !== undefined ? { steps: h.steps } : {}) };
+    }
     void this.post({ type: 'prefill', params });
     if (input.image) void this.setInputImage(input.image);
   }
