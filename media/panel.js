@@ -16,7 +16,7 @@
     generate: $('generate'), cancel: $('cancel'), bar: $('bar'), status: $('status'), banner: $('banner'),
     promptNotes: $('promptNotes'), negativePrompt: $('negativePrompt'), trueCfgScale: $('trueCfgScale'),
     loraPick: $('loraPick'), loraAdd: $('loraAdd'), loraRefresh: $('loraRefresh'), loraEmpty: $('loraEmpty'), loraList: $('loraList'),
-    dropZone: $('dropZone'), imageThumb: $('imageThumb'), imageName: $('imageName'), imagePick: $('imagePick'), imageClear: $('imageClear'),
+    dropZone: $('dropZone'), imageError: $('imageError'), imageThumb: $('imageThumb'), imageName: $('imageName'), imagePick: $('imagePick'), imageClear: $('imageClear'),
     strength: $('strength'), imageFit: $('imageFit'), hires: $('hires'), hiresScale: $('hiresScale'), hiresStrength: $('hiresStrength'),
     hiresSteps: $('hiresSteps'), hiresUpscale: $('hiresUpscale'),
     fieldError: $('fieldError'),
@@ -477,8 +477,9 @@
   el.loraRefresh.addEventListener('click', () => vscode.postMessage({ type: 'listLoras' }));
   el.imagePick.addEventListener('click', () => vscode.postMessage({ type: 'pickImage' }));
   el.imageClear.addEventListener('click', () => vscode.postMessage({ type: 'clearImage' }));
-  // VS Code hands a webview files dragged from the Explorer (Shift held) as a uri-list; a file from
-  // the desktop has no path the host could read, so only URIs are taken.
+  // VS Code hands a webview files dragged from the Explorer (Shift held) as a uri-list: the host
+  // reads the file where it is. A file from the desktop or a file manager comes as a File with no
+  // path the host could read (and the host may be remote): its bytes are sent, once checked here.
   el.dropZone.addEventListener('dragover', (/** @type {DragEvent} */ e) => {
     e.preventDefault();
     el.dropZone.classList.toggle('over', true);
@@ -488,10 +489,28 @@
     e.preventDefault();
     el.dropZone.classList.toggle('over', false);
     const dt = e.dataTransfer;
-    const list = dt ? dt.getData('application/vnd.code.uri-list') || dt.getData('text/uri-list') : '';
+    if (!dt) return;
+    const explorer = dt.getData('application/vnd.code.uri-list');
+    const file = dt.files && dt.files[0];
+    if (!explorer && file) return void dropFile(file);
+    const list = explorer || dt.getData('text/uri-list');
     const uri = list.split(/\r?\n/).map((x) => x.trim()).find((x) => x && !x.startsWith('#'));
     if (uri) vscode.postMessage({ type: 'dropImage', uri });
   });
+
+  /** A dropped File: refused here, before any byte is sent, unless its type and size are ones the host takes. */
+  function dropFile(/** @type {File} */ file) {
+    const d = state.limits && state.limits.droppedImage;
+    if (!d) return;
+    const problem = !d.types.includes(file.type) ? fmt(S.dropNotImage, file.name) : file.size > d.maxBytes ? fmt(S.dropTooLarge, file.name, d.max) : '';
+    imageError(problem);
+    if (!problem) void file.arrayBuffer().then((b) => vscode.postMessage({ type: 'dropImageBytes', name: file.name, bytes: new Uint8Array(b) }));
+  }
+
+  function imageError(/** @type {string} */ text) {
+    el.imageError.textContent = text;
+    el.imageError.hidden = !text;
+  }
 
   window.addEventListener('message', (/** @type {MessageEvent} */ event) => {
     const m = event.data;
@@ -541,6 +560,7 @@
         break;
       case 'inputImage':
         state.image = m.image;
+        imageError('');
         if (m.vary) {
           el.strength.value = String(m.vary.strength);
           if (m.vary.width !== undefined) el.width.value = String(m.vary.width);

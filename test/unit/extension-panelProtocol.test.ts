@@ -83,4 +83,16 @@ describe('extension: panel messages from the webview', () => {
     ];
     for (const m of bad) assert.equal(validateFromWebview(m), undefined, JSON.stringify(m).slice(0, 200));
   });
+
+  it('takes a file dropped from the desktop as a name and bytes only', () => {
+    const bytes = new Uint8Array([0x89, 0x50, 0x4e, 0x47]);
+    assert.deepEqual(validateFromWebview({ type: 'dropImageBytes', name: 'cat.png', bytes, path: '/etc/passwd' }), { type: 'dropImageBytes', name: 'cat.png', bytes });
+    for (const m of [
+      { type: 'dropImageBytes', name: 'cat.png' },
+      { type: 'dropImageBytes', name: 'cat.png', bytes: [0x89, 0x50] },
+      { type: 'dropImageBytes', name: 'cat.png', bytes: 'iVBORw0KGgo=' },
+      { type: 'dropImageBytes', name: 'x'.repeat(2000), bytes },
+      { type: 'dropImageBytes', bytes },
+    ]) assert.equal(validateFromWebview(m), undefined, JSON.stringify(m).slice(0, 100));
+  });
 });

@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vm from 'node:vm';
-import { initMessage, PANEL_DEFAULTS } from '../../src/extension/panel/protocol';
+import { initMessage, PANEL_DEFAULTS, PANEL_LIMITS } from '../../src/extension/panel/protocol';
 import { DEFAULTS, LIMITS } from '../../src/shared/params';
 
 const SCRIPT = fs.readFileSync(path.join(__dirname, '..', '..', 'media', 'panel.js'), 'utf8');
@@ -29,6 +29,8 @@ const STRINGS = {
   noLoras: 'none found',
   loraTitle: '{0} {1} {2}',
   remove: 'Remove',
+  dropNotImage: '{0}: not an image',
+  dropTooLarge: '{0} over {1}',
   vary: 'Vary',
 };
 
@@ -300,5 +302,47 @@ describe("extension: the panel script's issue-13 controls", () => {
     assert.deepEqual([p.el('hiresScale').value, p.el('hiresStrength').value, p.el('hiresSteps').value, p.el('hiresUpscale').value], ['1.5', '0.3', '', 'image'], 'no recorded steps: the first pass\'s');
     p.receive({ type: 'prefill', params: { prompt: 'c', hires: { scale: 2, strength: 0.5, upscale: 'latent', steps: 20 } } });
     assert.deepEqual([p.el('hiresSteps').value, p.el('hiresUpscale').value], ['20', 'latent']);
+  });
+
+  describe('a drop on the input image', () => {
+    const dataTransfer = (data: Record<string, string>, files: object[] = []) => ({ getData: (t: string) => data[t] ?? '', files });
+    const file = (name: string, type: string, bytes: Uint8Array, size = bytes.length) => ({ name, type, size, arrayBuffer: async () => bytes.slice().buffer });
+    const dropped = (posted: unknown[]) => posted.filter((m) => ['dropImage', 'dropImageBytes'].includes((m as { type: string }).type));
+
+    it("from the desktop: the file's bytes and name are sent", async () => {
+      const { el, posted } = start();
+      const bytes = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]);
+      el('dropZone').fire('drop', { dataTransfer: dataTransfer({ 'text/uri-list': 'file:///client/cat.png' }, [file('cat.png', 'image/png', bytes)]) });
+      await new Promise((r) => setImmediate(r));
+      const sent = dropped(posted) as { type: string; name: string; bytes: Uint8Array }[];
+      assert.equal(sent.length, 1);
+      assert.deepEqual([sent[0].type, sent[0].name, [...sent[0].bytes]], ['dropImageBytes', 'cat.png', [...bytes]], "the bytes, not the client's path");
+      assert.equal(el('imageError').hidden, true);
+    });
+
+    it('from the Explorer: its URI, as before', async () => {
+      const { el, posted } = start();
+      el('dropZone').fire('drop', { dataTransfer: dataTransfer({ 'application/vnd.code.uri-list': 'file:///ws/cat.png' }, [file('cat.png', 'image/png', new Uint8Array(4))]) });
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(JSON.parse(JSON.stringify(dropped(posted))), [{ type: 'dropImage', uri: 'file:///ws/cat.png' }]);
+    });
+
+    it('another type or a file past the limit is refused in the panel, naming it, before any byte is sent', async () => {
+      const { el, receive, posted } = start();
+      let read = false;
+      const unread = (name: string, type: string, size: number) => ({ name, type, size, arrayBuffer: async () => ((read = true), new ArrayBuffer(0)) });
+      el('dropZone').fire('drop', { dataTransfer: dataTransfer({}, [unread('anim.gif', 'image/gif', 10)]) });
+      assert.equal(el('imageError').hidden, false);
+      assert.equal(el('imageError').textContent, 'anim.gif: not an image');
+      const max = PANEL_LIMITS.droppedImage;
+      el('dropZone').fire('drop', { dataTransfer: dataTransfer({}, [unread('huge.png', 'image/png', max.maxBytes + 1)]) });
+      assert.equal(el('imageError').textContent, `huge.png over ${max.max}`);
+      await new Promise((r) => setImmediate(r));
+      assert.equal(read, false);
+      assert.deepEqual(dropped(posted), []);
+      // The next image set clears the word.
+      receive({ type: 'inputImage', image: { path: '/p/cat.png', name: 'cat.png', src: 'https://x/cat.png' } });
+      assert.equal(el('imageError').hidden, true);
+    });
   });
 });

@@ -68,6 +68,8 @@ function strings(): Record<string, string> {
     tooManyLoras: t('At most {0} LoRAs apply to one image.'),
     noImage: t('No input image: the image is made from noise. Drop one here (hold Shift) or choose one.'),
     loraTitle: t('{0} ({1}) in {2}'),
+    dropNotImage: t('{0} is not a PNG, JPEG or WebP image; only those can be the input image.'),
+    dropTooLarge: t('{0} is larger than {1}, the most a dropped image may be: use Choose… to pick it instead.'),
   };
 }
 
@@ -162,6 +164,7 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
       <button type="button" id="imagePick" class="secondary small">${e(t('Choose…'))}</button>
       <button type="button" id="imageClear" class="secondary small" hidden>${e(t('Remove'))}</button>
     </div>
+    <p id="imageError" class="error" role="alert" hidden></p>
     <div class="row">
       <div class="field">
         <label for="strength">${e(t('Strength'))}</label>

@@ -4,6 +4,7 @@
 // LoRA files) are ones the host sent it, and the host checks them again before use (panel.ts).
 
 import * as v from 'valibot';
+import { formatBytes } from '../../shared/bytes';
 import type { GenerateParams } from '../../shared/params';
 import {
   DEFAULTS,
@@ -22,6 +23,7 @@ import {
   Steps,
   Width,
 } from '../../shared/params';
+import { DROPPED_IMAGE_TYPES, MAX_DROPPED_IMAGE_BYTES } from './droppedImages';
 
 const FilePath = v.pipe(v.string(), v.minLength(1), v.maxLength(4096));
 
@@ -90,6 +92,8 @@ const FromWebviewSchema = v.variant('type', [
   /** Choose the input image in a file dialog, take a dropped one (a URI from the drop's uri-list), or clear it. */
   v.object({ type: v.literal('pickImage') }),
   v.object({ type: v.literal('dropImage'), uri: v.pipe(v.string(), v.maxLength(8192)) }),
+  /** A file dropped from the desktop: its name (for the log and messages) and bytes; the host checks the bytes (droppedImages.ts). */
+  v.object({ type: v.literal('dropImageBytes'), name: v.pipe(v.string(), v.maxLength(1024)), bytes: v.instance(Uint8Array) }),
   v.object({ type: v.literal('clearImage') }),
   /** List the LoRA files again (after adding some). */
   v.object({ type: v.literal('listLoras') }),
@@ -133,6 +137,8 @@ export const PANEL_LIMITS = {
   loras: LIMITS.loras,
   strength: LIMITS.strength,
   hiresScale: LIMITS.hiresScale,
+  /** What the webview lets a dropped file be before sending its bytes (the host checks the bytes again). */
+  droppedImage: { maxBytes: MAX_DROPPED_IMAGE_BYTES, max: formatBytes(MAX_DROPPED_IMAGE_BYTES), types: DROPPED_IMAGE_TYPES },
 };
 
 /** A LoRA the picker offers. */
