@@ -1,4 +1,4 @@
-// The panel's webview script (media/panel.js) in a stand-in DOM: the form's limits are the ones the
+// The panel's webview scripts (media/panel/, loaded in html.ts's order) in a stand-in DOM: the form's limits are the ones the
 // host sends with `init` (params.ts's), not numbers of its own.
 
 import * as assert from 'node:assert/strict';
@@ -6,9 +6,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vm from 'node:vm';
 import { initMessage, PANEL_DEFAULTS, PANEL_LIMITS } from '../../src/extension/panel/protocol';
+import { PANEL_SCRIPTS } from '../../src/extension/panel/scripts';
 import { DEFAULTS, LIMITS } from '../../src/shared/params';
 
-const SCRIPT = fs.readFileSync(path.join(__dirname, '..', '..', 'media', 'panel.js'), 'utf8');
+const SCRIPTS = PANEL_SCRIPTS.map((f) => ({ f, code: fs.readFileSync(path.join(__dirname, '..', '..', 'media', 'panel', f), 'utf8') }));
 const STRINGS = {
   outOfRange: 'from {0} to {1}',
   notMultiple: 'multiples of {0}: try {1} × {2}',
@@ -34,7 +35,7 @@ const STRINGS = {
   vary: 'Vary',
 };
 
-/** Just enough of an element for panel.js: properties it sets are read back by the test. */
+/** Just enough of an element for the panel's scripts: properties it sets are read back by the test. */
 function element(): Record<string, any> {
   const classes = new Set<string>();
   const listeners: Record<string, ((e: unknown) => void)[]> = {};
@@ -67,7 +68,8 @@ function loadPanel() {
   };
   let onMessage: (e: { data: unknown }) => void = () => undefined;
   const posted: unknown[] = [];
-  vm.runInNewContext(SCRIPT, {
+  // One context for all the files, as one page: their top-level names are one scope.
+  const context = vm.createContext({
     acquireVsCodeApi: () => ({ getState: () => undefined, setState: () => undefined, postMessage: (m: unknown) => posted.push(m) }),
     document: { getElementById: byId, createElement: element },
     window: { addEventListener: (_: string, f: typeof onMessage) => (onMessage = f) },
@@ -75,6 +77,7 @@ function loadPanel() {
     setTimeout: () => 0,
     clearTimeout: () => undefined,
   });
+  for (const { f, code } of SCRIPTS) vm.runInContext(code, context, { filename: f });
   return { el: byId, receive: (data: unknown) => onMessage({ data }), posted };
 }
 

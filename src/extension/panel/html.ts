@@ -1,10 +1,11 @@
 // The panel's HTML: static markup with localized labels, a strict Content-Security-Policy, and the
-// script allowed by a per-load nonce. The inputs' min/max/step come with the `init` message
+// scripts (scripts.ts) allowed by a per-load nonce. The inputs' min/max/step come with the `init` message
 // (params.ts's limits), so no limit is written here.
 
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
 import { HIRES_UPSCALERS } from '../../shared/params';
+import { PANEL_SCRIPTS } from './scripts';
 
 const t = vscode.l10n.t;
 
@@ -218,7 +219,7 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
 <h2>${e(t('History'))}</h2>
 <section id="gallery" class="gallery"></section>
 <script type="application/json" id="strings">${json}</script>
-<script nonce="${nonce}" src="${media('panel.js')}"></script>
+${PANEL_SCRIPTS.map((f) => `<script nonce="${nonce}" src="${media(`panel/${f}`)}"></script>`).join('\n')}
 </body>
 </html>`;
 }

@@ -121,7 +121,7 @@ describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', f
   it('an image dropped from the desktop (its bytes) is kept by its hash in the global storage, becomes the input image, and Generate sends that path', async () => {
     const bytes = await sharp({ create: { width: 96, height: 64, channels: 3, background: '#3060a0' } }).png().toBuffer();
     const hash = createHash('sha256').update(bytes).digest('hex');
-    // What the webview posts for a File from the OS (media/panel.js's drop handler).
+    // What the webview posts for a File from the OS (media/panel/inputs.js's drop handler).
     panel.fromWebview({ type: 'dropImageBytes', name: 'desk.png', bytes: new Uint8Array(bytes) });
     const sent = await waitFor('the dropped image set as the input image', () => {
       const m = panel.sent.get('inputImage') as Extract<ToWebview, { type: 'inputImage' }> | undefined;
