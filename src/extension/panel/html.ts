@@ -191,7 +191,7 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
       </div>
       <div class="field">
         <label for="hiresSteps">${e(t('Steps'))}</label>
-        <input id="hiresSteps" type="number" step="1" placeholder="${e(t('as the first pass'))}">
+        <input id="hiresSteps" type="number" step="1" placeholder="${e(t('as Steps'))}" title="${e(t('Empty: as many steps as the first pass'))}">
       </div>
       <div class="field">
         <label for="hiresUpscale">${e(t('Upscaler'))}</label>
