@@ -11,13 +11,11 @@ import * as path from 'node:path';
 import { DTYPE_BYTES } from '../../src/inference/formats/dtypes';
 import { canDecode, GGML_QUANT_BLOCKS, isGgmlQuant } from '../../src/inference/formats/ggml';
 import { GgufError, GgufFile } from '../../src/inference/formats/gguf';
-import { openComponents } from '../../src/inference/formats/layouts/components';
-import { LayoutError } from '../../src/inference/formats/layouts/detect';
 import { elementCount, openTensors } from '../../src/inference/formats/safetensors';
 import { GOLDEN_MODELS } from '../helpers/golden';
-import { fuzzLoop, rng, Rng } from '../helpers/prng';
+import { fuzzReader } from '../helpers/fuzzFiles';
+import { Rng } from '../helpers/prng';
 import { GGML, ggufBytes, quantizeQ4_0, quantizeQ8_0 } from '../helpers/writeGguf';
-import { tempDir } from '../helpers/writeSafetensors';
 
 const SEED = 0x66617;
 const CASES = 600;
@@ -91,37 +89,20 @@ function checkValid(g: GgufFile, size: number): void {
 
 describe('fuzz: GGUF reader (seeded, bounded)', function () {
   this.timeout(30000);
-  let tmp: { dir: string; cleanup: () => void };
-  before(() => (tmp = tempDir('fuzz-gguf-')));
-  after(() => tmp.cleanup());
 
   it(`${CASES} mutated GGUF files: valid tensors or a clean error (seed ${SEED.toString(16)})`, () => {
-    const r = rng(SEED);
-    const outcomes = { opened: 0, refused: 0, layout: 0 };
-    const ran = fuzzLoop(CASES, BUDGET_MS, (i) => {
-      const k = r.int(SOURCES.length);
-      const bytes = mutate(r, SOURCES[k], HEADER_ENDS[k]);
-      const file = path.join(tmp.dir, `case-${i}.gguf`);
-      fs.writeFileSync(file, bytes);
-      try {
-        const g = GgufFile.open(file);
-        try {
-          checkValid(g, bytes.length);
-        } finally {
-          g.close();
-        }
-        outcomes.opened++;
-        for (const c of openComponents(file)) c.close();
-      } catch (e) {
-        if (e instanceof LayoutError) outcomes.layout++;
-        else if (e instanceof GgufError) outcomes.refused++;
-        else assert.fail(`case ${i} (seed ${SEED}): unexpected ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-      } finally {
-        fs.rmSync(file);
-      }
+    fuzzReader({
+      seed: SEED,
+      cases: CASES,
+      budgetMs: BUDGET_MS,
+      ext: 'gguf',
+      mutate: (r) => {
+        const k = r.int(SOURCES.length);
+        return mutate(r, SOURCES[k], HEADER_ENDS[k]);
+      },
+      open: (file) => GgufFile.open(file),
+      check: checkValid,
+      refusal: GgufError,
     });
-    if (process.env.FUZZ_VERBOSE) console.log(ran, outcomes);
-    assert.ok(ran >= 50, `only ${ran} cases ran in ${BUDGET_MS} ms`);
-    assert.ok(outcomes.opened > 0 && outcomes.refused > 0, JSON.stringify(outcomes));
   });
 });

@@ -7,12 +7,10 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DTYPE_BYTES } from '../../src/inference/formats/dtypes';
-import { openComponents } from '../../src/inference/formats/layouts/components';
-import { LayoutError } from '../../src/inference/formats/layouts/detect';
 import { elementCount, SafetensorsError, SafetensorsFile } from '../../src/inference/formats/safetensors';
 import { topLevelKeys } from '../../src/inference/formats/safetensorsHeader';
+import { fuzzReader } from '../helpers/fuzzFiles';
 import { fuzzLoop, rng, Rng } from '../helpers/prng';
-import { tempDir } from '../helpers/writeSafetensors';
 
 const SEED = 0x5afe16;
 const CASES = 1000;
@@ -92,40 +90,21 @@ function checkValid(s: SafetensorsFile, size: number): void {
 
 describe('fuzz: safetensors reader (seeded, bounded)', function () {
   this.timeout(30000);
-  let tmp: { dir: string; cleanup: () => void };
-  before(() => {
-    tmp = tempDir('fuzz-st-');
-  });
-  after(() => tmp.cleanup());
 
   it(`${CASES} mutated fixture files: valid tensors or a clean error (seed ${SEED.toString(16)})`, () => {
-    const r = rng(SEED);
-    const outcomes = { opened: 0, refused: 0, layout: 0 };
-    const ran = fuzzLoop(CASES, BUDGET_MS, (i) => {
-      const source = r.pick(SOURCES);
-      const bytes = r.chance(0.5) ? mutateHeader(r, source) : mutateBytes(r, source);
-      const file = path.join(tmp.dir, `case-${i}.safetensors`);
-      fs.writeFileSync(file, bytes);
-      try {
-        const s = SafetensorsFile.open(file);
-        try {
-          checkValid(s, bytes.length);
-        } finally {
-          s.close();
-        }
-        outcomes.opened++;
-        for (const c of openComponents(file)) c.close();
-      } catch (e) {
-        if (e instanceof LayoutError) outcomes.layout++;
-        else if (e instanceof SafetensorsError) outcomes.refused++;
-        else assert.fail(`case ${i} (seed ${SEED}): unexpected ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-      } finally {
-        fs.rmSync(file);
-      }
+    fuzzReader({
+      seed: SEED,
+      cases: CASES,
+      budgetMs: BUDGET_MS,
+      ext: 'safetensors',
+      mutate: (r) => {
+        const source = r.pick(SOURCES);
+        return r.chance(0.5) ? mutateHeader(r, source) : mutateBytes(r, source);
+      },
+      open: (file) => SafetensorsFile.open(file),
+      check: checkValid,
+      refusal: SafetensorsError,
     });
-    if (process.env.FUZZ_VERBOSE) console.log(ran, outcomes);
-    assert.ok(ran >= 50, `only ${ran} cases ran in ${BUDGET_MS} ms`);
-    assert.ok(outcomes.opened > 0 && outcomes.refused > 0, JSON.stringify(outcomes));
   });
 
   it('topLevelKeys finds exactly the keys JSON.parse keeps, with repeats, on random JSON', () => {
