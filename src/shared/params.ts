@@ -276,9 +276,19 @@ export function stepsToRun(p: Pick<GenerateParams, 'steps' | 'image' | 'strength
   return first + (p.hires ? img2imgSteps(p.hires.steps ?? steps, p.hires.strength ?? DEFAULTS.hiresStrength) : 0);
 }
 
+/** `pixels` to the nearest multiple of 16 (a whole number of patches). */
+function nearestMultiple(pixels: number): number {
+  return Math.round(pixels / LIMITS.side.multiple) * LIMITS.side.multiple;
+}
+
+/** A side derived from an input image: the nearest multiple of 16 within the side limits. */
+function imageSide(pixels: number): number {
+  return Math.min(LIMITS.side.max, Math.max(LIMITS.side.min, nearestMultiple(pixels)));
+}
+
 /** A side scaled for the hires pass, to the nearest multiple of 16. */
 export function hiresSide(side: number, scale: number): number {
-  return Math.round((side * scale) / LIMITS.side.multiple) * LIMITS.side.multiple;
+  return nearestMultiple(side * scale);
 }
 
 /**
@@ -286,19 +296,16 @@ export function hiresSide(side: number, scale: number): number {
  * multiple of 16, scaled first (keeping the aspect ratio) when a side is outside the limits.
  */
 export function sizeForImage(width: number, height: number): { width: number; height: number } {
-  const { min, max, multiple } = LIMITS.side;
+  const { min, max } = LIMITS.side;
   let k = Math.min(1, max / Math.max(width, height));
   if (Math.min(width, height) * k < min) k = min / Math.min(width, height);
-  const side = (x: number) => Math.min(max, Math.max(min, Math.round((x * k) / multiple) * multiple));
-  return { width: side(width), height: side(height) };
+  return { width: imageSide(width * k), height: imageSide(height * k) };
 }
 
 /** An image-to-image run's size: the sides given, a missing one from the image's aspect ratio, both missing sizeForImage. */
 function imageRunSize(width: number | undefined, height: number | undefined, image: { width: number; height: number }): { width: number; height: number } {
-  const { min, max, multiple } = LIMITS.side;
-  const side = (x: number) => Math.min(max, Math.max(min, Math.round(x / multiple) * multiple));
-  if (width !== undefined) return { width, height: height ?? side((width * image.height) / image.width) };
-  if (height !== undefined) return { width: side((height * image.width) / image.height), height };
+  if (width !== undefined) return { width, height: height ?? imageSide((width * image.height) / image.width) };
+  if (height !== undefined) return { width: imageSide((height * image.width) / image.height), height };
   return sizeForImage(image.width, image.height);
 }
 

@@ -130,6 +130,8 @@ describe('image-to-image (pipeline/img2img.ts, inputImage.ts)', function () {
       assert.deepEqual([r({ width: 512 }).width, r({ width: 512 }).height], [512, 256]);
       assert.deepEqual([r({ height: 320 }).width, r({ height: 320 }).height], [640, 320]);
       assert.deepEqual([r({ width: 256, height: 768 }).width, r({ width: 256, height: 768 }).height], [256, 768]);
+      assert.equal(r({ width: 2048 }, { width: 4000, height: 40 }).height, 64, 'a derived side stays within the limits (20 px → 64)');
+      assert.equal(r({ height: 64 }, { width: 4000, height: 40 }).width, 2048, 'a derived side stays within the limits (6400 px → 2048)');
       assert.equal(resolveParams({ prompt: 'x' }, { width: 100, height: 100 }).width, 1024, 'no image: the usual default');
     });
 
