@@ -10,6 +10,7 @@
 
 import { GgufError, GgufFile, GgufValue } from './gguf';
 import { isGgmlQuant } from './ggml';
+import { RenamedTensors } from './renamedTensors';
 import { TensorInfo } from './safetensorsHeader';
 import { TensorSource } from './tensorReader';
 
@@ -50,20 +51,17 @@ export function isT5Gguf(names: string[]): boolean {
 /** A 2-D weight that graphs/t5.ts runs as a Linear (so MatMulNBits may read its blocks). */
 const isLinear = (hf: string) => /\.(q|k|v|o|wi_0|wi_1|wi|wo)\.weight$/.test(hf);
 
-class T5GgufTensors implements TensorSource {
+class T5GgufTensors extends RenamedTensors {
   private readonly byHf = new Map<string, string>();
 
-  constructor(private readonly inner: GgufFile) {
-    for (const n of inner.names()) {
+  constructor(file: GgufFile) {
+    super(file);
+    for (const n of file.names()) {
       const hf = hfT5Name(n);
       if (hf) this.byHf.set(hf, n);
       else if (!n.startsWith('enc.')) this.byHf.set(n, n);
     }
-    checkMetadata(inner, this);
-  }
-
-  get path(): string {
-    return this.inner.path;
+    checkMetadata(file, this);
   }
 
   names(): string[] {
@@ -74,7 +72,7 @@ class T5GgufTensors implements TensorSource {
     return this.byHf.has(name);
   }
 
-  private source(name: string): string {
+  protected innerName(name: string): string {
     const n = this.byHf.get(name);
     if (!n) throw new GgufError(this.inner.path, `no tensor for "${name}" (a T5 encoder GGUF names it in llama.cpp's scheme, e.g. enc.blk.0.attn_q.weight)`);
     return n;
@@ -84,30 +82,18 @@ class T5GgufTensors implements TensorSource {
     return isGgmlQuant(t.dtype) && !isLinear(name);
   }
 
-  info(name: string): TensorInfo {
-    const t = this.inner.info(this.source(name));
+  override info(name: string): TensorInfo {
+    const t = this.inner.info(this.innerName(name));
     if (!this.decodes(name, t)) return { ...t, name };
     const elements = t.shape.reduce((a, b) => a * b, 1);
     return { ...t, name, dtype: 'F32', byteLength: elements * 4, decoded: true };
   }
 
-  readBytes(name: string): Buffer {
-    const t = this.inner.info(this.source(name));
+  override readBytes(name: string): Buffer {
+    const t = this.inner.info(this.innerName(name));
     if (!this.decodes(name, t)) return this.inner.readBytes(t.name);
     const f = this.inner.readF32(t.name);
     return Buffer.from(f.buffer, f.byteOffset, f.byteLength);
-  }
-
-  readF32(name: string): Float32Array {
-    return this.inner.readF32(this.source(name));
-  }
-
-  readF16(name: string): Uint16Array {
-    return this.inner.readF16(this.source(name));
-  }
-
-  close(): void {
-    this.inner.close();
   }
 }
 

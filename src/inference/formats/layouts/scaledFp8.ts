@@ -4,19 +4,21 @@
 // (folded into the fp8 decode's scale, so the weights stay 1 byte); this view serves ComfyUI's
 // scales under that name and refuses what it cannot apply.
 
-import { TensorInfo, TensorSource } from '../safetensors';
+import { RenamedTensors } from '../renamedTensors';
+import { TensorSource } from '../safetensors';
 import { LayoutError } from './detect';
 
 const MARKER = 'scaled_fp8';
 const SCALE = /^(.*)\.scale_weight$/;
 const INPUT_SCALE = /\.scale_input$/;
 
-class ScaledFp8Tensors implements TensorSource {
+class ScaledFp8Tensors extends RenamedTensors {
   /** Served name (`X.weight_scale`) → file name (`X.scale_weight`). */
   private readonly renamed = new Map<string, string>();
   private readonly hidden = new Set<string>();
 
-  constructor(private readonly inner: TensorSource) {
+  constructor(inner: TensorSource) {
+    super(inner);
     const names = inner.names();
     const inputScales = names.filter((n) => INPUT_SCALE.test(n));
     if (inputScales.length) {
@@ -40,10 +42,6 @@ class ScaledFp8Tensors implements TensorSource {
     if (inner.has(MARKER)) this.hidden.add(MARKER);
   }
 
-  get path(): string {
-    return this.inner.path;
-  }
-
   names(): string[] {
     return [...this.inner.names().filter((n) => !this.hidden.has(n)), ...this.renamed.keys()];
   }
@@ -52,28 +50,8 @@ class ScaledFp8Tensors implements TensorSource {
     return this.renamed.has(name) || (!this.hidden.has(name) && this.inner.has(name));
   }
 
-  private file(name: string): string {
+  protected innerName(name: string): string {
     return this.renamed.get(name) ?? (this.hidden.has(name) ? `\0${name}` : name);
-  }
-
-  info(name: string): TensorInfo {
-    return { ...this.inner.info(this.file(name)), name };
-  }
-
-  readBytes(name: string): Buffer {
-    return this.inner.readBytes(this.file(name));
-  }
-
-  readF32(name: string): Float32Array {
-    return this.inner.readF32(this.file(name));
-  }
-
-  readF16(name: string): Uint16Array {
-    return this.inner.readF16(this.file(name));
-  }
-
-  close(): void {
-    this.inner.close();
   }
 }
 
