@@ -3,17 +3,20 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 
+/** A `<field>: N kB` line of a /proc file, in bytes; undefined off Linux or when it cannot be read. */
+function procBytes(file: string, field: string): number | undefined {
+  if (process.platform !== 'linux') return undefined;
+  try {
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(file, 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Current RSS in bytes (from /proc on Linux: cheaper and includes file-backed mapped pages). */
 export function currentRss(): number {
-  if (process.platform === 'linux') {
-    try {
-      const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-      if (m) return Number(m[1]) * 1024;
-    } catch {
-      // fall through
-    }
-  }
-  return process.memoryUsage.rss();
+  return procBytes('/proc/self/status', 'VmRSS') ?? process.memoryUsage.rss();
 }
 
 let peakSeen = 0;
@@ -24,12 +27,7 @@ export function lifetimePeakRss(): number {
 }
 
 function readHighWaterMark(): number | undefined {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-    return m ? Number(m[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
+  return procBytes('/proc/self/status', 'VmHWM');
 }
 
 /** Linux lets a process reset its RSS high-water mark (clear_refs "5"); elsewhere this is false. */
@@ -79,13 +77,5 @@ export function totalMemory(): number {
 }
 
 export function availableMemory(): number {
-  if (process.platform === 'linux') {
-    try {
-      const m = /MemAvailable:\s+(\d+) kB/.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
-      if (m) return Number(m[1]) * 1024;
-    } catch {
-      // fall through
-    }
-  }
-  return os.freemem();
+  return procBytes('/proc/meminfo', 'MemAvailable') ?? os.freemem();
 }
