@@ -3,16 +3,12 @@
 import * as fs from 'node:fs';
 import { TensorSource } from '../../src/inference/formats/safetensors';
 import { TensorSpec, writeSafetensors } from '../../src/inference/formats/safetensorsWriter';
+import { mulberry32 } from './prng';
 
+/** Uniform values in [-0.5, 0.5): prng.ts's mulberry32, centred. */
 export function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
+  const next = mulberry32(seed);
+  return () => next() - 0.5;
 }
 
 export interface Pair {
