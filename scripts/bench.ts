@@ -34,7 +34,7 @@ import { FluxTransformer } from '../src/inference/graphs/fluxTransformer';
 import { GpuBufferCache } from '../src/inference/onnx/session';
 import { currentRss, lifetimePeakRss, RssSampler } from '../src/inference/system/processMemory';
 import { FluxPipeline } from '../src/inference/pipeline/pipeline';
-import { imageIds, textIds } from '../src/inference/pipeline/sampler';
+import { imageIds, textIds } from '../src/inference/pipeline/latents';
 import { writeSafetensors } from '../src/inference/formats/safetensorsWriter';
 import { FLUX_DEV, FluxArchitecture, scaledFlux, TINY } from '../src/inference/models/architecture';
 import { ManifestFile, writeSyntheticModel } from '../src/inference/models/synthetic';

@@ -3,24 +3,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { resolveParams } from '../../src/shared/params';
-import {
-  DEFAULT_SCHEDULER_CONFIG,
-  calculateShift,
-  eulerStep,
-  flowMatchSchedule,
-  gaussianNoise,
-  imageIds,
-  initialLatents,
-  latentShape,
-  latentToPreviewRGB,
-  packLatents,
-  philox4x32_10,
-  predictX0,
-  randomSeed,
-  readSchedulerConfig,
-  textIds,
-  unpackLatents,
-} from '../../src/inference/pipeline/sampler';
+import { calculateShift, eulerStep, flowMatchSchedule, predictX0 } from '../../src/inference/pipeline/flowMatch';
+import { imageIds, initialLatents, latentShape, packLatents, textIds, unpackLatents } from '../../src/inference/pipeline/latents';
+import { latentToPreviewRGB } from '../../src/inference/pipeline/latentPreview';
+import { gaussianNoise, philox4x32_10, randomSeed } from '../../src/inference/pipeline/noise';
+import { DEFAULT_SCHEDULER_CONFIG, readSchedulerConfig } from '../../src/inference/pipeline/schedulerConfig';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'flux-tiny');
 const CASES = path.join(FIXTURES, 'cases');

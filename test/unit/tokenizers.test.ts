@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { readSchedulerConfig } from '../../src/inference/pipeline/sampler';
+import { readSchedulerConfig } from '../../src/inference/pipeline/schedulerConfig';
 import { ClipTokenizer, T5Tokenizer, TokenizerFileError } from '../../src/inference/formats/tokenizers';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');

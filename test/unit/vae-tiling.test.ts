@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { VaeDecoder, VaeEncoder } from '../../src/inference/graphs/vae';
 import { FluxPipeline } from '../../src/inference/pipeline/pipeline';
 import { CancelledError } from '../../src/shared/api';
-import { gaussianNoise } from '../../src/inference/pipeline/sampler';
+import { gaussianNoise } from '../../src/inference/pipeline/noise';
 import { decodeTiled, encodeTiled, TileGrid, tileStarts, useTiling, VAE_TILES } from '../../src/inference/pipeline/vaeTiling';
 import { compare, goldenCase, GOLDEN_MODELS } from '../helpers/golden';
 

@@ -4,7 +4,7 @@
 // torch's float32 kernels, which the golden fixtures need.
 
 import { img2imgSteps } from '../../shared/params';
-import { packLatents } from './sampler';
+import { packLatents } from './latents';
 
 const f32 = Math.fround;
 

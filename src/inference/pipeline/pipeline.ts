@@ -20,9 +20,11 @@ import { formatBytes } from '../../shared/bytes';
 import { pruneWeightCaches } from '../onnx/weights';
 import { chooseEp } from '../onnx/providers';
 import { attentionChunksFor } from '../onnx/providerOps';
-import {
-  eulerStep, flowMatchSchedule, imageIds, initialLatents, LATENT_CHANNELS, latentShape, latentToPreviewRGB, packLatents, randomSeed, readSchedulerConfig, SchedulerConfig, textIds, unpackLatents,
-} from './sampler';
+import { eulerStep, flowMatchSchedule } from './flowMatch';
+import { imageIds, initialLatents, LATENT_CHANNELS, latentShape, packLatents, textIds, unpackLatents } from './latents';
+import { latentToPreviewRGB } from './latentPreview';
+import { randomSeed } from './noise';
+import { readSchedulerConfig, SchedulerConfig } from './schedulerConfig';
 import { img2imgStart, imageLatents, scaleNoise, upscaleLatents } from './img2img';
 import { inputImageTensor, readInputImage, resizeForEncoder } from './inputImage';
 import { decodeTiled, encodeTiled, useTiling, VAE_TILES } from './vaeTiling';

@@ -6,7 +6,7 @@
 // tiles differ slightly where they meet; the linear ramps across a wide overlap (a quarter of the
 // tile, as diffusers' AutoencoderKL tiling) hide that. test/unit/vae-tiling.test.ts bounds it.
 
-import { VAE_SCALE } from './sampler';
+import { VAE_SCALE } from './latents';
 
 export interface TileGrid {
   /** Tile side and overlap, in latent cells (8 pixels each). */
