@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { dequantizeGgml, ggmlToNBits, GgmlQuant } from '../../src/inference/formats/ggml';
 import { GgufError, GgufFile } from '../../src/inference/formats/gguf';
 import { openTensors } from '../../src/inference/formats/safetensors';
-import { ditWeightBytes, tensorBytes } from '../../src/inference/models/memory';
+import { ditWeightBytes, tensorBytes } from '../../src/inference/models/weightBytes';
 import { dequantizeNBits, nbitsBytes, runQuantJob } from '../../src/inference/onnx/quant';
 import { mulberry32 } from '../helpers/prng';
 import { FIXTURES } from '../helpers/golden';
@@ -181,7 +181,7 @@ describe('ggml block types (formats/ggml.ts)', () => {
   });
 });
 
-describe('memory model for GGUF DiTs (models/memory.ts)', () => {
+describe('memory model for GGUF DiTs (models/weightBytes.ts)', () => {
   it('counts a quantized Linear as its file bytes and as MatMulNBits blocks of 32 whatever the format', () => {
     const n = 3072, k = 3072;
     assert.equal(tensorBytes({ name: 'w', shape: [n, k], dtype: 'Q8_0' }), (n * k / 32) * 34);

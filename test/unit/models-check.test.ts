@@ -2,9 +2,10 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { adviceFor, checkModel, machineInfo, partFiles, recordChecksums, recordedChecksum, sha256File } from '../../src/inference/models/check';
-import {
-  architectureOf, ComponentShapes, componentWeightBytes, ditWeightBytes, estimateMemory, GPU_CONTEXT_BYTES, linearBytes, readShapes, RUNTIME_BYTES, SESSION_BYTES, TensorShape, workingSet,
-} from '../../src/inference/models/memory';
+import { estimateMemory, GPU_CONTEXT_BYTES, RUNTIME_BYTES } from '../../src/inference/models/memory';
+import { ComponentShapes, readShapes, TensorShape } from '../../src/inference/models/tensorShapes';
+import { componentWeightBytes, ditWeightBytes, linearBytes } from '../../src/inference/models/weightBytes';
+import { architectureOf, SESSION_BYTES, workingSet } from '../../src/inference/models/workingSets';
 import { resolveModel } from '../../src/inference/models/files';
 import { nbitsBytes } from '../../src/inference/onnx/quant';
 import { clipParams, ditParams, FLUX_DEV, vaeParams } from '../../src/inference/models/architecture';

@@ -23,7 +23,8 @@ import { clipParams, ditParams, FLUX_DEV, t5Params, vaeParams } from './architec
 import { foundFromSpec } from './discovery';
 import { readShardIndex } from '../formats/safetensors';
 import { sha256File } from './partFiles';
-import { ComponentShapes, DetailedEstimate, estimateMemory, readShapes, ShapeSource, usableMemory } from './memory';
+import { DetailedEstimate, estimateMemory, usableMemory } from './memory';
+import { ComponentShapes, readShapes, ShapeSource } from './tensorShapes';
 import { hubLabel, loadRegistry, partsOf } from './registry';
 import type { FoundModel, MachineInfo, ModelCheckReport, PartCheck, PartRole, Registry } from '../../shared/models';
 

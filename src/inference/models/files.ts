@@ -10,7 +10,8 @@ import { ComponentKind, KIND_NAMES, KIND_ORDER, listSome } from '../formats/layo
 import { SUBFOLDERS } from '../formats/layouts/folder';
 import { ModelScan, scanModelFolder } from '../formats/layouts/model';
 import { demoAssetsDir } from './demo';
-import { componentWeightBytes, readShapes } from './memory';
+import { readShapes } from './tensorShapes';
+import { componentWeightBytes } from './weightBytes';
 
 export interface ModelFiles {
   name: string;
@@ -116,7 +117,7 @@ function scanFolder(dir: string): ModelScan {
 }
 
 /**
- * Weights held in memory, the numbers `Check Models` uses too (models/memory.ts): the DiT's Linear
+ * Weights held in memory, the numbers `Check Models` uses too (models/weightBytes.ts): the DiT's Linear
  * weights in `format`, its other tensors as float32, the other components at their file size.
  */
 function estimate(parts: Record<'transformer' | 'textEncoder' | 'textEncoder2' | 'vae', string>, format: WeightFormat, c?: ComponentName): number {

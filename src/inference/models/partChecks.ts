@@ -25,7 +25,7 @@ import { canDecode, isGgmlQuant } from '../formats/ggml';
 import { isGgufFile } from '../formats/gguf';
 import { elementCount, openTensors, readShardIndex, TensorSource } from '../formats/safetensors';
 import { isFile, scanSingleFile } from './files';
-import { isFloatDtype } from './memory';
+import { isFloatDtype } from './weightBytes';
 import { partsOf } from './registry';
 
 const WEIGHT_ROLES: readonly ComponentKind[] = ['dit', 'vae', 'clip', 't5'];
