@@ -52,6 +52,17 @@ function kohyaOnEveryLinear(file: string, strength: number, seed = 1): Map<strin
   return deltas;
 }
 
+/** `base` with `deltas` merged in, written as float32 to `file`: the reference a LoRA branch must match. */
+function mergedCopy(base: string, file: string, deltas: Map<string, Float32Array>): string {
+  const src = openTensors(base);
+  try {
+    writeMerged(file, src, deltas);
+  } finally {
+    src.close();
+  }
+  return file;
+}
+
 async function outputs(source: string, opts: FluxTransformerOptions, use?: (t: FluxTransformer) => Promise<void>): Promise<Float32Array> {
   const t = await FluxTransformer.load(source, config, opts);
   try {
@@ -71,10 +82,7 @@ describe('LoRA (formats/lora.ts, formats/loraDit.ts, graphs/ditLora.ts)', functi
   it('kohya LoRA on every Linear as branches = the checkpoint with W + strength·(α/r)·B·A merged in (fp32)', async () => {
     const lora = path.join(dir, 'kohya.safetensors');
     const deltas = kohyaOnEveryLinear(lora, 0.7);
-    const merged = path.join(dir, 'merged.safetensors');
-    const src = openTensors(BF16_FILE);
-    writeMerged(merged, src, deltas);
-    src.close();
+    const merged = mergedCopy(BF16_FILE, path.join(dir, 'merged.safetensors'), deltas);
     const file = readLora(lora);
     const branches = ditLora(file, config, shapes());
     assert.equal(branches.branches.size, bflLinears(config).length);
@@ -114,10 +122,7 @@ describe('LoRA (formats/lora.ts, formats/loraDit.ts, graphs/ditLora.ts)', functi
     place('transformer_blocks.0.norm1.linear', 'double_blocks.0.img_mod.lin', 0, randomPair(rand, 6 * h, h, 2));
     const lora = path.join(dir, 'peft.safetensors');
     writeLora(lora, pieces, PEFT);
-    const merged = path.join(dir, 'merged-peft.safetensors');
-    const src = openTensors(BF16_FILE);
-    writeMerged(merged, src, deltas);
-    src.close();
+    const merged = mergedCopy(BF16_FILE, path.join(dir, 'merged-peft.safetensors'), deltas);
     const branches = ditLora(readLora(lora), config, sh);
     assert.equal(branches.branches.get('single_blocks.1.linear1')!.rank, 8, 'four pieces of rank 2 stacked');
     const withLora = await outputs(BF16_FILE, { format: 'fp32' }, (t) => t.setLoras([{ branches: branches.branches, strength: 1 }]));
@@ -210,10 +215,7 @@ describe('LoRA (formats/lora.ts, formats/loraDit.ts, graphs/ditLora.ts)', functi
   it('an fp8 base keeps its format and takes the LoRA at full effect: = the fp8 weights (as f32) with the delta merged', async () => {
     const lora = path.join(dir, 'kohya-fp8.safetensors');
     const deltas = kohyaOnEveryLinear(lora, 1, 5);
-    const merged = path.join(dir, 'merged-fp8.safetensors');
-    const src = openTensors(FP8_FILE);
-    writeMerged(merged, src, deltas);
-    src.close();
+    const merged = mergedCopy(FP8_FILE, path.join(dir, 'merged-fp8.safetensors'), deltas);
     const branches = ditLora(readLora(lora), config, shapes()).branches;
     const withLora = await outputs(FP8_FILE, { format: 'fp8', inlineLimit: 0 }, (t) => t.setLoras([{ branches, strength: 1 }]));
     assertGoldenClose(withLora, await outputs(merged, { format: 'fp32' }), 'fp8 base + LoRA vs fp8 values + delta in f32');
@@ -224,10 +226,7 @@ describe('LoRA (formats/lora.ts, formats/loraDit.ts, graphs/ditLora.ts)', functi
     writeQuantizedDit(gguf, 'Q8_0');
     const lora = path.join(dir, 'kohya-gguf.safetensors');
     const deltas = kohyaOnEveryLinear(lora, 1, 6);
-    const merged = path.join(dir, 'merged-gguf.safetensors');
-    const src = openTensors(gguf);
-    writeMerged(merged, src, deltas);
-    src.close();
+    const merged = mergedCopy(gguf, path.join(dir, 'merged-gguf.safetensors'), deltas);
     const branches = ditLora(readLora(lora), config, shapes()).branches;
     const opts = { format: 'fp32', inlineLimit: 0, cacheDir: path.join(dir, 'cache-gguf'), int8Activations: false } as const;
     const withLora = await outputs(gguf, opts, (t) => t.setLoras([{ branches, strength: 1 }]));
