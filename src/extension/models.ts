@@ -34,7 +34,7 @@ import {
 } from './modelDownload';
 import { commonProblem, demoMarkdown, demoSummary, progressText, reportMarkdown, reportSummary, variantOf, whereLabel } from './modelReport';
 import { hasModel, isInUse, modelNode, partNode, settingsUpdates, SettingsTarget, sortModels, TreeNodeData, unsettableParts, viewDescription } from './modelTree';
-import { DownloadFailedError } from './serverClient';
+import { DownloadFailedError } from './serverErrors';
 import { HF_TOKEN_SECRET, ServerManager } from './serverManager';
 import { modelSpec, SECTION, usesDemoModel } from './settings';
 import { requireTrust } from './trust';

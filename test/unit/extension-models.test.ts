@@ -24,7 +24,8 @@ import {
 } from '../../src/extension/modelDownload';
 import { demoMarkdown, formatDuration, mdCell, progressText, reportMarkdown, reportSummary, Translate } from '../../src/extension/modelReport';
 import { isInUse, machineDescription, modelNode, partNode, sameSpec, settingsUpdates, sortModels, unsettableParts } from '../../src/extension/modelTree';
-import { DownloadFailedError, ServerClient } from '../../src/extension/serverClient';
+import { ServerClient } from '../../src/extension/serverClient';
+import { DownloadFailedError } from '../../src/extension/serverErrors';
 import { DEFAULTS, Settings, validateSettings } from '../../src/extension/settings';
 
 const t: Translate = (m, ...a) => m.replace(/\{(\d+)\}/g, (_, i: string) => String(a[Number(i)]));

@@ -12,12 +12,11 @@ import sharp from 'sharp';
 import { CancelledError } from '../../src/shared/api';
 import { readPngParameters } from '../../src/inference/formats/png';
 import { BackOff, oneLine } from '../../src/inference/server/server';
+import { encodeMessage, LineSplitter } from '../../src/shared/ndjson';
 import {
-  encodeMessage,
   isValidationError,
   JobEvent,
   JobRequest,
-  LineSplitter,
   parseRequest,
   Request,
   ServerMessage,
@@ -25,7 +24,9 @@ import {
   validateRequest,
   validateServerMessage,
 } from '../../src/shared/protocol';
-import { DownloadFailedError, JobFailedError, Logger, ServerClient, ServerClientOptions, ServerError } from '../../src/extension/serverClient';
+import { ServerClient, ServerClientOptions } from '../../src/extension/serverClient';
+import { DownloadFailedError, JobFailedError, ServerError } from '../../src/extension/serverErrors';
+import type { Logger } from '../../src/extension/serverLink';
 import { FakeHub, TOKEN_GOOD } from '../helpers/fakeHub';
 import { mutate, randomValue, rng } from '../helpers/fuzz';
 import { GOLDEN_MODELS } from '../helpers/golden';

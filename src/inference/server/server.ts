@@ -18,17 +18,15 @@ import { DownloadError } from '../models/download';
 import { checkModels, downloadModel, findModels, planModelDownload } from '../models/service';
 import type { DownloadRequest } from '../../shared/models';
 import { encodeImagePng, pngChunk, writePngAtomic } from '../formats/png';
+import { encodeMessage, LineSplitter, MAX_LINE_BYTES } from '../../shared/ndjson';
 import {
-  encodeMessage,
   ErrorCode,
   Event,
   JobEvent,
   JobInfo,
   JobRequest,
   JobState,
-  LineSplitter,
   LogLevel,
-  MAX_LINE_BYTES,
   parseRequest,
   PROTOCOL_VERSION,
   Request,
