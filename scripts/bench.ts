@@ -21,6 +21,7 @@
 // Issue 13's options on a pipeline run: --params JSON merges generate parameters into the measured
 // image and the warm-up (true CFG, a hires pass); --warm-only skips the cold `majicflux generate`:
 //   node dist/bench.js --model full --ep webgpu --e2e --warm-only --size 1024 --steps 20 --params '{"trueCfgScale":3.5}'
+// --tuning JSON overrides more of the DiT's kernel choices (DitTuning), e.g. '{"nbitsBias":true,"disabledOptimizers":["MatMulAddFusion"]}'.
 
 import '../src/inference/system/privacy'; // first: telemetry off before onnxruntime loads
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -80,6 +81,8 @@ interface Job {
   params?: Record<string, unknown>;
   /** DiT alone: then a synthetic LoRA of this rank on every Linear (benchLora.ts), at the first size. */
   loraRank?: number;
+  /** --tuning JSON: more of the DiT's kernel choices overridden (DitTuning: nbitsBias, loraUp, …). */
+  tuning?: DitTuning;
 }
 
 interface RunResult extends Job {
@@ -184,7 +187,7 @@ const progress = (m: string) => console.error(`  [${((performance.now() - starte
 
 /** The DiT's kernel choices a job overrides (the rest stay the provider's, OpChoices). */
 function ditTuningOf(job: Job): DitTuning {
-  const t: DitTuning = { nbitsBlock: job.nbitsBlock, int8Activations: job.int8Activations, attention: job.attention, attentionChunks: job.attentionChunks };
+  const t: DitTuning = { nbitsBlock: job.nbitsBlock, int8Activations: job.int8Activations, attention: job.attention, attentionChunks: job.attentionChunks, ...job.tuning };
   return Object.fromEntries(Object.entries(t).filter(([, v]) => v !== undefined));
 }
 
@@ -195,7 +198,7 @@ async function ditWorker(job: Job, dir: string, cache: string): Promise<RunResul
   const t0 = performance.now();
   const rssBeforeLoad = currentRss();
   progress(`loading ${job.weights} from ${path.basename(ditFile)}`);
-  const dit = await FluxTransformer.load(ditFile, { format: job.weights, ep: job.ep === 'auto' ? 'cpu' : job.ep, cacheDir: cache, compute: job.compute, fp8Decode: job.fp8Decode, flashAttention: job.flashAttention, gpuBufferCache: job.gpuBufferCache, int8Activations: job.int8Activations, nbitsBlock: job.nbitsBlock, attention: job.attention, attentionChunks: job.attentionChunks, optimization: job.optimization });
+  const dit = await FluxTransformer.load(ditFile, { format: job.weights, ep: job.ep === 'auto' ? 'cpu' : job.ep, cacheDir: cache, compute: job.compute, fp8Decode: job.fp8Decode, flashAttention: job.flashAttention, gpuBufferCache: job.gpuBufferCache, int8Activations: job.int8Activations, nbitsBlock: job.nbitsBlock, attention: job.attention, attentionChunks: job.attentionChunks, optimization: job.optimization, ...job.tuning });
   const loadSeconds = (performance.now() - t0) / 1000;
   const rssAfterLoad = currentRss();
   progress(`loaded in ${loadSeconds.toFixed(1)} s (${Object.entries(dit.loadTimings ?? {}).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ')}), RSS ${gib(rssAfterLoad)} GiB`);
@@ -443,7 +446,7 @@ async function main() {
       weights: { type: 'string', default: 'fp8,fp32' }, modes: { type: 'string', default: 'resident' }, t5: { type: 'string', default: '512' }, dir: { type: 'string' },
       out: { type: 'string', default: 'bench-out' }, section: { type: 'string' }, machine: { type: 'string' }, worker: { type: 'string' }, cache: { type: 'string' },
       stages: { type: 'string', default: 'all' }, compute: { type: 'string' }, dump: { type: 'string' },
-      'prepare-manifest': { type: 'string' }, 'fp8-decode': { type: 'string' }, attention: { type: 'string' }, 'buffer-cache': { type: 'string' }, 'int8-activations': { type: 'string' }, 'nbits-block': { type: 'string' }, 'opt-level': { type: 'string' }, chunks: { type: 'string' }, e2e: { type: 'boolean' }, 'job-timeout': { type: 'string', default: '1800' }, tag: { type: 'string' }, 'lora-rank': { type: 'string' }, params: { type: 'string' }, 'warm-only': { type: 'boolean' },
+      'prepare-manifest': { type: 'string' }, 'fp8-decode': { type: 'string' }, attention: { type: 'string' }, 'buffer-cache': { type: 'string' }, 'int8-activations': { type: 'string' }, 'nbits-block': { type: 'string' }, 'opt-level': { type: 'string' }, chunks: { type: 'string' }, e2e: { type: 'boolean' }, 'job-timeout': { type: 'string', default: '1800' }, tag: { type: 'string' }, 'lora-rank': { type: 'string' }, params: { type: 'string' }, 'warm-only': { type: 'boolean' }, tuning: { type: 'string' },
       soak: { type: 'string' }, 'soak-memory': { type: 'string', default: 'auto' }, 'cancel-every': { type: 'string', default: '2' }, 'sample-every': { type: 'string', default: '50' },
     },
   });
@@ -485,7 +488,7 @@ async function main() {
       for (const weights of values.weights!.split(',') as WeightChoice[]) {
         const job: Job = {
           scope: ditOnly ? 'dit' : 'pipeline', weights, memory, ep: values.ep as EpChoice, compute: (values.compute ?? (values.ep === 'cpu' ? 'float32' : 'float16')) as ComputeType, size, steps: Number(values.steps), t5: Number(values.t5),
-          ...(ditOnly ? { moreSizes: sizes.slice(1) } : {}), ...(values['fp8-decode'] ? { fp8Decode: values['fp8-decode'] as Job['fp8Decode'] } : {}), ...attentionJob(values.attention), ...(values['nbits-block'] ? { nbitsBlock: Number(values['nbits-block']) } : {}), ...(values.chunks ? { attentionChunks: Number(values.chunks) } : {}), ...(values.e2e ? { e2e: true } : {}), ...(values['opt-level'] ? { optimization: values['opt-level'] as Job['optimization'] } : {}), ...(values['buffer-cache'] ? { gpuBufferCache: values['buffer-cache'] as GpuBufferCache } : {}), ...(values['int8-activations'] ? { int8Activations: values['int8-activations'] === 'on' } : {}), ...(values.dump ? { dump: path.join(values.dump, `dit-${weights}-{size}.safetensors`) } : {}), ...(values['lora-rank'] ? { loraRank: Number(values['lora-rank']) } : {}), ...(values.params ? { params: JSON.parse(values.params) as Record<string, unknown> } : {}), ...(values['warm-only'] ? { warmOnly: true } : {}),
+          ...(ditOnly ? { moreSizes: sizes.slice(1) } : {}), ...(values['fp8-decode'] ? { fp8Decode: values['fp8-decode'] as Job['fp8Decode'] } : {}), ...attentionJob(values.attention), ...(values['nbits-block'] ? { nbitsBlock: Number(values['nbits-block']) } : {}), ...(values.chunks ? { attentionChunks: Number(values.chunks) } : {}), ...(values.e2e ? { e2e: true } : {}), ...(values['opt-level'] ? { optimization: values['opt-level'] as Job['optimization'] } : {}), ...(values['buffer-cache'] ? { gpuBufferCache: values['buffer-cache'] as GpuBufferCache } : {}), ...(values['int8-activations'] ? { int8Activations: values['int8-activations'] === 'on' } : {}), ...(values.dump ? { dump: path.join(values.dump, `dit-${weights}-{size}.safetensors`) } : {}), ...(values['lora-rank'] ? { loraRank: Number(values['lora-rank']) } : {}), ...(values.params ? { params: JSON.parse(values.params) as Record<string, unknown> } : {}), ...(values['warm-only'] ? { warmOnly: true } : {}), ...(values.tuning ? { tuning: JSON.parse(values.tuning) as DitTuning } : {}),
         };
         console.error(`running ${JSON.stringify(job)}`);
         const cold = job.e2e && !job.warmOnly ? await coldGenerate(job, base, cache, outDir) : undefined;

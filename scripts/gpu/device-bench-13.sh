@@ -7,6 +7,11 @@
 #           the largest single part)
 #   dit2048 the DiT alone at 2048², attention in 64 query pieces (a hires pass's second half)
 #   cfg     time to the PNG, warm: 1024², 20 steps with true CFG 3.5 (two DiT runs a step), resident
+#   lorafuse  as lora, the session without onnxruntime's MatMulAddFusion (a branch's MatMul + Add
+#           stay two kernels instead of one Gemm)
+#   bias    the DiT alone at 1024², int8 with each bias inside MatMulNBits (no Add node after it)
+#   loraprof  as lora, 2 steps, with onnxruntime's profiler: GPU time per kernel without and with
+#           the LoRA (scripts/gpu/profile-summary.mjs per session)
 # Needs FILL_ALL=1 for hires/cfg (every component). Results: $OUT/log.txt and $OUT/results.tgz.
 #   OUT=/tmp/out BUDGET=570 FILL_ALL=1 bash scripts/gpu/device-bench-13.sh info fill lora hires cfg > $OUT/log.txt 2>&1
 phases=" ${*:-info fill lora hires cfg} "
@@ -25,6 +30,23 @@ fi
 if has lora; then
   stamp "lora dit int8 rank 32"
   timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tag lora-r32 --job-timeout 190"
+  pack
+fi
+if has lorafuse; then
+  stamp "lora dit int8 rank 32, MatMulAddFusion off"
+  timeout "$(left 160)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning '{\"disabledOptimizers\":[\"MatMulAddFusion\"]}' --tag lora-r32-nofuse --job-timeout 150"
+  pack
+fi
+if has bias; then
+  stamp "dit int8 1024, bias inside MatMulNBits"
+  timeout "$(left 100)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 4 --weights int8 --tuning '{\"nbitsBias\":true}' --tag dit-nbits-bias --job-timeout 90"
+  pack
+fi
+if has loraprof; then
+  stamp "lora dit int8 rank 32, profiled"
+  mkdir -p "$W/prof"; rm -f "$W/prof"/*.json
+  MAJICFLUX_ORT_PROFILE="$W/prof/lora" timeout "$(left 160)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 2 --weights int8 --lora-rank 32 --tag lora-prof --job-timeout 150"
+  for f in "$W/prof"/*.json; do node scripts/gpu/profile-summary.mjs "$f" --json "$OUT/profile-$(basename "$f")"; done
   pack
 fi
 if has hires; then

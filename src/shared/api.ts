@@ -74,6 +74,10 @@ export interface DitTuning {
   int8Activations?: boolean;
   attention?: 'fused' | 'matmul';
   attentionChunks?: number;
+  /** int8/int4: the bias as MatMulNBits' input rather than an Add (OpChoices.nbitsBias). */
+  nbitsBias?: boolean;
+  /** onnxruntime graph transformers the DiT's session skips (OpChoices.disabledOptimizers), e.g. MatMulAddFusion. */
+  disabledOptimizers?: string[];
   /** Tensors up to this many bytes are inlined instead of stored in the weight format (0: every Linear is). */
   inlineLimit?: number;
 }

@@ -165,6 +165,8 @@ export interface DitBuildOptions {
   attention?: 'fused' | 'matmul';
   /** `matmul` attention: split the queries into this many pieces to bound the scores' memory. */
   attentionChunks?: number;
+  /** int8/int4: the bias inside MatMulNBits (default per provider, OpChoices.nbitsBias). */
+  nbitsBias?: boolean;
   /** First use: the fraction of the weights converted into the cache so far (prefillDit). */
   onProgress?: (fraction: number) => void;
   /**
@@ -264,7 +266,7 @@ function ditWeightOptions(opts: DitBuildOptions) {
   const choices = opChoicesFor(opts.opsFor);
   return {
     format: opts.format, cacheDir: opts.cacheDir, inlineLimit: opts.inlineLimit, fp8Scale: opts.fp8Scale, fp8Decode: opts.fp8Decode ?? choices.fp8Decode, zeroPoints: opts.zeroPoints,
-    int8Activations: opts.int8Activations ?? choices.int8Activations, nbitsBlock: opts.nbitsBlock ?? choices.nbitsBlock,
+    int8Activations: opts.int8Activations ?? choices.int8Activations, nbitsBlock: opts.nbitsBlock ?? choices.nbitsBlock, nbitsBias: opts.nbitsBias ?? choices.nbitsBias,
     compute: opts.compute ?? 'float32', fp16Cache: opts.cacheDir !== undefined, explicitZeroPoints: choices.explicitZeroPoints,
   };
 }

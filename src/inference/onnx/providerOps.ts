@@ -266,7 +266,17 @@ export interface OpChoices {
    * where its MatMul reaches 25 on the same attention (H200, 4,608 tokens).
    */
   attention: 'fused' | 'matmul';
+  /** `matmul`: query pieces at 1024² with 512 text tokens, and the most a larger job grows to (attentionChunksFor). */
   attentionChunks: number;
+  attentionChunksMax: number;
+  /** int8/int4: a Linear's bias as MatMulNBits' own input (index 5) instead of an Add after it (WeightOptions.nbitsBias). */
+  nbitsBias: boolean;
+  /**
+   * onnxruntime graph transformers the DiT's session skips. Its MatMulAddFusion (level 1, every
+   * provider) turns a 2-D MatMul followed by an Add into one Gemm, whichever provider's Gemm kernel
+   * that lands on.
+   */
+  disabledOptimizers: readonly string[];
   /**
    * How fp8 weights are decoded (WeightOptions.fp8Decode): the CPU's DequantizeLinear runs on one
    * thread, so a table lookup; WebGPU has no float8 type nor 8/16-bit integer data, so int32
@@ -290,7 +300,10 @@ export function opChoicesFor(ep: ExecutionProvider = 'cpu'): OpChoices {
     nbitsBlock: webgpu ? 32 : 128,
     int8Activations: ep === 'cpu',
     attention: webgpu || ep === 'coreml' ? 'matmul' : 'fused',
-    attentionChunks: webgpu ? 4 : 1,
+    attentionChunks: 1,
+    attentionChunksMax: webgpu ? 16 : 1,
+    nbitsBias: false,
+    disabledOptimizers: [],
     opset: webgpu ? 20 : 21,
     fp8Decode: ep === 'cpu' ? 'lookup' : webgpu ? 'words' : 'dequantize',
   };
@@ -302,20 +315,20 @@ const CHUNKS_MEASURED_AT = 512 + (1024 / 16) ** 2;
 /**
  * Query pieces for the matmul attention when a job reaches `tokens` (text + image): scores grow
  * with the square of the tokens, so the pieces grow with it (powers of two, so sizes a little apart
- * share one graph), up to MAX_ATTENTION_CHUNKS. Measured on an H100 (WebGPU, int8, 2048²: 16,896
- * tokens): 4 pieces held 47.6 GB of GPU memory; 64 pieces 23.8 GB at 11.9 s/step, but session
- * creation took 130 s instead of 15 (every piece is its own nodes in 57 blocks), a cost paid again
- * at each DiT load of a hires job. 16 bounds that (about 40 s by the same count; not measured).
+ * share one graph) to hold one piece's scores within what the measured size held, up to the
+ * provider's attentionChunksMax (1 where unmeasured: CoreML runs the matmul form whole). Measured on an H100 (WebGPU, int8): at 1024² one piece ran 1.19 s/step and
+ * four 1.23 s at the same GPU peak (17,389 / 17,439 MiB), so 1024² runs whole; at 2048² (16,896
+ * tokens) 4 pieces held 47.6 GB, 64 pieces 23.8 GB at 11.9 s/step, but session creation took 130 s
+ * instead of 15 (every piece is its own nodes in 57 blocks), paid again at each DiT load of a hires
+ * job. 2048² wants 13.4 × the 1024² scores: 16 pieces.
  */
 export function attentionChunksFor(ep: ExecutionProvider, tokens: number): number {
-  const base = opChoicesFor(ep).attentionChunks;
-  if (base <= 1) return base;
-  const want = base * (tokens / CHUNKS_MEASURED_AT) ** 2;
-  let chunks = base;
-  while (chunks < want && chunks < MAX_ATTENTION_CHUNKS) chunks *= 2;
+  const c = opChoicesFor(ep);
+  const want = c.attentionChunks * (tokens / CHUNKS_MEASURED_AT) ** 2;
+  let chunks = c.attentionChunks;
+  while (chunks < want && chunks < c.attentionChunksMax) chunks *= 2;
   return chunks;
 }
-const MAX_ATTENTION_CHUNKS = 16;
 
 /** An empty graph for `ep`'s ops: its opset and whether it may use com.microsoft ops. */
 export function graphFor(name: string, ep: ExecutionProvider = 'cpu'): Graph {

@@ -72,6 +72,8 @@ export interface WeightOptions {
   int8Activations?: boolean;
   /** int8/int4: elements per MatMulNBits block along K (default NBITS_BLOCK; the best per provider is in OpChoices). */
   nbitsBlock?: number;
+  /** int8/int4: the Linear's bias as MatMulNBits' input 5 (added inside its kernel) instead of an Add node after it. */
+  nbitsBias?: boolean;
   /**
    * fp16 from another dtype: convert once into the cache file, which onnxruntime memory-maps,
    * instead of a Cast folded at session creation (which holds every converted weight in RAM while
@@ -344,6 +346,7 @@ export class Weights {
     const [n, k] = t.shape;
     const zp = e.zeroPoints ? g.external('uint8', e.zeroPoints.dims, at(e.zeroPoints), `${name}.zero_points`) : this.opts.explicitZeroPoints ? this.midZeroPoints(n, k, bits, block) : undefined;
     const attrs = { K: k, N: n, bits, block_size: block, ...(this.opts.int8Activations ? { accuracy_level: 4 } : {}) };
+    if (bias && this.opts.nbitsBias) return g.op('MatMulNBits', [x, b, scales, zp, undefined, bias], attrs, { domain: 'com.microsoft' });
     const y = g.op('MatMulNBits', [x, b, scales, zp], attrs, { domain: 'com.microsoft' });
     return bias ? g.op('Add', [y, bias]) : y;
   }
