@@ -4,10 +4,11 @@
 
 import * as path from 'node:path';
 import type { DownloadErrorCode, DownloadRequest, HubName, Registry, RegistryModel } from '../shared/models';
+import { HUB_NAMES } from '../shared/models';
+import { isPlainObject } from '../shared/wireSchema';
 import type { Translate } from './modelReport';
 import type { Settings } from './settings';
 
-export const HUBS: readonly HubName[] = ['huggingface', 'modelscope'];
 export const HF_TOKENS_URL = 'https://huggingface.co/settings/tokens';
 const OFFICIAL: Record<HubName, string> = { huggingface: 'https://huggingface.co', modelscope: 'https://modelscope.cn' };
 
@@ -17,18 +18,16 @@ export function hubLabel(hub: HubName, t: Translate): string {
 
 // ---- registry ------------------------------------------------------------------------------
 
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
 /** Checks the registry's shape (just what the extension reads); throws with the offending field. */
 export function parseRegistry(v: unknown): Registry {
   const bad = (at: string) => new Error(`models/registry.json: ${at} is not valid`);
-  if (!isObj(v) || !Array.isArray(v.models)) throw bad('models');
+  if (!isPlainObject(v) || !Array.isArray(v.models)) throw bad('models');
   const models: RegistryModel[] = v.models.map((m: unknown, i: number) => {
     const at = `models[${i}]`;
-    if (!isObj(m) || typeof m.id !== 'string' || !m.id || typeof m.name !== 'string') throw bad(`${at}.id/name`);
+    if (!isPlainObject(m) || typeof m.id !== 'string' || !m.id || typeof m.name !== 'string') throw bad(`${at}.id/name`);
     if (!Array.isArray(m.sources) || !m.sources.length) throw bad(`${at}.sources`);
     const sources = m.sources.map((s: unknown, j: number) => {
-      if (!isObj(s) || !HUBS.includes(s.hub as HubName) || typeof s.repo !== 'string') throw bad(`${at}.sources[${j}]`);
+      if (!isPlainObject(s) || !HUB_NAMES.includes(s.hub as HubName) || typeof s.repo !== 'string') throw bad(`${at}.sources[${j}]`);
       return {
         hub: s.hub as HubName,
         repo: s.repo,
@@ -38,17 +37,17 @@ export function parseRegistry(v: unknown): Registry {
       };
     });
     const parts = (Array.isArray(m.parts) ? m.parts : []).map((p: unknown, j: number) => {
-      if (!isObj(p) || typeof p.role !== 'string' || !Array.isArray(p.files)) throw bad(`${at}.parts[${j}]`);
+      if (!isPlainObject(p) || typeof p.role !== 'string' || !Array.isArray(p.files)) throw bad(`${at}.parts[${j}]`);
       return {
         role: p.role as RegistryModel['parts'][number]['role'],
         ...(typeof p.from === 'string' ? { from: p.from } : {}),
-        files: p.files.filter(isObj).map((f) => ({
+        files: p.files.filter(isPlainObject).map((f) => ({
           path: String(f.path ?? ''),
           ...(typeof f.size === 'number' && Number.isFinite(f.size) && f.size >= 0 ? { size: f.size } : {}),
         })),
       };
     });
-    const d = isObj(m.defaults) ? m.defaults : undefined;
+    const d = isPlainObject(m.defaults) ? m.defaults : undefined;
     const defaults = d
       ? {
           ...(typeof d.steps === 'number' ? { steps: d.steps } : {}),

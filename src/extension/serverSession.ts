@@ -140,11 +140,7 @@ export class Session {
       const message = downloadMessage(downloadId);
       const detail = cancelled ? undefined : this.link.recentOutput() || undefined;
       const e: DownloadEvent = { type: 'event', event: 'download-failed', downloadId, code: cancelled ? 'cancelled' : 'network', message, ...(detail ? { detail } : {}) };
-      try {
-        d.onEvent?.(e);
-      } catch (err) {
-        this.logger.error(`download listener: ${(err as Error).message}`);
-      }
+      this.notify('download', () => d.onEvent?.(e));
       d.reject(new DownloadFailedError(downloadId, cancelled ? 'cancelled' : 'stopped', message, detail));
     }
     this.downloads.clear();
@@ -183,11 +179,7 @@ export class Session {
   }
 
   private onEvent(e: Event): void {
-    try {
-      this.onServerEvent(e);
-    } catch (err) {
-      this.logger.error(`event listener: ${(err as Error).message}`);
-    }
+    this.notify('event', () => this.onServerEvent(e));
     if (e.event === 'log') {
       const text = `server${e.jobId ? ` ${e.jobId}` : ''}: ${e.message}`;
       if (e.level === 'trace' || e.level === 'debug') this.logger.debug(text);
@@ -222,11 +214,7 @@ export class Session {
   private onDownloadEvent(e: DownloadEvent): void {
     const d = this.downloads.get(e.downloadId);
     if (!d) return this.logger.debug(`event for an unknown download ${e.downloadId} (${e.event})`);
-    try {
-      d.onEvent?.(e);
-    } catch (err) {
-      this.logger.error(`download listener: ${(err as Error).message}`);
-    }
+    this.notify('download', () => d.onEvent?.(e));
     if (e.event === 'download-done') {
       this.downloads.delete(e.downloadId);
       d.resolve(e.result);
@@ -237,10 +225,15 @@ export class Session {
   }
 
   private emit(job: TrackedJob, e: JobEvent): void {
+    this.notify('job', () => job.onEvent?.(e));
+  }
+
+  /** A listener that throws is logged: it must not stop the other listeners or the session's bookkeeping. */
+  private notify(listener: 'event' | 'job' | 'download', call: () => void): void {
     try {
-      job.onEvent?.(e);
+      call();
     } catch (err) {
-      this.logger.error(`job listener: ${(err as Error).message}`);
+      this.logger.error(`${listener} listener: ${(err as Error).message}`);
     }
   }
 }

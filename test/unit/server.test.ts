@@ -355,6 +355,15 @@ describe('inference server (dist/server.js)', function () {
       assert.ok(!events.some((e) => e.event === 'stage' && e.stage === 'text'));
     });
 
+    it('a job listener that throws is logged, and the job still finishes', async () => {
+      const handle = await client.generate(job('throwing-listener.png'), () => {
+        throw new Error('listener broke');
+      });
+      const done = await handle.done;
+      assert.ok(fs.existsSync(done.file), done.file);
+      assert.ok(logger.lines.includes('error job listener: listener broke'), logger.lines.slice(-10).join('\n'));
+    });
+
     it('never overwrites: a taken output name gets a -1 suffix', async () => {
       const first = await (await client.generate(job('same.png'))).done;
       const second = await (await client.generate(job('same.png'))).done;
