@@ -16,6 +16,7 @@ import { Configuration } from './configuration';
 import { HfToken } from './hfToken';
 import { errorMessage } from './jobs';
 import { DownloadArgs, ModelActions, ModelDownloads, registryDefaults } from './modelDownloadCommand';
+import { ModelStep, offerModelSteps } from './modelProblem';
 import { commonProblem, demoMarkdown, demoSummary, reportMarkdown, reportSummary, variantOf, whereLabel } from './modelReport';
 import { registerReports, showMarkdown } from './modelReportDocs';
 import { ModelNode, ModelsView, MODELS_VIEW } from './modelsView';
@@ -105,16 +106,7 @@ class ModelCommands implements ModelActions {
       this.d.log.info(`check models: ${demoSummary(t)}`);
       const md = () => demoMarkdown({ platform: os.platform(), arch: os.arch(), cpus: os.cpus().length, totalMemory: os.totalmem(), freeMemory: os.freemem() }, t);
       if (opts.report) await showMarkdown('demo', md());
-      else if (!opts.quiet) {
-        const details = t('Details');
-        const download = t('Download Model…');
-        const find = t('Find Models');
-        void vscode.window.showInformationMessage(`MajicFLUX: ${demoSummary(t)}`, details, download, find).then(async (c) => {
-          if (c === details) await showMarkdown('demo', md());
-          if (c === download) await vscode.commands.executeCommand('majicflux.downloadModel');
-          if (c === find) await vscode.commands.executeCommand('majicflux.findModels');
-        });
-      }
+      else if (!opts.quiet) void offerModelSteps(vscode.window.showInformationMessage, `MajicFLUX: ${demoSummary(t)}`, ['details', 'download', 'find'], { details: () => showMarkdown('demo', md()) });
       return r;
     }
     if (!this.trusted()) return { demo: false, ok: false, error: t('The workspace is not trusted.') };
@@ -131,14 +123,7 @@ class ModelCommands implements ModelActions {
     } catch (err) {
       const message = errorMessage(err);
       this.d.log.error(`check models: ${message}`);
-      if (!opts.quiet) {
-        const settings = t('Open Settings');
-        const log = t('Show Log');
-        void vscode.window.showErrorMessage(t('MajicFLUX could not check the model: {0}', message), settings, log).then((c) => {
-          if (c === settings) void vscode.commands.executeCommand('workbench.action.openSettings', 'majicflux.model');
-          if (c === log) this.d.log.show();
-        });
-      }
+      if (!opts.quiet) void offerModelSteps(vscode.window.showErrorMessage, t('MajicFLUX could not check the model: {0}', message), ['settings', 'log'], { log: this.d.log });
       return { demo: false, ok: false, error: message };
     }
     const summary = reportSummary(report, t);
@@ -146,19 +131,10 @@ class ModelCommands implements ModelActions {
     for (const a of report.advice.slice(1)) this.d.log.info(`check models: ${a}`);
     if (opts.report || opts.verify) await showMarkdown(report.model.name, reportMarkdown(report, t));
     if (!opts.quiet && !opts.report) {
-      const details = t('Details');
-      const download = t('Download Model…');
-      const find = t('Find Models');
-      const settings = t('Open Settings');
       // Nothing there at all (a folder not found): the setting is what to fix first.
-      const buttons = report.model.complete ? [details] : commonProblem(report.model) ? [settings, find, details] : [details, download, find];
+      const steps: ModelStep[] = report.model.complete ? ['details'] : commonProblem(report.model) ? ['settings', 'find', 'details'] : ['details', 'download', 'find'];
       const show = report.model.complete ? vscode.window.showInformationMessage : vscode.window.showWarningMessage;
-      void show(`MajicFLUX: ${summary}`, ...buttons).then(async (c) => {
-        if (c === settings) await vscode.commands.executeCommand('workbench.action.openSettings', 'majicflux.model');
-        if (c === details) await showMarkdown(report.model.name, reportMarkdown(report, t));
-        if (c === download) await vscode.commands.executeCommand('majicflux.downloadModel');
-        if (c === find) await vscode.commands.executeCommand('majicflux.findModels');
-      });
+      void offerModelSteps(show, `MajicFLUX: ${summary}`, steps, { details: () => showMarkdown(report.model.name, reportMarkdown(report, t)) });
     }
     return { demo: false, ok: report.model.complete, name: report.model.name, report };
   }
