@@ -4,6 +4,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildDit, prefillDit } from '../../src/inference/graphs/dit';
+import { splitOf } from '../../src/inference/graphs/ditLora';
 import { FluxTransformer, FluxTransformerOptions } from '../../src/inference/graphs/fluxTransformer';
 import { openComponent } from '../../src/inference/formats/layouts/components';
 import { readLora } from '../../src/inference/formats/lora';
@@ -78,5 +79,17 @@ describe('DiT kernel choices that keep the math (nbitsBias, disabledOptimizers)'
     assert.ok((kept.ops.get('MatMul') ?? 0) > (fused.ops.get('MatMul') ?? 0));
     const s = compare(kept.out, fused.out);
     assert.ok(s.relL2 < 1e-5, `relative L2 to the fused form ${s.relL2}`);
+  });
+});
+
+describe('LoRA down-projection split along its inner dimension (ditLora.ts splitOf)', () => {
+  it('the largest power of two leaving pieces of at least the width asked, dividing the dimension exactly', () => {
+    assert.equal(splitOf(3072, 512), 4);
+    assert.equal(splitOf(12288, 512), 16);
+    assert.equal(splitOf(15360, 512), 16, '15,360 = 16 × 960');
+    assert.equal(splitOf(64, 512), 1);
+    assert.equal(splitOf(320, 16), 16);
+    assert.equal(splitOf(96, 16), 4, '96 / 8 = 12 is narrower than 16');
+    assert.equal(splitOf(1000, 16), 8, '1000 / 16 is wide enough but not whole');
   });
 });

@@ -277,6 +277,8 @@ export interface OpChoices {
    * that lands on.
    */
   disabledOptimizers: readonly string[];
+  /** LoRA branches: the down-projection's inner dimension in pieces at least this wide, 0 for whole (ditLora.ts LoraGraph.down). */
+  loraSplitK: number;
   /**
    * How fp8 weights are decoded (WeightOptions.fp8Decode): the CPU's DequantizeLinear runs on one
    * thread, so a table lookup; WebGPU has no float8 type nor 8/16-bit integer data, so int32
@@ -304,6 +306,7 @@ export function opChoicesFor(ep: ExecutionProvider = 'cpu'): OpChoices {
     attentionChunksMax: webgpu ? 16 : 1,
     nbitsBias: false,
     disabledOptimizers: [],
+    loraSplitK: 0,
     opset: webgpu ? 20 : 21,
     fp8Decode: ep === 'cpu' ? 'lookup' : webgpu ? 'words' : 'dequantize',
   };
