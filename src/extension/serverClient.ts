@@ -1,6 +1,7 @@
 // The client of the inference server: starts it as a child process (or connects to a remote one),
-// does the handshake, correlates requests and replies, dispatches job events, and survives the
-// server dying. No vscode import: the extension wraps it, scripts and tests use it directly.
+// does the handshake, offers one method per request, and survives the server dying. One session
+// (serverSession.ts) correlates requests and replies and dispatches events over one link
+// (serverLink.ts). No vscode import: the extension wraps it, scripts and tests use it directly.
 //
 // Lifecycle: nothing runs until the first request. If the server stops unexpectedly (killed,
 // native crash, out of memory, or hung and killed by the heartbeat watchdog), every job it held is
