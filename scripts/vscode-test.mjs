@@ -607,6 +607,41 @@ async function uiPhase(results) {
       await frame.locator('#imageThumb').waitFor({ state: 'hidden', timeout: 30_000 });
     });
 
+    await test('an image dropped from the desktop (a File, no path) becomes the input image, kept by its hash; another type is refused in the panel (issue 13)', async () => {
+      // What Chromium hands the page for a file dragged from the OS: a DataTransfer with a File.
+      const drop = (name, type) =>
+        frame.locator('#dropZone').evaluate(async (zone, [name, type]) => {
+          const c = document.createElement('canvas');
+          c.width = 80;
+          c.height = 48;
+          const g = c.getContext('2d');
+          g.fillStyle = '#3a7';
+          g.fillRect(0, 0, 80, 48);
+          const blob = await new Promise((r) => c.toBlob(r, 'image/png'));
+          const dt = new window.DataTransfer();
+          dt.items.add(new window.File([blob], name, { type }));
+          zone.dispatchEvent(new window.DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }, [name, type]);
+      await drop('anim.gif', 'image/gif');
+      await frame.locator('#imageError:not([hidden])').waitFor({ timeout: 10_000 });
+      if (!(await frame.locator('#imageError').textContent()).includes('anim.gif')) throw new Error('the refusal does not name the file');
+      await drop('desk.png', 'image/png');
+      await frame.locator('#imageThumb:not([hidden])').waitFor({ timeout: 30_000 });
+      const width = await frame.locator('#imageThumb').evaluate(async (img) => {
+        if (!img.complete) await new Promise((r) => img.addEventListener('load', r, { once: true }));
+        return img.naturalWidth;
+      });
+      if (width !== 80) throw new Error(`the thumbnail did not load (natural width ${width})`);
+      if (await frame.locator('#imageError').isVisible()) throw new Error('the earlier refusal stays');
+      const name = (await frame.locator('#imageName').textContent()) ?? '';
+      if (!/^[0-9a-f]{64}\.png$/.test(name)) throw new Error(`the input image is named ${name}, not by its hash`);
+      const find = (dir) => fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? find(path.join(dir, e.name)) : e.name === name ? [path.join(dir, e.name)] : []));
+      const kept = find(path.join(cs.dir, 'user-data'));
+      if (kept.length !== 1 || path.basename(path.dirname(kept[0])) !== 'inputs') throw new Error(`kept as ${JSON.stringify(kept)}`);
+      await frame.locator('#imageClear').click();
+      await frame.locator('#imageThumb').waitFor({ state: 'hidden', timeout: 30_000 });
+    });
+
     const generatedWith = (seed) => (fs.existsSync(path.join(ws, 'generated')) ? fs.readdirSync(path.join(ws, 'generated')) : []).filter((f) => f.includes(`-${seed}-a-watercolor-hummingbird`));
     const waitForFile = async (seed) => {
       const deadline = Date.now() + 180_000;

@@ -28,6 +28,11 @@ if has fill; then
   stamp fill
   if [ -n "${FILL_ALL:-}" ]; then fill full "$M" "$W/manifest.json"; else fill full "$M" "$W/manifest.json" --only flux-fp8; fi
 fi
+if has hires; then
+  stamp "hires 1024 -> 2048"
+  timeout "$(left 430)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --size 1024 --steps 20 --weights int8 --modes sequential --e2e --warm-only --params '{\"hires\":{\"scale\":2,\"strength\":0.45,\"steps\":20}}' --tag hires-2048 --job-timeout 420"
+  pack
+fi
 if has lora; then
   stamp "lora dit int8 rank 32"
   timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tag lora-r32 --job-timeout 190"
@@ -53,11 +58,6 @@ if has loraprof; then
   mkdir -p "$W/prof"; rm -f "$W/prof"/*.json
   MAJICFLUX_ORT_PROFILE="$W/prof/lora" timeout "$(left 160)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 2 --weights int8 --lora-rank 32 --tag lora-prof --job-timeout 150"
   for f in "$W/prof"/*.json; do node scripts/gpu/profile-summary.mjs "$f" --json "$OUT/profile-$(basename "$f")"; done
-  pack
-fi
-if has hires; then
-  stamp "hires 1024 -> 2048"
-  timeout "$(left 430)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --size 1024 --steps 20 --weights int8 --modes sequential --e2e --warm-only --params '{\"hires\":{\"scale\":2,\"strength\":0.45,\"steps\":20}}' --tag hires-2048 --job-timeout 420"
   pack
 fi
 if has dit2048; then

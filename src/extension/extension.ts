@@ -43,7 +43,7 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   const history = new History(context.workspaceState);
   const generation = new Generation(config, jobs, history, server, log);
   const statusBar = new StatusBar(server, jobs, config);
-  const panelDeps: PanelDeps = { extensionUri: context.extensionUri, workspaceState: context.workspaceState, config, jobs, history, generation, log };
+  const panelDeps: PanelDeps = { extensionUri: context.extensionUri, globalStorageUri: context.globalStorageUri, workspaceState: context.workspaceState, config, jobs, history, generation, log };
   const openPanel = (prefill?: GenerateInput) => void GenerationPanel.show(panelDeps, prefill);
 
   context.subscriptions.push(log, config, server, statusBar, { dispose: () => jobs.dispose() }, { dispose: () => history.dispose() });

@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { PANEL_SCRIPTS } from '../../src/extension/panel/scripts';
 import { Zip } from './zip';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -80,7 +81,7 @@ const REQUIRED = [
   'dist/pipelineWorker.js',
   'dist/quantWorker.js',
   'media/icon.png',
-  'media/panel.js',
+  ...PANEL_SCRIPTS.map((f) => `media/panel/${f}`),
   'media/flux/flux.tmLanguage.json',
   'l10n/bundle.l10n.zh-cn.json',
   'models/demo/tokenizer/vocab.json',

@@ -50,15 +50,20 @@ describe('extension: panel messages from the webview', () => {
       image: '/pics/cat.png',
       strength: 0.6,
       imageFit: 'stretch',
-      hires: { scale: 1.5, strength: 0.45 },
+      hires: { scale: 1.5, strength: 0.45, upscale: 'latent', steps: 12 },
     };
     assert.deepEqual(validateFromWebview({ type: 'generate', params: { ...good, ...extra } }), { type: 'generate', params: { ...good, ...extra } });
     assert.deepEqual(validateFromWebview({ type: 'history', action: 'vary', id: ID }), { type: 'history', action: 'vary', id: ID });
     for (const m of [{ type: 'pickImage' }, { type: 'clearImage' }, { type: 'listLoras' }, { type: 'dropImage', uri: 'file:///pics/cat.png' }]) assert.deepEqual(validateFromWebview(m), m);
     // The form keeps the LoRAs and the hires switch; a half-typed LoRA strength is dropped, the LoRA kept.
     assert.deepEqual(
-      validateFromWebview({ type: 'saveForm', form: { prompt: 'a', negativePrompt: 'x', trueCfgScale: 2, hires: true, hiresScale: 2, loras: [{ path: '/l/a.safetensors', strength: NaN }], imageFit: 'crop', image: '/etc/passwd' } }),
-      { type: 'saveForm', form: { prompt: 'a', negativePrompt: 'x', trueCfgScale: 2, hires: true, hiresScale: 2, loras: [{ path: '/l/a.safetensors' }], imageFit: 'crop' } },
+      validateFromWebview({ type: 'saveForm', form: { prompt: 'a', negativePrompt: 'x', trueCfgScale: 2, hires: true, hiresScale: 2, hiresSteps: 12, hiresUpscale: 'latent', loras: [{ path: '/l/a.safetensors', strength: NaN }], imageFit: 'crop', image: '/etc/passwd' } }),
+      { type: 'saveForm', form: { prompt: 'a', negativePrompt: 'x', trueCfgScale: 2, hires: true, hiresScale: 2, hiresSteps: 12, hiresUpscale: 'latent', loras: [{ path: '/l/a.safetensors' }], imageFit: 'crop' } },
+    );
+    // Without steps the hires pass takes the first pass's (params.ts).
+    assert.deepEqual(
+      validateFromWebview({ type: 'generate', params: { ...good, hires: { scale: 2, strength: 0.5, upscale: 'image' } } }),
+      { type: 'generate', params: { ...good, hires: { scale: 2, strength: 0.5, upscale: 'image' } } },
     );
     const bad: unknown[] = [
       { type: 'generate', params: { ...good, trueCfgScale: 0.5 } },
@@ -69,9 +74,25 @@ describe('extension: panel messages from the webview', () => {
       { type: 'generate', params: { ...good, imageFit: 'fill' } },
       { type: 'generate', params: { ...good, hires: { scale: 1, strength: 0.5 } } },
       { type: 'generate', params: { ...good, hires: { scale: 2 } } },
+      { type: 'generate', params: { ...good, hires: { scale: 2, strength: 0.5 } } },
+      { type: 'generate', params: { ...good, hires: { scale: 2, strength: 0.5, upscale: 'nearest' } } },
+      { type: 'generate', params: { ...good, hires: { scale: 2, strength: 0.5, upscale: 'image', steps: 0 } } },
+      { type: 'generate', params: { ...good, hires: { scale: 2, strength: 0.5, upscale: 'image', steps: 2.5 } } },
       { type: 'dropImage' },
       { type: 'dropImage', uri: 'x'.repeat(9000) },
     ];
     for (const m of bad) assert.equal(validateFromWebview(m), undefined, JSON.stringify(m).slice(0, 200));
+  });
+
+  it('takes a file dropped from the desktop as a name and bytes only', () => {
+    const bytes = new Uint8Array([0x89, 0x50, 0x4e, 0x47]);
+    assert.deepEqual(validateFromWebview({ type: 'dropImageBytes', name: 'cat.png', bytes, path: '/etc/passwd' }), { type: 'dropImageBytes', name: 'cat.png', bytes });
+    for (const m of [
+      { type: 'dropImageBytes', name: 'cat.png' },
+      { type: 'dropImageBytes', name: 'cat.png', bytes: [0x89, 0x50] },
+      { type: 'dropImageBytes', name: 'cat.png', bytes: 'iVBORw0KGgo=' },
+      { type: 'dropImageBytes', name: 'x'.repeat(2000), bytes },
+      { type: 'dropImageBytes', bytes },
+    ]) assert.equal(validateFromWebview(m), undefined, JSON.stringify(m).slice(0, 100));
   });
 });

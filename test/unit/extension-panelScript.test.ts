@@ -1,14 +1,15 @@
-// The panel's webview script (media/panel.js) in a stand-in DOM: the form's limits are the ones the
+// The panel's webview scripts (media/panel/, loaded in html.ts's order) in a stand-in DOM: the form's limits are the ones the
 // host sends with `init` (params.ts's), not numbers of its own.
 
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vm from 'node:vm';
-import { initMessage, PANEL_DEFAULTS } from '../../src/extension/panel/protocol';
+import { initMessage, PANEL_DEFAULTS, PANEL_LIMITS } from '../../src/extension/panel/protocol';
+import { PANEL_SCRIPTS } from '../../src/extension/panel/scripts';
 import { DEFAULTS, LIMITS } from '../../src/shared/params';
 
-const SCRIPT = fs.readFileSync(path.join(__dirname, '..', '..', 'media', 'panel.js'), 'utf8');
+const SCRIPTS = PANEL_SCRIPTS.map((f) => ({ f, code: fs.readFileSync(path.join(__dirname, '..', '..', 'media', 'panel', f), 'utf8') }));
 const STRINGS = {
   outOfRange: 'from {0} to {1}',
   notMultiple: 'multiples of {0}: try {1} × {2}',
@@ -20,6 +21,8 @@ const STRINGS = {
   strength: 'strength',
   hiresScale: 'hires scale',
   hiresStrength: 'hires strength',
+  hiresSteps: 'hires steps',
+  outsideWhole: '{0}: whole {1} to {2}',
   loraStrength: 'strength of {0}',
   tooManyLoras: 'at most {0}',
   noImage: 'no image',
@@ -27,10 +30,12 @@ const STRINGS = {
   noLoras: 'none found',
   loraTitle: '{0} {1} {2}',
   remove: 'Remove',
+  dropNotImage: '{0}: not an image',
+  dropTooLarge: '{0} over {1}',
   vary: 'Vary',
 };
 
-/** Just enough of an element for panel.js: properties it sets are read back by the test. */
+/** Just enough of an element for the panel's scripts: properties it sets are read back by the test. */
 function element(): Record<string, any> {
   const classes = new Set<string>();
   const listeners: Record<string, ((e: unknown) => void)[]> = {};
@@ -63,7 +68,8 @@ function loadPanel() {
   };
   let onMessage: (e: { data: unknown }) => void = () => undefined;
   const posted: unknown[] = [];
-  vm.runInNewContext(SCRIPT, {
+  // One context for all the files, as one page: their top-level names are one scope.
+  const context = vm.createContext({
     acquireVsCodeApi: () => ({ getState: () => undefined, setState: () => undefined, postMessage: (m: unknown) => posted.push(m) }),
     document: { getElementById: byId, createElement: element },
     window: { addEventListener: (_: string, f: typeof onMessage) => (onMessage = f) },
@@ -71,6 +77,7 @@ function loadPanel() {
     setTimeout: () => 0,
     clearTimeout: () => undefined,
   });
+  for (const { f, code } of SCRIPTS) vm.runInContext(code, context, { filename: f });
   return { el: byId, receive: (data: unknown) => onMessage({ data }), posted };
 }
 
@@ -250,7 +257,7 @@ describe("extension: the panel script's issue-13 controls", () => {
     el('hires').fire('input');
     assert.equal(el('hiresScale').disabled, false);
     el('form').fire('submit');
-    assert.deepEqual(lastGenerate(posted)!.hires, { scale: DEFAULTS.hiresScale, strength: DEFAULTS.hiresStrength });
+    assert.deepEqual(lastGenerate(posted)!.hires, { scale: DEFAULTS.hiresScale, strength: DEFAULTS.hiresStrength, upscale: DEFAULTS.hiresUpscale }, "no steps: the first pass's");
     receive({ type: 'job', job: { state: 'done', queued: 0 } });
     el('hiresScale').value = String(LIMITS.hiresScale.max + 1);
     el('hiresScale').fire('input');
@@ -263,5 +270,82 @@ describe("extension: the panel script's issue-13 controls", () => {
     el('trueCfgScale').value = '0.5';
     el('trueCfgScale').fire('input');
     assert.equal(el('fieldError').textContent, `cfg: ${LIMITS.trueCfgScale.min} to ${LIMITS.trueCfgScale.max}`);
+  });
+
+  it('the hires steps and upscaler reach the request and the saved form; steps out of range or fractional are refused by name', () => {
+    const { el, receive, posted } = start();
+    el('hires').checked = true;
+    el('hires').fire('input');
+    assert.deepEqual([el('hiresSteps').disabled, el('hiresUpscale').disabled], [false, false]);
+    assert.deepEqual([el('hiresSteps').min, el('hiresSteps').max, el('hiresSteps').step], [String(LIMITS.steps.min), String(LIMITS.steps.max), '1']);
+    assert.equal(el('hiresUpscale').value, DEFAULTS.hiresUpscale, "params.ts's default");
+    el('hiresSteps').value = '12';
+    el('hiresSteps').fire('input');
+    el('hiresUpscale').value = 'latent';
+    el('hiresUpscale').fire('change');
+    el('form').fire('submit');
+    assert.deepEqual(lastGenerate(posted)!.hires, { scale: DEFAULTS.hiresScale, strength: DEFAULTS.hiresStrength, upscale: 'latent', steps: 12 });
+    const saved = JSON.parse(JSON.stringify(posted.filter((m) => (m as { type: string }).type === 'saveForm').at(-1))) as { form: Record<string, unknown> };
+    assert.deepEqual([saved.form.hiresSteps, saved.form.hiresUpscale], [12, 'latent']);
+    receive({ type: 'job', job: { state: 'done', queued: 0 } });
+    el('hiresSteps').value = '2.5';
+    el('hiresSteps').fire('input');
+    assert.equal(el('fieldError').textContent, `hires steps: whole ${LIMITS.steps.min} to ${LIMITS.steps.max}`);
+    assert.equal(el('generate').disabled, true);
+    el('hiresSteps').value = String(LIMITS.steps.max + 1);
+    el('hiresSteps').fire('input');
+    assert.equal(el('generate').disabled, true);
+  });
+
+  it('a saved form and a re-run prefill bring back the hires steps and upscaler', () => {
+    const p = loadPanel();
+    p.receive(initMessage({ defaults, form: { prompt: 'a', hires: true, hiresSteps: 9, hiresUpscale: 'latent' }, history: [], demo: false, trusted: true, model: 'demo' }));
+    assert.deepEqual([p.el('hires').checked, p.el('hiresSteps').value, p.el('hiresUpscale').value], [true, '9', 'latent']);
+    p.receive({ type: 'prefill', params: { prompt: 'b', hires: { scale: 1.5, strength: 0.3, upscale: 'image' } } });
+    assert.deepEqual([p.el('hiresScale').value, p.el('hiresStrength').value, p.el('hiresSteps').value, p.el('hiresUpscale').value], ['1.5', '0.3', '', 'image'], 'no recorded steps: the first pass\'s');
+    p.receive({ type: 'prefill', params: { prompt: 'c', hires: { scale: 2, strength: 0.5, upscale: 'latent', steps: 20 } } });
+    assert.deepEqual([p.el('hiresSteps').value, p.el('hiresUpscale').value], ['20', 'latent']);
+  });
+
+  describe('a drop on the input image', () => {
+    const dataTransfer = (data: Record<string, string>, files: object[] = []) => ({ getData: (t: string) => data[t] ?? '', files });
+    const file = (name: string, type: string, bytes: Uint8Array, size = bytes.length) => ({ name, type, size, arrayBuffer: async () => bytes.slice().buffer });
+    const dropped = (posted: unknown[]) => posted.filter((m) => ['dropImage', 'dropImageBytes'].includes((m as { type: string }).type));
+
+    it("from the desktop: the file's bytes and name are sent", async () => {
+      const { el, posted } = start();
+      const bytes = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]);
+      el('dropZone').fire('drop', { dataTransfer: dataTransfer({ 'text/uri-list': 'file:///client/cat.png' }, [file('cat.png', 'image/png', bytes)]) });
+      await new Promise((r) => setImmediate(r));
+      const sent = dropped(posted) as { type: string; name: string; bytes: Uint8Array }[];
+      assert.equal(sent.length, 1);
+      assert.deepEqual([sent[0].type, sent[0].name, [...sent[0].bytes]], ['dropImageBytes', 'cat.png', [...bytes]], "the bytes, not the client's path");
+      assert.equal(el('imageError').hidden, true);
+    });
+
+    it('from the Explorer: its URI, as before', async () => {
+      const { el, posted } = start();
+      el('dropZone').fire('drop', { dataTransfer: dataTransfer({ 'application/vnd.code.uri-list': 'file:///ws/cat.png' }, [file('cat.png', 'image/png', new Uint8Array(4))]) });
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(JSON.parse(JSON.stringify(dropped(posted))), [{ type: 'dropImage', uri: 'file:///ws/cat.png' }]);
+    });
+
+    it('another type or a file past the limit is refused in the panel, naming it, before any byte is sent', async () => {
+      const { el, receive, posted } = start();
+      let read = false;
+      const unread = (name: string, type: string, size: number) => ({ name, type, size, arrayBuffer: async () => ((read = true), new ArrayBuffer(0)) });
+      el('dropZone').fire('drop', { dataTransfer: dataTransfer({}, [unread('anim.gif', 'image/gif', 10)]) });
+      assert.equal(el('imageError').hidden, false);
+      assert.equal(el('imageError').textContent, 'anim.gif: not an image');
+      const max = PANEL_LIMITS.droppedImage;
+      el('dropZone').fire('drop', { dataTransfer: dataTransfer({}, [unread('huge.png', 'image/png', max.maxBytes + 1)]) });
+      assert.equal(el('imageError').textContent, `huge.png over ${max.max}`);
+      await new Promise((r) => setImmediate(r));
+      assert.equal(read, false);
+      assert.deepEqual(dropped(posted), []);
+      // The next image set clears the word.
+      receive({ type: 'inputImage', image: { path: '/p/cat.png', name: 'cat.png', src: 'https://x/cat.png' } });
+      assert.equal(el('imageError').hidden, true);
+    });
   });
 });

@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseFlux } from '../../src/extension/fluxFile/parser';
 import { initMessage, PANEL_DEFAULTS, validateFromWebview } from '../../src/extension/panel/protocol';
+import { PANEL_SCRIPTS } from '../../src/extension/panel/scripts';
 import { validateSettings } from '../../src/extension/settings';
 import { generateCommand, parseGenerateParams } from '../../src/inference/cli/generate';
 import { checkParameters } from '../../src/inference/formats/infotext';
@@ -80,7 +81,8 @@ const SURFACES: Surface[] = [
   {
     name: "the panel's init message (the limits the webview's form uses)",
     states: () => ({
-      actual: initMessage({ defaults: { ...GOOD, prompt: '', negativePrompt: '', trueCfgScale: 1, ...PANEL_DEFAULTS }, history: [], demo: false, trusted: true, model: 'demo' }).limits,
+      // The dropped-file limit is no generation parameter (droppedImages.ts owns it).
+      actual: (({ droppedImage: _, ...l }) => l)(initMessage({ defaults: { ...GOOD, prompt: '', negativePrompt: '', trueCfgScale: 1, ...PANEL_DEFAULTS }, history: [], demo: false, trusted: true, model: 'demo' }).limits),
       expected: {
         steps: LIMITS.steps,
         side: LIMITS.side,
@@ -183,9 +185,11 @@ describe("params-limits: every surface uses params.ts's numbers", () => {
 
   it('no limit params.ts owns is written into the panel\'s HTML or script', () => {
     const html = fs.readFileSync(path.join(ROOT, 'src', 'extension', 'panel', 'html.ts'), 'utf8');
-    const script = fs.readFileSync(path.join(ROOT, 'media', 'panel.js'), 'utf8');
+    const scripts = fs.readdirSync(path.join(ROOT, 'media', 'panel'));
+    assert.ok(scripts.length >= PANEL_SCRIPTS.length);
+    const script = scripts.map((f) => fs.readFileSync(path.join(ROOT, 'media', 'panel', f), 'utf8')).join('\n');
     assert.doesNotMatch(html, /\b(min|max)="/);
-    for (const n of [LIMITS.side.min, LIMITS.side.max, LIMITS.steps.max, 4096]) assert.doesNotMatch(script, new RegExp(`\\b${n}\\b`), `panel.js has ${n}`);
+    for (const n of [LIMITS.side.min, LIMITS.side.max, LIMITS.steps.max, 4096]) assert.doesNotMatch(script, new RegExp(`\\b${n}\\b`), `media/panel/ has ${n}`);
   });
 });
 
@@ -306,8 +310,10 @@ describe("params-limits: issue 13's parameters in the panel and the settings", (
     walk('trueCfgScale', LIMITS.trueCfgScale, 0.1, (x) => generate({ trueCfgScale: x }));
     walk('LoRA strength', LIMITS.loraStrength, 0.1, (x) => generate({ loras: [{ path: '/l/a.safetensors', strength: x }] }));
     walk('strength', LIMITS.strength, 0.005, (x) => generate({ image: '/i/a.png', strength: x }));
-    walk('hires scale', LIMITS.hiresScale, 0.01, (x) => generate({ hires: { scale: x, strength: DEFAULTS.hiresStrength } }));
-    walk('hires strength', LIMITS.strength, 0.005, (x) => generate({ hires: { scale: DEFAULTS.hiresScale, strength: x } }));
+    const hires = { scale: DEFAULTS.hiresScale, strength: DEFAULTS.hiresStrength, upscale: DEFAULTS.hiresUpscale };
+    walk('hires scale', LIMITS.hiresScale, 0.01, (x) => generate({ hires: { ...hires, scale: x } }));
+    walk('hires strength', LIMITS.strength, 0.005, (x) => generate({ hires: { ...hires, strength: x } }));
+    walk('hires steps', LIMITS.steps, 1, (x) => generate({ hires: { ...hires, steps: x } }));
     const loras = (n: number) => Array.from({ length: n }, (_, i) => ({ path: `/l/${i}.safetensors`, strength: 1 }));
     assert.equal(generate({ loras: loras(LIMITS.loras.max) }), true);
     assert.equal(generate({ loras: loras(LIMITS.loras.max + 1) }), false);

@@ -1,9 +1,11 @@
 // The panel's HTML: static markup with localized labels, a strict Content-Security-Policy, and the
-// script allowed by a per-load nonce. The inputs' min/max/step come with the `init` message
+// scripts (scripts.ts) allowed by a per-load nonce. The inputs' min/max/step come with the `init` message
 // (params.ts's limits), so no limit is written here.
 
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
+import { HIRES_UPSCALERS } from '../../shared/params';
+import { PANEL_SCRIPTS } from './scripts';
 
 const t = vscode.l10n.t;
 
@@ -19,6 +21,12 @@ export const SIZE_PRESETS: [number, number][] = [
   [512, 512],
   [256, 256],
 ];
+
+/** The hires pass's upscalers (params.ts's), as the form names them. */
+const UPSCALER_LABELS: Record<(typeof HIRES_UPSCALERS)[number], () => string> = {
+  image: () => t('Image (Lanczos)'),
+  latent: () => t('Latent (faster, softer)'),
+};
 
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -48,17 +56,21 @@ function strings(): Record<string, string> {
     seedTitle: t('Seed {0}, {1} steps, {2} × {3}, guidance {4}'),
     vary: t('Vary this image'),
     outside: t('{0} must be a number from {1} to {2}.'),
+    outsideWhole: t('{0} must be a whole number from {1} to {2}.'),
     trueCfgScale: t('True CFG scale'),
     loraStrength: t('Strength of {0}'),
     strength: t('Strength'),
     hiresScale: t('Hires scale'),
     hiresStrength: t('Hires strength'),
+    hiresSteps: t('Hires steps'),
     remove: t('Remove'),
     noLoras: t('No LoRA files found: put .safetensors LoRAs in the workspace or set majicflux.loras.folder.'),
     pickLora: t('Choose a LoRA…'),
     tooManyLoras: t('At most {0} LoRAs apply to one image.'),
     noImage: t('No input image: the image is made from noise. Drop one here (hold Shift) or choose one.'),
     loraTitle: t('{0} ({1}) in {2}'),
+    dropNotImage: t('{0} is not a PNG, JPEG or WebP image; only those can be the input image.'),
+    dropTooLarge: t('{0} is larger than {1}, the most a dropped image may be: use Choose… to pick it instead.'),
   };
 }
 
@@ -73,6 +85,7 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
     `font-src ${webview.cspSource}`,
   ].join('; ');
   const presets = SIZE_PRESETS.map(([w, h]) => `<option value="${w}x${h}">${w} × ${h}</option>`).join('');
+  const upscalers = HIRES_UPSCALERS.map((u) => `<option value="${u}">${escapeHtml(UPSCALER_LABELS[u]())}</option>`).join('');
   const json = JSON.stringify(strings()).replace(/</g, '\\u003c');
   const e = (s: string) => escapeHtml(s);
   return `<!DOCTYPE html>
@@ -152,6 +165,7 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
       <button type="button" id="imagePick" class="secondary small">${e(t('Choose…'))}</button>
       <button type="button" id="imageClear" class="secondary small" hidden>${e(t('Remove'))}</button>
     </div>
+    <p id="imageError" class="error" role="alert" hidden></p>
     <div class="row">
       <div class="field">
         <label for="strength">${e(t('Strength'))}</label>
@@ -175,6 +189,14 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
         <label for="hiresStrength">${e(t('Strength'))}</label>
         <input id="hiresStrength" type="number" step="0.05">
       </div>
+      <div class="field">
+        <label for="hiresSteps">${e(t('Steps'))}</label>
+        <input id="hiresSteps" type="number" step="1" placeholder="${e(t('as Steps'))}" title="${e(t('Empty: as many steps as the first pass'))}">
+      </div>
+      <div class="field">
+        <label for="hiresUpscale">${e(t('Upscaler'))}</label>
+        <select id="hiresUpscale">${upscalers}</select>
+      </div>
       <span class="hint">${e(t('Generates, upscales, then repaints the details at the larger size.'))}</span>
     </div>
   </fieldset>
@@ -197,7 +219,7 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
 <h2>${e(t('History'))}</h2>
 <section id="gallery" class="gallery"></section>
 <script type="application/json" id="strings">${json}</script>
-<script nonce="${nonce}" src="${media('panel.js')}"></script>
+${PANEL_SCRIPTS.map((f) => `<script nonce="${nonce}" src="${media(`panel/${f}`)}"></script>`).join('\n')}
 </body>
 </html>`;
 }

@@ -17,9 +17,10 @@ import { progressText } from '../progressText';
 import { toInput } from '../pngInput';
 import { resolveRecorded } from '../recordedInput';
 import { modelName, usesDemoModel } from '../settings';
+import { storeDroppedImage, StoreResult } from './droppedImages';
 import { panelHtml } from './html';
 import { droppedImageFile, inputImageProblem, loraView, pickImageFile, requestProblem } from './inputs';
-import { FromWebview, GalleryItem, ImageView, initMessage, JobView, PANEL_DEFAULTS, PanelDefaults, PanelForm, PanelParams, ToWebview, validateFromWebview } from './protocol';
+import { FromWebview, GalleryItem, ImageView, initMessage, JobView, PANEL_DEFAULTS, PANEL_LIMITS, PanelDefaults, PanelForm, PanelParams, ToWebview, validateFromWebview } from './protocol';
 
 export const PANEL_VIEW_TYPE = 'majicflux.panel';
 const FORM_KEY = 'majicflux.panelForm';
@@ -29,6 +30,8 @@ const t = vscode.l10n.t;
 
 export interface PanelDeps {
   extensionUri: vscode.Uri;
+  /** The extension's global storage: images dropped from the desktop are kept in its `inputs/`. */
+  globalStorageUri: vscode.Uri;
   /** Keeps the form between panel closes and window reloads. */
   workspaceState: vscode.Memento;
   config: Configuration;
@@ -159,6 +162,8 @@ export class GenerationPanel implements vscode.Disposable {
         if (file) await this.vary(file);
         return;
       }
+      case 'dropImageBytes':
+        return this.takeDropped(m.name, m.bytes);
       case 'clearImage':
         await this.setInputImage(undefined);
         return;
@@ -201,6 +206,31 @@ export class GenerationPanel implements vscode.Disposable {
     this.deps.log.info(file ? `panel: input image ${file}` : 'panel: no input image');
     void this.post({ type: 'inputImage', image: this.imageView(file), ...(vary ? { vary: { strength: PANEL_DEFAULTS.strength, ...vary } } : {}) });
     return true;
+  }
+
+  /** A file dropped from the desktop: kept under `inputs/` by its content's hash, then the input image as a chosen file is. */
+  private async takeDropped(name: string, bytes: Uint8Array): Promise<void> {
+    const dir = path.join(this.deps.globalStorageUri.fsPath, 'inputs');
+    let r: StoreResult;
+    try {
+      r = await storeDroppedImage(dir, bytes);
+    } catch (err) {
+      this.deps.log.error(`panel: could not keep the dropped image ${name} in ${dir}: ${(err as Error).message}`);
+      void vscode.window.showErrorMessage(t('MajicFLUX could not keep the dropped image in {0}: {1}', dir, (err as Error).message));
+      return;
+    }
+    if ('problem' in r) {
+      this.deps.log.warn(`panel: dropped file ${name} refused: ${r.problem}`);
+      const why = {
+        empty: t('the file is empty.'),
+        tooLarge: t('it is larger than {0}; use Choose… to pick the file instead.', PANEL_LIMITS.droppedImage.max),
+        notImage: t('its content is not a PNG, JPEG or WebP image, whatever its name says.'),
+      }[r.problem];
+      void vscode.window.showWarningMessage(t('MajicFLUX cannot use {0}: {1}', name, why));
+      return;
+    }
+    this.deps.log.info(`panel: dropped image ${name} ${r.existed ? 'is already kept' : 'kept'} as ${r.file}`);
+    await this.vary(r.file);
   }
 
   /** "Vary this image": the image becomes the input, the size follows it, the strength goes back to its default. */
@@ -268,7 +298,10 @@ export class GenerationPanel implements vscode.Disposable {
     for (const k of ['steps', 'width', 'height', 'guidance', 'negativePrompt', 'trueCfgScale', 'loras', 'strength', 'imageFit'] as const) {
       if (input[k] !== undefined) (params as Record<string, unknown>)[k] = input[k];
     }
-    if (input.hires) params.hires = { scale: input.hires.scale ?? PANEL_DEFAULTS.hiresScale, strength: input.hires.strength ?? PANEL_DEFAULTS.hiresStrength };
+    if (input.hires) {
+      const h = input.hires;
+      params.hires = { scale: h.scale ?? PANEL_DEFAULTS.hiresScale, strength: h.strength ?? PANEL_DEFAULTS.hiresStrength, upscale: h.upscale ?? PANEL_DEFAULTS.hiresUpscale, ...(h.steps !== undefined ? { steps: h.steps } : {}) };
+    }
     void this.post({ type: 'prefill', params });
     if (input.image) void this.setInputImage(input.image);
   }

@@ -4,13 +4,15 @@
 // LoRA files) are ones the host sent it, and the host checks them again before use (panel.ts).
 
 import * as v from 'valibot';
+import { formatBytes } from '../../shared/bytes';
 import type { GenerateParams } from '../../shared/params';
 import {
   DEFAULTS,
   GenerateParamsSchema,
   Guidance,
   Height,
-  HiresScale,
+  HiresSchema,
+  HiresUpscale,
   ImageFit,
   IMAGE_PARAMS,
   ImageParams,
@@ -19,11 +21,15 @@ import {
   Prompt,
   Seed,
   Steps,
-  Strength,
   Width,
 } from '../../shared/params';
+import { DROPPED_IMAGE_TYPES, MAX_DROPPED_IMAGE_BYTES } from './droppedImages';
 
 const FilePath = v.pipe(v.string(), v.minLength(1), v.maxLength(4096));
+
+/** The panel's hires pass: params.ts's, with the scale, strength and upscaler the form always has; no steps means the first pass's. */
+const PanelHiresSchema = v.required(HiresSchema, ['scale', 'strength', 'upscale']);
+export type PanelHires = v.InferOutput<typeof PanelHiresSchema>;
 
 /** What Generate sends: params.ts's image parameters, a prompt with some text and a whole seed (-1 draws one), and issue 13's optional ones. */
 const PanelParamsSchema = v.object({
@@ -35,17 +41,16 @@ const PanelParamsSchema = v.object({
   guidance: Guidance,
   // Issue 13's, exactly as a generate request takes them.
   ...v.pick(GenerateParamsSchema, ['negativePrompt', 'trueCfgScale', 'loras', 'image', 'strength', 'imageFit']).entries,
-  /** The panel's hires pass: scale and strength (steps and upscaler stay params.ts's defaults). */
-  hires: v.optional(v.object({ scale: HiresScale, strength: Strength })),
+  hires: v.optional(PanelHiresSchema),
 });
 // The schema's output is checked against this where a validated message is handled (panel.ts).
-export type PanelParams = ImageParams & Pick<GenerateParams, 'negativePrompt' | 'trueCfgScale' | 'loras' | 'image' | 'strength' | 'imageFit'> & { hires?: { scale: number; strength: number } };
+export type PanelParams = ImageParams & Pick<GenerateParams, 'negativePrompt' | 'trueCfgScale' | 'loras' | 'image' | 'strength' | 'imageFit'> & { hires?: PanelHires };
 
 /** The form's starting values: the settings' defaults and params.ts's for the rest. */
-export type PanelDefaults = ImageParams & { negativePrompt: string; trueCfgScale: number; strength: number; imageFit: string; hiresScale: number; hiresStrength: number; loraStrength: number };
+export type PanelDefaults = ImageParams & { negativePrompt: string; trueCfgScale: number; strength: number; imageFit: string; hiresScale: number; hiresStrength: number; hiresUpscale: string; loraStrength: number };
 
 /** params.ts's defaults for the fields no setting covers. */
-export const PANEL_DEFAULTS = { strength: DEFAULTS.strength, imageFit: DEFAULTS.imageFit, hiresScale: DEFAULTS.hiresScale, hiresStrength: DEFAULTS.hiresStrength, loraStrength: DEFAULTS.loraStrength };
+export const PANEL_DEFAULTS = { strength: DEFAULTS.strength, imageFit: DEFAULTS.imageFit, hiresScale: DEFAULTS.hiresScale, hiresStrength: DEFAULTS.hiresStrength, hiresUpscale: DEFAULTS.hiresUpscale, loraStrength: DEFAULTS.loraStrength };
 
 const ACTIONS = ['open', 'copyPrompt', 'rerun', 'reveal', 'vary'] as const;
 export type HistoryAction = (typeof ACTIONS)[number];
@@ -53,7 +58,7 @@ export type HistoryAction = (typeof ACTIONS)[number];
 // A half-typed number is kept (the form is restored as it was); anything else is dropped.
 const orDropped = <S extends v.GenericSchema>(s: S) => v.optional(v.union([s, v.pipe(v.unknown(), v.transform(() => undefined))]));
 const FormNumber = orDropped(v.pipe(v.number(), v.finite(), v.minValue(-1), v.maxValue(LIMITS.seed.max)));
-const NUMBER_FIELDS = [...IMAGE_PARAMS.filter((k) => k !== 'prompt'), 'trueCfgScale', 'strength', 'hiresScale', 'hiresStrength'] as const;
+const NUMBER_FIELDS = [...IMAGE_PARAMS.filter((k) => k !== 'prompt'), 'trueCfgScale', 'strength', 'hiresScale', 'hiresStrength', 'hiresSteps'] as const;
 /** A LoRA strength may be negative (it inverts the LoRA); half-typed values are kept as they are. */
 const FormLora = v.pipe(
   v.object({ path: FilePath, strength: orDropped(v.pipe(v.number(), v.finite())) }),
@@ -70,6 +75,7 @@ const PanelFormSchema = v.pipe(
     loras: orDropped(v.pipe(v.array(FormLora), v.maxLength(LIMITS.loras.max))),
     imageFit: orDropped(ImageFit),
     hires: orDropped(v.boolean()),
+    hiresUpscale: orDropped(HiresUpscale),
   }),
   v.transform((f) => Object.fromEntries(Object.entries(f).filter(([, x]) => x !== undefined)) as typeof f),
 );
@@ -86,6 +92,8 @@ const FromWebviewSchema = v.variant('type', [
   /** Choose the input image in a file dialog, take a dropped one (a URI from the drop's uri-list), or clear it. */
   v.object({ type: v.literal('pickImage') }),
   v.object({ type: v.literal('dropImage'), uri: v.pipe(v.string(), v.maxLength(8192)) }),
+  /** A file dropped from the desktop: its name (for the log and messages) and bytes; the host checks the bytes (droppedImages.ts). */
+  v.object({ type: v.literal('dropImageBytes'), name: v.pipe(v.string(), v.maxLength(1024)), bytes: v.instance(Uint8Array) }),
   v.object({ type: v.literal('clearImage') }),
   /** List the LoRA files again (after adding some). */
   v.object({ type: v.literal('listLoras') }),
@@ -129,6 +137,8 @@ export const PANEL_LIMITS = {
   loras: LIMITS.loras,
   strength: LIMITS.strength,
   hiresScale: LIMITS.hiresScale,
+  /** What the webview lets a dropped file be before sending its bytes (the host checks the bytes again). */
+  droppedImage: { maxBytes: MAX_DROPPED_IMAGE_BYTES, max: formatBytes(MAX_DROPPED_IMAGE_BYTES), types: DROPPED_IMAGE_TYPES },
 };
 
 /** A LoRA the picker offers. */

@@ -3,6 +3,7 @@
 // messages go through the panel's own entry (fromWebview: the same validation as the webview's).
 
 import * as assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
@@ -12,6 +13,7 @@ import type { RunResult } from '../../../src/extension/generation';
 import type { Job } from '../../../src/extension/jobs';
 import type { GenerationPanel } from '../../../src/extension/panel/panel';
 import type { InitMessage, ToWebview } from '../../../src/extension/panel/protocol';
+import { readImageInput } from '../../../src/extension/pngInput';
 import { readPngParameters } from '../../../src/inference/formats/png';
 import { DEFAULTS } from '../../../src/shared/params';
 import { waitFor } from './waitFor';
@@ -101,6 +103,46 @@ describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', f
     assert.equal(job.state, 'done', job.error?.message);
     assert.deepEqual(job.request.params.loras, [{ path: lora, strength: 0.8 }]);
     assert.deepEqual(await pixels(job.result!.file), await pixels(made));
+  });
+
+  it('the hires steps and upscaler set in the panel reach the request and the PNG, and a re-run brings them back to the panel', async () => {
+    const hires = { scale: 1.5, strength: 0.5, upscale: 'latent', steps: 3 };
+    const job = await generate({ ...base, prompt: 'a fox, sharper', hires });
+    assert.deepEqual(job.request.params.hires, hires);
+    const png = await readPngParameters(job.result!.file);
+    assert.deepEqual(png.params?.hires && { ...png.params.hires }, hires, 'recorded in the metadata');
+    // Re-run's "Edit in the generation panel": the PNG's parameters as the panel's prefill.
+    const { loraRefs: _, ...input } = (await readImageInput(job.result!.file))!;
+    panel.prefill(input);
+    const prefill = panel.sent.get('prefill') as Extract<ToWebview, { type: 'prefill' }>;
+    assert.deepEqual(prefill.params.hires, hires);
+  });
+
+  it('an image dropped from the desktop (its bytes) is kept by its hash in the global storage, becomes the input image, and Generate sends that path', async () => {
+    const bytes = await sharp({ create: { width: 96, height: 64, channels: 3, background: '#3060a0' } }).png().toBuffer();
+    const hash = createHash('sha256').update(bytes).digest('hex');
+    // What the webview posts for a File from the OS (media/panel/inputs.js's drop handler).
+    panel.fromWebview({ type: 'dropImageBytes', name: 'desk.png', bytes: new Uint8Array(bytes) });
+    const sent = await waitFor('the dropped image set as the input image', () => {
+      const m = panel.sent.get('inputImage') as Extract<ToWebview, { type: 'inputImage' }> | undefined;
+      return m?.image?.path.endsWith(`${hash}.png`) ? m : undefined;
+    });
+    const stored = sent.image!.path;
+    assert.equal(path.basename(path.dirname(stored)), 'inputs');
+    assert.equal(panel.inputImage, stored);
+    assert.deepEqual(fs.readFileSync(stored), bytes);
+    assert.match(sent.image!.src, /^https?:|^vscode-/, 'a thumbnail the webview may load');
+    assert.deepEqual(sent.vary, { strength: DEFAULTS.strength, width: 96, height: 64 }, 'as a chosen file: its size, the default strength');
+    const job = await generate({ ...base, width: 96, height: 64, prompt: 'a fox in the snow', image: stored, strength: DEFAULTS.strength, imageFit: 'crop' });
+    assert.equal(job.request.params.image, stored);
+    assert.equal((await readPngParameters(job.result!.file)).json?.image, stored, 'the PNG records that path');
+    // The same image again is the same file; bytes that are no image change nothing.
+    const before = fs.readdirSync(path.dirname(stored)).length;
+    panel.fromWebview({ type: 'dropImageBytes', name: 'again.png', bytes: new Uint8Array(bytes) });
+    panel.fromWebview({ type: 'dropImageBytes', name: 'fake.png', bytes: new TextEncoder().encode('not a picture') });
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(fs.readdirSync(path.dirname(stored)).length, before);
+    assert.equal(panel.inputImage, stored);
   });
 
   it('refuses, before any job, an image the host did not set and a LoRA that is not there', async () => {
