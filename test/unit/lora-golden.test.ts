@@ -105,7 +105,7 @@ describe('LoRA golden cases (diffusers load_lora_weights)', function () {
 
 describe('LoRA golden cases, float16 compute (the GPU graphs, run on the CPU)', function () {
   this.timeout(300_000);
-  for (const loraSplitK of [0, 16]) it(`PEFT at 0.7 and XLabs with fp16 weights and float16 activations${loraSplitK ? ', down-projections split' : ''}: within the README\'s float16 order (relative L2 ≤ 1e-2)`, async () => {
+  for (const loraSplitK of [0, 16]) it(`PEFT at 0.7 and XLabs with fp16 weights and float16 activations${loraSplitK ? ', down-projections split' : ''}: within the README's float16 order (relative L2 ≤ 1e-2)`, async () => {
     const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-f16-'));
     const t = await FluxTransformer.load(BF16_FILE, { format: 'fp16', compute: 'float16', inlineLimit: 0, cacheDir, loraSplitK });
     // Every file under the cache with its size: the LoRA factors must stay out of the base weight cache.
