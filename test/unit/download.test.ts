@@ -9,8 +9,10 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DownloadError, DownloadOptions, downloadFiles } from '../../src/inference/models/download';
-import { fileUrl, listRepoFiles, nextLink } from '../../src/inference/models/hub';
+import { DownloadOptions, downloadFiles } from '../../src/inference/models/download';
+import { fileUrl } from '../../src/inference/models/hub';
+import { DownloadError } from '../../src/inference/models/hubErrors';
+import { listRepoFiles, nextLink } from '../../src/inference/models/hubListing';
 import type { DownloadItem, DownloadProgress, HubRepo } from '../../src/shared/models';
 import { FakeHub, FIXTURE_MODELS, fixtureFiles, TOKEN_GOOD, TOKEN_NO_ACCESS } from '../helpers/fakeHub';
 

@@ -11,7 +11,8 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { CancelledError } from '../../src/shared/api';
 import { readPngParameters } from '../../src/inference/formats/png';
-import { BackOff, oneLine } from '../../src/inference/server/server';
+import { oneLine } from '../../src/inference/server/server';
+import { BackOff } from '../../src/inference/server/tokenCheck';
 import { encodeMessage, LineSplitter } from '../../src/shared/ndjson';
 import {
   isValidationError,
@@ -839,7 +840,7 @@ describe('server log lines (server.oneLine)', () => {
   });
 });
 
-describe('wrong tokens are answered ever more slowly (server.BackOff)', () => {
+describe('wrong tokens are answered ever more slowly (tokenCheck.BackOff)', () => {
   it('doubles from 0.25 s to at most 8 s per address, forgets after a right token or 10 quiet minutes, remembers at most 1,000 addresses', () => {
     let t = 0;
     const b = new BackOff(250, 8_000, 600_000, 3, () => t);

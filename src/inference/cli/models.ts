@@ -6,7 +6,7 @@ import { ModelSpec, UserError } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
 import { checkOne, Height, Width } from '../../shared/params';
 import { cliInvocation, CliOutput, EXIT_FAILURE, EXIT_OK, parseCommandArgs, Subcommand, UsageError } from './common';
-import { DownloadError } from '../models/download';
+import { DownloadError } from '../models/hubErrors';
 import { demoModelNamed } from '../models/demo';
 import { loadRegistry } from '../models/registry';
 import { checkModels, defaultModelsDir, downloadModel, findModels, planModelDownload } from '../models/service';

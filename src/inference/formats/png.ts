@@ -5,9 +5,10 @@
 // sharp cannot write text chunks, so they are spliced into its output before the first IDAT
 // (where PIL and A1111 put them, and where streaming readers look).
 
+import * as zlib from 'node:zlib';
 import sharp from 'sharp';
 import type { ImageMetadata } from '../../shared/params';
-import { ImageParameters, imageParameters, insertChunks, iTXtChunk, JSON_KEYWORD, PARAMETERS_KEYWORD, formatA1111Parameters } from './pngText';
+import { ImageParameters, imageParameters, insertChunks, iTXtChunk, JSON_KEYWORD, PARAMETERS_KEYWORD, formatA1111Parameters, pngChunk } from './pngText';
 
 // The text-chunk side lives in pngText.ts (no sharp, so the extension host can read parameters).
 export * from './pngText';
@@ -71,6 +72,20 @@ export function embedParameters(png: Uint8Array, params: ImageParameters, json: 
     iTXtChunk(PARAMETERS_KEYWORD, formatA1111Parameters(params)),
     iTXtChunk(JSON_KEYWORD, JSON.stringify(json)),
   ]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step previews
+
+/** A small RGB PNG, synchronously (previews go out in step order, with no sharp round trip). */
+export function previewPng(width: number, height: number, rgb: Uint8Array): Buffer {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit, truecolour, deflate, no filter method, no interlace
+  const raw = Buffer.alloc(height * (width * 3 + 1));
+  for (let y = 0; y < height; y++) raw.set(rgb.subarray(y * width * 3, (y + 1) * width * 3), y * (width * 3 + 1) + 1);
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(raw)), pngChunk('IEND', new Uint8Array(0))]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import { cudaInstalled, cudaInstallHint } from '../onnx/providers';
 import { clipParams, ditParams, FLUX_DEV, t5Params, vaeParams } from './architecture';
 import { foundFromSpec } from './discovery';
 import { readShardIndex } from '../formats/safetensors';
-import { sha256File } from './download';
+import { sha256File } from './partFiles';
 import { ComponentShapes, DetailedEstimate, estimateMemory, readShapes, ShapeSource, usableMemory } from './memory';
 import { hubLabel, loadRegistry, partsOf } from './registry';
 import type { FoundModel, MachineInfo, ModelCheckReport, PartCheck, PartRole, Registry } from '../../shared/models';

@@ -71,8 +71,13 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
   };
 }
 
-function isFile(p: string): boolean {
-  return fs.statSync(path.resolve(p), { throwIfNoEntry: false })?.isFile() ?? false;
+/** Whether `p` is a file; false when it is not there or cannot be read. */
+export function isFile(p: string): boolean {
+  try {
+    return fs.statSync(path.resolve(p)).isFile();
+  } catch {
+    return false;
+  }
 }
 
 /** An all-in-one checkpoint as a model folder's scan: its components, and the shipped tokenizers and scheduler. */

@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import { version as packageVersion } from '../../../package.json';
 import {
-  CancelledError, COMPONENTS, ComponentName, ComputeType, ExecutionProvider, GenerateHooks, GenerateResult, MemoryMode, ModelSpec, RuntimeOptions, Stage, StageTiming, UserError, WeightFormat,
+  COMPONENTS, ComponentName, ExecutionProvider, GenerateHooks, GenerateResult, MemoryMode, ModelSpec, RuntimeOptions, UserError,
 } from '../../shared/api';
 import { GenerateParams, ImageMetadata, img2imgSteps, RANDOM_SEED, ResolvedParams, resolveParams, stepsToRun } from '../../shared/params';
 import { ClipEncoder } from '../graphs/clip';
@@ -15,12 +15,11 @@ import { FluxTransformer } from '../graphs/fluxTransformer';
 import { T5Encoder } from '../graphs/t5';
 import { latentsToImage, VaeDecoder, VaeEncoder } from '../graphs/vae';
 import { ModelFiles, resolveModel } from '../models/files';
-import { availableMemory, currentRss, RssSampler, totalMemory } from '../system/processMemory';
+import { availableMemory, currentRss, totalMemory } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
 import { pruneWeightCaches } from '../onnx/weights';
-import { chooseEp, chooseWeights, nvidiaFreeMemory } from '../onnx/providers';
+import { chooseEp } from '../onnx/providers';
 import { attentionChunksFor } from '../onnx/providerOps';
-import { SafetensorsFile } from '../formats/safetensors';
 import {
   eulerStep, flowMatchSchedule, imageIds, initialLatents, LATENT_CHANNELS, latentShape, latentToPreviewRGB, packLatents, randomSeed, readSchedulerConfig, SchedulerConfig, textIds, unpackLatents,
 } from './sampler';
@@ -30,49 +29,17 @@ import { decodeTiled, encodeTiled, useTiling, VAE_TILES } from './vaeTiling';
 import { guidedDit, trueCfgOn } from './trueCfg';
 import { ClipTokenizer, T5Tokenizer } from '../formats/tokenizers';
 import { CLIP_MAX_TOKENS, promptIssues, promptNote } from '../formats/promptCheck';
-import { cacheRoot } from '../system/userDirs';
 import { ActiveLoras, PipelineLoras } from './loras';
+import { DenoisePass, Job, newJob, PromptEmbedding } from './job';
+import { assertFinite, readInitialLatents } from './latentChecks';
+import { computeFor, defaultCacheDir, explainLoadFailure, ResolvedRuntime, weightFormatFor } from './loading';
 
 /** The release, from package.json (esbuild keeps only this field of it). */
 export const VERSION: string = packageVersion;
 type Log = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
 type LoadHook = NonNullable<GenerateHooks['onLoad']>;
 
-interface PromptEmbedding {
-  pooled: Float32Array;
-  hidden: Float32Array;
-  tokens: number;
-}
-
 const EMBEDDING_CACHE_SIZE = 16;
-
-/** One generate() call: what its stages share. */
-interface Job {
-  hooks: GenerateHooks;
-  mode: Exclude<MemoryMode, 'auto'>;
-  stages: StageTiming[];
-  notes: string[];
-  check(): void;
-  /** Before each VAE tile: the hook, then the cancel check. */
-  onTile(done: number, total: number): void;
-  stage<T>(name: Stage, fn: () => Promise<T>, ep?: ComponentName): Promise<T>;
-}
-
-/** One denoising pass: the schedule's steps from `from` on, at width×height. */
-interface DenoisePass {
-  width: number;
-  height: number;
-  guidance: number;
-  sigmas: Float32Array;
-  from: number;
-  /** Steps of earlier passes, and of the whole job (progress continues across passes). */
-  stepsBefore: number;
-  totalSteps: number;
-  /** Text + image tokens of the job's largest pass (the DiT's attention is built for it). */
-  maxTokens: number;
-  /** Sequential memory mode: keep the DiT loaded for a next pass that needs nothing else in between. */
-  keepDit?: boolean;
-}
 
 interface Parts {
   clip: ClipEncoder;
@@ -107,16 +74,7 @@ export class FluxPipeline {
   static async create(model: ModelSpec, runtime: RuntimeOptions = {}, log: Log = () => {}): Promise<FluxPipeline> {
     const files = resolveModel(model);
     const memory = runtime.memory ?? 'auto';
-    let weights: WeightFormat;
-    if (runtime.weights === 'auto') {
-      const { ep } = await chooseEp('dit', runtime.stageEp?.dit ?? runtime.ep ?? 'auto', 'fp8');
-      const budget = runtime.gpuMemoryBudget ?? gpuBudgetForDit(files, ep, memory, runtime.gpuMemory);
-      const d = chooseWeights(ep, (f) => files.residentBytes(f, 'dit'), budget);
-      weights = d.format;
-      log('info', `weights auto → ${weights} (${d.reason})`);
-    } else {
-      weights = runtime.weights ?? 'fp8';
-    }
+    const weights = await weightFormatFor(files, runtime, memory, log);
     const p = new FluxPipeline(files, { ...runtime, weights, memory }, log);
     log('info', `model ${files.name}: DiT ${files.transformer}, weights ${weights}, memory mode ${memory}`);
     return p;
@@ -195,7 +153,7 @@ export class FluxPipeline {
     if (source) params = resolveParams(input, source);
     const { width, height, steps, guidance, t5MaxLength, shift, hires } = params;
     const seed = params.seed === undefined || params.seed === RANDOM_SEED ? randomSeed() : params.seed;
-    const job = this.job(hooks);
+    const job = newJob(hooks, this.memoryMode(), (c) => this.epUsed.get(c)?.ep);
     this.jobNotes = job.notes;
     // LoRA files are read and mapped (headers checked against the DiT) before anything loads.
     const loras = this.loras.resolve(params.loras);
@@ -246,33 +204,6 @@ export class FluxPipeline {
       ...(loras.metadata.length ? { loras: loras.metadata } : {}),
     };
     return { seed, image, ...size, stages: job.stages, metadata, notes: job.notes };
-  }
-
-  /** One generation's bookkeeping: its stages (timed, reported), notes, and the cancel check. */
-  private job(hooks: GenerateHooks): Job {
-    const stages: StageTiming[] = [];
-    const check = () => {
-      if (hooks.signal?.aborted) throw new CancelledError();
-    };
-    const stage = async <T>(name: Stage, fn: () => Promise<T>, ep?: ComponentName): Promise<T> => {
-      check();
-      hooks.onStage?.(name, 'start');
-      const sampler = new RssSampler();
-      const t0 = performance.now();
-      try {
-        return await fn();
-      } finally {
-        const peakRss = sampler.stop();
-        const seconds = (performance.now() - t0) / 1000;
-        stages.push({ stage: name, seconds, peakRss, ...(ep && this.epUsed.get(ep) ? { ep: this.epUsed.get(ep)!.ep } : {}) });
-        hooks.onStage?.(name, 'end', `${seconds.toFixed(2)} s, peak ${formatBytes(peakRss)}`);
-      }
-    };
-    const onTile = (done: number, total: number) => {
-      hooks.onTile?.(done, total);
-      check();
-    };
-    return { hooks, mode: this.memoryMode(), stages, notes: [], check, stage, onTile };
   }
 
   /**
@@ -480,75 +411,6 @@ export class FluxPipeline {
     return part as Parts[C];
   }
 }
-
-type ResolvedRuntime = Omit<RuntimeOptions, 'weights' | 'memory'> & { weights: WeightFormat; memory: MemoryMode };
-
-/**
- * GPU memory the DiT may take: the user's figure, else what nvidia-smi reports free, less room for activations (~2 GiB
- * at 1024² in fp16) and, when everything stays resident, the other components.
- */
-function gpuBudgetForDit(files: ModelFiles, ep: ExecutionProvider, memory: MemoryMode, gpuMemory?: number): number | undefined {
-  if (ep === 'cpu') return undefined;
-  const free = gpuMemory ?? nvidiaFreeMemory();
-  if (free === undefined) return undefined;
-  const others = memory === 'sequential' ? 0 : (['clip', 't5', 'vae'] as const).reduce((a, c) => a + files.residentBytes('fp16', c), 0);
-  return free - 2 * 2 ** 30 - others;
-}
-
-/** Activation type of a component: T5-XXL overflows float16 (its FFN activations pass 65504), so it stays float32. */
-function computeFor(c: ComponentName, ep: ExecutionProvider, choice: RuntimeOptions['compute']): ComputeType {
-  if (c === 't5') return 'float32';
-  if (choice && choice !== 'auto') return choice;
-  return ep === 'cpu' ? 'float32' : 'float16';
-}
-
-export function defaultCacheDir(): string {
-  return path.join(cacheRoot(), 'weights');
-}
-
-function readInitialLatents(file: string, tokens: number): Float32Array {
-  const f = SafetensorsFile.open(file);
-  try {
-    if (!f.has('initial_latents')) throw new UserError(`${file} has no "initial_latents" tensor`);
-    const shape = f.info('initial_latents').shape;
-    if (shape.length !== 3 || shape[1] !== tokens || shape[2] !== 64) {
-      throw new UserError(`${file}: initial_latents has shape [${shape}] but this image size needs [1, ${tokens}, 64]`);
-    }
-    const latents = f.readF32('initial_latents');
-    if (!latents.every(Number.isFinite)) throw new UserError(`${file}: initial_latents holds NaN or infinity; the file is corrupt`);
-    return latents;
-  } finally {
-    f.close();
-  }
-}
-
-/**
- * Finite weights and inputs give finite values; NaN or infinity means broken weights (NaN/Inf in the
- * file, or bytes read at the wrong offset or as the wrong type), which would end as an all-black
- * PNG reported as done. One pass over the latent is nothing next to a DiT step.
- */
-function assertFinite(x: Float32Array, component: string, file: string, when: string): void {
-  for (let i = 0; i < x.length; i++) {
-    if (!Number.isFinite(x[i])) {
-      throw new UserError(
-        `The ${component} produced non-finite values (NaN or infinity) ${when}: its weights are most likely corrupt or were mis-read (${file}). Run MajicFLUX: Check Models with verification (or majicflux models check --verify) and download the damaged file again.`,
-      );
-    }
-  }
-}
-
-function explainLoadFailure(c: ComponentName, e: unknown, needBytes: number): Error {
-  if (e instanceof UserError) return e;
-  const msg = (e as Error).message ?? String(e);
-  if (/bad_alloc|out of memory|Failed to allocate|ENOMEM/i.test(msg)) {
-    return new UserError(
-      `Not enough memory to load the ${c} (needs about ${formatBytes(needBytes)}, ${formatBytes(availableMemory())} available). Try weight format fp8 and memory mode sequential, or close other programs.`,
-      msg,
-    );
-  }
-  return new UserError(`Could not load the ${c}: ${msg.split('\n')[0]}`, (e as Error).stack);
-}
-
 
 type Size = { width: number; height: number };
 type ResolvedHires = NonNullable<ResolvedParams['hires']>;

@@ -2,7 +2,8 @@
 // extension's child process (stdio or an inherited fd), or TCP with a token for `majicflux serve`.
 
 import * as net from 'node:net';
-import { InferenceServer, ServerOptions, Sink } from './server';
+import type { Sink } from './connection';
+import { InferenceServer, ServerOptions } from './server';
 
 /**
  * stdin/stdout: stdout is reserved for protocol lines from here on. console.* and anything else

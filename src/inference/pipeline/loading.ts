@@ -1,0 +1,57 @@
+// How a component is loaded: the weight format `auto` picks, the GPU memory the DiT may take, each
+// component's activation type, the weight cache folder, and what a failed load means for the user.
+
+import * as path from 'node:path';
+import { ComponentName, ComputeType, ExecutionProvider, MemoryMode, RuntimeOptions, UserError, WeightFormat } from '../../shared/api';
+import { formatBytes } from '../../shared/bytes';
+import type { ModelFiles } from '../models/files';
+import { chooseEp, chooseWeights, nvidiaFreeMemory } from '../onnx/providers';
+import { availableMemory } from '../system/processMemory';
+import { cacheRoot } from '../system/userDirs';
+
+export type ResolvedRuntime = Omit<RuntimeOptions, 'weights' | 'memory'> & { weights: WeightFormat; memory: MemoryMode };
+
+/** The weight format: the one asked for, or for `auto` the one the DiT's provider and memory allow. */
+export async function weightFormatFor(files: ModelFiles, runtime: RuntimeOptions, memory: MemoryMode, log: (level: 'info', message: string) => void): Promise<WeightFormat> {
+  if (runtime.weights !== 'auto') return runtime.weights ?? 'fp8';
+  const { ep } = await chooseEp('dit', runtime.stageEp?.dit ?? runtime.ep ?? 'auto', 'fp8');
+  const budget = runtime.gpuMemoryBudget ?? gpuBudgetForDit(files, ep, memory, runtime.gpuMemory);
+  const d = chooseWeights(ep, (f) => files.residentBytes(f, 'dit'), budget);
+  log('info', `weights auto → ${d.format} (${d.reason})`);
+  return d.format;
+}
+
+/**
+ * GPU memory the DiT may take: the user's figure, else what nvidia-smi reports free, less room for activations (~2 GiB
+ * at 1024² in fp16) and, when everything stays resident, the other components.
+ */
+function gpuBudgetForDit(files: ModelFiles, ep: ExecutionProvider, memory: MemoryMode, gpuMemory?: number): number | undefined {
+  if (ep === 'cpu') return undefined;
+  const free = gpuMemory ?? nvidiaFreeMemory();
+  if (free === undefined) return undefined;
+  const others = memory === 'sequential' ? 0 : (['clip', 't5', 'vae'] as const).reduce((a, c) => a + files.residentBytes('fp16', c), 0);
+  return free - 2 * 2 ** 30 - others;
+}
+
+/** Activation type of a component: T5-XXL overflows float16 (its FFN activations pass 65504), so it stays float32. */
+export function computeFor(c: ComponentName, ep: ExecutionProvider, choice: RuntimeOptions['compute']): ComputeType {
+  if (c === 't5') return 'float32';
+  if (choice && choice !== 'auto') return choice;
+  return ep === 'cpu' ? 'float32' : 'float16';
+}
+
+export function defaultCacheDir(): string {
+  return path.join(cacheRoot(), 'weights');
+}
+
+export function explainLoadFailure(c: ComponentName, e: unknown, needBytes: number): Error {
+  if (e instanceof UserError) return e;
+  const msg = (e as Error).message ?? String(e);
+  if (/bad_alloc|out of memory|Failed to allocate|ENOMEM/i.test(msg)) {
+    return new UserError(
+      `Not enough memory to load the ${c} (needs about ${formatBytes(needBytes)}, ${formatBytes(availableMemory())} available). Try weight format fp8 and memory mode sequential, or close other programs.`,
+      msg,
+    );
+  }
+  return new UserError(`Could not load the ${c}: ${msg.split('\n')[0]}`, (e as Error).stack);
+}

@@ -1,0 +1,87 @@
+// Model downloads a client starts through the server: the destination checked (a TCP client
+// downloads only into the server's models folder), progress and the outcome sent as events, and
+// each download cancellable by its id or with its session.
+
+import * as path from 'node:path';
+import { UserError } from '../../shared/api';
+import type { DownloadRequest } from '../../shared/models';
+import type { ErrorCode, LogLevel } from '../../shared/protocol';
+import { DownloadError } from '../models/hubErrors';
+import { downloadModel, planModelDownload } from '../models/service';
+import type { Session } from './connection';
+import { isInside } from './paths';
+
+export interface DownloadPlace {
+  /** A TCP server: downloads go only inside `modelsDir`, named relative to it. */
+  remote: boolean;
+  modelsDir?: string;
+  cacheDir?: string;
+}
+
+export class ServerDownloads {
+  private readonly active = new Map<string, { controller: AbortController; owner: Session }>();
+  private counter = 0;
+
+  constructor(private readonly log: (level: LogLevel, message: string) => void) {}
+
+  /** Starts a download for `session` (its reply and events go there); or says why not. */
+  start(session: Session, id: number, request: DownloadRequest, place: DownloadPlace): { code: ErrorCode; message: string } | undefined {
+    let dest = request.dest;
+    if (place.remote) {
+      const root = place.modelsDir;
+      if (!root) return { code: 'failed', message: 'This server does not accept downloads: start it with --models-dir DIR to allow them.' };
+      dest = path.resolve(root, request.dest);
+      if (dest !== path.resolve(root) && !isInside(root, dest)) return { code: 'bad-output', message: `download folder ${JSON.stringify(request.dest)} is outside the server's models folder` };
+    } else if (!path.isAbsolute(dest)) {
+      return { code: 'bad-output', message: `download folder must be an absolute path, got ${JSON.stringify(dest)}` };
+    }
+    const req = { ...request, dest };
+    let plan: ReturnType<typeof planModelDownload>;
+    try {
+      plan = planModelDownload(req);
+    } catch (err) {
+      return { code: 'failed', message: (err as Error).message };
+    }
+    const downloadId = `download-${++this.counter}`;
+    const controller = new AbortController();
+    this.active.set(downloadId, { controller, owner: session });
+    session.send({ id, type: 'download', downloadId });
+    const log = (level: LogLevel, message: string) => this.log(level, `${downloadId}: ${message}`);
+    downloadModel(
+      req,
+      {
+        signal: controller.signal,
+        cacheDir: place.cacheDir,
+        log,
+        // The downloader sends a few progress reports a second.
+        onProgress: (progress) => session.send({ type: 'event', event: 'download-progress', downloadId, progress }),
+      },
+      plan,
+    )
+      .then((result) => {
+        log('info', `done: ${result.files.length} files`);
+        session.send({ type: 'event', event: 'download-done', downloadId, result });
+      })
+      .catch((err: unknown) => {
+        const e = err instanceof Error ? err : new Error(String(err));
+        const code = err instanceof DownloadError ? err.code : controller.signal.aborted ? 'cancelled' : 'http';
+        const detail = err instanceof UserError ? err.detail : e.stack;
+        log(code === 'cancelled' ? 'info' : 'error', `${code}: ${e.message}`);
+        session.send({ type: 'event', event: 'download-failed', downloadId, code, message: e.message, ...(detail ? { detail } : {}) });
+      })
+      .finally(() => this.active.delete(downloadId));
+    return undefined;
+  }
+
+  /** Stops a download by its id; false when there is none. */
+  cancel(downloadId: string): boolean {
+    const download = this.active.get(downloadId);
+    download?.controller.abort();
+    return download !== undefined;
+  }
+
+  /** Stops the session's downloads (all of them without one). */
+  cancelOf(session?: Session): void {
+    for (const d of this.active.values()) if (!session || d.owner === session) d.controller.abort();
+  }
+}
