@@ -25,20 +25,15 @@ export function showModelProblem(message: string, log: vscode.LogOutputChannel):
 export type ModelStep = 'settings' | 'check' | 'find' | 'download' | 'log' | 'details';
 
 function stepLabel(step: ModelStep): string {
-  switch (step) {
-    case 'settings':
-      return t('Open Settings');
-    case 'check':
-      return t('Check Models');
-    case 'find':
-      return t('Find Models');
-    case 'download':
-      return t('Download Model…');
-    case 'log':
-      return t('Show Log');
-    case 'details':
-      return t('Details');
-  }
+  const labels: Record<ModelStep, string> = {
+    settings: t('Open Settings'),
+    check: t('Check Models'),
+    find: t('Find Models'),
+    download: t('Download Model…'),
+    log: t('Show Log'),
+    details: t('Details'),
+  };
+  return labels[step];
 }
 
 /** Shows `message` with `steps` as buttons (in that order) and takes the one picked; `details` opens the caller's report. */
