@@ -10,7 +10,8 @@
 #   lorafuse  as lora, the session without onnxruntime's MatMulAddFusion (a branch's MatMul + Add
 #           stay two kernels instead of one Gemm)
 #   lorasplit  as lora, each branch's down-projection split along its inner dimension (pieces ≥ 512)
-#   bias    the DiT alone at 1024², int8 with each bias inside MatMulNBits (no Add node after it)
+#   plain   the DiT alone at 1024² and 512², int8, the defaults (bias's same-call baseline)
+#   bias    the DiT alone at 1024² and 512², int8 with each bias inside MatMulNBits (no Add node after it)
 #   loraprof  as lora, 2 steps, with onnxruntime's profiler: GPU time per kernel without and with
 #           the LoRA (scripts/gpu/profile-summary.mjs per session)
 # Needs FILL_ALL=1 for hires/cfg (every component). Results: $OUT/log.txt and $OUT/results.tgz.
@@ -48,9 +49,14 @@ if has lorasplit; then
   timeout "$(left 160)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning '{\"loraSplitK\":512}' --tag lora-r32-splitk --job-timeout 150"
   pack
 fi
+if has plain; then
+  stamp "dit int8 1024 and 512, defaults"
+  timeout "$(left 100)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024,512 --steps 4 --weights int8 --tag dit-plain --job-timeout 90"
+  pack
+fi
 if has bias; then
-  stamp "dit int8 1024, bias inside MatMulNBits"
-  timeout "$(left 100)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 4 --weights int8 --tuning '{\"nbitsBias\":true}' --tag dit-nbits-bias --job-timeout 90"
+  stamp "dit int8 1024 and 512, bias inside MatMulNBits"
+  timeout "$(left 100)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024,512 --steps 4 --weights int8 --tuning '{\"nbitsBias\":true}' --tag dit-nbits-bias --job-timeout 90"
   pack
 fi
 if has loraprof; then

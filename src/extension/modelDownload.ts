@@ -3,11 +3,12 @@
 // failure, and log text that never holds the token.
 
 import * as path from 'node:path';
+import * as v from 'valibot';
 import type { DownloadErrorCode, DownloadRequest, HubName, Registry, RegistryModel } from '../shared/models';
+import { RegistrySchema } from '../shared/models';
 import type { Translate } from './modelReport';
 import type { Settings } from './settings';
 
-export const HUBS: readonly HubName[] = ['huggingface', 'modelscope'];
 export const HF_TOKENS_URL = 'https://huggingface.co/settings/tokens';
 const OFFICIAL: Record<HubName, string> = { huggingface: 'https://huggingface.co', modelscope: 'https://modelscope.cn' };
 
@@ -17,48 +18,15 @@ export function hubLabel(hub: HubName, t: Translate): string {
 
 // ---- registry ------------------------------------------------------------------------------
 
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/** Checks the registry's shape (just what the extension reads); throws with the offending field. */
-export function parseRegistry(v: unknown): Registry {
-  const bad = (at: string) => new Error(`models/registry.json: ${at} is not valid`);
-  if (!isObj(v) || !Array.isArray(v.models)) throw bad('models');
-  const models: RegistryModel[] = v.models.map((m: unknown, i: number) => {
-    const at = `models[${i}]`;
-    if (!isObj(m) || typeof m.id !== 'string' || !m.id || typeof m.name !== 'string') throw bad(`${at}.id/name`);
-    if (!Array.isArray(m.sources) || !m.sources.length) throw bad(`${at}.sources`);
-    const sources = m.sources.map((s: unknown, j: number) => {
-      if (!isObj(s) || !HUBS.includes(s.hub as HubName) || typeof s.repo !== 'string') throw bad(`${at}.sources[${j}]`);
-      return {
-        hub: s.hub as HubName,
-        repo: s.repo,
-        ...(typeof s.revision === 'string' ? { revision: s.revision } : {}),
-        ...(s.gated === true ? { gated: true } : {}),
-        ...(typeof s.licenceUrl === 'string' && /^https:\/\//.test(s.licenceUrl) ? { licenceUrl: s.licenceUrl } : {}),
-      };
-    });
-    const parts = (Array.isArray(m.parts) ? m.parts : []).map((p: unknown, j: number) => {
-      if (!isObj(p) || typeof p.role !== 'string' || !Array.isArray(p.files)) throw bad(`${at}.parts[${j}]`);
-      return {
-        role: p.role as RegistryModel['parts'][number]['role'],
-        ...(typeof p.from === 'string' ? { from: p.from } : {}),
-        files: p.files.filter(isObj).map((f) => ({
-          path: String(f.path ?? ''),
-          ...(typeof f.size === 'number' && Number.isFinite(f.size) && f.size >= 0 ? { size: f.size } : {}),
-        })),
-      };
-    });
-    const d = isObj(m.defaults) ? m.defaults : undefined;
-    const defaults = d
-      ? {
-          ...(typeof d.steps === 'number' ? { steps: d.steps } : {}),
-          ...(typeof d.guidance === 'number' ? { guidance: d.guidance } : {}),
-          ...(typeof d.t5MaxLength === 'number' ? { t5MaxLength: d.t5MaxLength } : {}),
-        }
-      : undefined;
-    return { id: m.id, name: m.name, description: typeof m.description === 'string' ? m.description : '', sources, parts, ...(defaults ? { defaults } : {}) };
-  });
-  return { version: 1, models };
+/**
+ * The bundled registry, checked with the schema the server checks it with (shared/models.ts's
+ * RegistrySchema); throws naming the field. The relations between entries are the server's to check.
+ */
+export function parseRegistry(json: unknown): Registry {
+  const r = v.safeParse(RegistrySchema, json);
+  if (r.success) return r.output;
+  const issue = r.issues[0];
+  throw new Error(`models/registry.json: ${v.getDotPath(issue) ?? 'top level'}: ${issue.message}`);
 }
 
 export interface HubChoice {

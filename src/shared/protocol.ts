@@ -1,8 +1,8 @@
-// The message protocol between a client (the extension, a script) and the inference server. The
-// only file both sides import, so it imports nothing at runtime beyond api.ts, params.ts and
-// models.ts (free of node modules) and valibot: it must stay bundleable anywhere. Messages are
-// JSON objects, one per line (NDJSON), over a pipe or a TCP socket. docs/PROTOCOL.md documents
-// every message.
+// The message protocol between a client (the extension, a script) and the inference server: every
+// request, reply and event, one schema each. Both sides import it, so it imports nothing at runtime
+// beyond the rest of src/shared/ (free of node modules) and valibot: it must stay bundleable
+// anywhere. docs/PROTOCOL.md documents every message. Around it: ndjson.ts frames messages as lines,
+// wireSchema.ts has the bounded schema builders, protocolModels.ts the model-management payloads.
 //
 // Every message is validated on receipt (validateRequest / validateServerMessage): validation
 // never throws, rebuilds the object from known fields only (unknown ones are dropped, so a newer
@@ -11,100 +11,25 @@
 // parameters and an image's metadata are params.ts's schemas: one set of limits for every surface.
 
 import * as v from 'valibot';
-import type { ComponentName, ExecutionProvider, ModelSpec, StageTiming } from './api';
-import { COMPONENTS, EP_CHOICES, errorText, EXECUTION_PROVIDERS, LOAD_PHASES, MEMORY_MODES, WEIGHT_CHOICES, WEIGHT_FORMATS } from './api';
-import type {
-  DownloadErrorCode,
-  DownloadProgress,
-  DownloadRequest,
-  DownloadResult,
-  FoundModel,
-  MachineInfo,
-  MemoryEstimate,
-  ModelCheckReport,
-  PartCheck,
-} from './models';
-import { HUB_NAMES, PART_ROLES } from './models';
+import type { StageTiming } from './api';
+import { COMPONENTS, EP_CHOICES, errorText, EXECUTION_PROVIDERS, LOAD_PHASES, MEMORY_MODES, WEIGHT_CHOICES } from './api';
+import { MAX_LINE_BYTES, parseJsonLine } from './ndjson';
 import { GenerateParamsSchema, Height, ImageMetadataSchema, Width } from './params';
+import {
+  CheckReportSchema,
+  DOWNLOAD_ERROR_CODES,
+  DownloadProgressSchema,
+  DownloadRequestSchema,
+  DownloadResultSchema,
+  FoundModelSchema,
+  MachineInfoSchema,
+  ModelSearchSchema,
+  ModelSpecSchema,
+} from './protocolModels';
+import { arr, bool, bytes, got, int, isPlainObject, MAX_SAFE, num, obj, oneOf, partialRecord, path, Same, str } from './wireSchema';
 
 /** Bumped on any incompatible change; `hello` fails when client and server differ. */
 export const PROTOCOL_VERSION = 1;
-
-/** Longest line either side accepts (a done event with the image inline is the largest message). */
-export const MAX_LINE_BYTES = 64 * 1024 * 1024;
-
-// =============================================================================================
-// Schema builders: valibot schemas whose messages say what was expected and what came. The field
-// path is added by `describeIssue`. Strings, arrays and records all have a maximum size: a hostile
-// peer must not make the other side keep or walk unbounded data.
-
-function got(x: unknown): string {
-  if (x === null) return 'null';
-  if (Array.isArray(x)) return 'an array';
-  if (typeof x === 'string') return x.length > 40 ? `a string of ${x.length} characters` : JSON.stringify(x);
-  if (typeof x === 'object') return 'an object';
-  return String(x);
-}
-
-const expected = (want: string) => (i: { input: unknown }) => `expected ${want}, got ${got(i.input)}`;
-
-function str(max = 4096, min = 0) {
-  const m = expected(`a string of ${min}–${max} characters`);
-  return v.pipe(v.string(m), v.minLength(min, m), v.maxLength(max, m));
-}
-
-function num(min: number, max: number) {
-  const m = expected(`a number between ${min} and ${max}`);
-  return v.pipe(v.number(m), v.finite(m), v.minValue(min, m), v.maxValue(max, m));
-}
-
-function int(min: number, max: number) {
-  const m = expected(`an integer between ${min} and ${max}`);
-  return v.pipe(v.number(m), v.integer(m), v.minValue(min, m), v.maxValue(max, m));
-}
-
-const bool = v.boolean(expected('true or false'));
-
-function oneOf<const T extends readonly string[]>(...values: T) {
-  return v.picklist(values, expected(`one of ${values.map((x) => JSON.stringify(x)).join(', ')}`));
-}
-
-function isPlainObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
-
-/** An object of known fields; others are dropped. Not an array (valibot's object would take one). */
-function obj<E extends v.ObjectEntries>(entries: E) {
-  const anObject = expected('an object');
-  return v.pipe(
-    v.custom<Record<string, unknown>>(isPlainObject, anObject),
-    v.object(entries, (i) => (i.path ? 'required but missing' : anObject(i))),
-  );
-}
-
-/** An object with only the listed keys, all optional, all of one kind. */
-function partialRecord<const K extends string, S extends v.GenericSchema>(keys: readonly K[], value: S) {
-  const entries = Object.fromEntries(keys.map((k) => [k, v.optional(value)])) as { [P in K]: v.OptionalSchema<S, undefined> };
-  return v.strictObject(entries, (i) =>
-    i.expected === 'never' ? `unknown key ${JSON.stringify(i.input)} (expected ${keys.join(', ')})` : expected('an object')(i),
-  );
-}
-
-/** Checked for size before any item is: a million-item array is refused, not walked. */
-function arr<S extends v.GenericSchema>(item: S, max: number) {
-  return v.pipe(
-    v.custom<unknown[]>((x) => Array.isArray(x) && x.length <= max, expected(`an array of at most ${max} items`)),
-    v.array(item),
-  );
-}
-
-/** A string-keyed record of at most `max` entries, all of one kind. */
-function record<S extends v.GenericSchema>(value: S, max: number) {
-  return v.pipe(
-    v.custom<Record<string, unknown>>((x) => isPlainObject(x) && Object.keys(x).length <= max, expected(`an object of at most ${max} keys`)),
-    v.record(v.string(), value),
-  );
-}
 
 /** A message: `type` (or `event`) fixed, then its fields. */
 function message<const T extends string, E extends v.ObjectEntries>(type: T, entries: E) {
@@ -118,8 +43,6 @@ function event<const T extends string, E extends v.ObjectEntries>(name: T, entri
 // =============================================================================================
 // Shared shapes
 
-const MAX_SAFE = Number.MAX_SAFE_INTEGER;
-const path = str(4096, 1);
 const id = int(0, MAX_SAFE);
 const jobId = str(100, 1);
 const ep = oneOf(...EXECUTION_PROVIDERS);
@@ -127,26 +50,10 @@ const epChoice = oneOf(...EP_CHOICES);
 const component = oneOf(...COMPONENTS);
 const components = arr(component, COMPONENTS.length);
 const stage = oneOf('load', 'text', 'encode', 'denoise', 'decode', 'save');
-const weights = oneOf(...WEIGHT_FORMATS);
 const weightChoice = oneOf(...WEIGHT_CHOICES);
 const memoryMode = oneOf(...MEMORY_MODES);
-const bytes = num(0, 2 ** 60);
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
 const logLevel = oneOf(...LOG_LEVELS);
-const hub = oneOf(...HUB_NAMES);
-const role = oneOf(...PART_ROLES);
-
-const ModelSpecSchema = obj({
-  dir: v.optional(path),
-  transformer: v.optional(path),
-  vae: v.optional(path),
-  textEncoder: v.optional(path),
-  textEncoder2: v.optional(path),
-  tokenizer: v.optional(path),
-  tokenizer2: v.optional(path),
-  name: v.optional(str(200)),
-  demo: v.optional(path),
-});
 
 const ServerSettingsSchema = obj({
   model: ModelSpecSchema,
@@ -231,25 +138,6 @@ export const ERROR_CODES = [
   'failed', // the request was valid but could not be carried out (message says why)
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
-
-/** Where to look for models besides the configured one and the hub caches. */
-const ModelSearchSchema = obj({
-  searchPaths: v.optional(arr(path, 1000)),
-  workspaceFolders: v.optional(arr(path, 1000)),
-  /** The extension's global storage folder (its models/ subfolder holds what it downloaded). */
-  globalStorage: v.optional(path),
-});
-export type ModelSearch = v.InferOutput<typeof ModelSearchSchema>;
-
-const DownloadRequestSchema = obj({
-  model: str(200, 1),
-  hub: v.optional(hub),
-  dest: path,
-  token: v.optional(str(1000)),
-  parts: v.optional(arr(role, PART_ROLES.length)),
-  endpoints: v.optional(partialRecord(HUB_NAMES, str(2000, 1))),
-});
-
 // =============================================================================================
 // client → server
 
@@ -288,75 +176,7 @@ export type RequestBody<T extends RequestType = RequestType> = T extends Request
 // =============================================================================================
 // server → client
 
-const PartCheckSchema = obj({
-  role,
-  status: oneOf('present', 'missing', 'wrong-dtype', 'corrupt'),
-  path: v.optional(path),
-  layout: v.optional(str(200)),
-  dtypes: v.optional(record(int(0, MAX_SAFE), 64)),
-  params: v.optional(int(0, MAX_SAFE)),
-  bytes: v.optional(bytes),
-  message: v.optional(str(10_000)),
-  sha256: v.optional(str(64)),
-  verified: v.optional(oneOf('match', 'mismatch', 'recorded')),
-});
-
-const FoundModelSchema = obj({
-  id: str(200),
-  name: str(500),
-  where: oneOf('configured', 'workspace', 'global-storage', 'search-path', 'huggingface-cache', 'modelscope-cache'),
-  root: path,
-  parts: arr(PartCheckSchema, 64),
-  complete: bool,
-  spec: ModelSpecSchema,
-});
-
-const MachineInfoSchema = obj({
-  platform: str(100),
-  arch: str(100),
-  cpus: int(0, 1 << 20),
-  totalMemory: bytes,
-  freeMemory: bytes,
-  gpuMemory: v.optional(bytes),
-  gpuName: v.optional(str(500)),
-});
-
-const MemoryEstimateSchema = obj({
-  weights,
-  mode: oneOf('sequential', 'resident'),
-  width: int(0, 1 << 20),
-  height: int(0, 1 << 20),
-  components: obj({ clip: bytes, t5: bytes, dit: bytes, vae: bytes }),
-  peak: bytes,
-  fitsRam: bool,
-  fitsGpu: v.optional(bool),
-});
-
-const CheckReportSchema = obj({
-  model: FoundModelSchema,
-  machine: MachineInfoSchema,
-  estimates: arr(MemoryEstimateSchema, 1000),
-  advice: arr(str(10_000), 100),
-});
-
-const DownloadProgressSchema = obj({
-  file: str(4096),
-  files: int(0, MAX_SAFE),
-  filesDone: int(0, MAX_SAFE),
-  bytes,
-  total: bytes,
-  bytesPerSecond: num(0, Infinity),
-  etaSeconds: v.optional(num(0, Infinity)),
-});
-
-const DownloadResultSchema = obj({
-  spec: ModelSpecSchema,
-  files: arr(obj({ path, bytes, sha256: str(64), resumedFrom: v.optional(bytes), skipped: v.optional(bool) }), 10_000),
-});
-
 const StageTimingSchema = obj({ stage, seconds: num(0, Infinity), peakRss: bytes, ep: v.optional(ep) });
-
-const DOWNLOAD_ERROR_CODES = ['auth-required', 'forbidden', 'not-found', 'network', 'http', 'disk-full', 'checksum', 'cancelled'] as const;
 
 const RESPONSES = {
   hello: message('hello', {
@@ -476,25 +296,10 @@ export type JobEvent = StartedEvent | StageEvent | LoadingEvent | StepEvent | Do
 export type Event = Outputs<typeof EVENTS>;
 export type ServerMessage = Response | Event;
 
-// The model-management and pipeline interfaces (models.ts, api.ts) are what the rest of the code
-// reads; each must be exactly its schema's output, field for field (optional ones included), or
-// this does not compile.
-type Same<A, B> = [A, keyof A] extends [B, keyof B] ? ([B, keyof B] extends [A, keyof A] ? true : false) : false;
-export type SchemasMatchInterfaces = [
-  Same<v.InferOutput<typeof ModelSpecSchema>, ModelSpec>,
-  Same<v.InferOutput<typeof PartCheckSchema>, PartCheck>,
-  Same<v.InferOutput<typeof FoundModelSchema>, FoundModel>,
-  Same<v.InferOutput<typeof MachineInfoSchema>, MachineInfo>,
-  Same<v.InferOutput<typeof MemoryEstimateSchema>, MemoryEstimate>,
-  Same<v.InferOutput<typeof CheckReportSchema>, ModelCheckReport>,
-  Same<v.InferOutput<typeof DownloadRequestSchema>, DownloadRequest>,
-  Same<v.InferOutput<typeof DownloadProgressSchema>, DownloadProgress>,
-  Same<v.InferOutput<typeof DownloadResultSchema>, DownloadResult>,
-  Same<v.InferOutput<typeof StageTimingSchema>, StageTiming>,
-  Same<(typeof DOWNLOAD_ERROR_CODES)[number], DownloadErrorCode>,
-] extends true[] ? true : never;
-const schemasMatchInterfaces: SchemasMatchInterfaces = true;
-void schemasMatchInterfaces;
+// The pipeline's StageTiming (api.ts) is what the rest of the code reads: it must be exactly its
+// schema's output, field for field, or this does not compile (protocolModels.ts checks the others).
+const stageTimingMatches: Same<v.InferOutput<typeof StageTimingSchema>, StageTiming> = true;
+void stageTimingMatches;
 
 export function isJobEvent(e: Event): e is JobEvent {
   return e.event !== 'log' && e.event !== 'heartbeat' && !isDownloadEvent(e);
@@ -502,102 +307,6 @@ export function isJobEvent(e: Event): e is JobEvent {
 
 export function isDownloadEvent(e: Event): e is DownloadEvent {
   return e.event === 'download-progress' || e.event === 'download-done' || e.event === 'download-failed';
-}
-
-// =============================================================================================
-// Framing: NDJSON
-
-const utf8 = new TextEncoder();
-
-/** One message as a line. JSON.stringify escapes control characters, so the line holds no raw newline. */
-export function encodeMessage(msg: Request | ServerMessage): string {
-  return JSON.stringify(msg) + '\n';
-}
-
-/**
- * Splits a byte (or text) stream into lines. Chunks may end anywhere, also inside a multi-byte
- * character: splitting happens on bytes (0x0A never occurs inside a UTF-8 sequence) and each whole
- * line is decoded once. A line longer than `maxLineBytes` is dropped up to its newline and
- * reported through `onOverflow`, so a peer cannot make the other side buffer without bound.
- * Trailing `\r` is removed; blank lines are skipped.
- */
-export class LineSplitter {
-  private parts: Uint8Array[] = [];
-  private size = 0;
-  private discarding = false;
-  private readonly decoder = new TextDecoder('utf-8');
-
-  constructor(
-    private readonly onLine: (line: string) => void,
-    private readonly onOverflow: (bytes: number) => void = () => undefined,
-    /** May be changed between chunks (e.g. raised once a TCP peer has authenticated). */
-    public maxLineBytes = MAX_LINE_BYTES,
-  ) {}
-
-  push(chunk: Uint8Array | string): void {
-    const buf = typeof chunk === 'string' ? utf8.encode(chunk) : chunk;
-    let start = 0;
-    while (start <= buf.length) {
-      const nl = buf.indexOf(10, start);
-      const end = nl < 0 ? buf.length : nl;
-      this.append(buf.subarray(start, end), nl < 0);
-      if (nl < 0) return;
-      this.finishLine();
-      start = nl + 1;
-    }
-  }
-
-  /** End of stream: a last line without a newline still counts. */
-  end(): void {
-    if (this.size > 0 || this.discarding) this.finishLine();
-  }
-
-  private append(piece: Uint8Array, partial: boolean): void {
-    if (this.discarding || piece.length === 0) return;
-    if (this.size + piece.length > this.maxLineBytes) {
-      this.discarding = true;
-      const dropped = this.size + piece.length;
-      this.parts = [];
-      this.size = 0;
-      this.onOverflow(dropped);
-      return;
-    }
-    // The stream may reuse its buffer after we return: keep a copy of an unfinished piece.
-    this.parts.push(partial ? piece.slice() : piece);
-    this.size += piece.length;
-  }
-
-  private finishLine(): void {
-    if (this.discarding) {
-      this.discarding = false;
-      return;
-    }
-    const bytes = this.parts.length === 1 ? this.parts[0] : concat(this.parts, this.size);
-    this.parts = [];
-    this.size = 0;
-    let line = this.decoder.decode(bytes);
-    if (line.endsWith('\r')) line = line.slice(0, -1);
-    if (line.trim() !== '') this.onLine(line);
-  }
-}
-
-function concat(parts: Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
-/** JSON.parse that reports instead of throwing. */
-export function parseJsonLine(line: string): { ok: true; value: unknown } | { ok: false; error: string } {
-  try {
-    return { ok: true, value: JSON.parse(line) };
-  } catch (err) {
-    return { ok: false, error: errorText(err) };
-  }
 }
 
 // =============================================================================================

@@ -24,7 +24,9 @@ import {
 } from '../../src/extension/modelDownload';
 import { demoMarkdown, formatDuration, mdCell, progressText, reportMarkdown, reportSummary, Translate } from '../../src/extension/modelReport';
 import { isInUse, machineDescription, modelNode, partNode, sameSpec, settingsUpdates, sortModels, unsettableParts } from '../../src/extension/modelTree';
-import { DownloadFailedError, ServerClient } from '../../src/extension/serverClient';
+import bundledRegistry from '../../models/registry.json';
+import { ServerClient } from '../../src/extension/serverClient';
+import { DownloadFailedError } from '../../src/extension/serverErrors';
 import { DEFAULTS, Settings, validateSettings } from '../../src/extension/settings';
 
 const t: Translate = (m, ...a) => m.replace(/\{(\d+)\}/g, (_, i: string) => String(a[Number(i)]));
@@ -337,13 +339,15 @@ const REGISTRY: Registry = {
 };
 
 describe('extension: registry → download choices', () => {
-  it('reads the registry defensively', () => {
+  it('reads the registry with the schema the server uses, naming the field that is wrong', () => {
     assert.deepEqual(parseRegistry(JSON.parse(JSON.stringify(REGISTRY))).models.map((m) => m.id), ['flux1-dev', 'flux1-schnell', 'majicflus-v1']);
-    assert.throws(() => parseRegistry({ models: [{ id: 'x', name: 'x', sources: [{ hub: 'github', repo: 'a/b' }], parts: [] }] }), /sources\[0\]/);
-    assert.throws(() => parseRegistry({}), /models/);
-    const odd = parseRegistry({ models: [{ id: 'x', name: 'X', sources: [{ hub: 'huggingface', repo: 'a/b', licenceUrl: 'javascript:alert(1)' }], parts: [{ role: 'dit', files: [{ path: 'x', size: -1 }] }] }] });
-    assert.equal(odd.models[0].sources[0].licenceUrl, undefined);
-    assert.equal(odd.models[0].parts[0].files[0].size, undefined);
+    assert.ok(modelChoices(parseRegistry(bundledRegistry)).length >= 3, 'the registry shipped with the extension');
+    const model = { id: 'x', name: 'X', description: 'x', sources: [{ hub: 'huggingface', repo: 'a/b' }], parts: [{ role: 'dit', files: [{ path: 'x' }] }] };
+    assert.throws(() => parseRegistry({ version: 1, models: [{ ...model, sources: [{ hub: 'github', repo: 'a/b' }] }] }), /^Error: models\/registry\.json: models\.0\.sources\.0\.hub: must be one of huggingface, modelscope/);
+    assert.throws(() => parseRegistry({}), /^Error: models\/registry\.json: (version|models): /);
+    // A licence page is opened in the browser: only an https:// one is taken.
+    assert.throws(() => parseRegistry({ version: 1, models: [{ ...model, sources: [{ hub: 'huggingface', repo: 'a/b', licenceUrl: 'javascript:alert(1)' }] }] }), /sources\.0\.licenceUrl: must be an https:\/\/ URL/);
+    assert.throws(() => parseRegistry({ version: 1, models: [{ ...model, parts: [{ role: 'dit', files: [{ path: 'x', size: -1 }] }] }] }), /files\.0\.size: must be a whole number of bytes/);
   });
 
   it('gives sizes, hubs, and which hubs need a login (also through parts from another model)', () => {

@@ -10,8 +10,10 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { isValidationError, LineSplitter, Request, ServerMessage, ServerSettings, validateServerMessage } from '../../src/shared/protocol';
-import { JobFailedError, ServerClient } from '../../src/extension/serverClient';
+import { LineSplitter } from '../../src/shared/ndjson';
+import { isValidationError, Request, ServerMessage, ServerSettings, validateServerMessage } from '../../src/shared/protocol';
+import { ServerClient } from '../../src/extension/serverClient';
+import { JobFailedError } from '../../src/extension/serverErrors';
 import { mutate, randomValue, rng } from '../helpers/fuzz';
 import { GOLDEN_MODELS } from '../helpers/golden';
 

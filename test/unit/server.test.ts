@@ -13,12 +13,11 @@ import { CancelledError } from '../../src/shared/api';
 import { readPngParameters } from '../../src/inference/formats/png';
 import { oneLine } from '../../src/inference/server/server';
 import { BackOff } from '../../src/inference/server/tokenCheck';
+import { encodeMessage, LineSplitter } from '../../src/shared/ndjson';
 import {
-  encodeMessage,
   isValidationError,
   JobEvent,
   JobRequest,
-  LineSplitter,
   parseRequest,
   Request,
   ServerMessage,
@@ -26,7 +25,9 @@ import {
   validateRequest,
   validateServerMessage,
 } from '../../src/shared/protocol';
-import { DownloadFailedError, JobFailedError, Logger, ServerClient, ServerClientOptions, ServerError } from '../../src/extension/serverClient';
+import { ServerClient, ServerClientOptions } from '../../src/extension/serverClient';
+import { DownloadFailedError, JobFailedError, ServerError } from '../../src/extension/serverErrors';
+import type { Logger } from '../../src/extension/serverLink';
 import { FakeHub, TOKEN_GOOD } from '../helpers/fakeHub';
 import { mutate, randomValue, rng } from '../helpers/fuzz';
 import { GOLDEN_MODELS } from '../helpers/golden';
@@ -353,6 +354,15 @@ describe('inference server (dist/server.js)', function () {
       assert.deepEqual(events.filter((e) => e.event === 'loading'), [], 'resident: nothing is loaded again');
       assert.ok(done.notes.includes('prompt embeddings from cache'), done.notes.join('; '));
       assert.ok(!events.some((e) => e.event === 'stage' && e.stage === 'text'));
+    });
+
+    it('a job listener that throws is logged, and the job still finishes', async () => {
+      const handle = await client.generate(job('throwing-listener.png'), () => {
+        throw new Error('listener broke');
+      });
+      const done = await handle.done;
+      assert.ok(fs.existsSync(done.file), done.file);
+      assert.ok(logger.lines.includes('error job listener: listener broke'), logger.lines.slice(-10).join('\n'));
     });
 
     it('never overwrites: a taken output name gets a -1 suffix', async () => {

@@ -1,7 +1,8 @@
 // One client of the server: the NDJSON connection it speaks over (lines in, messages out, an end
 // reported once) and the session state the server keeps for it (handshake, token, heartbeat).
 
-import { encodeMessage, LineSplitter, MAX_LINE_BYTES, ServerMessage } from '../../shared/protocol';
+import { encodeMessage, LineSplitter, MAX_LINE_BYTES } from '../../shared/ndjson';
+import type { ServerMessage } from '../../shared/protocol';
 
 export interface Sink {
   write(data: string, cb?: (err?: Error | null) => void): unknown;

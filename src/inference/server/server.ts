@@ -9,11 +9,11 @@ import { currentRss } from '../system/processMemory';
 import { checkModels, findModels } from '../models/service';
 import type { DownloadRequest } from '../../shared/models';
 import { VERSION } from '../pipeline/pipeline';
+import { MAX_LINE_BYTES } from '../../shared/ndjson';
 import {
   ErrorCode,
   JobRequest,
   LogLevel,
-  MAX_LINE_BYTES,
   parseRequest,
   PROTOCOL_VERSION,
   Request,
