@@ -21,7 +21,7 @@
 // Issue 13's options on a pipeline run: --params JSON merges generate parameters into the measured
 // image and the warm-up (true CFG, a hires pass); --warm-only skips the cold `majicflux generate`:
 //   node dist/bench.js --model full --ep webgpu --e2e --warm-only --size 1024 --steps 20 --params '{"trueCfgScale":3.5}'
-// --tuning JSON overrides more of the DiT's kernel choices (DitTuning), e.g. '{"nbitsBias":true,"disabledOptimizers":["MatMulAddFusion"]}'.
+// --tuning JSON overrides more of the DiT's kernel choices (DitTuning), e.g. '{"nbitsBias":true}'.
 
 import '../src/inference/system/privacy'; // first: telemetry off before onnxruntime loads
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';

@@ -7,9 +7,6 @@
 #           the largest single part)
 #   dit2048 the DiT alone at 2048², attention in 64 query pieces (a hires pass's second half)
 #   cfg     time to the PNG, warm: 1024², 20 steps with true CFG 3.5 (two DiT runs a step), resident
-#   lorafuse  as lora, the session without onnxruntime's MatMulAddFusion (a branch's MatMul + Add
-#           stay two kernels instead of one Gemm)
-#   lorasplit  as lora, each branch's down-projection split along its inner dimension (pieces ≥ 512)
 #   plain   the DiT alone at 1024² and 512², int8, the defaults (bias's same-call baseline)
 #   bias    the DiT alone at 1024² and 512², int8 with each bias inside MatMulNBits (no Add node after it)
 #   loraprof  as lora, 2 steps, with onnxruntime's profiler: GPU time per kernel without and with
@@ -37,16 +34,6 @@ fi
 if has lora; then
   stamp "lora dit int8 rank 32"
   timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tag lora-r32 --job-timeout 190"
-  pack
-fi
-if has lorafuse; then
-  stamp "lora dit int8 rank 32, MatMulAddFusion off"
-  timeout "$(left 160)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning '{\"disabledOptimizers\":[\"MatMulAddFusion\"]}' --tag lora-r32-nofuse --job-timeout 150"
-  pack
-fi
-if has lorasplit; then
-  stamp "lora dit int8 rank 32, down-projections split"
-  timeout "$(left 160)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning '{\"loraSplitK\":512}' --tag lora-r32-splitk --job-timeout 150"
   pack
 fi
 if has plain; then

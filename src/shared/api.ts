@@ -76,10 +76,6 @@ export interface DitTuning {
   attentionChunks?: number;
   /** int8/int4: the bias as MatMulNBits' input rather than an Add (OpChoices.nbitsBias). */
   nbitsBias?: boolean;
-  /** onnxruntime graph transformers the DiT's session skips (OpChoices.disabledOptimizers), e.g. MatMulAddFusion. */
-  disabledOptimizers?: string[];
-  /** LoRA branches: the down-projection's inner dimension in pieces at least this wide, 0 whole (OpChoices.loraSplitK). */
-  loraSplitK?: number;
   /** Tensors up to this many bytes are inlined instead of stored in the weight format (0: every Linear is). */
   inlineLimit?: number;
 }

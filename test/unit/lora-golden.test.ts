@@ -37,11 +37,9 @@ function inputs(): DitInputs {
 describe('LoRA golden cases (diffusers load_lora_weights)', function () {
   this.timeout(300_000);
 
-  // The last case splits each branch's down-projection along its inner dimension (OpChoices.loraSplitK;
-  // the tiny model's Linears are 64–320 wide: pieces of ≥ 16 make 4–16 of them).
-  for (const [what, source, loraSplitK] of [['BFL file', BF16_FILE, 0], ['diffusers folder', path.join(GOLDEN_MODELS, 'transformer'), 0], ['BFL file, down-projections split', BF16_FILE, 16]] as const) {
+  for (const [what, source] of [['BFL file', BF16_FILE], ['diffusers folder', path.join(GOLDEN_MODELS, 'transformer')]] as const) {
     it(`${what}: base, kohya, kohya at 0.5, PEFT at 0.7, XLabs and kohya 0.8 + PEFT −0.5 stacked match the reference`, async () => {
-      const t = await FluxTransformer.load(source, { format: 'fp32', inlineLimit: 0, loraSplitK });
+      const t = await FluxTransformer.load(source, { format: 'fp32', inlineLimit: 0 });
       try {
         const expected = (k: string) => goldenCase('lora-cases.safetensors').readF32(k);
         const base = await t.forward(inputs());
@@ -105,9 +103,9 @@ describe('LoRA golden cases (diffusers load_lora_weights)', function () {
 
 describe('LoRA golden cases, float16 compute (the GPU graphs, run on the CPU)', function () {
   this.timeout(300_000);
-  for (const loraSplitK of [0, 16]) it(`PEFT at 0.7 and XLabs with fp16 weights and float16 activations${loraSplitK ? ', down-projections split' : ''}: within the README's float16 order (relative L2 ≤ 1e-2)`, async () => {
+  it('PEFT at 0.7 and XLabs with fp16 weights and float16 activations: within the README\'s float16 order (relative L2 ≤ 1e-2)', async () => {
     const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-f16-'));
-    const t = await FluxTransformer.load(BF16_FILE, { format: 'fp16', compute: 'float16', inlineLimit: 0, cacheDir, loraSplitK });
+    const t = await FluxTransformer.load(BF16_FILE, { format: 'fp16', compute: 'float16', inlineLimit: 0, cacheDir });
     // Every file under the cache with its size: the LoRA factors must stay out of the base weight cache.
     const cacheFiles = () => fs.readdirSync(cacheDir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => `${path.join(e.parentPath, e.name)}:${fs.statSync(path.join(e.parentPath, e.name)).size}`).sort();
     const before = cacheFiles();

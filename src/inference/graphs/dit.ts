@@ -167,8 +167,6 @@ export interface DitBuildOptions {
   attentionChunks?: number;
   /** int8/int4: the bias inside MatMulNBits (default per provider, OpChoices.nbitsBias). */
   nbitsBias?: boolean;
-  /** LoRA branches: the down-projection split along its inner dimension (default per provider, OpChoices.loraSplitK). */
-  loraSplitK?: number;
   /** First use: the fraction of the weights converted into the cache so far (prefillDit). */
   onProgress?: (fraction: number) => void;
   /**
@@ -227,7 +225,7 @@ export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOption
   // Batch 1: activations are [tokens, features] inside, so every Linear is one Gemm.
   const attention = { form: opts.attention ?? choices.attention, chunks: opts.attentionChunks ?? choices.attentionChunks };
   const slots = loraSlots(opts.loras ?? []);
-  const lora = slots.length ? new LoraGraph(g, slots.map((s) => s.branches), ditLinearShapes(weights, p), compute, opts.loraSplitK ?? choices.loraSplitK) : undefined;
+  const lora = slots.length ? new LoraGraph(g, slots.map((s) => s.branches), ditLinearShapes(weights, p), compute) : undefined;
   const d: Dit = { g, w, p, src, headDim, prev: img, compute, flash: opts.flashAttention ?? false, attention, contrib: choices.contribOps, lora };
   img = toCompute(d, g.op('Reshape', [img, g.i64([-1, p.in_channels])]));
   txt = toCompute(d, g.op('Reshape', [txt, g.i64([-1, p.context_in_dim])]));

@@ -77,8 +77,7 @@ export class LoraGraph {
   private readonly strengths: Value[];
   private readonly type: 'float32' | 'float16';
 
-  /** `splitK` > 0: the down-projection's inner dimension cut into pieces at least this wide, summed after (OpChoices.loraSplitK). */
-  constructor(private readonly g: Graph, private readonly slots: ReadonlyArray<ReadonlyMap<string, LoraBranch>>, private readonly shapes: LinearShapes, compute: ComputeType, private readonly splitK = 0) {
+  constructor(private readonly g: Graph, private readonly slots: ReadonlyArray<ReadonlyMap<string, LoraBranch>>, private readonly shapes: LinearShapes, compute: ComputeType) {
     this.type = compute === 'float32' ? 'float32' : 'float16';
     this.strengths = slots.map((_, k) => {
       const s = g.input(strengthInput(k), 'float32', [1]);
@@ -98,25 +97,10 @@ export class LoraGraph {
       for (let j = 0; j < r; j++) for (let i = 0; i < inFeatures; i++) at[i * r + j] = b.a[j * inFeatures + i];
       const bt = new Float32Array(r * out);
       for (let j = 0; j < r; j++) for (let o = 0; o < out; o++) bt[j * out + o] = b.bt[j * out + o] * b.scale[j];
-      const down = this.down(x, this.constant(at, [inFeatures, r], `lora${k}.${linear}.at`), inFeatures, r); // [tokens, r]
+      const down = this.g.op('MatMul', [x, this.constant(at, [inFeatures, r], `lora${k}.${linear}.at`)]); // [tokens, r]
       y = this.g.op('Add', [y, this.g.op('MatMul', [this.g.op('Mul', [down, this.strengths[k]]), this.constant(bt, [r, out], `lora${k}.${linear}.bt`)])]);
     });
     return y;
-  }
-
-  /**
-   * x·Aᵀ, [tokens, in] · [in, r]. Its output is only r = 4…128 wide, so a GPU's matrix kernel has few
-   * output tiles to spread over its cores while each walks the whole `in` (up to 15,360): with
-   * `splitK` the inner dimension is cut into S pieces of at least `splitK`, multiplied as a batch of S (S times the
-   * output tiles) and summed, [S, tokens, in/S] · [S, in/S, r] → [S, tokens, r] → [tokens, r].
-   * Aᵀ [in, r] is already [S, in/S, r] in memory; x pays one transposed copy.
-   */
-  private down(x: Value, at: Value, inFeatures: number, r: number): Value {
-    const g = this.g;
-    const s = this.splitK > 0 ? splitOf(inFeatures, this.splitK) : 1;
-    if (s === 1) return g.op('MatMul', [x, at]);
-    const xs = g.op('Transpose', [g.op('Reshape', [x, g.i64([0, s, inFeatures / s])])], { perm: [1, 0, 2] });
-    return g.op('ReduceSum', [g.op('MatMul', [xs, g.op('Reshape', [at, g.i64([s, inFeatures / s, r])])]), g.i64([0])], { keepdims: 0 });
   }
 
   private constant(data: Float32Array, dims: number[], hint: string): Value {
@@ -127,11 +111,4 @@ export class LoraGraph {
     }
     return this.g.constant(this.type, dims, bytes, hint);
   }
-}
-
-/** Pieces of the inner dimension for the split down-projection: the largest power of two dividing it into pieces of ≥ `minWidth`. */
-export function splitOf(inFeatures: number, minWidth: number): number {
-  let s = 1;
-  while (inFeatures / (s * 2) >= minWidth && inFeatures % (s * 2) === 0) s *= 2;
-  return s;
 }

@@ -21,8 +21,6 @@ export interface FluxTransformerOptions extends DitBuildOptions {
   optimizedModelPath?: string;
   /** onnxruntime's graph optimization level (benchmarks; default 'all'). */
   optimization?: SessionOptions['optimization'];
-  /** onnxruntime graph transformers not to run (default per provider, OpChoices.disabledOptimizers). */
-  disabledOptimizers?: readonly string[];
 }
 
 /** Where a DiT load's time went, seconds: the weight cache checked or filled, the graph built, the session created. */
@@ -106,7 +104,7 @@ export class FluxTransformer {
       const { graph, weights: w } = buildDit(from, config, { ...opts, loras });
       const folder = w.folder();
       const t2 = performance.now();
-      const session = await createSession(graph, { ep: opts.ep, weightsFolder: folder, intraOpThreads: opts.threads, optimizedModelPath: opts.optimizedModelPath, gpuBufferCache: opts.gpuBufferCache, optimization: opts.optimization, disabledOptimizers: opts.disabledOptimizers ?? opChoicesFor(opsFor).disabledOptimizers });
+      const session = await createSession(graph, { ep: opts.ep, weightsFolder: folder, intraOpThreads: opts.threads, optimizedModelPath: opts.optimizedModelPath, gpuBufferCache: opts.gpuBufferCache, optimization: opts.optimization });
       return { session, timings: { prefill: (t1 - t0) / 1000, build: (t2 - t1) / 1000, session: (performance.now() - t2) / 1000 } };
     };
     // A checkpoint opened here is opened again for a rebuild (onnxruntime maps the files itself meanwhile).

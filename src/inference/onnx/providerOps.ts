@@ -272,14 +272,6 @@ export interface OpChoices {
   /** int8/int4: a Linear's bias as MatMulNBits' own input (index 5) instead of an Add after it (WeightOptions.nbitsBias). */
   nbitsBias: boolean;
   /**
-   * onnxruntime graph transformers the DiT's session skips. Its MatMulAddFusion (level 1, every
-   * provider) turns a 2-D MatMul followed by an Add into one Gemm, whichever provider's Gemm kernel
-   * that lands on.
-   */
-  disabledOptimizers: readonly string[];
-  /** LoRA branches: the down-projection's inner dimension in pieces at least this wide, 0 for whole (ditLora.ts LoraGraph.down). */
-  loraSplitK: number;
-  /**
    * How fp8 weights are decoded (WeightOptions.fp8Decode): the CPU's DequantizeLinear runs on one
    * thread, so a table lookup; WebGPU has no float8 type nor 8/16-bit integer data, so int32
    * words split by integer division (bit-exact, measured 3.1 ms for a [4096, 3072] · [3072, 3072]
@@ -305,8 +297,6 @@ export function opChoicesFor(ep: ExecutionProvider = 'cpu'): OpChoices {
     attentionChunks: 1,
     attentionChunksMax: webgpu ? 16 : 1,
     nbitsBias: false,
-    disabledOptimizers: [],
-    loraSplitK: 0,
     opset: webgpu ? 20 : 21,
     fp8Decode: ep === 'cpu' ? 'lookup' : webgpu ? 'words' : 'dequantize',
   };

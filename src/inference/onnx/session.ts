@@ -24,8 +24,6 @@ export interface SessionOptions {
   gpuBufferCache?: GpuBufferCache;
   /** onnxruntime's graph optimization level (default 'all'). */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
-  /** onnxruntime graph transformers not to run, by name (its optimization.disable_specified_optimizers). */
-  disabledOptimizers?: readonly string[];
 }
 
 export type GpuBufferCache = 'bucket' | 'simple' | 'lazyRelease' | 'disabled';
@@ -70,7 +68,6 @@ export async function createSession(graph: Graph | Uint8Array, opts: SessionOpti
       session: {
         ...(opts.weightsFolder ? { model_external_initializers_file_folder_path: opts.weightsFolder } : {}),
       },
-      ...(opts.disabledOptimizers?.length ? { optimization: { disable_specified_optimizers: opts.disabledOptimizers.join(',') } } : {}),
     },
   };
   return ort.InferenceSession.create(bytes, options);
