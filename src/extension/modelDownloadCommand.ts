@@ -60,7 +60,7 @@ function bundledModels(): ModelChoice[] {
   try {
     return modelChoices(parseRegistry(bundledRegistry));
   } catch (err) {
-    throw new Error(t('The list of known models ({0}) cannot be read: {1}', 'models/registry.json', errorMessage(err)));
+    throw new Error(t('The list of known models ({0}) cannot be read: {1}', 'models/registry.json', errorMessage(err)), { cause: err });
   }
 }
 

@@ -25,6 +25,7 @@ export type TemplateProblem =
 
 const PLACEHOLDER = /\{([^{}]*)\}/g;
 // Characters no file system we ship to accepts in a name (Windows is the strictest).
+// eslint-disable-next-line no-control-regex -- control characters are among the refused ones
 const BAD_CHARS = /[<>:"|?*\u0000-\u001f]/;
 
 /** Checks a template; returns the problems (none: usable). `/` makes sub-folders. */
@@ -101,6 +102,7 @@ function fieldValue(field: TemplateField, v: TemplateValues): string {
  * COM1, …, with or without an extension) gets a `_` in front.
  */
 function windowsSafe(segment: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are among the replaced ones
   const s = segment.replace(/[<>:"|?*\\{}\u0000-\u001f]/g, '_').trim().replace(/[. ]+$/, '');
   return /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i.test(s) ? `_${s}` : s;
 }

@@ -97,7 +97,7 @@ describe('CLI: majicflux inspect (bundled)', function () {
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stderr, '');
       assert.match(r.stdout, /FLUX\.1 model folder\n/);
-      assert.match(r.stdout, /DiT \(transformer\)  \[used\]\n  layout:  diffusers-dit/);
+      assert.match(r.stdout, /DiT \(transformer\) {2}\[used\]\n {2}layout: {2}diffusers-dit/);
       assert.match(r.stdout, /hidden 64, 4 heads × 16, 2 double \+ 2 single blocks/);
       assert.match(r.stdout, /RoPE axes \[4, 6, 6\], theta 10000/);
       assert.match(r.stdout, /ch 32, ch_mult \[1, 2, 2, 2\], 2 res blocks, 16 latent channels/);
@@ -134,7 +134,7 @@ describe('CLI: majicflux inspect (bundled)', function () {
       assert.equal(t5.components[0].architecture.num_heads, 4);
       const vae = run('inspect', path.join(MODELS, 'ae.safetensors'));
       assert.equal(vae.code, 0);
-      assert.match(vae.stdout, /VAE \(autoencoder\)\n  layout:  ldm-vae/);
+      assert.match(vae.stdout, /VAE \(autoencoder\)\n {2}layout: {2}ldm-vae/);
     });
   });
 
@@ -200,7 +200,7 @@ describe('CLI: majicflux inspect (bundled)', function () {
       assert.equal(r.code, 1);
       assert.match(r.stdout, /FLUX\.1 model folder \(incomplete\)/);
       assert.match(r.stdout, /Missing: no text encoder found/);
-      assert.match(r.stderr, /incomplete model folder:\n  - no text encoder found\. Expected text_encoder\/ \(CLIP\) with model\.safetensors/);
+      assert.match(r.stderr, /incomplete model folder:\n {2}- no text encoder found\. Expected text_encoder\/ \(CLIP\) with model\.safetensors/);
       const j = run('inspect', dir, '--json');
       assert.equal(j.code, 1);
       assert.equal(json(j).complete, false);

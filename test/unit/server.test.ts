@@ -542,14 +542,13 @@ describe('inference server (dist/server.js)', function () {
     const stops: { unexpected: boolean }[] = [];
     try {
       const firstPid = (await client.start()).pid;
-      let queued!: Awaited<ReturnType<ServerClient['generate']>>;
       const events: JobEvent[] = [];
       const running = await client.generate(job('killed.png', { steps: 200 }), (e) => {
         events.push(e);
         if (e.event === 'step' && e.step === 2) process.kill(firstPid, 'SIGKILL');
       });
       // Named as its caller knows it (the extension's job-N), so the message matches the caller's log (issue 15 item 10).
-      queued = await client.generate(job('killed-queued.png'), undefined, 'job-16');
+      const queued = await client.generate(job('killed-queued.png'), undefined, 'job-16');
       const err = await running.done.then(() => undefined, (e: unknown) => e);
       assert.ok(err instanceof JobFailedError, String(err));
       assert.equal(err.message, `The MajicFLUX server stopped unexpectedly (signal SIGKILL) while running job ${running.jobId}; it will restart on the next request.`);

@@ -66,7 +66,7 @@ export function pngChunk(type: string, data: Uint8Array): Buffer {
 
 function checkKeyword(keyword: string): Buffer {
   // PNG: 1–79 Latin-1 printable characters, no leading, trailing or double spaces.
-  const ok = /^[\x20-\x7e\xa1-\xff]{1,79}$/.test(keyword) && !/^ | $|  /.test(keyword);
+  const ok = /^[\x20-\x7e\xa1-\xff]{1,79}$/.test(keyword) && !/^ | $| {2}/.test(keyword);
   if (!ok) {
     throw new Error(`invalid PNG text keyword ${JSON.stringify(keyword)}`);
   }

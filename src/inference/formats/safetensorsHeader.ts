@@ -73,7 +73,7 @@ export function parseHeader(file: string, fd: number, size: number): Header {
   let header: unknown;
   try {
     header = JSON.parse(json);
-  } catch (e) {
+  } catch {
     // JSON.parse's message quotes the text: not shown, it is the file's content.
     throw fail('not a safetensors file (its header is not valid JSON), or it is corrupt');
   }

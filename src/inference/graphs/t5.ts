@@ -5,7 +5,7 @@
 // D d_model, H heads, Dkv head width.
 
 import * as ort from 'onnxruntime-node';
-import { bytesOf, Graph, Value } from '../onnx/graph';
+import { bytesOf, Value } from '../onnx/graph';
 import { TensorSource, openTensors } from '../formats/safetensors';
 import {
   BuiltEncoder, countBlocks, Ctx, encoderContext, embed, loadEncoder, outputF32, readHfConfig, TextEncoderOptions, TextEncoderRuntimeOptions, toF32,

@@ -120,7 +120,7 @@ export function readVaeConfig(p: string, src?: TensorSource): VaeConfig {
   const sidecar = isDir ? undefined : abs.replace(/(\.safetensors)?(\.index\.json)?$/, '.config.json');
   const diffusersConfig = path.join(isDir ? abs : path.dirname(abs), 'config.json');
   // An all-in-one checkpoint's sidecar describes its DiT, and its VAE only in a section.
-  const j: any = sidecar && fs.existsSync(sidecar) ? configSection(readJson(sidecar), 'vae') : undefined;
+  const j = (sidecar && fs.existsSync(sidecar) ? configSection(readJson(sidecar), 'vae') : undefined) as Partial<Record<string, number & number[]>> | undefined;
   if (j) {
     return {
       inChannels: j.in_channels ?? 3,

@@ -157,7 +157,7 @@ export function partFiles(part: PartCheck): string[] {
       return [p];
     }
   }
-  let entries: string[] = [];
+  let entries: string[];
   try {
     entries = fs.readdirSync(p);
   } catch {

@@ -99,7 +99,7 @@ export async function readSchedulerConfig(location: string): Promise<SchedulerCo
     try {
       raw = JSON.parse(text);
     } catch (err) {
-      throw new Error(`${file}: invalid JSON (${(err as Error).message})`);
+      throw new Error(`${file}: invalid JSON (${(err as Error).message})`, { cause: err });
     }
     return parseSchedulerConfig(raw, file);
   }

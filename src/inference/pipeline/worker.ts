@@ -55,7 +55,7 @@ export class WorkerPipeline {
   static async create(model: ModelSpec, runtime: RuntimeOptions, log: (level: Level, message: string) => void, workerFile = path.join(__dirname, 'pipelineWorker.js')): Promise<WorkerPipeline> {
     const cancelFlag = new Int32Array(new SharedArrayBuffer(4));
     const worker = new Worker(workerFile, { workerData: { model, runtime, cancel: cancelFlag } });
-    const starting = { message: (m: FromWorker) => {}, error: (e: Error) => {}, exit: (code: number) => {} };
+    const starting = { message: (_m: FromWorker) => {}, error: (_e: Error) => {}, exit: (_code: number) => {} };
     const name = await new Promise<string>((resolve, reject) => {
       starting.message = (m: FromWorker) => {
         if (m.op === 'log') log(m.level, m.message);

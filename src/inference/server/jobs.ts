@@ -227,7 +227,7 @@ export class JobQueue {
     const sampler = new RssSampler();
     const t0 = performance.now();
     let written: { file: string; png: Buffer };
-    let peakRss = 0;
+    let peakRss: number;
     try {
       written = await this.writeOutput(job, result, signal);
     } finally {

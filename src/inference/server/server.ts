@@ -374,5 +374,6 @@ export class InferenceServer {
 
 /** A message as one log line: text from the network can't start a forged line of its own. */
 export function oneLine(message: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are what it escapes
   return message.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => (c === '\t' ? c : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
 }

@@ -3,7 +3,7 @@
 
 import * as fs from 'node:fs';
 import { TensorDType } from '../dtypes';
-import { elementCount, SafetensorsError, TensorInfo } from '../safetensors';
+import { SafetensorsError, TensorInfo } from '../safetensors';
 
 /** Rows [start, end) of a tensor in a file. Rows (first dimension) of a row-major tensor are one contiguous byte range. */
 export interface TensorPiece {
