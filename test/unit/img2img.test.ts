@@ -193,7 +193,8 @@ describe('image-to-image (pipeline/img2img.ts, inputImage.ts)', function () {
     });
 
     it('sequential memory: an input image with a hires pass runs, and nothing stays loaded (the encoder goes with the VAE)', async () => {
-      const seq = await FluxPipeline.create(spec, { weights: 'fp32', ep: 'cpu', memory: 'sequential', cacheDir });
+      const built: string[] = [];
+      const seq = await FluxPipeline.create(spec, { weights: 'fp32', ep: 'cpu', memory: 'sequential', cacheDir }, (_, m) => m.startsWith('dit: built for') && built.push(m));
       const loads: string[] = [];
       const steps: string[] = [];
       const r = await seq.generate(
@@ -203,6 +204,8 @@ describe('image-to-image (pipeline/img2img.ts, inputImage.ts)', function () {
       assert.deepEqual([r.width, r.height], [96, 96]);
       assert.deepEqual(steps, ['1/3', '2/3', '3/3']);
       assert.deepEqual(loads, ['clip', 't5', 'vae', 'dit', 'vae', 'vae', 'dit', 'vae'], 'encode, pass 1, decode + encode (image upscale), pass 2, decode');
+      // Reloaded between the passes, the DiT is built for each pass's own tokens (t5 512 + 4×4 = 528 at 64², 512 + 6×6 at 96²).
+      assert.deepEqual(built, ['dit: built for up to 528 tokens, attention in 1 query piece', 'dit: built for up to 548 tokens, attention in 1 query piece']);
       assert.deepEqual(seq.loaded(), []);
       assert.deepEqual(r.metadata.hires, { scale: 1.5, strength: 0.5, steps: 2, upscale: 'image', width: 96, height: 96 });
       await seq.release();

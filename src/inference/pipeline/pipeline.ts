@@ -184,7 +184,12 @@ export class FluxPipeline {
     const maxTokens = t5MaxLength + latentShape(hires?.width ?? width, hires?.height ?? height).tokens;
     // A latent upscale needs no VAE between the passes: the DiT stays loaded for the second.
     const keepDit = hires?.upscale === 'latent';
-    latents = await job.stage('denoise', () => this.denoise(job, emb, guide, latents, { width, height, guidance, sigmas: schedule.sigmas, from, stepsBefore: 0, totalSteps, keepDit, maxTokens }), 'dit');
+    // Built for the largest pass it runs before it is next unloaded (attention pieces grow with the
+    // tokens, attentionChunksFor): sequential mode unloads it for an image upscale's VAE, so the
+    // first pass gets a graph of its own size (an H200 ran 1024² at 1.15 s/step whole, 1.31 s in the
+    // 16 pieces of a 2048² graph) and the second pass loads the larger one.
+    const firstMax = job.mode === 'sequential' && !keepDit ? t5MaxLength + shape.tokens : maxTokens;
+    latents = await job.stage('denoise', () => this.denoise(job, emb, guide, latents, { width, height, guidance, sigmas: schedule.sigmas, from, stepsBefore: 0, totalSteps, keepDit, maxTokens: firstMax }), 'dit');
     let size = { width, height };
     if (hires) {
       size = { width: hires.width, height: hires.height };
@@ -397,6 +402,7 @@ export class FluxPipeline {
           break;
         case 'dit':
           this.ditChunks = this.runtime.ditTuning?.attentionChunks ?? attentionChunksFor(ep, this.ditTokens);
+          this.log('info', `dit: built for up to ${this.ditTokens} tokens, attention in ${this.ditChunks} query piece${this.ditChunks === 1 ? '' : 's'}`);
           part = await FluxTransformer.load(this.files.transformer, { ...common, attentionChunks: this.ditChunks, ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens, loras: this.loras.ditLoadLoras() });
           for (const n of part.notes) this.log('info', `dit: ${n}`);
           break;
