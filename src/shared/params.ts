@@ -77,7 +77,7 @@ export const DEFAULTS = {
 export const IMAGE_FITS = ['crop', 'stretch'] as const;
 /** The hires pass upscales the decoded image (Lanczos, then VAE-encoded) or the latents (bilinear). */
 export const HIRES_UPSCALERS = ['image', 'latent'] as const;
-/** `auto` decodes/encodes in tiles when an image is larger than 1024² pixels. */
+/** `auto` decodes/encodes in tiles when an image is larger than 1024² pixels, or than the tile a small GPU holds (pipeline/vaeTiling.ts). */
 export const VAE_TILING = ['auto', 'on', 'off'] as const;
 
 // ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import { VaeDecoder, VaeEncoder } from '../../src/inference/graphs/vae';
 import { FluxPipeline } from '../../src/inference/pipeline/pipeline';
 import { CancelledError } from '../../src/shared/api';
 import { gaussianNoise } from '../../src/inference/pipeline/noise';
-import { decodeTiled, encodeTiled, TileGrid, tileStarts, useTiling, VAE_TILES } from '../../src/inference/pipeline/vaeTiling';
+import { decodeTiled, encodeTiled, TileGrid, tileGridFor, tileStarts, useTiling, VAE_GPU_BYTES_PER_PIXEL, VAE_TILES } from '../../src/inference/pipeline/vaeTiling';
 import { compare, goldenCase, GOLDEN_MODELS } from '../helpers/golden';
 
 const AE = path.join(GOLDEN_MODELS, 'ae.safetensors');
@@ -59,6 +59,21 @@ describe('tiled VAE (pipeline/vaeTiling.ts)', function () {
     assert.deepEqual(tileStarts(128, VAE_TILES), [0]);
     assert.deepEqual(tileStarts(40, VAE_TILES), [0], 'smaller than a tile: one');
     assert.deepEqual([useTiling('auto', 1024, 1024), useTiling('auto', 1040, 1024), useTiling('on', 64, 64), useTiling('off', 2048, 2048)], [false, true, true, false]);
+  });
+
+  it('on a GPU too small for a 1024² VAE run (≈ 13.5 KB a pixel on WebGPU), auto takes smaller tiles: 768, 512, then 384 pixels', () => {
+    const GiB = 2 ** 30;
+    assert.equal(tileGridFor(undefined), VAE_TILES, 'unknown memory (or the CPU): 1024-pixel tiles');
+    assert.equal(tileGridFor(16 * GiB), VAE_TILES);
+    assert.equal(tileGridFor(1024 ** 2 * VAE_GPU_BYTES_PER_PIXEL), VAE_TILES, 'exactly one 1024² run');
+    assert.deepEqual(tileGridFor(1024 ** 2 * VAE_GPU_BYTES_PER_PIXEL - 1), { tile: 96, overlap: 24 });
+    assert.deepEqual(tileGridFor(0.9 * 12 * GiB), { tile: 96, overlap: 24 }, 'a 12 GB card: 768-pixel tiles');
+    assert.deepEqual(tileGridFor(0.9 * 6 * GiB), { tile: 64, overlap: 16 });
+    assert.deepEqual(tileGridFor(2 * GiB), { tile: 48, overlap: 12 });
+    assert.deepEqual(tileGridFor(GiB / 2), { tile: 48, overlap: 12 }, 'nothing fits: the smallest');
+    const small = tileGridFor(0.9 * 12 * GiB);
+    assert.deepEqual([useTiling('auto', 1024, 1024, small), useTiling('auto', 768, 768, small), useTiling('off', 1024, 1024, small)], [true, false, false]);
+    assert.deepEqual(tileStarts(128, small), [0, 32], 'a 1024-pixel side in two 768-pixel tiles');
   });
 
   it('the blend is exact where tiles agree: a per-pixel "decoder" and an 8×8-mean "encoder" give the untiled result', async () => {

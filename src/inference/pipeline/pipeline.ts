@@ -18,16 +18,16 @@ import { ModelFiles, resolveModel } from '../models/files';
 import { availableMemory, currentRss, totalMemory } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
 import { pruneWeightCaches } from '../onnx/weights';
-import { chooseEp } from '../onnx/providers';
+import { chooseEp, nvidiaFreeMemory } from '../onnx/providers';
 import { attentionChunksFor } from '../onnx/providerOps';
 import { eulerStep, flowMatchSchedule } from './flowMatch';
-import { imageIds, initialLatents, LATENT_CHANNELS, latentShape, packLatents, textIds, unpackLatents } from './latents';
+import { imageIds, initialLatents, LATENT_CHANNELS, latentShape, packLatents, textIds, unpackLatents, VAE_SCALE } from './latents';
 import { latentToPreviewRGB } from './latentPreview';
 import { randomSeed } from './noise';
 import { readSchedulerConfig, SchedulerConfig } from './schedulerConfig';
 import { img2imgStart, imageLatents, scaleNoise, upscaleLatents } from './img2img';
 import { inputImageTensor, readInputImage, resizeForEncoder } from './inputImage';
-import { decodeTiled, encodeTiled, useTiling, VAE_TILES } from './vaeTiling';
+import { decodeTiled, encodeTiled, TileGrid, tileGridFor, useTiling, VAE_GPU_BYTES_PER_PIXEL, VAE_TILES } from './vaeTiling';
 import { guidedDit, trueCfgOn } from './trueCfg';
 import { ClipTokenizer, T5Tokenizer } from '../formats/tokenizers';
 import { CLIP_MAX_TOKENS, promptIssues, promptNote } from '../formats/promptCheck';
@@ -302,10 +302,25 @@ export class FluxPipeline {
     const { scale, shift: zShift, zChannels } = vae.config;
     for (let i = 0; i < z.length; i++) z[i] = z[i] / scale + zShift;
     const run = (x: Float32Array, h: number, w: number) => vae.decode(x, h, w);
-    const decoded = useTiling(tiling, width, height) ? await decodeTiled(run, z, zChannels, shape.h2, shape.w2, VAE_TILES, job.onTile) : await run(z, shape.h2, shape.w2);
+    const grid = this.vaeGrid();
+    const decoded = useTiling(tiling, width, height, grid) ? await decodeTiled(run, z, zChannels, shape.h2, shape.w2, grid, job.onTile) : await run(z, shape.h2, shape.w2);
     assertFinite(decoded, 'VAE', this.files.vae, 'while decoding');
     if (job.mode === 'sequential' && !keepVae) await this.unload(['vae']);
     return latentsToImage(decoded, height, width);
+  }
+
+  /**
+   * The VAE's tiles: on a GPU whose memory is known (the user's gpuMemory, else what nvidia-smi
+   * reports free) and too small for a 1024² tile, smaller ones (tileGridFor); 1024² otherwise.
+   */
+  private vaeGrid(): TileGrid {
+    const ep = this.epUsed.get('vae')?.ep;
+    if (!ep || ep === 'cpu') return VAE_TILES;
+    const memory = this.runtime.gpuMemory ?? nvidiaFreeMemory();
+    // A tenth kept for the provider's context and the VAE's own weights.
+    const grid = tileGridFor(memory === undefined ? undefined : 0.9 * memory);
+    if (grid !== VAE_TILES) this.log('info', `vae: ${grid.tile * VAE_SCALE}-pixel tiles: a 1024² VAE run needs about ${formatBytes(1024 ** 2 * VAE_GPU_BYTES_PER_PIXEL)} of GPU memory, ${formatBytes(memory!)} is there`);
+    return grid;
   }
 
   /** Pixels [1, 3, H, W] in [-1, 1] → encoder mean (tiled for large images) → the packed image latents. */
@@ -313,7 +328,8 @@ export class FluxPipeline {
     const shape = latentShape(width, height);
     const encoder = await this.ensureEncoder(job.hooks.onLoad);
     const run = (x: Float32Array, h: number, w: number) => encoder.encodeMean(x, h, w);
-    const mean = useTiling(tiling, width, height) ? await encodeTiled(run, pixels, height, width, encoder.config.zChannels, VAE_TILES, job.onTile) : await run(pixels, height, width);
+    const grid = this.vaeGrid();
+    const mean = useTiling(tiling, width, height, grid) ? await encodeTiled(run, pixels, height, width, encoder.config.zChannels, grid, job.onTile) : await run(pixels, height, width);
     assertFinite(mean, 'VAE', this.files.vae, 'while encoding the image');
     if (job.mode === 'sequential') await this.unload(['vae']);
     return imageLatents(mean, shape.h2, shape.w2, encoder.config);

@@ -21,11 +21,31 @@ export interface TileGrid {
  * but their statistics stray further from the whole image's).
  */
 export const VAE_TILES: TileGrid = { tile: 128, overlap: 32 };
-/** `vaeTiling: auto` tiles images larger than this many pixels (1024²). */
-export const AUTO_TILING_PIXELS = 1024 * 1024;
 
-export function useTiling(mode: 'auto' | 'on' | 'off', width: number, height: number): boolean {
-  return mode === 'on' || (mode === 'auto' && width * height > AUTO_TILING_PIXELS);
+/**
+ * GPU memory one VAE decode holds per output pixel on WebGPU in float16: 13,535 MiB for a 1024²
+ * tile (an H200, eighth session, docs/BENCHMARKS.md) — 2.5× what models/workingSets.ts estimates
+ * for the CPU, and more than a 12 GB card has.
+ */
+export const VAE_GPU_BYTES_PER_PIXEL = 13_535;
+/** Tile sides `auto` may fall back to on a smaller GPU, in latent cells (1024, 768, 512, 384 px). */
+const SMALLER_TILES = [96, 64, 48];
+
+/**
+ * The tiles for a VAE run on a GPU with `gpuMemory` bytes it may use (undefined: unknown, or the
+ * CPU): the 1024-pixel tiles where one fits (VAE_GPU_BYTES_PER_PIXEL), else the largest smaller
+ * side that does, overlapping by a quarter as VAE_TILES; the smallest when none fits.
+ */
+export function tileGridFor(gpuMemory: number | undefined): TileGrid {
+  const fits = (cells: number) => gpuMemory === undefined || (cells * VAE_SCALE) ** 2 * VAE_GPU_BYTES_PER_PIXEL <= gpuMemory;
+  if (fits(VAE_TILES.tile)) return VAE_TILES;
+  const cells = SMALLER_TILES.find(fits) ?? SMALLER_TILES[SMALLER_TILES.length - 1];
+  return { tile: cells, overlap: cells / 4 };
+}
+
+/** Whether a `width` × `height` run is tiled: `on`, or `auto` with the image larger than one tile of `grid`. */
+export function useTiling(mode: 'auto' | 'on' | 'off', width: number, height: number, grid: TileGrid = VAE_TILES): boolean {
+  return mode === 'on' || (mode === 'auto' && width * height > (grid.tile * VAE_SCALE) ** 2);
 }
 
 /** Where tiles start along a side of `size` cells: every tile − overlap cells, the last one flush with the end. */
