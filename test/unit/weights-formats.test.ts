@@ -8,7 +8,9 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { f32ToBf16, f32ToE4M3, toFloat32 } from '../../src/inference/formats/dtypes';
 import { Graph } from '../../src/inference/onnx/graph';
-import { pruneWeightCaches, WeightCache, WeightFormat, WeightOptions, Weights } from '../../src/inference/onnx/weights';
+import { pruneWeightCaches, WeightCache } from '../../src/inference/onnx/weightCache';
+import { WeightOptions } from '../../src/inference/onnx/weightOptions';
+import { WeightFormat, Weights } from '../../src/inference/onnx/weights';
 import { openTensors, TensorSource } from '../../src/inference/formats/safetensors';
 import { writeSafetensors } from '../../src/inference/formats/safetensorsWriter';
 

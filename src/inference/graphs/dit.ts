@@ -12,7 +12,8 @@
 import { Graph, Value } from '../onnx/graph';
 import { ExecutionProvider } from '../onnx/session';
 import { graphFor, opChoicesFor } from '../onnx/providerOps';
-import { ComputeType, Fp8Decode, Weights, WeightFormat } from '../onnx/weights';
+import { ComputeType, Weights, WeightFormat } from '../onnx/weights';
+import { Fp8Decode } from '../onnx/weightOptions';
 import { toFloat16Bits, toFloat32 } from '../formats/dtypes';
 import { DitConfig } from '../formats/layouts/configs';
 import { DitWeights } from '../formats/layouts/ditWeights';

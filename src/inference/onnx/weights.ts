@@ -23,91 +23,20 @@
 // output of the layer before it: independent conversions sharing one gate all run before the
 // first of their MatMuls (measured: a block of 8 weights held 8 dequantized copies at once).
 
-import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ComputeType, WeightFormat } from '../../shared/api';
-import { E4M3_MAX, E4M3_TO_F32, E5M2_TO_F32, f32ToE4M3, float32ToF16Bits, TensorDType, toFloat32 } from '../formats/dtypes';
-import { isGgmlQuant, NATIVE_NBITS } from '../formats/ggml';
+import { E4M3_TO_F32, E5M2_TO_F32, float32ToF16Bits, toFloat32 } from '../formats/dtypes';
+import { isGgmlQuant } from '../formats/ggml';
 import { TensorInfo, TensorSource } from '../formats/safetensors';
 import { bytesOf, Graph, Value } from './graph';
 import { ElemType } from './proto';
 import { rowCount } from '../formats/layouts/pieces';
-import { blocksPerRow, FloatDType, NBits, NBITS_BLOCK, NBitsWeight, QuantJob, runQuantJob, scaled } from './quant';
+import { blocksPerRow, NBits, NBITS_BLOCK, scaled } from './quant';
 import { QuantPool } from './quantPool';
+import { CacheEntry, quantJob, WeightCache } from './weightCache';
+import { elemOf, Fp8DType, fp8ScaleOf, isFp8, NBITS, nbitsFor, SOURCE_ELEM, WeightOptions } from './weightOptions';
 
 export type { ComputeType, WeightFormat };
-
-export interface WeightOptions {
-  /** How Linear weights are held in memory. */
-  format: WeightFormat;
-  /** Element type of activations (float32 on CPU). */
-  compute?: ComputeType;
-  /** Tensors up to this many bytes are converted and inlined in the model. */
-  inlineLimit?: number;
-  /** Folder for converted-weight caches (required when a conversion to fp8 is needed). */
-  cacheDir?: string;
-  /** Scale granularity when quantizing to fp8 (default per-channel). */
-  fp8Scale?: 'per-tensor' | 'per-channel';
-  /**
-   * How fp8 weights become floats at run time. `dequantize`: DequantizeLinear (CUDA runs it in
-   * parallel). `lookup`: the same bytes read two at a time as uint16, Cast to int32 and Gathered
-   * from one shared table of the 65,536 decoded pairs (512 KB), then multiplied by per-row scales
-   * (a single scale ≠ 1 is folded into a 256-entry table of single codes instead):
-   * bit-identical, and on the CPU provider far faster (onnxruntime's CPU
-   * DequantizeLinear for float8 runs on one thread; Cast and Gather use all of them; per Linear on
-   * 2 cores: DequantizeLinear 1.40 s, 256-entry table 1.01 s, pair table 0.75 s). `words`: for
-   * providers without 8- or 16-bit integer data (WebGPU): the same bytes read four at a time as
-   * int32, split into codes by integer division (decodeFp8Words), then the same 256-entry table:
-   * bit-identical, 1 byte per weight, all on the GPU. Default `dequantize`.
-   */
-  fp8Decode?: Fp8Decode;
-  /** int8/int4: a zero point per block (min/max) instead of symmetric blocks (default false). */
-  zeroPoints?: boolean;
-  /**
-   * int8/int4: MatMulNBits' accuracy_level 4, which quantizes the activations to int8 per block and
-   * multiplies in integers (VNNI / AMX on x86 CPUs). One Linear [1024 × 3072] · [3072 × 12288]ᵀ
-   * on 2 cores: 1.46 s → 0.66 s for int8 weights, at 3.9e-3 relative difference.
-   */
-  int8Activations?: boolean;
-  /** int8/int4: elements per MatMulNBits block along K (default NBITS_BLOCK; the best per provider is in OpChoices). */
-  nbitsBlock?: number;
-  /** int8/int4: the Linear's bias as MatMulNBits' input 5 (added inside its kernel) instead of an Add node after it. */
-  nbitsBias?: boolean;
-  /**
-   * fp16 from another dtype: convert once into the cache file, which onnxruntime memory-maps,
-   * instead of a Cast folded at session creation (which holds every converted weight in RAM while
-   * the session loads: FLUX.1's 24 GB took minutes on a GPU host). Stored transposed, [in, out],
-   * for a plain MatMul: WebGPU's Gemm(transB) measured 1.6× slower than its MatMul.
-   */
-  fp16Cache?: boolean;
-  /**
-   * int8/int4 without zeroPoints: give MatMulNBits the default zero points (2^(bits−1)) as an
-   * explicit input. DirectML's MatMulNBits dequantizes with no zero-point input as zero point 0
-   * (DmlOperatorMatMulNBits.cpp), unlike the op's definition; the same math on every provider.
-   */
-  explicitZeroPoints?: boolean;
-}
-
-const NBITS: Partial<Record<WeightFormat, NBits>> = { int8: 8, int4: 4 };
-
-export type Fp8Decode = 'dequantize' | 'lookup' | 'words';
-
-const SOURCE_ELEM: Partial<Record<TensorDType, ElemType>> = {
-  F32: 'float32', F16: 'float16', BF16: 'bfloat16', F8_E4M3: 'float8e4m3fn', F8_E5M2: 'float8e5m2', I64: 'int64', U8: 'uint8', I8: 'int8',
-};
-
-const CACHE_VERSION = 1;
-
-/** One converted tensor stored in the cache file. */
-interface CacheEntry {
-  offset: number;
-  length: number;
-  type: ElemType;
-  dims: number[];
-  /** Dequantization scale for fp8 entries (one per row for per-channel). */
-  scale?: number[];
-}
 
 /**
  * Builds initializers for one graph from one tensor source. Call `folder()` after the graph is
@@ -457,12 +386,6 @@ export class Weights {
   }
 }
 
-type Fp8DType = 'F8_E4M3' | 'F8_E5M2';
-
-function isFp8(d: TensorDType): d is Fp8DType {
-  return d === 'F8_E4M3' || d === 'F8_E5M2';
-}
-
 /** The value of each code (e4m3fn: 0x7F and 0xFF are NaN; e5m2: the top byte of a half). */
 const FP8_DECODED: Record<Fp8DType, Float32Array> = { F8_E4M3: E4M3_TO_F32, F8_E5M2: E5M2_TO_F32 };
 const pairCache = new Map<Fp8DType, Float32Array>();
@@ -474,238 +397,6 @@ function fp8Pairs(codes: Fp8DType): Float32Array {
   return t;
 }
 
-/**
- * An fp8 tensor's dequantization scale, one value or one per row: `<name>_scale` (a ComfyUI
- * `scale_weight` is served under this name, formats/layouts/scaledFp8.ts). Every path that turns
- * the codes into numbers multiplies by it.
- */
-function fp8ScaleOf(src: TensorSource, name: string): Float32Array | undefined {
-  return src.info(name).dtype.startsWith('F8') && src.has(`${name}_scale`) ? src.readF32(`${name}_scale`) : undefined;
-}
-
-function elemOf(t: TensorInfo): ElemType {
-  const e = SOURCE_ELEM[t.dtype];
-  if (!e) throw new Error(`${t.file}: tensor "${t.name}" has dtype ${t.dtype}, which cannot be used as ${isGgmlQuant(t.dtype) ? 'anything but a Linear weight (it is too large to decode into the model)' : 'a weight'}`);
-  return e;
-}
-
 function dataTypeOf(t: ElemType): number {
   return { float32: 1, float16: 10, bfloat16: 16 }[t as 'float32'] ?? (() => { throw new Error(`no cast to ${t}`); })();
-}
-
-/**
- * A file of converted weights, `<cacheDir>/<key>/weights.bin` + `index.json`. The key hashes each
- * source file's path, size and mtime plus the conversion options, so a changed checkpoint or other
- * options build a new cache. Written to a temp file and renamed on commit; a complete cache is
- * reused without touching the source.
- */
-export class WeightCache {
-  static readonly FILE = 'weights.bin';
-  /** Caches being written, by folder: prefill() and the graph build share one. */
-  private static readonly writing = new Map<string, WeightCache>();
-  private readonly index: Record<string, CacheEntry>;
-  private fd?: number;
-  private size = 0;
-
-  private constructor(readonly dir: string, readonly complete: boolean, index: Record<string, CacheEntry>) {
-    this.index = index;
-  }
-
-  static keyFor(src: TensorSource, opts: WeightOptions): string {
-    const files = [...new Set(src.names().map((n) => src.info(n).file))].sort();
-    const ids = files.map((f) => {
-      const st = fs.statSync(f);
-      return `${f}|${st.size}|${st.mtimeMs}`;
-    });
-    // int8/int4 scales are stored in the compute type.
-    // GGUF quantized weights are MatMulNBits blocks in any format, their scales in the compute type.
-    const gguf = src.names().some((n) => isGgmlQuant(src.info(n).dtype)) ? { ggufCompute: opts.compute ?? 'float32' } : {};
-    const nbits = NBITS[opts.format] ? { compute: opts.compute ?? 'float32', zeroPoints: opts.zeroPoints ?? false, block: opts.nbitsBlock ?? NBITS_BLOCK } : opts.fp16Cache && opts.format === 'fp16' ? { fp16Cache: true } : {};
-    // The names too: the components of an all-in-one checkpoint share its file.
-    const names = crypto.createHash('sha256').update([...src.names()].sort().join('\n')).digest('hex');
-    const h = crypto.createHash('sha256').update(JSON.stringify({ v: CACHE_VERSION, ids, names, format: opts.format, scale: opts.fp8Scale ?? 'per-channel', ...nbits, ...gguf }));
-    return h.digest('hex').slice(0, 24);
-  }
-
-  /** Cache folders this process opened: in use, never pruned by it (pruneWeightCaches). */
-  static readonly opened = new Set<string>();
-
-  static open(cacheDir: string, src: TensorSource, opts: WeightOptions): WeightCache {
-    const dir = path.join(cacheDir, WeightCache.keyFor(src, opts));
-    WeightCache.opened.add(dir);
-    const open = WeightCache.writing.get(dir);
-    if (open) return open;
-    const indexFile = path.join(dir, 'index.json');
-    if (fs.existsSync(indexFile) && fs.existsSync(path.join(dir, WeightCache.FILE))) {
-      try {
-        const cache = new WeightCache(dir, true, JSON.parse(fs.readFileSync(indexFile, 'utf8')));
-        // The index's time is the cache's last use, which pruning goes by.
-        const now = new Date();
-        fs.utimesSync(indexFile, now, now);
-        return cache;
-      } catch {
-        // A damaged index: rebuild below.
-      }
-    }
-    fs.mkdirSync(dir, { recursive: true });
-    const cache = new WeightCache(dir, false, {});
-    WeightCache.writing.set(dir, cache);
-    return cache;
-  }
-
-  hasF16(name: string): boolean {
-    return `fp16t:${name}` in this.index;
-  }
-
-  /** Store a Linear weight [out, in] as float16 bits of its transpose [in, out]. */
-  putF16(t: TensorInfo, transposedBits: Uint16Array): void {
-    this.entry(`fp16t:${t.name}`, () => ({ bytes: bytesOf(transposedBits), type: 'float16', dims: [t.shape[1], t.shape[0]] }));
-  }
-
-  /** A weight as float16 [in, out] (an fp8 file's scale applied): from the cache, or converted now (see Weights.prefill). */
-  f16(t: TensorInfo, src: TensorSource): CacheEntry {
-    if (!this.hasF16(t.name)) {
-      const job = quantJob(src, t.name, { bits: 8, block: NBITS_BLOCK }, { format: 'fp16' });
-      this.putF16(t, runQuantJob({ ...job, target: 'f16' }));
-    }
-    return this.index[`fp16t:${t.name}`];
-  }
-
-  hasNBits(name: string): boolean {
-    return `nbits:${name}` in this.index;
-  }
-
-  /** Store a quantized weight: data, scales (in the compute type) and any zero points. */
-  putNBits(name: string, q: NBitsWeight, compute: ComputeType): void {
-    const blocks = blocksPerRow(q.k, q.blockSize);
-    this.entry(`nbits:${name}`, () => ({ bytes: q.data, type: 'uint8', dims: [q.n, blocks, (q.blockSize * q.bits) / 8] }));
-    this.entry(`nbits:${name}:scales`, () =>
-      compute === 'float16' ? { bytes: bytesOf(float32ToF16Bits(q.scales)), type: 'float16', dims: [q.scales.length] } : { bytes: bytesOf(q.scales), type: 'float32', dims: [q.scales.length] });
-    if (q.zeroPoints) this.entry(`nbits:${name}:zp`, () => ({ bytes: q.zeroPoints!, type: 'uint8', dims: [q.zeroPoints!.length] }));
-  }
-
-  /** A weight as MatMulNBits blocks: from the cache, or quantized now on this thread (see Weights.prefill). */
-  nbits(t: TensorInfo, src: TensorSource, nb: NBitsChoice, opts: WeightOptions, compute: ComputeType): { data: CacheEntry; scales: CacheEntry; zeroPoints?: CacheEntry } {
-    if (!this.hasNBits(t.name)) {
-      const job = quantJob(src, t.name, nb, opts);
-      this.putNBits(t.name, runQuantJob({ ...job, target: 'nbits' }), compute);
-    }
-    const zeroPoints = this.index[`nbits:${t.name}:zp`];
-    return { data: this.index[`nbits:${t.name}`], scales: this.index[`nbits:${t.name}:scales`], ...(zeroPoints ? { zeroPoints } : {}) };
-  }
-
-  copy(t: TensorInfo, src: TensorSource): CacheEntry {
-    return this.entry(`copy:${t.name}`, () => ({ bytes: src.readBytes(t.name), type: elemOf(t), dims: t.shape }));
-  }
-
-  fp8(t: TensorInfo, src: TensorSource, mode: 'per-tensor' | 'per-channel'): CacheEntry {
-    return this.entry(`fp8:${t.name}`, () => {
-      const rows = t.shape[0];
-      const x = scaled(src.readF32(t.name), fp8ScaleOf(src, t.name), rows);
-      const cols = x.length / rows;
-      const scale = quantScales(x, rows, cols, mode);
-      const q = new Uint8Array(x.length);
-      for (let r = 0; r < rows; r++) {
-        const inv = 1 / scale[mode === 'per-channel' ? r : 0];
-        for (let c = r * cols, end = c + cols; c < end; c++) q[c] = f32ToE4M3(x[c] * inv);
-      }
-      return { bytes: q, type: 'float8e4m3fn' as ElemType, dims: t.shape, scale };
-    });
-  }
-
-  private entry(key: string, make: () => { bytes: Uint8Array; type: ElemType; dims: number[]; scale?: number[] }): CacheEntry {
-    const hit = this.index[key];
-    if (hit) return hit;
-    if (this.complete) throw new Error(`weight cache ${this.dir} lacks ${key}: delete the folder to rebuild it`);
-    if (this.fd === undefined) this.fd = fs.openSync(path.join(this.dir, `${WeightCache.FILE}.partial`), 'w');
-    const { bytes, type, dims, scale } = make();
-    // Keep every tensor 64-byte aligned for the memory map.
-    const offset = Math.ceil(this.size / 64) * 64;
-    fs.writeSync(this.fd, bytes, 0, bytes.byteLength, offset);
-    this.size = offset + bytes.byteLength;
-    const e: CacheEntry = { offset, length: bytes.byteLength, type, dims, ...(scale ? { scale } : {}) };
-    this.index[key] = e;
-    return e;
-  }
-
-  commit(): void {
-    WeightCache.writing.delete(this.dir);
-    if (this.complete || this.fd === undefined) return;
-    fs.fsyncSync(this.fd);
-    fs.closeSync(this.fd);
-    this.fd = undefined;
-    fs.renameSync(path.join(this.dir, `${WeightCache.FILE}.partial`), path.join(this.dir, WeightCache.FILE));
-    fs.writeFileSync(path.join(this.dir, 'index.json'), JSON.stringify(this.index));
-  }
-}
-
-/** What a worker needs to quantize one Linear weight [out, in] of the source. */
-function quantJob(src: TensorSource, name: string, { bits, block }: NBitsChoice, opts: WeightOptions): QuantJob {
-  const t = src.info(name);
-  if (t.shape.length !== 2) throw new Error(`${name}: a ${t.shape.length}-D tensor is no Linear weight`);
-  if (!['F32', 'F16', 'BF16', 'F8_E4M3', 'F8_E5M2'].includes(t.dtype) && !isGgmlQuant(t.dtype)) throw new Error(`${name}: cannot quantize ${t.dtype} weights`);
-  if (isGgmlQuant(t.dtype)) return { bytes: src.readBytes(name), dtype: t.dtype, n: t.shape[0], k: t.shape[1], opts: { bits, zeroPoints: false, blockSize: block } };
-  const scale = fp8ScaleOf(src, name);
-  return { bytes: src.readBytes(name), dtype: t.dtype as FloatDType, n: t.shape[0], k: t.shape[1], opts: { bits, zeroPoints: opts.zeroPoints ?? false, blockSize: block }, ...(scale ? { scale } : {}) };
-}
-
-interface NBitsChoice {
-  bits: NBits;
-  block: number;
-}
-
-/**
- * How a Linear weight is held as MatMulNBits blocks, or undefined when it is not: a GGUF
- * block-quantized tensor always is (see the header comment), others when the format is int8/int4.
- */
-export function nbitsFor(t: TensorInfo, opts: WeightOptions): NBitsChoice | undefined {
-  if (isGgmlQuant(t.dtype)) return { bits: NATIVE_NBITS[t.dtype] ?? 8, block: GGUF_NBITS_BLOCK };
-  const bits = NBITS[opts.format];
-  return bits ? { bits, block: opts.nbitsBlock ?? NBITS_BLOCK } : undefined;
-}
-
-/** The block of Q8_0/Q4_0 and of what other GGUF types are re-quantized to. */
-export const GGUF_NBITS_BLOCK = 32;
-
-function quantScales(x: Float32Array, rows: number, cols: number, mode: 'per-tensor' | 'per-channel'): number[] {
-  const amax = new Array<number>(mode === 'per-channel' ? rows : 1).fill(0);
-  for (let r = 0; r < rows; r++) {
-    const k = mode === 'per-channel' ? r : 0;
-    for (let c = r * cols, end = c + cols; c < end; c++) amax[k] = Math.max(amax[k], Math.abs(x[c]));
-  }
-  return amax.map((a) => (a > 0 ? a / E4M3_MAX : 1));
-}
-
-/**
- * Removes complete weight caches under `cacheDir`, least recently used first, until those left
- * take at most `maxBytes`; the ones this process opened stay (its sessions may map them). Caches
- * being written (no index yet) are not touched. Returns the removed folders and their bytes.
- */
-export function pruneWeightCaches(cacheDir: string, maxBytes: number, keep: ReadonlySet<string> = WeightCache.opened): { removed: string[]; bytes: number } {
-  const caches: Array<{ dir: string; bytes: number; used: number }> = [];
-  for (const name of fs.existsSync(cacheDir) ? fs.readdirSync(cacheDir) : []) {
-    const dir = path.join(cacheDir, name);
-    try {
-      const bytes = fs.statSync(path.join(dir, WeightCache.FILE)).size;
-      caches.push({ dir, bytes, used: fs.statSync(path.join(dir, 'index.json')).mtimeMs });
-    } catch {
-      // not a complete cache
-    }
-  }
-  let total = caches.reduce((s, c) => s + c.bytes, 0);
-  const removed: string[] = [];
-  let freed = 0;
-  for (const c of caches.sort((a, b) => a.used - b.used)) {
-    if (total <= maxBytes) break;
-    if (keep.has(c.dir)) continue;
-    try {
-      fs.rmSync(c.dir, { recursive: true, force: true });
-    } catch {
-      continue; // mapped by another process (Windows): next time
-    }
-    total -= c.bytes;
-    freed += c.bytes;
-    removed.push(c.dir);
-  }
-  return { removed, bytes: freed };
 }

@@ -17,7 +17,7 @@ import { latentsToImage, VaeDecoder, VaeEncoder } from '../graphs/vae';
 import { ModelFiles, resolveModel } from '../models/files';
 import { availableMemory, currentRss, totalMemory } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
-import { pruneWeightCaches } from '../onnx/weights';
+import { pruneWeightCaches } from '../onnx/weightCache';
 import { chooseEp, nvidiaFreeMemory } from '../onnx/providers';
 import { attentionChunksFor } from '../onnx/providerOps';
 import { eulerStep, flowMatchSchedule } from './flowMatch';

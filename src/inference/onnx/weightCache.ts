@@ -1,0 +1,226 @@
+// The weight cache: converted weights (fp16 transposed, int8/int4 MatMulNBits blocks, fp8 from
+// wider types, GGUF decodes) in one memory-mapped file per source and options, built once (on all
+// cores by Weights.prefill), reused while the source files are unchanged, pruned to a disk limit.
+
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { ComputeType } from '../../shared/api';
+import { E4M3_MAX, f32ToE4M3, float32ToF16Bits } from '../formats/dtypes';
+import { isGgmlQuant } from '../formats/ggml';
+import { TensorInfo, TensorSource } from '../formats/safetensors';
+import { bytesOf } from './graph';
+import { ElemType } from './proto';
+import { blocksPerRow, FloatDType, NBITS_BLOCK, NBitsWeight, QuantJob, runQuantJob, scaled } from './quant';
+import { elemOf, fp8ScaleOf, NBITS, NBitsChoice, WeightOptions } from './weightOptions';
+
+const CACHE_VERSION = 1;
+
+/** One converted tensor stored in the cache file. */
+export interface CacheEntry {
+  offset: number;
+  length: number;
+  type: ElemType;
+  dims: number[];
+  /** Dequantization scale for fp8 entries (one per row for per-channel). */
+  scale?: number[];
+}
+
+/**
+ * A file of converted weights, `<cacheDir>/<key>/weights.bin` + `index.json`. The key hashes each
+ * source file's path, size and mtime plus the conversion options, so a changed checkpoint or other
+ * options build a new cache. Written to a temp file and renamed on commit; a complete cache is
+ * reused without touching the source.
+ */
+export class WeightCache {
+  static readonly FILE = 'weights.bin';
+  /** Caches being written, by folder: prefill() and the graph build share one. */
+  private static readonly writing = new Map<string, WeightCache>();
+  private readonly index: Record<string, CacheEntry>;
+  private fd?: number;
+  private size = 0;
+
+  private constructor(readonly dir: string, readonly complete: boolean, index: Record<string, CacheEntry>) {
+    this.index = index;
+  }
+
+  static keyFor(src: TensorSource, opts: WeightOptions): string {
+    const files = [...new Set(src.names().map((n) => src.info(n).file))].sort();
+    const ids = files.map((f) => {
+      const st = fs.statSync(f);
+      return `${f}|${st.size}|${st.mtimeMs}`;
+    });
+    // int8/int4 scales are stored in the compute type.
+    // GGUF quantized weights are MatMulNBits blocks in any format, their scales in the compute type.
+    const gguf = src.names().some((n) => isGgmlQuant(src.info(n).dtype)) ? { ggufCompute: opts.compute ?? 'float32' } : {};
+    const nbits = NBITS[opts.format] ? { compute: opts.compute ?? 'float32', zeroPoints: opts.zeroPoints ?? false, block: opts.nbitsBlock ?? NBITS_BLOCK } : opts.fp16Cache && opts.format === 'fp16' ? { fp16Cache: true } : {};
+    // The names too: the components of an all-in-one checkpoint share its file.
+    const names = crypto.createHash('sha256').update([...src.names()].sort().join('\n')).digest('hex');
+    const h = crypto.createHash('sha256').update(JSON.stringify({ v: CACHE_VERSION, ids, names, format: opts.format, scale: opts.fp8Scale ?? 'per-channel', ...nbits, ...gguf }));
+    return h.digest('hex').slice(0, 24);
+  }
+
+  /** Cache folders this process opened: in use, never pruned by it (pruneWeightCaches). */
+  static readonly opened = new Set<string>();
+
+  static open(cacheDir: string, src: TensorSource, opts: WeightOptions): WeightCache {
+    const dir = path.join(cacheDir, WeightCache.keyFor(src, opts));
+    WeightCache.opened.add(dir);
+    const open = WeightCache.writing.get(dir);
+    if (open) return open;
+    const indexFile = path.join(dir, 'index.json');
+    if (fs.existsSync(indexFile) && fs.existsSync(path.join(dir, WeightCache.FILE))) {
+      try {
+        const cache = new WeightCache(dir, true, JSON.parse(fs.readFileSync(indexFile, 'utf8')));
+        // The index's time is the cache's last use, which pruning goes by.
+        const now = new Date();
+        fs.utimesSync(indexFile, now, now);
+        return cache;
+      } catch {
+        // A damaged index: rebuild below.
+      }
+    }
+    fs.mkdirSync(dir, { recursive: true });
+    const cache = new WeightCache(dir, false, {});
+    WeightCache.writing.set(dir, cache);
+    return cache;
+  }
+
+  hasF16(name: string): boolean {
+    return `fp16t:${name}` in this.index;
+  }
+
+  /** Store a Linear weight [out, in] as float16 bits of its transpose [in, out]. */
+  putF16(t: TensorInfo, transposedBits: Uint16Array): void {
+    this.entry(`fp16t:${t.name}`, () => ({ bytes: bytesOf(transposedBits), type: 'float16', dims: [t.shape[1], t.shape[0]] }));
+  }
+
+  /** A weight as float16 [in, out] (an fp8 file's scale applied): from the cache, or converted now (see Weights.prefill). */
+  f16(t: TensorInfo, src: TensorSource): CacheEntry {
+    if (!this.hasF16(t.name)) {
+      const job = quantJob(src, t.name, { bits: 8, block: NBITS_BLOCK }, { format: 'fp16' });
+      this.putF16(t, runQuantJob({ ...job, target: 'f16' }));
+    }
+    return this.index[`fp16t:${t.name}`];
+  }
+
+  hasNBits(name: string): boolean {
+    return `nbits:${name}` in this.index;
+  }
+
+  /** Store a quantized weight: data, scales (in the compute type) and any zero points. */
+  putNBits(name: string, q: NBitsWeight, compute: ComputeType): void {
+    const blocks = blocksPerRow(q.k, q.blockSize);
+    this.entry(`nbits:${name}`, () => ({ bytes: q.data, type: 'uint8', dims: [q.n, blocks, (q.blockSize * q.bits) / 8] }));
+    this.entry(`nbits:${name}:scales`, () =>
+      compute === 'float16' ? { bytes: bytesOf(float32ToF16Bits(q.scales)), type: 'float16', dims: [q.scales.length] } : { bytes: bytesOf(q.scales), type: 'float32', dims: [q.scales.length] });
+    if (q.zeroPoints) this.entry(`nbits:${name}:zp`, () => ({ bytes: q.zeroPoints!, type: 'uint8', dims: [q.zeroPoints!.length] }));
+  }
+
+  /** A weight as MatMulNBits blocks: from the cache, or quantized now on this thread (see Weights.prefill). */
+  nbits(t: TensorInfo, src: TensorSource, nb: NBitsChoice, opts: WeightOptions, compute: ComputeType): { data: CacheEntry; scales: CacheEntry; zeroPoints?: CacheEntry } {
+    if (!this.hasNBits(t.name)) {
+      const job = quantJob(src, t.name, nb, opts);
+      this.putNBits(t.name, runQuantJob({ ...job, target: 'nbits' }), compute);
+    }
+    const zeroPoints = this.index[`nbits:${t.name}:zp`];
+    return { data: this.index[`nbits:${t.name}`], scales: this.index[`nbits:${t.name}:scales`], ...(zeroPoints ? { zeroPoints } : {}) };
+  }
+
+  copy(t: TensorInfo, src: TensorSource): CacheEntry {
+    return this.entry(`copy:${t.name}`, () => ({ bytes: src.readBytes(t.name), type: elemOf(t), dims: t.shape }));
+  }
+
+  fp8(t: TensorInfo, src: TensorSource, mode: 'per-tensor' | 'per-channel'): CacheEntry {
+    return this.entry(`fp8:${t.name}`, () => {
+      const rows = t.shape[0];
+      const x = scaled(src.readF32(t.name), fp8ScaleOf(src, t.name), rows);
+      const cols = x.length / rows;
+      const scale = quantScales(x, rows, cols, mode);
+      const q = new Uint8Array(x.length);
+      for (let r = 0; r < rows; r++) {
+        const inv = 1 / scale[mode === 'per-channel' ? r : 0];
+        for (let c = r * cols, end = c + cols; c < end; c++) q[c] = f32ToE4M3(x[c] * inv);
+      }
+      return { bytes: q, type: 'float8e4m3fn' as ElemType, dims: t.shape, scale };
+    });
+  }
+
+  private entry(key: string, make: () => { bytes: Uint8Array; type: ElemType; dims: number[]; scale?: number[] }): CacheEntry {
+    const hit = this.index[key];
+    if (hit) return hit;
+    if (this.complete) throw new Error(`weight cache ${this.dir} lacks ${key}: delete the folder to rebuild it`);
+    if (this.fd === undefined) this.fd = fs.openSync(path.join(this.dir, `${WeightCache.FILE}.partial`), 'w');
+    const { bytes, type, dims, scale } = make();
+    // Keep every tensor 64-byte aligned for the memory map.
+    const offset = Math.ceil(this.size / 64) * 64;
+    fs.writeSync(this.fd, bytes, 0, bytes.byteLength, offset);
+    this.size = offset + bytes.byteLength;
+    const e: CacheEntry = { offset, length: bytes.byteLength, type, dims, ...(scale ? { scale } : {}) };
+    this.index[key] = e;
+    return e;
+  }
+
+  commit(): void {
+    WeightCache.writing.delete(this.dir);
+    if (this.complete || this.fd === undefined) return;
+    fs.fsyncSync(this.fd);
+    fs.closeSync(this.fd);
+    this.fd = undefined;
+    fs.renameSync(path.join(this.dir, `${WeightCache.FILE}.partial`), path.join(this.dir, WeightCache.FILE));
+    fs.writeFileSync(path.join(this.dir, 'index.json'), JSON.stringify(this.index));
+  }
+}
+
+/** What a worker needs to quantize one Linear weight [out, in] of the source. */
+export function quantJob(src: TensorSource, name: string, { bits, block }: NBitsChoice, opts: WeightOptions): QuantJob {
+  const t = src.info(name);
+  if (t.shape.length !== 2) throw new Error(`${name}: a ${t.shape.length}-D tensor is no Linear weight`);
+  if (!['F32', 'F16', 'BF16', 'F8_E4M3', 'F8_E5M2'].includes(t.dtype) && !isGgmlQuant(t.dtype)) throw new Error(`${name}: cannot quantize ${t.dtype} weights`);
+  if (isGgmlQuant(t.dtype)) return { bytes: src.readBytes(name), dtype: t.dtype, n: t.shape[0], k: t.shape[1], opts: { bits, zeroPoints: false, blockSize: block } };
+  const scale = fp8ScaleOf(src, name);
+  return { bytes: src.readBytes(name), dtype: t.dtype as FloatDType, n: t.shape[0], k: t.shape[1], opts: { bits, zeroPoints: opts.zeroPoints ?? false, blockSize: block }, ...(scale ? { scale } : {}) };
+}
+
+function quantScales(x: Float32Array, rows: number, cols: number, mode: 'per-tensor' | 'per-channel'): number[] {
+  const amax = new Array<number>(mode === 'per-channel' ? rows : 1).fill(0);
+  for (let r = 0; r < rows; r++) {
+    const k = mode === 'per-channel' ? r : 0;
+    for (let c = r * cols, end = c + cols; c < end; c++) amax[k] = Math.max(amax[k], Math.abs(x[c]));
+  }
+  return amax.map((a) => (a > 0 ? a / E4M3_MAX : 1));
+}
+
+/**
+ * Removes complete weight caches under `cacheDir`, least recently used first, until those left
+ * take at most `maxBytes`; the ones this process opened stay (its sessions may map them). Caches
+ * being written (no index yet) are not touched. Returns the removed folders and their bytes.
+ */
+export function pruneWeightCaches(cacheDir: string, maxBytes: number, keep: ReadonlySet<string> = WeightCache.opened): { removed: string[]; bytes: number } {
+  const caches: Array<{ dir: string; bytes: number; used: number }> = [];
+  for (const name of fs.existsSync(cacheDir) ? fs.readdirSync(cacheDir) : []) {
+    const dir = path.join(cacheDir, name);
+    try {
+      const bytes = fs.statSync(path.join(dir, WeightCache.FILE)).size;
+      caches.push({ dir, bytes, used: fs.statSync(path.join(dir, 'index.json')).mtimeMs });
+    } catch {
+      // not a complete cache
+    }
+  }
+  let total = caches.reduce((s, c) => s + c.bytes, 0);
+  const removed: string[] = [];
+  let freed = 0;
+  for (const c of caches.sort((a, b) => a.used - b.used)) {
+    if (total <= maxBytes) break;
+    if (keep.has(c.dir)) continue;
+    try {
+      fs.rmSync(c.dir, { recursive: true, force: true });
+    } catch {
+      continue; // mapped by another process (Windows): next time
+    }
+    total -= c.bytes;
+    freed += c.bytes;
+    removed.push(c.dir);
+  }
+  return { removed, bytes: freed };
+}
