@@ -4,31 +4,20 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FluxTransformer, FluxTransformerOptions } from '../../src/inference/graphs/fluxTransformer';
+import type { FluxTransformerOptions } from '../../src/inference/graphs/fluxTransformer';
 import { openComponent } from '../../src/inference/formats/layouts/components';
 import { inspectPath } from '../../src/inference/formats/layouts/inspect';
 import { openTensors } from '../../src/inference/formats/safetensors';
 import { TensorSpec, writeSafetensors } from '../../src/inference/formats/safetensorsWriter';
 import { recastSpecs, scaledFp8Specs, specsOf } from '../helpers/checkpoints';
 import { assertGoldenClose, compare, GOLDEN_MODELS, goldenCase } from '../helpers/golden';
+import { goldenDitForward } from '../helpers/ditForward';
 import { tempDir } from '../helpers/writeSafetensors';
 
 const BF16_FILE = path.join(GOLDEN_MODELS, 'flux-tiny.safetensors');
 const DIFFUSERS_FILE = path.join(GOLDEN_MODELS, 'transformer', 'diffusion_pytorch_model.safetensors');
 const expected = (name: string) => goldenCase('transformer.safetensors').readF32(name);
 
-async function forward(file: string, opts: FluxTransformerOptions): Promise<Float32Array> {
-  const c = goldenCase('transformer.safetensors');
-  const t = await FluxTransformer.load(file, opts);
-  try {
-    return await t.forward({
-      img: c.readF32('hidden_states'), txt: c.readF32('encoder_hidden_states'), vec: c.readF32('pooled_projections'),
-      timestep: c.readF32('a.timestep')[0], guidance: c.readF32('a.guidance')[0], imgIds: c.readF32('img_ids'), txtIds: c.readF32('txt_ids'),
-    });
-  } finally {
-    await t.release();
-  }
-}
 
 describe('DiT file formats: scaled fp8, e5m2, fp16/fp32, prefixes (issue 17)', function () {
   this.timeout(300_000);
@@ -54,7 +43,7 @@ describe('DiT file formats: scaled fp8, e5m2, fp16/fp32, prefixes (issue 17)', f
       // The same model with each weight as the float32 values its codes × scale give.
       referenceFile = write('scaled-reference', specs.filter((s) => !s.name.endsWith('.scale_weight') && s.name !== 'scaled_fp8').map((s) =>
         dequantized.has(s.name) ? { ...s, dtype: 'F32', bytes: () => new Uint8Array(dequantized.get(s.name)!.buffer) } : s));
-      reference = await forward(referenceFile, { format: 'fp32' });
+      reference = await goldenDitForward(referenceFile, { format: 'fp32' });
     });
 
     it('inspect: the weights are F8_E4M3 and the scales are read, not counted as unused', () => {
@@ -75,7 +64,7 @@ describe('DiT file formats: scaled fp8, e5m2, fp16/fp32, prefixes (issue 17)', f
       ['fp32', { format: 'fp32', inlineLimit: 0 }],
     ] as Array<[string, FluxTransformerOptions]>) {
       it(`${label}: the output of the decoded weights, and the golden fp32 output within the fp8 bound`, async () => {
-        const out = await forward(scaledFile, opts);
+        const out = await goldenDitForward(scaledFile, opts);
         assertGoldenClose(out, reference, `${label} vs its decoded weights`);
         const s = compare(out, expected('a.output'));
         console.log(`      ${label}: rel L2 vs golden fp32 ${s.relL2.toExponential(2)}`);
@@ -86,8 +75,8 @@ describe('DiT file formats: scaled fp8, e5m2, fp16/fp32, prefixes (issue 17)', f
     it('int8 and fp16 through the weight cache: the same as from the decoded weights', async () => {
       for (const format of ['int8', 'fp16'] as const) {
         const opts: FluxTransformerOptions = { format, inlineLimit: 0, cacheDir: path.join(tmp.dir, `cache-${format}`), ...(format === 'fp16' ? { fp16Cache: true } : {}) } as FluxTransformerOptions;
-        const out = await forward(scaledFile, opts);
-        const ref = await forward(referenceFile, opts);
+        const out = await goldenDitForward(scaledFile, opts);
+        const ref = await goldenDitForward(referenceFile, opts);
         assertGoldenClose(out, ref, `${format} from scaled fp8 vs from its decoded weights`);
       }
     });
@@ -114,10 +103,10 @@ describe('DiT file formats: scaled fp8, e5m2, fp16/fp32, prefixes (issue 17)', f
   it('fp8 e5m2 weights are decoded in place (1 byte each) on every fp8 path: the output of the decoded weights', async () => {
     const { specs, reference } = recastSpecs(openTensors(BF16_FILE), 'F8_E5M2');
     const file = write('e5m2', specs);
-    const ref = await forward(write('e5m2-reference', reference), { format: 'fp32' });
+    const ref = await goldenDitForward(write('e5m2-reference', reference), { format: 'fp32' });
     assert.deepEqual(Object.keys(inspectPath(file).components[0].stats.dtypes).sort(), ['BF16', 'F8_E5M2']);
     for (const fp8Decode of ['lookup', 'dequantize', 'words'] as const) {
-      assertGoldenClose(await forward(file, { format: 'fp8', fp8Decode, inlineLimit: 0 }), ref, `e5m2 ${fp8Decode}`);
+      assertGoldenClose(await goldenDitForward(file, { format: 'fp8', fp8Decode, inlineLimit: 0 }), ref, `e5m2 ${fp8Decode}`);
     }
     const s = compare(ref, expected('a.output'));
     console.log(`      e5m2: rel L2 vs golden fp32 ${s.relL2.toExponential(2)}`);
@@ -128,7 +117,7 @@ describe('DiT file formats: scaled fp8, e5m2, fp16/fp32, prefixes (issue 17)', f
     it(`${dtype} DiT file: the golden fp32 output`, async () => {
       const file = write(dtype.toLowerCase(), recastSpecs(openTensors(BF16_FILE), dtype).specs);
       assert.ok(inspectPath(file).components[0].stats.dtypes[dtype]);
-      assertGoldenClose(await forward(file, { format: 'fp32', inlineLimit: 0 }), expected('a.output'), `${dtype} file`);
+      assertGoldenClose(await goldenDitForward(file, { format: 'fp32', inlineLimit: 0 }), expected('a.output'), `${dtype} file`);
     });
   }
 
@@ -138,7 +127,7 @@ describe('DiT file formats: scaled fp8, e5m2, fp16/fp32, prefixes (issue 17)', f
         const file = write(`prefixed-${layout}-${prefix.replace(/\W/g, '_')}`, specsOf(openTensors(source), (n) => prefix + n));
         const [dit] = inspectPath(file).components;
         assert.deepEqual([dit.kind, dit.layout, dit.prefix], ['dit', layout, prefix]);
-        assertGoldenClose(await forward(file, { format: 'fp32', inlineLimit: 0 }), expected('a.output'), `${layout} under ${prefix}`);
+        assertGoldenClose(await goldenDitForward(file, { format: 'fp32', inlineLimit: 0 }), expected('a.output'), `${layout} under ${prefix}`);
       });
     }
   }

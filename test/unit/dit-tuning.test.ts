@@ -3,26 +3,14 @@
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { buildDit, prefillDit } from '../../src/inference/graphs/dit';
-import { FluxTransformer, FluxTransformerOptions } from '../../src/inference/graphs/fluxTransformer';
+import type { FluxTransformerOptions } from '../../src/inference/graphs/fluxTransformer';
 import { openComponent } from '../../src/inference/formats/layouts/components';
-import { compare, GOLDEN_MODELS, goldenCase } from '../helpers/golden';
+import { compare, GOLDEN_MODELS } from '../helpers/golden';
+import { goldenDitForward } from '../helpers/ditForward';
 import { tempDir } from '../helpers/writeSafetensors';
 
 const BF16_FILE = path.join(GOLDEN_MODELS, 'flux-tiny.safetensors');
 
-/** The DiT's output on the golden inputs. */
-async function run(opts: FluxTransformerOptions): Promise<Float32Array> {
-  const c = goldenCase('transformer.safetensors');
-  const t = await FluxTransformer.load(BF16_FILE, opts);
-  try {
-    return await t.forward({
-      img: c.readF32('hidden_states'), txt: c.readF32('encoder_hidden_states'), vec: c.readF32('pooled_projections'),
-      timestep: c.readF32('a.timestep')[0], guidance: c.readF32('a.guidance')[0], imgIds: c.readF32('img_ids'), txtIds: c.readF32('txt_ids'),
-    });
-  } finally {
-    await t.release();
-  }
-}
 
 describe('int8 DiT: the bias inside MatMulNBits (nbitsBias)', function () {
   this.timeout(300_000);
@@ -50,7 +38,7 @@ describe('int8 DiT: the bias inside MatMulNBits (nbitsBias)', function () {
     } finally {
       component.weights.tensors.close();
     }
-    const s = compare(await run({ ...common, nbitsBias: true }), await run({ ...common, nbitsBias: false }));
+    const s = compare(await goldenDitForward(BF16_FILE, { ...common, nbitsBias: true }), await goldenDitForward(BF16_FILE, { ...common, nbitsBias: false }));
     assert.ok(s.relL2 < 1e-5, `relative L2 to the Add form ${s.relL2}`);
   });
 });
