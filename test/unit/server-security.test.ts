@@ -365,7 +365,9 @@ describe('inference server against hostile clients (issue 16)', function () {
         assert.equal((await peer.final(stuck.jobId!, 10_000)).event, 'cancelled');
         // The queue moves: the next job runs on a fresh pipeline (it stalls the same way, and is cancelled too).
         await peer.until(() => peer.messages.find((m) => m.jobId === next.jobId && m.event === 'started'), 'the next job to start');
-        const hb = await peer.until(() => peer.messages.filter((m) => m.event === 'heartbeat').at(-1), 'a heartbeat');
+        // A heartbeat sent after "started": one already on the wire may predate it (idle between the jobs).
+        const startedAt = peer.messages.findIndex((m) => m.jobId === next.jobId && m.event === 'started');
+        const hb = await peer.until(() => peer.messages.slice(startedAt + 1).find((m) => m.event === 'heartbeat'), 'a heartbeat after the start');
         assert.equal(hb.state, 'busy');
         assert.equal((await peer.request({ type: 'shutdown' })).type, 'ok');
         assert.equal((await peer.final(next.jobId!, 10_000)).event, 'cancelled');
