@@ -6,7 +6,7 @@
 // kernels alone measured 3.1e-3 where the CPU computes float32); latents and image are reported.
 //
 // Then the LoRA golden cases (diffusers' load_lora_weights) on the provider in float16, each branch
-// as MatMul + Add and as one Gemm (OpChoices.loraGemm).
+// as MatMul + Add, as one Gemm (OpChoices.loraGemm) and as 8-bit MatMulNBits (OpChoices.loraNbits).
 //
 //   node dist/gpu-golden.js [--ep webgpu] [--out golden.json]
 
@@ -15,6 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ExecutionProvider } from '../../src/inference/onnx/session';
+import type { DitTuning } from '../../src/shared/api';
 import { FormatConfig, measureFormatErrors } from '../../test/helpers/formatErrors';
 import { compare, GOLDEN_CASES, GOLDEN_MODELS, goldenCase } from '../../test/helpers/golden';
 import { FluxTransformer } from '../../src/inference/graphs/fluxTransformer';
@@ -54,8 +55,9 @@ async function main() {
     }
     console.log(JSON.stringify(results[results.length - 1]));
   }
-  for (const loraGemm of [false, true]) {
-    const r = await loraErrors(ep, cacheDir, loraGemm).catch((e: Error) => ({ config: `LoRA cases, loraGemm ${loraGemm}`, ep, error: String(e.message ?? e).slice(0, 1000) }));
+  // The branch forms: float MatMul + Add, one Gemm (loraGemm), 8-bit MatMulNBits (loraNbits: int8's error, so int8's looser bound).
+  for (const [tuning, bound] of [[{}, 5e-3], [{ loraGemm: true }, 5e-3], [{ loraNbits: true }, 1.5e-2]] as const) {
+    const r = await loraErrors(ep, cacheDir, tuning, bound).catch((e: Error) => ({ config: `LoRA cases ${JSON.stringify(tuning)}`, ep, error: String(e.message ?? e).slice(0, 1000) }));
     failed ||= !('ok' in r) || !r.ok;
     results.push(r);
     console.log(JSON.stringify(r));
@@ -67,11 +69,11 @@ async function main() {
 
 /**
  * The LoRA golden cases (test/unit/lora-golden.test.ts) on `ep` in float16: the largest relative L2
- * against the reference over the cases, bound 5e-3 (float16 kernels, as the fp16 rows above).
+ * against the reference over the cases (float16 kernels: 5e-3, as the fp16 rows above).
  */
-async function loraErrors(ep: ExecutionProvider, cacheDir: string, loraGemm: boolean) {
+async function loraErrors(ep: ExecutionProvider, cacheDir: string, tuning: DitTuning, bound: number) {
   const meta = JSON.parse(fs.readFileSync(path.join(GOLDEN_CASES, 'lora.json'), 'utf8')) as { cases: Record<string, Array<{ file: string; strength: number }>> };
-  const t = await FluxTransformer.load(path.join(GOLDEN_MODELS, 'flux-tiny.safetensors'), { format: 'fp16', compute: 'float16', ep, cacheDir, loraGemm });
+  const t = await FluxTransformer.load(path.join(GOLDEN_MODELS, 'flux-tiny.safetensors'), { format: 'fp16', compute: 'float16', ep, cacheDir, ...tuning });
   try {
     const c = goldenCase('transformer.safetensors');
     const inputs = { img: c.readF32('hidden_states'), txt: c.readF32('encoder_hidden_states'), vec: c.readF32('pooled_projections'), timestep: c.readF32('a.timestep')[0], guidance: c.readF32('a.guidance')[0], imgIds: c.readF32('img_ids'), txtIds: c.readF32('txt_ids') };
@@ -85,7 +87,7 @@ async function loraErrors(ep: ExecutionProvider, cacheDir: string, loraGemm: boo
       cases[key] = compare(await t.forward(inputs), goldenCase('lora-cases.safetensors').readF32(key)).relL2;
     }
     const worst = Math.max(...Object.values(cases));
-    return { config: `LoRA cases, loraGemm ${loraGemm}`, ep, cases, worst, bound: 5e-3, ok: worst <= 5e-3 };
+    return { config: `LoRA cases ${JSON.stringify(tuning)}`, ep, cases, worst, bound, ok: worst <= bound };
   } finally {
     await t.release();
   }

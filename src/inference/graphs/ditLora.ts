@@ -19,9 +19,12 @@
 import * as ort from 'onnxruntime-node';
 import { float32ToF16Bits } from '../formats/dtypes';
 import { LinearShapes, LoraBranch } from '../formats/loraDit';
-import { UserError } from '../../shared/api';
+import { DitTuning, UserError } from '../../shared/api';
+import { OpChoices } from '../onnx/providerOps';
 import { bytesOf, Graph, Value } from '../onnx/graph';
 import { ComputeType } from '../onnx/weights';
+import { ElemType } from '../onnx/proto';
+import { blocksPerRow, quantizeNBits } from '../onnx/quant';
 
 /** One LoRA's branches and how strongly it applies. */
 export interface WeightedBranches {
@@ -72,16 +75,35 @@ export function strengthFeeds(built: readonly LoraKey[], wanted: readonly Weight
   return Object.fromEntries(built.map((_, k) => [strengthInput(k), new ort.Tensor('float32', strengths.subarray(k, k + 1), [1])]));
 }
 
+/** How a graph's branches are built (OpChoices.loraGemm, OpChoices.loraNbits). */
+export interface LoraGraphOptions {
+  compute: ComputeType;
+  /** Up-projection and add as one Gemm. */
+  gemm?: boolean;
+  /**
+   * Both products as 8-bit MatMulNBits (symmetric blocks of `block` along K, accuracy_level 4 with
+   * `int8Activations`, mid zero points given where the provider needs them): the kernels the int8
+   * base runs on, where WebGPU's fp16 MatMul is the slow one. The factors carry the int8 error.
+   */
+  nbits?: { block: number; int8Activations: boolean; explicitZeroPoints: boolean };
+}
+
+/** The branch form for a DiT built with these choices (undefined ones: the provider's, OpChoices). */
+export function loraGraphOptions(tuning: DitTuning, choices: OpChoices, compute: ComputeType): LoraGraphOptions {
+  const nbits = tuning.loraNbits ?? choices.loraNbits;
+  return {
+    compute, gemm: tuning.loraGemm ?? choices.loraGemm,
+    ...(nbits ? { nbits: { block: tuning.nbitsBlock ?? choices.nbitsBlock, int8Activations: tuning.int8Activations ?? choices.int8Activations, explicitZeroPoints: choices.explicitZeroPoints } } : {}),
+  };
+}
+
 /** Builds the branches of one DiT graph: one strength input per slot, the factors as initializers. */
 export class LoraGraph {
   private readonly strengths: Value[];
   private readonly type: 'float32' | 'float16';
 
-  private readonly gemm: boolean;
-
-  constructor(private readonly g: Graph, private readonly slots: ReadonlyArray<ReadonlyMap<string, LoraBranch>>, private readonly shapes: LinearShapes, opts: { compute: ComputeType; gemm?: boolean }) {
+  constructor(private readonly g: Graph, private readonly slots: ReadonlyArray<ReadonlyMap<string, LoraBranch>>, private readonly shapes: LinearShapes, private readonly opts: LoraGraphOptions) {
     this.type = opts.compute === 'float32' ? 'float32' : 'float16';
-    this.gemm = opts.gemm ?? false;
     this.strengths = slots.map((_, k) => {
       const s = g.input(strengthInput(k), 'float32', [1]);
       return this.type === 'float32' ? s : g.op('Cast', [s], { to: 10 });
@@ -96,23 +118,46 @@ export class LoraGraph {
       if (!b) return;
       if (b.a.length !== b.rank * inFeatures || b.bt.length !== b.rank * out) throw new Error(`LoRA branch on ${linear}: rank ${b.rank} factors do not fit [${out}, ${inFeatures}]`);
       const r = b.rank;
+      if (this.opts.nbits) {
+        // MatMulNBits takes W [N, K]: A [r, in] as it is, and B [out, r] with α/r folded in.
+        const bScaled = new Float32Array(out * r);
+        for (let j = 0; j < r; j++) for (let o = 0; o < out; o++) bScaled[o * r + j] = b.bt[j * out + o] * b.scale[j];
+        const down = this.g.op('Mul', [this.matMulNBits(x, b.a, r, inFeatures, `lora${k}.${linear}.a`), this.strengths[k]]); // [tokens, r]
+        y = this.g.op('Add', [y, this.matMulNBits(down, bScaled, out, r, `lora${k}.${linear}.b`)]);
+        return;
+      }
       const at = new Float32Array(inFeatures * r);
       for (let j = 0; j < r; j++) for (let i = 0; i < inFeatures; i++) at[i * r + j] = b.a[j * inFeatures + i];
       const bt = new Float32Array(r * out);
       for (let j = 0; j < r; j++) for (let o = 0; o < out; o++) bt[j * out + o] = b.bt[j * out + o] * b.scale[j];
       const down = this.g.op('Mul', [this.g.op('MatMul', [x, this.constant(at, [inFeatures, r], `lora${k}.${linear}.at`)]), this.strengths[k]]); // [tokens, r]
       const up = this.constant(bt, [r, out], `lora${k}.${linear}.bt`);
-      y = this.gemm ? this.g.op('Gemm', [down, up, y]) : this.g.op('Add', [y, this.g.op('MatMul', [down, up])]);
+      y = this.opts.gemm ? this.g.op('Gemm', [down, up, y]) : this.g.op('Add', [y, this.g.op('MatMul', [down, up])]);
     });
     return y;
   }
 
+  /** x [tokens, k] · dequant(W)ᵀ for W [n, k] quantized here to 8-bit blocks. */
+  private matMulNBits(x: Value, w: Float32Array, n: number, k: number, hint: string): Value {
+    const { block, int8Activations, explicitZeroPoints } = this.opts.nbits!;
+    const q = quantizeNBits(w, n, k, { bits: 8, blockSize: block });
+    const blocks = blocksPerRow(k, block);
+    const data = this.inline('uint8', [n, blocks, block], q.data, `${hint}.q8`);
+    const scales = this.inline(this.type, [n * blocks], this.type === 'float32' ? bytesOf(q.scales) : bytesOf(float32ToF16Bits(q.scales)), `${hint}.scales`);
+    // 8-bit zero points are one byte per block: 128 is the symmetric quantizer's zero.
+    const zp = explicitZeroPoints ? this.inline('uint8', [n * blocks], new Uint8Array(n * blocks).fill(0x80), `${hint}.zero_points`) : undefined;
+    return this.g.op('MatMulNBits', [x, data, scales, zp], { K: k, N: n, bits: 8, block_size: block, ...(int8Activations ? { accuracy_level: 4 } : {}) }, { domain: 'com.microsoft' });
+  }
+
   private constant(data: Float32Array, dims: number[], hint: string): Value {
-    const bytes = this.type === 'float32' ? bytesOf(data) : bytesOf(float32ToF16Bits(data));
+    return this.inline(this.type, dims, this.type === 'float32' ? bytesOf(data) : bytesOf(float32ToF16Bits(data)), hint);
+  }
+
+  private inline(type: ElemType, dims: number[], bytes: Uint8Array, hint: string): Value {
     // Inlined in the model's protobuf, which onnxruntime refuses past 2 GiB: say so before it does, cryptically.
     if (this.g.inlineBytes + bytes.byteLength > MAX_INLINE_BYTES) {
       throw new UserError(`These LoRAs are too large to apply together: their factors in ${this.type} pass ${(MAX_INLINE_BYTES / 2 ** 30).toFixed(1)} GiB, the most one model can hold inline. Use fewer LoRAs or ones of lower rank${this.type === 'float32' ? ' (on a GPU they take half as much, in float16)' : ''}.`);
     }
-    return this.g.constant(this.type, dims, bytes, hint);
+    return this.g.constant(type, dims, bytes, hint);
   }
 }

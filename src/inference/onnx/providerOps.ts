@@ -278,6 +278,13 @@ export interface OpChoices {
    */
   loraGemm: boolean;
   /**
+   * A LoRA branch's two products as 8-bit MatMulNBits instead of float MatMul (graphs/ditLora.ts):
+   * WebGPU's float16 MatMul ran at 31 TFLOP/s where its 8-bit MatMulNBits reached ≈ 160 TOPS (H200,
+   * docs/BENCHMARKS.md), and the profile of a step says the Linears' kernels bound it. The factors
+   * then carry the int8 base's kind of error. Off until measured (device-bench-13.sh abnbits).
+   */
+  loraNbits: boolean;
+  /**
    * How fp8 weights are decoded (WeightOptions.fp8Decode): the CPU's DequantizeLinear runs on one
    * thread, so a table lookup; WebGPU has no float8 type nor 8/16-bit integer data, so int32
    * words split by integer division (bit-exact, measured 3.1 ms for a [4096, 3072] · [3072, 3072]
@@ -304,6 +311,7 @@ export function opChoicesFor(ep: ExecutionProvider = 'cpu'): OpChoices {
     attentionChunksMax: webgpu ? 16 : 1,
     nbitsBias: false,
     loraGemm: false,
+    loraNbits: false,
     opset: webgpu ? 20 : 21,
     fp8Decode: ep === 'cpu' ? 'lookup' : webgpu ? 'words' : 'dequantize',
   };
