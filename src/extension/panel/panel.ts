@@ -17,7 +17,8 @@ import { progressText } from '../progressText';
 import { toInput } from '../pngInput';
 import { resolveRecorded } from '../recordedInput';
 import { modelName, usesDemoModel } from '../settings';
-import { storeDroppedImage, StoreResult } from './droppedImages';
+import type { DroppedCleanup } from './droppedCleanup';
+import type { StoreResult } from './droppedImages';
 import { panelHtml } from './html';
 import { droppedImageFile, inputImageProblem, loraView, pickImageFile, requestProblem } from './inputs';
 import { FromWebview, GalleryItem, ImageView, initMessage, JobView, PANEL_DEFAULTS, PANEL_LIMITS, PanelDefaults, PanelForm, PanelParams, ToWebview, validateFromWebview } from './protocol';
@@ -28,10 +29,13 @@ const FORM_KEY = 'majicflux.panelForm';
 const IMAGE_KEY = 'majicflux.panelImage';
 const t = vscode.l10n.t;
 
+/** The panel's input image in this workspace (it survives the panel). */
+export const panelInputImage = (state: vscode.Memento) => state.get<string>(IMAGE_KEY);
+
 export interface PanelDeps {
   extensionUri: vscode.Uri;
-  /** The extension's global storage: images dropped from the desktop are kept in its `inputs/`. */
-  globalStorageUri: vscode.Uri;
+  /** Where images dropped from the desktop are kept (the global storage's `inputs/`), pruned. */
+  dropped: DroppedCleanup;
   /** Keeps the form between panel closes and window reloads. */
   workspaceState: vscode.Memento;
   config: Configuration;
@@ -84,7 +88,7 @@ export class GenerationPanel implements vscode.Disposable {
   /** The extension's media, every folder that holds an image of the history, and the input image's. */
   private static rootsFor(deps: PanelDeps): vscode.Uri[] {
     const dirs = new Set<string>(deps.history.list().map((e) => path.dirname(e.file)));
-    const image = deps.workspaceState.get<string>(IMAGE_KEY);
+    const image = panelInputImage(deps.workspaceState);
     if (image) dirs.add(path.dirname(image));
     for (const f of vscode.workspace.workspaceFolders ?? []) if (f.uri.scheme === 'file') dirs.add(f.uri.fsPath);
     return [vscode.Uri.joinPath(deps.extensionUri, 'media'), ...[...dirs].map((d) => vscode.Uri.file(d))];
@@ -184,7 +188,7 @@ export class GenerationPanel implements vscode.Disposable {
   }
 
   get inputImage(): string | undefined {
-    return this.deps.workspaceState.get<string>(IMAGE_KEY);
+    return panelInputImage(this.deps.workspaceState);
   }
 
   private imageView(file: string | undefined): ImageView | undefined {
@@ -210,10 +214,10 @@ export class GenerationPanel implements vscode.Disposable {
 
   /** A file dropped from the desktop: kept under `inputs/` by its content's hash, then the input image as a chosen file is. */
   private async takeDropped(name: string, bytes: Uint8Array): Promise<void> {
-    const dir = path.join(this.deps.globalStorageUri.fsPath, 'inputs');
+    const dir = this.deps.dropped.dir;
     let r: StoreResult;
     try {
-      r = await storeDroppedImage(dir, bytes);
+      r = await this.deps.dropped.store(bytes);
     } catch (err) {
       this.deps.log.error(`panel: could not keep the dropped image ${name} in ${dir}: ${(err as Error).message}`);
       void vscode.window.showErrorMessage(t('MajicFLUX could not keep the dropped image in {0}: {1}', dir, (err as Error).message));
@@ -231,6 +235,8 @@ export class GenerationPanel implements vscode.Disposable {
     }
     this.deps.log.info(`panel: dropped image ${name} ${r.existed ? 'is already kept' : 'kept'} as ${r.file}`);
     await this.vary(r.file);
+    // After it became the input image, so the prune sees it in use.
+    if (!r.existed) void this.deps.dropped.pruneAndLog('after a drop');
   }
 
   /** "Vary this image": the image becomes the input, the size follows it, the strength goes back to its default. */
