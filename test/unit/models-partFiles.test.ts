@@ -105,12 +105,21 @@ describe('models: the files of a weight part', () => {
     assert.deepEqual(files(path.join(t.dir, 'nowhere')), []);
   });
 
-  it('a .safetensors entry that is a folder: the check tries to read it, the hash skips it', () => {
+  it('a .safetensors entry that is a folder is no checkpoint: its size is not counted, nor is it hashed', () => {
     fs.mkdirSync(path.join(dir, 'odd.safetensors'));
     const a = file('a.safetensors', 8);
     const c = checkWeightPart(dir, 't5');
     assert.equal(c.status, 'corrupt');
-    assert.equal(c.bytes, 8 + fs.statSync(path.join(dir, 'odd.safetensors')).size, 'as it counts today: the folder\'s own size');
+    assert.equal(c.bytes, 8, 'the file\'s bytes, not the folder entry\'s size');
     assert.deepEqual(files(dir), [a]);
+  });
+
+  it('a dangling link named like a checkpoint is a file missing for the check', () => {
+    file('a.safetensors', 8);
+    fs.symlinkSync(path.join(t.dir, 'gone.bin'), path.join(dir, 'b.safetensors'));
+    const c = checkWeightPart(dir, 't5');
+    assert.equal(c.status, 'missing');
+    assert.match(c.message!, /^b\.safetensors not found in /);
+    assert.deepEqual(files(dir).map((f) => path.basename(f)), ['a.safetensors']);
   });
 });
