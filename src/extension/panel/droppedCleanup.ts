@@ -28,7 +28,7 @@ export interface DroppedDeps {
 function refsOf(d: DroppedDeps): DroppedRefs {
   const current = d.inputImage();
   const jobs = d.jobs.active().map((j) => j.request.params.image);
-  const history = d.history.list().map((e) => e.params.image);
+  const history = d.history.inputImages();
   const paths = (xs: (string | undefined)[]) => xs.filter((x): x is string => typeof x === 'string' && path.isAbsolute(x));
   return { inUse: paths([current, ...jobs]), referenced: paths(history) };
 }
