@@ -63,6 +63,8 @@ export class GenerationPanel implements vscode.Disposable {
   readonly received: string[] = [];
   /** The last message of each type sent to the webview, for tests. */
   readonly sent = new Map<ToWebview['type'], ToWebview>();
+  /** The warnings shown about a request or an input image, oldest first, for tests (toasts cannot be read from the API). */
+  readonly warnings: string[] = [];
 
   static show(deps: PanelDeps, prefill?: GenerateInput): GenerationPanel {
     if (GenerationPanel.current) {
@@ -106,6 +108,11 @@ export class GenerationPanel implements vscode.Disposable {
       }),
       deps.history.onDidChange(() => this.sendHistory()),
     );
+  }
+
+  private warn(text: string): void {
+    this.warnings.push(text);
+    void vscode.window.showWarningMessage(text);
   }
 
   private post(m: ToWebview): Thenable<boolean> {
@@ -200,9 +207,9 @@ export class GenerationPanel implements vscode.Disposable {
   /** Makes `file` the input image (undefined: none), after checking it is an image file that is there. */
   async setInputImage(file: string | undefined, vary?: { width?: number; height?: number }): Promise<boolean> {
     if (file) {
-      const problem = await inputImageProblem(file);
+      const problem = await inputImageProblem(file, this.deps.dropped);
       if (problem) {
-        void vscode.window.showWarningMessage(t('MajicFLUX cannot use this image: {0}', problem));
+        this.warn(t('MajicFLUX cannot use this image: {0}', problem));
         return false;
       }
     }
@@ -246,10 +253,10 @@ export class GenerationPanel implements vscode.Disposable {
   }
 
   private async generate(p: PanelParams): Promise<void> {
-    const problem = await requestProblem(p, this.inputImage);
+    const problem = await requestProblem(p, this.inputImage, this.deps.dropped);
     if (problem) {
       this.deps.log.warn(`panel: not generating: ${problem}`);
-      void vscode.window.showWarningMessage(t('MajicFLUX cannot generate: {0}', problem));
+      this.warn(t('MajicFLUX cannot generate: {0}', problem));
       void this.post({ type: 'job' });
       return;
     }

@@ -172,6 +172,25 @@ describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', f
     assert.equal(api.jobs.all().length, jobsBefore, 'no job without the user saying so');
   });
 
+  it('Generate with a dropped input image deleted since (another window\'s prune) names it as a dropped copy and says to drop it again; nothing starts', async () => {
+    const bytes = await sharp({ create: { width: 48, height: 48, channels: 3, background: '#a06030' } }).png().toBuffer();
+    const hash = createHash('sha256').update(bytes).digest('hex');
+    panel.fromWebview({ type: 'dropImageBytes', name: 'later.png', bytes: new Uint8Array(bytes) });
+    const stored = await waitFor('the dropped image set as the input image', () => panel.inputImage?.endsWith(`${hash}.png`) && panel.inputImage);
+    fs.rmSync(stored);
+    const jobsBefore = api.jobs.all().length;
+    const warned = panel.warnings.length;
+    panel.fromWebview({ type: 'generate', params: { ...base, prompt: 'a fox', image: stored, strength: DEFAULTS.strength, imageFit: 'crop' } });
+    const warning = await waitFor('the refusal', () => panel.warnings[warned]);
+    assert.equal(
+      warning,
+      `MajicFLUX cannot generate: input image ${hash}.png (a copy of an image dropped on the panel, deleted after 30 days unused or by Clear Dropped Images): drop the image on the panel again to use it`,
+    );
+    assert.equal(api.jobs.all().length, jobsBefore);
+    panel.fromWebview({ type: 'clearImage' });
+    await waitFor('no input image', () => panel.inputImage === undefined);
+  });
+
   it('refuses, before any job, an image the host did not set and a LoRA that is not there', async () => {
     const before = api.jobs.all().length;
     panel.fromWebview({ type: 'generate', params: { ...base, prompt: 'x', image: path.join(ws(), 'notes.md') } });
