@@ -82,7 +82,7 @@ interface Job {
   params?: Record<string, unknown>;
   /** DiT alone: then a synthetic LoRA of this rank on every Linear (benchLora.ts), at the first size. */
   loraRank?: number;
-  /** --tuning JSON: more of the DiT's kernel choices overridden (DitTuning: nbitsBias, loraGemm, …). */
+  /** --tuning JSON: more of the DiT's kernel choices overridden (DitTuning: nbitsBias, loraNbits, …). */
   tuning?: DitTuning;
   /** --tuning-b JSON: DiT alone, the same measured again in this process with these choices on top, then without (A, B, A). */
   tuningB?: DitTuning;

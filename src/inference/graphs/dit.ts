@@ -168,8 +168,6 @@ export interface DitBuildOptions {
   attentionChunks?: number;
   /** int8/int4: the bias inside MatMulNBits (default per provider, OpChoices.nbitsBias). */
   nbitsBias?: boolean;
-  /** LoRA branches end in one Gemm (default per provider, OpChoices.loraGemm). */
-  loraGemm?: boolean;
   /** LoRA branches as 8-bit MatMulNBits (default per provider, OpChoices.loraNbits). */
   loraNbits?: boolean;
   /** First use: the fraction of the weights converted into the cache so far (prefillDit). */

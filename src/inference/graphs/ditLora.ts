@@ -75,11 +75,9 @@ export function strengthFeeds(built: readonly LoraKey[], wanted: readonly Weight
   return Object.fromEntries(built.map((_, k) => [strengthInput(k), new ort.Tensor('float32', strengths.subarray(k, k + 1), [1])]));
 }
 
-/** How a graph's branches are built (OpChoices.loraGemm, OpChoices.loraNbits). */
+/** How a graph's branches are built (OpChoices.loraNbits). */
 export interface LoraGraphOptions {
   compute: ComputeType;
-  /** Up-projection and add as one Gemm. */
-  gemm?: boolean;
   /**
    * Both products as 8-bit MatMulNBits (symmetric blocks of `block` along K, accuracy_level 4 with
    * `int8Activations`, mid zero points given where the provider needs them): the kernels the int8
@@ -92,7 +90,7 @@ export interface LoraGraphOptions {
 export function loraGraphOptions(tuning: DitTuning, choices: OpChoices, compute: ComputeType): LoraGraphOptions {
   const nbits = tuning.loraNbits ?? choices.loraNbits;
   return {
-    compute, gemm: tuning.loraGemm ?? choices.loraGemm,
+    compute,
     ...(nbits ? { nbits: { block: tuning.nbitsBlock ?? choices.nbitsBlock, int8Activations: tuning.int8Activations ?? choices.int8Activations, explicitZeroPoints: choices.explicitZeroPoints } } : {}),
   };
 }
@@ -110,7 +108,7 @@ export class LoraGraph {
     });
   }
 
-  /** y plus the branch of every slot that covers Linear `linear`; x [tokens, in]. Its last two nodes are one Gemm(down, Bᵀ, y) with `gemm` (OpChoices.loraGemm). */
+  /** y plus the branch of every slot that covers Linear `linear`; x [tokens, in]. */
   apply(x: Value, y: Value, linear: string): Value {
     const [out, inFeatures] = this.shapes.get(linear)!;
     this.slots.forEach((branches, k) => {
@@ -131,8 +129,8 @@ export class LoraGraph {
       const bt = new Float32Array(r * out);
       for (let j = 0; j < r; j++) for (let o = 0; o < out; o++) bt[j * out + o] = b.bt[j * out + o] * b.scale[j];
       const down = this.g.op('Mul', [this.g.op('MatMul', [x, this.constant(at, [inFeatures, r], `lora${k}.${linear}.at`)]), this.strengths[k]]); // [tokens, r]
-      const up = this.constant(bt, [r, out], `lora${k}.${linear}.bt`);
-      y = this.opts.gemm ? this.g.op('Gemm', [down, up, y]) : this.g.op('Add', [y, this.g.op('MatMul', [down, up])]);
+      // onnxruntime fuses this MatMul + Add into one Gemm itself (MatMulAddFusion; measured the same speed without it).
+      y = this.g.op('Add', [y, this.g.op('MatMul', [down, this.constant(bt, [r, out], `lora${k}.${linear}.bt`)])]);
     });
     return y;
   }
