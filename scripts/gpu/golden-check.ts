@@ -17,7 +17,8 @@ import { parseArgs } from 'node:util';
 import { ExecutionProvider } from '../../src/inference/onnx/session';
 import type { DitTuning } from '../../src/shared/api';
 import { FormatConfig, measureFormatErrors } from '../../test/helpers/formatErrors';
-import { compare, GOLDEN_CASES, GOLDEN_MODELS, goldenCase } from '../../test/helpers/golden';
+import { compare, GOLDEN_CASES, GOLDEN_MODELS, goldenCase, KOHYA_DROPPED_BY_DIFFUSERS } from '../../test/helpers/golden';
+import { goldenDitInputsForward } from '../../test/helpers/ditForward';
 import { FluxTransformer } from '../../src/inference/graphs/fluxTransformer';
 import { readLora } from '../../src/inference/formats/lora';
 import { ditLora } from '../../src/inference/formats/loraDit';
@@ -75,16 +76,13 @@ async function loraErrors(ep: ExecutionProvider, cacheDir: string, tuning: DitTu
   const meta = JSON.parse(fs.readFileSync(path.join(GOLDEN_CASES, 'lora.json'), 'utf8')) as { cases: Record<string, Array<{ file: string; strength: number }>> };
   const t = await FluxTransformer.load(path.join(GOLDEN_MODELS, 'flux-tiny.safetensors'), { format: 'fp16', compute: 'float16', ep, cacheDir, ...tuning });
   try {
-    const c = goldenCase('transformer.safetensors');
-    const inputs = { img: c.readF32('hidden_states'), txt: c.readF32('encoder_hidden_states'), vec: c.readF32('pooled_projections'), timestep: c.readF32('a.timestep')[0], guidance: c.readF32('a.guidance')[0], imgIds: c.readF32('img_ids'), txtIds: c.readF32('txt_ids') };
     const cases: Record<string, number> = {};
     for (const [key, combo] of Object.entries(meta.cases)) {
-      // diffusers drops a kohya file's top-level Linears (lora-golden.test.ts TOP_LEVEL): compared without them.
       await t.setLoras(combo.map((l) => {
         const { branches } = ditLora(readLora(path.join(GOLDEN_CASES, l.file)), t.config, t.linearShapes);
-        return { branches: new Map([...branches].filter(([n]) => !l.file.includes('kohya') || !/^(img_in|txt_in|time_in|vector_in|guidance_in|final_layer)/.test(n))), strength: l.strength, id: l.file };
+        return { branches: new Map([...branches].filter(([n]) => !l.file.includes('kohya') || !KOHYA_DROPPED_BY_DIFFUSERS.test(n))), strength: l.strength, id: l.file };
       }));
-      cases[key] = compare(await t.forward(inputs), goldenCase('lora-cases.safetensors').readF32(key)).relL2;
+      cases[key] = compare(await goldenDitInputsForward(t), goldenCase('lora-cases.safetensors').readF32(key)).relL2;
     }
     const worst = Math.max(...Object.values(cases));
     return { config: `LoRA cases ${JSON.stringify(tuning)}`, ep, cases, worst, bound, ok: worst <= bound };

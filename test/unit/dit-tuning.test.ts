@@ -10,7 +10,7 @@ import { goldenDitForward, goldenDitInputsForward } from '../helpers/ditForward'
 import { FluxTransformer } from '../../src/inference/graphs/fluxTransformer';
 import { tempDir } from '../helpers/writeSafetensors';
 import type { DitTuning } from '../../src/shared/api';
-import type { WeightedBranches } from '../../src/inference/graphs/ditLora';
+import { balanced, WeightedBranches } from '../../src/inference/graphs/ditLora';
 
 const BF16_FILE = path.join(GOLDEN_MODELS, 'flux-tiny.safetensors');
 
@@ -58,10 +58,10 @@ describe('LoRA branches as 8-bit MatMulNBits (loraNbits)', function () {
     // A rank-2 branch on every Linear, seeded values.
     let seed = 7;
     const rand = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5) * 0.2;
-    const branches = new Map([...shapes].map(([name, [out, inF]]) => [name, { rank: 2, a: Float32Array.from({ length: 2 * inF }, rand), bt: Float32Array.from({ length: 2 * out }, rand), scale: Float32Array.of(0.5, 0.5) }]));
+    const branches = new Map([...shapes].map(([name, [out, inF]]) => [name, { rank: 2, a: Float32Array.from({ length: 2 * inF }, rand), bt: Float32Array.from({ length: 2 * out }, rand), scale: Float32Array.of(0.5, 0.25) }]));
     loras = [{ branches, strength: 0.8, id: 'seeded' }];
     base = await goldenDitForward(BF16_FILE, { format: 'fp32' });
-    floatForm = await outputs({});
+    floatForm = await outputs({ loraNbits: false });
   });
   after(() => component.weights.tensors.close());
 
@@ -71,7 +71,7 @@ describe('LoRA branches as 8-bit MatMulNBits (loraNbits)', function () {
     return { matmuls: count('MatMul'), nbits: count('MatMulNBits') };
   };
   // The output with the LoRA at 0.8, and with its strength fed 0 (same session).
-  async function outputs(tuning: DitTuning) {
+  async function outputs(tuning: DitTuning & { compute?: 'float16' }) {
     const t = await FluxTransformer.load(BF16_FILE, { format: 'fp32', loras, ...tuning });
     try {
       const withLora = await goldenDitInputsForward(t);
@@ -87,7 +87,7 @@ describe('LoRA branches as 8-bit MatMulNBits (loraNbits)', function () {
 
   it('loraNbits: both products of each branch are MatMulNBits (no float MatMul left for them), within the int8 error of the float form, strength 0 the base bit for bit', async () => {
     const n = loras[0].branches.size;
-    const float = ops({});
+    const float = ops({ loraNbits: false });
     const q = ops({ loraNbits: true });
     assert.equal(q.nbits - float.nbits, 2 * n, 'two MatMulNBits per branch');
     assert.equal(float.matmuls - q.matmuls, 2 * n, 'no float MatMul for the branches');
@@ -99,5 +99,47 @@ describe('LoRA branches as 8-bit MatMulNBits (loraNbits)', function () {
     console.log(`      loraNbits: relative L2 to the float form ${s.relL2.toExponential(2)}; the LoRA's change ${delta.toExponential(2)}`);
     assert.ok(s.relL2 < 0.03 * delta, `relative L2 to the float form ${s.relL2}, the LoRA changed the output by ${delta}`);
     assertBaseExactly(b.zero);
+  });
+
+  it('loraNbits with float16 compute (scales in float16): within the int8 error of the float16 float form, strength 0 the float16 base bit for bit', async () => {
+    const f16 = await outputs({ loraNbits: false, compute: 'float16' });
+    const q = await outputs({ loraNbits: true, compute: 'float16' });
+    const base16 = await goldenDitForward(BF16_FILE, { format: 'fp32', compute: 'float16' });
+    const delta = compare(f16.withLora, base16).relL2;
+    const s = compare(q.withLora, f16.withLora);
+    assert.ok(delta > 1e-3, 'the LoRA changes the output');
+    assert.ok(s.relL2 < 0.05 * delta, `relative L2 to the float16 float form ${s.relL2}, the LoRA changed the output by ${delta}`);
+    for (let i = 0; i < base16.length; i++) if (q.zero[i] !== base16[i]) assert.fail(`strength 0: element ${i} is ${q.zero[i]}, the base gave ${base16[i]}`);
+  });
+});
+
+describe('LoRA factors shared out by a power of two (ditLora balanced)', () => {
+  it('A·2^e and Bᵀ·2^-e: the same product in float32, the rows\' largest magnitudes within 2× of each other, small (α/r)·B lifted out of float16\'s subnormals', () => {
+    const r = 3;
+    const inF = 5;
+    const out = 4;
+    let seed = 11;
+    const rand = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5);
+    // α/r folded into B makes it tiny (2^-20 ≈ 1e-6: a float16 subnormal); one rank row is all zeros.
+    const b = { rank: r, a: Float32Array.from({ length: r * inF }, (_, i) => (i >= 2 * inF ? 0 : rand())), bt: Float32Array.from({ length: r * out }, rand), scale: Float32Array.of(2 ** -20, 1, 2 ** -20) };
+    const { a, bt } = balanced(b, inF, out);
+    for (let i = 0; i < inF; i++) {
+      for (let o = 0; o < out; o++) {
+        let before = 0;
+        let after = 0;
+        for (let j = 0; j < r; j++) {
+          before += b.a[j * inF + i] * Math.fround(b.bt[j * out + o] * b.scale[j]);
+          after += a[j * inF + i] * bt[j * out + o];
+        }
+        assert.equal(after, before, `product [${i}, ${o}]`);
+      }
+    }
+    for (let j = 0; j < 2; j++) {
+      const maxA = Math.max(...Array.from(a.subarray(j * inF, (j + 1) * inF), Math.abs));
+      const maxB = Math.max(...Array.from(bt.subarray(j * out, (j + 1) * out), Math.abs));
+      assert.ok(maxA / maxB < 2 && maxB / maxA < 2, `row ${j}: |A| ${maxA}, |B| ${maxB}`);
+      assert.ok(maxB > 2 ** -14, `row ${j}: B's largest value ${maxB} is a normal float16`);
+    }
+    assert.deepEqual(Array.from(a.subarray(2 * inF)), new Array(inF).fill(0), 'a zero row stays as it is');
   });
 });

@@ -2,8 +2,8 @@
 //   y = base(x) + strength_k · ((x·A_kᵀ)·((α/r)_k·B_kᵀ)), one term per LoRA k covering it.
 // The base keeps its weight format (fp8, int8, int4, GGUF blocks): the LoRA is never merged into it.
 //
-// Aᵀ and the scaled Bᵀ are initializers of the session, in the compute type, and each LoRA's
-// strength is ONE [1] float32 input (`lora_strength_<slot>`). An earlier scheme fed A, s and Bᵀ of
+// The factors are initializers of the session (Aᵀ and the scaled Bᵀ in the compute type, or A and
+// B as 8-bit MatMulNBits blocks: LoraGraphOptions.nbits), and each LoRA's strength is ONE [1] float32 input (`lora_strength_<slot>`). An earlier scheme fed A, s and Bᵀ of
 // every Linear as inputs so that any LoRA set ran on one session; on an H100 with the WebGPU
 // provider (FLUX.1-dev int8, 1024²) that cost 2.60 s/step against 1.23 s without branches, and
 // still 2.49 s/step with zeros fed: onnxruntime uploads every input on every run at a fixed cost
@@ -13,7 +13,10 @@
 //
 // The strength multiplies the [tokens, r] product, the smallest tensor of the branch; α/r (one
 // value per rank row: fused pieces may differ) is folded into Bᵀ on the host, so no graph node
-// has only initializers as inputs (onnxruntime would constant-fold it into a second copy).
+// has only initializers as inputs (onnxruntime would constant-fold it into a second copy). Each
+// rank row's magnitude is then shared out between A and B by a power of two (exact): with α/r
+// folded in, B's values can be small enough to lose bits as float16 subnormals, or to put an
+// 8-bit block's scale there.
 // Strength 0 makes the branch add exactly zero: the base output bit for bit.
 
 import * as ort from 'onnxruntime-node';
@@ -24,7 +27,7 @@ import { OpChoices } from '../onnx/providerOps';
 import { bytesOf, Graph, Value } from '../onnx/graph';
 import { ComputeType } from '../onnx/weights';
 import { ElemType } from '../onnx/proto';
-import { blocksPerRow, quantizeNBits } from '../onnx/quant';
+import { blocksPerRow, midZeroPoints, nbitsAttrs, quantizeNBits, transposed } from '../onnx/quant';
 
 /** One LoRA's branches and how strongly it applies. */
 export interface WeightedBranches {
@@ -116,18 +119,15 @@ export class LoraGraph {
       if (!b) return;
       if (b.a.length !== b.rank * inFeatures || b.bt.length !== b.rank * out) throw new Error(`LoRA branch on ${linear}: rank ${b.rank} factors do not fit [${out}, ${inFeatures}]`);
       const r = b.rank;
+      const { a, bt } = balanced(b, inFeatures, out);
       if (this.opts.nbits) {
-        // MatMulNBits takes W [N, K]: A [r, in] as it is, and B [out, r] with α/r folded in.
-        const bScaled = new Float32Array(out * r);
-        for (let j = 0; j < r; j++) for (let o = 0; o < out; o++) bScaled[o * r + j] = b.bt[j * out + o] * b.scale[j];
-        const down = this.g.op('Mul', [this.matMulNBits(x, b.a, r, inFeatures, `lora${k}.${linear}.a`), this.strengths[k]]); // [tokens, r]
-        y = this.g.op('Add', [y, this.matMulNBits(down, bScaled, out, r, `lora${k}.${linear}.b`)]);
+        // MatMulNBits takes W [N, K]: A [r, in] as it is, B [out, r]; the up-projection's K is the rank, its blocks no longer than it needs.
+        const down = this.g.op('Mul', [this.matMulNBits(x, a, r, inFeatures, this.opts.nbits.block, `lora${k}.${linear}.a`), this.strengths[k]]); // [tokens, r]
+        const upBlock = Math.min(this.opts.nbits.block, Math.max(16, 2 ** Math.ceil(Math.log2(r))));
+        y = this.g.op('Add', [y, this.matMulNBits(down, transposed(bt, r, out), out, r, upBlock, `lora${k}.${linear}.b`)]);
         return;
       }
-      const at = new Float32Array(inFeatures * r);
-      for (let j = 0; j < r; j++) for (let i = 0; i < inFeatures; i++) at[i * r + j] = b.a[j * inFeatures + i];
-      const bt = new Float32Array(r * out);
-      for (let j = 0; j < r; j++) for (let o = 0; o < out; o++) bt[j * out + o] = b.bt[j * out + o] * b.scale[j];
+      const at = transposed(a, r, inFeatures);
       const down = this.g.op('Mul', [this.g.op('MatMul', [x, this.constant(at, [inFeatures, r], `lora${k}.${linear}.at`)]), this.strengths[k]]); // [tokens, r]
       // onnxruntime fuses this MatMul + Add into one Gemm itself (MatMulAddFusion; measured the same speed without it).
       y = this.g.op('Add', [y, this.g.op('MatMul', [down, this.constant(bt, [r, out], `lora${k}.${linear}.bt`)])]);
@@ -136,15 +136,13 @@ export class LoraGraph {
   }
 
   /** x [tokens, k] · dequant(W)ᵀ for W [n, k] quantized here to 8-bit blocks. */
-  private matMulNBits(x: Value, w: Float32Array, n: number, k: number, hint: string): Value {
-    const { block, int8Activations, explicitZeroPoints } = this.opts.nbits!;
+  private matMulNBits(x: Value, w: Float32Array, n: number, k: number, block: number, hint: string): Value {
+    const { int8Activations, explicitZeroPoints } = this.opts.nbits!;
     const q = quantizeNBits(w, n, k, { bits: 8, blockSize: block });
-    const blocks = blocksPerRow(k, block);
-    const data = this.inline('uint8', [n, blocks, block], q.data, `${hint}.q8`);
-    const scales = this.inline(this.type, [n * blocks], this.type === 'float32' ? bytesOf(q.scales) : bytesOf(float32ToF16Bits(q.scales)), `${hint}.scales`);
-    // 8-bit zero points are one byte per block: 128 is the symmetric quantizer's zero.
-    const zp = explicitZeroPoints ? this.inline('uint8', [n * blocks], new Uint8Array(n * blocks).fill(0x80), `${hint}.zero_points`) : undefined;
-    return this.g.op('MatMulNBits', [x, data, scales, zp], { K: k, N: n, bits: 8, block_size: block, ...(int8Activations ? { accuracy_level: 4 } : {}) }, { domain: 'com.microsoft' });
+    const data = this.inline('uint8', [n, blocksPerRow(k, block), block], q.data, `${hint}.q8`);
+    const scales = this.inline(this.type, [q.scales.length], this.type === 'float32' ? bytesOf(q.scales) : bytesOf(float32ToF16Bits(q.scales)), `${hint}.scales`);
+    const zp = explicitZeroPoints ? midZeroPoints(n, k, 8, block) : undefined;
+    return this.g.op('MatMulNBits', [x, data, scales, zp && this.inline('uint8', [zp.length], zp, `${hint}.zero_points`)], nbitsAttrs(n, k, 8, block, int8Activations), { domain: 'com.microsoft' });
   }
 
   private constant(data: Float32Array, dims: number[], hint: string): Value {
@@ -154,8 +152,29 @@ export class LoraGraph {
   private inline(type: ElemType, dims: number[], bytes: Uint8Array, hint: string): Value {
     // Inlined in the model's protobuf, which onnxruntime refuses past 2 GiB: say so before it does, cryptically.
     if (this.g.inlineBytes + bytes.byteLength > MAX_INLINE_BYTES) {
-      throw new UserError(`These LoRAs are too large to apply together: their factors in ${this.type} pass ${(MAX_INLINE_BYTES / 2 ** 30).toFixed(1)} GiB, the most one model can hold inline. Use fewer LoRAs or ones of lower rank${this.type === 'float32' ? ' (on a GPU they take half as much, in float16)' : ''}.`);
+      throw new UserError(`These LoRAs are too large to apply together: their factors${this.opts.nbits ? '' : ` in ${this.type}`} pass ${(MAX_INLINE_BYTES / 2 ** 30).toFixed(1)} GiB, the most one model can hold inline. Use fewer LoRAs or ones of lower rank${this.type === 'float32' ? ' (on a GPU they take half as much, in float16)' : ''}.`);
     }
     return this.g.constant(type, dims, bytes, hint);
   }
+}
+
+/**
+ * A [r, in] and (α/r)·Bᵀ [r, out] with rank row j of A multiplied by 2^e_j and of Bᵀ divided by
+ * it, e_j making the two rows' largest magnitudes about equal. Powers of two scale binary floats
+ * exactly, so the branch's product is unchanged in float32.
+ */
+export function balanced(b: LoraBranch, inFeatures: number, out: number): { a: Float32Array; bt: Float32Array } {
+  const a = Float32Array.from(b.a);
+  const bt = new Float32Array(b.rank * out);
+  for (let j = 0; j < b.rank; j++) {
+    let maxA = 0;
+    let maxB = 0;
+    for (let i = 0; i < inFeatures; i++) maxA = Math.max(maxA, Math.abs(a[j * inFeatures + i]));
+    for (let o = 0; o < out; o++) maxB = Math.max(maxB, Math.abs((bt[j * out + o] = Math.fround(b.bt[j * out + o] * b.scale[j]))));
+    if (!(maxA > 0 && maxB > 0)) continue;
+    const up = 2 ** Math.round(Math.log2(maxB / maxA) / 2);
+    for (let i = 0; i < inFeatures; i++) a[j * inFeatures + i] *= up;
+    for (let o = 0; o < out; o++) bt[j * out + o] /= up;
+  }
+  return { a, bt };
 }
