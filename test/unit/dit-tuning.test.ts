@@ -68,7 +68,8 @@ describe('LoRA branches as 8-bit MatMulNBits (loraNbits)', function () {
   const ops = (tuning: DitTuning) => {
     const nodes = buildDit(component.weights, component.config, { format: 'fp32', loras, ...tuning }).graph.liveNodeList();
     const count = (op: string) => nodes.filter((n) => n.opType === op).length;
-    return { matmuls: count('MatMul'), nbits: count('MatMulNBits') };
+    // Named lora_* so that a GPU profile can sum them (scripts/gpu/profile-summary.mjs).
+    return { matmuls: count('MatMul'), nbits: count('MatMulNBits'), named: nodes.filter((x) => /(?:^|\/)lora_[a-z]+/.test(x.name)).length };
   };
   // The output with the LoRA at 0.8, and with its strength fed 0 (same session).
   async function outputs(tuning: DitTuning & { compute?: 'float16' }) {
@@ -91,6 +92,8 @@ describe('LoRA branches as 8-bit MatMulNBits (loraNbits)', function () {
     const q = ops({ loraNbits: true });
     assert.equal(q.nbits - float.nbits, 2 * n, 'two MatMulNBits per branch');
     assert.equal(float.matmuls - q.matmuls, 2 * n, 'no float MatMul for the branches');
+    assert.equal(float.named, 4 * n, 'the float form\'s four nodes per branch are named lora_*');
+    assert.equal(q.named, 4 * n, 'so are the 8-bit form\'s');
     assert.ok(compare(floatForm.withLora, base).relL2 > 1e-3, 'the LoRA changes the output');
     const b = await outputs({ loraNbits: true });
     const delta = compare(floatForm.withLora, base).relL2;

@@ -111,7 +111,7 @@ export class LoraGraph {
     });
   }
 
-  /** y plus the branch of every slot that covers Linear `linear`; x [tokens, in]. */
+  /** y plus the branch of every slot that covers Linear `linear`; x [tokens, in]. Its nodes are named lora_* (a profile tells them apart: scripts/gpu/profile-summary.mjs). */
   apply(x: Value, y: Value, linear: string): Value {
     const [out, inFeatures] = this.shapes.get(linear)!;
     this.slots.forEach((branches, k) => {
@@ -122,15 +122,15 @@ export class LoraGraph {
       const { a, bt } = balanced(b, inFeatures, out);
       if (this.opts.nbits) {
         // MatMulNBits takes W [N, K]: A [r, in] as it is, B [out, r]; the up-projection's K is the rank, its blocks no longer than it needs.
-        const down = this.g.op('Mul', [this.matMulNBits(x, a, r, inFeatures, this.opts.nbits.block, `lora${k}.${linear}.a`), this.strengths[k]]); // [tokens, r]
+        const down = this.g.op('Mul', [this.matMulNBits(x, a, r, inFeatures, this.opts.nbits.block, `lora${k}.${linear}.a`), this.strengths[k]], {}, { name: 'lora_strength' }); // [tokens, r]
         const upBlock = Math.min(this.opts.nbits.block, Math.max(16, 2 ** Math.ceil(Math.log2(r))));
-        y = this.g.op('Add', [y, this.matMulNBits(down, transposed(bt, r, out), out, r, upBlock, `lora${k}.${linear}.b`)]);
+        y = this.g.op('Add', [y, this.matMulNBits(down, transposed(bt, r, out), out, r, upBlock, `lora${k}.${linear}.b`)], {}, { name: 'lora_add' });
         return;
       }
       const at = transposed(a, r, inFeatures);
-      const down = this.g.op('Mul', [this.g.op('MatMul', [x, this.constant(at, [inFeatures, r], `lora${k}.${linear}.at`)]), this.strengths[k]]); // [tokens, r]
+      const down = this.g.op('Mul', [this.g.op('MatMul', [x, this.constant(at, [inFeatures, r], `lora${k}.${linear}.at`)], {}, { name: 'lora_down' }), this.strengths[k]], {}, { name: 'lora_strength' }); // [tokens, r]
       // onnxruntime fuses this MatMul + Add into one Gemm itself (MatMulAddFusion; measured the same speed without it).
-      y = this.g.op('Add', [y, this.g.op('MatMul', [down, this.constant(bt, [r, out], `lora${k}.${linear}.bt`)])]);
+      y = this.g.op('Add', [y, this.g.op('MatMul', [down, this.constant(bt, [r, out], `lora${k}.${linear}.bt`)], {}, { name: 'lora_up' })], {}, { name: 'lora_add' });
     });
     return y;
   }
@@ -142,7 +142,7 @@ export class LoraGraph {
     const data = this.inline('uint8', [n, blocksPerRow(k, block), block], q.data, `${hint}.q8`);
     const scales = this.inline(this.type, [q.scales.length], this.type === 'float32' ? bytesOf(q.scales) : bytesOf(float32ToF16Bits(q.scales)), `${hint}.scales`);
     const zp = explicitZeroPoints ? midZeroPoints(n, k, 8, block) : undefined;
-    return this.g.op('MatMulNBits', [x, data, scales, zp && this.inline('uint8', [zp.length], zp, `${hint}.zero_points`)], nbitsAttrs(n, k, 8, block, int8Activations), { domain: 'com.microsoft' });
+    return this.g.op('MatMulNBits', [x, data, scales, zp && this.inline('uint8', [zp.length], zp, `${hint}.zero_points`)], nbitsAttrs(n, k, 8, block, int8Activations), { domain: 'com.microsoft', name: 'lora_nbits' });
   }
 
   private constant(data: Float32Array, dims: number[], hint: string): Value {
