@@ -13,8 +13,8 @@ export type Phase = (typeof PHASES)[number];
 
 export interface JobProgress {
   phase: Phase;
-  /** A part being loaded now; `percent` while preparing its weights (first use). */
-  loading?: { component: ComponentName; preparing: boolean; percent?: number };
+  /** A part being loaded now; `percent` while preparing its weights (first use); `lora`: the DiT built again with a new LoRA. */
+  loading?: { component: ComponentName; preparing: boolean; percent?: number; lora?: true };
   /** Denoising step done so far (0 before the first) and of how many. */
   step?: number;
   steps?: number;
@@ -28,6 +28,7 @@ export function jobProgress(j: Job): JobProgress | undefined {
   const loading = j.loading && {
     component: j.loading.component,
     preparing: j.loading.phase === 'prepare',
+    ...(j.loading.phase === 'lora' ? { lora: true as const } : {}),
     ...(j.loading.phase === 'prepare' && j.loading.fraction !== undefined ? { percent: Math.floor(j.loading.fraction * 100) } : {}),
   };
   if (j.state === 'pending') return { phase: 'waiting', fraction: 0 };

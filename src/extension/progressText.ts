@@ -13,6 +13,7 @@ export function progressText(p: JobProgress): string {
   if (p.loading) {
     const part = PART[p.loading.component];
     if (p.loading.preparing) return p.loading.percent !== undefined ? t('Preparing weights (first use, {0})… {1} %', part, p.loading.percent) : t('Preparing weights (first use, {0})…', part);
+    if (p.loading.lora) return t('Applying LoRAs (building the {0} again)…', part);
     return t('Loading the model ({0})…', part);
   }
   switch (p.phase) {
@@ -32,6 +33,7 @@ export function statusText(p: JobProgress, model: string): string {
   if (p.loading) {
     const part = PART[p.loading.component];
     if (p.loading.preparing) return p.loading.percent !== undefined ? t('preparing {0} weights {1} %', part, p.loading.percent) : t('preparing {0} weights', part);
+    if (p.loading.lora) return t('applying LoRAs ({0})', part);
     return t('loading {0} ({1})', model, part);
   }
   switch (p.phase) {

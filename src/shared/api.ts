@@ -114,9 +114,10 @@ export interface GenerateResult {
 /**
  * Loading a model part during a job: `load` (reading it, building its session), `prepare` (first
  * use of a weight format: converting the weights into the cache, with the fraction done; `load`
- * again once converted), then `loaded`.
+ * again once converted), `lora` (the DiT loaded, built again with a LoRA it did not have: about a
+ * load's time on a GPU), then `loaded`.
  */
-export const LOAD_PHASES = ['load', 'prepare', 'loaded'] as const;
+export const LOAD_PHASES = ['load', 'prepare', 'lora', 'loaded'] as const;
 export type LoadPhase = (typeof LOAD_PHASES)[number];
 
 export interface GenerateHooks {

@@ -24,4 +24,10 @@ describe('job progress: the encode stage', () => {
     assert.equal(jobProgress(params({ steps: 20, hires: { scale: 2, strength: 0.45 } }))?.steps, 20 + 9);
     assert.equal(jobProgress(params({ steps: 8 }))?.steps, 8);
   });
+
+  it('the DiT built again with a new LoRA (load phase `lora`) shows inside the denoise stage, at the steps done so far', () => {
+    const p = jobProgress(job({ stage: 'denoise', step: 0, steps: 8, loading: { component: 'dit', phase: 'lora' } }));
+    assert.deepEqual(p, { phase: 'denoise', loading: { component: 'dit', preparing: false, lora: true }, step: 0, steps: 8, fraction: 0 });
+    assert.equal(jobProgress(job({ stage: 'denoise', loading: { component: 'dit', phase: 'load' } }))?.loading?.lora, undefined, 'a plain load is not a LoRA');
+  });
 });

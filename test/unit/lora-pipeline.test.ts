@@ -78,12 +78,19 @@ describe('LoRA in the pipeline (pipeline/loras.ts, formats/loraText.ts)', functi
       const job = { prompt: 'a paper lantern', width: 64, height: 64, steps: 2, seed: 5 };
       const base = await p.generate(job);
       assert.equal(base.metadata.loras, undefined);
-      const strong = await p.generate({ ...job, loras: [{ path: lora, strength: 0.8 }] });
+      // The rebuild is reported as the DiT's `lora` load phase (the client shows "Applying LoRAs"), inside the denoise stage.
+      const loads: string[] = [];
+      const onLoad = (c: string, phase: string) => loads.push(`${c}:${phase}`);
+      const strong = await p.generate({ ...job, loras: [{ path: lora, strength: 0.8 }] }, { onLoad });
+      // (CLIP loads again: this LoRA has CLIP layers, merged into its weights.)
+      assert.deepEqual(loads.filter((l) => l.startsWith('dit:')), ['dit:lora', 'dit:loaded'], 'a LoRA new to the loaded DiT: one lora phase');
       const bytes = fs.readFileSync(lora);
       const hash = crypto.createHash('sha256').update(bytes.subarray(8 + Number(bytes.readBigUInt64LE(0)))).digest('hex').slice(0, 12);
       assert.deepEqual(strong.metadata.loras, [{ name: 'my-style_v2', strength: 0.8, hash }]);
       assert.ok(strong.image.some((x, i) => x !== base.image[i]), 'the LoRA changes the image');
-      const zero = await p.generate({ ...job, loras: [{ path: lora, strength: 0 }] });
+      loads.length = 0;
+      const zero = await p.generate({ ...job, loras: [{ path: lora, strength: 0 }] }, { onLoad });
+      assert.deepEqual(loads.filter((l) => l.startsWith('dit:')), [], 'a strength change rebuilds nothing and says nothing');
       assert.deepEqual(Array.from(zero.image), Array.from(base.image), 'strength 0 = base');
       const again = await p.generate({ ...job, loras: [{ path: lora, strength: 0.8 }] });
       assert.deepEqual(Array.from(again.image), Array.from(strong.image), 'the same LoRA and strength again: the same image');

@@ -141,6 +141,12 @@ export class FluxTransformer {
     this.lora = built.length ? { built, feeds: strengthFeeds(built, loras) } : undefined;
   }
 
+  /** Whether setLoras(loras) builds the session again (a LoRA it was not built with), rather than feeding strengths. */
+  rebuildsFor(loras: readonly WeightedBranches[]): boolean {
+    const built = this.lora?.built ?? [];
+    return !loraSlots(loras).every((w) => built.includes(w.key));
+  }
+
   /**
    * Applies these LoRAs (branches from formats/loraDit.ts ditLora, with strengths and the file's
    * id) from the next step on, replacing any set before. LoRAs the session was built with take
@@ -150,9 +156,7 @@ export class FluxTransformer {
    * converted again (the cache is complete) and the LoRA factors never enter that cache.
    */
   async setLoras(loras: readonly WeightedBranches[]): Promise<void> {
-    const wanted = loraSlots(loras);
-    const built = this.lora?.built ?? [];
-    if (wanted.every((w) => built.includes(w.key))) {
+    if (!this.rebuildsFor(loras)) {
       if (this.lora) this.lora.feeds = strengthFeeds(this.lora.built, loras);
       return;
     }

@@ -5,7 +5,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { UserError } from '../../shared/api';
+import { GenerateHooks, UserError } from '../../shared/api';
 import { ImageMetadata, Lora } from '../../shared/params';
 import { addnetHash, LoraFile, readLora } from '../formats/lora';
 import { DitLora, ditLora } from '../formats/loraDit';
@@ -155,14 +155,19 @@ export class PipelineLoras {
   }
 
   /** Applies the job's LoRAs (mapped by resolve) to the DiT: branches, nothing reloaded once the DiT has them. */
-  async applyToDit(dit: FluxTransformer, active: ActiveLoras): Promise<void> {
+  async applyToDit(dit: FluxTransformer, active: ActiveLoras, onLoad?: GenerateHooks['onLoad']): Promise<void> {
     const on = active.entries.flatMap((entry) => (entry.cached.dit ? [{ entry, lora: entry.cached.dit }] : []));
     const key = active.entries.map((e) => `${e.cached.id}@${e.strength}`).join('\n');
     if (this.lastDit?.on === dit && this.lastDit.key === key) return;
     if (!key && !dit.hasLoraBranches) return;
     const t0 = performance.now();
     const builds = dit.sessionBuilds;
-    await dit.setLoras(on.map(({ entry, lora }) => ({ branches: lora.branches, strength: entry.strength, id: entry.cached.id })));
+    const loras = on.map(({ entry, lora }) => ({ branches: lora.branches, strength: entry.strength, id: entry.cached.id }));
+    // A rebuild takes about a load's time: said, so that the job does not look stuck at step 0.
+    const rebuilds = dit.rebuildsFor(loras);
+    if (rebuilds) onLoad?.('dit', 'lora');
+    await dit.setLoras(loras);
+    if (rebuilds) onLoad?.('dit', 'loaded');
     this.lastDit = { on: dit, key };
     const t = dit.loadTimings;
     // Where a rebuild's time goes (graph with the factors, then the session: the weights uploaded again).

@@ -274,7 +274,7 @@ export class FluxPipeline {
       await this.unload(['dit']);
     }
     const dit = await this.ensure('dit', hooks.onLoad);
-    await this.loras.applyToDit(dit, guide.loras).catch(async (e) => {
+    await this.loras.applyToDit(dit, guide.loras, hooks.onLoad).catch(async (e) => {
       await this.unload(['dit']).catch(() => {}); // a failed rebuild leaves no usable session
       throw e;
     });
