@@ -90,6 +90,8 @@ export function checkedInputFile(flag: string, file: string): string {
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
+/** Stopped by Ctrl+C: 128 + SIGINT, what a shell reports for a command interrupted the same way. */
+export const EXIT_CANCELLED = 130;
 
 type OptionSpec = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 

@@ -2,7 +2,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EP_CHOICES, MEMORY_MODES, ModelSpec, Stage, UserError, WEIGHT_CHOICES } from '../../shared/api';
+import { CancelledError, EP_CHOICES, MEMORY_MODES, ModelSpec, Stage, UserError, WEIGHT_CHOICES } from '../../shared/api';
 import { DEFAULT_TEMPLATE, renderTemplate } from '../../shared/fileName';
 import {
   DEFAULTS, describeRange, GenerateParams, resolveParams, Guidance, Height, ImageMetadata, LIMITS, Prompt, RANDOM_SEED, Seed, Shift, Steps, T5MaxLength, Width,
@@ -12,7 +12,7 @@ import { lifetimePeakRss } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
 import { FluxPipeline } from '../pipeline/pipeline';
 import { encodeImagePng, FileExistsError, writePngAtomic } from '../formats/png';
-import { cacheMaxBytesFlag, checked, checkedInputFile, choiceFlag, CliOutput, flag, parseCommandArgs, statIfAny, Subcommand, UsageError, wholeNumberFlag } from './common';
+import { cacheMaxBytesFlag, checked, checkedInputFile, choiceFlag, CliOutput, EXIT_CANCELLED, flag, parseCommandArgs, statIfAny, Subcommand, UsageError, wholeNumberFlag } from './common';
 import { EXTRA_HELP, EXTRA_OPTIONS, extraParams } from './generateOptions';
 
 const { side, shift } = LIMITS;
@@ -62,7 +62,7 @@ Output:
 
 Progress goes to stderr: a bar on a terminal, one line per stage and per step otherwise.
 Every argument is checked before the model loads. Exit status: 0 success; 1 a failure (missing
-or broken model, out of memory); 2 bad arguments.
+or broken model, out of memory); 2 bad arguments; 130 cancelled (Ctrl+C: no image is written).
 `;
 
 export const generateCommand: Subcommand = {
@@ -108,12 +108,24 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   const progress = progressPrinter(io, values.quiet === true);
   const pipeline = await FluxPipeline.create(model, runtime, progress.log);
   const controller = new AbortController();
-  process.once('SIGINT', () => {
+  // The first Ctrl+C stops at the next step; a second one (the listener is gone) kills at once.
+  const onSigint = () => {
     io.err('\ncancelling at the next step…\n');
     controller.abort();
-  });
+  };
+  process.once('SIGINT', onSigint);
   const t0 = performance.now();
-  const result = await pipeline.generate(params, { signal: controller.signal, onStage: progress.onStage, onStep: progress.onStep });
+  let result: Awaited<ReturnType<FluxPipeline['generate']>>;
+  try {
+    result = await pipeline.generate(params, { signal: controller.signal, onStage: progress.onStage, onStep: progress.onStep });
+  } catch (e) {
+    if (!(e instanceof CancelledError)) throw e;
+    // The PNG is written only after the last step, so a cancelled run has nothing to clean up.
+    io.err('cancelled; no image was written\n');
+    return EXIT_CANCELLED;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
   await pipeline.release();
   const file = out ?? path.resolve('generated', defaultName(result.metadata));
   fs.mkdirSync(path.dirname(file), { recursive: true });

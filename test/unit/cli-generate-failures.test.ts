@@ -1,0 +1,61 @@
+// `majicflux generate` when something goes wrong around the generation itself, as a first-time user
+// meets it: Ctrl+C mid-step, the output name taken or its folder gone while generating, a cache
+// folder that cannot be written. Each must say what happened and what to do, without a stack
+// trace, and leave no partial file (issue 15, QA of the everyday path).
+
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { main } from '../../src/inference/cli/main';
+import { CliRun, CLI, runCli } from '../helpers/cli';
+
+const ROOT = path.resolve(__dirname, '../..');
+const TINY = path.join(ROOT, 'test', 'fixtures', 'flux-tiny', 'models');
+const SMALL = ['--model', TINY, '--width', '64', '--height', '64', '--steps', '2'];
+
+function assertNoStack(r: { stderr: string }): void {
+  assert.doesNotMatch(r.stderr, /^\s+at /m, `no stack trace:\n${r.stderr}`);
+}
+
+/** main() in this process, with a hook on each stderr write (to change the disk mid-run). */
+async function runInProcess(args: string[], onErr: (text: string) => void = () => {}): Promise<CliRun> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(args, {
+    out: (t) => (stdout += t),
+    err: (t) => {
+      stderr += t;
+      onErr(t);
+    },
+  });
+  return { code, signal: null, stdout, stderr };
+}
+
+describe('CLI: majicflux generate, failures around the generation', function () {
+  this.timeout(120_000);
+  let tmp: string;
+
+  before(() => {
+    assert.ok(fs.existsSync(CLI), 'dist/cli.js is built by npm run build');
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-failures-'));
+  });
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  it('Ctrl+C mid-step says it was cancelled (no stack trace), exits 130 and writes nothing', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'sigint-'));
+    let sent = false;
+    const r = await runCli(['generate', 'a cat', '--model', TINY, '--width', '1024', '--height', '1024', '--steps', '200', '--out', path.join(dir, 'a.png')], dir, {
+      onStderr: (text, child) => {
+        if (sent || !/^step 1\/200$/m.test(text)) return;
+        sent = true;
+        child.kill('SIGINT');
+      },
+    });
+    assert.ok(sent, r.stderr);
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /^cancelled; no image was written$/m);
+    assertNoStack(r);
+    assert.deepEqual(fs.readdirSync(dir), [], 'no PNG and no temp file left');
+  });
+});
