@@ -58,4 +58,18 @@ describe('CLI: majicflux generate, failures around the generation', function () 
     assertNoStack(r);
     assert.deepEqual(fs.readdirSync(dir), [], 'no PNG and no temp file left');
   });
+
+  it('an --out file that another run wrote meanwhile is kept, and this image goes to the next free name', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'race-'));
+    const out = path.join(dir, 'a.png');
+    const r = await runInProcess(['generate', 'a cat', ...SMALL, '--out', out], (t) => {
+      if (/^step 1\/2$/m.test(t)) fs.writeFileSync(out, 'the other run');
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(fs.readFileSync(out, 'utf8'), 'the other run');
+    const other = path.join(dir, 'a-1.png');
+    assert.ok(fs.readFileSync(other).subarray(1, 4).equals(Buffer.from('PNG')), 'this run\'s image is saved');
+    assert.match(r.stderr, /a\.png appeared while generating \(another run\?\); saved as .*a-1\.png instead/);
+    assert.match(r.stdout, /a-1\.png\n/);
+  });
 });

@@ -130,7 +130,7 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   const file = out ?? path.resolve('generated', defaultName(result.metadata));
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const png = await encodeImagePng({ width: result.width, height: result.height, data: result.image }, result.metadata);
-  const written = await writePng(file, png, out === undefined ? { unique: true } : { overwrite: values.overwrite === true });
+  const written = await writePng(file, png, out === undefined ? { unique: true } : { overwrite: values.overwrite === true }, io);
   const total = (performance.now() - t0) / 1000;
   if (values.json) {
     io.out(`${JSON.stringify({ file: written, seed: result.seed, seconds: total, stages: result.stages, notes: result.notes, metadata: result.metadata })}\n`);
@@ -203,13 +203,15 @@ function checkCanCreate(flag: string, dir: string): void {
   }
 }
 
-/** writePngAtomic, with a file that appeared meanwhile reported as a user error, not a crash. */
-async function writePng(file: string, png: Uint8Array, options: { unique?: boolean; overwrite?: boolean }): Promise<string> {
+/** writePngAtomic, after minutes of generation: a name another run took meanwhile gets the next free name rather than losing this image. */
+async function writePng(file: string, png: Uint8Array, options: { unique?: boolean; overwrite?: boolean }, io: CliOutput): Promise<string> {
   try {
     return await writePngAtomic(file, png, options);
   } catch (e) {
-    if (e instanceof FileExistsError) throw new UserError(`${file} appeared while generating; not replacing it (pass --overwrite to)`);
-    throw e;
+    if (!(e instanceof FileExistsError)) throw e;
+    const written = await writePngAtomic(file, png, { unique: true });
+    io.err(`warning: ${file} appeared while generating (another run?); saved as ${written} instead\n`);
+    return written;
   }
 }
 
