@@ -72,4 +72,19 @@ describe('CLI: majicflux generate, failures around the generation', function () 
     assert.match(r.stderr, /a\.png appeared while generating \(another run\?\); saved as .*a-1\.png instead/);
     assert.match(r.stdout, /a-1\.png\n/);
   });
+
+  it('an output folder that became unwritable while generating: a clear message with the seed to get the image again', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'gone-'));
+    const sub = path.join(dir, 'sub');
+    fs.mkdirSync(sub);
+    const r = await runInProcess(['generate', 'a cat', ...SMALL, '--seed', '5', '--out', path.join(sub, 'a.png')], (t) => {
+      if (!/^step 1\/2$/m.test(t)) return;
+      fs.rmSync(sub, { recursive: true });
+      fs.writeFileSync(sub, 'a file where the folder was');
+    });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /could not save the image to .*a\.png: a file is in the way/);
+    assert.match(r.stderr, /--seed 5/);
+    assertNoStack(r);
+  });
 });

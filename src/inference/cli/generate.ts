@@ -9,6 +9,7 @@ import {
 } from '../../shared/params';
 import { demoModelNamed, ensureDemoModel } from '../models/demo';
 import { lifetimePeakRss } from '../system/processMemory';
+import { writeFailureReason } from '../system/fsErrors';
 import { formatBytes } from '../../shared/bytes';
 import { FluxPipeline } from '../pipeline/pipeline';
 import { encodeImagePng, FileExistsError, writePngAtomic } from '../formats/png';
@@ -128,9 +129,8 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   }
   await pipeline.release();
   const file = out ?? path.resolve('generated', defaultName(result.metadata));
-  fs.mkdirSync(path.dirname(file), { recursive: true });
   const png = await encodeImagePng({ width: result.width, height: result.height, data: result.image }, result.metadata);
-  const written = await writePng(file, png, out === undefined ? { unique: true } : { overwrite: values.overwrite === true }, io);
+  const written = await writePng(file, png, out === undefined ? { unique: true } : { overwrite: values.overwrite === true }, result.seed, io);
   const total = (performance.now() - t0) / 1000;
   if (values.json) {
     io.out(`${JSON.stringify({ file: written, seed: result.seed, seconds: total, stages: result.stages, notes: result.notes, metadata: result.metadata })}\n`);
@@ -203,15 +203,25 @@ function checkCanCreate(flag: string, dir: string): void {
   }
 }
 
-/** writePngAtomic, after minutes of generation: a name another run took meanwhile gets the next free name rather than losing this image. */
-async function writePng(file: string, png: Uint8Array, options: { unique?: boolean; overwrite?: boolean }, io: CliOutput): Promise<string> {
+/**
+ * writePngAtomic, after minutes of generation: a name another run took meanwhile gets the next free
+ * name rather than losing this image; a folder that cannot be written is a message, not a stack.
+ */
+async function writePng(file: string, png: Uint8Array, options: { unique?: boolean; overwrite?: boolean }, seed: number, io: CliOutput): Promise<string> {
   try {
-    return await writePngAtomic(file, png, options);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    try {
+      return await writePngAtomic(file, png, options);
+    } catch (e) {
+      if (!(e instanceof FileExistsError)) throw e;
+      const written = await writePngAtomic(file, png, { unique: true });
+      io.err(`warning: ${file} appeared while generating (another run?); saved as ${written} instead\n`);
+      return written;
+    }
   } catch (e) {
-    if (!(e instanceof FileExistsError)) throw e;
-    const written = await writePngAtomic(file, png, { unique: true });
-    io.err(`warning: ${file} appeared while generating (another run?); saved as ${written} instead\n`);
-    return written;
+    throw new UserError(
+      `could not save the image to ${file}: ${writeFailureReason(e)} (no partial file is left). Free some space or choose a writable --out, then run again with --seed ${seed} to get the same image.`,
+    );
   }
 }
 
