@@ -87,4 +87,12 @@ describe('CLI: majicflux generate, failures around the generation', function () 
     assert.match(r.stderr, /--seed 5/);
     assertNoStack(r);
   });
+
+  it('--out with an extension other than .png is refused up front (the file is a PNG)', async () => {
+    const r = await runCli(['generate', 'a cat', ...SMALL, '--out', path.join(tmp, 'a.jpg')], tmp);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--out: the image is written as PNG; name it .*a\.png/);
+    assert.doesNotMatch(r.stderr, /^text…/m, 'refused before anything loads');
+    assert.ok(!fs.existsSync(path.join(tmp, 'a.jpg')));
+  });
 });

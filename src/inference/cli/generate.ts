@@ -54,7 +54,7 @@ ${EXTRA_HELP}Runtime:
   --cache-max-gb N       disk the weight caches may take, GiB: past it the least recently used
                          are removed after a load (default 0: no limit)
 Output:
-  --out FILE             PNG path (default generated/${DEFAULT_TEMPLATE}, numbered if taken);
+  --out FILE.png         PNG path (default generated/${DEFAULT_TEMPLATE}, numbered if taken);
                          an existing FILE is refused before anything runs, unless --overwrite
   --overwrite            replace an existing --out FILE
   --json                 print the result summary as JSON on stdout
@@ -183,6 +183,9 @@ function checkedOut(out: string, overwrite: boolean): string {
   const stat = statIfAny(file);
   if (stat?.isDirectory()) throw new UsageError(`${file} is a folder; --out names the PNG file to write (e.g. ${path.join(out, 'image.png')})`);
   if (stat && !overwrite) throw new UsageError(`${file} already exists; pass --overwrite to replace it, or choose another --out`);
+  // PNG bytes under a .jpg name open as a broken JPEG in some viewers, and the parameters ride in PNG chunks.
+  const ext = path.extname(file);
+  if (ext.toLowerCase() !== '.png') throw new UsageError(`--out: the image is written as PNG; name it ${ext ? file.slice(0, -ext.length) : file}.png`);
   checkCanCreate('--out', path.dirname(file));
   return file;
 }
