@@ -95,4 +95,14 @@ describe('CLI: majicflux generate, failures around the generation', function () 
     assert.doesNotMatch(r.stderr, /^text…/m, 'refused before anything loads');
     assert.ok(!fs.existsSync(path.join(tmp, 'a.jpg')));
   });
+
+  it('a cache folder that cannot be written, on first use of the demo model: says where and what to do', async () => {
+    const file = path.join(tmp, 'cache-is-a-file');
+    fs.writeFileSync(file, '');
+    const r = await runCli(['generate', 'a cat', '--width', '64', '--height', '64', '--steps', '1', '--out', path.join(tmp, 'demo.png')], tmp, { env: { ...process.env, XDG_CACHE_HOME: file } });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /cannot write the demo model into .*cache-is-a-file.*: a file is in the way/);
+    assert.match(r.stderr, /XDG_CACHE_HOME/);
+    assertNoStack(r);
+  });
 });

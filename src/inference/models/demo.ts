@@ -3,7 +3,8 @@
 import * as fs from 'node:fs';
 import { cacheRoot } from '../system/userDirs';
 import * as path from 'node:path';
-import { ModelSpec } from '../../shared/api';
+import { ModelSpec, UserError } from '../../shared/api';
+import { isFsError, writeFailureReason } from '../system/fsErrors';
 import { TINY } from './architecture';
 import { writeSyntheticModel } from './synthetic';
 
@@ -28,9 +29,19 @@ export function ensureDemoModel(root?: string): ModelSpec {
   const done = path.join(dir, '.complete');
   if (!fs.existsSync(done)) {
     const tmp = `${dir}.partial-${process.pid}`;
-    fs.rmSync(tmp, { recursive: true, force: true });
-    writeSyntheticModel(tmp, TINY, { seed: 2024, tokenizers: demoAssetsDir() });
-    fs.writeFileSync(path.join(tmp, '.complete'), '');
+    try {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      writeSyntheticModel(tmp, TINY, { seed: 2024, tokenizers: demoAssetsDir() });
+      fs.writeFileSync(path.join(tmp, '.complete'), '');
+    } catch (e) {
+      removeQuietly(tmp);
+      if (!isFsError(e)) throw e;
+      // The first thing a new user runs: say where it writes and how to move it, not Node's errno and stack.
+      throw new UserError(
+        `cannot write the demo model into ${path.dirname(dir)}: ${writeFailureReason(e)}. Its random weights (about 15 MB) are written there on first use: free some space, or set XDG_CACHE_HOME to a writable folder.`,
+        (e as Error).stack,
+      );
+    }
     try {
       fs.rmSync(dir, { recursive: true, force: true });
       fs.renameSync(tmp, dir);
@@ -41,6 +52,14 @@ export function ensureDemoModel(root?: string): ModelSpec {
     }
   }
   return { dir, transformer: path.join(dir, 'flux.safetensors'), name: 'demo (random weights)' };
+}
+
+function removeQuietly(p: string): void {
+  try {
+    fs.rmSync(p, { recursive: true, force: true });
+  } catch {
+    // Nothing was written where nothing can be removed (a file in the way of the cache folder).
+  }
 }
 
 /** What the CLI's model arguments (`--model`, `inspect`, `models check`) call the demo model. */
