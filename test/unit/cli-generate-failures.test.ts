@@ -105,4 +105,12 @@ describe('CLI: majicflux generate, failures around the generation', function () 
     assert.match(r.stderr, /XDG_CACHE_HOME/);
     assertNoStack(r);
   });
+
+  it('--cache naming a file is refused up front', async () => {
+    const file = path.join(tmp, 'not-a-folder');
+    fs.writeFileSync(file, '');
+    const r = await runCli(['generate', 'a cat', ...SMALL, '--cache', file], tmp);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--cache: .*not-a-folder is a file; --cache names the folder/);
+  });
 });

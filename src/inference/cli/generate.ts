@@ -97,7 +97,7 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
     ep: choiceFlag('ep', values.ep, EP_CHOICES),
     memory: choiceFlag('memory', values.memory, MEMORY_MODES),
     threads: wholeNumberFlag('threads', values.threads, 0, 1024),
-    cacheDir: values.cache,
+    cacheDir: values.cache === undefined ? undefined : checkedCacheDir(values.cache),
     cacheMaxBytes: cacheMaxBytesFlag(values['cache-max-gb']),
   };
   const out = values.out === undefined ? undefined : checkedOut(values.out, values.overwrite === true);
@@ -190,8 +190,20 @@ function checkedOut(out: string, overwrite: boolean): string {
   return file;
 }
 
-/** The folder exists, or its nearest existing ancestor is a folder this process can write in. */
-function checkCanCreate(flag: string, dir: string): void {
+/**
+ * --cache: not a file, nor inside one (found only after the text encoders ran, as an ENOTDIR). Not
+ * checked for writing: a complete cache on a read-only share is read, never written.
+ */
+function checkedCacheDir(dir: string): string {
+  const abs = path.resolve(dir);
+  const stat = statIfAny(abs);
+  if (stat && !stat.isDirectory()) throw new UsageError(`--cache: ${abs} is a file; --cache names the folder the converted weights are kept in`);
+  if (!stat) nearestExisting('--cache', abs);
+  return dir;
+}
+
+/** The nearest existing folder at or above `dir`; a file there is a usage error. */
+function nearestExisting(flag: string, dir: string): string {
   let at = dir;
   let stat = statIfAny(at);
   while (!stat && path.dirname(at) !== at) {
@@ -199,6 +211,12 @@ function checkCanCreate(flag: string, dir: string): void {
     stat = statIfAny(at);
   }
   if (stat && !stat.isDirectory()) throw new UsageError(`${flag}: cannot create a folder in ${at}: it is a file`);
+  return at;
+}
+
+/** The folder exists, or its nearest existing ancestor is a folder this process can write in. */
+function checkCanCreate(flag: string, dir: string): void {
+  const at = nearestExisting(flag, dir);
   try {
     fs.accessSync(at, fs.constants.W_OK);
   } catch {
