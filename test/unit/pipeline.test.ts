@@ -108,6 +108,25 @@ describe('FluxPipeline on the golden tiny model (CPU, fp32 compute)', () => {
     assert.equal((await FluxPipeline.create(spec, { weights: 'fp32', ep: 'cpu', memory: 'resident', memoryBudget: 1 })).memoryMode(), 'resident', 'an explicit mode wins');
   });
 
+  it('a weight cache folder that cannot be written says which folder, why, and the setting that moves it (not Node\'s ENOTDIR)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-cache-blocked-'));
+    try {
+      const blocker = path.join(dir, 'a-file');
+      fs.writeFileSync(blocker, '');
+      const cacheDir = path.join(blocker, 'weights');
+      const p = await FluxPipeline.create({ dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') }, { weights: 'int8', ep: 'cpu', memory: 'sequential', cacheDir, ditTuning: { inlineLimit: 0 } });
+      await assert.rejects(p.generate({ prompt: 'a cat', width: 64, height: 64, steps: 1, seed: 1 }), (e: Error) => {
+        assert.ok(e instanceof UserError, String(e));
+        assert.match(e.message, /^Could not load the dit: its converted weights cannot be written to the weight cache folder .*a-file\/weights: a file is in the way/);
+        assert.match(e.message, /majicflux\.weightCache\.folder setting; --cache on the command line/);
+        return true;
+      });
+      await p.release();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('rejects sizes that are not multiples of 16 with a message that suggests valid ones', async () => {
     const p = await FluxPipeline.create({ dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') }, { ep: 'cpu' });
     await assert.rejects(p.generate({ prompt: 'x', width: 100, height: 64 }), /multiple of 16.*96 or 112/);

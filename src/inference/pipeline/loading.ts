@@ -7,6 +7,7 @@ import { formatBytes } from '../../shared/bytes';
 import type { ModelFiles } from '../models/files';
 import { chooseEp, chooseWeights, nvidiaFreeMemory } from '../onnx/providers';
 import { availableMemory } from '../system/processMemory';
+import { isFsError, writeFailureReason } from '../system/fsErrors';
 import { cacheRoot } from '../system/userDirs';
 
 export type ResolvedRuntime = Omit<RuntimeOptions, 'weights' | 'memory'> & { weights: WeightFormat; memory: MemoryMode };
@@ -44,8 +45,14 @@ export function defaultCacheDir(): string {
   return path.join(cacheRoot(), 'weights');
 }
 
-export function explainLoadFailure(c: ComponentName, e: unknown, needBytes: number): Error {
+export function explainLoadFailure(c: ComponentName, e: unknown, needBytes: number, cacheDir: string): Error {
   if (e instanceof UserError) return e;
+  if (isCacheWriteFailure(e, cacheDir)) {
+    return new UserError(
+      `Could not load the ${c}: its converted weights cannot be written to the weight cache folder ${cacheDir}: ${writeFailureReason(e)}. Free some space there, or choose another folder (the majicflux.weightCache.folder setting; --cache on the command line).`,
+      (e as Error).stack,
+    );
+  }
   const msg = (e as Error).message ?? String(e);
   if (/bad_alloc|out of memory|Failed to allocate|ENOMEM/i.test(msg)) {
     return new UserError(
@@ -54,4 +61,12 @@ export function explainLoadFailure(c: ComponentName, e: unknown, needBytes: numb
     );
   }
   return new UserError(`Could not load the ${c}: ${msg.split('\n')[0]}`, (e as Error).stack);
+}
+
+/** Only writes fail so without a path (ENOSPC on write); an error naming a model file is not the cache's. */
+function isCacheWriteFailure(e: unknown, cacheDir: string): boolean {
+  if (!isFsError(e)) return false;
+  if (e.path === undefined) return ['ENOSPC', 'EDQUOT', 'EROFS'].includes(e.code);
+  const rel = path.relative(path.resolve(cacheDir), path.resolve(e.path));
+  return !rel.startsWith('..') && !path.isAbsolute(rel);
 }

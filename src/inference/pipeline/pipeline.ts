@@ -360,7 +360,7 @@ export class FluxPipeline {
     try {
       this.vaeEncoder = await VaeEncoder.load(this.files.vae, { ep, compute: computeFor('vae', ep, this.runtime.compute), threads: this.runtime.threads });
     } catch (e) {
-      throw explainLoadFailure('vae', e, this.files.residentBytes(this.runtime.weights, 'vae'));
+      throw explainLoadFailure('vae', e, this.files.residentBytes(this.runtime.weights, 'vae'), this.runtime.cacheDir ?? defaultCacheDir());
     }
     onLoad?.('vae', 'loaded');
     this.log('info', `loaded the VAE encoder on ${ep} in ${((performance.now() - t0) / 1000).toFixed(2)} s (rss ${formatBytes(currentRss())})`);
@@ -426,7 +426,7 @@ export class FluxPipeline {
           part = await VaeDecoder.load(this.files.vae, common);
       }
     } catch (e) {
-      throw explainLoadFailure(c, e, this.files.residentBytes(this.runtime.weights, c));
+      throw explainLoadFailure(c, e, this.files.residentBytes(this.runtime.weights, c), common.cacheDir);
     }
     this.parts[c] = part as Parts[C];
     this.pruneCaches(common.cacheDir);
