@@ -9,7 +9,7 @@ import {
 } from '../../shared/params';
 import { demoModelNamed, ensureDemoModel } from '../models/demo';
 import { lifetimePeakRss } from '../system/processMemory';
-import { writeFailureReason } from '../system/fsErrors';
+import { imageNotSavedMessage } from '../system/fsErrors';
 import { formatBytes } from '../../shared/bytes';
 import { FluxPipeline } from '../pipeline/pipeline';
 import { encodeImagePng, FileExistsError, writePngAtomic } from '../formats/png';
@@ -240,9 +240,7 @@ async function writePng(file: string, png: Uint8Array, options: { unique?: boole
       return written;
     }
   } catch (e) {
-    throw new UserError(
-      `could not save the image to ${file}: ${writeFailureReason(e)} (no partial file is left). Free some space or choose a writable --out, then run again with --seed ${seed} to get the same image.`,
-    );
+    throw new UserError(imageNotSavedMessage(file, e, `Free some space or choose a writable --out, then run again with --seed ${seed} to get the same image.`));
   }
 }
 

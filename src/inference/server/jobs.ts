@@ -8,6 +8,7 @@ import { CancelledError, ComponentName, GenerateResult, ModelError, ModelSpec, R
 import { formatBytes } from '../../shared/bytes';
 import type { Event, JobEvent, JobInfo, JobRequest, JobState, LogLevel, ServerSettings, StatusInfo } from '../../shared/protocol';
 import { encodeImagePng, previewPng, writePngAtomic } from '../formats/png';
+import { imageNotSavedMessage, isFsError } from '../system/fsErrors';
 import { ensureDemoModel } from '../models/demo';
 import { WorkerPipeline } from '../pipeline/worker';
 import { cleanStaleTemps } from '../system/atomicWrite';
@@ -244,12 +245,20 @@ export class JobQueue {
     const dir = path.dirname(job.output);
     // Checked again now: a symlink made inside the output folder since the job was accepted.
     this.host.paths.assertWritable(job.output);
-    await fsp.mkdir(dir, { recursive: true });
-    this.host.paths.assertWritable(job.output);
-    // Temp file + link: never a partial PNG, never an existing file replaced; a cancel up to the
-    // moment `done` is sent (nothing but microtasks run between here and then) still removes the file.
-    const file = await writePngAtomic(job.output, png, { unique: true, signal });
-    return { file, png };
+    try {
+      await fsp.mkdir(dir, { recursive: true });
+      this.host.paths.assertWritable(job.output);
+      // Temp file + link: never a partial PNG, never an existing file replaced; a cancel up to the
+      // moment `done` is sent (nothing but microtasks run between here and then) still removes the file.
+      const file = await writePngAtomic(job.output, png, { unique: true, signal });
+      return { file, png };
+    } catch (e) {
+      if (!isFsError(e)) throw e;
+      throw new UserError(
+        imageNotSavedMessage(job.output, e, `Free some space or choose another output folder (the majicflux.output.folder setting), then run again with seed ${result.seed} to get the same image.`),
+        e.stack,
+      );
+    }
   }
 
   /** Removes temp files a killed writer left in `dir`, once per folder and process. */

@@ -25,3 +25,11 @@ export function writeFailureReason(e: unknown): string {
   const words = REASONS[e.code];
   return words ? `${words} (${e.code})` : e.message;
 }
+
+/**
+ * The message for an image generated but not saved (minutes of work): why, that nothing partial is
+ * left, then `fix`: where to write instead and the seed that makes the same image, in the caller's terms.
+ */
+export function imageNotSavedMessage(file: string, e: unknown, fix: string): string {
+  return `could not save the image to ${file}: ${writeFailureReason(e)} (no partial file is left). ${fix}`;
+}
