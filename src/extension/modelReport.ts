@@ -3,6 +3,7 @@
 // text goes through the `t` given (vscode.l10n.t in the extension, a formatter in unit tests).
 
 import { formatBytes } from '../shared/bytes';
+import { commonProblem } from '../shared/models';
 import type { DownloadProgress, FoundModel, FoundWhere, MachineInfo, ModelCheckReport, PartCheck, PartRole, PartStatus } from '../shared/models';
 
 /** vscode.l10n.t's shape: a message with {0}, {1} … placeholders. */
@@ -192,12 +193,6 @@ export function specSettings(spec: FoundModel['spec']): Record<string, string> {
 }
 
 /** One sentence for a notification: complete or not, then the best advice. */
-/** The one reason no part is usable, when they all share it (e.g. "model folder not found: /models/x"). */
-export function commonProblem(model: FoundModel): string | undefined {
-  const reasons = new Set(model.parts.map((p) => (p.status === 'present' ? undefined : p.message)));
-  const [only] = reasons;
-  return reasons.size === 1 && only ? only : undefined;
-}
 
 export function reportSummary(r: ModelCheckReport, t: Translate): string {
   const m = r.model;

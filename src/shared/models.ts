@@ -144,6 +144,13 @@ export interface FoundModel {
   spec: ModelSpec;
 }
 
+/** The one reason no part is usable, when they all share it (e.g. "model folder not found: /models/x"): said once, by the CLI and the extension. */
+export function commonProblem(model: FoundModel): string | undefined {
+  const reasons = new Set(model.parts.map((p) => (p.status === 'present' ? undefined : p.message)));
+  const [only] = reasons;
+  return reasons.size === 1 && only ? only : undefined;
+}
+
 export interface MachineInfo {
   platform: string;
   arch: string;

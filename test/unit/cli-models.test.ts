@@ -109,6 +109,13 @@ describe('CLI: majicflux models (bundled)', function () {
     assert.match(r.stdout, /^ {2}t5 +MISSING/m);
   });
 
+  it('check of a folder that is not there says so once, without memory estimates for a model that does not exist', async () => {
+    const missing = path.join(tmp, 'no-such-model');
+    const r = await runCli(['models', 'check', missing], env);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stdout, `no-such-model: cannot be used: model folder not found: ${missing}\n`);
+  });
+
   it('bad arguments exit 2 with a pointer to --help', async () => {
     for (const args of [['models'], ['models', 'nope'], ['models', 'check'], ['models', 'check', GOLDEN_MODELS, '--size', '100x100'], ['models', 'download', 'flux1-dev', '--hub', 'github']]) {
       const r = await runCli(args, env);

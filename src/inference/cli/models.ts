@@ -10,7 +10,7 @@ import { DownloadError } from '../models/hubErrors';
 import { demoModelNamed } from '../models/demo';
 import { loadRegistry } from '../models/registry';
 import { checkModels, defaultModelsDir, downloadModel, findModels, planModelDownload } from '../models/service';
-import { HUB_NAMES, HubName, ModelCheckReport, PART_ROLES, PartCheck, PartRole, FoundModel, DownloadProgress } from '../../shared/models';
+import { commonProblem, HUB_NAMES, HubName, ModelCheckReport, PART_ROLES, PartCheck, PartRole, FoundModel, DownloadProgress } from '../../shared/models';
 
 const USAGE = `Usage: majicflux models <command> [options]
 
@@ -263,6 +263,9 @@ function formatFound(m: FoundModel): string {
 
 export function formatCheck(r: ModelCheckReport): string {
   const m = r.machine;
+  // A folder that is not there: one line, not the reason six times over memory estimates for nothing.
+  const common = r.model.complete ? undefined : commonProblem(r.model);
+  if (common && !r.model.parts.some((p) => p.status === 'present')) return `${r.model.name}: cannot be used: ${common}\n`;
   const lines = [
     `${r.model.name}: ${r.model.complete ? 'complete' : 'INCOMPLETE'} (${r.model.root})`,
     ...formatParts(r.model.parts),
