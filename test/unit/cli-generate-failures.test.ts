@@ -8,6 +8,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { main } from '../../src/inference/cli/main';
+import { TINY as TINY_ARCH } from '../../src/inference/models/architecture';
+import { demoAssetsDir } from '../../src/inference/models/demo';
+import { writeSyntheticModel } from '../../src/inference/models/synthetic';
 import { CliRun, CLI, runCli } from '../helpers/cli';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -104,6 +107,21 @@ describe('CLI: majicflux generate, failures around the generation', function () 
     assert.match(r.stderr, /cannot write the demo model into .*cache-is-a-file.*: a file is in the way/);
     assert.match(r.stderr, /XDG_CACHE_HOME/);
     assertNoStack(r);
+  });
+
+  it('--cache-max-gb below one model\'s cache does not remove the cache this run is about to use (it would be rebuilt every run)', async () => {
+    // A DiT whose Linear weights pass the 1 MiB inline limit, so int8 converts them into the cache.
+    const model = path.join(tmp, 'wide-dit');
+    writeSyntheticModel(model, { ...TINY_ARCH, dit: { ...TINY_ARCH.dit, hidden: 384, heads: 3, depth: 1, depthSingle: 1, axes: [16, 56, 56] } }, { seed: 3, tokenizers: demoAssetsDir() });
+    const cache = path.join(tmp, 'limited-cache');
+    const args = ['generate', 'a cat', '--model', model, '--weights', 'int8', '--width', '64', '--height', '64', '--steps', '1', '--cache', cache, '--cache-max-gb', String(1 / 1024), '--out', path.join(tmp, 'limited.png'), '--overwrite'];
+    const first = await runCli(args, tmp);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stderr, /dit: preparing its weights in the cache/);
+    const second = await runCli(args, tmp);
+    assert.equal(second.code, 0, second.stderr);
+    assert.doesNotMatch(second.stderr, /preparing its weights|removed the/, 'the DiT\'s cache was kept and reused');
+    assert.equal(fs.readdirSync(cache).length, 1);
   });
 
   it('--cache naming a file is refused up front', async () => {

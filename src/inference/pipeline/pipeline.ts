@@ -210,6 +210,9 @@ export class FluxPipeline {
       ...(cfg ? { negativePrompt: params.negativePrompt, trueCfgScale: params.trueCfgScale } : {}),
       ...(loras.metadata.length ? { loras: loras.metadata } : {}),
     };
+    // Pruned once every part this job needs is open (and so kept): pruned after the first load, a
+    // limit below one model's caches removed the DiT's before it loaded, converting it every run.
+    this.pruneCaches(this.runtime.cacheDir ?? defaultCacheDir());
     return { seed, image, ...size, stages: job.stages, metadata, notes: job.notes };
   }
 
@@ -429,7 +432,6 @@ export class FluxPipeline {
       throw explainLoadFailure(c, e, this.files.residentBytes(this.runtime.weights, c), common.cacheDir);
     }
     this.parts[c] = part as Parts[C];
-    this.pruneCaches(common.cacheDir);
     onLoad?.(c, 'loaded');
     this.log('info', `loaded ${c} on ${ep} in ${((performance.now() - t0) / 1000).toFixed(2)} s (rss ${formatBytes(currentRss())})`);
     return part as Parts[C];
