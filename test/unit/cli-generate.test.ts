@@ -223,6 +223,12 @@ describe('CLI: majicflux generate (bundled)', function () {
       assert.doesNotMatch(err, /step 2\/3(encode|denoise)/);
     });
 
+    it('a tiled decode says each tile rather than sit silent (minutes for a large image on a CPU)', async () => {
+      const r = await run('--prompt', 'a cat', '--width', '1088', '--height', '64', '--steps', '1', '--vae-tiling', 'on', '--out', path.join(tmp, 'tiles.png'));
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /^decode…\n(.*\n)*decode tile 1\/2\ndecode tile 2\/2\ndecode done/m);
+    });
+
     it('--quiet prints nothing but the result', async () => {
       const r = await run('--prompt', 'a cat', ...SMALL, '--out', path.join(tmp, 'q.png'), '--quiet');
       assert.equal(r.code, 0, r.stderr);

@@ -118,7 +118,7 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   const t0 = performance.now();
   let result: Awaited<ReturnType<FluxPipeline['generate']>>;
   try {
-    result = await pipeline.generate(params, { signal: controller.signal, onStage: progress.onStage, onStep: progress.onStep });
+    result = await pipeline.generate(params, { signal: controller.signal, onStage: progress.onStage, onStep: progress.onStep, onTile: progress.onTile });
   } catch (e) {
     if (!(e instanceof CancelledError)) throw e;
     // The PNG is written only after the last step, so a cancelled run has nothing to clean up.
@@ -252,6 +252,7 @@ function progressPrinter(io: CliOutput, quiet: boolean) {
   const tty = io.errIsTTY === true;
   // A bar redrawn in place is ended before any other line (a hires job's first pass ends mid-count).
   let barOpen = false;
+  let stageNow: Stage | undefined;
   const line = (text: string) => {
     io.err(`${barOpen ? '\n' : ''}${text}\n`);
     barOpen = false;
@@ -262,6 +263,7 @@ function progressPrinter(io: CliOutput, quiet: boolean) {
       line(`${level === 'info' ? '' : `${level}: `}${msg}`);
     },
     onStage: (stage: Stage, state: 'start' | 'end', detail?: string) => {
+      stageNow = stage;
       if (quiet) return;
       if (state === 'start') line(`${stage}…`);
       else if (detail) line(`${stage} done (${detail})`);
@@ -271,6 +273,14 @@ function progressPrinter(io: CliOutput, quiet: boolean) {
       if (!tty) return io.err(`step ${step}/${steps}\n`);
       io.err(`\r${progressBar(step, steps)} step ${step}/${steps}${step === steps ? '\n' : ''}`);
       barOpen = step !== steps;
+    },
+    // A tiled decode of a large image takes minutes on a CPU: each tile is said, not a silent wait.
+    onTile: (done: number, total: number) => {
+      if (quiet || total < 2) return;
+      const text = `${stageNow ?? 'decode'} tile ${done + 1}/${total}`;
+      if (!tty) return io.err(`${text}\n`);
+      io.err(`\r${progressBar(done + 1, total)} ${text}`);
+      barOpen = true;
     },
   };
 }
