@@ -1,5 +1,6 @@
-// The inference server (dist/server.js, built by npm run build) when the image cannot be saved:
-// the job fails with a message the extension can show as is, and the server stays usable.
+// The inference server (dist/server.js, built by npm run build) when files change under it between
+// or during jobs (the output folder, the model's files): the job fails with a message the
+// extension can show as is, and the server stays usable.
 
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -15,15 +16,19 @@ const SERVER = path.resolve(__dirname, '..', '..', 'dist', 'server.js');
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
-describe('inference server: an image that cannot be saved', function () {
+describe('inference server: files that change under it', function () {
   this.timeout(120_000);
   let tmp: string;
   let client: ServerClient;
+  let model: string;
 
   before(() => {
     assert.ok(fs.existsSync(SERVER), 'dist/server.js is built by npm run build');
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'server-output-'));
-    const settings: ServerSettings = { model: { dir: GOLDEN_MODELS }, weights: 'fp32', memory: 'resident', ep: 'cpu', cacheDir: path.join(tmp, 'cache') };
+    model = path.join(tmp, 'model');
+    fs.cpSync(GOLDEN_MODELS, model, { recursive: true });
+    // Sequential: every job loads the parts again, from files that may have changed since.
+    const settings: ServerSettings = { model: { dir: model }, weights: 'fp32', memory: 'sequential', ep: 'cpu', cacheDir: path.join(tmp, 'cache') };
     client = new ServerClient({ serverPath: SERVER, settings, logger: quiet, clientName: 'server-output.test' });
   });
   after(() => {
@@ -48,5 +53,20 @@ describe('inference server: an image that cannot be saved', function () {
     });
     const next = await (await client.generate({ params, output: path.join(tmp, 'b.png') })).done;
     assert.ok(fs.existsSync(next.file), 'the server still generates');
+  });
+
+  it('a model file deleted between two jobs: the job fails as a model problem (code "model") naming the file, not "Generation failed"', async () => {
+    const params = { prompt: 'a cat', seed: 1, steps: 1, width: 64, height: 64 };
+    await (await client.generate({ params, output: path.join(tmp, 'before.png') })).done;
+    const dit = path.join(model, 'transformer', 'diffusion_pytorch_model.safetensors');
+    fs.rmSync(dit);
+    const events: JobEvent[] = [];
+    const handle = await client.generate({ params, output: path.join(tmp, 'after.png') }, (e) => events.push(e));
+    await assert.rejects(handle.done, JobFailedError);
+    const failed = events.find((e) => e.event === 'failed');
+    assert.ok(failed && failed.event === 'failed', JSON.stringify(events.at(-1)));
+    assert.equal(failed.code, 'model', failed.message);
+    assert.ok(failed.message.startsWith(path.join(model, 'transformer')), failed.message);
+    assert.match(failed.message, /transformer: folder has no \.safetensors file/);
   });
 });

@@ -2,8 +2,10 @@
 // component's activation type, the weight cache folder, and what a failed load means for the user.
 
 import * as path from 'node:path';
-import { ComponentName, ComputeType, ExecutionProvider, MemoryMode, RuntimeOptions, UserError, WeightFormat } from '../../shared/api';
+import { ComponentName, ComputeType, ExecutionProvider, MemoryMode, ModelError, RuntimeOptions, UserError, WeightFormat } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
+import { LayoutError } from '../formats/layouts/detect';
+import { SafetensorsError } from '../formats/safetensorsHeader';
 import type { ModelFiles } from '../models/files';
 import { chooseEp, chooseWeights, nvidiaFreeMemory } from '../onnx/providers';
 import { availableMemory } from '../system/processMemory';
@@ -45,8 +47,12 @@ export function defaultCacheDir(): string {
   return path.join(cacheRoot(), 'weights');
 }
 
-export function explainLoadFailure(c: ComponentName, e: unknown, needBytes: number, cacheDir: string): Error {
+export function explainLoadFailure(c: ComponentName, e: unknown, needBytes: () => number, cacheDir: string, modelPath?: string): Error {
   if (e instanceof UserError) return e;
+  // A model file gone, cut short or damaged since the model was found (a server keeps it across
+  // jobs): the message says which file; the model settings are where the user fixes it.
+  const bad = e instanceof SafetensorsError ? e.file : e instanceof LayoutError ? e.path : undefined;
+  if (bad !== undefined && modelPath !== undefined && isInside(modelPath, bad)) return new ModelError((e as Error).message, (e as Error).stack);
   if (isCacheWriteFailure(e, cacheDir)) {
     return new UserError(
       `Could not load the ${c}: its converted weights cannot be written to the weight cache folder ${cacheDir}: ${writeFailureReason(e)}. Free some space there, or choose another folder (the majicflux.weightCache.folder setting; --cache on the command line).`,
@@ -56,7 +62,7 @@ export function explainLoadFailure(c: ComponentName, e: unknown, needBytes: numb
   const msg = (e as Error).message ?? String(e);
   if (/bad_alloc|out of memory|Failed to allocate|ENOMEM/i.test(msg)) {
     return new UserError(
-      `Not enough memory to load the ${c} (needs about ${formatBytes(needBytes)}, ${formatBytes(availableMemory())} available). Try weight format fp8 and memory mode sequential, or close other programs.`,
+      `Not enough memory to load the ${c} (needs about ${formatBytes(needBytes())}, ${formatBytes(availableMemory())} available). Try weight format fp8 and memory mode sequential, or close other programs.`,
       msg,
     );
   }
@@ -67,6 +73,10 @@ export function explainLoadFailure(c: ComponentName, e: unknown, needBytes: numb
 function isCacheWriteFailure(e: unknown, cacheDir: string): boolean {
   if (!isFsError(e)) return false;
   if (e.path === undefined) return ['ENOSPC', 'EDQUOT', 'EROFS'].includes(e.code);
-  const rel = path.relative(path.resolve(cacheDir), path.resolve(e.path));
+  return isInside(cacheDir, e.path);
+}
+
+function isInside(dir: string, p: string): boolean {
+  const rel = path.relative(path.resolve(dir), path.resolve(p));
   return !rel.startsWith('..') && !path.isAbsolute(rel);
 }

@@ -363,7 +363,7 @@ export class FluxPipeline {
     try {
       this.vaeEncoder = await VaeEncoder.load(this.files.vae, { ep, compute: computeFor('vae', ep, this.runtime.compute), threads: this.runtime.threads });
     } catch (e) {
-      throw explainLoadFailure('vae', e, this.files.residentBytes(this.runtime.weights, 'vae'), this.runtime.cacheDir ?? defaultCacheDir());
+      throw explainLoadFailure('vae', e, () => this.files.residentBytes(this.runtime.weights, 'vae'), this.runtime.cacheDir ?? defaultCacheDir(), this.files.vae);
     }
     onLoad?.('vae', 'loaded');
     this.log('info', `loaded the VAE encoder on ${ep} in ${((performance.now() - t0) / 1000).toFixed(2)} s (rss ${formatBytes(currentRss())})`);
@@ -403,7 +403,14 @@ export class FluxPipeline {
       this.log(ep === 'cpu' && (this.runtime.stageEp?.[c] ?? this.runtime.ep ?? 'auto') === 'auto' ? 'info' : 'warn', note);
     }
     this.epUsed.set(c, { ep, note });
-    this.checkFits(c);
+    const modelPath = { clip: this.files.textEncoder, t5: this.files.textEncoder2, dit: this.files.transformer, vae: this.files.vae }[c];
+    const failed = (e: unknown) => explainLoadFailure(c, e, () => this.files.residentBytes(this.runtime.weights, c), this.runtime.cacheDir ?? defaultCacheDir(), modelPath);
+    // The fit check reads the checkpoint's header: the first to see a file gone since the last job.
+    try {
+      this.checkFits(c);
+    } catch (e) {
+      throw failed(e);
+    }
     const compute = computeFor(c, ep, this.runtime.compute);
     const common = { ep, compute, cacheDir: this.runtime.cacheDir ?? defaultCacheDir(), intraOpThreads: this.runtime.threads, threads: this.runtime.threads, onProgress: this.preparing(c, onLoad) };
     // GPUs have no bf16 kernels: the text encoders' weights are made float16 once, into the weight
@@ -429,7 +436,7 @@ export class FluxPipeline {
           part = await VaeDecoder.load(this.files.vae, common);
       }
     } catch (e) {
-      throw explainLoadFailure(c, e, this.files.residentBytes(this.runtime.weights, c), common.cacheDir);
+      throw failed(e);
     }
     this.parts[c] = part as Parts[C];
     onLoad?.(c, 'loaded');
