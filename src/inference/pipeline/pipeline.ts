@@ -18,7 +18,8 @@ import { ModelFiles, resolveModel } from '../models/files';
 import { availableMemory, currentRss, totalMemory } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
 import { pruneWeightCaches } from '../onnx/weightCache';
-import { chooseEp, nvidiaFreeMemory } from '../onnx/providers';
+import { chooseEp } from '../onnx/providers';
+import { gpuMemory, usableGpuMemory } from '../system/gpuMemory';
 import { attentionChunksFor } from '../onnx/providerOps';
 import { eulerStep, flowMatchSchedule } from './flowMatch';
 import { imageIds, initialLatents, LATENT_CHANNELS, latentShape, packLatents, textIds, unpackLatents, VAE_SCALE } from './latents';
@@ -302,7 +303,7 @@ export class FluxPipeline {
     const { scale, shift: zShift, zChannels } = vae.config;
     for (let i = 0; i < z.length; i++) z[i] = z[i] / scale + zShift;
     const run = (x: Float32Array, h: number, w: number) => vae.decode(x, h, w);
-    const grid = this.vaeGrid();
+    const grid = await this.vaeGrid();
     const decoded = useTiling(tiling, width, height, grid) ? await decodeTiled(run, z, zChannels, shape.h2, shape.w2, grid, job.onTile) : await run(z, shape.h2, shape.w2);
     assertFinite(decoded, 'VAE', this.files.vae, 'while decoding');
     if (job.mode === 'sequential' && !keepVae) await this.unload(['vae']);
@@ -310,13 +311,13 @@ export class FluxPipeline {
   }
 
   /**
-   * The VAE's tiles: on a GPU whose memory is known (the user's gpuMemory, else what nvidia-smi
-   * reports free) and too small for a 1024² tile, smaller ones (tileGridFor); 1024² otherwise.
+   * The VAE's tiles: on a GPU whose memory is known (the user's gpuMemory, else what the GPU
+   * reports, system/gpuMemory.ts) and too small for a 1024² tile, smaller ones (tileGridFor); 1024² otherwise.
    */
-  private vaeGrid(): TileGrid {
+  private async vaeGrid(): Promise<TileGrid> {
     const ep = this.epUsed.get('vae')?.ep;
     if (!ep || ep === 'cpu') return VAE_TILES;
-    const memory = this.runtime.gpuMemory ?? nvidiaFreeMemory();
+    const memory = this.runtime.gpuMemory ?? usableGpuMemory(await gpuMemory());
     // A tenth kept for the provider's context and the VAE's own weights.
     const grid = tileGridFor(memory === undefined ? undefined : 0.9 * memory);
     if (grid !== VAE_TILES) this.log('info', `vae: ${grid.tile * VAE_SCALE}-pixel tiles: a 1024² VAE run needs about ${formatBytes(1024 ** 2 * VAE_GPU_BYTES_PER_PIXEL)} of GPU memory, ${formatBytes(memory!)} is there`);
@@ -328,7 +329,7 @@ export class FluxPipeline {
     const shape = latentShape(width, height);
     const encoder = await this.ensureEncoder(job.hooks.onLoad);
     const run = (x: Float32Array, h: number, w: number) => encoder.encodeMean(x, h, w);
-    const grid = this.vaeGrid();
+    const grid = await this.vaeGrid();
     const mean = useTiling(tiling, width, height, grid) ? await encodeTiled(run, pixels, height, width, encoder.config.zChannels, grid, job.onTile) : await run(pixels, height, width);
     assertFinite(mean, 'VAE', this.files.vae, 'while encoding the image');
     if (job.mode === 'sequential') await this.unload(['vae']);
