@@ -52,7 +52,9 @@ const PREFIXES: Array<{ prefix: string; target: LoraTarget; underscored: boolean
   { prefix: 'lora_transformer_', target: 'dit', underscored: true },
   { prefix: 'lora_te1_', target: 'clip', underscored: true },
   { prefix: 'lora_te_', target: 'clip', underscored: true },
+  // kohya's FLUX trainer writes T5 as lora_te3_ (its first versions lora_te2_).
   { prefix: 'lora_te2_', target: 't5', underscored: true },
+  { prefix: 'lora_te3_', target: 't5', underscored: true },
   { prefix: 'model.diffusion_model.', target: 'dit', underscored: false },
   { prefix: 'diffusion_model.', target: 'dit', underscored: false },
   { prefix: 'base_model.model.', target: 'dit', underscored: false },
