@@ -52,6 +52,8 @@ export function fluxProblemMessage(p: FluxProblem): string {
       return t('{0} is longer than {1} characters.', String(a.key), Number(a.max));
     case 'negativeWithoutCfg':
       return t('The negative prompt works through true CFG, which is off: add "cfg: 4" (any value above 1; each step then runs the model twice). Without it the negative prompt changes nothing.');
+    case 'loraWithoutFile':
+      return t('"{0}" names no LoRA file: write the file before the strength, e.g. "lora: style.safetensors:0.8".', String(a.value));
     case 'tooManyLoras':
       return t('At most {0} LoRAs apply to one image.', Number(a.max));
     case 'orphanParams':

@@ -167,13 +167,20 @@ export type Lora = v.InferOutput<typeof LoraSchema>;
 export const Loras = v.pipe(v.array(LoraSchema, 'loras must be a list of { path, strength }'), v.maxLength(LIMITS.loras.max, `at most ${LIMITS.loras.max} LoRAs apply to one image`));
 /**
  * A LoRA written as `FILE[:STRENGTH]` (the CLI's --lora, a `.flux` `lora:`): the strength is the text
- * after the last colon only when it reads as a number, so `C:\loras\x.safetensors` is a path.
- * The strength is returned unchecked (LoraStrength checks it).
+ * after the last colon when it reads as a number, so `C:\loras\x.safetensors` is a path. After a
+ * `.safetensors` name, or where it cannot be part of a path (no `.`, `/` or `\`), that text can only
+ * be a strength: `badStrength` holds it when it is not a number (`style.safetensors:abc`), rather
+ * than a file "style.safetensors:abc" reported missing. `path` is empty for `:0.8`. The strength is
+ * returned unchecked (LoraStrength checks it).
  */
-export function splitLoraSpec(text: string): { path: string; strength?: number } {
+export function splitLoraSpec(text: string): { path: string; strength?: number; badStrength?: string } {
   const at = text.lastIndexOf(':');
-  const tail = at < 0 ? '' : text.slice(at + 1).trim();
-  return at > 0 && tail !== '' && Number.isFinite(Number(tail)) ? { path: text.slice(0, at).trim(), strength: Number(tail) } : { path: text.trim() };
+  if (at < 0) return { path: text.trim() };
+  const head = text.slice(0, at).trim();
+  const tail = text.slice(at + 1).trim();
+  if (tail !== '' && Number.isFinite(Number(tail))) return { path: head, strength: Number(tail) };
+  if (/\.safetensors$/i.test(head) || !/[./\\]/.test(tail)) return { path: head, badStrength: tail };
+  return { path: text.trim() };
 }
 export const Strength = numberIn('strength', LIMITS.strength);
 export const ImageFit = oneOf('image fit', IMAGE_FITS);

@@ -48,7 +48,11 @@ describe('CLI: generate flags for negative prompt, LoRA, image-to-image, hires, 
     assert.deepEqual(loraFlag('C:\\loras\\x.safetensors:0.8'), { path: 'C:\\loras\\x.safetensors', strength: 0.8 });
     assert.deepEqual(loraFlag('a.safetensors:-0.5'), { path: 'a.safetensors', strength: -0.5 });
     assert.deepEqual(loraFlag('weird:name.safetensors'), { path: 'weird:name.safetensors' });
-    assert.throws(() => parse('--lora', `${lora}:11`), /LoRA strength must be a number from -10 to 10, got 11/);
+    assert.throws(() => parse('--lora', `${lora}:11`), (e: Error) => e.message === `--lora ${lora}:11: LoRA strength must be a number from -10 to 10, got 11`);
+    // What follows a LoRA file (or a bare name) after the colon can only be a strength: said as such, not as a missing file.
+    assert.throws(() => parse('--lora', `${lora}:abc`), (e: Error) => e instanceof UsageError && e.message === `--lora ${lora}:abc: the strength after the colon must be a number from -10 to 10, got "abc"`);
+    assert.throws(() => loraFlag('style:strong'), /--lora style:strong: the strength after the colon must be a number/);
+    assert.throws(() => loraFlag(':0.8'), (e: Error) => e instanceof UsageError && /--lora :0.8: name the LoRA file before the strength: --lora style.safetensors:0.8/.test(e.message));
   });
 
   it('refuses bad values and missing files with what would be accepted, before anything loads', () => {

@@ -63,6 +63,14 @@ describe('extension: .flux keys for negative prompt, LoRA, image-to-image, hires
       ['emptyValue', 'image', undefined],
     ]);
     assert.equal(doc.problems[3].args.allowed, 'image, latent');
+    // A strength that is not a number, and a strength with no file, are said as such (not as a missing file named "a.safetensors:abc").
+    const spec = parseFlux('a cat\nlora: a.safetensors:abc, film-grain:strong, :0.8\n');
+    assert.deepEqual(spec.problems.map((p) => [p.code, p.args.key, p.args.value]), [
+      ['notNumber', 'LoRA strength', 'abc'],
+      ['notNumber', 'LoRA strength', 'strong'],
+      ['loraWithoutFile', 'lora', ':0.8'],
+    ]);
+    assert.equal(spec.blocks[0].values.loras, undefined);
     const many = parseFlux(`a cat\nlora: ${Array.from({ length: 17 }, (_, i) => `l${i}.safetensors`).join(', ')}\n`);
     assert.deepEqual(many.problems.map((p) => p.code), ['tooManyLoras']);
   });

@@ -113,6 +113,7 @@ export type ProblemCode =
   | 'notOneOf'
   | 'tooLong'
   | 'tooManyLoras'
+  | 'loraWithoutFile'
   | 'negativeWithoutCfg'
   | 'orphanParams';
 
@@ -270,6 +271,14 @@ function parseValue(p: ParamLine, problems: FluxProblem[]): BlockValues[keyof Bl
       const loras: Lora[] = [];
       for (const item of p.value.split(',').map((x) => x.trim()).filter(Boolean)) {
         const l = splitLoraSpec(item);
+        if (!l.path) {
+          problems.push({ code: 'loraWithoutFile', severity: 'error', span: at, args: { key: 'lora', value: item } });
+          continue;
+        }
+        if (l.badStrength !== undefined) {
+          problems.push({ code: 'notNumber', severity: 'error', span: at, args: { key: 'LoRA strength', value: l.badStrength, ...LIMITS.loraStrength } });
+          continue;
+        }
         if (l.strength !== undefined && !v.is(LoraStrength, l.strength)) {
           problems.push({ code: 'outOfRange', severity: 'error', span: at, args: { key: 'LoRA strength', value: String(l.strength), ...LIMITS.loraStrength } });
           continue;
