@@ -359,8 +359,20 @@ export function resolveParams(params: unknown, inputImage?: { width: number; hei
     const h = { scale: p.hires.scale ?? DEFAULTS.hiresScale, strength: p.hires.strength ?? DEFAULTS.hiresStrength, steps: p.hires.steps ?? r.steps, upscale: p.hires.upscale ?? DEFAULTS.hiresUpscale };
     const width = hiresSide(r.width, h.scale);
     const height = hiresSide(r.height, h.scale);
+    const pass = `a hires pass ×${h.scale} on ${r.width}×${r.height} makes ${width}×${height}`;
     if (Math.max(width, height) > LIMITS.side.max) {
-      throw new UserError(`a hires pass ×${h.scale} on ${r.width}×${r.height} makes ${width}×${height}; sides stop at ${LIMITS.side.max}: use a smaller scale (at most ×${Math.floor((LIMITS.side.max / Math.max(r.width, r.height)) * 100) / 100}) or a smaller first pass`);
+      const most = Math.floor((LIMITS.side.max / Math.max(r.width, r.height)) * 100) / 100;
+      // Past the smallest scale only a smaller first pass helps: "at most ×1" would be refused in turn.
+      const firstSide = Math.floor(LIMITS.side.max / LIMITS.hiresScale.min / LIMITS.side.multiple) * LIMITS.side.multiple;
+      throw new UserError(most >= LIMITS.hiresScale.min
+        ? `${pass}; sides stop at ${LIMITS.side.max}: use a smaller scale (at most ×${most}) or a smaller first pass`
+        : `${pass}; sides stop at ${LIMITS.side.max}: a first pass that large leaves no room for one (×${LIMITS.hiresScale.min} at least): use a first pass whose sides are at most ${firstSide}`);
+    }
+    // Sides round to whole patches: a small scale on a small image can leave both as they were, and
+    // the pass would re-draw the image at its own size.
+    if (width <= r.width && height <= r.height) {
+      const side = Math.min(r.width, r.height);
+      throw new UserError(`${pass} (sides are whole multiples of ${LIMITS.side.multiple}), no larger: use a scale of at least ×${Math.ceil(((side + LIMITS.side.multiple / 2) / side) * 100) / 100}`);
     }
     if (img2imgSteps(h.steps, h.strength) < 1) {
       throw new UserError(`hires strength ${h.strength} with ${h.steps} steps leaves no step to run; use strength ≥ ${Math.ceil((1 / h.steps) * 1000) / 1000} or more hires steps`);

@@ -71,6 +71,10 @@ describe('CLI: generate flags for negative prompt, LoRA, image-to-image, hires, 
       [['--hires-upscale', 'nearest'], /--hires-upscale must be one of image, latent/],
       [['--hires-scale', '3', '--width', '1024'], /hires pass ×3 on 1024×1024 makes 3072×3072/],
       [['--vae-tiling', 'yes'], /--vae-tiling must be one of auto, on, off/],
+      // Sides round to multiples of 16: ×1.05 on 64² stays 64², a second pass that enlarges nothing.
+      [['--hires-scale', '1.05', '--width', '64', '--height', '64'], /^a hires pass ×1.05 on 64×64 makes 64×64 \(sides are whole multiples of 16\), no larger: use a scale of at least ×1.13$/],
+      // A first pass already at the side limit: no scale can help (the smallest is ×1.05), a smaller first pass can.
+      [['--hires-scale', '1.5', '--width', '2048', '--height', '1024'], /^a hires pass ×1.5 on 2048×1024 makes 3072×1536; sides stop at 2048: a first pass that large leaves no room for one \(×1.05 at least\): use a first pass whose sides are at most 1936$/],
       [Array.from({ length: 17 }, () => ['--lora', lora]).flat(), /at most 16 LoRAs/],
     ];
     for (const [args, message] of cases) assert.throws(() => parse(...args), (e: Error) => e instanceof UsageError && message.test(e.message), args.join(' '));
