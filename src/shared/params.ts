@@ -182,6 +182,12 @@ export function splitLoraSpec(text: string): { path: string; strength?: number; 
   if (/\.safetensors$/i.test(head) || !/[./\\]/.test(tail)) return { path: head, badStrength: tail };
   return { path: text.trim() };
 }
+/**
+ * A1111's `<lora:name>`, `<lora:name:0.8>` (or `:0.8:0.5`, a separate text-encoder weight) tag: other
+ * tools' PNG parameters carry LoRAs so (formats/infotextExtras.ts reads them), and users coming from
+ * A1111 type them into prompts, where it would reach the model as words. Negated classes only: no backtracking.
+ */
+export const LORA_TAG = /<lora:([^:<>\n]+)(?::([^:<>\n]*))?(?::[^<>\n]*)?>/;
 export const Strength = numberIn('strength', LIMITS.strength);
 export const ImageFit = oneOf('image fit', IMAGE_FITS);
 export const HiresScale = numberIn('hires scale', LIMITS.hiresScale);
@@ -334,6 +340,11 @@ export function resolveParams(params: unknown, inputImage?: { width: number; hei
   const parsed = v.safeParse(GenerateParamsSchema, params);
   if (!parsed.success) throw new UserError(firstMessage(parsed.issues));
   const p = parsed.output;
+  const tag = LORA_TAG.exec(p.prompt);
+  if (tag) {
+    const strength = tag[2]?.trim() || DEFAULTS.loraStrength;
+    throw new UserError(`the prompt holds the LoRA tag ${tag[0]}, which MajicFLUX does not read (the model would get it as words): remove it and give the LoRA file with its strength: --lora "${tag[1].trim()}.safetensors:${strength}", a .flux "lora:" line or the panel's LoRAs`);
+  }
   const r: ResolvedParams = {
     prompt: p.prompt,
     seed: p.seed,

@@ -10,6 +10,8 @@ import { loraFlag } from '../../src/inference/cli/generateOptions';
 import { UsageError } from '../../src/inference/cli/common';
 import { main } from '../../src/inference/cli/main';
 import { readPngParameters } from '../../src/inference/formats/png';
+import { UserError } from '../../src/shared/api';
+import { resolveParams } from '../../src/shared/params';
 
 describe('CLI: generate flags for negative prompt, LoRA, image-to-image, hires, VAE tiling', () => {
   let tmp: string;
@@ -78,6 +80,14 @@ describe('CLI: generate flags for negative prompt, LoRA, image-to-image, hires, 
       [Array.from({ length: 17 }, () => ['--lora', lora]).flat(), /at most 16 LoRAs/],
     ];
     for (const [args, message] of cases) assert.throws(() => parse(...args), (e: Error) => e instanceof UsageError && message.test(e.message), args.join(' '));
+  });
+
+  it('an A1111 LoRA tag typed into the prompt is refused, not drawn as words (every entry point checks through resolveParams)', () => {
+    const message = /^the prompt holds the LoRA tag <lora:film grain:0.7>, which MajicFLUX does not read \(the model would get it as words\): remove it and give the LoRA file with its strength: --lora "film grain.safetensors:0.7", a .flux "lora:" line or the panel's LoRAs$/;
+    assert.throws(() => parseGenerateParams(['a fox <lora:film grain:0.7> in the snow']), (e: Error) => e instanceof UsageError && message.test(e.message));
+    assert.throws(() => resolveParams({ prompt: 'a fox, <lora:film grain:0.7>' }), (e: Error) => e instanceof UserError && message.test(e.message));
+    assert.throws(() => resolveParams({ prompt: '<lora:x>' }), /LoRA tag <lora:x>.*--lora "x.safetensors:1"/);
+    assert.equal(resolveParams({ prompt: 'a sign that reads <lorax> and lora: 3' }).prompt, 'a sign that reads <lorax> and lora: 3');
   });
 
   it('an image made with --negative-prompt --true-cfg records both in its PNG parameters', async function () {

@@ -71,6 +71,11 @@ describe('extension: .flux keys for negative prompt, LoRA, image-to-image, hires
       ['loraWithoutFile', 'lora', ':0.8'],
     ]);
     assert.equal(spec.blocks[0].values.loras, undefined);
+    // An A1111 tag typed into the prompt: marked where it is, with the lora: line to write instead.
+    const tagged = parseFlux('a cat\n  in the snow <lora:film grain:0.7>, watercolor\n');
+    assert.deepEqual(tagged.problems.map((p) => [p.code, p.args.value, p.args.suggestion, p.span]), [
+      ['loraTagInPrompt', '<lora:film grain:0.7>', 'film grain.safetensors:0.7', { start: { line: 1, character: 14 }, end: { line: 1, character: 35 } }],
+    ]);
     const many = parseFlux(`a cat\nlora: ${Array.from({ length: 17 }, (_, i) => `l${i}.safetensors`).join(', ')}\n`);
     assert.deepEqual(many.problems.map((p) => p.code), ['tooManyLoras']);
   });

@@ -18,7 +18,7 @@ import * as v from 'valibot';
 import { checkTemplate, TemplateProblem } from '../../shared/fileName';
 import { closest } from '../../shared/didYouMean';
 import {
-  Count, GenerateParams, Guidance, Height, HIRES_UPSCALERS, HiresScale, IMAGE_FITS, ImageParams, Lora, LIMITS, LoraStrength, nearestSides, NegativePrompt, splitLoraSpec, Steps, Strength, TrueCfgScale, UsedSeed, VAE_TILING, Width,
+  Count, GenerateParams, Guidance, Height, HIRES_UPSCALERS, HiresScale, IMAGE_FITS, ImageParams, Lora, LIMITS, LORA_TAG, LoraStrength, nearestSides, NegativePrompt, splitLoraSpec, Steps, Strength, TrueCfgScale, UsedSeed, VAE_TILING, Width,
 } from '../../shared/params';
 
 export interface Position {
@@ -114,6 +114,7 @@ export type ProblemCode =
   | 'tooLong'
   | 'tooManyLoras'
   | 'loraWithoutFile'
+  | 'loraTagInPrompt'
   | 'negativeWithoutCfg'
   | 'orphanParams';
 
@@ -401,6 +402,14 @@ export function parseFlux(text: string): FluxDocument {
     const v = { ...defaults.values, ...b.values };
     const line = [...b.params, ...defaults.params].find((p) => p.name === 'negative');
     if (v.negativePrompt !== undefined && !((v.trueCfgScale ?? 1) > 1) && line) problems.push({ code: 'negativeWithoutCfg', severity: 'warning', span: line.keySpan, args: { key: 'negative' } });
+    // An A1111 LoRA tag would reach the model as words (a run refuses it: params.ts resolveParams).
+    const tag = LORA_TAG.exec(b.prompt);
+    if (tag) {
+      const start = promptPosition(b, tag.index);
+      const end = promptPosition(b, tag.index + tag[0].length);
+      const spec = `${tag[1].trim()}.safetensors:${tag[2]?.trim() || 1}`;
+      problems.push({ code: 'loraTagInPrompt', severity: 'error', span: start.line === end.line ? { start, end } : { start, end: start }, args: { key: 'lora', value: tag[0], suggestion: spec } });
+    }
   }
   problems.sort((a, b) => a.span.start.line - b.span.start.line || a.span.start.character - b.span.start.character);
   return { blocks, defaults, problems, lineCount: rawLines.length };
