@@ -1,4 +1,4 @@
-a castle on a hill
+a castle on a hill <lora:ink:0.7>
 sed: 4
 width: 1000
 
