@@ -115,6 +115,7 @@ export type ProblemCode =
   | 'tooManyLoras'
   | 'loraWithoutFile'
   | 'loraTagInPrompt'
+  | 'imageOptionWithoutImage'
   | 'negativeWithoutCfg'
   | 'orphanParams';
 
@@ -402,6 +403,11 @@ export function parseFlux(text: string): FluxDocument {
     const v = { ...defaults.values, ...b.values };
     const line = [...b.params, ...defaults.params].find((p) => p.name === 'negative');
     if (v.negativePrompt !== undefined && !((v.trueCfgScale ?? 1) > 1) && line) problems.push({ code: 'negativeWithoutCfg', severity: 'warning', span: line.keySpan, args: { key: 'negative' } });
+    // Image-to-image settings with no input image change nothing (the CLI refuses them): say so.
+    if (v.image === undefined) {
+      const set = b.params.filter((x) => (x.name === 'strength' && b.values.strength !== undefined) || (x.name === 'image_fit' && b.values.imageFit !== undefined));
+      for (const p of set) problems.push({ code: 'imageOptionWithoutImage', severity: 'warning', span: p.keySpan, args: { key: p.name } });
+    }
     // An A1111 LoRA tag would reach the model as words (a run refuses it: params.ts resolveParams).
     const tag = LORA_TAG.exec(b.prompt);
     if (tag) {
