@@ -21,7 +21,8 @@
 // Issue 13's options on a pipeline run: --params JSON merges generate parameters into the measured
 // image and the warm-up (true CFG, a hires pass); --warm-only skips the cold `majicflux generate`:
 //   node dist/bench.js --model full --ep webgpu --e2e --warm-only --size 1024 --steps 20 --params '{"trueCfgScale":3.5}'
-// --tuning JSON overrides more of the DiT's kernel choices (DitTuning), e.g. '{"nbitsBias":true}'.
+// --tuning JSON overrides more of the DiT's kernel choices (DitTuning), e.g. '{"nbitsBias":true}';
+// --tuning-b JSON (DiT alone) measures A = --tuning, B = A plus these, then A again, in one process.
 
 import '../src/inference/system/privacy'; // first: telemetry off before onnxruntime loads
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -81,11 +82,15 @@ interface Job {
   params?: Record<string, unknown>;
   /** DiT alone: then a synthetic LoRA of this rank on every Linear (benchLora.ts), at the first size. */
   loraRank?: number;
-  /** --tuning JSON: more of the DiT's kernel choices overridden (DitTuning: nbitsBias, loraUp, …). */
+  /** --tuning JSON: more of the DiT's kernel choices overridden (DitTuning: nbitsBias, loraGemm, …). */
   tuning?: DitTuning;
+  /** --tuning-b JSON: DiT alone, the same measured again in this process with these choices on top, then without (A, B, A). */
+  tuningB?: DitTuning;
 }
 
 interface RunResult extends Job {
+  /** With tuningB: which of A, B, A again. */
+  variant?: string;
   /** The DiT checkpoint file the run read. */
   ditFile: string;
   /** The format `auto` resolved to (the format itself otherwise). */
@@ -191,8 +196,28 @@ function ditTuningOf(job: Job): DitTuning {
   return Object.fromEntries(Object.entries(t).filter(([, v]) => v !== undefined));
 }
 
-/** The DiT alone: load, then `steps` forwards on random conditioning of the real shapes, per size. */
+/**
+ * The DiT alone: load, then `steps` forwards on random conditioning of the real shapes, per size.
+ * With `tuningB`, the same in this process with those choices, then with the first ones again
+ * (A, B, A: a drift of the GPU's clocks shows as A ≠ A again); each result names its variant.
+ */
 async function ditWorker(job: Job, dir: string, cache: string): Promise<RunResult[]> {
+  if (!job.tuningB) return ditRun(job, dir, cache);
+  const b = { ...job, tuning: { ...job.tuning, ...job.tuningB } };
+  const runs = [['A', job], ['B', b], ['A again', job]] as const;
+  const results: RunResult[] = [];
+  for (const [variant, j] of runs) {
+    progress(`variant ${variant}: ${JSON.stringify(j.tuning ?? {})}`);
+    results.push(...(await ditRun(j, dir, cache)).map((r) => ({ ...r, variant })));
+  }
+  for (const size of [job.size, ...(job.moreSizes ?? [])]) {
+    const at = results.filter((r) => r.size === size);
+    progress(`${size}² same process, median s/step: ${at.map((r) => `${r.variant} ${median(steadySteps(r)).toFixed(3)}${r.lora ? ` (LoRA ${median(r.lora.stepSeconds).toFixed(3)})` : ''}`).join(', ')}`);
+  }
+  return results;
+}
+
+async function ditRun(job: Job, dir: string, cache: string): Promise<RunResult[]> {
   if (job.weights === 'auto') throw new Error('--stages dit needs explicit weight formats');
   const ditFile = ditFileFor(dir, job.weights);
   const t0 = performance.now();
@@ -352,7 +377,7 @@ function table(results: RunResult[], machine: string, model: string): string {
     return `| ${r.weights === 'auto' ? `auto → ${r.weightsUsed}` : r.weights} | ${r.compute ?? '—'} | ${r.memory} | ${r.ep} | ${r.size}² | ${st('text')?.seconds.toFixed(2) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${st('decode')?.seconds.toFixed(2) ?? '—'} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`;
   });
   const ditRows = results.filter((r) => r.scope === 'dit').map((r) =>
-    `| ${r.weights}${r.fp8Decode ? ` (${r.fp8Decode})` : ''}${r.flashAttention === false ? ' (no flash attention)' : r.flashAttention ? ' (flash attention)' : ''}${r.gpuBufferCache ? ` (buffer cache ${r.gpuBufferCache})` : ''}${r.int8Activations !== undefined ? ` (int8 activations ${r.int8Activations ? 'on' : 'off'})` : ''}${r.nbitsBlock ? ` (block ${r.nbitsBlock})` : ''}${r.attention ? ` (${r.attention} attention${r.attentionChunks ? ` ×${r.attentionChunks}` : ''})` : ''}${r.optimization ? ` (optimization ${r.optimization})` : ''} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${r.loadSeconds?.toFixed(1) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${gib(r.rssBeforeLoad ?? NaN)} | ${gib(r.rssAfterLoad ?? NaN)} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`);
+    `| ${r.weights}${r.fp8Decode ? ` (${r.fp8Decode})` : ''}${r.flashAttention === false ? ' (no flash attention)' : r.flashAttention ? ' (flash attention)' : ''}${r.gpuBufferCache ? ` (buffer cache ${r.gpuBufferCache})` : ''}${r.int8Activations !== undefined ? ` (int8 activations ${r.int8Activations ? 'on' : 'off'})` : ''}${r.nbitsBlock ? ` (block ${r.nbitsBlock})` : ''}${r.attention ? ` (${r.attention} attention${r.attentionChunks ? ` ×${r.attentionChunks}` : ''})` : ''}${r.optimization ? ` (optimization ${r.optimization})` : ''}${r.variant ? ` [${r.variant}: ${JSON.stringify(r.tuning ?? {})}]` : ''} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${r.loadSeconds?.toFixed(1) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${gib(r.rssBeforeLoad ?? NaN)} | ${gib(r.rssAfterLoad ?? NaN)} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`);
   const out = [`Machine: ${machine}. Model: synthetic ${model} (random weights), ${results[0]?.t5 ?? 512} text tokens. Step times: median over the steps after the first.`, ''];
   if (pipelineRows.length) {
     out.push(
@@ -387,7 +412,7 @@ function table(results: RunResult[], machine: string, model: string): string {
   }
   const loraRows = results.filter((r) => r.lora).map((r) => {
     const l = r.lora!;
-    return `| ${r.weights} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${l.rank} (${l.fileMiB.toFixed(0)} MiB f32) | ${median(steadySteps(r)).toFixed(2)} | ${median(l.stepSeconds).toFixed(2)} | ${median(l.removedStepSeconds).toFixed(2)} | ${l.readSeconds.toFixed(2)} | ${l.applySeconds.toFixed(1)} | ${l.strengthSeconds.toFixed(3)} | ${l.removeSeconds.toFixed(3)} |`;
+    return `| ${r.weights}${r.variant ? ` [${r.variant}: ${JSON.stringify(r.tuning ?? {})}]` : ''} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${l.rank} (${l.fileMiB.toFixed(0)} MiB f32) | ${median(steadySteps(r)).toFixed(2)} | ${median(l.stepSeconds).toFixed(2)} | ${median(l.removedStepSeconds).toFixed(2)} | ${l.readSeconds.toFixed(2)} | ${l.applySeconds.toFixed(1)} | ${l.strengthSeconds.toFixed(3)} | ${l.removeSeconds.toFixed(3)} |`;
   });
   if (loraRows.length) {
     out.push(
@@ -446,7 +471,7 @@ async function main() {
       weights: { type: 'string', default: 'fp8,fp32' }, modes: { type: 'string', default: 'resident' }, t5: { type: 'string', default: '512' }, dir: { type: 'string' },
       out: { type: 'string', default: 'bench-out' }, section: { type: 'string' }, machine: { type: 'string' }, worker: { type: 'string' }, cache: { type: 'string' },
       stages: { type: 'string', default: 'all' }, compute: { type: 'string' }, dump: { type: 'string' },
-      'prepare-manifest': { type: 'string' }, 'fp8-decode': { type: 'string' }, attention: { type: 'string' }, 'buffer-cache': { type: 'string' }, 'int8-activations': { type: 'string' }, 'nbits-block': { type: 'string' }, 'opt-level': { type: 'string' }, chunks: { type: 'string' }, e2e: { type: 'boolean' }, 'job-timeout': { type: 'string', default: '1800' }, tag: { type: 'string' }, 'lora-rank': { type: 'string' }, params: { type: 'string' }, 'warm-only': { type: 'boolean' }, tuning: { type: 'string' },
+      'prepare-manifest': { type: 'string' }, 'fp8-decode': { type: 'string' }, attention: { type: 'string' }, 'buffer-cache': { type: 'string' }, 'int8-activations': { type: 'string' }, 'nbits-block': { type: 'string' }, 'opt-level': { type: 'string' }, chunks: { type: 'string' }, e2e: { type: 'boolean' }, 'job-timeout': { type: 'string', default: '1800' }, tag: { type: 'string' }, 'lora-rank': { type: 'string' }, params: { type: 'string' }, 'warm-only': { type: 'boolean' }, tuning: { type: 'string' }, 'tuning-b': { type: 'string' },
       soak: { type: 'string' }, 'soak-memory': { type: 'string', default: 'auto' }, 'cancel-every': { type: 'string', default: '2' }, 'sample-every': { type: 'string', default: '50' },
     },
   });
@@ -488,7 +513,7 @@ async function main() {
       for (const weights of values.weights!.split(',') as WeightChoice[]) {
         const job: Job = {
           scope: ditOnly ? 'dit' : 'pipeline', weights, memory, ep: values.ep as EpChoice, compute: (values.compute ?? (values.ep === 'cpu' ? 'float32' : 'float16')) as ComputeType, size, steps: Number(values.steps), t5: Number(values.t5),
-          ...(ditOnly ? { moreSizes: sizes.slice(1) } : {}), ...(values['fp8-decode'] ? { fp8Decode: values['fp8-decode'] as Job['fp8Decode'] } : {}), ...attentionJob(values.attention), ...(values['nbits-block'] ? { nbitsBlock: Number(values['nbits-block']) } : {}), ...(values.chunks ? { attentionChunks: Number(values.chunks) } : {}), ...(values.e2e ? { e2e: true } : {}), ...(values['opt-level'] ? { optimization: values['opt-level'] as Job['optimization'] } : {}), ...(values['buffer-cache'] ? { gpuBufferCache: values['buffer-cache'] as GpuBufferCache } : {}), ...(values['int8-activations'] ? { int8Activations: values['int8-activations'] === 'on' } : {}), ...(values.dump ? { dump: path.join(values.dump, `dit-${weights}-{size}.safetensors`) } : {}), ...(values['lora-rank'] ? { loraRank: Number(values['lora-rank']) } : {}), ...(values.params ? { params: JSON.parse(values.params) as Record<string, unknown> } : {}), ...(values['warm-only'] ? { warmOnly: true } : {}), ...(values.tuning ? { tuning: JSON.parse(values.tuning) as DitTuning } : {}),
+          ...(ditOnly ? { moreSizes: sizes.slice(1) } : {}), ...(values['fp8-decode'] ? { fp8Decode: values['fp8-decode'] as Job['fp8Decode'] } : {}), ...attentionJob(values.attention), ...(values['nbits-block'] ? { nbitsBlock: Number(values['nbits-block']) } : {}), ...(values.chunks ? { attentionChunks: Number(values.chunks) } : {}), ...(values.e2e ? { e2e: true } : {}), ...(values['opt-level'] ? { optimization: values['opt-level'] as Job['optimization'] } : {}), ...(values['buffer-cache'] ? { gpuBufferCache: values['buffer-cache'] as GpuBufferCache } : {}), ...(values['int8-activations'] ? { int8Activations: values['int8-activations'] === 'on' } : {}), ...(values.dump ? { dump: path.join(values.dump, `dit-${weights}-{size}.safetensors`) } : {}), ...(values['lora-rank'] ? { loraRank: Number(values['lora-rank']) } : {}), ...(values.params ? { params: JSON.parse(values.params) as Record<string, unknown> } : {}), ...(values['warm-only'] ? { warmOnly: true } : {}), ...(values.tuning ? { tuning: JSON.parse(values.tuning) as DitTuning } : {}), ...(values['tuning-b'] ? { tuningB: JSON.parse(values['tuning-b']) as DitTuning } : {}),
         };
         console.error(`running ${JSON.stringify(job)}`);
         const cold = job.e2e && !job.warmOnly ? await coldGenerate(job, base, cache, outDir) : undefined;

@@ -19,6 +19,8 @@ export interface LoraBench {
   readSeconds: number;
   /** The first setLoras: the session built again with the LoRA's branches (its factors as initializers). */
   applySeconds: number;
+  /** That rebuild's parts (FluxTransformer.loadTimings): the weight cache checked, the graph with the factors built, the session created. */
+  applyTimings?: { prefill: number; build: number; session: number };
   stepSeconds: number[];
   /** setLoras at another strength, and with none (a strength input each; no rebuild). */
   strengthSeconds: number;
@@ -61,7 +63,8 @@ export async function benchLora(dit: FluxTransformer, rank: number, steps: numbe
     const readSeconds = await time(() => (branches = ditLora(readLora(file), dit.config, dit.linearShapes).branches));
     // The file's path as its id, as the pipeline keys a LoRA by its cached file id.
     const applySeconds = await time(() => dit.setLoras([{ branches, strength: 1, id: file }]));
-    progress(`LoRA rank ${rank} (${fileMiB.toFixed(0)} MiB): read ${readSeconds.toFixed(2)} s, applied (session rebuilt with branches) in ${applySeconds.toFixed(2)} s`);
+    const applyTimings = dit.loadTimings;
+    progress(`LoRA rank ${rank} (${fileMiB.toFixed(0)} MiB): read ${readSeconds.toFixed(2)} s, applied (session rebuilt with branches) in ${applySeconds.toFixed(2)} s (${Object.entries(applyTimings ?? {}).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(', ')})`);
     const timed = async (label: string) => {
       const out: number[] = [];
       for (let i = 0; i < steps; i++) {
@@ -77,7 +80,7 @@ export async function benchLora(dit: FluxTransformer, rank: number, steps: numbe
     if (dit.sessionBuilds !== builds) throw new Error('benchLora: a strength change or a removal rebuilt the session');
     progress(`strength changed in ${strengthSeconds.toFixed(3)} s, removed in ${removeSeconds.toFixed(3)} s`);
     const removedStepSeconds = await timed('LoRA removed');
-    return { rank, fileMiB, readSeconds, applySeconds, stepSeconds, strengthSeconds, removeSeconds, removedStepSeconds };
+    return { rank, fileMiB, readSeconds, applySeconds, applyTimings, stepSeconds, strengthSeconds, removeSeconds, removedStepSeconds };
   } finally {
     fs.rmSync(path.dirname(file), { recursive: true, force: true });
   }

@@ -11,6 +11,11 @@
 #   bias    the DiT alone at 1024² and 512², int8 with each bias inside MatMulNBits (no Add node after it)
 #   loraprof  as lora, 2 steps, with onnxruntime's profiler: GPU time per kernel without and with
 #           the LoRA (scripts/gpu/profile-summary.mjs per session)
+#   abbias  plain vs bias in ONE process (bench --tuning-b: A, B, A again), 1024² and 512²
+#   abgemm  the LoRA rank 32 with each branch as MatMul + Add vs one Gemm (loraGemm), one process
+#   golden  the golden tiny model on WebGPU (scripts/gpu/golden-check.ts): every kernel choice's
+#           error, nbitsBias's and the LoRA cases in both branch forms; needs test/fixtures/flux-tiny
+#           carried (23 MB: leave .gpu2 behind if the 64 MiB limit bites)
 # Needs FILL_ALL=1 for hires/cfg (every component). Results: $OUT/log.txt and $OUT/results.tgz.
 #   OUT=/tmp/out BUDGET=570 FILL_ALL=1 bash scripts/gpu/device-bench-13.sh info fill lora hires cfg > $OUT/log.txt 2>&1
 phases=" ${*:-info fill lora hires cfg} "
@@ -44,6 +49,21 @@ fi
 if has bias; then
   stamp "dit int8 1024 and 512, bias inside MatMulNBits"
   timeout "$(left 100)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024,512 --steps 4 --weights int8 --tuning '{\"nbitsBias\":true}' --tag dit-nbits-bias --job-timeout 90"
+  pack
+fi
+if has abbias; then
+  stamp "dit int8 1024 and 512: defaults vs bias inside MatMulNBits, one process"
+  timeout "$(left 160)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024,512 --steps 5 --weights int8 --tuning-b '{\"nbitsBias\":true}' --tag dit-ab-nbits-bias --job-timeout 150"
+  pack
+fi
+if has abgemm; then
+  stamp "lora r32: MatMul + Add vs Gemm, one process"
+  timeout "$(left 300)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning-b '{\"loraGemm\":true}' --tag lora-ab-gemm --job-timeout 290"
+  pack
+fi
+if has golden; then
+  stamp "golden on webgpu"
+  timeout "$(left 90)" node dist/gpu-golden.js --ep webgpu --out "$OUT/golden-webgpu.json"
   pack
 fi
 if has loraprof; then

@@ -5,6 +5,9 @@
 // a DiT error exceeds its bound (looser than the CPU test's: WebGPU computes in float16, whose
 // kernels alone measured 3.1e-3 where the CPU computes float32); latents and image are reported.
 //
+// Then the LoRA golden cases (diffusers' load_lora_weights) on the provider in float16, each branch
+// as MatMul + Add and as one Gemm (OpChoices.loraGemm).
+//
 //   node dist/gpu-golden.js [--ep webgpu] [--out golden.json]
 
 import * as fs from 'node:fs';
@@ -13,6 +16,10 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ExecutionProvider } from '../../src/inference/onnx/session';
 import { FormatConfig, measureFormatErrors } from '../../test/helpers/formatErrors';
+import { compare, GOLDEN_CASES, GOLDEN_MODELS, goldenCase } from '../../test/helpers/golden';
+import { FluxTransformer } from '../../src/inference/graphs/fluxTransformer';
+import { readLora } from '../../src/inference/formats/lora';
+import { ditLora } from '../../src/inference/formats/loraDit';
 
 const configs: Array<FormatConfig & { bound: number }> = [
   { name: 'fp16, MultiHeadAttention', format: 'fp16', tuning: { attention: 'fused' }, bound: 5e-3 },
@@ -22,6 +29,8 @@ const configs: Array<FormatConfig & { bound: number }> = [
   { name: 'int8, block 128, int8 activations', format: 'int8', tuning: { nbitsBlock: 128, int8Activations: true }, bound: 2.5e-2 },
   { name: 'int8, block 32, float activations', format: 'int8', tuning: { nbitsBlock: 32, int8Activations: false }, bound: 1.8e-2 },
   { name: 'int8, block 32, int8 activations', format: 'int8', tuning: { nbitsBlock: 32, int8Activations: true }, bound: 2.5e-2 },
+  // OpChoices.nbitsBias: the same numbers as the row above it is meant to replace (the kernel's bias input on this provider).
+  { name: 'int8, block 32, float activations, bias inside MatMulNBits', format: 'int8', tuning: { nbitsBlock: 32, int8Activations: false, nbitsBias: true }, bound: 1.8e-2 },
   { name: 'int4, block 32, float activations', format: 'int4', tuning: { nbitsBlock: 32, int8Activations: false }, bound: 0.25 },
   // The bf16 checkpoint quantized to fp8 per row (the CPU measures 0.059 against the bf16 output), decoded from int32 words.
   { name: 'fp8 (per-row scales), int32-word decode', format: 'fp8', bound: 0.08 },
@@ -45,9 +54,41 @@ async function main() {
     }
     console.log(JSON.stringify(results[results.length - 1]));
   }
+  for (const loraGemm of [false, true]) {
+    const r = await loraErrors(ep, cacheDir, loraGemm).catch((e: Error) => ({ config: `LoRA cases, loraGemm ${loraGemm}`, ep, error: String(e.message ?? e).slice(0, 1000) }));
+    failed ||= !('ok' in r) || !r.ok;
+    results.push(r);
+    console.log(JSON.stringify(r));
+  }
   fs.rmSync(cacheDir, { recursive: true, force: true });
   if (values.out) fs.writeFileSync(values.out, JSON.stringify(results, null, 1));
   process.exit(failed ? 1 : 0);
+}
+
+/**
+ * The LoRA golden cases (test/unit/lora-golden.test.ts) on `ep` in float16: the largest relative L2
+ * against the reference over the cases, bound 5e-3 (float16 kernels, as the fp16 rows above).
+ */
+async function loraErrors(ep: ExecutionProvider, cacheDir: string, loraGemm: boolean) {
+  const meta = JSON.parse(fs.readFileSync(path.join(GOLDEN_CASES, 'lora.json'), 'utf8')) as { cases: Record<string, Array<{ file: string; strength: number }>> };
+  const t = await FluxTransformer.load(path.join(GOLDEN_MODELS, 'flux-tiny.safetensors'), { format: 'fp16', compute: 'float16', ep, cacheDir, loraGemm });
+  try {
+    const c = goldenCase('transformer.safetensors');
+    const inputs = { img: c.readF32('hidden_states'), txt: c.readF32('encoder_hidden_states'), vec: c.readF32('pooled_projections'), timestep: c.readF32('a.timestep')[0], guidance: c.readF32('a.guidance')[0], imgIds: c.readF32('img_ids'), txtIds: c.readF32('txt_ids') };
+    const cases: Record<string, number> = {};
+    for (const [key, combo] of Object.entries(meta.cases)) {
+      // diffusers drops a kohya file's top-level Linears (lora-golden.test.ts TOP_LEVEL): compared without them.
+      await t.setLoras(combo.map((l) => {
+        const { branches } = ditLora(readLora(path.join(GOLDEN_CASES, l.file)), t.config, t.linearShapes);
+        return { branches: new Map([...branches].filter(([n]) => !l.file.includes('kohya') || !/^(img_in|txt_in|time_in|vector_in|guidance_in|final_layer)/.test(n))), strength: l.strength, id: l.file };
+      }));
+      cases[key] = compare(await t.forward(inputs), goldenCase('lora-cases.safetensors').readF32(key)).relL2;
+    }
+    const worst = Math.max(...Object.values(cases));
+    return { config: `LoRA cases, loraGemm ${loraGemm}`, ep, cases, worst, bound: 5e-3, ok: worst <= 5e-3 };
+  } finally {
+    await t.release();
+  }
 }
 
 main().catch((e) => {

@@ -37,9 +37,10 @@ function inputs(): DitInputs {
 describe('LoRA golden cases (diffusers load_lora_weights)', function () {
   this.timeout(300_000);
 
-  for (const [what, source] of [['BFL file', BF16_FILE], ['diffusers folder', path.join(GOLDEN_MODELS, 'transformer')]] as const) {
+  // loraGemm: each branch's up-projection and add as one Gemm (OpChoices.loraGemm).
+  for (const [what, source, loraGemm] of [['BFL file', BF16_FILE, false], ['BFL file, branches ending in Gemm', BF16_FILE, true], ['diffusers folder', path.join(GOLDEN_MODELS, 'transformer'), false]] as const) {
     it(`${what}: base, kohya, kohya at 0.5, PEFT at 0.7, XLabs and kohya 0.8 + PEFT −0.5 stacked match the reference`, async () => {
-      const t = await FluxTransformer.load(source, { format: 'fp32', inlineLimit: 0 });
+      const t = await FluxTransformer.load(source, { format: 'fp32', inlineLimit: 0, loraGemm });
       try {
         const expected = (k: string) => goldenCase('lora-cases.safetensors').readF32(k);
         const base = await t.forward(inputs());

@@ -94,6 +94,7 @@ describe('LoRA in the pipeline (pipeline/loras.ts, formats/loraText.ts)', functi
       assert.deepEqual(Array.from(none.image), Array.from(base.image), 'the LoRA removed: the base image');
       const onDit = lines.filter((l) => l.startsWith('LoRAs on the DiT:'));
       assert.equal(onDit.filter((l) => l.includes('session rebuilt')).length, 1, `one rebuild, when the file first came:\n${onDit.join('\n')}`);
+      assert.match(onDit.find((l) => l.includes('session rebuilt'))!, /session rebuilt with their branches: graph \d+\.\d\d s, session \d+\.\d\d s/, 'the rebuild says where its time went');
       assert.equal(onDit.filter((l) => l.includes('strengths only')).length, 3, onDit.join('\n'));
     } finally {
       await p.release();

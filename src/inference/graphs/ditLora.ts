@@ -77,15 +77,18 @@ export class LoraGraph {
   private readonly strengths: Value[];
   private readonly type: 'float32' | 'float16';
 
-  constructor(private readonly g: Graph, private readonly slots: ReadonlyArray<ReadonlyMap<string, LoraBranch>>, private readonly shapes: LinearShapes, compute: ComputeType) {
-    this.type = compute === 'float32' ? 'float32' : 'float16';
+  private readonly gemm: boolean;
+
+  constructor(private readonly g: Graph, private readonly slots: ReadonlyArray<ReadonlyMap<string, LoraBranch>>, private readonly shapes: LinearShapes, opts: { compute: ComputeType; gemm?: boolean }) {
+    this.type = opts.compute === 'float32' ? 'float32' : 'float16';
+    this.gemm = opts.gemm ?? false;
     this.strengths = slots.map((_, k) => {
       const s = g.input(strengthInput(k), 'float32', [1]);
       return this.type === 'float32' ? s : g.op('Cast', [s], { to: 10 });
     });
   }
 
-  /** y plus the branch of every slot that covers Linear `linear`; x [tokens, in]. */
+  /** y plus the branch of every slot that covers Linear `linear`; x [tokens, in]. Its last two nodes are one Gemm(down, Bᵀ, y) with `gemm` (OpChoices.loraGemm). */
   apply(x: Value, y: Value, linear: string): Value {
     const [out, inFeatures] = this.shapes.get(linear)!;
     this.slots.forEach((branches, k) => {
@@ -97,8 +100,9 @@ export class LoraGraph {
       for (let j = 0; j < r; j++) for (let i = 0; i < inFeatures; i++) at[i * r + j] = b.a[j * inFeatures + i];
       const bt = new Float32Array(r * out);
       for (let j = 0; j < r; j++) for (let o = 0; o < out; o++) bt[j * out + o] = b.bt[j * out + o] * b.scale[j];
-      const down = this.g.op('MatMul', [x, this.constant(at, [inFeatures, r], `lora${k}.${linear}.at`)]); // [tokens, r]
-      y = this.g.op('Add', [y, this.g.op('MatMul', [this.g.op('Mul', [down, this.strengths[k]]), this.constant(bt, [r, out], `lora${k}.${linear}.bt`)])]);
+      const down = this.g.op('Mul', [this.g.op('MatMul', [x, this.constant(at, [inFeatures, r], `lora${k}.${linear}.at`)]), this.strengths[k]]); // [tokens, r]
+      const up = this.constant(bt, [r, out], `lora${k}.${linear}.bt`);
+      y = this.gemm ? this.g.op('Gemm', [down, up, y]) : this.g.op('Add', [y, this.g.op('MatMul', [down, up])]);
     });
     return y;
   }

@@ -59,7 +59,7 @@ export class FluxTransformer {
   private last?: { key: DitConditioning; prepared: PreparedDit };
 
   /** `textTokens`: the text length a graph with constant Slice bounds was built for (CoreML). */
-  /** Set by load(). */
+  /** Where the last build's time went: load(), then each rebuild (setLoras). */
   loadTimings?: DitLoadTimings;
   /** How a GGUF file's quantized weights are run (for the log); empty for other files. */
   notes: string[] = [];
@@ -74,7 +74,7 @@ export class FluxTransformer {
     /** Every BFL Linear's [out, in]: LoRAs are mapped and checked against these. */
     readonly linearShapes: Map<string, [number, number]>,
     /** Builds the session again, from the same checkpoint and options, with these LoRAs' branches. */
-    private readonly rebuild: (loras: readonly WeightedBranches[]) => Promise<ort.InferenceSession>,
+    private readonly rebuild: (loras: readonly WeightedBranches[]) => Promise<{ session: ort.InferenceSession; timings: DitLoadTimings }>,
   ) {}
 
   /**
@@ -111,7 +111,7 @@ export class FluxTransformer {
     const rebuild = async (loras: readonly WeightedBranches[]) => {
       const again = typeof source === 'string' ? openComponent(source, 'dit').weights : weights;
       try {
-        return (await create(again, loras)).session;
+        return await create(again, loras);
       } finally {
         if (typeof source === 'string') again.tensors.close();
       }
@@ -159,7 +159,9 @@ export class FluxTransformer {
     // Released first: two sessions of a FLUX.1 DiT at once would not fit where one just does.
     this.lora = undefined;
     await this.session.release();
-    this.session = await this.rebuild(loras);
+    const { session, timings } = await this.rebuild(loras);
+    this.session = session;
+    this.loadTimings = timings;
     this.sessionBuilds++;
     this.useBuilt(loras);
   }

@@ -272,6 +272,12 @@ export interface OpChoices {
   /** int8/int4: a Linear's bias as MatMulNBits' own input (index 5) instead of an Add after it (WeightOptions.nbitsBias). */
   nbitsBias: boolean;
   /**
+   * A LoRA branch ends in Gemm(strength·x·Aᵀ, Bᵀ, y), one node, instead of MatMul then Add
+   * (graphs/ditLora.ts): one dispatch and one pass over the Linear's output fewer per branch.
+   * Off until measured on each provider (scripts/gpu/device-bench-13.sh loragemm).
+   */
+  loraGemm: boolean;
+  /**
    * How fp8 weights are decoded (WeightOptions.fp8Decode): the CPU's DequantizeLinear runs on one
    * thread, so a table lookup; WebGPU has no float8 type nor 8/16-bit integer data, so int32
    * words split by integer division (bit-exact, measured 3.1 ms for a [4096, 3072] · [3072, 3072]
@@ -297,6 +303,7 @@ export function opChoicesFor(ep: ExecutionProvider = 'cpu'): OpChoices {
     attentionChunks: 1,
     attentionChunksMax: webgpu ? 16 : 1,
     nbitsBias: false,
+    loraGemm: false,
     opset: webgpu ? 20 : 21,
     fp8Decode: ep === 'cpu' ? 'lookup' : webgpu ? 'words' : 'dequantize',
   };

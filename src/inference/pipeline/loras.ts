@@ -169,7 +169,9 @@ export class PipelineLoras {
     const builds = dit.sessionBuilds;
     await dit.setLoras(on.map(({ entry, lora }) => ({ branches: lora.branches, strength: entry.strength, id: entry.cached.id })));
     this.lastDit = { on: dit, key };
-    const how = dit.sessionBuilds > builds ? 'session rebuilt with their branches' : 'strengths only';
+    const t = dit.loadTimings;
+    // Where a rebuild's time goes (graph with the factors, then the session: the weights uploaded again).
+    const how = dit.sessionBuilds > builds ? `session rebuilt with their branches${t ? `: graph ${t.build.toFixed(2)} s, session ${t.session.toFixed(2)} s` : ''}` : 'strengths only';
     this.log('info', `LoRAs on the DiT: ${active.metadata.map((m) => `${m.name}:${m.strength}`).join(', ') || 'none'} (${how}, ${((performance.now() - t0) / 1000).toFixed(2)} s)`);
   }
 }
