@@ -82,7 +82,7 @@ interface Job {
   params?: Record<string, unknown>;
   /** DiT alone: then a synthetic LoRA of this rank on every Linear (benchLora.ts), at the first size. */
   loraRank?: number;
-  /** --tuning JSON: more of the DiT's kernel choices overridden (DitTuning: nbitsBias, loraGemm, …). */
+  /** --tuning JSON: more of the DiT's kernel choices overridden (DitTuning: nbitsBias, loraNbits, …). */
   tuning?: DitTuning;
   /** --tuning-b JSON: DiT alone, the same measured again in this process with these choices on top, then without (A, B, A). */
   tuningB?: DitTuning;
@@ -199,22 +199,25 @@ function ditTuningOf(job: Job): DitTuning {
 /**
  * The DiT alone: load, then `steps` forwards on random conditioning of the real shapes, per size.
  * With `tuningB`, the same in this process with those choices, then with the first ones again
- * (A, B, A: a drift of the GPU's clocks shows as A ≠ A again); each result names its variant.
+ * (A, B, A: a drift of the GPU's clocks shows as A ≠ A again); each result names its variant and
+ * is emitted as soon as its variant ends (a job timeout keeps what finished). Memory peaks (RSS,
+ * the GPU's) are the process's: a B or "A again" row's include the variants before it.
  */
-async function ditWorker(job: Job, dir: string, cache: string): Promise<RunResult[]> {
-  if (!job.tuningB) return ditRun(job, dir, cache);
+async function ditWorker(job: Job, dir: string, cache: string, emit: (r: RunResult) => void): Promise<void> {
+  if (!job.tuningB) return void (await ditRun(job, dir, cache)).forEach(emit);
   const b = { ...job, tuning: { ...job.tuning, ...job.tuningB } };
   const runs = [['A', job], ['B', b], ['A again', job]] as const;
   const results: RunResult[] = [];
   for (const [variant, j] of runs) {
     progress(`variant ${variant}: ${JSON.stringify(j.tuning ?? {})}`);
-    results.push(...(await ditRun(j, dir, cache)).map((r) => ({ ...r, variant })));
+    const rs = (await ditRun(j, dir, cache)).map((r) => ({ ...r, variant }));
+    rs.forEach(emit);
+    results.push(...rs);
   }
   for (const size of [job.size, ...(job.moreSizes ?? [])]) {
     const at = results.filter((r) => r.size === size);
     progress(`${size}² same process, median s/step: ${at.map((r) => `${r.variant} ${median(steadySteps(r)).toFixed(3)}${r.lora ? ` (LoRA ${median(r.lora.stepSeconds).toFixed(3)})` : ''}`).join(', ')}`);
   }
-  return results;
 }
 
 async function ditRun(job: Job, dir: string, cache: string): Promise<RunResult[]> {
@@ -489,8 +492,9 @@ async function main() {
   const cache = values.cache ?? path.join(base, 'weight-cache');
   if (values.worker) {
     const job = JSON.parse(values.worker) as Job;
-    const rs = job.scope === 'dit' ? await ditWorker(job, base, cache) : [await pipelineWorker(job, base, cache)];
-    for (const r of rs) process.stdout.write(`RESULT ${JSON.stringify(r)}\n`);
+    const emit = (r: RunResult) => process.stdout.write(`RESULT ${JSON.stringify(r)}\n`);
+    if (job.scope === 'dit') await ditWorker(job, base, cache, emit);
+    else emit(await pipelineWorker(job, base, cache));
     return;
   }
   const config = MODELS[values.model!]?.();
@@ -507,6 +511,7 @@ async function main() {
   const sizes = values.size!.split(',').map(Number);
   const ditOnly = values.stages === 'dit';
   if (values['lora-rank'] && !ditOnly) throw new Error('--lora-rank measures the DiT alone: add --stages dit');
+  if (values['tuning-b'] && !ditOnly) throw new Error('--tuning-b compares the DiT alone: add --stages dit');
   // The DiT alone measures every size on one session per format; the pipeline runs each size anew.
   for (const size of ditOnly ? sizes.slice(0, 1) : sizes) {
     for (const memory of values.modes!.split(',') as MemoryMode[]) {

@@ -12,7 +12,7 @@
 #   loraprof  as lora, 2 steps, with onnxruntime's profiler: GPU time per kernel without and with
 #           the LoRA (scripts/gpu/profile-summary.mjs per session)
 #   abbias  plain vs bias in ONE process (bench --tuning-b: A, B, A again), 1024² and 512²
-#   abgemm  the LoRA rank 32 with each branch as MatMul + Add vs one Gemm (loraGemm), one process
+#   abnbits the LoRA rank 32 with each branch in float16 MatMul vs 8-bit MatMulNBits (loraNbits), one process
 #   golden  the golden tiny model on WebGPU (scripts/gpu/golden-check.ts): every kernel choice's
 #           error, nbitsBias's and the LoRA cases in both branch forms; needs test/fixtures/flux-tiny
 #           carried (23 MB: leave .gpu2 behind if the 64 MiB limit bites)
@@ -56,9 +56,9 @@ if has abbias; then
   timeout "$(left 160)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024,512 --steps 5 --weights int8 --tuning-b '{\"nbitsBias\":true}' --tag dit-ab-nbits-bias --job-timeout 150"
   pack
 fi
-if has abgemm; then
-  stamp "lora r32: MatMul + Add vs Gemm, one process"
-  timeout "$(left 300)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning-b '{\"loraGemm\":true}' --tag lora-ab-gemm --job-timeout 290"
+if has abnbits; then
+  stamp "lora r32: float16 MatMul vs MatMulNBits branches, one process"
+  timeout "$(left 300)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning-b '{\"loraNbits\":true}' --tag lora-ab-nbits --job-timeout 290"
   pack
 fi
 if has golden; then

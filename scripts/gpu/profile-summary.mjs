@@ -56,5 +56,23 @@ if (gpuRows.length) {
   console.log('| op / program | dispatches per run | GPU ms per run | share |');
   console.log('| --- | --- | --- | --- |');
   for (const r of gpuRows.slice(0, 25)) console.log(`| ${r.op} / ${r.program} | ${(r.count / timedRuns).toFixed(0)} | ${(r.us / timedRuns / 1000).toFixed(2)} | ${((100 * r.us) / gpuTotal).toFixed(1)} % |`);
+  // The LoRA branches' nodes (graphs/ditLora.ts names them lora_*).
+  const lora = new Map();
+  for (const e of runs.length > 1 ? gpuEvents.slice(perRun) : gpuEvents) {
+    const [node, op, program] = e.name.split('&');
+    // Names are scoped ("double_blocks.3/lora_down_57"); a fused node may carry a suffix.
+    const m = /(?:^|\/)(lora_[a-z]+)/.exec(node);
+    if (!m) continue;
+    const key = `${m[1]} ${op} / ${program}`;
+    const s = lora.get(key) ?? { key, count: 0, us: 0 };
+    s.count++;
+    s.us += e.dur;
+    lora.set(key, s);
+  }
+  if (lora.size) {
+    const loraUs = [...lora.values()].reduce((a, r) => a + r.us, 0);
+    console.log(`GPU time in the LoRA branches' nodes per run: ${(loraUs / timedRuns / 1000).toFixed(1)} ms`);
+    for (const r of [...lora.values()].sort((a, b) => b.us - a.us)) console.log(`|   ${r.key} | ${(r.count / timedRuns).toFixed(0)} | ${(r.us / timedRuns / 1000).toFixed(2)} |`);
+  }
 } else console.log('no GPU timestamps in this profile');
 if (flag === '--json' && out) fs.writeFileSync(out, JSON.stringify({ file, runs: runs.length, runMs, rows: rows.map((r) => ({ ...r, msPerRun: r.us / timedRuns / 1000, nodesPerRun: r.count / timedRuns })), cpuNodes: Object.fromEntries(cpuNodes), gpuMsPerRun: gpuTotal / timedRuns / 1000, gpu: gpuRows.map((r) => ({ ...r, msPerRun: r.us / timedRuns / 1000, dispatchesPerRun: r.count / timedRuns })) }, null, 1));

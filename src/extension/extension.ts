@@ -9,8 +9,10 @@ import { Generation, GenerateInput } from './generation';
 import { History } from './history';
 import { Jobs } from './jobs';
 import { ModelsApi, registerModels } from './models';
-import { GenerationPanel, PANEL_VIEW_TYPE, PanelDeps } from './panel/panel';
+import { DroppedCleanup } from './panel/droppedCleanup';
+import { GenerationPanel, PANEL_VIEW_TYPE, PanelDeps, panelInputImage } from './panel/panel';
 import { PngRerun } from './pngRerun';
+import { missingNotices } from './recordedInput';
 import { ServerManager } from './serverManager';
 import { StatusBar } from './statusBar';
 import { trustRefusals } from './trust';
@@ -29,6 +31,10 @@ export interface MajicfluxApi {
   trustRefusals: readonly string[];
   /** The palette's prompt box while it is open. */
   promptPick(): vscode.QuickPick<vscode.QuickPickItem> | undefined;
+  /** The images dropped on the panel, kept and pruned. */
+  dropped: DroppedCleanup;
+  /** Warnings about a recorded image's files not found (recordedInput.ts), oldest first. */
+  missingNotices: readonly string[];
 }
 
 let running: ServerManager | undefined;
@@ -43,7 +49,8 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   const history = new History(context.workspaceState);
   const generation = new Generation(config, jobs, history, server, log);
   const statusBar = new StatusBar(server, jobs, config);
-  const panelDeps: PanelDeps = { extensionUri: context.extensionUri, globalStorageUri: context.globalStorageUri, workspaceState: context.workspaceState, config, jobs, history, generation, log };
+  const dropped = new DroppedCleanup({ context, history, jobs, log, inputImage: () => panelInputImage(context.workspaceState) });
+  const panelDeps: PanelDeps = { extensionUri: context.extensionUri, dropped, workspaceState: context.workspaceState, config, jobs, history, generation, log };
   const openPanel = (prefill?: GenerateInput) => void GenerationPanel.show(panelDeps, prefill);
 
   context.subscriptions.push(log, config, server, statusBar, { dispose: () => jobs.dispose() }, { dispose: () => history.dispose() });
@@ -51,7 +58,7 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   const models = registerModels({ context, config, server, log });
   const flux = registerFluxFile(context, { config, jobs, history, generation, log });
   context.subscriptions.push(
-    new PngRerun(generation, history, openPanel, { config, log }),
+    new PngRerun(generation, history, openPanel, { config, log, dropped }),
     vscode.commands.registerCommand('majicflux.varyImage', (uri?: vscode.Uri) => varyImage(panelDeps, uri)),
     vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, {
       async deserializeWebviewPanel(panel) {
@@ -62,7 +69,7 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   );
   config.report();
   log.info(`MajicFLUX activated (workspace ${vscode.workspace.isTrusted ? 'trusted' : 'not trusted: nothing runs until it is'})`);
-  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current, trustRefusals, promptPick };
+  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current, trustRefusals, promptPick, dropped, missingNotices };
 }
 
 /** Shuts the server down gracefully (VS Code waits for this before ending the extension host). */

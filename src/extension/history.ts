@@ -69,6 +69,11 @@ export class History {
     return this.entries.filter((e) => e.fluxFile === fluxFile && e.blockKey === key && this.exists(e.file));
   }
 
+  /** The input images the entries were made from, as recorded (no file is looked at: the dropped-image pruning reads this). */
+  inputImages(): string[] {
+    return this.entries.flatMap((e) => (e.params.image ? [e.params.image] : []));
+  }
+
   remove(id: string): void {
     this.entries = this.entries.filter((e) => e.id !== id);
     this.save();

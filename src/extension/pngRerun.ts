@@ -21,7 +21,7 @@ export class PngRerun implements vscode.Disposable {
     private readonly generation: Generation,
     private readonly history: History,
     private readonly openPanel: (input: GenerateInput) => void,
-    private readonly deps: { config: Configuration; log: vscode.LogOutputChannel },
+    private readonly deps: { config: Configuration; log: vscode.LogOutputChannel; dropped: { holds(file: string): boolean } },
   ) {
     this.subs.push(
       vscode.commands.registerCommand('majicflux.rerunFromImage', (uri?: vscode.Uri, mode?: unknown) => this.rerun(uri, mode === 'same' || mode === 'new' ? mode : undefined)),

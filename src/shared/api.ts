@@ -76,8 +76,8 @@ export interface DitTuning {
   attentionChunks?: number;
   /** int8/int4: the bias as MatMulNBits' input rather than an Add (OpChoices.nbitsBias). */
   nbitsBias?: boolean;
-  /** A LoRA branch's up-projection and its add as one Gemm (OpChoices.loraGemm). */
-  loraGemm?: boolean;
+  /** LoRA branches as 8-bit MatMulNBits (OpChoices.loraNbits). */
+  loraNbits?: boolean;
   /** Tensors up to this many bytes are inlined instead of stored in the weight format (0: every Linear is). */
   inlineLimit?: number;
 }

@@ -33,16 +33,19 @@ describe('extension: images dropped on the panel', () => {
     assert.equal(fs.readdirSync(dir).length, 3, 'no partial files left');
   });
 
-  it('the same image dropped twice is one file, not written again; another image is another file', async () => {
+  it('the same image dropped twice is one file, not written again but marked used; another image is another file', async () => {
     const bytes = await image('png');
     const first = await storeDroppedImage(dir, bytes);
     assert.ok('file' in first);
-    const mtime = fs.statSync(first.file).mtimeMs;
+    const { ino } = fs.statSync(first.file);
+    const longAgo = new Date(Date.now() - 40 * 24 * 3600_000);
+    fs.utimesSync(first.file, longAgo, longAgo);
     // A view into a larger buffer (as a message's typed array may be) hashes only its bytes.
     const padded = Buffer.concat([Buffer.from('xx'), bytes, Buffer.from('yy')]);
     const second = await storeDroppedImage(dir, new Uint8Array(padded.buffer, padded.byteOffset + 2, bytes.length));
     assert.deepEqual(second, { file: first.file, existed: true });
-    assert.equal(fs.statSync(first.file).mtimeMs, mtime);
+    assert.equal(fs.statSync(first.file).ino, ino, 'the same file, not a new one');
+    assert.ok(Date.now() - fs.statSync(first.file).mtimeMs < 60_000, 'its modification time is its last use (droppedPrune.ts)');
     const other = await storeDroppedImage(dir, await image('png', '#2040c0'));
     assert.ok('file' in other && other.file !== first.file);
     assert.equal(fs.readdirSync(dir).length, 2);

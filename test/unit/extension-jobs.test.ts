@@ -192,6 +192,10 @@ describe('extension: history', () => {
     assert.equal(again.get(a.id)?.file, '/ws/a.png');
     files.delete('/ws/a.png');
     assert.deepEqual(again.list().map((e) => e.file), ['/ws/b.png']);
+    // The input images recorded, without looking at any file (what the dropped-image pruning keeps).
+    again.add({ file: '/ws/c.png', params: { ...meta('c'), image: '/gs/inputs/abc.png' } });
+    files.clear();
+    assert.deepEqual(again.inputImages(), ['/gs/inputs/abc.png']);
     // Garbage in the memento is ignored.
     store.set('majicflux.history', [{ id: 1 }, null, 'x']);
     assert.equal(new History(memento).list().length, 0);

@@ -9,7 +9,7 @@ import { ditLora, LoraBranch } from '../../src/inference/formats/loraDit';
 import { openTensors } from '../../src/inference/formats/safetensors';
 import { writeSafetensors } from '../../src/inference/formats/safetensorsWriter';
 import { FluxPipeline } from '../../src/inference/pipeline/pipeline';
-import { assertGoldenClose, assertMaxAbs, GOLDEN_CASES, GOLDEN_MODELS, goldenCase } from '../helpers/golden';
+import { assertGoldenClose, assertMaxAbs, GOLDEN_CASES, GOLDEN_MODELS, goldenCase, KOHYA_DROPPED_BY_DIFFUSERS } from '../helpers/golden';
 
 interface LoraCases {
   cases: Record<string, Array<{ file: string; strength: number }>>;
@@ -18,13 +18,10 @@ interface LoraCases {
 const meta: LoraCases = JSON.parse(fs.readFileSync(path.join(GOLDEN_CASES, 'lora.json'), 'utf8'));
 const BF16_FILE = path.join(GOLDEN_MODELS, 'flux-tiny.safetensors');
 
-// diffusers' kohya converter (_convert_kohya_flux_lora_to_diffusers) maps the blocks only and drops
-// a kohya file's top-level Linears (img_in, txt_in, time_in, vector_in, guidance_in, final_layer):
-// measured, the reference equals our output without them to 4e-6 and differs by 0.4 with them.
-// MajicFLUX applies them, as ComfyUI does (every `lora_unet_<BFL name>`), which lora.test.ts checks
-// against the weights merged; here the reference's subset is compared.
-const TOP_LEVEL = /^(img_in|txt_in|time_in|vector_in|guidance_in|final_layer)/;
-const KOHYA_TOP_LEVEL = /^lora_unet_(img_in|txt_in|time_in|vector_in|guidance_in|final_layer)/;
+// The reference's subset of a kohya file (KOHYA_DROPPED_BY_DIFFUSERS); that MajicFLUX applies the
+// rest too, lora.test.ts checks against the weights merged.
+const TOP_LEVEL = KOHYA_DROPPED_BY_DIFFUSERS;
+const KOHYA_TOP_LEVEL = new RegExp(`^lora_unet_${KOHYA_DROPPED_BY_DIFFUSERS.source.slice(1)}`);
 
 function inputs(): DitInputs {
   const c = goldenCase('transformer.safetensors');
@@ -37,10 +34,9 @@ function inputs(): DitInputs {
 describe('LoRA golden cases (diffusers load_lora_weights)', function () {
   this.timeout(300_000);
 
-  // loraGemm: each branch's up-projection and add as one Gemm (OpChoices.loraGemm).
-  for (const [what, source, loraGemm] of [['BFL file', BF16_FILE, false], ['BFL file, branches ending in Gemm', BF16_FILE, true], ['diffusers folder', path.join(GOLDEN_MODELS, 'transformer'), false]] as const) {
+  for (const [what, source] of [['BFL file', BF16_FILE], ['diffusers folder', path.join(GOLDEN_MODELS, 'transformer')]] as const) {
     it(`${what}: base, kohya, kohya at 0.5, PEFT at 0.7, XLabs and kohya 0.8 + PEFT −0.5 stacked match the reference`, async () => {
-      const t = await FluxTransformer.load(source, { format: 'fp32', inlineLimit: 0, loraGemm });
+      const t = await FluxTransformer.load(source, { format: 'fp32', inlineLimit: 0 });
       try {
         const expected = (k: string) => goldenCase('lora-cases.safetensors').readF32(k);
         const base = await t.forward(inputs());

@@ -9,6 +9,7 @@ import { UserError } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
 import { resolveParams } from '../../shared/params';
 import { isSafetensors, LoraFile, MAX_LORA_BYTES } from '../loraFiles';
+import { droppedImageGone } from './droppedCleanup';
 import type { LoraView, PanelParams } from './protocol';
 
 const t = vscode.l10n.t;
@@ -27,11 +28,11 @@ async function fileSize(file: string): Promise<number | 'missing' | 'notFile'> {
   }
 }
 
-/** Why `file` cannot be the input image, or undefined. */
-export async function inputImageProblem(file: string): Promise<string | undefined> {
+/** Why `file` cannot be the input image, or undefined. `dropped`: the folder of images dropped from the desktop, whose copies may have been pruned. */
+export async function inputImageProblem(file: string, dropped?: { holds(file: string): boolean }): Promise<string | undefined> {
   if (!path.isAbsolute(file) || !isImageFile(file)) return t('{0} is not a PNG, JPEG or WebP image; choose one of those.', path.basename(file));
   const size = await fileSize(file);
-  if (size === 'missing') return t('the input image {0} is not there any more; choose it again.', file);
+  if (size === 'missing') return dropped?.holds(file) ? droppedImageGone(file) : t('the input image {0} is not there any more; choose it again.', file);
   if (size === 'notFile') return t('the input image {0} is not a file.', file);
   return undefined;
 }
@@ -47,10 +48,10 @@ export async function loraProblem(file: string): Promise<string | undefined> {
 }
 
 /** What is wrong with the panel's request before anything starts (not the image the host set, a missing file, a strength that leaves no step), or undefined. */
-export async function requestProblem(p: PanelParams, inputImage: string | undefined): Promise<string | undefined> {
+export async function requestProblem(p: PanelParams, inputImage: string | undefined, dropped?: { holds(file: string): boolean }): Promise<string | undefined> {
   if (p.image !== undefined && p.image !== inputImage) return t('The input image changed; choose it again.');
   if (p.image) {
-    const problem = await inputImageProblem(p.image);
+    const problem = await inputImageProblem(p.image, dropped);
     if (problem) return problem;
   }
   for (const l of p.loras ?? []) {

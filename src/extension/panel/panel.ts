@@ -17,7 +17,8 @@ import { progressText } from '../progressText';
 import { toInput } from '../pngInput';
 import { resolveRecorded } from '../recordedInput';
 import { modelName, usesDemoModel } from '../settings';
-import { storeDroppedImage, StoreResult } from './droppedImages';
+import type { DroppedCleanup } from './droppedCleanup';
+import type { StoreResult } from './droppedImages';
 import { panelHtml } from './html';
 import { droppedImageFile, inputImageProblem, loraView, pickImageFile, requestProblem } from './inputs';
 import { FromWebview, GalleryItem, ImageView, initMessage, JobView, PANEL_DEFAULTS, PANEL_LIMITS, PanelDefaults, PanelForm, PanelParams, ToWebview, validateFromWebview } from './protocol';
@@ -28,10 +29,13 @@ const FORM_KEY = 'majicflux.panelForm';
 const IMAGE_KEY = 'majicflux.panelImage';
 const t = vscode.l10n.t;
 
+/** The panel's input image in this workspace (it survives the panel). */
+export const panelInputImage = (state: vscode.Memento) => state.get<string>(IMAGE_KEY);
+
 export interface PanelDeps {
   extensionUri: vscode.Uri;
-  /** The extension's global storage: images dropped from the desktop are kept in its `inputs/`. */
-  globalStorageUri: vscode.Uri;
+  /** Where images dropped from the desktop are kept (the global storage's `inputs/`), pruned. */
+  dropped: DroppedCleanup;
   /** Keeps the form between panel closes and window reloads. */
   workspaceState: vscode.Memento;
   config: Configuration;
@@ -59,6 +63,8 @@ export class GenerationPanel implements vscode.Disposable {
   readonly received: string[] = [];
   /** The last message of each type sent to the webview, for tests. */
   readonly sent = new Map<ToWebview['type'], ToWebview>();
+  /** The warnings shown about a request or an input image, oldest first, for tests (toasts cannot be read from the API). */
+  readonly warnings: string[] = [];
 
   static show(deps: PanelDeps, prefill?: GenerateInput): GenerationPanel {
     if (GenerationPanel.current) {
@@ -84,7 +90,7 @@ export class GenerationPanel implements vscode.Disposable {
   /** The extension's media, every folder that holds an image of the history, and the input image's. */
   private static rootsFor(deps: PanelDeps): vscode.Uri[] {
     const dirs = new Set<string>(deps.history.list().map((e) => path.dirname(e.file)));
-    const image = deps.workspaceState.get<string>(IMAGE_KEY);
+    const image = panelInputImage(deps.workspaceState);
     if (image) dirs.add(path.dirname(image));
     for (const f of vscode.workspace.workspaceFolders ?? []) if (f.uri.scheme === 'file') dirs.add(f.uri.fsPath);
     return [vscode.Uri.joinPath(deps.extensionUri, 'media'), ...[...dirs].map((d) => vscode.Uri.file(d))];
@@ -102,6 +108,11 @@ export class GenerationPanel implements vscode.Disposable {
       }),
       deps.history.onDidChange(() => this.sendHistory()),
     );
+  }
+
+  private warn(text: string): void {
+    this.warnings.push(text);
+    void vscode.window.showWarningMessage(text);
   }
 
   private post(m: ToWebview): Thenable<boolean> {
@@ -184,7 +195,7 @@ export class GenerationPanel implements vscode.Disposable {
   }
 
   get inputImage(): string | undefined {
-    return this.deps.workspaceState.get<string>(IMAGE_KEY);
+    return panelInputImage(this.deps.workspaceState);
   }
 
   private imageView(file: string | undefined): ImageView | undefined {
@@ -196,9 +207,9 @@ export class GenerationPanel implements vscode.Disposable {
   /** Makes `file` the input image (undefined: none), after checking it is an image file that is there. */
   async setInputImage(file: string | undefined, vary?: { width?: number; height?: number }): Promise<boolean> {
     if (file) {
-      const problem = await inputImageProblem(file);
+      const problem = await inputImageProblem(file, this.deps.dropped);
       if (problem) {
-        void vscode.window.showWarningMessage(t('MajicFLUX cannot use this image: {0}', problem));
+        this.warn(t('MajicFLUX cannot use this image: {0}', problem));
         return false;
       }
     }
@@ -210,10 +221,10 @@ export class GenerationPanel implements vscode.Disposable {
 
   /** A file dropped from the desktop: kept under `inputs/` by its content's hash, then the input image as a chosen file is. */
   private async takeDropped(name: string, bytes: Uint8Array): Promise<void> {
-    const dir = path.join(this.deps.globalStorageUri.fsPath, 'inputs');
+    const dir = this.deps.dropped.dir;
     let r: StoreResult;
     try {
-      r = await storeDroppedImage(dir, bytes);
+      r = await this.deps.dropped.store(bytes);
     } catch (err) {
       this.deps.log.error(`panel: could not keep the dropped image ${name} in ${dir}: ${(err as Error).message}`);
       void vscode.window.showErrorMessage(t('MajicFLUX could not keep the dropped image in {0}: {1}', dir, (err as Error).message));
@@ -231,6 +242,8 @@ export class GenerationPanel implements vscode.Disposable {
     }
     this.deps.log.info(`panel: dropped image ${name} ${r.existed ? 'is already kept' : 'kept'} as ${r.file}`);
     await this.vary(r.file);
+    // After it became the input image, so the prune sees it in use.
+    if (!r.existed) void this.deps.dropped.pruneAndLog('after a drop');
   }
 
   /** "Vary this image": the image becomes the input, the size follows it, the strength goes back to its default. */
@@ -240,10 +253,10 @@ export class GenerationPanel implements vscode.Disposable {
   }
 
   private async generate(p: PanelParams): Promise<void> {
-    const problem = await requestProblem(p, this.inputImage);
+    const problem = await requestProblem(p, this.inputImage, this.deps.dropped);
     if (problem) {
       this.deps.log.warn(`panel: not generating: ${problem}`);
-      void vscode.window.showWarningMessage(t('MajicFLUX cannot generate: {0}', problem));
+      this.warn(t('MajicFLUX cannot generate: {0}', problem));
       void this.post({ type: 'job' });
       return;
     }

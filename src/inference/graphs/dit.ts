@@ -20,7 +20,7 @@ import { DitWeights } from '../formats/layouts/ditWeights';
 import { readPiece, TensorPiece } from '../formats/layouts/pieces';
 import { TensorInfo, TensorSource } from '../formats/safetensors';
 import { attention as multiHeadAttention, geluTanh, layerNormAffine, rmsNorm, silu } from './layers';
-import { LoraGraph, loraSlots, WeightedBranches } from './ditLora';
+import { LoraGraph, loraGraphOptions, loraSlots, WeightedBranches } from './ditLora';
 
 /** BFL names of the checkpoint's Linear layers (without `.weight`). */
 export function bflLinears(p: DitConfig): string[] {
@@ -168,8 +168,8 @@ export interface DitBuildOptions {
   attentionChunks?: number;
   /** int8/int4: the bias inside MatMulNBits (default per provider, OpChoices.nbitsBias). */
   nbitsBias?: boolean;
-  /** LoRA branches end in one Gemm (default per provider, OpChoices.loraGemm). */
-  loraGemm?: boolean;
+  /** LoRA branches as 8-bit MatMulNBits (default per provider, OpChoices.loraNbits). */
+  loraNbits?: boolean;
   /** First use: the fraction of the weights converted into the cache so far (prefillDit). */
   onProgress?: (fraction: number) => void;
   /**
@@ -228,7 +228,7 @@ export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOption
   // Batch 1: activations are [tokens, features] inside, so every Linear is one Gemm.
   const attention = { form: opts.attention ?? choices.attention, chunks: opts.attentionChunks ?? choices.attentionChunks };
   const slots = loraSlots(opts.loras ?? []);
-  const lora = slots.length ? new LoraGraph(g, slots.map((s) => s.branches), ditLinearShapes(weights, p), { compute, gemm: opts.loraGemm ?? choices.loraGemm }) : undefined;
+  const lora = slots.length ? new LoraGraph(g, slots.map((s) => s.branches), ditLinearShapes(weights, p), loraGraphOptions(opts, choices, compute)) : undefined;
   const d: Dit = { g, w, p, src, headDim, prev: img, compute, flash: opts.flashAttention ?? false, attention, contrib: choices.contribOps, lora };
   img = toCompute(d, g.op('Reshape', [img, g.i64([-1, p.in_channels])]));
   txt = toCompute(d, g.op('Reshape', [txt, g.i64([-1, p.context_in_dim])]));

@@ -2,8 +2,8 @@
 //   y = base(x) + strength_k · ((x·A_kᵀ)·((α/r)_k·B_kᵀ)), one term per LoRA k covering it.
 // The base keeps its weight format (fp8, int8, int4, GGUF blocks): the LoRA is never merged into it.
 //
-// Aᵀ and the scaled Bᵀ are initializers of the session, in the compute type, and each LoRA's
-// strength is ONE [1] float32 input (`lora_strength_<slot>`). An earlier scheme fed A, s and Bᵀ of
+// The factors are initializers of the session (Aᵀ and the scaled Bᵀ in the compute type, or A and
+// B as 8-bit MatMulNBits blocks: LoraGraphOptions.nbits), and each LoRA's strength is ONE [1] float32 input (`lora_strength_<slot>`). An earlier scheme fed A, s and Bᵀ of
 // every Linear as inputs so that any LoRA set ran on one session; on an H100 with the WebGPU
 // provider (FLUX.1-dev int8, 1024²) that cost 2.60 s/step against 1.23 s without branches, and
 // still 2.49 s/step with zeros fed: onnxruntime uploads every input on every run at a fixed cost
@@ -13,15 +13,21 @@
 //
 // The strength multiplies the [tokens, r] product, the smallest tensor of the branch; α/r (one
 // value per rank row: fused pieces may differ) is folded into Bᵀ on the host, so no graph node
-// has only initializers as inputs (onnxruntime would constant-fold it into a second copy).
+// has only initializers as inputs (onnxruntime would constant-fold it into a second copy). Each
+// rank row's magnitude is then shared out between A and B by a power of two (exact): with α/r
+// folded in, B's values can be small enough to lose bits as float16 subnormals, or to put an
+// 8-bit block's scale there.
 // Strength 0 makes the branch add exactly zero: the base output bit for bit.
 
 import * as ort from 'onnxruntime-node';
 import { float32ToF16Bits } from '../formats/dtypes';
 import { LinearShapes, LoraBranch } from '../formats/loraDit';
-import { UserError } from '../../shared/api';
+import { DitTuning, UserError } from '../../shared/api';
+import { OpChoices } from '../onnx/providerOps';
 import { bytesOf, Graph, Value } from '../onnx/graph';
 import { ComputeType } from '../onnx/weights';
+import { ElemType } from '../onnx/proto';
+import { blocksPerRow, midZeroPoints, nbitsAttrs, quantizeNBits, transposed } from '../onnx/quant';
 
 /** One LoRA's branches and how strongly it applies. */
 export interface WeightedBranches {
@@ -72,23 +78,40 @@ export function strengthFeeds(built: readonly LoraKey[], wanted: readonly Weight
   return Object.fromEntries(built.map((_, k) => [strengthInput(k), new ort.Tensor('float32', strengths.subarray(k, k + 1), [1])]));
 }
 
+/** How a graph's branches are built (OpChoices.loraNbits). */
+export interface LoraGraphOptions {
+  compute: ComputeType;
+  /**
+   * Both products as 8-bit MatMulNBits (symmetric blocks of `block` along K, accuracy_level 4 with
+   * `int8Activations`, mid zero points given where the provider needs them): the kernels the int8
+   * base runs on, where WebGPU's fp16 MatMul is the slow one. The factors carry the int8 error.
+   */
+  nbits?: { block: number; int8Activations: boolean; explicitZeroPoints: boolean };
+}
+
+/** The branch form for a DiT built with these choices (undefined ones: the provider's, OpChoices). */
+export function loraGraphOptions(tuning: DitTuning, choices: OpChoices, compute: ComputeType): LoraGraphOptions {
+  const nbits = tuning.loraNbits ?? choices.loraNbits;
+  return {
+    compute,
+    ...(nbits ? { nbits: { block: tuning.nbitsBlock ?? choices.nbitsBlock, int8Activations: tuning.int8Activations ?? choices.int8Activations, explicitZeroPoints: choices.explicitZeroPoints } } : {}),
+  };
+}
+
 /** Builds the branches of one DiT graph: one strength input per slot, the factors as initializers. */
 export class LoraGraph {
   private readonly strengths: Value[];
   private readonly type: 'float32' | 'float16';
 
-  private readonly gemm: boolean;
-
-  constructor(private readonly g: Graph, private readonly slots: ReadonlyArray<ReadonlyMap<string, LoraBranch>>, private readonly shapes: LinearShapes, opts: { compute: ComputeType; gemm?: boolean }) {
+  constructor(private readonly g: Graph, private readonly slots: ReadonlyArray<ReadonlyMap<string, LoraBranch>>, private readonly shapes: LinearShapes, private readonly opts: LoraGraphOptions) {
     this.type = opts.compute === 'float32' ? 'float32' : 'float16';
-    this.gemm = opts.gemm ?? false;
     this.strengths = slots.map((_, k) => {
       const s = g.input(strengthInput(k), 'float32', [1]);
       return this.type === 'float32' ? s : g.op('Cast', [s], { to: 10 });
     });
   }
 
-  /** y plus the branch of every slot that covers Linear `linear`; x [tokens, in]. Its last two nodes are one Gemm(down, Bᵀ, y) with `gemm` (OpChoices.loraGemm). */
+  /** y plus the branch of every slot that covers Linear `linear`; x [tokens, in]. Its nodes are named lora_* (a profile tells them apart: scripts/gpu/profile-summary.mjs). */
   apply(x: Value, y: Value, linear: string): Value {
     const [out, inFeatures] = this.shapes.get(linear)!;
     this.slots.forEach((branches, k) => {
@@ -96,23 +119,62 @@ export class LoraGraph {
       if (!b) return;
       if (b.a.length !== b.rank * inFeatures || b.bt.length !== b.rank * out) throw new Error(`LoRA branch on ${linear}: rank ${b.rank} factors do not fit [${out}, ${inFeatures}]`);
       const r = b.rank;
-      const at = new Float32Array(inFeatures * r);
-      for (let j = 0; j < r; j++) for (let i = 0; i < inFeatures; i++) at[i * r + j] = b.a[j * inFeatures + i];
-      const bt = new Float32Array(r * out);
-      for (let j = 0; j < r; j++) for (let o = 0; o < out; o++) bt[j * out + o] = b.bt[j * out + o] * b.scale[j];
-      const down = this.g.op('Mul', [this.g.op('MatMul', [x, this.constant(at, [inFeatures, r], `lora${k}.${linear}.at`)]), this.strengths[k]]); // [tokens, r]
-      const up = this.constant(bt, [r, out], `lora${k}.${linear}.bt`);
-      y = this.gemm ? this.g.op('Gemm', [down, up, y]) : this.g.op('Add', [y, this.g.op('MatMul', [down, up])]);
+      const { a, bt } = balanced(b, inFeatures, out);
+      if (this.opts.nbits) {
+        // MatMulNBits takes W [N, K]: A [r, in] as it is, B [out, r]; the up-projection's K is the rank, its blocks no longer than it needs.
+        const down = this.g.op('Mul', [this.matMulNBits(x, a, r, inFeatures, this.opts.nbits.block, `lora${k}.${linear}.a`), this.strengths[k]], {}, { name: 'lora_strength' }); // [tokens, r]
+        const upBlock = Math.min(this.opts.nbits.block, Math.max(16, 2 ** Math.ceil(Math.log2(r))));
+        y = this.g.op('Add', [y, this.matMulNBits(down, transposed(bt, r, out), out, r, upBlock, `lora${k}.${linear}.b`)], {}, { name: 'lora_add' });
+        return;
+      }
+      const at = transposed(a, r, inFeatures);
+      const down = this.g.op('Mul', [this.g.op('MatMul', [x, this.constant(at, [inFeatures, r], `lora${k}.${linear}.at`)], {}, { name: 'lora_down' }), this.strengths[k]], {}, { name: 'lora_strength' }); // [tokens, r]
+      // onnxruntime fuses this MatMul + Add into one Gemm itself (MatMulAddFusion; measured the same speed without it).
+      y = this.g.op('Add', [y, this.g.op('MatMul', [down, this.constant(bt, [r, out], `lora${k}.${linear}.bt`)], {}, { name: 'lora_up' })], {}, { name: 'lora_add' });
     });
     return y;
   }
 
+  /** x [tokens, k] · dequant(W)ᵀ for W [n, k] quantized here to 8-bit blocks. */
+  private matMulNBits(x: Value, w: Float32Array, n: number, k: number, block: number, hint: string): Value {
+    const { int8Activations, explicitZeroPoints } = this.opts.nbits!;
+    const q = quantizeNBits(w, n, k, { bits: 8, blockSize: block });
+    const data = this.inline('uint8', [n, blocksPerRow(k, block), block], q.data, `${hint}.q8`);
+    const scales = this.inline(this.type, [q.scales.length], this.type === 'float32' ? bytesOf(q.scales) : bytesOf(float32ToF16Bits(q.scales)), `${hint}.scales`);
+    const zp = explicitZeroPoints ? midZeroPoints(n, k, 8, block) : undefined;
+    return this.g.op('MatMulNBits', [x, data, scales, zp && this.inline('uint8', [zp.length], zp, `${hint}.zero_points`)], nbitsAttrs(n, k, 8, block, int8Activations), { domain: 'com.microsoft', name: 'lora_nbits' });
+  }
+
   private constant(data: Float32Array, dims: number[], hint: string): Value {
-    const bytes = this.type === 'float32' ? bytesOf(data) : bytesOf(float32ToF16Bits(data));
+    return this.inline(this.type, dims, this.type === 'float32' ? bytesOf(data) : bytesOf(float32ToF16Bits(data)), hint);
+  }
+
+  private inline(type: ElemType, dims: number[], bytes: Uint8Array, hint: string): Value {
     // Inlined in the model's protobuf, which onnxruntime refuses past 2 GiB: say so before it does, cryptically.
     if (this.g.inlineBytes + bytes.byteLength > MAX_INLINE_BYTES) {
-      throw new UserError(`These LoRAs are too large to apply together: their factors in ${this.type} pass ${(MAX_INLINE_BYTES / 2 ** 30).toFixed(1)} GiB, the most one model can hold inline. Use fewer LoRAs or ones of lower rank${this.type === 'float32' ? ' (on a GPU they take half as much, in float16)' : ''}.`);
+      throw new UserError(`These LoRAs are too large to apply together: their factors${this.opts.nbits ? '' : ` in ${this.type}`} pass ${(MAX_INLINE_BYTES / 2 ** 30).toFixed(1)} GiB, the most one model can hold inline. Use fewer LoRAs or ones of lower rank${this.type === 'float32' ? ' (on a GPU they take half as much, in float16)' : ''}.`);
     }
-    return this.g.constant(this.type, dims, bytes, hint);
+    return this.g.constant(type, dims, bytes, hint);
   }
+}
+
+/**
+ * A [r, in] and (α/r)·Bᵀ [r, out] with rank row j of A multiplied by 2^e_j and of Bᵀ divided by
+ * it, e_j making the two rows' largest magnitudes about equal. Powers of two scale binary floats
+ * exactly, so the branch's product is unchanged in float32.
+ */
+export function balanced(b: LoraBranch, inFeatures: number, out: number): { a: Float32Array; bt: Float32Array } {
+  const a = Float32Array.from(b.a);
+  const bt = new Float32Array(b.rank * out);
+  for (let j = 0; j < b.rank; j++) {
+    let maxA = 0;
+    let maxB = 0;
+    for (let i = 0; i < inFeatures; i++) maxA = Math.max(maxA, Math.abs(a[j * inFeatures + i]));
+    for (let o = 0; o < out; o++) maxB = Math.max(maxB, Math.abs((bt[j * out + o] = Math.fround(b.bt[j * out + o] * b.scale[j]))));
+    if (!(maxA > 0 && maxB > 0)) continue;
+    const up = 2 ** Math.round(Math.log2(maxB / maxA) / 2);
+    for (let i = 0; i < inFeatures; i++) a[j * inFeatures + i] *= up;
+    for (let o = 0; o < out; o++) bt[j * out + o] /= up;
+  }
+  return { a, bt };
 }

@@ -21,7 +21,7 @@ import { formatBytes } from '../../shared/bytes';
 import { cudaInstalled, cudaInstallHint } from '../onnx/providers';
 import { clipParams, ditParams, FLUX_DEV, t5Params, vaeParams } from './architecture';
 import { foundFromSpec } from './discovery';
-import { readShardIndex } from '../formats/safetensors';
+import { weightPartFiles } from './files';
 import { sha256File } from './partFiles';
 import { DetailedEstimate, estimateMemory, usableMemory } from './memory';
 import { ComponentShapes, readShapes, ShapeSource } from './tensorShapes';
@@ -137,7 +137,7 @@ export { sha256File };
 
 const TOKENIZER_NAMES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'special_tokens_map.json', 'tokenizer_config.json', 'spiece.model'];
 
-/** The files a part stands for: a checkpoint and its shards (and the folder's config.json), or a tokenizer folder's files. */
+/** The files a part stands for, those there: a checkpoint and its shards (and the folder's config.json), or a tokenizer folder's files. */
 export function partFiles(part: PartCheck): string[] {
   const p = part.path;
   if (!p) return [];
@@ -149,23 +149,8 @@ export function partFiles(part: PartCheck): string[] {
   }
   const existing = (files: string[]) => [...new Set(files)].filter((f) => fs.existsSync(f) && fs.statSync(f).isFile()).sort();
   if (part.role === 'tokenizer' || part.role === 'tokenizer2') return st.isDirectory() ? existing(TOKENIZER_NAMES.map((n) => path.join(p, n))) : [];
-  if (st.isFile()) {
-    if (!p.endsWith('.index.json')) return [p];
-    try {
-      return existing([p, path.join(path.dirname(p), 'config.json'), ...readShardIndex(p).shards]);
-    } catch {
-      return [p];
-    }
-  }
-  let entries: string[];
-  try {
-    entries = fs.readdirSync(p);
-  } catch {
-    return [];
-  }
-  const index = entries.filter((e) => e.endsWith('.safetensors.index.json'));
-  if (index.length === 1) return partFiles({ ...part, path: path.join(p, index[0]) });
-  return existing([...entries.filter((e) => e.endsWith('.safetensors') || e === 'config.json').map((e) => path.join(p, e))]);
+  const w = weightPartFiles(p);
+  return w ? existing([...w.files, ...(w.folder ? [path.join(w.folder, 'config.json')] : [])]) : [];
 }
 
 /** Registry checksums of a model's parts by path inside the repository. */

@@ -9,6 +9,7 @@ import { Component, openComponents } from '../formats/layouts/components';
 import { ComponentKind, KIND_NAMES, KIND_ORDER, listSome } from '../formats/layouts/detect';
 import { SUBFOLDERS } from '../formats/layouts/folder';
 import { ModelScan, scanModelFolder } from '../formats/layouts/model';
+import { readShardIndex } from '../formats/safetensors';
 import { demoAssetsDir } from './demo';
 import { readShapes } from './tensorShapes';
 import { componentWeightBytes } from './weightBytes';
@@ -124,4 +125,52 @@ function estimate(parts: Record<'transformer' | 'textEncoder' | 'textEncoder2' |
   const file: Record<ComponentName, string> = { dit: parts.transformer, clip: parts.textEncoder, t5: parts.textEncoder2, vae: parts.vae };
   const of = (comp: ComponentName): number => componentWeightBytes(readShapes(file[comp], comp), comp, format);
   return c ? of(c) : of('dit') + of('clip') + of('t5') + of('vae');
+}
+
+export interface WeightPartFiles {
+  /** The checkpoint files: the file; an index, then the shards it lists (there or not: the check says which are missing); a folder's `.safetensors` files. */
+  files: string[];
+  /** Whose `config.json` goes with them: an index's folder or the folder; none for a single file or an index that cannot be read. */
+  folder?: string;
+}
+
+/**
+ * The files a weight part at `p` stands for: a file, a `*.safetensors.index.json` and its shards,
+ * or a folder (its one index as such, else its `.safetensors` files). Undefined when nothing is at
+ * `p`. The part check (partChecks.ts) and verification (check.ts partFiles) both read this.
+ */
+export function weightPartFiles(p: string): WeightPartFiles | undefined {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch {
+    return undefined;
+  }
+  if (st.isFile()) {
+    if (!p.endsWith('.index.json')) return { files: [p] };
+    try {
+      return { files: [p, ...readShardIndex(p).shards], folder: path.dirname(p) };
+    } catch {
+      return { files: [p] };
+    }
+  }
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(p);
+  } catch {
+    return { files: [] };
+  }
+  const index = entries.filter((e) => e.endsWith('.safetensors.index.json'));
+  if (index.length === 1) return weightPartFiles(path.join(p, index[0]));
+  // A folder named like a checkpoint is none (a dangling link stays: the check reports it missing).
+  const files = entries.filter((e) => e.endsWith('.safetensors')).map((e) => path.join(p, e)).filter((f) => !isDirectory(f));
+  return { files, folder: p };
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
 }

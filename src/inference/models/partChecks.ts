@@ -23,8 +23,8 @@ import { SUBFOLDERS } from '../formats/layouts/folder';
 import { ModelScan, scanModelFolder } from '../formats/layouts/model';
 import { canDecode, isGgmlQuant } from '../formats/ggml';
 import { isGgufFile } from '../formats/gguf';
-import { elementCount, openTensors, readShardIndex, TensorSource } from '../formats/safetensors';
-import { isFile, scanSingleFile } from './files';
+import { elementCount, openTensors, TensorSource } from '../formats/safetensors';
+import { isFile, scanSingleFile, weightPartFiles } from './files';
 import { isFloatDtype } from './weightBytes';
 import { partsOf } from './registry';
 
@@ -48,33 +48,6 @@ function isIncomplete(p: string): boolean {
   } catch {
     return p.endsWith('.incomplete');
   }
-}
-
-/** The weight files a path stands for (a file, an index and its shards, or a folder's checkpoints). */
-function weightFilesAt(p: string): string[] {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(p);
-  } catch {
-    return [p];
-  }
-  if (st.isFile()) {
-    if (!p.endsWith('.index.json')) return [p];
-    try {
-      return [p, ...readShardIndex(p).shards];
-    } catch {
-      return [p];
-    }
-  }
-  let entries: string[];
-  try {
-    entries = fs.readdirSync(p);
-  } catch {
-    return [];
-  }
-  const index = entries.filter((e) => e.endsWith('.safetensors.index.json'));
-  if (index.length === 1) return weightFilesAt(path.join(p, index[0]));
-  return entries.filter((e) => e.endsWith('.safetensors')).map((e) => path.join(p, e));
 }
 
 interface DtypeSummary {
@@ -127,7 +100,7 @@ function presentCheck(role: ComponentKind, c: Component): PartCheck {
 export function checkWeightPart(p: string, role: ComponentKind): PartCheck {
   const abs = path.resolve(p);
   if (!fs.existsSync(abs)) return { role, status: 'missing', path: abs, message: `${abs} does not exist` };
-  const files = weightFilesAt(abs);
+  const files = weightPartFiles(abs)?.files ?? [abs];
   const bytes = files.filter((f) => f.endsWith('.safetensors') || isGgufFile(f)).reduce((a, f) => a + fileSize(f), 0);
   if (!files.length) return { role, status: 'missing', path: abs, message: `${abs} holds no .safetensors file` };
   const absent = files.filter((f) => !fs.existsSync(f)).sort();

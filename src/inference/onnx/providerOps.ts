@@ -272,11 +272,12 @@ export interface OpChoices {
   /** int8/int4: a Linear's bias as MatMulNBits' own input (index 5) instead of an Add after it (WeightOptions.nbitsBias). */
   nbitsBias: boolean;
   /**
-   * A LoRA branch ends in Gemm(strength·x·Aᵀ, Bᵀ, y), one node, instead of MatMul then Add
-   * (graphs/ditLora.ts): one dispatch and one pass over the Linear's output fewer per branch.
-   * Off until measured on each provider (scripts/gpu/device-bench-13.sh loragemm).
+   * A LoRA branch's two products as 8-bit MatMulNBits instead of float MatMul (graphs/ditLora.ts):
+   * WebGPU's float16 MatMul ran at 31 TFLOP/s where its 8-bit MatMulNBits reached ≈ 160 TOPS (H200,
+   * docs/BENCHMARKS.md), and the profile of a step says the Linears' kernels bound it. The factors
+   * then carry the int8 base's kind of error. Off until measured (device-bench-13.sh abnbits).
    */
-  loraGemm: boolean;
+  loraNbits: boolean;
   /**
    * How fp8 weights are decoded (WeightOptions.fp8Decode): the CPU's DequantizeLinear runs on one
    * thread, so a table lookup; WebGPU has no float8 type nor 8/16-bit integer data, so int32
@@ -303,7 +304,7 @@ export function opChoicesFor(ep: ExecutionProvider = 'cpu'): OpChoices {
     attentionChunks: 1,
     attentionChunksMax: webgpu ? 16 : 1,
     nbitsBias: false,
-    loraGemm: false,
+    loraNbits: false,
     opset: webgpu ? 20 : 21,
     fp8Decode: ep === 'cpu' ? 'lookup' : webgpu ? 'words' : 'dequantize',
   };

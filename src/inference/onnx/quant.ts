@@ -40,6 +40,17 @@ export function blocksPerRow(k: number, blockSize: number): number {
   return Math.ceil(k / blockSize);
 }
 
+/** MatMulNBits' attributes for W [n, k] in `bits`-bit blocks of `block` (accuracy_level 4: int8 activations). */
+export function nbitsAttrs(n: number, k: number, bits: NBits, block: number, int8Activations: boolean): Record<string, number> {
+  return { K: k, N: n, bits, block_size: block, ...(int8Activations ? { accuracy_level: 4 } : {}) };
+}
+
+/** The zero points MatMulNBits assumes without that input (2^(bits−1) per block), packed as its zero_points input. */
+export function midZeroPoints(n: number, k: number, bits: NBits, block: number): Uint8Array {
+  const perRow = Math.ceil((blocksPerRow(k, block) * bits) / 8);
+  return new Uint8Array(n * perRow).fill(bits === 8 ? 0x80 : 0x88);
+}
+
 /** Bytes a [n, k] weight takes as MatMulNBits data + float16 scales (+ zero points). */
 export function nbitsBytes(n: number, k: number, bits: NBits, blockSize = NBITS_BLOCK, zeroPoints = false): number {
   const blocks = blocksPerRow(k, blockSize);

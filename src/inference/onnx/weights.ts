@@ -31,7 +31,7 @@ import { TensorInfo, TensorSource } from '../formats/safetensors';
 import { bytesOf, Graph, Value } from './graph';
 import { ElemType } from './proto';
 import { rowCount } from '../formats/layouts/pieces';
-import { blocksPerRow, NBits, NBITS_BLOCK, scaled } from './quant';
+import { blocksPerRow, midZeroPoints, NBits, NBITS_BLOCK, nbitsAttrs, scaled } from './quant';
 import { QuantPool } from './quantPool';
 import { CacheEntry, quantJob, WeightCache } from './weightCache';
 import { elemOf, Fp8DType, fp8ScaleOf, isFp8, NBITS, nbitsFor, SOURCE_ELEM, WeightOptions } from './weightOptions';
@@ -274,18 +274,20 @@ export class Weights {
     const scales = g.external(e.scales.type, e.scales.dims, at(e.scales), `${name}.scales`);
     const [n, k] = t.shape;
     const zp = e.zeroPoints ? g.external('uint8', e.zeroPoints.dims, at(e.zeroPoints), `${name}.zero_points`) : this.opts.explicitZeroPoints ? this.midZeroPoints(n, k, bits, block) : undefined;
-    const attrs = { K: k, N: n, bits, block_size: block, ...(this.opts.int8Activations ? { accuracy_level: 4 } : {}) };
+    const attrs = nbitsAttrs(n, k, bits, block, this.opts.int8Activations ?? false);
     if (bias && this.opts.nbitsBias) return g.op('MatMulNBits', [x, b, scales, zp, undefined, bias], attrs, { domain: 'com.microsoft' });
     const y = g.op('MatMulNBits', [x, b, scales, zp], attrs, { domain: 'com.microsoft' });
     return bias ? g.op('Add', [y, bias]) : y;
   }
 
-  /** The zero points MatMulNBits assumes without that input (2^(bits−1) per block), packed as its zero_points input. */
+  /** quant.ts midZeroPoints as a constant, one per shape. */
   private midZeroPoints(n: number, k: number, bits: NBits, block: number): Value {
-    const perRow = Math.ceil((blocksPerRow(k, block) * bits) / 8);
-    const key = `${n}x${perRow}@${bits}`;
+    const key = `${n}x${blocksPerRow(k, block)}@${bits}`;
     let v = this.defaultZeroPoints.get(key);
-    if (!v) this.defaultZeroPoints.set(key, (v = this.g.constant('uint8', [n * perRow], new Uint8Array(n * perRow).fill(bits === 8 ? 0x80 : 0x88), 'zero_points')));
+    if (!v) {
+      const zp = midZeroPoints(n, k, bits, block);
+      this.defaultZeroPoints.set(key, (v = this.g.constant('uint8', [zp.length], zp, 'zero_points')));
+    }
     return v;
   }
 

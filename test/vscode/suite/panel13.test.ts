@@ -12,6 +12,7 @@ import type { MajicfluxApi } from '../../../src/extension/extension';
 import type { RunResult } from '../../../src/extension/generation';
 import type { Job } from '../../../src/extension/jobs';
 import type { GenerationPanel } from '../../../src/extension/panel/panel';
+import { CLEAR_ALL } from '../../../src/extension/panel/droppedPrune';
 import type { InitMessage, ToWebview } from '../../../src/extension/panel/protocol';
 import { readImageInput } from '../../../src/extension/pngInput';
 import { readPngParameters } from '../../../src/inference/formats/png';
@@ -31,6 +32,8 @@ describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', f
   let panel: GenerationPanel;
   let lora: string;
   let made: string;
+  /** An image made from a dropped image, and that dropped image's kept copy. */
+  let fromDropped: { png: string; input: string } | undefined;
 
   /** Sends `params` as the webview's Generate and resolves with the job it made, finished. */
   async function generate(params: object): Promise<Job> {
@@ -136,6 +139,7 @@ describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', f
     const job = await generate({ ...base, width: 96, height: 64, prompt: 'a fox in the snow', image: stored, strength: DEFAULTS.strength, imageFit: 'crop' });
     assert.equal(job.request.params.image, stored);
     assert.equal((await readPngParameters(job.result!.file)).json?.image, stored, 'the PNG records that path');
+    fromDropped = { png: job.result!.file, input: stored };
     // The same image again is the same file; bytes that are no image change nothing.
     const before = fs.readdirSync(path.dirname(stored)).length;
     panel.fromWebview({ type: 'dropImageBytes', name: 'again.png', bytes: new Uint8Array(bytes) });
@@ -143,6 +147,48 @@ describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', f
     await new Promise((r) => setTimeout(r, 1000));
     assert.equal(fs.readdirSync(path.dirname(stored)).length, before);
     assert.equal(panel.inputImage, stored);
+  });
+
+  it('a re-run whose dropped input image was pruned names it as such and says to drop it again, and starts nothing until told', async () => {
+    const { png, input } = fromDropped!;
+    panel.fromWebview({ type: 'clearImage' });
+    await waitFor('no input image', () => panel.inputImage === undefined);
+    // Unused for 40 days: Clear Dropped Images (what the palette command runs once confirmed) removes it.
+    const longAgo = new Date(Date.now() - 40 * 24 * 3600_000);
+    fs.utimesSync(input, longAgo, longAgo);
+    assert.ok((await api.dropped.pruneAndLog('test', CLEAR_ALL)) >= 1);
+    assert.equal(fs.existsSync(input), false, 'pruned');
+    const jobsBefore = api.jobs.all().length;
+    const noticesBefore = api.missingNotices.length;
+    const rerun = vscode.commands.executeCommand<RunResult | undefined>('majicflux.rerunFromImage', vscode.Uri.file(png), 'same');
+    const notice = await waitFor('the warning', () => api.missingNotices[noticesBefore]);
+    assert.ok(notice.includes(path.basename(png)) && notice.includes(path.basename(input)), notice);
+    assert.match(notice, /dropped on the panel, deleted after 30 days unused or by Clear Dropped Images\): drop the image on the panel again/);
+    assert.doesNotMatch(notice, /LoRA/, 'no LoRA is missing: no word on the LoRA folder');
+    // Dismissed: nothing runs.
+    await vscode.commands.executeCommand('notifications.clearAll');
+    const settled = await Promise.race([rerun, new Promise((r) => setTimeout(() => r('open'), 5000))]);
+    if (settled !== 'open') assert.equal(settled, undefined);
+    assert.equal(api.jobs.all().length, jobsBefore, 'no job without the user saying so');
+  });
+
+  it('Generate with a dropped input image deleted since (another window\'s prune) names it as a dropped copy and says to drop it again; nothing starts', async () => {
+    const bytes = await sharp({ create: { width: 48, height: 48, channels: 3, background: '#a06030' } }).png().toBuffer();
+    const hash = createHash('sha256').update(bytes).digest('hex');
+    panel.fromWebview({ type: 'dropImageBytes', name: 'later.png', bytes: new Uint8Array(bytes) });
+    const stored = await waitFor('the dropped image set as the input image', () => panel.inputImage?.endsWith(`${hash}.png`) && panel.inputImage);
+    fs.rmSync(stored);
+    const jobsBefore = api.jobs.all().length;
+    const warned = panel.warnings.length;
+    panel.fromWebview({ type: 'generate', params: { ...base, prompt: 'a fox', image: stored, strength: DEFAULTS.strength, imageFit: 'crop' } });
+    const warning = await waitFor('the refusal', () => panel.warnings[warned]);
+    assert.equal(
+      warning,
+      `MajicFLUX cannot generate: input image ${hash}.png (a copy of an image dropped on the panel, deleted after 30 days unused or by Clear Dropped Images): drop the image on the panel again to use it`,
+    );
+    assert.equal(api.jobs.all().length, jobsBefore);
+    panel.fromWebview({ type: 'clearImage' });
+    await waitFor('no input image', () => panel.inputImage === undefined);
   });
 
   it('refuses, before any job, an image the host did not set and a LoRA that is not there', async () => {
