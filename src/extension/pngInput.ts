@@ -8,8 +8,12 @@ import type { GenerateInput } from './generation';
 import type { LoraRef } from './loraFiles';
 import { DEFAULTS, Guidance, Height, HiresSchema, ImageFit, LoraStrength, NegativePrompt, Prompt, Steps, Strength, TrueCfgScale, UsedSeed, Width } from '../shared/params';
 
-/** A PNG's parameters as run input; its LoRAs are named (and maybe pathed) as recorded, for the host to find (loraFiles.resolveLoraRefs). */
-export type PngInput = Omit<GenerateInput, 'loras'> & { loraRefs?: LoraRef[] };
+/**
+ * A PNG's parameters as run input; its LoRAs are named (and maybe pathed) as recorded, for the host
+ * to find (loraFiles.resolveLoraRefs). `dropped`: why values found in the PNG were left out (a re-run
+ * takes the defaults for them, so the user is told).
+ */
+export type PngInput = Omit<GenerateInput, 'loras'> & { loraRefs?: LoraRef[]; dropped?: string[] };
 
 /** Bytes read to sniff a PNG: our chunks sit right after IHDR. */
 const SNIFF_BYTES = 256 * 1024;
@@ -32,7 +36,8 @@ export async function sniffGenerated(file: string): Promise<boolean> {
 /** Parameters of a PNG as generation input; undefined when it has none. Throws a PngReadError for an unreadable file. */
 export async function readImageInput(file: string): Promise<PngInput | undefined> {
   const info = await readPngParameters(file);
-  return info.params ? toInput(info.params) : undefined;
+  const input = info.params ? toInput(info.params) : undefined;
+  return input && info.dropped?.length ? { ...input, dropped: info.dropped } : input;
 }
 
 /** Keeps only values a run accepts (a PNG from another tool may say anything). */

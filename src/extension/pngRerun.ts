@@ -72,6 +72,12 @@ export class PngRerun implements vscode.Disposable {
       void vscode.window.showWarningMessage(t('{0} carries no generation parameters.', path.basename(target.fsPath)));
       return undefined;
     }
+    if (input.dropped?.length) {
+      // Values another tool (or a hand edit) wrote that a run refuses: the defaults take their place.
+      const name = path.basename(target.fsPath);
+      this.deps.log.warn(`${name}: recorded values left out of the re-run: ${input.dropped.join('; ')}`);
+      void vscode.window.showWarningMessage(t('{0}: some recorded values cannot be used and are left out (the defaults apply): {1}', name, input.dropped.join('; ')));
+    }
     const same = { label: t('$(debug-rerun) Same parameters'), description: t('seed {0} — the same image again', input.seed ?? '?'), id: 'same' };
     const fresh = { label: t('$(symbol-event) New seed'), description: t('same prompt and settings, another image'), id: 'new' };
     const edit = { label: t('$(edit) Edit in the generation panel'), description: '', id: 'panel' };

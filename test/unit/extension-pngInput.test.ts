@@ -7,10 +7,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LIMITS } from '../../src/shared/params';
 import { looksGenerated, readImageInput, toInput } from '../../src/extension/pngInput';
-import { embedParameters } from '../../src/inference/formats/png';
+import { embedParameters, insertChunks, iTXtChunk, PARAMETERS_KEYWORD } from '../../src/inference/formats/png';
 import { tempDir } from '../helpers/writeSafetensors';
 
 const TINY_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC', 'base64');
+
+/** A PNG with only an A1111 `parameters` text, as another tool writes it. */
+const embedParametersText = (png: Uint8Array, text: string) => insertChunks(png, [iTXtChunk(PARAMETERS_KEYWORD, text)]);
 
 describe('extension: PNG parameters as generation input', () => {
   let tmp: { dir: string; cleanup: () => void };
@@ -37,6 +40,20 @@ describe('extension: PNG parameters as generation input', () => {
       { negativePrompt: input?.negativePrompt, trueCfgScale: input?.trueCfgScale, loraRefs: input?.loraRefs, image: input?.image, strength: input?.strength, imageFit: input?.imageFit },
       { negativePrompt: 'blurry', trueCfgScale: 2, loraRefs: [{ name: 'ink', strength: 0.8 }], image: '/pics/start.png', strength: 0.6, imageFit: 'crop' },
     );
+  });
+
+  it('says which recorded values it left out and why (another tool\'s size that is not a multiple of 16, steps past the limit), rather than dropping them silently', async () => {
+    const file = path.join(tmp.dir, 'other-tool.png');
+    fs.writeFileSync(file, Buffer.from(embedParametersText(TINY_PNG, 'a castle\nSteps: 500, Sampler: Euler, CFG scale: 1, Seed: 7, Size: 1000x1000, Model: flux1-dev')));
+    const input = await readImageInput(file);
+    assert.equal(input?.prompt, 'a castle');
+    assert.equal(input?.seed, 7);
+    assert.equal(input?.width, undefined);
+    assert.deepEqual(input?.dropped, [
+      'steps must be a whole number from 1 to 200, got 500',
+      'width 1000 is not a multiple of 16; try 992 or 1008',
+      'height 1000 is not a multiple of 16; try 992 or 1008',
+    ]);
   });
 
   it('refuses a prompt longer than the panel accepts', () => {

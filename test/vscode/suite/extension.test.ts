@@ -70,6 +70,17 @@ describe('MajicFLUX in a real VS Code', function () {
     assert.equal(byCode('notMultipleOf16')?.range.start.line, 2);
     assert.match(byCode('notMultipleOf16')!.message, /1008/);
     assert.equal(byCode('t5Unreadable')?.range.start.line, 4);
+    // An A1111 LoRA tag typed into the prompt: underlined on the tag, the message gives the lora: line to write.
+    const tag = byCode('loraTagInPrompt');
+    assert.ok(tag, diags.map((d) => d.code).join(', '));
+    assert.equal(editor.document.getText(tag.range), '<lora:ink:0.7>');
+    assert.match(tag.message, /"lora: ink\.safetensors:0\.7"/);
+    // strength: in a block with no input image: a warning on the key.
+    const strength = byCode('imageOptionWithoutImage');
+    assert.ok(strength, diags.map((d) => d.code).join(', '));
+    assert.equal(strength.range.start.line, 13);
+    assert.equal(strength.severity, vscode.DiagnosticSeverity.Warning);
+    assert.match(strength.message, /no input image: add "image: FILE"/);
     const cut = byCode('clipTruncated')!;
     assert.ok(cut.range.start.line >= 6 && cut.range.start.line <= 10, `CLIP cut at line ${cut.range.start.line}`);
     assert.ok(cut.range.end.line === 10, 'underlined to the end of the prompt');
