@@ -35,6 +35,8 @@ export interface MajicfluxApi {
   dropped: DroppedCleanup;
   /** Warnings about a recorded image's files not found (recordedInput.ts), oldest first. */
   missingNotices: readonly string[];
+  /** "Saved …" messages that carried a job's warnings (generation.ts), oldest first. */
+  announcedWarnings: readonly string[];
 }
 
 let running: ServerManager | undefined;
@@ -69,7 +71,7 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   );
   config.report();
   log.info(`MajicFLUX activated (workspace ${vscode.workspace.isTrusted ? 'trusted' : 'not trusted: nothing runs until it is'})`);
-  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current, trustRefusals, promptPick, dropped, missingNotices };
+  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current, trustRefusals, promptPick, dropped, missingNotices, announcedWarnings: generation.announcedWarnings };
 }
 
 /** Shuts the server down gracefully (VS Code waits for this before ending the extension host). */

@@ -137,7 +137,7 @@ export class PipelineLoras {
   }
 
   /** ClipEncoder.load options for the set remembered by clipChanged: merged weights inlined (none without CLIP LoRAs). */
-  clipOptions(notes: string[]): Partial<TextEncoderRuntimeOptions> {
+  clipOptions(warn: (note: string) => void): Partial<TextEncoderRuntimeOptions> {
     const active = this.clip;
     if (!active?.clipKey) return {};
     const adapt = (src: TensorSource) => {
@@ -146,7 +146,7 @@ export class PipelineLoras {
       for (const [file, n] of applied) this.log('info', `LoRA ${path.basename(file)}: merged ${n} pairs into the CLIP text encoder`);
       for (const [file, keys] of skipped) {
         const note = `LoRA ${path.basename(file)}: ${keys.length} CLIP keys match no layer of this text encoder and were skipped (${keys.slice(0, 3).join(', ')}${keys.length > 3 ? ', …' : ''})`;
-        notes.push(note);
+        warn(note);
         this.log('warn', `${note}: ${keys.join(', ')}`);
       }
       return new MergedTensors(src, deltas);

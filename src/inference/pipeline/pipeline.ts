@@ -28,6 +28,7 @@ import { randomSeed } from './noise';
 import { readSchedulerConfig, SchedulerConfig } from './schedulerConfig';
 import { img2imgStart, imageLatents, scaleNoise, upscaleLatents } from './img2img';
 import { inputImageTensor, readInputImage, resizeForEncoder } from './inputImage';
+import { paramsWarnings } from './paramsWarnings';
 import { decodeTiled, encodeTiled, TileGrid, tileGridFor, useTiling, VAE_GPU_BYTES_PER_PIXEL, VAE_TILES } from './vaeTiling';
 import { guidedDit, trueCfgOn } from './trueCfg';
 import { ClipTokenizer, T5Tokenizer } from '../formats/tokenizers';
@@ -67,7 +68,8 @@ export class FluxPipeline {
   private readonly epUsed = new Map<ComponentName, { ep: ExecutionProvider; note?: string }>();
   private readonly loras: PipelineLoras;
   /** Notes of the job running now (a CLIP built for its LoRAs adds to them). */
-  private jobNotes: string[] = [];
+  /** The running job's warn (Job.warn), for what loading a part finds out (a CLIP LoRA's skipped keys). */
+  private jobWarn: (note: string) => void = () => undefined;
 
   private constructor(readonly files: ModelFiles, readonly runtime: ResolvedRuntime, private readonly log: Log) {
     this.loras = new PipelineLoras(log, files.transformer);
@@ -157,10 +159,14 @@ export class FluxPipeline {
     const { width, height, steps, guidance, t5MaxLength, shift, hires } = params;
     const seed = params.seed === undefined || params.seed === RANDOM_SEED ? randomSeed() : params.seed;
     const job = newJob(hooks, this.memoryMode(), (c) => this.epUsed.get(c)?.ep);
-    this.jobNotes = job.notes;
+    this.jobWarn = job.warn;
     // LoRA files are read and mapped (headers checked against the DiT) before anything loads.
     const loras = this.loras.resolve(params.loras);
-    job.notes.push(...loras.notes);
+    for (const n of loras.notes) job.warn(n);
+    for (const n of paramsWarnings(input, params, source)) {
+      this.log('warn', n);
+      job.warn(n);
+    }
     if (this.loras.clipChanged(loras)) await this.unload(['clip']);
     // Progress counts the steps that run, both passes' from the start.
     const firstSteps = source ? img2imgSteps(steps, params.strength) : steps;
@@ -211,7 +217,7 @@ export class FluxPipeline {
       ...(cfg ? { negativePrompt: params.negativePrompt, trueCfgScale: params.trueCfgScale } : {}),
       ...(loras.metadata.length ? { loras: loras.metadata } : {}),
     };
-    return { seed, image, ...size, stages: job.stages, metadata, notes: job.notes };
+    return { seed, image, ...size, stages: job.stages, metadata, notes: job.notes, warnings: job.warnings };
   }
 
   /**
@@ -412,7 +418,7 @@ export class FluxPipeline {
     try {
       switch (c) {
         case 'clip':
-          part = await ClipEncoder.load(this.files.textEncoder, { ...common, format: textFormat, fp16Cache: true, ...this.loras.clipOptions(this.jobNotes) });
+          part = await ClipEncoder.load(this.files.textEncoder, { ...common, format: textFormat, fp16Cache: true, ...this.loras.clipOptions(this.jobWarn) });
           break;
         case 't5':
           part = await T5Encoder.load(this.files.textEncoder2, { ...common, format: textFormat, fp16Cache: true });
