@@ -6,7 +6,7 @@ import * as vscode from 'vscode';
 import { Configuration } from './configuration';
 import { Generation, GenerateInput, RunResult } from './generation';
 import { History } from './history';
-import { PngInput, readImageInput, sniffGenerated } from './pngInput';
+import { PngInput, readImageInputOrTool, sniffGenerated } from './pngInput';
 import { resolveRecorded } from './recordedInput';
 import { requireTrust } from './trust';
 
@@ -15,6 +15,8 @@ const IMAGE_PREVIEW = 'imagePreview.previewEditor';
 
 export class PngRerun implements vscode.Disposable {
   private readonly offered = new Set<string>();
+  /** The warnings of re-runs refused for want of parameters, oldest first (MajicfluxApi.rerunNotices, for tests). */
+  readonly notices: string[] = [];
   private readonly subs: vscode.Disposable[] = [];
 
   constructor(
@@ -62,14 +64,19 @@ export class PngRerun implements vscode.Disposable {
       return undefined;
     }
     let input: PngInput | undefined;
+    let tool: string | undefined;
     try {
-      input = await readImageInput(target.fsPath);
+      ({ input, tool } = await readImageInputOrTool(target.fsPath));
     } catch (err) {
       void vscode.window.showErrorMessage(t('Cannot read {0}: {1}', path.basename(target.fsPath), (err as Error).message));
       return undefined;
     }
     if (!input) {
-      void vscode.window.showWarningMessage(t('{0} carries no generation parameters.', path.basename(target.fsPath)));
+      const text = tool
+        ? t('{0} was made with {1}, which records it as its own workflow rather than as parameters MajicFLUX reads: copy the prompt from it into the panel or a .flux file.', path.basename(target.fsPath), tool)
+        : t('{0} carries no generation parameters.', path.basename(target.fsPath));
+      this.notices.push(text);
+      void vscode.window.showWarningMessage(text);
       return undefined;
     }
     if (input.dropped?.length) {

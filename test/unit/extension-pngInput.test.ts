@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LIMITS } from '../../src/shared/params';
-import { looksGenerated, readImageInput, toInput } from '../../src/extension/pngInput';
+import { looksGenerated, readImageInput, readImageInputOrTool, toInput } from '../../src/extension/pngInput';
 import { embedParameters, insertChunks, iTXtChunk, PARAMETERS_KEYWORD } from '../../src/inference/formats/png';
 import { tempDir } from '../helpers/writeSafetensors';
 
@@ -28,6 +28,23 @@ describe('extension: PNG parameters as generation input', () => {
     fs.writeFileSync(file, png);
     assert.equal(looksGenerated(png), true);
     assert.deepEqual(await readImageInput(file), { prompt: 'a lighthouse', seed: 5, steps: 20, width: 512, height: 768, guidance: 3.5 });
+  });
+
+  it('a PNG from ComfyUI or InvokeAI (their own records, no parameters we read) names the tool; a bare PNG names none', async () => {
+    const comfy = path.join(tmp.dir, 'comfy.png');
+    fs.writeFileSync(comfy, insertChunks(TINY_PNG, [iTXtChunk('prompt', '{"3":{"class_type":"KSampler","inputs":{"seed":5}}}'), iTXtChunk('workflow', '{"nodes":[]}')]));
+    assert.deepEqual(await readImageInputOrTool(comfy), { tool: 'ComfyUI' });
+    assert.equal(await readImageInput(comfy), undefined);
+    const invoke = path.join(tmp.dir, 'invoke.png');
+    fs.writeFileSync(invoke, insertChunks(TINY_PNG, [iTXtChunk('invokeai_metadata', '{"positive_prompt":"a fox"}')]));
+    assert.deepEqual(await readImageInputOrTool(invoke), { tool: 'InvokeAI' });
+    const bare = path.join(tmp.dir, 'bare.png');
+    fs.writeFileSync(bare, TINY_PNG);
+    assert.deepEqual(await readImageInputOrTool(bare), {});
+    // Parameters we read win over another tool's record in the same file.
+    const both = path.join(tmp.dir, 'both.png');
+    fs.writeFileSync(both, insertChunks(embedParameters(TINY_PNG, { prompt: 'a boat', steps: 4, seed: 1, width: 64, height: 64, guidance: 3.5 }), [iTXtChunk('workflow', '{}')]));
+    assert.equal((await readImageInputOrTool(both)).input?.prompt, 'a boat');
   });
 
   it("reads issue 13's parameters back from a PNG the server wrote: LoRAs by name (and hash, not path), negative prompt, true CFG, input image", async () => {

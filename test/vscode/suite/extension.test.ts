@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import type { MajicfluxApi } from '../../../src/extension/extension';
 import type { RunResult } from '../../../src/extension/generation';
 import { blockKey } from '../../../src/extension/history';
-import { readPngParameters } from '../../../src/inference/formats/png';
+import { insertChunks, iTXtChunk, readPngParameters } from '../../../src/inference/formats/png';
 import { waitFor } from './waitFor';
 
 const ws = () => vscode.workspace.workspaceFolders![0].uri.fsPath;
@@ -175,6 +175,22 @@ describe('MajicFLUX in a real VS Code', function () {
     const a = await readPngParameters(original.file);
     const b = await readPngParameters(job.result!.file);
     assert.deepEqual({ ...b.params, version: undefined }, { ...a.params, version: undefined });
+  });
+
+  it('Re-run on a ComfyUI PNG says it was made with ComfyUI and where its prompt is, and starts nothing', async () => {
+    const tiny = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC', 'base64');
+    const file = path.join(ws(), 'from-comfy.png');
+    fs.writeFileSync(file, insertChunks(tiny, [iTXtChunk('prompt', '{"6":{"class_type":"CLIPTextEncode","inputs":{"text":"a fox"}}}'), iTXtChunk('workflow', '{"nodes":[]}')]));
+    try {
+      const jobsBefore = api.jobs.all().length;
+      const before = api.rerunNotices.length;
+      assert.equal(await vscode.commands.executeCommand('majicflux.rerunFromImage', vscode.Uri.file(file), 'same'), undefined);
+      assert.match(api.rerunNotices[before] ?? '', /^from-comfy\.png was made with ComfyUI, which records it as its own workflow rather than as parameters MajicFLUX reads: copy the prompt/);
+      assert.equal(api.jobs.all().length, jobsBefore, 'nothing starts');
+      await vscode.commands.executeCommand('notifications.clearAll');
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
   });
 
   it('cancel stops a running generation and writes nothing', async () => {
