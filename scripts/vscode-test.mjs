@@ -429,6 +429,24 @@ async function uiPhase(results) {
       await palette('View: Close All Editors');
     });
 
+    await test('Re-run of another tool\'s PNG says which recorded values it leaves out (a size that is not a multiple of 16, steps past 200)', async () => {
+      const row = page.locator('.explorer-folders-view .monaco-list-row', { hasText: 'forge-size-1000.png' }).first();
+      await row.waitFor({ timeout: 30_000 });
+      await row.click();
+      const offer = toast('forge-size-1000.png was made with MajicFLUX');
+      await offer.waitFor({ timeout: 30_000 });
+      await page.locator('.tabs-container .tab.active', { hasText: 'forge-size-1000.png' }).waitFor({ timeout: 10_000 }).catch(() => undefined);
+      await page.waitForTimeout(500);
+      await offer.locator('.monaco-button', { hasText: 'Re-run with These Parameters' }).click();
+      await toast('some recorded values cannot be used and are left out').filter({ hasText: 'width 1000 is not a multiple of 16' }).filter({ hasText: 'steps must be a whole number from 1 to 200, got 500' }).waitFor({ timeout: 30_000 });
+      await page.screenshot({ path: path.join(SHOTS, 'rerun-dropped.png') });
+      await page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'Same parameters' }).first().waitFor({ timeout: 30_000 });
+      await page.keyboard.press('Escape');
+      // The warning stays until dismissed; later tests look for toasts by their words ("Step").
+      await palette('Notifications: Clear All Notifications');
+      await palette('View: Close All Editors');
+    });
+
     await test('Cancel in the progress notification stops a .flux run', async () => {
       await quickInput('slow.flux');
       // The lens's $(play) is a codicon (no text): the anchor's text is " Generate".

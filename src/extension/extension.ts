@@ -35,6 +35,10 @@ export interface MajicfluxApi {
   dropped: DroppedCleanup;
   /** Warnings about a recorded image's files not found (recordedInput.ts), oldest first. */
   missingNotices: readonly string[];
+  /** "Saved …" messages that carried a job's warnings (generation.ts), oldest first. */
+  announcedWarnings: readonly string[];
+  /** Re-runs refused for want of parameters (pngRerun.ts), oldest first. */
+  rerunNotices: readonly string[];
 }
 
 let running: ServerManager | undefined;
@@ -57,8 +61,9 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   registerCommands({ context, config, jobs, server, generation, log, openPanel });
   const models = registerModels({ context, config, server, log });
   const flux = registerFluxFile(context, { config, jobs, history, generation, log });
+  const pngRerun = new PngRerun(generation, history, openPanel, { config, log, dropped });
   context.subscriptions.push(
-    new PngRerun(generation, history, openPanel, { config, log, dropped }),
+    pngRerun,
     vscode.commands.registerCommand('majicflux.varyImage', (uri?: vscode.Uri) => varyImage(panelDeps, uri)),
     vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, {
       async deserializeWebviewPanel(panel) {
@@ -69,7 +74,7 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   );
   config.report();
   log.info(`MajicFLUX activated (workspace ${vscode.workspace.isTrusted ? 'trusted' : 'not trusted: nothing runs until it is'})`);
-  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current, trustRefusals, promptPick, dropped, missingNotices };
+  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current, trustRefusals, promptPick, dropped, missingNotices, announcedWarnings: generation.announcedWarnings, rerunNotices: pngRerun.notices };
 }
 
 /** Shuts the server down gracefully (VS Code waits for this before ending the extension host). */

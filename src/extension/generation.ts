@@ -245,15 +245,26 @@ export class Generation {
     if (!ok.length) return;
     const open = t('Open');
     const reveal = t('Reveal in Explorer');
+    const showLog = t('Show Log');
     const files = ok.map((j) => j.result!.file);
-    const c = await vscode.window.showInformationMessage(
-      files.length === 1 ? t('MajicFLUX: saved {0}', path.basename(files[0])) : t('MajicFLUX: saved {0} images', files.length),
-      open,
-      reveal,
-    );
+    const saved = files.length === 1 ? t('MajicFLUX: saved {0}', path.basename(files[0])) : t('MajicFLUX: saved {0} images', files.length);
+    // What did not apply as asked (a LoRA's layers, a negative prompt, the input image's size) is said with the image, not only in the log.
+    const warnings = [...new Set(ok.flatMap((j) => j.result!.warnings ?? []))];
+    let c: string | undefined;
+    if (warnings.length) {
+      const text = t('{0}. Not as asked: {1}', saved, warnings.join(' · '));
+      this.announcedWarnings.push(text);
+      c = await vscode.window.showWarningMessage(text, open, reveal, showLog);
+    } else {
+      c = await vscode.window.showInformationMessage(saved, open, reveal);
+    }
+    if (c === showLog) this.log.show();
     if (c === open) for (const f of files) await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(f), { preview: files.length === 1 });
     if (c === reveal) await vscode.commands.executeCommand('revealInExplorer', vscode.Uri.file(files[0]));
   }
+
+  /** Completion messages that carried warnings, oldest first (for tests: MajicfluxApi.announcedWarnings). */
+  readonly announcedWarnings: string[] = [];
 
   /** Is the demo (random-weight) model in use? Shown in results so nobody mistakes noise for a bug. */
   get usingDemo(): boolean {

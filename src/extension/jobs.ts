@@ -35,7 +35,7 @@ export interface Job {
   /** A model part being loaded inside the current stage (the server's `loading` events); gone once loaded. */
   loading?: { component: ComponentName; phase: Exclude<LoadPhase, 'loaded'>; fraction?: number };
   preview?: { width: number; height: number; pngBase64: string };
-  result?: { file: string; metadata: ImageMetadata; stages: StageTiming[]; notes: string[]; seconds?: number };
+  result?: { file: string; metadata: ImageMetadata; stages: StageTiming[]; notes: string[]; warnings?: string[]; seconds?: number };
   /** Where the image is wanted on this machine (differs from request.output for a remote server). */
   target?: string;
   /** `code` "model": the configured model cannot be used (the server's failed event). */
@@ -114,7 +114,7 @@ export class Jobs {
           // A client may resolve `done` with the result instead of (or before) the done event.
           const r = v as Partial<Extract<ServerEvent, { event: 'done' }>> | undefined;
           if (isActive(job) && r && typeof r === 'object' && typeof r.file === 'string' && r.metadata) {
-            this.onEvent(job, { type: 'event', event: 'done', jobId: handle.jobId, file: r.file, metadata: r.metadata, stages: r.stages ?? [], notes: r.notes ?? [] });
+            this.onEvent(job, { type: 'event', event: 'done', jobId: handle.jobId, file: r.file, metadata: r.metadata, stages: r.stages ?? [], notes: r.notes ?? [], ...(r.warnings ? { warnings: r.warnings } : {}) });
           }
         },
         (err: unknown) => {
@@ -157,7 +157,7 @@ export class Jobs {
         if (e.preview) job.preview = e.preview;
         break;
       case 'done': {
-        job.result = { file: e.file, metadata: e.metadata, stages: e.stages, notes: e.notes, seconds: e.seconds };
+        job.result = { file: e.file, metadata: e.metadata, stages: e.stages, notes: e.notes, ...(e.warnings?.length ? { warnings: e.warnings } : {}), seconds: e.seconds };
         if (e.pngBase64 !== undefined && this.opts.saveImage) {
           // A remote server: its file is on another machine; write the bytes it sent here.
           const result = job.result;

@@ -52,6 +52,12 @@ export function fluxProblemMessage(p: FluxProblem): string {
       return t('{0} is longer than {1} characters.', String(a.key), Number(a.max));
     case 'negativeWithoutCfg':
       return t('The negative prompt works through true CFG, which is off: add "cfg: 4" (any value above 1; each step then runs the model twice). Without it the negative prompt changes nothing.');
+    case 'loraWithoutFile':
+      return t('"{0}" names no LoRA file: write the file before the strength, e.g. "lora: style.safetensors:0.8".', String(a.value));
+    case 'imageOptionWithoutImage':
+      return t('"{0}" applies to image-to-image, and this block has no input image: add "image: FILE" or remove it. Without an image it changes nothing.', String(a.key));
+    case 'loraTagInPrompt':
+      return t('{0} is an A1111 LoRA tag, which MajicFLUX does not read (the model would get it as words): remove it and add a line "lora: {1}".', String(a.value), String(a.suggestion));
     case 'tooManyLoras':
       return t('At most {0} LoRAs apply to one image.', Number(a.max));
     case 'orphanParams':

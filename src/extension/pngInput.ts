@@ -8,8 +8,12 @@ import type { GenerateInput } from './generation';
 import type { LoraRef } from './loraFiles';
 import { DEFAULTS, Guidance, Height, HiresSchema, ImageFit, LoraStrength, NegativePrompt, Prompt, Steps, Strength, TrueCfgScale, UsedSeed, Width } from '../shared/params';
 
-/** A PNG's parameters as run input; its LoRAs are named (and maybe pathed) as recorded, for the host to find (loraFiles.resolveLoraRefs). */
-export type PngInput = Omit<GenerateInput, 'loras'> & { loraRefs?: LoraRef[] };
+/**
+ * A PNG's parameters as run input; its LoRAs are named (and maybe pathed) as recorded, for the host
+ * to find (loraFiles.resolveLoraRefs). `dropped`: why values found in the PNG were left out (a re-run
+ * takes the defaults for them, so the user is told).
+ */
+export type PngInput = Omit<GenerateInput, 'loras'> & { loraRefs?: LoraRef[]; dropped?: string[] };
 
 /** Bytes read to sniff a PNG: our chunks sit right after IHDR. */
 const SNIFF_BYTES = 256 * 1024;
@@ -31,8 +35,23 @@ export async function sniffGenerated(file: string): Promise<boolean> {
 
 /** Parameters of a PNG as generation input; undefined when it has none. Throws a PngReadError for an unreadable file. */
 export async function readImageInput(file: string): Promise<PngInput | undefined> {
+  return (await readImageInputOrTool(file)).input;
+}
+
+/** readImageInput, and without parameters we read, the tool whose own kind of record the PNG carries (to say so). */
+export async function readImageInputOrTool(file: string): Promise<{ input?: PngInput; tool?: string }> {
   const info = await readPngParameters(file);
-  return info.params ? toInput(info.params) : undefined;
+  const input = info.params ? toInput(info.params) : undefined;
+  if (input) return { input: info.dropped?.length ? { ...input, dropped: info.dropped } : input };
+  const tool = recordedBy(info.text);
+  return tool ? { tool } : {};
+}
+
+/** Tools that record a generation as something other than A1111 text or our JSON: ComfyUI (its node graph), InvokeAI (its own JSON). */
+export function recordedBy(text: Record<string, string>): string | undefined {
+  if ('workflow' in text || 'prompt' in text) return 'ComfyUI';
+  if ('invokeai_metadata' in text || 'invokeai_graph' in text) return 'InvokeAI';
+  return undefined;
 }
 
 /** Keeps only values a run accepts (a PNG from another tool may say anything). */

@@ -6,7 +6,7 @@ import * as vscode from 'vscode';
 import { Configuration } from './configuration';
 import { Generation, GenerateInput, RunResult } from './generation';
 import { History } from './history';
-import { PngInput, readImageInput, sniffGenerated } from './pngInput';
+import { PngInput, readImageInputOrTool, sniffGenerated } from './pngInput';
 import { resolveRecorded } from './recordedInput';
 import { requireTrust } from './trust';
 
@@ -15,6 +15,8 @@ const IMAGE_PREVIEW = 'imagePreview.previewEditor';
 
 export class PngRerun implements vscode.Disposable {
   private readonly offered = new Set<string>();
+  /** The warnings of re-runs refused for want of parameters, oldest first (MajicfluxApi.rerunNotices, for tests). */
+  readonly notices: string[] = [];
   private readonly subs: vscode.Disposable[] = [];
 
   constructor(
@@ -62,15 +64,26 @@ export class PngRerun implements vscode.Disposable {
       return undefined;
     }
     let input: PngInput | undefined;
+    let tool: string | undefined;
     try {
-      input = await readImageInput(target.fsPath);
+      ({ input, tool } = await readImageInputOrTool(target.fsPath));
     } catch (err) {
       void vscode.window.showErrorMessage(t('Cannot read {0}: {1}', path.basename(target.fsPath), (err as Error).message));
       return undefined;
     }
     if (!input) {
-      void vscode.window.showWarningMessage(t('{0} carries no generation parameters.', path.basename(target.fsPath)));
+      const text = tool
+        ? t('{0} was made with {1}, which records it as its own workflow rather than as parameters MajicFLUX reads: copy the prompt from it into the panel or a .flux file.', path.basename(target.fsPath), tool)
+        : t('{0} carries no generation parameters.', path.basename(target.fsPath));
+      this.notices.push(text);
+      void vscode.window.showWarningMessage(text);
       return undefined;
+    }
+    if (input.dropped?.length) {
+      // Values another tool (or a hand edit) wrote that a run refuses: the defaults take their place.
+      const name = path.basename(target.fsPath);
+      this.deps.log.warn(`${name}: recorded values left out of the re-run: ${input.dropped.join('; ')}`);
+      void vscode.window.showWarningMessage(t('{0}: some recorded values cannot be used and are left out (the defaults apply): {1}', name, input.dropped.join('; ')));
     }
     const same = { label: t('$(debug-rerun) Same parameters'), description: t('seed {0} — the same image again', input.seed ?? '?'), id: 'same' };
     const fresh = { label: t('$(symbol-event) New seed'), description: t('same prompt and settings, another image'), id: 'new' };

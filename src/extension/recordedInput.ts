@@ -37,7 +37,7 @@ export async function resolveRecorded(
   run: boolean,
   fluxFile?: string,
 ): Promise<GenerateInput | undefined> {
-  const { loraRefs, ...rest } = input;
+  const { loraRefs, dropped: _, ...rest } = input;
   const out: GenerateInput = { ...rest };
   const missing: string[] = [];
   let loraMissing = false;

@@ -26,7 +26,7 @@ export interface Settings {
   memory: MemoryMode;
   /** GiB; 0: detect. */
   memoryBudgetGB: number;
-  /** GiB of GPU memory; 0: detect (nvidia-smi). */
+  /** GiB of GPU memory; 0: detect (inference/system/gpuMemory.ts). */
   gpuMemoryGB: number;
   /** Where converted weights are cached ('' = the per-user cache folder) and how many GiB they may take (0: no limit). */
   weightCache: { folder: string; maxGB: number };

@@ -109,6 +109,11 @@ export interface GenerateResult {
   /** Everything needed to reproduce the image; embedded in the PNG. */
   metadata: ImageMetadata;
   notes: string[];
+  /**
+   * The notes a user should see with the image (a subset of `notes`): something asked for did not
+   * apply as asked — a LoRA's layers skipped, a negative prompt unused, an input image scaled down.
+   */
+  warnings: string[];
 }
 
 /**

@@ -167,14 +167,27 @@ export type Lora = v.InferOutput<typeof LoraSchema>;
 export const Loras = v.pipe(v.array(LoraSchema, 'loras must be a list of { path, strength }'), v.maxLength(LIMITS.loras.max, `at most ${LIMITS.loras.max} LoRAs apply to one image`));
 /**
  * A LoRA written as `FILE[:STRENGTH]` (the CLI's --lora, a `.flux` `lora:`): the strength is the text
- * after the last colon only when it reads as a number, so `C:\loras\x.safetensors` is a path.
- * The strength is returned unchecked (LoraStrength checks it).
+ * after the last colon when it reads as a number, so `C:\loras\x.safetensors` is a path. After a
+ * `.safetensors` name, or where it cannot be part of a path (no `.`, `/` or `\`), that text can only
+ * be a strength: `badStrength` holds it when it is not a number (`style.safetensors:abc`), rather
+ * than a file "style.safetensors:abc" reported missing. `path` is empty for `:0.8`. The strength is
+ * returned unchecked (LoraStrength checks it).
  */
-export function splitLoraSpec(text: string): { path: string; strength?: number } {
+export function splitLoraSpec(text: string): { path: string; strength?: number; badStrength?: string } {
   const at = text.lastIndexOf(':');
-  const tail = at < 0 ? '' : text.slice(at + 1).trim();
-  return at > 0 && tail !== '' && Number.isFinite(Number(tail)) ? { path: text.slice(0, at).trim(), strength: Number(tail) } : { path: text.trim() };
+  if (at < 0) return { path: text.trim() };
+  const head = text.slice(0, at).trim();
+  const tail = text.slice(at + 1).trim();
+  if (tail !== '' && Number.isFinite(Number(tail))) return { path: head, strength: Number(tail) };
+  if (/\.safetensors$/i.test(head) || !/[./\\]/.test(tail)) return { path: head, badStrength: tail };
+  return { path: text.trim() };
 }
+/**
+ * A1111's `<lora:name>`, `<lora:name:0.8>` (or `:0.8:0.5`, a separate text-encoder weight) tag: other
+ * tools' PNG parameters carry LoRAs so (formats/infotextExtras.ts reads them), and users coming from
+ * A1111 type them into prompts, where it would reach the model as words. Negated classes only: no backtracking.
+ */
+export const LORA_TAG = /<lora:([^:<>\n]+)(?::([^:<>\n]*))?(?::[^<>\n]*)?>/;
 export const Strength = numberIn('strength', LIMITS.strength);
 export const ImageFit = oneOf('image fit', IMAGE_FITS);
 export const HiresScale = numberIn('hires scale', LIMITS.hiresScale);
@@ -327,6 +340,11 @@ export function resolveParams(params: unknown, inputImage?: { width: number; hei
   const parsed = v.safeParse(GenerateParamsSchema, params);
   if (!parsed.success) throw new UserError(firstMessage(parsed.issues));
   const p = parsed.output;
+  const tag = LORA_TAG.exec(p.prompt);
+  if (tag) {
+    const strength = tag[2]?.trim() || DEFAULTS.loraStrength;
+    throw new UserError(`the prompt holds the LoRA tag ${tag[0]}, which MajicFLUX does not read (the model would get it as words): remove it and give the LoRA file with its strength: --lora "${tag[1].trim()}.safetensors:${strength}", a .flux "lora:" line or the panel's LoRAs`);
+  }
   const r: ResolvedParams = {
     prompt: p.prompt,
     seed: p.seed,
@@ -352,8 +370,20 @@ export function resolveParams(params: unknown, inputImage?: { width: number; hei
     const h = { scale: p.hires.scale ?? DEFAULTS.hiresScale, strength: p.hires.strength ?? DEFAULTS.hiresStrength, steps: p.hires.steps ?? r.steps, upscale: p.hires.upscale ?? DEFAULTS.hiresUpscale };
     const width = hiresSide(r.width, h.scale);
     const height = hiresSide(r.height, h.scale);
+    const pass = `a hires pass ×${h.scale} on ${r.width}×${r.height} makes ${width}×${height}`;
     if (Math.max(width, height) > LIMITS.side.max) {
-      throw new UserError(`a hires pass ×${h.scale} on ${r.width}×${r.height} makes ${width}×${height}; sides stop at ${LIMITS.side.max}: use a smaller scale (at most ×${Math.floor((LIMITS.side.max / Math.max(r.width, r.height)) * 100) / 100}) or a smaller first pass`);
+      const most = Math.floor((LIMITS.side.max / Math.max(r.width, r.height)) * 100) / 100;
+      // Past the smallest scale only a smaller first pass helps: "at most ×1" would be refused in turn.
+      const firstSide = Math.floor(LIMITS.side.max / LIMITS.hiresScale.min / LIMITS.side.multiple) * LIMITS.side.multiple;
+      throw new UserError(most >= LIMITS.hiresScale.min
+        ? `${pass}; sides stop at ${LIMITS.side.max}: use a smaller scale (at most ×${most}) or a smaller first pass`
+        : `${pass}; sides stop at ${LIMITS.side.max}: a first pass that large leaves no room for one (×${LIMITS.hiresScale.min} at least): use a first pass whose sides are at most ${firstSide}`);
+    }
+    // Sides round to whole patches: a small scale on a small image can leave both as they were, and
+    // the pass would re-draw the image at its own size.
+    if (width <= r.width && height <= r.height) {
+      const side = Math.min(r.width, r.height);
+      throw new UserError(`${pass} (sides are whole multiples of ${LIMITS.side.multiple}), no larger: use a scale of at least ×${Math.ceil(((side + LIMITS.side.multiple / 2) / side) * 100) / 100}`);
     }
     if (img2imgSteps(h.steps, h.strength) < 1) {
       throw new UserError(`hires strength ${h.strength} with ${h.steps} steps leaves no step to run; use strength ≥ ${Math.ceil((1 / h.steps) * 1000) / 1000} or more hires steps`);

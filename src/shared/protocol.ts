@@ -262,6 +262,8 @@ const EVENTS = {
     /** Per-stage time and peak RSS, in order; a stage the pipeline skipped (text encoding on a prompt-cache hit) is absent. */
     stages: arr(StageTimingSchema, 100),
     notes: arr(str(10_000), 1000),
+    /** The notes to show the user with the image (GenerateResult.warnings): something asked for did not apply as asked. */
+    warnings: v.optional(arr(str(10_000), 1000)),
     /** Wall time from start to file written. */
     seconds: v.optional(num(0, Infinity)),
   }),

@@ -10,6 +10,8 @@ import { loraFlag } from '../../src/inference/cli/generateOptions';
 import { UsageError } from '../../src/inference/cli/common';
 import { main } from '../../src/inference/cli/main';
 import { readPngParameters } from '../../src/inference/formats/png';
+import { UserError } from '../../src/shared/api';
+import { resolveParams } from '../../src/shared/params';
 
 describe('CLI: generate flags for negative prompt, LoRA, image-to-image, hires, VAE tiling', () => {
   let tmp: string;
@@ -48,7 +50,11 @@ describe('CLI: generate flags for negative prompt, LoRA, image-to-image, hires, 
     assert.deepEqual(loraFlag('C:\\loras\\x.safetensors:0.8'), { path: 'C:\\loras\\x.safetensors', strength: 0.8 });
     assert.deepEqual(loraFlag('a.safetensors:-0.5'), { path: 'a.safetensors', strength: -0.5 });
     assert.deepEqual(loraFlag('weird:name.safetensors'), { path: 'weird:name.safetensors' });
-    assert.throws(() => parse('--lora', `${lora}:11`), /LoRA strength must be a number from -10 to 10, got 11/);
+    assert.throws(() => parse('--lora', `${lora}:11`), (e: Error) => e.message === `--lora ${lora}:11: LoRA strength must be a number from -10 to 10, got 11`);
+    // What follows a LoRA file (or a bare name) after the colon can only be a strength: said as such, not as a missing file.
+    assert.throws(() => parse('--lora', `${lora}:abc`), (e: Error) => e instanceof UsageError && e.message === `--lora ${lora}:abc: the strength after the colon must be a number from -10 to 10, got "abc"`);
+    assert.throws(() => loraFlag('style:strong'), /--lora style:strong: the strength after the colon must be a number/);
+    assert.throws(() => loraFlag(':0.8'), (e: Error) => e instanceof UsageError && /--lora :0.8: name the LoRA file before the strength: --lora style.safetensors:0.8/.test(e.message));
   });
 
   it('refuses bad values and missing files with what would be accepted, before anything loads', () => {
@@ -67,9 +73,21 @@ describe('CLI: generate flags for negative prompt, LoRA, image-to-image, hires, 
       [['--hires-upscale', 'nearest'], /--hires-upscale must be one of image, latent/],
       [['--hires-scale', '3', '--width', '1024'], /hires pass ×3 on 1024×1024 makes 3072×3072/],
       [['--vae-tiling', 'yes'], /--vae-tiling must be one of auto, on, off/],
+      // Sides round to multiples of 16: ×1.05 on 64² stays 64², a second pass that enlarges nothing.
+      [['--hires-scale', '1.05', '--width', '64', '--height', '64'], /^a hires pass ×1.05 on 64×64 makes 64×64 \(sides are whole multiples of 16\), no larger: use a scale of at least ×1.13$/],
+      // A first pass already at the side limit: no scale can help (the smallest is ×1.05), a smaller first pass can.
+      [['--hires-scale', '1.5', '--width', '2048', '--height', '1024'], /^a hires pass ×1.5 on 2048×1024 makes 3072×1536; sides stop at 2048: a first pass that large leaves no room for one \(×1.05 at least\): use a first pass whose sides are at most 1936$/],
       [Array.from({ length: 17 }, () => ['--lora', lora]).flat(), /at most 16 LoRAs/],
     ];
     for (const [args, message] of cases) assert.throws(() => parse(...args), (e: Error) => e instanceof UsageError && message.test(e.message), args.join(' '));
+  });
+
+  it('an A1111 LoRA tag typed into the prompt is refused, not drawn as words (every entry point checks through resolveParams)', () => {
+    const message = /^the prompt holds the LoRA tag <lora:film grain:0.7>, which MajicFLUX does not read \(the model would get it as words\): remove it and give the LoRA file with its strength: --lora "film grain.safetensors:0.7", a .flux "lora:" line or the panel's LoRAs$/;
+    assert.throws(() => parseGenerateParams(['a fox <lora:film grain:0.7> in the snow']), (e: Error) => e instanceof UsageError && message.test(e.message));
+    assert.throws(() => resolveParams({ prompt: 'a fox, <lora:film grain:0.7>' }), (e: Error) => e instanceof UserError && message.test(e.message));
+    assert.throws(() => resolveParams({ prompt: '<lora:x>' }), /LoRA tag <lora:x>.*--lora "x.safetensors:1"/);
+    assert.equal(resolveParams({ prompt: 'a sign that reads <lorax> and lora: 3' }).prompt, 'a sign that reads <lorax> and lora: 3');
   });
 
   it('an image made with --negative-prompt --true-cfg records both in its PNG parameters', async function () {

@@ -12,7 +12,7 @@ import { defaultName } from '../../src/inference/cli/generate';
 import { outputPath } from '../../src/extension/output';
 import { DEFAULT_TEMPLATE } from '../../src/shared/fileName';
 import { describeRange, ImageMetadata, LIMITS } from '../../src/shared/params';
-import { readPngParameters } from '../../src/inference/formats/png';
+import { encodePng, readPngParameters } from '../../src/inference/formats/png';
 
 const ROOT = path.resolve(__dirname, '../..');
 const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -184,6 +184,18 @@ describe('CLI: majicflux generate (bundled)', function () {
       assert.deepEqual(png.json, summary.metadata);
       assert.deepEqual(Object.keys(summary.metadata).sort(), ['guidance', 'height', 'model', 'prompt', 'sampler', 'seed', 'shift', 'software', 'steps', 't5MaxLength', 'weights', 'width']);
       assert.equal(summary.metadata.seed, 3);
+    });
+
+    it('an input image scaled to the side limits: said as a warning when the job starts, and in the --json summary\'s warnings', async () => {
+      const image = path.join(tmp, 'tiny-input.png');
+      fs.writeFileSync(image, await encodePng({ width: 40, height: 48, data: new Float32Array(40 * 48 * 3).fill(0.5) }));
+      const r = await run('--prompt', 'a cat', '--image', image, '--strength', '0.5', '--steps', '2', '--out', path.join(tmp, 'scaled.png'), '--json');
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /^warn: input image 40×48 runs at 64×80: image sides are 64–2048 px/m);
+      assert.ok(r.stderr.indexOf('warn: input image') < r.stderr.indexOf('step 1/'), 'before the steps, not after the wait');
+      const { warnings } = JSON.parse(r.stdout) as { warnings: string[] };
+      assert.deepEqual(warnings.length, 1);
+      assert.match(warnings[0], /^input image 40×48 runs at 64×80/);
     });
 
     it('without --out, writes generated/<date>-<seed>-<slug>.png', async () => {

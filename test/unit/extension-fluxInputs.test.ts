@@ -49,6 +49,13 @@ describe('extension: .flux keys for negative prompt, LoRA, image-to-image, hires
     assert.equal(parseFlux('negative: blurry\n\na cat\n').problems[0].code, 'negativeWithoutCfg');
   });
 
+  it('warns when a block sets strength or image_fit without an input image (they would change nothing; the CLI refuses them)', () => {
+    const doc = parseFlux('a cat\nstrength: 0.4\n\na dog\nimage: in.png\nstrength: 0.4\n\na bird\nimage_fit: stretch\n');
+    assert.deepEqual(doc.problems.map((p) => [p.code, p.severity, p.span.start.line, p.args.key]), [['imageOptionWithoutImage', 'warning', 1, 'strength'], ['imageOptionWithoutImage', 'warning', 8, 'image_fit']]);
+    assert.deepEqual(parseFlux('image: in.png\n\na cat\nstrength: 0.3\n').problems, [], 'an image from the file defaults counts');
+    assert.deepEqual(parseFlux('strength: 0.3\n\na cat\n').problems, [], 'file defaults are for the blocks that have an image');
+  });
+
   it('refuses bad values with what would be accepted', () => {
     const doc = parseFlux('a cat\ncfg: 0.5\nstrength: 2\nhires: 9\nhires_upscale: nearest\nvae_tiling: yes\nlora: a.safetensors:11\nhires_steps: 2.5\nimage:\n');
     const got = doc.problems.map((p) => [p.code, p.args.key, p.args.value]);
@@ -63,6 +70,19 @@ describe('extension: .flux keys for negative prompt, LoRA, image-to-image, hires
       ['emptyValue', 'image', undefined],
     ]);
     assert.equal(doc.problems[3].args.allowed, 'image, latent');
+    // A strength that is not a number, and a strength with no file, are said as such (not as a missing file named "a.safetensors:abc").
+    const spec = parseFlux('a cat\nlora: a.safetensors:abc, film-grain:strong, :0.8\n');
+    assert.deepEqual(spec.problems.map((p) => [p.code, p.args.key, p.args.value]), [
+      ['notNumber', 'LoRA strength', 'abc'],
+      ['notNumber', 'LoRA strength', 'strong'],
+      ['loraWithoutFile', 'lora', ':0.8'],
+    ]);
+    assert.equal(spec.blocks[0].values.loras, undefined);
+    // An A1111 tag typed into the prompt: marked where it is, with the lora: line to write instead.
+    const tagged = parseFlux('a cat\n  in the snow <lora:film grain:0.7>, watercolor\n');
+    assert.deepEqual(tagged.problems.map((p) => [p.code, p.args.value, p.args.suggestion, p.span]), [
+      ['loraTagInPrompt', '<lora:film grain:0.7>', 'film grain.safetensors:0.7', { start: { line: 1, character: 14 }, end: { line: 1, character: 35 } }],
+    ]);
     const many = parseFlux(`a cat\nlora: ${Array.from({ length: 17 }, (_, i) => `l${i}.safetensors`).join(', ')}\n`);
     assert.deepEqual(many.problems.map((p) => p.code), ['tooManyLoras']);
   });

@@ -6,11 +6,14 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LIMITS } from '../../src/shared/params';
-import { looksGenerated, readImageInput, toInput } from '../../src/extension/pngInput';
-import { embedParameters } from '../../src/inference/formats/png';
+import { looksGenerated, readImageInput, readImageInputOrTool, toInput } from '../../src/extension/pngInput';
+import { embedParameters, insertChunks, iTXtChunk, PARAMETERS_KEYWORD } from '../../src/inference/formats/png';
 import { tempDir } from '../helpers/writeSafetensors';
 
 const TINY_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC', 'base64');
+
+/** A PNG with only an A1111 `parameters` text, as another tool writes it. */
+const embedParametersText = (png: Uint8Array, text: string) => insertChunks(png, [iTXtChunk(PARAMETERS_KEYWORD, text)]);
 
 describe('extension: PNG parameters as generation input', () => {
   let tmp: { dir: string; cleanup: () => void };
@@ -27,6 +30,23 @@ describe('extension: PNG parameters as generation input', () => {
     assert.deepEqual(await readImageInput(file), { prompt: 'a lighthouse', seed: 5, steps: 20, width: 512, height: 768, guidance: 3.5 });
   });
 
+  it('a PNG from ComfyUI or InvokeAI (their own records, no parameters we read) names the tool; a bare PNG names none', async () => {
+    const comfy = path.join(tmp.dir, 'comfy.png');
+    fs.writeFileSync(comfy, insertChunks(TINY_PNG, [iTXtChunk('prompt', '{"3":{"class_type":"KSampler","inputs":{"seed":5}}}'), iTXtChunk('workflow', '{"nodes":[]}')]));
+    assert.deepEqual(await readImageInputOrTool(comfy), { tool: 'ComfyUI' });
+    assert.equal(await readImageInput(comfy), undefined);
+    const invoke = path.join(tmp.dir, 'invoke.png');
+    fs.writeFileSync(invoke, insertChunks(TINY_PNG, [iTXtChunk('invokeai_metadata', '{"positive_prompt":"a fox"}')]));
+    assert.deepEqual(await readImageInputOrTool(invoke), { tool: 'InvokeAI' });
+    const bare = path.join(tmp.dir, 'bare.png');
+    fs.writeFileSync(bare, TINY_PNG);
+    assert.deepEqual(await readImageInputOrTool(bare), {});
+    // Parameters we read win over another tool's record in the same file.
+    const both = path.join(tmp.dir, 'both.png');
+    fs.writeFileSync(both, insertChunks(embedParameters(TINY_PNG, { prompt: 'a boat', steps: 4, seed: 1, width: 64, height: 64, guidance: 3.5 }), [iTXtChunk('workflow', '{}')]));
+    assert.equal((await readImageInputOrTool(both)).input?.prompt, 'a boat');
+  });
+
   it("reads issue 13's parameters back from a PNG the server wrote: LoRAs by name (and hash, not path), negative prompt, true CFG, input image", async () => {
     const file = path.join(tmp.dir, 'issue13.png');
     // As the server writes it (infotext.imageParameters: true CFG under A1111's "CFG scale").
@@ -37,6 +57,20 @@ describe('extension: PNG parameters as generation input', () => {
       { negativePrompt: input?.negativePrompt, trueCfgScale: input?.trueCfgScale, loraRefs: input?.loraRefs, image: input?.image, strength: input?.strength, imageFit: input?.imageFit },
       { negativePrompt: 'blurry', trueCfgScale: 2, loraRefs: [{ name: 'ink', strength: 0.8 }], image: '/pics/start.png', strength: 0.6, imageFit: 'crop' },
     );
+  });
+
+  it('says which recorded values it left out and why (another tool\'s size that is not a multiple of 16, steps past the limit), rather than dropping them silently', async () => {
+    const file = path.join(tmp.dir, 'other-tool.png');
+    fs.writeFileSync(file, Buffer.from(embedParametersText(TINY_PNG, 'a castle\nSteps: 500, Sampler: Euler, CFG scale: 1, Seed: 7, Size: 1000x1000, Model: flux1-dev')));
+    const input = await readImageInput(file);
+    assert.equal(input?.prompt, 'a castle');
+    assert.equal(input?.seed, 7);
+    assert.equal(input?.width, undefined);
+    assert.deepEqual(input?.dropped, [
+      'steps must be a whole number from 1 to 200, got 500',
+      'width 1000 is not a multiple of 16; try 992 or 1008',
+      'height 1000 is not a multiple of 16; try 992 or 1008',
+    ]);
   });
 
   it('refuses a prompt longer than the panel accepts', () => {

@@ -135,6 +135,16 @@ describe('image-to-image (pipeline/img2img.ts, inputImage.ts)', function () {
       assert.equal(resolveParams({ prompt: 'x' }, { width: 100, height: 100 }).width, 1024, 'no image: the usual default');
     });
 
+    it('an input image outside the side limits runs scaled, and the result says so (warnings); one within them, or sides given, says nothing', async () => {
+      const small = await png('small.png', 40, 48, () => [90, 120, 150]);
+      const r = await pipeline.generate({ prompt: 'x', steps: 1, seed: 1, image: small, strength: 0.5 });
+      assert.deepEqual([r.width, r.height], [64, 80]);
+      assert.deepEqual(r.warnings, ['input image 40×48 runs at 64×80: image sides are 64–2048 px (set width/height to choose)']);
+      assert.deepEqual((await pipeline.generate({ prompt: 'x', steps: 1, seed: 1, image: small, strength: 0.5, width: 64, height: 64 })).warnings, [], 'the size chosen');
+      const fits = await png('fits.png', 64, 80, () => [90, 120, 150]);
+      assert.deepEqual((await pipeline.generate({ prompt: 'x', steps: 1, seed: 1, image: fits, strength: 0.5 })).warnings, []);
+    });
+
     it("'crop' scales to cover and cuts the centre, 'stretch' keeps everything; transparency becomes white", async () => {
       // Thirds: red | green | blue, 300×100.
       const file = await png('thirds.png', 300, 100, (x) => (x < 100 ? [255, 0, 0] : x < 200 ? [0, 255, 0] : [0, 0, 255]));

@@ -73,6 +73,11 @@ describe('PNG parameters: negative prompt, true CFG, LoRAs, image-to-image, hire
 
     const img2img = checkParameters(parseA1111Parameters('a cat\nSteps: 20, Sampler: Euler, CFG scale: 1, Seed: 1, Size: 512x512, Denoising strength: 0.35, Hires upscaler: ESRGAN_4x, Hires upscale: 2'));
     assert.deepEqual(img2img.params.hires, { scale: 2, strength: 0.35, upscale: 'image' }, 'a non-latent upscaler is an image upscale');
+    // A1111/Forge write "Hires resize: WxH" instead of "Hires upscale" when the user set the second pass's size.
+    const resize = checkParameters(parseA1111Parameters('a cat\nSteps: 20, Sampler: Euler, CFG scale: 1, Distilled CFG Scale: 3.5, Seed: 123, Size: 896x1152, Denoising strength: 0.4, Hires resize: 1344x1728, Hires steps: 10, Hires upscaler: Latent'));
+    assert.deepEqual(resize.dropped, []);
+    assert.deepEqual(resize.params.hires, { scale: 1.5, strength: 0.4, steps: 10, upscale: 'latent' });
+    assert.equal(resize.params.extra, undefined, 'read, not kept as an unknown field');
     const plain = checkParameters(parseA1111Parameters('a cat\nSteps: 20, Sampler: Euler, Seed: 1, Size: 512x512, Denoising strength: 0.35'));
     assert.equal(plain.params.strength, 0.35);
     assert.equal(plain.params.hires, undefined);

@@ -132,7 +132,7 @@ describe('LoRA in the pipeline (pipeline/loras.ts, formats/loraText.ts)', functi
     }
   });
 
-  it('a LoRA file that does not exist, is not a LoRA, is for another model size or holds only T5 layers: a UserError before any model loads', async () => {
+  it('a LoRA file that does not exist, is not a LoRA, is for another model size or family (SDXL) or holds only T5 layers: a UserError before any model loads', async () => {
     const p = await FluxPipeline.create({ dir: GOLDEN_MODELS, transformer: DIT_FILE }, { weights: 'fp32', ep: 'cpu', memory: 'resident', cacheDir: path.join(dir, 'cache') });
     try {
       const job = { prompt: 'x', width: 64, height: 64, steps: 1, seed: 1 };
@@ -144,6 +144,19 @@ describe('LoRA in the pipeline (pipeline/loras.ts, formats/loraText.ts)', functi
       const t5 = path.join(dir, 't5-only.safetensors');
       writeLora(t5, [{ stem: 'lora_te2_encoder_block_0_layer_0_SelfAttention_q', pair: randomPair(seeded(4), 8, 8, 1), alpha: 1 }], KOHYA);
       await assert.rejects(p.generate({ ...job, loras: [{ path: t5 }] }), (e: Error) => e instanceof UserError && /only T5/.test(e.message));
+      // kohya's FLUX trainer names T5 `lora_te3_` (its first versions `lora_te2_`).
+      const t5New = path.join(dir, 't5-only-te3.safetensors');
+      writeLora(t5New, [{ stem: 'lora_te3_encoder_block_0_layer_0_SelfAttention_q', pair: randomPair(seeded(4), 8, 8, 1), alpha: 1 }], KOHYA);
+      await assert.rejects(p.generate({ ...job, loras: [{ path: t5New }] }), (e: Error) => e instanceof UserError && /only T5/.test(e.message));
+      // An SDXL LoRA: UNet layers, and a CLIP-L part whose names and shapes fit FLUX's CLIP-L, which
+      // alone must not make it pass for a FLUX LoRA (the image would silently lack the LoRA).
+      const sdxl = path.join(dir, 'sdxl-style.safetensors');
+      writeLora(sdxl, [
+        { stem: 'lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q', pair: randomPair(seeded(5), 64, 64, 2), alpha: 2 },
+        { stem: 'lora_unet_mid_block_attentions_0_transformer_blocks_0_attn2_to_k', pair: randomPair(seeded(6), 64, 64, 2), alpha: 2 },
+        { stem: 'lora_te1_text_model_encoder_layers_0_self_attn_q_proj', pair: randomPair(seeded(7), 32, 32, 2), alpha: 2 },
+      ], KOHYA);
+      await assert.rejects(p.generate({ ...job, loras: [{ path: sdxl }] }), (e: Error) => e instanceof UserError && /changes no layer of this model/.test(e.message) && /Stable Diffusion/.test(e.message));
       assert.deepEqual(p.loaded(), []);
     } finally {
       await p.release();

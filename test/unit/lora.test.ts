@@ -273,6 +273,19 @@ describe('LoRA (formats/lora.ts, formats/loraDit.ts, graphs/ditLora.ts)', functi
     assert.throws(() => readLora(file), (e: Error) => e instanceof UserError && /not a LoRA/.test(e.message) && /"model\.embed\.weight"/.test(e.message) && /kohya/.test(e.message) && /XLabs/.test(e.message));
   });
 
+  it('a PyTorch pickle LoRA (.pt/.ckpt, zip or bare pickle) is named as such, not as a corrupt safetensors file; other unreadable files name the file once', () => {
+    const zip = path.join(dir, 'style.pt');
+    fs.writeFileSync(zip, Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), Buffer.alloc(200)]));
+    const bare = path.join(dir, 'old.ckpt');
+    fs.writeFileSync(bare, Buffer.concat([Buffer.from([0x80, 0x02]), Buffer.alloc(200)]));
+    for (const file of [zip, bare]) {
+      assert.throws(() => readLora(file), (e: Error) => e instanceof UserError && e.message === `${file} is a PyTorch pickle file, not safetensors: MajicFLUX reads LoRAs only as .safetensors (a pickle can run code when loaded); download the .safetensors version or convert it`);
+    }
+    const short = path.join(dir, 'empty.safetensors');
+    fs.writeFileSync(short, 'hello');
+    assert.throws(() => readLora(short), (e: Error) => e instanceof UserError && e.message.startsWith(`Cannot read the LoRA ${short}: not a safetensors file`), 'the path once');
+  });
+
   it('DoRA, LoKr and LoHa files: a clear "not supported" UserError', () => {
     const cases: Array<[string, RegExp]> = [['lora_unet_x.dora_scale', /DoRA/], ['lora_unet_x.lokr_w1', /LoKr/], ['lora_unet_x.hada_w1_a', /LoHa/]];
     for (const [key, what] of cases) {

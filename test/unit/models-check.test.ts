@@ -404,13 +404,13 @@ describe('machineInfo', () => {
     assert.ok(m.totalMemory > 0 && m.cpus > 0);
     const o = await machineInfo({ nvidiaSmi: smi, gpuMemory: 8 * GiB });
     assert.equal(o.gpuMemory, 8 * GiB);
-    const none = await machineInfo({ nvidiaSmi: path.join(t.dir, 'absent') });
+    const none = await machineInfo({ nvidiaSmi: path.join(t.dir, 'absent'), gpu: { platform: 'linux', drmRoot: path.join(t.dir, 'absent') } });
     assert.equal(none.gpuMemory, undefined);
     assert.equal(none.gpuName, undefined);
     const slow = path.join(t.dir, 'slow-smi');
     fs.writeFileSync(slow, '#!/bin/sh\nsleep 5\n', { mode: 0o755 });
     const started = Date.now();
-    assert.equal((await machineInfo({ nvidiaSmi: slow, timeoutMs: 200 })).gpuMemory, undefined);
+    assert.equal((await machineInfo({ nvidiaSmi: slow, timeoutMs: 200, gpu: { platform: 'linux', drmRoot: path.join(t.dir, 'absent') } })).gpuMemory, undefined);
     assert.ok(Date.now() - started < 3000);
   });
 });

@@ -90,6 +90,11 @@ describe('true CFG (negative prompt, true_cfg_scale)', () => {
       assert.equal(compare(off.result.image, plain.result.image).maxAbs, 0);
       assert.equal(off.result.metadata.negativePrompt, undefined);
       assert.equal(off.result.metadata.trueCfgScale, undefined);
+      // …and the user is told so with the image (GenerateResult.warnings), not left to find no effect.
+      assert.deepEqual(off.result.warnings, ['negative prompt not used: true CFG is off (scale 1); a true CFG scale above 1 (3.5 is usual) turns it on, at two model runs a step']);
+      assert.ok(off.result.notes.includes(off.result.warnings[0]), 'a warning is a note too');
+      assert.deepEqual(plain.result.warnings, [], 'no negative prompt: nothing to say');
+      assert.deepEqual((await firstStep({ ...base, prompt: 'a boat', negativePrompt: '   ', trueCfgScale: 1 })).result.warnings, [], 'a blank one is no negative prompt');
     });
   });
 });

@@ -18,7 +18,7 @@ import * as v from 'valibot';
 import { checkTemplate, TemplateProblem } from '../../shared/fileName';
 import { closest } from '../../shared/didYouMean';
 import {
-  Count, GenerateParams, Guidance, Height, HIRES_UPSCALERS, HiresScale, IMAGE_FITS, ImageParams, Lora, LIMITS, LoraStrength, nearestSides, NegativePrompt, splitLoraSpec, Steps, Strength, TrueCfgScale, UsedSeed, VAE_TILING, Width,
+  Count, GenerateParams, Guidance, Height, HIRES_UPSCALERS, HiresScale, IMAGE_FITS, ImageParams, Lora, LIMITS, LORA_TAG, LoraStrength, nearestSides, NegativePrompt, splitLoraSpec, Steps, Strength, TrueCfgScale, UsedSeed, VAE_TILING, Width,
 } from '../../shared/params';
 
 export interface Position {
@@ -113,6 +113,9 @@ export type ProblemCode =
   | 'notOneOf'
   | 'tooLong'
   | 'tooManyLoras'
+  | 'loraWithoutFile'
+  | 'loraTagInPrompt'
+  | 'imageOptionWithoutImage'
   | 'negativeWithoutCfg'
   | 'orphanParams';
 
@@ -270,6 +273,14 @@ function parseValue(p: ParamLine, problems: FluxProblem[]): BlockValues[keyof Bl
       const loras: Lora[] = [];
       for (const item of p.value.split(',').map((x) => x.trim()).filter(Boolean)) {
         const l = splitLoraSpec(item);
+        if (!l.path) {
+          problems.push({ code: 'loraWithoutFile', severity: 'error', span: at, args: { key: 'lora', value: item } });
+          continue;
+        }
+        if (l.badStrength !== undefined) {
+          problems.push({ code: 'notNumber', severity: 'error', span: at, args: { key: 'LoRA strength', value: l.badStrength, ...LIMITS.loraStrength } });
+          continue;
+        }
         if (l.strength !== undefined && !v.is(LoraStrength, l.strength)) {
           problems.push({ code: 'outOfRange', severity: 'error', span: at, args: { key: 'LoRA strength', value: String(l.strength), ...LIMITS.loraStrength } });
           continue;
@@ -392,6 +403,19 @@ export function parseFlux(text: string): FluxDocument {
     const v = { ...defaults.values, ...b.values };
     const line = [...b.params, ...defaults.params].find((p) => p.name === 'negative');
     if (v.negativePrompt !== undefined && !((v.trueCfgScale ?? 1) > 1) && line) problems.push({ code: 'negativeWithoutCfg', severity: 'warning', span: line.keySpan, args: { key: 'negative' } });
+    // Image-to-image settings with no input image change nothing (the CLI refuses them): say so.
+    if (v.image === undefined) {
+      const set = b.params.filter((x) => (x.name === 'strength' && b.values.strength !== undefined) || (x.name === 'image_fit' && b.values.imageFit !== undefined));
+      for (const p of set) problems.push({ code: 'imageOptionWithoutImage', severity: 'warning', span: p.keySpan, args: { key: p.name } });
+    }
+    // An A1111 LoRA tag would reach the model as words (a run refuses it: params.ts resolveParams).
+    const tag = LORA_TAG.exec(b.prompt);
+    if (tag) {
+      const start = promptPosition(b, tag.index);
+      const end = promptPosition(b, tag.index + tag[0].length);
+      const spec = `${tag[1].trim()}.safetensors:${tag[2]?.trim() || 1}`;
+      problems.push({ code: 'loraTagInPrompt', severity: 'error', span: start.line === end.line ? { start, end } : { start, end: start }, args: { key: 'lora', value: tag[0], suggestion: spec } });
+    }
   }
   problems.sort((a, b) => a.span.start.line - b.span.start.line || a.span.start.character - b.span.start.character);
   return { blocks, defaults, problems, lineCount: rawLines.length };

@@ -133,9 +133,10 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   const written = await writePng(file, png, out === undefined ? { unique: true } : { overwrite: values.overwrite === true }, result.seed, io);
   const total = (performance.now() - t0) / 1000;
   if (values.json) {
-    io.out(`${JSON.stringify({ file: written, seed: result.seed, seconds: total, stages: result.stages, notes: result.notes, metadata: result.metadata })}\n`);
+    io.out(`${JSON.stringify({ file: written, seed: result.seed, seconds: total, stages: result.stages, notes: result.notes, warnings: result.warnings, metadata: result.metadata })}\n`);
   } else {
-    for (const n of result.notes) io.err(`note: ${n}\n`);
+    // Warnings were logged as they came up (warn: …, with every detail).
+    for (const n of result.notes) if (!result.warnings.includes(n)) io.err(`note: ${n}\n`);
     const stages = result.stages.map((s) => `${s.stage} ${s.seconds.toFixed(2)} s${s.ep ? ` (${s.ep})` : ''}`).join(', ');
     io.out(`${written}\nseed ${result.seed} · ${result.width}×${result.height} · ${stages} · total ${total.toFixed(2)} s · peak RSS ${formatBytes(lifetimePeakRss())}\n`);
   }

@@ -2,7 +2,7 @@
 // image-to-image, the hires pass, VAE tiling. Each value is checked by its params.ts schema.
 
 import {
-  DEFAULTS, describeRange, GenerateParams, HIRES_UPSCALERS, HiresScale, IMAGE_FITS, LIMITS, Loras, NegativePrompt, splitLoraSpec, Steps, Strength, TrueCfgScale, VAE_TILING,
+  checkOne, DEFAULTS, describeRange, GenerateParams, HIRES_UPSCALERS, HiresScale, IMAGE_FITS, LIMITS, Loras, LoraStrength, NegativePrompt, splitLoraSpec, Steps, Strength, TrueCfgScale, VAE_TILING,
 } from '../../shared/params';
 import { checked, checkedInputFile, choiceFlag, flag, UsageError } from './common';
 
@@ -58,9 +58,14 @@ export function extraParams(values: ExtraValues): Partial<GenerateParams> {
   return Object.fromEntries(Object.entries(p).filter(([, x]) => x !== undefined));
 }
 
-/** `FILE[:STRENGTH]` (params.ts's splitLoraSpec), with an empty file refused. */
+/** `FILE[:STRENGTH]` (params.ts's splitLoraSpec), checked; each message quotes the flag as typed. */
 export function loraFlag(text: string): { path: string; strength?: number } {
   const l = splitLoraSpec(text);
-  if (!l.path) throw new UsageError('--lora needs a file: --lora style.safetensors:0.8');
-  return l;
+  const { min, max } = LIMITS.loraStrength;
+  if (!l.path) throw new UsageError(`--lora ${text}: name the LoRA file before the strength: --lora style.safetensors${l.strength !== undefined ? `:${l.strength}` : ''}`);
+  if (l.badStrength !== undefined) throw new UsageError(`--lora ${text}: the strength after the colon must be a number from ${min} to ${max}, got "${l.badStrength}"`);
+  if (l.strength === undefined) return { path: l.path };
+  const r = checkOne(LoraStrength, l.strength);
+  if ('message' in r) throw new UsageError(`--lora ${text}: ${r.message}`);
+  return { path: l.path, strength: r.value };
 }

@@ -210,6 +210,7 @@ export function parseA1111Parameters(text: string): Partial<ImageParameters> {
   out.prompt = tagged.prompt;
   const hires: Record<string, unknown> = {};
   let denoise: number | undefined;
+  let resize: [number, number] | undefined;
   let hashes = new Map<string, string>();
   if (negAt >= 0) {
     out.negativePrompt = [lines[negAt].slice('Negative prompt:'.length).trimStart(), ...lines.slice(negAt + 1)].join('\n');
@@ -254,6 +255,13 @@ export function parseA1111Parameters(text: string): Partial<ImageParameters> {
       case 'Version': out.version = v; break;
       case 'Denoising strength': denoise = numberOr(v); break;
       case 'Hires upscale': hires.scale = numberOr(v); break;
+      // Written instead of "Hires upscale" when the second pass's size was set (a 0 side keeps the aspect ratio).
+      case 'Hires resize': {
+        const s = /^(\d+)x(\d+)$/.exec(v);
+        if (s) resize = [Number(s[1]), Number(s[2])];
+        else extra[key] = v;
+        break;
+      }
       case 'Hires steps': hires.steps = numberOr(v); break;
       // A1111's "Latent (nearest-exact)" and the like are latent upscalers; every other one works on the image.
       case 'Hires upscaler': hires.upscale = /^latent/i.test(v) ? 'latent' : 'image'; break;
@@ -264,6 +272,11 @@ export function parseA1111Parameters(text: string): Partial<ImageParameters> {
         break;
       default: extra[key] = v;
     }
+  }
+  if (hires.scale === undefined && resize && out.width && out.height) {
+    const ratios = [resize[0] / out.width, resize[1] / out.height].filter((r) => r > 0);
+    // Both sides set with another aspect ratio: A1111 scales to cover, then crops.
+    if (ratios.length) hires.scale = Math.round(Math.max(...ratios) * 100) / 100;
   }
   if (hires.scale !== undefined || hires.steps !== undefined || hires.upscale !== undefined) {
     out.hires = Object.fromEntries(Object.entries({ ...hires, strength: denoise }).filter(([, x]) => x !== undefined)) as unknown as ImageParameters['hires'];

@@ -4,7 +4,7 @@
 // LoRAs, input image and strength, hires pass). Parsed in linear time: the text comes from any PNG.
 
 import type { GenericSchema } from 'valibot';
-import { checkOne, HiresScale, HiresUpscale, ImageFit, ImageMetadata, LIMITS, LoraStrength, Steps, Strength, TrueCfgScale } from '../../shared/params';
+import { checkOne, HiresScale, HiresUpscale, ImageFit, ImageMetadata, LIMITS, LORA_TAG, LoraStrength, Steps, Strength, TrueCfgScale } from '../../shared/params';
 
 /** A model name or sampler is short; a longer "field" is not one. */
 export const MAX_FIELD_CHARS = 4096;
@@ -22,9 +22,9 @@ export function loraHashes(loras: readonly LoraRef[] | undefined): string | unde
   return known.length ? known.map((l) => `${l.name}: ${l.hash}`).join(', ') : undefined;
 }
 
-// `<lora:name>`, `<lora:name:0.8>`, `<lora:name:0.8:0.5>` (A1111's separate text-encoder weight:
-// the first number is the one kept). Negated classes only: no backtracking.
-const TAG = /[ \t]*<lora:([^:<>\n]+)(?::([^:<>\n]*))?(?::[^<>\n]*)?>(?:[ \t]*,)?/g;
+// params.ts's LORA_TAG (of `<lora:name:0.8:0.5>` the first number is the one kept), with the blanks
+// before it and a comma after it.
+const TAG = new RegExp(`[ \\t]*${LORA_TAG.source}(?:[ \\t]*,)?`, 'g');
 
 /** The prompt without its LoRA tags, and the LoRAs they name (strength as written: checked later). */
 export function takeLoraTags(prompt: string): { prompt: string; loras: { name: string; strength: number | string }[] } {

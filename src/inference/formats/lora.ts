@@ -52,7 +52,9 @@ const PREFIXES: Array<{ prefix: string; target: LoraTarget; underscored: boolean
   { prefix: 'lora_transformer_', target: 'dit', underscored: true },
   { prefix: 'lora_te1_', target: 'clip', underscored: true },
   { prefix: 'lora_te_', target: 'clip', underscored: true },
+  // kohya's FLUX trainer writes T5 as lora_te3_ (its first versions lora_te2_).
   { prefix: 'lora_te2_', target: 't5', underscored: true },
+  { prefix: 'lora_te3_', target: 't5', underscored: true },
   { prefix: 'model.diffusion_model.', target: 'dit', underscored: false },
   { prefix: 'diffusion_model.', target: 'dit', underscored: false },
   { prefix: 'base_model.model.', target: 'dit', underscored: false },
@@ -105,7 +107,10 @@ export function readLora(file: string): LoraFile {
   try {
     f = SafetensorsFile.open(file);
   } catch (e) {
-    throw new UserError(`Cannot read the LoRA ${file}: ${(e as Error).message}`);
+    if (isPickle(file)) throw new UserError(`${file} is a PyTorch pickle file, not safetensors: MajicFLUX reads LoRAs only as .safetensors (a pickle can run code when loaded); download the .safetensors version or convert it`);
+    const message = (e as Error).message;
+    // The reader's messages begin with the path already.
+    throw new UserError(`Cannot read the LoRA ${file}: ${message.startsWith(`${file}: `) ? message.slice(file.length + 2) : message}`);
   }
   try {
     const keys = f.names();
@@ -153,6 +158,21 @@ export function readLora(file: string): LoraFile {
     return { path: file, name: loraName(file), pairs, unknownKeys };
   } finally {
     f.close();
+  }
+}
+
+/** A PyTorch checkpoint (.pt/.ckpt/.bin LoRAs of older tools): a zip archive, or a bare pickle (protocol 2+ starts with 0x80). */
+function isPickle(file: string): boolean {
+  const head = Buffer.alloc(4);
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(file, 'r');
+    const n = fs.readSync(fd, head, 0, 4, 0);
+    return (n === 4 && head.toString('latin1') === 'PK\x03\x04') || (n >= 2 && head[0] === 0x80 && head[1] >= 2 && head[1] <= 5);
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
   }
 }
 

@@ -8,6 +8,7 @@ import * as zlib from 'node:zlib';
 import { UserError } from '../../shared/api';
 import { checkParameters, ImageParameters, jsonChunkParameters, parseA1111Parameters } from './infotext';
 import { readRegularFile } from '../system/regularFile';
+import { parseJsonParameters } from './infotextSwarm';
 
 export * from './infotext';
 
@@ -216,7 +217,8 @@ export async function readPngParameters(input: string | Uint8Array): Promise<Png
       // unreadable JSON: fall back to the text parameters
     }
   }
-  const raw = result.json ? jsonChunkParameters(result.json) : (result.parameters !== undefined && result.parameters.length <= MAX_INFOTEXT_CHARS ? parseA1111Parameters(result.parameters) : undefined);
+  const infotext = result.parameters !== undefined && result.parameters.length <= MAX_INFOTEXT_CHARS ? result.parameters : undefined;
+  const raw = result.json ? jsonChunkParameters(result.json) : infotext !== undefined ? (parseJsonParameters(infotext) ?? parseA1111Parameters(infotext)) : undefined;
   if (raw) {
     const { params, dropped } = checkParameters(raw);
     result.params = params;

@@ -10,7 +10,6 @@
 // checksum yet, else `match`. A part's sha256 is its file's, or for several files the sha256 of
 // the lines "<sha256>  <file name>\n" in path order.
 
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -18,6 +17,7 @@ import * as path from 'node:path';
 import type { ComponentName, ModelSpec, WeightFormat } from '../../shared/api';
 import { COMPONENTS } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
+import { gpuMemory, GpuProbe } from '../system/gpuMemory';
 import { cudaInstalled, cudaInstallHint } from '../onnx/providers';
 import { clipParams, ditParams, FLUX_DEV, t5Params, vaeParams } from './architecture';
 import { foundFromSpec } from './discovery';
@@ -37,33 +37,18 @@ export interface MachineInfoOptions {
   gpuMemory?: number;
   /** The nvidia-smi command (tests). */
   nvidiaSmi?: string;
+  /** Where the other GPU sources are looked for (tests). */
+  gpu?: GpuProbe;
   timeoutMs?: number;
 }
 
-/** The first NVIDIA GPU's name and memory (bytes) from nvidia-smi; undefined without one. */
-export function queryNvidiaGpu(command = 'nvidia-smi', timeoutMs = 3000): Promise<{ name: string; memory: number } | undefined> {
-  return new Promise((resolve) => {
-    try {
-      execFile(command, ['--query-gpu=name,memory.total', '--format=csv,noheader,nounits'], { timeout: timeoutMs, windowsHide: true }, (err, stdout) => {
-        if (err) return resolve(undefined);
-        const first = String(stdout).split(/\r?\n/).find((l) => l.trim());
-        const m = first ? /^(.*),\s*([\d.]+)\s*$/.exec(first.trim()) : null;
-        const mib = m ? Number(m[2]) : NaN;
-        resolve(m && Number.isFinite(mib) && mib > 0 ? { name: m[1].trim(), memory: Math.round(mib * 2 ** 20) } : undefined);
-      });
-    } catch {
-      resolve(undefined);
-    }
-  });
-}
-
-/** RAM and CPUs from the OS; GPU name and memory from nvidia-smi, the user's setting overriding the memory. */
+/** RAM and CPUs from the OS; the GPU's name and total memory (system/gpuMemory.ts), the user's setting overriding the memory. */
 export async function machineInfo(opts: MachineInfoOptions = {}): Promise<MachineInfo> {
-  const gpu = await queryNvidiaGpu(opts.nvidiaSmi, opts.timeoutMs);
+  const gpu = await gpuMemory({ ...opts.gpu, ...(opts.nvidiaSmi ? { nvidiaSmi: opts.nvidiaSmi } : {}), ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}) });
   const info: MachineInfo = { platform: os.platform(), arch: os.arch(), cpus: os.cpus().length, totalMemory: os.totalmem(), freeMemory: os.freemem() };
   if (gpu) {
-    info.gpuName = gpu.name;
-    info.gpuMemory = gpu.memory;
+    if (gpu.name) info.gpuName = gpu.name;
+    info.gpuMemory = gpu.total;
   }
   if (opts.gpuMemory !== undefined && opts.gpuMemory > 0) info.gpuMemory = opts.gpuMemory;
   return info;

@@ -17,6 +17,9 @@ export interface Job {
   mode: Exclude<MemoryMode, 'auto'>;
   stages: StageTiming[];
   notes: string[];
+  /** The notes the user is shown with the image (GenerateResult.warnings); warn() adds to both. */
+  warnings: string[];
+  warn(note: string): void;
   check(): void;
   /** Before each VAE tile: the hook, then the cancel check. */
   onTile(done: number, total: number): void;
@@ -63,5 +66,11 @@ export function newJob(hooks: GenerateHooks, mode: Exclude<MemoryMode, 'auto'>, 
       hooks.onTile?.(done, total);
       check();
     };
-  return { hooks, mode, stages, notes: [], check, stage, onTile };
+  const notes: string[] = [];
+  const warnings: string[] = [];
+  const warn = (note: string) => {
+    notes.push(note);
+    warnings.push(note);
+  };
+  return { hooks, mode, stages, notes, warnings, warn, check, stage, onTile };
 }

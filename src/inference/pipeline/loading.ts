@@ -7,7 +7,8 @@ import { formatBytes } from '../../shared/bytes';
 import { LayoutError } from '../formats/layouts/detect';
 import { SafetensorsError } from '../formats/safetensorsHeader';
 import type { ModelFiles } from '../models/files';
-import { chooseEp, chooseWeights, nvidiaFreeMemory } from '../onnx/providers';
+import { chooseEp, chooseWeights } from '../onnx/providers';
+import { gpuMemory as probeGpuMemory, usableGpuMemory } from '../system/gpuMemory';
 import { availableMemory } from '../system/processMemory';
 import { isFsError, writeFailureReason } from '../system/fsErrors';
 import { cacheRoot } from '../system/userDirs';
@@ -18,19 +19,20 @@ export type ResolvedRuntime = Omit<RuntimeOptions, 'weights' | 'memory'> & { wei
 export async function weightFormatFor(files: ModelFiles, runtime: RuntimeOptions, memory: MemoryMode, log: (level: 'info', message: string) => void): Promise<WeightFormat> {
   if (runtime.weights !== 'auto') return runtime.weights ?? 'fp8';
   const { ep } = await chooseEp('dit', runtime.stageEp?.dit ?? runtime.ep ?? 'auto', 'fp8');
-  const budget = runtime.gpuMemoryBudget ?? gpuBudgetForDit(files, ep, memory, runtime.gpuMemory);
+  const budget = runtime.gpuMemoryBudget ?? (await gpuBudgetForDit(files, ep, memory, runtime.gpuMemory));
   const d = chooseWeights(ep, (f) => files.residentBytes(f, 'dit'), budget);
   log('info', `weights auto → ${d.format} (${d.reason})`);
   return d.format;
 }
 
 /**
- * GPU memory the DiT may take: the user's figure, else what nvidia-smi reports free, less room for activations (~2 GiB
- * at 1024² in fp16) and, when everything stays resident, the other components.
+ * GPU memory the DiT may take: the user's figure, else what the GPU reports free (most of its total
+ * where only that is known, system/gpuMemory.ts), less room for activations (~2 GiB at 1024² in
+ * fp16) and, when everything stays resident, the other components.
  */
-function gpuBudgetForDit(files: ModelFiles, ep: ExecutionProvider, memory: MemoryMode, gpuMemory?: number): number | undefined {
+async function gpuBudgetForDit(files: ModelFiles, ep: ExecutionProvider, memory: MemoryMode, gpuMemory?: number): Promise<number | undefined> {
   if (ep === 'cpu') return undefined;
-  const free = gpuMemory ?? nvidiaFreeMemory();
+  const free = gpuMemory ?? usableGpuMemory(await probeGpuMemory());
   if (free === undefined) return undefined;
   const others = memory === 'sequential' ? 0 : (['clip', 't5', 'vae'] as const).reduce((a, c) => a + files.residentBytes('fp16', c), 0);
   return free - 2 * 2 ** 30 - others;

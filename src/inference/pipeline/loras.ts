@@ -19,6 +19,9 @@ import { DitConfig } from '../formats/layouts/configs';
 import { LinearShapes } from '../formats/loraDit';
 import { TextEncoderRuntimeOptions } from '../graphs/clip';
 
+/** Key fragments of Stable Diffusion UNet layers (diffusers' and the original naming), for the message on a LoRA for SD 1.x/2.x/SDXL. */
+const SD_UNET = /(^|[._])(down_blocks|up_blocks|mid_block|input_blocks|output_blocks|middle_block)[._]/;
+
 type Log = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
 
 interface Cached {
@@ -66,9 +69,11 @@ export class PipelineLoras {
         const lora = (e.cached.dit ??= ditLora(e.cached.file, this.ditShapes.config, this.ditShapes.shapes));
         const f = e.cached.file;
         const t5 = f.pairs.filter((p) => p.target === 't5');
-        if (!lora.branches.size && !f.pairs.some((p) => p.target === 'clip')) {
+        // DiT keys of which none applies mean another model's LoRA, even where its CLIP part fits
+        // (SD and SDXL LoRAs carry a CLIP-L part named like FLUX's): only a CLIP-only file passes.
+        if (!lora.branches.size && (lora.skipped.length || !f.pairs.some((p) => p.target === 'clip'))) {
           throw new UserError(lora.skipped.length
-            ? `The LoRA ${f.path} changes no layer of this model: none of its ${lora.skipped.length} DiT keys (e.g. ${lora.skipped.slice(0, 3).join(', ')}) names a layer of this FLUX transformer.`
+            ? `The LoRA ${f.path} changes no layer of this model: none of its ${lora.skipped.length} DiT keys (e.g. ${lora.skipped.slice(0, 3).join(', ')}) names a layer of this FLUX transformer${lora.skipped.some((k) => SD_UNET.test(k)) ? '; they are Stable Diffusion UNet layers (down_blocks, mid_block, up_blocks): this LoRA is for SD 1.x/2.x or SDXL, not FLUX' : ''}.`
             : `The LoRA ${f.path} holds only T5 text-encoder layers (${t5.length}), which MajicFLUX does not apply: it would change nothing.`);
         }
       }
@@ -132,7 +137,7 @@ export class PipelineLoras {
   }
 
   /** ClipEncoder.load options for the set remembered by clipChanged: merged weights inlined (none without CLIP LoRAs). */
-  clipOptions(notes: string[]): Partial<TextEncoderRuntimeOptions> {
+  clipOptions(warn: (note: string) => void): Partial<TextEncoderRuntimeOptions> {
     const active = this.clip;
     if (!active?.clipKey) return {};
     const adapt = (src: TensorSource) => {
@@ -141,7 +146,7 @@ export class PipelineLoras {
       for (const [file, n] of applied) this.log('info', `LoRA ${path.basename(file)}: merged ${n} pairs into the CLIP text encoder`);
       for (const [file, keys] of skipped) {
         const note = `LoRA ${path.basename(file)}: ${keys.length} CLIP keys match no layer of this text encoder and were skipped (${keys.slice(0, 3).join(', ')}${keys.length > 3 ? ', …' : ''})`;
-        notes.push(note);
+        warn(note);
         this.log('warn', `${note}: ${keys.join(', ')}`);
       }
       return new MergedTensors(src, deltas);

@@ -18,7 +18,8 @@ import { ModelFiles, resolveModel } from '../models/files';
 import { availableMemory, currentRss, totalMemory } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
 import { pruneWeightCaches } from '../onnx/weightCache';
-import { chooseEp, nvidiaFreeMemory } from '../onnx/providers';
+import { chooseEp } from '../onnx/providers';
+import { gpuMemory, usableGpuMemory } from '../system/gpuMemory';
 import { attentionChunksFor } from '../onnx/providerOps';
 import { eulerStep, flowMatchSchedule } from './flowMatch';
 import { imageIds, initialLatents, LATENT_CHANNELS, latentShape, packLatents, textIds, unpackLatents, VAE_SCALE } from './latents';
@@ -27,6 +28,7 @@ import { randomSeed } from './noise';
 import { readSchedulerConfig, SchedulerConfig } from './schedulerConfig';
 import { img2imgStart, imageLatents, scaleNoise, upscaleLatents } from './img2img';
 import { inputImageTensor, readInputImage, resizeForEncoder } from './inputImage';
+import { paramsWarnings } from './paramsWarnings';
 import { decodeTiled, encodeTiled, TileGrid, tileGridFor, useTiling, VAE_GPU_BYTES_PER_PIXEL, VAE_TILES } from './vaeTiling';
 import { guidedDit, trueCfgOn } from './trueCfg';
 import { ClipTokenizer, T5Tokenizer } from '../formats/tokenizers';
@@ -66,7 +68,8 @@ export class FluxPipeline {
   private readonly epUsed = new Map<ComponentName, { ep: ExecutionProvider; note?: string }>();
   private readonly loras: PipelineLoras;
   /** Notes of the job running now (a CLIP built for its LoRAs adds to them). */
-  private jobNotes: string[] = [];
+  /** The running job's warn (Job.warn), for what loading a part finds out (a CLIP LoRA's skipped keys). */
+  private jobWarn: (note: string) => void = () => undefined;
 
   private constructor(readonly files: ModelFiles, readonly runtime: ResolvedRuntime, private readonly log: Log) {
     this.loras = new PipelineLoras(log, files.transformer);
@@ -156,10 +159,14 @@ export class FluxPipeline {
     const { width, height, steps, guidance, t5MaxLength, shift, hires } = params;
     const seed = params.seed === undefined || params.seed === RANDOM_SEED ? randomSeed() : params.seed;
     const job = newJob(hooks, this.memoryMode(), (c) => this.epUsed.get(c)?.ep);
-    this.jobNotes = job.notes;
+    this.jobWarn = job.warn;
     // LoRA files are read and mapped (headers checked against the DiT) before anything loads.
     const loras = this.loras.resolve(params.loras);
-    job.notes.push(...loras.notes);
+    for (const n of loras.notes) job.warn(n);
+    for (const n of paramsWarnings(input, params, source)) {
+      this.log('warn', n);
+      job.warn(n);
+    }
     if (this.loras.clipChanged(loras)) await this.unload(['clip']);
     // Progress counts the steps that run, both passes' from the start.
     const firstSteps = source ? img2imgSteps(steps, params.strength) : steps;
@@ -213,7 +220,7 @@ export class FluxPipeline {
     // Pruned once every part this job needs is open (and so kept): pruned after the first load, a
     // limit below one model's caches removed the DiT's before it loaded, converting it every run.
     this.pruneCaches(this.runtime.cacheDir ?? defaultCacheDir());
-    return { seed, image, ...size, stages: job.stages, metadata, notes: job.notes };
+    return { seed, image, ...size, stages: job.stages, metadata, notes: job.notes, warnings: job.warnings };
   }
 
   /**
@@ -305,7 +312,7 @@ export class FluxPipeline {
     const { scale, shift: zShift, zChannels } = vae.config;
     for (let i = 0; i < z.length; i++) z[i] = z[i] / scale + zShift;
     const run = (x: Float32Array, h: number, w: number) => vae.decode(x, h, w);
-    const grid = this.vaeGrid();
+    const grid = await this.vaeGrid();
     const decoded = useTiling(tiling, width, height, grid) ? await decodeTiled(run, z, zChannels, shape.h2, shape.w2, grid, job.onTile) : await run(z, shape.h2, shape.w2);
     assertFinite(decoded, 'VAE', this.files.vae, 'while decoding');
     if (job.mode === 'sequential' && !keepVae) await this.unload(['vae']);
@@ -313,13 +320,13 @@ export class FluxPipeline {
   }
 
   /**
-   * The VAE's tiles: on a GPU whose memory is known (the user's gpuMemory, else what nvidia-smi
-   * reports free) and too small for a 1024² tile, smaller ones (tileGridFor); 1024² otherwise.
+   * The VAE's tiles: on a GPU whose memory is known (the user's gpuMemory, else what the GPU
+   * reports, system/gpuMemory.ts) and too small for a 1024² tile, smaller ones (tileGridFor); 1024² otherwise.
    */
-  private vaeGrid(): TileGrid {
+  private async vaeGrid(): Promise<TileGrid> {
     const ep = this.epUsed.get('vae')?.ep;
     if (!ep || ep === 'cpu') return VAE_TILES;
-    const memory = this.runtime.gpuMemory ?? nvidiaFreeMemory();
+    const memory = this.runtime.gpuMemory ?? usableGpuMemory(await gpuMemory());
     // A tenth kept for the provider's context and the VAE's own weights.
     const grid = tileGridFor(memory === undefined ? undefined : 0.9 * memory);
     if (grid !== VAE_TILES) this.log('info', `vae: ${grid.tile * VAE_SCALE}-pixel tiles: a 1024² VAE run needs about ${formatBytes(1024 ** 2 * VAE_GPU_BYTES_PER_PIXEL)} of GPU memory, ${formatBytes(memory!)} is there`);
@@ -331,7 +338,7 @@ export class FluxPipeline {
     const shape = latentShape(width, height);
     const encoder = await this.ensureEncoder(job.hooks.onLoad);
     const run = (x: Float32Array, h: number, w: number) => encoder.encodeMean(x, h, w);
-    const grid = this.vaeGrid();
+    const grid = await this.vaeGrid();
     const mean = useTiling(tiling, width, height, grid) ? await encodeTiled(run, pixels, height, width, encoder.config.zChannels, grid, job.onTile) : await run(pixels, height, width);
     assertFinite(mean, 'VAE', this.files.vae, 'while encoding the image');
     if (job.mode === 'sequential') await this.unload(['vae']);
@@ -421,7 +428,7 @@ export class FluxPipeline {
     try {
       switch (c) {
         case 'clip':
-          part = await ClipEncoder.load(this.files.textEncoder, { ...common, format: textFormat, fp16Cache: true, ...this.loras.clipOptions(this.jobNotes) });
+          part = await ClipEncoder.load(this.files.textEncoder, { ...common, format: textFormat, fp16Cache: true, ...this.loras.clipOptions(this.jobWarn) });
           break;
         case 't5':
           part = await T5Encoder.load(this.files.textEncoder2, { ...common, format: textFormat, fp16Cache: true });

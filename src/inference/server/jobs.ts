@@ -207,6 +207,7 @@ export class JobQueue {
         metadata: result.metadata,
         stages: [...result.stages, saved.timing],
         notes: result.notes,
+        ...(result.warnings.length ? { warnings: result.warnings } : {}),
         seconds: (performance.now() - t0) / 1000,
       });
     } catch (err) {

@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import type { MajicfluxApi } from '../../../src/extension/extension';
 import type { RunResult } from '../../../src/extension/generation';
 import { blockKey } from '../../../src/extension/history';
-import { readPngParameters } from '../../../src/inference/formats/png';
+import { insertChunks, iTXtChunk, readPngParameters } from '../../../src/inference/formats/png';
 import { waitFor } from './waitFor';
 
 const ws = () => vscode.workspace.workspaceFolders![0].uri.fsPath;
@@ -70,6 +70,17 @@ describe('MajicFLUX in a real VS Code', function () {
     assert.equal(byCode('notMultipleOf16')?.range.start.line, 2);
     assert.match(byCode('notMultipleOf16')!.message, /1008/);
     assert.equal(byCode('t5Unreadable')?.range.start.line, 4);
+    // An A1111 LoRA tag typed into the prompt: underlined on the tag, the message gives the lora: line to write.
+    const tag = byCode('loraTagInPrompt');
+    assert.ok(tag, diags.map((d) => d.code).join(', '));
+    assert.equal(editor.document.getText(tag.range), '<lora:ink:0.7>');
+    assert.match(tag.message, /"lora: ink\.safetensors:0\.7"/);
+    // strength: in a block with no input image: a warning on the key.
+    const strength = byCode('imageOptionWithoutImage');
+    assert.ok(strength, diags.map((d) => d.code).join(', '));
+    assert.equal(strength.range.start.line, 13);
+    assert.equal(strength.severity, vscode.DiagnosticSeverity.Warning);
+    assert.match(strength.message, /no input image: add "image: FILE"/);
     const cut = byCode('clipTruncated')!;
     assert.ok(cut.range.start.line >= 6 && cut.range.start.line <= 10, `CLIP cut at line ${cut.range.start.line}`);
     assert.ok(cut.range.end.line === 10, 'underlined to the end of the prompt');
@@ -164,6 +175,22 @@ describe('MajicFLUX in a real VS Code', function () {
     const a = await readPngParameters(original.file);
     const b = await readPngParameters(job.result!.file);
     assert.deepEqual({ ...b.params, version: undefined }, { ...a.params, version: undefined });
+  });
+
+  it('Re-run on a ComfyUI PNG says it was made with ComfyUI and where its prompt is, and starts nothing', async () => {
+    const tiny = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC', 'base64');
+    const file = path.join(ws(), 'from-comfy.png');
+    fs.writeFileSync(file, insertChunks(tiny, [iTXtChunk('prompt', '{"6":{"class_type":"CLIPTextEncode","inputs":{"text":"a fox"}}}'), iTXtChunk('workflow', '{"nodes":[]}')]));
+    try {
+      const jobsBefore = api.jobs.all().length;
+      const before = api.rerunNotices.length;
+      assert.equal(await vscode.commands.executeCommand('majicflux.rerunFromImage', vscode.Uri.file(file), 'same'), undefined);
+      assert.match(api.rerunNotices[before] ?? '', /^from-comfy\.png was made with ComfyUI, which records it as its own workflow rather than as parameters MajicFLUX reads: copy the prompt/);
+      assert.equal(api.jobs.all().length, jobsBefore, 'nothing starts');
+      await vscode.commands.executeCommand('notifications.clearAll');
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
   });
 
   it('cancel stops a running generation and writes nothing', async () => {

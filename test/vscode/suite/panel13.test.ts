@@ -149,6 +149,21 @@ describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', f
     assert.equal(panel.inputImage, stored);
   });
 
+  it('a negative prompt with true CFG off is said with the saved image (a warning, not only the log), and the image is made', async () => {
+    await waitFor('the panel', () => api.panel());
+    const before = api.announcedWarnings.length;
+    const job = await generate({ ...base, prompt: 'a fox in the snow', negativePrompt: 'blurry, watermark', trueCfgScale: 1 });
+    assert.ok(fs.existsSync(job.result!.file), 'the image is made');
+    assert.ok(job.result!.warnings?.some((w) => /^negative prompt not used: true CFG is off/.test(w)), JSON.stringify(job.result!.warnings));
+    const shown = await waitFor('the warning with the saved image', () => api.announcedWarnings[before]);
+    assert.ok(shown.includes(path.basename(job.result!.file)), shown);
+    assert.match(shown, /Not as asked: negative prompt not used: true CFG is off \(scale 1\); a true CFG scale above 1/);
+    await vscode.commands.executeCommand('notifications.clearAll');
+    // With true CFG on, the same prompt says nothing of the kind.
+    const on = await generate({ ...base, prompt: 'a fox in the snow', negativePrompt: 'blurry, watermark', trueCfgScale: 2 });
+    assert.equal(on.result!.warnings, undefined);
+  });
+
   it('a re-run whose dropped input image was pruned names it as such and says to drop it again, and starts nothing until told', async () => {
     const { png, input } = fromDropped!;
     panel.fromWebview({ type: 'clearImage' });
