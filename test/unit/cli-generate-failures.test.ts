@@ -57,9 +57,31 @@ describe('CLI: majicflux generate, failures around the generation', function () 
     });
     assert.ok(sent, r.stderr);
     assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /^cancelling at the next step… \(Ctrl\+C again to quit now\)$/m);
     assert.match(r.stderr, /^cancelled; no image was written$/m);
     assertNoStack(r);
     assert.deepEqual(fs.readdirSync(dir), [], 'no PNG and no temp file left');
+  });
+
+  it('a second Ctrl+C quits at once (the way out of a long first-use conversion), leaving no PNG', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'sigint2-'));
+    let sent = 0;
+    // 1536²: a step takes seconds here, so the second Ctrl+C surely lands before the first one's step ends.
+    const r = await runCli(['generate', 'a cat', '--model', TINY, '--width', '1536', '--height', '1536', '--steps', '200', '--out', path.join(dir, 'a.png')], dir, {
+      onStderr: (text, child) => {
+        if (sent === 0 && /^loaded dit /m.test(text)) {
+          sent = 1;
+          child.kill('SIGINT');
+        } else if (sent === 1 && /Ctrl\+C again to quit now/.test(text)) {
+          sent = 2;
+          child.kill('SIGINT');
+        }
+      },
+    });
+    assert.equal(sent, 2, r.stderr);
+    assert.equal(r.signal, 'SIGINT', `killed by the second Ctrl+C, not at a step: code ${r.code}\n${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /^cancelled; no image was written$/m);
+    assert.deepEqual(fs.readdirSync(dir), []);
   });
 
   it('an --out file that another run wrote meanwhile is kept, and this image goes to the next free name', async () => {

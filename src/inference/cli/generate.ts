@@ -109,9 +109,10 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   const progress = progressPrinter(io, values.quiet === true);
   const pipeline = await FluxPipeline.create(model, runtime, progress.log);
   const controller = new AbortController();
-  // The first Ctrl+C stops at the next step; a second one (the listener is gone) kills at once.
+  // The first Ctrl+C stops at the next step; a second one (the listener is gone) kills at once,
+  // which is the way out of a first-use weight conversion (minutes) that the cancel waits for.
   const onSigint = () => {
-    io.err('\ncancelling at the next step…\n');
+    io.err('\ncancelling at the next step… (Ctrl+C again to quit now)\n');
     controller.abort();
   };
   process.once('SIGINT', onSigint);
