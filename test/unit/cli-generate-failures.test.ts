@@ -121,6 +121,15 @@ describe('CLI: majicflux generate, failures around the generation', function () 
     assert.ok(!fs.existsSync(path.join(tmp, 'a.jpg')));
   });
 
+  it('an --out name too long for the temporary file beside it is refused up front, not after generating', async () => {
+    for (const n of [240, 260]) {
+      const r = await runCli(['generate', 'a cat', ...SMALL, '--out', path.join(tmp, `${'a'.repeat(n)}.png`)], tmp);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, new RegExp(`--out: the file name is ${n + 4} bytes long; at most \\d+ \\(room is kept for the temporary file's name\\): choose a shorter one`));
+      assert.doesNotMatch(r.stderr, /^text…/m, 'refused before anything loads');
+    }
+  });
+
   it('a cache folder that cannot be written, on first use of the demo model: says where and what to do', async () => {
     const file = path.join(tmp, 'cache-is-a-file');
     fs.writeFileSync(file, '');

@@ -15,6 +15,7 @@ import { FluxPipeline } from '../pipeline/pipeline';
 import { encodeImagePng, FileExistsError, writePngAtomic } from '../formats/png';
 import { cacheMaxBytesFlag, checked, checkedInputFile, choiceFlag, CliOutput, EXIT_CANCELLED, flag, parseCommandArgs, statIfAny, Subcommand, UsageError, wholeNumberFlag } from './common';
 import { EXTRA_HELP, EXTRA_OPTIONS, extraParams } from './generateOptions';
+import { MAX_OUTPUT_NAME_BYTES } from '../server/paths';
 
 const { side, shift } = LIMITS;
 
@@ -182,6 +183,9 @@ function checkedParams(values: Values, positionals: string[]): GenerateParams {
 /** The absolute --out path, refused now if writing it would fail after the whole generation. */
 function checkedOut(out: string, overwrite: boolean): string {
   const file = path.resolve(out);
+  // The temporary file's longer name would fail only once the image is made (ENAMETOOLONG).
+  const bytes = Buffer.byteLength(path.basename(file));
+  if (bytes > MAX_OUTPUT_NAME_BYTES) throw new UsageError(`--out: the file name is ${bytes} bytes long; at most ${MAX_OUTPUT_NAME_BYTES} (room is kept for the temporary file's name): choose a shorter one`);
   const stat = statIfAny(file);
   if (stat?.isDirectory()) throw new UsageError(`${file} is a folder; --out names the PNG file to write (e.g. ${path.join(out, 'image.png')})`);
   if (stat && !overwrite) throw new UsageError(`${file} already exists; pass --overwrite to replace it, or choose another --out`);
