@@ -130,6 +130,21 @@ describe('CLI: majicflux generate, failures around the generation', function () 
     }
   });
 
+  it('a path given as "" (an unset variable) is refused, not read as the demo model or the current folder', async () => {
+    for (const flag of ['--model', '--transformer', '--vae', '--cache', '--out']) {
+      const r = await runCli(['generate', 'a cat', '--width', '64', '--height', '64', '--steps', '1', flag, ''], tmp);
+      assert.equal(r.code, 2, `${flag}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`${flag} is empty \\(an unset variable\\?\\); give a path, or leave it out`));
+      assert.doesNotMatch(r.stderr, /^model demo|^text…/m, 'nothing loaded');
+    }
+    const check = await runCli(['models', 'check', ''], tmp);
+    assert.equal(check.code, 2, check.stderr);
+    assert.match(check.stderr, /the model folder is empty \(an unset variable\?\)/);
+    const inspect = await runCli(['inspect', ' '], tmp);
+    assert.equal(inspect.code, 2, inspect.stderr);
+    assert.match(inspect.stderr, /the path is empty \(an unset variable\?\)/);
+  });
+
   it('a cache folder that cannot be written, on first use of the demo model: says where and what to do', async () => {
     const file = path.join(tmp, 'cache-is-a-file');
     fs.writeFileSync(file, '');

@@ -68,6 +68,16 @@ export function num(name: string, v: string | undefined): number | undefined {
   return n;
 }
 
+/**
+ * Refuses a path given as "" — `--model "$FLUX_DIR"` with the variable unset — which would
+ * otherwise mean the current folder, or for --model the demo model's coloured noise.
+ */
+export function rejectEmptyPaths(paths: Record<string, string | undefined>): void {
+  for (const [what, value] of Object.entries(paths)) {
+    if (value !== undefined && !value.trim()) throw new UsageError(`${what} is empty (an unset variable?); give a path, or leave it out`);
+  }
+}
+
 /** fs.stat, or undefined where nothing is (a path through a file included: ENOTDIR). */
 export function statIfAny(p: string): fs.Stats | undefined {
   try {

@@ -13,7 +13,7 @@ import { imageNotSavedMessage } from '../system/fsErrors';
 import { formatBytes } from '../../shared/bytes';
 import { FluxPipeline } from '../pipeline/pipeline';
 import { encodeImagePng, FileExistsError, writePngAtomic } from '../formats/png';
-import { cacheMaxBytesFlag, checked, checkedInputFile, choiceFlag, CliOutput, EXIT_CANCELLED, flag, parseCommandArgs, statIfAny, Subcommand, UsageError, wholeNumberFlag } from './common';
+import { cacheMaxBytesFlag, checked, checkedInputFile, choiceFlag, CliOutput, EXIT_CANCELLED, flag, parseCommandArgs, rejectEmptyPaths, statIfAny, Subcommand, UsageError, wholeNumberFlag } from './common';
 import { EXTRA_HELP, EXTRA_OPTIONS, extraParams } from './generateOptions';
 import { MAX_OUTPUT_NAME_BYTES } from '../server/paths';
 
@@ -92,6 +92,7 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   }
   // Everything the user typed is checked here, before a model is looked at: a mistake found
   // after loading (or after generating) costs minutes with a real model.
+  rejectEmptyPaths(Object.fromEntries((['model', 'transformer', 'vae', 'text-encoder-2', 'latents', 'cache', 'out'] as const).map((f) => [`--${f}`, values[f]])));
   const params = checkedParams(values, positionals);
   const runtime = {
     weights: choiceFlag('weights', values.weights, WEIGHT_CHOICES),

@@ -14,7 +14,7 @@ import { VERSION } from '../pipeline/pipeline';
 import { generateCommand } from './generate';
 import { serveSubcommand } from './serve';
 import { modelsCommand } from './models';
-import { CliOutput, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandArgs, Subcommand, UsageError } from './common';
+import { CliOutput, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandArgs, rejectEmptyPaths, Subcommand, UsageError } from './common';
 
 export type { CliOutput, Subcommand };
 export { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandArgs, UsageError };
@@ -53,6 +53,7 @@ export const inspectCommand: Subcommand = {
       return EXIT_OK;
     }
     if (positionals.length !== 1) throw new UsageError(positionals.length ? `inspect takes one path, got ${positionals.length}` : 'inspect needs a path');
+    rejectEmptyPaths({ 'the path': positionals[0] });
     let report: InspectReport;
     try {
       report = inspectPath(demoModelNamed(positionals[0])?.dir ?? positionals[0]);

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { ModelSpec, UserError } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
 import { checkOne, Height, Width } from '../../shared/params';
-import { cliInvocation, CliOutput, EXIT_FAILURE, EXIT_OK, parseCommandArgs, Subcommand, UsageError } from './common';
+import { cliInvocation, CliOutput, EXIT_FAILURE, EXIT_OK, parseCommandArgs, rejectEmptyPaths, Subcommand, UsageError } from './common';
 import { DownloadError } from '../models/hubErrors';
 import { demoModelNamed } from '../models/demo';
 import { loadRegistry } from '../models/registry';
@@ -88,6 +88,7 @@ export const modelsCommand: Subcommand = {
       }
       case 'check': {
         if (rest.length > 1) throw new UsageError('check takes one model folder');
+        rejectEmptyPaths({ 'the model folder': rest[0], '--transformer': values.transformer, '--vae': values.vae, '--text-encoder': values['text-encoder'], '--text-encoder-2': values['text-encoder-2'] });
         const demo = values.transformer ? undefined : demoModelNamed(rest[0]);
         const spec: ModelSpec = demo ?? {
           dir: rest[0] === undefined ? undefined : path.resolve(rest[0]),
