@@ -1,0 +1,80 @@
+// `generate`'s files: the --out and --cache paths checked before anything loads, and the PNG
+// written after minutes of work without losing it to a name taken meanwhile or a failed write.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { UserError } from '../../shared/api';
+import { FileExistsError, writePngAtomic } from '../formats/png';
+import { MAX_OUTPUT_NAME_BYTES } from '../server/paths';
+import { imageNotSavedMessage } from '../system/fsErrors';
+import { CliOutput, statIfAny, UsageError } from './common';
+
+/** The absolute --out path, refused now if writing it would fail after the whole generation. */
+export function checkedOut(out: string, overwrite: boolean): string {
+  const file = path.resolve(out);
+  // The temporary file's longer name would fail only once the image is made (ENAMETOOLONG).
+  const bytes = Buffer.byteLength(path.basename(file));
+  if (bytes > MAX_OUTPUT_NAME_BYTES) throw new UsageError(`--out: the file name is ${bytes} bytes long; at most ${MAX_OUTPUT_NAME_BYTES} (room is kept for the temporary file's name): choose a shorter one`);
+  const stat = statIfAny(file);
+  if (stat?.isDirectory()) throw new UsageError(`${file} is a folder; --out names the PNG file to write (e.g. ${path.join(out, 'image.png')})`);
+  if (stat && !overwrite) throw new UsageError(`${file} already exists; pass --overwrite to replace it, or choose another --out`);
+  // PNG bytes under a .jpg name open as a broken JPEG in some viewers, and the parameters ride in PNG chunks.
+  const ext = path.extname(file);
+  if (ext.toLowerCase() !== '.png') throw new UsageError(`--out: the image is written as PNG; name it ${ext ? file.slice(0, -ext.length) : file}.png`);
+  checkCanCreate('--out', path.dirname(file));
+  return file;
+}
+
+/**
+ * --cache: not a file, nor inside one (found only after the text encoders ran, as an ENOTDIR). Not
+ * checked for writing: a complete cache on a read-only share is read, never written.
+ */
+export function checkedCacheDir(dir: string): string {
+  const abs = path.resolve(dir);
+  const stat = statIfAny(abs);
+  if (stat && !stat.isDirectory()) throw new UsageError(`--cache: ${abs} is a file; --cache names the folder the converted weights are kept in`);
+  if (!stat) nearestExisting('--cache', abs);
+  return dir;
+}
+
+/** The nearest existing folder at or above `dir`; a file there is a usage error. */
+function nearestExisting(flag: string, dir: string): string {
+  let at = dir;
+  let stat = statIfAny(at);
+  while (!stat && path.dirname(at) !== at) {
+    at = path.dirname(at);
+    stat = statIfAny(at);
+  }
+  if (stat && !stat.isDirectory()) throw new UsageError(`${flag}: cannot create a folder in ${at}: it is a file`);
+  return at;
+}
+
+/** The folder exists, or its nearest existing ancestor is a folder this process can write in. */
+export function checkCanCreate(flag: string, dir: string): void {
+  const at = nearestExisting(flag, dir);
+  try {
+    fs.accessSync(at, fs.constants.W_OK);
+  } catch {
+    throw new UsageError(`${flag}: cannot write in ${at} (permission denied)`);
+  }
+}
+
+/**
+ * writePngAtomic, after minutes of generation: a name another run took meanwhile gets the next free
+ * name rather than losing this image; a folder that cannot be written is a message, not a stack.
+ */
+export async function writePng(file: string, png: Uint8Array, options: { unique?: boolean; overwrite?: boolean }, seed: number, io: CliOutput): Promise<string> {
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    try {
+      return await writePngAtomic(file, png, options);
+    } catch (e) {
+      if (!(e instanceof FileExistsError)) throw e;
+      const written = await writePngAtomic(file, png, { unique: true });
+      io.err(`warning: ${file} appeared while generating (another run?); saved as ${written} instead\n`);
+      return written;
+    }
+  } catch (e) {
+    throw new UserError(imageNotSavedMessage(file, e, `Free some space or choose a writable --out, then run again with --seed ${seed} to get the same image.`));
+  }
+}
