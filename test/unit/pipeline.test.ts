@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CancelledError, UserError } from '../../src/shared/api';
+import { CancelledError, ModelError, UserError } from '../../src/shared/api';
 import { FluxPipeline } from '../../src/inference/pipeline/pipeline';
 import { assertGoldenClose, assertMaxAbs, compare, GOLDEN_CASES, GOLDEN_MODELS, goldenCase } from '../helpers/golden';
 
@@ -122,6 +122,28 @@ describe('FluxPipeline on the golden tiny model (CPU, fp32 compute)', () => {
         return true;
       });
       await p.release();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a damaged tokenizer or scheduler file is a model problem naming the file, the scheduler found before the prompt is encoded', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-damaged-'));
+    try {
+      for (const [part, file] of [['tokenizer_2', 'tokenizer.json'], ['scheduler', 'scheduler_config.json']]) {
+        const model = path.join(dir, part);
+        fs.cpSync(GOLDEN_MODELS, model, { recursive: true });
+        fs.writeFileSync(path.join(model, part, file), '{"cut short');
+        const stages: string[] = [];
+        const p = await FluxPipeline.create({ dir: model, transformer: path.join(model, 'flux-tiny.safetensors') }, { weights: 'fp32', ep: 'cpu', memory: 'sequential' });
+        await assert.rejects(p.generate({ prompt: 'a cat', width: 64, height: 64, steps: 1, seed: 1 }, { onStage: (st, state) => stages.push(`${st} ${state}`) }), (e: Error) => {
+          assert.ok(e instanceof ModelError, `${part}: ${e.stack}`);
+          assert.ok(e.message.startsWith(path.join(model, part, file)), e.message);
+          return true;
+        });
+        if (part === 'scheduler') assert.deepEqual(stages, [], 'no prompt encoding for a job that cannot run');
+        await p.release();
+      }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

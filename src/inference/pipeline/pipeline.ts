@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import { version as packageVersion } from '../../../package.json';
 import {
-  COMPONENTS, ComponentName, ExecutionProvider, GenerateHooks, GenerateResult, MemoryMode, ModelSpec, RuntimeOptions, UserError,
+  COMPONENTS, ComponentName, ExecutionProvider, GenerateHooks, GenerateResult, errorText, MemoryMode, ModelError, ModelSpec, RuntimeOptions, UserError,
 } from '../../shared/api';
 import { GenerateParams, ImageMetadata, img2imgSteps, RANDOM_SEED, ResolvedParams, resolveParams, stepsToRun } from '../../shared/params';
 import { ClipEncoder } from '../graphs/clip';
@@ -175,6 +175,8 @@ export class FluxPipeline {
     const pixels = source && (await inputImageTensor(source, width, height, params.imageFit));
     // The negative prompt too when true CFG runs: same encoders, same cache, one text stage.
     const cfg = trueCfgOn(params);
+    // Read now: a damaged scheduler_config.json must not cost a prompt encoding either.
+    await this.schedulerConfig();
     const [emb, negEmb] = await this.embed(job, cfg ? [params.prompt, params.negativePrompt] : [params.prompt], t5MaxLength, loras.clipKey);
     const guide = { neg: negEmb, scale: params.trueCfgScale, loras };
 
@@ -377,14 +379,24 @@ export class FluxPipeline {
     return this.vaeEncoder;
   }
 
+  // A damaged tokenizer or scheduler file is the model's problem (the message names the file and
+  // says to download it again), not a crash with a stack trace.
   private async tokenizers() {
-    if (!this.clipTok) this.clipTok = await ClipTokenizer.fromFolder(this.files.tokenizer);
-    if (!this.t5Tok) this.t5Tok = await T5Tokenizer.fromFolder(this.files.tokenizer2);
+    try {
+      if (!this.clipTok) this.clipTok = await ClipTokenizer.fromFolder(this.files.tokenizer);
+      if (!this.t5Tok) this.t5Tok = await T5Tokenizer.fromFolder(this.files.tokenizer2);
+    } catch (e) {
+      throw e instanceof UserError ? e : new ModelError(errorText(e), (e as Error).stack);
+    }
     return { clip: this.clipTok, t5: this.t5Tok };
   }
 
   private async schedulerConfig(): Promise<SchedulerConfig> {
-    if (!this.scheduler) this.scheduler = await readSchedulerConfig(this.files.scheduler ?? '');
+    try {
+      if (!this.scheduler) this.scheduler = await readSchedulerConfig(this.files.scheduler ?? '');
+    } catch (e) {
+      throw e instanceof UserError ? e : new ModelError(errorText(e), (e as Error).stack);
+    }
     return this.scheduler;
   }
 
