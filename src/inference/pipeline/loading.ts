@@ -62,6 +62,13 @@ export function explainLoadFailure(c: ComponentName, e: unknown, needBytes: () =
     );
   }
   const msg = (e as Error).message ?? String(e);
+  // onnxruntime's own words are a C++ source line and a lambda's signature.
+  if (/Failed to get a WebGPU adapter/i.test(msg)) {
+    return new UserError(
+      `Could not load the ${c}: WebGPU finds no GPU to run on (no GPU, or on Linux no Vulkan driver: libvulkan.so.1). Choose execution provider auto or cpu (the majicflux.executionProvider setting; --ep on the command line).`,
+      (e as Error).stack,
+    );
+  }
   if (/bad_alloc|out of memory|Failed to allocate|ENOMEM/i.test(msg)) {
     return new UserError(
       `Not enough memory to load the ${c} (needs about ${formatBytes(needBytes())}, ${formatBytes(availableMemory())} available). Try weight format fp8 and memory mode sequential, or close other programs.`,
