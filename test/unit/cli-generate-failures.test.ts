@@ -12,6 +12,7 @@ import { TINY as TINY_ARCH } from '../../src/inference/models/architecture';
 import { demoAssetsDir } from '../../src/inference/models/demo';
 import { writeSyntheticModel } from '../../src/inference/models/synthetic';
 import { CliRun, CLI, runCli } from '../helpers/cli';
+import { writeSafetensors } from '../helpers/writeSafetensors';
 
 const ROOT = path.resolve(__dirname, '../..');
 const TINY = path.join(ROOT, 'test', 'fixtures', 'flux-tiny', 'models');
@@ -143,6 +144,24 @@ describe('CLI: majicflux generate, failures around the generation', function () 
     const inspect = await runCli(['inspect', ' '], tmp);
     assert.equal(inspect.code, 2, inspect.stderr);
     assert.match(inspect.stderr, /the path is empty \(an unset variable\?\)/);
+  });
+
+  it('a --transformer or --vae that is not that part (an SDXL checkpoint, the VAE as the DiT) is refused before the text encoders run', async () => {
+    const sdxl = path.join(tmp, 'sdxl.safetensors');
+    const f16 = (shape: number[]) => ({ dtype: 'F16', shape, data: new Uint8Array(shape.reduce((a, b) => a * b, 1) * 2) });
+    writeSafetensors(sdxl, { 'model.diffusion_model.input_blocks.0.0.weight': f16([8, 4, 3, 3]), 'first_stage_model.decoder.conv_in.weight': f16([8, 4, 3, 3]) });
+    const cases: Array<[string[], RegExp]> = [
+      [['--transformer', sdxl], /^majicflux generate: .*sdxl\.safetensors: not a FLUX\.1 component/m],
+      [['--transformer', path.join(TINY, 'ae.safetensors')], /^majicflux generate: .*ae\.safetensors: holds no DiT \(transformer\); found: VAE \(autoencoder\)$/m],
+      [['--vae', path.join(TINY, 'flux-tiny.safetensors')], /^majicflux generate: .*flux-tiny\.safetensors: holds no VAE \(autoencoder\); found: DiT \(transformer\)$/m],
+    ];
+    for (const [flags, message] of cases) {
+      const r = await runCli(['generate', 'a cat', ...SMALL, ...flags, '--out', path.join(tmp, 'wrong-part.png')], tmp);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /^text…/m, 'refused before the text encoders ran');
+      assertNoStack(r);
+    }
   });
 
   it('a cache folder that cannot be written, on first use of the demo model: says where and what to do', async () => {

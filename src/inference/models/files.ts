@@ -41,7 +41,8 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
     const given = spec[OVERRIDES[kind]];
     if (given) {
       const p = path.resolve(given);
-      if (!fs.existsSync(p)) missing.push(`${KIND_NAMES[kind]}: ${p} does not exist`);
+      if (fs.existsSync(p)) checkOverride(p, kind);
+      else missing.push(`${KIND_NAMES[kind]}: ${p} does not exist`);
       return p;
     }
     const chosen = scan?.chosen[kind];
@@ -71,6 +72,21 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
     name, transformer, textEncoder, textEncoder2, vae, tokenizer: tokenizer!, tokenizer2: tokenizer2!, scheduler: scan?.scheduler,
     residentBytes: (f, c) => estimate({ transformer, textEncoder, textEncoder2, vae }, f, c),
   };
+}
+
+/**
+ * A part given on its own that is not that part (an SDXL checkpoint, a LoRA, a VAE given as the
+ * DiT, a device): said now from its header, not once the text encoders have run.
+ */
+function checkOverride(p: string, kind: ComponentKind): void {
+  let components: Component[];
+  try {
+    components = openComponents(p);
+  } catch (e) {
+    throw new ModelError((e as Error).message, (e as Error).stack);
+  }
+  for (const c of components) c.close();
+  if (!components.some((c) => c.kind === kind)) throw new ModelError(`${p}: holds no ${KIND_NAMES[kind]}; found: ${[...new Set(components.map((c) => KIND_NAMES[c.kind]))].join(', ')}`);
 }
 
 /** Whether `p` is a file; false when it is not there or cannot be read. */
