@@ -55,7 +55,7 @@ describe('extension: PNG parameters as generation input', () => {
     const input = await readImageInput(file);
     assert.deepEqual(
       { negativePrompt: input?.negativePrompt, trueCfgScale: input?.trueCfgScale, loraRefs: input?.loraRefs, image: input?.image, strength: input?.strength, imageFit: input?.imageFit },
-      { negativePrompt: 'blurry', trueCfgScale: 2, loraRefs: [{ name: 'ink', strength: 0.8 }], image: '/pics/start.png', strength: 0.6, imageFit: 'crop' },
+      { negativePrompt: 'blurry', trueCfgScale: 2, loraRefs: [{ name: 'ink', strength: 0.8, hash: '0123456789ab' }], image: '/pics/start.png', strength: 0.6, imageFit: 'crop' },
     );
   });
 
@@ -83,7 +83,7 @@ describe('extension: PNG parameters as generation input', () => {
       prompt: 'a lighthouse',
       negativePrompt: 'fog',
       trueCfgScale: 3,
-      loras: [{ name: 'ink', strength: 0.8, path: '/l/ink.safetensors', hash: 'abcdef012345' }, { name: 'oil' }, { name: '', strength: 1 }, { name: 'x', strength: 99 }],
+      loras: [{ name: 'ink', strength: 0.8, path: '/l/ink.safetensors', hash: 'abcdef012345' }, { name: 'oil', hash: 'not hex' }, { name: '', strength: 1 }, { name: 'x', strength: 99 }],
       image: 'photo.jpg',
       strength: 0.35,
       imageFit: 'stretch',
@@ -93,7 +93,8 @@ describe('extension: PNG parameters as generation input', () => {
       prompt: 'a lighthouse',
       negativePrompt: 'fog',
       trueCfgScale: 3,
-      loraRefs: [{ name: 'ink', strength: 0.8, path: '/l/ink.safetensors' }, { name: 'oil', strength: 1 }],
+      // The hash kept to compare with the file a re-run finds (otherLoraFiles); one that is no hash dropped.
+      loraRefs: [{ name: 'ink', strength: 0.8, path: '/l/ink.safetensors', hash: 'abcdef012345' }, { name: 'oil', strength: 1 }],
       image: 'photo.jpg',
       strength: 0.35,
       imageFit: 'stretch',
