@@ -25,6 +25,8 @@ export const EXTENSION_MAY_LOAD = [
   'src/inference/formats/infotextSwarm',
   // ComfyUI's graph (its `prompt` chunk): JSON and string logic only.
   'src/inference/formats/infotextComfy',
+  // InvokeAI's JSON (its invokeai_metadata chunk): JSON logic only.
+  'src/inference/formats/infotextInvoke',
   // Reading a user-chosen file only when it is a regular file (not a FIFO or device): node:fs only.
   'src/inference/system/regularFile',
   // The prompt check's rules, shared by the .flux diagnostics and the CLI: string logic only.

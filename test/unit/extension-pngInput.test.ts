@@ -30,14 +30,18 @@ describe('extension: PNG parameters as generation input', () => {
     assert.deepEqual(await readImageInput(file), { prompt: 'a lighthouse', seed: 5, steps: 20, width: 512, height: 768, guidance: 3.5 });
   });
 
-  it('a PNG from ComfyUI or InvokeAI (their own records, no parameters we read) names the tool; a bare PNG names none', async () => {
+  it('a PNG from ComfyUI or InvokeAI whose record we cannot read names the tool; a readable one gives its input; a bare PNG names none', async () => {
     const comfy = path.join(tmp.dir, 'comfy.png');
     fs.writeFileSync(comfy, insertChunks(TINY_PNG, [iTXtChunk('prompt', '{"3":{"class_type":"KSampler","inputs":{"seed":5}}}'), iTXtChunk('workflow', '{"nodes":[]}')]));
     assert.deepEqual(await readImageInputOrTool(comfy), { tool: 'ComfyUI' });
     assert.equal(await readImageInput(comfy), undefined);
     const invoke = path.join(tmp.dir, 'invoke.png');
-    fs.writeFileSync(invoke, insertChunks(TINY_PNG, [iTXtChunk('invokeai_metadata', '{"positive_prompt":"a fox"}')]));
+    // Its graph alone (no invokeai_metadata, which is read: infotext-comfy-invoke.test.ts).
+    fs.writeFileSync(invoke, insertChunks(TINY_PNG, [iTXtChunk('invokeai_graph', '{"nodes":{}}')]));
     assert.deepEqual(await readImageInputOrTool(invoke), { tool: 'InvokeAI' });
+    const readable = path.join(tmp.dir, 'invoke-meta.png');
+    fs.writeFileSync(readable, insertChunks(TINY_PNG, [iTXtChunk('invokeai_metadata', '{"positive_prompt":"a fox","seed":3}')]));
+    assert.deepEqual(await readImageInputOrTool(readable), { input: { prompt: 'a fox', seed: 3 } });
     const bare = path.join(tmp.dir, 'bare.png');
     fs.writeFileSync(bare, TINY_PNG);
     assert.deepEqual(await readImageInputOrTool(bare), {});

@@ -1,7 +1,8 @@
-// ComfyUI's PNG record (formats/infotextComfy.ts): the graph in its `prompt` chunk, read into a
-// re-run's parameters. The graphs are the API form ComfyUI writes, for its two usual FLUX layouts.
+// Other tools' PNG records read into a re-run's parameters: ComfyUI's graph in its `prompt` chunk
+// (formats/infotextComfy.ts: the API form it writes, for its two usual FLUX layouts) and InvokeAI's JSON (infotextInvoke.ts).
 import * as assert from 'node:assert/strict';
 import { parseComfyPrompt } from '../../src/inference/formats/infotextComfy';
+import { parseInvokeMetadata } from '../../src/inference/formats/infotextInvoke';
 import { insertChunks, iTXtChunk, readPngParameters } from '../../src/inference/formats/png';
 
 const TINY_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC', 'base64');
@@ -67,5 +68,26 @@ describe('ComfyUI PNGs: the graph in the prompt chunk read as parameters', () =>
     const checked = await readPngParameters(insertChunks(TINY_PNG, [iTXtChunk('prompt', JSON.stringify(bad))]));
     assert.equal(checked.params?.width, undefined, 'a size a run refuses is left out');
     assert.ok(checked.dropped?.some((d) => /1000/.test(d)), JSON.stringify(checked.dropped));
+  });
+});
+
+describe('InvokeAI PNGs: the invokeai_metadata chunk read as parameters', () => {
+  const META = {
+    generation_mode: 'flux_txt2img', positive_prompt: 'a paper lantern at night', negative_prompt: '', width: 768, height: 1024, seed: 99, steps: 30, guidance: 4, scheduler: 'euler',
+    model: { key: 'k1', hash: 'blake3:00', name: 'FLUX Dev (Quantized)', base: 'flux', type: 'main' }, loras: [{ model: { key: 'k2', name: 'ink' }, weight: 0.75 }, { lora: { model_name: 'film' }, weight: 0.5 }], app_version: '5.6.0',
+  };
+
+  it('reads prompt, seed, steps, size, guidance, model and LoRAs (InvokeAI 4–5 and 3 shapes); an empty negative prompt is none', () => {
+    assert.deepEqual(parseInvokeMetadata(JSON.stringify(META)), {
+      prompt: 'a paper lantern at night', width: 768, height: 1024, seed: 99, steps: 30, guidance: 4, model: 'FLUX Dev (Quantized)',
+      loras: [{ name: 'ink', strength: 0.75 }, { name: 'film', strength: 0.5 }], extra: { software: 'InvokeAI', generation_mode: 'flux_txt2img', scheduler: 'euler', app_version: '5.6.0' },
+    });
+    assert.equal(parseInvokeMetadata('{"negative_prompt": "x"}'), undefined, 'no prompt: no parameters');
+    assert.equal(parseInvokeMetadata('nope'), undefined);
+  });
+
+  it('an InvokeAI PNG re-runs through readPngParameters, its values checked', async () => {
+    const r = await readPngParameters(insertChunks(TINY_PNG, [iTXtChunk('invokeai_metadata', JSON.stringify(META))]));
+    assert.deepEqual([r.params?.prompt, r.params?.seed, r.params?.steps, r.params?.width, r.params?.height, r.params?.guidance], ['a paper lantern at night', 99, 30, 768, 1024, 4]);
   });
 });
