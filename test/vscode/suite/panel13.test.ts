@@ -244,6 +244,23 @@ describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', f
     panel = p;
   });
 
+  it('a panel reopened after its input image was deleted clears it and says so, instead of showing a broken picture', async () => {
+    const gone = path.join(ws(), 'soon-gone.png');
+    fs.copyFileSync(made, gone);
+    assert.equal(await panel.setInputImage(gone), true);
+    panel.dispose();
+    fs.rmSync(gone);
+    await vscode.commands.executeCommand('majicflux.openPanel');
+    const p = await waitFor('the panel', () => api.panel());
+    await waitFor('the webview to say ready', () => p.received.includes('ready'), 30_000);
+    const warning = await waitFor('the notice', () => p.warnings.find((w) => w.startsWith('The input image was cleared')));
+    assert.equal(warning, `The input image was cleared: the input image ${gone} is not there any more; choose it again.`);
+    assert.equal((p.sent.get('init') as InitMessage).image, undefined, 'no picture sent');
+    assert.equal(p.inputImage, undefined);
+    await vscode.commands.executeCommand('notifications.clearAll');
+    panel = p;
+  });
+
   after(() => {
     fs.rmSync(path.join(ws(), 'loras'), { recursive: true, force: true });
   });
