@@ -60,9 +60,17 @@ describe('GPU memory, whichever vendor (system/gpuMemory.ts)', () => {
     assert.equal(parseNvidiaSmi(''), undefined);
   });
 
-  it('amdgpu (Linux): the card with the most VRAM, free = total − used, named from product_name; connectors ignored', () => {
+  it('amdgpu (Linux): the discrete card with the most VRAM, free = total − used, named from product_name; connectors ignored', () => {
     assert.deepEqual(amdgpuMemory(drm()), { name: 'AMD Radeon RX 7800 XT', total: 16 * GiB, free: 14 * GiB, source: 'amdgpu' });
     assert.equal(amdgpuMemory(path.join(t.dir, 'no-drm')), undefined);
+  });
+
+  it('amdgpu: an APU alone counts its GTT with its small VRAM carve-out (Vulkan allocates from both)', () => {
+    const root = path.join(t.dir, 'apu');
+    fs.mkdirSync(path.join(root, 'card0', 'device'), { recursive: true });
+    const files = { mem_info_vram_total: 512 * MiB, mem_info_vram_used: 100 * MiB, mem_info_gtt_total: 15 * GiB, mem_info_gtt_used: 1 * GiB };
+    for (const [f, v] of Object.entries(files)) fs.writeFileSync(path.join(root, 'card0', 'device', f), `${v}\n`);
+    assert.deepEqual(amdgpuMemory(root), { name: 'AMD GPU (card0)', total: 512 * MiB + 15 * GiB, free: 412 * MiB + 14 * GiB, source: 'amdgpu' });
   });
 
   it('Windows registry: the adapter with the most memory (REG_QWORD or 8-byte REG_BINARY), named by DriverDesc; total only', () => {
