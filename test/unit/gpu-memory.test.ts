@@ -85,6 +85,9 @@ describe('GPU memory, whichever vendor (system/gpuMemory.ts)', () => {
     assert.deepEqual(await gpuMemory({ nvidiaSmi: absent, platform: 'linux', drmRoot: drm() }), { name: 'AMD Radeon RX 7800 XT', total: 16 * GiB, free: 14 * GiB, source: 'amdgpu' });
     const reg = script('reg', `case "$*" in *qwMemorySize*) cat <<'X'\n${REG_SIZES}\nX\n;; *) cat <<'X'\n${REG_NAMES}\nX\n;; esac`);
     assert.deepEqual(await gpuMemory({ nvidiaSmi: absent, platform: 'win32', reg }), { name: 'AMD Radeon RX 7800 XT', total: 16 * GiB, source: 'windows registry' });
+    // Only the integrated adapter (128 MiB dedicated): it shares up to half of RAM besides.
+    const regIntegrated = script('reg-igpu', `case "$*" in *qwMemorySize*) cat <<'X'\n${REG_SIZES.replace(/\n[^\n]*\\0001\n[^\n]*\n/, '\n')}\nX\n;; *) cat <<'X'\n${REG_NAMES}\nX\n;; esac`);
+    assert.deepEqual(await gpuMemory({ nvidiaSmi: absent, platform: 'win32', reg: regIntegrated, totalRam: 32 * GiB }), { name: 'Intel(R) UHD Graphics 770', total: 128 * MiB + 16 * GiB, source: 'windows registry' });
     assert.deepEqual(await gpuMemory({ nvidiaSmi: absent, platform: 'darwin', arch: 'arm64', totalRam: 24 * GiB }), { name: 'Apple silicon (unified memory)', total: 16 * GiB, source: 'unified memory' });
     assert.equal(await gpuMemory({ nvidiaSmi: absent, platform: 'darwin', arch: 'x64' }), undefined);
     assert.equal(await gpuMemory({ nvidiaSmi: absent, platform: 'linux', drmRoot: absent }), undefined);

@@ -2,9 +2,10 @@
 // the VAE runs in tiles, and the model report's "fits your GPU" all plan on it; WebGPU itself
 // tells nothing of memory. Sources, first that answers:
 //   NVIDIA          nvidia-smi: name, total and free (what other programs hold is already out)
-//   AMD, Linux      the amdgpu driver's sysfs counters: mem_info_vram_total / _used (free = the difference)
+//   AMD, Linux      the amdgpu driver's sysfs counters: mem_info_vram_total / _used (free = the
+//                   difference; an APU's small carve-out plus its GTT, system memory it maps)
 //   Windows         the display adapters' registry entries (HardwareInformation.qwMemorySize, any
-//                   vendor): total only
+//                   vendor): total only; an integrated GPU's carve-out plus the half of RAM it may share
 //   Apple silicon   unified memory: the share of RAM Metal lets the GPU keep resident (≈ 2/3)
 // The card with the most memory is taken: WebGPU asks for the high-performance adapter, the
 // discrete card where an integrated one sits beside it.
@@ -50,7 +51,9 @@ export async function gpuMemory(probe: GpuProbe = {}): Promise<GpuMemory | undef
     const key = 'HKLM\\SYSTEM\\CurrentControlSet\\Control\\Class\\{4d36e968-e325-11ce-bfc1-08002be10318}';
     const reg = probe.reg ?? 'reg';
     const [sizes, names] = await Promise.all([run(reg, ['query', key, '/s', '/v', 'HardwareInformation.qwMemorySize'], probe.timeoutMs), run(reg, ['query', key, '/s', '/v', 'DriverDesc'], probe.timeoutMs)]);
-    return parseRegistryAdapters(sizes, names);
+    const adapter = parseRegistryAdapters(sizes, names);
+    // An integrated GPU's dedicated memory is a small carve-out; Windows lets it share up to half of RAM besides.
+    return adapter && adapter.total < CARVE_OUT ? { ...adapter, total: adapter.total + Math.round((probe.totalRam ?? os.totalmem()) / 2) } : adapter;
   }
   if (platform === 'darwin' && (probe.arch ?? process.arch) === 'arm64') {
     return { name: 'Apple silicon (unified memory)', total: Math.round((probe.totalRam ?? os.totalmem()) * UNIFIED_SHARE), source: 'unified memory' };
