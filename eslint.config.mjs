@@ -23,6 +23,10 @@ export const EXTENSION_MAY_LOAD = [
   'src/inference/formats/infotextExtras',
   // SwarmUI's JSON parameters (sui_image_params): JSON and string logic only.
   'src/inference/formats/infotextSwarm',
+  // ComfyUI's graph (its `prompt` chunk): JSON and string logic only.
+  'src/inference/formats/infotextComfy',
+  // InvokeAI's JSON (its invokeai_metadata chunk): JSON logic only.
+  'src/inference/formats/infotextInvoke',
   // Reading a user-chosen file only when it is a regular file (not a FIFO or device): node:fs only.
   'src/inference/system/regularFile',
   // The prompt check's rules, shared by the .flux diagnostics and the CLI: string logic only.

@@ -22,6 +22,7 @@ import { modelPathProblem, showModelProblem } from './modelProblem';
 import { ServerManager } from './serverManager';
 import { requireTrust } from './trust';
 import { modelName, usesDemoModel } from './settings';
+import { otherLoraFiles } from './loraFiles';
 
 /** Issue 13's parameters (negative prompt, LoRAs, input image, hires pass…), sent as given: params.ts checks them, absent is off or the default. */
 export const EXTRA_PARAMS = ['negativePrompt', 'trueCfgScale', 'loras', 'image', 'strength', 'imageFit', 'hires', 'vaeTiling'] as const;
@@ -111,6 +112,8 @@ export class Generation {
     this.log.info(`queued ${jobs.length} image(s): ${JSON.stringify(base)} seeds ${seeds.join(', ')} → ${targets.join(', ')}`);
     const finished = Promise.all(jobs.map((j) => this.jobs.whenFinished(j)));
     if (opts.notify) this.showProgress(jobs, finished);
+    // The panel shows progress, results and failures itself; what did not apply as asked still gets said.
+    else void finished.then((done) => this.announce(done, { warningsOnly: true }));
     if (opts.open) void finished.then((done) => this.openResults(done));
     return { jobs, finished };
   }
@@ -233,10 +236,10 @@ export class Generation {
     }
   }
 
-  private async announce(done: Job[]): Promise<void> {
+  private async announce(done: Job[], opts: { warningsOnly?: boolean } = {}): Promise<void> {
     const ok = done.filter((j) => j.state === 'done' && j.result);
     const failed = done.filter((j) => j.state === 'failed');
-    if (failed.length) {
+    if (failed.length && !opts.warningsOnly) {
       const showLog = t('Show Log');
       const msg = failed[0].error?.message ?? t('unknown error');
       if (failed[0].error?.code === 'model') await showModelProblem(t('MajicFLUX: generation failed: {0}', msg), this.log);
@@ -249,13 +252,13 @@ export class Generation {
     const files = ok.map((j) => j.result!.file);
     const saved = files.length === 1 ? t('MajicFLUX: saved {0}', path.basename(files[0])) : t('MajicFLUX: saved {0} images', files.length);
     // What did not apply as asked (a LoRA's layers, a negative prompt, the input image's size) is said with the image, not only in the log.
-    const warnings = [...new Set(ok.flatMap((j) => j.result!.warnings ?? []))];
+    const warnings = [...new Set(ok.flatMap((j) => [...(j.result!.warnings ?? []), ...otherLoraWarnings(j)]))];
     let c: string | undefined;
     if (warnings.length) {
       const text = t('{0}. Not as asked: {1}', saved, warnings.join(' · '));
       this.announcedWarnings.push(text);
       c = await vscode.window.showWarningMessage(text, open, reveal, showLog);
-    } else {
+    } else if (!opts.warningsOnly) {
       c = await vscode.window.showInformationMessage(saved, open, reveal);
     }
     if (c === showLog) this.log.show();
@@ -270,4 +273,9 @@ export class Generation {
   get usingDemo(): boolean {
     return usesDemoModel(this.config.settings);
   }
+}
+
+/** A re-run's LoRAs whose file is not the one the image was made with (loraFiles.otherLoraFiles), worded. */
+function otherLoraWarnings(job: Job): string[] {
+  return otherLoraFiles(job.origin.recordedLoras ?? [], job.result?.metadata.loras ?? []).map((d) => t('LoRA "{0}" is another file than the image was made with (hash {1} recorded, {2} now): the image may differ', d.name, d.recorded, d.now));
 }

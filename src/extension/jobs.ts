@@ -21,6 +21,8 @@ export interface JobOrigin {
   /** The .flux file (absolute path) and the block's key (see blockKey). */
   fluxFile?: string;
   blockKey?: string;
+  /** A re-run: the LoRAs as the image recorded them, to say when a file found by that name is another (generation.ts). */
+  recordedLoras?: { name: string; hash: string }[];
 }
 
 export interface Job {

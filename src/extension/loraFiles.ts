@@ -63,6 +63,8 @@ export interface LoraRef {
   name: string;
   strength: number;
   path?: string;
+  /** The A1111 hash an image recorded for it (a re-run tells the user when the file found is another). */
+  hash?: string;
 }
 
 /**
@@ -78,4 +80,18 @@ export function resolveLoraRefs(refs: readonly LoraRef[], list: readonly LoraFil
     else missing.push(r.name);
   }
   return { loras, missing };
+}
+
+/**
+ * The LoRAs an image recorded (name, A1111 hash) that a re-run found by name but as another file
+ * (its hash differs; compared over the shorter of the two): the image may come out otherwise, and
+ * nothing else would say why. Hashes shown to 12 digits, as A1111 writes them.
+ */
+export function otherLoraFiles(recorded: readonly { name: string; hash: string }[], used: readonly { name: string; hash?: string }[]): { name: string; recorded: string; now: string }[] {
+  return recorded.flatMap((r) => {
+    const now = used.find((u) => u.name === r.name)?.hash?.toLowerCase();
+    if (!now) return [];
+    const n = Math.min(now.length, r.hash.length);
+    return now.slice(0, n) === r.hash.slice(0, n).toLowerCase() ? [] : [{ name: r.name, recorded: r.hash.slice(0, 12), now: now.slice(0, 12) }];
+  });
 }

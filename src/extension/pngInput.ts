@@ -66,7 +66,9 @@ export function toInput(p: Partial<ImageParameters>): PngInput | undefined {
   return Object.assign(input, issue13(p as Record<string, unknown>));
 }
 
-const LoraRefSchema = v.object({ name: v.pipe(v.string(), v.minLength(1), v.maxLength(4096)), strength: v.optional(LoraStrength), path: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(4096))) });
+const LoraRefSchema = v.object({ name: v.pipe(v.string(), v.minLength(1), v.maxLength(4096)), strength: v.optional(LoraStrength), path: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(4096))), hash: v.optional(v.string()) });
+/** An A1111 LoRA hash as images record it (the first 12 hex digits of a SHA-256, or more). */
+const LORA_HASH = /^[0-9a-f]{10,64}$/i;
 
 /** Issue 13's parameters as the metadata reader gives them (infotext.ts), each kept only when params.ts accepts it. */
 function issue13(p: Record<string, unknown>): Partial<PngInput> {
@@ -76,7 +78,7 @@ function issue13(p: Record<string, unknown>): Partial<PngInput> {
   const cfg = p.trueCfgScale ?? p.cfgScale;
   if (v.is(TrueCfgScale, cfg)) out.trueCfgScale = cfg;
   if (Array.isArray(p.loras)) {
-    const refs = p.loras.filter((l) => v.is(LoraRefSchema, l)).map((l) => ({ name: l.name, strength: l.strength ?? DEFAULTS.loraStrength, ...(l.path ? { path: l.path } : {}) }));
+    const refs = p.loras.filter((l) => v.is(LoraRefSchema, l)).map((l) => ({ name: l.name, strength: l.strength ?? DEFAULTS.loraStrength, ...(l.path ? { path: l.path } : {}), ...(l.hash && LORA_HASH.test(l.hash) ? { hash: l.hash.toLowerCase() } : {}) }));
     if (refs.length) out.loraRefs = refs;
   }
   if (typeof p.image === 'string' && p.image.trim() && p.image.length <= 4096) out.image = p.image;

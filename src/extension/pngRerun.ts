@@ -98,7 +98,8 @@ export class PngRerun implements vscode.Disposable {
       return undefined;
     }
     const run = pick.id === 'new' ? { ...found, seed: 'random' as const } : found;
-    return this.generation.run(run, { kind: 'rerun', fluxFile: prev?.fluxFile, blockKey: prev?.blockKey }, { notify: true, open: true });
+    const recordedLoras = (input.loraRefs ?? []).flatMap((l) => (l.hash ? [{ name: l.name, hash: l.hash }] : []));
+    return this.generation.run(run, { kind: 'rerun', fluxFile: prev?.fluxFile, blockKey: prev?.blockKey, ...(recordedLoras.length ? { recordedLoras } : {}) }, { notify: true, open: true });
   }
 
   dispose(): void {

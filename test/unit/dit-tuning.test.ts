@@ -10,7 +10,8 @@ import { goldenDitForward, goldenDitInputsForward } from '../helpers/ditForward'
 import { FluxTransformer } from '../../src/inference/graphs/fluxTransformer';
 import { tempDir } from '../helpers/writeSafetensors';
 import type { DitTuning } from '../../src/shared/api';
-import { balanced, WeightedBranches } from '../../src/inference/graphs/ditLora';
+import { balanced, loraGraphOptions, WeightedBranches } from '../../src/inference/graphs/ditLora';
+import { opChoicesFor } from '../../src/inference/onnx/providerOps';
 
 const BF16_FILE = path.join(GOLDEN_MODELS, 'flux-tiny.safetensors');
 
@@ -144,5 +145,18 @@ describe('LoRA factors shared out by a power of two (ditLora balanced)', () => {
       assert.ok(maxB > 2 ** -14, `row ${j}: B's largest value ${maxB} is a normal float16`);
     }
     assert.deepEqual(Array.from(a.subarray(2 * inF)), new Array(inF).fill(0), 'a zero row stays as it is');
+  });
+});
+
+describe('which LoRA branch form a DiT gets (loraGraphOptions)', () => {
+  it('a provider that chooses 8-bit branches gets them beside an int8/int4 base only; an fp8/fp16 base keeps float branches unless asked', () => {
+    const choices = { ...opChoicesFor('webgpu'), loraNbits: true };
+    assert.ok(loraGraphOptions({}, choices, 'float16', 'int8').nbits);
+    assert.ok(loraGraphOptions({}, choices, 'float16', 'int4').nbits);
+    assert.equal(loraGraphOptions({}, choices, 'float16', 'fp8').nbits, undefined);
+    assert.equal(loraGraphOptions({}, choices, 'float16', 'fp16').nbits, undefined);
+    assert.ok(loraGraphOptions({ loraNbits: true }, opChoicesFor('webgpu'), 'float16', 'fp8').nbits, 'asked for');
+    assert.equal(loraGraphOptions({ loraNbits: false }, choices, 'float16', 'int8').nbits, undefined, 'refused');
+    assert.deepEqual(loraGraphOptions({}, choices, 'float16', 'int8').nbits, { block: 32, int8Activations: false, explicitZeroPoints: false }, "the base's block and activations");
   });
 });

@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { findLora, isLoraCandidate, loraList, MAX_LORA_BYTES, resolveLoraRefs } from '../../src/extension/loraFiles';
+import { findLora, isLoraCandidate, loraList, MAX_LORA_BYTES, otherLoraFiles, resolveLoraRefs } from '../../src/extension/loraFiles';
 import { readImageSize, sizeForImage } from '../../src/extension/imageSize';
 import { LIMITS } from '../../src/shared/params';
 import { tempDir } from '../helpers/writeSafetensors';
@@ -62,6 +62,16 @@ describe('extension: the LoRA files the panel offers', () => {
       ),
       { loras: [{ path: '/elsewhere/ink.safetensors', strength: 0.8 }, { path: '/b/watercolor.safetensors', strength: -0.5 }], missing: ['oil'] },
     );
+  });
+});
+
+describe('extension: a re-run\'s LoRA found by name but as another file (otherLoraFiles)', () => {
+  it('names each LoRA whose hash differs from the recorded one, over the shorter hash, case aside; a match, or one not used or not hashed, says nothing', () => {
+    const recorded = [{ name: 'ink', hash: '0123456789ab' }, { name: 'film', hash: 'ABCDEF012345' }, { name: 'gone', hash: '111111111111' }];
+    const used = [{ name: 'ink', hash: '0123456789abffff' }, { name: 'film', hash: 'abcdef999999' }];
+    assert.deepEqual(otherLoraFiles(recorded, used), [{ name: 'film', recorded: 'ABCDEF012345', now: 'abcdef999999' }]);
+    assert.deepEqual(otherLoraFiles(recorded, [{ name: 'ink' }]), [], 'no hash now: nothing to compare');
+    assert.deepEqual(otherLoraFiles([], used), []);
   });
 });
 

@@ -30,14 +30,18 @@ describe('extension: PNG parameters as generation input', () => {
     assert.deepEqual(await readImageInput(file), { prompt: 'a lighthouse', seed: 5, steps: 20, width: 512, height: 768, guidance: 3.5 });
   });
 
-  it('a PNG from ComfyUI or InvokeAI (their own records, no parameters we read) names the tool; a bare PNG names none', async () => {
+  it('a PNG from ComfyUI or InvokeAI whose record we cannot read names the tool; a readable one gives its input; a bare PNG names none', async () => {
     const comfy = path.join(tmp.dir, 'comfy.png');
     fs.writeFileSync(comfy, insertChunks(TINY_PNG, [iTXtChunk('prompt', '{"3":{"class_type":"KSampler","inputs":{"seed":5}}}'), iTXtChunk('workflow', '{"nodes":[]}')]));
     assert.deepEqual(await readImageInputOrTool(comfy), { tool: 'ComfyUI' });
     assert.equal(await readImageInput(comfy), undefined);
     const invoke = path.join(tmp.dir, 'invoke.png');
-    fs.writeFileSync(invoke, insertChunks(TINY_PNG, [iTXtChunk('invokeai_metadata', '{"positive_prompt":"a fox"}')]));
+    // Its graph alone (no invokeai_metadata, which is read: infotext-comfy-invoke.test.ts).
+    fs.writeFileSync(invoke, insertChunks(TINY_PNG, [iTXtChunk('invokeai_graph', '{"nodes":{}}')]));
     assert.deepEqual(await readImageInputOrTool(invoke), { tool: 'InvokeAI' });
+    const readable = path.join(tmp.dir, 'invoke-meta.png');
+    fs.writeFileSync(readable, insertChunks(TINY_PNG, [iTXtChunk('invokeai_metadata', '{"positive_prompt":"a fox","seed":3}')]));
+    assert.deepEqual(await readImageInputOrTool(readable), { input: { prompt: 'a fox', seed: 3 } });
     const bare = path.join(tmp.dir, 'bare.png');
     fs.writeFileSync(bare, TINY_PNG);
     assert.deepEqual(await readImageInputOrTool(bare), {});
@@ -55,7 +59,7 @@ describe('extension: PNG parameters as generation input', () => {
     const input = await readImageInput(file);
     assert.deepEqual(
       { negativePrompt: input?.negativePrompt, trueCfgScale: input?.trueCfgScale, loraRefs: input?.loraRefs, image: input?.image, strength: input?.strength, imageFit: input?.imageFit },
-      { negativePrompt: 'blurry', trueCfgScale: 2, loraRefs: [{ name: 'ink', strength: 0.8 }], image: '/pics/start.png', strength: 0.6, imageFit: 'crop' },
+      { negativePrompt: 'blurry', trueCfgScale: 2, loraRefs: [{ name: 'ink', strength: 0.8, hash: '0123456789ab' }], image: '/pics/start.png', strength: 0.6, imageFit: 'crop' },
     );
   });
 
@@ -83,7 +87,7 @@ describe('extension: PNG parameters as generation input', () => {
       prompt: 'a lighthouse',
       negativePrompt: 'fog',
       trueCfgScale: 3,
-      loras: [{ name: 'ink', strength: 0.8, path: '/l/ink.safetensors', hash: 'abcdef012345' }, { name: 'oil' }, { name: '', strength: 1 }, { name: 'x', strength: 99 }],
+      loras: [{ name: 'ink', strength: 0.8, path: '/l/ink.safetensors', hash: 'abcdef012345' }, { name: 'oil', hash: 'not hex' }, { name: '', strength: 1 }, { name: 'x', strength: 99 }],
       image: 'photo.jpg',
       strength: 0.35,
       imageFit: 'stretch',
@@ -93,7 +97,8 @@ describe('extension: PNG parameters as generation input', () => {
       prompt: 'a lighthouse',
       negativePrompt: 'fog',
       trueCfgScale: 3,
-      loraRefs: [{ name: 'ink', strength: 0.8, path: '/l/ink.safetensors' }, { name: 'oil', strength: 1 }],
+      // The hash kept to compare with the file a re-run finds (otherLoraFiles); one that is no hash dropped.
+      loraRefs: [{ name: 'ink', strength: 0.8, path: '/l/ink.safetensors', hash: 'abcdef012345' }, { name: 'oil', strength: 1 }],
       image: 'photo.jpg',
       strength: 0.35,
       imageFit: 'stretch',

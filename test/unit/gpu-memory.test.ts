@@ -60,9 +60,17 @@ describe('GPU memory, whichever vendor (system/gpuMemory.ts)', () => {
     assert.equal(parseNvidiaSmi(''), undefined);
   });
 
-  it('amdgpu (Linux): the card with the most VRAM, free = total − used, named from product_name; connectors ignored', () => {
+  it('amdgpu (Linux): the discrete card with the most VRAM, free = total − used, named from product_name; connectors ignored', () => {
     assert.deepEqual(amdgpuMemory(drm()), { name: 'AMD Radeon RX 7800 XT', total: 16 * GiB, free: 14 * GiB, source: 'amdgpu' });
     assert.equal(amdgpuMemory(path.join(t.dir, 'no-drm')), undefined);
+  });
+
+  it('amdgpu: an APU alone counts its GTT with its small VRAM carve-out (Vulkan allocates from both)', () => {
+    const root = path.join(t.dir, 'apu');
+    fs.mkdirSync(path.join(root, 'card0', 'device'), { recursive: true });
+    const files = { mem_info_vram_total: 512 * MiB, mem_info_vram_used: 100 * MiB, mem_info_gtt_total: 15 * GiB, mem_info_gtt_used: 1 * GiB };
+    for (const [f, v] of Object.entries(files)) fs.writeFileSync(path.join(root, 'card0', 'device', f), `${v}\n`);
+    assert.deepEqual(amdgpuMemory(root), { name: 'AMD GPU (card0)', total: 512 * MiB + 15 * GiB, free: 412 * MiB + 14 * GiB, source: 'amdgpu' });
   });
 
   it('Windows registry: the adapter with the most memory (REG_QWORD or 8-byte REG_BINARY), named by DriverDesc; total only', () => {
@@ -77,6 +85,9 @@ describe('GPU memory, whichever vendor (system/gpuMemory.ts)', () => {
     assert.deepEqual(await gpuMemory({ nvidiaSmi: absent, platform: 'linux', drmRoot: drm() }), { name: 'AMD Radeon RX 7800 XT', total: 16 * GiB, free: 14 * GiB, source: 'amdgpu' });
     const reg = script('reg', `case "$*" in *qwMemorySize*) cat <<'X'\n${REG_SIZES}\nX\n;; *) cat <<'X'\n${REG_NAMES}\nX\n;; esac`);
     assert.deepEqual(await gpuMemory({ nvidiaSmi: absent, platform: 'win32', reg }), { name: 'AMD Radeon RX 7800 XT', total: 16 * GiB, source: 'windows registry' });
+    // Only the integrated adapter (128 MiB dedicated): it shares up to half of RAM besides.
+    const regIntegrated = script('reg-igpu', `case "$*" in *qwMemorySize*) cat <<'X'\n${REG_SIZES.replace(/\n[^\n]*\\0001\n[^\n]*\n/, '\n')}\nX\n;; *) cat <<'X'\n${REG_NAMES}\nX\n;; esac`);
+    assert.deepEqual(await gpuMemory({ nvidiaSmi: absent, platform: 'win32', reg: regIntegrated, totalRam: 32 * GiB }), { name: 'Intel(R) UHD Graphics 770', total: 128 * MiB + 16 * GiB, source: 'windows registry' });
     assert.deepEqual(await gpuMemory({ nvidiaSmi: absent, platform: 'darwin', arch: 'arm64', totalRam: 24 * GiB }), { name: 'Apple silicon (unified memory)', total: 16 * GiB, source: 'unified memory' });
     assert.equal(await gpuMemory({ nvidiaSmi: absent, platform: 'darwin', arch: 'x64' }), undefined);
     assert.equal(await gpuMemory({ nvidiaSmi: absent, platform: 'linux', drmRoot: absent }), undefined);

@@ -139,7 +139,14 @@ export class GenerationPanel implements vscode.Disposable {
 
   private async handle(m: FromWebview): Promise<void> {
     switch (m.type) {
-      case 'ready':
+      case 'ready': {
+        // The saved input image may be gone since (deleted, or pruned by another window): cleared and said, not shown broken.
+        const saved = this.inputImage;
+        const gone = saved && (await inputImageProblem(saved, this.deps.dropped));
+        if (gone) {
+          await this.deps.workspaceState.update(IMAGE_KEY, undefined);
+          this.deps.log.info(`panel: input image ${saved} cleared: ${gone}`);
+        }
         await this.post(
           initMessage({
             defaults: this.defaults(),
@@ -152,7 +159,9 @@ export class GenerationPanel implements vscode.Disposable {
             image: this.imageView(this.inputImage),
           }),
         );
+        if (gone) this.warn(t('The input image was cleared: {0}', gone));
         return this.sendLoras();
+      }
       case 'saveForm':
         void this.notePrompt(m.form.prompt);
         return void this.deps.workspaceState.update(FORM_KEY, m.form);

@@ -9,6 +9,8 @@ import { UserError } from '../../shared/api';
 import { checkParameters, ImageParameters, jsonChunkParameters, parseA1111Parameters } from './infotext';
 import { readRegularFile } from '../system/regularFile';
 import { parseJsonParameters } from './infotextSwarm';
+import { parseComfyPrompt } from './infotextComfy';
+import { parseInvokeMetadata } from './infotextInvoke';
 
 export * from './infotext';
 
@@ -25,6 +27,8 @@ export const MAX_TEXT_CHUNK_BYTES = 8 * 2 ** 20;
 export const MAX_TEXT_TOTAL_BYTES = 32 * 2 ** 20;
 /** Longest `parameters` infotext parsed into fields (a prompt is at most 20,000 characters). */
 export const MAX_INFOTEXT_CHARS = 128 * 1024;
+/** ComfyUI graphs (every node of the run) and InvokeAI's JSON are larger than A1111 text: read up to this many characters. */
+const MAX_COMFY_CHARS = 4 * 1024 * 1024;
 
 /** A PNG whose parameters cannot be read: says which file and why; no stack trace for the user. */
 export class PngReadError extends UserError {
@@ -218,7 +222,14 @@ export async function readPngParameters(input: string | Uint8Array): Promise<Png
     }
   }
   const infotext = result.parameters !== undefined && result.parameters.length <= MAX_INFOTEXT_CHARS ? result.parameters : undefined;
-  const raw = result.json ? jsonChunkParameters(result.json) : infotext !== undefined ? (parseJsonParameters(infotext) ?? parseA1111Parameters(infotext)) : undefined;
+  // Ours, else A1111's text (or SwarmUI's JSON in its place), else ComfyUI's graph, else InvokeAI's JSON.
+  const comfy = 'prompt' in text && text.prompt.length <= MAX_COMFY_CHARS ? text.prompt : undefined;
+  const invoke = 'invokeai_metadata' in text && text.invokeai_metadata.length <= MAX_COMFY_CHARS ? text.invokeai_metadata : undefined;
+  const raw = result.json
+    ? jsonChunkParameters(result.json)
+    : infotext !== undefined
+      ? (parseJsonParameters(infotext) ?? parseA1111Parameters(infotext))
+      : ((comfy !== undefined ? parseComfyPrompt(comfy) : undefined) ?? (invoke !== undefined ? parseInvokeMetadata(invoke) : undefined));
   if (raw) {
     const { params, dropped } = checkParameters(raw);
     result.params = params;

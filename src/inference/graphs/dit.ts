@@ -228,7 +228,7 @@ export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOption
   // Batch 1: activations are [tokens, features] inside, so every Linear is one Gemm.
   const attention = { form: opts.attention ?? choices.attention, chunks: opts.attentionChunks ?? choices.attentionChunks };
   const slots = loraSlots(opts.loras ?? []);
-  const lora = slots.length ? new LoraGraph(g, slots.map((s) => s.branches), ditLinearShapes(weights, p), loraGraphOptions(opts, choices, compute)) : undefined;
+  const lora = slots.length ? new LoraGraph(g, slots.map((s) => s.branches), ditLinearShapes(weights, p), loraGraphOptions(opts, choices, compute, opts.format)) : undefined;
   const d: Dit = { g, w, p, src, headDim, prev: img, compute, flash: opts.flashAttention ?? false, attention, contrib: choices.contribOps, lora };
   img = toCompute(d, g.op('Reshape', [img, g.i64([-1, p.in_channels])]));
   txt = toCompute(d, g.op('Reshape', [txt, g.i64([-1, p.context_in_dim])]));

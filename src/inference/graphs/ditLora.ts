@@ -25,7 +25,7 @@ import { LinearShapes, LoraBranch } from '../formats/loraDit';
 import { DitTuning, UserError } from '../../shared/api';
 import { OpChoices } from '../onnx/providerOps';
 import { bytesOf, Graph, Value } from '../onnx/graph';
-import { ComputeType } from '../onnx/weights';
+import { ComputeType, WeightFormat } from '../onnx/weights';
 import { ElemType } from '../onnx/proto';
 import { blocksPerRow, midZeroPoints, nbitsAttrs, quantizeNBits, transposed } from '../onnx/quant';
 
@@ -89,9 +89,13 @@ export interface LoraGraphOptions {
   nbits?: { block: number; int8Activations: boolean; explicitZeroPoints: boolean };
 }
 
-/** The branch form for a DiT built with these choices (undefined ones: the provider's, OpChoices). */
-export function loraGraphOptions(tuning: DitTuning, choices: OpChoices, compute: ComputeType): LoraGraphOptions {
-  const nbits = tuning.loraNbits ?? choices.loraNbits;
+/**
+ * The branch form for a DiT built with these choices (undefined ones: the provider's, OpChoices).
+ * The provider's 8-bit branches only beside a base that is quantized itself: an fp8 or fp16 base
+ * is asked for as exact, and its LoRA stays so.
+ */
+export function loraGraphOptions(tuning: DitTuning, choices: OpChoices, compute: ComputeType, format: WeightFormat): LoraGraphOptions {
+  const nbits = tuning.loraNbits ?? (choices.loraNbits && (format === 'int8' || format === 'int4'));
   return {
     compute,
     ...(nbits ? { nbits: { block: tuning.nbitsBlock ?? choices.nbitsBlock, int8Activations: tuning.int8Activations ?? choices.int8Activations, explicitZeroPoints: choices.explicitZeroPoints } } : {}),

@@ -2,9 +2,10 @@
 // the VAE runs in tiles, and the model report's "fits your GPU" all plan on it; WebGPU itself
 // tells nothing of memory. Sources, first that answers:
 //   NVIDIA          nvidia-smi: name, total and free (what other programs hold is already out)
-//   AMD, Linux      the amdgpu driver's sysfs counters: mem_info_vram_total / _used (free = the difference)
+//   AMD, Linux      the amdgpu driver's sysfs counters: mem_info_vram_total / _used (free = the
+//                   difference; an APU's small carve-out plus its GTT, system memory it maps)
 //   Windows         the display adapters' registry entries (HardwareInformation.qwMemorySize, any
-//                   vendor): total only
+//                   vendor): total only; an integrated GPU's carve-out plus the half of RAM it may share
 //   Apple silicon   unified memory: the share of RAM Metal lets the GPU keep resident (≈ 2/3)
 // The card with the most memory is taken: WebGPU asks for the high-performance adapter, the
 // discrete card where an integrated one sits beside it.
@@ -50,7 +51,9 @@ export async function gpuMemory(probe: GpuProbe = {}): Promise<GpuMemory | undef
     const key = 'HKLM\\SYSTEM\\CurrentControlSet\\Control\\Class\\{4d36e968-e325-11ce-bfc1-08002be10318}';
     const reg = probe.reg ?? 'reg';
     const [sizes, names] = await Promise.all([run(reg, ['query', key, '/s', '/v', 'HardwareInformation.qwMemorySize'], probe.timeoutMs), run(reg, ['query', key, '/s', '/v', 'DriverDesc'], probe.timeoutMs)]);
-    return parseRegistryAdapters(sizes, names);
+    const adapter = parseRegistryAdapters(sizes, names);
+    // An integrated GPU's dedicated memory is a small carve-out; Windows lets it share up to half of RAM besides.
+    return adapter && adapter.total < CARVE_OUT ? { ...adapter, total: adapter.total + Math.round((probe.totalRam ?? os.totalmem()) / 2) } : adapter;
   }
   if (platform === 'darwin' && (probe.arch ?? process.arch) === 'arm64') {
     return { name: 'Apple silicon (unified memory)', total: Math.round((probe.totalRam ?? os.totalmem()) * UNIFIED_SHARE), source: 'unified memory' };
@@ -74,29 +77,41 @@ export function parseNvidiaSmi(out: string | undefined): GpuMemory | undefined {
   return { name: fields[0], total: Math.round(total * 2 ** 20), ...(Number.isFinite(free) ? { free: Math.round(free * 2 ** 20) } : {}), source: 'nvidia-smi' };
 }
 
-/** AMD cards on Linux: `<drm>/card<N>/device/mem_info_vram_total` and `_used` (bytes, written by amdgpu). */
+/** Below this much VRAM an amdgpu device is an APU's carve-out: its GPU also allocates from system memory (GTT). */
+const CARVE_OUT = 2 * 2 ** 30;
+
+/**
+ * AMD GPUs on Linux: `<drm>/card<N>/device/mem_info_vram_total` and `_used` (bytes, written by
+ * amdgpu). A discrete card (the most VRAM) before an APU; an APU counts its GTT too
+ * (`mem_info_gtt_*`), where Vulkan puts what its small carve-out does not hold.
+ */
 export function amdgpuMemory(drmRoot: string): GpuMemory | undefined {
-  let best: GpuMemory | undefined;
   let cards: string[];
   try {
     cards = fs.readdirSync(drmRoot).filter((c) => /^card\d+$/.test(c));
   } catch {
     return undefined;
   }
-  for (const card of cards) {
+  const found = cards.flatMap((card) => {
     const device = path.join(drmRoot, card, 'device');
-    const total = readNumber(path.join(device, 'mem_info_vram_total'));
-    if (!total || (best && best.total >= total)) continue;
-    const used = readNumber(path.join(device, 'mem_info_vram_used'));
+    const vram = readNumber(path.join(device, 'mem_info_vram_total'));
+    if (!vram) return [];
+    const vramUsed = readNumber(path.join(device, 'mem_info_vram_used'));
+    const apu = vram < CARVE_OUT;
+    const gtt = apu ? readNumber(path.join(device, 'mem_info_gtt_total')) ?? 0 : 0;
+    const gttUsed = apu ? readNumber(path.join(device, 'mem_info_gtt_used')) ?? 0 : 0;
     let name: string | undefined;
     try {
       name = fs.readFileSync(path.join(device, 'product_name'), 'utf8').trim() || undefined;
     } catch {
       // older kernels and most consumer cards have no product_name
     }
-    best = { name: name ?? `AMD GPU (${card})`, total, ...(used !== undefined && used <= total ? { free: total - used } : {}), source: 'amdgpu' };
-  }
-  return best;
+    const total = vram + gtt;
+    const used = vramUsed === undefined ? undefined : vramUsed + gttUsed;
+    return [{ vram, apu, gpu: { name: name ?? `AMD GPU (${card})`, total, ...(used !== undefined && used <= total ? { free: total - used } : {}), source: 'amdgpu' as const } }];
+  });
+  found.sort((a, b) => Number(a.apu) - Number(b.apu) || b.vram - a.vram);
+  return found[0]?.gpu;
 }
 
 /**

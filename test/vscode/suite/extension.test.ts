@@ -177,10 +177,23 @@ describe('MajicFLUX in a real VS Code', function () {
     assert.deepEqual({ ...b.params, version: undefined }, { ...a.params, version: undefined });
   });
 
-  it('Re-run on a ComfyUI PNG says it was made with ComfyUI and where its prompt is, and starts nothing', async () => {
+  it('Re-run on a ComfyUI PNG runs its graph\'s prompt, seed, steps and size; one holding only the editor\'s workflow says it was made with ComfyUI and starts nothing', async () => {
     const tiny = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC', 'base64');
+    const graph = {
+      '6': { class_type: 'CLIPTextEncode', inputs: { text: 'a fox in the snow', clip: ['11', 0] } },
+      '26': { class_type: 'FluxGuidance', inputs: { guidance: 3.5, conditioning: ['6', 0] } },
+      '27': { class_type: 'EmptySD3LatentImage', inputs: { width: 64, height: 64, batch_size: 1 } },
+      '3': { class_type: 'KSampler', inputs: { seed: 77, steps: 2, cfg: 1, sampler_name: 'euler', scheduler: 'simple', positive: ['26', 0], latent_image: ['27', 0] } },
+    };
+    const graphPng = path.join(ws(), 'comfy-graph.png');
+    fs.writeFileSync(graphPng, insertChunks(tiny, [iTXtChunk('prompt', JSON.stringify(graph)), iTXtChunk('workflow', '{"nodes":[]}')]));
+    const run = await vscode.commands.executeCommand<RunResult>('majicflux.rerunFromImage', vscode.Uri.file(graphPng), 'same');
+    const [job] = await finished(run);
+    assert.deepEqual([job.request.params.prompt, job.request.params.seed, job.request.params.steps, job.request.params.width, job.request.params.height], ['a fox in the snow', 77, 2, 64, 64]);
+    await vscode.commands.executeCommand('notifications.clearAll');
+    fs.rmSync(graphPng, { force: true });
     const file = path.join(ws(), 'from-comfy.png');
-    fs.writeFileSync(file, insertChunks(tiny, [iTXtChunk('prompt', '{"6":{"class_type":"CLIPTextEncode","inputs":{"text":"a fox"}}}'), iTXtChunk('workflow', '{"nodes":[]}')]));
+    fs.writeFileSync(file, insertChunks(tiny, [iTXtChunk('workflow', '{"nodes":[]}')]));
     try {
       const jobsBefore = api.jobs.all().length;
       const before = api.rerunNotices.length;

@@ -108,6 +108,23 @@ describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', f
     assert.deepEqual(await pixels(job.result!.file), await pixels(made));
   });
 
+  it('Re-run of the LoRA image when the LoRA of that name is now another file: made, and the saved message says the LoRA differs (hashes)', async () => {
+    const original = fs.readFileSync(lora);
+    const golden = vscode.workspace.getConfiguration('majicflux').get<string>('model.path')!;
+    fs.copyFileSync(path.join(golden, '..', 'cases', 'lora-peft.safetensors'), lora);
+    try {
+      const before = api.announcedWarnings.length;
+      const run = await vscode.commands.executeCommand<RunResult>('majicflux.rerunFromImage', vscode.Uri.file(made), 'same');
+      const [job] = await run.finished;
+      assert.equal(job.state, 'done', job.error?.message);
+      const shown = await waitFor('the saved message with the warning', () => api.announcedWarnings[before]);
+      assert.match(shown, /LoRA "ink" is another file than the image was made with \(hash [0-9a-f]{12} recorded, [0-9a-f]{12} now\): the image may differ/);
+      await vscode.commands.executeCommand('notifications.clearAll');
+    } finally {
+      fs.writeFileSync(lora, original);
+    }
+  });
+
   it('the hires steps and upscaler set in the panel reach the request and the PNG, and a re-run brings them back to the panel', async () => {
     const hires = { scale: 1.5, strength: 0.5, upscale: 'latent', steps: 3 };
     const job = await generate({ ...base, prompt: 'a fox, sharper', hires });
@@ -224,6 +241,23 @@ describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', f
     assert.equal((p.sent.get('init') as InitMessage).image?.path, made, 'the reopened webview shows it');
     assert.equal(await vscode.commands.executeCommand('majicflux.varyImage', vscode.Uri.file(path.join(ws(), 'notes.md'))), false, 'not an image');
     assert.equal(p.inputImage, made);
+    panel = p;
+  });
+
+  it('a panel reopened after its input image was deleted clears it and says so, instead of showing a broken picture', async () => {
+    const gone = path.join(ws(), 'soon-gone.png');
+    fs.copyFileSync(made, gone);
+    assert.equal(await panel.setInputImage(gone), true);
+    panel.dispose();
+    fs.rmSync(gone);
+    await vscode.commands.executeCommand('majicflux.openPanel');
+    const p = await waitFor('the panel', () => api.panel());
+    await waitFor('the webview to say ready', () => p.received.includes('ready'), 30_000);
+    const warning = await waitFor('the notice', () => p.warnings.find((w) => w.startsWith('The input image was cleared')));
+    assert.equal(warning, `The input image was cleared: the input image ${gone} is not there any more; choose it again.`);
+    assert.equal((p.sent.get('init') as InitMessage).image, undefined, 'no picture sent');
+    assert.equal(p.inputImage, undefined);
+    await vscode.commands.executeCommand('notifications.clearAll');
     panel = p;
   });
 
