@@ -240,6 +240,24 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
     assert.ok(Date.now() - fs.statSync(index).mtimeMs < 60_000, 'touched on open');
   });
 
+  it('a weights.bin cut short under an intact index (a failed copy or disk) is built again, not refused by every load', async () => {
+    const src = openTensors(files.bf16);
+    const cacheDir = path.join(dir, 'truncated');
+    try {
+      const opts: WeightOptions = { format: 'int8', cacheDir, inlineLimit: 64 };
+      await Weights.prefill(src, opts, ['lin.weight'], 1);
+      const good = await run(src, opts, x, m);
+      const bin = path.join(cacheDir, WeightCache.keyFor(src, opts), WeightCache.FILE);
+      fs.truncateSync(bin, Math.floor(fs.statSync(bin).size / 2));
+      assert.equal(WeightCache.open(cacheDir, src, opts).complete, false, 'not taken as complete');
+      const again = await run(src, opts, x, m);
+      assert.deepEqual(again.dense, good.dense, 'the same result from the rebuilt cache');
+      assert.equal(WeightCache.open(cacheDir, src, opts).complete, true);
+    } finally {
+      src.close();
+    }
+  });
+
   it('a second build reuses the complete cache (prefilled on workers) without reading the checkpoint', async () => {
     const src = openTensors(files.bf16);
     const cacheDir = path.join(dir, 'cache2');

@@ -71,13 +71,18 @@ export class WeightCache {
     const indexFile = path.join(dir, 'index.json');
     if (fs.existsSync(indexFile) && fs.existsSync(path.join(dir, WeightCache.FILE))) {
       try {
-        const cache = new WeightCache(dir, true, JSON.parse(fs.readFileSync(indexFile, 'utf8')));
+        const index = JSON.parse(fs.readFileSync(indexFile, 'utf8')) as Record<string, CacheEntry>;
+        // A weights.bin cut short (a copy or disk that failed) under an intact index: onnxruntime would
+        // refuse every load ("out of bounds") until the folder is deleted; rebuilt below instead.
+        const end = Math.max(0, ...Object.values(index).map((e) => e.offset + e.length));
+        if (fs.statSync(path.join(dir, WeightCache.FILE)).size < end) throw new Error('weights.bin is shorter than its index');
+        const cache = new WeightCache(dir, true, index);
         // The index's time is the cache's last use, which pruning goes by.
         const now = new Date();
         fs.utimesSync(indexFile, now, now);
         return cache;
       } catch {
-        // A damaged index: rebuild below.
+        // A damaged index or file: rebuild below.
       }
     }
     fs.mkdirSync(dir, { recursive: true });
