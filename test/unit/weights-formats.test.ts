@@ -258,6 +258,29 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
     }
   });
 
+  it('a write that fails while converting (a full disk) removes the partial file at once; the next build starts afresh', async () => {
+    const src = openTensors(files.bf16);
+    const cacheDir = path.join(dir, 'disk-full');
+    const opts: WeightOptions = { format: 'int8', cacheDir, inlineLimit: 64 };
+    // The module object itself (the imports read through to it): every write fails as on a full disk.
+    const nodeFs = require('node:fs') as { writeSync: unknown };
+    const writeSync = nodeFs.writeSync;
+    nodeFs.writeSync = () => {
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    };
+    try {
+      await assert.rejects(run(src, opts, x, m), /ENOSPC/);
+    } finally {
+      nodeFs.writeSync = writeSync;
+    }
+    const folder = path.join(cacheDir, WeightCache.keyFor(src, opts));
+    assert.deepEqual(fs.readdirSync(folder), [], 'no weights.bin.partial left taking the space');
+    const ok = await run(src, opts, x, m);
+    assert.ok(ok.dense.length > 0);
+    assert.equal(WeightCache.open(cacheDir, src, opts).complete, true);
+    src.close();
+  });
+
   it('a second build reuses the complete cache (prefilled on workers) without reading the checkpoint', async () => {
     const src = openTensors(files.bf16);
     const cacheDir = path.join(dir, 'cache2');

@@ -159,11 +159,35 @@ export class WeightCache {
     const { bytes, type, dims, scale } = make();
     // Keep every tensor 64-byte aligned for the memory map.
     const offset = Math.ceil(this.size / 64) * 64;
-    fs.writeSync(this.fd, bytes, 0, bytes.byteLength, offset);
+    try {
+      fs.writeSync(this.fd, bytes, 0, bytes.byteLength, offset);
+    } catch (err) {
+      this.abandon();
+      throw err;
+    }
     this.size = offset + bytes.byteLength;
     const e: CacheEntry = { offset, length: bytes.byteLength, type, dims, ...(scale ? { scale } : {}) };
     this.index[key] = e;
     return e;
+  }
+
+  /**
+   * A write failed (a full disk, most often): the partial file goes at once, not left taking the
+   * space until a later conversion succeeds, and the next open starts afresh.
+   */
+  private abandon(): void {
+    WeightCache.writing.delete(this.dir);
+    if (this.fd !== undefined) {
+      try {
+        fs.closeSync(this.fd);
+      } catch {
+        // closing a descriptor whose writes failed may fail too
+      }
+      this.fd = undefined;
+    }
+    fs.rmSync(path.join(this.dir, `${WeightCache.FILE}.partial`), { force: true });
+    for (const k of Object.keys(this.index)) delete this.index[k];
+    this.size = 0;
   }
 
   commit(): void {
