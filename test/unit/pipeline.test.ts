@@ -68,6 +68,20 @@ describe('FluxPipeline on the golden tiny model (CPU, fp32 compute)', () => {
     }
   });
 
+  it('a provider that is not there is said once for the job, not once per part (the four parts ask alike)', async () => {
+    const missing = process.platform === 'win32' ? 'coreml' : 'dml';
+    const lines: string[] = [];
+    const pipeline = await FluxPipeline.create({ dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') }, { weights: 'fp32', ep: missing, memory: 'sequential', cacheDir }, (level, m) => lines.push(`${level} ${m}`));
+    try {
+      await pipeline.generate({ prompt: 'x', width: 64, height: 64, steps: 1, seed: 1 });
+      const said = lines.filter((l) => l.includes(`${missing} is not available in onnxruntime-node`));
+      assert.equal(said.length, 1, lines.join('\n'));
+      assert.match(said[0], /^warn \w+: dml is not available|^warn \w+: coreml is not available/);
+    } finally {
+      await pipeline.release();
+    }
+  });
+
   it('cancels between steps and reports CancelledError', async () => {
     const pipeline = await FluxPipeline.create({ dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') }, { weights: 'fp32', ep: 'cpu', memory: 'sequential', cacheDir });
     const ac = new AbortController();

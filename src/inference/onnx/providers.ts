@@ -56,7 +56,7 @@ export function cudaInstallHint(host: Host = THIS_HOST): string {
     return `onnxruntime-node has no CUDA provider for ${host.platform}-${host.arch}: use ${bundledGpuProviders(host).join(' or ')}, or cpu`;
   }
   const script = path.join(path.dirname(require.resolve('onnxruntime-node/package.json')), 'script', 'install.js');
-  return `the CUDA provider is not installed. With network access run: node "${script}" --onnxruntime-node-install=cuda12 (downloads onnxruntime's CUDA 12 build; the machine needs the CUDA 12 runtime and cuDNN 9), then restart the server; or set the execution provider to webgpu or cpu`;
+  return `the CUDA provider is not installed. With network access run: node "${script}" --onnxruntime-node-install=cuda12 (downloads onnxruntime's CUDA 12 build; the machine needs the CUDA 12 runtime and cuDNN 9), then run again (in VS Code: MajicFLUX: Restart Server); or set the execution provider to webgpu or cpu`;
 }
 
 let nvidiaSeen: boolean | undefined;

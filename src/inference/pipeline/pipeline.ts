@@ -417,8 +417,10 @@ export class FluxPipeline {
     if (have) return have as Parts[C];
     onLoad?.(c, 'load');
     const { ep, note } = await chooseEp(c, this.runtime.stageEp?.[c] ?? this.runtime.ep ?? 'auto', this.runtime.weights);
-    if (note && !this.notesLogged.has(note)) {
-      this.notesLogged.add(note);
+    // Once per process and reason: the four parts asking for a provider that is missing say it once, not four times.
+    const reason = note?.replace(/^(clip|t5|dit|vae): /, '');
+    if (note && reason && !this.notesLogged.has(reason)) {
+      this.notesLogged.add(reason);
       this.log(ep === 'cpu' && (this.runtime.stageEp?.[c] ?? this.runtime.ep ?? 'auto') === 'auto' ? 'info' : 'warn', note);
     }
     this.epUsed.set(c, { ep, note });
