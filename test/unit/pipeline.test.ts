@@ -68,6 +68,34 @@ describe('FluxPipeline on the golden tiny model (CPU, fp32 compute)', () => {
     }
   });
 
+  it('a cancel during a first use\'s weight conversion ends the job there (cancelled, not a load failure); the next job finishes the conversion', async () => {
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-prepare-cancel-'));
+    const spec = { dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') };
+    const p = await FluxPipeline.create(spec, { weights: 'int8', ep: 'cpu', memory: 'sequential', cacheDir: cache, ditTuning: { inlineLimit: 0 } });
+    try {
+      const ac = new AbortController();
+      const fractions: number[] = [];
+      await assert.rejects(
+        p.generate({ prompt: 'a cat', width: 64, height: 64, steps: 1, seed: 1 }, {
+          signal: ac.signal,
+          onLoad: (c, phase, f) => {
+            if (c !== 'dit' || phase !== 'prepare') return;
+            fractions.push(f!);
+            ac.abort();
+          },
+        }),
+        CancelledError,
+      );
+      assert.ok(fractions.length >= 1 && fractions.at(-1)! < 0.5, `stopped early: ${fractions.join(', ')}`);
+      const fresh: number[] = [];
+      await p.generate({ prompt: 'a cat', width: 64, height: 64, steps: 1, seed: 1 }, { onLoad: (c, phase, f) => c === 'dit' && phase === 'prepare' && fresh.push(f!) });
+      assert.ok(fresh.length >= 1, 'the conversion goes on in the next job');
+    } finally {
+      await p.release();
+      fs.rmSync(cache, { recursive: true, force: true });
+    }
+  });
+
   it('a provider that is not there is said once for the job, not once per part (the four parts ask alike)', async () => {
     const missing = process.platform === 'win32' ? 'coreml' : 'dml';
     const lines: string[] = [];

@@ -76,7 +76,9 @@ export class Weights {
    * int8/int4: quantize the Linear weights into the cache on worker threads, before the graph is
    * built (which then finds every entry). FLUX.1's 11.9 B weights take minutes on one core.
    * Nothing to do for other formats or a complete cache. `onProgress` gets the fraction of the
-   * source bytes converted so far, after each tensor.
+   * source bytes converted so far, after each tensor; it may throw (a cancel) to stop there, the
+   * tensors in flight finishing first. On one thread each tensor ends with a turn of the event loop,
+   * so a cancel (Ctrl+C, the protocol's cancel) is heard during minutes of conversion.
    */
   static async prefill(src: TensorSource, opts: WeightOptions, linearNames: string[], threads?: number, onProgress?: (fraction: number) => void): Promise<void> {
     const f16 = opts.format === 'fp16' && opts.fp16Cache;
@@ -100,6 +102,7 @@ export class Weights {
           if (nb) cache.putNBits(name, await pool.run({ ...job, target: 'nbits' }), opts.compute ?? 'float32');
           else cache.putF16(src.info(name), await pool.run({ ...job, target: 'f16' }));
           converted += src.info(name).byteLength;
+          if (pool.threads <= 1) await new Promise((r) => setImmediate(r));
           onProgress?.(converted / total);
         }
       };

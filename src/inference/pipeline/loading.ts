@@ -2,7 +2,7 @@
 // component's activation type, the weight cache folder, and what a failed load means for the user.
 
 import * as path from 'node:path';
-import { ComponentName, ComputeType, ExecutionProvider, MemoryMode, ModelError, RuntimeOptions, UserError, WeightFormat } from '../../shared/api';
+import { CancelledError, ComponentName, ComputeType, ExecutionProvider, MemoryMode, ModelError, RuntimeOptions, UserError, WeightFormat } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
 import { LayoutError } from '../formats/layouts/detect';
 import { SafetensorsError } from '../formats/safetensorsHeader';
@@ -50,7 +50,8 @@ export function defaultCacheDir(): string {
 }
 
 export function explainLoadFailure(c: ComponentName, e: unknown, needBytes: () => number, cacheDir: string, modelPath?: string): Error {
-  if (e instanceof UserError) return e;
+  // A cancel heard during a first use's weight conversion is a cancel, not a load failure.
+  if (e instanceof UserError || e instanceof CancelledError) return e;
   // A model file gone, cut short or damaged since the model was found (a server keeps it across
   // jobs): the message says which file; the model settings are where the user fixes it.
   const bad = e instanceof SafetensorsError ? e.file : e instanceof LayoutError ? e.path : undefined;

@@ -70,6 +70,8 @@ export class FluxPipeline {
   /** Notes of the job running now (a CLIP built for its LoRAs adds to them). */
   /** The running job's warn (Job.warn), for what loading a part finds out (a CLIP LoRA's skipped keys). */
   private jobWarn: (note: string) => void = () => undefined;
+  /** The running job's cancel check (Job.check), for the weight conversion of a first use. */
+  private jobCheck: () => void = () => undefined;
 
   private constructor(readonly files: ModelFiles, readonly runtime: ResolvedRuntime, private readonly log: Log) {
     this.loras = new PipelineLoras(log, files.transformer);
@@ -102,6 +104,8 @@ export class FluxPipeline {
     let shownTenth = -1;
     let shownPercent = -1;
     return (fraction) => {
+      // A cancel during the conversion ends it after the tensor in hand (it took minutes before).
+      this.jobCheck();
       const percent = Math.floor(fraction * 100);
       if (percent !== shownPercent) {
         shownPercent = percent;
@@ -160,6 +164,7 @@ export class FluxPipeline {
     const seed = params.seed === undefined || params.seed === RANDOM_SEED ? randomSeed() : params.seed;
     const job = newJob(hooks, this.memoryMode(), (c) => this.epUsed.get(c)?.ep);
     this.jobWarn = job.warn;
+    this.jobCheck = job.check;
     // LoRA files are read and mapped (headers checked against the DiT) before anything loads.
     const loras = this.loras.resolve(params.loras);
     for (const n of loras.notes) job.warn(n);
