@@ -29,6 +29,7 @@ export function ensureDemoModel(root?: string): ModelSpec {
   const done = path.join(dir, '.complete');
   if (!fs.existsSync(done)) {
     const tmp = `${dir}.partial-${process.pid}`;
+    removeAbandoned(dir);
     try {
       fs.rmSync(tmp, { recursive: true, force: true });
       writeSyntheticModel(tmp, TINY, { seed: 2024, tokenizers: demoAssetsDir() });
@@ -52,6 +53,32 @@ export function ensureDemoModel(root?: string): ModelSpec {
     }
   }
   return { dir, transformer: path.join(dir, 'flux.safetensors'), name: 'demo (random weights)' };
+}
+
+/** Partial copies that processes killed while writing them left (their pid no longer runs). */
+function removeAbandoned(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(path.dirname(dir));
+  } catch {
+    return;
+  }
+  const prefix = `${path.basename(dir)}.partial-`;
+  for (const name of names) {
+    const pid = Number(name.slice(prefix.length));
+    if (!name.startsWith(prefix) || !Number.isInteger(pid) || pid === process.pid || isRunning(pid)) continue;
+    removeQuietly(path.join(path.dirname(dir), name));
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it runs, as another user.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function removeQuietly(p: string): void {
