@@ -143,8 +143,14 @@ function updateButtons() {
   el.cancel.disabled = !busy();
 }
 
+/** A negative prompt with true CFG off does nothing: said beside it, before a run rather than after. */
+function showNegativeUse() {
+  el.negativeUnused.hidden = !(el.negativePrompt.value.trim() && Number(el.trueCfgScale.value) <= 1);
+}
+
 let saveTimer = 0;
 function onFormChange() {
+  showNegativeUse();
   state.form = readForm();
   save();
   // Also with the host, so the form outlives closing the panel.

@@ -91,6 +91,7 @@ window.addEventListener('message', (/** @type {MessageEvent} */ event) => {
         state.form = readForm();
       } else if (!state.form) writeForm({ ...m.defaults, seed: m.defaults.seed, lock: m.defaults.seed >= 0 });
       fillMissing(m.defaults);
+      showNegativeUse();
       renderLoras();
       renderImage();
       validateSize();

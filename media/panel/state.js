@@ -17,7 +17,7 @@ const el = {
   form: $('form'), prompt: $('prompt'), seed: $('seed'), dice: $('dice'), lock: $('lock'), steps: $('steps'),
   guidance: $('guidance'), preset: $('preset'), width: $('width'), height: $('height'), sizeError: $('sizeError'),
   generate: $('generate'), cancel: $('cancel'), bar: $('bar'), status: $('status'), banner: $('banner'),
-  promptNotes: $('promptNotes'), negativePrompt: $('negativePrompt'), trueCfgScale: $('trueCfgScale'),
+  promptNotes: $('promptNotes'), negativePrompt: $('negativePrompt'), trueCfgScale: $('trueCfgScale'), negativeUnused: $('negativeUnused'),
   loraPick: $('loraPick'), loraAdd: $('loraAdd'), loraRefresh: $('loraRefresh'), loraEmpty: $('loraEmpty'), loraList: $('loraList'),
   dropZone: $('dropZone'), imageError: $('imageError'), imageThumb: $('imageThumb'), imageName: $('imageName'), imagePick: $('imagePick'), imageClear: $('imageClear'),
   strength: $('strength'), imageFit: $('imageFit'), hires: $('hires'), hiresScale: $('hiresScale'), hiresStrength: $('hiresStrength'),

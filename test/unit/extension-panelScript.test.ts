@@ -85,6 +85,21 @@ describe('extension: the panel script takes its limits from the host', () => {
   const defaults = { prompt: '', seed: DEFAULTS.seed, steps: DEFAULTS.steps, width: DEFAULTS.width, height: DEFAULTS.height, guidance: DEFAULTS.guidance, negativePrompt: '', trueCfgScale: DEFAULTS.trueCfgScale, ...PANEL_DEFAULTS };
   const init = (form?: object) => initMessage({ defaults, form: form as never, history: [], demo: false, trusted: true, model: 'demo' });
 
+  it('a negative prompt with true CFG at 1 is marked unused beside it, as the form changes and when a saved form comes back', () => {
+    const { el, receive } = loadPanel();
+    receive(init({ ...defaults, negativePrompt: 'blurry', trueCfgScale: 1 }));
+    assert.equal(el('negativeUnused').hidden, false, 'restored: negative prompt, CFG 1');
+    el('trueCfgScale').value = '3.5';
+    el('trueCfgScale').fire('input');
+    assert.equal(el('negativeUnused').hidden, true, 'CFG on');
+    el('trueCfgScale').value = '1';
+    el('trueCfgScale').fire('input');
+    assert.equal(el('negativeUnused').hidden, false);
+    el('negativePrompt').value = '  ';
+    el('negativePrompt').fire('input');
+    assert.equal(el('negativeUnused').hidden, true, 'no negative prompt: nothing to say');
+  });
+
   it("sets the inputs' min, max and step from the init message", () => {
     const { el, receive, posted } = loadPanel();
     assert.deepEqual(JSON.parse(JSON.stringify(posted)), [{ type: 'ready' }]);

@@ -146,6 +146,7 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri): st
       </div>
       <span class="hint">${e(t('1 is off. Above 1 the negative prompt applies and each step runs the model twice.'))}</span>
     </div>
+    <p id="negativeUnused" class="notes" role="status" hidden>${e(t('Not used while the true CFG scale is 1: raise it above 1, or clear the negative prompt.'))}</p>
   </fieldset>
   <fieldset id="loraSection">
     <legend>${e(t('LoRA'))}</legend>
