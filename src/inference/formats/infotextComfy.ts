@@ -6,6 +6,7 @@
 // infotext.ts apply as to any reader. Names as ImageParameters', unchecked.
 
 import type { ImageParameters } from './infotext';
+import { jsonObject } from './infotextExtras';
 
 interface ComfyNode {
   class_type?: unknown;
@@ -17,14 +18,8 @@ const LATENTS = new Set(['EmptyLatentImage', 'EmptySD3LatentImage', 'EmptyFluxLa
 
 /** The parameters of ComfyUI's `prompt` chunk; undefined when it is not such a graph or names no prompt. */
 export function parseComfyPrompt(text: string): Partial<ImageParameters> | undefined {
-  let graph: unknown;
-  try {
-    graph = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (graph === null || typeof graph !== 'object' || Array.isArray(graph)) return undefined;
-  const nodes = graph as Record<string, ComfyNode>;
+  const nodes = jsonObject(text) as Record<string, ComfyNode> | undefined;
+  if (!nodes) return undefined;
   const all = Object.values(nodes).filter((n): n is ComfyNode & { inputs: Record<string, unknown> } => n !== null && typeof n === 'object' && typeof n.inputs === 'object' && n.inputs !== null);
   const kind = (n: ComfyNode | undefined) => (typeof n?.class_type === 'string' ? n.class_type : '');
   // An input is a literal, or a link [node id, output index].

@@ -6,6 +6,17 @@
 import type { GenericSchema } from 'valibot';
 import { checkOne, HiresScale, HiresUpscale, ImageFit, ImageMetadata, LIMITS, LORA_TAG, LoraStrength, Steps, Strength, TrueCfgScale } from '../../shared/params';
 
+/** A PNG text chunk's JSON when it is an object (what every tool's JSON record is); undefined for anything else. */
+export function jsonObject(text: string): Record<string, unknown> | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  return json !== null && typeof json === 'object' && !Array.isArray(json) ? (json as Record<string, unknown>) : undefined;
+}
+
 /** A model name or sampler is short; a longer "field" is not one. */
 export const MAX_FIELD_CHARS = 4096;
 

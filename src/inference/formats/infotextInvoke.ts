@@ -5,6 +5,7 @@
 // unchecked (infotext.ts checkParameters checks).
 
 import type { ImageParameters } from './infotext';
+import { jsonObject } from './infotextExtras';
 
 const NAMES: Record<string, keyof ImageParameters> = {
   positive_prompt: 'prompt', negative_prompt: 'negativePrompt', seed: 'seed', steps: 'steps', width: 'width', height: 'height', guidance: 'guidance', cfg_scale: 'cfgScale',
@@ -12,15 +13,8 @@ const NAMES: Record<string, keyof ImageParameters> = {
 
 /** The parameters of an `invokeai_metadata` chunk; undefined when it is not a JSON object with a prompt. */
 export function parseInvokeMetadata(text: string): Partial<ImageParameters> | undefined {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) return undefined;
-  const m = json as Record<string, unknown>;
-  if (typeof m.positive_prompt !== 'string' || !m.positive_prompt.trim()) return undefined;
+  const m = jsonObject(text);
+  if (!m || typeof m.positive_prompt !== 'string' || !m.positive_prompt.trim()) return undefined;
   const out: Record<string, unknown> = {};
   for (const [key, name] of Object.entries(NAMES)) if (m[key] !== undefined && m[key] !== '') out[name] = m[key];
   const model = (m.model as { name?: unknown; model_name?: unknown } | null)?.name ?? (m.model as { model_name?: unknown } | null)?.model_name;

@@ -3,7 +3,7 @@
 // ImageParameters' names, unchecked (infotext.ts checkParameters checks).
 
 import type { ImageParameters } from './infotext';
-import { takeLoraTags } from './infotextExtras';
+import { jsonObject, takeLoraTags } from './infotextExtras';
 
 /** sui_image_params keys → ImageParameters'; the rest are kept as extra fields. */
 const NAMES: Record<string, keyof ImageParameters> = {
@@ -19,14 +19,9 @@ const LORA_KEYS = new Set(['loras', 'loraweights']);
  * object (A1111's infotext, read by parseA1111Parameters).
  */
 export function parseJsonParameters(text: string): Partial<ImageParameters> | Record<string, never> | undefined {
-  if (!text.trimStart().startsWith('{')) return undefined;
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  const sui = (json as { sui_image_params?: unknown } | null)?.sui_image_params;
+  const json = text.trimStart().startsWith('{') ? jsonObject(text) : undefined;
+  if (!json) return undefined;
+  const sui = json.sui_image_params;
   if (sui === null || typeof sui !== 'object' || Array.isArray(sui)) return {};
   const out: Record<string, unknown> = {};
   const extra: Record<string, string | number | boolean> = {};

@@ -11,6 +11,7 @@ import { readRegularFile } from '../system/regularFile';
 import { parseJsonParameters } from './infotextSwarm';
 import { parseComfyPrompt } from './infotextComfy';
 import { parseInvokeMetadata } from './infotextInvoke';
+import { jsonObject } from './infotextExtras';
 
 export * from './infotext';
 
@@ -213,14 +214,9 @@ export async function readPngParameters(input: string | Uint8Array): Promise<Png
   for (const { keyword, text: t } of readPngTextChunks(bytes)) if (!(keyword in text)) text[keyword] = t;
   const result: PngParameters = { text };
   if (PARAMETERS_KEYWORD in text) result.parameters = text[PARAMETERS_KEYWORD];
-  if (JSON_KEYWORD in text) {
-    try {
-      const v: unknown = JSON.parse(text[JSON_KEYWORD]);
-      if (v !== null && typeof v === 'object' && !Array.isArray(v)) result.json = v as Record<string, unknown>;
-    } catch {
-      // unreadable JSON: fall back to the text parameters
-    }
-  }
+  // Unreadable JSON: the text parameters instead.
+  const json = JSON_KEYWORD in text ? jsonObject(text[JSON_KEYWORD]) : undefined;
+  if (json) result.json = json;
   const infotext = result.parameters !== undefined && result.parameters.length <= MAX_INFOTEXT_CHARS ? result.parameters : undefined;
   // Ours, else A1111's text (or SwarmUI's JSON in its place), else ComfyUI's graph, else InvokeAI's JSON.
   const comfy = 'prompt' in text && text.prompt.length <= MAX_COMFY_CHARS ? text.prompt : undefined;

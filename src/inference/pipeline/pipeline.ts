@@ -68,10 +68,8 @@ export class FluxPipeline {
   private readonly epUsed = new Map<ComponentName, { ep: ExecutionProvider; note?: string }>();
   private readonly loras: PipelineLoras;
   /** Notes of the job running now (a CLIP built for its LoRAs adds to them). */
-  /** The running job's warn (Job.warn), for what loading a part finds out (a CLIP LoRA's skipped keys). */
-  private jobWarn: (note: string) => void = () => undefined;
-  /** The running job's cancel check (Job.check), for the weight conversion of a first use. */
-  private jobCheck: () => void = () => undefined;
+  /** The running job: loading a part warns in it (a CLIP LoRA's skipped keys) and checks its cancel (a first use's conversion). */
+  private running?: Job;
 
   private constructor(readonly files: ModelFiles, readonly runtime: ResolvedRuntime, private readonly log: Log) {
     this.loras = new PipelineLoras(log, files.transformer);
@@ -105,7 +103,7 @@ export class FluxPipeline {
     let shownPercent = -1;
     return (fraction) => {
       // A cancel during the conversion ends it after the tensor in hand (it took minutes before).
-      this.jobCheck();
+      this.running?.check();
       const percent = Math.floor(fraction * 100);
       if (percent !== shownPercent) {
         shownPercent = percent;
@@ -156,6 +154,15 @@ export class FluxPipeline {
   }
 
   async generate(input: GenerateParams, hooks: GenerateHooks = {}): Promise<GenerateResult> {
+    try {
+      return await this.generateJob(input, hooks);
+    } finally {
+      // A load outside a job (the protocol's load) must not hear a finished job's cancel.
+      this.running = undefined;
+    }
+  }
+
+  private async generateJob(input: GenerateParams, hooks: GenerateHooks): Promise<GenerateResult> {
     let params = resolveParams(input);
     // The input image's size is what width/height default to: read its header, still before anything loads.
     const source = params.image !== undefined ? await readInputImage(params.image) : undefined;
@@ -163,8 +170,7 @@ export class FluxPipeline {
     const { width, height, steps, guidance, t5MaxLength, shift, hires } = params;
     const seed = params.seed === undefined || params.seed === RANDOM_SEED ? randomSeed() : params.seed;
     const job = newJob(hooks, this.memoryMode(), (c) => this.epUsed.get(c)?.ep);
-    this.jobWarn = job.warn;
-    this.jobCheck = job.check;
+    this.running = job;
     // LoRA files are read and mapped (headers checked against the DiT) before anything loads.
     const loras = this.loras.resolve(params.loras);
     for (const n of loras.notes) job.warn(n);
@@ -447,7 +453,7 @@ export class FluxPipeline {
     try {
       switch (c) {
         case 'clip':
-          part = await ClipEncoder.load(this.files.textEncoder, { ...common, format: textFormat, fp16Cache: true, ...this.loras.clipOptions(this.jobWarn) });
+          part = await ClipEncoder.load(this.files.textEncoder, { ...common, format: textFormat, fp16Cache: true, ...this.loras.clipOptions((n) => this.running?.warn(n)) });
           break;
         case 't5':
           part = await T5Encoder.load(this.files.textEncoder2, { ...common, format: textFormat, fp16Cache: true });
