@@ -8,7 +8,7 @@ import { LayoutError } from '../formats/layouts/detect';
 import { SafetensorsError } from '../formats/safetensorsHeader';
 import type { ModelFiles } from '../models/files';
 import { chooseEp, chooseWeights } from '../onnx/providers';
-import { gpuMemory as probeGpuMemory, usableGpuMemory } from '../system/gpuMemory';
+import { plannedGpuMemory } from '../system/gpuMemory';
 import { availableMemory } from '../system/processMemory';
 import { isFsError, writeFailureReason } from '../system/fsErrors';
 import { cacheRoot } from '../system/userDirs';
@@ -32,7 +32,7 @@ export async function weightFormatFor(files: ModelFiles, runtime: RuntimeOptions
  */
 async function gpuBudgetForDit(files: ModelFiles, ep: ExecutionProvider, memory: MemoryMode, gpuMemory?: number): Promise<number | undefined> {
   if (ep === 'cpu') return undefined;
-  const free = gpuMemory ?? usableGpuMemory(await probeGpuMemory());
+  const free = await plannedGpuMemory(gpuMemory);
   if (free === undefined) return undefined;
   const others = memory === 'sequential' ? 0 : (['clip', 't5', 'vae'] as const).reduce((a, c) => a + files.residentBytes('fp16', c), 0);
   return free - 2 * 2 ** 30 - others;

@@ -19,7 +19,7 @@ import { availableMemory, currentRss, totalMemory } from '../system/processMemor
 import { formatBytes } from '../../shared/bytes';
 import { pruneWeightCaches } from '../onnx/weightCache';
 import { chooseEp } from '../onnx/providers';
-import { gpuMemory, usableGpuMemory } from '../system/gpuMemory';
+import { plannedGpuMemory } from '../system/gpuMemory';
 import { attentionChunksFor } from '../onnx/providerOps';
 import { eulerStep, flowMatchSchedule } from './flowMatch';
 import { imageIds, initialLatents, LATENT_CHANNELS, latentShape, packLatents, textIds, unpackLatents, VAE_SCALE } from './latents';
@@ -339,7 +339,7 @@ export class FluxPipeline {
   private async vaeGrid(): Promise<TileGrid> {
     const ep = this.epUsed.get('vae')?.ep;
     if (!ep || ep === 'cpu') return VAE_TILES;
-    const memory = this.runtime.gpuMemory ?? usableGpuMemory(await gpuMemory());
+    const memory = await plannedGpuMemory(this.runtime.gpuMemory);
     // A tenth kept for the provider's context and the VAE's own weights.
     const grid = tileGridFor(memory === undefined ? undefined : 0.9 * memory);
     if (grid !== VAE_TILES) this.log('info', `vae: ${grid.tile * VAE_SCALE}-pixel tiles: a 1024² VAE run needs about ${formatBytes(1024 ** 2 * VAE_GPU_BYTES_PER_PIXEL)} of GPU memory, ${formatBytes(memory!)} is there`);

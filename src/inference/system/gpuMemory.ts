@@ -61,6 +61,11 @@ export async function gpuMemory(probe: GpuProbe = {}): Promise<GpuMemory | undef
   return undefined;
 }
 
+/** What a job plans on: the user's figure (gpuMemory setting), else what the GPU says (usableGpuMemory). */
+export async function plannedGpuMemory(setting: number | undefined, probe?: GpuProbe): Promise<number | undefined> {
+  return setting ?? usableGpuMemory(await gpuMemory(probe));
+}
+
 /** The bytes a job may plan on: free where known, else most of the total; undefined without a GPU found. */
 export function usableGpuMemory(g: GpuMemory | undefined): number | undefined {
   if (!g) return undefined;
