@@ -31,7 +31,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ComputeType, DitTuning, EpChoice, MemoryMode, WeightChoice } from '../src/shared/api';
-import { FluxTransformer } from '../src/inference/graphs/fluxTransformer';
+import { DitLoadTimings, FluxTransformer } from '../src/inference/graphs/fluxTransformer';
 import { GpuBufferCache } from '../src/inference/onnx/session';
 import { currentRss, lifetimePeakRss, RssSampler } from '../src/inference/system/processMemory';
 import { FluxPipeline } from '../src/inference/pipeline/pipeline';
@@ -105,7 +105,7 @@ interface RunResult extends Job {
   rssBeforeLoad?: number;
   rssAfterLoad?: number;
   /** DiT alone: where the load's time went (FluxTransformer.loadTimings). */
-  loadTimings?: { prefill: number; build: number; session: number };
+  loadTimings?: DitLoadTimings;
   rssAfterRun: number;
   peakRss: number;
   /** Peak GPU memory of the process (nvidia-smi, sampled every 200 ms by the parent). */
@@ -372,6 +372,8 @@ const median = (xs: number[]) => {
 };
 const gib = (b: number) => (b / 2 ** 30).toFixed(2);
 /** Steps after the first (which includes one-time work such as shader compilation), when there are any. */
+/** With --tuning-b: which variant a row is and its choices. */
+const variantLabel = (r: RunResult) => (r.variant ? ` [${r.variant}: ${JSON.stringify(r.tuning ?? {})}]` : '');
 const steadySteps = (r: RunResult) => (r.stepSeconds.length > 1 ? r.stepSeconds.slice(1) : r.stepSeconds);
 
 function table(results: RunResult[], machine: string, model: string): string {
@@ -380,7 +382,7 @@ function table(results: RunResult[], machine: string, model: string): string {
     return `| ${r.weights === 'auto' ? `auto → ${r.weightsUsed}` : r.weights} | ${r.compute ?? '—'} | ${r.memory} | ${r.ep} | ${r.size}² | ${st('text')?.seconds.toFixed(2) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${st('decode')?.seconds.toFixed(2) ?? '—'} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`;
   });
   const ditRows = results.filter((r) => r.scope === 'dit').map((r) =>
-    `| ${r.weights}${r.fp8Decode ? ` (${r.fp8Decode})` : ''}${r.flashAttention === false ? ' (no flash attention)' : r.flashAttention ? ' (flash attention)' : ''}${r.gpuBufferCache ? ` (buffer cache ${r.gpuBufferCache})` : ''}${r.int8Activations !== undefined ? ` (int8 activations ${r.int8Activations ? 'on' : 'off'})` : ''}${r.nbitsBlock ? ` (block ${r.nbitsBlock})` : ''}${r.attention ? ` (${r.attention} attention${r.attentionChunks ? ` ×${r.attentionChunks}` : ''})` : ''}${r.optimization ? ` (optimization ${r.optimization})` : ''}${r.variant ? ` [${r.variant}: ${JSON.stringify(r.tuning ?? {})}]` : ''} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${r.loadSeconds?.toFixed(1) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${gib(r.rssBeforeLoad ?? NaN)} | ${gib(r.rssAfterLoad ?? NaN)} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`);
+    `| ${r.weights}${r.fp8Decode ? ` (${r.fp8Decode})` : ''}${r.flashAttention === false ? ' (no flash attention)' : r.flashAttention ? ' (flash attention)' : ''}${r.gpuBufferCache ? ` (buffer cache ${r.gpuBufferCache})` : ''}${r.int8Activations !== undefined ? ` (int8 activations ${r.int8Activations ? 'on' : 'off'})` : ''}${r.nbitsBlock ? ` (block ${r.nbitsBlock})` : ''}${r.attention ? ` (${r.attention} attention${r.attentionChunks ? ` ×${r.attentionChunks}` : ''})` : ''}${r.optimization ? ` (optimization ${r.optimization})` : ''}${variantLabel(r)} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${r.loadSeconds?.toFixed(1) ?? '—'} | ${median(steadySteps(r)).toFixed(2)} | ${gib(r.rssBeforeLoad ?? NaN)} | ${gib(r.rssAfterLoad ?? NaN)} | ${gib(r.peakRssDenoise)} | ${gib(r.rssAfterDenoise)} | ${gib(r.peakRss)} | ${r.gpuPeakMiB ?? '—'} |`);
   const out = [`Machine: ${machine}. Model: synthetic ${model} (random weights), ${results[0]?.t5 ?? 512} text tokens. Step times: median over the steps after the first.`, ''];
   if (pipelineRows.length) {
     out.push(
@@ -415,7 +417,7 @@ function table(results: RunResult[], machine: string, model: string): string {
   }
   const loraRows = results.filter((r) => r.lora).map((r) => {
     const l = r.lora!;
-    return `| ${r.weights}${r.variant ? ` [${r.variant}: ${JSON.stringify(r.tuning ?? {})}]` : ''} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${l.rank} (${l.fileMiB.toFixed(0)} MiB f32) | ${median(steadySteps(r)).toFixed(2)} | ${median(l.stepSeconds).toFixed(2)} | ${median(l.removedStepSeconds).toFixed(2)} | ${l.readSeconds.toFixed(2)} | ${l.applySeconds.toFixed(1)} | ${l.strengthSeconds.toFixed(3)} | ${l.removeSeconds.toFixed(3)} |`;
+    return `| ${r.weights}${variantLabel(r)} | ${r.compute ?? '—'} | ${r.ep} | ${r.size}² | ${l.rank} (${l.fileMiB.toFixed(0)} MiB f32) | ${median(steadySteps(r)).toFixed(2)} | ${median(l.stepSeconds).toFixed(2)} | ${median(l.removedStepSeconds).toFixed(2)} | ${l.readSeconds.toFixed(2)} | ${l.applySeconds.toFixed(1)} | ${l.strengthSeconds.toFixed(3)} | ${l.removeSeconds.toFixed(3)} |`;
   });
   if (loraRows.length) {
     out.push(

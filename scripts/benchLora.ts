@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { readLora } from '../src/inference/formats/lora';
 import { ditLora } from '../src/inference/formats/loraDit';
 import { writeSafetensors } from '../src/inference/formats/safetensorsWriter';
-import { FluxTransformer } from '../src/inference/graphs/fluxTransformer';
+import { DitLoadTimings, FluxTransformer } from '../src/inference/graphs/fluxTransformer';
 
 export interface LoraBench {
   rank: number;
@@ -20,7 +20,7 @@ export interface LoraBench {
   /** The first setLoras: the session built again with the LoRA's branches (its factors as initializers). */
   applySeconds: number;
   /** That rebuild's parts (FluxTransformer.loadTimings): the weight cache checked, the graph with the factors built, the session created. */
-  applyTimings?: { prefill: number; build: number; session: number };
+  applyTimings?: DitLoadTimings;
   stepSeconds: number[];
   /** setLoras at another strength, and with none (a strength input each; no rebuild). */
   strengthSeconds: number;
