@@ -9,8 +9,8 @@ import { LIMITS } from '../../src/shared/params';
 import { looksGenerated, readImageInput, readImageInputOrTool, toInput } from '../../src/extension/pngInput';
 import { embedParameters, insertChunks, iTXtChunk, PARAMETERS_KEYWORD } from '../../src/inference/formats/png';
 import { tempDir } from '../helpers/writeSafetensors';
+import { TINY_PNG } from '../helpers/tinyPng';
 
-const TINY_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC', 'base64');
 
 /** A PNG with only an A1111 `parameters` text, as another tool writes it. */
 const embedParametersText = (png: Uint8Array, text: string) => insertChunks(png, [iTXtChunk(PARAMETERS_KEYWORD, text)]);

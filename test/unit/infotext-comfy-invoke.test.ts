@@ -4,8 +4,8 @@ import * as assert from 'node:assert/strict';
 import { parseComfyPrompt } from '../../src/inference/formats/infotextComfy';
 import { parseInvokeMetadata } from '../../src/inference/formats/infotextInvoke';
 import { insertChunks, iTXtChunk, readPngParameters } from '../../src/inference/formats/png';
+import { TINY_PNG } from '../helpers/tinyPng';
 
-const TINY_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC', 'base64');
 
 /** KSampler (cfg 1), FluxGuidance over CLIPTextEncode, EmptySD3LatentImage, a model-only LoRA over UNETLoader. */
 const KSAMPLER = {

@@ -3,8 +3,8 @@
 
 import * as assert from 'node:assert/strict';
 import { insertChunks, iTXtChunk, PARAMETERS_KEYWORD, readPngParameters } from '../../src/inference/formats/pngText';
+import { TINY_PNG } from '../helpers/tinyPng';
 
-const TINY_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC', 'base64');
 const withParameters = (text: string) => insertChunks(TINY_PNG, [iTXtChunk(PARAMETERS_KEYWORD, text)]);
 
 describe('PNG parameters from SwarmUI (JSON in the parameters chunk)', () => {
