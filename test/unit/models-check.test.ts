@@ -306,6 +306,25 @@ describe('checkModel', () => {
     assert.equal(r.estimates.find((e) => e.weights === 'fp8')!.components.dit, 11_911_844_096);
   });
 
+  it("a scheduler config the generation would refuse makes the DiT part corrupt, naming the file; a sound one or none leaves it present", async () => {
+    for (const e of fs.readdirSync(GOLDEN_MODELS)) if (e !== 'scheduler') fs.symlinkSync(path.join(GOLDEN_MODELS, e), path.join(t.dir, e));
+    const spec = { dir: t.dir, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') };
+    const dit = async () => (await checkModel(spec, { machine: ram16 })).model.parts.find((x) => x.role === 'dit')!;
+    assert.equal((await dit()).status, 'present', 'no scheduler folder: FLUX.1 defaults');
+    const file = path.join(t.dir, 'scheduler', 'scheduler_config.json');
+    fs.mkdirSync(path.dirname(file));
+    fs.writeFileSync(file, '{"shift": 3.0, "use_dynamic');
+    let p = await dit();
+    assert.equal(p.status, 'corrupt');
+    assert.match(p.message!, new RegExp(`^${file.replace(/[/\\.]/g, '\\$&')}: invalid JSON .*download the model's scheduler/scheduler_config\\.json again$`));
+    fs.writeFileSync(file, JSON.stringify({ use_karras_sigmas: true }));
+    p = await dit();
+    assert.equal(p.status, 'corrupt');
+    assert.match(p.message!, /use_karras_sigmas is not supported/);
+    fs.copyFileSync(path.join(GOLDEN_MODELS, 'scheduler', 'scheduler_config.json'), file);
+    assert.equal((await dit()).status, 'present');
+  });
+
   it('partFiles never lists a file outside the index folder that an index names', () => {
     const dir = path.join(t.dir, 'escape', 'text_encoder_2');
     fs.mkdirSync(dir, { recursive: true });

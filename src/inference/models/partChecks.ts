@@ -27,6 +27,7 @@ import { elementCount, openTensors, TensorSource } from '../formats/safetensors'
 import { isFile, scanSingleFile, weightPartFiles } from './files';
 import { isFloatDtype } from './weightBytes';
 import { partsOf } from './registry';
+import { schedulerConfigProblem } from '../pipeline/schedulerConfig';
 
 const WEIGHT_ROLES: readonly ComponentKind[] = ['dit', 'vae', 'clip', 't5'];
 const SPEC_KEY: Record<ComponentKind, 'transformer' | 'vae' | 'textEncoder' | 'textEncoder2'> = { dit: 'transformer', vae: 'vae', clip: 'textEncoder', t5: 'textEncoder2' };
@@ -255,10 +256,21 @@ export function checkSpecParts(spec: ModelSpec, scan?: ModelScan): PartCheck[] {
       if (!given && dir && !fs.existsSync(dir)) parts.push({ role, status: 'missing', message: `model folder not found: ${dir}` });
       else parts.push(where ? checkTokenizerPart(where, role) : { role, status: 'missing', message: `no ${ROLE_NAMES[role]} given` });
     }
+    markScheduler(parts, scan);
     return PART_ROLES.map((r) => parts.find((p) => p.role === r)!);
   } finally {
     if (ownScan) closeScan(scan);
   }
+}
+
+/**
+ * The scheduler config travels with the DiT (the registry lists it in the DiT's part): one the
+ * generation would refuse makes the DiT part corrupt, so the check says so before a job does.
+ */
+function markScheduler(parts: PartCheck[], scan: ModelScan | undefined): void {
+  const i = parts.findIndex((p) => p.role === 'dit');
+  const problem = scan?.scheduler && parts[i].status === 'present' ? schedulerConfigProblem(scan.scheduler) : undefined;
+  if (problem) parts[i] = { ...parts[i], status: 'corrupt', message: `${problem}: download the model's scheduler/scheduler_config.json again` };
 }
 
 function listSafetensors(dir: string): string[] {

@@ -25,7 +25,7 @@ import { eulerStep, flowMatchSchedule } from './flowMatch';
 import { imageIds, initialLatents, LATENT_CHANNELS, latentShape, packLatents, textIds, unpackLatents, VAE_SCALE } from './latents';
 import { latentToPreviewRGB } from './latentPreview';
 import { randomSeed } from './noise';
-import { readSchedulerConfig, SchedulerConfig } from './schedulerConfig';
+import { DEFAULT_SCHEDULER_CONFIG, readSchedulerConfig, SchedulerConfig } from './schedulerConfig';
 import { img2imgStart, imageLatents, scaleNoise, upscaleLatents } from './img2img';
 import { inputImageTensor, readInputImage, resizeForEncoder } from './inputImage';
 import { paramsWarnings } from './paramsWarnings';
@@ -404,7 +404,8 @@ export class FluxPipeline {
 
   private async schedulerConfig(): Promise<SchedulerConfig> {
     try {
-      if (!this.scheduler) this.scheduler = await readSchedulerConfig(this.files.scheduler ?? '');
+      // No scheduler folder: FLUX.1's defaults (not a scheduler/ folder under the server's working directory).
+      if (!this.scheduler) this.scheduler = this.files.scheduler ? await readSchedulerConfig(this.files.scheduler) : { ...DEFAULT_SCHEDULER_CONFIG };
     } catch (e) {
       throw e instanceof UserError ? e : new ModelError(errorText(e), (e as Error).stack);
     }

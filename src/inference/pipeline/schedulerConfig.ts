@@ -3,7 +3,7 @@
 // wrong image silently).
 
 import * as path from 'node:path';
-import { readRegularFile } from '../system/regularFile';
+import { Fail, readRegularFile, readRegularFileSync } from '../system/regularFile';
 
 /** The fields of diffusers' scheduler_config.json that FLUX uses. */
 export interface SchedulerConfig {
@@ -77,31 +77,56 @@ export function parseSchedulerConfig(raw: unknown, source = 'scheduler config'):
   return cfg;
 }
 
+const MAX_SCHEDULER_BYTES = 1 << 20;
+
+/** Where a `location` (model folder, scheduler folder, or the JSON file) may hold the config, in order. */
+function schedulerCandidates(location: string): string[] {
+  return location.endsWith('.json') ? [location] : [path.join(location, 'scheduler', 'scheduler_config.json'), path.join(location, 'scheduler_config.json')];
+}
+
+// A FIFO or device there is refused, not read forever (readRegularFile).
+const refused = (file: string): Fail => (problem, why) => Object.assign(new Error(`${file}: ${problem}`), { code: why.code });
+const absent = (err: unknown) => ['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '');
+
+function parseSchedulerFile(file: string, text: string): SchedulerConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${file}: invalid JSON (${(err as Error).message})`, { cause: err });
+  }
+  return parseSchedulerConfig(raw, file);
+}
+
 /**
  * Reads `scheduler_config.json`. `location` may be the model folder (with a `scheduler/`
  * subfolder), the scheduler folder itself, or the JSON file. A missing file gives the defaults;
  * a malformed one throws.
  */
 export async function readSchedulerConfig(location: string): Promise<SchedulerConfig> {
-  const candidates = location.endsWith('.json')
-    ? [location]
-    : [path.join(location, 'scheduler', 'scheduler_config.json'), path.join(location, 'scheduler_config.json')];
-  for (const file of candidates) {
+  for (const file of schedulerCandidates(location)) {
     let text: string;
     try {
-      // A FIFO or device there is refused, not read forever (readRegularFile).
-      text = (await readRegularFile(file, 1 << 20, (problem, why) => Object.assign(new Error(`${file}: ${problem}`), { code: why.code }))).toString('utf8');
+      text = (await readRegularFile(file, MAX_SCHEDULER_BYTES, refused(file))).toString('utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') continue;
+      if (absent(err)) continue;
       throw err;
     }
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch (err) {
-      throw new Error(`${file}: invalid JSON (${(err as Error).message})`, { cause: err });
-    }
-    return parseSchedulerConfig(raw, file);
+    return parseSchedulerFile(file, text);
   }
   return { ...DEFAULT_SCHEDULER_CONFIG };
+}
+
+/** What the generation would refuse in a model's scheduler config (`models check`, before a job finds it); undefined when it reads, or is absent. */
+export function schedulerConfigProblem(location: string): string | undefined {
+  for (const file of schedulerCandidates(location)) {
+    try {
+      parseSchedulerFile(file, readRegularFileSync(file, MAX_SCHEDULER_BYTES, refused(file)).toString('utf8'));
+      return undefined;
+    } catch (err) {
+      if (absent(err)) continue;
+      return (err as Error).message;
+    }
+  }
+  return undefined;
 }
