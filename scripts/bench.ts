@@ -22,7 +22,7 @@
 // image and the warm-up (true CFG, a hires pass); --warm-only skips the cold `majicflux generate`:
 //   node dist/bench.js --model full --ep webgpu --e2e --warm-only --size 1024 --steps 20 --params '{"trueCfgScale":3.5}'
 // --tuning JSON overrides more of the DiT's kernel choices (DitTuning), e.g. '{"nbitsBias":true}';
-// --tuning-b JSON (DiT alone) measures A = --tuning, B = A plus these, then A again, in one process.
+// --tuning-b JSON (DiT alone; an object or a list) measures A = --tuning, B (C, …) = A plus each, then A again, in one process.
 
 import '../src/inference/system/privacy'; // first: telemetry off before onnxruntime loads
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -84,13 +84,16 @@ interface Job {
   loraRank?: number;
   /** --tuning JSON: more of the DiT's kernel choices overridden (DitTuning: nbitsBias, loraNbits, …). */
   tuning?: DitTuning;
-  /** --tuning-b JSON: DiT alone, the same measured again in this process with these choices on top, then without (A, B, A). */
-  tuningB?: DitTuning;
+  /** --tuning-b JSON (one object or a list): DiT alone, the same measured again in this process with each on top, then without (A, B, C…, A again). */
+  tuningB?: DitTuning | DitTuning[];
 }
 
 interface RunResult extends Job {
-  /** With tuningB: which of A, B, A again. */
+  /** With tuningB: which of A, B, C…, A again. */
   variant?: string;
+  /** This process's GPU memory (nvidia-smi) once the DiT is loaded, and after the steps at this size: where the peak falls. */
+  gpuMiBAfterLoad?: number;
+  gpuMiBAfterSteps?: number;
   /** The DiT checkpoint file the run read. */
   ditFile: string;
   /** The format `auto` resolved to (the format itself otherwise). */
@@ -205,8 +208,8 @@ function ditTuningOf(job: Job): DitTuning {
  */
 async function ditWorker(job: Job, dir: string, cache: string, emit: (r: RunResult) => void): Promise<void> {
   if (!job.tuningB) return void (await ditRun(job, dir, cache)).forEach(emit);
-  const b = { ...job, tuning: { ...job.tuning, ...job.tuningB } };
-  const runs = [['A', job], ['B', b], ['A again', job]] as const;
+  const others = (Array.isArray(job.tuningB) ? job.tuningB : [job.tuningB]).map((t, i) => [String.fromCharCode(66 + i), { ...job, tuning: { ...job.tuning, ...t } }] as const);
+  const runs = [['A', job], ...others, ['A again', job]] as const;
   const results: RunResult[] = [];
   for (const [variant, j] of runs) {
     progress(`variant ${variant}: ${JSON.stringify(j.tuning ?? {})}`);
@@ -229,11 +232,14 @@ async function ditRun(job: Job, dir: string, cache: string): Promise<RunResult[]
   const dit = await FluxTransformer.load(ditFile, { format: job.weights, ep: job.ep === 'auto' ? 'cpu' : job.ep, cacheDir: cache, compute: job.compute, fp8Decode: job.fp8Decode, flashAttention: job.flashAttention, gpuBufferCache: job.gpuBufferCache, int8Activations: job.int8Activations, nbitsBlock: job.nbitsBlock, attention: job.attention, attentionChunks: job.attentionChunks, optimization: job.optimization, ...job.tuning });
   const loadSeconds = (performance.now() - t0) / 1000;
   const rssAfterLoad = currentRss();
-  progress(`loaded in ${loadSeconds.toFixed(1)} s (${Object.entries(dit.loadTimings ?? {}).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ')}), RSS ${gib(rssAfterLoad)} GiB`);
+  const gpuMiBAfterLoad = ownGpuMiB();
+  progress(`loaded in ${loadSeconds.toFixed(1)} s (${Object.entries(dit.loadTimings ?? {}).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ')}), RSS ${gib(rssAfterLoad)} GiB${gpuMiBAfterLoad !== undefined ? `, GPU ${gpuMiBAfterLoad} MiB` : ''}`);
   const results: RunResult[] = [];
   for (const size of [job.size, ...(job.moreSizes ?? [])]) {
     const r = await ditSteps(dit, { ...job, size, moreSizes: undefined, dump: job.dump?.replace('{size}', String(size)) }, ditFile, loadSeconds);
-    results.push({ ...r, rssBeforeLoad, rssAfterLoad, loadTimings: dit.loadTimings });
+    const gpuMiBAfterSteps = ownGpuMiB();
+    if (gpuMiBAfterSteps !== undefined) progress(`${size}²: GPU ${gpuMiBAfterSteps} MiB after the steps`);
+    results.push({ ...r, rssBeforeLoad, rssAfterLoad, loadTimings: dit.loadTimings, gpuMiBAfterLoad, gpuMiBAfterSteps });
   }
   if (job.loraRank) {
     const p = dit.config;
@@ -320,6 +326,17 @@ function hasNvidiaSmi(): boolean {
 function deviceUsedMiB(): number | undefined {
   try {
     return Number(execFileSync('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** This process's GPU memory as nvidia-smi lists it (undefined without nvidia-smi or a listing). */
+function ownGpuMiB(): number | undefined {
+  try {
+    const lines = execFileSync('nvidia-smi', ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n');
+    const mine = lines.map((l) => l.split(',').map((x) => Number(x.trim()))).find(([pid]) => pid === process.pid);
+    return mine?.[1];
   } catch {
     return undefined;
   }

@@ -10,9 +10,12 @@
 #   plain   the DiT alone at 1024² and 512², int8, the defaults (bias's same-call baseline)
 #   bias    the DiT alone at 1024² and 512², int8 with each bias inside MatMulNBits (no Add node after it)
 #   loraprof  as lora, 2 steps, with onnxruntime's profiler: GPU time per kernel without and with
-#           the LoRA (scripts/gpu/profile-summary.mjs per session)
+#           the LoRA (scripts/gpu/profile-summary.mjs per session); LORAPROF_TUNING (JSON) for another branch form
 #   abbias  plain vs bias in ONE process (bench --tuning-b: A, B, A again), 1024² and 512²
-#   abnbits the LoRA rank 32 with each branch in float16 MatMul vs 8-bit MatMulNBits (loraNbits), one process
+#   abnbits the LoRA rank 32 with each branch in float16 MatMul vs its down-projection, or both products,
+#           as 8-bit MatMulNBits (loraNbits down / both), one process (A, B, C, A again)
+#   abchunks the DiT alone at 1024² and 512²: attention in 1, 2 and 4 query pieces, one process
+#           (the GPU memory after the steps: what the pieces save)
 #   golden  the golden tiny model on WebGPU (scripts/gpu/golden-check.ts): every kernel choice's
 #           error, nbitsBias's and the LoRA cases in both branch forms; needs test/fixtures/flux-tiny
 #           carried (23 MB: leave .gpu2 behind if the 64 MiB limit bites)
@@ -58,7 +61,12 @@ if has abbias; then
 fi
 if has abnbits; then
   stamp "lora r32: float16 MatMul vs MatMulNBits branches, one process"
-  timeout "$(left 300)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning-b '{\"loraNbits\":true}' --tag lora-ab-nbits --job-timeout 290"
+  timeout "$(left 300)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning-b '[{\"loraNbits\":\"down\"},{\"loraNbits\":\"both\"}]' --tag lora-ab-nbits --job-timeout 290"
+  pack
+fi
+if has abchunks; then
+  stamp "dit int8 1024 and 512: attention in 1, 2, 4 query pieces, one process"
+  timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024,512 --steps 4 --weights int8 --tuning-b '[{\"attentionChunks\":2},{\"attentionChunks\":4}]' --tag dit-ab-chunks --job-timeout 190"
   pack
 fi
 if has golden; then
@@ -69,7 +77,8 @@ fi
 if has loraprof; then
   stamp "lora dit int8 rank 32, profiled"
   mkdir -p "$W/prof"; rm -f "$W/prof"/*.json
-  MAJICFLUX_ORT_PROFILE="$W/prof/lora" timeout "$(left 160)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 2 --weights int8 --lora-rank 32 --tag lora-prof --job-timeout 150"
+  lt=${LORAPROF_TUNING:-"{}"}
+  MAJICFLUX_ORT_PROFILE="$W/prof/lora" timeout "$(left 160)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 2 --weights int8 --lora-rank 32 --tuning '$lt' --tag lora-prof --job-timeout 150"
   for f in "$W/prof"/*.json; do node scripts/gpu/profile-summary.mjs "$f" --json "$OUT/profile-$(basename "$f")"; done
   pack
 fi

@@ -76,8 +76,8 @@ export interface DitTuning {
   attentionChunks?: number;
   /** int8/int4: the bias as MatMulNBits' input rather than an Add (OpChoices.nbitsBias). */
   nbitsBias?: boolean;
-  /** LoRA branches as 8-bit MatMulNBits (OpChoices.loraNbits). */
-  loraNbits?: boolean;
+  /** LoRA branches' down-projection, or both products, as 8-bit MatMulNBits (OpChoices.loraNbits). */
+  loraNbits?: false | 'down' | 'both';
   /** Tensors up to this many bytes are inlined instead of stored in the weight format (0: every Linear is). */
   inlineLimit?: number;
 }

@@ -47,6 +47,27 @@ describe('int8 DiT: the bias inside MatMulNBits (nbitsBias)', function () {
   });
 });
 
+describe('the bias inside MatMulNBits by provider (OpChoices.nbitsBias)', () => {
+  it('a WebGPU graph carries each quantized Linear\'s bias inside MatMulNBits (measured faster there); a CPU graph keeps the Add for its optimizer', async function () {
+    this.timeout(120_000);
+    const tmp = tempDir('mf-dit-bias-');
+    const component = openComponent(BF16_FILE, 'dit');
+    try {
+      const biased = async (opsFor: 'webgpu' | 'cpu') => {
+        const opts = { format: 'int8' as const, inlineLimit: 0, opsFor, cacheDir: tmp.dir };
+        await prefillDit(component.weights, component.config, opts);
+        return buildDit(component.weights, component.config, opts).graph.liveNodeList().filter((n) => n.opType === 'MatMulNBits' && n.input[5]).length;
+      };
+      assert.equal(opChoicesFor('webgpu').nbitsBias, true);
+      assert.ok((await biased('webgpu')) > 0);
+      assert.equal(await biased('cpu'), 0);
+    } finally {
+      component.weights.tensors.close();
+      tmp.cleanup();
+    }
+  });
+});
+
 describe('LoRA branches as 8-bit MatMulNBits (loraNbits)', function () {
   this.timeout(300_000);
   let component: DitComponent;
@@ -87,27 +108,34 @@ describe('LoRA branches as 8-bit MatMulNBits (loraNbits)', function () {
     for (let i = 0; i < base.length; i++) if (zero[i] !== base[i]) assert.fail(`strength 0: element ${i} is ${zero[i]}, the base gave ${base[i]}`);
   };
 
-  it('loraNbits: both products of each branch are MatMulNBits (no float MatMul left for them), within the int8 error of the float form, strength 0 the base bit for bit', async () => {
+  it('loraNbits both / down: MatMulNBits for both products or the down-projection alone (its output padded to 128 columns, sliced back), within the int8 error of the float form, strength 0 the base bit for bit', async () => {
     const n = loras[0].branches.size;
     const float = ops({ loraNbits: false });
-    const q = ops({ loraNbits: true });
-    assert.equal(q.nbits - float.nbits, 2 * n, 'two MatMulNBits per branch');
-    assert.equal(float.matmuls - q.matmuls, 2 * n, 'no float MatMul for the branches');
+    const both = ops({ loraNbits: 'both' });
+    const down = ops({ loraNbits: 'down' });
+    assert.equal(both.nbits - float.nbits, 2 * n, 'two MatMulNBits per branch');
+    assert.equal(float.matmuls - both.matmuls, 2 * n, 'no float MatMul for the branches');
+    assert.equal(down.nbits - float.nbits, n, 'one MatMulNBits per branch');
+    assert.equal(float.matmuls - down.matmuls, n, 'the up-projection stays a float MatMul');
     assert.equal(float.named, 4 * n, 'the float form\'s four nodes per branch are named lora_*');
-    assert.equal(q.named, 4 * n, 'so are the 8-bit form\'s');
+    assert.equal(both.named, 5 * n, "so are the 8-bit forms', with the slice of the padded down-projection");
+    assert.equal(down.named, 5 * n);
     assert.ok(compare(floatForm.withLora, base).relL2 > 1e-3, 'the LoRA changes the output');
-    const b = await outputs({ loraNbits: true });
     const delta = compare(floatForm.withLora, base).relL2;
-    const s = compare(b.withLora, floatForm.withLora);
-    // The branch's own error, relative to what the LoRA changes: int8 blocks with int8 activations (the CPU's choice) hold ≈ 1 %.
-    console.log(`      loraNbits: relative L2 to the float form ${s.relL2.toExponential(2)}; the LoRA's change ${delta.toExponential(2)}`);
-    assert.ok(s.relL2 < 0.03 * delta, `relative L2 to the float form ${s.relL2}, the LoRA changed the output by ${delta}`);
-    assertBaseExactly(b.zero);
+    for (const products of ['both', 'down'] as const) {
+      const b = await outputs({ loraNbits: products });
+      const s = compare(b.withLora, floatForm.withLora);
+      // The branch's own error, relative to what the LoRA changes: int8 blocks with int8 activations (the CPU's choice) hold ≈ 1 %.
+      console.log(`      loraNbits ${products}: relative L2 to the float form ${s.relL2.toExponential(2)}; the LoRA's change ${delta.toExponential(2)}`);
+      assert.ok(s.relL2 < 0.03 * delta, `${products}: relative L2 to the float form ${s.relL2}, the LoRA changed the output by ${delta}`);
+      assert.ok(s.relL2 > 0, `${products}: the 8-bit factors differ from the float ones`);
+      assertBaseExactly(b.zero);
+    }
   });
 
   it('loraNbits with float16 compute (scales in float16): within the int8 error of the float16 float form, strength 0 the float16 base bit for bit', async () => {
     const f16 = await outputs({ loraNbits: false, compute: 'float16' });
-    const q = await outputs({ loraNbits: true, compute: 'float16' });
+    const q = await outputs({ loraNbits: 'both', compute: 'float16' });
     const base16 = await goldenDitForward(BF16_FILE, { format: 'fp32', compute: 'float16' });
     const delta = compare(f16.withLora, base16).relL2;
     const s = compare(q.withLora, f16.withLora);
@@ -150,13 +178,13 @@ describe('LoRA factors shared out by a power of two (ditLora balanced)', () => {
 
 describe('which LoRA branch form a DiT gets (loraGraphOptions)', () => {
   it('a provider that chooses 8-bit branches gets them beside an int8/int4 base only; an fp8/fp16 base keeps float branches unless asked', () => {
-    const choices = { ...opChoicesFor('webgpu'), loraNbits: true };
-    assert.ok(loraGraphOptions({}, choices, 'float16', 'int8').nbits);
+    const choices = { ...opChoicesFor('webgpu'), loraNbits: 'down' as const };
+    assert.equal(loraGraphOptions({}, choices, 'float16', 'int8').nbits?.products, 'down');
     assert.ok(loraGraphOptions({}, choices, 'float16', 'int4').nbits);
     assert.equal(loraGraphOptions({}, choices, 'float16', 'fp8').nbits, undefined);
     assert.equal(loraGraphOptions({}, choices, 'float16', 'fp16').nbits, undefined);
-    assert.ok(loraGraphOptions({ loraNbits: true }, opChoicesFor('webgpu'), 'float16', 'fp8').nbits, 'asked for');
+    assert.equal(loraGraphOptions({ loraNbits: 'both' }, opChoicesFor('webgpu'), 'float16', 'fp8').nbits?.products, 'both', 'asked for');
     assert.equal(loraGraphOptions({ loraNbits: false }, choices, 'float16', 'int8').nbits, undefined, 'refused');
-    assert.deepEqual(loraGraphOptions({}, choices, 'float16', 'int8').nbits, { block: 32, int8Activations: false, explicitZeroPoints: false }, "the base's block and activations");
+    assert.deepEqual(loraGraphOptions({}, choices, 'float16', 'int8').nbits, { products: 'down', block: 32, int8Activations: false, explicitZeroPoints: false }, "the base's block and activations");
   });
 });

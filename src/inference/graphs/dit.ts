@@ -168,8 +168,8 @@ export interface DitBuildOptions {
   attentionChunks?: number;
   /** int8/int4: the bias inside MatMulNBits (default per provider, OpChoices.nbitsBias). */
   nbitsBias?: boolean;
-  /** LoRA branches as 8-bit MatMulNBits (default per provider, OpChoices.loraNbits). */
-  loraNbits?: boolean;
+  /** LoRA branches' products as 8-bit MatMulNBits (default per provider, OpChoices.loraNbits). */
+  loraNbits?: false | 'down' | 'both';
   /** First use: the fraction of the weights converted into the cache so far (prefillDit). */
   onProgress?: (fraction: number) => void;
   /**

@@ -82,12 +82,21 @@ export function strengthFeeds(built: readonly LoraKey[], wanted: readonly Weight
 export interface LoraGraphOptions {
   compute: ComputeType;
   /**
-   * Both products as 8-bit MatMulNBits (symmetric blocks of `block` along K, accuracy_level 4 with
-   * `int8Activations`, mid zero points given where the provider needs them): the kernels the int8
-   * base runs on, where WebGPU's fp16 MatMul is the slow one. The factors carry the int8 error.
+   * The down-projection (`down`) or both products (`both`) as 8-bit MatMulNBits (symmetric blocks
+   * of `block` along K, accuracy_level 4 with `int8Activations`, mid zero points given where the
+   * provider needs them): the kernels the int8 base runs on, where WebGPU's fp16 MatMul is the slow
+   * one. Those factors carry the int8 error.
    */
-  nbits?: { block: number; int8Activations: boolean; explicitZeroPoints: boolean };
+  nbits?: { products: 'down' | 'both'; block: number; int8Activations: boolean; explicitZeroPoints: boolean };
 }
+
+/**
+ * The down-projection's output is padded to a multiple of this many columns (zero rows of A),
+ * then sliced back to the rank: WebGPU's tiled MatMulNBits kernels work on 128-wide output tiles,
+ * and a rank-32 output is narrower than one (an H100 profile: the float down-projection of a rank-32
+ * branch took 0.26 ms, two thirds of the LoRA's cost, for 1 GFLOP).
+ */
+const DOWN_COLUMNS = 128;
 
 /**
  * The branch form for a DiT built with these choices (undefined ones: the provider's, OpChoices).
@@ -95,10 +104,10 @@ export interface LoraGraphOptions {
  * is asked for as exact, and its LoRA stays so.
  */
 export function loraGraphOptions(tuning: DitTuning, choices: OpChoices, compute: ComputeType, format: WeightFormat): LoraGraphOptions {
-  const nbits = tuning.loraNbits ?? (choices.loraNbits && (format === 'int8' || format === 'int4'));
+  const products = tuning.loraNbits ?? (format === 'int8' || format === 'int4' ? choices.loraNbits : false);
   return {
     compute,
-    ...(nbits ? { nbits: { block: tuning.nbitsBlock ?? choices.nbitsBlock, int8Activations: tuning.int8Activations ?? choices.int8Activations, explicitZeroPoints: choices.explicitZeroPoints } } : {}),
+    ...(products ? { nbits: { products, block: tuning.nbitsBlock ?? choices.nbitsBlock, int8Activations: tuning.int8Activations ?? choices.int8Activations, explicitZeroPoints: choices.explicitZeroPoints } } : {}),
   };
 }
 
@@ -124,29 +133,35 @@ export class LoraGraph {
       if (b.a.length !== b.rank * inFeatures || b.bt.length !== b.rank * out) throw new Error(`LoRA branch on ${linear}: rank ${b.rank} factors do not fit [${out}, ${inFeatures}]`);
       const r = b.rank;
       const { a, bt } = balanced(b, inFeatures, out);
+      let down: Value; // [tokens, r]
       if (this.opts.nbits) {
-        // MatMulNBits takes W [N, K]: A [r, in] as it is, B [out, r]; the up-projection's K is the rank, its blocks no longer than it needs.
-        const down = this.g.op('Mul', [this.matMulNBits(x, a, r, inFeatures, this.opts.nbits.block, `lora${k}.${linear}.a`), this.strengths[k]], {}, { name: 'lora_strength' }); // [tokens, r]
-        const upBlock = Math.min(this.opts.nbits.block, Math.max(16, 2 ** Math.ceil(Math.log2(r))));
-        y = this.g.op('Add', [y, this.matMulNBits(down, transposed(bt, r, out), out, r, upBlock, `lora${k}.${linear}.b`)], {}, { name: 'lora_add' });
-        return;
+        // MatMulNBits takes W [N, K]: A [r, in] as it is, its rows padded with zeros to whole output tiles.
+        const rp = Math.ceil(r / DOWN_COLUMNS) * DOWN_COLUMNS;
+        const padded = rp === r ? a : Float32Array.from({ length: rp * inFeatures }, (_, i) => (i < a.length ? a[i] : 0));
+        down = this.matMulNBits(x, padded, rp, inFeatures, this.opts.nbits.block, `lora${k}.${linear}.a`, 'lora_down');
+        if (rp !== r) down = this.g.op('Slice', [down, this.g.i64([0]), this.g.i64([r]), this.g.i64([-1])], {}, { name: 'lora_slice' });
+      } else {
+        down = this.g.op('MatMul', [x, this.constant(transposed(a, r, inFeatures), [inFeatures, r], `lora${k}.${linear}.at`)], {}, { name: 'lora_down' });
       }
-      const at = transposed(a, r, inFeatures);
-      const down = this.g.op('Mul', [this.g.op('MatMul', [x, this.constant(at, [inFeatures, r], `lora${k}.${linear}.at`)], {}, { name: 'lora_down' }), this.strengths[k]], {}, { name: 'lora_strength' }); // [tokens, r]
-      // onnxruntime fuses this MatMul + Add into one Gemm itself (MatMulAddFusion; measured the same speed without it).
-      y = this.g.op('Add', [y, this.g.op('MatMul', [down, this.constant(bt, [r, out], `lora${k}.${linear}.bt`)], {}, { name: 'lora_up' })], {}, { name: 'lora_add' });
+      down = this.g.op('Mul', [down, this.strengths[k]], {}, { name: 'lora_strength' });
+      // The up-projection's K is the rank: its blocks no longer than it needs. As a float MatMul, onnxruntime fuses it with the Add into one Gemm where the activations are 2-D (MatMulAddFusion).
+      const upBlock = Math.min(this.opts.nbits?.block ?? 0, Math.max(16, 2 ** Math.ceil(Math.log2(r))));
+      const up = this.opts.nbits?.products === 'both'
+        ? this.matMulNBits(down, transposed(bt, r, out), out, r, upBlock, `lora${k}.${linear}.b`, 'lora_up')
+        : this.g.op('MatMul', [down, this.constant(bt, [r, out], `lora${k}.${linear}.bt`)], {}, { name: 'lora_up' });
+      y = this.g.op('Add', [y, up], {}, { name: 'lora_add' });
     });
     return y;
   }
 
   /** x [tokens, k] · dequant(W)ᵀ for W [n, k] quantized here to 8-bit blocks. */
-  private matMulNBits(x: Value, w: Float32Array, n: number, k: number, block: number, hint: string): Value {
+  private matMulNBits(x: Value, w: Float32Array, n: number, k: number, block: number, hint: string, name: string): Value {
     const { int8Activations, explicitZeroPoints } = this.opts.nbits!;
     const q = quantizeNBits(w, n, k, { bits: 8, blockSize: block });
     const data = this.inline('uint8', [n, blocksPerRow(k, block), block], q.data, `${hint}.q8`);
     const scales = this.inline(this.type, [q.scales.length], this.type === 'float32' ? bytesOf(q.scales) : bytesOf(float32ToF16Bits(q.scales)), `${hint}.scales`);
     const zp = explicitZeroPoints ? midZeroPoints(n, k, 8, block) : undefined;
-    return this.g.op('MatMulNBits', [x, data, scales, zp && this.inline('uint8', [zp.length], zp, `${hint}.zero_points`)], nbitsAttrs(n, k, 8, block, int8Activations), { domain: 'com.microsoft', name: 'lora_nbits' });
+    return this.g.op('MatMulNBits', [x, data, scales, zp && this.inline('uint8', [zp.length], zp, `${hint}.zero_points`)], nbitsAttrs(n, k, 8, block, int8Activations), { domain: 'com.microsoft', name });
   }
 
   private constant(data: Float32Array, dims: number[], hint: string): Value {

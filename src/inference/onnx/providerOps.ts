@@ -269,15 +269,24 @@ export interface OpChoices {
   /** `matmul`: query pieces at 1024² with 512 text tokens, and the most a larger job grows to (attentionChunksFor). */
   attentionChunks: number;
   attentionChunksMax: number;
-  /** int8/int4: a Linear's bias as MatMulNBits' own input (index 5) instead of an Add after it (WeightOptions.nbitsBias). */
+  /**
+   * int8/int4: a Linear's bias as MatMulNBits' own input (index 5) instead of an Add after it
+   * (WeightOptions.nbitsBias). WebGPU: 1.151 against 1.186 s/step at 1024², 0.312 against 0.323 at
+   * 512² (H100, one process, A/B/A), the golden errors unchanged; the CPU's optimizer moves the Add
+   * into MatMulNBits itself.
+   */
   nbitsBias: boolean;
   /**
-   * A LoRA branch's two products as 8-bit MatMulNBits instead of float MatMul (graphs/ditLora.ts):
-   * WebGPU's float16 MatMul ran at 31 TFLOP/s where its 8-bit MatMulNBits reached ≈ 160 TOPS (H200,
-   * docs/BENCHMARKS.md), and the profile of a step says the Linears' kernels bound it. The factors
-   * then carry the int8 base's kind of error. Off until measured (device-bench-13.sh abnbits).
+   * A LoRA branch's down-projection (`down`) or both products (`both`) as 8-bit MatMulNBits instead
+   * of float MatMul (graphs/ditLora.ts), beside an int8/int4 base: WebGPU's float16 MatMul ran at
+   * 31 TFLOP/s where its MatMulNBits reached ≈ 160–180 (H100/H200, docs/BENCHMARKS.md), and an H100
+   * profile put two thirds of a rank-32 LoRA's cost in the down-projection (a 32-wide output). Off
+   * everywhere: on WebGPU both forms measured slower than float16 branches (1024², H100, one process:
+   * 1.308 s/step with `down`, 1.324 with `both`, 1.283 float), the tensor-core kernel's 128-wide
+   * tiles leaving a 32-wide output as few workgroups as the float one. The factors then carry the
+   * int8 base's kind of error.
    */
-  loraNbits: boolean;
+  loraNbits: false | 'down' | 'both';
   /**
    * How fp8 weights are decoded (WeightOptions.fp8Decode): the CPU's DequantizeLinear runs on one
    * thread, so a table lookup; WebGPU has no float8 type nor 8/16-bit integer data, so int32
@@ -303,7 +312,7 @@ export function opChoicesFor(ep: ExecutionProvider = 'cpu'): OpChoices {
     attention: webgpu || ep === 'coreml' ? 'matmul' : 'fused',
     attentionChunks: 1,
     attentionChunksMax: webgpu ? 16 : 1,
-    nbitsBias: false,
+    nbitsBias: webgpu,
     loraNbits: false,
     opset: webgpu ? 20 : 21,
     fp8Decode: ep === 'cpu' ? 'lookup' : webgpu ? 'words' : 'dequantize',
