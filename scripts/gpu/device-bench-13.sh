@@ -14,7 +14,7 @@
 #   abbias  plain vs bias in ONE process (bench --tuning-b: A, B, A again), 1024² and 512²
 #   abnbits the LoRA rank 32 with each branch in float16 MatMul vs its down-projection, or both products,
 #           as 8-bit MatMulNBits (loraNbits down / both), one process (A, B, C, A again)
-#   abchunks the DiT alone at 1024² and 512²: attention in 1, 2 and 4 query pieces, one process
+#   abchunks the DiT alone at 1024²: attention in 1, 2 and 4 query pieces, one process
 #           (the GPU memory after the steps: what the pieces save)
 #   golden  the golden tiny model on WebGPU (scripts/gpu/golden-check.ts): every kernel choice's
 #           error, nbitsBias's and the LoRA cases in both branch forms; needs test/fixtures/flux-tiny
@@ -66,7 +66,7 @@ if has abnbits; then
 fi
 if has abchunks; then
   stamp "dit int8 1024 and 512: attention in 1, 2, 4 query pieces, one process"
-  timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024,512 --steps 4 --weights int8 --tuning-b '[{\"attentionChunks\":2},{\"attentionChunks\":4}]' --tag dit-ab-chunks --job-timeout 190"
+  timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --tuning-b '[{\"attentionChunks\":2},{\"attentionChunks\":4}]' --tag dit-ab-chunks --job-timeout 190"
   pack
 fi
 if has golden; then
