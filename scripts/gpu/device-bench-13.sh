@@ -14,6 +14,8 @@
 #   abbias  plain vs bias in ONE process (bench --tuning-b: A, B, A again), 1024² and 512²
 #   abnbits the LoRA rank 32 with each branch in float16 MatMul vs its down-projection, or both products,
 #           as 8-bit MatMulNBits (loraNbits down / both), one process (A, B, C, A again)
+#   absplit the LoRA rank 32: the down-projection as one MatMul vs split 2 and 4 ways side by side
+#           (loraSplit), one process (A, B, C, A again)
 #   abchunks the DiT alone at 1024²: attention in 1, 2 and 4 query pieces, one process
 #           (the GPU memory after the steps: what the pieces save)
 #   golden  the golden tiny model on WebGPU (scripts/gpu/golden-check.ts): every kernel choice's
@@ -62,6 +64,11 @@ fi
 if has abnbits; then
   stamp "lora r32: float16 MatMul vs MatMulNBits branches, one process"
   timeout "$(left 300)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning-b '[{\"loraNbits\":\"down\"},{\"loraNbits\":\"both\"}]' --tag lora-ab-nbits --job-timeout 290"
+  pack
+fi
+if has absplit; then
+  stamp "lora r32: the down-projection split 2 and 4 ways, one process"
+  timeout "$(left 260)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning-b '[{\"loraSplit\":2},{\"loraSplit\":4}]' --tag lora-ab-split --job-timeout 250"
   pack
 fi
 if has abchunks; then

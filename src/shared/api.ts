@@ -78,6 +78,8 @@ export interface DitTuning {
   nbitsBias?: boolean;
   /** LoRA branches' down-projection, or both products, as 8-bit MatMulNBits (OpChoices.loraNbits). */
   loraNbits?: false | 'down' | 'both';
+  /** LoRA down-projections as one product S times wider (OpChoices.loraSplit; 1: off). */
+  loraSplit?: number;
   /** Tensors up to this many bytes are inlined instead of stored in the weight format (0: every Linear is). */
   inlineLimit?: number;
 }

@@ -133,6 +133,24 @@ describe('LoRA branches as 8-bit MatMulNBits (loraNbits)', function () {
     }
   });
 
+  it('loraSplit 2 and 4: the down-projection as one product with S pieces side by side, its diagonal gathered and summed — the float form\'s output (float32 and float16), strength 0 the base bit for bit', async () => {
+    const n = loras[0].branches.size;
+    const split = ops({ loraSplit: 4 });
+    const float = ops({ loraNbits: false });
+    assert.equal(split.matmuls, float.matmuls, 'still one MatMul per product');
+    assert.equal(split.named - float.named, 2 * n, 'a Gather and a ReduceSum more per branch (every Linear of the tiny DiT divides by 4)');
+    for (const s of [2, 4]) {
+      const b = await outputs({ loraSplit: s });
+      const d = compare(b.withLora, floatForm.withLora);
+      assert.ok(d.relL2 < 1e-6, `float32, split ${s}: relative L2 to one MatMul ${d.relL2}`);
+      assertBaseExactly(b.zero);
+    }
+    const f16 = await outputs({ loraNbits: false, compute: 'float16' });
+    const s16 = await outputs({ loraSplit: 4, compute: 'float16' });
+    const d16 = compare(s16.withLora, f16.withLora);
+    assert.ok(d16.relL2 < 2e-3, `float16, split 4: relative L2 to one MatMul ${d16.relL2} (float16 sums in another order)`);
+  });
+
   it('loraNbits with float16 compute (scales in float16): within the int8 error of the float16 float form, strength 0 the float16 base bit for bit', async () => {
     const f16 = await outputs({ loraNbits: false, compute: 'float16' });
     const q = await outputs({ loraNbits: 'both', compute: 'float16' });

@@ -170,6 +170,8 @@ export interface DitBuildOptions {
   nbitsBias?: boolean;
   /** LoRA branches' products as 8-bit MatMulNBits (default per provider, OpChoices.loraNbits). */
   loraNbits?: false | 'down' | 'both';
+  /** LoRA down-projections in S pieces of the inner dimension side by side (default per provider, OpChoices.loraSplit). */
+  loraSplit?: number;
   /** First use: the fraction of the weights converted into the cache so far (prefillDit). */
   onProgress?: (fraction: number) => void;
   /**

@@ -88,6 +88,8 @@ export interface LoraGraphOptions {
    * one. Those factors carry the int8 error.
    */
   nbits?: { products: 'down' | 'both'; block: number; int8Activations: boolean; explicitZeroPoints: boolean };
+  /** Float down-projections in this many pieces of the inner dimension, side by side (splitDown); 1: one MatMul. */
+  split?: number;
 }
 
 /**
@@ -107,6 +109,7 @@ export function loraGraphOptions(tuning: DitTuning, choices: OpChoices, compute:
   const products = tuning.loraNbits ?? (format === 'int8' || format === 'int4' ? choices.loraNbits : false);
   return {
     compute,
+    split: tuning.loraSplit ?? choices.loraSplit,
     ...(products ? { nbits: { products, block: tuning.nbitsBlock ?? choices.nbitsBlock, int8Activations: tuning.int8Activations ?? choices.int8Activations, explicitZeroPoints: choices.explicitZeroPoints } } : {}),
   };
 }
@@ -141,7 +144,10 @@ export class LoraGraph {
         down = this.matMulNBits(x, padded, rp, inFeatures, this.opts.nbits.block, `lora${k}.${linear}.a`, 'lora_down');
         if (rp !== r) down = this.g.op('Slice', [down, this.g.i64([0]), this.g.i64([r]), this.g.i64([-1])], {}, { name: 'lora_slice' });
       } else {
-        down = this.g.op('MatMul', [x, this.constant(transposed(a, r, inFeatures), [inFeatures, r], `lora${k}.${linear}.at`)], {}, { name: 'lora_down' });
+        const s = this.opts.split ?? 1;
+        down = s > 1 && inFeatures % s === 0
+          ? this.splitDown(x, a, r, inFeatures, s, `lora${k}.${linear}.at`)
+          : this.g.op('MatMul', [x, this.constant(transposed(a, r, inFeatures), [inFeatures, r], `lora${k}.${linear}.at`)], {}, { name: 'lora_down' });
       }
       down = this.g.op('Mul', [down, this.strengths[k]], {}, { name: 'lora_strength' });
       // The up-projection's K is the rank: its blocks no longer than it needs. As a float MatMul, onnxruntime fuses it with the Add into one Gemm where the activations are 2-D (MatMulAddFusion).
@@ -152,6 +158,22 @@ export class LoraGraph {
       y = this.g.op('Add', [y, up], {}, { name: 'lora_add' });
     });
     return y;
+  }
+
+  /**
+   * x·Aᵀ with S times the output tiles: x's rows cut into S pieces, [tokens·S, in/S] (a reshape, no
+   * copy), times the S pieces of Aᵀ side by side, [in/S, S·r]; row piece s keeps its product with
+   * piece s (the diagonal of [tokens, S, S, r], gathered, not masked: an off-diagonal product may
+   * overflow float16 and inf·0 is NaN), summed over s. S times the multiply-adds of one MatMul.
+   */
+  private splitDown(x: Value, a: Float32Array, r: number, inFeatures: number, s: number, hint: string): Value {
+    const g = this.g;
+    const w = inFeatures / s;
+    const side = new Float32Array(w * s * r); // [w, s·r]: side[i, p·r + j] = A[j, p·w + i]
+    for (let p = 0; p < s; p++) for (let j = 0; j < r; j++) for (let i = 0; i < w; i++) side[i * s * r + p * r + j] = a[j * inFeatures + p * w + i];
+    const all = g.op('MatMul', [g.op('Reshape', [x, g.i64([-1, w])]), this.constant(side, [w, s * r], `${hint}.side`)], {}, { name: 'lora_down' }); // [tokens·s, s·r]
+    const diagonal = g.op('Gather', [g.op('Reshape', [all, g.i64([-1, s * s, r])]), g.i64(Array.from({ length: s }, (_, p) => p * (s + 1)))], { axis: 1 }, { name: 'lora_diagonal' }); // [tokens, s, r]
+    return g.op('ReduceSum', [diagonal, g.i64([1])], { keepdims: 0 }, { name: 'lora_sum' }); // [tokens, r]
   }
 
   /** x [tokens, k] · dequant(W)ᵀ for W [n, k] quantized here to 8-bit blocks. */

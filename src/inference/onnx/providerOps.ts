@@ -288,6 +288,13 @@ export interface OpChoices {
    */
   loraNbits: false | 'down' | 'both';
   /**
+   * A float LoRA branch's down-projection x·Aᵀ ([tokens, in] · [in, r]) as one product with S times
+   * the output tiles (graphs/ditLora.ts splitDown): the profile put two thirds of a rank-32 LoRA's
+   * cost there, a 32-wide output leaving the provider's kernels few workgroups that each walk all
+   * of `in`. 1 (off) until measured.
+   */
+  loraSplit: number;
+  /**
    * How fp8 weights are decoded (WeightOptions.fp8Decode): the CPU's DequantizeLinear runs on one
    * thread, so a table lookup; WebGPU has no float8 type nor 8/16-bit integer data, so int32
    * words split by integer division (bit-exact, measured 3.1 ms for a [4096, 3072] · [3072, 3072]
@@ -314,6 +321,7 @@ export function opChoicesFor(ep: ExecutionProvider = 'cpu'): OpChoices {
     attentionChunksMax: webgpu ? 16 : 1,
     nbitsBias: webgpu,
     loraNbits: false,
+    loraSplit: 1,
     opset: webgpu ? 20 : 21,
     fp8Decode: ep === 'cpu' ? 'lookup' : webgpu ? 'words' : 'dequantize',
   };
