@@ -15,7 +15,7 @@
 #   abnbits the LoRA rank 32 with each branch in float16 MatMul vs its down-projection, or both products,
 #           as 8-bit MatMulNBits (loraNbits down / both), one process (A, B, C, A again)
 #   absplit the LoRA rank 32: the down-projection as one MatMul vs split 2 and 4 ways side by side
-#           (loraSplit), one process (A, B, C, A again)
+#           (loraSplit), one process (A, B, C, A again); ABSPLIT (a JSON list) for other variants
 #   abchunks the DiT alone at 1024²: attention in 1, 2 and 4 query pieces, one process
 #           (the GPU memory after the steps: what the pieces save)
 #   golden  the golden tiny model on WebGPU (scripts/gpu/golden-check.ts): every kernel choice's
@@ -68,7 +68,8 @@ if has abnbits; then
 fi
 if has absplit; then
   stamp "lora r32: the down-projection split 2 and 4 ways, one process"
-  timeout "$(left 260)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning-b '[{\"loraSplit\":2},{\"loraSplit\":4}]' --tag lora-ab-split --job-timeout 250"
+  sp=${ABSPLIT:-'[{"loraSplit":2},{"loraSplit":4}]'}
+  timeout "$(left 260)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning-b '$sp' --tag lora-ab-split --job-timeout 250"
   pack
 fi
 if has abchunks; then
