@@ -106,6 +106,35 @@ describe('server paths: what a client may name (serverPaths.ts)', () => {
     assert.throws(() => local.inputFile(inputs, 'latentsFile'), /is a folder/);
     assert.throws(() => local.inputFile(path.join(inputs, 'missing.safetensors'), 'latentsFile'), /cannot be read \(ENOENT\)/);
   });
+
+  it('an output path the OS would refuse is refused up front (bad-output\'s message), not thrown as a Node error or met after a whole generation', () => {
+    fs.writeFileSync(path.join(out, 'plain.txt'), 'x');
+    const long = 'd'.repeat(300);
+    const cases: [PathPolicy, string, RegExp][] = [
+      // A remote name: realpath threw ENAMETOOLONG, which reached the client as "failed" with a stack trace.
+      [remote, `${long}/x.png`, /folder or file name of 300 bytes; at most 255/],
+      // Accepted, and failed only when the finished image was saved.
+      [local, path.join(out, long, 'x.png'), /folder or file name of 300 bytes; at most 255/],
+      [local, path.join(out, 'plain.txt', 'x.png'), /goes through "(.*\/)?plain\.txt", which is a file, not a folder/],
+      [remote, 'plain.txt/sub/x.png', /goes through "(.*\/)?plain\.txt", which is a file, not a folder/],
+      // Written as a file named "sub" (no .png) where the client meant a folder.
+      [remote, 'sub/', /names a folder, not a file/],
+      [remote, 'sub/.', /names a folder, not a file/],
+      [local, path.join(out, 'new-folder') + '/', /names a folder, not a file/],
+    ];
+    for (const [policy, name, why] of cases) {
+      let r: ReturnType<PathPolicy['output']> | Error;
+      try {
+        r = policy.output(name);
+      } catch (e) {
+        r = e as Error;
+      }
+      assert.ok(typeof r === 'object' && !(r instanceof Error), `${name.slice(-40)}: ${String(r)}`);
+      assert.match(r.error, why, name.slice(-40));
+      if (policy === remote) assert.ok(!r.error.includes(tmp), `a remote client does not learn the server's folders: ${r.error}`);
+    }
+    assert.equal(remote.output('sub/x.png'), path.join(out, 'sub', 'x.png'), 'a folder that does not exist yet is still fine');
+  });
 });
 
 describe('atomic writes: cancel and crash leftovers (atomicWrite.ts)', () => {

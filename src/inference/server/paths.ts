@@ -39,19 +39,47 @@ export function realish(p: string): string {
   }
 }
 
-/** Why `file` cannot be an output PNG (before any work: a bad name must not cost a whole generation), or undefined. */
-export function outputNameProblem(file: string): string | undefined {
+/** Longest folder or file name most file systems take (bytes). */
+const MAX_NAME_BYTES = 255;
+
+/**
+ * Why no file system would take `p` whatever it holds — a NUL, a folder or file name past 255
+ * bytes — or undefined. Checked before anything else: Node would throw with the whole resolved path
+ * (the server's folders), or the name would fail only when the finished image is saved.
+ */
+export function pathNameProblem(p: string, what: string): string | undefined {
+  if (p.includes('\0')) return `${what} contains a NUL character`;
+  const long = p.split(/[\\/]/).find((name) => Buffer.byteLength(name) > MAX_NAME_BYTES);
+  return long === undefined ? undefined : `${what} ${JSON.stringify(p)} has a folder or file name of ${Buffer.byteLength(long)} bytes; at most ${MAX_NAME_BYTES} are allowed`;
+}
+
+/**
+ * Why `file` cannot be an output PNG (before any work: a bad name must not cost a whole generation),
+ * or undefined. `base`: a remote client's output folder, which its messages name paths relative to.
+ */
+export function outputNameProblem(file: string, base?: string): string | undefined {
   if (file.includes('\0')) return 'output contains a NUL character';
   const name = path.basename(file);
   if (Buffer.byteLength(name) > MAX_OUTPUT_NAME_BYTES) return `output file name is ${Buffer.byteLength(name)} bytes long; at most ${MAX_OUTPUT_NAME_BYTES} are allowed (room is kept for the temporary file's name)`;
+  const shown = (p: string) => JSON.stringify(base === undefined ? p : path.relative(base, p));
   let st: fs.Stats | undefined;
   try {
     st = fs.statSync(file);
-  } catch {
-    return undefined; // not there yet: the usual case
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined; // not there yet: the usual case (missing folders are made)
+    if (code === 'ENOTDIR') return `output ${shown(file)} goes through ${shown(fileOnTheWay(file))}, which is a file, not a folder`;
+    return `output ${shown(file)} cannot be written (${code ?? 'error'})`;
   }
-  if (st.isDirectory()) return `output ${JSON.stringify(file)} is an existing folder; name a file inside it`;
+  if (st.isDirectory()) return `output ${shown(file)} is an existing folder; name a file inside it`;
   return undefined;
+}
+
+/** The outermost folder on the way to `file` that is a file instead. */
+function fileOnTheWay(file: string): string {
+  const folders: string[] = [];
+  for (let p = path.dirname(file); path.dirname(p) !== p; p = path.dirname(p)) folders.unshift(p);
+  return folders.find((p) => fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() === false) ?? path.dirname(file);
 }
 
 /** An input file must be a regular file: opening a FIFO or a device would block or never end. */
@@ -117,6 +145,11 @@ export class PathPolicy {
   /** The absolute output path for a job, or why it is refused. */
   output(output: string): string | { error: string } {
     if (output.includes('\0')) return { error: 'output contains a NUL character' };
+    // "sub/" or "sub/." would be written as a file named "sub".
+    if (/[\\/]$|(^|[\\/])\.\.?$/.test(output)) return { error: `output ${JSON.stringify(output)} names a folder, not a file; name a file inside it (like ${JSON.stringify(path.join(output, 'image.png'))})` };
+    const folders = path.dirname(output);
+    const named = folders === '.' ? undefined : pathNameProblem(folders, 'output');
+    if (named) return { error: named };
     let abs: string;
     if (this.remote) {
       abs = path.resolve(this.remote.output, output);
@@ -125,7 +158,7 @@ export class PathPolicy {
       if (!path.isAbsolute(output)) return { error: `output must be an absolute path, got ${JSON.stringify(output)}` };
       abs = path.resolve(output);
     }
-    const problem = outputNameProblem(abs);
+    const problem = outputNameProblem(abs, this.remote?.output);
     return problem ? { error: problem } : abs;
   }
 
@@ -134,8 +167,9 @@ export class PathPolicy {
     if (this.remote && !this.writable(file)) throw new UserError(`output ${JSON.stringify(file)} now leads outside the server's output folder (a symbolic link?); not writing it`);
   }
 
+  /** A path whose real path cannot be found (a symlink loop, no permission) is not inside. */
   private writable(abs: string): boolean {
-    return isInside(realish(this.remote!.output), realish(abs));
+    return resolves(() => isInside(realish(this.remote!.output), realish(abs)));
   }
 
   private readable(abs: string): boolean {
@@ -144,5 +178,13 @@ export class PathPolicy {
       const r = realish(root);
       return real === r || isInside(r, real);
     });
+  }
+}
+
+function resolves(inside: () => boolean): boolean {
+  try {
+    return inside();
+  } catch {
+    return false;
   }
 }
