@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { cleanStaleTemps, writePngAtomic } from '../../src/inference/system/atomicWrite';
 import { isInside, MAX_OUTPUT_NAME_BYTES, PathPolicy, remoteRoots } from '../../src/inference/server/paths';
+import { UserError } from '../../src/shared/api';
 
 const posix = process.platform === 'win32' ? it.skip : it;
 
@@ -134,6 +135,19 @@ describe('server paths: what a client may name (serverPaths.ts)', () => {
       if (policy === remote) assert.ok(!r.error.includes(tmp), `a remote client does not learn the server's folders: ${r.error}`);
     }
     assert.equal(remote.output('sub/x.png'), path.join(out, 'sub', 'x.png'), 'a folder that does not exist yet is still fine');
+  });
+
+  it('a NUL in an input or model path gets a plain message naming the field, not Node\'s with the server\'s path; a remote client\'s refusals name the file as it sent it', () => {
+    for (const policy of [remote, local]) {
+      assert.throws(() => policy.inputFile('a\0b.safetensors', 'job.params.latentsFile'), (e: Error) => e instanceof UserError && /^job\.params\.latentsFile contains a NUL character/.test(e.message) && !e.message.includes(tmp));
+    }
+    assert.throws(() => remote.modelSpec({ dir: 'a\0b' }), (e: Error) => e instanceof UserError && /^model\.dir contains a NUL character/.test(e.message));
+    assert.throws(() => remote.inputFile(`${'d'.repeat(300)}/x.safetensors`, 'job.params.image'), (e: Error) => e instanceof UserError && /folder or file name of 300 bytes/.test(e.message));
+    // Was: job.params.latentsFile "/…/inputs/missing.safetensors" cannot be read — the inputs folder's place on the server.
+    assert.throws(() => remote.inputFile('missing.safetensors', 'job.params.latentsFile'), (e: Error) => /"missing\.safetensors" cannot be read \(ENOENT\)/.test(e.message) && !e.message.includes(tmp));
+    fs.mkdirSync(path.join(out, 'shown.png'));
+    assert.ok(!(remote.output('shown.png') as { error: string }).error.includes(tmp));
+    assert.match((local.output(path.join(out, 'shown.png')) as { error: string }).error, /existing folder/, 'the owner sees the whole path');
   });
 });
 

@@ -83,15 +83,15 @@ function fileOnTheWay(file: string): string {
 }
 
 /** An input file must be a regular file: opening a FIFO or a device would block or never end. */
-export function regularFileProblem(file: string, what: string, expected = 'a .safetensors file'): string | undefined {
+export function regularFileProblem(file: string, what: string, expected = 'a .safetensors file', shown = file): string | undefined {
   let st: fs.Stats;
   try {
     st = fs.statSync(file);
   } catch (e) {
-    return `${what} ${JSON.stringify(file)} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`;
+    return `${what} ${JSON.stringify(shown)} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`;
   }
   const kind = notRegularKind(st);
-  return kind && `${what} ${JSON.stringify(file)} ${notRegularProblem(kind)}; name ${expected}`;
+  return kind && `${what} ${JSON.stringify(shown)} ${notRegularProblem(kind)}; name ${expected}`;
 }
 
 export interface RemoteRoots {
@@ -122,9 +122,12 @@ export class PathPolicy {
 
   /** An input file a job reads, resolved; refuses (UserError) what it may not name or what is not a regular file (`expected`: what to name instead). */
   inputFile(file: string, what: string, expected?: string): string {
+    const named = pathNameProblem(file, what);
+    if (named) throw new UserError(named);
     const abs = this.remote ? path.resolve(this.remote.inputs, file) : path.resolve(file);
     if (this.remote && !this.readable(abs)) throw new UserError(`${what} ${JSON.stringify(file)} is outside the folders this server reads from; put it in the server's inputs folder (serve --inputs-dir) and name it relative to that`);
-    const problem = regularFileProblem(abs, what, expected);
+    // A remote client learns nothing of where the server's folders are: the file as it named it.
+    const problem = regularFileProblem(abs, what, expected, this.remote ? file : abs);
     if (problem) throw new UserError(problem);
     return abs;
   }
@@ -136,6 +139,8 @@ export class PathPolicy {
     if (spec.demo !== undefined) throw new UserError('model.demo: a remote client cannot have this server write the demo model; start the server with --model to choose the model there');
     for (const key of ['dir', 'transformer', 'vae', 'textEncoder', 'textEncoder2', 'tokenizer', 'tokenizer2'] as const) {
       const p = spec[key];
+      const named = p === undefined ? undefined : pathNameProblem(p, `model.${key}`);
+      if (named) throw new UserError(named);
       if (p !== undefined && !this.readable(path.resolve(p))) {
         throw new UserError(`model.${key} ${JSON.stringify(p)} is outside the folders this server reads models from; start the server with --model (or --models-dir) to choose the model there`);
       }
@@ -173,10 +178,12 @@ export class PathPolicy {
   }
 
   private readable(abs: string): boolean {
-    const real = realish(abs);
-    return this.remote!.read.some((root) => {
-      const r = realish(root);
-      return real === r || isInside(r, real);
+    return resolves(() => {
+      const real = realish(abs);
+      return this.remote!.read.some((root) => {
+        const r = realish(root);
+        return real === r || isInside(r, real);
+      });
     });
   }
 }
