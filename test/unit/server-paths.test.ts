@@ -8,6 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { cleanStaleTemps, writePngAtomic } from '../../src/inference/system/atomicWrite';
 import { isInside, MAX_OUTPUT_NAME_BYTES, PathPolicy, remoteRoots } from '../../src/inference/server/paths';
+import { ServerDownloads } from '../../src/inference/server/downloads';
+import type { Session } from '../../src/inference/server/connection';
 import { UserError } from '../../src/shared/api';
 
 const posix = process.platform === 'win32' ? it.skip : it;
@@ -148,6 +150,29 @@ describe('server paths: what a client may name (serverPaths.ts)', () => {
     fs.mkdirSync(path.join(out, 'shown.png'));
     assert.ok(!(remote.output('shown.png') as { error: string }).error.includes(tmp));
     assert.match((local.output(path.join(out, 'shown.png')) as { error: string }).error, /existing folder/, 'the owner sees the whole path');
+  });
+
+  posix('a download goes only into the models folder: NUL refused, a symlink in it that leads out refused (real paths are compared)', () => {
+    const sent: unknown[] = [];
+    const session = { send: (m: unknown) => sent.push(m) } as unknown as Session;
+    const downloads = new ServerDownloads(() => undefined);
+    fs.symlinkSync(elsewhere, path.join(models, 'link-out'));
+    const place = { remote: true, modelsDir: models };
+    try {
+      for (const [dest, why] of [
+        ['link-out', /outside the server's models folder/],
+        ['link-out/deeper', /outside the server's models folder/],
+        ['a\0b', /contains a NUL character/],
+      ] as const) {
+        const r = downloads.start(session, 1, { model: 'flux1-dev', dest }, place);
+        assert.equal(r?.code, 'bad-output', `${dest}: ${JSON.stringify(r)}`);
+        assert.match(r.message, why);
+      }
+      assert.match(downloads.start(session, 1, { model: 'flux1-dev', dest: '/tmp/a\0b' }, { remote: false })?.message ?? '', /contains a NUL character/);
+      assert.deepEqual(sent, [], 'nothing started');
+    } finally {
+      downloads.cancelOf();
+    }
   });
 });
 

@@ -9,7 +9,7 @@ import type { ErrorCode, LogLevel } from '../../shared/protocol';
 import { DownloadError } from '../models/hubErrors';
 import { downloadModel, planModelDownload } from '../models/service';
 import type { Session } from './connection';
-import { isInside } from './paths';
+import { isInside, pathNameProblem, realish } from './paths';
 
 export interface DownloadPlace {
   /** A TCP server: downloads go only inside `modelsDir`, named relative to it. */
@@ -27,11 +27,13 @@ export class ServerDownloads {
   /** Starts a download for `session` (its reply and events go there); or says why not. */
   start(session: Session, id: number, request: DownloadRequest, place: DownloadPlace): { code: ErrorCode; message: string } | undefined {
     let dest = request.dest;
+    const named = pathNameProblem(dest, 'download folder');
+    if (named) return { code: 'bad-output', message: named };
     if (place.remote) {
       const root = place.modelsDir;
       if (!root) return { code: 'failed', message: 'This server does not accept downloads: start it with --models-dir DIR to allow them.' };
       dest = path.resolve(root, request.dest);
-      if (dest !== path.resolve(root) && !isInside(root, dest)) return { code: 'bad-output', message: `download folder ${JSON.stringify(request.dest)} is outside the server's models folder` };
+      if (!insideOrAt(root, dest)) return { code: 'bad-output', message: `download folder ${JSON.stringify(request.dest)} is outside the server's models folder` };
     } else if (!path.isAbsolute(dest)) {
       return { code: 'bad-output', message: `download folder must be an absolute path, got ${JSON.stringify(dest)}` };
     }
@@ -83,5 +85,15 @@ export class ServerDownloads {
   /** Stops the session's downloads (all of them without one). */
   cancelOf(session?: Session): void {
     for (const d of this.active.values()) if (!session || d.owner === session) d.controller.abort();
+  }
+}
+
+/** `dest` is `root` or below it, also once symlinks are resolved (a link in the models folder may lead out). */
+function insideOrAt(root: string, dest: string): boolean {
+  const within = (r: string, d: string) => d === r || isInside(r, d);
+  try {
+    return within(path.resolve(root), dest) && within(realish(root), realish(dest));
+  } catch {
+    return false;
   }
 }
