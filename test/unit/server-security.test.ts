@@ -339,6 +339,53 @@ describe('inference server against hostile clients (issue 16)', function () {
     }
   });
 
+  // A peer that writes and never reads: every reply used to be buffered in the server (about 1 GB
+  // in 8 s from a client that had not even authenticated), and closing it after the hello timeout
+  // waited for a flush that never came, so the socket and that memory stayed.
+  posix('a client that sends without reading does not grow the server\'s memory, and is disconnected after the hello timeout', async function () {
+    this.timeout(60_000);
+    const log = { text: '' };
+    const { child, port } = await startServe(['--token', 'flood-token-1234', '--output-dir', path.join(tmp, 'flood-out')], log);
+    const rssMb = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
+    try {
+      const sock = net.connect(port, '127.0.0.1');
+      await new Promise((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+      sock.pause(); // reads nothing
+      const closed = new Promise<number>((resolve) => sock.once('close', () => resolve(Date.now())));
+      sock.on('error', () => undefined);
+      const t0 = Date.now();
+      const start = rssMb();
+      const lines = Buffer.from('{"id":1,"type":"ping"}\n'.repeat(10_000));
+      let peak = start;
+      while (Date.now() - t0 < 4000 && !sock.destroyed) {
+        // Whether the write is taken or held: measure every 100 ms.
+        const wrote = sock.write(lines);
+        if (!wrote) {
+          await new Promise<void>((resolve) => {
+            const go = () => {
+              sock.off('drain', go);
+              resolve();
+            };
+            sock.once('drain', go);
+            setTimeout(go, 100);
+          });
+        }
+        peak = Math.max(peak, rssMb());
+      }
+      assert.ok(peak - start < 100, `the server grew by ${Math.round(peak - start)} MiB buffering replies nobody reads`);
+      const at = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(NaN), 25_000))]);
+      assert.ok(at - t0 < 20_000, `disconnected ${(at - t0) / 1000} s after connecting (hello timeout 10 s)`);
+      assert.equal(child.exitCode, null, 'still running');
+      const peer = await Peer.tcp(port);
+      assert.equal((await peer.request({ type: 'hello', protocol: 1, client: 'next', token: 'flood-token-1234', heartbeatMs: 0 })).type, 'hello', 'the next client is served');
+    } catch (err) {
+      process.stderr.write(log.text.slice(-3000));
+      throw err;
+    } finally {
+      await stop(child);
+    }
+  });
+
   describe('stdio server with the golden model', () => {
     function startLocal(args: string[] = [], env: Record<string, string> = {}): { child: ChildProcess; peer: Peer; stderr: { text: string } } {
       const child = spawn(process.execPath, [SERVER, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });

@@ -5,19 +5,29 @@ import { encodeMessage, LineSplitter, MAX_LINE_BYTES } from '../../shared/ndjson
 import type { ServerMessage } from '../../shared/protocol';
 
 export interface Sink {
+  /** false: the data is held in memory until the peer reads (a stream's backpressure). */
   write(data: string, cb?: (err?: Error | null) => void): unknown;
   end?(cb?: () => void): unknown;
+  /** 'drain': what was held has been handed to the OS. */
+  once?(event: 'drain', listener: () => void): unknown;
+  /** Drops what is held and closes, for a peer that reads nothing. */
+  destroy?(): unknown;
 }
+
+/** How long a close waits for a peer to read what it was sent before the connection is dropped. */
+const CLOSE_FLUSH_MS = 5_000;
 
 export class Connection {
   /** No more sends. */
   private closed = false;
   /** onEnd has run. */
   private ended = false;
+  /** Reading stopped until the peer reads our replies. */
+  private held = false;
   readonly splitter: LineSplitter;
 
   constructor(
-    input: NodeJS.ReadableStream,
+    private readonly input: NodeJS.ReadableStream,
     private readonly sink: Sink,
     onLine: (line: string) => void,
     onOverflow: (bytes: number) => void,
@@ -42,8 +52,23 @@ export class Connection {
 
   send(msg: ServerMessage): void {
     if (this.closed) return;
-    this.sink.write(encodeMessage(msg), (err) => {
+    const taken = this.sink.write(encodeMessage(msg), (err) => {
       if (err) this.finish();
+    });
+    if (taken === false) this.holdInput();
+  }
+
+  /**
+   * The peer sends requests faster than it reads the replies: stop reading its requests until they
+   * drain. Otherwise every reply to a peer that never reads stays in this process's memory.
+   */
+  private holdInput(): void {
+    if (this.held || !this.sink.once) return;
+    this.held = true;
+    this.input.pause();
+    this.sink.once('drain', () => {
+      this.held = false;
+      if (!this.ended) this.input.resume();
     });
   }
 
@@ -53,11 +78,20 @@ export class Connection {
     return new Promise((resolve) => this.sink.write('', () => resolve()));
   }
 
-  /** Flushes, ends the output and reports the end (once). */
+  /** Flushes, ends the output and reports the end (once); a peer that reads nothing is dropped after CLOSE_FLUSH_MS. */
   async close(): Promise<void> {
-    await this.flush();
+    const ended = (async () => {
+      await this.flush();
+      this.closed = true;
+      await new Promise<void>((resolve) => (this.sink.end ? this.sink.end(() => resolve()) : resolve()));
+      return true;
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), CLOSE_FLUSH_MS)));
+    const inTime = await Promise.race([ended, late]);
+    clearTimeout(timer);
     this.closed = true;
-    await new Promise<void>((resolve) => (this.sink.end ? this.sink.end(() => resolve()) : resolve()));
+    if (!inTime) this.sink.destroy?.();
     this.finish();
   }
 

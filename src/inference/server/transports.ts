@@ -14,7 +14,7 @@ function claimStdout(): Sink {
   const write = out.write.bind(out) as (data: string, cb?: (err?: Error | null) => void) => boolean;
   out.write = ((chunk: string | Uint8Array, encoding?: BufferEncoding | ((err?: Error | null) => void), cb?: (err?: Error | null) => void) =>
     typeof encoding === 'function' ? process.stderr.write(chunk, encoding) : process.stderr.write(chunk, encoding as BufferEncoding, cb)) as typeof out.write;
-  return { write: (data, cb) => write(data, cb) };
+  return { write: (data, cb) => write(data, cb), once: (event, listener) => out.once(event, listener) };
 }
 
 /** Serves one client over a pipe pair (stdio or fd); resolves with the exit code when it is over. */
@@ -26,7 +26,7 @@ export function servePipe(transport: 'stdio' | 'fd', opts: ServerOptions & { fd?
     if (transport === 'fd') {
       const socket = new net.Socket({ fd: opts.fd ?? 3, readable: true, writable: true });
       input = socket;
-      sink = { write: (d, cb) => socket.write(d, cb), end: (cb) => socket.end(cb) };
+      sink = { write: (d, cb) => socket.write(d, cb), end: (cb) => socket.end(cb), once: (event, listener) => socket.once(event, listener), destroy: () => socket.destroy() };
     } else {
       sink = claimStdout();
       input = process.stdin;
