@@ -192,6 +192,26 @@ describe('inference server against hostile clients (issue 16)', function () {
       assert.deepEqual([meta?.image, meta?.width], ['photo.png', 64], 'as named, not the server\'s path; the size is the image\'s');
     });
 
+    // Checked when the request arrived, the file was read by name when the job ran, maybe minutes later.
+    posix('an input replaced by a symlink that leads out while its job waits in the queue is not read', async () => {
+      const png = path.join(GOLDEN_MODELS, '..', 'cases', 'pipeline-2.png');
+      fs.copyFileSync(png, path.join(elsewhere, 'private.png'));
+      fs.copyFileSync(png, path.join(inputs, 'swapped.png'));
+      // A job in front, long enough for the swap to happen while the next one waits.
+      const first = await peer.request({ type: 'generate', job: { params: { prompt: 'in front', seed: 1, steps: 6, width: 1024, height: 1024 }, output: 'front.png' } });
+      const q = await peer.request({ type: 'generate', job: { params: { prompt: 'x', seed: 1, steps: 1, image: 'swapped.png', strength: 1 }, output: 'swapped.png' } });
+      assert.equal(q.type, 'queued', JSON.stringify(q));
+      fs.rmSync(path.join(inputs, 'swapped.png'));
+      fs.symlinkSync(path.join(elsewhere, 'private.png'), path.join(inputs, 'swapped.png'));
+      assert.ok(!peer.messages.some((m) => m.jobId === q.jobId && m.event === 'started'), 'the swap happened while the job was queued');
+      assert.equal((await peer.final(first.jobId!, 60_000)).event, 'done');
+      const end = await peer.final(q.jobId!, 60_000);
+      assert.equal(end.event, 'failed', JSON.stringify(end));
+      assert.match(end.message!, /job\.params\.image now leads outside the folders this server reads from/);
+      assert.ok(!end.message!.includes(tmp), end.message);
+      assert.ok(!fs.existsSync(path.join(out, 'swapped.png')));
+    });
+
     it('a LoRA file outside the allowed folders is refused before queueing, and nothing of the file comes back', async () => {
       for (const f of [path.join(elsewhere, 'shadow'), '../elsewhere/shadow']) {
         const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64, loras: [{ path: f, strength: 1 }] }, output: 'x.png' } });

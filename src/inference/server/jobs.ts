@@ -182,6 +182,7 @@ export class JobQueue {
       if (signal.aborted) throw new CancelledError();
       // First job into a folder: temp files a killed writer left there go (the folder may not exist yet).
       await this.sweep(path.dirname(job.output));
+      this.recheckInputs(job.request);
       const pipeline = await this.pipeline();
       const every = job.request.previewEvery ?? 0;
       const result = await pipeline.generate(job.request.params, {
@@ -222,6 +223,14 @@ export class JobQueue {
         this.finish(job, { type: 'event', event: 'failed', jobId, message: `Generation failed: ${e.message.split('\n')[0]}`, ...(e.stack ? { detail: e.stack } : {}) });
       }
     }
+  }
+
+  /** The inputs were checked when the job was accepted; a symlink put in their place since must not lead out. */
+  private recheckInputs({ params }: JobRequest): void {
+    const paths = this.host.paths;
+    if (params.latentsFile !== undefined) paths.assertReadable(params.latentsFile, 'job.params.latentsFile');
+    if (params.image !== undefined) paths.assertReadable(params.image, 'job.params.image');
+    params.loras?.forEach((l, i) => paths.assertReadable(l.path, `job.params.loras[${i}].path`));
   }
 
   private async save(job: Job, result: GenerateResult, signal: AbortSignal): Promise<{ file: string; png?: Buffer; timing: StageTiming }> {

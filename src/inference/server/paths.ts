@@ -129,7 +129,8 @@ export class PathPolicy {
     // A remote client learns nothing of where the server's folders are: the file as it named it.
     const problem = regularFileProblem(abs, what, expected, this.remote ? file : abs);
     if (problem) throw new UserError(problem);
-    return abs;
+    // The file itself, not its name: a symlink put at the name later changes nothing.
+    return this.remote ? realish(abs) : abs;
   }
 
   /** Refuses (UserError) a model a remote client names outside the allowed folders. */
@@ -165,6 +166,11 @@ export class PathPolicy {
     }
     const problem = outputNameProblem(abs, this.remote?.output);
     return problem ? { error: problem } : abs;
+  }
+
+  /** Just before a job reads its inputs: a symlink made while it waited in the queue must not lead out either. */
+  assertReadable(file: string, what: string): void {
+    if (this.remote && !this.readable(file)) throw new UserError(`${what} now leads outside the folders this server reads from (a symbolic link?); not reading it`);
   }
 
   /** Just before writing: a symlink made since the job was accepted must not lead out either. */
