@@ -16,6 +16,7 @@ import { ServerClient } from '../../src/extension/serverClient';
 import { JobFailedError } from '../../src/extension/serverErrors';
 import { mutate, randomValue, rng } from '../helpers/fuzz';
 import { GOLDEN_MODELS } from '../helpers/golden';
+import { writeSafetensors } from '../helpers/writeSafetensors';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SERVER = path.join(ROOT, 'dist', 'server.js');
@@ -210,6 +211,23 @@ describe('inference server against hostile clients (issue 16)', function () {
       assert.match(end.message!, /job\.params\.image now leads outside the folders this server reads from/);
       assert.ok(!end.message!.includes(tmp), end.message);
       assert.ok(!fs.existsSync(path.join(out, 'swapped.png')));
+    });
+
+    // A damaged latents file was "Generation failed" with a stack trace, and read only after the text encoders ran.
+    it('a latents file that is damaged or of the wrong shape fails as the user\'s file, before the text encoders, without a stack trace', async () => {
+      fs.writeFileSync(path.join(inputs, 'damaged.safetensors'), 'garbage, not a safetensors file');
+      writeSafetensors(path.join(inputs, 'wrong-shape.safetensors'), { initial_latents: { dtype: 'F32', shape: [1, 4, 64] } });
+      for (const [file, why] of [
+        ['damaged.safetensors', /^Cannot read the latents file .*damaged\.safetensors: not a safetensors file/],
+        ['wrong-shape.safetensors', /wrong-shape\.safetensors: initial_latents has shape \[1,4,64\] but this image size needs \[1, 16, 64\]/],
+      ] as const) {
+        const q = await peer.request({ type: 'generate', job: { params: { prompt: `never encoded ${file}`, seed: 1, steps: 1, width: 64, height: 64, latentsFile: file }, output: 'latents.png' } });
+        const end = await peer.final(q.jobId!, 60_000);
+        assert.equal(end.event, 'failed', JSON.stringify(end));
+        assert.match(end.message!, why);
+        assert.ok(!/\n\s+at /.test((end as { detail?: string }).detail ?? ''), `no stack trace: ${JSON.stringify(end)}`);
+        assert.ok(!peer.messages.some((m) => m.jobId === q.jobId && m.event === 'stage' && m.stage === 'text'), 'no prompt encoding for a job that cannot run');
+      }
     });
 
     it('a LoRA file outside the allowed folders is refused before queueing, and nothing of the file comes back', async () => {

@@ -3,8 +3,19 @@
 
 import { UserError } from '../../shared/api';
 import { SafetensorsFile } from '../formats/safetensors';
+import { SafetensorsError } from '../formats/safetensorsHeader';
 
 export function readInitialLatents(file: string, tokens: number): Float32Array {
+  try {
+    return readLatents(file, tokens);
+  } catch (e) {
+    // The user's file, not a fault of ours: said as such, without a stack trace.
+    if (e instanceof SafetensorsError) throw new UserError(`Cannot read the latents file ${e.message}`);
+    throw e;
+  }
+}
+
+function readLatents(file: string, tokens: number): Float32Array {
   const f = SafetensorsFile.open(file);
   try {
     if (!f.has('initial_latents')) throw new UserError(`${file} has no "initial_latents" tensor`);

@@ -186,13 +186,13 @@ export class FluxPipeline {
     const pixels = source && (await inputImageTensor(source, width, height, params.imageFit));
     // The negative prompt too when true CFG runs: same encoders, same cache, one text stage.
     const cfg = trueCfgOn(params);
-    // Read now: a damaged scheduler_config.json must not cost a prompt encoding either.
+    // Read now: a damaged scheduler_config.json must not cost a prompt encoding either, nor a damaged latents file.
     await this.schedulerConfig();
+    const shape = latentShape(width, height);
+    const noise = params.latentsFile ? readInitialLatents(params.latentsFile, shape.tokens) : initialLatents(seed, width, height);
     const [emb, negEmb] = await this.embed(job, cfg ? [params.prompt, params.negativePrompt] : [params.prompt], t5MaxLength, loras.clipKey);
     const guide = { neg: negEmb, scale: params.trueCfgScale, loras };
 
-    const shape = latentShape(width, height);
-    const noise = params.latentsFile ? readInitialLatents(params.latentsFile, shape.tokens) : initialLatents(seed, width, height);
     const schedule = flowMatchSchedule({ steps, width, height, shift, config: await this.schedulerConfig() });
     let latents = noise;
     let from = 0;
