@@ -83,8 +83,8 @@ function deadPid(): number {
 }
 
 /** Starts `serve`; resolves with its port once it listens. */
-async function startServe(args: string[], log: { text: string }): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [SERVER, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function startServe(args: string[], log: { text: string }, env: Record<string, string> = {}): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [SERVER, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   child.stderr!.on('data', (c: Buffer) => (log.text += c.toString()));
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
@@ -122,7 +122,7 @@ describe('inference server against hostile clients (issue 16)', function () {
     const log = { text: '' };
     let serve: ChildProcess;
     let port: number;
-    let out: string, inputs: string, models: string, elsewhere: string, ownerCache: string;
+    let out: string, inputs: string, models: string, elsewhere: string, ownerCache: string, ownerStore: string;
     let peer: Peer;
     let staleTemp: string;
     const secret = 'root:$6$saltsalt$SECRETHASH:19000:0:99999:7:::\n';
@@ -132,13 +132,16 @@ describe('inference server against hostile clients (issue 16)', function () {
       [out, inputs, models, elsewhere, ownerCache] = ['out', 'inputs', 'models', 'elsewhere', 'owner-cache'].map((d) => path.join(tmp, d));
       for (const d of [out, inputs, elsewhere]) fs.mkdirSync(d);
       fs.cpSync(GOLDEN_MODELS, path.join(models, 'tiny'), { recursive: true });
+      // The owner's own models, which this client was not given.
+      ownerStore = path.join(elsewhere, 'owner-models');
+      fs.cpSync(GOLDEN_MODELS, path.join(ownerStore, 'private-model'), { recursive: true });
       fs.writeFileSync(path.join(elsewhere, 'shadow'), secret);
       fs.copyFileSync(path.join(GOLDEN_MODELS, 'ae.safetensors'), path.join(elsewhere, 'weights.safetensors'));
       // A complete PNG that a writer killed with -9 left behind, and one of a live process.
       staleTemp = path.join(out, `.old.png.${deadPid()}-0123456789ab.tmp`);
       fs.writeFileSync(staleTemp, 'png');
       fs.writeFileSync(path.join(out, `.live.png.${process.pid}-0123456789ab.tmp`), 'png');
-      ({ child: serve, port } = await startServe(['--token', token, '--output-dir', out, '--inputs-dir', inputs, '--models-dir', models, '--cache', ownerCache], log));
+      ({ child: serve, port } = await startServe(['--token', token, '--output-dir', out, '--inputs-dir', inputs, '--models-dir', models, '--cache', ownerCache], log, { MAJICFLUX_MODELS_DIR: ownerStore }));
       peer = await Peer.tcp(port);
       const hello = await peer.request({ type: 'hello', protocol: 1, client: 'hostile', token, heartbeatMs: 0, settings: { model: { dir: path.join(models, 'tiny') }, weights: 'fp32', ep: 'cpu', memory: 'sequential' } });
       assert.equal(hello.type, 'hello');
@@ -164,6 +167,15 @@ describe('inference server against hostile clients (issue 16)', function () {
       assert.deepEqual([r.type, r.code], ['error', 'failed'], JSON.stringify(r));
       assert.match(r.message!, /model\.transformer .* is outside the folders this server reads models from/);
       assert.ok(!JSON.stringify(r).includes(sha));
+    });
+
+    // It listed every model on the owner's disks, with their paths, though using one fails the job.
+    it('models lists what the client may use (the models folder\'s), not the owner\'s other models and where they are', async () => {
+      const r = (await peer.request({ type: 'models' })) as Msg & { found?: { root: string; spec: { dir?: string } }[] };
+      assert.equal(r.type, 'models', JSON.stringify(r).slice(0, 500));
+      assert.ok(r.found!.some((m) => m.root === path.join(models, 'tiny')), JSON.stringify(r.found!.map((m) => m.root)));
+      assert.ok(!JSON.stringify(r).includes(ownerStore), `lists the owner's models: ${JSON.stringify(r.found!.map((m) => m.root))}`);
+      for (const m of r.found!) assert.ok(m.root.startsWith(models + path.sep), m.root);
     });
 
     it('a latentsFile outside the allowed folders is refused before queueing, and nothing of the file comes back', async () => {

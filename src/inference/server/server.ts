@@ -196,8 +196,11 @@ export class InferenceServer {
         const s = this.settings;
         // The demo model is not one to list (its files may not even be written yet).
         const configured = s && s.model.demo === undefined ? this.allowedModel(s.model) : undefined;
-        const r = await findModels({ configured, ...(this.remote ? {} : req.search), gpuMemory: s?.gpuMemory });
-        return session.send({ id: req.id, type: 'models', ...r });
+        // A TCP client's paths mean nothing here; it sees what it may use: the models folder's, not the owner's others.
+        const search = this.remote ? { searchPaths: this.opts.modelsDir ? [this.opts.modelsDir] : [] } : req.search;
+        const r = await findModels({ configured, ...search, gpuMemory: s?.gpuMemory });
+        const found = this.remote ? r.found.filter((m) => this.allowedModel(m.spec)) : r.found;
+        return session.send({ id: req.id, type: 'models', ...r, found });
       }
       case 'check': {
         const spec = req.model && !this.opts.fixedModel ? req.model : this.settings?.model;
