@@ -33,6 +33,8 @@ export const EXTENSION_MAY_LOAD = [
   'src/inference/formats/promptCheck',
   // The never-overwrite naming rule (name-1.png, …) the extension and the server share: node:fs only.
   'src/inference/system/freeName',
+  // Saving what a remote server sent back, atomically (temp file, fsync, link): node:fs and node:crypto only.
+  'src/inference/system/atomicWrite',
 ];
 
 const NATIVE = ['onnxruntime-node', 'sharp'];

@@ -1,8 +1,9 @@
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { firstFreeName, numberedName, writeNewFile } from '../../src/inference/system/freeName';
-import { uniquePath } from '../../src/inference/system/atomicWrite';
+import { firstFreeName, numberedName } from '../../src/inference/system/freeName';
+import { uniquePath, writeNewFile } from '../../src/inference/system/atomicWrite';
 import { OutputReservations } from '../../src/extension/output';
 import { tempDir } from '../helpers/writeSafetensors';
 
@@ -47,6 +48,18 @@ describe('never-overwrite naming (system/freeName.ts)', () => {
     const written = await Promise.all(Array.from({ length: 12 }, (_, i) => writeNewFile(file, Buffer.from(String(i)))));
     assert.equal(new Set(written).size, 12);
     assert.deepEqual(written.map((p) => fs.readFileSync(p, 'utf8')).sort((a, b) => Number(a) - Number(b)), Array.from({ length: 12 }, (_, i) => String(i)));
+  });
+
+  // What a remote server sends back is saved by the extension with writeNewFile: a write that stopped
+  // midway (disk full, the editor killed) left a truncated PNG under the name the user opens.
+  (process.platform === 'win32' ? it.skip : it)('writeNewFile leaves no partial file under the name when the write fails midway', () => {
+    const file = path.join(t.dir, 'remote.png');
+    const script = `require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'inference', 'system', 'atomicWrite.ts'))}).writeNewFile(${JSON.stringify(file)}, Buffer.alloc(200000, 7)).then(() => process.exit(0), (e) => { console.error(e.code); process.exit(3); })`;
+    // A file-size limit of 64 KiB: the write fails with EFBIG after 64 KiB, as on a full disk.
+    const r = spawnSync('bash', ['-c', `ulimit -f 64; exec "${process.execPath}" -r tsx/cjs -e '${script}'`], { encoding: 'utf8', cwd: path.join(__dirname, '..', '..') });
+    assert.equal(r.status, 3, r.stderr);
+    assert.match(r.stderr, /EFBIG/);
+    assert.deepEqual(fs.readdirSync(t.dir), [], 'neither a truncated remote.png nor a temp file');
   });
 
   it('the server (uniquePath) and the extension (OutputReservations) name alike', async () => {

@@ -157,3 +157,13 @@ async function syncDirectory(dir: string): Promise<void> {
     await h?.close().catch(() => undefined);
   }
 }
+
+/**
+ * Writes `data` to `target`, or to the first numbered name free at the moment of writing, never
+ * replacing a file (the extension saving what a remote server sent back). Atomic like the server's
+ * own writes: a write that fails midway (a full disk) or a killed process leaves no partial file
+ * under the name. Resolves to the path written.
+ */
+export function writeNewFile(target: string, data: Uint8Array): Promise<string> {
+  return writePngAtomic(target, data, { unique: true });
+}

@@ -1,7 +1,6 @@
 // The one never-overwrite naming rule for written images: a taken `name.ext` becomes `name-1.ext`,
 // `name-2.ext`, … Node built-ins only, so the extension host can use it as well as the server.
 
-import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
 /** How many numbered names are tried before giving up (a folder holding that many is a mistake). */
@@ -32,24 +31,6 @@ export async function firstFreeNameAsync(target: string, taken: (candidate: stri
   for (let i = 0; i < MAX_NUMBERED; i++) {
     const candidate = numberedName(target, i);
     if (!(await taken(candidate))) return candidate;
-  }
-  throw noFreeName(target);
-}
-
-/**
- * Writes `data` to `target`, or to the first numbered name free at the moment of writing: each try
- * is an exclusive create, so a file that appears after a name was chosen is never replaced.
- * Resolves to the path written.
- */
-export async function writeNewFile(target: string, data: Uint8Array): Promise<string> {
-  for (let i = 0; i < MAX_NUMBERED; i++) {
-    const candidate = numberedName(target, i);
-    try {
-      await fs.writeFile(candidate, data, { flag: 'wx' });
-      return candidate;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
   }
   throw noFreeName(target);
 }
