@@ -115,9 +115,9 @@ describe('server paths: what a client may name (serverPaths.ts)', () => {
     const long = 'd'.repeat(300);
     const cases: [PathPolicy, string, RegExp][] = [
       // A remote name: realpath threw ENAMETOOLONG, which reached the client as "failed" with a stack trace.
-      [remote, `${long}/x.png`, /folder or file name of 300 bytes; at most 255/],
+      [remote, `${long}/x.png`, /folder or file name of 300 (bytes|characters); at most 255/],
       // Accepted, and failed only when the finished image was saved.
-      [local, path.join(out, long, 'x.png'), /folder or file name of 300 bytes; at most 255/],
+      [local, path.join(out, long, 'x.png'), /folder or file name of 300 (bytes|characters); at most 255/],
       [local, path.join(out, 'plain.txt', 'x.png'), /goes through "(.*\/)?plain\.txt", which is a file, not a folder/],
       [remote, 'plain.txt/sub/x.png', /goes through "(.*\/)?plain\.txt", which is a file, not a folder/],
       // Written as a file named "sub" (no .png) where the client meant a folder.
@@ -144,7 +144,7 @@ describe('server paths: what a client may name (serverPaths.ts)', () => {
       assert.throws(() => policy.inputFile('a\0b.safetensors', 'job.params.latentsFile'), (e: Error) => e instanceof UserError && /^job\.params\.latentsFile contains a NUL character/.test(e.message) && !e.message.includes(tmp));
     }
     assert.throws(() => remote.modelSpec({ dir: 'a\0b' }), (e: Error) => e instanceof UserError && /^model\.dir contains a NUL character/.test(e.message));
-    assert.throws(() => remote.inputFile(`${'d'.repeat(300)}/x.safetensors`, 'job.params.image'), (e: Error) => e instanceof UserError && /folder or file name of 300 bytes/.test(e.message));
+    assert.throws(() => remote.inputFile(`${'d'.repeat(300)}/x.safetensors`, 'job.params.image'), (e: Error) => e instanceof UserError && /folder or file name of 300 (bytes|characters)/.test(e.message));
     // Was: job.params.latentsFile "/…/inputs/missing.safetensors" cannot be read — the inputs folder's place on the server.
     assert.throws(() => remote.inputFile('missing.safetensors', 'job.params.latentsFile'), (e: Error) => /"missing\.safetensors" cannot be read \(ENOENT\)/.test(e.message) && !e.message.includes(tmp));
     fs.mkdirSync(path.join(out, 'shown.png'));

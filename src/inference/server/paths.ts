@@ -39,8 +39,9 @@ export function realish(p: string): string {
   }
 }
 
-/** Longest folder or file name most file systems take (bytes). */
-const MAX_NAME_BYTES = 255;
+/** Longest folder or file name most file systems take: 255 bytes on Linux, 255 UTF-16 units on Windows and macOS. */
+const MAX_NAME = 255;
+const nameLength = (name: string) => (process.platform === 'linux' ? Buffer.byteLength(name) : name.length);
 
 /**
  * Why no file system would take `p` whatever it holds — a NUL, a folder or file name past 255
@@ -49,8 +50,9 @@ const MAX_NAME_BYTES = 255;
  */
 export function pathNameProblem(p: string, what: string): string | undefined {
   if (p.includes('\0')) return `${what} contains a NUL character`;
-  const long = p.split(/[\\/]/).find((name) => Buffer.byteLength(name) > MAX_NAME_BYTES);
-  return long === undefined ? undefined : `${what} ${JSON.stringify(p)} has a folder or file name of ${Buffer.byteLength(long)} bytes; at most ${MAX_NAME_BYTES} are allowed`;
+  const long = p.split(/[\\/]/).find((name) => nameLength(name) > MAX_NAME);
+  const unit = process.platform === 'linux' ? 'bytes' : 'characters';
+  return long === undefined ? undefined : `${what} ${JSON.stringify(p)} has a folder or file name of ${nameLength(long)} ${unit}; at most ${MAX_NAME} are allowed`;
 }
 
 /**
@@ -79,7 +81,14 @@ export function outputNameProblem(file: string, base?: string): string | undefin
 function fileOnTheWay(file: string): string {
   const folders: string[] = [];
   for (let p = path.dirname(file); path.dirname(p) !== p; p = path.dirname(p)) folders.unshift(p);
-  return folders.find((p) => fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() === false) ?? path.dirname(file);
+  const isFile = (p: string) => {
+    try {
+      return fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() === false;
+    } catch {
+      return false;
+    }
+  };
+  return folders.find(isFile) ?? path.dirname(file);
 }
 
 /** An input file must be a regular file: opening a FIFO or a device would block or never end. */
