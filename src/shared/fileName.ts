@@ -28,6 +28,21 @@ const PLACEHOLDER = /\{([^{}]*)\}/g;
 // eslint-disable-next-line no-control-regex -- control characters are among the refused ones
 const BAD_CHARS = /[<>:"|?*\u0000-\u001f]/;
 
+/** Names Windows opens as a device whatever the folder or extension (CON.png is the console). */
+const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i;
+
+/**
+ * Why Windows would not take `name` (one folder or file name) as written: a character it refuses,
+ * a trailing dot or space (dropped, so another name is written), a device name; or undefined.
+ */
+export function windowsNameProblem(name: string): string | undefined {
+  const bad = BAD_CHARS.exec(name);
+  if (bad) return `${JSON.stringify(name)} holds ${JSON.stringify(bad[0])}, which Windows does not allow in a name`;
+  if (/[. ]$/.test(name) && name !== '.' && name !== '..') return `${JSON.stringify(name)} ends with a dot or a space, which Windows drops from a name`;
+  if (WINDOWS_DEVICE.test(name)) return `${JSON.stringify(name)} is a device name on Windows, not a file; choose another name`;
+  return undefined;
+}
+
 /** Checks a template; returns the problems (none: usable). `/` makes sub-folders. */
 export function checkTemplate(template: string): TemplateProblem[] {
   const problems: TemplateProblem[] = [];

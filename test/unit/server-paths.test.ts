@@ -11,6 +11,7 @@ import { isInside, MAX_OUTPUT_NAME_BYTES, PathPolicy, remoteRoots } from '../../
 import { ServerDownloads } from '../../src/inference/server/downloads';
 import type { Session } from '../../src/inference/server/connection';
 import { UserError } from '../../src/shared/api';
+import { windowsNameProblem } from '../../src/shared/fileName';
 
 const posix = process.platform === 'win32' ? it.skip : it;
 
@@ -137,6 +138,25 @@ describe('server paths: what a client may name (serverPaths.ts)', () => {
       if (policy === remote) assert.ok(!r.error.includes(tmp), `a remote client does not learn the server's folders: ${r.error}`);
     }
     assert.equal(remote.output('sub/x.png'), path.join(out, 'sub', 'x.png'), 'a folder that does not exist yet is still fine');
+  });
+
+  // On a Windows server "x.png:hidden" went to an alternate data stream, "CON.png" to the console
+  // device, "x.png." lost its dot: each failed (or went astray) only when the image was saved. The
+  // rule is pure, so it is checked here on every platform; the server applies it on Windows.
+  it('names Windows refuses or reads as a device are caught by windowsNameProblem, and ordinary ones pass', () => {
+    for (const [name, why] of [
+      ['x.png:hidden', /holds ":", which Windows does not allow/],
+      ['a?b.png', /holds "\?"/],
+      ['CON.png', /is a device name on Windows/],
+      ['nul', /is a device name on Windows/],
+      ['com1.tar.gz', /is a device name on Windows/],
+      ['LPT9.png', /is a device name on Windows/],
+      ['x.png.', /ends with a dot or a space/],
+      ['folder ', /ends with a dot or a space/],
+    ] as const) {
+      assert.match(windowsNameProblem(name) ?? '(accepted)', why, name);
+    }
+    for (const name of ['image.png', 'console.png', 'com10.png', 'nul-1.png', '灯塔.png', '..foo.png', 'a b.png']) assert.equal(windowsNameProblem(name), undefined, name);
   });
 
   it('a NUL in an input or model path gets a plain message naming the field, not Node\'s with the server\'s path; a remote client\'s refusals name the file as it sent it', () => {

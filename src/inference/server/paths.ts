@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { notRegularKind, notRegularProblem } from '../system/regularFile';
 import { ModelSpec, UserError } from '../../shared/api';
 import { TEMP_NAME_ROOM } from '../system/atomicWrite';
+import { windowsNameProblem } from '../../shared/fileName';
 
 /** Longest output file name (bytes): the temp file adds TEMP_NAME_ROOM, a `-N` for a taken name up to 6, and 255 is the usual limit. */
 export const MAX_OUTPUT_NAME_BYTES = 255 - TEMP_NAME_ROOM - 6;
@@ -172,6 +173,12 @@ export class PathPolicy {
     } else {
       if (!path.isAbsolute(output)) return { error: `output must be an absolute path, got ${JSON.stringify(output)}` };
       abs = path.resolve(output);
+    }
+    if (process.platform === 'win32') {
+      // What Windows refuses, or reads as a device or a data stream, fails only when the image is saved.
+      const names = (this.remote ? output : abs.slice(path.parse(abs).root.length)).split(/[\\/]/).filter(Boolean);
+      const windows = names.map(windowsNameProblem).find((p) => p !== undefined);
+      if (windows) return { error: `output ${windows}` };
     }
     const problem = outputNameProblem(abs, this.remote?.output);
     return problem ? { error: problem } : abs;
