@@ -138,6 +138,34 @@ describe('MajicFLUX in a real VS Code', function () {
     await waitFor('idle status', () => api.statusBar.text.includes('flux-tiny') || api.statusBar.text.includes('models'));
   });
 
+  it('Generate from Selection in a .flux file checks the selected blocks as CodeLens does and runs each over the file defaults', async () => {
+    const file = path.join(ws(), 'selection.flux');
+    const lines = ['steps: 2', 'width: 64', 'height: 64', '', 'a quiet harbour at night', 'steps: 0', '', 'a quiet harbour at dawn', 'image: missing-photo.png', '', 'a quiet harbour at noon', 'seed: 5', '', 'a quiet harbour at dusk', 'seed: 6', ''];
+    fs.writeFileSync(file, lines.join('\n'));
+    try {
+      const editor = await open('selection.flux');
+      const select = async (from: number, to: number) => {
+        editor.selection = new vscode.Selection(from, 0, to, editor.document.lineAt(to).text.length);
+        return vscode.commands.executeCommand<RunResult | undefined>('majicflux.generateFromSelection');
+      };
+      const before = api.jobs.all().length;
+      // A bad value and a missing input image: refused before any job (was: run with the default steps / a relative path).
+      assert.equal(await select(4, 5), undefined, 'steps: 0 is refused');
+      assert.equal(await select(7, 8), undefined, 'a missing image: is refused');
+      assert.equal(api.jobs.all().length, before, 'nothing was queued');
+      // Two blocks selected: two images (was: the first only), each with the file's defaults (was: 1024² and 28 steps).
+      const jobs = await finished(await select(10, 14));
+      assert.deepEqual(jobs.map((j) => [j.request.params.seed, j.request.params.steps, j.request.params.width, j.request.params.height, j.request.params.prompt]), [
+        [5, 2, 64, 64, 'a quiet harbour at noon'],
+        [6, 2, 64, 64, 'a quiet harbour at dusk'],
+      ]);
+      await vscode.commands.executeCommand('notifications.clearAll');
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+  });
+
   it('a .flux file generates its images, then shows them in CodeLens and hover', async () => {
     const editor = await open('prompts.flux');
     const uri = editor.document.uri;
