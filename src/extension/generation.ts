@@ -17,7 +17,7 @@ import { History } from './history';
 import { isActive, Job, JobOrigin, Jobs } from './jobs';
 import { jobProgress } from './progress';
 import { progressText } from './progressText';
-import { OutputReservations, outputPath, resolveOutputFolder, seedsFor } from './output';
+import { OutputReservations, outputFolderProblem, outputPath, resolveOutputFolder, seedsFor } from './output';
 import { modelPathProblem, showModelProblem } from './modelProblem';
 import { ServerManager } from './serverManager';
 import { requireTrust } from './trust';
@@ -96,6 +96,7 @@ export class Generation {
     };
     const targets = await this.targets(base, seeds, origin, input.out);
     if (!targets) return undefined;
+    if (this.refuseUnwritable(targets)) return undefined;
 
     const remote = this.server.isRemote;
     const jobs = seeds.map((seed, i) => {
@@ -152,6 +153,26 @@ export class Generation {
     return seeds.map((seed, i) =>
       this.reservations.reserve(outputPath({ folder: dir, template: s.output.fileName, values: values(seed, i + 1), fluxFile, outTemplate })),
     );
+  }
+
+  /** A target folder that cannot be written is said now, not after minutes of generation; its names are released. */
+  private refuseUnwritable(targets: string[]): boolean {
+    for (const dir of new Set(targets.map((f) => path.dirname(f)))) {
+      const problem = outputFolderProblem(dir);
+      if (!problem) continue;
+      for (const f of targets) this.reservations.release(f);
+      const msg =
+        problem.code === 'fileInTheWay'
+          ? t('MajicFLUX cannot save images in {0}: {1} is a file, not a folder. Move it, or choose another output folder.', dir, problem.path)
+          : t('MajicFLUX cannot save images in {0}: {1} is not writable (read-only or no permission). Choose another output folder.', dir, problem.path);
+      this.log.error(`not generating: ${msg}`);
+      const open = t('Open Settings');
+      void vscode.window.showErrorMessage(msg, open).then((c) => {
+        if (c === open) void vscode.commands.executeCommand('workbench.action.openSettings', 'majicflux.output.folder');
+      });
+      return true;
+    }
+    return false;
   }
 
   private workspaceRootFor(file: string | undefined): string | undefined {

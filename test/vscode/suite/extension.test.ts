@@ -166,6 +166,23 @@ describe('MajicFLUX in a real VS Code', function () {
     }
   });
 
+  it('an output folder that cannot be written is refused before the image is generated', async () => {
+    const blocker = path.join(ws(), 'blocker');
+    fs.writeFileSync(blocker, 'a file where the output folder should be');
+    const cfg = vscode.workspace.getConfiguration('majicflux');
+    await cfg.update('output.folder', 'blocker/images', vscode.ConfigurationTarget.Workspace);
+    try {
+      const before = api.jobs.all().length;
+      // Was: generated, then "could not save the image … a file is in the way" after all the steps.
+      assert.equal(await vscode.commands.executeCommand('majicflux.generate', 'a small green boat'), undefined);
+      assert.equal(api.jobs.all().length, before, 'nothing was queued');
+      await vscode.commands.executeCommand('notifications.clearAll');
+    } finally {
+      await cfg.update('output.folder', undefined, vscode.ConfigurationTarget.Workspace);
+      fs.rmSync(blocker, { force: true });
+    }
+  });
+
   it('a .flux file generates its images, then shows them in CodeLens and hover', async () => {
     const editor = await open('prompts.flux');
     const uri = editor.document.uri;
