@@ -110,14 +110,16 @@ async function generateImage(d: CommandDeps, given?: string): Promise<RunResult 
 
 async function generateFromSelection(d: CommandDeps): Promise<RunResult | undefined> {
   const editor = vscode.window.activeTextEditor;
-  const text = editor ? editor.selections.map((s) => editor.document.getText(s)).join('\n').trim() : '';
+  // Selections come in the order the cursors were added: the prompt reads in the document's order.
+  const selections = editor ? [...editor.selections].filter((s) => !s.isEmpty).sort((a, b) => a.start.compareTo(b.start)) : [];
+  const text = editor ? selections.map((s) => editor.document.getText(s)).join('\n').trim() : '';
   if (!editor || !text) {
     void vscode.window.showWarningMessage(t('Select the text to use as the prompt first.'));
     return undefined;
   }
   // In a .flux file the selection may hold whole blocks, parameters included: each is one run.
   const isFlux = editor.document.languageId === FLUX_LANGUAGE;
-  const blocks = isFlux ? fluxSelectionInputs(editor.document, text, editor.selections[0].start.line) : [];
+  const blocks = isFlux ? fluxSelectionInputs(editor.document, text, selections[0].start.line) : [];
   if (!blocks) return undefined;
   const inputs: GenerateInput[] = blocks.length ? blocks : [{ prompt: text.replace(/\s+/g, ' ') }];
   const fluxFile = editor.document.uri.scheme === 'file' && isFlux ? editor.document.uri.fsPath : undefined;

@@ -138,6 +138,18 @@ describe('MajicFLUX in a real VS Code', function () {
     await waitFor('idle status', () => api.statusBar.text.includes('flux-tiny') || api.statusBar.text.includes('models'));
   });
 
+  it('Generate from Selection with several cursors reads the selections in the document order', async () => {
+    const editor = await open('notes.md');
+    const line = (n: number) => new vscode.Selection(editor.document.lineAt(n).range.start, editor.document.lineAt(n).range.end);
+    // The lower line selected first (as with Alt+click from the bottom up); was: its words first.
+    editor.selections = [line(3), line(2)];
+    const run = await vscode.commands.executeCommand<RunResult>('majicflux.generateFromSelection');
+    assert.ok(run);
+    assert.equal(run.jobs[0].request.params.prompt, 'a watercolor hummingbird in a garden a brutalist library at night');
+    await finished(run);
+    await vscode.commands.executeCommand('notifications.clearAll');
+  });
+
   it('Generate from Selection in a .flux file checks the selected blocks as CodeLens does and runs each over the file defaults', async () => {
     const file = path.join(ws(), 'selection.flux');
     const lines = ['steps: 3', 'width: 80', 'height: 48', '', 'a quiet harbour at night', 'steps: 0', '', 'a quiet harbour at dawn', 'image: missing-photo.png', '', 'a quiet harbour at noon', 'seed: 5', '', 'a quiet harbour at dusk', 'seed: 6', ''];
