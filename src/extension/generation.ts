@@ -150,8 +150,10 @@ export class Generation {
     if (!folder) folder = this.chosenFolder ?? (await this.askFolder());
     if (!folder) return undefined;
     const dir = folder;
+    // An untitled .flux document's out: starts where its image: does (fluxFile/documents.ts fluxFolder), else in the chosen folder.
+    const outBase = this.workspaceRootFor(undefined) ?? dir;
     return seeds.map((seed, i) =>
-      this.reservations.reserve(outputPath({ folder: dir, template: s.output.fileName, values: values(seed, i + 1), fluxFile, outTemplate })),
+      this.reservations.reserve(outputPath({ folder: dir, template: s.output.fileName, values: values(seed, i + 1), fluxFile, outTemplate, outBase })),
     );
   }
 

@@ -24,6 +24,11 @@ describe('extension: output folder and names', () => {
       outputPath({ folder: '/ws/generated', template: 'x.png', values, fluxFile: '/ws/p/a.flux', outTemplate: 'cats/{seed}-{index}.png' }),
       path.normalize('/ws/p/cats/9-1.png'),
     );
+    // An untitled .flux document's out: (was: ignored, the image named by the file-name template instead).
+    assert.equal(
+      outputPath({ folder: '/ws/generated', template: 'x.png', values, outTemplate: 'cats/{seed}-{index}.png', outBase: '/ws' }),
+      path.normalize('/ws/cats/9-1.png'),
+    );
   });
 
   it('never hands out an existing or reserved name', () => {

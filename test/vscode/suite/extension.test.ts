@@ -178,6 +178,17 @@ describe('MajicFLUX in a real VS Code', function () {
     }
   });
 
+  it("an untitled .flux document's out: names its image, from the workspace root", async () => {
+    const doc = await vscode.workspace.openTextDocument({ language: 'flux', content: 'a tiny untitled boat\nseed: 3\nout: untitled-out/{seed}.png\n' });
+    await vscode.window.showTextDocument(doc);
+    const runs = await vscode.commands.executeCommand<RunResult[]>('majicflux.generateFluxFile', doc.uri.toString());
+    const [job] = await finished(runs[0]);
+    // Was: generated/<date>-3-a-tiny-untitled-boat.png, the out: line ignored.
+    assert.equal(job.result!.file, path.join(ws(), 'untitled-out', '3.png'));
+    await vscode.commands.executeCommand('notifications.clearAll');
+    await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
+  });
+
   it('an output folder that cannot be written is refused before the image is generated', async () => {
     const blocker = path.join(ws(), 'blocker');
     fs.writeFileSync(blocker, 'a file where the output folder should be');
