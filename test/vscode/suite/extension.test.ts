@@ -178,6 +178,27 @@ describe('MajicFLUX in a real VS Code', function () {
     }
   });
 
+  it('a .flux file finds LoRAs in a majicflux.loras.folder written with ${workspaceFolder}, and a wrong-typed one breaks nothing', async () => {
+    const dir = path.join(ws(), 'lora-dir');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'ink-style.safetensors'), 'only its name matters here');
+    const cfg = vscode.workspace.getConfiguration('majicflux');
+    const doc = await vscode.workspace.openTextDocument({ language: 'flux', content: 'a castle in ink\nlora: ink-style:0.5\n' });
+    const missing = (d: vscode.Diagnostic[]) => d.filter((x) => x.code === 'missingFile').map((x) => x.message);
+    try {
+      // Was: looked for <workspace>/${workspaceFolder}/lora-dir/ink-style.safetensors (the panel's picker expanded it, .flux files did not).
+      await cfg.update('loras.folder', '${workspaceFolder}/lora-dir', vscode.ConfigurationTarget.Workspace);
+      assert.deepEqual(missing(await api.flux.diagnostics.update(doc)), []);
+      // Was: "f.trim is not a function" from the diagnostics, completion and every .flux run.
+      await cfg.update('loras.folder', 3, vscode.ConfigurationTarget.Workspace);
+      assert.equal(missing(await api.flux.diagnostics.update(doc)).length, 1, 'no LoRA folder: the LoRA is not found, and said so');
+    } finally {
+      await cfg.update('loras.folder', undefined, vscode.ConfigurationTarget.Workspace);
+      fs.rmSync(dir, { recursive: true, force: true });
+      await vscode.commands.executeCommand('notifications.clearAll');
+    }
+  });
+
   it("an untitled .flux document's out: names its image, from the workspace root", async () => {
     const doc = await vscode.workspace.openTextDocument({ language: 'flux', content: 'a tiny untitled boat\nseed: 3\nout: untitled-out/{seed}.png\n' });
     await vscode.window.showTextDocument(doc);
