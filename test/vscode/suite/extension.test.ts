@@ -152,7 +152,7 @@ describe('MajicFLUX in a real VS Code', function () {
 
   it('Generate from Selection in a .flux file checks the selected blocks as CodeLens does and runs each over the file defaults', async () => {
     const file = path.join(ws(), 'selection.flux');
-    const lines = ['steps: 3', 'width: 80', 'height: 48', '', 'a quiet harbour at night', 'steps: 0', '', 'a quiet harbour at dawn', 'image: missing-photo.png', '', 'a quiet harbour at noon', 'seed: 5', '', 'a quiet harbour at dusk', 'seed: 6', ''];
+    const lines = ['steps: 3', 'width: 80', 'height: 96', '', 'a quiet harbour at night', 'steps: 0', '', 'a quiet harbour at dawn', 'image: missing-photo.png', '', 'a quiet harbour at noon', 'seed: 5', '', 'a quiet harbour at dusk', 'seed: 6', ''];
     fs.writeFileSync(file, lines.join('\n'));
     try {
       const editor = await open('selection.flux');
@@ -168,8 +168,8 @@ describe('MajicFLUX in a real VS Code', function () {
       // Two blocks selected: two images (was: the first only), each with the file's defaults (was: the settings' 2 steps, 64²).
       const jobs = await finished(await select(10, 14));
       assert.deepEqual(jobs.map((j) => [j.request.params.seed, j.request.params.steps, j.request.params.width, j.request.params.height, j.request.params.prompt]), [
-        [5, 3, 80, 48, 'a quiet harbour at noon'],
-        [6, 3, 80, 48, 'a quiet harbour at dusk'],
+        [5, 3, 80, 96, 'a quiet harbour at noon'],
+        [6, 3, 80, 96, 'a quiet harbour at dusk'],
       ]);
       await vscode.commands.executeCommand('notifications.clearAll');
       await vscode.commands.executeCommand('workbench.action.closeAllEditors');
