@@ -304,8 +304,12 @@ describe('MajicFLUX in a real VS Code', function () {
     const job = run.jobs[0];
     await waitFor('the first step', () => job.step !== undefined && job.step >= 1, 120_000);
     assert.match(api.statusBar.text, /step \d+\/200/);
+    // Clicking the status bar while it runs shows the queue, where the job can be cancelled (was: the panel, which shows only its own jobs).
+    assert.equal(api.statusBar.command, 'majicflux.showQueue');
+    assert.match(api.statusBar.tooltip, /Click to see the queue or cancel/);
     assert.equal(await vscode.commands.executeCommand<number>('majicflux.cancel'), 1);
     const [end] = await run.finished;
+    assert.equal(api.statusBar.command, 'majicflux.openPanel', 'idle again: the panel');
     assert.equal(end.state, 'cancelled');
     assert.ok(end.step! < 200);
     assert.equal(fs.existsSync(job.target!), false, 'no image written');
