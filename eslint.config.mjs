@@ -33,6 +33,8 @@ export const EXTENSION_MAY_LOAD = [
   'src/inference/formats/promptCheck',
   // The never-overwrite naming rule (name-1.png, …) the extension and the server share: node:fs only.
   'src/inference/system/freeName',
+  // Whether an output folder can be written, asked before a job (the CLI asks it too): node:fs only.
+  'src/inference/system/writableFolder',
 ];
 
 const NATIVE = ['onnxruntime-node', 'sharp'];

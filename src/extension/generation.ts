@@ -9,6 +9,7 @@ import * as vscode from 'vscode';
 import { DEFAULTS, RANDOM_SEED, type GenerateParams } from '../shared/params';
 import { formatBytes } from '../shared/bytes';
 import { writeNewFile } from '../inference/system/freeName';
+import { folderProblem } from '../inference/system/writableFolder';
 import type { JobRequest } from '../shared/protocol';
 import { Configuration } from './configuration';
 import { renderTemplate } from '../shared/fileName';
@@ -17,7 +18,7 @@ import { History } from './history';
 import { isActive, Job, JobOrigin, Jobs } from './jobs';
 import { jobProgress } from './progress';
 import { progressText } from './progressText';
-import { OutputReservations, outputFolderProblem, outputPath, resolveOutputFolder, seedsFor } from './output';
+import { OutputReservations, outputPath, resolveOutputFolder, seedsFor } from './output';
 import { modelPathProblem, showModelProblem } from './modelProblem';
 import { ServerManager } from './serverManager';
 import { requireTrust } from './trust';
@@ -160,7 +161,7 @@ export class Generation {
   /** A target folder that cannot be written is said now, not after minutes of generation; its names are released. */
   private refuseUnwritable(targets: string[]): boolean {
     for (const dir of new Set(targets.map((f) => path.dirname(f)))) {
-      const problem = outputFolderProblem(dir);
+      const problem = folderProblem(dir);
       if (!problem) continue;
       for (const f of targets) this.reservations.release(f);
       const msg =

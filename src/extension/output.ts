@@ -37,39 +37,6 @@ export function outputPath(opts: { folder: string; template: string; values: Tem
   return path.join(opts.folder, ...renderTemplate(opts.template, opts.values).split('/'));
 }
 
-export type FolderProblem = { code: 'fileInTheWay'; path: string } | { code: 'notWritable'; path: string };
-
-const canWrite = (dir: string): boolean => {
-  try {
-    fs.accessSync(dir, fs.constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
-/**
- * Why an image could not be saved in `dir` (a file where a folder must be, or the nearest folder
- * that exists not writable: read-only, no permission), checked before a run so that minutes of
- * generation are not lost at the save. Undefined when it can be written (folders yet to be made
- * are made by the server). The server's own error at the save stays for what changes meanwhile.
- */
-export function outputFolderProblem(dir: string, writable: (dir: string) => boolean = canWrite): FolderProblem | undefined {
-  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
-    let stat: fs.Stats | undefined;
-    try {
-      stat = fs.statSync(d);
-    } catch {
-      stat = undefined;
-    }
-    if (stat) {
-      if (!stat.isDirectory()) return { code: 'fileInTheWay', path: d };
-      return writable(d) ? undefined : { code: 'notWritable', path: d };
-    }
-    if (path.dirname(d) === d) return undefined;
-  }
-}
-
 /** Hands out file names that neither exist nor are promised to another queued job. */
 export class OutputReservations {
   private readonly reserved = new Set<string>();
