@@ -80,10 +80,15 @@ function refuse(document: vscode.TextDocument, problem: string, showProblems: bo
  * Generate from Selection in a .flux document: each prompt block the selected text holds, over the
  * file's defaults, checked and with its `image:`/`lora:` files found as a CodeLens run is — a bad
  * value refuses rather than silently running with the default in its place. [] when the text holds
- * no prompt block; undefined when refused (the user was told why).
+ * no prompt block (nor parameters); undefined when refused (the user was told why).
  */
 export function fluxSelectionInputs(document: vscode.TextDocument, text: string, firstLine: number): GenerateInput[] | undefined {
   const selection = parseFlux(text);
+  if (!selection.blocks.length && selection.defaults.params.length) {
+    // Only parameter lines: they would otherwise become the prompt's words ("seed: 5").
+    void vscode.window.showWarningMessage(t('The selection holds parameters but no prompt: select the prompt lines too.'));
+    return undefined;
+  }
   if (!selection.blocks.length) return [];
   const file = parsed(document);
   const errors = [...blockErrors(file, undefined), ...selection.blocks.flatMap((b) => blockErrors(selection, b, firstLine))];

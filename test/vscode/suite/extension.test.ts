@@ -164,6 +164,7 @@ describe('MajicFLUX in a real VS Code', function () {
       // A bad value and a missing input image: refused before any job (was: run with the default steps / a relative path).
       assert.equal(await select(4, 5), undefined, 'steps: 0 is refused');
       assert.equal(await select(7, 8), undefined, 'a missing image: is refused');
+      assert.equal(await select(11, 11), undefined, 'parameters alone are no prompt (was: "seed: 5" generated as the prompt)');
       assert.equal(api.jobs.all().length, before, 'nothing was queued');
       // Two blocks selected: two images (was: the first only), each with the file's defaults (was: the settings' 2 steps, 64²).
       const jobs = await finished(await select(10, 14));
