@@ -34,16 +34,12 @@ export function checkedCacheDir(dir: string): string {
   const abs = path.resolve(dir);
   const stat = statIfAny(abs);
   if (stat && !stat.isDirectory()) throw new UsageError(`--cache: ${abs} is a file; --cache names the folder the converted weights are kept in`);
-  if (!stat) checkFolder('--cache', abs, () => true);
+  if (!stat) checkCanCreate('--cache', abs, () => true);
   return dir;
 }
 
-/** The folder exists, or its nearest existing ancestor is a folder this process can write in. */
-export function checkCanCreate(flag: string, dir: string): void {
-  checkFolder(flag, dir);
-}
-
-function checkFolder(flag: string, dir: string, writable?: (dir: string) => boolean): void {
+/** The folder exists, or its nearest existing ancestor is a folder this process can write in (`writable` asks that). */
+export function checkCanCreate(flag: string, dir: string, writable?: (dir: string) => boolean): void {
   const problem = folderProblem(dir, writable);
   if (problem?.code === 'fileInTheWay') throw new UsageError(`${flag}: cannot create a folder in ${problem.path}: it is a file`);
   if (problem) throw new UsageError(`${flag}: cannot write in ${problem.path} (permission denied)`);
