@@ -5,7 +5,7 @@ import * as vscode from 'vscode';
 import { Configuration } from './configuration';
 import { Generation, GenerateInput, RunResult } from './generation';
 import { FLUX_LANGUAGE } from './fluxFile/documents';
-import { parseFlux } from './fluxFile/parser';
+import { fluxSelectionInputs } from './fluxFile';
 import { promptFacts } from './promptFacts';
 import { isActive, Job, Jobs } from './jobs';
 import { jobProgress } from './progress';
@@ -110,21 +110,28 @@ async function generateImage(d: CommandDeps, given?: string): Promise<RunResult 
 
 async function generateFromSelection(d: CommandDeps): Promise<RunResult | undefined> {
   const editor = vscode.window.activeTextEditor;
-  const text = editor ? editor.selections.map((s) => editor.document.getText(s)).join('\n').trim() : '';
+  // Selections come in the order the cursors were added: the prompt reads in the document's order.
+  const selections = editor ? [...editor.selections].filter((s) => !s.isEmpty).sort((a, b) => a.start.compareTo(b.start)) : [];
+  const text = editor ? selections.map((s) => editor.document.getText(s)).join('\n').trim() : '';
   if (!editor || !text) {
     void vscode.window.showWarningMessage(t('Select the text to use as the prompt first.'));
     return undefined;
   }
-  let input: GenerateInput = { prompt: text.replace(/\s+/g, ' ') };
-  // In a .flux file the selection may hold a whole block, parameters included.
-  if (editor.document.languageId === FLUX_LANGUAGE) {
-    const doc = parseFlux(text);
-    const block = doc.blocks[0];
-    if (block) input = { ...doc.defaults.values, ...block.values, prompt: block.prompt };
+  // In a .flux file the selection may hold whole blocks, parameters included: each is one run.
+  const isFlux = editor.document.languageId === FLUX_LANGUAGE;
+  const blocks = isFlux ? fluxSelectionInputs(editor.document, text, selections[0].start.line) : [];
+  if (!blocks) return undefined;
+  const inputs: GenerateInput[] = blocks.length ? blocks : [{ prompt: text.replace(/\s+/g, ' ') }];
+  const fluxFile = editor.document.uri.scheme === 'file' && isFlux ? editor.document.uri.fsPath : undefined;
+  const runs: RunResult[] = [];
+  for (const input of inputs) {
+    remember(d.context, input.prompt);
+    const run = await d.generation.run(input, { kind: 'selection', fluxFile }, { notify: true, open: true });
+    if (!run) break;
+    runs.push(run);
   }
-  remember(d.context, input.prompt);
-  const fluxFile = editor.document.uri.scheme === 'file' && editor.document.languageId === FLUX_LANGUAGE ? editor.document.uri.fsPath : undefined;
-  return d.generation.run(input, { kind: 'selection', fluxFile }, { notify: true, open: true });
+  if (runs.length <= 1) return runs[0];
+  return { jobs: runs.flatMap((r) => r.jobs), finished: Promise.all(runs.map((r) => r.finished)).then((done) => done.flat()) };
 }
 
 async function cancel(jobs: Jobs): Promise<number> {

@@ -9,6 +9,7 @@ import * as vscode from 'vscode';
 import { DEFAULTS, RANDOM_SEED, type GenerateParams } from '../shared/params';
 import { formatBytes } from '../shared/bytes';
 import { writeNewFile } from '../inference/system/atomicWrite';
+import { folderProblem } from '../inference/system/writableFolder';
 import type { JobRequest } from '../shared/protocol';
 import { Configuration } from './configuration';
 import { renderTemplate } from '../shared/fileName';
@@ -96,6 +97,7 @@ export class Generation {
     };
     const targets = await this.targets(base, seeds, origin, input.out);
     if (!targets) return undefined;
+    if (this.refuseUnwritable(targets)) return undefined;
 
     const remote = this.server.isRemote;
     const jobs = seeds.map((seed, i) => {
@@ -149,9 +151,31 @@ export class Generation {
     if (!folder) folder = this.chosenFolder ?? (await this.askFolder());
     if (!folder) return undefined;
     const dir = folder;
+    // An untitled .flux document's out: starts where its image: does (fluxFile/documents.ts fluxFolder), else in the chosen folder.
+    const outBase = this.workspaceRootFor(undefined) ?? dir;
     return seeds.map((seed, i) =>
-      this.reservations.reserve(outputPath({ folder: dir, template: s.output.fileName, values: values(seed, i + 1), fluxFile, outTemplate })),
+      this.reservations.reserve(outputPath({ folder: dir, template: s.output.fileName, values: values(seed, i + 1), fluxFile, outTemplate, outBase })),
     );
+  }
+
+  /** A target folder that cannot be written is said now, not after minutes of generation; its names are released. */
+  private refuseUnwritable(targets: string[]): boolean {
+    for (const dir of new Set(targets.map((f) => path.dirname(f)))) {
+      const problem = folderProblem(dir);
+      if (!problem) continue;
+      for (const f of targets) this.reservations.release(f);
+      const msg =
+        problem.code === 'fileInTheWay'
+          ? t('MajicFLUX cannot save images in {0}: {1} is a file, not a folder. Move it, or choose another output folder.', dir, problem.path)
+          : t('MajicFLUX cannot save images in {0}: {1} is not writable (read-only or no permission). Choose another output folder.', dir, problem.path);
+      this.log.error(`not generating: ${msg}`);
+      const open = t('Open Settings');
+      void vscode.window.showErrorMessage(msg, open).then((c) => {
+        if (c === open) void vscode.commands.executeCommand('workbench.action.openSettings', 'majicflux.output.folder');
+      });
+      return true;
+    }
+    return false;
   }
 
   private workspaceRootFor(file: string | undefined): string | undefined {

@@ -23,7 +23,7 @@ import { registerReports, showMarkdown } from './modelReportDocs';
 import { ModelNode, ModelsView, MODELS_VIEW } from './modelsView';
 import { isInUse, settingsUpdates, SettingsTarget, sortModels, unsettableParts } from './modelTree';
 import { ServerManager } from './serverManager';
-import { modelSpec, SECTION, usesDemoModel } from './settings';
+import { modelSpec, SECTION, usesDemoModel, withSearchPaths } from './settings';
 import { requireTrust } from './trust';
 
 const t = vscode.l10n.t;
@@ -205,8 +205,7 @@ class ModelCommands implements ModelActions {
     const picked = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, canSelectMany: true, title: t('Folders to look for models in'), openLabel: t('Add') });
     if (!picked?.length) return undefined;
     const cfg = vscode.workspace.getConfiguration(SECTION);
-    const existing = cfg.inspect<string[]>('models.searchPaths')?.globalValue ?? [];
-    const next = [...existing, ...picked.map((u) => u.fsPath).filter((p) => !existing.includes(p))];
+    const next = withSearchPaths(cfg.inspect<unknown>('models.searchPaths')?.globalValue, picked.map((u) => u.fsPath));
     await cfg.update('models.searchPaths', next, vscode.ConfigurationTarget.Global);
     if (vscode.workspace.isTrusted) await this.find(true);
     return next;

@@ -28,10 +28,12 @@ export function resolveOutputFolder(input: FolderInput): string | undefined {
 
 /**
  * The target of one image. `outTemplate` (a .flux block's `out:`) is relative to the .flux file's
- * folder and replaces folder + file-name template.
+ * folder, or to `outBase` for a .flux document not saved yet (where its other relative paths start:
+ * the workspace root), and replaces folder + file-name template.
  */
-export function outputPath(opts: { folder: string; template: string; values: TemplateValues; fluxFile?: string; outTemplate?: string }): string {
-  if (opts.outTemplate && opts.fluxFile) return path.join(path.dirname(opts.fluxFile), ...renderTemplate(opts.outTemplate, opts.values).split('/'));
+export function outputPath(opts: { folder: string; template: string; values: TemplateValues; fluxFile?: string; outTemplate?: string; outBase?: string }): string {
+  const base = opts.fluxFile ? path.dirname(opts.fluxFile) : opts.outBase;
+  if (opts.outTemplate && base) return path.join(base, ...renderTemplate(opts.outTemplate, opts.values).split('/'));
   return path.join(opts.folder, ...renderTemplate(opts.template, opts.values).split('/'));
 }
 

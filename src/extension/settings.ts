@@ -260,6 +260,16 @@ function problemOf(issue: string, value: unknown, expected: string, range?: Rang
   return ['wrongType', { expected }];
 }
 
+/**
+ * `majicflux.models.searchPaths` with `add` appended (no duplicates). A value of the wrong type is
+ * kept as far as it holds paths — a single string as one folder, an array's strings — rather than
+ * spread into its characters or dropped.
+ */
+export function withSearchPaths(current: unknown, add: readonly string[]): string[] {
+  const kept = Array.isArray(current) ? current.filter((x): x is string => typeof x === 'string') : typeof current === 'string' && current.trim() ? [current] : [];
+  return [...kept, ...add.filter((p, i) => !kept.includes(p) && add.indexOf(p) === i)];
+}
+
 /** An absolute http(s) URL with a host (a hub mirror such as https://hf-mirror.com). */
 export function isHttpUrl(s: string): boolean {
   try {

@@ -1,6 +1,6 @@
 // One status bar item: server stopped / starting / a job's stage (progress.ts) / idle with the
 // model's name, or a warning naming the problem when the model cannot be used. Clicking it opens
-// the generation panel (Check Models in the warning state).
+// the generation panel (Check Models in the warning state, Show Queue while a job runs).
 
 import * as vscode from 'vscode';
 import { Configuration } from './configuration';
@@ -42,6 +42,11 @@ export class StatusBar implements vscode.Disposable {
     return this.item.text;
   }
 
+  /** The command a click runs, for tests. */
+  get command(): string | undefined {
+    return typeof this.item.command === 'string' ? this.item.command : this.item.command?.command;
+  }
+
   /** The tooltip shown, for tests. */
   get tooltip(): string {
     return typeof this.item.tooltip === 'string' ? this.item.tooltip : (this.item.tooltip?.value ?? '');
@@ -60,7 +65,7 @@ export class StatusBar implements vscode.Disposable {
       // progress.ts: the same stages as the notification and the panel, in short.
       const stepping = p.phase === 'denoise' && !p.loading;
       text = `${stepping ? '$(sync~spin)' : '$(loading~spin)'} MajicFLUX ${statusText(p, model)}${queued}`;
-      tooltip = p.loading ? t('Loading the model') : t('Generating "{0}"', cur.request.params.prompt);
+      tooltip = p.loading ? t('Loading the model. Click to see the queue or cancel.') : t('Generating "{0}". Click to see the queue or cancel.', cur.request.params.prompt);
     } else if ((problem = modelPathProblem(this.config, this.server.isRemote) ?? this.modelError)) {
       text = `$(warning) MajicFLUX ${t('model not usable')}`;
       tooltip = t('{0} Click to check the model.', problem);
@@ -76,7 +81,8 @@ export class StatusBar implements vscode.Disposable {
     }
     this.item.text = text;
     this.item.tooltip = tooltip;
-    this.item.command = problem ? 'majicflux.checkModels' : 'majicflux.openPanel';
+    // While images are being made, a click is the way to stop one: the panel shows only its own jobs.
+    this.item.command = problem ? 'majicflux.checkModels' : cur && p ? 'majicflux.showQueue' : 'majicflux.openPanel';
     this.item.backgroundColor = problem ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
   }
 

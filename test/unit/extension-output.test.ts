@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { isInside, OutputReservations, outputPath, resolveOutputFolder, seedsFor } from '../../src/extension/output';
+import { folderProblem } from '../../src/inference/system/writableFolder';
 
 const values = { date: new Date(2026, 0, 2, 3, 4, 5), seed: 9, prompt: 'a cat', steps: 4, width: 64, height: 64, guidance: 3.5, index: 1, model: 'demo' };
 
@@ -24,6 +25,11 @@ describe('extension: output folder and names', () => {
       outputPath({ folder: '/ws/generated', template: 'x.png', values, fluxFile: '/ws/p/a.flux', outTemplate: 'cats/{seed}-{index}.png' }),
       path.normalize('/ws/p/cats/9-1.png'),
     );
+    // An untitled .flux document's out: (was: ignored, the image named by the file-name template instead).
+    assert.equal(
+      outputPath({ folder: '/ws/generated', template: 'x.png', values, outTemplate: 'cats/{seed}-{index}.png', outBase: '/ws' }),
+      path.normalize('/ws/cats/9-1.png'),
+    );
   });
 
   it('never hands out an existing or reserved name', () => {
@@ -39,6 +45,28 @@ describe('extension: output folder and names', () => {
       r.release(first);
       assert.equal(r.reserve(path.join(dir, 'a.png')), first);
     } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('finds an output folder that cannot be written before a run: a file in the way, a read-only folder above it', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-out-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'generated'), 'not a folder');
+      assert.deepEqual(folderProblem(path.join(dir, 'generated')), { code: 'fileInTheWay', path: path.join(dir, 'generated') });
+      assert.deepEqual(folderProblem(path.join(dir, 'generated', 'foxes')), { code: 'fileInTheWay', path: path.join(dir, 'generated') });
+      // Folders yet to be made are fine (the server makes them); what decides is the nearest one that exists.
+      assert.equal(folderProblem(path.join(dir, 'new', 'deeper')), undefined);
+      const asked: string[] = [];
+      const readOnly = (d: string) => (asked.push(d), false);
+      assert.deepEqual(folderProblem(path.join(dir, 'new', 'deeper'), readOnly), { code: 'notWritable', path: dir });
+      assert.deepEqual(asked, [dir]);
+      fs.mkdirSync(path.join(dir, 'ro'));
+      fs.chmodSync(path.join(dir, 'ro'), 0o555);
+      // The real check (root may write anyway, so only where the process cannot).
+      if (process.getuid?.() !== 0) assert.deepEqual(folderProblem(path.join(dir, 'ro')), { code: 'notWritable', path: path.join(dir, 'ro') });
+    } finally {
+      if (fs.existsSync(path.join(dir, 'ro'))) fs.chmodSync(path.join(dir, 'ro'), 0o755);
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -10,6 +10,21 @@ import { ignoredStart, promptNote } from '../../src/inference/formats/promptChec
 const MODELS = path.join(__dirname, '..', 'fixtures', 'flux-tiny', 'models');
 
 describe('extension: prompt checks with the real FLUX.1 tokenizers', () => {
+  it('tokenizes an unchanged prompt once: re-checking a file of thousands of blocks after each edit costs only the edited ones', async () => {
+    const real = await loadEncoders(MODELS, MODELS);
+    const calls: string[] = [];
+    const enc = { clip: (t: string) => (calls.push(`clip ${t}`), real.clip(t)), t5: (t: string) => (calls.push(`t5 ${t}`), real.t5(t)) };
+    const long = Array.from({ length: 90 }, (_, i) => `word${i % 10}`).join(' ');
+    const first = checkPrompt(long, enc);
+    assert.equal(first[0]?.code, 'clipTruncated');
+    assert.deepEqual(checkPrompt(long, enc), first, 'the same issues');
+    assert.deepEqual(checkPrompt('a cat', enc), []);
+    assert.deepEqual(calls, [`clip ${long}`, `t5 ${long}`, 'clip a cat', 't5 a cat']);
+    // Another T5 length is another check.
+    checkPrompt('a cat', enc, 256);
+    assert.equal(calls.length, 6);
+  });
+
   it('says nothing about a short English prompt', async () => {
     const enc = await loadEncoders(MODELS, MODELS);
     assert.deepEqual(checkPrompt('a lighthouse on a cliff at dawn, oil painting', enc), []);

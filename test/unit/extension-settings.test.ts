@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { DEFAULTS, expandPath, modelSpec, serverKey, serverSettings, usesDemoModel, validateSettings } from '../../src/extension/settings';
+import { DEFAULTS, expandPath, modelSpec, serverKey, serverSettings, usesDemoModel, validateSettings, withSearchPaths } from '../../src/extension/settings';
 
 const from = (values: Record<string, unknown>) => (key: string) => values[key];
 
@@ -115,6 +115,15 @@ describe('extension: settings validation', () => {
     const bad = validateSettings(from({ 'output.openResult': 'left' }));
     assert.equal(bad.settings.output.openResult, 'beside');
     assert.deepEqual(bad.problems.map((p) => [p.key, p.code]), [['majicflux.output.openResult', 'notOneOf']]);
+  });
+
+  it('Add Search Path keeps what models.searchPaths holds, even of the wrong type, and adds each folder once', () => {
+    assert.deepEqual(withSearchPaths(undefined, ['/m/a', '/m/a']), ['/m/a']);
+    assert.deepEqual(withSearchPaths(['/m/a', '/m/b'], ['/m/b', '/m/c']), ['/m/a', '/m/b', '/m/c']);
+    // A string where a list belongs (was: spread into ['/', 'm', '/', 'x', …] and written back to settings.json).
+    assert.deepEqual(withSearchPaths('/m/x', ['/m/c']), ['/m/x', '/m/c']);
+    assert.deepEqual(withSearchPaths(['/m/a', 5, null], ['/m/c']), ['/m/a', '/m/c']);
+    assert.deepEqual(withSearchPaths({ a: 1 }, ['/m/c']), ['/m/c']);
   });
 
   it('expands paths', () => {

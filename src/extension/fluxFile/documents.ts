@@ -2,6 +2,7 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { expandPath } from '../settings';
 import { LORA_FOLDER_SETTING } from './inputs';
 import { FluxBlock, FluxDocument, parseFlux, Span } from './parser';
 
@@ -42,10 +43,14 @@ export function fluxFolder(document: vscode.TextDocument): string | undefined {
   return document.uri.scheme === 'file' ? path.dirname(document.uri.fsPath) : vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
 }
 
-/** The LoRA folder setting (majicflux.loras.folder), absolute (a relative one is taken from the first workspace folder). */
+/**
+ * The LoRA folder setting (majicflux.loras.folder), absolute, expanded as the panel's picker reads it
+ * (`~`, `${workspaceFolder}`; a relative one from the first workspace folder). A value that is not a
+ * string is no folder here (the settings check reports it) rather than an error in every .flux feature.
+ */
 export function loraFolder(): string | undefined {
-  const f = vscode.workspace.getConfiguration('majicflux').get<string>(LORA_FOLDER_SETTING)?.trim();
-  if (!f) return undefined;
-  const ws = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-  return path.isAbsolute(f) ? f : ws && path.resolve(ws, f);
+  const f = vscode.workspace.getConfiguration('majicflux').get<unknown>(LORA_FOLDER_SETTING);
+  if (typeof f !== 'string') return undefined;
+  const p = expandPath(f, { workspaceFolder: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath });
+  return p && path.isAbsolute(p) ? p : undefined;
 }

@@ -3,7 +3,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { Configuration } from '../configuration';
-import { Generation, RunResult } from '../generation';
+import { Generation, GenerateInput, RunResult } from '../generation';
 import { blockKey, History } from '../history';
 import { Jobs } from '../jobs';
 import { fluxProblemMessage, missingInputMessage } from '../messages';
@@ -14,7 +14,7 @@ import { FluxDiagnostics } from './diagnostics';
 import { FLUX_LANGUAGE, fluxFileKey, fluxFolder, loraFolder, parsed } from './documents';
 import { resolveInputs } from './inputs';
 import { FluxHover } from './hover';
-import { effectiveValues, FluxBlock, FluxDocument } from './parser';
+import { effectiveValues, FluxBlock, FluxDocument, parseFlux } from './parser';
 
 const t = vscode.l10n.t;
 
@@ -58,12 +58,46 @@ async function findDocument(uri: string | undefined): Promise<vscode.TextDocumen
   return vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri) ?? vscode.workspace.openTextDocument(vscode.Uri.parse(uri));
 }
 
-function blockErrors(doc: FluxDocument, block: FluxBlock): string[] {
+/** `firstLine`: where `doc`'s text starts in the document (a selection's first line), for the line numbers. */
+function blockErrors(doc: FluxDocument, block: FluxBlock | undefined, firstLine = 0): string[] {
   const inDefaults = (line: number) => doc.defaults.spans.some((s) => s.start.line <= line && line <= s.end.line);
   return doc.problems
     .filter((p) => p.severity === 'error')
-    .filter((p) => (block.span.start.line <= p.span.start.line && p.span.start.line <= block.span.end.line) || inDefaults(p.span.start.line))
-    .map((p) => `${t('line {0}', p.span.start.line + 1)}: ${fluxProblemMessage(p)}`);
+    .filter((p) => (block && block.span.start.line <= p.span.start.line && p.span.start.line <= block.span.end.line) || inDefaults(p.span.start.line))
+    .map((p) => `${t('line {0}', firstLine + p.span.start.line + 1)}: ${fluxProblemMessage(p)}`);
+}
+
+function refuse(document: vscode.TextDocument, problem: string, showProblems: boolean): undefined {
+  const show = t('Show Problems');
+  const buttons = showProblems ? [show] : [];
+  void vscode.window.showErrorMessage(t('Fix the problems in {0} first: {1}', path.basename(document.fileName), problem), ...buttons).then((c) => {
+    if (c) void vscode.commands.executeCommand('workbench.actions.view.problems');
+  });
+  return undefined;
+}
+
+/**
+ * Generate from Selection in a .flux document: each prompt block the selected text holds, over the
+ * file's defaults, checked and with its `image:`/`lora:` files found as a CodeLens run is — a bad
+ * value refuses rather than silently running with the default in its place. [] when the text holds
+ * no prompt block (nor parameters); undefined when refused (the user was told why).
+ */
+export function fluxSelectionInputs(document: vscode.TextDocument, text: string, firstLine: number): GenerateInput[] | undefined {
+  const selection = parseFlux(text);
+  if (!selection.blocks.length && selection.defaults.params.length) {
+    // Only parameter lines: they would otherwise become the prompt's words ("seed: 5").
+    void vscode.window.showWarningMessage(t('The selection holds parameters but no prompt: select the prompt lines too.'));
+    return undefined;
+  }
+  if (!selection.blocks.length) return [];
+  const file = parsed(document);
+  const errors = [...blockErrors(file, undefined), ...selection.blocks.flatMap((b) => blockErrors(selection, b, firstLine))];
+  if (errors.length) return refuse(document, errors[0], true);
+  const own = selection.blocks.map((b) => ({ ...b, values: effectiveValues(selection, b, {}) }));
+  const resolved = own.map((b) => resolveInputs(effectiveValues(file, b, {}), fluxFolder(document), loraFolder()));
+  const missing = resolved.flatMap((r) => r.missing);
+  if (missing.length) return refuse(document, missingInputMessage(missing[0]), false);
+  return resolved.map((r, i) => ({ ...r.values, prompt: own[i].prompt }));
 }
 
 /** Generates one block (by key) or every block of a .flux document; resolves with the runs. */
@@ -84,22 +118,13 @@ async function generateBlocks(
     return undefined;
   }
   const errors = blocks.flatMap((b) => blockErrors(doc, b));
-  if (errors.length) {
-    const show = t('Show Problems');
-    void vscode.window.showErrorMessage(t('Fix the problems in {0} first: {1}', path.basename(document.fileName), errors[0]), show).then((c) => {
-      if (c) void vscode.commands.executeCommand('workbench.actions.view.problems');
-    });
-    return undefined;
-  }
+  if (errors.length) return refuse(document, errors[0], true);
   // image: and lora: files, resolved now: a missing one is said before anything starts.
   const dir = fluxFolder(document);
   const loras = loraFolder();
   const resolved = blocks.map((b) => resolveInputs(effectiveValues(doc, b, {}), dir, loras));
   const missing = resolved.flatMap((r) => r.missing);
-  if (missing.length) {
-    void vscode.window.showErrorMessage(t('Fix the problems in {0} first: {1}', path.basename(document.fileName), missingInputMessage(missing[0])));
-    return undefined;
-  }
+  if (missing.length) return refuse(document, missingInputMessage(missing[0]), false);
   const runs: RunResult[] = [];
   for (const [i, block] of blocks.entries()) {
     const values = resolved[i].values;

@@ -7,6 +7,7 @@ import { UserError } from '../../shared/api';
 import { FileExistsError, writePngAtomic } from '../formats/png';
 import { MAX_OUTPUT_NAME_BYTES } from '../server/paths';
 import { imageNotSavedMessage } from '../system/fsErrors';
+import { folderProblem } from '../system/writableFolder';
 import { CliOutput, statIfAny, UsageError } from './common';
 
 /** The absolute --out path, refused now if writing it would fail after the whole generation. */
@@ -33,30 +34,15 @@ export function checkedCacheDir(dir: string): string {
   const abs = path.resolve(dir);
   const stat = statIfAny(abs);
   if (stat && !stat.isDirectory()) throw new UsageError(`--cache: ${abs} is a file; --cache names the folder the converted weights are kept in`);
-  if (!stat) nearestExisting('--cache', abs);
+  if (!stat) checkCanCreate('--cache', abs, () => true);
   return dir;
 }
 
-/** The nearest existing folder at or above `dir`; a file there is a usage error. */
-function nearestExisting(flag: string, dir: string): string {
-  let at = dir;
-  let stat = statIfAny(at);
-  while (!stat && path.dirname(at) !== at) {
-    at = path.dirname(at);
-    stat = statIfAny(at);
-  }
-  if (stat && !stat.isDirectory()) throw new UsageError(`${flag}: cannot create a folder in ${at}: it is a file`);
-  return at;
-}
-
-/** The folder exists, or its nearest existing ancestor is a folder this process can write in. */
-export function checkCanCreate(flag: string, dir: string): void {
-  const at = nearestExisting(flag, dir);
-  try {
-    fs.accessSync(at, fs.constants.W_OK);
-  } catch {
-    throw new UsageError(`${flag}: cannot write in ${at} (permission denied)`);
-  }
+/** The folder exists, or its nearest existing ancestor is a folder this process can write in (`writable` asks that). */
+export function checkCanCreate(flag: string, dir: string, writable?: (dir: string) => boolean): void {
+  const problem = folderProblem(dir, writable);
+  if (problem?.code === 'fileInTheWay') throw new UsageError(`${flag}: cannot create a folder in ${problem.path}: it is a file`);
+  if (problem) throw new UsageError(`${flag}: cannot write in ${problem.path} (permission denied)`);
 }
 
 /**

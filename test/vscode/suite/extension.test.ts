@@ -138,6 +138,96 @@ describe('MajicFLUX in a real VS Code', function () {
     await waitFor('idle status', () => api.statusBar.text.includes('flux-tiny') || api.statusBar.text.includes('models'));
   });
 
+  it('Generate from Selection with several cursors reads the selections in the document order', async () => {
+    const editor = await open('notes.md');
+    const line = (n: number) => new vscode.Selection(editor.document.lineAt(n).range.start, editor.document.lineAt(n).range.end);
+    // The lower line selected first (as with Alt+click from the bottom up); was: its words first.
+    editor.selections = [line(3), line(2)];
+    const run = await vscode.commands.executeCommand<RunResult>('majicflux.generateFromSelection');
+    assert.ok(run);
+    assert.equal(run.jobs[0].request.params.prompt, 'a watercolor hummingbird in a garden a brutalist library at night');
+    await finished(run);
+    await vscode.commands.executeCommand('notifications.clearAll');
+  });
+
+  it('Generate from Selection in a .flux file checks the selected blocks as CodeLens does and runs each over the file defaults', async () => {
+    const file = path.join(ws(), 'selection.flux');
+    const lines = ['steps: 3', 'width: 80', 'height: 96', '', 'a quiet harbour at night', 'steps: 0', '', 'a quiet harbour at dawn', 'image: missing-photo.png', '', 'a quiet harbour at noon', 'seed: 5', '', 'a quiet harbour at dusk', 'seed: 6', ''];
+    fs.writeFileSync(file, lines.join('\n'));
+    try {
+      const editor = await open('selection.flux');
+      const select = async (from: number, to: number) => {
+        editor.selection = new vscode.Selection(from, 0, to, editor.document.lineAt(to).text.length);
+        return vscode.commands.executeCommand<RunResult | undefined>('majicflux.generateFromSelection');
+      };
+      const before = api.jobs.all().length;
+      // A bad value and a missing input image: refused before any job (was: run with the default steps / a relative path).
+      assert.equal(await select(4, 5), undefined, 'steps: 0 is refused');
+      assert.equal(await select(7, 8), undefined, 'a missing image: is refused');
+      assert.equal(await select(11, 11), undefined, 'parameters alone are no prompt (was: "seed: 5" generated as the prompt)');
+      assert.equal(api.jobs.all().length, before, 'nothing was queued');
+      // Two blocks selected: two images (was: the first only), each with the file's defaults (was: the settings' 2 steps, 64²).
+      const jobs = await finished(await select(10, 14));
+      assert.deepEqual(jobs.map((j) => [j.request.params.seed, j.request.params.steps, j.request.params.width, j.request.params.height, j.request.params.prompt]), [
+        [5, 3, 80, 96, 'a quiet harbour at noon'],
+        [6, 3, 80, 96, 'a quiet harbour at dusk'],
+      ]);
+      await vscode.commands.executeCommand('notifications.clearAll');
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+  });
+
+  it('a .flux file finds LoRAs in a majicflux.loras.folder written with ${workspaceFolder}, and a wrong-typed one breaks nothing', async () => {
+    const dir = path.join(ws(), 'lora-dir');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'ink-style.safetensors'), 'only its name matters here');
+    const cfg = vscode.workspace.getConfiguration('majicflux');
+    const doc = await vscode.workspace.openTextDocument({ language: 'flux', content: 'a castle in ink\nlora: ink-style:0.5\n' });
+    const missing = (d: vscode.Diagnostic[]) => d.filter((x) => x.code === 'missingFile').map((x) => x.message);
+    try {
+      // Was: looked for <workspace>/${workspaceFolder}/lora-dir/ink-style.safetensors (the panel's picker expanded it, .flux files did not).
+      await cfg.update('loras.folder', '${workspaceFolder}/lora-dir', vscode.ConfigurationTarget.Workspace);
+      assert.deepEqual(missing(await api.flux.diagnostics.update(doc)), []);
+      // Was: "f.trim is not a function" from the diagnostics, completion and every .flux run.
+      await cfg.update('loras.folder', 3, vscode.ConfigurationTarget.Workspace);
+      assert.equal(missing(await api.flux.diagnostics.update(doc)).length, 1, 'no LoRA folder: the LoRA is not found, and said so');
+    } finally {
+      await cfg.update('loras.folder', undefined, vscode.ConfigurationTarget.Workspace);
+      fs.rmSync(dir, { recursive: true, force: true });
+      await vscode.commands.executeCommand('notifications.clearAll');
+    }
+  });
+
+  it("an untitled .flux document's out: names its image, from the workspace root", async () => {
+    const doc = await vscode.workspace.openTextDocument({ language: 'flux', content: 'a tiny untitled boat\nseed: 3\nout: untitled-out/{seed}.png\n' });
+    await vscode.window.showTextDocument(doc);
+    const runs = await vscode.commands.executeCommand<RunResult[]>('majicflux.generateFluxFile', doc.uri.toString());
+    const [job] = await finished(runs[0]);
+    // Was: generated/<date>-3-a-tiny-untitled-boat.png, the out: line ignored.
+    assert.equal(job.result!.file, path.join(ws(), 'untitled-out', '3.png'));
+    await vscode.commands.executeCommand('notifications.clearAll');
+    await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
+  });
+
+  it('an output folder that cannot be written is refused before the image is generated', async () => {
+    const blocker = path.join(ws(), 'blocker');
+    fs.writeFileSync(blocker, 'a file where the output folder should be');
+    const cfg = vscode.workspace.getConfiguration('majicflux');
+    await cfg.update('output.folder', 'blocker/images', vscode.ConfigurationTarget.Workspace);
+    try {
+      const before = api.jobs.all().length;
+      // Was: generated, then "could not save the image … a file is in the way" after all the steps.
+      assert.equal(await vscode.commands.executeCommand('majicflux.generate', 'a small green boat'), undefined);
+      assert.equal(api.jobs.all().length, before, 'nothing was queued');
+      await vscode.commands.executeCommand('notifications.clearAll');
+    } finally {
+      await cfg.update('output.folder', undefined, vscode.ConfigurationTarget.Workspace);
+      fs.rmSync(blocker, { force: true });
+    }
+  });
+
   it('a .flux file generates its images, then shows them in CodeLens and hover', async () => {
     const editor = await open('prompts.flux');
     const uri = editor.document.uri;
@@ -215,8 +305,12 @@ describe('MajicFLUX in a real VS Code', function () {
     const job = run.jobs[0];
     await waitFor('the first step', () => job.step !== undefined && job.step >= 1, 120_000);
     assert.match(api.statusBar.text, /step \d+\/200/);
+    // Clicking the status bar while it runs shows the queue, where the job can be cancelled (was: the panel, which shows only its own jobs).
+    assert.equal(api.statusBar.command, 'majicflux.showQueue');
+    assert.match(api.statusBar.tooltip, /Click to see the queue or cancel/);
     assert.equal(await vscode.commands.executeCommand<number>('majicflux.cancel'), 1);
     const [end] = await run.finished;
+    assert.equal(api.statusBar.command, 'majicflux.openPanel', 'idle again: the panel');
     assert.equal(end.state, 'cancelled');
     assert.ok(end.step! < 200);
     assert.equal(fs.existsSync(job.target!), false, 'no image written');

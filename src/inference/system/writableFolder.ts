@@ -1,0 +1,42 @@
+// Whether files can be written in a folder that may not exist yet, asked before minutes of work
+// whose result would otherwise be lost at the save: the extension before a job, the CLI before
+// --out's model loads. node:fs only (the extension loads it: eslint.config.mjs EXTENSION_MAY_LOAD).
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export type FolderProblem =
+  /** A file where a folder must be (`path` is that file). */
+  | { code: 'fileInTheWay'; path: string }
+  /** The nearest folder that exists (`path`) cannot be written in: read-only, no permission. */
+  | { code: 'notWritable'; path: string };
+
+const canWrite = (dir: string): boolean => {
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * Why a file could not be written in `dir`, or undefined. Folders yet to be made are fine (the
+ * writer makes them); what decides is the nearest one that exists. `writable` is asked of that
+ * folder (the tests stand in for a read-only one, which root can write anyway).
+ */
+export function folderProblem(dir: string, writable: (dir: string) => boolean = canWrite): FolderProblem | undefined {
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    let stat: fs.Stats | undefined;
+    try {
+      stat = fs.statSync(d);
+    } catch {
+      // not there (or under a file: ENOTDIR), so the folder above decides
+    }
+    if (stat) {
+      if (!stat.isDirectory()) return { code: 'fileInTheWay', path: d };
+      return writable(d) ? undefined : { code: 'notWritable', path: d };
+    }
+    if (path.dirname(d) === d) return undefined;
+  }
+}
