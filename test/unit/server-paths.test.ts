@@ -194,6 +194,32 @@ describe('server paths: what a client may name (serverPaths.ts)', () => {
       downloads.cancelOf();
     }
   });
+
+  it("a remote client cannot name the address a download fetches from: another mirror is refused before anything starts; the server's own (or the hub's) is not", () => {
+    const sent: unknown[] = [];
+    const session = { send: (m: unknown) => sent.push(m) } as unknown as Session;
+    const downloads = new ServerDownloads(() => undefined);
+    const place = { remote: true, modelsDir: models };
+    const saved = process.env.HF_ENDPOINT;
+    process.env.HF_ENDPOINT = 'https://hf-mirror.example/';
+    try {
+      for (const url of ['http://169.254.169.254/latest', 'https://huggingface.co', 'http://localhost:8080']) {
+        const r = downloads.start(session, 1, { model: 'flux1-dev', dest: 'm', endpoints: { huggingface: url } }, place);
+        assert.equal(r?.code, 'bad-request', url);
+        assert.match(r.message, new RegExp(`downloads from Hugging Face at https://hf-mirror\\.example, not ${url.replace(/[.]/g, '\\.')}: a remote client cannot choose`));
+      }
+      assert.deepEqual(sent, [], 'nothing started');
+      // The server's own address passes this check: what refuses it next is the plan (an unknown model; nothing is fetched).
+      const same = downloads.start(session, 1, { model: 'no-such-model', dest: 'm', endpoints: { huggingface: 'https://hf-mirror.example' } }, place);
+      assert.equal(same?.code, 'failed', JSON.stringify(same));
+      assert.match(same.message, /no-such-model/);
+      assert.deepEqual(sent, [], 'still nothing started');
+    } finally {
+      if (saved === undefined) delete process.env.HF_ENDPOINT;
+      else process.env.HF_ENDPOINT = saved;
+      downloads.cancelOf();
+    }
+  });
 });
 
 describe('atomic writes: cancel and crash leftovers (atomicWrite.ts)', () => {

@@ -7,6 +7,7 @@ import { formatBytes } from '../../shared/bytes';
 import { checkOne, Height, Width } from '../../shared/params';
 import { cliInvocation, CliOutput, EXIT_FAILURE, EXIT_OK, parseCommandArgs, rejectEmptyPaths, Subcommand, UsageError } from './common';
 import { DownloadError } from '../models/hubErrors';
+import { mirrorsFromEnv } from '../models/hub';
 import { demoModelNamed } from '../models/demo';
 import { loadRegistry } from '../models/registry';
 import { checkModels, defaultModelsDir, downloadModel, findModels, planModelDownload } from '../models/service';
@@ -121,7 +122,7 @@ async function download(rest: string[], values: Record<string, unknown>, io: Cli
   const parts = values.parts === undefined ? undefined : (values.parts as string).split(',').map((p) => p.trim());
   for (const p of parts ?? []) if (!PART_ROLES.includes(p as PartRole)) throw new UsageError(`--parts: unknown part "${p}" (${PART_ROLES.join(', ')})`);
   const dest = path.resolve((values.dest as string | undefined) ?? defaultModelsDir());
-  const request = { model: rest[0], hub: hub as HubName | undefined, dest, parts: parts as PartRole[] | undefined, endpoints: endpointsFromEnv() };
+  const request = { model: rest[0], hub: hub as HubName | undefined, dest, parts: parts as PartRole[] | undefined, endpoints: mirrorsFromEnv() };
   // An unknown model, or a part or hub it does not have, is a bad argument like any other.
   const plan = asUsageError(() => planModelDownload(request));
   const token = await readToken(values['token-file'] as string | undefined);
@@ -174,14 +175,6 @@ async function download(rest: string[], values: Record<string, unknown>, io: Cli
 }
 
 /** Hub base URLs from the environment, as the hubs' own clients read them (HF_ENDPOINT, MODELSCOPE_DOMAIN). */
-function endpointsFromEnv(): Partial<Record<HubName, string>> | undefined {
-  const e: Partial<Record<HubName, string>> = {};
-  if (process.env.HF_ENDPOINT) e.huggingface = process.env.HF_ENDPOINT;
-  // ModelScope's SDK takes a bare domain (e.g. www.modelscope.ai).
-  const ms = process.env.MODELSCOPE_DOMAIN;
-  if (ms) e.modelscope = /^https?:\/\//.test(ms) ? ms : `https://${ms}`;
-  return Object.keys(e).length ? e : undefined;
-}
 
 async function readToken(file: string | undefined): Promise<string | undefined> {
   if (file !== undefined) {

@@ -43,8 +43,17 @@ export function defaultRevision(hub: HubName): string {
 }
 
 /** The endpoint for a repository's hub, without a trailing slash. */
-export function endpointFor(repo: HubRepo, endpoint?: string): string {
+export function endpointFor(repo: Pick<HubRepo, 'hub'>, endpoint?: string): string {
   return (endpoint || DEFAULT_ENDPOINTS[repo.hub]).replace(/\/+$/, '');
+}
+
+/** The mirrors this process was started with: HF_ENDPOINT, MODELSCOPE_DOMAIN (a bare domain, as ModelScope's SDK takes it). */
+export function mirrorsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<Record<HubName, string>> | undefined {
+  const e: Partial<Record<HubName, string>> = {};
+  if (env.HF_ENDPOINT) e.huggingface = env.HF_ENDPOINT;
+  const ms = env.MODELSCOPE_DOMAIN;
+  if (ms) e.modelscope = /^https?:\/\//.test(ms) ? ms : `https://${ms}`;
+  return Object.keys(e).length ? e : undefined;
 }
 
 function encodeSegments(p: string): string {

@@ -4,9 +4,10 @@
 
 import * as path from 'node:path';
 import { UserError } from '../../shared/api';
-import type { DownloadRequest } from '../../shared/models';
+import { DownloadRequest, HUB_NAMES } from '../../shared/models';
 import type { ErrorCode, LogLevel } from '../../shared/protocol';
 import { DownloadError } from '../models/hubErrors';
+import { endpointFor, HUB_LABELS, mirrorsFromEnv } from '../models/hub';
 import { downloadModel, planModelDownload } from '../models/service';
 import type { Session } from './connection';
 import { isInside, pathNameProblem, realish } from './paths';
@@ -37,7 +38,19 @@ export class ServerDownloads {
     } else if (!path.isAbsolute(dest)) {
       return { code: 'bad-output', message: `download folder must be an absolute path, got ${JSON.stringify(dest)}` };
     }
-    const req = { ...request, dest };
+    // A TCP client downloads through the hubs the owner started the server with: a URL of its
+    // choosing would have the server fetch whatever that address answers, from the server's network.
+    const own = place.remote ? mirrorsFromEnv() : request.endpoints;
+    if (place.remote) {
+      const other = HUB_NAMES.find((hub) => request.endpoints?.[hub] && endpointFor({ hub }, request.endpoints[hub]) !== endpointFor({ hub }, own?.[hub]));
+      if (other) {
+        return {
+          code: 'bad-request',
+          message: `this server downloads from ${HUB_LABELS[other]} at ${endpointFor({ hub: other }, own?.[other])}, not ${request.endpoints![other]}: a remote client cannot choose where the server connects (its owner sets a mirror where it runs: HF_ENDPOINT, MODELSCOPE_DOMAIN). Clear the mirror setting to download through this server.`,
+        };
+      }
+    }
+    const req = { ...request, dest, endpoints: own };
     let plan: ReturnType<typeof planModelDownload>;
     try {
       plan = planModelDownload(req);
