@@ -12,7 +12,7 @@ import { writeNewFile } from '../inference/system/atomicWrite';
 import { folderProblem } from '../inference/system/writableFolder';
 import type { JobRequest } from '../shared/protocol';
 import { Configuration } from './configuration';
-import { renderTemplate } from '../shared/fileName';
+import { renderTemplate, withPngExtension } from '../shared/fileName';
 import type { BlockValues } from './fluxFile/parser';
 import { History } from './history';
 import { isActive, Job, JobOrigin, Jobs } from './jobs';
@@ -146,7 +146,8 @@ export class Generation {
       });
       if (!uri) return undefined;
       this.chosenFolder = path.dirname(uri.fsPath);
-      return [this.reservations.reserve(uri.fsPath.endsWith('.png') ? uri.fsPath : `${uri.fsPath}.png`)];
+      // A name typed as X.PNG keeps its case rather than becoming X.PNG.png.
+      return [this.reservations.reserve(withPngExtension(uri.fsPath))];
     }
     if (!folder) folder = this.chosenFolder ?? (await this.askFolder());
     if (!folder) return undefined;

@@ -122,6 +122,11 @@ function windowsSafe(segment: string): string {
   return /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i.test(s) ? `_${s}` : s;
 }
 
+/** `name` with `.png` added unless it ends so already, in any case (`X.PNG` stays as it is). */
+export function withPngExtension(name: string): string {
+  return /\.png$/i.test(name) ? name : `${name}.png`;
+}
+
 /**
  * Renders a template into a relative path with `/` separators. Unknown placeholders are left out,
  * characters a file system rejects become `_`, and `.png` is added when the template lacks it, so
@@ -139,7 +144,7 @@ export function renderTemplate(template: string, values: TemplateValues): string
     .filter(Boolean); // '.' and '..' are left empty by windowsSafe
   if (!segments.length) segments.push('image');
   let last = segments[segments.length - 1];
-  if (!/\.png$/i.test(last)) last += '.png';
+  last = withPngExtension(last);
   if (last === '.png') last = 'image.png';
   segments[segments.length - 1] = last;
   return segments.join('/');

@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { checkTemplate, renderTemplate, slugify, TemplateValues } from '../../src/shared/fileName';
+import { checkTemplate, renderTemplate, slugify, TemplateValues, withPngExtension } from '../../src/shared/fileName';
 
 const values = (over: Partial<TemplateValues> = {}): TemplateValues => ({
   date: new Date(2026, 10, 5, 9, 7, 3),
@@ -65,5 +65,15 @@ describe('extension: file-name template', () => {
     assert.deepEqual(checkTemplate('{seed}.jpg'), [{ kind: 'extension', ext: 'jpg' }]);
     assert.deepEqual(checkTemplate('{seed}'), [{ kind: 'extension', ext: '' }]);
     assert.deepEqual(checkTemplate('a?{seed}.png'), [{ kind: 'badCharacter', char: '?' }]);
+  });
+});
+
+describe('withPngExtension (a name typed in the save dialog)', () => {
+  it('adds .png unless the name ends in it in any case: X.PNG is not saved as X.PNG.png', () => {
+    assert.equal(withPngExtension('/home/me/cat'), '/home/me/cat.png');
+    assert.equal(withPngExtension('/home/me/cat.PNG'), '/home/me/cat.PNG');
+    assert.equal(withPngExtension('/home/me/cat.Png'), '/home/me/cat.Png');
+    assert.equal(withPngExtension('/home/me/cat.png'), '/home/me/cat.png');
+    assert.equal(withPngExtension('/home/me/cat.png.jpg'), '/home/me/cat.png.jpg.png');
   });
 });
