@@ -40,10 +40,15 @@ class Peer {
     input.on('data', (c: Buffer) => splitter.push(c));
   }
 
+  /** The TCP socket of a peer made by tcp(). */
+  socket!: net.Socket;
+
   static async tcp(port: number): Promise<Peer> {
     const sock = net.connect(port, '127.0.0.1');
     await new Promise((resolve, reject) => sock.once('connect', resolve).once('error', reject));
-    return new Peer(sock, sock);
+    const p = new Peer(sock, sock);
+    p.socket = sock;
+    return p;
   }
 
   write(line: string | Buffer): void {
@@ -314,6 +319,32 @@ describe('inference server against hostile clients (issue 16)', function () {
       const done = await peer.final(q.jobId!, 60_000);
       assert.equal(done.event, 'done', JSON.stringify(done));
       assert.ok(fs.existsSync(path.join(out, '..foo.png')));
+    });
+
+    it("the next client (one at a time) can neither read an earlier client's prompts in status nor learn how its jobs ended; its own are its own", async () => {
+      const helloed = async () => {
+        const p = await Peer.tcp(port);
+        assert.equal((await p.request({ type: 'hello', protocol: 1, client: 'hostile', token, heartbeatMs: 0, settings: { model: { dir: path.join(models, 'tiny') }, weights: 'fp32', ep: 'cpu', memory: 'sequential' } })).type, 'hello');
+        return p;
+      };
+      const mine = await peer.request({ type: 'generate', job: { params: { prompt: 'my private prompt', seed: 3, steps: 1, width: 64, height: 64 }, output: 'private.png' } });
+      assert.equal((await peer.final(mine.jobId!, 60_000)).event, 'done');
+      const own = (await peer.request({ type: 'status' })) as Msg & { status: { jobs: Array<{ jobId: string; prompt: string }> } };
+      assert.equal(own.status.jobs.find((j) => j.jobId === mine.jobId)?.prompt, 'my private prompt');
+      const closed = new Promise((r) => peer.socket.once('close', r));
+      peer.socket.end();
+      await closed;
+      peer = await helloed();
+      const seen = (await peer.request({ type: 'status' })) as typeof own;
+      const listed = seen.status.jobs.find((j) => j.jobId === mine.jobId);
+      assert.ok(listed, 'the ended job is still in the history');
+      assert.equal(listed.prompt, '', "the next client's status has no prompt of the earlier client's");
+      const c = await peer.request({ type: 'cancel', jobId: mine.jobId! });
+      assert.equal(c.code, 'unknown-job');
+      assert.doesNotMatch(c.message ?? '', /already ended|done/, 'nor how it ended');
+      const next = await peer.request({ type: 'generate', job: { params: { prompt: 'x', seed: 4, steps: 1, width: 64, height: 64 }, output: 'next.png' } });
+      assert.equal((await peer.final(next.jobId!, 60_000)).event, 'done');
+      assert.match((await peer.request({ type: 'cancel', jobId: next.jobId! })).message ?? '', /already ended \(done\)/, 'its own job: how it ended');
     });
 
     it('a model named outside the allowed folders fails the job with a clear message before loading anything', async () => {

@@ -88,11 +88,12 @@ export class ServerDownloads {
     return undefined;
   }
 
-  /** Stops a download by its id; false when there is none. */
-  cancel(downloadId: string): boolean {
+  /** Stops a download of `by`'s by its id; false when it has none such. */
+  cancel(downloadId: string, by: Session): boolean {
     const download = this.active.get(downloadId);
-    download?.controller.abort();
-    return download !== undefined;
+    if (download?.owner !== by) return false;
+    download.controller.abort();
+    return true;
   }
 
   /** Stops the session's downloads (all of them without one). */

@@ -47,7 +47,8 @@ export class JobQueue {
   private readonly queue: Job[] = [];
   private running?: Job;
   private runningDone?: Promise<void>;
-  readonly history: JobInfo[] = [];
+  /** Ended jobs, newest first, with the session that asked for each. */
+  readonly history: Array<{ info: JobInfo; owner: Session }> = [];
   private mutex: Promise<void> = Promise.resolve();
   private loading = 0;
   private jobCounter = 0;
@@ -73,15 +74,16 @@ export class JobQueue {
    * Cancels a live job: a queued one at once, the running one at its next step. `ack` hears which,
    * before the job's own `cancelled` event; false when no such job is live.
    */
-  cancel(jobId: string, ack: (state: 'cancelled' | 'cancelling') => void): boolean {
-    const i = this.queue.findIndex((j) => j.id === jobId);
+  cancel(jobId: string, by: Session, ack: (state: 'cancelled' | 'cancelling') => void): boolean {
+    // A client cancels its own jobs only: on a TCP server the others are other people's.
+    const i = this.queue.findIndex((j) => j.id === jobId && j.owner === by);
     if (i >= 0) {
       const [job] = this.queue.splice(i, 1);
       ack('cancelled');
       this.finish(job, { type: 'event', event: 'cancelled', jobId });
       return true;
     }
-    if (this.running?.id === jobId) {
+    if (this.running?.id === jobId && this.running.owner === by) {
       this.cancelRunning();
       ack('cancelling');
       return true;
@@ -283,7 +285,7 @@ export class JobQueue {
   private finish(job: Job, final: Extract<Event, { event: 'done' | 'failed' | 'cancelled' }>): void {
     job.state = final.event;
     job.owner.send(final);
-    this.history.unshift(jobInfo(job));
+    this.history.unshift({ info: jobInfo(job), owner: job.owner });
     this.history.length = Math.min(this.history.length, HISTORY);
   }
 
@@ -335,12 +337,14 @@ export class JobQueue {
   }
 
   /** The status's part that is the queue's and the pipeline's. */
-  status(): Pick<StatusInfo, 'state' | 'loaded' | 'jobs' | 'eps' | 'model'> {
-    const live = [...(this.running ? [this.running] : []), ...this.queue].map((j, i) => ({ ...jobInfo(j), position: i }));
+  /** The server's state; with `viewer`, other sessions' jobs keep their place but not their prompt. */
+  status(viewer?: Session): Pick<StatusInfo, 'state' | 'loaded' | 'jobs' | 'eps' | 'model'> {
+    const shown = (info: JobInfo, owner: Session): JobInfo => (viewer && owner !== viewer ? { ...info, prompt: '' } : info);
+    const live = [...(this.running ? [this.running] : []), ...this.queue].map((j, i) => ({ ...shown(jobInfo(j), j.owner), position: i }));
     return {
       state: this.state(),
       loaded: this.pipe?.instance.loaded() ?? [],
-      jobs: [...live, ...this.history],
+      jobs: [...live, ...this.history.map((h) => shown(h.info, h.owner))],
       eps: this.pipe?.instance.eps() ?? [],
       ...(this.pipe ? { model: this.pipe.instance.files.name } : {}),
     };

@@ -184,7 +184,7 @@ export class InferenceServer {
       case 'cancel':
         return this.cancelRequest(session, req.id, req.jobId);
       case 'status':
-        return session.send({ id: req.id, type: 'status', status: this.status() });
+        return session.send({ id: req.id, type: 'status', status: this.status(session) });
       case 'load':
       case 'unload': {
         const loaded = await this.jobs.loadOrUnload(req.type === 'load', req.components);
@@ -333,10 +333,10 @@ export class InferenceServer {
   }
 
   private cancelRequest(session: Session, id: number, jobId: string): void {
-    if (this.downloads.cancel(jobId)) return session.send({ id, type: 'cancel', jobId, state: 'cancelling' });
-    if (this.jobs.cancel(jobId, (state) => session.send({ id, type: 'cancel', jobId, state }))) return;
-    const past = this.jobs.history.find((j) => j.jobId === jobId);
-    this.reply(session, id, 'unknown-job', past ? `job ${jobId} already ended (${past.state})` : `no job ${jobId}`);
+    if (this.downloads.cancel(jobId, session)) return session.send({ id, type: 'cancel', jobId, state: 'cancelling' });
+    if (this.jobs.cancel(jobId, session, (state) => session.send({ id, type: 'cancel', jobId, state }))) return;
+    const past = this.jobs.history.find((j) => j.info.jobId === jobId && j.owner === session);
+    this.reply(session, id, 'unknown-job', past ? `job ${jobId} already ended (${past.info.state})` : `no job ${jobId} of this client's`);
   }
 
   /** Cancels the session's downloads and jobs (everything without one). */
@@ -351,8 +351,9 @@ export class InferenceServer {
     return { type: 'event', event: 'heartbeat', time: Date.now(), rss: currentRss(), state: this.jobs.state(), queued: this.jobs.queued };
   }
 
-  private status(): StatusInfo {
-    const jobs = this.jobs.status();
+  /** A TCP client sees the queue's shape, and the prompts of its own jobs only. */
+  private status(viewer: Session): StatusInfo {
+    const jobs = this.jobs.status(this.remote ? viewer : undefined);
     return {
       version: VERSION,
       pid: process.pid,
