@@ -17,6 +17,7 @@ import { JobFailedError } from '../../src/extension/serverErrors';
 import { mutate, randomValue, rng } from '../helpers/fuzz';
 import { GOLDEN_MODELS } from '../helpers/golden';
 import { writeSafetensors } from '../helpers/writeSafetensors';
+import { MAX_TCP_CONNECTIONS } from '../../src/inference/server/transports';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SERVER = path.join(ROOT, 'dist', 'server.js');
@@ -345,6 +346,25 @@ describe('inference server against hostile clients (issue 16)', function () {
       const next = await peer.request({ type: 'generate', job: { params: { prompt: 'x', seed: 4, steps: 1, width: 64, height: 64 }, output: 'next.png' } });
       assert.equal((await peer.final(next.jobId!, 60_000)).event, 'done');
       assert.match((await peer.request({ type: 'cancel', jobId: next.jobId! })).message ?? '', /already ended \(done\)/, 'its own job: how it ended');
+    });
+
+    it(`a flood of idle connections is cut at ${MAX_TCP_CONNECTIONS} (the descriptors the jobs need), and the client already served goes on`, async () => {
+      const flood: net.Socket[] = [];
+      let refused = 0;
+      try {
+        for (let i = 0; i < MAX_TCP_CONNECTIONS + 20; i++) {
+          const s = net.connect(port, '127.0.0.1');
+          s.on('error', () => undefined);
+          s.on('close', () => refused++);
+          flood.push(s);
+        }
+        await new Promise((r) => setTimeout(r, 1500));
+        // The served client holds one of the slots.
+        assert.ok(refused >= 20, `${refused} of ${flood.length} extra connections closed at once`);
+        assert.equal((await peer.request({ type: 'ping' })).type, 'pong');
+      } finally {
+        for (const s of flood) s.destroy();
+      }
     });
 
     it('a model named outside the allowed folders fails the job with a clear message before loading anything', async () => {

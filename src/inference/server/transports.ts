@@ -72,6 +72,9 @@ export interface TcpServerHandle {
   readonly stuck: boolean;
 }
 
+/** Open TCP connections at once: the client, and others waiting for their hello or their turn. */
+export const MAX_TCP_CONNECTIONS = 64;
+
 /** Serves over TCP, one client at a time; a token is required in `hello`. */
 export async function serveTcp(opts: ServerOptions & { host: string; port: number; token: string }): Promise<TcpServerHandle> {
   const server = new InferenceServer({ ...opts, echoLogs: true });
@@ -86,6 +89,9 @@ export async function serveTcp(opts: ServerOptions & { host: string; port: numbe
     server.attach(socket, socket, 'tcp', () => server.log('info', `client ${peer} disconnected`), socket.remoteAddress ?? peer);
     server.log('info', `client ${peer} connected`);
   });
+  // Connections past this are closed at once: a flood of idle sockets (each dropped only after the
+  // hello timeout) could otherwise take the file descriptors the jobs need to open model files.
+  tcp.maxConnections = MAX_TCP_CONNECTIONS;
   server.onShutdownRequest = (session) => void session.conn.close();
   if (opts.outputDir) await server.sweep(opts.outputDir);
   await new Promise<void>((resolve, reject) => {
