@@ -140,7 +140,8 @@ export class LoraGraph {
       if (this.opts.nbits) {
         // MatMulNBits takes W [N, K]: A [r, in] as it is, its rows padded with zeros to whole output tiles.
         const rp = Math.ceil(r / DOWN_COLUMNS) * DOWN_COLUMNS;
-        const padded = rp === r ? a : Float32Array.from({ length: rp * inFeatures }, (_, i) => (i < a.length ? a[i] : 0));
+        let padded = a;
+        if (rp !== r) (padded = new Float32Array(rp * inFeatures)).set(a);
         down = this.matMulNBits(x, padded, rp, inFeatures, this.opts.nbits.block, `lora${k}.${linear}.a`, 'lora_down');
         if (rp !== r) down = this.g.op('Slice', [down, this.g.i64([0]), this.g.i64([r]), this.g.i64([-1])], {}, { name: 'lora_slice' });
       } else {
