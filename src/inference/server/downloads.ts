@@ -10,7 +10,7 @@ import { DownloadError } from '../models/hubErrors';
 import { endpointFor, HUB_LABELS, mirrorsFromEnv } from '../models/hub';
 import { downloadModel, planModelDownload } from '../models/service';
 import type { Session } from './connection';
-import { isInside, pathNameProblem, realish } from './paths';
+import { atOrInsideReal, pathNameProblem } from './paths';
 
 export interface DownloadPlace {
   /** A TCP server: downloads go only inside `modelsDir`, named relative to it. */
@@ -34,7 +34,7 @@ export class ServerDownloads {
       const root = place.modelsDir;
       if (!root) return { code: 'failed', message: 'This server does not accept downloads: start it with --models-dir DIR to allow them.' };
       dest = path.resolve(root, request.dest);
-      if (!insideOrAt(root, dest)) return { code: 'bad-output', message: `download folder ${JSON.stringify(request.dest)} is outside the server's models folder` };
+      if (!atOrInsideReal(root, dest)) return { code: 'bad-output', message: `download folder ${JSON.stringify(request.dest)} is outside the server's models folder` };
     } else if (!path.isAbsolute(dest)) {
       return { code: 'bad-output', message: `download folder must be an absolute path, got ${JSON.stringify(dest)}` };
     }
@@ -99,15 +99,5 @@ export class ServerDownloads {
   /** Stops the session's downloads (all of them without one). */
   cancelOf(session?: Session): void {
     for (const d of this.active.values()) if (!session || d.owner === session) d.controller.abort();
-  }
-}
-
-/** `dest` is `root` or below it, also once symlinks are resolved (a link in the models folder may lead out). */
-function insideOrAt(root: string, dest: string): boolean {
-  const within = (r: string, d: string) => d === r || isInside(r, d);
-  try {
-    return within(path.resolve(root), dest) && within(realish(root), realish(dest));
-  } catch {
-    return false;
   }
 }

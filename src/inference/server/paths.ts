@@ -12,6 +12,7 @@ import { notRegularKind, notRegularProblem } from '../system/regularFile';
 import { ModelSpec, UserError } from '../../shared/api';
 import { TEMP_NAME_ROOM } from '../system/atomicWrite';
 import { windowsNameProblem } from '../../shared/fileName';
+import { folderProblem } from '../system/writableFolder';
 
 /** Longest output file name (bytes): the temp file adds TEMP_NAME_ROOM, a `-N` for a taken name up to 6, and 255 is the usual limit. */
 export const MAX_OUTPUT_NAME_BYTES = 255 - TEMP_NAME_ROOM - 6;
@@ -37,6 +38,20 @@ export function realish(p: string): string {
     if (parent === head) return path.join(head, ...rest);
     rest.unshift(path.basename(head));
     head = parent;
+  }
+}
+
+/**
+ * `p` is `root` or below it once every symlink is resolved; false when a real path cannot be
+ * found (a symlink loop, no permission): a link inside an allowed folder may lead out.
+ */
+export function atOrInsideReal(root: string, p: string): boolean {
+  try {
+    const r = realish(root);
+    const real = realish(p);
+    return real === r || isInside(r, real);
+  } catch {
+    return false;
   }
 }
 
@@ -71,25 +86,14 @@ export function outputNameProblem(file: string, base?: string): string | undefin
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return undefined; // not there yet: the usual case (missing folders are made)
-    if (code === 'ENOTDIR') return `output ${shown(file)} goes through ${shown(fileOnTheWay(file))}, which is a file, not a folder`;
+    if (code === 'ENOTDIR') {
+      const inTheWay = folderProblem(path.dirname(file), () => true);
+      return `output ${shown(file)} goes through ${shown(inTheWay?.path ?? path.dirname(file))}, which is a file, not a folder`;
+    }
     return `output ${shown(file)} cannot be written (${code ?? 'error'})`;
   }
   if (st.isDirectory()) return `output ${shown(file)} is an existing folder; name a file inside it`;
   return undefined;
-}
-
-/** The outermost folder on the way to `file` that is a file instead. */
-function fileOnTheWay(file: string): string {
-  const folders: string[] = [];
-  for (let p = path.dirname(file); path.dirname(p) !== p; p = path.dirname(p)) folders.unshift(p);
-  const isFile = (p: string) => {
-    try {
-      return fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() === false;
-    } catch {
-      return false;
-    }
-  };
-  return folders.find(isFile) ?? path.dirname(file);
 }
 
 /** An input file must be a regular file: opening a FIFO or a device would block or never end. */
@@ -196,24 +200,14 @@ export class PathPolicy {
 
   /** A path whose real path cannot be found (a symlink loop, no permission) is not inside. */
   private writable(abs: string): boolean {
-    return resolves(() => isInside(realish(this.remote!.output), realish(abs)));
+    try {
+      return isInside(realish(this.remote!.output), realish(abs));
+    } catch {
+      return false;
+    }
   }
 
   private readable(abs: string): boolean {
-    return resolves(() => {
-      const real = realish(abs);
-      return this.remote!.read.some((root) => {
-        const r = realish(root);
-        return real === r || isInside(r, real);
-      });
-    });
-  }
-}
-
-function resolves(inside: () => boolean): boolean {
-  try {
-    return inside();
-  } catch {
-    return false;
+    return this.remote!.read.some((root) => atOrInsideReal(root, abs));
   }
 }
