@@ -295,12 +295,9 @@ class GpuSampler {
   constructor() {
     this.baseline = deviceUsedMiB() ?? 0;
     if (!hasNvidiaSmi()) return;
-    this.proc = spawn('nvidia-smi', ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits', '-lms', '200'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    this.proc = spawn('nvidia-smi', [...APPS_QUERY, '-lms', '200'], { stdio: ['ignore', 'pipe', 'ignore'] });
     this.proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      for (const line of chunk.split('\n')) {
-        const [pid, mib] = line.split(',').map((s) => Number(s.trim()));
-        if (Number.isFinite(pid) && Number.isFinite(mib)) this.perPid.set(pid, Math.max(this.perPid.get(pid) ?? 0, mib));
-      }
+      for (const [pid, mib] of appsMemory(chunk)) this.perPid.set(pid, Math.max(this.perPid.get(pid) ?? 0, mib));
     });
     const poll = setInterval(() => {
       const used = deviceUsedMiB();
@@ -334,12 +331,20 @@ function deviceUsedMiB(): number | undefined {
 /** This process's GPU memory as nvidia-smi lists it (undefined without nvidia-smi or a listing). */
 function ownGpuMiB(): number | undefined {
   try {
-    const lines = execFileSync('nvidia-smi', ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n');
-    const mine = lines.map((l) => l.split(',').map((x) => Number(x.trim()))).find(([pid]) => pid === process.pid);
-    return mine?.[1];
+    return appsMemory(execFileSync('nvidia-smi', APPS_QUERY, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })).find(([pid]) => pid === process.pid)?.[1];
   } catch {
     return undefined;
   }
+}
+
+/** nvidia-smi's per-process GPU memory, as [pid, MiB] pairs. */
+const APPS_QUERY = ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits'];
+function appsMemory(text: string): Array<[number, number]> {
+  return text
+    .split('\n')
+    .map((line) => line.split(',').map((x) => Number(x.trim())))
+    .filter(([pid, mib]) => Number.isFinite(pid) && Number.isFinite(mib))
+    .map(([pid, mib]) => [pid, mib]);
 }
 
 async function runChild(args: string[], timeoutS: number): Promise<{ results: RunResult[]; gpuPeakMiB?: number; error?: string }> {
