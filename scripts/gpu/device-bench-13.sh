@@ -15,7 +15,8 @@
 #   abnbits the LoRA rank 32 with each branch in float16 MatMul vs its down-projection, or both products,
 #           as 8-bit MatMulNBits (loraNbits down / both), one process (A, B, C, A again)
 #   absplit the LoRA rank 32: the down-projection as one MatMul vs split 2 and 4 ways side by side
-#           (loraSplit), one process (A, B, C, A again); ABSPLIT (a JSON list) for other variants
+#           (loraSplit), the up-projection + Add as one Gemm (loraGemm), and both, one process
+#           (A, B…, A again); ABSPLIT (a JSON list) for other variants
 #   abchunks the DiT alone at 1024²: attention in 1, 2 and 4 query pieces, one process
 #           (the GPU memory after the steps: what the pieces save)
 #   golden  the golden tiny model on WebGPU (scripts/gpu/golden-check.ts): every kernel choice's
@@ -35,6 +36,11 @@ if has info; then stamp info; info; fi
 if has fill; then
   stamp fill
   if [ -n "${FILL_ALL:-}" ]; then fill full "$M" "$W/manifest.json"; else fill full "$M" "$W/manifest.json" --only flux-fp8; fi
+fi
+if has golden; then
+  stamp "golden on webgpu"
+  timeout "$(left 90)" node dist/gpu-golden.js --ep webgpu --out "$OUT/golden-webgpu.json"
+  pack
 fi
 if has hires; then
   stamp "hires 1024 -> 2048"
@@ -68,18 +74,13 @@ if has abnbits; then
 fi
 if has absplit; then
   stamp "lora r32: the down-projection split 2 and 4 ways, one process"
-  sp=${ABSPLIT:-'[{"loraSplit":2},{"loraSplit":4}]'}
-  timeout "$(left 260)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning-b '$sp' --tag lora-ab-split --job-timeout 250"
+  sp=${ABSPLIT:-'[{"loraSplit":2},{"loraSplit":4},{"loraGemm":true},{"loraGemm":true,"loraSplit":4}]'}
+  timeout "$(left 400)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning-b '$sp' --tag lora-ab-split --job-timeout 390"
   pack
 fi
 if has abchunks; then
   stamp "dit int8 1024 and 512: attention in 1, 2, 4 query pieces, one process"
   timeout "$(left 200)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --tuning-b '[{\"attentionChunks\":2},{\"attentionChunks\":4}]' --tag dit-ab-chunks --job-timeout 190"
-  pack
-fi
-if has golden; then
-  stamp "golden on webgpu"
-  timeout "$(left 90)" node dist/gpu-golden.js --ep webgpu --out "$OUT/golden-webgpu.json"
   pack
 fi
 if has loraprof; then

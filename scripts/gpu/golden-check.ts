@@ -56,8 +56,8 @@ async function main() {
     }
     console.log(JSON.stringify(results[results.length - 1]));
   }
-  // The branch forms: float MatMul + Add, the down-projection split 4 ways side by side (float: float's bound), 8-bit MatMulNBits for the down-projection or both (loraNbits: int8's error, so int8's looser bound).
-  const forms: Array<[DitTuning, number]> = [[{}, 5e-3], [{ loraSplit: 4 }, 5e-3], [{ loraNbits: 'down' }, 1.5e-2], [{ loraNbits: 'both' }, 1.5e-2]];
+  // The branch forms: float MatMul + Add, the down-projection split 4 ways side by side, the up-projection and Add as one Gemm (float: float's bound), 8-bit MatMulNBits for the down-projection or both (loraNbits: int8's error, so int8's looser bound).
+  const forms: Array<[DitTuning, number]> = [[{}, 5e-3], [{ loraSplit: 4 }, 5e-3], [{ loraGemm: true }, 5e-3], [{ loraGemm: true, loraSplit: 4 }, 5e-3], [{ loraNbits: 'down' }, 1.5e-2], [{ loraNbits: 'both' }, 1.5e-2]];
   for (const [tuning, bound] of forms) {
     const r = await loraErrors(ep, cacheDir, tuning, bound).catch((e: Error) => ({ config: `LoRA cases ${JSON.stringify(tuning)}`, ep, error: String(e.message ?? e).slice(0, 1000) }));
     failed ||= !('ok' in r) || !r.ok;

@@ -80,6 +80,8 @@ export interface DitTuning {
   loraNbits?: false | 'down' | 'both';
   /** LoRA down-projections as one product S times wider (OpChoices.loraSplit; 1: off). */
   loraSplit?: number;
+  /** A float LoRA branch's up-projection and its add onto the base output as one Gemm (OpChoices.loraGemm). */
+  loraGemm?: boolean;
   /** Tensors up to this many bytes are inlined instead of stored in the weight format (0: every Linear is). */
   inlineLimit?: number;
 }

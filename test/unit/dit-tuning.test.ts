@@ -151,6 +151,24 @@ describe('LoRA branches as 8-bit MatMulNBits (loraNbits)', function () {
     assert.ok(d16.relL2 < 2e-3, `float16, split 4: relative L2 to one MatMul ${d16.relL2} (float16 sums in another order)`);
   });
 
+  it('loraGemm: the up-projection and its Add as one Gemm onto the base output — the float form\'s output (float32 and float16, alone and with the split), strength 0 the base bit for bit', async () => {
+    const n = loras[0].branches.size;
+    const count = (tuning: DitTuning, op: string) => buildDit(component.weights, component.config, { format: 'fp32', loras, ...tuning }).graph.liveNodeList().filter((x) => x.opType === op && /(?:^|\/)lora_[a-z]+/.test(x.name)).length;
+    assert.equal(count({ loraGemm: true }, 'Gemm'), n, 'one Gemm per branch');
+    assert.equal(count({ loraGemm: true }, 'Add'), 0, 'no Add of its own');
+    assert.equal(count({ loraGemm: false }, 'Gemm'), 0);
+    for (const tuning of [{ loraGemm: true }, { loraGemm: true, loraSplit: 2 }]) {
+      const b = await outputs(tuning);
+      const d = compare(b.withLora, floatForm.withLora);
+      assert.ok(d.relL2 < 1e-6, `float32, ${JSON.stringify(tuning)}: relative L2 to MatMul + Add ${d.relL2}`);
+      assertBaseExactly(b.zero);
+    }
+    const f16 = await outputs({ loraNbits: false, compute: 'float16' });
+    const g16 = await outputs({ loraGemm: true, compute: 'float16' });
+    const d16 = compare(g16.withLora, f16.withLora);
+    assert.ok(d16.relL2 < 2e-3, `float16: relative L2 to MatMul + Add ${d16.relL2}`);
+  });
+
   it('loraNbits with float16 compute (scales in float16): within the int8 error of the float16 float form, strength 0 the float16 base bit for bit', async () => {
     const f16 = await outputs({ loraNbits: false, compute: 'float16' });
     const q = await outputs({ loraNbits: 'both', compute: 'float16' });

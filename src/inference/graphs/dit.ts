@@ -172,6 +172,8 @@ export interface DitBuildOptions {
   loraNbits?: false | 'down' | 'both';
   /** LoRA down-projections in S pieces of the inner dimension side by side (default per provider, OpChoices.loraSplit). */
   loraSplit?: number;
+  /** A float LoRA branch's up-projection and add as one Gemm (default per provider, OpChoices.loraGemm). */
+  loraGemm?: boolean;
   /** First use: the fraction of the weights converted into the cache so far (prefillDit). */
   onProgress?: (fraction: number) => void;
   /**

@@ -90,6 +90,8 @@ export interface LoraGraphOptions {
   nbits?: { products: 'down' | 'both'; block: number; int8Activations: boolean; explicitZeroPoints: boolean };
   /** Float down-projections in this many pieces of the inner dimension, side by side (splitDown); 1: one MatMul. */
   split?: number;
+  /** A float up-projection and its add onto the base output as one Gemm (C = the base output). */
+  gemm?: boolean;
 }
 
 /**
@@ -110,6 +112,7 @@ export function loraGraphOptions(tuning: DitTuning, choices: OpChoices, compute:
   return {
     compute,
     split: tuning.loraSplit ?? choices.loraSplit,
+    gemm: tuning.loraGemm ?? choices.loraGemm,
     ...(products ? { nbits: { products, block: tuning.nbitsBlock ?? choices.nbitsBlock, int8Activations: tuning.int8Activations ?? choices.int8Activations, explicitZeroPoints: choices.explicitZeroPoints } } : {}),
   };
 }
@@ -151,12 +154,18 @@ export class LoraGraph {
           : this.g.op('MatMul', [x, this.constant(transposed(a, r, inFeatures), [inFeatures, r], `lora${k}.${linear}.at`)], {}, { name: 'lora_down' });
       }
       down = this.g.op('Mul', [down, this.strengths[k]], {}, { name: 'lora_strength' });
-      // The up-projection's K is the rank: its blocks no longer than it needs. As a float MatMul, onnxruntime fuses it with the Add into one Gemm where the activations are 2-D (MatMulAddFusion).
-      const upBlock = Math.min(this.opts.nbits?.block ?? 0, Math.max(16, 2 ** Math.ceil(Math.log2(r))));
-      const up = this.opts.nbits?.products === 'both'
-        ? this.matMulNBits(down, transposed(bt, r, out), out, r, upBlock, `lora${k}.${linear}.b`, 'lora_up')
-        : this.g.op('MatMul', [down, this.constant(bt, [r, out], `lora${k}.${linear}.bt`)], {}, { name: 'lora_up' });
-      y = this.g.op('Add', [y, up], {}, { name: 'lora_add' });
+      // The up-projection's K is the rank: its blocks no longer than it needs. onnxruntime's
+      // MatMulAddFusion makes a float MatMul + Add one Gemm only where the shapes are static (the
+      // modulation's single row), so `gemm` asks for it where the token count is not.
+      const bt16 = () => this.constant(bt, [r, out], `lora${k}.${linear}.bt`);
+      if (this.opts.nbits?.products === 'both') {
+        const upBlock = Math.min(this.opts.nbits.block, Math.max(16, 2 ** Math.ceil(Math.log2(r))));
+        y = this.g.op('Add', [y, this.matMulNBits(down, transposed(bt, r, out), out, r, upBlock, `lora${k}.${linear}.b`, 'lora_up')], {}, { name: 'lora_add' });
+      } else if (this.opts.gemm) {
+        y = this.g.op('Gemm', [down, bt16(), y], {}, { name: 'lora_up' });
+      } else {
+        y = this.g.op('Add', [y, this.g.op('MatMul', [down, bt16()], {}, { name: 'lora_up' })], {}, { name: 'lora_add' });
+      }
     });
     return y;
   }

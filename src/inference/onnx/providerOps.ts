@@ -295,6 +295,13 @@ export interface OpChoices {
    */
   loraSplit: number;
   /**
+   * A float LoRA branch's up-projection and its Add onto the base output as one Gemm (C = the base
+   * output): an H100 profile put 18.3 of a rank-32 LoRA's 122.6 GPU ms per step in that Add (a
+   * [tokens, out] read twice and written once more), and onnxruntime's MatMulAddFusion leaves it
+   * alone where the token count is not a static dimension. Off until measured.
+   */
+  loraGemm: boolean;
+  /**
    * How fp8 weights are decoded (WeightOptions.fp8Decode): the CPU's DequantizeLinear runs on one
    * thread, so a table lookup; WebGPU has no float8 type nor 8/16-bit integer data, so int32
    * words split by integer division (bit-exact, measured 3.1 ms for a [4096, 3072] · [3072, 3072]
@@ -322,6 +329,7 @@ export function opChoicesFor(ep: ExecutionProvider = 'cpu'): OpChoices {
     nbitsBias: webgpu,
     loraNbits: false,
     loraSplit: 1,
+    loraGemm: false,
     opset: webgpu ? 20 : 21,
     fp8Decode: ep === 'cpu' ? 'lookup' : webgpu ? 'words' : 'dequantize',
   };
