@@ -3,7 +3,7 @@
 
 import * as vscode from 'vscode';
 import { Configuration } from './configuration';
-import { Generation, GenerateInput, RunResult } from './generation';
+import { activeDocument, Generation, GenerateInput, RunResult } from './generation';
 import { FLUX_LANGUAGE } from './fluxFile/documents';
 import { fluxSelectionInputs } from './fluxFile';
 import { promptFacts } from './promptFacts';
@@ -102,10 +102,11 @@ function askPrompt(d: CommandDeps): Promise<string | undefined> {
 }
 
 async function generateImage(d: CommandDeps, given?: string): Promise<RunResult | undefined> {
+  const document = activeDocument();
   const prompt = typeof given === 'string' && given.trim() ? given : await askPrompt(d);
   if (!prompt) return undefined;
   remember(d.context, prompt);
-  return d.generation.run({ prompt }, { kind: 'palette' }, { notify: true, open: true });
+  return d.generation.run({ prompt }, { kind: 'palette', document }, { notify: true, open: true });
 }
 
 async function generateFromSelection(d: CommandDeps): Promise<RunResult | undefined> {
@@ -122,11 +123,12 @@ async function generateFromSelection(d: CommandDeps): Promise<RunResult | undefi
   const blocks = isFlux ? fluxSelectionInputs(editor.document, text, selections[0].start.line) : [];
   if (!blocks) return undefined;
   const inputs: GenerateInput[] = blocks.length ? blocks : [{ prompt: text.replace(/\s+/g, ' ') }];
-  const fluxFile = editor.document.uri.scheme === 'file' && isFlux ? editor.document.uri.fsPath : undefined;
+  const document = editor.document.uri.scheme === 'file' ? editor.document.uri.fsPath : undefined;
+  const fluxFile = isFlux ? document : undefined;
   const runs: RunResult[] = [];
   for (const input of inputs) {
     remember(d.context, input.prompt);
-    const run = await d.generation.run(input, { kind: 'selection', fluxFile }, { notify: true, open: true });
+    const run = await d.generation.run(input, { kind: 'selection', fluxFile, document }, { notify: true, open: true });
     if (!run) break;
     runs.push(run);
   }

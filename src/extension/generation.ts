@@ -18,7 +18,7 @@ import { History } from './history';
 import { isActive, Job, JobOrigin, Jobs } from './jobs';
 import { jobProgress } from './progress';
 import { progressText } from './progressText';
-import { OutputReservations, outputPath, resolveOutputFolder, seedsFor } from './output';
+import { OutputReservations, outputPath, resolveOutputFolder, seedsFor, workspaceFolderFor } from './output';
 import { modelPathProblem, showModelProblem } from './modelProblem';
 import { ServerManager } from './serverManager';
 import { requireTrust } from './trust';
@@ -135,7 +135,7 @@ export class Generation {
       model: modelName(s),
     });
     const fluxFile = origin.fluxFile && fs.existsSync(origin.fluxFile) ? origin.fluxFile : undefined;
-    let folder = resolveOutputFolder({ setting: s.output.folder, fluxFile, workspaceRoot: this.workspaceRootFor(fluxFile) });
+    let folder = resolveOutputFolder({ setting: s.output.folder, fluxFile, workspaceRoot: workspaceRootFor(fluxFile ?? origin.document) });
     if (!folder && !this.chosenFolder && seeds.length === 1) {
       // No folder open: ask for the file itself.
       const name = renderTemplate(s.output.fileName, values(seeds[0], 1)).split('/').pop()!;
@@ -153,7 +153,7 @@ export class Generation {
     if (!folder) return undefined;
     const dir = folder;
     // An untitled .flux document's out: starts where its image: does (fluxFile/documents.ts fluxFolder), else in the chosen folder.
-    const outBase = this.workspaceRootFor(undefined) ?? dir;
+    const outBase = workspaceRootFor(undefined) ?? dir;
     return seeds.map((seed, i) =>
       this.reservations.reserve(outputPath({ folder: dir, template: s.output.fileName, values: values(seed, i + 1), fluxFile, outTemplate, outBase })),
     );
@@ -177,14 +177,6 @@ export class Generation {
       return true;
     }
     return false;
-  }
-
-  private workspaceRootFor(file: string | undefined): string | undefined {
-    if (file) {
-      const f = vscode.workspace.getWorkspaceFolder(vscode.Uri.file(file));
-      if (f) return f.uri.fsPath;
-    }
-    return vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
   }
 
   private async askFolder(): Promise<string | undefined> {
@@ -298,6 +290,17 @@ export class Generation {
   get usingDemo(): boolean {
     return usesDemoModel(this.config.settings);
   }
+}
+
+function workspaceRootFor(file: string | undefined): string | undefined {
+  const folders = (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === 'file').map((f) => f.uri.fsPath);
+  return workspaceFolderFor(file, folders);
+}
+
+/** The file-system document of the active text editor, where a command run from the palette comes from. */
+export function activeDocument(): string | undefined {
+  const uri = vscode.window.activeTextEditor?.document.uri;
+  return uri?.scheme === 'file' ? uri.fsPath : undefined;
 }
 
 /** A re-run's LoRAs whose file is not the one the image was made with (loraFiles.otherLoraFiles), worded. */

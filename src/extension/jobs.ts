@@ -21,6 +21,11 @@ export interface JobOrigin {
   /** The .flux file (absolute path) and the block's key (see blockKey). */
   fluxFile?: string;
   blockKey?: string;
+  /**
+   * The file the run was started from (the selection's document, the re-run PNG, the panel's input
+   * image): its workspace folder is where a relative output folder goes (output.ts workspaceFolderFor).
+   */
+  document?: string;
   /** A re-run: the LoRAs as the image recorded them, to say when a file found by that name is another (generation.ts). */
   recordedLoras?: { name: string; hash: string }[];
 }

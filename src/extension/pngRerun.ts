@@ -99,7 +99,7 @@ export class PngRerun implements vscode.Disposable {
     }
     const run = pick.id === 'new' ? { ...found, seed: 'random' as const } : found;
     const recordedLoras = (input.loraRefs ?? []).flatMap((l) => (l.hash ? [{ name: l.name, hash: l.hash }] : []));
-    return this.generation.run(run, { kind: 'rerun', fluxFile: prev?.fluxFile, blockKey: prev?.blockKey, ...(recordedLoras.length ? { recordedLoras } : {}) }, { notify: true, open: true });
+    return this.generation.run(run, { kind: 'rerun', fluxFile: prev?.fluxFile, blockKey: prev?.blockKey, document: target.fsPath, ...(recordedLoras.length ? { recordedLoras } : {}) }, { notify: true, open: true });
   }
 
   dispose(): void {

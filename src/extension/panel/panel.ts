@@ -270,7 +270,7 @@ export class GenerationPanel implements vscode.Disposable {
       return;
     }
     const { seed, ...rest } = p;
-    const run = await this.deps.generation.run({ ...rest, seed: seed < 0 ? 'random' : seed }, { kind: 'panel' });
+    const run = await this.deps.generation.run({ ...rest, seed: seed < 0 ? 'random' : seed }, { kind: 'panel', document: this.inputImage });
     if (!run) {
       // Refused before it started (untrusted workspace, empty prompt, no folder chosen): the
       // refusal says why; the panel goes back to idle rather than report a cancel nobody made.
@@ -304,7 +304,7 @@ export class GenerationPanel implements vscode.Disposable {
         const recorded = toInput(entry.params);
         const input = recorded && (await resolveRecorded(recorded, entry.file, this.deps, true, entry.fluxFile));
         if (!input) break;
-        const run = await this.deps.generation.run(input, { kind: 'rerun', fluxFile: entry.fluxFile, blockKey: entry.blockKey });
+        const run = await this.deps.generation.run(input, { kind: 'rerun', fluxFile: entry.fluxFile, blockKey: entry.blockKey, document: entry.file });
         if (run) {
           this.job = run.jobs[0];
           void this.post({ type: 'job', job: this.view(this.job) });
