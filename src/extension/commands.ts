@@ -11,6 +11,7 @@ import { isActive, Job, Jobs } from './jobs';
 import { jobProgress } from './progress';
 import { progressText } from './progressText';
 import { ServerManager, TOKEN_SECRET } from './serverManager';
+import { refuse } from './refusal';
 import { requireTrust } from './trust';
 
 const t = vscode.l10n.t;
@@ -115,12 +116,12 @@ async function generateFromSelection(d: CommandDeps): Promise<RunResult | undefi
   const selections = editor ? [...editor.selections].filter((s) => !s.isEmpty).sort((a, b) => a.start.compareTo(b.start)) : [];
   const text = editor ? selections.map((s) => editor.document.getText(s)).join('\n').trim() : '';
   if (!editor || !text) {
-    void vscode.window.showWarningMessage(t('Select the text to use as the prompt first.'));
+    void refuse(d.log, t('Select the text to use as the prompt first.'));
     return undefined;
   }
   // In a .flux file the selection may hold whole blocks, parameters included: each is one run.
   const isFlux = editor.document.languageId === FLUX_LANGUAGE;
-  const blocks = isFlux ? fluxSelectionInputs(editor.document, text, selections[0].start.line) : [];
+  const blocks = isFlux ? fluxSelectionInputs(d.log, editor.document, text, selections[0].start.line) : [];
   if (!blocks) return undefined;
   const inputs: GenerateInput[] = blocks.length ? blocks : [{ prompt: text.replace(/\s+/g, ' ') }];
   const document = editor.document.uri.scheme === 'file' ? editor.document.uri.fsPath : undefined;

@@ -39,6 +39,8 @@ export interface MajicfluxApi {
   announcedWarnings: readonly string[];
   /** Re-runs refused for want of parameters (pngRerun.ts), oldest first. */
   rerunNotices: readonly string[];
+  /** The folder of the LogOutputChannel's file (for tests: what was logged). */
+  logUri: vscode.Uri;
 }
 
 let running: ServerManager | undefined;
@@ -74,7 +76,7 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   );
   config.report();
   log.info(`MajicFLUX activated (workspace ${vscode.workspace.isTrusted ? 'trusted' : 'not trusted: nothing runs until it is'})`);
-  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current, trustRefusals, promptPick, dropped, missingNotices, announcedWarnings: generation.announcedWarnings, rerunNotices: pngRerun.notices };
+  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current, trustRefusals, promptPick, dropped, missingNotices, announcedWarnings: generation.announcedWarnings, rerunNotices: pngRerun.notices, logUri: context.logUri };
 }
 
 /** Shuts the server down gracefully (VS Code waits for this before ending the extension host). */

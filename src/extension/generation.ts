@@ -21,6 +21,7 @@ import { progressText } from './progressText';
 import { OutputReservations, outputPath, resolveOutputFolder, seedsFor, workspaceFolderFor } from './output';
 import { modelPathProblem, showModelProblem } from './modelProblem';
 import { ServerManager } from './serverManager';
+import { refuse } from './refusal';
 import { requireTrust } from './trust';
 import { modelName, usesDemoModel } from './settings';
 import { otherLoraFiles } from './loraFiles';
@@ -73,7 +74,7 @@ export class Generation {
     if (!requireTrust()) return undefined;
     const prompt = input.prompt.trim();
     if (!prompt) {
-      void vscode.window.showWarningMessage(t('The prompt is empty.'));
+      void refuse(this.log, t('The prompt is empty.'));
       return undefined;
     }
     // A model path that is not there: say so now, before starting a server that would fail the job.

@@ -18,6 +18,7 @@ export async function run(): Promise<void> {
     require('./editor.test');
     require('./fluxInputs.test');
     require('./panel13.test');
+    require('./editorQa.test');
   }
 
   const results = { passed: 0, failed: 0, pending: 0, lines: [] as string[], failures: [] as { title: string; error: string }[] };
