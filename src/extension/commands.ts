@@ -75,7 +75,13 @@ function askPrompt(d: CommandDeps): Promise<string | undefined> {
     const recentItems = recent.map((p) => ({ label: p, description: t('recent') }));
     qp.items = recentItems;
     let checking: NodeJS.Timeout | undefined;
+    // The workbench filters the list and moves the highlight itself on every key, before this host
+    // has put the typed text first: typed fast, Enter would take the recent prompt the filter left
+    // highlighted. A highlight that moved after the last keystroke (arrows, a click) is the user's.
+    let moved = false;
+    qp.onDidChangeActive(() => (moved = true));
     qp.onDidChangeValue((v) => {
+      moved = false;
       const rest = recentItems.filter((i) => i.label !== v);
       qp.items = v.trim() ? [{ label: v, description: t('new prompt'), alwaysShow: true }, ...rest] : recentItems;
       clearTimeout(checking);
@@ -90,7 +96,9 @@ function askPrompt(d: CommandDeps): Promise<string | undefined> {
     let done = false;
     qp.onDidAccept(() => {
       done = true;
-      resolve(qp.selectedItems[0]?.label ?? (qp.value.trim() || undefined));
+      const typed = qp.value.trim();
+      const picked = qp.selectedItems[0]?.label;
+      resolve((typed && !moved ? typed : (picked ?? typed)) || undefined);
       qp.hide();
     });
     qp.onDidHide(() => {
