@@ -118,9 +118,10 @@ export class Jobs {
       if (this.cancelRequested.has(job.id)) void Promise.resolve(client.cancel(handle.jobId)).catch(() => undefined);
       await handle.done.then(
         (v: unknown) => {
-          // A client may resolve `done` with the result instead of (or before) the done event.
+          // A client may resolve `done` with the result instead of (or before) the done event. Not
+          // while a remote image is being saved here: that save finishes the job, with the local path.
           const r = v as Partial<Extract<ServerEvent, { event: 'done' }>> | undefined;
-          if (isActive(job) && r && typeof r === 'object' && typeof r.file === 'string' && r.metadata) {
+          if (isActive(job) && !this.saving.has(job.id) && r && typeof r === 'object' && typeof r.file === 'string' && r.metadata) {
             this.onEvent(job, { type: 'event', event: 'done', jobId: handle.jobId, file: r.file, metadata: r.metadata, stages: r.stages ?? [], notes: r.notes ?? [], ...(r.warnings ? { warnings: r.warnings } : {}) });
           }
         },

@@ -173,6 +173,34 @@ describe('extension: jobs', () => {
     assert.equal(end.result?.file, `/local/${end.id}.png`);
     assert.equal(saved[0].toString(), 'png');
   });
+
+  /** A remote server as serverSession gives it: the done event carries the image, and `done` resolves with that same event. */
+  function remoteClient(): FakeClient {
+    const client = new FakeClient();
+    const orig = client.generate.bind(client);
+    const withPng = <E>(e: E) => (e && typeof e === 'object' && (e as { event?: string }).event === 'done' ? { ...e, pngBase64: Buffer.from('png').toString('base64') } : e);
+    client.generate = async (job, on) => {
+      const h = await orig(job, (e) => on(withPng(e)));
+      return { ...h, done: h.done.then(withPng) };
+    };
+    return client;
+  }
+
+  it('a remote image is done once saved here, with the local path (was: done at once with the server\'s path, the save still under way)', async () => {
+    let finishSave!: () => void;
+    const jobs = new Jobs({
+      client: async () => remoteClient(),
+      // A real disk: the write takes a few turns of the event loop.
+      saveImage: () => new Promise<string>((r) => (finishSave = () => r('/local/cat.png'))),
+    });
+    const job = jobs.submit(req('a cat'), { kind: 'palette' }, '/local/cat.png');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(job.state, 'running', 'still saving');
+    finishSave();
+    const end = await jobs.whenFinished(job);
+    assert.equal(end.state, 'done');
+    assert.equal(end.result?.file, '/local/cat.png');
+  });
 });
 
 describe('extension: history', () => {
