@@ -8,7 +8,6 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { DEFAULTS, RANDOM_SEED, type GenerateParams } from '../shared/params';
 import { formatBytes } from '../shared/bytes';
-import { writeNewFile } from '../inference/system/atomicWrite';
 import { folderProblem } from '../inference/system/writableFolder';
 import type { JobRequest } from '../shared/protocol';
 import { Configuration } from './configuration';
@@ -190,13 +189,6 @@ export class Generation {
     });
     this.chosenFolder = picked?.[0]?.fsPath;
     return this.chosenFolder;
-  }
-
-  /** Writes an image that a remote server sent back, never over an existing file. */
-  static async saveImage(job: Job, png: Buffer): Promise<string> {
-    const target = job.target ?? job.request.output;
-    await fs.promises.mkdir(path.dirname(target), { recursive: true });
-    return writeNewFile(target, png);
   }
 
   private onJob(job: Job): void {

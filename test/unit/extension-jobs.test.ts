@@ -201,6 +201,29 @@ describe('extension: jobs', () => {
     assert.equal(end.state, 'done');
     assert.equal(end.result?.file, '/local/cat.png');
   });
+
+  it('a cancel while a remote image is being saved stops the save: the job is cancelled, not done', async () => {
+    const client = remoteClient();
+    let saveSignal: AbortSignal | undefined;
+    let saving!: () => void;
+    const started = new Promise<void>((r) => (saving = r));
+    const jobs = new Jobs({
+      client: async () => client,
+      saveImage: (_j: Job, _png: Buffer, signal: AbortSignal) => {
+        saveSignal = signal;
+        saving();
+        // A slow disk: settles only when aborted.
+        return new Promise<string>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+      },
+    });
+    const job = jobs.submit(req('slow disk'), { kind: 'palette' }, '/local/slow.png');
+    await started;
+    await jobs.cancel(job.id);
+    const end = await jobs.whenFinished(job);
+    assert.equal(saveSignal?.aborted, true);
+    assert.equal(end.state, 'cancelled');
+    assert.equal(end.error, undefined, 'not a failure');
+  });
 });
 
 describe('extension: history', () => {
