@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { DEFAULTS, RANDOM_SEED, type GenerateParams } from '../shared/params';
+import { UserError } from '../shared/api';
+import { DEFAULTS, RANDOM_SEED, resolveParams, type GenerateParams } from '../shared/params';
 import { formatBytes } from '../shared/bytes';
 import { folderProblem } from '../inference/system/writableFolder';
 import type { JobRequest } from '../shared/protocol';
@@ -95,6 +96,15 @@ export class Generation {
       guidance: input.guidance ?? d.guidance,
       ...extraParams(input),
     };
+    // What the server would refuse (a hires pass past the size limit, a strength that leaves no
+    // step…), said now and once: before a server starts, a name is reserved, or each of `count` fails.
+    try {
+      resolveParams({ ...base, seed: seeds[0] });
+    } catch (err) {
+      if (!(err instanceof UserError)) throw err;
+      void refuse(this.log, t('MajicFLUX cannot generate: {0}', err.message));
+      return undefined;
+    }
     const targets = await this.targets(base, seeds, origin, input.out);
     if (!targets) return undefined;
     if (this.refuseUnwritable(targets)) return undefined;

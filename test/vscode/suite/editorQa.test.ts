@@ -24,6 +24,17 @@ describe('MajicFLUX in a real VS Code: the editor, as a demanding user', functio
     return files.flatMap((f) => fs.readFileSync(path.join(dir, f), 'utf8').split('\n'));
   }
 
+  it('a .flux hires pass past the size limit is refused before the server sees it, once for its count, and logged', async () => {
+    const file = path.join(ws(), 'hires-too-large.flux');
+    fs.writeFileSync(file, 'a cat on a wall\nwidth: 1536\nheight: 1536\nhires: 2\ncount: 3\n');
+    const document = await vscode.workspace.openTextDocument(file);
+    const before = api.jobs.all().length;
+    const runs = await vscode.commands.executeCommand<RunResult[] | undefined>('majicflux.generateFluxFile', document.uri.toString());
+    assert.deepEqual(runs, [], 'nothing ran');
+    assert.equal(api.jobs.all().length, before, 'no job submitted (was: three, each failing on the server)');
+    await waitFor('the refusal in the log', () => logLines().find((l) => /not generating: MajicFLUX cannot generate: a hires pass ×2 on 1536×1536 makes 3072×3072; sides stop at 2048: use a smaller scale \(at most ×1\.33\)/.test(l)), 5_000);
+  });
+
   it('a .flux file refused for its errors says so in the log too: one line, no stack', async () => {
     const document = await vscode.workspace.openTextDocument(path.join(ws(), 'bad.flux'));
     await vscode.window.showTextDocument(document);
