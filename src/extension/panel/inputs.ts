@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { UserError } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
-import { resolveParams } from '../../shared/params';
+import { LIMITS, resolveParams } from '../../shared/params';
+import { readImageSize } from '../imageSize';
 import { isSafetensors, LoraFile, MAX_LORA_BYTES } from '../loraFiles';
 import { droppedImageGone } from './droppedCleanup';
 import type { LoraView, PanelParams } from './protocol';
@@ -34,6 +35,12 @@ export async function inputImageProblem(file: string, dropped?: { holds(file: st
   const size = await fileSize(file);
   if (size === 'missing') return dropped?.holds(file) ? droppedImageGone(file) : t('the input image {0} is not there any more; choose it again.', file);
   if (size === 'notFile') return t('the input image {0} is not a file.', file);
+  // What the header tells, before the server starts: the server would refuse it only once it runs.
+  const px = await readImageSize(file);
+  if (!px) return t('{0} is not a PNG, JPEG or WebP image MajicFLUX can read (damaged, or another kind of file under that name).', path.basename(file));
+  const { minSide, maxPixels } = LIMITS.inputImage;
+  if (px.width * px.height > maxPixels) return t('{0} is {1}×{2} pixels; at most {3} pixels are read: scale it down first.', path.basename(file), px.width, px.height, maxPixels.toLocaleString('en'));
+  if (Math.min(px.width, px.height) < minSide) return t('{0} is {1}×{2} pixels; an input image needs at least {3} pixels per side.', path.basename(file), px.width, px.height, minSide);
   return undefined;
 }
 

@@ -110,7 +110,9 @@ export class GenerationPanel implements vscode.Disposable {
     );
   }
 
+  /** Shown and logged: a refusal the log does not tell leaves the user's report without its cause. */
   private warn(text: string): void {
+    this.deps.log.warn(`panel: ${text}`);
     this.warnings.push(text);
     void vscode.window.showWarningMessage(text);
   }
@@ -264,7 +266,6 @@ export class GenerationPanel implements vscode.Disposable {
   private async generate(p: PanelParams): Promise<void> {
     const problem = await requestProblem(p, this.inputImage, this.deps.dropped);
     if (problem) {
-      this.deps.log.warn(`panel: not generating: ${problem}`);
       this.warn(t('MajicFLUX cannot generate: {0}', problem));
       void this.post({ type: 'job' });
       return;

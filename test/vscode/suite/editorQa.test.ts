@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { MajicfluxApi } from '../../../src/extension/extension';
 import type { RunResult } from '../../../src/extension/generation';
+import { TINY_PNG } from '../../helpers/tinyPng';
 import { waitFor } from './waitFor';
 
 const ws = () => vscode.workspace.workspaceFolders![0].uri.fsPath;
@@ -33,6 +34,33 @@ describe('MajicFLUX in a real VS Code: the editor, as a demanding user', functio
     assert.deepEqual(runs, [], 'nothing ran');
     assert.equal(api.jobs.all().length, before, 'no job submitted (was: three, each failing on the server)');
     await waitFor('the refusal in the log', () => logLines().find((l) => /not generating: MajicFLUX cannot generate: a hires pass ×2 on 1536×1536 makes 3072×3072; sides stop at 2048: use a smaller scale \(at most ×1\.33\)/.test(l)), 5_000);
+  });
+
+  it('Vary This Image refuses, at once and logged, a .png that is no image and one too large to read', async () => {
+    const dir = path.join(ws(), 'vary-qa');
+    fs.mkdirSync(dir, { recursive: true });
+    const fake = path.join(dir, 'notes-renamed.png');
+    fs.writeFileSync(fake, 'these are my notes, not an image\n');
+    // A PNG header that says 20000×20000 (what image-size and the server read first).
+    const huge = Buffer.from(TINY_PNG);
+    huge.writeUInt32BE(20000, 16);
+    huge.writeUInt32BE(20000, 20);
+    fs.writeFileSync(path.join(dir, 'huge.png'), huge);
+    const wide = Buffer.from(TINY_PNG);
+    wide.writeUInt32BE(20000, 16);
+    wide.writeUInt32BE(600, 20);
+    fs.writeFileSync(path.join(dir, 'panorama.png'), wide);
+    // Was: both became the panel's input image, and the server refused them only after Generate.
+    assert.equal(await vscode.commands.executeCommand('majicflux.varyImage', vscode.Uri.file(fake)), false, 'not an image');
+    assert.equal(await vscode.commands.executeCommand('majicflux.varyImage', vscode.Uri.file(path.join(dir, 'huge.png'))), false, 'too many pixels');
+    const panel = api.panel()!;
+    assert.match(panel.warnings.join('\n'), /notes-renamed\.png is not a PNG, JPEG or WebP image MajicFLUX can read/);
+    assert.match(panel.warnings.join('\n'), /huge\.png is 20000×20000 pixels; at most 268,435,456 pixels are read: scale it down first/);
+    await waitFor('both in the log', () => logLines().filter((l) => /\[warning\] panel: MajicFLUX cannot use this image: (notes-renamed|huge)\.png/.test(l)).length === 2, 5_000);
+    // A wide panorama under the limit is taken (the run size fits it within the side limit).
+    assert.equal(await vscode.commands.executeCommand('majicflux.varyImage', vscode.Uri.file(path.join(dir, 'panorama.png'))), true, 'a panorama under the limit');
+    assert.equal(panel.inputImage, path.join(dir, 'panorama.png'));
+    await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
   });
 
   it('a .flux file refused for its errors says so in the log too: one line, no stack', async () => {
