@@ -63,6 +63,25 @@ describe('MajicFLUX in a real VS Code: the editor, as a demanding user', functio
     await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
   });
 
+  it('a generation cancelled in its hires pass ends cancelled and writes nothing', async () => {
+    const file = path.join(ws(), 'hires-cancel.flux');
+    fs.writeFileSync(file, 'a harbour at night, slowly sharpened\nwidth: 64\nheight: 64\nsteps: 2\nhires: 2\nhires_steps: 200\nhires_strength: 1\n');
+    const document = await vscode.workspace.openTextDocument(file);
+    const runs = await vscode.commands.executeCommand<RunResult[]>('majicflux.generateFluxFile', document.uri.toString());
+    const job = runs[0].jobs[0];
+    assert.equal(job.steps ?? 202, 202);
+    // Past the first pass's 2 steps: in the hires pass.
+    await waitFor('a hires step', () => job.step !== undefined && job.step >= 4 && job, 120_000);
+    assert.equal(await vscode.commands.executeCommand<number>('majicflux.cancel'), 1);
+    const [end] = await runs[0].finished;
+    assert.equal(end.state, 'cancelled');
+    assert.ok(end.step! < 202, `stopped at ${end.step}`);
+    assert.equal(fs.existsSync(job.target!), false, 'no image written');
+    const dir = path.dirname(job.target!);
+    const left = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.includes('harbour-at-night-slowly')) : [];
+    assert.deepEqual(left, [], 'no temp file or partial image either');
+  });
+
   it('a .flux file refused for its errors says so in the log too: one line, no stack', async () => {
     const document = await vscode.workspace.openTextDocument(path.join(ws(), 'bad.flux'));
     await vscode.window.showTextDocument(document);
