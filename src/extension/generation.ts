@@ -25,6 +25,7 @@ import { refuse } from './refusal';
 import { requireTrust } from './trust';
 import { modelName, usesDemoModel } from './settings';
 import { otherLoraFiles } from './loraFiles';
+import { inputImageProblem } from './panel/inputs';
 
 /** Issue 13's parameters (negative prompt, LoRAs, input image, hires pass…), sent as given: params.ts checks them, absent is off or the default. */
 export const EXTRA_PARAMS = ['negativePrompt', 'trueCfgScale', 'loras', 'image', 'strength', 'imageFit', 'hires', 'vaeTiling'] as const;
@@ -103,6 +104,12 @@ export class Generation {
     } catch (err) {
       if (!(err instanceof UserError)) throw err;
       void refuse(this.log, t('MajicFLUX cannot generate: {0}', err.message));
+      return undefined;
+    }
+    // An input image that is gone or no image (a .flux image:, a re-run's): said now, not by the server once started.
+    const imageProblem = base.image !== undefined ? await inputImageProblem(base.image) : undefined;
+    if (imageProblem) {
+      void refuse(this.log, t('MajicFLUX cannot generate: {0}', imageProblem));
       return undefined;
     }
     const targets = await this.targets(base, seeds, origin, input.out);

@@ -63,6 +63,20 @@ describe('MajicFLUX in a real VS Code: the editor, as a demanding user', functio
     await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
   });
 
+  it('a .flux image: that is no image is refused before the server starts, once for its count, and logged', async () => {
+    const dir = path.join(ws(), 'img-qa');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'scan.png'), 'not a picture at all\n');
+    const file = path.join(dir, 'vary.flux');
+    fs.writeFileSync(file, 'a watercolour of this scan\nimage: scan.png\nstrength: 0.6\ncount: 2\n');
+    const document = await vscode.workspace.openTextDocument(file);
+    const before = api.jobs.all().length;
+    const runs = await vscode.commands.executeCommand<RunResult[] | undefined>('majicflux.generateFluxFile', document.uri.toString());
+    assert.deepEqual(runs, [], 'nothing ran');
+    assert.equal(api.jobs.all().length, before, 'no job submitted (was: two, each failing on the server)');
+    await waitFor('the refusal in the log', () => logLines().find((l) => /not generating: MajicFLUX cannot generate: scan\.png is not a PNG, JPEG or WebP image MajicFLUX can read/.test(l)), 5_000);
+  });
+
   it('a generation cancelled in its hires pass ends cancelled and writes nothing', async () => {
     const file = path.join(ws(), 'hires-cancel.flux');
     fs.writeFileSync(file, 'a harbour at night, slowly sharpened\nwidth: 64\nheight: 64\nsteps: 2\nhires: 2\nhires_steps: 200\nhires_strength: 1\n');
