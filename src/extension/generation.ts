@@ -25,7 +25,7 @@ import { refuse } from './refusal';
 import { requireTrust } from './trust';
 import { modelName, usesDemoModel } from './settings';
 import { otherLoraFiles } from './loraFiles';
-import { inputImageProblem } from './panel/inputs';
+import { inputImageProblem, loraProblem } from './panel/inputs';
 
 /** Issue 13's parameters (negative prompt, LoRAs, input image, hires pass…), sent as given: params.ts checks them, absent is off or the default. */
 export const EXTRA_PARAMS = ['negativePrompt', 'trueCfgScale', 'loras', 'image', 'strength', 'imageFit', 'hires', 'vaeTiling'] as const;
@@ -106,10 +106,11 @@ export class Generation {
       void refuse(this.log, t('MajicFLUX cannot generate: {0}', err.message));
       return undefined;
     }
-    // An input image that is gone or no image (a .flux image:, a re-run's): said now, not by the server once started.
-    const imageProblem = base.image !== undefined ? await inputImageProblem(base.image) : undefined;
-    if (imageProblem) {
-      void refuse(this.log, t('MajicFLUX cannot generate: {0}', imageProblem));
+    // An input image or a LoRA that is gone, no image, no .safetensors or a whole checkpoint (a .flux
+    // image:/lora:, a re-run's): said now, as the panel does, not by the server once started.
+    const fileProblem = (base.image !== undefined ? await inputImageProblem(base.image) : undefined) ?? (await firstLoraProblem(base.loras ?? []));
+    if (fileProblem) {
+      void refuse(this.log, t('MajicFLUX cannot generate: {0}', fileProblem));
       return undefined;
     }
     const targets = await this.targets(base, seeds, origin, input.out);
@@ -300,6 +301,14 @@ export class Generation {
   get usingDemo(): boolean {
     return usesDemoModel(this.config.settings);
   }
+}
+
+async function firstLoraProblem(loras: readonly { path: string }[]): Promise<string | undefined> {
+  for (const l of loras) {
+    const problem = await loraProblem(l.path);
+    if (problem) return problem;
+  }
+  return undefined;
 }
 
 function workspaceRootFor(file: string | undefined): string | undefined {

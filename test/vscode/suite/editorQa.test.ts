@@ -77,6 +77,20 @@ describe('MajicFLUX in a real VS Code: the editor, as a demanding user', functio
     await waitFor('the refusal in the log', () => logLines().find((l) => /not generating: MajicFLUX cannot generate: scan\.png is not a PNG, JPEG or WebP image MajicFLUX can read/.test(l)), 5_000);
   });
 
+  it('a .flux lora: that names a file other than a .safetensors is refused before the server starts, and logged', async () => {
+    const dir = path.join(ws(), 'img-qa');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'style.ckpt'), 'a pickled checkpoint');
+    const file = path.join(dir, 'lora.flux');
+    fs.writeFileSync(file, 'a castle in ink\nlora: style.ckpt:0.8\n');
+    const document = await vscode.workspace.openTextDocument(file);
+    const before = api.jobs.all().length;
+    const runs = await vscode.commands.executeCommand<RunResult[] | undefined>('majicflux.generateFluxFile', document.uri.toString());
+    assert.deepEqual(runs, [], 'nothing ran');
+    assert.equal(api.jobs.all().length, before, 'no job submitted (was: one, failing on the server)');
+    await waitFor('the refusal in the log', () => logLines().find((l) => /not generating: MajicFLUX cannot generate: the LoRA style\.ckpt is not a \.safetensors file/.test(l)), 5_000);
+  });
+
   it('a generation cancelled in its hires pass ends cancelled and writes nothing', async () => {
     const file = path.join(ws(), 'hires-cancel.flux');
     fs.writeFileSync(file, 'a harbour at night, slowly sharpened\nwidth: 64\nheight: 64\nsteps: 2\nhires: 2\nhires_steps: 200\nhires_strength: 1\n');
