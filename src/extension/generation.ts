@@ -6,8 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { UserError } from '../shared/api';
-import { DEFAULTS, RANDOM_SEED, resolveParams, type GenerateParams } from '../shared/params';
+import { DEFAULTS, RANDOM_SEED, type GenerateParams } from '../shared/params';
 import { formatBytes } from '../shared/bytes';
 import { folderProblem } from '../inference/system/writableFolder';
 import type { JobRequest } from '../shared/protocol';
@@ -25,7 +24,7 @@ import { refuse } from './refusal';
 import { requireTrust } from './trust';
 import { modelName, usesDemoModel } from './settings';
 import { otherLoraFiles } from './loraFiles';
-import { inputImageProblem, loraProblem } from './panel/inputs';
+import { paramsProblem } from './panel/inputs';
 
 /** Issue 13's parameters (negative prompt, LoRAs, input image, hires pass…), sent as given: params.ts checks them, absent is off or the default. */
 export const EXTRA_PARAMS = ['negativePrompt', 'trueCfgScale', 'loras', 'image', 'strength', 'imageFit', 'hires', 'vaeTiling'] as const;
@@ -97,20 +96,13 @@ export class Generation {
       guidance: input.guidance ?? d.guidance,
       ...extraParams(input),
     };
-    // What the server would refuse (a hires pass past the size limit, a strength that leaves no
-    // step…), said now and once: before a server starts, a name is reserved, or each of `count` fails.
-    try {
-      resolveParams({ ...base, seed: seeds[0] });
-    } catch (err) {
-      if (!(err instanceof UserError)) throw err;
-      void refuse(this.log, t('MajicFLUX cannot generate: {0}', err.message));
-      return undefined;
-    }
-    // An input image or a LoRA that is gone, no image, no .safetensors or a whole checkpoint (a .flux
-    // image:/lora:, a re-run's): said now, as the panel does, not by the server once started.
-    const fileProblem = (base.image !== undefined ? await inputImageProblem(base.image) : undefined) ?? (await firstLoraProblem(base.loras ?? []));
-    if (fileProblem) {
-      void refuse(this.log, t('MajicFLUX cannot generate: {0}', fileProblem));
+    // What the server would refuse (an input image that is no image, a LoRA that is a checkpoint, a
+    // hires pass past the size limit…), said now and once: before a server starts, a name is
+    // reserved, or each of `count` fails.
+    const first: GenerateParams = { ...base, seed: seeds[0] };
+    const problem = await paramsProblem(first);
+    if (problem) {
+      void refuse(this.log, t('MajicFLUX cannot generate: {0}', problem));
       return undefined;
     }
     const targets = await this.targets(base, seeds, origin, input.out);
@@ -301,14 +293,6 @@ export class Generation {
   get usingDemo(): boolean {
     return usesDemoModel(this.config.settings);
   }
-}
-
-async function firstLoraProblem(loras: readonly { path: string }[]): Promise<string | undefined> {
-  for (const l of loras) {
-    const problem = await loraProblem(l.path);
-    if (problem) return problem;
-  }
-  return undefined;
 }
 
 function workspaceRootFor(file: string | undefined): string | undefined {

@@ -55,8 +55,17 @@ export async function loraProblem(file: string): Promise<string | undefined> {
 }
 
 /** What is wrong with the panel's request before anything starts (not the image the host set, a missing file, a strength that leaves no step), or undefined. */
-export async function requestProblem(p: PanelParams, inputImage: string | undefined, dropped?: { holds(file: string): boolean }): Promise<string | undefined> {
-  if (p.image !== undefined && p.image !== inputImage) return t('The input image changed; choose it again.');
+export function requestProblem(p: PanelParams, inputImage: string | undefined, dropped?: { holds(file: string): boolean }): Promise<string | undefined> {
+  if (p.image !== undefined && p.image !== inputImage) return Promise.resolve(t('The input image changed; choose it again.'));
+  return paramsProblem(p, dropped);
+}
+
+/**
+ * Why a request cannot run, from what this host can tell before a server starts (every entry point:
+ * generation.ts): its input image and LoRA files, its values together (params.ts resolveParams, as
+ * the server will); undefined when it can run.
+ */
+export async function paramsProblem(p: { image?: string; loras?: readonly { path: string }[] }, dropped?: { holds(file: string): boolean }): Promise<string | undefined> {
   if (p.image) {
     const problem = await inputImageProblem(p.image, dropped);
     if (problem) return problem;
