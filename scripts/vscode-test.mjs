@@ -9,7 +9,7 @@
 // Needs scripts/vscode-test-setup.sh first (run here when something is missing) and a built dist/.
 // Prints "vscode: N passed, N failed" and exits non-zero on any failure.
 //
-//   node scripts/vscode-test.mjs [--phase host|untrusted|ui] [--vsix FILE] [--keep]
+//   node scripts/vscode-test.mjs [--phase host|untrusted|multiroot|ui] [--vsix FILE] [--keep]
 // --vsix: the ui phase installs that package (code-server --install-extension) instead of linking
 // the working tree, so the packaged extension is what gets tested.
 
@@ -38,7 +38,7 @@ const opt = (name) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
 };
-const phases = opt('--phase') ? [opt('--phase')] : ['host', 'untrusted', 'ui'];
+const phases = opt('--phase') ? [opt('--phase')] : ['host', 'untrusted', 'multiroot', 'ui'];
 const keep = args.includes('--keep');
 const log = (...a) => console.log('[vscode-test]', ...a);
 
@@ -196,13 +196,32 @@ async function browser() {
 
 // ---- phase 1: mocha in the extension host -------------------------------------------------------
 
+/**
+ * A multi-root workspace: the test workspace and a second folder, `second/`, whose own
+ * .vscode/settings.json sets a resource-scoped setting (majicflux.output.folder: art). The other
+ * settings move into the .code-workspace file (a folder's settings.json holds only resource ones there).
+ */
+function makeMultiRoot(ws) {
+  const root = path.dirname(ws);
+  const second = path.join(root, 'second');
+  fs.mkdirSync(path.join(second, '.vscode'), { recursive: true });
+  fs.writeFileSync(path.join(second, 'notes.md'), '# Second folder\n\na lantern on a snowy windowsill\n');
+  fs.writeFileSync(path.join(second, '.vscode', 'settings.json'), JSON.stringify({ 'majicflux.output.folder': 'art' }, null, 2));
+  const settings = JSON.parse(fs.readFileSync(path.join(ws, '.vscode', 'settings.json'), 'utf8'));
+  fs.rmSync(path.join(ws, '.vscode', 'settings.json'));
+  const file = path.join(root, 'both.code-workspace');
+  fs.writeFileSync(file, JSON.stringify({ folders: [{ path: 'workspace' }, { path: 'second' }], settings }, null, 2));
+  return file;
+}
+
 async function hostPhase(results, name = 'host') {
   await buildSuite();
   const ws = makeWorkspace(name);
   const untrusted = name === 'untrusted';
+  const multiRoot = name === 'multiroot' ? makeMultiRoot(ws) : undefined;
   const cs = await startCodeServer(name, {
     smokeDriver: true,
-    workspace: ws,
+    workspace: multiRoot ?? ws,
     trust: untrusted,
     env: name === 'host' ? {} : { MAJICFLUX_TEST_SUITE: name },
   });
@@ -225,7 +244,8 @@ async function hostPhase(results, name = 'host') {
       hostLog.write(`${type}: ${line}\n`);
       if (type === 'log' || type === 'error' || type === 'warn') process.stdout.write(`  ${line}\n`);
     });
-    await page.goto(`${cs.base}/?folder=${encodeURIComponent(ws)}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
+    const open = multiRoot ? `workspace=${encodeURIComponent(multiRoot)}` : `folder=${encodeURIComponent(ws)}`;
+    await page.goto(`${cs.base}/?${open}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
     const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('extension-host tests timed out after 15 min')), 15 * 60_000));
     const code = await Promise.race([exit, timeout]);
     const r = fs.existsSync(resultsFile) ? JSON.parse(fs.readFileSync(resultsFile, 'utf8')) : undefined;
@@ -911,7 +931,7 @@ try {
   fs.mkdirSync(RUN, { recursive: true });
   for (const p of phases) {
     log(`phase ${p}`);
-    if (p === 'host' || p === 'untrusted') await hostPhase(results, p);
+    if (p === 'host' || p === 'untrusted' || p === 'multiroot') await hostPhase(results, p);
     else if (p === 'ui') await uiPhase(results);
     else throw new Error(`unknown phase ${p}`);
   }

@@ -131,7 +131,9 @@ export class Generation {
   }
 
   private async targets(base: Omit<GenerateParams, 'seed'>, seeds: number[], origin: JobOrigin, outTemplate: string | undefined): Promise<string[] | undefined> {
-    const s = this.config.settings;
+    const fluxFile = origin.fluxFile && fs.existsSync(origin.fluxFile) ? origin.fluxFile : undefined;
+    // The output settings of the run's folder (multi-root: each folder may set its own).
+    const s = this.config.settingsFor(fluxFile ?? origin.document);
     const date = new Date();
     const values = (seed: number, index: number) => ({
       date,
@@ -144,7 +146,6 @@ export class Generation {
       index,
       model: modelName(s),
     });
-    const fluxFile = origin.fluxFile && fs.existsSync(origin.fluxFile) ? origin.fluxFile : undefined;
     let folder = resolveOutputFolder({ setting: s.output.folder, fluxFile, workspaceRoot: workspaceRootFor(fluxFile ?? origin.document) });
     if (!folder && !this.chosenFolder && seeds.length === 1) {
       // No folder open: ask for the file itself.

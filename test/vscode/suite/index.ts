@@ -13,6 +13,7 @@ export async function run(): Promise<void> {
   mocha.suite.emit('pre-require', globalThis, 'bundle', mocha);
   const suite = process.env.MAJICFLUX_TEST_SUITE;
   if (suite === 'untrusted') require('./untrusted.test');
+  else if (suite === 'multiroot') require('./multiRoot.test');
   else {
     require('./extension.test');
     require('./editor.test');
