@@ -45,6 +45,15 @@ describe('MajicFLUX in a multi-root workspace', function () {
     await vscode.commands.executeCommand('workbench.action.closeAllEditors');
   });
 
+  it('a .flux CodeLens run in the second folder writes beside the .flux file, under that folder\'s output folder', async () => {
+    const file = path.join(folder(1), 'ideas.flux');
+    fs.writeFileSync(file, 'a tin robot watering plants\n');
+    const document = await vscode.workspace.openTextDocument(file);
+    const runs = await vscode.commands.executeCommand<RunResult[]>('majicflux.generateFluxFile', document.uri.toString());
+    const [job] = await finished(runs[0]);
+    assert.equal(path.dirname(job.result!.file), path.join(folder(1), 'art'));
+  });
+
   it('Generate Image from the palette, a document of the second folder open, writes into the second folder', async () => {
     await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(path.join(folder(1), 'notes.md')));
     const [job] = await finished(await vscode.commands.executeCommand<RunResult>('majicflux.generate', 'a paper crane on a desk'));
