@@ -54,6 +54,15 @@ describe('MajicFLUX in a multi-root workspace', function () {
     assert.equal(path.dirname(job.result!.file), path.join(folder(1), 'art'));
   });
 
+  it('a re-run of a PNG of the second folder, from the first folder\'s document, writes into the second folder', async () => {
+    await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(path.join(folder(0), 'notes.md')));
+    const png = fs.readdirSync(path.join(folder(1), 'art')).find((f) => f.endsWith('.png'))!;
+    const run = await vscode.commands.executeCommand<RunResult>('majicflux.rerunFromImage', vscode.Uri.file(path.join(folder(1), 'art', png)), 'new');
+    const [job] = await finished(run);
+    assert.equal(path.dirname(job.result!.file), path.join(folder(1), 'art'));
+    await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+  });
+
   it('Generate Image from the palette, a document of the second folder open, writes into the second folder', async () => {
     await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(path.join(folder(1), 'notes.md')));
     const [job] = await finished(await vscode.commands.executeCommand<RunResult>('majicflux.generate', 'a paper crane on a desk'));
