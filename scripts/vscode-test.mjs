@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Runs the extension in a real VS Code: code-server 4.139.1 (VS Code 1.139.1, Node extension host)
 // driven by Debian's chromium through playwright-core. Two phases, each with a fresh code-server:
-//   host: mocha inside the extension host (test/vscode/suite), via the smoke-test driver's payload
+//   host: mocha inside the extension host (test/vscode/suite), via the smoke-test driver's payload;
+//         also in an untrusted workspace (untrusted) and in a multi-root one (multiroot)
 //   ui:   what a person sees — command palette, the generation panel's webview, a Generate click,
 //         progress, the image and the history; the Models view, Check Models' report, downloads
 //         from a local fake hub (test/helpers/fakeHub.ts) set as the hub "mirror"; screenshots in
@@ -10,6 +11,7 @@
 // Prints "vscode: N passed, N failed" and exits non-zero on any failure.
 //
 //   node scripts/vscode-test.mjs [--phase host|untrusted|multiroot|ui] [--vsix FILE] [--keep]
+// MAJICFLUX_TEST_GREP picks host tests by title, MAJICFLUX_UI_GREP ui tests.
 // --vsix: the ui phase installs that package (code-server --install-extension) instead of linking
 // the working tree, so the packaged extension is what gets tested.
 
