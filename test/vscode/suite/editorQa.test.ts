@@ -70,6 +70,12 @@ describe('MajicFLUX in a real VS Code: the editor, as a demanding user', functio
     const file = path.join(dir, 'vary.flux');
     fs.writeFileSync(file, 'a watercolour of this scan\nimage: scan.png\nstrength: 0.6\ncount: 2\n');
     const document = await vscode.workspace.openTextDocument(file);
+    // Said on its line as soon as the file is open.
+    const unusable = (await api.flux.diagnostics.update(document)).filter((d) => d.code === 'unusableFile');
+    assert.equal(unusable.length, 1, unusable.map((d) => d.message).join('\n'));
+    assert.equal(unusable[0].range.start.line, 1);
+    assert.equal(unusable[0].severity, vscode.DiagnosticSeverity.Error);
+    assert.match(unusable[0].message, /scan\.png is not a PNG, JPEG or WebP image MajicFLUX can read/);
     const before = api.jobs.all().length;
     const runs = await vscode.commands.executeCommand<RunResult[] | undefined>('majicflux.generateFluxFile', document.uri.toString());
     assert.deepEqual(runs, [], 'nothing ran');
@@ -84,6 +90,8 @@ describe('MajicFLUX in a real VS Code: the editor, as a demanding user', functio
     const file = path.join(dir, 'lora.flux');
     fs.writeFileSync(file, 'a castle in ink\nlora: style.ckpt:0.8\n');
     const document = await vscode.workspace.openTextDocument(file);
+    const unusable = (await api.flux.diagnostics.update(document)).filter((d) => d.code === 'unusableFile');
+    assert.deepEqual(unusable.map((d) => [d.range.start.line, d.message]), [[1, 'the LoRA style.ckpt is not a .safetensors file']]);
     const before = api.jobs.all().length;
     const runs = await vscode.commands.executeCommand<RunResult[] | undefined>('majicflux.generateFluxFile', document.uri.toString());
     assert.deepEqual(runs, [], 'nothing ran');
