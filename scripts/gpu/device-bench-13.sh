@@ -73,7 +73,7 @@ if has abnbits; then
   pack
 fi
 if has absplit; then
-  stamp "lora r32: the down-projection split 2 and 4 ways, one process"
+  stamp "lora r32: branch forms (split down-projection, Gemm up-projection), one process"
   sp=${ABSPLIT:-'[{"loraSplit":2},{"loraSplit":4},{"loraGemm":true},{"loraGemm":true,"loraSplit":4}]'}
   timeout "$(left 400)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning-b '$sp' --tag lora-ab-split --job-timeout 390"
   pack
