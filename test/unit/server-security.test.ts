@@ -367,6 +367,20 @@ describe('inference server against hostile clients (issue 16)', function () {
       }
     });
 
+    // It stayed open after the refusal, and 10 s later the same client heard "no hello within 10 s".
+    it('a hello of another protocol version gets one clear error, then the connection is closed', async () => {
+      const other = await Peer.tcp(port);
+      const closed = new Promise<number>((resolve) => other.socket.once('close', () => resolve(Date.now())));
+      const t0 = Date.now();
+      const r = await other.request({ type: 'hello', protocol: 999, client: 'old', token, heartbeatMs: 0 });
+      assert.deepEqual([r.type, r.code], ['error', 'protocol-mismatch'], JSON.stringify(r));
+      assert.match(r.message!, /the client speaks protocol 999 but this server .* speaks protocol 1; use matching versions/);
+      const at = await Promise.race([closed, new Promise<number>((res) => setTimeout(() => res(NaN), 12_000))]);
+      assert.ok(at - t0 < 5_000, `closed ${(at - t0) / 1000} s after the refusal`);
+      assert.deepEqual(other.messages.map((m) => m.code), ['protocol-mismatch'], 'one message, no later "no hello within 10 s"');
+      assert.equal((await peer.request({ type: 'ping' })).type, 'pong', 'the connected client goes on');
+    });
+
     it('a model named outside the allowed folders fails the job with a clear message before loading anything', async () => {
       assert.equal((await peer.request({ type: 'configure', settings: { model: { dir: elsewhere }, weights: 'fp32', ep: 'cpu' } })).type, 'ok');
       const q = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64 }, output: 'm.png' } });

@@ -233,12 +233,18 @@ export class InferenceServer {
     }
     if (session.peer !== undefined) this.tokenFailures.forgive(session.peer);
     if (req.protocol !== PROTOCOL_VERSION) {
-      return this.reply(
+      this.reply(
         session,
         req.id,
         'protocol-mismatch',
         `the client speaks protocol ${req.protocol} but this server (MajicFLUX ${VERSION}) speaks protocol ${PROTOCOL_VERSION}; use matching versions of the extension and the server`,
       );
+      // Over TCP the refused client is done: left open, its hello timer later told it "no hello within 10 s".
+      if (session.transport === 'tcp') {
+        clearTimeout(session.helloTimer);
+        void session.conn.close();
+      }
+      return;
     }
     if (this.session && this.session !== session && !this.session.conn.isClosed && this.session.hello) {
       this.reply(session, req.id, 'busy', 'another client is connected to this server; one client at a time');
