@@ -93,7 +93,8 @@ describe('CLI: majicflux generate (bundled)', function () {
       assertUsage(await run(...m, '--height', '4096'), /height 4096 is out of range/);
       assertUsage(await run(...m, '--guidance', '-1'), /guidance must be a number from 0 to 100, got -1/);
       assertUsage(await run(...m, '--shift', '0'), /shift must be "dynamic" or a number from 0\.1 to 100/);
-      assertUsage(await run(...m, '--t5-max-length', '1'), /T5 max length must be a whole number from 2 to 4096, got 1/);
+      assertUsage(await run(...m, '--t5-max-length', '1'), /T5 max length must be a whole number from 2 to 512, got 1/);
+      assertUsage(await run(...m, '--t5-max-length', '1024'), /T5 max length must be a whole number from 2 to 512, got 1024/);
       assertUsage(await run(...m, '--threads', '2.5'), /--threads must be a whole number from 0 to 1024/);
       assertUsage(await run(...m, '--cache-max-gb', '-1'), /--cache-max-gb must be a number of GiB ≥ 0/);
       assertUsage(await run(...m, '--latents', path.join(tmp, 'none.safetensors')), /--latents: .*none\.safetensors does not exist/);
