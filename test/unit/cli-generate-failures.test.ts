@@ -132,11 +132,19 @@ describe('CLI: majicflux generate, failures around the generation', function () 
   });
 
   it('a path given as "" (an unset variable) is refused, not read as the demo model or the current folder', async () => {
-    for (const flag of ['--model', '--transformer', '--vae', '--cache', '--out']) {
+    // --image "" said "--image: <the current folder> does not exist".
+    for (const flag of ['--model', '--transformer', '--vae', '--text-encoder-2', '--cache', '--out', '--image', '--latents']) {
       const r = await runCli(['generate', 'a cat', '--width', '64', '--height', '64', '--steps', '1', flag, ''], tmp);
       assert.equal(r.code, 2, `${flag}: ${r.stderr}`);
       assert.match(r.stderr, new RegExp(`${flag} is empty \\(an unset variable\\?\\); give a path, or leave it out`));
       assert.doesNotMatch(r.stderr, /^model demo|^text…/m, 'nothing loaded');
+    }
+    // serve --output-dir "" served the current folder: written into, and readable by every client.
+    for (const flag of ['--output-dir', '--inputs-dir', '--models-dir', '--model', '--transformer', '--vae', '--cache']) {
+      const r = await runCli(['serve', '--port', '0', flag, ''], tmp, { killAfterMs: 10_000 });
+      assert.equal(r.code, 2, `${flag}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`${flag} is empty \\(an unset variable\\?\\); give a path, or leave it out`));
+      assert.doesNotMatch(r.stdout, /listening/);
     }
     const check = await runCli(['models', 'check', ''], tmp);
     assert.equal(check.code, 2, check.stderr);

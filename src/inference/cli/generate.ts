@@ -90,7 +90,7 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   }
   // Everything the user typed is checked here, before a model is looked at: a mistake found
   // after loading (or after generating) costs minutes with a real model.
-  rejectEmptyPaths(Object.fromEntries((['model', 'transformer', 'vae', 'text-encoder-2', 'latents', 'cache', 'out'] as const).map((f) => [`--${f}`, values[f]])));
+  rejectEmptyPaths(Object.fromEntries((['model', 'transformer', 'vae', 'text-encoder-2', 'latents', 'image', 'cache', 'out'] as const).map((f) => [`--${f}`, values[f]])));
   const params = checkedParams(values, positionals);
   const runtime = {
     weights: choiceFlag('weights', values.weights, WEIGHT_CHOICES),

@@ -5,7 +5,7 @@ import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { EP_CHOICES, MEMORY_MODES, ModelSpec, UserError, WEIGHT_CHOICES } from '../../shared/api';
-import { cacheMaxBytesFlag, choiceFlag, CliOutput, EXIT_USAGE, parseCommandArgs, Subcommand, UsageError, wholeNumberFlag } from './common';
+import { cacheMaxBytesFlag, choiceFlag, CliOutput, EXIT_USAGE, parseCommandArgs, rejectEmptyPaths, Subcommand, UsageError, wholeNumberFlag } from './common';
 import { PROTOCOL_VERSION, ServerSettings } from '../../shared/protocol';
 import { DEFAULT_HEARTBEAT_MS } from '../server/server';
 import { exitStuck, serveTcp } from '../server/transports';
@@ -99,6 +99,8 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
     io.out(SERVE_HELP);
     return 0;
   }
+  // "" would be the current folder: for --output-dir, a folder every client may then read and write.
+  rejectEmptyPaths(Object.fromEntries((['output-dir', 'inputs-dir', 'models-dir', 'model', 'transformer', 'vae', 'cache'] as const).map((f) => [`--${f}`, values[f]])));
   const host = values.host ?? '127.0.0.1';
   const port = wholeNumberFlag('port', values.port, 0, 65535) ?? DEFAULT_PORT;
   const heartbeatMs = wholeNumberFlag('heartbeat-ms', values['heartbeat-ms'], 0, 3_600_000) ?? DEFAULT_HEARTBEAT_MS;
