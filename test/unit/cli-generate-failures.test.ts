@@ -146,6 +146,11 @@ describe('CLI: majicflux generate, failures around the generation', function () 
       assert.match(r.stderr, new RegExp(`${flag} is empty \\(an unset variable\\?\\); give a path, or leave it out`));
       assert.doesNotMatch(r.stdout, /listening/);
     }
+    // It listened on every interface ([::]).
+    const host = await runCli(['serve', '--port', '0', '--host', ''], tmp, { killAfterMs: 10_000 });
+    assert.equal(host.code, 2, host.stdout + host.stderr);
+    assert.match(host.stderr, /--host is empty \(an unset variable\?\); give an address, or leave it out for 127\.0\.0\.1/);
+    assert.doesNotMatch(host.stdout, /listening/);
     const check = await runCli(['models', 'check', ''], tmp);
     assert.equal(check.code, 2, check.stderr);
     assert.match(check.stderr, /the model folder is empty \(an unset variable\?\)/);

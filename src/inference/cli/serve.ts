@@ -101,6 +101,8 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
   }
   // "" would be the current folder: for --output-dir, a folder every client may then read and write.
   rejectEmptyPaths(Object.fromEntries((['output-dir', 'inputs-dir', 'models-dir', 'model', 'transformer', 'vae', 'cache'] as const).map((f) => [`--${f}`, values[f]])));
+  // "" would listen on every interface of the machine, not the loopback the user left it at.
+  if (values.host !== undefined && !values.host.trim()) throw new UsageError('--host is empty (an unset variable?); give an address, or leave it out for 127.0.0.1');
   const host = values.host ?? '127.0.0.1';
   const port = wholeNumberFlag('port', values.port, 0, 65535) ?? DEFAULT_PORT;
   const heartbeatMs = wholeNumberFlag('heartbeat-ms', values['heartbeat-ms'], 0, 3_600_000) ?? DEFAULT_HEARTBEAT_MS;
