@@ -140,6 +140,19 @@ describe('CLI: majicflux generate (bundled)', function () {
       assert.ok(fs.readFileSync(out).subarray(1, 4).equals(Buffer.from('PNG')));
     });
 
+    // ComfyUI keeps clip_l.safetensors apart from the DiT: generate had --text-encoder-2 and --vae
+    // but no --text-encoder ("unknown option"), though models check took one.
+    it('--text-encoder gives the CLIP encoder apart from the model folder, as models check takes it', async () => {
+      const tiny = path.join(ROOT, 'test', 'fixtures', 'flux-tiny', 'models');
+      const noClip = path.join(tmp, 'no-clip');
+      fs.cpSync(tiny, noClip, { recursive: true });
+      fs.rmSync(path.join(noClip, 'text_encoder'), { recursive: true });
+      const r = await run('a cat', '--model', noClip, '--text-encoder', path.join(tiny, 'text_encoder'), ...SMALL, '--weights', 'fp32', '--out', path.join(tmp, 'clip-apart.png'));
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(fs.existsSync(path.join(tmp, 'clip-apart.png')));
+      assertUsage(await run('a cat', '--model', noClip, '--text-encoder', ''), /--text-encoder is empty/);
+    });
+
     it('--out naming a folder, or inside a file, is refused up front', async () => {
       assertUsage(await run('--prompt', 'a cat', ...SMALL, '--out', tmp), /is a folder; --out names the PNG file/);
       const file = path.join(tmp, 'a-file');
