@@ -64,6 +64,25 @@ describe('CLI: majicflux generate, failures around the generation', function () 
     assert.deepEqual(fs.readdirSync(dir), [], 'no PNG and no temp file left');
   });
 
+  // The decode holds the event loop (seconds, minutes for a large image on a CPU): a Ctrl+C then was
+  // heard after it, its listener already gone, and the image was saved with exit status 0.
+  it('Ctrl+C during the decode also writes nothing and exits 130', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'sigint-decode-'));
+    let sent = false;
+    const r = await runCli(['generate', 'a cat', '--model', TINY, '--width', '768', '--height', '768', '--steps', '1', '--vae-tiling', 'off', '--out', path.join(dir, 'a.png')], dir, {
+      onStderr: (text, child) => {
+        if (sent || !/^decode…$/m.test(text)) return;
+        sent = true;
+        child.kill('SIGINT');
+      },
+    });
+    assert.ok(sent, r.stderr);
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /^cancelled; no image was written$/m);
+    assertNoStack(r);
+    assert.deepEqual(fs.readdirSync(dir), [], 'no PNG and no temp file left');
+  });
+
   it('a second Ctrl+C quits at once (the way out of a long first-use conversion), leaving no PNG', async () => {
     const dir = fs.mkdtempSync(path.join(tmp, 'sigint2-'));
     let sent = 0;

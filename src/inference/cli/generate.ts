@@ -119,20 +119,34 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   process.once('SIGINT', onSigint);
   const t0 = performance.now();
   let result: Awaited<ReturnType<FluxPipeline['generate']>>;
-  try {
-    result = await pipeline.generate(params, { signal: controller.signal, onStage: progress.onStage, onStep: progress.onStep, onTile: progress.onTile });
-  } catch (e) {
-    if (!(e instanceof CancelledError)) throw e;
-    // The PNG is written only after the last step, so a cancelled run has nothing to clean up.
+  const cancelled = () => {
     io.err('cancelled; no image was written\n');
     return EXIT_CANCELLED;
+  };
+  let written: string;
+  try {
+    try {
+      result = await pipeline.generate(params, { signal: controller.signal, onStage: progress.onStage, onStep: progress.onStep, onTile: progress.onTile });
+      // A Ctrl+C during the decode (one native call that holds the event loop) is heard only now:
+      // one turn of the loop, or it was dropped with its listener and the image saved anyway.
+      await new Promise((resolve) => setImmediate(resolve));
+      controller.signal.throwIfAborted();
+    } catch (e) {
+      // The PNG is written only after the last step, so a cancelled run has nothing to clean up.
+      if (e instanceof CancelledError || controller.signal.aborted) return cancelled();
+      throw e;
+    }
+    await pipeline.release();
+    const file = out ?? path.resolve('generated', defaultName(result.metadata));
+    const png = await encodeImagePng({ width: result.width, height: result.height, data: result.image }, result.metadata);
+    // Still cancellable while saving: the temporary file is removed, no PNG is left.
+    written = await writePng(file, png, { ...(out === undefined ? { unique: true } : { overwrite: values.overwrite === true }), signal: controller.signal }, result.seed, io);
+  } catch (e) {
+    if (controller.signal.aborted) return cancelled();
+    throw e;
   } finally {
     process.off('SIGINT', onSigint);
   }
-  await pipeline.release();
-  const file = out ?? path.resolve('generated', defaultName(result.metadata));
-  const png = await encodeImagePng({ width: result.width, height: result.height, data: result.image }, result.metadata);
-  const written = await writePng(file, png, out === undefined ? { unique: true } : { overwrite: values.overwrite === true }, result.seed, io);
   const total = (performance.now() - t0) / 1000;
   if (values.json) {
     io.out(`${JSON.stringify({ file: written, seed: result.seed, seconds: total, stages: result.stages, notes: result.notes, warnings: result.warnings, metadata: result.metadata })}\n`);
