@@ -4,6 +4,7 @@
 // trace, and leave no partial file (issue 15, QA of the everyday path).
 
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -81,6 +82,21 @@ describe('CLI: majicflux generate, failures around the generation', function () 
     assert.match(r.stderr, /^cancelled; no image was written$/m);
     assertNoStack(r);
     assert.deepEqual(fs.readdirSync(dir), [], 'no PNG and no temp file left');
+  });
+
+  // A run killed while saving left its .<name>.<pid>-<hex>.tmp beside the images for good.
+  it('a temporary file that a killed run left in the output folder is removed at the next save; a live one is kept', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'stale-'));
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+    const stale = path.join(dir, `.old.png.${dead}-0123456789ab.tmp`);
+    const live = path.join(dir, `.live.png.${process.pid}-0123456789ab.tmp`);
+    fs.writeFileSync(stale, 'half a png');
+    fs.writeFileSync(live, 'being written');
+    const r = await runCli(['generate', 'a cat', ...SMALL, '--out', path.join(dir, 'a.png')], dir);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!fs.existsSync(stale), 'the dead run\'s temporary file is gone');
+    assert.ok(fs.existsSync(live), 'a running writer\'s is kept');
+    assert.match(r.stderr, /removed 1 temporary file left in .* by a run that was killed while saving/);
   });
 
   it('a second Ctrl+C quits at once (the way out of a long first-use conversion), leaving no PNG', async () => {

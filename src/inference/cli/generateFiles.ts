@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../../shared/api';
 import { FileExistsError, writePngAtomic } from '../formats/png';
-import type { WriteOptions } from '../system/atomicWrite';
+import { cleanStaleTemps, type WriteOptions } from '../system/atomicWrite';
 import { MAX_OUTPUT_NAME_BYTES } from '../server/paths';
 import { imageNotSavedMessage } from '../system/fsErrors';
 import { folderProblem } from '../system/writableFolder';
@@ -53,6 +53,9 @@ export function checkCanCreate(flag: string, dir: string, writable?: (dir: strin
 export async function writePng(file: string, png: Uint8Array, options: WriteOptions, seed: number, io: CliOutput): Promise<string> {
   try {
     fs.mkdirSync(path.dirname(file), { recursive: true });
+    // What a run killed while saving (a second Ctrl+C, kill -9) left here: as the server does at its first job.
+    const removed = await cleanStaleTemps(path.dirname(file));
+    if (removed.length) io.err(`removed ${removed.length} temporary file${removed.length > 1 ? 's' : ''} left in ${path.dirname(file)} by a run that was killed while saving\n`);
     try {
       return await writePngAtomic(file, png, options);
     } catch (e) {
