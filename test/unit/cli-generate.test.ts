@@ -172,6 +172,12 @@ describe('CLI: majicflux generate (bundled)', function () {
       assert.match(serve.stderr, /unknown option --prot; did you mean --port\?/);
       const far = await run('--zzzzzz');
       assert.match(far.stderr, /^majicflux generate: unknown option --zzzzzz$/m);
+      // A misspelled command said only "unknown command"; under help it listed the commands, exit 0.
+      for (const args of [['genrate', 'a cat'], ['help', 'genrate']]) {
+        const r = await runCli(args, tmp);
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+        assert.match(r.stderr, /^majicflux: unknown command "genrate"; did you mean generate\?$/m);
+      }
     });
   });
 
