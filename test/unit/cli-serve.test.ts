@@ -4,6 +4,7 @@
 
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { runCli } from '../helpers/cli';
@@ -39,5 +40,18 @@ describe('CLI: majicflux serve, refused at start', function () {
       assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
     }
     assert.ok(!fs.existsSync(path.join(tmp, 'generated')), 'no output folder made for a server that did not start');
+  });
+
+  // It said "cannot listen: listen EADDRINUSE: address already in use 127.0.0.1:7860".
+  it('a port in use says so and what to do, exit 1', async () => {
+    const taken = net.createServer();
+    const port = await new Promise<number>((resolve) => taken.listen(0, '127.0.0.1', () => resolve((taken.address() as net.AddressInfo).port)));
+    try {
+      const r = await runCli(['serve', '--port', String(port), '--output-dir', path.join(tmp, 'out')], tmp, { killAfterMs: 15_000 });
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(r.stderr, new RegExp(`^majicflux serve: port ${port} of 127\\.0\\.0\\.1 is already in use \\(another majicflux serve\\?\\): stop that, or choose another with --port N \\(0 picks a free one\\)$`, 'm'));
+    } finally {
+      taken.close();
+    }
   });
 });

@@ -79,9 +79,15 @@ export async function serveCommand(argv: string[], io: CliOutput = STD_IO): Prom
       io.err(`majicflux serve: ${(err as Error).message}\nRun "majicflux serve --help" for usage.\n`);
       return EXIT_USAGE;
     }
-    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || (err as NodeJS.ErrnoException).code === 'EACCES') {
-      io.err(`majicflux serve: cannot listen: ${(err as Error).message}\n`);
-      return 1;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') {
+      const { address, port } = err as NodeJS.ErrnoException & { address?: string; port?: number };
+      io.err(`majicflux serve: port ${port} of ${address} is already in use (another majicflux serve?): stop that, or choose another with --port N (0 picks a free one)\n`);
+      return EXIT_FAILURE;
+    }
+    if (code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      io.err(`majicflux serve: cannot listen: ${(err as Error).message}${code === 'EADDRNOTAVAIL' ? ' (--host is not an address of this machine)' : ' (ports below 1024 need administrator rights: choose another with --port N)'}\n`);
+      return EXIT_FAILURE;
     }
     throw err;
   }
