@@ -42,6 +42,14 @@ describe('CLI: majicflux serve, refused at start', function () {
     assert.ok(!fs.existsSync(path.join(tmp, 'generated')), 'no output folder made for a server that did not start');
   });
 
+  // A stack trace: "Error: getaddrinfo ENOTFOUND no-such-host.invalid at GetAddrInfoReqWrap.onlookup".
+  it('a --host that does not resolve is a bad argument, without a stack trace', async () => {
+    const r = await runCli(['serve', '--port', '0', '--host', 'no-such-host.invalid', '--output-dir', path.join(tmp, 'out')], tmp, { killAfterMs: 30_000 });
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, /^majicflux serve: --host no-such-host\.invalid: no such host name here \((ENOTFOUND|EAI_AGAIN)\); give an address of this machine, or leave --host out for 127\.0\.0\.1$/m);
+    assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
+  });
+
   // It said "cannot listen: listen EADDRINUSE: address already in use 127.0.0.1:7860".
   it('a port in use says so and what to do, exit 1', async () => {
     const taken = net.createServer();

@@ -85,6 +85,10 @@ export async function serveCommand(argv: string[], io: CliOutput = STD_IO): Prom
       io.err(`majicflux serve: port ${port} of ${address} is already in use (another majicflux serve?): stop that, or choose another with --port N (0 picks a free one)\n`);
       return EXIT_FAILURE;
     }
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+      io.err(`majicflux serve: --host ${(err as NodeJS.ErrnoException & { hostname?: string }).hostname}: no such host name here (${code}); give an address of this machine, or leave --host out for 127.0.0.1\nRun "majicflux serve --help" for usage.\n`);
+      return EXIT_USAGE;
+    }
     if (code === 'EACCES' || code === 'EADDRNOTAVAIL') {
       io.err(`majicflux serve: cannot listen: ${(err as Error).message}${code === 'EADDRNOTAVAIL' ? ' (--host is not an address of this machine)' : ' (ports below 1024 need administrator rights: choose another with --port N)'}\n`);
       return EXIT_FAILURE;
