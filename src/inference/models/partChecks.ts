@@ -51,6 +51,15 @@ function isIncomplete(p: string): boolean {
   }
 }
 
+/** Weight files of a folder that are still being downloaded, by name. */
+function unfinishedDownloads(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir).filter((n) => /\.(safetensors|gguf)\.(part|incomplete)$/.test(n)).sort();
+  } catch {
+    return [];
+  }
+}
+
 interface DtypeSummary {
   dtypes: Record<string, number>;
   params: number;
@@ -103,7 +112,11 @@ export function checkWeightPart(p: string, role: ComponentKind): PartCheck {
   if (!fs.existsSync(abs)) return { role, status: 'missing', path: abs, message: `${abs} does not exist` };
   const files = weightPartFiles(abs)?.files ?? [abs];
   const bytes = files.filter((f) => f.endsWith('.safetensors') || isGgufFile(f)).reduce((a, f) => a + fileSize(f), 0);
-  if (!files.length) return { role, status: 'missing', path: abs, message: `${abs} holds no .safetensors file` };
+  if (!files.length) {
+    // A download cut short leaves D.part (ours) or D.incomplete (Hugging Face's): say that, not "no file".
+    const unfinished = unfinishedDownloads(abs);
+    return { role, status: 'missing', path: abs, message: unfinished.length ? `${unfinished.join(', ')}: the download has not finished (run the same download again to resume it)` : `${abs} holds no .safetensors file` };
+  }
   const absent = files.filter((f) => !fs.existsSync(f)).sort();
   if (absent.length) return { role, status: 'missing', path: abs, bytes, message: `${absent.map((f) => path.basename(f)).join(', ')} not found in ${path.dirname(absent[0])} (listed in ${path.basename(files[0])})` };
   const unfinished = files.filter(isIncomplete);
