@@ -151,6 +151,18 @@ describe('CLI: majicflux generate (bundled)', function () {
       assert.equal(r.code, 0, r.stderr);
       assert.ok(fs.existsSync(path.join(tmp, 'clip-apart.png')));
       assertUsage(await run('a cat', '--model', noClip, '--text-encoder', ''), /--text-encoder is empty/);
+      // Every part apart and no folder: it asked for tokenizers no flag can give ("no CLIP tokenizer given").
+      const comfy = path.join(tmp, 'comfy');
+      fs.mkdirSync(comfy);
+      fs.copyFileSync(path.join(tiny, 'text_encoder', 'model.safetensors'), path.join(comfy, 'clip_l.safetensors'));
+      fs.copyFileSync(path.join(tiny, 'text_encoder', 'config.json'), path.join(comfy, 'clip_l.config.json'));
+      const parts = ['--transformer', path.join(tiny, 'flux-tiny.safetensors'), '--text-encoder', path.join(comfy, 'clip_l.safetensors'), '--text-encoder-2', path.join(tiny, 'text_encoder_2'), '--vae', path.join(tiny, 'ae.safetensors')];
+      const apart = await run('a cat', ...parts, ...SMALL, '--weights', 'fp32', '--out', path.join(tmp, 'all-apart.png'));
+      assert.equal(apart.code, 0, apart.stderr);
+      assert.ok(fs.existsSync(path.join(tmp, 'all-apart.png')));
+      const check = await runCli(['models', 'check', ...parts], tmp);
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+      assert.match(check.stdout, /^ {2}tokenizer2 ok /m, 'models check agrees');
     });
 
     it('--out naming a folder, or inside a file, is refused up front', async () => {

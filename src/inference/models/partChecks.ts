@@ -24,7 +24,7 @@ import { ModelScan, scanModelFolder } from '../formats/layouts/model';
 import { canDecode, isGgmlQuant } from '../formats/ggml';
 import { isGgufFile } from '../formats/gguf';
 import { elementCount, openTensors, TensorSource } from '../formats/safetensors';
-import { isFile, scanSingleFile, weightPartFiles } from './files';
+import { isFile, scanSingleFile, shippedTokenizer, weightPartFiles } from './files';
 import { isFloatDtype } from './weightBytes';
 import { partsOf } from './registry';
 import { schedulerConfigProblem } from '../pipeline/schedulerConfig';
@@ -262,8 +262,8 @@ export function checkSpecParts(spec: ModelSpec, scan?: ModelScan): PartCheck[] {
     }
     for (const role of ['tokenizer', 'tokenizer2'] as const) {
       const given = role === 'tokenizer' ? spec.tokenizer : spec.tokenizer2;
-      // An all-in-one file comes with the tokenizers shipped with MajicFLUX (its scan names them).
-      const shipped = singleFile ? (role === 'tokenizer' ? scan?.tokenizer : scan?.tokenizer2) : undefined;
+      // An all-in-one file (its scan names them) and parts given without a folder use the tokenizers shipped with MajicFLUX.
+      const shipped = singleFile ? (role === 'tokenizer' ? scan?.tokenizer : scan?.tokenizer2) : dir === undefined ? shippedTokenizer(role) : undefined;
       const where = given ?? shipped ?? (dir && !singleFile ? path.join(dir, TOKENIZER_FILES[role].folder) : undefined);
       // One reason for every part of a folder that is not there, so a check can say it once.
       if (!given && dir && !fs.existsSync(dir)) parts.push({ role, status: 'missing', message: `model folder not found: ${dir}` });
