@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Runs the extension in a real VS Code: code-server 4.139.1 (VS Code 1.139.1, Node extension host)
 // driven by Debian's chromium through playwright-core. Two phases, each with a fresh code-server:
-//   host: mocha inside the extension host (test/vscode/suite), via the smoke-test driver's payload
+//   host: mocha inside the extension host (test/vscode/suite), via the smoke-test driver's payload;
+//         also in an untrusted workspace (untrusted) and in a multi-root one (multiroot)
 //   ui:   what a person sees — command palette, the generation panel's webview, a Generate click,
 //         progress, the image and the history; the Models view, Check Models' report, downloads
 //         from a local fake hub (test/helpers/fakeHub.ts) set as the hub "mirror"; screenshots in
@@ -9,7 +10,8 @@
 // Needs scripts/vscode-test-setup.sh first (run here when something is missing) and a built dist/.
 // Prints "vscode: N passed, N failed" and exits non-zero on any failure.
 //
-//   node scripts/vscode-test.mjs [--phase host|untrusted|ui] [--vsix FILE] [--keep]
+//   node scripts/vscode-test.mjs [--phase host|untrusted|multiroot|ui] [--vsix FILE] [--keep]
+// MAJICFLUX_TEST_GREP picks host tests by title, MAJICFLUX_UI_GREP ui tests.
 // --vsix: the ui phase installs that package (code-server --install-extension) instead of linking
 // the working tree, so the packaged extension is what gets tested.
 
@@ -38,7 +40,7 @@ const opt = (name) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
 };
-const phases = opt('--phase') ? [opt('--phase')] : ['host', 'untrusted', 'ui'];
+const phases = opt('--phase') ? [opt('--phase')] : ['host', 'untrusted', 'multiroot', 'ui'];
 const keep = args.includes('--keep');
 const log = (...a) => console.log('[vscode-test]', ...a);
 
@@ -196,13 +198,32 @@ async function browser() {
 
 // ---- phase 1: mocha in the extension host -------------------------------------------------------
 
+/**
+ * A multi-root workspace: the test workspace and a second folder, `second/`, whose own
+ * .vscode/settings.json sets a resource-scoped setting (majicflux.output.folder: art). The other
+ * settings move into the .code-workspace file (a folder's settings.json holds only resource ones there).
+ */
+function makeMultiRoot(ws) {
+  const root = path.dirname(ws);
+  const second = path.join(root, 'second');
+  fs.mkdirSync(path.join(second, '.vscode'), { recursive: true });
+  fs.writeFileSync(path.join(second, 'notes.md'), '# Second folder\n\na lantern on a snowy windowsill\n');
+  fs.writeFileSync(path.join(second, '.vscode', 'settings.json'), JSON.stringify({ 'majicflux.output.folder': 'art' }, null, 2));
+  const settings = JSON.parse(fs.readFileSync(path.join(ws, '.vscode', 'settings.json'), 'utf8'));
+  fs.rmSync(path.join(ws, '.vscode', 'settings.json'));
+  const file = path.join(root, 'both.code-workspace');
+  fs.writeFileSync(file, JSON.stringify({ folders: [{ path: 'workspace' }, { path: 'second' }], settings }, null, 2));
+  return file;
+}
+
 async function hostPhase(results, name = 'host') {
   await buildSuite();
   const ws = makeWorkspace(name);
   const untrusted = name === 'untrusted';
+  const multiRoot = name === 'multiroot' ? makeMultiRoot(ws) : undefined;
   const cs = await startCodeServer(name, {
     smokeDriver: true,
-    workspace: ws,
+    workspace: multiRoot ?? ws,
     trust: untrusted,
     env: name === 'host' ? {} : { MAJICFLUX_TEST_SUITE: name },
   });
@@ -225,7 +246,8 @@ async function hostPhase(results, name = 'host') {
       hostLog.write(`${type}: ${line}\n`);
       if (type === 'log' || type === 'error' || type === 'warn') process.stdout.write(`  ${line}\n`);
     });
-    await page.goto(`${cs.base}/?folder=${encodeURIComponent(ws)}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
+    const open = multiRoot ? `workspace=${encodeURIComponent(multiRoot)}` : `folder=${encodeURIComponent(ws)}`;
+    await page.goto(`${cs.base}/?${open}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
     const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('extension-host tests timed out after 15 min')), 15 * 60_000));
     const code = await Promise.race([exit, timeout]);
     const r = fs.existsSync(resultsFile) ? JSON.parse(fs.readFileSync(resultsFile, 'utf8')) : undefined;
@@ -301,6 +323,8 @@ async function uiPhase(results) {
   fs.mkdirSync(SHOTS, { recursive: true });
   let b;
   const test = async (title, fn) => {
+    // MAJICFLUX_UI_GREP: only the ui tests whose title holds it (a test that needs an earlier one's work fails).
+    if (process.env.MAJICFLUX_UI_GREP && !title.includes(process.env.MAJICFLUX_UI_GREP)) return;
     try {
       await fn();
       results.passed++;
@@ -443,6 +467,61 @@ async function uiPhase(results) {
       await page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'Same parameters' }).first().waitFor({ timeout: 30_000 });
       await page.keyboard.press('Escape');
       // The warning stays until dismissed; later tests look for toasts by their words ("Step").
+      await palette('Notifications: Clear All Notifications');
+      await palette('View: Close All Editors');
+    });
+
+    await test('the palette prompt typed fast and Enter at once: the typed text is the prompt, not the recent prompt it starts', async () => {
+      const gen = path.join(ws, 'generated');
+      const made = (slug) => (fs.existsSync(gen) ? fs.readdirSync(gen).filter((f) => f.endsWith(`-${slug}.png`)) : []);
+      const promptBox = async () => {
+        await palette('MajicFLUX: Generate Image');
+        const widget = page.locator('.quick-input-widget:not([style*="display: none"])', { has: page.locator('.quick-input-title', { hasText: 'MajicFLUX: Generate Image' }) });
+        await widget.waitFor({ timeout: 30_000 });
+        return widget.locator('.quick-input-box input');
+      };
+      const waitForFile = async (what, fn) => {
+        const deadline = Date.now() + 120_000;
+        for (;;) {
+          const v = fn();
+          if (v) return v;
+          if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+          await page.waitForTimeout(250);
+        }
+      };
+      // A recent prompt, entered at a user's pace (the row shown before Enter).
+      const recent = 'a green kite over the dunes at noon';
+      const first = await promptBox();
+      await first.fill(recent);
+      await page.locator('.quick-input-list .monaco-list-row:visible', { hasText: recent }).first().waitFor({ timeout: 10_000 });
+      await page.keyboard.press('Enter');
+      await waitForFile('the first image', () => made('a-green-kite-over-the-dunes-at-noon').length === 1);
+      await palette('Notifications: Clear All Notifications');
+      await palette('View: Close All Editors');
+      // Now its start, typed at full speed, Enter at once: the workbench's own filter has the recent
+      // prompt highlighted before the extension has put the typed text first.
+      const input = await promptBox();
+      await page.locator('.quick-input-list .monaco-list-row:visible', { hasText: recent }).first().waitFor({ timeout: 10_000 });
+      await input.focus();
+      await page.keyboard.type('a green kite');
+      await page.keyboard.press('Enter');
+      await waitForFile('the second image', () => made('a-green-kite').length === 1 || made('a-green-kite-over-the-dunes-at-noon').length > 1);
+      if (made('a-green-kite').length !== 1) throw new Error(`Enter took the recent prompt instead of the typed "a green kite": ${made('a-green-kite-over-the-dunes-at-noon').join(', ')}`);
+      await palette('Notifications: Clear All Notifications');
+      await palette('View: Close All Editors');
+      // A recent prompt the user moves to (Down) is still what Enter takes.
+      const again = await promptBox();
+      await again.fill('a green');
+      await page.locator('.quick-input-list .monaco-list-row.focused', { hasText: 'new prompt' }).waitFor({ timeout: 10_000 });
+      await page.keyboard.press('ArrowDown');
+      const focused = page.locator('.quick-input-list .monaco-list-row.focused', { hasText: 'recent' });
+      await focused.waitFor({ timeout: 10_000 });
+      const label = (await focused.getAttribute('aria-label')) ?? '';
+      const slug = label.startsWith(recent) ? 'a-green-kite-over-the-dunes-at-noon' : 'a-green-kite';
+      const before = made(slug).length;
+      await page.keyboard.press('Enter');
+      await waitForFile(`the image of the recent prompt "${label}"`, () => made(slug).length > before || made('a-green').length);
+      if (made('a-green').length) throw new Error('Enter took the typed text, not the recent prompt moved to');
       await palette('Notifications: Clear All Notifications');
       await palette('View: Close All Editors');
     });
@@ -854,7 +933,7 @@ try {
   fs.mkdirSync(RUN, { recursive: true });
   for (const p of phases) {
     log(`phase ${p}`);
-    if (p === 'host' || p === 'untrusted') await hostPhase(results, p);
+    if (p === 'host' || p === 'untrusted' || p === 'multiroot') await hostPhase(results, p);
     else if (p === 'ui') await uiPhase(results);
     else throw new Error(`unknown phase ${p}`);
   }

@@ -3,7 +3,7 @@
 
 import * as vscode from 'vscode';
 import { Configuration } from './configuration';
-import { Generation, GenerateInput, RunResult } from './generation';
+import { activeDocument, Generation, GenerateInput, RunResult } from './generation';
 import { FLUX_LANGUAGE } from './fluxFile/documents';
 import { fluxSelectionInputs } from './fluxFile';
 import { promptFacts } from './promptFacts';
@@ -11,6 +11,7 @@ import { isActive, Job, Jobs } from './jobs';
 import { jobProgress } from './progress';
 import { progressText } from './progressText';
 import { ServerManager, TOKEN_SECRET } from './serverManager';
+import { refuse } from './refusal';
 import { requireTrust } from './trust';
 
 const t = vscode.l10n.t;
@@ -74,7 +75,13 @@ function askPrompt(d: CommandDeps): Promise<string | undefined> {
     const recentItems = recent.map((p) => ({ label: p, description: t('recent') }));
     qp.items = recentItems;
     let checking: NodeJS.Timeout | undefined;
+    // The workbench filters the list and moves the highlight itself on every key, before this host
+    // has put the typed text first: typed fast, Enter would take the recent prompt the filter left
+    // highlighted. A highlight that moved after the last keystroke (arrows, a click) is the user's.
+    let moved = false;
+    qp.onDidChangeActive(() => (moved = true));
     qp.onDidChangeValue((v) => {
+      moved = false;
       const rest = recentItems.filter((i) => i.label !== v);
       qp.items = v.trim() ? [{ label: v, description: t('new prompt'), alwaysShow: true }, ...rest] : recentItems;
       clearTimeout(checking);
@@ -89,7 +96,9 @@ function askPrompt(d: CommandDeps): Promise<string | undefined> {
     let done = false;
     qp.onDidAccept(() => {
       done = true;
-      resolve(qp.selectedItems[0]?.label ?? (qp.value.trim() || undefined));
+      const typed = qp.value.trim();
+      const picked = qp.selectedItems[0]?.label;
+      resolve((typed && !moved ? typed : (picked ?? typed)) || undefined);
       qp.hide();
     });
     qp.onDidHide(() => {
@@ -102,10 +111,11 @@ function askPrompt(d: CommandDeps): Promise<string | undefined> {
 }
 
 async function generateImage(d: CommandDeps, given?: string): Promise<RunResult | undefined> {
+  const document = activeDocument();
   const prompt = typeof given === 'string' && given.trim() ? given : await askPrompt(d);
   if (!prompt) return undefined;
   remember(d.context, prompt);
-  return d.generation.run({ prompt }, { kind: 'palette' }, { notify: true, open: true });
+  return d.generation.run({ prompt }, { kind: 'palette', document }, { notify: true, open: true });
 }
 
 async function generateFromSelection(d: CommandDeps): Promise<RunResult | undefined> {
@@ -114,19 +124,20 @@ async function generateFromSelection(d: CommandDeps): Promise<RunResult | undefi
   const selections = editor ? [...editor.selections].filter((s) => !s.isEmpty).sort((a, b) => a.start.compareTo(b.start)) : [];
   const text = editor ? selections.map((s) => editor.document.getText(s)).join('\n').trim() : '';
   if (!editor || !text) {
-    void vscode.window.showWarningMessage(t('Select the text to use as the prompt first.'));
+    void refuse(d.log, t('Select the text to use as the prompt first.'));
     return undefined;
   }
   // In a .flux file the selection may hold whole blocks, parameters included: each is one run.
   const isFlux = editor.document.languageId === FLUX_LANGUAGE;
-  const blocks = isFlux ? fluxSelectionInputs(editor.document, text, selections[0].start.line) : [];
+  const blocks = isFlux ? fluxSelectionInputs(d.log, editor.document, text, selections[0].start.line) : [];
   if (!blocks) return undefined;
   const inputs: GenerateInput[] = blocks.length ? blocks : [{ prompt: text.replace(/\s+/g, ' ') }];
-  const fluxFile = editor.document.uri.scheme === 'file' && isFlux ? editor.document.uri.fsPath : undefined;
+  const document = editor.document.uri.scheme === 'file' ? editor.document.uri.fsPath : undefined;
+  const fluxFile = isFlux ? document : undefined;
   const runs: RunResult[] = [];
   for (const input of inputs) {
     remember(d.context, input.prompt);
-    const run = await d.generation.run(input, { kind: 'selection', fluxFile }, { notify: true, open: true });
+    const run = await d.generation.run(input, { kind: 'selection', fluxFile, document }, { notify: true, open: true });
     if (!run) break;
     runs.push(run);
   }

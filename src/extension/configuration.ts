@@ -31,6 +31,21 @@ export class Configuration implements vscode.Disposable {
     return this.current.problems;
   }
 
+  /**
+   * The settings as they apply to `file`: in a multi-root workspace its folder's own
+   * resource-scoped values (majicflux.output.folder, .fileName) over the window's. A value there that
+   * is wrong falls back to the default, logged.
+   */
+  settingsFor(file: string | undefined): Settings {
+    const folder = file && vscode.workspace.workspaceFolders && vscode.workspace.workspaceFolders.length > 1 ? vscode.workspace.getWorkspaceFolder(vscode.Uri.file(file)) : undefined;
+    if (!folder) return this.settings;
+    const cfg = vscode.workspace.getConfiguration(SECTION, folder.uri);
+    const scoped = validateSettings((key) => cfg.get(key), { workspaceFolder: folder.uri.fsPath, exists: fs.existsSync });
+    const known = new Set(this.current.problems.map(settingProblemMessage));
+    for (const p of scoped.problems) if (!known.has(settingProblemMessage(p))) this.log.warn(`${folder.name}: ${settingProblemMessage(p)}`);
+    return scoped.settings;
+  }
+
   private read() {
     const cfg = vscode.workspace.getConfiguration(SECTION);
     const workspaceFolder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;

@@ -1,6 +1,7 @@
 // Entry point: wires the parts together and registers them. Nothing here loads a model; the server
 // starts with the first image.
 
+import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { promptPick, registerCommands } from './commands';
 import { Configuration } from './configuration';
@@ -12,6 +13,7 @@ import { ModelsApi, registerModels } from './models';
 import { DroppedCleanup } from './panel/droppedCleanup';
 import { GenerationPanel, PANEL_VIEW_TYPE, PanelDeps, panelInputImage } from './panel/panel';
 import { PngRerun } from './pngRerun';
+import { RemoteSaver } from './remoteSave';
 import { missingNotices } from './recordedInput';
 import { ServerManager } from './serverManager';
 import { StatusBar } from './statusBar';
@@ -39,6 +41,8 @@ export interface MajicfluxApi {
   announcedWarnings: readonly string[];
   /** Re-runs refused for want of parameters (pngRerun.ts), oldest first. */
   rerunNotices: readonly string[];
+  /** The folder of the LogOutputChannel's file (for tests: what was logged). */
+  logUri: vscode.Uri;
 }
 
 let running: ServerManager | undefined;
@@ -48,9 +52,12 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   const config = new Configuration(log);
   const server = new ServerManager(context, config, log);
   running = server;
-  const jobs = new Jobs({ client: () => server.get(), log, saveImage: (job, png) => Generation.saveImage(job, png) });
+  const saver = new RemoteSaver(log);
+  const jobs = new Jobs({ client: () => server.get(), log, saveImage: (job, png, signal) => saver.save(job.target ?? job.request.output, png, signal) });
   server.attach(jobs);
   const history = new History(context.workspaceState);
+  // Temp files of a save the last window was closed in the middle of (remote server images).
+  for (const dir of new Set(history.list().map((e) => path.dirname(e.file)))) void saver.sweep(dir);
   const generation = new Generation(config, jobs, history, server, log);
   const statusBar = new StatusBar(server, jobs, config);
   const dropped = new DroppedCleanup({ context, history, jobs, log, inputImage: () => panelInputImage(context.workspaceState) });
@@ -74,7 +81,7 @@ export function activate(context: vscode.ExtensionContext): MajicfluxApi {
   );
   config.report();
   log.info(`MajicFLUX activated (workspace ${vscode.workspace.isTrusted ? 'trusted' : 'not trusted: nothing runs until it is'})`);
-  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current, trustRefusals, promptPick, dropped, missingNotices, announcedWarnings: generation.announcedWarnings, rerunNotices: pngRerun.notices };
+  return { jobs, history, server, statusBar, flux, models, panel: () => GenerationPanel.current, trustRefusals, promptPick, dropped, missingNotices, announcedWarnings: generation.announcedWarnings, rerunNotices: pngRerun.notices, logUri: context.logUri };
 }
 
 /** Shuts the server down gracefully (VS Code waits for this before ending the extension host). */

@@ -8,7 +8,6 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { DEFAULTS, RANDOM_SEED, type GenerateParams } from '../shared/params';
 import { formatBytes } from '../shared/bytes';
-import { writeNewFile } from '../inference/system/atomicWrite';
 import { folderProblem } from '../inference/system/writableFolder';
 import type { JobRequest } from '../shared/protocol';
 import { Configuration } from './configuration';
@@ -18,12 +17,14 @@ import { History } from './history';
 import { isActive, Job, JobOrigin, Jobs } from './jobs';
 import { jobProgress } from './progress';
 import { progressText } from './progressText';
-import { OutputReservations, outputPath, resolveOutputFolder, seedsFor } from './output';
+import { OutputReservations, outputPath, resolveOutputFolder, seedsFor, workspaceFolderFor } from './output';
 import { modelPathProblem, showModelProblem } from './modelProblem';
 import { ServerManager } from './serverManager';
+import { refuse } from './refusal';
 import { requireTrust } from './trust';
 import { modelName, usesDemoModel } from './settings';
 import { otherLoraFiles } from './loraFiles';
+import { paramsProblem } from './panel/inputs';
 
 /** Issue 13's parameters (negative prompt, LoRAs, input image, hires pass…), sent as given: params.ts checks them, absent is off or the default. */
 export const EXTRA_PARAMS = ['negativePrompt', 'trueCfgScale', 'loras', 'image', 'strength', 'imageFit', 'hires', 'vaeTiling'] as const;
@@ -73,7 +74,7 @@ export class Generation {
     if (!requireTrust()) return undefined;
     const prompt = input.prompt.trim();
     if (!prompt) {
-      void vscode.window.showWarningMessage(t('The prompt is empty.'));
+      void refuse(this.log, t('The prompt is empty.'));
       return undefined;
     }
     // A model path that is not there: say so now, before starting a server that would fail the job.
@@ -95,6 +96,15 @@ export class Generation {
       guidance: input.guidance ?? d.guidance,
       ...extraParams(input),
     };
+    // What the server would refuse (an input image that is no image, a LoRA that is a checkpoint, a
+    // hires pass past the size limit…), said now and once: before a server starts, a name is
+    // reserved, or each of `count` fails.
+    const first: GenerateParams = { ...base, seed: seeds[0] };
+    const problem = await paramsProblem(first);
+    if (problem) {
+      void refuse(this.log, t('MajicFLUX cannot generate: {0}', problem));
+      return undefined;
+    }
     const targets = await this.targets(base, seeds, origin, input.out);
     if (!targets) return undefined;
     if (this.refuseUnwritable(targets)) return undefined;
@@ -121,7 +131,9 @@ export class Generation {
   }
 
   private async targets(base: Omit<GenerateParams, 'seed'>, seeds: number[], origin: JobOrigin, outTemplate: string | undefined): Promise<string[] | undefined> {
-    const s = this.config.settings;
+    const fluxFile = origin.fluxFile && fs.existsSync(origin.fluxFile) ? origin.fluxFile : undefined;
+    // The output settings of the run's folder (multi-root: each folder may set its own).
+    const s = this.config.settingsFor(fluxFile ?? origin.document);
     const date = new Date();
     const values = (seed: number, index: number) => ({
       date,
@@ -134,8 +146,7 @@ export class Generation {
       index,
       model: modelName(s),
     });
-    const fluxFile = origin.fluxFile && fs.existsSync(origin.fluxFile) ? origin.fluxFile : undefined;
-    let folder = resolveOutputFolder({ setting: s.output.folder, fluxFile, workspaceRoot: this.workspaceRootFor(fluxFile) });
+    let folder = resolveOutputFolder({ setting: s.output.folder, fluxFile, workspaceRoot: workspaceRootFor(fluxFile ?? origin.document) });
     if (!folder && !this.chosenFolder && seeds.length === 1) {
       // No folder open: ask for the file itself.
       const name = renderTemplate(s.output.fileName, values(seeds[0], 1)).split('/').pop()!;
@@ -153,7 +164,7 @@ export class Generation {
     if (!folder) return undefined;
     const dir = folder;
     // An untitled .flux document's out: starts where its image: does (fluxFile/documents.ts fluxFolder), else in the chosen folder.
-    const outBase = this.workspaceRootFor(undefined) ?? dir;
+    const outBase = workspaceRootFor(undefined) ?? dir;
     return seeds.map((seed, i) =>
       this.reservations.reserve(outputPath({ folder: dir, template: s.output.fileName, values: values(seed, i + 1), fluxFile, outTemplate, outBase })),
     );
@@ -179,14 +190,6 @@ export class Generation {
     return false;
   }
 
-  private workspaceRootFor(file: string | undefined): string | undefined {
-    if (file) {
-      const f = vscode.workspace.getWorkspaceFolder(vscode.Uri.file(file));
-      if (f) return f.uri.fsPath;
-    }
-    return vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-  }
-
   private async askFolder(): Promise<string | undefined> {
     const picked = await vscode.window.showOpenDialog({
       title: t('Choose a folder for the generated images'),
@@ -197,13 +200,6 @@ export class Generation {
     });
     this.chosenFolder = picked?.[0]?.fsPath;
     return this.chosenFolder;
-  }
-
-  /** Writes an image that a remote server sent back, never over an existing file. */
-  static async saveImage(job: Job, png: Buffer): Promise<string> {
-    const target = job.target ?? job.request.output;
-    await fs.promises.mkdir(path.dirname(target), { recursive: true });
-    return writeNewFile(target, png);
   }
 
   private onJob(job: Job): void {
@@ -298,6 +294,17 @@ export class Generation {
   get usingDemo(): boolean {
     return usesDemoModel(this.config.settings);
   }
+}
+
+function workspaceRootFor(file: string | undefined): string | undefined {
+  const folders = (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === 'file').map((f) => f.uri.fsPath);
+  return workspaceFolderFor(file, folders);
+}
+
+/** The file-system document of the active text editor, where a command run from the palette comes from. */
+export function activeDocument(): string | undefined {
+  const uri = vscode.window.activeTextEditor?.document.uri;
+  return uri?.scheme === 'file' ? uri.fsPath : undefined;
 }
 
 /** A re-run's LoRAs whose file is not the one the image was made with (loraFiles.otherLoraFiles), worded. */

@@ -21,6 +21,11 @@ export interface JobOrigin {
   /** The .flux file (absolute path) and the block's key (see blockKey). */
   fluxFile?: string;
   blockKey?: string;
+  /**
+   * The file the run was started from (the selection's document, the re-run PNG, the panel's input
+   * image): its workspace folder is where a relative output folder goes (output.ts workspaceFolderFor).
+   */
+  document?: string;
   /** A re-run: the LoRAs as the image recorded them, to say when a file found by that name is another (generation.ts). */
   recordedLoras?: { name: string; hash: string }[];
 }
@@ -73,8 +78,8 @@ export class Emitter<T> {
 export interface JobsOptions {
   client: () => Promise<InferenceClient>;
   log?: { info(m: string): void; warn(m: string): void; error(m: string): void; debug?(m: string): void };
-  /** Writes an image a remote server sent back; resolves to the path written. */
-  saveImage?: (job: Job, png: Buffer) => Promise<string>;
+  /** Writes an image a remote server sent back; resolves to the path written. `signal`: the job was cancelled meanwhile (write nothing, leave nothing). */
+  saveImage?: (job: Job, png: Buffer, signal: AbortSignal) => Promise<string>;
   /** Finished jobs kept for listing. */
   keepFinished?: number;
 }
@@ -83,7 +88,8 @@ export class Jobs {
   private readonly jobs = new Map<string, Job>();
   private readonly waiters = new Map<string, ((j: Job) => void)[]>();
   private readonly cancelRequested = new Set<string>();
-  private readonly saving = new Set<string>();
+  /** Jobs whose image a remote server sent back and that is being written here; aborted by a cancel. */
+  private readonly saving = new Map<string, AbortController>();
   private next = 1;
   private readonly changed = new Emitter<Job>();
   /** Fires on every change of a job (state, step, preview, result). */
@@ -113,9 +119,10 @@ export class Jobs {
       if (this.cancelRequested.has(job.id)) void Promise.resolve(client.cancel(handle.jobId)).catch(() => undefined);
       await handle.done.then(
         (v: unknown) => {
-          // A client may resolve `done` with the result instead of (or before) the done event.
+          // A client may resolve `done` with the result instead of (or before) the done event. Not
+          // while a remote image is being saved here: that save finishes the job, with the local path.
           const r = v as Partial<Extract<ServerEvent, { event: 'done' }>> | undefined;
-          if (isActive(job) && r && typeof r === 'object' && typeof r.file === 'string' && r.metadata) {
+          if (isActive(job) && !this.saving.has(job.id) && r && typeof r === 'object' && typeof r.file === 'string' && r.metadata) {
             this.onEvent(job, { type: 'event', event: 'done', jobId: handle.jobId, file: r.file, metadata: r.metadata, stages: r.stages ?? [], notes: r.notes ?? [], ...(r.warnings ? { warnings: r.warnings } : {}) });
           }
         },
@@ -163,13 +170,14 @@ export class Jobs {
         if (e.pngBase64 !== undefined && this.opts.saveImage) {
           // A remote server: its file is on another machine; write the bytes it sent here.
           const result = job.result;
-          this.saving.add(job.id);
-          void this.opts.saveImage(job, Buffer.from(e.pngBase64, 'base64')).then(
+          const abort = new AbortController();
+          this.saving.set(job.id, abort);
+          void this.opts.saveImage(job, Buffer.from(e.pngBase64, 'base64'), abort.signal).then(
             (file) => {
               result.file = file;
               this.finish(job, 'done');
             },
-            (err: unknown) => this.fail(job, errorMessage(err), errorDetail(err)),
+            (err: unknown) => (abort.signal.aborted ? this.finish(job, 'cancelled') : this.fail(job, errorMessage(err), errorDetail(err))),
           );
           return;
         }
@@ -218,6 +226,8 @@ export class Jobs {
     this.cancelRequested.add(id);
     // Shown at once (the CodeLens returns to "Generate"); the server confirms at its next step.
     this.changed.fire(job);
+    // Already made, being saved here: the save stops and removes what it wrote.
+    this.saving.get(id)?.abort();
     if (job.serverJobId) {
       try {
         const client = await this.opts.client();
@@ -266,6 +276,8 @@ export class Jobs {
   }
 
   dispose(): void {
+    // The window is closing: a save under way stops and removes its temp file rather than leave it.
+    for (const abort of this.saving.values()) abort.abort();
     this.changed.dispose();
   }
 }

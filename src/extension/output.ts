@@ -66,6 +66,16 @@ export function seedsFor(seed: number | 'random' | undefined, count: number, dra
   return Array.from({ length: n }, (_, i) => seed + i);
 }
 
+/**
+ * The workspace folder a run's relative output folder (and `${workspaceFolder}`) starts from: the
+ * innermost one holding the document the run came from, so that in a multi-root workspace the image
+ * lands in that document's folder; with no document, or one outside every folder, the first.
+ */
+export function workspaceFolderFor(document: string | undefined, folders: readonly string[]): string | undefined {
+  const holding = document ? folders.filter((f) => isInside(f, document)) : [];
+  return holding.sort((a, b) => b.length - a.length)[0] ?? folders[0];
+}
+
 /** Is `p` inside `folder` (or equal)? For keeping `out:` inside the workspace. */
 export function isInside(folder: string, p: string): boolean {
   const rel = path.relative(folder, p);

@@ -8,6 +8,7 @@ import { Generation, GenerateInput, RunResult } from './generation';
 import { History } from './history';
 import { PngInput, readImageInputOrTool, sniffGenerated } from './pngInput';
 import { resolveRecorded } from './recordedInput';
+import { refuse } from './refusal';
 import { requireTrust } from './trust';
 
 const t = vscode.l10n.t;
@@ -60,7 +61,7 @@ export class PngRerun implements vscode.Disposable {
     if (!requireTrust()) return undefined;
     const target = uri ?? this.activeImage();
     if (!target || target.scheme !== 'file') {
-      void vscode.window.showWarningMessage(t('Select a PNG made with MajicFLUX (or another FLUX tool that writes its parameters).'));
+      void refuse(this.deps.log, t('Select a PNG made with MajicFLUX (or another FLUX tool that writes its parameters).'));
       return undefined;
     }
     let input: PngInput | undefined;
@@ -68,7 +69,7 @@ export class PngRerun implements vscode.Disposable {
     try {
       ({ input, tool } = await readImageInputOrTool(target.fsPath));
     } catch (err) {
-      void vscode.window.showErrorMessage(t('Cannot read {0}: {1}', path.basename(target.fsPath), (err as Error).message));
+      void refuse(this.deps.log, t('Cannot read {0}: {1}', path.basename(target.fsPath), (err as Error).message), { error: true });
       return undefined;
     }
     if (!input) {
@@ -76,7 +77,7 @@ export class PngRerun implements vscode.Disposable {
         ? t('{0} was made with {1}, which records it as its own workflow rather than as parameters MajicFLUX reads: copy the prompt from it into the panel or a .flux file.', path.basename(target.fsPath), tool)
         : t('{0} carries no generation parameters.', path.basename(target.fsPath));
       this.notices.push(text);
-      void vscode.window.showWarningMessage(text);
+      void refuse(this.deps.log, text);
       return undefined;
     }
     if (input.dropped?.length) {
@@ -99,7 +100,7 @@ export class PngRerun implements vscode.Disposable {
     }
     const run = pick.id === 'new' ? { ...found, seed: 'random' as const } : found;
     const recordedLoras = (input.loraRefs ?? []).flatMap((l) => (l.hash ? [{ name: l.name, hash: l.hash }] : []));
-    return this.generation.run(run, { kind: 'rerun', fluxFile: prev?.fluxFile, blockKey: prev?.blockKey, ...(recordedLoras.length ? { recordedLoras } : {}) }, { notify: true, open: true });
+    return this.generation.run(run, { kind: 'rerun', fluxFile: prev?.fluxFile, blockKey: prev?.blockKey, document: target.fsPath, ...(recordedLoras.length ? { recordedLoras } : {}) }, { notify: true, open: true });
   }
 
   dispose(): void {

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { GenerationPanel, PanelDeps } from './panel/panel';
 import { isImageFile } from './panel/inputs';
+import { refuse } from './refusal';
 
 const t = vscode.l10n.t;
 
@@ -17,7 +18,7 @@ function activeImage(): vscode.Uri | undefined {
 export async function varyImage(deps: PanelDeps, uri?: vscode.Uri): Promise<boolean> {
   const target = uri ?? activeImage();
   if (!target || target.scheme !== 'file' || !isImageFile(target.fsPath)) {
-    void vscode.window.showWarningMessage(target ? t('{0} is not a PNG, JPEG or WebP image.', path.basename(target.path)) : t('Select a PNG, JPEG or WebP image to vary.'));
+    void refuse(deps.log, target ? t('{0} is not a PNG, JPEG or WebP image.', path.basename(target.path)) : t('Select a PNG, JPEG or WebP image to vary.'));
     return false;
   }
   deps.log.info(`vary ${target.fsPath}`);

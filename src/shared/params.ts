@@ -51,6 +51,11 @@ export const LIMITS = {
   strength: { min: 0.01, max: 1 },
   /** High-resolution pass: the second pass's size over the first's. */
   hiresScale: { min: 1.05, max: 4 },
+  /**
+   * An input image's size: under 16 px (one packed token) a side holds nothing to vary; 16384²
+   * decoded is 805 MB of RGB, far past any size FLUX.1 runs at, refused before decoding.
+   */
+  inputImage: { minSide: 16, maxPixels: 16384 * 16384 },
 } as const;
 
 export const DEFAULTS = {

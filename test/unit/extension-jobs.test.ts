@@ -173,6 +173,57 @@ describe('extension: jobs', () => {
     assert.equal(end.result?.file, `/local/${end.id}.png`);
     assert.equal(saved[0].toString(), 'png');
   });
+
+  /** A remote server as serverSession gives it: the done event carries the image, and `done` resolves with that same event. */
+  function remoteClient(): FakeClient {
+    const client = new FakeClient();
+    const orig = client.generate.bind(client);
+    const withPng = <E>(e: E) => (e && typeof e === 'object' && (e as { event?: string }).event === 'done' ? { ...e, pngBase64: Buffer.from('png').toString('base64') } : e);
+    client.generate = async (job, on) => {
+      const h = await orig(job, (e) => on(withPng(e)));
+      return { ...h, done: h.done.then(withPng) };
+    };
+    return client;
+  }
+
+  it('a remote image is done once saved here, with the local path (was: done at once with the server\'s path, the save still under way)', async () => {
+    let finishSave!: () => void;
+    const jobs = new Jobs({
+      client: async () => remoteClient(),
+      // A real disk: the write takes a few turns of the event loop.
+      saveImage: () => new Promise<string>((r) => (finishSave = () => r('/local/cat.png'))),
+    });
+    const job = jobs.submit(req('a cat'), { kind: 'palette' }, '/local/cat.png');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(job.state, 'running', 'still saving');
+    finishSave();
+    const end = await jobs.whenFinished(job);
+    assert.equal(end.state, 'done');
+    assert.equal(end.result?.file, '/local/cat.png');
+  });
+
+  it('a cancel while a remote image is being saved stops the save: the job is cancelled, not done', async () => {
+    const client = remoteClient();
+    let saveSignal: AbortSignal | undefined;
+    let saving!: () => void;
+    const started = new Promise<void>((r) => (saving = r));
+    const jobs = new Jobs({
+      client: async () => client,
+      saveImage: (_j: Job, _png: Buffer, signal: AbortSignal) => {
+        saveSignal = signal;
+        saving();
+        // A slow disk: settles only when aborted.
+        return new Promise<string>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+      },
+    });
+    const job = jobs.submit(req('slow disk'), { kind: 'palette' }, '/local/slow.png');
+    await started;
+    await jobs.cancel(job.id);
+    const end = await jobs.whenFinished(job);
+    assert.equal(saveSignal?.aborted, true);
+    assert.equal(end.state, 'cancelled');
+    assert.equal(end.error, undefined, 'not a failure');
+  });
 });
 
 describe('extension: history', () => {

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { isInside, OutputReservations, outputPath, resolveOutputFolder, seedsFor } from '../../src/extension/output';
+import { isInside, OutputReservations, outputPath, resolveOutputFolder, seedsFor, workspaceFolderFor } from '../../src/extension/output';
 import { folderProblem } from '../../src/inference/system/writableFolder';
 
 const values = { date: new Date(2026, 0, 2, 3, 4, 5), seed: 9, prompt: 'a cat', steps: 4, width: 64, height: 64, guidance: 3.5, index: 1, model: 'demo' };
@@ -17,6 +17,22 @@ describe('extension: output folder and names', () => {
     assert.equal(resolveOutputFolder({ setting: '~/Pictures', home: '/h' }), path.normalize('/h/Pictures'));
     assert.equal(resolveOutputFolder({ setting: 'generated' }), undefined, 'no folder open: ask');
     assert.equal(resolveOutputFolder({ setting: '${workspaceFolder}/x' }), undefined);
+  });
+
+  it('multi-root: the workspace folder is the one holding the document the run came from, else the first', () => {
+    const folders = [path.normalize('/ws/a'), path.normalize('/ws/b'), path.normalize('/ws/b/nested')];
+    // Generate from Selection in b/notes.md (was: a/generated, the first folder's).
+    const root = workspaceFolderFor(path.normalize('/ws/b/notes.md'), folders);
+    assert.equal(root, path.normalize('/ws/b'));
+    assert.equal(resolveOutputFolder({ setting: 'generated', workspaceRoot: root }), path.normalize('/ws/b/generated'));
+    assert.equal(resolveOutputFolder({ setting: '${workspaceFolder}/images', workspaceRoot: root }), path.normalize('/ws/b/images'));
+    assert.equal(workspaceFolderFor(path.normalize('/ws/b/nested/x/in.png'), folders), path.normalize('/ws/b/nested'), 'the innermost folder');
+    assert.equal(workspaceFolderFor(path.normalize('/ws/a'), folders), path.normalize('/ws/a'));
+    // A sibling whose name starts like a folder's is not inside it.
+    assert.equal(workspaceFolderFor(path.normalize('/ws/bb/x.md'), folders), path.normalize('/ws/a'));
+    assert.equal(workspaceFolderFor(path.normalize('/elsewhere/x.md'), folders), path.normalize('/ws/a'), 'outside every folder: the first (documented)');
+    assert.equal(workspaceFolderFor(undefined, folders), path.normalize('/ws/a'), 'no document (the walkthrough): the first');
+    assert.equal(workspaceFolderFor(path.normalize('/ws/b/x.md'), []), undefined, 'no folder open: ask');
   });
 
   it('names files from the template, or from a block out: relative to the .flux file', () => {

@@ -80,7 +80,7 @@ describe('provider op table (onnx/providerOps.ts)', function () {
       console.log(`      ${ep}: ${formats.join(', ')}`);
     });
 
-    it(`${ep}: the DiT with two LoRAs' branches (constant factors, a float32 strength input each: MatMul, Cast, Mul, Add) uses only ops ${ep} implements`, () => {
+    it(`${ep}: the DiT with two LoRAs' branches (constant factors, a float32 strength input each: MatMul, Cast, Mul, Add; on WebGPU the split down-projection's Gather and ReduceSum and the Gemm) uses only ops ${ep} implements`, () => {
       for (const format of formatsFor(ep)) {
         const graph = ditGraph(ep, format, cacheDir, ep, { loras: [syntheticLora(2), syntheticLora(3)] });
         assert.deepEqual(describeMissing(missingOps(graph, ep)), [], `${ep} DiT with ${format} weights and LoRA branches`);

@@ -5,7 +5,8 @@ import * as vscode from 'vscode';
 import { Configuration } from '../configuration';
 import { fluxProblemMessage, missingInputMessage, promptIssueMessage } from '../messages';
 import { fluxFolder, isFlux, loraFolder, parsed, promptRange, toRange } from './documents';
-import { missingOnLine } from './inputs';
+import { foundOnLine, missingOnLine } from './inputs';
+import { inputImageProblem, loraProblem } from '../panel/inputs';
 import { FluxProblem, promptPosition } from './parser';
 import { encodersFor } from '../promptFacts';
 import { checkPrompt, PromptEncoders } from './promptCheck';
@@ -60,7 +61,8 @@ export class FluxDiagnostics implements vscode.Disposable {
     // Files named by image: and lora: lines (relative paths resolved as a run would).
     const dir = fluxFolder(document);
     const loras = loraFolder();
-    for (const p of [...doc.defaults.params, ...doc.blocks.flatMap((b) => b.params)]) {
+    const params = [...doc.defaults.params, ...doc.blocks.flatMap((b) => b.params)];
+    for (const p of params) {
       for (const m of missingOnLine(p, dir, loras)) {
         const d = new vscode.Diagnostic(toRange(p.valueSpan), missingInputMessage(m), vscode.DiagnosticSeverity.Error);
         d.source = SOURCE;
@@ -68,6 +70,21 @@ export class FluxDiagnostics implements vscode.Disposable {
         out.push(d);
       }
     }
+    this.collection.set(document.uri, out);
+
+    // Files that are there but cannot be used (no image, a damaged header, a checkpoint given as a
+    // LoRA): what a run would refuse, on its line.
+    for (const p of params) {
+      for (const f of foundOnLine(p, dir, loras)) {
+        const problem = f.key === 'image' ? await inputImageProblem(f.file) : await loraProblem(f.file);
+        if (!problem) continue;
+        const d = new vscode.Diagnostic(toRange(p.valueSpan), problem, vscode.DiagnosticSeverity.Error);
+        d.source = SOURCE;
+        d.code = 'unusableFile';
+        out.push(d);
+      }
+    }
+    if (document.isClosed || document.version !== version) return out;
     this.collection.set(document.uri, out);
 
     let enc: PromptEncoders;

@@ -7,6 +7,7 @@ import { Generation, GenerateInput, RunResult } from '../generation';
 import { blockKey, History } from '../history';
 import { Jobs } from '../jobs';
 import { fluxProblemMessage, missingInputMessage } from '../messages';
+import { refuse } from '../refusal';
 import { FluxCodeActions } from './codeActions';
 import { FluxCodeLens } from './codeLens';
 import { FluxCompletion } from './completion';
@@ -67,10 +68,10 @@ function blockErrors(doc: FluxDocument, block: FluxBlock | undefined, firstLine 
     .map((p) => `${t('line {0}', firstLine + p.span.start.line + 1)}: ${fluxProblemMessage(p)}`);
 }
 
-function refuse(document: vscode.TextDocument, problem: string, showProblems: boolean): undefined {
+function refuseBlock(log: vscode.LogOutputChannel, document: vscode.TextDocument, problem: string, showProblems: boolean): undefined {
   const show = t('Show Problems');
   const buttons = showProblems ? [show] : [];
-  void vscode.window.showErrorMessage(t('Fix the problems in {0} first: {1}', path.basename(document.fileName), problem), ...buttons).then((c) => {
+  void refuse(log, t('Fix the problems in {0} first: {1}', path.basename(document.fileName), problem), { error: true, buttons }).then((c) => {
     if (c) void vscode.commands.executeCommand('workbench.actions.view.problems');
   });
   return undefined;
@@ -82,21 +83,21 @@ function refuse(document: vscode.TextDocument, problem: string, showProblems: bo
  * value refuses rather than silently running with the default in its place. [] when the text holds
  * no prompt block (nor parameters); undefined when refused (the user was told why).
  */
-export function fluxSelectionInputs(document: vscode.TextDocument, text: string, firstLine: number): GenerateInput[] | undefined {
+export function fluxSelectionInputs(log: vscode.LogOutputChannel, document: vscode.TextDocument, text: string, firstLine: number): GenerateInput[] | undefined {
   const selection = parseFlux(text);
   if (!selection.blocks.length && selection.defaults.params.length) {
     // Only parameter lines: they would otherwise become the prompt's words ("seed: 5").
-    void vscode.window.showWarningMessage(t('The selection holds parameters but no prompt: select the prompt lines too.'));
+    void refuse(log, t('The selection holds parameters but no prompt: select the prompt lines too.'));
     return undefined;
   }
   if (!selection.blocks.length) return [];
   const file = parsed(document);
   const errors = [...blockErrors(file, undefined), ...selection.blocks.flatMap((b) => blockErrors(selection, b, firstLine))];
-  if (errors.length) return refuse(document, errors[0], true);
+  if (errors.length) return refuseBlock(log, document, errors[0], true);
   const own = selection.blocks.map((b) => ({ ...b, values: effectiveValues(selection, b, {}) }));
   const resolved = own.map((b) => resolveInputs(effectiveValues(file, b, {}), fluxFolder(document), loraFolder()));
   const missing = resolved.flatMap((r) => r.missing);
-  if (missing.length) return refuse(document, missingInputMessage(missing[0]), false);
+  if (missing.length) return refuseBlock(log, document, missingInputMessage(missing[0]), false);
   return resolved.map((r, i) => ({ ...r.values, prompt: own[i].prompt }));
 }
 
@@ -108,23 +109,23 @@ async function generateBlocks(
 ): Promise<RunResult[] | undefined> {
   const document = await findDocument(uri);
   if (!document) {
-    void vscode.window.showWarningMessage(t('Open a .flux file to generate from it.'));
+    void refuse(deps.log, t('Open a .flux file to generate from it.'));
     return undefined;
   }
   const doc = parsed(document);
   const blocks = key === undefined ? doc.blocks : doc.blocks.filter((b) => blockKey(b.prompt) === key);
   if (!blocks.length) {
-    void vscode.window.showWarningMessage(key === undefined ? t('This file has no prompt blocks.') : t('That block has changed; run it again from its CodeLens.'));
+    void refuse(deps.log, key === undefined ? t('This file has no prompt blocks.') : t('That block has changed; run it again from its CodeLens.'));
     return undefined;
   }
   const errors = blocks.flatMap((b) => blockErrors(doc, b));
-  if (errors.length) return refuse(document, errors[0], true);
+  if (errors.length) return refuseBlock(deps.log, document, errors[0], true);
   // image: and lora: files, resolved now: a missing one is said before anything starts.
   const dir = fluxFolder(document);
   const loras = loraFolder();
   const resolved = blocks.map((b) => resolveInputs(effectiveValues(doc, b, {}), dir, loras));
   const missing = resolved.flatMap((r) => r.missing);
-  if (missing.length) return refuse(document, missingInputMessage(missing[0]), false);
+  if (missing.length) return refuseBlock(deps.log, document, missingInputMessage(missing[0]), false);
   const runs: RunResult[] = [];
   for (const [i, block] of blocks.entries()) {
     const values = resolved[i].values;

@@ -69,10 +69,24 @@ export function resolveInputs(values: BlockValues, fluxDir: string | undefined, 
   return { values: out, missing };
 }
 
+/** What one `image:` or `lora:` line names, resolved as a run resolves it. */
+function resolveLine(p: ParamLine, fluxDir: string | undefined, loraFolder: string | undefined): ReturnType<typeof resolveInputs> | undefined {
+  if (p.name === 'image' && p.value) return resolveInputs({ image: p.value }, fluxDir, loraFolder);
+  if (p.name !== 'lora') return undefined;
+  const loras = p.value.split(',').map((x) => splitLoraSpec(x).path).filter(Boolean).map((path) => ({ path }));
+  return resolveInputs({ loras }, fluxDir, loraFolder);
+}
+
 /** The files one `image:` or `lora:` line names that are not there (for its diagnostic). */
 export function missingOnLine(p: ParamLine, fluxDir: string | undefined, loraFolder: string | undefined): MissingInput[] {
-  if (p.name === 'image' && p.value) return resolveInputs({ image: p.value }, fluxDir, loraFolder).missing;
-  if (p.name !== 'lora') return [];
-  const loras = p.value.split(',').map((x) => splitLoraSpec(x).path).filter(Boolean).map((path) => ({ path }));
-  return resolveInputs({ loras }, fluxDir, loraFolder).missing;
+  return resolveLine(p, fluxDir, loraFolder)?.missing ?? [];
+}
+
+/** The files one `image:` or `lora:` line names that are there (absolute), for checking what they hold. */
+export function foundOnLine(p: ParamLine, fluxDir: string | undefined, loraFolder: string | undefined): { key: 'image' | 'lora'; file: string }[] {
+  const r = resolveLine(p, fluxDir, loraFolder);
+  if (!r) return [];
+  const missing = new Set(r.missing.map((m) => m.file));
+  if (p.name === 'image') return r.values.image !== undefined && !missing.has(p.value) ? [{ key: 'image', file: r.values.image }] : [];
+  return (r.values.loras ?? []).filter((l) => path.isAbsolute(l.path) && !missing.has(l.path)).map((l) => ({ key: 'lora', file: l.path }));
 }

@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { UserError } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
-import { resolveParams } from '../../shared/params';
+import { LIMITS, resolveParams } from '../../shared/params';
+import { readImageSize } from '../imageSize';
 import { isSafetensors, LoraFile, MAX_LORA_BYTES } from '../loraFiles';
 import { droppedImageGone } from './droppedCleanup';
 import type { LoraView, PanelParams } from './protocol';
@@ -34,6 +35,12 @@ export async function inputImageProblem(file: string, dropped?: { holds(file: st
   const size = await fileSize(file);
   if (size === 'missing') return dropped?.holds(file) ? droppedImageGone(file) : t('the input image {0} is not there any more; choose it again.', file);
   if (size === 'notFile') return t('the input image {0} is not a file.', file);
+  // What the header tells, before the server starts: the server would refuse it only once it runs.
+  const px = await readImageSize(file);
+  if (!px) return t('{0} is not a PNG, JPEG or WebP image MajicFLUX can read (damaged, or another kind of file under that name).', path.basename(file));
+  const { minSide, maxPixels } = LIMITS.inputImage;
+  if (px.width * px.height > maxPixels) return t('{0} is {1}×{2} pixels; at most {3} pixels are read: scale it down first.', path.basename(file), px.width, px.height, maxPixels.toLocaleString('en'));
+  if (Math.min(px.width, px.height) < minSide) return t('{0} is {1}×{2} pixels; an input image needs at least {3} pixels per side.', path.basename(file), px.width, px.height, minSide);
   return undefined;
 }
 
@@ -48,8 +55,17 @@ export async function loraProblem(file: string): Promise<string | undefined> {
 }
 
 /** What is wrong with the panel's request before anything starts (not the image the host set, a missing file, a strength that leaves no step), or undefined. */
-export async function requestProblem(p: PanelParams, inputImage: string | undefined, dropped?: { holds(file: string): boolean }): Promise<string | undefined> {
-  if (p.image !== undefined && p.image !== inputImage) return t('The input image changed; choose it again.');
+export function requestProblem(p: PanelParams, inputImage: string | undefined, dropped?: { holds(file: string): boolean }): Promise<string | undefined> {
+  if (p.image !== undefined && p.image !== inputImage) return Promise.resolve(t('The input image changed; choose it again.'));
+  return paramsProblem(p, dropped);
+}
+
+/**
+ * Why a request cannot run, from what this host can tell before a server starts (every entry point:
+ * generation.ts): its input image and LoRA files, its values together (params.ts resolveParams, as
+ * the server will); undefined when it can run.
+ */
+export async function paramsProblem(p: { image?: string; loras?: readonly { path: string }[] }, dropped?: { holds(file: string): boolean }): Promise<string | undefined> {
   if (p.image) {
     const problem = await inputImageProblem(p.image, dropped);
     if (problem) return problem;

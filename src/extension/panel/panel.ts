@@ -110,7 +110,9 @@ export class GenerationPanel implements vscode.Disposable {
     );
   }
 
+  /** Shown and logged: a refusal the log does not tell leaves the user's report without its cause. */
   private warn(text: string): void {
+    this.deps.log.warn(`panel: ${text}`);
     this.warnings.push(text);
     void vscode.window.showWarningMessage(text);
   }
@@ -264,13 +266,12 @@ export class GenerationPanel implements vscode.Disposable {
   private async generate(p: PanelParams): Promise<void> {
     const problem = await requestProblem(p, this.inputImage, this.deps.dropped);
     if (problem) {
-      this.deps.log.warn(`panel: not generating: ${problem}`);
       this.warn(t('MajicFLUX cannot generate: {0}', problem));
       void this.post({ type: 'job' });
       return;
     }
     const { seed, ...rest } = p;
-    const run = await this.deps.generation.run({ ...rest, seed: seed < 0 ? 'random' : seed }, { kind: 'panel' });
+    const run = await this.deps.generation.run({ ...rest, seed: seed < 0 ? 'random' : seed }, { kind: 'panel', document: this.inputImage });
     if (!run) {
       // Refused before it started (untrusted workspace, empty prompt, no folder chosen): the
       // refusal says why; the panel goes back to idle rather than report a cancel nobody made.
@@ -304,7 +305,7 @@ export class GenerationPanel implements vscode.Disposable {
         const recorded = toInput(entry.params);
         const input = recorded && (await resolveRecorded(recorded, entry.file, this.deps, true, entry.fluxFile));
         if (!input) break;
-        const run = await this.deps.generation.run(input, { kind: 'rerun', fluxFile: entry.fluxFile, blockKey: entry.blockKey });
+        const run = await this.deps.generation.run(input, { kind: 'rerun', fluxFile: entry.fluxFile, blockKey: entry.blockKey, document: entry.file });
         if (run) {
           this.job = run.jobs[0];
           void this.post({ type: 'job', job: this.view(this.job) });

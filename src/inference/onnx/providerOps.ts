@@ -62,7 +62,7 @@ function plumbing(types: readonly ElemType[]): Kernel[] {
   return ['Reshape', 'Concat', 'Slice', 'Split', 'Unsqueeze', 'Squeeze', 'Identity', 'Transpose', 'Shape', 'Gather'].map((op) => k(op, types));
 }
 
-const COMMON_FLOAT = ['Add', 'Mul', 'Sub', 'Div', 'Less', 'Sigmoid', 'Tanh', 'Erf', 'Sqrt', 'Relu', 'Cos', 'Sin', 'Clip', 'Softmax', 'MatMul', 'Gemm', 'Conv', 'InstanceNormalization', 'LayerNormalization', 'Resize', 'ReduceMean', 'ArgMax', 'Equal'];
+const COMMON_FLOAT = ['Add', 'Mul', 'Sub', 'Div', 'Less', 'Sigmoid', 'Tanh', 'Erf', 'Sqrt', 'Relu', 'Cos', 'Sin', 'Clip', 'Softmax', 'MatMul', 'Gemm', 'Conv', 'InstanceNormalization', 'LayerNormalization', 'Resize', 'ReduceMean', 'ReduceSum', 'ArgMax', 'Equal'];
 
 /** What we rely on, per provider. */
 export const PROVIDER_KERNELS: Record<ExecutionProvider, readonly Kernel[]> = {
@@ -291,14 +291,17 @@ export interface OpChoices {
    * A float LoRA branch's down-projection x·Aᵀ ([tokens, in] · [in, r]) as one product with S times
    * the output tiles (graphs/ditLora.ts splitDown): the profile put two thirds of a rank-32 LoRA's
    * cost there, a 32-wide output leaving the provider's kernels few workgroups that each walk all
-   * of `in`. 1 (off) until measured.
+   * of `in`. WebGPU: 4 (with loraGemm, a rank-32 LoRA on every Linear of FLUX.1-dev int8 at 1024²
+   * costs +7.7 % a step against +11.5 % as MatMul + Add, H100, one process, docs/BENCHMARKS.md);
+   * elsewhere 1: S times the multiply-adds is a loss where the product is compute-bound (CPU).
    */
   loraSplit: number;
   /**
    * A float LoRA branch's up-projection and its Add onto the base output as one Gemm (C = the base
    * output): an H100 profile put 18.3 of a rank-32 LoRA's 122.6 GPU ms per step in that Add (a
    * [tokens, out] read twice and written once more), and onnxruntime's MatMulAddFusion leaves it
-   * alone where the token count is not a static dimension. Off until measured.
+   * alone where the token count is not a static dimension. WebGPU: on (alone +10.3 % against
+   * +11.5 %, with loraSplit 4 +7.7 %; same call); elsewhere unmeasured, off.
    */
   loraGemm: boolean;
   /**
@@ -328,8 +331,8 @@ export function opChoicesFor(ep: ExecutionProvider = 'cpu'): OpChoices {
     attentionChunksMax: webgpu ? 16 : 1,
     nbitsBias: webgpu,
     loraNbits: false,
-    loraSplit: 1,
-    loraGemm: false,
+    loraSplit: webgpu ? 4 : 1,
+    loraGemm: webgpu,
     opset: webgpu ? 20 : 21,
     fp8Decode: ep === 'cpu' ? 'lookup' : webgpu ? 'words' : 'dequantize',
   };

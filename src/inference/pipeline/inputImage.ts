@@ -8,6 +8,7 @@
 import type { Metadata, OutputInfo } from 'sharp';
 import { UserError } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
+import { LIMITS } from '../../shared/params';
 import { readRegularFile } from '../system/regularFile';
 
 /** sharp (libvips) loads on first use: the pipeline's text-to-image runs, and the GPU host's benchmarks, go without it. */
@@ -17,12 +18,10 @@ async function loadSharp(): Promise<typeof import('sharp').default> {
 
 /** Formats an input image may have. */
 const FORMATS = ['png', 'jpeg', 'webp'] as const;
-/** Smaller than one packed token (16 px) per side holds nothing to vary. */
-export const MIN_INPUT_SIDE = 16;
+export const MIN_INPUT_SIDE = LIMITS.inputImage.minSide;
 /** Larger files are not images people feed to img2img (a 2048² 16-bit PNG is ~25 MB). */
 const MAX_INPUT_BYTES = 512 * 2 ** 20;
-/** 16384² decoded is 805 MB of RGB: far past any size FLUX.1 runs at, and refused before decoding. */
-const MAX_INPUT_PIXELS = 16384 * 16384;
+const MAX_INPUT_PIXELS = LIMITS.inputImage.maxPixels;
 
 export type ImageFit = 'crop' | 'stretch';
 

@@ -13,11 +13,13 @@ export async function run(): Promise<void> {
   mocha.suite.emit('pre-require', globalThis, 'bundle', mocha);
   const suite = process.env.MAJICFLUX_TEST_SUITE;
   if (suite === 'untrusted') require('./untrusted.test');
+  else if (suite === 'multiroot') require('./multiRoot.test');
   else {
     require('./extension.test');
     require('./editor.test');
     require('./fluxInputs.test');
     require('./panel13.test');
+    require('./editorQa.test');
   }
 
   const results = { passed: 0, failed: 0, pending: 0, lines: [] as string[], failures: [] as { title: string; error: string }[] };

@@ -54,7 +54,8 @@ describe('MajicFLUX in an untrusted workspace', () => {
     await waitFor('the webview to say ready', () => panel.received.includes('ready'));
     await waitFor('the LoRA list', () => panel.sent.has('loras'));
     const image = path.join(ws(), 'input.png');
-    fs.writeFileSync(image, Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC', 'base64'));
+    // A 64×64 PNG (a 1×1 one is refused: an input image needs 16 px a side).
+    fs.copyFileSync(path.join(ws(), 'forge-size-1000.png'), image);
     try {
       assert.equal(await panel.vary(image), true);
       assert.equal(panel.inputImage, image);

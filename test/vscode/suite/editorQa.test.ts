@@ -1,0 +1,140 @@
+// The editor as a demanding user meets it: refusals that reach the log. Runs after the other host suites (same extension host, server and workspace).
+
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { MajicfluxApi } from '../../../src/extension/extension';
+import type { RunResult } from '../../../src/extension/generation';
+import { TINY_PNG } from '../../helpers/tinyPng';
+import { waitFor } from './waitFor';
+
+const ws = () => vscode.workspace.workspaceFolders![0].uri.fsPath;
+
+describe('MajicFLUX in a real VS Code: the editor, as a demanding user', function () {
+  let api: MajicfluxApi;
+
+  before(async () => {
+    api = await vscode.extensions.getExtension<MajicfluxApi>('majicflux.majicflux')!.activate();
+  });
+
+  /** Every line of the extension's LogOutputChannel so far. */
+  function logLines(): string[] {
+    const dir = api.logUri.fsPath;
+    const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.log')) : [];
+    return files.flatMap((f) => fs.readFileSync(path.join(dir, f), 'utf8').split('\n'));
+  }
+
+  it('a .flux hires pass past the size limit is refused before the server sees it, once for its count, and logged', async () => {
+    const file = path.join(ws(), 'hires-too-large.flux');
+    fs.writeFileSync(file, 'a cat on a wall\nwidth: 1536\nheight: 1536\nhires: 2\ncount: 3\n');
+    const document = await vscode.workspace.openTextDocument(file);
+    const before = api.jobs.all().length;
+    const runs = await vscode.commands.executeCommand<RunResult[] | undefined>('majicflux.generateFluxFile', document.uri.toString());
+    assert.deepEqual(runs, [], 'nothing ran');
+    assert.equal(api.jobs.all().length, before, 'no job submitted (was: three, each failing on the server)');
+    await waitFor('the refusal in the log', () => logLines().find((l) => /not generating: MajicFLUX cannot generate: a hires pass ×2 on 1536×1536 makes 3072×3072; sides stop at 2048: use a smaller scale \(at most ×1\.33\)/.test(l)), 5_000);
+  });
+
+  it('Vary This Image refuses, at once and logged, a .png that is no image and one too large to read', async () => {
+    const dir = path.join(ws(), 'vary-qa');
+    fs.mkdirSync(dir, { recursive: true });
+    const fake = path.join(dir, 'notes-renamed.png');
+    fs.writeFileSync(fake, 'these are my notes, not an image\n');
+    // A PNG header that says 20000×20000 (what image-size and the server read first).
+    const huge = Buffer.from(TINY_PNG);
+    huge.writeUInt32BE(20000, 16);
+    huge.writeUInt32BE(20000, 20);
+    fs.writeFileSync(path.join(dir, 'huge.png'), huge);
+    const wide = Buffer.from(TINY_PNG);
+    wide.writeUInt32BE(20000, 16);
+    wide.writeUInt32BE(600, 20);
+    fs.writeFileSync(path.join(dir, 'panorama.png'), wide);
+    // Was: both became the panel's input image, and the server refused them only after Generate.
+    assert.equal(await vscode.commands.executeCommand('majicflux.varyImage', vscode.Uri.file(fake)), false, 'not an image');
+    assert.equal(await vscode.commands.executeCommand('majicflux.varyImage', vscode.Uri.file(path.join(dir, 'huge.png'))), false, 'too many pixels');
+    const panel = api.panel()!;
+    assert.match(panel.warnings.join('\n'), /notes-renamed\.png is not a PNG, JPEG or WebP image MajicFLUX can read/);
+    assert.match(panel.warnings.join('\n'), /huge\.png is 20000×20000 pixels; at most 268,435,456 pixels are read: scale it down first/);
+    await waitFor('both in the log', () => logLines().filter((l) => /\[warning\] panel: MajicFLUX cannot use this image: (notes-renamed|huge)\.png/.test(l)).length === 2, 5_000);
+    // A wide panorama under the limit is taken (the run size fits it within the side limit).
+    assert.equal(await vscode.commands.executeCommand('majicflux.varyImage', vscode.Uri.file(path.join(dir, 'panorama.png'))), true, 'a panorama under the limit');
+    assert.equal(panel.inputImage, path.join(dir, 'panorama.png'));
+    await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
+  });
+
+  it('a .flux image: that is no image is refused before the server starts, once for its count, and logged', async () => {
+    const dir = path.join(ws(), 'img-qa');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'scan.png'), 'not a picture at all\n');
+    const file = path.join(dir, 'vary.flux');
+    fs.writeFileSync(file, 'a watercolour of this scan\nimage: scan.png\nstrength: 0.6\ncount: 2\n');
+    const document = await vscode.workspace.openTextDocument(file);
+    // Said on its line as soon as the file is open.
+    const unusable = (await api.flux.diagnostics.update(document)).filter((d) => d.code === 'unusableFile');
+    assert.equal(unusable.length, 1, unusable.map((d) => d.message).join('\n'));
+    assert.equal(unusable[0].range.start.line, 1);
+    assert.equal(unusable[0].severity, vscode.DiagnosticSeverity.Error);
+    assert.match(unusable[0].message, /scan\.png is not a PNG, JPEG or WebP image MajicFLUX can read/);
+    const before = api.jobs.all().length;
+    const runs = await vscode.commands.executeCommand<RunResult[] | undefined>('majicflux.generateFluxFile', document.uri.toString());
+    assert.deepEqual(runs, [], 'nothing ran');
+    assert.equal(api.jobs.all().length, before, 'no job submitted (was: two, each failing on the server)');
+    await waitFor('the refusal in the log', () => logLines().find((l) => /not generating: MajicFLUX cannot generate: scan\.png is not a PNG, JPEG or WebP image MajicFLUX can read/.test(l)), 5_000);
+  });
+
+  it('a .flux lora: that names a file other than a .safetensors is refused before the server starts, and logged', async () => {
+    const dir = path.join(ws(), 'img-qa');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'style.ckpt'), 'a pickled checkpoint');
+    const file = path.join(dir, 'lora.flux');
+    fs.writeFileSync(file, 'a castle in ink\nlora: style.ckpt:0.8\n');
+    const document = await vscode.workspace.openTextDocument(file);
+    const unusable = (await api.flux.diagnostics.update(document)).filter((d) => d.code === 'unusableFile');
+    assert.deepEqual(unusable.map((d) => [d.range.start.line, d.message]), [[1, 'the LoRA style.ckpt is not a .safetensors file']]);
+    const before = api.jobs.all().length;
+    const runs = await vscode.commands.executeCommand<RunResult[] | undefined>('majicflux.generateFluxFile', document.uri.toString());
+    assert.deepEqual(runs, [], 'nothing ran');
+    assert.equal(api.jobs.all().length, before, 'no job submitted (was: one, failing on the server)');
+    await waitFor('the refusal in the log', () => logLines().find((l) => /not generating: MajicFLUX cannot generate: the LoRA style\.ckpt is not a \.safetensors file/.test(l)), 5_000);
+  });
+
+  it('a generation cancelled in its hires pass ends cancelled and writes nothing', async () => {
+    const file = path.join(ws(), 'hires-cancel.flux');
+    fs.writeFileSync(file, 'a harbour at night, slowly sharpened\nwidth: 64\nheight: 64\nsteps: 2\nhires: 2\nhires_steps: 200\nhires_strength: 1\n');
+    const document = await vscode.workspace.openTextDocument(file);
+    const runs = await vscode.commands.executeCommand<RunResult[]>('majicflux.generateFluxFile', document.uri.toString());
+    const job = runs[0].jobs[0];
+    assert.equal(job.steps ?? 202, 202);
+    // Past the first pass's 2 steps: in the hires pass.
+    await waitFor('a hires step', () => job.step !== undefined && job.step >= 4 && job, 120_000);
+    assert.equal(await vscode.commands.executeCommand<number>('majicflux.cancel'), 1);
+    const [end] = await runs[0].finished;
+    assert.equal(end.state, 'cancelled');
+    assert.ok(end.step! < 202, `stopped at ${end.step}`);
+    assert.equal(fs.existsSync(job.target!), false, 'no image written');
+    const dir = path.dirname(job.target!);
+    const left = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.includes('harbour-at-night-slowly')) : [];
+    assert.deepEqual(left, [], 'no temp file or partial image either');
+  });
+
+  it('a .flux file refused for its errors says so in the log too: one line, no stack', async () => {
+    const document = await vscode.workspace.openTextDocument(path.join(ws(), 'bad.flux'));
+    await vscode.window.showTextDocument(document);
+    const before = api.jobs.all().length;
+    const runs = await vscode.commands.executeCommand<RunResult[] | undefined>('majicflux.generateFluxFile', document.uri.toString());
+    assert.equal(runs, undefined, 'refused');
+    assert.equal(api.jobs.all().length, before, 'nothing submitted');
+    const at = await waitFor(
+      'the refusal in the log',
+      () => {
+        const lines = logLines();
+        const i = lines.findIndex((l) => /\[warning\] not generating: Fix the problems in bad\.flux first: line \d+: /.test(l));
+        return i >= 0 && { lines, i };
+      },
+      5_000,
+    ).catch((err: Error) => assert.fail(`${err.message}; the log has: ${logLines().slice(-15).join('\n')}`));
+    assert.doesNotMatch(at.lines[at.i + 1] ?? '', /^\s+at /, 'no stack under it');
+    await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
+  });
+});
