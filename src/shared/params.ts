@@ -28,8 +28,11 @@ export const LIMITS = {
   seed: { min: 0, max: Number.MAX_SAFE_INTEGER },
   /** A fixed sigma shift s' = shift·s / (1 + (shift−1)·s) outside this squeezes every sigma to 0 or 1. */
   shift: { min: 0.1, max: 100 },
-  /** T5's frame is the text plus </s>: one token leaves no room for text. */
-  t5MaxLength: { min: 2, max: 4096 },
+  /**
+   * T5's frame is the text plus </s>: one token leaves no room for text. Past 512 (diffusers refuses
+   * it too) FLUX was never trained, and T5-XXL's [64, L, L] attention alone takes 4 GiB at 4096.
+   */
+  t5MaxLength: { min: 2, max: 512 },
   /** Images per prompt in one request (`.flux` `count:`, the CLI's --count). */
   count: { min: 1, max: 100 },
   /**

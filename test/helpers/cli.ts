@@ -16,6 +16,8 @@ export interface CliRunOptions {
   env?: NodeJS.ProcessEnv;
   /** Sees stderr as it grows, with the child (to signal it mid-run). */
   onStderr?: (soFar: string, child: ChildProcess) => void;
+  /** Killed (SIGKILL) if still running after this long: a command that should have refused to start. */
+  killAfterMs?: number;
 }
 
 export function runCli(args: string[], cwd: string, opts: CliRunOptions = {}): Promise<CliRun> {
@@ -28,6 +30,10 @@ export function runCli(args: string[], cwd: string, opts: CliRunOptions = {}): P
       stderr += c.toString();
       opts.onStderr?.(stderr, child);
     });
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    const timer = opts.killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), opts.killAfterMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
   });
 }

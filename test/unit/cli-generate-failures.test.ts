@@ -4,6 +4,7 @@
 // trace, and leave no partial file (issue 15, QA of the everyday path).
 
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -62,6 +63,40 @@ describe('CLI: majicflux generate, failures around the generation', function () 
     assert.match(r.stderr, /^cancelled; no image was written$/m);
     assertNoStack(r);
     assert.deepEqual(fs.readdirSync(dir), [], 'no PNG and no temp file left');
+  });
+
+  // The decode holds the event loop (seconds, minutes for a large image on a CPU): a Ctrl+C then was
+  // heard after it, its listener already gone, and the image was saved with exit status 0.
+  it('Ctrl+C during the decode also writes nothing and exits 130', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'sigint-decode-'));
+    let sent = false;
+    const r = await runCli(['generate', 'a cat', '--model', TINY, '--width', '768', '--height', '768', '--steps', '1', '--vae-tiling', 'off', '--out', path.join(dir, 'a.png')], dir, {
+      onStderr: (text, child) => {
+        if (sent || !/^decode…$/m.test(text)) return;
+        sent = true;
+        child.kill('SIGINT');
+      },
+    });
+    assert.ok(sent, r.stderr);
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /^cancelled; no image was written$/m);
+    assertNoStack(r);
+    assert.deepEqual(fs.readdirSync(dir), [], 'no PNG and no temp file left');
+  });
+
+  // A run killed while saving left its .<name>.<pid>-<hex>.tmp beside the images for good.
+  it('a temporary file that a killed run left in the output folder is removed at the next save; a live one is kept', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'stale-'));
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+    const stale = path.join(dir, `.old.png.${dead}-0123456789ab.tmp`);
+    const live = path.join(dir, `.live.png.${process.pid}-0123456789ab.tmp`);
+    fs.writeFileSync(stale, 'half a png');
+    fs.writeFileSync(live, 'being written');
+    const r = await runCli(['generate', 'a cat', ...SMALL, '--out', path.join(dir, 'a.png')], dir);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!fs.existsSync(stale), 'the dead run\'s temporary file is gone');
+    assert.ok(fs.existsSync(live), 'a running writer\'s is kept');
+    assert.match(r.stderr, /removed 1 temporary file left in .* by a run that was killed while saving/);
   });
 
   it('a second Ctrl+C quits at once (the way out of a long first-use conversion), leaving no PNG', async () => {
@@ -132,12 +167,25 @@ describe('CLI: majicflux generate, failures around the generation', function () 
   });
 
   it('a path given as "" (an unset variable) is refused, not read as the demo model or the current folder', async () => {
-    for (const flag of ['--model', '--transformer', '--vae', '--cache', '--out']) {
+    // --image "" said "--image: <the current folder> does not exist".
+    for (const flag of ['--model', '--transformer', '--vae', '--text-encoder-2', '--cache', '--out', '--image', '--latents']) {
       const r = await runCli(['generate', 'a cat', '--width', '64', '--height', '64', '--steps', '1', flag, ''], tmp);
       assert.equal(r.code, 2, `${flag}: ${r.stderr}`);
       assert.match(r.stderr, new RegExp(`${flag} is empty \\(an unset variable\\?\\); give a path, or leave it out`));
       assert.doesNotMatch(r.stderr, /^model demo|^text…/m, 'nothing loaded');
     }
+    // serve --output-dir "" served the current folder: written into, and readable by every client.
+    for (const flag of ['--output-dir', '--inputs-dir', '--models-dir', '--model', '--transformer', '--vae', '--cache']) {
+      const r = await runCli(['serve', '--port', '0', flag, ''], tmp, { killAfterMs: 10_000 });
+      assert.equal(r.code, 2, `${flag}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`${flag} is empty \\(an unset variable\\?\\); give a path, or leave it out`));
+      assert.doesNotMatch(r.stdout, /listening/);
+    }
+    // It listened on every interface ([::]).
+    const host = await runCli(['serve', '--port', '0', '--host', ''], tmp, { killAfterMs: 10_000 });
+    assert.equal(host.code, 2, host.stdout + host.stderr);
+    assert.match(host.stderr, /--host is empty \(an unset variable\?\); give an address, or leave it out for 127\.0\.0\.1/);
+    assert.doesNotMatch(host.stdout, /listening/);
     const check = await runCli(['models', 'check', ''], tmp);
     assert.equal(check.code, 2, check.stderr);
     assert.match(check.stderr, /the model folder is empty \(an unset variable\?\)/);

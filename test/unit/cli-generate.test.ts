@@ -93,7 +93,8 @@ describe('CLI: majicflux generate (bundled)', function () {
       assertUsage(await run(...m, '--height', '4096'), /height 4096 is out of range/);
       assertUsage(await run(...m, '--guidance', '-1'), /guidance must be a number from 0 to 100, got -1/);
       assertUsage(await run(...m, '--shift', '0'), /shift must be "dynamic" or a number from 0\.1 to 100/);
-      assertUsage(await run(...m, '--t5-max-length', '1'), /T5 max length must be a whole number from 2 to 4096, got 1/);
+      assertUsage(await run(...m, '--t5-max-length', '1'), /T5 max length must be a whole number from 2 to 512, got 1/);
+      assertUsage(await run(...m, '--t5-max-length', '1024'), /T5 max length must be a whole number from 2 to 512, got 1024/);
       assertUsage(await run(...m, '--threads', '2.5'), /--threads must be a whole number from 0 to 1024/);
       assertUsage(await run(...m, '--cache-max-gb', '-1'), /--cache-max-gb must be a number of GiB ≥ 0/);
       assertUsage(await run(...m, '--latents', path.join(tmp, 'none.safetensors')), /--latents: .*none\.safetensors does not exist/);
@@ -139,6 +140,31 @@ describe('CLI: majicflux generate (bundled)', function () {
       assert.ok(fs.readFileSync(out).subarray(1, 4).equals(Buffer.from('PNG')));
     });
 
+    // ComfyUI keeps clip_l.safetensors apart from the DiT: generate had --text-encoder-2 and --vae
+    // but no --text-encoder ("unknown option"), though models check took one.
+    it('--text-encoder gives the CLIP encoder apart from the model folder, as models check takes it', async () => {
+      const tiny = path.join(ROOT, 'test', 'fixtures', 'flux-tiny', 'models');
+      const noClip = path.join(tmp, 'no-clip');
+      fs.cpSync(tiny, noClip, { recursive: true });
+      fs.rmSync(path.join(noClip, 'text_encoder'), { recursive: true });
+      const r = await run('a cat', '--model', noClip, '--text-encoder', path.join(tiny, 'text_encoder'), ...SMALL, '--weights', 'fp32', '--out', path.join(tmp, 'clip-apart.png'));
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(fs.existsSync(path.join(tmp, 'clip-apart.png')));
+      assertUsage(await run('a cat', '--model', noClip, '--text-encoder', ''), /--text-encoder is empty/);
+      // Every part apart and no folder: it asked for tokenizers no flag can give ("no CLIP tokenizer given").
+      const comfy = path.join(tmp, 'comfy');
+      fs.mkdirSync(comfy);
+      fs.copyFileSync(path.join(tiny, 'text_encoder', 'model.safetensors'), path.join(comfy, 'clip_l.safetensors'));
+      fs.copyFileSync(path.join(tiny, 'text_encoder', 'config.json'), path.join(comfy, 'clip_l.config.json'));
+      const parts = ['--transformer', path.join(tiny, 'flux-tiny.safetensors'), '--text-encoder', path.join(comfy, 'clip_l.safetensors'), '--text-encoder-2', path.join(tiny, 'text_encoder_2'), '--vae', path.join(tiny, 'ae.safetensors')];
+      const apart = await run('a cat', ...parts, ...SMALL, '--weights', 'fp32', '--out', path.join(tmp, 'all-apart.png'));
+      assert.equal(apart.code, 0, apart.stderr);
+      assert.ok(fs.existsSync(path.join(tmp, 'all-apart.png')));
+      const check = await runCli(['models', 'check', ...parts], tmp);
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+      assert.match(check.stdout, /^ {2}tokenizer2 ok /m, 'models check agrees');
+    });
+
     it('--out naming a folder, or inside a file, is refused up front', async () => {
       assertUsage(await run('--prompt', 'a cat', ...SMALL, '--out', tmp), /is a folder; --out names the PNG file/);
       const file = path.join(tmp, 'a-file');
@@ -158,6 +184,12 @@ describe('CLI: majicflux generate (bundled)', function () {
       assert.match(serve.stderr, /unknown option --prot; did you mean --port\?/);
       const far = await run('--zzzzzz');
       assert.match(far.stderr, /^majicflux generate: unknown option --zzzzzz$/m);
+      // A misspelled command said only "unknown command"; under help it listed the commands, exit 0.
+      for (const args of [['genrate', 'a cat'], ['help', 'genrate']]) {
+        const r = await runCli(args, tmp);
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+        assert.match(r.stderr, /^majicflux: unknown command "genrate"; did you mean generate\?$/m);
+      }
     });
   });
 

@@ -124,6 +124,25 @@ describe('CLI: majicflux models (bundled)', function () {
     }
   });
 
+  // A --dest that is a file failed after the hub was asked, with a stack trace; a --search folder
+  // that is not there (a typo) was skipped without a word: "No FLUX.1 models found".
+  it('a --dest that cannot be made, a --search folder that does not exist: exit 2 before anything is fetched or searched', async () => {
+    const file = path.join(tmp, 'a-file');
+    fs.writeFileSync(file, 'x');
+    for (const [args, why] of [
+      [['models', 'download', 'majicflus-v1', '--parts', 'dit', '--dest', path.join(file, 'models')], /--dest: cannot create a folder in .*a-file: it is a file/],
+      [['models', 'download', 'majicflus-v1', '--dest', ''], /--dest is empty \(an unset variable\?\)/],
+      [['models', 'list', '--search', path.join(tmp, 'no-such-folder')], /--search: .*no-such-folder does not exist/],
+      [['models', 'list', '--search', ''], /--search is empty \(an unset variable\?\)/],
+    ] as const) {
+      const r = await runCli([...args], { ...env, MODELSCOPE_DOMAIN: hub.endpoint });
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, why);
+      assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
+      assert.doesNotMatch(r.stderr, /^download /m, 'nothing asked of the hub');
+    }
+  });
+
   it('download fetches from the hub named by MODELSCOPE_DOMAIN into the models folder; list then finds it', async () => {
     const dest = path.join(tmp, 'dl');
     const r = await runCli(['models', 'download', 'majicflus-v1', '--parts', 'dit', '--json'], { ...env, MODELSCOPE_DOMAIN: hub.endpoint });

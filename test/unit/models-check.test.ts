@@ -293,6 +293,19 @@ describe('checkModel', () => {
     assert.ok(!r.advice.some((l) => /not usable/.test(l)));
   });
 
+  // It said "transformer holds no .safetensors file" beside the .part that a download cut short left.
+  it('a DiT folder holding only a download cut short says the download has not finished', async () => {
+    const dir = path.join(t.dir, 'half-downloaded');
+    fs.cpSync(GOLDEN_MODELS, dir, { recursive: true, filter: (src) => !/^flux-tiny.*\.safetensors$/.test(path.basename(src)) });
+    const dit = path.join(dir, 'transformer', 'diffusion_pytorch_model.safetensors');
+    fs.renameSync(dit, `${dit}.part`);
+    const r = await checkModel({ dir }, { machine: ram16 });
+    const p = r.model.parts.find((x) => x.role === 'dit')!;
+    assert.equal(p.status, 'missing');
+    assert.equal(p.message, 'diffusion_pytorch_model.safetensors.part: the download has not finished (run the same download again to resume it)');
+    assert.equal(r.model.complete, false);
+  });
+
   it('a corrupt DiT: the part says so, the model is incomplete, estimates use FLUX.1-dev sizes for it', async () => {
     const dit = path.join(t.dir, 'broken.safetensors');
     fs.copyFileSync(path.join(GOLDEN_MODELS, 'flux-tiny.safetensors'), dit);

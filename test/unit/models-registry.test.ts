@@ -171,7 +171,7 @@ describe('model registry (models/registry.json)', () => {
     it("holds a model's defaults to params.ts's limits, and to the three fields it knows", () => {
       bad((r) => (r.models[1].defaults.steps = -1), /model "flux1-schnell"\.defaults\.steps: steps must be a whole number from 1 to 200, got -1/);
       bad((r) => (r.models[1].defaults.steps = LIMITS.steps.max + 1), /defaults\.steps: steps must be a whole number from 1 to 200/);
-      bad((r) => (r.models[1].defaults.t5MaxLength = 1), /defaults\.t5MaxLength: T5 max length must be a whole number from 2 to 4096/);
+      bad((r) => (r.models[1].defaults.t5MaxLength = 1), /defaults\.t5MaxLength: T5 max length must be a whole number from 2 to 512/);
       bad((r) => (r.models[1].defaults.sampler = 'euler'), /defaults\.sampler: is not a field \(the fields are steps, guidance, t5MaxLength\)/);
       const r = structuredClone(loadRegistry());
       r.models[1].defaults = { steps: LIMITS.steps.max, guidance: LIMITS.guidance.max, t5MaxLength: LIMITS.t5MaxLength.max };

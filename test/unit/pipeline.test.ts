@@ -142,6 +142,25 @@ describe('FluxPipeline on the golden tiny model (CPU, fp32 compute)', () => {
     await b.release();
   });
 
+  // The T5 graph was always built for 512 tokens: any other t5MaxLength (256, schnell's) failed
+  // after the encoders loaded, with "T5 encoder was built for 512 token ids per prompt" and a stack.
+  it('runs a job at any t5MaxLength (256 for schnell-type models), the loaded T5 rebuilt when the next job asks for another', async () => {
+    const pipeline = await FluxPipeline.create({ dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') }, { weights: 'fp32', ep: 'cpu', memory: 'resident', cacheDir });
+    try {
+      const params = { prompt: 'a cat', width: 64, height: 64, steps: 1, seed: 7 };
+      const short = await pipeline.generate({ ...params, t5MaxLength: 256 });
+      assert.equal(short.metadata.t5MaxLength, 256);
+      const full = await pipeline.generate({ ...params, prompt: 'a dog', t5MaxLength: 512 });
+      assert.equal(full.metadata.t5MaxLength, 512);
+      const odd = await pipeline.generate({ ...params, prompt: 'a dog', t5MaxLength: 77 });
+      assert.ok(compare(odd.image, full.image).maxAbs > 0, 'another text length is another DiT input');
+      const again = await pipeline.generate({ ...params, prompt: 'a bird', t5MaxLength: 256 });
+      assert.equal(again.metadata.t5MaxLength, 256);
+    } finally {
+      await pipeline.release();
+    }
+  });
+
   it('memory auto: resident when the model fits the RAM budget, sequential when it does not', async () => {
     const spec = { dir: GOLDEN_MODELS, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') };
     const need = (await FluxPipeline.create(spec, { weights: 'fp32', ep: 'cpu', memory: 'auto' })).files.residentBytes('fp32');

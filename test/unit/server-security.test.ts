@@ -248,6 +248,32 @@ describe('inference server against hostile clients (issue 16)', function () {
       }
     });
 
+    // The job read each input by its real path and its failure quoted that path: the owner's folder
+    // layout (and where a link in the inputs folder leads) went to a client that never sent it.
+    posix('a job that fails on an input file names it as the client did, never by the server\'s real path', async () => {
+      fs.mkdirSync(path.join(inputs, 'real'));
+      fs.symlinkSync(path.join(inputs, 'real'), path.join(inputs, 'named'));
+      fs.writeFileSync(path.join(inputs, 'real', 'bad-lora.safetensors'), 'garbage, not a safetensors file');
+      fs.writeFileSync(path.join(inputs, 'real', 'latents.safetensors'), 'garbage, not a safetensors file');
+      fs.copyFileSync(path.join(GOLDEN_MODELS, '..', 'cases', 'pipeline-2.png'), path.join(inputs, 'real', 'cut.png'));
+      fs.truncateSync(path.join(inputs, 'real', 'cut.png'), 200);
+      const params = { prompt: 'x', seed: 1, steps: 1, width: 64, height: 64 };
+      for (const [extra, named] of [
+        [{ loras: [{ path: 'named/bad-lora.safetensors', strength: 1 }] }, 'named/bad-lora.safetensors'],
+        [{ latentsFile: 'named/latents.safetensors' }, 'named/latents.safetensors'],
+        [{ image: 'named/cut.png', strength: 1 }, 'named/cut.png'],
+      ] as const) {
+        const q = await peer.request({ type: 'generate', job: { params: { ...params, ...extra }, output: 'never.png' } });
+        assert.equal(q.type, 'queued', JSON.stringify(q));
+        const end = await peer.final(q.jobId!, 60_000);
+        assert.equal(end.event, 'failed', JSON.stringify(end));
+        assert.ok(end.message!.includes(named), `names the file as the client did: ${end.message}`);
+        assert.ok(!JSON.stringify(end).includes(tmp), `no server path: ${JSON.stringify(end)}`);
+        const logged = peer.messages.filter((m) => m.jobId === q.jobId && m.event === 'log');
+        assert.ok(logged.length > 0 && logged.every((m) => !JSON.stringify(m).includes(tmp)), `nor in its log lines: ${JSON.stringify(logged)}`);
+      }
+    });
+
     it('a LoRA file outside the allowed folders is refused before queueing, and nothing of the file comes back', async () => {
       for (const f of [path.join(elsewhere, 'shadow'), '../elsewhere/shadow']) {
         const r = await peer.request({ type: 'generate', job: { params: { prompt: 'x', steps: 1, width: 64, height: 64, loras: [{ path: f, strength: 1 }] }, output: 'x.png' } });
@@ -365,6 +391,20 @@ describe('inference server against hostile clients (issue 16)', function () {
       } finally {
         for (const s of flood) s.destroy();
       }
+    });
+
+    // It stayed open after the refusal, and 10 s later the same client heard "no hello within 10 s".
+    it('a hello of another protocol version gets one clear error, then the connection is closed', async () => {
+      const other = await Peer.tcp(port);
+      const closed = new Promise<number>((resolve) => other.socket.once('close', () => resolve(Date.now())));
+      const t0 = Date.now();
+      const r = await other.request({ type: 'hello', protocol: 999, client: 'old', token, heartbeatMs: 0 });
+      assert.deepEqual([r.type, r.code], ['error', 'protocol-mismatch'], JSON.stringify(r));
+      assert.match(r.message!, /the client speaks protocol 999 but this server .* speaks protocol 1; use matching versions/);
+      const at = await Promise.race([closed, new Promise<number>((res) => setTimeout(() => res(NaN), 12_000))]);
+      assert.ok(at - t0 < 5_000, `closed ${(at - t0) / 1000} s after the refusal`);
+      assert.deepEqual(other.messages.map((m) => m.code), ['protocol-mismatch'], 'one message, no later "no hello within 10 s"');
+      assert.equal((await peer.request({ type: 'ping' })).type, 'pong', 'the connected client goes on');
     });
 
     it('a model named outside the allowed folders fails the job with a clear message before loading anything', async () => {

@@ -226,7 +226,7 @@ describe('protocol: validation', () => {
       [{ height: 16384 }, 'job.params.height: height 16384 is out of range; FLUX.1 sizes go from 64 to 2048 pixels per side'],
       [{ width: 1000 }, 'job.params.width: width 1000 is not a multiple of 16; try 992 or 1008'],
       [{ steps: 1000 }, 'job.params.steps: steps must be a whole number from 1 to 200, got 1000'],
-      [{ t5MaxLength: 1 }, 'job.params.t5MaxLength: T5 max length must be a whole number from 2 to 4096, got 1'],
+      [{ t5MaxLength: 1 }, 'job.params.t5MaxLength: T5 max length must be a whole number from 2 to 512, got 1'],
       [{ seed: -2 }, 'job.params.seed: seed must be -1 (draw one) or a whole number from 0 to 9007199254740991, got -2'],
       [{ prompt: 'x'.repeat(20_001) }, 'job.params.prompt: the prompt is 20001 characters; at most 20000 are read'],
     ];

@@ -29,6 +29,7 @@ Model:
                          or one all-in-one .safetensors (ComfyUI/Forge: DiT, text encoders, VAE)
   --transformer FILE     single-file DiT to use instead (e.g. majicflus_v134.safetensors,
                          or a GGUF such as flux1-dev-Q8_0.gguf)
+  --text-encoder PATH    CLIP-L encoder to use instead (e.g. ComfyUI's clip_l.safetensors)
   --text-encoder-2 FILE  T5 encoder to use instead: a .safetensors, or a GGUF such as
                          t5-v1_1-xxl-encoder-Q8_0.gguf
   --vae PATH             ae.safetensors or a diffusers vae/ folder, overriding the model's
@@ -73,7 +74,7 @@ export const generateCommand: Subcommand = {
 };
 
 const OPTIONS = {
-  prompt: { type: 'string' }, model: { type: 'string' }, transformer: { type: 'string' }, vae: { type: 'string' }, 'text-encoder-2': { type: 'string' },
+  prompt: { type: 'string' }, model: { type: 'string' }, transformer: { type: 'string' }, vae: { type: 'string' }, 'text-encoder': { type: 'string' }, 'text-encoder-2': { type: 'string' },
   seed: { type: 'string' }, steps: { type: 'string' }, width: { type: 'string' }, height: { type: 'string' }, guidance: { type: 'string' },
   shift: { type: 'string' }, 't5-max-length': { type: 'string' }, latents: { type: 'string' }, weights: { type: 'string' }, ep: { type: 'string' },
   memory: { type: 'string' }, threads: { type: 'string' }, cache: { type: 'string' }, 'cache-max-gb': { type: 'string' }, out: { type: 'string' }, overwrite: { type: 'boolean' },
@@ -90,7 +91,7 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   }
   // Everything the user typed is checked here, before a model is looked at: a mistake found
   // after loading (or after generating) costs minutes with a real model.
-  rejectEmptyPaths(Object.fromEntries((['model', 'transformer', 'vae', 'text-encoder-2', 'latents', 'cache', 'out'] as const).map((f) => [`--${f}`, values[f]])));
+  rejectEmptyPaths(Object.fromEntries((['model', 'transformer', 'vae', 'text-encoder', 'text-encoder-2', 'latents', 'image', 'cache', 'out'] as const).map((f) => [`--${f}`, values[f]])));
   const params = checkedParams(values, positionals);
   const runtime = {
     weights: choiceFlag('weights', values.weights, WEIGHT_CHOICES),
@@ -105,7 +106,7 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   if (params.latentsFile !== undefined) checkedInputFile('--latents', params.latentsFile);
 
   const demo = values.transformer ? undefined : demoModelNamed(values.model);
-  const model: ModelSpec = demo ?? (values.model || values.transformer ? { dir: values.model, transformer: values.transformer, vae: values.vae, textEncoder2: values['text-encoder-2'] } : ensureDemoModel());
+  const model: ModelSpec = demo ?? (values.model || values.transformer ? { dir: values.model, transformer: values.transformer, vae: values.vae, textEncoder: values['text-encoder'], textEncoder2: values['text-encoder-2'] } : ensureDemoModel());
   const progress = progressPrinter(io, values.quiet === true);
   const pipeline = await FluxPipeline.create(model, runtime, progress.log);
   const controller = new AbortController();
@@ -118,20 +119,34 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   process.once('SIGINT', onSigint);
   const t0 = performance.now();
   let result: Awaited<ReturnType<FluxPipeline['generate']>>;
-  try {
-    result = await pipeline.generate(params, { signal: controller.signal, onStage: progress.onStage, onStep: progress.onStep, onTile: progress.onTile });
-  } catch (e) {
-    if (!(e instanceof CancelledError)) throw e;
-    // The PNG is written only after the last step, so a cancelled run has nothing to clean up.
+  const cancelled = () => {
     io.err('cancelled; no image was written\n');
     return EXIT_CANCELLED;
+  };
+  let written: string;
+  try {
+    try {
+      result = await pipeline.generate(params, { signal: controller.signal, onStage: progress.onStage, onStep: progress.onStep, onTile: progress.onTile });
+      // A Ctrl+C during the decode (one native call that holds the event loop) is heard only now:
+      // one turn of the loop, or it was dropped with its listener and the image saved anyway.
+      await new Promise((resolve) => setImmediate(resolve));
+      controller.signal.throwIfAborted();
+    } catch (e) {
+      // The PNG is written only after the last step, so a cancelled run has nothing to clean up.
+      if (e instanceof CancelledError || controller.signal.aborted) return cancelled();
+      throw e;
+    }
+    await pipeline.release();
+    const file = out ?? path.resolve('generated', defaultName(result.metadata));
+    const png = await encodeImagePng({ width: result.width, height: result.height, data: result.image }, result.metadata);
+    // Still cancellable while saving: the temporary file is removed, no PNG is left.
+    written = await writePng(file, png, { ...(out === undefined ? { unique: true } : { overwrite: values.overwrite === true }), signal: controller.signal }, result.seed, io);
+  } catch (e) {
+    if (controller.signal.aborted) return cancelled();
+    throw e;
   } finally {
     process.off('SIGINT', onSigint);
   }
-  await pipeline.release();
-  const file = out ?? path.resolve('generated', defaultName(result.metadata));
-  const png = await encodeImagePng({ width: result.width, height: result.height, data: result.image }, result.metadata);
-  const written = await writePng(file, png, out === undefined ? { unique: true } : { overwrite: values.overwrite === true }, result.seed, io);
   const total = (performance.now() - t0) / 1000;
   if (values.json) {
     io.out(`${JSON.stringify({ file: written, seed: result.seed, seconds: total, stages: result.stages, notes: result.notes, warnings: result.warnings, metadata: result.metadata })}\n`);

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../../shared/api';
 import { FileExistsError, writePngAtomic } from '../formats/png';
+import { cleanStaleTemps, type WriteOptions } from '../system/atomicWrite';
 import { MAX_OUTPUT_NAME_BYTES } from '../server/paths';
 import { imageNotSavedMessage } from '../system/fsErrors';
 import { folderProblem } from '../system/writableFolder';
@@ -49,18 +50,22 @@ export function checkCanCreate(flag: string, dir: string, writable?: (dir: strin
  * writePngAtomic, after minutes of generation: a name another run took meanwhile gets the next free
  * name rather than losing this image; a folder that cannot be written is a message, not a stack.
  */
-export async function writePng(file: string, png: Uint8Array, options: { unique?: boolean; overwrite?: boolean }, seed: number, io: CliOutput): Promise<string> {
+export async function writePng(file: string, png: Uint8Array, options: WriteOptions, seed: number, io: CliOutput): Promise<string> {
   try {
     fs.mkdirSync(path.dirname(file), { recursive: true });
+    // What a run killed while saving (a second Ctrl+C, kill -9) left here: as the server does at its first job.
+    const removed = await cleanStaleTemps(path.dirname(file));
+    if (removed.length) io.err(`removed ${removed.length} temporary file${removed.length > 1 ? 's' : ''} left in ${path.dirname(file)} by a run that was killed while saving\n`);
     try {
       return await writePngAtomic(file, png, options);
     } catch (e) {
       if (!(e instanceof FileExistsError)) throw e;
-      const written = await writePngAtomic(file, png, { unique: true });
+      const written = await writePngAtomic(file, png, { unique: true, signal: options.signal });
       io.err(`warning: ${file} appeared while generating (another run?); saved as ${written} instead\n`);
       return written;
     }
   } catch (e) {
+    if (options.signal?.aborted) throw e;
     throw new UserError(imageNotSavedMessage(file, e, `Free some space or choose a writable --out, then run again with --seed ${seed} to get the same image.`));
   }
 }

@@ -8,6 +8,7 @@ import { KIND_NAMES, LayoutError } from '../formats/layouts/detect';
 import { ComponentReport, inspectPath, InspectReport } from '../formats/layouts/inspect';
 import { SafetensorsError } from '../formats/safetensors';
 import { formatBytes } from '../../shared/bytes';
+import { closest } from '../../shared/didYouMean';
 import { UserError } from '../../shared/api';
 import { demoModelNamed } from '../models/demo';
 import { VERSION } from '../pipeline/pipeline';
@@ -165,16 +166,20 @@ export async function main(argv: string[], io: CliOutput = { out: (t) => process
     io.out(`majicflux ${VERSION}\n`);
     return EXIT_OK;
   }
+  const unknown = (typed: string) => {
+    const guess = closest(typed, COMMANDS.map((c) => c.name));
+    io.err(`majicflux: unknown command "${typed}"${guess ? `; did you mean ${guess}?` : ''}\n\n${topUsage()}`);
+    return EXIT_USAGE;
+  };
   if (name === 'help') {
     const cmd = COMMANDS.find((c) => c.name === rest[0]);
+    // "help genrate" showed the command list as if asked for it, exit 0.
+    if (!cmd && rest[0] !== undefined) return unknown(rest[0]);
     io.out(cmd ? cmd.usage + '\n' : topUsage());
     return EXIT_OK;
   }
   const cmd = COMMANDS.find((c) => c.name === name);
-  if (!cmd) {
-    io.err(`majicflux: unknown command "${name}"\n\n${topUsage()}`);
-    return EXIT_USAGE;
-  }
+  if (!cmd) return unknown(name);
   try {
     return await cmd.run(rest, io);
   } catch (e) {

@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import { ModelSpec, UserError } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
 import { checkOne, Height, Width } from '../../shared/params';
-import { cliInvocation, CliOutput, EXIT_FAILURE, EXIT_OK, parseCommandArgs, rejectEmptyPaths, Subcommand, UsageError } from './common';
+import { cliInvocation, CliOutput, EXIT_FAILURE, EXIT_OK, parseCommandArgs, rejectEmptyPaths, statIfAny, Subcommand, UsageError } from './common';
+import { checkCanCreate } from './generateFiles';
 import { DownloadError } from '../models/hubErrors';
 import { mirrorsFromEnv } from '../models/hub';
 import { demoModelNamed } from '../models/demo';
@@ -82,6 +83,11 @@ export const modelsCommand: Subcommand = {
       }
       case 'list': {
         if (rest.length) throw new UsageError('list takes no positional arguments (use --search DIR)');
+        // A folder that is not there is a typo, not "no models found".
+        for (const dir of values.search ?? []) {
+          rejectEmptyPaths({ '--search': dir });
+          if (!statIfAny(dir)) throw new UsageError(`--search: ${path.resolve(dir)} does not exist`);
+        }
         const { found, machine } = await findModels({ searchPaths: [...(values.search ?? []), path.resolve('models')], gpuMemory });
         if (json) io.out(JSON.stringify({ found, machine }, null, 2) + '\n');
         else io.out(found.length ? found.map(formatFound).join('\n') : `No FLUX.1 models found. Download one with: ${cliInvocation()} models download flux1-dev\n`);
@@ -121,7 +127,10 @@ async function download(rest: string[], values: Record<string, unknown>, io: Cli
   if (hub !== undefined && !HUB_NAMES.includes(hub as HubName)) throw new UsageError(`--hub must be ${HUB_NAMES.join(' or ')}`);
   const parts = values.parts === undefined ? undefined : (values.parts as string).split(',').map((p) => p.trim());
   for (const p of parts ?? []) if (!PART_ROLES.includes(p as PartRole)) throw new UsageError(`--parts: unknown part "${p}" (${PART_ROLES.join(', ')})`);
+  rejectEmptyPaths({ '--dest': values.dest as string | undefined });
   const dest = path.resolve((values.dest as string | undefined) ?? defaultModelsDir());
+  // Before the hub is asked: a file in the way failed only when the first file was written.
+  checkCanCreate('--dest', dest);
   const request = { model: rest[0], hub: hub as HubName | undefined, dest, parts: parts as PartRole[] | undefined, endpoints: mirrorsFromEnv() };
   // An unknown model, or a part or hub it does not have, is a bad argument like any other.
   const plan = asUsageError(() => planModelDownload(request));

@@ -4,8 +4,10 @@
 import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { EP_CHOICES, MEMORY_MODES, ModelSpec, UserError, WEIGHT_CHOICES } from '../../shared/api';
-import { cacheMaxBytesFlag, choiceFlag, CliOutput, EXIT_USAGE, parseCommandArgs, Subcommand, UsageError, wholeNumberFlag } from './common';
+import { EP_CHOICES, MEMORY_MODES, ModelError, ModelSpec, UserError, WEIGHT_CHOICES } from '../../shared/api';
+import { resolveModel } from '../models/files';
+import { cacheMaxBytesFlag, choiceFlag, CliOutput, EXIT_FAILURE, EXIT_USAGE, parseCommandArgs, rejectEmptyPaths, statIfAny, Subcommand, UsageError, wholeNumberFlag } from './common';
+import { checkCanCreate } from './generateFiles';
 import { PROTOCOL_VERSION, ServerSettings } from '../../shared/protocol';
 import { DEFAULT_HEARTBEAT_MS } from '../server/server';
 import { exitStuck, serveTcp } from '../server/transports';
@@ -44,7 +46,8 @@ Output:
   --heartbeat-ms N   heartbeat interval (default ${DEFAULT_HEARTBEAT_MS})
   --models-dir DIR   allow clients to download registry models into this folder (relative
                      paths only; without it, downloads are refused) and name models in it
-  --inputs-dir DIR   clients may name input files (latentsFile) in this folder
+  --inputs-dir DIR   clients may name input files (latentsFile, input images, LoRAs) in this
+                     folder, which must exist
 Clients read files only inside these folders and the model's, write only into the output folder,
 and set no server path (their cache folder is ignored): see docs/PROTOCOL.md, "Security model".
 
@@ -55,6 +58,9 @@ Remote use through an SSH tunnel (recommended; nothing but SSH is exposed):
                        and the token printed by serve
 
 Stop with Ctrl+C: the running job is cancelled at its next step and the model released.
+Exit status: 0 after a clean stop; 1 a missing or incomplete --model, or the port cannot be used;
+2 bad arguments (an output, models or inputs folder that cannot be used included), all before
+anything listens.
 `;
 
 const STD_IO: CliOutput = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
@@ -64,13 +70,28 @@ export async function serveCommand(argv: string[], io: CliOutput = STD_IO): Prom
   try {
     return await serve(argv, io);
   } catch (err) {
+    // A model given at start that is missing or incomplete: a failure (1), as for generate, not a usage error.
+    if (err instanceof ModelError) {
+      io.err(`majicflux serve: ${err.message}\n`);
+      return EXIT_FAILURE;
+    }
     if (err instanceof UserError || err instanceof UsageError) {
       io.err(`majicflux serve: ${(err as Error).message}\nRun "majicflux serve --help" for usage.\n`);
       return EXIT_USAGE;
     }
-    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || (err as NodeJS.ErrnoException).code === 'EACCES') {
-      io.err(`majicflux serve: cannot listen: ${(err as Error).message}\n`);
-      return 1;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') {
+      const { address, port } = err as NodeJS.ErrnoException & { address?: string; port?: number };
+      io.err(`majicflux serve: port ${port} of ${address} is already in use (another majicflux serve?): stop that, or choose another with --port N (0 picks a free one)\n`);
+      return EXIT_FAILURE;
+    }
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+      io.err(`majicflux serve: --host ${(err as NodeJS.ErrnoException & { hostname?: string }).hostname}: no such host name here (${code}); give an address of this machine, or leave --host out for 127.0.0.1\nRun "majicflux serve --help" for usage.\n`);
+      return EXIT_USAGE;
+    }
+    if (code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      io.err(`majicflux serve: cannot listen: ${(err as Error).message}${code === 'EADDRNOTAVAIL' ? ' (--host is not an address of this machine)' : ' (ports below 1024 need administrator rights: choose another with --port N)'}\n`);
+      return EXIT_FAILURE;
     }
     throw err;
   }
@@ -99,6 +120,10 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
     io.out(SERVE_HELP);
     return 0;
   }
+  // "" would be the current folder: for --output-dir, a folder every client may then read and write.
+  rejectEmptyPaths(Object.fromEntries((['output-dir', 'inputs-dir', 'models-dir', 'model', 'transformer', 'vae', 'cache'] as const).map((f) => [`--${f}`, values[f]])));
+  // "" would listen on every interface of the machine, not the loopback the user left it at.
+  if (values.host !== undefined && !values.host.trim()) throw new UsageError('--host is empty (an unset variable?); give an address, or leave it out for 127.0.0.1');
   const host = values.host ?? '127.0.0.1';
   const port = wholeNumberFlag('port', values.port, 0, 65535) ?? DEFAULT_PORT;
   const heartbeatMs = wholeNumberFlag('heartbeat-ms', values['heartbeat-ms'], 0, 3_600_000) ?? DEFAULT_HEARTBEAT_MS;
@@ -119,6 +144,11 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
   const outputDir = path.resolve(values['output-dir'] ?? 'generated');
   const modelsDir = values['models-dir'] === undefined ? undefined : path.resolve(values['models-dir']);
   const inputsDir = values['inputs-dir'] === undefined ? undefined : path.resolve(values['inputs-dir']);
+  // Checked now, with the owner at the terminal, not by the first client's job over the tunnel.
+  checkCanCreate('--output-dir', outputDir);
+  if (modelsDir !== undefined) checkCanCreate('--models-dir', modelsDir);
+  if (inputsDir !== undefined && !statIfAny(inputsDir)?.isDirectory()) throw new UsageError(`--inputs-dir: ${inputsDir} is not a folder; create it, or name the folder clients' input files are put in`);
+  if (model) resolveModel(model);
 
   if (!isLoopback(host)) {
     io.err(

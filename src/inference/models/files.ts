@@ -54,8 +54,10 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
   const vae = part('vae');
   const textEncoder = part('clip');
   const textEncoder2 = part('t5');
-  const tokenizer = spec.tokenizer ? path.resolve(spec.tokenizer) : scan?.tokenizer;
-  const tokenizer2 = spec.tokenizer2 ? path.resolve(spec.tokenizer2) : scan?.tokenizer2;
+  // Every part given on its own, no folder (ComfyUI keeps them so): the shipped tokenizers, as for an
+  // all-in-one file; "no CLIP tokenizer given" had no flag to answer it.
+  const tokenizer = spec.tokenizer ? path.resolve(spec.tokenizer) : scan ? scan.tokenizer : shippedTokenizer('tokenizer');
+  const tokenizer2 = spec.tokenizer2 ? path.resolve(spec.tokenizer2) : scan ? scan.tokenizer2 : shippedTokenizer('tokenizer2');
   if (!tokenizer) missing.push(scan?.missing.find((m) => m.includes('CLIP tokenizer')) ?? 'no CLIP tokenizer given (tokenizer/ with vocab.json and merges.txt)');
   if (!tokenizer2) missing.push(scan?.missing.find((m) => m.includes('T5 tokenizer')) ?? 'no T5 tokenizer given (tokenizer_2/ with tokenizer.json)');
   for (const c of scan?.components ?? []) c.close();
@@ -98,6 +100,11 @@ export function isFile(p: string): boolean {
   }
 }
 
+/** FLUX.1's CLIP-L and T5 tokenizers, shipped with MajicFLUX: for a model given without a folder that has its own. */
+export function shippedTokenizer(role: 'tokenizer' | 'tokenizer2'): string {
+  return path.join(demoAssetsDir(), role === 'tokenizer' ? 'tokenizer' : 'tokenizer_2');
+}
+
 /** An all-in-one checkpoint as a model folder's scan: its components, and the shipped tokenizers and scheduler. */
 export function scanSingleFile(file: string): ModelScan {
   const abs = path.resolve(file);
@@ -116,10 +123,9 @@ export function scanSingleFile(file: string): ModelScan {
     // Said once: a lone DiT given as the model is the likely mistake.
     else missing.push(`${KIND_NAMES[kind]}: ${path.basename(abs)} holds none${kind === 'vae' && chosen.dit ? ' (a model given as one file must hold every component; a DiT alone goes with a model folder: --model DIR --transformer FILE, or the majicflux.model.transformer setting)' : ''}`);
   }
-  const assets = demoAssetsDir();
   return {
     root: abs, components, chosen, missing, problems: [], entries: [path.basename(abs)],
-    tokenizer: path.join(assets, 'tokenizer'), tokenizer2: path.join(assets, 'tokenizer_2'), scheduler: path.join(assets, 'scheduler'),
+    tokenizer: shippedTokenizer('tokenizer'), tokenizer2: shippedTokenizer('tokenizer2'), scheduler: path.join(demoAssetsDir(), 'scheduler'),
   };
 }
 

@@ -24,7 +24,7 @@ import { ModelScan, scanModelFolder } from '../formats/layouts/model';
 import { canDecode, isGgmlQuant } from '../formats/ggml';
 import { isGgufFile } from '../formats/gguf';
 import { elementCount, openTensors, TensorSource } from '../formats/safetensors';
-import { isFile, scanSingleFile, weightPartFiles } from './files';
+import { isFile, scanSingleFile, shippedTokenizer, weightPartFiles } from './files';
 import { isFloatDtype } from './weightBytes';
 import { partsOf } from './registry';
 import { schedulerConfigProblem } from '../pipeline/schedulerConfig';
@@ -48,6 +48,15 @@ function isIncomplete(p: string): boolean {
     return fs.realpathSync(p).endsWith('.incomplete');
   } catch {
     return p.endsWith('.incomplete');
+  }
+}
+
+/** Weight files of a folder that are still being downloaded, by name. */
+function unfinishedDownloads(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir).filter((n) => /\.(safetensors|gguf)\.(part|incomplete)$/.test(n)).sort();
+  } catch {
+    return [];
   }
 }
 
@@ -103,7 +112,11 @@ export function checkWeightPart(p: string, role: ComponentKind): PartCheck {
   if (!fs.existsSync(abs)) return { role, status: 'missing', path: abs, message: `${abs} does not exist` };
   const files = weightPartFiles(abs)?.files ?? [abs];
   const bytes = files.filter((f) => f.endsWith('.safetensors') || isGgufFile(f)).reduce((a, f) => a + fileSize(f), 0);
-  if (!files.length) return { role, status: 'missing', path: abs, message: `${abs} holds no .safetensors file` };
+  if (!files.length) {
+    // A download cut short leaves D.part (ours) or D.incomplete (Hugging Face's): say that, not "no file".
+    const unfinished = unfinishedDownloads(abs);
+    return { role, status: 'missing', path: abs, message: unfinished.length ? `${unfinished.join(', ')}: the download has not finished (run the same download again to resume it)` : `${abs} holds no .safetensors file` };
+  }
   const absent = files.filter((f) => !fs.existsSync(f)).sort();
   if (absent.length) return { role, status: 'missing', path: abs, bytes, message: `${absent.map((f) => path.basename(f)).join(', ')} not found in ${path.dirname(absent[0])} (listed in ${path.basename(files[0])})` };
   const unfinished = files.filter(isIncomplete);
@@ -249,8 +262,8 @@ export function checkSpecParts(spec: ModelSpec, scan?: ModelScan): PartCheck[] {
     }
     for (const role of ['tokenizer', 'tokenizer2'] as const) {
       const given = role === 'tokenizer' ? spec.tokenizer : spec.tokenizer2;
-      // An all-in-one file comes with the tokenizers shipped with MajicFLUX (its scan names them).
-      const shipped = singleFile ? (role === 'tokenizer' ? scan?.tokenizer : scan?.tokenizer2) : undefined;
+      // An all-in-one file (its scan names them) and parts given without a folder use the tokenizers shipped with MajicFLUX.
+      const shipped = singleFile ? (role === 'tokenizer' ? scan?.tokenizer : scan?.tokenizer2) : dir === undefined ? shippedTokenizer(role) : undefined;
       const where = given ?? shipped ?? (dir && !singleFile ? path.join(dir, TOKENIZER_FILES[role].folder) : undefined);
       // One reason for every part of a folder that is not there, so a check can say it once.
       if (!given && dir && !fs.existsSync(dir)) parts.push({ role, status: 'missing', message: `model folder not found: ${dir}` });

@@ -9,7 +9,7 @@ import { version as packageVersion } from '../../../package.json';
 import {
   COMPONENTS, ComponentName, ExecutionProvider, GenerateHooks, GenerateResult, errorText, MemoryMode, ModelError, ModelSpec, RuntimeOptions, UserError,
 } from '../../shared/api';
-import { GenerateParams, ImageMetadata, img2imgSteps, RANDOM_SEED, ResolvedParams, resolveParams, stepsToRun } from '../../shared/params';
+import { DEFAULTS, GenerateParams, ImageMetadata, img2imgSteps, RANDOM_SEED, ResolvedParams, resolveParams, stepsToRun } from '../../shared/params';
 import { ClipEncoder } from '../graphs/clip';
 import { FluxTransformer } from '../graphs/fluxTransformer';
 import { T5Encoder } from '../graphs/t5';
@@ -62,6 +62,8 @@ export class FluxPipeline {
   private readonly notesLogged = new Set<string>();
   /** The text length of the job the DiT is loaded for (graphs with constant slice bounds need it). */
   private ditTextTokens?: number;
+  /** The token count the T5 graph is built for (its position biases are [L, L] constants): the job's t5MaxLength. */
+  private t5Tokens: number = DEFAULTS.t5MaxLength;
   /** Text + image tokens of the largest pass of the job the DiT is loaded for, and the query pieces its attention was built with. */
   private ditTokens = 0;
   private ditChunks?: number;
@@ -260,6 +262,9 @@ export class FluxPipeline {
         for (const x of ids) pooled.push((await clip.encode(x.clip)).pooled);
         if (job.mode === 'sequential') await this.unload(['clip']);
         job.check();
+        // A T5 built for another length cannot run these ids: rebuilt for this job's.
+        if (this.parts.t5 && this.parts.t5.maxLength !== t5MaxLength) await this.unload(['t5']);
+        this.t5Tokens = t5MaxLength;
         const t5 = await this.ensure('t5', job.hooks.onLoad);
         const hidden: Float32Array[] = [];
         for (const x of ids) hidden.push(await t5.encode(x.t5));
@@ -457,7 +462,7 @@ export class FluxPipeline {
           part = await ClipEncoder.load(this.files.textEncoder, { ...common, format: textFormat, fp16Cache: true, ...this.loras.clipOptions((n) => this.running?.warn(n)) });
           break;
         case 't5':
-          part = await T5Encoder.load(this.files.textEncoder2, { ...common, format: textFormat, fp16Cache: true });
+          part = await T5Encoder.load(this.files.textEncoder2, { ...common, format: textFormat, fp16Cache: true, maxLength: this.t5Tokens });
           break;
         case 'dit':
           this.ditChunks = this.runtime.ditTuning?.attentionChunks ?? attentionChunksFor(ep, this.ditTokens);

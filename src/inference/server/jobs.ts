@@ -14,7 +14,7 @@ import { WorkerPipeline } from '../pipeline/worker';
 import { cleanStaleTemps } from '../system/atomicWrite';
 import { availableMemory, currentRss, RssSampler } from '../system/processMemory';
 import type { Session } from './connection';
-import type { PathPolicy } from './paths';
+import { asNamed, type PathPolicy } from './paths';
 
 const MAX_QUEUE = 1000;
 const HISTORY = 20;
@@ -30,6 +30,8 @@ export interface Job {
   controller?: AbortController;
   /** The input image as the client named it (the request holds the resolved path): the metadata records this. */
   imageAsNamed?: string;
+  /** A remote client's inputs, server path → as it named them: its failure names them so (paths.asNamed). */
+  inputNames?: ReadonlyMap<string, string>;
 }
 
 /** What the queue needs of the server. */
@@ -61,9 +63,9 @@ export class JobQueue {
   constructor(private readonly host: JobsHost) {}
 
   /** Queues a job whose paths were checked: its place in line, or why the queue takes no more. */
-  add(owner: Session, request: JobRequest, output: string, imageAsNamed?: string): { job: Job; position: number } | { full: string } {
+  add(owner: Session, request: JobRequest, output: string, imageAsNamed?: string, inputNames?: ReadonlyMap<string, string>): { job: Job; position: number } | { full: string } {
     if (this.queue.length >= MAX_QUEUE) return { full: `the queue is full (${MAX_QUEUE} jobs); wait for some to finish` };
-    const job: Job = { id: `job-${++this.jobCounter}`, request, output, state: 'queued', owner, ...(imageAsNamed !== undefined ? { imageAsNamed } : {}) };
+    const job: Job = { id: `job-${++this.jobCounter}`, request, output, state: 'queued', owner, ...(imageAsNamed !== undefined ? { imageAsNamed } : {}), ...(inputNames ? { inputNames } : {}) };
     this.queue.push(job);
     // The reply goes out before any of the job's events.
     setImmediate(() => this.pump());
@@ -217,14 +219,21 @@ export class JobQueue {
       if (err instanceof CancelledError || (signal.aborted && (err as Error)?.name === 'AbortError')) {
         this.finish(job, { type: 'event', event: 'cancelled', jobId });
       } else if (err instanceof UserError) {
-        this.host.log('error', `${jobId} failed: ${err.message}${err.detail ? `\n${err.detail}` : ''}`, jobId);
-        this.finish(job, { type: 'event', event: 'failed', jobId, message: err.message, ...(err.detail ? { detail: err.detail } : {}), ...(err instanceof ModelError ? { code: 'model' as const } : {}) });
+        const [message, detail] = [this.shown(job, err.message), err.detail && this.shown(job, err.detail)];
+        this.host.log('error', `${jobId} failed: ${message}${detail ? `\n${detail}` : ''}`, jobId);
+        this.finish(job, { type: 'event', event: 'failed', jobId, message, ...(detail ? { detail } : {}), ...(err instanceof ModelError ? { code: 'model' as const } : {}) });
       } else {
         const e = err instanceof Error ? err : new Error(String(err));
-        this.host.log('error', `${jobId} failed: ${e.stack ?? e.message}`, jobId);
-        this.finish(job, { type: 'event', event: 'failed', jobId, message: `Generation failed: ${e.message.split('\n')[0]}`, ...(e.stack ? { detail: e.stack } : {}) });
+        const stack = e.stack && this.shown(job, e.stack);
+        this.host.log('error', `${jobId} failed: ${stack ?? this.shown(job, e.message)}`, jobId);
+        this.finish(job, { type: 'event', event: 'failed', jobId, message: `Generation failed: ${this.shown(job, e.message.split('\n')[0])}`, ...(stack ? { detail: stack } : {}) });
       }
     }
+  }
+
+  /** `text` as the job's client may hear it: a remote client's inputs by the names it gave. */
+  private shown(job: Job, text: string): string {
+    return job.inputNames ? asNamed(text, job.inputNames) : text;
   }
 
   /** The inputs were checked when the job was accepted; a symlink put in their place since must not lead out. */

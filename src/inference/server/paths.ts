@@ -108,6 +108,18 @@ export function regularFileProblem(file: string, what: string, expected = 'a .sa
   return kind && `${what} ${JSON.stringify(shown)} ${notRegularProblem(kind)}; name ${expected}`;
 }
 
+/**
+ * `text` with every server path of `names` (server path → the name the client gave) replaced by that
+ * name, as written and inside JSON quotes: a remote client hears of its files as it named them.
+ */
+export function asNamed(text: string, names: ReadonlyMap<string, string>): string {
+  // Longest first: a path that begins another is replaced only where it stands alone.
+  for (const [server, named] of [...names].sort((a, b) => b[0].length - a[0].length)) {
+    text = text.split(JSON.stringify(server).slice(1, -1)).join(JSON.stringify(named).slice(1, -1)).split(server).join(named);
+  }
+  return text;
+}
+
 export interface RemoteRoots {
   /** Files and folders a remote client may read from (the model given at start, inputs, output, models). */
   read: string[];

@@ -233,12 +233,18 @@ export class InferenceServer {
     }
     if (session.peer !== undefined) this.tokenFailures.forgive(session.peer);
     if (req.protocol !== PROTOCOL_VERSION) {
-      return this.reply(
+      this.reply(
         session,
         req.id,
         'protocol-mismatch',
         `the client speaks protocol ${req.protocol} but this server (MajicFLUX ${VERSION}) speaks protocol ${PROTOCOL_VERSION}; use matching versions of the extension and the server`,
       );
+      // Over TCP the refused client is done: left open, its hello timer later told it "no hello within 10 s".
+      if (session.transport === 'tcp') {
+        clearTimeout(session.helloTimer);
+        void session.conn.close();
+      }
+      return;
     }
     if (this.session && this.session !== session && !this.session.conn.isClosed && this.session.hello) {
       this.reply(session, req.id, 'busy', 'another client is connected to this server; one client at a time');
@@ -293,9 +299,16 @@ export class InferenceServer {
     // Paths are checked now, not after loading a model: a bad name must not cost a generation.
     const output = this.paths.output(request.output);
     if (typeof output === 'object') return this.reply(session, id, 'bad-output', output.error);
+    // Server path → the client's name for it: what a remote client hears of its inputs (paths.asNamed).
+    const names = new Map<string, string>();
+    const input = (file: string, what: string, expected?: string): string => {
+      const resolved = this.paths.inputFile(file, what, expected);
+      names.set(resolved, file);
+      return resolved;
+    };
     if (request.params.latentsFile !== undefined) {
       try {
-        request = { ...request, params: { ...request.params, latentsFile: this.paths.inputFile(request.params.latentsFile, 'job.params.latentsFile') } };
+        request = { ...request, params: { ...request.params, latentsFile: input(request.params.latentsFile, 'job.params.latentsFile') } };
       } catch (e) {
         return this.reply(session, id, 'bad-request', (e as Error).message);
       }
@@ -303,7 +316,7 @@ export class InferenceServer {
     const imageAsNamed = request.params.image;
     if (imageAsNamed !== undefined) {
       try {
-        request = { ...request, params: { ...request.params, image: this.paths.inputFile(imageAsNamed, 'job.params.image', 'a PNG, JPEG or WebP image') } };
+        request = { ...request, params: { ...request.params, image: input(imageAsNamed, 'job.params.image', 'a PNG, JPEG or WebP image') } };
       } catch (e) {
         return this.reply(session, id, 'bad-request', (e as Error).message);
       }
@@ -311,12 +324,12 @@ export class InferenceServer {
     // LoRA files are inputs too: a remote client names them inside the server's inputs folder.
     if (request.params.loras?.length) {
       try {
-        request = { ...request, params: { ...request.params, loras: request.params.loras.map((l, i) => ({ ...l, path: this.paths.inputFile(l.path, `job.params.loras[${i}].path`) })) } };
+        request = { ...request, params: { ...request.params, loras: request.params.loras.map((l, i) => ({ ...l, path: input(l.path, `job.params.loras[${i}].path`) })) } };
       } catch (e) {
         return this.reply(session, id, 'bad-request', (e as Error).message);
       }
     }
-    const added = this.jobs.add(session, request, output, imageAsNamed);
+    const added = this.jobs.add(session, request, output, imageAsNamed, this.remote ? names : undefined);
     if ('full' in added) return this.reply(session, id, 'queue-full', added.full);
     session.send({ id, type: 'queued', jobId: added.job.id, position: added.position });
   }
