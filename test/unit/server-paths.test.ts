@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { cleanStaleTemps, writePngAtomic } from '../../src/inference/system/atomicWrite';
-import { isInside, MAX_OUTPUT_NAME_BYTES, PathPolicy, remoteRoots } from '../../src/inference/server/paths';
+import { forRemoteClient, isInside, MAX_OUTPUT_NAME_BYTES, PathPolicy, remoteRoots } from '../../src/inference/server/paths';
 import { ServerDownloads } from '../../src/inference/server/downloads';
 import type { Session } from '../../src/inference/server/connection';
 import { UserError } from '../../src/shared/api';
@@ -219,6 +219,28 @@ describe('server paths: what a client may name (serverPaths.ts)', () => {
       else process.env.HF_ENDPOINT = saved;
       downloads.cancelOf();
     }
+  });
+});
+
+describe('the server\'s own text as a remote client reads it (paths.forRemoteClient)', () => {
+  const root = path.resolve(os.tmpdir(), 'mf-allowed');
+  const roots = remoteRoots({ outputDir: path.join(root, 'out'), modelsDir: path.join(root, 'models') });
+  const install = path.resolve(os.tmpdir(), 'opt', 'majicflux', 'dist', 'server.js');
+
+  it('drops stack frames (they name the install) and hides paths outside the allowed folders; paths inside them, URLs and ratios stay', () => {
+    const model = path.join(root, 'models', 'tiny', 'transformer');
+    const cache = path.resolve(os.tmpdir(), 'owner', '.cache', 'majicflux', 'dit.bin');
+    const text = `Error: cannot map ${cache}: ENOSPC.\n    at mapFile (${install}:10:5)\n    at process.processTicksAndRejections (node:internal/process/task_queues:95:5)\nmodel tiny: DiT ${model}, from https://huggingface.co/black-forest-labs/FLUX.1-dev at 1/2 size`;
+    const shown = forRemoteClient(text, roots);
+    assert.equal(shown, `Error: cannot map <server path>: ENOSPC.\nmodel tiny: DiT ${model}, from https://huggingface.co/black-forest-labs/FLUX.1-dev at 1/2 size`);
+    assert.equal(forRemoteClient("ENOENT: no such file or directory, open '/etc/shadow'", roots), "ENOENT: no such file or directory, open '<server path>'");
+    assert.equal(forRemoteClient('C:\\Users\\owner\\models\\flux.safetensors is locked', roots), '<server path> is locked');
+  });
+
+  it('the owner\'s client (no allowed folders: it may name any path) reads the text whole; a TCP client through its PathPolicy does not', () => {
+    const text = `Error: boom\n    at f (${install}:1:2)`;
+    assert.equal(new PathPolicy().forClient(text), text);
+    assert.equal(new PathPolicy(roots).forClient(text), 'Error: boom');
   });
 });
 

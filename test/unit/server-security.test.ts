@@ -209,6 +209,13 @@ describe('inference server against hostile clients (issue 16)', function () {
       assert.equal(done.event, 'done', JSON.stringify(done));
       const meta = (done as { metadata?: { image?: string; width?: number } }).metadata;
       assert.deepEqual([meta?.image, meta?.width], ['photo.png', 64], 'as named, not the server\'s path; the size is the image\'s');
+      // The server's log lines reach the client as events: where its models, caches and install are is not the client's to learn.
+      const logged = peer.messages.filter((m) => m.event === 'log').map((m) => m.message!);
+      assert.ok(logged.length > 0, 'the client hears the job\'s log');
+      for (const line of logged) {
+        for (const hidden of [ROOT, ownerCache, elsewhere]) assert.ok(!line.includes(hidden), `a log line names a server path outside the allowed folders (${hidden}): ${line}`);
+        assert.doesNotMatch(line, /\n\s+at /, 'no stack trace');
+      }
     });
 
     // Checked when the request arrived, the file was read by name when the job ran, maybe minutes later.

@@ -17,6 +17,8 @@ export interface DownloadPlace {
   remote: boolean;
   modelsDir?: string;
   cacheDir?: string;
+  /** The server's own text as the client may read it (PathPolicy.forClient; whole when absent). */
+  forClient?: (text: string) => string;
 }
 
 export class ServerDownloads {
@@ -80,9 +82,10 @@ export class ServerDownloads {
       .catch((err: unknown) => {
         const e = err instanceof Error ? err : new Error(String(err));
         const code = err instanceof DownloadError ? err.code : controller.signal.aborted ? 'cancelled' : 'http';
-        const detail = err instanceof UserError ? err.detail : e.stack;
+        const detail = err instanceof UserError ? err.detail : place.remote ? undefined : e.stack;
+        const shown = place.forClient ?? ((text: string) => text);
         log(code === 'cancelled' ? 'info' : 'error', `${code}: ${e.message}`);
-        session.send({ type: 'event', event: 'download-failed', downloadId, code, message: e.message, ...(detail ? { detail } : {}) });
+        session.send({ type: 'event', event: 'download-failed', downloadId, code, message: shown(e.message), ...(detail ? { detail: shown(detail) } : {}) });
       })
       .finally(() => this.active.delete(downloadId));
     return undefined;

@@ -223,10 +223,13 @@ export class JobQueue {
         this.host.log('error', `${jobId} failed: ${message}${detail ? `\n${detail}` : ''}`, jobId);
         this.finish(job, { type: 'event', event: 'failed', jobId, message, ...(detail ? { detail } : {}), ...(err instanceof ModelError ? { code: 'model' as const } : {}) });
       } else {
+        // Not the user's error: the owner's client gets the stack for its log; a remote client
+        // neither it (it names the install) nor a server path outside the folders it may name.
         const e = err instanceof Error ? err : new Error(String(err));
         const stack = e.stack && this.shown(job, e.stack);
         this.host.log('error', `${jobId} failed: ${stack ?? this.shown(job, e.message)}`, jobId);
-        this.finish(job, { type: 'event', event: 'failed', jobId, message: `Generation failed: ${this.shown(job, e.message.split('\n')[0])}`, ...(stack ? { detail: stack } : {}) });
+        const detail = this.host.paths.remote ? undefined : stack;
+        this.finish(job, { type: 'event', event: 'failed', jobId, message: `Generation failed: ${this.host.paths.forClient(this.shown(job, e.message.split('\n')[0]))}`, ...(detail ? { detail } : {}) });
       }
     }
   }

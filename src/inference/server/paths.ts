@@ -120,6 +120,26 @@ export function asNamed(text: string, names: ReadonlyMap<string, string>): strin
   return text;
 }
 
+/** An absolute path in free text (POSIX, a Windows drive, UNC), after a space, quote, bracket, `=`, `,` or `:`; not a URL's `//host`. */
+const PATH_IN_TEXT = /(^|[\s'"`([=,:])((?:\/(?!\/)|[A-Za-z]:[\\/]|\\\\)[^\s'"`()[\],;]*)/g;
+
+/**
+ * The server's own text (a log line, an internal error) as a remote client may read it: no stack
+ * frames (they name the install), and a path outside the folders the owner allowed shown as
+ * `<server path>`; paths inside them stay, as the client may name those itself.
+ */
+export function forRemoteClient(text: string, roots: RemoteRoots): string {
+  const allowed = (p: string) => roots.read.some((r) => p === r || isInside(r, p));
+  return text
+    .split('\n')
+    .filter((line) => !/^\s+at /.test(line))
+    .join('\n')
+    .replace(PATH_IN_TEXT, (whole, before: string, found: string) => {
+      const p = found.replace(/[.:]+$/, '');
+      return allowed(path.resolve(p)) ? whole : `${before}<server path>${found.slice(p.length)}`;
+    });
+}
+
 export interface RemoteRoots {
   /** Files and folders a remote client may read from (the model given at start, inputs, output, models). */
   read: string[];
@@ -145,6 +165,11 @@ export function remoteRoots(o: { outputDir: string; inputsDir?: string; modelsDi
  */
 export class PathPolicy {
   constructor(readonly remote?: RemoteRoots) {}
+
+  /** The server's own text (log lines, internal errors) as this client may read it (forRemoteClient); the owner's client reads it whole. */
+  forClient(text: string): string {
+    return this.remote ? forRemoteClient(text, this.remote) : text;
+  }
 
   /** An input file a job reads, resolved; refuses (UserError) what it may not name or what is not a regular file (`expected`: what to name instead). */
   inputFile(file: string, what: string, expected?: string): string {

@@ -163,7 +163,7 @@ export class InferenceServer {
     }
     this.handle(session, req).catch((err: unknown) => {
       const e = err instanceof Error ? err : new Error(String(err));
-      this.reply(session, req.id, 'failed', e.message, e instanceof UserError ? e.detail : e.stack);
+      this.reply(session, req.id, 'failed', this.paths.forClient(e.message), e instanceof UserError ? e.detail : this.paths.remote ? undefined : e.stack);
     });
   }
 
@@ -341,7 +341,7 @@ export class InferenceServer {
   }
 
   private startDownload(session: Session, id: number, request: DownloadRequest): void {
-    const refused = this.downloads.start(session, id, request, { remote: this.remote, modelsDir: this.opts.modelsDir, cacheDir: this.settings?.cacheDir });
+    const refused = this.downloads.start(session, id, request, { remote: this.remote, modelsDir: this.opts.modelsDir, cacheDir: this.settings?.cacheDir, forClient: (text) => this.paths.forClient(text) });
     if (refused) this.reply(session, id, refused.code, refused.message);
   }
 
@@ -384,7 +384,7 @@ export class InferenceServer {
 
   log(level: LogLevel, message: string, jobId?: string): void {
     const s = this.activeSession;
-    if (s?.hello) s.send({ type: 'event', event: 'log', level, message, ...(jobId ? { jobId } : {}) });
+    if (s?.hello) s.send({ type: 'event', event: 'log', level, message: this.paths.forClient(message), ...(jobId ? { jobId } : {}) });
     if (!s?.hello || this.opts.echoLogs) process.stderr.write(`[${new Date().toISOString()}] ${level}: ${oneLine(message)}\n`);
   }
 }
