@@ -60,6 +60,8 @@ export function fluxProblemMessage(p: FluxProblem): string {
       return t('{0} is an A1111 LoRA tag, which MajicFLUX does not read (the model would get it as words): remove it and add a line "lora: {1}".', String(a.value), String(a.suggestion));
     case 'tooManyLoras':
       return t('At most {0} LoRAs apply to one image.', Number(a.max));
+    case 'refusedTogether':
+      return t('A run would refuse these values together: {0}.', String(a.value));
     case 'orphanParams':
       return t('These parameters belong to no prompt: blank lines separate blocks. Remove the blank line above to apply them to the prompt before, or move them to the top of the file to make them defaults.');
   }

@@ -87,6 +87,20 @@ describe('extension: .flux keys for negative prompt, LoRA, image-to-image, hires
     assert.deepEqual(many.problems.map((p) => p.code), ['tooManyLoras']);
   });
 
+  it('values each fine alone that a run refuses together are an error while typing, on the line to change (a hires pass past 2048 sides, or one too small to add a patch)', () => {
+    const big = parseFlux('a cat\nwidth: 1536\nheight: 1024\nhires: 2\n');
+    assert.deepEqual(big.problems.map((p) => [p.code, p.span.start.line]), [['refusedTogether', 3]]);
+    assert.match(String(big.problems[0].args.value), /makes 3072×2048; sides stop at 2048: use a smaller scale \(at most ×1\.33\)/);
+    const fromDefaults = parseFlux('width: 2048\nhires: 1.5\n\na cat\n\na dog\nwidth: 1024\n');
+    assert.deepEqual(fromDefaults.problems.map((p) => [p.code, p.span.start.line]), [['refusedTogether', 1]], 'the first block takes the file\'s 2048; the second its own 1024');
+    const noLarger = parseFlux('a cat\nwidth: 64\nheight: 64\nhires_steps: 4\nhires: 1.05\n');
+    assert.deepEqual(noLarger.problems.map((p) => [p.code, p.span.start.line]), [['refusedTogether', 4]]);
+    assert.match(String(noLarger.problems[0].args.value), /makes 64×64 \(sides are whole multiples of 16\), no larger: use a scale of at least ×1\.13/);
+    for (const fine of ['a cat\nhires: 1.5\n', 'a cat\nimage: in.png\nstrength: 0.1\nsteps: 4\n', 'a cat\nseed: random\ncount: 3\nout: {seed}.png\nhires: 2\n']) {
+      assert.deepEqual(parseFlux(fine).problems, [], `${JSON.stringify(fine)}: runs (an image's own size is not known while typing)`);
+    }
+  });
+
   it('finds image: beside the .flux file and lora: there or in the LoRA folder (name without extension too); says every path it tried', () => {
     const ok = resolveInputs({ image: 'in.png', loras: [{ path: 'local.safetensors', strength: 0.8 }, { path: 'film-grain' }] }, tmp, loraDir);
     assert.deepEqual(ok.missing, []);

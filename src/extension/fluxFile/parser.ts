@@ -18,7 +18,7 @@ import * as v from 'valibot';
 import { checkTemplate, TemplateProblem } from '../../shared/fileName';
 import { closest } from '../../shared/didYouMean';
 import {
-  Count, GenerateParams, Guidance, Height, HIRES_UPSCALERS, HiresScale, IMAGE_FITS, ImageParams, Lora, LIMITS, LORA_TAG, LoraStrength, nearestSides, NegativePrompt, splitLoraSpec, Steps, Strength, TrueCfgScale, UsedSeed, VAE_TILING, Width,
+  Count, GenerateParams, Guidance, Height, HIRES_UPSCALERS, HiresScale, IMAGE_FITS, ImageParams, Lora, LIMITS, LORA_TAG, LoraStrength, nearestSides, NegativePrompt, resolveParams, splitLoraSpec, Steps, Strength, TrueCfgScale, UsedSeed, VAE_TILING, Width,
 } from '../../shared/params';
 
 export interface Position {
@@ -117,6 +117,7 @@ export type ProblemCode =
   | 'loraTagInPrompt'
   | 'imageOptionWithoutImage'
   | 'negativeWithoutCfg'
+  | 'refusedTogether'
   | 'orphanParams';
 
 export interface FluxProblem {
@@ -415,10 +416,35 @@ export function parseFlux(text: string): FluxDocument {
       const end = promptPosition(b, tag.index + tag[0].length);
       const spec = `${tag[1].trim()}.safetensors:${tag[2]?.trim() || 1}`;
       problems.push({ code: 'loraTagInPrompt', severity: 'error', span: start.line === end.line ? { start, end } : { start, end: start }, args: { key: 'lora', value: tag[0], suggestion: spec } });
+    } else {
+      const refused = refusedTogether(b, v, defaults.params);
+      if (refused) problems.push(refused);
     }
   }
   problems.sort((a, b) => a.span.start.line - b.span.start.line || a.span.start.character - b.span.start.character);
   return { blocks, defaults, problems, lineCount: rawLines.length };
+}
+
+/**
+ * Values each fine alone that a run refuses together (params.ts resolveParams' cross-field checks,
+ * e.g. a hires pass past the largest side, or too small to add a patch): marked while typing, on
+ * the line most likely to change. With an input image and no size the run's size is the image's,
+ * unknown here: not checked.
+ */
+function refusedTogether(b: FluxBlock, values: BlockValues, defaults: readonly ParamLine[]): FluxProblem | undefined {
+  // Only a hires pass or an input image brings cross-field checks; the rest would only cost typing
+  // time in a file of thousands of prompts.
+  if (values.hires === undefined && values.image === undefined) return undefined;
+  if (values.image !== undefined && (values.width === undefined || values.height === undefined)) return undefined;
+  try {
+    // The schema drops what is not a generation parameter (count, out); 'random' is no seed to check.
+    resolveParams({ ...values, seed: undefined, prompt: b.prompt });
+    return undefined;
+  } catch (e) {
+    const lines = [...b.params, ...defaults];
+    const at = ['hires', 'hires_steps', 'hires_strength', 'strength', 'steps', 'width', 'height'].map((k) => lines.find((p) => p.name === k)).find((p) => p);
+    return { code: 'refusedTogether', severity: 'error', span: at ? at.keySpan : b.span, args: { value: (e as Error).message } };
+  }
 }
 
 /** Where an offset into `block.prompt` is in the document (the end of the prompt for offsets past it). */
