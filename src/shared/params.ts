@@ -152,6 +152,17 @@ export const T5MaxLength = wholeNumber('T5 max length', LIMITS.t5MaxLength);
 export const Count = wholeNumber('count', LIMITS.count);
 const FilePath = v.pipe(v.string(), v.minLength(1), v.maxLength(4096));
 
+/**
+ * A number as a person writes it in a flag or a .flux line (`20`, `-0.5`, `.5`, `1e3`; spaces
+ * around allowed), else undefined: Number() alone also reads `0x10` as 16, `0b11` as 3 and "" as
+ * 0 — a typo that would run with a value nobody wrote.
+ */
+export function parseDecimal(text: string): number | undefined {
+  if (!/^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$/.test(text)) return undefined;
+  const n = Number(text);
+  return Number.isFinite(n) ? n : undefined;
+}
+
 function numberIn(name: string, { min, max }: { min: number; max: number }) {
   const msg = (i: { input: unknown }) => `${name} must be a number from ${min} to ${max}, got ${show(i.input)}`;
   return v.pipe(v.number(msg), v.check((x) => Number.isFinite(x) && x >= min && x <= max, msg));

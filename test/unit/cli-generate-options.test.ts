@@ -61,6 +61,11 @@ describe('CLI: generate flags for negative prompt, LoRA, image-to-image, hires, 
     const cases: [string[], RegExp][] = [
       [['--true-cfg', '0.5'], /true CFG scale must be a number from 1 to 30, got 0.5/],
       [['--true-cfg', 'lots'], /--true-cfg must be a number, got "lots"/],
+      // Number() reads these as 16, 3, 8 and 0: a typo would run with a value nobody wrote.
+      [['--steps', '0x10'], /--steps must be a number, got "0x10"/],
+      [['--steps', '0b11'], /--steps must be a number, got "0b11"/],
+      [['--hires-steps', '0o10'], /--hires-steps must be a number, got "0o10"/],
+      [['--guidance', ' '], /--guidance must be a number, got " "/],
       [['--lora', path.join(tmp, 'nope.safetensors')], /--lora: .*nope\.safetensors does not exist/],
       [['--image', path.join(tmp, 'nope.png')], /--image: .*nope\.png does not exist/],
       [['--image', tmp], /--image: .* is not a file/],
@@ -80,6 +85,8 @@ describe('CLI: generate flags for negative prompt, LoRA, image-to-image, hires, 
       [Array.from({ length: 17 }, () => ['--lora', lora]).flat(), /at most 16 LoRAs/],
     ];
     for (const [args, message] of cases) assert.throws(() => parse(...args), (e: Error) => e instanceof UsageError && message.test(e.message), args.join(' '));
+    // Decimal forms still read as written.
+    assert.deepEqual([parse('--steps', '12').steps, parse('--guidance', '.5').guidance, parse('--guidance', '+3.5').guidance, parse('--steps', '2e1').steps], [12, 0.5, 3.5, 20]);
   });
 
   it('an A1111 LoRA tag typed into the prompt is refused, not drawn as words (every entry point checks through resolveParams)', () => {

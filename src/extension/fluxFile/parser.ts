@@ -18,7 +18,7 @@ import * as v from 'valibot';
 import { checkTemplate, TemplateProblem } from '../../shared/fileName';
 import { closest } from '../../shared/didYouMean';
 import {
-  Count, GenerateParams, Guidance, Height, HIRES_UPSCALERS, HiresScale, IMAGE_FITS, ImageParams, Lora, LIMITS, LORA_TAG, LoraStrength, nearestSides, NegativePrompt, resolveParams, splitLoraSpec, Steps, Strength, TrueCfgScale, UsedSeed, VAE_TILING, Width,
+  Count, GenerateParams, Guidance, Height, HIRES_UPSCALERS, HiresScale, IMAGE_FITS, ImageParams, Lora, LIMITS, LORA_TAG, LoraStrength, nearestSides, NegativePrompt, parseDecimal, resolveParams, splitLoraSpec, Steps, Strength, TrueCfgScale, UsedSeed, VAE_TILING, Width,
 } from '../../shared/params';
 
 export interface Position {
@@ -192,11 +192,6 @@ function parseInteger(s: string): number | undefined {
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
-function parseNumber(s: string): number | undefined {
-  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s)) return undefined;
-  const n = Number(s);
-  return Number.isFinite(n) ? n : undefined;
-}
 
 /** Validates one parameter; pushes problems; returns the value to use, if valid. */
 function parseValue(p: ParamLine, problems: FluxProblem[]): BlockValues[keyof BlockValues] | undefined {
@@ -217,7 +212,7 @@ function parseValue(p: ParamLine, problems: FluxProblem[]): BlockValues[keyof Bl
     return void problem('notMultipleOf16', { lower, upper, suggestion: String(suggestion) });
   };
   const number = (schema: v.GenericSchema<number, number>, range: { min: number; max: number }) => {
-    const n = parseNumber(p.value);
+    const n = parseDecimal(p.value);
     if (n === undefined) return void problem('notNumber', { ...range });
     return check(schema, n, range);
   };

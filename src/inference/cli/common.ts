@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { closest } from '../../shared/didYouMean';
-import { checkOne } from '../../shared/params';
+import { checkOne, parseDecimal } from '../../shared/params';
 
 export interface CliOutput {
   out(text: string): void;
@@ -35,16 +35,16 @@ export function choiceFlag<T extends string>(name: string, v: string | undefined
 /** `--cache-max-gb N`: the disk the weight caches may take, in bytes (0 or absent: no limit). */
 export function cacheMaxBytesFlag(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
-  const gb = Number(v);
-  if (!v.trim() || !Number.isFinite(gb) || gb < 0) throw new UsageError(`--cache-max-gb must be a number of GiB ≥ 0 (0: no limit), got "${v}"`);
+  const gb = decimal(v);
+  if (!Number.isFinite(gb) || gb < 0) throw new UsageError(`--cache-max-gb must be a number of GiB ≥ 0 (0: no limit), got "${v}"`);
   return gb > 0 ? Math.round(gb * 2 ** 30) : undefined;
 }
 
 /** A flag whose value must be a whole number from min to max, when given. */
 export function wholeNumberFlag(name: string, v: string | undefined, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!v.trim() || !Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, got "${v}"`);
+  const n = decimal(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, got "${v}"`);
   return n;
 }
 
@@ -63,9 +63,14 @@ export function flag<S extends Parameters<typeof checkOne>[0]>(name: string, sch
 
 export function num(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!v.trim() || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${v}"`);
+  const n = decimal(v);
+  if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${v}"`);
   return n;
+}
+
+/** A flag's text as a decimal number, else NaN (params.ts parseDecimal). */
+export function decimal(v: string): number {
+  return parseDecimal(v) ?? NaN;
 }
 
 /**

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { ModelSpec, UserError } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
 import { checkOne, Height, Width } from '../../shared/params';
-import { cliInvocation, CliOutput, EXIT_FAILURE, EXIT_OK, parseCommandArgs, rejectEmptyPaths, statIfAny, Subcommand, UsageError } from './common';
+import { cliInvocation, CliOutput, decimal, EXIT_FAILURE, EXIT_OK, parseCommandArgs, rejectEmptyPaths, statIfAny, Subcommand, UsageError } from './common';
 import { checkCanCreate } from './generateFiles';
 import { DownloadError } from '../models/hubErrors';
 import { mirrorsFromEnv } from '../models/hub';
@@ -220,7 +220,7 @@ function stripUndefined<T extends object>(o: T): T {
 }
 
 function gib(text: string, flag: string): number {
-  const v = Number(text);
+  const v = decimal(text);
   if (!Number.isFinite(v) || v <= 0 || v > 4096) throw new UsageError(`${flag} must be a number of GB, e.g. 12`);
   return Math.round(v * 2 ** 30);
 }
