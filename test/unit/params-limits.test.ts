@@ -263,7 +263,7 @@ const SURFACES13: { name: string; accepts: (field: Field13, v: number) => boolea
     name: 'the .flux parser',
     accepts: (field, v) => {
       const line: Record<Field13, string> = {
-        trueCfgScale: `cfg: ${v}`, strength: `image: in.png\nstrength: ${v}`, hiresScale: `hires: ${v}`, hiresStrength: `hires_strength: ${v}`, hiresSteps: `hires_steps: ${v}`, loraStrength: `lora: style.safetensors:${v}`,
+        trueCfgScale: `cfg: ${v}`, strength: `image: in.png\nstrength: ${v}`, hiresScale: `width: 512\nheight: 512\nhires: ${v}`, hiresStrength: `hires_strength: ${v}`, hiresSteps: `hires_steps: ${v}`, loraStrength: `lora: style.safetensors:${v}`,
       };
       const doc = parseFlux(`a lighthouse\n${line[field]}\n`);
       const b = doc.blocks[0].values;

@@ -25,15 +25,18 @@ describe('MajicFLUX in a real VS Code: the editor, as a demanding user', functio
     return files.flatMap((f) => fs.readFileSync(path.join(dir, f), 'utf8').split('\n'));
   }
 
-  it('a .flux hires pass past the size limit is refused before the server sees it, once for its count, and logged', async () => {
+  it('a .flux hires pass past the size limit is marked on its line while typing, and a run is refused before the server sees it, once for its count, and logged', async () => {
     const file = path.join(ws(), 'hires-too-large.flux');
     fs.writeFileSync(file, 'a cat on a wall\nwidth: 1536\nheight: 1536\nhires: 2\ncount: 3\n');
     const document = await vscode.workspace.openTextDocument(file);
+    await vscode.window.showTextDocument(document);
+    const marked = await waitFor('the diagnostic on the hires line', () => vscode.languages.getDiagnostics(document.uri).find((d) => d.range.start.line === 3 && d.severity === vscode.DiagnosticSeverity.Error), 10_000);
+    assert.match(marked.message, /makes 3072×3072; sides stop at 2048: use a smaller scale \(at most ×1\.33\)/);
     const before = api.jobs.all().length;
     const runs = await vscode.commands.executeCommand<RunResult[] | undefined>('majicflux.generateFluxFile', document.uri.toString());
-    assert.deepEqual(runs, [], 'nothing ran');
+    assert.ok(!runs?.length, `nothing ran: ${JSON.stringify(runs)}`);
     assert.equal(api.jobs.all().length, before, 'no job submitted (was: three, each failing on the server)');
-    await waitFor('the refusal in the log', () => logLines().find((l) => /not generating: MajicFLUX cannot generate: a hires pass ×2 on 1536×1536 makes 3072×3072; sides stop at 2048: use a smaller scale \(at most ×1\.33\)/.test(l)), 5_000);
+    await waitFor('the refusal in the log', () => logLines().find((l) => /not generating: Fix the problems in hires-too-large\.flux first: line 4: .*a hires pass ×2 on 1536×1536 makes 3072×3072; sides stop at 2048: use a smaller scale \(at most ×1\.33\)/.test(l)), 5_000);
   });
 
   it('Vary This Image refuses, at once and logged, a .png that is no image and one too large to read', async () => {
