@@ -249,6 +249,22 @@ describe('safetensors reader', () => {
       assert.throws(() => SafetensorsFile.open(f), (e: Error) => !e.message.includes('5000'));
     });
 
+    it('a file of a format people mix up with safetensors says which it is (an image, a PyTorch pickle or zip, a GGUF), not only "header length over the limit"', () => {
+      const head = (bytes: number[] | string) => Buffer.concat([Buffer.from(typeof bytes === 'string' ? Buffer.from(bytes, 'latin1') : bytes), Buffer.alloc(64, 7)]);
+      const cases: Array<[string, Buffer, RegExp]> = [
+        ['photo.safetensors', head([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), /not a safetensors file: it is a PNG image$/],
+        ['photo2.safetensors', head([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46]), /it is a JPEG image$/],
+        ['lora.ckpt', head('PK\x03\x04\x14\x00\x00\x00'), /it is a PyTorch checkpoint \(.*pickles, which can run code.*get the \.safetensors version/],
+        ['old.bin', head([0x80, 0x02, 0x7d, 0x71, 0x00, 0x28, 0x58, 0x0b]), /it is a PyTorch checkpoint/],
+        ['q8.safetensors', head('GGUF\x03\x00\x00\x00'), /it is a GGUF file: .*a LoRA must be \.safetensors/],
+      ];
+      for (const [name, bytes, message] of cases) {
+        const f = at(name);
+        fs.writeFileSync(f, bytes);
+        throwsAbout(() => SafetensorsFile.open(f), f, message);
+      }
+    });
+
     it('header length claiming over 100 MB (and absurd u64 values)', () => {
       const f = writeRawSafetensors(at('bigheader.safetensors'), { a: good }, 16, BigInt(MAX_HEADER_BYTES + 1));
       throwsAbout(() => SafetensorsFile.open(f), f, /not a safetensors file \(its header length is over the 100000000-byte limit\)/);

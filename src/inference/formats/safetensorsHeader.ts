@@ -49,6 +49,24 @@ export function elementCount(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/**
+ * What a file that is not safetensors is, by its first bytes, for the files people mix up with it
+ * (a LoRA or checkpoint downloaded in another format, an image picked by mistake); undefined for
+ * anything else. It names a format, never the bytes.
+ */
+function otherFormat(first: Buffer): string | undefined {
+  const ascii = first.toString('latin1');
+  if (ascii.startsWith('\x89PNG')) return 'a PNG image';
+  if (ascii.startsWith('\xff\xd8\xff')) return 'a JPEG image';
+  if (ascii.startsWith('RIFF')) return 'a RIFF file (a WebP image?)';
+  if (ascii.startsWith('GGUF')) return 'a GGUF file: MajicFLUX reads GGUF for the transformer and T5 only (give the model folder or the file as the transformer); a LoRA must be .safetensors';
+  // PyTorch's formats: a zip of pickles (torch.save since 1.6) or a bare pickle (protocol 2–5).
+  if (ascii.startsWith('PK\x03\x04') || (first[0] === 0x80 && first[1] >= 2 && first[1] <= 5)) {
+    return 'a PyTorch checkpoint (.ckpt, .pt, .pth or .bin: Python pickles, which can run code when loaded, so MajicFLUX does not read them): get the .safetensors version of it, or convert it with a trusted tool';
+  }
+  return undefined;
+}
+
 /** Parses and validates the header of the regular file `fd` of `size` bytes. */
 export function parseHeader(file: string, fd: number, size: number): Header {
   const fail = (problem: string) => new SafetensorsError(file, problem);
@@ -58,7 +76,8 @@ export function parseHeader(file: string, fd: number, size: number): Header {
   const headerLen = lenBuf.readBigUInt64LE(0);
   if (headerLen > BigInt(MAX_HEADER_BYTES)) {
     // The number read is not shown: from a file that is not safetensors it would echo the file's first bytes.
-    throw fail(`not a safetensors file (its header length is over the ${MAX_HEADER_BYTES}-byte limit), or it is corrupt`);
+    const other = otherFormat(lenBuf);
+    throw fail(other ? `not a safetensors file: it is ${other}` : `not a safetensors file (its header length is over the ${MAX_HEADER_BYTES}-byte limit), or it is corrupt`);
   }
   const n = Number(headerLen);
   if (8 + n > size) throw fail(`not a safetensors file, or it is truncated: its header length goes beyond the end of the ${size}-byte file`);
