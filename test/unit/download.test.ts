@@ -532,6 +532,16 @@ describe('model download', function () {
       assert.equal(hub.contentRequests().length, 0);
     });
 
+    it('a folder that cannot be made (a file where it should be) fails before any transfer, naming the folder and why, not with Node\'s error and its stack', async () => {
+      const blocked = path.join(tmp, HF.repo, 'transformer');
+      fs.mkdirSync(path.dirname(blocked), { recursive: true });
+      fs.writeFileSync(blocked, 'a file where the folder goes');
+      const err = await expectDownloadError(downloadFiles([item(HF, 'transformer/config.json')], opts()));
+      assert.ok(err.message.startsWith(`Could not create the folder ${blocked} for `), err.message);
+      assert.match(err.message, /a file is in the way \(where a folder should be\) \((ENOTDIR|EEXIST)\)\. Download into another folder, or fix that one\.$/);
+      assert.equal(hub.contentRequests().length, 0);
+    });
+
     it('the real statfs is used by default and passes for small files', async () => {
       const [r] = await downloadFiles([item(HF, 'ae.config.json')], opts());
       assertSameAsFixture(r.path, 'ae.config.json');

@@ -5,6 +5,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { errorText } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
+import { writeFailureReason } from '../system/fsErrors';
 import type { Ctx, Job } from './download';
 import { ChecksumMismatch, Stopped, TransientFailure } from './downloadFailures';
 import { HUB_LABELS } from './hub';
@@ -81,6 +82,12 @@ export function isNodeError(err: unknown, code?: string): boolean {
     typeof (err as { code?: unknown }).code === 'string' &&
     (code === undefined || (err as { code: string }).code === code)
   );
+}
+
+/** The folder a file goes into could not be made (a file in the way, no permission, a read-only disk): before any transfer. */
+export function folderError(job: Job, err: unknown): DownloadError {
+  const dir = path.dirname(job.item.dest);
+  return new DownloadError('http', `Could not create the folder ${dir} for ${describe(job)}: ${writeFailureReason(err)}. Download into another folder, or fix that one.`, errorText(err));
 }
 
 export async function diskFullError(ctx: Ctx, job: Job): Promise<DownloadError> {

@@ -7,7 +7,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { errorText } from '../../shared/api';
 import type { Ctx, DownloadedFile, Job } from './download';
-import { diskFullError, isNodeError, keepCorrupt, sizeConflict, toUserError } from './downloadErrors';
+import { diskFullError, folderError, isNodeError, keepCorrupt, sizeConflict, toUserError } from './downloadErrors';
 import { ChecksumMismatch, sleep, StallGuard, Stopped, TransientFailure } from './downloadFailures';
 import { DownloadError, httpError, isRetryableStatus } from './hubErrors';
 import { discardBody, hubFetch, HubResponse, isAbortError, safeHost } from './hubFetch';
@@ -22,7 +22,9 @@ export async function runJob(ctx: Ctx, job: Job): Promise<DownloadedFile> {
   if (ctx.signal.aborted) throw new Stopped();
   const existing = await checkExisting(ctx, job);
   if (existing) return existing;
-  await fsp.mkdir(path.dirname(job.item.dest), { recursive: true });
+  await fsp.mkdir(path.dirname(job.item.dest), { recursive: true }).catch((err: unknown) => {
+    throw isNodeError(err, 'ENOSPC') ? err : folderError(job, err);
+  });
 
   const retries = Math.max(0, ctx.opts.retries ?? 5);
   const baseDelay = ctx.opts.retryDelayMs ?? 1000;
