@@ -92,7 +92,9 @@ describe('extension: .flux keys for negative prompt, LoRA, image-to-image, hires
     assert.deepEqual(big.problems.map((p) => [p.code, p.span.start.line]), [['refusedTogether', 3]]);
     assert.match(String(big.problems[0].args.value), /makes 3072×2048; sides stop at 2048: use a smaller scale \(at most ×1\.33\)/);
     const fromDefaults = parseFlux('width: 2048\nhires: 1.5\n\na cat\n\na dog\nwidth: 1024\n');
-    assert.deepEqual(fromDefaults.problems.map((p) => [p.code, p.span.start.line]), [['refusedTogether', 1]], 'the first block takes the file\'s 2048; the second its own 1024');
+    // On the block that cannot run, not on the defaults' line: an error there would refuse every block, "a dog" too.
+    assert.deepEqual(fromDefaults.problems.map((p) => [p.code, p.span.start.line]), [['refusedTogether', 3]], 'the first block takes the file\'s 2048; the second its own 1024');
+    assert.ok(!fromDefaults.defaults.spans.some((d) => d.start.line <= fromDefaults.problems[0].span.start.line && fromDefaults.problems[0].span.start.line <= d.end.line));
     const noLarger = parseFlux('a cat\nwidth: 64\nheight: 64\nhires_steps: 4\nhires: 1.05\n');
     assert.deepEqual(noLarger.problems.map((p) => [p.code, p.span.start.line]), [['refusedTogether', 4]]);
     assert.match(String(noLarger.problems[0].args.value), /makes 64×64 \(sides are whole multiples of 16\), no larger: use a scale of at least ×1\.13/);

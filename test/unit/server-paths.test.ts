@@ -237,6 +237,17 @@ describe('the server\'s own text as a remote client reads it (paths.forRemoteCli
     assert.equal(forRemoteClient('C:\\Users\\owner\\models\\flux.safetensors is locked', roots), '<server path> is locked');
   });
 
+  it('a path with spaces is hidden whole, quoted or not (no tail of it left), one inside an allowed folder is kept whole; file:// URLs and line:column suffixes too', () => {
+    const spaced = remoteRoots({ outputDir: path.join(root, 'out'), modelsDir: path.join(root, 'Application Support', 'mf models') });
+    const model = path.join(root, 'Application Support', 'mf models', 'flux dev');
+    assert.equal(forRemoteClient("open '/Users/j/Library/Application Support/Code/cache/dit.bin' failed", spaced), "open '<server path>' failed");
+    assert.equal(forRemoteClient('C:\\Users\\John Smith\\AppData\\majicflux\\dit.bin is locked', spaced), '<server path> is locked');
+    assert.equal(forRemoteClient(`DiT ${model}, weights fp32`, spaced), `DiT ${model}, weights fp32`);
+    assert.equal(forRemoteClient(`"${model}"`, spaced), `"${model}"`);
+    assert.equal(forRemoteClient('see file:///home/owner/.cache/x.log now', spaced), 'see <server path> now');
+    assert.equal(forRemoteClient(`in ${install}:10:5 and ${path.join(root, 'out', 'a.png')}:3:4`, spaced), `in <server path> and ${path.join(root, 'out', 'a.png')}:3:4`);
+  });
+
   it('the owner\'s client (no allowed folders: it may name any path) reads the text whole; a TCP client through its PathPolicy does not', () => {
     const text = `Error: boom\n    at f (${install}:1:2)`;
     assert.equal(new PathPolicy().forClient(text), text);

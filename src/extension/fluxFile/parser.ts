@@ -412,7 +412,7 @@ export function parseFlux(text: string): FluxDocument {
       const spec = `${tag[1].trim()}.safetensors:${tag[2]?.trim() || 1}`;
       problems.push({ code: 'loraTagInPrompt', severity: 'error', span: start.line === end.line ? { start, end } : { start, end: start }, args: { key: 'lora', value: tag[0], suggestion: spec } });
     } else {
-      const refused = refusedTogether(b, v, defaults.params);
+      const refused = refusedTogether(b, v);
       if (refused) problems.push(refused);
     }
   }
@@ -426,7 +426,7 @@ export function parseFlux(text: string): FluxDocument {
  * the line most likely to change. With an input image and no size the run's size is the image's,
  * unknown here: not checked.
  */
-function refusedTogether(b: FluxBlock, values: BlockValues, defaults: readonly ParamLine[]): FluxProblem | undefined {
+function refusedTogether(b: FluxBlock, values: BlockValues): FluxProblem | undefined {
   // Only a hires pass or an input image brings cross-field checks; the rest would only cost typing
   // time in a file of thousands of prompts.
   if (values.hires === undefined && values.image === undefined) return undefined;
@@ -436,9 +436,14 @@ function refusedTogether(b: FluxBlock, values: BlockValues, defaults: readonly P
     resolveParams({ ...values, seed: undefined, prompt: b.prompt });
     return undefined;
   } catch (e) {
-    const lines = [...b.params, ...defaults];
-    const at = ['hires', 'hires_steps', 'hires_strength', 'strength', 'steps', 'width', 'height'].map((k) => lines.find((p) => p.name === k)).find((p) => p);
-    return { code: 'refusedTogether', severity: 'error', span: at ? at.keySpan : b.span, args: { value: (e as Error).message } };
+    const message = (e as Error).message;
+    // The line of a value the check is about, where this block sets it; else the block's prompt. Never
+    // a line of the file's defaults: an error there refuses every block (fluxFile/index.ts blockErrors).
+    const keys = /^(?:a hires pass|hires strength)/.test(message) ? ['hires', 'hires_strength', 'hires_steps', 'width', 'height'] : /^strength/.test(message) ? ['strength', 'steps'] : [];
+    const at = keys.map((k) => b.params.find((p) => p.name === k)).find((p) => p);
+    const first = b.pieces[0];
+    const span = at ? at.keySpan : { start: { line: first.line, character: first.character }, end: { line: first.line, character: first.character + first.text.length } };
+    return { code: 'refusedTogether', severity: 'error', span, args: { value: message } };
   }
 }
 

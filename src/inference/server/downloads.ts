@@ -82,10 +82,11 @@ export class ServerDownloads {
       .catch((err: unknown) => {
         const e = err instanceof Error ? err : new Error(String(err));
         const code = err instanceof DownloadError ? err.code : controller.signal.aborted ? 'cancelled' : 'http';
-        const detail = err instanceof UserError ? err.detail : place.remote ? undefined : e.stack;
         const shown = place.forClient ?? ((text: string) => text);
+        const raw = err instanceof UserError ? err.detail : e.stack;
+        const detail = raw && shown(raw).trim();
         log(code === 'cancelled' ? 'info' : 'error', `${code}: ${e.message}`);
-        session.send({ type: 'event', event: 'download-failed', downloadId, code, message: shown(e.message), ...(detail ? { detail: shown(detail) } : {}) });
+        session.send({ type: 'event', event: 'download-failed', downloadId, code, message: shown(e.message), ...(detail ? { detail } : {}) });
       })
       .finally(() => this.active.delete(downloadId));
     return undefined;

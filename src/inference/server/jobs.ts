@@ -221,7 +221,9 @@ export class JobQueue {
       } else if (err instanceof UserError) {
         const [message, detail] = [this.shown(job, err.message), err.detail && this.shown(job, err.detail)];
         this.host.log('error', `${jobId} failed: ${message}${detail ? `\n${detail}` : ''}`, jobId);
-        this.finish(job, { type: 'event', event: 'failed', jobId, message, ...(detail ? { detail } : {}), ...(err instanceof ModelError ? { code: 'model' as const } : {}) });
+        // A user error may still carry a stack (a load failure's) or the cache folder: a remote client hears neither.
+        const heard = detail && this.host.paths.forClient(detail).trim();
+        this.finish(job, { type: 'event', event: 'failed', jobId, message: this.host.paths.forClient(message), ...(heard ? { detail: heard } : {}), ...(err instanceof ModelError ? { code: 'model' as const } : {}) });
       } else {
         // Not the user's error: the owner's client gets the stack for its log; a remote client
         // neither it (it names the install) nor a server path outside the folders it may name.

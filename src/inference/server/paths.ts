@@ -120,23 +120,35 @@ export function asNamed(text: string, names: ReadonlyMap<string, string>): strin
   return text;
 }
 
-/** An absolute path in free text (POSIX, a Windows drive, UNC), after a space, quote, bracket, `=`, `,` or `:`; not a URL's `//host`. */
-const PATH_IN_TEXT = /(^|[\s'"`([=,:])((?:\/(?!\/)|[A-Za-z]:[\\/]|\\\\)[^\s'"`()[\],;]*)/g;
+/** Where an absolute path starts: POSIX `/` (not a URL's `//host`), a Windows drive, UNC; `file://` before it too. */
+const PATH_START = String.raw`(?:file:\/\/)?(?:\/(?!\/)|[A-Za-z]:[\\/]|\\\\)`;
+/** A character of an unquoted path. */
+const CH = String.raw`[^\s'"${'`'}()[\],;]`;
+/**
+ * An absolute path in free text: whole between quotes (spaces and all); unquoted after a space,
+ * bracket, `=`, `,` or `:`, running on over a space while the next word holds a separator
+ * (`/Users/j/Application Support/x.bin`, `C:\Users\John Smith\x`), not over plain words.
+ */
+const PATH_IN_TEXT = new RegExp(String.raw`(['"${'`'}])(${PATH_START}[^'"${'`'}\n]*)\1|(^|[\s([=,:])(${PATH_START}${CH}*(?: ${CH}*[\\/]${CH}*)*)`, 'g');
 
 /**
- * The server's own text (a log line, an internal error) as a remote client may read it: no stack
- * frames (they name the install), and a path outside the folders the owner allowed shown as
+ * The server's own text (a log line, an error) as a remote client may read it: no stack frames
+ * (they name the install), and a path outside the folders the owner allowed shown as
  * `<server path>`; paths inside them stay, as the client may name those itself.
  */
 export function forRemoteClient(text: string, roots: RemoteRoots): string {
-  const allowed = (p: string) => roots.read.some((r) => p === r || isInside(r, p));
+  const allowed = (p: string) => {
+    const file = path.resolve(p.replace(/^file:\/\//, '').replace(/(?::\d+)*[.:]*$/, ''));
+    return roots.read.some((r) => file === r || isInside(r, file));
+  };
   return text
     .split('\n')
     .filter((line) => !/^\s+at /.test(line))
     .join('\n')
-    .replace(PATH_IN_TEXT, (whole, before: string, found: string) => {
-      const p = found.replace(/[.:]+$/, '');
-      return allowed(path.resolve(p)) ? whole : `${before}<server path>${found.slice(p.length)}`;
+    .replace(PATH_IN_TEXT, (whole, quote: string | undefined, quoted: string | undefined, before: string | undefined, bare: string | undefined) => {
+      if (quote !== undefined) return allowed(quoted!) ? whole : `${quote}<server path>${quote}`;
+      const p = bare!.replace(/[.:]+$/, '');
+      return allowed(p) ? whole : `${before}<server path>${bare!.slice(p.length)}`;
     });
 }
 

@@ -163,7 +163,8 @@ export class InferenceServer {
     }
     this.handle(session, req).catch((err: unknown) => {
       const e = err instanceof Error ? err : new Error(String(err));
-      this.reply(session, req.id, 'failed', this.paths.forClient(e.message), e instanceof UserError ? e.detail : this.paths.remote ? undefined : e.stack);
+      const detail = e instanceof UserError ? e.detail : e.stack;
+      this.reply(session, req.id, 'failed', this.paths.forClient(e.message), detail && (this.paths.forClient(detail).trim() || undefined));
     });
   }
 
