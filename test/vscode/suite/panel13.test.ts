@@ -237,8 +237,9 @@ describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', f
     assert.equal(await vscode.commands.executeCommand('majicflux.varyImage', vscode.Uri.file(made)), true);
     const p = await waitFor('the panel', () => api.panel());
     assert.equal(p.inputImage, made);
-    await waitFor('the webview to say ready', () => p.received.includes('ready'), 30_000);
-    assert.equal((p.sent.get('init') as InitMessage).image?.path, made, 'the reopened webview shows it');
+    // The init message follows 'ready' once the saved input image is checked (an await): waited for, not raced.
+    const init = (await waitFor('the init message', () => p.sent.get('init'), 30_000)) as InitMessage;
+    assert.equal(init.image?.path, made, 'the reopened webview shows it');
     assert.equal(await vscode.commands.executeCommand('majicflux.varyImage', vscode.Uri.file(path.join(ws(), 'notes.md'))), false, 'not an image');
     assert.equal(p.inputImage, made);
     panel = p;
@@ -255,7 +256,7 @@ describe('MajicFLUX panel: LoRAs, input image and Vary This Image (issue 13)', f
     await waitFor('the webview to say ready', () => p.received.includes('ready'), 30_000);
     const warning = await waitFor('the notice', () => p.warnings.find((w) => w.startsWith('The input image was cleared')));
     assert.equal(warning, `The input image was cleared: the input image ${gone} is not there any more; choose it again.`);
-    assert.equal((p.sent.get('init') as InitMessage).image, undefined, 'no picture sent');
+    assert.equal(((await waitFor('the init message', () => p.sent.get('init'))) as InitMessage).image, undefined, 'no picture sent');
     assert.equal(p.inputImage, undefined);
     await vscode.commands.executeCommand('notifications.clearAll');
     panel = p;
