@@ -222,8 +222,8 @@ export class JobQueue {
         const [message, detail] = [this.shown(job, err.message), err.detail && this.shown(job, err.detail)];
         this.host.log('error', `${jobId} failed: ${message}${detail ? `\n${detail}` : ''}`, jobId);
         // A user error may still carry a stack (a load failure's) or the cache folder: a remote client hears neither.
-        const heard = detail && this.host.paths.forClient(detail).trim();
-        this.finish(job, { type: 'event', event: 'failed', jobId, message: this.host.paths.forClient(message), ...(heard ? { detail: heard } : {}), ...(err instanceof ModelError ? { code: 'model' as const } : {}) });
+        const heard = err.detail && this.heard(job, err.detail).trim();
+        this.finish(job, { type: 'event', event: 'failed', jobId, message: this.heard(job, err.message), ...(heard ? { detail: heard } : {}), ...(err instanceof ModelError ? { code: 'model' as const } : {}) });
       } else {
         // Not the user's error: the owner's client gets the stack for its log; a remote client
         // neither it (it names the install) nor a server path outside the folders it may name.
@@ -231,14 +231,19 @@ export class JobQueue {
         const stack = e.stack && this.shown(job, e.stack);
         this.host.log('error', `${jobId} failed: ${stack ?? this.shown(job, e.message)}`, jobId);
         const detail = this.host.paths.remote ? undefined : stack;
-        this.finish(job, { type: 'event', event: 'failed', jobId, message: `Generation failed: ${this.host.paths.forClient(this.shown(job, e.message.split('\n')[0]))}`, ...(detail ? { detail } : {}) });
+        this.finish(job, { type: 'event', event: 'failed', jobId, message: `Generation failed: ${this.heard(job, e.message.split('\n')[0])}`, ...(detail ? { detail } : {}) });
       }
     }
   }
 
-  /** `text` as the job's client may hear it: a remote client's inputs by the names it gave. */
+  /** `text` as the owner's log shows it: a remote client's inputs by the names it gave. */
   private shown(job: Job, text: string): string {
     return job.inputNames ? asNamed(text, job.inputNames) : text;
+  }
+
+  /** `text` as the job's client hears it: shown, and nothing of the server's outside the folders it may name (paths.forClient). */
+  private heard(job: Job, text: string): string {
+    return this.host.paths.forClient(this.shown(job, text));
   }
 
   /** The inputs were checked when the job was accepted; a symlink put in their place since must not lead out. */
