@@ -72,7 +72,7 @@ export interface RuntimeOptions {
 export interface DitTuning {
   nbitsBlock?: number;
   int8Activations?: boolean;
-  attention?: 'fused' | 'matmul';
+  attention?: 'fused' | 'matmul' | 'nbits';
   attentionChunks?: number;
   /** int8/int4: the bias as MatMulNBits' input rather than an Add (OpChoices.nbitsBias). */
   nbitsBias?: boolean;
@@ -82,6 +82,8 @@ export interface DitTuning {
   loraSplit?: number;
   /** A float LoRA branch's up-projection and its add onto the base output as one Gemm (OpChoices.loraGemm). */
   loraGemm?: boolean;
+  /** WebGPU: submit the GPU work every this many dispatches (onnxruntime's maxNumPendingDispatches). */
+  gpuPendingDispatches?: number;
   /** Tensors up to this many bytes are inlined instead of stored in the weight format (0: every Linear is). */
   inlineLimit?: number;
 }

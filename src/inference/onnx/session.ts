@@ -22,6 +22,13 @@ export interface SessionOptions {
    * (docs/BENCHMARKS.md). Set by the first WebGPU session of the process: the context is shared.
    */
   gpuBufferCache?: GpuBufferCache;
+  /**
+   * WebGPU: submit the recorded GPU work every this many dispatches (onnxruntime's
+   * maxNumPendingDispatches, 16 by default). Freed buffers return to the cache only at a submit, so
+   * a smaller window lets later kernels reuse them sooner. Like the cache mode, set by the first
+   * WebGPU session of the process.
+   */
+  gpuPendingDispatches?: number;
   /** onnxruntime's graph optimization level (default 'all'). */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
 }
@@ -59,7 +66,8 @@ export async function createSession(graph: Graph | Uint8Array, opts: SessionOpti
     executionProviders: [providerConfig(ep, opts.gpuBufferCache)],
     graphOptimizationLevel: opts.optimization ?? 'all',
     enableCpuMemArena: opts.cpuArena ?? false,
-    logSeverityLevel: opts.logLevel ?? 3,
+    // MAJICFLUX_ORT_LOG (benchmarks): onnxruntime's own log level, 0 = verbose with timestamps.
+    logSeverityLevel: opts.logLevel ?? (process.env.MAJICFLUX_ORT_LOG ? (Number(process.env.MAJICFLUX_ORT_LOG) as 0 | 1 | 2 | 3 | 4) : 3),
     ...(opts.intraOpThreads ? { intraOpNumThreads: opts.intraOpThreads } : {}),
     ...(opts.optimizedModelPath ? { optimizedModelFilePath: opts.optimizedModelPath } : {}),
     // Benchmarks only: per-node timings and placements (scripts/gpu/profile-summary.mjs reads them).
@@ -68,6 +76,9 @@ export async function createSession(graph: Graph | Uint8Array, opts: SessionOpti
       session: {
         ...(opts.weightsFolder ? { model_external_initializers_file_folder_path: opts.weightsFolder } : {}),
       },
+      ...(ep === 'webgpu' && opts.gpuPendingDispatches ? { ep: { webgpuexecutionprovider: { maxNumPendingDispatches: String(opts.gpuPendingDispatches) } } } : {}),
+      // Benchmarks only: more session config entries, e.g. {"session.disable_prepacking":"1"}.
+      ...(process.env.MAJICFLUX_ORT_CONFIG ? (JSON.parse(process.env.MAJICFLUX_ORT_CONFIG) as Record<string, string>) : {}),
     },
   };
   return ort.InferenceSession.create(bytes, options);
