@@ -70,7 +70,7 @@ interface Job {
   /** DiT alone, int8/int4: MatMulNBits block size (default: the provider's, OpChoices). */
   nbitsBlock?: number;
   /** DiT alone: MultiHeadAttention or MatMul → Softmax → MatMul (default: the provider's), and query pieces for the latter. */
-  attention?: 'fused' | 'matmul' | 'nbits';
+  attention?: 'fused' | 'matmul';
   attentionChunks?: number;
   /** DiT alone: onnxruntime's graph optimization level (default all). */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
@@ -225,19 +225,11 @@ async function ditWorker(job: Job, dir: string, cache: string, emit: (r: RunResu
 
 async function ditRun(job: Job, dir: string, cache: string): Promise<RunResult[]> {
   if (job.weights === 'auto') throw new Error('--stages dit needs explicit weight formats');
-  // An nbits-attention DiT is built for one sequence length: one load per size.
-  const nbits = (job.tuning?.attention ?? job.attention) === 'nbits';
-  if (nbits && job.moreSizes?.length) {
-    const all: RunResult[] = [];
-    for (const size of [job.size, ...job.moreSizes]) all.push(...(await ditRun({ ...job, size, moreSizes: undefined }, dir, cache)));
-    return all;
-  }
-  const tokens = nbits ? job.t5 + (job.size / 16) ** 2 : undefined;
   const ditFile = ditFileFor(dir, job.weights);
   const t0 = performance.now();
   const rssBeforeLoad = currentRss();
   progress(`loading ${job.weights} from ${path.basename(ditFile)}`);
-  const dit = await FluxTransformer.load(ditFile, { format: job.weights, ep: job.ep === 'auto' ? 'cpu' : job.ep, cacheDir: cache, compute: job.compute, fp8Decode: job.fp8Decode, flashAttention: job.flashAttention, gpuBufferCache: job.gpuBufferCache, int8Activations: job.int8Activations, nbitsBlock: job.nbitsBlock, attention: job.attention, attentionChunks: job.attentionChunks, optimization: job.optimization, ...job.tuning, tokens });
+  const dit = await FluxTransformer.load(ditFile, { format: job.weights, ep: job.ep === 'auto' ? 'cpu' : job.ep, cacheDir: cache, compute: job.compute, fp8Decode: job.fp8Decode, flashAttention: job.flashAttention, gpuBufferCache: job.gpuBufferCache, int8Activations: job.int8Activations, nbitsBlock: job.nbitsBlock, attention: job.attention, attentionChunks: job.attentionChunks, optimization: job.optimization, ...job.tuning });
   const loadSeconds = (performance.now() - t0) / 1000;
   const rssAfterLoad = currentRss();
   const gpuMiBAfterLoad = ownGpuMiB();
@@ -465,9 +457,9 @@ function table(results: RunResult[], machine: string, model: string): string {
 /** --attention flash | plain (MultiHeadAttention with or without present K/V) | matmul. */
 function attentionJob(a: string | undefined): Partial<Job> {
   if (!a) return {};
-  if (a === 'matmul' || a === 'nbits') return { attention: a };
+  if (a === 'matmul') return { attention: 'matmul' };
   if (a === 'flash' || a === 'plain') return { attention: 'fused', flashAttention: a === 'flash' };
-  throw new Error('--attention must be flash, plain, matmul or nbits');
+  throw new Error('--attention must be flash, plain or matmul');
 }
 
 function updateDoc(section: string, body: string): void {

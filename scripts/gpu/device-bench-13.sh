@@ -19,10 +19,6 @@
 #           (A, B…, A again); ABSPLIT (a JSON list) for other variants
 #   abchunks the DiT alone at 1024²: attention in 1, 2 and 4 query pieces, one process
 #           (the GPU memory after the steps: what the pieces save)
-#   attnq   probe: attention at 4,608 and 1,536 tokens as float16 MatMul vs 8-bit MatMulNBits per
-#           head (layers.attentionNBits): kernel time, CPU fallbacks, error against float32
-#   abattn  the DiT alone at 1024² and 512², int8: matmul vs nbits attention, one process (A, B, A again)
-#   profattn the DiT alone at 1024², int8, nbits attention, 2 steps with onnxruntime's profiler
 #   abpend  the DiT alone at 1024² and 512², int8: the WebGPU submit window (gpuPendingDispatches)
 #           with the attention whole or in pieces, one process per variant (A … A again)
 #   loaddiag a warm DiT load with onnxruntime's verbose log (where session creation's time goes),
@@ -41,11 +37,6 @@ pack() { tar czf "$FINAL_OUT/results.tgz" -C "$OUT" . 2>/dev/null; }
 [ -f .gpu2/sharp.tar.xz ] && (cd node_modules && xz -dc ../.gpu2/sharp.tar.xz | tar xf -)
 
 if has info; then stamp info; info; fi
-if has attnq; then
-  stamp "probe attnq"
-  timeout "$(left 200)" node dist/gpu-probe.js --only attnq --out "$OUT/probe-attnq.json"
-  pack
-fi
 if has fill; then
   stamp fill
   if [ -n "${FILL_ALL:-}" ]; then fill full "$M" "$W/manifest.json"; else fill full "$M" "$W/manifest.json" --only flux-fp8; fi
@@ -89,18 +80,6 @@ if has absplit; then
   stamp "lora r32: branch forms (split down-projection, Gemm up-projection), one process"
   sp=${ABSPLIT:-'[{"loraSplit":2},{"loraSplit":4},{"loraGemm":true},{"loraGemm":true,"loraSplit":4}]'}
   timeout "$(left 400)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning-b '$sp' --tag lora-ab-split --job-timeout 390"
-  pack
-fi
-if has abattn; then
-  stamp "dit int8 1024 and 512: matmul vs nbits attention, one process"
-  timeout "$(left 300)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024,512 --steps 4 --weights int8 --tuning-b '[{\"attention\":\"nbits\"}]' --tag dit-ab-attn --job-timeout 290"
-  pack
-fi
-if has profattn; then
-  stamp "dit int8 1024, nbits attention, profiled"
-  mkdir -p "$W/prof"; rm -f "$W/prof"/*.json
-  MAJICFLUX_ORT_PROFILE="$W/prof/attn" timeout "$(left 120)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 2 --weights int8 --tuning '{\"attention\":\"nbits\"}' --tag attn-prof --job-timeout 110"
-  for f in "$W/prof"/*.json; do node scripts/gpu/profile-summary.mjs "$f" --json "$OUT/profile-$(basename "$f")"; done
   pack
 fi
 if has abpend; then

@@ -26,9 +26,6 @@ import { ditLora } from '../../src/inference/formats/loraDit';
 const configs: Array<FormatConfig & { bound: number }> = [
   { name: 'fp16, MultiHeadAttention', format: 'fp16', tuning: { attention: 'fused' }, bound: 5e-3 },
   { name: 'fp16, matmul attention', format: 'fp16', tuning: { attention: 'matmul' }, bound: 5e-3 },
-  // Attention's products as 8-bit MatMulNBits (k and v quantized per block in the graph).
-  { name: 'fp16, nbits attention', format: 'fp16', tuning: { attention: 'nbits' }, bound: 1.8e-2 },
-  { name: 'int8, block 32, int8 activations, nbits attention', format: 'int8', tuning: { nbitsBlock: 32, int8Activations: true, attention: 'nbits' }, bound: 2.5e-2 },
   { name: 'fp16, matmul attention, queries in 4 pieces', format: 'fp16', tuning: { attention: 'matmul', attentionChunks: 4 }, bound: 5e-3 },
   { name: 'int8, block 128, float activations (before)', format: 'int8', tuning: { nbitsBlock: 128, int8Activations: false }, bound: 1.8e-2 },
   { name: 'int8, block 128, int8 activations', format: 'int8', tuning: { nbitsBlock: 128, int8Activations: true }, bound: 2.5e-2 },

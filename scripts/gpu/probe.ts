@@ -156,59 +156,6 @@ const probes: Record<string, () => Promise<unknown>> = {
     return out;
   },
 
-  // Attention's products on MatMulNBits (layers.attentionNBits: k and v quantized in the graph)
-  // against the float16 MatMul form, at FLUX.1's 1024² (4,608 tokens) and 512² (1,536) shapes:
-  // kernel time (chain slope), whether every node stays on the GPU, and the error of one
-  // attention against the float32 MatMul form on the CPU, for q, k, v of std 1 and 3.
-  async attnq() {
-    const H = 24;
-    const D = 128;
-    const out: Record<string, unknown> = {};
-    const build = (L: number, form: 'matmul' | 'nbits', type: 'float16' | 'float32') => {
-      const g = new Graph('a', 21);
-      const [q, k, v] = ['q', 'k', 'v'].map((n) => g.input(n, type, [1, L, H * D]));
-      g.output(attention(g, q, k, v, H, { form, headDim: D, half: type === 'float16', tokens: L }), 'y', type, [1, L, H * D]);
-      return g;
-    };
-    for (const L of SMALL ? [256] : [4608, 1536]) {
-      const flops = 4 * L * L * H * D;
-      for (const form of ['matmul', 'nbits'] as const) {
-        out[`${form}-${L}`] = await attempt(async () => {
-          const r = await chainSlope(L, H * D, (g, x) => {
-            const b = g.op('Reshape', [x, g.i64([1, L, H * D])]);
-            return g.op('Reshape', [attention(g, b, b, b, H, { form, headDim: D, half: true, tokens: L }), g.i64([L, H * D])]);
-          }, 5);
-          return { ...r, tflops: flops / r.ms / 1e9 };
-        });
-      }
-      for (const form of ['matmul', 'nbits'] as const) {
-        out[`${form}-${L}-allOnGpu`] = await attempt(async () => {
-          const s = await session(build(L, form, 'float16'), { extra: { session: { disable_cpu_ep_fallback: '1' } } });
-          await s.release();
-          return true;
-        });
-      }
-      for (const std of [1, 3]) {
-        out[`error-${L}-std${std}`] = await attempt(async () => {
-          const x = ['q', 'k', 'v'].map(() => Float32Array.from({ length: L * H * D }, () => (Math.random() * 2 - 1) * std * Math.sqrt(3)));
-          const f16 = x.map((a) => float32ToF16Bits(a));
-          const ref32 = x.map((a, i) => toFloat32(new Uint8Array(f16[i].buffer), 'F16')); // the same values in float32
-          const feeds = (t: 'float16' | 'float32') => Object.fromEntries(['q', 'k', 'v'].map((n, i) => [n, t === 'float16' ? new ort.Tensor('float16', f16[i], [1, L, H * D]) : new ort.Tensor('float32', ref32[i], [1, L, H * D])]));
-          const runOn = async (g: Graph, t: 'float16' | 'float32', ep: 'gpu' | 'cpu') => {
-            const s = ep === 'gpu' ? await session(g) : await ort.InferenceSession.create(g.toBytes(), { executionProviders: ['cpu'] });
-            const y = (await s.run(feeds(t))).y.data;
-            await s.release();
-            return t === 'float16' ? toFloat32(new Uint8Array((y as Uint16Array).buffer), 'F16') : (y as Float32Array);
-          };
-          const ref = await runOn(build(L, 'matmul', 'float32'), 'float32', 'cpu');
-          const relL2 = (a: Float32Array) => { let n = 0; let d = 0; for (let i = 0; i < a.length; i++) { n += (a[i] - ref[i]) ** 2; d += ref[i] ** 2; } return Math.sqrt(n / d); };
-          return { matmulF16: relL2(await runOn(build(L, 'matmul', 'float16'), 'float16', 'gpu')), nbits: relL2(await runOn(build(L, 'nbits', 'float16'), 'float16', 'gpu')) };
-        });
-      }
-    }
-    return out;
-  },
-
   async fp8() {
     // W [K, K] as fp8 e4m3 codes (no NaN codes), packed little-endian four to a uint32 [K, K/4].
     const codes = Uint8Array.from({ length: K * K }, () => { const c = Math.floor(Math.random() * 254); return c >= 0x7f ? c + 1 : c; });

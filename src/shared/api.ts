@@ -72,7 +72,7 @@ export interface RuntimeOptions {
 export interface DitTuning {
   nbitsBlock?: number;
   int8Activations?: boolean;
-  attention?: 'fused' | 'matmul' | 'nbits';
+  attention?: 'fused' | 'matmul';
   attentionChunks?: number;
   /** int8/int4: the bias as MatMulNBits' input rather than an Add (OpChoices.nbitsBias). */
   nbitsBias?: boolean;

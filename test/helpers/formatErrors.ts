@@ -38,9 +38,7 @@ export async function measureFormatErrors(c: FormatConfig, ep: ExecutionProvider
   const tuning: DitTuning = { inlineLimit: 0, ...c.tuning };
   const cases = goldenCase('transformer.safetensors');
   // The pipeline's compute type: float32 on the CPU, float16 on GPUs.
-  // An `nbits` attention is built for the cases' one sequence length (text + image tokens).
-  const tokens = (cases.readF32('img_ids').length + cases.readF32('txt_ids').length) / 3;
-  const dit = await FluxTransformer.load(DIT_FILE, { format: c.format, compute: ep === 'cpu' ? 'float32' : 'float16', ep, cacheDir, ...tuning, tokens });
+  const dit = await FluxTransformer.load(DIT_FILE, { format: c.format, compute: ep === 'cpu' ? 'float32' : 'float16', ep, cacheDir, ...tuning });
   let ditError = 0;
   for (const k of ['a', 'b', 'c']) {
     const x: DitInputs = {

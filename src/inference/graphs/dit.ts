@@ -135,7 +135,7 @@ interface Dit {
   compute: ComputeType;
   flash: boolean;
   /** Attention form and query pieces (OpChoices). */
-  attention: { form: 'fused' | 'matmul' | 'nbits'; chunks: number; tokens?: number };
+  attention: { form: 'fused' | 'matmul'; chunks: number };
   /** com.microsoft ops allowed (Graph.contribOps). */
   contrib: boolean;
   /** The LoRA branches (ditLora.ts), when built with LoRAs. */
@@ -162,13 +162,8 @@ export interface DitBuildOptions {
   int8Activations?: boolean;
   /** int8/int4 weights: MatMulNBits block size (default per provider, OpChoices). */
   nbitsBlock?: number;
-  /**
-   * Attention as MultiHeadAttention, MatMul → Softmax → MatMul, or `nbits`: both products as 8-bit
-   * MatMulNBits per head, for one sequence length (`tokens`) (default per provider, OpChoices).
-   */
-  attention?: 'fused' | 'matmul' | 'nbits';
-  /** `nbits` attention: text + image tokens, fixed at build time. */
-  tokens?: number;
+  /** Attention as MultiHeadAttention or MatMul → Softmax → MatMul (default per provider, OpChoices). */
+  attention?: 'fused' | 'matmul';
   /** `matmul` attention: split the queries into this many pieces to bound the scores' memory. */
   attentionChunks?: number;
   /** int8/int4: the bias inside MatMulNBits (default per provider, OpChoices.nbitsBias). */
@@ -235,8 +230,7 @@ export function buildDit(weights: DitWeights, p: DitConfig, opts: DitBuildOption
 
 
   // Batch 1: activations are [tokens, features] inside, so every Linear is one Gemm.
-  const attention = { form: opts.attention ?? choices.attention, chunks: opts.attentionChunks ?? choices.attentionChunks, tokens: opts.tokens };
-  if (attention.form === 'nbits' && !opts.tokens) throw new Error('DiT: nbits attention is built for one sequence length (tokens)');
+  const attention = { form: opts.attention ?? choices.attention, chunks: opts.attentionChunks ?? choices.attentionChunks };
   const slots = loraSlots(opts.loras ?? []);
   const lora = slots.length ? new LoraGraph(g, slots.map((s) => s.branches), ditLinearShapes(weights, p), loraGraphOptions(opts, choices, compute, opts.format)) : undefined;
   const d: Dit = { g, w, p, src, headDim, prev: img, compute, flash: opts.flashAttention ?? false, attention, contrib: choices.contribOps, lora };

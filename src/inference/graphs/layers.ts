@@ -72,13 +72,8 @@ export interface AttentionOptions {
   headDim?: number;
   /** q, k, v are float16. */
   half?: boolean;
-  /**
-   * `matmul`: MatMul → Softmax → MatMul even where MultiHeadAttention exists (faster on WebGPU,
-   * OpChoices). `nbits`: both products as 8-bit MatMulNBits per head (attentionNBits; needs `tokens`).
-   */
-  form?: 'fused' | 'matmul' | 'nbits';
-  /** `nbits`: the sequence length, fixed (MatMulNBits' K and N are attributes). */
-  tokens?: number;
+  /** `matmul`: MatMul → Softmax → MatMul even where MultiHeadAttention exists (faster on WebGPU, OpChoices). */
+  form?: 'fused' | 'matmul';
   /** `matmul`: the queries in this many pieces, so one piece's scores [B, H, Lq/chunks, Lk] are held at a time. */
   chunks?: number;
 }
@@ -88,7 +83,6 @@ export interface AttentionOptions {
  * returning [B, Lq, H*Dh]. com.microsoft.MultiHeadAttention runs fused on CPU, CUDA and WebGPU.
  */
 export function attention(g: Graph, q: Value, k: Value, v: Value, heads: number, opts: AttentionOptions = {}): Value {
-  if (opts.form === 'nbits' && g.contribOps) return attentionNBits(g, q, k, v, heads, opts);
   if (!g.contribOps || opts.form === 'matmul') return attentionMatMul(g, q, k, v, heads, opts);
   const attrs: Record<string, number | { float: number }> = { num_heads: heads };
   if (opts.scale !== undefined) attrs.scale = { float: opts.scale };
@@ -124,72 +118,6 @@ function attentionMatMul(g: Graph, q: Value, k: Value, v: Value, heads: number, 
   };
   const out = inPieces(g, qh, chunks, head);
   return g.op('Reshape', [g.op('Transpose', [out], { perm: [0, 2, 1, 3] }), g.i64([0, 0, -1])]);
-}
-
-/**
- * Attention whose two products run on the WebGPU provider's tensor-core kernel, which onnxruntime
- * 1.30 has only for MatMulNBits on NVIDIA (its float16 MatMul stays at ≈ 31 TFLOP/s there): per
- * head, softmax(q·kᵀ) as MatMulNBits(q, k in 8-bit blocks of 32 along the head's channels), then
- * · v as MatMulNBits(p, vᵀ in 8-bit blocks of 32 along the tokens). k and v are quantized in the
- * graph, symmetric absmax per block as the Linears' weights (quant.ts): block / scale rounded by a
- * per-tensor QuantizeLinear (scale 1, zero point 128). q and p stay float16. The kernel takes one
- * 2-D A (no batch), so the heads are separate nodes; the sequence length is an attribute.
- * q, k, v [1, L, H*Dh] → [1, L, H*Dh]
- */
-function attentionNBits(g: Graph, q: Value, k: Value, v: Value, heads: number, opts: AttentionOptions): Value {
-  const dh = opts.headDim;
-  const L = opts.tokens;
-  if (!dh || !L) throw new Error('nbits attention needs the head dim and the token count');
-  if (opts.bias ?? opts.causalMask) throw new Error('nbits attention takes no logit bias');
-  // Blocks of 32 (what the tensor-core kernel takes); a head narrower than that (the tiny golden
-  // models' 16) in blocks of 16 along its channels.
-  const BLOCK = 32;
-  const kBlock = dh % BLOCK === 0 ? BLOCK : 16;
-  if (dh % kBlock) throw new Error(`nbits attention: head dim ${dh} is not a multiple of 16`);
-  const half = opts.half ?? false;
-  const h16 = (x: number) => scalarOf(g, x, half);
-  const flat = (x: Value) => g.op('Reshape', [x, g.i64([L, heads * dh])]);
-  // Per-block absmax scale (never 0: an all-zero block would divide 0 by 0) and the block divided by it.
-  const blocks = (x: Value) => {
-    const scale = g.op('Max', [g.op('Mul', [g.op('ReduceMax', [g.op('Abs', [x]), g.i64([-1])], { keepdims: 1 }), h16(1 / 127)]), h16(1e-4)]);
-    return { scaled: g.op('Div', [x, scale]), scale };
-  };
-  const codes = (x: Value) => g.op('QuantizeLinear', [x, h16(1), g.constant('uint8', [], Uint8Array.of(128), 'zp128')]);
-  // k: [L, H, Dh/32, 32] → head-major, so each head's blocks are one contiguous [L, Dh/32, 32].
-  const kb = blocks(g.op('Reshape', [flat(k), g.i64([L, heads, dh / kBlock, kBlock])]));
-  const kHeads = splitHeads(g, g.op('Transpose', [kb.scaled], { perm: [1, 0, 2, 3] }), heads, 0);
-  const kScales = splitHeads(g, g.op('Transpose', [kb.scale], { perm: [1, 0, 2, 3] }), heads, 0);
-  // vᵀ: [H, Dh, L/32, 32] (tokens padded to whole blocks with zeros, which add nothing to p·v).
-  const Lp = Math.ceil(L / BLOCK) * BLOCK;
-  const vPadded = Lp === L ? flat(v) : g.op('Pad', [flat(v), g.i64([0, 0, Lp - L, 0])]);
-  const vb = blocks(g.op('Transpose', [g.op('Reshape', [vPadded, g.i64([Lp / BLOCK, BLOCK, heads, dh])])], { perm: [2, 3, 0, 1] }));
-  const vHeads = splitHeads(g, vb.scaled, heads, 0);
-  const vScales = splitHeads(g, vb.scale, heads, 0);
-  const qHeads = splitHeads(g, flat(g.op('Mul', [q, h16(opts.scale ?? 1 / Math.sqrt(dh))])), heads, 1); // [L, Dh] each
-  const attrs = (n: number, kk: number, block: number) => ({ K: kk, N: n, bits: 8, block_size: block, accuracy_level: 4 });
-  const outs = qHeads.map((qh, h) => {
-    const kq = codes(g.op('Reshape', [kHeads[h], g.i64([L, dh / kBlock, kBlock])]));
-    const logits = g.op('MatMulNBits', [qh, kq, g.op('Reshape', [kScales[h], g.i64([-1])])], attrs(L, dh, kBlock), { domain: 'com.microsoft' }); // [L, L]
-    const vq = codes(g.op('Reshape', [vHeads[h], g.i64([dh, Lp / BLOCK, BLOCK])]));
-    return g.op('MatMulNBits', [g.op('Softmax', [logits], { axis: -1 }), vq, g.op('Reshape', [vScales[h], g.i64([-1])])], attrs(dh, L, BLOCK), { domain: 'com.microsoft' }); // [L, Dh]
-  });
-  return g.op('Reshape', [joinPieces(g, outs, 1), g.i64([1, L, heads * dh])]);
-}
-
-/** x cut along `axis` into `n` equal pieces, in Splits of at most MAX_PIECES outputs (see below). */
-function splitHeads(g: Graph, x: Value, n: number, axis: number): Value[] {
-  if (n <= MAX_PIECES) return g.opN('Split', [x], { axis, num_outputs: n }, { outputs: n });
-  const groups = Math.ceil(n / MAX_PIECES);
-  if (n % groups) throw new Error(`${n} pieces do not split evenly into ${groups} groups`);
-  return g.opN('Split', [x], { axis, num_outputs: groups }, { outputs: groups }).flatMap((part) => splitHeads(g, part, n / groups, axis));
-}
-
-/** Concat along `axis` in levels of at most MAX_PIECES inputs. */
-function joinPieces(g: Graph, pieces: Value[], axis: number): Value {
-  if (pieces.length <= MAX_PIECES) return g.op('Concat', pieces, { axis });
-  const groups: Value[] = [];
-  for (let i = 0; i < pieces.length; i += MAX_PIECES) groups.push(joinPieces(g, pieces.slice(i, i + MAX_PIECES), axis));
-  return joinPieces(g, groups, axis);
 }
 
 /**

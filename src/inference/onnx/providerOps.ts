@@ -265,7 +265,7 @@ export interface OpChoices {
    * MatMul, queries in `attentionChunks` pieces): WebGPU's MultiHeadAttention runs at 13 TFLOP/s
    * where its MatMul reaches 25 on the same attention (H200, 4,608 tokens).
    */
-  attention: 'fused' | 'matmul' | 'nbits';
+  attention: 'fused' | 'matmul';
   /** `matmul`: query pieces at 1024² with 512 text tokens, and the most a larger job grows to (attentionChunksFor). */
   attentionChunks: number;
   attentionChunksMax: number;

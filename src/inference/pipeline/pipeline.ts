@@ -20,7 +20,7 @@ import { formatBytes } from '../../shared/bytes';
 import { pruneWeightCaches } from '../onnx/weightCache';
 import { chooseEp } from '../onnx/providers';
 import { plannedGpuMemory } from '../system/gpuMemory';
-import { attentionChunksFor, opChoicesFor } from '../onnx/providerOps';
+import { attentionChunksFor } from '../onnx/providerOps';
 import { eulerStep, flowMatchSchedule } from './flowMatch';
 import { imageIds, initialLatents, LATENT_CHANNELS, latentShape, packLatents, textIds, unpackLatents, VAE_SCALE } from './latents';
 import { latentToPreviewRGB } from './latentPreview';
@@ -67,9 +67,6 @@ export class FluxPipeline {
   /** Text + image tokens of the largest pass of the job the DiT is loaded for, and the query pieces its attention was built with. */
   private ditTokens = 0;
   private ditChunks?: number;
-  /** Text + image tokens of the pass about to run, and the length an `nbits` attention DiT was built for. */
-  private ditPassTokens = 0;
-  private ditBuiltTokens?: number;
   private readonly epUsed = new Map<ComponentName, { ep: ExecutionProvider; note?: string }>();
   private readonly loras: PipelineLoras;
   /** Notes of the job running now (a CLIP built for its LoRAs adds to them). */
@@ -299,11 +296,6 @@ export class FluxPipeline {
     if (built !== undefined && built !== emb.tokens) await this.unload(['dit']);
     this.ditTextTokens = emb.tokens;
     this.ditTokens = pass.maxTokens;
-    this.ditPassTokens = emb.tokens + shape.tokens;
-    if (this.parts.dit && this.ditBuiltTokens !== undefined && this.ditBuiltTokens !== this.ditPassTokens) {
-      this.log('info', `dit: rebuilt for ${this.ditPassTokens} tokens (its attention is built for one sequence length)`);
-      await this.unload(['dit']);
-    }
     const ditEp = this.epUsed.get('dit')?.ep;
     if (this.parts.dit && ditEp && this.runtime.ditTuning?.attentionChunks === undefined && (this.ditChunks ?? 0) < attentionChunksFor(ditEp, pass.maxTokens)) {
       this.log('info', `dit: rebuilt with its attention in ${attentionChunksFor(ditEp, pass.maxTokens)} query pieces for ${pass.maxTokens} tokens`);
@@ -475,8 +467,7 @@ export class FluxPipeline {
         case 'dit':
           this.ditChunks = this.runtime.ditTuning?.attentionChunks ?? attentionChunksFor(ep, this.ditTokens);
           this.log('info', `dit: built for up to ${this.ditTokens} tokens, attention in ${this.ditChunks} query piece${this.ditChunks === 1 ? '' : 's'}`);
-          this.ditBuiltTokens = (this.runtime.ditTuning?.attention ?? opChoicesFor(ep).attention) === 'nbits' ? this.ditPassTokens : undefined;
-          part = await FluxTransformer.load(this.files.transformer, { ...common, attentionChunks: this.ditChunks, ...this.runtime.ditTuning, tokens: this.ditBuiltTokens, format: this.runtime.weights, textTokens: this.ditTextTokens, loras: this.loras.ditLoadLoras() });
+          part = await FluxTransformer.load(this.files.transformer, { ...common, attentionChunks: this.ditChunks, ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens, loras: this.loras.ditLoadLoras() });
           for (const n of part.notes) this.log('info', `dit: ${n}`);
           break;
         default:
