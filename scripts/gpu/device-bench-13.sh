@@ -19,8 +19,9 @@
 #           (A, B…, A again); ABSPLIT (a JSON list) for other variants
 #   abchunks the DiT alone at 1024²: attention in 1, 2 and 4 query pieces, one process
 #           (the GPU memory after the steps: what the pieces save)
-#   abpend  the DiT alone at 1024² and 512², int8: the WebGPU submit window (gpuPendingDispatches)
-#           with the attention whole or in pieces, one process per variant (A … A again)
+#   quick   the DiT alone at 1024² and 512², int8: a warm load with onnxruntime's verbose log, then
+#           the WebGPU submit window (maxNumPendingDispatches 4) with the attention whole or in
+#           pieces, one process per variant (A … A again)
 #   loaddiag a warm DiT load with onnxruntime's verbose log (where session creation's time goes),
 #           then one with prepacking off
 #   golden  the golden tiny model on WebGPU (scripts/gpu/golden-check.ts): every kernel choice's
@@ -82,14 +83,24 @@ if has absplit; then
   timeout "$(left 400)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024 --steps 3 --weights int8 --lora-rank 32 --tuning-b '$sp' --tag lora-ab-split --job-timeout 390"
   pack
 fi
-if has abpend; then
-  # The WebGPU context (cache mode, submit window) is the process's: one process per variant.
+if has quick; then
+  # The WebGPU context (cache mode, submit window) is the process's: one process per variant. The
+  # first with onnxruntime's verbose log (where a load's time goes); then a 4-dispatch submit window
+  # (MAJICFLUX_ORT_CONFIG) with the attention in 4 pieces, the window alone, and A again.
+  W4='{"ep.webgpuexecutionprovider.maxNumPendingDispatches":"4"}'
   i=0
-  for v in '{}' '{"gpuPendingDispatches":4}' '{"gpuPendingDispatches":4,"attentionChunks":4}' '{"gpuPendingDispatches":2,"attentionChunks":4}' '{"gpuPendingDispatches":8,"attentionChunks":2}' '{}'; do
-    i=$((i+1)); stamp "dit int8 1024 and 512, variant $i: $v"
-    timeout "$(left 80)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024,512 --steps 4 --weights int8 --tuning '$v' --tag pend-$i --job-timeout 75"
+  for v in '{}|{}' "{\"attentionChunks\":4}|$W4" "{}|$W4" '{}|{}'; do
+    i=$((i+1)); tuning=${v%%|*}; config=${v#*|}; stamp "dit int8 1024 and 512, variant $i: tuning $tuning, session config $config"
+    if [ $i = 1 ]; then
+      MAJICFLUX_ORT_LOG=0 timeout "$(left 90)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024,512 --steps 3 --weights int8 --tuning '$tuning' --tag quick-$i --job-timeout 85" > "$W/verbose.log" 2>&1
+      grep -vE "^[0-9-]+ [0-9:.]+ \\[" "$W/verbose.log"
+      grep -nE "TraceSessionOptions|Saving initialized|Done saving|Session successfully|Finished|repack|Partition" "$W/verbose.log" | cut -c1-300 | head -40
+      xz -T4 -c "$W/verbose.log" > "$OUT/verbose.log.xz"
+    else
+      MAJICFLUX_ORT_CONFIG="$config" timeout "$(left 45)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024,512 --steps 3 --weights int8 --tuning '$tuning' --tag quick-$i --job-timeout 40"
+    fi
+    pack
   done
-  pack
 fi
 if has loaddiag; then
   stamp "warm DiT load, onnxruntime verbose log"

@@ -82,8 +82,6 @@ export interface DitTuning {
   loraSplit?: number;
   /** A float LoRA branch's up-projection and its add onto the base output as one Gemm (OpChoices.loraGemm). */
   loraGemm?: boolean;
-  /** WebGPU: submit the GPU work every this many dispatches (onnxruntime's maxNumPendingDispatches). */
-  gpuPendingDispatches?: number;
   /** Tensors up to this many bytes are inlined instead of stored in the weight format (0: every Linear is). */
   inlineLimit?: number;
 }

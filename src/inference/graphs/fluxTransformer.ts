@@ -16,8 +16,6 @@ import { buildDit, DEFAULT_TEXT_TOKENS, DitBuildOptions, ditLinearShapes, prefil
 export interface FluxTransformerOptions extends DitBuildOptions {
   ep?: ExecutionProvider;
   gpuBufferCache?: GpuBufferCache;
-  /** WebGPU: submit every this many dispatches (SessionOptions.gpuPendingDispatches). */
-  gpuPendingDispatches?: number;
   threads?: number;
   /** Write the optimized graph here (debugging). */
   optimizedModelPath?: string;
@@ -106,7 +104,7 @@ export class FluxTransformer {
       const { graph, weights: w } = buildDit(from, config, { ...opts, loras });
       const folder = w.folder();
       const t2 = performance.now();
-      const session = await createSession(graph, { ep: opts.ep, weightsFolder: folder, intraOpThreads: opts.threads, optimizedModelPath: opts.optimizedModelPath, gpuBufferCache: opts.gpuBufferCache, gpuPendingDispatches: opts.gpuPendingDispatches, optimization: opts.optimization });
+      const session = await createSession(graph, { ep: opts.ep, weightsFolder: folder, intraOpThreads: opts.threads, optimizedModelPath: opts.optimizedModelPath, gpuBufferCache: opts.gpuBufferCache, optimization: opts.optimization });
       return { session, timings: { prefill: (t1 - t0) / 1000, build: (t2 - t1) / 1000, session: (performance.now() - t2) / 1000 } };
     };
     // A checkpoint opened here is opened again for a rebuild (onnxruntime maps the files itself meanwhile).

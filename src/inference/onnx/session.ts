@@ -22,13 +22,6 @@ export interface SessionOptions {
    * (docs/BENCHMARKS.md). Set by the first WebGPU session of the process: the context is shared.
    */
   gpuBufferCache?: GpuBufferCache;
-  /**
-   * WebGPU: submit the recorded GPU work every this many dispatches (onnxruntime's
-   * maxNumPendingDispatches, 16 by default). Freed buffers return to the cache only at a submit, so
-   * a smaller window lets later kernels reuse them sooner. Like the cache mode, set by the first
-   * WebGPU session of the process.
-   */
-  gpuPendingDispatches?: number;
   /** onnxruntime's graph optimization level (default 'all'). */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
 }
@@ -76,8 +69,8 @@ export async function createSession(graph: Graph | Uint8Array, opts: SessionOpti
       session: {
         ...(opts.weightsFolder ? { model_external_initializers_file_folder_path: opts.weightsFolder } : {}),
       },
-      ...(ep === 'webgpu' && opts.gpuPendingDispatches ? { ep: { webgpuexecutionprovider: { maxNumPendingDispatches: String(opts.gpuPendingDispatches) } } } : {}),
-      // Benchmarks only: more session config entries, e.g. {"session.disable_prepacking":"1"}.
+      // Benchmarks only: more session config entries, e.g. {"session.disable_prepacking":"1"} or
+      // {"ep.webgpuexecutionprovider.maxNumPendingDispatches":"4"} (docs/BENCHMARKS.md, twelfth session).
       ...(process.env.MAJICFLUX_ORT_CONFIG ? (JSON.parse(process.env.MAJICFLUX_ORT_CONFIG) as Record<string, string>) : {}),
     },
   };
