@@ -38,11 +38,18 @@ export async function readImageInput(file: string): Promise<PngInput | undefined
   return (await readImageInputOrTool(file)).input;
 }
 
-/** readImageInput, and without parameters we read, the tool whose own kind of record the PNG carries (to say so). */
-export async function readImageInputOrTool(file: string): Promise<{ input?: PngInput; tool?: string }> {
+/**
+ * readImageInput, and without parameters we read, why: the recorded prompt a run cannot take (too
+ * long, not text, blank), or the tool whose own kind of record the PNG carries.
+ */
+export async function readImageInputOrTool(file: string): Promise<{ input?: PngInput; tool?: string; unusablePrompt?: string }> {
   const info = await readPngParameters(file);
   const input = info.params ? toInput(info.params) : undefined;
   if (input) return { input: info.dropped?.length ? { ...input, dropped: info.dropped } : input };
+  // A hand edit or another tool's over-long prompt: "no parameters" would be untrue. The reader's reasons
+  // for the prompt are params.ts's Prompt messages, which all start so.
+  const why = info.dropped?.find((d) => d.startsWith('the prompt ')) ?? (typeof info.params?.prompt === 'string' ? 'the prompt is empty' : undefined);
+  if (why) return { unusablePrompt: why };
   const tool = recordedBy(info.text);
   return tool ? { tool } : {};
 }

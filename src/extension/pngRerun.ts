@@ -66,14 +66,17 @@ export class PngRerun implements vscode.Disposable {
     }
     let input: PngInput | undefined;
     let tool: string | undefined;
+    let unusablePrompt: string | undefined;
     try {
-      ({ input, tool } = await readImageInputOrTool(target.fsPath));
+      ({ input, tool, unusablePrompt } = await readImageInputOrTool(target.fsPath));
     } catch (err) {
       void refuse(this.deps.log, t('Cannot read {0}: {1}', path.basename(target.fsPath), (err as Error).message), { error: true });
       return undefined;
     }
     if (!input) {
-      const text = tool
+      const text = unusablePrompt
+        ? t('{0} records generation parameters, but its prompt cannot be used ({1}). Copy the prompt into the panel or a .flux file and fix it there.', path.basename(target.fsPath), unusablePrompt)
+        : tool
         ? t('{0} was made with {1}, which records it as its own workflow rather than as parameters MajicFLUX reads: copy the prompt from it into the panel or a .flux file.', path.basename(target.fsPath), tool)
         : t('{0} carries no generation parameters.', path.basename(target.fsPath));
       this.notices.push(text);

@@ -77,6 +77,23 @@ describe('extension: PNG parameters as generation input', () => {
     ]);
   });
 
+  it('a PNG whose recorded prompt cannot be used (over the limit, not text, blank: a hand edit) says why, rather than "no parameters"', async () => {
+    const cases: [unknown, string][] = [
+      ['x'.repeat(LIMITS.prompt.maxChars + 5), `the prompt is ${LIMITS.prompt.maxChars + 5} characters; at most ${LIMITS.prompt.maxChars} are read`],
+      [42, 'the prompt must be text'],
+      ['   ', 'the prompt is empty'],
+    ];
+    for (const [prompt, why] of cases) {
+      const file = path.join(tmp.dir, 'edited.png');
+      fs.writeFileSync(file, insertChunks(TINY_PNG, [iTXtChunk('majicflux', JSON.stringify({ prompt, seed: 5, steps: 4 }))]));
+      assert.deepEqual(await readImageInputOrTool(file), { unusablePrompt: why }, String(prompt).slice(0, 20));
+    }
+    // A bare PNG still has nothing to say.
+    const bare = path.join(tmp.dir, 'bare2.png');
+    fs.writeFileSync(bare, TINY_PNG);
+    assert.deepEqual(await readImageInputOrTool(bare), {});
+  });
+
   it('refuses a prompt longer than the panel accepts', () => {
     assert.equal(toInput({ prompt: 'x'.repeat(LIMITS.prompt.maxChars + 1) }), undefined);
     assert.deepEqual(toInput({ prompt: 'x'.repeat(LIMITS.prompt.maxChars) }), { prompt: 'x'.repeat(LIMITS.prompt.maxChars) });

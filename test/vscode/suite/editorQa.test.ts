@@ -7,6 +7,7 @@ import * as vscode from 'vscode';
 import type { MajicfluxApi } from '../../../src/extension/extension';
 import type { RunResult } from '../../../src/extension/generation';
 import { TINY_PNG } from '../../helpers/tinyPng';
+import { insertChunks, iTXtChunk } from '../../../src/inference/formats/png';
 import { waitFor } from './waitFor';
 
 const ws = () => vscode.workspace.workspaceFolders![0].uri.fsPath;
@@ -139,5 +140,17 @@ describe('MajicFLUX in a real VS Code: the editor, as a demanding user', functio
     ).catch((err: Error) => assert.fail(`${err.message}; the log has: ${logLines().slice(-15).join('\n')}`));
     assert.doesNotMatch(at.lines[at.i + 1] ?? '', /^\s+at /, 'no stack under it');
     await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
+  });
+
+  it('Re-run on a PNG whose recorded prompt was hand-edited past the limit says what is wrong with it, not "no parameters"', async () => {
+    const file = path.join(ws(), 'img-qa', 'edited-prompt.png');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, insertChunks(TINY_PNG, [iTXtChunk('majicflux', JSON.stringify({ prompt: 'a fox '.repeat(4000), seed: 5, steps: 2, width: 64, height: 64 }))]));
+    const before = api.rerunNotices.length;
+    const jobsBefore = api.jobs.all().length;
+    assert.equal(await vscode.commands.executeCommand('majicflux.rerunFromImage', vscode.Uri.file(file), 'same'), undefined);
+    assert.equal(api.rerunNotices[before], 'edited-prompt.png records generation parameters, but its prompt cannot be used (the prompt is 24000 characters; at most 20000 are read). Copy the prompt into the panel or a .flux file and fix it there.');
+    assert.equal(api.jobs.all().length, jobsBefore, 'nothing starts');
+    await vscode.commands.executeCommand('notifications.clearAll');
   });
 });
