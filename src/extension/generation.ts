@@ -88,21 +88,14 @@ export class Generation {
     const d = s.defaults;
     const count = input.count ?? DEFAULTS.count;
     const seeds = seedsFor(input.seed ?? (d.seed === RANDOM_SEED ? 'random' : d.seed), count);
-    const base: Omit<GenerateParams, 'seed'> = {
-      prompt,
-      steps: input.steps ?? d.steps,
-      width: input.width ?? d.width,
-      height: input.height ?? d.height,
-      guidance: input.guidance ?? d.guidance,
-      ...extraParams(input),
-    };
+    const base = this.baseParams(input, prompt);
     // What the server would refuse (an input image that is no image, a LoRA that is a checkpoint, a
     // hires pass past the size limit…), said now and once: before a server starts, a name is
     // reserved, or each of `count` fails.
     const first: GenerateParams = { ...base, seed: seeds[0] };
     const problem = await paramsProblem(first);
     if (problem) {
-      void refuse(this.log, t('MajicFLUX cannot generate: {0}', problem));
+      this.refuseParams(problem);
       return undefined;
     }
     const targets = await this.targets(base, seeds, origin, input.out);
@@ -128,6 +121,34 @@ export class Generation {
     else void finished.then((done) => this.announce(done, { warningsOnly: true }));
     if (opts.open) void finished.then((done) => this.openResults(done));
     return { jobs, finished };
+  }
+
+  /**
+   * run's check of `input` alone, without running it: for a run of several blocks, so that a later
+   * block the server would refuse is said before the first one starts. True when refused (and said).
+   */
+  async refuses(input: GenerateInput): Promise<boolean> {
+    const params: GenerateParams = { ...this.baseParams(input, input.prompt.trim()), seed: 0 };
+    const problem = await paramsProblem(params);
+    if (problem) this.refuseParams(problem);
+    return !!problem;
+  }
+
+  private refuseParams(problem: string): void {
+    void refuse(this.log, t('MajicFLUX cannot generate: {0}', problem));
+  }
+
+  /** `input` over the default parameters, as a request sends it (the seed apart: drawn per image). */
+  private baseParams(input: GenerateInput, prompt: string): Omit<GenerateParams, 'seed'> {
+    const d = this.config.settings.defaults;
+    return {
+      prompt,
+      steps: input.steps ?? d.steps,
+      width: input.width ?? d.width,
+      height: input.height ?? d.height,
+      guidance: input.guidance ?? d.guidance,
+      ...extraParams(input),
+    };
   }
 
   private async targets(base: Omit<GenerateParams, 'seed'>, seeds: number[], origin: JobOrigin, outTemplate: string | undefined): Promise<string[] | undefined> {

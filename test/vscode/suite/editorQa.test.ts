@@ -142,6 +142,21 @@ describe('MajicFLUX in a real VS Code: the editor, as a demanding user', functio
     await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
   });
 
+  it('Generate all refuses a file whose later block names an image: that is no image before the first block starts', async () => {
+    const dir = path.join(ws(), 'img-qa');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'notes.png'), 'my notes, renamed\n');
+    const file = path.join(dir, 'later-bad.flux');
+    fs.writeFileSync(file, 'steps: 2\nwidth: 64\nheight: 64\n\na lighthouse at dawn\n\na lighthouse at dusk\n\na watercolour of these notes\nimage: notes.png\n');
+    const document = await vscode.workspace.openTextDocument(file);
+    const before = api.jobs.all().length;
+    const runs = await vscode.commands.executeCommand<RunResult[] | undefined>('majicflux.generateFluxFile', document.uri.toString());
+    // Was: the first two blocks ran (minutes each on a real model), then the third was refused.
+    assert.deepEqual(runs, [], 'nothing ran');
+    assert.equal(api.jobs.all().length, before, 'no job submitted');
+    await waitFor('the refusal in the log', () => logLines().find((l) => /not generating: MajicFLUX cannot generate: notes\.png is not a PNG, JPEG or WebP image MajicFLUX can read/.test(l)), 5_000);
+  });
+
   it('Re-run on a PNG whose recorded prompt was hand-edited past the limit says what is wrong with it, not "no parameters"', async () => {
     const file = path.join(ws(), 'img-qa', 'edited-prompt.png');
     fs.mkdirSync(path.dirname(file), { recursive: true });
