@@ -40,7 +40,7 @@ export class Configuration implements vscode.Disposable {
     const folder = file && vscode.workspace.workspaceFolders && vscode.workspace.workspaceFolders.length > 1 ? vscode.workspace.getWorkspaceFolder(vscode.Uri.file(file)) : undefined;
     if (!folder) return this.settings;
     const cfg = vscode.workspace.getConfiguration(SECTION, folder.uri);
-    const scoped = validateSettings((key) => cfg.get(key), { workspaceFolder: folder.uri.fsPath, exists: fs.existsSync });
+    const scoped = validateSettings((key) => cfg.get(key), { workspaceFolder: folder.uri.fsPath, exists: fs.existsSync, isFile });
     const known = new Set(this.current.problems.map(settingProblemMessage));
     for (const p of scoped.problems) if (!known.has(settingProblemMessage(p))) this.log.warn(`${folder.name}: ${settingProblemMessage(p)}`);
     return scoped.settings;
@@ -49,7 +49,7 @@ export class Configuration implements vscode.Disposable {
   private read() {
     const cfg = vscode.workspace.getConfiguration(SECTION);
     const workspaceFolder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-    return validateSettings((key) => cfg.get(key), { workspaceFolder, exists: fs.existsSync });
+    return validateSettings((key) => cfg.get(key), { workspaceFolder, exists: fs.existsSync, isFile });
   }
 
   /** Logs every problem and shows new ones (not the same message twice in a session). */
@@ -69,5 +69,13 @@ export class Configuration implements vscode.Disposable {
   dispose(): void {
     this.subscription.dispose();
     this.emitter.dispose();
+  }
+}
+
+function isFile(p: string): boolean {
+  try {
+    return !fs.statSync(p).isDirectory();
+  } catch {
+    return false;
   }
 }

@@ -104,6 +104,10 @@ export function settingProblemMessage(p: SettingProblem): string {
       return t('{0}: "{1}" is not a stage; stages are {2}.', p.key, String(a.stage), String(a.allowed));
     case 'remoteHost':
       return t('{0}: "{1}" is not a host name or address.', p.key, String(a.value));
+    case 'tooLong':
+      return t('{0}: {1} characters, over the {2} that are read; using the default.', p.key, Number(a.length), Number(a.max));
+    case 'notAFolder':
+      return t('{0}: {1} is a file, not a folder.', p.key, String(a.path));
     case 'badUrl':
       return t('{0}: "{1}" is not an http(s) address such as https://hf-mirror.com; using the official hub.', p.key, String(a.value));
   }

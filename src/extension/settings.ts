@@ -85,7 +85,9 @@ export type SettingProblemCode =
   | 'badTemplate'
   | 'badStageKey'
   | 'remoteHost'
-  | 'badUrl';
+  | 'badUrl'
+  | 'tooLong'
+  | 'notAFolder';
 
 export interface SettingProblem {
   /** Full key, e.g. `majicflux.defaults.width`. */
@@ -98,6 +100,8 @@ export interface Context {
   /** First workspace folder, for `${workspaceFolder}` and relative paths. */
   workspaceFolder?: string;
   exists?: (p: string) => boolean;
+  /** Is there a file (not a folder) at `p`? For the folder settings. */
+  isFile?: (p: string) => boolean;
   home?: string;
 }
 
@@ -145,6 +149,11 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
     if (p && !(ctx.exists ?? (() => true))(p)) report(key, 'pathMissing', { path: p });
     return p;
   };
+  // A file where a folder belongs would fail only at its first use (a download, a weight conversion, the LoRA list).
+  const notAFile = (key: string, p: string): string => {
+    if (p && ctx.isFile?.(p)) report(key, 'notAFolder', { path: p });
+    return p;
+  };
 
   const folders = (key: string): string[] => {
     const v = get(key);
@@ -158,6 +167,7 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
       const p = expandPath(raw, ctx);
       if (!p || out.includes(p)) continue;
       if (!(ctx.exists ?? (() => true))(p)) report(key, 'pathMissing', { path: p });
+      else notAFile(key, p);
       out.push(p);
     }
     return out;
@@ -210,7 +220,7 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
     memory: oneOf('memory', MEMORY_MODES, DEFAULTS.memory),
     memoryBudgetGB: num('memoryBudgetGB', 0, 0, 4096, false),
     gpuMemoryGB: num('gpuMemoryGB', 0, 0, 4096, false),
-    weightCache: { folder: expandPath(str('weightCache.folder', '').trim(), ctx), maxGB: num('weightCache.maxGB', 0, 0, 1 << 20, false) },
+    weightCache: { folder: notAFile('weightCache.folder', expandPath(str('weightCache.folder', '').trim(), ctx)), maxGB: num('weightCache.maxGB', 0, 0, 1 << 20, false) },
     executionProvider: oneOf('executionProvider', EP_CHOICES, DEFAULTS.executionProvider),
     stageExecutionProvider: stage,
     output: { folder: str('output.folder', DEFAULTS.output.folder).trim() || DEFAULTS.output.folder, fileName, openResult: oneOf('output.openResult', OPEN_RESULT, DEFAULTS.output.openResult) },
@@ -221,9 +231,9 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
       guidance: param('guidance', P.Guidance, P.LIMITS.guidance, false),
       seed: param('seed', P.Seed, { min: P.RANDOM_SEED, max: P.LIMITS.seed.max }),
       trueCfgScale: param('trueCfgScale', P.TrueCfgScale, P.LIMITS.trueCfgScale, false),
-      negativePrompt: read('defaults.negativePrompt', P.NegativePrompt, DEFAULTS.defaults.negativePrompt, 'string'),
+      negativePrompt: read('defaults.negativePrompt', P.NegativePrompt, DEFAULTS.defaults.negativePrompt, 'string', { min: 0, max: P.LIMITS.prompt.maxChars }),
     },
-    loras: { folder: modelPath('loras.folder') },
+    loras: { folder: notAFile('loras.folder', modelPath('loras.folder')) },
     previewEverySteps: num('previewEverySteps', DEFAULTS.previewEverySteps, 0, 1000, true),
     server: {
       idleShutdownMinutes: num('server.idleShutdownMinutes', DEFAULTS.server.idleShutdownMinutes, 0, 24 * 60, false),
@@ -232,7 +242,7 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
     },
     models: {
       searchPaths: folders('models.searchPaths'),
-      downloadFolder: expandPath(str('models.downloadFolder', ''), ctx),
+      downloadFolder: notAFile('models.downloadFolder', expandPath(str('models.downloadFolder', ''), ctx)),
       huggingfaceEndpoint: url('models.huggingfaceEndpoint'),
       modelscopeEndpoint: url('models.modelscopeEndpoint'),
     },
@@ -252,6 +262,9 @@ function problemOf(issue: string, value: unknown, expected: string, range?: Rang
       return ['notOneOf', { value: String(value), allowed: expected }];
     case 'multiple_of':
       return ['notMultipleOf16', { value: value as number }];
+    case 'max_length':
+      if (range) return ['tooLong', { length: (value as string).length, max: range.max }];
+      break;
     case 'min_value':
     case 'max_value':
     case 'check':

@@ -109,6 +109,31 @@ describe('extension: settings validation', () => {
     assert.equal(settings.server.remoteHost, '');
   });
 
+  it('a negative prompt over the limit is reported as too long (was: "expected a string"), and a file where a folder belongs as a file', () => {
+    const files = new Set([path.normalize('/ws/notes.txt'), path.normalize('/home/u/cache.bin')]);
+    const { settings, problems } = validateSettings(
+      from({
+        'defaults.negativePrompt': 'blurry, '.repeat(3000),
+        'loras.folder': 'notes.txt',
+        'weightCache.folder': '~/cache.bin',
+        'models.downloadFolder': '/ws/notes.txt',
+        'models.searchPaths': ['/ws/notes.txt', '/ws/models'],
+      }),
+      { workspaceFolder: '/ws', home: '/home/u', exists: () => true, isFile: (p) => files.has(p) },
+    );
+    assert.deepEqual(
+      problems.map((p) => [p.key, p.code, p.args]),
+      [
+        ['majicflux.weightCache.folder', 'notAFolder', { path: path.normalize('/home/u/cache.bin') }],
+        ['majicflux.defaults.negativePrompt', 'tooLong', { length: 24000, max: 20000 }],
+        ['majicflux.loras.folder', 'notAFolder', { path: path.normalize('/ws/notes.txt') }],
+        ['majicflux.models.searchPaths', 'notAFolder', { path: path.normalize('/ws/notes.txt') }],
+        ['majicflux.models.downloadFolder', 'notAFolder', { path: path.normalize('/ws/notes.txt') }],
+      ],
+    );
+    assert.equal(settings.defaults.negativePrompt, '');
+  });
+
   it('output.openResult: beside by default, active or none when asked, anything else reported (issue 15 item 5)', () => {
     assert.equal(validateSettings(from({})).settings.output.openResult, 'beside');
     assert.equal(validateSettings(from({ 'output.openResult': 'none' })).settings.output.openResult, 'none');
