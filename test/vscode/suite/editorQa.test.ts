@@ -169,3 +169,67 @@ describe('MajicFLUX in a real VS Code: the editor, as a demanding user', functio
     await vscode.commands.executeCommand('notifications.clearAll');
   });
 });
+
+describe('MajicFLUX in a real VS Code: the server killed', function () {
+  let api: MajicfluxApi;
+  before(async () => {
+    api = await vscode.extensions.getExtension<MajicfluxApi>('majicflux.majicflux')!.activate();
+  });
+
+  it('a server killed mid-job (SIGKILL) fails that job and the queued one with a message, the status bar says stopped, nothing is left in the folder, and the next Generate works; killed idle too', async () => {
+    const file = path.join(ws(), 'killed.flux');
+    fs.writeFileSync(file, 'a very slow harbour painting, killed\nsteps: 200\nwidth: 256\nheight: 256\n');
+    const document = await vscode.workspace.openTextDocument(file);
+    const [a] = (await vscode.commands.executeCommand<RunResult[]>('majicflux.generateFluxFile', document.uri.toString()))!;
+    const b = await vscode.commands.executeCommand<RunResult>('majicflux.generate', 'a boat queued behind it');
+    const ja = a.jobs[0];
+    await waitFor('a step', () => ja.step !== undefined && ja.step >= 1, 120_000);
+    process.kill((await api.server.serverClient()).pid!, 'SIGKILL');
+    const [[ea], [eb]] = await Promise.all([a.finished, b.finished]);
+    assert.deepEqual([ea.state, eb.state], ['failed', 'failed']);
+    assert.match(ea.error!.message, /^The MajicFLUX server stopped unexpectedly \(signal SIGKILL\) while running job/);
+    assert.match(eb.error!.message, /while job \S+ was waiting in the queue/);
+    assert.equal(api.statusBar.text, '$(circle-large-outline) MajicFLUX');
+    assert.match(api.statusBar.tooltip, /^Server stopped/);
+    const dir = path.dirname(ja.target!);
+    assert.deepEqual((fs.existsSync(dir) ? fs.readdirSync(dir) : []).filter((f) => f.startsWith('.') || /killed|queued-behind/.test(f)), [], 'no image, temp file or partial file');
+    const [ec] = await (await vscode.commands.executeCommand<RunResult>('majicflux.generate', 'after the crash')).finished;
+    assert.equal(ec.state, 'done');
+    process.kill((await api.server.serverClient()).pid!, 'SIGKILL');
+    await waitFor('stopped', () => api.server.state === 'stopped', 10_000);
+    const [ed] = await (await vscode.commands.executeCommand<RunResult>('majicflux.generate', 'after the idle kill')).finished;
+    assert.equal(ed.state, 'done');
+  });
+
+  it('settings changed while a job runs apply from the next job: the running one keeps its steps and folder and is not stopped by the server restart; a queued one can be cancelled alone', async () => {
+    const cfg = vscode.workspace.getConfiguration('majicflux');
+    const was = (k: string) => cfg.inspect(k)?.workspaceValue;
+    const saved = { weights: was('weights'), 'defaults.steps': was('defaults.steps'), 'output.folder': was('output.folder') };
+    const file = path.join(ws(), 'setting-mid.flux');
+    fs.writeFileSync(file, 'a slow lighthouse, settings changed\nsteps: 60\nwidth: 128\nheight: 128\nseed: 7\n');
+    const document = await vscode.workspace.openTextDocument(file);
+    const [a] = (await vscode.commands.executeCommand<RunResult[]>('majicflux.generateFluxFile', document.uri.toString()))!;
+    const [queued] = (await vscode.commands.executeCommand<RunResult[]>('majicflux.generateFluxFile', document.uri.toString()))!;
+    assert.equal(path.basename(queued.jobs[0].target!), path.basename(a.jobs[0].target!).replace(/\.png$/, '-1.png'), 'same seed and prompt: another name');
+    await waitFor('a step', () => a.jobs[0].step !== undefined && a.jobs[0].step >= 1, 120_000);
+    try {
+      await cfg.update('weights', 'fp32', vscode.ConfigurationTarget.Workspace);
+      await cfg.update('defaults.steps', 3, vscode.ConfigurationTarget.Workspace);
+      await cfg.update('output.folder', 'elsewhere', vscode.ConfigurationTarget.Workspace);
+      await api.jobs.cancel(queued.jobs[0].id);
+      const [q] = await queued.finished;
+      assert.equal(q.state, 'cancelled');
+      assert.equal(a.jobs[0].state, 'running', 'the running job goes on');
+      const [ea] = await a.finished;
+      assert.equal(ea.state, 'done');
+      assert.equal(ea.result!.metadata.steps, 60);
+      assert.equal(path.basename(path.dirname(ea.result!.file)), 'generated');
+      const [ec] = await (await vscode.commands.executeCommand<RunResult>('majicflux.generate', 'after the settings change')).finished;
+      assert.equal(ec.state, 'done');
+      assert.equal(ec.result!.metadata.steps, 3);
+      assert.equal(path.basename(path.dirname(ec.result!.file)), 'elsewhere');
+    } finally {
+      for (const [k, v] of Object.entries(saved)) await cfg.update(k, v, vscode.ConfigurationTarget.Workspace);
+    }
+  });
+});
