@@ -200,7 +200,9 @@ export class Generation {
       const msg =
         problem.code === 'fileInTheWay'
           ? t('MajicFLUX cannot save images in {0}: {1} is a file, not a folder. Move it, or choose another output folder.', dir, problem.path)
-          : t('MajicFLUX cannot save images in {0}: {1} is not writable (read-only or no permission). Choose another output folder.', dir, problem.path);
+          : problem.readOnly
+            ? t('MajicFLUX cannot save images in {0}: {1} is read-only. Make it writable, or choose another output folder.', dir, problem.path)
+            : t('MajicFLUX cannot save images in {0}: you have no permission to write in {1}. Choose another output folder, or ask for write access.', dir, problem.path);
       this.log.error(`not generating: ${msg}`);
       const open = t('Open Settings');
       void vscode.window.showErrorMessage(msg, open).then((c) => {

@@ -1,4 +1,5 @@
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -83,6 +84,30 @@ describe('extension: output folder and names', () => {
       if (process.getuid?.() !== 0) assert.deepEqual(folderProblem(path.join(dir, 'ro')), { code: 'notWritable', path: path.join(dir, 'ro') });
     } finally {
       if (fs.existsSync(path.join(dir, 'ro'))) fs.chmodSync(path.join(dir, 'ro'), 0o755);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says read-only when the folder is (nobody may write in it), and no permission when it is someone else\'s: the real check, run as another user', function () {
+    if (process.platform === 'win32') this.skip();
+    const root = process.getuid?.() === 0;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-ro-'));
+    try {
+      fs.chmodSync(dir, 0o755);
+      fs.mkdirSync(path.join(dir, 'ro'), { mode: 0o555 });
+      fs.chmodSync(path.join(dir, 'ro'), 0o555);
+      fs.mkdirSync(path.join(dir, 'theirs'));
+      fs.chmodSync(path.join(dir, 'theirs'), 0o755);
+      const script = `const { folderProblem } = require(${JSON.stringify(path.resolve('src/inference/system/writableFolder.ts'))});
+        console.log(JSON.stringify([folderProblem(process.argv[1] + '/ro/pics'), folderProblem(process.argv[1] + '/theirs/pics')]));`;
+      // As root every folder is writable: the check runs as nobody, to whom 'theirs' (root's, 755) is not.
+      const r = spawnSync(process.execPath, ['-r', 'tsx/cjs', '-e', script, dir], { encoding: 'utf8', ...(root ? { uid: 65534, gid: 65534, env: { ...process.env, HOME: dir, TSX_DISABLE_CACHE: '1' } } : {}) });
+      assert.equal(r.status, 0, r.stderr);
+      const [ro, theirs] = JSON.parse(r.stdout) as unknown[];
+      assert.deepEqual(ro, { code: 'notWritable', path: path.join(dir, 'ro'), readOnly: true });
+      if (root) assert.deepEqual(theirs, { code: 'notWritable', path: path.join(dir, 'theirs') });
+    } finally {
+      fs.chmodSync(path.join(dir, 'ro'), 0o755);
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -8,15 +8,27 @@ import * as path from 'node:path';
 export type FolderProblem =
   /** A file where a folder must be (`path` is that file). */
   | { code: 'fileInTheWay'; path: string }
-  /** The nearest folder that exists (`path`) cannot be written in: read-only, no permission. */
-  | { code: 'notWritable'; path: string };
+  /**
+   * The nearest folder that exists (`path`) cannot be written in. `readOnly` when that is why (a
+   * read-only disk, or a folder nobody may write in), which the user fixes otherwise than a
+   * permission of someone else's folder.
+   */
+  | { code: 'notWritable'; path: string; readOnly?: true };
 
-const canWrite = (dir: string): boolean => {
+/** Whether a process can write in `dir`: true, 'readOnly' (see FolderProblem), or false (no permission). */
+export type WriteCheck = (dir: string) => boolean | 'readOnly';
+
+const canWrite: WriteCheck = (dir) => {
   try {
     fs.accessSync(dir, fs.constants.W_OK);
     return true;
-  } catch {
-    return false;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EROFS') return 'readOnly';
+    try {
+      return (fs.statSync(dir).mode & 0o222) === 0 ? 'readOnly' : false;
+    } catch {
+      return false;
+    }
   }
 };
 
@@ -25,7 +37,7 @@ const canWrite = (dir: string): boolean => {
  * writer makes them); what decides is the nearest one that exists. `writable` is asked of that
  * folder (the tests stand in for a read-only one, which root can write anyway).
  */
-export function folderProblem(dir: string, writable: (dir: string) => boolean = canWrite): FolderProblem | undefined {
+export function folderProblem(dir: string, writable: WriteCheck = canWrite): FolderProblem | undefined {
   for (let d = path.resolve(dir); ; d = path.dirname(d)) {
     let stat: fs.Stats | undefined;
     try {
@@ -35,7 +47,8 @@ export function folderProblem(dir: string, writable: (dir: string) => boolean = 
     }
     if (stat) {
       if (!stat.isDirectory()) return { code: 'fileInTheWay', path: d };
-      return writable(d) ? undefined : { code: 'notWritable', path: d };
+      const can = writable(d);
+      return can === true ? undefined : { code: 'notWritable', path: d, ...(can === 'readOnly' ? { readOnly: true as const } : {}) };
     }
     if (path.dirname(d) === d) return undefined;
   }
