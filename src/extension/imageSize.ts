@@ -22,3 +22,10 @@ export function readImageSize(file: string): Promise<{ width: number; height: nu
     });
   });
 }
+
+/** The format image-size reads in the file's header ('jpg', 'webp', 'gif', …), whatever its name says; undefined for no image. */
+export function readImageType(file: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    imageSize(file, (err, r) => resolve(err ? undefined : r?.type));
+  });
+}

@@ -6,6 +6,7 @@ import * as vscode from 'vscode';
 import { Configuration } from './configuration';
 import { Generation, GenerateInput, RunResult } from './generation';
 import { History } from './history';
+import { readImageType } from './imageSize';
 import { PngInput, readImageInputOrTool, sniffGenerated } from './pngInput';
 import { resolveRecorded } from './recordedInput';
 import { refuse } from './refusal';
@@ -70,7 +71,14 @@ export class PngRerun implements vscode.Disposable {
     try {
       ({ input, tool, unusablePrompt } = await readImageInputOrTool(target.fsPath));
     } catch (err) {
-      void refuse(this.deps.log, t('Cannot read {0}: {1}', path.basename(target.fsPath), (err as Error).message), { error: true });
+      // A JPEG or WebP saved under a .png name: say what it is, not only that its signature is wrong.
+      const type = await readImageType(target.fsPath);
+      const text =
+        type && type !== 'png'
+          ? t('{0} is a {1} image under a .png name: only PNG files carry the parameters MajicFLUX reads. Vary This Image works with it.', path.basename(target.fsPath), type === 'jpg' ? 'JPEG' : type.toUpperCase())
+          : t('Cannot read {0}: {1}', path.basename(target.fsPath), (err as Error).message);
+      this.notices.push(text);
+      void refuse(this.deps.log, text, { error: true });
       return undefined;
     }
     if (!input) {

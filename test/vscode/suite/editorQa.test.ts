@@ -168,6 +168,17 @@ describe('MajicFLUX in a real VS Code: the editor, as a demanding user', functio
     assert.equal(api.jobs.all().length, jobsBefore, 'nothing starts');
     await vscode.commands.executeCommand('notifications.clearAll');
   });
+
+  it('Re-run on a JPEG renamed .png says it is a JPEG, not only "bad signature"', async () => {
+    const file = path.join(ws(), 'img-qa', 'holiday.png');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    // A 1×1 baseline JPEG's header (SOI, JFIF APP0, SOF0), enough for the type to be read.
+    fs.writeFileSync(file, Buffer.from('ffd8ffe000104a46494600010100000100010000ffc0000b080001000101011100ffd9', 'hex'));
+    const before = api.rerunNotices.length;
+    assert.equal(await vscode.commands.executeCommand('majicflux.rerunFromImage', vscode.Uri.file(file), 'same'), undefined);
+    assert.equal(api.rerunNotices[before], 'holiday.png is a JPEG image under a .png name: only PNG files carry the parameters MajicFLUX reads. Vary This Image works with it.');
+    await vscode.commands.executeCommand('notifications.clearAll');
+  });
 });
 
 describe('MajicFLUX in a real VS Code: the server killed', function () {
