@@ -106,6 +106,8 @@ export function settingProblemMessage(p: SettingProblem): string {
       return t('{0}: "{1}" is not a host name or address.', p.key, String(a.value));
     case 'tooLong':
       return t('{0}: {1} characters, over the {2} that are read; using the default.', p.key, Number(a.length), Number(a.max));
+    case 'relativeNoFolder':
+      return t('{0}: "{1}" is a relative path, and no folder is open to start it from: give an absolute path (~ works).', p.key, String(a.value));
     case 'notAFolder':
       return t('{0}: {1} is a file, not a folder.', p.key, String(a.path));
     case 'badUrl':

@@ -9,10 +9,13 @@ import { SECTION } from './settings';
 
 const t = vscode.l10n.t;
 
-/** A majicflux.model.* path that does not exist on this machine (for a remote server the paths are the server's). */
+/**
+ * A majicflux.model.* path that does not exist on this machine, or is relative with no folder open
+ * (refused rather than silently replaced by the demo model). For a remote server the paths are the server's.
+ */
 export function modelPathProblem(config: Configuration, remote: boolean): string | undefined {
   if (remote) return undefined;
-  const p = config.problems.find((x) => x.code === 'pathMissing' && x.key.startsWith(`${SECTION}.model.`));
+  const p = config.problems.find((x) => (x.code === 'pathMissing' || x.code === 'relativeNoFolder') && x.key.startsWith(`${SECTION}.model.`));
   return p && settingProblemMessage(p);
 }
 

@@ -87,7 +87,8 @@ export type SettingProblemCode =
   | 'remoteHost'
   | 'badUrl'
   | 'tooLong'
-  | 'notAFolder';
+  | 'notAFolder'
+  | 'relativeNoFolder';
 
 export interface SettingProblem {
   /** Full key, e.g. `majicflux.defaults.width`. */
@@ -143,9 +144,16 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
   // The generation defaults: params.ts's schemas, behind a type check so that a wrong type is reported as one.
   const param = (key: Exclude<keyof Settings['defaults'], 'negativePrompt'>, schema: v.GenericSchema<number, number>, range: Range, integer = true) =>
     read(`defaults.${key}`, v.pipe(integer ? v.pipe(v.number(), v.integer()) : v.pipe(v.number(), v.finite()), schema), DEFAULTS.defaults[key], integer ? 'integer' : 'number', range);
+  // A relative path with no folder open would be taken from the process's working folder: refused, said.
+  const absolute = (key: string, raw: string): string => {
+    const p = expandPath(raw, ctx);
+    if (!p || path.isAbsolute(p)) return p;
+    report(key, 'relativeNoFolder', { value: raw.trim() });
+    return '';
+  };
   const modelPath = (key: string): string => {
     const raw = str(key, '');
-    const p = expandPath(raw, ctx);
+    const p = absolute(key, raw);
     if (p && !(ctx.exists ?? (() => true))(p)) report(key, 'pathMissing', { path: p });
     return p;
   };
@@ -164,7 +172,7 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
     }
     const out: string[] = [];
     for (const raw of v as string[]) {
-      const p = expandPath(raw, ctx);
+      const p = absolute(key, raw);
       if (!p || out.includes(p)) continue;
       if (!(ctx.exists ?? (() => true))(p)) report(key, 'pathMissing', { path: p });
       else notAFile(key, p);
@@ -220,7 +228,7 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
     memory: oneOf('memory', MEMORY_MODES, DEFAULTS.memory),
     memoryBudgetGB: num('memoryBudgetGB', 0, 0, 4096, false),
     gpuMemoryGB: num('gpuMemoryGB', 0, 0, 4096, false),
-    weightCache: { folder: notAFile('weightCache.folder', expandPath(str('weightCache.folder', '').trim(), ctx)), maxGB: num('weightCache.maxGB', 0, 0, 1 << 20, false) },
+    weightCache: { folder: notAFile('weightCache.folder', absolute('weightCache.folder', str('weightCache.folder', ''))), maxGB: num('weightCache.maxGB', 0, 0, 1 << 20, false) },
     executionProvider: oneOf('executionProvider', EP_CHOICES, DEFAULTS.executionProvider),
     stageExecutionProvider: stage,
     output: { folder: str('output.folder', DEFAULTS.output.folder).trim() || DEFAULTS.output.folder, fileName, openResult: oneOf('output.openResult', OPEN_RESULT, DEFAULTS.output.openResult) },
@@ -242,7 +250,7 @@ export function validateSettings(get: (key: string) => unknown, ctx: Context = {
     },
     models: {
       searchPaths: folders('models.searchPaths'),
-      downloadFolder: notAFile('models.downloadFolder', expandPath(str('models.downloadFolder', ''), ctx)),
+      downloadFolder: notAFile('models.downloadFolder', absolute('models.downloadFolder', str('models.downloadFolder', ''))),
       huggingfaceEndpoint: url('models.huggingfaceEndpoint'),
       modelscopeEndpoint: url('models.modelscopeEndpoint'),
     },

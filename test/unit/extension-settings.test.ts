@@ -134,6 +134,24 @@ describe('extension: settings validation', () => {
     assert.equal(settings.defaults.negativePrompt, '');
   });
 
+  it('a relative path with no folder open is reported and not used (was: taken from the extension host\'s working folder), ~ still works', () => {
+    const { settings, problems } = validateSettings(
+      from({ 'model.path': 'models/flux-dev', 'loras.folder': './loras', 'weightCache.folder': 'cache', 'models.downloadFolder': '~/models', 'models.searchPaths': ['more', '/abs/models'] }),
+      { home: '/home/u', exists: () => true },
+    );
+    assert.deepEqual(
+      problems.map((p) => [p.key, p.code, p.args.value]),
+      [
+        ['majicflux.model.path', 'relativeNoFolder', 'models/flux-dev'],
+        ['majicflux.weightCache.folder', 'relativeNoFolder', 'cache'],
+        ['majicflux.loras.folder', 'relativeNoFolder', './loras'],
+        ['majicflux.models.searchPaths', 'relativeNoFolder', 'more'],
+      ],
+    );
+    assert.deepEqual([settings.model.path, settings.loras.folder, settings.weightCache.folder, settings.models.downloadFolder, settings.models.searchPaths], ['', '', '', path.normalize('/home/u/models'), [path.normalize('/abs/models')]]);
+    // No relative path reaches the server; the run is refused on the model's problem (modelProblem.modelPathProblem), not given the demo model.
+  });
+
   it('output.openResult: beside by default, active or none when asked, anything else reported (issue 15 item 5)', () => {
     assert.equal(validateSettings(from({})).settings.output.openResult, 'beside');
     assert.equal(validateSettings(from({ 'output.openResult': 'none' })).settings.output.openResult, 'none');
