@@ -181,7 +181,7 @@ describe('MajicFLUX in a real VS Code: the editor, as a demanding user', functio
   });
 });
 
-describe('MajicFLUX in a real VS Code: the server killed', function () {
+describe('MajicFLUX in a real VS Code: the server\'s life, jobs and cancels', function () {
   let api: MajicfluxApi;
   before(async () => {
     api = await vscode.extensions.getExtension<MajicfluxApi>('majicflux.majicflux')!.activate();
@@ -241,6 +241,31 @@ describe('MajicFLUX in a real VS Code: the server killed', function () {
       assert.equal(path.basename(path.dirname(ec.result!.file)), 'elsewhere');
     } finally {
       for (const [k, v] of Object.entries(saved)) await cfg.update(k, v, vscode.ConfigurationTarget.Workspace);
+    }
+  });
+
+  it('a cancel during the text encoding, the decoding or the saving ends the job cancelled with nothing written', async () => {
+    for (const stage of ['text', 'decode', 'save'] as const) {
+      const file = path.join(ws(), `cancel-${stage}.flux`);
+      fs.writeFileSync(file, `cancelled while ${stage}\nsteps: 2\nwidth: 512\nheight: 512\n`);
+      const document = await vscode.workspace.openTextDocument(file);
+      let seen = false;
+      const sub = api.jobs.onDidChange((j) => {
+        if (!seen && j.stage === stage && j.state === 'running') {
+          seen = true;
+          void api.jobs.cancel(j.id);
+        }
+      });
+      try {
+        const [r] = (await vscode.commands.executeCommand<RunResult[]>('majicflux.generateFluxFile', document.uri.toString()))!;
+        const [e] = await r.finished;
+        assert.ok(seen, `the ${stage} stage was seen`);
+        assert.equal(e.state, 'cancelled', stage);
+        const dir = path.dirname(r.jobs[0].target!);
+        assert.deepEqual(fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.includes(`cancelled-while-${stage}`)) : [], [], `${stage}: nothing written`);
+      } finally {
+        sub.dispose();
+      }
     }
   });
 });
