@@ -41,6 +41,17 @@ describe('extension: .flux keys for negative prompt, LoRA, image-to-image, hires
     assert.deepEqual(parseFlux('a cat\nhires: 2\nhires: 3\n').blocks[0].values, { hires: { scale: 3 } }, 'the last one wins');
   });
 
+  it('reads A1111\'s "Negative prompt:" line as the negative prompt (was: its words joined the prompt, the opposite of what was asked)', () => {
+    const doc = parseFlux('cfg: 3\n\na cat on a wall\nNegative prompt: blurry, extra fingers\n\na dog\nnegative   PROMPT:ugly\n');
+    assert.deepEqual(doc.problems, []);
+    assert.deepEqual(doc.blocks.map((b) => [b.prompt, effectiveValues(doc, b, {}).negativePrompt]), [
+      ['a cat on a wall', 'blurry, extra fingers'],
+      ['a dog', 'ugly'],
+    ]);
+    // Kept as prompt text when escaped, as every parameter line can be.
+    assert.equal(parseFlux('a poster\n\\negative prompt: the title\n').blocks[0].prompt, 'a poster negative prompt: the title');
+  });
+
   it('warns when a negative prompt has no true CFG to work through (cfg: from the block or the file defaults)', () => {
     const doc = parseFlux('a cat\nnegative: blurry\n\na dog\nnegative: blurry\ncfg: 3\n\na bird\ncfg: 1\nneg: x\n');
     assert.deepEqual(doc.problems.filter((p) => p.code !== 'unknownKey').map((p) => [p.code, p.severity, p.span.start.line]), [['negativeWithoutCfg', 'warning', 1]]);

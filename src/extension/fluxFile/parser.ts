@@ -38,7 +38,7 @@ export const PARAM_KEYS = [
 ] as const;
 export type ParamKey = (typeof PARAM_KEYS)[number];
 /** Other spellings a key is read under. */
-const KEY_ALIASES = new Map<string, ParamKey>([['negative_prompt', 'negative']]);
+const KEY_ALIASES = new Map<string, ParamKey>([['negative_prompt', 'negative'], ['negative prompt', 'negative']]);
 /** Keys that may be given on several lines of a block; their values add up. */
 const REPEATABLE: ReadonlySet<string> = new Set<ParamKey>(['lora']);
 
@@ -142,8 +142,10 @@ type Line =
   | { kind: 'prompt'; character: number; text: string }
   | { kind: 'param'; key: string; keyStart: number; value: string; valueStart: number };
 
-// A key is one ASCII word; `://` keeps URLs in prompts from looking like parameters.
-const PARAM_RE = /^([A-Za-z][A-Za-z0-9_-]*)[ \t]*:(?!\/\/)/;
+// A key is one ASCII word; `://` keeps URLs in prompts from looking like parameters. A1111's
+// "Negative prompt:" (two words) too: pasted from its parameters, it would otherwise become words of
+// the prompt — the very ones it was meant to steer away from.
+const PARAM_RE = /^([A-Za-z][A-Za-z0-9_-]*|negative[ \t]+prompt)[ \t]*:(?!\/\/)/i;
 
 function classify(raw: string): Line {
   const indent = raw.length - raw.trimStart().length;
@@ -364,7 +366,7 @@ export function parseFlux(text: string): FluxDocument {
         pieces.push({ line: l.line, character: p.character, offset: prompt.length, text: p.text });
         prompt += p.text;
       } else if (p.kind === 'param') {
-        const lower = p.key.toLowerCase();
+        const lower = p.key.toLowerCase().replace(/\s+/g, ' ');
         const name = KEY_ALIASES.get(lower) ?? lower;
         params.push({
           key: p.key,
