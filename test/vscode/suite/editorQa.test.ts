@@ -230,9 +230,9 @@ describe('MajicFLUX in a real VS Code: the server\'s life, jobs and cancels', fu
       await api.jobs.cancel(queued.jobs[0].id);
       const [q] = await queued.finished;
       assert.equal(q.state, 'cancelled');
-      assert.equal(a.jobs[0].state, 'running', 'the running job goes on');
       const [ea] = await a.finished;
-      assert.equal(ea.state, 'done');
+      // Done, not failed by the server restart the weights change asks for (deferred until the queue is empty).
+      assert.equal(ea.state, 'done', JSON.stringify(ea.error));
       assert.equal(ea.result!.metadata.steps, 60);
       assert.equal(path.basename(path.dirname(ea.result!.file)), 'generated');
       const [ec] = await (await vscode.commands.executeCommand<RunResult>('majicflux.generate', 'after the settings change')).finished;
