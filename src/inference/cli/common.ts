@@ -117,10 +117,34 @@ type OptionSpec = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
  */
 export function parseCommandArgs<O extends NonNullable<OptionSpec>>(args: string[], options: O, allowPositionals = true) {
   const all = { ...options, help: { type: 'boolean', short: 'h' } } as O & { help: { type: 'boolean'; short: 'h' } };
+  let parsed;
   try {
-    return parseArgs({ args: joinNegativeValues(args, all), options: all, allowPositionals, strict: true });
+    parsed = parseArgs({ args: joinNegativeValues(args, all), options: all, allowPositionals, strict: true, tokens: true });
   } catch (e) {
     throw new UsageError(parseErrorMessage(e as NodeJS.ErrnoException, Object.keys(all)));
+  }
+  rejectRepeatedFlags(parsed.tokens, all);
+  const { values, positionals } = parsed;
+  return { values, positionals };
+}
+
+/** Flags whose value is a secret: named when repeated, never echoed. */
+const SECRET_FLAGS = new Set(['token']);
+
+/**
+ * parseArgs keeps the last of a single-valued flag given twice, so `--steps 20 … --steps 30` (an
+ * edited command line, a script's default plus an override) ran silently with one of them: which
+ * one the user meant is theirs to say. The same value twice, or a switch twice, is unambiguous.
+ */
+function rejectRepeatedFlags(tokens: ReturnType<typeof parseArgs>['tokens'] & object, options: NonNullable<OptionSpec>): void {
+  const seen = new Map<string, string | undefined>();
+  for (const t of tokens) {
+    if (t.kind !== 'option' || options[t.name]?.multiple) continue;
+    if (seen.has(t.name) && seen.get(t.name) !== t.value) {
+      const values = SECRET_FLAGS.has(t.name) ? '' : ` ("${seen.get(t.name)}" and "${t.value}")`;
+      throw new UsageError(`--${t.name} is given twice${values}; give it once`);
+    }
+    seen.set(t.name, t.value);
   }
 }
 
