@@ -231,6 +231,9 @@ describe('CLI: majicflux generate, failures around the generation', function () 
     const first = await runCli(args, tmp);
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stderr, /dit: preparing its weights in the cache/);
+    // The limit is passed, kept by design: said once, with what to do, not silently.
+    assert.match(first.stderr, /the weight caches this model uses take [\d.]+ [KM]i?B in .*limited-cache, more than the 1(\.0+)? MiB limit: they stay while used .*raise the limit \(--cache-max-gb/);
+    assert.equal(first.stderr.match(/more than the .* limit/g)?.length, 1, 'once per run');
     const second = await runCli(args, tmp);
     assert.equal(second.code, 0, second.stderr);
     assert.doesNotMatch(second.stderr, /preparing its weights|removed the/, 'the DiT\'s cache was kept and reused');

@@ -52,7 +52,8 @@ ${EXTRA_HELP}Runtime:
   --threads N            CPU threads for onnxruntime (a whole number, 0–1024)
   --cache DIR            converted-weight cache folder
   --cache-max-gb N       disk the weight caches may take, GiB: past it the least recently used
-                         are removed after the image (default 0: no limit)
+                         are removed after the image; this run's own stay, and a warning says
+                         when they alone pass it (default 0: no limit)
 Output:
   --out FILE.png         PNG path (default generated/${DEFAULT_TEMPLATE}, numbered if taken);
                          an existing FILE is refused before anything runs, unless --overwrite

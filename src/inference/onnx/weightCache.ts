@@ -273,9 +273,10 @@ function quantScales(x: Float32Array, rows: number, cols: number, mode: 'per-ten
 /**
  * Removes complete weight caches under `cacheDir`, least recently used first, until those left
  * take at most `maxBytes`; the ones this process opened stay (its sessions may map them). Caches
- * being written (no index yet) are not touched. Returns the removed folders and their bytes.
+ * being written (no index yet) are not touched. Returns the removed folders and their bytes, and
+ * the bytes left (over maxBytes when the caches in use alone take more).
  */
-export function pruneWeightCaches(cacheDir: string, maxBytes: number, keep: ReadonlySet<string> = WeightCache.opened): { removed: string[]; bytes: number } {
+export function pruneWeightCaches(cacheDir: string, maxBytes: number, keep: ReadonlySet<string> = WeightCache.opened): { removed: string[]; bytes: number; left: number } {
   const caches: Array<{ dir: string; bytes: number; used: number }> = [];
   for (const name of fs.existsSync(cacheDir) ? fs.readdirSync(cacheDir) : []) {
     const dir = path.join(cacheDir, name);
@@ -301,5 +302,5 @@ export function pruneWeightCaches(cacheDir: string, maxBytes: number, keep: Read
     freed += c.bytes;
     removed.push(c.dir);
   }
-  return { removed, bytes: freed };
+  return { removed, bytes: freed, left: total };
 }
