@@ -1,6 +1,6 @@
 // The weight cache: converted weights (fp16 transposed, int8/int4 MatMulNBits blocks, fp8 from
 // wider types, GGUF decodes) in one memory-mapped file per source and options, built once (on all
-// cores by Weights.prefill), reused while the source files are unchanged, pruned to a disk limit.
+// cores by Weights.prefill), reused while the source files are unchanged (removed once one has changed), pruned to a disk limit.
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -45,11 +45,7 @@ export class WeightCache {
   }
 
   static keyFor(src: TensorSource, opts: WeightOptions): string {
-    const files = [...new Set(src.names().map((n) => src.info(n).file))].sort();
-    const ids = files.map((f) => {
-      const st = fs.statSync(f);
-      return `${f}|${st.size}|${st.mtimeMs}`;
-    });
+    const ids = sourceFiles(src).map(({ file, size, mtimeMs }) => `${file}|${size}|${mtimeMs}`);
     // int8/int4 scales are stored in the compute type.
     // GGUF quantized weights are MatMulNBits blocks in any format, their scales in the compute type.
     const gguf = src.names().some((n) => isGgmlQuant(src.info(n).dtype)) ? { ggufCompute: opts.compute ?? 'float32' } : {};
@@ -87,6 +83,8 @@ export class WeightCache {
     }
     fs.mkdirSync(dir, { recursive: true });
     claimWriter(dir);
+    // What it was built from, for removeStaleWeightCaches.
+    fs.writeFileSync(path.join(dir, SOURCE_FILE), JSON.stringify(sourceFiles(src)));
     const cache = new WeightCache(dir, false, {});
     WeightCache.writing.set(dir, cache);
     return cache;
@@ -188,6 +186,7 @@ export class WeightCache {
     }
     fs.rmSync(path.join(this.dir, `${WeightCache.FILE}.partial`), { force: true });
     fs.rmSync(path.join(this.dir, WRITER_FILE), { force: true });
+    fs.rmSync(path.join(this.dir, SOURCE_FILE), { force: true });
     for (const k of Object.keys(this.index)) delete this.index[k];
     this.size = 0;
   }
@@ -203,6 +202,69 @@ export class WeightCache {
       fs.writeFileSync(path.join(this.dir, 'index.json'), JSON.stringify(this.index));
     }
     fs.rmSync(path.join(this.dir, WRITER_FILE), { force: true });
+  }
+}
+
+/** The source files a cache was converted from, with their size and time then. */
+const SOURCE_FILE = 'source.json';
+
+interface SourceStamp {
+  file: string;
+  size: number;
+  mtimeMs: number;
+}
+
+function sourceFiles(src: TensorSource): SourceStamp[] {
+  return [...new Set(src.names().map((n) => src.info(n).file))].sort().map((file) => {
+    const st = fs.statSync(file);
+    return { file, size: st.size, mtimeMs: st.mtimeMs };
+  });
+}
+
+/**
+ * Removes the complete caches whose source file has changed since (a checkpoint downloaded again,
+ * replaced, touched): their key can never match again, so without a disk limit each left tens of
+ * GB behind for good. A source that is gone (an unplugged drive) may come back: its cache stays;
+ * so do those this process opened. Returns the removed folders, their bytes and the changed files.
+ */
+export function removeStaleWeightCaches(cacheDir: string, keep: ReadonlySet<string> = WeightCache.opened): { removed: string[]; bytes: number; files: string[] } {
+  const removed: string[] = [];
+  const files = new Set<string>();
+  let bytes = 0;
+  for (const name of fs.existsSync(cacheDir) ? fs.readdirSync(cacheDir) : []) {
+    const dir = path.join(cacheDir, name);
+    if (keep.has(dir)) continue;
+    let changed: string[];
+    let size: number;
+    try {
+      fs.statSync(path.join(dir, 'index.json'));
+      size = fs.statSync(path.join(dir, WeightCache.FILE)).size;
+      const stamps = JSON.parse(fs.readFileSync(path.join(dir, SOURCE_FILE), 'utf8')) as SourceStamp[];
+      changed = stamps.filter((s) => {
+        const st = statOrUndefined(s.file);
+        return st !== undefined && (st.size !== s.size || st.mtimeMs !== s.mtimeMs);
+      }).map((s) => s.file);
+    } catch {
+      continue; // not a complete cache, or one from before source.json
+    }
+    if (!changed.length) continue;
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+    } catch {
+      continue; // mapped by another process (Windows): next time
+    }
+    removed.push(dir);
+    bytes += size;
+    for (const f of changed) files.add(f);
+  }
+  return { removed, bytes, files: [...files] };
+}
+
+function statOrUndefined(file: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(file);
+  } catch {
+    return undefined;
   }
 }
 

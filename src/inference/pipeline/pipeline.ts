@@ -17,7 +17,7 @@ import { latentsToImage, VaeDecoder, VaeEncoder } from '../graphs/vae';
 import { ModelFiles, resolveModel } from '../models/files';
 import { availableMemory, currentRss, totalMemory } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
-import { pruneWeightCaches } from '../onnx/weightCache';
+import { pruneWeightCaches, removeStaleWeightCaches } from '../onnx/weightCache';
 import { chooseEp } from '../onnx/providers';
 import { plannedGpuMemory } from '../system/gpuMemory';
 import { attentionChunksFor } from '../onnx/providerOps';
@@ -89,6 +89,8 @@ export class FluxPipeline {
 
   /** Keeps the weight caches within cacheMaxBytes (the least recently used go; those in use stay). */
   private pruneCaches(cacheDir: string): void {
+    const stale = removeStaleWeightCaches(cacheDir);
+    if (stale.removed.length) this.log('info', `removed ${stale.removed.length} weight cache(s) (${formatBytes(stale.bytes)}) converted from a file that has changed since: ${stale.files.join(', ')}`);
     const max = this.runtime.cacheMaxBytes;
     if (!max) return;
     const { removed, bytes, left } = pruneWeightCaches(cacheDir, max);
