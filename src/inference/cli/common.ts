@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { closest } from '../../shared/didYouMean';
+import { DEMO_MODEL_NAME } from '../models/demo';
 import { checkOne, parseDecimal } from '../../shared/params';
 
 export interface CliOutput {
@@ -81,6 +82,19 @@ export function rejectEmptyPaths(paths: Record<string, string | undefined>): voi
   for (const [what, value] of Object.entries(paths)) {
     if (value !== undefined && !value.trim()) throw new UsageError(`${what} is empty (an unset variable?); give a path, or leave it out`);
   }
+}
+
+/**
+ * The part flags (--transformer, --vae, …) beside the demo model or no model: `--model demo --vae
+ * ae.safetensors` ran the demo with the VAE silently unused, and so did `--vae` with no --model.
+ * `model` is --model's value (or models check's folder); `parts` the part flags by name.
+ */
+export function checkPartFlags(model: string | undefined, parts: Record<string, string | undefined>): void {
+  const given = Object.keys(parts).filter((k) => parts[k] !== undefined);
+  if (!given.length) return;
+  const them = given.length > 1 ? 'them' : given[0];
+  if (model === DEMO_MODEL_NAME) throw new UsageError(`the demo model (random weights) has its own parts and takes no ${given.join(', ')}: name a FLUX.1 model folder instead of demo, or leave ${them} out`);
+  if (model === undefined && parts['--transformer'] === undefined) throw new UsageError(`${given.join(', ')} replace${given.length > 1 ? '' : 's'} a part of a model: add --model DIR (the folder with the other parts), or --transformer FILE with the other parts, or leave ${them} out`);
 }
 
 /** fs.stat, or undefined where nothing is (a path through a file included: ENOTDIR). */

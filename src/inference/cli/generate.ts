@@ -11,7 +11,7 @@ import { lifetimePeakRss } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
 import { FluxPipeline } from '../pipeline/pipeline';
 import { encodeImagePng } from '../formats/png';
-import { cacheMaxBytesFlag, checked, checkedInputFile, choiceFlag, CliOutput, EXIT_CANCELLED, flag, parseCommandArgs, rejectEmptyPaths, Subcommand, UsageError, wholeNumberFlag } from './common';
+import { cacheMaxBytesFlag, checked, checkedInputFile, checkPartFlags, choiceFlag, CliOutput, EXIT_CANCELLED, flag, parseCommandArgs, rejectEmptyPaths, Subcommand, UsageError, wholeNumberFlag } from './common';
 import { checkCanCreate, checkedCacheDir, checkedOut, writePng } from './generateFiles';
 import { EXTRA_HELP, EXTRA_OPTIONS, extraParams } from './generateOptions';
 
@@ -106,6 +106,7 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   if (out === undefined) checkCanCreate('the output folder', path.resolve('generated'));
   if (params.latentsFile !== undefined) checkedInputFile('--latents', params.latentsFile);
 
+  checkPartFlags(values.model, { '--transformer': values.transformer, '--vae': values.vae, '--text-encoder': values['text-encoder'], '--text-encoder-2': values['text-encoder-2'] });
   const demo = values.transformer ? undefined : demoModelNamed(values.model);
   const model: ModelSpec = demo ?? (values.model || values.transformer ? { dir: values.model, transformer: values.transformer, vae: values.vae, textEncoder: values['text-encoder'], textEncoder2: values['text-encoder-2'] } : ensureDemoModel());
   const progress = progressPrinter(io, values.quiet === true);
