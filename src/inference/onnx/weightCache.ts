@@ -1,6 +1,7 @@
 // The weight cache: converted weights (fp16 transposed, int8/int4 MatMulNBits blocks, fp8 from
 // wider types, GGUF decodes) in one memory-mapped file per source and options, built once (on all
-// cores by Weights.prefill), reused while the source files are unchanged (removed once one has changed), pruned to a disk limit.
+// cores by Weights.prefill), reused while the source files are unchanged (removed once one has
+// changed), pruned to a disk limit.
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
