@@ -12,6 +12,7 @@ import { main } from '../../src/inference/cli/main';
 import { TINY as TINY_ARCH } from '../../src/inference/models/architecture';
 import { demoAssetsDir } from '../../src/inference/models/demo';
 import { writeSyntheticModel } from '../../src/inference/models/synthetic';
+import { removeStaleWeightCaches } from '../../src/inference/onnx/weightCache';
 import { CliRun, CLI, runCli } from '../helpers/cli';
 import { writeSafetensors } from '../helpers/writeSafetensors';
 
@@ -231,10 +232,36 @@ describe('CLI: majicflux generate, failures around the generation', function () 
     const first = await runCli(args, tmp);
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stderr, /dit: preparing its weights in the cache/);
+    // The limit is passed, kept by design: said once, with what to do, not silently.
+    assert.match(first.stderr, /the weight caches this model uses take [\d.]+ [KM]i?B in .*limited-cache, more than the 1(\.0+)? MiB limit: they stay while used .*raise the limit \(--cache-max-gb/);
+    assert.equal(first.stderr.match(/more than the .* limit/g)?.length, 1, 'once per run');
     const second = await runCli(args, tmp);
     assert.equal(second.code, 0, second.stderr);
     assert.doesNotMatch(second.stderr, /preparing its weights|removed the/, 'the DiT\'s cache was kept and reused');
     assert.equal(fs.readdirSync(cache).length, 1);
+  });
+
+  it('a checkpoint changed since its weights were cached: converted again, and the old cache removed and said so (it could never be used again)', async () => {
+    const model = path.join(tmp, 'changed-dit');
+    writeSyntheticModel(model, { ...TINY_ARCH, dit: { ...TINY_ARCH.dit, hidden: 384, heads: 3, depth: 1, depthSingle: 1, axes: [16, 56, 56] } }, { seed: 4, tokenizers: demoAssetsDir() });
+    const cache = path.join(tmp, 'changed-cache');
+    const args = ['generate', 'a cat', '--model', model, '--weights', 'int8', '--width', '64', '--height', '64', '--steps', '1', '--cache', cache, '--out', path.join(tmp, 'changed.png'), '--overwrite'];
+    assert.equal((await runCli(args, tmp)).code, 0);
+    const [before] = fs.readdirSync(cache);
+    const dit = path.join(model, 'flux.safetensors');
+    const later = new Date(Date.now() + 60_000);
+    fs.utimesSync(dit, later, later);
+    const second = await runCli(args, tmp);
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stderr, /dit: preparing its weights in the cache/);
+    assert.match(second.stderr, new RegExp(`removed 1 weight cache\\(s\\) \\([\\d.]+ [KM]i?B\\) converted from a file that has changed since: .*flux\\.safetensors`));
+    const after = fs.readdirSync(cache);
+    assert.equal(after.length, 1, after.join(', '));
+    assert.notEqual(after[0], before);
+    // A source that is gone (an unplugged drive) may come back: its cache stays.
+    fs.renameSync(dit, `${dit}.away`);
+    assert.deepEqual(removeStaleWeightCaches(cache, new Set()).removed, []);
+    fs.renameSync(`${dit}.away`, dit);
   });
 
   it('--cache naming a file is refused up front', async () => {

@@ -109,3 +109,30 @@ describe('CLI: generate flags for negative prompt, LoRA, image-to-image, hires, 
     assert.match(read.parameters ?? '', /\nNegative prompt: blurry\n.*CFG scale: 3,/);
   });
 });
+
+describe('CLI: part flags (--transformer, --vae, …) beside the demo model or no model', () => {
+  async function cli(...argv: string[]) {
+    let err = '';
+    const code = await main(argv, { out: () => {}, err: (t) => (err += t) });
+    return { code, err };
+  }
+
+  it('generate --model demo --vae FILE and --vae FILE alone are refused (the VAE was silently unused: the demo ran)', async () => {
+    const demoVae = await cli('generate', 'a fox', '--model', 'demo', '--vae', 'ae.safetensors', '--width', '64', '--height', '64', '--steps', '1', '--quiet');
+    assert.equal(demoVae.code, 2);
+    assert.match(demoVae.err, /the demo model \(random weights\) has its own parts and takes no --vae: name a FLUX\.1 model folder instead of demo, or leave --vae out/);
+    const alone = await cli('generate', 'a fox', '--vae', 'ae.safetensors', '--text-encoder', 'clip.safetensors', '--width', '64', '--height', '64', '--steps', '1', '--quiet');
+    assert.equal(alone.code, 2);
+    assert.match(alone.err, /--vae, --text-encoder replace a part of a model: add --model DIR .*or --transformer FILE with the other parts, or leave them out/);
+  });
+
+  it('--model demo --transformer FILE names the demo, not "Model folder not found: <cwd>/demo"; models check demo --vae too', async () => {
+    const r = await cli('generate', 'a fox', '--model', 'demo', '--transformer', 'dit.safetensors');
+    assert.equal(r.code, 2);
+    assert.match(r.err, /takes no --transformer/);
+    assert.doesNotMatch(r.err, /not found/);
+    const check = await cli('models', 'check', 'demo', '--vae', 'ae.safetensors');
+    assert.equal(check.code, 2);
+    assert.match(check.err, /takes no --vae/);
+  });
+});

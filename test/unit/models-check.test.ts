@@ -319,6 +319,18 @@ describe('checkModel', () => {
     assert.equal(r.estimates.find((e) => e.weights === 'fp8')!.components.dit, 11_911_844_096);
   });
 
+  it('a model folder whose DiT file is there but cut short: generate\'s message leads with the broken file, not "no transformer found"', () => {
+    const dits = ['flux-tiny.safetensors', 'flux-tiny-fp8.safetensors', 'flux-tiny-fp8.config.json', 'transformer'];
+    for (const e of fs.readdirSync(GOLDEN_MODELS)) if (!dits.includes(e)) fs.symlinkSync(path.join(GOLDEN_MODELS, e), path.join(t.dir, e));
+    const dit = path.join(t.dir, 'flux-tiny.safetensors');
+    fs.copyFileSync(path.join(GOLDEN_MODELS, 'flux-tiny.safetensors'), dit);
+    fs.truncateSync(dit, fs.statSync(dit).size - 1000);
+    assert.throws(() => resolveModel({ dir: t.dir }), (e: Error) => {
+      assert.match(e.message, new RegExp(`^The model in ${t.dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} cannot be used: .*flux-tiny\\.safetensors: file is truncated: .*download it again\\. So it is incomplete: no FLUX transformer`));
+      return true;
+    });
+  });
+
   it("a scheduler config the generation would refuse makes the DiT part corrupt, naming the file; a sound one or none leaves it present", async () => {
     for (const e of fs.readdirSync(GOLDEN_MODELS)) if (e !== 'scheduler') fs.symlinkSync(path.join(GOLDEN_MODELS, e), path.join(t.dir, e));
     const spec = { dir: t.dir, transformer: path.join(GOLDEN_MODELS, 'flux-tiny.safetensors') };

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { closest } from '../../shared/didYouMean';
+import { DEMO_MODEL_NAME } from '../models/demo';
 import { checkOne, parseDecimal } from '../../shared/params';
 
 export interface CliOutput {
@@ -83,6 +84,19 @@ export function rejectEmptyPaths(paths: Record<string, string | undefined>): voi
   }
 }
 
+/**
+ * The part flags (--transformer, --vae, …) beside the demo model or no model: `--model demo --vae
+ * ae.safetensors` ran the demo with the VAE silently unused, and so did `--vae` with no --model.
+ * `model` is --model's value (or models check's folder); `parts` the part flags by name.
+ */
+export function checkPartFlags(model: string | undefined, parts: Record<string, string | undefined>): void {
+  const given = Object.keys(parts).filter((k) => parts[k] !== undefined);
+  if (!given.length) return;
+  const them = given.length > 1 ? 'them' : given[0];
+  if (model === DEMO_MODEL_NAME) throw new UsageError(`the demo model (random weights) has its own parts and takes no ${given.join(', ')}: name a FLUX.1 model folder instead of demo, or leave ${them} out`);
+  if (model === undefined && parts['--transformer'] === undefined) throw new UsageError(`${given.join(', ')} replace${given.length > 1 ? '' : 's'} a part of a model: add --model DIR (the folder with the other parts), or --transformer FILE with the other parts, or leave ${them} out`);
+}
+
 /** fs.stat, or undefined where nothing is (a path through a file included: ENOTDIR). */
 export function statIfAny(p: string): fs.Stats | undefined {
   try {
@@ -117,10 +131,34 @@ type OptionSpec = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
  */
 export function parseCommandArgs<O extends NonNullable<OptionSpec>>(args: string[], options: O, allowPositionals = true) {
   const all = { ...options, help: { type: 'boolean', short: 'h' } } as O & { help: { type: 'boolean'; short: 'h' } };
+  let parsed;
   try {
-    return parseArgs({ args: joinNegativeValues(args, all), options: all, allowPositionals, strict: true });
+    parsed = parseArgs({ args: joinNegativeValues(args, all), options: all, allowPositionals, strict: true, tokens: true });
   } catch (e) {
     throw new UsageError(parseErrorMessage(e as NodeJS.ErrnoException, Object.keys(all)));
+  }
+  rejectRepeatedFlags(parsed.tokens, all);
+  const { values, positionals } = parsed;
+  return { values, positionals };
+}
+
+/** Flags whose value is a secret: named when repeated, never echoed. */
+const SECRET_FLAGS = new Set(['token']);
+
+/**
+ * parseArgs keeps the last of a single-valued flag given twice, so `--steps 20 … --steps 30` (an
+ * edited command line, a script's default plus an override) ran silently with one of them: which
+ * one the user meant is theirs to say. The same value twice, or a switch twice, is unambiguous.
+ */
+function rejectRepeatedFlags(tokens: ReturnType<typeof parseArgs>['tokens'] & object, options: NonNullable<OptionSpec>): void {
+  const seen = new Map<string, string | undefined>();
+  for (const t of tokens) {
+    if (t.kind !== 'option' || options[t.name]?.multiple) continue;
+    if (seen.has(t.name) && seen.get(t.name) !== t.value) {
+      const values = SECRET_FLAGS.has(t.name) ? '' : ` ("${seen.get(t.name)}" and "${t.value}")`;
+      throw new UsageError(`--${t.name} is given twice${values}; give it once`);
+    }
+    seen.set(t.name, t.value);
   }
 }
 

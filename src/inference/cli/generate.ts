@@ -11,7 +11,7 @@ import { lifetimePeakRss } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
 import { FluxPipeline } from '../pipeline/pipeline';
 import { encodeImagePng } from '../formats/png';
-import { cacheMaxBytesFlag, checked, checkedInputFile, choiceFlag, CliOutput, EXIT_CANCELLED, flag, parseCommandArgs, rejectEmptyPaths, Subcommand, UsageError, wholeNumberFlag } from './common';
+import { cacheMaxBytesFlag, checked, checkedInputFile, checkPartFlags, choiceFlag, CliOutput, EXIT_CANCELLED, flag, parseCommandArgs, rejectEmptyPaths, Subcommand, UsageError, wholeNumberFlag } from './common';
 import { checkCanCreate, checkedCacheDir, checkedOut, writePng } from './generateFiles';
 import { EXTRA_HELP, EXTRA_OPTIONS, extraParams } from './generateOptions';
 
@@ -52,7 +52,8 @@ ${EXTRA_HELP}Runtime:
   --threads N            CPU threads for onnxruntime (a whole number, 0–1024)
   --cache DIR            converted-weight cache folder
   --cache-max-gb N       disk the weight caches may take, GiB: past it the least recently used
-                         are removed after the image (default 0: no limit)
+                         are removed after the image; this run's own stay, and a warning says
+                         when they alone pass it (default 0: no limit)
 Output:
   --out FILE.png         PNG path (default generated/${DEFAULT_TEMPLATE}, numbered if taken);
                          an existing FILE is refused before anything runs, unless --overwrite
@@ -105,6 +106,7 @@ async function generate(argv: string[], io: CliOutput): Promise<number> {
   if (out === undefined) checkCanCreate('the output folder', path.resolve('generated'));
   if (params.latentsFile !== undefined) checkedInputFile('--latents', params.latentsFile);
 
+  checkPartFlags(values.model, { '--transformer': values.transformer, '--vae': values.vae, '--text-encoder': values['text-encoder'], '--text-encoder-2': values['text-encoder-2'] });
   const demo = values.transformer ? undefined : demoModelNamed(values.model);
   const model: ModelSpec = demo ?? (values.model || values.transformer ? { dir: values.model, transformer: values.transformer, vae: values.vae, textEncoder: values['text-encoder'], textEncoder2: values['text-encoder-2'] } : ensureDemoModel());
   const progress = progressPrinter(io, values.quiet === true);

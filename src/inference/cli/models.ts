@@ -5,11 +5,11 @@ import * as path from 'node:path';
 import { ModelSpec, UserError } from '../../shared/api';
 import { formatBytes } from '../../shared/bytes';
 import { checkOne, Height, Width } from '../../shared/params';
-import { cliInvocation, CliOutput, decimal, EXIT_FAILURE, EXIT_OK, parseCommandArgs, rejectEmptyPaths, statIfAny, Subcommand, UsageError } from './common';
+import { checkPartFlags, cliInvocation, CliOutput, decimal, EXIT_FAILURE, EXIT_OK, parseCommandArgs, rejectEmptyPaths, statIfAny, Subcommand, UsageError } from './common';
 import { checkCanCreate } from './generateFiles';
 import { DownloadError } from '../models/hubErrors';
 import { mirrorsFromEnv } from '../models/hub';
-import { demoModelNamed } from '../models/demo';
+import { DEMO_MODEL_NAME, demoModelNamed } from '../models/demo';
 import { loadRegistry } from '../models/registry';
 import { checkModels, defaultModelsDir, downloadModel, findModels, planModelDownload } from '../models/service';
 import { commonProblem, HUB_NAMES, HubName, ModelCheckReport, PART_ROLES, PartCheck, PartRole, FoundModel, DownloadProgress } from '../../shared/models';
@@ -96,6 +96,7 @@ export const modelsCommand: Subcommand = {
       case 'check': {
         if (rest.length > 1) throw new UsageError('check takes one model folder');
         rejectEmptyPaths({ 'the model folder': rest[0], '--transformer': values.transformer, '--vae': values.vae, '--text-encoder': values['text-encoder'], '--text-encoder-2': values['text-encoder-2'] });
+        if (rest[0] === DEMO_MODEL_NAME) checkPartFlags(rest[0], { '--transformer': values.transformer, '--vae': values.vae, '--text-encoder': values['text-encoder'], '--text-encoder-2': values['text-encoder-2'] });
         const demo = values.transformer ? undefined : demoModelNamed(rest[0]);
         const spec: ModelSpec = demo ?? {
           dir: rest[0] === undefined ? undefined : path.resolve(rest[0]),

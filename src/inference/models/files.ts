@@ -65,8 +65,10 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
     const where = scan ? scan.root : 'the model settings';
     const found = scan ? ` Found: ${scan.entries.length ? listSome(scan.entries, 12) : 'nothing (empty folder)'}.` : '';
     const problems = scan ? scan.problems.filter((p) => !missing.some((m) => m.includes(p))) : [];
-    const problemText = problems.length ? ` Problems: ${[...new Set(problems)].join('; ')}.` : '';
-    throw new ModelError(`The model in ${where} is incomplete. Missing: ${[...new Set(missing)].join('; ')}.${problemText}${found}`);
+    // A file that is there but broken (cut short, a config that is not its own) comes first: it is
+    // what to fix, and "no FLUX transformer found" alone read as if the file were not seen at all.
+    if (problems.length) throw new ModelError(`The model in ${where} cannot be used: ${[...new Set(problems)].join('; ')}. So it is incomplete: ${[...new Set(missing)].join('; ')}.${found}`);
+    throw new ModelError(`The model in ${where} is incomplete. Missing: ${[...new Set(missing)].join('; ')}.${found}`);
   }
   const base = path.basename(transformer).replace(/\.(safetensors|gguf)$/i, '');
   const name = spec.name ?? (base === 'transformer' && scan ? path.basename(scan.root) : base);

@@ -1,11 +1,12 @@
 // The weight cache: converted weights (fp16 transposed, int8/int4 MatMulNBits blocks, fp8 from
 // wider types, GGUF decodes) in one memory-mapped file per source and options, built once (on all
-// cores by Weights.prefill), reused while the source files are unchanged, pruned to a disk limit.
+// cores by Weights.prefill), reused while the source files are unchanged (removed once one has
+// changed), pruned to a disk limit.
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { ComputeType } from '../../shared/api';
+import { ComputeType, UserError } from '../../shared/api';
 import { E4M3_MAX, f32ToE4M3, float32ToF16Bits } from '../formats/dtypes';
 import { isGgmlQuant } from '../formats/ggml';
 import { TensorInfo, TensorSource } from '../formats/safetensors';
@@ -45,11 +46,7 @@ export class WeightCache {
   }
 
   static keyFor(src: TensorSource, opts: WeightOptions): string {
-    const files = [...new Set(src.names().map((n) => src.info(n).file))].sort();
-    const ids = files.map((f) => {
-      const st = fs.statSync(f);
-      return `${f}|${st.size}|${st.mtimeMs}`;
-    });
+    const ids = sourceFiles(src).map(({ file, size, mtimeMs }) => `${file}|${size}|${mtimeMs}`);
     // int8/int4 scales are stored in the compute type.
     // GGUF quantized weights are MatMulNBits blocks in any format, their scales in the compute type.
     const gguf = src.names().some((n) => isGgmlQuant(src.info(n).dtype)) ? { ggufCompute: opts.compute ?? 'float32' } : {};
@@ -86,6 +83,9 @@ export class WeightCache {
       }
     }
     fs.mkdirSync(dir, { recursive: true });
+    claimWriter(dir);
+    // What it was built from, for removeStaleWeightCaches.
+    fs.writeFileSync(path.join(dir, SOURCE_FILE), JSON.stringify(sourceFiles(src)));
     const cache = new WeightCache(dir, false, {});
     WeightCache.writing.set(dir, cache);
     return cache;
@@ -186,18 +186,131 @@ export class WeightCache {
       this.fd = undefined;
     }
     fs.rmSync(path.join(this.dir, `${WeightCache.FILE}.partial`), { force: true });
+    fs.rmSync(path.join(this.dir, WRITER_FILE), { force: true });
+    fs.rmSync(path.join(this.dir, SOURCE_FILE), { force: true });
     for (const k of Object.keys(this.index)) delete this.index[k];
     this.size = 0;
   }
 
   commit(): void {
     WeightCache.writing.delete(this.dir);
-    if (this.complete || this.fd === undefined) return;
-    fs.fsyncSync(this.fd);
-    fs.closeSync(this.fd);
-    this.fd = undefined;
-    fs.renameSync(path.join(this.dir, `${WeightCache.FILE}.partial`), path.join(this.dir, WeightCache.FILE));
-    fs.writeFileSync(path.join(this.dir, 'index.json'), JSON.stringify(this.index));
+    if (this.complete) return;
+    if (this.fd !== undefined) {
+      fs.fsyncSync(this.fd);
+      fs.closeSync(this.fd);
+      this.fd = undefined;
+      fs.renameSync(path.join(this.dir, `${WeightCache.FILE}.partial`), path.join(this.dir, WeightCache.FILE));
+      fs.writeFileSync(path.join(this.dir, 'index.json'), JSON.stringify(this.index));
+    }
+    fs.rmSync(path.join(this.dir, WRITER_FILE), { force: true });
+  }
+}
+
+/** The source files a cache was converted from, with their size and time then. */
+const SOURCE_FILE = 'source.json';
+
+interface SourceStamp {
+  file: string;
+  size: number;
+  mtimeMs: number;
+}
+
+function sourceFiles(src: TensorSource): SourceStamp[] {
+  return [...new Set(src.names().map((n) => src.info(n).file))].sort().map((file) => {
+    const st = fs.statSync(file);
+    return { file, size: st.size, mtimeMs: st.mtimeMs };
+  });
+}
+
+/**
+ * Removes the complete caches whose source file has changed since (a checkpoint downloaded again,
+ * replaced, touched): their key can never match again, so without a disk limit each left tens of
+ * GB behind for good. A source that is gone (an unplugged drive) may come back: its cache stays;
+ * so do those this process opened. Returns the removed folders, their bytes and the changed files.
+ */
+export function removeStaleWeightCaches(cacheDir: string, keep: ReadonlySet<string> = WeightCache.opened): { removed: string[]; bytes: number; files: string[] } {
+  const removed: string[] = [];
+  const files = new Set<string>();
+  let bytes = 0;
+  for (const name of fs.existsSync(cacheDir) ? fs.readdirSync(cacheDir) : []) {
+    const dir = path.join(cacheDir, name);
+    if (keep.has(dir)) continue;
+    let changed: string[];
+    let size: number;
+    try {
+      fs.statSync(path.join(dir, 'index.json'));
+      size = fs.statSync(path.join(dir, WeightCache.FILE)).size;
+      const stamps = JSON.parse(fs.readFileSync(path.join(dir, SOURCE_FILE), 'utf8')) as SourceStamp[];
+      changed = stamps.filter((s) => {
+        const st = statOrUndefined(s.file);
+        return st !== undefined && (st.size !== s.size || st.mtimeMs !== s.mtimeMs);
+      }).map((s) => s.file);
+    } catch {
+      continue; // not a complete cache, or one from before source.json
+    }
+    if (!changed.length) continue;
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+    } catch {
+      continue; // mapped by another process (Windows): next time
+    }
+    removed.push(dir);
+    bytes += size;
+    for (const f of changed) files.add(f);
+  }
+  return { removed, bytes, files: [...files] };
+}
+
+function statOrUndefined(file: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The pid of the process filling a cache folder, there while it writes. */
+const WRITER_FILE = 'writer.pid';
+
+/**
+ * Two processes (two VS Code windows, the CLI beside the extension) filling one cache folder wrote
+ * the same weights.bin.partial: the second truncated the first's tensors and the first's commit
+ * then published a file whose index points at zeros or at the other's tensors — silently wrong
+ * weights. One writer per folder: another live one is refused, a dead one's (killed, crashed)
+ * partial is taken over.
+ */
+function claimWriter(dir: string): void {
+  const file = path.join(dir, WRITER_FILE);
+  try {
+    fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
+    return;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+      // Created but not written (a full disk): nothing of it may stay.
+      fs.rmSync(file, { force: true });
+      throw e;
+    }
+  }
+  let pid: number;
+  try {
+    pid = Number.parseInt(fs.readFileSync(file, 'utf8'), 10);
+  } catch {
+    pid = NaN; // its writer just finished
+  }
+  if (pid !== process.pid && isAlive(pid)) {
+    throw new UserError(`another MajicFLUX process (pid ${pid}) is converting these weights into ${dir}; wait until its model has loaded (or stop it), then try again`);
+  }
+  fs.writeFileSync(file, String(process.pid));
+}
+
+function isAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it exists, run by another user.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -223,9 +336,10 @@ function quantScales(x: Float32Array, rows: number, cols: number, mode: 'per-ten
 /**
  * Removes complete weight caches under `cacheDir`, least recently used first, until those left
  * take at most `maxBytes`; the ones this process opened stay (its sessions may map them). Caches
- * being written (no index yet) are not touched. Returns the removed folders and their bytes.
+ * being written (no index yet) are not touched. Returns the removed folders and their bytes, and
+ * the bytes left (over maxBytes when the caches in use alone take more).
  */
-export function pruneWeightCaches(cacheDir: string, maxBytes: number, keep: ReadonlySet<string> = WeightCache.opened): { removed: string[]; bytes: number } {
+export function pruneWeightCaches(cacheDir: string, maxBytes: number, keep: ReadonlySet<string> = WeightCache.opened): { removed: string[]; bytes: number; left: number } {
   const caches: Array<{ dir: string; bytes: number; used: number }> = [];
   for (const name of fs.existsSync(cacheDir) ? fs.readdirSync(cacheDir) : []) {
     const dir = path.join(cacheDir, name);
@@ -251,5 +365,5 @@ export function pruneWeightCaches(cacheDir: string, maxBytes: number, keep: Read
     freed += c.bytes;
     removed.push(c.dir);
   }
-  return { removed, bytes: freed };
+  return { removed, bytes: freed, left: total };
 }

@@ -17,7 +17,7 @@ import { latentsToImage, VaeDecoder, VaeEncoder } from '../graphs/vae';
 import { ModelFiles, resolveModel } from '../models/files';
 import { availableMemory, currentRss, totalMemory } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
-import { pruneWeightCaches } from '../onnx/weightCache';
+import { pruneWeightCaches, removeStaleWeightCaches } from '../onnx/weightCache';
 import { chooseEp } from '../onnx/providers';
 import { plannedGpuMemory } from '../system/gpuMemory';
 import { attentionChunksFor } from '../onnx/providerOps';
@@ -89,11 +89,21 @@ export class FluxPipeline {
 
   /** Keeps the weight caches within cacheMaxBytes (the least recently used go; those in use stay). */
   private pruneCaches(cacheDir: string): void {
+    const stale = removeStaleWeightCaches(cacheDir);
+    if (stale.removed.length) this.log('info', `removed ${stale.removed.length} weight cache(s) (${formatBytes(stale.bytes)}) converted from a file that has changed since: ${stale.files.join(', ')}`);
     const max = this.runtime.cacheMaxBytes;
     if (!max) return;
-    const { removed, bytes } = pruneWeightCaches(cacheDir, max);
+    const { removed, bytes, left } = pruneWeightCaches(cacheDir, max);
     if (removed.length) this.log('info', `weight caches over the ${formatBytes(max)} limit: removed the ${removed.length} least recently used (${formatBytes(bytes)}): ${removed.map((d) => path.basename(d)).join(', ')}`);
+    // Those in use stay (removing them would rebuild them, minutes, every run): the limit was then
+    // quietly exceeded on every image, with the user believing the disk was capped.
+    if (left > max && !this.cacheLimitTold) {
+      this.cacheLimitTold = true;
+      this.log('warn', `the weight caches this model uses take ${formatBytes(left)} in ${cacheDir}, more than the ${formatBytes(max)} limit: they stay while used (rebuilding them would take minutes each run); raise the limit (--cache-max-gb, the majicflux.weightCache.maxGB setting) to at least that, or use a weight format that needs no conversion`);
+    }
   }
+  /** Whether the log has said that the caches in use pass the disk limit (once per model). */
+  private cacheLimitTold = false;
 
   /**
    * First use of a format: converting the weights into the cache takes minutes for FLUX.1 (the T5
