@@ -77,13 +77,7 @@ export class Generation {
       void refuse(this.log, t('The prompt is empty.'));
       return undefined;
     }
-    // A model path that is not there: say so now, before starting a server that would fail the job.
-    const missing = modelPathProblem(this.config, this.server.isRemote);
-    if (missing) {
-      this.log.error(`not generating: ${missing}`);
-      void showModelProblem(t('MajicFLUX cannot generate: {0}', missing), this.log);
-      return undefined;
-    }
+    if (this.modelMissing()) return undefined;
     const s = this.config.settings;
     const d = s.defaults;
     const count = input.count ?? DEFAULTS.count;
@@ -128,10 +122,21 @@ export class Generation {
    * block the server would refuse is said before the first one starts. True when refused (and said).
    */
   async refuses(input: GenerateInput): Promise<boolean> {
+    // What run asks first (trust, the model) is what the user hears first here too.
+    if (!requireTrust() || this.modelMissing()) return true;
     const params: GenerateParams = { ...this.baseParams(input, input.prompt.trim()), seed: 0 };
     const problem = await paramsProblem(params);
     if (problem) this.refuseParams(problem);
     return !!problem;
+  }
+
+  /** A model path that is not there: said now (true), before starting a server that would fail the job. */
+  private modelMissing(): boolean {
+    const missing = modelPathProblem(this.config, this.server.isRemote);
+    if (!missing) return false;
+    this.log.error(`not generating: ${missing}`);
+    void showModelProblem(t('MajicFLUX cannot generate: {0}', missing), this.log);
+    return true;
   }
 
   private refuseParams(problem: string): void {

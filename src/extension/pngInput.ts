@@ -42,16 +42,27 @@ export async function readImageInput(file: string): Promise<PngInput | undefined
  * readImageInput, and without parameters we read, why: the recorded prompt a run cannot take (too
  * long, not text, blank), or the tool whose own kind of record the PNG carries.
  */
-export async function readImageInputOrTool(file: string): Promise<{ input?: PngInput; tool?: string; unusablePrompt?: string }> {
+/** Why a recorded prompt cannot be run: over the length limit (its length), not text, or blank. */
+export type UnusablePrompt = { kind: 'tooLong'; chars: number } | { kind: 'notText' } | { kind: 'empty' };
+
+export async function readImageInputOrTool(file: string): Promise<{ input?: PngInput; tool?: string; unusablePrompt?: UnusablePrompt }> {
   const info = await readPngParameters(file);
   const input = info.params ? toInput(info.params) : undefined;
   if (input) return { input: info.dropped?.length ? { ...input, dropped: info.dropped } : input };
-  // A hand edit or another tool's over-long prompt: "no parameters" would be untrue. The reader's reasons
-  // for the prompt are params.ts's Prompt messages, which all start so.
-  const why = info.dropped?.find((d) => d.startsWith('the prompt ')) ?? (typeof info.params?.prompt === 'string' ? 'the prompt is empty' : undefined);
+  // A hand edit or another tool's over-long prompt: "no parameters" would be untrue. Told as a kind,
+  // not the reader's English reason, so the message can be localized.
+  const why = unusablePrompt(info.params?.prompt, info.dropped?.find((d) => d.startsWith('the prompt ')));
   if (why) return { unusablePrompt: why };
   const tool = recordedBy(info.text);
   return tool ? { tool } : {};
+}
+
+/** `dropped`: the reader's reason for leaving the prompt out (params.ts Prompt's messages). */
+function unusablePrompt(prompt: unknown, dropped: string | undefined): UnusablePrompt | undefined {
+  const chars = dropped && /^the prompt is (\d+) characters/.exec(dropped);
+  if (chars) return { kind: 'tooLong', chars: Number(chars[1]) };
+  if (dropped) return { kind: 'notText' };
+  return typeof prompt === 'string' && !prompt.trim() ? { kind: 'empty' } : undefined;
 }
 
 /** Tools that record a generation as something other than A1111 text or our JSON: ComfyUI (its node graph), InvokeAI (its own JSON). */

@@ -7,10 +7,11 @@ import { Configuration } from './configuration';
 import { Generation, GenerateInput, RunResult } from './generation';
 import { History } from './history';
 import { readImageType } from './imageSize';
-import { PngInput, readImageInputOrTool, sniffGenerated } from './pngInput';
+import { PngInput, readImageInputOrTool, sniffGenerated, UnusablePrompt } from './pngInput';
 import { resolveRecorded } from './recordedInput';
 import { refuse } from './refusal';
 import { requireTrust } from './trust';
+import { LIMITS } from '../shared/params';
 
 const t = vscode.l10n.t;
 const IMAGE_PREVIEW = 'imagePreview.previewEditor';
@@ -67,23 +68,27 @@ export class PngRerun implements vscode.Disposable {
     }
     let input: PngInput | undefined;
     let tool: string | undefined;
-    let unusablePrompt: string | undefined;
+    let unusablePrompt: UnusablePrompt | undefined;
     try {
       ({ input, tool, unusablePrompt } = await readImageInputOrTool(target.fsPath));
     } catch (err) {
-      // A JPEG or WebP saved under a .png name: say what it is, not only that its signature is wrong.
+      // Another image saved under a .png name: say what it is, not only that its signature is wrong.
+      // Vary This Image reads JPEG and WebP (pipeline/inputImage.ts), not the other types.
       const type = await readImageType(target.fsPath);
+      const name = path.basename(target.fsPath);
       const text =
-        type && type !== 'png'
-          ? t('{0} is a {1} image under a .png name: only PNG files carry the parameters MajicFLUX reads. Vary This Image works with it.', path.basename(target.fsPath), type === 'jpg' ? 'JPEG' : type.toUpperCase())
-          : t('Cannot read {0}: {1}', path.basename(target.fsPath), (err as Error).message);
+        type === 'jpg' || type === 'webp'
+          ? t('{0} is a {1} image under a .png name: only PNG files carry the parameters MajicFLUX reads. Vary This Image works with it.', name, type === 'jpg' ? 'JPEG' : 'WebP')
+          : type && type !== 'png'
+          ? t('{0} is a {1} image under a .png name: only PNG files carry the parameters MajicFLUX reads, and only PNG, JPEG and WebP images can be varied.', name, type.toUpperCase())
+          : t('Cannot read {0}: {1}', name, (err as Error).message);
       this.notices.push(text);
       void refuse(this.deps.log, text, { error: true });
       return undefined;
     }
     if (!input) {
       const text = unusablePrompt
-        ? t('{0} records generation parameters, but its prompt cannot be used ({1}). Copy the prompt into the panel or a .flux file and fix it there.', path.basename(target.fsPath), unusablePrompt)
+        ? t('{0} records generation parameters, but its prompt cannot be used ({1}). Copy the prompt into the panel or a .flux file and fix it there.', path.basename(target.fsPath), unusablePromptReason(unusablePrompt))
         : tool
         ? t('{0} was made with {1}, which records it as its own workflow rather than as parameters MajicFLUX reads: copy the prompt from it into the panel or a .flux file.', path.basename(target.fsPath), tool)
         : t('{0} carries no generation parameters.', path.basename(target.fsPath));
@@ -117,4 +122,9 @@ export class PngRerun implements vscode.Disposable {
   dispose(): void {
     for (const s of this.subs) s.dispose();
   }
+}
+
+function unusablePromptReason(u: UnusablePrompt): string {
+  if (u.kind === 'tooLong') return t('the prompt is {0} characters; at most {1} are read', u.chars, LIMITS.prompt.maxChars);
+  return u.kind === 'notText' ? t('the prompt must be text') : t('the prompt is empty');
 }

@@ -41,13 +41,14 @@ describe('extension: .flux keys for negative prompt, LoRA, image-to-image, hires
     assert.deepEqual(parseFlux('a cat\nhires: 2\nhires: 3\n').blocks[0].values, { hires: { scale: 3 } }, 'the last one wins');
   });
 
-  it('reads A1111\'s "Negative prompt:" line as the negative prompt (was: its words joined the prompt, the opposite of what was asked)', () => {
-    const doc = parseFlux('cfg: 3\n\na cat on a wall\nNegative prompt: blurry, extra fingers\n\na dog\nnegative   PROMPT:ugly\n');
-    assert.deepEqual(doc.problems, []);
-    assert.deepEqual(doc.blocks.map((b) => [b.prompt, effectiveValues(doc, b, {}).negativePrompt]), [
-      ['a cat on a wall', 'blurry, extra fingers'],
-      ['a dog', 'ugly'],
+  it('marks A1111\'s "Negative prompt:" line as an error offering `negative` (was: its words joined the prompt silently, the opposite of what was asked)', () => {
+    const doc = parseFlux('cfg: 3\n\na cat on a wall\nNegative prompt: blurry, extra fingers\nlowres\n\na dog\nnegative   PROMPT:ugly\n');
+    assert.deepEqual(doc.problems.map((p) => [p.code, p.severity, p.span.start.line, p.args.suggestion]), [
+      ['unknownKey', 'error', 3, 'negative'],
+      ['unknownKey', 'error', 7, 'negative'],
     ]);
+    // Neither line's words are in the prompt; A1111's second negative line stays prompt text for the user to move.
+    assert.deepEqual(doc.blocks.map((b) => b.prompt), ['a cat on a wall lowres', 'a dog']);
     // Kept as prompt text when escaped, as every parameter line can be.
     assert.equal(parseFlux('a poster\n\\negative prompt: the title\n').blocks[0].prompt, 'a poster negative prompt: the title');
   });

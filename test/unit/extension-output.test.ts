@@ -88,7 +88,7 @@ describe('extension: output folder and names', () => {
     }
   });
 
-  it('says read-only when the folder is (nobody may write in it), and no permission when it is someone else\'s: the real check, run as another user', function () {
+  it('says read-only when the folder is the user\'s own with its write bits off, and no permission when it is someone else\'s (even read-only): the real check, run as another user', function () {
     if (process.platform === 'win32') this.skip();
     const root = process.getuid?.() === 0;
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-ro-'));
@@ -98,16 +98,25 @@ describe('extension: output folder and names', () => {
       fs.chmodSync(path.join(dir, 'ro'), 0o555);
       fs.mkdirSync(path.join(dir, 'theirs'));
       fs.chmodSync(path.join(dir, 'theirs'), 0o755);
+      fs.mkdirSync(path.join(dir, 'theirsRo'));
+      fs.chmodSync(path.join(dir, 'theirsRo'), 0o555);
+      // As root the check runs as nobody: 'ro' is made nobody's own, 'theirs' and 'theirsRo' stay root's.
+      if (root) fs.chownSync(path.join(dir, 'ro'), 65534, 65534);
       const script = `const { folderProblem } = require(${JSON.stringify(path.resolve('src/inference/system/writableFolder.ts'))});
-        console.log(JSON.stringify([folderProblem(process.argv[1] + '/ro/pics'), folderProblem(process.argv[1] + '/theirs/pics')]));`;
+        console.log(JSON.stringify(['ro', 'theirs', 'theirsRo'].map((d) => folderProblem(process.argv[1] + '/' + d + '/pics'))));`;
       // As root every folder is writable: the check runs as nobody, to whom 'theirs' (root's, 755) is not.
       const r = spawnSync(process.execPath, ['-r', 'tsx/cjs', '-e', script, dir], { encoding: 'utf8', ...(root ? { uid: 65534, gid: 65534, env: { ...process.env, HOME: dir, TSX_DISABLE_CACHE: '1' } } : {}) });
       assert.equal(r.status, 0, r.stderr);
-      const [ro, theirs] = JSON.parse(r.stdout) as unknown[];
+      const [ro, theirs, theirsRo] = JSON.parse(r.stdout) as unknown[];
       assert.deepEqual(ro, { code: 'notWritable', path: path.join(dir, 'ro'), readOnly: true });
-      if (root) assert.deepEqual(theirs, { code: 'notWritable', path: path.join(dir, 'theirs') });
+      if (root) {
+        assert.deepEqual(theirs, { code: 'notWritable', path: path.join(dir, 'theirs') });
+        // root's read-only folder is not one nobody can make writable: a permission to ask for.
+        assert.deepEqual(theirsRo, { code: 'notWritable', path: path.join(dir, 'theirsRo') });
+      }
     } finally {
       fs.chmodSync(path.join(dir, 'ro'), 0o755);
+      fs.chmodSync(path.join(dir, 'theirsRo'), 0o755);
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LIMITS } from '../../src/shared/params';
-import { looksGenerated, readImageInput, readImageInputOrTool, toInput } from '../../src/extension/pngInput';
+import { looksGenerated, readImageInput, readImageInputOrTool, toInput, UnusablePrompt } from '../../src/extension/pngInput';
 import { embedParameters, insertChunks, iTXtChunk, PARAMETERS_KEYWORD } from '../../src/inference/formats/png';
 import { tempDir } from '../helpers/writeSafetensors';
 import { TINY_PNG } from '../helpers/tinyPng';
@@ -78,10 +78,11 @@ describe('extension: PNG parameters as generation input', () => {
   });
 
   it('a PNG whose recorded prompt cannot be used (over the limit, not text, blank: a hand edit) says why, rather than "no parameters"', async () => {
-    const cases: [unknown, string][] = [
-      ['x'.repeat(LIMITS.prompt.maxChars + 5), `the prompt is ${LIMITS.prompt.maxChars + 5} characters; at most ${LIMITS.prompt.maxChars} are read`],
-      [42, 'the prompt must be text'],
-      ['   ', 'the prompt is empty'],
+    // Told as kinds (the message is localized where it is shown: pngRerun).
+    const cases: [unknown, UnusablePrompt][] = [
+      ['x'.repeat(LIMITS.prompt.maxChars + 5), { kind: 'tooLong', chars: LIMITS.prompt.maxChars + 5 }],
+      [42, { kind: 'notText' }],
+      ['   ', { kind: 'empty' }],
     ];
     for (const [prompt, why] of cases) {
       const file = path.join(tmp.dir, 'edited.png');

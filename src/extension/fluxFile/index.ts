@@ -128,7 +128,7 @@ async function generateBlocks(
   if (missing.length) return refuseBlock(deps.log, document, missingInputMessage(missing[0]), false);
   // What the server would refuse (an image: that is no image, a LoRA that is a checkpoint) in any
   // block, said before the first one starts rather than after it has taken minutes.
-  for (const [i, block] of blocks.entries()) if (await deps.generation.refuses({ ...resolved[i].values, prompt: block.prompt })) return [];
+  for (const [i, block] of blocks.entries()) if (await deps.generation.refuses({ ...resolved[i].values, prompt: block.prompt })) return undefined;
   const runs: RunResult[] = [];
   for (const [i, block] of blocks.entries()) {
     const values = resolved[i].values;

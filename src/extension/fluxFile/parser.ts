@@ -38,7 +38,7 @@ export const PARAM_KEYS = [
 ] as const;
 export type ParamKey = (typeof PARAM_KEYS)[number];
 /** Other spellings a key is read under. */
-const KEY_ALIASES = new Map<string, ParamKey>([['negative_prompt', 'negative'], ['negative prompt', 'negative']]);
+const KEY_ALIASES = new Map<string, ParamKey>([['negative_prompt', 'negative']]);
 /** Keys that may be given on several lines of a block; their values add up. */
 const REPEATABLE: ReadonlySet<string> = new Set<ParamKey>(['lora']);
 
@@ -143,8 +143,10 @@ type Line =
   | { kind: 'param'; key: string; keyStart: number; value: string; valueStart: number };
 
 // A key is one ASCII word; `://` keeps URLs in prompts from looking like parameters. A1111's
-// "Negative prompt:" (two words) too: pasted from its parameters, it would otherwise become words of
-// the prompt — the very ones it was meant to steer away from.
+// "Negative prompt:" (two words) is read as a key too, an unknown one: pasted from A1111 it would
+// otherwise join the prompt silently — the very words meant to steer away — and A1111's negative
+// may run over several lines, which no rule here could tell from the prompt. So it is an error on
+// its line with `negative` offered, and the user decides what belongs to it.
 const PARAM_RE = /^([A-Za-z][A-Za-z0-9_-]*|negative[ \t]+prompt)[ \t]*:(?!\/\/)/i;
 
 function classify(raw: string): Line {
@@ -182,7 +184,8 @@ const ALIASES = new Map<string, ParamKey>(
 );
 
 export function suggestKey(key: string): ParamKey | undefined {
-  const k = key.toLowerCase();
+  const k = key.toLowerCase().replace(/\s+/g, ' ');
+  if (k === 'negative prompt') return 'negative';
   const alias = ALIASES.get(k);
   if (alias) return alias;
   return closest(k, PARAM_KEYS);

@@ -10,8 +10,8 @@ export type FolderProblem =
   | { code: 'fileInTheWay'; path: string }
   /**
    * The nearest folder that exists (`path`) cannot be written in. `readOnly` when that is why (a
-   * read-only disk, or a folder nobody may write in), which the user fixes otherwise than a
-   * permission of someone else's folder.
+   * read-only disk, or the user's own folder with its write bits off), which the user fixes
+   * otherwise than a permission of someone else's folder.
    */
   | { code: 'notWritable'; path: string; readOnly?: true };
 
@@ -24,8 +24,11 @@ const canWrite: WriteCheck = (dir) => {
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EROFS') return 'readOnly';
+    // Read-only only where the user can change that: their own folder with its write bits off. Another
+    // user's folder (root's 0555 /opt/x) is a permission they must be given.
     try {
-      return (fs.statSync(dir).mode & 0o222) === 0 ? 'readOnly' : false;
+      const st = fs.statSync(dir);
+      return st.uid === process.getuid?.() && (st.mode & 0o222) === 0 ? 'readOnly' : false;
     } catch {
       return false;
     }
