@@ -1,7 +1,6 @@
 // Weights (onnx/weights.ts) for the formats of GPUs without a float8 DequantizeLinear: int8/int4
 // Linear weights as MatMulNBits blocks in the weight cache, and fp16 resident from an fp8 file.
 import * as assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { compare } from '../helpers/golden';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -14,7 +13,6 @@ import { WeightOptions } from '../../src/inference/onnx/weightOptions';
 import { WeightFormat, Weights } from '../../src/inference/onnx/weights';
 import { openTensors, TensorSource } from '../../src/inference/formats/safetensors';
 import { writeSafetensors } from '../../src/inference/formats/safetensorsWriter';
-import { UserError } from '../../src/shared/api';
 
 const N = 384;
 const K = 320;
@@ -295,50 +293,6 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
       assert.deepEqual(second.dense, first.dense);
       assert.deepEqual(reads.filter((n) => n === 'lin.weight'), []);
       assert.equal(fs.readdirSync(cacheDir).length, 1);
-    } finally {
-      src.close();
-    }
-  });
-});
-
-describe('WeightCache: two processes filling one cache', function () {
-  this.timeout(60_000);
-  let dir: string;
-  let file: string;
-  before(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wcache-two-'));
-    file = writeCheckpoints(dir).bf16;
-  });
-  after(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-  it('the second is refused by name while the first writes (it truncated the first\'s partial file); a dead writer\'s partial is taken over', async () => {
-    const cacheDir = path.join(dir, 'cache');
-    const opts: WeightOptions = { format: 'int8', cacheDir, inlineLimit: 64 };
-    // Another process converts the weights and has not committed yet (its model still loading).
-    const script = `const { Weights } = require('./src/inference/onnx/weights.ts'); const { openTensors } = require('./src/inference/formats/safetensors.ts');
-      Weights.prefill(openTensors(${JSON.stringify(file)}), ${JSON.stringify(opts)}, ['lin.weight'], 1).then(() => { console.log('ready'); process.stdin.resume(); });`;
-    const child = spawn(process.execPath, ['-r', 'tsx/cjs', '-e', script], { cwd: path.resolve(__dirname, '../..'), stdio: ['pipe', 'pipe', 'inherit'] });
-    const exited = new Promise((r) => child.on('exit', r));
-    try {
-      await new Promise<void>((resolve, reject) => {
-        child.stdout.on('data', (c: Buffer) => c.toString().includes('ready') && resolve());
-        child.on('exit', (code) => reject(new Error(`the writer exited with ${code}`)));
-      });
-      const partial = path.join(cacheDir, WeightCache.keyFor(openTensors(file), opts), `${WeightCache.FILE}.partial`);
-      const size = fs.statSync(partial).size;
-      assert.ok(size > 0);
-      assert.throws(() => WeightCache.open(cacheDir, openTensors(file), opts), (e: Error) => e instanceof UserError && new RegExp(`another MajicFLUX process \\(pid ${child.pid}\\) is converting these weights into .*; wait`).test(e.message));
-      assert.equal(fs.statSync(partial).size, size, 'the writer\'s partial file is left whole');
-    } finally {
-      child.kill();
-      await exited;
-    }
-    const src = openTensors(file);
-    try {
-      const again = await run(src, opts, gaussian(2 * K, 1, 3), 2);
-      assert.ok(again.dense.every(Number.isFinite));
-      assert.equal(WeightCache.open(cacheDir, src, opts).complete, true);
-      assert.ok(!fs.existsSync(path.join(cacheDir, WeightCache.keyFor(src, opts), 'writer.pid')), 'the claim goes with the commit');
     } finally {
       src.close();
     }

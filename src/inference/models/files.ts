@@ -66,8 +66,9 @@ export function resolveModel(spec: ModelSpec): ModelFiles {
     const found = scan ? ` Found: ${scan.entries.length ? listSome(scan.entries, 12) : 'nothing (empty folder)'}.` : '';
     const problems = scan ? scan.problems.filter((p) => !missing.some((m) => m.includes(p))) : [];
     // A file that is there but broken (cut short, a config that is not its own) comes first: it is
-    // what to fix, and "no FLUX transformer found" alone read as if the file were not seen at all.
-    if (problems.length) throw new ModelError(`The model in ${where} cannot be used: ${[...new Set(problems)].join('; ')}. So it is incomplete: ${[...new Set(missing)].join('; ')}.${found}`);
+    // most often what to fix, and "no FLUX transformer found" alone read as if the file were not seen
+    // at all. Said side by side, not as cause and effect: a broken stray file may not be the missing part.
+    if (problems.length) throw new ModelError(`The model in ${where} cannot be used: ${[...new Set(problems)].join('; ')}. Missing: ${[...new Set(missing)].join('; ')}.${found}`);
     throw new ModelError(`The model in ${where} is incomplete. Missing: ${[...new Set(missing)].join('; ')}.${found}`);
   }
   const base = path.basename(transformer).replace(/\.(safetensors|gguf)$/i, '');

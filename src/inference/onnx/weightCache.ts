@@ -6,7 +6,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ComputeType, UserError } from '../../shared/api';
+import type { ComputeType } from '../../shared/api';
 import { E4M3_MAX, f32ToE4M3, float32ToF16Bits } from '../formats/dtypes';
 import { isGgmlQuant } from '../formats/ggml';
 import { TensorInfo, TensorSource } from '../formats/safetensors';
@@ -83,7 +83,6 @@ export class WeightCache {
       }
     }
     fs.mkdirSync(dir, { recursive: true });
-    claimWriter(dir);
     // What it was built from, for removeStaleWeightCaches.
     fs.writeFileSync(path.join(dir, SOURCE_FILE), JSON.stringify(sourceFiles(src)));
     const cache = new WeightCache(dir, false, {});
@@ -186,7 +185,6 @@ export class WeightCache {
       this.fd = undefined;
     }
     fs.rmSync(path.join(this.dir, `${WeightCache.FILE}.partial`), { force: true });
-    fs.rmSync(path.join(this.dir, WRITER_FILE), { force: true });
     fs.rmSync(path.join(this.dir, SOURCE_FILE), { force: true });
     for (const k of Object.keys(this.index)) delete this.index[k];
     this.size = 0;
@@ -194,15 +192,12 @@ export class WeightCache {
 
   commit(): void {
     WeightCache.writing.delete(this.dir);
-    if (this.complete) return;
-    if (this.fd !== undefined) {
-      fs.fsyncSync(this.fd);
-      fs.closeSync(this.fd);
-      this.fd = undefined;
-      fs.renameSync(path.join(this.dir, `${WeightCache.FILE}.partial`), path.join(this.dir, WeightCache.FILE));
-      fs.writeFileSync(path.join(this.dir, 'index.json'), JSON.stringify(this.index));
-    }
-    fs.rmSync(path.join(this.dir, WRITER_FILE), { force: true });
+    if (this.complete || this.fd === undefined) return;
+    fs.fsyncSync(this.fd);
+    fs.closeSync(this.fd);
+    this.fd = undefined;
+    fs.renameSync(path.join(this.dir, `${WeightCache.FILE}.partial`), path.join(this.dir, WeightCache.FILE));
+    fs.writeFileSync(path.join(this.dir, 'index.json'), JSON.stringify(this.index));
   }
 }
 
@@ -269,50 +264,6 @@ function statOrUndefined(file: string): fs.Stats | undefined {
   }
 }
 
-/** The pid of the process filling a cache folder, there while it writes. */
-const WRITER_FILE = 'writer.pid';
-
-/**
- * Two processes (two VS Code windows, the CLI beside the extension) filling one cache folder wrote
- * the same weights.bin.partial: the second truncated the first's tensors and the first's commit
- * then published a file whose index points at zeros or at the other's tensors — silently wrong
- * weights. One writer per folder: another live one is refused, a dead one's (killed, crashed)
- * partial is taken over.
- */
-function claimWriter(dir: string): void {
-  const file = path.join(dir, WRITER_FILE);
-  try {
-    fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
-    return;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-      // Created but not written (a full disk): nothing of it may stay.
-      fs.rmSync(file, { force: true });
-      throw e;
-    }
-  }
-  let pid: number;
-  try {
-    pid = Number.parseInt(fs.readFileSync(file, 'utf8'), 10);
-  } catch {
-    pid = NaN; // its writer just finished
-  }
-  if (pid !== process.pid && isAlive(pid)) {
-    throw new UserError(`another MajicFLUX process (pid ${pid}) is converting these weights into ${dir}; wait until its model has loaded (or stop it), then try again`);
-  }
-  fs.writeFileSync(file, String(process.pid));
-}
-
-function isAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: it exists, run by another user.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** What a worker needs to quantize one Linear weight [out, in] of the source. */
 export function quantJob(src: TensorSource, name: string, { bits, block }: NBitsChoice, opts: WeightOptions): QuantJob {
