@@ -18,20 +18,29 @@ export type FolderProblem =
 /** Whether a process can write in `dir`: true, 'readOnly' (see FolderProblem), or false (no permission). */
 export type WriteCheck = (dir: string) => boolean | 'readOnly';
 
+/**
+ * Why a folder refused a write, from access()'s error code, the folder's stat and the process's uid:
+ * 'readOnly' for a read-only disk or the user's own folder with its write bits off (what they can
+ * change), else false: another user's folder, even a read-only one (root's 0555 /opt/x), is a
+ * permission they must be given.
+ */
+export function refusalKind(code: string | undefined, st: { uid: number; mode: number } | undefined, uid: number | undefined): 'readOnly' | false {
+  if (code === 'EROFS') return 'readOnly';
+  return st !== undefined && st.uid === uid && (st.mode & 0o222) === 0 ? 'readOnly' : false;
+}
+
 const canWrite: WriteCheck = (dir) => {
   try {
     fs.accessSync(dir, fs.constants.W_OK);
     return true;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EROFS') return 'readOnly';
-    // Read-only only where the user can change that: their own folder with its write bits off. Another
-    // user's folder (root's 0555 /opt/x) is a permission they must be given.
+    let st: fs.Stats | undefined;
     try {
-      const st = fs.statSync(dir);
-      return st.uid === process.getuid?.() && (st.mode & 0o222) === 0 ? 'readOnly' : false;
+      st = fs.statSync(dir);
     } catch {
-      return false;
+      // gone meanwhile: no permission is all that can be said
     }
+    return refusalKind((err as NodeJS.ErrnoException).code, st, process.getuid?.());
   }
 };
 
