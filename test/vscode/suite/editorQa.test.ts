@@ -217,23 +217,25 @@ describe('MajicFLUX in a real VS Code: the server\'s life, jobs and cancels', fu
     const was = (k: string) => cfg.inspect(k)?.workspaceValue;
     const saved = { weights: was('weights'), 'defaults.steps': was('defaults.steps'), 'output.folder': was('output.folder') };
     const file = path.join(ws(), 'setting-mid.flux');
-    fs.writeFileSync(file, 'a slow lighthouse, settings changed\nsteps: 60\nwidth: 128\nheight: 128\nseed: 7\n');
+    fs.writeFileSync(file, 'a slow lighthouse, settings changed\nsteps: 120\nwidth: 128\nheight: 128\nseed: 7\n');
     const document = await vscode.workspace.openTextDocument(file);
     const [a] = (await vscode.commands.executeCommand<RunResult[]>('majicflux.generateFluxFile', document.uri.toString()))!;
     const [queued] = (await vscode.commands.executeCommand<RunResult[]>('majicflux.generateFluxFile', document.uri.toString()))!;
     assert.equal(path.basename(queued.jobs[0].target!), path.basename(a.jobs[0].target!).replace(/\.png$/, '-1.png'), 'same seed and prompt: another name');
     await waitFor('a step', () => a.jobs[0].step !== undefined && a.jobs[0].step >= 1, 120_000);
+    // Cancelled while the first still has most of its steps to go: cancelling it after the three
+    // settings writes raced the first job's end on a loaded CI machine (the queued one then ran).
+    await api.jobs.cancel(queued.jobs[0].id);
+    const [q] = await queued.finished;
+    assert.equal(q.state, 'cancelled');
     try {
       await cfg.update('weights', 'fp32', vscode.ConfigurationTarget.Workspace);
       await cfg.update('defaults.steps', 3, vscode.ConfigurationTarget.Workspace);
       await cfg.update('output.folder', 'elsewhere', vscode.ConfigurationTarget.Workspace);
-      await api.jobs.cancel(queued.jobs[0].id);
-      const [q] = await queued.finished;
-      assert.equal(q.state, 'cancelled');
       const [ea] = await a.finished;
       // Done, not failed by the server restart the weights change asks for (deferred until the queue is empty).
       assert.equal(ea.state, 'done', JSON.stringify(ea.error));
-      assert.equal(ea.result!.metadata.steps, 60);
+      assert.equal(ea.result!.metadata.steps, 120);
       assert.equal(path.basename(path.dirname(ea.result!.file)), 'generated');
       const [ec] = await (await vscode.commands.executeCommand<RunResult>('majicflux.generate', 'after the settings change')).finished;
       assert.equal(ec.state, 'done');
