@@ -67,6 +67,8 @@ export class FluxPipeline {
   /** Text + image tokens of the largest pass of the job the DiT is loaded for, and the query pieces its attention was built with. */
   private ditTokens = 0;
   private ditChunks?: number;
+  /** Whether the log has said that the caches in use pass the disk limit (once per model). */
+  private cacheLimitTold = false;
   private readonly epUsed = new Map<ComponentName, { ep: ExecutionProvider; note?: string }>();
   private readonly loras: PipelineLoras;
   /** Notes of the job running now (a CLIP built for its LoRAs adds to them). */
@@ -102,8 +104,6 @@ export class FluxPipeline {
       this.log('warn', `the weight caches this model uses take ${formatBytes(left)} in ${cacheDir}, more than the ${formatBytes(max)} limit: they stay while used (rebuilding them would take minutes each run); raise the limit (--cache-max-gb, the majicflux.weightCache.maxGB setting) to at least that, or use a weight format that needs no conversion`);
     }
   }
-  /** Whether the log has said that the caches in use pass the disk limit (once per model). */
-  private cacheLimitTold = false;
 
   /**
    * First use of a format: converting the weights into the cache takes minutes for FLUX.1 (the T5
