@@ -33,6 +33,7 @@ import { parseArgs } from 'node:util';
 import { ComputeType, DitTuning, EpChoice, MemoryMode, WeightChoice } from '../src/shared/api';
 import { DitLoadTimings, FluxTransformer } from '../src/inference/graphs/fluxTransformer';
 import { GpuBufferCache } from '../src/inference/onnx/session';
+import type { Fp8Decode } from '../src/inference/onnx/weightOptions';
 import { currentRss, lifetimePeakRss, RssSampler } from '../src/inference/system/processMemory';
 import { FluxPipeline } from '../src/inference/pipeline/pipeline';
 import { imageIds, textIds } from '../src/inference/pipeline/latents';
@@ -60,7 +61,7 @@ interface Job {
   /** Write the DiT's first-step inputs and output here (cross-checks against another implementation). */
   dump?: string;
   /** DiT alone, fp8: how the weights are decoded (default: the pipeline's choice for the EP). */
-  fp8Decode?: 'lookup' | 'dequantize';
+  fp8Decode?: Fp8Decode;
   /** DiT alone: whether MultiHeadAttention writes present K/V (WebGPU's flash kernel); default: the pipeline's choice for the EP. */
   flashAttention?: boolean;
   /** DiT alone, WebGPU: the provider's storage buffer cache mode. */

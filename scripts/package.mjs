@@ -5,7 +5,7 @@
 //   npm run package [-- target ...]
 //
 // Targets: linux-x64 linux-arm64 win32-x64 win32-arm64 darwin-arm64 (all of them by default).
-// darwin-x64 is refused: onnxruntime-node 1.30's npm package has no darwin/x64 binaries.
+// darwin-x64 is refused: onnxruntime-node 1.31's npm package has no darwin/x64 binaries.
 //
 // Per target, in a staging folder under the system temp dir:
 //   1. the files the extension runs from (dist/, media/, l10n/, models/, docs/*.md, README, LICENSE,
@@ -45,7 +45,7 @@ export const TARGETS = {
 /** Targets vsce knows that get no package, and why. */
 export const UNSUPPORTED = {
   'darwin-x64':
-    'onnxruntime-node 1.30 ships no darwin/x64 binaries (its npm package has bin/napi-v6/darwin/arm64 only), so the extension could not run a model on an Intel Mac',
+    'onnxruntime-node 1.31 ships no darwin/x64 binaries (its npm package has bin/napi-v6/darwin/arm64 only), so the extension could not run a model on an Intel Mac',
   'alpine-x64': "onnxruntime-node's Linux binaries need glibc (Alpine uses musl)",
   'alpine-arm64': "onnxruntime-node's Linux binaries need glibc (Alpine uses musl)",
   'linux-armhf': 'onnxruntime-node ships no 32-bit ARM binaries',

@@ -8,6 +8,8 @@
 //            MultiHeadAttention
 //   fp8      fp8 weights decoded on the GPU before a MatMul: codes packed four to a uint32, then
 //            BitShift/BitwiseAnd/Cast/Gather from a 256-entry table; and each of those ops alone
+//   fp8gather fp8 weights decoded by com.microsoft.GatherBlockQuantized (onnxruntime ≥ 1.31), bit-exact
+//            check against DequantizeLinear's values and the product, beside the int32-word decode
 //   mha      com.microsoft.MultiHeadAttention, 24 heads × 128, 4608 tokens (FLUX.1 at 1024²), with
 //            and without the present K/V outputs that select the WebGPU flash-attention kernel
 //   eltwise  the per-token ops around the products at FLUX.1's 1024² shape [4608, 3072] fp16: a
@@ -238,6 +240,61 @@ const probes: Record<string, () => Promise<unknown>> = {
       });
     }
     for (const [name, step] of Object.entries(steps)) out[name] = await attempt(() => chainSlope(M, K, step, 5));
+    return out;
+  },
+
+  async fp8gather() {
+    // onnxruntime ≥ 1.31: com.microsoft.GatherBlockQuantized decodes float8 data on WebGPU. W [K, K]
+    // as e4m3 codes, every row gathered (indices through a gate, as Weights.decodeFp8Gather), one
+    // scale for the tensor; the product as the DiT takes it: MatMul on the transpose. Same call: the
+    // int32-word decode (the 1.30 path) and fp16 MatMul on a resident transposed weight.
+    const codes = Uint8Array.from({ length: K * K }, () => { const c = Math.floor(Math.random() * 254); return c >= 0x7f ? c + 1 : c; });
+    const words = new Int32Array(codes.buffer.slice(0));
+    const table = (scale: number) => float32ToF16Bits(Float32Array.from({ length: 256 }, (_, i) => e4m3(i) * Math.fround(scale)));
+    const i32 = (g: Graph, v: number) => g.constant('int32', [], new Uint8Array(Int32Array.of(v).buffer), 'c');
+    const gateOf = (g: Graph, x: Value) => g.op('Cast', [g.op('Slice', [g.op('Reshape', [x, g.i64([-1])]), g.i64([0]), g.i64([0])])], { to: 7 });
+    const gbq = (g: Graph, x: Value, scale: number) => {
+      const ids = g.op('Reshape', [g.constant('int32', [K], new Uint8Array(Int32Array.from({ length: K }, (_, i) => i).buffer), 'rows'), g.op('Concat', [g.i64([-1]), gateOf(g, x)], { axis: 0 })]);
+      const w8 = g.constant('float8e4m3fn', [K, K], codes, 'w8');
+      return g.op('GatherBlockQuantized', [w8, ids, g.constant('float16', [1, 1], bytesOf(float32ToF16Bits(Float32Array.of(scale))), 's')], { gather_axis: 0, quantize_axis: 1, block_size: 0 }, { domain: 'com.microsoft' });
+    };
+    const wordsDecode = (g: Graph, x: Value) => {
+      const w = g.constant('int32', [K, K / 4], new Uint8Array(words.buffer), 'words');
+      let rest = g.op('Reshape', [w, g.op('Concat', [g.op('Shape', [w]), gateOf(g, x)], { axis: 0 })]);
+      const parts: Value[] = [];
+      for (let i = 0; i < 4; i++) {
+        const q = g.op('Div', [rest, i32(g, 256)]);
+        const r = g.op('Sub', [rest, g.op('Mul', [q, i32(g, 256)])]);
+        parts.push(g.op('Unsqueeze', [r, g.i64([-1])]));
+        rest = g.op('Sub', [q, g.op('Cast', [g.op('Less', [r, i32(g, 0)])], { to: 6 })]);
+      }
+      const idx = g.op('Reshape', [g.op('Concat', parts, { axis: -1 }), g.i64([K, K])]);
+      return g.op('Gather', [g.constant('float16', [256], bytesOf(table(1 / 64)), 'table'), idx], { axis: 0 });
+    };
+    const out: Record<string, unknown> = {};
+    for (const scale of [1 / 64, 0.01]) {
+      out[`gatherExact@${scale}`] = await attempt(async () => {
+        const g = new Graph('exact', 20);
+        const x = g.input('x', 'float16', [1, K]);
+        g.output(gbq(g, x, scale), 'w', 'float16', [K, K]);
+        const s = await session(g);
+        const w = (await s.run({ x: new ort.Tensor('float16', randomF16(K, 1), [1, K]) })).w.data as Uint16Array;
+        await s.release();
+        // DequantizeLinear's value: float(code) · float(scale as f16), rounded once to f16.
+        const sf = toFloat32(new Uint8Array(float32ToF16Bits(Float32Array.of(scale)).buffer), 'F16')[0];
+        const want = float32ToF16Bits(Float32Array.from({ length: 256 }, (_, i) => Math.fround(e4m3(i) * sf)));
+        let wrong = 0;
+        for (let i = 0; i < codes.length; i++) if (w[i] !== want[codes[i]]) wrong++;
+        return wrong === 0 ? true : `${wrong} of ${codes.length} differ`;
+      });
+    }
+    const steps: Record<string, Step> = {
+      gatherTransposeMatmul: (g, x) => g.op('MatMul', [x, g.op('Transpose', [gbq(g, x, 1 / 64)], { perm: [1, 0] })]),
+      wordsTransposeMatmul: (g, x) => g.op('MatMul', [x, g.op('Transpose', [wordsDecode(g, x)], { perm: [1, 0] })]),
+      gatherOnly: (g, x) => g.op('Add', [x, g.op('Slice', [gbq(g, x, 1 / 64), g.i64([0]), g.i64([M])])]),
+      fp16Matmul: (g, x) => g.op('MatMul', [x, g.constant('float16', [K, K], bytesOf(randomF16(K * K, 1 / Math.sqrt(K))), 'w')]),
+    };
+    for (const [name, step] of Object.entries(steps)) out[name] = await attempt(() => chainSlope(M, K, step, 5, 20));
     return out;
   },
 

@@ -84,6 +84,8 @@ export interface DitTuning {
   loraGemm?: boolean;
   /** Tensors up to this many bytes are inlined instead of stored in the weight format (0: every Linear is). */
   inlineLimit?: number;
+  /** How fp8 weights are decoded at run time (OpChoices.fp8Decode; WeightOptions.fp8Decode says what each does). */
+  fp8Decode?: 'dequantize' | 'lookup' | 'words' | 'gather';
 }
 
 export interface StepProgress {

@@ -148,7 +148,7 @@ describe('packaged .vsix files (npm run package)', function () {
     if (sizes.length) console.log(`\n  sizes:\n${sizes.map((s) => `    ${s}`).join('\n')}`);
   });
 
-  it('exist for every target, and for no unsupported one (darwin-x64: onnxruntime-node 1.30 has no binaries)', () => {
+  it('exist for every target, and for no unsupported one (darwin-x64: onnxruntime-node 1.31 has no binaries)', () => {
     const files = fs.existsSync(OUT) ? fs.readdirSync(OUT).filter((f) => f.endsWith('.vsix')) : [];
     for (const t of Object.keys(TARGETS)) assert.ok(files.includes(`majicflux-${t}-${pkg.version}.vsix`), `${OUT}: no package for ${t} (run npm run package)`);
     assert.deepEqual(

@@ -59,7 +59,8 @@ describe('DiT file formats: scaled fp8, e5m2, fp16/fp32, prefixes (issue 17)', f
     for (const [label, opts] of [
       ['fp8, lookup decode (CPU), weights in the file', { format: 'fp8', fp8Decode: 'lookup', inlineLimit: 0 }],
       ['fp8, DequantizeLinear, weights in the file', { format: 'fp8', fp8Decode: 'dequantize', inlineLimit: 0 }],
-      ['fp8, int32 words (WebGPU), weights in the file', { format: 'fp8', fp8Decode: 'words', inlineLimit: 0 }],
+      ['fp8, int32 words, weights in the file', { format: 'fp8', fp8Decode: 'words', inlineLimit: 0 }],
+      ['fp8, GatherBlockQuantized (WebGPU), weights in the file', { format: 'fp8', fp8Decode: 'gather', inlineLimit: 0 }],
       ['fp8, small weights inlined', { format: 'fp8' }],
       ['fp32', { format: 'fp32', inlineLimit: 0 }],
     ] as Array<[string, FluxTransformerOptions]>) {
@@ -105,7 +106,7 @@ describe('DiT file formats: scaled fp8, e5m2, fp16/fp32, prefixes (issue 17)', f
     const file = write('e5m2', specs);
     const ref = await goldenDitForward(write('e5m2-reference', reference), { format: 'fp32' });
     assert.deepEqual(Object.keys(inspectPath(file).components[0].stats.dtypes).sort(), ['BF16', 'F8_E5M2']);
-    for (const fp8Decode of ['lookup', 'dequantize', 'words'] as const) {
+    for (const fp8Decode of ['lookup', 'dequantize', 'words', 'gather'] as const) {
       assertGoldenClose(await goldenDitForward(file, { format: 'fp8', fp8Decode, inlineLimit: 0 }), ref, `e5m2 ${fp8Decode}`);
     }
     const s = compare(ref, expected('a.output'));

@@ -216,7 +216,22 @@ describe('Flux DiT (graphs/dit.ts)', function () {
     }
   });
 
-  it('decodes fp8 from int32 words (the WebGPU default): 1 byte per weight, no 8/16-bit integer data, the fp8 golden', async () => {
+  it('decodes fp8 by GatherBlockQuantized (the WebGPU default): the checkpoint\'s float8 bytes zero-copy, one decode per Linear, the fp8 golden', async () => {
+    const src = openTensors(FP8_FILE);
+    const { graph } = buildDit(new DitWeights(src, 'bfl-dit'), params, { format: 'fp8', inlineLimit: 0, fp8Decode: 'gather' });
+    const external = graph.initializerSummary().filter((i) => i.external);
+    assert.equal(external.length, bflLinears(params).length);
+    assert.ok(external.every((i) => i.type === 'float8e4m3fn' && i.dims[0] * i.dims[1] === i.external!.length && i.external!.location === path.basename(FP8_FILE)), 'the file\'s float8 bytes as they are');
+    const types = graph.nodeTypes();
+    assert.equal(graph.liveNodeList().filter((n) => n.opType === 'GatherBlockQuantized').length, bflLinears(params).length);
+    assert.ok(!types.includes('DequantizeLinear') && !types.includes('Div'), 'no other decode');
+    const [gather] = await run(FP8_FILE, { format: 'fp8', inlineLimit: 0, fp8Decode: 'gather' }, ['a']);
+    const [dq] = await run(FP8_FILE, { format: 'fp8', inlineLimit: 0, fp8Decode: 'dequantize' }, ['a']);
+    assert.ok(compare(gather, dq).relL2 < 1e-6);
+    assertGoldenClose(gather, expected('a.output_fp8_weights'), 'fp8 gather case a');
+  });
+
+  it('decodes fp8 from int32 words (the WebGPU decode of onnxruntime 1.30): 1 byte per weight, no 8/16-bit integer data, the fp8 golden', async () => {
     const src = openTensors(FP8_FILE);
     const { graph } = buildDit(new DitWeights(src, 'bfl-dit'), params, { format: 'fp8', inlineLimit: 0, fp8Decode: 'words' });
     const external = graph.initializerSummary().filter((i) => i.external);

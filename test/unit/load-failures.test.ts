@@ -7,9 +7,9 @@ import { explainLoadFailure } from '../../src/inference/pipeline/loading';
 
 describe('explainLoadFailure', () => {
   it('WebGPU with no usable adapter (no GPU, no Vulkan driver) says so and what to choose instead, not onnxruntime\'s source line', () => {
-    // onnxruntime-node 1.30 on a Linux host without a GPU, --ep webgpu.
+    // onnxruntime-node 1.31 on a Linux host without a GPU, --ep webgpu.
     const raw = new Error(
-      "/onnxruntime_src/onnxruntime/core/providers/webgpu/webgpu_context.cc:136 onnxruntime::webgpu::WebGpuContext::Initialize(const onnxruntime::webgpu::WebGpuContextConfig&)::<lambda()> adapter_result.status == wgpu::RequestAdapterStatus::Success was false. Failed to get a WebGPU adapter: No supported adapters",
+      "/onnxruntime_src/onnxruntime/core/providers/webgpu/webgpu_context.cc:129 onnxruntime::webgpu::WebGpuContext::Initialize(const onnxruntime::webgpu::WebGpuContextConfig&)::<lambda()> adapter_result.status == wgpu::RequestAdapterStatus::Success was false. Failed to get a WebGPU adapter: No supported adapters",
     );
     const e = explainLoadFailure('clip', raw, () => 0, '/cache');
     assert.ok(e instanceof UserError);

@@ -88,7 +88,7 @@ describe('provider op table (onnx/providerOps.ts)', function () {
     });
   }
 
-  it('is consulted: the fused (cpu/cuda) DiT has ops CoreML lacks, fp8 has ops DirectML and WebGPU lack, symmetric int8 needs zero points on DirectML, Transpose-21 has no WebGPU kernel', () => {
+  it('is consulted: the fused (cpu/cuda) DiT has ops CoreML lacks, fp8 has ops DirectML and WebGPU lack (WebGPU\'s own fp8 decode it has), symmetric int8 needs zero points on DirectML, Transpose-21 has no WebGPU kernel', () => {
     const fused = describeMissing(missingOps(ditGraph('cuda', 'fp16', cacheDir), 'coreml')).join('\n');
     for (const op of ['MultiHeadAttention', 'RotaryEmbedding', 'FastGelu']) assert.match(fused, new RegExp(`com\\.microsoft\\.${op}\\(float16\\): no kernel`));
     assert.match(fused, /SimplifiedLayerNormalization\(float16\): no kernel/);
@@ -98,6 +98,11 @@ describe('provider op table (onnx/providerOps.ts)', function () {
     assert.deepEqual(describeMissing(missingOps(fp8, 'cuda')), []);
     assert.match(describeMissing(missingOps(ditGraph('webgpu', 'int8', cacheDir), 'dml')).join('\n'), /MatMulNBits\(float16\): input 3 is required/);
     assert.match(describeMissing(missingOps(ditGraph('cpu', 'fp8', cacheDir), 'webgpu')).join('\n'), /Cast\(uint16\)|Gather\(float32\)/, 'the CPU lookup decode reads uint16 codes');
+    // WebGPU's fp8 decode: GatherBlockQuantized on the float8 bytes, which its table has (and DirectML's lacks).
+    const webgpuFp8 = ditGraph('webgpu', 'fp8', cacheDir);
+    assert.ok(webgpuFp8.liveNodeList().some((n) => n.opType === 'GatherBlockQuantized'));
+    assert.deepEqual(describeMissing(missingOps(webgpuFp8, 'webgpu')), []);
+    assert.match(describeMissing(missingOps(webgpuFp8, 'dml')).join('\n'), /com\.microsoft\.GatherBlockQuantized\(float8e4m3fn\): no kernel/);
     assert.match(describeMissing(missingOps(ditGraph('coreml', 'fp16', cacheDir), 'coreml')).join('\n'), /^$/);
     // The WebGPU DiT's matmul attention transposes heads: fine at its opset 20, not at 21.
     const webgpu = ditGraph('webgpu', 'int8', cacheDir);
@@ -108,7 +113,7 @@ describe('provider op table (onnx/providerOps.ts)', function () {
 
   it('explicit weight formats a provider cannot hold are refused with the reason, not run on the CPU every step', async () => {
     assert.match(weightFormatProblem('dml', 'fp8')!, /no float8 DequantizeLinear/);
-    assert.equal(weightFormatProblem('webgpu', 'fp8'), undefined, 'WebGPU decodes fp8 from int32 words');
+    assert.equal(weightFormatProblem('webgpu', 'fp8'), undefined, 'WebGPU decodes fp8 by GatherBlockQuantized');
     assert.match(weightFormatProblem('coreml', 'int4')!, /no MatMulNBits/);
     assert.equal(weightFormatProblem('cuda', 'fp8'), undefined);
     assert.equal(chooseWeights('coreml', () => GiB, undefined).format, 'fp16');
@@ -207,9 +212,10 @@ describe('provider op table (onnx/providerOps.ts)', function () {
       }
     });
 
-    it('opChoicesFor: fused ops everywhere but CoreML, explicit zero points on DirectML only', () => {
+    it('opChoicesFor: fused ops everywhere but CoreML, explicit zero points on DirectML only, fp8 by table on the CPU and by GatherBlockQuantized on WebGPU', () => {
       assert.deepEqual(PROVIDERS.filter((ep) => !opChoicesFor(ep).contribOps), ['coreml']);
       assert.deepEqual(PROVIDERS.filter((ep) => opChoicesFor(ep).explicitZeroPoints), ['dml']);
+      assert.deepEqual(Object.fromEntries(PROVIDERS.map((ep) => [ep, opChoicesFor(ep).fp8Decode])), { cpu: 'lookup', webgpu: 'gather', cuda: 'dequantize', dml: 'dequantize', coreml: 'dequantize' });
     });
   });
 });

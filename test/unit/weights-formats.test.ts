@@ -167,7 +167,7 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
     assert.deepEqual(a.y, b.y);
   });
 
-  it('fp8 from int32 words (WebGPU) equals DequantizeLinear bit for bit: the decoded weights of a scaled fp8 file and of a bf16 file quantized per row', async () => {
+  it('fp8 from int32 words and by GatherBlockQuantized (WebGPU) equal DequantizeLinear bit for bit: the decoded weights of a scaled fp8 file and of a bf16 file quantized per row', async () => {
     const cache = path.join(dir, 'words-cache');
     /** The weight [N, K] as Weights.matrix decodes it (float32 compute). */
     const decoded = async (file: string, fp8Decode: WeightOptions['fp8Decode']) => {
@@ -190,15 +190,20 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
     assert.ok(asWords.some((v) => v < 0) && asWords.some((v) => v < 0 && (v & 0xff) === 0), 'negative words, some with a zero low byte');
     for (const [file, label] of [[files.fp8, 'fp8 file, per-tensor scale 0.01'], [files.bf16, 'bf16 file, per-row scales']] as const) {
       const words = await decoded(file, 'words');
+      const gather = await decoded(file, 'gather');
       const dq = await decoded(file, 'dequantize');
       assert.deepEqual(words.types, ['int32'], label);
+      assert.deepEqual(gather.types, ['float8e4m3fn'], `${label}: gather reads the float8 bytes as they are`);
       assert.ok(words.w.some((v) => v < 0) && words.w.some((v) => v > 0), `${label}: codes of both signs`);
       assert.deepEqual(words.w, dq.w, label);
+      assert.deepEqual(gather.w, dq.w, `${label}, gather`);
     }
     // The product on top (MatMul on the transpose, not Gemm): the same to float32 rounding.
-    const words = await run(openTensors(files.fp8), { format: 'fp8', cacheDir: cache, fp8Decode: 'words' }, x, m);
     const dq = await run(openTensors(files.fp8), { format: 'fp8', cacheDir: cache, fp8Decode: 'dequantize' }, x, m);
-    assert.ok(relL2(words.dense, dq.dense) < 1e-6 && relL2(words.linear, dq.linear) < 1e-6);
+    for (const fp8Decode of ['words', 'gather'] as const) {
+      const r = await run(openTensors(files.fp8), { format: 'fp8', cacheDir: cache, fp8Decode }, x, m);
+      assert.ok(relL2(r.dense, dq.dense) < 1e-6 && relL2(r.linear, dq.linear) < 1e-6, fp8Decode);
+    }
   });
 
   it('pruneWeightCaches removes the least recently used complete caches past the limit, never one in use nor one being written', () => {

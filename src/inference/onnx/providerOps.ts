@@ -25,6 +25,7 @@
 import type { ExecutionProvider } from './session';
 import type { ElemType } from './proto';
 import { Graph, NodeView } from './graph';
+import type { Fp8Decode } from './weightOptions';
 
 export type Domain = '' | 'com.microsoft';
 
@@ -75,6 +76,8 @@ export const PROVIDER_KERNELS: Record<ExecutionProvider, readonly Kernel[]> = {
     k('Cast', [...ALL_PLAIN, 'float8e4m3fn'], { out: [...ALL_PLAIN, 'float8e4m3fn'] }),
     // DequantizeLinear 21+: T1 includes float8e4m3fn, int8, uint8; T2 float, float16.
     k('DequantizeLinear', ['float8e4m3fn', 'int8', 'uint8'], { out: F }),
+    // GatherBlockQuantized (onnxruntime 1.31, contrib_ops/cpu/quantization): T1 uint8, int4, float8 (e4m3fn, e5m2, …).
+    ms('GatherBlockQuantized', ['float8e4m3fn', 'float8e5m2', 'uint8'], { out: F }),
     k('SimplifiedLayerNormalization', F),
     ms('MatMulNBits', F),
     ms('MultiHeadAttention', F32),
@@ -118,13 +121,16 @@ export const PROVIDER_KERNELS: Record<ExecutionProvider, readonly Kernel[]> = {
   ],
   // WebGPU: webgpu_execution_provider.cc / webgpu_contrib_kernels.cc. Transpose is registered for
   // [1, 12] and [13, 20] only, so at opset 21 it has no WebGPU kernel (WebGPU graphs are built at
-  // 20, OpChoices.opset); no float8
-  // DequantizeLinear; WGSL has no 8/16-bit integer storage (uint8/uint16 data falls back, measured).
+  // 20, OpChoices.opset); no float8 DequantizeLinear, but com.microsoft GatherBlockQuantized takes
+  // float8 data (onnxruntime 1.31: contrib_ops/webgpu/quantization/gather_block_quantized.cc, a
+  // 256-entry table in the shader); WGSL has no 8/16-bit integer storage (uint8/uint16 data falls
+  // back, measured).
   webgpu: [
     ...plumbing([...F, ...INTS, 'bool']).map((x) => (x.op === 'Transpose' ? { ...x, beforeOpset: 21 } : x)),
     ...COMMON_FLOAT.map((op) => k(op, [...F, ...INTS])),
     k('Cast', [...F, ...INTS, 'bool'], { out: [...F, ...INTS, 'bool'] }),
     k('DequantizeLinear', ['int8', 'uint8'], { out: F }),
+    ms('GatherBlockQuantized', ['float8e4m3fn', 'float8e5m2', 'uint8'], { out: F }),
     k('SimplifiedLayerNormalization', F),
     ms('MatMulNBits', F),
     ms('MultiHeadAttention', F),
@@ -183,6 +189,9 @@ export function valueTypes(g: Graph, nodes: ReadonlyArray<NodeView> = g.liveNode
         break;
       case 'DequantizeLinear':
         out = types.get(n.input[1]);
+        break;
+      case 'GatherBlockQuantized':
+        out = types.get(n.input[2]);
         break;
       default:
         out = first;
@@ -306,11 +315,12 @@ export interface OpChoices {
   loraGemm: boolean;
   /**
    * How fp8 weights are decoded (WeightOptions.fp8Decode): the CPU's DequantizeLinear runs on one
-   * thread, so a table lookup; WebGPU has no float8 type nor 8/16-bit integer data, so int32
-   * words split by integer division (bit-exact, measured 3.1 ms for a [4096, 3072] · [3072, 3072]
-   * decode + product against 2.5 ms for the fp16 product on an H100); CUDA's DequantizeLinear.
+   * thread, so a table lookup; WebGPU has no float8 DequantizeLinear, so GatherBlockQuantized over
+   * every row (onnxruntime ≥ 1.31; bit-exact; the full-size DiT on an H100, 1024²: 2.79 s a step
+   * and 16,984 MiB, against 3.27 s and 20,749 MiB for the int32-word decode `words`, same call);
+   * CUDA's DequantizeLinear.
    */
-  fp8Decode: 'dequantize' | 'lookup' | 'words';
+  fp8Decode: Fp8Decode;
   /**
    * ONNX opset of the graphs: WebGPU registers Transpose for opsets up to 20 only, and the matmul
    * attention transposes heads, so WebGPU graphs are built at 20 (nothing we emit needs 21 there).
@@ -334,7 +344,7 @@ export function opChoicesFor(ep: ExecutionProvider = 'cpu'): OpChoices {
     loraSplit: webgpu ? 4 : 1,
     loraGemm: webgpu,
     opset: webgpu ? 20 : 21,
-    fp8Decode: ep === 'cpu' ? 'lookup' : webgpu ? 'words' : 'dequantize',
+    fp8Decode: ep === 'cpu' ? 'lookup' : webgpu ? 'gather' : 'dequantize',
   };
 }
 
@@ -369,7 +379,7 @@ export function graphFor(name: string, ep: ExecutionProvider = 'cpu'): Graph {
 
 /**
  * Why a DiT weight format cannot run on `ep` without a per-step CPU fallback, or undefined when
- * it can. fp8: float8 DequantizeLinear exists on CPU and CUDA only; WebGPU decodes int32 words (OpChoices.fp8Decode). int8/int4: MatMulNBits is
+ * it can. fp8: float8 DequantizeLinear exists on CPU and CUDA only; WebGPU decodes by GatherBlockQuantized (OpChoices.fp8Decode). int8/int4: MatMulNBits is
  * not a CoreML op.
  */
 export function weightFormatProblem(ep: ExecutionProvider, format: string): string | undefined {

@@ -1,7 +1,7 @@
 // What a Weights build and its WeightCache agree on: the options (which also key the cache), and
 // the small facts about source tensors both sides read (element types, fp8 scales, MatMulNBits blocks).
 
-import type { ComputeType, WeightFormat } from '../../shared/api';
+import type { ComputeType, DitTuning, WeightFormat } from '../../shared/api';
 import { TensorDType } from '../formats/dtypes';
 import { isGgmlQuant, NATIVE_NBITS } from '../formats/ggml';
 import { TensorInfo, TensorSource } from '../formats/safetensors';
@@ -29,7 +29,9 @@ export interface WeightOptions {
    * 2 cores: DequantizeLinear 1.40 s, 256-entry table 1.01 s, pair table 0.75 s). `words`: for
    * providers without 8- or 16-bit integer data (WebGPU): the same bytes read four at a time as
    * int32, split into codes by integer division (decodeFp8Words), then the same 256-entry table:
-   * bit-identical, 1 byte per weight, all on the GPU. Default `dequantize`.
+   * bit-identical, 1 byte per weight, all on the GPU. `gather`: com.microsoft GatherBlockQuantized
+   * over every row of the float8 bytes (onnxruntime ≥ 1.31 has it on WebGPU), the scale as its
+   * per-row or broadcast block scale: bit-identical, one kernel per weight. Default `dequantize`.
    */
   fp8Decode?: Fp8Decode;
   /** int8/int4: a zero point per block (min/max) instead of symmetric blocks (default false). */
@@ -61,7 +63,7 @@ export interface WeightOptions {
 
 export const NBITS: Partial<Record<WeightFormat, NBits>> = { int8: 8, int4: 4 };
 
-export type Fp8Decode = 'dequantize' | 'lookup' | 'words';
+export type Fp8Decode = NonNullable<DitTuning['fp8Decode']>;
 
 export const SOURCE_ELEM: Partial<Record<TensorDType, ElemType>> = {
   F32: 'float32', F16: 'float16', BF16: 'bfloat16', F8_E4M3: 'float8e4m3fn', F8_E5M2: 'float8e5m2', I64: 'int64', U8: 'uint8', I8: 'int8',

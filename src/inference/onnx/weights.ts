@@ -47,6 +47,8 @@ export class Weights {
   /** The fp8 decode tables of `lookup`, one per graph. */
   private readonly pairTables = new Map<Fp8DType, Value>();
   private readonly codeTables = new Map<string, Value>();
+  /** fp8 `gather`: the row indices 0…N−1, one constant per row count. */
+  private readonly rowIds = new Map<number, Value>();
   /** explicitZeroPoints: one constant per (rows, bytes per row, bits). */
   private readonly defaultZeroPoints = new Map<string, Value>();
   private readonly compute: ComputeType;
@@ -192,12 +194,12 @@ export class Weights {
         // The file's codes, e4m3 or e5m2, decoded in place; a checkpoint's scale folds into the decode's.
         const scale = Array.from(fp8ScaleOf(this.src, name) ?? [1]);
         const type = typeFor(scale, t.dtype);
-        return this.decodeFp8(this.stored(t, type, dimsFor(type)), scale, gate, type === 'uint16', t.dtype);
+        return this.decodeFp8(this.stored(t, type, dimsFor(type)), t.shape[0], scale, gate, type === 'uint16', t.dtype);
       }
       const e = this.cache!.fp8(t, this.src, this.opts.fp8Scale ?? 'per-channel');
       const type = typeFor(e.scale!, 'F8_E4M3');
       const w = g.external(type, dimsFor(type), { location: WeightCache.FILE, offset: e.offset, length: e.length }, `${name}.fp8`);
-      return this.decodeFp8(w, e.scale!, gate, type === 'uint16', 'F8_E4M3');
+      return this.decodeFp8(w, t.shape[0], e.scale!, gate, type === 'uint16', 'F8_E4M3');
     }
     if (this.isCachedF16(name)) return g.op('Transpose', [this.transposedF16(name, gate)], { perm: [1, 0] });
     // fp16 / fp32: the resident copy is made once at session creation by a foldable Cast (and Mul).
@@ -235,10 +237,10 @@ export class Weights {
     return wanted && this.src.has(`${name}.bias`) ? this.param(`${name}.bias`) : undefined;
   }
 
-  /** The int8/int4 (MatMulNBits), cached-fp16 and fp8 `words` (MatMul on Wᵀ) paths, shared by dense and linear. */
+  /** The int8/int4 (MatMulNBits), cached-fp16 and fp8 `words`/`gather` (MatMul on Wᵀ) paths, shared by dense and linear. */
   private specialFormat(x: Value, name: string, gate: Value, b: Value | undefined): Value | undefined {
     if (this.isNBits(`${name}.weight`)) return this.matMulNBits(x, `${name}.weight`, b);
-    if (this.opts.format === 'fp8' && this.opts.fp8Decode === 'words' && this.src.info(`${name}.weight`).byteLength > this.inlineLimit) {
+    if (this.opts.format === 'fp8' && (this.opts.fp8Decode === 'words' || this.opts.fp8Decode === 'gather') && this.src.info(`${name}.weight`).byteLength > this.inlineLimit) {
       // MatMul on the decoded weight's transpose: WebGPU's Gemm(transB) runs 2.7× slower than its MatMul.
       const y = this.g.op('MatMul', [x, this.g.op('Transpose', [this.matrix(`${name}.weight`, gate)], { perm: [1, 0] })]);
       return b ? this.g.op('Add', [y, b]) : y;
@@ -295,13 +297,14 @@ export class Weights {
   }
 
   /** fp8 bytes (float8e4m3fn [N, K]; for `lookup` uint16 [N, K/2] or uint8 [N, K]) → the compute type [N, K], after `gate`. */
-  private decodeFp8(w8: Value, scale: number[], gate: Value, pairs: boolean, codes: Fp8DType): Value {
+  private decodeFp8(w8: Value, rows: number, scale: number[], gate: Value, pairs: boolean, codes: Fp8DType): Value {
     const g = this.g;
     const per = scale.length > 1;
     // The gate goes through the weight's shape. Besides ordering the dequantization, this hides the
     // static shape from onnxruntime's allocation planner, which would otherwise keep each
     // dequantized buffer alive until the next weight of the same shape can reuse it (with the
     // same-shaped blocks of a DiT: one fp32 weight of every shape alive at once).
+    if (this.opts.fp8Decode === 'gather') return this.decodeFp8Gather(w8, rows, scale, gate);
     const src = g.op('Reshape', [w8, g.op('Concat', [g.op('Shape', [w8]), gate], { axis: 0 })]);
     if (this.opts.fp8Decode === 'words') return this.decodeFp8Words(w8, src, scale, gate, codes);
     if (this.opts.fp8Decode !== 'lookup') {
@@ -349,6 +352,22 @@ export class Weights {
     const per = scale.length > 1;
     const decoded = g.op('Gather', [this.codeTable(format, per ? 1 : scale[0]), index], { axis: 0 });
     return per ? g.op('Mul', [decoded, this.constOfCompute(scale, [scale.length, 1])]) : decoded;
+  }
+
+  /**
+   * float8 [N, K] → the compute type [N, K] by com.microsoft GatherBlockQuantized (onnxruntime
+   * ≥ 1.31 decodes float8 data there, on WebGPU from its own 256-entry table) gathering every row:
+   * one scale per row (block_size 0) or one for the whole tensor (broadcast [1, 1]). The row
+   * indices, not the float8 tensor, carry the gate: a Reshape of float8 data may have no kernel on
+   * the GPU, and a dynamic index count hides the static shape from the planner just as well.
+   */
+  private decodeFp8Gather(w8: Value, rows: number, scale: number[], gate: Value): Value {
+    const g = this.g;
+    let ids = this.rowIds.get(rows);
+    if (!ids) this.rowIds.set(rows, (ids = g.constant('int32', [rows], bytesOf(Int32Array.from({ length: rows }, (_, i) => i)), 'rows')));
+    const gated = g.op('Reshape', [ids, g.op('Concat', [g.i64([-1]), gate], { axis: 0 })]);
+    const s = this.constOfCompute(scale, scale.length > 1 ? [scale.length, 1] : [1, 1]);
+    return g.op('GatherBlockQuantized', [w8, gated, s], { gather_axis: 0, quantize_axis: 1, block_size: 0 }, { domain: 'com.microsoft' });
   }
 
   /** The 256 values of one fp8 format's codes times `s`, in the compute type: one table per graph. */

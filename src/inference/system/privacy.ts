@@ -1,4 +1,4 @@
-// onnxruntime 1.30 starts a telemetry system in every process that creates a session: it writes
+// onnxruntime (1.30, 1.31) starts a telemetry system in every process that creates a session: it writes
 // ~/.cache/Microsoft/DeveloperTools/.onnxruntime/{deviceid,onnxruntime.db} and queues events for
 // upload. MajicFLUX is local and offline, so it is off unless the user sets ORT_DISABLE_TELEMETRY
 // themselves. The native library reads the variable from the real process environment when its
