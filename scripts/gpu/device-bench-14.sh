@@ -8,6 +8,7 @@
 #           GatherBlockQuantized, then by int32 words (the 1.30 path), one process each
 #   e2e     time to the PNG, cold and warm, int8, 1024² × 20 and 512² × 28 steps (FILL_ALL=1 fill)
 #   attn    probe attn,mha on 1.31, then the DiT with MultiHeadAttention against the matmul form
+#   wsets   the int8 DiT's GPU memory at 512², 768², 1024², 1280², matmul and MultiHeadAttention, a process each
 #   torch   PyTorch eager bf16 / fp8-storage steps and 20-step 1024², 28-step 512² denoises
 #   golden  the golden tiny model on WebGPU (scripts/gpu/golden-check.ts); needs test/fixtures/flux-tiny
 # 1.30 comes from .gpu130/ (pack.sh's two ORT files from a 1.30 checkout), 1.31 from .gpu/.
@@ -78,6 +79,18 @@ if has attn; then
     stamp "dit int8 1024 and 512, tuning $t (1.31)"
     timeout "$(left 100)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size 1024,512 --steps 4 --weights int8 --tuning '$t' --tag attn-$([ "$t" = '{}' ] && echo matmul || echo mha) --job-timeout 95"
     pack
+  done
+fi
+if has wsets; then
+  # The int8 DiT's GPU memory by image size and attention form, one process per (size, form): what
+  # models/workingSets.ts estimates and `auto` plans with.
+  ort_use 131
+  for size in ${WSIZES:-512 768 1024 1280}; do
+    for form in matmul fused; do
+      stamp "dit int8 $size, attention $form"
+      timeout "$(left 60)" bash -c "$(declare -f bench); machine='$machine' M='$M' OUT='$OUT'; bench --stages dit --size $size --steps 3 --weights int8 --tuning '{\"attention\":\"$form\"}' --tag ws-$size-$form --job-timeout 55"
+      pack
+    done
   done
 fi
 if has torch; then

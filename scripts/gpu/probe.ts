@@ -291,7 +291,6 @@ const probes: Record<string, () => Promise<unknown>> = {
     const steps: Record<string, Step> = {
       gatherTransposeMatmul: (g, x) => g.op('MatMul', [x, g.op('Transpose', [gbq(g, x, 1 / 64)], { perm: [1, 0] })]),
       wordsTransposeMatmul: (g, x) => g.op('MatMul', [x, g.op('Transpose', [wordsDecode(g, x)], { perm: [1, 0] })]),
-      gatherOnly: (g, x) => g.op('Add', [x, g.op('Slice', [gbq(g, x, 1 / 64), g.i64([0]), g.i64([M])])]),
       fp16Matmul: (g, x) => g.op('MatMul', [x, g.constant('float16', [K, K], bytesOf(randomF16(K * K, 1 / Math.sqrt(K))), 'w')]),
     };
     for (const [name, step] of Object.entries(steps)) out[name] = await attempt(() => chainSlope(M, K, step, 5, 20));
