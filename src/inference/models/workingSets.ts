@@ -7,12 +7,14 @@
 //         640 bytes per token per hidden unit (160 float32 values: the blocks' activations that
 //         onnxruntime's planner keeps), 4·heads·L² the attention probabilities the CPU's fused
 //         MultiHeadAttention materialises, and one Linear weight converted to float32 at a time.
-//   DiT, GPU (float16)  SESSION + 32 · L · hidden + κ · heads · L² + 2 · (largest Linear, fp8)
+//   DiT, GPU (float16)  SESSION + 32 · L · hidden + κ · heads · L² + 16 · (largest Linear, fp8)
 //         32 bytes per token per hidden unit (16 float16 values: a single block's linear1 output
 //         alone is 14; the WebGPU provider's 'simple' buffer cache reuses exact-size buffers, so
-//         little more stays), and κ bytes per head per token pair
-//         for the attention: κ = 2 for MatMul graphs (fp8/fp16/fp32; the float16 probabilities of
-//         the plain kernel), 4 for MatMulNBits (int8/int4), fitted to the 1024² measurements (memory.ts's Calibration).
+//         little more stays), and κ bytes per head per token pair for the attention, by its form:
+//         κ = 7.13 for the MatMul form (the float16 scores, the softmax's output and the buffers
+//         around them), 4.23 for MultiHeadAttention; fp8 adds the float16 decoded and transposed
+//         copies the buffer cache keeps of each weight shape (16 bytes per element of the largest).
+//         Fitted to the int8 and fp8 DiTs at 1024² (onnxruntime 1.31, memory.ts's Calibration).
 //   T5    SESSION + L_t5 · (3·d_ff + 6·d_model) · 4 + heads · L_t5² · 4 + 4 · (largest Linear)
 //         (T5 computes in float32 everywhere; its bf16 weights are converted one Linear at a time)
 //   CLIP  the same with 77 tokens, hidden and intermediate.
@@ -30,8 +32,12 @@ export const SESSION_BYTES = 256 * 2 ** 20;
 export const DIT_BYTES_PER_TOKEN_WIDTH = 640;
 /** DiT activations kept per token per hidden unit on a GPU (float16). */
 export const DIT_GPU_BYTES_PER_TOKEN_WIDTH = 32;
-/** GPU attention buffers per head per token pair: MatMul graphs, MatMulNBits (int8/int4) graphs. */
-export const GPU_ATTENTION_BYTES = { matmul: 2, nbits: 4 } as const;
+/** GPU attention buffers per head per token pair, by the attention's form (DitAttention). */
+export const GPU_ATTENTION_BYTES = { matmul: 7.13, fused: 4.23 } as const;
+/** fp8 on the GPU: decoded float16 weights the buffer cache keeps, bytes per element of the largest Linear. */
+export const FP8_GPU_DECODED_BYTES = 16;
+/** How the DiT computes attention: MatMul → Softmax → MatMul, or the provider's MultiHeadAttention. */
+export type DitAttention = keyof typeof GPU_ATTENTION_BYTES;
 export const DEFAULT_T5_TOKENS = 512;
 const CLIP_TOKENS = 77;
 
@@ -108,19 +114,22 @@ export function ditTokens(size: RunSize): number {
   return (size.t5Tokens ?? DEFAULT_T5_TOKENS) + Math.ceil(size.width / 16) * Math.ceil(size.height / 16);
 }
 
-/** Bytes one run of a component needs besides its weights (see the formulas at the top). */
+/** The DiT's GPU working set at L tokens (text + image) with its attention in `attention`'s form. */
+export function ditGpuWorkingSet(arch: Architecture, L: number, format: WeightFormat, attention: DitAttention = 'matmul'): number {
+  const d = arch.dit;
+  const converted = format === 'fp8' ? FP8_GPU_DECODED_BYTES * d.largestLinear : 0;
+  return Math.round(SESSION_BYTES + DIT_GPU_BYTES_PER_TOKEN_WIDTH * L * d.hidden + GPU_ATTENTION_BYTES[attention] * d.heads * L * L + converted);
+}
+
+/** Bytes one run of a component needs besides its weights (see the formulas at the top); the GPU DiT's in the MatMul form. */
 export function workingSet(component: ComponentName, arch: Architecture, size: RunSize, format: WeightFormat, device: Device = 'cpu'): number {
   switch (component) {
     case 'dit': {
       const L = ditTokens(size);
       const d = arch.dit;
-      if (device === 'cpu') {
-        const converted = format === 'fp8' || format === 'fp16' ? 4 * d.largestLinear : 0;
-        return SESSION_BYTES + DIT_BYTES_PER_TOKEN_WIDTH * L * d.hidden + 4 * d.heads * L * L + converted;
-      }
-      const kappa = format === 'int8' || format === 'int4' ? GPU_ATTENTION_BYTES.nbits : GPU_ATTENTION_BYTES.matmul;
-      const converted = format === 'fp8' ? 2 * d.largestLinear : 0;
-      return SESSION_BYTES + DIT_GPU_BYTES_PER_TOKEN_WIDTH * L * d.hidden + kappa * d.heads * L * L + converted;
+      if (device === 'gpu') return ditGpuWorkingSet(arch, L, format);
+      const converted = format === 'fp8' || format === 'fp16' ? 4 * d.largestLinear : 0;
+      return SESSION_BYTES + DIT_BYTES_PER_TOKEN_WIDTH * L * d.hidden + 4 * d.heads * L * L + converted;
     }
     case 't5': {
       const L = size.t5Tokens ?? DEFAULT_T5_TOKENS;

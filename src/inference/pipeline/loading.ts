@@ -8,6 +8,9 @@ import { LayoutError } from '../formats/layouts/detect';
 import { SafetensorsError } from '../formats/safetensorsHeader';
 import type { ModelFiles } from '../models/files';
 import { chooseEp, chooseWeights } from '../onnx/providers';
+import { GPU_CONTEXT_BYTES } from '../models/memory';
+import { readShapes } from '../models/tensorShapes';
+import { Architecture, architectureOf, DitAttention, ditGpuWorkingSet, ditTokens, FLUX_ARCHITECTURE } from '../models/workingSets';
 import { plannedGpuMemory } from '../system/gpuMemory';
 import { availableMemory } from '../system/processMemory';
 import { isFsError, writeFailureReason } from '../system/fsErrors';
@@ -15,27 +18,60 @@ import { cacheRoot } from '../system/userDirs';
 
 export type ResolvedRuntime = Omit<RuntimeOptions, 'weights' | 'memory'> & { weights: WeightFormat; memory: MemoryMode };
 
+/** The weight format, and the GPU memory the DiT (weights and working set) may take where known. */
+export interface DitPlan {
+  format: WeightFormat;
+  /** Bytes for the DiT's weights and one run's working set on its GPU provider; undefined on the CPU or where unknown. */
+  gpuMemory?: number;
+}
+
 /** The weight format: the one asked for, or for `auto` the one the DiT's provider and memory allow. */
-export async function weightFormatFor(files: ModelFiles, runtime: RuntimeOptions, memory: MemoryMode, log: (level: 'info', message: string) => void): Promise<WeightFormat> {
-  if (runtime.weights !== 'auto') return runtime.weights ?? 'fp8';
+export async function planDit(files: ModelFiles, runtime: RuntimeOptions, memory: MemoryMode, log: (level: 'info', message: string) => void): Promise<DitPlan> {
   const { ep } = await chooseEp('dit', runtime.stageEp?.dit ?? runtime.ep ?? 'auto', 'fp8');
-  const budget = runtime.gpuMemoryBudget ?? (await gpuBudgetForDit(files, ep, memory, runtime.gpuMemory));
+  const gpuMemory = ep === 'cpu' ? undefined : await gpuMemoryForDit(files, memory, runtime.gpuMemory);
+  if (runtime.weights !== 'auto') return { format: runtime.weights ?? 'fp8', gpuMemory };
+  // The weights must leave room for a 1024² run in the attention form that needs least (ditAttentionFor).
+  const budget = runtime.gpuMemoryBudget ?? (gpuMemory === undefined ? undefined : gpuMemory - ditGpuWorkingSet(ditArchitecture(files), ditTokens({ width: 1024, height: 1024 }), 'int8', 'fused'));
   const d = chooseWeights(ep, (f) => files.residentBytes(f, 'dit'), budget);
   log('info', `weights auto → ${d.format} (${d.reason})`);
-  return d.format;
+  return { format: d.format, gpuMemory };
 }
 
 /**
- * GPU memory the DiT may take: the user's figure, else what the GPU reports free (most of its total
- * where only that is known, system/gpuMemory.ts), less room for activations (~2 GiB at 1024² in
- * fp16) and, when everything stays resident, the other components.
+ * GPU memory the DiT's weights and working set may take: the user's figure, else what the GPU reports
+ * free (most of its total where only that is known, system/gpuMemory.ts), less the provider's context
+ * and, when everything stays resident, the other components.
  */
-async function gpuBudgetForDit(files: ModelFiles, ep: ExecutionProvider, memory: MemoryMode, gpuMemory?: number): Promise<number | undefined> {
-  if (ep === 'cpu') return undefined;
+async function gpuMemoryForDit(files: ModelFiles, memory: MemoryMode, gpuMemory?: number): Promise<number | undefined> {
   const free = await plannedGpuMemory(gpuMemory);
   if (free === undefined) return undefined;
   const others = memory === 'sequential' ? 0 : (['clip', 't5', 'vae'] as const).reduce((a, c) => a + files.residentBytes('fp16', c), 0);
-  return free - 2 * 2 ** 30 - others;
+  return free - GPU_CONTEXT_BYTES - others;
+}
+
+/** The DiT's shapes as workingSets.ts reads them (FLUX.1's where the header cannot be read). */
+export function ditArchitecture(files: Pick<ModelFiles, 'transformer'>): Architecture {
+  try {
+    return architectureOf({ dit: readShapes(files.transformer, 'dit') });
+  } catch {
+    return FLUX_ARCHITECTURE;
+  }
+}
+
+/**
+ * The DiT's attention on WebGPU for runs of up to `tokens`: the MatMul form, 1.5× faster there at
+ * 1024², where its working set fits beside the weights in `gpuMemory`; else MultiHeadAttention
+ * where that one's fits (1.4 GiB less at 1024², models/workingSets.ts); the MatMul form where neither
+ * does or the memory is unknown. The note says why when it is not the MatMul form.
+ */
+export function ditAttentionFor(gpuMemory: number | undefined, weights: number, arch: Architecture, tokens: number, format: WeightFormat): { form: DitAttention; note?: string } {
+  if (gpuMemory === undefined) return { form: 'matmul' };
+  const need = (form: DitAttention) => weights + ditGpuWorkingSet(arch, tokens, format, form);
+  if (need('matmul') <= gpuMemory || need('fused') > gpuMemory) return { form: 'matmul' };
+  return {
+    form: 'fused',
+    note: `attention as MultiHeadAttention (slower): the faster MatMul form needs about ${formatBytes(need('matmul'))} at ${tokens} tokens, more than the ${formatBytes(gpuMemory)} of GPU memory the DiT may take; MultiHeadAttention needs about ${formatBytes(need('fused'))}`,
+  };
 }
 
 /** Activation type of a component: T5-XXL overflows float16 (its FFN activations pass 65504), so it stays float32. */

@@ -15,6 +15,7 @@ import { FluxTransformer } from '../graphs/fluxTransformer';
 import { T5Encoder } from '../graphs/t5';
 import { latentsToImage, VaeDecoder, VaeEncoder } from '../graphs/vae';
 import { ModelFiles, resolveModel } from '../models/files';
+import type { DitAttention } from '../models/workingSets';
 import { availableMemory, currentRss, totalMemory } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
 import { pruneWeightCaches, removeStaleWeightCaches } from '../onnx/weightCache';
@@ -36,7 +37,7 @@ import { CLIP_MAX_TOKENS, promptIssues, promptNote } from '../formats/promptChec
 import { ActiveLoras, PipelineLoras } from './loras';
 import { DenoisePass, Job, newJob, PromptEmbedding } from './job';
 import { assertFinite, readInitialLatents } from './latentChecks';
-import { computeFor, defaultCacheDir, explainLoadFailure, ResolvedRuntime, weightFormatFor } from './loading';
+import { computeFor, defaultCacheDir, ditArchitecture, ditAttentionFor, explainLoadFailure, planDit, ResolvedRuntime } from './loading';
 
 /** The release, from package.json (esbuild keeps only this field of it). */
 export const VERSION: string = packageVersion;
@@ -67,6 +68,10 @@ export class FluxPipeline {
   /** Text + image tokens of the largest pass of the job the DiT is loaded for, and the query pieces its attention was built with. */
   private ditTokens = 0;
   private ditChunks?: number;
+  /** GPU memory the DiT's weights and working set may take (loading.planDit); undefined on the CPU or where unknown. */
+  private ditGpuMemory?: number;
+  /** The attention form the DiT was built with where the memory chose it (WebGPU), else undefined. */
+  private ditForm?: DitAttention;
   /** Whether the log has said that the caches in use pass the disk limit (once per model). */
   private cacheLimitTold = false;
   private readonly epUsed = new Map<ComponentName, { ep: ExecutionProvider; note?: string }>();
@@ -83,8 +88,9 @@ export class FluxPipeline {
   static async create(model: ModelSpec, runtime: RuntimeOptions = {}, log: Log = () => {}): Promise<FluxPipeline> {
     const files = resolveModel(model);
     const memory = runtime.memory ?? 'auto';
-    const weights = await weightFormatFor(files, runtime, memory, log);
+    const { format: weights, gpuMemory } = await planDit(files, runtime, memory, log);
     const p = new FluxPipeline(files, { ...runtime, weights, memory }, log);
+    p.ditGpuMemory = gpuMemory;
     log('info', `model ${files.name}: DiT ${files.transformer}, weights ${weights}, memory mode ${memory}`);
     return p;
   }
@@ -310,6 +316,10 @@ export class FluxPipeline {
     if (this.parts.dit && ditEp && this.runtime.ditTuning?.attentionChunks === undefined && (this.ditChunks ?? 0) < attentionChunksFor(ditEp, pass.maxTokens)) {
       this.log('info', `dit: rebuilt with its attention in ${attentionChunksFor(ditEp, pass.maxTokens)} query pieces for ${pass.maxTokens} tokens`);
       await this.unload(['dit']);
+    } else if (this.parts.dit && ditEp && this.ditForm === 'matmul' && this.ditAttention(ditEp, false) === 'fused') {
+      // Only towards the smaller form: one that fits stays (a rebuild costs more than the faster form saves at fewer tokens).
+      this.log('info', `dit: rebuilt for ${pass.maxTokens} tokens, whose MatMul-form attention would not fit the GPU's memory`);
+      await this.unload(['dit']);
     }
     const dit = await this.ensure('dit', hooks.onLoad);
     await this.loras.applyToDit(dit, guide.loras, hooks.onLoad).catch(async (e) => {
@@ -439,6 +449,14 @@ export class FluxPipeline {
     throw new UserError(`Not enough memory for the ${c}: it needs about ${formatBytes(need)} with ${this.runtime.weights} weights, and this machine has ${formatBytes(total)}.${smaller} Use memory mode sequential so only one part is loaded at a time.`);
   }
 
+  /** WebGPU: the attention form the GPU's memory allows at the tokens the DiT is built for (loading.ditAttentionFor); elsewhere the provider's. */
+  private ditAttention(ep: ExecutionProvider, log = true): DitAttention | undefined {
+    if (ep !== 'webgpu' || this.runtime.ditTuning?.attention) return undefined;
+    const a = ditAttentionFor(this.ditGpuMemory, this.files.residentBytes(this.runtime.weights, 'dit'), ditArchitecture(this.files), this.ditTokens, this.runtime.weights);
+    if (a.note && log) this.log('info', `dit: ${a.note}`);
+    return a.form;
+  }
+
   private async ensure<C extends ComponentName>(c: C, onLoad?: LoadHook): Promise<Parts[C]> {
     const have = this.parts[c];
     if (have) return have as Parts[C];
@@ -477,7 +495,8 @@ export class FluxPipeline {
         case 'dit':
           this.ditChunks = this.runtime.ditTuning?.attentionChunks ?? attentionChunksFor(ep, this.ditTokens);
           this.log('info', `dit: built for up to ${this.ditTokens} tokens, attention in ${this.ditChunks} query piece${this.ditChunks === 1 ? '' : 's'}`);
-          part = await FluxTransformer.load(this.files.transformer, { ...common, attentionChunks: this.ditChunks, ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens, loras: this.loras.ditLoadLoras() });
+          this.ditForm = this.ditAttention(ep);
+          part = await FluxTransformer.load(this.files.transformer, { ...common, attentionChunks: this.ditChunks, ...(this.ditForm ? { attention: this.ditForm } : {}), ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens, loras: this.loras.ditLoadLoras() });
           for (const n of part.notes) this.log('info', `dit: ${n}`);
           break;
         default:
