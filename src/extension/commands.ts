@@ -19,6 +19,7 @@ const RECENT_KEY = 'majicflux.recentPrompts';
 const MAX_RECENT = 20;
 /** Typing pauses this long before the prompt is tokenized (well under a millisecond, but not per key). */
 const PROMPT_CHECK_DELAY_MS = 150;
+const NEW_PROMPT = () => t('new prompt');
 export const FIRST_PROMPT = 'a lighthouse on a cliff at dawn, oil painting';
 
 export interface CommandDeps {
@@ -77,19 +78,30 @@ function askPrompt(d: CommandDeps): Promise<string | undefined> {
     let checking: NodeJS.Timeout | undefined;
     // The workbench filters the list and moves the highlight itself on every key, before this host
     // has put the typed text first: typed fast, Enter would take the recent prompt the filter left
-    // highlighted. A highlight that moved after the last keystroke (arrows, a click) is the user's.
+    // highlighted. Until the typed text's own row has become the highlight, a move is the filter's;
+    // after it, a move (arrows, a click) is the user's.
     let moved = false;
-    qp.onDidChangeActive(() => (moved = true));
+    let shown = true;
+    qp.onDidChangeActive((active) => {
+      if (shown) moved = true;
+      else shown = active[0]?.description === NEW_PROMPT() && active[0].label === qp.value;
+    });
     qp.onDidChangeValue((v) => {
       moved = false;
+      shown = !v.trim();
       const rest = recentItems.filter((i) => i.label !== v);
-      qp.items = v.trim() ? [{ label: v, description: t('new prompt'), alwaysShow: true }, ...rest] : recentItems;
+      qp.items = v.trim() ? [{ label: v, description: NEW_PROMPT(), alwaysShow: true }, ...rest] : recentItems;
       clearTimeout(checking);
       if (!v.trim()) return;
       checking = setTimeout(() => {
         void promptFacts(v, d.config, context.extensionPath).then((facts) => {
           if (!facts.length || qp.value !== v) return;
-          qp.items = [{ label: v, description: t('new prompt'), detail: facts.map((f) => `$(warning) ${f}`).join(' '), alwaysShow: true }, ...rest];
+          // New items move the highlight to the first: a recent prompt the user moved to stays highlighted.
+          const chosen = moved ? qp.activeItems[0]?.label : undefined;
+          const items = [{ label: v, description: NEW_PROMPT(), detail: facts.map((f) => `$(warning) ${f}`).join(' '), alwaysShow: true }, ...rest];
+          qp.items = items;
+          const again = items.find((i) => i.label === chosen);
+          if (again) qp.activeItems = [again];
         });
       }, PROMPT_CHECK_DELAY_MS);
     });
