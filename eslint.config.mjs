@@ -35,6 +35,8 @@ export const EXTENSION_MAY_LOAD = [
   'src/inference/system/freeName',
   // Saving what a remote server sent back, atomically (temp file, fsync, link): node:fs and node:crypto only.
   'src/inference/system/atomicWrite',
+  // Whether the process that left a temp file runs (process.kill with signal 0): no imports.
+  'src/inference/system/pids',
   // Whether an output folder can be written, asked before a job (the CLI asks it too): node:fs only.
   'src/inference/system/writableFolder',
 ];

@@ -1,8 +1,10 @@
 // The bundled demo model's first-use write (models/demo.ts): what processes killed mid-write leave.
 import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { demoModelDir, ensureDemoModel } from '../../src/inference/models/demo';
+import { processRunning } from '../../src/inference/system/pids';
 import { tempDir } from '../helpers/writeSafetensors';
 
 describe('demo model: partial copies of killed processes', function () {
@@ -26,5 +28,15 @@ describe('demo model: partial copies of killed processes', function () {
     } finally {
       t.cleanup();
     }
+  });
+});
+
+describe('processRunning (system/pids.ts: partial demo folders, atomic writes\' temp files)', () => {
+  it('this process and a running one are running; one that has exited is not', async () => {
+    assert.equal(processRunning(process.pid), true);
+    assert.equal(processRunning(process.ppid), true);
+    const child = spawn(process.execPath, ['-e', '']);
+    await new Promise((r) => child.on('exit', r));
+    assert.equal(processRunning(child.pid!), false);
   });
 });

@@ -5,6 +5,7 @@ import { cacheRoot } from '../system/userDirs';
 import * as path from 'node:path';
 import { ModelSpec, UserError } from '../../shared/api';
 import { isFsError, writeFailureReason } from '../system/fsErrors';
+import { processRunning } from '../system/pids';
 import { TINY } from './architecture';
 import { writeSyntheticModel } from './synthetic';
 
@@ -66,18 +67,8 @@ function removeAbandoned(dir: string): void {
   const prefix = `${path.basename(dir)}.partial-`;
   for (const name of names) {
     const pid = Number(name.slice(prefix.length));
-    if (!name.startsWith(prefix) || !Number.isInteger(pid) || pid === process.pid || isRunning(pid)) continue;
+    if (!name.startsWith(prefix) || !Number.isInteger(pid) || processRunning(pid)) continue;
     removeQuietly(path.join(path.dirname(dir), name));
-  }
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: it runs, as another user.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

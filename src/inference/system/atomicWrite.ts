@@ -5,6 +5,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { firstFreeNameAsync } from './freeName';
+import { processRunning } from './pids';
 
 
 export class FileExistsError extends Error {
@@ -66,21 +67,10 @@ export async function cleanStaleTemps(dir: string): Promise<string[]> {
   const removed: string[] = [];
   for (const name of names) {
     const m = TEMP_NAME.exec(name);
-    if (!m || isAlive(Number(m[1]))) continue;
+    if (!m || processRunning(Number(m[1]))) continue;
     await fs.rm(path.join(dir, name), { force: true }).then(() => removed.push(name), () => undefined);
   }
   return removed;
-}
-
-function isAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: alive, someone else's.
-    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
 }
 
 /** Moves `tmp` to `dest` only if `dest` does not exist, atomically where the filesystem allows. */
