@@ -182,6 +182,13 @@ describe('CLI: majicflux generate, failures around the generation', function () 
       assert.match(r.stderr, new RegExp(`${flag} is empty \\(an unset variable\\?\\); give a path, or leave it out`));
       assert.doesNotMatch(r.stdout, /listening/);
     }
+    // serve --vae with no model listened with no model, the VAE unused; beside the demo model likewise.
+    for (const args of [['--vae', 'ae.safetensors'], ['--model', 'demo', '--vae', 'ae.safetensors']]) {
+      const r = await runCli(['serve', '--port', '0', ...args], tmp, { killAfterMs: 10_000 });
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, args[0] === '--vae' ? /--vae replaces a part of a model: add --model DIR/ : /the demo model \(random weights\) has its own parts and takes no --vae/);
+      assert.doesNotMatch(r.stdout, /listening/);
+    }
     // It listened on every interface ([::]).
     const host = await runCli(['serve', '--port', '0', '--host', ''], tmp, { killAfterMs: 10_000 });
     assert.equal(host.code, 2, host.stdout + host.stderr);

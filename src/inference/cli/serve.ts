@@ -6,7 +6,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { EP_CHOICES, MEMORY_MODES, ModelError, ModelSpec, UserError, WEIGHT_CHOICES } from '../../shared/api';
 import { resolveModel } from '../models/files';
-import { cacheMaxBytesFlag, choiceFlag, CliOutput, EXIT_FAILURE, EXIT_USAGE, parseCommandArgs, rejectEmptyPaths, statIfAny, Subcommand, UsageError, wholeNumberFlag } from './common';
+import { cacheMaxBytesFlag, checkPartFlags, choiceFlag, CliOutput, EXIT_FAILURE, EXIT_USAGE, parseCommandArgs, rejectEmptyPaths, statIfAny, Subcommand, UsageError, wholeNumberFlag } from './common';
 import { checkCanCreate } from './generateFiles';
 import { PROTOCOL_VERSION, ServerSettings } from '../../shared/protocol';
 import { DEFAULT_HEARTBEAT_MS } from '../server/server';
@@ -122,6 +122,8 @@ async function serve(argv: string[], io: CliOutput): Promise<number> {
   }
   // "" would be the current folder: for --output-dir, a folder every client may then read and write.
   rejectEmptyPaths(Object.fromEntries((['output-dir', 'inputs-dir', 'models-dir', 'model', 'transformer', 'vae', 'cache'] as const).map((f) => [`--${f}`, values[f]])));
+  // --vae alone served no model, the VAE silently unused.
+  checkPartFlags(values.model, { '--transformer': values.transformer, '--vae': values.vae });
   // "" would listen on every interface of the machine, not the loopback the user left it at.
   if (values.host !== undefined && !values.host.trim()) throw new UsageError('--host is empty (an unset variable?); give an address, or leave it out for 127.0.0.1');
   const host = values.host ?? '127.0.0.1';
