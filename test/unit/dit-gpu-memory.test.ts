@@ -19,9 +19,13 @@ describe('the DiT on a GPU whose memory is known: weights and attention form (lo
     const card16 = 15.5 * GiB - GPU_CONTEXT_BYTES;
     const a = ditAttentionFor(card16, DIT.int8!, FLUX_ARCHITECTURE, T1024, 'int8');
     assert.equal(a.form, 'fused');
-    assert.match(a.note!, /^attention as MultiHeadAttention \(slower\): the faster MatMul form needs about 15\.8 GiB at 4608 tokens, more than the 14\.7 GiB of GPU memory the DiT may take; MultiHeadAttention needs about 14\.5 GiB$/);
+    assert.match(a.note!, /^attention as MultiHeadAttention \(slower\): the faster MatMul form needs about 15\.9 GiB at 4608 tokens, more than the 14\.7 GiB of GPU memory the DiT may take; MultiHeadAttention needs about 14\.5 GiB$/);
     assert.deepEqual(ditAttentionFor(card16, DIT.int8!, FLUX_ARCHITECTURE, T512, 'int8'), { form: 'matmul' }, '512² fits in the MatMul form');
     assert.deepEqual(ditAttentionFor(78 * GiB, DIT.int8!, FLUX_ARCHITECTURE, T1024, 'int8'), { form: 'matmul' });
+    // A 24 GB card: the MatMul form at 1024², MultiHeadAttention at 1536² (a hires pass), whose scores alone are 8.5 GiB.
+    const card24 = 24 * GiB - GPU_CONTEXT_BYTES;
+    assert.equal(ditAttentionFor(card24, DIT.int8!, FLUX_ARCHITECTURE, T1024, 'int8').form, 'matmul');
+    assert.equal(ditAttentionFor(card24, DIT.int8!, FLUX_ARCHITECTURE, ditTokens({ width: 1536, height: 1536 }), 'int8').form, 'fused');
     assert.deepEqual(ditAttentionFor(undefined, DIT.int8!, FLUX_ARCHITECTURE, T1024, 'int8'), { form: 'matmul' });
     assert.deepEqual(ditAttentionFor(8 * GiB, DIT.int8!, FLUX_ARCHITECTURE, T1024, 'int8'), { form: 'matmul' }, 'neither fits: the faster one');
     // The boundary is the working sets' difference: MultiHeadAttention's is 1.4 GiB smaller at 1024².

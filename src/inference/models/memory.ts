@@ -33,11 +33,11 @@
 //     0.63–0.79 GiB. The resident pipeline (51.0 GiB at 1024², 'bucket', first session; this
 //     model without the margin gave 46.4 then) was not re-measured with 'simple': the margin
 //     keeps "fits" on the safe side until it is. Only one size (1024²) was measured with 'simple'.
-//   GPU, thirteenth H100 session (onnxruntime 1.31, int8 in blocks of 32, the DiT alone at 1024²,
-//     GPU after the steps less GPU after the load, a process each): MatMul-form attention
-//     4,155 MiB, MultiHeadAttention 2,742 MiB (the working-set model: 4,153 and 2,744); fp8 with the
-//     GatherBlockQuantized decode 5,204 MiB (model 5,161). Only 1024² is fitted: other sizes follow
-//     the model's L and L² terms.
+//   GPU, thirteenth H100 session (onnxruntime 1.31, int8 in blocks of 32, the DiT alone, GPU after
+//     the steps less GPU after the load, a process each), MiB at 512² / 1024² / 1536²: MatMul-form
+//     attention 988 / 4,155 / 13,253 (the working-set model: 1,100 / 4,182 / 13,446), MultiHeadAttention
+//     1,051 / 2,742 / 5,548 (model 1,088 / 2,774 / 5,652); fp8 with the GatherBlockQuantized decode at
+//     1024²: 5,204 (model 5,253).
 // No CPU measurement at 1024² exists: the CPU working sets there are extrapolated (linear in
 // L·hidden, quadratic in L for attention).
 

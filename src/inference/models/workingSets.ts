@@ -7,14 +7,14 @@
 //         640 bytes per token per hidden unit (160 float32 values: the blocks' activations that
 //         onnxruntime's planner keeps), 4·heads·L² the attention probabilities the CPU's fused
 //         MultiHeadAttention materialises, and one Linear weight converted to float32 at a time.
-//   DiT, GPU (float16)  SESSION + 32 · L · hidden + κ · heads · L² + 16 · (largest Linear, fp8)
-//         32 bytes per token per hidden unit (16 float16 values: a single block's linear1 output
-//         alone is 14; the WebGPU provider's 'simple' buffer cache reuses exact-size buffers, so
-//         little more stays), and κ bytes per head per token pair for the attention, by its form:
-//         κ = 7.13 for the MatMul form (the float16 scores, the softmax's output and the buffers
-//         around them), 4.23 for MultiHeadAttention; fp8 adds the float16 decoded and transposed
-//         copies the buffer cache keeps of each weight shape (16 bytes per element of the largest).
-//         Fitted to the int8 and fp8 DiTs at 1024² (onnxruntime 1.31, memory.ts's Calibration).
+//   DiT, GPU (float16)  SESSION + β · L · hidden + κ · heads · L² + 17 · (largest Linear, fp8)
+//         by the attention's form: the MatMul form β = 136, κ = 4.3 (its float16 scores and the
+//         softmax's output, 2 bytes each per head per token pair); MultiHeadAttention β = 184,
+//         κ = 0.07 (its kernel keeps no scores). β is the activations the WebGPU provider's buffer
+//         cache holds per token per hidden unit. fp8 adds the float16 decoded and transposed copies
+//         the cache keeps of each weight shape (17 bytes per element of the largest Linear).
+//         Fitted, a little above each, to the int8 DiT at 512², 1024² and 1536² and the fp8 DiT at
+//         1024² (onnxruntime 1.31, memory.ts's Calibration).
 //   T5    SESSION + L_t5 · (3·d_ff + 6·d_model) · 4 + heads · L_t5² · 4 + 4 · (largest Linear)
 //         (T5 computes in float32 everywhere; its bf16 weights are converted one Linear at a time)
 //   CLIP  the same with 77 tokens, hidden and intermediate.
@@ -30,12 +30,12 @@ import type { ComponentShapes, ShapeSource } from './tensorShapes';
 export const SESSION_BYTES = 256 * 2 ** 20;
 /** DiT activations kept per token per hidden unit (160 float32 values). */
 export const DIT_BYTES_PER_TOKEN_WIDTH = 640;
-/** DiT activations kept per token per hidden unit on a GPU (float16). */
-export const DIT_GPU_BYTES_PER_TOKEN_WIDTH = 32;
-/** GPU attention buffers per head per token pair, by the attention's form (DitAttention). */
-export const GPU_ATTENTION_BYTES = { matmul: 7.13, fused: 4.23 } as const;
+/** DiT activations kept per token per hidden unit on a GPU (float16), by the attention's form (DitAttention). */
+export const DIT_GPU_BYTES_PER_TOKEN_WIDTH = { matmul: 136, fused: 184 } as const;
+/** GPU attention buffers per head per token pair, by the attention's form. */
+export const GPU_ATTENTION_BYTES = { matmul: 4.3, fused: 0.07 } as const;
 /** fp8 on the GPU: decoded float16 weights the buffer cache keeps, bytes per element of the largest Linear. */
-export const FP8_GPU_DECODED_BYTES = 16;
+export const FP8_GPU_DECODED_BYTES = 17;
 /** How the DiT computes attention: MatMul → Softmax → MatMul, or the provider's MultiHeadAttention. */
 export type DitAttention = keyof typeof GPU_ATTENTION_BYTES;
 export const DEFAULT_T5_TOKENS = 512;
@@ -118,7 +118,7 @@ export function ditTokens(size: RunSize): number {
 export function ditGpuWorkingSet(arch: Architecture, L: number, format: WeightFormat, attention: DitAttention = 'matmul'): number {
   const d = arch.dit;
   const converted = format === 'fp8' ? FP8_GPU_DECODED_BYTES * d.largestLinear : 0;
-  return Math.round(SESSION_BYTES + DIT_GPU_BYTES_PER_TOKEN_WIDTH * L * d.hidden + GPU_ATTENTION_BYTES[attention] * d.heads * L * L + converted);
+  return Math.round(SESSION_BYTES + DIT_GPU_BYTES_PER_TOKEN_WIDTH[attention] * L * d.hidden + GPU_ATTENTION_BYTES[attention] * d.heads * L * L + converted);
 }
 
 /** Bytes one run of a component needs besides its weights (see the formulas at the top); the GPU DiT's in the MatMul form. */
