@@ -15,7 +15,7 @@ const T512 = ditTokens({ width: 512, height: 512 });
 const files = { name: 'flux', transformer: '/nowhere/flux.safetensors', residentBytes: (f: WeightFormat, c?: string) => (c === 'dit' ? DIT[f]! : 0.25 * GiB) } as unknown as ModelFiles;
 
 describe('the DiT on a GPU whose memory is known: weights and attention form (loading.planDit, ditAttentionFor)', () => {
-  it('the MatMul form where it fits, MultiHeadAttention where only that fits (a 16 GB card at 1024²), the MatMul form when neither does or nothing is known', () => {
+  it('the MatMul form where it fits or nothing is known, else MultiHeadAttention (a 16 GB card at 1024²), saying so, and when even that does not fit', () => {
     const card16 = 15.5 * GiB - GPU_CONTEXT_BYTES;
     const a = ditAttentionFor(card16, DIT.int8!, FLUX_ARCHITECTURE, T1024, 'int8');
     assert.equal(a.form, 'fused');
@@ -27,7 +27,9 @@ describe('the DiT on a GPU whose memory is known: weights and attention form (lo
     assert.equal(ditAttentionFor(card24, DIT.int8!, FLUX_ARCHITECTURE, T1024, 'int8').form, 'matmul');
     assert.equal(ditAttentionFor(card24, DIT.int8!, FLUX_ARCHITECTURE, ditTokens({ width: 1536, height: 1536 }), 'int8').form, 'fused');
     assert.deepEqual(ditAttentionFor(undefined, DIT.int8!, FLUX_ARCHITECTURE, T1024, 'int8'), { form: 'matmul' });
-    assert.deepEqual(ditAttentionFor(8 * GiB, DIT.int8!, FLUX_ARCHITECTURE, T1024, 'int8'), { form: 'matmul' }, 'neither fits: the faster one');
+    const neither = ditAttentionFor(8 * GiB, DIT.int8!, FLUX_ARCHITECTURE, T1024, 'int8');
+    assert.equal(neither.form, 'fused', 'neither fits: the smaller one');
+    assert.match(neither.note!, /more than that too: expect an allocation failure \(a smaller image, or weights int4\)$/);
     // The boundary is the working sets' difference: MultiHeadAttention's is 1.4 GiB smaller at 1024².
     const saved = ditGpuWorkingSet(FLUX_ARCHITECTURE, T1024, 'int8') - ditGpuWorkingSet(FLUX_ARCHITECTURE, T1024, 'int8', 'fused');
     assert.ok(saved > 1.3 * GiB && saved < 1.5 * GiB, `${saved / GiB} GiB`);
@@ -48,12 +50,19 @@ describe('the DiT on a GPU whose memory is known: weights and attention form (lo
     assert.equal(p80.format, 'int8');
     assert.equal(ditAttentionFor(p80.gpuMemory, DIT.int8!, FLUX_ARCHITECTURE, T1024, 'int8').form, 'matmul');
     const asked = await plan(16 * GiB, 'int8');
-    assert.deepEqual(asked, { format: 'int8', gpuMemory: 16 * GiB - GPU_CONTEXT_BYTES });
+    assert.deepEqual(asked, { format: 'int8', gpuMemory: 16 * GiB - GPU_CONTEXT_BYTES, others: 0.75 * GiB });
   });
 
-  it('resident: the other components come out of the DiT\'s share; the CPU plans no GPU memory', async () => {
-    const resident = await planDit(files, { weights: 'int8', stageEp: { dit: 'webgpu' }, gpuMemory: 24 * GiB }, 'resident', () => {});
-    assert.equal(resident.gpuMemory, 24 * GiB - GPU_CONTEXT_BYTES - 3 * 0.25 * GiB);
-    assert.deepEqual(await planDit(files, { weights: 'fp8', stageEp: { dit: 'cpu' }, gpuMemory: 24 * GiB }, 'sequential', () => {}), { format: 'fp8', gpuMemory: undefined });
+  it('weights auto: unless the mode is sequential (auto may resolve to resident) the other components come out of the DiT\'s share; the CPU plans no GPU memory', async () => {
+    const big = { ...files, residentBytes: (f: WeightFormat, c?: string) => (c === 'dit' ? DIT[f]! : 3 * GiB) } as ModelFiles;
+    const plan = (memory: 'sequential' | 'auto' | 'resident') => planDit(big, { weights: 'auto', stageEp: { dit: 'webgpu' }, gpuMemory: 24 * GiB }, memory, () => {});
+    assert.equal((await plan('sequential')).format, 'int8');
+    for (const memory of ['auto', 'resident'] as const) {
+      const p = await plan(memory);
+      assert.equal(p.format, 'int4', memory);
+      assert.deepEqual([p.gpuMemory, p.others], [24 * GiB - GPU_CONTEXT_BYTES, 9 * GiB], 'the share alone and what the others take: the pipeline subtracts them for a resident job');
+    }
+    const cpu = await planDit(files, { weights: 'fp8', stageEp: { dit: 'cpu' }, gpuMemory: 24 * GiB }, 'sequential', () => {});
+    assert.deepEqual([cpu.format, cpu.gpuMemory], ['fp8', undefined]);
   });
 });

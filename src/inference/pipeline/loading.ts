@@ -21,32 +21,28 @@ export type ResolvedRuntime = Omit<RuntimeOptions, 'weights' | 'memory'> & { wei
 /** The weight format, and the GPU memory the DiT (weights and working set) may take where known. */
 export interface DitPlan {
   format: WeightFormat;
-  /** Bytes for the DiT's weights and one run's working set on its GPU provider; undefined on the CPU or where unknown. */
+  /** Bytes for the DiT's weights and one run's working set on its GPU provider when it is alone there; undefined on the CPU or where unknown. */
   gpuMemory?: number;
+  /** What the other components hold on the GPU when everything stays resident (to come off gpuMemory then). */
+  others: number;
 }
 
 /** The weight format: the one asked for, or for `auto` the one the DiT's provider and memory allow. */
 export async function planDit(files: ModelFiles, runtime: RuntimeOptions, memory: MemoryMode, log: (level: 'info', message: string) => void): Promise<DitPlan> {
   const { ep } = await chooseEp('dit', runtime.stageEp?.dit ?? runtime.ep ?? 'auto', 'fp8');
-  const gpuMemory = ep === 'cpu' ? undefined : await gpuMemoryForDit(files, memory, runtime.gpuMemory);
-  if (runtime.weights !== 'auto') return { format: runtime.weights ?? 'fp8', gpuMemory };
-  // The weights must leave room for a 1024² run in the attention form that needs least (ditAttentionFor).
-  const budget = runtime.gpuMemoryBudget ?? (gpuMemory === undefined ? undefined : gpuMemory - ditGpuWorkingSet(ditArchitecture(files), ditTokens({ width: 1024, height: 1024 }), 'int8', 'fused'));
+  const free = ep === 'cpu' ? undefined : await plannedGpuMemory(runtime.gpuMemory);
+  // The user's figure, else what the GPU reports free (most of its total where only that is known,
+  // system/gpuMemory.ts), less the provider's context.
+  const gpuMemory = free === undefined ? undefined : free - GPU_CONTEXT_BYTES;
+  const others = (['clip', 't5', 'vae'] as const).reduce((a, c) => a + files.residentBytes('fp16', c), 0);
+  if (runtime.weights !== 'auto') return { format: runtime.weights ?? 'fp8', gpuMemory, others };
+  // The weights must leave room for a 1024² run in the attention form that needs least
+  // (ditAttentionFor), and, unless the mode is sequential (auto may resolve to resident), the others.
+  const alone = gpuMemory === undefined ? undefined : gpuMemory - (memory === 'sequential' ? 0 : others);
+  const budget = runtime.gpuMemoryBudget ?? (alone === undefined ? undefined : alone - ditGpuWorkingSet(ditArchitecture(files), ditTokens({ width: 1024, height: 1024 }), 'int8', 'fused'));
   const d = chooseWeights(ep, (f) => files.residentBytes(f, 'dit'), budget);
   log('info', `weights auto → ${d.format} (${d.reason})`);
-  return { format: d.format, gpuMemory };
-}
-
-/**
- * GPU memory the DiT's weights and working set may take: the user's figure, else what the GPU reports
- * free (most of its total where only that is known, system/gpuMemory.ts), less the provider's context
- * and, when everything stays resident, the other components.
- */
-async function gpuMemoryForDit(files: ModelFiles, memory: MemoryMode, gpuMemory?: number): Promise<number | undefined> {
-  const free = await plannedGpuMemory(gpuMemory);
-  if (free === undefined) return undefined;
-  const others = memory === 'sequential' ? 0 : (['clip', 't5', 'vae'] as const).reduce((a, c) => a + files.residentBytes('fp16', c), 0);
-  return free - GPU_CONTEXT_BYTES - others;
+  return { format: d.format, gpuMemory, others };
 }
 
 /** The DiT's shapes as workingSets.ts reads them (FLUX.1's where the header cannot be read). */
@@ -60,17 +56,19 @@ export function ditArchitecture(files: Pick<ModelFiles, 'transformer'>): Archite
 
 /**
  * The DiT's attention on WebGPU for runs of up to `tokens`: the MatMul form, 1.5× faster there at
- * 1024², where its working set fits beside the weights in `gpuMemory`; else MultiHeadAttention
- * where that one's fits (1.4 GiB less at 1024², models/workingSets.ts); the MatMul form where neither
- * does or the memory is unknown. The note says why when it is not the MatMul form.
+ * 1024², where its working set fits beside the weights in `gpuMemory`; else MultiHeadAttention,
+ * whose working set grows with the tokens, not their square (1.4 GiB less at 1024², 7.5 GiB at 1536²:
+ * models/workingSets.ts); the MatMul form where the memory is unknown. The note says why when it is
+ * not the MatMul form.
  */
 export function ditAttentionFor(gpuMemory: number | undefined, weights: number, arch: Architecture, tokens: number, format: WeightFormat): { form: DitAttention; note?: string } {
   if (gpuMemory === undefined) return { form: 'matmul' };
   const need = (form: DitAttention) => weights + ditGpuWorkingSet(arch, tokens, format, form);
-  if (need('matmul') <= gpuMemory || need('fused') > gpuMemory) return { form: 'matmul' };
+  if (need('matmul') <= gpuMemory) return { form: 'matmul' };
+  const fits = need('fused') <= gpuMemory;
   return {
     form: 'fused',
-    note: `attention as MultiHeadAttention (slower): the faster MatMul form needs about ${formatBytes(need('matmul'))} at ${tokens} tokens, more than the ${formatBytes(gpuMemory)} of GPU memory the DiT may take; MultiHeadAttention needs about ${formatBytes(need('fused'))}`,
+    note: `attention as MultiHeadAttention (slower): the faster MatMul form needs about ${formatBytes(need('matmul'))} at ${tokens} tokens, more than the ${formatBytes(gpuMemory)} of GPU memory the DiT may take; MultiHeadAttention needs about ${formatBytes(need('fused'))}${fits ? '' : ', more than that too: expect an allocation failure (a smaller image, or weights int4)'}`,
   };
 }
 

@@ -15,13 +15,13 @@ import { FluxTransformer } from '../graphs/fluxTransformer';
 import { T5Encoder } from '../graphs/t5';
 import { latentsToImage, VaeDecoder, VaeEncoder } from '../graphs/vae';
 import { ModelFiles, resolveModel } from '../models/files';
-import type { DitAttention } from '../models/workingSets';
+import { DitAttention, ditTokens } from '../models/workingSets';
 import { availableMemory, currentRss, totalMemory } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
 import { pruneWeightCaches, removeStaleWeightCaches } from '../onnx/weightCache';
 import { chooseEp } from '../onnx/providers';
 import { plannedGpuMemory } from '../system/gpuMemory';
-import { attentionChunksFor } from '../onnx/providerOps';
+import { attentionChunksFor, opChoicesFor } from '../onnx/providerOps';
 import { eulerStep, flowMatchSchedule } from './flowMatch';
 import { imageIds, initialLatents, LATENT_CHANNELS, latentShape, packLatents, textIds, unpackLatents, VAE_SCALE } from './latents';
 import { latentToPreviewRGB } from './latentPreview';
@@ -68,8 +68,8 @@ export class FluxPipeline {
   /** Text + image tokens of the largest pass of the job the DiT is loaded for, and the query pieces its attention was built with. */
   private ditTokens = 0;
   private ditChunks?: number;
-  /** GPU memory the DiT's weights and working set may take (loading.planDit); undefined on the CPU or where unknown. */
-  private ditGpuMemory?: number;
+  /** GPU memory the DiT's weights and working set may take alone, and what the others hold when resident (loading.planDit); undefined on the CPU or where unknown. */
+  private ditGpu?: { alone: number; others: number };
   /** The attention form the DiT was built with where the memory chose it (WebGPU), else undefined. */
   private ditForm?: DitAttention;
   /** Whether the log has said that the caches in use pass the disk limit (once per model). */
@@ -88,9 +88,9 @@ export class FluxPipeline {
   static async create(model: ModelSpec, runtime: RuntimeOptions = {}, log: Log = () => {}): Promise<FluxPipeline> {
     const files = resolveModel(model);
     const memory = runtime.memory ?? 'auto';
-    const { format: weights, gpuMemory } = await planDit(files, runtime, memory, log);
+    const { format: weights, gpuMemory, others } = await planDit(files, runtime, memory, log);
     const p = new FluxPipeline(files, { ...runtime, weights, memory }, log);
-    p.ditGpuMemory = gpuMemory;
+    p.ditGpu = gpuMemory === undefined ? undefined : { alone: gpuMemory, others };
     log('info', `model ${files.name}: DiT ${files.transformer}, weights ${weights}, memory mode ${memory}`);
     return p;
   }
@@ -313,7 +313,9 @@ export class FluxPipeline {
     this.ditTextTokens = emb.tokens;
     this.ditTokens = pass.maxTokens;
     const ditEp = this.epUsed.get('dit')?.ep;
-    if (this.parts.dit && ditEp && this.runtime.ditTuning?.attentionChunks === undefined && (this.ditChunks ?? 0) < attentionChunksFor(ditEp, pass.maxTokens)) {
+    // Query pieces are the MatMul form's (MultiHeadAttention takes none): a DiT in that form is not rebuilt for them.
+    const pieces = (this.ditForm ?? this.runtime.ditTuning?.attention ?? opChoicesFor(ditEp ?? 'cpu').attention) === 'matmul';
+    if (this.parts.dit && ditEp && pieces && this.runtime.ditTuning?.attentionChunks === undefined && (this.ditChunks ?? 0) < attentionChunksFor(ditEp, pass.maxTokens)) {
       this.log('info', `dit: rebuilt with its attention in ${attentionChunksFor(ditEp, pass.maxTokens)} query pieces for ${pass.maxTokens} tokens`);
       await this.unload(['dit']);
     } else if (this.parts.dit && ditEp && this.ditForm === 'matmul' && this.ditAttention(ditEp, false) === 'fused') {
@@ -452,7 +454,11 @@ export class FluxPipeline {
   /** WebGPU: the attention form the GPU's memory allows at the tokens the DiT is built for (loading.ditAttentionFor); elsewhere the provider's. */
   private ditAttention(ep: ExecutionProvider, log = true): DitAttention | undefined {
     if (ep !== 'webgpu' || this.runtime.ditTuning?.attention) return undefined;
-    const a = ditAttentionFor(this.ditGpuMemory, this.files.residentBytes(this.runtime.weights, 'dit'), ditArchitecture(this.files), this.ditTokens, this.runtime.weights);
+    // The job's resolved mode: resident keeps the text encoders and the VAE on the GPU beside the DiT.
+    const gpu = this.ditGpu && this.ditGpu.alone - (this.running?.mode === 'resident' ? this.ditGpu.others : 0);
+    // A DiT loaded before any job (a preload) is planned for 1024².
+    const tokens = this.ditTokens || ditTokens({ width: 1024, height: 1024 });
+    const a = ditAttentionFor(gpu, this.files.residentBytes(this.runtime.weights, 'dit'), ditArchitecture(this.files), tokens, this.runtime.weights);
     if (a.note && log) this.log('info', `dit: ${a.note}`);
     return a.form;
   }
@@ -496,7 +502,7 @@ export class FluxPipeline {
           this.ditChunks = this.runtime.ditTuning?.attentionChunks ?? attentionChunksFor(ep, this.ditTokens);
           this.log('info', `dit: built for up to ${this.ditTokens} tokens, attention in ${this.ditChunks} query piece${this.ditChunks === 1 ? '' : 's'}`);
           this.ditForm = this.ditAttention(ep);
-          part = await FluxTransformer.load(this.files.transformer, { ...common, attentionChunks: this.ditChunks, ...(this.ditForm ? { attention: this.ditForm } : {}), ...this.runtime.ditTuning, format: this.runtime.weights, textTokens: this.ditTextTokens, loras: this.loras.ditLoadLoras() });
+          part = await FluxTransformer.load(this.files.transformer, { ...common, attentionChunks: this.ditChunks, ...this.runtime.ditTuning, ...(this.ditForm ? { attention: this.ditForm } : {}), format: this.runtime.weights, textTokens: this.ditTextTokens, loras: this.loras.ditLoadLoras() });
           for (const n of part.notes) this.log('info', `dit: ${n}`);
           break;
         default:
