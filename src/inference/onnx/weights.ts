@@ -299,12 +299,12 @@ export class Weights {
   /** fp8 bytes (float8e4m3fn [N, K]; for `lookup` uint16 [N, K/2] or uint8 [N, K]) → the compute type [N, K], after `gate`. */
   private decodeFp8(w8: Value, rows: number, scale: number[], gate: Value, pairs: boolean, codes: Fp8DType): Value {
     const g = this.g;
+    if (this.opts.fp8Decode === 'gather') return this.decodeFp8Gather(w8, rows, scale, gate);
     const per = scale.length > 1;
     // The gate goes through the weight's shape. Besides ordering the dequantization, this hides the
     // static shape from onnxruntime's allocation planner, which would otherwise keep each
     // dequantized buffer alive until the next weight of the same shape can reuse it (with the
     // same-shaped blocks of a DiT: one fp32 weight of every shape alive at once).
-    if (this.opts.fp8Decode === 'gather') return this.decodeFp8Gather(w8, rows, scale, gate);
     const src = g.op('Reshape', [w8, g.op('Concat', [g.op('Shape', [w8]), gate], { axis: 0 })]);
     if (this.opts.fp8Decode === 'words') return this.decodeFp8Words(w8, src, scale, gate, codes);
     if (this.opts.fp8Decode !== 'lookup') {

@@ -18,6 +18,9 @@ import { cacheRoot } from '../system/userDirs';
 
 export type ResolvedRuntime = Omit<RuntimeOptions, 'weights' | 'memory'> & { weights: WeightFormat; memory: MemoryMode };
 
+/** Tokens of the run the GPU plan leaves room for before any job has said its size: 1024², the default. */
+export const PLANNED_DIT_TOKENS = ditTokens({ width: 1024, height: 1024 });
+
 /** The weight format, and the GPU memory the DiT (weights and working set) may take where known. */
 export interface DitPlan {
   format: WeightFormat;
@@ -39,7 +42,7 @@ export async function planDit(files: ModelFiles, runtime: RuntimeOptions, memory
   // The weights must leave room for a 1024² run in the attention form that needs least
   // (ditAttentionFor), and, unless the mode is sequential (auto may resolve to resident), the others.
   const alone = gpuMemory === undefined ? undefined : gpuMemory - (memory === 'sequential' ? 0 : others);
-  const budget = runtime.gpuMemoryBudget ?? (alone === undefined ? undefined : alone - ditGpuWorkingSet(ditArchitecture(files), ditTokens({ width: 1024, height: 1024 }), 'int8', 'fused'));
+  const budget = runtime.gpuMemoryBudget ?? (alone === undefined ? undefined : alone - ditGpuWorkingSet(ditArchitecture(files), PLANNED_DIT_TOKENS, 'int8', 'fused'));
   const d = chooseWeights(ep, (f) => files.residentBytes(f, 'dit'), budget);
   log('info', `weights auto → ${d.format} (${d.reason})`);
   return { format: d.format, gpuMemory, others };

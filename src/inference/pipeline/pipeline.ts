@@ -15,7 +15,7 @@ import { FluxTransformer } from '../graphs/fluxTransformer';
 import { T5Encoder } from '../graphs/t5';
 import { latentsToImage, VaeDecoder, VaeEncoder } from '../graphs/vae';
 import { ModelFiles, resolveModel } from '../models/files';
-import { DitAttention, ditTokens } from '../models/workingSets';
+import type { DitAttention } from '../models/workingSets';
 import { availableMemory, currentRss, totalMemory } from '../system/processMemory';
 import { formatBytes } from '../../shared/bytes';
 import { pruneWeightCaches, removeStaleWeightCaches } from '../onnx/weightCache';
@@ -37,7 +37,7 @@ import { CLIP_MAX_TOKENS, promptIssues, promptNote } from '../formats/promptChec
 import { ActiveLoras, PipelineLoras } from './loras';
 import { DenoisePass, Job, newJob, PromptEmbedding } from './job';
 import { assertFinite, readInitialLatents } from './latentChecks';
-import { computeFor, defaultCacheDir, ditArchitecture, ditAttentionFor, explainLoadFailure, planDit, ResolvedRuntime } from './loading';
+import { computeFor, defaultCacheDir, ditArchitecture, ditAttentionFor, explainLoadFailure, planDit, PLANNED_DIT_TOKENS, ResolvedRuntime } from './loading';
 
 /** The release, from package.json (esbuild keeps only this field of it). */
 export const VERSION: string = packageVersion;
@@ -457,7 +457,7 @@ export class FluxPipeline {
     // The job's resolved mode: resident keeps the text encoders and the VAE on the GPU beside the DiT.
     const gpu = this.ditGpu && this.ditGpu.alone - (this.running?.mode === 'resident' ? this.ditGpu.others : 0);
     // A DiT loaded before any job (a preload) is planned for 1024².
-    const tokens = this.ditTokens || ditTokens({ width: 1024, height: 1024 });
+    const tokens = this.ditTokens || PLANNED_DIT_TOKENS;
     const a = ditAttentionFor(gpu, this.files.residentBytes(this.runtime.weights, 'dit'), ditArchitecture(this.files), tokens, this.runtime.weights);
     if (a.note && log) this.log('info', `dit: ${a.note}`);
     return a.form;
