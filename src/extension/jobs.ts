@@ -49,6 +49,8 @@ export interface Job {
   error?: { message: string; detail?: string; code?: 'model' };
   created: number;
   finished?: number;
+  /** Times the server stopped while this job waited in its queue and it was submitted again. */
+  resubmitted?: number;
 }
 
 export const isActive = (j: Job) => j.state === 'pending' || j.state === 'queued' || j.state === 'running';
@@ -107,6 +109,7 @@ export class Jobs {
   }
 
   private async start(job: Job): Promise<void> {
+    let again = false;
     try {
       const client = await this.opts.client();
       if (this.cancelRequested.has(job.id)) return this.finish(job, 'cancelled');
@@ -129,9 +132,20 @@ export class Jobs {
         (err: unknown) => {
           if (!isActive(job)) return;
           if (this.cancelRequested.has(job.id) || isCancelError(err)) this.finish(job, 'cancelled');
+          else if (lostInQueue(err) && (job.resubmitted ?? 0) < MAX_RESUBMITS) again = true;
           else this.fail(job, errorMessage(err), errorDetail(err));
         },
       );
+      if (again) {
+        // The server stopped (a crash of the job before it) while this one waited: nothing of it ran.
+        // The restarted server takes it, in the order it was queued; a second loss in a row fails it.
+        job.resubmitted = (job.resubmitted ?? 0) + 1;
+        job.state = 'pending';
+        job.serverJobId = undefined;
+        this.opts.log?.warn(`${job.id}: the server stopped while it waited in the queue; submitted again`);
+        this.changed.fire(job);
+        return await this.start(job);
+      }
       if (isActive(job) && !this.saving.has(job.id)) {
         if (this.cancelRequested.has(job.id)) this.finish(job, 'cancelled');
         else this.fail(job, 'The server ended the job without a result.');
@@ -242,11 +256,6 @@ export class Jobs {
     await Promise.all(this.active().map((j) => this.cancel(j.id)));
   }
 
-  /** The server lost the job (it crashed): fail every active job with this message. */
-  failAll(message: string, detail?: string): void {
-    for (const j of this.active()) this.fail(j, message, detail);
-  }
-
   get(id: string): Job | undefined {
     return this.jobs.get(id);
   }
@@ -280,6 +289,14 @@ export class Jobs {
     for (const abort of this.saving.values()) abort.abort();
     this.changed.dispose();
   }
+}
+
+/** Submissions again of one job whose server stopped while it waited (each stop was another job's crash). */
+const MAX_RESUBMITS = 2;
+
+/** The server went away before the job started (serverErrors.JobFailedError's notStarted). */
+function lostInQueue(err: unknown): boolean {
+  return !!err && typeof err === 'object' && (err as { notStarted?: unknown }).notStarted === true;
 }
 
 function isCancelError(err: unknown): boolean {

@@ -21,6 +21,8 @@ export class JobFailedError extends Error {
     readonly jobId: string,
     message: string,
     readonly detail?: string,
+    /** The server stopped while the job waited in its queue: nothing of it ran, so it can be submitted again (jobs.ts). */
+    readonly notStarted = false,
   ) {
     super(message);
     this.name = 'JobFailedError';

@@ -131,7 +131,7 @@ export class Session {
     this.watchdog.unref();
   }
 
-  /** The link ended: nothing more will arrive. Jobs still open end as `cancelled` if we stopped it on purpose, else `failed`. */
+  /** The link ended: nothing more will arrive. Jobs still open end as `cancelled` if we stopped it on purpose, else `failed` (a queued one's rejection marked notStarted). */
   close(requestError: Error, jobMessage: (jobId: string, state: TrackedJob['state']) => string, cancelled: boolean, downloadMessage: (downloadId: string) => string): void {
     clearInterval(this.watchdog);
     for (const p of this.pending.values()) p.reject(requestError);
@@ -152,8 +152,9 @@ export class Session {
       }
       const message = jobMessage(job.label ?? jobId, job.state);
       const detail = this.link.recentOutput() || undefined;
-      this.emit(job, { type: 'event', event: 'failed', jobId, message, ...(detail ? { detail } : {}) });
-      job.reject(new JobFailedError(jobId, message, detail));
+      // A job still queued gets no failed event: its owner may submit it again (the rejection says so).
+      if (job.state === 'running') this.emit(job, { type: 'event', event: 'failed', jobId, message, ...(detail ? { detail } : {}) });
+      job.reject(new JobFailedError(jobId, message, detail, job.state === 'queued'));
     }
     this.jobs.clear();
   }

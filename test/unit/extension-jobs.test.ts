@@ -162,6 +162,55 @@ describe('extension: jobs', () => {
     assert.equal(end2.error?.message, 'the server did not start: node not found');
   });
 
+  it('a job waiting in the queue when the server stopped is submitted again to the restarted one (twice at most, and not once cancelled)', async () => {
+    const lost = (jobId: string) => Object.assign(new Error(`The MajicFLUX server stopped unexpectedly (signal SIGKILL) while job ${jobId} was waiting in the queue; it will restart on the next request.`), { name: 'JobFailedError', notStarted: true });
+    // The first `stops` submissions are lost in the queue (the server crashed on the job before them), then it works.
+    const losing = (stops: number) => {
+      const c = new FakeClient();
+      const generate = c.generate.bind(c);
+      c.generate = async (job, onEvent, label) => {
+        if (c.n >= stops) return generate(job, onEvent, label);
+        const jobId = `s${++c.n}`;
+        c.labels.push(label);
+        return { jobId, done: new Promise<unknown>((_, reject) => setImmediate(() => reject(lost(label ?? jobId)))) };
+      };
+      return c;
+    };
+    const warnings: string[] = [];
+    const log = { info: () => {}, warn: (m: string) => warnings.push(m), error: () => {} };
+    const client = losing(2);
+    const jobs = new Jobs({ client: async () => client, log });
+    const seen: string[] = [];
+    jobs.onDidChange((j) => seen.push(j.state));
+    const job = jobs.submit(req('queued behind a crash'), { kind: 'palette' });
+    const end = await jobs.whenFinished(job);
+    assert.equal(end.state, 'done', end.error?.message);
+    assert.equal(end.result?.file, '/tmp/queued behind a crash.png');
+    assert.equal(end.resubmitted, 2);
+    assert.deepEqual(client.labels, [job.id, job.id, job.id], 'the same job, under its own id each time');
+    assert.deepEqual(seen.slice(0, 4), ['pending', 'queued', 'pending', 'queued']);
+    assert.deepEqual(warnings, [`${job.id}: the server stopped while it waited in the queue; submitted again`, `${job.id}: the server stopped while it waited in the queue; submitted again`]);
+
+    // A third loss in a row fails it, with the server's message.
+    const always = new Jobs({ client: async () => losing(99), log });
+    const failed = await always.whenFinished(always.submit(req('never runs'), { kind: 'palette' }));
+    assert.equal(failed.state, 'failed');
+    assert.match(failed.error!.message, /while job job-1 was waiting in the queue; it will restart on the next request\.$/);
+    assert.equal(failed.resubmitted, 2);
+
+    // Lost once, then cancelled while it waits for the restarted server: cancelled, not sent again.
+    let release!: (c: InferenceClient) => void;
+    const slow = losing(1);
+    let calls = 0;
+    const cancelling = new Jobs({ client: () => (++calls === 1 ? Promise.resolve(slow) : new Promise((r) => (release = r))) });
+    const c = cancelling.submit(req('cancelled between'), { kind: 'panel' });
+    await new Promise<void>((r) => cancelling.onDidChange((j) => j.state === 'pending' && j.resubmitted && r()));
+    await cancelling.cancel(c.id);
+    release(slow);
+    assert.equal((await cancelling.whenFinished(c)).state, 'cancelled');
+    assert.equal(slow.n, 1, 'not sent again');
+  });
+
   it('writes an image a remote server sent back', async () => {
     const client = new FakeClient();
     const orig = client.generate.bind(client);

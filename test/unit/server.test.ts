@@ -554,6 +554,9 @@ describe('inference server (dist/server.js)', function () {
       assert.equal(err.message, `The MajicFLUX server stopped unexpectedly (signal SIGKILL) while running job ${running.jobId}; it will restart on the next request.`);
       assert.equal(events.at(-1)?.event, 'failed');
       await assert.rejects(queued.done, /stopped unexpectedly \(signal SIGKILL\) while job job-16 was waiting in the queue/);
+      // The queued one is marked as never started, so that its owner may submit it again (extension/jobs.ts); the running one is not.
+      assert.equal(((await queued.done.catch((e: unknown) => e)) as JobFailedError).notStarted, true);
+      assert.equal(err.notStarted, false);
       assert.ok(!fs.existsSync(path.join(tmp, 'out', 'killed.png')));
       assert.ok(!fs.readdirSync(path.join(tmp, 'out')).some((f) => f.startsWith('.killed')), 'no temp file left');
 
