@@ -10,7 +10,7 @@ import { goldenDitForward, goldenDitInputsForward } from '../helpers/ditForward'
 import { FluxTransformer } from '../../src/inference/graphs/fluxTransformer';
 import { tempDir } from '../helpers/writeSafetensors';
 import type { DitTuning } from '../../src/shared/api';
-import { balanced, loraGraphOptions, WeightedBranches } from '../../src/inference/graphs/ditLora';
+import { balanced, loraFactorBytes, loraGraphOptions, WeightedBranches } from '../../src/inference/graphs/ditLora';
 import { opChoicesFor } from '../../src/inference/onnx/providerOps';
 
 const BF16_FILE = path.join(GOLDEN_MODELS, 'flux-tiny.safetensors');
@@ -167,6 +167,23 @@ describe('LoRA branches as 8-bit MatMulNBits (loraNbits)', function () {
     const g16 = await outputs({ loraGemm: true, compute: 'float16' });
     const d16 = compare(g16.withLora, f16.withLora);
     assert.ok(d16.relL2 < 2e-3, `float16: relative L2 to MatMul + Add ${d16.relL2}`);
+  });
+
+  it('loraFactorBytes: the bytes of the factor initializers a DiT graph gets for its LoRAs, in every branch form (the GPU plan counts them beside the weights)', () => {
+    // The same LoRA twice is one slot; another file with the same shapes a second.
+    const set = [...loras, { ...loras[0], strength: 0.3 }, { ...loras[0], id: 'another' }];
+    const forms: Array<DitTuning & { compute?: 'float32' | 'float16'; opsFor?: 'dml' }> = [
+      { loraNbits: false }, { loraNbits: false, compute: 'float16' }, { loraNbits: false, loraSplit: 4, compute: 'float16' },
+      { loraNbits: 'down' }, { loraNbits: 'both', compute: 'float16' }, { loraNbits: 'both', opsFor: 'dml' /* explicit zero points */ },
+    ];
+    for (const t of forms) {
+      const g = buildDit(component.weights, component.config, { format: 'fp32', loras: set, ...t }).graph;
+      const built = g.initializerSummary().filter((i) => /(?:^|\/)lora\d+\./.test(i.name)).reduce((a, i) => a + i.bytes, 0);
+      const slots = new Set(g.initializerSummary().flatMap((i) => /(?:^|\/)lora(\d+)\./.exec(i.name)?.[1] ?? [])).size;
+      assert.equal(slots, 2, JSON.stringify(t));
+      assert.equal(loraFactorBytes(set, loraGraphOptions(t, opChoicesFor(t.opsFor), t.compute ?? 'float32', 'fp32')), built, JSON.stringify(t));
+    }
+    assert.equal(loraFactorBytes([], loraGraphOptions({}, opChoicesFor('webgpu'), 'float16', 'int8')), 0);
   });
 
   it('loraNbits with float16 compute (scales in float16): within the int8 error of the float16 float form, strength 0 the float16 base bit for bit', async () => {

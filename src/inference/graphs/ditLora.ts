@@ -27,7 +27,7 @@ import { OpChoices } from '../onnx/providerOps';
 import { bytesOf, Graph, Value } from '../onnx/graph';
 import { ComputeType, WeightFormat } from '../onnx/weights';
 import { ElemType } from '../onnx/proto';
-import { blocksPerRow, midZeroPoints, nbitsAttrs, quantizeNBits, transposed } from '../onnx/quant';
+import { blocksPerRow, midZeroPoints, nbitsAttrs, nbitsBytes, quantizeNBits, transposed } from '../onnx/quant';
 
 /** One LoRA's branches and how strongly it applies. */
 export interface WeightedBranches {
@@ -207,6 +207,28 @@ export class LoraGraph {
     }
     return this.g.constant(type, dims, bytes, hint);
   }
+}
+
+/**
+ * Bytes of the factors LoraGraph makes initializers of for these LoRAs (one slot per distinct LoRA,
+ * as loraSlots): what a DiT built with them holds on its provider beside its weights.
+ */
+export function loraFactorBytes(loras: readonly WeightedBranches[], opts: LoraGraphOptions): number {
+  const e = opts.compute === 'float32' ? 4 : 2;
+  // Their scales are in the compute type, not nbitsBytes' float16.
+  const nbits = (n: number, k: number, block: number) => nbitsBytes(n, k, 8, block, opts.nbits!.explicitZeroPoints) + (e - 2) * n * blocksPerRow(k, block);
+  let bytes = 0;
+  for (const { branches } of loraSlots(loras)) {
+    for (const b of branches.values()) {
+      const r = b.rank;
+      const inFeatures = b.a.length / r;
+      const out = b.bt.length / r;
+      // As LoraGraph.apply builds them: the down-projection padded to whole output tiles where 8-bit.
+      bytes += opts.nbits ? nbits(Math.ceil(r / DOWN_COLUMNS) * DOWN_COLUMNS, inFeatures, opts.nbits.block) : r * inFeatures * e;
+      bytes += opts.nbits?.products === 'both' ? nbits(out, r, Math.min(opts.nbits.block, Math.max(16, 2 ** Math.ceil(Math.log2(r))))) : r * out * e;
+    }
+  }
+  return bytes;
 }
 
 /**

@@ -22,6 +22,7 @@ import { pruneWeightCaches, removeStaleWeightCaches } from '../onnx/weightCache'
 import { chooseEp } from '../onnx/providers';
 import { plannedGpuMemory } from '../system/gpuMemory';
 import { attentionChunksFor, opChoicesFor } from '../onnx/providerOps';
+import { loraFactorBytes, loraGraphOptions } from '../graphs/ditLora';
 import { eulerStep, flowMatchSchedule } from './flowMatch';
 import { imageIds, initialLatents, LATENT_CHANNELS, latentShape, packLatents, textIds, unpackLatents, VAE_SCALE } from './latents';
 import { latentToPreviewRGB } from './latentPreview';
@@ -458,7 +459,9 @@ export class FluxPipeline {
     const gpu = this.ditGpu && this.ditGpu.alone - (this.running?.mode === 'resident' ? this.ditGpu.others : 0);
     // A DiT loaded before any job (a preload) is planned for 1024².
     const tokens = this.ditTokens || PLANNED_DIT_TOKENS;
-    const a = ditAttentionFor(gpu, this.files.residentBytes(this.runtime.weights, 'dit'), ditArchitecture(this.files), tokens, this.runtime.weights);
+    // The job's LoRA factors sit beside the weights (a rank-32 LoRA on every Linear: ≈ 0.6 GiB).
+    const loras = loraFactorBytes(this.loras.ditLoadLoras(), loraGraphOptions(this.runtime.ditTuning ?? {}, opChoicesFor(ep), computeFor('dit', ep, this.runtime.compute), this.runtime.weights));
+    const a = ditAttentionFor(gpu, this.files.residentBytes(this.runtime.weights, 'dit') + loras, ditArchitecture(this.files), tokens, this.runtime.weights);
     if (a.note && log) this.log('info', `dit: ${a.note}`);
     return a.form;
   }
