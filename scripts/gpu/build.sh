@@ -7,3 +7,5 @@ npx esbuild scripts/gpu/probe.ts --bundle --platform=node --target=node20 --form
   --external:onnxruntime-node --external:sharp --log-level=warning --outfile=dist/gpu-probe.js
 npx esbuild scripts/gpu/golden-check.ts --bundle --platform=node --target=node20 --format=cjs --sourcemap \
   --external:onnxruntime-node --external:sharp --log-level=warning --outfile=dist/gpu-golden.js
+npx esbuild scripts/gpu/upload-probe.ts --bundle --platform=node --target=node20 --format=cjs --sourcemap \
+  --external:onnxruntime-node --external:sharp --log-level=warning --outfile=dist/gpu-upload.js
