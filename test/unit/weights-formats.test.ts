@@ -1,6 +1,7 @@
 // Weights (onnx/weights.ts) for the formats of GPUs without a float8 DequantizeLinear: int8/int4
 // Linear weights as MatMulNBits blocks in the weight cache, and fp16 resident from an fp8 file.
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { compare } from '../helpers/golden';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -114,7 +115,7 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
           const cached: WeightOptions = { ...opts, fp16Cache: true, cacheDir: path.join(dir, `f16-${file}`) };
           await Weights.prefill(src, { inlineLimit: 64, ...cached }, ['lin.weight'], 2);
           const c = await run(src, cached, x, m);
-          assert.ok(c.graph.initializerSummary().some((i) => i.type === 'float16' && i.external?.location === 'weights.bin'), 'fp16 weight from the cache');
+          assert.ok(c.graph.initializerSummary().some((i) => i.type === 'float16' && /^weights-\d+-[0-9a-f]{12}\.bin$/.test(i.external?.location ?? '')), 'fp16 weight from the cache');
           assert.ok(relL2(c.dense, ref) <= bound, `fp16 from the cache: relative L2 ${relL2(c.dense, ref)} > ${bound}`);
         }
         const { dense, linear, graph } = await run(src, opts, x, m);
@@ -226,7 +227,7 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
     const writing = make('writing', 3000, 0, false);
     const r = pruneWeightCaches(root, 7000, new Set([inUse]));
     assert.deepEqual(r.removed, [oldest, older], 'oldest first, skipping the one in use, until ≤ 7000 bytes');
-    assert.equal(r.bytes, 6000);
+    assert.equal(r.bytes, 2 * (3000 + '{}'.length), 'their folders\' bytes');
     for (const d of [inUse, newest, writing]) assert.ok(fs.existsSync(d), d);
     assert.deepEqual(pruneWeightCaches(root, 7000, new Set([inUse])).removed, [], 'within the limit: nothing more');
     assert.deepEqual(pruneWeightCaches(path.join(dir, 'no-such-folder'), 1).removed, []);
@@ -252,12 +253,61 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
       const opts: WeightOptions = { format: 'int8', cacheDir, inlineLimit: 64 };
       await Weights.prefill(src, opts, ['lin.weight'], 1);
       const good = await run(src, opts, x, m);
-      const bin = path.join(cacheDir, WeightCache.keyFor(src, opts), WeightCache.FILE);
+      const bin = path.join(cacheDir, WeightCache.keyFor(src, opts), WeightCache.open(cacheDir, src, opts).file);
       fs.truncateSync(bin, Math.floor(fs.statSync(bin).size / 2));
       assert.equal(WeightCache.open(cacheDir, src, opts).complete, false, 'not taken as complete');
       const again = await run(src, opts, x, m);
       assert.deepEqual(again.dense, good.dense, 'the same result from the rebuilt cache');
       assert.equal(WeightCache.open(cacheDir, src, opts).complete, true);
+    } finally {
+      src.close();
+    }
+  });
+
+  it('two processes converting one model at once (two windows, the CLI beside the extension) each end with a consistent cache; the one whose index is last leaves the other\'s data file only while that process runs', async () => {
+    const src = openTensors(files.bf16);
+    const cacheDir = path.join(dir, 'two-writers');
+    const opts: WeightOptions = { format: 'int8', cacheDir, inlineLimit: 64 };
+    try {
+      // This process converts first and has not committed when another process converts and commits the same cache.
+      await Weights.prefill(src, opts, ['lin.weight'], 1);
+      const folder = path.join(cacheDir, WeightCache.keyFor(src, opts));
+      const root = path.resolve(__dirname, '../..');
+      const other = [
+        `const { Weights } = require(${JSON.stringify(path.join(root, 'src/inference/onnx/weights'))});`,
+        `const { Graph } = require(${JSON.stringify(path.join(root, 'src/inference/onnx/graph'))});`,
+        `const { openTensors } = require(${JSON.stringify(path.join(root, 'src/inference/formats/safetensors'))});`,
+        `const opts = ${JSON.stringify(opts)};`,
+        `const src = openTensors(${JSON.stringify(files.bf16)});`,
+        `Weights.prefill(src, opts, ['lin.weight'], 1).then(() => {`,
+        `  const g = new Graph('lin'); const w = new Weights(g, src, opts, ['lin.weight']);`,
+        `  const x = g.input('x', 'float32', [1, ${K}]); g.output(w.dense(x, 'lin', w.gate(x)), 'y', 'float32', [1, ${N}]);`,
+        `  w.folder(); process.stdout.write(String(process.pid));`,
+        `});`,
+      ].join('\n');
+      const child = spawnSync(process.execPath, ['-r', 'tsx/cjs', '-e', other], { cwd: root, encoding: 'utf8' });
+      assert.equal(child.status, 0, child.stderr);
+      const theirs = JSON.parse(fs.readFileSync(path.join(folder, 'index.json'), 'utf8')) as { file: string };
+      assert.match(theirs.file, new RegExp(`^weights-${child.stdout}-[0-9a-f]{12}\\.bin$`), 'the other process\'s cache is complete');
+      // Ours commits after theirs: its own file, its index last; theirs is gone with its process.
+      const ours = await run(src, opts, x, m);
+      const index = JSON.parse(fs.readFileSync(path.join(folder, 'index.json'), 'utf8')) as { file: string };
+      assert.match(index.file, new RegExp(`^weights-${process.pid}-[0-9a-f]{12}\\.bin$`));
+      assert.deepEqual(fs.readdirSync(folder).sort(), ['index.json', index.file, 'source.json'].sort(), 'no other data or partial file left');
+      assert.ok(relL2(ours.dense, reference(src, x, m)) < 0.01, 'this process\'s result from its own data');
+      const reopened = WeightCache.open(cacheDir, src, opts);
+      assert.equal(reopened.complete, true);
+      assert.equal(reopened.file, index.file);
+      assert.deepEqual((await run(src, opts, x, m)).dense, ours.dense, 'the same from the cache as it is now');
+
+      // A running process's data file stays (it may still load from it); a killed writer's partial file goes.
+      const live = `weights-${process.ppid}-0123456789ab.bin`;
+      const dead = `weights-${child.stdout}-ba9876543210.bin.partial`;
+      fs.writeFileSync(path.join(folder, live), 'x');
+      fs.writeFileSync(path.join(folder, dead), 'x');
+      WeightCache.open(cacheDir, src, opts);
+      assert.ok(fs.existsSync(path.join(folder, live)), 'a running process\'s file stays');
+      assert.ok(!fs.existsSync(path.join(folder, dead)), 'a gone process\'s partial file is removed');
     } finally {
       src.close();
     }

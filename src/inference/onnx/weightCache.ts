@@ -14,6 +14,8 @@ import { bytesOf } from './graph';
 import { ElemType } from './proto';
 import { blocksPerRow, FloatDType, NBITS_BLOCK, NBitsWeight, QuantJob, runQuantJob, scaled } from './quant';
 import { elemOf, fp8ScaleOf, NBITS, NBitsChoice, WeightOptions } from './weightOptions';
+import { replaceFileSync } from '../system/atomicWrite';
+import { processRunning } from '../system/pids';
 
 const CACHE_VERSION = 1;
 
@@ -28,20 +30,25 @@ export interface CacheEntry {
 }
 
 /**
- * A file of converted weights, `<cacheDir>/<key>/weights.bin` + `index.json`. The key hashes each
- * source file's path, size and mtime plus the conversion options, so a changed checkpoint or other
- * options build a new cache. Written to a temp file and renamed on commit; a complete cache is
- * reused without touching the source.
+ * A file of converted weights, `<cacheDir>/<key>/weights-<pid>-<id>.bin` + `index.json`, which names
+ * the file and where each tensor is in it. The key hashes each source file's path, size and mtime
+ * plus the conversion options, so a changed checkpoint or other options build a new cache. Each
+ * writer has a data file of its own, renamed into place on commit, then the index replaced whole:
+ * two processes converting the same model at once (two VS Code windows, the CLI beside the
+ * extension) each finish with a consistent cache, the last index naming the last file. A complete
+ * cache is reused without touching the source.
  */
 export class WeightCache {
-  static readonly FILE = 'weights.bin';
+  /** The data file of caches written before each writer named its own (index.json a plain entry map). */
+  static readonly LEGACY_FILE = 'weights.bin';
   /** Caches being written, by folder: prefill() and the graph build share one. */
   private static readonly writing = new Map<string, WeightCache>();
   private readonly index: Record<string, CacheEntry>;
   private fd?: number;
   private size = 0;
 
-  private constructor(readonly dir: string, readonly complete: boolean, index: Record<string, CacheEntry>) {
+  /** `file`: the data file in `dir` that the graph's external data names. */
+  private constructor(readonly dir: string, readonly complete: boolean, index: Record<string, CacheEntry>, readonly file: string, private readonly sources: SourceStamp[] = []) {
     this.index = index;
   }
 
@@ -65,27 +72,25 @@ export class WeightCache {
     WeightCache.opened.add(dir);
     const open = WeightCache.writing.get(dir);
     if (open) return open;
-    const indexFile = path.join(dir, 'index.json');
-    if (fs.existsSync(indexFile) && fs.existsSync(path.join(dir, WeightCache.FILE))) {
+    const index = readIndex(dir);
+    if (index) {
       try {
-        const index = JSON.parse(fs.readFileSync(indexFile, 'utf8')) as Record<string, CacheEntry>;
-        // A weights.bin cut short (a copy or disk that failed) under an intact index: onnxruntime would
+        // A data file cut short (a copy or disk that failed) under an intact index: onnxruntime would
         // refuse every load ("out of bounds") until the folder is deleted; rebuilt below instead.
-        const end = Math.max(0, ...Object.values(index).map((e) => e.offset + e.length));
-        if (fs.statSync(path.join(dir, WeightCache.FILE)).size < end) throw new Error('weights.bin is shorter than its index');
-        const cache = new WeightCache(dir, true, index);
+        const end = Math.max(0, ...Object.values(index.entries).map((e) => e.offset + e.length));
+        if (fs.statSync(path.join(dir, index.file)).size < end) throw new Error(`${index.file} is shorter than its index`);
+        const cache = new WeightCache(dir, true, index.entries, index.file);
         // The index's time is the cache's last use, which pruning goes by.
         const now = new Date();
-        fs.utimesSync(indexFile, now, now);
+        fs.utimesSync(path.join(dir, INDEX_FILE), now, now);
+        removeLeftovers(dir, index.file);
         return cache;
       } catch {
         // A damaged index or file: rebuild below.
       }
     }
     fs.mkdirSync(dir, { recursive: true });
-    // What it was built from, for removeStaleWeightCaches.
-    fs.writeFileSync(path.join(dir, SOURCE_FILE), JSON.stringify(sourceFiles(src)));
-    const cache = new WeightCache(dir, false, {});
+    const cache = new WeightCache(dir, false, {}, `weights-${process.pid}-${crypto.randomBytes(6).toString('hex')}.bin`, sourceFiles(src));
     WeightCache.writing.set(dir, cache);
     return cache;
   }
@@ -154,7 +159,7 @@ export class WeightCache {
     const hit = this.index[key];
     if (hit) return hit;
     if (this.complete) throw new Error(`weight cache ${this.dir} lacks ${key}: delete the folder to rebuild it`);
-    if (this.fd === undefined) this.fd = fs.openSync(path.join(this.dir, `${WeightCache.FILE}.partial`), 'w');
+    if (this.fd === undefined) this.fd = fs.openSync(path.join(this.dir, `${this.file}${PARTIAL}`), 'w');
     const { bytes, type, dims, scale } = make();
     // Keep every tensor 64-byte aligned for the memory map.
     const offset = Math.ceil(this.size / 64) * 64;
@@ -184,8 +189,7 @@ export class WeightCache {
       }
       this.fd = undefined;
     }
-    fs.rmSync(path.join(this.dir, `${WeightCache.FILE}.partial`), { force: true });
-    fs.rmSync(path.join(this.dir, SOURCE_FILE), { force: true });
+    fs.rmSync(path.join(this.dir, `${this.file}${PARTIAL}`), { force: true });
     for (const k of Object.keys(this.index)) delete this.index[k];
     this.size = 0;
   }
@@ -196,9 +200,64 @@ export class WeightCache {
     fs.fsyncSync(this.fd);
     fs.closeSync(this.fd);
     this.fd = undefined;
-    fs.renameSync(path.join(this.dir, `${WeightCache.FILE}.partial`), path.join(this.dir, WeightCache.FILE));
-    fs.writeFileSync(path.join(this.dir, 'index.json'), JSON.stringify(this.index));
+    fs.renameSync(path.join(this.dir, `${this.file}${PARTIAL}`), path.join(this.dir, this.file));
+    // What it was built from, for removeStaleWeightCaches; then the index, which makes the cache complete.
+    replaceFileSync(path.join(this.dir, SOURCE_FILE), JSON.stringify(this.sources));
+    replaceFileSync(path.join(this.dir, INDEX_FILE), JSON.stringify({ file: this.file, entries: this.index } satisfies IndexFile));
+    removeLeftovers(this.dir, this.file);
   }
+}
+
+const INDEX_FILE = 'index.json';
+const PARTIAL = '.partial';
+/** A writer's data file, or what it was writing: the pid tells whether that writer still runs. */
+const WRITER_FILE = /^weights-(\d+)-[0-9a-f]{12}\.bin(\.partial)?$/;
+
+/** index.json: the data file and where each tensor is in it. */
+interface IndexFile {
+  file: string;
+  entries: Record<string, CacheEntry>;
+}
+
+/** The complete cache's index in `dir`, if it has one whose data file is there. */
+function readIndex(dir: string): IndexFile | undefined {
+  try {
+    const json = JSON.parse(fs.readFileSync(path.join(dir, INDEX_FILE), 'utf8')) as IndexFile | Record<string, CacheEntry>;
+    // The first version's index was the entry map alone, the data in weights.bin.
+    const index = typeof json.file === 'string' && typeof json.entries === 'object' ? (json as IndexFile) : { file: WeightCache.LEGACY_FILE, entries: json as Record<string, CacheEntry> };
+    return path.basename(index.file) === index.file && fs.existsSync(path.join(dir, index.file)) ? index : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Data files of `dir` that the index does not name: another writer's that lost the race to the
+ * index, or a killed writer's partial file. Only those of processes that no longer run go (a
+ * running one may still load from its own, or be writing it); a file another process maps on
+ * Windows stays until next time.
+ */
+function removeLeftovers(dir: string, keep: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = WRITER_FILE.exec(name);
+    if (name === keep || !m || processRunning(Number(m[1]))) continue;
+    try {
+      fs.rmSync(path.join(dir, name), { force: true });
+    } catch {
+      // mapped by a process we cannot see (Windows): next time
+    }
+  }
+}
+
+/** Bytes of a cache folder's files (its data file, and any a concurrent or killed writer left). */
+function folderBytes(dir: string): number {
+  return fs.readdirSync(dir).reduce((sum, name) => sum + (statOrUndefined(path.join(dir, name))?.size ?? 0), 0);
 }
 
 /** The source files a cache was converted from, with their size and time then. */
@@ -233,8 +292,8 @@ export function removeStaleWeightCaches(cacheDir: string, keep: ReadonlySet<stri
     let changed: string[];
     let size: number;
     try {
-      fs.statSync(path.join(dir, 'index.json'));
-      size = fs.statSync(path.join(dir, WeightCache.FILE)).size;
+      if (!readIndex(dir)) continue;
+      size = folderBytes(dir);
       const stamps = JSON.parse(fs.readFileSync(path.join(dir, SOURCE_FILE), 'utf8')) as SourceStamp[];
       changed = stamps.filter((s) => {
         const st = statOrUndefined(s.file);
@@ -295,8 +354,8 @@ export function pruneWeightCaches(cacheDir: string, maxBytes: number, keep: Read
   for (const name of fs.existsSync(cacheDir) ? fs.readdirSync(cacheDir) : []) {
     const dir = path.join(cacheDir, name);
     try {
-      const bytes = fs.statSync(path.join(dir, WeightCache.FILE)).size;
-      caches.push({ dir, bytes, used: fs.statSync(path.join(dir, 'index.json')).mtimeMs });
+      if (!readIndex(dir)) continue;
+      caches.push({ dir, bytes: folderBytes(dir), used: fs.statSync(path.join(dir, INDEX_FILE)).mtimeMs });
     } catch {
       // not a complete cache
     }

@@ -198,7 +198,7 @@ export class Weights {
       }
       const e = this.cache!.fp8(t, this.src, this.opts.fp8Scale ?? 'per-channel');
       const type = typeFor(e.scale!, 'F8_E4M3');
-      const w = g.external(type, dimsFor(type), { location: WeightCache.FILE, offset: e.offset, length: e.length }, `${name}.fp8`);
+      const w = g.external(type, dimsFor(type), { location: this.cache!.file, offset: e.offset, length: e.length }, `${name}.fp8`);
       return this.decodeFp8(w, t.shape[0], e.scale!, gate, type === 'uint16', 'F8_E4M3');
     }
     if (this.isCachedF16(name)) return g.op('Transpose', [this.transposedF16(name, gate)], { perm: [1, 0] });
@@ -259,7 +259,7 @@ export class Weights {
   private transposedF16(name: string, gate: Value): Value {
     const t = this.src.info(name);
     const e = this.cache!.f16(t, this.src);
-    const w = this.g.external('float16', e.dims, { location: WeightCache.FILE, offset: e.offset, length: e.length }, `${name}.fp16t`);
+    const w = this.g.external('float16', e.dims, { location: this.cache!.file, offset: e.offset, length: e.length }, `${name}.fp16t`);
     return this.compute === 'float16' ? w : this.convertAfter(w, this.compute, e.dims, gate);
   }
 
@@ -274,7 +274,7 @@ export class Weights {
     const t = this.src.info(name);
     const { bits, block } = nbitsFor(t, this.opts)!;
     const e = this.cache!.nbits(t, this.src, { bits, block }, this.opts, this.compute);
-    const at = (c: CacheEntry) => ({ location: WeightCache.FILE, offset: c.offset, length: c.length });
+    const at = (c: CacheEntry) => ({ location: this.cache!.file, offset: c.offset, length: c.length });
     const b = g.external('uint8', e.data.dims, at(e.data), `${name}.q${bits}`);
     const scales = g.external(e.scales.type, e.scales.dims, at(e.scales), `${name}.scales`);
     const [n, k] = t.shape;
@@ -403,7 +403,7 @@ export class Weights {
   private stored(t: TensorInfo, type: ElemType = elemOf(t), dims: number[] = t.shape): Value {
     if (this.cache) {
       const e = this.cache.copy(t, this.src);
-      return this.g.external(type, dims, { location: WeightCache.FILE, offset: e.offset, length: e.length }, t.name);
+      return this.g.external(type, dims, { location: this.cache.file, offset: e.offset, length: e.length }, t.name);
     }
     if (t.decoded) throw new Error(`${t.file}: tensor "${t.name}" is decoded from GGUF blocks at load and needs a cache folder (cacheDir) to be stored in`);
     return this.g.external(type, dims, { location: path.basename(t.file), offset: t.offset, length: t.byteLength }, t.name);

@@ -2,6 +2,7 @@
 // never replaced unless asked: temp file in the same folder, fsync, then link (or rename) into place.
 
 import * as crypto from 'node:crypto';
+import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { firstFreeNameAsync } from './freeName';
@@ -131,6 +132,28 @@ export async function writePngAtomic(target: string, data: Uint8Array, opts: Wri
   } catch (err) {
     await handle?.close().catch(() => undefined);
     await fs.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Replaces `target` with `data` at once for every reader (a small file another process may be
+ * replacing too: the last rename wins, whole): temp file, fsync, rename. Synchronous, for callers
+ * that cannot wait (the weight cache's index, written as a graph is built).
+ */
+export function replaceFileSync(target: string, data: string | Uint8Array): void {
+  const tmp = tempName(target);
+  try {
+    const fd = fsSync.openSync(tmp, 'wx');
+    try {
+      fsSync.writeFileSync(fd, data);
+      fsSync.fsyncSync(fd);
+    } finally {
+      fsSync.closeSync(fd);
+    }
+    fsSync.renameSync(tmp, target);
+  } catch (err) {
+    fsSync.rmSync(tmp, { force: true });
     throw err;
   }
 }
