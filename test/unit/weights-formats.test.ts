@@ -313,6 +313,28 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
     }
   });
 
+  it('a cache written before each writer named its data file (index.json the entry map, the data in weights.bin) still loads, unconverted', async () => {
+    const src = openTensors(files.bf16);
+    const cacheDir = path.join(dir, 'legacy');
+    const opts: WeightOptions = { format: 'int8', cacheDir, inlineLimit: 64 };
+    try {
+      await Weights.prefill(src, opts, ['lin.weight'], 1);
+      const now = await run(src, opts, x, m);
+      const folder = path.join(cacheDir, WeightCache.keyFor(src, opts));
+      const index = JSON.parse(fs.readFileSync(path.join(folder, 'index.json'), 'utf8')) as { file: string; entries: object };
+      fs.renameSync(path.join(folder, index.file), path.join(folder, 'weights.bin'));
+      fs.writeFileSync(path.join(folder, 'index.json'), JSON.stringify(index.entries));
+      const reads: string[] = [];
+      const spy: TensorSource = Object.assign(Object.create(src), { readBytes: (n: string) => (reads.push(n), src.readBytes(n)), readF32: (n: string) => (reads.push(n), src.readF32(n)) });
+      const before = await run(spy, opts, x, m);
+      assert.deepEqual(before.dense, now.dense);
+      assert.deepEqual(reads.filter((n) => n === 'lin.weight'), [], 'not converted again');
+      assert.ok(before.graph.initializerSummary().some((i) => i.external?.location === 'weights.bin'));
+    } finally {
+      src.close();
+    }
+  });
+
   it('a write that fails while converting (a full disk) removes the partial file at once; the next build starts afresh', async () => {
     const src = openTensors(files.bf16);
     const cacheDir = path.join(dir, 'disk-full');
