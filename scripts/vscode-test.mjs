@@ -524,6 +524,20 @@ async function uiPhase(results) {
       if (made('a-green').length) throw new Error('Enter took the typed text, not the recent prompt moved to');
       await palette('Notifications: Clear All Notifications');
       await palette('View: Close All Editors');
+      // Typed text ending in a space, the same as a recent prompt but for it ("a green kite "), then a
+      // click on another recent prompt: the clicked one is the prompt.
+      const spaced = await promptBox();
+      await spaced.fill('a green kite ');
+      await page.locator('.quick-input-list .monaco-list-row:visible', { hasText: 'new prompt' }).first().waitFor({ timeout: 10_000 });
+      const row = page.locator('.quick-input-list .monaco-list-row:visible', { hasText: recent }).first();
+      await row.waitFor({ timeout: 10_000 });
+      const clickedBefore = made('a-green-kite-over-the-dunes-at-noon').length;
+      const typedBefore = made('a-green-kite').length;
+      await row.click();
+      await waitForFile('the image of the clicked recent prompt', () => made('a-green-kite-over-the-dunes-at-noon').length > clickedBefore || made('a-green-kite').length > typedBefore);
+      if (made('a-green-kite').length > typedBefore) throw new Error('a click on a recent prompt took the typed "a green kite " instead');
+      await palette('Notifications: Clear All Notifications');
+      await palette('View: Close All Editors');
     });
 
     await test('Cancel in the progress notification stops a .flux run', async () => {
