@@ -74,8 +74,9 @@ function askPrompt(d: CommandDeps): Promise<string | undefined> {
     qp.placeholder = recent.length ? t('Describe the image, or pick a recent prompt') : t('Describe the image, e.g. {0}', FIRST_PROMPT);
     qp.ignoreFocusOut = true;
     // Rows stay in our order: the typed text first, then the recent prompts newest first. Sorted by
-    // label, a recent prompt the typed text equals but for a trailing space went first.
-    qp.sortByLabel = false;
+    // label, a recent prompt the typed text equals but for a trailing space went first. (sortByLabel
+    // is in the proposed API's typings only; the extension host has applied it, unchecked, for years.)
+    (qp as typeof qp & { sortByLabel: boolean }).sortByLabel = false;
     const recentItems = recent.map((p) => ({ label: p, description: t('recent') }));
     qp.items = recentItems;
     let checking: NodeJS.Timeout | undefined;

@@ -198,7 +198,7 @@ describe('text encoders with the fp16 weight cache (the GPU configuration)', () 
         const opts = { format: 'fp16' as const, fp16Cache: true, cacheDir, inlineLimit: 0 };
         // Files and their contents' times; the index's time is the cache's last use (pruning), so its bytes count instead.
         const list = () => (fs.readdirSync(cacheDir, { recursive: true }) as string[]).map(String).sort().filter((f) => !fs.statSync(path.join(cacheDir, f)).isDirectory())
-          .map((f) => (f.endsWith('index.json') ? `${f}=${fs.readFileSync(path.join(cacheDir, f), 'utf8').length}` : `${f}@${fs.statSync(path.join(cacheDir, f)).mtimeMs}`));
+          .map((f) => (f.endsWith('cache.json') ? `${f}=${fs.readFileSync(path.join(cacheDir, f), 'utf8').length}` : `${f}@${fs.statSync(path.join(cacheDir, f)).mtimeMs}`));
         const enc = await c.load(opts);
         try {
           const out = await (enc as { encode(i: Int32Array): Promise<Float32Array | { hidden: Float32Array }> }).encode(c.input());
@@ -207,13 +207,13 @@ describe('text encoders with the fp16 weight cache (the GPU configuration)', () 
           await enc.release();
         }
         const first = list();
-        assert.equal(first.filter((f) => f.includes('weights.bin')).length, 1, `one cache file: ${first.join(', ')}`);
+        assert.equal(first.filter((f) => /weights-\d+-[0-9a-f]{12}\.bin@/.test(f)).length, 1, `one cache file: ${first.join(', ')}`);
         // The graph the load built, rebuilt from the filled cache: Linears are float16 external data from it.
         const src = openTensors(c.dir);
         const built = c.dir === T5_DIR ? buildT5(src, readT5Config(src), opts) : buildClip(src, readClipConfig(src), opts);
         src.close();
         const inits = built.graph.initializerSummary();
-        assert.ok(inits.some((i) => i.external?.location === 'weights.bin' && i.type === 'float16'), 'Linear weights come from the cache as float16');
+        assert.ok(inits.some((i) => /^weights-\d+-[0-9a-f]{12}\.bin$/.test(i.external?.location ?? '') && i.type === 'float16'), 'Linear weights come from the cache as float16');
         assert.deepEqual(inits.filter((i) => !i.external && (i.type === 'float32' || i.type === 'float16') && i.bytes > 1 << 16), [], 'no large inline float constant');
         const again = await c.load(opts);
         await again.release();

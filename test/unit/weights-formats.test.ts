@@ -239,7 +239,7 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
     const opts: WeightOptions = { format: 'int8', cacheDir, inlineLimit: 64 };
     await Weights.prefill(src, opts, ['lin.weight'], 1);
     new Weights(new Graph('g'), src, opts, ['lin.weight']).folder();
-    const index = path.join(cacheDir, WeightCache.keyFor(src, opts), 'index.json');
+    const index = path.join(cacheDir, WeightCache.keyFor(src, opts), 'cache.json');
     const long = new Date(Date.now() - 3600_000);
     fs.utimesSync(index, long, long);
     WeightCache.open(cacheDir, src, opts);
@@ -264,7 +264,7 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
     }
   });
 
-  it('two processes converting one model at once (two windows, the CLI beside the extension) each end with a consistent cache; the one whose index is last leaves the other\'s data file only while that process runs', async () => {
+  it('two processes converting one model at once (two windows, the CLI beside the extension) each load from their own data file; the first to commit names the cache\'s, which stays', async () => {
     const src = openTensors(files.bf16);
     const cacheDir = path.join(dir, 'two-writers');
     const opts: WeightOptions = { format: 'int8', cacheDir, inlineLimit: 64 };
@@ -287,27 +287,31 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
       ].join('\n');
       const child = spawnSync(process.execPath, ['-r', 'tsx/cjs', '-e', other], { cwd: root, encoding: 'utf8' });
       assert.equal(child.status, 0, child.stderr);
-      const theirs = JSON.parse(fs.readFileSync(path.join(folder, 'index.json'), 'utf8')) as { file: string };
-      assert.match(theirs.file, new RegExp(`^weights-${child.stdout}-[0-9a-f]{12}\\.bin$`), 'the other process\'s cache is complete');
-      // Ours commits after theirs: its own file, its index last; theirs is gone with its process.
+      const readIndex = () => JSON.parse(fs.readFileSync(path.join(folder, 'cache.json'), 'utf8')) as { file: string };
+      const theirs = readIndex().file;
+      assert.match(theirs, new RegExp(`^weights-${child.stdout}-[0-9a-f]{12}\\.bin$`), 'the other process\'s cache is complete');
+      // Ours commits after theirs: its graph reads its own file; the index, and the file it names, stay theirs (a reader may be loading from it).
       const ours = await run(src, opts, x, m);
-      const index = JSON.parse(fs.readFileSync(path.join(folder, 'index.json'), 'utf8')) as { file: string };
-      assert.match(index.file, new RegExp(`^weights-${process.pid}-[0-9a-f]{12}\\.bin$`));
-      assert.deepEqual(fs.readdirSync(folder).sort(), ['index.json', index.file, 'source.json'].sort(), 'no other data or partial file left');
+      const own = ours.graph.initializerSummary().find((i) => i.external)!.external!.location;
+      assert.match(own, new RegExp(`^weights-${process.pid}-[0-9a-f]{12}\\.bin$`));
+      assert.equal(readIndex().file, theirs);
+      assert.deepEqual(fs.readdirSync(folder).sort(), ['cache.json', own, theirs, 'source.json'].sort(), 'no partial or temp file left');
       assert.ok(relL2(ours.dense, reference(src, x, m)) < 0.01, 'this process\'s result from its own data');
       const reopened = WeightCache.open(cacheDir, src, opts);
       assert.equal(reopened.complete, true);
-      assert.equal(reopened.file, index.file);
-      assert.deepEqual((await run(src, opts, x, m)).dense, ours.dense, 'the same from the cache as it is now');
+      assert.equal(reopened.file, theirs);
+      assert.deepEqual((await run(src, opts, x, m)).dense, ours.dense, 'the same from the cache the other process wrote');
+      assert.ok(fs.existsSync(path.join(folder, own)), 'this process\'s own file stays while it runs');
 
-      // A running process's data file stays (it may still load from it); a killed writer's partial file goes.
+      // A running process's data file stays (it may still load from it), and an older version's
+      // weights.bin; a gone writer's data, partial and temp files go.
       const live = `weights-${process.ppid}-0123456789ab.bin`;
-      const dead = `weights-${child.stdout}-ba9876543210.bin.partial`;
-      fs.writeFileSync(path.join(folder, live), 'x');
-      fs.writeFileSync(path.join(folder, dead), 'x');
+      const dead = [`weights-${child.stdout}-ba9876543210.bin.partial`, `weights-${child.stdout}-aaaaaaaaaaaa.bin`, `.cache.json.${child.stdout}-0123456789ab.tmp`];
+      for (const f of [live, 'weights.bin', ...dead]) fs.writeFileSync(path.join(folder, f), 'x');
       WeightCache.open(cacheDir, src, opts);
       assert.ok(fs.existsSync(path.join(folder, live)), 'a running process\'s file stays');
-      assert.ok(!fs.existsSync(path.join(folder, dead)), 'a gone process\'s partial file is removed');
+      assert.ok(fs.existsSync(path.join(folder, 'weights.bin')), 'an older version\'s file stays');
+      assert.deepEqual(dead.filter((f) => fs.existsSync(path.join(folder, f))), [], 'a gone process\'s files are removed');
     } finally {
       src.close();
     }
@@ -321,8 +325,9 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
       await Weights.prefill(src, opts, ['lin.weight'], 1);
       const now = await run(src, opts, x, m);
       const folder = path.join(cacheDir, WeightCache.keyFor(src, opts));
-      const index = JSON.parse(fs.readFileSync(path.join(folder, 'index.json'), 'utf8')) as { file: string; entries: object };
+      const index = JSON.parse(fs.readFileSync(path.join(folder, 'cache.json'), 'utf8')) as { file: string; entries: object };
       fs.renameSync(path.join(folder, index.file), path.join(folder, 'weights.bin'));
+      fs.rmSync(path.join(folder, 'cache.json'));
       fs.writeFileSync(path.join(folder, 'index.json'), JSON.stringify(index.entries));
       const reads: string[] = [];
       const spy: TensorSource = Object.assign(Object.create(src), { readBytes: (n: string) => (reads.push(n), src.readBytes(n)), readF32: (n: string) => (reads.push(n), src.readF32(n)) });

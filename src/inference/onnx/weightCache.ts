@@ -14,7 +14,7 @@ import { bytesOf } from './graph';
 import { ElemType } from './proto';
 import { blocksPerRow, FloatDType, NBITS_BLOCK, NBitsWeight, QuantJob, runQuantJob, scaled } from './quant';
 import { elemOf, fp8ScaleOf, NBITS, NBitsChoice, WeightOptions } from './weightOptions';
-import { replaceFileSync } from '../system/atomicWrite';
+import { isStaleTemp, replaceFileSync } from '../system/atomicWrite';
 import { processRunning } from '../system/pids';
 
 const CACHE_VERSION = 1;
@@ -30,16 +30,16 @@ export interface CacheEntry {
 }
 
 /**
- * A file of converted weights, `<cacheDir>/<key>/weights-<pid>-<id>.bin` + `index.json`, which names
+ * A file of converted weights, `<cacheDir>/<key>/weights-<pid>-<id>.bin` + `cache.json`, which names
  * the file and where each tensor is in it. The key hashes each source file's path, size and mtime
  * plus the conversion options, so a changed checkpoint or other options build a new cache. Each
- * writer has a data file of its own, renamed into place on commit, then the index replaced whole:
- * two processes converting the same model at once (two VS Code windows, the CLI beside the
- * extension) each finish with a consistent cache, the last index naming the last file. A complete
- * cache is reused without touching the source.
+ * writer has a data file of its own, renamed into place on commit; the first to commit writes the
+ * index, and what it names stays: two processes converting the same model at once (two VS Code
+ * windows, the CLI beside the extension) each load from their own file, and a third loads from the
+ * first's. A complete cache is reused without touching the source.
  */
 export class WeightCache {
-  /** The data file of caches written before each writer named its own (index.json a plain entry map). */
+  /** The data file of caches written before each writer named its own (index.json, a plain entry map, beside it). */
   static readonly LEGACY_FILE = 'weights.bin';
   /** Caches being written, by folder: prefill() and the graph build share one. */
   private static readonly writing = new Map<string, WeightCache>();
@@ -75,18 +75,14 @@ export class WeightCache {
     const index = readIndex(dir);
     if (index) {
       try {
-        // A data file cut short (a copy or disk that failed) under an intact index: onnxruntime would
-        // refuse every load ("out of bounds") until the folder is deleted; rebuilt below instead.
-        const end = Math.max(0, ...Object.values(index.entries).map((e) => e.offset + e.length));
-        if (fs.statSync(path.join(dir, index.file)).size < end) throw new Error(`${index.file} is shorter than its index`);
         const cache = new WeightCache(dir, true, index.entries, index.file);
         // The index's time is the cache's last use, which pruning goes by.
         const now = new Date();
-        fs.utimesSync(path.join(dir, INDEX_FILE), now, now);
+        fs.utimesSync(path.join(dir, index.indexFile), now, now);
         removeLeftovers(dir, index.file);
         return cache;
       } catch {
-        // A damaged index or file: rebuild below.
+        // gone meanwhile (pruned by another process): rebuild below
       }
     }
     fs.mkdirSync(dir, { recursive: true });
@@ -201,41 +197,57 @@ export class WeightCache {
     fs.closeSync(this.fd);
     this.fd = undefined;
     fs.renameSync(path.join(this.dir, `${this.file}${PARTIAL}`), path.join(this.dir, this.file));
+    // Another writer committed first: its index stays (a reader may be loading from the file it
+    // names); this process loads from its own file, a leftover once it has gone.
+    if (readIndex(this.dir)?.indexFile === INDEX_FILE) return;
     // What it was built from, for removeStaleWeightCaches; then the index, which makes the cache complete.
     replaceFileSync(path.join(this.dir, SOURCE_FILE), JSON.stringify(this.sources));
-    replaceFileSync(path.join(this.dir, INDEX_FILE), JSON.stringify({ file: this.file, entries: this.index } satisfies IndexFile));
+    replaceFileSync(path.join(this.dir, INDEX_FILE), JSON.stringify({ file: this.file, entries: this.index }));
     removeLeftovers(this.dir, this.file);
   }
 }
 
-const INDEX_FILE = 'index.json';
+/** The index (older versions wrote index.json beside weights.bin: a name of its own leaves their caches to them). */
+const INDEX_FILE = 'cache.json';
+const LEGACY_INDEX_FILE = 'index.json';
 const PARTIAL = '.partial';
 /** A writer's data file, or what it was writing: the pid tells whether that writer still runs. */
 const WRITER_FILE = /^weights-(\d+)-[0-9a-f]{12}\.bin(\.partial)?$/;
 
-/** index.json: the data file and where each tensor is in it. */
-interface IndexFile {
+/** A complete cache's index: the data file and where each tensor is in it, and the index's own name. */
+interface CacheIndex {
   file: string;
   entries: Record<string, CacheEntry>;
-}
-
-/** The complete cache's index in `dir`, if it has one whose data file is there. */
-function readIndex(dir: string): IndexFile | undefined {
-  try {
-    const json = JSON.parse(fs.readFileSync(path.join(dir, INDEX_FILE), 'utf8')) as IndexFile | Record<string, CacheEntry>;
-    // The first version's index was the entry map alone, the data in weights.bin.
-    const index = typeof json.file === 'string' && typeof json.entries === 'object' ? (json as IndexFile) : { file: WeightCache.LEGACY_FILE, entries: json as Record<string, CacheEntry> };
-    return path.basename(index.file) === index.file && fs.existsSync(path.join(dir, index.file)) ? index : undefined;
-  } catch {
-    return undefined;
-  }
+  indexFile: string;
 }
 
 /**
- * Data files of `dir` that the index does not name: another writer's that lost the race to the
- * index, or a killed writer's partial file. Only those of processes that no longer run go (a
- * running one may still load from its own, or be writing it); a file another process maps on
- * Windows stays until next time.
+ * The complete cache's index in `dir` (cache.json, else an older version's index.json), if its data
+ * file is there and as long as the index says: one cut short (a copy or disk that failed) would
+ * make onnxruntime refuse every load ("out of bounds") until the folder is deleted; it is built again.
+ */
+function readIndex(dir: string): CacheIndex | undefined {
+  for (const indexFile of [INDEX_FILE, LEGACY_INDEX_FILE]) {
+    try {
+      const json = JSON.parse(fs.readFileSync(path.join(dir, indexFile), 'utf8')) as { file?: unknown; entries?: unknown };
+      // An older version's index was the entry map alone, the data in weights.bin.
+      const index = indexFile === INDEX_FILE ? { file: String(json.file), entries: json.entries as Record<string, CacheEntry>, indexFile } : { file: WeightCache.LEGACY_FILE, entries: json as Record<string, CacheEntry>, indexFile };
+      if (typeof index.entries !== 'object' || !index.entries || path.basename(index.file) !== index.file) continue;
+      const end = Math.max(0, ...Object.values(index.entries).map((e) => e.offset + e.length));
+      if (fs.statSync(path.join(dir, index.file)).size >= end) return index;
+    } catch {
+      // none, or damaged: the next, or none
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Data files of `dir` that the index does not name: another writer's that committed after the
+ * first, or a killed writer's partial file, and a killed writer's temp files. Only those of
+ * processes that no longer run go (a running one loads from its own file, or is writing it); a
+ * file another process maps on Windows stays until next time. An older version's weights.bin and
+ * index.json are its own: left alone.
  */
 function removeLeftovers(dir: string, keep: string): void {
   let names: string[];
@@ -246,7 +258,7 @@ function removeLeftovers(dir: string, keep: string): void {
   }
   for (const name of names) {
     const m = WRITER_FILE.exec(name);
-    if (name === keep || !m || processRunning(Number(m[1]))) continue;
+    if (name === keep || !(m ? !processRunning(Number(m[1])) : isStaleTemp(name))) continue;
     try {
       fs.rmSync(path.join(dir, name), { force: true });
     } catch {
@@ -354,8 +366,9 @@ export function pruneWeightCaches(cacheDir: string, maxBytes: number, keep: Read
   for (const name of fs.existsSync(cacheDir) ? fs.readdirSync(cacheDir) : []) {
     const dir = path.join(cacheDir, name);
     try {
-      if (!readIndex(dir)) continue;
-      caches.push({ dir, bytes: folderBytes(dir), used: fs.statSync(path.join(dir, INDEX_FILE)).mtimeMs });
+      const index = readIndex(dir);
+      if (!index) continue;
+      caches.push({ dir, bytes: folderBytes(dir), used: fs.statSync(path.join(dir, index.indexFile)).mtimeMs });
     } catch {
       // not a complete cache
     }

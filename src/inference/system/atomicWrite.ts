@@ -50,6 +50,12 @@ export interface WriteOptions {
 export const TEMP_NAME_ROOM = 2 + 10 + 1 + 12 + 4;
 const TEMP_NAME = /^\..+\.(\d+)-[0-9a-f]{12}\.tmp$/;
 
+/** Whether `name` is a temp file of ours whose writer is gone (killed mid-write): litter. */
+export function isStaleTemp(name: string): boolean {
+  const m = TEMP_NAME.exec(name);
+  return !!m && !processRunning(Number(m[1]));
+}
+
 function tempName(target: string): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}-${crypto.randomBytes(6).toString('hex')}.tmp`);
 }
@@ -67,8 +73,7 @@ export async function cleanStaleTemps(dir: string): Promise<string[]> {
   }
   const removed: string[] = [];
   for (const name of names) {
-    const m = TEMP_NAME.exec(name);
-    if (!m || processRunning(Number(m[1]))) continue;
+    if (!isStaleTemp(name)) continue;
     await fs.rm(path.join(dir, name), { force: true }).then(() => removed.push(name), () => undefined);
   }
   return removed;
@@ -139,7 +144,9 @@ export async function writePngAtomic(target: string, data: Uint8Array, opts: Wri
 /**
  * Replaces `target` with `data` at once for every reader (a small file another process may be
  * replacing too: the last rename wins, whole): temp file, fsync, rename. Synchronous, for callers
- * that cannot wait (the weight cache's index, written as a graph is built).
+ * that cannot wait (the weight cache's index, written as a graph is built). On Windows a rename
+ * over a file that someone holds open for a moment (a reader, a virus scanner) fails with EPERM,
+ * EACCES or EBUSY: tried again for up to 2 s.
  */
 export function replaceFileSync(target: string, data: string | Uint8Array): void {
   const tmp = tempName(target);
@@ -151,7 +158,15 @@ export function replaceFileSync(target: string, data: string | Uint8Array): void
     } finally {
       fsSync.closeSync(fd);
     }
-    fsSync.renameSync(tmp, target);
+    for (let waited = 0; ; waited += 50) {
+      try {
+        fsSync.renameSync(tmp, target);
+        break;
+      } catch (err) {
+        if (waited >= 2000 || !['EPERM', 'EACCES', 'EBUSY'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+      }
+    }
   } catch (err) {
     fsSync.rmSync(tmp, { force: true });
     throw err;
