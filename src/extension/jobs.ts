@@ -138,7 +138,7 @@ export class Jobs {
       );
       if (again) {
         // The server stopped (a crash of the job before it) while this one waited: nothing of it ran.
-        // The restarted server takes it, in the order it was queued; a second loss in a row fails it.
+        // The restarted server takes it, in the order it was queued; a third loss fails it.
         job.resubmitted = (job.resubmitted ?? 0) + 1;
         job.state = 'pending';
         job.serverJobId = undefined;

@@ -1,6 +1,7 @@
 // Where a job stands, as the notification, the status bar and the panel show it: one computation,
 // so the three say the same thing. The stages come in one order (waiting, queued, starting,
-// encoding the prompt, step k/n, decoding, saving) and never go back; loading a model part
+// encoding the prompt, step k/n, decoding, saving) and never go back, except to waiting when the
+// server stopped while the job was queued and it is submitted again; loading a model part
 // (with first-use weight preparation and its percentage) is shown inside the stage that needs it.
 // Pure (no vscode); progressText.ts words it.
 

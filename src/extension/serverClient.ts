@@ -5,7 +5,8 @@
 //
 // Lifecycle: nothing runs until the first request. If the server stops unexpectedly (killed,
 // native crash, out of memory, or hung and killed by the heartbeat watchdog), every job it held is
-// reported failed, and the next request starts a new one after a back-off (1 s, 2 s, 4 s … capped;
+// reported failed (a queued one marked notStarted, for its owner to submit again, unless the running
+// job was still loading the model), and the next request starts a new one after a back-off (1 s, 2 s, 4 s … capped;
 // reset once a server has run healthily for a while). Files are never touched here: the server
 // writes each PNG atomically, so a crash leaves either a whole image or none.
 

@@ -33,6 +33,8 @@ interface Pending {
 
 export interface TrackedJob {
   state: 'queued' | 'running';
+  /** It has sent a denoising step: past loading the model. */
+  stepped?: boolean;
   /** When the server last sent an event of this job. */
   progressAt?: number;
   /** Set when the stall watchdog cancelled it: the job then fails with this message. */
@@ -144,6 +146,9 @@ export class Session {
       d.reject(new DownloadFailedError(downloadId, cancelled ? 'cancelled' : 'stopped', message, detail));
     }
     this.downloads.clear();
+    // A crash while a job was loading the model (out of memory, most often) would come again for
+    // the queued jobs: they fail with it. One later in a job, or with none running, may not.
+    const resubmittable = ![...this.jobs.values()].some((j) => j.state === 'running' && !j.stepped);
     for (const [jobId, job] of this.jobs) {
       if (cancelled) {
         this.emit(job, { type: 'event', event: 'cancelled', jobId });
@@ -152,9 +157,9 @@ export class Session {
       }
       const message = jobMessage(job.label ?? jobId, job.state);
       const detail = this.link.recentOutput() || undefined;
-      // A job still queued gets no failed event: its owner may submit it again (the rejection says so).
-      if (job.state === 'running') this.emit(job, { type: 'event', event: 'failed', jobId, message, ...(detail ? { detail } : {}) });
-      job.reject(new JobFailedError(jobId, message, detail, job.state === 'queued'));
+      // A job still queued that may be submitted again gets no failed event (its rejection says so).
+      if (job.state === 'running' || !resubmittable) this.emit(job, { type: 'event', event: 'failed', jobId, message, ...(detail ? { detail } : {}) });
+      job.reject(new JobFailedError(jobId, message, detail, job.state === 'queued' && resubmittable));
     }
     this.jobs.clear();
   }
@@ -196,6 +201,9 @@ export class Session {
     switch (e.event) {
       case 'started':
         job.state = 'running';
+        break;
+      case 'step':
+        job.stepped = true;
         break;
       case 'done':
         this.jobs.delete(e.jobId);

@@ -574,6 +574,40 @@ describe('inference server (dist/server.js)', function () {
     void stops;
   });
 
+  it('a server killed while the running job is still loading (no step yet): the queued job fails too, with a failed event, not marked for submitting again (such a crash would come again)', async () => {
+    const { client, logger } = newClient({ backoff: { initialMs: 100 } });
+    try {
+      const pid = (await client.start()).pid;
+      // Killed once it has started and the queued job is in, before its first step.
+      let started = false;
+      let armed = false;
+      let stepped = false;
+      const kill = () => {
+        if (started && armed) process.kill(pid, 'SIGKILL');
+      };
+      const running = await client.generate(job('killed-loading.png', { steps: 200 }), (e) => {
+        if (e.event === 'step') stepped = true;
+        if (e.event === 'started') (started = true), kill();
+      });
+      const queuedEvents: JobEvent[] = [];
+      const queued = await client.generate(job('killed-loading-queued.png'), (e) => queuedEvents.push(e), 'job-17');
+      armed = true;
+      kill();
+      const err = (await running.done.catch((e: unknown) => e)) as JobFailedError;
+      assert.ok(err instanceof JobFailedError, String(err));
+      const qerr = (await queued.done.catch((e: unknown) => e)) as JobFailedError;
+      assert.match(qerr.message, /while job job-17 was waiting in the queue/);
+      assert.equal(stepped, false, 'killed before its first step');
+      assert.equal(qerr.notStarted, false);
+      assert.equal(queuedEvents.at(-1)?.event, 'failed');
+    } catch (err) {
+      process.stderr.write(logger.lines.slice(-40).join('\n') + '\n');
+      throw err;
+    } finally {
+      await client.dispose();
+    }
+  });
+
   (process.platform === 'win32' ? it.skip : it)('kills a hung server (no heartbeat) and reports it', async () => {
     // The timeout must outlast the longest stretch a cold start blocks the server's event loop
     // (reading tokenizers and weights: about a second here, more on a loaded 2-core CI machine).
