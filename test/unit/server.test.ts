@@ -587,7 +587,10 @@ describe('inference server (dist/server.js)', function () {
       };
       const running = await client.generate(job('killed-loading.png', { steps: 200 }), (e) => {
         if (e.event === 'step') stepped = true;
-        if (e.event === 'started') (started = true), kill();
+        if (e.event === 'started') {
+          started = true;
+          kill();
+        }
       });
       const queuedEvents: JobEvent[] = [];
       const queued = await client.generate(job('killed-loading-queued.png'), (e) => queuedEvents.push(e), 'job-17');
