@@ -186,6 +186,23 @@ describe('LoRA branches as 8-bit MatMulNBits (loraNbits)', function () {
     assert.equal(loraFactorBytes([], loraGraphOptions({}, opChoicesFor('webgpu'), 'float16', 'int8')), 0);
   });
 
+  it('a loaded DiT says the bytes of the LoRA factors its session holds, also for a LoRA left at strength 0 (no rebuild), and the new set's once rebuilt', async () => {
+    const t = await FluxTransformer.load(BF16_FILE, { format: 'fp32', loras, loraNbits: false });
+    try {
+      const bytes = loraFactorBytes(loras, loraGraphOptions({ loraNbits: false }, opChoicesFor('cpu'), 'float32', 'fp32'));
+      assert.ok(bytes > 0);
+      assert.equal(t.loraBytes, bytes);
+      await t.setLoras([]);
+      assert.equal(t.sessionBuilds, 1, 'removed by a strength, not a rebuild');
+      assert.equal(t.loraBytes, bytes, 'its factors still in the session');
+      await t.setLoras([{ ...loras[0], id: 'another' }]);
+      assert.equal(t.sessionBuilds, 2);
+      assert.equal(t.loraBytes, bytes, 'one slot again: the other LoRA alone');
+    } finally {
+      await t.release();
+    }
+  });
+
   it('loraNbits with float16 compute (scales in float16): within the int8 error of the float16 float form, strength 0 the float16 base bit for bit', async () => {
     const f16 = await outputs({ loraNbits: false, compute: 'float16' });
     const q = await outputs({ loraNbits: 'both', compute: 'float16' });

@@ -10,7 +10,7 @@ import { DitComponent, openComponent } from '../formats/layouts/components';
 import { DitConfig } from '../formats/layouts/configs';
 import { DitWeights } from '../formats/layouts/ditWeights';
 import { ggufNotes } from '../formats/gguf';
-import { LoraKey, loraSlots, strengthFeeds, WeightedBranches } from './ditLora';
+import { loraFactorBytes, loraGraphOptions, LoraKey, loraSlots, strengthFeeds, WeightedBranches } from './ditLora';
 import { buildDit, DEFAULT_TEXT_TOKENS, DitBuildOptions, ditLinearShapes, prefillDit, ropeTables } from './dit';
 
 export interface FluxTransformerOptions extends DitBuildOptions {
@@ -68,13 +68,15 @@ export class FluxTransformer {
   private lora?: { built: LoraKey[]; feeds: Record<string, ort.Tensor> };
   /** Sessions built by this object: 1 after load, one more per rebuild (setLoras). */
   sessionBuilds = 1;
+  /** Bytes of the LoRA factors the session holds beside the weights (those at strength 0 too, until a rebuild drops them). */
+  loraBytes = 0;
 
   private constructor(
     private session: ort.InferenceSession, readonly config: DitConfig, readonly textTokens: number | undefined,
     /** Every BFL Linear's [out, in]: LoRAs are mapped and checked against these. */
     readonly linearShapes: Map<string, [number, number]>,
     /** Builds the session again, from the same checkpoint and options, with these LoRAs' branches. */
-    private readonly rebuild: (loras: readonly WeightedBranches[]) => Promise<{ session: ort.InferenceSession; timings: DitLoadTimings }>,
+    private readonly rebuild: (loras: readonly WeightedBranches[]) => Promise<{ session: ort.InferenceSession; timings: DitLoadTimings; loraBytes: number }>,
   ) {}
 
   /**
@@ -105,7 +107,8 @@ export class FluxTransformer {
       const folder = w.folder();
       const t2 = performance.now();
       const session = await createSession(graph, { ep: opts.ep, weightsFolder: folder, intraOpThreads: opts.threads, optimizedModelPath: opts.optimizedModelPath, gpuBufferCache: opts.gpuBufferCache, optimization: opts.optimization });
-      return { session, timings: { prefill: (t1 - t0) / 1000, build: (t2 - t1) / 1000, session: (performance.now() - t2) / 1000 } };
+      const loraBytes = loraFactorBytes(loras, loraGraphOptions(opts, opChoicesFor(opsFor), opts.compute ?? 'float32', opts.format));
+      return { session, timings: { prefill: (t1 - t0) / 1000, build: (t2 - t1) / 1000, session: (performance.now() - t2) / 1000 }, loraBytes };
     };
     // A checkpoint opened here is opened again for a rebuild (onnxruntime maps the files itself meanwhile).
     const rebuild = async (loras: readonly WeightedBranches[]) => {
@@ -118,10 +121,11 @@ export class FluxTransformer {
     };
     try {
       const loras = opts.loras ?? [];
-      const { session, timings } = await create(weights, loras);
+      const { session, timings, loraBytes } = await create(weights, loras);
       const dit = new FluxTransformer(session, config, textTokens, ditLinearShapes(weights, config), rebuild);
       dit.useBuilt(loras);
       dit.loadTimings = timings;
+      dit.loraBytes = loraBytes;
       dit.notes = ggufNotes(weights.tensors);
       return dit;
     } finally {
@@ -163,9 +167,10 @@ export class FluxTransformer {
     // Released first: two sessions of a FLUX.1 DiT at once would not fit where one just does.
     this.lora = undefined;
     await this.session.release();
-    const { session, timings } = await this.rebuild(loras);
+    const { session, timings, loraBytes } = await this.rebuild(loras);
     this.session = session;
     this.loadTimings = timings;
+    this.loraBytes = loraBytes;
     this.sessionBuilds++;
     this.useBuilt(loras);
   }

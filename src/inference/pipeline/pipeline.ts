@@ -459,8 +459,11 @@ export class FluxPipeline {
     const gpu = this.ditGpu && this.ditGpu.alone - (this.running?.mode === 'resident' ? this.ditGpu.others : 0);
     // A DiT loaded before any job (a preload) is planned for 1024².
     const tokens = this.ditTokens || PLANNED_DIT_TOKENS;
-    // The job's LoRA factors sit beside the weights (a rank-32 LoRA on every Linear: ≈ 0.6 GiB).
-    const loras = loraFactorBytes(this.loras.ditLoadLoras(), loraGraphOptions(this.runtime.ditTuning ?? {}, opChoicesFor(ep), computeFor('dit', ep, this.runtime.compute), this.runtime.weights));
+    // The job's LoRA factors sit beside the weights (a rank-32 LoRA on every Linear: ≈ 0.6 GiB), and
+    // a loaded DiT that is not rebuilt for the job keeps those of LoRAs it no longer uses.
+    const wanted = this.loras.ditLoadLoras();
+    const dit = this.parts.dit;
+    const loras = Math.max(loraFactorBytes(wanted, loraGraphOptions(this.runtime.ditTuning ?? {}, opChoicesFor(ep), computeFor('dit', ep, this.runtime.compute), this.runtime.weights)), dit && !dit.rebuildsFor(wanted) ? dit.loraBytes : 0);
     const a = ditAttentionFor(gpu, this.files.residentBytes(this.runtime.weights, 'dit') + loras, ditArchitecture(this.files), tokens, this.runtime.weights);
     if (a.note && log) this.log('info', `dit: ${a.note}`);
     return a.form;
