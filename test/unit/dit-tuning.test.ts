@@ -186,7 +186,7 @@ describe('LoRA branches as 8-bit MatMulNBits (loraNbits)', function () {
     assert.equal(loraFactorBytes([], loraGraphOptions({}, opChoicesFor('webgpu'), 'float16', 'int8')), 0);
   });
 
-  it('a loaded DiT says the bytes of the LoRA factors its session holds, also for a LoRA left at strength 0 (no rebuild), and the new set's once rebuilt', async () => {
+  it('a loaded DiT says the bytes of the LoRA factors its session holds, also for a LoRA left at strength 0 (no rebuild), and the new set\'s once rebuilt', async () => {
     const t = await FluxTransformer.load(BF16_FILE, { format: 'fp32', loras, loraNbits: false });
     try {
       const bytes = loraFactorBytes(loras, loraGraphOptions({ loraNbits: false }, opChoicesFor('cpu'), 'float32', 'fp32'));
