@@ -48,6 +48,17 @@ describe('MajicFLUX in an untrusted workspace', () => {
     for (const m of said) assert.match(m, /trusted workspace/);
   });
 
+  it('Generate All on a .flux file of several blocks says why once, before any block, and queues none', async () => {
+    const doc = await vscode.workspace.openTextDocument(path.join(ws(), 'prompts.flux'));
+    await vscode.window.showTextDocument(doc);
+    const before = api.trustRefusals.length;
+    assert.equal(await vscode.commands.executeCommand('majicflux.generateFluxFile', doc.uri.toString()), undefined);
+    const said = api.trustRefusals.slice(before);
+    assert.equal(said.length, 1, JSON.stringify(said));
+    assert.match(said[0], /trusted workspace/);
+    assert.equal(api.jobs.all().length, 0);
+  });
+
   it('the panel works in restricted mode: it lists LoRAs and takes an input image; Generate is refused (issue 13)', async () => {
     await vscode.commands.executeCommand('majicflux.openPanel');
     const panel = (await waitFor('the panel', () => api.panel()))!;
