@@ -136,23 +136,30 @@ export class Jobs {
           else this.fail(job, errorMessage(err), errorDetail(err));
         },
       );
-      if (again) {
-        // The server stopped (a crash of the job before it) while this one waited: nothing of it ran.
-        // The restarted server takes it, in the order it was queued; a third loss fails it.
-        job.resubmitted = (job.resubmitted ?? 0) + 1;
-        job.state = 'pending';
-        job.serverJobId = undefined;
-        this.opts.log?.warn(`${job.id}: the server stopped while it waited in the queue; submitted again`);
-        this.changed.fire(job);
-        return await this.start(job);
-      }
+      if (again) return await this.resubmit(job);
       if (isActive(job) && !this.saving.has(job.id)) {
         if (this.cancelRequested.has(job.id)) this.finish(job, 'cancelled');
         else this.fail(job, 'The server ended the job without a result.');
       }
     } catch (err) {
-      if (isActive(job)) this.fail(job, errorMessage(err), errorDetail(err));
+      if (!isActive(job)) return;
+      // The server went away while the request was on its way: it never queued the job.
+      if (lostInQueue(err) && (job.resubmitted ?? 0) < MAX_RESUBMITS) return await this.resubmit(job);
+      this.fail(job, errorMessage(err), errorDetail(err));
     }
+  }
+
+  /**
+   * The server stopped (a crash of the job before it) while this one waited: nothing of it ran.
+   * The restarted server takes it, in the order it was queued; a third loss fails it.
+   */
+  private async resubmit(job: Job): Promise<void> {
+    job.resubmitted = (job.resubmitted ?? 0) + 1;
+    job.state = 'pending';
+    job.serverJobId = undefined;
+    this.opts.log?.warn(`${job.id}: the server stopped while it waited in the queue; submitted again`);
+    this.changed.fire(job);
+    await this.start(job);
   }
 
   private onEvent(job: Job, e: ServerEvent): void {
@@ -294,7 +301,7 @@ export class Jobs {
 /** Submissions again of one job whose server stopped while it waited (each stop was another job's crash). */
 const MAX_RESUBMITS = 2;
 
-/** The server went away before the job started (serverErrors.JobFailedError's notStarted). */
+/** The server went away before the job started (serverErrors.JobFailedError's and ServerError's notStarted). */
 function lostInQueue(err: unknown): boolean {
   return !!err && typeof err === 'object' && (err as { notStarted?: unknown }).notStarted === true;
 }

@@ -10,6 +10,8 @@ export class ServerError extends Error {
     readonly code: ErrorCode | 'timeout' | 'stopped' | 'disposed',
     message: string,
     readonly detail?: string,
+    /** A generate request the server stopped before answering: it never queued the job, which can be submitted again (jobs.ts). */
+    readonly notStarted = false,
   ) {
     super(message);
     this.name = 'ServerError';

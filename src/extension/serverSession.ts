@@ -136,7 +136,13 @@ export class Session {
   /** The link ended: nothing more will arrive. Jobs still open end as `cancelled` if we stopped it on purpose, else `failed` (a queued one's rejection marked notStarted). */
   close(requestError: Error, jobMessage: (jobId: string, state: TrackedJob['state']) => string, cancelled: boolean, downloadMessage: (downloadId: string) => string): void {
     clearInterval(this.watchdog);
-    for (const p of this.pending.values()) p.reject(requestError);
+    // A crash while a job was loading the model (out of memory, most often) would come again for
+    // the queued jobs: they fail with it. One later in a job, or with none running, may not.
+    const resubmittable = !cancelled && ![...this.jobs.values()].some((j) => j.state === 'running' && !j.stepped);
+    for (const p of this.pending.values()) {
+      const lost = p.type === 'generate' && resubmittable && requestError instanceof ServerError;
+      p.reject(lost ? new ServerError(requestError.code, requestError.message, requestError.detail, true) : requestError);
+    }
     this.pending.clear();
     for (const [downloadId, d] of this.downloads) {
       const message = downloadMessage(downloadId);
@@ -146,9 +152,6 @@ export class Session {
       d.reject(new DownloadFailedError(downloadId, cancelled ? 'cancelled' : 'stopped', message, detail));
     }
     this.downloads.clear();
-    // A crash while a job was loading the model (out of memory, most often) would come again for
-    // the queued jobs: they fail with it. One later in a job, or with none running, may not.
-    const resubmittable = ![...this.jobs.values()].some((j) => j.state === 'running' && !j.stepped);
     for (const [jobId, job] of this.jobs) {
       if (cancelled) {
         this.emit(job, { type: 'event', event: 'cancelled', jobId });

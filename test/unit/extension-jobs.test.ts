@@ -191,6 +191,19 @@ describe('extension: jobs', () => {
     assert.deepEqual(seen.slice(0, 4), ['pending', 'queued', 'pending', 'queued']);
     assert.deepEqual(warnings, [`${job.id}: the server stopped while it waited in the queue; submitted again`, `${job.id}: the server stopped while it waited in the queue; submitted again`]);
 
+    // The server stopped before it answered the request itself (ServerError, notStarted): submitted again too.
+    const unanswered = new FakeClient();
+    const answer = unanswered.generate.bind(unanswered);
+    let refused = 0;
+    unanswered.generate = async (job, onEvent, label) => {
+      if (refused++ === 0) throw Object.assign(new Error('The MajicFLUX server stopped unexpectedly (signal SIGKILL) while answering a request; it will restart on the next request.'), { name: 'ServerError', code: 'stopped', notStarted: true });
+      return answer(job, onEvent, label);
+    };
+    const inFlight = new Jobs({ client: async () => unanswered, log });
+    const sentOnce = await inFlight.whenFinished(inFlight.submit(req('in flight'), { kind: 'palette' }));
+    assert.equal(sentOnce.state, 'done', sentOnce.error?.message);
+    assert.equal(sentOnce.resubmitted, 1);
+
     // A third loss in a row fails it, with the server's message.
     const always = new Jobs({ client: async () => losing(99), log });
     const failed = await always.whenFinished(always.submit(req('never runs'), { kind: 'palette' }));

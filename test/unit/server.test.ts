@@ -611,6 +611,20 @@ describe('inference server (dist/server.js)', function () {
     }
   });
 
+  it('a generate request the server stopped before answering (no job running) is marked notStarted: nothing was queued, it can be submitted again', async () => {
+    const { client } = newClient({ backoff: { initialMs: 100 } });
+    try {
+      const pid = (await client.start()).pid;
+      const sent = client.generate(job('in-flight.png'));
+      process.kill(pid, 'SIGKILL');
+      const err = (await Promise.resolve(sent).then((h) => h.done).catch((e: unknown) => e)) as { notStarted?: boolean; message: string };
+      assert.equal(err.notStarted, true, err.message);
+      assert.ok(!fs.existsSync(path.join(tmp, 'out', 'in-flight.png')));
+    } finally {
+      await client.dispose();
+    }
+  });
+
   (process.platform === 'win32' ? it.skip : it)('kills a hung server (no heartbeat) and reports it', async () => {
     // The timeout must outlast the longest stretch a cold start blocks the server's event loop
     // (reading tokenizers and weights: about a second here, more on a loaded 2-core CI machine).
