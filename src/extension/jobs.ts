@@ -143,6 +143,7 @@ export class Jobs {
       }
     } catch (err) {
       if (!isActive(job)) return;
+      if (this.cancelRequested.has(job.id) || isCancelError(err)) return this.finish(job, 'cancelled');
       // The server went away while the request was on its way: it never queued the job.
       if (lostInQueue(err) && (job.resubmitted ?? 0) < MAX_RESUBMITS) return await this.resubmit(job);
       this.fail(job, errorMessage(err), errorDetail(err));

@@ -33,8 +33,10 @@ interface Pending {
 
 export interface TrackedJob {
   state: 'queued' | 'running';
-  /** It has sent a denoising step: past loading the model. */
+  /** It has sent a denoising step: past loading the DiT. */
   stepped?: boolean;
+  /** A model part is loading now (a `loading` event not yet followed by `loaded`): the VAE loads after the steps. */
+  loading?: boolean;
   /** When the server last sent an event of this job. */
   progressAt?: number;
   /** Set when the stall watchdog cancelled it: the job then fails with this message. */
@@ -138,10 +140,12 @@ export class Session {
     clearInterval(this.watchdog);
     // A crash while a job was loading the model (out of memory, most often) would come again for
     // the queued jobs: they fail with it. One later in a job, or with none running, may not.
-    const resubmittable = !cancelled && ![...this.jobs.values()].some((j) => j.state === 'running' && !j.stepped);
+    const resubmittable = !cancelled && ![...this.jobs.values()].some((j) => j.state === 'running' && (!j.stepped || j.loading));
     for (const p of this.pending.values()) {
-      const lost = p.type === 'generate' && resubmittable && requestError instanceof ServerError;
-      p.reject(lost ? new ServerError(requestError.code, requestError.message, requestError.detail, true) : requestError);
+      // A generate the server had not answered: stopped on purpose, it is cancelled as the queued ones are.
+      if (p.type === 'generate' && cancelled) p.reject(new CancelledError());
+      else if (p.type === 'generate' && resubmittable && requestError instanceof ServerError) p.reject(new ServerError(requestError.code, requestError.message, requestError.detail, true));
+      else p.reject(requestError);
     }
     this.pending.clear();
     for (const [downloadId, d] of this.downloads) {
@@ -207,6 +211,10 @@ export class Session {
         break;
       case 'step':
         job.stepped = true;
+        job.loading = false;
+        break;
+      case 'loading':
+        job.loading = e.phase !== 'loaded';
         break;
       case 'done':
         this.jobs.delete(e.jobId);

@@ -204,6 +204,19 @@ describe('extension: jobs', () => {
     assert.equal(sentOnce.state, 'done', sentOnce.error?.message);
     assert.equal(sentOnce.resubmitted, 1);
 
+    // Cancelled while its request was unanswered, then the server stopped: cancelled, not sent again.
+    let lose!: () => void;
+    const hanging = new FakeClient();
+    hanging.generate = (() => new Promise((_, reject) => (lose = () => reject(Object.assign(new Error('stopped'), { name: 'ServerError', code: 'stopped', notStarted: true }))))) as FakeClient['generate'];
+    const unsent = new Jobs({ client: async () => hanging, log });
+    const u = unsent.submit(req('cancelled unanswered'), { kind: 'palette' });
+    await new Promise((r) => setImmediate(r));
+    await unsent.cancel(u.id);
+    lose();
+    const ended = await unsent.whenFinished(u);
+    assert.equal(ended.state, 'cancelled');
+    assert.equal(ended.resubmitted, undefined);
+
     // A third loss in a row fails it, with the server's message.
     const always = new Jobs({ client: async () => losing(99), log });
     const failed = await always.whenFinished(always.submit(req('never runs'), { kind: 'palette' }));

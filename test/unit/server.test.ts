@@ -611,6 +611,28 @@ describe('inference server (dist/server.js)', function () {
     }
   });
 
+  it('a server killed while the running job loads the VAE after its steps: the queued job is not marked for submitting again either', async () => {
+    const { client } = newClient({ backoff: { initialMs: 100 } });
+    try {
+      const pid = (await client.start()).pid;
+      let armed = false;
+      let vaeLoading = false;
+      const running = await client.generate(job('killed-vae.png', { steps: 2 }), (e) => {
+        if (e.event === 'loading' && e.component === 'vae' && e.phase !== 'loaded') vaeLoading = true;
+        if (vaeLoading && armed) process.kill(pid, 'SIGKILL');
+      });
+      const queued = await client.generate(job('killed-vae-queued.png'), undefined, 'job-18');
+      armed = true;
+      if (vaeLoading) process.kill(pid, 'SIGKILL');
+      await running.done.catch(() => undefined);
+      const qerr = (await queued.done.catch((e: unknown) => e)) as JobFailedError;
+      if (!vaeLoading) return assert.fail('no VAE loading event came: the job loaded its VAE before the steps');
+      assert.equal(qerr.notStarted, false, qerr.message);
+    } finally {
+      await client.dispose();
+    }
+  });
+
   it('a generate request the server stopped before answering (no job running) is marked notStarted: nothing was queued, it can be submitted again', async () => {
     const { client } = newClient({ backoff: { initialMs: 100 } });
     try {

@@ -303,6 +303,13 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
       assert.deepEqual((await run(src, opts, x, m)).dense, ours.dense, 'the same from the cache the other process wrote');
       assert.ok(fs.existsSync(path.join(folder, own)), 'this process\'s own file stays while it runs');
 
+      // A damaged index is no index: the next writer's replaces it.
+      fs.writeFileSync(path.join(folder, 'cache.json'), '{');
+      assert.equal(WeightCache.open(cacheDir, src, opts).complete, false);
+      const rebuilt = await run(src, opts, x, m);
+      assert.deepEqual(rebuilt.dense, ours.dense);
+      assert.equal(readIndex().file, rebuilt.graph.initializerSummary().find((i) => i.external)!.external!.location, 'the new index names the new file');
+
       // A running process's data file stays (it may still load from it), and an older version's
       // weights.bin; a gone writer's data, partial and temp files go.
       const live = `weights-${process.ppid}-0123456789ab.bin`;

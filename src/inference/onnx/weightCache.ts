@@ -14,7 +14,7 @@ import { bytesOf } from './graph';
 import { ElemType } from './proto';
 import { blocksPerRow, FloatDType, NBITS_BLOCK, NBitsWeight, QuantJob, runQuantJob, scaled } from './quant';
 import { elemOf, fp8ScaleOf, NBITS, NBitsChoice, WeightOptions } from './weightOptions';
-import { isStaleTemp, replaceFileSync } from '../system/atomicWrite';
+import { isStaleTemp, renameSyncRetrying, replaceFileSync, writeFileOnceSync } from '../system/atomicWrite';
 import { processRunning } from '../system/pids';
 
 const CACHE_VERSION = 1;
@@ -196,13 +196,17 @@ export class WeightCache {
     fs.fsyncSync(this.fd);
     fs.closeSync(this.fd);
     this.fd = undefined;
-    fs.renameSync(path.join(this.dir, `${this.file}${PARTIAL}`), path.join(this.dir, this.file));
-    // Another writer committed first: its index stays (a reader may be loading from the file it
-    // names); this process loads from its own file, a leftover once it has gone.
-    if (readIndex(this.dir)?.indexFile === INDEX_FILE) return;
-    // What it was built from, for removeStaleWeightCaches; then the index, which makes the cache complete.
+    renameSyncRetrying(path.join(this.dir, `${this.file}${PARTIAL}`), path.join(this.dir, this.file));
+    // What it was built from, for removeStaleWeightCaches (the same for every writer of this key);
+    // then the index, which makes the cache complete. Another writer committed first: its index
+    // stays (a reader may be loading from the file it names), and this process loads from its own
+    // file, a leftover once it has gone. Only a damaged index is replaced.
     replaceFileSync(path.join(this.dir, SOURCE_FILE), JSON.stringify(this.sources));
-    replaceFileSync(path.join(this.dir, INDEX_FILE), JSON.stringify({ file: this.file, entries: this.index }));
+    const index = JSON.stringify({ file: this.file, entries: this.index });
+    if (!writeFileOnceSync(path.join(this.dir, INDEX_FILE), index)) {
+      if (readIndex(this.dir)?.indexFile === INDEX_FILE) return;
+      replaceFileSync(path.join(this.dir, INDEX_FILE), index);
+    }
     removeLeftovers(this.dir, this.file);
   }
 }

@@ -141,14 +141,8 @@ export async function writePngAtomic(target: string, data: Uint8Array, opts: Wri
   }
 }
 
-/**
- * Replaces `target` with `data` at once for every reader (a small file another process may be
- * replacing too: the last rename wins, whole): temp file, fsync, rename. Synchronous, for callers
- * that cannot wait (the weight cache's index, written as a graph is built). On Windows a rename
- * over a file that someone holds open for a moment (a reader, a virus scanner) fails with EPERM,
- * EACCES or EBUSY: tried again for up to 2 s.
- */
-export function replaceFileSync(target: string, data: string | Uint8Array): void {
+/** A temp file beside `target` holding `data`, synced: for a rename or link into place. */
+function tempWithSync(target: string, data: string | Uint8Array): string {
   const tmp = tempName(target);
   try {
     const fd = fsSync.openSync(tmp, 'wx');
@@ -158,18 +152,61 @@ export function replaceFileSync(target: string, data: string | Uint8Array): void
     } finally {
       fsSync.closeSync(fd);
     }
-    for (let waited = 0; ; waited += 50) {
-      try {
-        fsSync.renameSync(tmp, target);
-        break;
-      } catch (err) {
-        if (waited >= 2000 || !['EPERM', 'EACCES', 'EBUSY'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
-      }
-    }
+    return tmp;
   } catch (err) {
     fsSync.rmSync(tmp, { force: true });
     throw err;
+  }
+}
+
+/**
+ * renameSync, tried again for up to 2 s on Windows, where a file someone holds open for a moment (a
+ * reader, a virus scanner, the indexer) cannot be renamed or replaced (EPERM, EACCES, EBUSY).
+ */
+export function renameSyncRetrying(from: string, to: string): void {
+  for (let waited = 0; ; waited += 50) {
+    try {
+      return fsSync.renameSync(from, to);
+    } catch (err) {
+      if (process.platform !== 'win32' || waited >= 2000 || !['EPERM', 'EACCES', 'EBUSY'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+    }
+  }
+}
+
+/**
+ * Replaces `target` with `data` at once for every reader (the last writer wins, whole): temp file,
+ * fsync, rename. Synchronous, for callers that cannot wait (the weight cache, written as a graph
+ * is built).
+ */
+export function replaceFileSync(target: string, data: string | Uint8Array): void {
+  const tmp = tempWithSync(target, data);
+  try {
+    renameSyncRetrying(tmp, target);
+  } catch (err) {
+    fsSync.rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * Writes `target` whole only if it does not exist, atomically where the filesystem has hard links
+ * (elsewhere a check, then a rename). False when it existed: the first writer's stays.
+ */
+export function writeFileOnceSync(target: string, data: string | Uint8Array): boolean {
+  const tmp = tempWithSync(target, data);
+  try {
+    fsSync.linkSync(tmp, target);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EXDEV' && code !== 'EOPNOTSUPP') throw err;
+    if (fsSync.existsSync(target)) return false;
+    renameSyncRetrying(tmp, target);
+    return true;
+  } finally {
+    fsSync.rmSync(tmp, { force: true });
   }
 }
 
