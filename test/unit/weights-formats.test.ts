@@ -44,6 +44,11 @@ function writeCheckpoints(dir: string): { bf16: string; fp8: string } {
   return { bf16, fp8 };
 }
 
+/** The pid of a process that has ended. */
+function deadPid(): number {
+  return Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+}
+
 /** x [M, K] → Linear through Weights.dense (2-D) and Weights.linear (3-D) on the CPU provider. */
 async function run(src: TensorSource, opts: WeightOptions, x: Float32Array, m: number): Promise<{ dense: Float32Array; linear: Float32Array; graph: Graph }> {
   const g = new Graph('lin');
@@ -225,10 +230,16 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
     const older = make('older', 3000, 100);
     const newest = make('newest', 3000, 10);
     const writing = make('writing', 3000, 0, false);
-    const r = pruneWeightCaches(root, 7000, new Set([inUse]));
-    assert.deepEqual(r.removed, [oldest, older], 'oldest first, skipping the one in use, until ≤ 7000 bytes');
+    // Marked in use by another running process (another window's server), and by one that is gone.
+    const elsewhere = make('elsewhere', 3000, 250);
+    fs.writeFileSync(path.join(elsewhere, `inuse-${process.ppid}`), '');
+    fs.writeFileSync(path.join(oldest, `inuse-${deadPid()}`), '');
+    const r = pruneWeightCaches(root, 10_000, new Set([inUse]));
+    assert.deepEqual(r.removed, [oldest, older], 'oldest first, skipping the ones in use here and in a running process, until ≤ 10,000 bytes');
+    assert.ok(fs.existsSync(elsewhere));
     assert.equal(r.bytes, 2 * (3000 + '{}'.length), 'their folders\' bytes');
     for (const d of [inUse, newest, writing]) assert.ok(fs.existsSync(d), d);
+    fs.rmSync(elsewhere, { recursive: true });
     assert.deepEqual(pruneWeightCaches(root, 7000, new Set([inUse])).removed, [], 'within the limit: nothing more');
     assert.deepEqual(pruneWeightCaches(path.join(dir, 'no-such-folder'), 1).removed, []);
   });
@@ -295,7 +306,7 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
       const own = ours.graph.initializerSummary().find((i) => i.external)!.external!.location;
       assert.match(own, new RegExp(`^weights-${process.pid}-[0-9a-f]{12}\\.bin$`));
       assert.equal(readIndex().file, theirs);
-      assert.deepEqual(fs.readdirSync(folder).sort(), ['cache.json', own, theirs, 'source.json'].sort(), 'no partial or temp file left');
+      assert.deepEqual(fs.readdirSync(folder).sort(), ['cache.json', `inuse-${child.stdout}`, `inuse-${process.pid}`, own, theirs, 'source.json'].sort(), 'no partial or temp file left; each process marked the folder in use');
       assert.ok(relL2(ours.dense, reference(src, x, m)) < 0.01, 'this process\'s result from its own data');
       const reopened = WeightCache.open(cacheDir, src, opts);
       assert.equal(reopened.complete, true);
@@ -313,7 +324,7 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
       // A running process's data file stays (it may still load from it), and an older version's
       // weights.bin; a gone writer's data, partial and temp files go.
       const live = `weights-${process.ppid}-0123456789ab.bin`;
-      const dead = [`weights-${child.stdout}-ba9876543210.bin.partial`, `weights-${child.stdout}-aaaaaaaaaaaa.bin`, `.cache.json.${child.stdout}-0123456789ab.tmp`];
+      const dead = [`weights-${child.stdout}-ba9876543210.bin.partial`, `weights-${child.stdout}-aaaaaaaaaaaa.bin`, `.cache.json.${child.stdout}-0123456789ab.tmp`, `inuse-${child.stdout}`];
       for (const f of [live, 'weights.bin', ...dead]) fs.writeFileSync(path.join(folder, f), 'x');
       WeightCache.open(cacheDir, src, opts);
       assert.ok(fs.existsSync(path.join(folder, live)), 'a running process\'s file stays');
@@ -363,7 +374,7 @@ describe('Weights: int8/int4 (MatMulNBits) and fp16 formats', function () {
       nodeFs.writeSync = writeSync;
     }
     const folder = path.join(cacheDir, WeightCache.keyFor(src, opts));
-    assert.deepEqual(fs.readdirSync(folder), [], 'no weights.bin.partial left taking the space');
+    assert.deepEqual(fs.readdirSync(folder), [`inuse-${process.pid}`], 'no partial file left taking the space (only the in-use mark)');
     const ok = await run(src, opts, x, m);
     assert.ok(ok.dense.length > 0);
     assert.equal(WeightCache.open(cacheDir, src, opts).complete, true);

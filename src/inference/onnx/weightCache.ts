@@ -69,7 +69,7 @@ export class WeightCache {
 
   static open(cacheDir: string, src: TensorSource, opts: WeightOptions): WeightCache {
     const dir = path.join(cacheDir, WeightCache.keyFor(src, opts));
-    WeightCache.opened.add(dir);
+    markInUse(dir);
     const open = WeightCache.writing.get(dir);
     if (open) return open;
     const index = readIndex(dir);
@@ -261,13 +261,40 @@ function removeLeftovers(dir: string, keep: string): void {
     return;
   }
   for (const name of names) {
-    const m = WRITER_FILE.exec(name);
+    const m = WRITER_FILE.exec(name) ?? IN_USE.exec(name);
     if (name === keep || !(m ? !processRunning(Number(m[1])) : isStaleTemp(name))) continue;
     try {
       fs.rmSync(path.join(dir, name), { force: true });
     } catch {
       // mapped by a process we cannot see (Windows): next time
     }
+  }
+}
+
+/** A running process's mark in a cache folder it uses: another process's prune or stale sweep leaves the folder. */
+const IN_USE = /^inuse-(\d+)$/;
+
+/** Once per process and folder: this process uses the cache (its sessions map the file, a LoRA rebuild reads it again). */
+function markInUse(dir: string): void {
+  if (WeightCache.opened.has(dir)) return;
+  WeightCache.opened.add(dir);
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, `inuse-${process.pid}`), '');
+  } catch {
+    // a read-only cache folder: nothing to mark, nothing anyone could remove either
+  }
+}
+
+/** Whether another running process has marked the folder in use. */
+function inUseElsewhere(dir: string): boolean {
+  try {
+    return fs.readdirSync(dir).some((name) => {
+      const m = IN_USE.exec(name);
+      return !!m && Number(m[1]) !== process.pid && processRunning(Number(m[1]));
+    });
+  } catch {
+    return false;
   }
 }
 
@@ -296,7 +323,7 @@ function sourceFiles(src: TensorSource): SourceStamp[] {
  * Removes the complete caches whose source file has changed since (a checkpoint downloaded again,
  * replaced, touched): their key can never match again, so without a disk limit each left tens of
  * GB behind for good. A source that is gone (an unplugged drive) may come back: its cache stays;
- * so do those this process opened. Returns the removed folders, their bytes and the changed files.
+ * so do those this process or another running one opened. Returns the removed folders, their bytes and the changed files.
  */
 export function removeStaleWeightCaches(cacheDir: string, keep: ReadonlySet<string> = WeightCache.opened): { removed: string[]; bytes: number; files: string[] } {
   const removed: string[] = [];
@@ -304,7 +331,7 @@ export function removeStaleWeightCaches(cacheDir: string, keep: ReadonlySet<stri
   let bytes = 0;
   for (const name of fs.existsSync(cacheDir) ? fs.readdirSync(cacheDir) : []) {
     const dir = path.join(cacheDir, name);
-    if (keep.has(dir)) continue;
+    if (keep.has(dir) || inUseElsewhere(dir)) continue;
     let changed: string[];
     let size: number;
     try {
@@ -361,7 +388,7 @@ function quantScales(x: Float32Array, rows: number, cols: number, mode: 'per-ten
 
 /**
  * Removes complete weight caches under `cacheDir`, least recently used first, until those left
- * take at most `maxBytes`; the ones this process opened stay (its sessions may map them). Caches
+ * take at most `maxBytes`; the ones this process or another running one opened stay (their sessions may map them). Caches
  * being written (no index yet) are not touched. Returns the removed folders and their bytes, and
  * the bytes left (over maxBytes when the caches in use alone take more).
  */
@@ -382,7 +409,7 @@ export function pruneWeightCaches(cacheDir: string, maxBytes: number, keep: Read
   let freed = 0;
   for (const c of caches.sort((a, b) => a.used - b.used)) {
     if (total <= maxBytes) break;
-    if (keep.has(c.dir)) continue;
+    if (keep.has(c.dir) || inUseElsewhere(c.dir)) continue;
     try {
       fs.rmSync(c.dir, { recursive: true, force: true });
     } catch {
