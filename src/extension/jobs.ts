@@ -132,7 +132,7 @@ export class Jobs {
         (err: unknown) => {
           if (!isActive(job)) return;
           if (this.cancelRequested.has(job.id) || isCancelError(err)) this.finish(job, 'cancelled');
-          else if (lostInQueue(err) && (job.resubmitted ?? 0) < MAX_RESUBMITS) again = true;
+          else if (mayResubmit(job, err)) again = true;
           else this.fail(job, errorMessage(err), errorDetail(err));
         },
       );
@@ -145,7 +145,7 @@ export class Jobs {
       if (!isActive(job)) return;
       if (this.cancelRequested.has(job.id) || isCancelError(err)) return this.finish(job, 'cancelled');
       // The server went away while the request was on its way: it never queued the job.
-      if (lostInQueue(err) && (job.resubmitted ?? 0) < MAX_RESUBMITS) return await this.resubmit(job);
+      if (mayResubmit(job, err)) return await this.resubmit(job);
       this.fail(job, errorMessage(err), errorDetail(err));
     }
   }
@@ -302,9 +302,13 @@ export class Jobs {
 /** Submissions again of one job whose server stopped while it waited (each stop was another job's crash). */
 const MAX_RESUBMITS = 2;
 
-/** The server went away before the job started (serverErrors.JobFailedError's and ServerError's notStarted). */
-function lostInQueue(err: unknown): boolean {
-  return !!err && typeof err === 'object' && (err as { notStarted?: unknown }).notStarted === true;
+/**
+ * The server went away before the job started (serverErrors.JobFailedError's and ServerError's
+ * notStarted), and the job has not been submitted again MAX_RESUBMITS times yet.
+ */
+function mayResubmit(job: Job, err: unknown): boolean {
+  const lost = !!err && typeof err === 'object' && (err as { notStarted?: unknown }).notStarted === true;
+  return lost && (job.resubmitted ?? 0) < MAX_RESUBMITS;
 }
 
 function isCancelError(err: unknown): boolean {

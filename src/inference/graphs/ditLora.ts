@@ -102,6 +102,12 @@ export interface LoraGraphOptions {
  */
 const DOWN_COLUMNS = 128;
 
+/** Rows of A as an 8-bit down-projection: the rank padded to whole output tiles (DOWN_COLUMNS). */
+const paddedRank = (r: number) => Math.ceil(r / DOWN_COLUMNS) * DOWN_COLUMNS;
+
+/** The 8-bit up-projection's block along its K, the rank: no longer than the rank needs. */
+const upBlock = (block: number, r: number) => Math.min(block, Math.max(16, 2 ** Math.ceil(Math.log2(r))));
+
 /**
  * The branch form for a DiT built with these choices (undefined ones: the provider's, OpChoices).
  * The provider's 8-bit branches only beside a base that is quantized itself: an fp8 or fp16 base
@@ -142,7 +148,7 @@ export class LoraGraph {
       let down: Value; // [tokens, r]
       if (this.opts.nbits) {
         // MatMulNBits takes W [N, K]: A [r, in] as it is, its rows padded with zeros to whole output tiles.
-        const rp = Math.ceil(r / DOWN_COLUMNS) * DOWN_COLUMNS;
+        const rp = paddedRank(r);
         let padded = a;
         if (rp !== r) (padded = new Float32Array(rp * inFeatures)).set(a);
         down = this.matMulNBits(x, padded, rp, inFeatures, this.opts.nbits.block, `lora${k}.${linear}.a`, 'lora_down');
@@ -159,8 +165,7 @@ export class LoraGraph {
       // modulation's single row), so `gemm` asks for it where the token count is not.
       const bt16 = () => this.constant(bt, [r, out], `lora${k}.${linear}.bt`);
       if (this.opts.nbits?.products === 'both') {
-        const upBlock = Math.min(this.opts.nbits.block, Math.max(16, 2 ** Math.ceil(Math.log2(r))));
-        y = this.g.op('Add', [y, this.matMulNBits(down, transposed(bt, r, out), out, r, upBlock, `lora${k}.${linear}.b`, 'lora_up')], {}, { name: 'lora_add' });
+        y = this.g.op('Add', [y, this.matMulNBits(down, transposed(bt, r, out), out, r, upBlock(this.opts.nbits.block, r), `lora${k}.${linear}.b`, 'lora_up')], {}, { name: 'lora_add' });
       } else if (this.opts.gemm) {
         y = this.g.op('Gemm', [down, bt16(), y], {}, { name: 'lora_up' });
       } else {
@@ -224,8 +229,8 @@ export function loraFactorBytes(loras: readonly WeightedBranches[], opts: LoraGr
       const inFeatures = b.a.length / r;
       const out = b.bt.length / r;
       // As LoraGraph.apply builds them: the down-projection padded to whole output tiles where 8-bit.
-      bytes += opts.nbits ? nbits(Math.ceil(r / DOWN_COLUMNS) * DOWN_COLUMNS, inFeatures, opts.nbits.block) : r * inFeatures * e;
-      bytes += opts.nbits?.products === 'both' ? nbits(out, r, Math.min(opts.nbits.block, Math.max(16, 2 ** Math.ceil(Math.log2(r))))) : r * out * e;
+      bytes += opts.nbits ? nbits(paddedRank(r), inFeatures, opts.nbits.block) : r * inFeatures * e;
+      bytes += opts.nbits?.products === 'both' ? nbits(out, r, upBlock(opts.nbits.block, r)) : r * out * e;
     }
   }
   return bytes;

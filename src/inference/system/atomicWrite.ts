@@ -79,6 +79,9 @@ export async function cleanStaleTemps(dir: string): Promise<string[]> {
   return removed;
 }
 
+/** Codes of a filesystem without hard links (FAT, some network shares): there a check, then a rename. */
+const NO_LINKS = new Set(['EPERM', 'ENOTSUP', 'ENOSYS', 'EXDEV', 'EOPNOTSUPP']);
+
 /** Moves `tmp` to `dest` only if `dest` does not exist, atomically where the filesystem allows. */
 async function placeNoClobber(tmp: string, dest: string): Promise<void> {
   try {
@@ -86,7 +89,7 @@ async function placeNoClobber(tmp: string, dest: string): Promise<void> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') throw new FileExistsError(dest);
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EXDEV' && code !== 'EOPNOTSUPP') throw err;
+    if (!NO_LINKS.has(code ?? '')) throw err;
     // No hard links here (FAT, some network shares): check, then rename. Racy, but only there.
     if (await exists(dest)) throw new FileExistsError(dest);
     await fs.rename(tmp, dest);
@@ -201,7 +204,7 @@ export function writeFileOnceSync(target: string, data: string | Uint8Array): bo
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') return false;
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EXDEV' && code !== 'EOPNOTSUPP') throw err;
+    if (!NO_LINKS.has(code ?? '')) throw err;
     if (fsSync.existsSync(target)) return false;
     renameSyncRetrying(tmp, target);
     return true;
